@@ -1,0 +1,75 @@
+"""Aplastic anaemia severity from blood counts, exactly as clinical-rules §6 ([S12]).
+
+Counts alone cannot diagnose or grade aplastic anaemia; the caveat is always attached and the
+output never says "non-severe aplastic anaemia".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labservice.core.compare import NO, NOT_ASSESSED, YES, meets, tristate
+from labservice.core.ruleset import Ruleset
+from labservice.core.table import CbcColumns
+
+NOT_APPLICABLE, NOT_SEVERE, INDETERMINATE, SEVERE, VERY_SEVERE = 0, 1, 2, 3, 4
+ASSESSMENT_NAMES = ("not_applicable", "not_severe", "indeterminate", "severe", "very_severe")
+MARROW_NOT_PROVIDED, MARROW_MET, MARROW_NOT_MET = 0, 1, 2
+MARROW_NAMES = ("not_provided", "met", "not_met")
+CAVEAT = (
+    "Counts alone cannot diagnose or grade aplastic anaemia: severity also needs a bone marrow "
+    "cellularity below 25 % (or 25-50 % with below 30 % residual haematopoietic cells) and the "
+    "exclusion of other causes [S12]."
+)
+
+
+@dataclass
+class AplasticAssessment:
+    assessment: np.ndarray  # int8 codes above
+    neutrophils: np.ndarray  # tri-state criterion (a)
+    platelets: np.ndarray  # tri-state criterion (b)
+    reticulocytes: np.ndarray  # tri-state criterion (c)
+    marrow: np.ndarray  # int8 MARROW_*
+    marrow_needs_residual: np.ndarray  # bool: cellularity 25-50 % and residual not sent
+    sources: tuple[str, ...] = ("S12",)
+
+
+def assess_aplastic(cols: CbcColumns, applicable: np.ndarray, rs: Ruleset) -> AplasticAssessment:
+    v = cols.values
+    a = tristate(v["neutrophils"], rs.threshold("aa_neutrophils"))
+    b = tristate(v["platelets"], rs.threshold("aa_platelets"))
+    retic_bound = np.where(cols.reticulocyte_manual, rs.value("aa_reticulocytes_manual"),
+                           rs.value("aa_reticulocytes_automated"))
+    c = np.where(v["reticulocytes"] < retic_bound, YES, NO).astype(np.int8)
+    c[np.isnan(v["reticulocytes"])] = NOT_ASSESSED
+    met = (a == YES).astype(np.int8) + (b == YES) + (c == YES)
+    unknown = (a == NOT_ASSESSED).astype(np.int8) + (b == NOT_ASSESSED) + (c == NOT_ASSESSED)
+    need = rs.value("aa_min_criteria")
+    severe = met >= need
+    very_severe = severe & meets(v["neutrophils"], rs.threshold("aa_very_severe_neutrophils"))
+    # Indeterminate: not yet severe, but the counts not sent could still make it so
+    # (the rules' case: exactly one of (a)(b) met and no reticulocyte count).
+    indeterminate = ~severe & (met + unknown >= need)
+    assessment = np.select(
+        [~applicable, very_severe, severe, indeterminate],
+        [NOT_APPLICABLE, VERY_SEVERE, SEVERE, INDETERMINATE],
+        NOT_SEVERE,
+    ).astype(np.int8)
+    marrow, needs_residual = marrow_criterion(cols, rs)
+    return AplasticAssessment(assessment, a, b, c, marrow, needs_residual)
+
+
+def marrow_criterion(cols: CbcColumns, rs: Ruleset) -> tuple[np.ndarray, np.ndarray]:
+    cell, residual = cols.marrow_cellularity, cols.marrow_residual
+    low = meets(cell, rs.threshold("marrow_cellularity_met"))
+    partial = ~low & meets(cell, rs.threshold("marrow_cellularity_partial_max")) & ~np.isnan(cell)
+    residual_low = meets(residual, rs.threshold("marrow_residual_met"))
+    needs_residual = partial & np.isnan(residual)
+    marrow = np.select(
+        [np.isnan(cell), low, partial & residual_low, needs_residual],
+        [MARROW_NOT_PROVIDED, MARROW_MET, MARROW_MET, MARROW_NOT_PROVIDED],
+        MARROW_NOT_MET,
+    ).astype(np.int8)
+    return marrow, needs_residual

@@ -1,0 +1,437 @@
+"""Load and validate the rule tables in `reference_ranges/`: every threshold the engine uses.
+
+The engine reads numbers only from here. Loading is strict: a malformed row stops the service
+with the file and line, because a silently skipped threshold is a wrong answer later.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labservice.core.units import UnitTable, normalise_unit_key
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "reference_ranges"
+RANGE_FILES = ("adults.csv", "children.csv")
+DUFFY_FILE = "duffy_null.csv"
+OPERATORS = ("<", "<=", ">", ">=")
+SEXES = ("any", "female", "male")
+PREGNANCY_STATES = ("no", "trimester_1", "trimester_2", "trimester_3", "trimester_unknown")
+
+
+class RulesetError(ValueError):
+    """A rule table is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Analyte:
+    name: str
+    label: str
+    canonical_unit: str
+    unit_kind: str
+    loinc: tuple[str, ...]
+    typical: float
+    plausible_min: float
+    min_op: str
+    plausible_max: float
+    max_op: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Threshold:
+    key: str
+    analyte: str
+    operator: str
+    value: float
+    unit: str
+    sources: tuple[str, ...]
+    meaning: str
+
+
+@dataclass(frozen=True)
+class RangeRow:
+    analyte: str
+    loinc: str
+    unit: str
+    sex: str
+    age_low_days: float
+    age_high_days: float
+    low: float
+    high: float
+    source: str
+    where: str  # file:line, for messages
+
+
+@dataclass(frozen=True)
+class CtcaeRow:
+    version: str
+    analyte: str
+    grade: int
+    operator: str
+    bound: float | None  # None means "below the lower limit of normal" (LLN)
+    sources: tuple[str, ...]
+    note: str
+
+
+@dataclass(frozen=True)
+class Band:
+    scheme: str
+    label: str
+    lower: float
+    lower_op: str
+    upper: float
+    upper_op: str
+    unit: str
+    sources: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class AnemiaCutoff:
+    sex: str
+    age_low_days: float
+    age_high_days: float
+    pregnancy: str
+    cutoff: float
+    sources: tuple[str, ...]
+    population: str
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """Every table the engine needs, validated, with a content hash as its version."""
+
+    analytes: dict[str, Analyte]
+    units: UnitTable
+    thresholds: dict[str, Threshold]
+    ranges: tuple[RangeRow, ...]
+    duffy_ranges: tuple[RangeRow, ...]
+    ctcae: tuple[CtcaeRow, ...]
+    bands: dict[str, tuple[Band, ...]]
+    anemia_cutoffs: tuple[AnemiaCutoff, ...]
+    sources: dict[str, str]
+    version: str
+    directory: Path
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def threshold(self, key: str) -> Threshold:
+        return self.thresholds[key]
+
+    def value(self, key: str) -> float:
+        return self.thresholds[key].value
+
+    def cite(self, tags: Iterable[str]) -> list[str]:
+        """Full citations for source tags, in order, without repeats."""
+        out: list[str] = []
+        for tag in tags:
+            text = f"[{tag}] {self.sources[tag]}" if tag in self.sources else tag
+            if text not in out:
+                out.append(text)
+        return out
+
+    def ctcae_versions(self) -> tuple[str, ...]:
+        return tuple(sorted({row.version for row in self.ctcae}))
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    if not path.exists():
+        raise RulesetError(f"{path}: file is missing")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = tuple(reader.fieldnames or ())
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise RulesetError(f"{path}:1: missing column(s) {', '.join(missing)}")
+        rows = []
+        for row in reader:
+            if not any((value or "").strip() for value in row.values()):
+                continue
+            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}))
+        return rows
+
+
+def _number(text: str, where: str, column: str, *, blank: float | None = None) -> float:
+    if text == "" and blank is not None:
+        return blank
+    try:
+        value = float(text)
+    except ValueError:
+        raise RulesetError(f"{where}: column {column}: {text!r} is not a number") from None
+    if math.isnan(value):
+        raise RulesetError(f"{where}: column {column}: NaN is not allowed")
+    return value
+
+
+def _operator(text: str, where: str, column: str) -> str:
+    if text not in OPERATORS:
+        raise RulesetError(f"{where}: column {column}: operator {text!r} is not one of {OPERATORS}")
+    return text
+
+
+def _tags(text: str) -> tuple[str, ...]:
+    return tuple(tag.strip() for tag in text.split(";") if tag.strip())
+
+
+def _load_analytes(directory: Path) -> dict[str, Analyte]:
+    path = directory / "analytes.csv"
+    out: dict[str, Analyte] = {}
+    for line, row in _rows(path, ("analyte", "canonical_unit", "unit_kind", "plausible_min")):
+        where = f"{path}:{line}"
+        name = row["analyte"]
+        if name in out:
+            raise RulesetError(f"{where}: analyte {name!r} is listed twice")
+        out[name] = Analyte(
+            name=name,
+            label=row.get("label") or name,
+            canonical_unit=row["canonical_unit"],
+            unit_kind=row["unit_kind"],
+            loinc=tuple(row.get("loinc", "").split()),
+            typical=_number(row["typical"], where, "typical"),
+            plausible_min=_number(row["plausible_min"], where, "plausible_min"),
+            min_op=_operator(row["min_op"], where, "min_op"),
+            plausible_max=_number(row["plausible_max"], where, "plausible_max"),
+            max_op=_operator(row["max_op"], where, "max_op"),
+            source=row.get("source", ""),
+        )
+    return out
+
+
+def _load_units(directory: Path, analytes: dict[str, Analyte]) -> UnitTable:
+    path = directory / "units.csv"
+    table = UnitTable()
+    for line, row in _rows(path, ("kind", "unit", "factor")):
+        where = f"{path}:{line}"
+        factor = None if row["factor"] == "" else _number(row["factor"], where, "factor")
+        if factor is not None and factor <= 0:
+            raise RulesetError(f"{where}: factor must be positive")
+        table.add(row["kind"], row["unit"], factor, row.get("note", ""), where)
+    for analyte in analytes.values():
+        if analyte.unit_kind not in table.kinds():
+            raise RulesetError(f"{path}: no units for kind {analyte.unit_kind!r} ({analyte.name})")
+        if table.factor(analyte.unit_kind, analyte.canonical_unit) != 1:
+            raise RulesetError(
+                f"{directory / 'analytes.csv'}: canonical unit {analyte.canonical_unit!r} of "
+                f"{analyte.name} must have factor 1 in units.csv"
+            )
+    return table
+
+
+def _load_ranges(path: Path, analytes: dict[str, Analyte], units: UnitTable) -> list[RangeRow]:
+    required = ("analyte", "unit", "sex", "age_low_days", "age_high_days", "low", "high", "source")
+    out = []
+    for line, row in _rows(path, required):
+        where = f"{path}:{line}"
+        name = row["analyte"]
+        if name not in analytes:
+            raise RulesetError(f"{where}: unknown analyte {name!r}")
+        analyte = analytes[name]
+        factor = units.factor(analyte.unit_kind, row["unit"])
+        if factor is None:
+            raise RulesetError(f"{where}: unknown unit {row['unit']!r} for {name}")
+        if row["sex"] not in SEXES:
+            raise RulesetError(f"{where}: sex {row['sex']!r} is not one of {SEXES}")
+        age_low = _number(row["age_low_days"], where, "age_low_days")
+        age_high = _number(row["age_high_days"], where, "age_high_days")
+        if not age_low < age_high:
+            raise RulesetError(f"{where}: age_low_days {age_low} is not below age_high_days {age_high}")
+        low = _number(row["low"], where, "low") * factor
+        high = _number(row["high"], where, "high") * factor
+        if not low < high:
+            raise RulesetError(f"{where}: low {row['low']} is not below high {row['high']}")
+        if not row["source"]:
+            raise RulesetError(f"{where}: source is empty")
+        out.append(
+            RangeRow(name, row.get("loinc", ""), analyte.canonical_unit, row["sex"], age_low,
+                     age_high, low, high, row["source"], where)
+        )
+    return out
+
+
+def _check_overlaps(rows: list[RangeRow]) -> None:
+    """Two rows for one analyte whose sexes meet and whose age bands overlap are ambiguous."""
+    by_analyte: dict[str, list[RangeRow]] = {}
+    for row in rows:
+        by_analyte.setdefault(row.analyte, []).append(row)
+    for group in by_analyte.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                sexes_meet = a.sex == b.sex or "any" in (a.sex, b.sex)
+                ages_overlap = a.age_low_days < b.age_high_days and b.age_low_days < a.age_high_days
+                if sexes_meet and ages_overlap:
+                    raise RulesetError(
+                        f"{b.where}: {b.analyte} band {b.sex} {b.age_low_days}-{b.age_high_days} days "
+                        f"overlaps {a.where}"
+                    )
+
+
+def _load_thresholds(directory: Path, analytes: dict[str, Analyte], units: UnitTable) -> dict[str, Threshold]:
+    path = directory / "thresholds.csv"
+    out: dict[str, Threshold] = {}
+    for line, row in _rows(path, ("key", "analyte", "operator", "value", "unit", "source")):
+        where = f"{path}:{line}"
+        if row["key"] in out:
+            raise RulesetError(f"{where}: key {row['key']!r} is listed twice")
+        value = _number(row["value"], where, "value")
+        name = row["analyte"]
+        if name in analytes:
+            factor = units.factor(analytes[name].unit_kind, row["unit"])
+            if factor is None:
+                raise RulesetError(f"{where}: unknown unit {row['unit']!r} for {name}")
+            value *= factor
+        if not row["source"]:
+            raise RulesetError(f"{where}: source is empty")
+        out[row["key"]] = Threshold(row["key"], name, _operator(row["operator"], where, "operator"),
+                                    value, row["unit"], _tags(row["source"]), row.get("meaning", ""))
+    return out
+
+
+def _load_ctcae(directory: Path, analytes: dict[str, Analyte], units: UnitTable) -> list[CtcaeRow]:
+    path = directory / "ctcae.csv"
+    out = []
+    for line, row in _rows(path, ("version", "analyte", "grade", "operator", "bound", "unit", "source")):
+        where = f"{path}:{line}"
+        name = row["analyte"]
+        if name not in analytes:
+            raise RulesetError(f"{where}: unknown analyte {name!r}")
+        factor = units.factor(analytes[name].unit_kind, row["unit"])
+        if factor is None:
+            raise RulesetError(f"{where}: unknown unit {row['unit']!r} for {name}")
+        bound = None if row["bound"] == "LLN" else _number(row["bound"], where, "bound") * factor
+        grade = int(_number(row["grade"], where, "grade"))
+        if grade not in (1, 2, 3, 4):
+            raise RulesetError(f"{where}: grade must be 1-4")
+        out.append(CtcaeRow(row["version"], name, grade, _operator(row["operator"], where, "operator"),
+                            bound, _tags(row["source"]), row.get("note", "")))
+    return out
+
+
+def _load_bands(directory: Path) -> dict[str, tuple[Band, ...]]:
+    path = directory / "bands.csv"
+    out: dict[str, list[Band]] = {}
+    for line, row in _rows(path, ("scheme", "label", "lower", "lower_op", "upper", "upper_op", "source")):
+        where = f"{path}:{line}"
+        lower = _number(row["lower"], where, "lower", blank=-math.inf)
+        upper = _number(row["upper"], where, "upper", blank=math.inf)
+        lower_op = _operator(row["lower_op"] or ">=", where, "lower_op")
+        upper_op = _operator(row["upper_op"] or "<", where, "upper_op")
+        if lower_op not in (">", ">=") or upper_op not in ("<", "<="):
+            raise RulesetError(f"{where}: lower_op must be > or >=, upper_op < or <=")
+        if not lower < upper:
+            raise RulesetError(f"{where}: lower {lower} is not below upper {upper}")
+        out.setdefault(row["scheme"], []).append(
+            Band(row["scheme"], row["label"], lower, lower_op, upper, upper_op, row.get("unit", ""),
+                 _tags(row["source"]), row.get("text", ""))
+        )
+    return {scheme: tuple(bands) for scheme, bands in out.items()}
+
+
+def _load_anemia_cutoffs(directory: Path) -> list[AnemiaCutoff]:
+    path = directory / "anemia_cutoffs.csv"
+    out = []
+    for line, row in _rows(path, ("sex", "age_low_days", "age_high_days", "pregnancy", "cutoff", "source")):
+        where = f"{path}:{line}"
+        if row["sex"] not in SEXES:
+            raise RulesetError(f"{where}: sex {row['sex']!r} is not one of {SEXES}")
+        if row["pregnancy"] not in PREGNANCY_STATES:
+            raise RulesetError(f"{where}: pregnancy {row['pregnancy']!r} is not one of {PREGNANCY_STATES}")
+        low = _number(row["age_low_days"], where, "age_low_days")
+        high = _number(row["age_high_days"], where, "age_high_days")
+        if not low < high:
+            raise RulesetError(f"{where}: age_low_days is not below age_high_days")
+        out.append(AnemiaCutoff(row["sex"], low, high, row["pregnancy"],
+                                _number(row["cutoff"], where, "cutoff"), _tags(row["source"]),
+                                row.get("population", "")))
+    return out
+
+
+def _load_sources(directory: Path) -> dict[str, str]:
+    path = directory / "sources.csv"
+    return {row["tag"]: row["citation"] for _, row in _rows(path, ("tag", "citation"))}
+
+
+def _check_source_tags(ruleset_sources: dict[str, str], tags: Iterable[tuple[str, str]]) -> None:
+    for where, tag in tags:
+        if tag not in ruleset_sources:
+            raise RulesetError(f"{where}: source tag {tag!r} is not in sources.csv")
+
+
+def _version(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.csv")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return "v1-" + digest.hexdigest()[:12]
+
+
+def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
+    """Read and validate every table; raise RulesetError naming the file and line on any fault."""
+    base = Path(directory) if directory is not None else DEFAULT_DIR
+    analytes = _load_analytes(base)
+    units = _load_units(base, analytes)
+    ranges: list[RangeRow] = []
+    for name in RANGE_FILES:
+        if (base / name).exists() or name == "adults.csv":
+            ranges.extend(_load_ranges(base / name, analytes, units))
+    _check_overlaps(ranges)
+    duffy = _load_ranges(base / DUFFY_FILE, analytes, units)
+    _check_overlaps(duffy)
+    thresholds = _load_thresholds(base, analytes, units)
+    ctcae = _load_ctcae(base, analytes, units)
+    bands = _load_bands(base)
+    cutoffs = _load_anemia_cutoffs(base)
+    sources = _load_sources(base)
+    _check_source_tags(sources, [(f"thresholds.csv {t.key}", tag) for t in thresholds.values() for tag in t.sources
+                                 if not tag.startswith("clinical-rules")])
+    _check_source_tags(sources, [(f"bands.csv {b.scheme}.{b.label}", tag)
+                                 for group in bands.values() for b in group for tag in b.sources])
+    ruleset = Ruleset(analytes, units, thresholds, tuple(ranges), tuple(duffy), tuple(ctcae), bands,
+                      tuple(cutoffs), sources, _version(base), base)
+    _check_required(ruleset)
+    return ruleset
+
+
+REQUIRED_THRESHOLDS = (
+    "thrombocytopenia", "thrombocytopenia_often_benign", "thrombocytosis", "neutropenia",
+    "neutropenia_duffy_null", "duffy_caveat_from", "critical_platelets_low", "critical_platelets_high",
+    "critical_neutrophils_low", "critical_hemoglobin_low", "critical_wbc_low", "critical_wbc_high",
+    "marrow_failure_hemoglobin", "marrow_failure_neutrophils", "marrow_failure_platelets",
+    "marrow_failure_min_criteria", "aa_neutrophils", "aa_platelets", "aa_reticulocytes_automated",
+    "aa_reticulocytes_manual", "aa_min_criteria", "aa_very_severe_neutrophils", "marrow_cellularity_met",
+    "marrow_cellularity_partial_max", "marrow_residual_met", "febrile_neutropenia", "child_age_years",
+    "gestational_platelets_from", "gestational_platelets_below", "gestational_platelets_usual",
+    "urgent_lesions_platelets", "soon_platelets", "soon_neutrophils", "hematocrit_bare_fraction",
+    "infant_age_days", "adult_age_years", "anemia_severity_from_age_years",
+)
+REQUIRED_BANDS = ("platelet_bleeding_risk", "neutropenia_severity", "anemia_severity_adult", "lesion_size",
+                  "skin_attribution", "skin_escalate", "skin_expected")
+
+
+def _check_required(ruleset: Ruleset) -> None:
+    missing = [key for key in REQUIRED_THRESHOLDS if key not in ruleset.thresholds]
+    if missing:
+        raise RulesetError(f"{ruleset.directory / 'thresholds.csv'}: missing key(s) {', '.join(missing)}")
+    missing = [key for key in REQUIRED_BANDS if key not in ruleset.bands]
+    if missing:
+        raise RulesetError(f"{ruleset.directory / 'bands.csv'}: missing scheme(s) {', '.join(missing)}")
+    if "5.0" not in ruleset.ctcae_versions():
+        raise RulesetError(f"{ruleset.directory / 'ctcae.csv'}: CTCAE 5.0 rows are required")
+
+
+_DEFAULT: Ruleset | None = None
+
+
+def default_ruleset() -> Ruleset:
+    """The ruleset from LABSERVICE_REFERENCE_RANGES (or the packaged directory), loaded once."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_ruleset(os.environ.get("LABSERVICE_REFERENCE_RANGES") or None)
+    return _DEFAULT
+
+
+__all__ = ["Ruleset", "RulesetError", "default_ruleset", "load_ruleset", "normalise_unit_key"]

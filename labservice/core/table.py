@@ -1,0 +1,156 @@
+"""The columnar CBC table: the one shape every adapter produces and the engine consumes.
+
+One row per CBC. Analyte columns hold canonical units (NaN = not sent). Tri-state context
+(pregnant, duffy_null, fever, platelet_clumps) is 1.0 / 0.0 / NaN so that "not stated" stays
+distinct from "no". Skin lesions are a second, long table keyed by the CBC row number.
+
+Adapters may hand the engine a pandas DataFrame (batches) or a plain mapping of numpy arrays
+(single requests, where building a DataFrame would cost more than interpreting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+ANALYTES = (
+    "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
+    "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent", "neutrophils_percent",
+)
+# Analytes whose lab range may be sent as `<analyte>_ref_low` / `<analyte>_ref_high`.
+RANGE_SUFFIXES = ("_ref_low", "_ref_high")
+SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
+TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
+NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
+TEXT_COLUMNS = ("sex", "reticulocyte_method", "ctcae_version")
+BOOL_COLUMNS = ("skin_reported",)
+LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable")
+LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
+
+
+@dataclass
+class CbcColumns:
+    """The engine's view of a CBC table: numpy arrays only, all of length n."""
+
+    n: int
+    values: dict[str, np.ndarray]  # analyte -> float64 canonical values
+    ref_low: dict[str, np.ndarray]  # analyte -> float64 lab range low (NaN = not sent)
+    ref_high: dict[str, np.ndarray]
+    derived: dict[str, np.ndarray]  # analyte -> bool, computed rather than measured
+    sex: np.ndarray  # int8 codes of SEX_CODES
+    age_years: np.ndarray
+    pregnant: np.ndarray
+    pregnancy_trimester: np.ndarray
+    duffy_null: np.ndarray
+    fever: np.ndarray
+    platelet_clumps: np.ndarray
+    skin_reported: np.ndarray
+    reticulocyte_manual: np.ndarray  # bool
+    reticulocyte_method_known: np.ndarray  # bool
+    marrow_cellularity: np.ndarray
+    marrow_residual: np.ndarray
+    ctcae_version: np.ndarray  # object array of version strings
+    lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
+
+
+def _column(table, name: str, n: int) -> np.ndarray | None:
+    if name not in table:
+        return None
+    column = table[name]
+    array = column.to_numpy() if hasattr(column, "to_numpy") else np.asarray(column)
+    if array.shape != (n,):
+        array = np.broadcast_to(array, (n,))
+    return array
+
+
+def _floats(array: np.ndarray | None, n: int) -> np.ndarray:
+    if array is None:
+        return np.full(n, np.nan)
+    if array.dtype.kind == "f":
+        return array.astype(np.float64, copy=False)
+    if array.dtype.kind in "iub":
+        return array.astype(np.float64)
+    # Object columns (None / pd.NA / bool / number), converted in C by pandas.
+    return pd.to_numeric(pd.Series(array), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _texts(array: np.ndarray | None, n: int, default: str) -> np.ndarray:
+    """An object array of strings; missing entries (None, NA, '') become `default`."""
+    if array is None:
+        return np.full(n, default, dtype=object)
+    if array.dtype.kind == "U" and not (array == "").any():
+        return array  # already clean (the JSON adapter builds these)
+    series = pd.Series(np.asarray(array, dtype=object))
+    return series.where(series.notna() & (series != ""), default).to_numpy(dtype=object)
+
+
+def _table_length(table) -> int:
+    if hasattr(table, "shape") and hasattr(table, "columns"):
+        return int(table.shape[0])
+    lengths = {len(np.atleast_1d(table[key])) for key in table if key != "lesions"}
+    if len(lengths) > 1:
+        raise ValueError(f"columns differ in length: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def to_columns(table: Mapping | object, lesions: Mapping | object | None = None) -> CbcColumns:
+    """Read a DataFrame or a mapping of arrays into CbcColumns (no copies for float columns)."""
+    n = _table_length(table)
+    values = {a: _floats(_column(table, a, n), n) for a in ANALYTES}
+    ref_low = {a: _floats(_column(table, a + "_ref_low", n), n) for a in ANALYTES}
+    ref_high = {a: _floats(_column(table, a + "_ref_high", n), n) for a in ANALYTES}
+    derived = {}
+    for a in ANALYTES:
+        flag = _column(table, a + "_derived", n)
+        derived[a] = np.zeros(n, dtype=bool) if flag is None else _floats(flag, n) == 1.0
+    sex_text = _texts(_column(table, "sex", n), n, "unknown")
+    sex = np.zeros(n, dtype=np.int8)
+    sex[sex_text == "female"] = SEX_CODES["female"]
+    sex[sex_text == "male"] = SEX_CODES["male"]
+    method = _texts(_column(table, "reticulocyte_method", n), n, "")
+    skin = _column(table, "skin_reported", n)
+    if lesions is None and isinstance(table, Mapping):
+        lesions = table.get("lesions")
+    return CbcColumns(
+        n=n,
+        values=values,
+        ref_low=ref_low,
+        ref_high=ref_high,
+        derived=derived,
+        sex=sex,
+        age_years=_floats(_column(table, "age_years", n), n),
+        pregnant=_floats(_column(table, "pregnant", n), n),
+        pregnancy_trimester=_floats(_column(table, "pregnancy_trimester", n), n),
+        duffy_null=_floats(_column(table, "duffy_null", n), n),
+        fever=_floats(_column(table, "fever", n), n),
+        platelet_clumps=_floats(_column(table, "platelet_clumps", n), n),
+        skin_reported=np.zeros(n, dtype=bool) if skin is None else _floats(skin, n) == 1.0,
+        reticulocyte_manual=method == "manual",
+        reticulocyte_method_known=(method == "manual") | (method == "automated"),
+        marrow_cellularity=_floats(_column(table, "marrow_cellularity", n), n),
+        marrow_residual=_floats(_column(table, "marrow_residual", n), n),
+        ctcae_version=_texts(_column(table, "ctcae_version", n), n, "5.0"),
+        lesions=_lesion_columns(lesions),
+    )
+
+
+def _lesion_columns(lesions) -> dict[str, np.ndarray]:
+    if lesions is None:
+        return {
+            "row": np.zeros(0, dtype=np.int64),
+            "type": np.zeros(0, dtype=object),
+            "size_mm": np.zeros(0),
+            "blanching": np.zeros(0),
+            "palpable": np.zeros(0),
+        }
+    m = len(lesions["row"])
+    return {
+        "row": np.asarray(lesions["row"], dtype=np.int64),
+        "type": _texts(np.asarray(lesions["type"], dtype=object) if "type" in lesions else None, m, ""),
+        "size_mm": _floats(np.asarray(lesions["size_mm"]) if "size_mm" in lesions else None, m),
+        "blanching": _floats(np.asarray(lesions["blanching"]) if "blanching" in lesions else None, m),
+        "palpable": _floats(np.asarray(lesions["palpable"]) if "palpable" in lesions else None, m),
+    }
