@@ -26,39 +26,59 @@ class AnemiaCutoffs:
     state: np.ndarray  # int8 YES / NO / NOT_ASSESSED
 
 
-def _pregnancy_state(cols: CbcColumns) -> np.ndarray:
-    state = np.full(cols.n, "no", dtype=object)
-    pregnant = cols.pregnant == 1.0
-    trimester = cols.pregnancy_trimester
-    state[pregnant] = "trimester_unknown"
-    for t in (1, 2, 3):
-        state[pregnant & (trimester == t)] = f"trimester_{t}"
-    return state
+PREGNANCY_CODES = {"no": 0, "trimester_1": 1, "trimester_2": 2, "trimester_3": 3, "trimester_unknown": 4}
+
+
+@dataclass(frozen=True)
+class _CompiledCutoffs:
+    sex: np.ndarray  # -1 any, else SEX_CODES
+    age_low: np.ndarray
+    age_high: np.ndarray
+    pregnancy: np.ndarray
+    cutoff: np.ndarray
+
+
+def _compiled(ruleset: Ruleset) -> _CompiledCutoffs:
+    key = ("anemia_cutoffs",)
+    if key not in ruleset._cache:
+        rows = ruleset.anemia_cutoffs
+        ruleset._cache[key] = _CompiledCutoffs(
+            sex=np.array([-1 if r.sex == "any" else SEX_CODES[r.sex] for r in rows]),
+            age_low=np.array([r.age_low_days for r in rows]),
+            age_high=np.array([r.age_high_days for r in rows]),
+            pregnancy=np.array([PREGNANCY_CODES[r.pregnancy] for r in rows]),
+            cutoff=np.array([r.cutoff for r in rows]),
+        )
+    return ruleset._cache[key]
 
 
 def anemia_cutoffs(cols: CbcColumns, ruleset: Ruleset) -> AnemiaCutoffs:
+    """Cut-off rows matched by broadcasting rows x cut-off table (a handful of table rows)."""
+    table = _compiled(ruleset)
     adult_days = ruleset.value("adult_age_years") * DAYS_PER_YEAR
-    age_days = np.where(np.isnan(cols.age_years), adult_days, cols.age_years * DAYS_PER_YEAR)
-    pregnancy = _pregnancy_state(cols)
+    age_days = cols.age_years * DAYS_PER_YEAR
+    age_days[np.isnan(age_days)] = adult_days
     pregnant = cols.pregnant == 1.0
+    pregnancy = np.zeros(cols.n, dtype=np.int8)
+    pregnancy[pregnant] = PREGNANCY_CODES["trimester_unknown"]
+    for t in (1, 2, 3):
+        pregnancy[pregnant & (cols.pregnancy_trimester == t)] = t
     # A pregnant patient of unstated sex is female for this purpose.
-    sex = np.where(pregnant & (cols.sex == SEX_CODES["unknown"]), SEX_CODES["female"], cols.sex)
-    low = np.full(cols.n, np.nan)
-    high = np.full(cols.n, np.nan)
-    row_index = np.full(cols.n, -1, dtype=np.int16)
-    for i, row in enumerate(ruleset.anemia_cutoffs):
-        if row.sex == "any":
-            sex_ok = np.ones(cols.n, dtype=bool)
-        else:
-            sex_ok = (sex == SEX_CODES[row.sex]) | (sex == SEX_CODES["unknown"])
-        hit = sex_ok & (age_days >= row.age_low_days) & (age_days < row.age_high_days) & (pregnancy == row.pregnancy)
-        if not hit.any():
-            continue
-        low = np.where(hit, np.fmin(low, row.cutoff), low)
-        high = np.where(hit, np.fmax(high, row.cutoff), high)
-        row_index = np.where(hit & ((row_index < 0) | (sex == SEX_CODES.get(row.sex, -9))), i, row_index).astype(np.int16)
+    sex = cols.sex.copy()
+    sex[pregnant & (sex == SEX_CODES["unknown"])] = SEX_CODES["female"]
+    sex_col = sex[:, None]
+    exact = (table.sex == -1) | (sex_col == table.sex)
+    hit = ((exact | (sex_col == SEX_CODES["unknown"])) & (age_days[:, None] >= table.age_low)
+           & (age_days[:, None] < table.age_high) & (pregnancy[:, None] == table.pregnancy))
+    low = np.where(hit, table.cutoff, np.inf).min(axis=1)
+    high = np.where(hit, table.cutoff, -np.inf).max(axis=1)
+    matched = hit.any(axis=1)
+    low[~matched] = np.nan
+    high[~matched] = np.nan
+    preferred = hit & exact
+    row_index = np.where(preferred.any(axis=1), preferred.argmax(axis=1), np.where(matched, hit.argmax(axis=1), -1))
     hb = cols.values["hemoglobin"]
     state = np.full(cols.n, NOT_ASSESSED, dtype=np.int8)
     state[hb < low] = YES
     state[hb >= high] = NO
-    return AnemiaCutoffs(low, high, row_index, state)
+    return AnemiaCutoffs(low, high, row_index.astype(np.int16), state)

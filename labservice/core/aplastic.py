@@ -42,7 +42,7 @@ def assess_aplastic(cols: CbcColumns, applicable: np.ndarray, rs: Ruleset) -> Ap
     b = tristate(v["platelets"], rs.threshold("aa_platelets"))
     retic_bound = np.where(cols.reticulocyte_manual, rs.value("aa_reticulocytes_manual"),
                            rs.value("aa_reticulocytes_automated"))
-    c = np.where(v["reticulocytes"] < retic_bound, YES, NO).astype(np.int8)
+    c = (v["reticulocytes"] < retic_bound).astype(np.int8)  # YES = 1, NO = 0
     c[np.isnan(v["reticulocytes"])] = NOT_ASSESSED
     met = (a == YES).astype(np.int8) + (b == YES) + (c == YES)
     unknown = (a == NOT_ASSESSED).astype(np.int8) + (b == NOT_ASSESSED) + (c == NOT_ASSESSED)
@@ -52,11 +52,11 @@ def assess_aplastic(cols: CbcColumns, applicable: np.ndarray, rs: Ruleset) -> Ap
     # Indeterminate: not yet severe, but the counts not sent could still make it so
     # (the rules' case: exactly one of (a)(b) met and no reticulocyte count).
     indeterminate = ~severe & (met + unknown >= need)
-    assessment = np.select(
-        [~applicable, very_severe, severe, indeterminate],
-        [NOT_APPLICABLE, VERY_SEVERE, SEVERE, INDETERMINATE],
-        NOT_SEVERE,
-    ).astype(np.int8)
+    assessment = np.full(cols.n, NOT_SEVERE, dtype=np.int8)
+    assessment[indeterminate] = INDETERMINATE
+    assessment[severe] = SEVERE
+    assessment[very_severe] = VERY_SEVERE
+    assessment[~applicable] = NOT_APPLICABLE
     marrow, needs_residual = marrow_criterion(cols, rs)
     return AplasticAssessment(assessment, a, b, c, marrow, needs_residual)
 
@@ -67,9 +67,7 @@ def marrow_criterion(cols: CbcColumns, rs: Ruleset) -> tuple[np.ndarray, np.ndar
     partial = ~low & meets(cell, rs.threshold("marrow_cellularity_partial_max")) & ~np.isnan(cell)
     residual_low = meets(residual, rs.threshold("marrow_residual_met"))
     needs_residual = partial & np.isnan(residual)
-    marrow = np.select(
-        [np.isnan(cell), low, partial & residual_low, needs_residual],
-        [MARROW_NOT_PROVIDED, MARROW_MET, MARROW_MET, MARROW_NOT_PROVIDED],
-        MARROW_NOT_MET,
-    ).astype(np.int8)
+    marrow = np.full(cols.n, MARROW_NOT_MET, dtype=np.int8)
+    marrow[needs_residual | np.isnan(cell)] = MARROW_NOT_PROVIDED
+    marrow[low | (partial & residual_low)] = MARROW_MET
     return marrow, needs_residual

@@ -24,3 +24,4 @@ def _fill(cols: CbcColumns, analyte: str, computed: np.ndarray) -> None:
     if gap.any():
         cols.values[analyte] = np.where(gap, computed, current)
         cols.derived[analyte] = cols.derived[analyte] | gap
+        cols.mark_changed()

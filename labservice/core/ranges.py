@@ -3,6 +3,9 @@
 Fallback lookup is by sex and age band (clinical-rules §2). With the sex unknown the range is the
 envelope of the female and male rows (lowest low, highest high); with the age unknown the adult
 band is used. Both are recorded so the output can say so.
+
+The fallback tables are compiled once into arrays indexed by (sex code, age segment, analyte),
+so a lookup is one searchsorted plus one fancy index per analyte, for one row or a million.
 """
 
 from __future__ import annotations
@@ -27,55 +30,65 @@ class RangeInUse:
     low: np.ndarray
     high: np.ndarray
     origin: np.ndarray  # int8 ORIGIN_*
-    row_index: np.ndarray  # int16 index into the table's rows (-1: none), for the source text
+    row_index: np.ndarray  # int16 index into `table` of the fallback row used (-1: none)
     envelope: np.ndarray  # bool: sex unknown, envelope of female and male rows
     table: tuple[RangeRow, ...]
 
 
 @dataclass(frozen=True)
-class _BandIndex:
-    """One analyte's fallback rows for one sex, sorted by age, as arrays for searchsorted."""
+class CompiledRanges:
+    """Fallback rows as arrays [sex code, age segment, analyte]; the last segment means "no band"."""
 
-    age_low: np.ndarray
-    age_high: np.ndarray
+    edges: np.ndarray
     low: np.ndarray
     high: np.ndarray
     row: np.ndarray
+    envelope: np.ndarray
 
-    def lookup(self, age_days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.age_low.size == 0:
-            nan = np.full(age_days.shape, np.nan)
-            return nan, nan.copy(), np.full(age_days.shape, -1, dtype=np.int16)
-        i = np.searchsorted(self.age_low, age_days, side="right") - 1
-        clipped = np.clip(i, 0, None)
-        hit = (i >= 0) & (age_days < self.age_high[clipped])
-        low = np.where(hit, self.low[clipped], np.nan)
-        high = np.where(hit, self.high[clipped], np.nan)
-        row = np.where(hit, self.row[clipped], -1).astype(np.int16)
-        return low, high, row
+    def segment(self, age_days: np.ndarray) -> np.ndarray:
+        seg = np.searchsorted(self.edges, age_days, side="right") - 1
+        seg[(seg < 0) | (seg >= self.edges.size - 1)] = self.edges.size - 1  # NaN sorts last
+        return seg
 
 
-def _band_index(rows: tuple[RangeRow, ...], analyte: str, sex: str) -> _BandIndex:
-    chosen = sorted(
-        (i, r) for i, r in enumerate(rows) if r.analyte == analyte and r.sex in ("any", sex)
-    )
-    chosen.sort(key=lambda item: item[1].age_low_days)
-    return _BandIndex(
-        age_low=np.array([r.age_low_days for _, r in chosen]),
-        age_high=np.array([r.age_high_days for _, r in chosen]),
-        low=np.array([r.low for _, r in chosen]),
-        high=np.array([r.high for _, r in chosen]),
-        row=np.array([i for i, _ in chosen], dtype=np.int16),
-    )
+def _covering(rows, analyte: str, sexes: tuple[str, ...], start: float, end: float) -> int:
+    for i, r in rows:
+        if r.analyte == analyte and r.sex in sexes and r.age_low_days <= start and r.age_high_days >= end:
+            return i
+    return -1
 
 
-def _indexes(ruleset: Ruleset, rows: tuple[RangeRow, ...], key: str) -> dict[tuple[str, str], _BandIndex]:
-    cache_key = ("range_index", key)
-    if cache_key not in ruleset._cache:
-        ruleset._cache[cache_key] = {
-            (a, sex): _band_index(rows, a, sex) for a in ANALYTES for sex in ("female", "male")
-        }
-    return ruleset._cache[cache_key]
+def compile_ranges(rows: tuple[RangeRow, ...], offset: int = 0) -> CompiledRanges:
+    edges = np.unique(np.array([r.age_low_days for r in rows] + [r.age_high_days for r in rows] or [0.0]))
+    segments = max(edges.size - 1, 0)
+    shape = (3, segments + 1, len(ANALYTES))
+    low, high = np.full(shape, np.nan), np.full(shape, np.nan)
+    row = np.full(shape, -1, dtype=np.int16)
+    envelope = np.zeros(shape, dtype=bool)
+    numbered = list(enumerate(rows))
+    for s in range(segments):
+        start, end = edges[s], edges[s + 1]
+        for a, analyte in enumerate(ANALYTES):
+            f = _covering(numbered, analyte, ("any", "female"), start, end)
+            m = _covering(numbered, analyte, ("any", "male"), start, end)
+            for code, i in ((SEX_CODES["female"], f), (SEX_CODES["male"], m)):
+                if i >= 0:
+                    low[code, s, a], high[code, s, a], row[code, s, a] = rows[i].low, rows[i].high, i + offset
+            u = SEX_CODES["unknown"]
+            if f >= 0 and m >= 0:
+                low[u, s, a] = min(rows[f].low, rows[m].low)
+                high[u, s, a] = max(rows[f].high, rows[m].high)
+                row[u, s, a] = f + offset
+                envelope[u, s, a] = f != m
+    return CompiledRanges(edges, low, high, row, envelope)
+
+
+def _compiled(ruleset: Ruleset) -> tuple[CompiledRanges, CompiledRanges]:
+    key = ("compiled_ranges",)
+    if key not in ruleset._cache:
+        ruleset._cache[key] = (compile_ranges(ruleset.ranges),
+                               compile_ranges(ruleset.duffy_ranges, offset=len(ruleset.ranges)))
+    return ruleset._cache[key]
 
 
 def lookup_age_days(cols: CbcColumns, ruleset: Ruleset) -> np.ndarray:
@@ -84,49 +97,47 @@ def lookup_age_days(cols: CbcColumns, ruleset: Ruleset) -> np.ndarray:
     return np.where(np.isnan(cols.age_years), adult, cols.age_years * DAYS_PER_YEAR)
 
 
-def _fallback(index: dict, analyte: str, cols: CbcColumns, age_days: np.ndarray):
-    f_low, f_high, f_row = index[(analyte, "female")].lookup(age_days)
-    m_low, m_high, m_row = index[(analyte, "male")].lookup(age_days)
-    female = cols.sex == SEX_CODES["female"]
-    male = cols.sex == SEX_CODES["male"]
-    unknown = ~(female | male)
-    low = np.where(female, f_low, np.where(male, m_low, np.fmin(f_low, m_low)))
-    high = np.where(female, f_high, np.where(male, m_high, np.fmax(f_high, m_high)))
-    row = np.where(female | (unknown & (f_row >= 0)), f_row, m_row).astype(np.int16)
-    envelope = unknown & (f_row != m_row) & (f_row >= 0) & (m_row >= 0)
-    return low, high, row, envelope
-
-
 def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
     """The range in use for every analyte: Duffy-null rows when stated, else lab, else fallback."""
-    age_days = lookup_age_days(cols, ruleset)
-    index = _indexes(ruleset, ruleset.ranges, "ranges")
-    duffy_index = _indexes(ruleset, ruleset.duffy_ranges, "duffy")
-    duffy_stated = cols.duffy_null == 1.0
-    any_duffy = bool(duffy_stated.any())
+    main, duffy = _compiled(ruleset)
     all_rows = ruleset.ranges + ruleset.duffy_ranges
+    age_days = lookup_age_days(cols, ruleset)
+    sex = cols.sex
+    seg = main.segment(age_days)
+    # One fancy index per table gives every analyte's fallback: shape (n, analytes).
+    low_all, high_all = main.low[sex, seg], main.high[sex, seg]
+    row_all, envelope_all = main.row[sex, seg], main.envelope[sex, seg]
+    duffy_stated = cols.duffy_null == 1.0
+    if np.count_nonzero(duffy_stated):
+        d_seg = duffy.segment(age_days)
+        d_row_all = duffy.row[sex, d_seg]
+        d_low_all, d_high_all = duffy.low[sex, d_seg], duffy.high[sex, d_seg]
+    else:
+        d_row_all = None
+    present = set(cols.present_analytes())
+    nothing = RangeInUse(np.full(cols.n, np.nan), np.full(cols.n, np.nan), np.zeros(cols.n, np.int8),
+                         np.full(cols.n, -1, np.int16), np.zeros(cols.n, bool), all_rows)
     out: dict[str, RangeInUse] = {}
-    for analyte in ANALYTES:
+    for a, analyte in enumerate(ANALYTES):
+        if analyte not in present:
+            out[analyte] = nothing
+            continue
+        low, high, row, envelope = low_all[:, a], high_all[:, a], row_all[:, a], envelope_all[:, a]
+        origin = (row >= 0).astype(np.int8) * ORIGIN_FALLBACK
         lab_low, lab_high = cols.ref_low[analyte], cols.ref_high[analyte]
-        fb_low, fb_high, fb_row, envelope = _fallback(index, analyte, cols, age_days)
-        has_lab_low, has_lab_high = ~np.isnan(lab_low), ~np.isnan(lab_high)
-        low = np.where(has_lab_low, lab_low, fb_low)
-        high = np.where(has_lab_high, lab_high, fb_high)
-        origin = np.where(
-            has_lab_low & has_lab_high, ORIGIN_LAB,
-            np.where(has_lab_low | has_lab_high, ORIGIN_LAB_PARTIAL,
-                     np.where(fb_row >= 0, ORIGIN_FALLBACK, ORIGIN_NONE)),
-        ).astype(np.int8)
-        row = fb_row
-        if any_duffy and duffy_index[(analyte, "female")].age_low.size:
-            d_low, d_high, d_row, _ = _fallback(duffy_index, analyte, cols, age_days)
-            use = duffy_stated & (d_row >= 0)
-            if use.any():
-                low = np.where(use, d_low, low)
-                high = np.where(use, d_high, high)
-                origin = np.where(use, ORIGIN_DUFFY, origin).astype(np.int8)
-                # Duffy rows are numbered after the main rows so one index can name either.
-                row = np.where(use, d_row + len(ruleset.ranges), row).astype(np.int16)
-        out[analyte] = RangeInUse(low, high, origin, row, envelope & (origin == ORIGIN_FALLBACK),
-                                  all_rows)
+        has_low, has_high = lab_low == lab_low, lab_high == lab_high  # not NaN
+        if np.count_nonzero(has_low) or np.count_nonzero(has_high):
+            origin[has_low | has_high] = ORIGIN_LAB_PARTIAL
+            origin[has_low & has_high] = ORIGIN_LAB
+            low = np.where(has_low, lab_low, low)
+            high = np.where(has_high, lab_high, high)
+        if d_row_all is not None:
+            # A stated Duffy-null status overrides the laboratory's general range (§2, [S10]).
+            use = duffy_stated & (d_row_all[:, a] >= 0)
+            if np.count_nonzero(use):
+                low = np.where(use, d_low_all[:, a], low)
+                high = np.where(use, d_high_all[:, a], high)
+                row = np.where(use, d_row_all[:, a], row)
+                origin[use] = ORIGIN_DUFFY
+        out[analyte] = RangeInUse(low, high, origin, row, envelope & (origin == ORIGIN_FALLBACK), all_rows)
     return out

@@ -36,7 +36,7 @@ class CbcColumns:
     """The engine's view of a CBC table: numpy arrays only, all of length n."""
 
     n: int
-    values: dict[str, np.ndarray]  # analyte -> float64 canonical values
+    values: dict[str, np.ndarray]  # analyte -> float64 canonical values (all NaN if not sent)
     ref_low: dict[str, np.ndarray]  # analyte -> float64 lab range low (NaN = not sent)
     ref_high: dict[str, np.ndarray]
     derived: dict[str, np.ndarray]  # analyte -> bool, computed rather than measured
@@ -54,6 +54,17 @@ class CbcColumns:
     marrow_residual: np.ndarray
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
+    _present: list[str] | None = None
+
+    def present_analytes(self) -> list[str]:
+        """Analytes with at least one value in the table (the others are skipped by the engine)."""
+        if self._present is None:
+            self._present = [a for a in ANALYTES if np.count_nonzero(self.values[a] == self.values[a])]
+        return self._present
+
+    def mark_changed(self) -> None:
+        """Call after replacing a values column (derivation), so present_analytes is recomputed."""
+        self._present = None
 
 
 def _column(table, name: str, n: int) -> np.ndarray | None:
@@ -66,9 +77,9 @@ def _column(table, name: str, n: int) -> np.ndarray | None:
     return array
 
 
-def _floats(array: np.ndarray | None, n: int) -> np.ndarray:
+def _floats(array: np.ndarray | None, n: int, missing: np.ndarray | None = None) -> np.ndarray:
     if array is None:
-        return np.full(n, np.nan)
+        return missing if missing is not None else np.full(n, np.nan)
     if array.dtype.kind == "f":
         return array.astype(np.float64, copy=False)
     if array.dtype.kind in "iub":
@@ -83,8 +94,12 @@ def _texts(array: np.ndarray | None, n: int, default: str) -> np.ndarray:
         return np.full(n, default, dtype=object)
     if array.dtype.kind == "U" and not (array == "").any():
         return array  # already clean (the JSON adapter builds these)
-    series = pd.Series(np.asarray(array, dtype=object))
-    return series.where(series.notna() & (series != ""), default).to_numpy(dtype=object)
+    out = np.asarray(array, dtype=object).copy()
+    out[~_is_text(out).astype(bool)] = default
+    return out
+
+
+_is_text = np.frompyfunc(lambda item: isinstance(item, str) and item != "", 1, 1)
 
 
 def _table_length(table) -> int:
@@ -99,13 +114,18 @@ def _table_length(table) -> int:
 def to_columns(table: Mapping | object, lesions: Mapping | object | None = None) -> CbcColumns:
     """Read a DataFrame or a mapping of arrays into CbcColumns (no copies for float columns)."""
     n = _table_length(table)
-    values = {a: _floats(_column(table, a, n), n) for a in ANALYTES}
-    ref_low = {a: _floats(_column(table, a + "_ref_low", n), n) for a in ANALYTES}
-    ref_high = {a: _floats(_column(table, a + "_ref_high", n), n) for a in ANALYTES}
+    nan = np.full(n, np.nan)
+    nan.flags.writeable = False  # shared by every column that was not sent
+    none = np.zeros(n, dtype=bool)
+    none.flags.writeable = False
+    values = {a: _floats(_column(table, a, n), n, nan) for a in ANALYTES}
+    present = [a for a in ANALYTES if values[a] is not nan and np.count_nonzero(values[a] == values[a])]
+    ref_low = {a: _floats(_column(table, a + "_ref_low", n), n, nan) for a in ANALYTES}
+    ref_high = {a: _floats(_column(table, a + "_ref_high", n), n, nan) for a in ANALYTES}
     derived = {}
     for a in ANALYTES:
         flag = _column(table, a + "_derived", n)
-        derived[a] = np.zeros(n, dtype=bool) if flag is None else _floats(flag, n) == 1.0
+        derived[a] = none if flag is None else _floats(flag, n) == 1.0
     sex_text = _texts(_column(table, "sex", n), n, "unknown")
     sex = np.zeros(n, dtype=np.int8)
     sex[sex_text == "female"] = SEX_CODES["female"]
@@ -134,6 +154,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         marrow_residual=_floats(_column(table, "marrow_residual", n), n),
         ctcae_version=_texts(_column(table, "ctcae_version", n), n, "5.0"),
         lesions=_lesion_columns(lesions),
+        _present=present,
     )
 
 

@@ -39,7 +39,8 @@ def urgency_triggers(cols: CbcColumns, findings: dict[str, FindingColumn], aplas
 
 
 def overall_urgency(n: int, triggers: dict[str, tuple[int, np.ndarray]]) -> np.ndarray:
-    level = np.full(n, ROUTINE, dtype=np.int8)
-    for value, mask in triggers.values():
-        level = np.where(mask & (level < value), value, level).astype(np.int8)
-    return level
+    levels = np.array([value for value, _ in triggers.values()], dtype=np.int8)
+    masks = np.stack([mask for _, mask in triggers.values()])
+    if n == 0:
+        return np.zeros(0, dtype=np.int8)
+    return (masks * levels[:, None]).max(axis=0).astype(np.int8)

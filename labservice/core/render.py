@@ -1,0 +1,459 @@
+"""InterpretationTable → the contract's JSON answer, one dict per CBC.
+
+Texts quote numbers from the rule tables, never literals, so the wording follows the data.
+The service describes counts: no text here names a diagnosis as established.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+
+from labservice.core.aplastic import ASSESSMENT_NAMES, CAVEAT, MARROW_NAMES
+from labservice.core.compare import NOT_ASSESSED, YES
+from labservice.core.grading import FLAG_NAMES, FLAG_HH, FLAG_LL
+from labservice.core.interpret import InterpretationTable
+from labservice.core.ranges import ORIGIN_NAMES, ORIGIN_DUFFY, ORIGIN_FALLBACK, ORIGIN_LAB, ORIGIN_LAB_PARTIAL
+from labservice.core.ruleset import Ruleset
+from labservice.core.table import ANALYTES
+from labservice.core.urgency import URGENCY_NAMES
+
+TITLES = {
+    "thrombocytopenia": "Thrombocytopenia (platelet count below {thrombocytopenia})",
+    "thrombocytosis": "Thrombocytosis (platelet count at or above {thrombocytosis})",
+    "anemia": "Anaemia (haemoglobin below the WHO cut-off)",
+    "neutropenia": "Neutropenia",
+    "leukopenia": "Leukopenia (white cell count below the lower reference limit)",
+    "lymphopenia": "Lymphopenia (lymphocytes below the lower reference limit)",
+    "bicytopenia": "Bicytopenia (two cell lines low)",
+    "pancytopenia": "Pancytopenia (all three cell lines low)",
+    "marrow_failure_range": "Counts in the marrow-failure range (BSH aplastic anaemia entry criteria)",
+    "critical_value": "Critical value: notify the clinician now",
+    "possible_pseudothrombocytopenia": "Possible pseudothrombocytopenia: review the blood film",
+    "gestational_thrombocytopenia_possible": "Pattern compatible with gestational thrombocytopenia",
+    "vasculitis_pattern": "Palpable purpura: small-vessel vasculitis pattern",
+    "fever_with_nonblanching_rash": "RED FLAG: fever with a non-blanching rash",
+    "febrile_neutropenia": "RED FLAG: fever with neutrophils at or below {febrile_neutropenia}",
+    "unexplained_petechiae_child": "RED FLAG: petechiae in a child or young person",
+}
+URGENCY_TEXT = {
+    "immediate": "immediate: emergency assessment now",
+    "urgent": "urgent: discuss with haematology within 24-48 hours [S22]",
+    "soon": "soon: clinical review within days",
+    "routine": "routine",
+}
+LINEAGE_ANALYTES = {"red": ["hemoglobin"], "white": ["wbc", "neutrophils"], "platelets": ["platelets"]}
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(round(x, 4))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+class _Renderer:
+    def __init__(self, result: InterpretationTable):
+        self.r = result
+        self.rs: Ruleset = result.ruleset
+        self.t = {key: _fmt(th.value) for key, th in self.rs.thresholds.items()}
+
+    def cite(self, tags: Sequence[str]) -> list[str]:
+        return self.rs.cite(tags)
+
+    # --- analytes -------------------------------------------------------------------------
+    def range_source(self, analyte: str, i: int) -> str:
+        rng = self.r.ranges[analyte]
+        origin = int(rng.origin[i])
+        if origin == ORIGIN_LAB:
+            return "reference range sent by the laboratory"
+        row_index = int(rng.row_index[i])
+        fallback = rng.table[row_index].source if row_index >= 0 else None
+        if origin == ORIGIN_LAB_PARTIAL:
+            return f"one bound sent by the laboratory, the other from the fallback table ({fallback})"
+        notes = []
+        if math.isnan(self.r.cols.age_years[i]):
+            notes.append("age not given: adult range used")
+        elif self.r.cols.age_years[i] * 365.25 < self.rs.value("infant_age_days"):
+            notes.append("under one year: the laboratory's own range should be sent")
+        if rng.envelope[i]:
+            notes.append("sex not given: lowest low and highest high of the female and male ranges")
+        if origin == ORIGIN_DUFFY:
+            notes.append("patient stated to be Duffy-null")
+        suffix = f" ({'; '.join(notes)})" if notes else ""
+        return f"fallback table: {fallback}{suffix}"
+
+    def analytes(self, i: int) -> dict:
+        out = {}
+        cols = self.r.cols
+        for analyte in ANALYTES:
+            value = cols.values[analyte][i]
+            if math.isnan(value):
+                continue
+            rng = self.r.ranges[analyte]
+            origin = int(rng.origin[i])
+            reference = None
+            if origin != 0:
+                reference = {"low": _num(rng.low[i]), "high": _num(rng.high[i]),
+                             "source": self.range_source(analyte, i), "origin": ORIGIN_NAMES[origin]}
+            grade = self.r.grades.get(analyte)
+            flag = int(self.r.flags[analyte][i])
+            out[analyte] = {
+                "value": _num(value),
+                "unit": self.rs.analytes[analyte].canonical_unit,
+                "reference_range": reference,
+                "flag": FLAG_NAMES[flag],
+                "ctcae_grade": int(grade[i]) if grade is not None and grade[i] > 0 else None,
+                "derived": bool(cols.derived[analyte][i]),
+                "critical": flag in (FLAG_LL, FLAG_HH),
+            }
+        return out
+
+    # --- findings -------------------------------------------------------------------------
+    def finding(self, code: str, i: int) -> dict:
+        f = self.r.findings[code]
+        grade = None if f.grade is None or f.grade[i] <= 0 else int(f.grade[i])
+        detail, severity, evidence = getattr(self, f"_detail_{code}")(i)
+        return {
+            "code": code,
+            "title": TITLES[code].format(**self.t),
+            "detail": detail,
+            "grade": grade,
+            "severity": severity,
+            "evidence": evidence,
+            "rule": f.rule,
+            "sources": self.cite(f.sources),
+        }
+
+    def v(self, analyte: str, i: int) -> float:
+        return float(self.r.cols.values[analyte][i])
+
+    def _grade_text(self, analyte: str, i: int) -> str:
+        grade = int(self.r.grades[analyte][i])
+        if grade <= 0:
+            return "no CTCAE grade"
+        return f"CTCAE v{self.r.ctcae_version[i]} grade {grade} [S3]"
+
+    def _band(self, scheme: str, index: int):
+        return self.rs.bands[scheme][index] if index >= 0 else None
+
+    def _detail_thrombocytopenia(self, i):
+        plt = self.v("platelets", i)
+        f = self.r.findings["thrombocytopenia"]
+        band = self._band("platelet_bleeding_risk", int(f.extra["bleeding_band"][i]))
+        parts = [f"Platelets {_fmt(plt)} x10^9/L, below {self.t['thrombocytopenia']} [S1][S2]; "
+                 f"{self._grade_text('platelets', i)}."]
+        if band is not None:
+            parts.append(f"Bleeding risk at this count: {band.text} [S4][S5].")
+        if f.extra["often_benign_range"][i]:
+            parts.append(f"A count of {self.t['thrombocytopenia_often_benign']}-{_fmt(self.rs.value('thrombocytopenia') - 1)}"
+                         " that is isolated and stable on repeat is often benign [S2].")
+        return " ".join(parts), band.label if band else None, {"platelets": plt}
+
+    def _detail_thrombocytosis(self, i):
+        plt = self.v("platelets", i)
+        return (f"Platelets {_fmt(plt)} x10^9/L, at or above {self.t['thrombocytosis']} [S7]. "
+                "A raised count is most often reactive; persistence needs review.", None, {"platelets": plt})
+
+    def _detail_anemia(self, i):
+        hb = self.v("hemoglobin", i)
+        cut = self.r.anemia
+        row = int(cut.row_index[i])
+        population = self.rs.anemia_cutoffs[row].population if row >= 0 else "population"
+        severity_index = int(self.r.findings["anemia"].extra["severity"][i])
+        band = self._band("anemia_severity_adult", severity_index)
+        low, high = cut.low[i], cut.high[i]
+        cutoff_text = _fmt(low) if low == high else f"{_fmt(low)} (the lowest cut-off that could apply)"
+        parts = [f"Haemoglobin {_fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} [S9]; "
+                 f"{self._grade_text('hemoglobin', i)}."]
+        if band is not None:
+            parts.append(f"WHO severity: {band.label} [S9].")
+        else:
+            parts.append("WHO severity bands are applied to non-pregnant people from 15 years only; not graded here.")
+        return " ".join(parts), band.label if band else None, {"hemoglobin": hb}
+
+    def _detail_neutropenia(self, i):
+        neut = self.v("neutrophils", i)
+        f = self.r.findings["neutropenia"]
+        duffy = bool(f.extra["duffy_null"][i])
+        limit = self.t["neutropenia_duffy_null"] if duffy else self.t["neutropenia"]
+        band = self._band("neutropenia_severity", int(f.extra["severity"][i]))
+        parts = [f"Neutrophils {_fmt(neut)} x10^9/L, below {limit}"
+                 + (" (the limit for a patient stated to be Duffy-null [S10])" if duffy else " [S8]")
+                 + f"; {self._grade_text('neutrophils', i)}."]
+        if band is not None:
+            parts.append(f"Severity: {band.text} [S8].")
+        if f.extra["derived"][i]:
+            parts.append("The absolute count was derived from WBC x neutrophil %, not measured.")
+        if self._duffy_caveat(i):
+            parts.append(
+                f"An isolated count of {self.t['duffy_caveat_from']}-{_fmt(self.rs.value('neutropenia') - 0.01)} "
+                "may be a Duffy-null associated neutrophil count, common and benign in people of African or "
+                "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry [S10].")
+        return " ".join(parts), band.label if band else None, {"neutrophils": neut}
+
+    def _duffy_caveat(self, i) -> bool:
+        neut = self.v("neutrophils", i)
+        lin = self.r.lineages
+        isolated = lin.red[i] != YES and lin.platelets[i] != YES
+        return (bool(np.isnan(self.r.cols.duffy_null[i])) and isolated
+                and self.rs.value("duffy_caveat_from") <= neut < self.rs.value("neutropenia"))
+
+    def _detail_leukopenia(self, i):
+        wbc = self.v("wbc", i)
+        low = self.r.ranges["wbc"].low[i]
+        return (f"White cell count {_fmt(wbc)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
+                f"{self._grade_text('wbc', i)}.", None, {"wbc": wbc})
+
+    def _detail_lymphopenia(self, i):
+        lym = self.v("lymphocytes", i)
+        low = self.r.ranges["lymphocytes"].low[i]
+        return (f"Lymphocytes {_fmt(lym)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
+                f"{self._grade_text('lymphocytes', i)}.", None, {"lymphocytes": lym})
+
+    def _low_lineages(self, i) -> tuple[list[str], list[str]]:
+        lin = self.r.lineages
+        names = {"red": "red cells (anaemia)", "white": "white cells (leukopenia or neutropenia)",
+                 "platelets": "platelets (thrombocytopenia)"}
+        low = [names[k] for k in names if getattr(lin, k)[i] == YES]
+        unknown = [k for k in names if getattr(lin, k)[i] == NOT_ASSESSED]
+        return low, unknown
+
+    def _lineage_evidence(self, i) -> dict:
+        return {a: _num(self.v(a, i)) for a in ("hemoglobin", "wbc", "neutrophils", "platelets")
+                if not math.isnan(self.v(a, i))}
+
+    def _detail_bicytopenia(self, i):
+        low, unknown = self._low_lineages(i)
+        text = f"Two cell lines are low: {' and '.join(low)} [S11]."
+        if unknown:
+            needs = [a for k in unknown for a in LINEAGE_ANALYTES[k]]
+            text += f" The third line was not assessed ({' or '.join(needs)} not sent): pancytopenia cannot be excluded."
+        return text, None, self._lineage_evidence(i)
+
+    def _detail_pancytopenia(self, i):
+        return ("All three cell lines are low: red cells, white cells and platelets [S11]. "
+                "Pancytopenia needs prompt haematology input [S22].", None, self._lineage_evidence(i))
+
+    def _detail_marrow_failure_range(self, i):
+        f = self.r.findings["marrow_failure_range"]
+        met = [label for key, label in (
+            ("hb", f"haemoglobin < {self.t['marrow_failure_hemoglobin']} g/dL"),
+            ("neut", f"neutrophils < {self.t['marrow_failure_neutrophils']} x10^9/L"),
+            ("plt", f"platelets < {self.t['marrow_failure_platelets']} x10^9/L")) if f.extra[key][i] == YES]
+        return (f"At least two of the BSH 2016 entry criteria are met ({'; '.join(met)}) [S12]. This is the range "
+                "that prompts a haematologist to consider marrow failure; it is not a diagnosis.", None,
+                self._lineage_evidence(i))
+
+    def _detail_critical_value(self, i):
+        f = self.r.findings["critical_value"]
+        hits, evidence = [], {}
+        for key, mask in f.extra.items():
+            if mask[i]:
+                th = self.rs.threshold(key)
+                value = self.v(th.analyte, i)
+                evidence[th.analyte] = value
+                hits.append(f"{self.rs.analytes[th.analyte].label.lower()} {_fmt(value)} "
+                            f"({th.operator} {_fmt(th.value)} {th.unit})")
+        return (f"Critical value{'s' if len(hits) > 1 else ''}: {'; '.join(hits)} [S6]. "
+                "Critical limits are configurable per laboratory policy.", None, evidence)
+
+    def _detail_possible_pseudothrombocytopenia(self, i):
+        f = self.r.findings["possible_pseudothrombocytopenia"]
+        why = ("the laboratory reported platelet clumps" if f.extra["clumps"][i] else
+               "the thrombocytopenia is isolated and no bleeding signs were reported"
+               + ("" if f.extra["skin_reported"][i] else " (no skin examination was sent)"))
+        return (f"Possible EDTA pseudothrombocytopenia because {why}: suggest a blood film review for clumps and "
+                "a repeat count in a citrate tube [S21].", None, {"platelets": self.v("platelets", i)})
+
+    def _detail_gestational_thrombocytopenia_possible(self, i):
+        plt = self.v("platelets", i)
+        usual = self.r.findings["gestational_thrombocytopenia_possible"].extra["usual"][i]
+        text = (f"Pregnancy with platelets {_fmt(plt)} x10^9/L ({self.t['gestational_platelets_from']}-"
+                f"{_fmt(self.rs.value('gestational_platelets_below') - 1)}) and no other cytopenia: gestational "
+                "thrombocytopenia is common [S1].")
+        if not usual:
+            text += f" It is usually above {self.t['gestational_platelets_usual']}; lower counts need other causes excluded [S1]."
+        return text, None, {"platelets": plt}
+
+    def _detail_vasculitis_pattern(self, i):
+        plt = self.v("platelets", i)
+        text = ("Palpable purpura suggests small-vessel vasculitis, e.g. IgA vasculitis, whose definition requires "
+                "that the purpura is not related to thrombocytopenia [S18].")
+        if not math.isnan(plt) and plt < self.rs.value("thrombocytopenia"):
+            text += " The platelet count is low here, so the pattern needs clinical review."
+        return text, None, {"palpable_lesions": int(self.r.skin.palpable_count[i])}
+
+    def _detail_fever_with_nonblanching_rash(self, i):
+        return ("Fever with a non-blanching rash: emergency assessment for meningococcal sepsis, whatever the "
+                "counts [S19].", None, {"fever": True, "nonblanching_lesions": int(self.r.skin.hemorrhagic_count[i])})
+
+    def _detail_febrile_neutropenia(self, i):
+        neut = self.v("neutrophils", i)
+        return (f"Fever with neutrophils {_fmt(neut)} x10^9/L (at or below {self.t['febrile_neutropenia']}): possible "
+                "neutropenic sepsis; assess and treat as an emergency [S8].", None, {"fever": True, "neutrophils": neut})
+
+    def _detail_unexplained_petechiae_child(self, i):
+        age = float(self.r.cols.age_years[i])
+        return (f"Petechiae in a child or young person (age {_fmt(round(age, 2))} years): immediate specialist "
+                "assessment unless explained [S20].", None, {"age_years": age})
+
+    # --- not assessed -----------------------------------------------------------------------
+    def not_assessed(self, i: int) -> list[dict]:
+        out: list[dict] = []
+        st = self.r.states
+        missing = {a for a in ANALYTES if math.isnan(self.r.cols.values[a][i])}
+
+        def add(code: str, reason: str, needs: list[str]):
+            out.append({"code": code, "reason": reason, "needs": needs})
+
+        for code, analyte in (("thrombocytopenia", "platelets"), ("neutropenia", "neutrophils"),
+                              ("leukopenia", "wbc"), ("lymphopenia", "lymphocytes")):
+            if st[code][i] == NOT_ASSESSED and analyte in missing:
+                add(code, f"{analyte} not sent", [analyte])
+        if st["anemia"][i] == NOT_ASSESSED:
+            if "hemoglobin" in missing:
+                add("anemia", "hemoglobin not sent", ["hemoglobin"])
+            elif math.isnan(self.r.anemia.low[i]):
+                add("anemia", "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range", [])
+            else:
+                add("anemia", f"sex not given: haemoglobin {_fmt(self.v('hemoglobin', i))} g/dL lies between the female "
+                    f"({_fmt(self.r.anemia.low[i])}) and male ({_fmt(self.r.anemia.high[i])}) cut-offs", [])
+        _, unknown = self._low_lineages(i)
+        needs = [a for k in unknown for a in LINEAGE_ANALYTES[k] if a in missing]
+        for code in ("pancytopenia", "bicytopenia"):
+            if st[code][i] == NOT_ASSESSED:
+                add(code, f"{code} cannot be assessed without {' or '.join(needs) or 'the missing lineage'}", needs)
+        if st["marrow_failure_range"][i] == NOT_ASSESSED:
+            f = self.r.findings["marrow_failure_range"]
+            mf_needs = [a for key, a in (("hb", "hemoglobin"), ("neut", "neutrophils"), ("plt", "platelets"))
+                        if f.extra[key][i] == NOT_ASSESSED]
+            add("marrow_failure_range", f"could be met if {' or '.join(mf_needs)} were low", mf_needs)
+        febrile = self.r.findings["febrile_neutropenia"].extra
+        if febrile["fever_unknown_low_neutrophils"][i]:
+            add("febrile_neutropenia", f"neutrophils at or below {self.t['febrile_neutropenia']} and fever not stated: "
+                "if the patient is febrile this is possible neutropenic sepsis [S8]", [])
+        if febrile["fever_neutrophils_missing"][i]:
+            add("febrile_neutropenia", "fever reported but neutrophils not sent", ["neutrophils"])
+        if self.r.findings["unexplained_petechiae_child"].extra["age_unknown"][i]:
+            add("unexplained_petechiae_child", "petechiae reported but age not given", [])
+        return out
+
+    # --- aplastic, skin, urgency, summary ----------------------------------------------------
+    def aplastic(self, i: int) -> dict:
+        a = self.r.aplastic
+        code = ASSESSMENT_NAMES[int(a.assessment[i])]
+        states = {"neutrophils": a.neutrophils[i], "platelets": a.platelets[i], "reticulocytes": a.reticulocytes[i]}
+        names = {YES: "met", 0: "not_met", NOT_ASSESSED: "not_assessed"}
+        retic_key = "aa_reticulocytes_manual" if self.r.cols.reticulocyte_manual[i] else "aa_reticulocytes_automated"
+        texts = {
+            "not_applicable": "Not assessed for aplastic anaemia severity: neither pancytopenia nor the marrow-failure "
+                              "range is present.",
+            "not_severe": "Does not meet blood-count criteria for severe aplastic anaemia.",
+            "indeterminate": "Blood-count criteria for severe aplastic anaemia cannot be decided: "
+                             + " and ".join(k for k, s in states.items() if s == NOT_ASSESSED)
+                             + " would decide it.",
+            "severe": "Meets blood-count criteria for severe aplastic anaemia (at least two of neutrophils "
+                      f"< {self.t['aa_neutrophils']}, platelets < {self.t['aa_platelets']}, reticulocytes "
+                      f"< {self.t[retic_key]} x10^9/L).",
+            "very_severe": "Meets blood-count criteria for very severe aplastic anaemia (severe criteria and "
+                           f"neutrophils < {self.t['aa_very_severe_neutrophils']} x10^9/L).",
+        }
+        marrow = MARROW_NAMES[int(a.marrow[i])]
+        marrow_text = {
+            "met": "The marrow cellularity sent meets the marrow criterion.",
+            "not_met": "The marrow cellularity sent does not meet the marrow criterion.",
+            "not_provided": ("Cellularity 25-50 % was sent without the residual haematopoietic cell percentage, "
+                             "which decides the marrow criterion." if a.marrow_needs_residual[i]
+                             else "No marrow cellularity was sent."),
+        }[marrow]
+        return {
+            "assessment": code,
+            "criteria_met": [k for k, s in states.items() if s == YES],
+            "criteria": {k: names[int(s)] for k, s in states.items()},
+            "reticulocyte_threshold": float(self.rs.value(retic_key)),
+            "reticulocyte_method": ("manual" if self.r.cols.reticulocyte_manual[i] else
+                                    "automated" if self.r.cols.reticulocyte_method_known[i] else "unknown"),
+            "marrow_criterion": marrow,
+            "text": f"{texts[code]} {marrow_text}",
+            "caveat": CAVEAT,
+            "sources": self.cite(a.sources),
+        }
+
+    def skin(self, i: int, lesion_rows: np.ndarray) -> dict:
+        s = self.r.skin
+        lesions = self.r.cols.lesions
+        listed = []
+        for j in lesion_rows:
+            size = lesions["size_mm"][j]
+            listed.append({"type": s.lesion_type[j] or None, "hemorrhagic": bool(s.lesion_hemorrhagic[j]),
+                           "type_from_size": bool(s.lesion_type_from_size[j]), "size_mm": _num(size)})
+        expected_index = int(s.expected[i])
+        band = self._band("skin_expected", expected_index)
+        attribution = str(s.attribution[i])
+        attribution_text = {"none": "No non-blanching lesion reported.",
+                            "not_assessed": "Platelets not sent: the lesions cannot be related to the count."}
+        if attribution not in attribution_text:
+            attr_band = next(b for b in self.rs.bands["skin_attribution"] if b.label == attribution)
+            attribution_text[attribution] = f"Non-blanching lesions: {attr_band.text}."
+        text = attribution_text[attribution]
+        if s.escalate[i]:
+            text += f" Platelets below {_fmt(self.rs.bands['skin_escalate'][0].upper)} with bleeding signs: escalate."
+        return {
+            "lesions": listed,
+            "attribution": attribution,
+            "attribution_text": text,
+            "escalate": bool(s.escalate[i]),
+            "expected_presentation": (f"Platelets {_fmt(self.v('platelets', i))} x10^9/L: {band.text}"
+                                      if band else "Not assessed: platelets not sent."),
+            "expected_band": band.label if band else None,
+            "sources": self.cite(("S4", "S5", "S17")),
+        }
+
+    def summary(self, i: int, findings: list[dict], urgency: str) -> str:
+        if findings:
+            lead = "; ".join(f["title"].split(" (")[0].split(":")[0] for f in findings)
+            text = f"{lead}."
+        else:
+            text = "No abnormal finding in the counts sent."
+        text += f" Urgency {URGENCY_TEXT[urgency]}."
+        return text + " This describes the counts; it is not a diagnosis."
+
+
+def render_interpretations(result: InterpretationTable, patient_ids: Sequence[str | None] | None = None,
+                           reported: Sequence[dict] | None = None) -> list[dict]:
+    """One contract answer per row, in input order."""
+    renderer = _Renderer(result)
+    present_rows = {code: set(np.flatnonzero(f.present).tolist()) for code, f in result.findings.items()}
+    lesion_rows = result.cols.lesions["row"]
+    order = np.argsort(lesion_rows, kind="stable")
+    starts = np.searchsorted(lesion_rows[order], np.arange(result.n + 1))
+    answers = []
+    for i in range(result.n):
+        findings = [renderer.finding(code, i) for code in result.findings if i in present_rows[code]]
+        urgency = URGENCY_NAMES[int(result.urgency[i])]
+        answer = {
+            "id": uuid.uuid4().hex,
+            "ruleset_version": result.ruleset.version,
+            "ctcae_version": str(result.ctcae_version[i]),
+            "patient_id": patient_ids[i] if patient_ids is not None else None,
+            "analytes": renderer.analytes(i),
+            "findings": findings,
+            "not_assessed": renderer.not_assessed(i),
+            "aplastic_anemia": renderer.aplastic(i),
+            "skin": renderer.skin(i, order[starts[i]:starts[i + 1]]),
+            "urgency": urgency,
+            "urgency_reasons": [name for name, (level, mask) in result.triggers.items()
+                                if mask[i] and level == result.urgency[i]],
+            "summary": renderer.summary(i, findings, urgency),
+        }
+        if reported is not None:
+            for analyte, sent in reported[i].items():
+                if analyte in answer["analytes"]:
+                    answer["analytes"][analyte]["reported"] = sent
+        answers.append(answer)
+    return answers
