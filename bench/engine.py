@@ -22,17 +22,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SINGLE_CBC = {
     "patient": {"id": "B-1", "sex": "female", "age_years": 34},
-    "results": {"platelets": {"value": 45, "unit": "10*3/uL"},
-                "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4.0, "high": 11.0}},
-                "neutrophils": {"value": 0.4, "unit": "10*9/L"}, "hemoglobin": {"value": 82, "unit": "g/L"},
-                "reticulocytes": {"value": 15, "unit": "10*9/L"}},
+    "results": {
+        "platelets": {"value": 45, "unit": "10*3/uL"},
+        "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4.0, "high": 11.0}},
+        "neutrophils": {"value": 0.4, "unit": "10*9/L"},
+        "hemoglobin": {"value": 82, "unit": "g/L"},
+        "reticulocytes": {"value": 15, "unit": "10*9/L"},
+    },
     "skin": {"fever": False, "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False}]},
 }
 
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def single(calls: int) -> dict:
@@ -44,7 +47,9 @@ def single(calls: int) -> dict:
     rs = default_ruleset()
     engine, full = [], []
     for _ in range(200):  # warm-up
-        render_interpretations(interpret_cbc_table(parse_documents([SINGLE_CBC], rs, indexed=False).columns, ruleset=rs))
+        render_interpretations(
+            interpret_cbc_table(parse_documents([SINGLE_CBC], rs, indexed=False).columns, ruleset=rs)
+        )
     for _ in range(calls):
         cols = parse_documents([SINGLE_CBC], rs, indexed=False).columns
         t0 = time.perf_counter()
@@ -57,8 +62,10 @@ def single(calls: int) -> dict:
         render_interpretations(result, parsed.patient_ids, parsed.reported)
         full.append(time.perf_counter() - t0)
     return {
-        "engine_median_ms": statistics.median(engine) * 1e3, "engine_p99_ms": percentile(engine, 0.99) * 1e3,
-        "full_median_ms": statistics.median(full) * 1e3, "full_p99_ms": percentile(full, 0.99) * 1e3,
+        "engine_median_ms": statistics.median(engine) * 1e3,
+        "engine_p99_ms": percentile(engine, 0.99) * 1e3,
+        "full_median_ms": statistics.median(full) * 1e3,
+        "full_p99_ms": percentile(full, 0.99) * 1e3,
     }
 
 
@@ -79,8 +86,14 @@ def table_run(n: int) -> dict:
     urgency = result.urgency_names()
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"n": n, "seconds": seconds, "rows_per_s": n / seconds, "peak_rss_mb": peak,
-            "input_rss_mb": rss_before, "urgent_or_worse": int((urgency == "urgent").sum() + (urgency == "immediate").sum())}
+    return {
+        "n": n,
+        "seconds": seconds,
+        "rows_per_s": n / seconds,
+        "peak_rss_mb": peak,
+        "input_rss_mb": rss_before,
+        "urgent_or_worse": int((urgency == "urgent").sum() + (urgency == "immediate").sum()),
+    }
 
 
 def main() -> None:
@@ -94,7 +107,7 @@ def main() -> None:
         return
     one = single(args.calls)
     print(f"Engine, one CBC ({args.calls} calls)")
-    print(f"| step | median ms | p99 ms |\n|---|---|---|")
+    print("| step | median ms | p99 ms |\n|---|---|---|")
     print(f"| engine (interpret_cbc_table) | {one['engine_median_ms']:.3f} | {one['engine_p99_ms']:.3f} |")
     print(f"| parse + engine + render | {one['full_median_ms']:.3f} | {one['full_p99_ms']:.3f} |")
     print()
@@ -103,8 +116,10 @@ def main() -> None:
     for n in [int(s) for s in args.sizes.split(",") if s]:
         out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {r['n']:,} | {r['seconds']:.3f} | {r['rows_per_s']:,.0f} | {r['input_rss_mb']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['urgent_or_worse']:,} |")
+        print(
+            f"| {r['n']:,} | {r['seconds']:.3f} | {r['rows_per_s']:,.0f} | {r['input_rss_mb']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['urgent_or_worse']:,} |"
+        )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,19 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
     sex = np.full(n, "unknown", dtype="<U7")
     method = np.full(n, "unknown", dtype="<U9")
     version = np.full(n, "5.0", dtype="<U3")
-    numbers = {k: np.full(n, np.nan) for k in ("age_years", "pregnant", "pregnancy_trimester", "duffy_null",
-                                               "fever", "platelet_clumps", "marrow_cellularity", "marrow_residual")}
+    numbers = {
+        k: np.full(n, np.nan)
+        for k in (
+            "age_years",
+            "pregnant",
+            "pregnancy_trimester",
+            "duffy_null",
+            "fever",
+            "platelet_clumps",
+            "marrow_cellularity",
+            "marrow_residual",
+        )
+    }
     skin_reported = np.zeros(n, dtype=bool)
     lesion_rows, lesion_types, lesion_sizes, lesion_blanching, lesion_palpable = [], [], [], [], []
     reported: list[dict[str, dict]] = []
@@ -110,8 +121,10 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
             version[i] = options["ctcae_version"]
         numbers["platelet_clumps"][i] = TRISTATE[(doc.get("specimen") or {}).get("platelet_clumps")]
         marrow = doc.get("marrow") or {}
-        for key, field in (("marrow_cellularity", "cellularity_percent"),
-                           ("marrow_residual", "residual_hematopoietic_percent")):
+        for key, field in (
+            ("marrow_cellularity", "cellularity_percent"),
+            ("marrow_residual", "residual_hematopoietic_percent"),
+        ):
             if marrow.get(field) is not None:
                 numbers[key][i] = float(marrow[field])
         skin = doc.get("skin")
@@ -135,16 +148,24 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
 
     if errors:
         raise InputError(errors)
-    table: dict[str, object] = {"sex": sex, "reticulocyte_method": method, "ctcae_version": version,
-                                "skin_reported": skin_reported, **numbers}
+    table: dict[str, object] = {
+        "sex": sex,
+        "reticulocyte_method": method,
+        "ctcae_version": version,
+        "skin_reported": skin_reported,
+        **numbers,
+    }
     for a in present:
         table[a] = values[a]
         table[f"{a}_ref_low"] = lows[a]
         table[f"{a}_ref_high"] = highs[a]
-    lesions = {"row": np.array(lesion_rows, dtype=np.int64), "type": np.array(lesion_types, dtype=object),
-               "size_mm": np.array(lesion_sizes, dtype=np.float64),
-               "blanching": np.array(lesion_blanching, dtype=np.float64),
-               "palpable": np.array(lesion_palpable, dtype=np.float64)}
+    lesions = {
+        "row": np.array(lesion_rows, dtype=np.int64),
+        "type": np.array(lesion_types, dtype=object),
+        "size_mm": np.array(lesion_sizes, dtype=np.float64),
+        "blanching": np.array(lesion_blanching, dtype=np.float64),
+        "palpable": np.array(lesion_palpable, dtype=np.float64),
+    }
     return ParsedCbcs(to_columns(table, lesions), reported, patient_ids)
 
 

@@ -68,8 +68,12 @@ def anemia_cutoffs(cols: CbcColumns, ruleset: Ruleset) -> AnemiaCutoffs:
     sex[pregnant & (sex == SEX_CODES["unknown"])] = SEX_CODES["female"]
     sex_col = sex[:, None]
     exact = (table.sex == -1) | (sex_col == table.sex)
-    hit = ((exact | (sex_col == SEX_CODES["unknown"])) & (age_days[:, None] >= table.age_low)
-           & (age_days[:, None] < table.age_high) & (pregnancy[:, None] == table.pregnancy))
+    hit = (
+        (exact | (sex_col == SEX_CODES["unknown"]))
+        & (age_days[:, None] >= table.age_low)
+        & (age_days[:, None] < table.age_high)
+        & (pregnancy[:, None] == table.pregnancy)
+    )
     low = np.where(hit, table.cutoff, np.inf).min(axis=1)
     high = np.where(hit, table.cutoff, -np.inf).max(axis=1)
     matched = hit.any(axis=1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labservice.core.compare import NO, NOT_ASSESSED, YES, meets, tristate
+from labservice.core.compare import NOT_ASSESSED, YES, meets, tristate
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import CbcColumns
 
@@ -40,8 +40,9 @@ def assess_aplastic(cols: CbcColumns, applicable: np.ndarray, rs: Ruleset) -> Ap
     v = cols.values
     a = tristate(v["neutrophils"], rs.threshold("aa_neutrophils"))
     b = tristate(v["platelets"], rs.threshold("aa_platelets"))
-    retic_bound = np.where(cols.reticulocyte_manual, rs.value("aa_reticulocytes_manual"),
-                           rs.value("aa_reticulocytes_automated"))
+    retic_bound = np.where(
+        cols.reticulocyte_manual, rs.value("aa_reticulocytes_manual"), rs.value("aa_reticulocytes_automated")
+    )
     c = (v["reticulocytes"] < retic_bound).astype(np.int8)  # YES = 1, NO = 0
     c[np.isnan(v["reticulocytes"])] = NOT_ASSESSED
     met = (a == YES).astype(np.int8) + (b == YES) + (c == YES)

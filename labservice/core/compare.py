@@ -48,8 +48,11 @@ def _half_open(bands: tuple[Band, ...]):
     if key not in _HALF_OPEN:
         if all(b.lower_op == ">=" and b.upper_op == "<" for b in bands):
             order = np.argsort([b.lower for b in bands])
-            _HALF_OPEN[key] = (np.array([bands[i].lower for i in order]),
-                               np.array([bands[i].upper for i in order]), order.astype(np.int8))
+            _HALF_OPEN[key] = (
+                np.array([bands[i].lower for i in order]),
+                np.array([bands[i].upper for i in order]),
+                order.astype(np.int8),
+            )
         else:
             _HALF_OPEN[key] = None
     return _HALF_OPEN[key]

@@ -42,8 +42,9 @@ class Lineages:
         return ((self.red == YES).astype(np.int8) + (self.white == YES) + (self.platelets == YES)).astype(np.int8)
 
     def unknown_count(self) -> np.ndarray:
-        return ((self.red == NOT_ASSESSED).astype(np.int8) + (self.white == NOT_ASSESSED)
-                + (self.platelets == NOT_ASSESSED)).astype(np.int8)
+        return (
+            (self.red == NOT_ASSESSED).astype(np.int8) + (self.white == NOT_ASSESSED) + (self.platelets == NOT_ASSESSED)
+        ).astype(np.int8)
 
 
 def _below_lln(values: np.ndarray, rng: RangeInUse) -> np.ndarray:
@@ -52,8 +53,9 @@ def _below_lln(values: np.ndarray, rng: RangeInUse) -> np.ndarray:
     return out
 
 
-def single_lineage(cols: CbcColumns, ranges: dict[str, RangeInUse], grades: dict[str, np.ndarray],
-                   anemia: AnemiaCutoffs, rs: Ruleset) -> tuple[dict[str, FindingColumn], dict[str, np.ndarray]]:
+def single_lineage(
+    cols: CbcColumns, ranges: dict[str, RangeInUse], grades: dict[str, np.ndarray], anemia: AnemiaCutoffs, rs: Ruleset
+) -> tuple[dict[str, FindingColumn], dict[str, np.ndarray]]:
     """Thrombocytopenia, thrombocytosis, anaemia, neutropenia, leukopenia, lymphopenia.
 
     Returns the findings and the tri-state per finding (for "not assessed" reporting).
@@ -65,17 +67,22 @@ def single_lineage(cols: CbcColumns, ranges: dict[str, RangeInUse], grades: dict
     t = rs.threshold("thrombocytopenia")
     states["thrombocytopenia"] = tristate(plt, t)
     thrombocytopenia = FindingColumn(
-        "thrombocytopenia", states["thrombocytopenia"] == YES, "thresholds.csv:thrombocytopenia",
+        "thrombocytopenia",
+        states["thrombocytopenia"] == YES,
+        "thresholds.csv:thrombocytopenia",
         t.sources + rs.threshold("thrombocytopenia_often_benign").sources + ("S3", "S4", "S5"),
         grade=grades["platelets"],
-        extra={"bleeding_band": band_index(plt, rs.bands["platelet_bleeding_risk"]),
-               "often_benign_range": meets(plt, rs.threshold("thrombocytopenia_often_benign"))},
+        extra={
+            "bleeding_band": band_index(plt, rs.bands["platelet_bleeding_risk"]),
+            "often_benign_range": meets(plt, rs.threshold("thrombocytopenia_often_benign")),
+        },
     )
 
     t = rs.threshold("thrombocytosis")
     states["thrombocytosis"] = tristate(plt, t)
-    thrombocytosis = FindingColumn("thrombocytosis", states["thrombocytosis"] == YES,
-                                   "thresholds.csv:thrombocytosis", t.sources)
+    thrombocytosis = FindingColumn(
+        "thrombocytosis", states["thrombocytosis"] == YES, "thresholds.csv:thrombocytosis", t.sources
+    )
 
     states["anemia"] = anemia.state
     # WHO 2011 severity bands are applied to non-pregnant people from 15 years only.
@@ -83,7 +90,11 @@ def single_lineage(cols: CbcColumns, ranges: dict[str, RangeInUse], grades: dict
     adult = (np.isnan(cols.age_years) | meets(cols.age_years, who_adult)) & (cols.pregnant != 1.0)
     severity = np.where(adult, band_index(hb, rs.bands["anemia_severity_adult"]), -1).astype(np.int8)
     anemia_finding = FindingColumn(
-        "anemia", anemia.state == YES, "anemia_cutoffs.csv", ("S9", "S3"), grade=grades["hemoglobin"],
+        "anemia",
+        anemia.state == YES,
+        "anemia_cutoffs.csv",
+        ("S9", "S3"),
+        grade=grades["hemoglobin"],
         extra={"severity": severity},
     )
 
@@ -92,57 +103,89 @@ def single_lineage(cols: CbcColumns, ranges: dict[str, RangeInUse], grades: dict
     neutropenic = np.where(duffy, meets(neut, t_duffy), meets(neut, t_neut))
     states["neutropenia"] = np.where(np.isnan(neut), NOT_ASSESSED, np.where(neutropenic, YES, NO)).astype(np.int8)
     neutropenia = FindingColumn(
-        "neutropenia", neutropenic, "thresholds.csv:neutropenia", t_neut.sources + ("S3",),
+        "neutropenia",
+        neutropenic,
+        "thresholds.csv:neutropenia",
+        (*t_neut.sources, "S3"),
         grade=grades["neutrophils"],
-        extra={"severity": band_index(neut, rs.bands["neutropenia_severity"]), "duffy_null": duffy,
-               "derived": cols.derived["neutrophils"]},
+        extra={
+            "severity": band_index(neut, rs.bands["neutropenia_severity"]),
+            "duffy_null": duffy,
+            "derived": cols.derived["neutrophils"],
+        },
     )
 
     states["leukopenia"] = _below_lln(v["wbc"], ranges["wbc"])
-    leukopenia = FindingColumn("leukopenia", states["leukopenia"] == YES, "ranges:wbc.low", ("S14", "S3"),
-                               grade=grades["wbc"])
+    leukopenia = FindingColumn(
+        "leukopenia", states["leukopenia"] == YES, "ranges:wbc.low", ("S14", "S3"), grade=grades["wbc"]
+    )
     states["lymphopenia"] = _below_lln(v["lymphocytes"], ranges["lymphocytes"])
-    lymphopenia = FindingColumn("lymphopenia", states["lymphopenia"] == YES, "ranges:lymphocytes.low",
-                                ("S14", "S3"), grade=grades["lymphocytes"])
-    findings = {f.code: f for f in (thrombocytopenia, thrombocytosis, anemia_finding, neutropenia,
-                                    leukopenia, lymphopenia)}
+    lymphopenia = FindingColumn(
+        "lymphopenia",
+        states["lymphopenia"] == YES,
+        "ranges:lymphocytes.low",
+        ("S14", "S3"),
+        grade=grades["lymphocytes"],
+    )
+    findings = {
+        f.code: f for f in (thrombocytopenia, thrombocytosis, anemia_finding, neutropenia, leukopenia, lymphopenia)
+    }
     return findings, states
 
 
 def lineages_from(states: dict[str, np.ndarray]) -> Lineages:
     """Red = anaemia; white = leukopenia or neutropenia; platelets = thrombocytopenia (§5)."""
     leuko, neutro = states["leukopenia"], states["neutropenia"]
-    white = np.where((leuko == YES) | (neutro == YES), YES,
-                     np.where((leuko == NOT_ASSESSED) & (neutro == NOT_ASSESSED), NOT_ASSESSED, NO))
+    white = np.where(
+        (leuko == YES) | (neutro == YES),
+        YES,
+        np.where((leuko == NOT_ASSESSED) & (neutro == NOT_ASSESSED), NOT_ASSESSED, NO),
+    )
     return Lineages(red=states["anemia"], white=white.astype(np.int8), platelets=states["thrombocytopenia"])
 
 
-def combined(cols: CbcColumns, lineages: Lineages, rs: Ruleset) -> tuple[dict[str, FindingColumn], dict[str, np.ndarray]]:
+def combined(
+    cols: CbcColumns, lineages: Lineages, rs: Ruleset
+) -> tuple[dict[str, FindingColumn], dict[str, np.ndarray]]:
     """Bicytopenia, pancytopenia and the marrow-failure range."""
     low, unknown = lineages.low_count(), lineages.unknown_count()
     states = {
         "pancytopenia": np.where(low == 3, YES, np.where(low + unknown < 3, NO, NOT_ASSESSED)).astype(np.int8),
-        "bicytopenia": np.where(low == 2, YES,
-                                np.where((low == 3) | (low + unknown < 2), NO, NOT_ASSESSED)).astype(np.int8),
+        "bicytopenia": np.where(low == 2, YES, np.where((low == 3) | (low + unknown < 2), NO, NOT_ASSESSED)).astype(
+            np.int8
+        ),
     }
     # Two low with the third unknown is bicytopenia that might be pancytopenia: report it as
     # bicytopenia and let the pancytopenia state say "not assessed".
-    bicytopenia = FindingColumn("bicytopenia", low == 2, "combined:two_lineages_low", ("S11",),
-                                extra={"third_unknown": (low == 2) & (unknown == 1)})
+    bicytopenia = FindingColumn(
+        "bicytopenia",
+        low == 2,
+        "combined:two_lineages_low",
+        ("S11",),
+        extra={"third_unknown": (low == 2) & (unknown == 1)},
+    )
     pancytopenia = FindingColumn("pancytopenia", low == 3, "combined:three_lineages_low", ("S11", "S22"))
 
     v = cols.values
-    criteria = [tristate(v["hemoglobin"], rs.threshold("marrow_failure_hemoglobin")),
-                tristate(v["neutrophils"], rs.threshold("marrow_failure_neutrophils")),
-                tristate(v["platelets"], rs.threshold("marrow_failure_platelets"))]
+    criteria = [
+        tristate(v["hemoglobin"], rs.threshold("marrow_failure_hemoglobin")),
+        tristate(v["neutrophils"], rs.threshold("marrow_failure_neutrophils")),
+        tristate(v["platelets"], rs.threshold("marrow_failure_platelets")),
+    ]
     met = sum((c == YES).astype(np.int8) for c in criteria)
     open_ = sum((c == NOT_ASSESSED).astype(np.int8) for c in criteria)
     need = rs.value("marrow_failure_min_criteria")
     present = met >= need
-    states["marrow_failure_range"] = np.where(present, YES, np.where(met + open_ < need, NO, NOT_ASSESSED)).astype(np.int8)
-    marrow = FindingColumn("marrow_failure_range", present, "thresholds.csv:marrow_failure_*",
-                           rs.threshold("marrow_failure_platelets").sources,
-                           extra={"hb": criteria[0], "neut": criteria[1], "plt": criteria[2]})
+    states["marrow_failure_range"] = np.where(present, YES, np.where(met + open_ < need, NO, NOT_ASSESSED)).astype(
+        np.int8
+    )
+    marrow = FindingColumn(
+        "marrow_failure_range",
+        present,
+        "thresholds.csv:marrow_failure_*",
+        rs.threshold("marrow_failure_platelets").sources,
+        extra={"hb": criteria[0], "neut": criteria[1], "plt": criteria[2]},
+    )
     return {f.code: f for f in (bicytopenia, pancytopenia, marrow)}, states
 
 
@@ -152,25 +195,44 @@ def critical_value(criticals: dict[str, np.ndarray], rs: Ruleset) -> FindingColu
     for key, hit in criticals.items():
         any_critical = any_critical | hit
         tags.extend(t for t in rs.threshold(key).sources if t not in tags)
-    return FindingColumn("critical_value", any_critical, "thresholds.csv:critical_*", tuple(tags),
-                         extra={key: hit for key, hit in criticals.items()})
+    return FindingColumn(
+        "critical_value",
+        any_critical,
+        "thresholds.csv:critical_*",
+        tuple(tags),
+        extra={key: hit for key, hit in criticals.items()},
+    )
 
 
-def pitfalls(cols: CbcColumns, lineages: Lineages, hemorrhagic_lesions: np.ndarray,
-             rs: Ruleset) -> dict[str, FindingColumn]:
+def pitfalls(
+    cols: CbcColumns, lineages: Lineages, hemorrhagic_lesions: np.ndarray, rs: Ruleset
+) -> dict[str, FindingColumn]:
     """Possible pseudothrombocytopenia and possible gestational thrombocytopenia (§8)."""
     thrombocytopenic = lineages.platelets == YES
     clumps = cols.platelet_clumps == 1.0
     isolated = thrombocytopenic & (lineages.red == NO) & (lineages.white == NO)
     no_bleeding = hemorrhagic_lesions == 0
     pseudo = (clumps & ~np.isnan(cols.values["platelets"])) | (isolated & no_bleeding)
-    pseudo_finding = FindingColumn("possible_pseudothrombocytopenia", pseudo, "pitfalls:pseudothrombocytopenia",
-                                   ("S21",), extra={"clumps": clumps, "skin_reported": cols.skin_reported})
+    pseudo_finding = FindingColumn(
+        "possible_pseudothrombocytopenia",
+        pseudo,
+        "pitfalls:pseudothrombocytopenia",
+        ("S21",),
+        extra={"clumps": clumps, "skin_reported": cols.skin_reported},
+    )
     plt = cols.values["platelets"]
-    gestational = ((cols.pregnant == 1.0) & meets(plt, rs.threshold("gestational_platelets_from"))
-                   & meets(plt, rs.threshold("gestational_platelets_below"))
-                   & (lineages.red == NO) & (lineages.white == NO))
+    gestational = (
+        (cols.pregnant == 1.0)
+        & meets(plt, rs.threshold("gestational_platelets_from"))
+        & meets(plt, rs.threshold("gestational_platelets_below"))
+        & (lineages.red == NO)
+        & (lineages.white == NO)
+    )
     gestational_finding = FindingColumn(
-        "gestational_thrombocytopenia_possible", gestational, "thresholds.csv:gestational_platelets_*",
-        ("S1",), extra={"usual": meets(plt, rs.threshold("gestational_platelets_usual"))})
+        "gestational_thrombocytopenia_possible",
+        gestational,
+        "thresholds.csv:gestational_platelets_*",
+        ("S1",),
+        extra={"usual": meets(plt, rs.threshold("gestational_platelets_usual"))},
+    )
     return {f.code: f for f in (pseudo_finding, gestational_finding)}

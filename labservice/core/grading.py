@@ -58,8 +58,9 @@ def _ctcae_table(ruleset: Ruleset, version: str, analyte: str):
     """(bounds with NaN for LLN, grades, LLN column or -1) for one version and analyte."""
     key = ("ctcae", version, analyte)
     if key not in ruleset._cache:
-        rows = sorted((r for r in ruleset.ctcae if r.version == version and r.analyte == analyte),
-                      key=lambda r: r.grade)
+        rows = sorted(
+            (r for r in ruleset.ctcae if r.version == version and r.analyte == analyte), key=lambda r: r.grade
+        )
         if any(r.operator != "<" for r in rows):
             raise ValueError(f"ctcae.csv {version} {analyte}: only '<' bounds are supported")
         bounds = np.array([np.nan if r.bound is None else r.bound for r in rows])

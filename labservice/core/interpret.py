@@ -1,8 +1,8 @@
 """The engine: interpret a whole table of CBCs at once. One implementation for one CBC or a million.
 
-    result = interpret_cbc_table(table)              # DataFrame or mapping of arrays
-    result.urgency_names()                            # per-row urgency
-    render_interpretations(result)                    # JSON-ready dicts (labservice.core.render)
+result = interpret_cbc_table(table)              # DataFrame or mapping of arrays
+result.urgency_names()                            # per-row urgency
+render_interpretations(result)                    # JSON-ready dicts (labservice.core.render)
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ import numpy as np
 from labservice.core.anemia import AnemiaCutoffs, anemia_cutoffs
 from labservice.core.aplastic import ASSESSMENT_NAMES, AplasticAssessment, assess_aplastic
 from labservice.core.derive import derive_missing_counts
-from labservice.core.findings import FindingColumn, Lineages, combined, critical_value, lineages_from, pitfalls, single_lineage
+from labservice.core.findings import (
+    FindingColumn,
+    Lineages,
+    combined,
+    critical_value,
+    lineages_from,
+    pitfalls,
+    single_lineage,
+)
 from labservice.core.grading import FLAG_NAMES, ctcae_grades, flags_and_criticals
 from labservice.core.ranges import RangeInUse, resolve_ranges
 from labservice.core.red_flags import red_flags
@@ -25,10 +33,22 @@ from labservice.core.urgency import URGENCY_NAMES, overall_urgency, urgency_trig
 
 # The contract's finding codes, in the order they are reported.
 FINDING_CODES = (
-    "fever_with_nonblanching_rash", "febrile_neutropenia", "unexplained_petechiae_child", "critical_value",
-    "pancytopenia", "bicytopenia", "marrow_failure_range", "thrombocytopenia", "neutropenia", "anemia",
-    "leukopenia", "lymphopenia", "thrombocytosis", "possible_pseudothrombocytopenia",
-    "gestational_thrombocytopenia_possible", "vasculitis_pattern",
+    "fever_with_nonblanching_rash",
+    "febrile_neutropenia",
+    "unexplained_petechiae_child",
+    "critical_value",
+    "pancytopenia",
+    "bicytopenia",
+    "marrow_failure_range",
+    "thrombocytopenia",
+    "neutropenia",
+    "anemia",
+    "leukopenia",
+    "lymphopenia",
+    "thrombocytosis",
+    "possible_pseudothrombocytopenia",
+    "gestational_thrombocytopenia_possible",
+    "vasculitis_pattern",
 )
 
 
@@ -91,5 +111,19 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     triggers = urgency_triggers(cols, findings, aplastic, skin, rs)
     urgency = overall_urgency(cols.n, triggers)
     ordered = {code: findings[code] for code in FINDING_CODES}
-    return InterpretationTable(cols, rs, ranges, flags, grades, cutoffs, lineages, ordered, states,
-                               aplastic, skin, triggers, urgency, ctcae_version)
+    return InterpretationTable(
+        cols,
+        rs,
+        ranges,
+        flags,
+        grades,
+        cutoffs,
+        lineages,
+        ordered,
+        states,
+        aplastic,
+        skin,
+        triggers,
+        urgency,
+        ctcae_version,
+    )

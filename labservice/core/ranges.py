@@ -21,8 +21,13 @@ DAYS_PER_YEAR = 365.25
 
 # Where a range came from (per row).
 ORIGIN_NONE, ORIGIN_LAB, ORIGIN_FALLBACK, ORIGIN_DUFFY, ORIGIN_LAB_PARTIAL = 0, 1, 2, 3, 4
-ORIGIN_NAMES = {ORIGIN_NONE: "none", ORIGIN_LAB: "laboratory", ORIGIN_FALLBACK: "fallback",
-                ORIGIN_DUFFY: "duffy_null", ORIGIN_LAB_PARTIAL: "laboratory_partial"}
+ORIGIN_NAMES = {
+    ORIGIN_NONE: "none",
+    ORIGIN_LAB: "laboratory",
+    ORIGIN_FALLBACK: "fallback",
+    ORIGIN_DUFFY: "duffy_null",
+    ORIGIN_LAB_PARTIAL: "laboratory_partial",
+}
 
 
 @dataclass
@@ -86,8 +91,10 @@ def compile_ranges(rows: tuple[RangeRow, ...], offset: int = 0) -> CompiledRange
 def _compiled(ruleset: Ruleset) -> tuple[CompiledRanges, CompiledRanges]:
     key = ("compiled_ranges",)
     if key not in ruleset._cache:
-        ruleset._cache[key] = (compile_ranges(ruleset.ranges),
-                               compile_ranges(ruleset.duffy_ranges, offset=len(ruleset.ranges)))
+        ruleset._cache[key] = (
+            compile_ranges(ruleset.ranges),
+            compile_ranges(ruleset.duffy_ranges, offset=len(ruleset.ranges)),
+        )
     return ruleset._cache[key]
 
 
@@ -115,8 +122,14 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
     else:
         d_row_all = None
     present = set(cols.present_analytes())
-    nothing = RangeInUse(np.full(cols.n, np.nan), np.full(cols.n, np.nan), np.zeros(cols.n, np.int8),
-                         np.full(cols.n, -1, np.int16), np.zeros(cols.n, bool), all_rows)
+    nothing = RangeInUse(
+        np.full(cols.n, np.nan),
+        np.full(cols.n, np.nan),
+        np.zeros(cols.n, np.int8),
+        np.full(cols.n, -1, np.int16),
+        np.zeros(cols.n, bool),
+        all_rows,
+    )
     out: dict[str, RangeInUse] = {}
     for a, analyte in enumerate(ANALYTES):
         if analyte not in present:

@@ -14,9 +14,9 @@ import numpy as np
 
 from labservice.core.aplastic import ASSESSMENT_NAMES, CAVEAT, MARROW_NAMES
 from labservice.core.compare import NOT_ASSESSED, YES
-from labservice.core.grading import FLAG_NAMES, FLAG_HH, FLAG_LL
+from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
-from labservice.core.ranges import ORIGIN_NAMES, ORIGIN_DUFFY, ORIGIN_FALLBACK, ORIGIN_LAB, ORIGIN_LAB_PARTIAL
+from labservice.core.ranges import ORIGIN_DUFFY, ORIGIN_LAB, ORIGIN_LAB_PARTIAL, ORIGIN_NAMES
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.urgency import URGENCY_NAMES
@@ -98,8 +98,12 @@ class _Renderer:
             origin = int(rng.origin[i])
             reference = None
             if origin != 0:
-                reference = {"low": _num(rng.low[i]), "high": _num(rng.high[i]),
-                             "source": self.range_source(analyte, i), "origin": ORIGIN_NAMES[origin]}
+                reference = {
+                    "low": _num(rng.low[i]),
+                    "high": _num(rng.high[i]),
+                    "source": self.range_source(analyte, i),
+                    "origin": ORIGIN_NAMES[origin],
+                }
             grade = self.r.grades.get(analyte)
             flag = int(self.r.flags[analyte][i])
             out[analyte] = {
@@ -145,19 +149,27 @@ class _Renderer:
         plt = self.v("platelets", i)
         f = self.r.findings["thrombocytopenia"]
         band = self._band("platelet_bleeding_risk", int(f.extra["bleeding_band"][i]))
-        parts = [f"Platelets {_fmt(plt)} x10^9/L, below {self.t['thrombocytopenia']} [S1][S2]; "
-                 f"{self._grade_text('platelets', i)}."]
+        parts = [
+            f"Platelets {_fmt(plt)} x10^9/L, below {self.t['thrombocytopenia']} [S1][S2]; "
+            f"{self._grade_text('platelets', i)}."
+        ]
         if band is not None:
             parts.append(f"Bleeding risk at this count: {band.text} [S4][S5].")
         if f.extra["often_benign_range"][i]:
-            parts.append(f"A count of {self.t['thrombocytopenia_often_benign']}-{_fmt(self.rs.value('thrombocytopenia') - 1)}"
-                         " that is isolated and stable on repeat is often benign [S2].")
+            parts.append(
+                f"A count of {self.t['thrombocytopenia_often_benign']}-{_fmt(self.rs.value('thrombocytopenia') - 1)}"
+                " that is isolated and stable on repeat is often benign [S2]."
+            )
         return " ".join(parts), band.label if band else None, {"platelets": plt}
 
     def _detail_thrombocytosis(self, i):
         plt = self.v("platelets", i)
-        return (f"Platelets {_fmt(plt)} x10^9/L, at or above {self.t['thrombocytosis']} [S7]. "
-                "A raised count is most often reactive; persistence needs review.", None, {"platelets": plt})
+        return (
+            f"Platelets {_fmt(plt)} x10^9/L, at or above {self.t['thrombocytosis']} [S7]. "
+            "A raised count is most often reactive; persistence needs review.",
+            None,
+            {"platelets": plt},
+        )
 
     def _detail_anemia(self, i):
         hb = self.v("hemoglobin", i)
@@ -168,8 +180,10 @@ class _Renderer:
         band = self._band("anemia_severity_adult", severity_index)
         low, high = cut.low[i], cut.high[i]
         cutoff_text = _fmt(low) if low == high else f"{_fmt(low)} (the lowest cut-off that could apply)"
-        parts = [f"Haemoglobin {_fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} [S9]; "
-                 f"{self._grade_text('hemoglobin', i)}."]
+        parts = [
+            f"Haemoglobin {_fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} [S9]; "
+            f"{self._grade_text('hemoglobin', i)}."
+        ]
         if band is not None:
             parts.append(f"WHO severity: {band.label} [S9].")
         else:
@@ -182,9 +196,11 @@ class _Renderer:
         duffy = bool(f.extra["duffy_null"][i])
         limit = self.t["neutropenia_duffy_null"] if duffy else self.t["neutropenia"]
         band = self._band("neutropenia_severity", int(f.extra["severity"][i]))
-        parts = [f"Neutrophils {_fmt(neut)} x10^9/L, below {limit}"
-                 + (" (the limit for a patient stated to be Duffy-null [S10])" if duffy else " [S8]")
-                 + f"; {self._grade_text('neutrophils', i)}."]
+        parts = [
+            f"Neutrophils {_fmt(neut)} x10^9/L, below {limit}"
+            + (" (the limit for a patient stated to be Duffy-null [S10])" if duffy else " [S8]")
+            + f"; {self._grade_text('neutrophils', i)}."
+        ]
         if band is not None:
             parts.append(f"Severity: {band.text} [S8].")
         if f.extra["derived"][i]:
@@ -193,61 +209,93 @@ class _Renderer:
             parts.append(
                 f"An isolated count of {self.t['duffy_caveat_from']}-{_fmt(self.rs.value('neutropenia') - 0.01)} "
                 "may be a Duffy-null associated neutrophil count, common and benign in people of African or "
-                "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry [S10].")
+                "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry [S10]."
+            )
         return " ".join(parts), band.label if band else None, {"neutrophils": neut}
 
     def _duffy_caveat(self, i) -> bool:
         neut = self.v("neutrophils", i)
         lin = self.r.lineages
         isolated = lin.red[i] != YES and lin.platelets[i] != YES
-        return (bool(np.isnan(self.r.cols.duffy_null[i])) and isolated
-                and self.rs.value("duffy_caveat_from") <= neut < self.rs.value("neutropenia"))
+        return (
+            bool(np.isnan(self.r.cols.duffy_null[i]))
+            and isolated
+            and self.rs.value("duffy_caveat_from") <= neut < self.rs.value("neutropenia")
+        )
 
     def _detail_leukopenia(self, i):
         wbc = self.v("wbc", i)
         low = self.r.ranges["wbc"].low[i]
-        return (f"White cell count {_fmt(wbc)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
-                f"{self._grade_text('wbc', i)}.", None, {"wbc": wbc})
+        return (
+            f"White cell count {_fmt(wbc)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
+            f"{self._grade_text('wbc', i)}.",
+            None,
+            {"wbc": wbc},
+        )
 
     def _detail_lymphopenia(self, i):
         lym = self.v("lymphocytes", i)
         low = self.r.ranges["lymphocytes"].low[i]
-        return (f"Lymphocytes {_fmt(lym)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
-                f"{self._grade_text('lymphocytes', i)}.", None, {"lymphocytes": lym})
+        return (
+            f"Lymphocytes {_fmt(lym)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
+            f"{self._grade_text('lymphocytes', i)}.",
+            None,
+            {"lymphocytes": lym},
+        )
 
     def _low_lineages(self, i) -> tuple[list[str], list[str]]:
         lin = self.r.lineages
-        names = {"red": "red cells (anaemia)", "white": "white cells (leukopenia or neutropenia)",
-                 "platelets": "platelets (thrombocytopenia)"}
+        names = {
+            "red": "red cells (anaemia)",
+            "white": "white cells (leukopenia or neutropenia)",
+            "platelets": "platelets (thrombocytopenia)",
+        }
         low = [names[k] for k in names if getattr(lin, k)[i] == YES]
         unknown = [k for k in names if getattr(lin, k)[i] == NOT_ASSESSED]
         return low, unknown
 
     def _lineage_evidence(self, i) -> dict:
-        return {a: _num(self.v(a, i)) for a in ("hemoglobin", "wbc", "neutrophils", "platelets")
-                if not math.isnan(self.v(a, i))}
+        return {
+            a: _num(self.v(a, i))
+            for a in ("hemoglobin", "wbc", "neutrophils", "platelets")
+            if not math.isnan(self.v(a, i))
+        }
 
     def _detail_bicytopenia(self, i):
         low, unknown = self._low_lineages(i)
         text = f"Two cell lines are low: {' and '.join(low)} [S11]."
         if unknown:
             needs = [a for k in unknown for a in LINEAGE_ANALYTES[k]]
-            text += f" The third line was not assessed ({' or '.join(needs)} not sent): pancytopenia cannot be excluded."
+            text += (
+                f" The third line was not assessed ({' or '.join(needs)} not sent): pancytopenia cannot be excluded."
+            )
         return text, None, self._lineage_evidence(i)
 
     def _detail_pancytopenia(self, i):
-        return ("All three cell lines are low: red cells, white cells and platelets [S11]. "
-                "Pancytopenia needs prompt haematology input [S22].", None, self._lineage_evidence(i))
+        return (
+            "All three cell lines are low: red cells, white cells and platelets [S11]. "
+            "Pancytopenia needs prompt haematology input [S22].",
+            None,
+            self._lineage_evidence(i),
+        )
 
     def _detail_marrow_failure_range(self, i):
         f = self.r.findings["marrow_failure_range"]
-        met = [label for key, label in (
-            ("hb", f"haemoglobin < {self.t['marrow_failure_hemoglobin']} g/dL"),
-            ("neut", f"neutrophils < {self.t['marrow_failure_neutrophils']} x10^9/L"),
-            ("plt", f"platelets < {self.t['marrow_failure_platelets']} x10^9/L")) if f.extra[key][i] == YES]
-        return (f"At least two of the BSH 2016 entry criteria are met ({'; '.join(met)}) [S12]. This is the range "
-                "that prompts a haematologist to consider marrow failure; it is not a diagnosis.", None,
-                self._lineage_evidence(i))
+        met = [
+            label
+            for key, label in (
+                ("hb", f"haemoglobin < {self.t['marrow_failure_hemoglobin']} g/dL"),
+                ("neut", f"neutrophils < {self.t['marrow_failure_neutrophils']} x10^9/L"),
+                ("plt", f"platelets < {self.t['marrow_failure_platelets']} x10^9/L"),
+            )
+            if f.extra[key][i] == YES
+        ]
+        return (
+            f"At least two of the BSH 2016 entry criteria are met ({'; '.join(met)}) [S12]. This is the range "
+            "that prompts a haematologist to consider marrow failure; it is not a diagnosis.",
+            None,
+            self._lineage_evidence(i),
+        )
 
     def _detail_critical_value(self, i):
         f = self.r.findings["critical_value"]
@@ -257,50 +305,79 @@ class _Renderer:
                 th = self.rs.threshold(key)
                 value = self.v(th.analyte, i)
                 evidence[th.analyte] = value
-                hits.append(f"{self.rs.analytes[th.analyte].label.lower()} {_fmt(value)} "
-                            f"({th.operator} {_fmt(th.value)} {th.unit})")
-        return (f"Critical value{'s' if len(hits) > 1 else ''}: {'; '.join(hits)} [S6]. "
-                "Critical limits are configurable per laboratory policy.", None, evidence)
+                hits.append(
+                    f"{self.rs.analytes[th.analyte].label.lower()} {_fmt(value)} "
+                    f"({th.operator} {_fmt(th.value)} {th.unit})"
+                )
+        return (
+            f"Critical value{'s' if len(hits) > 1 else ''}: {'; '.join(hits)} [S6]. "
+            "Critical limits are configurable per laboratory policy.",
+            None,
+            evidence,
+        )
 
     def _detail_possible_pseudothrombocytopenia(self, i):
         f = self.r.findings["possible_pseudothrombocytopenia"]
-        why = ("the laboratory reported platelet clumps" if f.extra["clumps"][i] else
-               "the thrombocytopenia is isolated and no bleeding signs were reported"
-               + ("" if f.extra["skin_reported"][i] else " (no skin examination was sent)"))
-        return (f"Possible EDTA pseudothrombocytopenia because {why}: suggest a blood film review for clumps and "
-                "a repeat count in a citrate tube [S21].", None, {"platelets": self.v("platelets", i)})
+        why = (
+            "the laboratory reported platelet clumps"
+            if f.extra["clumps"][i]
+            else "the thrombocytopenia is isolated and no bleeding signs were reported"
+            + ("" if f.extra["skin_reported"][i] else " (no skin examination was sent)")
+        )
+        return (
+            f"Possible EDTA pseudothrombocytopenia because {why}: suggest a blood film review for clumps and "
+            "a repeat count in a citrate tube [S21].",
+            None,
+            {"platelets": self.v("platelets", i)},
+        )
 
     def _detail_gestational_thrombocytopenia_possible(self, i):
         plt = self.v("platelets", i)
         usual = self.r.findings["gestational_thrombocytopenia_possible"].extra["usual"][i]
-        text = (f"Pregnancy with platelets {_fmt(plt)} x10^9/L ({self.t['gestational_platelets_from']}-"
-                f"{_fmt(self.rs.value('gestational_platelets_below') - 1)}) and no other cytopenia: gestational "
-                "thrombocytopenia is common [S1].")
+        text = (
+            f"Pregnancy with platelets {_fmt(plt)} x10^9/L ({self.t['gestational_platelets_from']}-"
+            f"{_fmt(self.rs.value('gestational_platelets_below') - 1)}) and no other cytopenia: gestational "
+            "thrombocytopenia is common [S1]."
+        )
         if not usual:
             text += f" It is usually above {self.t['gestational_platelets_usual']}; lower counts need other causes excluded [S1]."
         return text, None, {"platelets": plt}
 
     def _detail_vasculitis_pattern(self, i):
         plt = self.v("platelets", i)
-        text = ("Palpable purpura suggests small-vessel vasculitis, e.g. IgA vasculitis, whose definition requires "
-                "that the purpura is not related to thrombocytopenia [S18].")
+        text = (
+            "Palpable purpura suggests small-vessel vasculitis, e.g. IgA vasculitis, whose definition requires "
+            "that the purpura is not related to thrombocytopenia [S18]."
+        )
         if not math.isnan(plt) and plt < self.rs.value("thrombocytopenia"):
             text += " The platelet count is low here, so the pattern needs clinical review."
         return text, None, {"palpable_lesions": int(self.r.skin.palpable_count[i])}
 
     def _detail_fever_with_nonblanching_rash(self, i):
-        return ("Fever with a non-blanching rash: emergency assessment for meningococcal sepsis, whatever the "
-                "counts [S19].", None, {"fever": True, "nonblanching_lesions": int(self.r.skin.hemorrhagic_count[i])})
+        return (
+            "Fever with a non-blanching rash: emergency assessment for meningococcal sepsis, whatever the "
+            "counts [S19].",
+            None,
+            {"fever": True, "nonblanching_lesions": int(self.r.skin.hemorrhagic_count[i])},
+        )
 
     def _detail_febrile_neutropenia(self, i):
         neut = self.v("neutrophils", i)
-        return (f"Fever with neutrophils {_fmt(neut)} x10^9/L (at or below {self.t['febrile_neutropenia']}): possible "
-                "neutropenic sepsis; assess and treat as an emergency [S8].", None, {"fever": True, "neutrophils": neut})
+        return (
+            f"Fever with neutrophils {_fmt(neut)} x10^9/L (at or below {self.t['febrile_neutropenia']}): possible "
+            "neutropenic sepsis; assess and treat as an emergency [S8].",
+            None,
+            {"fever": True, "neutrophils": neut},
+        )
 
     def _detail_unexplained_petechiae_child(self, i):
         age = float(self.r.cols.age_years[i])
-        return (f"Petechiae in a child or young person (age {_fmt(round(age, 2))} years): immediate specialist "
-                "assessment unless explained [S20].", None, {"age_years": age})
+        return (
+            f"Petechiae in a child or young person (age {_fmt(round(age, 2))} years): immediate specialist "
+            "assessment unless explained [S20].",
+            None,
+            {"age_years": age},
+        )
 
     # --- not assessed -----------------------------------------------------------------------
     def not_assessed(self, i: int) -> list[dict]:
@@ -311,18 +388,28 @@ class _Renderer:
         def add(code: str, reason: str, needs: list[str]):
             out.append({"code": code, "reason": reason, "needs": needs})
 
-        for code, analyte in (("thrombocytopenia", "platelets"), ("neutropenia", "neutrophils"),
-                              ("leukopenia", "wbc"), ("lymphopenia", "lymphocytes")):
+        for code, analyte in (
+            ("thrombocytopenia", "platelets"),
+            ("neutropenia", "neutrophils"),
+            ("leukopenia", "wbc"),
+            ("lymphopenia", "lymphocytes"),
+        ):
             if st[code][i] == NOT_ASSESSED and analyte in missing:
                 add(code, f"{analyte} not sent", [analyte])
         if st["anemia"][i] == NOT_ASSESSED:
             if "hemoglobin" in missing:
                 add("anemia", "hemoglobin not sent", ["hemoglobin"])
             elif math.isnan(self.r.anemia.low[i]):
-                add("anemia", "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range", [])
+                add(
+                    "anemia", "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range", []
+                )
             else:
-                add("anemia", f"sex not given: haemoglobin {_fmt(self.v('hemoglobin', i))} g/dL lies between the female "
-                    f"({_fmt(self.r.anemia.low[i])}) and male ({_fmt(self.r.anemia.high[i])}) cut-offs", [])
+                add(
+                    "anemia",
+                    f"sex not given: haemoglobin {_fmt(self.v('hemoglobin', i))} g/dL lies between the female "
+                    f"({_fmt(self.r.anemia.low[i])}) and male ({_fmt(self.r.anemia.high[i])}) cut-offs",
+                    [],
+                )
         _, unknown = self._low_lineages(i)
         needs = [a for k in unknown for a in LINEAGE_ANALYTES[k] if a in missing]
         for code in ("pancytopenia", "bicytopenia"):
@@ -330,13 +417,20 @@ class _Renderer:
                 add(code, f"{code} cannot be assessed without {' or '.join(needs) or 'the missing lineage'}", needs)
         if st["marrow_failure_range"][i] == NOT_ASSESSED:
             f = self.r.findings["marrow_failure_range"]
-            mf_needs = [a for key, a in (("hb", "hemoglobin"), ("neut", "neutrophils"), ("plt", "platelets"))
-                        if f.extra[key][i] == NOT_ASSESSED]
+            mf_needs = [
+                a
+                for key, a in (("hb", "hemoglobin"), ("neut", "neutrophils"), ("plt", "platelets"))
+                if f.extra[key][i] == NOT_ASSESSED
+            ]
             add("marrow_failure_range", f"could be met if {' or '.join(mf_needs)} were low", mf_needs)
         febrile = self.r.findings["febrile_neutropenia"].extra
         if febrile["fever_unknown_low_neutrophils"][i]:
-            add("febrile_neutropenia", f"neutrophils at or below {self.t['febrile_neutropenia']} and fever not stated: "
-                "if the patient is febrile this is possible neutropenic sepsis [S8]", [])
+            add(
+                "febrile_neutropenia",
+                f"neutrophils at or below {self.t['febrile_neutropenia']} and fever not stated: "
+                "if the patient is febrile this is possible neutropenic sepsis [S8]",
+                [],
+            )
         if febrile["fever_neutrophils_missing"][i]:
             add("febrile_neutropenia", "fever reported but neutrophils not sent", ["neutrophils"])
         if self.r.findings["unexplained_petechiae_child"].extra["age_unknown"][i]:
@@ -352,32 +446,40 @@ class _Renderer:
         retic_key = "aa_reticulocytes_manual" if self.r.cols.reticulocyte_manual[i] else "aa_reticulocytes_automated"
         texts = {
             "not_applicable": "Not assessed for aplastic anaemia severity: neither pancytopenia nor the marrow-failure "
-                              "range is present.",
+            "range is present.",
             "not_severe": "Does not meet blood-count criteria for severe aplastic anaemia.",
             "indeterminate": "Blood-count criteria for severe aplastic anaemia cannot be decided: "
-                             + " and ".join(k for k, s in states.items() if s == NOT_ASSESSED)
-                             + " would decide it.",
+            + " and ".join(k for k, s in states.items() if s == NOT_ASSESSED)
+            + " would decide it.",
             "severe": "Meets blood-count criteria for severe aplastic anaemia (at least two of neutrophils "
-                      f"< {self.t['aa_neutrophils']}, platelets < {self.t['aa_platelets']}, reticulocytes "
-                      f"< {self.t[retic_key]} x10^9/L).",
+            f"< {self.t['aa_neutrophils']}, platelets < {self.t['aa_platelets']}, reticulocytes "
+            f"< {self.t[retic_key]} x10^9/L).",
             "very_severe": "Meets blood-count criteria for very severe aplastic anaemia (severe criteria and "
-                           f"neutrophils < {self.t['aa_very_severe_neutrophils']} x10^9/L).",
+            f"neutrophils < {self.t['aa_very_severe_neutrophils']} x10^9/L).",
         }
         marrow = MARROW_NAMES[int(a.marrow[i])]
         marrow_text = {
             "met": "The marrow cellularity sent meets the marrow criterion.",
             "not_met": "The marrow cellularity sent does not meet the marrow criterion.",
-            "not_provided": ("Cellularity 25-50 % was sent without the residual haematopoietic cell percentage, "
-                             "which decides the marrow criterion." if a.marrow_needs_residual[i]
-                             else "No marrow cellularity was sent."),
+            "not_provided": (
+                "Cellularity 25-50 % was sent without the residual haematopoietic cell percentage, "
+                "which decides the marrow criterion."
+                if a.marrow_needs_residual[i]
+                else "No marrow cellularity was sent."
+            ),
         }[marrow]
         return {
             "assessment": code,
             "criteria_met": [k for k, s in states.items() if s == YES],
             "criteria": {k: names[int(s)] for k, s in states.items()},
             "reticulocyte_threshold": float(self.rs.value(retic_key)),
-            "reticulocyte_method": ("manual" if self.r.cols.reticulocyte_manual[i] else
-                                    "automated" if self.r.cols.reticulocyte_method_known[i] else "unknown"),
+            "reticulocyte_method": (
+                "manual"
+                if self.r.cols.reticulocyte_manual[i]
+                else "automated"
+                if self.r.cols.reticulocyte_method_known[i]
+                else "unknown"
+            ),
             "marrow_criterion": marrow,
             "text": f"{texts[code]} {marrow_text}",
             "caveat": CAVEAT,
@@ -390,13 +492,21 @@ class _Renderer:
         listed = []
         for j in lesion_rows:
             size = lesions["size_mm"][j]
-            listed.append({"type": s.lesion_type[j] or None, "hemorrhagic": bool(s.lesion_hemorrhagic[j]),
-                           "type_from_size": bool(s.lesion_type_from_size[j]), "size_mm": _num(size)})
+            listed.append(
+                {
+                    "type": s.lesion_type[j] or None,
+                    "hemorrhagic": bool(s.lesion_hemorrhagic[j]),
+                    "type_from_size": bool(s.lesion_type_from_size[j]),
+                    "size_mm": _num(size),
+                }
+            )
         expected_index = int(s.expected[i])
         band = self._band("skin_expected", expected_index)
         attribution = str(s.attribution[i])
-        attribution_text = {"none": "No non-blanching lesion reported.",
-                            "not_assessed": "Platelets not sent: the lesions cannot be related to the count."}
+        attribution_text = {
+            "none": "No non-blanching lesion reported.",
+            "not_assessed": "Platelets not sent: the lesions cannot be related to the count.",
+        }
         if attribution not in attribution_text:
             attr_band = next(b for b in self.rs.bands["skin_attribution"] if b.label == attribution)
             attribution_text[attribution] = f"Non-blanching lesions: {attr_band.text}."
@@ -408,8 +518,11 @@ class _Renderer:
             "attribution": attribution,
             "attribution_text": text,
             "escalate": bool(s.escalate[i]),
-            "expected_presentation": (f"Platelets {_fmt(self.v('platelets', i))} x10^9/L: {band.text}"
-                                      if band else "Not assessed: platelets not sent."),
+            "expected_presentation": (
+                f"Platelets {_fmt(self.v('platelets', i))} x10^9/L: {band.text}"
+                if band
+                else "Not assessed: platelets not sent."
+            ),
             "expected_band": band.label if band else None,
             "sources": self.cite(("S4", "S5", "S17")),
         }
@@ -424,8 +537,9 @@ class _Renderer:
         return text + " This describes the counts; it is not a diagnosis."
 
 
-def render_interpretations(result: InterpretationTable, patient_ids: Sequence[str | None] | None = None,
-                           reported: Sequence[dict] | None = None) -> list[dict]:
+def render_interpretations(
+    result: InterpretationTable, patient_ids: Sequence[str | None] | None = None, reported: Sequence[dict] | None = None
+) -> list[dict]:
     """One contract answer per row, in input order."""
     renderer = _Renderer(result)
     present_rows = {code: set(np.flatnonzero(f.present).tolist()) for code, f in result.findings.items()}
@@ -445,10 +559,11 @@ def render_interpretations(result: InterpretationTable, patient_ids: Sequence[st
             "findings": findings,
             "not_assessed": renderer.not_assessed(i),
             "aplastic_anemia": renderer.aplastic(i),
-            "skin": renderer.skin(i, order[starts[i]:starts[i + 1]]),
+            "skin": renderer.skin(i, order[starts[i] : starts[i + 1]]),
             "urgency": urgency,
-            "urgency_reasons": [name for name, (level, mask) in result.triggers.items()
-                                if mask[i] and level == result.urgency[i]],
+            "urgency_reasons": [
+                name for name, (level, mask) in result.triggers.items() if mask[i] and level == result.urgency[i]
+            ],
             "summary": renderer.summary(i, findings, urgency),
         }
         if reported is not None:

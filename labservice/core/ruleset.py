@@ -174,8 +174,14 @@ def _operator(text: str, where: str, column: str) -> str:
     return text
 
 
-def _tags(text: str) -> tuple[str, ...]:
-    return tuple(tag.strip() for tag in text.split(";") if tag.strip())
+def _tags(text: str, where: str = "", known: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Source tags of a `source` cell ("S1;S2"); with `known`, an unknown tag is an error."""
+    tags = tuple(tag.strip() for tag in text.split(";") if tag.strip())
+    if known is not None:
+        for tag in tags:
+            if tag not in known and not tag.startswith("clinical-rules"):
+                raise RulesetError(f"{where}: source tag {tag!r} is not in sources.csv")
+    return tags
 
 
 def _load_analytes(directory: Path) -> dict[str, Analyte]:
@@ -247,8 +253,18 @@ def _load_ranges(path: Path, analytes: dict[str, Analyte], units: UnitTable) -> 
         if not row["source"]:
             raise RulesetError(f"{where}: source is empty")
         out.append(
-            RangeRow(name, row.get("loinc", ""), analyte.canonical_unit, row["sex"], age_low,
-                     age_high, low, high, row["source"], where)
+            RangeRow(
+                name,
+                row.get("loinc", ""),
+                analyte.canonical_unit,
+                row["sex"],
+                age_low,
+                age_high,
+                low,
+                high,
+                row["source"],
+                where,
+            )
         )
     return out
 
@@ -260,7 +276,7 @@ def _check_overlaps(rows: list[RangeRow]) -> None:
         by_analyte.setdefault(row.analyte, []).append(row)
     for group in by_analyte.values():
         for i, a in enumerate(group):
-            for b in group[i + 1:]:
+            for b in group[i + 1 :]:
                 sexes_meet = a.sex == b.sex or "any" in (a.sex, b.sex)
                 ages_overlap = a.age_low_days < b.age_high_days and b.age_low_days < a.age_high_days
                 if sexes_meet and ages_overlap:
@@ -270,7 +286,9 @@ def _check_overlaps(rows: list[RangeRow]) -> None:
                     )
 
 
-def _load_thresholds(directory: Path, analytes: dict[str, Analyte], units: UnitTable) -> dict[str, Threshold]:
+def _load_thresholds(
+    directory: Path, analytes: dict[str, Analyte], units: UnitTable, known: dict[str, str]
+) -> dict[str, Threshold]:
     path = directory / "thresholds.csv"
     out: dict[str, Threshold] = {}
     for line, row in _rows(path, ("key", "analyte", "operator", "value", "unit", "source")):
@@ -286,12 +304,21 @@ def _load_thresholds(directory: Path, analytes: dict[str, Analyte], units: UnitT
             value *= factor
         if not row["source"]:
             raise RulesetError(f"{where}: source is empty")
-        out[row["key"]] = Threshold(row["key"], name, _operator(row["operator"], where, "operator"),
-                                    value, row["unit"], _tags(row["source"]), row.get("meaning", ""))
+        out[row["key"]] = Threshold(
+            row["key"],
+            name,
+            _operator(row["operator"], where, "operator"),
+            value,
+            row["unit"],
+            _tags(row["source"], where, known),
+            row.get("meaning", ""),
+        )
     return out
 
 
-def _load_ctcae(directory: Path, analytes: dict[str, Analyte], units: UnitTable) -> list[CtcaeRow]:
+def _load_ctcae(
+    directory: Path, analytes: dict[str, Analyte], units: UnitTable, known: dict[str, str]
+) -> list[CtcaeRow]:
     path = directory / "ctcae.csv"
     out = []
     for line, row in _rows(path, ("version", "analyte", "grade", "operator", "bound", "unit", "source")):
@@ -306,12 +333,21 @@ def _load_ctcae(directory: Path, analytes: dict[str, Analyte], units: UnitTable)
         grade = int(_number(row["grade"], where, "grade"))
         if grade not in (1, 2, 3, 4):
             raise RulesetError(f"{where}: grade must be 1-4")
-        out.append(CtcaeRow(row["version"], name, grade, _operator(row["operator"], where, "operator"),
-                            bound, _tags(row["source"]), row.get("note", "")))
+        out.append(
+            CtcaeRow(
+                row["version"],
+                name,
+                grade,
+                _operator(row["operator"], where, "operator"),
+                bound,
+                _tags(row["source"], where, known),
+                row.get("note", ""),
+            )
+        )
     return out
 
 
-def _load_bands(directory: Path) -> dict[str, tuple[Band, ...]]:
+def _load_bands(directory: Path, known: dict[str, str]) -> dict[str, tuple[Band, ...]]:
     path = directory / "bands.csv"
     out: dict[str, list[Band]] = {}
     for line, row in _rows(path, ("scheme", "label", "lower", "lower_op", "upper", "upper_op", "source")):
@@ -325,13 +361,22 @@ def _load_bands(directory: Path) -> dict[str, tuple[Band, ...]]:
         if not lower < upper:
             raise RulesetError(f"{where}: lower {lower} is not below upper {upper}")
         out.setdefault(row["scheme"], []).append(
-            Band(row["scheme"], row["label"], lower, lower_op, upper, upper_op, row.get("unit", ""),
-                 _tags(row["source"]), row.get("text", ""))
+            Band(
+                row["scheme"],
+                row["label"],
+                lower,
+                lower_op,
+                upper,
+                upper_op,
+                row.get("unit", ""),
+                _tags(row["source"], where, known),
+                row.get("text", ""),
+            )
         )
     return {scheme: tuple(bands) for scheme, bands in out.items()}
 
 
-def _load_anemia_cutoffs(directory: Path) -> list[AnemiaCutoff]:
+def _load_anemia_cutoffs(directory: Path, known: dict[str, str]) -> list[AnemiaCutoff]:
     path = directory / "anemia_cutoffs.csv"
     out = []
     for line, row in _rows(path, ("sex", "age_low_days", "age_high_days", "pregnancy", "cutoff", "source")):
@@ -344,21 +389,23 @@ def _load_anemia_cutoffs(directory: Path) -> list[AnemiaCutoff]:
         high = _number(row["age_high_days"], where, "age_high_days")
         if not low < high:
             raise RulesetError(f"{where}: age_low_days is not below age_high_days")
-        out.append(AnemiaCutoff(row["sex"], low, high, row["pregnancy"],
-                                _number(row["cutoff"], where, "cutoff"), _tags(row["source"]),
-                                row.get("population", "")))
+        out.append(
+            AnemiaCutoff(
+                row["sex"],
+                low,
+                high,
+                row["pregnancy"],
+                _number(row["cutoff"], where, "cutoff"),
+                _tags(row["source"], where, known),
+                row.get("population", ""),
+            )
+        )
     return out
 
 
 def _load_sources(directory: Path) -> dict[str, str]:
     path = directory / "sources.csv"
     return {row["tag"]: row["citation"] for _, row in _rows(path, ("tag", "citation"))}
-
-
-def _check_source_tags(ruleset_sources: dict[str, str], tags: Iterable[tuple[str, str]]) -> None:
-    for where, tag in tags:
-        if tag not in ruleset_sources:
-            raise RulesetError(f"{where}: source tag {tag!r} is not in sources.csv")
 
 
 def _version(directory: Path) -> str:
@@ -381,35 +428,76 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
     _check_overlaps(ranges)
     duffy = _load_ranges(base / DUFFY_FILE, analytes, units)
     _check_overlaps(duffy)
-    thresholds = _load_thresholds(base, analytes, units)
-    ctcae = _load_ctcae(base, analytes, units)
-    bands = _load_bands(base)
-    cutoffs = _load_anemia_cutoffs(base)
     sources = _load_sources(base)
-    _check_source_tags(sources, [(f"thresholds.csv {t.key}", tag) for t in thresholds.values() for tag in t.sources
-                                 if not tag.startswith("clinical-rules")])
-    _check_source_tags(sources, [(f"bands.csv {b.scheme}.{b.label}", tag)
-                                 for group in bands.values() for b in group for tag in b.sources])
-    ruleset = Ruleset(analytes, units, thresholds, tuple(ranges), tuple(duffy), tuple(ctcae), bands,
-                      tuple(cutoffs), sources, _version(base), base)
+    thresholds = _load_thresholds(base, analytes, units, sources)
+    ctcae = _load_ctcae(base, analytes, units, sources)
+    bands = _load_bands(base, sources)
+    cutoffs = _load_anemia_cutoffs(base, sources)
+    ruleset = Ruleset(
+        analytes,
+        units,
+        thresholds,
+        tuple(ranges),
+        tuple(duffy),
+        tuple(ctcae),
+        bands,
+        tuple(cutoffs),
+        sources,
+        _version(base),
+        base,
+    )
     _check_required(ruleset)
     return ruleset
 
 
 REQUIRED_THRESHOLDS = (
-    "thrombocytopenia", "thrombocytopenia_often_benign", "thrombocytosis", "neutropenia",
-    "neutropenia_duffy_null", "duffy_caveat_from", "critical_platelets_low", "critical_platelets_high",
-    "critical_neutrophils_low", "critical_hemoglobin_low", "critical_wbc_low", "critical_wbc_high",
-    "marrow_failure_hemoglobin", "marrow_failure_neutrophils", "marrow_failure_platelets",
-    "marrow_failure_min_criteria", "aa_neutrophils", "aa_platelets", "aa_reticulocytes_automated",
-    "aa_reticulocytes_manual", "aa_min_criteria", "aa_very_severe_neutrophils", "marrow_cellularity_met",
-    "marrow_cellularity_partial_max", "marrow_residual_met", "febrile_neutropenia", "child_age_years",
-    "gestational_platelets_from", "gestational_platelets_below", "gestational_platelets_usual",
-    "urgent_lesions_platelets", "soon_platelets", "soon_neutrophils", "hematocrit_bare_fraction",
-    "infant_age_days", "adult_age_years", "anemia_severity_from_age_years",
+    "thrombocytopenia",
+    "thrombocytopenia_often_benign",
+    "thrombocytosis",
+    "neutropenia",
+    "neutropenia_duffy_null",
+    "duffy_caveat_from",
+    "critical_platelets_low",
+    "critical_platelets_high",
+    "critical_neutrophils_low",
+    "critical_hemoglobin_low",
+    "critical_wbc_low",
+    "critical_wbc_high",
+    "marrow_failure_hemoglobin",
+    "marrow_failure_neutrophils",
+    "marrow_failure_platelets",
+    "marrow_failure_min_criteria",
+    "aa_neutrophils",
+    "aa_platelets",
+    "aa_reticulocytes_automated",
+    "aa_reticulocytes_manual",
+    "aa_min_criteria",
+    "aa_very_severe_neutrophils",
+    "marrow_cellularity_met",
+    "marrow_cellularity_partial_max",
+    "marrow_residual_met",
+    "febrile_neutropenia",
+    "child_age_years",
+    "gestational_platelets_from",
+    "gestational_platelets_below",
+    "gestational_platelets_usual",
+    "urgent_lesions_platelets",
+    "soon_platelets",
+    "soon_neutrophils",
+    "hematocrit_bare_fraction",
+    "infant_age_days",
+    "adult_age_years",
+    "anemia_severity_from_age_years",
 )
-REQUIRED_BANDS = ("platelet_bleeding_risk", "neutropenia_severity", "anemia_severity_adult", "lesion_size",
-                  "skin_attribution", "skin_escalate", "skin_expected")
+REQUIRED_BANDS = (
+    "platelet_bleeding_risk",
+    "neutropenia_severity",
+    "anemia_severity_adult",
+    "lesion_size",
+    "skin_attribution",
+    "skin_escalate",
+    "skin_expected",
+)
 
 
 def _check_required(ruleset: Ruleset) -> None:

@@ -63,8 +63,17 @@ def assess_skin(cols: CbcColumns, rs: Ruleset) -> SkinAssessment:
     attribution = np.where(hemorrhagic_count == 0, ATTRIBUTION_NONE, attribution)
     escalate = (hemorrhagic_count > 0) & in_band(plt, rs.bands["skin_escalate"][0])
     expected = band_index(plt, rs.bands["skin_expected"])
-    return SkinAssessment(lesion_type, from_size, hemorrhagic, hemorrhagic_count, petechiae_count,
-                          palpable_count, attribution, escalate, expected)
+    return SkinAssessment(
+        lesion_type,
+        from_size,
+        hemorrhagic,
+        hemorrhagic_count,
+        petechiae_count,
+        palpable_count,
+        attribution,
+        escalate,
+        expected,
+    )
 
 
 def vasculitis_pattern(skin: SkinAssessment, cols: CbcColumns) -> FindingColumn:

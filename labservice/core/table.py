@@ -17,8 +17,20 @@ import numpy as np
 import pandas as pd
 
 ANALYTES = (
-    "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
-    "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent", "neutrophils_percent",
+    "platelets",
+    "wbc",
+    "neutrophils",
+    "lymphocytes",
+    "hemoglobin",
+    "hematocrit",
+    "rbc",
+    "mcv",
+    "mch",
+    "mchc",
+    "rdw",
+    "reticulocytes",
+    "reticulocytes_percent",
+    "neutrophils_percent",
 )
 # Analytes whose lab range may be sent as `<analyte>_ref_low` / `<analyte>_ref_high`.
 RANGE_SUFFIXES = ("_ref_low", "_ref_high")

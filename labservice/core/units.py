@@ -108,10 +108,11 @@ def implausibility_message(ruleset, analyte: str, raw_value: float, unit: str | 
         return f"{info.label} {raw_value} is not a finite number"
     if canonical < 0:
         return f"{info.label} cannot be negative ({raw_value} {shown_unit})"
-    limit = (f"{info.min_op.replace('>', 'above').replace('=', ' or equal to')} {info.plausible_min:g}"
-             f" and at most {info.plausible_max:g} {info.canonical_unit}")
-    message = (f"{info.label} {raw_value:g} {shown_unit} is outside physical plausibility "
-               f"(must be {limit})")
+    limit = (
+        f"{info.min_op.replace('>', 'above').replace('=', ' or equal to')} {info.plausible_min:g}"
+        f" and at most {info.plausible_max:g} {info.canonical_unit}"
+    )
+    message = f"{info.label} {raw_value:g} {shown_unit} is outside physical plausibility (must be {limit})"
     hint = _unit_slip_hint(ruleset, analyte, raw_value, unit)
     return f"{message}; {hint}" if hint else message
 

@@ -15,8 +15,13 @@ ROUTINE, SOON, URGENT, IMMEDIATE = 0, 1, 2, 3
 URGENCY_NAMES = ("routine", "soon", "urgent", "immediate")
 
 
-def urgency_triggers(cols: CbcColumns, findings: dict[str, FindingColumn], aplastic: AplasticAssessment,
-                     skin: SkinAssessment, rs: Ruleset) -> dict[str, tuple[int, np.ndarray]]:
+def urgency_triggers(
+    cols: CbcColumns,
+    findings: dict[str, FindingColumn],
+    aplastic: AplasticAssessment,
+    skin: SkinAssessment,
+    rs: Ruleset,
+) -> dict[str, tuple[int, np.ndarray]]:
     """Each reason that raises the urgency, with the level it asks for."""
     plt, neut = cols.values["platelets"], cols.values["neutrophils"]
     severity = findings["anemia"].extra["severity"]
@@ -30,7 +35,9 @@ def urgency_triggers(cols: CbcColumns, findings: dict[str, FindingColumn], aplas
         "pancytopenia": (URGENT, findings["pancytopenia"].present),
         "severe_aplastic_criteria": (URGENT, aplastic.assessment >= SEVERE),
         "nonblanching_lesions_low_platelets": (
-            URGENT, (skin.hemorrhagic_count > 0) & meets(plt, rs.threshold("urgent_lesions_platelets"))),
+            URGENT,
+            (skin.hemorrhagic_count > 0) & meets(plt, rs.threshold("urgent_lesions_platelets")),
+        ),
         "bicytopenia": (SOON, findings["bicytopenia"].present),
         "thrombocytopenia_below_100": (SOON, meets(plt, rs.threshold("soon_platelets"))),
         "neutropenia_below_1_0": (SOON, meets(neut, rs.threshold("soon_neutrophils"))),
