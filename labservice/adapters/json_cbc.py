@@ -49,6 +49,11 @@ def _age_years(patient: dict, collected_at: datetime | None, path: str, errors: 
     return (collected - birth).days / DAYS_PER_YEAR
 
 
+def _clean(x: float) -> float:
+    """Drop binary noise from a unit conversion (82 g/L x 0.1 = 8.2, not 8.200000000000001)."""
+    return float(f"{x:.12g}")
+
+
 def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors: dict):
     """(value, low, high) in canonical units, or None after recording the error."""
     value = float(result["value"])
@@ -60,15 +65,15 @@ def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors
         return None
     if analyte == "hematocrit" and not unit and value <= rs.value("hematocrit_bare_fraction"):
         factor = 100.0  # a bare haematocrit fraction (§1)
-    canonical = value * factor
+    canonical = _clean(value * factor)
     if not plausible_mask(rs, analyte, np.array([canonical]))[0]:
         errors.setdefault(f"{path}.value", []).append(implausibility_message(rs, analyte, value, unit))
         return None
     rng = result.get("reference_range") or {}
     low = rng.get("low")
     high = rng.get("high")
-    low = math.nan if low is None else float(low) * factor
-    high = math.nan if high is None else float(high) * factor
+    low = math.nan if low is None else _clean(float(low) * factor)
+    high = math.nan if high is None else _clean(float(high) * factor)
     if not math.isnan(low) and not math.isnan(high) and not low < high:
         errors.setdefault(f"{path}.reference_range", []).append("reference_range low must be below high")
         return None

@@ -128,7 +128,7 @@ class _Renderer:
             "detail": detail,
             "grade": grade,
             "severity": severity,
-            "evidence": evidence,
+            "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in evidence.items()},
             "rule": f.rule,
             "sources": self.cite(f.sources),
         }
@@ -340,7 +340,10 @@ class _Renderer:
             "thrombocytopenia is common [S1]."
         )
         if not usual:
-            text += f" It is usually above {self.t['gestational_platelets_usual']}; lower counts need other causes excluded [S1]."
+            text += (
+                f" It is usually above {self.t['gestational_platelets_usual']}; "
+                "lower counts need other causes excluded [S1]."
+            )
         return text, None, {"platelets": plt}
 
     def _detail_vasculitis_pattern(self, i):
@@ -527,14 +530,73 @@ class _Renderer:
             "sources": self.cite(("S4", "S5", "S17")),
         }
 
-    def summary(self, i: int, findings: list[dict], urgency: str) -> str:
-        if findings:
-            lead = "; ".join(f["title"].split(" (")[0].split(":")[0] for f in findings)
-            text = f"{lead}."
-        else:
-            text = "No abnormal finding in the counts sent."
-        text += f" Urgency {URGENCY_TEXT[urgency]}."
-        return text + " This describes the counts; it is not a diagnosis."
+    def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict) -> str:
+        """A few plain sentences: red flags first, then the counts, then what was not assessed."""
+        codes = {f["code"]: f for f in findings}
+        sentences = [
+            codes[c]["title"] + "."
+            for c in ("fever_with_nonblanching_rash", "febrile_neutropenia", "unexplained_petechiae_child")
+            if c in codes
+        ]
+        counts = []
+        for code, analyte, unit in (
+            ("thrombocytopenia", "platelets", "x10^9/L"),
+            ("neutropenia", "neutrophils", "x10^9/L"),
+            ("anemia", "hemoglobin", "g/dL"),
+            ("leukopenia", "wbc", "x10^9/L"),
+            ("lymphopenia", "lymphocytes", "x10^9/L"),
+            ("thrombocytosis", "platelets", "x10^9/L"),
+        ):
+            if code in codes:
+                f = codes[code]
+                words = [
+                    w
+                    for w in (
+                        f["severity"] and f["severity"].replace("_", " "),
+                        f["grade"] and f"CTCAE grade {f['grade']}",
+                    )
+                    if w
+                ]
+                label = {"anemia": "anaemia"}.get(code, code)
+                counts.append(
+                    f"{label} ({self.rs.analytes[analyte].label.lower()} {_fmt(self.v(analyte, i))} {unit}"
+                    + (f"; {', '.join(words)}" if words else "")
+                    + ")"
+                )
+        if counts:
+            sentences.append(counts[0][0].upper() + "; ".join(counts)[1:] + ".")
+        combined = [
+            name for code, name in (("pancytopenia", "Pancytopenia"), ("bicytopenia", "Bicytopenia")) if code in codes
+        ]
+        if "marrow_failure_range" in codes:
+            combined.append("counts in the marrow-failure range" if combined else "Counts in the marrow-failure range")
+        if combined:
+            sentences.append(" with ".join(combined) + ".")
+        if aplastic["assessment"] != "not_applicable":
+            sentences.append(aplastic["text"].split(". ")[0].rstrip(".") + " (counts alone cannot diagnose it).")
+        if "critical_value" in codes:
+            sentences.append("Critical value: notify the clinician.")
+        for code, text in (
+            (
+                "possible_pseudothrombocytopenia",
+                "Possible pseudothrombocytopenia: review the film and repeat the count in citrate.",
+            ),
+            ("gestational_thrombocytopenia_possible", "Pattern compatible with gestational thrombocytopenia."),
+            ("vasculitis_pattern", "Palpable purpura: vasculitis pattern."),
+        ):
+            if code in codes:
+                sentences.append(text)
+        if not findings:
+            sentences.append("No abnormal finding in the counts sent.")
+        if not_assessed:
+            sentences.append(
+                "Not assessed: "
+                + "; ".join(f"{n['code'].replace('_', ' ')} ({n['reason']})" for n in not_assessed[:3])
+                + ("; and more" if len(not_assessed) > 3 else "")
+                + "."
+            )
+        sentences.append(f"Urgency {URGENCY_TEXT[urgency]}.")
+        return " ".join(sentences) + " This describes the counts; it is not a diagnosis."
 
 
 def render_interpretations(
@@ -550,6 +612,8 @@ def render_interpretations(
     for i in range(result.n):
         findings = [renderer.finding(code, i) for code in result.findings if i in present_rows[code]]
         urgency = URGENCY_NAMES[int(result.urgency[i])]
+        not_assessed = renderer.not_assessed(i)
+        aplastic = renderer.aplastic(i)
         answer = {
             "id": uuid.uuid4().hex,
             "ruleset_version": result.ruleset.version,
@@ -557,14 +621,14 @@ def render_interpretations(
             "patient_id": patient_ids[i] if patient_ids is not None else None,
             "analytes": renderer.analytes(i),
             "findings": findings,
-            "not_assessed": renderer.not_assessed(i),
-            "aplastic_anemia": renderer.aplastic(i),
+            "not_assessed": not_assessed,
+            "aplastic_anemia": aplastic,
             "skin": renderer.skin(i, order[starts[i] : starts[i + 1]]),
             "urgency": urgency,
             "urgency_reasons": [
                 name for name, (level, mask) in result.triggers.items() if mask[i] and level == result.urgency[i]
             ],
-            "summary": renderer.summary(i, findings, urgency),
+            "summary": renderer.summary(i, findings, urgency, not_assessed, aplastic),
         }
         if reported is not None:
             for analyte, sent in reported[i].items():
