@@ -1,0 +1,42 @@
+"""HTTP API: flask-smorest blueprints, the OpenAPI document and the Swagger UI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+from flask_smorest import Api
+
+from labservice.api.schemas import ProblemSchema
+from labservice.errors import handle_http_exception
+
+if TYPE_CHECKING:
+    from labservice.core.ruleset import Ruleset
+
+RULESET_EXTENSION = "labservice.ruleset"
+
+
+class LabserviceApi(Api):
+    """flask-smorest's Api with labservice's one error shape (RFC 9457 problem+json)."""
+
+    ERROR_SCHEMA = ProblemSchema
+    #: Error responses are documented per operation, with their problem+json media type.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def handle_http_exception(self, error):  # type: ignore[override]
+        return handle_http_exception(error)
+
+
+def current_ruleset() -> Ruleset:
+    """The ruleset loaded when the app was created."""
+    return current_app.extensions[RULESET_EXTENSION]
+
+
+def register_api(app: Flask) -> LabserviceApi:
+    """Create the Api (OpenAPI document, Swagger UI) and register every blueprint with it."""
+    from labservice.api import health, interpretations
+
+    api = LabserviceApi(app)
+    interpretations.register(api, app)
+    health.register(api, app)
+    return api

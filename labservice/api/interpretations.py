@@ -1,0 +1,165 @@
+"""POST /api/v1/interpretations: one CBC object, or an array of them, in; answers in the same shape.
+
+The view is deliberately thin and does no per-request setup: it checks the media type, parses
+the JSON itself (so a parse error can name its position), validates with schemas built once at
+import, calls the service once for the whole request, and serialises the service's answer as is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, current_app, request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from labservice.adapters.errors import InputError
+from labservice.api import current_ruleset
+from labservice.api.schemas import (
+    CBC_LIST_SCHEMA,
+    CBC_SCHEMA,
+    CBCSchema,
+    InterpretationSchema,
+    ProblemSchema,
+    ResultSchema,
+)
+from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.service import interpret_documents
+
+if TYPE_CHECKING:
+    from flask_smorest import Api
+
+blp = Blueprint(
+    "interpretations", __name__, url_prefix="/api/v1",
+    description="Interpret complete blood counts: describes the counts, never diagnoses.",
+)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
+
+
+@blp.route("/interpretations", methods=["POST"])
+@blp.doc(
+    summary="Interpret one CBC, or an array of CBCs",
+    description=(
+        "The body is one CBC object, or a JSON array of CBC objects (up to MAX_BATCH_ITEMS, "
+        "1000 by default) answered with an array in the same order. A result is "
+        "`{value, unit, reference_range?}` or a bare number in the canonical unit. If any CBC "
+        "of an array is invalid the answer is 422 naming its index, and none is interpreted."
+    ),
+    requestBody={
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [_ref("CBC"), _ref("CBCBatch")]}}},
+    },
+    responses={
+        "200": {
+            "description": "One answer per CBC: an object for an object, an array for an array.",
+            "content": {"application/json": {
+                "schema": {"oneOf": [_ref("Interpretation"), _ref("InterpretationBatch")]}}},
+        },
+        "400": _problem("Malformed JSON (the detail names line, column and character)."),
+        "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
+        "415": _problem("Content type is not application/json (or application/*+json)."),
+        "422": _problem("JSON that is not a valid CBC: unknown field or unit, wrong type, "
+                        "implausible value. `errors` maps field paths to messages; in an array "
+                        "the path starts with the CBC's index."),
+    },
+)
+def create_interpretations() -> Response:
+    """Interpret complete blood counts"""
+    if not _is_json(request.mimetype):
+        sent = request.mimetype or "no content type"
+        raise Problem(415, f"Send the CBC as application/json, not {sent}.")
+    body = _parse_json(request.get_data(cache=False))
+    if isinstance(body, list):
+        return current_app.json.response(_interpret_list(body))
+    if isinstance(body, dict):
+        return current_app.json.response(_interpret_one(body))
+    raise Problem(422, "The body must be a CBC object or an array of CBC objects.",
+                  {BODY_PATH: [f"Expected an object or an array, not {_json_type(body)}."]})
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno} "
+                           f"(character {error.pos}): {error.msg}.") from None
+    except UnicodeDecodeError as error:
+        raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).") from None
+    except RecursionError:
+        raise Problem(400, "Malformed JSON: nested too deeply.") from None
+
+
+def _interpret_one(body: dict) -> dict:
+    try:
+        doc = CBC_SCHEMA.load(body)
+    except ValidationError as error:
+        raise Problem(422, "The body is not a valid CBC.", flatten_errors(error.messages)) from None
+    try:
+        answers = interpret_documents([doc], ruleset=current_ruleset())
+    except InputError as error:
+        raise Problem(422, error.detail, error.errors) from None
+    return answers[0]
+
+
+def _interpret_list(body: list) -> list:
+    limit = current_app.config["MAX_BATCH_ITEMS"]
+    if len(body) > limit:
+        raise Problem(413, f"The array holds {len(body)} CBCs; the limit is {limit} per request.",
+                      {BODY_PATH: [f"At most {limit} items."]})
+    if not body:
+        return []
+    try:
+        docs = CBC_LIST_SCHEMA.load(body)
+    except ValidationError as error:
+        errors = flatten_errors(error.messages)
+        raise Problem(422, _list_detail(errors, len(body)), errors) from None
+    try:
+        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True)
+    except InputError as error:
+        raise Problem(422, error.detail, error.errors) from None
+
+
+def _list_detail(errors: dict[str, list[str]], count: int) -> str:
+    heads = (path.split(".", 1)[0] for path in errors)
+    indexes = sorted({int(head) for head in heads if head.isdigit()})
+    where = ", ".join(str(i) for i in indexes[:10]) + (", ..." if len(indexes) > 10 else "")
+    return (f"{len(indexes)} of {count} CBCs are not valid (index {where}); "
+            "none was interpreted.")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def register(api: Api, app: Flask) -> None:
+    """Register the blueprint and the named request/answer schemas its documentation refers to."""
+    limit = app.config["MAX_BATCH_ITEMS"]
+    components = api.spec.components
+    components.schema("Result", schema=ResultSchema)
+    components.schema("CBC", schema=CBCSchema)
+    components.schema("CBCBatch", {"type": "array", "items": _ref("CBC"), "maxItems": limit})
+    components.schema("Interpretation", schema=InterpretationSchema)
+    components.schema("InterpretationBatch", {"type": "array", "items": _ref("Interpretation")})
+    if "Problem" not in components.schemas:  # flask-smorest may have named it as ERROR_SCHEMA
+        components.schema("Problem", schema=ProblemSchema)
+    api.register_blueprint(blp)

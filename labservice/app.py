@@ -1,0 +1,41 @@
+"""Application factory: create_app() reads as the table of contents of the service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from labservice.api import RULESET_EXTENSION, register_api
+from labservice.config import load_settings
+from labservice.core.ruleset import load_ruleset
+from labservice.errors import register_error_handlers
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app; a malformed rule table stops it here, naming the file and line."""
+    app = Flask(__name__, instance_relative_config=True)
+    register_config(app, config)
+    register_json(app)
+    register_ruleset(app)
+    register_api(app)
+    register_error_handlers(app)
+    return app
+
+
+def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
+    """Typed defaults, then LABSERVICE_* environment variables, then the caller's mapping."""
+    app.config.from_mapping(load_settings())
+    if config:
+        app.config.from_mapping(config)
+
+
+def register_json(app: Flask) -> None:
+    """Keep answer fields in the order the service builds them (the contract's order)."""
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+
+def register_ruleset(app: Flask) -> None:
+    """Load and validate the rule tables once, at startup (raises RulesetError with file:line)."""
+    app.extensions[RULESET_EXTENSION] = load_ruleset(app.config["REFERENCE_RANGES"])

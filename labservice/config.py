@@ -1,0 +1,65 @@
+"""Typed configuration defaults, each overridden by a LABSERVICE_<NAME> environment variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LABSERVICE_"
+
+#: Where the rule tables live unless REFERENCE_RANGES says otherwise.
+DEFAULT_REFERENCE_RANGES = str(Path(__file__).resolve().parents[1] / "reference_ranges")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service settings; field names are Flask config keys."""
+
+    #: Largest request body in bytes (2 MiB); a larger body answers 413.
+    MAX_CONTENT_LENGTH: int = 2 * 1024 * 1024
+    #: Most CBCs accepted in one array request; more answers 413.
+    MAX_BATCH_ITEMS: int = 1000
+    #: Directory of the rule tables (reference intervals, thresholds, CTCAE grades).
+    REFERENCE_RANGES: str = DEFAULT_REFERENCE_RANGES
+    #: Title and version shown in the OpenAPI document.
+    API_TITLE: str = "labservice"
+    API_VERSION: str = "v1"
+
+
+#: flask-smorest settings: OpenAPI 3 document at /api/v1/openapi.json, Swagger UI at /api/docs.
+OPENAPI_SETTINGS: dict[str, Any] = {
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "v1/openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+}
+
+
+def _coerce(raw: str, kind: type, name: str) -> Any:
+    if kind is int:
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
+        if number < 1:
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be a positive integer")
+        return number
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Defaults, overridden by LABSERVICE_* environment variables, as a Flask config mapping."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = dict(OPENAPI_SETTINGS)
+    defaults = Settings()
+    for spec in fields(Settings):
+        value = getattr(defaults, spec.name)
+        raw = environ.get(ENV_PREFIX + spec.name)
+        if raw is not None and raw != "":
+            value = _coerce(raw, type(value), spec.name)
+        out[spec.name] = value
+    return out

@@ -1,0 +1,127 @@
+"""RFC 9457 problem details for every error under /api: one shape, one content type.
+
+Every error answer under ``/api`` is ``application/problem+json`` with ``type``, ``title``,
+``status``, ``detail`` and ``errors`` (field path -> messages; empty when no field is to blame).
+Outside ``/api`` (``/healthz``, future HTML pages) Flask's own error pages are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.wrappers import Response
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+API_PREFIX = "/api"
+#: Field path used when the error concerns the body as a whole rather than one field.
+BODY_PATH = "body"
+
+
+class Problem(HTTPException):
+    """An HTTP error that carries RFC 9457 members; raise it from views, the handler renders it."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: Mapping[str, list[str]] | None = None,
+        *,
+        title: str | None = None,
+        type_uri: str = "about:blank",
+    ) -> None:
+        super().__init__(description=detail)
+        self.code = status
+        self.detail = detail
+        self.errors = dict(errors or {})
+        self.title = title or HTTPStatus(status).phrase
+        self.type_uri = type_uri
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn marshmallow's nested error dict into ``{"3.results.platelets.unit": [...]}``.
+
+    List indexes become path segments; marshmallow's ``_schema`` (an error about the object
+    itself) becomes the object's own path, or ``body`` at the top.
+    """
+    out: dict[str, list[str]] = {}
+    _flatten_into(out, messages, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, list[str]], messages: Any, prefix: str) -> None:
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            key = str(key)
+            if key == "_schema":  # an error about the object itself
+                path = prefix
+            elif prefix:
+                path = f"{prefix}.{key}"
+            else:
+                path = key
+            _flatten_into(out, value, path)
+    elif isinstance(messages, list | tuple):
+        for item in messages:
+            _flatten_into(out, item, prefix)
+    else:
+        out.setdefault(prefix or BODY_PATH, []).append(str(messages))
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    errors: Mapping[str, list[str]] | None = None,
+    *,
+    title: str | None = None,
+    type_uri: str = "about:blank",
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Build an ``application/problem+json`` response."""
+    body = {
+        "type": type_uri,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "errors": dict(errors or {}),
+    }
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.content_type = PROBLEM_CONTENT_TYPE
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _is_api_request() -> bool:
+    path = request.path
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+def handle_http_exception(error: HTTPException) -> Response | HTTPException:
+    """Render any HTTPException under /api as problem+json; elsewhere keep Flask's page."""
+    if not _is_api_request():
+        return error
+    status = error.code or 500
+    if isinstance(error, Problem):
+        return problem_response(status, error.detail, error.errors, title=error.title,
+                                type_uri=error.type_uri)
+    # Keep headers such as Allow (405) but not the HTML content type.
+    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+    errors: dict[str, list[str]] = {}
+    data = getattr(error, "data", None)  # webargs / flask-smorest abort(..., errors=...)
+    if isinstance(data, Mapping):
+        raw = data.get("errors", data.get("messages"))
+        if raw:
+            errors = flatten_errors(raw)
+    detail = error.description or HTTPStatus(status).phrase
+    if isinstance(error, InternalServerError):
+        detail = "The server could not answer this request; the error has been logged."
+    return problem_response(status, detail, errors, headers=headers)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make problem+json the one error shape under /api (this replaces flask-smorest's handler)."""
+    app.register_error_handler(HTTPException, handle_http_exception)

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Developer tasks with nothing but Python 3.11: `python3 tasks.py run` or `python3 tasks.py test`.
+
+Both create `.venv` when it is missing, install the project with its test extras (skipped while
+the stamp file holds the current hash of pyproject.toml) and create `instance/`. Then `run`
+becomes gunicorn on 127.0.0.1:8000 with 2 workers, and `test` runs pytest with any further
+arguments and exits with its code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".labservice-install.sha256"
+PYPROJECT = ROOT / "pyproject.toml"
+INSTANCE = ROOT / "instance"
+BIND = "127.0.0.1:8000"
+WORKERS = "2"
+USAGE = "usage: python3 tasks.py run | test [pytest arguments]"
+
+
+def say(message: str) -> None:
+    print(f"tasks.py: {message}", file=sys.stderr, flush=True)
+
+
+def ensure_venv() -> None:
+    if PYTHON.exists():
+        return
+    say(f"creating {VENV.relative_to(ROOT)}")
+    venv.EnvBuilder(with_pip=True).create(VENV)
+
+
+def pyproject_hash() -> str:
+    return hashlib.sha256(PYPROJECT.read_bytes()).hexdigest()
+
+
+def ensure_installed() -> None:
+    """pip install -e '.[test]' unless the stamp says this pyproject.toml is already installed."""
+    wanted = pyproject_hash()
+    if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == wanted:
+        return
+    say("installing the project and its test dependencies into .venv")
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-e",
+                    ".[test]"], cwd=ROOT, check=True)
+    STAMP.write_text(wanted + "\n", encoding="utf-8")
+
+
+def setup() -> None:
+    ensure_venv()
+    ensure_installed()
+    INSTANCE.mkdir(exist_ok=True)
+    os.chdir(ROOT)
+
+
+def run() -> None:
+    setup()
+    gunicorn = BIN / "gunicorn"
+    argv = [str(gunicorn), "-w", WORKERS, "-b", BIND, "wsgi:app"]
+    say(" ".join(argv[1:]))
+    os.execv(gunicorn, argv)
+
+
+def test(pytest_args: list[str]) -> int:
+    setup()
+    return subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT,
+                          check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "run":
+            run()
+            return 0  # not reached: run() execs gunicorn
+        return test(argv[1:])
+    except subprocess.CalledProcessError as error:
+        say(f"failed: {' '.join(map(str, error.cmd))} (exit {error.returncode})")
+        return error.returncode or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
