@@ -45,6 +45,7 @@ URGENCY_TEXT = {
     "soon": "soon: clinical review within days",
     "routine": "routine",
 }
+SINGLE_ANALYTE_CODES = {"thrombocytopenia", "neutropenia", "leukopenia", "lymphopenia", "thrombocytosis"}
 LINEAGE_ANALYTES = {"red": ["hemoglobin"], "white": ["wbc", "neutrophils"], "platelets": ["platelets"]}
 
 
@@ -549,14 +550,11 @@ class _Renderer:
         ):
             if code in codes:
                 f = codes[code]
-                words = [
-                    w
-                    for w in (
-                        f["severity"] and f["severity"].replace("_", " "),
-                        f["grade"] and f"CTCAE grade {f['grade']}",
-                    )
-                    if w
-                ]
+                severity = f["severity"] and f["severity"].replace("_", " ")
+                if code == "thrombocytopenia" and f["severity"]:
+                    band = next(b for b in self.rs.bands["platelet_bleeding_risk"] if b.label == f["severity"])
+                    severity = f"bleeding risk: {band.text}"
+                words = [w for w in (severity, f["grade"] and f"CTCAE grade {f['grade']}") if w]
                 label = {"anemia": "anaemia"}.get(code, code)
                 counts.append(
                     f"{label} ({self.rs.analytes[analyte].label.lower()} {_fmt(self.v(analyte, i))} {unit}"
@@ -588,6 +586,9 @@ class _Renderer:
                 sentences.append(text)
         if not findings:
             sentences.append("No abnormal finding in the counts sent.")
+        # Single analytes that were simply not sent are listed in not_assessed; the summary names
+        # the decisions that stay open (combined findings, red flags, anaemia).
+        not_assessed = [n for n in not_assessed if n["code"] not in SINGLE_ANALYTE_CODES]
         if not_assessed:
             sentences.append(
                 "Not assessed: "
