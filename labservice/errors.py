@@ -12,8 +12,9 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, current_app, request
-from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.wrappers import Response
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+from werkzeug.sansio.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api"
@@ -100,7 +101,7 @@ def _is_api_request() -> bool:
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
-def handle_http_exception(error: HTTPException) -> Response | HTTPException:
+def handle_http_exception(error: HTTPException) -> ResponseReturnValue:
     """Render any HTTPException under /api as problem+json; elsewhere keep Flask's page."""
     if not _is_api_request():
         return error
@@ -117,7 +118,9 @@ def handle_http_exception(error: HTTPException) -> Response | HTTPException:
         if raw:
             errors = flatten_errors(raw)
     detail = error.description or HTTPStatus(status).phrase
-    if isinstance(error, InternalServerError):
+    if isinstance(error, RequestEntityTooLarge) and current_app.config.get("MAX_CONTENT_LENGTH"):
+        detail = f"The body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes."
+    elif isinstance(error, InternalServerError):
         detail = "The server could not answer this request; the error has been logged."
     return problem_response(status, detail, errors, headers=headers)
 

@@ -23,7 +23,7 @@ class LabserviceApi(Api):
     #: Error responses are documented per operation, with their problem+json media type.
     DEFAULT_ERROR_RESPONSE_NAME = None
 
-    def handle_http_exception(self, error):  # type: ignore[override]
+    def handle_http_exception(self, error):
         return handle_http_exception(error)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, current_app, request
+from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
@@ -72,7 +73,7 @@ def _problem(description: str) -> dict[str, Any]:
                         "the path starts with the CBC's index."),
     },
 )
-def create_interpretations() -> Response:
+def create_interpretations() -> ResponseReturnValue:
     """Interpret complete blood counts"""
     if not _is_json(request.mimetype):
         sent = request.mimetype or "no content type"

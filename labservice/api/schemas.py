@@ -12,7 +12,7 @@ answer would cost more than the interpretation itself.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -115,13 +115,14 @@ def _fast_result(value: dict) -> dict | None:
     """
     if len(value) != 2:
         return None
-    number, unit = value.get("value"), value.get("unit")
-    if (type(number) not in (int, float) or type(unit) is not str
+    raw, unit = value.get("value"), value.get("unit")
+    # type() rather than isinstance(): bool is an int subclass and must go to the schema.
+    if (type(raw) not in (int, float) or type(unit) is not str
             or not 0 < len(unit) <= UNIT_MAX_LENGTH):
         return None
-    if type(number) is int and abs(number) > 2**53:
+    if type(raw) is int and abs(raw) > 2**53:
         return None  # let Float report overflow or precision as it does
-    number = float(number)
+    number = float(cast(float, raw))
     if not math.isfinite(number):
         return None
     return {"value": number, "unit": unit, "reference_range": None}

@@ -38,7 +38,8 @@ def test_deeply_nested_json_is_400_not_500(client):
 def test_body_over_max_content_length_is_413(make_app):
     client = make_app(MAX_CONTENT_LENGTH=100).test_client()
     data = json.dumps({"results": {"platelets": 45}, "patient": {"id": "x" * 200}})
-    assert_problem(client.post(URL, data=data, content_type="application/json"), 413)
+    body = assert_problem(client.post(URL, data=data, content_type="application/json"), 413)
+    assert "100 bytes" in body["detail"]
 
 
 def test_more_items_than_max_batch_items_is_413(make_app):
