@@ -105,7 +105,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
         )
     }
     skin_reported = np.zeros(n, dtype=bool)
-    lesion_rows, lesion_types, lesion_sizes, lesion_blanching, lesion_palpable = [], [], [], [], []
+    lesion_rows, lesion_types, lesion_sizes, lesion_blanching, lesion_palpable, lesion_sites = [], [], [], [], [], []
     reported: list[dict[str, dict]] = []
     patient_ids: list[str | None] = []
 
@@ -143,6 +143,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
                 lesion_sizes.append(math.nan if size is None else float(size))
                 lesion_blanching.append(TRISTATE[lesion.get("blanching")])
                 lesion_palpable.append(TRISTATE[lesion.get("palpable")])
+                lesion_sites.append(lesion.get("site"))
         sent: dict[str, dict] = {}
         for analyte, result in (doc.get("results") or {}).items():
             sent[analyte] = {"value": result["value"], "unit": result.get("unit")}
@@ -170,6 +171,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
         "size_mm": np.array(lesion_sizes, dtype=np.float64),
         "blanching": np.array(lesion_blanching, dtype=np.float64),
         "palpable": np.array(lesion_palpable, dtype=np.float64),
+        "site": np.array(lesion_sites, dtype=object),
     }
     return ParsedCbcs(to_columns(table, lesions), reported, patient_ids)
 

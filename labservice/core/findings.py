@@ -133,15 +133,18 @@ def single_lineage(
     return findings, states
 
 
-def lineages_from(states: dict[str, np.ndarray]) -> Lineages:
-    """Red = anaemia; white = leukopenia or neutropenia; platelets = thrombocytopenia (§5)."""
+def lineages_from(states: dict[str, np.ndarray], cols: CbcColumns) -> Lineages:
+    """Red = anaemia; white = leukopenia or neutropenia; platelets = thrombocytopenia (§5).
+
+    White is low if either is low; not low if one is assessed not low and the other was either
+    assessed not low or not sent; otherwise (a WBC sent with no range to judge it) not assessed.
+    """
     leuko, neutro = states["leukopenia"], states["neutropenia"]
-    white = np.where(
-        (leuko == YES) | (neutro == YES),
-        YES,
-        np.where((leuko == NOT_ASSESSED) & (neutro == NOT_ASSESSED), NOT_ASSESSED, NO),
-    )
-    return Lineages(red=states["anemia"], white=white.astype(np.int8), platelets=states["thrombocytopenia"])
+    wbc_undecided = (leuko == NOT_ASSESSED) & ~np.isnan(cols.values["wbc"])
+    white = np.full(cols.n, NOT_ASSESSED, dtype=np.int8)
+    white[((leuko == NO) | (neutro == NO)) & ~wbc_undecided] = NO
+    white[(leuko == YES) | (neutro == YES)] = YES
+    return Lineages(red=states["anemia"], white=white, platelets=states["thrombocytopenia"])
 
 
 def combined(

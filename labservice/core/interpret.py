@@ -97,7 +97,7 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     grades = ctcae_grades(cols, ranges, rs)
     cutoffs = anemia_cutoffs(cols, rs)
     findings, states = single_lineage(cols, ranges, grades, cutoffs, rs)
-    lineages = lineages_from(states)
+    lineages = lineages_from(states, cols)
     combined_findings, combined_states = combined(cols, lineages, rs)
     findings.update(combined_findings)
     states.update(combined_states)

@@ -338,13 +338,10 @@ class _Renderer:
         text = (
             f"Pregnancy with platelets {_fmt(plt)} x10^9/L ({self.t['gestational_platelets_from']}-"
             f"{_fmt(self.rs.value('gestational_platelets_below') - 1)}) and no other cytopenia: gestational "
-            "thrombocytopenia is common [S1]."
+            f"thrombocytopenia is common and usually above {self.t['gestational_platelets_usual']} [S1]."
         )
         if not usual:
-            text += (
-                f" It is usually above {self.t['gestational_platelets_usual']}; "
-                "lower counts need other causes excluded [S1]."
-            )
+            text += " This count is lower than usual for it: other causes need excluding [S1]."
         return text, None, {"platelets": plt}
 
     def _detail_vasculitis_pattern(self, i):
@@ -398,8 +395,12 @@ class _Renderer:
             ("leukopenia", "wbc"),
             ("lymphopenia", "lymphocytes"),
         ):
-            if st[code][i] == NOT_ASSESSED and analyte in missing:
+            if st[code][i] != NOT_ASSESSED:
+                continue
+            if analyte in missing:
                 add(code, f"{analyte} not sent", [analyte])
+            else:
+                add(code, f"no reference range for {analyte} at this age or sex: send the laboratory's range", [])
         if st["anemia"][i] == NOT_ASSESSED:
             if "hemoglobin" in missing:
                 add("anemia", "hemoglobin not sent", ["hemoglobin"])
@@ -493,6 +494,7 @@ class _Renderer:
     def skin(self, i: int, lesion_rows: np.ndarray) -> dict:
         s = self.r.skin
         lesions = self.r.cols.lesions
+        sites = lesions.get("site")
         listed = []
         for j in lesion_rows:
             size = lesions["size_mm"][j]
@@ -502,6 +504,7 @@ class _Renderer:
                     "hemorrhagic": bool(s.lesion_hemorrhagic[j]),
                     "type_from_size": bool(s.lesion_type_from_size[j]),
                     "size_mm": _num(size),
+                    "site": sites[j] if sites is not None else None,
                 }
             )
         expected_index = int(s.expected[i])

@@ -178,6 +178,7 @@ def _lesion_columns(lesions) -> dict[str, np.ndarray]:
             "size_mm": np.zeros(0),
             "blanching": np.zeros(0),
             "palpable": np.zeros(0),
+            "site": np.zeros(0, dtype=object),
         }
     m = len(lesions["row"])
     return {
@@ -186,4 +187,5 @@ def _lesion_columns(lesions) -> dict[str, np.ndarray]:
         "size_mm": _floats(np.asarray(lesions["size_mm"]) if "size_mm" in lesions else None, m),
         "blanching": _floats(np.asarray(lesions["blanching"]) if "blanching" in lesions else None, m),
         "palpable": _floats(np.asarray(lesions["palpable"]) if "palpable" in lesions else None, m),
+        "site": np.asarray(lesions["site"], dtype=object) if "site" in lesions else np.full(m, None, dtype=object),
     }
