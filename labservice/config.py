@@ -35,7 +35,8 @@ OPENAPI_SETTINGS: dict[str, Any] = {
     "OPENAPI_URL_PREFIX": "/api",
     "OPENAPI_JSON_PATH": "v1/openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "docs",
-    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+    # Served by the service itself (labservice.api.swagger_assets): no CDN on a hospital network.
+    "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
 }
 
 

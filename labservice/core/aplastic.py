@@ -64,6 +64,8 @@ def assess_aplastic(cols: CbcColumns, applicable: np.ndarray, rs: Ruleset) -> Ap
 
 def marrow_criterion(cols: CbcColumns, rs: Ruleset) -> tuple[np.ndarray, np.ndarray]:
     cell, residual = cols.marrow_cellularity, cols.marrow_residual
+    if not np.count_nonzero(cell == cell):  # no marrow data at all (the usual case)
+        return np.full(cols.n, MARROW_NOT_PROVIDED, dtype=np.int8), np.zeros(cols.n, dtype=bool)
     low = meets(cell, rs.threshold("marrow_cellularity_met"))
     partial = ~low & meets(cell, rs.threshold("marrow_cellularity_partial_max")) & ~np.isnan(cell)
     residual_low = meets(residual, rs.threshold("marrow_residual_met"))

@@ -39,36 +39,32 @@ def in_band(values: np.ndarray, band: Band) -> np.ndarray:
     return compare(values, band.lower_op, band.lower) & compare(values, band.upper_op, band.upper)
 
 
-_HALF_OPEN: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+_COMPILED: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _half_open(bands: tuple[Band, ...]):
-    """Bands that are all [lower, upper) compile to sorted edges for one searchsorted."""
+def _compiled(bands: tuple[Band, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bands as half-open [lower, upper) float64 intervals sorted by lower bound.
+
+    An exclusive lower bound `> a` is `>= nextafter(a, +inf)` and an inclusive upper bound `<= b`
+    is `< nextafter(b, +inf)`, exactly, in float64, so every scheme takes one searchsorted.
+    """
     key = id(bands)
-    if key not in _HALF_OPEN:
-        if all(b.lower_op == ">=" and b.upper_op == "<" for b in bands):
-            order = np.argsort([b.lower for b in bands])
-            _HALF_OPEN[key] = (
-                np.array([bands[i].lower for i in order]),
-                np.array([bands[i].upper for i in order]),
-                order.astype(np.int8),
-            )
-        else:
-            _HALF_OPEN[key] = None
-    return _HALF_OPEN[key]
+    if key not in _COMPILED:
+        lowers = [b.lower if b.lower_op == ">=" else np.nextafter(b.lower, np.inf) for b in bands]
+        uppers = [b.upper if b.upper_op == "<" else np.nextafter(b.upper, np.inf) for b in bands]
+        order = np.argsort(lowers, kind="stable")
+        _COMPILED[key] = (
+            np.array(lowers)[order],
+            np.append(np.array(uppers)[order], -np.inf),  # index -1 (below every band) never matches
+            np.append(order, -1).astype(np.int8),
+        )
+    return _COMPILED[key]
 
 
 def band_index(values: np.ndarray, bands: tuple[Band, ...]) -> np.ndarray:
     """Index of the band each value falls in; -1 for NaN or a value in no band."""
-    compiled = _half_open(bands)
-    if compiled is not None:
-        lowers, uppers, order = compiled
-        i = np.searchsorted(lowers, values, side="right") - 1
-        i[i < 0] = 0
-        out = order[i]
-        out[~(values < uppers[i]) | ~(values >= lowers[i])] = -1
-        return out
-    out = np.full(values.shape, -1, dtype=np.int8)
-    for i, band in enumerate(bands):
-        out[in_band(values, band)] = i
+    lowers, uppers, order = _compiled(bands)
+    i = np.searchsorted(lowers, values, side="right") - 1  # last band starting at or below the value
+    out = order[i]
+    out[~(values < uppers[i])] = -1  # NaN, a gap between bands, or above the last band
     return out

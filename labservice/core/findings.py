@@ -88,7 +88,8 @@ def single_lineage(
     # WHO 2011 severity bands are applied to non-pregnant people from 15 years only.
     who_adult = rs.threshold("anemia_severity_from_age_years")
     adult = (np.isnan(cols.age_years) | meets(cols.age_years, who_adult)) & (cols.pregnant != 1.0)
-    severity = np.where(adult, band_index(hb, rs.bands["anemia_severity_adult"]), -1).astype(np.int8)
+    severity = band_index(hb, rs.bands["anemia_severity_adult"])
+    severity[~adult] = -1
     anemia_finding = FindingColumn(
         "anemia",
         anemia.state == YES,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from labservice.core.compare import compare
@@ -16,11 +18,13 @@ GRADED_ANALYTES = ("platelets", "neutrophils", "wbc", "lymphocytes", "hemoglobin
 
 def critical_thresholds(ruleset: Ruleset):
     """The `critical_*` rows of thresholds.csv: (key, analyte, threshold, is_low)."""
-    return [
-        (t.key, t.analyte, t, t.operator in ("<", "<="))
-        for t in ruleset.thresholds.values()
-        if t.key.startswith("critical_")
-    ]
+    if "critical_thresholds" not in ruleset._cache:
+        ruleset._cache["critical_thresholds"] = [
+            (t.key, t.analyte, t, t.operator in ("<", "<="))
+            for t in ruleset.thresholds.values()
+            if t.key.startswith("critical_")
+        ]
+    return ruleset._cache["critical_thresholds"]
 
 
 def flags_and_criticals(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Ruleset):
@@ -54,19 +58,38 @@ def flags_and_criticals(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset
     return flags, criticals
 
 
-def _ctcae_table(ruleset: Ruleset, version: str, analyte: str):
-    """(bounds with NaN for LLN, grades, LLN column or -1) for one version and analyte."""
+@dataclass(frozen=True)
+class _CtcaeTable:
+    """One version and analyte: fixed '<' bounds ascending, their grades, and the LLN grade (0 if none)."""
+
+    bounds: np.ndarray
+    grades: np.ndarray
+    lln_grade: int
+
+
+def _ctcae_table(ruleset: Ruleset, version: str, analyte: str) -> _CtcaeTable:
     key = ("ctcae", version, analyte)
     if key not in ruleset._cache:
-        rows = sorted(
-            (r for r in ruleset.ctcae if r.version == version and r.analyte == analyte), key=lambda r: r.grade
-        )
+        rows = [r for r in ruleset.ctcae if r.version == version and r.analyte == analyte]
         if any(r.operator != "<" for r in rows):
             raise ValueError(f"ctcae.csv {version} {analyte}: only '<' bounds are supported")
-        bounds = np.array([np.nan if r.bound is None else r.bound for r in rows])
-        lln = [i for i, r in enumerate(rows) if r.bound is None]
-        ruleset._cache[key] = (bounds, np.array([r.grade for r in rows], dtype=np.int8), lln[0] if lln else -1)
+        fixed = sorted((r for r in rows if r.bound is not None), key=lambda r: r.bound)
+        lln = [r.grade for r in rows if r.bound is None]
+        ruleset._cache[key] = _CtcaeTable(np.array([r.bound for r in fixed]),
+                                          np.array([r.grade for r in fixed], dtype=np.int8), lln[0] if lln else 0)
     return ruleset._cache[key]
+
+
+def _grade_with(table: _CtcaeTable, value: np.ndarray, lln: np.ndarray) -> np.ndarray:
+    """Highest grade whose bound the value is below: with ascending bounds, a value below bound k
+    is below every higher bound too, so the grade is the running maximum of grades from k up."""
+    running_max = np.maximum.accumulate(table.grades[::-1])[::-1]  # max grade among bounds >= position
+    position = np.searchsorted(table.bounds, value, side="right")  # first bound strictly above value
+    padded = np.append(running_max, 0).astype(np.int8)
+    grade = padded[position]
+    if table.lln_grade:
+        grade = np.maximum(grade, (value < lln) * np.int8(table.lln_grade)).astype(np.int8)
+    return grade
 
 
 def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Ruleset) -> dict[str, np.ndarray]:
@@ -83,19 +106,11 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
         if analyte not in present:
             grades[analyte] = np.full(cols.n, -1, dtype=np.int8)
             continue
-        grade = None
+        grade = _grade_with(_ctcae_table(ruleset, "5.0", analyte), value, ranges[analyte].low)
         for version in versions:
-            bounds, levels, lln = _ctcae_table(ruleset, version, analyte)
-            matrix = np.broadcast_to(bounds, (cols.n, bounds.size))
-            if lln >= 0:
-                matrix = matrix.copy()
-                matrix[:, lln] = ranges[analyte].low
-            graded = ((value[:, None] < matrix) * levels).max(axis=1).astype(np.int8)
-            if grade is None:
-                grade = graded
-            else:
+            if version != "5.0":
                 rows = cols.ctcae_version == version
-                grade[rows] = graded[rows]
+                grade[rows] = _grade_with(_ctcae_table(ruleset, version, analyte), value, ranges[analyte].low)[rows]
         grade[value != value] = -1
         grades[analyte] = grade
     return grades

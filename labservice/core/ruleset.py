@@ -136,7 +136,9 @@ class Ruleset:
         return out
 
     def ctcae_versions(self) -> tuple[str, ...]:
-        return tuple(sorted({row.version for row in self.ctcae}))
+        if "ctcae_versions" not in self._cache:
+            self._cache["ctcae_versions"] = tuple(sorted({row.version for row in self.ctcae}))
+        return self._cache["ctcae_versions"]
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:

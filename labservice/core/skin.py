@@ -33,11 +33,13 @@ def type_lesions(cols: CbcColumns, rs: Ruleset) -> tuple[np.ndarray, np.ndarray]
     """The stated type, else the type its size gives (petechiae < 2 mm, purpura 2-10, ecchymosis > 10)."""
     lesions = cols.lesions
     stated = lesions["type"]
-    by_size = np.full(stated.shape, "", dtype=object)
-    for band in rs.bands["lesion_size"]:
-        by_size[in_band(lesions["size_mm"], band)] = band.label
-    from_size = (stated == "") & (by_size != "")
-    return np.where(stated == "", by_size, stated), from_size
+    if stated.size == 0:
+        return stated, np.zeros(0, dtype=bool)
+    bands = rs.bands["lesion_size"]
+    labels = np.array([b.label for b in bands] + [""], dtype=object)  # index -1 = no band
+    by_size = labels[band_index(lesions["size_mm"], bands)]
+    unstated = stated == ""
+    return np.where(unstated, by_size, stated), unstated & (by_size != "")
 
 
 def assess_skin(cols: CbcColumns, rs: Ruleset) -> SkinAssessment:

@@ -26,7 +26,7 @@ def urgency_triggers(
     plt, neut = cols.values["platelets"], cols.values["neutrophils"]
     severity = findings["anemia"].extra["severity"]
     severity_labels = [b.label for b in rs.bands["anemia_severity_adult"]]
-    moderate_or_severe = np.isin(severity, [severity_labels.index("moderate"), severity_labels.index("severe")])
+    moderate_or_severe = (severity == severity_labels.index("moderate")) | (severity == severity_labels.index("severe"))
     return {
         "fever_with_nonblanching_rash": (IMMEDIATE, findings["fever_with_nonblanching_rash"].present),
         "febrile_neutropenia": (IMMEDIATE, findings["febrile_neutropenia"].present),

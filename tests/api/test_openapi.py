@@ -74,3 +74,14 @@ def test_swagger_ui_is_served(client):
     assert response.mimetype == "text/html"
     assert b"swagger-ui" in response.data
     assert OPENAPI.encode() in response.data
+
+
+def test_swagger_ui_assets_are_served_locally(client):
+    """The docs page must work without internet access: its script and stylesheet come from us."""
+    page = client.get("/api/docs").get_data(as_text=True)
+    assert "/api/docs/assets/swagger-ui-bundle.js" in page
+    assert "http" not in page.split("<script")[1].split(">")[0]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+        response = client.get(f"/api/docs/assets/{asset}")
+        assert response.status_code == 200, asset
+        assert len(response.data) > 10_000

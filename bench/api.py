@@ -1,0 +1,101 @@
+"""HTTP benchmark: POST /api/v1/interpretations under gunicorn (2 workers) on loopback, against
+the trivial GET /healthz on the same server as the ceiling, measured in the same run.
+
+Usage: python bench/api.py [--seconds 10] [--clients 4]
+Target: interpretations at >= 50 % of the ceiling's requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen import build_request, run_load  # noqa: E402
+
+ONE_CBC = {
+    "patient": {"id": "MRN-0042", "sex": "female", "age_years": 34},
+    "collected_at": "2026-11-20T08:30:00Z",
+    "results": {
+        "platelets": {"value": 45, "unit": "10*3/uL"},
+        "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4.0, "high": 11.0}},
+        "neutrophils": {"value": 0.4, "unit": "10*9/L"},
+        "hemoglobin": {"value": 82, "unit": "g/L"},
+        "reticulocytes": {"value": 15, "unit": "10*9/L"},
+    },
+    "skin": {"fever": False, "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False}]},
+}
+NORMAL_CBC = {
+    "patient": {"sex": "male", "age_years": 52},
+    "results": {"platelets": 250, "wbc": 6.1, "neutrophils": 3.5, "lymphocytes": 1.9, "hemoglobin": 14.6,
+                "hematocrit": 44, "rbc": 4.9, "mcv": 90},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    port = free_port()
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen(
+        [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        wait_ready(port)
+        time.sleep(1.0)
+        cases = [
+            ("GET /healthz (ceiling)", [build_request("GET", "/healthz", "127.0.0.1", port)]),
+            ("POST one CBC (pancytopenia, lesions)",
+             [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode())]),
+            ("POST one CBC (normal)",
+             [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(NORMAL_CBC).encode())]),
+            ("POST array of 100 CBCs",
+             [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port,
+                            json.dumps([ONE_CBC, NORMAL_CBC] * 50).encode())]),
+        ]
+        run_load("127.0.0.1", port, cases[1][1], seconds=1.0, clients=args.clients)  # warm-up
+        results = [(name, run_load("127.0.0.1", port, reqs, seconds=args.seconds, clients=args.clients))
+                   for name, reqs in cases]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+    ceiling = results[0][1].rps
+    print(f"gunicorn {args.workers} sync workers, {args.clients} closed-loop clients, {args.seconds:.0f} s per case, loopback")
+    print("| request | requests/s | % of ceiling | p50 ms | p99 ms | statuses |\n|---|---|---|---|---|---|")
+    for name, r in results:
+        print(f"| {name} | {r.rps:,.0f} | {100 * r.rps / ceiling:.0f} % | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+              f"{dict(sorted(r.statuses.items()))} |")
+
+
+if __name__ == "__main__":
+    main()
