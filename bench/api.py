@@ -36,8 +36,16 @@ ONE_CBC = {
 }
 NORMAL_CBC = {
     "patient": {"sex": "male", "age_years": 52},
-    "results": {"platelets": 250, "wbc": 6.1, "neutrophils": 3.5, "lymphocytes": 1.9, "hemoglobin": 14.6,
-                "hematocrit": 44, "rbc": 4.9, "mcv": 90},
+    "results": {
+        "platelets": 250,
+        "wbc": 6.1,
+        "neutrophils": 3.5,
+        "lymphocytes": 1.9,
+        "hemoglobin": 14.6,
+        "hematocrit": 44,
+        "rbc": 4.9,
+        "mcv": 90,
+    },
 }
 
 
@@ -68,33 +76,54 @@ def main() -> None:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     server = subprocess.Popen(
         [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
         wait_ready(port)
         time.sleep(1.0)
         cases = [
             ("GET /healthz (ceiling)", [build_request("GET", "/healthz", "127.0.0.1", port)]),
-            ("POST one CBC (pancytopenia, lesions)",
-             [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode())]),
-            ("POST one CBC (normal)",
-             [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(NORMAL_CBC).encode())]),
-            ("POST array of 100 CBCs",
-             [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port,
-                            json.dumps([ONE_CBC, NORMAL_CBC] * 50).encode())]),
+            (
+                "POST one CBC (pancytopenia, lesions)",
+                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode())],
+            ),
+            (
+                "POST one CBC (normal)",
+                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(NORMAL_CBC).encode())],
+            ),
+            (
+                "POST array of 100 CBCs",
+                [
+                    build_request(
+                        "POST",
+                        "/api/v1/interpretations",
+                        "127.0.0.1",
+                        port,
+                        json.dumps([ONE_CBC, NORMAL_CBC] * 50).encode(),
+                    )
+                ],
+            ),
         ]
         run_load("127.0.0.1", port, cases[1][1], seconds=1.0, clients=args.clients)  # warm-up
-        results = [(name, run_load("127.0.0.1", port, reqs, seconds=args.seconds, clients=args.clients))
-                   for name, reqs in cases]
+        results = [
+            (name, run_load("127.0.0.1", port, reqs, seconds=args.seconds, clients=args.clients))
+            for name, reqs in cases
+        ]
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
     ceiling = results[0][1].rps
-    print(f"gunicorn {args.workers} sync workers, {args.clients} closed-loop clients, {args.seconds:.0f} s per case, loopback")
+    print(
+        f"gunicorn {args.workers} sync workers, {args.clients} closed-loop clients, "
+        f"{args.seconds:.0f} s per case, loopback"
+    )
     print("| request | requests/s | % of ceiling | p50 ms | p99 ms | statuses |\n|---|---|---|---|---|---|")
     for name, r in results:
-        print(f"| {name} | {r.rps:,.0f} | {100 * r.rps / ceiling:.0f} % | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-              f"{dict(sorted(r.statuses.items()))} |")
+        print(
+            f"| {name} | {r.rps:,.0f} | {100 * r.rps / ceiling:.0f} % | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{dict(sorted(r.statuses.items()))} |"
+        )
 
 
 if __name__ == "__main__":

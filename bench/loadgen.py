@@ -13,8 +13,15 @@ import time
 from dataclasses import dataclass
 
 
-def build_request(method: str, path: str, host: str, port: int, body: bytes = b"",
-                  content_type: str = "application/json", headers: dict[str, str] | None = None) -> bytes:
+def build_request(
+    method: str,
+    path: str,
+    host: str,
+    port: int,
+    body: bytes = b"",
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     if body:
         lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
@@ -94,5 +101,6 @@ def run_load(host: str, port: int, requests: list[bytes], seconds: float = 10.0,
         for k, v in st.items():
             statuses[k] = statuses.get(k, 0) + v
     p99 = latencies[min(len(latencies) - 1, int(0.99 * (len(latencies) - 1)))] if latencies else float("nan")
-    return LoadResult(len(latencies), elapsed, statuses, statistics.median(latencies) * 1e3 if latencies else float("nan"),
-                      p99 * 1e3)
+    return LoadResult(
+        len(latencies), elapsed, statuses, statistics.median(latencies) * 1e3 if latencies else float("nan"), p99 * 1e3
+    )

@@ -73,10 +73,11 @@ def _ctcae_table(ruleset: Ruleset, version: str, analyte: str) -> _CtcaeTable:
         rows = [r for r in ruleset.ctcae if r.version == version and r.analyte == analyte]
         if any(r.operator != "<" for r in rows):
             raise ValueError(f"ctcae.csv {version} {analyte}: only '<' bounds are supported")
-        fixed = sorted((r for r in rows if r.bound is not None), key=lambda r: r.bound)
+        fixed = sorted((r for r in rows if r.bound is not None), key=lambda r: float(r.bound or 0.0))
         lln = [r.grade for r in rows if r.bound is None]
-        ruleset._cache[key] = _CtcaeTable(np.array([r.bound for r in fixed]),
-                                          np.array([r.grade for r in fixed], dtype=np.int8), lln[0] if lln else 0)
+        ruleset._cache[key] = _CtcaeTable(
+            np.array([r.bound for r in fixed]), np.array([r.grade for r in fixed], dtype=np.int8), lln[0] if lln else 0
+        )
     return ruleset._cache[key]
 
 

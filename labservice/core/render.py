@@ -618,12 +618,17 @@ def render_interpretations(
         urgency = URGENCY_NAMES[int(result.urgency[i])]
         not_assessed = renderer.not_assessed(i)
         aplastic = renderer.aplastic(i)
+        analytes = renderer.analytes(i)
+        if reported is not None:
+            for analyte, sent in reported[i].items():
+                if analyte in analytes:
+                    analytes[analyte]["reported"] = sent
         answer = {
             "id": uuid.uuid4().hex,
             "ruleset_version": result.ruleset.version,
             "ctcae_version": str(result.ctcae_version[i]),
             "patient_id": patient_ids[i] if patient_ids is not None else None,
-            "analytes": renderer.analytes(i),
+            "analytes": analytes,
             "findings": findings,
             "not_assessed": not_assessed,
             "aplastic_anemia": aplastic,
@@ -634,9 +639,5 @@ def render_interpretations(
             ],
             "summary": renderer.summary(i, findings, urgency, not_assessed, aplastic),
         }
-        if reported is not None:
-            for analyte, sent in reported[i].items():
-                if analyte in answer["analytes"]:
-                    answer["analytes"][analyte]["reported"] = sent
         answers.append(answer)
     return answers
