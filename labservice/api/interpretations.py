@@ -108,7 +108,8 @@ def _interpret_one(body: dict) -> dict:
     try:
         doc = CBC_SCHEMA.load(body)
     except ValidationError as error:
-        raise Problem(422, "The body is not a valid CBC.", flatten_errors(error.messages)) from None
+        errors = flatten_errors(error.messages)
+        raise Problem(422, f"The body is not a valid CBC: {_first_error(errors)}", errors) from None
     try:
         answers = interpret_documents([doc], ruleset=current_ruleset())
     except InputError as error:
@@ -132,6 +133,15 @@ def _interpret_list(body: list) -> list:
         return interpret_documents(docs, ruleset=current_ruleset(), indexed=True)
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
+
+
+def _first_error(errors: dict[str, list[str]]) -> str:
+    """'path: message' of the first error, and how many more there are."""
+    if not errors:
+        return "see errors."
+    path, messages = next(iter(errors.items()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {messages[0]}{more}"
 
 
 def _list_detail(errors: dict[str, list[str]], count: int) -> str:
