@@ -50,7 +50,11 @@ LINEAGE_ANALYTES = {"red": ["hemoglobin"], "white": ["wbc", "neutrophils"], "pla
 
 
 def _num(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(round(x, 4))
+    """A JSON number rounded to 4 decimals, None for missing (round on a Python float: numpy's is slow)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if x != x else round(x, 4)
 
 
 def _fmt(x: float) -> str:
@@ -61,10 +65,17 @@ class _Renderer:
     def __init__(self, result: InterpretationTable):
         self.r = result
         self.rs: Ruleset = result.ruleset
-        self.t = {key: _fmt(th.value) for key, th in self.rs.thresholds.items()}
+        cache = self.rs._cache
+        if "render_texts" not in cache:  # thresholds as text and titles, once per ruleset
+            t = {key: _fmt(th.value) for key, th in self.rs.thresholds.items()}
+            cache["render_texts"] = (t, {code: title.format(**t) for code, title in TITLES.items()}, {})
+        self.t, self.titles, self._citations = cache["render_texts"]
 
     def cite(self, tags: Sequence[str]) -> list[str]:
-        return self.rs.cite(tags)
+        key = tuple(tags)
+        if key not in self._citations:
+            self._citations[key] = self.rs.cite(key)
+        return list(self._citations[key])
 
     # --- analytes -------------------------------------------------------------------------
     def range_source(self, analyte: str, i: int) -> str:
@@ -125,7 +136,7 @@ class _Renderer:
         detail, severity, evidence = getattr(self, f"_detail_{code}")(i)
         return {
             "code": code,
-            "title": TITLES[code].format(**self.t),
+            "title": self.titles[code],
             "detail": detail,
             "grade": grade,
             "severity": severity,
@@ -608,13 +619,16 @@ def render_interpretations(
 ) -> list[dict]:
     """One contract answer per row, in input order."""
     renderer = _Renderer(result)
-    present_rows = {code: set(np.flatnonzero(f.present).tolist()) for code, f in result.findings.items()}
+    codes = list(result.findings)
+    present_by_row = np.stack([f.present for f in result.findings.values()]).T.tolist() if result.n else []
     lesion_rows = result.cols.lesions["row"]
     order = np.argsort(lesion_rows, kind="stable")
     starts = np.searchsorted(lesion_rows[order], np.arange(result.n + 1))
     answers = []
     for i in range(result.n):
-        findings = [renderer.finding(code, i) for code in result.findings if i in present_rows[code]]
+        findings = [
+            renderer.finding(code, i) for code, present in zip(codes, present_by_row[i], strict=True) if present
+        ]
         urgency = URGENCY_NAMES[int(result.urgency[i])]
         not_assessed = renderer.not_assessed(i)
         aplastic = renderer.aplastic(i)
