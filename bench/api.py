@@ -20,20 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cbc_data import EXAMPLE_CBC as ONE_CBC  # noqa: E402
 from loadgen import build_request, run_load  # noqa: E402
 
-ONE_CBC = {
-    "patient": {"id": "MRN-0042", "sex": "female", "age_years": 34},
-    "collected_at": "2026-11-20T08:30:00Z",
-    "results": {
-        "platelets": {"value": 45, "unit": "10*3/uL"},
-        "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4.0, "high": 11.0}},
-        "neutrophils": {"value": 0.4, "unit": "10*9/L"},
-        "hemoglobin": {"value": 82, "unit": "g/L"},
-        "reticulocytes": {"value": 15, "unit": "10*9/L"},
-    },
-    "skin": {"fever": False, "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False}]},
-}
 NORMAL_CBC = {
     "patient": {"sex": "male", "age_years": 52},
     "results": {

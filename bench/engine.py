@@ -20,18 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-SINGLE_CBC = {
-    "patient": {"id": "B-1", "sex": "female", "age_years": 34},
-    "results": {
-        "platelets": {"value": 45, "unit": "10*3/uL"},
-        "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4.0, "high": 11.0}},
-        "neutrophils": {"value": 0.4, "unit": "10*9/L"},
-        "hemoglobin": {"value": 82, "unit": "g/L"},
-        "reticulocytes": {"value": 15, "unit": "10*9/L"},
-    },
-    "skin": {"fever": False, "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False}]},
-}
-
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
@@ -39,6 +27,8 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def single(calls: int) -> dict:
+    from cbc_data import EXAMPLE_CBC
+
     from labservice.adapters.json_cbc import parse_documents
     from labservice.core.interpret import interpret_cbc_table
     from labservice.core.render import render_interpretations
@@ -48,16 +38,16 @@ def single(calls: int) -> dict:
     engine, full = [], []
     for _ in range(200):  # warm-up
         render_interpretations(
-            interpret_cbc_table(parse_documents([SINGLE_CBC], rs, indexed=False).columns, ruleset=rs)
+            interpret_cbc_table(parse_documents([EXAMPLE_CBC], rs, indexed=False).columns, ruleset=rs)
         )
     for _ in range(calls):
-        cols = parse_documents([SINGLE_CBC], rs, indexed=False).columns
+        cols = parse_documents([EXAMPLE_CBC], rs, indexed=False).columns
         t0 = time.perf_counter()
         result = interpret_cbc_table(cols, ruleset=rs)
         engine.append(time.perf_counter() - t0)
     for _ in range(calls):
         t0 = time.perf_counter()
-        parsed = parse_documents([SINGLE_CBC], rs, indexed=False)
+        parsed = parse_documents([EXAMPLE_CBC], rs, indexed=False)
         result = interpret_cbc_table(parsed.columns, ruleset=rs)
         render_interpretations(result, parsed.patient_ids, parsed.reported)
         full.append(time.perf_counter() - t0)

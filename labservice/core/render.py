@@ -235,25 +235,21 @@ class _Renderer:
             and self.rs.value("duffy_caveat_from") <= neut < self.rs.value("neutropenia")
         )
 
-    def _detail_leukopenia(self, i):
-        wbc = self.v("wbc", i)
-        low = self.r.ranges["wbc"].low[i]
+    def _below_lower_limit(self, analyte: str, i: int):
+        value = self.v(analyte, i)
+        low = self.r.ranges[analyte].low[i]
         return (
-            f"White cell count {_fmt(wbc)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
-            f"{self._grade_text('wbc', i)}.",
+            f"{self.rs.analytes[analyte].label} {_fmt(value)} x10^9/L, below the lower limit {_fmt(low)} of the "
+            f"range in use; {self._grade_text(analyte, i)}.",
             None,
-            {"wbc": wbc},
+            {analyte: value},
         )
 
+    def _detail_leukopenia(self, i):
+        return self._below_lower_limit("wbc", i)
+
     def _detail_lymphopenia(self, i):
-        lym = self.v("lymphocytes", i)
-        low = self.r.ranges["lymphocytes"].low[i]
-        return (
-            f"Lymphocytes {_fmt(lym)} x10^9/L, below the lower limit {_fmt(low)} of the range in use; "
-            f"{self._grade_text('lymphocytes', i)}.",
-            None,
-            {"lymphocytes": lym},
-        )
+        return self._below_lower_limit("lymphocytes", i)
 
     def _low_lineages(self, i) -> tuple[list[str], list[str]]:
         lin = self.r.lineages
