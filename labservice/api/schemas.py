@@ -268,19 +268,40 @@ class CBCSchema(Schema):
 # --- answer (documentation) ----------------------------------------------------------------------
 
 
+TRISTATE_CRITERIA = ("met", "not_met", "not_assessed")
+RANGE_ORIGINS = ("laboratory", "laboratory_partial", "fallback", "duffy_null")
+URGENCY_REASONS = (
+    "fever_with_nonblanching_rash", "febrile_neutropenia", "unexplained_petechiae_child", "critical_value",
+    "pancytopenia", "severe_aplastic_criteria", "nonblanching_lesions_low_platelets", "bicytopenia",
+    "thrombocytopenia_below_100", "neutropenia_below_1_0", "moderate_or_severe_anemia",
+)
+
+
 class AnswerRangeSchema(Schema):
     low = fields.Float(allow_none=True)
     high = fields.Float(allow_none=True)
-    source = fields.String(metadata={"description": "Where the interval comes from"})
+    source = fields.String(metadata={"description": "Where the interval comes from, in words"})
+    origin = fields.String(validate=validate.OneOf(RANGE_ORIGINS),
+                           metadata={"description": "laboratory (sent with the result), laboratory_partial "
+                                                    "(one bound sent), fallback table, or duffy_null table"})
+
+
+class ReportedSchema(Schema):
+    value = fields.Float(metadata={"description": "The value as sent"})
+    unit = fields.String(allow_none=True, metadata={"description": "The unit as sent (null: canonical)"})
 
 
 class AnalyteAnswerSchema(Schema):
     value = fields.Float(metadata={"description": "Value in the canonical unit"})
     unit = fields.String(metadata={"description": "Canonical unit"})
-    reference_range = fields.Nested(AnswerRangeSchema, allow_none=True)
-    flag = fields.String(validate=validate.OneOf(FLAGS), allow_none=True)
+    reference_range = fields.Nested(AnswerRangeSchema, allow_none=True,
+                                    metadata={"description": "null: no range for this analyte, age and sex"})
+    flag = fields.String(validate=validate.OneOf(FLAGS), allow_none=True,
+                         metadata={"description": "null: not assessed (no range in use)"})
     ctcae_grade = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=4))
-    derived = fields.Boolean(metadata={"description": "Computed from other results"})
+    derived = fields.Boolean(metadata={"description": "Computed from other results (e.g. WBC x neutrophil %)"})
+    critical = fields.Boolean(metadata={"description": "A critical value (flag LL or HH)"})
+    reported = fields.Nested(ReportedSchema, metadata={"description": "The value and unit as sent"})
 
 
 class FindingSchema(Schema):
@@ -288,41 +309,72 @@ class FindingSchema(Schema):
                          metadata={"description": "Each code appears at most once per CBC"})
     title = fields.String()
     detail = fields.String()
-    grade = fields.Integer(allow_none=True)
+    grade = fields.Integer(allow_none=True, metadata={"description": "CTCAE grade where one applies"})
+    severity = fields.String(allow_none=True,
+                             metadata={"description": "Band label: bleeding risk for thrombocytopenia, "
+                                                      "mild/moderate/severe/profound for neutropenia, WHO "
+                                                      "severity for anaemia in non-pregnant people from 15 y"})
     evidence = fields.Dict(keys=fields.String(), values=fields.Raw(),
                            metadata={"description": "The values the finding rests on"})
-    sources = fields.List(fields.String())
+    rule = fields.String(metadata={"description": "The rule that fired, as file:key in reference_ranges/"})
+    sources = fields.List(fields.String(), metadata={"description": "Full citations of the rule's sources"})
+
+
+class NotAssessedSchema(Schema):
+    code = fields.String(metadata={"description": "The finding that could not be decided"})
+    reason = fields.String()
+    needs = fields.List(fields.String(), metadata={"description": "Analytes that would decide it"})
 
 
 class AplasticAnemiaSchema(Schema):
     assessment = fields.String(validate=validate.OneOf(ASSESSMENTS))
-    criteria_met = fields.List(fields.String())
+    criteria_met = fields.List(fields.String(validate=validate.OneOf(("neutrophils", "platelets", "reticulocytes"))),
+                               metadata={"description": "Camitta blood criteria (a) neutrophils, (b) platelets, "
+                                                        "(c) reticulocytes"})
+    criteria = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
+    reticulocyte_threshold = fields.Float()
+    reticulocyte_method = fields.String(validate=validate.OneOf(("automated", "manual", "unknown")))
     marrow_criterion = fields.String(validate=validate.OneOf(MARROW_CRITERIA))
-    caveat = fields.String()
+    text = fields.String()
+    caveat = fields.String(metadata={"description": "Always present: counts alone cannot diagnose or grade it"})
+    sources = fields.List(fields.String())
 
 
 class LesionAnswerSchema(Schema):
     type = fields.String(allow_none=True)
-    hemorrhagic = fields.Boolean(allow_none=True)
+    hemorrhagic = fields.Boolean(allow_none=True, metadata={"description": "Non-blanching"})
+    type_from_size = fields.Boolean(metadata={"description": "Type derived from size_mm"})
+    size_mm = fields.Float(allow_none=True)
+    site = fields.String(allow_none=True)
 
 
 class SkinAnswerSchema(Schema):
     lesions = fields.List(fields.Nested(LesionAnswerSchema))
     attribution = fields.String(validate=validate.OneOf(ATTRIBUTIONS))
-    expected_presentation = fields.String(allow_none=True)
+    attribution_text = fields.String()
+    escalate = fields.Boolean(metadata={"description": "Non-blanching lesions with platelets below 10"})
+    expected_presentation = fields.String(allow_none=True,
+                                          metadata={"description": "What the platelet count predicts on the skin"})
+    expected_band = fields.String(allow_none=True)
+    sources = fields.List(fields.String())
 
 
 class InterpretationSchema(Schema):
     """The answer for one CBC. It describes counts; it never makes a diagnosis."""
 
     id = fields.String()
-    ruleset_version = fields.String()
+    ruleset_version = fields.String(metadata={"description": "Hash of the rule tables that produced the answer"})
     ctcae_version = fields.String()
+    patient_id = fields.String(allow_none=True)
     analytes = fields.Dict(keys=fields.String(), values=fields.Nested(AnalyteAnswerSchema))
     findings = fields.List(fields.Nested(FindingSchema))
+    not_assessed = fields.List(fields.Nested(NotAssessedSchema),
+                               metadata={"description": "Findings that could not be decided, never read as normal"})
     aplastic_anemia = fields.Nested(AplasticAnemiaSchema)
     skin = fields.Nested(SkinAnswerSchema)
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
+    urgency_reasons = fields.List(fields.String(validate=validate.OneOf(URGENCY_REASONS)),
+                                  metadata={"description": "The triggers that set the urgency"})
     summary = fields.String()
 
 

@@ -85,3 +85,15 @@ def test_swagger_ui_assets_are_served_locally(client):
         response = client.get(f"/api/docs/assets/{asset}")
         assert response.status_code == 200, asset
         assert len(response.data) > 10_000
+
+
+def test_the_answer_schema_documents_every_field_the_service_returns(client):
+    """Dump a real answer through the documented schema: no field may be undocumented."""
+    from labservice.api.schemas import InterpretationSchema
+    from tests.conftest import CONTRACT_EXAMPLE
+
+    answer = client.post("/api/v1/interpretations", json=CONTRACT_EXAMPLE).get_json()
+    assert InterpretationSchema().validate(answer) == {}
+    documented = set(client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Interpretation"]
+                     ["properties"])
+    assert set(answer) <= documented
