@@ -25,7 +25,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 INSTANCE = ROOT / "instance"
 BIND = "127.0.0.1:8000"
 WORKERS = "2"
-USAGE = "usage: python3 tasks.py run | test [pytest arguments]"
+USAGE = "usage: python3 tasks.py run | test [pytest arguments] | bench [--smoke]"
 
 
 def say(message: str) -> None:
@@ -75,14 +75,31 @@ def test(pytest_args: list[str]) -> int:
                           check=False).returncode
 
 
+def bench(args: list[str]) -> int:
+    """Run the benchmarks in bench/ (they print tables); --smoke runs them at a tiny size, as CI does."""
+    setup()
+    smoke = "--smoke" in args
+    runs = [
+        ["bench/engine.py", *(["--sizes", "1000,10000", "--calls", "200"] if smoke else [])],
+        ["bench/api.py", *(["--seconds", "1"] if smoke else [])],
+    ]
+    for script in runs:
+        code = subprocess.run([str(PYTHON), *script], cwd=ROOT, check=False).returncode
+        if code:
+            return code
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
+    if not argv or argv[0] not in ("run", "test", "bench"):
         print(USAGE, file=sys.stderr)
         return 2
     try:
         if argv[0] == "run":
             run()
             return 0  # not reached: run() execs gunicorn
+        if argv[0] == "bench":
+            return bench(argv[1:])
         return test(argv[1:])
     except subprocess.CalledProcessError as error:
         say(f"failed: {' '.join(map(str, error.cmd))} (exit {error.returncode})")
