@@ -583,7 +583,10 @@ class _Renderer:
         if aplastic["assessment"] != "not_applicable":
             sentences.append(aplastic["text"].split(". ")[0].rstrip(".") + " (counts alone cannot diagnose it).")
         if "critical_value" in codes:
-            sentences.append("Critical value: notify the clinician.")
+            named = ", ".join(
+                f"{self.rs.analytes[a].label.lower()} {_fmt(v)}" for a, v in codes["critical_value"]["evidence"].items()
+            )
+            sentences.append(f"Critical value ({named}): notify the clinician.")
         for code, text in (
             (
                 "possible_pseudothrombocytopenia",
