@@ -97,3 +97,9 @@ def test_the_answer_schema_documents_every_field_the_service_returns(client):
     documented = set(client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Interpretation"]
                      ["properties"])
     assert set(answer) <= documented
+
+
+def test_the_document_is_valid_openapi_3(client):
+    from openapi_spec_validator import validate
+
+    validate(client.get("/api/v1/openapi.json").get_json())
