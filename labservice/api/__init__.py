@@ -34,10 +34,11 @@ def current_ruleset() -> Ruleset:
 
 def register_api(app: Flask) -> LabserviceApi:
     """Create the Api (OpenAPI document, Swagger UI) and register every blueprint with it."""
-    from labservice.api import health, interpretations, swagger_assets
+    from labservice.api import health, interpretations, ruleset, swagger_assets
 
     api = LabserviceApi(app)
     swagger_assets.register(app)
     interpretations.register(api, app)
+    ruleset.register(api, app)
     health.register(api, app)
     return api

@@ -393,6 +393,19 @@ class ProblemSchema(Schema):
     )
 
 
+class RulesetSchema(Schema):
+    """The rule tables in use (reference_ranges/), each row with its source."""
+
+    version = fields.String(metadata={"description": "Hash of the tables; every answer carries it"})
+    thresholds = fields.List(fields.Dict())
+    ctcae = fields.List(fields.Dict())
+    bands = fields.Dict(keys=fields.String(), values=fields.List(fields.Dict()))
+    anemia_cutoffs = fields.List(fields.Dict())
+    reference_ranges = fields.List(fields.Dict())
+    analytes = fields.List(fields.Dict())
+    sources = fields.Dict(keys=fields.String(), values=fields.String())
+
+
 class HealthSchema(Schema):
     status = fields.String(metadata={"example": "ok"})
     ruleset_version = fields.String()
