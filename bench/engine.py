@@ -63,6 +63,7 @@ def table_run(n: int) -> dict:
     """In a child process: generate n CBCs, interpret them, report time and peak RSS."""
     from cbc_data import generate_cbc_frame, generate_lesions
 
+    from labservice.core.columns_out import interpretation_frame
     from labservice.core.interpret import interpret_cbc_table
     from labservice.core.ruleset import default_ruleset
 
@@ -75,10 +76,14 @@ def table_run(n: int) -> dict:
     result = interpret_cbc_table(frame, lesions, ruleset=rs)
     urgency = result.urgency_names()
     seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    interpretation_frame(result)
+    frame_seconds = time.perf_counter() - t1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "n": n,
         "seconds": seconds,
+        "frame_seconds": frame_seconds,
         "rows_per_s": n / seconds,
         "peak_rss_mb": peak,
         "input_rss_mb": rss_before,
@@ -102,12 +107,14 @@ def main() -> None:
     print(f"| parse + engine + render | {one['full_median_ms']:.3f} | {one['full_p99_ms']:.3f} |")
     print()
     print("Engine, tables (one process per size; peak RSS includes the generated input)")
-    print("| CBCs | seconds | CBCs/s | input RSS MB | peak RSS MB | urgent+immediate |\n|---|---|---|---|---|---|")
+    print("| CBCs | engine s | CBCs/s | columnar output s | input RSS MB | peak RSS MB | urgent+immediate |")
+    print("|---|---|---|---|---|---|---|")
     for n in [int(s) for s in args.sizes.split(",") if s]:
         out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
-            f"| {r['n']:,} | {r['seconds']:.3f} | {r['rows_per_s']:,.0f} | {r['input_rss_mb']:.0f} | "
+            f"| {r['n']:,} | {r['seconds']:.3f} | {r['rows_per_s']:,.0f} | {r['frame_seconds']:.3f} | "
+            f"{r['input_rss_mb']:.0f} | "
             f"{r['peak_rss_mb']:.0f} | {r['urgent_or_worse']:,} |"
         )
 

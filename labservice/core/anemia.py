@@ -31,58 +31,70 @@ PREGNANCY_CODES = {"no": 0, "trimester_1": 1, "trimester_2": 2, "trimester_3": 3
 
 @dataclass(frozen=True)
 class _CompiledCutoffs:
-    sex: np.ndarray  # -1 any, else SEX_CODES
-    age_low: np.ndarray
-    age_high: np.ndarray
-    pregnancy: np.ndarray
-    cutoff: np.ndarray
+    """Cut-offs as flat arrays indexed by ((sex * 5 + pregnancy) * segments + age segment)."""
+
+    edges: np.ndarray
+    segments: int
+    low: np.ndarray
+    high: np.ndarray
+    row: np.ndarray
+
+
+def _compile(ruleset: Ruleset) -> _CompiledCutoffs:
+    rows = ruleset.anemia_cutoffs
+    edges = np.unique([r.age_low_days for r in rows] + [r.age_high_days for r in rows])
+    segments = edges.size  # edges.size - 1 age segments, plus "outside every band"
+    shape = (3, len(PREGNANCY_CODES), segments)
+    low, high = np.full(shape, np.nan), np.full(shape, np.nan)
+    row_index = np.full(shape, -1, dtype=np.int16)
+    for sex in (SEX_CODES["unknown"], SEX_CODES["female"], SEX_CODES["male"]):
+        for pregnancy, p_code in PREGNANCY_CODES.items():
+            for seg in range(edges.size - 1):
+                start, end = edges[seg], edges[seg + 1]
+                matches = [
+                    (i, r)
+                    for i, r in enumerate(rows)
+                    if r.pregnancy == pregnancy
+                    and r.age_low_days <= start
+                    and r.age_high_days >= end
+                    and (r.sex == "any" or sex == SEX_CODES["unknown"] or SEX_CODES[r.sex] == sex)
+                ]
+                if not matches:
+                    continue
+                cutoffs = [r.cutoff for _, r in matches]
+                low[sex, p_code, seg], high[sex, p_code, seg] = min(cutoffs), max(cutoffs)
+                exact = [i for i, r in matches if r.sex == "any" or SEX_CODES[r.sex] == sex]
+                row_index[sex, p_code, seg] = exact[0] if exact else matches[0][0]
+    return _CompiledCutoffs(edges, segments, low.ravel(), high.ravel(), row_index.ravel())
 
 
 def _compiled(ruleset: Ruleset) -> _CompiledCutoffs:
     key = ("anemia_cutoffs",)
     if key not in ruleset._cache:
-        rows = ruleset.anemia_cutoffs
-        ruleset._cache[key] = _CompiledCutoffs(
-            sex=np.array([-1 if r.sex == "any" else SEX_CODES[r.sex] for r in rows]),
-            age_low=np.array([r.age_low_days for r in rows]),
-            age_high=np.array([r.age_high_days for r in rows]),
-            pregnancy=np.array([PREGNANCY_CODES[r.pregnancy] for r in rows]),
-            cutoff=np.array([r.cutoff for r in rows]),
-        )
+        ruleset._cache[key] = _compile(ruleset)
     return ruleset._cache[key]
 
 
 def anemia_cutoffs(cols: CbcColumns, ruleset: Ruleset) -> AnemiaCutoffs:
-    """Cut-off rows matched by broadcasting rows x cut-off table (a handful of table rows)."""
+    """The cut-off range per row from the compiled table: one searchsorted and three takes."""
     table = _compiled(ruleset)
     adult_days = ruleset.value("adult_age_years") * DAYS_PER_YEAR
     age_days = cols.age_years * DAYS_PER_YEAR
     age_days[np.isnan(age_days)] = adult_days
     pregnant = cols.pregnant == 1.0
-    pregnancy = np.zeros(cols.n, dtype=np.int8)
+    pregnancy = np.zeros(cols.n, dtype=np.intp)
     pregnancy[pregnant] = PREGNANCY_CODES["trimester_unknown"]
     for t in (1, 2, 3):
         pregnancy[pregnant & (cols.pregnancy_trimester == t)] = t
     # A pregnant patient of unstated sex is female for this purpose.
-    sex = cols.sex.copy()
+    sex = cols.sex.astype(np.intp)
     sex[pregnant & (sex == SEX_CODES["unknown"])] = SEX_CODES["female"]
-    sex_col = sex[:, None]
-    exact = (table.sex == -1) | (sex_col == table.sex)
-    hit = (
-        (exact | (sex_col == SEX_CODES["unknown"]))
-        & (age_days[:, None] >= table.age_low)
-        & (age_days[:, None] < table.age_high)
-        & (pregnancy[:, None] == table.pregnancy)
-    )
-    low = np.where(hit, table.cutoff, np.inf).min(axis=1)
-    high = np.where(hit, table.cutoff, -np.inf).max(axis=1)
-    matched = hit.any(axis=1)
-    low[~matched] = np.nan
-    high[~matched] = np.nan
-    preferred = hit & exact
-    row_index = np.where(preferred.any(axis=1), preferred.argmax(axis=1), np.where(matched, hit.argmax(axis=1), -1))
+    seg = np.searchsorted(table.edges, age_days, side="right") - 1
+    seg[(seg < 0) | (seg >= table.edges.size - 1)] = table.segments - 1
+    where = (sex * len(PREGNANCY_CODES) + pregnancy) * table.segments + seg
+    low, high, row_index = table.low[where], table.high[where], table.row[where]
     hb = cols.values["hemoglobin"]
     state = np.full(cols.n, NOT_ASSESSED, dtype=np.int8)
     state[hb < low] = YES
     state[hb >= high] = NO
-    return AnemiaCutoffs(low, high, row_index.astype(np.int16), state)
+    return AnemiaCutoffs(low, high, row_index, state)

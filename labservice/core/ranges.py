@@ -42,18 +42,20 @@ class RangeInUse:
 
 @dataclass(frozen=True)
 class CompiledRanges:
-    """Fallback rows as arrays [sex code, age segment, analyte]; the last segment means "no band"."""
+    """Fallback rows as flat arrays per analyte, indexed by sex code * segments + age segment;
+    the last segment of each sex means "no band"."""
 
     edges: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    row: np.ndarray
-    envelope: np.ndarray
+    segments: int  # age segments + 1 (the "no band" segment)
+    low: dict[str, np.ndarray]
+    high: dict[str, np.ndarray]
+    row: dict[str, np.ndarray]
+    envelope: dict[str, np.ndarray]
 
-    def segment(self, age_days: np.ndarray) -> np.ndarray:
+    def index(self, sex: np.ndarray, age_days: np.ndarray) -> np.ndarray:
         seg = np.searchsorted(self.edges, age_days, side="right") - 1
         seg[(seg < 0) | (seg >= self.edges.size - 1)] = self.edges.size - 1  # NaN sorts last
-        return seg
+        return sex.astype(np.intp) * self.segments + seg
 
 
 def _covering(rows, analyte: str, sexes: tuple[str, ...], start: float, end: float) -> int:
@@ -85,7 +87,14 @@ def compile_ranges(rows: tuple[RangeRow, ...], offset: int = 0) -> CompiledRange
                 high[u, s, a] = max(rows[f].high, rows[m].high)
                 row[u, s, a] = f + offset
                 envelope[u, s, a] = f != m
-    return CompiledRanges(edges, low, high, row, envelope)
+    return CompiledRanges(
+        edges,
+        segments + 1,
+        {a: low[:, :, k].ravel().copy() for k, a in enumerate(ANALYTES)},
+        {a: high[:, :, k].ravel().copy() for k, a in enumerate(ANALYTES)},
+        {a: row[:, :, k].ravel().copy() for k, a in enumerate(ANALYTES)},
+        {a: envelope[:, :, k].ravel().copy() for k, a in enumerate(ANALYTES)},
+    )
 
 
 def _compiled(ruleset: Ruleset) -> tuple[CompiledRanges, CompiledRanges]:
@@ -109,18 +118,9 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
     main, duffy = _compiled(ruleset)
     all_rows = ruleset.ranges + ruleset.duffy_ranges
     age_days = lookup_age_days(cols, ruleset)
-    sex = cols.sex
-    seg = main.segment(age_days)
-    # One fancy index per table gives every analyte's fallback: shape (n, analytes).
-    low_all, high_all = main.low[sex, seg], main.high[sex, seg]
-    row_all, envelope_all = main.row[sex, seg], main.envelope[sex, seg]
+    where = main.index(cols.sex, age_days)  # one flat index serves every analyte
     duffy_stated = cols.duffy_null == 1.0
-    if np.count_nonzero(duffy_stated):
-        d_seg = duffy.segment(age_days)
-        d_row_all = duffy.row[sex, d_seg]
-        d_low_all, d_high_all = duffy.low[sex, d_seg], duffy.high[sex, d_seg]
-    else:
-        d_row_all = None
+    duffy_where = duffy.index(cols.sex, age_days) if np.count_nonzero(duffy_stated) else None
     present = set(cols.present_analytes())
     nothing = RangeInUse(
         np.full(cols.n, np.nan),
@@ -131,11 +131,12 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
         all_rows,
     )
     out: dict[str, RangeInUse] = {}
-    for a, analyte in enumerate(ANALYTES):
+    for analyte in ANALYTES:
         if analyte not in present:
             out[analyte] = nothing
             continue
-        low, high, row, envelope = low_all[:, a], high_all[:, a], row_all[:, a], envelope_all[:, a]
+        low, high = main.low[analyte][where], main.high[analyte][where]
+        row, envelope = main.row[analyte][where], main.envelope[analyte][where]
         origin = (row >= 0).astype(np.int8) * ORIGIN_FALLBACK
         lab_low, lab_high = cols.ref_low[analyte], cols.ref_high[analyte]
         has_low, has_high = lab_low == lab_low, lab_high == lab_high  # not NaN
@@ -144,13 +145,14 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
             origin[has_low & has_high] = ORIGIN_LAB
             low = np.where(has_low, lab_low, low)
             high = np.where(has_high, lab_high, high)
-        if d_row_all is not None:
+        if duffy_where is not None:
             # A stated Duffy-null status overrides the laboratory's general range (§2, [S10]).
-            use = duffy_stated & (d_row_all[:, a] >= 0)
+            d_row = duffy.row[analyte][duffy_where]
+            use = duffy_stated & (d_row >= 0)
             if np.count_nonzero(use):
-                low = np.where(use, d_low_all[:, a], low)
-                high = np.where(use, d_high_all[:, a], high)
-                row = np.where(use, d_row_all[:, a], row)
+                low = np.where(use, duffy.low[analyte][duffy_where], low)
+                high = np.where(use, duffy.high[analyte][duffy_where], high)
+                row = np.where(use, d_row, row)
                 origin[use] = ORIGIN_DUFFY
         out[analyte] = RangeInUse(low, high, origin, row, envelope & (origin == ORIGIN_FALLBACK), all_rows)
     return out

@@ -107,11 +107,8 @@ def _texts(array: np.ndarray | None, n: int, default: str) -> np.ndarray:
     if array.dtype.kind == "U" and not (array == "").any():
         return array  # already clean (the JSON adapter builds these)
     out = np.asarray(array, dtype=object).copy()
-    out[~_is_text(out).astype(bool)] = default
+    out[pd.isna(out) | (out == "")] = default  # None, NaN and pd.NA, in C
     return out
-
-
-_is_text = np.frompyfunc(lambda item: isinstance(item, str) and item != "", 1, 1)
 
 
 def _table_length(table) -> int:

@@ -1,0 +1,78 @@
+"""InterpretationTable → a flat DataFrame, one row per CBC, built without a per-row Python loop.
+
+The JSON renderer writes texts per CBC; tables of any size need the decisions as columns:
+urgency, finding codes, aplastic-anaemia assessment, skin attribution, and a flag and CTCAE grade
+per analyte present. Finding codes are packed as bits per row, so joining them costs one string
+per distinct combination, not one per row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from labservice.core.aplastic import ASSESSMENT_NAMES
+from labservice.core.grading import FLAG_NAMES, GRADED_ANALYTES
+from labservice.core.interpret import InterpretationTable
+from labservice.core.urgency import URGENCY_NAMES
+
+# Findings whose "not assessed" state is reported (thrombocytosis without platelets is just absent,
+# and thrombocytopenia says so already).
+UNDECIDED_CODES = (
+    "thrombocytopenia",
+    "neutropenia",
+    "anemia",
+    "leukopenia",
+    "lymphopenia",
+    "pancytopenia",
+    "bicytopenia",
+    "marrow_failure_range",
+)
+
+
+def _joined_codes(masks: list[np.ndarray], codes: list[str], n: int) -> pd.Categorical:
+    """'code;code' per row from boolean masks, as a categorical with one string per bit pattern."""
+    bits = np.zeros(n, dtype=np.int64)
+    for position, mask in enumerate(masks):
+        bits |= mask.astype(np.int64) << position
+    seen = np.bincount(bits, minlength=1) if n else np.zeros(1, dtype=np.int64)
+    patterns = np.flatnonzero(seen)  # distinct patterns, without sorting the rows
+    lookup = np.zeros(seen.size, dtype=np.int32)
+    lookup[patterns] = np.arange(patterns.size, dtype=np.int32)
+    texts = [";".join(code for position, code in enumerate(codes) if int(p) >> position & 1) for p in patterns]
+    return pd.Categorical.from_codes(lookup[bits], categories=pd.Index(texts, dtype=object), validate=False)
+
+
+def _categorical(codes: np.ndarray, names: tuple | list) -> pd.Categorical:
+    """Names by integer code as a categorical (cheap for a million rows); None names become missing."""
+    names = list(names)
+    kept = [name for name in names if name is not None]
+    remap = np.array([kept.index(name) if name is not None else -1 for name in names], dtype=np.int8)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(kept, dtype=object), validate=False)
+
+
+def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
+    """The decisions for every row as columns: urgency, findings, not_assessed, aplastic_anemia,
+    skin_attribution, and `<analyte>_flag` / `<analyte>_ctcae_grade` for each analyte present."""
+    n = result.n
+    codes = list(result.findings)
+    attribution_names = [b.label for b in result.ruleset.bands["skin_attribution"]] + ["not_assessed", "none"]
+    attribution = pd.Categorical(result.skin.attribution, categories=pd.Index(attribution_names, dtype=object))
+    columns: dict[str, object] = {
+        "urgency": _categorical(result.urgency, URGENCY_NAMES),
+        "findings": _joined_codes([f.present for f in result.findings.values()], codes, n),
+        "not_assessed": _joined_codes([result.states[c] == -1 for c in UNDECIDED_CODES], list(UNDECIDED_CODES), n),
+        "aplastic_anemia": _categorical(result.aplastic.assessment, ASSESSMENT_NAMES),
+        "skin_attribution": attribution,
+        "ctcae_version": pd.Categorical(result.ctcae_version, categories=pd.Index(["5.0", "6.0"], dtype=object)),
+    }
+    for analyte in result.cols.present_analytes():
+        columns[f"{analyte}_value"] = result.cols.values[analyte]
+        columns[f"{analyte}_flag"] = _categorical(result.flags[analyte], FLAG_NAMES)
+        if analyte in GRADED_ANALYTES:
+            grade = result.grades[analyte].astype(np.float64)
+            grade[grade <= 0] = np.nan
+            columns[f"{analyte}_ctcae_grade"] = pd.array(grade, dtype="Int8")
+        if result.cols.derived[analyte].any():
+            columns[f"{analyte}_derived"] = result.cols.derived[analyte]
+    return pd.DataFrame(columns, copy=False)
