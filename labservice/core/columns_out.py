@@ -70,9 +70,8 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
         columns[f"{analyte}_value"] = result.cols.values[analyte]
         columns[f"{analyte}_flag"] = _categorical(result.flags[analyte], FLAG_NAMES)
         if analyte in GRADED_ANALYTES:
-            grade = result.grades[analyte].astype(np.float64)
-            grade[grade <= 0] = np.nan
-            columns[f"{analyte}_ctcae_grade"] = pd.array(grade, dtype="Int8")
+            grade = result.grades[analyte]
+            columns[f"{analyte}_ctcae_grade"] = pd.arrays.IntegerArray(grade.astype(np.int8), grade <= 0)
         if result.cols.derived[analyte].any():
             columns[f"{analyte}_derived"] = result.cols.derived[analyte]
     return pd.DataFrame(columns, copy=False)
