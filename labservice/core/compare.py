@@ -35,6 +35,29 @@ def tristate(values: np.ndarray, threshold: Threshold) -> np.ndarray:
     return out
 
 
+def tristates(values: list[np.ndarray], thresholds: list[Threshold]) -> np.ndarray:
+    """Several thresholds at once: a (k, n) int8 matrix of YES / NO / NOT_ASSESSED."""
+    stacked = np.array(values)
+    operators = {t.operator for t in thresholds}
+    if len(operators) == 1:
+        bounds = np.array([t.value for t in thresholds])[:, None]
+        hit = compare(stacked, operators.pop(), bounds)
+    else:
+        hit = np.array([compare(stacked[i], t.operator, t.value) for i, t in enumerate(thresholds)])
+    out = hit.astype(np.int8)  # YES = 1, NO = 0
+    out[stacked != stacked] = NOT_ASSESSED
+    return out
+
+
+def decide(met: np.ndarray, undecided: np.ndarray, need: float) -> np.ndarray:
+    """YES when at least `need` criteria are met, NO when they cannot be even if every undecided
+    one were met, else NOT_ASSESSED."""
+    out = np.full(met.shape, NOT_ASSESSED, dtype=np.int8)
+    out[met + undecided < need] = NO
+    out[met >= need] = YES
+    return out
+
+
 def in_band(values: np.ndarray, band: Band) -> np.ndarray:
     return compare(values, band.lower_op, band.lower) & compare(values, band.upper_op, band.upper)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labservice.core.anemia import AnemiaCutoffs
-from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tristate
+from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, decide, meets, tristate, tristates
 from labservice.core.ranges import RangeInUse
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import CbcColumns
@@ -38,13 +38,12 @@ class Lineages:
     white: np.ndarray
     platelets: np.ndarray
 
-    def low_count(self) -> np.ndarray:
-        return ((self.red == YES).astype(np.int8) + (self.white == YES) + (self.platelets == YES)).astype(np.int8)
-
-    def unknown_count(self) -> np.ndarray:
-        return (
-            (self.red == NOT_ASSESSED).astype(np.int8) + (self.white == NOT_ASSESSED) + (self.platelets == NOT_ASSESSED)
-        ).astype(np.int8)
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: how many lineages are low, and how many were not assessed."""
+        stacked = np.array([self.red, self.white, self.platelets])
+        return np.add.reduce(stacked == YES, axis=0, dtype=np.int8), np.add.reduce(
+            stacked == NOT_ASSESSED, axis=0, dtype=np.int8
+        )
 
 
 def _below_lln(values: np.ndarray, rng: RangeInUse) -> np.ndarray:
@@ -152,13 +151,12 @@ def combined(
     cols: CbcColumns, lineages: Lineages, rs: Ruleset
 ) -> tuple[dict[str, FindingColumn], dict[str, np.ndarray]]:
     """Bicytopenia, pancytopenia and the marrow-failure range."""
-    low, unknown = lineages.low_count(), lineages.unknown_count()
-    states = {
-        "pancytopenia": np.where(low == 3, YES, np.where(low + unknown < 3, NO, NOT_ASSESSED)).astype(np.int8),
-        "bicytopenia": np.where(low == 2, YES, np.where((low == 3) | (low + unknown < 2), NO, NOT_ASSESSED)).astype(
-            np.int8
-        ),
-    }
+    low, unknown = lineages.counts()
+    states = {"pancytopenia": decide(low, unknown, 3)}
+    # Bicytopenia is exactly two low: three low is pancytopenia, not bicytopenia.
+    bicytopenia_state = decide(low, unknown, 2)
+    bicytopenia_state[low == 3] = NO
+    states["bicytopenia"] = bicytopenia_state
     # Two low with the third unknown is bicytopenia that might be pancytopenia: report it as
     # bicytopenia and let the pancytopenia state say "not assessed".
     bicytopenia = FindingColumn(
@@ -171,21 +169,16 @@ def combined(
     pancytopenia = FindingColumn("pancytopenia", low == 3, "combined:three_lineages_low", ("S11", "S22"))
 
     v = cols.values
-    criteria = [
-        tristate(v["hemoglobin"], rs.threshold("marrow_failure_hemoglobin")),
-        tristate(v["neutrophils"], rs.threshold("marrow_failure_neutrophils")),
-        tristate(v["platelets"], rs.threshold("marrow_failure_platelets")),
-    ]
-    met = sum((c == YES).astype(np.int8) for c in criteria)
-    open_ = sum((c == NOT_ASSESSED).astype(np.int8) for c in criteria)
-    need = rs.value("marrow_failure_min_criteria")
-    present = met >= need
-    states["marrow_failure_range"] = np.where(present, YES, np.where(met + open_ < need, NO, NOT_ASSESSED)).astype(
-        np.int8
+    criteria = tristates(
+        [v["hemoglobin"], v["neutrophils"], v["platelets"]],
+        [rs.threshold(f"marrow_failure_{a}") for a in ("hemoglobin", "neutrophils", "platelets")],
     )
+    met = np.add.reduce(criteria == YES, axis=0, dtype=np.int8)
+    undecided = np.add.reduce(criteria == NOT_ASSESSED, axis=0, dtype=np.int8)
+    states["marrow_failure_range"] = decide(met, undecided, rs.value("marrow_failure_min_criteria"))
     marrow = FindingColumn(
         "marrow_failure_range",
-        present,
+        states["marrow_failure_range"] == YES,
         "thresholds.csv:marrow_failure_*",
         rs.threshold("marrow_failure_platelets").sources,
         extra={"hb": criteria[0], "neut": criteria[1], "plt": criteria[2]},

@@ -368,7 +368,7 @@ def render_interpretations(
     """One contract answer per row, in input order."""
     renderer = _Renderer(result)
     codes = list(result.findings)
-    present_by_row = np.stack([f.present for f in result.findings.values()]).T.tolist() if result.n else []
+    present_by_row = np.array([f.present for f in result.findings.values()]).T.tolist() if result.n else []
     lesion_rows = result.cols.lesions["row"]
     order = np.argsort(lesion_rows, kind="stable")
     starts = np.searchsorted(lesion_rows[order], np.arange(result.n + 1))

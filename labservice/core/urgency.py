@@ -47,7 +47,7 @@ def urgency_triggers(
 
 def overall_urgency(n: int, triggers: dict[str, tuple[int, np.ndarray]]) -> np.ndarray:
     levels = np.array([value for value, _ in triggers.values()], dtype=np.int8)
-    masks = np.stack([mask for _, mask in triggers.values()])
+    masks = np.array([mask for _, mask in triggers.values()])
     if n == 0:
         return np.zeros(0, dtype=np.int8)
-    return (masks * levels[:, None]).max(axis=0).astype(np.int8)
+    return np.maximum.reduce(masks * levels[:, None], axis=0).astype(np.int8)
