@@ -5,19 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# The contract's example CBC (pancytopenia with petechiae), as a client would post it.
-EXAMPLE_CBC = {
-    "patient": {"id": "MRN-0042", "sex": "female", "age_years": 34},
-    "collected_at": "2026-11-20T08:30:00Z",
-    "results": {
-        "platelets": {"value": 45, "unit": "10*3/uL"},
-        "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4.0, "high": 11.0}},
-        "neutrophils": {"value": 0.4, "unit": "10*9/L"},
-        "hemoglobin": {"value": 82, "unit": "g/L"},
-        "reticulocytes": {"value": 15, "unit": "10*9/L"},
-    },
-    "skin": {"fever": False, "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False}]},
-}
+from labservice.examples import CONTRACT_EXAMPLE as EXAMPLE_CBC  # noqa: F401 (re-exported)
 
 
 def generate_cbc_frame(n: int, seed: int = 7, abnormal_fraction: float = 0.10) -> pd.DataFrame:

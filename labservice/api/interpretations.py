@@ -26,6 +26,7 @@ from labservice.api.schemas import (
     ResultSchema,
 )
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.examples import CONTRACT_EXAMPLE
 from labservice.service import interpret_documents
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ def _problem(description: str) -> dict[str, Any]:
     ),
     requestBody={
         "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [_ref("CBC"), _ref("CBCBatch")]}}},
+        "content": {"application/json": {"schema": {"oneOf": [_ref("CBC"), _ref("CBCBatch")]},
+                                          "example": CONTRACT_EXAMPLE}},
     },
     responses={
         "200": {

@@ -90,7 +90,7 @@ def test_swagger_ui_assets_are_served_locally(client):
 def test_the_answer_schema_documents_every_field_the_service_returns(client):
     """Dump a real answer through the documented schema: no field may be undocumented."""
     from labservice.api.schemas import InterpretationSchema
-    from tests.conftest import CONTRACT_EXAMPLE
+    from labservice.examples import CONTRACT_EXAMPLE
 
     answer = client.post("/api/v1/interpretations", json=CONTRACT_EXAMPLE).get_json()
     assert InterpretationSchema().validate(answer) == {}
