@@ -16,6 +16,8 @@ from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from labservice.core.table import LESION_TYPES
+
 #: Result keys of the contract, in its order (absolute counts unless named _percent).
 ANALYTE_KEYS = (
     "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
@@ -24,7 +26,6 @@ ANALYTE_KEYS = (
 SEXES = ("female", "male", "unknown")
 CTCAE_VERSIONS = ("5.0", "6.0")
 RETICULOCYTE_METHODS = ("automated", "manual")
-LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
 FLAGS = ("N", "L", "H", "LL", "HH")
 FINDING_CODES = (
     "thrombocytopenia", "thrombocytosis", "anemia", "neutropenia", "leukopenia", "lymphopenia",

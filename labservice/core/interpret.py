@@ -104,7 +104,7 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     findings["critical_value"] = critical_value(criticals, rs)
     skin = assess_skin(cols, rs)
     findings.update(pitfalls(cols, lineages, skin.hemorrhagic_count, rs))
-    findings["vasculitis_pattern"] = vasculitis_pattern(skin, cols)
+    findings["vasculitis_pattern"] = vasculitis_pattern(skin)
     findings.update(red_flags(cols, skin, rs))
     applicable = findings["pancytopenia"].present | findings["marrow_failure_range"].present
     aplastic = assess_aplastic(cols, applicable, rs)

@@ -17,7 +17,7 @@ from labservice.core.compare import NOT_ASSESSED, YES
 from labservice.core.finding_texts import LINEAGE_ANALYTES, FindingTexts, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
-from labservice.core.ranges import ORIGIN_DUFFY, ORIGIN_LAB, ORIGIN_LAB_PARTIAL, ORIGIN_NAMES
+from labservice.core.ranges import DAYS_PER_YEAR, ORIGIN_DUFFY, ORIGIN_LAB, ORIGIN_LAB_PARTIAL, ORIGIN_NAMES
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.urgency import URGENCY_NAMES
@@ -49,17 +49,13 @@ URGENCY_TEXT = {
 SINGLE_ANALYTE_CODES = {"thrombocytopenia", "neutropenia", "leukopenia", "lymphopenia", "thrombocytosis"}
 
 
-_fmt = fmt
-_num = json_number
-
-
 class _Renderer(FindingTexts):
     def __init__(self, result: InterpretationTable):
         self.r = result
         self.rs: Ruleset = result.ruleset
         cache = self.rs._cache
         if "render_texts" not in cache:  # thresholds as text and titles, once per ruleset
-            t = {key: _fmt(th.value) for key, th in self.rs.thresholds.items()}
+            t = {key: fmt(th.value) for key, th in self.rs.thresholds.items()}
             cache["render_texts"] = (t, {code: title.format(**t) for code, title in TITLES.items()}, {})
         self.t, self.titles, self._citations = cache["render_texts"]
 
@@ -82,7 +78,7 @@ class _Renderer(FindingTexts):
         notes = []
         if math.isnan(self.r.cols.age_years[i]):
             notes.append("age not given: adult range used")
-        elif self.r.cols.age_years[i] * 365.25 < self.rs.value("infant_age_days"):
+        elif self.r.cols.age_years[i] * DAYS_PER_YEAR < self.rs.value("infant_age_days"):
             notes.append("under one year: the laboratory's own range should be sent")
         if rng.envelope[i]:
             notes.append("sex not given: lowest low and highest high of the female and male ranges")
@@ -103,15 +99,15 @@ class _Renderer(FindingTexts):
             reference = None
             if origin != 0:
                 reference = {
-                    "low": _num(rng.low[i]),
-                    "high": _num(rng.high[i]),
+                    "low": json_number(rng.low[i]),
+                    "high": json_number(rng.high[i]),
                     "source": self.range_source(analyte, i),
                     "origin": ORIGIN_NAMES[origin],
                 }
             grade = self.r.grades.get(analyte)
             flag = int(self.r.flags[analyte][i])
             out[analyte] = {
-                "value": _num(value),
+                "value": json_number(value),
                 "unit": self.rs.analytes[analyte].canonical_unit,
                 "reference_range": reference,
                 "flag": FLAG_NAMES[flag],
@@ -132,7 +128,7 @@ class _Renderer(FindingTexts):
             "detail": detail,
             "grade": grade,
             "severity": severity,
-            "evidence": {k: _num(v) if isinstance(v, float) else v for k, v in evidence.items()},
+            "evidence": {k: json_number(v) if isinstance(v, float) else v for k, v in evidence.items()},
             "rule": f.rule,
             "sources": self.cite(f.sources),
         }
@@ -167,8 +163,8 @@ class _Renderer(FindingTexts):
             else:
                 add(
                     "anemia",
-                    f"sex not given: haemoglobin {_fmt(self.v('hemoglobin', i))} g/dL lies between the female "
-                    f"({_fmt(self.r.anemia.low[i])}) and male ({_fmt(self.r.anemia.high[i])}) cut-offs",
+                    f"sex not given: haemoglobin {fmt(self.v('hemoglobin', i))} g/dL lies between the female "
+                    f"({fmt(self.r.anemia.low[i])}) and male ({fmt(self.r.anemia.high[i])}) cut-offs",
                     [],
                 )
         _, unknown = self._low_lineages(i)
@@ -259,7 +255,7 @@ class _Renderer(FindingTexts):
                     "type": s.lesion_type[j] or None,
                     "hemorrhagic": bool(s.lesion_hemorrhagic[j]),
                     "type_from_size": bool(s.lesion_type_from_size[j]),
-                    "size_mm": _num(size),
+                    "size_mm": json_number(size),
                     "site": sites[j] if sites is not None else None,
                 }
             )
@@ -275,14 +271,14 @@ class _Renderer(FindingTexts):
             attribution_text[attribution] = f"Non-blanching lesions: {attr_band.text}."
         text = attribution_text[attribution]
         if s.escalate[i]:
-            text += f" Platelets below {_fmt(self.rs.bands['skin_escalate'][0].upper)} with bleeding signs: escalate."
+            text += f" Platelets below {fmt(self.rs.bands['skin_escalate'][0].upper)} with bleeding signs: escalate."
         return {
             "lesions": listed,
             "attribution": attribution,
             "attribution_text": text,
             "escalate": bool(s.escalate[i]),
             "expected_presentation": (
-                f"Platelets {_fmt(self.v('platelets', i))} x10^9/L: {band.text}"
+                f"Platelets {fmt(self.v('platelets', i))} x10^9/L: {band.text}"
                 if band
                 else "Not assessed: platelets not sent."
             ),
@@ -316,7 +312,7 @@ class _Renderer(FindingTexts):
                 words = [w for w in (severity, f["grade"] and f"CTCAE grade {f['grade']}") if w]
                 label = {"anemia": "anaemia"}.get(code, code)
                 counts.append(
-                    f"{label} ({self.rs.analytes[analyte].label.lower()} {_fmt(self.v(analyte, i))} {unit}"
+                    f"{label} ({self.rs.analytes[analyte].label.lower()} {fmt(self.v(analyte, i))} {unit}"
                     + (f"; {', '.join(words)}" if words else "")
                     + ")"
                 )
@@ -333,7 +329,7 @@ class _Renderer(FindingTexts):
             sentences.append(aplastic["text"].split(". ")[0].rstrip(".") + " (counts alone cannot diagnose it).")
         if "critical_value" in codes:
             named = ", ".join(
-                f"{self.rs.analytes[a].label.lower()} {_fmt(v)}" for a, v in codes["critical_value"]["evidence"].items()
+                f"{self.rs.analytes[a].label.lower()} {fmt(v)}" for a, v in codes["critical_value"]["evidence"].items()
             )
             sentences.append(f"Critical value ({named}): notify the clinician.")
         for code, text in (

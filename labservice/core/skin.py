@@ -78,7 +78,7 @@ def assess_skin(cols: CbcColumns, rs: Ruleset) -> SkinAssessment:
     )
 
 
-def vasculitis_pattern(skin: SkinAssessment, cols: CbcColumns) -> FindingColumn:
+def vasculitis_pattern(skin: SkinAssessment) -> FindingColumn:
     """Palpable purpura suggests small-vessel vasculitis; IgA vasculitis by definition is not
     related to thrombocytopenia [S18]."""
     return FindingColumn("vasculitis_pattern", skin.palpable_count > 0, "skin:palpable_purpura", ("S18", "S17"))

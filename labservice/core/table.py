@@ -32,14 +32,10 @@ ANALYTES = (
     "reticulocytes_percent",
     "neutrophils_percent",
 )
-# Analytes whose lab range may be sent as `<analyte>_ref_low` / `<analyte>_ref_high`.
-RANGE_SUFFIXES = ("_ref_low", "_ref_high")
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
 TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
-TEXT_COLUMNS = ("sex", "reticulocyte_method", "ctcae_version")
-BOOL_COLUMNS = ("skin_reported",)
-LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable")
+LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
 
 
@@ -150,17 +146,10 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         ref_high=ref_high,
         derived=derived,
         sex=sex,
-        age_years=_floats(_column(table, "age_years", n), n),
-        pregnant=_floats(_column(table, "pregnant", n), n),
-        pregnancy_trimester=_floats(_column(table, "pregnancy_trimester", n), n),
-        duffy_null=_floats(_column(table, "duffy_null", n), n),
-        fever=_floats(_column(table, "fever", n), n),
-        platelet_clumps=_floats(_column(table, "platelet_clumps", n), n),
+        **{name: _floats(_column(table, name, n), n) for name in (*TRISTATE_COLUMNS, *NUMBER_COLUMNS)},
         skin_reported=np.zeros(n, dtype=bool) if skin is None else _floats(skin, n) == 1.0,
         reticulocyte_manual=method == "manual",
         reticulocyte_method_known=(method == "manual") | (method == "automated"),
-        marrow_cellularity=_floats(_column(table, "marrow_cellularity", n), n),
-        marrow_residual=_floats(_column(table, "marrow_residual", n), n),
         ctcae_version=_texts(_column(table, "ctcae_version", n), n, "5.0"),
         lesions=_lesion_columns(lesions),
         _present=present,
