@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +12,11 @@ from flask import Flask
 from labservice.api import RULESET_EXTENSION, register_api
 from labservice.config import load_settings
 from labservice.core.ruleset import load_ruleset
+from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
+from labservice.store.database import Database, database_url, migrate
+
+DATABASE_EXTENSION = "labservice.database"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -19,7 +25,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_config(app, config)
     register_json(app)
     register_ruleset(app)
+    register_database(app)
     register_api(app)
+    register_dashboard(app)
     register_error_handlers(app)
     return app
 
@@ -29,11 +37,26 @@ def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
     app.config.from_mapping(load_settings())
     if config:
         app.config.from_mapping(config)
+    if not app.config.get("BATCH_DIRECTORY"):
+        app.config["BATCH_DIRECTORY"] = os.path.join(app.instance_path, "batches")
 
 
 def register_json(app: Flask) -> None:
     """Keep answer fields in the order the service builds them (the contract's order)."""
     app.json.sort_keys = False  # type: ignore[attr-defined]
+
+
+def register_database(app: Flask) -> None:
+    """Connect to the database (SQLite in instance/ unless DATABASE_URL says otherwise) and, with
+    AUTO_MIGRATE, bring it to the newest schema first (under a file lock: workers start together)."""
+    url = database_url(app.config.get("DATABASE_URL"), app.instance_path)
+    app.config["DATABASE_URL"] = url
+    if app.config.get("AUTO_MIGRATE", True):
+        os.makedirs(app.instance_path, exist_ok=True)
+        with open(os.path.join(app.instance_path, ".migrate.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            migrate(url)
+    app.extensions[DATABASE_EXTENSION] = Database.connect(url)
 
 
 def register_ruleset(app: Flask) -> None:

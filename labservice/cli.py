@@ -1,4 +1,4 @@
-"""The `labservice` command: serve the API, check the rule tables."""
+"""The `labservice` command: serve the API, interpret a CSV file, check the rule tables."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def serve(bind: str, workers: int) -> int:
     return 0  # not reached
 
 
+def init_db(url: str | None) -> int:
+    """Create or migrate the database (DATABASE_URL, else instance/labservice.sqlite) to the newest schema."""
+    from labservice.config import load_settings
+    from labservice.store.database import database_url, migrate
+
+    instance = Path.cwd() / "instance"
+    target = database_url(url or load_settings()["DATABASE_URL"], instance)
+    migrate(target)
+    print(f"database ready: {target.split('@')[-1]}")
+    return 0
+
+
 def check_ranges(directory: str | None) -> int:
     """Load and validate the rule tables; print OK and the version, or the error with file:line."""
     from labservice.config import load_settings
@@ -41,6 +53,135 @@ def check_ranges(directory: str | None) -> int:
     return 0
 
 
+EXIT_ALL_INTERPRETED, EXIT_SOME_REJECTED, EXIT_UNUSABLE = 0, 1, 2
+BUILTIN_MAPPINGS = Path(__file__).resolve().parent / "batch" / "mappings"
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    """["a=b", "c=d,e=f"] -> {"a": "b", "c": "d", "e": "f"}; the header side may contain commas if quoted alone."""
+    out: dict[str, str] = {}
+    for value in values:
+        parts = [value] if value.count("=") == 1 else value.split(",")
+        for part in parts:
+            key, sep, target = part.rpartition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{option} expects NAME=VALUE, not {part!r}")
+            out[key.strip()] = target.strip()
+    return out
+
+
+def batch_options(args: argparse.Namespace):
+    """BatchOptions from --mapping (a file or a built-in name) and the individual options."""
+    from labservice.adapters.csv_input.options import check_options
+    from labservice.batch import BatchOptions, load_mapping_file
+
+    options = BatchOptions()
+    if args.mapping:
+        path = Path(args.mapping)
+        if not path.exists() and (BUILTIN_MAPPINGS / f"{args.mapping}.json").exists():
+            path = BUILTIN_MAPPINGS / f"{args.mapping}.json"
+        options = load_mapping_file(path, options)
+    if args.items:
+        options = load_mapping_file(Path(args.items), options)
+    for name in ("shape", "delimiter", "decimal", "encoding", "date_order"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(options, name, "\t" if value == "\\t" else value)
+    options.columns.update(_pairs(args.column, "--column"))
+    options.units.update(_pairs(args.unit, "--unit"))
+    options.sex_codes.update(_pairs(args.sex_codes, "--sex-codes"))
+    if args.chunk_rows:
+        options.chunk_rows = args.chunk_rows
+    check_options(options)
+    return options
+
+
+def interpret(args: argparse.Namespace) -> int:
+    """Interpret a CSV file; exit 0 when every row was interpreted, 1 when some were rejected, 2 when unusable."""
+    import json
+    import tempfile
+
+    from labservice.batch import BatchFileError, run_batch
+    from labservice.batch.progress import SHOW_FROM_BYTES, ProgressBar
+    from labservice.config import load_settings
+    from labservice.core.ruleset import RulesetError, load_ruleset
+
+    try:
+        options = batch_options(args)
+        ruleset = load_ruleset(args.ranges or load_settings()["REFERENCE_RANGES"])
+    except (BatchFileError, ValueError, OSError, RulesetError) as error:
+        print(f"labservice interpret: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    output_format = args.format or ("json" if str(args.output).lower().endswith(".json") else "csv")
+    try:
+        source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    except OSError as error:
+        print(f"labservice interpret: cannot read {args.input}: {error.strerror}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    total = None if args.input == "-" else os.fstat(source.fileno()).st_size
+    show = args.progress or (args.progress is None and sys.stderr.isatty() and (total or 0) >= SHOW_FROM_BYTES)
+    bar = ProgressBar(total) if show else None
+    if args.output == "-":
+        target, temporary = sys.stdout, None
+    else:
+        directory = os.path.dirname(os.path.abspath(args.output))
+        temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed over the output when complete)
+            "w", encoding="utf-8", newline="", dir=directory, prefix=".labservice-", suffix=".partial", delete=False)
+        target = temporary
+    sinks = {"csv_out": target} if output_format == "csv" else {"json_out": target}
+    try:
+        with source:
+            summary = run_batch(source, options=options, ruleset=ruleset, progress=bar, jobs=args.jobs, **sinks)
+    except BatchFileError as error:
+        print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)
+        if temporary is not None:
+            temporary.close()
+            os.unlink(temporary.name)
+        return EXIT_UNUSABLE
+    if bar is not None:
+        bar(summary.bytes_read, final=True)
+    if temporary is not None:
+        temporary.close()
+        os.replace(temporary.name, args.output)
+    if args.summary:
+        with open(args.summary, "w", encoding="utf-8") as handle:
+            json.dump(summary.to_dict(), handle, indent=2)
+    if not args.quiet or summary.rejected:
+        print(summary.describe(), file=sys.stderr)
+    return EXIT_SOME_REJECTED if summary.rejected else EXIT_ALL_INTERPRETED
+
+
+def _add_interpret_parser(commands) -> None:
+    parser = commands.add_parser(
+        "interpret", help="interpret a CSV file of CBCs (wide or long) into CSV or JSON",
+        description="Interpret every CBC of a CSV file. Exit 0: all rows interpreted; 1: some rows rejected "
+                    "(their error column says why; summary on stderr); 2: the file is unusable.")
+    parser.add_argument("input", help="CSV file, or - for stdin")
+    parser.add_argument("-o", "--output", required=True, help="output .csv or .json, or - for stdout")
+    parser.add_argument("--format", choices=("csv", "json"), help="output format (default: from the extension)")
+    parser.add_argument("--mapping", help="mapping JSON file, or a built-in name (mimic-iii-labevents)")
+    parser.add_argument("--items", help="CSV of item,analyte[,unit] for a long file's item codes")
+    parser.add_argument("--shape", choices=("auto", "wide", "long"))
+    parser.add_argument("--delimiter", help="field delimiter (default: detected; \\t for tab)")
+    parser.add_argument("--decimal", choices=(".", ","), help="decimal mark (default: detected)")
+    parser.add_argument("--encoding", help="text encoding (default: UTF-8, else Windows-1252)")
+    parser.add_argument("--date-order", choices=("DMY", "MDY"), help="how to read dates like 01/02/2026")
+    parser.add_argument("--column", action="append", default=[], metavar="HEADER=FIELD",
+                        help="map a column to a field, e.g. Thrombozyten=platelets (repeatable)")
+    parser.add_argument("--unit", action="append", default=[], metavar="ANALYTE=UNIT",
+                        help="unit of an analyte column without one in its header, e.g. platelets=K/uL")
+    parser.add_argument("--sex-codes", action="append", default=[], metavar="CODE=SEX",
+                        help="extra sex codes, e.g. 0=female,1=male")
+    parser.add_argument("--chunk-rows", type=int, help="rows per chunk (memory against speed; default 100000)")
+    parser.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes interpreting chunks (default: 2, or 1 on a single core)")
+    parser.add_argument("--ranges", help="directory of rule tables (default: reference_ranges/)")
+    parser.add_argument("--summary", help="also write the summary as JSON to this file")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: for files over 8 MB on a terminal)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary when every row was interpreted")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labservice", description="Complete blood count interpretation service.")
@@ -51,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                               help=f"address to listen on (default {DEFAULT_BIND})")
     serve_parser.add_argument("--workers", "-w", type=int, default=DEFAULT_WORKERS,
                               help=f"worker processes (default {DEFAULT_WORKERS})")
+
+    _add_interpret_parser(commands)
+
+    init_parser = commands.add_parser("init-db", help="create or migrate the database to the newest schema")
+    init_parser.add_argument("--url", help="database URL (default: DATABASE_URL, else instance/labservice.sqlite)")
 
     check_parser = commands.add_parser(
         "check-ranges", help="validate the rule tables (reference_ranges/)")
@@ -64,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args.bind, args.workers)
+    if args.command == "interpret":
+        return interpret(args)
+    if args.command == "init-db":
+        return init_db(args.url)
     return check_ranges(args.directory)
 
 

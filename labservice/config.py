@@ -24,6 +24,17 @@ class Settings:
     MAX_BATCH_ITEMS: int = 1000
     #: Directory of the rule tables (reference intervals, thresholds, CTCAE grades).
     REFERENCE_RANGES: str = DEFAULT_REFERENCE_RANGES
+    #: Largest CSV upload to POST /api/v1/batches in bytes (256 MiB); a larger upload answers 413.
+    #: It applies to that endpoint only: every other request keeps MAX_CONTENT_LENGTH.
+    MAX_UPLOAD_BYTES: int = 256 * 1024 * 1024
+    #: Where uploaded batches and their results are kept; empty means <instance folder>/batches.
+    BATCH_DIRECTORY: str = ""
+    #: Database URL; empty means the SQLite file instance/labservice.sqlite. DATABASE_URL (no prefix) also works.
+    DATABASE_URL: str = ""
+    #: Migrate the database to the newest schema when the app starts (SQLite file created if missing).
+    AUTO_MIGRATE: bool = True
+    #: Delta checks compare a CBC with the same patient's previous CBC collected within this many days.
+    DELTA_WINDOW_DAYS: int = 7
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"
@@ -41,6 +52,10 @@ OPENAPI_SETTINGS: dict[str, Any] = {
 
 
 def _coerce(raw: str, kind: type, name: str) -> Any:
+    if kind is bool:
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not true or false")
+        return raw.lower() in ("1", "true", "yes")
     if kind is int:
         try:
             number = int(raw)
@@ -56,6 +71,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Defaults, overridden by LABSERVICE_* environment variables, as a Flask config mapping."""
     environ = os.environ if environ is None else environ
     out: dict[str, Any] = dict(OPENAPI_SETTINGS)
+    if environ.get("DATABASE_URL") and not environ.get(ENV_PREFIX + "DATABASE_URL"):
+        environ = {**environ, ENV_PREFIX + "DATABASE_URL": environ["DATABASE_URL"]}
     defaults = Settings()
     for spec in fields(Settings):
         value = getattr(defaults, spec.name)

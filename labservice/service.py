@@ -1,19 +1,102 @@
-"""Use cases the edges call: parse → interpret → render. No Flask here."""
+"""Use cases the edges call: parse → interpret → render, and keep what has a patient id. No Flask here."""
 
 from __future__ import annotations
 
-from labservice.adapters.json_cbc import parse_documents
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from labservice.adapters.json_cbc import ParsedCbcs, parse_documents
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset, default_ruleset
+from labservice.core.table import ANALYTES
+from labservice.store.database import Database
+from labservice.store.repository import CbcToStore, StoredCbc, store_cbcs
+
+#: How many finding codes and key values the one-line worklist reason shows.
+REASON_FINDINGS = 4
+REASON_VALUES = (("platelets", "PLT"), ("neutrophils", "ANC"), ("hemoglobin", "Hb"), ("wbc", "WBC"))
+
+Keep = Callable[[list[CbcToStore]], list[StoredCbc]]
+#: Tries of a store transaction that lost a race on a unique constraint.
+STORE_ATTEMPTS = 3
 
 
-def interpret_documents(docs: list[dict], ruleset: Ruleset | None = None, *, indexed: bool = False) -> list[dict]:
+def interpret_documents(docs: list[dict], ruleset: Ruleset | None = None, *, indexed: bool = False,
+                        keep: Keep | None = None, raws: list[Any] | None = None) -> list[dict]:
     """Interpret loaded CBC documents; raise InputError (with field paths) before interpreting any.
 
     `indexed` prefixes error paths with the list index, for requests that sent a JSON array.
+    With `keep`, CBCs that carry a patient id are handed to it (with `raws`, the JSON as sent) and
+    their answers gain `delta`, `stored` and any delta findings.
     """
     rs = ruleset or default_ruleset()
     parsed = parse_documents(docs, rs, indexed=indexed)
     result = interpret_cbc_table(parsed.columns, ruleset=rs)
-    return render_interpretations(result, parsed.patient_ids, parsed.reported)
+    answers = render_interpretations(result, parsed.patient_ids, parsed.reported)
+    if keep is not None:
+        positions = [i for i, patient in enumerate(parsed.patient_ids) if patient]
+        items = [to_store(docs[i], (raws or docs)[i], parsed, i, answers[i]) for i in positions]
+        for i, stored in zip(positions, keep(items), strict=True):
+            answers[i] = with_stored(answers[i], stored)
+    return answers
+
+
+def keep_in(database: Database, ruleset: Ruleset, window_days: int, *, source: str = "json",
+            batch_id: str | None = None) -> Keep:
+    """A `keep` that stores into `database` in one transaction."""
+
+    def keep(items: list[CbcToStore]) -> list[StoredCbc]:
+        # Two requests may create the same patient, result or open referral at once; the loser's
+        # transaction fails on a unique constraint and is run again, when it finds the winner's rows.
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                with database.session() as session:
+                    return store_cbcs(session, items, source=source, rs=ruleset,
+                                      window=timedelta(days=window_days), batch_id=batch_id)
+            except IntegrityError:
+                if attempt == STORE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    return keep
+
+
+def to_store(doc: dict, raw: Any, parsed: ParsedCbcs, row: int, answer: dict) -> CbcToStore:
+    values = {}
+    for name in ANALYTES:  # all of them identify the result; VALUE_COLUMNS are also kept as columns
+        value = float(parsed.columns.values[name][row])
+        values[name] = None if math.isnan(value) else value
+    codes = [finding["code"] for finding in answer["findings"]]
+    age = float(parsed.columns.age_years[row])
+    patient = doc.get("patient") or {}
+    return CbcToStore(
+        patient=str(parsed.patient_ids[row]), collected_at=doc.get("collected_at"),
+        raw=raw if isinstance(raw, dict) else {}, values=values, urgency=answer["urgency"], findings=codes,
+        not_assessed=[entry["code"] for entry in answer.get("not_assessed", [])],
+        reason=worklist_reason(codes, values), answer=answer, sex=patient.get("sex"),
+        age_years=None if math.isnan(age) else age)
+
+
+def worklist_reason(codes: list[str], values: dict[str, float | None]) -> str:
+    """One line for the worklist: the first findings and the counts that matter, e.g.
+    'critical value, pancytopenia, thrombocytopenia (PLT 45, ANC 0.4, Hb 8.2)'."""
+    shown = ", ".join(code.replace("_", " ") for code in codes[:REASON_FINDINGS]) or "no finding"
+    if len(codes) > REASON_FINDINGS:
+        shown += f" (+{len(codes) - REASON_FINDINGS})"
+    counts = ", ".join(f"{label} {values[name]:g}" for name, label in REASON_VALUES if values.get(name) is not None)
+    return f"{shown} ({counts})" if counts else shown
+
+
+def with_stored(answer: dict, stored: StoredCbc) -> dict:
+    """The answer with its delta block, delta findings and where it was stored."""
+    out = dict(answer)
+    out["findings"] = [*answer["findings"], *stored.delta_findings]
+    out["delta"] = stored.delta
+    out["stored"] = {"cbc_id": stored.cbc_id, "interpretation_id": stored.interpretation_id,
+                     "duplicate": stored.duplicate, "referral_id": stored.referral_id}
+    return out

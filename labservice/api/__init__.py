@@ -12,6 +12,7 @@ from labservice.errors import handle_http_exception
 
 if TYPE_CHECKING:
     from labservice.core.ruleset import Ruleset
+    from labservice.store.database import Database
 
 RULESET_EXTENSION = "labservice.ruleset"
 
@@ -32,13 +33,21 @@ def current_ruleset() -> Ruleset:
     return current_app.extensions[RULESET_EXTENSION]
 
 
+def current_database() -> Database:
+    """The database connected when the app was created."""
+    return current_app.extensions["labservice.database"]
+
+
 def register_api(app: Flask) -> LabserviceApi:
     """Create the Api (OpenAPI document, Swagger UI) and register every blueprint with it."""
-    from labservice.api import health, interpretations, ruleset, swagger_assets
+    from labservice.api import batches, health, interpretations, patients, referrals, ruleset, swagger_assets
 
     api = LabserviceApi(app)
     swagger_assets.register(app)
     interpretations.register(api, app)
+    batches.register(api, app)
+    referrals.register(api, app)
+    patients.register(api, app)
     ruleset.register(api, app)
     health.register(api, app)
     return api

@@ -16,7 +16,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from labservice.adapters.errors import InputError
-from labservice.api import current_ruleset
+from labservice.api import current_database, current_ruleset
 from labservice.api.schemas import (
     CBC_LIST_SCHEMA,
     CBC_SCHEMA,
@@ -27,7 +27,7 @@ from labservice.api.schemas import (
 )
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
-from labservice.service import interpret_documents
+from labservice.service import interpret_documents, keep_in
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -113,10 +113,17 @@ def _interpret_one(body: dict) -> dict:
         errors = flatten_errors(error.messages)
         raise Problem(422, f"The body is not a valid CBC: {_first_error(errors)}", errors) from None
     try:
-        answers = interpret_documents([doc], ruleset=current_ruleset())
+        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=_keep(), raws=[body])
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
     return answers[0]
+
+
+def _keep():
+    """Store CBCs with a patient id unless the request says ?store=false."""
+    if request.args.get("store", "true").lower() in ("false", "0", "no"):
+        return None
+    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"])
 
 
 def _interpret_list(body: list) -> list:
@@ -132,7 +139,7 @@ def _interpret_list(body: list) -> list:
         errors = flatten_errors(error.messages)
         raise Problem(422, _list_detail(errors, len(body)), errors) from None
     try:
-        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True)
+        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=body)
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
 

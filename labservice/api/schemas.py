@@ -32,7 +32,7 @@ FINDING_CODES = (
     "bicytopenia", "pancytopenia", "marrow_failure_range", "critical_value",
     "possible_pseudothrombocytopenia", "gestational_thrombocytopenia_possible",
     "vasculitis_pattern", "fever_with_nonblanching_rash", "febrile_neutropenia",
-    "unexplained_petechiae_child",
+    "unexplained_petechiae_child", "platelet_drop", "new_cytopenia",
 )
 ASSESSMENTS = ("very_severe", "severe", "indeterminate", "not_severe", "not_applicable")
 MARROW_CRITERIA = ("met", "not_met", "not_provided")
@@ -187,7 +187,8 @@ class ResultsSchema(Schema):
 class PatientSchema(Schema):
     """Patient context: sex, age (age_years, or birth_date with collected_at), pregnancy, Duffy."""
 
-    id = fields.String(validate=validate.Length(max=200))
+    id = fields.String(validate=[validate.Length(min=1, max=200), validate.Regexp(
+        r"^[^\x00-\x1f\x7f]*$", error="A patient id cannot hold control characters (NUL, tab, line breaks).")])
     sex = fields.String(validate=validate.OneOf(SEXES))
     age_years = StrictFloat(validate=validate.Range(min=0, max=130),
                             metadata={"description": "Age in years; fractions for infants"})
@@ -377,6 +378,37 @@ class InterpretationSchema(Schema):
     urgency_reasons = fields.List(fields.String(validate=validate.OneOf(URGENCY_REASONS)),
                                   metadata={"description": "The triggers that set the urgency"})
     summary = fields.String()
+    delta = fields.Nested("DeltaSchema", metadata={
+        "description": "Only when the CBC was stored: the comparison with the patient's previous CBC"})
+    stored = fields.Nested("StoredSchema", metadata={
+        "description": "Only when the CBC was stored (it has a patient id and store was not false)"})
+
+
+class DeltaPreviousSchema(Schema):
+    collected_at = fields.String()
+    urgency = fields.String(allow_none=True)
+    platelets = fields.Float(allow_none=True)
+
+
+class DeltaSchema(Schema):
+    """Delta checks against the patient's previous CBC within the window (platelet_drop, new_cytopenia)."""
+
+    assessed = fields.Boolean(metadata={"description": "False when there is no previous CBC in the window"})
+    window_days = fields.Integer()
+    reason = fields.String(metadata={"description": "Why the delta was not assessed"})
+    previous = fields.Nested(DeltaPreviousSchema)
+    platelet_fall_percent = fields.Float(allow_none=True)
+    platelet_drop = fields.Boolean()
+    new_cytopenias = fields.List(fields.String())
+    urgency_change = fields.String(allow_none=True, validate=validate.OneOf(("escalated", "unchanged", "de-escalated")))
+    sources = fields.List(fields.String())
+
+
+class StoredSchema(Schema):
+    cbc_id = fields.Integer()
+    interpretation_id = fields.Integer()
+    duplicate = fields.Boolean(metadata={"description": "True when this exact result was already stored"})
+    referral_id = fields.Integer(allow_none=True)
 
 
 class ProblemSchema(Schema):

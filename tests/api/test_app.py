@@ -31,14 +31,19 @@ def test_bad_integer_in_environment_is_refused(raw):
         load_settings({"LABSERVICE_MAX_BATCH_ITEMS": raw})
 
 
-def test_app_reads_the_environment(monkeypatch):
+def test_app_reads_the_environment(monkeypatch, sqlite_url):
     monkeypatch.setenv("LABSERVICE_MAX_BATCH_ITEMS", "7")
-    assert create_app({"TESTING": True}).config["MAX_BATCH_ITEMS"] == 7
+    assert create_app({"TESTING": True, "DATABASE_URL": sqlite_url}).config["MAX_BATCH_ITEMS"] == 7
 
 
-def test_explicit_config_wins_over_environment(monkeypatch):
+def test_explicit_config_wins_over_environment(monkeypatch, sqlite_url):
     monkeypatch.setenv("LABSERVICE_MAX_BATCH_ITEMS", "7")
-    assert create_app({"MAX_BATCH_ITEMS": 9}).config["MAX_BATCH_ITEMS"] == 9
+    assert create_app({"MAX_BATCH_ITEMS": 9, "DATABASE_URL": sqlite_url}).config["MAX_BATCH_ITEMS"] == 9
+
+
+def test_database_url_from_the_environment_without_prefix(monkeypatch, sqlite_url):
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    assert create_app({"TESTING": True}).config["DATABASE_URL"] == sqlite_url
 
 
 def test_bad_rule_table_stops_the_app_naming_file_and_line(broken_ranges):

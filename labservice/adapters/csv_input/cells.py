@@ -1,0 +1,142 @@
+"""Cell text → typed columns, vectorised, with the rows that could not be read.
+
+Every function returns the parsed array and a boolean mask of cells that held something that is
+not a valid value (an empty cell is missing, not bad). The caller turns bad cells into row errors
+that name the line and column; nothing here turns a bad value into a silent NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Cell texts read as "no value" (not measured): the common spellings of an empty result.
+MISSING_TEXTS = ("", "NA", "N/A", "n/a", "na", "NaN", "nan", "NULL", "null", "None", "-", "--", ".")
+#: `<5`, `< 5`, `<=0.1`, `>1000`: a censored result (the analyser reports only a bound).
+_CENSORED = r"^\s*([<>])=?\s*([0-9]+(?:[.][0-9]+)?)\s*$"  # matched after a decimal comma became "."
+CENSORED_BELOW, CENSORED_ABOVE = -1, 1
+
+SEX_TEXTS = {
+    "f": "female", "female": "female", "w": "female", "woman": "female", "girl": "female",
+    "m": "male", "male": "male", "man": "male", "boy": "male",
+    "u": "unknown", "unknown": "unknown", "unk": "unknown", "x": "unknown", "o": "unknown", "other": "unknown",
+    "not known": "unknown", "indeterminate": "unknown",
+}
+TRISTATE_TEXTS = {
+    "1": 1.0, "y": 1.0, "yes": 1.0, "true": 1.0, "t": 1.0, "positive": 1.0, "pos": 1.0,
+    "0": 0.0, "n": 0.0, "no": 0.0, "false": 0.0, "f": 0.0, "negative": 0.0, "neg": 0.0,
+}
+
+
+@dataclass
+class NumberColumn:
+    values: np.ndarray  # float64; NaN where missing, bad or censored
+    bad: np.ndarray  # bool: a non-numeric text
+    censored: np.ndarray  # int8: CENSORED_BELOW / CENSORED_ABOVE / 0
+    bound: np.ndarray | None  # float64 bound of censored cells (None when there are none)
+
+
+def is_missing(column: pd.Series) -> np.ndarray:
+    """True where a cell is empty or one of MISSING_TEXTS (read_csv already made those NaN)."""
+    return column.isna().to_numpy()
+
+
+def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
+    """Numbers from a column read by read_csv (float when clean, text when any cell was not a number)."""
+    n = len(column)
+    if column.dtype.kind in "fiub":
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return NumberColumn(values, np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int8), None)
+    text = column.astype(object)
+    if decimal == ",":
+        text = text.str.replace(",", ".", regex=False)
+    # to_numeric parses in C and allows surrounding spaces; only the cells it could not read
+    # (missing, censored or bad: usually a few per cent) are looked at again.
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    unread = np.isnan(values)
+    if unread.any():
+        positions = np.flatnonzero(unread)
+        cells = text.to_numpy()[positions]
+        missing = np.array([cell is None or cell != cell or cell is pd.NA or not str(cell).strip() for cell in cells],
+                           dtype=bool)  # empty, NaN, or only spaces
+        unread[positions[missing]] = False
+    censored = np.zeros(n, dtype=np.int8)
+    bound = None
+    if unread.any():
+        stripped = text[unread].str.strip()
+        parts = stripped.str.extract(_CENSORED)
+        found = parts[0].notna().to_numpy()
+        if found.any():
+            where = np.flatnonzero(unread)[found]
+            censored[where] = np.where(parts[0].to_numpy()[found] == "<", CENSORED_BELOW, CENSORED_ABOVE)
+            bound = np.full(n, np.nan)
+            bound[where] = pd.to_numeric(parts[1][found]).to_numpy(np.float64)
+            unread[where] = False
+    return NumberColumn(values, unread, censored, bound)
+
+
+def parse_codes(column: pd.Series, codes: dict[str, object], default: object) -> tuple[np.ndarray, np.ndarray]:
+    """Coded text (sex, yes/no) by a case-insensitive lookup: (values, bad mask); missing → default.
+
+    Each distinct text is looked up once (a column of a million cells holds a handful of codes).
+    """
+    positions, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    looked_up = [default if not str(text).strip() else codes.get(_code_key(text), _NOT_A_CODE) for text in uniques]
+    bad_code = np.array([value is _NOT_A_CODE for value in looked_up] + [False], dtype=bool)
+    table = np.array([default if value is _NOT_A_CODE else value for value in looked_up] + [default], dtype=object)
+    return table[positions], bad_code[positions]
+
+
+_NOT_A_CODE = object()
+
+
+def _code_key(text) -> str:
+    """'1.0' and 1 read as '1' (spreadsheets write yes/no columns as numbers); others case-folded."""
+    key = str(text).strip().casefold()
+    if isinstance(text, float) and text.is_integer():
+        return str(int(text))
+    if key.endswith(".0") and key[:-2].isdigit():
+        return key[:-2]
+    return key
+
+
+_ISO = r"^\d{4}-\d{2}-\d{2}"
+_DMY_DOTTED = r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(.*)$"
+_SLASHED_PARTS = r"^(\d{1,2})/(\d{1,2})/(\d{4})(.*)$"
+
+
+def _as_iso(parts: pd.DataFrame, *, day: int, month: int) -> pd.Series:
+    """'YYYY-MM-DD<rest>' from extracted (a, b, year, rest) parts; a month of 13 stays invalid (never swapped)."""
+    rest = parts[3].fillna("").str.strip()
+    rest = rest.where(rest == "", "T" + rest)
+    return parts[2] + "-" + parts[month].str.zfill(2) + "-" + parts[day].str.zfill(2) + rest
+
+
+def parse_dates(column: pd.Series, date_order: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dates as datetime64[s]: (values, bad mask, ambiguous mask).
+
+    ISO 8601 and day.month.year are read as written; day/month/year with slashes is ambiguous
+    (01/02/2026) and read only when `date_order` (DMY or MDY) says which it is.
+    """
+    text = column.astype(object)
+    missing = text.isna().to_numpy()
+    stripped = text.str.strip()
+    out = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[s]")
+    ambiguous = np.zeros(len(text), dtype=bool)
+    iso = stripped.where(stripped.str.match(_ISO).fillna(False).astype(bool))
+    dotted = stripped.str.extract(_DMY_DOTTED)
+    iso = iso.fillna(_as_iso(dotted, day=0, month=1))
+    slashed = stripped.str.extract(_SLASHED_PARTS)
+    if date_order:
+        iso = iso.fillna(_as_iso(slashed, day=0 if date_order == "DMY" else 1, month=1 if date_order == "DMY" else 0))
+    else:
+        ambiguous = slashed[0].notna().to_numpy()
+    given = iso.notna().to_numpy()
+    if given.any():
+        parsed = pd.to_datetime(iso[given], errors="coerce", utc=True, format="ISO8601")
+        out[given] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
+    blank = stripped.fillna("").eq("").to_numpy(dtype=bool)  # only spaces: missing, as in a number column
+    bad = np.isnat(out) & ~missing & ~ambiguous & ~blank
+    return out, bad, ambiguous

@@ -1,0 +1,92 @@
+"""Encoding, delimiter and decimal mark of a CSV file, read off its first bytes.
+
+UTF-8 (with or without a BOM) is expected; a file that is not valid UTF-8 is read as
+Windows-1252 (the usual single-byte export of older systems) and the summary says so.
+The delimiter is the candidate that splits the header into the most fields; the decimal mark
+is "," when the delimiter is not "," and the sampled numbers are written with commas.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+
+from labservice.adapters.csv_input.options import BatchFileError, BatchOptions
+
+SAMPLE_BYTES = 256 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+_COMMA_NUMBER = re.compile(r"^\s*-?\d+,\d+\s*$")
+_DOT_NUMBER = re.compile(r"^\s*-?\d+\.\d+\s*$")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    encoding: str  # Python codec name given to the reader ("utf-8-sig" also drops a BOM)
+    delimiter: str
+    decimal: str
+    header: list[str]
+    header_lines: int  # physical lines up to the end of the header (a quoted header may span lines)
+    leading_blank_lines: int
+
+
+def _decode(sample: bytes, encoding: str | None, complete: bool) -> tuple[str, str]:
+    if encoding:
+        try:
+            return sample.decode(encoding, errors="replace"), encoding
+        except LookupError:
+            raise BatchFileError(f"unknown encoding {encoding!r}") from None
+    if b"\x00" in sample[:4096]:
+        raise BatchFileError("the file is binary or UTF-16, not a UTF-8 text CSV")
+    cut = sample if complete else sample[: sample.rfind(b"\n") + 1] or sample
+    try:
+        return cut.decode("utf-8-sig"), "utf-8-sig"
+    except UnicodeDecodeError:
+        return cut.decode("cp1252", errors="replace"), "cp1252"
+
+
+def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
+    """Read the dialect off the first bytes of the file (`complete`: the sample is the whole file)."""
+    text, encoding = _decode(sample, options.encoding, complete)
+    lines = text.splitlines(keepends=True)
+    leading = 0
+    while leading < len(lines) and not lines[leading].strip():
+        leading += 1
+    if leading == len(lines):
+        raise BatchFileError("the file is empty: no header line")
+    text = "".join(lines[leading:])
+    delimiter = options.delimiter or _pick_delimiter(text)
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    raw_header = next(rows, [])
+    header_lines = leading + 1 + sum(h.count("\n") for h in raw_header)  # quoted line breaks too
+    header = [h.strip() for h in raw_header]
+    if not any(header):
+        raise BatchFileError("the header line is empty")
+    decimal = options.decimal or _pick_decimal(rows, delimiter)
+    return Dialect(encoding, delimiter, decimal, header, header_lines, leading)
+
+
+def _pick_delimiter(text: str) -> str:
+    head = text.split("\n", 1)[0]
+    best, best_fields = ",", 1
+    for candidate in DELIMITERS:
+        fields = len(next(csv.reader(io.StringIO(head), delimiter=candidate), []))
+        if fields > best_fields:
+            best, best_fields = candidate, fields
+    return best
+
+
+def _pick_decimal(rows, delimiter: str) -> str:
+    if delimiter == ",":
+        return "."
+    commas = dots = 0
+    for count, row in enumerate(rows):
+        if count >= 200:
+            break
+        for cell in row:
+            if _COMMA_NUMBER.match(cell):
+                commas += 1
+            elif _DOT_NUMBER.match(cell):
+                dots += 1
+    return "," if commas > dots else "."

@@ -1,0 +1,143 @@
+"""Column headers → fields: the common names and abbreviations of LIS, analyser and spreadsheet exports.
+
+A header may carry its unit: `PLT (K/uL)`, `Hb [g/L]`, `WBC, 10^9/L`. Names are matched without
+regard to case, spaces, dots, dashes or underscores. A percentage unit on a count that has a
+percentage twin (`Neutrophils (%)`, `RETIC %`) means the twin. Anything else is left for the
+explicit `columns` mapping; unrecognised columns are kept out of the engine and listed as ignored.
+"""
+
+from __future__ import annotations
+
+import re
+
+from labservice.core.table import ANALYTES
+
+#: Context fields a column can hold besides the analytes.
+CONTEXT_FIELDS = (
+    "patient_id",
+    "sample_id",
+    "collected_at",
+    "sex",
+    "age_years",
+    "birth_date",
+    "pregnant",
+    "pregnancy_trimester",
+    "duffy_null",
+    "fever",
+    "platelet_clumps",
+    "reticulocyte_method",
+    "ctcae_version",
+)
+#: Columns of the long shape (one row per result).
+LONG_FIELDS = ("item", "value", "unit")
+#: The input columns that identify a CBC and are copied to the output.
+ID_FIELDS = ("patient_id", "sample_id", "collected_at")
+RANGE_FIELDS = tuple(f"{a}_ref_{side}" for a in ANALYTES for side in ("low", "high"))
+IGNORE = "ignore"
+FIELDS = (*ANALYTES, *RANGE_FIELDS, *CONTEXT_FIELDS, *LONG_FIELDS, IGNORE)
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "platelets": ("plt", "plts", "platelets", "platelet", "platelet count", "plt count", "thrombocytes",
+                  "thrombocyte count", "plat"),
+    "wbc": ("wbc", "wcc", "white cell count", "white blood cells", "white blood cell count", "leukocytes",
+            "leucocytes", "leukocyte count", "total wbc"),
+    "neutrophils": ("neut#", "neut abs", "neutabs", "abs neut", "absneut", "anc", "neutn", "neu#", "neutrophils",
+                    "neutrophil count", "absolute neutrophil count", "neutrophils abs", "neutrophils absolute",
+                    "neutrophils#"),
+    "neutrophils_percent": ("neut%", "neu%", "neutrophil %", "neutrophils %", "neutrophils percent",
+                            "neutrophils pct", "neut pct"),
+    "lymphocytes": ("lymph#", "lym#", "lymn", "lymphn", "lymphocytes", "lymphocyte count", "abs lymph", "alc",
+                    "lymphocytes abs", "absolute lymphocyte count", "lymphocytes absolute"),
+    "hemoglobin": ("hgb", "hb", "haemoglobin", "hemoglobin", "hbg"),
+    "hematocrit": ("hct", "haematocrit", "hematocrit", "pcv", "packed cell volume"),
+    "rbc": ("rbc", "rcc", "red cell count", "red blood cells", "red blood cell count", "erythrocytes",
+            "erythrocyte count"),
+    "mcv": ("mcv", "mean cell volume", "mean corpuscular volume"),
+    "mch": ("mch", "mean cell haemoglobin", "mean cell hemoglobin", "mean corpuscular hemoglobin"),
+    "mchc": ("mchc", "mean cell haemoglobin concentration", "mean cell hemoglobin concentration",
+             "mean corpuscular hemoglobin concentration"),
+    "rdw": ("rdw", "rdw cv", "rdwcv", "red cell distribution width"),
+    "reticulocytes": ("retic#", "ret#", "retic abs", "reticulocytes", "reticulocyte count",
+                      "absolute reticulocytes", "reticulocytes abs", "reticulocytes absolute"),
+    "reticulocytes_percent": ("retic%", "ret%", "retic", "retic pct", "reticulocytes %", "reticulocytes percent"),
+    "patient_id": ("patient id", "patient", "patientid", "patient no", "patient number", "mrn", "pid",
+                   "subject id", "hospital number", "nhs number", "urn"),
+    "sample_id": ("sample id", "id", "sample", "sampleid", "sample no", "specimen id", "specimen", "accession",
+                  "accession number", "lab no", "lab number", "order id", "barcode", "hadm id", "episode"),
+    "collected_at": ("collected at", "collected", "collection time", "collection date", "collection datetime",
+                     "collection date time", "date collected", "sample time", "sample date", "specimen date",
+                     "date", "datetime", "date time", "time", "charttime", "drawn", "taken", "result date"),
+    "sex": ("sex", "gender", "sex at birth"),
+    "age_years": ("age", "age years", "age yrs", "patient age"),
+    "birth_date": ("birth date", "date of birth", "dob", "birthdate", "born"),
+    "pregnant": ("pregnant", "pregnancy"),
+    "pregnancy_trimester": ("pregnancy trimester", "trimester"),
+    "duffy_null": ("duffy null", "duffy"),
+    "fever": ("fever", "febrile"),
+    "platelet_clumps": ("platelet clumps", "plt clumps", "clumps"),
+    "reticulocyte_method": ("reticulocyte method", "retic method"),
+    "ctcae_version": ("ctcae version",),
+    "item": ("item", "itemid", "item id", "test", "test code", "test name", "analyte", "code", "loinc",
+             "loinc code", "observation", "observation code", "parameter", "component"),
+    "value": ("value", "result", "result value", "value num", "valuenum", "numeric value", "obs value"),
+    "unit": ("unit", "units", "uom", "valueuom", "unit of measure", "result unit"),
+}
+#: Counts whose percentage twin a `%` header unit selects.
+PERCENT_TWINS = {"neutrophils": "neutrophils_percent", "reticulocytes": "reticulocytes_percent"}
+#: Header units for age columns, as a factor to years.
+AGE_UNITS = {"y": 1.0, "yr": 1.0, "yrs": 1.0, "year": 1.0, "years": 1.0, "m": 1 / 12, "mo": 1 / 12,
+             "months": 1 / 12, "month": 1 / 12, "w": 7 / 365.25, "wk": 7 / 365.25, "weeks": 7 / 365.25,
+             "d": 1 / 365.25, "days": 1 / 365.25}
+
+_SEPARATORS = re.compile(r"[\s._\-]+")
+_UNIT_PART = re.compile(r"^(?P<name>.*?)\s*(?:\((?P<p>[^()]*)\)|\[(?P<b>[^\[\]]*)\]|,\s*(?P<c>[^,]+))\s*$")
+
+
+def name_key(text: str) -> str:
+    """The matching key of a header or item name: case-folded, separators collapsed to one space."""
+    return _SEPARATORS.sub(" ", text.strip().casefold()).strip()
+
+
+_BY_KEY: dict[str, str] = {}
+for _field, _names in _ALIASES.items():
+    for _name in (_field, *_names):
+        _BY_KEY.setdefault(name_key(_name), _field)
+for _field in FIELDS:
+    _BY_KEY.setdefault(name_key(_field), _field)
+
+
+def split_header(header: str) -> tuple[str, str | None]:
+    """`PLT (K/uL)` → ("PLT", "K/uL"); `Hb [g/L]` → ("Hb", "g/L"); a header without a unit → (header, None)."""
+    text = header.strip()
+    match = _UNIT_PART.match(text)
+    if match and match.group("name"):
+        unit = match.group("p") or match.group("b") or match.group("c")
+        if unit is not None and unit.strip():
+            return match.group("name").strip(), unit.strip()
+    return text, None
+
+
+def field_for_name(name: str) -> str | None:
+    """The field a header name (without its unit) or an item name stands for, or None."""
+    key = name_key(name)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    compact = key.replace(" ", "")
+    for candidate in (compact, compact.replace("#", " #"), key.replace(" #", "#").replace(" %", "%")):
+        if candidate in _BY_KEY:
+            return _BY_KEY[candidate]
+    return None
+
+
+def resolve_header(header: str) -> tuple[str | None, str | None]:
+    """(field, unit in the header) for a column header; field None when the header is not recognised."""
+    field = field_for_name(header)
+    if field is not None:
+        return field, None
+    name, unit = split_header(header)
+    field = field_for_name(name)
+    if field is None:
+        return None, None
+    if unit is not None and unit.strip() == "%" and field in PERCENT_TWINS:
+        return PERCENT_TWINS[field], "%"
+    return field, unit

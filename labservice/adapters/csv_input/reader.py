@@ -1,0 +1,220 @@
+"""Records of a CSV file in chunks, each with its physical line number; bad lines kept, not dropped.
+
+pandas' C parser reads the used columns only; lines with too many fields are skipped by it and
+reported through a warning that names the line, which is turned into an error record at its
+place. Blank lines are dropped and counted. Line numbers stay exact across blank lines, skipped
+lines and quoted fields that contain line breaks (in the columns that are read).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+import pandas as pd
+from pandas.errors import ParserError, ParserWarning
+
+from labservice.adapters.csv_input.cells import MISSING_TEXTS
+from labservice.adapters.csv_input.dialect import Dialect
+
+_SKIPPING = re.compile(r"Skipping line (\d+):")
+
+
+@dataclass
+class RecordChunk:
+    frame: pd.DataFrame  # columns named by column index; one row per non-blank record
+    lines: np.ndarray  # int64 physical line of each row of frame
+    bad_lines: list[tuple[int, str]]  # (line, reason) of unreadable lines placed within this chunk
+    blank_lines: int
+
+
+def read_records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int,
+                 reopen: Callable[[], IO[bytes]] | None = None,
+                 quotes_read: Callable[[], int] | None = None) -> Iterator[RecordChunk]:
+    """Yield chunks of records (see _records); the last one is checked for a quote never closed.
+
+    With an odd number of quote characters in the file, a last record whose cells run over
+    several lines is a quoted field that swallowed the rest of the file: it becomes a bad line.
+    """
+    previous = None
+    for chunk in _records(handle, dialect, numeric, chunk_rows, reopen, quotes_read):
+        if previous is not None:
+            yield previous
+        previous = chunk
+    if previous is None:
+        return
+    if quotes_read is not None and quotes_read() % 2 and len(previous.frame):
+        last = previous.frame.iloc[-1]
+        spans = [cell for cell in last.tolist() if isinstance(cell, str) and "\n" in cell]
+        if spans:
+            line = int(previous.lines[-1])
+            end = line + sum(cell.count("\n") for cell in spans)
+            previous.frame = previous.frame.iloc[:-1]
+            previous.lines = previous.lines[:-1]
+            previous.bad_lines = sorted([*previous.bad_lines, (line, (
+                f"a quoted field opened on this line is never closed; lines {line} to {end} could not be read"))])
+    yield previous
+
+
+def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int,
+             reopen: Callable[[], IO[bytes]] | None, quotes_read: Callable[[], int] | None) -> Iterator[RecordChunk]:
+    """Yield chunks of records; columns are named by position, those in `numeric` read as numbers.
+
+    Every column is read (usecols would stop the parser from noticing lines with too many fields).
+    When the fast parser gives up (a quote that is never closed), `reopen` gives the file again
+    from its start and the lines not yet yielded are read by the standard csv module instead.
+    `quotes_read` counts the quote characters read so far: without one, no cell can hold a line
+    break and the per-cell check is skipped.
+    """
+    width = len(dialect.header)
+    indexes = list(range(width))
+    reader = pd.read_csv(
+        handle,
+        sep=dialect.delimiter,
+        decimal=dialect.decimal,
+        encoding=dialect.encoding,
+        encoding_errors="replace",
+        # The header is skipped (blank lines before it and its one record, however many lines it
+        # spans); columns are named by position (duplicate or empty headers are fine), plus one
+        # sentinel column. A line with more fields than the header fills the sentinel: with
+        # index_col=False and on_bad_lines="warn", pandas truncates such a line to the sentinel
+        # instead of failing, dropping it, or taking its first column as an index.
+        header=None,
+        names=[*indexes, width],
+        index_col=False,
+        on_bad_lines="warn",
+        skiprows=dialect.leading_blank_lines + 1,
+        dtype={i: object for i in (*indexes, width) if i not in numeric},
+        na_values=list(MISSING_TEXTS),
+        keep_default_na=False,
+        skip_blank_lines=False,
+        chunksize=chunk_rows,
+    )
+    extra_newlines = 0
+    first_line = dialect.header_lines + 1
+    next_line = first_line  # the first line not yet yielded
+    failure: str | None = None
+    too_long_text = f"more fields than the header's {width}"
+    # Lines with two or more extra fields are skipped by pandas with a warning naming the line;
+    # skipped_virtual[j] = skipped line j minus j, so a record's line is its count plus the
+    # skipped lines before it (searchsorted), and the skipped lines come back as bad lines.
+    # Known limit: if such a skipped line also holds a quoted line break, the lines reported
+    # after it are low by that many breaks (pandas gives no access to the skipped text).
+    skipped_virtual: list[int] = []
+    pending: list[tuple[int, str]] = []
+    while True:
+        frame: pd.DataFrame | None = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ParserWarning)
+            try:
+                frame = next(reader)
+            except StopIteration:
+                pass
+            except ParserError as error:
+                failure = re.sub(r"^Error tokenizing data\. C error: | starting at row \d+", "", str(error))
+        for warning in caught:
+            for number in _SKIPPING.findall(str(warning.message)):
+                skipped_virtual.append(int(number) - len(skipped_virtual))
+                pending.append((int(number), too_long_text))
+        if frame is None:
+            break
+        # pandas numbers lines without the line breaks inside quoted cells ("parser lines"); the
+        # physical line adds the breaks of the records before.
+        record = frame.index.to_numpy(dtype=np.int64)
+        parser_lines = first_line + record
+        if skipped_virtual:
+            parser_lines = parser_lines + np.searchsorted(np.asarray(skipped_virtual, dtype=np.int64), parser_lines,
+                                                          side="right")
+        newlines = _newlines_per_row(frame) if quotes_read is None or quotes_read() else None
+        breaks_before = np.full(len(record), extra_newlines, dtype=np.int64)
+        if newlines is not None:
+            breaks_before += np.concatenate(([0], np.cumsum(newlines)[:-1])).astype(np.int64)
+            extra_newlines += int(newlines.sum())
+        lines = parser_lines + breaks_before
+        if lines.size:
+            next_line = int(lines[-1]) + 1 + (int(newlines[-1]) if newlines is not None else 0)
+        next_parser_line = int(parser_lines[-1]) + 1 if parser_lines.size else 0
+        too_long = frame[width].notna().to_numpy()
+        bad = [(int(line), too_long_text) for line in lines[too_long]]
+        for skipped, reason in pending:
+            if skipped < next_parser_line:
+                at = int(np.searchsorted(parser_lines, skipped))
+                bad.append((skipped + (int(breaks_before[at]) if at < len(lines) else extra_newlines), reason))
+        pending = [item for item in pending if item[0] >= next_parser_line]
+        frame = frame.drop(columns=width)
+        blank = frame.isna().all(axis=1).to_numpy() & ~too_long
+        keep = ~(blank | too_long)
+        if not keep.all():
+            frame, lines = frame[keep], lines[keep]
+        yield RecordChunk(frame, lines, sorted(bad), int(blank.sum()))
+    # Lines skipped after the last record (physical line: add every line break seen).
+    pending = [(skipped + extra_newlines, reason) for skipped, reason in pending]
+    if failure is not None:
+        if reopen is None:
+            pending.append((next_line, f"this line and every line after it could not be read ({failure})"))
+        else:  # the tail is read again from next_line: it reports the skipped lines there itself
+            pending = []
+            yield _read_tail(reopen(), dialect, next_line, unclosed_quote="EOF inside string" in failure)
+    if pending:
+        yield RecordChunk(pd.DataFrame({i: pd.Series(dtype=object) for i in indexes}), np.zeros(0, dtype=np.int64),
+                          sorted(pending), 0)
+
+
+def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quote: bool) -> RecordChunk:
+    """The records from `from_line` on, read with the csv module (slow, but it survives an unclosed quote).
+
+    With `unclosed_quote`, the last record is the one whose quote runs to the end of the file.
+    """
+    width = len(dialect.header)
+    text = io.TextIOWrapper(handle, encoding=dialect.encoding, errors="replace", newline="")
+    reader = csv.reader(text, delimiter=dialect.delimiter)
+    records: list[tuple[int, int, list[str]]] = []
+    start = 1
+    for record in reader:
+        if start >= from_line:
+            records.append((start, reader.line_num, record))
+        start = reader.line_num + 1
+    bad: list[tuple[int, str]] = []
+    if unclosed_quote and records:
+        first, last, _ = records.pop()
+        bad.append((first, f"a quoted field opened on this line is never closed; lines {first} to {last} "
+                           "could not be read"))
+    rows: list[list[str | None]] = []
+    lines: list[int] = []
+    blank = 0
+    for first, _, record in records:
+        cells = [None if cell.strip() in MISSING_TEXTS else cell for cell in record]
+        if len(record) > width:
+            bad.append((first, f"more fields than the header's {width}"))
+        elif all(cell is None for cell in cells):
+            blank += 1
+        else:
+            rows.append(cells + [None] * (width - len(cells)))
+            lines.append(first)
+    if rows:
+        frame = pd.DataFrame(rows, columns=range(width), dtype=object)
+    else:
+        frame = pd.DataFrame({i: pd.Series(dtype=object) for i in range(width)})
+    return RecordChunk(frame, np.asarray(lines, dtype=np.int64), bad, blank)
+
+
+def _newlines_per_row(frame: pd.DataFrame) -> np.ndarray | None:
+    """Line breaks inside quoted text cells of each row (None when there are none)."""
+    total = None
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object:
+            continue
+        cells = column.to_numpy()
+        if "\n" not in "".join(map(str, cells.tolist())):  # NaN (missing) reads as "nan": no line break
+            continue
+        counts = column.astype(object).map(lambda v: v.count("\n") if isinstance(v, str) else 0)
+        counts = counts.to_numpy(dtype=np.int64)
+        total = counts if total is None else total + counts
+    return total

@@ -1,0 +1,143 @@
+"""The parsed form of a chunk of CBC rows, and the context columns every shape shares.
+
+`RowErrors` collects messages per row ("line 7, column PLT: 'abc' is not a number"); a row with
+any message is not interpreted and keeps its place with the messages joined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
+from labservice.core.ranges import DAYS_PER_YEAR
+
+MAX_AGE_YEARS = 130.0
+CTCAE_VERSIONS = {"5": "5.0", "5.0": "5.0", "v5": "5.0", "v5.0": "5.0", "6": "6.0", "6.0": "6.0", "v6": "6.0",
+                  "v6.0": "6.0"}
+RETICULOCYTE_METHODS = {"manual": "manual", "automated": "automated", "auto": "automated", "analyser": "automated",
+                        "analyzer": "automated"}
+
+
+class RowErrors:
+    """Messages per row of a chunk, kept sparse (most rows have none)."""
+
+    def __init__(self, lines: np.ndarray) -> None:
+        self.lines = lines
+        self._messages: dict[int, list[str]] = {}
+
+    def add(self, rows: np.ndarray, column: str | None, reason) -> None:
+        """Record `reason` (a string, or a function of the row position) for each row in `rows`."""
+        for row in np.flatnonzero(rows) if rows.dtype == bool else rows:
+            text = reason(int(row)) if callable(reason) else reason
+            where = f"line {int(self.lines[row])}" + (f", column {column}" if column else "")
+            self._messages.setdefault(int(row), []).append(f"{where}: {text}")
+
+    def any(self) -> bool:
+        return bool(self._messages)
+
+    def column(self, n: int) -> np.ndarray:
+        out = np.full(n, None, dtype=object)
+        for row, messages in self._messages.items():
+            out[row] = "; ".join(messages)
+        return out
+
+
+@dataclass
+class ParsedChunk:
+    """Rows ready for the engine: the table (error rows included, their values ignored) and per-row texts."""
+
+    table: dict[str, np.ndarray]
+    lines: np.ndarray  # int64 input line of each row
+    ids: list[np.ndarray]  # raw text of each id column, in the plan's order
+    errors: np.ndarray  # object: None, or the row's error message
+    notes: np.ndarray  # object: None, or a note (derived or censored values, duplicates)
+    censored: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # analyte -> (op, bound)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)  # unreadable lines placed in this chunk
+    censored_columns: dict[str, str] = field(default_factory=dict)  # analyte -> input column of its censored cells
+    patient_ids: np.ndarray | None = None  # raw patient id per row, when the file has a patient column
+    collected_text: np.ndarray | None = None  # raw collection time per row, when the file has one
+
+    @property
+    def n(self) -> int:
+        return len(self.lines)
+
+
+def quoted(value) -> str:
+    text = str(value)
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def parse_context(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, *, decimal: str,
+                  age_factor: float, sex_codes: dict[str, str], date_order: str | None) -> dict[str, np.ndarray]:
+    """Sex, age (or birth date with collection time), pregnancy and the other context fields.
+
+    `frame` holds raw cells keyed by field name; `headers` gives the input header of each field.
+    """
+    n = len(frame)
+    table: dict[str, np.ndarray] = {}
+    if "sex" in frame:
+        codes = {**SEX_TEXTS, **{k.strip().casefold(): v for k, v in sex_codes.items()}}
+        values, bad = parse_codes(frame["sex"], codes, "unknown")
+        errors.add(bad, headers["sex"], lambda r: (
+            f"{quoted(frame['sex'].iat[r])} is not a sex code (M, F, male, female, U); "
+            "state other codes with sex_codes, e.g. 0=female,1=male"))
+        table["sex"] = values
+    age = np.full(n, np.nan)
+    if "age_years" in frame:
+        numbers = parse_numbers(frame["age_years"], decimal)
+        age = numbers.values * age_factor
+        errors.add(numbers.bad | (numbers.censored != 0), headers["age_years"],
+                   lambda r: f"{quoted(frame['age_years'].iat[r])} is not an age")
+        errors.add((age < 0) | (age > MAX_AGE_YEARS), headers["age_years"],
+                   lambda r: f"age {frame['age_years'].iat[r]} is outside 0 to {MAX_AGE_YEARS:g} years")
+    if "birth_date" in frame:
+        age = _age_from_birth(frame, headers, errors, age, date_order)
+    table["age_years"] = age
+    for name in ("pregnant", "duffy_null", "fever", "platelet_clumps"):
+        if name in frame:
+            values, bad = parse_codes(frame[name], TRISTATE_TEXTS, np.nan)
+            errors.add(bad, headers[name], lambda r, name=name: (
+                f"{quoted(frame[name].iat[r])} is not yes or no (yes/no, true/false, 1/0)"))
+            table[name] = values.astype(np.float64)
+    if "pregnancy_trimester" in frame:
+        numbers = parse_numbers(frame["pregnancy_trimester"], decimal)
+        wrong = numbers.bad | ~np.isin(numbers.values, (1.0, 2.0, 3.0)) & ~np.isnan(numbers.values)
+        errors.add(wrong, headers["pregnancy_trimester"],
+                   lambda r: f"{quoted(frame['pregnancy_trimester'].iat[r])} is not a trimester (1, 2 or 3)")
+        table["pregnancy_trimester"] = numbers.values
+    for name, codes in (("reticulocyte_method", RETICULOCYTE_METHODS), ("ctcae_version", CTCAE_VERSIONS)):
+        if name in frame:
+            values, bad = parse_codes(frame[name], codes, "")
+            errors.add(bad, headers[name], lambda r, name=name, codes=codes: (
+                f"{quoted(frame[name].iat[r])} is not one of {', '.join(sorted(set(codes.values())))}"))
+            table[name] = values
+    return table
+
+
+def _age_from_birth(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, age: np.ndarray,
+                    date_order: str | None) -> np.ndarray:
+    birth, bad, ambiguous = parse_dates(frame["birth_date"], date_order)
+    _date_errors(frame, "birth_date", headers, errors, bad, ambiguous)
+    needed = np.isnan(age) & ~np.isnat(birth)
+    if not needed.any():
+        return age
+    if "collected_at" not in frame:
+        errors.add(needed, headers["birth_date"], "a collection time column is needed to compute age from birth date")
+        return age
+    collected, bad_c, ambiguous_c = parse_dates(frame["collected_at"], date_order)
+    _date_errors(frame, "collected_at", headers, errors, bad_c & needed, ambiguous_c & needed)
+    days = (collected.astype("datetime64[D]") - birth.astype("datetime64[D]")).astype(np.float64)
+    days[np.isnat(collected) | np.isnat(birth)] = np.nan
+    errors.add(needed & (days < 0), headers["birth_date"], "birth date is after the collection time")
+    out = age.copy()
+    out[needed] = days[needed] / DAYS_PER_YEAR
+    return out
+
+
+def _date_errors(frame, name, headers, errors, bad, ambiguous) -> None:
+    errors.add(bad, headers[name], lambda r: f"{quoted(frame[name].iat[r])} is not a date")
+    errors.add(ambiguous, headers[name], lambda r: (
+        f"{quoted(frame[name].iat[r])} is ambiguous (day/month or month/day); state date_order DMY or MDY"))

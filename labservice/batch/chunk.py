@@ -1,0 +1,181 @@
+"""One chunk of parsed rows through the engine: censored values, notes, errors, and counts for the summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from labservice.adapters.csv_input.rows import ParsedChunk
+from labservice.batch.output import DECISION_COLUMNS, RowsOut
+from labservice.batch.summary import BatchSummary
+from labservice.core.columns_out import interpretation_frame
+from labservice.core.interpret import interpret_cbc_table
+from labservice.core.ruleset import Ruleset
+
+#: Keeps the interpreted rows that have a patient id: (chunk, its table, its errors) -> how many were new.
+KeepRows = Callable[[ParsedChunk, dict[str, np.ndarray], np.ndarray], int]
+#: Rejected rows quoted in the summary (all of them are in the output's error column).
+FIRST_ERRORS = 10
+#: Analytes the engine derives when their inputs are present (clinical-rules §1).
+DERIVABLE = {"neutrophils": ("wbc", "neutrophils_percent"), "reticulocytes": ("reticulocytes_percent", "rbc")}
+
+
+def append_note(notes: np.ndarray, mask: np.ndarray, text) -> None:
+    """Add `text` (scalar or per-row array) to the notes of the rows in `mask`."""
+    if not mask.any():
+        return
+    texts = np.broadcast_to(np.asarray(text, dtype=object), notes.shape)
+    empty = notes == None  # noqa: E711 (elementwise; notes hold None or text)
+    notes[mask & empty] = texts[mask & empty]
+    both = mask & ~empty
+    if both.any():
+        notes[both] = notes[both] + "; " + texts[both]
+
+
+def _censored_values(parsed: ParsedChunk, rs: Ruleset, table: dict[str, np.ndarray]):
+    """Put each censored cell at its bound (primary run); return the other end per analyte."""
+    other_end: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    count = np.zeros(parsed.n, dtype=np.int64)
+    for analyte, (op, bound) in parsed.censored.items():
+        cells = op != 0
+        if not cells.any():
+            continue
+        info = rs.analytes[analyte]
+        low_end = info.plausible_min if info.min_op == ">=" else np.nextafter(info.plausible_min, np.inf)
+        high_end = info.plausible_max if info.max_op == "<=" else np.nextafter(info.plausible_max, -np.inf)
+        near = np.where(op < 0, np.nextafter(bound, -np.inf), np.nextafter(bound, np.inf))
+        column = table[analyte].copy()
+        column[cells] = near[cells]
+        table[analyte] = column
+        other_end[analyte] = (cells, np.where(op < 0, low_end, high_end))
+        count += cells
+    return other_end, count
+
+
+def _check_censored(parsed, rs, table, frame, other_end, rows, errors, notes) -> np.ndarray:
+    """Rows whose interpretation changes between the two ends of a censored value become errors."""
+    subset = {name: column[rows] for name, column in table.items()}
+    for analyte, (cells, end) in other_end.items():
+        column = subset[analyte].copy()
+        mask = cells[rows]
+        column[mask] = end[rows][mask]
+        subset[analyte] = column
+    other = interpretation_frame(interpret_cbc_table(subset, ruleset=rs))
+    other.index = rows
+    names = [c for c in frame.columns if c in DECISION_COLUMNS or c.endswith(("_flag", "_ctcae_grade"))]
+    same = np.ones(len(rows), dtype=bool)
+    for name in names:
+        a = _as_text(frame.loc[rows, name])
+        b = _as_text(other[name]) if name in other else np.full(len(rows), "", dtype=object)
+        same &= a == b
+    for position, row in enumerate(rows):
+        for analyte, (cells, _) in other_end.items():
+            if not cells[row]:
+                continue
+            op, bound = parsed.censored[analyte][0][row], parsed.censored[analyte][1][row]
+            info = rs.analytes[analyte]
+            shown = f"{info.label} {'<' if op < 0 else '>'}{bound:g} {info.canonical_unit}"
+            span = "below" if op < 0 else "above"
+            column = parsed.censored_columns.get(analyte)
+            where = f"line {int(parsed.lines[row])}" + (f", column {column}" if column else "")
+            if same[position]:
+                notes[row] = _joined(notes[row], f"{shown} is censored: every value {span} {bound:g} gives this "
+                                                 "interpretation")
+            else:
+                errors[row] = (f"{where}: censored {shown} spans a decision threshold "
+                               f"(values {span} {bound:g} are interpreted differently); not interpreted")
+    return rows[~same]
+
+
+def _as_text(column: pd.Series) -> np.ndarray:
+    """Cells as text with missing as "" (pandas' own text of a missing cell is NaN, which never equals itself)."""
+    values = column.astype(object)
+    return values.where(values.notna(), "").astype(str).to_numpy(dtype=object)
+
+
+def _joined(first, second: str) -> str:
+    return second if first is None or first != first else f"{first}; {second}"
+
+
+def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
+                    duplicate_of: np.ndarray | None = None, keep_rows: KeepRows | None = None) -> RowsOut:
+    """Interpret the valid rows of a chunk; return every row (and unreadable line) in line order.
+
+    `duplicate_of` holds, per row, the line of an earlier row with the same ids (0 for none).
+    """
+    n = parsed.n
+    errors = parsed.errors.copy()
+    notes = parsed.notes.copy()
+    table = dict(parsed.table)
+    other_end, censored_count = _censored_values(parsed, rs, table)
+    for row in np.flatnonzero(censored_count > 1):
+        errors[row] = _joined(errors[row], f"line {int(parsed.lines[row])}: more than one censored value (< or >) "
+                                           "in this row")
+    if duplicate_of is not None:
+        repeat = duplicate_of > 0
+        texts = np.full(n, None, dtype=object)
+        texts[repeat] = [f"duplicate of line {line}" for line in duplicate_of[repeat].tolist()]
+        append_note(notes, repeat, texts)
+    valid_rows = np.flatnonzero(errors == None)  # noqa: E711 (elementwise; errors hold None or text)
+    frame = _interpret_rows(table, valid_rows, rs)
+    censored_rows = valid_rows[censored_count[valid_rows] == 1]
+    if censored_rows.size:
+        rejected = _check_censored(parsed, rs, table, frame, other_end, censored_rows, errors, notes)
+        summary.censored_interpreted += int(censored_rows.size - rejected.size)
+        frame = frame.drop(index=rejected)
+    if keep_rows is not None:
+        summary.stored += keep_rows(parsed, table, errors)
+    for analyte in DERIVABLE:
+        name = f"{analyte}_derived"
+        if name in frame:
+            derived = np.zeros(n, dtype=bool)
+            derived[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
+            append_note(notes, derived, f"{analyte} derived from a percentage (not measured)")
+    _count(summary, frame, errors)
+    return _with_bad_lines(parsed, frame.reindex(range(n)), notes, errors, summary)
+
+
+def _interpret_rows(table: dict[str, np.ndarray], rows: np.ndarray, rs: Ruleset) -> pd.DataFrame:
+    if rows.size == 0:
+        return pd.DataFrame(index=pd.Index([], dtype=np.int64))
+    subset = table if rows.size == len(next(iter(table.values()))) else {k: v[rows] for k, v in table.items()}
+    frame = interpretation_frame(interpret_cbc_table(subset, ruleset=rs))
+    frame.index = rows
+    return frame
+
+
+def _count(summary: BatchSummary, frame: pd.DataFrame, errors: np.ndarray) -> None:
+    summary.interpreted += len(frame)
+    rejected = np.flatnonzero(errors != None)  # noqa: E711
+    summary.rejected += rejected.size
+    for row in rejected[: max(0, FIRST_ERRORS - len(summary.first_errors))]:
+        summary.first_errors.append(str(errors[row]))
+    if len(frame):
+        summary.count_urgency(Counter(frame["urgency"].value_counts().to_dict()))
+        codes: Counter = Counter()
+        for pattern, count in frame["findings"].value_counts().items():
+            for code in str(pattern).split(";"):
+                if code:
+                    codes[code] += int(count)
+        summary.count_findings(codes)
+
+
+def _with_bad_lines(parsed: ParsedChunk, decisions: pd.DataFrame, notes, errors, summary) -> RowsOut:
+    summary.rows_out += parsed.n + len(parsed.bad_lines)
+    if not parsed.bad_lines:
+        return RowsOut(parsed.lines, parsed.ids, decisions, notes, errors)
+    k = len(parsed.bad_lines)
+    summary.rejected += k
+    bad_text = [f"line {line}: {reason}" for line, reason in parsed.bad_lines]
+    for text in bad_text[: max(0, FIRST_ERRORS - len(summary.first_errors))]:
+        summary.first_errors.append(text)
+    lines = np.concatenate([parsed.lines, np.array([line for line, _ in parsed.bad_lines], dtype=np.int64)])
+    order = np.argsort(lines, kind="stable")
+    empty = np.full(k, None, dtype=object)
+    ids = [np.concatenate([column, empty])[order] for column in parsed.ids]
+    all_decisions = decisions.reindex(range(parsed.n + k)).iloc[order].reset_index(drop=True)
+    return RowsOut(lines[order], ids, all_decisions, np.concatenate([notes, empty])[order],
+                   np.concatenate([errors, np.array(bad_text, dtype=object)])[order])

@@ -1,0 +1,256 @@
+"""Batch results as CSV and JSON, written chunk by chunk without a per-cell Python loop.
+
+The decision columns (urgency, findings, flags, grades ...) take few distinct combinations, so
+each combination is formatted once and rows only pick theirs; only the id columns, notes and
+errors are per-row text. Text cells of the CSV that a spreadsheet would run as a formula
+(starting with = + - @, tab or carriage return, and not a number) are prefixed with a quote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+import pandas as pd
+
+from labservice.core.grading import GRADED_ANALYTES
+
+DECISION_COLUMNS = ("urgency", "findings", "not_assessed", "aplastic_anemia", "skin_attribution")
+#: First characters that make a spreadsheet evaluate a cell (OWASP CSV injection).
+_RISKY_FIRST = frozenset("=+-@\t\r")
+_RISKY_START_RE = re.compile(r"\x1f[=+\-@\t\r]")  # a risky first character, found in a joined column
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_QUOTE_RE = re.compile(r'[",\n\r]')
+_JSON_UNSAFE_RE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    id_headers: list[str]
+    analytes: list[str]  # analytes with a flag column, in the engine's order
+
+    def flag_columns(self) -> list[str]:
+        out = []
+        for analyte in self.analytes:
+            out.append(f"{analyte}_flag")
+            if analyte in GRADED_ANALYTES:
+                out.append(f"{analyte}_ctcae_grade")
+        return out
+
+    def id_names(self) -> list[str]:
+        """Id headers as output column names (renamed if they clash with an output column)."""
+        taken = {"line", *DECISION_COLUMNS, *self.flag_columns(), "notes", "error"}
+        return [f"input_{h}" if h in taken else h for h in self.id_headers]
+
+    def columns(self) -> list[str]:
+        return [*self.id_names(), "line", *DECISION_COLUMNS, *self.flag_columns(), "notes", "error"]
+
+
+@dataclass
+class RowsOut:
+    """One chunk of output rows, in input order."""
+
+    lines: np.ndarray
+    ids: list[np.ndarray]  # object arrays of raw id text (None = empty)
+    decisions: pd.DataFrame  # the engine's columns (interpretation_frame), missing for error rows
+    notes: np.ndarray
+    errors: np.ndarray
+
+
+def _codes(column: pd.Series | None, n: int) -> tuple[np.ndarray, list]:
+    """Integer codes (-1 = empty) and the value of each code, for one decision column."""
+    if column is None:
+        return np.full(n, -1, dtype=np.int64), []
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(dtype=np.int64), list(column.cat.categories)
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(values) | (values <= 0)  # a grade of 0 (or none) is written empty
+    codes = np.where(missing, 0, values).astype(np.int64)
+    top = int(codes.max()) if n else 0
+    codes[missing] = -1
+    return codes, list(range(top + 1))
+
+
+def _combinations(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, list[list]]:
+    """(combination index per row, the values of each combination per column)."""
+    n = len(frame)
+    key = np.zeros(n, dtype=np.int64)
+    per_column = []
+    for name in names:
+        codes, values = _codes(frame.get(name), n)
+        per_column.append((codes, values))
+        key = key * (len(values) + 1) + (codes + 1)
+        if n and key.max() > 2**40:
+            key = pd.factorize(key)[0].astype(np.int64)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    matrix = np.stack([codes[first] for codes, _ in per_column], axis=1).tolist() if per_column else [[]] * len(first)
+    lookups = [values for _, values in per_column]
+    combos = [[lookups[i][c] if c >= 0 else None for i, c in enumerate(row)] for row in matrix]
+    return inverse.reshape(-1), combos
+
+
+def given_mask(values: np.ndarray, types: set | None = None) -> np.ndarray:
+    """True where an object cell holds a value (not None, NaN or NA); fast when only None can be missing."""
+    types = set(map(type, values)) if types is None else types
+    if types <= {str}:
+        return np.ones(len(values), dtype=bool)
+    if types <= {str, type(None)}:
+        return np.asarray(values != None, dtype=bool)  # noqa: E711 (elementwise)
+    return np.asarray(pd.notna(values), dtype=bool)
+
+
+def _cell_texts(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Cells as text ("" for missing: None, NaN) and the mask of the cells that were given."""
+    types = set(map(type, values))
+    if types <= {str}:
+        return values.tolist(), np.ones(len(values), dtype=bool)
+    given = given_mask(values, types)
+    texts = np.full(len(values), "", dtype=object)
+    present = values[given]
+    texts[given] = present if types - {type(None)} <= {str} else [str(v) for v in present.tolist()]
+    return texts.tolist(), given
+
+
+def _rows_of(positions: list[int], cells: list[str], separator_length: int) -> np.ndarray:
+    """Row numbers of character offsets into separator.join(cells)."""
+    starts = np.cumsum(np.fromiter((len(c) + separator_length for c in cells), dtype=np.int64, count=len(cells)))
+    return np.unique(np.searchsorted(starts, np.asarray(positions, dtype=np.int64), side="right"))
+
+
+def csv_text(values: np.ndarray) -> np.ndarray:
+    """Object array of cell text: empty for missing, formula-neutralised, quoted where needed.
+
+    The whole column is scanned at once (a join and one regular-expression search, in C); only
+    the rare cells that need quoting or neutralising are handled one by one.
+    """
+    cells, given = _cell_texts(np.asarray(values, dtype=object))
+    out = np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
+    if not given.any():
+        return out
+    joined = "\x1f".join(cells)
+    if _RISKY_START_RE.search("\x1f" + joined):
+        for row in (i for i, c in enumerate(cells) if c[:1] in _RISKY_FIRST):
+            if not _NUMBER_RE.match(cells[row]):
+                out[row] = "'" + cells[row]
+    if _QUOTE_RE.search(joined):
+        for row in _rows_of([m.start() for m in _QUOTE_RE.finditer(joined)], cells, 1):
+            out[row] = '"' + str(out[row]).replace('"', '""') + '"'
+    return out
+
+
+def json_text(values: np.ndarray) -> np.ndarray:
+    """Object array of JSON values: null for missing, strings escaped."""
+    cells, given = _cell_texts(np.asarray(values, dtype=object))
+    out = np.full(len(cells), "null", dtype=object)
+    if not given.any():
+        return out
+    quoted = '"' + np.array(cells, dtype=object) + '"'
+    joined = "\x1f".join(cells)
+    if _JSON_UNSAFE_RE.search(joined.replace("\x1f", "")):
+        for row in range(len(cells)):
+            if _JSON_UNSAFE_RE.search(cells[row]):
+                quoted[row] = json.dumps(cells[row], ensure_ascii=False)
+    out[given] = quoted[given]
+    return out
+
+
+def _line_text(lines: np.ndarray) -> list[str]:
+    return list(map(str, lines.tolist()))
+
+
+class CsvFormat:
+    """Rows as CSV text: the header once, then one line per row."""
+
+    def __init__(self, layout: OutputLayout) -> None:
+        self.layout = layout
+        self.names = [*DECISION_COLUMNS, *layout.flag_columns()]
+
+    def opening(self) -> str:
+        return ",".join(csv_text(np.array(self.layout.columns(), dtype=object))) + "\n"
+
+    def closing(self, wrote_rows: bool) -> str:
+        return ""
+
+    def separator(self) -> str:
+        return ""
+
+    def rows(self, rows: RowsOut) -> str:
+        if len(rows.lines) == 0:
+            return ""
+        combo, combos = _combinations(rows.decisions, self.names)
+        texts = np.array([",".join("" if v is None else str(v) for v in values) for values in combos], dtype=object)
+        columns = [csv_text(column).tolist() for column in rows.ids]
+        columns += [_line_text(rows.lines), texts[combo].tolist(), csv_text(rows.notes).tolist(),
+                    csv_text(rows.errors).tolist()]
+        return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def _json_fragment(names: list[str], values: list) -> str:
+    body: dict[str, object] = {}
+    flags: dict[str, object] = {}
+    grades: dict[str, object] = {}
+    for name, value in zip(names, values, strict=True):
+        if name in ("findings", "not_assessed"):
+            body[name] = None if value is None else [code for code in str(value).split(";") if code]
+        elif name.endswith("_flag"):
+            flags[name[: -len("_flag")]] = value
+        elif name.endswith("_ctcae_grade"):
+            grades[name[: -len("_ctcae_grade")]] = value
+        else:
+            body[name] = value
+    body["flags"] = flags
+    body["ctcae_grades"] = grades
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:-1]
+
+
+class JsonFormat:
+    """A JSON array with one object per row: line, ids, decisions, notes, error."""
+
+    def __init__(self, layout: OutputLayout) -> None:
+        self.layout = layout
+        self.names = [*DECISION_COLUMNS, *layout.flag_columns()]
+        self.id_keys = [json.dumps(name, ensure_ascii=False) for name in layout.id_headers]
+
+    def opening(self) -> str:
+        return "[\n"
+
+    def closing(self, wrote_rows: bool) -> str:
+        return "\n]\n" if wrote_rows else "]\n"
+
+    def separator(self) -> str:
+        return ",\n"
+
+    def rows(self, rows: RowsOut) -> str:
+        n = len(rows.lines)
+        if n == 0:
+            return ""
+        combo, combos = _combinations(rows.decisions, self.names)
+        texts = np.array([_json_fragment(self.names, values) for values in combos], dtype=object)
+        ids = np.full(n, "", dtype=object)
+        for position, (key, column) in enumerate(zip(self.id_keys, rows.ids, strict=True)):
+            ids = ids + ("," if position else "") + key + ":" + json_text(column)
+        out = '{"line":' + np.array(_line_text(rows.lines), dtype=object) + ',"ids":{' + ids + "}," + texts[combo]
+        out = out + ',"notes":' + json_text(rows.notes) + ',"error":' + json_text(rows.errors) + "}"
+        return ",\n".join(out.tolist())
+
+
+class Sink:
+    """Writes the texts a format made, in order, to a handle."""
+
+    def __init__(self, handle: TextIO, text_format: CsvFormat | JsonFormat) -> None:
+        self.handle, self.format = handle, text_format
+        self.wrote_rows = False
+        handle.write(text_format.opening())
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        self.handle.write((self.format.separator() if self.wrote_rows else "") + text)
+        self.wrote_rows = True
+
+    def close(self) -> None:
+        self.handle.write(self.format.closing(self.wrote_rows))
+        self.handle.flush()

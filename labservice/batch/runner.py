@@ -1,0 +1,191 @@
+"""Run a CSV file through the engine chunk by chunk: read → parse → interpret → write, memory bounded.
+
+`run_batch` is the one entry point the command line and the HTTP upload share, so both give the
+same output for the same file. Reading, parsing and the duplicate check run in order in this
+process; with `jobs` > 1, interpreting and formatting chunks run in worker processes, at most a
+few chunks ahead of the writer, and the texts are written back in input order.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import BinaryIO, TextIO
+
+import numpy as np
+
+from labservice.adapters.csv_input.dialect import SAMPLE_BYTES, sniff
+from labservice.adapters.csv_input.long import LongFile
+from labservice.adapters.csv_input.options import BatchOptions, check_options
+from labservice.adapters.csv_input.plan import ColumnPlan, plan_columns
+from labservice.adapters.csv_input.reader import read_records
+from labservice.adapters.csv_input.rows import ParsedChunk
+from labservice.adapters.csv_input.wide import numeric_columns, parse_wide_chunk
+from labservice.batch.chunk import DERIVABLE, FIRST_ERRORS, KeepRows, interpret_chunk
+from labservice.batch.duplicates import DuplicateCheck
+from labservice.batch.output import CsvFormat, JsonFormat, OutputLayout, Sink
+from labservice.batch.stream import HashingStream, rewound, seekable_source
+from labservice.batch.summary import DUPLICATE_EXAMPLES, BatchSummary
+from labservice.core.ruleset import Ruleset, default_ruleset
+from labservice.core.table import ANALYTES
+
+#: Chunks handed to workers ahead of the writer, per worker (bounds memory).
+CHUNKS_AHEAD_PER_JOB = 2
+
+
+def output_analytes(analytes: list[str]) -> list[str]:
+    """The analytes with output columns: those in the file plus those the engine derives from them."""
+    present = set(analytes)
+    for target, needs in DERIVABLE.items():
+        if all(n in present for n in needs):
+            present.add(target)
+    return [a for a in ANALYTES if a in present]
+
+
+def run_batch(source: BinaryIO, *, csv_out: TextIO | None = None, json_out: TextIO | None = None,
+              options: BatchOptions | None = None, ruleset: Ruleset | None = None,
+              progress: Callable[[int], None] | None = None, jobs: int = 1,
+              keep_rows: KeepRows | None = None) -> BatchSummary:
+    """Interpret every CBC of a CSV file; write one output row per input CBC (or unreadable line).
+
+    Raises BatchFileError when the file as a whole is unusable (nothing is written then).
+    `keep_rows` (see labservice.batch.keep) stores the rows with a patient id; it runs in this
+    process, so it implies one job.
+    """
+    if keep_rows is not None:
+        jobs = 1
+    options = options or BatchOptions()
+    check_options(options)
+    rs = ruleset or default_ruleset()
+    source = seekable_source(source)
+    start = source.tell()
+    stream = HashingStream(source)
+    dialect = sniff(stream.peek_sample(SAMPLE_BYTES), options, complete=stream.exhausted)
+    if dialect.encoding == "utf-8-sig":
+        stream.check_utf8()
+    plan = plan_columns(dialect.header, options, rs)
+    summary = BatchSummary(
+        shape=plan.shape, encoding="utf-8" if dialect.encoding == "utf-8-sig" else dialect.encoding,
+        delimiter=dialect.delimiter, decimal=dialect.decimal, columns_used=plan.used(),
+        columns_ignored=plan.ignored, ruleset_version=rs.version)
+    numeric = numeric_columns(plan) if plan.shape == "wide" else {plan.fields["value"]}
+    records = read_records(io.BufferedReader(stream, 1 << 20), dialect, numeric, options.chunk_rows,
+                           reopen=lambda: rewound(source, start), quotes_read=lambda: stream.quotes)
+    long_file = None
+    if plan.shape == "wide":
+        analytes = plan.analytes
+        chunks = _wide_chunks(records, plan, options, dialect.decimal, rs, summary)
+    else:
+        long_file = LongFile(plan, options, dialect.decimal, rs)
+        for chunk in records:
+            long_file.add(chunk)
+            if progress:
+                progress(stream.bytes_read)
+        analytes = long_file.analytes()
+        chunks = long_file.chunks(options.chunk_rows)
+    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], output_analytes(analytes))
+    summary.output_columns = layout.columns()
+    outputs = [(handle, kind(layout)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle]
+    sinks = [Sink(handle, text_format) for handle, text_format in outputs]
+    formats = [text_format for _, text_format in outputs]
+    tasks = _with_duplicates(chunks, summary) if plan.shape == "wide" else ((c, None) for c in chunks)
+    for texts, part in _interpreted(tasks, rs, formats, jobs, keep_rows):
+        for sink, text in zip(sinks, texts, strict=True):
+            sink.write(text)
+        summary.merge(part, FIRST_ERRORS)
+        if progress:
+            progress(stream.bytes_read)
+    for sink in sinks:
+        sink.close()
+    stream.drain()
+    _finish(summary, long_file, stream)
+    return summary
+
+
+def _finish(summary: BatchSummary, long_file: LongFile | None, stream: HashingStream) -> None:
+    if long_file is None:
+        summary.rows_in = summary.rows_out
+    else:
+        res = long_file.results
+        summary.rows_in = res.results_read
+        summary.blank_lines = res.blank_lines
+        summary.ignored_results = sum(res.ignored.values())
+        summary.ignored_items = dict(res.ignored.most_common(20))
+        summary.duplicates = long_file.duplicates
+    if stream.invalid_utf8_at is not None:
+        summary.warnings.append(
+            f"the file is not valid UTF-8 from byte {stream.invalid_utf8_at} on: bytes that are not UTF-8 were "
+            "read as U+FFFD (a number holding one is rejected; ids and other text keep the replacement); "
+            "state the file's encoding (e.g. cp1252) to read them")
+    summary.content_sha256 = stream.sha256.hexdigest()
+    summary.bytes_read = stream.bytes_read
+
+
+def _wide_chunks(records, plan: ColumnPlan, options, decimal, rs, summary) -> Iterator[ParsedChunk]:
+    for chunk in records:
+        summary.blank_lines += chunk.blank_lines
+        yield parse_wide_chunk(chunk, plan, options, decimal, rs)
+
+
+def _with_duplicates(chunks: Iterator[ParsedChunk], summary: BatchSummary
+                     ) -> Iterator[tuple[ParsedChunk, np.ndarray]]:
+    """Attach to each chunk the line each row repeats (0 for none): sequential, as it spans chunks."""
+    check = DuplicateCheck()
+    for parsed in chunks:
+        first = check.first_lines(parsed.ids, parsed.lines, np.ones(parsed.n, dtype=bool))
+        repeat = np.flatnonzero(first > 0)
+        summary.duplicates += int(repeat.size)
+        for row in repeat[: max(0, DUPLICATE_EXAMPLES - len(summary.duplicate_examples))]:
+            summary.duplicate_examples.append({"line": int(parsed.lines[row]), "duplicate_of": int(first[row])})
+        yield parsed, first
+
+
+# -- interpreting chunks, here or in worker processes ------------------------------------------
+
+_WORKER_RULESET: Ruleset | None = None
+
+
+def _process(parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None
+             ) -> tuple[list[str], BatchSummary]:
+    part = BatchSummary()
+    rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows)
+    return [text_format.rows(rows) for text_format in formats], part
+
+
+def _set_worker_ruleset(rs: Ruleset) -> None:
+    global _WORKER_RULESET
+    _WORKER_RULESET = rs
+
+
+def _process_in_worker(parsed: ParsedChunk, duplicate_of, formats) -> tuple[list[str], BatchSummary]:
+    assert _WORKER_RULESET is not None
+    return _process(parsed, duplicate_of, _WORKER_RULESET, formats)
+
+
+def _interpreted(tasks, rs: Ruleset, formats, jobs: int, keep_rows: KeepRows | None = None
+                 ) -> Iterator[tuple[list[str], BatchSummary]]:
+    """(texts, counts) per chunk, in input order; a pool is started only when a second chunk comes."""
+    tasks = iter(tasks)
+    first = next(tasks, None)
+    if first is None:
+        return
+    second = next(tasks, None) if jobs > 1 else None
+    if second is None:
+        yield _process(*first, rs, formats, keep_rows)
+        for task in tasks:
+            yield _process(*task, rs, formats, keep_rows)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_worker_ruleset, initargs=(rs,)) as pool:
+        pending: deque[Future] = deque()
+        for task in itertools.chain((first, second), tasks):  # lazily: the window bounds memory
+            pending.append(pool.submit(_process_in_worker, *task, formats))
+            if len(pending) >= jobs * CHUNKS_AHEAD_PER_JOB:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+

@@ -1,0 +1,467 @@
+"""The dashboard's pages: the worklist, a patient's record, status changes, batch uploads.
+
+Server-rendered with Jinja (autoescaped: patient ids and notes are untrusted text) and usable without
+JavaScript. Views ask the repository for data and turn it into plain dicts for the templates; every
+threshold a chart draws is read from the ruleset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+
+from labservice.api import current_database, current_ruleset
+from labservice.api.batches import current_store, receive_upload
+from labservice.api.schemas import FINDING_CODES, URGENCIES
+from labservice.batch.store import is_batch_id
+from labservice.core.anemia import anemia_cutoffs
+from labservice.core.ruleset import AnemiaCutoff, Ruleset
+from labservice.core.table import to_columns
+from labservice.dashboard.charts import Line, Point, trend_chart
+from labservice.errors import Problem
+from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
+from labservice.store.repository import (
+    InvalidTransition,
+    ReferralNotFound,
+    WorklistQuery,
+    as_utc,
+    change_referral,
+    get_referral,
+    patient_record,
+    patient_referrals,
+    urgency_counts,
+    worklist,
+)
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
+               static_folder="static")
+
+#: The cookie that remembers "your name" (the actor of status changes until issue 6 adds sign-in).
+ACTOR_COOKIE = "labservice_actor"
+ACTOR_MAX_LENGTH = 200  # referral_events.actor is String(200)
+NOTE_MAX_LENGTH = 2000
+PER_PAGE = 50
+#: What a button that moves a referral to each status says.
+ACTIONS = {"acknowledged": "Acknowledge", "referred": "Refer", "dismissed": "Dismiss"}
+#: The lines of each chart: (thresholds.csv key, what crossing it means). Values come from the ruleset.
+PLATELET_LINES = (("thrombocytopenia", "thrombocytopenia"), ("marrow_failure_platelets", "marrow-failure range"),
+                  ("critical_platelets_low", "critical"))
+NEUTROPHIL_LINES = (("neutropenia", "neutropenia"), ("critical_neutrophils_low", "critical"))
+UNIT_TEXT = {"10*9/L": "×10⁹/L", "10*12/L": "×10¹²/L", "g/dL": "g/dL", "%": "%", "fL": "fL"}
+
+
+# --- helpers for templates --------------------------------------------------------------------
+
+
+def when_text(moment: datetime | None) -> str:
+    moment = as_utc(moment)
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "no collection time"
+
+
+def iso(moment: datetime | None) -> str:
+    moment = as_utc(moment)
+    return moment.isoformat() if moment else ""
+
+
+def age_text(age_years: float | None) -> str:
+    if age_years is None or age_years != age_years:
+        return "age unknown"
+    if age_years < 2:
+        return f"{math.floor(age_years * 12)} mo"
+    return f"{math.floor(age_years)} y"
+
+
+def sex_text(sex: str | None) -> str:
+    return sex if sex in ("female", "male") else "sex unknown"
+
+
+def unit_text(unit: str) -> str:
+    return UNIT_TEXT.get(unit, unit)
+
+
+def number_text(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:g}"
+
+
+@bp.context_processor
+def template_helpers() -> dict[str, Any]:
+    return {"when_text": when_text, "iso": iso, "age_text": age_text, "sex_text": sex_text,
+            "number_text": number_text, "actions": ACTIONS, "transitions": TRANSITIONS,
+            "actor": request.cookies.get(ACTOR_COOKIE, "")}
+
+
+@bp.after_request
+def security_headers(response):
+    """No external assets and no inline script: a hostile patient id cannot run code even if it got through."""
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def not_found(what: str) -> ResponseReturnValue:
+    return render_template("dashboard/not_found.html", what=what), 404
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """A redirect target on this site's dashboard only (no scheme, no host, no //)."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not target.startswith("/dashboard/") or "\\" in target
+            or any(ord(char) < 32 for char in target)):
+        return default
+    return target
+
+
+# --- the worklist -----------------------------------------------------------------------------
+
+
+@dataclass
+class Filters:
+    """The worklist's GET parameters, checked; `errors` says what was ignored and why."""
+
+    urgency: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=lambda: list(OPEN_STATUSES))
+    finding: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    page: int = 1
+    errors: list[str] = field(default_factory=list)
+
+    def query(self) -> WorklistQuery:
+        start = _day(self.date_from)
+        end = _day(self.date_to)
+        return WorklistQuery(
+            urgency=list(self.urgency), status=list(self.status), finding=self.finding or None,
+            collected_from=datetime.combine(start, time.min, UTC) if start else None,
+            collected_to=datetime.combine(end + timedelta(days=1), time.min, UTC) - timedelta(microseconds=1)
+            if end else None,
+            page=self.page, per_page=PER_PAGE)
+
+    def args(self, **changes: Any) -> dict[str, Any]:
+        """Query-string arguments for a link that keeps these filters (e.g. another page)."""
+        status = None if self.status == list(OPEN_STATUSES) else self.status  # the default stays out of links
+        out: dict[str, Any] = {"urgency": self.urgency, "status": status, "finding": self.finding or None,
+                               "from": self.date_from or None, "to": self.date_to or None,
+                               "page": self.page if self.page > 1 else None}
+        out.update(changes)
+        return {key: value for key, value in out.items() if value not in (None, [], "")}
+
+
+def _day(text: str) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def read_filters(args: Mapping[str, Any]) -> Filters:
+    filters = Filters()
+    urgency = [u for u in args.getlist("urgency") if u]  # type: ignore[attr-defined]
+    filters.urgency = [u for u in URGENCIES if u in urgency]
+    if len(filters.urgency) < len(set(urgency)):
+        filters.errors.append("An unknown urgency was ignored.")
+    status = [s for s in args.getlist("status") if s]  # type: ignore[attr-defined]
+    if status:
+        filters.status = [s for s in REFERRAL_STATUSES if s in status]
+        if len(filters.status) < len(set(status)):
+            filters.errors.append("An unknown status was ignored.")
+        if not filters.status:
+            filters.status = list(OPEN_STATUSES)
+    finding = (args.get("finding") or "").strip()
+    if finding in FINDING_CODES:
+        filters.finding = finding
+    elif finding:
+        filters.errors.append("The finding filter is not a known finding code and was ignored.")
+    for name, attribute in (("from", "date_from"), ("to", "date_to")):
+        text = (args.get(name) or "").strip()
+        try:
+            _day(text)
+        except ValueError:
+            filters.errors.append(f"The “{name}” date is not a date (YYYY-MM-DD) and was ignored.")
+            continue
+        setattr(filters, attribute, text)
+    try:
+        filters.page = max(1, int(args.get("page") or 1))
+    except ValueError:
+        filters.errors.append("The page number was not a number.")
+    return filters
+
+
+@bp.get("/")
+def worklist_page() -> ResponseReturnValue:
+    filters = read_filters(request.args)
+    query = filters.query()
+    with current_database().session() as session:
+        referrals, total = worklist(session, query)
+        counts = urgency_counts(session, query.status)
+        rows = [{
+            "id": r.id, "urgency": r.urgency, "status": r.status, "reason": r.reason,
+            "collected_at": r.collected_at, "patient": r.patient.external_id, "sex": r.patient.sex,
+            "age_years": r.patient.age_years, "findings": list(r.findings or []),
+            "allowed": TRANSITIONS.get(r.status, ()),
+        } for r in referrals]
+    pages = max(1, math.ceil(total / PER_PAGE))
+    return render_template(
+        "dashboard/worklist.html", rows=rows, total=total, counts=counts, filters=filters, pages=pages,
+        urgencies=URGENCIES, statuses=REFERRAL_STATUSES, finding_codes=FINDING_CODES, per_page=PER_PAGE,
+        here=request.full_path.rstrip("?"))
+
+
+# --- status changes ---------------------------------------------------------------------------
+
+
+@bp.post("/actor")
+def remember_actor() -> ResponseReturnValue:
+    """Remember "your name" in a cookie (the actor of status changes until sign-in exists)."""
+    name = " ".join((request.form.get("actor") or "").split())
+    back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
+    if len(name) > ACTOR_MAX_LENGTH:
+        flash(f"Your name must be at most {ACTOR_MAX_LENGTH} characters.", "error")
+        return redirect(back, 303)
+    response = redirect(back, 303)
+    if name:
+        flash(f"Status changes from this browser will be recorded as made by {name}.", "success")
+        _set_actor(response, name)
+    else:
+        flash("Your name was forgotten: enter it again before changing a status.", "success")
+        response.delete_cookie(ACTOR_COOKIE, path="/dashboard")
+    return response
+
+
+def _set_actor(response, name: str) -> None:
+    response.set_cookie(ACTOR_COOKIE, name, max_age=365 * 24 * 3600, path="/dashboard", httponly=True,
+                        samesite="Lax", secure=request.is_secure)
+
+
+@bp.get("/referrals/<int:referral_id>/status")
+def status_form(referral_id: int) -> ResponseReturnValue:
+    """The status form on a page of its own: with a note, or when your name is not known yet."""
+    with current_database().session() as session:
+        try:
+            referral = get_referral(session, referral_id)
+        except ReferralNotFound:
+            return not_found(f"referral {referral_id}")
+        view = _referral_view(referral)
+    chosen = request.args.get("status", "")
+    back = safe_next(request.args.get("next"),
+                     url_for("dashboard.patient_page", external_id=view["patient"]))
+    return render_template("dashboard/referral_status.html", referral=view, chosen=chosen, back=back)
+
+
+@bp.post("/referrals/<int:referral_id>/status")
+def change_status(referral_id: int) -> ResponseReturnValue:
+    """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
+    status = request.form.get("status", "")
+    note = (request.form.get("note") or "").strip() or None
+    typed = " ".join((request.form.get("actor") or "").split())
+    actor = typed or request.cookies.get(ACTOR_COOKIE, "").strip()
+    back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
+    form_page = url_for("dashboard.status_form", referral_id=referral_id, status=status or None, next=back)
+    if not actor:
+        flash("Enter your name: it is recorded with the status change.", "error")
+        return redirect(form_page, 303)
+    if len(actor) > ACTOR_MAX_LENGTH or (note and len(note) > NOTE_MAX_LENGTH):
+        flash(f"Your name can have at most {ACTOR_MAX_LENGTH} characters and a note at most {NOTE_MAX_LENGTH}.",
+              "error")
+        return redirect(form_page, 303)
+    if status not in ACTIONS:
+        flash("Choose Acknowledge, Refer or Dismiss.", "error")
+        return redirect(form_page, 303)
+    try:
+        with current_database().session() as session:
+            referral = change_referral(session, referral_id, status, actor=actor, note=note)
+            patient = referral.patient.external_id
+    except ReferralNotFound:
+        return not_found(f"referral {referral_id}")
+    except InvalidTransition as error:
+        flash(f"The status was not changed: {error}.", "error")
+        return redirect(back, 303)
+    flash(f"Patient {patient}: referral {status} by {actor}.", "success")
+    response = redirect(back, 303)
+    if typed:
+        _set_actor(response, typed)
+    return response
+
+
+def _referral_view(referral) -> dict[str, Any]:
+    return {
+        "id": referral.id, "status": referral.status, "urgency": referral.urgency, "reason": referral.reason,
+        "collected_at": referral.collected_at, "created_at": referral.created_at, "note": referral.note,
+        "patient": referral.patient.external_id, "allowed": TRANSITIONS.get(referral.status, ()),
+        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor, "note": e.note}
+                   for e in referral.events],
+    }
+
+
+# --- a patient's record -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HbCutoff:
+    """The WHO haemoglobin cut-off(s) for this patient and the sentence that names them."""
+
+    lines: tuple[Line, ...]
+    text: str
+    sources: tuple[str, ...] = ()
+
+
+def hemoglobin_cutoff(rs: Ruleset, sex: str | None, age_years: float | None, pregnant: bool | None,
+                      trimester: int | None) -> HbCutoff:
+    """The WHO anaemia cut-off from anemia_cutoffs.csv, chosen by the engine's own lookup (core.anemia)."""
+    low, high, row = _cutoff(rs, sex, age_years, pregnant, trimester)
+    if row is None or low != low:
+        return HbCutoff((), "No WHO anaemia cut-off applies (under 6 months): none is drawn.")
+    age_note = "" if age_years is not None else " (age unknown: read as an adult)"
+    if low == high:
+        text = f"WHO anaemia cut-off {low:g} g/dL for {row.population}{age_note}."
+        return HbCutoff((Line(low, "anaemia cut-off", "anemia_cutoffs.csv"),), text, row.sources)
+    female = _cutoff(rs, "female", age_years, pregnant, trimester)
+    male = _cutoff(rs, "male", age_years, pregnant, trimester)
+    lines = []
+    for (value, _, found), who in ((female, "women"), (male, "men")):
+        if found is not None:
+            lines.append(Line(value, f"anaemia cut-off, {who}", "anemia_cutoffs.csv"))
+    text = (f"Sex not recorded: the WHO anaemia cut-off is between {low:g} and {high:g} g/dL "
+            f"(both drawn){age_note}.")
+    return HbCutoff(tuple(lines), text, row.sources)
+
+
+def _cutoff(rs: Ruleset, sex: str | None, age_years: float | None, pregnant: bool | None,
+            trimester: int | None) -> tuple[float, float, AnemiaCutoff | None]:
+    nan = float("nan")
+    table = {"sex": [sex or "unknown"], "age_years": [nan if age_years is None else age_years],
+             "pregnant": [nan if pregnant is None else float(pregnant)],
+             "pregnancy_trimester": [nan if trimester is None else float(trimester)], "hemoglobin": [nan]}
+    found = anemia_cutoffs(to_columns(table), rs)
+    index = int(found.row_index[0])
+    return float(found.low[0]), float(found.high[0]), (rs.anemia_cutoffs[index] if index >= 0 else None)
+
+
+def _latest_interpretation(cbc: CbcResult) -> Interpretation | None:
+    return max(cbc.interpretations, key=lambda i: i.id) if cbc.interpretations else None
+
+
+def _chronological(results: list[CbcResult]) -> list[CbcResult]:
+    """Oldest first; CBCs with no collection time before the dated ones (they cannot be placed in time)."""
+    return sorted(results, key=lambda c: (c.collected_at is not None, as_utc(c.collected_at) or datetime.min,
+                                          c.id))
+
+
+def _pregnancy(raw: Any) -> tuple[bool | None, int | None]:
+    patient = raw.get("patient") if isinstance(raw, dict) else None
+    if not isinstance(patient, dict):
+        return None, None
+    pregnant = patient.get("pregnant")
+    trimester = patient.get("pregnancy_trimester")
+    return (pregnant if isinstance(pregnant, bool) else None,
+            trimester if isinstance(trimester, int) and trimester in (1, 2, 3) else None)
+
+
+def _chart(rs: Ruleset, analyte: str, title: str, results: list[CbcResult], lines: tuple[Line, ...]) -> str:
+    unit = unit_text(rs.analytes[analyte].canonical_unit)
+    points = [Point(c.collected_at, getattr(c, analyte)) for c in results
+              if c.collected_at is not None and getattr(c, analyte) is not None]
+    return Markup(trend_chart(f"chart-{analyte}", title, unit, points, lines))  # charts.py escapes its text
+
+
+def _ruleset_lines(rs: Ruleset, spec: tuple[tuple[str, str], ...]) -> tuple[Line, ...]:
+    return tuple(Line(rs.value(key), label, key) for key, label in spec)
+
+
+@bp.get("/patients/<path:external_id>")
+def patient_page(external_id: str) -> ResponseReturnValue:
+    rs = current_ruleset()
+    with current_database().session() as session:
+        patient = patient_record(session, external_id)
+        if patient is None:
+            return not_found(f"patient {external_id}")
+        results = _chronological(list(patient.results))
+        referrals = [_referral_view(r) for r in patient_referrals(session, patient.id)]
+        latest = results[-1] if results else None
+        interpretation = _latest_interpretation(latest) if latest else None
+        pregnant, trimester = _pregnancy(latest.raw if latest else None)
+        cutoff = hemoglobin_cutoff(rs, patient.sex, patient.age_years, pregnant, trimester)
+        charts = [
+            {"analyte": "platelets", "title": "Platelets",
+             "svg": _chart(rs, "platelets", "Platelets", results, _ruleset_lines(rs, PLATELET_LINES))},
+            {"analyte": "neutrophils", "title": "Neutrophils",
+             "svg": _chart(rs, "neutrophils", "Neutrophils", results, _ruleset_lines(rs, NEUTROPHIL_LINES))},
+            {"analyte": "hemoglobin", "title": "Haemoglobin", "note": cutoff.text,
+             "sources": rs.cite(cutoff.sources),
+             "svg": _chart(rs, "hemoglobin", "Haemoglobin", results, cutoff.lines)},
+        ]
+        table = [{"collected_at": c.collected_at, "platelets": c.platelets, "neutrophils": c.neutrophils,
+                  "hemoglobin": c.hemoglobin, "wbc": c.wbc, "source": c.source,
+                  "urgency": getattr(_latest_interpretation(c), "urgency", None)}
+                 for c in reversed(results)]
+        view = {
+            "external_id": patient.external_id, "sex": patient.sex, "age_years": patient.age_years,
+            "undated": sum(1 for c in results if c.collected_at is None),
+            "latest": None if interpretation is None or latest is None else {
+                "collected_at": latest.collected_at, "urgency": interpretation.urgency,
+                "answer": interpretation.answer or {}, "delta": interpretation.delta or {},
+                "ruleset_version": interpretation.ruleset_version},
+        }
+    open_referral = next((r for r in referrals if r["status"] in OPEN_STATUSES), None)
+    units = {a: unit_text(rs.analytes[a].canonical_unit) for a in ("platelets", "neutrophils", "hemoglobin", "wbc")}
+    return render_template("dashboard/patient.html", patient=view, charts=charts, results=table, referrals=referrals,
+                           open_referral=open_referral, units=units,
+                           here=url_for("dashboard.patient_page", external_id=view["external_id"]))
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+@bp.get("/batches")
+def batches_page() -> ResponseReturnValue:
+    return render_template("dashboard/batches.html", error=None, mapping="",
+                           limit=current_app.config["MAX_UPLOAD_BYTES"])
+
+
+@bp.post("/batches")
+def upload_batch() -> ResponseReturnValue:
+    """The same upload as POST /api/v1/batches (labservice.api.batches.receive_upload), then its summary page."""
+    try:
+        stored, created = receive_upload()  # reads the form itself: the upload limit must apply first
+    except Problem as problem:
+        mapping = request.form.get("mapping", "") if problem.code != 413 else ""
+        return render_template("dashboard/batches.html", error=problem.detail, mapping=mapping,
+                               limit=current_app.config["MAX_UPLOAD_BYTES"]), problem.code or 422
+    summary = stored.record.get("summary", {})
+    if created:
+        flash(f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "
+              "rejected.", "success")
+    else:
+        flash("This file was already uploaded with this mapping: here is its summary.", "success")
+    return redirect(url_for("dashboard.batch_page", batch_id=stored.batch_id), 303)
+
+
+@bp.get("/batches/<batch_id>")
+def batch_page(batch_id: str) -> ResponseReturnValue:
+    stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
+    if stored is None:
+        return not_found(f"batch {batch_id}")
+    record = stored.record
+    links = {"csv": url_for("batches.get_batch_csv", batch_id=batch_id),
+             "json": url_for("batches.get_batch_json", batch_id=batch_id),
+             "api": url_for("batches.get_batch", batch_id=batch_id)}
+    return render_template("dashboard/batch.html", batch_id=batch_id, record=record, summary=record.get("summary", {}),
+                           links=links, urgencies=URGENCIES)

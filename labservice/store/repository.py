@@ -1,0 +1,428 @@
+"""What the service and the views ask of the database; no SQL elsewhere.
+
+`store_cbcs` keeps interpreted CBCs that carry a patient id: it finds or creates the patients,
+skips a result already stored (same patient, collection time and values), runs the delta checks
+against each patient's previous CBC, writes the result and its interpretation, and opens or
+updates the patient's referral when the CBC needs attention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from labservice.core.delta import DELTA_INPUT, delta_checks
+from labservice.core.ruleset import Ruleset
+from labservice.store.models import (
+    OPEN_STATUSES,
+    TRANSITIONS,
+    VALUE_COLUMNS,
+    CbcResult,
+    Interpretation,
+    Patient,
+    Referral,
+    ReferralEvent,
+)
+
+URGENCY_RANK = {"routine": 0, "soon": 1, "urgent": 2, "immediate": 3}
+URGENCY_BY_RANK = {rank: name for name, rank in URGENCY_RANK.items()}
+
+
+class ReferralNotFound(LookupError):
+    pass
+
+
+class InvalidTransition(ValueError):
+    """A status change the referral workflow does not allow (names both statuses)."""
+
+
+@dataclass
+class CbcToStore:
+    """One interpreted CBC with a patient id, ready to keep."""
+
+    patient: str
+    collected_at: datetime | None
+    raw: dict[str, Any]
+    values: dict[str, float | None]  # canonical values (VALUE_COLUMNS)
+    urgency: str
+    findings: list[str]
+    not_assessed: list[str]
+    reason: str
+    answer: dict[str, Any]
+    sex: str | None = None
+    age_years: float | None = None
+
+
+@dataclass
+class StoredCbc:
+    cbc_id: int
+    interpretation_id: int
+    duplicate: bool
+    delta: dict[str, Any] = field(default_factory=dict)
+    referral_id: int | None = None
+    delta_findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Naive times are taken as UTC (SQLite returns naive datetimes)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def fingerprint(item: CbcToStore) -> str:
+    """The identity of a result: patient, collection time, every canonical value (rounded), and what
+    the interpretation concluded, so the same counts sent again with new context that changes the
+    interpretation (fever with a non-blanching rash, say) are kept as a result of their own."""
+    values = {k: (None if v is None or v != v else round(float(v), 6)) for k, v in sorted(item.values.items())}
+    when = as_utc(item.collected_at).isoformat() if item.collected_at else None
+    text = json.dumps([item.patient, when, values, item.urgency, sorted(item.findings)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- storing ---------------------------------------------------------------------------------
+
+
+def _patients(session: Session, items: list[CbcToStore], now: datetime) -> dict[str, Patient]:
+    wanted = sorted({item.patient for item in items})
+    found = {p.external_id: p for p in session.scalars(select(Patient).where(Patient.external_id.in_(wanted)))}
+    for name in wanted:
+        if name not in found:
+            found[name] = Patient(external_id=name, created_at=now)
+            session.add(found[name])
+    for item in items:  # the latest known sex and age
+        patient = found[item.patient]
+        if item.sex and item.sex != "unknown":
+            patient.sex = item.sex
+        if item.age_years is not None and item.age_years == item.age_years:
+            patient.age_years = item.age_years
+    session.flush()
+    return found
+
+
+def _history(session: Session, patient_ids: list[int], since: datetime, until: datetime) -> pd.DataFrame:
+    """Stored CBCs of these patients collected in [since, until], with their latest interpretation."""
+    rows = session.execute(
+        select(Patient.external_id, CbcResult.collected_at, CbcResult.platelets, Interpretation.urgency_rank,
+               Interpretation.findings, Interpretation.not_assessed, Interpretation.id)
+        .join(CbcResult, CbcResult.patient_id == Patient.id)
+        .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+        .where(Patient.id.in_(patient_ids), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
+    ).all()
+    frame = pd.DataFrame(rows, columns=list(DELTA_INPUT))
+    frame["collected_at"] = pd.to_datetime([as_utc(t) for t in frame["collected_at"]], utc=True)
+    frame["platelets"] = frame["platelets"].astype(np.float64)
+    return frame
+
+
+def delta_document(row: pd.Series, window: timedelta, rs: Ruleset) -> dict[str, Any]:
+    """The delta block of an answer: what was compared and what changed."""
+    if row["previous_collected_at"] is pd.NaT or pd.isna(row["previous_collected_at"]):
+        return {"assessed": False, "window_days": window.days,
+                "reason": "no previous CBC of this patient within the window (or no collection time)"}
+    return {
+        "assessed": True,
+        "window_days": window.days,
+        "previous": {"collected_at": row["previous_collected_at"].isoformat(),
+                     "urgency": URGENCY_BY_RANK.get(int(row["previous_urgency_rank"])),
+                     "platelets": None if pd.isna(row["previous_platelets"]) else float(row["previous_platelets"])},
+        "platelet_fall_percent": None if pd.isna(row["platelet_fall_percent"]) else float(row["platelet_fall_percent"]),
+        "platelet_drop": bool(row["platelet_drop"]),
+        "new_cytopenias": list(row["new_cytopenias"]),
+        "urgency_change": row["urgency_change"],
+        "sources": rs.cite(rs.threshold("platelet_drop").sources),
+    }
+
+
+def delta_findings(delta: dict[str, Any], platelets_now: float | None, rs: Ruleset) -> list[dict[str, Any]]:
+    """Findings for the answer from a delta block (platelet_drop, new_cytopenia)."""
+    if not delta.get("assessed"):
+        return []
+    out = []
+    previous = delta["previous"]
+    sources = delta["sources"]
+    limit = rs.value("platelet_drop")
+    if delta["platelet_drop"]:
+        out.append({
+            "code": "platelet_drop", "title": f"Platelet count fell by {limit:g} % or more",
+            "detail": (f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} x10^9/L "
+                       f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
+                       f"within {delta['window_days']} days. A fall this large deserves review whatever the "
+                       "count (e.g. heparin exposure, consumption, sampling error)."),
+            "grade": None, "severity": None,
+            "evidence": {"platelets": platelets_now, "previous_platelets": previous["platelets"],
+                         "fall_percent": delta["platelet_fall_percent"]},
+            "rule": "thresholds.csv:platelet_drop", "sources": sources})
+    if delta["new_cytopenias"]:
+        names = ", ".join(delta["new_cytopenias"])
+        out.append({
+            "code": "new_cytopenia", "title": "New cytopenia since the previous CBC",
+            "detail": (f"{names} is present now and was absent on the CBC of {previous['collected_at']} "
+                       f"(within {delta['window_days']} days)."),
+            "grade": None, "severity": None, "evidence": {"new": list(delta["new_cytopenias"])},
+            "rule": "delta: a cytopenia decided absent on the previous CBC and present now",
+            "sources": sources[-1:]})
+    return out
+
+
+def store_cbcs(session: Session, items: list[CbcToStore], *, source: str, rs: Ruleset, window: timedelta,
+               batch_id: str | None = None, now: datetime | None = None) -> list[StoredCbc]:
+    """Keep the CBCs (in order), each once; return where each one is and its delta block."""
+    if not items:
+        return []
+    now = now or now_utc()
+    patients = _patients(session, items, now)
+    prints = [fingerprint(item) for item in items]
+    existing = {
+        (patient_id, print_): (cbc_id, interpretation_id, delta)
+        for patient_id, print_, cbc_id, interpretation_id, delta in session.execute(
+            select(CbcResult.patient_id, CbcResult.fingerprint, CbcResult.id, Interpretation.id, Interpretation.delta)
+            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+            .where(CbcResult.fingerprint.in_(prints)))
+    }
+    times = [as_utc(item.collected_at) for item in items]
+    known = [t for t in times if t is not None]
+    history = _history(session, [p.id for p in patients.values()], min(known) - window, max(known)) if known else (
+        pd.DataFrame(columns=list(DELTA_INPUT)))
+    current = pd.DataFrame({
+        "patient": [item.patient for item in items],
+        "collected_at": pd.to_datetime(times, utc=True),
+        "platelets": [item.values.get("platelets") for item in items],
+        "urgency_rank": [URGENCY_RANK[item.urgency] for item in items],
+        "findings": [item.findings for item in items],
+        "not_assessed": [item.not_assessed for item in items],
+        "ref": [None] * len(items),
+    })
+    current["platelets"] = current["platelets"].astype(np.float64)
+    deltas = delta_checks(current, history, pd.Timedelta(window), rs)
+    out: list[StoredCbc] = []
+    seen: dict[tuple[int, str], StoredCbc] = {}
+    for position, item in enumerate(items):
+        patient = patients[item.patient]
+        key = (patient.id, prints[position])
+        if key in existing or key in seen:
+            earlier = seen.get(key)
+            cbc_id, interpretation_id, delta = (
+                (earlier.cbc_id, earlier.interpretation_id, earlier.delta) if earlier else existing[key])
+            out.append(StoredCbc(cbc_id, interpretation_id, True, delta,
+                                 delta_findings=delta_findings(delta, item.values.get("platelets"), rs)))
+            continue
+        delta = delta_document(deltas.iloc[position], window, rs)
+        extra = delta_findings(delta, item.values.get("platelets"), rs)
+        codes = [*item.findings, *(f["code"] for f in extra)]
+        cbc = CbcResult(patient_id=patient.id, collected_at=times[position], received_at=now, source=source,
+                        batch_id=batch_id, fingerprint=prints[position], raw=item.raw, age_years=item.age_years,
+                        **{name: _number(item.values.get(name)) for name in VALUE_COLUMNS})
+        session.add(cbc)
+        session.flush()
+        answer = dict(item.answer)
+        answer["findings"] = [*answer.get("findings", []), *extra]
+        answer["delta"] = delta
+        # Delta findings lead the worklist line: a fall or a new cytopenia is what changed.
+        reason = ", ".join(f["code"].replace("_", " ") for f in extra) + ", " + item.reason if extra else item.reason
+        interpretation = Interpretation(
+            cbc_id=cbc.id, ruleset_version=rs.version, urgency=item.urgency, urgency_rank=URGENCY_RANK[item.urgency],
+            findings=codes, not_assessed=item.not_assessed, reason=reason, answer=answer, delta=delta,
+            created_at=now)
+        session.add(interpretation)
+        session.flush()
+        stored = StoredCbc(cbc.id, interpretation.id, False, delta, delta_findings=extra)
+        stored.referral_id = _refer(session, patient, interpretation, times[position], codes, bool(extra), now)
+        seen[key] = stored
+        out.append(stored)
+    return out
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)
+
+
+def _refer(session: Session, patient: Patient, interpretation: Interpretation, collected_at: datetime | None,
+           codes: list[str], has_delta: bool, now: datetime) -> int | None:
+    """Open the patient's referral when the CBC needs attention, and bring an open one up to the
+    patient's latest CBC whatever it shows (a routine CBC updates an open referral, opens none)."""
+    needs_attention = interpretation.urgency_rank > 0 or has_delta
+    referral = session.scalars(select(Referral).where(Referral.patient_id == patient.id,
+                                                      Referral.status.in_(OPEN_STATUSES))).first()
+    if referral is None and not needs_attention:
+        return None
+    if referral is None:
+        referral = Referral(patient_id=patient.id, status="new", created_at=now)
+        session.add(referral)
+    elif referral.collected_at is not None and collected_at is not None and (
+            as_utc(referral.collected_at) > collected_at):
+        # An older CBC arriving late does not replace the newer one; if it needs attention itself it
+        # belongs to the open referral (its id is answered), otherwise to none.
+        return referral.id if needs_attention else None
+    referral.interpretation_id = interpretation.id
+    referral.urgency = interpretation.urgency
+    referral.urgency_rank = interpretation.urgency_rank
+    referral.findings = codes
+    referral.finding_codes = ";" + ";".join(codes) + ";"
+    referral.reason = interpretation.reason
+    referral.collected_at = collected_at
+    referral.updated_at = now
+    session.flush()
+    return referral.id
+
+
+# -- the worklist ----------------------------------------------------------------------------
+
+
+@dataclass
+class WorklistQuery:
+    urgency: list[str] = field(default_factory=list)
+    finding: str | None = None
+    status: list[str] = field(default_factory=lambda: list(OPEN_STATUSES))
+    collected_from: datetime | None = None
+    collected_to: datetime | None = None
+    patient: str | None = None
+    page: int = 1
+    per_page: int = 50
+
+
+def _filtered(query: WorklistQuery) -> Select:
+    statement = select(Referral).join(Patient, Patient.id == Referral.patient_id)
+    if query.urgency:
+        statement = statement.where(Referral.urgency.in_(query.urgency))
+    if query.status:
+        statement = statement.where(Referral.status.in_(query.status))
+    if query.finding:
+        statement = statement.where(Referral.finding_codes.like(f"%;{query.finding};%"))
+    if query.collected_from:
+        statement = statement.where(Referral.collected_at >= query.collected_from)
+    if query.collected_to:
+        statement = statement.where(Referral.collected_at <= query.collected_to)
+    if query.patient:
+        statement = statement.where(Patient.external_id == query.patient)
+    return statement
+
+
+def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], int]:
+    """Referrals matching the query, most urgent first, then the most recent CBC first; and the total."""
+    statement = _filtered(query)
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    page = session.scalars(
+        statement.options(selectinload(Referral.patient))
+        # NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last.
+        .order_by(Referral.urgency_rank.desc(), Referral.collected_at.desc().nulls_last(), Referral.id.desc())
+        .offset((query.page - 1) * query.per_page).limit(query.per_page)).all()
+    return list(page), int(total)
+
+
+def urgency_counts(session: Session, statuses: list[str]) -> dict[str, int]:
+    """Open referrals per urgency (for the worklist header)."""
+    rows = session.execute(select(Referral.urgency, func.count()).where(Referral.status.in_(statuses))
+                           .group_by(Referral.urgency)).all()
+    counts = {name: 0 for name in ("immediate", "urgent", "soon", "routine")}
+    counts.update({urgency: int(count) for urgency, count in rows})
+    return counts
+
+
+def get_referral(session: Session, referral_id: int) -> Referral:
+    referral = session.get(Referral, referral_id, options=[selectinload(Referral.events),
+                                                            selectinload(Referral.patient)])
+    if referral is None:
+        raise ReferralNotFound(referral_id)
+    return referral
+
+
+def change_referral(session: Session, referral_id: int, status: str, *, actor: str, note: str | None = None,
+                    now: datetime | None = None) -> Referral:
+    """Move a referral along new → acknowledged → referred | dismissed, recording who, when and why.
+
+    The row is locked first (lock_referral), so two changes at once apply one after the other."""
+    lock_referral(session, referral_id)
+    referral = get_referral(session, referral_id)
+    if status not in TRANSITIONS.get(referral.status, ()):
+        allowed = ", ".join(TRANSITIONS.get(referral.status, ())) or "none (it is closed)"
+        raise InvalidTransition(f"a referral that is {referral.status} cannot become {status}; allowed: {allowed}")
+    now = now or now_utc()
+    session.add(ReferralEvent(referral_id=referral.id, from_status=referral.status, to_status=status, note=note,
+                              actor=actor, at=now))
+    referral.status = status
+    referral.note = note
+    referral.status_by = actor
+    referral.status_at = now
+    referral.updated_at = now
+    session.flush()
+    session.refresh(referral, attribute_names=["events"])
+    return referral
+
+
+# -- a patient's record ----------------------------------------------------------------------
+
+
+def patient_record(session: Session, external_id: str) -> Patient | None:
+    """The patient with every CBC (oldest first) and its interpretations."""
+    return session.scalars(
+        select(Patient).where(Patient.external_id == external_id)
+        .options(selectinload(Patient.results).selectinload(CbcResult.interpretations))).first()
+
+
+def patient_referrals(session: Session, patient_id: int) -> list[Referral]:
+    return list(session.scalars(select(Referral).where(Referral.patient_id == patient_id)
+                                .options(selectinload(Referral.events)).order_by(Referral.created_at.desc())))
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def record_batch(database, batch_id: str, content_sha256: str, filename: str | None) -> None:
+    """The batch row its stored CBCs point to (written before them; counts filled in by finish_batch)."""
+    from labservice.store.models import Batch
+
+    with database.session() as session:
+        if session.get(Batch, batch_id) is None:
+            session.add(Batch(id=batch_id, content_sha256=content_sha256, filename=filename, created_at=now_utc(),
+                              rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={}))
+
+
+def finish_batch(database, batch_id: str, summary: dict[str, Any]) -> None:
+    from labservice.store.models import Batch
+
+    with database.session() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is not None:
+            batch.summary = summary
+            for name in ("rows_in", "rows_out", "interpreted", "rejected", "stored"):
+                setattr(batch, name, int(summary.get(name, 0)))
+
+
+def forget_batch(database, batch_id: str) -> None:
+    """Remove the batch row of an upload that could not be read (no CBC was stored for it)."""
+    from labservice.store.models import Batch
+
+    with database.session() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is not None:
+            session.delete(batch)
+
+
+# -- the worklist API (issue 5) --------------------------------------------------------------------
+
+
+def lock_referral(session: Session, referral_id: int) -> Referral:
+    """The referral, read after taking the lock a status change needs, so two changes at once are applied one
+    after the other and the second sees the first's status. The lock is taken by an UPDATE that changes
+    nothing: the row's lock on PostgreSQL, the database's write lock on SQLite (which ignores FOR UPDATE and,
+    through pysqlite, reads outside a transaction until the first write)."""
+    session.execute(update(Referral).where(Referral.id == referral_id).values(status=Referral.status)
+                    .execution_options(synchronize_session=False))
+    referral = session.scalars(select(Referral).where(Referral.id == referral_id)
+                               .execution_options(populate_existing=True)).first()
+    if referral is None:
+        raise ReferralNotFound(referral_id)
+    return referral

@@ -1,0 +1,145 @@
+"""Encoding, delimiter and decimal mark read off the first bytes of a file (dialect.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from labservice.adapters.csv_input.dialect import sniff
+from labservice.adapters.csv_input.options import BatchFileError, BatchOptions
+
+
+def dialect(data: bytes, complete: bool = True, **options):
+    return sniff(data, BatchOptions(**options), complete)
+
+
+@pytest.mark.parametrize(
+    ("data", "delimiter"),
+    [
+        (b"Sample ID,PLT,WBC\nS1,150,6.2\n", ","),
+        (b"Sample ID;PLT;WBC\nS1;150;6,2\n", ";"),
+        (b"Sample ID\tPLT\tWBC\nS1\t150\t6.2\n", "\t"),
+        (b"Sample ID|PLT|WBC\nS1|150|6.2\n", "|"),
+        # the delimiter splitting the header into the most fields wins over a comma inside a name
+        (b"Sample ID;Name, first;PLT\nS1;Ann;150\n", ";"),
+        (b'"Sample ID","PLT (K/uL)","WBC"\n"S1","150","6.2"\n', ","),
+    ],
+)
+def test_delimiter_is_sniffed(data: bytes, delimiter: str) -> None:
+    found = dialect(data)
+    assert found.delimiter == delimiter
+    assert found.header[0] == "Sample ID"
+    assert len(found.header) == 3
+
+
+def test_single_column_file_defaults_to_comma() -> None:
+    found = dialect(b"PLT\n150\n")
+    assert found.delimiter == ","
+    assert found.header == ["PLT"]
+
+
+def test_header_cells_are_stripped() -> None:
+    assert dialect(b" Sample ID , PLT \nS1,150\n").header == ["Sample ID", "PLT"]
+
+
+@pytest.mark.parametrize(
+    ("data", "decimal"),
+    [
+        (b"id;PLT;HGB\nS1;150;13,5\nS2;90;12,1\n", ","),
+        (b"id;PLT;HGB\nS1;150;13.5\nS2;90;12.1\n", "."),
+        (b"id\tPLT\tHGB\nS1\t150\t13,5\n", ","),
+        (b"id|HGB\nS1|13,5\n", ","),
+        (b"id;PLT;HGB\nS1;150;200\n", "."),  # no decimals at all: the point
+        (b"id;HGB;WBC;MCV\nS1;13,5;6.2;88.1\n", "."),  # more points than commas
+        (b"id;HGB;WBC;MCV\nS1;13,5;6,2;88.1\n", ","),  # more commas than points
+        # a comma-delimited file always uses the point, whatever a quoted cell holds
+        (b'id,HGB,WBC\nS1,"13,5","6,2"\n', "."),
+    ],
+)
+def test_decimal_mark_is_detected(data: bytes, decimal: str) -> None:
+    assert dialect(data).decimal == decimal
+
+
+def test_stated_delimiter_and_decimal_win() -> None:
+    found = dialect(b"id;PLT,x;HGB\nS1;150;13.5\n", delimiter=",", decimal=",")
+    assert found.delimiter == ","
+    assert found.decimal == ","
+    assert found.header == ["id;PLT", "x;HGB"]
+
+
+def test_utf8_bom_is_dropped_from_the_header() -> None:
+    found = dialect(b"\xef\xbb\xbfPLT,WBC\n150,6\n")
+    assert found.encoding == "utf-8-sig"
+    assert found.header == ["PLT", "WBC"]
+
+
+def test_plain_utf8() -> None:
+    found = dialect("Hémoglobine,PLT\n13,150\n".encode())
+    assert found.encoding == "utf-8-sig"  # the codec that also accepts a BOM
+    assert found.header == ["Hémoglobine", "PLT"]
+
+
+def test_windows_1252_fallback() -> None:
+    found = dialect("Hémoglobine;Größe\n13;150\n".encode("cp1252"))
+    assert found.encoding == "cp1252"
+    assert found.header == ["Hémoglobine", "Größe"]
+
+
+def test_multibyte_character_cut_at_the_end_of_a_partial_sample_is_still_utf8() -> None:
+    data = b"Name,PLT\n" + "Zoë,150\n".encode() * 3
+    cut = data[:-6]  # ends inside the two bytes of "ë"
+    assert dialect(cut, complete=False).encoding == "utf-8-sig"
+
+
+def test_stated_encoding_is_used() -> None:
+    found = dialect("Größe,PLT\n1,150\n".encode("latin-1"), encoding="latin-1")
+    assert found.encoding == "latin-1"
+    assert found.header == ["Größe", "PLT"]
+
+
+def test_unknown_stated_encoding_is_refused() -> None:
+    with pytest.raises(BatchFileError, match="unknown encoding 'klingon'"):
+        dialect(b"PLT\n1\n", encoding="klingon")
+
+
+@pytest.mark.parametrize(
+    ("data", "leading", "header_lines"),
+    [
+        (b"PLT,WBC\n150,6\n", 0, 1),
+        (b"\nPLT,WBC\n150,6\n", 1, 2),
+        (b"\n\n  \nPLT,WBC\n150,6\n", 3, 4),
+        (b"\r\n\r\nPLT,WBC\r\n150,6\r\n", 2, 3),
+        (b'"PLT\n(K/uL)",WBC\n150,6\n', 0, 2),  # a quoted header spanning two lines
+        (b'\n"PLT\n(K/uL)",WBC\n150,6\n', 1, 3),
+    ],
+)
+def test_leading_blank_lines_and_header_lines(data: bytes, leading: int, header_lines: int) -> None:
+    found = dialect(data)
+    assert found.leading_blank_lines == leading
+    assert found.header_lines == header_lines
+    assert found.header[1] == "WBC"
+
+
+@pytest.mark.parametrize("data", [b"", b"\n", b"\n\n\n", b"  \r\n\t\n"])
+def test_empty_file_is_refused(data: bytes) -> None:
+    with pytest.raises(BatchFileError, match="empty"):
+        dialect(data)
+
+
+def test_header_of_delimiters_only_is_refused() -> None:
+    with pytest.raises(BatchFileError, match="header line is empty"):
+        dialect(b",,\n1,2,3\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "PLT,WBC\n150,6\n".encode("utf-16"),  # with BOM
+        "PLT,WBC\n150,6\n".encode("utf-16-le"),
+        "PLT,WBC\n150,6\n".encode("utf-16-be"),
+        b"PK\x03\x04\x14\x00\x00\x00\x08\x00",  # a zip (xlsx) file
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    ],
+)
+def test_binary_or_utf16_is_refused(data: bytes) -> None:
+    with pytest.raises(BatchFileError, match="binary or UTF-16"):
+        dialect(data)

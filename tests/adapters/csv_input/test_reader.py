@@ -1,0 +1,188 @@
+"""Records with their physical line numbers (reader.py): blank lines, quoted line breaks, bad lines.
+
+Files are read through the same wiring as run_batch (a HashingStream after the sniffed sample, the
+quote count, and a reopen for the slow path), so the fast parser and its fallback are both covered.
+Line 1 is the header. Every expectation is counted off the file text by hand.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from labservice.adapters.csv_input.dialect import SAMPLE_BYTES, sniff
+from labservice.adapters.csv_input.options import BatchOptions
+from labservice.adapters.csv_input.reader import RecordChunk, read_records
+from labservice.batch.stream import HashingStream, rewound
+
+TOO_MANY_2 = "more fields than the header's 2"
+TOO_MANY_3 = "more fields than the header's 3"
+
+
+def chunks(data: bytes, chunk_rows: int, numeric: frozenset[int] = frozenset()) -> list[RecordChunk]:
+    source = io.BytesIO(data)
+    stream = HashingStream(source)
+    found = sniff(stream.peek_sample(SAMPLE_BYTES), BatchOptions(), complete=stream.exhausted)
+    return list(read_records(io.BufferedReader(stream, 1 << 20), found, set(numeric), chunk_rows,
+                             reopen=lambda: rewound(source, 0), quotes_read=lambda: stream.quotes))
+
+
+def read(data: bytes, chunk_rows: int = 1000, numeric: frozenset[int] = frozenset()):
+    """(rows as (line, cells), bad lines, blank line count) over all chunks; missing cells as None.
+
+    Bad lines are sorted within each chunk (the output places them among the chunk's rows by line).
+    """
+    rows, bad, blank = [], [], 0
+    for chunk in chunks(data, chunk_rows, numeric):
+        assert len(chunk.frame) == len(chunk.lines)
+        for line, cells in zip(chunk.lines.tolist(), chunk.frame.itertuples(index=False, name=None), strict=True):
+            rows.append((line, tuple(None if cell is None or cell != cell else cell for cell in cells)))
+        bad += sorted(chunk.bad_lines)
+        blank += chunk.blank_lines
+    return rows, bad, blank
+
+
+def test_plain_file() -> None:
+    assert read(b"id,PLT\n1,100\n2,200\n") == ([(2, ("1", "100")), (3, ("2", "200"))], [], 0)
+
+
+def test_no_newline_at_the_end() -> None:
+    assert read(b"id,PLT\n1,100\n2,200") == ([(2, ("1", "100")), (3, ("2", "200"))], [], 0)
+
+
+def test_header_only() -> None:
+    assert read(b"id,PLT\n") == ([], [], 0)
+
+
+def test_line_numbers_across_blank_lines() -> None:
+    rows, bad, blank = read(b"id,PLT\n1,100\n\n2,200\n\n\n3,300\n")
+    assert [line for line, _ in rows] == [2, 4, 7]
+    assert bad == []
+    assert blank == 3
+
+
+def test_a_row_of_empty_cells_is_blank() -> None:
+    rows, _, blank = read(b"id,PLT\n,\n2,200\n")
+    assert rows == [(3, ("2", "200"))]
+    assert blank == 1
+
+
+def test_leading_blank_lines_before_the_header() -> None:
+    rows, _, _ = read(b"\n\nid,PLT\n1,100\n2,200\n")
+    assert [line for line, _ in rows] == [4, 5]
+
+
+def test_crlf_line_ends() -> None:
+    rows, _, blank = read(b"id,PLT\r\n1,100\r\n\r\n2,200\r\n")
+    assert rows == [(2, ("1", "100")), (4, ("2", "200"))]
+    assert blank == 1
+
+
+def test_quoted_line_breaks_shift_the_following_lines() -> None:
+    rows, bad, _ = read(b'id,note,PLT\n1,"a\nb\nc",100\n2,x,200\n3,"y\n",300\n4,"p,q",400\n')
+    assert rows == [(2, ("1", "a\nb\nc", "100")), (5, ("2", "x", "200")), (6, ("3", "y\n", "300")),
+                    (8, ("4", "p,q", "400"))]
+    assert bad == []
+
+
+def test_header_spanning_two_lines() -> None:
+    rows, _, _ = read(b'"id\n(lab)",PLT\n1,100\n2,200\n')
+    assert [line for line, _ in rows] == [3, 4]
+
+
+def test_numeric_columns_are_read_as_numbers() -> None:
+    rows, _, _ = read(b"id,PLT\n1,100\n2,\n", numeric=frozenset({1}))
+    assert rows == [(2, ("1", 100.0)), (3, ("2", None))]
+
+
+def test_fewer_fields_than_the_header_are_missing_cells_not_a_bad_line() -> None:
+    rows, bad, _ = read(b"id,PLT,WBC\n1,100\n2,200,6\n")
+    assert rows == [(2, ("1", "100", None)), (3, ("2", "200", "6"))]
+    assert bad == []
+
+
+@pytest.mark.parametrize(
+    ("data", "good", "bad_lines"),
+    [
+        (b"id,PLT\n1,100\n2,200,EXTRA\n3,300\n", [2, 4], [3]),
+        (b"id,PLT\n1,100\n2,200,X,Y\n\n3,300\n", [2, 5], [3]),  # two extra fields
+        (b"id,PLT\n1,100,EXTRA\n2,200\n", [3], [2]),  # the first data line (pandas took it as an index)
+        (b"id,PLT\n1,100,X,Y\n2,200\n", [3], [2]),
+        (b"id,PLT\n1,100\n2,200,EXTRA\n", [2], [3]),  # the last line
+        (b"id,PLT\n1,100,X\n2,200,X,Y,Z\n3,300\n4,400,X\n", [4], [2, 3, 5]),
+    ],
+)
+def test_lines_with_too_many_fields_are_bad_lines(data: bytes, good: list[int], bad_lines: list[int]) -> None:
+    rows, bad, _ = read(data)
+    assert [line for line, _ in rows] == good
+    assert bad == [(line, TOO_MANY_2) for line in bad_lines]
+
+
+def test_too_many_fields_after_a_quoted_line_break() -> None:
+    rows, bad, blank = read(b'id,note,PLT\r\n1,"a\r\nb",100\r\n\r\n2,"x,y",200\r\n3,"z""q\n\nw",300,extra\r\n'
+                            b"4,k,400\r\n")
+    assert rows == [(2, ("1", "a\r\nb", "100")), (5, ("2", "x,y", "200")), (9, ("4", "k", "400"))]
+    assert bad == [(6, TOO_MANY_3)]
+    assert blank == 1
+
+
+def test_unclosed_quote_at_the_end() -> None:
+    rows, bad, _ = read(b'id,note,PLT\n1,x,100\n2,y,200\n3,"never closed\n')
+    assert [line for line, _ in rows] == [2, 3]
+    assert len(bad) == 1 and bad[0][0] == 4
+    assert "never closed" in bad[0][1]
+
+
+def test_unclosed_quote_swallows_the_rest_of_the_file() -> None:
+    rows, bad, _ = read(b'id,note,PLT\n1,x,100\n2,"open,200\n3,y,300\n')
+    assert rows == [(2, ("1", "x", "100"))]
+    assert bad == [(3, "a quoted field opened on this line is never closed; lines 3 to 4 could not be read")]
+
+
+# One file with every hazard; lines counted by hand:
+#  1 header | 2-3 quoted break | 4 one extra field | 5 blank | 6-7 quoted break | 8 two extra fields
+#  9 good | 10-11 a quote opened on line 10 and never closed (swallows line 11)
+MESSY = (b'id,note,PLT\n'
+         b'1,"a\nb",100\n'
+         b'2,x,200,EXTRA\n'
+         b'\n'
+         b'3,"m\nn",300\n'
+         b'4,y,400,X,Y\n'
+         b'5,z,500\n'
+         b'6,"open,600\n'
+         b'7,w,700\n')
+MESSY_ROWS = [(2, ("1", "a\nb", "100")), (6, ("3", "m\nn", "300")), (9, ("5", "z", "500"))]
+MESSY_BAD = [(4, TOO_MANY_3), (8, TOO_MANY_3),
+             (10, "a quoted field opened on this line is never closed; lines 10 to 11 could not be read")]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 1000])
+def test_messy_file(chunk_rows: int) -> None:
+    assert read(MESSY, chunk_rows) == (MESSY_ROWS, MESSY_BAD, 1)
+
+
+FILES = [
+    b"id,PLT\n1,100\n\n2,200\n\n\n3,300\n",
+    b'id,note,PLT\n1,"a\nb\nc",100\n\n2,x,200\n3,"y\n",300\n4,"p,q",400\n5,,\n6,z,600',
+    b"id,PLT\n1,100,X\n2,200\n3,300,X,Y\n\n4,400\n5,500,X\n",
+    b'id,note,PLT\n1,x,100\n2,"y\nz",200\n\n3,w,300\n4,"open,400\n5,v,500\n',
+    MESSY,
+]
+
+
+@pytest.mark.parametrize("data", FILES)
+def test_chunk_size_does_not_change_the_result(data: bytes) -> None:
+    whole = read(data, 10_000)
+    for chunk_rows in range(1, 8):
+        assert read(data, chunk_rows) == whole, f"chunk_rows={chunk_rows}"
+
+
+@pytest.mark.parametrize("data", FILES)
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 1000])
+def test_every_line_comes_back_once_in_order(data: bytes, chunk_rows: int) -> None:
+    """Rows and bad lines, each chunk's merged by line, give strictly increasing lines over the file."""
+    placed: list[int] = []
+    for chunk in chunks(data, chunk_rows):
+        placed += sorted([*chunk.lines.tolist(), *(line for line, _ in chunk.bad_lines)])
+    assert placed == sorted(set(placed))

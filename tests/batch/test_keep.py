@@ -1,0 +1,89 @@
+"""Batch uploads keep their CBCs that carry a patient id, like the JSON API (issue 4 §2), on both databases.
+
+Expected values from clinical-rules.md: platelets 15 ×10^9/L is below the critical 20 (§3), so the
+CBC is not routine and opens a referral (§9); a fall from 200 to 80 within 7 days is a fall of 60 %,
+over the 50 % of thresholds.csv platelet_drop (S23, S24).
+"""
+
+from __future__ import annotations
+
+import io
+
+from sqlalchemy import func, select
+
+from labservice.store.database import Database
+from labservice.store.models import Batch, CbcResult, Interpretation, Referral
+
+CSV = (
+    b"Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+    b"P1,2026-11-01T08:00:00Z,F,40,200,13.5,3.0\n"
+    b"P1,2026-11-03T08:00:00Z,F,40,80,13.5,3.0\n"
+    b"P2,2026-11-03T09:00:00Z,M,55,15,14.5,3.0\n"
+    b"P3,2026-11-03T10:00:00Z,M,60,abc,14.5,3.0\n"
+    b",2026-11-03T11:00:00Z,F,30,250,13.5,3.0\n"
+)
+
+
+def upload(client, data: bytes, query: str = ""):
+    return client.post(f"/api/v1/batches{query}", data={"file": (io.BytesIO(data), "cbc.csv")},
+                       content_type="multipart/form-data")
+
+
+def counts(url: str) -> dict[str, int]:
+    database = Database.connect(url)
+    with database.session() as session:
+        out = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+               for model in (Batch, CbcResult, Interpretation, Referral)}
+    database.engine.dispose()
+    return out
+
+
+def test_rows_with_a_patient_id_are_stored_with_delta_and_referrals(make_app, database_url):
+    client = make_app(DATABASE_URL=database_url).test_client()
+    answer = upload(client, CSV)
+    assert answer.status_code == 201, answer.json
+    # P1 twice and P2: stored; P3 is rejected ('abc'); the last row has no patient id.
+    assert answer.json["summary"]["stored"] == 3
+    assert counts(database_url) == {"batches": 1, "cbc_results": 3, "interpretations": 3, "referrals": 2}
+    database = Database.connect(database_url)
+    with database.session() as session:
+        second = session.scalars(select(Interpretation).join(CbcResult).where(CbcResult.platelets == 80)).one()
+        assert second.delta["platelet_drop"] is True and second.delta["platelet_fall_percent"] == 60.0
+        assert "platelet_drop" in second.findings
+        assert {f["code"] for f in second.answer["findings"]} >= {"thrombocytopenia", "platelet_drop"}
+        critical = session.scalars(select(Interpretation).join(CbcResult).where(CbcResult.platelets == 15)).one()
+        assert "critical_value" in critical.findings and critical.urgency != "routine"
+        batch = session.scalars(select(Batch)).one()
+        assert (batch.rows_out, batch.rejected, batch.stored) == (5, 1, 3)
+    database.engine.dispose()
+
+
+def test_the_same_upload_twice_stores_nothing_twice(make_app, database_url):
+    client = make_app(DATABASE_URL=database_url).test_client()
+    assert upload(client, CSV).status_code == 201
+    again = upload(client, CSV)
+    assert again.status_code == 200 and again.json["already_uploaded"] is True
+    assert counts(database_url)["cbc_results"] == 3
+
+
+def test_the_same_results_in_another_file_are_not_stored_again(make_app, database_url):
+    client = make_app(DATABASE_URL=database_url).test_client()
+    assert upload(client, CSV).status_code == 201
+    reordered = CSV + b"\n"  # another file (a trailing blank line: another hash), the same results
+    answer = upload(client, reordered)
+    assert answer.status_code == 201
+    assert answer.json["summary"]["stored"] == 0
+    assert counts(database_url)["cbc_results"] == 3
+
+
+def test_store_false_keeps_nothing(make_app, database_url):
+    client = make_app(DATABASE_URL=database_url).test_client()
+    answer = upload(client, CSV, "?store=false")
+    assert answer.status_code == 201 and answer.json["summary"]["stored"] == 0
+    assert counts(database_url) == {"batches": 0, "cbc_results": 0, "interpretations": 0, "referrals": 0}
+
+
+def test_an_unusable_file_leaves_no_batch_row(make_app, database_url):
+    client = make_app(DATABASE_URL=database_url).test_client()
+    assert upload(client, b"Name,Ward\nA,B\n").status_code == 422
+    assert counts(database_url)["batches"] == 0

@@ -1,0 +1,164 @@
+"""Cell text for the CSV and JSON outputs, and the output columns (output.py).
+
+Formula neutralisation follows OWASP "CSV injection": a text cell starting with = + - @, tab or
+carriage return gets a leading apostrophe unless it is a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from labservice.batch.output import CsvFormat, OutputLayout, csv_text, json_text
+
+
+def cells(*values) -> np.ndarray:
+    return np.array(list(values), dtype=object)
+
+
+NEUTRALISED = [
+    ("=1+2", "'=1+2"),
+    ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+    ("+SUM(A1)", "'+SUM(A1)"),
+    ("-2+3", "'-2+3"),
+    ("@cmd", "'@cmd"),
+    ("\tx", "'\tx"),
+    ("\rx", "\"'\rx\""),  # neutralised, then quoted for the carriage return
+    ("=a,b", "\"'=a,b\""),
+    ("-", "'-"),
+    ("+", "'+"),
+    ("- 5", "'- 5"),
+    ("--5", "'--5"),
+    ("=5", "'=5"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), NEUTRALISED)
+def test_formula_cells_are_neutralised(value: str, expected: str) -> None:
+    assert csv_text(cells(value)).tolist() == [expected]
+
+
+@pytest.mark.parametrize("value", ["-5", "+1.5e3", "-0.5", "-.5", "+7", "1e5", "-1E-3", "150", "S-1", "a=b", "a@b",
+                                   "plain text", "'quoted", "é", ""])
+def test_numbers_and_harmless_text_are_left_alone(value: str) -> None:
+    assert csv_text(cells(value)).tolist() == [value]
+
+
+QUOTED = [
+    ("a,b", '"a,b"'),
+    ('say "hi"', '"say ""hi"""'),
+    ('"', '""""'),
+    ("a\nb", '"a\nb"'),
+    ("a\r\nb", '"a\r\nb"'),
+    ("line 2, column PLT: 'abc' is not a number", "\"line 2, column PLT: 'abc' is not a number\""),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), QUOTED)
+def test_cells_are_quoted_where_needed(value: str, expected: str) -> None:
+    assert csv_text(cells(value)).tolist() == [expected]
+
+
+def test_missing_cells_are_empty() -> None:
+    assert csv_text(cells(None, np.nan, "x")).tolist() == ["", "", "x"]
+    assert csv_text(cells(None, None)).tolist() == ["", ""]
+    assert csv_text(cells()).tolist() == []
+
+
+def test_non_text_cells_are_written_as_text() -> None:
+    assert csv_text(cells(None, np.nan, "x", 7, 1.5)).tolist() == ["", "", "x", "7", "1.5"]
+
+
+def test_a_mixed_column_is_handled_cell_by_cell() -> None:
+    values = ["S1", "=cmd", "a,b", None, "-5", "x\ny", "@", "ok", 'q"', "\tt"]
+    expected = ["S1", "'=cmd", '"a,b"', "", "-5", '"x\ny"', "'@", "ok", '"q"""', "'\tt"]
+    assert csv_text(cells(*values)).tolist() == expected
+
+
+def test_csv_cells_read_back_as_the_neutralised_text() -> None:
+    values = ["=1+2", "a,b", 'say "hi"', "x\ny", "-5", None, "\rz", "plain"]
+    line = ",".join(csv_text(cells(*values)).tolist())
+    back = next(csv.reader(io.StringIO(line, newline="")))
+    assert back == ["'=1+2", "a,b", 'say "hi"', "x\ny", "-5", "", "'\rz", "plain"]
+
+
+JSON = ['plain', 'a"b', "back\\slash", "ctl\x01", "del\x7f", "tab\t", "new\nline", "cr\r", "é and 😀", "", "=1+2",
+        "\u2028"]
+
+
+@pytest.mark.parametrize("value", JSON)
+def test_json_text_round_trips(value: str) -> None:
+    text = json_text(cells(value)).tolist()[0]
+    assert json.loads(text) == value
+
+
+def test_json_text_is_not_formula_neutralised_and_keeps_non_ascii() -> None:
+    assert json_text(cells("=1+2", "é")).tolist() == ['"=1+2"', '"é"']
+
+
+def test_json_missing_cells_are_null() -> None:
+    assert json_text(cells(None, np.nan, "x")).tolist() == ["null", "null", '"x"']
+    assert json_text(cells()).tolist() == []
+
+
+def test_json_mixed_column() -> None:
+    values = ["S1", None, 'q"', "ok", "a\nb"]
+    out = json_text(cells(*values)).tolist()
+    assert [json.loads(text) for text in out] == values
+
+
+# -- layout ------------------------------------------------------------------------------------
+
+DECISIONS = ["urgency", "findings", "not_assessed", "aplastic_anemia", "skin_attribution"]
+
+
+def test_column_order() -> None:
+    layout = OutputLayout(["Sample ID", "Collected"], ["platelets", "wbc", "hemoglobin", "mcv"])
+    assert layout.columns() == [
+        "Sample ID", "Collected", "line", *DECISIONS,
+        "platelets_flag", "platelets_ctcae_grade",
+        "wbc_flag", "wbc_ctcae_grade",
+        "hemoglobin_flag", "hemoglobin_ctcae_grade",
+        "mcv_flag",  # MCV has no CTCAE grade
+        "notes", "error",
+    ]
+
+
+def test_graded_analytes_get_a_grade_column() -> None:
+    layout = OutputLayout([], ["platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "rbc", "rdw"])
+    assert [c for c in layout.flag_columns() if c.endswith("_ctcae_grade")] == [
+        "platelets_ctcae_grade", "wbc_ctcae_grade", "neutrophils_ctcae_grade", "lymphocytes_ctcae_grade",
+        "hemoglobin_ctcae_grade"]
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("line", "input_line"),
+        ("urgency", "input_urgency"),
+        ("findings", "input_findings"),
+        ("notes", "input_notes"),
+        ("error", "input_error"),
+        ("platelets_flag", "input_platelets_flag"),
+        ("platelets_ctcae_grade", "input_platelets_ctcae_grade"),
+        ("mcv_flag", "mcv_flag"),  # MCV is not an output analyte here: no clash
+        ("Line", "Line"),
+        ("Sample ID", "Sample ID"),
+    ],
+)
+def test_id_headers_clashing_with_output_names_are_renamed(header: str, name: str) -> None:
+    layout = OutputLayout([header], ["platelets"])
+    assert layout.id_names() == [name]
+    assert len(set(layout.columns())) == len(layout.columns())
+
+
+def test_csv_header_line_is_neutralised_and_quoted() -> None:
+    layout = OutputLayout(["=cmd", "Sample, ID", "line"], ["platelets"])
+    header = CsvFormat(layout).opening()
+    assert header.endswith("\n")
+    names = next(csv.reader(io.StringIO(header, newline="")))
+    assert names[:4] == ["'=cmd", "Sample, ID", "input_line", "line"]

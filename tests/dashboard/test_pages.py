@@ -1,0 +1,565 @@
+"""The dashboard's pages with the Flask test client, on SQLite and PostgreSQL.
+
+CBCs are seeded through POST /api/v1/interpretations. Expected urgencies from clinical-rules.md §9:
+fever with neutrophils <= 0.5 is a red flag -> immediate (§7); platelets 15 < 20 is a critical value
+-> urgent (§3); thrombocytopenia < 100 and neutropenia < 1.0 -> soon; a normal CBC -> routine, which
+opens no referral. Chart lines from §4 / §5 / §3: platelets 150, 50, 20; neutrophils 1.5, 0.5; the WHO
+haemoglobin cut-off (§4, anemia_cutoffs.csv): women from 15 years 12 g/dL, men 13, pregnancy second
+trimester 10.5, children 5-11 years 11.5.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from labservice.store.database import Database
+from labservice.store.repository import get_referral
+
+HOSTILE_ID = "<script>alert(1)</script>"
+HOSTILE_NOTE = '<img src=x onerror="alert(2)">'
+CSS = Path(__file__).resolve().parents[2] / "labservice" / "dashboard" / "static" / "dashboard.css"
+# Plot area of the charts (labservice.dashboard.charts.Frame): y 16 (top) to 204 (bottom).
+PLOT_TOP, PLOT_BOTTOM = 16.0, 204.0
+
+
+def cbc(patient_id: str, when: str | None, sex: str | None, age: float | None, platelets: float | None,
+        neutrophils: float | None, hemoglobin: float | None, **extra: Any) -> dict[str, Any]:
+    """A CBC document in canonical units; `patient={...}` adds context (pregnancy...), other keywords go
+    to the top level (skin...)."""
+    person: dict[str, Any] = {"id": patient_id}
+    if sex:
+        person["sex"] = sex
+    if age is not None:
+        person["age_years"] = age
+    person.update(extra.pop("patient", {}))
+    results = {name: value for name, value in
+               (("platelets", platelets), ("neutrophils", neutrophils), ("hemoglobin", hemoglobin))
+               if value is not None}
+    doc: dict[str, Any] = {"patient": person, "results": results, **extra}
+    if when:
+        doc["collected_at"] = when
+    return doc
+
+
+SEED = [
+    cbc("P-IMM", "2026-03-04T09:00:00Z", "male", 50, 250, 0.4, 14.5, skin={"fever": True}),  # immediate
+    cbc("P-URG", "2026-03-02T09:00:00Z", "male", 50, 15, 3.0, 14.5),  # urgent (critical platelets)
+    cbc("P-SOON", "2026-03-01T09:00:00Z", "female", 40, 80, 3.0, 13.5),  # soon (platelets < 100)
+    cbc("P-SOON2", "2026-03-03T09:00:00Z", "female", 40, 250, 0.8, 13.5),  # soon (neutrophils < 1.0)
+    cbc("P-ROUT", "2026-03-03T10:00:00Z", "female", 40, 250, 3.0, 13.5),  # routine: no referral
+]
+ORDER = ["P-IMM", "P-URG", "P-SOON2", "P-SOON"]  # most urgent first, then the most recent CBC
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the text inside <label> elements, in document order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.label_depth = 0
+        self.in_label: list[bool] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+        self.in_label.append(self.label_depth > 0)
+        if tag == "label":
+            self.label_depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.label_depth -= 1
+
+
+def elements(page: str) -> Elements:
+    parser = Elements()
+    parser.feed(page)
+    return parser
+
+
+def rows(page: str) -> list[dict[str, str]]:
+    """The worklist rows' attributes (data-patient, data-urgency, data-status, data-referral-id)."""
+    table = page.split('<table id="worklist"', 1)[1].split("</table>", 1)[0]
+    return [attrs for tag, attrs in elements(table).tags if tag == "tr" and "data-referral-id" in attrs]
+
+
+def patients(page: str) -> list[str]:
+    return [row["data-patient"] for row in rows(page)]
+
+
+def counts(page: str) -> dict[str, int]:
+    block = page.split('id="urgency-counts"', 1)[1].split("</ul>", 1)[0]
+    found = re.findall(r'<li data-urgency="(\w+)">.*?data-count="(\d+)"', block, re.S)
+    return {urgency: int(count) for urgency, count in found}
+
+
+def chart(page: str, analyte: str) -> ET.Element:
+    match = re.search(rf'<svg id="chart-{analyte}".*?</svg>', page, re.S)
+    assert match, f"no {analyte} chart"
+    return ET.fromstring(match.group(0))
+
+
+def threshold_lines(svg: ET.Element) -> dict[str, float]:
+    """data-value -> y of every threshold line (checked horizontal)."""
+    out = {}
+    for line in svg.iter("line"):
+        if line.get("class") == "threshold":
+            assert line.get("y1") == line.get("y2")
+            out[line.get("data-value")] = float(line.get("y1"))
+    return out
+
+
+def expected_y(value: float, svg: ET.Element) -> float:
+    high = float(svg.get("data-high"))
+    return PLOT_BOTTOM - value / high * (PLOT_BOTTOM - PLOT_TOP)
+
+
+def seed(client: FlaskClient, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    response = client.post("/api/v1/interpretations", json=docs)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def referral_id(client: FlaskClient, patient: str) -> int:
+    page = client.get("/dashboard/?status=new&status=acknowledged&status=referred&status=dismissed").text
+    return int(next(row["data-referral-id"] for row in rows(page) if row["data-patient"] == patient))
+
+
+def text(page: str) -> str:
+    """The page's text with entities decoded (for messages)."""
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+
+
+@pytest.fixture
+def client(make_app, database_url: str) -> FlaskClient:
+    return make_app(DATABASE_URL=database_url, SECRET_KEY="test-secret").test_client()
+
+
+@pytest.fixture
+def seeded(client: FlaskClient) -> FlaskClient:
+    answers = seed(client, SEED)
+    assert [a["urgency"] for a in answers] == ["immediate", "urgent", "soon", "soon", "routine"]
+    return client
+
+
+@pytest.fixture
+def sqlite_client(make_app) -> FlaskClient:
+    """For page checks that do not depend on the database engine."""
+    return make_app(SECRET_KEY="test-secret").test_client()
+
+
+# --- layout -------------------------------------------------------------------------------------
+
+
+def test_root_redirects_to_the_worklist(sqlite_client):
+    response = sqlite_client.get("/")
+    assert response.status_code == 302
+    assert response.location == "/dashboard/"
+
+
+def test_pages_share_an_accessible_layout(seeded):
+    for url in ("/dashboard/", "/dashboard/patients/P-URG", "/dashboard/batches",
+                f"/dashboard/referrals/{referral_id(seeded, 'P-URG')}/status"):
+        response = seeded.get(url)
+        assert response.status_code == 200, url
+        assert response.mimetype == "text/html"
+        page = response.text
+        tags = elements(page).tags
+        assert '<html lang="en">' in page
+        assert '<a class="skip-link" href="#main">' in page
+        assert [a.get("id") for t, a in tags if t == "main"] == ["main"]
+        assert sum(1 for t, _ in tags if t == "h1") == 1, url
+        assert any(t == "nav" for t, _ in tags)
+        assert "Sign-in is not available yet (issue 6)" in page  # the footer says who the actor is
+        # No external assets: every stylesheet and script is served by the service itself.
+        for tag, attrs in tags:
+            if tag in ("link", "script", "img"):
+                assert (attrs.get("href") or attrs.get("src") or "").startswith("/dashboard/static/"), (url, attrs)
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_every_form_control_has_a_label(seeded):
+    for url in ("/dashboard/", "/dashboard/patients/P-URG", "/dashboard/batches",
+                f"/dashboard/referrals/{referral_id(seeded, 'P-URG')}/status"):
+        parsed = elements(seeded.get(url).text)
+        labelled = {attrs["for"] for tag, attrs in parsed.tags if tag == "label" and "for" in attrs}
+        for (tag, attrs), inside_label in zip(parsed.tags, parsed.in_label, strict=True):
+            if tag in ("input", "select", "textarea") and attrs.get("type") != "hidden":
+                assert inside_label or attrs.get("id") in labelled, (url, tag, attrs)
+
+
+def test_static_files_are_served(sqlite_client):
+    assert sqlite_client.get("/dashboard/static/dashboard.css").status_code == 200
+    assert sqlite_client.get("/dashboard/static/dashboard.js").status_code == 200
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+@pytest.mark.parametrize("urgency", ["immediate", "urgent", "soon", "routine"])
+def test_urgency_badges_meet_wcag_aa_contrast(urgency):
+    css = CSS.read_text(encoding="utf-8")
+    colours = dict(re.findall(r"--urgency-(\w+-(?:bg|fg)):\s*(#[0-9a-fA-F]{6});", css))
+    light, dark = sorted((_luminance(colours[f"{urgency}-bg"]), _luminance(colours[f"{urgency}-fg"])), reverse=True)
+    assert (light + 0.05) / (dark + 0.05) >= 4.5
+    assert f".badge-{urgency} {{ background: var(--urgency-{urgency}-bg); color: var(--urgency-{urgency}-fg);" in css
+
+
+# --- the worklist -------------------------------------------------------------------------------
+
+
+def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
+    page = seeded.get("/dashboard/").text
+    assert patients(page) == ORDER
+    assert [row["data-urgency"] for row in rows(page)] == ["immediate", "urgent", "soon", "soon"]
+    assert {row["data-status"] for row in rows(page)} == {"new"}
+    assert counts(page) == {"immediate": 1, "urgent": 1, "soon": 2, "routine": 0}
+    assert "<caption" in page
+    # The urgent row: badge with its text, patient link, sex and age, reason, time, the three actions.
+    row = page.split('data-patient="P-URG"', 1)[1].split("</tr>", 1)[0]
+    assert '<span class="badge badge-urgent" data-urgency="urgent">urgent</span>' in row
+    assert '<a href="/dashboard/patients/P-URG">P-URG</a>' in row
+    assert "male, 50 y" in text(row)
+    assert "critical value" in row and "PLT 15" in row
+    assert '<time datetime="2026-03-02T09:00:00+00:00">2026-03-02 09:00 UTC</time>' in row
+    buttons = re.findall(r'<button type="submit" name="status" value="(\w+)"[^>]*>(\w+)</button>', row)
+    assert buttons == [("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("urgency=soon", ["P-SOON2", "P-SOON"]),
+    ("urgency=immediate&urgency=urgent", ["P-IMM", "P-URG"]),
+    ("finding=neutropenia", ["P-IMM", "P-SOON2"]),
+    ("finding=critical_value", ["P-IMM", "P-URG"]),
+    ("from=2026-03-02&to=2026-03-03", ["P-URG", "P-SOON2"]),  # the "to" day is included
+    ("from=2026-03-04", ["P-IMM"]),
+    ("to=2026-03-01", ["P-SOON"]),
+    ("status=dismissed", []),
+])
+def test_worklist_filters(seeded, query, expected):
+    page = seeded.get(f"/dashboard/?{query}").text
+    assert patients(page) == expected
+    if not expected:
+        assert "No referrals match these filters." in page
+
+
+def test_filters_are_kept_in_the_form(seeded):
+    page = seeded.get("/dashboard/?urgency=soon&finding=neutropenia&from=2026-03-01&to=2026-03-05").text
+    assert '<input type="checkbox" name="urgency" value="soon"\n                 id="filter-urgency-soon"\n' \
+           '                 checked>' in page
+    assert '<option value="neutropenia" selected>' in page
+    assert 'name="from" value="2026-03-01"' in page and 'name="to" value="2026-03-05"' in page
+
+
+def test_bad_filter_values_are_reported_and_ignored(seeded):
+    response = seeded.get("/dashboard/?urgency=bogus&finding=nonsense&from=yesterday&page=x")
+    assert response.status_code == 200
+    page = text(response.text)
+    assert "An unknown urgency was ignored." in page
+    assert "The finding filter is not a known finding code and was ignored." in page
+    assert "The “from” date is not a date (YYYY-MM-DD) and was ignored." in page
+    assert patients(response.text) == ORDER
+
+
+def test_counts_follow_the_status_filter(seeded):
+    rid = referral_id(seeded, "P-URG")
+    seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "dismissed", "actor": "Dr A"})
+    assert counts(seeded.get("/dashboard/").text)["urgent"] == 0
+    page = seeded.get("/dashboard/?status=dismissed").text
+    assert counts(page) == {"immediate": 0, "urgent": 1, "soon": 0, "routine": 0}
+    assert patients(page) == ["P-URG"]
+    assert 'class="closed"' in page  # no buttons on a closed referral
+
+
+def test_worklist_pages(client):
+    docs = [cbc(f"P{i:03d}", f"2026-03-01T{i // 60:02d}:{i % 60:02d}:00Z", "male", 50, 80, 3.0, 14.5)
+            for i in range(53)]  # all soon (platelets < 100)
+    seed(client, docs)
+    first = client.get("/dashboard/").text
+    assert len(rows(first)) == 50
+    assert "(page 1 of 2)" in first
+    assert 'href="/dashboard/?page=2" rel="next">Next page</a>' in first
+    second = client.get("/dashboard/?page=2").text
+    assert patients(second) == ["P002", "P001", "P000"]  # the oldest CBCs last
+    assert counts(second)["soon"] == 53
+
+
+def test_a_hostile_patient_id_and_note_are_escaped(client):
+    seed(client, [cbc(HOSTILE_ID, "2026-03-02T09:00:00Z", "male", 50, 15, 3.0, 14.5)])
+    worklist = client.get("/dashboard/").text
+    assert HOSTILE_ID not in worklist
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in worklist
+    assert patients(worklist) == [HOSTILE_ID]  # the parser decodes the escaped attribute
+    assert 'href="/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"' in worklist
+    rid = referral_id(client, HOSTILE_ID)
+    response = client.post(f"/dashboard/referrals/{rid}/status", data={
+        "status": "acknowledged", "actor": "<b>Dr X</b>", "note": HOSTILE_NOTE,
+        "next": "/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"})
+    assert response.status_code == 303
+    page = client.get(response.location).text
+    assert response.location == "/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"
+    for raw in (HOSTILE_ID, HOSTILE_NOTE, "<b>Dr X</b>"):
+        assert raw not in page
+    assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in page
+    assert "Patient &lt;script&gt;alert(1)&lt;/script&gt;: referral acknowledged by &lt;b&gt;Dr X&lt;/b&gt;." in page
+    form_page = client.get(f"/dashboard/referrals/{rid}/status").text
+    assert HOSTILE_ID not in form_page and "<b>Dr X</b>" not in form_page
+
+
+# --- the patient page ---------------------------------------------------------------------------
+
+
+def test_patient_page_draws_three_charts_with_the_ruleset_lines(client):
+    seed(client, [
+        cbc("P-1", "2026-03-01T08:00:00Z", "female", 40, 210, 3.1, 13.0),
+        cbc("P-1", "2026-03-03T08:00:00Z", "female", 40, 45, 0.4, 8.2),
+    ])
+    page = client.get("/dashboard/patients/P-1").text
+    assert page.count("<svg ") == 3
+    platelets, neutrophils, hemoglobin = (chart(page, a) for a in ("platelets", "neutrophils", "hemoglobin"))
+    for svg in (platelets, neutrophils, hemoglobin):
+        assert svg.get("role") == "img"
+        assert svg.get("aria-label")
+        assert svg.find("desc") is not None
+        assert next(c.find("title").text for c in svg.iter("circle")).startswith("2026-03-01 08:00 UTC: ")
+    for svg, values in ((platelets, (150, 50, 20)), (neutrophils, (1.5, 0.5)), (hemoglobin, (12,))):
+        lines = threshold_lines(svg)
+        assert set(lines) == {f"{v:g}" for v in values}
+        for value in values:
+            assert lines[f"{value:g}"] == pytest.approx(expected_y(value, svg), abs=0.005)
+    assert platelets.get("data-high") == "250"  # 210 + 10 % -> 250
+    assert threshold_lines(platelets)["150"] == pytest.approx(204 - 150 / 250 * 188, abs=0.005)
+    assert [c.get("data-value") for c in platelets.iter("circle")] == ["210", "45"]
+    assert platelets.get("aria-label") == (
+        "Platelets (×10⁹/L): 2 results from 2026-03-01 to 2026-03-03; latest 45, lowest 45, highest 210. "
+        "Lines at 150 (thrombocytopenia); 50 (marrow-failure range); 20 (critical).")
+    assert "WHO anaemia cut-off 12 g/dL for non-pregnant women from 15 years." in page
+
+
+@pytest.mark.parametrize(("patient", "lines", "sentence"), [
+    ({"sex": "male", "age_years": 50}, {"13"}, "WHO anaemia cut-off 13 g/dL for men from 15 years."),
+    ({"sex": "female", "age_years": 30, "pregnant": True, "pregnancy_trimester": 2}, {"10.5"},
+     "WHO anaemia cut-off 10.5 g/dL for pregnancy second trimester."),
+    ({"sex": "female", "age_years": 8}, {"11.5"}, "WHO anaemia cut-off 11.5 g/dL for children 5-11 years."),
+    ({"age_years": 40}, {"12", "13"}, "Sex not recorded: the WHO anaemia cut-off is between 12 and 13 g/dL"),
+])
+def test_the_haemoglobin_line_is_the_patients_who_cutoff(sqlite_client, patient, lines, sentence):
+    doc = cbc("P-HB", "2026-03-01T08:00:00Z", None, None, 250, 3.0, 11.0, patient=patient)
+    seed(sqlite_client, [doc])
+    page = sqlite_client.get("/dashboard/patients/P-HB").text
+    svg = chart(page, "hemoglobin")
+    assert set(threshold_lines(svg)) == lines
+    for value in lines:
+        assert threshold_lines(svg)[value] == pytest.approx(expected_y(float(value), svg), abs=0.005)
+    assert sentence in text(page)
+
+
+def test_patient_page_shows_findings_with_sources_delta_and_history(client):
+    seed(client, [
+        cbc("P-2", "2026-03-01T08:00:00Z", "female", 40, 200, 3.0, 13.5),
+        cbc("P-2", "2026-03-03T08:00:00Z", "female", 40, 80, 3.0, 13.5),  # a 60 % fall within 7 days
+    ])
+    page = client.get("/dashboard/patients/P-2").text
+    codes = re.findall(r'<li class="finding" data-code="(\w+)">', page)
+    assert "thrombocytopenia" in codes and "platelet_drop" in codes
+    finding = page.split('data-code="thrombocytopenia">', 1)[1].split("</li>\n", 1)[0]
+    assert "Rule: <code>thresholds.csv:thrombocytopenia</code>" in finding
+    assert "[S1] ACOG Practice Bulletin 207" in finding and "[S2] Stasi R." in finding
+    delta = text(page.split('id="delta"', 1)[1].split("</div>", 1)[0])
+    assert "Platelet fall 60 % (platelet drop)" in delta
+    assert "Window 7 days" in delta
+    assert 'id="open-referral"' in page
+    assert "No status change yet." in page
+    assert re.findall(r"<th scope=\"row\"><time datetime=\"([^\"]+)\"", page) == [
+        "2026-03-03T08:00:00+00:00", "2026-03-01T08:00:00+00:00"]  # results newest first
+
+
+def test_undated_cbcs_are_listed_but_not_plotted(sqlite_client):
+    seed(sqlite_client, [cbc("P-3", None, "male", 50, 80, 3.0, 14.5)])
+    page = sqlite_client.get("/dashboard/patients/P-3").text
+    assert "1 CBC without a collection time cannot be placed in time and is not plotted" in text(page)
+    assert not list(chart(page, "platelets").iter("circle"))
+    assert "no collection time" in page
+
+
+def test_an_unknown_patient_is_a_404_page(sqlite_client):
+    response = sqlite_client.get("/dashboard/patients/nobody")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "There is no patient nobody." in response.text
+
+
+# --- status changes -----------------------------------------------------------------------------
+
+
+def test_acknowledge_records_the_actor_and_redirects_back(seeded, database_url):
+    rid = referral_id(seeded, "P-URG")
+    response = seeded.post(f"/dashboard/referrals/{rid}/status",
+                           data={"status": "acknowledged", "actor": "Dr Ada", "note": "seen", "next": "/dashboard/"})
+    assert response.status_code == 303
+    assert response.location == "/dashboard/"
+    assert "labservice_actor=\"Dr Ada\"" in response.headers["Set-Cookie"] or \
+        "labservice_actor=Dr Ada" in response.headers["Set-Cookie"]
+    page = seeded.get("/dashboard/").text
+    assert "Patient P-URG: referral acknowledged by Dr Ada." in page
+    assert next(row for row in rows(page) if row["data-patient"] == "P-URG")["data-status"] == "acknowledged"
+    database = Database.connect(database_url)
+    with database.session() as session:
+        referral = get_referral(session, rid)
+        assert (referral.status, referral.status_by, referral.note) == ("acknowledged", "Dr Ada", "seen")
+        assert [(e.from_status, e.to_status, e.actor, e.note) for e in referral.events] == [
+            ("new", "acknowledged", "Dr Ada", "seen")]
+    database.engine.dispose()
+    # The name is remembered: the next change needs no name field, and the history shows both.
+    response = seeded.post(f"/dashboard/referrals/{rid}/status",
+                           data={"status": "referred", "next": "/dashboard/patients/P-URG"})
+    assert response.status_code == 303 and response.location == "/dashboard/patients/P-URG"
+    history = text(seeded.get("/dashboard/patients/P-URG").text)
+    assert "new → acknowledged Dr Ada seen" in history
+    assert "acknowledged → referred Dr Ada" in history
+    assert "You are recorded as Dr Ada" in history
+
+
+def test_the_patient_page_has_the_status_form(seeded):
+    page = seeded.get("/dashboard/patients/P-SOON").text
+    form = page.split('id="status-form"', 1)[1].split("</form>", 1)[0]
+    assert '<label for="status-actor">Your name</label>' in form
+    assert '<label for="status-note">Note (optional)</label>' in form
+    assert re.findall(r'value="(\w+)" class="action[^>]*>(\w+)</button>', form) == [
+        ("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
+    assert 'name="next" value="/dashboard/patients/P-SOON"' in form
+
+
+def test_an_invalid_transition_is_a_message_not_an_error(seeded):
+    rid = referral_id(seeded, "P-SOON")
+    seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "dismissed", "actor": "Dr B"})
+    response = seeded.post(f"/dashboard/referrals/{rid}/status",
+                           data={"status": "acknowledged", "actor": "Dr B", "next": "/dashboard/patients/P-SOON"})
+    assert response.status_code == 303
+    page = seeded.get(response.location)
+    assert page.status_code == 200
+    message = text(page.text).split("The status was not changed: ", 1)[1]  # then the repository's reason
+    assert "dismissed" in message.split(".")[0] and "cannot become acknowledged" in message.split(".")[0]
+    assert 'role="alert"' in page.text
+
+
+def test_a_status_change_without_a_name_asks_for_it(seeded):
+    rid = referral_id(seeded, "P-SOON")
+    response = seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "referred", "next": "/dashboard/"})
+    assert response.status_code == 303
+    assert response.location.startswith(f"/dashboard/referrals/{rid}/status?")
+    page = seeded.get(response.location).text
+    assert "Enter your name: it is recorded with the status change." in page
+    assert '<label for="status-actor">Your name</label>' in page
+    assert 'data-chosen="true">Refer</button>' in page
+    still = next(r for r in rows(seeded.get("/dashboard/").text) if r["data-patient"] == "P-SOON")
+    assert still["data-status"] == "new"
+
+
+def test_remembering_a_name_sets_the_cookie(seeded):
+    response = seeded.post("/dashboard/actor", data={"actor": "  Dr   Carol ", "next": "/dashboard/?urgency=soon"})
+    assert response.status_code == 303 and response.location == "/dashboard/?urgency=soon"
+    page = seeded.get(response.location).text
+    assert 'id="actor-name" name="actor" value="Dr Carol"' in page
+    rid = referral_id(seeded, "P-SOON")
+    assert seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "acknowledged"}).status_code == 303
+    assert "referral acknowledged by Dr Carol" in seeded.get("/dashboard/").text
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/api/v1/ruleset",
+                                    "javascript:alert(1)", "/dashboard/\r\nSet-Cookie: x=1"])
+def test_redirects_stay_on_the_dashboard(seeded, target):
+    rid = referral_id(seeded, "P-SOON")
+    response = seeded.post(f"/dashboard/referrals/{rid}/status",
+                           data={"status": "acknowledged", "actor": "Dr D", "next": target})
+    assert response.status_code == 303
+    assert response.location == "/dashboard/"
+
+
+def test_an_unknown_status_or_referral(seeded):
+    rid = referral_id(seeded, "P-SOON")
+    response = seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "deleted", "actor": "Dr E"})
+    assert response.status_code == 303
+    assert "Choose Acknowledge, Refer or Dismiss." in seeded.get(response.location).text
+    missing = seeded.post("/dashboard/referrals/999999/status", data={"status": "acknowledged", "actor": "Dr E"})
+    assert missing.status_code == 404 and "There is no referral 999999." in missing.text
+    assert seeded.get("/dashboard/referrals/999999/status").status_code == 404
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+# Platelets 15 < 20: critical -> urgent (§3, §9); the other rows are normal (routine); "abc" is rejected.
+BATCH_CSV = (
+    b"Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+    b"B1,2026-03-01T08:00:00Z,F,40,250,13.5,3.0\n"
+    b"B2,2026-03-01T09:00:00Z,M,55,15,14.5,3.0\n"
+    b"B3,2026-03-01T10:00:00Z,M,60,abc,14.5,3.0\n"
+)
+
+
+def upload(client: FlaskClient, data: bytes, mapping: str = "") -> Any:
+    return client.post("/dashboard/batches", data={"file": (io.BytesIO(data), "cbc.csv"), "mapping": mapping},
+                       content_type="multipart/form-data")
+
+
+def test_the_upload_form(sqlite_client):
+    page = sqlite_client.get("/dashboard/batches").text
+    assert 'enctype="multipart/form-data"' in page
+    assert '<label for="upload-file">CSV file</label>' in page
+    assert '<label for="upload-mapping">Mapping (optional, JSON)</label>' in page
+    assert 'type="file" id="upload-file" name="file"' in page
+
+
+def test_upload_shows_the_summary_and_links_to_the_downloads(client):
+    response = upload(client, BATCH_CSV)
+    assert response.status_code == 303
+    match = re.fullmatch(r"/dashboard/batches/([0-9a-f]{32})", response.location)
+    assert match
+    batch_id = match.group(1)
+    page = client.get(response.location).text
+    assert "Batch read: 2 CBCs interpreted, 1 rows rejected." in page
+    fields = dict(re.findall(r'<dd data-field="(\w+)">(\d+)</dd>', page))
+    assert fields == {"rows_in": "3", "rows_out": "3", "interpreted": "2", "rejected": "1", "stored": "2",
+                      "duplicates": "0"}
+    assert re.search(r'<tr data-urgency="urgent">.*?<td>1</td>', page, re.S)
+    assert f'id="download-csv" href="/api/v1/batches/{batch_id}/result.csv"' in page
+    assert f'id="download-json" href="/api/v1/batches/{batch_id}/result.json"' in page
+    csv_download = client.get(f"/api/v1/batches/{batch_id}/result.csv")
+    assert csv_download.status_code == 200 and csv_download.mimetype == "text/csv"
+    assert len(client.get(f"/api/v1/batches/{batch_id}/result.json").get_json()) == 3
+    # The stored rows are on the worklist like any other CBC.
+    assert patients(client.get("/dashboard/").text) == ["B2"]
+    # The same file again: the same batch, not interpreted twice.
+    again = upload(client, BATCH_CSV)
+    assert again.location == response.location
+    assert "This file was already uploaded with this mapping" in client.get(again.location).text
+
+
+def test_an_upload_that_cannot_be_read_shows_the_reason(sqlite_client):
+    response = upload(sqlite_client, BATCH_CSV, mapping="{not json")
+    assert response.status_code == 422
+    assert response.mimetype == "text/html"
+    assert "The file was not read: The mapping cannot be used:" in response.text
+    assert "{not json</textarea>" in response.text  # the mapping is kept for correcting
+    empty = upload(sqlite_client, b"")
+    assert empty.status_code == 422 and "The file was not read: The file cannot be read as CBCs" in empty.text
+
+
+def test_an_unknown_batch_is_a_404_page(sqlite_client):
+    assert sqlite_client.get("/dashboard/batches/" + "0" * 32).status_code == 404
+    assert sqlite_client.get("/dashboard/batches/../../etc").status_code == 404

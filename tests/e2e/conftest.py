@@ -1,0 +1,92 @@
+"""Browser tests: the real service under gunicorn, driven by Playwright in Debian's chromium.
+
+`playwright install` cannot download here, so the browser is /usr/bin/chromium (installed by
+.ci/run). Screenshots of every page visited go to .screenshots/ (not committed) for a human look.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labservice.store.database import migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("LABSERVICE_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = ROOT / ".screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """gunicorn (2 workers) on a free loopback port with its own SQLite database; yields the base URL."""
+    instance = tmp_path_factory.mktemp("e2e")
+    url = f"sqlite:///{instance / 'labservice.sqlite'}"
+    migrate(url)
+    port = _free_port()
+    env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
+           "LABSERVICE_AUTO_MIGRATE": "false"}
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                output = server.stdout.read().decode(errors="replace") if server.stdout else ""
+                server.kill()
+                raise RuntimeError(f"gunicorn did not start:\n{output}") from None
+            time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists()
+                                             else shutil.which("chromium"), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest):
+    """A fresh laptop-sized page; a screenshot is saved when the test ends."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    yield page
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def shoot(page, name: str) -> None:
+    """Save a named full-page screenshot under .screenshots/."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

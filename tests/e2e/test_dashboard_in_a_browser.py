@@ -1,0 +1,147 @@
+"""The referral dashboard in a real browser: Debian's chromium, driven by Playwright, against gunicorn.
+
+Seeded through the JSON API with values whose urgency clinical-rules.md fixes: platelets 12
+(< 20, critical, §3) is urgent; neutrophils 0.3 with fever and a non-blanching rash is immediate
+(§7, §9); haemoglobin 9.5 g/dL in a woman (< 12.0, §4) is soon; platelets 250 is routine (no
+referral). Screenshots of every page are saved to .screenshots/ for review.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import shoot
+
+pytestmark = pytest.mark.slow
+
+PATIENTS = {
+    "E2E-URGENT": [("2026-11-10T08:00:00Z", {"platelets": 180, "hemoglobin": 13.0, "neutrophils": 3.0}),
+                   ("2026-11-14T08:00:00Z", {"platelets": 12, "hemoglobin": 12.5, "neutrophils": 2.5})],
+    "E2E-IMMEDIATE": [("2026-11-15T09:00:00Z", {"platelets": 40, "hemoglobin": 11.0, "neutrophils": 0.3})],
+    "E2E-SOON": [("2026-11-15T10:00:00Z", {"platelets": 250, "hemoglobin": 9.5, "neutrophils": 3.0})],
+    "E2E-ROUTINE": [("2026-11-15T11:00:00Z", {"platelets": 250, "hemoglobin": 13.5, "neutrophils": 3.0})],
+}
+CSV = ("Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+       "E2E-CSV-1,2026-11-16T08:00:00Z,F,50,45,12.5,3.0\n"
+       "E2E-CSV-2,2026-11-16T09:00:00Z,M,60,abc,14.0,3.0\n")
+
+
+def post(base: str, body: dict) -> dict:
+    request = urllib.request.Request(base + "/api/v1/interpretations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+@pytest.fixture(scope="module")
+def seeded(live_server: str) -> str:
+    for patient, cbcs in PATIENTS.items():
+        for collected_at, results in cbcs:
+            body = {"patient": {"id": patient, "sex": "female", "age_years": 45}, "collected_at": collected_at,
+                    "results": results}
+            if patient == "E2E-IMMEDIATE":
+                body["skin"] = {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]}
+            post(live_server, body)
+    return live_server
+
+
+def remember_name(page, name: str = "Dr E2E") -> None:
+    page.fill("#actor-name", name)
+    page.click("#actor-form button[type=submit]")
+
+
+def test_worklist_lists_open_referrals_most_urgent_first(page, seeded):
+    page.goto(seeded + "/dashboard/")
+    rows = page.locator("#worklist tbody tr[data-urgency]")
+    urgencies = rows.evaluate_all("rows => rows.map(r => r.dataset.urgency)")
+    patients = rows.evaluate_all("rows => rows.map(r => r.dataset.patient)")
+    assert urgencies[:3] == ["immediate", "urgent", "soon"]
+    assert "E2E-ROUTINE" not in patients  # routine with no delta finding: no referral
+    assert page.locator('#urgency-counts li[data-urgency="urgent"] [data-count]').inner_text() == "1"
+    shoot(page, "worklist-laptop")
+    page.set_viewport_size({"width": 768, "height": 1024})
+    shoot(page, "worklist-tablet")
+
+
+def test_filter_by_urgency(page, seeded):
+    page.goto(seeded + "/dashboard/")
+    page.check("#filter-urgency-urgent")
+    page.click("#filters button[type=submit]")
+    urgencies = page.locator("#worklist tbody tr[data-urgency]").evaluate_all(
+        "rows => rows.map(r => r.dataset.urgency)")
+    assert urgencies == ["urgent"]
+    assert "urgency=urgent" in page.url
+    shoot(page, "worklist-filtered")
+
+
+def test_keyboard_reaches_the_skip_link_first(page, seeded):
+    page.goto(seeded + "/dashboard/")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent.trim().toLowerCase()")
+    assert "skip" in focused
+    shoot(page, "worklist-skip-link-focused")
+
+
+def test_patient_page_shows_trend_charts_with_threshold_lines(page, seeded):
+    page.goto(seeded + "/dashboard/")
+    page.click('#worklist a:text-is("E2E-URGENT")')
+    page.wait_for_url("**/dashboard/patients/E2E-URGENT")
+    for chart in ("platelets", "neutrophils", "hemoglobin"):
+        assert page.locator(f"svg#chart-{chart}").is_visible()
+    lines = page.locator("svg#chart-platelets line.threshold").evaluate_all(
+        "lines => lines.map(l => Number(l.dataset.value))")
+    assert sorted(lines) == [20, 50, 150]  # clinical-rules §3, §5, §4
+    neutrophil_lines = page.locator("svg#chart-neutrophils line.threshold").evaluate_all(
+        "lines => lines.map(l => Number(l.dataset.value))")
+    assert sorted(neutrophil_lines) == [0.5, 1.5]
+    assert page.locator("svg#chart-platelets").get_attribute("aria-label")
+    codes = page.locator("#findings li[data-code]").evaluate_all("items => items.map(i => i.dataset.code)")
+    assert "platelet_drop" in codes and "critical_value" in codes  # 180 → 12 in 4 days: a 93 % fall
+    shoot(page, "patient-page")
+
+
+def test_acknowledge_a_referral_from_the_worklist(page, seeded):
+    page.goto(seeded + "/dashboard/")
+    remember_name(page)
+    row = page.locator('#worklist tr[data-patient="E2E-SOON"]')
+    row.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_load_state()
+    assert page.locator('#worklist tr[data-patient="E2E-SOON"]').get_attribute("data-status") == "acknowledged"
+    shoot(page, "worklist-after-acknowledge")
+    referral_id = page.locator('#worklist tr[data-patient="E2E-SOON"]').get_attribute("data-referral-id")
+    with urllib.request.urlopen(f"{seeded}/api/v1/referrals/{referral_id}", timeout=10) as answer:
+        referral = json.load(answer)
+    assert referral["status"] == "acknowledged" and referral["status_by"] == "Dr E2E"
+
+
+def test_refer_from_the_patient_page_with_a_note(page, seeded):
+    page.goto(seeded + "/dashboard/patients/E2E-IMMEDIATE")
+    page.fill("#status-actor", "Dr Browser")
+    page.fill("#status-note", "Seen in clinic; referred to haematology.")
+    page.click('#status-form button[value="referred"]')
+    page.wait_for_load_state()
+    assert "referred" in page.content().lower()
+    shoot(page, "patient-after-refer")
+
+
+def test_upload_a_csv_and_download_its_result(page, seeded, tmp_path: Path):
+    source = tmp_path / "cbc.csv"
+    source.write_text(CSV, encoding="utf-8")
+    page.goto(seeded + "/dashboard/batches")
+    shoot(page, "batches-upload-form")
+    page.set_input_files("#upload-file", str(source))
+    page.click("#upload-button")
+    page.wait_for_url("**/dashboard/batches/*")
+    assert page.locator('dd[data-field="rows_out"]').inner_text().strip() == "2"
+    assert page.locator('dd[data-field="rejected"]').inner_text().strip() == "1"
+    shoot(page, "batch-summary")
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8")
+    lines = text.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("Patient ID,Collected,line,urgency")
+    assert "thrombocytopenia" in lines[1] and "'abc' is not a number" in lines[2]

@@ -1,0 +1,1 @@
+"""Storage: migrations, the repository, the database URL."""

@@ -1,0 +1,155 @@
+"""`labservice interpret`, run as a real command: exit codes, files and pipes, options, progress.
+
+Expected values come from clinical-rules.md: platelets 45 ×10^9/L is thrombocytopenia with CTCAE
+v5.0 grade 3 (< 50–25, §4); neutrophils 0.4 is below the critical 0.5 (§3) and grade 4 (§4).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.shared_data import MIMIC_LABEVENTS
+
+COMMAND = [sys.executable, "-m", "labservice.cli", "interpret"]
+MIMIC = MIMIC_LABEVENTS
+
+GOOD = "Sample ID,Sex,Age,PLT (10^9/L),NEUT# (10^9/L),HGB (g/dL)\nS1,F,40,45,3.0,13.5\nS2,M,50,250,0.4,14.5\n"
+SOME_BAD = GOOD + "S3,F,30,abc,3.0,13.0\n"
+
+
+def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def rows_of(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_every_row_interpreted_exits_0_and_writes_the_csv(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(GOOD, encoding="utf-8")
+    target = tmp_path / "out.csv"
+    done = run([str(source), "-o", str(target)])
+    assert done.returncode == 0, done.stderr
+    rows = rows_of(target.read_text(encoding="utf-8"))
+    assert [r["Sample ID"] for r in rows] == ["S1", "S2"]
+    assert rows[0]["platelets_flag"] == "L" and rows[0]["platelets_ctcae_grade"] == "3"
+    assert "thrombocytopenia" in rows[0]["findings"].split(";")
+    assert rows[1]["neutrophils_flag"] == "LL" and rows[1]["neutrophils_ctcae_grade"] == "4"
+    assert {"neutropenia", "critical_value"} <= set(rows[1]["findings"].split(";"))
+    assert "2 interpreted, 0 rejected" in done.stderr
+
+
+def test_some_rows_rejected_exits_1_with_the_summary_on_stderr(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(SOME_BAD, encoding="utf-8")
+    done = run([str(source), "-o", str(tmp_path / "out.csv")])
+    assert done.returncode == 1
+    assert "2 interpreted, 1 rejected" in done.stderr
+    assert "line 4, column PLT (10^9/L): 'abc' is not a number" in done.stderr
+    rows = rows_of((tmp_path / "out.csv").read_text(encoding="utf-8"))
+    assert len(rows) == 3 and rows[2]["error"].startswith("line 4, column PLT")
+    assert rows[2]["urgency"] == ""
+
+
+def test_unusable_file_exits_2_and_leaves_no_output(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("Name,Ward\nA,B\n", encoding="utf-8")
+    target = tmp_path / "out.csv"
+    done = run([str(source), "-o", str(target)])
+    assert done.returncode == 2
+    assert "no column holds a CBC analyte" in done.stderr
+    assert not target.exists()
+    assert list(tmp_path.glob(".labservice-*")) == []
+
+
+def test_unknown_header_unit_exits_2_naming_the_column(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("PLT (furlongs),HGB\n45,13\n", encoding="utf-8")
+    done = run([str(source), "-o", str(tmp_path / "out.csv")])
+    assert done.returncode == 2
+    assert "column 'PLT (furlongs)'" in done.stderr and "unknown unit 'furlongs'" in done.stderr
+
+
+def test_missing_input_exits_2(tmp_path):
+    done = run([str(tmp_path / "nope.csv"), "-o", str(tmp_path / "out.csv")])
+    assert done.returncode == 2
+    assert "cannot read" in done.stderr
+
+
+def test_stdin_to_stdout():
+    done = run(["-", "-o", "-"], stdin=GOOD)
+    assert done.returncode == 0, done.stderr
+    assert [r["Sample ID"] for r in rows_of(done.stdout)] == ["S1", "S2"]
+
+
+def test_json_output_chosen_by_extension(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(SOME_BAD, encoding="utf-8")
+    target = tmp_path / "out.json"
+    done = run([str(source), "-o", str(target)])
+    assert done.returncode == 1
+    rows = json.loads(target.read_text(encoding="utf-8"))
+    assert [r["ids"]["Sample ID"] for r in rows] == ["S1", "S2", "S3"]
+    assert rows[0]["flags"]["platelets"] == "L" and rows[0]["ctcae_grades"]["platelets"] == 3
+    assert "thrombocytopenia" in rows[0]["findings"]
+    assert rows[2]["error"].startswith("line 4") and rows[2]["urgency"] is None
+
+
+def test_explicit_column_unit_and_sex_code_options(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("Probe;Geschlecht;Thrombozyten;Hb\nP1;0;45000;82\n", encoding="utf-8")
+    done = run([str(source), "-o", "-", "--column", "Probe=sample_id", "--column", "Geschlecht=sex",
+                "--column", "Thrombozyten=platelets", "--unit", "platelets=/uL", "--unit", "hemoglobin=g/L",
+                "--sex-codes", "0=female,1=male"])
+    assert done.returncode == 0, done.stderr
+    row = rows_of(done.stdout)[0]
+    assert row["Probe"] == "P1"
+    # 45000 /uL = 45 ×10^9/L (§1): grade 3; Hb 82 g/L = 8.2 g/dL, below 12.0 for a woman (§4), grade 2 (< 10.0–8.0)
+    assert row["platelets_ctcae_grade"] == "3"
+    assert row["hemoglobin_flag"] == "L" and row["hemoglobin_ctcae_grade"] == "2"
+
+
+def test_progress_bar_on_request(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(GOOD, encoding="utf-8")
+    done = run([str(source), "-o", str(tmp_path / "out.csv"), "--progress", "--quiet"])
+    assert done.returncode == 0
+    assert "100%" in done.stderr and "MB" in done.stderr
+
+
+def test_worker_processes_give_the_same_file_as_one_process(tmp_path):
+    lines = ["Sample ID,PLT,HGB,NEUT#"]
+    lines += [f"S{i},{20 + i % 400},{6 + i % 10},{0.2 + (i % 30) / 10}" for i in range(2500)]
+    lines.insert(700, "broken,1,2,3,4,5")
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outputs = []
+    for jobs in ("1", "2"):
+        target = tmp_path / f"out{jobs}.csv"
+        done = run([str(source), "-o", str(target), "--jobs", jobs, "--chunk-rows", "300"])
+        assert done.returncode == 1, done.stderr
+        outputs.append(target.read_bytes())
+    assert outputs[0] == outputs[1]
+    rows = rows_of(outputs[0].decode())
+    assert len(rows) == 2501
+    assert rows[699]["error"] == "line 701: more fields than the header's 4"
+
+
+@pytest.mark.skipif(not MIMIC.exists(), reason="MIMIC-III demo fixture not present")
+def test_builtin_mimic_mapping(tmp_path):
+    # MIMIC-III Clinical Database Demo v1.4 (PhysioNet, MIT-LCP), ODbL 1.0: see ../shared/fixtures.
+    target = tmp_path / "mimic.csv"
+    summary = tmp_path / "summary.json"
+    done = run([str(MIMIC), "-o", str(target), "--mapping", "mimic-iii-labevents", "--summary", str(summary)])
+    assert done.returncode == 1  # rows without HADM_ID cannot be grouped, and some values are not numbers
+    counts = json.loads(summary.read_text(encoding="utf-8"))
+    rows = rows_of(target.read_text(encoding="utf-8"))
+    assert len(rows) == counts["rows_out"] == counts["interpreted"] + counts["rejected"]
+    assert counts["rows_in"] == 76074
