@@ -62,7 +62,10 @@ def in_band(values: np.ndarray, band: Band) -> np.ndarray:
     return compare(values, band.lower_op, band.lower) & compare(values, band.upper_op, band.upper)
 
 
-_COMPILED: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+# Keyed by id() for speed; each entry holds its bands so that id cannot be reused by another
+# tuple while the entry lives (a freed tuple's id used to hand one scheme another's table).
+_MAX_COMPILED = 512
+_COMPILED: dict[int, tuple[tuple[Band, ...], tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
 
 def _compiled(bands: tuple[Band, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,17 +74,21 @@ def _compiled(bands: tuple[Band, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     An exclusive lower bound `> a` is `>= nextafter(a, +inf)` and an inclusive upper bound `<= b`
     is `< nextafter(b, +inf)`, exactly, in float64, so every scheme takes one searchsorted.
     """
-    key = id(bands)
-    if key not in _COMPILED:
-        lowers = [b.lower if b.lower_op == ">=" else np.nextafter(b.lower, np.inf) for b in bands]
-        uppers = [b.upper if b.upper_op == "<" else np.nextafter(b.upper, np.inf) for b in bands]
-        order = np.argsort(lowers, kind="stable")
-        _COMPILED[key] = (
-            np.array(lowers)[order],
-            np.append(np.array(uppers)[order], -np.inf),  # index -1 (below every band) never matches
-            np.append(order, -1).astype(np.int8),
-        )
-    return _COMPILED[key]
+    entry = _COMPILED.get(id(bands))
+    if entry is not None and entry[0] is bands:
+        return entry[1]
+    lowers = [b.lower if b.lower_op == ">=" else np.nextafter(b.lower, np.inf) for b in bands]
+    uppers = [b.upper if b.upper_op == "<" else np.nextafter(b.upper, np.inf) for b in bands]
+    order = np.argsort(lowers, kind="stable")
+    compiled = (
+        np.array(lowers)[order],
+        np.append(np.array(uppers)[order], -np.inf),  # index -1 (below every band) never matches
+        np.append(order, -1).astype(np.int8),
+    )
+    if len(_COMPILED) >= _MAX_COMPILED:  # many rulesets loaded (tests): start again
+        _COMPILED.clear()
+    _COMPILED[id(bands)] = (bands, compiled)
+    return compiled
 
 
 def band_index(values: np.ndarray, bands: tuple[Band, ...]) -> np.ndarray:
