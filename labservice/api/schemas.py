@@ -167,7 +167,7 @@ class ResultsSchema(Schema):
     wbc = _result_field("White cell count (canonical 10*9/L)")
     neutrophils = _result_field("Absolute neutrophil count (canonical 10*9/L)")
     lymphocytes = _result_field("Absolute lymphocyte count (canonical 10*9/L)")
-    hemoglobin = _result_field("Haemoglobin (canonical g/L)")
+    hemoglobin = _result_field("Haemoglobin (canonical g/dL)")
     hematocrit = _result_field("Haematocrit")
     rbc = _result_field("Red cell count")
     mcv = _result_field("Mean cell volume")
