@@ -24,7 +24,7 @@ from labservice.batch.keep import batch_keeper
 from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.service import keep_in
-from labservice.store.repository import finish_batch, forget_batch, record_batch
+from labservice.store.repository import finish_batch, forget_batch, now_utc, record_batch
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -226,7 +226,8 @@ def receive_upload() -> tuple[StoredBatch, bool]:
             raise
         if keep:
             finish_batch(current_database(), batch_id, summary.to_dict())
-        return {"batch_id": batch_id, "content_sha256": sha256, "mapping": mapping, "summary": summary.to_dict()}
+        return {"batch_id": batch_id, "content_sha256": sha256, "mapping": mapping, "filename": filename,
+                "created_at": now_utc().isoformat(), "summary": summary.to_dict()}
 
     try:
         return store.save(batch_id, produce)

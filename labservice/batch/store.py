@@ -9,7 +9,8 @@ The batch id is derived from what decides the output: the file's content, the ma
 and the version of the rule tables. The same file uploaded twice with the same mapping is therefore
 recognised before it is interpreted again.
 
-The store is small on purpose (`get`, `save`, the result paths): issue 4 moves batches into a database.
+The store is small on purpose (`get`, `save`, `recent`, the result paths). CBCs of a batch that carry a
+patient id are also stored in the database (`labservice.store`), with a row in its `batches` table.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class BatchStorage(Protocol):
 
     def save(self, batch_id: str, produce: Producer) -> tuple[StoredBatch, bool]: ...
 
+    def recent(self, limit: int = 20) -> list[StoredBatch]: ...
+
 
 class BatchStore:
     """Batches as directories under one directory (created when the first batch is saved)."""
@@ -100,6 +103,23 @@ class BatchStore:
         except FileNotFoundError:
             return None
         return self._stored(batch_id, folder, record)
+
+    def recent(self, limit: int = 20) -> list[StoredBatch]:
+        """The newest complete batches, newest first (by when their record was written)."""
+        try:
+            folders = [f for f in self.directory.iterdir() if is_batch_id(f.name)]
+        except FileNotFoundError:
+            return []
+        dated = []
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError):
+                dated.append(((folder / RECORD_NAME).stat().st_mtime, folder.name))
+        out = []
+        for _, batch_id in sorted(dated, reverse=True)[:limit]:
+            stored = self.get(batch_id)
+            if stored is not None:
+                out.append(stored)
+        return out
 
     def save(self, batch_id: str, produce: Producer) -> tuple[StoredBatch, bool]:
         """Make a batch with `produce` and move it into place: (the batch, True if this call made it).

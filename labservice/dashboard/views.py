@@ -430,10 +430,25 @@ def patient_page(external_id: str) -> ResponseReturnValue:
 # --- batches ----------------------------------------------------------------------------------
 
 
+#: How many earlier uploads the batches page lists.
+RECENT_BATCHES = 20
+
+
 @bp.get("/batches")
 def batches_page() -> ResponseReturnValue:
     return render_template("dashboard/batches.html", error=None, mapping="",
-                           limit=current_app.config["MAX_UPLOAD_BYTES"])
+                           limit=current_app.config["MAX_UPLOAD_BYTES"], recent=_recent_batches())
+
+
+def _recent_batches() -> list[dict]:
+    rows = []
+    for stored in current_store().recent(RECENT_BATCHES):
+        record = stored.record
+        summary = record.get("summary", {})
+        rows.append({"batch_id": stored.batch_id, "filename": record.get("filename") or "(no name)",
+                     "created_at": record.get("created_at"), "rows_in": summary.get("rows_in", 0),
+                     "interpreted": summary.get("interpreted", 0), "rejected": summary.get("rejected", 0)})
+    return rows
 
 
 @bp.post("/batches")
@@ -444,7 +459,8 @@ def upload_batch() -> ResponseReturnValue:
     except Problem as problem:
         mapping = request.form.get("mapping", "") if problem.code != 413 else ""
         return render_template("dashboard/batches.html", error=problem.detail, mapping=mapping,
-                               limit=current_app.config["MAX_UPLOAD_BYTES"]), problem.code or 422
+                               limit=current_app.config["MAX_UPLOAD_BYTES"], recent=_recent_batches()), \
+            problem.code or 422
     summary = stored.record.get("summary", {})
     if created:
         flash(f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "

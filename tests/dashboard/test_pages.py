@@ -563,3 +563,17 @@ def test_an_upload_that_cannot_be_read_shows_the_reason(sqlite_client):
 def test_an_unknown_batch_is_a_404_page(sqlite_client):
     assert sqlite_client.get("/dashboard/batches/" + "0" * 32).status_code == 404
     assert sqlite_client.get("/dashboard/batches/../../etc").status_code == 404
+
+
+def test_the_batches_page_lists_recent_uploads_newest_first(sqlite_client):
+    assert "No batch has been uploaded yet." in sqlite_client.get("/dashboard/batches").text
+    first = upload(sqlite_client, BATCH_CSV).location
+    second_csv = BATCH_CSV.replace(b"B3,", b"B4,")
+    second = sqlite_client.post("/dashboard/batches", data={"file": (io.BytesIO(second_csv), "later.csv")},
+                                content_type="multipart/form-data").location
+    page = sqlite_client.get("/dashboard/batches").text
+    table = page[page.index('id="recent-batches"'):]
+    rows = re.findall(r'<a href="(/dashboard/batches/[0-9a-f]{32})">([^<]+)</a>', table)
+    assert rows == [(second, "later.csv"), (first, "cbc.csv")]
+    # Three rows in each file: two interpreted, one rejected ("abc" platelets).
+    assert re.search(r"later\.csv</a></td>\s*<td>[\d: -]+</td>\s*<td>3</td><td>2</td><td>1</td>", table)
