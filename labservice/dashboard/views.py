@@ -63,6 +63,9 @@ ACTIONS = {"acknowledged": "Acknowledge", "referred": "Refer", "dismissed": "Dis
 PLATELET_LINES = (("thrombocytopenia", "thrombocytopenia"), ("marrow_failure_platelets", "marrow-failure range"),
                   ("critical_platelets_low", "critical"))
 NEUTROPHIL_LINES = (("neutropenia", "neutropenia"), ("critical_neutrophils_low", "critical"))
+#: For a patient stated to be Duffy-null the neutropenia line is the Duffy-null threshold (§4).
+NEUTROPHIL_LINES_DUFFY_NULL = (("neutropenia_duffy_null", "neutropenia, Duffy-null"),
+                               ("critical_neutrophils_low", "critical"))
 UNIT_TEXT = {"10*9/L": "×10⁹/L", "10*12/L": "×10¹²/L", "g/dL": "g/dL", "%": "%", "fL": "fL"}
 
 
@@ -375,6 +378,23 @@ def _pregnancy(raw: Any) -> tuple[bool | None, int | None]:
             trimester if isinstance(trimester, int) and trimester in (1, 2, 3) else None)
 
 
+def _duffy_null(raw: Any) -> bool:
+    patient = raw.get("patient") if isinstance(raw, dict) else None
+    return isinstance(patient, dict) and patient.get("duffy_null") is True
+
+
+def _neutrophil_chart(rs: Ruleset, results: list[CbcResult], duffy_null: bool) -> dict[str, Any]:
+    chart: dict[str, Any] = {"analyte": "neutrophils", "title": "Neutrophils"}
+    if duffy_null:
+        threshold = rs.threshold("neutropenia_duffy_null")
+        chart["note"] = (f"Stated Duffy-null: neutropenia is below {threshold.value:g} here, not "
+                         f"{rs.value('neutropenia'):g}.")
+        chart["sources"] = rs.cite(threshold.sources)
+    lines = NEUTROPHIL_LINES_DUFFY_NULL if duffy_null else NEUTROPHIL_LINES
+    chart["svg"] = _chart(rs, "neutrophils", "Neutrophils", results, _ruleset_lines(rs, lines))
+    return chart
+
+
 def _chart(rs: Ruleset, analyte: str, title: str, results: list[CbcResult], lines: tuple[Line, ...]) -> str:
     unit = unit_text(rs.analytes[analyte].canonical_unit)
     points = [Point(c.collected_at, getattr(c, analyte)) for c in results
@@ -402,8 +422,7 @@ def patient_page(external_id: str) -> ResponseReturnValue:
         charts = [
             {"analyte": "platelets", "title": "Platelets",
              "svg": _chart(rs, "platelets", "Platelets", results, _ruleset_lines(rs, PLATELET_LINES))},
-            {"analyte": "neutrophils", "title": "Neutrophils",
-             "svg": _chart(rs, "neutrophils", "Neutrophils", results, _ruleset_lines(rs, NEUTROPHIL_LINES))},
+            _neutrophil_chart(rs, results, _duffy_null(latest.raw if latest else None)),
             {"analyte": "hemoglobin", "title": "Haemoglobin", "note": cutoff.text,
              "sources": rs.cite(cutoff.sources),
              "svg": _chart(rs, "hemoglobin", "Haemoglobin", results, cutoff.lines)},

@@ -351,6 +351,14 @@ def test_patient_page_draws_three_charts_with_the_ruleset_lines(client):
     assert "WHO anaemia cut-off 12 g/dL for non-pregnant women from 15 years." in page
 
 
+def test_a_duffy_null_patient_gets_the_duffy_null_neutropenia_line(client):
+    # clinical-rules §4: neutropenia < 1.5 x10^9/L, or < 1.2 for a patient stated to be Duffy-null.
+    seed(client, [cbc("P-DN", "2026-03-01T08:00:00Z", "male", 30, 210, 1.3, 14.0, patient={"duffy_null": True})])
+    page = client.get("/dashboard/patients/P-DN").text
+    assert set(threshold_lines(chart(page, "neutrophils"))) == {"1.2", "0.5"}
+    assert "Stated Duffy-null: neutropenia is below 1.2 here, not 1.5." in page
+
+
 @pytest.mark.parametrize(("patient", "lines", "sentence"), [
     ({"sex": "male", "age_years": 50}, {"13"}, "WHO anaemia cut-off 13 g/dL for men from 15 years."),
     ({"sex": "female", "age_years": 30, "pregnant": True, "pregnancy_trimester": 2}, {"10.5"},
