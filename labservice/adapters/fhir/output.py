@@ -1,0 +1,287 @@
+"""Our interpretation answers as one FHIR R4 Bundle (type `collection`).
+
+Per CBC: copies of the input Observations annotated with our `interpretation` and the
+`referenceRange` the service used (ids and fullUrls kept, so a client can match them); a
+DiagnosticReport (the input's copy, or a new CBC panel report) whose `conclusion` is our summary
+and whose `conclusionCode` holds the verified SNOMED CT codes of the findings; the urgency as a
+`Flag`. One `OperationOutcome` lists what the reader could not use and the results that are not
+final. Input resources are never modified. Ids are derived from the interpretation id, so the same
+answer gives the same Bundle; every reference written here to a resource of the Bundle uses that
+entry's fullUrl.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from labservice.adapters.fhir.model import FhirCbc, FhirRead, UsedObservation
+from labservice.adapters.fhir.terminology import (
+    CBC_PANEL,
+    FLAG_CATEGORY_LAB,
+    FLAG_DETAIL_EXTENSION,
+    FLAG_PRIORITY_DISPLAY,
+    FLAG_PRIORITY_EXTENSION,
+    FLAG_PRIORITY_SYSTEM,
+    HEMATOLOGY,
+    INTERPRETATION_DISPLAY,
+    INTERPRETATION_SYSTEM,
+    URGENCY_DISPLAY,
+    URGENCY_PRIORITY,
+    URGENCY_SYSTEM,
+    conclusion_codes,
+)
+from labservice.core.render import URGENCY_TEXT
+from labservice.core.ruleset import Ruleset
+from labservice.core.units import UnitError, conversion_factor
+
+#: Namespace of the name-based (v5) UUIDs of this Bundle's entries.
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:labservice:fhir:bundle")
+INTERPRETATION_IDENTIFIER = "urn:labservice:interpretation"
+UCUM = "http://unitsofmeasure.org"
+FINAL_STATUSES = ("final", "amended", "corrected")
+NOT_A_DIAGNOSIS = "It describes the counts; it is not a diagnosis."
+
+#: Urgency reasons (labservice.core.urgency) that are not finding codes: their text and analytes.
+REASON_ANALYTES = {
+    "nonblanching_lesions_low_platelets": ("non-blanching lesions with platelets below 50", ("platelets",)),
+    "thrombocytopenia_below_100": ("platelets below 100", ("platelets",)),
+    "neutropenia_below_1_0": ("neutrophils below 1.0", ("neutrophils",)),
+    "moderate_or_severe_anemia": ("moderate or severe anaemia", ("hemoglobin",)),
+    "severe_aplastic_criteria": ("blood-count criteria for severe aplastic anaemia", ()),
+}
+
+
+def to_bundle(read: FhirRead, answers: list[dict], ruleset: Ruleset) -> dict:
+    """The FHIR answer: `answers[i]` is our interpretation of `read.cbcs[i]`."""
+    if len(answers) != len(read.cbcs):
+        raise ValueError(f"{len(answers)} answers for {len(read.cbcs)} CBCs")
+    entries: list[dict] = []
+    seen: set[str] = set()
+    for cbc, answer in zip(read.cbcs, answers, strict=True):
+        for entry in _cbc_entries(cbc, answer, ruleset):
+            if entry["fullUrl"] not in seen:  # a resource shared by two CBCs (the Patient) appears once
+                seen.add(entry["fullUrl"])
+                entries.append(entry)
+    bundle_key = "|".join(str(answer.get("id")) for answer in answers)
+    outcome = _operation_outcome(read, bundle_key)
+    if outcome is not None:
+        entries.append(outcome)
+    return {"resourceType": "Bundle", "id": _uid(bundle_key, "bundle"), "type": "collection", "entry": entries}
+
+
+def _uid(key: str, role: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{key}/{role}"))
+
+
+def _entry(full_url: str, resource: dict) -> dict:
+    return {"fullUrl": full_url, "resource": resource}
+
+
+def _is_absolute(reference: str | None) -> bool:
+    return bool(reference) and reference.split(":", 1)[0] in ("urn", "http", "https")  # type: ignore[union-attr]
+
+
+def _cbc_entries(cbc: FhirCbc, answer: dict, ruleset: Ruleset) -> list[dict]:
+    key = str(answer["id"])
+    observations = [_observation_entry(used, answer, key, ruleset) for used in cbc.observations]
+    by_analyte = {used.analyte: entry["fullUrl"] for used, entry in zip(cbc.observations, observations, strict=True)}
+    subject = _subject(cbc)
+    report = _report_entry(cbc, answer, key, observations, subject, ruleset)
+    flag = _flag_entry(cbc, answer, key, subject, report["fullUrl"], by_analyte)
+    out = [report, *observations, flag]
+    if cbc.patient is not None and _is_absolute(cbc.subject):
+        # The subject points into the client's Bundle (urn:uuid): bring the Patient so it resolves here.
+        out.append(_entry(str(cbc.subject), copy.deepcopy(cbc.patient)))
+    return out
+
+
+def _subject(cbc: FhirCbc) -> dict:
+    if cbc.subject:
+        return {"reference": cbc.subject}
+    return {"display": "patient not identified in the input"}
+
+
+# --- Observations ---------------------------------------------------------------------------
+
+
+def _observation_entry(used: UsedObservation, answer: dict, key: str, ruleset: Ruleset) -> dict:
+    resource = copy.deepcopy(used.resource)
+    result = answer.get("analytes", {}).get(used.analyte)
+    if result is not None and result.get("flag"):
+        resource["interpretation"] = [_interpretation(result["flag"])]
+    if result is not None and result.get("reference_range"):
+        reference_range = _reference_range(result, resource.get("valueQuantity") or {}, used.analyte, ruleset)
+        if reference_range is not None:
+            resource["referenceRange"] = [reference_range]
+    if _is_absolute(used.reference):
+        full_url = str(used.reference)
+    else:
+        full_url = "urn:uuid:" + _uid(key, f"observation/{used.reference or used.path}")
+    return _entry(full_url, resource)
+
+
+def _interpretation(flag: str) -> dict:
+    return {"coding": [{"system": INTERPRETATION_SYSTEM, "code": flag, "display": INTERPRETATION_DISPLAY[flag]}],
+            "text": f"{INTERPRETATION_DISPLAY[flag]} (labservice)"}
+
+
+def _reference_range(result: dict, quantity: dict, analyte: str, ruleset: Ruleset) -> dict | None:
+    """The range the service used, in the Observation's own unit when it converts, else canonical."""
+    used = result["reference_range"]
+    if used.get("low") is None and used.get("high") is None:
+        return None
+    unit = quantity.get("code") or quantity.get("unit")
+    try:
+        factor = conversion_factor(ruleset, analyte, unit) if unit else None
+    except UnitError:
+        factor = None
+    out: dict[str, Any] = {}
+    for bound in ("low", "high"):
+        if used.get(bound) is None:
+            continue
+        if factor:
+            out[bound] = {k: v for k, v in quantity.items() if k in ("unit", "system", "code")}
+            out[bound]["value"] = _number(used[bound] / factor)
+        else:
+            out[bound] = {"value": _number(used[bound]), "unit": result["unit"], "system": UCUM, "code": result["unit"]}
+    origin = used.get("origin")
+    where = f" ({origin})" if origin else ""
+    out["text"] = f"Range used by labservice{where}: {used.get('source') or 'source not stated'}"
+    return out
+
+
+def _number(value: float) -> float | int:
+    rounded = round(float(value), 6)
+    return int(rounded) if rounded.is_integer() else rounded
+
+
+# --- DiagnosticReport -----------------------------------------------------------------------
+
+
+def _report_entry(cbc: FhirCbc, answer: dict, key: str, observations: list[dict], subject: dict,
+                  ruleset: Ruleset) -> dict:
+    source = cbc.report if (cbc.report or {}).get("resourceType") == "DiagnosticReport" else None
+    statuses = [used.status for used in cbc.observations]
+    if source is not None:
+        report = copy.deepcopy(source)
+        report.setdefault("status", "unknown")
+    else:
+        final = not cbc.non_final and all(status in FINAL_STATUSES for status in statuses)
+        report = {"resourceType": "DiagnosticReport", "id": _uid(key, "report"),
+                  "status": "final" if final else "preliminary",
+                  "category": [{"coding": [dict(HEMATOLOGY)]}],
+                  "code": {"coding": [dict(CBC_PANEL)], "text": "Complete blood count"}}
+    report.setdefault("subject", subject)
+    collected = cbc.document.get("collected_at")
+    if collected and not any(name.startswith("effective") for name in report):
+        report["effectiveDateTime"] = collected
+    report["result"] = [_result_reference(entry) for entry in observations]
+    ours = _conclusion(answer)
+    report["conclusion"] = f"{source['conclusion']}\n\n{ours}" if source and source.get("conclusion") else ours
+    codes = conclusion_codes([finding["code"] for finding in answer.get("findings", [])], ruleset)
+    if codes or report.get("conclusionCode"):
+        report["conclusionCode"] = [*report.get("conclusionCode", []), *codes]
+    return _entry("urn:uuid:" + _uid(key, "report"), report)
+
+
+def _result_reference(entry: dict) -> dict:
+    code = entry["resource"].get("code") or {}
+    display = code.get("text") or next((c.get("display") for c in code.get("coding", []) if c.get("display")), None)
+    out = {"reference": entry["fullUrl"]}
+    if display:
+        out["display"] = display
+    return out
+
+
+def _conclusion(answer: dict) -> str:
+    head = (f"labservice, automated description of the blood counts, not a diagnosis (ruleset "
+            f"{answer.get('ruleset_version')}, CTCAE v{answer.get('ctcae_version')}):")
+    parts = [head, answer.get("summary", "").strip()]
+    not_assessed = answer.get("not_assessed") or []
+    if not_assessed:
+        parts.append("Not assessed: " + "; ".join(f"{item['code'].replace('_', ' ')} ({item['reason']})"
+                                                  for item in not_assessed) + ".")
+    if "not a diagnosis" not in parts[1]:
+        parts.append(NOT_A_DIAGNOSIS)
+    return " ".join(part for part in parts if part)
+
+
+# --- Flag (urgency) -------------------------------------------------------------------------
+
+
+def _flag_entry(cbc: FhirCbc, answer: dict, key: str, subject: dict, report_url: str,
+                observation_urls: dict[str, str]) -> dict:
+    urgency = answer["urgency"]
+    reasons = answer.get("urgency_reasons") or []
+    texts, analytes = _reasons(answer, reasons)
+    priority = URGENCY_PRIORITY[urgency]
+    extension = [{"url": FLAG_PRIORITY_EXTENSION, "valueCodeableConcept": {"coding": [
+        {"system": FLAG_PRIORITY_SYSTEM, "code": priority, "display": FLAG_PRIORITY_DISPLAY[priority]}]}},
+        {"url": FLAG_DETAIL_EXTENSION, "valueReference": {"reference": report_url, "display": "CBC report"}}]
+    for analyte in analytes:
+        if analyte in observation_urls:
+            extension.append({"url": FLAG_DETAIL_EXTENSION,
+                              "valueReference": {"reference": observation_urls[analyte], "display": analyte}})
+    because = f" Because of: {'; '.join(texts)}." if texts else " No finding raises it."
+    flag: dict[str, Any] = {
+        "resourceType": "Flag", "id": _uid(key, "flag"),
+        "extension": extension,
+        "identifier": [{"system": INTERPRETATION_IDENTIFIER, "value": key}],
+        "status": "active",
+        "category": [{"coding": [dict(FLAG_CATEGORY_LAB)]}],
+        "code": {"coding": [{"system": URGENCY_SYSTEM, "code": urgency, "display": URGENCY_DISPLAY[urgency]}],
+                 "text": f"CBC urgency {URGENCY_TEXT[urgency]}.{because} {NOT_A_DIAGNOSIS}"},
+        "subject": subject,
+    }
+    collected = cbc.document.get("collected_at")
+    if collected:
+        flag["period"] = {"start": collected}
+    return _entry("urn:uuid:" + flag["id"], flag)
+
+
+def _reasons(answer: dict, reasons: list[str]) -> tuple[list[str], list[str]]:
+    """Readable reasons, and the analytes behind them (in order, once each)."""
+    findings = {finding["code"]: finding for finding in answer.get("findings", [])}
+    texts: list[str] = []
+    analytes: list[str] = []
+    for reason in reasons:
+        if reason in findings:
+            finding = findings[reason]
+            texts.append(finding.get("title") or reason.replace("_", " "))
+            names = list((finding.get("evidence") or {}).keys())
+        elif reason == "severe_aplastic_criteria":
+            texts.append(REASON_ANALYTES[reason][0])
+            names = list((answer.get("aplastic_anemia") or {}).get("criteria_met") or [])
+        else:
+            text, names_tuple = REASON_ANALYTES.get(reason, (reason.replace("_", " "), ()))
+            texts.append(text)
+            names = list(names_tuple)
+        analytes.extend(name for name in names if name not in analytes)
+    return texts, analytes
+
+
+# --- OperationOutcome -----------------------------------------------------------------------
+
+
+def _operation_outcome(read: FhirRead, bundle_key: str) -> dict | None:
+    issues = []
+    for unused in read.unused:
+        name = f"{unused.resource_type}/{unused.id}" if unused.id else unused.resource_type
+        issues.append({"severity": "warning", "code": "informational",
+                       "details": {"text": f"{name} was not used: {unused.reason}"},
+                       "diagnostics": unused.reason, "expression": [unused.path]})
+    for cbc in read.cbcs:
+        paths = {used.analyte: used.path for used in cbc.observations}
+        for label in cbc.non_final:
+            analyte = label.split(":", 1)[0].strip()
+            issue: dict[str, Any] = {"severity": "warning", "code": "informational",
+                                     "details": {"text": f"Result not final ({label}); interpreted as sent."}}
+            if analyte in paths:
+                issue["expression"] = [paths[analyte]]
+            issues.append(issue)
+    if not issues:
+        return None
+    outcome_id = _uid(bundle_key, "outcome")
+    return _entry("urn:uuid:" + outcome_id, {"resourceType": "OperationOutcome", "id": outcome_id, "issue": issues})
