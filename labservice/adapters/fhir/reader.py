@@ -159,7 +159,8 @@ def _assemble(group: Group, index: ResourceIndex, results: dict[str, Any], locat
                    report=report.resource if report is not None else None,
                    report_path=report.path if report is not None else None,
                    patient=context.node.resource if context.node is not None else None,
-                   subject=context.subject, non_final=non_final)
+                   subject=context.subject, non_final=non_final,
+                   report_reference=report.where() if report is not None else None)
 
 
 def _kind(node: Node) -> str:

@@ -1,0 +1,265 @@
+"""POST /api/v1/fhir/interpret: FHIR R4 in (Bundle, DiagnosticReport, Observation), our answers or a FHIR Bundle out.
+
+Thin like the JSON endpoint: check the media type, parse, `read_fhir`, validate the documents with
+the same schema, interpret (and store) with the same service call. Errors in a document built
+from FHIR are relocated into the client's input (`Bundle.entry[3].resource(Observation/x)...`).
+The answer is our JSON by default, or a FHIR Bundle with `Accept: application/fhir+json` or
+`?_format=fhir`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app, request
+from flask.typing import ResponseReturnValue
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from labservice.adapters.errors import InputError
+from labservice.adapters.fhir.model import FhirCbc, FhirRead
+from labservice.adapters.fhir.reader import read_fhir
+from labservice.adapters.located import relocate
+from labservice.api import current_database, current_ruleset
+from labservice.api.schemas import CBC_LIST_SCHEMA
+from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.service import interpret_documents, keep_in
+
+if TYPE_CHECKING:
+    from flask_smorest import Api
+
+FHIR_JSON = "application/fhir+json"
+JSON = "application/json"
+ACCEPTED_TYPES = (FHIR_JSON, JSON)
+FHIR_FORMATS = ("fhir", "fhir+json", FHIR_JSON)
+JSON_FORMATS = ("json", JSON)
+
+blp = Blueprint(
+    "fhir", __name__, url_prefix="/api/v1/fhir",
+    description="FHIR R4 in: CBCs read from Bundles, DiagnosticReports and Observations.",
+)
+
+EXAMPLE = {
+    "resourceType": "Bundle", "type": "collection",
+    "entry": [
+        {"fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001",
+         "resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1990-04-02",
+                      "identifier": [{"type": {"coding": [{
+                          "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                          "value": "MRN-0042"}]}},
+        {"fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0002",
+         "resource": {"resourceType": "DiagnosticReport", "id": "cbc1", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+                      "subject": {"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001"},
+                      "effectiveDateTime": "2026-11-20T08:30:00Z",
+                      "result": [{"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0003"}]}},
+        {"fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0003",
+         "resource": {"resourceType": "Observation", "id": "plt1", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+                      "subject": {"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001"},
+                      "valueQuantity": {"value": 45, "unit": "10*3/uL", "system": "http://unitsofmeasure.org",
+                                        "code": "10*3/uL"},
+                      "referenceRange": [{"low": {"value": 150}, "high": {"value": 400}}]}},
+    ],
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
+
+
+@blp.route("/interpret", methods=["POST"])
+@blp.doc(
+    summary="Interpret the CBCs of a FHIR R4 Bundle, DiagnosticReport or Observation",
+    description=(
+        "The body is a FHIR R4 Bundle (collection, transaction, batch, searchset or document), a "
+        "DiagnosticReport with contained or bundled Observations, a CBC panel Observation with "
+        "`hasMember` (58410-2, 57021-8) or a single Observation. Analytes are recognised by their "
+        "LOINC codes (clinical-rules §1, `reference_ranges/analytes.csv`); units come from "
+        "`valueQuantity.code` (UCUM) or its `unit`; the first `referenceRange` is the laboratory's "
+        "range; sex and birth date come from the subject Patient when the input holds it. CBCs are "
+        "grouped by DiagnosticReport, by `hasMember` panel, or for loose Observations by subject, "
+        "specimen and effective time. Resources that look like CBC results but cannot be used are "
+        "listed in `unused` with the reason (no value, withdrawn status, an unresolved reference, a "
+        "unit that cannot be converted); other resources are counted in `ignored`. Results that "
+        "are not final are labelled in `source.non_final`. CBCs with a patient id are stored unless "
+        "`?store=false`. With `Accept: application/fhir+json` or `?_format=fhir` the answer is a "
+        "FHIR Bundle."
+    ),
+    parameters=[
+        {"in": "query", "name": "store", "required": False, "schema": {"type": "boolean", "default": True},
+         "description": "false: interpret without storing"},
+        {"in": "query", "name": "_format", "required": False,
+         "schema": {"type": "string", "enum": ["fhir", FHIR_JSON, "json", JSON]},
+         "description": "fhir (or application/fhir+json): answer a FHIR Bundle; json: our JSON answer. "
+                        "Overrides Accept."},
+    ],
+    requestBody={
+        "required": True,
+        "content": {FHIR_JSON: {"schema": {"type": "object"}, "example": EXAMPLE},
+                    JSON: {"schema": {"type": "object"}}},
+    },
+    responses={
+        "200": {
+            "description": "One interpretation per CBC found, with where it came from; what was not used.",
+            "content": {JSON: {"schema": _ref("FhirInterpretations")},
+                        FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 Bundle"}}},
+        },
+        "400": _problem("The body is not JSON (the detail names line and column)."),
+        "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
+        "415": _problem("Content type is not application/fhir+json or application/json."),
+        "422": _problem("Malformed FHIR (no resourceType, an unsupported resource, entry not a list, a "
+                        "value that is not a number), an unknown unit or implausible value, or no usable "
+                        "CBC at all. `errors` is keyed by the FHIR path, e.g. "
+                        "`Bundle.entry[3].resource(Observation/abc).valueQuantity.value`."),
+    },
+)
+def interpret_fhir() -> ResponseReturnValue:
+    """Interpret the CBCs of FHIR R4 resources"""
+    if request.mimetype not in ACCEPTED_TYPES:
+        sent = request.mimetype or "no content type"
+        raise Problem(415, f"Send FHIR as {FHIR_JSON} (or {JSON}), not {sent}.")
+    wants_fhir = _wants_fhir()
+    body = _parse_json(request.get_data(cache=False))
+    rs = current_ruleset()
+    try:
+        read = read_fhir(body, rs)
+    except InputError as error:
+        raise Problem(422, error.detail, error.errors) from None
+    _check_count(read)
+    answers = _interpret(read)
+    if wants_fhir:
+        from labservice.adapters.fhir.output import to_bundle
+
+        response = current_app.json.response(to_bundle(read, answers, rs))
+        response.content_type = FHIR_JSON
+    else:
+        response = current_app.json.response({
+            "interpretations": [{**answer, "source": source_of(cbc)} for cbc, answer in zip(read.cbcs, answers, strict=True)],
+            "unused": [item.as_dict() for item in read.unused],
+            "ignored": read.ignored,
+        })
+    response.vary.add("Accept")
+    return response
+
+
+def _wants_fhir() -> bool:
+    chosen = request.args.get("_format")
+    if chosen is not None:
+        if chosen.lower() in FHIR_FORMATS:
+            return True
+        if chosen.lower() in JSON_FORMATS:
+            return False
+        raise Problem(422, f"_format {chosen!r} is not supported; use fhir or json.",
+                      {"_format": [f"Expected one of {', '.join(FHIR_FORMATS + JSON_FORMATS)}."]})
+    return request.accept_mimetypes.best_match([JSON, FHIR_JSON]) == FHIR_JSON
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno} "
+                           f"(character {error.pos}): {error.msg}.") from None
+    except UnicodeDecodeError as error:
+        raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).") from None
+    except ValueError as error:
+        raise Problem(400, f"Malformed JSON: {error}.") from None
+    except RecursionError:
+        raise Problem(400, "Malformed JSON: nested too deeply.") from None
+
+
+def _check_count(read: FhirRead) -> None:
+    if not read.cbcs:
+        errors = {}
+        for item in read.unused:
+            errors.setdefault(item.path, []).append(item.reason)
+        if not errors:
+            errors = {BODY_PATH: ["No Observation carries a CBC LOINC code (clinical-rules §1)."]}
+        raise Problem(422, f"No usable CBC in the input ({len(read.unused)} CBC-related resources could "
+                           "not be used; `errors` says why).", errors)
+    limit = current_app.config["MAX_BATCH_ITEMS"]
+    if len(read.cbcs) > limit:
+        raise Problem(413, f"The input holds {len(read.cbcs)} CBCs; the limit is {limit} per request.",
+                      {BODY_PATH: [f"At most {limit} CBCs."]})
+
+
+def _interpret(read: FhirRead) -> list[dict]:
+    docs = [cbc.document for cbc in read.cbcs]
+    locations = [cbc.locations for cbc in read.cbcs]
+    try:
+        loaded = CBC_LIST_SCHEMA.load(docs)
+    except ValidationError as error:
+        errors = relocate(flatten_errors(error.messages), locations)
+        raise Problem(422, _detail(errors), errors) from None
+    raws = [{**cbc.document, "fhir": source_of(cbc)} for cbc in read.cbcs]
+    try:
+        return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=raws)
+    except InputError as error:
+        errors = relocate(error.errors, locations)
+        raise Problem(422, _detail(errors), errors) from None
+
+
+def _detail(errors: dict[str, list[str]]) -> str:
+    path, messages = next(iter(errors.items()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {messages[0]}{more}"
+
+
+def _keep():
+    """Store CBCs with a patient id unless the request says ?store=false."""
+    if request.args.get("store", "true").lower() in ("false", "0", "no"):
+        return None
+    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="fhir")
+
+
+def source_of(cbc: FhirCbc) -> dict[str, Any]:
+    """Where one interpretation came from: the report, each analyte's Observation, non-final statuses."""
+    return {
+        "report": cbc.report_reference,
+        "observations": {used.analyte: used.reference or used.path for used in cbc.observations},
+        "non_final": list(cbc.non_final),
+    }
+
+
+def register(api: Api, app: Flask) -> None:
+    """Register the blueprint and the answer schema its documentation refers to."""
+    components = api.spec.components
+    components.schema("FhirSource", {
+        "type": "object",
+        "properties": {
+            "report": {"type": "string", "nullable": True,
+                       "description": "The DiagnosticReport or panel Observation that grouped this CBC"},
+            "observations": {"type": "object", "additionalProperties": {"type": "string"},
+                             "description": "analyte -> the Observation it was read from"},
+            "non_final": {"type": "array", "items": {"type": "string"},
+                          "description": "Statuses that are not final, e.g. `platelets: preliminary`"},
+        },
+    })
+    components.schema("FhirUnused", {
+        "type": "object",
+        "properties": {"resource_type": {"type": "string"}, "id": {"type": "string", "nullable": True},
+                       "path": {"type": "string"}, "reason": {"type": "string"}},
+    })
+    components.schema("FhirInterpretations", {
+        "type": "object",
+        "properties": {
+            "interpretations": {"type": "array", "items": {"allOf": [
+                _ref("Interpretation"),
+                {"type": "object", "properties": {"source": _ref("FhirSource")}}]}},
+            "unused": {"type": "array", "items": _ref("FhirUnused"),
+                       "description": "CBC-related resources (or parts) that could not be used, and why"},
+            "ignored": {"type": "object", "additionalProperties": {"type": "integer"},
+                        "description": "Resources outside a CBC, counted by resourceType"},
+        },
+    })
+    api.register_blueprint(blp)
