@@ -35,6 +35,11 @@ class Settings:
     AUTO_MIGRATE: bool = True
     #: Delta checks compare a CBC with the same patient's previous CBC collected within this many days.
     DELTA_WINDOW_DAYS: int = 7
+    #: HL7 v2: a CSV file of local OBX-3 codes (code, coding_system, analyte, unit) that extends or
+    #: overrides reference_ranges/hl7_local_codes.csv; empty means the default map alone.
+    HL7_LOCAL_CODES: str = ""
+    #: HL7 v2: the time zone (IANA name) of times sent without a UTC offset, e.g. OBR-7 200509210520.
+    HL7_TIMEZONE: str = "UTC"
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"

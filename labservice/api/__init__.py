@@ -42,12 +42,14 @@ def register_api(app: Flask) -> LabserviceApi:
     """Create the Api (OpenAPI document, Swagger UI) and register every blueprint with it."""
     from labservice.api import batches, health, interpretations, patients, referrals, ruleset, swagger_assets
     from labservice.api import fhir
+    from labservice.api import hl7v2
 
     api = LabserviceApi(app)
     swagger_assets.register(app)
     interpretations.register(api, app)
     batches.register(api, app)
     fhir.register(api, app)
+    hl7v2.register(api, app)
     referrals.register(api, app)
     patients.register(api, app)
     ruleset.register(api, app)

@@ -1,0 +1,103 @@
+"""One HL7 v2 message in, our JSON answer and its ACK out: what the HTTP endpoint and the MLLP
+listener both call, so they read, validate, interpret and store a message the same way.
+
+The collaborators come in as arguments (the rule set, the code map, where to keep results), so
+the same function serves a Flask request and a socket thread alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import ValidationError
+
+from labservice.adapters.errors import InputError
+from labservice.adapters.hl7v2.ack import build_ack
+from labservice.adapters.hl7v2.message import ParsedMessage
+from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, Hl7Problem
+from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_message
+from labservice.adapters.hl7v2.text import decode, normalise
+from labservice.adapters.located import relocate
+from labservice.api.schemas import CBC_LIST_SCHEMA
+from labservice.errors import flatten_errors
+from labservice.service import Keep, interpret_documents
+
+
+@dataclass
+class Received:
+    """The outcome of one message: the JSON answer (or the problem) and the ACK text."""
+
+    answer: dict[str, Any] | None
+    problem: Hl7Problem | None
+    ack: str
+    parsed: ParsedMessage | None = None
+
+    @property
+    def ack_code(self) -> str:
+        return "AA" if self.problem is None else self.problem.ack_code
+
+
+def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = None,
+                    charset: str | None = None, max_cbcs: int | None = None) -> Received:
+    """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem."""
+    parsed: ParsedMessage | None = None
+    try:
+        read = read_message(normalise(decode(body, charset)), settings)
+        parsed = read.parsed
+        answer = _interpret(read, settings, keep, max_cbcs)
+    except Hl7Problem as problem:
+        segments = parsed.segments if parsed else []
+        return Received(None, problem, build_ack(parsed.message if parsed else None, segments, problem), parsed)
+    return Received(answer, None, build_ack(read.parsed.message, read.parsed.segments), read.parsed)
+
+
+def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None) -> dict[str, Any]:
+    if read.errors:
+        raise Hl7Problem(422, _detail(read.errors), read.errors, codes=read.codes)
+    if not read.cbcs:
+        errors: dict[str, list[str]] = {}
+        for entry in read.unused:
+            errors.setdefault(entry["location"], []).append(entry["reason"])
+        raise Hl7Problem(422, f"No OBX in the message holds a CBC result read here ({len(read.unused)} "
+                              "segments or lines not used; `errors` says why).",
+                         errors or {"OBX": ["the message holds no OBX segment"]},
+                         default_code=REQUIRED_FIELD_MISSING)
+    if max_cbcs is not None and len(read.cbcs) > max_cbcs:
+        raise Hl7Problem(413, f"The message holds {len(read.cbcs)} CBCs; the limit is {max_cbcs} per message.",
+                         {"OBR": [f"at most {max_cbcs} order groups with CBC results"]})
+    documents = [cbc.document for cbc in read.cbcs]
+    locations = [cbc.locations for cbc in read.cbcs]
+    try:
+        loaded = CBC_LIST_SCHEMA.load(documents)
+    except ValidationError as error:
+        _raise_relocated(flatten_errors(error.messages), locations)
+    header = read.parsed.header.as_dict()
+    raws = [{**cbc.document, "hl7v2": {"message": header, **cbc.source}} for cbc in read.cbcs]
+    try:
+        answers = interpret_documents(loaded, ruleset=settings.ruleset, indexed=True, keep=keep, raws=raws)
+    except InputError as error:
+        _raise_relocated(error.errors, locations)
+    return {
+        "message": header,
+        "interpretations": [{**answer, "source": cbc.source} for cbc, answer in zip(read.cbcs, answers, strict=True)],
+        "unused": read.unused,
+    }
+
+
+def _raise_relocated(errors: dict[str, list[str]], locations: list[dict[str, str]]) -> None:
+    """A 422 whose errors name segments and fields; an unknown unit is HL7 error 103, the rest 102."""
+    relocated: dict[str, list[str]] = {}
+    codes: dict[str, str] = {}
+    for path, messages in errors.items():
+        where = next(iter(relocate({path: messages}, locations)))
+        relocated.setdefault(where, []).extend(messages)
+        if path.endswith(".unit"):
+            codes[where] = TABLE_VALUE_NOT_FOUND
+    raise Hl7Problem(422, _detail(relocated), relocated, codes=codes)
+
+
+def _detail(errors: dict[str, list[str]]) -> str:
+    location, messages = next(iter(errors.items()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{location}: {messages[0]}{more}"
