@@ -32,6 +32,7 @@ class Group:
     report: Node | None                  # DiagnosticReport or panel Observation; None for loose Observations
     members: list[Node] = field(default_factory=list)   # leaf Observations, in reference order
     panels: list[Node] = field(default_factory=list)    # panel Observations passed through
+    direct: dict[int, list[Node]] = field(default_factory=dict)  # id(panel) -> its leaf members
     problems: list[Unused] = field(default_factory=list)
 
 
@@ -119,6 +120,7 @@ def _walk(index: ResourceIndex, source: Node, refs: list[Any], path: str, group:
             _walk(index, target, members, f"{target.path}.hasMember", group, seen, claimed)
         else:
             group.members.append(target)
+            group.direct.setdefault(id(source), []).append(target)
 
 
 def _unresolved(ref: dict[str, Any], where: str) -> Unused:

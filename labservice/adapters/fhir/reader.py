@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from labservice.adapters.errors import InputError
-from labservice.adapters.fhir.codes import analyte_of
+from labservice.adapters.fhir.codes import analyte_of, is_cbc_panel
 from labservice.adapters.fhir.grouping import Group, find_groups
 from labservice.adapters.fhir.index import Node, ResourceIndex
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, Unused, UsedObservation
@@ -79,7 +79,7 @@ def _index(resource: Any) -> ResourceIndex:
 
 def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], in_scope: set[int]) -> FhirCbc | None:
     report = group.report
-    in_scope.update(id(node) for node in group.panels)
+    in_scope.update(id(node) for node in group.panels if _is_cbc_panel(node, group, rs))
     if report is not None:
         in_scope.add(id(report))
         status = status_of(report.resource, report.path)
@@ -121,6 +121,12 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
             unused.append(Unused(report.type, report.id, report.path, _no_result_reason(group)))
         return None
     return _assemble(group, index, results, locations, used, non_final, in_scope)
+
+
+def _is_cbc_panel(panel: Node, group: Group, rs: Ruleset) -> bool:
+    """A panel that is part of the CBC (coded as one, or holding CBC results), not a chemistry panel beside it."""
+    return is_cbc_panel(panel.resource.get("code")) or any(
+        analyte_of(node.resource.get("code"), rs) for node in group.direct.get(id(panel), []))
 
 
 def _no_result_reason(group: Group) -> str:
