@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from labservice import mllp
+
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_WORKERS = 2
 
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help=f"worker processes (default {DEFAULT_WORKERS})")
 
     _add_interpret_parser(commands)
+    mllp.add_parser(commands)
 
     init_parser = commands.add_parser("init-db", help="create or migrate the database to the newest schema")
     init_parser.add_argument("--url", help="database URL (default: DATABASE_URL, else instance/labservice.sqlite)")
@@ -212,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.bind, args.workers)
     if args.command == "interpret":
         return interpret(args)
+    if args.command == "mllp":
+        return mllp.run(args)
     if args.command == "init-db":
         return init_db(args.url)
     return check_ranges(args.directory)

@@ -1,0 +1,220 @@
+"""`labservice mllp`: an MLLP listener for interface engines, answering every HL7 v2 message with an ACK.
+
+MLLP frames each message as <VT> message <FS><CR> (0x0B ... 0x1C 0x0D). One thread per connection
+(several connections at once); each connection may carry any number of messages, answered in
+order. Every frame gets an ACK: AA, AE (content the sender can correct, ERR naming segment and
+field) or AR (not a message type taken here, not HL7, too large, or an error on our side).
+Bytes outside a frame are discarded, and a frame restarted before it ended keeps its last start,
+so a sender's garbage never stops the listener. Messages go through the same `receive_message`
+as POST /api/v1/hl7v2/interpret, with the app's configuration: the same database (results with
+a patient id are stored), rule tables, local codes and time zone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import socketserver
+import sys
+from collections.abc import Callable
+from typing import Any
+
+START, END, CR = b"\x0b", b"\x1c", b"\r"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 2575
+DEFAULT_IDLE_TIMEOUT = 600.0
+RECEIVE_BYTES = 65536
+
+log = logging.getLogger("labservice.mllp")
+#: Answers one frame's bytes with the ACK text and a line for the log.
+Responder = Callable[[bytes], tuple[str, str]]
+
+
+class FrameBuffer:
+    """Bytes in, complete frames out; garbage between frames dropped; a frame over `limit` flagged."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.buffer = bytearray()
+        self.discarded = 0
+        self.overflow = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        frames = []
+        while True:
+            start = self.buffer.find(START)
+            if start == -1:
+                self.discarded += len(self.buffer)
+                self.buffer.clear()
+                return frames
+            if start:
+                self.discarded += start
+                del self.buffer[:start]
+            end = self.buffer.find(END, 1)
+            if end == -1:
+                self.overflow = len(self.buffer) > self.limit + 1
+                return frames
+            if end + 1 == len(self.buffer):
+                return frames  # wait for the CR that should follow FS
+            frame = bytes(self.buffer[1:end])
+            del self.buffer[:end + (2 if self.buffer[end + 1:end + 2] == CR else 1)]
+            restart = frame.rfind(START)
+            if restart != -1:  # a frame begun again before it ended: keep the last start
+                self.discarded += restart + 1
+                frame = frame[restart + 1:]
+            frames.append(frame)
+
+
+class MllpServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], respond: Responder, *, max_bytes: int,
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT):
+        self.respond = respond
+        self.max_bytes = max_bytes
+        self.idle_timeout = idle_timeout
+        super().__init__(address, MllpHandler)
+
+
+class MllpHandler(socketserver.BaseRequestHandler):
+    server: MllpServer
+
+    def handle(self) -> None:
+        peer = "%s:%s" % self.client_address[:2]
+        connection: socket.socket = self.request
+        connection.settimeout(self.server.idle_timeout or None)
+        frames = FrameBuffer(self.server.max_bytes)
+        while True:
+            try:
+                data = connection.recv(RECEIVE_BYTES)
+            except (TimeoutError, OSError):
+                break
+            if not data:
+                break
+            for frame in frames.feed(data):
+                if not self._answer(connection, peer, self.server.respond, frame):
+                    return
+            if frames.overflow:
+                log.warning("%s: a frame over %d bytes; answered AR and closed", peer, self.server.max_bytes)
+                self._send(connection, too_large_ack(self.server.max_bytes))
+                return
+        if frames.discarded:
+            log.info("%s: %d bytes outside MLLP frames discarded", peer, frames.discarded)
+
+    def _answer(self, connection: socket.socket, peer: str, respond: Responder, frame: bytes) -> bool:
+        try:
+            ack, summary = respond(frame)
+        except Exception:  # the listener must outlive any one message
+            log.exception("%s: error while interpreting a message", peer)
+            ack, summary = internal_error_ack(frame), "AR (internal error)"
+        log.info("%s: %s", peer, summary)
+        return self._send(connection, ack)
+
+    @staticmethod
+    def _send(connection: socket.socket, ack: str) -> bool:
+        try:
+            connection.sendall(START + ack.encode("utf-8") + END + CR)
+        except OSError:
+            return False
+        return True
+
+
+def too_large_ack(limit: int) -> str:
+    from labservice.adapters.hl7v2.ack import build_ack
+    from labservice.adapters.hl7v2.problems import Hl7Problem
+
+    detail = f"The message is larger than {limit} bytes (MAX_CONTENT_LENGTH)."
+    return build_ack(None, [], Hl7Problem(413, detail, {"MSH": [detail]}, ack_code="AR"))
+
+
+def internal_error_ack(frame: bytes) -> str:
+    """AR with HL7 error 207, echoing the message's control id when its header can be read."""
+    import hl7
+
+    from labservice.adapters.hl7v2.ack import build_ack
+    from labservice.adapters.hl7v2.problems import APPLICATION_ERROR, Hl7Problem
+    from labservice.adapters.hl7v2.text import decode, normalise
+
+    try:
+        message = hl7.parse(normalise(decode(frame)).split("\r", 1)[0])
+    except Exception:
+        message = None
+    detail = "The message could not be processed because of an error in labservice; it has been logged."
+    return build_ack(message, [], Hl7Problem(500, detail, {}, ack_code="AR", default_code=APPLICATION_ERROR))
+
+
+def app_responder(app: Any) -> Responder:
+    """Answer frames the way POST /api/v1/hl7v2/interpret does, storing into the app's database."""
+    from labservice.adapters.hl7v2.receive import receive_message
+    from labservice.api.hl7v2 import SETTINGS_EXTENSION
+    from labservice.app import DATABASE_EXTENSION
+    from labservice.service import keep_in
+
+    settings = app.extensions[SETTINGS_EXTENSION]
+    keep = keep_in(app.extensions[DATABASE_EXTENSION], settings.ruleset, app.config["DELTA_WINDOW_DAYS"],
+                   source="hl7v2")
+    max_cbcs = app.config["MAX_BATCH_ITEMS"]
+
+    def respond(frame: bytes) -> tuple[str, str]:
+        received = receive_message(frame, settings, keep=keep, max_cbcs=max_cbcs)
+        control = received.parsed.header.control_id if received.parsed else ""
+        if received.problem is not None:
+            return received.ack, f"{control or '-'} {received.ack_code}: {received.problem.detail}"
+        interpretations = (received.answer or {}).get("interpretations", [])
+        stored = sum(1 for answer in interpretations if "stored" in answer)
+        return received.ack, f"{control or '-'} AA: {len(interpretations)} CBC(s), {stored} stored"
+
+    return respond
+
+
+def serve(host: str, port: int, idle_timeout: float | None) -> int:
+    """Create the app (configuration, rule tables, database), listen, and answer until stopped."""
+    from labservice.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        app = create_app()
+    except Exception as error:  # a bad rule table or local-code file: say which, and stop
+        print(f"labservice mllp: {error}", file=sys.stderr)
+        return 1
+    try:
+        server = MllpServer((host, port), app_responder(app), max_bytes=app.config["MAX_CONTENT_LENGTH"],
+                            idle_timeout=idle_timeout)
+    except OSError as error:
+        print(f"labservice mllp: cannot listen on {host}:{port}: {error.strerror}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, _stop)
+    bound_host, bound_port = server.server_address[:2]
+    print(f"labservice mllp: listening on {bound_host}:{bound_port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _stop(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "mllp", help="listen for HL7 v2 messages over MLLP and answer each with an ACK",
+        description="MLLP listener for interface engines: ORU^R01 / ORF^R04 in, an ACK (AA/AE/AR) out per "
+                    "message; results are stored like POST /api/v1/hl7v2/interpret (DATABASE_URL and the "
+                    "LABSERVICE_* settings apply).")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one and prints it)")
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
+                        help=f"close a connection idle this many seconds (default {DEFAULT_IDLE_TIMEOUT:g}; 0: never)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return serve(args.host, args.port, args.idle_timeout or None)
