@@ -68,7 +68,24 @@ def to_bundle(read: FhirRead, answers: list[dict], ruleset: Ruleset) -> dict:
     outcome = _operation_outcome(read, bundle_key)
     if outcome is not None:
         entries.append(outcome)
+    for entry in entries:
+        _unlink_outside(entry["resource"], seen)
     return {"resourceType": "Bundle", "id": _uid(bundle_key, "bundle"), "type": "collection", "entry": entries}
+
+
+def _unlink_outside(node: Any, full_urls: set[str]) -> None:
+    """A copied `urn:` reference to a resource of the client's Bundle that this answer does not carry (an
+    Encounter, a Specimen) cannot resolve here: it becomes a logical reference, identifier = the URN (RFC 3986)."""
+    if isinstance(node, dict):
+        reference = node.get("reference")
+        if isinstance(reference, str) and reference.startswith("urn:") and reference not in full_urls:
+            del node["reference"]
+            node.setdefault("identifier", {"system": "urn:ietf:rfc:3986", "value": reference})
+        for value in node.values():
+            _unlink_outside(value, full_urls)
+    elif isinstance(node, list):
+        for value in node:
+            _unlink_outside(value, full_urls)
 
 
 def _uid(key: str, role: str) -> str:
@@ -107,7 +124,7 @@ def _subject(cbc: FhirCbc) -> dict:
 
 
 def _observation_entry(used: UsedObservation, answer: dict, key: str, ruleset: Ruleset) -> dict:
-    resource = copy.deepcopy(used.resource)
+    resource = _annotated_copy(used.resource)
     result = answer.get("analytes", {}).get(used.analyte)
     if result is not None and result.get("flag"):
         resource["interpretation"] = [_interpretation(result["flag"])]
@@ -120,6 +137,13 @@ def _observation_entry(used: UsedObservation, answer: dict, key: str, ruleset: R
     else:
         full_url = "urn:uuid:" + _uid(key, f"observation/{used.reference or used.path}")
     return _entry(full_url, resource)
+
+
+def _annotated_copy(resource: dict) -> dict:
+    """A copy to annotate. Its narrative describes the resource as sent, so it goes (the client keeps the original)."""
+    out = copy.deepcopy(resource)
+    out.pop("text", None)
+    return out
 
 
 def _interpretation(flag: str) -> dict:
@@ -165,7 +189,7 @@ def _report_entry(cbc: FhirCbc, answer: dict, key: str, observations: list[dict]
     source = cbc.report if (cbc.report or {}).get("resourceType") == "DiagnosticReport" else None
     statuses = [used.status for used in cbc.observations]
     if source is not None:
-        report = copy.deepcopy(source)
+        report = _annotated_copy(source)
         report.setdefault("status", "unknown")
     else:
         final = not cbc.non_final and all(status in FINAL_STATUSES for status in statuses)
@@ -180,10 +204,12 @@ def _report_entry(cbc: FhirCbc, answer: dict, key: str, observations: list[dict]
     report["result"] = [_result_reference(entry) for entry in observations]
     ours = _conclusion(answer)
     report["conclusion"] = f"{source['conclusion']}\n\n{ours}" if source and source.get("conclusion") else ours
-    codes = conclusion_codes([finding["code"] for finding in answer.get("findings", [])], ruleset)
+    codes = conclusion_codes(answer.get("findings", []), ruleset)
     if codes or report.get("conclusionCode"):
         report["conclusionCode"] = [*report.get("conclusionCode", []), *codes]
-    return _entry("urn:uuid:" + _uid(key, "report"), report)
+    reference = cbc.report_reference if source is not None else None
+    full_url = str(reference) if _is_absolute(reference) else "urn:uuid:" + _uid(key, "report")
+    return _entry(full_url, report)
 
 
 def _result_reference(entry: dict) -> dict:

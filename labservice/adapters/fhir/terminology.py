@@ -16,7 +16,7 @@ from labservice.core.ruleset import DEFAULT_DIR, Ruleset, RulesetError
 
 SNOMED_FILE = "snomed_ct.csv"
 SNOMED_SYSTEM = "http://snomed.info/sct"
-SNOMED_COLUMNS = ("finding_code", "snomed_code", "display", "source", "note")
+SNOMED_COLUMNS = ("finding_code", "snomed_code", "display", "source_tag", "source", "note")
 
 INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 #: Displays of the v3 ObservationInterpretation codes the engine emits (terminology.hl7.org).
@@ -52,7 +52,8 @@ class SnomedRow:
     finding_code: str
     snomed_code: str      # "" when no code could be verified
     display: str          # the concept's fully specified name
-    source: str           # where the code was checked (URL, or repository + path)
+    source_tag: str       # its tag in sources.csv (SCT1, ...)
+    source: str           # where the code was checked (URL, or repository + path + commit)
     note: str
 
     def coding(self) -> dict[str, str]:
@@ -77,7 +78,8 @@ def verhoeff_valid(digits: str) -> bool:
 def _check_snomed_row(row: dict[str, str], where: str) -> SnomedRow:
     code = (row.get("snomed_code") or "").strip()
     entry = SnomedRow(row["finding_code"].strip(), code, (row.get("display") or "").strip(),
-                      (row.get("source") or "").strip(), (row.get("note") or "").strip())
+                      (row.get("source_tag") or "").strip(), (row.get("source") or "").strip(),
+                      (row.get("note") or "").strip())
     if not entry.finding_code:
         raise RulesetError(f"{where}: finding_code is empty")
     if code:
@@ -85,8 +87,8 @@ def _check_snomed_row(row: dict[str, str], where: str) -> SnomedRow:
             raise RulesetError(f"{where}: {code!r} is not a SNOMED CT identifier (digits, Verhoeff check digit)")
         if code[-3:-1] not in ("00", "10"):
             raise RulesetError(f"{where}: {code!r} is not a concept identifier (partition {code[-3:-1]})")
-        if not entry.display or not entry.source:
-            raise RulesetError(f"{where}: SNOMED code {code} needs its display (FSN) and a source")
+        if not entry.display or not entry.source or not entry.source_tag:
+            raise RulesetError(f"{where}: SNOMED code {code} needs its display (FSN), source_tag and source")
     elif not entry.note:
         raise RulesetError(f"{where}: a finding without a SNOMED code must say why in note")
     return entry
@@ -109,20 +111,25 @@ def load_snomed_map(path: Path) -> dict[str, SnomedRow]:
 
 
 def snomed_map(ruleset: Ruleset) -> dict[str, SnomedRow]:
-    """The SNOMED CT map beside the ruleset's tables (loaded once per ruleset)."""
+    """The SNOMED CT map beside the ruleset's tables (loaded once per ruleset); its tags must be in sources.csv."""
     cache = ruleset._cache
     if "snomed_ct" not in cache:
         path = Path(ruleset.directory) / SNOMED_FILE
-        cache["snomed_ct"] = load_snomed_map(path if path.exists() else DEFAULT_DIR / SNOMED_FILE)
+        path = path if path.exists() else DEFAULT_DIR / SNOMED_FILE
+        table = load_snomed_map(path)
+        for row in table.values():
+            if row.source_tag and row.source_tag not in ruleset.sources:
+                raise RulesetError(f"{path}: source tag {row.source_tag!r} of {row.finding_code} is not in sources.csv")
+        cache["snomed_ct"] = table
     return cache["snomed_ct"]
 
 
-def conclusion_codes(finding_codes: list[str], ruleset: Ruleset) -> list[dict]:
-    """conclusionCode entries for the findings that have a verified SNOMED CT code, in finding order."""
+def conclusion_codes(findings: list[dict], ruleset: Ruleset) -> list[dict]:
+    """conclusionCode entries for the findings (answer["findings"]) that have a verified SNOMED CT code."""
     table = snomed_map(ruleset)
     out = []
-    for code in finding_codes:
-        row = table.get(code)
+    for finding in findings:
+        row = table.get(finding["code"])
         if row is not None and row.snomed_code:
-            out.append({"coding": [row.coding()], "text": code.replace("_", " ")})
+            out.append({"coding": [row.coding()], "text": finding.get("title") or finding["code"]})
     return out

@@ -87,19 +87,6 @@ def spec_example_read() -> tuple[FhirRead, dict]:
     return FhirRead(cbcs=[cbc], unused=[], ignored={"Observation": len(others)}), bundle
 
 
-def us_core_read() -> tuple[FhirRead, dict]:
-    """US Core: DiagnosticReport cbc and its 8 Observations, each sent as its own resource."""
-    report = load(US_CORE / "diagnosticreport-cbc.json")
-    observations = []
-    for i, item in enumerate(report["result"]):
-        name = item["reference"].split("/", 1)[1]
-        resource = load(US_CORE / f"observation-{name}.json")
-        observations.append((resource, f"Observation[{i}]", item["reference"]))
-    cbc = cbc_from(observations, report=report, report_path="DiagnosticReport",
-                   subject=report["subject"]["reference"], collected_at=report["effectiveDateTime"])
-    return FhirRead(cbcs=[cbc], unused=[], ignored={}), report
-
-
 def interpret(read: FhirRead) -> list[dict]:
     """Our answers for the read's CBCs, as the JSON endpoint computes them (not stored)."""
     docs = CBC_LIST_SCHEMA.load([cbc.document for cbc in read.cbcs])
