@@ -298,6 +298,12 @@ def test_a_birth_date_after_collection_is_422_naming_the_patient(client):
     assert list(body["errors"]) == ["Bundle.entry[0].resource(Patient/p).birthDate"]
 
 
+def test_a_time_without_offset_is_422_naming_the_effective_time(client):
+    resource = observation("o", "777-3", 200, "10*9/L", effectiveDateTime="2026-01-01T08:00:00")
+    body = assert_problem(post(client, resource), 422)
+    assert list(body["errors"]) == ["Observation(Observation/o).effectiveDateTime"]
+
+
 def test_nothing_usable_is_422_listing_why(client):
     resource = bundle(observation("a", "777-3", valueString="clumped"),
                       observation("b", "6690-2", 5, "10*9/L", status="entered-in-error"))

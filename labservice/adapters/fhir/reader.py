@@ -52,8 +52,10 @@ def read_fhir(resource: dict[str, Any], ruleset: Ruleset | None = None) -> FhirR
         cbc = _cbc(group, index, rs, unused, in_scope)
         if cbc is not None:
             cbcs.append(cbc)
+    by_path = {node.path: node for node in index}
     for item in unused:  # a resource listed as unused is not also counted as ignored
-        in_scope.update(id(node) for node in index if node.path == item.path)
+        if item.path in by_path:
+            in_scope.add(id(by_path[item.path]))
     ignored = Counter(node.type for node in index if id(node) not in in_scope)
     return FhirRead(cbcs=cbcs, unused=unused, ignored=dict(sorted(ignored.items())))
 
