@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labservice.adapters.errors import InputError
 from labservice.core.ruleset import Ruleset
 
 LOINC_SYSTEMS = ("http://loinc.org", "urn:oid:2.16.840.1.113883.6.1")
@@ -48,3 +49,27 @@ def analyte_of(concept: Any, ruleset: Ruleset) -> tuple[str, str] | None:
 
 def is_cbc_panel(concept: Any) -> bool:
     return any(code in CBC_PANEL_CODES for code in loinc_codes(concept))
+
+
+def coded_parts(resource: dict[str, Any], path: str, ruleset: Ruleset) -> list[tuple[str, dict[str, Any], str]]:
+    """(analyte, part, its path) for an Observation and each `component` that carries a CBC LOINC code.
+
+    Most laboratories send one Observation per analyte; some send a panel Observation whose
+    components are the analytes. Both are read the same way.
+    """
+    out = []
+    own = analyte_of(resource.get("code"), ruleset)
+    if own is not None:
+        out.append((own[0], resource, path))
+    components = resource.get("component")
+    if components is None:
+        return out
+    if not isinstance(components, list):
+        raise InputError({f"{path}.component": ["component must be a list."]})
+    for k, component in enumerate(components):
+        if not isinstance(component, dict):
+            raise InputError({f"{path}.component[{k}]": ["A component must be a JSON object."]})
+        coded = analyte_of(component.get("code"), ruleset)
+        if coded is not None:
+            out.append((coded[0], component, f"{path}.component[{k}]"))
+    return out

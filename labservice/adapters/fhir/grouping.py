@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labservice.adapters.errors import InputError
-from labservice.adapters.fhir.codes import analyte_of, is_cbc_panel
+from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel
 from labservice.adapters.fhir.index import Node, ResourceIndex, reference_text
 from labservice.adapters.fhir.model import Unused
 from labservice.core.ruleset import Ruleset
@@ -84,7 +84,7 @@ def _gather(index: ResourceIndex, top: Node, key: str, ruleset: Ruleset, claimed
     group = Group(report=top)
     seen: set[int] = {id(top)}
     _walk(index, top, refs, f"{top.path}.{key}", group, seen, claimed)
-    coded = any(analyte_of(m.resource.get("code"), ruleset) for m in group.members)
+    coded = any(coded_parts(m.resource, m.path, ruleset) for m in group.members)
     if not (coded or is_cbc_panel(top.resource.get("code"))
             or any(is_cbc_panel(p.resource.get("code")) for p in group.panels)):
         return None
@@ -143,7 +143,7 @@ def _loose(index: ResourceIndex, ruleset: Ruleset, claimed: set[int]) -> list[Gr
     by_key: dict[tuple[Any, ...], Group] = {}
     for node in index:
         if (node.type != "Observation" or id(node) in claimed or _members(node)
-                or analyte_of(node.resource.get("code"), ruleset) is None):
+                or not coded_parts(node.resource, node.path, ruleset)):
             continue
         subject = node.resource.get("subject")
         target = index.resolve(subject, node) if isinstance(subject, dict) else None

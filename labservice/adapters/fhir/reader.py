@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from labservice.adapters.errors import InputError
-from labservice.adapters.fhir.codes import analyte_of, is_cbc_panel
+from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel
 from labservice.adapters.fhir.grouping import Group, find_groups
 from labservice.adapters.fhir.index import Node, ResourceIndex
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, Unused, UsedObservation
@@ -95,29 +95,29 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
     by_analyte: dict[str, Node] = {}
     non_final: list[str] = []
     for node in group.members:
-        coded = analyte_of(node.resource.get("code"), rs)
-        if coded is None:
+        parts = coded_parts(node.resource, node.path, rs)
+        if not parts:
             continue  # a non-CBC Observation inside the report: counted as ignored
-        analyte = coded[0]
         in_scope.add(id(node))
         status = status_of(node.resource, node.path)
-        reading = (f"status {status}: the result is withdrawn" if status in WITHDRAWN_STATUSES
-                   else read_result(node.resource, node.path, analyte, rs))
-        if isinstance(reading, Reading) and analyte in by_analyte:
-            first = by_analyte[analyte]
-            reading = f"a second {analyte} result in this CBC; {first.where()} was used"
-        if not isinstance(reading, Reading):
-            unused.append(Unused(node.type, node.id, node.path, f"{analyte}: {reading}"))
-            continue
-        by_analyte[analyte] = node
-        results[analyte] = reading.result
-        if reading.dropped is not None:
-            unused.append(Unused(node.type, node.id, *reading.dropped))
-        for key, where in reading.locations.items():
-            locations[f"results.{analyte}.{key}" if key else f"results.{analyte}"] = where
-        used.append(UsedObservation(analyte, node.resource, node.path, node.reference, status))
-        if status not in FINAL_STATUSES:
-            non_final.append(f"{analyte}: {status or 'no status'}")
+        for analyte, part, path in parts:
+            reading = (f"status {status}: the result is withdrawn" if status in WITHDRAWN_STATUSES
+                       else read_result(part, path, analyte, rs))
+            if isinstance(reading, Reading) and analyte in by_analyte:
+                first = by_analyte[analyte]
+                reading = f"a second {analyte} result in this CBC; {first.where()} was used"
+            if not isinstance(reading, Reading):
+                unused.append(Unused(node.type, node.id, path, f"{analyte}: {reading}"))
+                continue
+            by_analyte[analyte] = node
+            results[analyte] = reading.result
+            if reading.dropped is not None:
+                unused.append(Unused(node.type, node.id, *reading.dropped))
+            for key, where in reading.locations.items():
+                locations[f"results.{analyte}.{key}" if key else f"results.{analyte}"] = where
+            used.append(UsedObservation(analyte, node.resource, path, node.reference, status))
+            if status not in FINAL_STATUSES:
+                non_final.append(f"{analyte}: {status or 'no status'}")
     if not results:
         if report is not None:
             unused.append(Unused(report.type, report.id, report.path, _no_result_reason(group)))
@@ -128,7 +128,7 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
 def _is_cbc_panel(panel: Node, group: Group, rs: Ruleset) -> bool:
     """A panel that is part of the CBC (coded as one, or holding CBC results), not a chemistry panel beside it."""
     return is_cbc_panel(panel.resource.get("code")) or any(
-        analyte_of(node.resource.get("code"), rs) for node in group.direct.get(id(panel), []))
+        coded_parts(node.resource, node.path, rs) for node in group.direct.get(id(panel), []))
 
 
 def _no_result_reason(group: Group) -> str:

@@ -93,3 +93,9 @@ def test_patient_fields_of_the_wrong_type():
     assert list(_errors(resource)) == ["Bundle.entry[0].resource(Patient/p).gender"]
     patient.update(gender="female", birthDate=19700101)
     assert list(_errors(resource)) == ["Bundle.entry[0].resource(Patient/p).birthDate"]
+
+
+def test_component_not_a_list_or_not_an_object():
+    assert list(_errors(observation("o", "58410-2", component={"code": {}}))) == [
+        "Observation(Observation/o).component"]
+    assert list(_errors(observation("o", "58410-2", component=["x"]))) == ["Observation(Observation/o).component[0]"]

@@ -310,3 +310,25 @@ def test_effective_period_start_is_the_collection_time_and_a_date_alone_is_not()
                                             effectiveDateTime="2026-01-01"))))
     assert "collected_at" not in day.document
     assert day.document["patient"] == {"id": "p"}  # no collection time: the birth date cannot give an age
+
+
+def test_a_panel_observation_with_components_is_read_like_one_with_members():
+    def component(code, value, unit, **extra):
+        return {"code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": quantity(value, unit), **extra}
+
+    panel = observation("cbc", "58410-2", effectiveDateTime="2026-02-01T09:00:00Z", status="preliminary",
+                        component=[component("777-3", 18, "10*3/uL", referenceRange=[{"low": quantity(150),
+                                                                                      "high": quantity(400)}]),
+                                   component("2345-7", 5.1, "mmol/L"),
+                                   {"code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+                                    "dataAbsentReason": {"text": "haemolysed"}}])
+    read = read_fhir(panel)
+    cbc = _one(read)
+    assert cbc.document["results"] == {"platelets": {"value": 18.0, "unit": "10*3/uL",
+                                                     "reference_range": {"low": 150.0, "high": 400.0}}}
+    assert cbc.observations[0].path == "Observation(Observation/cbc).component[0]"
+    assert cbc.locations["results.platelets.value"] == "Observation(Observation/cbc).component[0].valueQuantity.value"
+    assert cbc.non_final == ["platelets: preliminary"]
+    assert [(u.path, u.reason) for u in read.unused] == [
+        ("Observation(Observation/cbc).component[2]", "hemoglobin: no value: dataAbsentReason haemolysed")]
