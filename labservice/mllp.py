@@ -42,7 +42,7 @@ class FrameBuffer:
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buffer += data
-        frames = []
+        frames: list[bytes] = []
         while True:
             start = self.buffer.find(START)
             if start == -1:
@@ -83,7 +83,7 @@ class MllpHandler(socketserver.BaseRequestHandler):
     server: MllpServer
 
     def handle(self) -> None:
-        peer = "%s:%s" % self.client_address[:2]
+        peer = "{}:{}".format(*self.client_address[:2])
         connection: socket.socket = self.request
         connection.settimeout(self.server.idle_timeout or None)
         frames = FrameBuffer(self.server.max_bytes)
@@ -189,7 +189,7 @@ def serve(host: str, port: int, idle_timeout: float | None) -> int:
         return 1
     signal.signal(signal.SIGTERM, _stop)
     bound_host, bound_port = server.server_address[:2]
-    print(f"labservice mllp: listening on {bound_host}:{bound_port}", flush=True)
+    print(f"labservice mllp: listening on {bound_host!s}:{bound_port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
     except (KeyboardInterrupt, SystemExit):

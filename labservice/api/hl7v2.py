@@ -108,6 +108,7 @@ def interpret_hl7v2() -> ResponseReturnValue:
         request.get_data(cache=False), current_app.extensions[SETTINGS_EXTENSION], keep=_keep(),
         charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
     problem = received.problem
+    response: Any
     if wants_ack:
         status = problem.status if problem is not None and problem.status in TRANSPORT_STATUSES else 200
         response = Response(received.ack, status=status, content_type=f"{ER7}; charset=utf-8")

@@ -18,7 +18,14 @@ from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, analyte_by_l
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
 from labservice.adapters.hl7v2.statuses import read_status
-from labservice.adapters.hl7v2.values import NUMERIC_TYPES, read_birth_date, read_number, read_range, read_sex, read_time
+from labservice.adapters.hl7v2.values import (
+    NUMERIC_TYPES,
+    read_birth_date,
+    read_number,
+    read_range,
+    read_sex,
+    read_time,
+)
 from labservice.core.ruleset import Ruleset
 
 #: Identifier types preferred for the patient id in PID-3 (HL7 table 0203: medical record number).
@@ -66,6 +73,11 @@ def read_message(text: str, settings: ReadSettings) -> Hl7Read:
     not HL7 or not a type read here; content problems are left in `errors` for the caller."""
     parsed = parse_message(text)
     check_type(parsed.header)
+    return read_parsed(parsed, settings)
+
+
+def read_parsed(parsed: ParsedMessage, settings: ReadSettings) -> Hl7Read:
+    """The documents of a parsed message whose type was checked (see read_message)."""
     read = Hl7Read(parsed, [], [])
     for number, start in parsed.ignored_lines:
         read.unused.append({"location": f"line {number}", "reason": f"not an HL7 segment ({start!r}); ignored"})

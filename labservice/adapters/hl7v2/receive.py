@@ -14,9 +14,9 @@ from marshmallow import ValidationError
 
 from labservice.adapters.errors import InputError
 from labservice.adapters.hl7v2.ack import build_ack
-from labservice.adapters.hl7v2.message import ParsedMessage
+from labservice.adapters.hl7v2.message import ParsedMessage, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, Hl7Problem
-from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_message
+from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_parsed
 from labservice.adapters.hl7v2.text import decode, normalise
 from labservice.adapters.located import relocate
 from labservice.api.schemas import CBC_LIST_SCHEMA
@@ -43,8 +43,9 @@ def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = 
     """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem."""
     parsed: ParsedMessage | None = None
     try:
-        read = read_message(normalise(decode(body, charset)), settings)
-        parsed = read.parsed
+        parsed = parse_message(normalise(decode(body, charset)))
+        check_type(parsed.header)
+        read = read_parsed(parsed, settings)
         answer = _interpret(read, settings, keep, max_cbcs)
     except Hl7Problem as problem:
         segments = parsed.segments if parsed else []

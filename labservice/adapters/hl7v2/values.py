@@ -29,7 +29,7 @@ class Number:
 def read_number(value_type: str, text: str, structured: list[str]) -> Number:
     """OBX-5 as a number. `structured` is OBX-5's components (for SN: comparator^num1^sep^num2)."""
     if value_type == "SN":
-        comparator, first, separator, second = (structured + ["", "", "", ""])[:4]
+        comparator, first, separator, second = [*structured, "", "", "", ""][:4]
         if separator or second:
             return Number(None, f"a structured range or ratio ({text!r}) is not a single count")
         if comparator.strip() not in ("", "="):
