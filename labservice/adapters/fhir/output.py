@@ -97,7 +97,7 @@ def _entry(full_url: str, resource: dict) -> dict:
 
 
 def _is_absolute(reference: str | None) -> bool:
-    return bool(reference) and reference.split(":", 1)[0] in ("urn", "http", "https")  # type: ignore[union-attr]
+    return reference is not None and reference.split(":", 1)[0] in ("urn", "http", "https")
 
 
 def _cbc_entries(cbc: FhirCbc, answer: dict, ruleset: Ruleset) -> list[dict]:
