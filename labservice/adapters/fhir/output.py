@@ -300,6 +300,8 @@ def _operation_outcome(read: FhirRead, bundle_key: str) -> dict | None:
                        "diagnostics": unused.reason, "expression": [unused.path]})
     for cbc in read.cbcs:
         paths = {used.analyte: used.path for used in cbc.observations}
+        if cbc.report_path:
+            paths["report"] = cbc.report_path  # the reader labels a non-final report "report: <status>"
         for label in cbc.non_final:
             analyte = label.split(":", 1)[0].strip()
             issue: dict[str, Any] = {"severity": "warning", "code": "informational",
