@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from labservice.api import RULESET_EXTENSION, register_api
+from labservice.api.cds_services import register as register_cds_services
 from labservice.config import load_settings
 from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
@@ -28,6 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_database(app)
     register_api(app)
     register_dashboard(app)
+    register_cds_services(app)
     register_error_handlers(app)
     return app
 

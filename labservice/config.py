@@ -40,6 +40,13 @@ class Settings:
     HL7_LOCAL_CODES: str = ""
     #: HL7 v2: the time zone (IANA name) of times sent without a UTC offset, e.g. OBR-7 200509210520.
     HL7_TIMEZONE: str = "UTC"
+    #: Absolute URL of this service as users reach it (e.g. https://labservice.example.org), for links in
+    #: CDS Hooks cards; empty means the host the request came to.
+    PUBLIC_BASE_URL: str = ""
+    #: Seconds to wait for the CDS client's FHIR server when prefetch data is missing (CDS Hooks asks ~500 ms).
+    CDS_FHIR_TIMEOUT: int = 3
+    #: CDS Hooks feedback log (JSON Lines, no patient data); empty means <instance folder>/cds-feedback.jsonl.
+    CDS_FEEDBACK_FILE: str = ""
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"

@@ -1,0 +1,164 @@
+"""CDS Hooks 2.0 endpoints under /cds-services (outside /api, as the specification places them).
+
+- `GET /cds-services`: discovery.
+- `POST /cds-services/cbc-review`: the `patient-view` service; answers `{"cards": [...]}`.
+- `POST /cds-services/cbc-review/feedback`: card outcomes, appended to a JSON Lines log.
+
+A plain Flask blueprint, not part of the OpenAPI document: the CDS Hooks specification is its
+contract. `labservice.errors` renders problem+json only under /api and keeps Flask's HTML pages
+elsewhere, so this blueprint has its own handler: every error here, including an unknown service
+(404) and a wrong method (405), is the same `application/problem+json` body, which CDS clients can
+read as JSON. Malformed calls answer 400 naming the field; missing FHIR data 412; FHIR that is not
+a valid CBC 422. Responses allow any origin (CORS), which browser-based CDS clients such as the
+CDS Hooks sandbox need; the answers hold only what the caller sent.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, request
+from flask.typing import ResponseReturnValue
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from labservice.adapters.cdshooks.feedback import parse_feedback
+from labservice.adapters.cdshooks.prefetch import PreconditionFailed
+from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_request
+from labservice.adapters.cdshooks.review import review
+from labservice.adapters.cdshooks.service import SERVICES, CdsService, discovery
+from labservice.adapters.errors import InputError
+from labservice.api import current_ruleset
+from labservice.api.schemas import CBC_LIST_SCHEMA
+from labservice.errors import Problem, flatten_errors, problem_response
+from labservice.service import interpret_documents
+
+FEEDBACK_FILE = "cds-feedback.jsonl"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+bp = Blueprint("cds_services", __name__, url_prefix="/cds-services")
+
+
+@bp.route("", methods=ALL_METHODS)
+@bp.route("/", methods=ALL_METHODS)
+def discover() -> ResponseReturnValue:
+    if request.method != "GET":
+        raise MethodNotAllowed(valid_methods=["GET"])
+    return current_app.json.response(discovery(current_ruleset()))
+
+
+@bp.route("/<service_id>", methods=ALL_METHODS)
+def call_service(service_id: str) -> ResponseReturnValue:
+    service = _service(service_id)
+    if request.method != "POST":
+        raise MethodNotAllowed(valid_methods=["POST"])
+    hook = parse_hook_request(_json_body(), service)
+    try:
+        cards = review(hook, ruleset=current_ruleset(), interpret=_interpret, base_url=_base_url(),
+                       timeout=current_app.config["CDS_FHIR_TIMEOUT"])
+    except PreconditionFailed as error:
+        raise Problem(412, f"The FHIR data this service needs could not be obtained: {error}", error.errors,
+                      title="Precondition Failed") from None
+    except BadHookRequest:
+        raise
+    except InputError as error:
+        raise Problem(422, f"The FHIR data is not a usable CBC: {error.detail}", error.errors) from None
+    return current_app.json.response(cards)
+
+
+@bp.route("/<service_id>/feedback", methods=ALL_METHODS)
+def feedback(service_id: str) -> ResponseReturnValue:
+    service = _service(service_id)
+    if request.method != "POST":
+        raise MethodNotAllowed(valid_methods=["POST"])
+    records = parse_feedback(_json_body())
+    _append_feedback(service, records)
+    return current_app.json.response({"recorded": len(records)})
+
+
+@bp.route("/<path:rest>", methods=ALL_METHODS)
+def elsewhere(rest: str) -> ResponseReturnValue:
+    raise NotFound(f"There is nothing at /cds-services/{rest}; GET /cds-services lists the services.")
+
+
+def _service(service_id: str) -> CdsService:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise Problem(404, f"No CDS service {service_id!r}; GET /cds-services lists the services.",
+                      {"service": [f"Known services: {', '.join(SERVICES)}."]})
+    return service
+
+
+def _json_body() -> Any:
+    if request.mimetype != "application/json":
+        raise Problem(415, f"Send the call as application/json, not {request.mimetype or 'no content type'}.")
+    try:
+        return json.loads(request.get_data(cache=False))
+    except json.JSONDecodeError as error:
+        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno}: {error.msg}.",
+                      {"body": [error.msg]}) from None
+    except UnicodeDecodeError as error:
+        raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).", {"body": ["Not UTF-8."]}) from None
+    except RecursionError:
+        raise Problem(400, "Malformed JSON: nested too deeply.", {"body": ["Nested too deeply."]}) from None
+
+
+def _interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validate and interpret without storing: a patient-view call is a read (see review.py)."""
+    try:
+        loaded = CBC_LIST_SCHEMA.load(docs)
+    except ValidationError as error:
+        raise InputError(flatten_errors(error.messages)) from None
+    return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True)
+
+
+def _base_url() -> str:
+    """PUBLIC_BASE_URL when configured (behind a proxy), else the URL the client called."""
+    return (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+
+
+def _feedback_path() -> str:
+    return current_app.config.get("CDS_FEEDBACK_FILE") or os.path.join(current_app.instance_path, FEEDBACK_FILE)
+
+
+def _append_feedback(service: CdsService, records: list[dict[str, Any]]) -> None:
+    path = _feedback_path()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    received = datetime.now(UTC).isoformat(timespec="seconds")
+    lines = "".join(json.dumps({"received": received, "service": service.id, **record}) + "\n"
+                    for record in records)
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # gunicorn workers append to the same file
+        handle.write(lines)
+    current_app.logger.info("CDS feedback for %s: %s", service.id,
+                            ", ".join(f"{record['card']} {record['outcome']}" for record in records))
+
+
+@bp.errorhandler(HTTPException)
+def _json_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    if isinstance(error, Problem):
+        return problem_response(status, error.detail, error.errors, title=error.title, type_uri=error.type_uri)
+    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+    return problem_response(status, error.description or "", headers=headers)
+
+
+@bp.errorhandler(BadHookRequest)
+def _bad_request(error: BadHookRequest) -> ResponseReturnValue:
+    return problem_response(400, f"The CDS Hooks request is malformed: {error.detail}", error.errors)
+
+
+@bp.after_request
+def _allow_any_origin(response):
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    return response
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
