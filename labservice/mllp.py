@@ -3,7 +3,8 @@
 MLLP frames each message as <VT> message <FS><CR> (0x0B ... 0x1C 0x0D). One thread per connection
 (several connections at once); each connection may carry any number of messages, answered in
 order. Every frame gets an ACK: AA, AE (content the sender can correct, ERR naming segment and
-field) or AR (not a message type taken here, not HL7, too large, or an error on our side).
+field) or AR (not a message type taken here, not HL7, larger than MAX_CONTENT_LENGTH, or an
+error on our side).
 Bytes outside a frame are discarded, and a frame restarted before it ended keeps its last start,
 so a sender's garbage never stops the listener. Messages go through the same `receive_message`
 as POST /api/v1/hl7v2/interpret, with the app's configuration: the same database (results with
@@ -32,18 +33,21 @@ Responder = Callable[[bytes], tuple[str, str]]
 
 
 class FrameBuffer:
-    """Bytes in, complete frames out; garbage between frames dropped; a frame over `limit` flagged."""
+    """Bytes in, complete frames out; garbage between frames dropped. A frame growing over `limit`
+    comes out as None (to be answered AR) and the rest of it is skipped up to its FS."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.buffer = bytearray()
         self.discarded = 0
-        self.overflow = False
+        self.skipping = False
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[bytes | None]:
         self.buffer += data
-        frames: list[bytes] = []
+        frames: list[bytes | None] = []
         while True:
+            if self.skipping and not self._skip():
+                return frames
             start = self.buffer.find(START)
             if start == -1:
                 self.discarded += len(self.buffer)
@@ -54,7 +58,10 @@ class FrameBuffer:
                 del self.buffer[:start]
             end = self.buffer.find(END, 1)
             if end == -1:
-                self.overflow = len(self.buffer) > self.limit + 1
+                if len(self.buffer) > self.limit + 1:
+                    frames.append(None)
+                    self.skipping = True
+                    continue
                 return frames
             if end + 1 == len(self.buffer):
                 return frames  # wait for the CR that should follow FS
@@ -64,7 +71,19 @@ class FrameBuffer:
             if restart != -1:  # a frame begun again before it ended: keep the last start
                 self.discarded += restart + 1
                 frame = frame[restart + 1:]
-            frames.append(frame)
+            frames.append(frame if len(frame) <= self.limit else None)
+
+    def _skip(self) -> bool:
+        """Drop the rest of an oversized frame; True once its FS has been passed."""
+        end = self.buffer.find(END)
+        if end == -1:
+            self.discarded += len(self.buffer)
+            self.buffer.clear()
+            return False
+        self.discarded += end + 1
+        del self.buffer[:end + 1]
+        self.skipping = False
+        return True
 
 
 class MllpServer(socketserver.ThreadingTCPServer):
@@ -95,12 +114,13 @@ class MllpHandler(socketserver.BaseRequestHandler):
             if not data:
                 break
             for frame in frames.feed(data):
-                if not self._answer(connection, peer, self.server.respond, frame):
+                if frame is None:
+                    log.warning("%s: a frame over %d bytes answered AR", peer, self.server.max_bytes)
+                    sent = self._send(connection, too_large_ack(self.server.max_bytes))
+                else:
+                    sent = self._answer(connection, peer, self.server.respond, frame)
+                if not sent:
                     return
-            if frames.overflow:
-                log.warning("%s: a frame over %d bytes; answered AR and closed", peer, self.server.max_bytes)
-                self._send(connection, too_large_ack(self.server.max_bytes))
-                return
         if frames.discarded:
             log.info("%s: %d bytes outside MLLP frames discarded", peer, frames.discarded)
 
