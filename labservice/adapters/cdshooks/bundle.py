@@ -24,6 +24,13 @@ class ReviewBundle:
     bundle: dict[str, Any]
     origins: list[str]      # entry index -> where that resource was in the call
 
+    def resource_at(self, path: str) -> dict[str, Any] | None:
+        """The entry's resource a reader location points into, if it is one."""
+        match = ENTRY_PATH.match(path)
+        if match is None or int(match.group(1)) >= len(self.bundle["entry"]):
+            return None
+        return self.bundle["entry"][int(match.group(1))]["resource"]
+
     def to_call_path(self, path: str) -> str:
         match = ENTRY_PATH.match(path)
         if match is None or int(match.group(1)) >= len(self.origins):

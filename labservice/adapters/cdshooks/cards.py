@@ -50,7 +50,7 @@ class CardContext:
     older_cbcs: int = 0
     read_from: dict[str, str] = field(default_factory=dict)   # analyte -> Observation reference
     non_final: list[str] = field(default_factory=list)
-    unused: list[tuple[str, str]] = field(default_factory=list)   # (where, why)
+    unused: list[tuple[str, str]] = field(default_factory=list)   # (where, why), the latest CBC's
 
 
 def escape_markdown(text: Any) -> str:
@@ -122,7 +122,7 @@ def detail(answer: dict[str, Any], context: CardContext, tests: list[Any]) -> st
     lines += ["", *_counts_table(answer, context)]
     if context.unused:
         lines += ["", f"**Not used** ({len(context.unused)} CBC-related resource"
-                      f"{'s' if len(context.unused) > 1 else ''} in the results sent)", ""]
+                      f"{'s' if len(context.unused) > 1 else ''} in the latest CBC's results)", ""]
         lines += [f"- {md(where)}: {md(why)}" for where, why in context.unused[:SHOWN_UNUSED]]
         if len(context.unused) > SHOWN_UNUSED:
             lines.append(f"- and {len(context.unused) - SHOWN_UNUSED} more.")

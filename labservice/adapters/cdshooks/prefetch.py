@@ -85,10 +85,13 @@ def gather(request: HookRequest, templates: dict[str, str], *, timeout: float,
             unmet.setdefault("fhirServer", []).append(f"{error} (for prefetch key {key}).")
             continue
         out.fetched.append(key)
-    if unmet:
-        raise PreconditionFailed(unmet)
-    _take_patient(out, resources[PATIENT_KEY], request, fetched=PATIENT_KEY in out.fetched)
-    _take_observations(out, resources[OBSERVATIONS_KEY], request, fetched=OBSERVATIONS_KEY in out.fetched)
+    takers = {PATIENT_KEY: _take_patient, OBSERVATIONS_KEY: _take_observations}
+    for fetched in (False, True):  # what the client sent is checked first: a bad request is 400, not 412
+        for key, value in resources.items():
+            if (key in out.fetched) == fetched:
+                takers[key](out, value, request, fetched=fetched)
+        if unmet:
+            raise PreconditionFailed(unmet)
     return out
 
 
@@ -128,7 +131,8 @@ def _take_observations(out: Gathered, value: Any, request: HookRequest, *, fetch
     if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
         kind = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
         raise _refuse(fetched, {where: [f"Expected a searchset Bundle of Observations, not {kind}."]})
-    entries = value.get("entry") or []
+    entries = value.get("entry")
+    entries = [] if entries is None else entries
     if not isinstance(entries, list):
         raise _refuse(fetched, {f"{where}.entry": ["entry must be a list."]})
     for j, entry in enumerate(entries):

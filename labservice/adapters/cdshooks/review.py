@@ -54,6 +54,7 @@ def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base
     if not read.cbcs:
         return {"cards": []}
     latest = most_recent(read.cbcs)
+    latest_time = _moment(latest.document.get("collected_at"))
     try:
         answer = interpret([latest.document])[0]
     except InputError as error:
@@ -65,7 +66,8 @@ def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base
         collected_at=latest.document.get("collected_at"), older_cbcs=len(read.cbcs) - 1,
         read_from={used.analyte: used.reference or built.to_call_path(used.path) for used in latest.observations},
         non_final=list(latest.non_final),
-        unused=[(built.to_call_path(item.path), item.reason) for item in read.unused],
+        unused=[(built.to_call_path(item.path), item.reason) for item in read.unused
+                if _same_time(built.resource_at(item.path), latest_time)],
     )
     return {"cards": [cbc_card(answer, context)]}
 
@@ -87,6 +89,16 @@ def _moment(text: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _same_time(resource: dict[str, Any] | None, moment: datetime | None) -> bool:
+    """Whether an unused resource may belong to the latest CBC: same effective time, or no time to tell."""
+    if moment is None or resource is None:
+        return True
+    when = resource.get("effectiveDateTime") or resource.get("effectiveInstant") \
+        or (resource.get("effectivePeriod") or {}).get("start")
+    found = _moment(when)
+    return found is None or found == moment
 
 
 def _in_call(errors: dict[str, list[str]], built: ReviewBundle) -> InputError:

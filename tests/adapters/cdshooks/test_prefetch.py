@@ -1,0 +1,142 @@
+"""gather(): prefetch first, else the client's FHIR server (a real HTTP server here), else 412."""
+
+from __future__ import annotations
+
+import pytest
+
+from labservice.adapters.cdshooks.prefetch import PreconditionFailed, gather
+from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_request
+from labservice.adapters.cdshooks.service import CBC_REVIEW, prefetch_templates
+from labservice.core.ruleset import default_ruleset
+from tests.adapters.cdshooks.build import (
+    CLINICAL_RULES_CBC_CODES,
+    FhirTestServer,
+    authorization,
+    closed_port_url,
+    hook_call,
+    searchset,
+    synthea_server_data,
+)
+
+TEMPLATES = prefetch_templates(default_ruleset())
+PATIENT, OBSERVATIONS = synthea_server_data("Clemente_Kreiger")
+PID = PATIENT["id"]
+
+
+def run(body):
+    return gather(parse_hook_request(body, CBC_REVIEW), TEMPLATES, timeout=3)
+
+
+@pytest.fixture
+def server():
+    with FhirTestServer([PATIENT], OBSERVATIONS).running() as running:
+        yield running
+
+
+def test_prefetched_data_is_used_and_the_server_is_not_called(server):
+    prefetch = {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)}
+    gathered = run(hook_call(PID, prefetch, fhirServer=server.base_url, fhirAuthorization=authorization()))
+    assert server.requests == []
+    assert gathered.patient is PATIENT
+    assert [entry.resource["id"] for entry in gathered.entries] == \
+        [entry["resource"]["id"] for entry in searchset(OBSERVATIONS)["entry"]]
+    assert gathered.entries[2].origin == "prefetch.cbcObservations.entry[2].resource"
+    assert gathered.fetched == []
+
+
+def test_null_means_the_client_has_no_data_and_nothing_is_fetched(server):
+    gathered = run(hook_call(PID, {"patient": None, "cbcObservations": None}, fhirServer=server.base_url))
+    assert gathered.patient is None and gathered.entries == []
+    assert server.requests == []
+
+
+def test_without_prefetch_both_are_read_from_the_server_with_the_bearer_token(server):
+    gathered = run(hook_call(PID, fhirServer=server.base_url, fhirAuthorization=authorization("tok-123")))
+    assert gathered.fetched == ["patient", "cbcObservations"]
+    assert gathered.patient == PATIENT
+    # Clemente Kreiger: 2 panels of 11 Observations (fixtures README: 22 CBC obs); PDW 32207-3 and
+    # MPV 32623-1 are not §1 codes, so the search matches 2 x 9.
+    assert len(gathered.entries) == len(OBSERVATIONS) == 18
+    assert [r["authorization"] for r in server.requests] == ["Bearer tok-123", "Bearer tok-123"]
+    patient_read, search = server.requests
+    assert patient_read["path"] == f"/fhir/Patient/{PID}"
+    assert search["path"] == "/fhir/Observation"
+    assert search["query"]["patient"] == [PID]
+    asked = {code.split("|")[1] for code in search["query"]["code"][0].split(",")}
+    assert set(CLINICAL_RULES_CBC_CODES) <= asked
+    assert search["query"]["_sort"] == ["-date"]
+    assert gathered.entries[0].origin == "cbcObservations (read from fhirServer).entry[0].resource"
+
+
+def test_only_the_missing_key_is_fetched(server):
+    gathered = run(hook_call(PID, {"patient": PATIENT}, fhirServer=server.base_url))
+    assert gathered.fetched == ["cbcObservations"]
+    assert [r["path"] for r in server.requests] == ["/fhir/Observation"]
+    assert server.requests[0]["authorization"] is None   # no fhirAuthorization, no token
+
+
+def test_an_operation_outcome_in_prefetch_counts_as_not_prefetched(server):
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": outcome}, fhirServer=server.base_url))
+    assert gathered.fetched == ["cbcObservations"] and len(gathered.entries) == len(OBSERVATIONS)
+
+
+def test_without_prefetch_and_without_a_server_the_precondition_fails():
+    with pytest.raises(PreconditionFailed) as caught:
+        run(hook_call(PID))
+    assert set(caught.value.errors) == {"prefetch.patient", "prefetch.cbcObservations"}
+
+
+def test_one_missing_key_without_a_server_fails_naming_that_key():
+    with pytest.raises(PreconditionFailed) as caught:
+        run(hook_call(PID, {"patient": PATIENT}))
+    assert set(caught.value.errors) == {"prefetch.cbcObservations"}
+
+
+def test_an_unreachable_server_fails_the_precondition():
+    url = closed_port_url()
+    with pytest.raises(PreconditionFailed) as caught:
+        run(hook_call(PID, fhirServer=url, fhirAuthorization=authorization("secret-token")))
+    messages = caught.value.errors["fhirServer"]
+    assert len(messages) == 2 and all(url in message for message in messages)
+    assert not any("secret-token" in message for message in messages)
+
+
+def test_a_patient_the_server_does_not_know_fails_the_precondition(server):
+    with pytest.raises(PreconditionFailed) as caught:
+        run(hook_call("unknown-patient", fhirServer=server.base_url))
+    assert "HTTP 404" in caught.value.errors["fhirServer"][0]
+
+
+def test_the_token_does_not_follow_a_redirect_to_another_server(server):
+    with FhirTestServer([], [], redirect_to=server.base_url).running() as front:
+        gathered = run(hook_call(PID, fhirServer=front.base_url, fhirAuthorization=authorization("tok-9")))
+    assert gathered.patient == PATIENT
+    assert [r["authorization"] for r in front.requests] == ["Bearer tok-9", "Bearer tok-9"]
+    assert [r["authorization"] for r in server.requests] == [None, None]
+
+
+def test_a_prefetched_patient_other_than_the_one_in_context_is_refused():
+    with pytest.raises(BadHookRequest) as caught:
+        run(hook_call("someone-else", {"patient": PATIENT, "cbcObservations": None}))
+    assert "prefetch.patient.id" in caught.value.errors
+
+
+def test_observations_of_another_patient_are_refused_naming_the_entry():
+    other = {**OBSERVATIONS[0], "subject": {"reference": "https://ehr.example.org/fhir/Patient/other"}}
+    with pytest.raises(BadHookRequest) as caught:
+        run(hook_call(PID, {"patient": PATIENT, "cbcObservations": searchset([other])}))
+    assert list(caught.value.errors) == ["prefetch.cbcObservations.entry[0].resource.subject"]
+
+
+@pytest.mark.parametrize(("prefetch", "field"), [
+    ({"patient": {"resourceType": "Practitioner", "id": "x"}, "cbcObservations": None}, "prefetch.patient"),
+    ({"patient": None, "cbcObservations": OBSERVATIONS[0]}, "prefetch.cbcObservations"),
+    ({"patient": None, "cbcObservations": {"resourceType": "Bundle", "entry": {}}}, "prefetch.cbcObservations.entry"),
+    ({"patient": None, "cbcObservations": {"resourceType": "Bundle", "entry": [{"resource": {"id": "x"}}]}},
+     "prefetch.cbcObservations.entry[0].resource"),
+])
+def test_prefetched_data_of_the_wrong_shape_is_a_bad_request(prefetch, field):
+    with pytest.raises(BadHookRequest) as caught:
+        run(hook_call(PID, prefetch))
+    assert field in caught.value.errors

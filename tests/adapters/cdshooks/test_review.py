@@ -1,0 +1,156 @@
+"""review(): a hook call with prefetch from the fixtures -> {"cards": [...]}, without Flask.
+
+Expected findings and urgencies are those clinical-rules.md gives for the values in the fixture files.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from marshmallow import ValidationError
+
+from labservice.adapters.cdshooks.request import parse_hook_request
+from labservice.adapters.cdshooks.review import review
+from labservice.adapters.cdshooks.service import CBC_REVIEW
+from labservice.adapters.errors import InputError
+from labservice.api.schemas import CBC_LIST_SCHEMA
+from labservice.core.ruleset import default_ruleset
+from labservice.errors import flatten_errors
+from labservice.service import interpret_documents
+from tests.adapters.cdshooks.build import (
+    hook_call,
+    loinc_of,
+    mimic_observations,
+    searchset,
+    spec_example_observations,
+    synthea_server_data,
+)
+
+RS = default_ruleset()
+BASE = "https://labservice.example.org"
+
+
+def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    try:
+        loaded = CBC_LIST_SCHEMA.load(docs)
+    except ValidationError as error:
+        raise InputError(flatten_errors(error.messages)) from None
+    return interpret_documents(loaded, ruleset=RS, indexed=True)
+
+
+def cards_for(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return review(parse_hook_request(body, CBC_REVIEW), ruleset=RS, interpret=interpret, base_url=BASE,
+                  timeout=1)["cards"]
+
+
+def newest(observations: list[dict[str, Any]], code: str) -> dict[str, Any]:
+    return max((o for o in observations if loinc_of(o) == code), key=lambda o: o["effectiveDateTime"])
+
+
+def test_synthea_latest_cbc_with_a_critical_wbc_is_a_warning():
+    patient, observations = synthea_server_data("Cleo_Friesen")
+    wbc, hgb = newest(observations, "6690-2"), newest(observations, "718-7")
+    # The fixture: the newest panel (1988-09-24) has WBC 1.71 10*3/uL and Hb 9.71 g/dL, a man born 1920.
+    assert wbc["effectiveDateTime"].startswith("1988-09-24") and round(wbc["valueQuantity"]["value"], 2) == 1.71
+    assert round(hgb["valueQuantity"]["value"], 2) == 9.71 and patient["gender"] == "male"
+    [card] = cards_for(hook_call(patient["id"], {"patient": patient, "cbcObservations": searchset(observations)}))
+    # §3 WBC < 2.0 is critical -> §9 urgent -> warning; §4 anaemia: Hb < 13.0 for a man >= 15 y;
+    # §4 leukopenia (WBC < 4.0); §5 bicytopenia (red and white lineages).
+    assert card["indicator"] == "warning"
+    for code in ("critical value", "bicytopenia", "anemia", "leukopenia"):
+        assert code in card["summary"]
+    assert "urgency urgent" in card["summary"]
+    panels = {o["effectiveDateTime"] for o in observations}
+    assert f"{len(panels) - 1} older CBCs" in card["detail"]     # Cleo Friesen: 8 panels (fixtures README)
+    assert f"Observation/{wbc['id']}" in card["detail"]
+    # Synthea's RDW is in fL (fixtures README): RDW-SD, not usable as RDW-CV. Only the latest panel's is listed.
+    rdw = newest(observations, "21000-5")
+    assert "**Not used** (1 CBC-related resource in the latest CBC's results)" in card["detail"]
+    assert f"Observation/{rdw['id']}" in card["detail"]
+    mrn = next(i["value"] for i in patient["identifier"]
+               if i.get("type", {}).get("coding", [{}])[0].get("code") == "MR")   # medical record number
+    assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/{mrn}"
+
+
+def test_synthea_normal_latest_cbc_is_an_info_card_without_suggestions():
+    patient, observations = synthea_server_data("Clemente_Kreiger")
+    plt = newest(observations, "777-3")
+    assert 150 <= plt["valueQuantity"]["value"] < 450          # 305.99: no §4 platelet finding
+    [card] = cards_for(hook_call(patient["id"], {"patient": patient, "cbcObservations": searchset(observations)}))
+    assert card["indicator"] == "info"
+    assert "suggestions" not in card
+    assert "1 older CBC in the results sent is not reviewed" in card["detail"]
+    assert f"Observation/{plt['id']}" in card["detail"]
+
+
+def test_fhir_spec_example_neutrophils_0_9_is_neutropenia_without_a_patient():
+    observations = spec_example_observations()
+    anc = next(o for o in observations if loinc_of(o) == "751-8")
+    assert anc["valueQuantity"]["value"] == 0.9
+    [card] = cards_for(hook_call("pat2", {"patient": None, "cbcObservations": searchset(observations)}))
+    # §4 neutropenia < 1.5, moderate band 0.5-0.99; §9 soon: neutropenia < 1.0.
+    assert "neutropenia" in card["summary"] and "urgency soon" in card["summary"]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("CBC of unknown date")   # the Observations carry no effective time
+    assert "Observation/r9" in card["detail"]
+    assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/Patient%2Fpat2"
+
+
+def test_mimic_low_platelets_most_recent_of_three_with_reflex_suggestions():
+    times = ["2171-07-23 10:32:00", "2171-07-24 01:30:00", "2171-07-23 19:14:00"]
+    observations = mimic_observations("160445", times, "mimic-160445")
+    [card] = cards_for(hook_call("mimic-160445", {"patient": None, "cbcObservations": searchset(observations)}))
+    # Newest is 2171-07-24 01:30: platelets 42 K/uL (< 50: CTCAE grade 3; < 100: soon), WBC 8.6, Hb 13.8.
+    assert card["summary"].startswith("CBC 2171-07-24: thrombocytopenia, possible pseudothrombocytopenia")
+    assert card["indicator"] == "warning"
+    assert "2 older CBCs" in card["detail"]
+    assert [s["label"] for s in card["suggestions"]] == [
+        "Repeat the platelet count in a citrate tube", "Blood film review for platelet clumps"]
+    assert card["suggestions"][0]["actions"][0]["resource"]["subject"] == {"reference": "Patient/mimic-160445"}
+    assert card["suggestions"][0]["actions"][0]["resource"]["encounter"] == {"reference": "Encounter/89284"}
+
+
+@pytest.mark.parametrize("observations", [None, {"resourceType": "Bundle", "type": "searchset", "total": 0}])
+def test_no_cbc_gives_no_cards(observations):
+    assert cards_for(hook_call("p1", {"patient": None, "cbcObservations": observations})) == []
+
+
+def test_only_withdrawn_results_give_no_cards():
+    observations = mimic_observations("160445", ["2171-07-24 01:30:00"], "p1")
+    for resource in observations:
+        resource["status"] = "entered-in-error"
+    assert cards_for(hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)})) == []
+
+
+def test_an_implausible_value_in_the_latest_cbc_names_its_place_in_the_call():
+    observations = mimic_observations("160445", ["2171-07-24 01:30:00"], "p1")
+    platelets = next(o for o in observations if loinc_of(o) == "777-3")
+    platelets["valueQuantity"]["value"] = 210000.0          # K/uL: a count per uL sent as thousands
+    body = hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)})
+    with pytest.raises(InputError) as caught:
+        cards_for(body)
+    [path] = caught.value.errors
+    index = [e["resource"]["id"] for e in body["prefetch"]["cbcObservations"]["entry"]].index(platelets["id"])
+    assert path.startswith(f"prefetch.cbcObservations.entry[{index}].resource(Observation/{platelets['id']})")
+
+
+def test_a_problem_in_an_older_cbc_does_not_block_the_latest():
+    observations = mimic_observations("160445", ["2171-07-23 10:32:00", "2171-07-24 01:30:00"], "p1")
+    old = next(o for o in observations if loinc_of(o) == "777-3" and o["effectiveDateTime"].startswith("2171-07-23"))
+    old["valueQuantity"]["value"] = 210000.0
+    [card] = cards_for(hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)}))
+    assert card["summary"].startswith("CBC 2171-07-24")
+
+
+def test_a_dated_cbc_wins_over_an_undated_one_listed_first():
+    observations = mimic_observations("160445", ["2171-07-24 01:30:00"], "p1")
+    undated = copy.deepcopy(mimic_observations("160445", ["2171-07-23 10:32:00"], "p1"))
+    for resource in undated:
+        resource.pop("effectiveDateTime")
+        resource["id"] += "-undated"
+    bundle = searchset(observations)
+    bundle["entry"] = searchset(undated)["entry"] + bundle["entry"]
+    [card] = cards_for(hook_call("p1", {"patient": None, "cbcObservations": bundle}))
+    assert card["summary"].startswith("CBC 2171-07-24") and "1 older CBC" in card["detail"]

@@ -1,0 +1,47 @@
+"""The discovery document and the prefetch templates (CDS Hooks 2.0, "Discovery", "Prefetch Template")."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from labservice.adapters.cdshooks.service import discovery, prefetch_templates
+from labservice.core.ruleset import default_ruleset
+from tests.adapters.cdshooks.build import CLINICAL_RULES_CBC_CODES
+
+
+def test_discovery_lists_one_patient_view_service_with_the_required_fields():
+    services = discovery(default_ruleset())["services"]
+    assert len(services) == 1
+    service = services[0]
+    # Discovery table: hook, description and id REQUIRED; title RECOMMENDED; prefetch OPTIONAL.
+    assert service["hook"] == "patient-view"
+    assert service["id"] == "cbc-review"
+    assert isinstance(service["description"], str) and service["description"]
+    assert isinstance(service["title"], str) and service["title"]
+    assert all(isinstance(value, str) for value in service["prefetch"].values())
+
+
+def test_the_patient_template_is_a_read_of_the_patient_in_context():
+    assert prefetch_templates(default_ruleset())["patient"] == "Patient/{{context.patientId}}"
+
+
+def test_the_observation_template_searches_every_cbc_code_of_clinical_rules_section_1():
+    template = prefetch_templates(default_ruleset())["cbcObservations"]
+    resource, _, query = template.partition("?")
+    assert resource == "Observation"
+    params = parse_qs(query)
+    assert params["patient"] == ["{{context.patientId}}"]
+    codes = params["code"][0].split(",")
+    assert all(code.startswith("http://loinc.org|") for code in codes)
+    assert set(CLINICAL_RULES_CBC_CODES) <= {code.split("|")[1] for code in codes}
+    assert params["_sort"] == ["-date"]             # most recent first
+    assert int(params["_count"][0]) >= 50           # several CBCs of ~12 results each
+
+
+def test_the_templates_keep_to_the_recommended_prefetch_subset():
+    # "Prefetch query restrictions": reference and token (equality) parameters, _count, _sort; no
+    # _include, no chained or modified parameters.
+    template = prefetch_templates(default_ruleset())["cbcObservations"]
+    names = set(parse_qs(urlsplit(template).query))
+    assert names == {"patient", "code", "_sort", "_count"}
+    assert ":" not in "".join(names)
