@@ -9,6 +9,10 @@ Bytes outside a frame are discarded, and a frame restarted before it ended keeps
 so a sender's garbage never stops the listener. Messages go through the same `receive_message`
 as POST /api/v1/hl7v2/interpret, with the app's configuration: the same database (results with
 a patient id are stored), rule tables, local codes and time zone.
+
+python-hl7's own `hl7.mllp` (asyncio streams) is not used: its `readblock` raises InvalidBlockError on
+any byte before <VT> and knows no frame ended by FS alone, and interpreting a message is blocking work
+(the engine, the database) that would need an executor anyway; a thread per connection is simpler.
 """
 
 from __future__ import annotations

@@ -271,6 +271,20 @@ def test_other_encoding_characters(client):
     assert str(ack.segment("MSH")(2)) == "@`?*"
 
 
+@pytest.mark.parametrize(("obx", "unit", "analyte", "expected"), [
+    (3, "tera.l-1", "rbc", 4.0),           # nHapi RBC 4.00 (OBX 3), in LAB-ORU-1's spelling of 10^12/L
+    (17, "giga.l-1", "platelets", 45.0),   # nHapi PLTC 45 (OBX 17), in LAB-ORU-1's spelling of 10^9/L
+    (17, "{cells}/uL", "platelets", 0.045),  # 45 cells per microlitre: 0.045 x 10^9/L (§1, ÷ 1000)
+    (5, "g/L", "hemoglobin", 1.2),         # nHapi HGB 12.0 (OBX 5) read as g/L: 1.2 g/dL (÷ 10)
+])
+def test_unit_spellings_of_clinical_rules_1(client, obx, unit, analyte, expected):
+    body = replace_field(text(NHAPI_ORU), ("OBX", obx), 6, unit)
+    if analyte == "hemoglobin":  # the lab's 14.0-24.0 in g/L would be 1.4-2.4 g/dL; drop it
+        body = replace_field(body, ("OBX", obx), 7, "")
+    cbc = answer_of(client, body)["interpretations"][0]
+    assert cbc["analytes"][analyte]["value"] == pytest.approx(expected)
+
+
 def test_missing_obx6_is_refused_naming_the_field(client):
     body = assert_problem(post(client, replace_field(text(NHAPI_ORU), ("OBX", 17), 6, "")), 422)
     assert list(body["errors"]) == ["OBR[1].OBX[17]-6"]

@@ -9,7 +9,7 @@ that is not used is reported with its code and the reason; nothing is guessed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -212,17 +212,26 @@ def _collection_time(group: OrderGroup, times: list[tuple[str, str]], settings: 
     """Specimen collection time: OBR-7, else SPM-17, else the earliest OBX-14 of the results used."""
     candidates = [(group.obr.get(7), f"{group.obr.location}-7")]
     candidates += [(spm.get(17), f"{spm.location}-17") for spm in group.specimens]
-    candidates += sorted(times)[:1]
     for text, where in candidates:
-        if not text:
-            continue
+        if text:
+            moment = read_time(text, settings.zone, settings.zone_name)
+            if moment.note:
+                notes.append(f"{where}: {moment.note}")
+            if moment.iso:
+                return moment.iso, where
+    observed = []
+    for text, where in times:
         moment = read_time(text, settings.zone, settings.zone_name)
+        if moment.iso:
+            observed.append((datetime.fromisoformat(moment.iso), where, moment))
+    if observed:
+        earliest = min(observed, key=lambda item: item[0])  # the first in message order on a tie
+        _, where, moment = earliest
         if moment.note:
             notes.append(f"{where}: {moment.note}")
-        if moment.iso:
-            if len({t for t, _ in times}) > 1 and where.endswith("-14"):
-                notes.append(f"{where}: the results used carry different times (OBX-14); the earliest is taken")
-            return moment.iso, where
+        if len({item[0] for item in observed}) > 1:
+            notes.append(f"{where}: the results used carry different times (OBX-14); the earliest is taken")
+        return moment.iso, where
     notes.append(f"{group.obr.location}: no collection time (OBR-7, SPM-17, OBX-14): delta checks and age "
                  "from the date of birth are not assessed")
     return None, ""

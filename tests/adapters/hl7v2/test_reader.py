@@ -198,3 +198,12 @@ def test_the_medical_record_number_is_preferred_in_pid3():
 def test_an_alternate_loinc_identifier_is_read():
     body = replace_field(text(NHAPI_ORU), ("OBX", 17), 3, "PLATELETS^Platelet count^99LOCAL^777-3^^LN")
     assert read(body).cbcs[0].document["results"]["platelets"]["value"] == 45.0
+
+
+def test_without_obr7_and_spm_the_observation_time_is_the_collection_time():
+    # NIST LRI: OBR-7 and SPM-17 are 20110103143428-0800, and so is every OBX-14
+    lines = [line for line in text(NIST_LRI).split("\r") if not line.startswith("SPM")]
+    body = replace_field("\r".join(lines), ("OBR", 1), 7, "")
+    cbc = read(body).cbcs[0]
+    assert cbc.document["collected_at"] == "2011-01-03T14:34:28-08:00"
+    assert cbc.source["collected_at"] == "OBR[1].OBX[1]-14"
