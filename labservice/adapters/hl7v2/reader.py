@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, analyte_by_loinc, load_code_map
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
-from labservice.adapters.hl7v2.statuses import read_status
+from labservice.adapters.hl7v2.statuses import Status, read_status
 from labservice.adapters.hl7v2.values import (
     NUMERIC_TYPES,
     read_birth_date,
@@ -98,14 +98,24 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     non_final: list[dict[str, str]] = []
     notes: list[str] = []
     times: list[tuple[str, str]] = []  # (OBX-14, location) of the results used
+    statuses: dict[str, Status] = {}
     for obx in group.observations:
-        result = _read_observation(obx, settings, read, results, observations)
+        result = _read_observation(obx, settings, read)
         if result is None:
             continue
         analyte, value, status = result
-        results[analyte] = value
         where = obx.location
-        observations[analyte] = where
+        if analyte in results:
+            if statuses[analyte].final or not status.final:
+                read.unused.append(_observation_entry(
+                    obx, f"a second {analyte} result in this order group; the first ({observations[analyte]}) "
+                         "is used", analyte))
+                continue
+            read.unused.append({"location": observations[analyte], "analyte": analyte,
+                                "reason": f"{analyte}: replaced by the final result of the same order group ({where})"})
+            non_final[:] = [entry for entry in non_final if entry["analyte"] != analyte]
+            times[:] = [entry for entry in times if not entry[1].startswith(observations[analyte] + "-")]
+        results[analyte], statuses[analyte], observations[analyte] = value, status, where
         locations.update({f"results.{analyte}": where, f"results.{analyte}.value": f"{where}-5",
                           f"results.{analyte}.unit": f"{where}-6",
                           f"results.{analyte}.reference_range": f"{where}-7"})
@@ -137,8 +147,8 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     return Hl7Cbc(document, locations, source)
 
 
-def _read_observation(obx: Segment, settings: ReadSettings, read: Hl7Read, results: dict[str, Any],
-                      observations: dict[str, str]):
+def _read_observation(obx: Segment, settings: ReadSettings,
+                      read: Hl7Read) -> tuple[str, dict[str, Any], Status] | None:
     """(analyte, result, status) for a usable OBX; otherwise report it (unused or error) and return None."""
     identified = _identify(obx, settings)
     if isinstance(identified, str):
@@ -167,11 +177,6 @@ def _read_observation(obx: Segment, settings: ReadSettings, read: Hl7Read, resul
             read.unused.append(_observation_entry(obx, f"{analyte}: {number.problem}: not assessed", analyte))
         else:
             read.errors.setdefault(f"{obx.location}-5", []).append(f"{analyte}: {number.problem}")
-        return None
-    if analyte in results:
-        read.unused.append(_observation_entry(
-            obx, f"a second {analyte} result in this order group; the first ({observations[analyte]}) is used",
-            analyte))
         return None
     unit = obx.get(6, 1) or obx.get(6, 2) or local_unit
     if not unit:

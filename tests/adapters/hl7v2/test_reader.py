@@ -207,3 +207,27 @@ def test_without_obr7_and_spm_the_observation_time_is_the_collection_time():
     cbc = read(body).cbcs[0]
     assert cbc.document["collected_at"] == "2011-01-03T14:34:28-08:00"
     assert cbc.source["collected_at"] == "OBR[1].OBX[1]-14"
+
+
+def _with_second_platelet_result(first_status: str, second_status: str) -> str:
+    """nHapi's ORU with its PLTC (OBX 17, 45 k/uL) given `first_status`, and a second PLTC 40 after it."""
+    body = replace_field(text(NHAPI_ORU), ("OBX", 17), 11, first_status)
+    lines = body.split("\r")
+    index = next(i for i, line in enumerate(lines) if line.startswith("OBX|9|NM|PLTC|"))
+    lines.insert(index + 1, f"OBX|9|NM|PLTC||40|k/uL|150-400|L|||{second_status}")
+    return "\r".join(lines)
+
+
+def test_a_second_result_for_an_analyte_is_reported_not_used():
+    result = read(_with_second_platelet_result("F", "F"))
+    assert result.cbcs[0].document["results"]["platelets"]["value"] == 45.0
+    assert "the first (OBR[1].OBX[17]) is used" in unused_at(result, "OBR[1].OBX[18]")["reason"]
+
+
+def test_a_final_result_replaces_a_preliminary_one_of_the_same_group():
+    result = read(_with_second_platelet_result("P", "C"))
+    cbc = result.cbcs[0]
+    assert cbc.document["results"]["platelets"]["value"] == 40.0
+    assert cbc.source["observations"]["platelets"] == "OBR[1].OBX[18]"
+    assert "platelets" not in {entry["analyte"] for entry in cbc.source["non_final"]}
+    assert "replaced by the final result" in unused_at(result, "OBR[1].OBX[17]")["reason"]
