@@ -84,6 +84,7 @@ def bench(args: list[str]) -> int:
         ["bench/api.py", *(["--seconds", "1"] if smoke else [])],
         ["bench/batch.py", *(["--smoke"] if smoke else [])],
         ["bench/dashboard.py", *(["--smoke"] if smoke else [])],
+        ["bench/interop.py", *(["--smoke"] if smoke else [])],
     ]
     for script in runs:
         code = subprocess.run([str(PYTHON), *script], cwd=ROOT, check=False).returncode
