@@ -186,9 +186,22 @@ def test_a_wrong_patient_in_prefetch_answers_400(client):
     assert "prefetch.patient.id" in body["errors"]
 
 
-def test_an_implausible_latest_value_answers_422_naming_the_entry(client):
+def test_an_implausible_latest_value_gets_a_warning_card_naming_the_entry(client):
+    # Platelets 210000 K/uL is above the plausibility limit of clinical-rules §1 (> 5000 x10^9/L).
     observations = mimic_observations("160445", MIMIC_TIMES[-1:], "p1")
     next(o for o in observations if loinc_of(o) == "777-3")["valueQuantity"]["value"] = 210000.0
+    response = client.post(URL, json=hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)}))
+    assert response.status_code == 200
+    [card] = response.get_json()["cards"]
+    assert card["indicator"] == "warning"
+    assert "not interpreted" in card["summary"] and len(card["summary"]) < 140
+    assert "prefetch.cbcObservations.entry\\[" in card["detail"]
+    assert "suggestions" not in card
+
+
+def test_malformed_fhir_in_prefetch_answers_422_naming_the_entry(client):
+    observations = mimic_observations("160445", MIMIC_TIMES[-1:], "p1")
+    next(o for o in observations if loinc_of(o) == "777-3")["valueQuantity"]["value"] = "many"
     body = assert_problem(client.post(URL, json=hook_call("p1", {"patient": None,
                                                                  "cbcObservations": searchset(observations)})), 422)
     assert all(path.startswith("prefetch.cbcObservations.entry[") for path in body["errors"])

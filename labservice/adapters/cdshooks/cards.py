@@ -166,6 +166,26 @@ def dashboard_link(context: CardContext) -> dict[str, str]:
             "type": "absolute"}
 
 
+def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[str, Any]:
+    """A warning card for a most recent CBC that could not be interpreted (an unknown unit, an implausible
+    value): an answer of 422 would show the clinician nothing, and an implausible count is itself worth a look."""
+    day = context.collected_at[:10] if context.collected_at else "of unknown date"
+    lines = [f"**Most recent CBC**, {md('collected ' + context.collected_at if context.collected_at else 'collection time not given')}, "
+             "was **not interpreted**: a result in it cannot be used as sent. Check the result and its unit in "
+             "the laboratory system; nothing is assessed from this CBC.", "", "**Problems**", ""]
+    lines += [f"- {md(where)}: {md(' '.join(messages))}" for where, messages in problems.items()]
+    lines += ["", "*labservice describes counts; it never diagnoses. Nothing from this call was stored.*"]
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": _fit(f"CBC {day}: not interpreted, a result cannot be used as sent (check value and unit)"),
+        "indicator": "warning",
+        "detail": "\n".join(lines),
+        "source": {"label": f"labservice CBC rules ({context.ruleset.version})",
+                   "url": f"{context.base_url}/api/v1/ruleset"},
+        "links": [dashboard_link(context)],
+    }
+
+
 def cbc_card(answer: dict[str, Any], context: CardContext) -> dict[str, Any]:
     tests = reflex_tests_for(answer)
     card: dict[str, Any] = {

@@ -16,9 +16,11 @@ CBC -> `interpret` (the caller's: schema + engine) -> one card.
   again and open referrals from a chart being looked at. CBCs reach the record of results through
   `/api/v1/interpretations`, `/api/v1/fhir/interpret` or batches, where a sender means to file them.
 
-Errors: malformed FHIR, or a most recent CBC that is not a valid CBC (an implausible value), raise
-InputError with paths in the call (`prefetch.cbcObservations.entry[2].resource(Observation/x)...`);
-the view answers 422.
+Errors: malformed FHIR raises InputError with paths in the call
+(`prefetch.cbcObservations.entry[2].resource(Observation/x)...`); the view answers 422. A most recent
+CBC that reads as FHIR but is not a valid CBC (an unknown unit, an implausible value) gets a warning
+card naming the problem and where it is, not an error: an EHR shows nothing for a failed call, and a
+clinician opening the chart should learn that the latest count could not be read.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from labservice.adapters.cdshooks.bundle import ReviewBundle, review_bundle
-from labservice.adapters.cdshooks.cards import CardContext, cbc_card
+from labservice.adapters.cdshooks.cards import CardContext, cbc_card, unusable_card
 from labservice.adapters.cdshooks.fhir_client import FhirClient
 from labservice.adapters.cdshooks.prefetch import gather
 from labservice.adapters.cdshooks.request import HookRequest
@@ -58,7 +60,7 @@ def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base
     try:
         answer = interpret([latest.document])[0]
     except InputError as error:
-        raise _in_call(relocate(error.errors, [latest.locations]), built) from None
+        answer, problems = None, _in_call(relocate(error.errors, [latest.locations]), built).errors
     patient = (latest.document.get("patient") or {}).get("id") or request.patient_id
     context = CardContext(
         ruleset=ruleset, base_url=base_url.rstrip("/"), patient_id=request.patient_id,
@@ -69,6 +71,8 @@ def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base
         unused=[(built.to_call_path(item.path), item.reason) for item in read.unused
                 if _same_time(built.resource_at(item.path), latest_time)],
     )
+    if answer is None:
+        return {"cards": [unusable_card(problems, context)]}
     return {"cards": [cbc_card(answer, context)]}
 
 

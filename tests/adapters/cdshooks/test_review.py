@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
+from labservice.adapters.cdshooks.cards import escape_markdown
 from labservice.adapters.cdshooks.request import parse_hook_request
 from labservice.adapters.cdshooks.review import review
 from labservice.adapters.cdshooks.service import CBC_REVIEW
@@ -124,16 +125,17 @@ def test_only_withdrawn_results_give_no_cards():
     assert cards_for(hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)})) == []
 
 
-def test_an_implausible_value_in_the_latest_cbc_names_its_place_in_the_call():
+def test_an_implausible_value_in_the_latest_cbc_gives_a_warning_card_naming_its_place_in_the_call():
     observations = mimic_observations("160445", ["2171-07-24 01:30:00"], "p1")
     platelets = next(o for o in observations if loinc_of(o) == "777-3")
     platelets["valueQuantity"]["value"] = 210000.0          # K/uL: a count per uL sent as thousands
     body = hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)})
-    with pytest.raises(InputError) as caught:
-        cards_for(body)
-    [path] = caught.value.errors
+    [card] = cards_for(body)
+    assert card["indicator"] == "warning"
     index = [e["resource"]["id"] for e in body["prefetch"]["cbcObservations"]["entry"]].index(platelets["id"])
-    assert path.startswith(f"prefetch.cbcObservations.entry[{index}].resource(Observation/{platelets['id']})")
+    where = escape_markdown(f"prefetch.cbcObservations.entry[{index}].resource(Observation/{platelets['id']})")
+    [problem] = [line for line in card["detail"].splitlines() if line.startswith("- ")]
+    assert problem.startswith(f"- {where}")
 
 
 def test_a_problem_in_an_older_cbc_does_not_block_the_latest():
