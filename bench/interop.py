@@ -30,9 +30,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
+
+from tests.shared_data import FIXTURES  # noqa: E402  (../shared beside the checkout, or LABSERVICE_SHARED)
 
 from api import free_port, wait_ready  # noqa: E402
 from loadgen import build_request, run_load  # noqa: E402
