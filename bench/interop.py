@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from tests.shared_data import FIXTURES  # noqa: E402  (../shared beside the checkout, or LABSERVICE_SHARED)
-
 from api import free_port, wait_ready  # noqa: E402
 from loadgen import build_request, run_load  # noqa: E402
+
+from tests.shared_data import FIXTURES  # noqa: E402  (../shared beside the checkout, or LABSERVICE_SHARED)
 
 HOST = "127.0.0.1"
 TARGET_BUNDLE_MS = 150.0

@@ -40,9 +40,17 @@ def current_database() -> Database:
 
 def register_api(app: Flask) -> LabserviceApi:
     """Create the Api (OpenAPI document, Swagger UI) and register every blueprint with it."""
-    from labservice.api import batches, health, interpretations, patients, referrals, ruleset, swagger_assets
-    from labservice.api import fhir
-    from labservice.api import hl7v2
+    from labservice.api import (
+        batches,
+        fhir,
+        health,
+        hl7v2,
+        interpretations,
+        patients,
+        referrals,
+        ruleset,
+        swagger_assets,
+    )
 
     api = LabserviceApi(app)
     swagger_assets.register(app)

@@ -140,7 +140,8 @@ def interpret_fhir() -> ResponseReturnValue:
         response.content_type = FHIR_JSON
     else:
         response = current_app.json.response({
-            "interpretations": [{**answer, "source": source_of(cbc)} for cbc, answer in zip(read.cbcs, answers, strict=True)],
+            "interpretations": [{**answer, "source": source_of(cbc)}
+                                for cbc, answer in zip(read.cbcs, answers, strict=True)],
             "unused": [item.as_dict() for item in read.unused],
             "ignored": read.ignored,
         })

@@ -140,6 +140,13 @@ class Ruleset:
             self._cache["ctcae_versions"] = tuple(sorted({row.version for row in self.ctcae}))
         return self._cache["ctcae_versions"]
 
+    def analyte_by_loinc(self) -> dict[str, str]:
+        """LOINC code -> analyte key, from the `loinc` column of analytes.csv (clinical-rules §1 [S15])."""
+        if "analyte_by_loinc" not in self._cache:
+            self._cache["analyte_by_loinc"] = {code: name for name, analyte in self.analytes.items()
+                                               for code in analyte.loinc}
+        return self._cache["analyte_by_loinc"]
+
 
 def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     if not path.exists():

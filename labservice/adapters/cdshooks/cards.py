@@ -170,7 +170,8 @@ def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[
     """A warning card for a most recent CBC that could not be interpreted (an unknown unit, an implausible
     value): an answer of 422 would show the clinician nothing, and an implausible count is itself worth a look."""
     day = context.collected_at[:10] if context.collected_at else "of unknown date"
-    lines = [f"**Most recent CBC**, {md('collected ' + context.collected_at if context.collected_at else 'collection time not given')}, "
+    when = f"collected {context.collected_at}" if context.collected_at else "collection time not given"
+    lines = [f"**Most recent CBC**, {md(when)}, "
              "was **not interpreted**: a result in it cannot be used as sent. Check the result and its unit in "
              "the laboratory system; nothing is assessed from this CBC.", "", "**Problems**", ""]
     lines += [f"- {md(where)}: {md(' '.join(messages))}" for where, messages in problems.items()]

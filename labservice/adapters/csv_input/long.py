@@ -34,7 +34,7 @@ NO_ANALYTE = -1
 
 def item_resolver(options: BatchOptions, rs: Ruleset):
     """item text → analyte index in ANALYTES (or NO_ANALYTE), cached per distinct item."""
-    by_loinc = {code: name for name, info in rs.analytes.items() for code in info.loinc}
+    by_loinc = rs.analyte_by_loinc()
     explicit = {name_key(k): v for k, v in options.items.items()}
     cache: dict[str, int] = {}
 

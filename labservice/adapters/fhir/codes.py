@@ -17,15 +17,6 @@ UCUM_SYSTEM = "http://unitsofmeasure.org"
 CBC_PANEL_CODES = frozenset({"58410-2", "57021-8"})
 
 
-def analyte_by_loinc(ruleset: Ruleset) -> dict[str, str]:
-    """LOINC code -> our analyte key (cached on the ruleset)."""
-    cached = ruleset._cache.get("fhir_analyte_by_loinc")
-    if cached is None:
-        cached = {code: name for name, analyte in ruleset.analytes.items() for code in analyte.loinc}
-        ruleset._cache["fhir_analyte_by_loinc"] = cached
-    return cached
-
-
 def loinc_codes(concept: Any) -> list[str]:
     """The LOINC codes of a CodeableConcept, in order (codings of other systems are skipped)."""
     if not isinstance(concept, dict):
@@ -40,7 +31,7 @@ def loinc_codes(concept: Any) -> list[str]:
 
 def analyte_of(concept: Any, ruleset: Ruleset) -> tuple[str, str] | None:
     """(analyte, LOINC code) for the first coding that names one of our analytes."""
-    known = analyte_by_loinc(ruleset)
+    known = ruleset.analyte_by_loinc()
     for code in loinc_codes(concept):
         if code in known:
             return known[code], code

@@ -47,7 +47,8 @@ class FhirCbc:
     patient: dict[str, Any] | None = None       # the Patient resource, when the input holds it
     subject: str | None = None                  # the subject reference, e.g. "Patient/123" or "urn:uuid:..."
     non_final: list[str] = field(default_factory=list)  # e.g. "platelets: preliminary"
-    report_reference: str | None = None         # how the input refers to `report`: "DiagnosticReport/x" or its urn:uuid fullUrl
+    #: how the input refers to `report`: "DiagnosticReport/x" or its urn:uuid fullUrl
+    report_reference: str | None = None
 
 
 @dataclass

@@ -49,15 +49,6 @@ class CodeMap:
         return self.local.get(("", code))
 
 
-def analyte_by_loinc(ruleset: Ruleset) -> dict[str, str]:
-    """LOINC code → analyte, from the ruleset (cached on it)."""
-    cached = ruleset._cache.get("hl7v2_analyte_by_loinc")
-    if cached is None:
-        cached = {code: name for name, analyte in ruleset.analytes.items() for code in analyte.loinc}
-        ruleset._cache["hl7v2_analyte_by_loinc"] = cached
-    return cached
-
-
 def load_code_map(ruleset: Ruleset, extra: str | Path | None = None) -> CodeMap:
     """The default local codes (rule directory, else packaged), then `extra` overriding them."""
     default = Path(ruleset.directory) / LOCAL_CODES_FILE

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, analyte_by_loinc, load_code_map
+from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, load_code_map
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
 from labservice.adapters.hl7v2.statuses import Status, read_status
@@ -191,7 +191,7 @@ def _read_observation(obx: Segment, settings: ReadSettings,
 def _identify(obx: Segment, settings: ReadSettings) -> tuple[str, str] | str:
     """(analyte, unit to assume when OBX-6 is empty) from OBX-3's identifier or alternate
     identifier; or the reason the code is not read."""
-    loinc = analyte_by_loinc(settings.ruleset)
+    loinc = settings.ruleset.analyte_by_loinc()
     triplets = [(obx.get(3, 1), obx.get(3, 2), obx.get(3, 3)), (obx.get(3, 4), obx.get(3, 5), obx.get(3, 6))]
     for code, _text, system in triplets:
         if not code:

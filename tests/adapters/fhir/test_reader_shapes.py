@@ -137,7 +137,8 @@ def test_an_unresolved_result_is_unused_with_its_reference_and_the_rest_is_read(
 def test_a_result_that_points_to_something_else_than_an_observation_is_unused():
     read = read_fhir(bundle(report("r", ["Observation/o", "Specimen/s"]), observation("o", "777-3", 250, "10*3/uL"),
                             {"resourceType": "Specimen", "id": "s"}))
-    assert [(u.resource_type, u.reason) for u in read.unused] == [("Specimen", "Specimen/s is a Specimen, not an Observation")]
+    assert [(u.resource_type, u.reason) for u in read.unused] == [
+        ("Specimen", "Specimen/s is a Specimen, not an Observation")]
 
 
 def test_a_cbc_report_whose_results_all_fail_is_unused_itself():

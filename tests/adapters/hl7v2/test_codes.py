@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from labservice.adapters.hl7v2.codes import LocalCodeError, analyte_by_loinc, load_code_map
+from labservice.adapters.hl7v2.codes import LocalCodeError, load_code_map
 from labservice.core.ruleset import default_ruleset
 
 RS = default_ruleset()
 
 
 def test_loinc_codes_are_the_rule_tables_codes():
-    loinc = analyte_by_loinc(RS)
+    loinc = RS.analyte_by_loinc()
     # clinical-rules §1: platelets 777-3, 26515-7; WBC 6690-2, 26464-8, 804-5; haemoglobin 718-7, 20509-6
     assert {loinc[c] for c in ("777-3", "26515-7")} == {"platelets"}
     assert {loinc[c] for c in ("6690-2", "26464-8", "804-5")} == {"wbc"}
