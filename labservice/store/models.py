@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Normalised analytes kept as columns (canonical units) for trends and delta checks.
@@ -151,3 +163,75 @@ class ReferralEvent(Base):
     at: Mapped[datetime]
 
     referral: Mapped[Referral] = relationship(back_populates="events")
+
+
+# --- security: API keys, dashboard users, the audit trail, idempotent POSTs (issue 6) -------------
+
+API_KEY_SCOPES = ("interpret", "read", "admin")
+USER_ROLES = ("clinician", "admin")
+
+
+class ApiKey(Base):
+    """An API key: only a hash of its secret is kept. The key is shown once, when it is created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)       # who or what holds it ("lis-interface")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)      # the public part, to find the row
+    secret_hash: Mapped[str] = mapped_column(String(128))             # hash of the secret part
+    scopes: Mapped[list] = mapped_column(JSON)                        # subset of API_KEY_SCOPES
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class User(Base):
+    """A person who signs in to the dashboard."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(20), default="clinician")  # one of USER_ROLES
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Who read or changed which patient's data, when and from where (one row per patient per request)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_at", "at"),
+        Index("ix_audit_events_patient_at", "patient_external_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor_type: Mapped[str] = mapped_column(String(10))              # "api_key", "user" or "anonymous"
+    actor: Mapped[str] = mapped_column(String(200))                  # key name or username
+    action: Mapped[str] = mapped_column(String(20))                  # "read", "create", "update", "login", ...
+    patient_external_id: Mapped[str | None] = mapped_column(String(200))
+    resource: Mapped[str] = mapped_column(String(200))               # route, e.g. "GET /api/v1/referrals/<id>"
+    status: Mapped[int] = mapped_column(Integer)
+    remote_addr: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[str] = mapped_column(String(64))
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a POST sent with an Idempotency-Key, replayed for retries of the same request."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(220))                  # the principal, e.g. "api_key:lis-interface"
+    key: Mapped[str] = mapped_column(String(255))                    # the Idempotency-Key header
+    request_hash: Mapped[str] = mapped_column(String(64))            # SHA-256 of method, path, query and body
+    status: Mapped[int | None] = mapped_column(Integer)              # None while the first request runs
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""Security: who is calling (principal), API keys and dashboard users, audit, limits, idempotency."""
