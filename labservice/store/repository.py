@@ -34,6 +34,9 @@ from labservice.store.models import (
 
 URGENCY_RANK = {"routine": 0, "soon": 1, "urgent": 2, "immediate": 3}
 URGENCY_BY_RANK = {rank: name for name, rank in URGENCY_RANK.items()}
+#: The largest id an Integer primary key can hold (PostgreSQL's int4): a larger id names no row, and asking the
+#: database for one fails ("integer out of range" on PostgreSQL, OverflowError past 2**63 on SQLite).
+MAX_ROW_ID = 2**31 - 1
 
 
 class ReferralNotFound(LookupError):
@@ -314,11 +317,14 @@ def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], in
     """Referrals matching the query, most urgent first, then the most recent CBC first; and the total."""
     statement = _filtered(query)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    offset = (query.page - 1) * query.per_page
+    if offset >= total:  # past the last page; a huge page number would overflow the database's OFFSET
+        return [], int(total)
     page = session.scalars(
         statement.options(selectinload(Referral.patient))
         # NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last.
         .order_by(Referral.urgency_rank.desc(), Referral.collected_at.desc().nulls_last(), Referral.id.desc())
-        .offset((query.page - 1) * query.per_page).limit(query.per_page)).all()
+        .offset(offset).limit(query.per_page)).all()
     return list(page), int(total)
 
 
@@ -332,6 +338,8 @@ def urgency_counts(session: Session, statuses: list[str]) -> dict[str, int]:
 
 
 def get_referral(session: Session, referral_id: int) -> Referral:
+    if not 0 < referral_id <= MAX_ROW_ID:
+        raise ReferralNotFound(referral_id)
     referral = session.get(Referral, referral_id, options=[selectinload(Referral.events),
                                                             selectinload(Referral.patient)])
     if referral is None:
@@ -419,6 +427,8 @@ def lock_referral(session: Session, referral_id: int) -> Referral:
     after the other and the second sees the first's status. The lock is taken by an UPDATE that changes
     nothing: the row's lock on PostgreSQL, the database's write lock on SQLite (which ignores FOR UPDATE and,
     through pysqlite, reads outside a transaction until the first write)."""
+    if not 0 < referral_id <= MAX_ROW_ID:
+        raise ReferralNotFound(referral_id)
     session.execute(update(Referral).where(Referral.id == referral_id).values(status=Referral.status)
                     .execution_options(synchronize_session=False))
     referral = session.scalars(select(Referral).where(Referral.id == referral_id)

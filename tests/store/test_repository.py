@@ -26,7 +26,18 @@ from labservice.core.ruleset import default_ruleset
 from labservice.service import keep_in
 from labservice.store.database import Database
 from labservice.store.models import VALUE_COLUMNS, CbcResult, Interpretation, Patient, Referral
-from labservice.store.repository import CbcToStore, StoredCbc, as_utc, change_referral, store_cbcs
+from labservice.store.repository import (
+    CbcToStore,
+    ReferralNotFound,
+    StoredCbc,
+    WorklistQuery,
+    as_utc,
+    change_referral,
+    get_referral,
+    lock_referral,
+    store_cbcs,
+    worklist,
+)
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -382,3 +393,29 @@ def test_two_requests_opening_a_referral_at_once_leave_one_open(database: Databa
     assert count(database, Referral) == 1
     [stored] = outcome["result"]
     assert referral(database, stored.referral_id).interpretation_id == stored.interpretation_id
+
+
+# -- ids and pages beyond what the database can hold (found by schemathesis, issue 6) -----------------
+
+
+@pytest.mark.parametrize("referral_id", [0, -1, 2**31, 2**63, 537962847466487545856])
+def test_an_id_beyond_the_integer_column_is_not_found_rather_than_a_database_error(
+        database: Database, referral_id: int) -> None:
+    [stored] = store(database, item(platelets=15.0, urgency="urgent", findings=URGENT))
+    assert stored.referral_id is not None
+    with database.session() as session:
+        with pytest.raises(ReferralNotFound):
+            get_referral(session, referral_id)
+        with pytest.raises(ReferralNotFound):
+            lock_referral(session, referral_id)
+        with pytest.raises(ReferralNotFound):
+            change_referral(session, referral_id, "acknowledged", actor="fuzz")
+        assert get_referral(session, stored.referral_id).status == "new"
+
+
+@pytest.mark.parametrize("page", [2, 10**6, 839877248606071040, 10**30])
+def test_a_page_past_the_last_is_empty_whatever_its_number(database: Database, page: int) -> None:
+    store(database, item(platelets=15.0, urgency="urgent", findings=URGENT))
+    with database.session() as session:
+        assert [r.status for r in worklist(session, WorklistQuery(page=1))[0]] == ["new"]
+        assert worklist(session, WorklistQuery(page=page, per_page=200)) == ([], 1)
