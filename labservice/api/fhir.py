@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 
 from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.model import FhirCbc, FhirRead
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.located import relocate
 from labservice.api import current_database, current_ruleset
-from labservice.api.schemas import CBC_LIST_SCHEMA
+from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.service import interpret_documents, keep_in
 
@@ -232,6 +232,12 @@ def source_of(cbc: FhirCbc) -> dict[str, Any]:
     }
 
 
+class FhirInterpretationSchema(InterpretationSchema):
+    """The usual answer plus where the CBC came from (a subclass, not allOf: the answer allows no other field)."""
+
+    source = fields.Dict(metadata={"allOf": [_ref("FhirSource")]})
+
+
 def register(api: Api, app: Flask) -> None:
     """Register the blueprint and the answer schema its documentation refers to."""
     components = api.spec.components
@@ -251,12 +257,11 @@ def register(api: Api, app: Flask) -> None:
         "properties": {"resource_type": {"type": "string"}, "id": {"type": "string", "nullable": True},
                        "path": {"type": "string"}, "reason": {"type": "string"}},
     })
+    components.schema("FhirInterpretation", schema=FhirInterpretationSchema)
     components.schema("FhirInterpretations", {
         "type": "object",
         "properties": {
-            "interpretations": {"type": "array", "items": {"allOf": [
-                _ref("Interpretation"),
-                {"type": "object", "properties": {"source": _ref("FhirSource")}}]}},
+            "interpretations": {"type": "array", "items": _ref("FhirInterpretation")},
             "unused": {"type": "array", "items": _ref("FhirUnused"),
                        "description": "CBC-related resources (or parts) that could not be used, and why"},
             "ignored": {"type": "object", "additionalProperties": {"type": "integer"},

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
+from marshmallow import fields
 
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
 from labservice.adapters.hl7v2.receive import receive_message
 from labservice.api import RULESET_EXTENSION, current_database, current_ruleset
+from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.service import keep_in
 
@@ -54,6 +56,13 @@ def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
+def _problem_or_ack(description: str) -> dict[str, Any]:
+    """An error that is problem+json, or the AR ACK when the ACK was asked for."""
+    documented = _problem(description)
+    documented["content"][ER7] = {"schema": {"type": "string", "description": "HL7 v2 ACK (AR)"}}
+    return documented
+
+
 @blp.route("/interpret", methods=["POST"])
 @blp.doc(
     summary="Interpret the CBCs of an HL7 v2 ORU^R01 or ORF^R04 message",
@@ -89,8 +98,10 @@ def _problem(description: str) -> dict[str, Any]:
             "content": {JSON: {"schema": _ref("Hl7v2Interpretations")},
                         ER7: {"schema": {"type": "string", "description": "HL7 v2 ACK"}}},
         },
-        "400": _problem("Not an HL7 v2 message (no MSH segment, no encoding characters) or not decodable text."),
-        "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
+        "400": _problem_or_ack("Not an HL7 v2 message (no MSH segment, no encoding characters) or not decodable "
+                               "text; with the ACK asked for, an AR ACK."),
+        "413": _problem_or_ack("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS; with the "
+                               "ACK asked for and too many CBCs, an AR ACK."),
         "415": _problem("Content type is not x-application/hl7-v2+er7 or text/plain, or an unknown charset."),
         "422": _problem("A message type other than ORU^R01 / ORF^R04, several messages in one body, no OBX "
                         "with a CBC result, an OBX-5 that is not a number, no unit, an unknown unit or an "
@@ -138,6 +149,12 @@ def _keep():
     return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
 
 
+class Hl7v2InterpretationSchema(InterpretationSchema):
+    """The usual answer plus where the CBC came from (a subclass, not allOf: the answer allows no other field)."""
+
+    source = fields.Dict(metadata={"allOf": [_ref("Hl7v2Source")]})
+
+
 def register(api: Api, app: Flask) -> None:
     """Read the local-code map and time zone once (a bad file stops the app, naming file and line),
     register the blueprint and the answer schema its documentation refers to."""
@@ -169,15 +186,14 @@ def register(api: Api, app: Flask) -> None:
                        "analyte": string, "value_type": string, "value": string, "unit": string,
                        "status": string, "reason": string},
     })
+    components.schema("Hl7v2Interpretation", schema=Hl7v2InterpretationSchema)
     components.schema("Hl7v2Interpretations", {
         "type": "object",
         "properties": {
             "message": {"type": "object", "additionalProperties": string,
                         "description": "MSH: type, control_id, version, processing_id, sending application and "
                                        "facility"},
-            "interpretations": {"type": "array", "items": {"allOf": [
-                _ref("Interpretation"),
-                {"type": "object", "properties": {"source": _ref("Hl7v2Source")}}]}},
+            "interpretations": {"type": "array", "items": _ref("Hl7v2Interpretation")},
             "unused": {"type": "array", "items": _ref("Hl7v2Unused"),
                        "description": "Segments and OBX not used, each with the reason"},
         },

@@ -402,3 +402,15 @@ def test_the_openapi_document_describes_the_endpoint(client):
     assert set(operation["requestBody"]["content"]) == {FHIR_JSON, "application/json"}
     assert set(operation["responses"]) >= {"200", "400", "413", "415", "422"}
     assert "FhirInterpretations" in spec["components"]["schemas"]
+
+
+def test_the_documented_answer_schema_admits_the_source_block(client):
+    """The answer is the Interpretation plus `source`; the schema once said allOf with Interpretation, whose
+    additionalProperties: false refused `source` (schemathesis: response violates schema)."""
+    from labservice.api.fhir import EXAMPLE, FhirInterpretationSchema
+
+    [interpretation] = answer_of(client, EXAMPLE)["interpretations"]
+    assert FhirInterpretationSchema().validate(interpretation) == {}
+    documented = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["FhirInterpretation"]
+    assert set(interpretation) <= set(documented["properties"])
+    assert documented["properties"]["source"]["allOf"] == [{"$ref": "#/components/schemas/FhirSource"}]

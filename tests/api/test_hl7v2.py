@@ -407,3 +407,24 @@ def test_the_endpoint_is_documented(client):
     assert set(operation["requestBody"]["content"]) == {ER7, "text/plain"}
     assert {"200", "400", "413", "415", "422"} <= set(operation["responses"])
     assert "Hl7v2Interpretations" in spec["components"]["schemas"]
+
+
+def test_the_documented_answer_schema_admits_the_source_block(client):
+    """The answer is the Interpretation plus `source`; the schema once said allOf with Interpretation, whose
+    additionalProperties: false refused `source` (schemathesis: response violates schema)."""
+    from labservice.api.hl7v2 import EXAMPLE, Hl7v2InterpretationSchema
+
+    [interpretation] = answer_of(client, EXAMPLE)["interpretations"]
+    assert Hl7v2InterpretationSchema().validate(interpretation) == {}
+    spec = client.get("/api/v1/openapi.json").get_json()
+    documented = spec["components"]["schemas"]["Hl7v2Interpretation"]
+    assert set(interpretation) <= set(documented["properties"])
+
+
+def test_an_ack_answering_an_error_is_documented_for_that_status(client):
+    """With ?ack=true a body that is not HL7 is answered 400 with an AR ACK, not problem+json."""
+    response = post(client, "{}", query="?store=false&ack=true")
+    assert response.status_code == 400 and response.mimetype == ER7
+    assert response.get_data(as_text=True).split("\r")[1].startswith("MSA|AR|")
+    operation = client.get("/api/v1/openapi.json").get_json()["paths"][URL]["post"]
+    assert set(operation["responses"]["400"]["content"]) == {"application/problem+json", ER7}
