@@ -37,7 +37,12 @@ def decode(body: bytes, charset: str | None = None) -> str:
     except UnicodeDecodeError as error:
         declared = _msh18(body)
         if declared in MSH18_CODECS:
-            return body.decode(MSH18_CODECS[declared], errors="strict")
+            try:
+                return body.decode(MSH18_CODECS[declared], errors="strict")
+            except UnicodeDecodeError as declared_error:
+                raise Hl7Problem(
+                    400, f"The body is not {declared} text as MSH-18 says (byte {declared_error.start}).",
+                    {"MSH-18": [f"byte {declared_error.start} cannot be decoded as {declared}"]}) from None
         raise Hl7Problem(
             400, f"The body is not UTF-8 text (byte {error.start}), and MSH-18 does not name a "
                  f"character set read here ({', '.join(MSH18_CODECS)}).",

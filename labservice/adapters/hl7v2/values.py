@@ -97,8 +97,10 @@ def read_time(text: str, zone: tzinfo, zone_name: str) -> Moment:
         notes.append("date only, taken as midnight")
     if offset:
         sign = 1 if offset[0] == "+" else -1
-        delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
-        aware = moment.replace(tzinfo=timezone(sign * delta))
+        hours, minutes = int(offset[1:3]), int(offset[3:5])
+        if hours > 23 or minutes > 59:  # a UTC offset is less than a day (+2500 would raise in timezone())
+            return Moment(None, f"{text!r} has a UTC offset that is not a valid +/-HHMM")
+        aware = moment.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
     else:
         aware = moment.replace(tzinfo=zone)
         notes.append(f"no UTC offset, read in {zone_name} (HL7_TIMEZONE)")

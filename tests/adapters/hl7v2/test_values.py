@@ -81,7 +81,8 @@ def test_a_time_without_offset_is_read_in_the_configured_zone():
     assert "Europe/Berlin" in moment.note
 
 
-@pytest.mark.parametrize("text", ["2005", "200509", "2005-09-21", "20051341"])
+@pytest.mark.parametrize("text", ["2005", "200509", "2005-09-21", "20051341",
+                                  "20261120083000+2500", "20261120083000-2400", "20261120083000+0175"])
 def test_a_time_without_a_day_or_invalid_is_not_used(text):
     assert read_time(text, UTC, "UTC").iso is None
 
