@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from cbc_data import EXAMPLE_CBC as ONE_CBC  # noqa: E402
+from credentials import bearer, create_api_key  # noqa: E402
 from loadgen import build_request, run_load  # noqa: E402
 
 NORMAL_CBC = {
@@ -63,10 +65,13 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    folder = tempfile.TemporaryDirectory(prefix="labservice-bench-")
+    database_url = f"sqlite:///{Path(folder.name) / 'labservice.sqlite'}"
+    auth = bearer(create_api_key(database_url, ("interpret",)))  # the API needs a key (issue 6)
     server = subprocess.Popen(
         [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": database_url},
     )
     try:
         wait_ready(port)
@@ -75,11 +80,13 @@ def main() -> None:
             ("GET /healthz (ceiling)", [build_request("GET", "/healthz", "127.0.0.1", port)]),
             (
                 "POST one CBC (pancytopenia, lesions)",
-                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode())],
+                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode(),
+                               headers=auth)],
             ),
             (
                 "POST one CBC (normal)",
-                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(NORMAL_CBC).encode())],
+                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(NORMAL_CBC).encode(),
+                               headers=auth)],
             ),
             (
                 "POST array of 100 CBCs",
@@ -90,6 +97,7 @@ def main() -> None:
                         "127.0.0.1",
                         port,
                         json.dumps([ONE_CBC, NORMAL_CBC] * 50).encode(),
+                        headers=auth,
                     )
                 ],
             ),
@@ -102,6 +110,7 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
+        folder.cleanup()
     ceiling = results[0][1].rps
     print(
         f"gunicorn {args.workers} sync workers, {args.clients} closed-loop clients, "

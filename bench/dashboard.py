@@ -43,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from credentials import bearer, create_api_key  # noqa: E402
 from loadgen import _one as one_request  # noqa: E402
 from loadgen import build_request  # noqa: E402
 
@@ -108,9 +109,10 @@ def _client(port: int, request: bytes, count: int, out: mp.Queue) -> None:
     out.put((latencies, statuses, failures))
 
 
-def measure(database: str, endpoint: str, port: int, path: str, requests: int, clients: int) -> Run:
+def measure(database: str, endpoint: str, port: int, path: str, requests: int, clients: int,
+            headers: dict[str, str]) -> Run:
     """`requests` GETs of `path` in all, from `clients` closed-loop client processes (1: in this process)."""
-    request = build_request("GET", path, HOST, port)
+    request = build_request("GET", path, HOST, port, headers=headers)
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()
     shares = [requests // clients + (i < requests % clients) for i in range(clients)]
@@ -135,10 +137,11 @@ def measure(database: str, endpoint: str, port: int, path: str, requests: int, c
     return run
 
 
-def check_page(port: int, name: str, path: str, expected: int) -> str | None:
+def check_page(port: int, name: str, path: str, expected: int, headers: dict[str, str]) -> str | None:
     """None when the endpoint answers 200 with a page of `expected` referrals; else what is wrong."""
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=60) as response:
+        request = urllib.request.Request(f"http://{HOST}:{port}{path}", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:
             body = response.read()
     except OSError as error:  # HTTPError included
         return f"{name}: GET {path} failed: {error}"
@@ -254,16 +257,22 @@ def bench_database(name: str, url: str, args: argparse.Namespace, runs: list[Run
     facts = seed(url, args.patients, args.per_patient, progress=not args.smoke)
     print(seeding_line(name, facts), flush=True)
     expected = min(PER_PAGE, sum(facts["open_referrals"].values()))
+    api_key = bearer(create_api_key(url, ("read",)))  # the API needs a key (issue 6)
     with gunicorn(url, args.workers) as port:
+        auth = {"/api/": api_key, "/dashboard/": {}}
+
+        def headers(path: str) -> dict[str, str]:
+            return next(value for prefix, value in auth.items() if path.startswith(prefix))
+
         for endpoint, path in ENDPOINTS:  # warm-up: every worker's connections, templates and caches
-            measure(name, endpoint, port, path, args.warmup, args.clients)
-            problem = check_page(port, f"{name} {endpoint}", path, expected)
+            measure(name, endpoint, port, path, args.warmup, args.clients, headers(path))
+            problem = check_page(port, f"{name} {endpoint}", path, expected, headers(path))
             if problem:
                 problems.append(problem)
         before = os.getloadavg()[0]
         for clients in (1, args.clients):
             for endpoint, path in ENDPOINTS:
-                run = measure(name, endpoint, port, path, args.requests, clients)
+                run = measure(name, endpoint, port, path, args.requests, clients, headers(path))
                 runs.append(run)
                 if not args.smoke:
                     print(f"  {run.row()}", file=sys.stderr, flush=True)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from api import free_port, wait_ready  # noqa: E402
+from credentials import bearer, create_api_key  # noqa: E402
 from loadgen import build_request, run_load  # noqa: E402
 
 from tests.shared_data import FIXTURES  # noqa: E402  (../shared beside the checkout, or LABSERVICE_SHARED)
@@ -59,6 +60,8 @@ def in_process(repeat: int, files: list[Path]) -> list[tuple[str, float, int, fl
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite"})
         client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = bearer(create_api_key(f"sqlite:///{tmp}/bench.sqlite"))[
+            "Authorization"]
         rows = []
         for path in files:
             body = path.read_bytes()
@@ -84,7 +87,7 @@ def in_process(repeat: int, files: list[Path]) -> list[tuple[str, float, int, fl
         return rows
 
 
-def cds_request(port: int) -> bytes:
+def cds_request(port: int, auth: dict[str, str]) -> bytes:
     """A patient-view call shaped like the CDS Hooks sandbox's, prefetch filled from a Synthea bundle."""
     bundle = json.loads(max(synthea_bundles(), key=lambda p: p.stat().st_size).read_text())
     resources = [entry["resource"] for entry in bundle["entry"]]
@@ -103,7 +106,8 @@ def cds_request(port: int) -> bytes:
             "fhirServer": "http://127.0.0.1:9/fhir",  # not reachable: the prefetch must be enough
             "context": {"userId": "Practitioner/example", "patientId": patient["id"]},
             "prefetch": prefetch}
-    return build_request("POST", f"/cds-services/{service['id']}", HOST, port, json.dumps(body).encode())
+    return build_request("POST", f"/cds-services/{service['id']}", HOST, port, json.dumps(body).encode(),
+                         headers=auth)
 
 
 def _get(port: int, path: str) -> bytes:
@@ -118,6 +122,7 @@ def under_gunicorn(seconds: float, clients: int) -> list[tuple[str, object]]:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite"}
+        auth = bearer(create_api_key(f"sqlite:///{tmp}/bench.sqlite", ("interpret",)))  # the API needs a key
         server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"{HOST}:{port}", "--log-level", "warning",
                                    "wsgi:app"], cwd=ROOT, env=env)
         try:
@@ -128,19 +133,20 @@ def under_gunicorn(seconds: float, clients: int) -> list[tuple[str, object]]:
             nhapi = FIXTURES / "hl7v2" / "nhapi"
             cases = [
                 ("FHIR: spec CBC report (1 CBC)", build_request(
-                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, spec, FHIR_JSON)),
+                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, spec, FHIR_JSON, auth)),
                 (f"FHIR: Synthea {largest.stat().st_size / 1e6:.1f} MB bundle", build_request(
-                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, largest.read_bytes(), FHIR_JSON)),
+                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, largest.read_bytes(), FHIR_JSON,
+                    auth)),
                 ("FHIR: spec CBC report, FHIR answer", build_request(
                     "POST", "/api/v1/fhir/interpret?store=false", HOST, port, spec, FHIR_JSON,
-                    {"Accept": FHIR_JSON})),
-                ("CDS Hooks: patient-view with prefetch", cds_request(port)),
+                    {"Accept": FHIR_JSON, **auth})),
+                ("CDS Hooks: patient-view with prefetch", cds_request(port, auth)),
                 ("HL7 v2: ORU^R01 (nHapi, local codes)", build_request(
                     "POST", "/api/v1/hl7v2/interpret?store=false", HOST, port,
-                    (nhapi / "PipeParserV231Tests_ParseORUr01LongToXml.hl7").read_bytes(), HL7_TYPE)),
+                    (nhapi / "PipeParserV231Tests_ParseORUr01LongToXml.hl7").read_bytes(), HL7_TYPE, auth)),
                 ("HL7 v2: ORF^R04 (3 CBCs)", build_request(
                     "POST", "/api/v1/hl7v2/interpret?store=false", HOST, port,
-                    (nhapi / "PipeParserV231Tests_ParseORFR04FromDHTest.hl7").read_bytes(), HL7_TYPE)),
+                    (nhapi / "PipeParserV231Tests_ParseORFR04FromDHTest.hl7").read_bytes(), HL7_TYPE, auth)),
             ]
             for _, request in cases:  # warm both workers
                 run_load(HOST, port, [request], seconds=min(1.0, seconds), clients=2)

@@ -15,6 +15,7 @@ from labservice.config import load_settings
 from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
+from labservice.security.auth import register_auth
 from labservice.store.database import Database, database_url, migrate
 
 DATABASE_EXTENSION = "labservice.database"
@@ -27,6 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_json(app)
     register_ruleset(app)
     register_database(app)
+    register_auth(app)
     register_api(app)
     register_dashboard(app)
     register_cds_services(app)

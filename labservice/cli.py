@@ -55,6 +55,115 @@ def check_ranges(directory: str | None) -> int:
     return 0
 
 
+def _configured_database(url: str | None):
+    """The configured database (DATABASE_URL / LABSERVICE_DATABASE_URL, else instance/labservice.sqlite),
+    migrated to the newest schema first, like init-db."""
+    from labservice.config import load_settings
+    from labservice.store.database import Database, database_url, migrate
+
+    target = database_url(url or load_settings()["DATABASE_URL"], Path.cwd() / "instance")
+    migrate(target)
+    return Database.connect(target)
+
+
+def create_key(args: argparse.Namespace) -> int:
+    """Create an API key and print it once (only a hash of its secret is kept)."""
+    from labservice.security.keys import ApiKeyError
+    from labservice.security.keys import create_key as make_key
+
+    database = _configured_database(args.url)
+    try:
+        with database.session() as session:
+            key = make_key(session, args.name, args.scopes)
+    except ApiKeyError as error:
+        print(f"labservice create-key: {error}", file=sys.stderr)
+        return 1
+    print(key.token)
+    print(f"API key {key.name!r} with scopes {','.join(key.scopes)}. It is shown only now: keep it secret; send it "
+          "as Authorization: Bearer <key>.", file=sys.stderr)
+    return 0
+
+
+def list_keys(args: argparse.Namespace) -> int:
+    """Print every API key: name, scopes, created, last used, revoked (never a secret)."""
+    from labservice.security.keys import list_keys as all_keys
+
+    def when(moment) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    with _configured_database(args.url).session() as session:
+        keys = all_keys(session)
+        print(f"{'name':<30} {'prefix':<14} {'scopes':<24} {'created':<17} {'last used':<17} revoked")
+        for key in keys:
+            print(f"{key.name:<30} {key.prefix:<14} {','.join(key.scopes):<24} {when(key.created_at):<17} "
+                  f"{when(key.last_used_at):<17} {when(key.revoked_at)}")
+    return 0
+
+
+def revoke_key(args: argparse.Namespace) -> int:
+    """Revoke an API key by name; it is refused from the next request on."""
+    from labservice.security.keys import ApiKeyError
+    from labservice.security.keys import revoke_key as revoke
+
+    try:
+        with _configured_database(args.url).session() as session:
+            revoke(session, args.name)
+    except ApiKeyError as error:
+        print(f"labservice revoke-key: {error}", file=sys.stderr)
+        return 1
+    print(f"API key {args.name!r} revoked.", file=sys.stderr)
+    return 0
+
+
+def create_user(args: argparse.Namespace) -> int:
+    """Create a dashboard user; the password comes from a prompt (twice) or from stdin (--password-stdin)."""
+    import getpass
+
+    from labservice.security.users import UserError, check_password_rules
+    from labservice.security.users import create_user as make_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            print("labservice create-user: the passwords differ", file=sys.stderr)
+            return 1
+    try:
+        check_password_rules(password)
+        with _configured_database(args.url).session() as session:
+            user = make_user(session, args.username, password, role=args.role, display_name=args.display_name)
+            print(f"User {user.username!r} ({user.role}, shown as {user.display_name!r}) created.", file=sys.stderr)
+    except UserError as error:
+        print(f"labservice create-user: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_security_parsers(commands) -> None:
+    url_help = "database URL (default: DATABASE_URL, else instance/labservice.sqlite)"
+    parser = commands.add_parser("create-key", help="create an API key and print it once")
+    parser.add_argument("--name", required=True, help="who or what holds the key, e.g. lis-interface")
+    parser.add_argument("--scopes", default="interpret,read",
+                        help="comma-separated: interpret, read, admin (default: interpret,read)")
+    parser.add_argument("--url", help=url_help)
+    parser = commands.add_parser("list-keys", help="list the API keys (names, scopes, last use; no secrets)")
+    parser.add_argument("--url", help=url_help)
+    parser = commands.add_parser("revoke-key", help="revoke an API key by name")
+    parser.add_argument("name")
+    parser.add_argument("--url", help=url_help)
+    parser = commands.add_parser("create-user", help="create a dashboard user (password prompted)")
+    parser.add_argument("username")
+    parser.add_argument("--role", choices=("clinician", "admin"), default="clinician")
+    parser.add_argument("--display-name", help="the name shown and recorded with status changes (default: username)")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    parser.add_argument("--url", help=url_help)
+
+
+SECURITY_COMMANDS = {"create-key": create_key, "list-keys": list_keys, "revoke-key": revoke_key,
+                     "create-user": create_user}
+
+
 EXIT_ALL_INTERPRETED, EXIT_SOME_REJECTED, EXIT_UNUSABLE = 0, 1, 2
 BUILTIN_MAPPINGS = Path(__file__).resolve().parent / "batch" / "mappings"
 
@@ -201,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     init_parser = commands.add_parser("init-db", help="create or migrate the database to the newest schema")
     init_parser.add_argument("--url", help="database URL (default: DATABASE_URL, else instance/labservice.sqlite)")
 
+    _add_security_parsers(commands)
+
     check_parser = commands.add_parser(
         "check-ranges", help="validate the rule tables (reference_ranges/)")
     check_parser.add_argument(
@@ -219,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return mllp.run(args)
     if args.command == "init-db":
         return init_db(args.url)
+    if args.command in SECURITY_COMMANDS:
+        return SECURITY_COMMANDS[args.command](args)
     return check_ranges(args.directory)
 
 

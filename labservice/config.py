@@ -47,6 +47,20 @@ class Settings:
     CDS_FHIR_TIMEOUT: int = 3
     #: CDS Hooks feedback log (JSON Lines, no patient data); empty means <instance folder>/cds-feedback.jsonl.
     CDS_FEEDBACK_FILE: str = ""
+    #: Dashboard session cookie: sent over HTTPS only when true (set it true behind TLS); HttpOnly, SameSite=Lax.
+    SESSION_COOKIE_SECURE: bool = False
+    SESSION_COOKIE_HTTPONLY: bool = True
+    SESSION_COOKIE_SAMESITE: str = "Lax"
+    #: A dashboard session ends after this many minutes without a request (sign-out ends it at once).
+    SESSION_LIFETIME_MINUTES: int = 480
+    #: CDS Hooks clients trusted to call, as JSON: {"<iss>": {"jwks_url": "https://..."} or {"public_key": "<PEM>"}}
+    #: (optional "algorithms", default ES384 and RS384, and "jku": other allowlisted JWK Set URLs). Empty: no JWT
+    #: is accepted, and CDS calls need an API key with the interpret scope.
+    CDS_JWT_ISSUERS: str = ""
+    #: Seconds of clock skew allowed on a CDS client JWT's exp and iat.
+    CDS_JWT_LEEWAY: int = 60
+    #: A CDS client JWT may expire at most this many seconds from now (each call signs a fresh one).
+    CDS_JWT_MAX_LIFETIME: int = 300
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"

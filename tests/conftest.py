@@ -18,6 +18,7 @@ from labservice.app import create_app
 from labservice.config import load_settings
 from labservice.examples import CONTRACT_EXAMPLE
 from labservice.store.database import migrate
+from tests.credentials import add_test_credentials, anonymous
 from tests.databases import empty_tables, throwaway_postgresql
 
 
@@ -67,7 +68,9 @@ def make_app(sqlite_url: str, tmp_path: Path) -> Callable[..., Flask]:
 
     def build(**config: Any) -> Flask:
         defaults = {"TESTING": True, "DATABASE_URL": sqlite_url, "BATCH_DIRECTORY": str(tmp_path / "batches")}
-        return create_app({**defaults, **config})
+        app = create_app({**defaults, **config})
+        add_test_credentials(app)  # its test_client() sends an all-scope API key, signed in (tests/credentials.py)
+        return app
 
     return build
 
@@ -80,6 +83,12 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def anonymous_client(app: Flask) -> FlaskClient:
+    """A client of the same app with no API key and no dashboard session."""
+    return anonymous(app)
 
 
 @pytest.fixture

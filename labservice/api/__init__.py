@@ -9,6 +9,7 @@ from flask_smorest import Api
 
 from labservice.api.schemas import ProblemSchema
 from labservice.errors import handle_http_exception
+from labservice.security.auth import document_security
 
 if TYPE_CHECKING:
     from labservice.core.ruleset import Ruleset
@@ -53,6 +54,7 @@ def register_api(app: Flask) -> LabserviceApi:
     )
 
     api = LabserviceApi(app)
+    document_security(api)  # bearerAuth, and each operation's scopes (labservice.security.auth)
     swagger_assets.register(app)
     interpretations.register(api, app)
     batches.register(api, app)

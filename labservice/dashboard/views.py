@@ -495,8 +495,18 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
     if stored is None:
         return not_found(f"batch {batch_id}")
     record = stored.record
-    links = {"csv": url_for("batches.get_batch_csv", batch_id=batch_id),
-             "json": url_for("batches.get_batch_json", batch_id=batch_id),
+    links = {"csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
+             "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
              "api": url_for("batches.get_batch", batch_id=batch_id)}
     return render_template("dashboard/batch.html", batch_id=batch_id, record=record, summary=record.get("summary", {}),
                            links=links, urgencies=URGENCIES)
+
+
+@bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
+def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
+    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
+    from labservice.api.batches import get_batch_csv, get_batch_json
+
+    if not is_batch_id(batch_id) or current_store().get(batch_id) is None:
+        return not_found(f"batch {batch_id}")
+    return get_batch_csv(batch_id) if kind == "csv" else get_batch_json(batch_id)

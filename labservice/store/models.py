@@ -198,6 +198,23 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default="clinician")  # one of USER_ROLES
     created_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None]
+    #: Failed sign-ins since the last success; past a few, sign-in waits until `locked_until` (migration 0003).
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None]
+    #: Sessions started before this moment are void: signing out ends every session of the user.
+    sessions_valid_after: Mapped[datetime | None]
+
+
+class CdsJwtId(Base):
+    """The `jti` of each CDS Hooks client JWT accepted, kept until it expires: a replayed JWT is refused."""
+
+    __tablename__ = "cds_jwt_ids"
+    __table_args__ = (UniqueConstraint("issuer", "jti", name="uq_cds_jwt_ids_issuer_jti"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AuditEvent(Base):

@@ -28,6 +28,7 @@ from tests.adapters.cdshooks.build import (
     synthea_server_data,
 )
 from tests.api.helpers import assert_problem
+from tests.credentials import add_test_credentials
 
 URL = "/cds-services/cbc-review"
 MIMIC_TIMES = ["2171-07-23 10:32:00", "2171-07-23 19:14:00", "2171-07-24 01:30:00"]
@@ -252,6 +253,7 @@ def test_malformed_feedback_answers_400_naming_the_field(client, feedback_file):
 
 def test_the_default_feedback_file_is_in_the_instance_folder(sqlite_url, tmp_path):
     app = create_app({"TESTING": True, "DATABASE_URL": sqlite_url, "BATCH_DIRECTORY": str(tmp_path / "b")})
+    add_test_credentials(app)
     app.instance_path = str(tmp_path / "instance")
     item = {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2020-12-11T00:00:00Z"}
     assert app.test_client().post(URL + "/feedback", json={"feedback": [item]}).status_code == 200

@@ -545,11 +545,15 @@ def test_upload_shows_the_summary_and_links_to_the_downloads(client):
     assert fields == {"rows_in": "3", "rows_out": "3", "interpreted": "2", "rejected": "1", "stored": "2",
                       "duplicates": "0"}
     assert re.search(r'<tr data-urgency="urgent">.*?<td>1</td>', page, re.S)
-    assert f'id="download-csv" href="/api/v1/batches/{batch_id}/result.csv"' in page
-    assert f'id="download-json" href="/api/v1/batches/{batch_id}/result.json"' in page
-    csv_download = client.get(f"/api/v1/batches/{batch_id}/result.csv")
-    assert csv_download.status_code == 200 and csv_download.mimetype == "text/csv"
-    assert len(client.get(f"/api/v1/batches/{batch_id}/result.json").get_json()) == 3
+    # The dashboard's own downloads (the API's need an API key; these, a signed-in user).
+    assert f'id="download-csv" href="/dashboard/batches/{batch_id}/result.csv"' in page
+    assert f'id="download-json" href="/dashboard/batches/{batch_id}/result.json"' in page
+    for prefix in ("/dashboard", "/api/v1"):
+        csv_download = client.get(f"{prefix}/batches/{batch_id}/result.csv")
+        assert csv_download.status_code == 200 and csv_download.mimetype == "text/csv"
+        assert csv_download.data == client.get(f"/api/v1/batches/{batch_id}/result.csv").data
+        assert len(client.get(f"{prefix}/batches/{batch_id}/result.json").get_json()) == 3
+    assert client.get("/dashboard/batches/" + "0" * 32 + "/result.csv").status_code == 404
     # The stored rows are on the worklist like any other CBC.
     assert patients(client.get("/dashboard/").text) == ["B2"]
     # The same file again: the same batch, not interpreted twice.

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from labservice.store.database import migrate
+from labservice.security.keys import create_key
+from labservice.security.principal import SCOPES
+from labservice.store.database import Database, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LABSERVICE_CHROMIUM", "/usr/bin/chromium")
@@ -32,11 +34,28 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn (2 workers) on a free loopback port with its own SQLite database; yields the base URL."""
+def live_database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The live server's instance folder and its SQLite database, migrated: (folder, URL)."""
     instance = tmp_path_factory.mktemp("e2e")
     url = f"sqlite:///{instance / 'labservice.sqlite'}"
     migrate(url)
+    return instance, url
+
+
+@pytest.fixture(scope="session")
+def live_api_key(live_database: tuple[Path, str]) -> str:
+    """An all-scope API key of the live server, for seeding and reading through the JSON API."""
+    database = Database.connect(live_database[1])
+    with database.session() as session:
+        token = create_key(session, "e2e", SCOPES).token
+    database.engine.dispose()
+    return token
+
+
+@pytest.fixture(scope="session")
+def live_server(live_database: tuple[Path, str]) -> Iterator[str]:
+    """gunicorn (2 workers) on a free loopback port with its own SQLite database; yields the base URL."""
+    instance, url = live_database
     port = _free_port()
     env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
            "LABSERVICE_AUTO_MIGRATE": "false"}

@@ -30,22 +30,23 @@ CSV = ("Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
        "E2E-CSV-2,2026-11-16T09:00:00Z,M,60,abc,14.0,3.0\n")
 
 
-def post(base: str, body: dict) -> dict:
+def post(base: str, body: dict, api_key: str) -> dict:
     request = urllib.request.Request(base + "/api/v1/interpretations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+                                     method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
 
 
 @pytest.fixture(scope="module")
-def seeded(live_server: str) -> str:
+def seeded(live_server: str, live_api_key: str) -> str:
     for patient, cbcs in PATIENTS.items():
         for collected_at, results in cbcs:
             body = {"patient": {"id": patient, "sex": "female", "age_years": 45}, "collected_at": collected_at,
                     "results": results}
             if patient == "E2E-IMMEDIATE":
                 body["skin"] = {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]}
-            post(live_server, body)
+            post(live_server, body, live_api_key)
     return live_server
 
 
@@ -104,7 +105,7 @@ def test_patient_page_shows_trend_charts_with_threshold_lines(page, seeded):
     shoot(page, "patient-page")
 
 
-def test_acknowledge_a_referral_from_the_worklist(page, seeded):
+def test_acknowledge_a_referral_from_the_worklist(page, seeded, live_api_key):
     page.goto(seeded + "/dashboard/")
     remember_name(page)
     row = page.locator('#worklist tr[data-patient="E2E-SOON"]')
@@ -113,7 +114,9 @@ def test_acknowledge_a_referral_from_the_worklist(page, seeded):
     assert page.locator('#worklist tr[data-patient="E2E-SOON"]').get_attribute("data-status") == "acknowledged"
     shoot(page, "worklist-after-acknowledge")
     referral_id = page.locator('#worklist tr[data-patient="E2E-SOON"]').get_attribute("data-referral-id")
-    with urllib.request.urlopen(f"{seeded}/api/v1/referrals/{referral_id}", timeout=10) as answer:
+    request = urllib.request.Request(f"{seeded}/api/v1/referrals/{referral_id}",
+                                     headers={"Authorization": f"Bearer {live_api_key}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
         referral = json.load(answer)
     assert referral["status"] == "acknowledged" and referral["status_by"] == "Dr E2E"
 

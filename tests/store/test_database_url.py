@@ -20,6 +20,7 @@ from labservice.app import create_app
 from labservice.config import load_settings
 from labservice.store.database import Database, database_url, make_engine
 from labservice.store.models import Base, CbcResult
+from tests.credentials import add_test_credentials
 
 P = pytest.param
 LABSERVICE = Path(sys.executable).parent / "labservice"
@@ -68,6 +69,7 @@ def test_the_app_uses_database_url_from_the_environment(database_url: str, tmp_p
     monkeypatch.setenv("DATABASE_URL", given)
     monkeypatch.delenv("LABSERVICE_DATABASE_URL", raising=False)
     app = create_app({"TESTING": True, "BATCH_DIRECTORY": str(tmp_path / "batches")})
+    add_test_credentials(app)
     assert app.config["DATABASE_URL"] == database_url
     answer = app.test_client().post("/api/v1/interpretations", json={
         "patient": {"id": "P-ENV"}, "collected_at": "2026-11-01T08:00:00Z", "results": {"platelets": 250}})
