@@ -148,8 +148,8 @@ def json_text(values: np.ndarray) -> np.ndarray:
     if not given.any():
         return out
     quoted = '"' + np.array(cells, dtype=object) + '"'
-    joined = "\x1f".join(cells)
-    if _JSON_UNSAFE_RE.search(joined.replace("\x1f", "")):
+    joined = " ".join(cells)  # a separator the pattern cannot match (cells may hold \x1f themselves)
+    if _JSON_UNSAFE_RE.search(joined):
         for row in range(len(cells)):
             if _JSON_UNSAFE_RE.search(cells[row]):
                 quoted[row] = json.dumps(cells[row], ensure_ascii=False)

@@ -86,8 +86,10 @@ def test_csv_cells_read_back_as_the_neutralised_text() -> None:
     assert back == ["'=1+2", "a,b", 'say "hi"', "x\ny", "-5", "", "'\rz", "plain"]
 
 
+# "unit\x1fsep": found by hypothesis (tests/batch/test_rows_accounted_for.py); the unsafe-character scan joined the
+# cells with \x1f and then removed every \x1f, so this one was written raw and the JSON file did not parse.
 JSON = ['plain', 'a"b', "back\\slash", "ctl\x01", "del\x7f", "tab\t", "new\nline", "cr\r", "é and 😀", "", "=1+2",
-        "\u2028"]
+        "\u2028", "unit\x1fsep"]
 
 
 @pytest.mark.parametrize("value", JSON)

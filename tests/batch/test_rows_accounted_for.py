@@ -13,7 +13,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from labservice.batch import BatchOptions, run_batch
@@ -147,3 +147,66 @@ def test_long_files_account_for_every_result(results, chunk_rows):
     assert summary.interpreted + summary.rejected == summary.rows_out == len(groups)
     for row in rows:
         assert bool(row["urgency"]) != bool(row["error"]), row
+
+
+# --- generated files with any header alias, delimiter, quoting, encoding and garbage (issue 6) ------------
+
+from labservice.batch import BatchFileError  # noqa: E402
+from tests.security.strategies import CsvFile, csv_files, garbled_csv_bytes  # noqa: E402
+
+READABLE = dict(encodings=("utf-8", "utf-8-sig", "cp1252"), delimiters=(",", ";", "\t", "|"))
+
+
+def run_or_refuse(data: bytes, chunk_rows: int = 7) -> tuple[object, list[dict[str, str]], list[dict]] | None:
+    """run_batch's summary, CSV rows and JSON rows; None when the file as a whole is refused (BatchFileError,
+    which the HTTP endpoint answers 422 and the command line exit 2). Any other exception fails the test."""
+    csv_out, json_out = io.StringIO(), io.StringIO()
+    try:
+        summary = run_batch(io.BytesIO(data), csv_out=csv_out, json_out=json_out,
+                            options=BatchOptions(chunk_rows=chunk_rows))
+    except BatchFileError as error:
+        assert str(error)  # the refusal says why
+        event("refused as a whole")
+        return None
+    event("read")
+    rows = csv_rows(csv_out.getvalue())
+    as_json = json.loads(json_out.getvalue())
+    assert summary.rows_out == len(rows) == len(as_json)
+    assert summary.interpreted + summary.rejected == summary.rows_out
+    assert sum(1 for row in rows if row["error"]) == summary.rejected
+    for row in rows:
+        assert bool(row["urgency"]) != bool(row["error"]), row
+        for value in row.values():
+            if value.startswith(FORMULA_START):
+                float(value)  # only numbers may start like a formula
+    lines = [int(row["line"]) for row in rows]
+    assert lines == sorted(lines) and len(set(lines)) == len(lines)
+    return summary, rows, as_json
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_files(**READABLE), st.integers(min_value=1, max_value=30))
+def test_every_record_of_a_generated_file_comes_back_once(generated: CsvFile, chunk_rows: int):
+    """Any header alias (with or without a unit), delimiter, quoting and encoding the reader detects, and
+    cells of every kind: each data record is one output row at its own line, interpreted or rejected."""
+    note(f"file: {generated.data!r}")
+    outcome = run_or_refuse(generated.data, chunk_rows)
+    if outcome is None:
+        return
+    summary, rows, _ = outcome
+    assert summary.rows_in == generated.records, (summary.rows_in, generated.records)
+    assert summary.blank_lines == generated.blank
+    assert [int(row["line"]) for row in rows] == generated.record_lines
+    for row in rows:
+        if row["error"]:
+            assert row["error"].startswith(f"line {row['line']}"), row
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(csv_files(), garbled_csv_bytes()))
+def test_any_file_is_read_or_refused_as_a_whole_never_a_crash(data):
+    """Undetectable delimiters, UTF-16, bytes replaced, files cut short, binary and gzip bytes, a header of
+    thousands of columns: run_batch reads the file (every output row consistent) or refuses it with a reason."""
+    data = data.data if isinstance(data, CsvFile) else data
+    note(f"file: {data!r}")
+    run_or_refuse(data)

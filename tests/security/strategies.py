@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from labservice.adapters.csv_input.cells import MISSING_TEXTS
 from labservice.adapters.csv_input.headers import _ALIASES
 from labservice.core.ruleset import default_ruleset
 
@@ -45,11 +46,12 @@ NUMBER_CELLS = st.one_of(
 TEXT_CELLS = st.one_of(
     st.sampled_from(["", " ", "M", "F", "male", "female", "0", "1", "X", "yes", "no", "true", "2026-11-20",
                      "20.11.2026 08:30", "01/02/2026", "2026-13-45T99:99", "UNABLE TO REPORT", "clotted", "=1+1",
-                     "@SUM(A1)", "+HYPERLINK(x)", "-cmd", "\tTAB", "\x00", "\u202e", "😀", "ü", "𝟘", '"', "'",
+                     "@SUM(A1)", "+HYPERLINK(x)", "-cmd", "\tTAB", "\u202e", "😀", "ü", "𝟘", '"', "'",
                      "a\nb", 'say "hi"', "x" * 300]),
     st.text(max_size=12),
 )
 CELLS = st.one_of(NUMBER_CELLS, TEXT_CELLS)
+#: A NUL byte in the first 4 KiB makes the reader refuse the file as binary (dialect.py): only in garbled bytes.
 
 
 def _header_names(field: str) -> list[str]:
@@ -65,7 +67,8 @@ def header_cell(draw: st.DrawFn, field: str | None = None) -> str:
     name = draw(st.sampled_from(_header_names(field)))
     name = draw(st.sampled_from([name, name.upper(), name.title(), name.replace(" ", "_"), f" {name} "]))
     if field in ANALYTE_FIELDS and draw(st.booleans()):
-        unit = draw(st.sampled_from(HEADER_UNITS))
+        # Mostly the analyte's own unit; sometimes another (an unknown unit refuses the whole file).
+        unit = draw(st.sampled_from([RS.analytes[field].canonical_unit] * 6 + list(HEADER_UNITS)))
         name = draw(st.sampled_from([f"{name} ({unit})", f"{name} [{unit}]", f"{name}, {unit}"]))
     return name
 
@@ -95,16 +98,20 @@ def csv_files(draw: st.DrawFn, *, max_rows: int = 25, garbage: bool = True,
     if garbage:
         columns += [None] * draw(st.integers(min_value=0, max_value=2))
     columns = draw(st.permutations(columns))
-    header = [draw(header_cell(column)) for column in columns]
     delimiter = draw(st.sampled_from(delimiters))
     newline = draw(st.sampled_from(LINE_ENDINGS))
+    # A header cell may hold a quoted line break (the header then spans lines), but never a bare CR, nor any
+    # break in a file whose lines end in CR alone (csv.writer does not quote LF when the terminator is CR).
+    header = [draw(header_cell(column)).replace("\r", "") for column in columns]
+    if newline == "\r":
+        header = [cell.replace("\n", "") for cell in header]
     quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]))
     encoding = draw(st.sampled_from(encodings))
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator=newline, quoting=quoting)
     writer.writerow(header)
     generated = CsvFile(b"", delimiter, encoding, header)
-    line = 2
+    line = 2 + sum(cell.count("\n") for cell in header)
     for _ in range(draw(st.integers(min_value=0, max_value=max_rows))):
         if draw(st.integers(min_value=0, max_value=9)) == 0:
             out.write(newline)
@@ -112,7 +119,7 @@ def csv_files(draw: st.DrawFn, *, max_rows: int = 25, garbage: bool = True,
             line += 1
             continue
         row = [draw(CELLS if garbage else NUMBER_CELLS) for _ in columns]
-        if not any(cell.strip() for cell in row):  # an all-empty record reads as a blank line
+        if all(cell.strip() in MISSING_TEXTS for cell in row):  # an all-missing record reads as a blank line
             row[0] = "0"
         # A quoted line break inside a cell makes the record span lines (counted below); a bare CR inside a
         # cell, or any break in a file whose lines end in CR alone, would be a line ending of its own.

@@ -19,6 +19,7 @@ SAMPLE_BYTES = 256 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 _COMMA_NUMBER = re.compile(r"^\s*-?\d+,\d+\s*$")
 _DOT_NUMBER = re.compile(r"^\s*-?\d+\.\d+\s*$")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
         raise BatchFileError("the file is empty: no header line")
     text = "".join(lines[leading:])
     delimiter = options.delimiter or _pick_delimiter(text)
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)  # lines may end in CR alone
     raw_header = next(rows, [])
     header_lines = leading + 1 + sum(h.count("\n") for h in raw_header)  # quoted line breaks too
     header = [h.strip() for h in raw_header]
@@ -68,10 +69,10 @@ def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
 
 
 def _pick_delimiter(text: str) -> str:
-    head = text.split("\n", 1)[0]
+    head = _LINE_END.split(text, 1)[0]
     best, best_fields = ",", 1
     for candidate in DELIMITERS:
-        fields = len(next(csv.reader(io.StringIO(head), delimiter=candidate), []))
+        fields = len(next(csv.reader(io.StringIO(head, newline=""), delimiter=candidate), []))
         if fields > best_fields:
             best, best_fields = candidate, fields
     return best

@@ -74,32 +74,14 @@ def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows:
     """
     width = len(dialect.header)
     indexes = list(range(width))
-    reader = pd.read_csv(
-        handle,
-        sep=dialect.delimiter,
-        decimal=dialect.decimal,
-        encoding=dialect.encoding,
-        encoding_errors="replace",
-        # The header is skipped (blank lines before it and its one record, however many lines it
-        # spans); columns are named by position (duplicate or empty headers are fine), plus one
-        # sentinel column. A line with more fields than the header fills the sentinel: with
-        # index_col=False and on_bad_lines="warn", pandas truncates such a line to the sentinel
-        # instead of failing, dropping it, or taking its first column as an index.
-        header=None,
-        names=[*indexes, width],
-        index_col=False,
-        on_bad_lines="warn",
-        skiprows=dialect.leading_blank_lines + 1,
-        dtype={i: object for i in (*indexes, width) if i not in numeric},
-        na_values=list(MISSING_TEXTS),
-        keep_default_na=False,
-        skip_blank_lines=False,
-        chunksize=chunk_rows,
-    )
+    failure: str | None = None
+    try:
+        reader = _fast_reader(handle, dialect, numeric, chunk_rows)
+    except ParserError as error:  # the parser tokenizes the first block at once: a quote never closed there
+        reader, failure = iter(()), _failure_text(error)
     extra_newlines = 0
     first_line = dialect.header_lines + 1
     next_line = first_line  # the first line not yet yielded
-    failure: str | None = None
     too_long_text = f"more fields than the header's {width}"
     # Lines with two or more extra fields are skipped by pandas with a warning naming the line;
     # skipped_virtual[j] = skipped line j minus j, so a record's line is its count plus the
@@ -117,7 +99,7 @@ def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows:
             except StopIteration:
                 pass
             except ParserError as error:
-                failure = re.sub(r"^Error tokenizing data\. C error: | starting at row \d+", "", str(error))
+                failure = _failure_text(error)
         for warning in caught:
             for number in _SKIPPING.findall(str(warning.message)):
                 skipped_virtual.append(int(number) - len(skipped_virtual))
@@ -147,7 +129,7 @@ def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows:
                 at = int(np.searchsorted(parser_lines, skipped))
                 bad.append((skipped + (int(breaks_before[at]) if at < len(lines) else extra_newlines), reason))
         pending = [item for item in pending if item[0] >= next_parser_line]
-        frame = frame.drop(columns=width)
+        frame = _missing_as_na(frame.drop(columns=width), numeric)
         blank = frame.isna().all(axis=1).to_numpy() & ~too_long
         keep = ~(blank | too_long)
         if not keep.all():
@@ -164,6 +146,38 @@ def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows:
     if pending:
         yield RecordChunk(pd.DataFrame({i: pd.Series(dtype=object) for i in indexes}), np.zeros(0, dtype=np.int64),
                           sorted(pending), 0)
+
+
+def _fast_reader(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """pandas' C parser over the records after the header, in chunks (see _records)."""
+    width = len(dialect.header)
+    indexes = list(range(width))
+    return pd.read_csv(
+        handle,
+        sep=dialect.delimiter,
+        decimal=dialect.decimal,
+        encoding=dialect.encoding,
+        encoding_errors="replace",
+        # The header is skipped (blank lines before it and its one record, however many lines it
+        # spans); columns are named by position (duplicate or empty headers are fine), plus one
+        # sentinel column. A line with more fields than the header fills the sentinel: with
+        # index_col=False and on_bad_lines="warn", pandas truncates such a line to the sentinel
+        # instead of failing, dropping it, or taking its first column as an index.
+        header=None,
+        names=[*indexes, width],
+        index_col=False,
+        on_bad_lines="warn",
+        skiprows=dialect.leading_blank_lines + 1,
+        dtype={i: object for i in (*indexes, width) if i not in numeric},
+        na_values=list(MISSING_TEXTS),
+        keep_default_na=False,
+        skip_blank_lines=False,
+        chunksize=chunk_rows,
+    )
+
+
+def _failure_text(error: ParserError) -> str:
+    return re.sub(r"^Error tokenizing data\. C error: | starting at row \d+", "", str(error))
 
 
 def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quote: bool) -> RecordChunk:
@@ -204,12 +218,26 @@ def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quo
     return RecordChunk(frame, np.asarray(lines, dtype=np.int64), bad, blank)
 
 
+def _missing_as_na(frame: pd.DataFrame, numeric: set[int]) -> pd.DataFrame:
+    """Missing cells as NaN in number columns that came back as text. When a column holds an integer too large
+    for 64 bits, pandas gives up on it and no longer applies na_values: a blank line's cell there reads as ''
+    (and 'NA' as 'NA'), so the blank line would pass for a record."""
+    for name in numeric:
+        if name in frame.columns and not pd.api.types.is_numeric_dtype(frame[name].dtype):
+            column = frame[name]
+            missing = column.map(lambda v: isinstance(v, str) and v in MISSING_TEXTS).to_numpy(dtype=bool)
+            if missing.any():
+                frame[name] = column.astype(object).mask(missing)
+    return frame
+
+
 def _newlines_per_row(frame: pd.DataFrame) -> np.ndarray | None:
     """Line breaks inside quoted text cells of each row (None when there are none)."""
     total = None
     for name in frame.columns:
         column = frame[name]
-        if column.dtype != object:
+        # A numeric column holding text comes back as pandas' string dtype, not object.
+        if column.dtype != object and not pd.api.types.is_string_dtype(column.dtype):
             continue
         cells = column.to_numpy()
         if "\n" not in "".join(map(str, cells.tolist())):  # NaN (missing) reads as "nan": no line break

@@ -143,3 +143,14 @@ def test_header_of_delimiters_only_is_refused() -> None:
 def test_binary_or_utf16_is_refused(data: bytes) -> None:
     with pytest.raises(BatchFileError, match="binary or UTF-16"):
         dialect(data)
+
+
+@pytest.mark.parametrize(("data", "delimiter"), [(b"id;PLT;HGB\r1;45;8\r", ";"), (b"id,PLT\r1,45\r2,50\r", ","),
+                                                 (b'"id"\t"PLT"\r"1"\t"45"\r', "\t")])
+def test_lines_ending_in_cr_alone_are_read(data: bytes, delimiter: str) -> None:
+    """Found by hypothesis (tests/batch/test_rows_accounted_for.py): the csv module raised 'new-line character seen
+    in unquoted field' on a file whose lines end in CR alone (classic Mac OS exports)."""
+    found = dialect(data)
+    assert found.delimiter == delimiter
+    assert found.header[:2] == ["id", "PLT"]
+    assert found.header_lines == 1
