@@ -113,7 +113,10 @@ def _concept_text(concept: Any) -> str:
 def _number(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError({path: [f"Expected a JSON number, not {_json_type(value)}."]})
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal beyond any float, e.g. 10**400
+        number = math.inf
     if not math.isfinite(number):
         raise InputError({path: ["Expected a finite number."]})
     return number

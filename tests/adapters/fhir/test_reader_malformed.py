@@ -75,8 +75,11 @@ def test_field_type_errors_name_the_field(change, path):
     assert list(errors) == [path]
 
 
-def test_a_value_that_is_not_finite_is_refused():
-    errors = _errors(observation("o", "777-3", float("nan"), "10*9/L"))
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, -(10**400)])
+def test_a_value_that_is_not_finite_is_refused(value):
+    """10**400 (a JSON integer literal no float holds): found by the hostile corpus, float() raised OverflowError
+    (a 500 from the FHIR endpoint and from CDS Hooks prefetch)."""
+    errors = _errors(observation("o", "777-3", value, "10*9/L"))
     assert errors == {"Observation(Observation/o).valueQuantity.value": ["Expected a finite number."]}
 
 
