@@ -43,6 +43,9 @@ ANONYMOUS = "anonymous"
 ACTOR_HEADER = "X-User"
 ACTOR_MAX_LENGTH = 200  # referral_events.actor and referrals.status_by are String(200)
 NOTE_MAX_LENGTH = 4000
+#: PostgreSQL text cannot hold NUL; a name holds no control character at all (as a patient id).
+NO_NUL = validate.Regexp(r"^[^\x00]*$", error="A note cannot hold NUL characters.")
+NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Cannot hold control characters (NUL, tab, line breaks).")
 
 
 # --- request parsing: every error is a problem naming the parameter ----------------------------------
@@ -59,7 +62,10 @@ class ProblemParser(FlaskParser):
     def load_json(self, req, schema):
         if req.get_data(cache=True) and not _is_json(req.mimetype):
             raise Problem(415, f"Send the body as application/json, not {req.mimetype or 'no content type'}.")
-        return super().load_json(req, schema)
+        try:
+            return super().load_json(req, schema)
+        except RecursionError:  # json.loads of arrays or objects nested thousands deep
+            raise Problem(400, "Malformed JSON: nested too deeply.") from None
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs) -> NoReturn:
         where = f" at line {error.lineno} column {error.colno}" if hasattr(error, "lineno") else ""
@@ -122,9 +128,9 @@ class ReferralChangeSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(REFERRAL_STATUSES), metadata={
         "description": "new → acknowledged → referred or dismissed (new may go straight to either); referred "
                        "and dismissed are final"})
-    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=NOTE_MAX_LENGTH),
+    note = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL],
                          metadata={"example": "Called the ward; repeat count in a citrate tube."})
-    actor = fields.String(validate=validate.Length(min=1, max=ACTOR_MAX_LENGTH), metadata={
+    actor = fields.String(validate=[validate.Length(min=1, max=ACTOR_MAX_LENGTH), NO_CONTROL], metadata={
         "description": f"Who makes the change; default the {ACTOR_HEADER} header, else `{ANONYMOUS}`. Not "
                        "authenticated yet (issue 6 adds authentication)", "example": "dr.smith"})
 
