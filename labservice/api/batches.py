@@ -9,6 +9,7 @@ MAX_CONTENT_LENGTH.
 
 from __future__ import annotations
 
+import re
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from flask import Flask, current_app, request, send_file, url_for
@@ -32,6 +33,17 @@ if TYPE_CHECKING:
 STORE_EXTENSION = "labservice.batch_store"
 #: Largest mapping document accepted when it is sent as a file part rather than a text field.
 MAX_MAPPING_BYTES = 1024 * 1024
+#: batches.filename is String(300).
+FILENAME_MAX_LENGTH = 300
+
+
+def _kept_filename(sent: str | None) -> str | None:
+    """The upload's file name as the batch record keeps it: no control characters (PostgreSQL text cannot hold
+    NUL), at most FILENAME_MAX_LENGTH characters. It is only a label; the batch id comes from the content."""
+    if sent is None:
+        return None
+    cleaned = re.sub(r"[\x00-\x1f\x7f]", "", sent)
+    return cleaned[:FILENAME_MAX_LENGTH] or None
 
 blp = Blueprint(
     "batches", __name__, url_prefix="/api/v1",
@@ -208,7 +220,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
         return existing, False
 
     keep = request.args.get("store", "true").lower() not in ("false", "0", "no")
-    filename = getattr(request.files.get("file"), "filename", None)
+    filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
 
     def produce(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
         keep_rows = None

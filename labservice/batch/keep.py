@@ -20,6 +20,10 @@ from labservice.core.table import ANALYTES
 from labservice.service import Keep, to_store
 
 
+#: patients.external_id is String(200); the JSON API's patient.id allows as much.
+PATIENT_ID_MAX_LENGTH = 200
+
+
 class _Parsed:
     """The few attributes of ParsedCbcs that to_store reads."""
 
@@ -36,10 +40,11 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
             return 0
         ids = pd.Series(parsed.patient_ids, dtype=object)
         text = ids.astype(str)
-        # Rows whose id is empty or holds control characters (which PostgreSQL text cannot store) are
-        # interpreted but not kept, as the JSON API refuses such an id.
+        # Rows whose id is empty, holds control characters (which PostgreSQL text cannot store) or is longer
+        # than patients.external_id holds are interpreted but not kept, as the JSON API refuses such an id.
         has_id = (ids.notna().to_numpy() & (text.str.strip() != "").to_numpy()
-                  & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy())
+                  & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
+                  & (text.str.strip().str.len() <= PATIENT_ID_MAX_LENGTH).to_numpy())
         rows = np.flatnonzero(has_id & (errors == None))  # noqa: E711 (elementwise)
         if rows.size == 0:
             return 0

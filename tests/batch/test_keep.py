@@ -87,3 +87,28 @@ def test_an_unusable_file_leaves_no_batch_row(make_app, database_url):
     client = make_app(DATABASE_URL=database_url).test_client()
     assert upload(client, b"Name,Ward\nA,B\n").status_code == 422
     assert counts(database_url)["batches"] == 0
+
+
+def test_an_id_longer_than_the_patients_column_is_interpreted_not_kept(make_app, database_url):
+    """Found by the hostile corpus (tests/security/test_hostile_corpus.py): a 300-character id reached
+    patients.external_id (String(200)) and PostgreSQL refused it, a 500. The JSON API refuses such an id."""
+    client = make_app(DATABASE_URL=database_url).test_client()
+    answer = upload(client, b"Patient ID,PLT\n" + b"P" * 201 + b",15\nP1,15\n")
+    assert answer.status_code == 201, answer.get_data(as_text=True)
+    assert answer.json["summary"]["interpreted"] == 2 and answer.json["summary"]["stored"] == 1
+    assert counts(database_url)["cbc_results"] == 1
+
+
+def test_a_file_name_with_nul_or_too_long_is_kept_cleaned(make_app, database_url):
+    """Found by the hostile corpus: a NUL in the multipart file name, or 5,000 characters of it, reached
+    batches.filename (String(300)) and PostgreSQL refused it, a 500."""
+    client = make_app(DATABASE_URL=database_url).test_client()
+    for name, data in (("a\x00b.csv", CSV), ("f" * 5000 + ".csv", CSV + b"P9,2026-11-04T08:00:00Z,F,30,250,13.5,3.0\n")):
+        answer = client.post("/api/v1/batches", data={"file": (io.BytesIO(data), name)},
+                              content_type="multipart/form-data")
+        assert answer.status_code == 201, answer.get_data(as_text=True)
+    database = Database.connect(database_url)
+    with database.session() as session:
+        names = sorted(session.scalars(select(Batch.filename)))
+    database.engine.dispose()
+    assert names == sorted(["ab.csv", "f" * 300])
