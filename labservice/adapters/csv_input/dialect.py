@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from labservice.adapters.csv_input.options import BatchFileError, BatchOptions
 
 SAMPLE_BYTES = 256 * 1024
+#: Most columns a header may have: wide LIS exports have tens to hundreds; a line of a million empty fields
+#: is not a table of CBCs, and every column costs the parser time and memory.
+MAX_COLUMNS = 10_000
 DELIMITERS = (",", ";", "\t", "|")
 _COMMA_NUMBER = re.compile(r"^\s*-?\d+,\d+\s*$")
 _DOT_NUMBER = re.compile(r"^\s*-?\d+\.\d+\s*$")
@@ -57,13 +60,20 @@ def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
     if leading == len(lines):
         raise BatchFileError("the file is empty: no header line")
     text = "".join(lines[leading:])
+    if not complete and not _LINE_END.search(text):
+        raise BatchFileError(f"the header line is longer than {SAMPLE_BYTES} bytes")
     delimiter = options.delimiter or _pick_delimiter(text)
     rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)  # lines may end in CR alone
-    raw_header = next(rows, [])
+    try:
+        raw_header = next(rows, [])
+    except csv.Error as error:  # e.g. one field larger than the csv module's limit (128 KiB)
+        raise BatchFileError(f"the header line cannot be read as CSV: {error}") from None
     header_lines = leading + 1 + sum(h.count("\n") for h in raw_header)  # quoted line breaks too
     header = [h.strip() for h in raw_header]
     if not any(header):
         raise BatchFileError("the header line is empty")
+    if len(header) > MAX_COLUMNS:
+        raise BatchFileError(f"the header has {len(header)} columns; at most {MAX_COLUMNS} are read")
     decimal = options.decimal or _pick_decimal(rows, delimiter)
     return Dialect(encoding, delimiter, decimal, header, header_lines, leading)
 
@@ -72,7 +82,10 @@ def _pick_delimiter(text: str) -> str:
     head = _LINE_END.split(text, 1)[0]
     best, best_fields = ",", 1
     for candidate in DELIMITERS:
-        fields = len(next(csv.reader(io.StringIO(head, newline=""), delimiter=candidate), []))
+        try:
+            fields = len(next(csv.reader(io.StringIO(head, newline=""), delimiter=candidate), []))
+        except csv.Error:  # a field beyond the csv module's limit: this candidate does not split the line
+            continue
         if fields > best_fields:
             best, best_fields = candidate, fields
     return best
@@ -82,12 +95,15 @@ def _pick_decimal(rows, delimiter: str) -> str:
     if delimiter == ",":
         return "."
     commas = dots = 0
-    for count, row in enumerate(rows):
-        if count >= 200:
-            break
-        for cell in row:
-            if _COMMA_NUMBER.match(cell):
-                commas += 1
-            elif _DOT_NUMBER.match(cell):
-                dots += 1
+    try:
+        for count, row in enumerate(rows):
+            if count >= 200:
+                break
+            for cell in row:
+                if _COMMA_NUMBER.match(cell):
+                    commas += 1
+                elif _DOT_NUMBER.match(cell):
+                    dots += 1
+    except csv.Error:  # a line the csv module cannot read (the reader reports it): decide on the lines before
+        pass
     return "," if commas > dots else "."

@@ -190,12 +190,18 @@ def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quo
     reader = csv.reader(text, delimiter=dialect.delimiter)
     records: list[tuple[int, int, list[str]]] = []
     start = 1
-    for record in reader:
-        if start >= from_line:
-            records.append((start, reader.line_num, record))
-        start = reader.line_num + 1
+    failed: str | None = None
+    try:
+        for record in reader:
+            if start >= from_line:
+                records.append((start, reader.line_num, record))
+            start = reader.line_num + 1
+    except csv.Error as error:  # a field beyond the csv module's limit (128 KiB), e.g. a quote never closed
+        failed = str(error)
     bad: list[tuple[int, str]] = []
-    if unclosed_quote and records:
+    if failed is not None:
+        bad.append((max(start, from_line), f"this line and every line after it could not be read ({failed})"))
+    elif unclosed_quote and records:
         first, last, _ = records.pop()
         bad.append((first, f"a quoted field opened on this line is never closed; lines {first} to {last} "
                            "could not be read"))

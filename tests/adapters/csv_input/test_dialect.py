@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labservice.adapters.csv_input.dialect import sniff
+from labservice.adapters.csv_input.dialect import MAX_COLUMNS, SAMPLE_BYTES, sniff
 from labservice.adapters.csv_input.options import BatchFileError, BatchOptions
 
 
@@ -154,3 +154,27 @@ def test_lines_ending_in_cr_alone_are_read(data: bytes, delimiter: str) -> None:
     assert found.delimiter == delimiter
     assert found.header[:2] == ["id", "PLT"]
     assert found.header_lines == 1
+
+
+# A CSV line of a million columns (the hostile corpus, tests/security/test_hostile_corpus.py): the csv module raised
+# "field larger than field limit" while trying delimiters, a 500. A header must end within the sample and have at
+# most MAX_COLUMNS columns.
+def test_a_header_longer_than_the_sample_is_refused() -> None:
+    with pytest.raises(BatchFileError, match=f"longer than {SAMPLE_BYTES} bytes"):
+        dialect(b",".join([b"PLT"] * 1_000_000)[:SAMPLE_BYTES], complete=False)
+
+
+def test_a_header_of_more_than_max_columns_is_refused() -> None:
+    with pytest.raises(BatchFileError, match=f"{MAX_COLUMNS + 1} columns; at most {MAX_COLUMNS}"):
+        dialect(b",".join([b"PLT"] * (MAX_COLUMNS + 1)) + b"\n1\n")
+    assert len(dialect(b",".join([b"PLT"] * MAX_COLUMNS) + b"\n1\n").header) == MAX_COLUMNS
+
+
+def test_a_header_field_beyond_the_csv_modules_limit_is_refused() -> None:
+    with pytest.raises(BatchFileError, match="header line cannot be read as CSV"):
+        dialect(b'"' + b"x" * 200_000 + b'",PLT\n1,2\n')
+
+
+def test_a_huge_cell_among_the_sampled_rows_does_not_stop_the_sniffer() -> None:
+    found = dialect(b"PLT;Comment\n4,5;" + b"x" * 200_000 + b"\n")
+    assert (found.delimiter, found.header) == (";", ["PLT", "Comment"])

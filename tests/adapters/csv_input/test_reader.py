@@ -214,3 +214,12 @@ def test_a_quote_never_closed_in_the_first_record_of_a_small_file_is_a_bad_line(
     assert rows == []
     assert [line for line, _ in bad] == [2]
     assert "never closed" in bad[0][1]
+
+
+def test_a_quote_never_closed_before_more_than_128_kib_is_a_bad_line_from_there_on() -> None:
+    """Found by the hostile corpus: the csv module (the slow path) raised 'field larger than field limit' on the
+    quoted field that swallowed the rest of the file, a 500."""
+    rows, bad, _ = read(b'PLT,HGB\n45,12\n"' + b"1,2\n" * 80_000)
+    assert [line for line, _ in rows] == [2]
+    assert [line for line, _ in bad] == [3]
+    assert "every line after it could not be read (field larger than field limit" in bad[0][1]
