@@ -266,6 +266,13 @@ def test_mapping_with_an_unknown_key_is_refused() -> None:
         load_mapping_text('{"colums": {"Thrombozyten": "platelets"}}')
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000])
+def test_a_mapping_nested_thousands_deep_is_refused(text: str) -> None:
+    """Found by the hostile corpus: json.loads' RecursionError escaped (a 500 from POST /api/v1/batches)."""
+    with pytest.raises(MappingError, match="nested too deeply"):
+        load_mapping_text(text)
+
+
 # ------------------------------------------------------------------------------------------ bad rows
 
 

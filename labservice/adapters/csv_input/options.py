@@ -117,6 +117,8 @@ def load_mapping_text(text: str, base: BatchOptions | None = None) -> BatchOptio
         doc = json.loads(text)
     except json.JSONDecodeError as error:
         raise MappingError(f"the mapping is not valid JSON: {error.msg} at line {error.lineno}") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise MappingError("the mapping is not valid JSON: nested too deeply") from None
     return options_from_document(doc, base)
 
 
