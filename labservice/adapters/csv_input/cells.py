@@ -7,6 +7,7 @@ that name the line and column; nothing here turns a bad value into a silent NaN.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,14 @@ def is_missing(column: pd.Series) -> np.ndarray:
     return column.isna().to_numpy()
 
 
+def _one_number(cell: object) -> float:
+    """to_numeric for one cell, an integer too large for a float read as ±infinity (then not plausible)."""
+    try:
+        return float(pd.to_numeric(cell, errors="coerce"))
+    except OverflowError:
+        return -math.inf if str(cell).strip().startswith("-") else math.inf
+
+
 def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
     """Numbers from a column read by read_csv (float when clean, text when any cell was not a number)."""
     n = len(column)
@@ -54,7 +63,10 @@ def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
         text = text.str.replace(",", ".", regex=False)
     # to_numeric parses in C and allows surrounding spaces; only the cells it could not read
     # (missing, censored or bad: usually a few per cent) are looked at again.
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    except OverflowError:  # pandas does not coerce an integer beyond any float (10**400): cell by cell then
+        values = np.array([_one_number(cell) for cell in text.to_numpy()], dtype=np.float64)
     unread = np.isnan(values)
     if unread.any():
         positions = np.flatnonzero(unread)

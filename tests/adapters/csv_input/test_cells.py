@@ -275,3 +275,13 @@ def test_spaces_only_date_cell_is_missing_not_bad() -> None:
     values, bad, ambiguous = parse_dates(text("  "), None)
     assert np.isnat(values[0])
     assert not bad[0] and not ambiguous[0]
+
+
+def test_an_integer_beyond_any_float_is_an_infinite_bad_value_not_a_crash() -> None:
+    """Found by the hostile corpus: pd.to_numeric(errors="coerce") raises OverflowError on 10**400 written out, so
+    one such cell made the whole upload a 500. It reads as ±infinity, which the plausibility check refuses."""
+    column = pd.Series(["45", "1" + "0" * 400, "-" + "9" * 400, "abc", None], dtype=object)
+    parsed = parse_numbers(column)
+    assert parsed.values[0] == 45
+    assert parsed.values[1] == np.inf and parsed.values[2] == -np.inf
+    assert np.isnan(parsed.values[3]) and np.isnan(parsed.values[4])
