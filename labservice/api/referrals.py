@@ -43,9 +43,11 @@ ANONYMOUS = "anonymous"
 ACTOR_HEADER = "X-User"
 ACTOR_MAX_LENGTH = 200  # referral_events.actor and referrals.status_by are String(200)
 NOTE_MAX_LENGTH = 4000
-#: PostgreSQL text cannot hold NUL; a name holds no control character at all (as a patient id).
-NO_NUL = validate.Regexp(r"^[^\x00]*$", error="A note cannot hold NUL characters.")
-NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Cannot hold control characters (NUL, tab, line breaks).")
+#: PostgreSQL text cannot hold NUL, nor can a lone surrogate (JSON "\ud800") be stored as UTF-8; a name holds no
+#: control character at all (as a patient id).
+NO_NUL = validate.Regexp(r"^[^\x00\ud800-\udfff]*$", error="A note cannot hold NUL characters or lone surrogates.")
+NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",
+                             error="Cannot hold control characters (NUL, tab, line breaks) or lone surrogates.")
 
 
 # --- request parsing: every error is a problem naming the parameter ----------------------------------

@@ -188,7 +188,8 @@ class PatientSchema(Schema):
     """Patient context: sex, age (age_years, or birth_date with collected_at), pregnancy, Duffy."""
 
     id = fields.String(validate=[validate.Length(min=1, max=200), validate.Regexp(
-        r"^[^\x00-\x1f\x7f]*$", error="A patient id cannot hold control characters (NUL, tab, line breaks).")])
+        r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",  # a lone surrogate (JSON "\ud800") cannot be stored as UTF-8 text
+        error="A patient id cannot hold control characters (NUL, tab, line breaks) or lone surrogates.")])
     sex = fields.String(validate=validate.OneOf(SEXES))
     age_years = StrictFloat(validate=validate.Range(min=0, max=130),
                             metadata={"description": "Age in years; fractions for infants"})

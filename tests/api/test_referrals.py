@@ -360,6 +360,8 @@ def test_a_dismissed_referral_is_final_and_a_new_cbc_opens_another(client, seede
     # NUL: PostgreSQL text cannot hold it (a 500 there, found by the hostile corpus, tests/security/)
     ({"status": "acknowledged", "note": "called\u0000the ward"}, "note"),
     ({"status": "acknowledged", "actor": "dr\u0000smith"}, "actor"),
+    ({"status": "acknowledged", "note": "called \ud800"}, "note"),  # a lone surrogate: no UTF-8 for it
+    ({"status": "acknowledged", "actor": "dr\udc00smith"}, "actor"),
 ])
 def test_a_bad_body_is_422_naming_the_field(client, seeded, body, field):
     problem = assert_problem(patch(client, seeded["P-CRIT"], body), 422)

@@ -409,3 +409,14 @@ def test_a_patient_id_with_a_nul_character_is_never_a_server_error(make_app, dat
     client = make_app(DATABASE_URL=database_url, TESTING=False).test_client()
     response = client.post(URL, json=cbc("P\x001", day(1), 250))
     assert response.status_code in (200, 422), response.get_data(as_text=True)
+
+
+def test_a_patient_id_with_a_lone_surrogate_is_422(make_app, database_url) -> None:
+    """JSON allows the escape "\\ud800", and json.loads of bytes passes the raw bytes ED A0 80 through as well, but
+    a lone surrogate cannot be encoded as UTF-8 for the database: it was a 500 (found by the hostile corpus)."""
+    client = make_app(DATABASE_URL=database_url, TESTING=False).test_client()
+    for body in (b'{"patient": {"id": "P\\ud8001"}, "results": {"platelets": 250}}',
+                 b'{"patient": {"id": "P\xed\xa0\x801"}, "results": {"platelets": 250}}'):
+        response = client.post(URL, data=body, content_type="application/json")
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert "lone surrogates" in response.get_json()["errors"]["patient.id"][0]
