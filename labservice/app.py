@@ -16,6 +16,7 @@ from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
 from labservice.security.auth import register_auth
+from labservice.security.idempotency import register_idempotency
 from labservice.store.database import Database, database_url, migrate
 
 DATABASE_EXTENSION = "labservice.database"
@@ -32,6 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_api(app)
     register_dashboard(app)
     register_cds_services(app)
+    register_idempotency(app)  # wraps the views that store, so after every blueprint
     register_error_handlers(app)
     return app
 
@@ -60,7 +62,8 @@ def register_database(app: Flask) -> None:
         with open(os.path.join(app.instance_path, ".migrate.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             migrate(url)
-    app.extensions[DATABASE_EXTENSION] = Database.connect(url)
+    app.extensions[DATABASE_EXTENSION] = Database.connect(url, connect_timeout=app.config["DATABASE_CONNECT_TIMEOUT"],
+                                                          busy_timeout=app.config["DATABASE_BUSY_TIMEOUT"])
 
 
 def register_ruleset(app: Flask) -> None:

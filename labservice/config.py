@@ -61,6 +61,15 @@ class Settings:
     CDS_JWT_LEEWAY: int = 60
     #: A CDS client JWT may expire at most this many seconds from now (each call signs a fresh one).
     CDS_JWT_MAX_LIFETIME: int = 300
+    #: Seconds to wait for a PostgreSQL connection before a request answers 503 instead of hanging.
+    DATABASE_CONNECT_TIMEOUT: int = 5
+    #: SQLite: seconds a write waits for another writer's lock (a batch upload holds it while it is stored).
+    DATABASE_BUSY_TIMEOUT: int = 30
+    #: Idempotency-Key records (the first answer to a keyed request) are kept this many hours, then deleted.
+    IDEMPOTENCY_TTL_HOURS: int = 24
+    #: A keyed request still unanswered after this many seconds is taken to have died (its worker killed): a
+    #: retry then runs it again instead of answering 409.
+    IDEMPOTENCY_LEASE_SECONDS: int = 120
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"

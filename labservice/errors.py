@@ -3,21 +3,31 @@
 Every error answer under ``/api`` is ``application/problem+json`` with ``type``, ``title``,
 ``status``, ``detail`` and ``errors`` (field path -> messages; empty when no field is to blame).
 Outside ``/api`` (``/healthz``, future HTML pages) Flask's own error pages are kept.
+
+When the database cannot be reached (or stops answering mid-request), whatever raised it (a view, an
+authentication or audit hook), the answer is 503 with ``Retry-After``: problem+json under ``/api`` and
+``/cds-services``, a short text elsewhere. The engine reconnects by itself when the database returns
+(``labservice.store.database``), so no restart is needed.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 from werkzeug.sansio.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api"
+CDS_PREFIX = "/cds-services"
+#: Seconds a client is asked to wait (Retry-After) when the database does not answer.
+DATABASE_RETRY_AFTER = 5
 #: Field path used when the error concerns the body as a whole rather than one field.
 BODY_PATH = "body"
 
@@ -125,6 +135,43 @@ def handle_http_exception(error: HTTPException) -> ResponseReturnValue:
     return problem_response(status, detail, errors, headers=headers)
 
 
+def database_unavailable_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the database is unreachable or stopped answering (not a bug in a query).
+
+    SQLAlchemy wraps driver errors (OperationalError, InterfaceError), raises DisconnectionError from the
+    pool and TimeoutError when no pooled connection frees up; the drivers' own classes are listed too for
+    code that talks to them directly."""
+    errors: list[type[Exception]] = [sa_exc.OperationalError, sa_exc.InterfaceError,
+                                         sa_exc.DisconnectionError, sa_exc.TimeoutError,
+                                         sqlite3.OperationalError, sqlite3.InterfaceError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is installed with the project
+        pass
+    else:
+        errors += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(errors)
+
+
+def handle_database_unavailable(error: BaseException) -> ResponseReturnValue:
+    """503 with Retry-After; the log names the error class only (a statement's parameters may hold patient data)."""
+    original = getattr(error, "orig", None)
+    current_app.logger.warning("database unavailable (%s%s) on %s %s", type(error).__name__,
+                               f" from {type(original).__name__}" if original is not None else "",
+                               request.method, request.url_rule.rule if request.url_rule else "(no route)")
+    detail = "The database is not answering. Try again shortly (a retry stores nothing twice)."
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+    path = request.path
+    if _is_api_request() or path == CDS_PREFIX or path.startswith(CDS_PREFIX + "/"):
+        return problem_response(503, detail, title="Service Unavailable", headers=headers)
+    response = current_app.response_class(detail + "\n", status=503, mimetype="text/plain")
+    response.headers.update(headers)
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Make problem+json the one error shape under /api (this replaces flask-smorest's handler)."""
+    """Make problem+json the one error shape under /api (this replaces flask-smorest's handler), and answer
+    503 when the database does not answer."""
     app.register_error_handler(HTTPException, handle_http_exception)
+    for error in database_unavailable_errors():
+        app.register_error_handler(error, handle_database_unavailable)

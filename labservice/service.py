@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from labservice.adapters.json_cbc import ParsedCbcs, parse_documents
 from labservice.core.interpret import interpret_cbc_table
@@ -61,6 +62,40 @@ def keep_in(database: Database, ruleset: Ruleset, window_days: int, *, source: s
             except IntegrityError:
                 if attempt == STORE_ATTEMPTS - 1:
                     raise
+        raise AssertionError("unreachable")
+
+    return keep
+
+
+def keep_in_session(session: Session, ruleset: Ruleset, window_days: int, *, source: str = "batch",
+                    batch_id: str | None = None) -> Keep:
+    """A `keep` that stores into the caller's open transaction (a batch's), committing nothing: the caller
+    commits every call's rows at once, or none.
+
+    On PostgreSQL each call runs in a SAVEPOINT, so a call that loses a race with another request on a
+    unique constraint (the same new patient, result or open referral) is rolled back alone and run again,
+    when it finds the winner's rows; the calls before it are kept. On SQLite the transaction holds the
+    database's one write lock from its first write, so no other writer can race it. Objects are expunged
+    after each call, so a long batch does not grow the session's memory.
+    """
+    savepoints = session.get_bind().dialect.name != "sqlite"
+
+    def keep(items: list[CbcToStore]) -> list[StoredCbc]:
+        window = timedelta(days=window_days)
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                if savepoints:
+                    with session.begin_nested():  # rolled back alone if the call fails
+                        stored = store_cbcs(session, items, source=source, rs=ruleset, window=window,
+                                            batch_id=batch_id)
+                else:
+                    stored = store_cbcs(session, items, source=source, rs=ruleset, window=window, batch_id=batch_id)
+            except IntegrityError:
+                if not savepoints or attempt == STORE_ATTEMPTS - 1:
+                    raise
+                continue
+            session.expunge_all()
+            return stored
         raise AssertionError("unreachable")
 
     return keep

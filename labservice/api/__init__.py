@@ -10,6 +10,7 @@ from flask_smorest import Api
 from labservice.api.schemas import ProblemSchema
 from labservice.errors import handle_http_exception
 from labservice.security.auth import document_security
+from labservice.security.idempotency import document_idempotency
 
 if TYPE_CHECKING:
     from labservice.core.ruleset import Ruleset
@@ -55,6 +56,7 @@ def register_api(app: Flask) -> LabserviceApi:
 
     api = LabserviceApi(app)
     document_security(api)  # bearerAuth, and each operation's scopes (labservice.security.auth)
+    document_idempotency(api)  # the Idempotency-Key header (labservice.security.idempotency)
     swagger_assets.register(app)
     interpretations.register(api, app)
     batches.register(api, app)

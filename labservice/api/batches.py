@@ -21,11 +21,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from labservice.api import current_database, current_ruleset
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
-from labservice.batch.keep import batch_keeper
+from labservice.batch.chunk import KeepRows
+from labservice.batch.keep import recover_batches, save_batch
 from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
-from labservice.service import keep_in
-from labservice.store.repository import finish_batch, forget_batch, now_utc, record_batch
+from labservice.store.repository import now_utc
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -215,6 +215,8 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     sha256 = content_sha256(upload)
     batch_id = batch_id_for(sha256, mapping, ruleset.version)
     store = current_store()
+    database = current_database()
+    recover_batches(store, database)  # what an upload killed mid-way left behind
     existing = store.get(batch_id)
     if existing is not None:
         return existing, False
@@ -222,27 +224,17 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     keep = request.args.get("store", "true").lower() not in ("false", "0", "no")
     filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
 
-    def produce(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
-        keep_rows = None
-        if keep:
-            database = current_database()
-            record_batch(database, batch_id, sha256, filename)
-            keep_rows = batch_keeper(keep_in(database, ruleset, current_app.config["DELTA_WINDOW_DAYS"],
-                                             source="batch", batch_id=batch_id), ruleset, options.date_order)
-        try:
-            summary = run_batch(upload, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
-                                keep_rows=keep_rows)
-        except BatchFileError:
-            if keep:
-                forget_batch(current_database(), batch_id)
-            raise
-        if keep:
-            finish_batch(current_database(), batch_id, summary.to_dict())
+    def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:
+        summary = run_batch(upload, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
+                            keep_rows=keep_rows)
         return {"batch_id": batch_id, "content_sha256": sha256, "mapping": mapping, "filename": filename,
                 "created_at": now_utc().isoformat(), "summary": summary.to_dict()}
 
     try:
-        return store.save(batch_id, produce)
+        # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
+        return save_batch(store, batch_id, run, database=database if keep else None, rs=ruleset,
+                          window_days=current_app.config["DELTA_WINDOW_DAYS"], content_sha256=sha256,
+                          filename=filename, date_order=options.date_order)
     except MappingError as error:
         raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
     except BatchFileError as error:
@@ -338,6 +330,8 @@ def _options(mapping_text: str | None) -> BatchOptions:
 
 def _find(batch_id: str) -> StoredBatch:
     stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
+    if stored is None and is_batch_id(batch_id) and recover_batches(current_store(), current_database()):
+        stored = current_store().get(batch_id)  # committed by an upload killed before it moved the files
     if stored is None:
         raise Problem(404, "No batch with this id (an id is 32 hexadecimal characters).")
     return stored

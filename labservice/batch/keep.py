@@ -3,21 +3,43 @@
 The rows are interpreted again as a table of their own (cheap, vectorised) so that each gets the
 full answer the JSON API gives (findings with their rules and sources), then stored through the
 same repository: once per result, with delta checks and referrals.
+
+A batch is stored in one transaction (`batch_transaction`): the batch row, then every chunk's CBCs,
+interpretations and referrals, then the summary, committed together just before the result files are
+renamed into place (`labservice.batch.store.BatchStore.save`). A worker killed at any point before the
+commit leaves no row of the batch; one killed after it leaves files that the next upload moves into place.
+The transaction lasts as long as the file takes to read (minutes for the largest uploads): on PostgreSQL
+it holds the row locks of the patients and referrals it touched until then; on SQLite it holds the one
+write lock, so other writers wait up to the busy timeout (labservice.store.database.BUSY_TIMEOUT) and then
+answer 503. Memory does not grow with it: the session is emptied after every chunk.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
 from labservice.adapters.csv_input.cells import parse_dates
 from labservice.adapters.csv_input.rows import ParsedChunk
 from labservice.batch.chunk import KeepRows
+from labservice.batch.store import BatchStore, StoredBatch
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
-from labservice.service import Keep, to_store
+from labservice.service import Keep, keep_in_session, to_store
+from labservice.store.database import Database
+from labservice.store.repository import BatchAlreadyStored, add_batch, finish_batch, stored_batch_summary
+
+#: Runs a batch file into the two result handles, storing rows through the KeepRows when one is given, and
+#: returns the record kept with the results (with the run's `summary`).
+RunBatch = Callable[[TextIO, TextIO, "KeepRows | None"], dict[str, Any]]
 
 
 #: patients.external_id is String(200); the JSON API's patient.id allows as much.
@@ -68,3 +90,107 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
         return sum(1 for stored in keep(items) if not stored.duplicate)
 
     return keep_rows
+
+
+class BatchTransaction:
+    """One batch's rows in one open transaction: `keep_rows` for run_batch, `finish` with the summary, then
+    `commit` (BatchStore.save calls it once the result files are complete)."""
+
+    def __init__(self, session, keep_rows: KeepRows, batch_id: str) -> None:
+        self.session = session
+        self.keep_rows = keep_rows
+        self.batch_id = batch_id
+        self.committed = False
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        finish_batch(self.session, self.batch_id, summary)
+
+    def commit(self) -> None:
+        self.session.commit()
+        self.committed = True
+
+
+@contextmanager
+def batch_transaction(database: Database, rs: Ruleset, window_days: int, *, batch_id: str, content_sha256: str,
+                      filename: str | None, date_order: str | None = None,
+                      wrap_keep: Callable[[Keep], Keep] | None = None) -> Iterator[BatchTransaction]:
+    """Open the batch's transaction and add its row; everything is rolled back unless `commit` was called.
+
+    Raises labservice.store.repository.BatchAlreadyStored when another upload committed this batch (on
+    PostgreSQL, an upload of the same batch still running makes this wait until it ends)."""
+    with database.sessions() as session:
+        session.begin()
+        add_batch(session, batch_id, content_sha256, filename)
+        keep = keep_in_session(session, rs, window_days, source="batch", batch_id=batch_id)
+        if wrap_keep is not None:
+            keep = wrap_keep(keep)
+        transaction = BatchTransaction(session, batch_keeper(keep, rs, date_order), batch_id)
+        try:
+            yield transaction
+        finally:
+            if not transaction.committed:
+                session.rollback()
+
+
+#: Seconds to wait for the files of a batch another upload has just committed (it renames them next).
+WAIT_FOR_OTHER_UPLOAD = 10.0
+
+
+def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Database | None, rs: Ruleset,
+               window_days: int, content_sha256: str, filename: str | None, date_order: str | None = None,
+               wrap_keep: Callable[[Keep], Keep] | None = None) -> tuple[StoredBatch, bool]:
+    """Run a batch and keep it: (the batch, True if this call made it).
+
+    `run(csv_out, json_out, keep_rows)` runs the file (labservice.batch.run_batch) and returns the record,
+    with the run's `summary`. Without `database` nothing goes to the database and the files alone are kept.
+    With it the batch's rows are stored in one transaction committed just before the files are renamed
+    into place. When another upload has committed the same batch, its files are answered (made again from
+    the file, with the stored summary, if they were lost). `wrap_keep` wraps the storing `keep` (the audit
+    trail notes the patients stored).
+    """
+    if database is None:
+        return store.save(batch_id, lambda csv_out, json_out: run(csv_out, json_out, None))
+    try:
+        with batch_transaction(database, rs, window_days, batch_id=batch_id, content_sha256=content_sha256,
+                               filename=filename, date_order=date_order, wrap_keep=wrap_keep) as transaction:
+
+            def produce(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
+                record = run(csv_out, json_out, transaction.keep_rows)
+                transaction.finish(record["summary"])
+                return record
+
+            return store.save(batch_id, produce, commit=transaction.commit)
+    except BatchAlreadyStored:
+        pass
+    deadline = time.monotonic() + WAIT_FOR_OTHER_UPLOAD
+    while time.monotonic() < deadline:
+        recover_batches(store, database)
+        existing = store.get(batch_id)
+        if existing is not None:
+            return existing, False
+        time.sleep(0.1)
+    with database.session() as session:
+        summary = stored_batch_summary(session, batch_id)
+
+    def again(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
+        record = run(csv_out, json_out, None)
+        if summary:
+            record["summary"] = summary
+        return record
+
+    stored, _ = store.save(batch_id, again)
+    return stored, False
+
+
+def recover_batches(store: BatchStore, database: Database) -> list[str]:
+    """Settle what uploads killed mid-way left in the batch directory (BatchStore.recover), asking the database
+    which batches it committed; when the database does not answer, it is left for the next upload."""
+
+    def committed(batch_id: str) -> bool:
+        with database.session() as session:
+            return stored_batch_summary(session, batch_id) is not None
+
+    try:
+        return store.recover(committed)
+    except SQLAlchemyError:
+        return []

@@ -2,8 +2,17 @@
 
 Layout: ``<directory>/<batch_id>/result.csv``, ``result.json`` and ``summary.json`` (the record: batch id,
 content hash, mapping document, when it was made and the run's summary). A batch is written into a
-``.partial-*`` directory beside the others and renamed into place once complete, so a crash leaves no
-half batch under a batch id (only a ``.partial-*`` directory, which no id can name).
+``.partial-<batch_id>-*`` directory beside the others and renamed into place once complete, so a crash
+leaves no half batch under a batch id (only a ``.partial-*`` directory, which no id can name).
+
+Nothing lost, nothing half kept: the process writing a partial directory holds an exclusive ``flock`` on
+its ``.lock`` file until it is done, and the kernel releases that lock when the process dies (even by
+SIGKILL). A batch whose rows go to the database commits that transaction just before the rename (the
+``commit`` step of `BatchStore.save`), so the commit decides. `BatchStore.recover` settles what a dead
+process left: a complete partial directory whose batch the database committed is renamed into place (the
+process died between commit and rename); any other is deleted (it died before the commit, so the database
+rolled the batch back too). A directory is created as ``.creating-*`` and renamed to ``.partial-*`` once its
+lock is held, so recovery never mistakes a directory being created for one whose writer died.
 
 The batch id is derived from what decides the output: the file's content, the mapping it was read with
 and the version of the rule tables. The same file uploaded twice with the same mapping is therefore
@@ -16,12 +25,14 @@ patient id are also stored in the database (`labservice.store`), with a row in i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +42,10 @@ from typing import IO, Any, Protocol, TextIO
 BATCH_ID_RE = re.compile(r"[0-9a-f]{32}")
 CSV_NAME, JSON_NAME, RECORD_NAME = "result.csv", "result.json", "summary.json"
 PARTIAL_PREFIX = ".partial-"
+CREATING_PREFIX = ".creating-"
+LOCK_NAME = ".lock"
+#: A .creating-* directory (a writer between mkdtemp and taking its lock) older than this is left-over.
+STALE_CREATING_SECONDS = 60
 #: Bytes read at a time when hashing an upload.
 HASH_BLOCK = 1 << 20
 
@@ -79,7 +94,8 @@ class BatchStorage(Protocol):
 
     def get(self, batch_id: str) -> StoredBatch | None: ...
 
-    def save(self, batch_id: str, produce: Producer) -> tuple[StoredBatch, bool]: ...
+    def save(self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None
+             ) -> tuple[StoredBatch, bool]: ...
 
     def recent(self, limit: int = 20) -> list[StoredBatch]: ...
 
@@ -121,17 +137,20 @@ class BatchStore:
                 out.append(stored)
         return out
 
-    def save(self, batch_id: str, produce: Producer) -> tuple[StoredBatch, bool]:
+    def save(self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None
+             ) -> tuple[StoredBatch, bool]:
         """Make a batch with `produce` and move it into place: (the batch, True if this call made it).
 
         `produce` writes the CSV and JSON results and returns the record. If it raises, nothing is kept
-        and the exception propagates. If the same batch was completed meanwhile (a concurrent upload of
-        the same file), that one is kept and returned with False.
+        and the exception propagates. `commit` (the database transaction of the batch's rows) runs once
+        the files are complete, just before they are renamed into place; if it raises, nothing is kept.
+        If the same batch was completed meanwhile (a concurrent upload of the same file), that one is kept
+        and returned with False, and `commit` is not called.
         """
         if not is_batch_id(batch_id):
             raise ValueError(f"not a batch id: {batch_id!r}")
         self.directory.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=self.directory))
+        partial, lock = self._new_partial(batch_id)
         try:
             with _text_file(partial / CSV_NAME) as csv_out, _text_file(partial / JSON_NAME) as json_out:
                 record = produce(csv_out, json_out)
@@ -139,6 +158,11 @@ class BatchStore:
                 json.dump(record, handle, ensure_ascii=False, indent=2)
                 handle.write("\n")
             final = self.directory / batch_id
+            existing = self.get(batch_id)
+            if existing is not None:  # completed meanwhile: keep that one (and commit nothing)
+                return existing, False
+            if commit is not None:
+                commit()
             try:
                 os.rename(partial, final)
             except OSError:  # the directory exists: the same batch was completed meanwhile
@@ -147,9 +171,93 @@ class BatchStore:
                     raise
                 return existing, False
             _sync_directory(self.directory)
+            with contextlib.suppress(FileNotFoundError):
+                (final / LOCK_NAME).unlink()
             return self._stored(batch_id, final, record), True
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+            lock.close()
+
+    def _new_partial(self, batch_id: str) -> tuple[Path, IO[str]]:
+        """A new, empty .partial-<batch_id>-* directory and its lock, held (closing the handle releases it)."""
+        creating = Path(tempfile.mkdtemp(prefix=CREATING_PREFIX, dir=self.directory))
+        try:
+            lock = (creating / LOCK_NAME).open("w")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            partial = self.directory / f"{PARTIAL_PREFIX}{batch_id}-{creating.name[len(CREATING_PREFIX):]}"
+            os.rename(creating, partial)
+        except BaseException:
+            shutil.rmtree(creating, ignore_errors=True)
+            raise
+        return partial, lock
+
+    def recover(self, is_committed: Callable[[str], bool]) -> list[str]:
+        """Settle the directories of uploads whose process died; return the batch ids moved into place.
+
+        A directory still locked belongs to a live upload and is left alone. An unlocked, complete
+        ``.partial-<batch_id>-*`` whose batch `is_committed` (the database has it) is renamed into place:
+        its process died between the commit and the rename. Every other unlocked one is deleted.
+        """
+        try:
+            candidates = [entry for entry in self.directory.iterdir()
+                          if entry.name.startswith((PARTIAL_PREFIX, CREATING_PREFIX)) and entry.is_dir()]
+        except FileNotFoundError:
+            return []
+        recovered = []
+        for folder in candidates:
+            lock = _try_lock(folder)
+            try:
+                if lock is _BUSY:  # a live upload's
+                    continue
+                if lock is _NO_LOCK or folder.name.startswith(CREATING_PREFIX):
+                    # A writer between creating the directory and holding its lock, or one that died
+                    # there (nothing written yet): only an old one is left-over.
+                    if _age(folder) > STALE_CREATING_SECONDS:
+                        shutil.rmtree(folder, ignore_errors=True)
+                    continue
+                batch_id = folder.name[len(PARTIAL_PREFIX):].split("-", 1)[0]
+                final = self.directory / batch_id
+                if (is_batch_id(batch_id) and (folder / RECORD_NAME).is_file() and not final.exists()
+                        and is_committed(batch_id)):
+                    os.rename(folder, final)
+                    _sync_directory(self.directory)
+                    with contextlib.suppress(FileNotFoundError):
+                        (final / LOCK_NAME).unlink()
+                    recovered.append(batch_id)
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                lock.close()
+        return recovered
+
+
+class _Marker:
+    def close(self) -> None:
+        pass
+
+
+_BUSY, _NO_LOCK = _Marker(), _Marker()
+
+
+def _try_lock(folder: Path) -> IO[str] | _Marker:
+    """The folder's lock, taken without waiting; _BUSY when another process holds it, _NO_LOCK when none."""
+    try:
+        handle = (folder / LOCK_NAME).open("r")
+    except (FileNotFoundError, NotADirectoryError):
+        return _NO_LOCK
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return _BUSY
+    return handle
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 @contextlib.contextmanager

@@ -1,5 +1,11 @@
 """The database: URL resolution (SQLite file by default, PostgreSQL by DATABASE_URL), engine, sessions,
-and migrating to the newest schema with Alembic."""
+and migrating to the newest schema with Alembic.
+
+The engine is built to survive the database going away: PostgreSQL connections are tested before each
+use (`pool_pre_ping`), so after a restart the pool reconnects by itself, and connecting gives up after
+`connect_timeout` seconds instead of hanging. SQLite waits `busy_timeout` seconds for another writer (a
+batch is stored in one transaction, which holds SQLite's single write lock until it commits).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_SQLITE_NAME = "labservice.sqlite"
+#: Seconds to wait for a PostgreSQL connection before the request fails (503) rather than hangs.
+CONNECT_TIMEOUT = 5
+#: Seconds a SQLite statement waits for another connection's write lock before it fails (503).
+BUSY_TIMEOUT = 30
+#: TCP keepalive on PostgreSQL connections: a server that vanished without closing the socket is noticed
+#: after about idle + interval x count seconds instead of never.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 def database_url(configured: str | None, instance_path: str | Path) -> str:
@@ -25,9 +38,10 @@ def database_url(configured: str | None, instance_path: str | Path) -> str:
     return configured
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeout: int = BUSY_TIMEOUT) -> Engine:
+    """An engine that reconnects after the database comes back and never waits without bound."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # foreign keys and concurrent readers
@@ -38,7 +52,12 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    connect_args: dict[str, int] = {}
+    if url.startswith("postgresql+psycopg"):
+        connect_args = {"connect_timeout": connect_timeout, **KEEPALIVES}
+    # pool_timeout: a request waits at most this long for a free pooled connection (then 503).
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=connect_timeout * 2,
+                         connect_args=connect_args)
 
 
 def alembic_config(url: str):
@@ -65,8 +84,9 @@ class Database:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def connect(cls, url: str) -> Database:
-        engine = make_engine(url)
+    def connect(cls, url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeout: int = BUSY_TIMEOUT
+                ) -> Database:
+        engine = make_engine(url, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
         return cls(engine, sessionmaker(engine, expire_on_commit=False))
 
     @contextmanager
@@ -74,6 +94,15 @@ class Database:
         """A session committed at the end of the block, rolled back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    def answers(self) -> bool:
+        """True when the database answers a trivial query now (for /healthz); never raises."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # any failure to reach or use the database means: it does not answer
+            return False
+        return True
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")

@@ -242,7 +242,8 @@ class IdempotencyRecord(Base):
     """The first answer to a POST sent with an Idempotency-Key, replayed for retries of the same request."""
 
     __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),)
+    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),
+                      Index("ix_idempotency_records_created_at", "created_at"))  # migration 0005
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(220))                  # the principal, e.g. "api_key:lis-interface"
@@ -252,3 +253,5 @@ class IdempotencyRecord(Base):
     content_type: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+    headers: Mapped[list | None] = mapped_column(JSON)               # [name, value] pairs of the view's answer
+    patients: Mapped[list | None] = mapped_column(JSON)              # patient ids the answer showed (audit)

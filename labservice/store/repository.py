@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from labservice.core.delta import DELTA_INPUT, delta_checks
@@ -25,6 +26,7 @@ from labservice.store.models import (
     OPEN_STATUSES,
     TRANSITIONS,
     VALUE_COLUMNS,
+    Batch,
     CbcResult,
     Interpretation,
     Patient,
@@ -386,37 +388,44 @@ def patient_referrals(session: Session, patient_id: int) -> list[Referral]:
 
 
 # -- batches ---------------------------------------------------------------------------------
+#
+# A batch is stored in ONE transaction: its row, then every CBC, interpretation and referral of its rows
+# (labservice.batch.keep.BatchTransaction), committed together once the whole file has been read. A worker
+# killed before the commit leaves nothing; the database rolls the transaction back.
 
 
-def record_batch(database, batch_id: str, content_sha256: str, filename: str | None) -> None:
-    """The batch row its stored CBCs point to (written before them; counts filled in by finish_batch)."""
-    from labservice.store.models import Batch
-
-    with database.session() as session:
-        if session.get(Batch, batch_id) is None:
-            session.add(Batch(id=batch_id, content_sha256=content_sha256, filename=filename, created_at=now_utc(),
-                              rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={}))
+class BatchAlreadyStored(Exception):
+    """A batch with this id was committed by another upload (found when adding its row)."""
 
 
-def finish_batch(database, batch_id: str, summary: dict[str, Any]) -> None:
-    from labservice.store.models import Batch
+def add_batch(session: Session, batch_id: str, content_sha256: str, filename: str | None) -> None:
+    """Add the batch row its CBCs point to, first in the batch's transaction (flushed: a concurrent upload of the
+    same batch waits here on PostgreSQL until this one ends). Raises BatchAlreadyStored when it exists."""
+    if session.get(Batch, batch_id) is not None:
+        raise BatchAlreadyStored(batch_id)
+    session.add(Batch(id=batch_id, content_sha256=content_sha256, filename=filename, created_at=now_utc(),
+                      rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={}))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise BatchAlreadyStored(batch_id) from None
 
-    with database.session() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is not None:
-            batch.summary = summary
-            for name in ("rows_in", "rows_out", "interpreted", "rejected", "stored"):
-                setattr(batch, name, int(summary.get(name, 0)))
+
+def finish_batch(session: Session, batch_id: str, summary: dict[str, Any]) -> None:
+    """Fill in the batch row's counts and summary, last in the batch's transaction."""
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise LookupError(f"batch {batch_id} was not added in this transaction")
+    batch.summary = summary
+    for name in ("rows_in", "rows_out", "interpreted", "rejected", "stored"):
+        setattr(batch, name, int(summary.get(name, 0)))
+    session.flush()
 
 
-def forget_batch(database, batch_id: str) -> None:
-    """Remove the batch row of an upload that could not be read (no CBC was stored for it)."""
-    from labservice.store.models import Batch
-
-    with database.session() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is not None:
-            session.delete(batch)
+def stored_batch_summary(session: Session, batch_id: str) -> dict[str, Any] | None:
+    """The summary of a committed batch, or None when the database has no such batch."""
+    batch = session.get(Batch, batch_id)
+    return None if batch is None else dict(batch.summary or {})
 
 
 # -- the worklist API (issue 5) --------------------------------------------------------------------
