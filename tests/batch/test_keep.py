@@ -103,7 +103,8 @@ def test_a_file_name_with_nul_or_too_long_is_kept_cleaned(make_app, database_url
     """Found by the hostile corpus: a NUL in the multipart file name, or 5,000 characters of it, reached
     batches.filename (String(300)) and PostgreSQL refused it, a 500."""
     client = make_app(DATABASE_URL=database_url).test_client()
-    for name, data in (("a\x00b.csv", CSV), ("f" * 5000 + ".csv", CSV + b"P9,2026-11-04T08:00:00Z,F,30,250,13.5,3.0\n")):
+    another = CSV + b"P9,2026-11-04T08:00:00Z,F,30,250,13.5,3.0\n"
+    for name, data in (("a\x00b.csv", CSV), ("f" * 5000 + ".csv", another)):
         answer = client.post("/api/v1/batches", data={"file": (io.BytesIO(data), name)},
                               content_type="multipart/form-data")
         assert answer.status_code == 201, answer.get_data(as_text=True)

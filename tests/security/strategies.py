@@ -245,7 +245,7 @@ def hl7_messages(draw: st.DrawFn, *, max_groups: int = 3, max_obx: int = 8, garb
             if draw(st.booleans()):
                 code = component.join([draw(st.sampled_from(CBC_LOINC)), "", "LN"])
             else:
-                code = component.join([draw(st.sampled_from(LOCAL_CODES + ("GLU", "", "777-3"))), "",
+                code = component.join([draw(st.sampled_from((*LOCAL_CODES, "GLU", "", "777-3"))), "",
                                        draw(st.sampled_from(["L", "99LOC", "LN", ""]))])
             low_high = draw(st.sampled_from(["150-410", "4.0-11.0", "<5", "4.3 to 6.2", "", "-", "abc", "10-1"]))
             segments.append(seg("OBX", str(index + 1), draw(st.sampled_from(VALUE_TYPES)), code, "",
