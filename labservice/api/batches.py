@@ -19,6 +19,7 @@ from marshmallow import EXCLUDE, Schema, fields
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from labservice.api import current_database, current_ruleset
+from labservice.api.query import store_requested
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
 from labservice.batch.chunk import KeepRows
@@ -221,7 +222,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     if existing is not None:
         return existing, False
 
-    keep = request.args.get("store", "true").lower() not in ("false", "0", "no")
+    keep = store_requested()
     filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
 
     def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:

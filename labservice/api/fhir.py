@@ -22,6 +22,7 @@ from labservice.adapters.fhir.model import FhirCbc, FhirRead
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.located import relocate
 from labservice.api import current_database, current_ruleset
+from labservice.api.query import store_requested
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.service import interpret_documents, keep_in
@@ -218,7 +219,7 @@ def _detail(errors: dict[str, list[str]]) -> str:
 
 def _keep():
     """Store CBCs with a patient id unless the request says ?store=false."""
-    if request.args.get("store", "true").lower() in ("false", "0", "no"):
+    if not store_requested():
         return None
     return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="fhir")
 

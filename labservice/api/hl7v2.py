@@ -18,6 +18,7 @@ from marshmallow import fields
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
 from labservice.adapters.hl7v2.receive import receive_message
 from labservice.api import RULESET_EXTENSION, current_database, current_ruleset
+from labservice.api.query import store_requested
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.service import keep_in
@@ -144,7 +145,7 @@ def _wants_ack() -> bool:
 
 def _keep():
     """Store CBCs with a patient id unless the request says ?store=false."""
-    if request.args.get("store", "true").lower() in ("false", "0", "no"):
+    if not store_requested():
         return None
     return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
 

@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 
 from labservice.adapters.errors import InputError
 from labservice.api import current_database, current_ruleset
+from labservice.api.query import store_requested
 from labservice.api.schemas import (
     CBC_LIST_SCHEMA,
     CBC_SCHEMA,
@@ -121,7 +122,7 @@ def _interpret_one(body: dict) -> dict:
 
 def _keep():
     """Store CBCs with a patient id unless the request says ?store=false."""
-    if request.args.get("store", "true").lower() in ("false", "0", "no"):
+    if not store_requested():
         return None
     return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"])
 

@@ -1,0 +1,21 @@
+"""Query parameters several endpoints share."""
+
+from __future__ import annotations
+
+from flask import request
+
+from labservice.errors import Problem
+
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def store_requested() -> bool:
+    """`?store=false` interprets without storing (default true). Any other word is a 422 naming `store`: a typo
+    such as `store=flase` must not store patient data the caller meant to keep out."""
+    sent = request.args.get("store")
+    if sent is None or sent.lower() in TRUE_WORDS:
+        return True
+    if sent.lower() in FALSE_WORDS:
+        return False
+    raise Problem(422, f"store {sent[:40]!r} is not true or false.", {"store": ["Expected true or false."]})
