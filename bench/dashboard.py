@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from credentials import bearer, create_api_key  # noqa: E402
+from credentials import bearer, create_api_key, create_user, sign_in  # noqa: E402
 from loadgen import _one as one_request  # noqa: E402
 from loadgen import build_request  # noqa: E402
 
@@ -258,8 +258,9 @@ def bench_database(name: str, url: str, args: argparse.Namespace, runs: list[Run
     print(seeding_line(name, facts), flush=True)
     expected = min(PER_PAGE, sum(facts["open_referrals"].values()))
     api_key = bearer(create_api_key(url, ("read",)))  # the API needs a key (issue 6)
+    username = create_user(url)  # and the dashboard a signed-in user
     with gunicorn(url, args.workers) as port:
-        auth = {"/api/": api_key, "/dashboard/": {}}
+        auth = {"/api/": api_key, "/dashboard/": sign_in(f"http://{HOST}:{port}", username)}
 
         def headers(path: str) -> dict[str, str]:
             return next(value for prefix, value in auth.items() if path.startswith(prefix))

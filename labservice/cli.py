@@ -160,6 +160,35 @@ def _add_security_parsers(commands) -> None:
     parser.add_argument("--url", help=url_help)
 
 
+def credentials_hint(url: str | None = None) -> str | None:
+    """What to run on a fresh machine: the commands for a first API key and dashboard user, when there is none."""
+    from sqlalchemy import func, select
+
+    from labservice.store.models import ApiKey, User
+
+    database = _configured_database(url)
+    try:
+        with database.session() as session:
+            keys = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))
+            users = session.scalar(select(func.count()).select_from(User).where(User.disabled_at.is_(None)))
+    finally:
+        database.engine.dispose()
+    lines = []
+    if not keys:
+        lines.append("No API key yet: the API refuses every call without one. Make one (it is shown once):\n"
+                     "  .venv/bin/labservice create-key --name my-first-key --scopes interpret,read")
+    if not users:
+        lines.append("No dashboard user yet. Make one (the password is asked for):\n"
+                     '  .venv/bin/labservice create-user admin --role admin --display-name "Your Name"')
+    return "\n".join(lines) or None
+
+
+def print_credentials_hint() -> None:
+    hint = credentials_hint()
+    if hint:
+        print(hint, file=sys.stderr)
+
+
 SECURITY_COMMANDS = {"create-key": create_key, "list-keys": list_keys, "revoke-key": revoke_key,
                      "create-user": create_user}
 

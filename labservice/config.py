@@ -61,6 +61,8 @@ class Settings:
     CDS_JWT_LEEWAY: int = 60
     #: A CDS client JWT may expire at most this many seconds from now (each call signs a fresh one).
     CDS_JWT_MAX_LIFETIME: int = 300
+    #: `labservice mllp` (no HL7 authentication) serves only these peers: addresses or networks, comma-separated.
+    MLLP_ALLOWED_PEERS: str = "127.0.0.1,::1"
     #: Seconds to wait for a PostgreSQL connection before a request answers 503 instead of hanging.
     DATABASE_CONNECT_TIMEOUT: int = 5
     #: SQLite: seconds a write waits for another writer's lock (a batch upload holds it while it is stored).

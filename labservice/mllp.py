@@ -10,6 +10,10 @@ so a sender's garbage never stops the listener. Messages go through the same `re
 as POST /api/v1/hl7v2/interpret, with the app's configuration: the same database (results with
 a patient id are stored), rule tables, local codes and time zone.
 
+MLLP has no authentication of its own, so the listener binds to 127.0.0.1 by default and accepts connections
+only from the addresses in MLLP_ALLOWED_PEERS (addresses or networks, default 127.0.0.1 and ::1); any other peer
+is closed at once, unread, and logged with its address.
+
 python-hl7's own `hl7.mllp` (asyncio streams) is not used: its `readblock` raises InvalidBlockError on
 any byte before <VT> and knows no frame ended by FS alone, and interpreting a message is blocking work
 (the engine, the database) that would need an executor anyway; a thread per connection is simpler.
@@ -18,12 +22,13 @@ any byte before <VT> and knows no frame ended by FS alone, and interpreting a me
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import socket
 import socketserver
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 START, END, CR = b"\x0b", b"\x1c", b"\r"
@@ -95,11 +100,42 @@ class MllpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], respond: Responder, *, max_bytes: int,
-                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT):
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+                 allowed_peers: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()):
         self.respond = respond
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
+        self.allowed_peers = tuple(allowed_peers)
         super().__init__(address, MllpHandler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Only peers in MLLP_ALLOWED_PEERS are served; any other connection is closed unread."""
+        if peer_allowed(str(client_address[0]), self.allowed_peers):
+            return True
+        log.warning("%s: connection refused: not in MLLP_ALLOWED_PEERS", client_address[0])
+        return False
+
+
+def allowed_peers(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """MLLP_ALLOWED_PEERS ("127.0.0.1, ::1, 10.1.0.0/16") as networks; a bad entry raises ValueError naming it."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"MLLP_ALLOWED_PEERS: {item!r} is not an address or network") from None
+    return tuple(networks)
+
+
+def peer_allowed(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        peer = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped  # ::ffff:10.1.2.3 on a dual-stack socket is 10.1.2.3
+    return any(peer.version == network.version and peer in network for network in networks)
 
 
 class MllpHandler(socketserver.BaseRequestHandler):
@@ -206,14 +242,20 @@ def serve(host: str, port: int, idle_timeout: float | None) -> int:
         print(f"labservice mllp: {error}", file=sys.stderr)
         return 1
     try:
+        peers = allowed_peers(app.config["MLLP_ALLOWED_PEERS"])
+    except ValueError as error:
+        print(f"labservice mllp: {error}", file=sys.stderr)
+        return 1
+    try:
         server = MllpServer((host, port), app_responder(app), max_bytes=app.config["MAX_CONTENT_LENGTH"],
-                            idle_timeout=idle_timeout)
+                            idle_timeout=idle_timeout, allowed_peers=peers)
     except OSError as error:
         print(f"labservice mllp: cannot listen on {host}:{port}: {error.strerror}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _stop)
     bound_host, bound_port = server.server_address[:2]
     print(f"labservice mllp: listening on {bound_host!s}:{bound_port}", flush=True)
+    log.info("accepting connections from %s", ", ".join(str(network) for network in peers) or "nobody")
     try:
         server.serve_forever(poll_interval=0.5)
     except (KeyboardInterrupt, SystemExit):
@@ -232,7 +274,8 @@ def add_parser(commands: Any) -> None:
         "mllp", help="listen for HL7 v2 messages over MLLP and answer each with an ACK",
         description="MLLP listener for interface engines: ORU^R01 / ORF^R04 in, an ACK (AA/AE/AR) out per "
                     "message; results are stored like POST /api/v1/hl7v2/interpret (DATABASE_URL and the "
-                    "LABSERVICE_* settings apply).")
+                    "LABSERVICE_* settings apply). MLLP has no authentication: keep it on 127.0.0.1 or a closed "
+                    "network, and list the interface engines' addresses in LABSERVICE_MLLP_ALLOWED_PEERS.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
                         help=f"port (default {DEFAULT_PORT}; 0 picks a free one and prints it)")

@@ -81,3 +81,10 @@ def csrf_token(client: FlaskClient) -> str:
     """The CSRF token of this client's dashboard session (what the hidden form field carries)."""
     with client.session_transaction() as session:
         return session[CSRF_SESSION_KEY]
+
+
+def set_display_name(client: FlaskClient, display_name: str) -> None:
+    """Rename the signed-in test user (the name status changes are recorded under)."""
+    credentials: Credentials = client.application.extensions[CREDENTIALS]
+    with client.application.extensions["labservice.database"].session() as db:
+        db.get(User, credentials.user_id).display_name = display_name

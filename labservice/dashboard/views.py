@@ -18,13 +18,16 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from labservice.api import current_database, current_ruleset
 from labservice.api.batches import current_store, receive_upload
@@ -35,6 +38,9 @@ from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
 from labservice.dashboard.charts import Line, Point, trend_chart
 from labservice.errors import Problem
+from labservice.security import csrf
+from labservice.security import users as accounts
+from labservice.security.principal import set_principal
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
 from labservice.store.repository import (
     InvalidTransition,
@@ -52,9 +58,9 @@ from labservice.store.repository import (
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
                static_folder="static")
 
-#: The cookie that remembers "your name" (the actor of status changes until issue 6 adds sign-in).
-ACTOR_COOKIE = "labservice_actor"
-ACTOR_MAX_LENGTH = 200  # referral_events.actor is String(200)
+#: What the sign-in page says for an unknown user, a wrong password and a lock alike (no user enumeration).
+SIGN_IN_FAILED = ("The username or password is not right, or there were too many attempts: check them, wait a minute "
+                  "and try again.")
 NOTE_MAX_LENGTH = 2000
 PER_PAGE = 50
 #: What a button that moves a referral to each status says.
@@ -106,7 +112,8 @@ def number_text(value: float | None) -> str:
 def template_helpers() -> dict[str, Any]:
     return {"when_text": when_text, "iso": iso, "age_text": age_text, "sex_text": sex_text,
             "number_text": number_text, "actions": ACTIONS, "transitions": TRANSITIONS,
-            "actor": request.cookies.get(ACTOR_COOKIE, "")}
+            "user": g.get("user"), "actor": getattr(g.get("user"), "display_name", ""),
+            "csrf_field": lambda: csrf.hidden_field(session)}
 
 
 @bp.after_request
@@ -231,32 +238,9 @@ def worklist_page() -> ResponseReturnValue:
 # --- status changes ---------------------------------------------------------------------------
 
 
-@bp.post("/actor")
-def remember_actor() -> ResponseReturnValue:
-    """Remember "your name" in a cookie (the actor of status changes until sign-in exists)."""
-    name = " ".join((request.form.get("actor") or "").split())
-    back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
-    if len(name) > ACTOR_MAX_LENGTH:
-        flash(f"Your name must be at most {ACTOR_MAX_LENGTH} characters.", "error")
-        return redirect(back, 303)
-    response = redirect(back, 303)
-    if name:
-        flash(f"Status changes from this browser will be recorded as made by {name}.", "success")
-        _set_actor(response, name)
-    else:
-        flash("Your name was forgotten: enter it again before changing a status.", "success")
-        response.delete_cookie(ACTOR_COOKIE, path="/dashboard")
-    return response
-
-
-def _set_actor(response, name: str) -> None:
-    response.set_cookie(ACTOR_COOKIE, name, max_age=365 * 24 * 3600, path="/dashboard", httponly=True,
-                        samesite="Lax", secure=request.is_secure)
-
-
 @bp.get("/referrals/<int:referral_id>/status")
 def status_form(referral_id: int) -> ResponseReturnValue:
-    """The status form on a page of its own: with a note, or when your name is not known yet."""
+    """The status form on a page of its own, with a note."""
     with current_database().session() as session:
         try:
             referral = get_referral(session, referral_id)
@@ -274,16 +258,11 @@ def change_status(referral_id: int) -> ResponseReturnValue:
     """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
     status = request.form.get("status", "")
     note = (request.form.get("note") or "").strip() or None
-    typed = " ".join((request.form.get("actor") or "").split())
-    actor = typed or request.cookies.get(ACTOR_COOKIE, "").strip()
+    actor = g.user.display_name  # the signed-in user (labservice.security.auth made sure there is one)
     back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
     form_page = url_for("dashboard.status_form", referral_id=referral_id, status=status or None, next=back)
-    if not actor:
-        flash("Enter your name: it is recorded with the status change.", "error")
-        return redirect(form_page, 303)
-    if len(actor) > ACTOR_MAX_LENGTH or (note and len(note) > NOTE_MAX_LENGTH):
-        flash(f"Your name can have at most {ACTOR_MAX_LENGTH} characters and a note at most {NOTE_MAX_LENGTH}.",
-              "error")
+    if note and len(note) > NOTE_MAX_LENGTH:
+        flash(f"A note can have at most {NOTE_MAX_LENGTH} characters.", "error")
         return redirect(form_page, 303)
     if status not in ACTIONS:
         flash("Choose Acknowledge, Refer or Dismiss.", "error")
@@ -298,10 +277,7 @@ def change_status(referral_id: int) -> ResponseReturnValue:
         flash(f"The status was not changed: {error}.", "error")
         return redirect(back, 303)
     flash(f"Patient {patient}: referral {status} by {actor}.", "success")
-    response = redirect(back, 303)
-    if typed:
-        _set_actor(response, typed)
-    return response
+    return redirect(back, 303)
 
 
 def _referral_view(referral) -> dict[str, Any]:
@@ -510,3 +486,62 @@ def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
     if not is_batch_id(batch_id) or current_store().get(batch_id) is None:
         return not_found(f"batch {batch_id}")
     return get_batch_csv(batch_id) if kind == "csv" else get_batch_json(batch_id)
+
+
+# --- signing in and out; CSRF -------------------------------------------------------------------
+
+
+@bp.before_request
+def check_csrf() -> ResponseReturnValue | None:
+    """Every dashboard POST carries this session's CSRF token (labservice.security.csrf), or is refused with 400.
+
+    Runs after authentication (an app-level hook runs first), so only signed-in users and the sign-in form get
+    here. An upload's form is read with the upload limit, as the upload itself reads it."""
+    if request.method != "POST":
+        return None
+    upload = request.endpoint == "dashboard.upload_batch"
+    if upload:
+        request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+    try:
+        sent = request.form.get(csrf.FIELD_NAME)
+    except RequestEntityTooLarge:
+        if not upload:
+            raise
+        limit = current_app.config["MAX_UPLOAD_BYTES"]
+        return render_template("dashboard/batches.html", error=f"The upload is larger than {limit} bytes "
+                               "(MAX_UPLOAD_BYTES).", mapping="", limit=limit, recent=_recent_batches()), 413
+    if not csrf.is_valid(session, sent):
+        return render_template("dashboard/form_refused.html"), 400
+    return None
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> ResponseReturnValue:
+    """The sign-in form; a success starts a new session (everything from before is dropped)."""
+    target = safe_next(request.values.get("next"), url_for("dashboard.worklist_page"))
+    if request.method == "GET":
+        if g.get("user") is not None:
+            return redirect(target, 303)
+        return render_template("dashboard/sign_in.html", next=target, error=None, username="")
+    username = (request.form.get("username") or "").strip()[:100]
+    password = request.form.get("password") or ""
+    with current_database().session() as db:
+        outcome = accounts.sign_in(db, username, password)
+        user = outcome.user
+        if user is not None:
+            accounts.start_session(session, user)
+            set_principal(accounts.user_principal(user))
+    g.sign_in = {"username": username, "outcome": outcome.reason}  # for the audit trail; never shown
+    if user is None:
+        return render_template("dashboard/sign_in.html", next=target, error=SIGN_IN_FAILED, username=username), 401
+    return redirect(target, 303)
+
+
+@bp.post("/sign-out")
+def sign_out() -> ResponseReturnValue:
+    """End every session of this user (a copied cookie too) and go back to the sign-in page."""
+    with current_database().session() as db:
+        accounts.end_sessions(db, g.user.id)
+    session.clear()
+    flash("You are signed out.", "success")
+    return redirect(url_for("dashboard.sign_in"), 303)

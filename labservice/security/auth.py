@@ -97,11 +97,11 @@ def authenticate() -> ResponseReturnValue | None:
     endpoint = request.endpoint
     where = area(request.path)
     if endpoint in PUBLIC_ENDPOINTS:
-        if where == "dashboard":
+        if endpoint == "dashboard.sign_in":
             _dashboard_user()  # the sign-in page knows who is already signed in
         return None
     if where == "dashboard":
-        if _dashboard_user() is None and "dashboard.sign_in" in current_app.view_functions:
+        if _dashboard_user() is None:
             target = request.full_path.rstrip("?") if request.method in SAFE_METHODS else None
             return redirect(url_for("dashboard.sign_in", next=target), 303)
         return None

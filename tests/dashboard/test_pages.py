@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 
 from labservice.store.database import Database
 from labservice.store.repository import get_referral
+from tests.credentials import TEST_DISPLAY_NAME, csrf_token, set_display_name
 
 HOSTILE_ID = "<script>alert(1)</script>"
 HOSTILE_NOTE = '<img src=x onerror="alert(2)">'
@@ -137,6 +138,11 @@ def referral_id(client: FlaskClient, patient: str) -> int:
     return int(next(row["data-referral-id"] for row in rows(page) if row["data-patient"] == patient))
 
 
+def form(client: FlaskClient, **fields: Any) -> dict[str, Any]:
+    """Form fields plus the session's CSRF token, as the dashboard's own forms send them."""
+    return {**fields, "csrf_token": csrf_token(client)}
+
+
 def text(page: str) -> str:
     """The page's text with entities decoded (for messages)."""
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
@@ -182,7 +188,9 @@ def test_pages_share_an_accessible_layout(seeded):
         assert [a.get("id") for t, a in tags if t == "main"] == ["main"]
         assert sum(1 for t, _ in tags if t == "h1") == 1, url
         assert any(t == "nav" for t, _ in tags)
-        assert "Sign-in is not available yet (issue 6)" in page  # the footer says who the actor is
+        # The signed-in user is named in the header (with Sign out) and the footer says who the actor is.
+        assert f"Signed in as <strong>{TEST_DISPLAY_NAME}</strong>" in page and 'id="sign-out-form"' in page
+        assert f"recorded under your name, <strong>{TEST_DISPLAY_NAME}</strong>" in page
         # No external assets: every stylesheet and script is served by the service itself.
         for tag, attrs in tags:
             if tag in ("link", "script", "img"):
@@ -278,7 +286,7 @@ def test_bad_filter_values_are_reported_and_ignored(seeded):
 
 def test_counts_follow_the_status_filter(seeded):
     rid = referral_id(seeded, "P-URG")
-    seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "dismissed", "actor": "Dr A"})
+    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
     assert counts(seeded.get("/dashboard/").text)["urgent"] == 0
     page = seeded.get("/dashboard/?status=dismissed").text
     assert counts(page) == {"immediate": 0, "urgent": 1, "soon": 0, "routine": 0}
@@ -307,9 +315,9 @@ def test_a_hostile_patient_id_and_note_are_escaped(client):
     assert patients(worklist) == [HOSTILE_ID]  # the parser decodes the escaped attribute
     assert 'href="/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"' in worklist
     rid = referral_id(client, HOSTILE_ID)
-    response = client.post(f"/dashboard/referrals/{rid}/status", data={
-        "status": "acknowledged", "actor": "<b>Dr X</b>", "note": HOSTILE_NOTE,
-        "next": "/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"})
+    set_display_name(client, "<b>Dr X</b>")  # the actor is the signed-in user: give them a hostile name
+    response = client.post(f"/dashboard/referrals/{rid}/status", data=form(
+        client, status="acknowledged", note=HOSTILE_NOTE, next="/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"))
     assert response.status_code == 303
     page = client.get(response.location).text
     assert response.location == "/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"
@@ -415,14 +423,14 @@ def test_an_unknown_patient_is_a_404_page(sqlite_client):
 # --- status changes -----------------------------------------------------------------------------
 
 
-def test_acknowledge_records_the_actor_and_redirects_back(seeded, database_url):
+def test_acknowledge_records_the_signed_in_user_and_redirects_back(seeded, database_url):
     rid = referral_id(seeded, "P-URG")
+    set_display_name(seeded, "Dr Ada")
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data={"status": "acknowledged", "actor": "Dr Ada", "note": "seen", "next": "/dashboard/"})
+                           data=form(seeded, status="acknowledged", note="seen", next="/dashboard/"))
     assert response.status_code == 303
     assert response.location == "/dashboard/"
-    assert "labservice_actor=\"Dr Ada\"" in response.headers["Set-Cookie"] or \
-        "labservice_actor=Dr Ada" in response.headers["Set-Cookie"]
+    assert "labservice_actor" not in response.headers.get("Set-Cookie", "")  # no "your name" cookie any more
     page = seeded.get("/dashboard/").text
     assert "Patient P-URG: referral acknowledged by Dr Ada." in page
     assert next(row for row in rows(page) if row["data-patient"] == "P-URG")["data-status"] == "acknowledged"
@@ -433,20 +441,22 @@ def test_acknowledge_records_the_actor_and_redirects_back(seeded, database_url):
         assert [(e.from_status, e.to_status, e.actor, e.note) for e in referral.events] == [
             ("new", "acknowledged", "Dr Ada", "seen")]
     database.engine.dispose()
-    # The name is remembered: the next change needs no name field, and the history shows both.
+    # A name sent in the form is not believed: the signed-in user is the actor, and the history shows both.
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data={"status": "referred", "next": "/dashboard/patients/P-URG"})
+                           data=form(seeded, status="referred", actor="Mallory", next="/dashboard/patients/P-URG"))
     assert response.status_code == 303 and response.location == "/dashboard/patients/P-URG"
     history = text(seeded.get("/dashboard/patients/P-URG").text)
     assert "new → acknowledged Dr Ada seen" in history
     assert "acknowledged → referred Dr Ada" in history
-    assert "You are recorded as Dr Ada" in history
+    assert "Mallory" not in history
+    assert "Status changes you make are recorded under your name, Dr Ada" in history
 
 
 def test_the_patient_page_has_the_status_form(seeded):
     page = seeded.get("/dashboard/patients/P-SOON").text
     form = page.split('id="status-form"', 1)[1].split("</form>", 1)[0]
-    assert '<label for="status-actor">Your name</label>' in form
+    assert f'id="status-actor" class="hint">Recorded with the change as made by <strong>{TEST_DISPLAY_NAME}' in form
+    assert 'name="actor"' not in form  # no name to type: the signed-in user acts
     assert '<label for="status-note">Note (optional)</label>' in form
     assert re.findall(r'value="(\w+)" class="action[^>]*>(\w+)</button>', form) == [
         ("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
@@ -455,9 +465,9 @@ def test_the_patient_page_has_the_status_form(seeded):
 
 def test_an_invalid_transition_is_a_message_not_an_error(seeded):
     rid = referral_id(seeded, "P-SOON")
-    seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "dismissed", "actor": "Dr B"})
+    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data={"status": "acknowledged", "actor": "Dr B", "next": "/dashboard/patients/P-SOON"})
+                           data=form(seeded, status="acknowledged", next="/dashboard/patients/P-SOON"))
     assert response.status_code == 303
     page = seeded.get(response.location)
     assert page.status_code == 200
@@ -466,27 +476,24 @@ def test_an_invalid_transition_is_a_message_not_an_error(seeded):
     assert 'role="alert"' in page.text
 
 
-def test_a_status_change_without_a_name_asks_for_it(seeded):
+def test_a_note_that_is_too_long_is_a_message(seeded):
     rid = referral_id(seeded, "P-SOON")
-    response = seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "referred", "next": "/dashboard/"})
+    response = seeded.post(f"/dashboard/referrals/{rid}/status",
+                           data=form(seeded, status="referred", note="x" * 2001, next="/dashboard/"))
     assert response.status_code == 303
     assert response.location.startswith(f"/dashboard/referrals/{rid}/status?")
     page = seeded.get(response.location).text
-    assert "Enter your name: it is recorded with the status change." in page
-    assert '<label for="status-actor">Your name</label>' in page
+    assert "A note can have at most 2000 characters." in page
     assert 'data-chosen="true">Refer</button>' in page
     still = next(r for r in rows(seeded.get("/dashboard/").text) if r["data-patient"] == "P-SOON")
     assert still["data-status"] == "new"
 
 
-def test_remembering_a_name_sets_the_cookie(seeded):
-    response = seeded.post("/dashboard/actor", data={"actor": "  Dr   Carol ", "next": "/dashboard/?urgency=soon"})
-    assert response.status_code == 303 and response.location == "/dashboard/?urgency=soon"
-    page = seeded.get(response.location).text
-    assert 'id="actor-name" name="actor" value="Dr Carol"' in page
-    rid = referral_id(seeded, "P-SOON")
-    assert seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "acknowledged"}).status_code == 303
-    assert "referral acknowledged by Dr Carol" in seeded.get("/dashboard/").text
+def test_the_your_name_form_and_cookie_are_gone(seeded):
+    assert seeded.post("/dashboard/actor", data=form(seeded, actor="Dr Carol")).status_code == 404
+    page = seeded.get("/dashboard/").text
+    assert 'name="actor"' not in page and "Remember my name" not in page
+    assert f'<strong id="actor-name">{TEST_DISPLAY_NAME}</strong>' in page
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/api/v1/ruleset",
@@ -494,17 +501,17 @@ def test_remembering_a_name_sets_the_cookie(seeded):
 def test_redirects_stay_on_the_dashboard(seeded, target):
     rid = referral_id(seeded, "P-SOON")
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data={"status": "acknowledged", "actor": "Dr D", "next": target})
+                           data=form(seeded, status="acknowledged", next=target))
     assert response.status_code == 303
     assert response.location == "/dashboard/"
 
 
 def test_an_unknown_status_or_referral(seeded):
     rid = referral_id(seeded, "P-SOON")
-    response = seeded.post(f"/dashboard/referrals/{rid}/status", data={"status": "deleted", "actor": "Dr E"})
+    response = seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="deleted"))
     assert response.status_code == 303
     assert "Choose Acknowledge, Refer or Dismiss." in seeded.get(response.location).text
-    missing = seeded.post("/dashboard/referrals/999999/status", data={"status": "acknowledged", "actor": "Dr E"})
+    missing = seeded.post("/dashboard/referrals/999999/status", data=form(seeded, status="acknowledged"))
     assert missing.status_code == 404 and "There is no referral 999999." in missing.text
     assert seeded.get("/dashboard/referrals/999999/status").status_code == 404
 
@@ -521,7 +528,7 @@ BATCH_CSV = (
 
 
 def upload(client: FlaskClient, data: bytes, mapping: str = "") -> Any:
-    return client.post("/dashboard/batches", data={"file": (io.BytesIO(data), "cbc.csv"), "mapping": mapping},
+    return client.post("/dashboard/batches", data=form(client, file=(io.BytesIO(data), "cbc.csv"), mapping=mapping),
                        content_type="multipart/form-data")
 
 
@@ -581,7 +588,8 @@ def test_the_batches_page_lists_recent_uploads_newest_first(sqlite_client):
     assert "No batch has been uploaded yet." in sqlite_client.get("/dashboard/batches").text
     first = upload(sqlite_client, BATCH_CSV).location
     second_csv = BATCH_CSV.replace(b"B3,", b"B4,")
-    second = sqlite_client.post("/dashboard/batches", data={"file": (io.BytesIO(second_csv), "later.csv")},
+    second = sqlite_client.post("/dashboard/batches",
+                                data=form(sqlite_client, file=(io.BytesIO(second_csv), "later.csv")),
                                 content_type="multipart/form-data").location
     page = sqlite_client.get("/dashboard/batches").text
     table = page[page.index('id="recent-batches"'):]

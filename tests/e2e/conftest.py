@@ -20,11 +20,13 @@ import pytest
 
 from labservice.security.keys import create_key
 from labservice.security.principal import SCOPES
+from labservice.security.users import create_user
 from labservice.store.database import Database, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LABSERVICE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / ".screenshots"
+E2E_PASSWORD = "e2e-password-not-secret"
 
 
 def _free_port() -> int:
@@ -50,6 +52,16 @@ def live_api_key(live_database: tuple[Path, str]) -> str:
         token = create_key(session, "e2e", SCOPES).token
     database.engine.dispose()
     return token
+
+
+@pytest.fixture(scope="session")
+def live_user(live_database: tuple[Path, str]) -> tuple[str, str]:
+    """A dashboard user of the live server (display name "Dr E2E"): (username, password)."""
+    database = Database.connect(live_database[1])
+    with database.session() as session:
+        create_user(session, "e2e", E2E_PASSWORD, display_name="Dr E2E")
+    database.engine.dispose()
+    return "e2e", E2E_PASSWORD
 
 
 @pytest.fixture(scope="session")
@@ -94,11 +106,32 @@ def browser():
         browser.close()
 
 
+def sign_in(page, base: str, username: str, password: str) -> None:
+    """Sign in through the real form, as a person does."""
+    page.goto(base + "/dashboard/sign-in")
+    page.fill("#sign-in-username", username)
+    page.fill("#sign-in-password", password)
+    page.click("#sign-in-button")
+    page.wait_for_load_state()
+
+
 @pytest.fixture
-def page(browser, request: pytest.FixtureRequest):
-    """A fresh laptop-sized page; a screenshot is saved when the test ends."""
+def anonymous_page(browser, request: pytest.FixtureRequest):
+    """A fresh laptop-sized page, not signed in; a screenshot is saved when the test ends."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
+    yield page
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest, live_server: str, live_user: tuple[str, str]):
+    """A fresh laptop-sized page, signed in through the form as live_user; a screenshot is saved at the end."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    sign_in(page, live_server, *live_user)
     yield page
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)

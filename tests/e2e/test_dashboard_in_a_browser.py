@@ -50,11 +50,6 @@ def seeded(live_server: str, live_api_key: str) -> str:
     return live_server
 
 
-def remember_name(page, name: str = "Dr E2E") -> None:
-    page.fill("#actor-name", name)
-    page.click("#actor-form button[type=submit]")
-
-
 def test_worklist_lists_open_referrals_most_urgent_first(page, seeded):
     page.goto(seeded + "/dashboard/")
     rows = page.locator("#worklist tbody tr[data-urgency]")
@@ -107,7 +102,6 @@ def test_patient_page_shows_trend_charts_with_threshold_lines(page, seeded):
 
 def test_acknowledge_a_referral_from_the_worklist(page, seeded, live_api_key):
     page.goto(seeded + "/dashboard/")
-    remember_name(page)
     row = page.locator('#worklist tr[data-patient="E2E-SOON"]')
     row.get_by_role("button", name="Acknowledge").click()
     page.wait_for_load_state()
@@ -123,7 +117,6 @@ def test_acknowledge_a_referral_from_the_worklist(page, seeded, live_api_key):
 
 def test_refer_from_the_patient_page_with_a_note(page, seeded):
     page.goto(seeded + "/dashboard/patients/E2E-IMMEDIATE")
-    page.fill("#status-actor", "Dr Browser")
     page.fill("#status-note", "Seen in clinic; referred to haematology.")
     page.click('#status-form button[value="referred"]')
     page.wait_for_load_state()
@@ -148,3 +141,26 @@ def test_upload_a_csv_and_download_its_result(page, seeded, tmp_path: Path):
     lines = text.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("Patient ID,Collected,line,urgency")
     assert "thrombocytopenia" in lines[1] and "'abc' is not a number" in lines[2]
+
+
+def test_signing_in_and_out(anonymous_page, live_server, live_user):
+    page = anonymous_page
+    page.goto(live_server + "/dashboard/batches")
+    assert "/dashboard/sign-in" in page.url  # strangers are sent to the sign-in page
+    shoot(page, "sign-in")
+    page.fill("#sign-in-username", live_user[0])
+    page.fill("#sign-in-password", "not the password")
+    page.click("#sign-in-button")
+    page.wait_for_load_state()
+    assert "The username or password is not right" in page.locator("#sign-in-error").inner_text()
+    page.fill("#sign-in-password", live_user[1])
+    page.click("#sign-in-button")
+    page.wait_for_url("**/dashboard/batches")  # back to the page asked for
+    assert page.locator("#signed-in-as").inner_text() == "Signed in as Dr E2E"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    page.click("#sign-out-form button[type=submit]")
+    page.wait_for_url("**/dashboard/sign-in")
+    assert "You are signed out." in page.content()
+    page.goto(live_server + "/dashboard/")
+    assert "/dashboard/sign-in" in page.url

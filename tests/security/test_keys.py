@@ -168,3 +168,23 @@ def test_create_list_and_revoke_keys_from_the_command_line(tmp_path):
     assert re.search(r"lis-interface .* \d{4}-\d\d-\d\d \d\d:\d\d\s*$", run(["list-keys"], url, tmp_path).stdout,
                      re.MULTILINE)
     database.engine.dispose()
+
+
+def test_the_first_run_hint_names_the_commands_until_a_key_and_a_user_exist(tmp_path):
+    from labservice.cli import credentials_hint
+    from labservice.security.users import create_user
+
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    hint = credentials_hint(url)
+    assert "labservice create-key --name" in hint and "labservice create-user" in hint
+    database = Database.connect(url)
+    with database.session() as session:
+        create_key(session, "first", ["interpret"])
+    assert "create-key" not in credentials_hint(url) and "create-user" in credentials_hint(url)
+    with database.session() as session:
+        create_user(session, "admin", "a long enough password", role="admin")
+    assert credentials_hint(url) is None
+    with database.session() as session:
+        revoke_key(session, "first")
+    assert "create-key" in credentials_hint(url)  # a revoked key does not count
+    database.engine.dispose()
