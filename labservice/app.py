@@ -17,7 +17,7 @@ from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
 from labservice.security.auth import register_auth
 from labservice.security.idempotency import register_idempotency
-from labservice.store.database import Database, database_url, migrate
+from labservice.store.database import Database, database_url, migrate_if_it_answers
 
 DATABASE_EXTENSION = "labservice.database"
 
@@ -61,7 +61,7 @@ def register_database(app: Flask) -> None:
         os.makedirs(app.instance_path, exist_ok=True)
         with open(os.path.join(app.instance_path, ".migrate.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            migrate(url)
+            migrate_if_it_answers(url, connect_timeout=app.config["DATABASE_CONNECT_TIMEOUT"])
     app.extensions[DATABASE_EXTENSION] = Database.connect(url, connect_timeout=app.config["DATABASE_CONNECT_TIMEOUT"],
                                                           busy_timeout=app.config["DATABASE_BUSY_TIMEOUT"])
 

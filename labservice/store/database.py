@@ -9,12 +9,13 @@ batch is stored in one transaction, which holds SQLite's single write lock until
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -58,6 +59,34 @@ def make_engine(url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeou
     # pool_timeout: a request waits at most this long for a free pooled connection (then 503).
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=connect_timeout * 2,
                          connect_args=connect_args)
+
+
+def answers(url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -> bool:
+    """True when a connection to `url` can be opened now (SQLite: always)."""
+    if url.startswith("sqlite"):
+        return True
+    engine = make_engine(url, connect_timeout=connect_timeout)
+    try:
+        with engine.connect():
+            return True
+    except (exc.OperationalError, exc.InterfaceError):
+        return False
+    finally:
+        engine.dispose()
+
+
+def migrate_if_it_answers(url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -> bool:
+    """Migrate at start-up, unless the database cannot be reached: then say so (False) and start anyway.
+
+    gunicorn stops altogether when a worker fails to start, so a worker that replaces a dead one while the
+    database is away must start without it (its requests answer 503 until the database is back). A database
+    that answers but cannot be migrated still stops the start."""
+    if not answers(url, connect_timeout=connect_timeout):
+        logging.getLogger(__name__).warning(
+            "the database does not answer: not migrated at start-up; requests answer 503 until it does")
+        return False
+    migrate(url)
+    return True
 
 
 def alembic_config(url: str):

@@ -113,7 +113,7 @@ class Gunicorn:
 
     def output(self) -> str:
         self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-5000:]
+        return Path(self.log.name).read_text(errors="replace")[-50000:]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -4,11 +4,14 @@ A private PostgreSQL cluster (its own directory and port: the shared server on 5
 real gunicorn with 2 workers. The cluster is stopped (`pg_ctl stop -m fast`, later `-m immediate`): every
 request that needs the database answers 503 problem+json with Retry-After within a bounded time (not 500,
 no hang) and /healthz says the database does not answer. The cluster is started again: the same gunicorn,
-not restarted, answers 200 and stores again.
+not restarted, answers 200 and stores again. A worker killed during the outage is replaced by one that
+starts without the database.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import psycopg
@@ -20,6 +23,8 @@ from tests.faults.servers import bearer, create_api_key, gunicorn, private_postg
 
 #: A request during the outage must be answered within this many seconds (the connect timeout is 5 s).
 BOUND = 15.0
+#: Seconds a new worker takes, at most, to load the app on this machine (about 1 s).
+WORKER_BOOT = 4.0
 
 
 def urgent_cbc(patient: str) -> dict:
@@ -62,8 +67,9 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
     migrate(url.replace("postgresql://", "postgresql+psycopg://"))
     api_key = create_api_key(url)
     auth = bearer(api_key)
+    # AUTO_MIGRATE as by default: each worker migrates when it starts (a no-op here), if it can.
     env = {"LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
-           "LABSERVICE_AUTO_MIGRATE": "false"}
+           "LABSERVICE_AUTO_MIGRATE": "true"}
     with gunicorn(env, workers=2) as server:
         api = server.base + "/api/v1"
 
@@ -91,6 +97,19 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
                                        allow_redirects=False)
             assert response.status_code in (503, 302, 303), response.status_code  # sign-in needs the database too
             assert elapsed < BOUND
+            if cycle == 1:
+                # A worker that dies meanwhile is replaced, and the new one starts without the database.
+                victim = server.worker_pids()[0]
+                os.kill(victim, signal.SIGKILL)
+                wait_until(lambda dead=victim: len(server.worker_pids()) == 2 and dead not in server.worker_pids(),
+                           30, "a new worker")
+                replacement = (set(server.worker_pids()) - {victim}).pop()
+                time.sleep(WORKER_BOOT)  # it has loaded the app (and met the database's absence) by then
+                assert server.process.poll() is None, "gunicorn stopped: " + server.output()[-3000:]
+                assert replacement in server.worker_pids()
+                for _ in range(4):
+                    response, elapsed = timed(requests.get, server.base + "/healthz", timeout=BOUND + 5)
+                    assert_unavailable(response, elapsed, problem=False)
 
             cluster.start()
             # The same gunicorn, not restarted, answers again and stores again.
@@ -109,3 +128,27 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
         assert stored_patients(url) == ["OUT-1", "UP-1-0", "UP-1-1", "UP-1-2", "UP-1-3", "DOWN-1-0",
                                         "UP-2-0", "UP-2-1", "UP-2-2", "UP-2-3", "DOWN-2-0"]
         assert "Traceback" not in server.output()
+
+
+def test_the_app_starts_without_its_database_and_answers_503(tmp_path):
+    """Nothing listens on the port: the app still starts (not migrated, with a warning), answers 503 at once
+    rather than failing to start, which would stop gunicorn altogether."""
+    from labservice.app import create_app
+    from labservice.security.keys import KEY_PREFIX, PREFIX_HEX_CHARS
+    from labservice.store.database import migrate_if_it_answers
+    from tests.faults.servers import free_port
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/labservice"
+    started = time.monotonic()
+    assert migrate_if_it_answers(url, connect_timeout=2) is False
+    app = create_app({"TESTING": True, "DATABASE_URL": url, "BATCH_DIRECTORY": str(tmp_path / "batches")})
+    client = app.test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json["database"] == "unavailable"
+    # A well-formed key, which only the database can say is unknown.
+    token = f"{KEY_PREFIX}_{'0' * PREFIX_HEX_CHARS}_{'x' * 43}"
+    answer = client.post("/api/v1/interpretations", json=urgent_cbc("NOWHERE"),
+                         headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
+    assert answer.headers["Retry-After"] == "5"
+    assert time.monotonic() - started < BOUND
