@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Developer tasks with nothing but Python 3.11: `python3 tasks.py run` or `python3 tasks.py test`.
+"""Developer tasks with nothing but Python 3.11: `python3 tasks.py run`, `test`, `bench` or `fuzz`.
 
-Both create `.venv` when it is missing, install the project with its test extras (skipped while
+Each creates `.venv` when it is missing, install the project with its test extras (skipped while
 the stamp file holds the current hash of pyproject.toml) and create `instance/`. Then `run`
 becomes gunicorn on 127.0.0.1:8000 with 2 workers (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
@@ -25,7 +25,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 INSTANCE = ROOT / "instance"
 BIND = "127.0.0.1:8000"
 WORKERS = "2"
-USAGE = "usage: python3 tasks.py run | test [pytest arguments] | bench [--smoke]"
+USAGE = "usage: python3 tasks.py run | test [pytest arguments] | bench [--smoke] | fuzz [.ci/fuzz.py arguments]"
 
 
 def say(message: str) -> None:
@@ -88,6 +88,7 @@ def bench(args: list[str]) -> int:
         ["bench/batch.py", *(["--smoke"] if smoke else [])],
         ["bench/dashboard.py", *(["--smoke"] if smoke else [])],
         ["bench/interop.py", *(["--smoke"] if smoke else [])],
+        ["bench/load.py", *(["--smoke"] if smoke else [])],
     ]
     # Benchmarks measure capacity: no rate limit (labservice/security/ratelimit.py) unless one is set.
     env = {**os.environ}
@@ -100,8 +101,14 @@ def bench(args: list[str]) -> int:
     return 0
 
 
+def fuzz(args: list[str]) -> int:
+    """schemathesis against a real gunicorn, authenticated and not (.ci/fuzz.py; CI runs it as it is)."""
+    setup()
+    return subprocess.run([str(PYTHON), ".ci/fuzz.py", *args], cwd=ROOT, check=False).returncode
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test", "bench"):
+    if not argv or argv[0] not in ("run", "test", "bench", "fuzz"):
         print(USAGE, file=sys.stderr)
         return 2
     try:
@@ -110,6 +117,8 @@ def main(argv: list[str]) -> int:
             return 0  # not reached: run() execs gunicorn
         if argv[0] == "bench":
             return bench(argv[1:])
+        if argv[0] == "fuzz":
+            return fuzz(argv[1:])
         return test(argv[1:])
     except subprocess.CalledProcessError as error:
         say(f"failed: {' '.join(map(str, error.cmd))} (exit {error.returncode})")

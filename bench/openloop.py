@@ -1,0 +1,105 @@
+"""An open-loop HTTP load generator for loopback benchmarks (asyncio, raw sockets, no third-party client).
+
+Request i of the plan is due at start + i / rate. At its due time it is sent on a new connection
+(`Connection: close`, as gunicorn's sync workers close anyway), whether or not earlier requests have been
+answered: arrivals do not wait for the server, so a queue building up in the server shows as latency instead
+of as fewer requests sent (no coordinated omission, unlike bench/loadgen.py's closed loop). Each result keeps
+the due time, the actual send time and the last byte's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import time
+from dataclasses import dataclass
+
+#: A request not answered within this many seconds counts as an error.
+TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: str
+    payload: bytes  # the whole request: head and body
+
+
+@dataclass(frozen=True)
+class Result:
+    kind: str
+    status: int | str  # the HTTP status, or the error's name when there was no answer
+    due: float
+    sent: float
+    done: float
+
+    @property
+    def latency_ms(self) -> float:
+        """From the time the request was due to its last byte: what a caller arriving then would wait."""
+        return (self.done - self.due) * 1e3
+
+    @property
+    def service_ms(self) -> float:
+        """From the actual send (connect) to the last byte."""
+        return (self.done - self.sent) * 1e3
+
+    @property
+    def lag_ms(self) -> float:
+        """How late the client itself sent it."""
+        return (self.sent - self.due) * 1e3
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return math.nan
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+async def _exchange(host: str, port: int, payload: bytes) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        data = await reader.read()  # Connection: close: the answer ends with the connection
+    finally:
+        writer.close()
+    head = data.split(b"\r\n", 1)[0].split()
+    if len(head) < 2 or not head[1].isdigit():
+        raise ConnectionError("no HTTP status line")
+    return int(head[1])
+
+
+async def _one(host: str, port: int, planned: Planned, due: float, results: list[Result]) -> None:
+    sent = time.perf_counter()
+    try:
+        status: int | str = await asyncio.wait_for(_exchange(host, port, planned.payload), TIMEOUT_SECONDS)
+    except (TimeoutError, OSError, ConnectionError) as error:
+        status = type(error).__name__
+    results.append(Result(planned.kind, status, due, sent, time.perf_counter()))
+
+
+async def _drive(host: str, port: int, plan: list[Planned], rate: float) -> list[Result]:
+    results: list[Result] = []
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for index, planned in enumerate(plan):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(_one(host, port, planned, due, results)))
+    await asyncio.gather(*tasks)
+    return results
+
+
+def run_open_loop(host: str, port: int, plan: list[Planned], rate: float) -> list[Result]:
+    """Send every planned request at `rate` per second, open loop; the results in completion order."""
+    _raise_open_files_limit()  # a server that falls behind leaves thousands of connections open at once
+    return asyncio.run(_drive(host, port, plan, rate))
+
+
+def _raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
