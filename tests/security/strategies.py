@@ -304,3 +304,11 @@ def garbled_hl7_bytes(draw: st.DrawFn) -> bytes:
         body[at:at + draw(st.integers(min_value=0, max_value=2))] = draw(
             st.one_of(st.binary(max_size=3), st.sampled_from([b"|", b"^", b"\r", b"\x00", b"\xff\xfe", b"MSH|"])))
     return bytes(body)
+
+
+def msa_code(ack: str) -> str:
+    """MSA-1 of an ACK, read by hand: the ACK keeps the sender's encoding characters, and python-hl7 cannot
+    parse a message whose MSH-2 has fewer than four (`MSH|\\&|...`), which a sender may well send."""
+    separator = ack[3]
+    [msa] = [segment for segment in ack.split("\r") if segment.startswith("MSA" + separator)]
+    return msa.split(separator)[1]
