@@ -191,6 +191,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--report-dir", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
+    parser.add_argument("--checks", default=CHECKS,
+                        help="schemathesis checks of the authenticated pass (default: all of CHECKS; .ci/run gates "
+                             "on not_a_server_error, the issue's requirement, so a conformance finding on a random "
+                             "seed cannot block a landing: run the default locally)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="labservice-fuzz-"))
@@ -214,7 +218,9 @@ def main() -> int:
         say("this checkout has no `labservice create-key`: fuzzing without authentication")
     log = (work / "gunicorn.log").open("w")
     server = subprocess.Popen([str(BIN / "gunicorn"), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-                               "--timeout", "120", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=log)
+                               # No request-line limit: gunicorn's own 414 (> 4094 bytes, before the app
+                               # sees the request) is not what is under test; the app refuses long values.
+                               "--timeout", "120", "--limit-request-line", "0", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         wait_ready(base, server)
         ids = seed(base, key)
@@ -223,7 +229,7 @@ def main() -> int:
         write_config(config, ids)
         # One schemathesis worker: with two threads, hypothesis' lambda-source parsing hits CPython 3.11.7's
         # "AST constructor recursion depth mismatch" (fixed in 3.11.8); the server still has 2 workers.
-        common = ["--checks", CHECKS, "--workers", "1", "--request-timeout", "60", "--generation-database", "none",
+        common = ["--checks", args.checks, "--workers", "1", "--request-timeout", "60", "--generation-database", "none",
                   *(["--seed", str(args.seed)] if args.seed is not None else [])]
         authenticated = ["-H", f"Authorization: Bearer {key}"] if key else []
         code = schemathesis(config, base, [*common, *authenticated, "--max-examples", str(args.max_examples),
