@@ -50,12 +50,16 @@ def _decode(sample: bytes, encoding: str | None, complete: bool) -> tuple[str, s
         return cut.decode("cp1252", errors="replace"), "cp1252"
 
 
+#: A CSV line as the csv module and pandas see it: ended by CRLF, LF or CR alone (or the end of the text).
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
 def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
     """Read the dialect off the first bytes of the file (`complete`: the sample is the whole file)."""
     text, encoding = _decode(sample, options.encoding, complete)
-    lines = text.splitlines(keepends=True)
+    lines = _LINES.findall(text)  # not str.splitlines: U+0085, U+2028, FF... are not CSV line ends
     leading = 0
-    while leading < len(lines) and not lines[leading].strip():
+    while leading < len(lines) and not lines[leading].strip(" \t\r\n"):
         leading += 1
     if leading == len(lines):
         raise BatchFileError("the file is empty: no header line")

@@ -178,3 +178,11 @@ def test_a_header_field_beyond_the_csv_modules_limit_is_refused() -> None:
 def test_a_huge_cell_among_the_sampled_rows_does_not_stop_the_sniffer() -> None:
     found = dialect(b"PLT;Comment\n4,5;" + b"x" * 200_000 + b"\n")
     assert (found.delimiter, found.header) == (";", ["PLT", "Comment"])
+
+
+def test_a_header_cell_holding_a_unicode_line_separator_stays_in_the_header():
+    # U+0085 (NEL) is a line break for str.splitlines but not for CSV: the header has three fields.
+    # Found by tests/security/test_fuzz_inputs.py (the row came back as the header's continuation).
+    dialect = sniff("\x85,patient_id,platelets\n0,0,0\n".encode(), BatchOptions(), complete=True)
+    assert dialect.header[1:] == ["patient_id", "platelets"] and len(dialect.header) == 3
+    assert dialect.leading_blank_lines == 0
