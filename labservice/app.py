@@ -15,8 +15,12 @@ from labservice.config import load_settings
 from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
+from labservice.security.audit import register_audit
 from labservice.security.auth import register_auth
+from labservice.security.headers import register_security_headers
 from labservice.security.idempotency import register_idempotency
+from labservice.security.logging import register_logging
+from labservice.security.ratelimit import register_rate_limits
 from labservice.store.database import Database, database_url, migrate_if_it_answers
 
 DATABASE_EXTENSION = "labservice.database"
@@ -26,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; a malformed rule table stops it here, naming the file and line."""
     app = Flask(__name__, instance_relative_config=True)
     register_config(app, config)
+    register_request_edges(app)
     register_json(app)
     register_ruleset(app)
     register_database(app)
@@ -35,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_cds_services(app)
     register_idempotency(app)  # wraps the views that store, so after every blueprint
     register_error_handlers(app)
+    register_rate_limits(app)  # after authentication: limits are per caller
     return app
 
 
@@ -45,6 +51,15 @@ def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
         app.config.from_mapping(config)
     if not app.config.get("BATCH_DIRECTORY"):
         app.config["BATCH_DIRECTORY"] = os.path.join(app.instance_path, "batches")
+
+
+def register_request_edges(app: Flask) -> None:
+    """Request ids and JSON request logs, security headers, the audit trail (labservice.security). Their
+    after_request hooks run in reverse: audit rows first (a 503 if they cannot be written), then headers,
+    then the log line with the final status."""
+    register_logging(app)
+    register_security_headers(app)
+    register_audit(app)
 
 
 def register_json(app: Flask) -> None:

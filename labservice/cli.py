@@ -23,7 +23,8 @@ def serve(bind: str, workers: int) -> int:
     if executable is None:
         print("labservice serve: gunicorn is not installed", file=sys.stderr)
         return 1
-    argv = [executable, "-w", str(workers), "-b", bind, "labservice.app:create_app()"]
+    argv = [executable, "-c", "python:labservice.security.gunicorn_conf",  # JSON logs, no URLs
+            "-w", str(workers), "-b", bind, "labservice.app:create_app()"]
     os.execv(executable, argv)
     return 0  # not reached
 

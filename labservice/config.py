@@ -63,6 +63,24 @@ class Settings:
     CDS_JWT_MAX_LIFETIME: int = 300
     #: `labservice mllp` (no HL7 authentication) serves only these peers: addresses or networks, comma-separated.
     MLLP_ALLOWED_PEERS: str = "127.0.0.1,::1"
+    #: Most data rows (after the header) in one CSV upload; more answers 413 and nothing is stored.
+    MAX_BATCH_ROWS: int = 1_000_000
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or networks, comma-separated
+    #: (e.g. "127.0.0.1, 10.0.0.0/8"). Empty: the headers are ignored and the peer's address is the client's.
+    TRUSTED_PROXIES: str = ""
+    #: Requests per caller (API key, user; anonymous callers by address): N/second|minute|hour|day, or off.
+    RATE_LIMIT: str = "600/minute"
+    #: CSV uploads per caller, on top of RATE_LIMIT.
+    RATE_LIMIT_UPLOADS: str = "30/minute"
+    #: Dashboard sign-in attempts per address.
+    RATE_LIMIT_SIGN_IN: str = "10/minute"
+    #: Redis for the rate-limit counts (shared by every worker), e.g. redis://127.0.0.1:6379/0.
+    #: Empty: each process counts in its own memory.
+    REDIS_URL: str = ""
+    #: Prefix of the rate-limit keys in Redis.
+    RATE_LIMIT_PREFIX: str = "labservice:ratelimit:"
+    #: Strict-Transport-Security max-age in seconds on https requests; 0 (the default) sends none.
+    HSTS_SECONDS: int = 0
     #: Seconds to wait for a PostgreSQL connection before a request answers 503 instead of hanging.
     DATABASE_CONNECT_TIMEOUT: int = 5
     #: SQLite: seconds a write waits for another writer's lock (a batch upload holds it while it is stored).

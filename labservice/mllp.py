@@ -37,8 +37,8 @@ DEFAULT_IDLE_TIMEOUT = 600.0
 RECEIVE_BYTES = 65536
 
 log = logging.getLogger("labservice.mllp")
-#: Answers one frame's bytes with the ACK text and a line for the log.
-Responder = Callable[[bytes], tuple[str, str]]
+#: Answers one frame's bytes (and the sender's address) with the ACK text and a line for the log.
+Responder = Callable[[bytes, str], tuple[str, str]]
 
 
 class FrameBuffer:
@@ -166,7 +166,7 @@ class MllpHandler(socketserver.BaseRequestHandler):
 
     def _answer(self, connection: socket.socket, peer: str, respond: Responder, frame: bytes) -> bool:
         try:
-            ack, summary = respond(frame)
+            ack, summary = respond(frame, peer)
         except Exception:  # the listener must outlive any one message
             log.exception("%s: error while interpreting a message", peer)
             ack, summary = internal_error_ack(frame), "AR (internal error)"
@@ -213,29 +213,53 @@ def app_responder(app: Any) -> Responder:
     from labservice.app import DATABASE_EXTENSION
     from labservice.service import keep_in
 
+    database = app.extensions[DATABASE_EXTENSION]
     settings = app.extensions[SETTINGS_EXTENSION]
-    keep = keep_in(app.extensions[DATABASE_EXTENSION], settings.ruleset, app.config["DELTA_WINDOW_DAYS"],
-                   source="hl7v2")
+    keep = keep_in(database, settings.ruleset, app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
     max_cbcs = app.config["MAX_BATCH_ITEMS"]
 
-    def respond(frame: bytes) -> tuple[str, str]:
+    def respond(frame: bytes, peer: str = "") -> tuple[str, str]:
         received = receive_message(frame, settings, keep=keep, max_cbcs=max_cbcs)
         control = received.parsed.header.control_id if received.parsed else ""
-        if received.problem is not None:
-            return received.ack, f"{control or '-'} {received.ack_code}: {received.problem.detail}"
+        if received.problem is not None:  # the detail can quote the message's values: the log gets counts only
+            blamed = len(received.problem.errors)
+            return received.ack, f"{control or '-'} {received.ack_code}: {blamed} field(s) to blame"
         interpretations = (received.answer or {}).get("interpretations", [])
+        audit_message(database, received, interpretations, peer)  # AuditUnavailable: answered AR 207
         stored = sum(1 for answer in interpretations if "stored" in answer)
         return received.ack, f"{control or '-'} AA: {len(interpretations)} CBC(s), {stored} stored"
 
     return respond
 
 
+def audit_message(database: Any, received: Any, interpretations: list[dict[str, Any]], peer: str) -> None:
+    """The audit rows of one message: one per patient, the sending application as the actor."""
+    import uuid
+
+    from labservice.security.audit import records_for, write_records
+    from labservice.security.principal import Principal
+
+    header = received.parsed.header if received.parsed else None
+    sender = "^".join(part for part in (getattr(header, "sending_application", ""),
+                                        getattr(header, "sending_facility", "")) if part) or "unknown sender"
+    principal = Principal("mllp", sender)
+    address = peer.rsplit(":", 1)[0] if peer else None
+    request_id = uuid.uuid4().hex
+    records = []
+    for action in ("create", "interpret"):
+        patients = [answer.get("patient_id") for answer in interpretations
+                    if ("stored" in answer) == (action == "create")]
+        records += records_for(patients, action, resource="MLLP HL7 v2 message", status=200, principal=principal,
+                               remote_addr=address, request_id=request_id)
+    write_records(database, records)
+
+
 def serve(host: str, port: int, idle_timeout: float | None) -> int:
     """Create the app (configuration, rule tables, database), listen, and answer until stopped."""
     from labservice.app import create_app
+    from labservice.security.logging import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging("INFO")  # JSON lines on stderr, no patient data
     try:
         app = create_app()
     except Exception as error:  # a bad rule table or local-code file: say which, and stop

@@ -43,6 +43,7 @@ def current_database() -> Database:
 def register_api(app: Flask) -> LabserviceApi:
     """Create the Api (OpenAPI document, Swagger UI) and register every blueprint with it."""
     from labservice.api import (
+        audit,
         batches,
         fhir,
         health,
@@ -66,4 +67,5 @@ def register_api(app: Flask) -> LabserviceApi:
     patients.register(api, app)
     ruleset.register(api, app)
     health.register(api, app)
+    audit.register(api, app)
     return api

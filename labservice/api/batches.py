@@ -24,8 +24,10 @@ from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
 from labservice.batch.chunk import KeepRows
 from labservice.batch.keep import recover_batches, save_batch
+from labservice.batch.limits import rows_over_limit
 from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.security.audit import noting_patients, touched_batch, touched_resource
 from labservice.store.repository import now_utc
 
 if TYPE_CHECKING:
@@ -189,7 +191,8 @@ NOT_FOUND = _problem("No batch with this id.")
                 "content": {"application/json": {"schema": _ref("Batch")}}},
         "200": {"description": "This file was already uploaded with this mapping: the stored batch.",
                 "content": {"application/json": {"schema": _ref("Batch")}}},
-        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES."),
+        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows "
+                        "(nothing is interpreted or stored then)."),
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem("No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
                         "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."),
@@ -211,6 +214,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
         raise Problem(415, f"Send the CSV as multipart/form-data (field `file`), not {sent}.")
     upload, mapping_text = _read_form(limit)
     options = _options(mapping_text)
+    _check_rows(upload)  # MAX_BATCH_ROWS, before anything is interpreted or stored
     mapping = options.to_document()
     ruleset = current_ruleset()
     sha256 = content_sha256(upload)
@@ -220,6 +224,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     recover_batches(store, database)  # what an upload killed mid-way left behind
     existing = store.get(batch_id)
     if existing is not None:
+        touched_batch(batch_id, "read")  # the audit trail
         return existing, False
 
     keep = store_requested()
@@ -233,13 +238,18 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 
     try:
         # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
-        return save_batch(store, batch_id, run, database=database if keep else None, rs=ruleset,
-                          window_days=current_app.config["DELTA_WINDOW_DAYS"], content_sha256=sha256,
-                          filename=filename, date_order=options.date_order)
+        stored, created = save_batch(store, batch_id, run, database=database if keep else None, rs=ruleset,
+                                     window_days=current_app.config["DELTA_WINDOW_DAYS"], content_sha256=sha256,
+                                     filename=filename, date_order=options.date_order, wrap_keep=noting_patients)
     except MappingError as error:
         raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
     except BatchFileError as error:
         raise Problem(422, f"The file cannot be read as CBCs: {error}.", {"file": [str(error)]}) from None
+    if created:
+        touched_resource(f"batch {batch_id}", "create")  # the audit trail; stored patients noted as kept
+    else:
+        touched_batch(batch_id, "read")
+    return stored, created
 
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
@@ -250,7 +260,9 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """The summary of an uploaded batch"""
-    return _answer(_find(batch_id), already_uploaded=None, status=200)
+    found = _find(batch_id)
+    touched_batch(batch_id, "read")  # the audit trail
+    return _answer(found, already_uploaded=None, status=200)
 
 
 @blp.route("/batches/<batch_id>/result.csv", methods=["GET"])
@@ -264,6 +276,7 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
     stored = _find(batch_id)
+    touched_batch(batch_id, "read")  # the audit trail
     return send_file(stored.csv_path, mimetype="text/csv", as_attachment=True,
                      download_name=f"batch-{batch_id}.csv")
 
@@ -279,6 +292,7 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
     stored = _find(batch_id)
+    touched_batch(batch_id, "read")  # the audit trail
     return send_file(stored.json_path, mimetype="application/json", as_attachment=True,
                      download_name=f"batch-{batch_id}.json")
 
@@ -318,6 +332,13 @@ def _read_form(limit: int) -> tuple[IO[bytes], str | None]:
         except UnicodeDecodeError:
             raise Problem(422, "The mapping is not UTF-8 text.", {"mapping": ["Not UTF-8 text."]}) from None
     return upload.stream, form.get("mapping")
+
+
+def _check_rows(upload: IO[bytes]) -> None:
+    limit = current_app.config["MAX_BATCH_ROWS"]
+    if rows_over_limit(upload, limit) is not None:
+        raise Problem(413, f"The file has more than {limit} data rows (MAX_BATCH_ROWS): split it into smaller "
+                           "files.", {"file": [f"At most {limit} data rows after the header."]})
 
 
 def _options(mapping_text: str | None) -> BatchOptions:

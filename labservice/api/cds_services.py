@@ -35,6 +35,7 @@ from labservice.adapters.errors import InputError
 from labservice.api import current_ruleset
 from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
+from labservice.security.principal import touched_patients
 from labservice.service import interpret_documents
 
 FEEDBACK_FILE = "cds-feedback.jsonl"
@@ -67,6 +68,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
         raise
     except InputError as error:
         raise Problem(422, f"The FHIR data is not a usable CBC: {error.detail}", error.errors) from None
+    touched_patients([hook.patient_id], "read")  # the audit trail: the patient in context
     return current_app.json.response(cards)
 
 

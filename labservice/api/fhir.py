@@ -25,6 +25,7 @@ from labservice.api import current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.security.audit import touched_answers
 from labservice.service import interpret_documents, keep_in
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ def interpret_fhir() -> ResponseReturnValue:
         raise Problem(422, error.detail, error.errors) from None
     _check_count(read)
     answers = _interpret(read)
+    touched_answers(answers)  # the audit trail (labservice.security.audit)
     if wants_fhir:
         from labservice.adapters.fhir.output import to_bundle
 

@@ -21,6 +21,7 @@ from labservice.api import RULESET_EXTENSION, current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.security.audit import touched_answers
 from labservice.service import keep_in
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ def interpret_hl7v2() -> ResponseReturnValue:
     received = receive_message(
         request.get_data(cache=False), current_app.extensions[SETTINGS_EXTENSION], keep=_keep(),
         charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
+    touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
     response: Any
     if wants_ack:

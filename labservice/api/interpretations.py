@@ -28,6 +28,7 @@ from labservice.api.schemas import (
 )
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
+from labservice.security.audit import touched_answers
 from labservice.service import interpret_documents, keep_in
 
 if TYPE_CHECKING:
@@ -83,9 +84,13 @@ def create_interpretations() -> ResponseReturnValue:
         raise Problem(415, f"Send the CBC as application/json, not {sent}.")
     body = _parse_json(request.get_data(cache=False))
     if isinstance(body, list):
-        return current_app.json.response(_interpret_list(body))
+        answers = _interpret_list(body)
+        touched_answers(answers)  # the audit trail (labservice.security.audit)
+        return current_app.json.response(answers)
     if isinstance(body, dict):
-        return current_app.json.response(_interpret_one(body))
+        answer = _interpret_one(body)
+        touched_answers([answer])
+        return current_app.json.response(answer)
     raise Problem(422, "The body must be a CBC object or an array of CBC objects.",
                   {BODY_PATH: [f"Expected an object or an array, not {_json_type(body)}."]})
 

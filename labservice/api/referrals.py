@@ -19,6 +19,7 @@ from webargs.flaskparser import FlaskParser
 from labservice.api import current_database
 from labservice.api.schemas import FINDING_CODES, URGENCIES
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.security.principal import touched_patients
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
 from labservice.store.repository import (
     InvalidTransition,
@@ -305,6 +306,7 @@ def list_referrals(args: dict[str, Any]) -> dict[str, Any]:
         referrals, total = worklist(session, query)
         items = [referral_item(referral) for referral in referrals]
         counts = urgency_counts(session, list(OPEN_STATUSES))
+    touched_patients([item["patient_id"] for item in items], "read")  # the audit trail
     return {"items": items, "page": query.page, "per_page": query.per_page, "total": total, "counts": counts,
             "links": _page_links(query.page, query.per_page, total)}
 
@@ -316,9 +318,11 @@ def show_referral(referral_id: int) -> dict[str, Any]:
     """A referral, every status change (who, when, note) and the interpretation of its CBC"""
     with current_database().session() as session:
         try:
-            return _detail(get_referral(session, referral_id))
+            detail = _detail(get_referral(session, referral_id))
         except ReferralNotFound:
             raise Problem(404, f"No referral with id {referral_id}.") from None
+    touched_patients([detail["patient_id"]], "read")  # the audit trail
+    return detail
 
 
 @blp.route("/referrals/<int:referral_id>", methods=["PATCH"])
@@ -359,6 +363,7 @@ def update_referral(change: dict[str, Any], referral_id: int) -> dict[str, Any]:
             message = f"A {current} referral cannot become {change['status']}; allowed: {allowed}."
             raise Problem(409, f"Referral {referral_id} is {current} and cannot become {change['status']}; "
                                f"allowed: {allowed}.", {"status": [message]}) from None
+        touched_patients([referral.patient.external_id], "update")  # the audit trail
         return _detail(referral)
 
 

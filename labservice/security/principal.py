@@ -51,8 +51,4 @@ def touched_patients(patient_ids: Iterable[str | None], action: str) -> None:
 
 def patients_touched() -> list[tuple[str, str]]:
     """(patient id, action) pairs noted so far in this request, in order, without repeats."""
-    seen: list[tuple[str, str]] = []
-    for item in g.get("audit_touched", []):
-        if item not in seen:
-            seen.append(item)
-    return seen
+    return list(dict.fromkeys(g.get("audit_touched", [])))  # linear: a batch can touch 10^5 patients

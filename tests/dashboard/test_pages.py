@@ -195,7 +195,7 @@ def test_pages_share_an_accessible_layout(seeded):
         for tag, attrs in tags:
             if tag in ("link", "script", "img"):
                 assert (attrs.get("href") or attrs.get("src") or "").startswith("/dashboard/static/"), (url, attrs)
-        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
 def test_every_form_control_has_a_label(seeded):

@@ -72,8 +72,10 @@ def live_server(live_database: tuple[Path, str]) -> Iterator[str]:
     env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
            "LABSERVICE_AUTO_MIGRATE": "false"}
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = instance / "gunicorn.log"  # a file, not a pipe: nobody reads a pipe, and one JSON line per request fills it
+    with log.open("wb") as output:
+        server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT,
+                                  env=env, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -82,7 +84,7 @@ def live_server(live_database: tuple[Path, str]) -> Iterator[str]:
                 break
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
-                output = server.stdout.read().decode(errors="replace") if server.stdout else ""
+                output = log.read_text(errors="replace")
                 server.kill()
                 raise RuntimeError(f"gunicorn did not start:\n{output}") from None
             time.sleep(0.2)

@@ -1,0 +1,26 @@
+"""gunicorn settings: JSON log lines with no URLs (labservice.security.logging).
+
+Read by gunicorn from `gunicorn.conf.py` in the working directory (`python3 tasks.py run`, `gunicorn wsgi:app`),
+and by `labservice serve` as `-c python:labservice.security.gunicorn_conf`.
+
+- gunicorn's own records and the service's go to stderr as JSON lines; the service writes one line per request
+  (route template, status, duration, principal, address, request id), so gunicorn's access log stays off.
+- `--log-level` applies to the service's loggers too: `--log-level warning` leaves out the request lines.
+- Should someone enable gunicorn's access log (`--access-logfile`), its format has no request line, path,
+  query string or referrer, which can hold patient ids.
+"""
+
+from labservice.security.logging import (
+    GUNICORN_ACCESS_FORMAT,
+    apply_log_level,
+    enable_access_log,
+    gunicorn_logconfig,
+)
+
+logconfig_dict = gunicorn_logconfig()
+access_log_format = GUNICORN_ACCESS_FORMAT
+
+
+def on_starting(server) -> None:
+    apply_log_level(server.cfg.loglevel)
+    enable_access_log(server.cfg.accesslog)
