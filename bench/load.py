@@ -194,9 +194,39 @@ def _count(items) -> dict[str, int]:
     return out
 
 
+def print_run(rate: float, seconds: float, warmup: float, workers: int, database: str, results: list[Result],
+              elapsed: float, loads: tuple[float, float]) -> dict:
+    rows = summarise(results, seconds)
+    lag = sorted(r.lag_ms for r in results)
+    print(f"\nLoad: gunicorn {workers} sync workers on loopback, {database}, open loop at {rate:g} requests/s for "
+          f"{seconds:g} s ({len(results):,} requests; the last answer came {elapsed:.1f} s after the first request "
+          f"was due), {warmup:g} s warm-up not counted; latency from the time each request was due. Client lag "
+          f"p99 {percentile(lag, 99):.1f} ms; load average {loads[0]:.1f} before, {loads[1]:.1f} after, "
+          f"{os.cpu_count()} cores.\n")
+    print("| request | requests | answered/s | p50 ms | p99 ms | max ms | p50 ms from send | p99 ms from send "
+          "| errors | statuses |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        answered = (row["requests"] - row["errors"]) / elapsed
+        print(f"| {row['kind']} | {row['requests']:,} | {answered:.1f} | {row['p50']:.1f} | {row['p99']:.1f} "
+              f"| {row['max']:.1f} | {row['service_p50']:.1f} | {row['service_p99']:.1f} | {row['errors']} "
+              f"| {row['statuses']} |")
+    overall = rows[-1]
+    overall["answered_per_second"] = (overall["requests"] - overall["errors"]) / elapsed
+    return overall
+
+
+def verdict(rate: float, overall: dict) -> str:
+    if overall["errors"] == 0 and overall["p99"] <= TARGET_P99_MS:
+        return "met"
+    return f"missed (p99 {overall['p99']:,.0f} ms, {overall['errors']:,} errors)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (arrivals)")
+    parser.add_argument("--rates", default=None,
+                        help="several rates one after the other on the same server, e.g. 25,50,100,200")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds at the same rate, not measured")
@@ -204,9 +234,12 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="5 s at 50/s after 1 s of warm-up (CI)")
     args = parser.parse_args()
     if args.smoke:
-        args.rate, args.seconds, args.warmup = 50.0, 5.0, 1.0
+        args.rate, args.rates, args.seconds, args.warmup = 50.0, None, 5.0, 1.0
+    rates = [float(rate) for rate in args.rates.split(",")] if args.rates else [args.rate]
     work = Path(tempfile.mkdtemp(prefix="labservice-load-"))
     url = args.database_url or f"sqlite:///{work / 'load.sqlite'}"
+    database = "SQLite" if args.database_url is None else "PostgreSQL" if "postgresql" in url else url.split(":")[0]
+    summary: list[tuple[float, dict]] = []
     try:
         api = bearer(create_api_key(url, ("interpret", "read")))
         username = create_user(url)
@@ -214,35 +247,29 @@ def main() -> int:
             session = sign_in(f"http://{HOST}:{port}", username)
             seeded = 20 if args.smoke else SEEDED_PATIENTS
             seed_patients(port, api, seeded)
-            warm = int(args.warmup * args.rate)
-            run_open_loop(HOST, port, plan_requests(warm, port, api, session, seeded, start_index=10**6), args.rate)
-            planned = plan_requests(int(args.seconds * args.rate), port, api, session, seeded)
-            load_before = os.getloadavg()[0]
-            started = time.perf_counter()
-            results = run_open_loop(HOST, port, planned, args.rate)
-            elapsed = time.perf_counter() - started
-            load_after = os.getloadavg()[0]
+            for number, rate in enumerate(rates):
+                offset = number * 10**6  # every run's requests are new (collection times, batch files)
+                warm = plan_requests(int(args.warmup * rate), port, api, session, seeded, start_index=offset + 900_000)
+                run_open_loop(HOST, port, warm, rate)
+                planned = plan_requests(int(args.seconds * rate), port, api, session, seeded, start_index=offset)
+                load_before = os.getloadavg()[0]
+                started = time.perf_counter()
+                results = run_open_loop(HOST, port, planned, rate)
+                elapsed = time.perf_counter() - started
+                overall = print_run(rate, args.seconds, args.warmup, args.workers, database, results, elapsed,
+                                    (load_before, os.getloadavg()[0]))
+                print(f"\nTarget: no errors and p99 <= {TARGET_P99_MS:g} ms at {rate:g} requests/s: "
+                      f"{verdict(rate, overall)}.", flush=True)
+                summary.append((rate, overall))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows = summarise(results, args.seconds)
-    lag = sorted(r.lag_ms for r in results)
-    overall = rows[-1]
-    database = "SQLite" if args.database_url is None else "PostgreSQL" if "postgresql" in url else url.split(":")[0]
-    print(f"\nLoad: gunicorn {args.workers} sync workers on loopback, {database}, open loop at {args.rate:g} "
-          f"requests/s for {args.seconds:g} s ({len(results):,} requests, last answer {elapsed:.1f} s after the "
-          f"first was due), {args.warmup:g} s warm-up not counted; latency from the time each request was due. "
-          f"Client lag p99 {percentile(lag, 99):.1f} ms; load average {load_before:.1f} before, {load_after:.1f} "
-          f"after, {os.cpu_count()} cores.\n")
-    print("| request | requests | per s | p50 ms | p99 ms | max ms | p50 ms from send | p99 ms from send | errors "
-          "| statuses |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['kind']} | {row['requests']:,} | {row['per_second']:.1f} | {row['p50']:.1f} | {row['p99']:.1f} "
-              f"| {row['max']:.1f} | {row['service_p50']:.1f} | {row['service_p99']:.1f} | {row['errors']} "
-              f"| {row['statuses']} |")
-    met = overall["errors"] == 0 and overall["p99"] <= TARGET_P99_MS
-    verdict = "met" if met else f"missed (p99 {overall['p99']:.1f} ms, {overall['errors']} errors)"
-    print(f"\nTarget: no errors and p99 <= {TARGET_P99_MS:g} ms at {args.rate:g} requests/s: {verdict}.")
+    if len(summary) > 1:
+        print(f"\nAll requests, {database}, {args.seconds:g} s per rate:\n")
+        print("| requests/s sent | answered/s | p50 ms | p99 ms | max ms | errors | target p99 <= 100 ms, no errors |")
+        print("|---|---|---|---|---|---|---|")
+        for rate, overall in summary:
+            print(f"| {rate:g} | {overall['answered_per_second']:.1f} | {overall['p50']:,.1f} | {overall['p99']:,.1f} "
+                  f"| {overall['max']:,.1f} | {overall['errors']:,} | {verdict(rate, overall)} |")
     return 0
 
 

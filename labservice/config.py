@@ -88,7 +88,8 @@ class Settings:
     #: Idempotency-Key records (the first answer to a keyed request) are kept this many hours, then deleted.
     IDEMPOTENCY_TTL_HOURS: int = 24
     #: A keyed request still unanswered after this many seconds is taken to have died (its worker killed): a
-    #: retry then runs it again instead of answering 409.
+    #: retry then runs it again instead of answering 409. On the same machine a dead worker's claim is taken
+    #: over at once.
     IDEMPOTENCY_LEASE_SECONDS: int = 120
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"

@@ -14,9 +14,11 @@ Follows the IETF draft "The Idempotency-Key HTTP Header Field" (draft-ietf-httpa
   does not run, so nothing is stored twice.
 - The same key with a different request answers 422. A retry while the first request still runs answers
   409 with ``Retry-After``.
-- 5xx answers are not kept (a retry may then succeed). If a worker dies mid-request, its claim on the key
-  is taken over by a retry after ``IDEMPOTENCY_LEASE_SECONDS`` (until then retries get 409). Records
-  expire after ``IDEMPOTENCY_TTL_HOURS`` (24) and are deleted lazily, at most once a minute per process.
+- 5xx answers are not kept (a retry may then succeed). If a worker dies mid-request (killed, out of
+  memory), its claim on the key is taken over by the next retry: at once on the same machine, where the
+  record names the process (``claimed_by``) and /proc says it is gone; elsewhere after
+  ``IDEMPOTENCY_LEASE_SECONDS`` (until then retries get 409). Records expire after
+  ``IDEMPOTENCY_TTL_HOURS`` (24) and are deleted lazily, at most once a minute per process.
 
 It is one wrapper around the views of `IDEMPOTENT_ENDPOINTS` (registered by `register_idempotency`),
 inside the request's before_request hooks, so authentication has set the principal and rate limits have
@@ -29,11 +31,14 @@ import functools
 import hashlib
 import json
 import math
+import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 from apispec import BasePlugin
@@ -182,6 +187,53 @@ def fingerprint(body_digest: str) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode("ascii")).hexdigest()
 
 
+# --- which process runs a claimed request ---------------------------------------------------------
+
+
+def _stat_start(pid: int | str) -> str:
+    """The start time of a process (field 22 of /proc/<pid>/stat, in clock ticks since boot)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+@functools.cache
+def _machine() -> tuple[str, ...] | None:
+    """What identifies this machine's process table: host name, boot id, PID namespace (None without /proc)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return socket.gethostname(), boot, namespace
+
+
+def process_identity() -> str | None:
+    """This process, as a claim records it: 'host|boot id|pid namespace|pid|start time' (None without /proc)."""
+    machine = _machine()
+    if machine is None:
+        return None
+    try:
+        start = _stat_start("self")
+    except (OSError, IndexError):
+        return None
+    return "|".join((*machine, str(os.getpid()), start))[:200]
+
+
+def claimant_is_gone(claimed_by: str | None) -> bool:
+    """True when the process a claim names ran on this machine and no longer runs (its pid is gone, or is
+    another process now). A claim from another machine, or without a name, is never judged here."""
+    machine = _machine()
+    if not claimed_by or machine is None:
+        return False
+    parts = claimed_by.split("|")
+    if len(parts) != 5 or tuple(parts[:3]) != machine:
+        return False
+    pid, start = parts[3], parts[4]
+    try:
+        return _stat_start(pid) != start
+    except (OSError, IndexError):
+        return True
+
+
 # --- the records -----------------------------------------------------------------------------------
 
 
@@ -213,17 +265,18 @@ def claim_key(database, owner: str, key: str, request_hash: str, *, now: datetim
                     created = as_utc(record.created_at)
                     expired = created is not None and created <= now - ttl
                     abandoned = (record.status is None and record.request_hash == request_hash
-                                 and created is not None and created <= now - lease)
+                                 and ((created is not None and created <= now - lease)
+                                      or claimant_is_gone(record.claimed_by)))
                     if not (expired or abandoned):
                         return _existing(record, request_hash, now, lease)
-                    # Expired, or claimed by a request whose worker died: take it over, if no one else did
-                    # (created_at too: SQLite may give a deleted row's id to the next one).
+                    # Expired, or claimed by a request whose worker died (or whose lease ran out): take it over,
+                    # if no one else did (created_at too: SQLite may give a deleted row's id to the next one).
                     taken = session.execute(delete(IdempotencyRecord).where(
                         IdempotencyRecord.id == record.id, IdempotencyRecord.created_at == record.created_at))
                     if taken.rowcount != 1:
                         raise _TakenMeanwhile
                 fresh = IdempotencyRecord(owner=owner, key=key, request_hash=request_hash, status=None,
-                                          created_at=now)
+                                          created_at=now, claimed_by=process_identity())
                 session.add(fresh)
                 session.flush()
                 return Claim("new", record_id=fresh.id)

@@ -255,3 +255,5 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime]
     headers: Mapped[list | None] = mapped_column(JSON)               # [name, value] pairs of the view's answer
     patients: Mapped[list | None] = mapped_column(JSON)              # patient ids the answer showed (audit)
+    #: The process running the first request (host|boot id|pid namespace|pid|start time; migration 0006).
+    claimed_by: Mapped[str | None] = mapped_column(String(200))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import func, select, update
 
 from labservice.api.fhir import EXAMPLE as FHIR_EXAMPLE
 from labservice.api.hl7v2 import EXAMPLE as HL7_EXAMPLE
-from labservice.security.idempotency import IDEMPOTENT_ENDPOINTS, MalformedKey, parse_key
+from labservice.security.idempotency import IDEMPOTENT_ENDPOINTS, MalformedKey, parse_key, process_identity
 from labservice.security.keys import create_key
 from labservice.security.principal import SCOPES
 from labservice.store.database import Database
@@ -339,6 +340,47 @@ def test_a_running_request_makes_a_retry_409_until_its_lease_ends(make_app, data
     assert counts(database_url)["cbc_results"] == 1
     [record] = records(database_url)
     assert record.status == 200
+
+
+def _identity_of_a_process_that_has_ended() -> str:
+    """The claim a request would leave in a worker that then died: a real child process's identity."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its identity, then end
+        try:
+            os.write(writer, (process_identity() or "").encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    identity = os.read(reader, 1000).decode()
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert identity.count("|") == 4, identity
+    return identity
+
+
+@pytest.mark.parametrize(("claimant", "taken_at_once"), [("dead", True), ("alive", False), ("elsewhere", False)])
+def test_a_claim_whose_process_died_on_this_machine_is_taken_over_at_once(make_app, database_url, claimant,
+                                                                          taken_at_once):
+    """The worker running the first request was killed: on the same machine the retry need not wait for the
+    lease. A live process's claim, or one from another machine, still answers 409 until the lease ends."""
+    app = make_app(DATABASE_URL=database_url, IDEMPOTENCY_LEASE_SECONDS=600)
+    client = app.test_client()
+    first = client.post(INTERPRETATIONS, json=urgent_cbc(), headers={"Idempotency-Key": "claimed"})
+    claimed_by = {"dead": _identity_of_a_process_that_has_ended(), "alive": process_identity(),
+                  "elsewhere": "another-host|boot|pid:[1]|1|1"}[claimant]
+    with app.extensions["labservice.database"].session() as session:
+        session.execute(update(IdempotencyRecord).values(status=None, body=None, created_at=now_utc(),
+                                                         claimed_by=claimed_by))
+    retry = client.post(INTERPRETATIONS, json=urgent_cbc(), headers={"Idempotency-Key": "claimed"})
+    if taken_at_once:
+        assert retry.status_code == 200 and "Idempotent-Replayed" not in retry.headers
+        assert retry.json["stored"]["duplicate"] is True and first.json["stored"]["duplicate"] is False
+        [record] = records(database_url)
+        assert record.status == 200 and record.claimed_by == process_identity()
+    else:
+        assert retry.status_code == 409 and int(retry.headers["Retry-After"]) > 500
+    assert counts(database_url)["cbc_results"] == 1
 
 
 # ------------------------------------------------------------------------------------- the document
