@@ -125,7 +125,7 @@ def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
     if censored_rows.size:
         rejected = _check_censored(parsed, rs, table, frame, other_end, censored_rows, errors, notes)
         summary.censored_interpreted += int(censored_rows.size - rejected.size)
-        frame = frame.drop(index=rejected)
+        frame = frame.drop(index=pd.Index(rejected))
     if keep_rows is not None:
         summary.stored += keep_rows(parsed, table, errors)
     for analyte in DERIVABLE:

@@ -12,9 +12,9 @@ import io
 import itertools
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import BinaryIO, TextIO
+from typing import IO, Any, TextIO
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def output_analytes(analytes: list[str]) -> list[str]:
     return [a for a in ANALYTES if a in present]
 
 
-def run_batch(source: BinaryIO, *, csv_out: TextIO | None = None, json_out: TextIO | None = None,
+def run_batch(source: IO[bytes], *, csv_out: TextIO | None = None, json_out: TextIO | None = None,
               options: BatchOptions | None = None, ruleset: Ruleset | None = None,
               progress: Callable[[int], None] | None = None, jobs: int = 1,
               keep_rows: KeepRows | None = None) -> BatchSummary:
@@ -166,7 +166,8 @@ def _process_in_worker(parsed: ParsedChunk, duplicate_of, formats) -> tuple[list
     return _process(parsed, duplicate_of, _WORKER_RULESET, formats)
 
 
-def _interpreted(tasks, rs: Ruleset, formats, jobs: int, keep_rows: KeepRows | None = None
+def _interpreted(tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats, jobs: int,
+                 keep_rows: KeepRows | None = None
                  ) -> Iterator[tuple[list[str], BatchSummary]]:
     """(texts, counts) per chunk, in input order; a pool is started only when a second chunk comes."""
     tasks = iter(tasks)
@@ -175,15 +176,15 @@ def _interpreted(tasks, rs: Ruleset, formats, jobs: int, keep_rows: KeepRows | N
         return
     second = next(tasks, None) if jobs > 1 else None
     if second is None:
-        yield _process(*first, rs, formats, keep_rows)
-        for task in tasks:
-            yield _process(*task, rs, formats, keep_rows)
+        yield _process(first[0], first[1], rs, formats, keep_rows)
+        for parsed, duplicate_of in tasks:
+            yield _process(parsed, duplicate_of, rs, formats, keep_rows)
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_worker_ruleset, initargs=(rs,)) as pool:
         pending: deque[Future] = deque()
-        for task in itertools.chain((first, second), tasks):  # lazily: the window bounds memory
-            pending.append(pool.submit(_process_in_worker, *task, formats))
+        for parsed, duplicate_of in itertools.chain((first, second), tasks):  # lazily: the window bounds memory
+            pending.append(pool.submit(_process_in_worker, parsed, duplicate_of, formats))
             if len(pending) >= jobs * CHUNKS_AHEAD_PER_JOB:
                 yield pending.popleft().result()
         while pending:

@@ -23,7 +23,7 @@ class HashingStream(io.RawIOBase):
         self._replay = b""
         self.exhausted = False
         self.quotes = 0  # quote characters read so far
-        self._utf8 = None  # an incremental decoder while the file is checked as UTF-8
+        self._utf8: codecs.IncrementalDecoder | None = None  # a decoder while the file is checked as UTF-8
         self.invalid_utf8_at: int | None = None  # offset of the first byte that is not UTF-8
 
     def check_utf8(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,8 +126,9 @@ class LongFile:
             key = key + "\x1e" + frame[plan.fields["collected_at"]].astype(object).fillna("").astype(str).str.strip()
         key_array = key.to_numpy(dtype=object)
         first_rows = pd.Series(np.arange(len(key_array))).groupby(key_array, sort=False).first()
-        groups_of_key = {}
+        groups_of_key: dict[str, int] = {}
         for text, row in first_rows.items():
+            text, row = str(text), int(row)
             number = res.keys.get(text)
             if number is None:
                 number = len(res.keys)
@@ -139,15 +141,15 @@ class LongFile:
             groups_of_key[text] = number
         groups = pd.Series(key_array).map(groups_of_key).to_numpy(dtype=np.int64)
         for name in self.context_fields:
-            column = frame[plan.fields[name]].astype(object)
-            given = column.notna().to_numpy()
+            context_column = frame[plan.fields[name]].astype(object)
+            given = context_column.notna().to_numpy()
             if not given.any():
                 continue
-            firsts = pd.Series(column.to_numpy()[given]).groupby(groups[given], sort=False).first()
+            firsts = pd.Series(context_column.to_numpy()[given]).groupby(groups[given], sort=False).first()
             store = res.group_context[name]
-            for number, value in firsts.items():
-                if store[number] is None:
-                    store[number] = value
+            for group, value in firsts.items():
+                if store[int(group)] is None:  # type: ignore[call-overload]
+                    store[int(group)] = value  # type: ignore[call-overload]
         return groups
 
     def _values(self, frame: pd.DataFrame, codes: np.ndarray, lines: np.ndarray):
@@ -175,15 +177,15 @@ class LongFile:
         values = np.round(values, 9)
         for row in np.flatnonzero(numbers.bad):
             problems.setdefault(int(row), f"line {int(lines[row])}, column {value_header}: "
-                                           f"{quoted(column.iat[row])} is not a number")
+                                           f"{quoted(column.iat[int(row)])} is not a number")
         for code in np.unique(codes):
             analyte = ANALYTES[code]
             rows = codes == code
             wrong = rows & ~plausible_mask(rs, analyte, values) & ~np.isnan(factors)
             for row in np.flatnonzero(wrong):
-                unit = units[row] or None
+                given_unit: str | None = units[row] or None
                 problems.setdefault(int(row), f"line {int(lines[row])}, column {value_header}: "
-                                    + implausibility_message(rs, analyte, float(numbers.values[row]), unit))
+                                    + implausibility_message(rs, analyte, float(numbers.values[row]), given_unit))
         bound = np.full(len(frame), np.nan) if numbers.bound is None else np.round(numbers.bound * factors, 9)
         return values, numbers.censored, bound, problems
 
@@ -201,7 +203,7 @@ class LongFile:
             items = frame[self.plan.fields["item"]].astype(object).fillna("").astype(str).str.strip()
             by_item = {name_key(k): v for k, v in self.options.item_units.items()}
             for row in np.flatnonzero(missing):
-                unit = by_item.get(name_key(items.iat[row])) or self.options.units.get(ANALYTES[codes[row]])
+                unit = by_item.get(name_key(str(items.iat[int(row)]))) or self.options.units.get(ANALYTES[codes[row]])
                 if unit:
                     units[row] = unit
         return units
@@ -218,7 +220,7 @@ class LongFile:
     # -- grouping ---------------------------------------------------------------------------
 
     def analytes(self) -> list[str]:
-        seen = np.unique(np.concatenate(self.results.analyte)) if self.results.analyte else []
+        seen: Any = np.unique(np.concatenate(self.results.analyte)) if self.results.analyte else []
         return [ANALYTES[int(code)] for code in seen]
 
     def chunks(self, chunk_rows: int) -> Iterator[ParsedChunk]:
@@ -295,7 +297,7 @@ class LongFile:
         errors.add(missing, id_headers, "no id: the results cannot be grouped into a CBC")
         context = pd.DataFrame({name: pd.Series(res.group_context[name][start:stop], dtype=object)
                                 for name in self.context_fields})
-        context.index = range(n)
+        context.index = pd.RangeIndex(n)
         headers = {name: plan.header_of(name) for name in self.context_fields}
         table.update(parse_context(context, headers, errors, decimal=self.decimal, age_factor=plan.age_factor,
                                    sex_codes=self.options.sex_codes, date_order=self.options.date_order))
