@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Developer tasks with nothing but Python 3.11: `python3 tasks.py run`, `test`, `bench` or `fuzz`.
+"""Developer tasks with nothing but Python 3.11: `python3 tasks.py run`, `test`, `lint`, `bench` or `fuzz`.
 
-Each creates `.venv` when it is missing, install the project with its test extras (skipped while
+Each creates `.venv` when it is missing, installs the project with its test and lint extras (skipped while
 the stamp file holds the current hash of pyproject.toml) and create `instance/`. Then `run`
 becomes gunicorn on 127.0.0.1:8000 with 2 workers (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
@@ -25,7 +25,8 @@ PYPROJECT = ROOT / "pyproject.toml"
 INSTANCE = ROOT / "instance"
 BIND = "127.0.0.1:8000"
 WORKERS = "2"
-USAGE = "usage: python3 tasks.py run | test [pytest arguments] | bench [--smoke] | fuzz [.ci/fuzz.py arguments]"
+USAGE = ("usage: python3 tasks.py run | test [pytest arguments] | lint | bench [--smoke] "
+         "| fuzz [.ci/fuzz.py arguments]")
 
 
 def say(message: str) -> None:
@@ -44,13 +45,13 @@ def pyproject_hash() -> str:
 
 
 def ensure_installed() -> None:
-    """pip install -e '.[test]' unless the stamp says this pyproject.toml is already installed."""
+    """pip install -e '.[test,lint]' unless the stamp says this pyproject.toml is already installed."""
     wanted = pyproject_hash()
     if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == wanted:
         return
-    say("installing the project and its test dependencies into .venv")
+    say("installing the project and its test and lint dependencies into .venv")
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-e",
-                    ".[test]"], cwd=ROOT, check=True)
+                    ".[test,lint]"], cwd=ROOT, check=True)
     STAMP.write_text(wanted + "\n", encoding="utf-8")
 
 
@@ -76,6 +77,21 @@ def test(pytest_args: list[str]) -> int:
     setup()
     return subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT,
                           check=False).returncode
+
+
+def lint() -> int:
+    """ruff check, ruff format --check and mypy on labservice/: each runs, the exit code is the worst."""
+    setup()
+    checks = [
+        [str(BIN / "ruff"), "check", "labservice"],
+        [str(BIN / "ruff"), "format", "--check", "labservice"],
+        [str(PYTHON), "-m", "mypy", "labservice"],
+    ]
+    worst = 0
+    for argv in checks:
+        say(" ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv)))
+        worst = max(worst, subprocess.run(argv, cwd=ROOT, check=False).returncode)
+    return worst
 
 
 def bench(args: list[str]) -> int:
@@ -108,7 +124,7 @@ def fuzz(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test", "bench", "fuzz"):
+    if not argv or argv[0] not in ("run", "test", "lint", "bench", "fuzz"):
         print(USAGE, file=sys.stderr)
         return 2
     try:
@@ -119,6 +135,8 @@ def main(argv: list[str]) -> int:
             return bench(argv[1:])
         if argv[0] == "fuzz":
             return fuzz(argv[1:])
+        if argv[0] == "lint":
+            return lint()
         return test(argv[1:])
     except subprocess.CalledProcessError as error:
         say(f"failed: {' '.join(map(str, error.cmd))} (exit {error.returncode})")
