@@ -11,7 +11,7 @@ from flask import Flask
 
 from labservice.api import RULESET_EXTENSION, register_api
 from labservice.api.cds_services import register as register_cds_services
-from labservice.config import load_settings
+from labservice.config import instance_path, load_settings
 from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
@@ -28,7 +28,10 @@ DATABASE_EXTENSION = "labservice.database"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; a malformed rule table stops it here, naming the file and line."""
-    app = Flask(__name__, instance_relative_config=True)
+    settings = {**load_settings(), **(config or {})}
+    # The instance folder comes from the settings (INSTANCE_PATH, else ./instance), as for the commands: Flask's
+    # own guess is the checkout in an editable install but <venv>/var/... in a wheel install.
+    app = Flask(__name__, instance_path=str(instance_path(settings)), instance_relative_config=True)
     register_config(app, config)
     register_request_edges(app)
     register_json(app)
@@ -49,6 +52,7 @@ def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
     app.config.from_mapping(load_settings())
     if config:
         app.config.from_mapping(config)
+    app.config["INSTANCE_PATH"] = app.instance_path
     if not app.config.get("BATCH_DIRECTORY"):
         app.config["BATCH_DIRECTORY"] = os.path.join(app.instance_path, "batches")
 

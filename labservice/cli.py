@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from labservice import mllp
+from labservice import __version__, mllp
 
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_WORKERS = 2
@@ -30,12 +30,12 @@ def serve(bind: str, workers: int) -> int:
 
 
 def init_db(url: str | None) -> int:
-    """Create or migrate the database (DATABASE_URL, else instance/labservice.sqlite) to the newest schema."""
-    from labservice.config import load_settings
+    """Create or migrate the database (DATABASE_URL, else <instance>/labservice.sqlite) to the newest schema."""
+    from labservice.config import instance_path, load_settings
     from labservice.store.database import database_url, migrate
 
-    instance = Path.cwd() / "instance"
-    target = database_url(url or load_settings()["DATABASE_URL"], instance)
+    settings = load_settings()
+    target = database_url(url or settings["DATABASE_URL"], instance_path(settings))
     migrate(target)
     print(f"database ready: {target.split('@')[-1]}")
     return 0
@@ -57,12 +57,13 @@ def check_ranges(directory: str | None) -> int:
 
 
 def _configured_database(url: str | None):
-    """The configured database (DATABASE_URL / LABSERVICE_DATABASE_URL, else instance/labservice.sqlite),
-    migrated to the newest schema first, like init-db."""
-    from labservice.config import load_settings
+    """The configured database (DATABASE_URL / LABSERVICE_DATABASE_URL, else <instance>/labservice.sqlite, the
+    server's default too), migrated to the newest schema first, like init-db."""
+    from labservice.config import instance_path, load_settings
     from labservice.store.database import Database, database_url, migrate
 
-    target = database_url(url or load_settings()["DATABASE_URL"], Path.cwd() / "instance")
+    settings = load_settings()
+    target = database_url(url or settings["DATABASE_URL"], instance_path(settings))
     migrate(target)
     return Database.connect(target)
 
@@ -142,7 +143,7 @@ def create_user(args: argparse.Namespace) -> int:
 
 
 def _add_security_parsers(commands) -> None:
-    url_help = "database URL (default: DATABASE_URL, else instance/labservice.sqlite)"
+    url_help = "database URL (default: DATABASE_URL, else <LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)"
     parser = commands.add_parser("create-key", help="create an API key and print it once")
     parser.add_argument("--name", required=True, help="who or what holds the key, e.g. lis-interface")
     parser.add_argument("--scopes", default="interpret,read",
@@ -316,7 +317,8 @@ def _add_interpret_parser(commands) -> None:
     parser.add_argument("--chunk-rows", type=int, help="rows per chunk (memory against speed; default 100000)")
     parser.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes interpreting chunks (default: 2, or 1 on a single core)")
-    parser.add_argument("--ranges", help="directory of rule tables (default: reference_ranges/)")
+    parser.add_argument("--ranges", help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the "
+                        "tables shipped in the package)")
     parser.add_argument("--summary", help="also write the summary as JSON to this file")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: for files over 8 MB on a terminal)")
@@ -326,6 +328,7 @@ def _add_interpret_parser(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labservice", description="Complete blood count interpretation service.")
+    parser.add_argument("--version", action="version", version=f"labservice {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="run the API with gunicorn")
@@ -338,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     mllp.add_parser(commands)
 
     init_parser = commands.add_parser("init-db", help="create or migrate the database to the newest schema")
-    init_parser.add_argument("--url", help="database URL (default: DATABASE_URL, else instance/labservice.sqlite)")
+    init_parser.add_argument("--url", help="database URL (default: DATABASE_URL, else "
+                             "<LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)")
 
     _add_security_parsers(commands)
 
@@ -346,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check-ranges", help="validate the rule tables (reference_ranges/)")
     check_parser.add_argument(
         "directory", nargs="?", default=None,
-        help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES or reference_ranges/)")
+        help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the tables shipped in the package)")
     return parser
 
 

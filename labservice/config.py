@@ -8,10 +8,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from labservice.rule_tables import packaged_directory
+
 ENV_PREFIX = "LABSERVICE_"
 
-#: Where the rule tables live unless REFERENCE_RANGES says otherwise.
-DEFAULT_REFERENCE_RANGES = str(Path(__file__).resolve().parents[1] / "reference_ranges")
+#: Where the rule tables live unless REFERENCE_RANGES says otherwise: the copy shipped in the package.
+DEFAULT_REFERENCE_RANGES = str(packaged_directory())
+#: The instance folder (SQLite database, batches, session key) unless INSTANCE_PATH says otherwise.
+DEFAULT_INSTANCE_FOLDER = "instance"
 
 
 @dataclass(frozen=True)
@@ -22,14 +26,19 @@ class Settings:
     MAX_CONTENT_LENGTH: int = 2 * 1024 * 1024
     #: Most CBCs accepted in one array request; more answers 413.
     MAX_BATCH_ITEMS: int = 1000
-    #: Directory of the rule tables (reference intervals, thresholds, CTCAE grades).
+    #: Directory of the rule tables (reference intervals, thresholds, CTCAE grades); default: the copy shipped in
+    #: the package (the repository's reference_ranges/, labservice.rule_tables).
     REFERENCE_RANGES: str = DEFAULT_REFERENCE_RANGES
+    #: The instance folder: the embedded SQLite database, batch results, the dashboard's session key, CDS feedback.
+    #: Empty means instance/ under the working directory; a relative path is taken from the working directory.
+    #: The server and every command (create-key, init-db...) use the same one.
+    INSTANCE_PATH: str = ""
     #: Largest CSV upload to POST /api/v1/batches in bytes (256 MiB); a larger upload answers 413.
     #: It applies to that endpoint only: every other request keeps MAX_CONTENT_LENGTH.
     MAX_UPLOAD_BYTES: int = 256 * 1024 * 1024
     #: Where uploaded batches and their results are kept; empty means <instance folder>/batches.
     BATCH_DIRECTORY: str = ""
-    #: Database URL; empty means the SQLite file instance/labservice.sqlite. DATABASE_URL (no prefix) also works.
+    #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also works.
     DATABASE_URL: str = ""
     #: Migrate the database to the newest schema when the app starts (SQLite file created if missing).
     AUTO_MIGRATE: bool = True
@@ -121,6 +130,11 @@ def _coerce(raw: str, kind: type, name: str) -> Any:
             raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be a positive integer")
         return number
     return raw
+
+
+def instance_path(settings: Mapping[str, Any]) -> Path:
+    """The absolute instance folder of these settings (INSTANCE_PATH, else instance/ in the working directory)."""
+    return Path.cwd() / (settings.get("INSTANCE_PATH") or DEFAULT_INSTANCE_FOLDER)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

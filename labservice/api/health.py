@@ -1,4 +1,4 @@
-"""GET /healthz: the service is up, whether its database answers, and which ruleset it answers with.
+"""GET /healthz: the service is up, its version, whether its database answers, and which ruleset it answers with.
 
 No authentication: a load balancer or an orchestrator polls it. It answers 503 (with Retry-After) while the
 database does not answer, so traffic can be sent elsewhere; the service reconnects by itself when it returns.
@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 from marshmallow import fields
 
+from labservice import __version__
 from labservice.api import current_database, current_ruleset
 from labservice.api.schemas import HealthSchema
 from labservice.errors import DATABASE_RETRY_AFTER
@@ -24,6 +25,7 @@ blp = Blueprint("health", __name__, description="Liveness, the database and the 
 
 
 class HealthStatusSchema(HealthSchema):
+    version = fields.String(metadata={"example": __version__, "description": "The version of labservice answering"})
     status = fields.String(metadata={"enum": ["ok", "unavailable"], "example": "ok",
                                      "description": "ok when the service and its database answer"})
     database = fields.String(metadata={"enum": ["ok", "unavailable"], "example": "ok",
@@ -39,6 +41,7 @@ def healthz() -> ResponseReturnValue:
     answers = current_database().answers()
     body: dict[str, Any] = {"status": "ok" if answers else "unavailable",
                             "ruleset_version": current_ruleset().version,
+                            "version": __version__,
                             "database": "ok" if answers else "unavailable"}
     if answers:
         return body

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labservice.core.units import UnitTable, normalise_unit_key
+from labservice.rule_tables import packaged_directory
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "reference_ranges"
 RANGE_FILES = ("adults.csv", "children.csv")
 DUFFY_FILE = "duffy_null.csv"
 OPERATORS = ("<", "<=", ">", ">=")
@@ -427,7 +427,7 @@ def _version(directory: Path) -> str:
 
 def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
     """Read and validate every table; raise RulesetError naming the file and line on any fault."""
-    base = Path(directory) if directory is not None else DEFAULT_DIR
+    base = Path(directory) if directory is not None else packaged_directory()
     analytes = _load_analytes(base)
     units = _load_units(base, analytes)
     ranges: list[RangeRow] = []

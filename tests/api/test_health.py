@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from labservice.core.ruleset import load_ruleset
 
 
@@ -12,3 +14,7 @@ def test_healthz_reports_ok_and_the_ruleset_version(client, app):
     body = response.get_json()
     assert body["status"] == "ok"
     assert body["ruleset_version"] == load_ruleset(app.config["REFERENCE_RANGES"]).version
+
+
+def test_healthz_reports_the_installed_version(client):
+    assert client.get("/healthz").get_json()["version"] == metadata.version("labservice")

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from labservice.core.ruleset import DEFAULT_DIR, RulesetError, load_ruleset
+from labservice.core.ruleset import RulesetError, load_ruleset
+from labservice.rule_tables import packaged_directory
 
 
 @pytest.fixture
 def tables(tmp_path: Path) -> Path:
     target = tmp_path / "reference_ranges"
-    shutil.copytree(DEFAULT_DIR, target)
+    shutil.copytree(packaged_directory(), target)
     return target
 
 

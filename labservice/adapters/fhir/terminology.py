@@ -12,7 +12,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from labservice.core.ruleset import DEFAULT_DIR, Ruleset, RulesetError
+from labservice.core.ruleset import Ruleset, RulesetError
+from labservice.rule_tables import packaged_directory
 
 SNOMED_FILE = "snomed_ct.csv"
 SNOMED_SYSTEM = "http://snomed.info/sct"
@@ -115,7 +116,7 @@ def snomed_map(ruleset: Ruleset) -> dict[str, SnomedRow]:
     cache = ruleset._cache
     if "snomed_ct" not in cache:
         path = Path(ruleset.directory) / SNOMED_FILE
-        path = path if path.exists() else DEFAULT_DIR / SNOMED_FILE
+        path = path if path.exists() else packaged_directory() / SNOMED_FILE
         table = load_snomed_map(path)
         for row in table.values():
             if row.source_tag and row.source_tag not in ruleset.sources:

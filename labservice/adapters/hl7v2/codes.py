@@ -15,9 +15,9 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labservice.config import DEFAULT_REFERENCE_RANGES
 from labservice.core.ruleset import Ruleset
 from labservice.core.units import UnitError, conversion_factor
+from labservice.rule_tables import packaged_directory
 
 LOCAL_CODES_FILE = "hl7_local_codes.csv"
 LOINC_SYSTEMS = frozenset({"LN", "LOINC"})
@@ -53,7 +53,7 @@ def load_code_map(ruleset: Ruleset, extra: str | Path | None = None) -> CodeMap:
     """The default local codes (rule directory, else packaged), then `extra` overriding them."""
     default = Path(ruleset.directory) / LOCAL_CODES_FILE
     if not default.exists():
-        default = Path(DEFAULT_REFERENCE_RANGES) / LOCAL_CODES_FILE
+        default = packaged_directory() / LOCAL_CODES_FILE
     codes = CodeMap()
     for path in (default, Path(extra) if extra else None):
         if path is not None:

@@ -21,12 +21,13 @@ from labservice.adapters.fhir.terminology import (
     snomed_map,
     verhoeff_valid,
 )
-from labservice.core.ruleset import DEFAULT_DIR, RulesetError, default_ruleset
+from labservice.core.ruleset import RulesetError, default_ruleset
+from labservice.rule_tables import packaged_directory
 from tests.adapters.fhir.test_output import pancytopenia_bundle, us_core_bundle
 from tests.adapters.fhir.test_output_builders import SPEC, interpret, load
 from tests.shared_data import FIXTURES, SHARED
 
-TABLE = DEFAULT_DIR / "snomed_ct.csv"
+TABLE = packaged_directory() / "snomed_ct.csv"
 DELTA_FINDINGS = {"platelet_drop", "new_cytopenia"}
 
 
