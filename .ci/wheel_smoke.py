@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 import venv
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
@@ -48,7 +49,7 @@ def say(message: str) -> None:
     print(f"wheel_smoke: {message}", flush=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     say(f"FAILED: {message}")
     sys.exit(1)
 
@@ -129,7 +130,8 @@ def check_serve(labservice: str, here: Path, env: dict[str, str], version: str) 
                                   cwd=here, env=env, stdout=handle, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        status, health = 0, {}
+        status: int = 0
+        health: dict = {}
         while time.monotonic() < deadline and server.poll() is None:
             try:
                 status, health = request(base + "/healthz")
@@ -177,7 +179,7 @@ def check_mllp(labservice: str, here: Path, env: dict[str, str]) -> None:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="labservice-wheel-") as temporary:
         work = Path(temporary).resolve()
-        if ROOT == work or ROOT in work.parents:
+        if work == ROOT or ROOT in work.parents:
             fail(f"the temporary directory {work} is inside the checkout")
         wheel = build_wheel(work)
         version = wheel.name.split("-")[1]

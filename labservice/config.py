@@ -38,7 +38,8 @@ class Settings:
     MAX_UPLOAD_BYTES: int = 256 * 1024 * 1024
     #: Where uploaded batches and their results are kept; empty means <instance folder>/batches.
     BATCH_DIRECTORY: str = ""
-    #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also works.
+    #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also
+    #: works.
     DATABASE_URL: str = ""
     #: Migrate the database to the newest schema when the app starts (SQLite file created if missing).
     AUTO_MIGRATE: bool = True
