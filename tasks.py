@@ -2,7 +2,7 @@
 """Developer tasks with nothing but Python 3.11: `python3 tasks.py run`, `test`, `lint`, `bench` or `fuzz`.
 
 Each creates `.venv` when it is missing, installs the project with its test and lint extras (skipped while
-the stamp file holds the current hash of pyproject.toml) and create `instance/`. Then `run`
+the stamp file holds the current hash of pyproject.toml and setup.py) and create `instance/`. Then `run`
 becomes gunicorn on 127.0.0.1:8000 with 2 workers (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
 """
@@ -41,11 +41,12 @@ def ensure_venv() -> None:
 
 
 def pyproject_hash() -> str:
-    return hashlib.sha256(PYPROJECT.read_bytes()).hexdigest()
+    """Hash of what the install depends on: pyproject.toml and setup.py (which lists the packages)."""
+    return hashlib.sha256(PYPROJECT.read_bytes() + (ROOT / "setup.py").read_bytes()).hexdigest()
 
 
 def ensure_installed() -> None:
-    """pip install -e '.[test,lint]' unless the stamp says this pyproject.toml is already installed."""
+    """pip install -e '.[test,lint]' unless the stamp says this pyproject.toml and setup.py are already installed."""
     wanted = pyproject_hash()
     if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == wanted:
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,18 +67,31 @@ def bin_of(environment: Path, name: str) -> str:
     return str(environment / ("Scripts" if os.name == "nt" else "bin") / name)
 
 
+#: Not sources: left out of the copy the wheel is built from.
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "instance", "build", "dist", "*.egg-info", "__pycache__",
+                                     ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".screenshots")
+
+
+def source_copy(target: Path) -> Path:
+    """The checkout's sources copied to `target`: the build then leaves nothing in the checkout, and a stale
+    build/ there (pip wheel builds in the tree) cannot put files that no longer exist into the wheel."""
+    shutil.copytree(ROOT, target, ignore=NOT_SOURCES)
+    return target
+
+
 def build_wheel(work: Path) -> Path:
-    """The wheel of the checkout, built in `work` (never in the checkout: no build/ or *.egg-info left there)."""
+    """The wheel of the checkout, built from a copy of its sources in `work`."""
+    source = source_copy(work / "source")
     tools = work / "build-tools"
     venv.EnvBuilder(with_pip=True).create(tools)
     python = bin_of(tools, "python")
     dist = work / "dist"
     if run([python, "-m", "pip", "install", "--quiet", "build"], cwd=work, check=False).returncode == 0:
         say("building the sdist and the wheel from it (python -m build)")
-        run([python, "-m", "build", "--outdir", str(dist), str(ROOT)], cwd=work)
+        run([python, "-m", "build", "--outdir", str(dist), str(source)], cwd=work)
     else:
         say("`build` does not install: pip wheel --no-deps")
-        run([python, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)], cwd=work)
+        run([python, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)], cwd=work)
     wheels = sorted(dist.glob("labservice-*.whl"))
     if len(wheels) != 1:
         fail(f"expected one wheel in {dist}, found {[w.name for w in wheels]}")

@@ -20,7 +20,11 @@ PACKAGE = "labservice.reference_ranges"
 @cache
 def packaged_directory() -> Path:
     """The directory of the shipped rule tables (a real directory: the loader reads files and globs them)."""
-    found = resources.files(PACKAGE)
+    try:
+        found = resources.files(PACKAGE)
+    except ModuleNotFoundError:  # an editable install made before the tables became a package
+        raise RuntimeError(f"{PACKAGE} is not installed: reinstall labservice (python3 tasks.py test does it in "
+                           "a checkout, or pip install -e .)") from None
     if not isinstance(found, Path):  # e.g. imported from a zip file: the tables need a directory on disk
         raise RuntimeError(f"the rule tables of {PACKAGE} are not in a directory ({found!r}); install labservice "
                            "unzipped, or point LABSERVICE_REFERENCE_RANGES at a copy of reference_ranges/")
