@@ -125,3 +125,14 @@ def test_the_app_and_the_commands_share_the_configured_instance_folder(tmp_path,
     response = app.test_client().get("/api/v1/ruleset", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert not (tmp_path / "instance").exists()
+
+
+def test_serve_runs_gunicorn_with_the_packaged_settings_module_not_a_file_in_the_working_directory(monkeypatch):
+    """gunicorn reads ./gunicorn.conf.py only from a checkout; a wheel user has none, so serve names the module."""
+    called: list[list[str]] = []
+    monkeypatch.setattr("os.execv", lambda executable, argv: called.append(argv))
+    assert main(["serve", "--bind", "127.0.0.1:8123", "--workers", "3"]) == 0
+    (argv,) = called
+    assert argv[argv.index("-c") + 1] == "python:labservice.security.gunicorn_conf"
+    assert argv[argv.index("-b") + 1] == "127.0.0.1:8123" and argv[argv.index("-w") + 1] == "3"
+    assert argv[-1] == "labservice.app:create_app()"
