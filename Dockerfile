@@ -1,8 +1,8 @@
 # labservice as a container: the wheel built from this checkout, installed into a venv, served by gunicorn
 # (`labservice serve`, the serving model of the README: gunicorn workers with labservice's own settings) as a
 # non-root user. The embedded SQLite database, batch results and the session key live in the instance folder
-# /var/lib/labservice, a volume. With PostgreSQL and Redis, set DATABASE_URL and LABSERVICE_REDIS_URL (docs/operations-and-security.md,
-# "Run it in a container").
+# /var/lib/labservice, a volume. With PostgreSQL and Redis, set DATABASE_URL and LABSERVICE_REDIS_URL
+# (docs/operations-and-security.md, "Run it in a container").
 #
 #   docker build -t labservice .
 #   docker run -d -p 8000:8000 -v labservice-data:/var/lib/labservice --name labservice labservice

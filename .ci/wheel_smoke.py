@@ -33,17 +33,27 @@ from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
-CSV = ("id,sex,age,PLT (10^9/L),Hb (g/L),WBC (10^9/L),ANC (10^9/L)\r\n"
-       "SMOKE-1,F,34,45,82,2.1,0.4\r\n"
-       "SMOKE-2,M,50,250,150,6.0,3.5\r\n")
-CBC = {"patient": {"id": "SMOKE-1", "sex": "female", "age_years": 34}, "collected_at": "2026-11-20T08:30:00Z",
-       "results": {"platelets": {"value": 45, "unit": "10*3/uL"}, "hemoglobin": {"value": 82, "unit": "g/L"}}}
-ORU = "\r".join([
-    "MSH|^~\\&|SMOKE|LAB|LABSERVICE|HOSP|20261120083000||ORU^R01|SMOKE-0001|P|2.5.1",
-    "PID|1||SMOKE-3^^^HOSP^MR||Doe^Jane||19920101|F",
-    "OBR|1||SMOKE-ORDER|58410-2^CBC panel^LN|||20261120083000",
-    "OBX|1|NM|777-3^Platelets^LN||45|10*3/uL|150-410|L|||F",
-]) + "\r"
+CSV = (
+    "id,sex,age,PLT (10^9/L),Hb (g/L),WBC (10^9/L),ANC (10^9/L)\r\n"
+    "SMOKE-1,F,34,45,82,2.1,0.4\r\n"
+    "SMOKE-2,M,50,250,150,6.0,3.5\r\n"
+)
+CBC = {
+    "patient": {"id": "SMOKE-1", "sex": "female", "age_years": 34},
+    "collected_at": "2026-11-20T08:30:00Z",
+    "results": {"platelets": {"value": 45, "unit": "10*3/uL"}, "hemoglobin": {"value": 82, "unit": "g/L"}},
+}
+ORU = (
+    "\r".join(
+        [
+            "MSH|^~\\&|SMOKE|LAB|LABSERVICE|HOSP|20261120083000||ORU^R01|SMOKE-0001|P|2.5.1",
+            "PID|1||SMOKE-3^^^HOSP^MR||Doe^Jane||19920101|F",
+            "OBR|1||SMOKE-ORDER|58410-2^CBC panel^LN|||20261120083000",
+            "OBX|1|NM|777-3^Platelets^LN||45|10*3/uL|150-410|L|||F",
+        ]
+    )
+    + "\r"
+)
 
 
 def say(message: str) -> None:
@@ -55,8 +65,9 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def run(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None, check: bool = True,
-        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], *, cwd: Path, env: dict[str, str] | None = None, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     completed = subprocess.run(argv, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, check=False)
     if check and completed.returncode != 0:
         fail(f"{' '.join(map(str, argv))} exited {completed.returncode}\n{completed.stdout}\n{completed.stderr}")
@@ -68,8 +79,20 @@ def bin_of(environment: Path, name: str) -> str:
 
 
 #: Not sources: left out of the copy the wheel is built from.
-NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "instance", "build", "dist", "*.egg-info", "__pycache__",
-                                     ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".screenshots")
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "instance",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".screenshots",
+)
 
 
 def source_copy(target: Path) -> Path:
@@ -100,8 +123,11 @@ def build_wheel(work: Path) -> Path:
 
 def clean_environment() -> dict[str, str]:
     """This process's environment without labservice's settings or a path into the checkout."""
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("LABSERVICE_") and name not in ("DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV")}
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("LABSERVICE_") and name not in ("DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV")
+    }
 
 
 def free_port() -> int:
@@ -133,15 +159,21 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def check_serve(labservice: str, here: Path, env: dict[str, str], version: str) -> None:
-    key = run([labservice, "create-key", "--name", "wheel-smoke", "--scopes", "interpret,read"], cwd=here,
-              env=env).stdout.strip()
+    key = run(
+        [labservice, "create-key", "--name", "wheel-smoke", "--scopes", "interpret,read"], cwd=here, env=env
+    ).stdout.strip()
     if not key:
         fail("create-key printed no key")
     base = f"http://127.0.0.1:{free_port()}"
     log = here / "serve.log"
     with log.open("w") as handle:
-        server = subprocess.Popen([labservice, "serve", "--bind", base.removeprefix("http://"), "--workers", "1"],
-                                  cwd=here, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [labservice, "serve", "--bind", base.removeprefix("http://"), "--workers", "1"],
+            cwd=here,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         status: int = 0
@@ -168,8 +200,14 @@ def check_serve(labservice: str, here: Path, env: dict[str, str], version: str) 
 
 
 def check_mllp(labservice: str, here: Path, env: dict[str, str]) -> None:
-    listener = subprocess.Popen([labservice, "mllp", "--port", "0"], cwd=here, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+    listener = subprocess.Popen(
+        [labservice, "mllp", "--port", "0"],
+        cwd=here,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = listener.stdout.readline() if listener.stdout else ""
         found = re.search(r"listening on (\S+):(\d+)", line)

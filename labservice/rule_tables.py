@@ -23,9 +23,13 @@ def packaged_directory() -> Path:
     try:
         found = resources.files(PACKAGE)
     except ModuleNotFoundError:  # an editable install made before the tables became a package
-        raise RuntimeError(f"{PACKAGE} is not installed: reinstall labservice (python3 tasks.py test does it in "
-                           "a checkout, or pip install -e .)") from None
+        raise RuntimeError(
+            f"{PACKAGE} is not installed: reinstall labservice (python3 tasks.py test does it in "
+            "a checkout, or pip install -e .)"
+        ) from None
     if not isinstance(found, Path):  # e.g. imported from a zip file: the tables need a directory on disk
-        raise RuntimeError(f"the rule tables of {PACKAGE} are not in a directory ({found!r}); install labservice "
-                           "unzipped, or point LABSERVICE_REFERENCE_RANGES at a copy of reference_ranges/")
+        raise RuntimeError(
+            f"the rule tables of {PACKAGE} are not in a directory ({found!r}); install labservice "
+            "unzipped, or point LABSERVICE_REFERENCE_RANGES at a copy of reference_ranges/"
+        )
     return found

@@ -24,8 +24,21 @@ from labservice.core.ruleset import load_ruleset
 from labservice.rule_tables import PACKAGE, packaged_directory
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("analytes.csv", "adults.csv", "children.csv", "thresholds.csv", "ctcae.csv", "bands.csv", "units.csv",
-          "anemia_cutoffs.csv", "duffy_null.csv", "sources.csv", "snomed_ct.csv", "hl7_local_codes.csv", "README.md")
+TABLES = (
+    "analytes.csv",
+    "adults.csv",
+    "children.csv",
+    "thresholds.csv",
+    "ctcae.csv",
+    "bands.csv",
+    "units.csv",
+    "anemia_cutoffs.csv",
+    "duffy_null.csv",
+    "sources.csv",
+    "snomed_ct.csv",
+    "hl7_local_codes.csv",
+    "README.md",
+)
 
 
 def test_the_rule_tables_are_a_package_resource_found_by_importlib_resources():
@@ -47,12 +60,16 @@ def test_the_default_setting_is_the_packaged_directory_and_the_variable_still_ov
 def _builds_a_path_to_the_tables(path: Path) -> bool:
     """`... / "reference_ranges"`, `Path("…reference_ranges")`, `os.path.join(..., "reference_ranges")` and the like
     (the word in a message or a JSON key is not a path)."""
+
     def names_tables(node: ast.AST) -> bool:
         return isinstance(node, ast.Constant) and isinstance(node.value, str) and "reference_ranges" in node.value
 
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and (names_tables(node.left)
-                                                                             or names_tables(node.right)):
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Div)
+            and (names_tables(node.left) or names_tables(node.right))
+        ):
             return True
         if isinstance(node, ast.Call) and any(names_tables(arg) for arg in node.args):
             called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -63,8 +80,11 @@ def _builds_a_path_to_the_tables(path: Path) -> bool:
 
 def test_no_module_but_the_resolver_builds_a_path_to_the_rule_tables():
     """A path built from a module's own location (parents[2] / "reference_ranges") works only in a checkout."""
-    offenders = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "labservice").rglob("*.py"))
-                 if path.name != "rule_tables.py" and _builds_a_path_to_the_tables(path)]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "labservice").rglob("*.py"))
+        if path.name != "rule_tables.py" and _builds_a_path_to_the_tables(path)
+    ]
     assert offenders == []
 
 
@@ -80,10 +100,29 @@ def test_version_flag_prints_the_installed_distribution_version(capsys):
 def test_the_wheel_carries_the_rule_tables_licence_and_metadata(tmp_path):
     """Build the wheel (no dependencies: a few seconds) from a copy of the sources and read what it holds."""
     source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "instance", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-                    "-w", str(tmp_path), str(source)], check=True, cwd=tmp_path)
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "instance", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     (wheel,) = tmp_path.glob("labservice-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
