@@ -25,6 +25,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 INSTANCE = ROOT / "instance"
 BIND = "127.0.0.1:8000"
 WORKERS = "2"
+EXTRAS = "test,lint"  # installed into .venv: what the tests and the lint need
 USAGE = ("usage: python3 tasks.py run | test [pytest arguments] | lint | bench [--smoke] "
          "| fuzz [.ci/fuzz.py arguments]")
 
@@ -41,8 +42,8 @@ def ensure_venv() -> None:
 
 
 def pyproject_hash() -> str:
-    """Hash of what the install depends on: pyproject.toml and setup.py (which lists the packages)."""
-    return hashlib.sha256(PYPROJECT.read_bytes() + (ROOT / "setup.py").read_bytes()).hexdigest()
+    """Hash of what the install depends on: pyproject.toml, setup.py (which lists the packages) and the extras."""
+    return hashlib.sha256(PYPROJECT.read_bytes() + (ROOT / "setup.py").read_bytes() + EXTRAS.encode()).hexdigest()
 
 
 def ensure_installed() -> None:
@@ -52,7 +53,7 @@ def ensure_installed() -> None:
         return
     say("installing the project and its test and lint dependencies into .venv")
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-e",
-                    ".[test,lint]"], cwd=ROOT, check=True)
+                    f".[{EXTRAS}]"], cwd=ROOT, check=True)
     STAMP.write_text(wanted + "\n", encoding="utf-8")
 
 
