@@ -18,11 +18,17 @@ NOT_APPLICABLE, NOT_SEVERE, INDETERMINATE, SEVERE, VERY_SEVERE = 0, 1, 2, 3, 4
 ASSESSMENT_NAMES = ("not_applicable", "not_severe", "indeterminate", "severe", "very_severe")
 MARROW_NOT_PROVIDED, MARROW_MET, MARROW_NOT_MET = 0, 1, 2
 MARROW_NAMES = ("not_provided", "met", "not_met")
-CAVEAT = (
-    "Counts alone cannot diagnose or grade aplastic anaemia: severity also needs a bone marrow "
-    "cellularity below 25 % (or 25-50 % with below 30 % residual haematopoietic cells) and the "
-    "exclusion of other causes [S12]."
-)
+
+
+def caveat(rs: Ruleset) -> str:
+    """The caveat attached to every assessment, quoting the marrow criterion of thresholds.csv."""
+    met, partial, residual = (f"{rs.value(key):g}" for key in (
+        "marrow_cellularity_met", "marrow_cellularity_partial_max", "marrow_residual_met"))
+    return (
+        "Counts alone cannot diagnose or grade aplastic anaemia: severity also needs a bone marrow "
+        f"cellularity below {met} % (or {met}-{partial} % with below {residual} % residual haematopoietic cells) "
+        "and the exclusion of other causes [S12]."
+    )
 
 
 @dataclass

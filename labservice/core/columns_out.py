@@ -12,22 +12,19 @@ import numpy as np
 import pandas as pd
 
 from labservice.core.aplastic import ASSESSMENT_NAMES
+from labservice.core.compare import NOT_ASSESSED
 from labservice.core.grading import FLAG_NAMES, GRADED_ANALYTES
 from labservice.core.interpret import InterpretationTable
 from labservice.core.urgency import URGENCY_NAMES
 
-# Findings whose "not assessed" state is reported (thrombocytosis without platelets is just absent,
-# and thrombocytopenia says so already).
-UNDECIDED_CODES = (
-    "thrombocytopenia",
-    "neutropenia",
-    "anemia",
-    "leukopenia",
-    "lymphopenia",
-    "pancytopenia",
-    "bicytopenia",
-    "marrow_failure_range",
-)
+
+
+def undecided_codes(result: InterpretationTable) -> list[str]:
+    """Findings with a tri-state whose "not assessed" is reported, in the order of the JSON answer's
+    not_assessed list (the `not_assessed` position of findings.csv; thrombocytosis without platelets
+    is just absent). The red flags' "could be" hints have no tri-state and stay in the JSON answer."""
+    specs = [result.ruleset.finding(code) for code, f in result.findings.items() if f.state is not None]
+    return [spec.code for spec in sorted(specs, key=lambda s: s.not_assessed or 0) if spec.not_assessed is not None]
 
 
 def _joined_codes(masks: list[np.ndarray], codes: list[str], n: int) -> pd.Categorical:
@@ -56,15 +53,18 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
     skin_attribution, and `<analyte>_flag` / `<analyte>_ctcae_grade` for each analyte present."""
     n = result.n
     codes = list(result.findings)
+    undecided = undecided_codes(result)
     attribution_names = [b.label for b in result.ruleset.bands["skin_attribution"]] + ["not_assessed", "none"]
     attribution = pd.Categorical(result.skin.attribution, categories=pd.Index(attribution_names, dtype=object))
     columns: dict[str, object] = {
         "urgency": _categorical(result.urgency, URGENCY_NAMES),
         "findings": _joined_codes([f.present for f in result.findings.values()], codes, n),
-        "not_assessed": _joined_codes([result.states[c] == -1 for c in UNDECIDED_CODES], list(UNDECIDED_CODES), n),
+        "not_assessed": _joined_codes([result.findings[c].state == NOT_ASSESSED for c in undecided], undecided, n),
         "aplastic_anemia": _categorical(result.aplastic.assessment, ASSESSMENT_NAMES),
         "skin_attribution": attribution,
-        "ctcae_version": pd.Categorical(result.ctcae_version, categories=pd.Index(["5.0", "6.0"], dtype=object)),
+        "ctcae_version": pd.Categorical(
+            result.ctcae_version, categories=pd.Index(list(result.ruleset.ctcae_versions()), dtype=object)
+        ),
     }
     for analyte in result.cols.present_analytes():
         columns[f"{analyte}_value"] = result.cols.values[analyte]

@@ -10,6 +10,7 @@ from labservice.core.compare import compare
 from labservice.core.ranges import RangeInUse
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import CbcColumns
+from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION
 
 FLAG_NONE, FLAG_N, FLAG_L, FLAG_H, FLAG_LL, FLAG_HH = 0, 1, 2, 3, 4, 5
 FLAG_NAMES = (None, "N", "L", "H", "LL", "HH")
@@ -99,7 +100,7 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
     A grade's lower boundary "LLN" is the lower limit of the range in use. The grade is the
     highest whose bound the value is below, so grades never improve as a count falls.
     """
-    versions = [v for v in ruleset.ctcae_versions() if v == "5.0" or np.count_nonzero(cols.ctcae_version == v)]
+    versions = [v for v in ruleset.ctcae_versions() if v == CTCAE_DEFAULT_VERSION or np.count_nonzero(cols.ctcae_version == v)]
     grades: dict[str, np.ndarray] = {}
     present = set(cols.present_analytes())
     for analyte in GRADED_ANALYTES:
@@ -107,9 +108,9 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
         if analyte not in present:
             grades[analyte] = np.full(cols.n, -1, dtype=np.int8)
             continue
-        grade = _grade_with(_ctcae_table(ruleset, "5.0", analyte), value, ranges[analyte].low)
+        grade = _grade_with(_ctcae_table(ruleset, CTCAE_DEFAULT_VERSION, analyte), value, ranges[analyte].low)
         for version in versions:
-            if version != "5.0":
+            if version != CTCAE_DEFAULT_VERSION:
                 rows = cols.ctcae_version == version
                 grade[rows] = _grade_with(_ctcae_table(ruleset, version, analyte), value, ranges[analyte].low)[rows]
         grade[value != value] = -1

@@ -12,44 +12,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from labservice.core.anemia import AnemiaCutoffs, anemia_cutoffs
-from labservice.core.aplastic import ASSESSMENT_NAMES, AplasticAssessment, assess_aplastic
+from labservice.core.aplastic import ASSESSMENT_NAMES, AplasticAssessment
 from labservice.core.derive import derive_missing_counts
-from labservice.core.findings import (
-    FindingColumn,
-    Lineages,
-    combined,
-    critical_value,
-    lineages_from,
-    pitfalls,
-    single_lineage,
-)
+from labservice.core.families import EVALUATION_ORDER, family
+from labservice.core.families.base import FindingColumn, Lineages, Stage
 from labservice.core.grading import FLAG_NAMES, ctcae_grades, flags_and_criticals
 from labservice.core.ranges import RangeInUse, resolve_ranges
-from labservice.core.red_flags import red_flags
 from labservice.core.ruleset import Ruleset, default_ruleset
-from labservice.core.skin import SkinAssessment, assess_skin, vasculitis_pattern
+from labservice.core.skin import SkinAssessment
 from labservice.core.table import CbcColumns, to_columns
 from labservice.core.urgency import URGENCY_NAMES, overall_urgency, urgency_triggers
+from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION, ENGINE_FINDING_CODES, FINDING
 
-# The contract's finding codes, in the order they are reported.
-FINDING_CODES = (
-    "fever_with_nonblanching_rash",
-    "febrile_neutropenia",
-    "unexplained_petechiae_child",
-    "critical_value",
-    "pancytopenia",
-    "bicytopenia",
-    "marrow_failure_range",
-    "thrombocytopenia",
-    "neutropenia",
-    "anemia",
-    "leukopenia",
-    "lymphopenia",
-    "thrombocytosis",
-    "possible_pseudothrombocytopenia",
-    "gestational_thrombocytopenia_possible",
-    "vasculitis_pattern",
-)
+#: The contract's finding codes, in the order they are reported (the `order` of findings.csv).
+FINDING_CODES = ENGINE_FINDING_CODES
 
 
 @dataclass
@@ -90,27 +66,22 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     rs = ruleset or default_ruleset()
     cols = table if isinstance(table, CbcColumns) else to_columns(table, lesions)
     derive_missing_counts(cols)
-    ctcae_version = np.where(cols.ctcae_version == "6.0", "6.0", "5.0").astype(object)
+    known = np.zeros(cols.n, dtype=bool)
+    for version in rs.ctcae_versions():  # a version ctcae.csv does not define reads as the default
+        known |= cols.ctcae_version == version
+    ctcae_version = np.where(known, cols.ctcae_version, CTCAE_DEFAULT_VERSION).astype(object)
     cols.ctcae_version = ctcae_version
     ranges = resolve_ranges(cols, rs)
     flags, criticals = flags_and_criticals(cols, ranges, rs)
     grades = ctcae_grades(cols, ranges, rs)
     cutoffs = anemia_cutoffs(cols, rs)
-    findings, states = single_lineage(cols, ranges, grades, cutoffs, rs)
-    lineages = lineages_from(states, cols)
-    combined_findings, combined_states = combined(cols, lineages, rs)
-    findings.update(combined_findings)
-    states.update(combined_states)
-    findings["critical_value"] = critical_value(criticals, rs)
-    skin = assess_skin(cols, rs)
-    findings.update(pitfalls(cols, lineages, skin.hemorrhagic_count, rs))
-    findings["vasculitis_pattern"] = vasculitis_pattern(skin)
-    findings.update(red_flags(cols, skin, rs))
-    applicable = findings["pancytopenia"].present | findings["marrow_failure_range"].present
-    aplastic = assess_aplastic(cols, applicable, rs)
-    triggers = urgency_triggers(cols, findings, aplastic, skin, rs)
+    stage = Stage(cols, rs, ranges, criticals, grades, cutoffs)
+    for name in EVALUATION_ORDER:
+        stage.findings.update(family(name).evaluate(stage))
+    triggers = urgency_triggers(stage.findings, rs)
     urgency = overall_urgency(cols.n, triggers)
-    ordered = {code: findings[code] for code in FINDING_CODES}
+    ordered = {spec.code: stage.findings[spec.code] for spec in rs.finding_specs(FINDING)}
+    assert stage.lineages is not None and stage.aplastic is not None and stage.skin is not None
     return InterpretationTable(
         cols,
         rs,
@@ -118,11 +89,11 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
         flags,
         grades,
         cutoffs,
-        lineages,
+        stage.lineages,
         ordered,
-        states,
-        aplastic,
-        skin,
+        stage.states,
+        stage.aplastic,
+        stage.skin,
         triggers,
         urgency,
         ctcae_version,

@@ -12,58 +12,74 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from labservice.core.aplastic import ASSESSMENT_NAMES, CAVEAT, MARROW_NAMES
+from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat
 from labservice.core.compare import NOT_ASSESSED, YES
-from labservice.core.finding_texts import LINEAGE_ANALYTES, FindingTexts, fmt, json_number
+from labservice.core.families import family
+from labservice.core.families.base import TextView, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
 from labservice.core.ranges import DAYS_PER_YEAR, ORIGIN_DUFFY, ORIGIN_LAB, ORIGIN_LAB_PARTIAL, ORIGIN_NAMES
-from labservice.core.ruleset import Ruleset
+from labservice.core.ruleset import FindingSpec, Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.urgency import URGENCY_NAMES
+from labservice.core.vocabulary import FINDING
 
-TITLES = {
-    "thrombocytopenia": "Thrombocytopenia (platelet count below {thrombocytopenia})",
-    "thrombocytosis": "Thrombocytosis (platelet count at or above {thrombocytosis})",
-    "anemia": "Anaemia (haemoglobin below the WHO cut-off)",
-    "neutropenia": "Neutropenia",
-    "leukopenia": "Leukopenia (white cell count below the lower reference limit)",
-    "lymphopenia": "Lymphopenia (lymphocytes below the lower reference limit)",
-    "bicytopenia": "Bicytopenia (two cell lines low)",
-    "pancytopenia": "Pancytopenia (all three cell lines low)",
-    "marrow_failure_range": "Counts in the marrow-failure range (BSH aplastic anaemia entry criteria)",
-    "critical_value": "Critical value: notify the clinician now",
-    "possible_pseudothrombocytopenia": "Possible pseudothrombocytopenia: review the blood film",
-    "gestational_thrombocytopenia_possible": "Pattern compatible with gestational thrombocytopenia",
-    "vasculitis_pattern": "Palpable purpura: small-vessel vasculitis pattern",
-    "fever_with_nonblanching_rash": "RED FLAG: fever with a non-blanching rash",
-    "febrile_neutropenia": "RED FLAG: fever with neutrophils at or below {febrile_neutropenia}",
-    "unexplained_petechiae_child": "RED FLAG: petechiae in a child or young person",
-}
 URGENCY_TEXT = {
     "immediate": "immediate: emergency assessment now",
     "urgent": "urgent: discuss with haematology within 24-48 hours [S22]",
     "soon": "soon: clinical review within days",
     "routine": "routine",
 }
-SINGLE_ANALYTE_CODES = {"thrombocytopenia", "neutropenia", "leukopenia", "lymphopenia", "thrombocytosis"}
+#: The order of the summary's parts, by the `summary` column of findings.csv (aplastic after combined).
+SUMMARY_PARTS = ("title", "count", "combined", "evidence", "text")
 
 
-class _Renderer(FindingTexts):
+class _Texts:
+    """Per ruleset, once: thresholds and titles as text, and each finding's text functions."""
+
+    def __init__(self, rs: Ruleset):
+        self.t = {key: fmt(th.value) for key, th in rs.thresholds.items()}
+        specs = rs.finding_specs(FINDING)
+        self.titles = {spec.code: spec.title.format(**self.t) for spec in specs}
+        modules = {spec.code: family(spec.family) for spec in specs}
+        self.details = {code: getattr(module, f"detail_{code}") for code, module in modules.items()}
+        self.not_assessed = [
+            (spec.code, getattr(modules[spec.code], f"not_assessed_{spec.code}"))
+            for spec in sorted((s for s in specs if s.not_assessed is not None), key=lambda s: s.not_assessed or 0)
+        ]
+        self.summary_words = {
+            code: getattr(module, f"summary_words_{code}")
+            for code, module in modules.items()
+            if hasattr(module, f"summary_words_{code}")
+        }
+        self.summary: dict[str, list[FindingSpec]] = {part: [] for part in SUMMARY_PARTS}
+        for spec in specs:
+            if spec.summary:
+                self.summary[spec.summary].append(spec)
+        self.quiet_not_assessed = {
+            code for module in set(modules.values()) for code in getattr(module, "QUIET_NOT_ASSESSED", ())
+        }
+        self.citations: dict[tuple[str, ...], list[str]] = {}
+
+
+class _Renderer(TextView):
     def __init__(self, result: InterpretationTable):
         self.r = result
         self.rs: Ruleset = result.ruleset
         cache = self.rs._cache
-        if "render_texts" not in cache:  # thresholds as text and titles, once per ruleset
-            t = {key: fmt(th.value) for key, th in self.rs.thresholds.items()}
-            cache["render_texts"] = (t, {code: title.format(**t) for code, title in TITLES.items()}, {})
-        self.t, self.titles, self._citations = cache["render_texts"]
+        if "render_texts" not in cache:
+            cache["render_texts"] = _Texts(self.rs)
+        self.texts: _Texts = cache["render_texts"]
+        self.t, self.titles = self.texts.t, self.texts.titles
+        self.undecided = {
+            code: mask for code, f in result.findings.items() if (mask := f.not_assessed_mask()) is not None
+        }
 
     def cite(self, tags: Sequence[str]) -> list[str]:
         key = tuple(tags)
-        if key not in self._citations:
-            self._citations[key] = self.rs.cite(key)
-        return list(self._citations[key])
+        if key not in self.texts.citations:
+            self.texts.citations[key] = self.rs.cite(key)
+        return list(self.texts.citations[key])
 
     # --- analytes -------------------------------------------------------------------------
     def range_source(self, analyte: str, i: int) -> str:
@@ -120,8 +136,9 @@ class _Renderer(FindingTexts):
     # --- findings -------------------------------------------------------------------------
     def finding(self, code: str, i: int) -> dict:
         f = self.r.findings[code]
+        spec = self.rs.finding(code)
         grade = None if f.grade is None or f.grade[i] <= 0 else int(f.grade[i])
-        detail, severity, evidence = getattr(self, f"_detail_{code}")(i)
+        detail, severity, evidence = self.texts.details[code](self, i)
         return {
             "code": code,
             "title": self.titles[code],
@@ -129,69 +146,17 @@ class _Renderer(FindingTexts):
             "grade": grade,
             "severity": severity,
             "evidence": {k: json_number(v) if isinstance(v, float) else v for k, v in evidence.items()},
-            "rule": f.rule,
-            "sources": self.cite(f.sources),
+            "rule": spec.rule,
+            "sources": self.cite(spec.sources),
         }
 
     def not_assessed(self, i: int) -> list[dict]:
+        """What could not be decided, in the `not_assessed` order of findings.csv, with what would decide it."""
         out: list[dict] = []
-        st = self.r.states
-        missing = {a for a in ANALYTES if math.isnan(self.r.cols.values[a][i])}
-
-        def add(code: str, reason: str, needs: list[str]):
-            out.append({"code": code, "reason": reason, "needs": needs})
-
-        for code, analyte in (
-            ("thrombocytopenia", "platelets"),
-            ("neutropenia", "neutrophils"),
-            ("leukopenia", "wbc"),
-            ("lymphopenia", "lymphocytes"),
-        ):
-            if st[code][i] != NOT_ASSESSED:
-                continue
-            if analyte in missing:
-                add(code, f"{analyte} not sent", [analyte])
-            else:
-                add(code, f"no reference range for {analyte} at this age or sex: send the laboratory's range", [])
-        if st["anemia"][i] == NOT_ASSESSED:
-            if "hemoglobin" in missing:
-                add("anemia", "hemoglobin not sent", ["hemoglobin"])
-            elif math.isnan(self.r.anemia.low[i]):
-                add(
-                    "anemia", "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range", []
-                )
-            else:
-                add(
-                    "anemia",
-                    f"sex not given: haemoglobin {fmt(self.v('hemoglobin', i))} g/dL lies between the female "
-                    f"({fmt(self.r.anemia.low[i])}) and male ({fmt(self.r.anemia.high[i])}) cut-offs",
-                    [],
-                )
-        _, unknown = self._low_lineages(i)
-        needs = [a for k in unknown for a in LINEAGE_ANALYTES[k] if a in missing]
-        for code in ("pancytopenia", "bicytopenia"):
-            if st[code][i] == NOT_ASSESSED:
-                add(code, f"{code} cannot be assessed without {' or '.join(needs) or 'the missing lineage'}", needs)
-        if st["marrow_failure_range"][i] == NOT_ASSESSED:
-            f = self.r.findings["marrow_failure_range"]
-            mf_needs = [
-                a
-                for key, a in (("hb", "hemoglobin"), ("neut", "neutrophils"), ("plt", "platelets"))
-                if f.extra[key][i] == NOT_ASSESSED
-            ]
-            add("marrow_failure_range", f"could be met if {' or '.join(mf_needs)} were low", mf_needs)
-        febrile = self.r.findings["febrile_neutropenia"].extra
-        if febrile["fever_unknown_low_neutrophils"][i]:
-            add(
-                "febrile_neutropenia",
-                f"neutrophils at or below {self.t['febrile_neutropenia']} and fever not stated: "
-                "if the patient is febrile this is possible neutropenic sepsis [S8]",
-                [],
-            )
-        if febrile["fever_neutrophils_missing"][i]:
-            add("febrile_neutropenia", "fever reported but neutrophils not sent", ["neutrophils"])
-        if self.r.findings["unexplained_petechiae_child"].extra["age_unknown"][i]:
-            add("unexplained_petechiae_child", "petechiae reported but age not given", [])
+        for code, reasons in self.texts.not_assessed:
+            mask = self.undecided.get(code)
+            if mask is not None and mask[i]:
+                out.extend({"code": code, "reason": reason, "needs": needs} for reason, needs in reasons(self, i))
         return out
 
     # --- aplastic, skin, urgency, summary ----------------------------------------------------
@@ -219,8 +184,8 @@ class _Renderer(FindingTexts):
             "met": "The marrow cellularity sent meets the marrow criterion.",
             "not_met": "The marrow cellularity sent does not meet the marrow criterion.",
             "not_provided": (
-                "Cellularity 25-50 % was sent without the residual haematopoietic cell percentage, "
-                "which decides the marrow criterion."
+                f"Cellularity {self.t['marrow_cellularity_met']}-{self.t['marrow_cellularity_partial_max']} % "
+                "was sent without the residual haematopoietic cell percentage, which decides the marrow criterion."
                 if a.marrow_needs_residual[i]
                 else "No marrow cellularity was sent."
             ),
@@ -239,7 +204,7 @@ class _Renderer(FindingTexts):
             ),
             "marrow_criterion": marrow,
             "text": f"{texts[code]} {marrow_text}",
-            "caveat": CAVEAT,
+            "caveat": caveat(self.rs),
             "sources": self.cite(a.sources),
         }
 
@@ -260,7 +225,7 @@ class _Renderer(FindingTexts):
                 }
             )
         expected_index = int(s.expected[i])
-        band = self._band("skin_expected", expected_index)
+        band = self.band("skin_expected", expected_index)
         attribution = str(s.attribution[i])
         attribution_text = {
             "none": "No non-blanching lesion reported.",
@@ -287,71 +252,51 @@ class _Renderer(FindingTexts):
         }
 
     def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict) -> str:
-        """A few plain sentences: red flags first, then the counts, then what was not assessed."""
+        """A few plain sentences: red flags first, then the counts, then what was not assessed.
+
+        Which part of the summary names a finding, and in which words, is the `summary` and
+        `summary_text` of its row in findings.csv.
+        """
         codes = {f["code"]: f for f in findings}
-        sentences = [
-            codes[c]["title"] + "."
-            for c in ("fever_with_nonblanching_rash", "febrile_neutropenia", "unexplained_petechiae_child")
-            if c in codes
-        ]
+        parts = {part: [spec for spec in specs if spec.code in codes] for part, specs in self.texts.summary.items()}
+        sentences = [codes[spec.code]["title"] + "." for spec in parts["title"]]
         counts = []
-        for code, analyte, unit in (
-            ("thrombocytopenia", "platelets", "x10^9/L"),
-            ("neutropenia", "neutrophils", "x10^9/L"),
-            ("anemia", "hemoglobin", "g/dL"),
-            ("leukopenia", "wbc", "x10^9/L"),
-            ("lymphopenia", "lymphocytes", "x10^9/L"),
-            ("thrombocytosis", "platelets", "x10^9/L"),
-        ):
-            if code in codes:
-                f = codes[code]
-                severity = f["severity"] and f["severity"].replace("_", " ")
-                if code == "thrombocytopenia" and f["severity"]:
-                    band = next(b for b in self.rs.bands["platelet_bleeding_risk"] if b.label == f["severity"])
-                    severity = f"bleeding risk: {band.text}"
-                words = [w for w in (severity, f["grade"] and f"CTCAE grade {f['grade']}") if w]
-                label = {"anemia": "anaemia"}.get(code, code)
-                counts.append(
-                    f"{label} ({self.rs.analytes[analyte].label.lower()} {fmt(self.v(analyte, i))} {unit}"
-                    + (f"; {', '.join(words)}" if words else "")
-                    + ")"
+        for spec in parts["count"]:
+            f = codes[spec.code]
+            analyte = spec.analytes[0]
+            words_of = self.texts.summary_words.get(spec.code)
+            severity = words_of(self, i, f) if words_of else f["severity"] and f["severity"].replace("_", " ")
+            words = [w for w in (severity, f["grade"] and f"CTCAE grade {f['grade']}") if w]
+            counts.append(
+                spec.summary_text.format(
+                    label=self.rs.analytes[analyte].label.lower(),
+                    value=fmt(self.v(analyte, i)),
+                    words=f"; {', '.join(words)}" if words else "",
                 )
+            )
         if counts:
             sentences.append(counts[0][0].upper() + "; ".join(counts)[1:] + ".")
-        combined = [
-            name for code, name in (("pancytopenia", "Pancytopenia"), ("bicytopenia", "Bicytopenia")) if code in codes
-        ]
-        if "marrow_failure_range" in codes:
-            combined.append("counts in the marrow-failure range" if combined else "Counts in the marrow-failure range")
+        combined = " with ".join(spec.summary_text for spec in parts["combined"])
         if combined:
-            sentences.append(" with ".join(combined) + ".")
+            sentences.append(combined[0].upper() + combined[1:] + ".")
         if aplastic["assessment"] != "not_applicable":
             sentences.append(aplastic["text"].split(". ")[0].rstrip(".") + " (counts alone cannot diagnose it).")
-        if "critical_value" in codes:
+        for spec in parts["evidence"]:
             named = ", ".join(
-                f"{self.rs.analytes[a].label.lower()} {fmt(v)}" for a, v in codes["critical_value"]["evidence"].items()
+                f"{self.rs.analytes[a].label.lower()} {fmt(v)}" for a, v in codes[spec.code]["evidence"].items()
             )
-            sentences.append(f"Critical value ({named}): notify the clinician.")
-        for code, text in (
-            (
-                "possible_pseudothrombocytopenia",
-                "Possible pseudothrombocytopenia: review the film and repeat the count in citrate.",
-            ),
-            ("gestational_thrombocytopenia_possible", "Pattern compatible with gestational thrombocytopenia."),
-            ("vasculitis_pattern", "Palpable purpura: vasculitis pattern."),
-        ):
-            if code in codes:
-                sentences.append(text)
+            sentences.append(spec.summary_text.format(evidence=named))
+        sentences.extend(spec.summary_text for spec in parts["text"])
         if not findings:
             sentences.append("No abnormal finding in the counts sent.")
         # Single analytes that were simply not sent are listed in not_assessed; the summary names
         # the decisions that stay open (combined findings, red flags, anaemia).
-        not_assessed = [n for n in not_assessed if n["code"] not in SINGLE_ANALYTE_CODES]
-        if not_assessed:
+        open_decisions = [n for n in not_assessed if n["code"] not in self.texts.quiet_not_assessed]
+        if open_decisions:
             sentences.append(
                 "Not assessed: "
-                + "; ".join(f"{n['code'].replace('_', ' ')} ({n['reason']})" for n in not_assessed[:3])
-                + ("; and more" if len(not_assessed) > 3 else "")
+                + "; ".join(f"{n['code'].replace('_', ' ')} ({n['reason']})" for n in open_decisions[:3])
+                + ("; and more" if len(open_decisions) > 3 else "")
                 + "."
             )
         sentences.append(f"Urgency {URGENCY_TEXT[urgency]}.")

@@ -10,10 +10,13 @@ import csv
 import hashlib
 import math
 import os
+import pkgutil
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labservice.core import vocabulary
 from labservice.core.units import UnitTable, normalise_unit_key
 from labservice.rule_tables import packaged_directory
 
@@ -104,6 +107,31 @@ class AnemiaCutoff:
 
 
 @dataclass(frozen=True)
+class FindingSpec:
+    """One row of findings.csv: everything about a finding that is not its mask or its detail text."""
+
+    code: str
+    order: int
+    kind: str  # vocabulary.FINDING_KINDS
+    family: str  # the module of labservice.core.families that computes it (delta: core.delta)
+    urgency: str  # the urgency it raises (routine: none)
+    reason: str  # the urgency reason code an answer lists (empty when it raises none)
+    reason_text: str  # template: the reason in words, when the reason is not the finding itself
+    analytes: tuple[str, ...]
+    not_assessed: int | None  # position in an answer's not_assessed list (None: never listed)
+    summary: str  # how the summary names it: title, count, combined, evidence, text (empty: not named)
+    summary_text: str
+    title: str  # template: {threshold_key} is the threshold's value as text
+    rule: str
+    sources: tuple[str, ...]
+    where: str  # file:line, for messages
+
+    @property
+    def urgency_rank(self) -> int:
+        return vocabulary.URGENCY_RANK[self.urgency]
+
+
+@dataclass(frozen=True)
 class Ruleset:
     """Every table the engine needs, validated, with a content hash as its version."""
 
@@ -118,6 +146,7 @@ class Ruleset:
     sources: dict[str, str]
     version: str
     directory: Path
+    findings: tuple[FindingSpec, ...] = ()  # findings.csv, in its `order`
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def threshold(self, key: str) -> Threshold:
@@ -139,6 +168,15 @@ class Ruleset:
         if "ctcae_versions" not in self._cache:
             self._cache["ctcae_versions"] = tuple(sorted({row.version for row in self.ctcae}))
         return self._cache["ctcae_versions"]
+
+    def finding_specs(self, *kinds: str) -> tuple[FindingSpec, ...]:
+        """The rows of findings.csv of these kinds (all kinds when none is given), in `order`."""
+        return tuple(spec for spec in self.findings if not kinds or spec.kind in kinds)
+
+    def finding(self, code: str) -> FindingSpec:
+        if "finding_by_code" not in self._cache:
+            self._cache["finding_by_code"] = {spec.code: spec for spec in self.findings}
+        return self._cache["finding_by_code"][code]
 
     def analyte_by_loinc(self) -> dict[str, str]:
         """LOINC code -> analyte key, from the `loinc` column of analytes.csv (clinical-rules §1 [S15])."""
@@ -412,6 +450,99 @@ def _load_anemia_cutoffs(directory: Path, known: dict[str, str]) -> list[AnemiaC
     return out
 
 
+FINDING_COLUMNS = (
+    "code", "order", "kind", "family", "urgency", "reason", "reason_text", "analytes", "not_assessed",
+    "summary", "summary_text", "title", "rule", "sources",
+)
+SUMMARY_KINDS = ("", "title", "count", "combined", "evidence", "text")
+#: Placeholders of a `count` summary template, filled by the renderer.
+SUMMARY_FIELDS = {"count": {"label", "value", "words"}, "evidence": {"evidence"}}
+
+
+def finding_families() -> set[str]:
+    """Modules of labservice.core.families (without importing them)."""
+    package = Path(__file__).resolve().parent / "families"
+    return {module.name for module in pkgutil.iter_modules([str(package)]) if not module.name.startswith("_")}
+
+
+def _template_fields(text: str, where: str, column: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as error:
+        raise RulesetError(f"{where}: column {column}: {error}") from None
+
+
+def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: dict[str, Analyte],
+                   known: dict[str, str]) -> list[FindingSpec]:
+    """findings.csv: one declaration per finding (order, urgency and reason, title, rule, sources)."""
+    path = directory / "findings.csv"
+    families = finding_families()
+    out: list[FindingSpec] = []
+    codes: set[str] = set()
+    orders: set[int] = set()
+    reasons: set[str] = set()
+    for line, row in _rows(path, FINDING_COLUMNS):
+        where = f"{path}:{line}"
+        code = row["code"]
+        if not code.isidentifier() or code != code.lower():
+            raise RulesetError(f"{where}: code {code!r} is not a lower-case identifier")
+        if code in codes:
+            raise RulesetError(f"{where}: code {code!r} is listed twice")
+        number = _number(row["order"], where, "order")
+        if not number.is_integer() or int(number) in orders:
+            raise RulesetError(f"{where}: order {row['order']!r} is not a whole number used once")
+        kind = row["kind"]
+        if kind not in vocabulary.FINDING_KINDS:
+            raise RulesetError(f"{where}: kind {kind!r} is not one of {vocabulary.FINDING_KINDS}")
+        family = row["family"]
+        if kind != vocabulary.DELTA and family not in families:
+            raise RulesetError(f"{where}: family {family!r} is not a module of labservice.core.families")
+        urgency = row["urgency"]
+        if urgency not in vocabulary.URGENCY_NAMES:
+            raise RulesetError(f"{where}: urgency {urgency!r} is not one of {vocabulary.URGENCY_NAMES}")
+        reason = row["reason"]
+        raises = urgency != vocabulary.Urgency.ROUTINE
+        if raises != bool(reason) or (kind == vocabulary.DELTA and raises):
+            raise RulesetError(f"{where}: a reason is needed exactly when a finding or reason row raises the urgency")
+        if reason and (reason in reasons or not reason.isidentifier()):
+            raise RulesetError(f"{where}: reason {reason!r} is not an identifier used once")
+        if kind == vocabulary.REASON and reason != code:
+            raise RulesetError(f"{where}: a reason row's reason must be its code")
+        if reason and reason != code and not row["reason_text"]:
+            raise RulesetError(f"{where}: reason_text is needed when the reason is not the finding itself")
+        names = tuple(name for name in row["analytes"].split(";") if name)
+        unknown = [name for name in names if name not in analytes]
+        if unknown:
+            raise RulesetError(f"{where}: unknown analyte(s) {', '.join(unknown)}")
+        not_assessed = None if row["not_assessed"] == "" else int(_number(row["not_assessed"], where, "not_assessed"))
+        summary = row["summary"]
+        if summary not in SUMMARY_KINDS:
+            raise RulesetError(f"{where}: summary {summary!r} is not one of {SUMMARY_KINDS}")
+        if summary in ("count", "combined", "evidence", "text") and not row["summary_text"]:
+            raise RulesetError(f"{where}: summary {summary!r} needs a summary_text")
+        if summary == "count" and not names:
+            raise RulesetError(f"{where}: a count summary needs its analyte in `analytes`")
+        for column, allowed in (("title", set(thresholds)), ("reason_text", set(thresholds)),
+                                ("summary_text", SUMMARY_FIELDS.get(summary, set()))):
+            unknown = sorted(_template_fields(row[column], where, column) - allowed)
+            if unknown:
+                raise RulesetError(f"{where}: column {column}: unknown placeholder(s) {', '.join(unknown)}")
+        if kind != vocabulary.REASON and not row["title"]:
+            raise RulesetError(f"{where}: title is empty")
+        if not row["rule"]:
+            raise RulesetError(f"{where}: rule is empty")
+        tags = _tags(row["sources"], where, known)
+        if not tags:
+            raise RulesetError(f"{where}: sources is empty")
+        codes.add(code)
+        orders.add(int(number))
+        if reason:
+            reasons.add(reason)
+        out.append(FindingSpec(code, int(number), kind, family, urgency, reason, row["reason_text"], names,
+                               not_assessed, summary, row["summary_text"], row["title"], row["rule"], tags, where))
+    return sorted(out, key=lambda spec: spec.order)
+
+
 def _load_sources(directory: Path) -> dict[str, str]:
     path = directory / "sources.csv"
     return {row["tag"]: row["citation"] for _, row in _rows(path, ("tag", "citation"))}
@@ -442,6 +573,7 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
     ctcae = _load_ctcae(base, analytes, units, sources)
     bands = _load_bands(base, sources)
     cutoffs = _load_anemia_cutoffs(base, sources)
+    findings = _load_findings(base, thresholds, analytes, sources)
     ruleset = Ruleset(
         analytes,
         units,
@@ -454,6 +586,7 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
         sources,
         _version(base),
         base,
+        tuple(findings),
     )
     _check_required(ruleset)
     return ruleset
@@ -516,8 +649,10 @@ def _check_required(ruleset: Ruleset) -> None:
     missing = [key for key in REQUIRED_BANDS if key not in ruleset.bands]
     if missing:
         raise RulesetError(f"{ruleset.directory / 'bands.csv'}: missing scheme(s) {', '.join(missing)}")
-    if "5.0" not in ruleset.ctcae_versions():
-        raise RulesetError(f"{ruleset.directory / 'ctcae.csv'}: CTCAE 5.0 rows are required")
+    if vocabulary.CTCAE_DEFAULT_VERSION not in ruleset.ctcae_versions():
+        raise RulesetError(
+            f"{ruleset.directory / 'ctcae.csv'}: CTCAE {vocabulary.CTCAE_DEFAULT_VERSION} rows are required"
+        )
 
 
 _DEFAULT: Ruleset | None = None

@@ -1,5 +1,5 @@
-"""Skin presentation (clinical-rules §7): lesion typing, attribution to the platelet count,
-the presentation the counts predict, and the vasculitis pattern.
+"""Skin presentation (clinical-rules §7): lesion typing, attribution to the platelet count and
+the presentation the counts predict. The skin findings are in labservice.core.families.skin.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from labservice.core.compare import band_index, in_band
-from labservice.core.findings import FindingColumn
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import CbcColumns
 
@@ -77,8 +76,3 @@ def assess_skin(cols: CbcColumns, rs: Ruleset) -> SkinAssessment:
         expected,
     )
 
-
-def vasculitis_pattern(skin: SkinAssessment) -> FindingColumn:
-    """Palpable purpura suggests small-vessel vasculitis; IgA vasculitis by definition is not
-    related to thrombocytopenia [S18]."""
-    return FindingColumn("vasculitis_pattern", skin.palpable_count > 0, "skin:palpable_purpura", ("S18", "S17"))

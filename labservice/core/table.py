@@ -16,22 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-ANALYTES = (
-    "platelets",
-    "wbc",
-    "neutrophils",
-    "lymphocytes",
-    "hemoglobin",
-    "hematocrit",
-    "rbc",
-    "mcv",
-    "mch",
-    "mchc",
-    "rdw",
-    "reticulocytes",
-    "reticulocytes_percent",
-    "neutrophils_percent",
-)
+from labservice.core.vocabulary import ANALYTES, CTCAE_DEFAULT_VERSION
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
 TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
@@ -150,7 +135,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         skin_reported=np.zeros(n, dtype=bool) if skin is None else _floats(skin, n) == 1.0,
         reticulocyte_manual=method == "manual",
         reticulocyte_method_known=(method == "manual") | (method == "automated"),
-        ctcae_version=_texts(_column(table, "ctcae_version", n), n, "5.0"),
+        ctcae_version=_texts(_column(table, "ctcae_version", n), n, CTCAE_DEFAULT_VERSION),
         lesions=_lesion_columns(lesions),
         _present=present,
     )

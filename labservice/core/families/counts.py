@@ -1,0 +1,257 @@
+"""Single lineages (clinical-rules §4): thrombocytopenia, thrombocytosis, anaemia, neutropenia,
+leukopenia, lymphopenia; and the lineage states the combined findings read.
+
+Lineage states are tri-state so that a missing analyte reads as "not assessed", never as normal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tristate
+from labservice.core.families.base import FindingColumn, Lineages, Stage, TextView, fmt
+from labservice.core.ranges import RangeInUse
+from labservice.core.table import CbcColumns
+
+#: Not-assessed entries of these findings mean an analyte not sent or a range missing: the answer
+#: lists them, the summary does not repeat them (it names the decisions that stay open).
+QUIET_NOT_ASSESSED = frozenset({"thrombocytopenia", "neutropenia", "leukopenia", "lymphopenia"})
+
+
+def _below_lln(values: np.ndarray, rng: RangeInUse) -> np.ndarray:
+    out = np.where(values < rng.low, YES, NO).astype(np.int8)
+    out[np.isnan(values) | np.isnan(rng.low)] = NOT_ASSESSED
+    return out
+
+
+def evaluate(stage: Stage) -> dict[str, FindingColumn]:
+    cols, rs, grades, ranges = stage.cols, stage.rs, stage.grades, stage.ranges
+    v = cols.values
+    plt, neut, hb = v["platelets"], v["neutrophils"], v["hemoglobin"]
+    states = stage.states
+
+    states["thrombocytopenia"] = tristate(plt, rs.threshold("thrombocytopenia"))
+    thrombocytopenia = FindingColumn(
+        "thrombocytopenia",
+        states["thrombocytopenia"] == YES,
+        grade=grades["platelets"],
+        extra={
+            "bleeding_band": band_index(plt, rs.bands["platelet_bleeding_risk"]),
+            "often_benign_range": meets(plt, rs.threshold("thrombocytopenia_often_benign")),
+        },
+        raises=meets(plt, rs.threshold("soon_platelets")),
+        state=states["thrombocytopenia"],
+    )
+
+    states["thrombocytosis"] = tristate(plt, rs.threshold("thrombocytosis"))
+    thrombocytosis = FindingColumn("thrombocytosis", states["thrombocytosis"] == YES)
+
+    states["anemia"] = stage.anemia.state
+    # WHO 2011 severity bands are applied to non-pregnant people from 15 years only.
+    who_adult = rs.threshold("anemia_severity_from_age_years")
+    adult = (np.isnan(cols.age_years) | meets(cols.age_years, who_adult)) & (cols.pregnant != 1.0)
+    severity = band_index(hb, rs.bands["anemia_severity_adult"])
+    severity[~adult] = -1
+    labels = [b.label for b in rs.bands["anemia_severity_adult"]]
+    moderate_or_severe = (severity == labels.index("moderate")) | (severity == labels.index("severe"))
+    anemic = stage.anemia.state == YES
+    anemia = FindingColumn(
+        "anemia",
+        anemic,
+        grade=grades["hemoglobin"],
+        extra={"severity": severity},
+        raises=anemic & moderate_or_severe,
+        state=states["anemia"],
+    )
+
+    duffy = cols.duffy_null == 1.0
+    t_neut, t_duffy = rs.threshold("neutropenia"), rs.threshold("neutropenia_duffy_null")
+    neutropenic = np.where(duffy, meets(neut, t_duffy), meets(neut, t_neut))
+    states["neutropenia"] = np.where(np.isnan(neut), NOT_ASSESSED, np.where(neutropenic, YES, NO)).astype(np.int8)
+    neutropenia = FindingColumn(
+        "neutropenia",
+        neutropenic,
+        grade=grades["neutrophils"],
+        extra={
+            "severity": band_index(neut, rs.bands["neutropenia_severity"]),
+            "duffy_null": duffy,
+            "derived": cols.derived["neutrophils"],
+        },
+        raises=meets(neut, rs.threshold("soon_neutrophils")),
+        state=states["neutropenia"],
+    )
+
+    states["leukopenia"] = _below_lln(v["wbc"], ranges["wbc"])
+    leukopenia = FindingColumn(
+        "leukopenia", states["leukopenia"] == YES, grade=grades["wbc"], state=states["leukopenia"]
+    )
+    states["lymphopenia"] = _below_lln(v["lymphocytes"], ranges["lymphocytes"])
+    lymphopenia = FindingColumn(
+        "lymphopenia", states["lymphopenia"] == YES, grade=grades["lymphocytes"], state=states["lymphopenia"]
+    )
+
+    stage.lineages = lineages = lineages_from(states, cols)
+    # The Duffy-null caveat (§4): an isolated count from duffy_caveat_from up to the neutropenia
+    # limit, Duffy status not given.
+    neutropenia.extra["duffy_caveat"] = (
+        np.isnan(cols.duffy_null)
+        & (lineages.red != YES)
+        & (lineages.platelets != YES)
+        & meets(neut, rs.threshold("duffy_caveat_from"))
+        & meets(neut, t_neut)
+    )
+    return {f.code: f for f in (thrombocytopenia, thrombocytosis, anemia, neutropenia, leukopenia, lymphopenia)}
+
+
+def lineages_from(states: dict[str, np.ndarray], cols: CbcColumns) -> Lineages:
+    """Red = anaemia; white = leukopenia or neutropenia; platelets = thrombocytopenia (§5).
+
+    White is low if either is low; not low if one is assessed not low and the other was either
+    assessed not low or not sent; otherwise (a WBC sent with no range to judge it) not assessed.
+    """
+    leuko, neutro = states["leukopenia"], states["neutropenia"]
+    wbc_undecided = (leuko == NOT_ASSESSED) & ~np.isnan(cols.values["wbc"])
+    white = np.full(cols.n, NOT_ASSESSED, dtype=np.int8)
+    white[((leuko == NO) | (neutro == NO)) & ~wbc_undecided] = NO
+    white[(leuko == YES) | (neutro == YES)] = YES
+    return Lineages(red=states["anemia"], white=white, platelets=states["thrombocytopenia"])
+
+
+# --- texts -----------------------------------------------------------------------------------------
+
+
+def detail_thrombocytopenia(view: TextView, i: int):
+    plt = view.v("platelets", i)
+    band = view.band("platelet_bleeding_risk", int(view.extra("thrombocytopenia", "bleeding_band", i)))
+    parts = [
+        f"Platelets {fmt(plt)} x10^9/L, below {view.t['thrombocytopenia']} [S1][S2]; "
+        f"{view.grade_text('platelets', i)}."
+    ]
+    if band is not None:
+        parts.append(f"Bleeding risk at this count: {band.text} [S4][S5].")
+    if view.extra("thrombocytopenia", "often_benign_range", i):
+        parts.append(
+            f"A count of {view.t['thrombocytopenia_often_benign']}-{fmt(view.rs.value('thrombocytopenia') - 1)}"
+            " that is isolated and stable on repeat is often benign [S2]."
+        )
+    return " ".join(parts), band.label if band else None, {"platelets": plt}
+
+
+def summary_words_thrombocytopenia(view: TextView, i: int, finding: dict) -> str | None:
+    """The summary names the bleeding risk of the band rather than its label."""
+    if not finding["severity"]:
+        return None
+    band = next(b for b in view.rs.bands["platelet_bleeding_risk"] if b.label == finding["severity"])
+    return f"bleeding risk: {band.text}"
+
+
+def detail_thrombocytosis(view: TextView, i: int):
+    plt = view.v("platelets", i)
+    return (
+        f"Platelets {fmt(plt)} x10^9/L, at or above {view.t['thrombocytosis']} [S7]. "
+        "A raised count is most often reactive; persistence needs review.",
+        None,
+        {"platelets": plt},
+    )
+
+
+def detail_anemia(view: TextView, i: int):
+    hb = view.v("hemoglobin", i)
+    cut = view.r.anemia
+    row = int(cut.row_index[i])
+    population = view.rs.anemia_cutoffs[row].population if row >= 0 else "population"
+    band = view.band("anemia_severity_adult", int(view.extra("anemia", "severity", i)))
+    low, high = cut.low[i], cut.high[i]
+    cutoff_text = fmt(low) if low == high else f"{fmt(low)} (the lowest cut-off that could apply)"
+    parts = [
+        f"Haemoglobin {fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} [S9]; "
+        f"{view.grade_text('hemoglobin', i)}."
+    ]
+    if band is not None:
+        parts.append(f"WHO severity: {band.label} [S9].")
+    else:
+        parts.append("WHO severity bands are applied to non-pregnant people from 15 years only; not graded here.")
+    return " ".join(parts), band.label if band else None, {"hemoglobin": hb}
+
+
+def detail_neutropenia(view: TextView, i: int):
+    neut = view.v("neutrophils", i)
+    duffy = bool(view.extra("neutropenia", "duffy_null", i))
+    limit = view.t["neutropenia_duffy_null"] if duffy else view.t["neutropenia"]
+    band = view.band("neutropenia_severity", int(view.extra("neutropenia", "severity", i)))
+    parts = [
+        f"Neutrophils {fmt(neut)} x10^9/L, below {limit}"
+        + (" (the limit for a patient stated to be Duffy-null [S10])" if duffy else " [S8]")
+        + f"; {view.grade_text('neutrophils', i)}."
+    ]
+    if band is not None:
+        parts.append(f"Severity: {band.text} [S8].")
+    if view.extra("neutropenia", "derived", i):
+        parts.append("The absolute count was derived from WBC x neutrophil %, not measured.")
+    if view.extra("neutropenia", "duffy_caveat", i):
+        parts.append(
+            f"An isolated count of {view.t['duffy_caveat_from']}-{fmt(view.rs.value('neutropenia') - 0.01)} "
+            "may be a Duffy-null associated neutrophil count, common and benign in people of African or "
+            "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry [S10]."
+        )
+    return " ".join(parts), band.label if band else None, {"neutrophils": neut}
+
+
+def _below_lower_limit(view: TextView, analyte: str, i: int):
+    value = view.v(analyte, i)
+    low = view.r.ranges[analyte].low[i]
+    return (
+        f"{view.rs.analytes[analyte].label} {fmt(value)} x10^9/L, below the lower limit {fmt(low)} of the "
+        f"range in use; {view.grade_text(analyte, i)}.",
+        None,
+        {analyte: value},
+    )
+
+
+def detail_leukopenia(view: TextView, i: int):
+    return _below_lower_limit(view, "wbc", i)
+
+
+def detail_lymphopenia(view: TextView, i: int):
+    return _below_lower_limit(view, "lymphocytes", i)
+
+
+# --- not assessed ----------------------------------------------------------------------------------
+
+
+def _analyte_not_assessed(view: TextView, analyte: str, i: int) -> list[tuple[str, list[str]]]:
+    if math.isnan(view.v(analyte, i)):
+        return [(f"{analyte} not sent", [analyte])]
+    return [(f"no reference range for {analyte} at this age or sex: send the laboratory's range", [])]
+
+
+def not_assessed_thrombocytopenia(view: TextView, i: int):
+    return _analyte_not_assessed(view, "platelets", i)
+
+
+def not_assessed_neutropenia(view: TextView, i: int):
+    return _analyte_not_assessed(view, "neutrophils", i)
+
+
+def not_assessed_leukopenia(view: TextView, i: int):
+    return _analyte_not_assessed(view, "wbc", i)
+
+
+def not_assessed_lymphopenia(view: TextView, i: int):
+    return _analyte_not_assessed(view, "lymphocytes", i)
+
+
+def not_assessed_anemia(view: TextView, i: int):
+    if math.isnan(view.v("hemoglobin", i)):
+        return [("hemoglobin not sent", ["hemoglobin"])]
+    if math.isnan(view.r.anemia.low[i]):
+        return [("no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range", [])]
+    return [
+        (
+            f"sex not given: haemoglobin {fmt(view.v('hemoglobin', i))} g/dL lies between the female "
+            f"({fmt(view.r.anemia.low[i])}) and male ({fmt(view.r.anemia.high[i])}) cut-offs",
+            [],
+        )
+    ]

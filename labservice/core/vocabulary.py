@@ -1,0 +1,85 @@
+"""The names every layer shares: analytes, urgencies, finding codes, urgency reasons, CTCAE versions.
+
+Finding codes, urgency reasons and CTCAE versions are read from the packaged rule tables
+(`reference_ranges/findings.csv`, `ctcae.csv`), so a finding declared in its table row is known to
+the HTTP enums, the dashboard and the tests without another list. This module reads only the few
+columns it needs with the standard library; the ruleset loader (`core.ruleset`) validates the same
+files in full and the app refuses to start on a bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+from enum import StrEnum
+from pathlib import Path
+
+PACKAGED_RULES = Path(__file__).resolve().parents[2] / "reference_ranges"
+
+
+class Analyte(StrEnum):
+    """Result keys of the contract, in its order (absolute counts unless named _percent)."""
+
+    PLATELETS = "platelets"
+    WBC = "wbc"
+    NEUTROPHILS = "neutrophils"
+    LYMPHOCYTES = "lymphocytes"
+    HEMOGLOBIN = "hemoglobin"
+    HEMATOCRIT = "hematocrit"
+    RBC = "rbc"
+    MCV = "mcv"
+    MCH = "mch"
+    MCHC = "mchc"
+    RDW = "rdw"
+    RETICULOCYTES = "reticulocytes"
+    RETICULOCYTES_PERCENT = "reticulocytes_percent"
+    NEUTROPHILS_PERCENT = "neutrophils_percent"
+
+
+class Urgency(StrEnum):
+    """Overall urgency of a CBC (clinical-rules §9), from the lowest to the highest."""
+
+    ROUTINE = "routine"
+    SOON = "soon"
+    URGENT = "urgent"
+    IMMEDIATE = "immediate"
+
+    @property
+    def rank(self) -> int:
+        """0 routine ... 3 immediate: the order in which urgencies compare."""
+        return URGENCY_NAMES.index(self.value)
+
+
+ANALYTES: tuple[str, ...] = tuple(a.value for a in Analyte)
+#: Urgency names by rank (index 0 = routine), as the engine's int8 urgency column indexes them.
+URGENCY_NAMES: tuple[str, ...] = tuple(u.value for u in Urgency)
+URGENCY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(URGENCY_NAMES)}
+#: The finding kinds of findings.csv: reported by the engine, an urgency reason only, a delta check.
+FINDING, REASON, DELTA = "finding", "reason", "delta"
+FINDING_KINDS = (FINDING, REASON, DELTA)
+#: The CTCAE version applied when a request names none (clinical-rules §4); ctcae.csv must have it.
+CTCAE_DEFAULT_VERSION = "5.0"
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    with (PACKAGED_RULES / name).open(newline="", encoding="utf-8-sig") as handle:
+        return [{k: (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(handle)]
+
+
+def _findings_in_order() -> list[dict[str, str]]:
+    rows = [row for row in _rows("findings.csv") if row.get("code")]
+    return sorted(rows, key=lambda row: float(row["order"]))
+
+
+_FINDING_ROWS = _findings_in_order()
+#: Finding codes the engine reports, in report order.
+ENGINE_FINDING_CODES: tuple[str, ...] = tuple(r["code"] for r in _FINDING_ROWS if r["kind"] == FINDING)
+#: Finding codes of the delta checks against the previous CBC.
+DELTA_FINDING_CODES: tuple[str, ...] = tuple(r["code"] for r in _FINDING_ROWS if r["kind"] == DELTA)
+#: Every finding code an answer may carry: the engine's, then the delta checks'.
+FINDING_CODES: tuple[str, ...] = ENGINE_FINDING_CODES + DELTA_FINDING_CODES
+#: Urgency reason codes (`urgency_reasons` of an answer), in the order an answer lists them.
+URGENCY_REASONS: tuple[str, ...] = tuple(
+    r["reason"] for r in _FINDING_ROWS if r["kind"] in (FINDING, REASON) and r["reason"]
+)
+#: CTCAE versions defined by ctcae.csv.
+CTCAE_VERSIONS: tuple[str, ...] = tuple(sorted({r["version"] for r in _rows("ctcae.csv") if r.get("version")}))
