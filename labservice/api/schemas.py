@@ -16,28 +16,21 @@ from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from labservice.core import vocabulary
 from labservice.core.table import LESION_TYPES
 
 #: Result keys of the contract, in its order (absolute counts unless named _percent).
-ANALYTE_KEYS = (
-    "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
-    "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent", "neutrophils_percent",
-)
+ANALYTE_KEYS = vocabulary.ANALYTES
 SEXES = ("female", "male", "unknown")
-CTCAE_VERSIONS = ("5.0", "6.0")
+CTCAE_VERSIONS = vocabulary.CTCAE_VERSIONS
 RETICULOCYTE_METHODS = ("automated", "manual")
 FLAGS = ("N", "L", "H", "LL", "HH")
-FINDING_CODES = (
-    "thrombocytopenia", "thrombocytosis", "anemia", "neutropenia", "leukopenia", "lymphopenia",
-    "bicytopenia", "pancytopenia", "marrow_failure_range", "critical_value",
-    "possible_pseudothrombocytopenia", "gestational_thrombocytopenia_possible",
-    "vasculitis_pattern", "fever_with_nonblanching_rash", "febrile_neutropenia",
-    "unexplained_petechiae_child", "platelet_drop", "new_cytopenia",
-)
+#: Finding codes in report order, then the delta findings (reference_ranges/findings.csv).
+FINDING_CODES = vocabulary.FINDING_CODES
 ASSESSMENTS = ("very_severe", "severe", "indeterminate", "not_severe", "not_applicable")
 MARROW_CRITERIA = ("met", "not_met", "not_provided")
 ATTRIBUTIONS = ("consistent", "may_contribute", "not_explained", "not_assessed", "none")
-URGENCIES = ("immediate", "urgent", "soon", "routine")
+URGENCIES = tuple(reversed(vocabulary.URGENCY_NAMES))  # the highest first
 UNIT_MAX_LENGTH = 64
 
 
@@ -273,11 +266,7 @@ class CBCSchema(Schema):
 
 TRISTATE_CRITERIA = ("met", "not_met", "not_assessed")
 RANGE_ORIGINS = ("laboratory", "laboratory_partial", "fallback", "duffy_null")
-URGENCY_REASONS = (
-    "fever_with_nonblanching_rash", "febrile_neutropenia", "unexplained_petechiae_child", "critical_value",
-    "pancytopenia", "severe_aplastic_criteria", "nonblanching_lesions_low_platelets", "bicytopenia",
-    "thrombocytopenia_below_100", "neutropenia_below_1_0", "moderate_or_severe_anemia",
-)
+URGENCY_REASONS = vocabulary.URGENCY_REASONS
 
 
 class AnswerRangeSchema(Schema):

@@ -40,7 +40,7 @@ class _Texts:
     def __init__(self, rs: Ruleset):
         self.t = {key: fmt(th.value) for key, th in rs.thresholds.items()}
         specs = rs.finding_specs(FINDING)
-        self.titles = {spec.code: spec.title.format(**self.t) for spec in specs}
+        self.titles = {spec.code: rs.text(spec.title) for spec in specs}
         modules = {spec.code: family(spec.family) for spec in specs}
         self.details = {code: getattr(module, f"detail_{code}") for code, module in modules.items()}
         self.not_assessed = [

@@ -31,6 +31,13 @@ class RulesetError(ValueError):
     """A rule table is malformed; the message names the file and line."""
 
 
+class _Number(float):
+    """A threshold in a text template: `{key}` writes it short (150, not 150.0), `{key:.1f}` as asked."""
+
+    def __format__(self, spec: str) -> str:
+        return format(float(self), spec or "g")
+
+
 @dataclass(frozen=True)
 class Analyte:
     name: str
@@ -177,6 +184,19 @@ class Ruleset:
         if "finding_by_code" not in self._cache:
             self._cache["finding_by_code"] = {spec.code: spec for spec in self.findings}
         return self._cache["finding_by_code"][code]
+
+    def reason(self, reason: str) -> FindingSpec | None:
+        """The findings.csv row whose urgency reason this is (None for a reason the table does not know)."""
+        if "finding_by_reason" not in self._cache:
+            self._cache["finding_by_reason"] = {spec.reason: spec for spec in self.findings if spec.reason}
+        return self._cache["finding_by_reason"].get(reason)
+
+    def text(self, template: str) -> str:
+        """A template of findings.csv with each {threshold_key} replaced by its value: short by
+        default (150, 0.5), or in a format spec's shape ({soon_neutrophils:.1f} is 1.0)."""
+        if "threshold_text" not in self._cache:
+            self._cache["threshold_text"] = {key: _Number(t.value) for key, t in self.thresholds.items()}
+        return template.format_map(self._cache["threshold_text"])
 
     def analyte_by_loinc(self) -> dict[str, str]:
         """LOINC code -> analyte key, from the `loinc` column of analytes.csv (clinical-rules §1 [S15])."""
@@ -527,6 +547,11 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
             unknown = sorted(_template_fields(row[column], where, column) - allowed)
             if unknown:
                 raise RulesetError(f"{where}: column {column}: unknown placeholder(s) {', '.join(unknown)}")
+        for column in ("title", "reason_text"):
+            try:
+                row[column].format_map({key: _Number(t.value) for key, t in thresholds.items()})
+            except (ValueError, KeyError, IndexError) as error:
+                raise RulesetError(f"{where}: column {column}: {error}") from None
         if kind != vocabulary.REASON and not row["title"]:
             raise RulesetError(f"{where}: title is empty")
         if not row["rule"]:

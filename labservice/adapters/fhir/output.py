@@ -43,16 +43,6 @@ UCUM = "http://unitsofmeasure.org"
 FINAL_STATUSES = ("final", "amended", "corrected")
 NOT_A_DIAGNOSIS = "It describes the counts; it is not a diagnosis."
 
-#: Urgency reasons (labservice.core.urgency) that are not finding codes: their text and analytes.
-REASON_ANALYTES = {
-    "nonblanching_lesions_low_platelets": ("non-blanching lesions with platelets below 50", ("platelets",)),
-    "thrombocytopenia_below_100": ("platelets below 100", ("platelets",)),
-    "neutropenia_below_1_0": ("neutrophils below 1.0", ("neutrophils",)),
-    "moderate_or_severe_anemia": ("moderate or severe anaemia", ("hemoglobin",)),
-    "severe_aplastic_criteria": ("blood-count criteria for severe aplastic anaemia", ()),
-}
-
-
 def to_bundle(read: FhirRead, answers: list[dict], ruleset: Ruleset) -> dict:
     """The FHIR answer: `answers[i]` is our interpretation of `read.cbcs[i]`."""
     if len(answers) != len(read.cbcs):
@@ -106,7 +96,7 @@ def _cbc_entries(cbc: FhirCbc, answer: dict, ruleset: Ruleset) -> list[dict]:
     by_analyte = {used.analyte: entry["fullUrl"] for used, entry in zip(cbc.observations, observations, strict=True)}
     subject = _subject(cbc)
     report = _report_entry(cbc, answer, key, observations, subject, ruleset)
-    flag = _flag_entry(cbc, answer, key, subject, report["fullUrl"], by_analyte)
+    flag = _flag_entry(cbc, answer, key, subject, report["fullUrl"], by_analyte, ruleset)
     out = [report, *observations, flag]
     if cbc.patient is not None and _is_absolute(cbc.subject):
         # The subject points into the client's Bundle (urn:uuid): bring the Patient so it resolves here.
@@ -238,10 +228,10 @@ def _conclusion(answer: dict) -> str:
 
 
 def _flag_entry(cbc: FhirCbc, answer: dict, key: str, subject: dict, report_url: str,
-                observation_urls: dict[str, str]) -> dict:
+                observation_urls: dict[str, str], ruleset: Ruleset) -> dict:
     urgency = answer["urgency"]
     reasons = answer.get("urgency_reasons") or []
-    texts, analytes = _reasons(answer, reasons)
+    texts, analytes = _reasons(answer, reasons, ruleset)
     priority = URGENCY_PRIORITY[urgency]
     extension = [{"url": FLAG_PRIORITY_EXTENSION, "valueCodeableConcept": {"coding": [
         {"system": FLAG_PRIORITY_SYSTEM, "code": priority, "display": FLAG_PRIORITY_DISPLAY[priority]}]}},
@@ -267,8 +257,13 @@ def _flag_entry(cbc: FhirCbc, answer: dict, key: str, subject: dict, report_url:
     return _entry("urn:uuid:" + flag["id"], flag)
 
 
-def _reasons(answer: dict, reasons: list[str]) -> tuple[list[str], list[str]]:
-    """Readable reasons, and the analytes behind them (in order, once each)."""
+def _reasons(answer: dict, reasons: list[str], ruleset: Ruleset) -> tuple[list[str], list[str]]:
+    """Readable reasons, and the analytes behind them (in order, once each).
+
+    A reason that is a finding of the answer reads as its title and points at its evidence; any
+    other reads as the `reason_text` of its row in findings.csv and points at the row's analytes
+    (the aplastic reason at the criteria met).
+    """
     findings = {finding["code"]: finding for finding in answer.get("findings", [])}
     texts: list[str] = []
     analytes: list[str] = []
@@ -277,13 +272,12 @@ def _reasons(answer: dict, reasons: list[str]) -> tuple[list[str], list[str]]:
             finding = findings[reason]
             texts.append(finding.get("title") or reason.replace("_", " "))
             names = list((finding.get("evidence") or {}).keys())
-        elif reason == "severe_aplastic_criteria":
-            texts.append(REASON_ANALYTES[reason][0])
-            names = list((answer.get("aplastic_anemia") or {}).get("criteria_met") or [])
         else:
-            text, names_tuple = REASON_ANALYTES.get(reason, (reason.replace("_", " "), ()))
-            texts.append(text)
-            names = list(names_tuple)
+            spec = ruleset.reason(reason)
+            texts.append(ruleset.text(spec.reason_text) if spec and spec.reason_text else reason.replace("_", " "))
+            names = list(spec.analytes) if spec else []
+            if spec and spec.family == "aplastic":
+                names = list((answer.get("aplastic_anemia") or {}).get("criteria_met") or [])
         analytes.extend(name for name in names if name not in analytes)
     return texts, analytes
 
