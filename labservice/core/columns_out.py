@@ -18,7 +18,6 @@ from labservice.core.interpret import InterpretationTable
 from labservice.core.urgency import URGENCY_NAMES
 
 
-
 def undecided_codes(result: InterpretationTable) -> list[str]:
     """Findings with a tri-state whose "not assessed" is reported, in the order of the JSON answer's
     not_assessed list (the `not_assessed` position of findings.csv; thrombocytosis without platelets
@@ -59,7 +58,8 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
     columns: dict[str, object] = {
         "urgency": _categorical(result.urgency, URGENCY_NAMES),
         "findings": _joined_codes([f.present for f in result.findings.values()], codes, n),
-        "not_assessed": _joined_codes([result.findings[c].state == NOT_ASSESSED for c in undecided], undecided, n),
+        "not_assessed": _joined_codes([np.asarray(result.findings[c].state) == NOT_ASSESSED for c in undecided],
+                                      undecided, n),
         "aplastic_anemia": _categorical(result.aplastic.assessment, ASSESSMENT_NAMES),
         "skin_attribution": attribution,
         "ctcae_version": pd.Categorical(

@@ -100,7 +100,9 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
     A grade's lower boundary "LLN" is the lower limit of the range in use. The grade is the
     highest whose bound the value is below, so grades never improve as a count falls.
     """
-    versions = [v for v in ruleset.ctcae_versions() if v == CTCAE_DEFAULT_VERSION or np.count_nonzero(cols.ctcae_version == v)]
+    versions = [
+        v for v in ruleset.ctcae_versions() if v == CTCAE_DEFAULT_VERSION or np.count_nonzero(cols.ctcae_version == v)
+    ]
     grades: dict[str, np.ndarray] = {}
     present = set(cols.present_analytes())
     for analyte in GRADED_ANALYTES:

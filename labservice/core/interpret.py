@@ -22,7 +22,7 @@ from labservice.core.ruleset import Ruleset, default_ruleset
 from labservice.core.skin import SkinAssessment
 from labservice.core.table import CbcColumns, to_columns
 from labservice.core.urgency import URGENCY_NAMES, overall_urgency, urgency_triggers
-from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION, ENGINE_FINDING_CODES, FINDING
+from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION, ENGINE_FINDING_CODES, FINDING, REASON
 
 #: The contract's finding codes, in the order they are reported (the `order` of findings.csv).
 FINDING_CODES = ENGINE_FINDING_CODES
@@ -61,6 +61,15 @@ class InterpretationTable:
         return np.asarray(FLAG_NAMES, dtype=object)[self.flags[analyte]]
 
 
+def _evaluation_order(rs: Ruleset) -> tuple[str, ...]:
+    """EVALUATION_ORDER, then any other family of findings.csv (a new family runs last, when
+    everything it might read is there)."""
+    if "evaluation_order" not in rs._cache:
+        named = {spec.family for spec in rs.finding_specs(FINDING, REASON)}
+        rs._cache["evaluation_order"] = EVALUATION_ORDER + tuple(sorted(named - set(EVALUATION_ORDER)))
+    return rs._cache["evaluation_order"]
+
+
 def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> InterpretationTable:
     """Apply every rule of clinical-rules.md to every row of a CBC table, vectorised."""
     rs = ruleset or default_ruleset()
@@ -76,7 +85,7 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     grades = ctcae_grades(cols, ranges, rs)
     cutoffs = anemia_cutoffs(cols, rs)
     stage = Stage(cols, rs, ranges, criticals, grades, cutoffs)
-    for name in EVALUATION_ORDER:
+    for name in _evaluation_order(rs):
         stage.findings.update(family(name).evaluate(stage))
     triggers = urgency_triggers(stage.findings, rs)
     urgency = overall_urgency(cols.n, triggers)

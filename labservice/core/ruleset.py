@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import math
 import os
-import pkgutil
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -479,10 +479,14 @@ SUMMARY_KINDS = ("", "title", "count", "combined", "evidence", "text")
 SUMMARY_FIELDS = {"count": {"label", "value", "words"}, "evidence": {"evidence"}}
 
 
-def finding_families() -> set[str]:
-    """Modules of labservice.core.families (without importing them)."""
-    package = Path(__file__).resolve().parent / "families"
-    return {module.name for module in pkgutil.iter_modules([str(package)]) if not module.name.startswith("_")}
+def is_finding_family(name: str) -> bool:
+    """Whether labservice.core.families has a module of this name (found, not imported)."""
+    if not name.isidentifier() or name.startswith("_") or name == "base":
+        return False
+    try:
+        return importlib.util.find_spec(f"labservice.core.families.{name}") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _template_fields(text: str, where: str, column: str) -> set[str]:
@@ -496,11 +500,11 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
                    known: dict[str, str]) -> list[FindingSpec]:
     """findings.csv: one declaration per finding (order, urgency and reason, title, rule, sources)."""
     path = directory / "findings.csv"
-    families = finding_families()
     out: list[FindingSpec] = []
     codes: set[str] = set()
     orders: set[int] = set()
     reasons: set[str] = set()
+    positions: set[int] = set()
     for line, row in _rows(path, FINDING_COLUMNS):
         where = f"{path}:{line}"
         code = row["code"]
@@ -515,7 +519,7 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
         if kind not in vocabulary.FINDING_KINDS:
             raise RulesetError(f"{where}: kind {kind!r} is not one of {vocabulary.FINDING_KINDS}")
         family = row["family"]
-        if kind != vocabulary.DELTA and family not in families:
+        if kind != vocabulary.DELTA and not is_finding_family(family):
             raise RulesetError(f"{where}: family {family!r} is not a module of labservice.core.families")
         urgency = row["urgency"]
         if urgency not in vocabulary.URGENCY_NAMES:
@@ -534,7 +538,13 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
         unknown = [name for name in names if name not in analytes]
         if unknown:
             raise RulesetError(f"{where}: unknown analyte(s) {', '.join(unknown)}")
-        not_assessed = None if row["not_assessed"] == "" else int(_number(row["not_assessed"], where, "not_assessed"))
+        not_assessed = None if row["not_assessed"] == "" else _number(row["not_assessed"], where, "not_assessed")
+        if not_assessed is not None:
+            if not not_assessed.is_integer() or int(not_assessed) in positions or kind != vocabulary.FINDING:
+                raise RulesetError(
+                    f"{where}: not_assessed {row['not_assessed']!r} is not a finding's position used once"
+                )
+            positions.add(int(not_assessed))
         summary = row["summary"]
         if summary not in SUMMARY_KINDS:
             raise RulesetError(f"{where}: summary {summary!r} is not one of {SUMMARY_KINDS}")
@@ -563,8 +573,9 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
         orders.add(int(number))
         if reason:
             reasons.add(reason)
-        out.append(FindingSpec(code, int(number), kind, family, urgency, reason, row["reason_text"], names,
-                               not_assessed, summary, row["summary_text"], row["title"], row["rule"], tags, where))
+        position = None if not_assessed is None else int(not_assessed)
+        out.append(FindingSpec(code, int(number), kind, family, urgency, reason, row["reason_text"], names, position,
+                               summary, row["summary_text"], row["title"], row["rule"], tags, where))
     return sorted(out, key=lambda spec: spec.order)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from labservice.core.vocabulary import ANALYTES, CTCAE_DEFAULT_VERSION
+
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
 TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")

@@ -10,20 +10,15 @@ from typing import Any
 
 import pytest
 
+from labservice.core import vocabulary
 from tests.api.helpers import URL
 
 FLAGS = {"N", "L", "H", "LL", "HH"}
-FINDING_CODES = {
-    "thrombocytopenia", "thrombocytosis", "anemia", "neutropenia", "leukopenia", "lymphopenia",
-    "bicytopenia", "pancytopenia", "marrow_failure_range", "critical_value",
-    "possible_pseudothrombocytopenia", "gestational_thrombocytopenia_possible",
-    "vasculitis_pattern", "fever_with_nonblanching_rash", "febrile_neutropenia",
-    "unexplained_petechiae_child",
-}
+FINDING_CODES = set(vocabulary.ENGINE_FINDING_CODES)  # pinned to api-contract.md in tests/core/test_findings_table.py
 ASSESSMENTS = {"very_severe", "severe", "indeterminate", "not_severe", "not_applicable"}
 MARROW_CRITERIA = {"met", "not_met", "not_provided"}
 ATTRIBUTIONS = {"consistent", "may_contribute", "not_explained", "not_assessed", "none"}
-URGENCIES = {"immediate", "urgent", "soon", "routine"}
+URGENCIES = set(vocabulary.URGENCY_NAMES)
 
 
 def _is_number(value: Any) -> bool:

@@ -11,6 +11,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from labservice.core import vocabulary
+
 # A CBC with every lineage inside the adult fallback ranges of §2 for both sexes
 # (platelets 150-410, WBC 4.0-10.0, neutrophils 2.0-7.0, lymphocytes 1.0-3.0, Hb F 12-15 / M 13-17).
 NORMAL: dict[str, float] = {
@@ -21,14 +23,9 @@ NORMAL: dict[str, float] = {
     "hemoglobin": 14.0,
 }
 
-FINDING_CODES = {
-    "thrombocytopenia", "thrombocytosis", "anemia", "neutropenia", "leukopenia", "lymphopenia",
-    "bicytopenia", "pancytopenia", "marrow_failure_range", "critical_value",
-    "possible_pseudothrombocytopenia", "gestational_thrombocytopenia_possible",
-    "vasculitis_pattern", "fever_with_nonblanching_rash", "febrile_neutropenia",
-    "unexplained_petechiae_child",
-}
-URGENCIES = ("routine", "soon", "urgent", "immediate")
+# The contract's codes and urgencies; tests/core/test_findings_table.py pins them to api-contract.md.
+FINDING_CODES = set(vocabulary.ENGINE_FINDING_CODES)
+URGENCIES = vocabulary.URGENCY_NAMES  # lowest first (clinical-rules §9)
 
 COLLECTED_AT = dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
 

@@ -49,6 +49,20 @@ BROKEN_ROWS = [
     ("ctcae.csv", "5.0,platelets,5,<,10,10*9/L,S3,grade five", "grade must be 1-4"),
     ("bands.csv", "lesion_size,huge,50,>=,40,<,mm,S17,upside down", "lower 50.0 is not below upper 40.0"),
     ("anemia_cutoffs.csv", "female,0,100,trimester_4,11,S9,bad", "pregnancy 'trimester_4'"),
+    ("findings.csv", "anemia,30,finding,counts,routine,,,hemoglobin,,,,Again,r,S9", "code 'anemia' is listed twice"),
+    ("findings.csv", "new_one,1,finding,counts,routine,,,,,,,New,r,S1", "order '1' is not a whole number used once"),
+    ("findings.csv", "new_one,30,symptom,counts,routine,,,,,,,New,r,S1", "kind 'symptom'"),
+    ("findings.csv", "new_one,30,finding,spleen,routine,,,,,,,New,r,S1", "family 'spleen'"),
+    ("findings.csv", "new_one,30,finding,counts,asap,,,,,,,New,r,S1", "urgency 'asap'"),
+    ("findings.csv", "new_one,30,finding,counts,soon,,,,,,,New,r,S1", "a reason is needed"),
+    ("findings.csv", "new_one,30,finding,counts,soon,bicytopenia,,,,,,New,r,S1", "reason 'bicytopenia'"),
+    ("findings.csv", "new_one,30,finding,counts,soon,new_reason,,,,,,New,r,S1", "reason_text is needed"),
+    ("findings.csv", "new_one,30,finding,counts,routine,,,spleen,,,,New,r,S1", "unknown analyte(s) spleen"),
+    ("findings.csv", "new_one,30,finding,counts,routine,,,,,,,New {no_such_rule},r,S1", "no_such_rule"),
+    ("findings.csv", "new_one,30,finding,counts,routine,,,,,count,x,New,r,S1", "needs its analyte"),
+    ("findings.csv", "new_one,30,finding,counts,routine,,,,,,,New,r,S99", "source tag 'S99'"),
+    ("findings.csv", "new_one,30,finding,counts,routine,,,,,,,,r,S1", "title is empty"),
+    ("findings.csv", "new_one,30,finding,counts,routine,,,,1,,,New,r,S1", "not_assessed '1'"),
 ]
 
 

@@ -126,8 +126,7 @@ def detail_thrombocytopenia(view: TextView, i: int):
     plt = view.v("platelets", i)
     band = view.band("platelet_bleeding_risk", int(view.extra("thrombocytopenia", "bleeding_band", i)))
     parts = [
-        f"Platelets {fmt(plt)} x10^9/L, below {view.t['thrombocytopenia']} [S1][S2]; "
-        f"{view.grade_text('platelets', i)}."
+        f"Platelets {fmt(plt)} x10^9/L, below {view.t['thrombocytopenia']} [S1][S2]; {view.grade_text('platelets', i)}."
     ]
     if band is not None:
         parts.append(f"Bleeding risk at this count: {band.text} [S4][S5].")

@@ -43,7 +43,11 @@ def detail_possible_pseudothrombocytopenia(view: TextView, i: int):
         "the laboratory reported platelet clumps"
         if view.extra("possible_pseudothrombocytopenia", "clumps", i)
         else "the thrombocytopenia is isolated and no bleeding signs were reported"
-        + ("" if view.extra("possible_pseudothrombocytopenia", "skin_reported", i) else " (no skin examination was sent)")
+        + (
+            ""
+            if view.extra("possible_pseudothrombocytopenia", "skin_reported", i)
+            else " (no skin examination was sent)"
+        )
     )
     return (
         f"Possible EDTA pseudothrombocytopenia because {why}: suggest a blood film review for clumps and "

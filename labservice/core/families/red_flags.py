@@ -55,8 +55,8 @@ def detail_febrile_neutropenia(view: TextView, i: int):
     )
 
 
-def not_assessed_febrile_neutropenia(view: TextView, i: int):
-    out = []
+def not_assessed_febrile_neutropenia(view: TextView, i: int) -> list[tuple[str, list[str]]]:
+    out: list[tuple[str, list[str]]] = []
     if view.extra("febrile_neutropenia", "fever_unknown_low_neutrophils", i):
         out.append(
             (

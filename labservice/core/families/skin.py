@@ -3,7 +3,6 @@ platelets as an urgency reason. The lesion typing and attribution are in labserv
 
 from __future__ import annotations
 
-
 from labservice.core.compare import meets
 from labservice.core.families.base import FindingColumn, Stage, TextView
 from labservice.core.skin import assess_skin
@@ -34,5 +33,3 @@ def detail_vasculitis_pattern(view: TextView, i: int):
     if view.extra("vasculitis_pattern", "low_platelets", i):
         text += " The platelet count is low here, so the pattern needs clinical review."
     return text, None, {"palpable_lesions": int(view.r.skin.palpable_count[i])}
-
-
