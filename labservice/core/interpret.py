@@ -8,6 +8,7 @@ render_interpretations(result)                    # JSON-ready dicts (labservice
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -61,12 +62,13 @@ class InterpretationTable:
         return np.asarray(FLAG_NAMES, dtype=object)[self.flags[analyte]]
 
 
-def _evaluation_order(rs: Ruleset) -> tuple[str, ...]:
-    """EVALUATION_ORDER, then any other family of findings.csv (a new family runs last, when
-    everything it might read is there)."""
+def _evaluation_order(rs: Ruleset) -> tuple[ModuleType, ...]:
+    """The family modules: EVALUATION_ORDER, then any other family of findings.csv (a new family
+    runs last, when everything it might read is there)."""
     if "evaluation_order" not in rs._cache:
         named = {spec.family for spec in rs.finding_specs(FINDING, REASON)}
-        rs._cache["evaluation_order"] = EVALUATION_ORDER + tuple(sorted(named - set(EVALUATION_ORDER)))
+        names = EVALUATION_ORDER + tuple(sorted(named - set(EVALUATION_ORDER)))
+        rs._cache["evaluation_order"] = tuple(family(name) for name in names)
     return rs._cache["evaluation_order"]
 
 
@@ -85,11 +87,11 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     grades = ctcae_grades(cols, ranges, rs)
     cutoffs = anemia_cutoffs(cols, rs)
     stage = Stage(cols, rs, ranges, criticals, grades, cutoffs)
-    for name in _evaluation_order(rs):
-        stage.findings.update(family(name).evaluate(stage))
+    for module in _evaluation_order(rs):
+        stage.findings.update(module.evaluate(stage))
     triggers = urgency_triggers(stage.findings, rs)
     urgency = overall_urgency(cols.n, triggers)
-    ordered = {spec.code: stage.findings[spec.code] for spec in rs.finding_specs(FINDING)}
+    ordered = {code: stage.findings[code] for code in rs.finding_codes()}
     assert stage.lineages is not None and stage.aplastic is not None and stage.skin is not None
     return InterpretationTable(
         cols,

@@ -178,7 +178,16 @@ class Ruleset:
 
     def finding_specs(self, *kinds: str) -> tuple[FindingSpec, ...]:
         """The rows of findings.csv of these kinds (all kinds when none is given), in `order`."""
-        return tuple(spec for spec in self.findings if not kinds or spec.kind in kinds)
+        key = ("finding_specs", kinds)
+        if key not in self._cache:
+            self._cache[key] = tuple(spec for spec in self.findings if not kinds or spec.kind in kinds)
+        return self._cache[key]
+
+    def finding_codes(self) -> tuple[str, ...]:
+        """The codes the engine reports, in report order."""
+        if "finding_codes" not in self._cache:
+            self._cache["finding_codes"] = tuple(spec.code for spec in self.finding_specs(vocabulary.FINDING))
+        return self._cache["finding_codes"]
 
     def finding(self, code: str) -> FindingSpec:
         if "finding_by_code" not in self._cache:

@@ -76,6 +76,11 @@ class Stage:
     skin: SkinAssessment | None = None  # set by the skin family
 
 
+def cite_tags(tags) -> str:
+    """Source tags as a text cites them: [S1][S2]."""
+    return "".join(f"[{tag}]" for tag in tags)
+
+
 def fmt(x: float) -> str:
     """A number as short text (45, 0.4, 8.2)."""
     return f"{float(x):g}"
@@ -106,7 +111,19 @@ class TextView:
         grade = int(self.r.grades[analyte][i])
         if grade <= 0:
             return "no CTCAE grade"
-        return f"CTCAE v{self.r.ctcae_version[i]} grade {grade} [S3]"
+        version = str(self.r.ctcae_version[i])
+        return f"CTCAE v{version} grade {grade} {self.ctcae_tags(version, analyte, grade)}"
+
+    def tags(self, threshold_key: str) -> str:
+        """The source tags of a thresholds.csv rule, as a text cites them: [S1][S2]."""
+        return cite_tags(self.rs.threshold(threshold_key).sources)
+
+    def ctcae_tags(self, version: str, analyte: str, grade: int) -> str:
+        key = ("ctcae_tags", version, analyte, grade)
+        if key not in self.rs._cache:
+            rows = [r for r in self.rs.ctcae if (r.version, r.analyte, r.grade) == (version, analyte, grade)]
+            self.rs._cache[key] = cite_tags(dict.fromkeys(tag for r in rows for tag in r.sources))
+        return self.rs._cache[key]
 
     def band(self, scheme: str, index: int):
         return self.rs.bands[scheme][index] if index >= 0 else None

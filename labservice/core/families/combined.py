@@ -72,7 +72,8 @@ def detail_marrow_failure_range(view: TextView, i: int):
         if view.extra("marrow_failure_range", key, i) == YES
     ]
     return (
-        f"At least two of the BSH 2016 entry criteria are met ({'; '.join(met)}) [S12]. This is the range "
+        f"At least two of the BSH 2016 entry criteria are met ({'; '.join(met)}) "
+        f"{view.tags('marrow_failure_min_criteria')}. This is the range "
         "that prompts a haematologist to consider marrow failure; it is not a diagnosis.",
         None,
         view.lineage_evidence(i),

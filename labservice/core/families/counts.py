@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tristate
-from labservice.core.families.base import FindingColumn, Lineages, Stage, TextView, fmt
+from labservice.core.families.base import FindingColumn, Lineages, Stage, TextView, cite_tags, fmt
 from labservice.core.ranges import RangeInUse
 from labservice.core.table import CbcColumns
 
@@ -126,14 +126,15 @@ def detail_thrombocytopenia(view: TextView, i: int):
     plt = view.v("platelets", i)
     band = view.band("platelet_bleeding_risk", int(view.extra("thrombocytopenia", "bleeding_band", i)))
     parts = [
-        f"Platelets {fmt(plt)} x10^9/L, below {view.t['thrombocytopenia']} [S1][S2]; {view.grade_text('platelets', i)}."
+        f"Platelets {fmt(plt)} x10^9/L, below {view.t['thrombocytopenia']} {view.tags('thrombocytopenia')}; "
+        f"{view.grade_text('platelets', i)}."
     ]
     if band is not None:
-        parts.append(f"Bleeding risk at this count: {band.text} [S4][S5].")
+        parts.append(f"Bleeding risk at this count: {band.text} {cite_tags(band.sources)}.")
     if view.extra("thrombocytopenia", "often_benign_range", i):
         parts.append(
             f"A count of {view.t['thrombocytopenia_often_benign']}-{fmt(view.rs.value('thrombocytopenia') - 1)}"
-            " that is isolated and stable on repeat is often benign [S2]."
+            f" that is isolated and stable on repeat is often benign {view.tags('thrombocytopenia_often_benign')}."
         )
     return " ".join(parts), band.label if band else None, {"platelets": plt}
 
@@ -149,7 +150,7 @@ def summary_words_thrombocytopenia(view: TextView, i: int, finding: dict) -> str
 def detail_thrombocytosis(view: TextView, i: int):
     plt = view.v("platelets", i)
     return (
-        f"Platelets {fmt(plt)} x10^9/L, at or above {view.t['thrombocytosis']} [S7]. "
+        f"Platelets {fmt(plt)} x10^9/L, at or above {view.t['thrombocytosis']} {view.tags('thrombocytosis')}. "
         "A raised count is most often reactive; persistence needs review.",
         None,
         {"platelets": plt},
@@ -161,15 +162,16 @@ def detail_anemia(view: TextView, i: int):
     cut = view.r.anemia
     row = int(cut.row_index[i])
     population = view.rs.anemia_cutoffs[row].population if row >= 0 else "population"
+    cutoff_tags = cite_tags(view.rs.anemia_cutoffs[row].sources) if row >= 0 else ""
     band = view.band("anemia_severity_adult", int(view.extra("anemia", "severity", i)))
     low, high = cut.low[i], cut.high[i]
     cutoff_text = fmt(low) if low == high else f"{fmt(low)} (the lowest cut-off that could apply)"
     parts = [
-        f"Haemoglobin {fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} [S9]; "
+        f"Haemoglobin {fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} {cutoff_tags}; "
         f"{view.grade_text('hemoglobin', i)}."
     ]
     if band is not None:
-        parts.append(f"WHO severity: {band.label} [S9].")
+        parts.append(f"WHO severity: {band.label} {cite_tags(band.sources)}.")
     else:
         parts.append("WHO severity bands are applied to non-pregnant people from 15 years only; not graded here.")
     return " ".join(parts), band.label if band else None, {"hemoglobin": hb}
@@ -182,18 +184,23 @@ def detail_neutropenia(view: TextView, i: int):
     band = view.band("neutropenia_severity", int(view.extra("neutropenia", "severity", i)))
     parts = [
         f"Neutrophils {fmt(neut)} x10^9/L, below {limit}"
-        + (" (the limit for a patient stated to be Duffy-null [S10])" if duffy else " [S8]")
+        + (
+            f" (the limit for a patient stated to be Duffy-null {view.tags('neutropenia_duffy_null')})"
+            if duffy
+            else f" {view.tags('neutropenia')}"
+        )
         + f"; {view.grade_text('neutrophils', i)}."
     ]
     if band is not None:
-        parts.append(f"Severity: {band.text} [S8].")
+        parts.append(f"Severity: {band.text} {cite_tags(band.sources)}.")
     if view.extra("neutropenia", "derived", i):
         parts.append("The absolute count was derived from WBC x neutrophil %, not measured.")
     if view.extra("neutropenia", "duffy_caveat", i):
         parts.append(
             f"An isolated count of {view.t['duffy_caveat_from']}-{fmt(view.rs.value('neutropenia') - 0.01)} "
             "may be a Duffy-null associated neutrophil count, common and benign in people of African or "
-            "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry [S10]."
+            "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry "
+            f"{view.tags('duffy_caveat_from')}."
         )
     return " ".join(parts), band.label if band else None, {"neutrophils": neut}
 

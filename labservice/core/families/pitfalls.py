@@ -62,8 +62,10 @@ def detail_gestational_thrombocytopenia_possible(view: TextView, i: int):
     text = (
         f"Pregnancy with platelets {fmt(plt)} x10^9/L ({view.t['gestational_platelets_from']}-"
         f"{fmt(view.rs.value('gestational_platelets_below') - 1)}) and no other cytopenia: gestational "
-        f"thrombocytopenia is common and usually above {view.t['gestational_platelets_usual']} [S1]."
+        f"thrombocytopenia is common and usually above {view.t['gestational_platelets_usual']} "
+        f"{view.tags('gestational_platelets_usual')}."
     )
     if not view.extra("gestational_thrombocytopenia_possible", "usual", i):
-        text += " This count is lower than usual for it: other causes need excluding [S1]."
+        tags = view.tags("gestational_platelets_usual")
+        text += f" This count is lower than usual for it: other causes need excluding {tags}."
     return text, None, {"platelets": plt}

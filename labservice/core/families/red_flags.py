@@ -49,7 +49,7 @@ def detail_febrile_neutropenia(view: TextView, i: int):
     neut = view.v("neutrophils", i)
     return (
         f"Fever with neutrophils {fmt(neut)} x10^9/L (at or below {view.t['febrile_neutropenia']}): possible "
-        "neutropenic sepsis; assess and treat as an emergency [S8].",
+        f"neutropenic sepsis; assess and treat as an emergency {view.tags('febrile_neutropenia')}.",
         None,
         {"fever": True, "neutrophils": neut},
     )
@@ -61,7 +61,7 @@ def not_assessed_febrile_neutropenia(view: TextView, i: int) -> list[tuple[str, 
         out.append(
             (
                 f"neutrophils at or below {view.t['febrile_neutropenia']} and fever not stated: "
-                "if the patient is febrile this is possible neutropenic sepsis [S8]",
+                f"if the patient is febrile this is possible neutropenic sepsis {view.tags('febrile_neutropenia')}",
                 [],
             )
         )
@@ -74,7 +74,7 @@ def detail_unexplained_petechiae_child(view: TextView, i: int):
     age = float(view.r.cols.age_years[i])
     return (
         f"Petechiae in a child or young person (age {fmt(round(age, 2))} years): immediate specialist "
-        "assessment unless explained [S20].",
+        f"assessment unless explained {view.tags('child_age_years')}.",
         None,
         {"age_years": age},
     )
