@@ -115,3 +115,33 @@ def delta_checks(current: pd.DataFrame, history: pd.DataFrame, window: pd.Timede
     out.loc[rows, "urgency_change"] = np.asarray(URGENCY_CHANGES, dtype=object)[change]
     out.index = current.index
     return out
+
+
+def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> list[dict]:
+    """The answer's findings from a delta block (platelet_drop, new_cytopenia): title, rule and sources
+    from their rows of findings.csv, texts from here. The store's delta findings can come from this."""
+    if not delta.get("assessed"):
+        return []
+    out = []
+    previous = delta["previous"]
+    if delta["platelet_drop"]:
+        spec = rs.finding("platelet_drop")
+        out.append({
+            "code": spec.code, "title": rs.text(spec.title),
+            "detail": (f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} x10^9/L "
+                       f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
+                       f"within {delta['window_days']} days. A fall this large deserves review whatever the "
+                       "count (e.g. heparin exposure, consumption, sampling error)."),
+            "grade": None, "severity": None,
+            "evidence": {"platelets": platelets_now, "previous_platelets": previous["platelets"],
+                         "fall_percent": delta["platelet_fall_percent"]},
+            "rule": spec.rule, "sources": rs.cite(spec.sources)})
+    if delta["new_cytopenias"]:
+        spec = rs.finding("new_cytopenia")
+        out.append({
+            "code": spec.code, "title": rs.text(spec.title),
+            "detail": (f"{', '.join(delta['new_cytopenias'])} is present now and was absent on the CBC of "
+                       f"{previous['collected_at']} (within {delta['window_days']} days)."),
+            "grade": None, "severity": None, "evidence": {"new": list(delta["new_cytopenias"])},
+            "rule": spec.rule, "sources": rs.cite(spec.sources)})
+    return out

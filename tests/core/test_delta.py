@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labservice.core.delta import DELTA_INPUT, delta_checks
+from labservice.core.delta import DELTA_INPUT, delta_checks, delta_findings
 from labservice.core.ruleset import default_ruleset
 
 P = pytest.param
@@ -226,3 +226,26 @@ def test_nothing_to_compare_gives_one_unassessed_row_per_cbc() -> None:
     assert len(out) == 2
     assert not out["platelet_drop"].any()
     assert out["previous_collected_at"].isna().all()
+
+
+def _block(drop: bool, new: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "assessed": True, "window_days": 30, "platelet_drop": drop, "new_cytopenias": list(new),
+        "platelet_fall_percent": 60.0,
+        "previous": {"collected_at": "2026-11-01T08:00:00+00:00", "platelets": 250.0, "urgency": "routine"},
+    }
+
+
+def test_delta_findings_take_title_rule_and_sources_from_the_findings_table() -> None:
+    """A fall of 50 % or more (thresholds.csv platelet_drop, S23 S24) and a new cytopenia (S24)."""
+    rs = default_ruleset()
+    drop, new = delta_findings(_block(True, ("thrombocytopenia",)), 100.0, rs)
+    assert drop["code"] == "platelet_drop" and drop["title"] == "Platelet count fell by 50 % or more"
+    assert drop["rule"] == "thresholds.csv:platelet_drop"
+    assert drop["sources"] == [f"[S23] {rs.sources['S23']}", f"[S24] {rs.sources['S24']}"]
+    assert drop["evidence"] == {"platelets": 100.0, "previous_platelets": 250.0, "fall_percent": 60.0}
+    assert new["code"] == "new_cytopenia" and new["title"] == "New cytopenia since the previous CBC"
+    assert new["sources"] == [f"[S24] {rs.sources['S24']}"]
+    assert new["evidence"] == {"new": ["thrombocytopenia"]}
+    assert delta_findings(_block(False, ()), 240.0, rs) == []
+    assert delta_findings({"assessed": False}, 240.0, rs) == []
