@@ -248,7 +248,9 @@ class _Renderer(TextView):
                 else "Not assessed: platelets not sent."
             ),
             "expected_band": band.label if band else None,
-            "sources": self.cite(("S4", "S5", "S17")),
+            "sources": self.cite(
+                [tag for scheme in ("skin_expected", "lesion_size") for b in self.rs.bands[scheme] for tag in b.sources]
+            ),
         }
 
     def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict) -> str:

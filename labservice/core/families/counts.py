@@ -173,7 +173,10 @@ def detail_anemia(view: TextView, i: int):
     if band is not None:
         parts.append(f"WHO severity: {band.label} {cite_tags(band.sources)}.")
     else:
-        parts.append("WHO severity bands are applied to non-pregnant people from 15 years only; not graded here.")
+        parts.append(
+            "WHO severity bands are applied to non-pregnant people from "
+            f"{view.t['anemia_severity_from_age_years']} years only; not graded here."
+        )
     return " ".join(parts), band.label if band else None, {"hemoglobin": hb}
 
 
