@@ -17,6 +17,7 @@ from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES, CbcColumns, to_columns
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
+from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION
 
 TRISTATE = {True: 1.0, False: 0.0, None: math.nan}
 
@@ -90,7 +91,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
     highs = {a: np.full(n, np.nan) for a in present}
     sex = np.full(n, "unknown", dtype="<U7")
     method = np.full(n, "unknown", dtype="<U9")
-    version = np.full(n, "5.0", dtype="<U3")
+    version = np.full(n, CTCAE_DEFAULT_VERSION, dtype="<U8")
     numbers = {
         k: np.full(n, np.nan)
         for k in (
