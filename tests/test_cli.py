@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,18 @@ def test_check_ranges_as_a_process(broken_ranges):
         capture_output=True, text=True, check=False, cwd=ROOT)
     assert completed.returncode == 1
     assert where in completed.stderr
+
+
+def test_check_ranges_names_the_line_of_a_bad_findings_row(tmp_path, capsys):
+    """findings.csv is validated with the other tables: a finding raising an urgency needs a reason code."""
+    directory = tmp_path / "reference_ranges"
+    shutil.copytree(REFERENCE_RANGES, directory)
+    table = directory / "findings.csv"
+    lines = table.read_text(encoding="utf-8").splitlines()
+    lines.append("new_one,30,finding,counts,soon,,,,,,,New,r,S1")
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["check-ranges", str(directory)]) == 1
+    assert f"findings.csv:{len(lines)}: a reason is needed" in capsys.readouterr().err
 
 
 def test_serve_defaults():

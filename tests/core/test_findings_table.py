@@ -33,6 +33,14 @@ def test_the_vocabulary_holds_the_contract_codes():
     assert vocabulary.Urgency("urgent").rank > vocabulary.Urgency("soon").rank
 
 
+def test_the_vocabulary_reads_the_table_the_ruleset_loads():
+    assert RULESET.finding_codes() == vocabulary.ENGINE_FINDING_CODES
+    assert tuple(s.code for s in RULESET.finding_specs(vocabulary.DELTA)) == vocabulary.DELTA_FINDING_CODES
+    assert tuple(
+        s.reason for s in RULESET.finding_specs(vocabulary.FINDING, vocabulary.REASON) if s.reason
+    ) == vocabulary.URGENCY_REASONS
+
+
 def test_the_http_enums_are_the_vocabulary():
     assert schemas.FINDING_CODES == vocabulary.FINDING_CODES
     assert set(schemas.URGENCIES) == set(vocabulary.URGENCY_NAMES)
