@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import csv
 from enum import StrEnum
-from pathlib import Path
 
-PACKAGED_RULES = Path(__file__).resolve().parents[2] / "reference_ranges"
+from labservice.rule_tables import packaged_directory
 
 
 class Analyte(StrEnum):
@@ -61,7 +60,7 @@ CTCAE_DEFAULT_VERSION = "5.0"
 
 
 def _rows(name: str) -> list[dict[str, str]]:
-    with (PACKAGED_RULES / name).open(newline="", encoding="utf-8-sig") as handle:
+    with (packaged_directory() / name).open(newline="", encoding="utf-8-sig") as handle:
         return [{k: (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(handle)]
 
 

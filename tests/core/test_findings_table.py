@@ -20,7 +20,8 @@ from labservice.core.families import EVALUATION_ORDER, family
 from labservice.core.families.base import FindingColumn
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
-from labservice.core.ruleset import DEFAULT_DIR, RulesetError, load_ruleset
+from labservice.core.ruleset import RulesetError, load_ruleset
+from labservice.rule_tables import packaged_directory
 from tests.adapters.fhir.test_output_terminology import DELTA_FINDINGS, contract_finding_codes
 
 RULESET = load_ruleset()
@@ -117,7 +118,7 @@ def demo_family(monkeypatch):
 
 def test_a_new_finding_needs_one_row_and_one_family_module(tmp_path: Path, demo_family):
     tables = tmp_path / "reference_ranges"
-    shutil.copytree(DEFAULT_DIR, tables)
+    shutil.copytree(packaged_directory(), tables)
     with (tables / "findings.csv").open("a", encoding="utf-8") as handle:
         handle.write(
             "demo_low_mcv,4.5,finding,demo,soon,demo_low_mcv,,mcv,,text,Demo sentence.,"
