@@ -22,8 +22,10 @@ MARROW_NAMES = ("not_provided", "met", "not_met")
 
 def caveat(rs: Ruleset) -> str:
     """The caveat attached to every assessment, quoting the marrow criterion of thresholds.csv."""
-    met, partial, residual = (f"{rs.value(key):g}" for key in (
-        "marrow_cellularity_met", "marrow_cellularity_partial_max", "marrow_residual_met"))
+    met, partial, residual = (
+        f"{rs.value(key):g}"
+        for key in ("marrow_cellularity_met", "marrow_cellularity_partial_max", "marrow_residual_met")
+    )
     return (
         "Counts alone cannot diagnose or grade aplastic anaemia: severity also needs a bone marrow "
         f"cellularity below {met} % (or {met}-{partial} % with below {residual} % residual haematopoietic cells) "

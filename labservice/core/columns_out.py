@@ -58,8 +58,9 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
     columns: dict[str, object] = {
         "urgency": _categorical(result.urgency, URGENCY_NAMES),
         "findings": _joined_codes([f.present for f in result.findings.values()], codes, n),
-        "not_assessed": _joined_codes([np.asarray(result.findings[c].state) == NOT_ASSESSED for c in undecided],
-                                      undecided, n),
+        "not_assessed": _joined_codes(
+            [np.asarray(result.findings[c].state) == NOT_ASSESSED for c in undecided], undecided, n
+        ),
         "aplastic_anemia": _categorical(result.aplastic.assessment, ASSESSMENT_NAMES),
         "skin_attribution": attribution,
         "ctcae_version": pd.Categorical(

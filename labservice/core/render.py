@@ -60,6 +60,9 @@ class _Texts:
             code for module in set(modules.values()) for code in getattr(module, "QUIET_NOT_ASSESSED", ())
         }
         self.citations: dict[tuple[str, ...], list[str]] = {}
+        # The skin block cites the lesion sizes and the presentation expected at each count.
+        bands = [*rs.bands["skin_expected"], *rs.bands["lesion_size"]]
+        self.skin_tags = tuple(dict.fromkeys(tag for band in bands for tag in band.sources))
 
 
 class _Renderer(TextView):
@@ -71,9 +74,8 @@ class _Renderer(TextView):
             cache["render_texts"] = _Texts(self.rs)
         self.texts: _Texts = cache["render_texts"]
         self.t, self.titles = self.texts.t, self.texts.titles
-        self.undecided = {
-            code: mask for code, f in result.findings.items() if (mask := f.not_assessed_mask()) is not None
-        }
+        # Per code: its "not assessed" rows (a mask, or a tri-state read per row, not compared whole).
+        self.undecided = {code: (f.undecided, f.state) for code, f in result.findings.items()}
 
     def cite(self, tags: Sequence[str]) -> list[str]:
         key = tuple(tags)
@@ -154,8 +156,8 @@ class _Renderer(TextView):
         """What could not be decided, in the `not_assessed` order of findings.csv, with what would decide it."""
         out: list[dict] = []
         for code, reasons in self.texts.not_assessed:
-            mask = self.undecided.get(code)
-            if mask is not None and mask[i]:
+            mask, state = self.undecided[code]
+            if mask[i] if mask is not None else state is not None and state[i] == NOT_ASSESSED:
                 out.extend({"code": code, "reason": reason, "needs": needs} for reason, needs in reasons(self, i))
         return out
 
@@ -248,9 +250,7 @@ class _Renderer(TextView):
                 else "Not assessed: platelets not sent."
             ),
             "expected_band": band.label if band else None,
-            "sources": self.cite(
-                [tag for scheme in ("skin_expected", "lesion_size") for b in self.rs.bands[scheme] for tag in b.sources]
-            ),
+            "sources": self.cite(self.texts.skin_tags),
         }
 
     def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict) -> str:
