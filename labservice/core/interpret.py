@@ -77,10 +77,13 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     rs = ruleset or default_ruleset()
     cols = table if isinstance(table, CbcColumns) else to_columns(table, lesions)
     derive_missing_counts(cols)
-    known = np.zeros(cols.n, dtype=bool)
-    for version in rs.ctcae_versions():  # a version ctcae.csv does not define reads as the default
+    versions = rs.ctcae_versions()
+    known = cols.ctcae_version == versions[0]
+    for version in versions[1:]:  # a version ctcae.csv does not define reads as the default
         known |= cols.ctcae_version == version
-    ctcae_version = np.where(known, cols.ctcae_version, CTCAE_DEFAULT_VERSION).astype(object)
+    if not known.all():
+        cols.ctcae_version = np.where(known, cols.ctcae_version, CTCAE_DEFAULT_VERSION)
+    ctcae_version = cols.ctcae_version.astype(object)
     cols.ctcae_version = ctcae_version
     ranges = resolve_ranges(cols, rs)
     flags, criticals = flags_and_criticals(cols, ranges, rs)

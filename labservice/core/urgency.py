@@ -18,11 +18,11 @@ __all__ = ["IMMEDIATE", "ROUTINE", "SOON", "URGENCY_NAMES", "URGENT", "overall_u
 
 def urgency_triggers(columns: dict[str, FindingColumn], rs: Ruleset) -> dict[str, tuple[int, np.ndarray]]:
     """Each reason that raises the urgency, in the table's order, with the level it asks for."""
-    return {
-        spec.reason: (spec.urgency_rank, columns[spec.code].urgency_mask())
-        for spec in rs.finding_specs(FINDING, REASON)
-        if spec.reason
-    }
+    if "urgency_reasons" not in rs._cache:
+        rs._cache["urgency_reasons"] = tuple(
+            (spec.reason, spec.urgency_rank, spec.code) for spec in rs.finding_specs(FINDING, REASON) if spec.reason
+        )
+    return {reason: (rank, columns[code].urgency_mask()) for reason, rank, code in rs._cache["urgency_reasons"]}
 
 
 def overall_urgency(n: int, triggers: dict[str, tuple[int, np.ndarray]]) -> np.ndarray:

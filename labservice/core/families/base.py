@@ -116,7 +116,10 @@ class TextView:
 
     def tags(self, threshold_key: str) -> str:
         """The source tags of a thresholds.csv rule, as a text cites them: [S1][S2]."""
-        return cite_tags(self.rs.threshold(threshold_key).sources)
+        key = ("threshold_tags", threshold_key)
+        if key not in self.rs._cache:
+            self.rs._cache[key] = cite_tags(self.rs.threshold(threshold_key).sources)
+        return self.rs._cache[key]
 
     def ctcae_tags(self, version: str, analyte: str, grade: int) -> str:
         key = ("ctcae_tags", version, analyte, grade)

@@ -68,7 +68,8 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
 
     duffy = cols.duffy_null == 1.0
     t_neut, t_duffy = rs.threshold("neutropenia"), rs.threshold("neutropenia_duffy_null")
-    neutropenic = np.where(duffy, meets(neut, t_duffy), meets(neut, t_neut))
+    below_limit = meets(neut, t_neut)
+    neutropenic = np.where(duffy, meets(neut, t_duffy), below_limit)
     states["neutropenia"] = np.where(np.isnan(neut), NOT_ASSESSED, np.where(neutropenic, YES, NO)).astype(np.int8)
     neutropenia = FindingColumn(
         "neutropenia",
@@ -100,7 +101,7 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
         & (lineages.red != YES)
         & (lineages.platelets != YES)
         & meets(neut, rs.threshold("duffy_caveat_from"))
-        & meets(neut, t_neut)
+        & below_limit
     )
     return {f.code: f for f in (thrombocytopenia, thrombocytosis, anemia, neutropenia, leukopenia, lymphopenia)}
 
