@@ -53,8 +53,18 @@ class Settings:
     #: Absolute URL of this service as users reach it (e.g. https://labservice.example.org), for links in
     #: CDS Hooks cards; empty means the host the request came to.
     PUBLIC_BASE_URL: str = ""
-    #: Seconds to wait for the CDS client's FHIR server when prefetch data is missing (CDS Hooks asks ~500 ms).
+    #: Seconds, in all, that one CDS Hooks call may spend reading the client's FHIR server when prefetch data is
+    #: missing (CDS Hooks asks ~500 ms); the connection is cut when they are spent.
     CDS_FHIR_TIMEOUT: int = 3
+    #: FHIR servers each CDS client may make the service read (its `fhirServer`), as JSON: {"<client>": ["<base
+    #: URL>", ...]}, a client being "api_key:<key name>", "cds_client:<JWT iss>" or "*" (every client). Empty: no
+    #: fhirServer is ever read, and calls must carry their data as prefetch.
+    CDS_FHIR_SERVERS: str = ""
+    #: Non-public networks an allowlisted FHIR server's host may resolve to (e.g. "10.20.0.0/16"); loopback,
+    #: link-local and private addresses are refused otherwise, unless the allowlisted URL names the address.
+    CDS_FHIR_PRIVATE_NETWORKS: str = ""
+    #: Largest answer read from a CDS client's FHIR server, in bytes (4 MiB); a larger one is refused.
+    CDS_FHIR_MAX_BYTES: int = 4 * 1024 * 1024
     #: CDS Hooks feedback log (JSON Lines, no patient data); empty means <instance folder>/cds-feedback.jsonl.
     CDS_FEEDBACK_FILE: str = ""
     #: Dashboard session cookie: sent over HTTPS only when true (set it true behind TLS); HttpOnly, SameSite=Lax.
