@@ -51,7 +51,8 @@ class Settings:
     #: HL7 v2: the time zone (IANA name) of times sent without a UTC offset, e.g. OBR-7 200509210520.
     HL7_TIMEZONE: str = "UTC"
     #: Absolute URL of this service as users reach it (e.g. https://labservice.example.org), for links in
-    #: CDS Hooks cards; empty means the host the request came to.
+    #: CDS Hooks cards (empty: the host the request came to) and the `aud` of CDS client JWTs (required with
+    #: CDS_JWT_ISSUERS: the Host header is the caller's to write).
     PUBLIC_BASE_URL: str = ""
     #: Seconds, in all, that one CDS Hooks call may spend reading the client's FHIR server when prefetch data is
     #: missing (CDS Hooks asks ~500 ms); the connection is cut when they are spent.
