@@ -93,8 +93,11 @@ class Settings:
     RATE_LIMIT: str = "600/minute"
     #: CSV uploads per caller, on top of RATE_LIMIT.
     RATE_LIMIT_UPLOADS: str = "30/minute"
-    #: Dashboard sign-in attempts per address.
+    #: Dashboard sign-in attempts per address (behind TRUSTED_PROXIES: the first untrusted X-Forwarded-For hop).
     RATE_LIMIT_SIGN_IN: str = "10/minute"
+    #: Dashboard sign-in attempts from all addresses together: each costs an argon2 verification, and a caller
+    #: who rotates addresses escapes the per-address limit but not this one.
+    RATE_LIMIT_SIGN_IN_GLOBAL: str = "120/minute"
     #: Redis for the rate-limit counts (shared by every worker), e.g. redis://127.0.0.1:6379/0.
     #: Empty: each process counts in its own memory.
     REDIS_URL: str = ""

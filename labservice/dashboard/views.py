@@ -43,6 +43,7 @@ from labservice.security import users as accounts
 from labservice.security.principal import set_principal
 from labservice.security.audit import touched_batch
 from labservice.security.principal import touched_patients
+from labservice.security.remote import remote_address
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
 from labservice.store.repository import (
     InvalidTransition,
@@ -524,7 +525,7 @@ def sign_in() -> ResponseReturnValue:
     username = (request.form.get("username") or "").strip()[:100]
     password = request.form.get("password") or ""
     with current_database().session() as db:
-        outcome = accounts.sign_in(db, username, password)
+        outcome = accounts.sign_in(db, username, password, address=remote_address())
         user = outcome.user
         if user is not None:
             accounts.start_session(session, user)

@@ -33,7 +33,7 @@ from labservice.errors import problem_response
 from labservice.security.cds_jwt import CdsJwtError, TrustedIssuers, load_issuers, verify
 from labservice.security.keys import KEY_PATTERN, authenticate_key
 from labservice.security.principal import Principal, set_principal
-from labservice.security.users import session_user, user_principal
+from labservice.security.users import session_user, user_principal, warm_up
 
 ISSUERS_EXTENSION = "labservice.cds_jwt_issuers"
 REALM = "labservice"
@@ -76,6 +76,7 @@ def register_auth(app: Flask) -> None:
     trusted = load_issuers(app.config.get("CDS_JWT_ISSUERS"))
     check_public_base_url(app.config.get("PUBLIC_BASE_URL") or "", trusted)
     app.extensions[ISSUERS_EXTENSION] = trusted
+    warm_up()  # the dummy password hash, so the first unknown username costs what the others do
     app.before_request(authenticate)
 
 

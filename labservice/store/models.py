@@ -198,11 +198,29 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default="clinician")  # one of USER_ROLES
     created_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None]
-    #: Failed sign-ins since the last success; past a few, sign-in waits until `locked_until` (migration 0003).
+    #: Failed sign-ins since the last success, from any address; past a cap, one attempt is weighed at most
+    #: every few seconds: `locked_until` is when the next one is (labservice.security.users; migration 0003).
     failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     locked_until: Mapped[datetime | None]
     #: Sessions started before this moment are void: signing out ends every session of the user.
     sessions_valid_after: Mapped[datetime | None]
+
+
+class SignInLock(Base):
+    """Failed sign-ins of one user from one address, and that pair's lock (migration 0007): guesses from one
+    address lock that address out, not the user everywhere. `succeeded_at` marks an address the user has
+    signed in from, which the per-user slow-down does not apply to."""
+
+    __tablename__ = "sign_in_locks"
+    __table_args__ = (UniqueConstraint("user_id", "address", name="uq_sign_in_locks_user_address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    succeeded_at: Mapped[datetime | None]
 
 
 class CdsJwtId(Base):
