@@ -30,6 +30,7 @@ import http.client
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -152,6 +153,8 @@ class FhirAccess:
     timeout: float = 3.0
     max_bytes: int = DEFAULT_MAX_BYTES
     resolver: Resolver = resolve
+    #: TLS settings for https servers; None: the system's trusted CAs, host name checked.
+    tls: ssl.SSLContext | None = None
     clock: Callable[[], float] = time.monotonic
     log: Callable[[str], None] = field(default=lambda message: None)
 
@@ -240,7 +243,7 @@ class FhirClient:
                headers: dict[str, str]) -> bytes:
         last: Exception | None = None
         for address in addresses:
-            connection = _connection(scheme, host, port, address, self._remaining())
+            connection = _connection(scheme, host, port, address, self._remaining(), self.access.tls)
             timer = threading.Timer(self._remaining(), _abort, (connection,))
             timer.daemon = True
             timer.start()
@@ -283,11 +286,16 @@ class FhirClient:
             chunks.append(chunk)
 
 
-def _connection(scheme: str, host: str, port: int, address: str, timeout: float) -> http.client.HTTPConnection:
+def _connection(scheme: str, host: str, port: int, address: str, timeout: float,
+                tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
     """A connection that names `host` (Host header, TLS server name and certificate check) but connects to
     the already checked `address`, never to a fresh DNS answer."""
-    kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    connection = kind(host, port, timeout=timeout)
+    connection: http.client.HTTPConnection
+    if scheme == "https":
+        connection = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                                 context=tls or ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
 
     def connect_checked(_address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
         return socket.create_connection((address, port), timeout, source_address)

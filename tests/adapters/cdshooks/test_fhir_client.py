@@ -6,6 +6,8 @@ rebinding or a mixed answer is played without a DNS server."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -124,3 +126,63 @@ def test_the_reason_goes_to_the_log_without_the_token_or_the_patient(server):
         access.client(server.base_url, "tok-secret").get("Patient/unknown-patient")
     assert logged == [f"CDS Hooks: fhirServer {server.base_url} not read: answered HTTP 404 (redirects are not "
                       "followed)"]
+
+
+# --- https: the TLS name is the URL's host, though the connection goes to the checked address --------------
+
+
+def certificate(name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate for DNS name `name` and its key, PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """The loopback FHIR server behind TLS with a certificate for fhir.hospital.test; (server, its CA)."""
+    cert, key = certificate("fhir.hospital.test")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = FhirTestServer([PATIENT], OBSERVATIONS)
+    server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+    server.base_url = server.base_url.replace("http://", "https://")
+    with server.running():
+        yield server, cert
+
+
+def test_https_checks_the_certificate_against_the_urls_host(tls_server):
+    server, ca = tls_server
+    url = named(server)
+    access = FhirAccess(allowed=frozenset({url}), resolver=Resolver(["127.0.0.1"]),
+                        private_networks=(ipaddress.ip_network("127.0.0.1/32"),),
+                        tls=ssl.create_default_context(cadata=ca.decode()))
+    assert access.client(url, "tok").get(f"Patient/{PID}") == PATIENT
+    assert server.requests[0]["authorization"] == "Bearer tok"
+
+
+def test_https_refuses_a_certificate_for_another_name(tls_server):
+    server, ca = tls_server
+    url = named(server, "other.hospital.test")
+    access = FhirAccess(allowed=frozenset({url}), resolver=Resolver(["127.0.0.1"]),
+                        private_networks=(ipaddress.ip_network("127.0.0.1/32"),),
+                        tls=ssl.create_default_context(cadata=ca.decode()))
+    with pytest.raises(FhirFetchError, match="could not connect"):
+        access.client(url, "tok").get(f"Patient/{PID}")
+    assert server.requests == []  # the token was never sent
