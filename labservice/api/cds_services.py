@@ -10,8 +10,9 @@ elsewhere, so this blueprint has its own handler: every error here, including an
 (404) and a wrong method (405), is the same `application/problem+json` body, which CDS clients can
 read as JSON. Malformed calls answer 400 naming the field; missing FHIR data 412; FHIR that is not
 a valid CBC 422. `fhirServer` is read only when it is on the calling client's allowlist
-(`CDS_FHIR_SERVERS`, see labservice.adapters.cdshooks.fhir_client). Responses allow any origin (CORS), which browser-based CDS clients such as the
-CDS Hooks sandbox need; the answers hold only what the caller sent.
+(`CDS_FHIR_SERVERS`, see labservice.adapters.cdshooks.fhir_client). Responses allow any origin (CORS),
+which browser-based CDS clients such as the CDS Hooks sandbox need; the answers hold only what the
+caller sent.
 """
 
 from __future__ import annotations

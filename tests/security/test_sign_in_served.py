@@ -56,10 +56,15 @@ def database_file(tmp_path) -> str:
 
 
 def serve(url: str, prefix: str, tmp_path, **settings: str):
-    env = {"LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
-           "LABSERVICE_TRUSTED_PROXIES": "127.0.0.1", "LABSERVICE_REDIS_URL": REDIS_URL,
-           "LABSERVICE_RATE_LIMIT_PREFIX": prefix, "LABSERVICE_SECRET_KEY": "sign-in-test-secret",
-           **{f"LABSERVICE_{name}": value for name, value in settings.items()}}
+    env = {
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
+        "LABSERVICE_TRUSTED_PROXIES": "127.0.0.1",
+        "LABSERVICE_REDIS_URL": REDIS_URL,
+        "LABSERVICE_RATE_LIMIT_PREFIX": prefix,
+        "LABSERVICE_SECRET_KEY": "sign-in-test-secret",
+        **{f"LABSERVICE_{name}": value for name, value in settings.items()},
+    }
     return gunicorn(env, workers=2)
 
 
@@ -71,8 +76,13 @@ def sign_in(server: Gunicorn, forwarded_for: str, username: str, password: str) 
         if page.status_code != 200:
             return page.status_code
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        answer = browser.post(server.base + "/dashboard/sign-in", headers=headers, allow_redirects=False, timeout=10,
-                              data={"username": username, "password": password, "csrf_token": token})
+        answer = browser.post(
+            server.base + "/dashboard/sign-in",
+            headers=headers,
+            allow_redirects=False,
+            timeout=10,
+            data={"username": username, "password": password, "csrf_token": token},
+        )
         return answer.status_code
 
 
@@ -80,12 +90,13 @@ def test_guesses_from_one_address_do_not_lock_the_user_out_elsewhere(database_fi
     with serve(database_file, redis_prefix, tmp_path, RATE_LIMIT_SIGN_IN="50/minute") as server:
         attacker, user = "203.0.113.7", "198.51.100.20"
         assert [sign_in(server, attacker, "ada", f"guess number {i}") for i in range(6)] == [401] * 6
-        assert sign_in(server, attacker, "ada", PASSWORD) == 401      # the attacker's address is locked
-        assert sign_in(server, user, "ada", PASSWORD) == 303          # the user's is not
+        assert sign_in(server, attacker, "ada", PASSWORD) == 401  # the attacker's address is locked
+        assert sign_in(server, user, "ada", PASSWORD) == 303  # the user's is not
 
 
 def test_a_rotating_forged_prefix_does_not_escape_the_limit_of_the_first_untrusted_address(
-        database_file, redis_prefix, tmp_path):
+    database_file, redis_prefix, tmp_path
+):
     with serve(database_file, redis_prefix, tmp_path, RATE_LIMIT_SIGN_IN="3/minute") as server:
         # The client wrote the first hop; the proxy appended the address it saw (the first untrusted one).
         statuses = [sign_in(server, f"10.9.{i}.1, 203.0.113.7", f"user{i}", "not the password") for i in range(5)]
@@ -94,7 +105,8 @@ def test_a_rotating_forged_prefix_does_not_escape_the_limit_of_the_first_untrust
 
 
 def test_rotating_client_addresses_meet_the_global_sign_in_limit(database_file, redis_prefix, tmp_path):
-    with serve(database_file, redis_prefix, tmp_path, RATE_LIMIT_SIGN_IN="3/minute",
-               RATE_LIMIT_SIGN_IN_GLOBAL="5/minute") as server:
+    with serve(
+        database_file, redis_prefix, tmp_path, RATE_LIMIT_SIGN_IN="3/minute", RATE_LIMIT_SIGN_IN_GLOBAL="5/minute"
+    ) as server:
         statuses = [sign_in(server, f"203.0.113.{i}", f"user{i}", "not the password") for i in range(1, 8)]
         assert statuses == [401] * 5 + [429] * 2

@@ -198,7 +198,7 @@ class CountingHasher(PasswordHasher):
         super().__init__()
         self.verifications = 0
 
-    def verify(self, hash, password):  # noqa: A002 (argon2-cffi's own parameter name)
+    def verify(self, hash, password):  # argon2-cffi's own parameter names
         self.verifications += 1
         return super().verify(hash, password)
 
@@ -215,8 +215,8 @@ def test_every_failed_sign_in_costs_one_argon2_verification_with_the_same_parame
         slowed = session.scalar(select(User).where(User.username == "slowed"))
         slowed.locked_until = start + timedelta(minutes=1)
         locked = session.scalar(select(User).where(User.username == "locked"))
-        session.add(SignInLock(user_id=locked.id, address=ATTACKER, failures=7, locked_until=start + timedelta(minutes=2),
-                               updated_at=start))
+        session.add(SignInLock(user_id=locked.id, address=ATTACKER, failures=7,
+                               locked_until=start + timedelta(minutes=2), updated_at=start))
     cases = {"unknown": ("nobody", "whatever it is!"), "wrong_password": ("ada", "not the password"),
              "locked": ("locked", PASSWORD), "slowed": ("slowed", PASSWORD), "disabled": ("gone", PASSWORD),
              "ok": ("ada", PASSWORD)}

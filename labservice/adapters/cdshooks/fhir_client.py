@@ -26,6 +26,7 @@ Standard library only (http.client, socket, ipaddress).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -42,8 +43,10 @@ FHIR_JSON = "application/fhir+json"
 #: Largest answer read from the FHIR server unless configured (a searchset of 100 Observations is ~200 kB).
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 #: What the caller is told for every failure to read from fhirServer, whatever the cause.
-GENERIC_FAILURE = ("The data could not be read from fhirServer: it is not a FHIR server this CDS client may use, "
-                   "or it did not answer a FHIR resource in time. Send the data as prefetch.")
+GENERIC_FAILURE = (
+    "The data could not be read from fhirServer: it is not a FHIR server this CDS client may use, "
+    "or it did not answer a FHIR resource in time. Send the data as prefetch."
+)
 #: The allowlist key that applies to every CDS client.
 ANY_CLIENT = "*"
 FETCH_SCHEMES = ("http", "https")
@@ -74,8 +77,15 @@ def normalize_base_url(url: str) -> str | None:
         return None
     scheme = parts.scheme.lower()
     host = parts.hostname
-    if scheme not in FETCH_SCHEMES or not host or parts.username is not None or parts.password is not None \
-            or parts.query or parts.fragment or "@" in parts.netloc:
+    if (
+        scheme not in FETCH_SCHEMES
+        or not host
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
         return None
     host = f"[{host}]" if ":" in host else host
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
@@ -103,8 +113,10 @@ def parse_fhir_servers(config: str | Mapping[str, Any] | None) -> dict[str, froz
         for url in urls:
             base = normalize_base_url(url) if isinstance(url, str) else None
             if base is None:
-                raise ValueError(f"CDS_FHIR_SERVERS[{client!r}]: {url!r} is not an absolute http(s) URL "
-                                 "without credentials, query or fragment")
+                raise ValueError(
+                    f"CDS_FHIR_SERVERS[{client!r}]: {url!r} is not an absolute http(s) URL "
+                    "without credentials, query or fragment"
+                )
             normalized.append(base)
         out[str(client)] = frozenset(normalized)
     return out
@@ -229,8 +241,9 @@ class FhirClient:
             if literal is not None:
                 continue  # the allowlisted URL names this very address
             if not is_public(address) and not any(address in net for net in self.access.private_networks):
-                raise FhirFetchError(f"{host} resolves to {address}, a non-public address outside "
-                                     "CDS_FHIR_PRIVATE_NETWORKS")
+                raise FhirFetchError(
+                    f"{host} resolves to {address}, a non-public address outside CDS_FHIR_PRIVATE_NETWORKS"
+                )
         return found
 
     def _remaining(self) -> float:
@@ -239,8 +252,9 @@ class FhirClient:
             raise FhirFetchError("no time left (CDS_FHIR_TIMEOUT)")
         return left
 
-    def _fetch(self, scheme: str, host: str, port: int, addresses: list[str], target: str,
-               headers: dict[str, str]) -> bytes:
+    def _fetch(
+        self, scheme: str, host: str, port: int, addresses: list[str], target: str, headers: dict[str, str]
+    ) -> bytes:
         last: Exception | None = None
         for address in addresses:
             connection = _connection(scheme, host, port, address, self._remaining(), self.access.tls)
@@ -286,14 +300,16 @@ class FhirClient:
             chunks.append(chunk)
 
 
-def _connection(scheme: str, host: str, port: int, address: str, timeout: float,
-                tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
+def _connection(
+    scheme: str, host: str, port: int, address: str, timeout: float, tls: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
     """A connection that names `host` (Host header, TLS server name and certificate check) but connects to
     the already checked `address`, never to a fresh DNS answer."""
     connection: http.client.HTTPConnection
     if scheme == "https":
-        connection = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                                 context=tls or ssl.create_default_context())
+        connection = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=tls or ssl.create_default_context()
+        )
     else:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
 
@@ -308,7 +324,5 @@ def _abort(connection: http.client.HTTPConnection) -> None:
     """The deadline passed: shut the socket, which ends any read or write blocked on it."""
     sock = connection.sock
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

@@ -112,9 +112,9 @@ def test_a_patient_the_server_does_not_know_fails_the_precondition(server):
 
 
 def test_a_redirect_is_not_followed(server):
-    with FhirTestServer([], [], redirect_to=server.base_url).running() as front:
-        with pytest.raises(PreconditionFailed) as caught:
-            run(hook_call(PID, fhirServer=front.base_url, fhirAuthorization=authorization("tok-9")))
+    with FhirTestServer([], [], redirect_to=server.base_url).running() as front, \
+            pytest.raises(PreconditionFailed) as caught:
+        run(hook_call(PID, fhirServer=front.base_url, fhirAuthorization=authorization("tok-9")))
     assert caught.value.errors == {"fhirServer": [GENERIC_FAILURE]}
     assert [r["authorization"] for r in front.requests] == ["Bearer tok-9"]
     assert server.requests == []
