@@ -103,7 +103,7 @@ def records_for_request(status: int) -> list[AuditRecord]:
     """The audit rows this request calls for (none when it touched no patient and named no resource).
 
     A dashboard sign-in (the view leaves `g.sign_in`: the username sent and the outcome) is one row too, action
-    `sign_in`, status 303 or 401, the outcome (ok, unknown, wrong_password, locked, disabled) in the resource."""
+    `sign_in`, status 303 or 401, the outcome (ok, unknown, wrong_password, locked, slowed, disabled) in the resource."""
     principal, address, rid = current_principal(), remote_address(), request_id()
     records = []
     attempt = g.get("sign_in")

@@ -15,15 +15,18 @@ from typing import Any
 
 import jwt
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
 
 from labservice.security.cds_jwt import load_issuers
 from labservice.security.principal import current_principal
+from labservice.store.database import migrate
 from tests.adapters.cdshooks.build import hook_call, searchset, spec_example_observations
 from tests.api.helpers import assert_problem
 from tests.credentials import anonymous
+from tests.faults.servers import gunicorn
 
 ISSUER = "https://ehr.example.org/"
 PEM_ISSUER = "https://pem-ehr.example.org/"
@@ -265,3 +268,38 @@ def test_the_discovery_endpoint_stays_public(cds_app):
 def test_a_bad_issuer_configuration_stops_the_app(config):
     with pytest.raises(ValueError):
         load_issuers(config)
+
+
+# --- served by gunicorn: the Host header is the caller's to write -----------------------------------------
+
+
+def served_env(tmp_path, pem_key, **extra: str) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 'labservice.sqlite'}"
+    migrate(url)
+    pem = pem_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return {"LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
+            "LABSERVICE_CDS_JWT_ISSUERS": json.dumps({PEM_ISSUER: {"public_key": pem, "algorithms": ["RS384"]}}),
+            **extra}
+
+
+def test_served_a_jwt_for_the_host_header_is_refused_and_one_for_the_public_base_url_accepted(tmp_path, pem_key):
+    body = hook_call("pat2", {"patient": None, "cbcObservations": searchset(spec_example_observations())})
+    elsewhere = "other-cds.example.net"
+
+    def post(aud: str) -> requests.Response:
+        jwt_token = token(pem_key, alg="RS384", kid="pem-1", iss=PEM_ISSUER, aud=aud)
+        return requests.post(server.base + SERVICE, json=body, timeout=30,
+                             headers={"Authorization": f"Bearer {jwt_token}", "Host": elsewhere})
+
+    with gunicorn(served_env(tmp_path, pem_key, LABSERVICE_PUBLIC_BASE_URL=BASE), workers=1) as server:
+        refused = post(f"http://{elsewhere}{SERVICE}")
+        assert refused.status_code == 401, refused.text
+        assert f"must be this endpoint: {BASE}{SERVICE}" in refused.json()["detail"]
+        accepted = post(BASE + SERVICE)
+        assert accepted.status_code == 200, accepted.text
+
+
+def test_served_without_a_public_base_url_trusted_issuers_do_not_start(tmp_path, pem_key):
+    with pytest.raises(AssertionError, match="gunicorn exited"), gunicorn(served_env(tmp_path, pem_key), workers=1):
+        pass

@@ -62,7 +62,7 @@ def serve(url: str, prefix: str, tmp_path, **settings: str):
         "LABSERVICE_TRUSTED_PROXIES": "127.0.0.1",
         "LABSERVICE_REDIS_URL": REDIS_URL,
         "LABSERVICE_RATE_LIMIT_PREFIX": prefix,
-        "LABSERVICE_SECRET_KEY": "sign-in-test-secret",
+        "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
         **{f"LABSERVICE_{name}": value for name, value in settings.items()},
     }
     return gunicorn(env, workers=2)
@@ -70,11 +70,15 @@ def serve(url: str, prefix: str, tmp_path, **settings: str):
 
 def sign_in(server: Gunicorn, forwarded_for: str, username: str, password: str) -> int:
     """One sign-in through the form, from the client `forwarded_for` names; the answer's status."""
+    return sign_in_answer(server, forwarded_for, username, password).status_code
+
+
+def sign_in_answer(server: Gunicorn, forwarded_for: str, username: str, password: str) -> requests.Response:
     with requests.Session() as browser:
         headers = {"X-Forwarded-For": forwarded_for}
         page = browser.get(server.base + "/dashboard/sign-in", headers=headers, timeout=10)
         if page.status_code != 200:
-            return page.status_code
+            return page
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         answer = browser.post(
             server.base + "/dashboard/sign-in",
@@ -83,15 +87,23 @@ def sign_in(server: Gunicorn, forwarded_for: str, username: str, password: str) 
             timeout=10,
             data={"username": username, "password": password, "csrf_token": token},
         )
-        return answer.status_code
+        return answer
 
 
 def test_guesses_from_one_address_do_not_lock_the_user_out_elsewhere(database_file, redis_prefix, tmp_path):
     with serve(database_file, redis_prefix, tmp_path, RATE_LIMIT_SIGN_IN="50/minute") as server:
         attacker, user = "203.0.113.7", "198.51.100.20"
         assert [sign_in(server, attacker, "ada", f"guess number {i}") for i in range(6)] == [401] * 6
-        assert sign_in(server, attacker, "ada", PASSWORD) == 401  # the attacker's address is locked
-        assert sign_in(server, user, "ada", PASSWORD) == 303  # the user's is not
+        locked = sign_in_answer(server, attacker, "ada", PASSWORD)  # the attacker's address is locked
+        unknown = sign_in_answer(server, attacker, "nobody", PASSWORD)
+        assert locked.status_code == unknown.status_code == 401
+        assert page_text(locked, "ada") == page_text(unknown, "nobody")  # a lock says what an unknown user does
+        assert sign_in(server, user, "ada", PASSWORD) == 303  # the user's address is not locked
+
+
+def page_text(answer: requests.Response, username: str) -> str:
+    """The answer page without what differs by design: the CSRF token and the username echoed."""
+    return re.sub(r'value="[^"]*"', 'value=""', answer.text.replace(username, "USERNAME"))
 
 
 def test_a_rotating_forged_prefix_does_not_escape_the_limit_of_the_first_untrusted_address(
