@@ -267,7 +267,7 @@ class FhirClient:
                 return self._read(answer)
             except FhirFetchError:
                 raise
-            except (OSError, http.client.HTTPException) as error:
+            except (OSError, http.client.HTTPException, ValueError) as error:  # ValueError: a URL http.client refuses
                 if self.access.clock() >= self.deadline:
                     raise FhirFetchError("no answer within CDS_FHIR_TIMEOUT") from None
                 last = error

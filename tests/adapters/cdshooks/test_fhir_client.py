@@ -229,3 +229,10 @@ def test_https_refuses_a_certificate_for_another_name(tls_server):
     with pytest.raises(FhirFetchError, match="could not connect"):
         access.client(url, "tok").get(f"Patient/{PID}")
     assert server.requests == []  # the token was never sent
+
+
+def test_a_url_http_client_cannot_send_is_a_fetch_error_not_a_crash(server):
+    url = server.base_url + "/f\u00fcr"  # allowlisted as written, but not ASCII on the request line
+    access = FhirAccess(allowed=frozenset({url}))
+    with pytest.raises(FhirFetchError, match="could not connect"):
+        access.client(url, None).get(f"Patient/{PID}")
