@@ -31,6 +31,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import and_, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labservice.security.principal import Principal
@@ -160,11 +161,25 @@ def sign_in(session: Session, username: str, password: str, *, address: str | No
     return SignIn(user, "ok")
 
 
+def _pair_row(session: Session, user: User, pair: SignInLock | None, where: str, now: datetime) -> SignInLock:
+    """The (user, address) row, made if there is none. Another worker may make it between our look and our
+    insert (two guesses at once): the insert is then undone alone, and that worker's row used."""
+    if pair is not None:
+        return pair
+    _forget_stale(session, user.id, now)
+    try:
+        with session.begin_nested():
+            pair = SignInLock(user_id=user.id, address=where, failures=0, updated_at=now)
+            session.add(pair)
+    except IntegrityError:
+        pair = session.scalar(select(SignInLock).where(SignInLock.user_id == user.id, SignInLock.address == where))
+        if pair is None:  # made and gone again (forgotten): start afresh
+            return _pair_row(session, user, None, where, now)
+    return pair
+
+
 def _count_failure(session: Session, user: User, pair: SignInLock | None, where: str, now: datetime) -> None:
-    if pair is None:
-        _forget_stale(session, user.id, now)
-        pair = SignInLock(user_id=user.id, address=where, failures=0, updated_at=now)
-        session.add(pair)
+    pair = _pair_row(session, user, pair, where, now)
     pair.failures = (pair.failures or 0) + 1
     lock = lock_for(pair.failures)
     pair.locked_until = now + lock if lock else None
@@ -176,10 +191,7 @@ def _count_failure(session: Session, user: User, pair: SignInLock | None, where:
 
 
 def _count_success(session: Session, user: User, pair: SignInLock | None, where: str, now: datetime) -> None:
-    if pair is None:
-        _forget_stale(session, user.id, now)
-        pair = SignInLock(user_id=user.id, address=where, failures=0, updated_at=now)
-        session.add(pair)
+    pair = _pair_row(session, user, pair, where, now)
     pair.failures, pair.locked_until, pair.updated_at, pair.succeeded_at = 0, None, now, now
     user.failed_sign_ins = 0
     user.locked_until = None

@@ -233,6 +233,19 @@ def test_every_failed_sign_in_costs_one_argon2_verification_with_the_same_parame
     assert extract_parameters(users.dummy_hash(hasher)) == extract_parameters(real)
 
 
+def test_a_guess_racing_another_for_the_same_address_is_counted_not_an_error(database):
+    """Two workers see no (user, address) row and both insert one: the second insert must fall back to the
+    first worker's row (here: the row exists, and the failure is counted as if it had not been seen)."""
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with database.session() as session:
+        user_id = create_user(session, "ada", PASSWORD, hasher=CHEAP).id
+        session.add(SignInLock(user_id=user_id, address=ATTACKER, failures=2, updated_at=start))
+    with database.session() as session:
+        users._count_failure(session, session.get(User, user_id), None, ATTACKER, start)
+    with database.session() as session:
+        assert session.scalars(select(SignInLock.failures)).all() == [3]
+
+
 def test_a_username_with_nul_is_an_unknown_user(database):
     with database.session() as session:
         assert sign_in(session, "ada\x00", PASSWORD, hasher=CHEAP).reason == "unknown"
