@@ -3,7 +3,8 @@
 The decision columns (urgency, findings, flags, grades ...) take few distinct combinations, so
 each combination is formatted once and rows only pick theirs; only the id columns, notes and
 errors are per-row text. Text cells of the CSV that a spreadsheet would run as a formula
-(starting with = + - @, tab or carriage return, and not a number) are prefixed with a quote.
+(starting with = + - @, tab or carriage return, and not a number) are prefixed with a quote, and cells
+holding a separator (`,` `;` tab) are quoted, so no formula can start a cell after one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ DECISION_COLUMNS = ("urgency", "findings", "not_assessed", "aplastic_anemia", "s
 _RISKY_FIRST = frozenset("=+-@\t\r")
 _RISKY_START_RE = re.compile(r"\x1f[=+\-@\t\r]")  # a risky first character, found in a joined column
 _NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-_QUOTE_RE = re.compile(r'[",\n\r]')
+#: Cells quoted: a quote, the comma, a line break, and also `;` and tab, the separators a spreadsheet may split
+#: on (a `;` locale, a pasted TSV): `x;=cmd()` unquoted would start a new cell with a formula (OWASP CSV
+#: injection: neutralise the first character *and* quote cells that hold a separator).
+_QUOTE_RE = re.compile(r'[",;\t\n\r]')
 _JSON_UNSAFE_RE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 

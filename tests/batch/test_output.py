@@ -26,7 +26,7 @@ NEUTRALISED = [
     ("+SUM(A1)", "'+SUM(A1)"),
     ("-2+3", "'-2+3"),
     ("@cmd", "'@cmd"),
-    ("\tx", "'\tx"),
+    ("\tx", "\"'\tx\""),  # neutralised, then quoted for the tab (a separator in a pasted TSV)
     ("\rx", "\"'\rx\""),  # neutralised, then quoted for the carriage return
     ("=a,b", "\"'=a,b\""),
     ("-", "'-"),
@@ -55,6 +55,13 @@ QUOTED = [
     ("a\nb", '"a\nb"'),
     ("a\r\nb", '"a\r\nb"'),
     ("line 2, column PLT: 'abc' is not a number", "\"line 2, column PLT: 'abc' is not a number\""),
+    # A separator of another locale or of a pasted TSV: unquoted, a spreadsheet splitting on it starts a new
+    # cell with the formula (issue 10, item 11; OWASP CSV injection: quote cells that hold a separator).
+    ("x;=HYPERLINK(\"http://evil\")", "\"x;=HYPERLINK(\"\"http://evil\"\")\""),
+    ("x;@SUM(A1)", '"x;@SUM(A1)"'),
+    ("x\t=1+2", '"x\t=1+2"'),
+    ("x\t-2+3", '"x\t-2+3"'),
+    ("a;b", '"a;b"'),
 ]
 
 
@@ -75,7 +82,7 @@ def test_non_text_cells_are_written_as_text() -> None:
 
 def test_a_mixed_column_is_handled_cell_by_cell() -> None:
     values = ["S1", "=cmd", "a,b", None, "-5", "x\ny", "@", "ok", 'q"', "\tt"]
-    expected = ["S1", "'=cmd", '"a,b"', "", "-5", '"x\ny"', "'@", "ok", '"q"""', "'\tt"]
+    expected = ["S1", "'=cmd", '"a,b"', "", "-5", '"x\ny"', "'@", "ok", '"q"""', "\"'\tt\""]
     assert csv_text(cells(*values)).tolist() == expected
 
 
