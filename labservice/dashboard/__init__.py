@@ -20,10 +20,11 @@ SECRET_FILE = "secret_key"
 
 
 def register_dashboard(app: Flask) -> None:
-    from labservice.dashboard.views import bp
+    from labservice.dashboard.views import PatientIdConverter, bp
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(Path(app.instance_path))
+    app.url_map.converters["patient_id"] = PatientIdConverter  # before the blueprint's rules use it
     app.register_blueprint(bp)
     app.add_url_rule("/", "index", index)
 

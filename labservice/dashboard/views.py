@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import (
     Blueprint,
@@ -28,6 +28,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import PathConverter
 
 from labservice.api import current_database, current_ruleset
 from labservice.api.batches import current_store, receive_upload
@@ -379,7 +380,17 @@ def _ruleset_lines(rs: Ruleset, spec: tuple[tuple[str, str], ...]) -> tuple[Line
     return tuple(Line(rs.value(key), label, key) for key, label in spec)
 
 
-@bp.get("/patients/<path:external_id>")
+class PatientIdConverter(PathConverter):
+    """A patient id in a dashboard URL: matched like `<path:>` (an id may hold `/`, which the server has
+    already decoded from %2F), written as one percent-encoded segment. werkzeug's `path` converter left `/`,
+    `?` and `..` as they were, so the id `../../api/v1/referrals?x=` made a worklist link that left the
+    dashboard (issue 10, item 11)."""
+
+    def to_url(self, value: str) -> str:
+        return quote(str(value), safe="")
+
+
+@bp.get("/patients/<patient_id:external_id>")
 def patient_page(external_id: str) -> ResponseReturnValue:
     rs = current_ruleset()
     with current_database().session() as session:

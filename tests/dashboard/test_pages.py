@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -313,7 +314,7 @@ def test_a_hostile_patient_id_and_note_are_escaped(client):
     assert HOSTILE_ID not in worklist
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in worklist
     assert patients(worklist) == [HOSTILE_ID]  # the parser decodes the escaped attribute
-    assert 'href="/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"' in worklist
+    assert 'href="/dashboard/patients/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' in worklist  # one path segment
     rid = referral_id(client, HOSTILE_ID)
     set_display_name(client, "<b>Dr X</b>")  # the actor is the signed-in user: give them a hostile name
     response = client.post(f"/dashboard/referrals/{rid}/status", data=form(
@@ -327,6 +328,24 @@ def test_a_hostile_patient_id_and_note_are_escaped(client):
     assert "Patient &lt;script&gt;alert(1)&lt;/script&gt;: referral acknowledged by &lt;b&gt;Dr X&lt;/b&gt;." in page
     form_page = client.get(f"/dashboard/referrals/{rid}/status").text
     assert HOSTILE_ID not in form_page and "<b>Dr X</b>" not in form_page
+
+
+@pytest.mark.parametrize("patient_id", ["../../api/v1/referrals?x=", "a/../../../healthz", "x#y", "50% off?"])
+def test_a_patient_link_is_one_percent_encoded_path_segment_that_stays_on_the_dashboard(client, patient_id):
+    """Issue 10, item 11: a link built from the id `../../api/v1/referrals?x=` left the dashboard (`..` segments
+    and `?` were written as they are). The id is one segment: `/`, `?`, `#`, `%` percent-encoded."""
+    seed(client, [cbc(patient_id, "2026-03-02T09:00:00Z", "male", 50, 15, 3.0, 14.5)])
+    worklist = client.get("/dashboard/").text
+    links = [attrs["href"] for tag, attrs in elements(worklist).tags
+             if tag == "a" and attrs.get("href", "").startswith("/dashboard/patients/")]
+    assert links == ["/dashboard/patients/" + urllib.parse.quote(patient_id, safe="")]
+    segment = links[0].removeprefix("/dashboard/patients/")
+    assert not set("/?#") & set(segment) and urllib.parse.unquote(segment) == patient_id
+    # A browser resolves it where it was meant to go (no dot segment, no query), and it opens the patient.
+    resolved = urllib.parse.urlsplit(urllib.parse.urljoin("http://host/dashboard/", links[0]))
+    assert resolved.path == links[0] and resolved.query == "" and resolved.fragment == ""
+    page = client.get(links[0])
+    assert page.status_code == 200 and html.escape(patient_id) in page.text
 
 
 # --- the patient page ---------------------------------------------------------------------------
