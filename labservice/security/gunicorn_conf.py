@@ -6,7 +6,8 @@ and by `labservice serve` as `-c python:labservice.security.gunicorn_conf`.
 - gunicorn's own records and the service's go to stderr as JSON lines; the service writes one line per request
   (route template, status, duration, principal, address, request id), so gunicorn's access log stays off.
 - `--log-level` applies to the service's loggers too: `--log-level warning` leaves out the request lines.
-- Should someone enable gunicorn's access log (`--access-logfile`), its format has no request line, path,
+- Should someone enable gunicorn's access log (`--access-logfile`), its lines name the route template the app
+  left in the WSGI environ (`GET /api/v1/patients/<path:patient_id>/results`), never the request line, path,
   query string or referrer, which can hold patient ids.
 """
 

@@ -82,6 +82,7 @@ def _log_request(status: int) -> None:
     if g.get("request_logged"):
         return
     g.request_logged = True
+    request.environ[ROUTE_ENVIRON] = route()  # for gunicorn's access log, if enabled (GUNICORN_ACCESS_FORMAT)
     from labservice.security.remote import remote_address
 
     started = g.get("started_at")
@@ -196,8 +197,12 @@ def _quiet_libraries() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-#: gunicorn's access log format if someone enables it: no request line, path, query or referrer.
-GUNICORN_ACCESS_FORMAT = '%(h)s "%(m)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+#: The WSGI environ key where the app leaves 'METHOD /route/<template>' for gunicorn's access log.
+ROUTE_ENVIRON = "labservice.route"
+#: gunicorn's access log format if someone enables it: the route template the app left in the environ (never the
+#: request line, path, query or referrer, which can hold patient ids; gunicorn prints "-" for a request the app
+#: never saw).
+GUNICORN_ACCESS_FORMAT = '%(h)s "%({labservice.route}e)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 
 
 def gunicorn_logconfig() -> dict[str, Any]:

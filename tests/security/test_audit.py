@@ -231,7 +231,7 @@ def test_dashboard_pages_record_what_they_show(app, client):
     before = len(audit_rows(app))
     assert client.get(f"/dashboard/patients/{patients[0]}").status_code == 200
     [row] = new_rows(app, before)
-    assert (row["patient"], row["resource"]) == (patients[0], "GET /dashboard/patients/<path:external_id>")
+    assert (row["patient"], row["resource"]) == (patients[0], "GET /dashboard/patients/<patient_id:external_id>")
 
     referral = referral_of(app, patients[1])
     before = len(audit_rows(app))
