@@ -18,6 +18,10 @@ from labservice.adapters.hl7v2.problems import SEGMENT_SEQUENCE_ERROR, UNSUPPORT
 ACCEPTED_TYPES = (("ORU", "R01"), ("ORF", "R04"))
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _PREVIEW = 40
+#: Most separators (field, component, repetition, subcomponent) one segment may hold. A CBC segment holds
+#: tens; python-hl7 builds an object for every part and each read of a field joins its parts again, so a
+#: field of a million `^` cost seconds (issue 10, item 7). Counted on the text, before python-hl7 parses.
+MAX_SEGMENT_SEPARATORS = 5_000
 
 
 @dataclass
@@ -90,10 +94,12 @@ class ParsedMessage:
     ignored_lines: list[tuple[int, str]]  # (line number, start of the line) that are not segments
 
 
-def parse_message(text: str) -> ParsedMessage:
+def parse_message(text: str, max_groups: int | None = None) -> ParsedMessage:
     """Parse normalised text (CR between segments) into segments and order groups.
 
-    Raises Hl7Problem: 400 when the text is not an HL7 v2 message, 422 when it holds several.
+    Raises Hl7Problem: 400 when the text is not an HL7 v2 message, 422 when it holds several, 413 when
+    it holds more than `max_groups` OBR segments or a segment with more than MAX_SEGMENT_SEPARATORS
+    separators (both counted on the text, in one pass, before anything is parsed).
     """
     _check_header(text)
     kept, ignored = _segment_lines(text)
@@ -102,6 +108,7 @@ def parse_message(text: str) -> ParsedMessage:
         raise Hl7Problem(422, f"The body holds {len(starts)} messages; send one message per request "
                               "(the MLLP listener takes any number, one frame each).",
                          {"MSH[2]": ["a second message header"]}, default_code=SEGMENT_SEQUENCE_ERROR)
+    _check_size(text, kept, max_groups)
     try:
         message = hl7.parse("\r".join(kept))
     except Exception as error:  # python-hl7 raises assorted errors on malformed text
@@ -138,6 +145,26 @@ def _check_header(text: str) -> None:
                               "characters (e.g. MSH|^~\\&|).",
                          {"MSH-2": ["no encoding characters after the field separator"]},
                          ack_code="AR", default_code=SEGMENT_SEQUENCE_ERROR)
+
+
+def _check_size(text: str, kept: list[str], max_groups: int | None) -> None:
+    """413 before parsing: too many order groups, or a segment with too many parts (see parse_message)."""
+    separators = text[3:text.find(text[3], 4)]  # the field separator and the encoding characters
+    counts: dict[str, int] = {}
+    for line in kept:
+        segment_id = line[:3]
+        counts[segment_id] = counts.get(segment_id, 0) + 1
+        parts = sum(line.count(separator) for separator in separators)
+        if parts > MAX_SEGMENT_SEPARATORS:
+            location = f"{segment_id}[{counts[segment_id]}]"
+            raise Hl7Problem(413, f"{location} holds {parts} separators; at most {MAX_SEGMENT_SEPARATORS} per "
+                                  "segment are read.",
+                             {location: [f"at most {MAX_SEGMENT_SEPARATORS} field, component and repetition "
+                                         "separators per segment"]})
+    groups = counts.get("OBR", 0)
+    if max_groups is not None and groups > max_groups:
+        raise Hl7Problem(413, f"The message holds {groups} order groups (OBR); the limit is {max_groups} per "
+                              "message.", {"OBR": [f"at most {max_groups} order groups per message"]})
 
 
 def _segment_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
