@@ -20,6 +20,7 @@ from labservice.security.auth import register_auth
 from labservice.security.headers import register_security_headers
 from labservice.security.idempotency import register_idempotency
 from labservice.security.logging import register_logging
+from labservice.security.text_input import register_text_input
 from labservice.security.ratelimit import register_rate_limits
 from labservice.store.database import Database, database_url, migrate_if_it_answers
 
@@ -60,10 +61,11 @@ def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
 def register_request_edges(app: Flask) -> None:
     """Request ids and JSON request logs, security headers, the audit trail (labservice.security). Their
     after_request hooks run in reverse: audit rows first (a 503 if they cannot be written), then headers,
-    then the log line with the final status."""
+    then the log line with the final status. A NUL in the path, query or a form is refused before any view."""
     register_logging(app)
     register_security_headers(app)
     register_audit(app)
+    register_text_input(app)
 
 
 def register_json(app: Flask) -> None:

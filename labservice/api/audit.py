@@ -47,9 +47,10 @@ class Moment(fields.Field):
             if len(text) == 10:
                 return datetime.combine(date.fromisoformat(text), time.min, UTC), True
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
+            # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError, a 500 before (issue 10, item 11)
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC), False
+        except (ValueError, OverflowError):
             raise self.make_error("invalid") from None
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC), False
 
 
 class AuditArgsSchema(Schema):
@@ -86,6 +87,8 @@ def _end(value: tuple[datetime, bool] | None) -> datetime | None:
     if not value:
         return None
     moment, whole_day = value
+    if whole_day and moment.date() == date.max:  # 9999-12-31: the day after it does not exist
+        return datetime.max.replace(tzinfo=UTC)
     return moment + timedelta(days=1) - timedelta(microseconds=1) if whole_day else moment
 
 
