@@ -11,6 +11,7 @@ assertion. The same file under a real gunicorn: tests/security/test_hostile_serv
 from __future__ import annotations
 
 import io
+import logging
 import re
 
 import hl7
@@ -314,3 +315,14 @@ def test_a_megabyte_date_filter_on_the_worklist_is_reported_and_ignored(client, 
         response = client.get("/dashboard/", query_string={"from": moment})
     assert response.status_code == 200
     assert "is not a date (YYYY-MM-DD) and was ignored" in response.text
+
+
+def test_empty_hl7_escape_sequences_log_nothing_that_quotes_the_field(client, caplog):
+    """python-hl7 warned once per empty escape sequence (`\\\\`), quoting the whole field each time: a field of
+    a million `\\` wrote half a million copies of itself to the log (a full disk, and patient data in logs)."""
+    field = "MRN-SECRET-" + "\\\\" * 2_000 + "x" * 100_000
+    caplog.set_level(logging.DEBUG)
+    response = post_hl7(client, replace_field(text(NHAPI_ORU), ("OBX", 1), 7, field))  # the range, read
+    assert response.status_code in (200, 422)
+    assert not [record for record in caplog.records if "MRN-SECRET" in record.getMessage()]
+    assert sum(len(record.getMessage()) for record in caplog.records) < 100_000

@@ -7,10 +7,13 @@ nHapi's NM and TX OBX share one, FHIR-Converter's OBR 2 comes before OBR 1): "PI
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
 import hl7
+import hl7.containers
+import hl7.util
 
 from labservice.adapters.hl7v2.problems import SEGMENT_SEQUENCE_ERROR, UNSUPPORTED_MESSAGE_TYPE, Hl7Problem
 
@@ -22,6 +25,12 @@ _PREVIEW = 40
 #: tens; python-hl7 builds an object for every part and each read of a field joins its parts again, so a
 #: field of a million `^` cost seconds (issue 10, item 7). Counted on the text, before python-hl7 parses.
 MAX_SEGMENT_SEPARATORS = 5_000
+
+# python-hl7 logs a warning quoting the whole field for every empty escape sequence (`\\`) it unescapes:
+# patient data in the logs, and a field of a million `\` wrote a field-sized line half a million times
+# (a full disk). Only its errors are kept. Its loggers are named by file path.
+for _module in (hl7.util, hl7.containers):
+    logging.getLogger(_module.__file__).setLevel(logging.ERROR)
 
 
 @dataclass
