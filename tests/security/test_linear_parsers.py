@@ -181,6 +181,24 @@ def test_a_megabyte_cell_of_the_long_shape_is_a_row_error_in_linear_time(client,
     assert summary["interpreted"] >= 1  # S2 is read whatever S1 holds
 
 
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("line", ["S1" + "{d}" * MB, "S1{d}45" + "{d}x" * (MB // 2), "S1" + "{d}" * 100_000])
+def test_a_first_data_line_of_a_megabyte_of_fields_is_read_in_linear_time(client, delimiter: str, line: str):
+    """pandas' C parser made a column of every field of the first record: a first data line of a megabyte of
+    commas took 30 s. The records after it are read as usual; a too long line with a value after the
+    header's fields is reported."""
+    d = delimiter
+    data = f"sample_id{d}platelets\n{line.format(d=d)}\nS2{d}45\nS3{d}45{d}x{d}y\n".encode()
+    response = upload(client, data)
+    assert response.status_code == 201, response.get_data(as_text=True)[:300]
+    summary = response.get_json()["summary"]
+    assert summary["rows_out"] == 3 and summary["interpreted"] == 1  # S2
+    assert summary["first_errors"][0].startswith("line 2")
+    assert summary["first_errors"][-1] == "line 4: more fields than the header's 2"
+    if "x" in line:
+        assert summary["first_errors"][0] == "line 2: more fields than the header's 2"
+
+
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_number_and_date_columns_of_megabyte_cells_parse_in_linear_time(kind: str):
     column = pd.Series([CELLS[kind], "45", None], dtype=object)

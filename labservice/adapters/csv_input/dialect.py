@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,10 @@ class Dialect:
     header: list[str]
     header_lines: int  # physical lines up to the end of the header (a quoted header may span lines)
     leading_blank_lines: int
+    #: The first record after the header has two or more fields more than the header (as far as the sample
+    #: shows it). pandas' C parser makes a column of every field of the first record it reads: a first line of a megabyte of
+    #: commas cost it 30 s (issue 10, item 7). The reader then reads only the header's columns (see reader.py).
+    wide_first_record: bool = False
 
 
 def _decode(sample: bytes, encoding: str | None, complete: bool) -> tuple[str, str]:
@@ -78,8 +83,28 @@ def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
         raise BatchFileError("the header line is empty")
     if len(header) > MAX_COLUMNS:
         raise BatchFileError(f"the header has {len(header)} columns; at most {MAX_COLUMNS} are read")
-    decimal = options.decimal or _pick_decimal(rows, delimiter)
-    return Dialect(encoding, delimiter, decimal, header, header_lines, leading)
+    try:
+        first = next(rows, None)
+    except csv.Error:  # a field beyond the csv module's limit: the reader reports the line
+        first = None
+    if first is None and not complete:  # the first record runs past the sample: count the fields it shows
+        first = _partial_first_record(sample, encoding, leading, delimiter)
+    wide = first is not None and len(first) > len(header) + 1
+    records = itertools.chain([first] if first is not None else [], rows)
+    decimal = options.decimal or _pick_decimal(records, delimiter)
+    return Dialect(encoding, delimiter, decimal, header, header_lines, leading, wide)
+
+
+def _partial_first_record(sample: bytes, encoding: str, leading: int, delimiter: str) -> list[str] | None:
+    """The fields of the first record after the header that the whole sample shows (its end may cut a
+    character or a field: only the count matters), or None."""
+    lines = _LINES.findall(sample.decode(encoding, errors="replace"))[leading:]
+    rows = csv.reader(io.StringIO("".join(lines), newline=""), delimiter=delimiter)
+    try:
+        next(rows, None)
+        return next(rows, None)
+    except csv.Error:
+        return None
 
 
 def _pick_delimiter(text: str) -> str:

@@ -168,6 +168,10 @@ def _fast_reader(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_r
         index_col=False,
         on_bad_lines="warn",
         skiprows=dialect.leading_blank_lines + 1,
+        # Only when the first record is wide (Dialect.wide_first_record): the header's columns and the sentinel,
+        # so that record costs no column per field. The price: a later line whose first extra field is empty is
+        # not skipped as too long (pandas warns only without usecols); one with a value there still is reported.
+        usecols=[*indexes, width] if dialect.wide_first_record else None,
         dtype={i: object for i in (*indexes, width) if i not in numeric},
         na_values=list(MISSING_TEXTS),
         keep_default_na=False,
