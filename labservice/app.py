@@ -20,8 +20,8 @@ from labservice.security.auth import register_auth
 from labservice.security.headers import register_security_headers
 from labservice.security.idempotency import register_idempotency
 from labservice.security.logging import register_logging
-from labservice.security.text_input import register_text_input
 from labservice.security.ratelimit import register_rate_limits
+from labservice.security.text_input import register_text_input
 from labservice.store.database import Database, database_url, migrate_if_it_answers
 
 DATABASE_EXTENSION = "labservice.database"
