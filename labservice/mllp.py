@@ -209,12 +209,11 @@ def internal_error_ack(frame: bytes) -> str:
 def app_responder(app: Any) -> Responder:
     """Answer frames the way POST /api/v1/hl7v2/interpret does, storing into the app's database."""
     from labservice.adapters.hl7v2.receive import receive_message
-    from labservice.api.hl7v2 import SETTINGS_EXTENSION
-    from labservice.app import DATABASE_EXTENSION
+    from labservice.extensions import current_database, current_hl7v2_settings
     from labservice.service import keep_in
 
-    database = app.extensions[DATABASE_EXTENSION]
-    settings = app.extensions[SETTINGS_EXTENSION]
+    database = current_database(app)
+    settings = current_hl7v2_settings(app)
     keep = keep_in(database, settings.ruleset, app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
     max_cbcs = app.config["MAX_BATCH_ITEMS"]
 

@@ -15,9 +15,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import Select, func, select
 
-from labservice.api import current_database
 from labservice.api.referrals import PageLinksSchema, ProblemParser
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.extensions import current_database
 from labservice.security.audit import ACTIONS
 from labservice.security.principal import current_principal
 from labservice.store.models import AuditEvent

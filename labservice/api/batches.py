@@ -18,7 +18,6 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from labservice.api import current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
@@ -27,13 +26,13 @@ from labservice.batch.keep import recover_batches, save_batch
 from labservice.batch.limits import rows_over_limit
 from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.extensions import STORE_EXTENSION, current_database, current_ruleset, current_store
 from labservice.security.audit import noting_patients, touched_batch, touched_resource
 from labservice.store.repository import now_utc
 
 if TYPE_CHECKING:
     from flask_smorest import Api
 
-STORE_EXTENSION = "labservice.batch_store"
 #: Largest mapping document accepted when it is sent as a file part rather than a text field.
 MAX_MAPPING_BYTES = 1024 * 1024
 #: batches.filename is String(300).
@@ -298,11 +297,6 @@ def get_batch_json(batch_id: str) -> ResponseReturnValue:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def current_store() -> BatchStore:
-    """The batch store of this app (BATCH_DIRECTORY)."""
-    return current_app.extensions[STORE_EXTENSION]
 
 
 def _read_form(limit: int) -> tuple[IO[bytes], str | None]:

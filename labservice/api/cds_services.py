@@ -32,9 +32,9 @@ from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_requ
 from labservice.adapters.cdshooks.review import review
 from labservice.adapters.cdshooks.service import SERVICES, CdsService, discovery
 from labservice.adapters.errors import InputError
-from labservice.api import current_ruleset
 from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
+from labservice.extensions import current_ruleset
 from labservice.security.principal import touched_patients
 from labservice.service import interpret_documents
 

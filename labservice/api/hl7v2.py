@@ -17,10 +17,10 @@ from marshmallow import fields
 
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
 from labservice.adapters.hl7v2.receive import receive_message
-from labservice.api import RULESET_EXTENSION, current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.extensions import SETTINGS_EXTENSION, current_database, current_hl7v2_settings, current_ruleset
 from labservice.security.audit import touched_answers
 from labservice.service import keep_in
 
@@ -31,7 +31,6 @@ ER7 = "x-application/hl7-v2+er7"
 TEXT = "text/plain"
 JSON = "application/json"
 ACCEPTED_TYPES = (ER7, TEXT)
-SETTINGS_EXTENSION = "labservice.hl7v2"
 #: HTTP statuses an ACK answer keeps; any other problem is an AE/AR inside a 200.
 TRANSPORT_STATUSES = (400, 413, 415)
 
@@ -118,7 +117,7 @@ def interpret_hl7v2() -> ResponseReturnValue:
         raise Problem(415, f"Send the HL7 v2 message as {ER7} (or {TEXT}), not {sent}.")
     wants_ack = _wants_ack()
     received = receive_message(
-        request.get_data(cache=False), current_app.extensions[SETTINGS_EXTENSION], keep=_keep(),
+        request.get_data(cache=False), current_hl7v2_settings(), keep=_keep(),
         charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
@@ -161,7 +160,7 @@ class Hl7v2InterpretationSchema(InterpretationSchema):
 def register(api: Api, app: Flask) -> None:
     """Read the local-code map and time zone once (a bad file stops the app, naming file and line),
     register the blueprint and the answer schema its documentation refers to."""
-    settings: ReadSettings = read_settings(app.extensions[RULESET_EXTENSION], app.config.get("HL7_LOCAL_CODES"),
+    settings: ReadSettings = read_settings(current_ruleset(app), app.config.get("HL7_LOCAL_CODES"),
                                            app.config.get("HL7_TIMEZONE", "UTC"))
     app.extensions[SETTINGS_EXTENSION] = settings
     components = api.spec.components

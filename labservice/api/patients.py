@@ -13,10 +13,10 @@ from flask import Flask
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from labservice.api import current_database, current_ruleset
 from labservice.api.referrals import ReferralSchema, referral_item
 from labservice.api.schemas import URGENCIES
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.extensions import current_database, current_ruleset
 from labservice.security.principal import touched_patients
 from labservice.store.models import VALUE_COLUMNS, CbcResult, Interpretation, Patient
 from labservice.store.repository import as_utc, patient_record, patient_referrals

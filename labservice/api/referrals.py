@@ -16,9 +16,9 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from webargs.flaskparser import FlaskParser
 
-from labservice.api import current_database
 from labservice.api.schemas import FINDING_CODES, URGENCIES
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.extensions import current_database
 from labservice.security.principal import touched_patients
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
 from labservice.store.repository import (

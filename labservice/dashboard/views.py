@@ -29,7 +29,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from labservice.api import current_database, current_ruleset
+from labservice.extensions import current_database, current_ruleset
 from labservice.api.batches import current_store, receive_upload
 from labservice.api.schemas import FINDING_CODES, URGENCIES
 from labservice.batch.store import is_batch_id

@@ -28,6 +28,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from sqlalchemy import insert
 
+from labservice.extensions import current_database
 from labservice.security.logging import request_id, route
 from labservice.security.principal import Principal, current_principal, patients_touched
 from labservice.security.remote import remote_address
@@ -126,8 +127,6 @@ def _write_request_records(response: Response) -> Response:
     records = records_for_request(response.status_code)
     if not records:
         return response
-    from labservice.api import current_database
-
     try:
         write_records(current_database(), records)
     except AuditUnavailable as error:
@@ -198,7 +197,6 @@ def touched_batch(batch_id: str, action: str) -> None:
     """Note a batch: its resource, and the patients whose CBCs were stored from it (one indexed query)."""
     from sqlalchemy import select
 
-    from labservice.api import current_database
     from labservice.security.principal import touched_patients
     from labservice.store.models import CbcResult, Patient
 

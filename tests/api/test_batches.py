@@ -23,12 +23,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from labservice.api import RULESET_EXTENSION
 from labservice.batch import BatchFileError, load_mapping_text, run_batch
 from labservice.batch.store import BatchStore, batch_id_for, canonical_json
 from labservice.batch.summary import BatchSummary
 from labservice.cli import main as cli_main
 from labservice.config import load_settings
+from labservice.extensions import RULESET_EXTENSION
 from tests.api.helpers import URL as INTERPRETATIONS
 from tests.api.helpers import assert_problem
 from tests.shared_data import MIMIC_LABEVENTS
