@@ -21,10 +21,10 @@ from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.model import FhirCbc, FhirRead
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.located import relocate
-from labservice.api.query import store_requested
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.extensions import current_database, current_ruleset
+from labservice.query import store_requested
 from labservice.security.audit import touched_answers
 from labservice.service import interpret_documents, keep_in
 

@@ -16,13 +16,13 @@ from flask_smorest import Blueprint
 from marshmallow import fields
 
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
-from labservice.adapters.hl7v2.receive import receive_message
-from labservice.api.query import store_requested
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.extensions import SETTINGS_EXTENSION, current_database, current_hl7v2_settings, current_ruleset
+from labservice.query import store_requested
 from labservice.security.audit import touched_answers
 from labservice.service import keep_in
+from labservice.services.hl7v2_receive import receive_message
 
 if TYPE_CHECKING:
     from flask_smorest import Api

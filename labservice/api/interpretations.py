@@ -16,7 +16,6 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from labservice.adapters.errors import InputError
-from labservice.api.query import store_requested
 from labservice.api.schemas import (
     CBC_LIST_SCHEMA,
     CBC_SCHEMA,
@@ -28,6 +27,7 @@ from labservice.api.schemas import (
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
 from labservice.extensions import current_database, current_ruleset
+from labservice.query import store_requested
 from labservice.security.audit import touched_answers
 from labservice.service import interpret_documents, keep_in
 

@@ -29,20 +29,21 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from labservice.extensions import current_database, current_ruleset
-from labservice.api.batches import current_store, receive_upload
-from labservice.api.schemas import FINDING_CODES, URGENCIES
 from labservice.batch.store import is_batch_id
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
+from labservice.core.vocabulary import FINDING_CODES, URGENCIES
 from labservice.dashboard.charts import Line, Point, trend_chart
 from labservice.errors import Problem
+from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.security import csrf
 from labservice.security import users as accounts
 from labservice.security.principal import set_principal
 from labservice.security.audit import touched_batch
 from labservice.security.principal import touched_patients
+from labservice.services.batch_results import send_batch_result
+from labservice.services.batch_upload import receive_upload
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
 from labservice.store.repository import (
     InvalidTransition,
@@ -445,7 +446,7 @@ def _recent_batches() -> list[dict]:
 
 @bp.post("/batches")
 def upload_batch() -> ResponseReturnValue:
-    """The same upload as POST /api/v1/batches (labservice.api.batches.receive_upload), then its summary page."""
+    """The same upload as POST /api/v1/batches (labservice.services.batch_upload), then its summary page."""
     try:
         stored, created = receive_upload()  # reads the form itself: the upload limit must apply first
     except Problem as problem:
@@ -479,11 +480,9 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
 @bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
 def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
     """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
-    from labservice.api.batches import get_batch_csv, get_batch_json
-
     if not is_batch_id(batch_id) or current_store().get(batch_id) is None:
         return not_found(f"batch {batch_id}")
-    return get_batch_csv(batch_id) if kind == "csv" else get_batch_json(batch_id)
+    return send_batch_result(batch_id, kind)
 
 
 # --- signing in and out; CSRF -------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_the_same_upload_twice_is_recognised_and_not_interpreted_again(client, m
     def must_not_run(*args, **kwargs):
         raise AssertionError("a known batch was interpreted again")
 
-    monkeypatch.setattr("labservice.api.batches.run_batch", must_not_run)
+    monkeypatch.setattr("labservice.services.batch_upload.run_batch", must_not_run)
     response = upload(client, WIDE_CSV, filename="renamed.csv")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "Location" not in response.headers

@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.errors import InputError
 from labservice.adapters.hl7v2.ack import build_ack
 from labservice.adapters.hl7v2.message import ParsedMessage, check_type, parse_message
@@ -19,7 +20,6 @@ from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING, TABLE_VAL
 from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_parsed
 from labservice.adapters.hl7v2.text import decode, normalise
 from labservice.adapters.located import relocate
-from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import flatten_errors
 from labservice.service import Keep, interpret_documents
 
