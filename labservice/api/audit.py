@@ -15,8 +15,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import Select, func, select
 
+from labservice.api.common import problem_doc as _problem
 from labservice.api.referrals import PageLinksSchema, ProblemParser
-from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.errors import Problem
 from labservice.extensions import current_database
 from labservice.security.audit import ACTIONS
 from labservice.security.principal import current_principal
@@ -146,11 +147,6 @@ def _page_link(page: int) -> str:
     params = request.args.to_dict(flat=False)
     params["page"] = [str(page)]
     return url_for("audit.list_audit_events", **params)
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
 @blp.route("/audit", methods=["GET"])

@@ -16,9 +16,10 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields
 
+from labservice.api.common import problem_doc as _problem
+from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch.store import BatchStore, StoredBatch
-from labservice.errors import PROBLEM_CONTENT_TYPE
 from labservice.extensions import STORE_EXTENSION
 from labservice.security.audit import touched_batch
 from labservice.services.batch_results import find_batch, send_batch_result
@@ -121,15 +122,6 @@ class BatchSchema(Schema):
 
 
 # --- documentation helpers ----------------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
 def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,13 @@ from flask_smorest import Blueprint
 from marshmallow import fields
 
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
+from labservice.api.common import keep_requested
+from labservice.api.common import problem_doc as _problem
+from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import InterpretationSchema
-from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
-from labservice.extensions import SETTINGS_EXTENSION, current_database, current_hl7v2_settings, current_ruleset
-from labservice.query import store_requested
+from labservice.errors import Problem
+from labservice.extensions import SETTINGS_EXTENSION, current_hl7v2_settings, current_ruleset
 from labservice.security.audit import touched_answers
-from labservice.service import keep_in
 from labservice.services.hl7v2_receive import receive_message
 
 if TYPE_CHECKING:
@@ -47,14 +48,6 @@ EXAMPLE = "\r".join([
     "OBX|2|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||2.1|10*3/uL^^UCUM|4.0-11.0|L|||F",
     "OBX|3|NM|718-7^Hemoglobin [Mass/volume] in Blood^LN||8.2|g/dL^^UCUM|12.0-15.0|L|||P",
 ]) + "\r"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
 def _problem_or_ack(description: str) -> dict[str, Any]:
@@ -117,7 +110,7 @@ def interpret_hl7v2() -> ResponseReturnValue:
         raise Problem(415, f"Send the HL7 v2 message as {ER7} (or {TEXT}), not {sent}.")
     wants_ack = _wants_ack()
     received = receive_message(
-        request.get_data(cache=False), current_hl7v2_settings(), keep=_keep(),
+        request.get_data(cache=False), current_hl7v2_settings(), keep=keep_requested("hl7v2"),
         charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
@@ -142,13 +135,6 @@ def _wants_ack() -> bool:
             return False
         raise Problem(422, f"ack {chosen!r} is not true or false.", {"ack": ["Expected true or false."]})
     return request.accept_mimetypes.best_match([JSON, ER7]) == ER7
-
-
-def _keep():
-    """Store CBCs with a patient id unless the request says ?store=false."""
-    if not store_requested():
-        return None
-    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
 
 
 class Hl7v2InterpretationSchema(InterpretationSchema):

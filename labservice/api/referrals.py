@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import Flask, request, url_for
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 from webargs.flaskparser import FlaskParser
 
+from labservice.api.common import is_json, read_json
+from labservice.api.common import problem_doc as _problem
 from labservice.api.schemas import FINDING_CODES, URGENCIES
-from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.extensions import current_database
 from labservice.security.principal import touched_patients
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
@@ -54,25 +56,15 @@ NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",
 # --- request parsing: every error is a problem naming the parameter ----------------------------------
 
 
-def _is_json(mimetype: str) -> bool:
-    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
-
-
 class ProblemParser(FlaskParser):
     """webargs' Flask parser whose errors are labservice problems: 415 for a body that is not JSON, 400 for
     malformed JSON, 422 with `errors` keyed by the parameter (query) or field (body) to blame."""
 
     def load_json(self, req, schema):
-        if req.get_data(cache=True) and not _is_json(req.mimetype):
+        raw = req.get_data(cache=True)
+        if raw and not is_json(req.mimetype):
             raise Problem(415, f"Send the body as application/json, not {req.mimetype or 'no content type'}.")
-        try:
-            return super().load_json(req, schema)
-        except RecursionError:  # json.loads of arrays or objects nested thousands deep
-            raise Problem(400, "Malformed JSON: nested too deeply.") from None
-
-    def _handle_invalid_json_error(self, error, req, *args, **kwargs) -> NoReturn:
-        where = f" at line {error.lineno} column {error.colno}" if hasattr(error, "lineno") else ""
-        raise Problem(400, f"Malformed JSON{where}.")
+        return read_json(raw) if raw else missing  # no body: the schema names what is required
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers) -> NoReturn:
         errors: dict[str, list[str]] = {}
@@ -82,9 +74,7 @@ class ProblemParser(FlaskParser):
                     path = ".".join(part for part in path.split(".") if not part.isdigit()) or BODY_PATH
                 errors.setdefault(path, []).extend(text for text in texts if text not in errors.get(path, []))
         what = "query parameter" if "query" in error.messages else "field"
-        first, texts = next(iter(errors.items()))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise Problem(422, f"Invalid {what} {first}: {texts[0]}{more}", errors)
+        raise Problem(422, f"Invalid {what} {first_error(errors)}", errors)
 
 
 blp = Blueprint(
@@ -271,11 +261,6 @@ def _actor(sent: str | None) -> str:
         raise Problem(422, f"The {ACTOR_HEADER} header is longer than {ACTOR_MAX_LENGTH} characters.",
                       {ACTOR_HEADER: [f"At most {ACTOR_MAX_LENGTH} characters."]})
     return header or ANONYMOUS
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
 NOT_FOUND = _problem("No referral with this id.")

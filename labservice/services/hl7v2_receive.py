@@ -20,7 +20,7 @@ from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING, TABLE_VAL
 from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_parsed
 from labservice.adapters.hl7v2.text import decode, normalise
 from labservice.adapters.located import relocate
-from labservice.errors import flatten_errors
+from labservice.errors import first_error, flatten_errors
 from labservice.service import Keep, interpret_documents
 
 
@@ -55,7 +55,7 @@ def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = 
 
 def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None) -> dict[str, Any]:
     if read.errors:
-        raise Hl7Problem(422, _detail(read.errors), read.errors, codes=read.codes)
+        raise Hl7Problem(422, first_error(read.errors), read.errors, codes=read.codes)
     if not read.cbcs:
         errors: dict[str, list[str]] = {}
         for entry in read.unused:
@@ -95,10 +95,4 @@ def _raise_relocated(errors: dict[str, list[str]], locations: list[dict[str, str
         relocated.setdefault(where, []).extend(messages)
         if path.endswith(".unit"):
             codes[where] = TABLE_VALUE_NOT_FOUND
-    raise Hl7Problem(422, _detail(relocated), relocated, codes=codes)
-
-
-def _detail(errors: dict[str, list[str]]) -> str:
-    location, messages = next(iter(errors.items()))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{location}: {messages[0]}{more}"
+    raise Hl7Problem(422, first_error(relocated), relocated, codes=codes)
