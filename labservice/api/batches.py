@@ -1,9 +1,9 @@
 """POST /api/v1/batches: a CSV file of CBCs in (multipart), a summary out, results to download as CSV and JSON.
 
 The upload runs through the same `run_batch` as the command line, so both give the same output for the
-same file and mapping. Werkzeug spools the uploaded file to disk; the view hashes it in blocks, answers a
-batch it already has without interpreting it again, and otherwise streams the file through `run_batch`
-into the batch store. Only this endpoint accepts bodies up to MAX_UPLOAD_BYTES; every other request keeps
+same file and mapping. Werkzeug spools the uploaded file to disk; the upload (labservice.services.batch_upload)
+is hashed in blocks, a batch already stored is answered without interpreting it again, and otherwise the file
+streams through `run_batch` into the batch store. Only this endpoint accepts bodies up to MAX_UPLOAD_BYTES; every other request keeps
 MAX_CONTENT_LENGTH.
 """
 
