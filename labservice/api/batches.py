@@ -3,8 +3,8 @@
 The upload runs through the same `run_batch` as the command line, so both give the same output for the
 same file and mapping. Werkzeug spools the uploaded file to disk; the upload (labservice.services.batch_upload)
 is hashed in blocks, a batch already stored is answered without interpreting it again, and otherwise the file
-streams through `run_batch` into the batch store. Only this endpoint accepts bodies up to MAX_UPLOAD_BYTES; every other request keeps
-MAX_CONTENT_LENGTH.
+streams through `run_batch` into the batch store. Only this endpoint accepts bodies up to MAX_UPLOAD_BYTES;
+every other request keeps MAX_CONTENT_LENGTH.
 """
 
 from __future__ import annotations
