@@ -42,8 +42,11 @@ def read_json(raw: bytes, *, non_finite: bool = False) -> Any:
     try:
         return json.loads(raw) if non_finite else json.loads(raw, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
-        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno} "
-                           f"(character {error.pos}): {error.msg}.", {BODY_PATH: [error.msg]}) from None
+        raise Problem(
+            400,
+            f"Malformed JSON at line {error.lineno} column {error.colno} (character {error.pos}): {error.msg}.",
+            {BODY_PATH: [error.msg]},
+        ) from None
     except UnicodeDecodeError as error:
         raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).", {BODY_PATH: ["Not UTF-8."]}) from None
     except ValueError as error:

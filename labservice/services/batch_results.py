@@ -29,5 +29,9 @@ def send_batch_result(batch_id: str, kind: str) -> ResponseReturnValue:
     """A batch's results (`kind` csv or json) as an attachment, noted in the audit trail."""
     stored = find_batch(batch_id)
     touched_batch(batch_id, "read")  # the audit trail
-    return send_file(stored.csv_path if kind == "csv" else stored.json_path, mimetype=RESULT_TYPES[kind],
-                     as_attachment=True, download_name=f"batch-{batch_id}.{kind}")
+    return send_file(
+        stored.csv_path if kind == "csv" else stored.json_path,
+        mimetype=RESULT_TYPES[kind],
+        as_attachment=True,
+        download_name=f"batch-{batch_id}.{kind}",
+    )
