@@ -45,14 +45,29 @@ def module_name(path: Path, package: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def package_imports(package: Path = PACKAGE) -> dict[str, set[str]]:
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """The import statements under `if TYPE_CHECKING:` (names for annotations, not imported when run)."""
+    found: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found.update(inner for statement in node.body for inner in ast.walk(statement)
+                         if isinstance(inner, ast.Import | ast.ImportFrom))
+    return found
+
+
+def package_imports(package: Path = PACKAGE, *, type_checking: bool = True) -> dict[str, set[str]]:
     """module -> the labservice modules it imports (`from x import y` counts as x, and as x.y when that is a
-    module), anywhere in its source. Alembic's migration scripts are run by Alembic, not imported."""
+    module), anywhere in its source; with `type_checking=False` without the imports made for annotations only.
+    Alembic's migration scripts are run by Alembic, not imported."""
     modules = {module_name(path, package): path for path in package.rglob("*.py") if "migrations" not in path.parts}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         imported: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skipped = set() if type_checking else _type_checking_only(tree)
+        for node in ast.walk(tree):
+            if node in skipped:
+                continue
             if isinstance(node, ast.Import):
                 imported.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module:
@@ -142,7 +157,8 @@ def test_the_foundation_imports_nothing_of_the_package():
 
 
 def test_the_core_has_no_import_cycle():
-    assert import_cycles(package_imports(), "labservice.core") == []
+    """No cycle when the code runs (an annotation may name a type of the module that calls it)."""
+    assert import_cycles(package_imports(type_checking=False), "labservice.core") == []
 
 
 # --- the checks themselves catch what they are for ----------------------------------------------------------
@@ -208,5 +224,16 @@ def test_a_units_ruleset_cycle_is_found(tmp_path):
         "labservice.core.ruleset": "from labservice.core.units import UnitTable\n",
         "labservice.core.table": "from labservice.core.units import UnitTable\n",
     })
-    assert import_cycles(package_imports(package), "labservice.core") == [
+    assert import_cycles(package_imports(package, type_checking=False), "labservice.core") == [
         ["labservice.core.ruleset", "labservice.core.units"]]
+
+
+def test_a_name_imported_for_annotations_only_makes_no_cycle(tmp_path):
+    package = _write_package(tmp_path, {
+        "labservice.core.interpret": "from labservice.core.urgency import overall_urgency\n",
+        "labservice.core.urgency": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    from labservice.core.interpret import InterpretationTable\n",
+    })
+    assert import_cycles(package_imports(package, type_checking=False), "labservice.core") == []
+    assert import_cycles(package_imports(package), "labservice.core") == [
+        ["labservice.core.interpret", "labservice.core.urgency"]]
