@@ -156,7 +156,8 @@ class ReferralSchema(Schema):
     patient_id = fields.String(metadata={"description": "The patient id the client sent"})
     patient = fields.Nested(ReferralPatientSchema)
     status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
-    urgency = fields.String(metadata={"enum": list(URGENCIES)})
+    urgency = fields.String(metadata={"enum": list(URGENCIES), "description": "The highest urgency of the CBCs "
+                                      "stored while the referral is open: a later or older CBC never lowers it"})
     findings = fields.List(fields.String(), metadata={"description": "Finding codes of the CBC, delta findings "
                                                                      "included"})
     reason = fields.String(metadata={"description": "One line for the worklist",
@@ -167,8 +168,10 @@ class ReferralSchema(Schema):
     note = fields.String(allow_none=True, metadata={"description": "The note of the latest status change"})
     status_by = fields.String(allow_none=True, metadata={"description": "Who made the latest status change"})
     status_at = fields.DateTime(allow_none=True, metadata={"description": "When"})
-    interpretation_id = fields.Integer(metadata={"description": "The stored interpretation of the CBC the "
-                                                                "referral follows (its patient's latest)"})
+    interpretation_id = fields.Integer(metadata={"description": "The stored interpretation of the CBC that sets "
+                                                                "the referral's urgency: the highest of the "
+                                                                "CBCs stored while it is open (of several, the "
+                                                                "one collected last)"})
     links = fields.Nested(ReferralLinksSchema)
 
 

@@ -2,7 +2,7 @@
 version), batches, and referrals with the history of their status.
 
 A referral is an episode of attention for one patient: it opens when a stored interpretation is
-not routine, follows the patient's latest CBC while it is open (new → acknowledged), and closes
+not routine, keeps the highest urgency of the patient's CBCs while it is open (new → acknowledged), and closes
 when it is referred or dismissed; a later CBC that needs attention opens a new one.
 """
 
