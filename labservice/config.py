@@ -45,6 +45,9 @@ class Settings:
     AUTO_MIGRATE: bool = True
     #: Delta checks compare a CBC with the same patient's previous CBC collected within this many days.
     DELTA_WINDOW_DAYS: int = 7
+    #: A CBC whose collection time is more than this many seconds ahead of the service's clock is refused (422,
+    #: a CSV row error, an HL7 v2 AE): a future-dated CBC would outrank every real result of the patient.
+    CLOCK_SKEW_SECONDS: int = 300
     #: HL7 v2: a CSV file of local OBX-3 codes (code, coding_system, analyte, unit) that extends or
     #: overrides reference_ranges/hl7_local_codes.csv; empty means the default map alone.
     HL7_LOCAL_CODES: str = ""

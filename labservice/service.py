@@ -28,15 +28,18 @@ STORE_ATTEMPTS = 3
 
 
 def interpret_documents(docs: list[dict], ruleset: Ruleset | None = None, *, indexed: bool = False,
-                        keep: Keep | None = None, raws: list[Any] | None = None) -> list[dict]:
+                        keep: Keep | None = None, raws: list[Any] | None = None,
+                        clock_skew: timedelta | None = None) -> list[dict]:
     """Interpret loaded CBC documents; raise InputError (with field paths) before interpreting any.
 
-    `indexed` prefixes error paths with the list index, for requests that sent a JSON array.
+    `indexed` prefixes error paths with the list index, for requests that sent a JSON array. With `clock_skew`
+    (the CLOCK_SKEW_SECONDS setting: every endpoint that may store gives it), a collection time more than that
+    ahead of the service's clock is such an error.
     With `keep`, CBCs that carry a patient id are handed to it (with `raws`, the JSON as sent) and
     their answers gain `delta`, `stored` and any delta findings.
     """
     rs = ruleset or default_ruleset()
-    parsed = parse_documents(docs, rs, indexed=indexed)
+    parsed = parse_documents(docs, rs, indexed=indexed, clock_skew=clock_skew)
     result = interpret_cbc_table(parsed.columns, ruleset=rs)
     answers = render_interpretations(result, parsed.patient_ids, parsed.reported)
     if keep is not None:

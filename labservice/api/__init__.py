@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
@@ -33,6 +34,11 @@ class LabserviceApi(Api):
 def current_ruleset() -> Ruleset:
     """The ruleset loaded when the app was created."""
     return current_app.extensions[RULESET_EXTENSION]
+
+
+def current_clock_skew() -> timedelta:
+    """How far ahead of the service's clock a collection time may be (CLOCK_SKEW_SECONDS)."""
+    return timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
 
 
 def current_database() -> Database:

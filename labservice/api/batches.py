@@ -214,6 +214,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
         raise Problem(415, f"Send the CSV as multipart/form-data (field `file`), not {sent}.")
     upload, mapping_text = _read_form(limit)
     options = _options(mapping_text)
+    options.clock_skew_seconds = current_app.config["CLOCK_SKEW_SECONDS"]  # a future collection time: a row error
     _check_rows(upload)  # MAX_BATCH_ROWS, before anything is interpreted or stored
     mapping = options.to_document()
     ruleset = current_ruleset()

@@ -21,7 +21,7 @@ from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.model import FhirCbc, FhirRead
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.located import relocate
-from labservice.api import current_database, current_ruleset
+from labservice.api import current_clock_skew, current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
@@ -207,7 +207,8 @@ def _interpret(read: FhirRead) -> list[dict]:
         raise Problem(422, _detail(errors), errors) from None
     raws = [{**cbc.document, "fhir": source_of(cbc)} for cbc in read.cbcs]
     try:
-        return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=raws)
+        return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=raws,
+                                   clock_skew=current_clock_skew())
     except InputError as error:
         errors = relocate(error.errors, locations)
         raise Problem(422, _detail(errors), errors) from None

@@ -17,7 +17,7 @@ from marshmallow import fields
 
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
 from labservice.adapters.hl7v2.receive import receive_message
-from labservice.api import RULESET_EXTENSION, current_database, current_ruleset
+from labservice.api import RULESET_EXTENSION, current_clock_skew, current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
@@ -119,7 +119,8 @@ def interpret_hl7v2() -> ResponseReturnValue:
     wants_ack = _wants_ack()
     received = receive_message(
         request.get_data(cache=False), current_app.extensions[SETTINGS_EXTENSION], keep=_keep(),
-        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
+        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"],
+        clock_skew=current_clock_skew())
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
     response: Any

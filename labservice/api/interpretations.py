@@ -16,7 +16,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from labservice.adapters.errors import InputError
-from labservice.api import current_database, current_ruleset
+from labservice.api import current_clock_skew, current_database, current_ruleset
 from labservice.api.query import store_requested
 from labservice.api.schemas import (
     CBC_LIST_SCHEMA,
@@ -73,7 +73,8 @@ def _problem(description: str) -> dict[str, Any]:
         "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
         "415": _problem("Content type is not application/json (or application/*+json)."),
         "422": _problem("JSON that is not a valid CBC: unknown field or unit, wrong type, "
-                        "implausible value. `errors` maps field paths to messages; in an array "
+                        "implausible value, a `collected_at` more than CLOCK_SKEW_SECONDS ahead of the "
+                        "service's clock. `errors` maps field paths to messages; in an array "
                         "the path starts with the CBC's index."),
     },
 )
@@ -119,7 +120,8 @@ def _interpret_one(body: dict) -> dict:
         errors = flatten_errors(error.messages)
         raise Problem(422, f"The body is not a valid CBC: {_first_error(errors)}", errors) from None
     try:
-        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=_keep(), raws=[body])
+        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=_keep(), raws=[body],
+                                      clock_skew=current_clock_skew())
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
     return answers[0]
@@ -145,7 +147,8 @@ def _interpret_list(body: list) -> list:
         errors = flatten_errors(error.messages)
         raise Problem(422, _list_detail(errors, len(body)), errors) from None
     try:
-        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=body)
+        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=body,
+                                   clock_skew=current_clock_skew())
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
 
