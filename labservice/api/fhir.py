@@ -26,6 +26,7 @@ from labservice.api.query import store_requested
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.security.audit import touched_answers
+from labservice.security.principal import current_principal
 from labservice.service import interpret_documents, keep_in
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ def _interpret(read: FhirRead) -> list[dict]:
     raws = [{**cbc.document, "fhir": source_of(cbc)} for cbc in read.cbcs]
     try:
         return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=raws,
-                                   clock_skew=current_clock_skew())
+                                   clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         errors = relocate(error.errors, locations)
         raise Problem(422, _detail(errors), errors) from None

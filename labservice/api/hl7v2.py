@@ -22,6 +22,7 @@ from labservice.api.query import store_requested
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.security.audit import touched_answers
+from labservice.security.principal import current_principal
 from labservice.service import keep_in
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def interpret_hl7v2() -> ResponseReturnValue:
     received = receive_message(
         request.get_data(cache=False), current_app.extensions[SETTINGS_EXTENSION], keep=_keep(),
         charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"],
-        clock_skew=current_clock_skew())
+        clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
     response: Any

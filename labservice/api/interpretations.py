@@ -29,6 +29,7 @@ from labservice.api.schemas import (
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
 from labservice.security.audit import touched_answers
+from labservice.security.principal import current_principal
 from labservice.service import interpret_documents, keep_in
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def _interpret_one(body: dict) -> dict:
         raise Problem(422, f"The body is not a valid CBC: {_first_error(errors)}", errors) from None
     try:
         answers = interpret_documents([doc], ruleset=current_ruleset(), keep=_keep(), raws=[body],
-                                      clock_skew=current_clock_skew())
+                                      clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
     return answers[0]
@@ -148,7 +149,7 @@ def _interpret_list(body: list) -> list:
         raise Problem(422, _list_detail(errors, len(body)), errors) from None
     try:
         return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=body,
-                                   clock_skew=current_clock_skew())
+                                   clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
 
