@@ -282,8 +282,8 @@ def _referral_view(referral) -> dict[str, Any]:
         "id": referral.id, "status": referral.status, "urgency": referral.urgency, "reason": referral.reason,
         "collected_at": referral.collected_at, "created_at": referral.created_at, "note": referral.note,
         "patient": referral.patient.external_id, "allowed": TRANSITIONS.get(referral.status, ()),
-        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor, "note": e.note}
-                   for e in referral.events],
+        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor,
+                    "on_behalf_of": e.on_behalf_of, "note": e.note} for e in referral.events],
     }
 
 

@@ -142,6 +142,8 @@ class Referral(Base):
     updated_at: Mapped[datetime]
     note: Mapped[str | None] = mapped_column(Text)
     status_by: Mapped[str | None] = mapped_column(String(200))
+    #: Free text the API caller sent as the person it acts for (the body's `actor`): never verified.
+    status_on_behalf_of: Mapped[str | None] = mapped_column(String(200))
     status_at: Mapped[datetime | None]
 
     patient: Mapped[Patient] = relationship()
@@ -159,7 +161,10 @@ class ReferralEvent(Base):
     from_status: Mapped[str] = mapped_column(String(12))
     to_status: Mapped[str] = mapped_column(String(12))
     note: Mapped[str | None] = mapped_column(Text)
+    #: Who made the change, as authenticated: "api_key:<name>", or the signed-in user's name (dashboard).
     actor: Mapped[str] = mapped_column(String(200))
+    #: Free text the API caller sent as the person it acts for (the body's `actor`, or X-User): never verified.
+    on_behalf_of: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime]
 
     referral: Mapped[Referral] = relationship(back_populates="events")

@@ -367,8 +367,11 @@ def get_referral(session: Session, referral_id: int) -> Referral:
 
 
 def change_referral(session: Session, referral_id: int, status: str, *, actor: str, note: str | None = None,
-                    now: datetime | None = None) -> Referral:
+                    on_behalf_of: str | None = None, now: datetime | None = None) -> Referral:
     """Move a referral along new → acknowledged → referred | dismissed, recording who, when and why.
+
+    `actor` is the authenticated caller; `on_behalf_of` a name the caller sent for the person it acts for, kept
+    as the free text it is.
 
     The row is locked first (lock_referral), so two changes at once apply one after the other."""
     lock_referral(session, referral_id)
@@ -378,10 +381,11 @@ def change_referral(session: Session, referral_id: int, status: str, *, actor: s
         raise InvalidTransition(f"a referral that is {referral.status} cannot become {status}; allowed: {allowed}")
     now = now or now_utc()
     session.add(ReferralEvent(referral_id=referral.id, from_status=referral.status, to_status=status, note=note,
-                              actor=actor, at=now))
+                              actor=actor, on_behalf_of=on_behalf_of, at=now))
     referral.status = status
     referral.note = note
     referral.status_by = actor
+    referral.status_on_behalf_of = on_behalf_of
     referral.status_at = now
     referral.updated_at = now
     session.flush()
