@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_problem
-from tests.credentials import CREDENTIALS
 from tests.api.test_referrals import cbc, post
+from tests.credentials import CREDENTIALS
 
 URL = "/api/v1/patients/{}/results"
 CANONICAL_UNITS = {"platelets": "10*9/L", "wbc": "10*9/L", "neutrophils": "10*9/L", "lymphocytes": "10*9/L",

@@ -164,8 +164,8 @@ def test_cds_hooks_answers_carry_nothing_stored(app, reader, interpret_only):
         {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": o} for o in observations]}),
         content_type="application/fhir+json")
     assert stored.status_code == 200, stored.get_data(as_text=True)
-    response = interpret_only.post("/cds-services/cbc-review",
-                                   json=hook_call("pat2", {"patient": None, "cbcObservations": searchset(observations)}))
+    call = hook_call("pat2", {"patient": None, "cbcObservations": searchset(observations)})
+    response = interpret_only.post("/cds-services/cbc-review", json=call)
     assert response.status_code == 200, response.get_data(as_text=True)
     text = response.get_data(as_text=True)
     assert response.get_json()["cards"]
