@@ -25,6 +25,7 @@ from labservice.batch import BatchFileError, BatchOptions, MappingError, load_ma
 from labservice.batch.chunk import KeepRows
 from labservice.batch.keep import recover_batches, save_batch
 from labservice.batch.limits import rows_over_limit
+from labservice.batch.patients import PatientIds
 from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.security.audit import noting_patients, touched_batch, touched_resource
@@ -225,17 +226,18 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     recover_batches(store, database)  # what an upload killed mid-way left behind
     existing = store.get(batch_id)
     if existing is not None:
-        touched_batch(batch_id, "read")  # the audit trail
+        touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
         return existing, False
 
     keep = store_requested()
     filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
 
     def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:
+        patients = PatientIds()  # kept beside the results: every read of the batch names them (audit trail)
         summary = run_batch(upload, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
-                            keep_rows=keep_rows)
+                            keep_rows=patients.keeping(keep_rows))
         return {"batch_id": batch_id, "content_sha256": sha256, "mapping": mapping, "filename": filename,
-                "created_at": now_utc().isoformat(), "summary": summary.to_dict()}
+                "created_at": now_utc().isoformat(), "summary": summary.to_dict(), "patients": patients.ids()}
 
     try:
         # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
@@ -249,7 +251,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     if created:
         touched_resource(f"batch {batch_id}", "create")  # the audit trail; stored patients noted as kept
     else:
-        touched_batch(batch_id, "read")
+        touched_batch(batch_id, "read", current_store().patients(batch_id))
     return stored, created
 
 
@@ -262,7 +264,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """The summary of an uploaded batch"""
     found = _find(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return _answer(found, already_uploaded=None, status=200)
 
 
@@ -277,7 +279,7 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
     stored = _find(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return send_file(stored.csv_path, mimetype="text/csv", as_attachment=True,
                      download_name=f"batch-{batch_id}.csv")
 
@@ -293,7 +295,7 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
     stored = _find(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return send_file(stored.json_path, mimetype="application/json", as_attachment=True,
                      download_name=f"batch-{batch_id}.json")
 

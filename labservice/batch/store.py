@@ -1,7 +1,9 @@
 """Uploaded batches and their results, kept on the filesystem: one directory per batch, written atomically.
 
-Layout: ``<directory>/<batch_id>/result.csv``, ``result.json`` and ``summary.json`` (the record: batch id,
-content hash, mapping document, when it was made and the run's summary). A batch is written into a
+Layout: ``<directory>/<batch_id>/result.csv``, ``result.json``, ``summary.json`` (the record: batch id,
+content hash, mapping document, when it was made and the run's summary) and ``patients.json`` (the distinct
+patient ids the results show, for the audit trail: a producer returns them under the record's ``patients`` key,
+which is written to this file rather than into the record every read loads). A batch is written into a
 ``.partial-<batch_id>-*`` directory beside the others and renamed into place once complete, so a crash
 leaves no half batch under a batch id (only a ``.partial-*`` directory, which no id can name).
 
@@ -40,7 +42,7 @@ from typing import IO, Any, Protocol, TextIO
 
 #: A batch id: 32 lower-case hex characters (no dots or slashes, so never a path outside the store).
 BATCH_ID_RE = re.compile(r"[0-9a-f]{32}")
-CSV_NAME, JSON_NAME, RECORD_NAME = "result.csv", "result.json", "summary.json"
+CSV_NAME, JSON_NAME, RECORD_NAME, PATIENTS_NAME = "result.csv", "result.json", "summary.json", "patients.json"
 PARTIAL_PREFIX = ".partial-"
 CREATING_PREFIX = ".creating-"
 LOCK_NAME = ".lock"
@@ -99,6 +101,8 @@ class BatchStorage(Protocol):
 
     def recent(self, limit: int = 20) -> list[StoredBatch]: ...
 
+    def patients(self, batch_id: str) -> list[str] | None: ...
+
 
 class BatchStore:
     """Batches as directories under one directory (created when the first batch is saved)."""
@@ -119,6 +123,16 @@ class BatchStore:
         except FileNotFoundError:
             return None
         return self._stored(batch_id, folder, record)
+
+    def patients(self, batch_id: str) -> list[str] | None:
+        """The patient ids the batch's results show; None when the batch or its list is missing (a batch made
+        before the list was kept)."""
+        if not is_batch_id(batch_id):
+            return None
+        try:
+            return json.loads((self.directory / batch_id / PATIENTS_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
 
     def recent(self, limit: int = 20) -> list[StoredBatch]:
         """The newest complete batches, newest first (by when their record was written)."""
@@ -154,6 +168,10 @@ class BatchStore:
         try:
             with _text_file(partial / CSV_NAME) as csv_out, _text_file(partial / JSON_NAME) as json_out:
                 record = produce(csv_out, json_out)
+            patients = record.pop("patients", None)
+            if patients is not None:
+                with _text_file(partial / PATIENTS_NAME) as handle:
+                    json.dump(list(patients), handle, ensure_ascii=False)
             with _text_file(partial / RECORD_NAME) as handle:
                 json.dump(record, handle, ensure_ascii=False, indent=2)
                 handle.write("\n")

@@ -385,6 +385,7 @@ def patient_page(external_id: str) -> ResponseReturnValue:
     with current_database().session() as session:
         patient = patient_record(session, external_id)
         if patient is None:
+            touched_patients([external_id], "read")  # the audit trail: a look-up of an unknown id is recorded too
             return not_found(f"patient {external_id}")
         touched_patients([patient.external_id], "read")  # the audit trail
         results = _chronological(list(patient.results))
@@ -468,7 +469,7 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
     stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
     if stored is None:
         return not_found(f"batch {batch_id}")
-    touched_batch(batch_id, "read")  # the audit trail
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     record = stored.record
     links = {"csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
              "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),

@@ -194,8 +194,10 @@ def noting_patients(keep: Callable[[list[Any]], list[Any]], action: str = "creat
     return keep_noted
 
 
-def touched_batch(batch_id: str, action: str) -> None:
-    """Note a batch: its resource, and the patients whose CBCs were stored from it (one indexed query)."""
+def touched_batch(batch_id: str, action: str, patients: list[str] | None = None) -> None:
+    """Note a batch: its resource, and every patient its results show (`patients`, the list the batch store keeps
+    with them). For a batch stored before that list was kept (None), the patients whose CBCs were stored from it
+    (one indexed query)."""
     from sqlalchemy import select
 
     from labservice.api import current_database
@@ -203,6 +205,9 @@ def touched_batch(batch_id: str, action: str) -> None:
     from labservice.store.models import CbcResult, Patient
 
     touched_resource(f"batch {batch_id}", action)
+    if patients is not None:
+        touched_patients(patients, action)
+        return
     with current_database().session() as session:
         patients = session.scalars(select(Patient.external_id).join(CbcResult, CbcResult.patient_id == Patient.id)
                                    .where(CbcResult.batch_id == batch_id).distinct()).all()
