@@ -10,6 +10,7 @@ MAX_CONTENT_LENGTH.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from flask import Flask, current_app, request, send_file, url_for
@@ -23,13 +24,17 @@ from labservice.api.query import store_requested
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
 from labservice.batch.chunk import KeepRows
-from labservice.batch.keep import recover_batches, save_batch
+from labservice.batch.keep import QuotaExceeded, recover_batches, save_batch
 from labservice.batch.limits import rows_over_limit
 from labservice.batch.patients import PatientIds
+from labservice.batch.retention import cutoff, is_expired, purge_batch, purge_now_and_then
 from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
 from labservice.security.audit import noting_patients, touched_batch, touched_resource
-from labservice.store.repository import now_utc
+from labservice.security.principal import current_principal
+from labservice.store.batch_records import bytes_kept, known_batches
+from labservice.store.database import Database
+from labservice.store.repository import as_utc, now_utc
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -213,6 +218,11 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     if request.mimetype != "multipart/form-data":
         sent = request.mimetype or "no content type"
         raise Problem(415, f"Send the CSV as multipart/form-data (field `file`), not {sent}.")
+    keep = store_requested()
+    store, database = current_store(), current_database()
+    owner, quota = current_principal().id, current_app.config["BATCH_QUOTA_BYTES"]
+    _purge_now_and_then(store, database)
+    _check_quota(database, owner, quota)  # before the form is read: an owner at the quota costs nothing more
     upload, mapping_text = _read_form(limit)
     options = _options(mapping_text)
     options.clock_skew_seconds = current_app.config["CLOCK_SKEW_SECONDS"]  # a future collection time: a row error
@@ -220,16 +230,13 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     mapping = options.to_document()
     ruleset = current_ruleset()
     sha256 = content_sha256(upload)
-    batch_id = batch_id_for(sha256, mapping, ruleset.version)
-    store = current_store()
-    database = current_database()
+    batch_id = batch_id_for(sha256, mapping, ruleset.version, stored=keep)  # ?store=false: an id of its own
     recover_batches(store, database)  # what an upload killed mid-way left behind
     existing = store.get(batch_id)
-    if existing is not None:
-        touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
+    if existing is not None and _still_valid(store, database, existing):
+        touched_batch(batch_id, "read", store.patients(batch_id))  # the audit trail
         return existing, False
 
-    keep = store_requested()
     filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
 
     def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:
@@ -241,9 +248,12 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 
     try:
         # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
-        stored, created = save_batch(store, batch_id, run, database=database if keep else None, rs=ruleset,
+        stored, created = save_batch(store, batch_id, run, database=database, rs=ruleset,
                                      window_days=current_app.config["DELTA_WINDOW_DAYS"], content_sha256=sha256,
-                                     filename=filename, date_order=options.date_order, wrap_keep=noting_patients)
+                                     filename=filename, date_order=options.date_order, wrap_keep=noting_patients,
+                                     store_rows=keep, owner=owner, quota=quota)
+    except QuotaExceeded as error:
+        raise _over_quota(error.used, error.size, error.limit) from None
     except MappingError as error:
         raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
     except BatchFileError as error:
@@ -251,8 +261,50 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     if created:
         touched_resource(f"batch {batch_id}", "create")  # the audit trail; stored patients noted as kept
     else:
-        touched_batch(batch_id, "read", current_store().patients(batch_id))
+        touched_batch(batch_id, "read", store.patients(batch_id))
     return stored, created
+
+
+def _still_valid(store: BatchStore, database: Database, existing: StoredBatch) -> bool:
+    """Whether a kept batch answers a new upload of it. Not when its results have expired (they are purged now),
+    when its row says they were purged (a purge that died mid-way), or when it has no row: results a ?store=false
+    upload made under the storing id before the identity included it (issue 10), which must not stop this upload
+    from storing. Those are deleted and made again."""
+    before = cutoff(current_app.config["BATCH_RETENTION_DAYS"])
+    with database.session() as session:
+        live = known_batches(session, [existing.batch_id]).get(existing.batch_id, "no row") is None
+    if live and not is_expired(existing.record, before):
+        return True
+    purge_batch(store, database, existing.batch_id, before=before if live else None)
+    return False
+
+
+def _purge_now_and_then(store: BatchStore, database: Database) -> None:
+    config = current_app.config
+    purge_now_and_then(store, database, retention_days=config["BATCH_RETENTION_DAYS"],
+                       interval_seconds=config["BATCH_PURGE_INTERVAL_SECONDS"])
+
+
+def _check_quota(database: Database, owner: str, quota: int) -> None:
+    with database.session() as session:
+        used = bytes_kept(session, owner)
+    if used >= quota:
+        raise _over_quota(used, None, quota)
+
+
+def _over_quota(used: int, size: int | None, limit: int) -> Problem:
+    """507 (the owner's kept results are at the quota), or 413 when this batch's results alone exceed it."""
+    days = current_app.config["BATCH_RETENTION_DAYS"]
+    later = (f"Batch results are deleted {days} days after their upload (BATCH_RETENTION_DAYS), which frees the "
+             "space; nothing of this upload was kept.")
+    if size is not None and size > limit:
+        return Problem(413, f"This batch's results ({size} bytes) are larger than the whole quota of {limit} bytes "
+                            "(BATCH_QUOTA_BYTES): split the file into smaller ones.",
+                       {"file": [f"Results of {size} bytes; quota {limit} bytes."]}, title="Batch Results Too Large")
+    taking = "" if size is None else f" and this batch's results ({size} bytes) would take it over"
+    return Problem(507, f"The batch results kept for this API key or user use {used} bytes of its quota of {limit} "
+                        f"bytes (BATCH_QUOTA_BYTES){taking}. {later}",
+                   {"quota": [f"{used} bytes used of {limit} bytes."]}, title="Batch Storage Quota Exceeded")
 
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
@@ -263,7 +315,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """The summary of an uploaded batch"""
-    found = _find(batch_id)
+    found = find_batch(batch_id)
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return _answer(found, already_uploaded=None, status=200)
 
@@ -278,7 +330,7 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
-    stored = _find(batch_id)
+    stored = find_batch(batch_id)
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return send_file(stored.csv_path, mimetype="text/csv", as_attachment=True,
                      download_name=f"batch-{batch_id}.csv")
@@ -294,7 +346,7 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
 )
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
-    stored = _find(batch_id)
+    stored = find_batch(batch_id)
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return send_file(stored.json_path, mimetype="application/json", as_attachment=True,
                      download_name=f"batch-{batch_id}.json")
@@ -353,13 +405,35 @@ def _options(mapping_text: str | None) -> BatchOptions:
         raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
 
 
-def _find(batch_id: str) -> StoredBatch:
-    stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
-    if stored is None and is_batch_id(batch_id) and recover_batches(current_store(), current_database()):
-        stored = current_store().get(batch_id)  # committed by an upload killed before it moved the files
+def find_batch(batch_id: str) -> StoredBatch:
+    """The kept batch with this id; Problem 410 when its results have expired (purged now if they were still
+    there), 404 when there is no such batch. Shared with the dashboard's batch pages."""
+    store, database = current_store(), current_database()
+    _purge_now_and_then(store, database)
+    stored = store.get(batch_id) if is_batch_id(batch_id) else None
+    before = cutoff(current_app.config["BATCH_RETENTION_DAYS"])
+    if stored is not None and is_expired(stored.record, before):
+        purge_batch(store, database, batch_id, before=before)
+        raise _gone(batch_id, now_utc())
+    if stored is None and is_batch_id(batch_id) and recover_batches(store, database):
+        stored = store.get(batch_id)  # committed by an upload killed before it moved the files
     if stored is None:
+        purged = None
+        if is_batch_id(batch_id):
+            with database.session() as session:
+                purged = known_batches(session, [batch_id]).get(batch_id)
+        if purged is not None:
+            raise _gone(batch_id, purged)
         raise Problem(404, "No batch with this id (an id is 32 hexadecimal characters).")
     return stored
+
+
+def _gone(batch_id: str, purged_at: datetime) -> Problem:
+    days = current_app.config["BATCH_RETENTION_DAYS"]
+    return Problem(410, f"The results of batch {batch_id} were deleted on {as_utc(purged_at):%Y-%m-%d}: batch results "
+                        f"are kept {days} days after their upload (BATCH_RETENTION_DAYS). The CBCs and referrals it "
+                        "stored stay in the patients' records; upload the file again to make its results again.",
+                   title="Batch Results Expired")
 
 
 def _links(batch_id: str) -> dict[str, str]:

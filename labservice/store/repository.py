@@ -419,13 +419,20 @@ class BatchAlreadyStored(Exception):
     """A batch with this id was committed by another upload (found when adding its row)."""
 
 
-def add_batch(session: Session, batch_id: str, content_sha256: str, filename: str | None) -> None:
+def add_batch(session: Session, batch_id: str, content_sha256: str, filename: str | None, *,
+              store_requested: bool = True, owner: str | None = None) -> None:
     """Add the batch row its CBCs point to, first in the batch's transaction (flushed: a concurrent upload of the
-    same batch waits here on PostgreSQL until this one ends). Raises BatchAlreadyStored when it exists."""
+    same batch waits here on PostgreSQL until this one ends). Raises BatchAlreadyStored when it exists, unless its
+    results were purged: the row is then taken up again (labservice.store.batch_records.revive_batch)."""
+    from labservice.store.batch_records import revive_batch
+
     if session.get(Batch, batch_id) is not None:
+        if revive_batch(session, batch_id, filename=filename, owner=owner):
+            return
         raise BatchAlreadyStored(batch_id)
     session.add(Batch(id=batch_id, content_sha256=content_sha256, filename=filename, created_at=now_utc(),
-                      rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={}))
+                      rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={},
+                      store_requested=store_requested, owner=owner, result_bytes=0))
     try:
         session.flush()
     except IntegrityError:
