@@ -30,9 +30,9 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from labservice.api import current_database, current_ruleset
-from labservice.api.batches import current_store, receive_upload
+from labservice.api.batches import current_store, find_batch, receive_upload
 from labservice.api.schemas import FINDING_CODES, URGENCIES
-from labservice.batch.store import is_batch_id
+from labservice.batch.store import StoredBatch
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
@@ -464,11 +464,22 @@ def upload_batch() -> ResponseReturnValue:
     return redirect(url_for("dashboard.batch_page", batch_id=stored.batch_id), 303)
 
 
+def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
+    """The batch (labservice.api.batches.find_batch), or the page saying it does not exist (404) or that its
+    results expired (410)."""
+    try:
+        return find_batch(batch_id)
+    except Problem as problem:
+        if problem.code == 410:
+            return render_template("dashboard/gone.html", detail=problem.detail), 410
+        return not_found(f"batch {batch_id}")
+
+
 @bp.get("/batches/<batch_id>")
 def batch_page(batch_id: str) -> ResponseReturnValue:
-    stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
-    if stored is None:
-        return not_found(f"batch {batch_id}")
+    stored = _kept_batch(batch_id)
+    if not isinstance(stored, StoredBatch):
+        return stored
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     record = stored.record
     links = {"csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
@@ -483,8 +494,9 @@ def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
     """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
     from labservice.api.batches import get_batch_csv, get_batch_json
 
-    if not is_batch_id(batch_id) or current_store().get(batch_id) is None:
-        return not_found(f"batch {batch_id}")
+    found = _kept_batch(batch_id)
+    if not isinstance(found, StoredBatch):
+        return found
     return get_batch_csv(batch_id) if kind == "csv" else get_batch_json(batch_id)
 
 

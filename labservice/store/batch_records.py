@@ -91,4 +91,5 @@ def known_batches(session: Session, batch_ids: Iterable[str]) -> dict[str, datet
     ids = list(batch_ids)
     if not ids:
         return {}
-    return dict(session.execute(select(Batch.id, Batch.purged_at).where(Batch.id.in_(ids))).tuples().all())
+    return {batch_id: purged_at for batch_id, purged_at in
+            session.execute(select(Batch.id, Batch.purged_at).where(Batch.id.in_(ids)))}
