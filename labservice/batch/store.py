@@ -18,8 +18,8 @@ lock is held, so recovery never mistakes a directory being created for one whose
 
 The batch id is derived from what decides the output: the file's content, the mapping it was read with,
 the version of the rule tables, and whether its CBCs were stored (a ``?store=false`` upload has an id of its
-own, so it never answers for the storing upload of the same file). The same file uploaded twice with the same mapping is therefore
-recognised before it is interpreted again.
+own, so it never answers for the storing upload of the same file). The same file uploaded twice with the same
+mapping is therefore recognised before it is interpreted again.
 
 The store is small on purpose (`get`, `save`, `recent`, the result paths). CBCs of a batch that carry a
 patient id are also stored in the database (`labservice.store`), with a row in its `batches` table.

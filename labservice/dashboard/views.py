@@ -40,9 +40,8 @@ from labservice.dashboard.charts import Line, Point, trend_chart
 from labservice.errors import Problem
 from labservice.security import csrf
 from labservice.security import users as accounts
-from labservice.security.principal import set_principal
 from labservice.security.audit import touched_batch
-from labservice.security.principal import touched_patients
+from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
 from labservice.store.repository import (

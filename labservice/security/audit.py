@@ -209,6 +209,6 @@ def touched_batch(batch_id: str, action: str, patients: list[str] | None = None)
         touched_patients(patients, action)
         return
     with current_database().session() as session:
-        patients = session.scalars(select(Patient.external_id).join(CbcResult, CbcResult.patient_id == Patient.id)
-                                   .where(CbcResult.batch_id == batch_id).distinct()).all()
-    touched_patients(sorted(patients), action)
+        stored = session.scalars(select(Patient.external_id).join(CbcResult, CbcResult.patient_id == Patient.id)
+                                 .where(CbcResult.batch_id == batch_id).distinct()).all()
+    touched_patients(sorted(stored), action)

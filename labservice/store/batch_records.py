@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Update, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from labservice.store.models import Batch
@@ -60,10 +61,8 @@ def revive_batch(session: Session, batch_id: str, *, filename: str | None, owner
     """Take up a purged batch's row for a new upload of the same batch (its results are made again): True when
     this call did. The UPDATE waits for a concurrent upload doing the same (PostgreSQL re-checks the row after
     that one commits) and only one of them finds it purged."""
-    revived = session.execute(
-        update(Batch).where(Batch.id == batch_id, Batch.purged_at.is_not(None))
-        .values(purged_at=None, created_at=now(), filename=filename, owner=owner, result_bytes=0)
-        .execution_options(synchronize_session=False)).rowcount
+    revived = _rows_changed(session, update(Batch).where(Batch.id == batch_id, Batch.purged_at.is_not(None))
+                            .values(purged_at=None, created_at=now(), filename=filename, owner=owner, result_bytes=0))
     session.expire_all()  # the row read before the UPDATE is stale
     return revived == 1
 
@@ -81,9 +80,14 @@ def expired_batches(session: Session, before: datetime, limit: int | None) -> li
 def mark_purged(session: Session, batch_id: str, before: datetime) -> bool:
     """Mark the batch's results purged if it is still kept and made before `before`; True when this call did
     (a batch taken up again by a new upload meanwhile is left alone)."""
-    return session.execute(
-        update(Batch).where(Batch.id == batch_id, Batch.purged_at.is_(None), Batch.created_at < before)
-        .values(purged_at=now()).execution_options(synchronize_session=False)).rowcount == 1
+    return _rows_changed(session, update(Batch).where(Batch.id == batch_id, Batch.purged_at.is_(None),
+                                                      Batch.created_at < before).values(purged_at=now())) == 1
+
+
+def _rows_changed(session: Session, statement: Update) -> int:
+    """Rows an UPDATE changed (the session's copies are not synchronised: callers expire or re-read them)."""
+    result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+    return result.rowcount
 
 
 def known_batches(session: Session, batch_ids: Iterable[str]) -> dict[str, datetime | None]:
