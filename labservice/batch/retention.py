@@ -81,8 +81,10 @@ def _purge_rows(store: BatchStore, database: Database, before: datetime, dry_run
     out: list[Purged] = []
     while True:
         with database.session() as session:
-            rows = [(row.id, as_utc(row.created_at), int(row.result_bytes or 0))
-                    for row in expired_batches(session, before, None if dry_run else PURGE_CHUNK)]
+            rows = [
+                (row.id, as_utc(row.created_at), int(row.result_bytes or 0))
+                for row in expired_batches(session, before, None if dry_run else PURGE_CHUNK)
+            ]
         for batch_id, created_at, size in rows:
             size = size or store.size(batch_id)  # 0: a batch made before sizes were counted
             if not dry_run:
@@ -95,13 +97,14 @@ def _purge_rows(store: BatchStore, database: Database, before: datetime, dry_run
             return out
 
 
-def _purge_unaccounted(store: BatchStore, database: Database, before: datetime, dry_run: bool,
-                       done: set[str]) -> list[Purged]:
+def _purge_unaccounted(
+    store: BatchStore, database: Database, before: datetime, dry_run: bool, done: set[str]
+) -> list[Purged]:
     """Directories older than `before` with no row (legacy ?store=false results) or with a purged row."""
     out: list[Purged] = []
     ids = [batch_id for batch_id in store.batch_ids() if batch_id not in done]
     for start in range(0, len(ids), PURGE_CHUNK):
-        chunk = ids[start:start + PURGE_CHUNK]
+        chunk = ids[start : start + PURGE_CHUNK]
         with database.session() as session:
             known = known_batches(session, chunk)
         for batch_id in chunk:
@@ -147,5 +150,7 @@ def purge_now_and_then(store: BatchStore, database: Database, *, retention_days:
         log.warning("batch purge failed; it runs again later", exc_info=error)
         return
     if purged:
-        log.info("batch results purged", extra={"fields": {
-            "batches": len(purged), "bytes": sum(p.result_bytes for p in purged)}})
+        log.info(
+            "batch results purged",
+            extra={"fields": {"batches": len(purged), "bytes": sum(p.result_bytes for p in purged)}},
+        )

@@ -58,8 +58,9 @@ def fresh_purge_clock():
 
 
 def upload(client, data: bytes, query: str = ""):
-    return client.post(f"/api/v1/batches{query}", data={"file": (io.BytesIO(data), "cbc.csv")},
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/api/v1/batches{query}", data={"file": (io.BytesIO(data), "cbc.csv")}, content_type="multipart/form-data"
+    )
 
 
 def made(client, data: bytes, query: str = "") -> str:
@@ -233,8 +234,10 @@ def test_results_larger_than_the_whole_quota_answer_413(app, client):
 
 def test_a_dashboard_user_has_a_quota_too(app, client):
     app.config["BATCH_QUOTA_BYTES"] = 100
-    response = client.post("/dashboard/batches", data={"file": (io.BytesIO(CSV), "cbc.csv"),
-                                                       "csrf_token": csrf_token(client)},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/dashboard/batches",
+        data={"file": (io.BytesIO(CSV), "cbc.csv"), "csrf_token": csrf_token(client)},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 413 and b"quota" in response.data
     assert count(app, Batch) == 0
