@@ -4,8 +4,8 @@ files and when they were purged (retention and per-key quota, issue 10)
 Every batch row before this one came from a storing upload (?store=false uploads had no row), hence the default
 true. Their result bytes were not counted: 0.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-05 17:00:00
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
