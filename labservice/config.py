@@ -38,6 +38,16 @@ class Settings:
     MAX_UPLOAD_BYTES: int = 256 * 1024 * 1024
     #: Where uploaded batches and their results are kept; empty means <instance folder>/batches.
     BATCH_DIRECTORY: str = ""
+    #: Batch results (result.csv and result.json, about 12 times the upload) are deleted this many days after the
+    #: upload, by the service itself and by `labservice purge`; a download after that answers 410. The CBCs and
+    #: referrals a batch stored stay.
+    BATCH_RETENTION_DAYS: int = 30
+    #: The service purges expired batch results at most once every this many seconds per worker process (lazily,
+    #: on a batch upload or look-up: no cron job is needed).
+    BATCH_PURGE_INTERVAL_SECONDS: int = 3600
+    #: Bytes of batch results one API key (or dashboard user) may keep at a time (16 GiB); an upload that would
+    #: go over answers 507 (413 when its results alone are larger) and keeps nothing.
+    BATCH_QUOTA_BYTES: int = 16 * 1024 * 1024 * 1024
     #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also
     #: works.
     DATABASE_URL: str = ""
@@ -45,16 +55,30 @@ class Settings:
     AUTO_MIGRATE: bool = True
     #: Delta checks compare a CBC with the same patient's previous CBC collected within this many days.
     DELTA_WINDOW_DAYS: int = 7
+    #: A CBC whose collection time is more than this many seconds ahead of the service's clock is refused (422,
+    #: a CSV row error, an HL7 v2 AE): a future-dated CBC would outrank every real result of the patient.
+    CLOCK_SKEW_SECONDS: int = 300
     #: HL7 v2: a CSV file of local OBX-3 codes (code, coding_system, analyte, unit) that extends or
     #: overrides reference_ranges/hl7_local_codes.csv; empty means the default map alone.
     HL7_LOCAL_CODES: str = ""
     #: HL7 v2: the time zone (IANA name) of times sent without a UTC offset, e.g. OBR-7 200509210520.
     HL7_TIMEZONE: str = "UTC"
     #: Absolute URL of this service as users reach it (e.g. https://labservice.example.org), for links in
-    #: CDS Hooks cards; empty means the host the request came to.
+    #: CDS Hooks cards (empty: the host the request came to) and the `aud` of CDS client JWTs (required with
+    #: CDS_JWT_ISSUERS: the Host header is the caller's to write).
     PUBLIC_BASE_URL: str = ""
-    #: Seconds to wait for the CDS client's FHIR server when prefetch data is missing (CDS Hooks asks ~500 ms).
+    #: Seconds, in all, that one CDS Hooks call may spend reading the client's FHIR server when prefetch data is
+    #: missing (CDS Hooks asks ~500 ms); the connection is cut when they are spent.
     CDS_FHIR_TIMEOUT: int = 3
+    #: FHIR servers each CDS client may make the service read (its `fhirServer`), as JSON: {"<client>": ["<base
+    #: URL>", ...]}, a client being "api_key:<key name>", "cds_client:<JWT iss>" or "*" (every client). Empty: no
+    #: fhirServer is ever read, and calls must carry their data as prefetch.
+    CDS_FHIR_SERVERS: str = ""
+    #: Non-public networks an allowlisted FHIR server's host may resolve to (e.g. "10.20.0.0/16"); loopback,
+    #: link-local and private addresses are refused otherwise, unless the allowlisted URL names the address.
+    CDS_FHIR_PRIVATE_NETWORKS: str = ""
+    #: Largest answer read from a CDS client's FHIR server, in bytes (4 MiB); a larger one is refused.
+    CDS_FHIR_MAX_BYTES: int = 4 * 1024 * 1024
     #: CDS Hooks feedback log (JSON Lines, no patient data); empty means <instance folder>/cds-feedback.jsonl.
     CDS_FEEDBACK_FILE: str = ""
     #: Dashboard session cookie: sent over HTTPS only when true (set it true behind TLS); HttpOnly, SameSite=Lax.
@@ -82,8 +106,11 @@ class Settings:
     RATE_LIMIT: str = "600/minute"
     #: CSV uploads per caller, on top of RATE_LIMIT.
     RATE_LIMIT_UPLOADS: str = "30/minute"
-    #: Dashboard sign-in attempts per address.
+    #: Dashboard sign-in attempts per address (behind TRUSTED_PROXIES: the first untrusted X-Forwarded-For hop).
     RATE_LIMIT_SIGN_IN: str = "10/minute"
+    #: Dashboard sign-in attempts from all addresses together: each costs an argon2 verification, and a caller
+    #: who rotates addresses escapes the per-address limit but not this one.
+    RATE_LIMIT_SIGN_IN_GLOBAL: str = "120/minute"
     #: Redis for the rate-limit counts (shared by every worker), e.g. redis://127.0.0.1:6379/0.
     #: Empty: each process counts in its own memory.
     REDIS_URL: str = ""

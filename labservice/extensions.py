@@ -8,6 +8,7 @@ accessors here. This module imports nothing from `labservice.api`, so the layers
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
@@ -46,3 +47,8 @@ def current_store(app: Flask | None = None) -> BatchStore:
 def current_hl7v2_settings(app: Flask | None = None) -> ReadSettings:
     """How HL7 v2 messages are read (rule set, local-code map, time zone), read once at startup."""
     return _app(app).extensions[SETTINGS_EXTENSION]
+
+
+def current_clock_skew(app: Flask | None = None) -> timedelta:
+    """How far ahead of the service's clock a collection time may be (CLOCK_SKEW_SECONDS)."""
+    return timedelta(seconds=_app(app).config["CLOCK_SKEW_SECONDS"])

@@ -29,6 +29,7 @@ import socket
 import socketserver
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 START, END, CR = b"\x0b", b"\x1c", b"\r"
@@ -216,9 +217,10 @@ def app_responder(app: Any) -> Responder:
     settings = current_hl7v2_settings(app)
     keep = keep_in(database, settings.ruleset, app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
     max_cbcs = app.config["MAX_BATCH_ITEMS"]
+    clock_skew = timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"])
 
     def respond(frame: bytes, peer: str = "") -> tuple[str, str]:
-        received = receive_message(frame, settings, keep=keep, max_cbcs=max_cbcs)
+        received = receive_message(frame, settings, keep=keep, max_cbcs=max_cbcs, clock_skew=clock_skew)
         control = received.parsed.header.control_id if received.parsed else ""
         if received.problem is not None:  # the detail can quote the message's values: the log gets counts only
             blamed = len(received.problem.errors)

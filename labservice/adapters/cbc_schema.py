@@ -230,7 +230,8 @@ class CBCSchema(Schema):
 
     patient = fields.Nested(PatientSchema)
     collected_at = fields.AwareDateTime(
-        metadata={"description": "ISO 8601 with a UTC offset, e.g. 2026-11-20T08:30:00Z"})
+        metadata={"description": "ISO 8601 with a UTC offset, e.g. 2026-11-20T08:30:00Z. Not more than "
+                                 "CLOCK_SKEW_SECONDS (5 minutes by default) ahead of the service's clock (422)"})
     results = fields.Nested(ResultsSchema, required=True)
     reticulocyte_method = fields.String(validate=validate.OneOf(RETICULOCYTE_METHODS))
     specimen = fields.Nested(SpecimenSchema)

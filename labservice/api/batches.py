@@ -20,7 +20,7 @@ from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch.store import BatchStore, StoredBatch
-from labservice.extensions import STORE_EXTENSION
+from labservice.extensions import STORE_EXTENSION, current_store
 from labservice.security.audit import touched_batch
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
@@ -111,8 +111,8 @@ class BatchSchema(Schema):
 
     batch_id = fields.String(required=True, metadata={
         "pattern": "^[0-9a-f]{32}$",
-        "description": "Derived from the file's SHA-256, the mapping and the ruleset version: the same "
-                       "upload gives the same id"})
+        "description": "Derived from the file's SHA-256, the mapping, the ruleset version and whether its CBCs "
+                       "were stored (?store=false): the same upload gives the same id"})
     content_sha256 = fields.String(required=True, metadata={"description": "SHA-256 of the uploaded file"})
     already_uploaded = fields.Boolean(metadata={
         "description": "Upload answers only: true when this batch existed and was not interpreted again"})
@@ -134,6 +134,8 @@ def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict
 
 
 NOT_FOUND = _problem("No batch with this id.")
+GONE = _problem("The batch's results were deleted BATCH_RETENTION_DAYS after its upload; the CBCs and referrals it "
+                "stored stay. Upload the file again to make them again.")
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -148,7 +150,9 @@ NOT_FOUND = _problem("No batch with this id.")
         "finding) with links to every row's interpretation as CSV and as JSON, in input order. Uploads up "
         "to MAX_UPLOAD_BYTES (256 MiB by default) are accepted. The same file with the same mapping is "
         "recognised by its SHA-256: it answers 200 with `already_uploaded: true` and is not interpreted "
-        "again."
+        "again. A `?store=false` upload is a batch of its own: it never answers for the storing upload of the "
+        "same file. Results are kept BATCH_RETENTION_DAYS (30 by default) and count against the caller's "
+        "BATCH_QUOTA_BYTES."
     ),
     requestBody={
         "required": True,
@@ -162,8 +166,11 @@ NOT_FOUND = _problem("No batch with this id.")
                 "content": {"application/json": {"schema": _ref("Batch")}}},
         "200": {"description": "This file was already uploaded with this mapping: the stored batch.",
                 "content": {"application/json": {"schema": _ref("Batch")}}},
-        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows "
-                        "(nothing is interpreted or stored then)."),
+        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows, or "
+                        "its results alone are larger than BATCH_QUOTA_BYTES (nothing is interpreted or stored "
+                        "then)."),
+        "507": _problem("The batch results this API key or user keeps are at BATCH_QUOTA_BYTES, or this batch's "
+                        "would take them over it: the detail says the bytes used and the limit; nothing is kept."),
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem("No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
                         "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."),
@@ -179,12 +186,12 @@ def create_batch() -> ResponseReturnValue:
 @blp.doc(
     summary="A batch's summary and links",
     responses={"200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
-               "404": NOT_FOUND},
+               "404": NOT_FOUND, "410": GONE},
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """The summary of an uploaded batch"""
     found = find_batch(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return _answer(found, already_uploaded=None, status=200)
 
 
@@ -194,7 +201,7 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
     responses={"200": _download("text/csv", "One row per input CBC (and per unreadable line), in input order; "
                                             "the columns are the summary's output_columns.",
                                 {"type": "string", "format": "binary"}),
-               "404": NOT_FOUND},
+               "404": NOT_FOUND, "410": GONE},
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
@@ -207,7 +214,7 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     responses={"200": _download("application/json", "An array with one object per input CBC (and per "
                                                      "unreadable line), in input order.",
                                 {"type": "array", "items": {"type": "object"}}),
-               "404": NOT_FOUND},
+               "404": NOT_FOUND, "410": GONE},
 )
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""

@@ -9,8 +9,10 @@ contract. `labservice.errors` renders problem+json only under /api and keeps Fla
 elsewhere, so this blueprint has its own handler: every error here, including an unknown service
 (404) and a wrong method (405), is the same `application/problem+json` body, which CDS clients can
 read as JSON. Malformed calls answer 400 naming the field; missing FHIR data 412; FHIR that is not
-a valid CBC 422. Responses allow any origin (CORS), which browser-based CDS clients such as the
-CDS Hooks sandbox need; the answers hold only what the caller sent.
+a valid CBC 422. `fhirServer` is read only when it is on the calling client's allowlist
+(`CDS_FHIR_SERVERS`, see labservice.adapters.cdshooks.fhir_client). Responses allow any origin (CORS),
+which browser-based CDS clients such as the CDS Hooks sandbox need; the answers hold only what the
+caller sent.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import fcntl
 import json
 import os
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
@@ -27,6 +30,13 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from labservice.adapters.cdshooks.feedback import parse_feedback
+from labservice.adapters.cdshooks.fhir_client import (
+    DEFAULT_MAX_BYTES,
+    FhirAccess,
+    allowed_for,
+    parse_fhir_servers,
+    parse_private_networks,
+)
 from labservice.adapters.cdshooks.prefetch import PreconditionFailed
 from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_request
 from labservice.adapters.cdshooks.review import review
@@ -36,7 +46,7 @@ from labservice.api.common import read_json
 from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
 from labservice.extensions import current_ruleset
-from labservice.security.principal import touched_patients
+from labservice.security.principal import current_principal, touched_patients
 from labservice.service import interpret_documents
 
 FEEDBACK_FILE = "cds-feedback.jsonl"
@@ -61,7 +71,7 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook = parse_hook_request(_json_body(), service)
     try:
         cards = review(hook, ruleset=current_ruleset(), interpret=_interpret, base_url=_base_url(),
-                       timeout=current_app.config["CDS_FHIR_TIMEOUT"])
+                       access=_fhir_access())
     except PreconditionFailed as error:
         raise Problem(412, f"The FHIR data this service needs could not be obtained: {error}", error.errors,
                       title="Precondition Failed") from None
@@ -111,6 +121,22 @@ def _interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True)
 
 
+@lru_cache(maxsize=8)
+def _fhir_servers(setting: str) -> dict[str, frozenset[str]]:
+    return parse_fhir_servers(setting)
+
+
+def _fhir_access() -> FhirAccess:
+    """What this caller may fetch: its allowlisted FHIR servers (CDS_FHIR_SERVERS) and the caps."""
+    config = current_app.config
+    allowed = allowed_for(_fhir_servers(config.get("CDS_FHIR_SERVERS") or ""), [current_principal().id])
+    return FhirAccess(allowed=allowed,
+                      private_networks=parse_private_networks(config.get("CDS_FHIR_PRIVATE_NETWORKS")),
+                      timeout=float(config.get("CDS_FHIR_TIMEOUT") or 3),
+                      max_bytes=int(config.get("CDS_FHIR_MAX_BYTES") or DEFAULT_MAX_BYTES),
+                      log=current_app.logger.warning)
+
+
 def _base_url() -> str:
     """PUBLIC_BASE_URL when configured (behind a proxy), else the URL the client called."""
     return (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
@@ -156,4 +182,7 @@ def _allow_any_origin(response):
 
 
 def register(app: Flask) -> None:
+    """The blueprint; a malformed FHIR server allowlist or network list stops the app, naming the setting."""
+    _fhir_servers(app.config.get("CDS_FHIR_SERVERS") or "")
+    parse_private_networks(app.config.get("CDS_FHIR_PRIVATE_NETWORKS"))
     app.register_blueprint(bp)

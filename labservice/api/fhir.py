@@ -25,8 +25,9 @@ from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
-from labservice.extensions import current_ruleset
+from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.security.audit import touched_answers
+from labservice.security.principal import current_principal
 from labservice.service import interpret_documents
 
 if TYPE_CHECKING:
@@ -183,7 +184,8 @@ def _interpret(read: FhirRead) -> list[dict]:
     raws = [{**cbc.document, "fhir": source_of(cbc)} for cbc in read.cbcs]
     try:
         return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=keep_requested("fhir"),
-                                   raws=raws)
+                                   raws=raws, clock_skew=current_clock_skew(),
+                                   may_read=current_principal().has("read"))
     except InputError as error:
         errors = relocate(error.errors, locations)
         raise Problem(422, first_error(errors), errors) from None

@@ -21,8 +21,9 @@ from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import Problem
-from labservice.extensions import SETTINGS_EXTENSION, current_hl7v2_settings, current_ruleset
+from labservice.extensions import SETTINGS_EXTENSION, current_clock_skew, current_hl7v2_settings, current_ruleset
 from labservice.security.audit import touched_answers
+from labservice.security.principal import current_principal
 from labservice.services.hl7v2_receive import receive_message
 
 if TYPE_CHECKING:
@@ -111,7 +112,8 @@ def interpret_hl7v2() -> ResponseReturnValue:
     wants_ack = _wants_ack()
     received = receive_message(
         request.get_data(cache=False), current_hl7v2_settings(), keep=keep_requested("hl7v2"),
-        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
+        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"],
+        clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
     response: Any

@@ -28,8 +28,9 @@ from labservice.api.schemas import (
 )
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
-from labservice.extensions import current_ruleset
+from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.security.audit import touched_answers
+from labservice.security.principal import current_principal
 from labservice.service import interpret_documents
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ blp = Blueprint(
         "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
         "415": _problem("Content type is not application/json (or application/*+json)."),
         "422": _problem("JSON that is not a valid CBC: unknown field or unit, wrong type, "
-                        "implausible value. `errors` maps field paths to messages; in an array "
+                        "implausible value, a `collected_at` more than CLOCK_SKEW_SECONDS ahead of the "
+                        "service's clock. `errors` maps field paths to messages; in an array "
                         "the path starts with the CBC's index."),
     },
 )
@@ -94,7 +96,8 @@ def _interpret_one(body: dict) -> dict:
         errors = flatten_errors(error.messages)
         raise Problem(422, f"The body is not a valid CBC: {first_error(errors)}", errors) from None
     try:
-        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=keep_requested(), raws=[body])
+        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=keep_requested(), raws=[body],
+                                      clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
     return answers[0]
@@ -113,7 +116,8 @@ def _interpret_list(body: list) -> list:
         errors = flatten_errors(error.messages)
         raise Problem(422, _list_detail(errors, len(body)), errors) from None
     try:
-        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=keep_requested(), raws=body)
+        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=keep_requested(), raws=body,
+                                   clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
 

@@ -130,6 +130,7 @@ def get_patient_results(patient_id: str) -> dict[str, Any]:
     with current_database().session() as session:
         patient = patient_record(session, patient_id)
         if patient is None:
+            touched_patients([patient_id], "read")  # the audit trail: a look-up of an unknown id is recorded too
             raise Problem(404, f"No patient with id {patient_id!r}: no CBC with this patient id was stored.")
         touched_patients([patient.external_id], "read")  # the audit trail
         return _record(patient, patient_referrals(session, patient.id))

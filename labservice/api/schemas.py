@@ -135,7 +135,8 @@ class InterpretationSchema(Schema):
                                   metadata={"description": "The triggers that set the urgency"})
     summary = fields.String()
     delta = fields.Nested("DeltaSchema", metadata={
-        "description": "Only when the CBC was stored: the comparison with the patient's previous CBC"})
+        "description": "Only when the CBC was stored and the caller has the `read` scope: the comparison with the "
+                       "patient's previous CBC"})
     stored = fields.Nested("StoredSchema", metadata={
         "description": "Only when the CBC was stored (it has a patient id and store was not false)"})
 
@@ -161,6 +162,11 @@ class DeltaSchema(Schema):
 
 
 class StoredSchema(Schema):
+    """Where the CBC was kept. To a key without the `read` scope only `kept`: the other fields (and the delta
+    block) would tell it about results other callers stored."""
+
+    kept = fields.Boolean(metadata={"description": "Only without the `read` scope, and then the only field: the "
+                                                   "result is held (stored now, or already)"})
     cbc_id = fields.Integer()
     interpretation_id = fields.Integer()
     duplicate = fields.Boolean(metadata={"description": "True when this exact result was already stored"})

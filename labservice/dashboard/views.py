@@ -29,7 +29,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from labservice.batch.store import is_batch_id
+from labservice.batch.store import StoredBatch
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
@@ -39,10 +39,10 @@ from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.security import csrf
 from labservice.security import users as accounts
-from labservice.security.principal import set_principal
 from labservice.security.audit import touched_batch
-from labservice.security.principal import touched_patients
-from labservice.services.batch_results import send_batch_result
+from labservice.security.principal import set_principal, touched_patients
+from labservice.security.remote import remote_address
+from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
 from labservice.store.repository import (
@@ -282,8 +282,8 @@ def _referral_view(referral) -> dict[str, Any]:
         "id": referral.id, "status": referral.status, "urgency": referral.urgency, "reason": referral.reason,
         "collected_at": referral.collected_at, "created_at": referral.created_at, "note": referral.note,
         "patient": referral.patient.external_id, "allowed": TRANSITIONS.get(referral.status, ()),
-        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor, "note": e.note}
-                   for e in referral.events],
+        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor,
+                    "on_behalf_of": e.on_behalf_of, "note": e.note} for e in referral.events],
     }
 
 
@@ -385,6 +385,7 @@ def patient_page(external_id: str) -> ResponseReturnValue:
     with current_database().session() as session:
         patient = patient_record(session, external_id)
         if patient is None:
+            touched_patients([external_id], "read")  # the audit trail: a look-up of an unknown id is recorded too
             return not_found(f"patient {external_id}")
         touched_patients([patient.external_id], "read")  # the audit trail
         results = _chronological(list(patient.results))
@@ -463,12 +464,23 @@ def upload_batch() -> ResponseReturnValue:
     return redirect(url_for("dashboard.batch_page", batch_id=stored.batch_id), 303)
 
 
+def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
+    """The batch (labservice.services.batch_results.find_batch), or the page saying it does not exist (404) or that its
+    results expired (410)."""
+    try:
+        return find_batch(batch_id)
+    except Problem as problem:
+        if problem.code == 410:
+            return render_template("dashboard/gone.html", detail=problem.detail), 410
+        return not_found(f"batch {batch_id}")
+
+
 @bp.get("/batches/<batch_id>")
 def batch_page(batch_id: str) -> ResponseReturnValue:
-    stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
-    if stored is None:
-        return not_found(f"batch {batch_id}")
-    touched_batch(batch_id, "read")  # the audit trail
+    stored = _kept_batch(batch_id)
+    if not isinstance(stored, StoredBatch):
+        return stored
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     record = stored.record
     links = {"csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
              "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
@@ -480,8 +492,9 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
 @bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
 def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
     """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
-    if not is_batch_id(batch_id) or current_store().get(batch_id) is None:
-        return not_found(f"batch {batch_id}")
+    found = _kept_batch(batch_id)
+    if not isinstance(found, StoredBatch):
+        return found
     return send_batch_result(batch_id, kind)
 
 
@@ -523,7 +536,7 @@ def sign_in() -> ResponseReturnValue:
     username = (request.form.get("username") or "").strip()[:100]
     password = request.form.get("password") or ""
     with current_database().session() as db:
-        outcome = accounts.sign_in(db, username, password)
+        outcome = accounts.sign_in(db, username, password, address=remote_address())
         user = outcome.user
         if user is not None:
             accounts.start_session(session, user)

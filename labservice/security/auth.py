@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from apispec import BasePlugin
 from flask import Flask, current_app, g, redirect, request, session, url_for
@@ -33,7 +34,7 @@ from labservice.extensions import current_database
 from labservice.security.cds_jwt import CdsJwtError, TrustedIssuers, load_issuers, verify
 from labservice.security.keys import KEY_PATTERN, authenticate_key
 from labservice.security.principal import Principal, set_principal
-from labservice.security.users import session_user, user_principal
+from labservice.security.users import session_user, user_principal, warm_up
 
 ISSUERS_EXTENSION = "labservice.cds_jwt_issuers"
 REALM = "labservice"
@@ -73,8 +74,25 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 def register_auth(app: Flask) -> None:
     """Session cookie settings, the trusted CDS clients, and the hook that authenticates every request."""
     app.permanent_session_lifetime = timedelta(minutes=int(app.config.get("SESSION_LIFETIME_MINUTES", 480)))
-    app.extensions[ISSUERS_EXTENSION] = load_issuers(app.config.get("CDS_JWT_ISSUERS"))
+    trusted = load_issuers(app.config.get("CDS_JWT_ISSUERS"))
+    check_public_base_url(app.config.get("PUBLIC_BASE_URL") or "", trusted)
+    app.extensions[ISSUERS_EXTENSION] = trusted
+    warm_up()  # the dummy password hash, so the first unknown username costs what the others do
     app.before_request(authenticate)
+
+
+def check_public_base_url(base: str, trusted: TrustedIssuers) -> None:
+    """PUBLIC_BASE_URL must be an absolute http(s) URL when set, and must be set when JWT issuers are trusted:
+    a JWT's `aud` is checked against it, never against the Host header, which the caller writes (a JWT minted
+    for another CDS service would otherwise pass here with that service's Host)."""
+    if base:
+        parts = urlsplit(base)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"PUBLIC_BASE_URL={base!r} must be an absolute http(s) URL such as "
+                             "https://labservice.example.org")
+    elif trusted.issuers:
+        raise ValueError("CDS_JWT_ISSUERS needs PUBLIC_BASE_URL (e.g. https://labservice.example.org): a CDS "
+                         "client JWT's aud is checked against it, not against the request's Host header")
 
 
 def required_scopes(endpoint: str | None) -> tuple[str, ...]:
@@ -190,8 +208,8 @@ def _cds_call() -> ResponseReturnValue | None:
 
 def _cds_audiences() -> list[str]:
     """The URLs a CDS client may name as `aud` for this call: the endpoint called (the feedback endpoint may
-    also name its service's URL). PUBLIC_BASE_URL is the base when set (behind a proxy)."""
-    base = (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    also name its service's URL), under PUBLIC_BASE_URL (required with CDS_JWT_ISSUERS), never the Host header."""
+    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     path = request.path.rstrip("/")
     audiences = [base + path]
     if path.endswith("/feedback"):

@@ -13,7 +13,8 @@ or as a PEM public key:
 
 A `jku` in the header must be the issuer's `jwks_url` or listed in its `jku` (a list of URLs); any other is
 refused, and keys are only ever fetched from allowlisted URLs. Checks, in order: issuer known; algorithm
-allowed (`algorithms`, default ES384 and RS384); `kid` present; signature; `aud` is this endpoint's URL;
+allowed (`algorithms`, default ES384 and RS384); `kid` present; signature; `aud` is this endpoint's URL
+under PUBLIC_BASE_URL (the caller of `verify` passes it; never the request's Host header);
 `exp` in the future and at most `CDS_JWT_MAX_LIFETIME` seconds ahead; `iat` not in the future; `jti`
 present and not seen before from this issuer (kept in the database until the JWT expires, so a replay is
 refused by every worker). `CDS_JWT_LEEWAY` seconds of clock skew are allowed.

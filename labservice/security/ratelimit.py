@@ -6,7 +6,11 @@
 - `RATE_LIMIT` (default `600/minute`): every request except `/healthz` and static files;
 - `RATE_LIMIT_UPLOADS` (default `30/minute`): CSV uploads (POST /api/v1/batches, the dashboard's upload),
   counted on top of the first;
-- `RATE_LIMIT_SIGN_IN` (default `10/minute`): sign-in attempts, by address whoever they claim to be.
+- `RATE_LIMIT_SIGN_IN` (default `10/minute`): sign-in attempts, by address whoever they claim to be
+  (behind TRUSTED_PROXIES, the first untrusted address of X-Forwarded-For, read from the right);
+- `RATE_LIMIT_SIGN_IN_GLOBAL` (default `120/minute`): sign-in attempts from all addresses together. Each
+  attempt costs an argon2 verification; a caller who can rotate addresses (an IPv6 range, a botnet, a host
+  inside TRUSTED_PROXIES) escapes the per-address limit but not this one.
 
 A limit is `N/second`, `N/minute`, `N/hour` or `N/day` (also `N/30s`, `N/5min`), or `off`.
 
@@ -190,6 +194,7 @@ class Policy:
     general: Rate | None
     uploads: Rate | None
     sign_in: Rate | None
+    sign_in_global: Rate | None = None
 
 
 def _identity() -> str:
@@ -207,8 +212,11 @@ def check_rate_limits() -> Response | None:
         return None
     limiter, policy = state
     checks: list[tuple[str, Rate]] = []
-    if endpoint in SIGN_IN_ENDPOINTS and request.method == "POST" and policy.sign_in is not None:
-        checks.append((f"sign-in:address:{remote_address() or 'unknown'}", policy.sign_in))
+    if endpoint in SIGN_IN_ENDPOINTS and request.method == "POST":
+        if policy.sign_in is not None:
+            checks.append((f"sign-in:address:{remote_address() or 'unknown'}", policy.sign_in))
+        if policy.sign_in_global is not None:  # after the per-address count: its refusals cost the rest nothing
+            checks.append(("sign-in:all", policy.sign_in_global))
     identity = _identity()
     if policy.general is not None:
         checks.append((f"all:{identity}", policy.general))
@@ -250,6 +258,7 @@ def register_rate_limits(app: Flask) -> None:
     Register it after authentication: the caller's principal must be known when it runs."""
     policy = Policy(Rate.parse(app.config.get("RATE_LIMIT"), "RATE_LIMIT"),
                     Rate.parse(app.config.get("RATE_LIMIT_UPLOADS"), "RATE_LIMIT_UPLOADS"),
-                    Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN"), "RATE_LIMIT_SIGN_IN"))
+                    Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN"), "RATE_LIMIT_SIGN_IN"),
+                    Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN_GLOBAL"), "RATE_LIMIT_SIGN_IN_GLOBAL"))
     app.extensions[EXTENSION] = (make_limiter(app.config), policy)
     app.before_request(check_rate_limits)

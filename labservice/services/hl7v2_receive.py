@@ -8,6 +8,7 @@ the same function serves a Flask request and a socket thread alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from marshmallow import ValidationError
@@ -39,21 +40,27 @@ class Received:
 
 
 def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = None,
-                    charset: str | None = None, max_cbcs: int | None = None) -> Received:
-    """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem."""
+                    charset: str | None = None, max_cbcs: int | None = None,
+                    clock_skew: timedelta | None = None, may_read: bool = True) -> Received:
+    """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem.
+
+    With `clock_skew`, a collection time more than that ahead of the service's clock is an AE naming its field.
+    `may_read` false (a caller without the `read` scope): answers say nothing of stored results
+    (labservice.service.interpret_documents)."""
     parsed: ParsedMessage | None = None
     try:
         parsed = parse_message(normalise(decode(body, charset)))
         check_type(parsed.header)
         read = read_parsed(parsed, settings)
-        answer = _interpret(read, settings, keep, max_cbcs)
+        answer = _interpret(read, settings, keep, max_cbcs, clock_skew, may_read)
     except Hl7Problem as problem:
         segments = parsed.segments if parsed else []
         return Received(None, problem, build_ack(parsed.message if parsed else None, segments, problem), parsed)
     return Received(answer, None, build_ack(read.parsed.message, read.parsed.segments), read.parsed)
 
 
-def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None) -> dict[str, Any]:
+def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None,
+               clock_skew: timedelta | None, may_read: bool) -> dict[str, Any]:
     if read.errors:
         raise Hl7Problem(422, first_error(read.errors), read.errors, codes=read.codes)
     if not read.cbcs:
@@ -76,7 +83,8 @@ def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbc
     header = read.parsed.header.as_dict()
     raws = [{**cbc.document, "hl7v2": {"message": header, **cbc.source}} for cbc in read.cbcs]
     try:
-        answers = interpret_documents(loaded, ruleset=settings.ruleset, indexed=True, keep=keep, raws=raws)
+        answers = interpret_documents(loaded, ruleset=settings.ruleset, indexed=True, keep=keep, raws=raws,
+                                      clock_skew=clock_skew, may_read=may_read)
     except InputError as error:
         _raise_relocated(error.errors, locations)
     return {

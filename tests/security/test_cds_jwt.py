@@ -15,21 +15,25 @@ from typing import Any
 
 import jwt
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
 
 from labservice.security.cds_jwt import load_issuers
 from labservice.security.principal import current_principal
+from labservice.store.database import migrate
 from tests.adapters.cdshooks.build import hook_call, searchset, spec_example_observations
 from tests.api.helpers import assert_problem
 from tests.credentials import anonymous
+from tests.faults.servers import gunicorn
 
 ISSUER = "https://ehr.example.org/"
 PEM_ISSUER = "https://pem-ehr.example.org/"
 SERVICE = "/cds-services/cbc-review"
 FEEDBACK = SERVICE + "/feedback"
-BASE = "http://localhost"  # the Flask test client's host
+#: PUBLIC_BASE_URL of the test apps: a JWT's aud names it, never the Host the request came to (localhost here).
+BASE = "https://labservice.example.org"
 
 
 class JwksServer:
@@ -103,7 +107,7 @@ def cds_app(make_app, jwks_server, pem_key) -> Flask:
     pem = pem_key.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     issuers = {ISSUER: {"jwks_url": jwks_server.url}, PEM_ISSUER: {"public_key": pem, "algorithms": ["RS384"]}}
-    app = make_app(CDS_JWT_ISSUERS=json.dumps(issuers))
+    app = make_app(CDS_JWT_ISSUERS=json.dumps(issuers), PUBLIC_BASE_URL=BASE)
     app.add_url_rule("/cds-services/cbc-review/whoami", "cds_whoami",  # to see the principal set
                      lambda: {"id": current_principal().id}, methods=["POST"])
     return app
@@ -122,13 +126,14 @@ def token(key: Any, *, alg: str = "ES384", kid: str | None = "ec-1", iss: str = 
     return jwt.encode(claims, key, algorithm=alg, headers=header)
 
 
-def call(app: Flask, jwt_token: str, path: str = SERVICE) -> Any:
+def call(app: Flask, jwt_token: str, path: str = SERVICE, host: str | None = None) -> Any:
     if path == FEEDBACK:
         body: dict[str, Any] = {"feedback": [{"card": "c1", "outcome": "overridden",
                                               "outcomeTimestamp": "2026-11-22T08:00:00Z"}]}
     else:
         body = hook_call("pat2", {"patient": None, "cbcObservations": searchset(spec_example_observations())})
-    return anonymous(app).post(path, json=body, headers={"Authorization": f"Bearer {jwt_token}"})
+    headers = {"Authorization": f"Bearer {jwt_token}", **({"Host": host} if host else {})}
+    return anonymous(app).post(path, json=body, headers=headers)
 
 
 def assert_refused(response: Any, reason: str) -> None:
@@ -167,7 +172,7 @@ def test_a_replayed_jwt_is_refused(cds_app, ec_key):
 
 
 @pytest.mark.parametrize(("changes", "reason"), [
-    ({"aud": BASE + "/cds-services/other"}, "audience (aud) must be this endpoint: http://localhost/cds-services/"),
+    ({"aud": BASE + "/cds-services/other"}, f"audience (aud) must be this endpoint: {BASE}/cds-services/"),
     ({"aud": "https://evil.example/cds-services/cbc-review"}, "audience (aud)"),
     ({"lifetime": -120}, "has expired"),
     ({"lifetime": 3600}, "expires more than 300 seconds from now"),
@@ -208,7 +213,8 @@ def test_unsigned_and_hmac_jwts_are_refused(cds_app):
 
 def test_a_jku_is_only_followed_when_allowlisted(make_app, ec_key, jwks_server):
     other = jwks_server.url.replace("/jwks.json", "/other.json")
-    app = make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": jwks_server.url, "jku": [other]}}))
+    app = make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": jwks_server.url, "jku": [other]}}),
+                   PUBLIC_BASE_URL=BASE)
     assert call(app, token(ec_key, headers={"jku": other})).status_code == 200
     assert jwks_server.requests == ["/other.json"]
     not_listed = jwks_server.url.replace("/jwks.json", "/elsewhere.json")
@@ -219,7 +225,7 @@ def test_a_jku_is_only_followed_when_allowlisted(make_app, ec_key, jwks_server):
 def test_an_unreachable_jwks_is_a_refusal_not_an_error(make_app, ec_key):
     with JwksServer({"keys": []}).running() as server:
         url = server.url
-    app = make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": url}}))  # the server is gone
+    app = make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": url}}), PUBLIC_BASE_URL=BASE)  # server gone
     assert_refused(call(app, token(ec_key)), "JWK Set could not be fetched")
 
 
@@ -227,6 +233,28 @@ def test_without_configured_issuers_no_jwt_is_accepted(make_app, ec_key):
     app = make_app()
     assert_refused(call(app, token(ec_key)), "not a trusted CDS client")
     assert_refused(call(app, "not-a-jwt"), "not a JWT")
+
+
+def test_the_audience_is_the_public_base_url_whatever_the_host_header_says(cds_app, ec_key):
+    """A JWT minted for another CDS service (another host) is refused here even when the request's Host header
+    names that host: aud is checked against PUBLIC_BASE_URL only."""
+    elsewhere = "other-cds.example.net"
+    assert_refused(call(cds_app, token(ec_key, aud=f"https://{elsewhere}{SERVICE}"), host=elsewhere),
+                   f"must be this endpoint: {BASE}{SERVICE}")
+    assert_refused(call(cds_app, token(ec_key, aud=f"http://localhost{SERVICE}")), "audience (aud)")
+    assert call(cds_app, token(ec_key), host=elsewhere).status_code == 200
+
+
+def test_trusting_jwt_issuers_without_a_public_base_url_stops_the_app(make_app, jwks_server):
+    """Without PUBLIC_BASE_URL the only base left would be the Host header, which the caller writes."""
+    with pytest.raises(ValueError, match="PUBLIC_BASE_URL"):
+        make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": jwks_server.url}}))
+
+
+@pytest.mark.parametrize("base", ["labservice.example.org", "ftp://labservice.example.org", "https://x.org/?a=1"])
+def test_a_public_base_url_that_is_not_an_http_url_stops_the_app(make_app, jwks_server, base):
+    with pytest.raises(ValueError, match="PUBLIC_BASE_URL"):
+        make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": jwks_server.url}}), PUBLIC_BASE_URL=base)
 
 
 def test_the_discovery_endpoint_stays_public(cds_app):
@@ -240,3 +268,38 @@ def test_the_discovery_endpoint_stays_public(cds_app):
 def test_a_bad_issuer_configuration_stops_the_app(config):
     with pytest.raises(ValueError):
         load_issuers(config)
+
+
+# --- served by gunicorn: the Host header is the caller's to write -----------------------------------------
+
+
+def served_env(tmp_path, pem_key, **extra: str) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 'labservice.sqlite'}"
+    migrate(url)
+    pem = pem_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return {"LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
+            "LABSERVICE_CDS_JWT_ISSUERS": json.dumps({PEM_ISSUER: {"public_key": pem, "algorithms": ["RS384"]}}),
+            **extra}
+
+
+def test_served_a_jwt_for_the_host_header_is_refused_and_one_for_the_public_base_url_accepted(tmp_path, pem_key):
+    body = hook_call("pat2", {"patient": None, "cbcObservations": searchset(spec_example_observations())})
+    elsewhere = "other-cds.example.net"
+
+    def post(aud: str) -> requests.Response:
+        jwt_token = token(pem_key, alg="RS384", kid="pem-1", iss=PEM_ISSUER, aud=aud)
+        return requests.post(server.base + SERVICE, json=body, timeout=30,
+                             headers={"Authorization": f"Bearer {jwt_token}", "Host": elsewhere})
+
+    with gunicorn(served_env(tmp_path, pem_key, LABSERVICE_PUBLIC_BASE_URL=BASE), workers=1) as server:
+        refused = post(f"http://{elsewhere}{SERVICE}")
+        assert refused.status_code == 401, refused.text
+        assert f"must be this endpoint: {BASE}{SERVICE}" in refused.json()["detail"]
+        accepted = post(BASE + SERVICE)
+        assert accepted.status_code == 200, accepted.text
+
+
+def test_served_without_a_public_base_url_trusted_issuers_do_not_start(tmp_path, pem_key):
+    with pytest.raises(AssertionError, match="gunicorn exited"), gunicorn(served_env(tmp_path, pem_key), workers=1):
+        pass

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -19,11 +19,12 @@ from sqlalchemy import select
 from labservice.security import users
 from labservice.security.users import UserError, create_user, lock_for, sign_in
 from labservice.store.database import Database
-from labservice.store.models import User
+from labservice.store.models import SignInLock, User
 from tests.api.helpers import assert_problem
 from tests.credentials import anonymous
 
 PASSWORD = "correct horse battery staple"
+ATTACKER, WORKSTATION = "203.0.113.7", "198.51.100.20"
 LABSERVICE = Path(sys.executable).parent / "labservice"
 #: Cheap argon2 parameters for the tests that only need *a* hash (the default costs ~64 MiB and tens of ms).
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -120,21 +121,134 @@ def test_the_lock_grows_with_failures_up_to_15_minutes(failures, lock):
     assert lock_for(failures) == lock
 
 
-def test_five_failures_lock_the_user_even_with_the_right_password(database):
+def test_five_failures_lock_the_address_even_with_the_right_password(database):
     start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
     with database.session() as session:
         create_user(session, "ada", PASSWORD, hasher=CHEAP)
     for attempt in range(5):
         with database.session() as session:
-            assert sign_in(session, "ada", f"guess {attempt:04d}!", hasher=CHEAP, now=start).reason == "wrong_password"
+            assert sign_in(session, "ada", f"guess {attempt:04d}!", address=ATTACKER, hasher=CHEAP,
+                           now=start).reason == "wrong_password"
     with database.session() as session:
-        assert sign_in(session, "ada", PASSWORD, hasher=CHEAP, now=start + timedelta(seconds=29)).reason == "locked"
+        assert sign_in(session, "ada", PASSWORD, address=ATTACKER, hasher=CHEAP,
+                       now=start + timedelta(seconds=29)).reason == "locked"
     with database.session() as session:  # the lock has passed: the right password works and resets the count
-        outcome = sign_in(session, "ada", PASSWORD, hasher=CHEAP, now=start + timedelta(seconds=31))
+        outcome = sign_in(session, "ada", PASSWORD, address=ATTACKER, hasher=CHEAP, now=start + timedelta(seconds=31))
         assert outcome.reason == "ok" and outcome.user is not None
     with database.session() as session:
         row = session.scalar(select(User).where(User.username == "ada"))
         assert (row.failed_sign_ins, row.locked_until) == (0, None)
+        pair = session.scalar(select(SignInLock).where(SignInLock.address == ATTACKER))
+        assert (pair.failures, pair.locked_until) == (0, None)
+
+
+def test_guesses_from_one_address_do_not_lock_the_user_out_from_another(database):
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with database.session() as session:
+        create_user(session, "ada", PASSWORD, hasher=CHEAP)
+    for attempt in range(12):
+        with database.session() as session:
+            sign_in(session, "ada", f"guess {attempt:04d}!", address=ATTACKER, hasher=CHEAP, now=start)
+    with database.session() as session:
+        assert sign_in(session, "ada", PASSWORD, address=ATTACKER, hasher=CHEAP, now=start).reason == "locked"
+    with database.session() as session:
+        assert sign_in(session, "ada", PASSWORD, address=WORKSTATION, hasher=CHEAP, now=start).reason == "ok"
+
+
+def test_failures_from_many_addresses_slow_the_user_down_but_do_not_lock(database):
+    """An attacker rotating addresses: after USER_FREE_FAILURES, one attempt every USER_SLOW_DOWN is weighed;
+    the attempts in between are refused uncounted, and the user's known address is not slowed at all."""
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with database.session() as session:
+        create_user(session, "ada", PASSWORD, hasher=CHEAP)
+    with database.session() as session:
+        assert sign_in(session, "ada", PASSWORD, address=WORKSTATION, hasher=CHEAP, now=start).reason == "ok"
+    for attempt in range(users.USER_FREE_FAILURES):
+        with database.session() as session:
+            assert sign_in(session, "ada", "a wrong guess!", address=f"203.0.113.{attempt}", hasher=CHEAP,
+                           now=start).reason == "wrong_password"
+    later = start + users.USER_SLOW_DOWN / 2
+    with database.session() as session:
+        assert sign_in(session, "ada", PASSWORD, address="198.51.100.1", hasher=CHEAP, now=later).reason == "slowed"
+        assert sign_in(session, "ada", "a wrong guess!", address="198.51.100.2", hasher=CHEAP,
+                       now=later).reason == "slowed"
+    with database.session() as session:
+        assert session.scalar(select(User.failed_sign_ins)) == users.USER_FREE_FAILURES  # slowed ones not counted
+        assert sign_in(session, "ada", PASSWORD, address=WORKSTATION, hasher=CHEAP, now=later).reason == "ok"
+    with database.session() as session:  # the success ended the slow-down for every address
+        assert sign_in(session, "ada", PASSWORD, address="198.51.100.1", hasher=CHEAP, now=later).reason == "ok"
+
+
+def test_the_slow_down_passes_by_itself(database):
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with database.session() as session:
+        create_user(session, "ada", PASSWORD, hasher=CHEAP)
+    for attempt in range(users.USER_FREE_FAILURES):
+        with database.session() as session:
+            sign_in(session, "ada", "a wrong guess!", address=f"203.0.113.{attempt}", hasher=CHEAP, now=start)
+    after = start + users.USER_SLOW_DOWN + timedelta(seconds=1)
+    with database.session() as session:
+        assert sign_in(session, "ada", PASSWORD, address="198.51.100.1", hasher=CHEAP, now=after).reason == "ok"
+
+
+class CountingHasher(PasswordHasher):
+    """A PasswordHasher (default parameters) that counts its verifications."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verifications = 0
+
+    def verify(self, hash, password):  # argon2-cffi's own parameter names
+        self.verifications += 1
+        return super().verify(hash, password)
+
+
+def test_every_failed_sign_in_costs_one_argon2_verification_with_the_same_parameters(database):
+    """Unknown user, wrong password, locked address, slowed user, disabled user and success: one verification
+    each, and the unknown user's is against a hash with the real users' parameters, so the time is the same."""
+    hasher = CountingHasher()
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with database.session() as session:
+        for name in ("ada", "locked", "slowed", "gone"):
+            create_user(session, name, PASSWORD, hasher=hasher)
+        session.scalar(select(User).where(User.username == "gone")).disabled_at = start
+        slowed = session.scalar(select(User).where(User.username == "slowed"))
+        slowed.locked_until = start + timedelta(minutes=1)
+        locked = session.scalar(select(User).where(User.username == "locked"))
+        session.add(SignInLock(user_id=locked.id, address=ATTACKER, failures=7,
+                               locked_until=start + timedelta(minutes=2), updated_at=start))
+    cases = {"unknown": ("nobody", "whatever it is!"), "wrong_password": ("ada", "not the password"),
+             "locked": ("locked", PASSWORD), "slowed": ("slowed", PASSWORD), "disabled": ("gone", PASSWORD),
+             "ok": ("ada", PASSWORD)}
+    counted = {}
+    for reason, (username, password) in cases.items():
+        before = hasher.verifications
+        with database.session() as session:
+            outcome = sign_in(session, username, password, address=ATTACKER, hasher=hasher, now=start)
+        assert outcome.reason == reason
+        counted[reason] = hasher.verifications - before
+    assert counted == dict.fromkeys(cases, 1)
+    with database.session() as session:
+        real = session.scalar(select(User.password_hash).where(User.username == "ada"))
+    assert extract_parameters(users.dummy_hash(hasher)) == extract_parameters(real)
+
+
+def test_a_guess_racing_another_for_the_same_address_is_counted_not_an_error(database):
+    """Two workers see no (user, address) row and both insert one: the second insert must fall back to the
+    first worker's row (here: the row exists, and the failure is counted as if it had not been seen)."""
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with database.session() as session:
+        user_id = create_user(session, "ada", PASSWORD, hasher=CHEAP).id
+        session.add(SignInLock(user_id=user_id, address=ATTACKER, failures=2, updated_at=start))
+    with database.session() as session:
+        users._count_failure(session, session.get(User, user_id), None, ATTACKER, start)
+    with database.session() as session:
+        assert session.scalars(select(SignInLock.failures)).all() == [3]
+
+
+def test_a_username_with_nul_is_an_unknown_user(database):
+    with database.session() as session:
+        assert sign_in(session, "ada\x00", PASSWORD, hasher=CHEAP).reason == "unknown"
 
 
 def test_unknown_and_disabled_users_cannot_sign_in(database):
@@ -210,29 +324,37 @@ def test_signing_in_starts_a_new_session_with_a_new_csrf_token(app):
 
 def test_a_failed_sign_in_says_the_same_whatever_went_wrong(app):
     add_user(app)
-    add_user(app, "locked", display_name="Locked User")
+    locked_id = add_user(app, "locked", display_name="Locked User")
+    slowed_id = add_user(app, "slowed", display_name="Slowed User")
     with app.extensions["labservice.database"].session() as session:
-        session.scalar(select(User).where(User.username == "locked")).locked_until = \
-            datetime.now(UTC) + timedelta(minutes=5)
+        soon = datetime.now(UTC) + timedelta(minutes=5)
+        session.add(SignInLock(user_id=locked_id, address="127.0.0.1", failures=9, locked_until=soon,
+                               updated_at=datetime.now(UTC)))
+        session.get(User, slowed_id).locked_until = soon
     answers = {}
-    for username, password in (("ada", "wrong password!!"), ("nobody", PASSWORD), ("locked", PASSWORD)):
+    for username, password in (("ada", "wrong password!!"), ("nobody", PASSWORD), ("locked", PASSWORD),
+                               ("slowed", PASSWORD)):
         response = sign_in_form(anonymous(app), username, password)
         assert response.status_code == 401
         page = re.sub(r'value="[^"]*"', 'value=""', response.text)  # the username and token echoed
         answers[username] = page
         assert "The username or password is not right, or there were too many attempts" in page
-    assert answers["ada"] == answers["nobody"] == answers["locked"]
+    assert answers["ada"] == answers["nobody"] == answers["locked"] == answers["slowed"]
 
 
-def test_the_form_locks_a_user_after_five_wrong_passwords(app):
-    add_user(app)
+def test_the_form_locks_a_user_after_five_wrong_passwords_from_one_address(app):
+    user_id = add_user(app)
     client = anonymous(app)
     for attempt in range(5):
         assert sign_in_form(client, "ada", f"wrong password {attempt}").status_code == 401
     assert sign_in_form(client, "ada", PASSWORD).status_code == 401  # locked for 30 s
     with app.extensions["labservice.database"].session() as session:
-        row = session.scalar(select(User).where(User.username == "ada"))
-        assert row.failed_sign_ins == 5 and row.locked_until is not None
+        pair = session.scalar(select(SignInLock).where(SignInLock.user_id == user_id))
+        assert (pair.address, pair.failures) == ("127.0.0.1", 5) and pair.locked_until is not None
+        assert session.get(User, user_id).locked_until is None  # the user is not locked: only this address
+    elsewhere = anonymous(app)
+    elsewhere.environ_base["REMOTE_ADDR"] = "192.0.2.44"
+    assert sign_in_form(elsewhere, "ada", PASSWORD).status_code == 303
 
 
 def test_a_next_target_off_the_dashboard_is_ignored(app):

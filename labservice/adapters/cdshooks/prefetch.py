@@ -6,13 +6,16 @@ Per prefetch key (CDS Hooks 2.0, "Prefetch Template"):
 - `null`: the client has no data for it ("If the CDS Client has no data to populate a template
   prefetch key, the prefetch template key MUST have a value of null"): no Patient, or no CBC;
 - absent (or an OperationOutcome, which some clients send when their own prefetch failed): not
-  satisfied, so the service reads it from `fhirServer` with the `fhirAuthorization` token.
+  satisfied, so the service reads it from `fhirServer` with the `fhirAuthorization` token, if that
+  server is on the calling client's allowlist (fhir_client.py says how the fetch is guarded).
 
 When a key is not satisfied and there is no FHIR server, or the server cannot give it, the call
 cannot be answered. The specification says so in "Prefetch Template": "If the CDS Service is
 unable to obtain required data because it cannot access the FHIR server and the request did not
 contain the necessary prefetch keys, the service SHALL respond with an HTTP 412 Precondition Failed
-status code." That is `PreconditionFailed` here (the view answers 412).
+status code." That is `PreconditionFailed` here (the view answers 412). Whatever stopped the fetch (not
+allowlisted, a refused address, a closed port, no DNS answer, a redirect, a timeout, an HTTP error), the
+call is told the same `GENERIC_FAILURE` under `fhirServer`; the reason goes to the log.
 
 Prefetched data for another patient than `context.patientId` is refused (400): reviewing the wrong
 patient's counts is the one mistake a CDS card must never make.
@@ -21,11 +24,10 @@ patient's counts is the one mistake a CDS card must never make.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from labservice.adapters.cdshooks.fhir_client import FhirClient, FhirFetchError
+from labservice.adapters.cdshooks.fhir_client import GENERIC_FAILURE, FhirAccess, FhirFetchError
 from labservice.adapters.cdshooks.request import BadHookRequest, HookRequest
 from labservice.adapters.cdshooks.service import OBSERVATIONS_KEY, PATIENT_KEY, PATIENT_TOKEN
 
@@ -60,14 +62,12 @@ class Gathered:
     fetched: list[str] = field(default_factory=list)   # prefetch keys read from the FHIR server
 
 
-def gather(request: HookRequest, templates: dict[str, str], *, timeout: float,
-           client_factory: Callable[[str, str | None, float], FhirClient] = FhirClient) -> Gathered:
+def gather(request: HookRequest, templates: dict[str, str], *, access: FhirAccess) -> Gathered:
     """Everything the review needs; raise BadHookRequest (400) or PreconditionFailed (412)."""
     out = Gathered()
     unmet: dict[str, list[str]] = {}
     resources: dict[str, Any] = {}
-    client = (client_factory(request.fhir_server, request.access_token, timeout)
-              if request.fhir_server else None)
+    client = access.client(request.fhir_server, request.access_token) if request.fhir_server else None
     for key in (PATIENT_KEY, OBSERVATIONS_KEY):
         value = MISSING if request.prefetch is None else request.prefetch.get(key, MISSING)
         if value is not MISSING and not _is_operation_outcome(value):
@@ -81,8 +81,8 @@ def gather(request: HookRequest, templates: dict[str, str], *, timeout: float,
         relative = templates[key].replace(PATIENT_TOKEN, request.patient_id)
         try:
             resources[key] = client.get(relative)
-        except FhirFetchError as error:
-            unmet.setdefault("fhirServer", []).append(f"{error} (for prefetch key {key}).")
+        except FhirFetchError:
+            unmet["fhirServer"] = [GENERIC_FAILURE]  # one answer for every cause: no port scanner
             continue
         out.fetched.append(key)
     takers = {PATIENT_KEY: _take_patient, OBSERVATIONS_KEY: _take_observations}

@@ -31,7 +31,7 @@ from typing import Any
 
 from labservice.adapters.cdshooks.bundle import ReviewBundle, review_bundle
 from labservice.adapters.cdshooks.cards import CardContext, cbc_card, unusable_card
-from labservice.adapters.cdshooks.fhir_client import FhirClient
+from labservice.adapters.cdshooks.fhir_client import FhirAccess
 from labservice.adapters.cdshooks.prefetch import gather
 from labservice.adapters.cdshooks.request import HookRequest
 from labservice.adapters.cdshooks.service import prefetch_templates
@@ -45,9 +45,9 @@ from labservice.core.ruleset import Ruleset
 Interpret = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base_url: str, timeout: float,
-           client_factory: Callable[[str, str | None, float], FhirClient] = FhirClient) -> dict[str, Any]:
-    gathered = gather(request, prefetch_templates(ruleset), timeout=timeout, client_factory=client_factory)
+def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base_url: str,
+           access: FhirAccess) -> dict[str, Any]:
+    gathered = gather(request, prefetch_templates(ruleset), access=access)
     built = review_bundle(gathered)
     try:
         read = read_fhir(built.bundle, ruleset)

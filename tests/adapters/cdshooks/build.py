@@ -163,7 +163,7 @@ class FhirTestServer:
         self.redirect_to = redirect_to    # answer every request with a 302 to this base instead
         self.patients = {p["id"]: p for p in patients}
         self.observations = observations
-        self.requests: list[dict[str, Any]] = []   # {"path", "query", "authorization"}
+        self.requests: list[dict[str, Any]] = []   # {"path", "query", "host", "authorization"}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
 
@@ -174,7 +174,7 @@ class FhirTestServer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)
-                server.requests.append({"path": parts.path, "query": query,
+                server.requests.append({"path": parts.path, "query": query, "host": self.headers.get("Host"),
                                         "authorization": self.headers.get("Authorization")})
                 if server.redirect_to:
                     self.send_response(302)

@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 
 from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.cdshooks.cards import escape_markdown
+from labservice.adapters.cdshooks.fhir_client import FhirAccess
 from labservice.adapters.cdshooks.request import parse_hook_request
 from labservice.adapters.cdshooks.review import review
 from labservice.adapters.cdshooks.service import CBC_REVIEW
@@ -43,7 +44,7 @@ def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def cards_for(body: dict[str, Any]) -> list[dict[str, Any]]:
     return review(parse_hook_request(body, CBC_REVIEW), ruleset=RS, interpret=interpret, base_url=BASE,
-                  timeout=1)["cards"]
+                  access=FhirAccess(timeout=1))["cards"]
 
 
 def newest(observations: list[dict[str, Any]], code: str) -> dict[str, Any]:
