@@ -134,7 +134,7 @@ def seed(url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed
     """Migrate the database at `url` and store the generated CBCs through the service's own path."""
     from sqlalchemy import func, select
 
-    from labservice.api.schemas import CBC_LIST_SCHEMA
+    from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
     from labservice.core.ruleset import default_ruleset
     from labservice.service import interpret_documents, keep_in
     from labservice.store.database import Database, database_url, migrate

@@ -9,12 +9,13 @@ from typing import Any
 
 from flask import Flask
 
-from labservice.api import RULESET_EXTENSION, register_api
+from labservice.api import register_api
 from labservice.api.cds_services import register as register_cds_services
 from labservice.config import instance_path, load_settings
 from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
+from labservice.extensions import DATABASE_EXTENSION, RULESET_EXTENSION
 from labservice.security.audit import register_audit
 from labservice.security.auth import register_auth
 from labservice.security.headers import register_security_headers
@@ -23,8 +24,6 @@ from labservice.security.logging import register_logging
 from labservice.security.ratelimit import register_rate_limits
 from labservice.security.text_input import register_text_input
 from labservice.store.database import Database, database_url, migrate_if_it_answers
-
-DATABASE_EXTENSION = "labservice.database"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -142,6 +142,38 @@ def create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def purge(args: argparse.Namespace) -> int:
+    """Delete the batch results older than the retention (labservice.batch.retention): the service's own settings
+    (BATCH_DIRECTORY, DATABASE_URL, BATCH_RETENTION_DAYS). Prints one line per batch; --dry-run deletes nothing."""
+    from labservice.app import create_app
+    from labservice.batch.retention import cutoff, purge_batches
+    from labservice.extensions import DATABASE_EXTENSION, current_store
+
+    app = create_app({"DATABASE_URL": args.url} if args.url else None)
+    days = args.days if args.days is not None else app.config["BATCH_RETENTION_DAYS"]
+    if days < 1:
+        print("labservice purge: --days must be at least 1", file=sys.stderr)
+        return 2
+    with app.app_context():
+        store, database = current_store(), app.extensions[DATABASE_EXTENSION]
+        purged = purge_batches(store, database, before=cutoff(days), dry_run=args.dry_run)
+    for batch in purged:
+        made = batch.created_at.strftime("%Y-%m-%d %H:%M") if batch.created_at else "-"
+        print(f"{batch.batch_id}  {made}  {batch.result_bytes} bytes")
+    verb = "would be deleted (dry run)" if args.dry_run else "deleted"
+    print(f"{len(purged)} batch results older than {days} days {verb}: {sum(b.result_bytes for b in purged)} bytes.",
+          file=sys.stderr)
+    return 0
+
+
+def _add_purge_parser(commands) -> None:
+    parser = commands.add_parser("purge", help="delete batch results older than the retention (BATCH_RETENTION_DAYS)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    parser.add_argument("--days", type=int, default=None,
+                        help="retention in days (default: BATCH_RETENTION_DAYS, 30)")
+    parser.add_argument("--url", help="database URL (default: DATABASE_URL, else the service's SQLite file)")
+
+
 def _add_security_parsers(commands) -> None:
     url_help = "database URL (default: DATABASE_URL, else <LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)"
     parser = commands.add_parser("create-key", help="create an API key and print it once")
@@ -345,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "<LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)")
 
     _add_security_parsers(commands)
+    _add_purge_parser(commands)
 
     check_parser = commands.add_parser(
         "check-ranges", help="validate the rule tables (reference_ranges/)")
@@ -364,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return mllp.run(args)
     if args.command == "init-db":
         return init_db(args.url)
+    if args.command == "purge":
+        return purge(args)
     if args.command in SECURITY_COMMANDS:
         return SECURITY_COMMANDS[args.command](args)
     return check_ranges(args.directory)

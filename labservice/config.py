@@ -38,6 +38,16 @@ class Settings:
     MAX_UPLOAD_BYTES: int = 256 * 1024 * 1024
     #: Where uploaded batches and their results are kept; empty means <instance folder>/batches.
     BATCH_DIRECTORY: str = ""
+    #: Batch results (result.csv and result.json, about 12 times the upload) are deleted this many days after the
+    #: upload, by the service itself and by `labservice purge`; a download after that answers 410. The CBCs and
+    #: referrals a batch stored stay.
+    BATCH_RETENTION_DAYS: int = 30
+    #: The service purges expired batch results at most once every this many seconds per worker process (lazily,
+    #: on a batch upload or look-up: no cron job is needed).
+    BATCH_PURGE_INTERVAL_SECONDS: int = 3600
+    #: Bytes of batch results one API key (or dashboard user) may keep at a time (16 GiB); an upload that would
+    #: go over answers 507 (413 when its results alone are larger) and keeps nothing.
+    BATCH_QUOTA_BYTES: int = 16 * 1024 * 1024 * 1024
     #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also
     #: works.
     DATABASE_URL: str = ""
@@ -45,6 +55,9 @@ class Settings:
     AUTO_MIGRATE: bool = True
     #: Delta checks compare a CBC with the same patient's previous CBC collected within this many days.
     DELTA_WINDOW_DAYS: int = 7
+    #: A CBC whose collection time is more than this many seconds ahead of the service's clock is refused (422,
+    #: a CSV row error, an HL7 v2 AE): a future-dated CBC would outrank every real result of the patient.
+    CLOCK_SKEW_SECONDS: int = 300
     #: HL7 v2: a CSV file of local OBX-3 codes (code, coding_system, analyte, unit) that extends or
     #: overrides reference_ranges/hl7_local_codes.csv; empty means the default map alone.
     HL7_LOCAL_CODES: str = ""

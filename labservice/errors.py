@@ -81,6 +81,16 @@ def _flatten_into(out: dict[str, list[str]], messages: Any, prefix: str) -> None
         out.setdefault(prefix or BODY_PATH, []).append(str(messages))
 
 
+def first_error(errors: Mapping[str, list[str]]) -> str:
+    """'path: message' of the first error, and how many more there are: how a problem's detail sums up its
+    `errors`."""
+    if not errors:
+        return "see errors."
+    path, messages = next(iter(errors.items()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {messages[0]}{more}"
+
+
 def problem_response(
     status: int,
     detail: str,

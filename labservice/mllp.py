@@ -29,6 +29,7 @@ import socket
 import socketserver
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 START, END, CR = b"\x0b", b"\x1c", b"\r"
@@ -208,18 +209,18 @@ def internal_error_ack(frame: bytes) -> str:
 
 def app_responder(app: Any) -> Responder:
     """Answer frames the way POST /api/v1/hl7v2/interpret does, storing into the app's database."""
-    from labservice.adapters.hl7v2.receive import receive_message
-    from labservice.api.hl7v2 import SETTINGS_EXTENSION
-    from labservice.app import DATABASE_EXTENSION
+    from labservice.extensions import current_database, current_hl7v2_settings
     from labservice.service import keep_in
+    from labservice.services.hl7v2_receive import receive_message
 
-    database = app.extensions[DATABASE_EXTENSION]
-    settings = app.extensions[SETTINGS_EXTENSION]
+    database = current_database(app)
+    settings = current_hl7v2_settings(app)
     keep = keep_in(database, settings.ruleset, app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
     max_cbcs = app.config["MAX_BATCH_ITEMS"]
+    clock_skew = timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"])
 
     def respond(frame: bytes, peer: str = "") -> tuple[str, str]:
-        received = receive_message(frame, settings, keep=keep, max_cbcs=max_cbcs)
+        received = receive_message(frame, settings, keep=keep, max_cbcs=max_cbcs, clock_skew=clock_skew)
         control = received.parsed.header.control_id if received.parsed else ""
         if received.problem is not None:  # the detail can quote the message's values: the log gets counts only
             blamed = len(received.problem.errors)

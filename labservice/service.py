@@ -28,22 +28,27 @@ STORE_ATTEMPTS = 3
 
 
 def interpret_documents(docs: list[dict], ruleset: Ruleset | None = None, *, indexed: bool = False,
-                        keep: Keep | None = None, raws: list[Any] | None = None) -> list[dict]:
+                        keep: Keep | None = None, raws: list[Any] | None = None,
+                        clock_skew: timedelta | None = None, may_read: bool = True) -> list[dict]:
     """Interpret loaded CBC documents; raise InputError (with field paths) before interpreting any.
 
-    `indexed` prefixes error paths with the list index, for requests that sent a JSON array.
+    `indexed` prefixes error paths with the list index, for requests that sent a JSON array. With `clock_skew`
+    (the CLOCK_SKEW_SECONDS setting: every endpoint that may store gives it), a collection time more than that
+    ahead of the service's clock is such an error.
     With `keep`, CBCs that carry a patient id are handed to it (with `raws`, the JSON as sent) and
-    their answers gain `delta`, `stored` and any delta findings.
+    their answers gain `delta`, `stored` and any delta findings. A caller that may not read stored data
+    (`may_read` false: a key without the `read` scope) gets the delta findings and `stored: {"kept": true}` only,
+    no delta block, ids or duplicate hint: those describe other callers' results (issue 10).
     """
     rs = ruleset or default_ruleset()
-    parsed = parse_documents(docs, rs, indexed=indexed)
+    parsed = parse_documents(docs, rs, indexed=indexed, clock_skew=clock_skew)
     result = interpret_cbc_table(parsed.columns, ruleset=rs)
     answers = render_interpretations(result, parsed.patient_ids, parsed.reported)
     if keep is not None:
         positions = [i for i, patient in enumerate(parsed.patient_ids) if patient]
         items = [to_store(docs[i], (raws or docs)[i], parsed, i, answers[i]) for i in positions]
         for i, stored in zip(positions, keep(items), strict=True):
-            answers[i] = with_stored(answers[i], stored)
+            answers[i] = with_stored(answers[i], stored) if may_read else with_stored_hidden(answers[i], stored)
     return answers
 
 
@@ -125,6 +130,17 @@ def worklist_reason(codes: list[str], values: dict[str, float | None]) -> str:
         shown += f" (+{len(codes) - REASON_FINDINGS})"
     counts = ", ".join(f"{label} {values[name]:g}" for name, label in REASON_VALUES if values.get(name) is not None)
     return f"{shown} ({counts})" if counts else shown
+
+
+def with_stored_hidden(answer: dict, stored: StoredCbc) -> dict:
+    """The answer for a caller without `read`: its delta findings (they describe this CBC) and that it is kept.
+
+    Not the delta block (the previous CBC's date, urgency and counts), nor whether the result was already
+    held, nor the ids (a referral id would tell that the patient has an open referral)."""
+    out = dict(answer)
+    out["findings"] = [*answer["findings"], *stored.delta_findings]
+    out["stored"] = {"kept": True}
+    return out
 
 
 def with_stored(answer: dict, stored: StoredCbc) -> dict:

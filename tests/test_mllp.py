@@ -27,7 +27,8 @@ from sqlalchemy import select, text
 from labservice.mllp import FrameBuffer
 from labservice.store.database import Database
 from labservice.store.models import CbcResult
-from tests.adapters.hl7v2.samples import LAB_ORU_2, NHAPI_ORF, NHAPI_ORU, NIST_LRI, raw
+from tests.adapters.hl7v2.samples import LAB_ORU_2, NHAPI_ORF, NHAPI_ORU, NIST_LRI, raw, replace_field
+from tests.adapters.hl7v2.samples import text as message_text
 
 ROOT = Path(__file__).resolve().parents[1]
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
@@ -149,6 +150,25 @@ def test_the_implausible_nist_haemoglobin_is_ae_naming_obx_2(listener):
         [ack] = read_acks(connection, 1)
     assert msa(ack) == ("AE", "NIST-LRI-NG-002.00")
     assert str(ack.segment("ERR")(2)) == "OBX^2^5"
+
+
+def test_a_collection_time_ahead_of_the_clock_is_ae_naming_obr_7_and_nothing_is_stored(listener):
+    """Issue 10, item 1: nHapi's ORU^R01 with OBR-7 moved to 2099 (the default skew allows 5 minutes)."""
+    port, url = listener
+    future = replace_field(message_text(NHAPI_ORU), ("OBR", 1), 7, "20990101000000")
+    with connect(port) as connection:
+        connection.sendall(frame(future.encode()))
+        [ack] = read_acks(connection, 1)
+    assert msa(ack) == ("AE", "52780002432")
+    assert str(ack.segment("ERR")(2)) == "OBR^1^7"
+    assert "future" in str(ack.segment("ERR")(8))
+    database = Database.connect(url)
+    try:
+        with database.session() as session:
+            times = list(session.scalars(select(CbcResult.collected_at)))
+    finally:
+        database.engine.dispose()
+    assert all(moment is None or moment.year < 2099 for moment in times)
 
 
 def test_garbage_outside_frames_and_a_dropped_connection_do_not_stop_the_listener(listener):

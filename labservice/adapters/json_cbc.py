@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.errors import InputError
 from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.ruleset import Ruleset
@@ -81,10 +82,24 @@ def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors
     return canonical, low, high
 
 
-def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCbcs:
-    """Build the table for a list of loaded CBC documents; raise InputError naming every bad field."""
+def _check_collected_at(collected_at: object, latest: datetime, skew: timedelta, path: str, errors: dict) -> None:
+    """A collection time after `latest` (the clock plus the allowed skew) is an error on `path`."""
+    if not isinstance(collected_at, datetime):
+        return
+    moment = collected_at.replace(tzinfo=UTC) if collected_at.tzinfo is None else collected_at
+    if moment > latest:
+        errors.setdefault(path, []).append(future_message(f"collected_at {collected_at.isoformat()}", latest, skew))
+
+
+def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool,
+                    clock_skew: timedelta | None = None) -> ParsedCbcs:
+    """Build the table for a list of loaded CBC documents; raise InputError naming every bad field.
+
+    With `clock_skew`, a `collected_at` more than that after the service's clock is one of them
+    (labservice.adapters.collection_time); the service's input paths always give it."""
     n = len(docs)
     errors: dict[str, list[str]] = {}
+    latest = latest_collection(clock_skew) if clock_skew is not None else None
     present = {a for doc in docs for a in doc.get("results", {})}
     values = {a: np.full(n, np.nan) for a in present}
     lows = {a: np.full(n, np.nan) for a in present}
@@ -115,6 +130,8 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool) -> ParsedCb
         patient = doc.get("patient") or {}
         patient_ids.append(patient.get("id"))
         sex[i] = patient.get("sex") or "unknown"
+        if latest is not None and clock_skew is not None:
+            _check_collected_at(doc.get("collected_at"), latest, clock_skew, f"{prefix}collected_at", errors)
         numbers["age_years"][i] = _age_years(patient, doc.get("collected_at"), prefix, errors)
         numbers["pregnant"][i] = TRISTATE[patient.get("pregnant")]
         trimester = patient.get("pregnancy_trimester")

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from flask import Flask, current_app
+from flask import Flask
 from flask_smorest import Api
 
 from labservice.api.schemas import ProblemSchema
 from labservice.errors import handle_http_exception
 from labservice.security.auth import document_security
 from labservice.security.idempotency import document_idempotency
-
-if TYPE_CHECKING:
-    from labservice.core.ruleset import Ruleset
-    from labservice.store.database import Database
-
-RULESET_EXTENSION = "labservice.ruleset"
 
 
 class LabserviceApi(Api):
@@ -28,16 +20,6 @@ class LabserviceApi(Api):
 
     def handle_http_exception(self, error):
         return handle_http_exception(error)
-
-
-def current_ruleset() -> Ruleset:
-    """The ruleset loaded when the app was created."""
-    return current_app.extensions[RULESET_EXTENSION]
-
-
-def current_database() -> Database:
-    """The database connected when the app was created."""
-    return current_app.extensions["labservice.database"]
 
 
 def register_api(app: Flask) -> LabserviceApi:

@@ -2,7 +2,8 @@
 
 Who read or changed which patient's data, when, from where, in which request (see
 labservice.security.audit). Filters: patient, actor, action, request_id, from, to; pages like
-GET /api/v1/referrals. Errors are problem+json naming the parameter.
+GET /api/v1/referrals. Errors are problem+json naming the parameter. Reading the trail is itself recorded (action
+`read`, resource `GET /api/v1/audit audit trail`, the `patient` filter as the patient when one is given).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import Select, func, select
 
-from labservice.api import current_database
+from labservice.api.common import problem_doc as _problem
 from labservice.api.referrals import PageLinksSchema, ProblemParser
-from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
-from labservice.security.audit import ACTIONS
-from labservice.security.principal import current_principal
+from labservice.errors import Problem
+from labservice.extensions import current_database
+from labservice.security.audit import ACTIONS, touched_resource
+from labservice.security.principal import current_principal, touched_patients
 from labservice.store.models import AuditEvent
 from labservice.store.repository import as_utc
 
@@ -151,11 +153,6 @@ def _page_link(page: int) -> str:
     return url_for("audit.list_audit_events", **params)
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
 @blp.route("/audit", methods=["GET"])
 @blp.arguments(AuditArgsSchema, location="query", as_kwargs=False)
 @blp.response(200, AuditPageSchema)
@@ -165,13 +162,16 @@ def _problem(description: str) -> dict[str, Any]:
         "Every read or change of patient data, newest first: one row per patient per request, with the actor "
         "(API key, user, CDS client), the action, the route (never the path as sent), the answer's status, the "
         "client's address and the request id. `from` and `to` take a UTC day (the whole of `to` is included) or "
-        "a moment. Administrators only (scope `admin`)."
+        "a moment. Administrators only (scope `admin`). Each read of the trail is recorded in it too (with the "
+        "`patient` filter as its patient)."
     ),
     responses={"403": _problem("The caller is not an administrator."),
                "422": _problem("A query parameter that is not valid; `errors` is keyed by the parameter.")},
 )
 def list_audit_events(args: dict[str, Any]) -> dict[str, Any]:
     """Read the audit trail, newest first"""
+    touched_resource("audit trail", "read")  # reading the trail is recorded too
+    touched_patients([args.get("patient")], "read")  # a look-up of one patient's trail names the patient
     if not current_principal().has("admin"):  # authentication refuses first; this keeps the rule next to the data
         raise Problem(403, "Only an administrator (scope admin) may read the audit trail.",
                       {"scope": ["Missing: admin."]})

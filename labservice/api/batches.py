@@ -1,52 +1,32 @@
 """POST /api/v1/batches: a CSV file of CBCs in (multipart), a summary out, results to download as CSV and JSON.
 
 The upload runs through the same `run_batch` as the command line, so both give the same output for the
-same file and mapping. Werkzeug spools the uploaded file to disk; the view hashes it in blocks, answers a
-batch it already has without interpreting it again, and otherwise streams the file through `run_batch`
-into the batch store. Only this endpoint accepts bodies up to MAX_UPLOAD_BYTES; every other request keeps
-MAX_CONTENT_LENGTH.
+same file and mapping. Werkzeug spools the uploaded file to disk; the upload (labservice.services.batch_upload)
+is hashed in blocks, a batch already stored is answered without interpreting it again, and otherwise the file
+streams through `run_batch` into the batch store. Only this endpoint accepts bodies up to MAX_UPLOAD_BYTES;
+every other request keeps MAX_CONTENT_LENGTH.
 """
 
 from __future__ import annotations
 
-import re
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, request, send_file, url_for
+from flask import Flask, current_app, url_for
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from labservice.api import current_database, current_ruleset
-from labservice.api.query import store_requested
+from labservice.api.common import problem_doc as _problem
+from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import URGENCIES, ProblemSchema
-from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
-from labservice.batch.chunk import KeepRows
-from labservice.batch.keep import recover_batches, save_batch
-from labservice.batch.limits import rows_over_limit
-from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256, is_batch_id
-from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
-from labservice.security.audit import noting_patients, touched_batch, touched_resource
-from labservice.store.repository import now_utc
+from labservice.batch.store import BatchStore, StoredBatch
+from labservice.extensions import STORE_EXTENSION, current_store
+from labservice.security.audit import touched_batch
+from labservice.services.batch_results import find_batch, send_batch_result
+from labservice.services.batch_upload import receive_upload
 
 if TYPE_CHECKING:
     from flask_smorest import Api
-
-STORE_EXTENSION = "labservice.batch_store"
-#: Largest mapping document accepted when it is sent as a file part rather than a text field.
-MAX_MAPPING_BYTES = 1024 * 1024
-#: batches.filename is String(300).
-FILENAME_MAX_LENGTH = 300
-
-
-def _kept_filename(sent: str | None) -> str | None:
-    """The upload's file name as the batch record keeps it: no control characters (PostgreSQL text cannot hold
-    NUL), at most FILENAME_MAX_LENGTH characters. It is only a label; the batch id comes from the content."""
-    if sent is None:
-        return None
-    cleaned = re.sub(r"[\x00-\x1f\x7f]", "", sent)
-    return cleaned[:FILENAME_MAX_LENGTH] or None
 
 blp = Blueprint(
     "batches", __name__, url_prefix="/api/v1",
@@ -131,8 +111,8 @@ class BatchSchema(Schema):
 
     batch_id = fields.String(required=True, metadata={
         "pattern": "^[0-9a-f]{32}$",
-        "description": "Derived from the file's SHA-256, the mapping and the ruleset version: the same "
-                       "upload gives the same id"})
+        "description": "Derived from the file's SHA-256, the mapping, the ruleset version and whether its CBCs "
+                       "were stored (?store=false): the same upload gives the same id"})
     content_sha256 = fields.String(required=True, metadata={"description": "SHA-256 of the uploaded file"})
     already_uploaded = fields.Boolean(metadata={
         "description": "Upload answers only: true when this batch existed and was not interpreted again"})
@@ -142,15 +122,6 @@ class BatchSchema(Schema):
 
 
 # --- documentation helpers ----------------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
 def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +134,8 @@ def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict
 
 
 NOT_FOUND = _problem("No batch with this id.")
+GONE = _problem("The batch's results were deleted BATCH_RETENTION_DAYS after its upload; the CBCs and referrals it "
+                "stored stay. Upload the file again to make them again.")
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -177,7 +150,9 @@ NOT_FOUND = _problem("No batch with this id.")
         "finding) with links to every row's interpretation as CSV and as JSON, in input order. Uploads up "
         "to MAX_UPLOAD_BYTES (256 MiB by default) are accepted. The same file with the same mapping is "
         "recognised by its SHA-256: it answers 200 with `already_uploaded: true` and is not interpreted "
-        "again."
+        "again. A `?store=false` upload is a batch of its own: it never answers for the storing upload of the "
+        "same file. Results are kept BATCH_RETENTION_DAYS (30 by default) and count against the caller's "
+        "BATCH_QUOTA_BYTES."
     ),
     requestBody={
         "required": True,
@@ -191,8 +166,11 @@ NOT_FOUND = _problem("No batch with this id.")
                 "content": {"application/json": {"schema": _ref("Batch")}}},
         "200": {"description": "This file was already uploaded with this mapping: the stored batch.",
                 "content": {"application/json": {"schema": _ref("Batch")}}},
-        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows "
-                        "(nothing is interpreted or stored then)."),
+        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows, or "
+                        "its results alone are larger than BATCH_QUOTA_BYTES (nothing is interpreted or stored "
+                        "then)."),
+        "507": _problem("The batch results this API key or user keeps are at BATCH_QUOTA_BYTES, or this batch's "
+                        "would take them over it: the detail says the bytes used and the limit; nothing is kept."),
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem("No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
                         "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."),
@@ -204,64 +182,16 @@ def create_batch() -> ResponseReturnValue:
     return _answer(stored, already_uploaded=not created, status=201 if created else 200)
 
 
-def receive_upload() -> tuple[StoredBatch, bool]:
-    """This request's upload (multipart `file`, optional `mapping`) interpreted and kept: (the batch, True if
-    new). Shared by this endpoint and the dashboard's upload page; raises Problem (413, 415, 422)."""
-    limit = current_app.config["MAX_UPLOAD_BYTES"]
-    request.max_content_length = limit  # this endpoint only; the app-wide MAX_CONTENT_LENGTH stays
-    if request.mimetype != "multipart/form-data":
-        sent = request.mimetype or "no content type"
-        raise Problem(415, f"Send the CSV as multipart/form-data (field `file`), not {sent}.")
-    upload, mapping_text = _read_form(limit)
-    options = _options(mapping_text)
-    _check_rows(upload)  # MAX_BATCH_ROWS, before anything is interpreted or stored
-    mapping = options.to_document()
-    ruleset = current_ruleset()
-    sha256 = content_sha256(upload)
-    batch_id = batch_id_for(sha256, mapping, ruleset.version)
-    store = current_store()
-    database = current_database()
-    recover_batches(store, database)  # what an upload killed mid-way left behind
-    existing = store.get(batch_id)
-    if existing is not None:
-        touched_batch(batch_id, "read")  # the audit trail
-        return existing, False
-
-    keep = store_requested()
-    filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
-
-    def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:
-        summary = run_batch(upload, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
-                            keep_rows=keep_rows)
-        return {"batch_id": batch_id, "content_sha256": sha256, "mapping": mapping, "filename": filename,
-                "created_at": now_utc().isoformat(), "summary": summary.to_dict()}
-
-    try:
-        # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
-        stored, created = save_batch(store, batch_id, run, database=database if keep else None, rs=ruleset,
-                                     window_days=current_app.config["DELTA_WINDOW_DAYS"], content_sha256=sha256,
-                                     filename=filename, date_order=options.date_order, wrap_keep=noting_patients)
-    except MappingError as error:
-        raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
-    except BatchFileError as error:
-        raise Problem(422, f"The file cannot be read as CBCs: {error}.", {"file": [str(error)]}) from None
-    if created:
-        touched_resource(f"batch {batch_id}", "create")  # the audit trail; stored patients noted as kept
-    else:
-        touched_batch(batch_id, "read")
-    return stored, created
-
-
 @blp.route("/batches/<batch_id>", methods=["GET"])
 @blp.doc(
     summary="A batch's summary and links",
     responses={"200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
-               "404": NOT_FOUND},
+               "404": NOT_FOUND, "410": GONE},
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """The summary of an uploaded batch"""
-    found = _find(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
+    found = find_batch(batch_id)
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return _answer(found, already_uploaded=None, status=200)
 
 
@@ -271,14 +201,11 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
     responses={"200": _download("text/csv", "One row per input CBC (and per unreadable line), in input order; "
                                             "the columns are the summary's output_columns.",
                                 {"type": "string", "format": "binary"}),
-               "404": NOT_FOUND},
+               "404": NOT_FOUND, "410": GONE},
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
-    stored = _find(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
-    return send_file(stored.csv_path, mimetype="text/csv", as_attachment=True,
-                     download_name=f"batch-{batch_id}.csv")
+    return send_batch_result(batch_id, "csv")  # noted in the audit trail
 
 
 @blp.route("/batches/<batch_id>/result.json", methods=["GET"])
@@ -287,76 +214,14 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     responses={"200": _download("application/json", "An array with one object per input CBC (and per "
                                                      "unreadable line), in input order.",
                                 {"type": "array", "items": {"type": "object"}}),
-               "404": NOT_FOUND},
+               "404": NOT_FOUND, "410": GONE},
 )
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
-    stored = _find(batch_id)
-    touched_batch(batch_id, "read")  # the audit trail
-    return send_file(stored.json_path, mimetype="application/json", as_attachment=True,
-                     download_name=f"batch-{batch_id}.json")
+    return send_batch_result(batch_id, "json")  # noted in the audit trail
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def current_store() -> BatchStore:
-    """The batch store of this app (BATCH_DIRECTORY)."""
-    return current_app.extensions[STORE_EXTENSION]
-
-
-def _read_form(limit: int) -> tuple[IO[bytes], str | None]:
-    """The uploaded file's binary stream (spooled by werkzeug) and the mapping text, if any."""
-    try:
-        files, form = request.files, request.form
-    except RequestEntityTooLarge:
-        if request.content_length is not None and request.content_length <= limit:
-            raise Problem(413, "A form field other than `file` is larger than MAX_FORM_MEMORY_SIZE "
-                               f"({current_app.config['MAX_FORM_MEMORY_SIZE']} bytes).") from None
-        raise Problem(413, f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).",
-                      {"file": [f"At most {limit} bytes."]}) from None
-    upload = files.get("file")
-    if upload is None:
-        hint = (" `file` was sent as a text field: send it as a file part (with a filename)."
-                if "file" in form else "")
-        raise Problem(422, f"No CSV file in the upload: send it in the multipart field `file`.{hint}",
-                      {"file": ["Missing file part."]})
-    mapping = files.get("mapping")
-    if mapping is not None:
-        raw = mapping.stream.read(MAX_MAPPING_BYTES + 1)
-        if len(raw) > MAX_MAPPING_BYTES:
-            raise Problem(422, "The mapping document is too large.",
-                          {"mapping": [f"At most {MAX_MAPPING_BYTES} bytes."]})
-        try:
-            return upload.stream, raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise Problem(422, "The mapping is not UTF-8 text.", {"mapping": ["Not UTF-8 text."]}) from None
-    return upload.stream, form.get("mapping")
-
-
-def _check_rows(upload: IO[bytes]) -> None:
-    limit = current_app.config["MAX_BATCH_ROWS"]
-    if rows_over_limit(upload, limit) is not None:
-        raise Problem(413, f"The file has more than {limit} data rows (MAX_BATCH_ROWS): split it into smaller "
-                           "files.", {"file": [f"At most {limit} data rows after the header."]})
-
-
-def _options(mapping_text: str | None) -> BatchOptions:
-    if mapping_text is None or not mapping_text.strip():
-        return BatchOptions()
-    try:
-        return load_mapping_text(mapping_text)
-    except MappingError as error:
-        raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
-
-
-def _find(batch_id: str) -> StoredBatch:
-    stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
-    if stored is None and is_batch_id(batch_id) and recover_batches(current_store(), current_database()):
-        stored = current_store().get(batch_id)  # committed by an upload killed before it moved the files
-    if stored is None:
-        raise Problem(404, "No batch with this id (an id is 32 hexadecimal characters).")
-    return stored
 
 
 def _links(batch_id: str) -> dict[str, str]:

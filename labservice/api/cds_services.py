@@ -42,9 +42,10 @@ from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_requ
 from labservice.adapters.cdshooks.review import review
 from labservice.adapters.cdshooks.service import SERVICES, CdsService, discovery
 from labservice.adapters.errors import InputError
-from labservice.api import current_ruleset
+from labservice.api.common import read_json
 from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
+from labservice.extensions import current_ruleset
 from labservice.security.principal import current_principal, touched_patients
 from labservice.service import interpret_documents
 
@@ -108,15 +109,7 @@ def _service(service_id: str) -> CdsService:
 def _json_body() -> Any:
     if request.mimetype != "application/json":
         raise Problem(415, f"Send the call as application/json, not {request.mimetype or 'no content type'}.")
-    try:
-        return json.loads(request.get_data(cache=False))
-    except json.JSONDecodeError as error:
-        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno}: {error.msg}.",
-                      {"body": [error.msg]}) from None
-    except UnicodeDecodeError as error:
-        raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).", {"body": ["Not UTF-8."]}) from None
-    except RecursionError:
-        raise Problem(400, "Malformed JSON: nested too deeply.", {"body": ["Nested too deeply."]}) from None
+    return read_json(request.get_data(cache=False))
 
 
 def _interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ The answer is our JSON by default, or a FHIR Bundle with `Accept: application/fh
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, request
@@ -21,12 +20,15 @@ from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.model import FhirCbc, FhirRead
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.located import relocate
-from labservice.api import current_database, current_ruleset
-from labservice.api.query import store_requested
+from labservice.api.common import keep_requested, read_json
+from labservice.api.common import problem_doc as _problem
+from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
-from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
+from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.security.audit import touched_answers
-from labservice.service import interpret_documents, keep_in
+from labservice.security.principal import current_principal
+from labservice.service import interpret_documents
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -65,14 +67,6 @@ EXAMPLE = {
                       "referenceRange": [{"low": {"value": 150}, "high": {"value": 400}}]}},
     ],
 }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
 @blp.route("/interpret", methods=["POST"])
@@ -127,7 +121,7 @@ def interpret_fhir() -> ResponseReturnValue:
         sent = request.mimetype or "no content type"
         raise Problem(415, f"Send FHIR as {FHIR_JSON} (or {JSON}), not {sent}.")
     wants_fhir = _wants_fhir()
-    body = _parse_json(request.get_data(cache=False))
+    body = read_json(request.get_data(cache=False))
     rs = current_ruleset()
     try:
         read = read_fhir(body, rs)
@@ -164,24 +158,6 @@ def _wants_fhir() -> bool:
     return request.accept_mimetypes.best_match([JSON, FHIR_JSON]) == FHIR_JSON
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
-        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno} "
-                           f"(character {error.pos}): {error.msg}.") from None
-    except UnicodeDecodeError as error:
-        raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).") from None
-    except ValueError as error:
-        raise Problem(400, f"Malformed JSON: {error}.") from None
-    except RecursionError:
-        raise Problem(400, "Malformed JSON: nested too deeply.") from None
-
-
 def _check_count(read: FhirRead) -> None:
     if not read.cbcs:
         errors = {}
@@ -204,26 +180,15 @@ def _interpret(read: FhirRead) -> list[dict]:
         loaded = CBC_LIST_SCHEMA.load(docs)
     except ValidationError as error:
         errors = relocate(flatten_errors(error.messages), locations)
-        raise Problem(422, _detail(errors), errors) from None
+        raise Problem(422, first_error(errors), errors) from None
     raws = [{**cbc.document, "fhir": source_of(cbc)} for cbc in read.cbcs]
     try:
-        return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=raws)
+        return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=keep_requested("fhir"),
+                                   raws=raws, clock_skew=current_clock_skew(),
+                                   may_read=current_principal().has("read"))
     except InputError as error:
         errors = relocate(error.errors, locations)
-        raise Problem(422, _detail(errors), errors) from None
-
-
-def _detail(errors: dict[str, list[str]]) -> str:
-    path, messages = next(iter(errors.items()))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}: {messages[0]}{more}"
-
-
-def _keep():
-    """Store CBCs with a patient id unless the request says ?store=false."""
-    if not store_requested():
-        return None
-    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="fhir")
+        raise Problem(422, first_error(errors), errors) from None
 
 
 def source_of(cbc: FhirCbc) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from flask_smorest import Blueprint
 from marshmallow import fields
 
 from labservice import __version__
-from labservice.api import current_database, current_ruleset
 from labservice.api.schemas import HealthSchema
 from labservice.errors import DATABASE_RETRY_AFTER
+from labservice.extensions import current_database, current_ruleset
 
 if TYPE_CHECKING:
     from flask_smorest import Api

@@ -16,13 +16,15 @@ from flask_smorest import Blueprint
 from marshmallow import fields
 
 from labservice.adapters.hl7v2.reader import ReadSettings, read_settings
-from labservice.adapters.hl7v2.receive import receive_message
-from labservice.api import RULESET_EXTENSION, current_database, current_ruleset
-from labservice.api.query import store_requested
+from labservice.api.common import keep_requested
+from labservice.api.common import problem_doc as _problem
+from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import InterpretationSchema
-from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.errors import Problem
+from labservice.extensions import SETTINGS_EXTENSION, current_clock_skew, current_hl7v2_settings, current_ruleset
 from labservice.security.audit import touched_answers
-from labservice.service import keep_in
+from labservice.security.principal import current_principal
+from labservice.services.hl7v2_receive import receive_message
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -31,7 +33,6 @@ ER7 = "x-application/hl7-v2+er7"
 TEXT = "text/plain"
 JSON = "application/json"
 ACCEPTED_TYPES = (ER7, TEXT)
-SETTINGS_EXTENSION = "labservice.hl7v2"
 #: HTTP statuses an ACK answer keeps; any other problem is an AE/AR inside a 200.
 TRANSPORT_STATUSES = (400, 413, 415)
 
@@ -48,14 +49,6 @@ EXAMPLE = "\r".join([
     "OBX|2|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||2.1|10*3/uL^^UCUM|4.0-11.0|L|||F",
     "OBX|3|NM|718-7^Hemoglobin [Mass/volume] in Blood^LN||8.2|g/dL^^UCUM|12.0-15.0|L|||P",
 ]) + "\r"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
 def _problem_or_ack(description: str) -> dict[str, Any]:
@@ -118,8 +111,9 @@ def interpret_hl7v2() -> ResponseReturnValue:
         raise Problem(415, f"Send the HL7 v2 message as {ER7} (or {TEXT}), not {sent}.")
     wants_ack = _wants_ack()
     received = receive_message(
-        request.get_data(cache=False), current_app.extensions[SETTINGS_EXTENSION], keep=_keep(),
-        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"])
+        request.get_data(cache=False), current_hl7v2_settings(), keep=keep_requested("hl7v2"),
+        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"],
+        clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
     response: Any
@@ -145,13 +139,6 @@ def _wants_ack() -> bool:
     return request.accept_mimetypes.best_match([JSON, ER7]) == ER7
 
 
-def _keep():
-    """Store CBCs with a patient id unless the request says ?store=false."""
-    if not store_requested():
-        return None
-    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source="hl7v2")
-
-
 class Hl7v2InterpretationSchema(InterpretationSchema):
     """The usual answer plus where the CBC came from (a subclass, not allOf: the answer allows no other field)."""
 
@@ -161,7 +148,7 @@ class Hl7v2InterpretationSchema(InterpretationSchema):
 def register(api: Api, app: Flask) -> None:
     """Read the local-code map and time zone once (a bad file stops the app, naming file and line),
     register the blueprint and the answer schema its documentation refers to."""
-    settings: ReadSettings = read_settings(app.extensions[RULESET_EXTENSION], app.config.get("HL7_LOCAL_CODES"),
+    settings: ReadSettings = read_settings(current_ruleset(app), app.config.get("HL7_LOCAL_CODES"),
                                            app.config.get("HL7_TIMEZONE", "UTC"))
     app.extensions[SETTINGS_EXTENSION] = settings
     components = api.spec.components

@@ -7,7 +7,6 @@ import, calls the service once for the whole request, and serialises the service
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, request
@@ -16,8 +15,9 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from labservice.adapters.errors import InputError
-from labservice.api import current_database, current_ruleset
-from labservice.api.query import store_requested
+from labservice.api.common import is_json, keep_requested, read_json
+from labservice.api.common import problem_doc as _problem
+from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import (
     CBC_LIST_SCHEMA,
     CBC_SCHEMA,
@@ -26,10 +26,12 @@ from labservice.api.schemas import (
     ProblemSchema,
     ResultSchema,
 )
-from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
+from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
+from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.security.audit import touched_answers
-from labservice.service import interpret_documents, keep_in
+from labservice.security.principal import current_principal
+from labservice.service import interpret_documents
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -38,15 +40,6 @@ blp = Blueprint(
     "interpretations", __name__, url_prefix="/api/v1",
     description="Interpret complete blood counts: describes the counts, never diagnoses.",
 )
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
 
 
 @blp.route("/interpretations", methods=["POST"])
@@ -73,16 +66,17 @@ def _problem(description: str) -> dict[str, Any]:
         "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
         "415": _problem("Content type is not application/json (or application/*+json)."),
         "422": _problem("JSON that is not a valid CBC: unknown field or unit, wrong type, "
-                        "implausible value. `errors` maps field paths to messages; in an array "
+                        "implausible value, a `collected_at` more than CLOCK_SKEW_SECONDS ahead of the "
+                        "service's clock. `errors` maps field paths to messages; in an array "
                         "the path starts with the CBC's index."),
     },
 )
 def create_interpretations() -> ResponseReturnValue:
     """Interpret complete blood counts"""
-    if not _is_json(request.mimetype):
+    if not is_json(request.mimetype):
         sent = request.mimetype or "no content type"
         raise Problem(415, f"Send the CBC as application/json, not {sent}.")
-    body = _parse_json(request.get_data(cache=False))
+    body = read_json(request.get_data(cache=False), non_finite=True)  # NaN: 422 naming the field (schemas)
     if isinstance(body, list):
         answers = _interpret_list(body)
         touched_answers(answers)  # the audit trail (labservice.security.audit)
@@ -95,41 +89,18 @@ def create_interpretations() -> ResponseReturnValue:
                   {BODY_PATH: [f"Expected an object or an array, not {_json_type(body)}."]})
 
 
-def _is_json(mimetype: str) -> bool:
-    return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json"))
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise Problem(400, f"Malformed JSON at line {error.lineno} column {error.colno} "
-                           f"(character {error.pos}): {error.msg}.") from None
-    except UnicodeDecodeError as error:
-        raise Problem(400, f"The body is not UTF-8 text (byte {error.start}).") from None
-    except RecursionError:
-        raise Problem(400, "Malformed JSON: nested too deeply.") from None
-
-
 def _interpret_one(body: dict) -> dict:
     try:
         doc = CBC_SCHEMA.load(body)
     except ValidationError as error:
         errors = flatten_errors(error.messages)
-        raise Problem(422, f"The body is not a valid CBC: {_first_error(errors)}", errors) from None
+        raise Problem(422, f"The body is not a valid CBC: {first_error(errors)}", errors) from None
     try:
-        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=_keep(), raws=[body])
+        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=keep_requested(), raws=[body],
+                                      clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
     return answers[0]
-
-
-def _keep():
-    """Store CBCs with a patient id unless the request says ?store=false."""
-    if not store_requested():
-        return None
-    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"])
 
 
 def _interpret_list(body: list) -> list:
@@ -145,18 +116,10 @@ def _interpret_list(body: list) -> list:
         errors = flatten_errors(error.messages)
         raise Problem(422, _list_detail(errors, len(body)), errors) from None
     try:
-        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=_keep(), raws=body)
+        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=keep_requested(), raws=body,
+                                   clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
-
-
-def _first_error(errors: dict[str, list[str]]) -> str:
-    """'path: message' of the first error, and how many more there are."""
-    if not errors:
-        return "see errors."
-    path, messages = next(iter(errors.items()))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}: {messages[0]}{more}"
 
 
 def _list_detail(errors: dict[str, list[str]], count: int) -> str:

@@ -13,10 +13,10 @@ from flask import Flask
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from labservice.api import current_database, current_ruleset
 from labservice.api.referrals import ReferralSchema, referral_item
 from labservice.api.schemas import URGENCIES
 from labservice.errors import PROBLEM_CONTENT_TYPE, Problem
+from labservice.extensions import current_database, current_ruleset
 from labservice.security.principal import touched_patients
 from labservice.store.models import VALUE_COLUMNS, CbcResult, Interpretation, Patient
 from labservice.store.repository import as_utc, patient_record, patient_referrals
@@ -130,6 +130,7 @@ def get_patient_results(patient_id: str) -> dict[str, Any]:
     with current_database().session() as session:
         patient = patient_record(session, patient_id)
         if patient is None:
+            touched_patients([patient_id], "read")  # the audit trail: a look-up of an unknown id is recorded too
             raise Problem(404, f"No patient with id {patient_id!r}: no CBC with this patient id was stored.")
         touched_patients([patient.external_id], "read")  # the audit trail
         return _record(patient, patient_referrals(session, patient.id))

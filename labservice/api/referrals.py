@@ -1,25 +1,29 @@
 """The referral worklist: GET /api/v1/referrals, GET and PATCH /api/v1/referrals/{id}.
 
 A referral is opened by a stored CBC that needs attention (urgency other than routine, or a delta
-finding) and moves new → acknowledged → referred | dismissed; every change records who, when and why.
+finding) and moves new → acknowledged → referred | dismissed; every change records who (the authenticated API
+key), when and why, and the name the caller says it acts for as an unverified "on behalf of" note.
 The views are thin: a marshmallow schema validates the query or body, one repository call answers, and
 the answer is dumped through the documented schema. Errors are RFC 9457 problems that name the parameter.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import Flask, request, url_for
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 from webargs.flaskparser import FlaskParser
 
-from labservice.api import current_database
+from labservice.api.common import is_json, read_json
+from labservice.api.common import problem_doc as _problem
 from labservice.api.schemas import FINDING_CODES, URGENCIES
-from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem, flatten_errors
-from labservice.security.principal import touched_patients
+from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
+from labservice.extensions import current_database
+from labservice.security.principal import current_principal, touched_patients
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
 from labservice.store.repository import (
     InvalidTransition,
@@ -40,13 +44,13 @@ if TYPE_CHECKING:
 ALL_STATUSES = "all"
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
-ANONYMOUS = "anonymous"
 ACTOR_HEADER = "X-User"
 ACTOR_MAX_LENGTH = 200  # referral_events.actor and referrals.status_by are String(200)
 NOTE_MAX_LENGTH = 4000
 #: PostgreSQL text cannot hold NUL, nor can a lone surrogate (JSON "\ud800") be stored as UTF-8; a name holds no
 #: control character at all (as a patient id).
 NO_NUL = validate.Regexp(r"^[^\x00\ud800-\udfff]*$", error="A note cannot hold NUL characters or lone surrogates.")
+NO_CONTROL_PATTERN = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",
                              error="Cannot hold control characters (NUL, tab, line breaks) or lone surrogates.")
 
@@ -54,25 +58,15 @@ NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",
 # --- request parsing: every error is a problem naming the parameter ----------------------------------
 
 
-def _is_json(mimetype: str) -> bool:
-    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
-
-
 class ProblemParser(FlaskParser):
     """webargs' Flask parser whose errors are labservice problems: 415 for a body that is not JSON, 400 for
     malformed JSON, 422 with `errors` keyed by the parameter (query) or field (body) to blame."""
 
     def load_json(self, req, schema):
-        if req.get_data(cache=True) and not _is_json(req.mimetype):
+        raw = req.get_data(cache=True)
+        if raw and not is_json(req.mimetype):
             raise Problem(415, f"Send the body as application/json, not {req.mimetype or 'no content type'}.")
-        try:
-            return super().load_json(req, schema)
-        except RecursionError:  # json.loads of arrays or objects nested thousands deep
-            raise Problem(400, "Malformed JSON: nested too deeply.") from None
-
-    def _handle_invalid_json_error(self, error, req, *args, **kwargs) -> NoReturn:
-        where = f" at line {error.lineno} column {error.colno}" if hasattr(error, "lineno") else ""
-        raise Problem(400, f"Malformed JSON{where}.")
+        return read_json(raw) if raw else missing  # no body: the schema names what is required
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers) -> NoReturn:
         errors: dict[str, list[str]] = {}
@@ -82,9 +76,7 @@ class ProblemParser(FlaskParser):
                     path = ".".join(part for part in path.split(".") if not part.isdigit()) or BODY_PATH
                 errors.setdefault(path, []).extend(text for text in texts if text not in errors.get(path, []))
         what = "query parameter" if "query" in error.messages else "field"
-        first, texts = next(iter(errors.items()))
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise Problem(422, f"Invalid {what} {first}: {texts[0]}{more}", errors)
+        raise Problem(422, f"Invalid {what} {first_error(errors)}", errors)
 
 
 blp = Blueprint(
@@ -134,8 +126,9 @@ class ReferralChangeSchema(Schema):
     note = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL],
                          metadata={"example": "Called the ward; repeat count in a citrate tube."})
     actor = fields.String(validate=[validate.Length(min=1, max=ACTOR_MAX_LENGTH), NO_CONTROL], metadata={
-        "description": f"Who makes the change; default the {ACTOR_HEADER} header, else `{ANONYMOUS}`. Not "
-                       "authenticated yet (issue 6 adds authentication)", "example": "dr.smith"})
+        "description": f"The person the caller acts for (default: the {ACTOR_HEADER} header). Kept only as a "
+                       "free-text `on_behalf_of` note, never verified: the change is recorded under the API key "
+                       "that makes it", "example": "dr.smith"})
 
 
 class ReferralPatientSchema(Schema):
@@ -156,7 +149,8 @@ class ReferralSchema(Schema):
     patient_id = fields.String(metadata={"description": "The patient id the client sent"})
     patient = fields.Nested(ReferralPatientSchema)
     status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
-    urgency = fields.String(metadata={"enum": list(URGENCIES)})
+    urgency = fields.String(metadata={"enum": list(URGENCIES), "description": "The highest urgency of the CBCs "
+                                      "stored while the referral is open: a later or older CBC never lowers it"})
     findings = fields.List(fields.String(), metadata={"description": "Finding codes of the CBC, delta findings "
                                                                      "included"})
     reason = fields.String(metadata={"description": "One line for the worklist",
@@ -165,10 +159,16 @@ class ReferralSchema(Schema):
     created_at = fields.DateTime(metadata={"description": "When the referral was opened"})
     updated_at = fields.DateTime(metadata={"description": "Last change: a newer CBC or a status change"})
     note = fields.String(allow_none=True, metadata={"description": "The note of the latest status change"})
-    status_by = fields.String(allow_none=True, metadata={"description": "Who made the latest status change"})
+    status_by = fields.String(allow_none=True, metadata={
+        "description": "Who made the latest status change, as authenticated: `api_key:<key name>`, or the signed-in "
+                       "user's name for a change made on the dashboard", "example": "api_key:lis-interface"})
+    status_on_behalf_of = fields.String(allow_none=True, metadata={
+        "description": "The name the caller sent for the person it acted for (`actor`), as sent: not verified"})
     status_at = fields.DateTime(allow_none=True, metadata={"description": "When"})
-    interpretation_id = fields.Integer(metadata={"description": "The stored interpretation of the CBC the "
-                                                                "referral follows (its patient's latest)"})
+    interpretation_id = fields.Integer(metadata={"description": "The stored interpretation of the CBC that sets "
+                                                                "the referral's urgency: the highest of the "
+                                                                "CBCs stored while it is open (of several, the "
+                                                                "one collected last)"})
     links = fields.Nested(ReferralLinksSchema)
 
 
@@ -176,7 +176,10 @@ class ReferralEventSchema(Schema):
     from_status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
     to_status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
     note = fields.String(allow_none=True)
-    actor = fields.String()
+    actor = fields.String(metadata={"description": "Who made the change, as authenticated: `api_key:<key name>`, "
+                                                   "or the signed-in user's name (dashboard)"})
+    on_behalf_of = fields.String(allow_none=True, metadata={
+        "description": "The name the caller sent for the person it acted for, as sent: not verified"})
     at = fields.DateTime()
 
 
@@ -219,7 +222,8 @@ def referral_item(referral: Referral) -> dict[str, Any]:
         "status": referral.status, "urgency": referral.urgency, "findings": list(referral.findings),
         "reason": referral.reason, "collected_at": as_utc(referral.collected_at),
         "created_at": as_utc(referral.created_at), "updated_at": as_utc(referral.updated_at),
-        "note": referral.note, "status_by": referral.status_by, "status_at": as_utc(referral.status_at),
+        "note": referral.note, "status_by": referral.status_by, "status_on_behalf_of": referral.status_on_behalf_of,
+        "status_at": as_utc(referral.status_at),
         "interpretation_id": referral.interpretation_id,
         "links": {"self": url_for("referrals.show_referral", referral_id=referral.id),
                   "patient": url_for("patients.get_patient_results", patient_id=patient.external_id)},
@@ -229,7 +233,8 @@ def referral_item(referral: Referral) -> dict[str, Any]:
 def _detail(referral: Referral) -> dict[str, Any]:
     out = referral_item(referral)
     out["events"] = [{"from_status": event.from_status, "to_status": event.to_status, "note": event.note,
-                      "actor": event.actor, "at": as_utc(event.at)} for event in referral.events]
+                      "actor": event.actor, "on_behalf_of": event.on_behalf_of, "at": as_utc(event.at)}
+                     for event in referral.events]
     out["interpretation"] = referral.interpretation.answer
     return out
 
@@ -262,20 +267,24 @@ def _page_links(page: int, per_page: int, total: int) -> dict[str, str | None]:
             "prev": _page_link(page - 1) if page > 1 else None}
 
 
-def _actor(sent: str | None) -> str:
-    """The body's actor, else the X-User header, else anonymous (self-declared until authentication)."""
+def _actor() -> str:
+    """Who makes the change: the authenticated caller (this endpoint takes API keys only: `api_key:<name>`)."""
+    return current_principal().id
+
+
+def _on_behalf_of(sent: str | None) -> str | None:
+    """The name the caller says it acts for: the body's actor, else the X-User header, else none. Self-declared
+    free text, kept as a note beside the actor and never in its place (issue 10)."""
     if sent is not None:
         return sent
     header = (request.headers.get(ACTOR_HEADER) or "").strip()
     if len(header) > ACTOR_MAX_LENGTH:
         raise Problem(422, f"The {ACTOR_HEADER} header is longer than {ACTOR_MAX_LENGTH} characters.",
                       {ACTOR_HEADER: [f"At most {ACTOR_MAX_LENGTH} characters."]})
-    return header or ANONYMOUS
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if NO_CONTROL_PATTERN.search(header):
+        raise Problem(422, f"The {ACTOR_HEADER} header cannot hold control characters.",
+                      {ACTOR_HEADER: ["Cannot hold control characters."]})
+    return header or None
 
 
 NOT_FOUND = _problem("No referral with this id.")
@@ -334,11 +343,13 @@ def show_referral(referral_id: int) -> dict[str, Any]:
     description=(
         "Moves the referral new → acknowledged → referred or dismissed (new may go straight to referred or "
         "dismissed); referred and dismissed are final. The change is recorded as an event with the note, "
-        "the actor and the time. The actor is `actor` from the body, else the `X-User` header, else "
-        "`anonymous`: it is self-declared and not authenticated until issue 6 adds authentication."
+        "the time and the actor: the API key that makes it, as `api_key:<key name>`. A name the caller sends "
+        "for the person it acts for (`actor` in the body, else the `X-User` header) is kept as the event's "
+        "`on_behalf_of` note, as sent and never verified; it does not replace the actor."
     ),
     parameters=[{"in": "header", "name": ACTOR_HEADER, "required": False, "schema": {"type": "string"},
-                 "description": "Who makes the change when the body has no `actor` (not authenticated yet)"}],
+                 "description": "The person the caller acts for when the body has no `actor`: kept as the "
+                                "unverified `on_behalf_of` note"}],
     responses={
         "400": _problem("Malformed JSON."),
         "404": NOT_FOUND,
@@ -350,11 +361,12 @@ def show_referral(referral_id: int) -> dict[str, Any]:
 )
 def update_referral(change: dict[str, Any], referral_id: int) -> dict[str, Any]:
     """Acknowledge, refer or dismiss a referral, with a note"""
-    actor = _actor(change.get("actor"))
+    actor, on_behalf_of = _actor(), _on_behalf_of(change.get("actor"))
     with current_database().session() as session:
         try:
             lock_referral(session, referral_id)  # a concurrent change waits for this one, then sees its status
-            referral = change_referral(session, referral_id, change["status"], actor=actor, note=change["note"])
+            referral = change_referral(session, referral_id, change["status"], actor=actor, note=change["note"],
+                                       on_behalf_of=on_behalf_of)
         except ReferralNotFound:
             raise Problem(404, f"No referral with id {referral_id}.") from None
         except InvalidTransition:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from flask import Flask
 from flask_smorest import Blueprint
 
-from labservice.api import current_ruleset
 from labservice.api.schemas import RulesetSchema
 from labservice.core.ruleset_document import ruleset_document
+from labservice.extensions import current_ruleset
 
 if TYPE_CHECKING:
     from flask_smorest import Api

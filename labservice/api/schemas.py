@@ -1,8 +1,7 @@
-"""marshmallow 4 schemas: the CBC request (validated strictly) and the answer (documentation only).
+"""marshmallow 4 schemas of the HTTP contract: the CBC request and the answer (documentation only).
 
-Request schemas check structure and types; units, plausibility and clinical meaning are the
-service's job. Unknown fields are rejected everywhere (marshmallow's default RAISE), numbers must be
-JSON numbers (no strings, booleans, NaN or Infinity), booleans must be JSON booleans.
+The request schemas live with the input adapters (`labservice.adapters.cbc_schema`: every input path
+validates with them); they are named here too, as the contract the OpenAPI document shows.
 
 The answer schemas describe the contract's 200 body for the OpenAPI document. The view does not
 dump through them: the service already returns the contract shape, and a second pass over every
@@ -11,254 +10,21 @@ answer would cost more than the interpretation itself.
 
 from __future__ import annotations
 
-import math
-from typing import Any, cast
+from marshmallow import Schema, fields, validate
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-
+from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA as CBC_LIST_SCHEMA
+from labservice.adapters.cbc_schema import CBC_SCHEMA as CBC_SCHEMA
+from labservice.adapters.cbc_schema import CBCSchema as CBCSchema
+from labservice.adapters.cbc_schema import ResultSchema as ResultSchema
 from labservice.core import vocabulary
-from labservice.core.table import LESION_TYPES
 
-#: Result keys of the contract, in its order (absolute counts unless named _percent).
-ANALYTE_KEYS = vocabulary.ANALYTES
-SEXES = ("female", "male", "unknown")
-CTCAE_VERSIONS = vocabulary.CTCAE_VERSIONS
-RETICULOCYTE_METHODS = ("automated", "manual")
 FLAGS = ("N", "L", "H", "LL", "HH")
 #: Finding codes in report order, then the delta findings (reference_ranges/findings.csv).
 FINDING_CODES = vocabulary.FINDING_CODES
 ASSESSMENTS = ("very_severe", "severe", "indeterminate", "not_severe", "not_applicable")
 MARROW_CRITERIA = ("met", "not_met", "not_provided")
 ATTRIBUTIONS = ("consistent", "may_contribute", "not_explained", "not_assessed", "none")
-URGENCIES = tuple(reversed(vocabulary.URGENCY_NAMES))  # the highest first
-UNIT_MAX_LENGTH = 64
-
-
-# --- strict fields -------------------------------------------------------------------------------
-
-
-class StrictFloat(fields.Float):
-    """A JSON number only: marshmallow's Float would also take "45" (and rejects bool, NaN, inf)."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        if not isinstance(value, int | float):
-            raise self.make_error("invalid", input=value)
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class StrictInteger(fields.Integer):
-    """A JSON integer only: no strings, no booleans, no 2.5."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if value is True or value is False or not isinstance(value, int | float):
-            raise self.make_error("invalid", input=value)
-        if isinstance(value, float) and not value.is_integer():
-            raise self.make_error("invalid", input=value)
-        return int(value)
-
-
-class StrictBoolean(fields.Boolean):
-    """A JSON true/false only: marshmallow's Boolean would also take 1, "yes" and "off"."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if value is True or value is False:
-            return value
-        raise self.make_error("invalid", input=value)
-
-
-def _nullable_float(**kwargs: Any) -> StrictFloat:
-    return StrictFloat(allow_none=True, load_default=None, **kwargs)
-
-
-def _nullable_bool(**kwargs: Any) -> StrictBoolean:
-    return StrictBoolean(allow_none=True, load_default=None, **kwargs)
-
-
-# --- request -------------------------------------------------------------------------------------
-
-
-class ReferenceRangeSchema(Schema):
-    """The laboratory's own interval for this result, in the result's unit."""
-
-    low = _nullable_float()
-    high = _nullable_float()
-
-    @validates_schema
-    def _low_below_high(self, data: dict, **_: Any) -> None:
-        low, high = data.get("low"), data.get("high")
-        if low is not None and high is not None and not low < high:
-            raise ValidationError("low must be below high.")
-
-
-class ResultSchema(Schema):
-    """One analyte result: value in the given unit, optionally with the laboratory's range."""
-
-    value = StrictFloat(required=True)
-    unit = fields.String(required=True, validate=validate.Length(min=1, max=UNIT_MAX_LENGTH),
-                         metadata={"description": "UCUM or common unit, e.g. 10*9/L, 10*3/uL, g/L"})
-    reference_range = fields.Nested(ReferenceRangeSchema, allow_none=True, load_default=None)
-
-
-_RESULT_SCHEMA = ResultSchema()
-
-
-def _fast_result(value: dict) -> dict | None:
-    """The common `{"value": n, "unit": "u"}` without a schema pass (a third of a CBC's load time).
-
-    Returns exactly what ResultSchema would, or None to let ResultSchema decide (and explain).
-    """
-    if len(value) != 2:
-        return None
-    raw, unit = value.get("value"), value.get("unit")
-    # type() rather than isinstance(): bool is an int subclass and must go to the schema.
-    if (type(raw) not in (int, float) or type(unit) is not str
-            or not 0 < len(unit) <= UNIT_MAX_LENGTH):
-        return None
-    if type(raw) is int and abs(raw) > 2**53:
-        return None  # let Float report overflow or precision as it does
-    number = float(cast(float, raw))
-    if not math.isfinite(number):
-        return None
-    return {"value": number, "unit": unit, "reference_range": None}
-
-
-class ResultField(fields.Field):
-    """A result object, or a bare JSON number meaning the analyte's canonical unit."""
-
-    default_error_messages = {  # noqa: RUF012 (marshmallow merges this class attribute)
-        "invalid": "Not a valid result: give a number or an object with value and unit.",
-    }
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict:
-        if isinstance(value, dict):
-            return _fast_result(value) or _RESULT_SCHEMA.load(value)
-        if value is True or value is False or not isinstance(value, int | float):
-            raise self.make_error("invalid")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise ValidationError("Number too large.") from None
-        if not math.isfinite(number):
-            raise ValidationError("Special numeric values (nan or infinity) are not permitted.")
-        return {"value": number, "unit": None, "reference_range": None}
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-def _result_field(description: str) -> ResultField:
-    return ResultField(metadata={
-        "description": description,
-        "oneOf": [{"type": "number"}, {"$ref": "#/components/schemas/Result"}],
-    })
-
-
-class ResultsSchema(Schema):
-    """Analyte results keyed by analyte; at least one is required."""
-
-    platelets = _result_field("Platelet count (canonical 10*9/L)")
-    wbc = _result_field("White cell count (canonical 10*9/L)")
-    neutrophils = _result_field("Absolute neutrophil count (canonical 10*9/L)")
-    lymphocytes = _result_field("Absolute lymphocyte count (canonical 10*9/L)")
-    hemoglobin = _result_field("Haemoglobin (canonical g/dL)")
-    hematocrit = _result_field("Haematocrit")
-    rbc = _result_field("Red cell count")
-    mcv = _result_field("Mean cell volume")
-    mch = _result_field("Mean cell haemoglobin")
-    mchc = _result_field("Mean cell haemoglobin concentration")
-    rdw = _result_field("Red cell distribution width")
-    reticulocytes = _result_field("Absolute reticulocyte count")
-    reticulocytes_percent = _result_field("Reticulocytes as a percentage of red cells")
-    neutrophils_percent = _result_field("Neutrophils as a percentage of white cells")
-
-    @validates_schema
-    def _at_least_one(self, data: dict, **_: Any) -> None:
-        if not data:
-            raise ValidationError(f"Give at least one analyte result ({', '.join(ANALYTE_KEYS)}).")
-
-
-class PatientSchema(Schema):
-    """Patient context: sex, age (age_years, or birth_date with collected_at), pregnancy, Duffy."""
-
-    id = fields.String(validate=[validate.Length(min=1, max=200), validate.Regexp(
-        r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",  # a lone surrogate (JSON "\ud800") cannot be stored as UTF-8 text
-        error="A patient id cannot hold control characters (NUL, tab, line breaks) or lone surrogates.")])
-    sex = fields.String(validate=validate.OneOf(SEXES))
-    age_years = StrictFloat(validate=validate.Range(min=0, max=130),
-                            metadata={"description": "Age in years; fractions for infants"})
-    birth_date = fields.Date(metadata={"description": "Needs collected_at to give an age"})
-    pregnant = _nullable_bool()
-    pregnancy_trimester = StrictInteger(allow_none=True, load_default=None,
-                                        validate=validate.OneOf((1, 2, 3)))
-    duffy_null = _nullable_bool(metadata={"description": "Duffy-null phenotype, if known"})
-
-    @validates_schema
-    def _trimester_needs_pregnancy(self, data: dict, **_: Any) -> None:
-        if data.get("pregnancy_trimester") is not None and data.get("pregnant") is False:
-            raise ValidationError("A trimester was given but pregnant is false.",
-                                  "pregnancy_trimester")
-
-
-class SpecimenSchema(Schema):
-    platelet_clumps = _nullable_bool(metadata={"description": "Clumps seen on the film"})
-
-
-class LesionSchema(Schema):
-    """One skin lesion: a type, or a size from which the type follows."""
-
-    type = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(LESION_TYPES))
-    size_mm = _nullable_float(validate=validate.Range(min=0, min_inclusive=False))
-    blanching = _nullable_bool()
-    palpable = _nullable_bool()
-    site = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
-
-    @validates_schema
-    def _type_or_size(self, data: dict, **_: Any) -> None:
-        if data.get("type") is None and data.get("size_mm") is None:
-            raise ValidationError("Give the lesion's type or its size_mm.")
-
-
-class SkinSchema(Schema):
-    fever = _nullable_bool()
-    lesions = fields.List(fields.Nested(LesionSchema), load_default=list)
-
-
-class MarrowSchema(Schema):
-    """Bone marrow biopsy, when one has been done (aplastic anaemia marrow criterion)."""
-
-    cellularity_percent = _nullable_float(validate=validate.Range(min=0, max=100))
-    residual_hematopoietic_percent = _nullable_float(validate=validate.Range(min=0, max=100))
-
-
-class OptionsSchema(Schema):
-    ctcae_version = fields.String(validate=validate.OneOf(CTCAE_VERSIONS))
-
-
-class CBCSchema(Schema):
-    """One complete blood count with its context. Only `results` is required."""
-
-    patient = fields.Nested(PatientSchema)
-    collected_at = fields.AwareDateTime(
-        metadata={"description": "ISO 8601 with a UTC offset, e.g. 2026-11-20T08:30:00Z"})
-    results = fields.Nested(ResultsSchema, required=True)
-    reticulocyte_method = fields.String(validate=validate.OneOf(RETICULOCYTE_METHODS))
-    specimen = fields.Nested(SpecimenSchema)
-    skin = fields.Nested(SkinSchema)
-    marrow = fields.Nested(MarrowSchema)
-    options = fields.Nested(OptionsSchema)
-
-    @validates_schema
-    def _birth_date_needs_collection_time(self, data: dict, **_: Any) -> None:
-        birth_date = (data.get("patient") or {}).get("birth_date")
-        if birth_date is None:
-            return
-        collected_at = data.get("collected_at")
-        if collected_at is None:
-            raise ValidationError("patient.birth_date needs collected_at to give an age.",
-                                  "collected_at")
-        if birth_date > collected_at.date():
-            message = "birth_date is after collected_at."
-            raise ValidationError({"patient": {"birth_date": [message]}})
+URGENCIES = vocabulary.URGENCIES  # the highest first
 
 
 # --- answer (documentation) ----------------------------------------------------------------------
@@ -369,7 +135,8 @@ class InterpretationSchema(Schema):
                                   metadata={"description": "The triggers that set the urgency"})
     summary = fields.String()
     delta = fields.Nested("DeltaSchema", metadata={
-        "description": "Only when the CBC was stored: the comparison with the patient's previous CBC"})
+        "description": "Only when the CBC was stored and the caller has the `read` scope: the comparison with the "
+                       "patient's previous CBC"})
     stored = fields.Nested("StoredSchema", metadata={
         "description": "Only when the CBC was stored (it has a patient id and store was not false)"})
 
@@ -395,6 +162,11 @@ class DeltaSchema(Schema):
 
 
 class StoredSchema(Schema):
+    """Where the CBC was kept. To a key without the `read` scope only `kept`: the other fields (and the delta
+    block) would tell it about results other callers stored."""
+
+    kept = fields.Boolean(metadata={"description": "Only without the `read` scope, and then the only field: the "
+                                                   "result is held (stored now, or already)"})
     cbc_id = fields.Integer()
     interpretation_id = fields.Integer()
     duplicate = fields.Boolean(metadata={"description": "True when this exact result was already stored"})
@@ -432,8 +204,3 @@ class RulesetSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(metadata={"example": "ok"})
     ruleset_version = fields.String()
-
-
-#: Built once at import: schema construction is far slower than loading with a built schema.
-CBC_SCHEMA = CBCSchema()
-CBC_LIST_SCHEMA = CBCSchema(many=True)

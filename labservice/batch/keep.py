@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from labservice.adapters.csv_input.cells import parse_dates
 from labservice.adapters.csv_input.rows import ParsedChunk
@@ -34,6 +34,7 @@ from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.service import Keep, keep_in_session, to_store
+from labservice.store.batch_records import add_unstored_batch, bytes_kept, known_batches, set_result_bytes
 from labservice.store.database import Database
 from labservice.store.repository import BatchAlreadyStored, add_batch, finish_batch, stored_batch_summary
 
@@ -92,18 +93,41 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
     return keep_rows
 
 
-class BatchTransaction:
-    """One batch's rows in one open transaction: `keep_rows` for run_batch, `finish` with the summary, then
-    `commit` (BatchStore.save calls it once the result files are complete)."""
+class QuotaExceeded(Exception):
+    """The batch's results would take its owner over BATCH_QUOTA_BYTES: nothing of it is kept."""
 
-    def __init__(self, session, keep_rows: KeepRows, batch_id: str) -> None:
+    def __init__(self, owner: str, used: int, size: int, limit: int) -> None:
+        super().__init__(f"{owner}: {used} bytes kept + {size} > {limit}")
+        self.owner, self.used, self.size, self.limit = owner, used, size, limit
+
+
+def check_quota(used: int, size: int, owner: str | None, quota: int | None) -> None:
+    """Raise QuotaExceeded when `size` more bytes take `owner` (who keeps `used`) over `quota` (None: no quota)."""
+    if quota is not None and owner is not None and used + size > quota:
+        raise QuotaExceeded(owner, used, size, quota)
+
+
+class BatchTransaction:
+    """One batch's rows in one open transaction: `keep_rows` for run_batch, `finish` with the summary, `measured`
+    with the size of the result files (checked against the owner's quota), then `commit` (BatchStore.save calls
+    the last two once the result files are complete)."""
+
+    def __init__(self, session, keep_rows: KeepRows, batch_id: str, owner: str | None = None,
+                 quota: int | None = None) -> None:
         self.session = session
         self.keep_rows = keep_rows
         self.batch_id = batch_id
+        self.owner = owner
+        self.quota = quota
         self.committed = False
 
     def finish(self, summary: dict[str, Any]) -> None:
         finish_batch(self.session, self.batch_id, summary)
+
+    def measured(self, size: int) -> None:
+        if self.owner is not None:
+            check_quota(bytes_kept(self.session, self.owner), size, self.owner, self.quota)
+        set_result_bytes(self.session, self.batch_id, size)
 
     def commit(self) -> None:
         self.session.commit()
@@ -113,18 +137,19 @@ class BatchTransaction:
 @contextmanager
 def batch_transaction(database: Database, rs: Ruleset, window_days: int, *, batch_id: str, content_sha256: str,
                       filename: str | None, date_order: str | None = None,
-                      wrap_keep: Callable[[Keep], Keep] | None = None) -> Iterator[BatchTransaction]:
+                      wrap_keep: Callable[[Keep], Keep] | None = None, owner: str | None = None,
+                      quota: int | None = None) -> Iterator[BatchTransaction]:
     """Open the batch's transaction and add its row; everything is rolled back unless `commit` was called.
 
     Raises labservice.store.repository.BatchAlreadyStored when another upload committed this batch (on
     PostgreSQL, an upload of the same batch still running makes this wait until it ends)."""
     with database.sessions() as session:
         session.begin()
-        add_batch(session, batch_id, content_sha256, filename)
+        add_batch(session, batch_id, content_sha256, filename, owner=owner)
         keep = keep_in_session(session, rs, window_days, source="batch", batch_id=batch_id)
         if wrap_keep is not None:
             keep = wrap_keep(keep)
-        transaction = BatchTransaction(session, batch_keeper(keep, rs, date_order), batch_id)
+        transaction = BatchTransaction(session, batch_keeper(keep, rs, date_order), batch_id, owner, quota)
         try:
             yield transaction
         finally:
@@ -136,30 +161,34 @@ def batch_transaction(database: Database, rs: Ruleset, window_days: int, *, batc
 WAIT_FOR_OTHER_UPLOAD = 10.0
 
 
-def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Database | None, rs: Ruleset,
+def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Database, rs: Ruleset,
                window_days: int, content_sha256: str, filename: str | None, date_order: str | None = None,
-               wrap_keep: Callable[[Keep], Keep] | None = None) -> tuple[StoredBatch, bool]:
+               wrap_keep: Callable[[Keep], Keep] | None = None, store_rows: bool = True, owner: str | None = None,
+               quota: int | None = None) -> tuple[StoredBatch, bool]:
     """Run a batch and keep it: (the batch, True if this call made it).
 
     `run(csv_out, json_out, keep_rows)` runs the file (labservice.batch.run_batch) and returns the record,
-    with the run's `summary`. Without `database` nothing goes to the database and the files alone are kept.
-    With it the batch's rows are stored in one transaction committed just before the files are renamed
-    into place. When another upload has committed the same batch, its files are answered (made again from
-    the file, with the stored summary, if they were lost). `wrap_keep` wraps the storing `keep` (the audit
-    trail notes the patients stored).
+    with the run's `summary`. With `store_rows` the batch's rows are stored in one transaction committed just
+    before the files are renamed into place; without (?store=false) no CBC is stored and the batch's row alone
+    is added, in a short transaction at that point. When another upload has committed the same batch, its files
+    are answered (made again from the file, with the stored summary, if they were lost). `wrap_keep` wraps the
+    storing `keep` (the audit trail notes the patients stored). The row names `owner`; when the results would
+    take the owner over `quota` bytes kept, QuotaExceeded is raised and nothing is kept.
     """
-    if database is None:
-        return store.save(batch_id, lambda csv_out, json_out: run(csv_out, json_out, None))
     try:
+        if not store_rows:
+            return _save_unstored(store, batch_id, run, database=database, content_sha256=content_sha256,
+                                  filename=filename, owner=owner, quota=quota)
         with batch_transaction(database, rs, window_days, batch_id=batch_id, content_sha256=content_sha256,
-                               filename=filename, date_order=date_order, wrap_keep=wrap_keep) as transaction:
+                               filename=filename, date_order=date_order, wrap_keep=wrap_keep, owner=owner,
+                               quota=quota) as transaction:
 
             def produce(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
                 record = run(csv_out, json_out, transaction.keep_rows)
                 transaction.finish(record["summary"])
                 return record
 
-            return store.save(batch_id, produce, commit=transaction.commit)
+            return store.save(batch_id, produce, commit=transaction.commit, measured=transaction.measured)
     except BatchAlreadyStored:
         pass
     deadline = time.monotonic() + WAIT_FOR_OTHER_UPLOAD
@@ -182,13 +211,43 @@ def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Dat
     return stored, False
 
 
+def _save_unstored(store: BatchStore, batch_id: str, run: RunBatch, *, database: Database, content_sha256: str,
+                   filename: str | None, owner: str | None, quota: int | None) -> tuple[StoredBatch, bool]:
+    """A ?store=false batch: its files, and its row (no CBC) committed just before they are renamed into place.
+    Raises BatchAlreadyStored when another upload of it committed first."""
+    made: dict[str, Any] = {}
+
+    def produce(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
+        made["record"] = run(csv_out, json_out, None)
+        return made["record"]
+
+    def measured(size: int) -> None:
+        if owner is not None and quota is not None:
+            with database.session() as session:
+                check_quota(bytes_kept(session, owner), size, owner, quota)
+        made["size"] = size
+
+    def commit() -> None:
+        try:
+            with database.session() as session:
+                added = add_unstored_batch(session, batch_id=batch_id, content_sha256=content_sha256,
+                                           filename=filename, owner=owner, summary=made["record"]["summary"],
+                                           size=made["size"])
+        except IntegrityError:
+            added = False
+        if not added:
+            raise BatchAlreadyStored(batch_id)
+
+    return store.save(batch_id, produce, commit=commit, measured=measured)
+
+
 def recover_batches(store: BatchStore, database: Database) -> list[str]:
     """Settle what uploads killed mid-way left in the batch directory (BatchStore.recover), asking the database
     which batches it committed; when the database does not answer, it is left for the next upload."""
 
-    def committed(batch_id: str) -> bool:
+    def committed(batch_id: str) -> bool:  # and not purged since (a new upload taking it up died before its commit)
         with database.session() as session:
-            return stored_batch_summary(session, batch_id) is not None
+            return known_batches(session, [batch_id]).get(batch_id, "no row") is None
 
     try:
         return store.recover(committed)

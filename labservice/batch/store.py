@@ -1,7 +1,9 @@
 """Uploaded batches and their results, kept on the filesystem: one directory per batch, written atomically.
 
-Layout: ``<directory>/<batch_id>/result.csv``, ``result.json`` and ``summary.json`` (the record: batch id,
-content hash, mapping document, when it was made and the run's summary). A batch is written into a
+Layout: ``<directory>/<batch_id>/result.csv``, ``result.json``, ``summary.json`` (the record: batch id,
+content hash, mapping document, when it was made and the run's summary) and ``patients.json`` (the distinct
+patient ids the results show, for the audit trail: a producer returns them under the record's ``patients`` key,
+which is written to this file rather than into the record every read loads). A batch is written into a
 ``.partial-<batch_id>-*`` directory beside the others and renamed into place once complete, so a crash
 leaves no half batch under a batch id (only a ``.partial-*`` directory, which no id can name).
 
@@ -14,9 +16,10 @@ process died between commit and rename); any other is deleted (it died before th
 rolled the batch back too). A directory is created as ``.creating-*`` and renamed to ``.partial-*`` once its
 lock is held, so recovery never mistakes a directory being created for one whose writer died.
 
-The batch id is derived from what decides the output: the file's content, the mapping it was read with
-and the version of the rule tables. The same file uploaded twice with the same mapping is therefore
-recognised before it is interpreted again.
+The batch id is derived from what decides the output: the file's content, the mapping it was read with,
+the version of the rule tables, and whether its CBCs were stored (a ``?store=false`` upload has an id of its
+own, so it never answers for the storing upload of the same file). The same file uploaded twice with the same
+mapping is therefore recognised before it is interpreted again.
 
 The store is small on purpose (`get`, `save`, `recent`, the result paths). CBCs of a batch that carry a
 patient id are also stored in the database (`labservice.store`), with a row in its `batches` table.
@@ -40,8 +43,10 @@ from typing import IO, Any, Protocol, TextIO
 
 #: A batch id: 32 lower-case hex characters (no dots or slashes, so never a path outside the store).
 BATCH_ID_RE = re.compile(r"[0-9a-f]{32}")
-CSV_NAME, JSON_NAME, RECORD_NAME = "result.csv", "result.json", "summary.json"
+CSV_NAME, JSON_NAME, RECORD_NAME, PATIENTS_NAME = "result.csv", "result.json", "summary.json", "patients.json"
 PARTIAL_PREFIX = ".partial-"
+#: A batch's directory being deleted (retention) is first renamed to this prefix, so its id is free at once.
+DISCARDED_PREFIX = ".discarded-"
 CREATING_PREFIX = ".creating-"
 LOCK_NAME = ".lock"
 #: A .creating-* directory (a writer between mkdtemp and taking its lock) older than this is left-over.
@@ -69,9 +74,12 @@ def canonical_json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def batch_id_for(content_sha256: str, mapping_document: dict[str, Any], ruleset_version: str) -> str:
-    """The id of the batch made from this content, read with this mapping, under these rule tables."""
-    key = "\n".join((content_sha256, canonical_json(mapping_document), ruleset_version))
+def batch_id_for(content_sha256: str, mapping_document: dict[str, Any], ruleset_version: str,
+                 stored: bool = True) -> str:
+    """The id of the batch made from this content, read with this mapping, under these rule tables, with its
+    CBCs stored or not (?store=false): an unstored upload must never pass for the storing one (issue 10)."""
+    parts = (content_sha256, canonical_json(mapping_document), ruleset_version) + (() if stored else ("store=false",))
+    key = "\n".join(parts)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
@@ -99,6 +107,8 @@ class BatchStorage(Protocol):
 
     def recent(self, limit: int = 20) -> list[StoredBatch]: ...
 
+    def patients(self, batch_id: str) -> list[str] | None: ...
+
 
 class BatchStore:
     """Batches as directories under one directory (created when the first batch is saved)."""
@@ -120,6 +130,16 @@ class BatchStore:
             return None
         return self._stored(batch_id, folder, record)
 
+    def patients(self, batch_id: str) -> list[str] | None:
+        """The patient ids the batch's results show; None when the batch or its list is missing (a batch made
+        before the list was kept)."""
+        if not is_batch_id(batch_id):
+            return None
+        try:
+            return json.loads((self.directory / batch_id / PATIENTS_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
     def recent(self, limit: int = 20) -> list[StoredBatch]:
         """The newest complete batches, newest first (by when their record was written)."""
         try:
@@ -137,13 +157,15 @@ class BatchStore:
                 out.append(stored)
         return out
 
-    def save(self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None
-             ) -> tuple[StoredBatch, bool]:
+    def save(self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None,
+             measured: Callable[[int], None] | None = None) -> tuple[StoredBatch, bool]:
         """Make a batch with `produce` and move it into place: (the batch, True if this call made it).
 
         `produce` writes the CSV and JSON results and returns the record. If it raises, nothing is kept
-        and the exception propagates. `commit` (the database transaction of the batch's rows) runs once
-        the files are complete, just before they are renamed into place; if it raises, nothing is kept.
+        and the exception propagates. `measured` is given the bytes of the complete files (the quota check
+        and the size the database keeps) and may raise too. `commit` (the database transaction of the batch's
+        rows) runs once the files are complete, just before they are renamed into place; if it raises, nothing
+        is kept.
         If the same batch was completed meanwhile (a concurrent upload of the same file), that one is kept
         and returned with False, and `commit` is not called.
         """
@@ -154,6 +176,10 @@ class BatchStore:
         try:
             with _text_file(partial / CSV_NAME) as csv_out, _text_file(partial / JSON_NAME) as json_out:
                 record = produce(csv_out, json_out)
+            patients = record.pop("patients", None)
+            if patients is not None:
+                with _text_file(partial / PATIENTS_NAME) as handle:
+                    json.dump(list(patients), handle, ensure_ascii=False)
             with _text_file(partial / RECORD_NAME) as handle:
                 json.dump(record, handle, ensure_ascii=False, indent=2)
                 handle.write("\n")
@@ -161,6 +187,8 @@ class BatchStore:
             existing = self.get(batch_id)
             if existing is not None:  # completed meanwhile: keep that one (and commit nothing)
                 return existing, False
+            if measured is not None:
+                measured(_bytes_in(partial))
             if commit is not None:
                 commit()
             try:
@@ -177,6 +205,38 @@ class BatchStore:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
             lock.close()
+
+    def size(self, batch_id: str) -> int:
+        """Bytes of the batch's files (0 when it is not kept)."""
+        return _bytes_in(self.directory / batch_id) if is_batch_id(batch_id) else 0
+
+    def batch_ids(self) -> list[str]:
+        """The ids of the complete batches kept."""
+        try:
+            return [entry.name for entry in self.directory.iterdir() if is_batch_id(entry.name)]
+        except FileNotFoundError:
+            return []
+
+    def discard(self, batch_id: str) -> bool:
+        """Delete a batch's files: True when they were there. The directory is renamed aside first, so a new
+        upload of the same batch can move its own into place at once; leftovers of a process that died while
+        deleting are removed by `discard_leftovers`."""
+        if not is_batch_id(batch_id):
+            return False
+        aside = self.directory / f"{DISCARDED_PREFIX}{batch_id}-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            os.rename(self.directory / batch_id, aside)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(aside, ignore_errors=True)
+        return True
+
+    def discard_leftovers(self) -> None:
+        """Remove what a process that died while deleting a batch left behind."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.directory.iterdir():
+                if entry.name.startswith(DISCARDED_PREFIX):
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def _new_partial(self, batch_id: str) -> tuple[Path, IO[str]]:
         """A new, empty .partial-<batch_id>-* directory and its lock, held (closing the handle releases it)."""
@@ -251,6 +311,17 @@ def _try_lock(folder: Path) -> IO[str] | _Marker:
         handle.close()
         return _BUSY
     return handle
+
+
+def _bytes_in(folder: Path) -> int:
+    """Bytes of the files directly in `folder` (a batch's directory holds no subdirectory)."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file():
+                    total += entry.stat().st_size
+    return total
 
 
 def _age(path: Path) -> float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labservice.core import vocabulary
+from labservice.core.ruleset_error import RulesetError
 from labservice.core.units import UnitTable, normalise_unit_key
 from labservice.rule_tables import packaged_directory
 
@@ -25,10 +26,6 @@ DUFFY_FILE = "duffy_null.csv"
 OPERATORS = ("<", "<=", ">", ">=")
 SEXES = ("any", "female", "male")
 PREGNANCY_STATES = ("no", "trimester_1", "trimester_2", "trimester_3", "trimester_unknown")
-
-
-class RulesetError(ValueError):
-    """A rule table is malformed; the message names the file and line."""
 
 
 class _Number(float):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labservice.core.ruleset_error import RulesetError
+
 _MICRO_SIGNS = str.maketrans({"µ": "u", "μ": "u"})
 
 
@@ -34,8 +36,6 @@ class UnitTable:
     _by_kind: dict[str, dict[str, UnitSpelling]] = field(default_factory=dict)
 
     def add(self, kind: str, unit: str, factor: float | None, note: str, where: str) -> None:
-        from labservice.core.ruleset import RulesetError
-
         key = normalise_unit_key(unit)
         spellings = self._by_kind.setdefault(kind, {})
         if key in spellings and spellings[key].factor != factor:

@@ -51,6 +51,8 @@ class Urgency(StrEnum):
 ANALYTES: tuple[str, ...] = tuple(a.value for a in Analyte)
 #: Urgency names by rank (index 0 = routine), as the engine's int8 urgency column indexes them.
 URGENCY_NAMES: tuple[str, ...] = tuple(u.value for u in Urgency)
+#: Urgencies from the highest, as the worklist, the dashboard and the HTTP enums list them.
+URGENCIES: tuple[str, ...] = tuple(reversed(URGENCY_NAMES))
 URGENCY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(URGENCY_NAMES)}
 #: The finding kinds of findings.csv: reported by the engine, an urgency reason only, a delta check.
 FINDING, REASON, DELTA = "finding", "reason", "delta"

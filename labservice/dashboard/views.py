@@ -30,20 +30,21 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from labservice.api import current_database, current_ruleset
-from labservice.api.batches import current_store, receive_upload
-from labservice.api.schemas import FINDING_CODES, URGENCIES
-from labservice.batch.store import is_batch_id
+from labservice.batch.store import StoredBatch
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
+from labservice.core.vocabulary import FINDING_CODES, URGENCIES
 from labservice.dashboard.charts import Line, Point, trend_chart
 from labservice.errors import Problem
+from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.security import csrf
 from labservice.security import users as accounts
 from labservice.security.audit import touched_batch
 from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
+from labservice.services.batch_results import find_batch, send_batch_result
+from labservice.services.batch_upload import receive_upload
 from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
 from labservice.store.repository import (
     InvalidTransition,
@@ -282,8 +283,8 @@ def _referral_view(referral) -> dict[str, Any]:
         "id": referral.id, "status": referral.status, "urgency": referral.urgency, "reason": referral.reason,
         "collected_at": referral.collected_at, "created_at": referral.created_at, "note": referral.note,
         "patient": referral.patient.external_id, "allowed": TRANSITIONS.get(referral.status, ()),
-        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor, "note": e.note}
-                   for e in referral.events],
+        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor,
+                    "on_behalf_of": e.on_behalf_of, "note": e.note} for e in referral.events],
     }
 
 
@@ -395,6 +396,7 @@ def patient_page(external_id: str) -> ResponseReturnValue:
     with current_database().session() as session:
         patient = patient_record(session, external_id)
         if patient is None:
+            touched_patients([external_id], "read")  # the audit trail: a look-up of an unknown id is recorded too
             return not_found(f"patient {external_id}")
         touched_patients([patient.external_id], "read")  # the audit trail
         results = _chronological(list(patient.results))
@@ -456,7 +458,7 @@ def _recent_batches() -> list[dict]:
 
 @bp.post("/batches")
 def upload_batch() -> ResponseReturnValue:
-    """The same upload as POST /api/v1/batches (labservice.api.batches.receive_upload), then its summary page."""
+    """The same upload as POST /api/v1/batches (labservice.services.batch_upload), then its summary page."""
     try:
         stored, created = receive_upload()  # reads the form itself: the upload limit must apply first
     except Problem as problem:
@@ -473,12 +475,23 @@ def upload_batch() -> ResponseReturnValue:
     return redirect(url_for("dashboard.batch_page", batch_id=stored.batch_id), 303)
 
 
+def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
+    """The batch (labservice.services.batch_results.find_batch), or the page saying it does not exist (404) or that its
+    results expired (410)."""
+    try:
+        return find_batch(batch_id)
+    except Problem as problem:
+        if problem.code == 410:
+            return render_template("dashboard/gone.html", detail=problem.detail), 410
+        return not_found(f"batch {batch_id}")
+
+
 @bp.get("/batches/<batch_id>")
 def batch_page(batch_id: str) -> ResponseReturnValue:
-    stored = current_store().get(batch_id) if is_batch_id(batch_id) else None
-    if stored is None:
-        return not_found(f"batch {batch_id}")
-    touched_batch(batch_id, "read")  # the audit trail
+    stored = _kept_batch(batch_id)
+    if not isinstance(stored, StoredBatch):
+        return stored
+    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     record = stored.record
     links = {"csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
              "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
@@ -490,11 +503,10 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
 @bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
 def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
     """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
-    from labservice.api.batches import get_batch_csv, get_batch_json
-
-    if not is_batch_id(batch_id) or current_store().get(batch_id) is None:
-        return not_found(f"batch {batch_id}")
-    return get_batch_csv(batch_id) if kind == "csv" else get_batch_json(batch_id)
+    found = _kept_batch(batch_id)
+    if not isinstance(found, StoredBatch):
+        return found
+    return send_batch_result(batch_id, kind)
 
 
 # --- signing in and out; CSRF -------------------------------------------------------------------

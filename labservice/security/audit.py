@@ -28,6 +28,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from sqlalchemy import insert
 
+from labservice.extensions import current_database
 from labservice.security.logging import request_id, route
 from labservice.security.principal import Principal, current_principal, patients_touched
 from labservice.security.remote import remote_address
@@ -103,7 +104,8 @@ def records_for_request(status: int) -> list[AuditRecord]:
     """The audit rows this request calls for (none when it touched no patient and named no resource).
 
     A dashboard sign-in (the view leaves `g.sign_in`: the username sent and the outcome) is one row too, action
-    `sign_in`, status 303 or 401, the outcome (ok, unknown, wrong_password, locked, slowed, disabled) in the resource."""
+    `sign_in`, status 303 or 401, the outcome (ok, unknown, wrong_password, locked, slowed, disabled) in the
+    resource."""
     principal, address, rid = current_principal(), remote_address(), request_id()
     records = []
     attempt = g.get("sign_in")
@@ -126,8 +128,6 @@ def _write_request_records(response: Response) -> Response:
     records = records_for_request(response.status_code)
     if not records:
         return response
-    from labservice.api import current_database
-
     try:
         write_records(current_database(), records)
     except AuditUnavailable as error:
@@ -194,16 +194,20 @@ def noting_patients(keep: Callable[[list[Any]], list[Any]], action: str = "creat
     return keep_noted
 
 
-def touched_batch(batch_id: str, action: str) -> None:
-    """Note a batch: its resource, and the patients whose CBCs were stored from it (one indexed query)."""
+def touched_batch(batch_id: str, action: str, patients: list[str] | None = None) -> None:
+    """Note a batch: its resource, and every patient its results show (`patients`, the list the batch store keeps
+    with them). For a batch stored before that list was kept (None), the patients whose CBCs were stored from it
+    (one indexed query)."""
     from sqlalchemy import select
 
-    from labservice.api import current_database
     from labservice.security.principal import touched_patients
     from labservice.store.models import CbcResult, Patient
 
     touched_resource(f"batch {batch_id}", action)
+    if patients is not None:
+        touched_patients(patients, action)
+        return
     with current_database().session() as session:
-        patients = session.scalars(select(Patient.external_id).join(CbcResult, CbcResult.patient_id == Patient.id)
-                                   .where(CbcResult.batch_id == batch_id).distinct()).all()
-    touched_patients(sorted(patients), action)
+        stored = session.scalars(select(Patient.external_id).join(CbcResult, CbcResult.patient_id == Patient.id)
+                                 .where(CbcResult.batch_id == batch_id).distinct()).all()
+    touched_patients(sorted(stored), action)

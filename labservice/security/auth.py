@@ -30,6 +30,7 @@ from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from labservice.errors import problem_response
+from labservice.extensions import current_database
 from labservice.security.cds_jwt import CdsJwtError, TrustedIssuers, load_issuers, verify
 from labservice.security.keys import KEY_PATTERN, authenticate_key
 from labservice.security.principal import Principal, set_principal
@@ -141,7 +142,7 @@ def _bearer() -> tuple[bool, str | None]:
 
 
 def _database():
-    return current_app.extensions["labservice.database"]
+    return current_database()
 
 
 def _key_principal(token: str) -> Principal | None:

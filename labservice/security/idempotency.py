@@ -50,6 +50,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
 from labservice.errors import problem_response
+from labservice.extensions import current_database
 from labservice.security.principal import current_principal, patients_touched, touched_patients
 from labservice.store.models import IdempotencyRecord
 from labservice.store.repository import as_utc, now_utc
@@ -354,7 +355,7 @@ def idempotent(view: Callable[..., Any], limit_setting: str) -> Callable[..., An
 
 def _run_once(view: Callable[..., Any], args: tuple, kwargs: dict, key: str,
               request_hash: str) -> ResponseReturnValue:
-    database = current_app.extensions["labservice.database"]
+    database = current_database()
     now = now_utc()
     ttl = timedelta(hours=int(current_app.config.get("IDEMPOTENCY_TTL_HOURS", 24)))
     lease = timedelta(seconds=int(current_app.config.get("IDEMPOTENCY_LEASE_SECONDS", 120)))

@@ -2,7 +2,7 @@
 version), batches, and referrals with the history of their status.
 
 A referral is an episode of attention for one patient: it opens when a stored interpretation is
-not routine, follows the patient's latest CBC while it is open (new → acknowledged), and closes
+not routine, keeps the highest urgency of the patient's CBCs while it is open (new → acknowledged), and closes
 when it is referred or dismissed; a later CBC that needs attention opens a new one.
 """
 
@@ -12,6 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -57,13 +60,21 @@ class Batch(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     content_sha256: Mapped[str] = mapped_column(String(64), index=True)
     filename: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)  # the retention counts from here
     rows_in: Mapped[int] = mapped_column(Integer, default=0)
     rows_out: Mapped[int] = mapped_column(Integer, default=0)
     interpreted: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     stored: Mapped[int] = mapped_column(Integer, default=0)  # CBCs with a patient id kept in cbc_results
     summary: Mapped[dict] = mapped_column(JSON)
+    #: False for an upload with ?store=false (its CBCs were not kept): part of the batch's identity (issue 10).
+    store_requested: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    #: Who uploaded it (principal id, e.g. api_key:lis-interface): its results count against that quota.
+    owner: Mapped[str | None] = mapped_column(String(220), index=True)
+    #: Bytes of its result files while they are kept (0 for batches made before this was counted).
+    result_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: When its result files were deleted (BATCH_RETENTION_DAYS); its stored CBCs and referrals stay.
+    purged_at: Mapped[datetime | None]
 
 
 class CbcResult(Base):
@@ -142,6 +153,8 @@ class Referral(Base):
     updated_at: Mapped[datetime]
     note: Mapped[str | None] = mapped_column(Text)
     status_by: Mapped[str | None] = mapped_column(String(200))
+    #: Free text the API caller sent as the person it acts for (the body's `actor`): never verified.
+    status_on_behalf_of: Mapped[str | None] = mapped_column(String(200))
     status_at: Mapped[datetime | None]
 
     patient: Mapped[Patient] = relationship()
@@ -159,7 +172,10 @@ class ReferralEvent(Base):
     from_status: Mapped[str] = mapped_column(String(12))
     to_status: Mapped[str] = mapped_column(String(12))
     note: Mapped[str | None] = mapped_column(Text)
+    #: Who made the change, as authenticated: "api_key:<name>", or the signed-in user's name (dashboard).
     actor: Mapped[str] = mapped_column(String(200))
+    #: Free text the API caller sent as the person it acts for (the body's `actor`, or X-User): never verified.
+    on_behalf_of: Mapped[str | None] = mapped_column(String(200))
     at: Mapped[datetime]
 
     referral: Mapped[Referral] = relationship(back_populates="events")

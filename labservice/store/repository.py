@@ -256,21 +256,27 @@ def _number(value: float | None) -> float | None:
 
 def _refer(session: Session, patient: Patient, interpretation: Interpretation, collected_at: datetime | None,
            codes: list[str], has_delta: bool, now: datetime) -> int | None:
-    """Open the patient's referral when the CBC needs attention, and bring an open one up to the
-    patient's latest CBC whatever it shows (a routine CBC updates an open referral, opens none)."""
+    """Open the patient's referral when the CBC needs attention; every CBC stored while one is open belongs to it.
+
+    An open referral's urgency is the highest of its CBCs' urgencies: a CBC never lowers it, whenever it was
+    collected or arrives, and a more urgent one always raises it (issue 10: a CBC dated in the future, or posted
+    before an older critical one, hid the critical result). The referral shows the CBC that sets its urgency
+    (its interpretation, findings, reason and collection time); of CBCs of that same urgency, the newest
+    collected (a later arrival at an equal time). A routine CBC without a delta finding opens none and changes
+    none. The open referral is read under a row lock (FOR UPDATE on PostgreSQL; SQLite's one write lock is
+    already held), so two requests escalating it at once cannot lower each other's urgency.
+    """
     needs_attention = interpretation.urgency_rank > 0 or has_delta
     referral = session.scalars(select(Referral).where(Referral.patient_id == patient.id,
-                                                      Referral.status.in_(OPEN_STATUSES))).first()
+                                                      Referral.status.in_(OPEN_STATUSES))
+                               .with_for_update().execution_options(populate_existing=True)).first()
     if referral is None and not needs_attention:
         return None
     if referral is None:
         referral = Referral(patient_id=patient.id, status="new", created_at=now)
         session.add(referral)
-    elif referral.collected_at is not None and collected_at is not None and (
-            as_utc(referral.collected_at) > collected_at):
-        # An older CBC arriving late does not replace the newer one; if it needs attention itself it
-        # belongs to the open referral (its id is answered), otherwise to none.
-        return referral.id if needs_attention else None
+    elif not _takes_over(referral, interpretation.urgency_rank, collected_at, needs_attention):
+        return referral.id
     referral.interpretation_id = interpretation.id
     referral.urgency = interpretation.urgency
     referral.urgency_rank = interpretation.urgency_rank
@@ -281,6 +287,17 @@ def _refer(session: Session, patient: Patient, interpretation: Interpretation, c
     referral.updated_at = now
     session.flush()
     return referral.id
+
+
+def _takes_over(referral: Referral, rank: int, collected_at: datetime | None, needs_attention: bool) -> bool:
+    """Whether a CBC of this urgency and time becomes the one the open referral shows: a more urgent one always;
+    one of the same urgency that needs attention when it was collected no earlier (or either time is unknown)."""
+    if rank != referral.urgency_rank:
+        return rank > referral.urgency_rank
+    if not needs_attention:
+        return False
+    shown = as_utc(referral.collected_at)
+    return shown is None or collected_at is None or collected_at >= shown
 
 
 # -- the worklist ----------------------------------------------------------------------------
@@ -350,8 +367,11 @@ def get_referral(session: Session, referral_id: int) -> Referral:
 
 
 def change_referral(session: Session, referral_id: int, status: str, *, actor: str, note: str | None = None,
-                    now: datetime | None = None) -> Referral:
+                    on_behalf_of: str | None = None, now: datetime | None = None) -> Referral:
     """Move a referral along new → acknowledged → referred | dismissed, recording who, when and why.
+
+    `actor` is the authenticated caller; `on_behalf_of` a name the caller sent for the person it acts for, kept
+    as the free text it is.
 
     The row is locked first (lock_referral), so two changes at once apply one after the other."""
     lock_referral(session, referral_id)
@@ -361,10 +381,11 @@ def change_referral(session: Session, referral_id: int, status: str, *, actor: s
         raise InvalidTransition(f"a referral that is {referral.status} cannot become {status}; allowed: {allowed}")
     now = now or now_utc()
     session.add(ReferralEvent(referral_id=referral.id, from_status=referral.status, to_status=status, note=note,
-                              actor=actor, at=now))
+                              actor=actor, on_behalf_of=on_behalf_of, at=now))
     referral.status = status
     referral.note = note
     referral.status_by = actor
+    referral.status_on_behalf_of = on_behalf_of
     referral.status_at = now
     referral.updated_at = now
     session.flush()
@@ -398,13 +419,20 @@ class BatchAlreadyStored(Exception):
     """A batch with this id was committed by another upload (found when adding its row)."""
 
 
-def add_batch(session: Session, batch_id: str, content_sha256: str, filename: str | None) -> None:
+def add_batch(session: Session, batch_id: str, content_sha256: str, filename: str | None, *,
+              store_requested: bool = True, owner: str | None = None) -> None:
     """Add the batch row its CBCs point to, first in the batch's transaction (flushed: a concurrent upload of the
-    same batch waits here on PostgreSQL until this one ends). Raises BatchAlreadyStored when it exists."""
+    same batch waits here on PostgreSQL until this one ends). Raises BatchAlreadyStored when it exists, unless its
+    results were purged: the row is then taken up again (labservice.store.batch_records.revive_batch)."""
+    from labservice.store.batch_records import revive_batch
+
     if session.get(Batch, batch_id) is not None:
+        if revive_batch(session, batch_id, filename=filename, owner=owner):
+            return
         raise BatchAlreadyStored(batch_id)
     session.add(Batch(id=batch_id, content_sha256=content_sha256, filename=filename, created_at=now_utc(),
-                      rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={}))
+                      rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={},
+                      store_requested=store_requested, owner=owner, result_bytes=0))
     try:
         session.flush()
     except IntegrityError:

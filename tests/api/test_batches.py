@@ -23,15 +23,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from labservice.api import RULESET_EXTENSION
 from labservice.batch import BatchFileError, load_mapping_text, run_batch
 from labservice.batch.store import BatchStore, batch_id_for, canonical_json
 from labservice.batch.summary import BatchSummary
 from labservice.cli import main as cli_main
 from labservice.config import load_settings
+from labservice.extensions import RULESET_EXTENSION
 from tests.api.helpers import URL as INTERPRETATIONS
 from tests.api.helpers import assert_problem
-from tests.shared_data import MIMIC_LABEVENTS
+from tests.shared_data import MIMIC_CLOCK_SKEW_SECONDS, MIMIC_LABEVENTS
 
 BATCHES = "/api/v1/batches"
 LABEVENTS = MIMIC_LABEVENTS
@@ -177,7 +177,7 @@ def test_json_download_has_every_row_in_input_order(client):
 def test_results_are_stored_under_the_batch_directory(batch_app, client, tmp_path):
     body = created(upload(client, WIDE_CSV))
     folder = tmp_path / "batches" / body["batch_id"]
-    assert sorted(os.listdir(folder)) == ["result.csv", "result.json", "summary.json"]
+    assert sorted(os.listdir(folder)) == ["patients.json", "result.csv", "result.json", "summary.json"]
     assert batch_dirs(tmp_path / "batches") == [body["batch_id"]], "no partial directory is left behind"
     assert json.loads((folder / "summary.json").read_text())["summary"] == body["summary"]
 
@@ -202,7 +202,7 @@ def test_the_same_upload_twice_is_recognised_and_not_interpreted_again(client, m
     def must_not_run(*args, **kwargs):
         raise AssertionError("a known batch was interpreted again")
 
-    monkeypatch.setattr("labservice.api.batches.run_batch", must_not_run)
+    monkeypatch.setattr("labservice.services.batch_upload.run_batch", must_not_run)
     response = upload(client, WIDE_CSV, filename="renamed.csv")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "Location" not in response.headers
@@ -251,6 +251,7 @@ def test_mapping_may_be_sent_as_a_file_part(client):
 
 
 def test_mimic_labevents_with_its_mapping(client):
+    client.application.config["CLOCK_SKEW_SECONDS"] = MIMIC_CLOCK_SKEW_SECONDS  # its dates lie in 2102-2202
     data = LABEVENTS.read_bytes()
     assert len(data) > load_settings({})["MAX_CONTENT_LENGTH"], "larger than the JSON endpoints accept"
     # Independent expectations, with the csv module: results read, results of unmapped items, and one
@@ -294,6 +295,7 @@ def test_download_is_byte_for_byte_what_run_batch_and_the_cli_write(batch_app, c
         data, mapping = WIDE_CSV, None
     else:
         data, mapping = LABEVENTS.read_bytes(), MIMIC_MAPPING
+        batch_app.config["CLOCK_SKEW_SECONDS"] = MIMIC_CLOCK_SKEW_SECONDS  # its dates lie in 2102-2202
     body = created(upload(client, data, mapping=mapping))
     downloaded_csv = client.get(body["links"]["csv"]).get_data()
     downloaded_json = client.get(body["links"]["json"]).get_data()

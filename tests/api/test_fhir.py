@@ -18,7 +18,7 @@ import pytest
 
 from tests.adapters.fhir.build import bundle, mimic_cbcs, mimic_transaction, observation, patient, report
 from tests.api.helpers import assert_problem
-from tests.shared_data import FIXTURES, MIMIC_LABEVENTS
+from tests.shared_data import FIXTURES, MIMIC_CLOCK_SKEW_SECONDS, MIMIC_LABEVENTS
 
 URL = "/api/v1/fhir/interpret"
 FHIR_JSON = "application/fhir+json"
@@ -347,7 +347,7 @@ def mimic_low_platelets() -> list[tuple[tuple[str, str], dict[str, tuple[str, st
 
 
 def test_mimic_low_platelets_through_fhir_get_the_ctcae_grades_of_clinical_rules(make_app, mimic_low_platelets):
-    client = make_app(MAX_CONTENT_LENGTH=32 * 1024 * 1024).test_client()
+    client = make_app(MAX_CONTENT_LENGTH=32 * 1024 * 1024, CLOCK_SKEW_SECONDS=MIMIC_CLOCK_SKEW_SECONDS).test_client()
     body = answer_of(client, mimic_transaction(mimic_low_platelets))
     censored = [items for _, items in mimic_low_platelets if items["51265"][0].startswith("<")]
     assert len(censored) == 3  # README: 3 rows `<5`
@@ -382,7 +382,8 @@ def test_mimic_low_platelets_through_fhir_get_the_ctcae_grades_of_clinical_rules
     assert reasons == ["platelets: the value is censored (< 5); only an exact value can be interpreted"] * 3
 
 
-def test_mimic_admission_history_is_stored_through_fhir(client, mimic_low_platelets):
+def test_mimic_admission_history_is_stored_through_fhir(make_app, mimic_low_platelets):
+    client = make_app(CLOCK_SKEW_SECONDS=MIMIC_CLOCK_SKEW_SECONDS).test_client()  # MIMIC dates lie in 2102-2202
     hadm = next(key[0] for key, _ in mimic_low_platelets
                 if key[0] and sum(other[0] == key[0] for other, _ in mimic_low_platelets) >= 3)
     serial = [group for group in mimic_low_platelets if group[0][0] == hadm][:3]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.api.helpers import assert_problem
 from tests.api.test_referrals import cbc, post
+from tests.credentials import CREDENTIALS
 
 URL = "/api/v1/patients/{}/results"
 CANONICAL_UNITS = {"platelets": "10*9/L", "wbc": "10*9/L", "neutrophils": "10*9/L", "lymphocytes": "10*9/L",
@@ -101,11 +102,14 @@ def test_a_fall_outside_the_window_is_not_a_platelet_drop(client):
 def test_the_patients_referrals_come_with_the_results(client, trend):
     referral_id = trend[1]["stored"]["referral_id"]
     assert referral_id is not None
-    assert trend[0]["stored"]["referral_id"] is None and trend[2]["stored"]["referral_id"] is None
+    assert trend[0]["stored"]["referral_id"] is None
+    assert trend[2]["stored"]["referral_id"] == referral_id  # stored while it is open: joins it (issue 10), routine
     client.patch(f"/api/v1/referrals/{referral_id}", json={"status": "acknowledged", "actor": "dr.smith"})
     referrals = history(client, "P-TREND")["referrals"]
+    key_name = client.application.extensions[CREDENTIALS].key_name
     assert [(r["id"], r["status"], r["status_by"], r["urgency"]) for r in referrals] == [
-        (referral_id, "acknowledged", "dr.smith", "soon")]
+        (referral_id, "acknowledged", f"api_key:{key_name}", "soon")]  # the key, not the sent name (issue 10)
+    assert referrals[0]["status_on_behalf_of"] == "dr.smith"
     assert referrals[0]["links"]["patient"] == URL.format("P-TREND")
 
 

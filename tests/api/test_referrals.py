@@ -16,16 +16,20 @@ the urgency is not routine or a delta finding fires. Expected urgencies by hand 
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask.testing import FlaskClient
 
+from labservice.security.keys import create_key
 from labservice.store.database import Database
 from labservice.store.repository import change_referral, lock_referral
 from tests.api.helpers import assert_problem
+from tests.credentials import CREDENTIALS
 
 URL = "/api/v1/referrals"
 INTERPRET = "/api/v1/interpretations"
@@ -273,13 +277,19 @@ def test_an_unknown_referral_is_404(client):
 # --- status changes --------------------------------------------------------------------------------------
 
 
+def key_actor(client) -> str:
+    """How a status change made with the test client's API key is recorded: the key's name."""
+    return f"api_key:{client.application.extensions[CREDENTIALS].key_name}"
+
+
 def test_new_acknowledged_referred_records_who_when_and_why(client, seeded):
     referral = seeded["P-CRIT"]
+    actor = key_actor(client)
     before = datetime.now(UTC)
     first = patch(client, referral, {"status": "acknowledged", "note": "Called the ward.", "actor": "dr.smith"})
     assert first.status_code == 200, first.get_data(as_text=True)
     body = first.get_json()
-    assert (body["status"], body["note"], body["status_by"]) == ("acknowledged", "Called the ward.", "dr.smith")
+    assert (body["status"], body["note"], body["status_by"]) == ("acknowledged", "Called the ward.", actor)
     after_first = datetime.now(UTC)
     assert before <= datetime.fromisoformat(body["status_at"]) <= after_first
     assert body["updated_at"] == body["status_at"]
@@ -288,27 +298,53 @@ def test_new_acknowledged_referred_records_who_when_and_why(client, seeded):
                    **{"X-User": "nurse.jones"})
     assert second.status_code == 200
     body = second.get_json()
-    assert (body["status"], body["status_by"]) == ("referred", "nurse.jones")
+    assert (body["status"], body["status_by"]) == ("referred", actor)
     events = body["events"]
-    assert [(e["from_status"], e["to_status"], e["actor"], e["note"]) for e in events] == [
-        ("new", "acknowledged", "dr.smith", "Called the ward."),
-        ("acknowledged", "referred", "nurse.jones", "Haematology tomorrow."),
+    assert [(e["from_status"], e["to_status"], e["actor"], e["on_behalf_of"], e["note"]) for e in events] == [
+        ("new", "acknowledged", actor, "dr.smith", "Called the ward."),
+        ("acknowledged", "referred", actor, "nurse.jones", "Haematology tomorrow."),
     ]
     first_at, second_at = (datetime.fromisoformat(e["at"]) for e in events)
     assert before <= first_at <= after_first <= second_at <= datetime.now(UTC)
     assert client.get(f"{URL}/{referral}").get_json()["events"] == events
 
 
-def test_the_actor_defaults_to_anonymous(client, seeded):
+def test_the_actor_is_the_authenticated_key_not_anonymous(client, seeded):
+    """Issue 10, item 4: the change was recorded as 'anonymous' (or as whatever name the caller sent)."""
     body = patch(client, seeded["P-CRIT"], {"status": "acknowledged"}).get_json()
-    assert body["status_by"] == "anonymous" and body["events"][0]["actor"] == "anonymous"
+    assert body["status_by"] == key_actor(client) and body["events"][0]["actor"] == key_actor(client)
+    assert body["events"][0]["on_behalf_of"] is None
     assert body["note"] is None
 
 
-def test_the_body_actor_wins_over_the_header(client, seeded):
+def test_a_sent_name_is_only_an_on_behalf_of_note_and_the_body_wins_over_the_header(client, seeded):
     body = patch(client, seeded["P-CRIT"], {"status": "dismissed", "actor": "dr.smith"},
                  **{"X-User": "someone.else"}).get_json()
-    assert body["status_by"] == "dr.smith"
+    assert body["status_by"] == key_actor(client)
+    [event] = body["events"]
+    assert (event["actor"], event["on_behalf_of"]) == (key_actor(client), "dr.smith")
+
+
+def test_another_key_is_recorded_under_its_own_name(client, seeded):
+    app = client.application
+    with app.extensions["labservice.database"].session() as session:
+        token = create_key(session, "ward-7-pc", ["read", "interpret"]).token
+    ward = FlaskClient(app, app.response_class, use_cookies=False)
+    response = ward.patch(f"{URL}/{seeded['P-CRIT']}", json={"status": "acknowledged", "actor": "admin"},
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [event] = response.get_json()["events"]
+    assert (event["actor"], event["on_behalf_of"]) == ("api_key:ward-7-pc", "admin")
+    assert (response.get_json()["status_by"], response.get_json()["status_on_behalf_of"]) == ("api_key:ward-7-pc",
+                                                                                            "admin")
+
+
+def test_the_dashboard_shows_the_on_behalf_of_note_as_such(client, seeded):
+    patch(client, seeded["P-CRIT"], {"status": "acknowledged", "actor": "dr.smith"})
+    page = client.get("/dashboard/patients/P-CRIT").get_data(as_text=True)
+    cell = page.split('class="event-actor">', 1)[1].split("</td>", 1)[0]
+    assert key_actor(client) in cell
+    assert "on behalf of" in cell and "dr.smith" in cell and "not verified" in cell
 
 
 @pytest.mark.parametrize("target", ["referred", "dismissed"])
@@ -373,6 +409,13 @@ def test_a_body_that_is_not_an_object_is_422(client, seeded):
     assert_problem(patch(client, seeded["P-CRIT"], ["acknowledged"]), 422)  # type: ignore[arg-type]
 
 
+def test_the_patch_documentation_says_who_is_recorded(client):
+    change = client.get("/api/v1/openapi.json").get_json()["paths"][f"{URL}/{{referral_id}}"]["patch"]
+    text = json.dumps(change)
+    assert "not authenticated" not in text and "issue 6" not in text and "until" not in text
+    assert "API key" in change["description"] and "on_behalf_of" in change["description"]
+
+
 def test_a_too_long_x_user_header_is_422(client, seeded):
     problem = assert_problem(patch(client, seeded["P-CRIT"], {"status": "acknowledged"}, **{"X-User": "x" * 201}),
                              422)
@@ -398,7 +441,7 @@ def test_the_operations_are_documented(client):
                                                            "per_page"}
     change = spec["paths"][f"{URL}/{{referral_id}}"]["patch"]
     assert {"200", "404", "409", "422"} <= set(change["responses"])
-    assert "issue 6" in change["description"] and "X-User" in change["description"]
+    assert "api_key:<key name>" in change["description"] and "X-User" in change["description"]
 
 
 def test_a_status_change_waits_for_a_concurrent_one_and_sees_its_status(client, seeded, database_url):

@@ -11,8 +11,8 @@ Hb 13.5 g/dL, WBC 6.0 and neutrophils 3.0 (inside the §2 fallback ranges):
 - new_cytopenia: a cytopenia present now that the previous CBC had decided absent; not one the previous
   CBC could not assess (its analyte missing);
 - a non-routine CBC or a delta finding opens a referral (status new); a later CBC of the same patient
-  updates the open one; once dismissed, a new urgent CBC opens a new one; a routine CBC without delta
-  finding opens none;
+  joins the open one, which keeps the highest urgency of its CBCs (issue 10); once dismissed, a new urgent
+  CBC opens a new one; a routine CBC without delta finding opens none;
 - a result is stored once per patient, collection time and values; ?store=false stores nothing; a CBC
   without a patient id is never stored and its answer has no `stored` block.
 """
@@ -348,26 +348,27 @@ def test_a_delta_finding_opens_a_referral_for_a_routine_cbc(client, database) ->
         assert referral.status == "new" and "platelet_drop" in referral.findings
 
 
-def test_a_later_cbc_of_the_same_patient_updates_the_open_referral(client, database) -> None:
-    first = post(client, cbc("P1", day(1), 15))
-    later = post(client, cbc("P1", day(2), 90))
+def test_a_later_more_urgent_cbc_of_the_same_patient_updates_the_open_referral(client, database) -> None:
+    first = post(client, cbc("P1", day(1), 90))
+    later = post(client, cbc("P1", day(2), 15))
     assert later["stored"]["referral_id"] == first["stored"]["referral_id"]
     with database.session() as session:
         referral = session.get(Referral, first["stored"]["referral_id"])
         assert referral.interpretation_id == later["stored"]["interpretation_id"]
-        assert referral.urgency == "soon" and referral.status == "new"
+        assert referral.urgency == "urgent" and referral.status == "new"
     assert count(database, Referral) == 1
 
 
-def test_a_later_routine_cbc_also_updates_the_open_referral(client, database) -> None:
+def test_a_later_routine_cbc_joins_the_open_referral_without_lowering_it(client, database) -> None:
     first = post(client, cbc("P1", day(1), 15))
     later = post(client, cbc("P1", day(2), 250))  # recovered: routine; 15 → 250 is a rise, no delta finding
     assert later["urgency"] == "routine" and later["delta"]["platelet_drop"] is False
     assert later["stored"]["referral_id"] == first["stored"]["referral_id"]
     with database.session() as session:
         referral = session.get(Referral, first["stored"]["referral_id"])
-        assert referral.interpretation_id == later["stored"]["interpretation_id"]
-        assert as_utc(referral.collected_at) == datetime(2026, 11, 2, 8, tzinfo=UTC)
+        assert referral.interpretation_id == first["stored"]["interpretation_id"]
+        assert referral.urgency == "urgent"
+        assert as_utc(referral.collected_at) == datetime(2026, 11, 1, 8, tzinfo=UTC)
     assert count(database, Referral) == 1
 
 

@@ -7,10 +7,14 @@ over the 50 % of thresholds.csv platelet_drop (S23, S24).
 
 from __future__ import annotations
 
+import hashlib
 import io
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from labservice.batch import BatchOptions
+from labservice.batch.store import batch_id_for
+from labservice.extensions import RULESET_EXTENSION
 from labservice.store.database import Database
 from labservice.store.models import Batch, CbcResult, Interpretation, Referral
 
@@ -77,10 +81,56 @@ def test_the_same_results_in_another_file_are_not_stored_again(make_app, databas
 
 
 def test_store_false_keeps_nothing(make_app, database_url):
+    """No CBC, interpretation or referral; the batch's own row (who uploaded it, the size of its results, for the
+    quota and the retention, issue 10) says its CBCs were not stored."""
     client = make_app(DATABASE_URL=database_url).test_client()
     answer = upload(client, CSV, "?store=false")
     assert answer.status_code == 201 and answer.json["summary"]["stored"] == 0
-    assert counts(database_url) == {"batches": 0, "cbc_results": 0, "interpretations": 0, "referrals": 0}
+    assert counts(database_url) == {"batches": 1, "cbc_results": 0, "interpretations": 0, "referrals": 0}
+    database = Database.connect(database_url)
+    with database.session() as session:
+        batch = session.scalars(select(Batch)).one()
+        assert (batch.id, batch.store_requested, batch.stored) == (answer.json["batch_id"], False, 0)
+    database.engine.dispose()
+
+
+def test_a_store_false_upload_does_not_stop_the_storing_upload_of_the_same_file(make_app, database_url):
+    """Issue 10 item 2: ?store=false made a later storing upload of the same file answer already_uploaded with
+    stored 0, so its patients never reached the worklist."""
+    client = make_app(DATABASE_URL=database_url).test_client()
+    unstored = upload(client, CSV, "?store=false")
+    assert unstored.status_code == 201
+    stored = upload(client, CSV)
+    assert stored.status_code == 201, stored.json
+    assert stored.json["already_uploaded"] is False and stored.json["summary"]["stored"] == 3
+    assert stored.json["batch_id"] != unstored.json["batch_id"]
+    assert counts(database_url) == {"batches": 2, "cbc_results": 3, "interpretations": 3, "referrals": 2}
+    worklist = client.get("/api/v1/referrals").json["items"]
+    assert sorted(item["patient_id"] for item in worklist) == ["P1", "P2"]
+    for query, batch in (("?store=false", unstored), ("", stored)):  # each is recognised as itself afterwards
+        again = upload(client, CSV, query)
+        assert again.status_code == 200 and again.json["already_uploaded"] is True
+        assert again.json["batch_id"] == batch.json["batch_id"]
+    assert counts(database_url)["cbc_results"] == 3
+
+
+def test_results_an_unstored_upload_left_under_the_storing_id_do_not_stop_it(make_app, database_url, tmp_path):
+    """Before the fix, a ?store=false upload kept its results under the id the storing upload has, with no
+    database row. Such a directory (still on disk after the upgrade) is made again, storing."""
+    app = make_app(DATABASE_URL=database_url, BATCH_DIRECTORY=str(tmp_path / "batches"))
+    client = app.test_client()
+    unstored = upload(client, CSV, "?store=false").json["batch_id"]
+    storing_id = batch_id_for(hashlib.sha256(CSV).hexdigest(), BatchOptions().to_document(),
+                              app.extensions[RULESET_EXTENSION].version)
+    (tmp_path / "batches" / unstored).rename(tmp_path / "batches" / storing_id)  # as the old code kept it
+    database = Database.connect(database_url)
+    with database.session() as session:
+        session.execute(delete(Batch))  # the old code added no row
+    database.engine.dispose()
+    answer = upload(client, CSV)
+    assert answer.status_code == 201 and answer.json["batch_id"] == storing_id
+    assert answer.json["already_uploaded"] is False and answer.json["summary"]["stored"] == 3
+    assert counts(database_url)["referrals"] == 2
 
 
 def test_an_unusable_file_leaves_no_batch_row(make_app, database_url):

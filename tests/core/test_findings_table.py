@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from labservice.adapters import cbc_schema
 from labservice.api import schemas
 from labservice.core import vocabulary
 from labservice.core.families import EVALUATION_ORDER, family
@@ -46,11 +47,11 @@ def test_the_http_enums_are_the_vocabulary():
     assert schemas.FINDING_CODES == vocabulary.FINDING_CODES
     assert set(schemas.URGENCIES) == set(vocabulary.URGENCY_NAMES)
     assert schemas.URGENCY_REASONS == vocabulary.URGENCY_REASONS
-    assert schemas.ANALYTE_KEYS == vocabulary.ANALYTES
+    assert cbc_schema.ANALYTE_KEYS == vocabulary.ANALYTES  # the request schema (labservice.adapters.cbc_schema)
 
 
 def test_ctcae_versions_are_those_of_ctcae_csv():
-    assert vocabulary.CTCAE_VERSIONS == RULESET.ctcae_versions() == schemas.CTCAE_VERSIONS
+    assert vocabulary.CTCAE_VERSIONS == RULESET.ctcae_versions() == cbc_schema.CTCAE_VERSIONS
     assert vocabulary.CTCAE_DEFAULT_VERSION in vocabulary.CTCAE_VERSIONS
 
 

@@ -123,9 +123,16 @@ def test_patient_results_is_a_read_of_that_patient_and_the_route_not_the_path(ap
     assert row["resource"] == "GET /api/v1/patients/<path:patient_id>/results"
 
 
-def test_an_unknown_patient_is_not_a_read(app, client):
-    assert client.get(f"/api/v1/patients/{unique()}/results").status_code == 404
-    assert audit_rows(app) == []
+def test_a_look_up_of_an_unknown_patient_id_is_recorded_with_its_404(app, client):
+    """Issue 10 item 9: probing patient ids (API and dashboard) left no trace. A 404 look-up is a read of that id."""
+    patient = unique()
+    assert client.get(f"/api/v1/patients/{patient}/results").status_code == 404
+    assert client.get(f"/dashboard/patients/{patient}").status_code == 404
+    api, page = audit_rows(app)
+    assert (api["action"], api["patient"], api["status"], api["resource"]) == (
+        "read", patient, 404, "GET /api/v1/patients/<path:patient_id>/results")
+    assert (page["action"], page["patient"], page["status"], page["resource"]) == (
+        "read", patient, 404, "GET /dashboard/patients/<path:external_id>")
 
 
 def test_the_referral_worklist_records_the_patients_on_the_page_only(app, client):
@@ -207,6 +214,50 @@ def test_batch_summaries_and_downloads_are_reads_of_the_batch_patients(app, clie
     again = client.post("/api/v1/batches", data=csv_upload(wide_csv([(first, 40), (second, 60)])))
     assert again.status_code == 200
     assert sorted(row["patient"] for row in only(new_rows(app, before), action="read")) == sorted([first, second])
+
+
+def test_a_download_of_an_unstored_batch_records_every_patient_in_it(app, client):
+    """Issue 10 item 9: with ?store=false no CBC points at the batch, and a download (which shows every patient
+    id of the file) was recorded as one row with patient null."""
+    first, second = unique(), unique()
+    upload = client.post("/api/v1/batches?store=false", data=csv_upload(wide_csv([(first, 40), (second, 60)])))
+    assert upload.status_code == 201
+    batch = upload.get_json()["batch_id"]
+    for suffix in ("", "/result.csv", "/result.json"):
+        before = len(audit_rows(app))
+        assert client.get(f"/api/v1/batches/{batch}{suffix}").status_code == 200
+        rows = new_rows(app, before)
+        assert sorted(row["patient"] for row in rows) == sorted([first, second])
+        only(rows, action="read", resource=f"GET /api/v1/batches/<batch_id>{suffix} batch {batch}")
+    before = len(audit_rows(app))
+    assert client.get(f"/dashboard/batches/{batch}/result.csv").status_code == 200
+    assert sorted(row["patient"] for row in new_rows(app, before)) == sorted([first, second])
+
+
+def test_a_download_records_the_patients_whose_cbcs_an_earlier_upload_stored(app, client):
+    """A second file with the same CBCs stores nothing new (its CBCs point at the first batch), yet its download
+    shows those patients: one row each."""
+    first, second = unique(), unique()
+    text = wide_csv([(first, 40), (second, 60)])
+    assert client.post("/api/v1/batches", data=csv_upload(text)).status_code == 201
+    again = client.post("/api/v1/batches", data=csv_upload(text + "\n"))
+    assert again.status_code == 201 and again.get_json()["summary"]["stored"] == 0
+    before = len(audit_rows(app))
+    assert client.get(f"/api/v1/batches/{again.get_json()['batch_id']}/result.json").status_code == 200
+    assert sorted(row["patient"] for row in only(new_rows(app, before), action="read")) == sorted([first, second])
+
+
+def test_reading_the_audit_trail_is_itself_recorded(app, client):
+    """Issue 10 item 9: who read the audit trail was not recorded. A look-up of one patient's trail names them."""
+    patient = unique()
+    store(client, patient)
+    before = len(audit_rows(app))
+    assert client.get("/api/v1/audit").status_code == 200
+    assert client.get(f"/api/v1/audit?patient={patient}").status_code == 200
+    everything, about = new_rows(app, before)
+    only([everything, about], action="read", resource="GET /api/v1/audit audit trail", status=200,
+         actor_type="api_key", actor=key_name(app))
+    assert everything["patient"] is None and about["patient"] == patient
 
 
 def test_a_cds_hooks_call_is_a_read_of_the_patient_in_context(app, client):

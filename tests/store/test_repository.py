@@ -6,7 +6,8 @@ the storing, the delta checks and the referrals are under test. Expected values 
 - platelet_drop: a fall of 50 % or more (thresholds.csv, S23 S24) from the previous CBC within the window
   (7 days by default); 200 → 100 is exactly 50 %; a previous CBC 8 days earlier is not compared;
 - a non-routine CBC, or one with a delta finding, opens a referral (status new); a later one of the same
-  patient updates the open referral; once it is closed (dismissed or referred) a new one is opened;
+  patient joins the open referral, whose urgency is the highest of its CBCs' (issue 10) and which shows the
+  CBC of that urgency collected last; once it is closed (dismissed or referred) a new one is opened;
 - two sessions storing the same result at once leave one row.
 """
 
@@ -273,15 +274,35 @@ def test_a_delta_finding_alone_opens_a_referral(database: Database) -> None:
     assert "platelet_drop" in opened.findings
 
 
-def test_a_later_cbc_updates_the_open_referral(database: Database) -> None:
+def test_a_later_equally_urgent_cbc_updates_the_open_referral(database: Database) -> None:
     [first] = store(database, item(day=0, platelets=15.0, urgency="urgent", findings=URGENT))
-    [later] = store(database, item(day=2, platelets=90.0, urgency="soon", findings=("thrombocytopenia",)))
+    [later] = store(database, item(day=2, platelets=12.0, urgency="urgent", findings=URGENT))
     assert later.referral_id == first.referral_id
     updated = referral(database, first.referral_id)
     assert updated.status == "new"
     assert updated.interpretation_id == later.interpretation_id
-    assert updated.urgency == "soon" and as_utc(updated.collected_at) == T0 + timedelta(days=2)
+    assert updated.urgency == "urgent" and as_utc(updated.collected_at) == T0 + timedelta(days=2)
     assert count(database, Referral) == 1
+
+
+def test_a_later_less_urgent_cbc_joins_the_open_referral_without_lowering_it(database: Database) -> None:
+    [first] = store(database, item(day=0, platelets=15.0, urgency="urgent", findings=URGENT))
+    [later] = store(database, item(day=2, platelets=90.0, urgency="soon", findings=("thrombocytopenia",)))
+    assert later.referral_id == first.referral_id
+    kept = referral(database, first.referral_id)
+    assert kept.interpretation_id == first.interpretation_id
+    assert kept.urgency == "urgent" and as_utc(kept.collected_at) == T0
+    assert count(database, Referral) == 1
+
+
+def test_an_older_more_urgent_cbc_arriving_late_escalates_the_referral(database: Database) -> None:
+    [newer] = store(database, item(day=5, platelets=90.0, urgency="soon", findings=("thrombocytopenia",)))
+    [older] = store(database, item(day=3, platelets=15.0, urgency="urgent", findings=URGENT))
+    assert older.referral_id == newer.referral_id
+    escalated = referral(database, newer.referral_id)
+    assert (escalated.urgency, escalated.urgency_rank) == ("urgent", 2)
+    assert escalated.interpretation_id == older.interpretation_id
+    assert as_utc(escalated.collected_at) == T0 + timedelta(days=3)
 
 
 def test_an_acknowledged_referral_is_still_the_open_one(database: Database) -> None:
@@ -319,7 +340,7 @@ def test_several_non_routine_cbcs_of_one_patient_in_one_call_share_one_referral(
     first, later = store(database, item(day=0, platelets=15.0, urgency="urgent", findings=URGENT),
                          item(day=1, platelets=90.0, urgency="soon", findings=("thrombocytopenia",)))
     assert first.referral_id == later.referral_id
-    assert referral(database, first.referral_id).interpretation_id == later.interpretation_id
+    assert referral(database, first.referral_id).interpretation_id == first.interpretation_id  # the more urgent
     assert count(database, Referral) == 1
 
 

@@ -300,7 +300,8 @@ class LongFile:
         context.index = pd.RangeIndex(n)
         headers = {name: plan.header_of(name) for name in self.context_fields}
         table.update(parse_context(context, headers, errors, decimal=self.decimal, age_factor=plan.age_factor,
-                                   sex_codes=self.options.sex_codes, date_order=self.options.date_order))
+                                   sex_codes=self.options.sex_codes, date_order=self.options.date_order,
+                                   clock_skew=self.options.clock_skew))
         error_column = errors.column(n)
         for number in range(start, stop):
             if number in res.errors:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ class MappingError(BatchFileError):
     """A mapping document or option that cannot be used (names the key)."""
 
 
+#: Options set by the service, not by the uploader's mapping (nor part of a batch's identity).
+NOT_MAPPING_KEYS = frozenset({"chunk_rows", "clock_skew_seconds"})
+
+
 @dataclass
 class BatchOptions:
     """Options for reading one CSV file; empty means "detect" or "not stated"."""
@@ -50,12 +55,20 @@ class BatchOptions:
     sex_codes: dict[str, str] = field(default_factory=dict)  # cell value -> female / male / unknown
     date_order: str | None = None  # slash dates (01/02/2026) are refused unless this is stated
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    #: Seconds a collection time may be ahead of the clock (the service sets its CLOCK_SKEW_SECONDS; not a mapping
+    #: key). None: no check (`labservice interpret` reads files offline and stores nothing).
+    clock_skew_seconds: int | None = None
+
+    @property
+    def clock_skew(self) -> timedelta | None:
+        """How far ahead of the service's clock a collection time may be (None: not checked)."""
+        return None if self.clock_skew_seconds is None else timedelta(seconds=self.clock_skew_seconds)
 
     def to_document(self) -> dict[str, Any]:
         """The options as a mapping document (the canonical form hashed into a batch id)."""
         doc: dict[str, Any] = {}
         for spec in fields(self):
-            if spec.name == "chunk_rows":
+            if spec.name in NOT_MAPPING_KEYS:
                 continue
             value = getattr(self, spec.name)
             if value not in (None, {}, "auto"):
@@ -68,7 +81,7 @@ def options_from_document(doc: Any, base: BatchOptions | None = None) -> BatchOp
     if not isinstance(doc, dict):
         raise MappingError("the mapping must be a JSON object")
     options = base or BatchOptions()
-    known = {spec.name for spec in fields(BatchOptions)} - {"chunk_rows"}
+    known = {spec.name for spec in fields(BatchOptions)} - NOT_MAPPING_KEYS
     for key, value in doc.items():
         if key not in known:
             raise MappingError(f"mapping key {key!r} is not known; known keys: {', '.join(sorted(known))}")

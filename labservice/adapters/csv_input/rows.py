@@ -7,10 +7,12 @@ any message is not interpreted and keeps its place with the messages joined.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
+from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
 from labservice.core.ranges import DAYS_PER_YEAR
 
@@ -71,13 +73,18 @@ def quoted(value) -> str:
 
 
 def parse_context(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, *, decimal: str,
-                  age_factor: float, sex_codes: dict[str, str], date_order: str | None) -> dict[str, np.ndarray]:
+                  age_factor: float, sex_codes: dict[str, str], date_order: str | None,
+                  clock_skew: timedelta | None = None) -> dict[str, np.ndarray]:
     """Sex, age (or birth date with collection time), pregnancy and the other context fields.
 
-    `frame` holds raw cells keyed by field name; `headers` gives the input header of each field.
+    `frame` holds raw cells keyed by field name; `headers` gives the input header of each field. With
+    `clock_skew`, a collection time more than that ahead of the service's clock is a row error
+    (labservice.adapters.collection_time).
     """
     n = len(frame)
     table: dict[str, np.ndarray] = {}
+    if "collected_at" in frame and clock_skew is not None:
+        _future_collection(frame, headers, errors, date_order, clock_skew)
     if "sex" in frame:
         codes = {**SEX_TEXTS, **{k.strip().casefold(): v for k, v in sex_codes.items()}}
         values, bad = parse_codes(frame["sex"], codes, "unknown")
@@ -135,6 +142,16 @@ def _age_from_birth(frame: pd.DataFrame, headers: dict[str, str], errors: RowErr
     out = age.copy()
     out[needed] = days[needed] / DAYS_PER_YEAR
     return out
+
+
+def _future_collection(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, date_order: str | None,
+                       skew: timedelta) -> None:
+    """Rows whose collection time is ahead of the clock by more than `skew` (times without an offset are UTC)."""
+    collected, _, _ = parse_dates(frame["collected_at"], date_order)
+    latest = latest_collection(skew)
+    ahead = ~np.isnat(collected) & (collected > np.datetime64(latest.replace(tzinfo=None), "s"))
+    errors.add(ahead, headers["collected_at"],
+               lambda r: future_message(quoted(frame["collected_at"].iat[r]), latest, skew))
 
 
 def _date_errors(frame, name, headers, errors, bad, ambiguous) -> None:

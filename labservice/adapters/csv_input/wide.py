@@ -77,7 +77,8 @@ def parse_wide_chunk(records: RecordChunk, plan: ColumnPlan, options: BatchOptio
                            index=frame.index)
     headers = {name: plan.header_of(name) for name in context.columns}
     table.update(parse_context(context, headers, errors, decimal=dialect_decimal, age_factor=plan.age_factor,
-                               sex_codes=options.sex_codes, date_order=options.date_order))
+                               sex_codes=options.sex_codes, date_order=options.date_order,
+                               clock_skew=options.clock_skew))
     ids = [frame[i].to_numpy(dtype=object) for i in plan.id_columns]
     patient, collected = plan.id_position("patient_id"), plan.id_position("collected_at")
     return ParsedChunk(table, lines, ids, errors.column(n), np.full(n, None, dtype=object), censored,

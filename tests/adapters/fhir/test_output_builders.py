@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, UsedObservation
-from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.core.ruleset import default_ruleset
 from labservice.service import interpret_documents
 from tests.shared_data import FIXTURES

@@ -8,8 +8,8 @@ import hl7
 
 from labservice.adapters.hl7v2.codes import load_code_map
 from labservice.adapters.hl7v2.reader import ReadSettings
-from labservice.adapters.hl7v2.receive import receive_message
 from labservice.core.ruleset import default_ruleset
+from labservice.services.hl7v2_receive import receive_message
 from tests.adapters.hl7v2.samples import LAB_ORU_2, NHAPI_ORU, NIST_LRI, nth_of, raw, replace_field, text
 
 RS = default_ruleset()

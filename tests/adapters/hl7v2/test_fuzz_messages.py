@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from labservice.adapters.hl7v2.codes import load_code_map
 from labservice.adapters.hl7v2.reader import ReadSettings
-from labservice.adapters.hl7v2.receive import Received, receive_message
 from labservice.core.ruleset import default_ruleset
+from labservice.services.hl7v2_receive import Received, receive_message
 from tests.security.strategies import Hl7Message, garbled_hl7_bytes, hl7_messages, msa_code
 
 RS = default_ruleset()

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from labservice.adapters.hl7v2.codes import load_code_map
 from labservice.adapters.hl7v2.reader import ReadSettings
-from labservice.adapters.hl7v2.receive import receive_message
 from labservice.core.ruleset import default_ruleset
+from labservice.services.hl7v2_receive import receive_message
 from tests.adapters.hl7v2.samples import ALL_FILES, raw
 
 RS = default_ruleset()

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from labservice.api.schemas import _RESULT_SCHEMA, CBC_SCHEMA, _fast_result
+from labservice.adapters.cbc_schema import _RESULT_SCHEMA, CBC_SCHEMA, _fast_result
 
 
 def test_bare_number_becomes_a_result_without_unit():

@@ -8,10 +8,12 @@ the same function serves a Flask request and a socket thread alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from marshmallow import ValidationError
 
+from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.errors import InputError
 from labservice.adapters.hl7v2.ack import build_ack
 from labservice.adapters.hl7v2.message import ParsedMessage, check_type, parse_message
@@ -19,8 +21,7 @@ from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING, TABLE_VAL
 from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_parsed
 from labservice.adapters.hl7v2.text import decode, normalise
 from labservice.adapters.located import relocate
-from labservice.api.schemas import CBC_LIST_SCHEMA
-from labservice.errors import flatten_errors
+from labservice.errors import first_error, flatten_errors
 from labservice.service import Keep, interpret_documents
 
 
@@ -39,14 +40,19 @@ class Received:
 
 
 def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = None,
-                    charset: str | None = None, max_cbcs: int | None = None) -> Received:
-    """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem."""
+                    charset: str | None = None, max_cbcs: int | None = None,
+                    clock_skew: timedelta | None = None, may_read: bool = True) -> Received:
+    """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem.
+
+    With `clock_skew`, a collection time more than that ahead of the service's clock is an AE naming its field.
+    `may_read` false (a caller without the `read` scope): answers say nothing of stored results
+    (labservice.service.interpret_documents)."""
     parsed: ParsedMessage | None = None
     try:
         parsed = parse_message(normalise(decode(body, charset)), max_groups=order_groups_read(max_cbcs))
         check_type(parsed.header)
         read = read_parsed(parsed, settings)
-        answer = _interpret(read, settings, keep, max_cbcs)
+        answer = _interpret(read, settings, keep, max_cbcs, clock_skew, may_read)
     except Hl7Problem as problem:
         segments = parsed.segments if parsed else []
         return Received(None, problem, build_ack(parsed.message if parsed else None, segments, problem), parsed)
@@ -56,13 +62,14 @@ def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = 
 def order_groups_read(max_cbcs: int | None) -> int | None:
     """Most OBR segments a message may hold, counted before it is parsed: twice the CBC limit (at least 100),
     as an ORU may carry other panels beside its CBCs; the CBCs themselves are counted after reading. A message
-    of 25,000 order groups cost 15 s of parsing before its 413 (issue 10, item 11)."""
+    of 25,000 order groups cost 15 s of parsing before its 413."""
     return None if max_cbcs is None else max(2 * max_cbcs, 100)
 
 
-def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None) -> dict[str, Any]:
+def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None,
+               clock_skew: timedelta | None, may_read: bool) -> dict[str, Any]:
     if read.errors:
-        raise Hl7Problem(422, _detail(read.errors), read.errors, codes=read.codes)
+        raise Hl7Problem(422, first_error(read.errors), read.errors, codes=read.codes)
     if not read.cbcs:
         errors: dict[str, list[str]] = {}
         for entry in read.unused:
@@ -83,7 +90,8 @@ def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbc
     header = read.parsed.header.as_dict()
     raws = [{**cbc.document, "hl7v2": {"message": header, **cbc.source}} for cbc in read.cbcs]
     try:
-        answers = interpret_documents(loaded, ruleset=settings.ruleset, indexed=True, keep=keep, raws=raws)
+        answers = interpret_documents(loaded, ruleset=settings.ruleset, indexed=True, keep=keep, raws=raws,
+                                      clock_skew=clock_skew, may_read=may_read)
     except InputError as error:
         _raise_relocated(error.errors, locations)
     return {
@@ -102,10 +110,4 @@ def _raise_relocated(errors: dict[str, list[str]], locations: list[dict[str, str
         relocated.setdefault(where, []).extend(messages)
         if path.endswith(".unit"):
             codes[where] = TABLE_VALUE_NOT_FOUND
-    raise Hl7Problem(422, _detail(relocated), relocated, codes=codes)
-
-
-def _detail(errors: dict[str, list[str]]) -> str:
-    location, messages = next(iter(errors.items()))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{location}: {messages[0]}{more}"
+    raise Hl7Problem(422, first_error(relocated), relocated, codes=codes)

@@ -1,4 +1,4 @@
-"""Query parameters several endpoints share."""
+"""Query parameters the HTTP edges share: the API's endpoints, and the upload that the dashboard shares with the API."""
 
 from __future__ import annotations
 
