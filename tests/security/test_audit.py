@@ -132,7 +132,7 @@ def test_a_look_up_of_an_unknown_patient_id_is_recorded_with_its_404(app, client
     assert (api["action"], api["patient"], api["status"], api["resource"]) == (
         "read", patient, 404, "GET /api/v1/patients/<path:patient_id>/results")
     assert (page["action"], page["patient"], page["status"], page["resource"]) == (
-        "read", patient, 404, "GET /dashboard/patients/<path:external_id>")
+        "read", patient, 404, "GET /dashboard/patients/<patient_id:external_id>")  # one path segment
 
 
 def test_the_referral_worklist_records_the_patients_on_the_page_only(app, client):
