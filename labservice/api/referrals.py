@@ -256,7 +256,7 @@ def _day_start(day: date) -> datetime:
 
 def _page_link(page: int) -> str:
     """This request's URL with another page (the other parameters as sent)."""
-    params = request.args.to_dict(flat=False)
+    params: dict[str, Any] = request.args.to_dict(flat=False)  # Any: url_for's **values, not its _anchor etc.
     params["page"] = [str(page)]
     return url_for("referrals.list_referrals", **params)
 
