@@ -302,10 +302,11 @@ def interpret(args: argparse.Namespace) -> int:
         temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed over the output when complete)
             "w", encoding="utf-8", newline="", dir=directory, prefix=".labservice-", suffix=".partial", delete=False)
         target = temporary
-    sinks = {"csv_out": target} if output_format == "csv" else {"json_out": target}
+    csv_out, json_out = (target, None) if output_format == "csv" else (None, target)
     try:
         with source:
-            summary = run_batch(source, options=options, ruleset=ruleset, progress=bar, jobs=args.jobs, **sinks)
+            summary = run_batch(source, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
+                                progress=bar, jobs=args.jobs)
     except BatchFileError as error:
         print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)
         if temporary is not None:

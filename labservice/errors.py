@@ -15,13 +15,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
-from werkzeug.sansio.response import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api"
@@ -108,7 +107,9 @@ def problem_response(
         "detail": detail,
         "errors": dict(errors or {}),
     }
-    response = current_app.json.response(body)
+    # cast: flask annotates JSONProvider.response with werkzeug's sansio base class, but it builds the
+    # app's response_class (a flask Response), which is what the callers' hooks return.
+    response = cast(Response, current_app.json.response(body))
     response.status_code = status
     response.content_type = PROBLEM_CONTENT_TYPE
     for name, value in (headers or {}).items():

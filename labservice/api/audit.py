@@ -148,7 +148,7 @@ def _item(event: AuditEvent) -> dict[str, Any]:
 
 
 def _page_link(page: int) -> str:
-    params = request.args.to_dict(flat=False)
+    params: dict[str, Any] = request.args.to_dict(flat=False)  # Any: url_for's **values, not its _anchor etc.
     params["page"] = [str(page)]
     return url_for("audit.list_audit_events", **params)
 

@@ -160,7 +160,7 @@ def _wants_fhir() -> bool:
 
 def _check_count(read: FhirRead) -> None:
     if not read.cbcs:
-        errors = {}
+        errors: dict[str, list[str]] = {}
         for item in read.unused:
             errors.setdefault(item.path, []).append(item.reason)
         if not errors:

@@ -162,8 +162,8 @@ class ReferralSchema(Schema):
     updated_at = fields.DateTime(metadata={"description": "Last change: a newer CBC or a status change"})
     note = fields.String(allow_none=True, metadata={"description": "The note of the latest status change"})
     status_by = fields.String(allow_none=True, metadata={
-        "description": "Who made the latest status change, as authenticated: `api_key:<key name>`, or the signed-in "
-                       "user's name for a change made on the dashboard", "example": "api_key:lis-interface"})
+        "description": "Who made the latest status change, as authenticated: `api_key:<key name>`, or the "
+                       "signed-in user's name for a change made on the dashboard", "example": "api_key:lis-interface"})
     status_on_behalf_of = fields.String(allow_none=True, metadata={
         "description": "The name the caller sent for the person it acted for (`actor`), as sent: not verified"})
     status_at = fields.DateTime(allow_none=True, metadata={"description": "When"})
@@ -258,7 +258,7 @@ def _day_start(day: date) -> datetime:
 
 def _page_link(page: int) -> str:
     """This request's URL with another page (the other parameters as sent)."""
-    params = request.args.to_dict(flat=False)
+    params: dict[str, Any] = request.args.to_dict(flat=False)  # Any: url_for's **values, not its _anchor etc.
     params["page"] = [str(page)]
     return url_for("referrals.list_referrals", **params)
 

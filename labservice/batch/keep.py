@@ -78,7 +78,7 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
                      for a in ANALYTES if a in subset and result.cols.values[a][i] == result.cols.values[a][i]}
                     for i in range(rows.size)]
         answers = render_interpretations(result, patients, reported)
-        when = [None] * rows.size
+        when: list[Any] = [None] * rows.size  # datetimes (or None) when the file has collection times
         if parsed.collected_text is not None:
             times, _, _ = parse_dates(pd.Series(parsed.collected_text[rows], dtype=object), date_order)
             when = [None if np.isnat(t) else pd.Timestamp(t, tz="UTC").to_pydatetime() for t in times]

@@ -217,7 +217,7 @@ def worklist_page() -> ResponseReturnValue:
     with current_database().session() as session:
         referrals, total = worklist(session, query)
         counts = urgency_counts(session, query.status)
-        rows = [{
+        rows: list[dict[str, Any]] = [{
             "id": r.id, "urgency": r.urgency, "status": r.status, "reason": r.reason,
             "collected_at": r.collected_at, "patient": r.patient.external_id, "sex": r.patient.sex,
             "age_years": r.patient.age_years, "findings": list(r.findings or []),

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,7 @@ def fingerprint(item: CbcToStore) -> str:
     the interpretation concluded, so the same counts sent again with new context that changes the
     interpretation (fever with a non-blanching rash, say) are kept as a result of their own."""
     values = {k: (None if v is None or v != v else round(float(v), 6)) for k, v in sorted(item.values.items())}
-    when = as_utc(item.collected_at).isoformat() if item.collected_at else None
+    when = moment.isoformat() if (moment := as_utc(item.collected_at)) else None
     text = json.dumps([item.patient, when, values, item.urgency, sorted(item.findings)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -127,7 +127,8 @@ def _history(session: Session, patient_ids: list[int], since: datetime, until: d
         .where(Patient.id.in_(patient_ids), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
     ).all()
     frame = pd.DataFrame(rows, columns=list(DELTA_INPUT))
-    frame["collected_at"] = pd.to_datetime([as_utc(t) for t in frame["collected_at"]], utc=True)
+    # cast: pandas-stubs leave None out of to_datetime's input (it reads None as NaT)
+    frame["collected_at"] = pd.to_datetime(cast(list[Any], [as_utc(t) for t in frame["collected_at"]]), utc=True)
     frame["platelets"] = frame["platelets"].astype(np.float64)
     return frame
 
@@ -203,7 +204,7 @@ def store_cbcs(session: Session, items: list[CbcToStore], *, source: str, rs: Ru
         pd.DataFrame(columns=list(DELTA_INPUT)))
     current = pd.DataFrame({
         "patient": [item.patient for item in items],
-        "collected_at": pd.to_datetime(times, utc=True),
+        "collected_at": pd.to_datetime(cast(list[Any], times), utc=True),  # cast: stubs omit None (read as NaT)
         "platelets": [item.values.get("platelets") for item in items],
         "urgency_rank": [URGENCY_RANK[item.urgency] for item in items],
         "findings": [item.findings for item in items],

@@ -8,6 +8,7 @@ that name the line and column; nothing here turns a bad value into a silent NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,7 @@ def is_missing(column: pd.Series) -> np.ndarray:
 def _one_number(cell: object) -> float:
     """to_numeric for one cell, an integer too large for a float read as ±infinity (then not plausible)."""
     try:
-        return float(pd.to_numeric(cell, errors="coerce"))
+        return float(pd.to_numeric(cell, errors="coerce"))  # type: ignore[call-overload]  # stubs: no object overload
     except OverflowError:
         return -math.inf if str(cell).strip().startswith("-") else math.inf
 
@@ -89,7 +90,7 @@ def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
     return NumberColumn(values, unread, censored, bound)
 
 
-def parse_codes(column: pd.Series, codes: dict[str, object], default: object) -> tuple[np.ndarray, np.ndarray]:
+def parse_codes(column: pd.Series, codes: Mapping[str, object], default: object) -> tuple[np.ndarray, np.ndarray]:
     """Coded text (sex, yes/no) by a case-insensitive lookup: (values, bad mask); missing → default.
 
     Each distinct text is looked up once (a column of a million cells holds a handful of codes).

@@ -81,8 +81,8 @@ def plan_columns(header: list[str], options: BatchOptions, ruleset: Ruleset) -> 
     shape = _shape(fields, options)
     plan = ColumnPlan(shape, header, fields, ignored=ignored)
     plan.id_columns = sorted(fields[f] for f in ID_FIELDS if f in fields)
-    if "age_years" in fields and header_units.get("age_years"):
-        unit = header_units["age_years"].casefold()
+    if "age_years" in fields and (age_unit := header_units.get("age_years")):
+        unit = age_unit.casefold()
         if unit not in AGE_UNITS:
             raise BatchFileError(
                 f"column {plan.header_of('age_years')!r}: unknown age unit {header_units['age_years']!r}")

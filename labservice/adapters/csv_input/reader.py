@@ -254,6 +254,6 @@ def _newlines_per_row(frame: pd.DataFrame) -> np.ndarray | None:
         if "\n" not in "".join(map(str, cells.tolist())):  # NaN (missing) reads as "nan": no line break
             continue
         counts = column.astype(object).map(lambda v: v.count("\n") if isinstance(v, str) else 0)
-        counts = counts.to_numpy(dtype=np.int64)
-        total = counts if total is None else total + counts
+        per_row = counts.to_numpy(dtype=np.int64)
+        total = per_row if total is None else total + per_row
     return total
