@@ -2,8 +2,9 @@
 
 UTF-8 (with or without a BOM) is expected; a file that is not valid UTF-8 is read as
 Windows-1252 (the usual single-byte export of older systems) and the summary says so.
-The delimiter is the candidate that splits the header into the most fields; the decimal mark
-is "," when the delimiter is not "," and the sampled numbers are written with commas.
+The delimiter is the candidate that splits the header record (up to the first line end outside quotes)
+into the most fields; the decimal mark is "," when the delimiter is not "," and the sampled numbers
+are written with commas.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
         raw_header = next(rows, [])
     except csv.Error as error:  # e.g. one field larger than the csv module's limit (128 KiB)
         raise BatchFileError(f"the header line cannot be read as CSV: {error}") from None
+    if not complete and _open_at_end(text, delimiter, rows.line_num, len(lines) - leading):
+        raise BatchFileError(f"the header line is longer than {SAMPLE_BYTES} bytes")
     header_lines = leading + 1 + sum(h.count("\n") for h in raw_header)  # quoted line breaks too
     header = [h.strip() for h in raw_header]
     if not any(header):
@@ -108,12 +111,29 @@ def _partial_first_record(sample: bytes, encoding: str, leading: int, delimiter:
         return None
 
 
+def _open_at_end(text: str, delimiter: str, header_lines: int, text_lines: int) -> bool:
+    """Whether the header record (read over `header_lines` lines) is still inside a quoted field where the
+    sample ends: the csv module then returns what it has, a header cut short. Only a header that took every
+    line of the sample can be; reading it again with two more line ends shows whether they join it."""
+    if header_lines < text_lines:
+        return False
+    probe = csv.reader(io.StringIO(text + "\n\n", newline=""), delimiter=delimiter)
+    try:
+        next(probe, None)
+    except csv.Error:
+        return True
+    return probe.line_num > header_lines
+
+
 def _pick_delimiter(text: str) -> str:
-    head = _LINE_END.split(text, 1)[0]
+    """The candidate that splits the header into the most fields (a comma on a tie). The header is the first
+    CSV record as that candidate reads it, up to the first line end outside quotes: a quoted cell may hold a
+    line break, and the quotes that count depend on the delimiter (a quote opens a field only at its start).
+    Each candidate reads one record of the sample: linear in the sample, whatever the quotes."""
     best, best_fields = ",", 1
     for candidate in DELIMITERS:
         try:
-            fields = len(next(csv.reader(io.StringIO(head, newline=""), delimiter=candidate), []))
+            fields = len(next(csv.reader(io.StringIO(text, newline=""), delimiter=candidate), []))
         except csv.Error:  # a field beyond the csv module's limit: this candidate does not split the line
             continue
         if fields > best_fields:

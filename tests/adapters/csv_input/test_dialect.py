@@ -186,3 +186,26 @@ def test_a_header_cell_holding_a_unicode_line_separator_stays_in_the_header():
     dialect = sniff("\x85,patient_id,platelets\n0,0,0\n".encode(), BatchOptions(), complete=True)
     assert dialect.header[1:] == ["patient_id", "platelets"] and len(dialect.header) == 3
     assert dialect.leading_blank_lines == 0
+
+
+def test_the_delimiter_is_picked_on_the_whole_header_record_not_its_first_line():
+    """Found by hypothesis (tests/batch/test_rows_accounted_for.py): the header's second cell is a quoted line break.
+    On the first physical line alone "," and ";" both give two fields and "," won; the header record (up to the
+    first line end outside quotes) has seven fields with ";"."""
+    found = dialect(b'platelets, 10*9/L;"\n";neutrophils;patient_id;sample_id;collected_at;wbc\n')
+    assert found.delimiter == ";"
+    assert found.header == ["platelets, 10*9/L", "", "neutrophils", "patient_id", "sample_id", "collected_at", "wbc"]
+    assert found.header_lines == 2
+
+
+def test_a_header_whose_quoted_cells_run_past_the_sample_is_refused() -> None:
+    # Every cell holds a quoted line break: the sample ends inside one, so the header record is not complete.
+    cell = b'"' + b"x" * 50 + b'\n",'
+    with pytest.raises(BatchFileError, match=f"longer than {SAMPLE_BYTES} bytes"):
+        dialect((cell * 6000)[:SAMPLE_BYTES], complete=False)
+
+
+def test_a_header_ending_where_the_sample_is_cut_is_read() -> None:
+    # The first record runs past the sample (the sample is cut after the header): the header itself is complete.
+    found = dialect((b'"PLT\n(K/uL)";WBC\n' + b"1;" * SAMPLE_BYTES)[:SAMPLE_BYTES], complete=False)
+    assert (found.delimiter, found.header, found.header_lines) == (";", ["PLT\n(K/uL)", "WBC"], 2)
