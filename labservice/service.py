@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from labservice.adapters.json_cbc import ParsedCbcs, parse_documents
+from labservice.adapters.json_cbc import parse_documents
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset, default_ruleset
-from labservice.core.table import ANALYTES
+from labservice.core.table import ANALYTES, CbcColumns
 from labservice.store.database import Database
 from labservice.store.repository import CbcToStore, StoredCbc, store_cbcs
 
@@ -46,7 +46,8 @@ def interpret_documents(docs: list[dict], ruleset: Ruleset | None = None, *, ind
     answers = render_interpretations(result, parsed.patient_ids, parsed.reported)
     if keep is not None:
         positions = [i for i, patient in enumerate(parsed.patient_ids) if patient]
-        items = [to_store(docs[i], (raws or docs)[i], parsed, i, answers[i]) for i in positions]
+        items = [to_store(docs[i], (raws or docs)[i], parsed.columns, i, str(parsed.patient_ids[i]), answers[i])
+                 for i in positions]
         for i, stored in zip(positions, keep(items), strict=True):
             answers[i] = with_stored(answers[i], stored) if may_read else with_stored_hidden(answers[i], stored)
     return answers
@@ -106,16 +107,18 @@ def keep_in_session(session: Session, ruleset: Ruleset, window_days: int, *, sou
     return keep
 
 
-def to_store(doc: dict, raw: Any, parsed: ParsedCbcs, row: int, answer: dict) -> CbcToStore:
+def to_store(doc: dict, raw: Any, columns: CbcColumns, row: int, patient_id: str, answer: dict) -> CbcToStore:
+    """What the store keeps of one CBC: row `row` of the engine's `columns` (its input, in canonical units), its
+    patient and its answer."""
     values = {}
     for name in ANALYTES:  # all of them identify the result; VALUE_COLUMNS are also kept as columns
-        value = float(parsed.columns.values[name][row])
+        value = float(columns.values[name][row])
         values[name] = None if math.isnan(value) else value
     codes = [finding["code"] for finding in answer["findings"]]
-    age = float(parsed.columns.age_years[row])
+    age = float(columns.age_years[row])
     patient = doc.get("patient") or {}
     return CbcToStore(
-        patient=str(parsed.patient_ids[row]), collected_at=doc.get("collected_at"),
+        patient=patient_id, collected_at=doc.get("collected_at"),
         raw=raw if isinstance(raw, dict) else {}, values=values, urgency=answer["urgency"], findings=codes,
         not_assessed=[entry["code"] for entry in answer.get("not_assessed", [])],
         reason=worklist_reason(codes, values), answer=answer, sex=patient.get("sex"),

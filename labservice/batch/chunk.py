@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -12,11 +13,24 @@ from labservice.adapters.csv_input.rows import ParsedChunk
 from labservice.batch.output import DECISION_COLUMNS, RowsOut
 from labservice.batch.summary import BatchSummary
 from labservice.core.columns_out import interpretation_frame
-from labservice.core.interpret import interpret_cbc_table
+from labservice.core.interpret import InterpretationTable, interpret_cbc_table
 from labservice.core.ruleset import Ruleset
 
-#: Keeps the interpreted rows that have a patient id: (chunk, its table, its errors) -> how many were new.
-KeepRows = Callable[[ParsedChunk, dict[str, np.ndarray], np.ndarray], int]
+
+@dataclass(frozen=True)
+class Interpreted:
+    """The engine's result for the rows of a chunk that were valid when it ran: row j of `result` is the chunk's
+    row `rows[j]` (sorted); None when no row was valid. A censored value is read just beyond its bound, as for the
+    output (see _censored_values)."""
+
+    result: InterpretationTable | None
+    rows: np.ndarray
+
+
+#: Keeps the interpreted rows that have a patient id: (chunk, the engine's result for its rows, its errors, with
+#: the censored values that span a threshold) -> how many were new. The rows kept are rendered from that result:
+#: a CBC of a batch goes through the engine once (and once more at the other end of a censored value).
+KeepRows = Callable[[ParsedChunk, Interpreted, np.ndarray], int]
 #: Rejected rows quoted in the summary (all of them are in the output's error column).
 FIRST_ERRORS = 10
 #: Analytes the engine derives when their inputs are present (clinical-rules §1).
@@ -120,14 +134,14 @@ def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
         texts[repeat] = [f"duplicate of line {line}" for line in duplicate_of[repeat].tolist()]
         append_note(notes, repeat, texts)
     valid_rows = np.flatnonzero(errors == None)  # noqa: E711 (elementwise; errors hold None or text)
-    frame = _interpret_rows(table, valid_rows, rs)
+    result, frame = _interpret_rows(table, valid_rows, rs)
     censored_rows = valid_rows[censored_count[valid_rows] == 1]
     if censored_rows.size:
         rejected = _check_censored(parsed, rs, table, frame, other_end, censored_rows, errors, notes)
         summary.censored_interpreted += int(censored_rows.size - rejected.size)
         frame = frame.drop(index=pd.Index(rejected))
     if keep_rows is not None:
-        summary.stored += keep_rows(parsed, table, errors)
+        summary.stored += keep_rows(parsed, Interpreted(result, valid_rows), errors)
     for analyte in DERIVABLE:
         name = f"{analyte}_derived"
         if name in frame:
@@ -138,13 +152,16 @@ def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
     return _with_bad_lines(parsed, frame.reindex(range(n)), notes, errors, summary)
 
 
-def _interpret_rows(table: dict[str, np.ndarray], rows: np.ndarray, rs: Ruleset) -> pd.DataFrame:
+def _interpret_rows(table: dict[str, np.ndarray], rows: np.ndarray, rs: Ruleset
+                    ) -> tuple[InterpretationTable | None, pd.DataFrame]:
+    """The engine's result for `rows` of the table (None for no row) and its output columns, indexed by row."""
     if rows.size == 0:
-        return pd.DataFrame(index=pd.Index([], dtype=np.int64))
+        return None, pd.DataFrame(index=pd.Index([], dtype=np.int64))
     subset = table if rows.size == len(next(iter(table.values()))) else {k: v[rows] for k, v in table.items()}
-    frame = interpretation_frame(interpret_cbc_table(subset, ruleset=rs))
+    result = interpret_cbc_table(subset, ruleset=rs)
+    frame = interpretation_frame(result)
     frame.index = rows
-    return frame
+    return result, frame
 
 
 def _count(summary: BatchSummary, frame: pd.DataFrame, errors: np.ndarray) -> None:

@@ -1,8 +1,8 @@
 """Keep the rows of a batch that carry a patient id, as the JSON API keeps its CBCs.
 
-The rows are interpreted again as a table of their own (cheap, vectorised) so that each gets the
-full answer the JSON API gives (findings with their rules and sources), then stored through the
-same repository: once per result, with delta checks and referrals.
+Each row kept gets the full answer the JSON API gives (findings with their rules and sources), rendered from
+the engine's result the chunk was interpreted with (not run again), then stored through the same repository:
+once per result, with delta checks and referrals.
 
 A batch is stored in one transaction (`batch_transaction`): the batch row, then every chunk's CBCs,
 interpretations and referrals, then the summary, committed together just before the result files are
@@ -27,9 +27,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from labservice.adapters.csv_input.cells import parse_dates
 from labservice.adapters.csv_input.rows import ParsedChunk
-from labservice.batch.chunk import KeepRows
+from labservice.batch.chunk import Interpreted, KeepRows
 from labservice.batch.store import BatchStore, StoredBatch
-from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
@@ -47,18 +46,10 @@ RunBatch = Callable[[TextIO, TextIO, "KeepRows | None"], dict[str, Any]]
 PATIENT_ID_MAX_LENGTH = 200
 
 
-class _Parsed:
-    """The few attributes of ParsedCbcs that to_store reads."""
-
-    def __init__(self, columns, patient_ids: list[str]) -> None:
-        self.columns = columns
-        self.patient_ids = patient_ids
-
-
 def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> KeepRows:
     """A KeepRows for run_batch that stores through `keep` (see labservice.service.keep_in)."""
 
-    def keep_rows(parsed: ParsedChunk, table: dict[str, np.ndarray], errors: np.ndarray) -> int:
+    def keep_rows(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
         if parsed.patient_ids is None or parsed.n == 0:
             return 0
         ids = pd.Series(parsed.patient_ids, dtype=object)
@@ -69,25 +60,25 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
                   & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
                   & (text.str.strip().str.len() <= PATIENT_ID_MAX_LENGTH).to_numpy())
         rows = np.flatnonzero(has_id & (errors == None))  # noqa: E711 (elementwise)
-        if rows.size == 0:
+        if rows.size == 0 or interpreted.result is None:
             return 0
-        subset = {name: column[rows] for name, column in table.items()}
-        result = interpret_cbc_table(subset, ruleset=rs)
+        result, values = interpreted.result, interpreted.result.cols.values
+        # Rows without an error were valid when the chunk was interpreted: each has its row in the result.
+        at = np.searchsorted(interpreted.rows, rows).tolist()
         patients = [str(value).strip() for value in ids.to_numpy()[rows]]
-        reported = [{a: {"value": float(result.cols.values[a][i]), "unit": rs.analytes[a].canonical_unit}
-                     for a in ANALYTES if a in subset and result.cols.values[a][i] == result.cols.values[a][i]}
-                    for i in range(rows.size)]
-        answers = render_interpretations(result, patients, reported)
+        reported = [{a: {"value": float(values[a][j]), "unit": rs.analytes[a].canonical_unit}
+                     for a in ANALYTES if a in parsed.table and values[a][j] == values[a][j]}
+                    for j in at]
+        answers = render_interpretations(result, patients, reported, rows=at)
         when: list[Any] = [None] * rows.size  # datetimes (or None) when the file has collection times
         if parsed.collected_text is not None:
             times, _, _ = parse_dates(pd.Series(parsed.collected_text[rows], dtype=object), date_order)
             when = [None if np.isnat(t) else pd.Timestamp(t, tz="UTC").to_pydatetime() for t in times]
-        view = _Parsed(result.cols, patients)
         items = []
         for i, row in enumerate(rows.tolist()):
             doc = {"collected_at": when[i], "patient": {"id": patients[i]}}
             raw = {"line": int(parsed.lines[row]), "values": reported[i]}
-            items.append(to_store(doc, raw, view, i, answers[i]))  # type: ignore[arg-type]
+            items.append(to_store(doc, raw, result.cols, at[i], patients[i], answers[i]))
         return sum(1 for stored in keep(items) if not stored.duplicate)
 
     return keep_rows

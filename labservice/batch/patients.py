@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from labservice.adapters.csv_input.rows import ParsedChunk
-from labservice.batch.chunk import KeepRows
+from labservice.batch.chunk import Interpreted, KeepRows
 
 
 class PatientIds:
@@ -23,9 +23,9 @@ class PatientIds:
     def keeping(self, keep_rows: KeepRows | None) -> KeepRows:
         """A KeepRows for run_batch that notes each chunk's patient ids, then stores through `keep_rows` (if any)."""
 
-        def note_and_keep(parsed: ParsedChunk, table: dict[str, np.ndarray], errors: np.ndarray) -> int:
+        def note_and_keep(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
             self.note(parsed)
-            return keep_rows(parsed, table, errors) if keep_rows is not None else 0
+            return keep_rows(parsed, interpreted, errors) if keep_rows is not None else 0
 
         return note_and_keep
 

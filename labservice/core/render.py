@@ -306,33 +306,42 @@ class _Renderer(TextView):
 
 
 def render_interpretations(
-    result: InterpretationTable, patient_ids: Sequence[str | None] | None = None, reported: Sequence[dict] | None = None
+    result: InterpretationTable,
+    patient_ids: Sequence[str | None] | None = None,
+    reported: Sequence[dict] | None = None,
+    rows: Sequence[int] | None = None,
 ) -> list[dict]:
-    """One contract answer per row, in input order."""
+    """One contract answer per row, in input order.
+
+    With `rows`, only those rows of `result`, in that order (`patient_ids` and `reported` then hold one entry per
+    answer): a caller that interpreted a whole table renders the rows it needs without running the engine again.
+    """
     renderer = _Renderer(result)
     codes = list(result.findings)
-    present_by_row = np.array([f.present for f in result.findings.values()]).T.tolist() if result.n else []
+    picked = range(result.n) if rows is None else rows
+    by_row = np.array([f.present for f in result.findings.values()]).T if result.n else np.zeros((0, len(codes)))
+    present_by_row = (by_row if rows is None else by_row[np.asarray(rows, dtype=np.intp)]).tolist()
     lesion_rows = result.cols.lesions["row"]
     order = np.argsort(lesion_rows, kind="stable")
     starts = np.searchsorted(lesion_rows[order], np.arange(result.n + 1))
     answers = []
-    for i in range(result.n):
+    for position, i in enumerate(picked):
         findings = [
-            renderer.finding(code, i) for code, present in zip(codes, present_by_row[i], strict=True) if present
+            renderer.finding(code, i) for code, present in zip(codes, present_by_row[position], strict=True) if present
         ]
         urgency = URGENCY_NAMES[int(result.urgency[i])]
         not_assessed = renderer.not_assessed(i)
         aplastic = renderer.aplastic(i)
         analytes = renderer.analytes(i)
         if reported is not None:
-            for analyte, sent in reported[i].items():
+            for analyte, sent in reported[position].items():
                 if analyte in analytes:
                     analytes[analyte]["reported"] = sent
         answer = {
             "id": uuid.uuid4().hex,
             "ruleset_version": result.ruleset.version,
             "ctcae_version": str(result.ctcae_version[i]),
-            "patient_id": patient_ids[i] if patient_ids is not None else None,
+            "patient_id": patient_ids[position] if patient_ids is not None else None,
             "analytes": analytes,
             "findings": findings,
             "not_assessed": not_assessed,

@@ -7,6 +7,7 @@ over the 50 % of thresholds.csv platelet_drop (S23, S24).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 
@@ -163,3 +164,58 @@ def test_a_file_name_with_nul_or_too_long_is_kept_cleaned(make_app, database_url
         names = sorted(session.scalars(select(Batch.filename)))
     database.engine.dispose()
     assert names == sorted(["ab.csv", "f" * 300])
+
+
+def test_each_kept_cbc_goes_through_the_engine_once(monkeypatch):
+    """Issue 11, item 6: the keeping step renders the chunk's engine result instead of interpreting its rows again.
+
+    Every engine call made by the batch modules is counted by rows. Five valid rows in chunks of two are
+    interpreted once each, plus once more for the one censored value (at its other end: the batch interprets a
+    censored value only when both ends give the same answer). Platelets 15 ×10^9/L is below the critical 20 (§3):
+    urgent (§9); platelets >1000 are at or above the critical 1000 (§3) whatever their value.
+    """
+    import sys
+    from types import SimpleNamespace
+
+    from labservice.batch import run_batch
+    from labservice.batch.keep import batch_keeper
+    from labservice.core import interpret
+    from labservice.core.ruleset import default_ruleset
+
+    engine_rows: list[int] = []
+
+    def counting(table, *args, **kwargs):
+        engine_rows.append(len(next(iter(table.values()))))
+        return interpret.interpret_cbc_table(table, *args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("labservice.batch") and hasattr(module, "interpret_cbc_table"):
+            monkeypatch.setattr(module, "interpret_cbc_table", counting)
+    kept = []
+
+    def keep(items):
+        kept.extend(items)
+        return [SimpleNamespace(duplicate=False) for _ in items]
+
+    data = (b"Patient ID,PLT,HGB\n"
+            b"P1,200,13.5\n"
+            b"P2,15,13.5\n"
+            b"P3,abc,13.5\n"  # rejected: never interpreted, never kept
+            b",250,13.5\n"  # no patient id: interpreted, not kept
+            b"P4,>1000,13.5\n"  # censored: every value above 1000 gives the same answer
+            b"P5,300,13.5\n")
+    csv_out = io.StringIO()
+    rs = default_ruleset()
+    summary = run_batch(io.BytesIO(data), csv_out=csv_out, options=BatchOptions(chunk_rows=2), ruleset=rs,
+                        keep_rows=batch_keeper(keep, rs))
+    assert (summary.interpreted, summary.rejected, summary.stored, summary.censored_interpreted) == (5, 1, 4, 1)
+    assert sum(engine_rows) == 5 + 1
+    assert [item.patient for item in kept] == ["P1", "P2", "P4", "P5"]
+    assert [item.raw["line"] for item in kept] == [2, 3, 6, 7]
+    by_line = {int(row["line"]): row for row in csv.DictReader(io.StringIO(csv_out.getvalue()))}
+    for item in kept:
+        assert item.urgency == by_line[item.raw["line"]]["urgency"] == item.answer["urgency"]
+        assert item.answer["patient_id"] == item.patient
+    critical = kept[1]
+    assert critical.values["platelets"] == 15.0 and critical.urgency == "urgent"
+    assert "critical_value" in critical.findings

@@ -86,9 +86,9 @@ def store_batch_then(url: str, directory: Path, *, die_after_chunks: int | None 
                                filename="tx.csv") as transaction:
             chunks = 0
 
-            def keep_rows(parsed, table, errors) -> int:
+            def keep_rows(parsed, interpreted, errors) -> int:
                 nonlocal chunks
-                stored = transaction.keep_rows(parsed, table, errors)
+                stored = transaction.keep_rows(parsed, interpreted, errors)
                 chunks += 1
                 if chunks == die_after_chunks:
                     os.kill(os.getpid(), signal.SIGKILL)
