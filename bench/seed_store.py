@@ -136,7 +136,8 @@ def seed(url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed
 
     from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
     from labservice.core.ruleset import default_ruleset
-    from labservice.service import interpret_documents, keep_in
+    from labservice.services.interpret import interpret_documents
+    from labservice.services.store_results import keep_in
     from labservice.store.database import Database, database_url, migrate
     from labservice.store.models import OPEN_STATUSES, Referral
 

@@ -33,7 +33,7 @@ from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
-from labservice.service import Keep, keep_in_session, to_store
+from labservice.services.store_results import Keep, keep_in_session, to_store
 from labservice.store.batch_records import add_unstored_batch, bytes_kept, known_batches, set_result_bytes
 from labservice.store.database import Database
 from labservice.store.repository import BatchAlreadyStored, add_batch, finish_batch, stored_batch_summary
@@ -56,7 +56,7 @@ class _Parsed:
 
 
 def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> KeepRows:
-    """A KeepRows for run_batch that stores through `keep` (see labservice.service.keep_in)."""
+    """A KeepRows for run_batch that stores through `keep` (see labservice.services.store_results.keep_in)."""
 
     def keep_rows(parsed: ParsedChunk, table: dict[str, np.ndarray], errors: np.ndarray) -> int:
         if parsed.patient_ids is None or parsed.n == 0:
