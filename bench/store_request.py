@@ -25,9 +25,11 @@ from credentials import bearer, create_api_key  # noqa: E402
 
 def cbc(patient: int, day: int) -> dict:
     when = datetime(2026, 11, 1, 8, tzinfo=UTC) + timedelta(days=day)
-    return {"patient": {"id": f"BENCH-{patient}", "sex": "female", "age_years": 40},
-            "collected_at": when.isoformat().replace("+00:00", "Z"),
-            "results": {"platelets": 250 - 20 * (day % 8), "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+    return {
+        "patient": {"id": f"BENCH-{patient}", "sex": "female", "age_years": 40},
+        "collected_at": when.isoformat().replace("+00:00", "Z"),
+        "results": {"platelets": 250 - 20 * (day % 8), "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+    }
 
 
 def main() -> None:
@@ -53,8 +55,9 @@ def main() -> None:
         assessed = response.get_json().get("delta", {}).get("assessed")
     times.sort()
     print(f"{'requests':>10} {'median ms':>10} {'p90 ms':>8} {'last delta assessed':>20}")
-    print(f"{args.requests:>10} {statistics.median(times):>10.1f} {times[int(len(times) * 0.9)]:>8.1f} "
-          f"{assessed!s:>20}")
+    print(
+        f"{args.requests:>10} {statistics.median(times):>10.1f} {times[int(len(times) * 0.9)]:>8.1f} {assessed!s:>20}"
+    )
 
 
 if __name__ == "__main__":

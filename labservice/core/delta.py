@@ -82,12 +82,11 @@ def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc],
         entries.sort(key=lambda entry: entry[0])  # stable: equal times keep the order listed
     out: list[int | None] = []
     for cbc in current:
-        entries = times.get(cbc.patient) if cbc.collected_at is not None else None
-        before = bisect_left(entries, cbc.collected_at, key=lambda entry: entry[0]) - 1 if entries else -1
-        if before < 0 or cbc.collected_at - entries[before][0] > window:  # type: ignore[index,operator]
-            out.append(None)
-        else:
-            out.append(entries[before][1])  # type: ignore[index]
+        at = cbc.collected_at
+        entries = times.get(cbc.patient, []) if at is not None else []
+        before = bisect_left(entries, at, key=lambda entry: entry[0]) - 1 if entries else -1
+        found = at is not None and before >= 0 and at - entries[before][0] <= window
+        out.append(entries[before][1] if found else None)
     return out
 
 
@@ -101,7 +100,7 @@ def compare_with_previous(current: Sequence[DeltaCbc], history: Sequence[DeltaCb
     if not rows:
         return [None] * len(current)
     now = [current[i] for i in rows]
-    before = [pool[found[i]] for i in rows]  # type: ignore[index]
+    before = [pool[position] for position in found if position is not None]
     after = np.array([cbc.platelets for cbc in now], dtype=np.float64)
     earlier = np.array([cbc.platelets for cbc in before], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -141,22 +140,6 @@ def delta_block(delta: Delta | None, window: timedelta, rs: Ruleset) -> dict[str
     }
 
 
-def _empty(n: int, index: pd.Index) -> pd.DataFrame:
-    """The delta table when nothing was compared: no previous CBC, nothing assessed."""
-    out = pd.DataFrame({
-        "previous_ref": pd.Series([None] * n, dtype=object),
-        "previous_collected_at": pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]"),
-        "previous_urgency_rank": np.full(n, -1, dtype=np.int64),
-        "previous_platelets": np.full(n, np.nan),
-        "platelet_fall_percent": np.full(n, np.nan),
-        "platelet_drop": np.zeros(n, dtype=bool),
-        "new_cytopenias": pd.Series([()] * n, dtype=object),
-        "urgency_change": pd.Series([None] * n, dtype=object),
-    })
-    out.index = index
-    return out
-
-
 def _cbcs(table: pd.DataFrame, own: bool) -> list[DeltaCbc]:
     """The rows of a DELTA_INPUT table as DeltaCbc (an own row without a ref is "row i")."""
     times = pd.to_datetime(table["collected_at"], utc=True)
@@ -179,20 +162,19 @@ def delta_checks(current: pd.DataFrame, history: pd.DataFrame, window: pd.Timede
     `previous_ref` is the history row's `ref`, or "row i" for an earlier row of `current`.
     """
     deltas = compare_with_previous(_cbcs(current, own=True), _cbcs(history, own=False), window, rs)
-    out = _empty(len(current), pd.RangeIndex(len(current)))
-    rows = [i for i, delta in enumerate(deltas) if delta is not None]
-    if rows:
-        found = [delta for delta in deltas if delta is not None]
-        out.loc[rows, "previous_ref"] = pd.Series([d.previous.ref for d in found], index=rows, dtype=object)
-        out.loc[rows, "previous_collected_at"] = pd.to_datetime([d.previous.collected_at for d in found], utc=True)
-        out.loc[rows, "previous_urgency_rank"] = [d.previous.urgency_rank for d in found]
-        out.loc[rows, "previous_platelets"] = [d.previous.platelets for d in found]
-        out.loc[rows, "platelet_fall_percent"] = [d.platelet_fall_percent for d in found]
-        out.loc[rows, "platelet_drop"] = [d.platelet_drop for d in found]
-        out.loc[rows, "new_cytopenias"] = pd.Series([d.new_cytopenias for d in found], index=rows, dtype=object)
-        out.loc[rows, "urgency_change"] = pd.Series([d.urgency_change for d in found], index=rows, dtype=object)
-    out.index = current.index
-    return out
+    previous = [None if delta is None else delta.previous for delta in deltas]
+    return pd.DataFrame({
+        "previous_ref": pd.Series([None if p is None else p.ref for p in previous], dtype=object),
+        "previous_collected_at": pd.to_datetime(pd.Series([None if p is None else p.collected_at for p in previous],
+                                                          dtype=object), utc=True).astype("datetime64[ns, UTC]"),
+        "previous_urgency_rank": np.array([-1 if p is None else p.urgency_rank for p in previous], dtype=np.int64),
+        "previous_platelets": np.array([np.nan if p is None else p.platelets for p in previous], dtype=np.float64),
+        "platelet_fall_percent": np.array([np.nan if d is None else d.platelet_fall_percent for d in deltas],
+                                          dtype=np.float64),
+        "platelet_drop": np.array([d is not None and d.platelet_drop for d in deltas], dtype=bool),
+        "new_cytopenias": pd.Series([() if d is None else d.new_cytopenias for d in deltas], dtype=object),
+        "urgency_change": pd.Series([None if d is None else d.urgency_change for d in deltas], dtype=object),
+    }).set_axis(current.index)
 
 
 def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> list[dict]:

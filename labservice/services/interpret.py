@@ -12,9 +12,16 @@ from labservice.core.ruleset import Ruleset, default_ruleset
 from labservice.services.store_results import Keep, StoredCbc, to_store
 
 
-def interpret_documents(docs: list[dict], ruleset: Ruleset | None = None, *, indexed: bool = False,
-                        keep: Keep | None = None, raws: list[Any] | None = None,
-                        clock_skew: timedelta | None = None, may_read: bool = True) -> list[dict]:
+def interpret_documents(
+    docs: list[dict],
+    ruleset: Ruleset | None = None,
+    *,
+    indexed: bool = False,
+    keep: Keep | None = None,
+    raws: list[Any] | None = None,
+    clock_skew: timedelta | None = None,
+    may_read: bool = True,
+) -> list[dict]:
     """Interpret loaded CBC documents; raise InputError (with field paths) before interpreting any.
 
     `indexed` prefixes error paths with the list index, for requests that sent a JSON array. With `clock_skew`
@@ -50,6 +57,10 @@ def with_stored_hidden(stored: StoredCbc) -> dict:
 def with_stored(stored: StoredCbc) -> dict:
     """The stored answer (delta block and delta findings included) with where it was stored."""
     out = dict(stored.answer)
-    out["stored"] = {"cbc_id": stored.cbc_id, "interpretation_id": stored.interpretation_id,
-                     "duplicate": stored.duplicate, "referral_id": stored.referral_id}
+    out["stored"] = {
+        "cbc_id": stored.cbc_id,
+        "interpretation_id": stored.interpretation_id,
+        "duplicate": stored.duplicate,
+        "referral_id": stored.referral_id,
+    }
     return out

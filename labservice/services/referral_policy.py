@@ -28,19 +28,34 @@ def needs_attention(urgency_rank: int, has_delta_finding: bool) -> bool:
     return urgency_rank > 0 or has_delta_finding
 
 
-def referral_step(urgency_rank: int, collected_at: datetime | None, has_delta_finding: bool, *,
-                  open_rank: int | None, open_collected_at: datetime | None) -> ReferralStep:
+def referral_step(
+    urgency_rank: int,
+    collected_at: datetime | None,
+    has_delta_finding: bool,
+    *,
+    open_rank: int | None,
+    open_collected_at: datetime | None,
+) -> ReferralStep:
     """The step for a CBC of this urgency rank and collection time; `open_rank` and `open_collected_at` describe
     the CBC the patient's open referral shows (`open_rank` None: no referral is open)."""
     attention = needs_attention(urgency_rank, has_delta_finding)
     if open_rank is None:
         return ReferralStep.OPEN if attention else ReferralStep.NONE
-    return ReferralStep.SHOW if takes_over(urgency_rank, collected_at, attention, open_rank=open_rank,
-                                           open_collected_at=open_collected_at) else ReferralStep.JOIN
+    return (
+        ReferralStep.SHOW
+        if takes_over(urgency_rank, collected_at, attention, open_rank=open_rank, open_collected_at=open_collected_at)
+        else ReferralStep.JOIN
+    )
 
 
-def takes_over(urgency_rank: int, collected_at: datetime | None, attention: bool, *, open_rank: int,
-               open_collected_at: datetime | None) -> bool:
+def takes_over(
+    urgency_rank: int,
+    collected_at: datetime | None,
+    attention: bool,
+    *,
+    open_rank: int,
+    open_collected_at: datetime | None,
+) -> bool:
     """Whether a CBC becomes the one the open referral shows: a more urgent one always; one of the same urgency
     that needs attention when it was collected no earlier (or either time is unknown)."""
     if urgency_rank != open_rank:

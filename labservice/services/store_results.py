@@ -68,26 +68,57 @@ class StoredCbc:
 Keep = Callable[[list[CbcToStore]], list[StoredCbc]]
 
 
-def store_cbcs(session: Session, items: list[CbcToStore], *, source: str, rs: Ruleset, window: timedelta,
-               batch_id: str | None = None, now: datetime | None = None) -> list[StoredCbc]:
+def store_cbcs(
+    session: Session,
+    items: list[CbcToStore],
+    *,
+    source: str,
+    rs: Ruleset,
+    window: timedelta,
+    batch_id: str | None = None,
+    now: datetime | None = None,
+) -> list[StoredCbc]:
     """Keep the CBCs (in order), each once; return where each one is, its delta block and its answer."""
     if not items:
         return []
     now = now or now_utc()
     patients = repository.find_or_add_patients(
-        session, [PatientFacts(item.patient, item.sex, item.age_years) for item in items], now)
+        session, [PatientFacts(item.patient, item.sex, item.age_years) for item in items], now
+    )
     prints = [fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings) for item in items]
     kept = repository.kept_results(session, prints)
     times = [as_utc(item.collected_at) for item in items]
     known = [t for t in times if t is not None]
-    stored_history = repository.history(session, sorted(set(patients.values())), min(known) - window,
-                                        max(known)) if known else []
+    stored_history = (
+        repository.history(session, sorted(set(patients.values())), min(known) - window, max(known)) if known else []
+    )
     deltas = compare_with_previous(
-        [DeltaCbc(item.patient, times[i], _platelets(item.values.get("platelets")), URGENCY_RANK[item.urgency],
-                  item.findings, item.not_assessed) for i, item in enumerate(items)],
-        [DeltaCbc(row.patient, row.collected_at, _platelets(row.platelets), row.urgency_rank, row.findings,
-                  row.not_assessed, ref=row.interpretation_id) for row in stored_history],
-        window, rs)
+        [
+            DeltaCbc(
+                item.patient,
+                times[i],
+                _platelets(item.values.get("platelets")),
+                URGENCY_RANK[item.urgency],
+                item.findings,
+                item.not_assessed,
+            )
+            for i, item in enumerate(items)
+        ],
+        [
+            DeltaCbc(
+                row.patient,
+                row.collected_at,
+                _platelets(row.platelets),
+                row.urgency_rank,
+                row.findings,
+                row.not_assessed,
+                ref=row.interpretation_id,
+            )
+            for row in stored_history
+        ],
+        window,
+        rs,
+    )
     out: list[StoredCbc] = []
     seen: dict[tuple[int, str], StoredCbc] = {}
     for position, item in enumerate(items):
@@ -97,10 +128,19 @@ def store_cbcs(session: Session, items: list[CbcToStore], *, source: str, rs: Ru
         if key in kept or key in seen:
             earlier = seen.get(key)
             cbc_id, interpretation_id, delta = (
-                (earlier.cbc_id, earlier.interpretation_id, earlier.delta) if earlier else kept[key])
+                (earlier.cbc_id, earlier.interpretation_id, earlier.delta) if earlier else kept[key]
+            )
             found = delta_findings(delta, platelets, rs)
-            out.append(StoredCbc(cbc_id, interpretation_id, True, delta, delta_findings=found,
-                                 answer=with_delta(item.answer, delta, found)))
+            out.append(
+                StoredCbc(
+                    cbc_id,
+                    interpretation_id,
+                    True,
+                    delta,
+                    delta_findings=found,
+                    answer=with_delta(item.answer, delta, found),
+                )
+            )
             continue
         delta = delta_block(deltas[position], window, rs)
         extra = delta_findings(delta, platelets, rs)
@@ -110,16 +150,34 @@ def store_cbcs(session: Session, items: list[CbcToStore], *, source: str, rs: Ru
         reason = ", ".join(f["code"].replace("_", " ") for f in extra) + ", " + item.reason if extra else item.reason
         rank = URGENCY_RANK[item.urgency]
         cbc_id = repository.add_result(
-            session, patient_id=patient_id, collected_at=times[position], received_at=now, source=source,
-            batch_id=batch_id, fingerprint=prints[position], raw=item.raw, age_years=item.age_years,
-            values=item.values)
+            session,
+            patient_id=patient_id,
+            collected_at=times[position],
+            received_at=now,
+            source=source,
+            batch_id=batch_id,
+            fingerprint=prints[position],
+            raw=item.raw,
+            age_years=item.age_years,
+            values=item.values,
+        )
         interpretation_id = repository.add_interpretation(
-            session, cbc_id=cbc_id, ruleset_version=rs.version, urgency=item.urgency, urgency_rank=rank,
-            findings=codes, not_assessed=item.not_assessed, reason=reason, answer=answer, delta=delta,
-            created_at=now)
+            session,
+            cbc_id=cbc_id,
+            ruleset_version=rs.version,
+            urgency=item.urgency,
+            urgency_rank=rank,
+            findings=codes,
+            not_assessed=item.not_assessed,
+            reason=reason,
+            answer=answer,
+            delta=delta,
+            created_at=now,
+        )
         stored = StoredCbc(cbc_id, interpretation_id, False, delta, delta_findings=extra, answer=answer)
-        stored.referral_id = _refer(session, patient_id, interpretation_id, item.urgency, codes, reason,
-                                    times[position], bool(extra), now)
+        stored.referral_id = _refer(
+            session, patient_id, interpretation_id, item.urgency, codes, reason, times[position], bool(extra), now
+        )
         seen[key] = stored
         out.append(stored)
     return out
@@ -137,25 +195,47 @@ def _platelets(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _refer(session: Session, patient_id: int, interpretation_id: int, urgency: str, codes: list[str], reason: str,
-           collected_at: datetime | None, has_delta: bool, now: datetime) -> int | None:
+def _refer(
+    session: Session,
+    patient_id: int,
+    interpretation_id: int,
+    urgency: str,
+    codes: list[str],
+    reason: str,
+    collected_at: datetime | None,
+    has_delta: bool,
+    now: datetime,
+) -> int | None:
     """Apply the referral policy to a stored CBC: the id of the referral it belongs to, or None."""
     rank = URGENCY_RANK[urgency]
     shown = repository.open_referral(session, patient_id)
-    step = referral_step(rank, collected_at, has_delta, open_rank=None if shown is None else shown.urgency_rank,
-                         open_collected_at=None if shown is None else shown.collected_at)
-    if step is ReferralStep.NONE:
-        return None
-    if step is ReferralStep.JOIN:
-        return shown.id  # type: ignore[union-attr]
+    step = referral_step(
+        rank,
+        collected_at,
+        has_delta,
+        open_rank=None if shown is None else shown.urgency_rank,
+        open_collected_at=None if shown is None else shown.collected_at,
+    )
+    open_id = None if shown is None else shown.id
+    if step in (ReferralStep.NONE, ReferralStep.JOIN):
+        return open_id
     return repository.show_on_referral(
-        session, None if step is ReferralStep.OPEN else shown.id, patient_id=patient_id,  # type: ignore[union-attr]
-        interpretation_id=interpretation_id, urgency=urgency, urgency_rank=rank, findings=codes, reason=reason,
-        collected_at=collected_at, now=now)
+        session,
+        open_id if step is ReferralStep.SHOW else None,
+        patient_id=patient_id,
+        interpretation_id=interpretation_id,
+        urgency=urgency,
+        urgency_rank=rank,
+        findings=codes,
+        reason=reason,
+        collected_at=collected_at,
+        now=now,
+    )
 
 
-def keep_in(database: Database, ruleset: Ruleset, window_days: int, *, source: str = "json",
-            batch_id: str | None = None) -> Keep:
+def keep_in(
+    database: Database, ruleset: Ruleset, window_days: int, *, source: str = "json", batch_id: str | None = None
+) -> Keep:
     """A `keep` that stores into `database` in one transaction."""
 
     def keep(items: list[CbcToStore]) -> list[StoredCbc]:
@@ -164,8 +244,9 @@ def keep_in(database: Database, ruleset: Ruleset, window_days: int, *, source: s
         for attempt in range(STORE_ATTEMPTS):
             try:
                 with database.session() as session:
-                    return store_cbcs(session, items, source=source, rs=ruleset,
-                                      window=timedelta(days=window_days), batch_id=batch_id)
+                    return store_cbcs(
+                        session, items, source=source, rs=ruleset, window=timedelta(days=window_days), batch_id=batch_id
+                    )
             except IntegrityError:
                 if attempt == STORE_ATTEMPTS - 1:
                     raise
@@ -174,8 +255,9 @@ def keep_in(database: Database, ruleset: Ruleset, window_days: int, *, source: s
     return keep
 
 
-def keep_in_session(session: Session, ruleset: Ruleset, window_days: int, *, source: str = "batch",
-                    batch_id: str | None = None) -> Keep:
+def keep_in_session(
+    session: Session, ruleset: Ruleset, window_days: int, *, source: str = "batch", batch_id: str | None = None
+) -> Keep:
     """A `keep` that stores into the caller's open transaction (a batch's), committing nothing: the caller
     commits every call's rows at once, or none.
 
@@ -193,8 +275,7 @@ def keep_in_session(session: Session, ruleset: Ruleset, window_days: int, *, sou
             try:
                 if savepoints:
                     with session.begin_nested():  # rolled back alone if the call fails
-                        stored = store_cbcs(session, items, source=source, rs=ruleset, window=window,
-                                            batch_id=batch_id)
+                        stored = store_cbcs(session, items, source=source, rs=ruleset, window=window, batch_id=batch_id)
                 else:
                     stored = store_cbcs(session, items, source=source, rs=ruleset, window=window, batch_id=batch_id)
             except IntegrityError:
@@ -217,11 +298,18 @@ def to_store(doc: dict, raw: Any, parsed: ParsedCbcs, row: int, answer: dict) ->
     age = float(parsed.columns.age_years[row])
     patient = doc.get("patient") or {}
     return CbcToStore(
-        patient=str(parsed.patient_ids[row]), collected_at=doc.get("collected_at"),
-        raw=raw if isinstance(raw, dict) else {}, values=values, urgency=answer["urgency"], findings=codes,
+        patient=str(parsed.patient_ids[row]),
+        collected_at=doc.get("collected_at"),
+        raw=raw if isinstance(raw, dict) else {},
+        values=values,
+        urgency=answer["urgency"],
+        findings=codes,
         not_assessed=[entry["code"] for entry in answer.get("not_assessed", [])],
-        reason=worklist_reason(codes, values), answer=answer, sex=patient.get("sex"),
-        age_years=None if math.isnan(age) else age)
+        reason=worklist_reason(codes, values),
+        answer=answer,
+        sex=patient.get("sex"),
+        age_years=None if math.isnan(age) else age,
+    )
 
 
 def worklist_reason(codes: list[str], values: dict[str, float | None]) -> str:

@@ -61,8 +61,8 @@ def fingerprint(patient: str, collected_at: datetime | None, values: dict[str, f
     the interpretation concluded, so the same counts sent again with new context that changes the
     interpretation (fever with a non-blanching rash, say) are kept as a result of their own."""
     rounded = {k: (None if v is None or v != v else round(float(v), 6)) for k, v in sorted(values.items())}
-    when = as_utc(collected_at).isoformat() if collected_at else None  # type: ignore[union-attr]
-    text = json.dumps([patient, when, rounded, urgency, sorted(findings)], sort_keys=True)
+    when = as_utc(collected_at)
+    text = json.dumps([patient, when.isoformat() if when else None, rounded, urgency, sorted(findings)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -89,7 +89,7 @@ class HistoryRow(NamedTuple):
     """A stored CBC of a patient with one of its interpretations (what a delta check compares with)."""
 
     patient: str
-    collected_at: datetime  # UTC
+    collected_at: datetime | None  # UTC (never None: history asks for a time range)
     platelets: float | None
     urgency_rank: int
     findings: list[str]
@@ -143,7 +143,7 @@ def history(session: Session, patient_ids: Sequence[int], since: datetime, until
         .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
         .where(Patient.id.in_(list(patient_ids)), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
     ).all()
-    return [HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)  # type: ignore[arg-type]
+    return [HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
             for patient, collected_at, platelets, rank, findings, not_assessed, id_ in rows]
 
 
