@@ -8,7 +8,7 @@ so thousands of referrals stay open and not routine, as on a hospital's haematol
 All CBCs are sent in collection order, in chunks of `chunk` CBCs, down the path of
 POST /api/v1/interpretations: the JSON bodies are validated by the API's schema, then
 `interpret_documents(docs, keep=keep_in(database, ...))` interprets them with the real engine and stores
-them through the real repository (`store_cbcs`), one transaction per chunk.
+them through the real store use case (`services.store_results.store_cbcs`), one transaction per chunk.
 
 The worklist is also worked, as clinicians would: after each chunk, every other referral whose CBC is
 more than 30 days older than the chunk's newest (by id parity) is closed (referred or dismissed) through
