@@ -8,7 +8,7 @@ so thousands of referrals stay open and not routine, as on a hospital's haematol
 All CBCs are sent in collection order, in chunks of `chunk` CBCs, down the path of
 POST /api/v1/interpretations: the JSON bodies are validated by the API's schema, then
 `interpret_documents(docs, keep=keep_in(database, ...))` interprets them with the real engine and stores
-them through the real repository (`store_cbcs`), one transaction per chunk.
+them through the real store use case (`services.store_results.store_cbcs`), one transaction per chunk.
 
 The worklist is also worked, as clinicians would: after each chunk, every other referral whose CBC is
 more than 30 days older than the chunk's newest (by id parity) is closed (referred or dismissed) through
@@ -136,7 +136,8 @@ def seed(url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed
 
     from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
     from labservice.core.ruleset import default_ruleset
-    from labservice.service import interpret_documents, keep_in
+    from labservice.services.interpret import interpret_documents
+    from labservice.services.store_results import keep_in
     from labservice.store.database import Database, database_url, migrate
     from labservice.store.models import OPEN_STATUSES, Referral
 

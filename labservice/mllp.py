@@ -210,8 +210,8 @@ def internal_error_ack(frame: bytes) -> str:
 def app_responder(app: Any) -> Responder:
     """Answer frames the way POST /api/v1/hl7v2/interpret does, storing into the app's database."""
     from labservice.extensions import current_database, current_hl7v2_settings
-    from labservice.service import keep_in
     from labservice.services.hl7v2_receive import receive_message
+    from labservice.services.store_results import keep_in
 
     database = current_database(app)
     settings = current_hl7v2_settings(app)

@@ -31,7 +31,7 @@ LOWER_LAYERS_MAY_IMPORT = {
     "labservice.store": ("labservice.store", "labservice.core", "labservice.config"),
 }
 #: The use cases (services; batch runs and keeps a CSV file) may import anything but the edges above them.
-SERVICES = ("labservice.services", "labservice.service", "labservice.batch")
+SERVICES = ("labservice.services", "labservice.batch")
 EDGES = ("labservice.api", "labservice.dashboard", "labservice.cli", "labservice.mllp", "labservice.app")
 
 

@@ -47,7 +47,7 @@ from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
 from labservice.extensions import current_ruleset
 from labservice.security.principal import current_principal, touched_patients
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 
 FEEDBACK_FILE = "cds-feedback.jsonl"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]

@@ -11,7 +11,7 @@ from flask import current_app
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem
 from labservice.extensions import current_database, current_ruleset
 from labservice.query import store_requested
-from labservice.service import Keep, keep_in
+from labservice.services.store_results import Keep, keep_in
 
 
 def schema_ref(name: str) -> dict[str, str]:

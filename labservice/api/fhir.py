@@ -28,7 +28,7 @@ from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.security.audit import touched_answers
 from labservice.security.principal import current_principal
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 
 if TYPE_CHECKING:
     from flask_smorest import Api

@@ -31,7 +31,7 @@ from labservice.examples import CONTRACT_EXAMPLE
 from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.security.audit import touched_answers
 from labservice.security.principal import current_principal
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 
 if TYPE_CHECKING:
     from flask_smorest import Api

@@ -32,7 +32,7 @@ from labservice.batch.store import BatchStore, StoredBatch
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
-from labservice.service import Keep, keep_in_session, to_store
+from labservice.services.store_results import Keep, keep_in_session, to_store
 from labservice.store.batch_records import add_unstored_batch, bytes_kept, known_batches, set_result_bytes
 from labservice.store.database import Database
 from labservice.store.repository import BatchAlreadyStored, add_batch, finish_batch, stored_batch_summary
@@ -47,7 +47,7 @@ PATIENT_ID_MAX_LENGTH = 200
 
 
 def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> KeepRows:
-    """A KeepRows for run_batch that stores through `keep` (see labservice.service.keep_in)."""
+    """A KeepRows for run_batch that stores through `keep` (see labservice.services.store_results.keep_in)."""
 
     def keep_rows(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
         if parsed.patient_ids is None or parsed.n == 0:

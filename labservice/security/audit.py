@@ -183,7 +183,7 @@ def touched_answers(answers: Iterable[dict[str, Any]]) -> None:
 
 
 def noting_patients(keep: Callable[[list[Any]], list[Any]], action: str = "create") -> Callable[[list[Any]], list[Any]]:
-    """A `keep` (labservice.service.keep_in) that also notes the patients of the CBCs it stores."""
+    """A `keep` (labservice.services.store_results.keep_in) that also notes the patients of the CBCs it stores."""
     from labservice.security.principal import touched_patients
 
     def keep_noted(items: list[Any]) -> list[Any]:

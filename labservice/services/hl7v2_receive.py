@@ -22,7 +22,8 @@ from labservice.adapters.hl7v2.reader import Hl7Read, ReadSettings, read_parsed
 from labservice.adapters.hl7v2.text import decode, normalise
 from labservice.adapters.located import relocate
 from labservice.errors import first_error, flatten_errors
-from labservice.service import Keep, interpret_documents
+from labservice.services.interpret import interpret_documents
+from labservice.services.store_results import Keep
 
 
 @dataclass
@@ -46,7 +47,7 @@ def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = 
 
     With `clock_skew`, a collection time more than that ahead of the service's clock is an AE naming its field.
     `may_read` false (a caller without the `read` scope): answers say nothing of stored results
-    (labservice.service.interpret_documents)."""
+    (labservice.services.interpret.interpret_documents)."""
     parsed: ParsedMessage | None = None
     try:
         parsed = parse_message(normalise(decode(body, charset)), max_groups=order_groups_read(max_cbcs))

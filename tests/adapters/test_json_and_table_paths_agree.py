@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 
 ANALYTE_RANGES = {"platelets": (1, 1200), "wbc": (0.1, 60), "neutrophils": (0.01, 30), "lymphocytes": (0.01, 10),
                   "hemoglobin": (3, 21), "reticulocytes": (1, 300), "mcv": (60, 120)}

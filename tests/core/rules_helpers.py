@@ -96,7 +96,7 @@ def cbc(patient: dict[str, Any] | None = None, *, full: bool = False,
 
 
 def interpret_many(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from labservice.service import interpret_documents  # imported late: engine lands separately
+    from labservice.services.interpret import interpret_documents  # imported late: engine lands separately
 
     return interpret_documents(docs)
 

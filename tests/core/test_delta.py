@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labservice.core.delta import DELTA_INPUT, delta_checks, delta_findings
+from labservice.core.delta import (
+    DELTA_INPUT,
+    DeltaCbc,
+    compare_with_previous,
+    delta_block,
+    delta_checks,
+    delta_findings,
+)
 from labservice.core.ruleset import default_ruleset
 
 P = pytest.param
@@ -249,3 +256,34 @@ def test_delta_findings_take_title_rule_and_sources_from_the_findings_table() ->
     assert new["evidence"] == {"new": ["thrombocytopenia"]}
     assert delta_findings(_block(False, ()), 240.0, rs) == []
     assert delta_findings({"assessed": False}, 240.0, rs) == []
+
+
+# -- on plain CBCs (the store's path), through the same implementation -----------------------------------------
+
+
+def cbc(day: float | None, platelets: float, *, rank: int = 0, findings: tuple[str, ...] = (),
+        ref: Any = None) -> DeltaCbc:
+    return DeltaCbc("P1", None if day is None else T0 + timedelta(days=day), platelets, rank, findings, (), ref)
+
+
+def test_one_cbc_against_its_stored_history_gives_the_delta_block() -> None:
+    """200 → 100 two days later: exactly 50 %, a drop (S23 S24); thrombocytopenia decided absent before: new;
+    routine → soon: escalated. The history's CBC 9 days earlier is outside the 7-day window."""
+    rs = default_ruleset()
+    history = [cbc(-9, 400.0, ref="old"), cbc(0, 200.0, ref="stored")]
+    [delta] = compare_with_previous([cbc(2, 100.0, rank=1, findings=("thrombocytopenia",))], history, WEEK, rs)
+    assert delta is not None and delta.previous.ref == "stored"
+    block = delta_block(delta, WEEK, rs)
+    assert block["assessed"] is True and block["window_days"] == 7
+    assert block["previous"] == {"collected_at": T0.isoformat(), "urgency": "routine", "platelets": 200.0}
+    assert (block["platelet_fall_percent"], block["platelet_drop"]) == (50.0, True)
+    assert block["new_cytopenias"] == ["thrombocytopenia"] and block["urgency_change"] == "escalated"
+    assert block["sources"] == [f"[S23] {rs.sources['S23']}", f"[S24] {rs.sources['S24']}"]
+
+
+def test_a_cbc_with_nothing_to_compare_has_an_unassessed_block() -> None:
+    rs = default_ruleset()
+    assert compare_with_previous([cbc(0, 80.0), cbc(None, 50.0)], [cbc(-8, 300.0)], WEEK, rs) == [None, None]
+    block = delta_block(None, WEEK, rs)
+    assert block["assessed"] is False and block["window_days"] == 7
+    assert delta_findings(block, 80.0, rs) == []

@@ -1,4 +1,5 @@
-"""repository.store_cbcs directly (issue 4 §2-§4), on SQLite and PostgreSQL.
+"""Storing through the repository (issue 4 §2-§4): services.store_results.store_cbcs directly, on SQLite and
+PostgreSQL.
 
 The items are built by hand (findings and urgencies as the interpretation would give them), so only
 the storing, the delta checks and the referrals are under test. Expected values from the issue:
@@ -24,19 +25,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from labservice.core.ruleset import default_ruleset
-from labservice.service import keep_in
+from labservice.services.store_results import CbcToStore, StoredCbc, keep_in, store_cbcs
 from labservice.store.database import Database
 from labservice.store.models import VALUE_COLUMNS, CbcResult, Interpretation, Patient, Referral
 from labservice.store.repository import (
-    CbcToStore,
     ReferralNotFound,
-    StoredCbc,
     WorklistQuery,
     as_utc,
     change_referral,
     get_referral,
     lock_referral,
-    store_cbcs,
     worklist,
 )
 

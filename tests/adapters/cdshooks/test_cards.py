@@ -15,7 +15,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.cdshooks.cards import SUMMARY_LIMIT, CardContext, cbc_card, escape_markdown, indicator
 from labservice.core.ruleset import default_ruleset
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 from tests.adapters.cdshooks.build import mimic_rows
 
 RS = default_ruleset()

@@ -20,7 +20,7 @@ from labservice.adapters.cdshooks.service import CBC_REVIEW
 from labservice.adapters.errors import InputError
 from labservice.core.ruleset import default_ruleset
 from labservice.errors import flatten_errors
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 from tests.adapters.cdshooks.build import (
     hook_call,
     loinc_of,

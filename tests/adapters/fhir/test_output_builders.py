@@ -14,7 +14,7 @@ from typing import Any
 from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, UsedObservation
 from labservice.core.ruleset import default_ruleset
-from labservice.service import interpret_documents
+from labservice.services.interpret import interpret_documents
 from tests.shared_data import FIXTURES
 
 #: clinical-rules.md section 1: the LOINC codes to accept, by analyte.
