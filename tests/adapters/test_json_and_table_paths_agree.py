@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.services.interpret import interpret_documents
+from tests.hypothesis_profiles import examples
 
 ANALYTE_RANGES = {"platelets": (1, 1200), "wbc": (0.1, 60), "neutrophils": (0.01, 30), "lymphocytes": (0.01, 10),
                   "hemoglobin": (3, 21), "reticulocytes": (1, 300), "mcv": (60, 120)}
@@ -84,7 +85,7 @@ def comparable(answer: dict) -> dict:
     return answer
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(documents, min_size=1, max_size=8))
 def test_json_documents_and_a_dataframe_of_the_same_cbcs_agree(docs):
     docs = [scale(doc) for doc in docs]

@@ -13,10 +13,14 @@ import io
 import json
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
 from labservice.batch import BatchOptions, run_batch
+from tests.hypothesis_profiles import examples
+
+pytestmark = pytest.mark.slow  # fuzzing: generated CSV files through the batch runner
 
 HEADER = ["Sample ID", "Sex", "Age", "PLT", "HGB", "WBC", "Comment"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -99,7 +103,7 @@ def csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messy_files())
 def test_every_line_comes_back_once_in_order(generated: GeneratedFile):
     csv_out, json_out = io.StringIO(), io.StringIO()
@@ -125,7 +129,7 @@ def test_every_line_comes_back_once_in_order(generated: GeneratedFile):
                 float(value)  # only numbers may start like a formula
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["P1", "P2", "", "P3"]), st.sampled_from(["t1", "t2"]),
                           st.sampled_from(["PLT", "HGB", "777-3", "GLU", "WBC"]),
                           st.sampled_from(["45", "13,5", "abc", "<5", ""])), max_size=40),
@@ -193,7 +197,7 @@ HEADER_WITH_A_QUOTED_LINE_BREAK = CsvFile(
                               "wbc"])
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(csv_files(**READABLE), st.integers(min_value=1, max_value=30))
 @example(HEADER_WITH_A_QUOTED_LINE_BREAK, 1)
 def test_every_record_of_a_generated_file_comes_back_once(generated: CsvFile, chunk_rows: int):
@@ -226,7 +230,7 @@ def test_a_header_holding_a_quoted_line_break_is_one_record_and_the_lines_after_
     assert [row["sample_id"] for row in rows] == ["S1", "S2"]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(csv_files(), garbled_csv_bytes()))
 def test_any_file_is_read_or_refused_as_a_whole_never_a_crash(data):
     """Undetectable delimiters, UTF-16, bytes replaced, files cut short, binary and gzip bytes, a header of

@@ -11,9 +11,10 @@ from labservice.core.columns_out import interpretation_frame, undecided_codes
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from tests.core.test_properties import _lesion_table, cbc_rows, lesion
+from tests.hypothesis_profiles import examples
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(rows=st.lists(cbc_rows, min_size=1, max_size=12), data=st.data())
 def test_the_frame_says_what_the_json_says(rows, data):
     per_row = [data.draw(st.lists(lesion, max_size=2)) for _ in rows]

@@ -14,6 +14,7 @@ from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import default_ruleset
 from labservice.core.units import from_canonical, to_canonical
+from tests.hypothesis_profiles import examples
 
 RS = default_ruleset()
 UNIT_CASES = [
@@ -81,7 +82,7 @@ def _comparable(answer: dict) -> dict:
     return answer
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(rows=st.lists(cbc_rows, min_size=1, max_size=12), lesions=st.data())
 def test_interpreting_a_table_equals_interpreting_each_row(rows, lesions):
     per_row = [lesions.draw(st.lists(lesion, max_size=2)) for _ in rows]
@@ -94,7 +95,7 @@ def test_interpreting_a_table_equals_interpreting_each_row(rows, lesions):
         assert _comparable(whole[i]) == _comparable(single[0])
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     analyte=st.sampled_from(["platelets", "neutrophils", "wbc", "lymphocytes", "hemoglobin"]),
     values=st.lists(st.floats(0.01, 1200), min_size=2, max_size=40),
@@ -110,7 +111,7 @@ def test_grades_never_improve_as_a_count_falls(analyte, values, sex, age, versio
     assert (np.diff(grades.astype(int)) >= 0).all()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     analyte_and_top=st.sampled_from([("platelets", 440.0), ("neutrophils", 1.9), ("hemoglobin", 16.0)]),
     fractions=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=30),

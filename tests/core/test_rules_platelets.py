@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.rules_helpers import analyte, cbc, finding, interpret, res
+from tests.hypothesis_profiles import examples
 
 P = pytest.param
 
@@ -137,7 +138,7 @@ def _v5_grade(plt: float, lln: float = 150.0) -> int | None:
     return None
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.floats(min_value=0.5, max_value=4999.0, allow_nan=False).map(lambda x: round(x, 1)))
 def test_platelet_rules_property(plt: float) -> None:
     """§4 for any plausible count: thrombocytopenia iff < 150, thrombocytosis iff >= 450."""

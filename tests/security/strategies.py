@@ -7,7 +7,7 @@ characters, random segments and fields, overlong fields, bytes that are not text
 keeps a record of what it holds (how many data records, which lines) so the properties can check that
 every row is accounted for.
 
-Used by tests/batch/test_rows_accounted_for.py, tests/adapters/hl7v2/test_fuzz_messages.py,
+Used by tests/batch/test_rows_accounted_for.py, tests/services/test_hl7v2_receive_generated_messages.py,
 tests/security/test_fuzz_inputs.py and, for the HL7 v2 request bodies, .ci/fuzz_checks.py (schemathesis).
 """
 

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from tests.hypothesis_profiles import examples
 from tests.security.strategies import (
     CsvFile,
     csv_files,
@@ -29,9 +30,11 @@ from tests.security.strategies import (
     msa_code,
 )
 
+pytestmark = pytest.mark.slow  # fuzzing: generated files and messages through the app
+
 ER7 = "x-application/hl7-v2+er7"
 PROBLEM = "application/problem+json"
-FUZZ = settings(max_examples=60, deadline=None,
+FUZZ = settings(max_examples=examples(60), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
 READABLE = dict(encodings=("utf-8", "utf-8-sig", "cp1252"), delimiters=(",", ";", "\t", "|"))

@@ -39,6 +39,8 @@ from labservice.app import create_app
 from tests.credentials import add_test_credentials
 from tests.databases import empty_tables
 
+pytestmark = pytest.mark.slow  # fuzzing: the hostile corpus through every endpoint
+
 PROBLEM = "application/problem+json"
 ER7 = "x-application/hl7-v2+er7"
 MIB = 1 << 20

@@ -30,6 +30,7 @@ from labservice.adapters.hl7v2.message import MAX_SEGMENT_SEPARATORS
 from labservice.adapters.hl7v2.values import read_birth_date, read_number, read_range, read_time
 from tests.adapters.hl7v2.samples import NHAPI_ORU, replace_field, text
 from tests.guards import finishes_within
+from tests.hypothesis_profiles import examples
 
 MB = 1_000_000
 ER7 = "x-application/hl7-v2+er7"
@@ -69,7 +70,8 @@ def old_split_header(header: str) -> tuple[str, str | None]:
     return text, None
 
 
-@settings(max_examples=400, deadline=None)
+@pytest.mark.slow  # Hypothesis-heavy: 400 headers under ci
+@settings(max_examples=examples(400), deadline=None)
 @given(st.text(alphabet=" \t\n(),[]%aP/1µ", max_size=14))
 def test_split_header_answers_as_the_old_pattern_did_on_short_headers(header: str):
     assert split_header(header) == old_split_header(header)

@@ -2,7 +2,7 @@
 message gets an answer or a problem and an ACK that says which, and every OBX of an answered message is
 accounted for: used for a CBC or listed in `unused` with a reason.
 
-test_hostile_messages.py garbles the real fixture messages byte by byte; these start from a generated
+test_hl7v2_receive_hostile_bytes.py garbles the real fixture messages byte by byte; these start from a generated
 structure (random encoding characters and separators, codes, values, units, statuses, segments, overlong
 fields, charsets) so they reach the reader's field handling rather than stopping at the MSH.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
@@ -18,12 +19,15 @@ from labservice.adapters.hl7v2.codes import load_code_map
 from labservice.adapters.hl7v2.reader import ReadSettings
 from labservice.core.ruleset import default_ruleset
 from labservice.services.hl7v2_receive import Received, receive_message
+from tests.hypothesis_profiles import examples
 from tests.security.strategies import Hl7Message, garbled_hl7_bytes, hl7_messages, msa_code
+
+pytestmark = pytest.mark.slow  # fuzzing: generated messages, hundreds per run
 
 RS = default_ruleset()
 SETTINGS = ReadSettings(RS, load_code_map(RS), UTC, "UTC")
 PROBLEM_STATUSES = (400, 413, 415, 422)
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.data_too_large])
 
 
@@ -68,7 +72,7 @@ def test_a_garbled_generated_message_is_answered(body: bytes):
     received(body)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hl7_messages(max_groups=6, max_obx=3, garbage=False), st.integers(min_value=1, max_value=3))
 def test_more_cbcs_than_allowed_is_413_whatever_the_message(message: Hl7Message, limit: int):
     outcome = received(message.data, max_cbcs=limit)

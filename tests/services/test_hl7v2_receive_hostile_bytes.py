@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC
 
 import hl7
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,9 @@ from labservice.adapters.hl7v2.reader import ReadSettings
 from labservice.core.ruleset import default_ruleset
 from labservice.services.hl7v2_receive import receive_message
 from tests.adapters.hl7v2.samples import ALL_FILES, raw
+from tests.hypothesis_profiles import examples
+
+pytestmark = pytest.mark.slow  # fuzzing: garbled fixture messages, hundreds per run
 
 RS = default_ruleset()
 SETTINGS = ReadSettings(RS, load_code_map(RS), UTC, "UTC")
@@ -29,13 +33,13 @@ def check(body: bytes) -> None:
     assert str(ack.segment("MSA")(1)) in ("AA", "AE", "AR")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400))
 def test_random_bytes(body):
     check(body)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(MESSAGES), st.lists(st.tuples(st.integers(0, 10_000), st.binary(min_size=0, max_size=3)),
                                            max_size=6))
 def test_real_messages_with_bytes_replaced(message, edits):
@@ -46,7 +50,7 @@ def test_real_messages_with_bytes_replaced(message, edits):
     check(bytes(body))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(MESSAGES), st.text(alphabet="|^~\\&$#\r\n 0123456789.-<>=ABCXYZ", max_size=30),
        st.integers(0, 10_000))
 def test_real_messages_with_delimiters_inserted(message, inserted, position):
