@@ -40,7 +40,10 @@ def chosen_profile(environ: Mapping[str, str] = os.environ) -> str:
     return name
 
 
-def examples(n: int) -> int:
-    """A test's own `max_examples`, scaled with the loaded profile: n under `ci`, n/4 (at least 10) under `dev`."""
-    scaled = math.ceil(n * settings.default.max_examples / CI_EXAMPLES)
+def examples(n: int, profile_examples: int | None = None) -> int:
+    """A test's own `max_examples`, scaled with the loaded profile: n under `ci`, n/4 (at least 10) under `dev`.
+
+    `profile_examples` is the profile's max_examples, by default that of the loaded profile."""
+    current = settings.default.max_examples if profile_examples is None else profile_examples
+    scaled = math.ceil(n * current / CI_EXAMPLES)
     return scaled if scaled >= n else min(n, max(MIN_EXAMPLES, scaled))
