@@ -24,6 +24,7 @@ import csv
 import inspect
 import os
 import shutil
+import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,10 +84,12 @@ def starts_a_server(thing: object) -> bool:
         function = inspect.unwrap(thing)  # type: ignore[arg-type]
         code = getattr(function, "__code__", None)
         names = set(_names(code)) if code is not None else set()
+        namespace = dict(function.__globals__)
+        for name in names:  # a function-local `from tests.x import helper` names the module tests.x
+            if name.startswith("tests.") and name in sys.modules:
+                namespace.update({key: value for key, value in vars(sys.modules[name]).items() if key in names})
         found = bool(names & SERVER_STARTERS) or any(
-            starts_a_server(function.__globals__[name])
-            for name in sorted(names)
-            if _ours(function.__globals__.get(name))
+            starts_a_server(namespace[name]) for name in sorted(names) if _ours(namespace.get(name))
         )
     _STARTS_A_SERVER[thing] = found
     return found

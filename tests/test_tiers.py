@@ -34,6 +34,20 @@ def test_a_helper_of_a_helper_is_followed():
     assert starts_a_server(sign_in_served.serve)
 
 
+def test_a_helper_imported_inside_the_test_is_followed():
+    """As tests/security/test_audit.py does for the MLLP listener (compiled from text here, so that this test
+    itself names no server helper and stays in the quick tier)."""
+    source = (
+        "def audits_mllp(tmp_path):\n"
+        "    from tests.test_mllp import running_listener\n"
+        "    with running_listener(tmp_path):\n"
+        "        pass\n"
+    )
+    namespace: dict[str, object] = {}
+    exec(source, namespace)
+    assert starts_a_server(namespace["audits_mllp"])
+
+
 def test_an_in_process_test_does_not_count():
     def in_process(client):
         return client.get("/healthz")
