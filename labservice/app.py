@@ -82,8 +82,9 @@ def register_database(app: Flask) -> None:
         with open(os.path.join(app.instance_path, ".migrate.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             migrate_if_it_answers(url, connect_timeout=app.config["DATABASE_CONNECT_TIMEOUT"])
-    app.extensions[DATABASE_EXTENSION] = Database.connect(url, connect_timeout=app.config["DATABASE_CONNECT_TIMEOUT"],
-                                                          busy_timeout=app.config["DATABASE_BUSY_TIMEOUT"])
+    app.extensions[DATABASE_EXTENSION] = Database.connect(
+        url, connect_timeout=app.config["DATABASE_CONNECT_TIMEOUT"], busy_timeout=app.config["DATABASE_BUSY_TIMEOUT"]
+    )
 
 
 def register_ruleset(app: Flask) -> None:

@@ -23,8 +23,16 @@ def serve(bind: str, workers: int) -> int:
     if executable is None:
         print("labservice serve: gunicorn is not installed", file=sys.stderr)
         return 1
-    argv = [executable, "-c", "python:labservice.security.gunicorn_conf",  # JSON logs, no URLs
-            "-w", str(workers), "-b", bind, "labservice.app:create_app()"]
+    argv = [
+        executable,
+        "-c",
+        "python:labservice.security.gunicorn_conf",  # JSON logs, no URLs
+        "-w",
+        str(workers),
+        "-b",
+        bind,
+        "labservice.app:create_app()",
+    ]
     os.execv(executable, argv)
     return 0  # not reached
 
@@ -81,8 +89,11 @@ def create_key(args: argparse.Namespace) -> int:
         print(f"labservice create-key: {error}", file=sys.stderr)
         return 1
     print(key.token)
-    print(f"API key {key.name!r} with scopes {','.join(key.scopes)}. It is shown only now: keep it secret; send it "
-          "as Authorization: Bearer <key>.", file=sys.stderr)
+    print(
+        f"API key {key.name!r} with scopes {','.join(key.scopes)}. It is shown only now: keep it secret; send it "
+        "as Authorization: Bearer <key>.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -97,8 +108,10 @@ def list_keys(args: argparse.Namespace) -> int:
         keys = all_keys(session)
         print(f"{'name':<30} {'prefix':<14} {'scopes':<24} {'created':<17} {'last used':<17} revoked")
         for key in keys:
-            print(f"{key.name:<30} {key.prefix:<14} {','.join(key.scopes):<24} {when(key.created_at):<17} "
-                  f"{when(key.last_used_at):<17} {when(key.revoked_at)}")
+            print(
+                f"{key.name:<30} {key.prefix:<14} {','.join(key.scopes):<24} {when(key.created_at):<17} "
+                f"{when(key.last_used_at):<17} {when(key.revoked_at)}"
+            )
     return 0
 
 
@@ -161,16 +174,17 @@ def purge(args: argparse.Namespace) -> int:
         made = batch.created_at.strftime("%Y-%m-%d %H:%M") if batch.created_at else "-"
         print(f"{batch.batch_id}  {made}  {batch.result_bytes} bytes")
     verb = "would be deleted (dry run)" if args.dry_run else "deleted"
-    print(f"{len(purged)} batch results older than {days} days {verb}: {sum(b.result_bytes for b in purged)} bytes.",
-          file=sys.stderr)
+    print(
+        f"{len(purged)} batch results older than {days} days {verb}: {sum(b.result_bytes for b in purged)} bytes.",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _add_purge_parser(commands) -> None:
     parser = commands.add_parser("purge", help="delete batch results older than the retention (BATCH_RETENTION_DAYS)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
-    parser.add_argument("--days", type=int, default=None,
-                        help="retention in days (default: BATCH_RETENTION_DAYS, 30)")
+    parser.add_argument("--days", type=int, default=None, help="retention in days (default: BATCH_RETENTION_DAYS, 30)")
     parser.add_argument("--url", help="database URL (default: DATABASE_URL, else the service's SQLite file)")
 
 
@@ -178,8 +192,9 @@ def _add_security_parsers(commands) -> None:
     url_help = "database URL (default: DATABASE_URL, else <LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)"
     parser = commands.add_parser("create-key", help="create an API key and print it once")
     parser.add_argument("--name", required=True, help="who or what holds the key, e.g. lis-interface")
-    parser.add_argument("--scopes", default="interpret,read",
-                        help="comma-separated: interpret, read, admin (default: interpret,read)")
+    parser.add_argument(
+        "--scopes", default="interpret,read", help="comma-separated: interpret, read, admin (default: interpret,read)"
+    )
     parser.add_argument("--url", help=url_help)
     parser = commands.add_parser("list-keys", help="list the API keys (names, scopes, last use; no secrets)")
     parser.add_argument("--url", help=url_help)
@@ -209,11 +224,15 @@ def credentials_hint(url: str | None = None) -> str | None:
         database.engine.dispose()
     lines = []
     if not keys:
-        lines.append("No API key yet: the API refuses every call without one. Make one (it is shown once):\n"
-                     "  .venv/bin/labservice create-key --name my-first-key --scopes interpret,read")
+        lines.append(
+            "No API key yet: the API refuses every call without one. Make one (it is shown once):\n"
+            "  .venv/bin/labservice create-key --name my-first-key --scopes interpret,read"
+        )
     if not users:
-        lines.append("No dashboard user yet. Make one (the password is asked for):\n"
-                     '  .venv/bin/labservice create-user admin --role admin --display-name "Your Name"')
+        lines.append(
+            "No dashboard user yet. Make one (the password is asked for):\n"
+            '  .venv/bin/labservice create-user admin --role admin --display-name "Your Name"'
+        )
     return "\n".join(lines) or None
 
 
@@ -223,8 +242,12 @@ def print_credentials_hint() -> None:
         print(hint, file=sys.stderr)
 
 
-SECURITY_COMMANDS = {"create-key": create_key, "list-keys": list_keys, "revoke-key": revoke_key,
-                     "create-user": create_user}
+SECURITY_COMMANDS = {
+    "create-key": create_key,
+    "list-keys": list_keys,
+    "revoke-key": revoke_key,
+    "create-user": create_user,
+}
 
 
 EXIT_ALL_INTERPRETED, EXIT_SOME_REJECTED, EXIT_UNUSABLE = 0, 1, 2
@@ -300,13 +323,21 @@ def interpret(args: argparse.Namespace) -> int:
     else:
         directory = os.path.dirname(os.path.abspath(args.output))
         temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed over the output when complete)
-            "w", encoding="utf-8", newline="", dir=directory, prefix=".labservice-", suffix=".partial", delete=False)
+            "w", encoding="utf-8", newline="", dir=directory, prefix=".labservice-", suffix=".partial", delete=False
+        )
         target = temporary
     csv_out, json_out = (target, None) if output_format == "csv" else (None, target)
     try:
         with source:
-            summary = run_batch(source, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
-                                progress=bar, jobs=args.jobs)
+            summary = run_batch(
+                source,
+                csv_out=csv_out,
+                json_out=json_out,
+                options=options,
+                ruleset=ruleset,
+                progress=bar,
+                jobs=args.jobs,
+            )
     except BatchFileError as error:
         print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)
         if temporary is not None:
@@ -328,9 +359,11 @@ def interpret(args: argparse.Namespace) -> int:
 
 def _add_interpret_parser(commands) -> None:
     parser = commands.add_parser(
-        "interpret", help="interpret a CSV file of CBCs (wide or long) into CSV or JSON",
+        "interpret",
+        help="interpret a CSV file of CBCs (wide or long) into CSV or JSON",
         description="Interpret every CBC of a CSV file. Exit 0: all rows interpreted; 1: some rows rejected "
-                    "(their error column says why; summary on stderr); 2: the file is unusable.")
+        "(their error column says why; summary on stderr); 2: the file is unusable.",
+    )
     parser.add_argument("input", help="CSV file, or - for stdin")
     parser.add_argument("-o", "--output", required=True, help="output .csv or .json, or - for stdout")
     parser.add_argument("--format", choices=("csv", "json"), help="output format (default: from the extension)")
@@ -341,50 +374,77 @@ def _add_interpret_parser(commands) -> None:
     parser.add_argument("--decimal", choices=(".", ","), help="decimal mark (default: detected)")
     parser.add_argument("--encoding", help="text encoding (default: UTF-8, else Windows-1252)")
     parser.add_argument("--date-order", choices=("DMY", "MDY"), help="how to read dates like 01/02/2026")
-    parser.add_argument("--column", action="append", default=[], metavar="HEADER=FIELD",
-                        help="map a column to a field, e.g. Thrombozyten=platelets (repeatable)")
-    parser.add_argument("--unit", action="append", default=[], metavar="ANALYTE=UNIT",
-                        help="unit of an analyte column without one in its header, e.g. platelets=K/uL")
-    parser.add_argument("--sex-codes", action="append", default=[], metavar="CODE=SEX",
-                        help="extra sex codes, e.g. 0=female,1=male")
+    parser.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="HEADER=FIELD",
+        help="map a column to a field, e.g. Thrombozyten=platelets (repeatable)",
+    )
+    parser.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        metavar="ANALYTE=UNIT",
+        help="unit of an analyte column without one in its header, e.g. platelets=K/uL",
+    )
+    parser.add_argument(
+        "--sex-codes", action="append", default=[], metavar="CODE=SEX", help="extra sex codes, e.g. 0=female,1=male"
+    )
     parser.add_argument("--chunk-rows", type=int, help="rows per chunk (memory against speed; default 100000)")
-    parser.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes interpreting chunks (default: 2, or 1 on a single core)")
-    parser.add_argument("--ranges", help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the "
-                        "tables shipped in the package)")
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes interpreting chunks (default: 2, or 1 on a single core)",
+    )
+    parser.add_argument(
+        "--ranges",
+        help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the tables shipped in the package)",
+    )
     parser.add_argument("--summary", help="also write the summary as JSON to this file")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: for files over 8 MB on a terminal)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: for files over 8 MB on a terminal)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary when every row was interpreted")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="labservice", description="Complete blood count interpretation service.")
+    parser = argparse.ArgumentParser(prog="labservice", description="Complete blood count interpretation service.")
     parser.add_argument("--version", action="version", version=f"labservice {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve_parser = commands.add_parser("serve", help="run the API with gunicorn")
-    serve_parser.add_argument("--bind", "-b", default=DEFAULT_BIND,
-                              help=f"address to listen on (default {DEFAULT_BIND})")
-    serve_parser.add_argument("--workers", "-w", type=int, default=DEFAULT_WORKERS,
-                              help=f"worker processes (default {DEFAULT_WORKERS})")
+    serve_parser.add_argument(
+        "--bind", "-b", default=DEFAULT_BIND, help=f"address to listen on (default {DEFAULT_BIND})"
+    )
+    serve_parser.add_argument(
+        "--workers", "-w", type=int, default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})"
+    )
 
     _add_interpret_parser(commands)
     mllp.add_parser(commands)
 
     init_parser = commands.add_parser("init-db", help="create or migrate the database to the newest schema")
-    init_parser.add_argument("--url", help="database URL (default: DATABASE_URL, else "
-                             "<LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)")
+    init_parser.add_argument(
+        "--url",
+        help="database URL (default: DATABASE_URL, else <LABSERVICE_INSTANCE_PATH or instance>/labservice.sqlite)",
+    )
 
     _add_security_parsers(commands)
     _add_purge_parser(commands)
 
-    check_parser = commands.add_parser(
-        "check-ranges", help="validate the rule tables (reference_ranges/)")
+    check_parser = commands.add_parser("check-ranges", help="validate the rule tables (reference_ranges/)")
     check_parser.add_argument(
-        "directory", nargs="?", default=None,
-        help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the tables shipped in the package)")
+        "directory",
+        nargs="?",
+        default=None,
+        help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the tables shipped in the package)",
+    )
     return parser
 
 

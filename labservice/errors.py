@@ -128,8 +128,7 @@ def handle_http_exception(error: HTTPException) -> ResponseReturnValue:
         return error
     status = error.code or 500
     if isinstance(error, Problem):
-        return problem_response(status, error.detail, error.errors, title=error.title,
-                                type_uri=error.type_uri)
+        return problem_response(status, error.detail, error.errors, title=error.title, type_uri=error.type_uri)
     # Keep headers such as Allow (405) but not the HTML content type.
     headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
     errors: dict[str, list[str]] = {}
@@ -152,9 +151,14 @@ def database_unavailable_errors() -> tuple[type[Exception], ...]:
     SQLAlchemy wraps driver errors (OperationalError, InterfaceError), raises DisconnectionError from the
     pool and TimeoutError when no pooled connection frees up; the drivers' own classes are listed too for
     code that talks to them directly."""
-    errors: list[type[Exception]] = [sa_exc.OperationalError, sa_exc.InterfaceError,
-                                         sa_exc.DisconnectionError, sa_exc.TimeoutError,
-                                         sqlite3.OperationalError, sqlite3.InterfaceError]
+    errors: list[type[Exception]] = [
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.DisconnectionError,
+        sa_exc.TimeoutError,
+        sqlite3.OperationalError,
+        sqlite3.InterfaceError,
+    ]
     try:
         import psycopg
     except ImportError:  # pragma: no cover - psycopg is installed with the project
@@ -167,9 +171,13 @@ def database_unavailable_errors() -> tuple[type[Exception], ...]:
 def handle_database_unavailable(error: BaseException) -> ResponseReturnValue:
     """503 with Retry-After; the log names the error class only (a statement's parameters may hold patient data)."""
     original = getattr(error, "orig", None)
-    current_app.logger.warning("database unavailable (%s%s) on %s %s", type(error).__name__,
-                               f" from {type(original).__name__}" if original is not None else "",
-                               request.method, request.url_rule.rule if request.url_rule else "(no route)")
+    current_app.logger.warning(
+        "database unavailable (%s%s) on %s %s",
+        type(error).__name__,
+        f" from {type(original).__name__}" if original is not None else "",
+        request.method,
+        request.url_rule.rule if request.url_rule else "(no route)",
+    )
     detail = "The database is not answering. Try again shortly (a retry stores nothing twice)."
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
     path = request.path

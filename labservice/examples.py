@@ -6,8 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
-    "patient": {"id": "MRN-0042", "sex": "female", "age_years": 34,
-                "pregnant": False, "pregnancy_trimester": None, "duffy_null": None},
+    "patient": {
+        "id": "MRN-0042",
+        "sex": "female",
+        "age_years": 34,
+        "pregnant": False,
+        "pregnancy_trimester": None,
+        "duffy_null": None,
+    },
     "collected_at": "2026-11-20T08:30:00Z",
     "results": {
         "platelets": {"value": 45, "unit": "10*3/uL"},
@@ -18,9 +24,10 @@ CONTRACT_EXAMPLE: dict[str, Any] = {
     },
     "reticulocyte_method": "automated",
     "specimen": {"platelet_clumps": False},
-    "skin": {"fever": False,
-             "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False,
-                          "palpable": False, "site": "lower legs"}]},
+    "skin": {
+        "fever": False,
+        "lesions": [{"type": "petechiae", "size_mm": 1.5, "blanching": False, "palpable": False, "site": "lower legs"}],
+    },
     "marrow": {"cellularity_percent": 15, "residual_hematopoietic_percent": None},
     "options": {"ctcae_version": "5.0"},
 }

@@ -76,11 +76,11 @@ class FrameBuffer:
             if end + 1 == len(self.buffer):
                 return frames  # wait for the CR that should follow FS
             frame = bytes(self.buffer[1:end])
-            del self.buffer[:end + (2 if self.buffer[end + 1:end + 2] == CR else 1)]
+            del self.buffer[: end + (2 if self.buffer[end + 1 : end + 2] == CR else 1)]
             restart = frame.rfind(START)
             if restart != -1:  # a frame begun again before it ended: keep the last start
                 self.discarded += restart + 1
-                frame = frame[restart + 1:]
+                frame = frame[restart + 1 :]
             frames.append(frame if len(frame) <= self.limit else None)
 
     def _skip(self) -> bool:
@@ -91,7 +91,7 @@ class FrameBuffer:
             self.buffer.clear()
             return False
         self.discarded += end + 1
-        del self.buffer[:end + 1]
+        del self.buffer[: end + 1]
         self.skipping = False
         return True
 
@@ -100,9 +100,15 @@ class MllpServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], respond: Responder, *, max_bytes: int,
-                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-                 allowed_peers: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        respond: Responder,
+        *,
+        max_bytes: int,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        allowed_peers: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    ):
         self.respond = respond
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
@@ -241,17 +247,31 @@ def audit_message(database: Any, received: Any, interpretations: list[dict[str, 
     from labservice.security.principal import Principal
 
     header = received.parsed.header if received.parsed else None
-    sender = "^".join(part for part in (getattr(header, "sending_application", ""),
-                                        getattr(header, "sending_facility", "")) if part) or "unknown sender"
+    sender = (
+        "^".join(
+            part
+            for part in (getattr(header, "sending_application", ""), getattr(header, "sending_facility", ""))
+            if part
+        )
+        or "unknown sender"
+    )
     principal = Principal("mllp", sender)
     address = peer.rsplit(":", 1)[0] if peer else None
     request_id = uuid.uuid4().hex
     records = []
     for action in ("create", "interpret"):
-        patients = [answer.get("patient_id") for answer in interpretations
-                    if ("stored" in answer) == (action == "create")]
-        records += records_for(patients, action, resource="MLLP HL7 v2 message", status=200, principal=principal,
-                               remote_addr=address, request_id=request_id)
+        patients = [
+            answer.get("patient_id") for answer in interpretations if ("stored" in answer) == (action == "create")
+        ]
+        records += records_for(
+            patients,
+            action,
+            resource="MLLP HL7 v2 message",
+            status=200,
+            principal=principal,
+            remote_addr=address,
+            request_id=request_id,
+        )
     write_records(database, records)
 
 
@@ -272,8 +292,13 @@ def serve(host: str, port: int, idle_timeout: float | None) -> int:
         print(f"labservice mllp: {error}", file=sys.stderr)
         return 1
     try:
-        server = MllpServer((host, port), app_responder(app), max_bytes=app.config["MAX_CONTENT_LENGTH"],
-                            idle_timeout=idle_timeout, allowed_peers=peers)
+        server = MllpServer(
+            (host, port),
+            app_responder(app),
+            max_bytes=app.config["MAX_CONTENT_LENGTH"],
+            idle_timeout=idle_timeout,
+            allowed_peers=peers,
+        )
     except OSError as error:
         print(f"labservice mllp: cannot listen on {host}:{port}: {error.strerror}", file=sys.stderr)
         return 1
@@ -296,16 +321,27 @@ def _stop(_signum: int, _frame: Any) -> None:
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
-        "mllp", help="listen for HL7 v2 messages over MLLP and answer each with an ACK",
+        "mllp",
+        help="listen for HL7 v2 messages over MLLP and answer each with an ACK",
         description="MLLP listener for interface engines: ORU^R01 / ORF^R04 in, an ACK (AA/AE/AR) out per "
-                    "message; results are stored like POST /api/v1/hl7v2/interpret (DATABASE_URL and the "
-                    "LABSERVICE_* settings apply). MLLP has no authentication: keep it on 127.0.0.1 or a closed "
-                    "network, and list the interface engines' addresses in LABSERVICE_MLLP_ALLOWED_PEERS.")
+        "message; results are stored like POST /api/v1/hl7v2/interpret (DATABASE_URL and the "
+        "LABSERVICE_* settings apply). MLLP has no authentication: keep it on 127.0.0.1 or a closed "
+        "network, and list the interface engines' addresses in LABSERVICE_MLLP_ALLOWED_PEERS.",
+    )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
-                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one and prints it)")
-    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
-                        help=f"close a connection idle this many seconds (default {DEFAULT_IDLE_TIMEOUT:g}; 0: never)")
+    parser.add_argument(
+        "--port",
+        "-p",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0 picks a free one and prints it)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        help=f"close a connection idle this many seconds (default {DEFAULT_IDLE_TIMEOUT:g}; 0: never)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -85,8 +85,11 @@ class ResultSchema(Schema):
     """One analyte result: value in the given unit, optionally with the laboratory's range."""
 
     value = StrictFloat(required=True)
-    unit = fields.String(required=True, validate=validate.Length(min=1, max=UNIT_MAX_LENGTH),
-                         metadata={"description": "UCUM or common unit, e.g. 10*9/L, 10*3/uL, g/L"})
+    unit = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=UNIT_MAX_LENGTH),
+        metadata={"description": "UCUM or common unit, e.g. 10*9/L, 10*3/uL, g/L"},
+    )
     reference_range = fields.Nested(ReferenceRangeSchema, allow_none=True, load_default=None)
 
 
@@ -102,8 +105,7 @@ def _fast_result(value: dict) -> dict | None:
         return None
     raw, unit = value.get("value"), value.get("unit")
     # type() rather than isinstance(): bool is an int subclass and must go to the schema.
-    if (type(raw) not in (int, float) or type(unit) is not str
-            or not 0 < len(unit) <= UNIT_MAX_LENGTH):
+    if type(raw) not in (int, float) or type(unit) is not str or not 0 < len(unit) <= UNIT_MAX_LENGTH:
         return None
     if type(raw) is int and abs(raw) > 2**53:
         return None  # let Float report overflow or precision as it does
@@ -138,10 +140,12 @@ class ResultField(fields.Field):
 
 
 def _result_field(description: str) -> ResultField:
-    return ResultField(metadata={
-        "description": description,
-        "oneOf": [{"type": "number"}, {"$ref": "#/components/schemas/Result"}],
-    })
+    return ResultField(
+        metadata={
+            "description": description,
+            "oneOf": [{"type": "number"}, {"$ref": "#/components/schemas/Result"}],
+        }
+    )
 
 
 class ResultsSchema(Schema):
@@ -171,23 +175,28 @@ class ResultsSchema(Schema):
 class PatientSchema(Schema):
     """Patient context: sex, age (age_years, or birth_date with collected_at), pregnancy, Duffy."""
 
-    id = fields.String(validate=[validate.Length(min=1, max=200), validate.Regexp(
-        r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",  # a lone surrogate (JSON "\ud800") cannot be stored as UTF-8 text
-        error="A patient id cannot hold control characters (NUL, tab, line breaks) or lone surrogates.")])
+    id = fields.String(
+        validate=[
+            validate.Length(min=1, max=200),
+            validate.Regexp(
+                r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",  # a lone surrogate (JSON "\ud800") cannot be stored as UTF-8 text
+                error="A patient id cannot hold control characters (NUL, tab, line breaks) or lone surrogates.",
+            ),
+        ]
+    )
     sex = fields.String(validate=validate.OneOf(SEXES))
-    age_years = StrictFloat(validate=validate.Range(min=0, max=130),
-                            metadata={"description": "Age in years; fractions for infants"})
+    age_years = StrictFloat(
+        validate=validate.Range(min=0, max=130), metadata={"description": "Age in years; fractions for infants"}
+    )
     birth_date = fields.Date(metadata={"description": "Needs collected_at to give an age"})
     pregnant = _nullable_bool()
-    pregnancy_trimester = StrictInteger(allow_none=True, load_default=None,
-                                        validate=validate.OneOf((1, 2, 3)))
+    pregnancy_trimester = StrictInteger(allow_none=True, load_default=None, validate=validate.OneOf((1, 2, 3)))
     duffy_null = _nullable_bool(metadata={"description": "Duffy-null phenotype, if known"})
 
     @validates_schema
     def _trimester_needs_pregnancy(self, data: dict, **_: Any) -> None:
         if data.get("pregnancy_trimester") is not None and data.get("pregnant") is False:
-            raise ValidationError("A trimester was given but pregnant is false.",
-                                  "pregnancy_trimester")
+            raise ValidationError("A trimester was given but pregnant is false.", "pregnancy_trimester")
 
 
 class SpecimenSchema(Schema):
@@ -230,8 +239,11 @@ class CBCSchema(Schema):
 
     patient = fields.Nested(PatientSchema)
     collected_at = fields.AwareDateTime(
-        metadata={"description": "ISO 8601 with a UTC offset, e.g. 2026-11-20T08:30:00Z. Not more than "
-                                 "CLOCK_SKEW_SECONDS (5 minutes by default) ahead of the service's clock (422)"})
+        metadata={
+            "description": "ISO 8601 with a UTC offset, e.g. 2026-11-20T08:30:00Z. Not more than "
+            "CLOCK_SKEW_SECONDS (5 minutes by default) ahead of the service's clock (422)"
+        }
+    )
     results = fields.Nested(ResultsSchema, required=True)
     reticulocyte_method = fields.String(validate=validate.OneOf(RETICULOCYTE_METHODS))
     specimen = fields.Nested(SpecimenSchema)
@@ -246,8 +258,7 @@ class CBCSchema(Schema):
             return
         collected_at = data.get("collected_at")
         if collected_at is None:
-            raise ValidationError("patient.birth_date needs collected_at to give an age.",
-                                  "collected_at")
+            raise ValidationError("patient.birth_date needs collected_at to give an age.", "collected_at")
         if birth_date > collected_at.date():
             message = "birth_date is after collected_at."
             raise ValidationError({"patient": {"birth_date": [message]}})

@@ -21,9 +21,11 @@ def latest_collection(skew: timedelta, now: datetime | None = None) -> datetime:
 
 def future_message(sent: object, latest: datetime, skew: timedelta) -> str:
     """The error text for a collection time after `latest`."""
-    return (f"{sent} is in the future: later than the service's clock allows "
-            f"({latest.astimezone(UTC).isoformat(timespec='seconds').replace('+00:00', 'Z')}, "
-            f"a clock skew of {_duration(skew)}); check the sender's or the analyser's clock")
+    return (
+        f"{sent} is in the future: later than the service's clock allows "
+        f"({latest.astimezone(UTC).isoformat(timespec='seconds').replace('+00:00', 'Z')}, "
+        f"a clock skew of {_duration(skew)}); check the sender's or the analyser's clock"
+    )
 
 
 def _duration(skew: timedelta) -> str:

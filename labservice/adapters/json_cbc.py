@@ -91,8 +91,7 @@ def _check_collected_at(collected_at: object, latest: datetime, skew: timedelta,
         errors.setdefault(path, []).append(future_message(f"collected_at {collected_at.isoformat()}", latest, skew))
 
 
-def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool,
-                    clock_skew: timedelta | None = None) -> ParsedCbcs:
+def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew: timedelta | None = None) -> ParsedCbcs:
     """Build the table for a list of loaded CBC documents; raise InputError naming every bad field.
 
     With `clock_skew`, a `collected_at` more than that after the service's clock is one of them

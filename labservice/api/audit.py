@@ -31,8 +31,12 @@ if TYPE_CHECKING:
 MAX_PER_PAGE = 500
 DEFAULT_PER_PAGE = 100
 
-blp = Blueprint("audit", __name__, url_prefix="/api/v1",
-                description="The audit trail: who read or changed which patient's data (scope admin).")
+blp = Blueprint(
+    "audit",
+    __name__,
+    url_prefix="/api/v1",
+    description="The audit trail: who read or changed which patient's data (scope admin).",
+)
 blp.ARGUMENTS_PARSER = ProblemParser()
 
 
@@ -56,23 +60,48 @@ class Moment(fields.Field):
 
 
 class AuditArgsSchema(Schema):
-    patient = fields.String(validate=validate.Length(min=1, max=200), metadata={
-        "description": "Only rows about this patient (the id the client sent)", "example": "MRN-0042"})
-    actor = fields.String(validate=validate.Length(min=1, max=220), metadata={
-        "description": "Only this actor: a key name or username, or `kind:name` (e.g. `api_key:lis-interface`, "
-                       "`user:dr.smith`)"})
-    action = fields.String(validate=validate.Length(min=1, max=20), metadata={
-        "description": f"Only this action: {', '.join(ACTIONS)} (or another recorded action, e.g. a sign-in)"})
-    request_id = fields.String(validate=validate.Length(min=1, max=64), metadata={
-        "description": "Only the rows of this request (its X-Request-ID)"})
-    from_ = Moment(data_key="from", metadata={
-        "type": "string", "description": "On or after this UTC day (YYYY-MM-DD) or moment (ISO 8601)",
-        "example": "2026-11-01"})
-    to = Moment(metadata={"type": "string", "description": "On or before this UTC day (the whole day) or moment",
-                          "example": "2026-11-30"})
+    patient = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Only rows about this patient (the id the client sent)", "example": "MRN-0042"},
+    )
+    actor = fields.String(
+        validate=validate.Length(min=1, max=220),
+        metadata={
+            "description": "Only this actor: a key name or username, or `kind:name` (e.g. `api_key:lis-interface`, "
+            "`user:dr.smith`)"
+        },
+    )
+    action = fields.String(
+        validate=validate.Length(min=1, max=20),
+        metadata={
+            "description": f"Only this action: {', '.join(ACTIONS)} (or another recorded action, e.g. a sign-in)"
+        },
+    )
+    request_id = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Only the rows of this request (its X-Request-ID)"},
+    )
+    from_ = Moment(
+        data_key="from",
+        metadata={
+            "type": "string",
+            "description": "On or after this UTC day (YYYY-MM-DD) or moment (ISO 8601)",
+            "example": "2026-11-01",
+        },
+    )
+    to = Moment(
+        metadata={
+            "type": "string",
+            "description": "On or before this UTC day (the whole day) or moment",
+            "example": "2026-11-30",
+        }
+    )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "From 1"})
-    per_page = fields.Integer(load_default=DEFAULT_PER_PAGE, validate=validate.Range(min=1, max=MAX_PER_PAGE),
-                              metadata={"description": f"At most {MAX_PER_PAGE}"})
+    per_page = fields.Integer(
+        load_default=DEFAULT_PER_PAGE,
+        validate=validate.Range(min=1, max=MAX_PER_PAGE),
+        metadata={"description": f"At most {MAX_PER_PAGE}"},
+    )
 
     @validates_schema
     def _in_order(self, data: dict[str, Any], **_: Any) -> None:
@@ -100,12 +129,19 @@ class AuditEventSchema(Schema):
     actor_type = fields.String(metadata={"enum": ["api_key", "user", "cds_client", "mllp", "anonymous"]})
     actor = fields.String(metadata={"description": "Key name, username, CDS client issuer or HL7 sender"})
     action = fields.String(metadata={"description": "read, create, update, interpret (interpreted, not stored)"})
-    patient_id = fields.String(allow_none=True, metadata={
-        "description": "The patient id the client sent; null for a row about something not filed under a "
-                       "patient (e.g. a batch stored without patient ids)"})
-    resource = fields.String(metadata={
-        "description": "The route (never the path as sent), plus a batch id where one applies",
-        "example": "GET /api/v1/patients/<path:patient_id>/results"})
+    patient_id = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The patient id the client sent; null for a row about something not filed under a "
+            "patient (e.g. a batch stored without patient ids)"
+        },
+    )
+    resource = fields.String(
+        metadata={
+            "description": "The route (never the path as sent), plus a batch id where one applies",
+            "example": "GET /api/v1/patients/<path:patient_id>/results",
+        }
+    )
     status = fields.Integer(metadata={"description": "The answer's HTTP status"})
     remote_addr = fields.String(allow_none=True, metadata={"description": "The client's address"})
     request_id = fields.String(metadata={"description": "The request's X-Request-ID (also in the logs)"})
@@ -142,9 +178,18 @@ def _filtered(args: dict[str, Any]) -> Select:
 
 
 def _item(event: AuditEvent) -> dict[str, Any]:
-    return {"id": event.id, "at": as_utc(event.at), "actor_type": event.actor_type, "actor": event.actor,
-            "action": event.action, "patient_id": event.patient_external_id, "resource": event.resource,
-            "status": event.status, "remote_addr": event.remote_addr, "request_id": event.request_id}
+    return {
+        "id": event.id,
+        "at": as_utc(event.at),
+        "actor_type": event.actor_type,
+        "actor": event.actor,
+        "action": event.action,
+        "patient_id": event.patient_external_id,
+        "resource": event.resource,
+        "status": event.status,
+        "remote_addr": event.remote_addr,
+        "request_id": event.request_id,
+    }
 
 
 def _page_link(page: int) -> str:
@@ -165,28 +210,43 @@ def _page_link(page: int) -> str:
         "a moment. Administrators only (scope `admin`). Each read of the trail is recorded in it too (with the "
         "`patient` filter as its patient)."
     ),
-    responses={"403": _problem("The caller is not an administrator."),
-               "422": _problem("A query parameter that is not valid; `errors` is keyed by the parameter.")},
+    responses={
+        "403": _problem("The caller is not an administrator."),
+        "422": _problem("A query parameter that is not valid; `errors` is keyed by the parameter."),
+    },
 )
 def list_audit_events(args: dict[str, Any]) -> dict[str, Any]:
     """Read the audit trail, newest first"""
     touched_resource("audit trail", "read")  # reading the trail is recorded too
     touched_patients([args.get("patient")], "read")  # a look-up of one patient's trail names the patient
     if not current_principal().has("admin"):  # authentication refuses first; this keeps the rule next to the data
-        raise Problem(403, "Only an administrator (scope admin) may read the audit trail.",
-                      {"scope": ["Missing: admin."]})
+        raise Problem(
+            403, "Only an administrator (scope admin) may read the audit trail.", {"scope": ["Missing: admin."]}
+        )
     page, per_page = args["page"], args["per_page"]
     statement = _filtered(args)
     with current_database().session() as session:
         total = int(session.scalar(select(func.count()).select_from(statement.subquery())) or 0)
         offset = (page - 1) * per_page
-        events = [] if offset >= total else session.scalars(
-            statement.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).offset(offset).limit(per_page)).all()
+        events = (
+            []
+            if offset >= total
+            else session.scalars(
+                statement.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).offset(offset).limit(per_page)
+            ).all()
+        )
         items = [_item(event) for event in events]
-    return {"items": items, "page": page, "per_page": per_page, "total": total,
-            "links": {"self": _page_link(page),
-                      "next": _page_link(page + 1) if page * per_page < total else None,
-                      "prev": _page_link(page - 1) if page > 1 else None}}
+    return {
+        "items": items,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "links": {
+            "self": _page_link(page),
+            "next": _page_link(page + 1) if page * per_page < total else None,
+            "prev": _page_link(page - 1) if page > 1 else None,
+        },
+    }
 
 
 def register(api: Api, app: Flask) -> None:

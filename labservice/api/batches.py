@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from flask_smorest import Api
 
 blp = Blueprint(
-    "batches", __name__, url_prefix="/api/v1",
+    "batches",
+    __name__,
+    url_prefix="/api/v1",
     description="Interpret a CSV file of CBCs (wide or long): a summary, and every row as CSV or JSON.",
 )
 
@@ -43,16 +45,24 @@ class BatchUploadSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    file = fields.Raw(required=True, metadata={
-        "type": "string", "format": "binary",
-        "description": "The CSV file: one CBC per row (wide) or one result per row (long); UTF-8 or "
-                       "Windows-1252, delimiter and decimal mark detected."})
-    mapping = fields.String(metadata={
-        "description": "Optional mapping document as JSON text, the format of the command line's --mapping "
-                       "file: shape, delimiter, decimal, encoding, columns, units, items, item_units, "
-                       "sex_codes, date_order.",
-        "example": '{"shape": "long", "columns": {"HADM_ID": "sample_id", "CHARTTIME": "collected_at", '
-                   '"ITEMID": "item", "VALUE": "value", "VALUEUOM": "unit"}, "items": {"51265": "platelets"}}'})
+    file = fields.Raw(
+        required=True,
+        metadata={
+            "type": "string",
+            "format": "binary",
+            "description": "The CSV file: one CBC per row (wide) or one result per row (long); UTF-8 or "
+            "Windows-1252, delimiter and decimal mark detected.",
+        },
+    )
+    mapping = fields.String(
+        metadata={
+            "description": "Optional mapping document as JSON text, the format of the command line's --mapping "
+            "file: shape, delimiter, decimal, encoding, columns, units, items, item_units, "
+            "sex_codes, date_order.",
+            "example": '{"shape": "long", "columns": {"HADM_ID": "sample_id", "CHARTTIME": "collected_at", '
+            '"ITEMID": "item", "VALUE": "value", "VALUEUOM": "unit"}, "items": {"51265": "platelets"}}',
+        }
+    )
 
 
 class DuplicateExampleSchema(Schema):
@@ -71,8 +81,9 @@ class BatchSummarySchema(Schema):
     encoding = fields.String(metadata={"example": "utf-8"})
     delimiter = fields.String(metadata={"example": ","})
     decimal = fields.String(metadata={"example": "."})
-    rows_in = fields.Integer(metadata={"description": "Data lines read (wide: CBC rows; long: result rows), "
-                                                      "blank lines excluded"})
+    rows_in = fields.Integer(
+        metadata={"description": "Data lines read (wide: CBC rows; long: result rows), blank lines excluded"}
+    )
     rows_out = fields.Integer(metadata={"description": "Output rows: one per CBC and one per unreadable line"})
     interpreted = fields.Integer(metadata={"description": "Output rows with an interpretation"})
     rejected = fields.Integer(metadata={"description": "Output rows with an error instead (see their error column)"})
@@ -81,20 +92,32 @@ class BatchSummarySchema(Schema):
     ignored_items = _counts("Long shape: the most frequent ignored item codes -> results")
     duplicates = fields.Integer(metadata={"description": "Rows that repeat an earlier row"})
     duplicate_examples = fields.List(fields.Nested(DuplicateExampleSchema))
-    censored_interpreted = fields.Integer(metadata={"description": "CBCs interpreted despite a censored value "
-                                                                   "such as <5"})
-    by_urgency = fields.Dict(keys=fields.String(metadata={"enum": list(URGENCIES)}), values=fields.Integer(),
-                             metadata={"description": "Urgency -> CBCs", "example": {"routine": 12, "soon": 3}})
+    censored_interpreted = fields.Integer(
+        metadata={"description": "CBCs interpreted despite a censored value such as <5"}
+    )
+    by_urgency = fields.Dict(
+        keys=fields.String(metadata={"enum": list(URGENCIES)}),
+        values=fields.Integer(),
+        metadata={"description": "Urgency -> CBCs", "example": {"routine": 12, "soon": 3}},
+    )
     by_finding = _counts("Finding code -> CBCs with that finding")
-    columns_used = fields.Dict(keys=fields.String(), values=fields.String(),
-                               metadata={"description": "Header -> the field it was read as"})
+    columns_used = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "Header -> the field it was read as"}
+    )
     columns_ignored = fields.List(fields.String())
     output_columns = fields.List(fields.String(), metadata={"description": "Columns of result.csv, in order"})
     first_errors = fields.List(fields.String(), metadata={"description": "The first rejected rows' errors"})
-    stored = fields.Integer(metadata={
-        "description": "CBCs with a patient id newly stored (with delta checks and referrals); 0 with ?store=false"})
-    warnings = fields.List(fields.String(), metadata={
-        "description": "Problems with the file as a whole that did not stop it, e.g. bytes that are not UTF-8"})
+    stored = fields.Integer(
+        metadata={
+            "description": "CBCs with a patient id newly stored (with delta checks and referrals); 0 with ?store=false"
+        }
+    )
+    warnings = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Problems with the file as a whole that did not stop it, e.g. bytes that are not UTF-8"
+        },
+    )
     ruleset_version = fields.String()
     content_sha256 = fields.String(metadata={"description": "SHA-256 of the file as read"})
     bytes_read = fields.Integer()
@@ -109,13 +132,18 @@ class BatchLinksSchema(Schema):
 class BatchSchema(Schema):
     """A batch: its id, what it was made from, the run's summary and where to download the results."""
 
-    batch_id = fields.String(required=True, metadata={
-        "pattern": "^[0-9a-f]{32}$",
-        "description": "Derived from the file's SHA-256, the mapping, the ruleset version and whether its CBCs "
-                       "were stored (?store=false): the same upload gives the same id"})
+    batch_id = fields.String(
+        required=True,
+        metadata={
+            "pattern": "^[0-9a-f]{32}$",
+            "description": "Derived from the file's SHA-256, the mapping, the ruleset version and whether its CBCs "
+            "were stored (?store=false): the same upload gives the same id",
+        },
+    )
     content_sha256 = fields.String(required=True, metadata={"description": "SHA-256 of the uploaded file"})
-    already_uploaded = fields.Boolean(metadata={
-        "description": "Upload answers only: true when this batch existed and was not interpreted again"})
+    already_uploaded = fields.Boolean(
+        metadata={"description": "Upload answers only: true when this batch existed and was not interpreted again"}
+    )
     mapping = fields.Dict(metadata={"description": "The mapping the file was read with, in canonical form"})
     summary = fields.Nested(BatchSummarySchema, required=True)
     links = fields.Nested(BatchLinksSchema, required=True)
@@ -127,15 +155,21 @@ class BatchSchema(Schema):
 def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": {"Content-Disposition": {"description": "attachment; filename=batch-<batch_id>.<ext>",
-                                            "schema": {"type": "string"}}},
+        "headers": {
+            "Content-Disposition": {
+                "description": "attachment; filename=batch-<batch_id>.<ext>",
+                "schema": {"type": "string"},
+            }
+        },
         "content": {media_type: {"schema": schema}},
     }
 
 
 NOT_FOUND = _problem("No batch with this id.")
-GONE = _problem("The batch's results were deleted BATCH_RETENTION_DAYS after its upload; the CBCs and referrals it "
-                "stored stay. Upload the file again to make them again.")
+GONE = _problem(
+    "The batch's results were deleted BATCH_RETENTION_DAYS after its upload; the CBCs and referrals it "
+    "stored stay. Upload the file again to make them again."
+)
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -156,24 +190,37 @@ GONE = _problem("The batch's results were deleted BATCH_RETENTION_DAYS after its
     ),
     requestBody={
         "required": True,
-        "content": {"multipart/form-data": {"schema": _ref("BatchUpload"),
-                                            "encoding": {"file": {"contentType": "text/csv"},
-                                                         "mapping": {"contentType": "application/json"}}}},
+        "content": {
+            "multipart/form-data": {
+                "schema": _ref("BatchUpload"),
+                "encoding": {"file": {"contentType": "text/csv"}, "mapping": {"contentType": "application/json"}},
+            }
+        },
     },
     responses={
-        "201": {"description": "A new batch: interpreted and stored.",
-                "headers": {"Location": {"description": "The batch's URL", "schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": _ref("Batch")}}},
-        "200": {"description": "This file was already uploaded with this mapping: the stored batch.",
-                "content": {"application/json": {"schema": _ref("Batch")}}},
-        "413": _problem("The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows, or "
-                        "its results alone are larger than BATCH_QUOTA_BYTES (nothing is interpreted or stored "
-                        "then)."),
-        "507": _problem("The batch results this API key or user keeps are at BATCH_QUOTA_BYTES, or this batch's "
-                        "would take them over it: the detail says the bytes used and the limit; nothing is kept."),
+        "201": {
+            "description": "A new batch: interpreted and stored.",
+            "headers": {"Location": {"description": "The batch's URL", "schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": _ref("Batch")}},
+        },
+        "200": {
+            "description": "This file was already uploaded with this mapping: the stored batch.",
+            "content": {"application/json": {"schema": _ref("Batch")}},
+        },
+        "413": _problem(
+            "The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows, or "
+            "its results alone are larger than BATCH_QUOTA_BYTES (nothing is interpreted or stored "
+            "then)."
+        ),
+        "507": _problem(
+            "The batch results this API key or user keeps are at BATCH_QUOTA_BYTES, or this batch's "
+            "would take them over it: the detail says the bytes used and the limit; nothing is kept."
+        ),
         "415": _problem("The body is not multipart/form-data."),
-        "422": _problem("No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
-                        "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."),
+        "422": _problem(
+            "No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
+            "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."
+        ),
     },
 )
 def create_batch() -> ResponseReturnValue:
@@ -185,8 +232,11 @@ def create_batch() -> ResponseReturnValue:
 @blp.route("/batches/<batch_id>", methods=["GET"])
 @blp.doc(
     summary="A batch's summary and links",
-    responses={"200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
-               "404": NOT_FOUND, "410": GONE},
+    responses={
+        "200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
+        "404": NOT_FOUND,
+        "410": GONE,
+    },
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """The summary of an uploaded batch"""
@@ -198,10 +248,16 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
 @blp.route("/batches/<batch_id>/result.csv", methods=["GET"])
 @blp.doc(
     summary="Every row's interpretation as CSV",
-    responses={"200": _download("text/csv", "One row per input CBC (and per unreadable line), in input order; "
-                                            "the columns are the summary's output_columns.",
-                                {"type": "string", "format": "binary"}),
-               "404": NOT_FOUND, "410": GONE},
+    responses={
+        "200": _download(
+            "text/csv",
+            "One row per input CBC (and per unreadable line), in input order; "
+            "the columns are the summary's output_columns.",
+            {"type": "string", "format": "binary"},
+        ),
+        "404": NOT_FOUND,
+        "410": GONE,
+    },
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
@@ -211,10 +267,15 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
 @blp.route("/batches/<batch_id>/result.json", methods=["GET"])
 @blp.doc(
     summary="Every row's interpretation as JSON",
-    responses={"200": _download("application/json", "An array with one object per input CBC (and per "
-                                                     "unreadable line), in input order.",
-                                {"type": "array", "items": {"type": "object"}}),
-               "404": NOT_FOUND, "410": GONE},
+    responses={
+        "200": _download(
+            "application/json",
+            "An array with one object per input CBC (and per unreadable line), in input order.",
+            {"type": "array", "items": {"type": "object"}},
+        ),
+        "404": NOT_FOUND,
+        "410": GONE,
+    },
 )
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
@@ -225,9 +286,11 @@ def get_batch_json(batch_id: str) -> ResponseReturnValue:
 
 
 def _links(batch_id: str) -> dict[str, str]:
-    return {"self": url_for("batches.get_batch", batch_id=batch_id),
-            "csv": url_for("batches.get_batch_csv", batch_id=batch_id),
-            "json": url_for("batches.get_batch_json", batch_id=batch_id)}
+    return {
+        "self": url_for("batches.get_batch", batch_id=batch_id),
+        "csv": url_for("batches.get_batch_csv", batch_id=batch_id),
+        "json": url_for("batches.get_batch_json", batch_id=batch_id),
+    }
 
 
 def _answer(stored: StoredBatch, *, already_uploaded: bool | None, status: int) -> ResponseReturnValue:

@@ -70,11 +70,16 @@ def call_service(service_id: str) -> ResponseReturnValue:
         raise MethodNotAllowed(valid_methods=["POST"])
     hook = parse_hook_request(_json_body(), service)
     try:
-        cards = review(hook, ruleset=current_ruleset(), interpret=_interpret, base_url=_base_url(),
-                       access=_fhir_access())
+        cards = review(
+            hook, ruleset=current_ruleset(), interpret=_interpret, base_url=_base_url(), access=_fhir_access()
+        )
     except PreconditionFailed as error:
-        raise Problem(412, f"The FHIR data this service needs could not be obtained: {error}", error.errors,
-                      title="Precondition Failed") from None
+        raise Problem(
+            412,
+            f"The FHIR data this service needs could not be obtained: {error}",
+            error.errors,
+            title="Precondition Failed",
+        ) from None
     except BadHookRequest:
         raise
     except InputError as error:
@@ -101,8 +106,11 @@ def elsewhere(rest: str) -> ResponseReturnValue:
 def _service(service_id: str) -> CdsService:
     service = SERVICES.get(service_id)
     if service is None:
-        raise Problem(404, f"No CDS service {service_id!r}; GET /cds-services lists the services.",
-                      {"service": [f"Known services: {', '.join(SERVICES)}."]})
+        raise Problem(
+            404,
+            f"No CDS service {service_id!r}; GET /cds-services lists the services.",
+            {"service": [f"Known services: {', '.join(SERVICES)}."]},
+        )
     return service
 
 
@@ -130,11 +138,13 @@ def _fhir_access() -> FhirAccess:
     """What this caller may fetch: its allowlisted FHIR servers (CDS_FHIR_SERVERS) and the caps."""
     config = current_app.config
     allowed = allowed_for(_fhir_servers(config.get("CDS_FHIR_SERVERS") or ""), [current_principal().id])
-    return FhirAccess(allowed=allowed,
-                      private_networks=parse_private_networks(config.get("CDS_FHIR_PRIVATE_NETWORKS")),
-                      timeout=float(config.get("CDS_FHIR_TIMEOUT") or 3),
-                      max_bytes=int(config.get("CDS_FHIR_MAX_BYTES") or DEFAULT_MAX_BYTES),
-                      log=current_app.logger.warning)
+    return FhirAccess(
+        allowed=allowed,
+        private_networks=parse_private_networks(config.get("CDS_FHIR_PRIVATE_NETWORKS")),
+        timeout=float(config.get("CDS_FHIR_TIMEOUT") or 3),
+        max_bytes=int(config.get("CDS_FHIR_MAX_BYTES") or DEFAULT_MAX_BYTES),
+        log=current_app.logger.warning,
+    )
 
 
 def _base_url() -> str:
@@ -150,13 +160,13 @@ def _append_feedback(service: CdsService, records: list[dict[str, Any]]) -> None
     path = _feedback_path()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     received = datetime.now(UTC).isoformat(timespec="seconds")
-    lines = "".join(json.dumps({"received": received, "service": service.id, **record}) + "\n"
-                    for record in records)
+    lines = "".join(json.dumps({"received": received, "service": service.id, **record}) + "\n" for record in records)
     with open(path, "a", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # gunicorn workers append to the same file
         handle.write(lines)
-    current_app.logger.info("CDS feedback for %s: %s", service.id,
-                            ", ".join(f"{record['card']} {record['outcome']}" for record in records))
+    current_app.logger.info(
+        "CDS feedback for %s: %s", service.id, ", ".join(f"{record['card']} {record['outcome']}" for record in records)
+    )
 
 
 @bp.errorhandler(HTTPException)

@@ -40,31 +40,60 @@ FHIR_FORMATS = ("fhir", "fhir+json", FHIR_JSON)
 JSON_FORMATS = ("json", JSON)
 
 blp = Blueprint(
-    "fhir", __name__, url_prefix="/api/v1/fhir",
+    "fhir",
+    __name__,
+    url_prefix="/api/v1/fhir",
     description="FHIR R4 in: CBCs read from Bundles, DiagnosticReports and Observations.",
 )
 
 EXAMPLE = {
-    "resourceType": "Bundle", "type": "collection",
+    "resourceType": "Bundle",
+    "type": "collection",
     "entry": [
-        {"fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001",
-         "resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1990-04-02",
-                      "identifier": [{"type": {"coding": [{
-                          "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
-                          "value": "MRN-0042"}]}},
-        {"fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0002",
-         "resource": {"resourceType": "DiagnosticReport", "id": "cbc1", "status": "final",
-                      "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
-                      "subject": {"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001"},
-                      "effectiveDateTime": "2026-11-20T08:30:00Z",
-                      "result": [{"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0003"}]}},
-        {"fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0003",
-         "resource": {"resourceType": "Observation", "id": "plt1", "status": "final",
-                      "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
-                      "subject": {"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001"},
-                      "valueQuantity": {"value": 45, "unit": "10*3/uL", "system": "http://unitsofmeasure.org",
-                                        "code": "10*3/uL"},
-                      "referenceRange": [{"low": {"value": 150}, "high": {"value": 400}}]}},
+        {
+            "fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001",
+            "resource": {
+                "resourceType": "Patient",
+                "id": "p1",
+                "gender": "female",
+                "birthDate": "1990-04-02",
+                "identifier": [
+                    {
+                        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                        "value": "MRN-0042",
+                    }
+                ],
+            },
+        },
+        {
+            "fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0002",
+            "resource": {
+                "resourceType": "DiagnosticReport",
+                "id": "cbc1",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+                "subject": {"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001"},
+                "effectiveDateTime": "2026-11-20T08:30:00Z",
+                "result": [{"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0003"}],
+            },
+        },
+        {
+            "fullUrl": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0003",
+            "resource": {
+                "resourceType": "Observation",
+                "id": "plt1",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+                "subject": {"reference": "urn:uuid:5d7c3d5e-3b5e-4c1c-9a52-8a0d8f1e0001"},
+                "valueQuantity": {
+                    "value": 45,
+                    "unit": "10*3/uL",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "10*3/uL",
+                },
+                "referenceRange": [{"low": {"value": 150}, "high": {"value": 400}}],
+            },
+        },
     ],
 }
 
@@ -88,31 +117,46 @@ EXAMPLE = {
         "FHIR Bundle."
     ),
     parameters=[
-        {"in": "query", "name": "store", "required": False, "schema": {"type": "boolean", "default": True},
-         "description": "false: interpret without storing"},
-        {"in": "query", "name": "_format", "required": False,
-         "schema": {"type": "string", "enum": ["fhir", FHIR_JSON, "json", JSON]},
-         "description": "fhir (or application/fhir+json): answer a FHIR Bundle; json: our JSON answer. "
-                        "Overrides Accept."},
+        {
+            "in": "query",
+            "name": "store",
+            "required": False,
+            "schema": {"type": "boolean", "default": True},
+            "description": "false: interpret without storing",
+        },
+        {
+            "in": "query",
+            "name": "_format",
+            "required": False,
+            "schema": {"type": "string", "enum": ["fhir", FHIR_JSON, "json", JSON]},
+            "description": "fhir (or application/fhir+json): answer a FHIR Bundle; json: our JSON answer. "
+            "Overrides Accept.",
+        },
     ],
     requestBody={
         "required": True,
-        "content": {FHIR_JSON: {"schema": {"type": "object"}, "example": EXAMPLE},
-                    JSON: {"schema": {"type": "object"}}},
+        "content": {
+            FHIR_JSON: {"schema": {"type": "object"}, "example": EXAMPLE},
+            JSON: {"schema": {"type": "object"}},
+        },
     },
     responses={
         "200": {
             "description": "One interpretation per CBC found, with where it came from; what was not used.",
-            "content": {JSON: {"schema": _ref("FhirInterpretations")},
-                        FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 Bundle"}}},
+            "content": {
+                JSON: {"schema": _ref("FhirInterpretations")},
+                FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 Bundle"}},
+            },
         },
         "400": _problem("The body is not JSON (the detail names line and column)."),
         "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
         "415": _problem("Content type is not application/fhir+json or application/json."),
-        "422": _problem("Malformed FHIR (no resourceType, an unsupported resource, entry not a list, a "
-                        "value that is not a number), an unknown unit or implausible value, or no usable "
-                        "CBC at all. `errors` is keyed by the FHIR path, e.g. "
-                        "`Bundle.entry[3].resource(Observation/abc).valueQuantity.value`."),
+        "422": _problem(
+            "Malformed FHIR (no resourceType, an unsupported resource, entry not a list, a "
+            "value that is not a number), an unknown unit or implausible value, or no usable "
+            "CBC at all. `errors` is keyed by the FHIR path, e.g. "
+            "`Bundle.entry[3].resource(Observation/abc).valueQuantity.value`."
+        ),
     },
 )
 def interpret_fhir() -> ResponseReturnValue:
@@ -136,12 +180,15 @@ def interpret_fhir() -> ResponseReturnValue:
         response = current_app.json.response(to_bundle(read, answers, rs))
         response.content_type = FHIR_JSON
     else:
-        response = current_app.json.response({
-            "interpretations": [{**answer, "source": source_of(cbc)}
-                                for cbc, answer in zip(read.cbcs, answers, strict=True)],
-            "unused": [item.as_dict() for item in read.unused],
-            "ignored": read.ignored,
-        })
+        response = current_app.json.response(
+            {
+                "interpretations": [
+                    {**answer, "source": source_of(cbc)} for cbc, answer in zip(read.cbcs, answers, strict=True)
+                ],
+                "unused": [item.as_dict() for item in read.unused],
+                "ignored": read.ignored,
+            }
+        )
     response.vary.add("Accept")
     return response
 
@@ -153,8 +200,11 @@ def _wants_fhir() -> bool:
             return True
         if chosen.lower() in JSON_FORMATS:
             return False
-        raise Problem(422, f"_format {chosen!r} is not supported; use fhir or json.",
-                      {"_format": [f"Expected one of {', '.join(FHIR_FORMATS + JSON_FORMATS)}."]})
+        raise Problem(
+            422,
+            f"_format {chosen!r} is not supported; use fhir or json.",
+            {"_format": [f"Expected one of {', '.join(FHIR_FORMATS + JSON_FORMATS)}."]},
+        )
     return request.accept_mimetypes.best_match([JSON, FHIR_JSON]) == FHIR_JSON
 
 
@@ -165,12 +215,19 @@ def _check_count(read: FhirRead) -> None:
             errors.setdefault(item.path, []).append(item.reason)
         if not errors:
             errors = {BODY_PATH: ["No Observation carries a CBC LOINC code (clinical-rules §1)."]}
-        raise Problem(422, f"No usable CBC in the input ({len(read.unused)} CBC-related resources could "
-                           "not be used; `errors` says why).", errors)
+        raise Problem(
+            422,
+            f"No usable CBC in the input ({len(read.unused)} CBC-related resources could "
+            "not be used; `errors` says why).",
+            errors,
+        )
     limit = current_app.config["MAX_BATCH_ITEMS"]
     if len(read.cbcs) > limit:
-        raise Problem(413, f"The input holds {len(read.cbcs)} CBCs; the limit is {limit} per request.",
-                      {BODY_PATH: [f"At most {limit} CBCs."]})
+        raise Problem(
+            413,
+            f"The input holds {len(read.cbcs)} CBCs; the limit is {limit} per request.",
+            {BODY_PATH: [f"At most {limit} CBCs."]},
+        )
 
 
 def _interpret(read: FhirRead) -> list[dict]:
@@ -183,9 +240,15 @@ def _interpret(read: FhirRead) -> list[dict]:
         raise Problem(422, first_error(errors), errors) from None
     raws = [{**cbc.document, "fhir": source_of(cbc)} for cbc in read.cbcs]
     try:
-        return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True, keep=keep_requested("fhir"),
-                                   raws=raws, clock_skew=current_clock_skew(),
-                                   may_read=current_principal().has("read"))
+        return interpret_documents(
+            loaded,
+            ruleset=current_ruleset(),
+            indexed=True,
+            keep=keep_requested("fhir"),
+            raws=raws,
+            clock_skew=current_clock_skew(),
+            may_read=current_principal().has("read"),
+        )
     except InputError as error:
         errors = relocate(error.errors, locations)
         raise Problem(422, first_error(errors), errors) from None
@@ -209,31 +272,59 @@ class FhirInterpretationSchema(InterpretationSchema):
 def register(api: Api, app: Flask) -> None:
     """Register the blueprint and the answer schema its documentation refers to."""
     components = api.spec.components
-    components.schema("FhirSource", {
-        "type": "object",
-        "properties": {
-            "report": {"type": "string", "nullable": True,
-                       "description": "The DiagnosticReport or panel Observation that grouped this CBC"},
-            "observations": {"type": "object", "additionalProperties": {"type": "string"},
-                             "description": "analyte -> the Observation it was read from"},
-            "non_final": {"type": "array", "items": {"type": "string"},
-                          "description": "Statuses that are not final, e.g. `platelets: preliminary`"},
+    components.schema(
+        "FhirSource",
+        {
+            "type": "object",
+            "properties": {
+                "report": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The DiagnosticReport or panel Observation that grouped this CBC",
+                },
+                "observations": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "analyte -> the Observation it was read from",
+                },
+                "non_final": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Statuses that are not final, e.g. `platelets: preliminary`",
+                },
+            },
         },
-    })
-    components.schema("FhirUnused", {
-        "type": "object",
-        "properties": {"resource_type": {"type": "string"}, "id": {"type": "string", "nullable": True},
-                       "path": {"type": "string"}, "reason": {"type": "string"}},
-    })
+    )
+    components.schema(
+        "FhirUnused",
+        {
+            "type": "object",
+            "properties": {
+                "resource_type": {"type": "string"},
+                "id": {"type": "string", "nullable": True},
+                "path": {"type": "string"},
+                "reason": {"type": "string"},
+            },
+        },
+    )
     components.schema("FhirInterpretation", schema=FhirInterpretationSchema)
-    components.schema("FhirInterpretations", {
-        "type": "object",
-        "properties": {
-            "interpretations": {"type": "array", "items": _ref("FhirInterpretation")},
-            "unused": {"type": "array", "items": _ref("FhirUnused"),
-                       "description": "CBC-related resources (or parts) that could not be used, and why"},
-            "ignored": {"type": "object", "additionalProperties": {"type": "integer"},
-                        "description": "Resources outside a CBC, counted by resourceType"},
+    components.schema(
+        "FhirInterpretations",
+        {
+            "type": "object",
+            "properties": {
+                "interpretations": {"type": "array", "items": _ref("FhirInterpretation")},
+                "unused": {
+                    "type": "array",
+                    "items": _ref("FhirUnused"),
+                    "description": "CBC-related resources (or parts) that could not be used, and why",
+                },
+                "ignored": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer"},
+                    "description": "Resources outside a CBC, counted by resourceType",
+                },
+            },
         },
-    })
+    )
     api.register_blueprint(blp)

@@ -26,23 +26,39 @@ blp = Blueprint("health", __name__, description="Liveness, the database and the 
 
 class HealthStatusSchema(HealthSchema):
     version = fields.String(metadata={"example": __version__, "description": "The version of labservice answering"})
-    status = fields.String(metadata={"enum": ["ok", "unavailable"], "example": "ok",
-                                     "description": "ok when the service and its database answer"})
-    database = fields.String(metadata={"enum": ["ok", "unavailable"], "example": "ok",
-                                       "description": "Whether the database answered a trivial query just now"})
+    status = fields.String(
+        metadata={
+            "enum": ["ok", "unavailable"],
+            "example": "ok",
+            "description": "ok when the service and its database answer",
+        }
+    )
+    database = fields.String(
+        metadata={
+            "enum": ["ok", "unavailable"],
+            "example": "ok",
+            "description": "Whether the database answered a trivial query just now",
+        }
+    )
 
 
 @blp.route("/healthz", methods=["GET"])
 @blp.response(200, HealthStatusSchema, description="The service and its database answer.")
-@blp.alt_response(503, schema=HealthStatusSchema, success=True,
-                  description="The database does not answer (Retry-After says when to ask again).")
+@blp.alt_response(
+    503,
+    schema=HealthStatusSchema,
+    success=True,
+    description="The database does not answer (Retry-After says when to ask again).",
+)
 def healthz() -> ResponseReturnValue:
     """Report that the service is up, whether its database answers, and the version of its rule tables"""
     answers = current_database().answers()
-    body: dict[str, Any] = {"status": "ok" if answers else "unavailable",
-                            "ruleset_version": current_ruleset().version,
-                            "version": __version__,
-                            "database": "ok" if answers else "unavailable"}
+    body: dict[str, Any] = {
+        "status": "ok" if answers else "unavailable",
+        "ruleset_version": current_ruleset().version,
+        "version": __version__,
+        "database": "ok" if answers else "unavailable",
+    }
     if answers:
         return body
     response = current_app.json.response(body)

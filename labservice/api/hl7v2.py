@@ -37,18 +37,25 @@ ACCEPTED_TYPES = (ER7, TEXT)
 TRANSPORT_STATUSES = (400, 413, 415)
 
 blp = Blueprint(
-    "hl7v2", __name__, url_prefix="/api/v1/hl7v2",
+    "hl7v2",
+    __name__,
+    url_prefix="/api/v1/hl7v2",
     description="HL7 v2 in: CBCs read from ORU^R01 and ORF^R04 messages; an ACK on request.",
 )
 
-EXAMPLE = "\r".join([
-    "MSH|^~\\&|LIS|LAB|labservice|HOSP|20261120093000+0000||ORU^R01^ORU_R01|MSG00001|P|2.5.1",
-    "PID|1||MRN-0042^^^HOSP^MR||DOE^JANE||19920402|F",
-    "OBR|1|ORD1|FIL1|58410-2^CBC panel - Blood by Automated count^LN|||20261120083000+0000",
-    "OBX|1|NM|777-3^Platelets [#/volume] in Blood by Automated count^LN||45|10*3/uL^^UCUM|150-410|L|||F",
-    "OBX|2|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||2.1|10*3/uL^^UCUM|4.0-11.0|L|||F",
-    "OBX|3|NM|718-7^Hemoglobin [Mass/volume] in Blood^LN||8.2|g/dL^^UCUM|12.0-15.0|L|||P",
-]) + "\r"
+EXAMPLE = (
+    "\r".join(
+        [
+            "MSH|^~\\&|LIS|LAB|labservice|HOSP|20261120093000+0000||ORU^R01^ORU_R01|MSG00001|P|2.5.1",
+            "PID|1||MRN-0042^^^HOSP^MR||DOE^JANE||19920402|F",
+            "OBR|1|ORD1|FIL1|58410-2^CBC panel - Blood by Automated count^LN|||20261120083000+0000",
+            "OBX|1|NM|777-3^Platelets [#/volume] in Blood by Automated count^LN||45|10*3/uL^^UCUM|150-410|L|||F",
+            "OBX|2|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||2.1|10*3/uL^^UCUM|4.0-11.0|L|||F",
+            "OBX|3|NM|718-7^Hemoglobin [Mass/volume] in Blood^LN||8.2|g/dL^^UCUM|12.0-15.0|L|||P",
+        ]
+    )
+    + "\r"
+)
 
 
 def _problem_or_ack(description: str) -> dict[str, Any]:
@@ -76,32 +83,49 @@ def _problem_or_ack(description: str) -> dict[str, Any]:
         "not taken, or not HL7), with HTTP 200 except for 400, 413 and 415."
     ),
     parameters=[
-        {"in": "query", "name": "store", "required": False, "schema": {"type": "boolean", "default": True},
-         "description": "false: interpret without storing"},
-        {"in": "query", "name": "ack", "required": False, "schema": {"type": "boolean", "default": False},
-         "description": "true: answer the HL7 ACK (as Accept: x-application/hl7-v2+er7 does)"},
+        {
+            "in": "query",
+            "name": "store",
+            "required": False,
+            "schema": {"type": "boolean", "default": True},
+            "description": "false: interpret without storing",
+        },
+        {
+            "in": "query",
+            "name": "ack",
+            "required": False,
+            "schema": {"type": "boolean", "default": False},
+            "description": "true: answer the HL7 ACK (as Accept: x-application/hl7-v2+er7 does)",
+        },
     ],
     requestBody={
         "required": True,
-        "content": {ER7: {"schema": {"type": "string"}, "example": EXAMPLE},
-                    TEXT: {"schema": {"type": "string"}}},
+        "content": {ER7: {"schema": {"type": "string"}, "example": EXAMPLE}, TEXT: {"schema": {"type": "string"}}},
     },
     responses={
         "200": {
             "description": "One interpretation per OBR group with CBC results, with where it came from, and "
-                           "every OBX not used; or the ACK (AA, AE or AR).",
-            "content": {JSON: {"schema": _ref("Hl7v2Interpretations")},
-                        ER7: {"schema": {"type": "string", "description": "HL7 v2 ACK"}}},
+            "every OBX not used; or the ACK (AA, AE or AR).",
+            "content": {
+                JSON: {"schema": _ref("Hl7v2Interpretations")},
+                ER7: {"schema": {"type": "string", "description": "HL7 v2 ACK"}},
+            },
         },
-        "400": _problem_or_ack("Not an HL7 v2 message (no MSH segment, no encoding characters) or not decodable "
-                               "text; with the ACK asked for, an AR ACK."),
-        "413": _problem_or_ack("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS; with the "
-                               "ACK asked for and too many CBCs, an AR ACK."),
+        "400": _problem_or_ack(
+            "Not an HL7 v2 message (no MSH segment, no encoding characters) or not decodable "
+            "text; with the ACK asked for, an AR ACK."
+        ),
+        "413": _problem_or_ack(
+            "Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS; with the "
+            "ACK asked for and too many CBCs, an AR ACK."
+        ),
         "415": _problem("Content type is not x-application/hl7-v2+er7 or text/plain, or an unknown charset."),
-        "422": _problem("A message type other than ORU^R01 / ORF^R04, several messages in one body, no OBX "
-                        "with a CBC result, an OBX-5 that is not a number, no unit, an unknown unit or an "
-                        "implausible value. `errors` is keyed by segment and field, e.g. `OBR[1].OBX[3]-6` "
-                        "(occurrences in the message, not Set IDs)."),
+        "422": _problem(
+            "A message type other than ORU^R01 / ORF^R04, several messages in one body, no OBX "
+            "with a CBC result, an OBX-5 that is not a number, no unit, an unknown unit or an "
+            "implausible value. `errors` is keyed by segment and field, e.g. `OBR[1].OBX[3]-6` "
+            "(occurrences in the message, not Set IDs)."
+        ),
     },
 )
 def interpret_hl7v2() -> ResponseReturnValue:
@@ -111,9 +135,14 @@ def interpret_hl7v2() -> ResponseReturnValue:
         raise Problem(415, f"Send the HL7 v2 message as {ER7} (or {TEXT}), not {sent}.")
     wants_ack = _wants_ack()
     received = receive_message(
-        request.get_data(cache=False), current_hl7v2_settings(), keep=keep_requested("hl7v2"),
-        charset=request.mimetype_params.get("charset"), max_cbcs=current_app.config["MAX_BATCH_ITEMS"],
-        clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
+        request.get_data(cache=False),
+        current_hl7v2_settings(),
+        keep=keep_requested("hl7v2"),
+        charset=request.mimetype_params.get("charset"),
+        max_cbcs=current_app.config["MAX_BATCH_ITEMS"],
+        clock_skew=current_clock_skew(),
+        may_read=current_principal().has("read"),
+    )
     touched_answers((received.answer or {}).get("interpretations", []))  # the audit trail
     problem = received.problem
     response: Any
@@ -148,44 +177,88 @@ class Hl7v2InterpretationSchema(InterpretationSchema):
 def register(api: Api, app: Flask) -> None:
     """Read the local-code map and time zone once (a bad file stops the app, naming file and line),
     register the blueprint and the answer schema its documentation refers to."""
-    settings: ReadSettings = read_settings(current_ruleset(app), app.config.get("HL7_LOCAL_CODES"),
-                                           app.config.get("HL7_TIMEZONE", "UTC"))
+    settings: ReadSettings = read_settings(
+        current_ruleset(app), app.config.get("HL7_LOCAL_CODES"), app.config.get("HL7_TIMEZONE", "UTC")
+    )
     app.extensions[SETTINGS_EXTENSION] = settings
     components = api.spec.components
     string = {"type": "string"}
-    components.schema("Hl7v2Source", {
-        "type": "object",
-        "properties": {
-            "obr": {"type": "string", "description": "The order group, e.g. OBR[1] (its occurrence in the message)"},
-            "order": {"type": "object", "description": "OBR-4: code, text, coding_system",
-                      "additionalProperties": string},
-            "observations": {"type": "object", "additionalProperties": string,
-                             "description": "analyte -> the OBX it was read from, e.g. OBR[1].OBX[5]"},
-            "non_final": {"type": "array", "description": "Results used whose OBX-11 is not final",
-                          "items": {"type": "object", "properties": {
-                              "analyte": string, "observation": string, "status": string, "meaning": string}}},
-            "collected_at": {"type": "string", "nullable": True,
-                             "description": "Where the collection time came from: OBR-7, SPM-17 or OBX-14"},
-            "notes": {"type": "array", "items": string,
-                      "description": "What the reader assumed or could not use, with the field"},
+    components.schema(
+        "Hl7v2Source",
+        {
+            "type": "object",
+            "properties": {
+                "obr": {
+                    "type": "string",
+                    "description": "The order group, e.g. OBR[1] (its occurrence in the message)",
+                },
+                "order": {
+                    "type": "object",
+                    "description": "OBR-4: code, text, coding_system",
+                    "additionalProperties": string,
+                },
+                "observations": {
+                    "type": "object",
+                    "additionalProperties": string,
+                    "description": "analyte -> the OBX it was read from, e.g. OBR[1].OBX[5]",
+                },
+                "non_final": {
+                    "type": "array",
+                    "description": "Results used whose OBX-11 is not final",
+                    "items": {
+                        "type": "object",
+                        "properties": {"analyte": string, "observation": string, "status": string, "meaning": string},
+                    },
+                },
+                "collected_at": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Where the collection time came from: OBR-7, SPM-17 or OBX-14",
+                },
+                "notes": {
+                    "type": "array",
+                    "items": string,
+                    "description": "What the reader assumed or could not use, with the field",
+                },
+            },
         },
-    })
-    components.schema("Hl7v2Unused", {
-        "type": "object",
-        "properties": {"location": string, "code": string, "text": string, "coding_system": string,
-                       "analyte": string, "value_type": string, "value": string, "unit": string,
-                       "status": string, "reason": string},
-    })
+    )
+    components.schema(
+        "Hl7v2Unused",
+        {
+            "type": "object",
+            "properties": {
+                "location": string,
+                "code": string,
+                "text": string,
+                "coding_system": string,
+                "analyte": string,
+                "value_type": string,
+                "value": string,
+                "unit": string,
+                "status": string,
+                "reason": string,
+            },
+        },
+    )
     components.schema("Hl7v2Interpretation", schema=Hl7v2InterpretationSchema)
-    components.schema("Hl7v2Interpretations", {
-        "type": "object",
-        "properties": {
-            "message": {"type": "object", "additionalProperties": string,
-                        "description": "MSH: type, control_id, version, processing_id, sending application and "
-                                       "facility"},
-            "interpretations": {"type": "array", "items": _ref("Hl7v2Interpretation")},
-            "unused": {"type": "array", "items": _ref("Hl7v2Unused"),
-                       "description": "Segments and OBX not used, each with the reason"},
+    components.schema(
+        "Hl7v2Interpretations",
+        {
+            "type": "object",
+            "properties": {
+                "message": {
+                    "type": "object",
+                    "additionalProperties": string,
+                    "description": "MSH: type, control_id, version, processing_id, sending application and facility",
+                },
+                "interpretations": {"type": "array", "items": _ref("Hl7v2Interpretation")},
+                "unused": {
+                    "type": "array",
+                    "items": _ref("Hl7v2Unused"),
+                    "description": "Segments and OBX not used, each with the reason",
+                },
+            },
         },
-    })
+    )
     api.register_blueprint(blp)

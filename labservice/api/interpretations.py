@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from flask_smorest import Api
 
 blp = Blueprint(
-    "interpretations", __name__, url_prefix="/api/v1",
+    "interpretations",
+    __name__,
+    url_prefix="/api/v1",
     description="Interpret complete blood counts: describes the counts, never diagnoses.",
 )
 
@@ -53,22 +55,26 @@ blp = Blueprint(
     ),
     requestBody={
         "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [_ref("CBC"), _ref("CBCBatch")]},
-                                          "example": CONTRACT_EXAMPLE}},
+        "content": {
+            "application/json": {"schema": {"oneOf": [_ref("CBC"), _ref("CBCBatch")]}, "example": CONTRACT_EXAMPLE}
+        },
     },
     responses={
         "200": {
             "description": "One answer per CBC: an object for an object, an array for an array.",
-            "content": {"application/json": {
-                "schema": {"oneOf": [_ref("Interpretation"), _ref("InterpretationBatch")]}}},
+            "content": {
+                "application/json": {"schema": {"oneOf": [_ref("Interpretation"), _ref("InterpretationBatch")]}}
+            },
         },
         "400": _problem("Malformed JSON (the detail names line, column and character)."),
         "413": _problem("Body larger than MAX_CONTENT_LENGTH, or more CBCs than MAX_BATCH_ITEMS."),
         "415": _problem("Content type is not application/json (or application/*+json)."),
-        "422": _problem("JSON that is not a valid CBC: unknown field or unit, wrong type, "
-                        "implausible value, a `collected_at` more than CLOCK_SKEW_SECONDS ahead of the "
-                        "service's clock. `errors` maps field paths to messages; in an array "
-                        "the path starts with the CBC's index."),
+        "422": _problem(
+            "JSON that is not a valid CBC: unknown field or unit, wrong type, "
+            "implausible value, a `collected_at` more than CLOCK_SKEW_SECONDS ahead of the "
+            "service's clock. `errors` maps field paths to messages; in an array "
+            "the path starts with the CBC's index."
+        ),
     },
 )
 def create_interpretations() -> ResponseReturnValue:
@@ -85,8 +91,11 @@ def create_interpretations() -> ResponseReturnValue:
         answer = _interpret_one(body)
         touched_answers([answer])
         return current_app.json.response(answer)
-    raise Problem(422, "The body must be a CBC object or an array of CBC objects.",
-                  {BODY_PATH: [f"Expected an object or an array, not {_json_type(body)}."]})
+    raise Problem(
+        422,
+        "The body must be a CBC object or an array of CBC objects.",
+        {BODY_PATH: [f"Expected an object or an array, not {_json_type(body)}."]},
+    )
 
 
 def _interpret_one(body: dict) -> dict:
@@ -96,8 +105,14 @@ def _interpret_one(body: dict) -> dict:
         errors = flatten_errors(error.messages)
         raise Problem(422, f"The body is not a valid CBC: {first_error(errors)}", errors) from None
     try:
-        answers = interpret_documents([doc], ruleset=current_ruleset(), keep=keep_requested(), raws=[body],
-                                      clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
+        answers = interpret_documents(
+            [doc],
+            ruleset=current_ruleset(),
+            keep=keep_requested(),
+            raws=[body],
+            clock_skew=current_clock_skew(),
+            may_read=current_principal().has("read"),
+        )
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
     return answers[0]
@@ -106,8 +121,11 @@ def _interpret_one(body: dict) -> dict:
 def _interpret_list(body: list) -> list:
     limit = current_app.config["MAX_BATCH_ITEMS"]
     if len(body) > limit:
-        raise Problem(413, f"The array holds {len(body)} CBCs; the limit is {limit} per request.",
-                      {BODY_PATH: [f"At most {limit} items."]})
+        raise Problem(
+            413,
+            f"The array holds {len(body)} CBCs; the limit is {limit} per request.",
+            {BODY_PATH: [f"At most {limit} items."]},
+        )
     if not body:
         return []
     try:
@@ -116,8 +134,15 @@ def _interpret_list(body: list) -> list:
         errors = flatten_errors(error.messages)
         raise Problem(422, _list_detail(errors, len(body)), errors) from None
     try:
-        return interpret_documents(docs, ruleset=current_ruleset(), indexed=True, keep=keep_requested(), raws=body,
-                                   clock_skew=current_clock_skew(), may_read=current_principal().has("read"))
+        return interpret_documents(
+            docs,
+            ruleset=current_ruleset(),
+            indexed=True,
+            keep=keep_requested(),
+            raws=body,
+            clock_skew=current_clock_skew(),
+            may_read=current_principal().has("read"),
+        )
     except InputError as error:
         raise Problem(422, error.detail, error.errors) from None
 
@@ -126,8 +151,7 @@ def _list_detail(errors: dict[str, list[str]], count: int) -> str:
     heads = (path.split(".", 1)[0] for path in errors)
     indexes = sorted({int(head) for head in heads if head.isdigit()})
     where = ", ".join(str(i) for i in indexes[:10]) + (", ..." if len(indexes) > 10 else "")
-    return (f"{len(indexes)} of {count} CBCs are not valid (index {where}); "
-            "none was interpreted.")
+    return f"{len(indexes)} of {count} CBCs are not valid (index {where}); none was interpreted."
 
 
 def _json_type(value: Any) -> str:

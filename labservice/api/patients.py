@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from flask_smorest import Api
 
 blp = Blueprint(
-    "patients", __name__, url_prefix="/api/v1",
+    "patients",
+    __name__,
+    url_prefix="/api/v1",
     description="A patient's stored CBCs and referrals, for trends and delta review.",
 )
 
@@ -40,8 +42,9 @@ class PatientSummarySchema(Schema):
 
 
 def _per_analyte(values: fields.Field, description: str) -> fields.Dict:
-    return fields.Dict(keys=fields.String(metadata={"enum": list(VALUE_COLUMNS)}), values=values,
-                       metadata={"description": description})
+    return fields.Dict(
+        keys=fields.String(metadata={"enum": list(VALUE_COLUMNS)}), values=values, metadata={"description": description}
+    )
 
 
 class PatientResultSchema(Schema):
@@ -56,16 +59,22 @@ class PatientResultSchema(Schema):
     urgency = fields.String(metadata={"enum": list(URGENCIES)})
     findings = fields.List(fields.String(), metadata={"description": "Finding codes, delta findings included"})
     reason = fields.String(metadata={"description": "One line, as on the worklist"})
-    delta = fields.Nested("DeltaSchema", metadata={
-        "description": "The comparison with the previous CBC within the window (platelet_drop, new_cytopenia)"})
+    delta = fields.Nested(
+        "DeltaSchema",
+        metadata={
+            "description": "The comparison with the previous CBC within the window (platelet_drop, new_cytopenia)"
+        },
+    )
     interpretation_id = fields.Integer()
     ruleset_version = fields.String(metadata={"description": "The rule tables the interpretation was made with"})
 
 
 class PatientResultsSchema(Schema):
     patient = fields.Nested(PatientSummarySchema)
-    results = fields.List(fields.Nested(PatientResultSchema), metadata={
-        "description": "Oldest collection first; CBCs without a collection time last"})
+    results = fields.List(
+        fields.Nested(PatientResultSchema),
+        metadata={"description": "Oldest collection first; CBCs without a collection time last"},
+    )
     referrals = fields.List(fields.Nested(ReferralSchema), metadata={"description": "Newest first"})
 
 
@@ -83,8 +92,12 @@ def _interpretation(cbc: CbcResult, version: str) -> Interpretation | None:
 def _result(cbc: CbcResult, version: str, units: dict[str, str]) -> dict[str, Any]:
     interpretation = _interpretation(cbc, version)
     return {
-        "cbc_id": cbc.id, "collected_at": as_utc(cbc.collected_at), "received_at": as_utc(cbc.received_at),
-        "source": cbc.source, "values": {name: getattr(cbc, name) for name in VALUE_COLUMNS}, "units": units,
+        "cbc_id": cbc.id,
+        "collected_at": as_utc(cbc.collected_at),
+        "received_at": as_utc(cbc.received_at),
+        "source": cbc.source,
+        "values": {name: getattr(cbc, name) for name in VALUE_COLUMNS},
+        "units": units,
         "urgency": interpretation.urgency if interpretation else None,
         "findings": list(interpretation.findings) if interpretation else [],
         "reason": interpretation.reason if interpretation else None,
@@ -122,8 +135,12 @@ def _record(patient: Patient, referrals: list) -> dict[str, Any]:
         "with canonical values and units, the urgency, the findings and the delta block of its interpretation; "
         "and the patient's referrals, newest first."
     ),
-    responses={"404": {"description": "No stored CBC for this patient id.",
-                       "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+    responses={
+        "404": {
+            "description": "No stored CBC for this patient id.",
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    },
 )
 def get_patient_results(patient_id: str) -> dict[str, Any]:
     """A patient's stored CBCs and referrals, for trends"""

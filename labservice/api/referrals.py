@@ -51,8 +51,10 @@ NOTE_MAX_LENGTH = 4000
 #: control character at all (as a patient id).
 NO_NUL = validate.Regexp(r"^[^\x00\ud800-\udfff]*$", error="A note cannot hold NUL characters or lone surrogates.")
 NO_CONTROL_PATTERN = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",
-                             error="Cannot hold control characters (NUL, tab, line breaks) or lone surrogates.")
+NO_CONTROL = validate.Regexp(
+    r"^[^\x00-\x1f\x7f\ud800-\udfff]*$",
+    error="Cannot hold control characters (NUL, tab, line breaks) or lone surrogates.",
+)
 
 
 # --- request parsing: every error is a problem naming the parameter ----------------------------------
@@ -82,7 +84,9 @@ class ProblemParser(FlaskParser):
 
 
 blp = Blueprint(
-    "referrals", __name__, url_prefix="/api/v1",
+    "referrals",
+    __name__,
+    url_prefix="/api/v1",
     description="The referral worklist: CBCs that need attention, most urgent first, and their status.",
 )
 blp.ARGUMENTS_PARSER = ProblemParser()
@@ -94,21 +98,35 @@ blp.ARGUMENTS_PARSER = ProblemParser()
 class WorklistArgsSchema(Schema):
     """The worklist's query string. Repeat urgency or status for several values."""
 
-    urgency = fields.List(fields.String(validate=validate.OneOf(URGENCIES)), metadata={
-        "description": "Only these urgencies (repeat the parameter for several)"})
-    finding = fields.String(validate=validate.OneOf(FINDING_CODES), metadata={
-        "description": "Only referrals whose CBC has this finding code"})
-    status = fields.List(fields.String(validate=validate.OneOf((*REFERRAL_STATUSES, ALL_STATUSES))), metadata={
-        "description": "Only these statuses (repeat for several); default the open ones (new, acknowledged); "
-                       "`all` for every status"})
-    patient = fields.String(validate=validate.Length(min=1, max=200), metadata={
-        "description": "Only this patient's referrals (the patient id the client sent)"})
-    from_ = fields.Date(data_key="from", metadata={
-        "description": "Collected on or after this day (UTC)", "example": "2026-11-01"})
+    urgency = fields.List(
+        fields.String(validate=validate.OneOf(URGENCIES)),
+        metadata={"description": "Only these urgencies (repeat the parameter for several)"},
+    )
+    finding = fields.String(
+        validate=validate.OneOf(FINDING_CODES),
+        metadata={"description": "Only referrals whose CBC has this finding code"},
+    )
+    status = fields.List(
+        fields.String(validate=validate.OneOf((*REFERRAL_STATUSES, ALL_STATUSES))),
+        metadata={
+            "description": "Only these statuses (repeat for several); default the open ones (new, acknowledged); "
+            "`all` for every status"
+        },
+    )
+    patient = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Only this patient's referrals (the patient id the client sent)"},
+    )
+    from_ = fields.Date(
+        data_key="from", metadata={"description": "Collected on or after this day (UTC)", "example": "2026-11-01"}
+    )
     to = fields.Date(metadata={"description": "Collected on or before this day (UTC)", "example": "2026-11-30"})
     page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "From 1"})
-    per_page = fields.Integer(load_default=DEFAULT_PER_PAGE, validate=validate.Range(min=1, max=MAX_PER_PAGE),
-                              metadata={"description": f"At most {MAX_PER_PAGE}"})
+    per_page = fields.Integer(
+        load_default=DEFAULT_PER_PAGE,
+        validate=validate.Range(min=1, max=MAX_PER_PAGE),
+        metadata={"description": f"At most {MAX_PER_PAGE}"},
+    )
 
     @validates_schema
     def _days_in_order(self, data: dict[str, Any], **_: Any) -> None:
@@ -122,15 +140,29 @@ class ReferralChangeSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    status = fields.String(required=True, validate=validate.OneOf(REFERRAL_STATUSES), metadata={
-        "description": "new → acknowledged → referred or dismissed (new may go straight to either); referred "
-                       "and dismissed are final"})
-    note = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL],
-                         metadata={"example": "Called the ward; repeat count in a citrate tube."})
-    actor = fields.String(validate=[validate.Length(min=1, max=ACTOR_MAX_LENGTH), NO_CONTROL], metadata={
-        "description": f"The person the caller acts for (default: the {ACTOR_HEADER} header). Kept only as a "
-                       "free-text `on_behalf_of` note, never verified: the change is recorded under the API key "
-                       "that makes it", "example": "dr.smith"})
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(REFERRAL_STATUSES),
+        metadata={
+            "description": "new → acknowledged → referred or dismissed (new may go straight to either); referred "
+            "and dismissed are final"
+        },
+    )
+    note = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL],
+        metadata={"example": "Called the ward; repeat count in a citrate tube."},
+    )
+    actor = fields.String(
+        validate=[validate.Length(min=1, max=ACTOR_MAX_LENGTH), NO_CONTROL],
+        metadata={
+            "description": f"The person the caller acts for (default: the {ACTOR_HEADER} header). Kept only as a "
+            "free-text `on_behalf_of` note, never verified: the change is recorded under the API key "
+            "that makes it",
+            "example": "dr.smith",
+        },
+    )
 
 
 class ReferralPatientSchema(Schema):
@@ -140,8 +172,9 @@ class ReferralPatientSchema(Schema):
 
 class ReferralLinksSchema(Schema):
     self = fields.String(metadata={"example": "/api/v1/referrals/17"})
-    patient = fields.String(metadata={"description": "The patient's results (for trends)",
-                                      "example": "/api/v1/patients/MRN-0042/results"})
+    patient = fields.String(
+        metadata={"description": "The patient's results (for trends)", "example": "/api/v1/patients/MRN-0042/results"}
+    )
 
 
 class ReferralSchema(Schema):
@@ -151,26 +184,49 @@ class ReferralSchema(Schema):
     patient_id = fields.String(metadata={"description": "The patient id the client sent"})
     patient = fields.Nested(ReferralPatientSchema)
     status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
-    urgency = fields.String(metadata={"enum": list(URGENCIES), "description": "The highest urgency of the CBCs "
-                                      "stored while the referral is open: a later or older CBC never lowers it"})
-    findings = fields.List(fields.String(), metadata={"description": "Finding codes of the CBC, delta findings "
-                                                                     "included"})
-    reason = fields.String(metadata={"description": "One line for the worklist",
-                                     "example": "critical value, thrombocytopenia (PLT 15, Hb 13.5)"})
+    urgency = fields.String(
+        metadata={
+            "enum": list(URGENCIES),
+            "description": "The highest urgency of the CBCs "
+            "stored while the referral is open: a later or older CBC never lowers it",
+        }
+    )
+    findings = fields.List(
+        fields.String(), metadata={"description": "Finding codes of the CBC, delta findings included"}
+    )
+    reason = fields.String(
+        metadata={
+            "description": "One line for the worklist",
+            "example": "critical value, thrombocytopenia (PLT 15, Hb 13.5)",
+        }
+    )
     collected_at = fields.DateTime(allow_none=True, metadata={"description": "When the CBC was collected"})
     created_at = fields.DateTime(metadata={"description": "When the referral was opened"})
     updated_at = fields.DateTime(metadata={"description": "Last change: a newer CBC or a status change"})
     note = fields.String(allow_none=True, metadata={"description": "The note of the latest status change"})
-    status_by = fields.String(allow_none=True, metadata={
-        "description": "Who made the latest status change, as authenticated: `api_key:<key name>`, or the "
-                       "signed-in user's name for a change made on the dashboard", "example": "api_key:lis-interface"})
-    status_on_behalf_of = fields.String(allow_none=True, metadata={
-        "description": "The name the caller sent for the person it acted for (`actor`), as sent: not verified"})
+    status_by = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Who made the latest status change, as authenticated: `api_key:<key name>`, or the "
+            "signed-in user's name for a change made on the dashboard",
+            "example": "api_key:lis-interface",
+        },
+    )
+    status_on_behalf_of = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The name the caller sent for the person it acted for (`actor`), as sent: not verified"
+        },
+    )
     status_at = fields.DateTime(allow_none=True, metadata={"description": "When"})
-    interpretation_id = fields.Integer(metadata={"description": "The stored interpretation of the CBC that sets "
-                                                                "the referral's urgency: the highest of the "
-                                                                "CBCs stored while it is open (of several, the "
-                                                                "one collected last)"})
+    interpretation_id = fields.Integer(
+        metadata={
+            "description": "The stored interpretation of the CBC that sets "
+            "the referral's urgency: the highest of the "
+            "CBCs stored while it is open (of several, the "
+            "one collected last)"
+        }
+    )
     links = fields.Nested(ReferralLinksSchema)
 
 
@@ -178,10 +234,16 @@ class ReferralEventSchema(Schema):
     from_status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
     to_status = fields.String(metadata={"enum": list(REFERRAL_STATUSES)})
     note = fields.String(allow_none=True)
-    actor = fields.String(metadata={"description": "Who made the change, as authenticated: `api_key:<key name>`, "
-                                                   "or the signed-in user's name (dashboard)"})
-    on_behalf_of = fields.String(allow_none=True, metadata={
-        "description": "The name the caller sent for the person it acted for, as sent: not verified"})
+    actor = fields.String(
+        metadata={
+            "description": "Who made the change, as authenticated: `api_key:<key name>`, "
+            "or the signed-in user's name (dashboard)"
+        }
+    )
+    on_behalf_of = fields.String(
+        allow_none=True,
+        metadata={"description": "The name the caller sent for the person it acted for, as sent: not verified"},
+    )
     at = fields.DateTime()
 
 
@@ -189,9 +251,12 @@ class ReferralDetailSchema(ReferralSchema):
     """A referral with every status change and the interpretation of its CBC."""
 
     events = fields.List(fields.Nested(ReferralEventSchema), metadata={"description": "Oldest first"})
-    interpretation = fields.Dict(metadata={
-        "description": "The interpretation as answered when the CBC was stored, with its delta block",
-        "allOf": [{"$ref": "#/components/schemas/Interpretation"}]})
+    interpretation = fields.Dict(
+        metadata={
+            "description": "The interpretation as answered when the CBC was stored, with its delta block",
+            "allOf": [{"$ref": "#/components/schemas/Interpretation"}],
+        }
+    )
 
 
 class PageLinksSchema(Schema):
@@ -205,10 +270,14 @@ class WorklistSchema(Schema):
     page = fields.Integer()
     per_page = fields.Integer()
     total = fields.Integer(metadata={"description": "Referrals matching the filters, on every page"})
-    counts = fields.Dict(keys=fields.String(metadata={"enum": list(URGENCIES)}), values=fields.Integer(),
-                         metadata={"description": "Open referrals (new or acknowledged) per urgency, whatever "
-                                                  "the filters", "example": {"immediate": 1, "urgent": 4,
-                                                                             "soon": 9, "routine": 0}})
+    counts = fields.Dict(
+        keys=fields.String(metadata={"enum": list(URGENCIES)}),
+        values=fields.Integer(),
+        metadata={
+            "description": "Open referrals (new or acknowledged) per urgency, whatever the filters",
+            "example": {"immediate": 1, "urgent": 4, "soon": 9, "routine": 0},
+        },
+    )
     links = fields.Nested(PageLinksSchema)
 
 
@@ -219,24 +288,41 @@ def referral_item(referral: Referral) -> dict[str, Any]:
     """A referral as the worklist shows it (its patient must be loaded)."""
     patient = referral.patient
     return {
-        "id": referral.id, "patient_id": patient.external_id,
+        "id": referral.id,
+        "patient_id": patient.external_id,
         "patient": {"sex": patient.sex, "age_years": patient.age_years},
-        "status": referral.status, "urgency": referral.urgency, "findings": list(referral.findings),
-        "reason": referral.reason, "collected_at": as_utc(referral.collected_at),
-        "created_at": as_utc(referral.created_at), "updated_at": as_utc(referral.updated_at),
-        "note": referral.note, "status_by": referral.status_by, "status_on_behalf_of": referral.status_on_behalf_of,
+        "status": referral.status,
+        "urgency": referral.urgency,
+        "findings": list(referral.findings),
+        "reason": referral.reason,
+        "collected_at": as_utc(referral.collected_at),
+        "created_at": as_utc(referral.created_at),
+        "updated_at": as_utc(referral.updated_at),
+        "note": referral.note,
+        "status_by": referral.status_by,
+        "status_on_behalf_of": referral.status_on_behalf_of,
         "status_at": as_utc(referral.status_at),
         "interpretation_id": referral.interpretation_id,
-        "links": {"self": url_for("referrals.show_referral", referral_id=referral.id),
-                  "patient": url_for("patients.get_patient_results", patient_id=patient.external_id)},
+        "links": {
+            "self": url_for("referrals.show_referral", referral_id=referral.id),
+            "patient": url_for("patients.get_patient_results", patient_id=patient.external_id),
+        },
     }
 
 
 def _detail(referral: Referral) -> dict[str, Any]:
     out = referral_item(referral)
-    out["events"] = [{"from_status": event.from_status, "to_status": event.to_status, "note": event.note,
-                      "actor": event.actor, "on_behalf_of": event.on_behalf_of, "at": as_utc(event.at)}
-                     for event in referral.events]
+    out["events"] = [
+        {
+            "from_status": event.from_status,
+            "to_status": event.to_status,
+            "note": event.note,
+            "actor": event.actor,
+            "on_behalf_of": event.on_behalf_of,
+            "at": as_utc(event.at),
+        }
+        for event in referral.events
+    ]
     out["interpretation"] = referral.interpretation.answer
     return out
 
@@ -245,11 +331,15 @@ def _query(args: dict[str, Any]) -> WorklistQuery:
     statuses = args.get("status") or list(OPEN_STATUSES)
     start, end = args.get("from_"), args.get("to")
     return WorklistQuery(
-        urgency=sorted(set(args.get("urgency") or [])), finding=args.get("finding"),
+        urgency=sorted(set(args.get("urgency") or [])),
+        finding=args.get("finding"),
         status=[] if ALL_STATUSES in statuses else sorted(set(statuses)),
         collected_from=_day_start(start) if start else None,
         collected_to=_day_start(end + timedelta(days=1)) - timedelta(microseconds=1) if end else None,
-        patient=args.get("patient"), page=args["page"], per_page=args["per_page"])
+        patient=args.get("patient"),
+        page=args["page"],
+        per_page=args["per_page"],
+    )
 
 
 def _day_start(day: date) -> datetime:
@@ -264,9 +354,11 @@ def _page_link(page: int) -> str:
 
 
 def _page_links(page: int, per_page: int, total: int) -> dict[str, str | None]:
-    return {"self": _page_link(page),
-            "next": _page_link(page + 1) if page * per_page < total else None,
-            "prev": _page_link(page - 1) if page > 1 else None}
+    return {
+        "self": _page_link(page),
+        "next": _page_link(page + 1) if page * per_page < total else None,
+        "prev": _page_link(page - 1) if page > 1 else None,
+    }
 
 
 def _actor() -> str:
@@ -281,11 +373,17 @@ def _on_behalf_of(sent: str | None) -> str | None:
         return sent
     header = (request.headers.get(ACTOR_HEADER) or "").strip()
     if len(header) > ACTOR_MAX_LENGTH:
-        raise Problem(422, f"The {ACTOR_HEADER} header is longer than {ACTOR_MAX_LENGTH} characters.",
-                      {ACTOR_HEADER: [f"At most {ACTOR_MAX_LENGTH} characters."]})
+        raise Problem(
+            422,
+            f"The {ACTOR_HEADER} header is longer than {ACTOR_MAX_LENGTH} characters.",
+            {ACTOR_HEADER: [f"At most {ACTOR_MAX_LENGTH} characters."]},
+        )
     if NO_CONTROL_PATTERN.search(header):
-        raise Problem(422, f"The {ACTOR_HEADER} header cannot hold control characters.",
-                      {ACTOR_HEADER: ["Cannot hold control characters."]})
+        raise Problem(
+            422,
+            f"The {ACTOR_HEADER} header cannot hold control characters.",
+            {ACTOR_HEADER: ["Cannot hold control characters."]},
+        )
     return header or None
 
 
@@ -306,9 +404,13 @@ NOT_FOUND = _problem("No referral with this id.")
         "lists every status. `from` and `to` are UTC days and include the whole of `to`. `counts` gives the "
         "open referrals per urgency whatever the filters; `links.next` and `links.prev` keep the filters."
     ),
-    responses={"422": _problem("A query parameter that is not valid (unknown urgency, status or finding, a "
-                               "page below 1, per_page above 200, a day that is not YYYY-MM-DD, `to` before "
-                               "`from`); `errors` is keyed by the parameter.")},
+    responses={
+        "422": _problem(
+            "A query parameter that is not valid (unknown urgency, status or finding, a "
+            "page below 1, per_page above 200, a day that is not YYYY-MM-DD, `to` before "
+            "`from`); `errors` is keyed by the parameter."
+        )
+    },
 )
 def list_referrals(args: dict[str, Any]) -> dict[str, Any]:
     """List referrals, most urgent first"""
@@ -318,8 +420,14 @@ def list_referrals(args: dict[str, Any]) -> dict[str, Any]:
         items = [referral_item(referral) for referral in referrals]
         counts = urgency_counts(session, list(OPEN_STATUSES))
     touched_patients([item["patient_id"] for item in items], "read")  # the audit trail
-    return {"items": items, "page": query.page, "per_page": query.per_page, "total": total, "counts": counts,
-            "links": _page_links(query.page, query.per_page, total)}
+    return {
+        "items": items,
+        "page": query.page,
+        "per_page": query.per_page,
+        "total": total,
+        "counts": counts,
+        "links": _page_links(query.page, query.per_page, total),
+    }
 
 
 @blp.route("/referrals/<int:referral_id>", methods=["GET"])
@@ -337,8 +445,11 @@ def show_referral(referral_id: int) -> dict[str, Any]:
 
 
 @blp.route("/referrals/<int:referral_id>", methods=["PATCH"])
-@blp.arguments(ReferralChangeSchema, as_kwargs=False, example={
-    "status": "acknowledged", "note": "Called the ward; repeat count in a citrate tube.", "actor": "dr.smith"})
+@blp.arguments(
+    ReferralChangeSchema,
+    as_kwargs=False,
+    example={"status": "acknowledged", "note": "Called the ward; repeat count in a citrate tube.", "actor": "dr.smith"},
+)
 @blp.response(200, ReferralDetailSchema)
 @blp.doc(
     summary="Change a referral's status",
@@ -349,16 +460,25 @@ def show_referral(referral_id: int) -> dict[str, Any]:
         "for the person it acts for (`actor` in the body, else the `X-User` header) is kept as the event's "
         "`on_behalf_of` note, as sent and never verified; it does not replace the actor."
     ),
-    parameters=[{"in": "header", "name": ACTOR_HEADER, "required": False, "schema": {"type": "string"},
-                 "description": "The person the caller acts for when the body has no `actor`: kept as the "
-                                "unverified `on_behalf_of` note"}],
+    parameters=[
+        {
+            "in": "header",
+            "name": ACTOR_HEADER,
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The person the caller acts for when the body has no `actor`: kept as the "
+            "unverified `on_behalf_of` note",
+        }
+    ],
     responses={
         "400": _problem("Malformed JSON."),
         "404": NOT_FOUND,
         "409": _problem("The workflow does not allow this change; the detail names both statuses."),
         "415": _problem("The body is not application/json."),
-        "422": _problem("A body that is not a status change: unknown status or field, a note or actor too "
-                        "long; `errors` is keyed by the field."),
+        "422": _problem(
+            "A body that is not a status change: unknown status or field, a note or actor too "
+            "long; `errors` is keyed by the field."
+        ),
     },
 )
 def update_referral(change: dict[str, Any], referral_id: int) -> dict[str, Any]:
@@ -367,16 +487,20 @@ def update_referral(change: dict[str, Any], referral_id: int) -> dict[str, Any]:
     with current_database().session() as session:
         try:
             lock_referral(session, referral_id)  # a concurrent change waits for this one, then sees its status
-            referral = change_referral(session, referral_id, change["status"], actor=actor, note=change["note"],
-                                       on_behalf_of=on_behalf_of)
+            referral = change_referral(
+                session, referral_id, change["status"], actor=actor, note=change["note"], on_behalf_of=on_behalf_of
+            )
         except ReferralNotFound:
             raise Problem(404, f"No referral with id {referral_id}.") from None
         except InvalidTransition:
             current = get_referral(session, referral_id).status
             allowed = ", ".join(TRANSITIONS[current]) or "none (referred and dismissed are final)"
             message = f"A {current} referral cannot become {change['status']}; allowed: {allowed}."
-            raise Problem(409, f"Referral {referral_id} is {current} and cannot become {change['status']}; "
-                               f"allowed: {allowed}.", {"status": [message]}) from None
+            raise Problem(
+                409,
+                f"Referral {referral_id} is {current} and cannot become {change['status']}; allowed: {allowed}.",
+                {"status": [message]},
+            ) from None
         touched_patients([referral.patient.external_id], "update")  # the audit trail
         return _detail(referral)
 

@@ -14,8 +14,12 @@ from labservice.extensions import current_ruleset
 if TYPE_CHECKING:
     from flask_smorest import Api
 
-blp = Blueprint("ruleset", __name__, url_prefix="/api/v1",
-                description="The thresholds, grades, cut-offs and reference ranges in use, with sources.")
+blp = Blueprint(
+    "ruleset",
+    __name__,
+    url_prefix="/api/v1",
+    description="The thresholds, grades, cut-offs and reference ranges in use, with sources.",
+)
 
 
 @blp.route("/ruleset", methods=["GET"])

@@ -39,9 +39,13 @@ class AnswerRangeSchema(Schema):
     low = fields.Float(allow_none=True)
     high = fields.Float(allow_none=True)
     source = fields.String(metadata={"description": "Where the interval comes from, in words"})
-    origin = fields.String(validate=validate.OneOf(RANGE_ORIGINS),
-                           metadata={"description": "laboratory (sent with the result), laboratory_partial "
-                                                    "(one bound sent), fallback table, or duffy_null table"})
+    origin = fields.String(
+        validate=validate.OneOf(RANGE_ORIGINS),
+        metadata={
+            "description": "laboratory (sent with the result), laboratory_partial "
+            "(one bound sent), fallback table, or duffy_null table"
+        },
+    )
 
 
 class ReportedSchema(Schema):
@@ -52,10 +56,14 @@ class ReportedSchema(Schema):
 class AnalyteAnswerSchema(Schema):
     value = fields.Float(metadata={"description": "Value in the canonical unit"})
     unit = fields.String(metadata={"description": "Canonical unit"})
-    reference_range = fields.Nested(AnswerRangeSchema, allow_none=True,
-                                    metadata={"description": "null: no range for this analyte, age and sex"})
-    flag = fields.String(validate=validate.OneOf(FLAGS), allow_none=True,
-                         metadata={"description": "null: not assessed (no range in use)"})
+    reference_range = fields.Nested(
+        AnswerRangeSchema, allow_none=True, metadata={"description": "null: no range for this analyte, age and sex"}
+    )
+    flag = fields.String(
+        validate=validate.OneOf(FLAGS),
+        allow_none=True,
+        metadata={"description": "null: not assessed (no range in use)"},
+    )
     ctcae_grade = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=4))
     derived = fields.Boolean(metadata={"description": "Computed from other results (e.g. WBC x neutrophil %)"})
     critical = fields.Boolean(metadata={"description": "A critical value (flag LL or HH)"})
@@ -63,17 +71,23 @@ class AnalyteAnswerSchema(Schema):
 
 
 class FindingSchema(Schema):
-    code = fields.String(validate=validate.OneOf(FINDING_CODES),
-                         metadata={"description": "Each code appears at most once per CBC"})
+    code = fields.String(
+        validate=validate.OneOf(FINDING_CODES), metadata={"description": "Each code appears at most once per CBC"}
+    )
     title = fields.String()
     detail = fields.String()
     grade = fields.Integer(allow_none=True, metadata={"description": "CTCAE grade where one applies"})
-    severity = fields.String(allow_none=True,
-                             metadata={"description": "Band label: bleeding risk for thrombocytopenia, "
-                                                      "mild/moderate/severe/profound for neutropenia, WHO "
-                                                      "severity for anaemia in non-pregnant people from 15 y"})
-    evidence = fields.Dict(keys=fields.String(), values=fields.Raw(),
-                           metadata={"description": "The values the finding rests on"})
+    severity = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Band label: bleeding risk for thrombocytopenia, "
+            "mild/moderate/severe/profound for neutropenia, WHO "
+            "severity for anaemia in non-pregnant people from 15 y"
+        },
+    )
+    evidence = fields.Dict(
+        keys=fields.String(), values=fields.Raw(), metadata={"description": "The values the finding rests on"}
+    )
     rule = fields.String(metadata={"description": "The rule that fired, as file:key in reference_ranges/"})
     sources = fields.List(fields.String(), metadata={"description": "Full citations of the rule's sources"})
 
@@ -86,9 +100,10 @@ class NotAssessedSchema(Schema):
 
 class AplasticAnemiaSchema(Schema):
     assessment = fields.String(validate=validate.OneOf(ASSESSMENTS))
-    criteria_met = fields.List(fields.String(validate=validate.OneOf(("neutrophils", "platelets", "reticulocytes"))),
-                               metadata={"description": "Camitta blood criteria (a) neutrophils, (b) platelets, "
-                                                        "(c) reticulocytes"})
+    criteria_met = fields.List(
+        fields.String(validate=validate.OneOf(("neutrophils", "platelets", "reticulocytes"))),
+        metadata={"description": "Camitta blood criteria (a) neutrophils, (b) platelets, (c) reticulocytes"},
+    )
     criteria = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
     reticulocyte_threshold = fields.Float()
     reticulocyte_method = fields.String(validate=validate.OneOf(("automated", "manual", "unknown")))
@@ -111,8 +126,9 @@ class SkinAnswerSchema(Schema):
     attribution = fields.String(validate=validate.OneOf(ATTRIBUTIONS))
     attribution_text = fields.String()
     escalate = fields.Boolean(metadata={"description": "Non-blanching lesions with platelets below 10"})
-    expected_presentation = fields.String(allow_none=True,
-                                          metadata={"description": "What the platelet count predicts on the skin"})
+    expected_presentation = fields.String(
+        allow_none=True, metadata={"description": "What the platelet count predicts on the skin"}
+    )
     expected_band = fields.String(allow_none=True)
     sources = fields.List(fields.String())
 
@@ -126,19 +142,29 @@ class InterpretationSchema(Schema):
     patient_id = fields.String(allow_none=True)
     analytes = fields.Dict(keys=fields.String(), values=fields.Nested(AnalyteAnswerSchema))
     findings = fields.List(fields.Nested(FindingSchema))
-    not_assessed = fields.List(fields.Nested(NotAssessedSchema),
-                               metadata={"description": "Findings that could not be decided, never read as normal"})
+    not_assessed = fields.List(
+        fields.Nested(NotAssessedSchema),
+        metadata={"description": "Findings that could not be decided, never read as normal"},
+    )
     aplastic_anemia = fields.Nested(AplasticAnemiaSchema)
     skin = fields.Nested(SkinAnswerSchema)
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
-    urgency_reasons = fields.List(fields.String(validate=validate.OneOf(URGENCY_REASONS)),
-                                  metadata={"description": "The triggers that set the urgency"})
+    urgency_reasons = fields.List(
+        fields.String(validate=validate.OneOf(URGENCY_REASONS)),
+        metadata={"description": "The triggers that set the urgency"},
+    )
     summary = fields.String()
-    delta = fields.Nested("DeltaSchema", metadata={
-        "description": "Only when the CBC was stored and the caller has the `read` scope: the comparison with the "
-                       "patient's previous CBC"})
-    stored = fields.Nested("StoredSchema", metadata={
-        "description": "Only when the CBC was stored (it has a patient id and store was not false)"})
+    delta = fields.Nested(
+        "DeltaSchema",
+        metadata={
+            "description": "Only when the CBC was stored and the caller has the `read` scope: the comparison with the "
+            "patient's previous CBC"
+        },
+    )
+    stored = fields.Nested(
+        "StoredSchema",
+        metadata={"description": "Only when the CBC was stored (it has a patient id and store was not false)"},
+    )
 
 
 class DeltaPreviousSchema(Schema):
@@ -165,8 +191,12 @@ class StoredSchema(Schema):
     """Where the CBC was kept. To a key without the `read` scope only `kept`: the other fields (and the delta
     block) would tell it about results other callers stored."""
 
-    kept = fields.Boolean(metadata={"description": "Only without the `read` scope, and then the only field: the "
-                                                   "result is held (stored now, or already)"})
+    kept = fields.Boolean(
+        metadata={
+            "description": "Only without the `read` scope, and then the only field: the "
+            "result is held (stored now, or already)"
+        }
+    )
     cbc_id = fields.Integer()
     interpretation_id = fields.Integer()
     duplicate = fields.Boolean(metadata={"description": "True when this exact result was already stored"})
@@ -181,10 +211,13 @@ class ProblemSchema(Schema):
     status = fields.Integer(metadata={"example": 422})
     detail = fields.String()
     errors = fields.Dict(
-        keys=fields.String(), values=fields.List(fields.String()),
-        metadata={"description": "Field path (e.g. results.platelets.unit, or 3.results.platelets."
-                                 "unit for the CBC at index 3 of an array) -> messages",
-                  "example": {"results.platelets.unit": ["Unknown unit 'mg' for platelets."]}},
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={
+            "description": "Field path (e.g. results.platelets.unit, or 3.results.platelets."
+            "unit for the CBC at index 3 of an array) -> messages",
+            "example": {"results.platelets.unit": ["Unknown unit 'mg' for platelets."]},
+        },
     )
 
 

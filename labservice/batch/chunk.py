@@ -96,11 +96,14 @@ def _check_censored(parsed, rs, table, frame, other_end, rows, errors, notes) ->
             column = parsed.censored_columns.get(analyte)
             where = f"line {int(parsed.lines[row])}" + (f", column {column}" if column else "")
             if same[position]:
-                notes[row] = _joined(notes[row], f"{shown} is censored: every value {span} {bound:g} gives this "
-                                                 "interpretation")
+                notes[row] = _joined(
+                    notes[row], f"{shown} is censored: every value {span} {bound:g} gives this interpretation"
+                )
             else:
-                errors[row] = (f"{where}: censored {shown} spans a decision threshold "
-                               f"(values {span} {bound:g} are interpreted differently); not interpreted")
+                errors[row] = (
+                    f"{where}: censored {shown} spans a decision threshold "
+                    f"(values {span} {bound:g} are interpreted differently); not interpreted"
+                )
     return rows[~same]
 
 
@@ -114,8 +117,13 @@ def _joined(first, second: str) -> str:
     return second if first is None or first != first else f"{first}; {second}"
 
 
-def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
-                    duplicate_of: np.ndarray | None = None, keep_rows: KeepRows | None = None) -> RowsOut:
+def interpret_chunk(
+    parsed: ParsedChunk,
+    rs: Ruleset,
+    summary: BatchSummary,
+    duplicate_of: np.ndarray | None = None,
+    keep_rows: KeepRows | None = None,
+) -> RowsOut:
     """Interpret the valid rows of a chunk; return every row (and unreadable line) in line order.
 
     `duplicate_of` holds, per row, the line of an earlier row with the same ids (0 for none).
@@ -126,8 +134,9 @@ def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
     table = dict(parsed.table)
     other_end, censored_count = _censored_values(parsed, rs, table)
     for row in np.flatnonzero(censored_count > 1):
-        errors[row] = _joined(errors[row], f"line {int(parsed.lines[row])}: more than one censored value (< or >) "
-                                           "in this row")
+        errors[row] = _joined(
+            errors[row], f"line {int(parsed.lines[row])}: more than one censored value (< or >) in this row"
+        )
     if duplicate_of is not None:
         repeat = duplicate_of > 0
         texts = np.full(n, None, dtype=object)
@@ -152,8 +161,9 @@ def interpret_chunk(parsed: ParsedChunk, rs: Ruleset, summary: BatchSummary,
     return _with_bad_lines(parsed, frame.reindex(range(n)), notes, errors, summary)
 
 
-def _interpret_rows(table: dict[str, np.ndarray], rows: np.ndarray, rs: Ruleset
-                    ) -> tuple[InterpretationTable | None, pd.DataFrame]:
+def _interpret_rows(
+    table: dict[str, np.ndarray], rows: np.ndarray, rs: Ruleset
+) -> tuple[InterpretationTable | None, pd.DataFrame]:
     """The engine's result for `rows` of the table (None for no row) and its output columns, indexed by row."""
     if rows.size == 0:
         return None, pd.DataFrame(index=pd.Index([], dtype=np.int64))
@@ -194,5 +204,10 @@ def _with_bad_lines(parsed: ParsedChunk, decisions: pd.DataFrame, notes, errors,
     empty = np.full(k, None, dtype=object)
     ids = [np.concatenate([column, empty])[order] for column in parsed.ids]
     all_decisions = decisions.reindex(range(parsed.n + k)).iloc[order].reset_index(drop=True)
-    return RowsOut(lines[order], ids, all_decisions, np.concatenate([notes, empty])[order],
-                   np.concatenate([errors, np.array(bad_text, dtype=object)])[order])
+    return RowsOut(
+        lines[order],
+        ids,
+        all_decisions,
+        np.concatenate([notes, empty])[order],
+        np.concatenate([errors, np.array(bad_text, dtype=object)])[order],
+    )

@@ -56,9 +56,12 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
         text = ids.astype(str)
         # Rows whose id is empty, holds control characters (which PostgreSQL text cannot store) or is longer
         # than patients.external_id holds are interpreted but not kept, as the JSON API refuses such an id.
-        has_id = (ids.notna().to_numpy() & (text.str.strip() != "").to_numpy()
-                  & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
-                  & (text.str.strip().str.len() <= PATIENT_ID_MAX_LENGTH).to_numpy())
+        has_id = (
+            ids.notna().to_numpy()
+            & (text.str.strip() != "").to_numpy()
+            & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
+            & (text.str.strip().str.len() <= PATIENT_ID_MAX_LENGTH).to_numpy()
+        )
         rows = np.flatnonzero(has_id & (errors == None))  # noqa: E711 (elementwise)
         if rows.size == 0 or interpreted.result is None:
             return 0
@@ -66,9 +69,14 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
         # Rows without an error were valid when the chunk was interpreted: each has its row in the result.
         at = np.searchsorted(interpreted.rows, rows).tolist()
         patients = [str(value).strip() for value in ids.to_numpy()[rows]]
-        reported = [{a: {"value": float(values[a][j]), "unit": rs.analytes[a].canonical_unit}
-                     for a in ANALYTES if a in parsed.table and values[a][j] == values[a][j]}
-                    for j in at]
+        reported = [
+            {
+                a: {"value": float(values[a][j]), "unit": rs.analytes[a].canonical_unit}
+                for a in ANALYTES
+                if a in parsed.table and values[a][j] == values[a][j]
+            }
+            for j in at
+        ]
         answers = render_interpretations(result, patients, reported, rows=at)
         when: list[Any] = [None] * rows.size  # datetimes (or None) when the file has collection times
         if parsed.collected_text is not None:
@@ -103,8 +111,9 @@ class BatchTransaction:
     with the size of the result files (checked against the owner's quota), then `commit` (BatchStore.save calls
     the last two once the result files are complete)."""
 
-    def __init__(self, session, keep_rows: KeepRows, batch_id: str, owner: str | None = None,
-                 quota: int | None = None) -> None:
+    def __init__(
+        self, session, keep_rows: KeepRows, batch_id: str, owner: str | None = None, quota: int | None = None
+    ) -> None:
         self.session = session
         self.keep_rows = keep_rows
         self.batch_id = batch_id
@@ -126,10 +135,19 @@ class BatchTransaction:
 
 
 @contextmanager
-def batch_transaction(database: Database, rs: Ruleset, window_days: int, *, batch_id: str, content_sha256: str,
-                      filename: str | None, date_order: str | None = None,
-                      wrap_keep: Callable[[Keep], Keep] | None = None, owner: str | None = None,
-                      quota: int | None = None) -> Iterator[BatchTransaction]:
+def batch_transaction(
+    database: Database,
+    rs: Ruleset,
+    window_days: int,
+    *,
+    batch_id: str,
+    content_sha256: str,
+    filename: str | None,
+    date_order: str | None = None,
+    wrap_keep: Callable[[Keep], Keep] | None = None,
+    owner: str | None = None,
+    quota: int | None = None,
+) -> Iterator[BatchTransaction]:
     """Open the batch's transaction and add its row; everything is rolled back unless `commit` was called.
 
     Raises labservice.store.repository.BatchAlreadyStored when another upload committed this batch (on
@@ -152,10 +170,22 @@ def batch_transaction(database: Database, rs: Ruleset, window_days: int, *, batc
 WAIT_FOR_OTHER_UPLOAD = 10.0
 
 
-def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Database, rs: Ruleset,
-               window_days: int, content_sha256: str, filename: str | None, date_order: str | None = None,
-               wrap_keep: Callable[[Keep], Keep] | None = None, store_rows: bool = True, owner: str | None = None,
-               quota: int | None = None) -> tuple[StoredBatch, bool]:
+def save_batch(
+    store: BatchStore,
+    batch_id: str,
+    run: RunBatch,
+    *,
+    database: Database,
+    rs: Ruleset,
+    window_days: int,
+    content_sha256: str,
+    filename: str | None,
+    date_order: str | None = None,
+    wrap_keep: Callable[[Keep], Keep] | None = None,
+    store_rows: bool = True,
+    owner: str | None = None,
+    quota: int | None = None,
+) -> tuple[StoredBatch, bool]:
     """Run a batch and keep it: (the batch, True if this call made it).
 
     `run(csv_out, json_out, keep_rows)` runs the file (labservice.batch.run_batch) and returns the record,
@@ -168,11 +198,28 @@ def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Dat
     """
     try:
         if not store_rows:
-            return _save_unstored(store, batch_id, run, database=database, content_sha256=content_sha256,
-                                  filename=filename, owner=owner, quota=quota)
-        with batch_transaction(database, rs, window_days, batch_id=batch_id, content_sha256=content_sha256,
-                               filename=filename, date_order=date_order, wrap_keep=wrap_keep, owner=owner,
-                               quota=quota) as transaction:
+            return _save_unstored(
+                store,
+                batch_id,
+                run,
+                database=database,
+                content_sha256=content_sha256,
+                filename=filename,
+                owner=owner,
+                quota=quota,
+            )
+        with batch_transaction(
+            database,
+            rs,
+            window_days,
+            batch_id=batch_id,
+            content_sha256=content_sha256,
+            filename=filename,
+            date_order=date_order,
+            wrap_keep=wrap_keep,
+            owner=owner,
+            quota=quota,
+        ) as transaction:
 
             def produce(csv_out: TextIO, json_out: TextIO) -> dict[str, Any]:
                 record = run(csv_out, json_out, transaction.keep_rows)
@@ -202,8 +249,17 @@ def save_batch(store: BatchStore, batch_id: str, run: RunBatch, *, database: Dat
     return stored, False
 
 
-def _save_unstored(store: BatchStore, batch_id: str, run: RunBatch, *, database: Database, content_sha256: str,
-                   filename: str | None, owner: str | None, quota: int | None) -> tuple[StoredBatch, bool]:
+def _save_unstored(
+    store: BatchStore,
+    batch_id: str,
+    run: RunBatch,
+    *,
+    database: Database,
+    content_sha256: str,
+    filename: str | None,
+    owner: str | None,
+    quota: int | None,
+) -> tuple[StoredBatch, bool]:
     """A ?store=false batch: its files, and its row (no CBC) committed just before they are renamed into place.
     Raises BatchAlreadyStored when another upload of it committed first."""
     made: dict[str, Any] = {}
@@ -221,9 +277,15 @@ def _save_unstored(store: BatchStore, batch_id: str, run: RunBatch, *, database:
     def commit() -> None:
         try:
             with database.session() as session:
-                added = add_unstored_batch(session, batch_id=batch_id, content_sha256=content_sha256,
-                                           filename=filename, owner=owner, summary=made["record"]["summary"],
-                                           size=made["size"])
+                added = add_unstored_batch(
+                    session,
+                    batch_id=batch_id,
+                    content_sha256=content_sha256,
+                    filename=filename,
+                    owner=owner,
+                    summary=made["record"]["summary"],
+                    size=made["size"],
+                )
         except IntegrityError:
             added = False
         if not added:

@@ -187,8 +187,12 @@ class CsvFormat:
         combo, combos = _combinations(rows.decisions, self.names)
         texts = np.array([",".join("" if v is None else str(v) for v in values) for values in combos], dtype=object)
         columns = [csv_text(column).tolist() for column in rows.ids]
-        columns += [_line_text(rows.lines), texts[combo].tolist(), csv_text(rows.notes).tolist(),
-                    csv_text(rows.errors).tolist()]
+        columns += [
+            _line_text(rows.lines),
+            texts[combo].tolist(),
+            csv_text(rows.notes).tolist(),
+            csv_text(rows.errors).tolist(),
+        ]
         return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
 

@@ -46,10 +46,17 @@ def output_analytes(analytes: list[str]) -> list[str]:
     return [a for a in ANALYTES if a in present]
 
 
-def run_batch(source: IO[bytes], *, csv_out: TextIO | None = None, json_out: TextIO | None = None,
-              options: BatchOptions | None = None, ruleset: Ruleset | None = None,
-              progress: Callable[[int], None] | None = None, jobs: int = 1,
-              keep_rows: KeepRows | None = None) -> BatchSummary:
+def run_batch(
+    source: IO[bytes],
+    *,
+    csv_out: TextIO | None = None,
+    json_out: TextIO | None = None,
+    options: BatchOptions | None = None,
+    ruleset: Ruleset | None = None,
+    progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
+    keep_rows: KeepRows | None = None,
+) -> BatchSummary:
     """Interpret every CBC of a CSV file; write one output row per input CBC (or unreadable line).
 
     Raises BatchFileError when the file as a whole is unusable (nothing is written then).
@@ -69,12 +76,23 @@ def run_batch(source: IO[bytes], *, csv_out: TextIO | None = None, json_out: Tex
         stream.check_utf8()
     plan = plan_columns(dialect.header, options, rs)
     summary = BatchSummary(
-        shape=plan.shape, encoding="utf-8" if dialect.encoding == "utf-8-sig" else dialect.encoding,
-        delimiter=dialect.delimiter, decimal=dialect.decimal, columns_used=plan.used(),
-        columns_ignored=plan.ignored, ruleset_version=rs.version)
+        shape=plan.shape,
+        encoding="utf-8" if dialect.encoding == "utf-8-sig" else dialect.encoding,
+        delimiter=dialect.delimiter,
+        decimal=dialect.decimal,
+        columns_used=plan.used(),
+        columns_ignored=plan.ignored,
+        ruleset_version=rs.version,
+    )
     numeric = numeric_columns(plan) if plan.shape == "wide" else {plan.fields["value"]}
-    records = read_records(io.BufferedReader(stream, 1 << 20), dialect, numeric, options.chunk_rows,
-                           reopen=lambda: rewound(source, start), quotes_read=lambda: stream.quotes)
+    records = read_records(
+        io.BufferedReader(stream, 1 << 20),
+        dialect,
+        numeric,
+        options.chunk_rows,
+        reopen=lambda: rewound(source, start),
+        quotes_read=lambda: stream.quotes,
+    )
     long_file = None
     if plan.shape == "wide":
         analytes = plan.analytes
@@ -120,7 +138,8 @@ def _finish(summary: BatchSummary, long_file: LongFile | None, stream: HashingSt
         summary.warnings.append(
             f"the file is not valid UTF-8 from byte {stream.invalid_utf8_at} on: bytes that are not UTF-8 were "
             "read as U+FFFD (a number holding one is rejected; ids and other text keep the replacement); "
-            "state the file's encoding (e.g. cp1252) to read them")
+            "state the file's encoding (e.g. cp1252) to read them"
+        )
     summary.content_sha256 = stream.sha256.hexdigest()
     summary.bytes_read = stream.bytes_read
 
@@ -131,8 +150,7 @@ def _wide_chunks(records, plan: ColumnPlan, options, decimal, rs, summary) -> It
         yield parse_wide_chunk(chunk, plan, options, decimal, rs)
 
 
-def _with_duplicates(chunks: Iterator[ParsedChunk], summary: BatchSummary
-                     ) -> Iterator[tuple[ParsedChunk, np.ndarray]]:
+def _with_duplicates(chunks: Iterator[ParsedChunk], summary: BatchSummary) -> Iterator[tuple[ParsedChunk, np.ndarray]]:
     """Attach to each chunk the line each row repeats (0 for none): sequential, as it spans chunks."""
     check = DuplicateCheck()
     for parsed in chunks:
@@ -149,8 +167,9 @@ def _with_duplicates(chunks: Iterator[ParsedChunk], summary: BatchSummary
 _WORKER_RULESET: Ruleset | None = None
 
 
-def _process(parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None
-             ) -> tuple[list[str], BatchSummary]:
+def _process(
+    parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None
+) -> tuple[list[str], BatchSummary]:
     part = BatchSummary()
     rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows)
     return [text_format.rows(rows) for text_format in formats], part
@@ -166,9 +185,9 @@ def _process_in_worker(parsed: ParsedChunk, duplicate_of, formats) -> tuple[list
     return _process(parsed, duplicate_of, _WORKER_RULESET, formats)
 
 
-def _interpreted(tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats, jobs: int,
-                 keep_rows: KeepRows | None = None
-                 ) -> Iterator[tuple[list[str], BatchSummary]]:
+def _interpreted(
+    tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats, jobs: int, keep_rows: KeepRows | None = None
+) -> Iterator[tuple[list[str], BatchSummary]]:
     """(texts, counts) per chunk, in input order; a pool is started only when a second chunk comes."""
     tasks = iter(tasks)
     first = next(tasks, None)
@@ -189,4 +208,3 @@ def _interpreted(tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats,
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-

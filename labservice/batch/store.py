@@ -74,8 +74,9 @@ def canonical_json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def batch_id_for(content_sha256: str, mapping_document: dict[str, Any], ruleset_version: str,
-                 stored: bool = True) -> str:
+def batch_id_for(
+    content_sha256: str, mapping_document: dict[str, Any], ruleset_version: str, stored: bool = True
+) -> str:
     """The id of the batch made from this content, read with this mapping, under these rule tables, with its
     CBCs stored or not (?store=false): an unstored upload must never pass for the storing one (issue 10)."""
     parts = (content_sha256, canonical_json(mapping_document), ruleset_version) + (() if stored else ("store=false",))
@@ -102,8 +103,9 @@ class BatchStorage(Protocol):
 
     def get(self, batch_id: str) -> StoredBatch | None: ...
 
-    def save(self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None
-             ) -> tuple[StoredBatch, bool]: ...
+    def save(
+        self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None
+    ) -> tuple[StoredBatch, bool]: ...
 
     def recent(self, limit: int = 20) -> list[StoredBatch]: ...
 
@@ -157,8 +159,13 @@ class BatchStore:
                 out.append(stored)
         return out
 
-    def save(self, batch_id: str, produce: Producer, commit: Callable[[], None] | None = None,
-             measured: Callable[[int], None] | None = None) -> tuple[StoredBatch, bool]:
+    def save(
+        self,
+        batch_id: str,
+        produce: Producer,
+        commit: Callable[[], None] | None = None,
+        measured: Callable[[int], None] | None = None,
+    ) -> tuple[StoredBatch, bool]:
         """Make a batch with `produce` and move it into place: (the batch, True if this call made it).
 
         `produce` writes the CSV and JSON results and returns the record. If it raises, nothing is kept
@@ -244,7 +251,7 @@ class BatchStore:
         try:
             lock = (creating / LOCK_NAME).open("w")
             fcntl.flock(lock, fcntl.LOCK_EX)
-            partial = self.directory / f"{PARTIAL_PREFIX}{batch_id}-{creating.name[len(CREATING_PREFIX):]}"
+            partial = self.directory / f"{PARTIAL_PREFIX}{batch_id}-{creating.name[len(CREATING_PREFIX) :]}"
             os.rename(creating, partial)
         except BaseException:
             shutil.rmtree(creating, ignore_errors=True)
@@ -259,8 +266,11 @@ class BatchStore:
         its process died between the commit and the rename. Every other unlocked one is deleted.
         """
         try:
-            candidates = [entry for entry in self.directory.iterdir()
-                          if entry.name.startswith((PARTIAL_PREFIX, CREATING_PREFIX)) and entry.is_dir()]
+            candidates = [
+                entry
+                for entry in self.directory.iterdir()
+                if entry.name.startswith((PARTIAL_PREFIX, CREATING_PREFIX)) and entry.is_dir()
+            ]
         except FileNotFoundError:
             return []
         recovered = []
@@ -275,10 +285,14 @@ class BatchStore:
                     if _age(folder) > STALE_CREATING_SECONDS:
                         shutil.rmtree(folder, ignore_errors=True)
                     continue
-                batch_id = folder.name[len(PARTIAL_PREFIX):].split("-", 1)[0]
+                batch_id = folder.name[len(PARTIAL_PREFIX) :].split("-", 1)[0]
                 final = self.directory / batch_id
-                if (is_batch_id(batch_id) and (folder / RECORD_NAME).is_file() and not final.exists()
-                        and is_committed(batch_id)):
+                if (
+                    is_batch_id(batch_id)
+                    and (folder / RECORD_NAME).is_file()
+                    and not final.exists()
+                    and is_committed(batch_id)
+                ):
                     os.rename(folder, final)
                     _sync_directory(self.directory)
                     with contextlib.suppress(FileNotFoundError):

@@ -64,8 +64,10 @@ class BatchSummary:
 
     def describe(self) -> str:
         """A few lines for a terminal."""
-        lines = [f"{self.rows_out} rows out of {self.rows_in} lines read ({self.shape}): "
-                 f"{self.interpreted} interpreted, {self.rejected} rejected"]
+        lines = [
+            f"{self.rows_out} rows out of {self.rows_in} lines read ({self.shape}): "
+            f"{self.interpreted} interpreted, {self.rejected} rejected"
+        ]
         if self.by_urgency:
             lines.append("urgency: " + ", ".join(f"{k} {v}" for k, v in self.by_urgency.items()))
         if self.duplicates:

@@ -68,8 +68,7 @@ def cytopenia_bits(codes: Sequence[Collection[str]]) -> np.ndarray:
     return bits
 
 
-def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc],
-                       window: timedelta) -> list[int | None]:
+def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc], window: timedelta) -> list[int | None]:
     """For each current CBC, the position in `[*history, *current]` of the same patient's CBC collected last
     before it (strictly earlier, at most `window` earlier), or None. Of CBCs collected at the same time, the
     last one listed."""
@@ -90,8 +89,9 @@ def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc],
     return out
 
 
-def compare_with_previous(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc], window: timedelta,
-                          rs: Ruleset) -> list[Delta | None]:
+def compare_with_previous(
+    current: Sequence[DeltaCbc], history: Sequence[DeltaCbc], window: timedelta, rs: Ruleset
+) -> list[Delta | None]:
     """Each current CBC compared with its previous CBC (stored `history` or an earlier one of `current`):
     None when there is none within the window. The rules run once, vectorised over the compared CBCs."""
     pool = [*history, *current]
@@ -106,32 +106,48 @@ def compare_with_previous(current: Sequence[DeltaCbc], history: Sequence[DeltaCb
     with np.errstate(divide="ignore", invalid="ignore"):
         fall = np.where(earlier > 0, (earlier - after) / earlier * 100.0, np.nan)
     drop = fall >= rs.value("platelet_drop")
-    new = (cytopenia_bits([cbc.findings for cbc in now]) & ~cytopenia_bits([cbc.findings for cbc in before])
-           & ~cytopenia_bits([cbc.not_assessed for cbc in before]))
-    change = np.sign(np.array([cbc.urgency_rank for cbc in now], dtype=np.int64)
-                     - np.array([cbc.urgency_rank for cbc in before], dtype=np.int64)) + 1
+    new = (
+        cytopenia_bits([cbc.findings for cbc in now])
+        & ~cytopenia_bits([cbc.findings for cbc in before])
+        & ~cytopenia_bits([cbc.not_assessed for cbc in before])
+    )
+    change = (
+        np.sign(
+            np.array([cbc.urgency_rank for cbc in now], dtype=np.int64)
+            - np.array([cbc.urgency_rank for cbc in before], dtype=np.int64)
+        )
+        + 1
+    )
     out: list[Delta | None] = [None] * len(current)
     for k, (i, previous) in enumerate(zip(rows, before, strict=True)):
-        out[i] = Delta(previous=previous, platelet_fall_percent=float(np.round(fall[k], 1)),
-                       platelet_drop=bool(drop[k]),
-                       new_cytopenias=tuple(name for bit, name in enumerate(CYTOPENIAS) if int(new[k]) >> bit & 1),
-                       urgency_change=URGENCY_CHANGES[int(change[k])])
+        out[i] = Delta(
+            previous=previous,
+            platelet_fall_percent=float(np.round(fall[k], 1)),
+            platelet_drop=bool(drop[k]),
+            new_cytopenias=tuple(name for bit, name in enumerate(CYTOPENIAS) if int(new[k]) >> bit & 1),
+            urgency_change=URGENCY_CHANGES[int(change[k])],
+        )
     return out
 
 
 def delta_block(delta: Delta | None, window: timedelta, rs: Ruleset) -> dict[str, Any]:
     """The delta block of an answer: what was compared and what changed."""
     if delta is None:
-        return {"assessed": False, "window_days": window.days,
-                "reason": "no previous CBC of this patient within the window (or no collection time)"}
+        return {
+            "assessed": False,
+            "window_days": window.days,
+            "reason": "no previous CBC of this patient within the window (or no collection time)",
+        }
     previous = delta.previous
     assert previous.collected_at is not None  # a CBC without a time is never a previous one
     return {
         "assessed": True,
         "window_days": window.days,
-        "previous": {"collected_at": previous.collected_at.isoformat(),
-                     "urgency": URGENCY_NAMES[previous.urgency_rank],
-                     "platelets": None if np.isnan(previous.platelets) else float(previous.platelets)},
+        "previous": {
+            "collected_at": previous.collected_at.isoformat(),
+            "urgency": URGENCY_NAMES[previous.urgency_rank],
+            "platelets": None if np.isnan(previous.platelets) else float(previous.platelets),
+        },
         "platelet_fall_percent": None if np.isnan(delta.platelet_fall_percent) else delta.platelet_fall_percent,
         "platelet_drop": delta.platelet_drop,
         "new_cytopenias": list(delta.new_cytopenias),
@@ -145,12 +161,27 @@ def _cbcs(table: pd.DataFrame, own: bool) -> list[DeltaCbc]:
     times = pd.to_datetime(table["collected_at"], utc=True)
     platelets = pd.to_numeric(table["platelets"], errors="coerce").astype(np.float64)
     return [
-        DeltaCbc(patient=str(patient), collected_at=None if pd.isna(at) else at, platelets=float(count),
-                 urgency_rank=int(rank), findings=findings, not_assessed=not_assessed,
-                 ref=f"row {i}" if own and ref is None else ref)
-        for i, (patient, at, count, rank, findings, not_assessed, ref) in enumerate(zip(
-            table["patient"].tolist(), times.tolist(), platelets.tolist(), table["urgency_rank"].tolist(),
-            table["findings"].tolist(), table["not_assessed"].tolist(), table["ref"].tolist(), strict=True))
+        DeltaCbc(
+            patient=str(patient),
+            collected_at=None if pd.isna(at) else at,
+            platelets=float(count),
+            urgency_rank=int(rank),
+            findings=findings,
+            not_assessed=not_assessed,
+            ref=f"row {i}" if own and ref is None else ref,
+        )
+        for i, (patient, at, count, rank, findings, not_assessed, ref) in enumerate(
+            zip(
+                table["patient"].tolist(),
+                times.tolist(),
+                platelets.tolist(),
+                table["urgency_rank"].tolist(),
+                table["findings"].tolist(),
+                table["not_assessed"].tolist(),
+                table["ref"].tolist(),
+                strict=True,
+            )
+        )
     ]
 
 
@@ -163,18 +194,22 @@ def delta_checks(current: pd.DataFrame, history: pd.DataFrame, window: pd.Timede
     """
     deltas = compare_with_previous(_cbcs(current, own=True), _cbcs(history, own=False), window, rs)
     previous = [None if delta is None else delta.previous for delta in deltas]
-    return pd.DataFrame({
-        "previous_ref": pd.Series([None if p is None else p.ref for p in previous], dtype=object),
-        "previous_collected_at": pd.to_datetime(pd.Series([None if p is None else p.collected_at for p in previous],
-                                                          dtype=object), utc=True).astype("datetime64[ns, UTC]"),
-        "previous_urgency_rank": np.array([-1 if p is None else p.urgency_rank for p in previous], dtype=np.int64),
-        "previous_platelets": np.array([np.nan if p is None else p.platelets for p in previous], dtype=np.float64),
-        "platelet_fall_percent": np.array([np.nan if d is None else d.platelet_fall_percent for d in deltas],
-                                          dtype=np.float64),
-        "platelet_drop": np.array([d is not None and d.platelet_drop for d in deltas], dtype=bool),
-        "new_cytopenias": pd.Series([() if d is None else d.new_cytopenias for d in deltas], dtype=object),
-        "urgency_change": pd.Series([None if d is None else d.urgency_change for d in deltas], dtype=object),
-    }).set_axis(current.index)
+    return pd.DataFrame(
+        {
+            "previous_ref": pd.Series([None if p is None else p.ref for p in previous], dtype=object),
+            "previous_collected_at": pd.to_datetime(
+                pd.Series([None if p is None else p.collected_at for p in previous], dtype=object), utc=True
+            ).astype("datetime64[ns, UTC]"),
+            "previous_urgency_rank": np.array([-1 if p is None else p.urgency_rank for p in previous], dtype=np.int64),
+            "previous_platelets": np.array([np.nan if p is None else p.platelets for p in previous], dtype=np.float64),
+            "platelet_fall_percent": np.array(
+                [np.nan if d is None else d.platelet_fall_percent for d in deltas], dtype=np.float64
+            ),
+            "platelet_drop": np.array([d is not None and d.platelet_drop for d in deltas], dtype=bool),
+            "new_cytopenias": pd.Series([() if d is None else d.new_cytopenias for d in deltas], dtype=object),
+            "urgency_change": pd.Series([None if d is None else d.urgency_change for d in deltas], dtype=object),
+        }
+    ).set_axis(current.index)
 
 
 def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> list[dict]:
@@ -186,22 +221,42 @@ def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> lis
     previous = delta["previous"]
     if delta["platelet_drop"]:
         spec = rs.finding("platelet_drop")
-        out.append({
-            "code": spec.code, "title": rs.text(spec.title),
-            "detail": (f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} x10^9/L "
-                       f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
-                       f"within {delta['window_days']} days. A fall this large deserves review whatever the "
-                       "count (e.g. heparin exposure, consumption, sampling error)."),
-            "grade": None, "severity": None,
-            "evidence": {"platelets": platelets_now, "previous_platelets": previous["platelets"],
-                         "fall_percent": delta["platelet_fall_percent"]},
-            "rule": spec.rule, "sources": rs.cite(spec.sources)})
+        out.append(
+            {
+                "code": spec.code,
+                "title": rs.text(spec.title),
+                "detail": (
+                    f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} x10^9/L "
+                    f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
+                    f"within {delta['window_days']} days. A fall this large deserves review whatever the "
+                    "count (e.g. heparin exposure, consumption, sampling error)."
+                ),
+                "grade": None,
+                "severity": None,
+                "evidence": {
+                    "platelets": platelets_now,
+                    "previous_platelets": previous["platelets"],
+                    "fall_percent": delta["platelet_fall_percent"],
+                },
+                "rule": spec.rule,
+                "sources": rs.cite(spec.sources),
+            }
+        )
     if delta["new_cytopenias"]:
         spec = rs.finding("new_cytopenia")
-        out.append({
-            "code": spec.code, "title": rs.text(spec.title),
-            "detail": (f"{', '.join(delta['new_cytopenias'])} is present now and was absent on the CBC of "
-                       f"{previous['collected_at']} (within {delta['window_days']} days)."),
-            "grade": None, "severity": None, "evidence": {"new": list(delta["new_cytopenias"])},
-            "rule": spec.rule, "sources": rs.cite(spec.sources)})
+        out.append(
+            {
+                "code": spec.code,
+                "title": rs.text(spec.title),
+                "detail": (
+                    f"{', '.join(delta['new_cytopenias'])} is present now and was absent on the CBC of "
+                    f"{previous['collected_at']} (within {delta['window_days']} days)."
+                ),
+                "grade": None,
+                "severity": None,
+                "evidence": {"new": list(delta["new_cytopenias"])},
+                "rule": spec.rule,
+                "sources": rs.cite(spec.sources),
+            }
+        )
     return out

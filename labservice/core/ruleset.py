@@ -207,8 +207,9 @@ class Ruleset:
     def analyte_by_loinc(self) -> dict[str, str]:
         """LOINC code -> analyte key, from the `loinc` column of analytes.csv (clinical-rules §1 [S15])."""
         if "analyte_by_loinc" not in self._cache:
-            self._cache["analyte_by_loinc"] = {code: name for name, analyte in self.analytes.items()
-                                               for code in analyte.loinc}
+            self._cache["analyte_by_loinc"] = {
+                code: name for name, analyte in self.analytes.items() for code in analyte.loinc
+            }
         return self._cache["analyte_by_loinc"]
 
 
@@ -477,8 +478,20 @@ def _load_anemia_cutoffs(directory: Path, known: dict[str, str]) -> list[AnemiaC
 
 
 FINDING_COLUMNS = (
-    "code", "order", "kind", "family", "urgency", "reason", "reason_text", "analytes", "not_assessed",
-    "summary", "summary_text", "title", "rule", "sources",
+    "code",
+    "order",
+    "kind",
+    "family",
+    "urgency",
+    "reason",
+    "reason_text",
+    "analytes",
+    "not_assessed",
+    "summary",
+    "summary_text",
+    "title",
+    "rule",
+    "sources",
 )
 SUMMARY_KINDS = ("", "title", "count", "combined", "evidence", "text")
 #: Placeholders of a `count` summary template, filled by the renderer.
@@ -502,8 +515,9 @@ def _template_fields(text: str, where: str, column: str) -> set[str]:
         raise RulesetError(f"{where}: column {column}: {error}") from None
 
 
-def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: dict[str, Analyte],
-                   known: dict[str, str]) -> list[FindingSpec]:
+def _load_findings(
+    directory: Path, thresholds: dict[str, Threshold], analytes: dict[str, Analyte], known: dict[str, str]
+) -> list[FindingSpec]:
     """findings.csv: one declaration per finding (order, urgency and reason, title, rule, sources)."""
     path = directory / "findings.csv"
     out: list[FindingSpec] = []
@@ -558,8 +572,11 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
             raise RulesetError(f"{where}: summary {summary!r} needs a summary_text")
         if summary == "count" and not names:
             raise RulesetError(f"{where}: a count summary needs its analyte in `analytes`")
-        for column, allowed in (("title", set(thresholds)), ("reason_text", set(thresholds)),
-                                ("summary_text", SUMMARY_FIELDS.get(summary, set()))):
+        for column, allowed in (
+            ("title", set(thresholds)),
+            ("reason_text", set(thresholds)),
+            ("summary_text", SUMMARY_FIELDS.get(summary, set())),
+        ):
             unknown = sorted(_template_fields(row[column], where, column) - allowed)
             if unknown:
                 raise RulesetError(f"{where}: column {column}: unknown placeholder(s) {', '.join(unknown)}")
@@ -580,8 +597,25 @@ def _load_findings(directory: Path, thresholds: dict[str, Threshold], analytes: 
         if reason:
             reasons.add(reason)
         position = None if not_assessed is None else int(not_assessed)
-        out.append(FindingSpec(code, int(number), kind, family, urgency, reason, row["reason_text"], names, position,
-                               summary, row["summary_text"], row["title"], row["rule"], tags, where))
+        out.append(
+            FindingSpec(
+                code,
+                int(number),
+                kind,
+                family,
+                urgency,
+                reason,
+                row["reason_text"],
+                names,
+                position,
+                summary,
+                row["summary_text"],
+                row["title"],
+                row["rule"],
+                tags,
+                where,
+            )
+        )
     return sorted(out, key=lambda spec: spec.order)
 
 

@@ -75,4 +75,3 @@ def assess_skin(cols: CbcColumns, rs: Ruleset) -> SkinAssessment:
         escalate,
         expected,
     )
-

@@ -137,12 +137,15 @@ def summary(title: str, unit: str, points: Sequence[Point], lines: Sequence[Line
         span = f"1 result, on {_utc(latest.at):%Y-%m-%d}"
     else:
         span = f"{len(ordered)} results from {_utc(ordered[0].at):%Y-%m-%d} to {_utc(latest.at):%Y-%m-%d}"
-    return (f"{title} ({unit}): {span}; latest {number(latest.value)}, lowest {number(min(values))}, "
-            f"highest {number(max(values))}.{lines_text}")
+    return (
+        f"{title} ({unit}): {span}; latest {number(latest.value)}, lowest {number(min(values))}, "
+        f"highest {number(max(values))}.{lines_text}"
+    )
 
 
-def trend_chart(chart_id: str, title: str, unit: str, points: Sequence[Point], lines: Sequence[Line],
-                *, frame: Frame = Frame()) -> str:
+def trend_chart(
+    chart_id: str, title: str, unit: str, points: Sequence[Point], lines: Sequence[Line], *, frame: Frame = Frame()
+) -> str:
     """An accessible inline SVG: role="img" with an aria-label summary and a <desc> listing every value;
     each point carries a <title> tooltip; each threshold line its value and rule key as data attributes."""
     ordered = sorted(points, key=lambda p: _utc(p.at))
@@ -168,13 +171,17 @@ def trend_chart(chart_id: str, title: str, unit: str, points: Sequence[Point], l
         out.append('<g class="points">')
         for x, point in zip(xs, ordered, strict=True):
             tip = f"{when(point.at)}: {number(point.value)} {unit}"
-            out.append(f'<circle class="point" cx="{x:.2f}" cy="{scale.y(point.value):.2f}" r="4.5" '
-                       f'data-value="{number(point.value)}"><title>{escape(tip)}</title></circle>')
+            out.append(
+                f'<circle class="point" cx="{x:.2f}" cy="{scale.y(point.value):.2f}" r="4.5" '
+                f'data-value="{number(point.value)}"><title>{escape(tip)}</title></circle>'
+            )
         out.append("</g>")
     else:
         middle = (frame.plot_top + frame.plot_bottom) / 2
-        out.append(f'<text class="empty" x="{(frame.plot_left + frame.plot_right) / 2:.2f}" y="{middle:.2f}" '
-                   'text-anchor="middle">No results to plot</text>')
+        out.append(
+            f'<text class="empty" x="{(frame.plot_left + frame.plot_right) / 2:.2f}" y="{middle:.2f}" '
+            'text-anchor="middle">No results to plot</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
 
@@ -183,14 +190,21 @@ def _axes(scale: Scale, frame: Frame, unit: str) -> str:
     parts = ['<g class="axis" aria-hidden="true">']
     for tick in scale.ticks():
         y = scale.y(tick)
-        parts.append(f'<line class="grid" x1="{frame.plot_left:.2f}" x2="{frame.plot_right:.2f}" '
-                     f'y1="{y:.2f}" y2="{y:.2f}"/>')
-        parts.append(f'<text class="tick" x="{frame.plot_left - 6:.2f}" y="{y + 4:.2f}" '
-                     f'text-anchor="end">{escape(number(tick))}</text>')
-    parts.append(f'<line class="baseline" x1="{frame.plot_left:.2f}" x2="{frame.plot_right:.2f}" '
-                 f'y1="{frame.plot_bottom:.2f}" y2="{frame.plot_bottom:.2f}"/>')
-    parts.append(f'<text class="unit" x="{frame.plot_left:.2f}" y="{frame.plot_top - 5:.2f}" '
-                 f'text-anchor="start">{escape(unit)}</text>')
+        parts.append(
+            f'<line class="grid" x1="{frame.plot_left:.2f}" x2="{frame.plot_right:.2f}" y1="{y:.2f}" y2="{y:.2f}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{frame.plot_left - 6:.2f}" y="{y + 4:.2f}" '
+            f'text-anchor="end">{escape(number(tick))}</text>'
+        )
+    parts.append(
+        f'<line class="baseline" x1="{frame.plot_left:.2f}" x2="{frame.plot_right:.2f}" '
+        f'y1="{frame.plot_bottom:.2f}" y2="{frame.plot_bottom:.2f}"/>'
+    )
+    parts.append(
+        f'<text class="unit" x="{frame.plot_left:.2f}" y="{frame.plot_top - 5:.2f}" '
+        f'text-anchor="start">{escape(unit)}</text>'
+    )
     parts.append("</g>")
     return "".join(parts)
 
@@ -215,10 +229,14 @@ def _threshold_lines(scale: Scale, frame: Frame, lines: Sequence[Line]) -> str:
     parts = ['<g class="thresholds">']
     for line, y, label_y in zip(lines, ys, labels, strict=True):
         key = escape(line.key)
-        parts.append(f'<line class="threshold" data-key="{key}" data-value="{number(line.value)}" '
-                     f'x1="{frame.plot_left:.2f}" x2="{frame.plot_right:.2f}" y1="{y:.2f}" y2="{y:.2f}"/>')
-        parts.append(f'<text class="threshold-label" data-key="{key}" x="{frame.plot_right + 6:.2f}" '
-                     f'y="{label_y:.2f}">{escape(number(line.value))} {escape(line.label)}</text>')
+        parts.append(
+            f'<line class="threshold" data-key="{key}" data-value="{number(line.value)}" '
+            f'x1="{frame.plot_left:.2f}" x2="{frame.plot_right:.2f}" y1="{y:.2f}" y2="{y:.2f}"/>'
+        )
+        parts.append(
+            f'<text class="threshold-label" data-key="{key}" x="{frame.plot_right + 6:.2f}" '
+            f'y="{label_y:.2f}">{escape(number(line.value))} {escape(line.label)}</text>'
+        )
     parts.append("</g>")
     return "".join(parts)
 

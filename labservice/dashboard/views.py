@@ -59,23 +59,28 @@ from labservice.store.repository import (
     worklist,
 )
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
-               static_folder="static")
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates", static_folder="static")
 
 #: What the sign-in page says for an unknown user, a wrong password and a lock alike (no user enumeration).
-SIGN_IN_FAILED = ("The username or password is not right, or there were too many attempts: check them, wait a minute "
-                  "and try again.")
+SIGN_IN_FAILED = (
+    "The username or password is not right, or there were too many attempts: check them, wait a minute and try again."
+)
 NOTE_MAX_LENGTH = 2000
 PER_PAGE = 50
 #: What a button that moves a referral to each status says.
 ACTIONS = {"acknowledged": "Acknowledge", "referred": "Refer", "dismissed": "Dismiss"}
 #: The lines of each chart: (thresholds.csv key, what crossing it means). Values come from the ruleset.
-PLATELET_LINES = (("thrombocytopenia", "thrombocytopenia"), ("marrow_failure_platelets", "marrow-failure range"),
-                  ("critical_platelets_low", "critical"))
+PLATELET_LINES = (
+    ("thrombocytopenia", "thrombocytopenia"),
+    ("marrow_failure_platelets", "marrow-failure range"),
+    ("critical_platelets_low", "critical"),
+)
 NEUTROPHIL_LINES = (("neutropenia", "neutropenia"), ("critical_neutrophils_low", "critical"))
 #: For a patient stated to be Duffy-null the neutropenia line is the Duffy-null threshold (§4).
-NEUTROPHIL_LINES_DUFFY_NULL = (("neutropenia_duffy_null", "neutropenia, Duffy-null"),
-                               ("critical_neutrophils_low", "critical"))
+NEUTROPHIL_LINES_DUFFY_NULL = (
+    ("neutropenia_duffy_null", "neutropenia, Duffy-null"),
+    ("critical_neutrophils_low", "critical"),
+)
 UNIT_TEXT = {"10*9/L": "×10⁹/L", "10*12/L": "×10¹²/L", "g/dL": "g/dL", "%": "%", "fL": "fL"}
 
 
@@ -114,10 +119,18 @@ def number_text(value: float | None) -> str:
 
 @bp.context_processor
 def template_helpers() -> dict[str, Any]:
-    return {"when_text": when_text, "iso": iso, "age_text": age_text, "sex_text": sex_text,
-            "number_text": number_text, "actions": ACTIONS, "transitions": TRANSITIONS,
-            "user": g.get("user"), "actor": getattr(g.get("user"), "display_name", ""),
-            "csrf_field": lambda: csrf.hidden_field(session)}
+    return {
+        "when_text": when_text,
+        "iso": iso,
+        "age_text": age_text,
+        "sex_text": sex_text,
+        "number_text": number_text,
+        "actions": ACTIONS,
+        "transitions": TRANSITIONS,
+        "user": g.get("user"),
+        "actor": getattr(g.get("user"), "display_name", ""),
+        "csrf_field": lambda: csrf.hidden_field(session),
+    }
 
 
 # Security headers and the dashboard's Content-Security-Policy: labservice.security.headers (every response).
@@ -132,8 +145,13 @@ def safe_next(target: str | None, default: str) -> str:
     if not target:
         return default
     parts = urlsplit(target)
-    if (parts.scheme or parts.netloc or not target.startswith("/dashboard/") or "\\" in target
-            or any(ord(char) < 32 for char in target)):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/dashboard/")
+        or "\\" in target
+        or any(ord(char) < 32 for char in target)
+    ):
         return default
     return target
 
@@ -157,18 +175,28 @@ class Filters:
         start = _day(self.date_from)
         end = _day(self.date_to)
         return WorklistQuery(
-            urgency=list(self.urgency), status=list(self.status), finding=self.finding or None,
+            urgency=list(self.urgency),
+            status=list(self.status),
+            finding=self.finding or None,
             collected_from=datetime.combine(start, time.min, UTC) if start else None,
             collected_to=datetime.combine(end + timedelta(days=1), time.min, UTC) - timedelta(microseconds=1)
-            if end else None,
-            page=self.page, per_page=PER_PAGE)
+            if end
+            else None,
+            page=self.page,
+            per_page=PER_PAGE,
+        )
 
     def args(self, **changes: Any) -> dict[str, Any]:
         """Query-string arguments for a link that keeps these filters (e.g. another page)."""
         status = None if self.status == list(OPEN_STATUSES) else self.status  # the default stays out of links
-        out: dict[str, Any] = {"urgency": self.urgency, "status": status, "finding": self.finding or None,
-                               "from": self.date_from or None, "to": self.date_to or None,
-                               "page": self.page if self.page > 1 else None}
+        out: dict[str, Any] = {
+            "urgency": self.urgency,
+            "status": status,
+            "finding": self.finding or None,
+            "from": self.date_from or None,
+            "to": self.date_to or None,
+            "page": self.page if self.page > 1 else None,
+        }
         out.update(changes)
         return {key: value for key, value in out.items() if value not in (None, [], "")}
 
@@ -217,18 +245,36 @@ def worklist_page() -> ResponseReturnValue:
     with current_database().session() as session:
         referrals, total = worklist(session, query)
         counts = urgency_counts(session, query.status)
-        rows: list[dict[str, Any]] = [{
-            "id": r.id, "urgency": r.urgency, "status": r.status, "reason": r.reason,
-            "collected_at": r.collected_at, "patient": r.patient.external_id, "sex": r.patient.sex,
-            "age_years": r.patient.age_years, "findings": list(r.findings or []),
-            "allowed": TRANSITIONS.get(r.status, ()),
-        } for r in referrals]
+        rows: list[dict[str, Any]] = [
+            {
+                "id": r.id,
+                "urgency": r.urgency,
+                "status": r.status,
+                "reason": r.reason,
+                "collected_at": r.collected_at,
+                "patient": r.patient.external_id,
+                "sex": r.patient.sex,
+                "age_years": r.patient.age_years,
+                "findings": list(r.findings or []),
+                "allowed": TRANSITIONS.get(r.status, ()),
+            }
+            for r in referrals
+        ]
     touched_patients([row["patient"] for row in rows], "read")  # the audit trail
     pages = max(1, math.ceil(total / PER_PAGE))
     return render_template(
-        "dashboard/worklist.html", rows=rows, total=total, counts=counts, filters=filters, pages=pages,
-        urgencies=URGENCIES, statuses=REFERRAL_STATUSES, finding_codes=FINDING_CODES, per_page=PER_PAGE,
-        here=request.full_path.rstrip("?"))
+        "dashboard/worklist.html",
+        rows=rows,
+        total=total,
+        counts=counts,
+        filters=filters,
+        pages=pages,
+        urgencies=URGENCIES,
+        statuses=REFERRAL_STATUSES,
+        finding_codes=FINDING_CODES,
+        per_page=PER_PAGE,
+        here=request.full_path.rstrip("?"),
+    )
 
 
 # --- status changes ---------------------------------------------------------------------------
@@ -245,8 +291,7 @@ def status_form(referral_id: int) -> ResponseReturnValue:
         view = _referral_view(referral)
     touched_patients([view["patient"]], "read")  # the audit trail
     chosen = request.args.get("status", "")
-    back = safe_next(request.args.get("next"),
-                     url_for("dashboard.patient_page", external_id=view["patient"]))
+    back = safe_next(request.args.get("next"), url_for("dashboard.patient_page", external_id=view["patient"]))
     return render_template("dashboard/referral_status.html", referral=view, chosen=chosen, back=back)
 
 
@@ -280,11 +325,26 @@ def change_status(referral_id: int) -> ResponseReturnValue:
 
 def _referral_view(referral) -> dict[str, Any]:
     return {
-        "id": referral.id, "status": referral.status, "urgency": referral.urgency, "reason": referral.reason,
-        "collected_at": referral.collected_at, "created_at": referral.created_at, "note": referral.note,
-        "patient": referral.patient.external_id, "allowed": TRANSITIONS.get(referral.status, ()),
-        "events": [{"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor,
-                    "on_behalf_of": e.on_behalf_of, "note": e.note} for e in referral.events],
+        "id": referral.id,
+        "status": referral.status,
+        "urgency": referral.urgency,
+        "reason": referral.reason,
+        "collected_at": referral.collected_at,
+        "created_at": referral.created_at,
+        "note": referral.note,
+        "patient": referral.patient.external_id,
+        "allowed": TRANSITIONS.get(referral.status, ()),
+        "events": [
+            {
+                "at": e.at,
+                "from": e.from_status,
+                "to": e.to_status,
+                "actor": e.actor,
+                "on_behalf_of": e.on_behalf_of,
+                "note": e.note,
+            }
+            for e in referral.events
+        ],
     }
 
 
@@ -300,8 +360,9 @@ class HbCutoff:
     sources: tuple[str, ...] = ()
 
 
-def hemoglobin_cutoff(rs: Ruleset, sex: str | None, age_years: float | None, pregnant: bool | None,
-                      trimester: int | None) -> HbCutoff:
+def hemoglobin_cutoff(
+    rs: Ruleset, sex: str | None, age_years: float | None, pregnant: bool | None, trimester: int | None
+) -> HbCutoff:
     """The WHO anaemia cut-off from anemia_cutoffs.csv, chosen by the engine's own lookup (core.anemia)."""
     low, high, row = _cutoff(rs, sex, age_years, pregnant, trimester)
     if row is None or low != low:
@@ -316,17 +377,21 @@ def hemoglobin_cutoff(rs: Ruleset, sex: str | None, age_years: float | None, pre
     for (value, _, found), who in ((female, "women"), (male, "men")):
         if found is not None:
             lines.append(Line(value, f"anaemia cut-off, {who}", "anemia_cutoffs.csv"))
-    text = (f"Sex not recorded: the WHO anaemia cut-off is between {low:g} and {high:g} g/dL "
-            f"(both drawn){age_note}.")
+    text = f"Sex not recorded: the WHO anaemia cut-off is between {low:g} and {high:g} g/dL (both drawn){age_note}."
     return HbCutoff(tuple(lines), text, row.sources)
 
 
-def _cutoff(rs: Ruleset, sex: str | None, age_years: float | None, pregnant: bool | None,
-            trimester: int | None) -> tuple[float, float, AnemiaCutoff | None]:
+def _cutoff(
+    rs: Ruleset, sex: str | None, age_years: float | None, pregnant: bool | None, trimester: int | None
+) -> tuple[float, float, AnemiaCutoff | None]:
     nan = float("nan")
-    table = {"sex": [sex or "unknown"], "age_years": [nan if age_years is None else age_years],
-             "pregnant": [nan if pregnant is None else float(pregnant)],
-             "pregnancy_trimester": [nan if trimester is None else float(trimester)], "hemoglobin": [nan]}
+    table = {
+        "sex": [sex or "unknown"],
+        "age_years": [nan if age_years is None else age_years],
+        "pregnant": [nan if pregnant is None else float(pregnant)],
+        "pregnancy_trimester": [nan if trimester is None else float(trimester)],
+        "hemoglobin": [nan],
+    }
     found = anemia_cutoffs(to_columns(table), rs)
     index = int(found.row_index[0])
     return float(found.low[0]), float(found.high[0]), (rs.anemia_cutoffs[index] if index >= 0 else None)
@@ -338,8 +403,7 @@ def _latest_interpretation(cbc: CbcResult) -> Interpretation | None:
 
 def _chronological(results: list[CbcResult]) -> list[CbcResult]:
     """Oldest first; CBCs with no collection time before the dated ones (they cannot be placed in time)."""
-    return sorted(results, key=lambda c: (c.collected_at is not None, as_utc(c.collected_at) or datetime.min,
-                                          c.id))
+    return sorted(results, key=lambda c: (c.collected_at is not None, as_utc(c.collected_at) or datetime.min, c.id))
 
 
 def _pregnancy(raw: Any) -> tuple[bool | None, int | None]:
@@ -348,8 +412,10 @@ def _pregnancy(raw: Any) -> tuple[bool | None, int | None]:
         return None, None
     pregnant = patient.get("pregnant")
     trimester = patient.get("pregnancy_trimester")
-    return (pregnant if isinstance(pregnant, bool) else None,
-            trimester if isinstance(trimester, int) and trimester in (1, 2, 3) else None)
+    return (
+        pregnant if isinstance(pregnant, bool) else None,
+        trimester if isinstance(trimester, int) and trimester in (1, 2, 3) else None,
+    )
 
 
 def _duffy_null(raw: Any) -> bool:
@@ -361,8 +427,9 @@ def _neutrophil_chart(rs: Ruleset, results: list[CbcResult], duffy_null: bool) -
     chart: dict[str, Any] = {"analyte": "neutrophils", "title": "Neutrophils"}
     if duffy_null:
         threshold = rs.threshold("neutropenia_duffy_null")
-        chart["note"] = (f"Stated Duffy-null: neutropenia is below {threshold.value:g} here, not "
-                         f"{rs.value('neutropenia'):g}.")
+        chart["note"] = (
+            f"Stated Duffy-null: neutropenia is below {threshold.value:g} here, not {rs.value('neutropenia'):g}."
+        )
         chart["sources"] = rs.cite(threshold.sources)
     lines = NEUTROPHIL_LINES_DUFFY_NULL if duffy_null else NEUTROPHIL_LINES
     chart["svg"] = _chart(rs, "neutrophils", "Neutrophils", results, _ruleset_lines(rs, lines))
@@ -371,8 +438,11 @@ def _neutrophil_chart(rs: Ruleset, results: list[CbcResult], duffy_null: bool) -
 
 def _chart(rs: Ruleset, analyte: str, title: str, results: list[CbcResult], lines: tuple[Line, ...]) -> str:
     unit = unit_text(rs.analytes[analyte].canonical_unit)
-    points = [Point(c.collected_at, getattr(c, analyte)) for c in results
-              if c.collected_at is not None and getattr(c, analyte) is not None]
+    points = [
+        Point(c.collected_at, getattr(c, analyte))
+        for c in results
+        if c.collected_at is not None and getattr(c, analyte) is not None
+    ]
     return Markup(trend_chart(f"chart-{analyte}", title, unit, points, lines))  # charts.py escapes its text
 
 
@@ -406,30 +476,59 @@ def patient_page(external_id: str) -> ResponseReturnValue:
         pregnant, trimester = _pregnancy(latest.raw if latest else None)
         cutoff = hemoglobin_cutoff(rs, patient.sex, patient.age_years, pregnant, trimester)
         charts = [
-            {"analyte": "platelets", "title": "Platelets",
-             "svg": _chart(rs, "platelets", "Platelets", results, _ruleset_lines(rs, PLATELET_LINES))},
+            {
+                "analyte": "platelets",
+                "title": "Platelets",
+                "svg": _chart(rs, "platelets", "Platelets", results, _ruleset_lines(rs, PLATELET_LINES)),
+            },
             _neutrophil_chart(rs, results, _duffy_null(latest.raw if latest else None)),
-            {"analyte": "hemoglobin", "title": "Haemoglobin", "note": cutoff.text,
-             "sources": rs.cite(cutoff.sources),
-             "svg": _chart(rs, "hemoglobin", "Haemoglobin", results, cutoff.lines)},
+            {
+                "analyte": "hemoglobin",
+                "title": "Haemoglobin",
+                "note": cutoff.text,
+                "sources": rs.cite(cutoff.sources),
+                "svg": _chart(rs, "hemoglobin", "Haemoglobin", results, cutoff.lines),
+            },
         ]
-        table = [{"collected_at": c.collected_at, "platelets": c.platelets, "neutrophils": c.neutrophils,
-                  "hemoglobin": c.hemoglobin, "wbc": c.wbc, "source": c.source,
-                  "urgency": getattr(_latest_interpretation(c), "urgency", None)}
-                 for c in reversed(results)]
+        table = [
+            {
+                "collected_at": c.collected_at,
+                "platelets": c.platelets,
+                "neutrophils": c.neutrophils,
+                "hemoglobin": c.hemoglobin,
+                "wbc": c.wbc,
+                "source": c.source,
+                "urgency": getattr(_latest_interpretation(c), "urgency", None),
+            }
+            for c in reversed(results)
+        ]
         view = {
-            "external_id": patient.external_id, "sex": patient.sex, "age_years": patient.age_years,
+            "external_id": patient.external_id,
+            "sex": patient.sex,
+            "age_years": patient.age_years,
             "undated": sum(1 for c in results if c.collected_at is None),
-            "latest": None if interpretation is None or latest is None else {
-                "collected_at": latest.collected_at, "urgency": interpretation.urgency,
-                "answer": interpretation.answer or {}, "delta": interpretation.delta or {},
-                "ruleset_version": interpretation.ruleset_version},
+            "latest": None
+            if interpretation is None or latest is None
+            else {
+                "collected_at": latest.collected_at,
+                "urgency": interpretation.urgency,
+                "answer": interpretation.answer or {},
+                "delta": interpretation.delta or {},
+                "ruleset_version": interpretation.ruleset_version,
+            },
         }
     open_referral = next((r for r in referrals if r["status"] in OPEN_STATUSES), None)
     units = {a: unit_text(rs.analytes[a].canonical_unit) for a in ("platelets", "neutrophils", "hemoglobin", "wbc")}
-    return render_template("dashboard/patient.html", patient=view, charts=charts, results=table, referrals=referrals,
-                           open_referral=open_referral, units=units,
-                           here=url_for("dashboard.patient_page", external_id=view["external_id"]))
+    return render_template(
+        "dashboard/patient.html",
+        patient=view,
+        charts=charts,
+        results=table,
+        referrals=referrals,
+        open_referral=open_referral,
+        units=units,
+        here=url_for("dashboard.patient_page", external_id=view["external_id"]),
+    )
 
 
 # --- batches ----------------------------------------------------------------------------------
@@ -441,8 +540,13 @@ RECENT_BATCHES = 20
 
 @bp.get("/batches")
 def batches_page() -> ResponseReturnValue:
-    return render_template("dashboard/batches.html", error=None, mapping="",
-                           limit=current_app.config["MAX_UPLOAD_BYTES"], recent=_recent_batches())
+    return render_template(
+        "dashboard/batches.html",
+        error=None,
+        mapping="",
+        limit=current_app.config["MAX_UPLOAD_BYTES"],
+        recent=_recent_batches(),
+    )
 
 
 def _recent_batches() -> list[dict]:
@@ -450,9 +554,16 @@ def _recent_batches() -> list[dict]:
     for stored in current_store().recent(RECENT_BATCHES):
         record = stored.record
         summary = record.get("summary", {})
-        rows.append({"batch_id": stored.batch_id, "filename": record.get("filename") or "(no name)",
-                     "created_at": record.get("created_at"), "rows_in": summary.get("rows_in", 0),
-                     "interpreted": summary.get("interpreted", 0), "rejected": summary.get("rejected", 0)})
+        rows.append(
+            {
+                "batch_id": stored.batch_id,
+                "filename": record.get("filename") or "(no name)",
+                "created_at": record.get("created_at"),
+                "rows_in": summary.get("rows_in", 0),
+                "interpreted": summary.get("interpreted", 0),
+                "rejected": summary.get("rejected", 0),
+            }
+        )
     return rows
 
 
@@ -463,13 +574,20 @@ def upload_batch() -> ResponseReturnValue:
         stored, created = receive_upload()  # reads the form itself: the upload limit must apply first
     except Problem as problem:
         mapping = request.form.get("mapping", "") if problem.code != 413 else ""
-        return render_template("dashboard/batches.html", error=problem.detail, mapping=mapping,
-                               limit=current_app.config["MAX_UPLOAD_BYTES"], recent=_recent_batches()), \
-            problem.code or 422
+        return render_template(
+            "dashboard/batches.html",
+            error=problem.detail,
+            mapping=mapping,
+            limit=current_app.config["MAX_UPLOAD_BYTES"],
+            recent=_recent_batches(),
+        ), problem.code or 422
     summary = stored.record.get("summary", {})
     if created:
-        flash(f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "
-              "rejected.", "success")
+        flash(
+            f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "
+            "rejected.",
+            "success",
+        )
     else:
         flash("This file was already uploaded with this mapping: here is its summary.", "success")
     return redirect(url_for("dashboard.batch_page", batch_id=stored.batch_id), 303)
@@ -493,11 +611,19 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
         return stored
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     record = stored.record
-    links = {"csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
-             "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
-             "api": url_for("batches.get_batch", batch_id=batch_id)}
-    return render_template("dashboard/batch.html", batch_id=batch_id, record=record, summary=record.get("summary", {}),
-                           links=links, urgencies=URGENCIES)
+    links = {
+        "csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
+        "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
+        "api": url_for("batches.get_batch", batch_id=batch_id),
+    }
+    return render_template(
+        "dashboard/batch.html",
+        batch_id=batch_id,
+        record=record,
+        summary=record.get("summary", {}),
+        links=links,
+        urgencies=URGENCIES,
+    )
 
 
 @bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
@@ -529,8 +655,13 @@ def check_csrf() -> ResponseReturnValue | None:
         if not upload:
             raise
         limit = current_app.config["MAX_UPLOAD_BYTES"]
-        return render_template("dashboard/batches.html", error=f"The upload is larger than {limit} bytes "
-                               "(MAX_UPLOAD_BYTES).", mapping="", limit=limit, recent=_recent_batches()), 413
+        return render_template(
+            "dashboard/batches.html",
+            error=f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).",
+            mapping="",
+            limit=limit,
+            recent=_recent_batches(),
+        ), 413
     if not csrf.is_valid(session, sent):
         return render_template("dashboard/form_refused.html"), 400
     return None

@@ -60,10 +60,14 @@ class AuditRecord:
 
     def row(self, at: datetime) -> dict[str, Any]:
         return {
-            "at": at, "actor_type": self.principal.kind[:10], "actor": _clean(self.principal.name)[:ACTOR_WIDTH],
-            "action": self.action[:20], "patient_external_id": None if self.patient is None else
-            _clean(self.patient)[:PATIENT_WIDTH], "resource": _clean(self.resource)[:RESOURCE_WIDTH],
-            "status": self.status, "remote_addr": (self.remote_addr or "")[:ADDRESS_WIDTH] or None,
+            "at": at,
+            "actor_type": self.principal.kind[:10],
+            "actor": _clean(self.principal.name)[:ACTOR_WIDTH],
+            "action": self.action[:20],
+            "patient_external_id": None if self.patient is None else _clean(self.patient)[:PATIENT_WIDTH],
+            "resource": _clean(self.resource)[:RESOURCE_WIDTH],
+            "status": self.status,
+            "remote_addr": (self.remote_addr or "")[:ADDRESS_WIDTH] or None,
             "request_id": self.request_id[:REQUEST_ID_WIDTH],
         }
 
@@ -111,8 +115,9 @@ def records_for_request(status: int) -> list[AuditRecord]:
     attempt = g.get("sign_in")
     if isinstance(attempt, dict):
         who = principal if principal.kind == "user" else Principal("user", str(attempt.get("username") or "-"))
-        records.append(AuditRecord("sign_in", None, f"{route()} {attempt.get('outcome', '?')}", status, who,
-                                   address, rid))
+        records.append(
+            AuditRecord("sign_in", None, f"{route()} {attempt.get('outcome', '?')}", status, who, address, rid)
+        )
     touched = patients_touched()
     named = g.get("audit_resource")
     if not touched and named is None:
@@ -120,8 +125,10 @@ def records_for_request(status: int) -> list[AuditRecord]:
     resource = route() + (f" {named[0]}" if named else "")
     if not touched:
         return [*records, AuditRecord(named[1], None, resource, status, principal, address, rid)]
-    return [*records, *(AuditRecord(action, patient, resource, status, principal, address, rid)
-                        for patient, action in touched)]
+    return [
+        *records,
+        *(AuditRecord(action, patient, resource, status, principal, address, rid) for patient, action in touched),
+    ]
 
 
 def _write_request_records(response: Response) -> Response:
@@ -131,10 +138,19 @@ def _write_request_records(response: Response) -> Response:
     try:
         write_records(current_database(), records)
     except AuditUnavailable as error:
-        log.error("audit trail unavailable: the answer is withheld", exc_info=error.__cause__, extra={"fields": {
-            "route": route().split(" ", 1)[1], "method": request.method, "rows_lost": len(records),
-            "status_withheld": response.status_code,
-            "actions": sorted({record.action for record in records})}})
+        log.error(
+            "audit trail unavailable: the answer is withheld",
+            exc_info=error.__cause__,
+            extra={
+                "fields": {
+                    "route": route().split(" ", 1)[1],
+                    "method": request.method,
+                    "rows_lost": len(records),
+                    "status_withheld": response.status_code,
+                    "actions": sorted({record.action for record in records}),
+                }
+            },
+        )
         return withheld_response(changed=any(record.action in CHANGES for record in records))
     return response
 
@@ -145,13 +161,17 @@ def withheld_response(*, changed: bool) -> Response:
 
     detail = "The audit trail could not record this access, so the answer is withheld; try again shortly."
     if changed:
-        detail += (" A change this request made may have been saved: repeating it is safe for results (a CBC "
-                   "already stored is recognised), and a referral status change already made is refused (409).")
+        detail += (
+            " A change this request made may have been saved: repeating it is safe for results (a CBC "
+            "already stored is recognised), and a referral status change already made is refused (409)."
+        )
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
     if request.path.startswith(("/api/", "/cds-services")):
         return problem_response(503, detail, title="Audit trail unavailable", headers=headers)
-    page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Service unavailable</title>"
-            f"</head><body><h1>Service unavailable</h1><p>{detail}</p></body></html>")
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Service unavailable</title>'
+        f"</head><body><h1>Service unavailable</h1><p>{detail}</p></body></html>"
+    )
     return Response(page, status=503, content_type="text/html; charset=utf-8", headers=headers)
 
 
@@ -164,8 +184,16 @@ def register_audit(app: Flask) -> None:
 # --- outside a request (the MLLP listener) ----------------------------------------------------------
 
 
-def records_for(patients: Iterable[str | None], action: str, *, resource: str, status: int, principal: Principal,
-                remote_addr: str | None, request_id: str) -> list[AuditRecord]:
+def records_for(
+    patients: Iterable[str | None],
+    action: str,
+    *,
+    resource: str,
+    status: int,
+    principal: Principal,
+    remote_addr: str | None,
+    request_id: str,
+) -> list[AuditRecord]:
     """One record per distinct patient, in order."""
     unique = list(dict.fromkeys(str(patient) for patient in patients if patient))
     return [AuditRecord(action, patient, resource, status, principal, remote_addr, request_id) for patient in unique]
@@ -208,6 +236,10 @@ def touched_batch(batch_id: str, action: str, patients: list[str] | None = None)
         touched_patients(patients, action)
         return
     with current_database().session() as session:
-        stored = session.scalars(select(Patient.external_id).join(CbcResult, CbcResult.patient_id == Patient.id)
-                                 .where(CbcResult.batch_id == batch_id).distinct()).all()
+        stored = session.scalars(
+            select(Patient.external_id)
+            .join(CbcResult, CbcResult.patient_id == Patient.id)
+            .where(CbcResult.batch_id == batch_id)
+            .distinct()
+        ).all()
     touched_patients(sorted(stored), action)

@@ -40,13 +40,20 @@ ISSUERS_EXTENSION = "labservice.cds_jwt_issuers"
 REALM = "labservice"
 
 #: Endpoints anyone may call: no patient data in or out.
-PUBLIC_ENDPOINTS = frozenset({
-    "static", "index",
-    "health.healthz", "ruleset.get_ruleset",
-    "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_assets.static",
-    "dashboard.static", "dashboard.sign_in",
-    "cds_services.discover",
-})
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "static",
+        "index",
+        "health.healthz",
+        "ruleset.get_ruleset",
+        "api-docs.openapi_json",
+        "api-docs.openapi_swagger_ui",
+        "swagger_assets.static",
+        "dashboard.static",
+        "dashboard.sign_in",
+        "cds_services.discover",
+    }
+)
 
 #: The scopes each API endpoint needs (all of them). Reading stored patient data needs `read`; sending CBCs
 #: to interpret (and maybe store) needs `interpret`; a referral status change shows the referral and changes
@@ -88,11 +95,14 @@ def check_public_base_url(base: str, trusted: TrustedIssuers) -> None:
     if base:
         parts = urlsplit(base)
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError(f"PUBLIC_BASE_URL={base!r} must be an absolute http(s) URL such as "
-                             "https://labservice.example.org")
+            raise ValueError(
+                f"PUBLIC_BASE_URL={base!r} must be an absolute http(s) URL such as https://labservice.example.org"
+            )
     elif trusted.issuers:
-        raise ValueError("CDS_JWT_ISSUERS needs PUBLIC_BASE_URL (e.g. https://labservice.example.org): a CDS "
-                         "client JWT's aud is checked against it, not against the request's Host header")
+        raise ValueError(
+            "CDS_JWT_ISSUERS needs PUBLIC_BASE_URL (e.g. https://labservice.example.org): a CDS "
+            "client JWT's aud is checked against it, not against the request's Host header"
+        )
 
 
 def required_scopes(endpoint: str | None) -> tuple[str, ...]:
@@ -197,9 +207,14 @@ def _cds_call() -> ResponseReturnValue | None:
     trusted: TrustedIssuers = current_app.extensions[ISSUERS_EXTENSION]
     try:
         with _database().session() as db:
-            client = verify(token, trusted, _cds_audiences(), db,
-                            leeway=int(current_app.config.get("CDS_JWT_LEEWAY", 60)),
-                            max_lifetime=int(current_app.config.get("CDS_JWT_MAX_LIFETIME", 300)))
+            client = verify(
+                token,
+                trusted,
+                _cds_audiences(),
+                db,
+                leeway=int(current_app.config.get("CDS_JWT_LEEWAY", 60)),
+                max_lifetime=int(current_app.config.get("CDS_JWT_MAX_LIFETIME", 300)),
+            )
     except CdsJwtError as error:
         return unauthorized(True, cds=True, detail=f"The CDS client's JWT is refused: {error}.")
     set_principal(Principal("cds_client", client.issuer, frozenset(CDS_SCOPES)))
@@ -221,8 +236,11 @@ def unauthorized(sent: bool, *, cds: bool = False, detail: str | None = None) ->
     """401: no credentials, or credentials that are not valid (unknown, wrong, revoked or expired)."""
     if detail is None:
         what = "a CDS client JWT (or an API key)" if cds else "an API key"
-        detail = (f"The credentials sent are not valid: send {what} as Authorization: Bearer <token>."
-                  if sent else f"This endpoint needs {what}, sent as Authorization: Bearer <token>.")
+        detail = (
+            f"The credentials sent are not valid: send {what} as Authorization: Bearer <token>."
+            if sent
+            else f"This endpoint needs {what}, sent as Authorization: Bearer <token>."
+        )
     challenge = f'Bearer realm="{REALM}"' + (', error="invalid_token"' if sent else "")
     return problem_response(401, detail, {"Authorization": [detail]}, headers={"WWW-Authenticate": challenge})
 
@@ -232,8 +250,9 @@ def forbidden(missing: list[str]) -> ResponseReturnValue:
     names = " and ".join(f"'{scope}'" for scope in missing)
     detail = f"This API key or user lacks the scope {names} that this endpoint needs."
     challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{" ".join(missing)}"'
-    return problem_response(403, detail, {"scope": [f"Missing: {', '.join(missing)}."]},
-                            headers={"WWW-Authenticate": challenge})
+    return problem_response(
+        403, detail, {"scope": [f"Missing: {', '.join(missing)}."]}, headers={"WWW-Authenticate": challenge}
+    )
 
 
 # --- the OpenAPI document: security schemes and each operation's requirement -------------------------
@@ -261,8 +280,9 @@ class SecurityDocPlugin(BasePlugin):
             operation["description"] = f"{operation.get('description', '').rstrip()}\n\n{note}".strip()
             responses = operation.setdefault("responses", {})
             problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-            responses.setdefault("401", {"description": "No API key, or a key that is unknown or revoked.",
-                                         "content": problem})
+            responses.setdefault(
+                "401", {"description": "No API key, or a key that is unknown or revoked.", "content": problem}
+            )
             responses.setdefault("403", {"description": f"The key lacks the scope {needs}.", "content": problem})
 
 
@@ -271,7 +291,13 @@ def document_security(api: Any) -> None:
     plugin = SecurityDocPlugin()
     plugin.init_spec(api.spec)
     api.spec.plugins.append(plugin)
-    api.spec.components.security_scheme("bearerAuth", {
-        "type": "http", "scheme": "bearer", "bearerFormat": "lsk_<prefix>_<secret>",
-        "description": "An API key made with `labservice create-key --name NAME --scopes interpret,read`. "
-                       "Scopes: `interpret` (send CBCs), `read` (read stored results), `admin` (all)."})
+    api.spec.components.security_scheme(
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "lsk_<prefix>_<secret>",
+            "description": "An API key made with `labservice create-key --name NAME --scopes interpret,read`. "
+            "Scopes: `interpret` (send CBCs), `read` (read stored results), `admin` (all).",
+        },
+    )

@@ -38,8 +38,9 @@ from labservice.store.models import CdsJwtId
 
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
 #: Asymmetric algorithms an issuer may be configured with (HMAC and `none` are refused by the specification).
-ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-                                   "EdDSA"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 JWKS_TIMEOUT_SECONDS = 3
 JWKS_CACHE_SECONDS = 300
 
@@ -70,8 +71,9 @@ class TrustedIssuers:
         with self._lock:
             client = self._clients.get(url)
             if client is None:
-                client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=JWKS_CACHE_SECONDS,
-                                         timeout=JWKS_TIMEOUT_SECONDS)
+                client = jwt.PyJWKClient(
+                    url, cache_jwk_set=True, lifespan=JWKS_CACHE_SECONDS, timeout=JWKS_TIMEOUT_SECONDS
+                )
                 self._clients[url] = client
             return client
 
@@ -97,8 +99,9 @@ def load_issuers(config: str | Mapping[str, Any] | None) -> TrustedIssuers:
 
             public_key = load_pem_public_key(str(entry["public_key"]).encode())
         jku = entry.get("jku") or ()
-        issuers[str(iss)] = Issuer(str(iss), entry.get("jwks_url"), public_key, algorithms,
-                                   tuple([jku] if isinstance(jku, str) else jku))
+        issuers[str(iss)] = Issuer(
+            str(iss), entry.get("jwks_url"), public_key, algorithms, tuple([jku] if isinstance(jku, str) else jku)
+        )
     return TrustedIssuers(issuers)
 
 
@@ -110,8 +113,16 @@ class VerifiedClient:
     tenant: str | None
 
 
-def verify(token: str, trusted: TrustedIssuers, audiences: Sequence[str], session: Session, *,
-           leeway: int = 60, max_lifetime: int = 300, now: datetime | None = None) -> VerifiedClient:
+def verify(
+    token: str,
+    trusted: TrustedIssuers,
+    audiences: Sequence[str],
+    session: Session,
+    *,
+    leeway: int = 60,
+    max_lifetime: int = 300,
+    now: datetime | None = None,
+) -> VerifiedClient:
     """Check the CDS client's JWT for a call to one of `audiences`; raises CdsJwtError with the reason."""
     now = now or datetime.now(UTC)
     try:
@@ -132,8 +143,14 @@ def verify(token: str, trusted: TrustedIssuers, audiences: Sequence[str], sessio
     key = _signing_key(trusted, issuer, header, kid)
     try:
         claims = jwt.decode(
-            token, key, algorithms=list(issuer.algorithms), audience=list(audiences), issuer=iss, leeway=leeway,
-            options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True})
+            token,
+            key,
+            algorithms=list(issuer.algorithms),
+            audience=list(audiences),
+            issuer=iss,
+            leeway=leeway,
+            options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True},
+        )
     except jwt.ExpiredSignatureError:
         raise CdsJwtError("the JWT has expired") from None
     except jwt.InvalidAudienceError:
@@ -155,8 +172,9 @@ def verify(token: str, trusted: TrustedIssuers, audiences: Sequence[str], sessio
     _remember_jti(session, iss, jti, datetime.fromtimestamp(exp + leeway, UTC), now)
     subject = claims.get("sub")
     tenant = claims.get("tenant")
-    return VerifiedClient(iss, subject if isinstance(subject, str) else None, jti,
-                          tenant if isinstance(tenant, str) else None)
+    return VerifiedClient(
+        iss, subject if isinstance(subject, str) else None, jti, tenant if isinstance(tenant, str) else None
+    )
 
 
 def _signing_key(trusted: TrustedIssuers, issuer: Issuer, header: Mapping[str, Any], kid: str) -> Any:

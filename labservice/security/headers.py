@@ -28,12 +28,16 @@ from flask import Flask, Response, current_app, request
 
 from labservice.security.remote import is_https
 
-DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                 "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-SWAGGER_UI_CSP = ("default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
-                  "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; form-action 'self'; "
-                  "base-uri 'none'; frame-ancestors 'none'")
+SWAGGER_UI_CSP = (
+    "default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 DASHBOARD_ENDPOINTS = frozenset({"index"})
 SWAGGER_UI_ENDPOINT = "api-docs.openapi_swagger_ui"
 INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
@@ -48,8 +52,9 @@ COMMON = {
 
 def inline_script_hashes(html: bytes) -> list[str]:
     """'sha256-…' sources for each inline <script> of a page, as CSP Level 2 hashes them."""
-    return [f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'"
-            for body in INLINE_SCRIPT.findall(html)]
+    return [
+        f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'" for body in INLINE_SCRIPT.findall(html)
+    ]
 
 
 def _is_static(endpoint: str) -> bool:

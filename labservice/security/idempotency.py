@@ -115,7 +115,7 @@ def _sf_string(value: str) -> str:
             position += 2
             continue
         if char == '"':
-            if value[position + 1:].lstrip().startswith(","):
+            if value[position + 1 :].lstrip().startswith(","):
                 raise MalformedKey(f"send one {HEADER} header with one key (a comma separates several)")
             if position != len(value) - 1:
                 raise MalformedKey("characters after the closing quote")
@@ -183,8 +183,15 @@ def fingerprint(body_digest: str) -> str:
     """What makes two requests the same: method, path, query (in order of names), content type (without a
     multipart boundary), Accept, and the body's digest."""
     params = {name: value for name, value in request.mimetype_params.items() if name.lower() != "boundary"}
-    parts = [request.method, request.path, sorted(request.args.items(multi=True)), request.mimetype,
-             sorted(params.items()), request.headers.get("Accept", ""), body_digest]
+    parts = [
+        request.method,
+        request.path,
+        sorted(request.args.items(multi=True)),
+        request.mimetype,
+        sorted(params.items()),
+        request.headers.get("Accept", ""),
+        body_digest,
+    ]
     return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode("ascii")).hexdigest()
 
 
@@ -253,31 +260,44 @@ class Claim:
     retry_after: int = 1
 
 
-def claim_key(database, owner: str, key: str, request_hash: str, *, now: datetime, ttl: timedelta,
-              lease: timedelta) -> Claim:
+def claim_key(
+    database, owner: str, key: str, request_hash: str, *, now: datetime, ttl: timedelta, lease: timedelta
+) -> Claim:
     """Claim (owner, key) for this request, or say why not. The unique (owner, key) constraint decides a race:
     the loser reads the winner's record and answers from it."""
     for _ in range(CLAIM_ATTEMPTS):
         try:
             with database.session() as session:
-                record = session.scalars(select(IdempotencyRecord).where(
-                    IdempotencyRecord.owner == owner, IdempotencyRecord.key == key)).first()
+                record = session.scalars(
+                    select(IdempotencyRecord).where(IdempotencyRecord.owner == owner, IdempotencyRecord.key == key)
+                ).first()
                 if record is not None:
                     created = as_utc(record.created_at)
                     expired = created is not None and created <= now - ttl
-                    abandoned = (record.status is None and record.request_hash == request_hash
-                                 and ((created is not None and created <= now - lease)
-                                      or claimant_is_gone(record.claimed_by)))
+                    abandoned = (
+                        record.status is None
+                        and record.request_hash == request_hash
+                        and ((created is not None and created <= now - lease) or claimant_is_gone(record.claimed_by))
+                    )
                     if not (expired or abandoned):
                         return _existing(record, request_hash, now, lease)
                     # Expired, or claimed by a request whose worker died (or whose lease ran out): take it over,
                     # if no one else did (created_at too: SQLite may give a deleted row's id to the next one).
-                    taken = session.execute(delete(IdempotencyRecord).where(
-                        IdempotencyRecord.id == record.id, IdempotencyRecord.created_at == record.created_at))
+                    taken = session.execute(
+                        delete(IdempotencyRecord).where(
+                            IdempotencyRecord.id == record.id, IdempotencyRecord.created_at == record.created_at
+                        )
+                    )
                     if taken.rowcount != 1:
                         raise _TakenMeanwhile
-                fresh = IdempotencyRecord(owner=owner, key=key, request_hash=request_hash, status=None,
-                                          created_at=now, claimed_by=process_identity())
+                fresh = IdempotencyRecord(
+                    owner=owner,
+                    key=key,
+                    request_hash=request_hash,
+                    status=None,
+                    created_at=now,
+                    claimed_by=process_identity(),
+                )
                 session.add(fresh)
                 session.flush()
                 return Claim("new", record_id=fresh.id)
@@ -300,9 +320,17 @@ def complete_key(database, record_id: int, response, patients: list[str]) -> Non
     """Keep the first answer for the retries."""
     headers = [[name, value] for name, value in response.headers.items() if name.lower() not in NOT_KEPT_HEADERS]
     with database.session() as session:
-        session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
-            status=response.status_code, content_type=response.content_type, body=response.get_data(),
-            headers=headers, patients=patients))
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == record_id)
+            .values(
+                status=response.status_code,
+                content_type=response.content_type,
+                body=response.get_data(),
+                headers=headers,
+                patients=patients,
+            )
+        )
 
 
 def release_key(database, record_id: int) -> None:
@@ -338,8 +366,9 @@ def idempotent(view: Callable[..., Any], limit_setting: str) -> Callable[..., An
         try:
             key = parse_key(values)
         except MalformedKey as error:
-            return problem_response(400, f"The {HEADER} header is malformed: {error}.", {HEADER: [str(error)]},
-                                    title=f"Malformed {HEADER}")
+            return problem_response(
+                400, f"The {HEADER} header is malformed: {error}.", {HEADER: [str(error)]}, title=f"Malformed {HEADER}"
+            )
         limit = current_app.config.get(limit_setting)
         try:
             body_digest, spool = spool_body(limit)
@@ -353,8 +382,7 @@ def idempotent(view: Callable[..., Any], limit_setting: str) -> Callable[..., An
     return wrapper
 
 
-def _run_once(view: Callable[..., Any], args: tuple, kwargs: dict, key: str,
-              request_hash: str) -> ResponseReturnValue:
+def _run_once(view: Callable[..., Any], args: tuple, kwargs: dict, key: str, request_hash: str) -> ResponseReturnValue:
     database = current_database()
     now = now_utc()
     ttl = timedelta(hours=int(current_app.config.get("IDEMPOTENCY_TTL_HOURS", 24)))
@@ -363,14 +391,20 @@ def _run_once(view: Callable[..., Any], args: tuple, kwargs: dict, key: str,
     claim = claim_key(database, current_principal().id, key, request_hash, now=now, ttl=ttl, lease=lease)
     if claim.outcome == "mismatch":
         return problem_response(
-            422, f"This {HEADER} was used with a different request (method, path, query, content type, Accept "
-                 "or body). Send a new key for a new request; retry a request only unchanged.",
-            {HEADER: ["Already used with a different request."]}, title=f"{HEADER} is already used")
+            422,
+            f"This {HEADER} was used with a different request (method, path, query, content type, Accept "
+            "or body). Send a new key for a new request; retry a request only unchanged.",
+            {HEADER: ["Already used with a different request."]},
+            title=f"{HEADER} is already used",
+        )
     if claim.outcome == "running":
         return problem_response(
-            409, f"A request with this {HEADER} is still being processed; retry after it has answered.",
+            409,
+            f"A request with this {HEADER} is still being processed; retry after it has answered.",
             {HEADER: ["A request with this key is outstanding."]},
-            title=f"A request is outstanding for this {HEADER}", headers={"Retry-After": str(claim.retry_after)})
+            title=f"A request is outstanding for this {HEADER}",
+            headers={"Retry-After": str(claim.retry_after)},
+        )
     if claim.outcome == "replay" and claim.record is not None:
         return _replay(claim.record)
     assert claim.record_id is not None
@@ -389,8 +423,9 @@ def _run_once(view: Callable[..., Any], args: tuple, kwargs: dict, key: str,
     try:
         complete_key(database, claim.record_id, response, patients)
     except Exception as error:  # the work is done; answer it, a retry waits for the lease then runs again
-        current_app.logger.warning("idempotency record not completed (%s); the answer is sent anyway",
-                                   type(error).__name__)
+        current_app.logger.warning(
+            "idempotency record not completed (%s); the answer is sent anyway", type(error).__name__
+        )
     return response
 
 
@@ -402,8 +437,7 @@ def _forget(database, record_id: int) -> None:
 
 
 def _replay(record: IdempotencyRecord) -> ResponseReturnValue:
-    response = current_app.response_class(record.body or b"", status=record.status,
-                                          content_type=record.content_type)
+    response = current_app.response_class(record.body or b"", status=record.status, content_type=record.content_type)
     for name, value in record.headers or []:
         response.headers.add(name, value)
     response.headers[REPLAYED_HEADER] = "true"
@@ -422,22 +456,31 @@ def register_idempotency(app: Flask) -> None:
 # --- the OpenAPI document --------------------------------------------------------------------------
 
 KEY_PARAMETER = {
-    "name": HEADER, "in": "header", "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH + 2,
-               # A quoted sf-string (printable ASCII, \" and \\ escaped) or bare printable ASCII without a comma.
-               "pattern": r'^("([ !#-\[\]-~]|\\["\\])+"|[!#-+\--~]+)$',
-               "example": '"8e03978e-40d5-43e8-bc93-6894a57f9324"'},
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH + 2,
+        # A quoted sf-string (printable ASCII, \" and \\ escaped) or bare printable ASCII without a comma.
+        "pattern": r'^("([ !#-\[\]-~]|\\["\\])+"|[!#-+\--~]+)$',
+        "example": '"8e03978e-40d5-43e8-bc93-6894a57f9324"',
+    },
     "description": (
         "Makes a retry safe (draft-ietf-httpapi-idempotency-key-header): a Structured Field String "
-        f"(`\"...\"`; the bare form is accepted too) of 1 to {MAX_KEY_LENGTH} printable ASCII characters, "
+        f'(`"..."`; the bare form is accepted too) of 1 to {MAX_KEY_LENGTH} printable ASCII characters, '
         "unique per operation (a UUID v4). A retry with the same key and the same request (method, path, "
         "query, content type, Accept and body) gets the first answer again, with `Idempotent-Replayed: true`, "
         "and stores nothing twice. The same key with another request: 422; while the first request still runs: "
         "409 with Retry-After. 5xx answers are not kept. Keys belong to the caller (the API key) and expire "
-        "after IDEMPOTENCY_TTL_HOURS (24)."),
+        "after IDEMPOTENCY_TTL_HOURS (24)."
+    ),
 }
-REPLAYED_RESPONSE_HEADER = {"description": "`true` when this is the kept answer to an earlier request with the "
-                                           "same Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}}
+REPLAYED_RESPONSE_HEADER = {
+    "description": "`true` when this is the kept answer to an earlier request with the same Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 EXTRA_RESPONSES = {
     "400": f"A malformed {HEADER} header (or several).",

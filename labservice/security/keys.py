@@ -66,8 +66,9 @@ def parse_scopes(text: str | Iterable[str]) -> tuple[str, ...]:
 def create_key(session: Session, name: str, scopes: Iterable[str], *, now: datetime | None = None) -> NewKey:
     """Add a key named `name` (letters, digits, . _ @ -) with these scopes; the token is in the answer only."""
     if not NAME_PATTERN.match(name or ""):
-        raise ApiKeyError("a key name is 1 to 100 letters, digits, '.', '_', '@' or '-', starting with a letter or "
-                        "digit")
+        raise ApiKeyError(
+            "a key name is 1 to 100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+        )
     scope_list = parse_scopes(scopes)
     if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise ApiKeyError(f"a key named {name!r} already exists (revoke-key it, or choose another name)")
@@ -76,8 +77,15 @@ def create_key(session: Session, name: str, scopes: Iterable[str], *, now: datet
         if session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) is None:
             break
     secret = secrets.token_urlsafe(SECRET_BYTES)
-    session.add(ApiKey(name=name, prefix=prefix, secret_hash=hash_secret(secret), scopes=list(scope_list),
-                       created_at=now or datetime.now(UTC)))
+    session.add(
+        ApiKey(
+            name=name,
+            prefix=prefix,
+            secret_hash=hash_secret(secret),
+            scopes=list(scope_list),
+            created_at=now or datetime.now(UTC),
+        )
+    )
     session.flush()
     return NewKey(name, f"{KEY_PREFIX}_{prefix}_{secret}", scope_list)
 

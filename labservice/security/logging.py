@@ -90,14 +90,20 @@ def _log_request(status: int) -> None:
     level = logging.WARNING if status >= 500 else logging.INFO
     if not access_log.isEnabledFor(level):
         return
-    access_log.log(level, "request", extra={"fields": {
-        "method": request.method,
-        "route": request.url_rule.rule if request.url_rule is not None else NO_ROUTE,
-        "status": status,
-        "duration_ms": None if duration is None else round(duration, 2),
-        "principal": _principal_id(),
-        "remote_addr": remote_address(),
-    }})
+    access_log.log(
+        level,
+        "request",
+        extra={
+            "fields": {
+                "method": request.method,
+                "route": request.url_rule.rule if request.url_rule is not None else NO_ROUTE,
+                "status": status,
+                "duration_ms": None if duration is None else round(duration, 2),
+                "principal": _principal_id(),
+                "remote_addr": remote_address(),
+            }
+        },
+    )
 
 
 def _teardown(error: BaseException | None) -> None:
@@ -108,8 +114,7 @@ def _teardown(error: BaseException | None) -> None:
 
 def _log_exception(app: Flask, exc_info: Any) -> None:
     """Flask's log_exception without the path (it can hold a patient id): the route and the traceback."""
-    app.logger.error("unhandled exception in %s", route() if has_request_context() else "no request",
-                     exc_info=exc_info)
+    app.logger.error("unhandled exception in %s", route() if has_request_context() else "no request", exc_info=exc_info)
 
 
 def register_logging(app: Flask) -> None:
@@ -213,8 +218,14 @@ def gunicorn_logconfig() -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
         "filters": {"no_url": {"()": NoUrlFilter}},
-        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["no_url"],
-                              "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["no_url"],
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"level": "INFO", "handlers": ["json"]},
         "loggers": {
             "gunicorn.error": {"handlers": [], "propagate": True},  # its level: gunicorn's --log-level
@@ -229,8 +240,9 @@ def enable_access_log(destination: str | None) -> None:
     """gunicorn's access log, when asked for (--access-logfile): JSON lines in GUNICORN_ACCESS_FORMAT."""
     if not destination:
         return
-    handler: logging.Handler = (logging.StreamHandler(sys.stdout) if destination == "-"
-                                else logging.FileHandler(destination))
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stdout) if destination == "-" else logging.FileHandler(destination)
+    )
     handler.setFormatter(JsonFormatter())
     access = logging.getLogger("gunicorn.access")
     access.addHandler(handler)

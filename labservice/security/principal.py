@@ -17,8 +17,8 @@ SCOPES = ("interpret", "read", "admin")
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str                      # "api_key", "user", "cds_client" or "anonymous"
-    name: str                      # key name, username, JWT issuer (no secret, no patient data)
+    kind: str  # "api_key", "user", "cds_client" or "anonymous"
+    name: str  # key name, username, JWT issuer (no secret, no patient data)
     scopes: frozenset[str] = frozenset()
 
     @property

@@ -51,10 +51,32 @@ EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static"})
 #: POSTs that upload a CSV batch (the expensive requests).
 UPLOAD_ENDPOINTS = frozenset({"batches.create_batch", "dashboard.upload_batch"})
 #: Sign-in form posts (counted by address).
-SIGN_IN_ENDPOINTS = frozenset({"dashboard.sign_in", "dashboard.login", "auth.login", "auth.sign_in",
-                               "dashboard.sign_in_post", "dashboard.login_post"})
-UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
-         "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+SIGN_IN_ENDPOINTS = frozenset(
+    {
+        "dashboard.sign_in",
+        "dashboard.login",
+        "auth.login",
+        "auth.sign_in",
+        "dashboard.sign_in_post",
+        "dashboard.login_post",
+    }
+)
+UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+}
 RATE_TEXT = re.compile(r"\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+)\s*", re.IGNORECASE)
 OFF = ("", "off", "none", "0", "false", "unlimited")
 
@@ -88,7 +110,7 @@ class Rate:
 class Decision:
     allowed: bool
     retry_after: float  # seconds until a request would be admitted (0 when this one was)
-    remaining: int      # requests still admitted at once after this one
+    remaining: int  # requests still admitted at once after this one
 
 
 class Limiter(Protocol):
@@ -166,8 +188,7 @@ class RedisLimiter:
     def from_url(cls, url: str, prefix: str) -> RedisLimiter:
         import redis
 
-        client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25,
-                                      health_check_interval=30)
+        client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30)
         return cls(client, prefix)
 
     def hit(self, key: str, rate: Rate) -> Decision:
@@ -175,14 +196,18 @@ class RedisLimiter:
         if now >= self.down_until:
             try:
                 allowed, retry_ms, remaining = self.script(
-                    keys=[self.prefix + key], args=[repr(rate.emission * 1000), repr(rate.period * 1000)])
+                    keys=[self.prefix + key], args=[repr(rate.emission * 1000), repr(rate.period * 1000)]
+                )
                 return Decision(bool(int(allowed)), float(retry_ms) / 1000, int(float(remaining)))
             except Exception as error:  # redis.RedisError, OSError: count in memory for a while
                 self.down_until = now + self.RETRY_SECONDS
                 if now - self.warned_at >= self.WARN_EVERY_SECONDS:
                     self.warned_at = now
-                    log.warning("Redis rate-limit store unavailable (%s): counting in this process's memory "
-                                "for %gs", type(error).__name__, self.RETRY_SECONDS)
+                    log.warning(
+                        "Redis rate-limit store unavailable (%s): counting in this process's memory for %gs",
+                        type(error).__name__,
+                        self.RETRY_SECONDS,
+                    )
         return self.fallback.hit(key, rate)
 
 
@@ -240,8 +265,10 @@ def too_many_requests(retry_after: float, bucket: str) -> Response:
     headers = {"Retry-After": str(seconds)}
     if request.path.startswith(("/api/", "/cds-services")):
         return problem_response(429, detail, headers=headers)
-    page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Too many requests</title>"
-            f"</head><body><h1>Too many requests</h1><p>{detail}</p></body></html>")
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Too many requests</title>'
+        f"</head><body><h1>Too many requests</h1><p>{detail}</p></body></html>"
+    )
     return Response(page, status=429, content_type="text/html; charset=utf-8", headers=headers)
 
 
@@ -256,9 +283,11 @@ def register_rate_limits(app: Flask) -> None:
     """Read the limits (a malformed one stops the app, naming the setting) and count every request.
 
     Register it after authentication: the caller's principal must be known when it runs."""
-    policy = Policy(Rate.parse(app.config.get("RATE_LIMIT"), "RATE_LIMIT"),
-                    Rate.parse(app.config.get("RATE_LIMIT_UPLOADS"), "RATE_LIMIT_UPLOADS"),
-                    Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN"), "RATE_LIMIT_SIGN_IN"),
-                    Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN_GLOBAL"), "RATE_LIMIT_SIGN_IN_GLOBAL"))
+    policy = Policy(
+        Rate.parse(app.config.get("RATE_LIMIT"), "RATE_LIMIT"),
+        Rate.parse(app.config.get("RATE_LIMIT_UPLOADS"), "RATE_LIMIT_UPLOADS"),
+        Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN"), "RATE_LIMIT_SIGN_IN"),
+        Rate.parse(app.config.get("RATE_LIMIT_SIGN_IN_GLOBAL"), "RATE_LIMIT_SIGN_IN_GLOBAL"),
+    )
     app.extensions[EXTENSION] = (make_limiter(app.config), policy)
     app.before_request(check_rate_limits)

@@ -84,13 +84,19 @@ def check_password_rules(password: str) -> None:
         raise UserError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
 
 
-def create_user(session: Session, username: str, password: str, *, role: str = "clinician",
-                display_name: str | None = None, hasher: PasswordHasher = PASSWORD_HASHER,
-                now: datetime | None = None) -> User:
+def create_user(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    role: str = "clinician",
+    display_name: str | None = None,
+    hasher: PasswordHasher = PASSWORD_HASHER,
+    now: datetime | None = None,
+) -> User:
     """Add a dashboard user; the password is kept only as an argon2id hash."""
     if not USERNAME_PATTERN.match(username or ""):
-        raise UserError("a username is 1 to 100 letters, digits, '.', '_', '@' or '-', starting with a letter or "
-                        "digit")
+        raise UserError("a username is 1 to 100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
     if role not in USER_ROLES:
         raise UserError(f"unknown role {role!r}; roles are {', '.join(USER_ROLES)}")
     display = " ".join((display_name or username).split())
@@ -99,8 +105,14 @@ def create_user(session: Session, username: str, password: str, *, role: str = "
     check_password_rules(password)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise UserError(f"a user named {username!r} already exists")
-    user = User(username=username, display_name=display, password_hash=hasher.hash(password), role=role,
-                created_at=now or datetime.now(UTC), failed_sign_ins=0)
+    user = User(
+        username=username,
+        display_name=display,
+        password_hash=hasher.hash(password),
+        role=role,
+        created_at=now or datetime.now(UTC),
+        failed_sign_ins=0,
+    )
     session.add(user)
     session.flush()
     return user
@@ -131,8 +143,15 @@ def lock_for(failures: int) -> timedelta | None:
     return min(LONGEST_LOCK, FIRST_LOCK * (2 ** (failures - FREE_ATTEMPTS)))
 
 
-def sign_in(session: Session, username: str, password: str, *, address: str | None = None,
-            hasher: PasswordHasher = PASSWORD_HASHER, now: datetime | None = None) -> SignIn:
+def sign_in(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    address: str | None = None,
+    hasher: PasswordHasher = PASSWORD_HASHER,
+    now: datetime | None = None,
+) -> SignIn:
     """Check a username and password from `address`; one argon2 verification whatever the outcome; count
     failures per (user, address) and per user; rehash on outdated parameters (see the module docstring)."""
     now = now or datetime.now(UTC)
@@ -200,10 +219,13 @@ def _count_success(session: Session, user: User, pair: SignInLock | None, where:
 
 def _forget_stale(session: Session, user_id: int, now: datetime) -> None:
     """Drop this user's (user, address) records that no longer matter: failures long past, old known addresses."""
-    session.execute(delete(SignInLock).where(
-        SignInLock.user_id == user_id,
-        and_(SignInLock.updated_at < now - FORGET_FAILURES_AFTER, SignInLock.succeeded_at.is_(None))
-        | (SignInLock.succeeded_at < now - timedelta(days=KNOWN_ADDRESS_DAYS))))
+    session.execute(
+        delete(SignInLock).where(
+            SignInLock.user_id == user_id,
+            and_(SignInLock.updated_at < now - FORGET_FAILURES_AFTER, SignInLock.succeeded_at.is_(None))
+            | (SignInLock.succeeded_at < now - timedelta(days=KNOWN_ADDRESS_DAYS)),
+        )
+    )
 
 
 def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:

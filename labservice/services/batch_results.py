@@ -46,17 +46,24 @@ def find_batch(batch_id: str) -> StoredBatch:
 
 def _gone(batch_id: str, purged_at: datetime) -> Problem:
     days = current_app.config["BATCH_RETENTION_DAYS"]
-    return Problem(410, f"The results of batch {batch_id} were deleted on {as_utc(purged_at):%Y-%m-%d}: batch results "
-                        f"are kept {days} days after their upload (BATCH_RETENTION_DAYS). The CBCs and referrals it "
-                        "stored stay in the patients' records; upload the file again to make its results again.",
-                   title="Batch Results Expired")
+    return Problem(
+        410,
+        f"The results of batch {batch_id} were deleted on {as_utc(purged_at):%Y-%m-%d}: batch results "
+        f"are kept {days} days after their upload (BATCH_RETENTION_DAYS). The CBCs and referrals it "
+        "stored stay in the patients' records; upload the file again to make its results again.",
+        title="Batch Results Expired",
+    )
 
 
 def purge_now_and_then_configured(store: BatchStore, database: Database) -> None:
     """Purge expired batch results, at most once per BATCH_PURGE_INTERVAL_SECONDS in this process."""
     config = current_app.config
-    purge_now_and_then(store, database, retention_days=config["BATCH_RETENTION_DAYS"],
-                       interval_seconds=config["BATCH_PURGE_INTERVAL_SECONDS"])
+    purge_now_and_then(
+        store,
+        database,
+        retention_days=config["BATCH_RETENTION_DAYS"],
+        interval_seconds=config["BATCH_PURGE_INTERVAL_SECONDS"],
+    )
 
 
 def send_batch_result(batch_id: str, kind: str) -> ResponseReturnValue:

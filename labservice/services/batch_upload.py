@@ -79,17 +79,41 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 
     def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:
         patients = PatientIds()  # kept beside the results: every read of the batch names them (audit trail)
-        summary = run_batch(upload, csv_out=csv_out, json_out=json_out, options=options, ruleset=ruleset,
-                            keep_rows=patients.keeping(keep_rows))
-        return {"batch_id": batch_id, "content_sha256": sha256, "mapping": mapping, "filename": filename,
-                "created_at": now_utc().isoformat(), "summary": summary.to_dict(), "patients": patients.ids()}
+        summary = run_batch(
+            upload,
+            csv_out=csv_out,
+            json_out=json_out,
+            options=options,
+            ruleset=ruleset,
+            keep_rows=patients.keeping(keep_rows),
+        )
+        return {
+            "batch_id": batch_id,
+            "content_sha256": sha256,
+            "mapping": mapping,
+            "filename": filename,
+            "created_at": now_utc().isoformat(),
+            "summary": summary.to_dict(),
+            "patients": patients.ids(),
+        }
 
     try:
         # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
-        stored, created = save_batch(store, batch_id, run, database=database, rs=ruleset,
-                                     window_days=current_app.config["DELTA_WINDOW_DAYS"], content_sha256=sha256,
-                                     filename=filename, date_order=options.date_order, wrap_keep=noting_patients,
-                                     store_rows=keep, owner=owner, quota=quota)
+        stored, created = save_batch(
+            store,
+            batch_id,
+            run,
+            database=database,
+            rs=ruleset,
+            window_days=current_app.config["DELTA_WINDOW_DAYS"],
+            content_sha256=sha256,
+            filename=filename,
+            date_order=options.date_order,
+            wrap_keep=noting_patients,
+            store_rows=keep,
+            owner=owner,
+            quota=quota,
+        )
     except QuotaExceeded as error:
         raise _over_quota(error.used, error.size, error.limit) from None
     except MappingError as error:
@@ -127,16 +151,26 @@ def _check_quota(database: Database, owner: str, quota: int) -> None:
 def _over_quota(used: int, size: int | None, limit: int) -> Problem:
     """507 (the owner's kept results are at the quota), or 413 when this batch's results alone exceed it."""
     days = current_app.config["BATCH_RETENTION_DAYS"]
-    later = (f"Batch results are deleted {days} days after their upload (BATCH_RETENTION_DAYS), which frees the "
-             "space; nothing of this upload was kept.")
+    later = (
+        f"Batch results are deleted {days} days after their upload (BATCH_RETENTION_DAYS), which frees the "
+        "space; nothing of this upload was kept."
+    )
     if size is not None and size > limit:
-        return Problem(413, f"This batch's results ({size} bytes) are larger than the whole quota of {limit} bytes "
-                            "(BATCH_QUOTA_BYTES): split the file into smaller ones.",
-                       {"file": [f"Results of {size} bytes; quota {limit} bytes."]}, title="Batch Results Too Large")
+        return Problem(
+            413,
+            f"This batch's results ({size} bytes) are larger than the whole quota of {limit} bytes "
+            "(BATCH_QUOTA_BYTES): split the file into smaller ones.",
+            {"file": [f"Results of {size} bytes; quota {limit} bytes."]},
+            title="Batch Results Too Large",
+        )
     taking = "" if size is None else f" and this batch's results ({size} bytes) would take it over"
-    return Problem(507, f"The batch results kept for this API key or user use {used} bytes of its quota of {limit} "
-                        f"bytes (BATCH_QUOTA_BYTES){taking}. {later}",
-                   {"quota": [f"{used} bytes used of {limit} bytes."]}, title="Batch Storage Quota Exceeded")
+    return Problem(
+        507,
+        f"The batch results kept for this API key or user use {used} bytes of its quota of {limit} "
+        f"bytes (BATCH_QUOTA_BYTES){taking}. {later}",
+        {"quota": [f"{used} bytes used of {limit} bytes."]},
+        title="Batch Storage Quota Exceeded",
+    )
 
 
 def _read_form(limit: int) -> tuple[IO[bytes], str | None]:
@@ -145,22 +179,29 @@ def _read_form(limit: int) -> tuple[IO[bytes], str | None]:
         files, form = request.files, request.form
     except RequestEntityTooLarge:
         if request.content_length is not None and request.content_length <= limit:
-            raise Problem(413, "A form field other than `file` is larger than MAX_FORM_MEMORY_SIZE "
-                               f"({current_app.config['MAX_FORM_MEMORY_SIZE']} bytes).") from None
-        raise Problem(413, f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).",
-                      {"file": [f"At most {limit} bytes."]}) from None
+            raise Problem(
+                413,
+                "A form field other than `file` is larger than MAX_FORM_MEMORY_SIZE "
+                f"({current_app.config['MAX_FORM_MEMORY_SIZE']} bytes).",
+            ) from None
+        raise Problem(
+            413, f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).", {"file": [f"At most {limit} bytes."]}
+        ) from None
     upload = files.get("file")
     if upload is None:
-        hint = (" `file` was sent as a text field: send it as a file part (with a filename)."
-                if "file" in form else "")
-        raise Problem(422, f"No CSV file in the upload: send it in the multipart field `file`.{hint}",
-                      {"file": ["Missing file part."]})
+        hint = " `file` was sent as a text field: send it as a file part (with a filename)." if "file" in form else ""
+        raise Problem(
+            422,
+            f"No CSV file in the upload: send it in the multipart field `file`.{hint}",
+            {"file": ["Missing file part."]},
+        )
     mapping = files.get("mapping")
     if mapping is not None:
         raw = mapping.stream.read(MAX_MAPPING_BYTES + 1)
         if len(raw) > MAX_MAPPING_BYTES:
-            raise Problem(422, "The mapping document is too large.",
-                          {"mapping": [f"At most {MAX_MAPPING_BYTES} bytes."]})
+            raise Problem(
+                422, "The mapping document is too large.", {"mapping": [f"At most {MAX_MAPPING_BYTES} bytes."]}
+            )
         try:
             return upload.stream, raw.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -171,8 +212,11 @@ def _read_form(limit: int) -> tuple[IO[bytes], str | None]:
 def _check_rows(upload: IO[bytes]) -> None:
     limit = current_app.config["MAX_BATCH_ROWS"]
     if rows_over_limit(upload, limit) is not None:
-        raise Problem(413, f"The file has more than {limit} data rows (MAX_BATCH_ROWS): split it into smaller "
-                           "files.", {"file": [f"At most {limit} data rows after the header."]})
+        raise Problem(
+            413,
+            f"The file has more than {limit} data rows (MAX_BATCH_ROWS): split it into smaller files.",
+            {"file": [f"At most {limit} data rows after the header."]},
+        )
 
 
 def _options(mapping_text: str | None) -> BatchOptions:

@@ -40,9 +40,16 @@ class Received:
         return "AA" if self.problem is None else self.problem.ack_code
 
 
-def receive_message(body: bytes, settings: ReadSettings, *, keep: Keep | None = None,
-                    charset: str | None = None, max_cbcs: int | None = None,
-                    clock_skew: timedelta | None = None, may_read: bool = True) -> Received:
+def receive_message(
+    body: bytes,
+    settings: ReadSettings,
+    *,
+    keep: Keep | None = None,
+    charset: str | None = None,
+    max_cbcs: int | None = None,
+    clock_skew: timedelta | None = None,
+    may_read: bool = True,
+) -> Received:
     """Decode, read, validate, interpret and (with `keep`) store one message; never raises Hl7Problem.
 
     With `clock_skew`, a collection time more than that ahead of the service's clock is an AE naming its field.
@@ -67,21 +74,33 @@ def order_groups_read(max_cbcs: int | None) -> int | None:
     return None if max_cbcs is None else max(2 * max_cbcs, 100)
 
 
-def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbcs: int | None,
-               clock_skew: timedelta | None, may_read: bool) -> dict[str, Any]:
+def _interpret(
+    read: Hl7Read,
+    settings: ReadSettings,
+    keep: Keep | None,
+    max_cbcs: int | None,
+    clock_skew: timedelta | None,
+    may_read: bool,
+) -> dict[str, Any]:
     if read.errors:
         raise Hl7Problem(422, first_error(read.errors), read.errors, codes=read.codes)
     if not read.cbcs:
         errors: dict[str, list[str]] = {}
         for entry in read.unused:
             errors.setdefault(entry["location"], []).append(entry["reason"])
-        raise Hl7Problem(422, f"No OBX in the message holds a CBC result read here ({len(read.unused)} "
-                              "segments or lines not used; `errors` says why).",
-                         errors or {"OBX": ["the message holds no OBX segment"]},
-                         default_code=REQUIRED_FIELD_MISSING)
+        raise Hl7Problem(
+            422,
+            f"No OBX in the message holds a CBC result read here ({len(read.unused)} "
+            "segments or lines not used; `errors` says why).",
+            errors or {"OBX": ["the message holds no OBX segment"]},
+            default_code=REQUIRED_FIELD_MISSING,
+        )
     if max_cbcs is not None and len(read.cbcs) > max_cbcs:
-        raise Hl7Problem(413, f"The message holds {len(read.cbcs)} CBCs; the limit is {max_cbcs} per message.",
-                         {"OBR": [f"at most {max_cbcs} order groups with CBC results"]})
+        raise Hl7Problem(
+            413,
+            f"The message holds {len(read.cbcs)} CBCs; the limit is {max_cbcs} per message.",
+            {"OBR": [f"at most {max_cbcs} order groups with CBC results"]},
+        )
     documents = [cbc.document for cbc in read.cbcs]
     locations = [cbc.locations for cbc in read.cbcs]
     try:
@@ -91,8 +110,15 @@ def _interpret(read: Hl7Read, settings: ReadSettings, keep: Keep | None, max_cbc
     header = read.parsed.header.as_dict()
     raws = [{**cbc.document, "hl7v2": {"message": header, **cbc.source}} for cbc in read.cbcs]
     try:
-        answers = interpret_documents(loaded, ruleset=settings.ruleset, indexed=True, keep=keep, raws=raws,
-                                      clock_skew=clock_skew, may_read=may_read)
+        answers = interpret_documents(
+            loaded,
+            ruleset=settings.ruleset,
+            indexed=True,
+            keep=keep,
+            raws=raws,
+            clock_skew=clock_skew,
+            may_read=may_read,
+        )
     except InputError as error:
         _raise_relocated(error.errors, locations)
     return {

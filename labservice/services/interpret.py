@@ -38,8 +38,10 @@ def interpret_documents(
     answers = render_interpretations(result, parsed.patient_ids, parsed.reported)
     if keep is not None:
         positions = [i for i, patient in enumerate(parsed.patient_ids) if patient]
-        items = [to_store(docs[i], (raws or docs)[i], parsed.columns, i, str(parsed.patient_ids[i]), answers[i])
-                 for i in positions]
+        items = [
+            to_store(docs[i], (raws or docs)[i], parsed.columns, i, str(parsed.patient_ids[i]), answers[i])
+            for i in positions
+        ]
         for i, stored in zip(positions, keep(items), strict=True):
             answers[i] = with_stored(stored) if may_read else with_stored_hidden(stored)
     return answers

@@ -35,7 +35,7 @@ def database_url(configured: str | None, instance_path: str | Path) -> str:
         return f"sqlite:///{Path(instance_path) / DEFAULT_SQLITE_NAME}"
     for prefix in ("postgres://", "postgresql://"):
         if configured.startswith(prefix):
-            return "postgresql+psycopg://" + configured[len(prefix):]
+            return "postgresql+psycopg://" + configured[len(prefix) :]
     return configured
 
 
@@ -57,8 +57,14 @@ def make_engine(url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeou
     if url.startswith("postgresql+psycopg"):
         connect_args = {"connect_timeout": connect_timeout, **KEEPALIVES}
     # pool_timeout: a request waits at most this long for a free pooled connection (then 503).
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=connect_timeout * 2,
-                         connect_args=connect_args)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=connect_timeout * 2,
+        connect_args=connect_args,
+    )
 
 
 def answers(url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -> bool:
@@ -83,7 +89,8 @@ def migrate_if_it_answers(url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -
     that answers but cannot be migrated still stops the start."""
     if not answers(url, connect_timeout=connect_timeout):
         logging.getLogger(__name__).warning(
-            "the database does not answer: not migrated at start-up; requests answer 503 until it does")
+            "the database does not answer: not migrated at start-up; requests answer 503 until it does"
+        )
         return False
     migrate(url)
     return True
@@ -103,7 +110,7 @@ def migrate(url: str) -> None:
     from alembic import command
 
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), "head")
 
 
@@ -113,8 +120,7 @@ class Database:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def connect(cls, url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeout: int = BUSY_TIMEOUT
-                ) -> Database:
+    def connect(cls, url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeout: int = BUSY_TIMEOUT) -> Database:
         engine = make_engine(url, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
         return cls(engine, sessionmaker(engine, expire_on_commit=False))
 

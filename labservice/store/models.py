@@ -29,13 +29,26 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Normalised analytes kept as columns (canonical units) for trends and delta checks.
-VALUE_COLUMNS = ("platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
-                 "reticulocytes")
+VALUE_COLUMNS = (
+    "platelets",
+    "wbc",
+    "neutrophils",
+    "lymphocytes",
+    "hemoglobin",
+    "hematocrit",
+    "rbc",
+    "mcv",
+    "reticulocytes",
+)
 REFERRAL_STATUSES = ("new", "acknowledged", "referred", "dismissed")
 OPEN_STATUSES = ("new", "acknowledged")
 #: Allowed status changes (new → acknowledged → referred or dismissed; new may go straight to either).
-TRANSITIONS = {"new": ("acknowledged", "referred", "dismissed"), "acknowledged": ("referred", "dismissed"),
-               "referred": (), "dismissed": ()}
+TRANSITIONS = {
+    "new": ("acknowledged", "referred", "dismissed"),
+    "acknowledged": ("referred", "dismissed"),
+    "referred": (),
+    "dismissed": (),
+}
 
 
 class Base(DeclarativeBase):
@@ -133,9 +146,13 @@ class Referral(Base):
         Index("ix_referrals_worklist", "status", "urgency_rank", "collected_at"),
         Index("ix_referrals_patient_status", "patient_id", "status"),
         # One open referral per patient, enforced by the database (partial unique index).
-        Index("uq_referrals_one_open", "patient_id", unique=True,
-              postgresql_where=text("status IN ('new', 'acknowledged')"),
-              sqlite_where=text("status IN ('new', 'acknowledged')")),
+        Index(
+            "uq_referrals_one_open",
+            "patient_id",
+            unique=True,
+            postgresql_where=text("status IN ('new', 'acknowledged')"),
+            sqlite_where=text("status IN ('new', 'acknowledged')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -193,10 +210,10 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)       # who or what holds it ("lis-interface")
-    prefix: Mapped[str] = mapped_column(String(16), unique=True)      # the public part, to find the row
-    secret_hash: Mapped[str] = mapped_column(String(128))             # hash of the secret part
-    scopes: Mapped[list] = mapped_column(JSON)                        # subset of API_KEY_SCOPES
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # who or what holds it ("lis-interface")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # the public part, to find the row
+    secret_hash: Mapped[str] = mapped_column(String(128))  # hash of the secret part
+    scopes: Mapped[list] = mapped_column(JSON)  # subset of API_KEY_SCOPES
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
@@ -262,11 +279,11 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime]
-    actor_type: Mapped[str] = mapped_column(String(10))              # "api_key", "user" or "anonymous"
-    actor: Mapped[str] = mapped_column(String(200))                  # key name or username
-    action: Mapped[str] = mapped_column(String(20))                  # "read", "create", "update", "login", ...
+    actor_type: Mapped[str] = mapped_column(String(10))  # "api_key", "user" or "anonymous"
+    actor: Mapped[str] = mapped_column(String(200))  # key name or username
+    action: Mapped[str] = mapped_column(String(20))  # "read", "create", "update", "login", ...
     patient_external_id: Mapped[str | None] = mapped_column(String(200))
-    resource: Mapped[str] = mapped_column(String(200))               # route, e.g. "GET /api/v1/referrals/<id>"
+    resource: Mapped[str] = mapped_column(String(200))  # route, e.g. "GET /api/v1/referrals/<id>"
     status: Mapped[int] = mapped_column(Integer)
     remote_addr: Mapped[str | None] = mapped_column(String(100))
     request_id: Mapped[str] = mapped_column(String(64))
@@ -276,18 +293,20 @@ class IdempotencyRecord(Base):
     """The first answer to a POST sent with an Idempotency-Key, replayed for retries of the same request."""
 
     __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),
-                      Index("ix_idempotency_records_created_at", "created_at"))  # migration 0005
+    __table_args__ = (
+        UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),
+        Index("ix_idempotency_records_created_at", "created_at"),
+    )  # migration 0005
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner: Mapped[str] = mapped_column(String(220))                  # the principal, e.g. "api_key:lis-interface"
-    key: Mapped[str] = mapped_column(String(255))                    # the Idempotency-Key header
-    request_hash: Mapped[str] = mapped_column(String(64))            # SHA-256 of method, path, query and body
-    status: Mapped[int | None] = mapped_column(Integer)              # None while the first request runs
+    owner: Mapped[str] = mapped_column(String(220))  # the principal, e.g. "api_key:lis-interface"
+    key: Mapped[str] = mapped_column(String(255))  # the Idempotency-Key header
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of method, path, query and body
+    status: Mapped[int | None] = mapped_column(Integer)  # None while the first request runs
     content_type: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
-    headers: Mapped[list | None] = mapped_column(JSON)               # [name, value] pairs of the view's answer
-    patients: Mapped[list | None] = mapped_column(JSON)              # patient ids the answer showed (audit)
+    headers: Mapped[list | None] = mapped_column(JSON)  # [name, value] pairs of the view's answer
+    patients: Mapped[list | None] = mapped_column(JSON)  # patient ids the answer showed (audit)
     #: The process running the first request (host|boot id|pid namespace|pid|start time; migration 0006).
     claimed_by: Mapped[str | None] = mapped_column(String(200))

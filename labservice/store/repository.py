@@ -55,8 +55,9 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def fingerprint(patient: str, collected_at: datetime | None, values: dict[str, float | None], urgency: str,
-                findings: Sequence[str]) -> str:
+def fingerprint(
+    patient: str, collected_at: datetime | None, values: dict[str, float | None], urgency: str, findings: Sequence[str]
+) -> str:
     """The identity of a result: patient, collection time, every canonical value (rounded), and what
     the interpretation concluded, so the same counts sent again with new context that changes the
     interpretation (fever with a non-blanching rash, say) are kept as a result of their own."""
@@ -130,42 +131,90 @@ def kept_results(session: Session, fingerprints: Sequence[str]) -> dict[tuple[in
         for patient_id, print_, cbc_id, interpretation_id, delta in session.execute(
             select(CbcResult.patient_id, CbcResult.fingerprint, CbcResult.id, Interpretation.id, Interpretation.delta)
             .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
-            .where(CbcResult.fingerprint.in_(list(fingerprints))))
+            .where(CbcResult.fingerprint.in_(list(fingerprints)))
+        )
     }
 
 
 def history(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[HistoryRow]:
     """Stored CBCs of these patients collected in [since, until], with their interpretations."""
     rows = session.execute(
-        select(Patient.external_id, CbcResult.collected_at, CbcResult.platelets, Interpretation.urgency_rank,
-               Interpretation.findings, Interpretation.not_assessed, Interpretation.id)
+        select(
+            Patient.external_id,
+            CbcResult.collected_at,
+            CbcResult.platelets,
+            Interpretation.urgency_rank,
+            Interpretation.findings,
+            Interpretation.not_assessed,
+            Interpretation.id,
+        )
         .join(CbcResult, CbcResult.patient_id == Patient.id)
         .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
         .where(Patient.id.in_(list(patient_ids)), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
     ).all()
-    return [HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
-            for patient, collected_at, platelets, rank, findings, not_assessed, id_ in rows]
+    return [
+        HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
+        for patient, collected_at, platelets, rank, findings, not_assessed, id_ in rows
+    ]
 
 
-def add_result(session: Session, *, patient_id: int, collected_at: datetime | None, received_at: datetime,
-               source: str, batch_id: str | None, fingerprint: str, raw: dict[str, Any], age_years: float | None,
-               values: dict[str, float | None]) -> int:
+def add_result(
+    session: Session,
+    *,
+    patient_id: int,
+    collected_at: datetime | None,
+    received_at: datetime,
+    source: str,
+    batch_id: str | None,
+    fingerprint: str,
+    raw: dict[str, Any],
+    age_years: float | None,
+    values: dict[str, float | None],
+) -> int:
     """Add a CBC result (its VALUE_COLUMNS as columns, the JSON as received); its id."""
-    cbc = CbcResult(patient_id=patient_id, collected_at=collected_at, received_at=received_at, source=source,
-                    batch_id=batch_id, fingerprint=fingerprint, raw=raw, age_years=age_years,
-                    **{name: _number(values.get(name)) for name in VALUE_COLUMNS})
+    cbc = CbcResult(
+        patient_id=patient_id,
+        collected_at=collected_at,
+        received_at=received_at,
+        source=source,
+        batch_id=batch_id,
+        fingerprint=fingerprint,
+        raw=raw,
+        age_years=age_years,
+        **{name: _number(values.get(name)) for name in VALUE_COLUMNS},
+    )
     session.add(cbc)
     session.flush()
     return cbc.id
 
 
-def add_interpretation(session: Session, *, cbc_id: int, ruleset_version: str, urgency: str, urgency_rank: int,
-                       findings: list[str], not_assessed: list[str], reason: str, answer: dict[str, Any],
-                       delta: dict[str, Any], created_at: datetime) -> int:
+def add_interpretation(
+    session: Session,
+    *,
+    cbc_id: int,
+    ruleset_version: str,
+    urgency: str,
+    urgency_rank: int,
+    findings: list[str],
+    not_assessed: list[str],
+    reason: str,
+    answer: dict[str, Any],
+    delta: dict[str, Any],
+    created_at: datetime,
+) -> int:
     """Add the interpretation of a stored result; its id."""
     interpretation = Interpretation(
-        cbc_id=cbc_id, ruleset_version=ruleset_version, urgency=urgency, urgency_rank=urgency_rank,
-        findings=findings, not_assessed=not_assessed, reason=reason, answer=answer, delta=delta, created_at=created_at)
+        cbc_id=cbc_id,
+        ruleset_version=ruleset_version,
+        urgency=urgency,
+        urgency_rank=urgency_rank,
+        findings=findings,
+        not_assessed=not_assessed,
+        reason=reason,
+        answer=answer,
+        delta=delta,
+        created_at=created_at,
+    )
     session.add(interpretation)
     session.flush()
     return interpretation.id
@@ -178,17 +227,30 @@ def _number(value: float | None) -> float | None:
 def open_referral(session: Session, patient_id: int) -> OpenReferral | None:
     """The patient's open referral, read under a row lock (FOR UPDATE on PostgreSQL; SQLite's one write lock is
     already held), so two requests escalating it at once cannot lower each other's urgency."""
-    referral = session.scalars(select(Referral).where(Referral.patient_id == patient_id,
-                                                      Referral.status.in_(OPEN_STATUSES))
-                               .with_for_update().execution_options(populate_existing=True)).first()
+    referral = session.scalars(
+        select(Referral)
+        .where(Referral.patient_id == patient_id, Referral.status.in_(OPEN_STATUSES))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     if referral is None:
         return None
     return OpenReferral(referral.id, referral.urgency_rank, as_utc(referral.collected_at))
 
 
-def show_on_referral(session: Session, referral_id: int | None, *, patient_id: int, interpretation_id: int,
-                     urgency: str, urgency_rank: int, findings: list[str], reason: str,
-                     collected_at: datetime | None, now: datetime) -> int:
+def show_on_referral(
+    session: Session,
+    referral_id: int | None,
+    *,
+    patient_id: int,
+    interpretation_id: int,
+    urgency: str,
+    urgency_rank: int,
+    findings: list[str],
+    reason: str,
+    collected_at: datetime | None,
+    now: datetime,
+) -> int:
     """Make the referral show this interpretation (a new referral, status new, when `referral_id` is None);
     its id."""
     if referral_id is None:
@@ -251,14 +313,17 @@ def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], in
         statement.options(selectinload(Referral.patient))
         # NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last.
         .order_by(Referral.urgency_rank.desc(), Referral.collected_at.desc().nulls_last(), Referral.id.desc())
-        .offset(offset).limit(query.per_page)).all()
+        .offset(offset)
+        .limit(query.per_page)
+    ).all()
     return list(page), int(total)
 
 
 def urgency_counts(session: Session, statuses: list[str]) -> dict[str, int]:
     """Open referrals per urgency (for the worklist header)."""
-    rows = session.execute(select(Referral.urgency, func.count()).where(Referral.status.in_(statuses))
-                           .group_by(Referral.urgency)).all()
+    rows = session.execute(
+        select(Referral.urgency, func.count()).where(Referral.status.in_(statuses)).group_by(Referral.urgency)
+    ).all()
     counts = dict.fromkeys(URGENCIES, 0)
     counts.update({urgency: int(count) for urgency, count in rows})
     return counts
@@ -267,15 +332,24 @@ def urgency_counts(session: Session, statuses: list[str]) -> dict[str, int]:
 def get_referral(session: Session, referral_id: int) -> Referral:
     if not 0 < referral_id <= MAX_ROW_ID:
         raise ReferralNotFound(referral_id)
-    referral = session.get(Referral, referral_id, options=[selectinload(Referral.events),
-                                                            selectinload(Referral.patient)])
+    referral = session.get(
+        Referral, referral_id, options=[selectinload(Referral.events), selectinload(Referral.patient)]
+    )
     if referral is None:
         raise ReferralNotFound(referral_id)
     return referral
 
 
-def change_referral(session: Session, referral_id: int, status: str, *, actor: str, note: str | None = None,
-                    on_behalf_of: str | None = None, now: datetime | None = None) -> Referral:
+def change_referral(
+    session: Session,
+    referral_id: int,
+    status: str,
+    *,
+    actor: str,
+    note: str | None = None,
+    on_behalf_of: str | None = None,
+    now: datetime | None = None,
+) -> Referral:
     """Move a referral along new → acknowledged → referred | dismissed, recording who, when and why.
 
     `actor` is the authenticated caller; `on_behalf_of` a name the caller sent for the person it acts for, kept
@@ -288,8 +362,17 @@ def change_referral(session: Session, referral_id: int, status: str, *, actor: s
         allowed = ", ".join(TRANSITIONS.get(referral.status, ())) or "none (it is closed)"
         raise InvalidTransition(f"a referral that is {referral.status} cannot become {status}; allowed: {allowed}")
     now = now or now_utc()
-    session.add(ReferralEvent(referral_id=referral.id, from_status=referral.status, to_status=status, note=note,
-                              actor=actor, on_behalf_of=on_behalf_of, at=now))
+    session.add(
+        ReferralEvent(
+            referral_id=referral.id,
+            from_status=referral.status,
+            to_status=status,
+            note=note,
+            actor=actor,
+            on_behalf_of=on_behalf_of,
+            at=now,
+        )
+    )
     referral.status = status
     referral.note = note
     referral.status_by = actor
@@ -307,13 +390,21 @@ def change_referral(session: Session, referral_id: int, status: str, *, actor: s
 def patient_record(session: Session, external_id: str) -> Patient | None:
     """The patient with every CBC (oldest first) and its interpretations."""
     return session.scalars(
-        select(Patient).where(Patient.external_id == external_id)
-        .options(selectinload(Patient.results).selectinload(CbcResult.interpretations))).first()
+        select(Patient)
+        .where(Patient.external_id == external_id)
+        .options(selectinload(Patient.results).selectinload(CbcResult.interpretations))
+    ).first()
 
 
 def patient_referrals(session: Session, patient_id: int) -> list[Referral]:
-    return list(session.scalars(select(Referral).where(Referral.patient_id == patient_id)
-                                .options(selectinload(Referral.events)).order_by(Referral.created_at.desc())))
+    return list(
+        session.scalars(
+            select(Referral)
+            .where(Referral.patient_id == patient_id)
+            .options(selectinload(Referral.events))
+            .order_by(Referral.created_at.desc())
+        )
+    )
 
 
 # -- batches ---------------------------------------------------------------------------------
@@ -327,8 +418,15 @@ class BatchAlreadyStored(Exception):
     """A batch with this id was committed by another upload (found when adding its row)."""
 
 
-def add_batch(session: Session, batch_id: str, content_sha256: str, filename: str | None, *,
-              store_requested: bool = True, owner: str | None = None) -> None:
+def add_batch(
+    session: Session,
+    batch_id: str,
+    content_sha256: str,
+    filename: str | None,
+    *,
+    store_requested: bool = True,
+    owner: str | None = None,
+) -> None:
     """Add the batch row its CBCs point to, first in the batch's transaction (flushed: a concurrent upload of the
     same batch waits here on PostgreSQL until this one ends). Raises BatchAlreadyStored when it exists, unless its
     results were purged: the row is then taken up again (labservice.store.batch_records.revive_batch)."""
@@ -338,9 +436,23 @@ def add_batch(session: Session, batch_id: str, content_sha256: str, filename: st
         if revive_batch(session, batch_id, filename=filename, owner=owner):
             return
         raise BatchAlreadyStored(batch_id)
-    session.add(Batch(id=batch_id, content_sha256=content_sha256, filename=filename, created_at=now_utc(),
-                      rows_in=0, rows_out=0, interpreted=0, rejected=0, stored=0, summary={},
-                      store_requested=store_requested, owner=owner, result_bytes=0))
+    session.add(
+        Batch(
+            id=batch_id,
+            content_sha256=content_sha256,
+            filename=filename,
+            created_at=now_utc(),
+            rows_in=0,
+            rows_out=0,
+            interpreted=0,
+            rejected=0,
+            stored=0,
+            summary={},
+            store_requested=store_requested,
+            owner=owner,
+            result_bytes=0,
+        )
+    )
     try:
         session.flush()
     except IntegrityError:
@@ -374,10 +486,15 @@ def lock_referral(session: Session, referral_id: int) -> Referral:
     through pysqlite, reads outside a transaction until the first write)."""
     if not 0 < referral_id <= MAX_ROW_ID:
         raise ReferralNotFound(referral_id)
-    session.execute(update(Referral).where(Referral.id == referral_id).values(status=Referral.status)
-                    .execution_options(synchronize_session=False))
-    referral = session.scalars(select(Referral).where(Referral.id == referral_id)
-                               .execution_options(populate_existing=True)).first()
+    session.execute(
+        update(Referral)
+        .where(Referral.id == referral_id)
+        .values(status=Referral.status)
+        .execution_options(synchronize_session=False)
+    )
+    referral = session.scalars(
+        select(Referral).where(Referral.id == referral_id).execution_options(populate_existing=True)
+    ).first()
     if referral is None:
         raise ReferralNotFound(referral_id)
     return referral

@@ -22,7 +22,7 @@ ENTRY_PATH = re.compile(r"^Bundle\.entry\[(\d+)\]\.resource")
 @dataclass(frozen=True)
 class ReviewBundle:
     bundle: dict[str, Any]
-    origins: list[str]      # entry index -> where that resource was in the call
+    origins: list[str]  # entry index -> where that resource was in the call
 
     def resource_at(self, path: str) -> dict[str, Any] | None:
         """The entry's resource a reader location points into, if it is one."""
@@ -35,7 +35,7 @@ class ReviewBundle:
         match = ENTRY_PATH.match(path)
         if match is None or int(match.group(1)) >= len(self.origins):
             return path
-        return self.origins[int(match.group(1))] + path[match.end():]
+        return self.origins[int(match.group(1))] + path[match.end() :]
 
 
 def review_bundle(gathered: Gathered) -> ReviewBundle:

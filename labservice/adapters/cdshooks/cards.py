@@ -42,15 +42,15 @@ class CardContext:
     """What the card needs beyond the answer."""
 
     ruleset: Ruleset
-    base_url: str                         # absolute, no trailing slash
-    patient_id: str                       # context.patientId (FHIR id), for the ServiceRequests
-    dashboard_patient: str                # the id the record of results files this patient under
+    base_url: str  # absolute, no trailing slash
+    patient_id: str  # context.patientId (FHIR id), for the ServiceRequests
+    dashboard_patient: str  # the id the record of results files this patient under
     encounter_id: str | None = None
     collected_at: str | None = None
     older_cbcs: int = 0
-    read_from: dict[str, str] = field(default_factory=dict)   # analyte -> Observation reference
+    read_from: dict[str, str] = field(default_factory=dict)  # analyte -> Observation reference
     non_final: list[str] = field(default_factory=list)
-    unused: list[tuple[str, str]] = field(default_factory=list)   # (where, why), the latest CBC's
+    unused: list[tuple[str, str]] = field(default_factory=list)  # (where, why), the latest CBC's
 
 
 def escape_markdown(text: Any) -> str:
@@ -89,7 +89,7 @@ def summary(answer: dict[str, Any], context: CardContext) -> str:
 
 
 def _fit(text: str) -> str:
-    return text if len(text) <= SUMMARY_LIMIT else text[:SUMMARY_LIMIT - 1] + "…"
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
 def detail(answer: dict[str, Any], context: CardContext, tests: list[Any]) -> str:
@@ -98,31 +98,47 @@ def detail(answer: dict[str, Any], context: CardContext, tests: list[Any]) -> st
     lines.append(f"**Most recent CBC**, {md(when)}.")
     if context.older_cbcs:
         plural = "s" if context.older_cbcs > 1 else ""
-        lines.append(f"{context.older_cbcs} older CBC{plural} in the results sent {'are' if plural else 'is'} "
-                     "not reviewed on this card; the dashboard shows the trend.")
+        lines.append(
+            f"{context.older_cbcs} older CBC{plural} in the results sent {'are' if plural else 'is'} "
+            "not reviewed on this card; the dashboard shows the trend."
+        )
     if context.non_final:
         lines.append("Not final: " + md(", ".join(context.non_final)) + ".")
     reasons = ", ".join(humanise(reason) for reason in answer.get("urgency_reasons", []))
-    lines += ["", f"**Urgency: {answer['urgency']}** ({URGENCY_MEANING[answer['urgency']]})"
-              + (f": {reasons}." if reasons else ".")]
+    lines += [
+        "",
+        f"**Urgency: {answer['urgency']}** ({URGENCY_MEANING[answer['urgency']]})"
+        + (f": {reasons}." if reasons else "."),
+    ]
     lines += ["", "**Findings**", ""]
-    lines += [f"- **{md(finding['title'])}**: {md(finding['detail'])}" for finding in answer["findings"]] or \
-             ["- None in the counts sent."]
+    lines += [f"- **{md(finding['title'])}**: {md(finding['detail'])}" for finding in answer["findings"]] or [
+        "- None in the counts sent."
+    ]
     if answer.get("not_assessed"):
         lines += ["", "**Not assessed** (missing data is not normal)", ""]
         lines += [f"- {humanise(item['code'])}: {md(item['reason'])}" for item in answer["not_assessed"]]
     aplastic = answer.get("aplastic_anemia") or {}
     if aplastic.get("assessment") not in (None, "not_applicable"):
-        lines += ["", f"**Aplastic anaemia blood-count criteria**: {md(aplastic.get('text', aplastic['assessment']))} "
-                      f"{md(aplastic.get('caveat', ''))}".rstrip()]
+        lines += [
+            "",
+            f"**Aplastic anaemia blood-count criteria**: {md(aplastic.get('text', aplastic['assessment']))} "
+            f"{md(aplastic.get('caveat', ''))}".rstrip(),
+        ]
     if tests:
         lines += ["", "**Suggested tests**", ""]
-        lines += [f"- {md(test.label)}: {md(test.reason)} ({md(test.rule)}; "
-                  f"{md(''.join(f'[{tag}]' for tag in test.sources))})." for test in tests]
+        lines += [
+            f"- {md(test.label)}: {md(test.reason)} ({md(test.rule)}; "
+            f"{md(''.join(f'[{tag}]' for tag in test.sources))})."
+            for test in tests
+        ]
     lines += ["", *_counts_table(answer, context)]
     if context.unused:
-        lines += ["", f"**Not used** ({len(context.unused)} CBC-related resource"
-                      f"{'s' if len(context.unused) > 1 else ''} in the latest CBC's results)", ""]
+        lines += [
+            "",
+            f"**Not used** ({len(context.unused)} CBC-related resource"
+            f"{'s' if len(context.unused) > 1 else ''} in the latest CBC's results)",
+            "",
+        ]
         lines += [f"- {md(where)}: {md(why)}" for where, why in context.unused[:SHOWN_UNUSED]]
         if len(context.unused) > SHOWN_UNUSED:
             lines.append(f"- and {len(context.unused) - SHOWN_UNUSED} more.")
@@ -137,12 +153,17 @@ def _counts_table(answer: dict[str, Any], context: CardContext) -> list[str]:
     rows = ["**Counts**", "", "| analyte | value | flag | reference range | read from |", "|---|---|---|---|---|"]
     for name, result in answer.get("analytes", {}).items():
         rng = result.get("reference_range") or {}
-        span = (f"{rng['low']:g}-{rng['high']:g} ({rng.get('origin', 'fallback')})"
-                if rng.get("low") is not None and rng.get("high") is not None else "none")
+        span = (
+            f"{rng['low']:g}-{rng['high']:g} ({rng.get('origin', 'fallback')})"
+            if rng.get("low") is not None and rng.get("high") is not None
+            else "none"
+        )
         derived = " (derived)" if result.get("derived") else ""
         where = md(context.read_from.get(name, "derived" if result.get("derived") else ""))
-        rows.append(f"| {md(labels.get(name, name))} | {result['value']:g} {md(result['unit'])}{derived} | "
-                    f"{md(result.get('flag') or '')} | {md(span)} | {where} |")
+        rows.append(
+            f"| {md(labels.get(name, name))} | {result['value']:g} {md(result['unit'])}{derived} | "
+            f"{md(result.get('flag') or '')} | {md(span)} | {where} |"
+        )
     return rows
 
 
@@ -161,9 +182,11 @@ def _citations(answer: dict[str, Any], ruleset: Ruleset, tests: list[Any]) -> li
 
 
 def dashboard_link(context: CardContext) -> dict[str, str]:
-    return {"label": "Patient page in the labservice dashboard (trends, stored CBCs, referrals)",
-            "url": f"{context.base_url}/dashboard/patients/{quote(context.dashboard_patient, safe='')}",
-            "type": "absolute"}
+    return {
+        "label": "Patient page in the labservice dashboard (trends, stored CBCs, referrals)",
+        "url": f"{context.base_url}/dashboard/patients/{quote(context.dashboard_patient, safe='')}",
+        "type": "absolute",
+    }
 
 
 def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[str, Any]:
@@ -171,9 +194,14 @@ def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[
     value): an answer of 422 would show the clinician nothing, and an implausible count is itself worth a look."""
     day = context.collected_at[:10] if context.collected_at else "of unknown date"
     when = f"collected {context.collected_at}" if context.collected_at else "collection time not given"
-    lines = [f"**Most recent CBC**, {md(when)}, "
-             "was **not interpreted**: a result in it cannot be used as sent. Check the result and its unit in "
-             "the laboratory system; nothing is assessed from this CBC.", "", "**Problems**", ""]
+    lines = [
+        f"**Most recent CBC**, {md(when)}, "
+        "was **not interpreted**: a result in it cannot be used as sent. Check the result and its unit in "
+        "the laboratory system; nothing is assessed from this CBC.",
+        "",
+        "**Problems**",
+        "",
+    ]
     lines += [f"- {md(where)}: {md(' '.join(messages))}" for where, messages in problems.items()]
     lines += ["", "*labservice describes counts; it never diagnoses. Nothing from this call was stored.*"]
     return {
@@ -181,8 +209,10 @@ def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[
         "summary": _fit(f"CBC {day}: not interpreted, a result cannot be used as sent (check value and unit)"),
         "indicator": "warning",
         "detail": "\n".join(lines),
-        "source": {"label": f"labservice CBC rules ({context.ruleset.version})",
-                   "url": f"{context.base_url}/api/v1/ruleset"},
+        "source": {
+            "label": f"labservice CBC rules ({context.ruleset.version})",
+            "url": f"{context.base_url}/api/v1/ruleset",
+        },
         "links": [dashboard_link(context)],
     }
 
@@ -194,12 +224,15 @@ def cbc_card(answer: dict[str, Any], context: CardContext) -> dict[str, Any]:
         "summary": summary(answer, context),
         "indicator": indicator(answer["urgency"]),
         "detail": detail(answer, context, tests),
-        "source": {"label": f"labservice CBC rules ({answer.get('ruleset_version', context.ruleset.version)})",
-                   "url": f"{context.base_url}/api/v1/ruleset"},
+        "source": {
+            "label": f"labservice CBC rules ({answer.get('ruleset_version', context.ruleset.version)})",
+            "url": f"{context.base_url}/api/v1/ruleset",
+        },
     }
     if tests:
-        card["suggestions"] = [suggestion(test, context.ruleset, context.patient_id, context.encounter_id)
-                               for test in tests]
+        card["suggestions"] = [
+            suggestion(test, context.ruleset, context.patient_id, context.encounter_id) for test in tests
+        ]
         card["selectionBehavior"] = "any"
     card["links"] = [dashboard_link(context)]
     return card

@@ -45,7 +45,8 @@ def _record(item: Any, where: str, errors: dict[str, list[str]]) -> dict[str, An
     stamp = item.get("outcomeTimestamp")
     if not isinstance(stamp, str) or _timestamp(stamp) is None:
         errors.setdefault(f"{where}.outcomeTimestamp", []).append(
-            "outcomeTimestamp is required: an ISO 8601 date-time, e.g. 2020-12-11T00:00:00Z.")
+            "outcomeTimestamp is required: an ISO 8601 date-time, e.g. 2020-12-11T00:00:00Z."
+        )
     accepted = _accepted_ids(item.get("acceptedSuggestions"), outcome, f"{where}.acceptedSuggestions", errors)
     reason, comment = _override(item.get("overrideReason"), f"{where}.overrideReason", errors)
     record: dict[str, Any] = {"card": card, "outcome": outcome, "outcomeTimestamp": stamp}

@@ -51,7 +51,7 @@ class Entry:
 
     resource: dict[str, Any]
     full_url: str | None
-    origin: str        # e.g. "prefetch.cbcObservations.entry[3].resource"
+    origin: str  # e.g. "prefetch.cbcObservations.entry[3].resource"
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Gathered:
     patient: dict[str, Any] | None = None
     patient_origin: str = f"prefetch.{PATIENT_KEY}"
     entries: list[Entry] = field(default_factory=list)
-    fetched: list[str] = field(default_factory=list)   # prefetch keys read from the FHIR server
+    fetched: list[str] = field(default_factory=list)  # prefetch keys read from the FHIR server
 
 
 def gather(request: HookRequest, templates: dict[str, str], *, access: FhirAccess) -> Gathered:
@@ -76,7 +76,8 @@ def gather(request: HookRequest, templates: dict[str, str], *, access: FhirAcces
         if client is None:
             unmet[f"prefetch.{key}"] = [
                 "Not prefetched, and the request has no fhirServer to read it from "
-                "(GET /cds-services gives the template)."]
+                "(GET /cds-services gives the template)."
+            ]
             continue
         relative = templates[key].replace(PATIENT_TOKEN, request.patient_id)
         try:
@@ -115,12 +116,19 @@ def _take_patient(out: Gathered, value: Any, request: HookRequest, *, fetched: b
         return  # the client has no Patient: no sex or age, which the answer will say
     if not isinstance(value, dict) or value.get("resourceType") != "Patient":
         kind = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
-        raise _refuse(fetched, {where: [f"Expected a Patient resource (template Patient/{PATIENT_TOKEN}), "
-                                        f"not {kind}."]})
+        raise _refuse(
+            fetched, {where: [f"Expected a Patient resource (template Patient/{PATIENT_TOKEN}), not {kind}."]}
+        )
     ident = value.get("id")
     if ident is not None and ident != request.patient_id:
-        raise _refuse(fetched, {f"{where}.id": [f"Patient/{ident} is not the patient in context "
-                                                f"(context.patientId {request.patient_id})."]})
+        raise _refuse(
+            fetched,
+            {
+                f"{where}.id": [
+                    f"Patient/{ident} is not the patient in context (context.patientId {request.patient_id})."
+                ]
+            },
+        )
     out.patient = value
 
 
@@ -146,8 +154,14 @@ def _take_observations(out: Gathered, value: Any, request: HookRequest, *, fetch
             raise _refuse(fetched, {f"{path}.resource": ["A FHIR resource must be an object with a resourceType."]})
         other = _other_patient(resource, request.patient_id)
         if other is not None:
-            raise _refuse(fetched, {f"{path}.resource.subject": [
-                f"Patient/{other} is not the patient in context (context.patientId {request.patient_id})."]})
+            raise _refuse(
+                fetched,
+                {
+                    f"{path}.resource.subject": [
+                        f"Patient/{other} is not the patient in context (context.patientId {request.patient_id})."
+                    ]
+                },
+            )
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         out.entries.append(Entry(resource, full_url, f"{path}.resource"))
 

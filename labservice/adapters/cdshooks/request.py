@@ -38,8 +38,8 @@ class HookRequest:
     user_id: str | None = None
     encounter_id: str | None = None
     fhir_server: str | None = None
-    access_token: str | None = None          # fhirAuthorization.access_token: a Bearer token
-    prefetch: dict[str, Any] | None = None   # None: the client sent no prefetch at all
+    access_token: str | None = None  # fhirAuthorization.access_token: a Bearer token
+    prefetch: dict[str, Any] | None = None  # None: the client sent no prefetch at all
     extra_context: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,18 +59,23 @@ def parse_hook_request(body: Any, service: CdsService) -> HookRequest:
     context = body.get("context")
     patient_id = user_id = encounter_id = None
     if not isinstance(context, dict):
-        errors["context"] = ["context is required: an object with patientId (and userId)." if context is None
-                             else "context must be a JSON object."]
+        errors["context"] = [
+            "context is required: an object with patientId (and userId)."
+            if context is None
+            else "context must be a JSON object."
+        ]
     else:
         patient_id = _string(context, "patientId", errors, required=True, prefix="context.")
         if patient_id is not None and not FHIR_ID.match(patient_id):
             errors.setdefault("context.patientId", []).append(
-                "patientId must be a FHIR id: 1 to 64 letters, digits, '-' or '.'.")
+                "patientId must be a FHIR id: 1 to 64 letters, digits, '-' or '.'."
+            )
         user_id = _string(context, "userId", errors, prefix="context.")
         encounter_id = _string(context, "encounterId", errors, prefix="context.")
         if encounter_id is not None and not FHIR_ID.match(encounter_id):
             errors.setdefault("context.encounterId", []).append(
-                "encounterId must be a FHIR id: 1 to 64 letters, digits, '-' or '.'.")
+                "encounterId must be a FHIR id: 1 to 64 letters, digits, '-' or '.'."
+            )
     prefetch = body.get("prefetch")
     if prefetch is not None and not isinstance(prefetch, dict):
         errors["prefetch"] = ["prefetch must be a JSON object: prefetch key -> FHIR resource (or null)."]
@@ -78,13 +83,22 @@ def parse_hook_request(body: Any, service: CdsService) -> HookRequest:
         raise BadHookRequest(errors)
     assert hook is not None and instance is not None and patient_id is not None and isinstance(context, dict)
     extra = {key: value for key, value in context.items() if key not in ("patientId", "userId", "encounterId")}
-    return HookRequest(hook=hook, hook_instance=instance, patient_id=patient_id, user_id=user_id,
-                       encounter_id=encounter_id, fhir_server=server, access_token=token,
-                       prefetch=prefetch, extra_context=extra)
+    return HookRequest(
+        hook=hook,
+        hook_instance=instance,
+        patient_id=patient_id,
+        user_id=user_id,
+        encounter_id=encounter_id,
+        fhir_server=server,
+        access_token=token,
+        prefetch=prefetch,
+        extra_context=extra,
+    )
 
 
-def _string(obj: dict[str, Any], key: str, errors: dict[str, list[str]], *, required: bool = False,
-            prefix: str = "") -> str | None:
+def _string(
+    obj: dict[str, Any], key: str, errors: dict[str, list[str]], *, required: bool = False, prefix: str = ""
+) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:

@@ -45,8 +45,9 @@ from labservice.core.ruleset import Ruleset
 Interpret = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base_url: str,
-           access: FhirAccess) -> dict[str, Any]:
+def review(
+    request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base_url: str, access: FhirAccess
+) -> dict[str, Any]:
     gathered = gather(request, prefetch_templates(ruleset), access=access)
     built = review_bundle(gathered)
     try:
@@ -63,13 +64,20 @@ def review(request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base
         answer, problems = None, _in_call(relocate(error.errors, [latest.locations]), built).errors
     patient = (latest.document.get("patient") or {}).get("id") or request.patient_id
     context = CardContext(
-        ruleset=ruleset, base_url=base_url.rstrip("/"), patient_id=request.patient_id,
-        dashboard_patient=str(patient), encounter_id=request.encounter_id,
-        collected_at=latest.document.get("collected_at"), older_cbcs=len(read.cbcs) - 1,
+        ruleset=ruleset,
+        base_url=base_url.rstrip("/"),
+        patient_id=request.patient_id,
+        dashboard_patient=str(patient),
+        encounter_id=request.encounter_id,
+        collected_at=latest.document.get("collected_at"),
+        older_cbcs=len(read.cbcs) - 1,
         read_from={used.analyte: used.reference or built.to_call_path(used.path) for used in latest.observations},
         non_final=list(latest.non_final),
-        unused=[(built.to_call_path(item.path), item.reason) for item in read.unused
-                if _same_time(built.resource_at(item.path), latest_time)],
+        unused=[
+            (built.to_call_path(item.path), item.reason)
+            for item in read.unused
+            if _same_time(built.resource_at(item.path), latest_time)
+        ],
     )
     if answer is None:
         return {"cards": [unusable_card(problems, context)]}
@@ -99,8 +107,11 @@ def _same_time(resource: dict[str, Any] | None, moment: datetime | None) -> bool
     """Whether an unused resource may belong to the latest CBC: same effective time, or no time to tell."""
     if moment is None or resource is None:
         return True
-    when = resource.get("effectiveDateTime") or resource.get("effectiveInstant") \
+    when = (
+        resource.get("effectiveDateTime")
+        or resource.get("effectiveInstant")
         or (resource.get("effectivePeriod") or {}).get("start")
+    )
     found = _moment(when)
     return found is None or found == moment
 

@@ -55,13 +55,21 @@ def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
     codes = ",".join(f"{LOINC_SYSTEM}|{code}" for code in cbc_codes(ruleset))
     return {
         PATIENT_KEY: f"Patient/{PATIENT_TOKEN}",
-        OBSERVATIONS_KEY: (f"Observation?patient={PATIENT_TOKEN}&code={codes}"
-                           f"&_sort=-date&_count={OBSERVATION_COUNT}"),
+        OBSERVATIONS_KEY: (f"Observation?patient={PATIENT_TOKEN}&code={codes}&_sort=-date&_count={OBSERVATION_COUNT}"),
     }
 
 
 def discovery(ruleset: Ruleset) -> dict[str, Any]:
     """The discovery response: {"services": [{hook, title, description, id, prefetch}]}."""
-    return {"services": [{"hook": service.hook, "title": service.title, "description": service.description,
-                          "id": service.id, "prefetch": prefetch_templates(ruleset)}
-                         for service in SERVICES.values()]}
+    return {
+        "services": [
+            {
+                "hook": service.hook,
+                "title": service.title,
+                "description": service.description,
+                "id": service.id,
+                "prefetch": prefetch_templates(ruleset),
+            }
+            for service in SERVICES.values()
+        ]
+    }

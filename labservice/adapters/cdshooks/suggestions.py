@@ -44,33 +44,45 @@ class ReflexTest:
     loinc: str
     display: str
     applies: Callable[[dict[str, Any]], bool]
-    reason: str            # why, in the card's words
-    rule: str              # where clinical-rules.md says so
+    reason: str  # why, in the card's words
+    rule: str  # where clinical-rules.md says so
     sources: tuple[str, ...]
     order_detail: str | None = None
 
 
 REFLEX_TESTS: tuple[ReflexTest, ...] = (
     ReflexTest(
-        key="citrate_platelet_count", label="Repeat the platelet count in a citrate tube",
-        loinc="777-3", display="Platelets [#/volume] in Blood by Automated count",
+        key="citrate_platelet_count",
+        label="Repeat the platelet count in a citrate tube",
+        loinc="777-3",
+        display="Platelets [#/volume] in Blood by Automated count",
         order_detail="Collect the sample in a sodium citrate tube (not EDTA)",
         applies=_has_finding("possible_pseudothrombocytopenia"),
         reason="possible EDTA pseudothrombocytopenia (platelet clumps in EDTA give a falsely low count)",
-        rule="clinical-rules §8, laboratory pitfalls", sources=("S21",)),
+        rule="clinical-rules §8, laboratory pitfalls",
+        sources=("S21",),
+    ),
     ReflexTest(
-        key="blood_film_platelet_clumps", label="Blood film review for platelet clumps",
-        loinc="11125-2", display="Platelet morphology finding [Identifier] in Blood",
+        key="blood_film_platelet_clumps",
+        label="Blood film review for platelet clumps",
+        loinc="11125-2",
+        display="Platelet morphology finding [Identifier] in Blood",
         applies=_has_finding("possible_pseudothrombocytopenia"),
         reason="possible EDTA pseudothrombocytopenia: a film shows whether platelets are clumped",
-        rule="clinical-rules §8, laboratory pitfalls", sources=("S21",)),
+        rule="clinical-rules §8, laboratory pitfalls",
+        sources=("S21",),
+    ),
     ReflexTest(
-        key="reticulocyte_count", label="Reticulocyte count",
-        loinc="60474-4", display="Reticulocytes [#/volume] in Blood by Automated count",
+        key="reticulocyte_count",
+        label="Reticulocyte count",
+        loinc="60474-4",
+        display="Reticulocytes [#/volume] in Blood by Automated count",
         applies=_aplastic_indeterminate,
         reason="the blood-count criteria for severe aplastic anaemia are undecided; the reticulocyte count "
-               "would decide them",
-        rule="clinical-rules §6, aplastic anaemia severity from counts", sources=("S12",)),
+        "would decide them",
+        rule="clinical-rules §6, aplastic anaemia severity from counts",
+        sources=("S12",),
+    ),
 )
 
 
@@ -85,8 +97,7 @@ def suggestion(test: ReflexTest, ruleset: Ruleset, patient_id: str, encounter_id
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
-        "code": {"coding": [{"system": LOINC_SYSTEM, "code": test.loinc, "display": test.display}],
-                 "text": test.label},
+        "code": {"coding": [{"system": LOINC_SYSTEM, "code": test.loinc, "display": test.display}], "text": test.label},
         "subject": {"reference": f"Patient/{patient_id}"},
     }
     if test.order_detail:
@@ -99,7 +110,11 @@ def suggestion(test: ReflexTest, ruleset: Ruleset, patient_id: str, encounter_id
         "uuid": str(uuid.uuid4()),
         "label": test.label,
         "isRecommended": True,
-        "actions": [{"type": "create",
-                     "description": f"Order: {test.label.lower()} ({test.reason}; {test.rule} {citation}).",
-                     "resource": request}],
+        "actions": [
+            {
+                "type": "create",
+                "description": f"Order: {test.label.lower()} ({test.reason}; {test.rule} {citation}).",
+                "resource": request,
+            }
+        ],
     }

@@ -21,14 +21,39 @@ _CENSORED = r"^\s*([<>])=?\s*([0-9]+(?:[.][0-9]+)?)\s*$"  # matched after a deci
 CENSORED_BELOW, CENSORED_ABOVE = -1, 1
 
 SEX_TEXTS = {
-    "f": "female", "female": "female", "w": "female", "woman": "female", "girl": "female",
-    "m": "male", "male": "male", "man": "male", "boy": "male",
-    "u": "unknown", "unknown": "unknown", "unk": "unknown", "x": "unknown", "o": "unknown", "other": "unknown",
-    "not known": "unknown", "indeterminate": "unknown",
+    "f": "female",
+    "female": "female",
+    "w": "female",
+    "woman": "female",
+    "girl": "female",
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "boy": "male",
+    "u": "unknown",
+    "unknown": "unknown",
+    "unk": "unknown",
+    "x": "unknown",
+    "o": "unknown",
+    "other": "unknown",
+    "not known": "unknown",
+    "indeterminate": "unknown",
 }
 TRISTATE_TEXTS = {
-    "1": 1.0, "y": 1.0, "yes": 1.0, "true": 1.0, "t": 1.0, "positive": 1.0, "pos": 1.0,
-    "0": 0.0, "n": 0.0, "no": 0.0, "false": 0.0, "f": 0.0, "negative": 0.0, "neg": 0.0,
+    "1": 1.0,
+    "y": 1.0,
+    "yes": 1.0,
+    "true": 1.0,
+    "t": 1.0,
+    "positive": 1.0,
+    "pos": 1.0,
+    "0": 0.0,
+    "n": 0.0,
+    "no": 0.0,
+    "false": 0.0,
+    "f": 0.0,
+    "negative": 0.0,
+    "neg": 0.0,
 }
 
 
@@ -72,8 +97,9 @@ def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
     if unread.any():
         positions = np.flatnonzero(unread)
         cells = text.to_numpy()[positions]
-        missing = np.array([cell is None or cell != cell or cell is pd.NA or not str(cell).strip() for cell in cells],
-                           dtype=bool)  # empty, NaN, or only spaces
+        missing = np.array(
+            [cell is None or cell != cell or cell is pd.NA or not str(cell).strip() for cell in cells], dtype=bool
+        )  # empty, NaN, or only spaces
         unread[positions[missing]] = False
     censored = np.zeros(n, dtype=np.int8)
     bound = None

@@ -176,16 +176,21 @@ class LongFile:
         values = canonical(numbers.values, 1.0) * factors
         values = np.round(values, 9)
         for row in np.flatnonzero(numbers.bad):
-            problems.setdefault(int(row), f"line {int(lines[row])}, column {value_header}: "
-                                           f"{quoted(column.iat[int(row)])} is not a number")
+            problems.setdefault(
+                int(row),
+                f"line {int(lines[row])}, column {value_header}: {quoted(column.iat[int(row)])} is not a number",
+            )
         for code in np.unique(codes):
             analyte = ANALYTES[code]
             rows = codes == code
             wrong = rows & ~plausible_mask(rs, analyte, values) & ~np.isnan(factors)
             for row in np.flatnonzero(wrong):
                 given_unit: str | None = units[row] or None
-                problems.setdefault(int(row), f"line {int(lines[row])}, column {value_header}: "
-                                    + implausibility_message(rs, analyte, float(numbers.values[row]), given_unit))
+                problems.setdefault(
+                    int(row),
+                    f"line {int(lines[row])}, column {value_header}: "
+                    + implausibility_message(rs, analyte, float(numbers.values[row]), given_unit),
+                )
         bound = np.full(len(frame), np.nan) if numbers.bound is None else np.round(numbers.bound * factors, 9)
         return values, numbers.censored, bound, problems
 
@@ -272,7 +277,8 @@ class LongFile:
                 where = ", ".join(str(int(x)) for x in np.sort(ln[g == number]))
                 if low[number] != high[number]:
                     res.errors.setdefault(int(number), []).append(
-                        f"lines {where}: different values for {name} in one CBC")
+                        f"lines {where}: different values for {name} in one CBC"
+                    )
                 else:
                     notes.setdefault(int(number), []).append(f"{name} sent more than once (lines {where})")
             cens_rows = censored[rows] != 0
@@ -290,30 +296,53 @@ class LongFile:
         n = stop - start
         errors = RowErrors(lines)
         table = {name: column[start:stop] for name, column in tables.items() if not name.startswith("__")}
-        censored = {name[len("__censored_"):]: (tables[name][start:stop], tables["__bound_" + name[11:]][start:stop])
-                    for name in tables if name.startswith("__censored_")}
+        censored = {
+            name[len("__censored_") :]: (tables[name][start:stop], tables["__bound_" + name[11:]][start:stop])
+            for name in tables
+            if name.startswith("__censored_")
+        }
         missing = np.asarray(res.missing_id[start:stop], dtype=bool)
         id_headers = " / ".join(plan.header_of(f) for f in ("patient_id", "sample_id") if f in plan.fields)
         errors.add(missing, id_headers, "no id: the results cannot be grouped into a CBC")
-        context = pd.DataFrame({name: pd.Series(res.group_context[name][start:stop], dtype=object)
-                                for name in self.context_fields})
+        context = pd.DataFrame(
+            {name: pd.Series(res.group_context[name][start:stop], dtype=object) for name in self.context_fields}
+        )
         context.index = pd.RangeIndex(n)
         headers = {name: plan.header_of(name) for name in self.context_fields}
-        table.update(parse_context(context, headers, errors, decimal=self.decimal, age_factor=plan.age_factor,
-                                   sex_codes=self.options.sex_codes, date_order=self.options.date_order,
-                                   clock_skew=self.options.clock_skew))
+        table.update(
+            parse_context(
+                context,
+                headers,
+                errors,
+                decimal=self.decimal,
+                age_factor=plan.age_factor,
+                sex_codes=self.options.sex_codes,
+                date_order=self.options.date_order,
+                clock_skew=self.options.clock_skew,
+            )
+        )
         error_column = errors.column(n)
         for number in range(start, stop):
             if number in res.errors:
                 own = "; ".join(res.errors[number])
-                error_column[number - start] = own if error_column[number - start] is None else (
-                    error_column[number - start] + "; " + own)
+                error_column[number - start] = (
+                    own if error_column[number - start] is None else (error_column[number - start] + "; " + own)
+                )
         note_column = np.full(n, None, dtype=object)
         for number, texts in notes.items():
             if start <= number < stop:
                 note_column[number - start] = "; ".join(texts)
         ids = [np.asarray(values[start:stop], dtype=object) for values in res.group_ids]
         patient, collected = plan.id_position("patient_id"), plan.id_position("collected_at")
-        return ParsedChunk(table, lines, ids, error_column, note_column, censored, bad_lines,
-                           {analyte: plan.header_of("value") for analyte in censored},
-                           None if patient is None else ids[patient], None if collected is None else ids[collected])
+        return ParsedChunk(
+            table,
+            lines,
+            ids,
+            error_column,
+            note_column,
+            censored,
+            bad_lines,
+            {analyte: plan.header_of("value") for analyte in censored},
+            None if patient is None else ids[patient],
+            None if collected is None else ids[collected],
+        )

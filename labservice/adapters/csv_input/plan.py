@@ -85,7 +85,8 @@ def plan_columns(header: list[str], options: BatchOptions, ruleset: Ruleset) -> 
         unit = age_unit.casefold()
         if unit not in AGE_UNITS:
             raise BatchFileError(
-                f"column {plan.header_of('age_years')!r}: unknown age unit {header_units['age_years']!r}")
+                f"column {plan.header_of('age_years')!r}: unknown age unit {header_units['age_years']!r}"
+            )
         plan.age_factor = AGE_UNITS[unit]
     if shape == "wide":
         for analyte in plan.analytes:
@@ -108,12 +109,13 @@ def _shape(fields: dict[str, int], options: BatchOptions) -> str:
         missing = [name for name in ("item", "value") if name not in fields]
         if missing:
             raise BatchFileError(
-                f"a long file needs {' and '.join(missing)} column(s) "
-                "(one row per result: id, time, item, value, unit)")
+                f"a long file needs {' and '.join(missing)} column(s) (one row per result: id, time, item, value, unit)"
+            )
         if not any(f in fields for f in ("patient_id", "sample_id")):
             raise BatchFileError("a long file needs a patient or sample id column to group results into CBCs")
     elif not has_analytes:
         raise BatchFileError(
             "no column holds a CBC analyte (recognised names include PLT, WBC, HGB, NEUT#); "
-            "name the columns with the columns mapping")
+            "name the columns with the columns mapping"
+        )
     return shape

@@ -34,9 +34,14 @@ class RecordChunk:
     blank_lines: int
 
 
-def read_records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int,
-                 reopen: Callable[[], IO[bytes]] | None = None,
-                 quotes_read: Callable[[], int] | None = None) -> Iterator[RecordChunk]:
+def read_records(
+    handle: IO[bytes],
+    dialect: Dialect,
+    numeric: set[int],
+    chunk_rows: int,
+    reopen: Callable[[], IO[bytes]] | None = None,
+    quotes_read: Callable[[], int] | None = None,
+) -> Iterator[RecordChunk]:
     """Yield chunks of records (see _records); the last one is checked for a quote never closed.
 
     With an odd number of quote characters in the file, a last record whose cells run over
@@ -57,13 +62,26 @@ def read_records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_r
             end = line + sum(cell.count("\n") for cell in spans)
             previous.frame = previous.frame.iloc[:-1]
             previous.lines = previous.lines[:-1]
-            previous.bad_lines = sorted([*previous.bad_lines, (line, (
-                f"a quoted field opened on this line is never closed; lines {line} to {end} could not be read"))])
+            previous.bad_lines = sorted(
+                [
+                    *previous.bad_lines,
+                    (
+                        line,
+                        f"a quoted field opened on this line is never closed; lines {line} to {end} could not be read",
+                    ),
+                ]
+            )
     yield previous
 
 
-def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int,
-             reopen: Callable[[], IO[bytes]] | None, quotes_read: Callable[[], int] | None) -> Iterator[RecordChunk]:
+def _records(
+    handle: IO[bytes],
+    dialect: Dialect,
+    numeric: set[int],
+    chunk_rows: int,
+    reopen: Callable[[], IO[bytes]] | None,
+    quotes_read: Callable[[], int] | None,
+) -> Iterator[RecordChunk]:
     """Yield chunks of records; columns are named by position, those in `numeric` read as numbers.
 
     Every column is read (usecols would stop the parser from noticing lines with too many fields).
@@ -111,8 +129,9 @@ def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows:
         record = frame.index.to_numpy(dtype=np.int64)
         parser_lines = first_line + record
         if skipped_virtual:
-            parser_lines = parser_lines + np.searchsorted(np.asarray(skipped_virtual, dtype=np.int64), parser_lines,
-                                                          side="right")
+            parser_lines = parser_lines + np.searchsorted(
+                np.asarray(skipped_virtual, dtype=np.int64), parser_lines, side="right"
+            )
         newlines = _newlines_per_row(frame) if quotes_read is None or quotes_read() else None
         breaks_before = np.full(len(record), extra_newlines, dtype=np.int64)
         if newlines is not None:
@@ -144,8 +163,9 @@ def _records(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows:
             pending = []
             yield _read_tail(reopen(), dialect, next_line, unclosed_quote="EOF inside string" in failure)
     if pending:
-        yield RecordChunk(pd.DataFrame({i: pd.Series(dtype=object) for i in indexes}), np.zeros(0, dtype=np.int64),
-                          sorted(pending), 0)
+        yield RecordChunk(
+            pd.DataFrame({i: pd.Series(dtype=object) for i in indexes}), np.zeros(0, dtype=np.int64), sorted(pending), 0
+        )
 
 
 def _fast_reader(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -207,8 +227,9 @@ def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quo
         bad.append((max(start, from_line), f"this line and every line after it could not be read ({failed})"))
     elif unclosed_quote and records:
         first, last, _ = records.pop()
-        bad.append((first, f"a quoted field opened on this line is never closed; lines {first} to {last} "
-                           "could not be read"))
+        bad.append(
+            (first, f"a quoted field opened on this line is never closed; lines {first} to {last} could not be read")
+        )
     rows: list[list[str | None]] = []
     lines: list[int] = []
     blank = 0

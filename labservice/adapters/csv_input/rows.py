@@ -17,10 +17,23 @@ from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse
 from labservice.core.ranges import DAYS_PER_YEAR
 
 MAX_AGE_YEARS = 130.0
-CTCAE_VERSIONS = {"5": "5.0", "5.0": "5.0", "v5": "5.0", "v5.0": "5.0", "6": "6.0", "6.0": "6.0", "v6": "6.0",
-                  "v6.0": "6.0"}
-RETICULOCYTE_METHODS = {"manual": "manual", "automated": "automated", "auto": "automated", "analyser": "automated",
-                        "analyzer": "automated"}
+CTCAE_VERSIONS = {
+    "5": "5.0",
+    "5.0": "5.0",
+    "v5": "5.0",
+    "v5.0": "5.0",
+    "6": "6.0",
+    "6.0": "6.0",
+    "v6": "6.0",
+    "v6.0": "6.0",
+}
+RETICULOCYTE_METHODS = {
+    "manual": "manual",
+    "automated": "automated",
+    "auto": "automated",
+    "analyser": "automated",
+    "analyzer": "automated",
+}
 
 
 class RowErrors:
@@ -72,9 +85,17 @@ def quoted(value) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
-def parse_context(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, *, decimal: str,
-                  age_factor: float, sex_codes: dict[str, str], date_order: str | None,
-                  clock_skew: timedelta | None = None) -> dict[str, np.ndarray]:
+def parse_context(
+    frame: pd.DataFrame,
+    headers: dict[str, str],
+    errors: RowErrors,
+    *,
+    decimal: str,
+    age_factor: float,
+    sex_codes: dict[str, str],
+    date_order: str | None,
+    clock_skew: timedelta | None = None,
+) -> dict[str, np.ndarray]:
     """Sex, age (or birth date with collection time), pregnancy and the other context fields.
 
     `frame` holds raw cells keyed by field name; `headers` gives the input header of each field. With
@@ -88,44 +109,67 @@ def parse_context(frame: pd.DataFrame, headers: dict[str, str], errors: RowError
     if "sex" in frame:
         codes = {**SEX_TEXTS, **{k.strip().casefold(): v for k, v in sex_codes.items()}}
         values, bad = parse_codes(frame["sex"], codes, "unknown")
-        errors.add(bad, headers["sex"], lambda r: (
-            f"{quoted(frame['sex'].iat[r])} is not a sex code (M, F, male, female, U); "
-            "state other codes with sex_codes, e.g. 0=female,1=male"))
+        errors.add(
+            bad,
+            headers["sex"],
+            lambda r: (
+                f"{quoted(frame['sex'].iat[r])} is not a sex code (M, F, male, female, U); "
+                "state other codes with sex_codes, e.g. 0=female,1=male"
+            ),
+        )
         table["sex"] = values
     age = np.full(n, np.nan)
     if "age_years" in frame:
         numbers = parse_numbers(frame["age_years"], decimal)
         age = numbers.values * age_factor
-        errors.add(numbers.bad | (numbers.censored != 0), headers["age_years"],
-                   lambda r: f"{quoted(frame['age_years'].iat[r])} is not an age")
-        errors.add((age < 0) | (age > MAX_AGE_YEARS), headers["age_years"],
-                   lambda r: f"age {frame['age_years'].iat[r]} is outside 0 to {MAX_AGE_YEARS:g} years")
+        errors.add(
+            numbers.bad | (numbers.censored != 0),
+            headers["age_years"],
+            lambda r: f"{quoted(frame['age_years'].iat[r])} is not an age",
+        )
+        errors.add(
+            (age < 0) | (age > MAX_AGE_YEARS),
+            headers["age_years"],
+            lambda r: f"age {frame['age_years'].iat[r]} is outside 0 to {MAX_AGE_YEARS:g} years",
+        )
     if "birth_date" in frame:
         age = _age_from_birth(frame, headers, errors, age, date_order)
     table["age_years"] = age
     for name in ("pregnant", "duffy_null", "fever", "platelet_clumps"):
         if name in frame:
             values, bad = parse_codes(frame[name], TRISTATE_TEXTS, np.nan)
-            errors.add(bad, headers[name], lambda r, name=name: (
-                f"{quoted(frame[name].iat[r])} is not yes or no (yes/no, true/false, 1/0)"))
+            errors.add(
+                bad,
+                headers[name],
+                lambda r, name=name: f"{quoted(frame[name].iat[r])} is not yes or no (yes/no, true/false, 1/0)",
+            )
             table[name] = values.astype(np.float64)
     if "pregnancy_trimester" in frame:
         numbers = parse_numbers(frame["pregnancy_trimester"], decimal)
         wrong = numbers.bad | ~np.isin(numbers.values, (1.0, 2.0, 3.0)) & ~np.isnan(numbers.values)
-        errors.add(wrong, headers["pregnancy_trimester"],
-                   lambda r: f"{quoted(frame['pregnancy_trimester'].iat[r])} is not a trimester (1, 2 or 3)")
+        errors.add(
+            wrong,
+            headers["pregnancy_trimester"],
+            lambda r: f"{quoted(frame['pregnancy_trimester'].iat[r])} is not a trimester (1, 2 or 3)",
+        )
         table["pregnancy_trimester"] = numbers.values
     for name, codes in (("reticulocyte_method", RETICULOCYTE_METHODS), ("ctcae_version", CTCAE_VERSIONS)):
         if name in frame:
             values, bad = parse_codes(frame[name], codes, "")
-            errors.add(bad, headers[name], lambda r, name=name, codes=codes: (
-                f"{quoted(frame[name].iat[r])} is not one of {', '.join(sorted(set(codes.values())))}"))
+            errors.add(
+                bad,
+                headers[name],
+                lambda r, name=name, codes=codes: (
+                    f"{quoted(frame[name].iat[r])} is not one of {', '.join(sorted(set(codes.values())))}"
+                ),
+            )
             table[name] = values
     return table
 
 
-def _age_from_birth(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, age: np.ndarray,
-                    date_order: str | None) -> np.ndarray:
+def _age_from_birth(
+    frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, age: np.ndarray, date_order: str | None
+) -> np.ndarray:
     birth, bad, ambiguous = parse_dates(frame["birth_date"], date_order)
     _date_errors(frame, "birth_date", headers, errors, bad, ambiguous)
     needed = np.isnan(age) & ~np.isnat(birth)
@@ -144,17 +188,22 @@ def _age_from_birth(frame: pd.DataFrame, headers: dict[str, str], errors: RowErr
     return out
 
 
-def _future_collection(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, date_order: str | None,
-                       skew: timedelta) -> None:
+def _future_collection(
+    frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, date_order: str | None, skew: timedelta
+) -> None:
     """Rows whose collection time is ahead of the clock by more than `skew` (times without an offset are UTC)."""
     collected, _, _ = parse_dates(frame["collected_at"], date_order)
     latest = latest_collection(skew)
     ahead = ~np.isnat(collected) & (collected > np.datetime64(latest.replace(tzinfo=None), "s"))
-    errors.add(ahead, headers["collected_at"],
-               lambda r: future_message(quoted(frame["collected_at"].iat[r]), latest, skew))
+    errors.add(
+        ahead, headers["collected_at"], lambda r: future_message(quoted(frame["collected_at"].iat[r]), latest, skew)
+    )
 
 
 def _date_errors(frame, name, headers, errors, bad, ambiguous) -> None:
     errors.add(bad, headers[name], lambda r: f"{quoted(frame[name].iat[r])} is not a date")
-    errors.add(ambiguous, headers[name], lambda r: (
-        f"{quoted(frame[name].iat[r])} is ambiguous (day/month or month/day); state date_order DMY or MDY"))
+    errors.add(
+        ambiguous,
+        headers[name],
+        lambda r: f"{quoted(frame[name].iat[r])} is ambiguous (day/month or month/day); state date_order DMY or MDY",
+    )

@@ -31,8 +31,16 @@ def canonical(values: np.ndarray, factor: float) -> np.ndarray:
     return np.round(values * factor, CONVERSION_DECIMALS)
 
 
-def parse_analyte(rs: Ruleset, analyte: str, column: pd.Series, header: str, unit: str | None, factor: float,
-                  decimal: str, errors: RowErrors) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+def parse_analyte(
+    rs: Ruleset,
+    analyte: str,
+    column: pd.Series,
+    header: str,
+    unit: str | None,
+    factor: float,
+    decimal: str,
+    errors: RowErrors,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Canonical values of one analyte column; bad and implausible cells become row errors."""
     numbers = parse_numbers(column, decimal)
     errors.add(numbers.bad, header, lambda r: f"{quoted(column.iat[r])} is not a number")
@@ -48,8 +56,9 @@ def parse_analyte(rs: Ruleset, analyte: str, column: pd.Series, header: str, uni
     return values, censored
 
 
-def parse_wide_chunk(records: RecordChunk, plan: ColumnPlan, options: BatchOptions, dialect_decimal: str,
-                     rs: Ruleset) -> ParsedChunk:
+def parse_wide_chunk(
+    records: RecordChunk, plan: ColumnPlan, options: BatchOptions, dialect_decimal: str, rs: Ruleset
+) -> ParsedChunk:
     """One chunk of a wide file → ParsedChunk (values in canonical units, one error text per bad row)."""
     frame, lines = records.frame, records.lines
     n = len(frame)
@@ -59,8 +68,16 @@ def parse_wide_chunk(records: RecordChunk, plan: ColumnPlan, options: BatchOptio
     sent = np.zeros(n, dtype=bool)
     for analyte in plan.analytes:
         column = frame[plan.fields[analyte]]
-        values, cens = parse_analyte(rs, analyte, column, plan.header_of(analyte), plan.units[analyte],
-                                     plan.factors[analyte], dialect_decimal, errors)
+        values, cens = parse_analyte(
+            rs,
+            analyte,
+            column,
+            plan.header_of(analyte),
+            plan.units[analyte],
+            plan.factors[analyte],
+            dialect_decimal,
+            errors,
+        )
         table[analyte] = values
         sent |= column.notna().to_numpy()
         if cens is not None:
@@ -69,18 +86,40 @@ def parse_wide_chunk(records: RecordChunk, plan: ColumnPlan, options: BatchOptio
             name = f"{analyte}_ref_{side}"
             if name in plan.fields:
                 bound = parse_numbers(frame[plan.fields[name]], dialect_decimal)
-                errors.add(bound.bad | (bound.censored != 0), plan.header_of(name),
-                           lambda r, name=name: f"{quoted(frame[plan.fields[name]].iat[r])} is not a number")
+                errors.add(
+                    bound.bad | (bound.censored != 0),
+                    plan.header_of(name),
+                    lambda r, name=name: f"{quoted(frame[plan.fields[name]].iat[r])} is not a number",
+                )
                 table[name] = canonical(bound.values, plan.factors[analyte])
     errors.add(~sent, None, "no analyte value in this row")
-    context = pd.DataFrame({name: frame[plan.fields[name]] for name in CONTEXT_FIELDS if name in plan.fields},
-                           index=frame.index)
+    context = pd.DataFrame(
+        {name: frame[plan.fields[name]] for name in CONTEXT_FIELDS if name in plan.fields}, index=frame.index
+    )
     headers = {name: plan.header_of(name) for name in context.columns}
-    table.update(parse_context(context, headers, errors, decimal=dialect_decimal, age_factor=plan.age_factor,
-                               sex_codes=options.sex_codes, date_order=options.date_order,
-                               clock_skew=options.clock_skew))
+    table.update(
+        parse_context(
+            context,
+            headers,
+            errors,
+            decimal=dialect_decimal,
+            age_factor=plan.age_factor,
+            sex_codes=options.sex_codes,
+            date_order=options.date_order,
+            clock_skew=options.clock_skew,
+        )
+    )
     ids = [frame[i].to_numpy(dtype=object) for i in plan.id_columns]
     patient, collected = plan.id_position("patient_id"), plan.id_position("collected_at")
-    return ParsedChunk(table, lines, ids, errors.column(n), np.full(n, None, dtype=object), censored,
-                       records.bad_lines, {analyte: plan.header_of(analyte) for analyte in censored},
-                       None if patient is None else ids[patient], None if collected is None else ids[collected])
+    return ParsedChunk(
+        table,
+        lines,
+        ids,
+        errors.column(n),
+        np.full(n, None, dtype=object),
+        censored,
+        records.bad_lines,
+        {analyte: plan.header_of(analyte) for analyte in censored},
+        None if patient is None else ids[patient],
+        None if collected is None else ids[collected],
+    )

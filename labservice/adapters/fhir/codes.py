@@ -24,9 +24,11 @@ def loinc_codes(concept: Any) -> list[str]:
     codings = concept.get("coding")
     if not isinstance(codings, list):
         return []
-    return [coding["code"] for coding in codings
-            if isinstance(coding, dict) and coding.get("system") in LOINC_SYSTEMS
-            and isinstance(coding.get("code"), str)]
+    return [
+        coding["code"]
+        for coding in codings
+        if isinstance(coding, dict) and coding.get("system") in LOINC_SYSTEMS and isinstance(coding.get("code"), str)
+    ]
 
 
 def analyte_of(concept: Any, ruleset: Ruleset) -> tuple[str, str] | None:

@@ -29,9 +29,9 @@ from labservice.core.ruleset import Ruleset
 class Group:
     """The resources of one CBC before its values are read."""
 
-    report: Node | None                  # DiagnosticReport or panel Observation; None for loose Observations
-    members: list[Node] = field(default_factory=list)   # leaf Observations, in reference order
-    panels: list[Node] = field(default_factory=list)    # panel Observations passed through
+    report: Node | None  # DiagnosticReport or panel Observation; None for loose Observations
+    members: list[Node] = field(default_factory=list)  # leaf Observations, in reference order
+    panels: list[Node] = field(default_factory=list)  # panel Observations passed through
     direct: dict[int, list[Node]] = field(default_factory=dict)  # id(panel) -> its leaf members
     problems: list[Unused] = field(default_factory=list)
 
@@ -85,16 +85,20 @@ def _gather(index: ResourceIndex, top: Node, key: str, ruleset: Ruleset, claimed
     seen: set[int] = {id(top)}
     _walk(index, top, refs, f"{top.path}.{key}", group, seen, claimed)
     coded = any(coded_parts(m.resource, m.path, ruleset) for m in group.members)
-    if not (coded or is_cbc_panel(top.resource.get("code"))
-            or any(is_cbc_panel(p.resource.get("code")) for p in group.panels)):
+    if not (
+        coded
+        or is_cbc_panel(top.resource.get("code"))
+        or any(is_cbc_panel(p.resource.get("code")) for p in group.panels)
+    ):
         return None
     claimed.add(id(top))
     claimed.update(id(node) for node in (*group.members, *group.panels))
     return group
 
 
-def _walk(index: ResourceIndex, source: Node, refs: list[Any], path: str, group: Group, seen: set[int],
-          claimed: set[int]) -> None:
+def _walk(
+    index: ResourceIndex, source: Node, refs: list[Any], path: str, group: Group, seen: set[int], claimed: set[int]
+) -> None:
     for k, ref in enumerate(refs):
         where = f"{path}[{k}]"
         if not isinstance(ref, dict):
@@ -107,12 +111,14 @@ def _walk(index: ResourceIndex, source: Node, refs: list[Any], path: str, group:
             continue
         seen.add(id(target))
         if target.type != "Observation":
-            group.problems.append(Unused(target.type, target.id, where,
-                                         f"{reference_text(ref)} is a {target.type}, not an Observation"))
+            group.problems.append(
+                Unused(target.type, target.id, where, f"{reference_text(ref)} is a {target.type}, not an Observation")
+            )
             continue
         if id(target) in claimed:
-            group.problems.append(Unused("Observation", target.id, target.path,
-                                         "already part of another CBC in this input"))
+            group.problems.append(
+                Unused("Observation", target.id, target.path, "already part of another CBC in this input")
+            )
             continue
         members = _members(target)
         if members:
@@ -142,8 +148,12 @@ def _loose(index: ResourceIndex, ruleset: Ruleset, claimed: set[int]) -> list[Gr
     """CBC-coded Observations outside any report or panel, by subject + specimen + effective time."""
     by_key: dict[tuple[Any, ...], Group] = {}
     for node in index:
-        if (node.type != "Observation" or id(node) in claimed or _members(node)
-                or not coded_parts(node.resource, node.path, ruleset)):
+        if (
+            node.type != "Observation"
+            or id(node) in claimed
+            or _members(node)
+            or not coded_parts(node.resource, node.path, ruleset)
+        ):
             continue
         subject = node.resource.get("subject")
         target = index.resolve(subject, node) if isinstance(subject, dict) else None

@@ -23,9 +23,9 @@ class Node:
     """One resource in the input."""
 
     resource: dict[str, Any]
-    path: str                       # "Bundle.entry[3].resource(Observation/abc)"
+    path: str  # "Bundle.entry[3].resource(Observation/abc)"
     full_url: str | None = None
-    container: Node | None = None   # the resource whose `contained` holds this one
+    container: Node | None = None  # the resource whose `contained` holds this one
     contained: dict[str, Node] = field(default_factory=dict)  # "#id" -> node
 
     @property
@@ -102,8 +102,7 @@ class ResourceIndex:
         index = cls()
         return index, index._add(resource, f"{resource['resourceType']}({_label(resource)})", None)
 
-    def _add(self, resource: dict[str, Any], path: str, full_url: str | None,
-             container: Node | None = None) -> Node:
+    def _add(self, resource: dict[str, Any], path: str, full_url: str | None, container: Node | None = None) -> Node:
         node = Node(resource, path, full_url, container)
         self.nodes.append(node)
         if container is None:

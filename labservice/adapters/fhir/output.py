@@ -43,6 +43,7 @@ UCUM = "http://unitsofmeasure.org"
 FINAL_STATUSES = ("final", "amended", "corrected")
 NOT_A_DIAGNOSIS = "It describes the counts; it is not a diagnosis."
 
+
 def to_bundle(read: FhirRead, answers: list[dict], ruleset: Ruleset) -> dict:
     """The FHIR answer: `answers[i]` is our interpretation of `read.cbcs[i]`."""
     if len(answers) != len(read.cbcs):
@@ -137,8 +138,10 @@ def _annotated_copy(resource: dict) -> dict:
 
 
 def _interpretation(flag: str) -> dict:
-    return {"coding": [{"system": INTERPRETATION_SYSTEM, "code": flag, "display": INTERPRETATION_DISPLAY[flag]}],
-            "text": f"{INTERPRETATION_DISPLAY[flag]} (labservice)"}
+    return {
+        "coding": [{"system": INTERPRETATION_SYSTEM, "code": flag, "display": INTERPRETATION_DISPLAY[flag]}],
+        "text": f"{INTERPRETATION_DISPLAY[flag]} (labservice)",
+    }
 
 
 def _reference_range(result: dict, quantity: dict, analyte: str, ruleset: Ruleset) -> dict | None:
@@ -174,8 +177,9 @@ def _number(value: float) -> float | int:
 # --- DiagnosticReport -----------------------------------------------------------------------
 
 
-def _report_entry(cbc: FhirCbc, answer: dict, key: str, observations: list[dict], subject: dict,
-                  ruleset: Ruleset) -> dict:
+def _report_entry(
+    cbc: FhirCbc, answer: dict, key: str, observations: list[dict], subject: dict, ruleset: Ruleset
+) -> dict:
     source = cbc.report if (cbc.report or {}).get("resourceType") == "DiagnosticReport" else None
     statuses = [used.status for used in cbc.observations]
     if source is not None:
@@ -183,10 +187,13 @@ def _report_entry(cbc: FhirCbc, answer: dict, key: str, observations: list[dict]
         report.setdefault("status", "unknown")
     else:
         final = not cbc.non_final and all(status in FINAL_STATUSES for status in statuses)
-        report = {"resourceType": "DiagnosticReport", "id": _uid(key, "report"),
-                  "status": "final" if final else "preliminary",
-                  "category": [{"coding": [dict(HEMATOLOGY)]}],
-                  "code": {"coding": [dict(CBC_PANEL)], "text": "Complete blood count"}}
+        report = {
+            "resourceType": "DiagnosticReport",
+            "id": _uid(key, "report"),
+            "status": "final" if final else "preliminary",
+            "category": [{"coding": [dict(HEMATOLOGY)]}],
+            "code": {"coding": [dict(CBC_PANEL)], "text": "Complete blood count"},
+        }
     report.setdefault("subject", subject)
     collected = cbc.document.get("collected_at")
     if collected and not any(name.startswith("effective") for name in report):
@@ -212,13 +219,18 @@ def _result_reference(entry: dict) -> dict:
 
 
 def _conclusion(answer: dict) -> str:
-    head = (f"labservice, automated description of the blood counts, not a diagnosis (ruleset "
-            f"{answer.get('ruleset_version')}, CTCAE v{answer.get('ctcae_version')}):")
+    head = (
+        f"labservice, automated description of the blood counts, not a diagnosis (ruleset "
+        f"{answer.get('ruleset_version')}, CTCAE v{answer.get('ctcae_version')}):"
+    )
     parts = [head, answer.get("summary", "").strip()]
     not_assessed = answer.get("not_assessed") or []
     if not_assessed:
-        parts.append("Not assessed: " + "; ".join(f"{item['code'].replace('_', ' ')} ({item['reason']})"
-                                                  for item in not_assessed) + ".")
+        parts.append(
+            "Not assessed: "
+            + "; ".join(f"{item['code'].replace('_', ' ')} ({item['reason']})" for item in not_assessed)
+            + "."
+        )
     if "not a diagnosis" not in parts[1]:
         parts.append(NOT_A_DIAGNOSIS)
     return " ".join(part for part in parts if part)
@@ -227,28 +239,50 @@ def _conclusion(answer: dict) -> str:
 # --- Flag (urgency) -------------------------------------------------------------------------
 
 
-def _flag_entry(cbc: FhirCbc, answer: dict, key: str, subject: dict, report_url: str,
-                observation_urls: dict[str, str], ruleset: Ruleset) -> dict:
+def _flag_entry(
+    cbc: FhirCbc,
+    answer: dict,
+    key: str,
+    subject: dict,
+    report_url: str,
+    observation_urls: dict[str, str],
+    ruleset: Ruleset,
+) -> dict:
     urgency = answer["urgency"]
     reasons = answer.get("urgency_reasons") or []
     texts, analytes = _reasons(answer, reasons, ruleset)
     priority = URGENCY_PRIORITY[urgency]
-    extension = [{"url": FLAG_PRIORITY_EXTENSION, "valueCodeableConcept": {"coding": [
-        {"system": FLAG_PRIORITY_SYSTEM, "code": priority, "display": FLAG_PRIORITY_DISPLAY[priority]}]}},
-        {"url": FLAG_DETAIL_EXTENSION, "valueReference": {"reference": report_url, "display": "CBC report"}}]
+    extension = [
+        {
+            "url": FLAG_PRIORITY_EXTENSION,
+            "valueCodeableConcept": {
+                "coding": [
+                    {"system": FLAG_PRIORITY_SYSTEM, "code": priority, "display": FLAG_PRIORITY_DISPLAY[priority]}
+                ]
+            },
+        },
+        {"url": FLAG_DETAIL_EXTENSION, "valueReference": {"reference": report_url, "display": "CBC report"}},
+    ]
     for analyte in analytes:
         if analyte in observation_urls:
-            extension.append({"url": FLAG_DETAIL_EXTENSION,
-                              "valueReference": {"reference": observation_urls[analyte], "display": analyte}})
+            extension.append(
+                {
+                    "url": FLAG_DETAIL_EXTENSION,
+                    "valueReference": {"reference": observation_urls[analyte], "display": analyte},
+                }
+            )
     because = f" Because of: {'; '.join(texts)}." if texts else " No finding raises it."
     flag: dict[str, Any] = {
-        "resourceType": "Flag", "id": _uid(key, "flag"),
+        "resourceType": "Flag",
+        "id": _uid(key, "flag"),
         "extension": extension,
         "identifier": [{"system": INTERPRETATION_IDENTIFIER, "value": key}],
         "status": "active",
         "category": [{"coding": [dict(FLAG_CATEGORY_LAB)]}],
-        "code": {"coding": [{"system": URGENCY_SYSTEM, "code": urgency, "display": URGENCY_DISPLAY[urgency]}],
-                 "text": f"CBC urgency {URGENCY_TEXT[urgency]}.{because} {NOT_A_DIAGNOSIS}"},
+        "code": {
+            "coding": [{"system": URGENCY_SYSTEM, "code": urgency, "display": URGENCY_DISPLAY[urgency]}],
+            "text": f"CBC urgency {URGENCY_TEXT[urgency]}.{because} {NOT_A_DIAGNOSIS}",
+        },
         "subject": subject,
     }
     collected = cbc.document.get("collected_at")
@@ -289,17 +323,26 @@ def _operation_outcome(read: FhirRead, bundle_key: str) -> dict | None:
     issues = []
     for unused in read.unused:
         name = f"{unused.resource_type}/{unused.id}" if unused.id else unused.resource_type
-        issues.append({"severity": "warning", "code": "informational",
-                       "details": {"text": f"{name} was not used: {unused.reason}"},
-                       "diagnostics": unused.reason, "expression": [unused.path]})
+        issues.append(
+            {
+                "severity": "warning",
+                "code": "informational",
+                "details": {"text": f"{name} was not used: {unused.reason}"},
+                "diagnostics": unused.reason,
+                "expression": [unused.path],
+            }
+        )
     for cbc in read.cbcs:
         paths = {used.analyte: used.path for used in cbc.observations}
         if cbc.report_path:
             paths["report"] = cbc.report_path  # the reader labels a non-final report "report: <status>"
         for label in cbc.non_final:
             analyte = label.split(":", 1)[0].strip()
-            issue: dict[str, Any] = {"severity": "warning", "code": "informational",
-                                     "details": {"text": f"Result not final ({label}); interpreted as sent."}}
+            issue: dict[str, Any] = {
+                "severity": "warning",
+                "code": "informational",
+                "details": {"text": f"Result not final ({label}); interpreted as sent."},
+            }
             if analyte in paths:
                 issue["expression"] = [paths[analyte]]
             issues.append(issue)

@@ -22,10 +22,10 @@ FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 @dataclass
 class PatientContext:
-    fields: dict[str, Any] = field(default_factory=dict)       # our document's `patient`
-    locations: dict[str, str] = field(default_factory=dict)    # "patient.sex" -> FHIR path
-    node: Node | None = None                                   # the Patient, when the input holds it
-    subject: str | None = None                                 # the subject reference as written
+    fields: dict[str, Any] = field(default_factory=dict)  # our document's `patient`
+    locations: dict[str, str] = field(default_factory=dict)  # "patient.sex" -> FHIR path
+    node: Node | None = None  # the Patient, when the input holds it
+    subject: str | None = None  # the subject reference as written
 
 
 def patient_context(subject: Any, subject_path: str, source: Node, index: ResourceIndex) -> PatientContext:
@@ -87,8 +87,10 @@ def _patient_id(resource: dict[str, Any], path: str) -> tuple[str | None, str]:
 def _is_medical_record_number(identifier: Any) -> bool:
     kind = identifier.get("type") if isinstance(identifier, dict) else None
     codings = kind.get("coding") if isinstance(kind, dict) else None
-    return any(isinstance(c, dict) and c.get("code") == "MR" and c.get("system", IDENTIFIER_TYPES) == IDENTIFIER_TYPES
-               for c in codings or [])
+    return any(
+        isinstance(c, dict) and c.get("code") == "MR" and c.get("system", IDENTIFIER_TYPES) == IDENTIFIER_TYPES
+        for c in codings or []
+    )
 
 
 def _identifier_value(identifier: Any) -> str | None:

@@ -65,16 +65,23 @@ def _index(resource: Any) -> ResourceIndex:
         raise InputError({"body": ["A FHIR resource must be a JSON object."]})
     kind = resource.get("resourceType")
     if not isinstance(kind, str) or not kind:
-        raise InputError({"resourceType": ["The body has no resourceType: send a FHIR Bundle, "
-                                           "DiagnosticReport or Observation."]})
+        raise InputError(
+            {"resourceType": ["The body has no resourceType: send a FHIR Bundle, DiagnosticReport or Observation."]}
+        )
     if kind not in TOP_LEVEL_TYPES:
-        raise InputError({"resourceType": [f"{kind} is not supported here: send a Bundle, "
-                                           "DiagnosticReport or Observation."]})
+        raise InputError(
+            {"resourceType": [f"{kind} is not supported here: send a Bundle, DiagnosticReport or Observation."]}
+        )
     if kind == "Bundle":
         bundle_type = resource.get("type")
         if bundle_type not in BUNDLE_TYPES:
-            raise InputError({"Bundle.type": [f"Bundle type {bundle_type!r} is not supported; "
-                                              f"expected one of {', '.join(BUNDLE_TYPES)}."]})
+            raise InputError(
+                {
+                    "Bundle.type": [
+                        f"Bundle type {bundle_type!r} is not supported; expected one of {', '.join(BUNDLE_TYPES)}."
+                    ]
+                }
+            )
         return ResourceIndex.of_bundle(resource)
     return ResourceIndex.of_resource(resource)[0]
 
@@ -101,8 +108,11 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
         in_scope.add(id(node))
         status = status_of(node.resource, node.path)
         for analyte, part, path in parts:
-            reading = (f"status {status}: the result is withdrawn" if status in WITHDRAWN_STATUSES
-                       else read_result(part, path, analyte, rs))
+            reading = (
+                f"status {status}: the result is withdrawn"
+                if status in WITHDRAWN_STATUSES
+                else read_result(part, path, analyte, rs)
+            )
             if isinstance(reading, Reading) and analyte in by_analyte:
                 first = by_analyte[analyte]
                 reading = f"a second {analyte} result in this CBC; {first.where()} was used"
@@ -128,7 +138,8 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
 def _is_cbc_panel(panel: Node, group: Group, rs: Ruleset) -> bool:
     """A panel that is part of the CBC (coded as one, or holding CBC results), not a chemistry panel beside it."""
     return is_cbc_panel(panel.resource.get("code")) or any(
-        coded_parts(node.resource, node.path, rs) for node in group.direct.get(id(panel), []))
+        coded_parts(node.resource, node.path, rs) for node in group.direct.get(id(panel), [])
+    )
 
 
 def _no_result_reason(group: Group) -> str:
@@ -137,8 +148,15 @@ def _no_result_reason(group: Group) -> str:
     return "no usable CBC result (the entries listed for its Observations say why)"
 
 
-def _assemble(group: Group, index: ResourceIndex, results: dict[str, Any], locations: dict[str, str],
-              used: list[UsedObservation], non_final: list[str], in_scope: set[int]) -> FhirCbc:
+def _assemble(
+    group: Group,
+    index: ResourceIndex,
+    results: dict[str, Any],
+    locations: dict[str, str],
+    used: list[UsedObservation],
+    non_final: list[str],
+    in_scope: set[int],
+) -> FhirCbc:
     report = group.report
     first = next(node for node in group.members if node.resource is used[0].resource)
     anchor = report or first
@@ -149,26 +167,37 @@ def _assemble(group: Group, index: ResourceIndex, results: dict[str, Any], locat
         document["collected_at"] = collected
         locations["collected_at"] = collected_path
     subject_owner = report if report is not None and "subject" in report.resource else first
-    context = patient_context(subject_owner.resource.get("subject"), f"{subject_owner.path}.subject",
-                              subject_owner, index)
+    context = patient_context(
+        subject_owner.resource.get("subject"), f"{subject_owner.path}.subject", subject_owner, index
+    )
     if context.node is not None:
         in_scope.add(id(context.node))
     patient = _patient_fields(context, collected is not None)
     if patient:
         document["patient"] = patient
-        locations.update({key: where for key, where in context.locations.items()
-                          if key == "patient" or key.split(".", 1)[1] in patient})
+        locations.update(
+            {
+                key: where
+                for key, where in context.locations.items()
+                if key == "patient" or key.split(".", 1)[1] in patient
+            }
+        )
     if report is not None:
         status = report.resource.get("status")
         final = FINAL_REPORT_STATUSES if report.type == "DiagnosticReport" else FINAL_STATUSES
         if status not in final:
             non_final.insert(0, f"{_kind(report)}: {status or 'no status'}")
-    return FhirCbc(document=document, locations=locations, observations=used,
-                   report=report.resource if report is not None else None,
-                   report_path=report.path if report is not None else None,
-                   patient=context.node.resource if context.node is not None else None,
-                   subject=context.subject, non_final=non_final,
-                   report_reference=report.where() if report is not None else None)
+    return FhirCbc(
+        document=document,
+        locations=locations,
+        observations=used,
+        report=report.resource if report is not None else None,
+        report_path=report.path if report is not None else None,
+        patient=context.node.resource if context.node is not None else None,
+        subject=context.subject,
+        non_final=non_final,
+        report_reference=report.where() if report is not None else None,
+    )
 
 
 def _kind(node: Node) -> str:

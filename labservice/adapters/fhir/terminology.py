@@ -24,8 +24,7 @@ INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInt
 INTERPRETATION_DISPLAY = {"N": "Normal", "L": "Low", "H": "High", "LL": "Critical low", "HH": "Critical high"}
 
 LOINC_SYSTEM = "http://loinc.org"
-CBC_PANEL = {"system": LOINC_SYSTEM, "code": "58410-2",
-             "display": "CBC panel - Blood by Automated count"}
+CBC_PANEL = {"system": LOINC_SYSTEM, "code": "58410-2", "display": "CBC panel - Blood by Automated count"}
 DIAGNOSTIC_SERVICE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0074"
 HEMATOLOGY = {"system": DIAGNOSTIC_SERVICE_SYSTEM, "code": "HM", "display": "Hematology"}
 
@@ -51,10 +50,10 @@ class SnomedRow:
     """One finding code of ours and its SNOMED CT concept, if a verified one exists."""
 
     finding_code: str
-    snomed_code: str      # "" when no code could be verified
-    display: str          # the concept's fully specified name
-    source_tag: str       # its tag in sources.csv (SCT1, ...)
-    source: str           # where the code was checked (URL, or repository + path + commit)
+    snomed_code: str  # "" when no code could be verified
+    display: str  # the concept's fully specified name
+    source_tag: str  # its tag in sources.csv (SCT1, ...)
+    source: str  # where the code was checked (URL, or repository + path + commit)
     note: str
 
     def coding(self) -> dict[str, str]:
@@ -63,13 +62,28 @@ class SnomedRow:
 
 def verhoeff_valid(digits: str) -> bool:
     """True when the last digit is the Verhoeff check digit of the rest (every SNOMED CT id has one)."""
-    mult = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5), (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
-            (3, 4, 0, 1, 2, 8, 9, 5, 6, 7), (4, 0, 1, 2, 3, 9, 5, 6, 7, 8), (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
-            (6, 5, 9, 8, 7, 1, 0, 4, 3, 2), (7, 6, 5, 9, 8, 2, 1, 0, 4, 3), (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
-            (9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
-    perm = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4), (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
-            (8, 9, 1, 6, 0, 4, 3, 5, 2, 7), (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
-            (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8))
+    mult = (
+        (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+        (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+        (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+        (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+        (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
+        (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+        (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
+        (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+        (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+        (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+    )
+    perm = (
+        (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+        (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
+        (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+        (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
+        (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
+        (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+        (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
+        (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+    )
     check = 0
     for position, digit in enumerate(reversed(digits)):
         check = mult[check][perm[position % 8][int(digit)]]
@@ -78,9 +92,14 @@ def verhoeff_valid(digits: str) -> bool:
 
 def _check_snomed_row(row: dict[str, str], where: str) -> SnomedRow:
     code = (row.get("snomed_code") or "").strip()
-    entry = SnomedRow(row["finding_code"].strip(), code, (row.get("display") or "").strip(),
-                      (row.get("source_tag") or "").strip(), (row.get("source") or "").strip(),
-                      (row.get("note") or "").strip())
+    entry = SnomedRow(
+        row["finding_code"].strip(),
+        code,
+        (row.get("display") or "").strip(),
+        (row.get("source_tag") or "").strip(),
+        (row.get("source") or "").strip(),
+        (row.get("note") or "").strip(),
+    )
     if not entry.finding_code:
         raise RulesetError(f"{where}: finding_code is empty")
     if code:

@@ -25,8 +25,19 @@ REFERENCE_RANGE_MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-
 WITHDRAWN_STATUSES = frozenset({"entered-in-error", "cancelled"})
 #: Statuses of a complete, verified result; anything else is labelled on the answer.
 FINAL_STATUSES = frozenset({"final", "amended", "corrected"})
-VALUE_KEYS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
-              "valueRange", "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod")
+VALUE_KEYS = (
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class Reading:
 
     result: dict[str, Any] | float
     locations: dict[str, str]
-    dropped: tuple[str, str] | None = None   # (path, reason) of a laboratory range that could not be used
+    dropped: tuple[str, str] | None = None  # (path, reason) of a laboratory range that could not be used
 
 
 def status_of(resource: dict[str, Any], path: str) -> str | None:
@@ -58,8 +69,7 @@ def read_result(resource: dict[str, Any], path: str, analyte: str, ruleset: Rule
     value = _number(quantity["value"], f"{qpath}.value")
     comparator = _text(quantity, "comparator", qpath)
     if comparator:
-        return (f"the value is censored ({comparator} {value:g}); only an exact value can be "
-                "interpreted")
+        return f"the value is censored ({comparator} {value:g}); only an exact value can be interpreted"
     kind = ruleset.analytes[analyte].unit_kind
     unit, unit_path = _unit(quantity, qpath, kind, ruleset)
     if unit is not None:
@@ -76,8 +86,11 @@ def read_result(resource: dict[str, Any], path: str, analyte: str, ruleset: Rule
         if low is not None and high is not None and not low < high:
             where = locations.pop("reference_range")
             locations.pop("reference_range.low"), locations.pop("reference_range.high")
-            dropped = (where, f"{analyte}: the laboratory's range is inverted (low {low:g}, high {high:g}); "
-                              "it was not used and the fallback range applies")
+            dropped = (
+                where,
+                f"{analyte}: the laboratory's range is inverted (low {low:g}, high {high:g}); "
+                "it was not used and the fallback range applies",
+            )
             reference_range = None
     if unit is None and reference_range is None:
         return Reading(value, locations, dropped)  # a bare number: the canonical unit, as in our JSON
@@ -161,8 +174,9 @@ def _unit(quantity: dict[str, Any], path: str, kind: str, ruleset: Ruleset) -> t
     return candidates[0] if candidates else (None, None)
 
 
-def _reference_range(resource: dict[str, Any], path: str, unit: str | None, kind: str, ruleset: Ruleset,
-                     locations: dict[str, str]) -> dict[str, float | None] | None:
+def _reference_range(
+    resource: dict[str, Any], path: str, unit: str | None, kind: str, ruleset: Ruleset, locations: dict[str, str]
+) -> dict[str, float | None] | None:
     ranges = resource.get("referenceRange")
     if ranges is None:
         return None
@@ -195,8 +209,7 @@ def _is_normal_for_everyone(entry: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("code") == "normal" for c in codings or [])
 
 
-def _bound(entry: dict[str, Any], key: str, path: str, unit: str | None, kind: str,
-           ruleset: Ruleset) -> float | None:
+def _bound(entry: dict[str, Any], key: str, path: str, unit: str | None, kind: str, ruleset: Ruleset) -> float | None:
     quantity = entry.get(key)
     if quantity is None:
         return None

@@ -40,10 +40,20 @@ def build_ack(message: hl7.Message | None, segments: list[Segment], problem: Hl7
         return str(msh(number)) if number < len(msh) else ""
 
     trigger = raw(9).split(component)[1] if component in raw(9) else ""
-    header = ["MSH", raw(2), raw(5) or APPLICATION, raw(6), raw(3), raw(4),
-              datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000"), "",
-              component.join(["ACK", trigger, "ACK"]) if trigger else "ACK",
-              generate_message_control_id(), raw(11) or "P", raw(12) or "2.5"]
+    header = [
+        "MSH",
+        raw(2),
+        raw(5) or APPLICATION,
+        raw(6),
+        raw(3),
+        raw(4),
+        datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000"),
+        "",
+        component.join(["ACK", trigger, "ACK"]) if trigger else "ACK",
+        generate_message_control_id(),
+        raw(11) or "P",
+        raw(12) or "2.5",
+    ]
     code = "AA" if problem is None else problem.ack_code
     acknowledgment = ["MSA", code, raw(10)]
     if problem is not None:
@@ -51,8 +61,11 @@ def build_ack(message: hl7.Message | None, segments: list[Segment], problem: Hl7
     lines = [field_sep.join(header), field_sep.join(acknowledgment)]
     if problem is not None:
         index = {segment.location: segment for segment in segments}
-        errors = [_err(source, location, text, problem.code_for(location), index)
-                  for location, messages in problem.errors.items() for text in messages][:MAX_ERR_SEGMENTS]
+        errors = [
+            _err(source, location, text, problem.code_for(location), index)
+            for location, messages in problem.errors.items()
+            for text in messages
+        ][:MAX_ERR_SEGMENTS]
         lines += errors or [_err(source, "", problem.detail, problem.default_code, index)]
     return "\r".join(lines) + "\r"
 
@@ -61,8 +74,9 @@ def _err(message: hl7.Message, location: str, text: str, code: str, index: dict[
     field_sep, component, subcomponent = message.separators[1], message.separators[3], message.separators[4]
     segment_id, sequence, position = _position(location, index)
     code_text = ERROR_TEXTS.get(code, "")
-    eld = component.join([segment_id, sequence, position,
-                          subcomponent.join([code, message.escape(code_text), "HL70357"])])
+    eld = component.join(
+        [segment_id, sequence, position, subcomponent.join([code, message.escape(code_text), "HL70357"])]
+    )
     erl = component.join([segment_id, sequence, position]) if segment_id else ""
     cwe = component.join([code, message.escape(code_text), "HL70357"])
     user_message = message.escape(f"{location}: {text}" if location else text)

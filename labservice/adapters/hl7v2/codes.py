@@ -31,7 +31,7 @@ class LocalCodeError(ValueError):
 @dataclass(frozen=True)
 class LocalCode:
     analyte: str
-    unit: str   # unit assumed when OBX-6 is empty ('' = none: an empty OBX-6 is an error)
+    unit: str  # unit assumed when OBX-6 is empty ('' = none: an empty OBX-6 is an error)
     where: str  # file:line
 
 

@@ -87,10 +87,14 @@ class Header:
     sending_facility: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"type": f"{self.type}^{self.trigger}" if self.trigger else self.type,
-                "control_id": self.control_id, "version": self.version,
-                "processing_id": self.processing_id, "sending_application": self.sending_application,
-                "sending_facility": self.sending_facility}
+        return {
+            "type": f"{self.type}^{self.trigger}" if self.trigger else self.type,
+            "control_id": self.control_id,
+            "version": self.version,
+            "processing_id": self.processing_id,
+            "sending_application": self.sending_application,
+            "sending_facility": self.sending_facility,
+        }
 
 
 @dataclass
@@ -99,7 +103,7 @@ class ParsedMessage:
     header: Header
     segments: list[Segment]
     groups: list[OrderGroup]
-    stray_observations: list[Segment]   # OBX with no OBR before them
+    stray_observations: list[Segment]  # OBX with no OBR before them
     ignored_lines: list[tuple[int, str]]  # (line number, start of the line) that are not segments
 
 
@@ -114,16 +118,24 @@ def parse_message(text: str, max_groups: int | None = None) -> ParsedMessage:
     kept, ignored = _segment_lines(text)
     starts = [i for i, line in enumerate(kept) if line[:3] in ("MSH", "BHS", "FHS")]
     if len(starts) > 1:
-        raise Hl7Problem(422, f"The body holds {len(starts)} messages; send one message per request "
-                              "(the MLLP listener takes any number, one frame each).",
-                         {"MSH[2]": ["a second message header"]}, default_code=SEGMENT_SEQUENCE_ERROR)
+        raise Hl7Problem(
+            422,
+            f"The body holds {len(starts)} messages; send one message per request "
+            "(the MLLP listener takes any number, one frame each).",
+            {"MSH[2]": ["a second message header"]},
+            default_code=SEGMENT_SEQUENCE_ERROR,
+        )
     _check_size(text, kept, max_groups)
     try:
         message = hl7.parse("\r".join(kept))
     except Exception as error:  # python-hl7 raises assorted errors on malformed text
-        raise Hl7Problem(400, f"The body is not an HL7 v2 message: {error}.",
-                         {"MSH": [f"python-hl7 could not parse the message: {error}"]},
-                         ack_code="AR", default_code=SEGMENT_SEQUENCE_ERROR) from None
+        raise Hl7Problem(
+            400,
+            f"The body is not an HL7 v2 message: {error}.",
+            {"MSH": [f"python-hl7 could not parse the message: {error}"]},
+            ack_code="AR",
+            default_code=SEGMENT_SEQUENCE_ERROR,
+        ) from None
     segments = _located(message)
     header = _header(segments[0])
     return ParsedMessage(message, header, segments, *_groups(segments), ignored)
@@ -135,30 +147,41 @@ def check_type(header: Header) -> None:
         return
     sent = f"{header.type}^{header.trigger}" if header.trigger else (header.type or "empty")
     accepted = " and ".join(f"{t}^{e}" for t, e in ACCEPTED_TYPES)
-    raise Hl7Problem(422, f"Message type {sent} is not interpreted here; send {accepted}.",
-                     {"MSH-9": [f"message type {sent} is not one of {accepted}"]},
-                     ack_code="AR", default_code=UNSUPPORTED_MESSAGE_TYPE)
+    raise Hl7Problem(
+        422,
+        f"Message type {sent} is not interpreted here; send {accepted}.",
+        {"MSH-9": [f"message type {sent} is not one of {accepted}"]},
+        ack_code="AR",
+        default_code=UNSUPPORTED_MESSAGE_TYPE,
+    )
 
 
 def _check_header(text: str) -> None:
     if not text.startswith("MSH"):
         start = text[:_PREVIEW].replace("\r", " ")
-        raise Hl7Problem(400, "The body is not an HL7 v2 message: it does not start with an MSH segment"
-                              + (f" (it starts with {start!r})." if start else " (it is empty)."),
-                         {"MSH": ["no MSH segment at the start of the message"]},
-                         ack_code="AR", default_code=SEGMENT_SEQUENCE_ERROR)
+        raise Hl7Problem(
+            400,
+            "The body is not an HL7 v2 message: it does not start with an MSH segment"
+            + (f" (it starts with {start!r})." if start else " (it is empty)."),
+            {"MSH": ["no MSH segment at the start of the message"]},
+            ack_code="AR",
+            default_code=SEGMENT_SEQUENCE_ERROR,
+        )
     separator = text[3:4]
     end = text.find(separator, 4) if separator else -1
     if not separator or separator.isalnum() or separator.isspace() or not 2 <= end - 4 <= 5:
-        raise Hl7Problem(400, "The MSH segment does not start with a field separator and 2 to 5 encoding "
-                              "characters (e.g. MSH|^~\\&|).",
-                         {"MSH-2": ["no encoding characters after the field separator"]},
-                         ack_code="AR", default_code=SEGMENT_SEQUENCE_ERROR)
+        raise Hl7Problem(
+            400,
+            "The MSH segment does not start with a field separator and 2 to 5 encoding characters (e.g. MSH|^~\\&|).",
+            {"MSH-2": ["no encoding characters after the field separator"]},
+            ack_code="AR",
+            default_code=SEGMENT_SEQUENCE_ERROR,
+        )
 
 
 def _check_size(text: str, kept: list[str], max_groups: int | None) -> None:
     """413 before parsing: too many order groups, or a segment with too many parts (see parse_message)."""
-    separators = text[3:text.find(text[3], 4)]  # the field separator and the encoding characters
+    separators = text[3 : text.find(text[3], 4)]  # the field separator and the encoding characters
     counts: dict[str, int] = {}
     for line in kept:
         segment_id = line[:3]
@@ -166,14 +189,22 @@ def _check_size(text: str, kept: list[str], max_groups: int | None) -> None:
         parts = sum(line.count(separator) for separator in separators)
         if parts > MAX_SEGMENT_SEPARATORS:
             location = f"{segment_id}[{counts[segment_id]}]"
-            raise Hl7Problem(413, f"{location} holds {parts} separators; at most {MAX_SEGMENT_SEPARATORS} per "
-                                  "segment are read.",
-                             {location: [f"at most {MAX_SEGMENT_SEPARATORS} field, component and repetition "
-                                         "separators per segment"]})
+            raise Hl7Problem(
+                413,
+                f"{location} holds {parts} separators; at most {MAX_SEGMENT_SEPARATORS} per segment are read.",
+                {
+                    location: [
+                        f"at most {MAX_SEGMENT_SEPARATORS} field, component and repetition separators per segment"
+                    ]
+                },
+            )
     groups = counts.get("OBR", 0)
     if max_groups is not None and groups > max_groups:
-        raise Hl7Problem(413, f"The message holds {groups} order groups (OBR); the limit is {max_groups} per "
-                              "message.", {"OBR": [f"at most {max_groups} order groups per message"]})
+        raise Hl7Problem(
+            413,
+            f"The message holds {groups} order groups (OBR); the limit is {max_groups} per message.",
+            {"OBR": [f"at most {max_groups} order groups per message"]},
+        )
 
 
 def _segment_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
@@ -212,9 +243,15 @@ def _located(message: hl7.Message) -> list[Segment]:
 
 
 def _header(msh: Segment) -> Header:
-    return Header(type=msh.get(9, 1).upper(), trigger=msh.get(9, 2).upper(), control_id=msh.get(10),
-                  version=msh.get(12), processing_id=msh.get(11), sending_application=msh.get(3),
-                  sending_facility=msh.get(4))
+    return Header(
+        type=msh.get(9, 1).upper(),
+        trigger=msh.get(9, 2).upper(),
+        control_id=msh.get(10),
+        version=msh.get(12),
+        processing_id=msh.get(11),
+        sending_application=msh.get(3),
+        sending_facility=msh.get(4),
+    )
 
 
 def _groups(segments: list[Segment]) -> tuple[list[OrderGroup], list[Segment]]:

@@ -16,9 +16,12 @@ TABLE_VALUE_NOT_FOUND = "103"
 UNSUPPORTED_MESSAGE_TYPE = "200"
 APPLICATION_ERROR = "207"
 ERROR_TEXTS = {
-    "0": "Message accepted", SEGMENT_SEQUENCE_ERROR: "Segment sequence error",
-    REQUIRED_FIELD_MISSING: "Required field missing", DATA_TYPE_ERROR: "Data type error",
-    TABLE_VALUE_NOT_FOUND: "Table value not found", UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
+    "0": "Message accepted",
+    SEGMENT_SEQUENCE_ERROR: "Segment sequence error",
+    REQUIRED_FIELD_MISSING: "Required field missing",
+    DATA_TYPE_ERROR: "Data type error",
+    TABLE_VALUE_NOT_FOUND: "Table value not found",
+    UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
     APPLICATION_ERROR: "Application error",
 }
 
@@ -26,8 +29,16 @@ ERROR_TEXTS = {
 class Hl7Problem(Exception):
     """A message (or request) that cannot be interpreted, with everything both answers need."""
 
-    def __init__(self, status: int, detail: str, errors: dict[str, list[str]], *, ack_code: str = "AE",
-                 codes: dict[str, str] | None = None, default_code: str = DATA_TYPE_ERROR):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: dict[str, list[str]],
+        *,
+        ack_code: str = "AE",
+        codes: dict[str, str] | None = None,
+        default_code: str = DATA_TYPE_ERROR,
+    ):
         super().__init__(detail)
         self.status = status
         self.detail = detail

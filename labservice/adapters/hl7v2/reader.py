@@ -53,9 +53,9 @@ def read_settings(ruleset: Ruleset, local_codes: str | Path | None = None, zone_
 
 @dataclass
 class Hl7Cbc:
-    document: dict[str, Any]   # our JSON CBC document (strings for times), ready for CBC_SCHEMA
+    document: dict[str, Any]  # our JSON CBC document (strings for times), ready for CBC_SCHEMA
     locations: dict[str, str]  # document field path -> location in the message
-    source: dict[str, Any]     # the answer's `source` block
+    source: dict[str, Any]  # the answer's `source` block
 
 
 @dataclass
@@ -107,21 +107,36 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
         where = obx.location
         if analyte in results:
             if statuses[analyte].final or not status.final:
-                read.unused.append(_observation_entry(
-                    obx, f"a second {analyte} result in this order group; the first ({observations[analyte]}) "
-                         "is used", analyte))
+                read.unused.append(
+                    _observation_entry(
+                        obx,
+                        f"a second {analyte} result in this order group; the first ({observations[analyte]}) is used",
+                        analyte,
+                    )
+                )
                 continue
-            read.unused.append({"location": observations[analyte], "analyte": analyte,
-                                "reason": f"{analyte}: replaced by the final result of the same order group ({where})"})
+            read.unused.append(
+                {
+                    "location": observations[analyte],
+                    "analyte": analyte,
+                    "reason": f"{analyte}: replaced by the final result of the same order group ({where})",
+                }
+            )
             non_final[:] = [entry for entry in non_final if entry["analyte"] != analyte]
             times[:] = [entry for entry in times if not entry[1].startswith(observations[analyte] + "-")]
         results[analyte], statuses[analyte], observations[analyte] = value, status, where
-        locations.update({f"results.{analyte}": where, f"results.{analyte}.value": f"{where}-5",
-                          f"results.{analyte}.unit": f"{where}-6",
-                          f"results.{analyte}.reference_range": f"{where}-7"})
+        locations.update(
+            {
+                f"results.{analyte}": where,
+                f"results.{analyte}.value": f"{where}-5",
+                f"results.{analyte}.unit": f"{where}-6",
+                f"results.{analyte}.reference_range": f"{where}-7",
+            }
+        )
         if not status.final:
-            non_final.append({"analyte": analyte, "observation": where, "status": status.code,
-                              "meaning": status.meaning})
+            non_final.append(
+                {"analyte": analyte, "observation": where, "status": status.code, "meaning": status.meaning}
+            )
         span = read_range(obx.get(7))
         if span.problem:
             notes.append(f"{where}-7: {span.problem}; the fallback range is used")
@@ -130,8 +145,9 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
         if obx.get(14):
             times.append((obx.get(14), f"{where}-14"))
     if not results:
-        read.unused.append({"location": obr, **_coded(group.obr, 4),
-                            "reason": "no CBC result read in this order group"})
+        read.unused.append(
+            {"location": obr, **_coded(group.obr, 4), "reason": "no CBC result read in this order group"}
+        )
         return None
     document: dict[str, Any] = {}
     collected, collected_from = _collection_time(group, times, settings, notes)
@@ -142,13 +158,18 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     if patient:
         document["patient"] = patient
     document["results"] = results
-    source = {"obr": obr, "order": _coded(group.obr, 4), "observations": observations,
-              "non_final": non_final, "collected_at": collected_from if collected else None, "notes": notes}
+    source = {
+        "obr": obr,
+        "order": _coded(group.obr, 4),
+        "observations": observations,
+        "non_final": non_final,
+        "collected_at": collected_from if collected else None,
+        "notes": notes,
+    }
     return Hl7Cbc(document, locations, source)
 
 
-def _read_observation(obx: Segment, settings: ReadSettings,
-                      read: Hl7Read) -> tuple[str, dict[str, Any], Status] | None:
+def _read_observation(obx: Segment, settings: ReadSettings, read: Hl7Read) -> tuple[str, dict[str, Any], Status] | None:
     """(analyte, result, status) for a usable OBX; otherwise report it (unused or error) and return None."""
     identified = _identify(obx, settings)
     if isinstance(identified, str):
@@ -159,16 +180,20 @@ def _read_observation(obx: Segment, settings: ReadSettings,
     value_text = obx.field(5).strip()
     if not status.used:
         what = "no value" if not value_text else "its value is not used"
-        read.unused.append(_observation_entry(
-            obx, f"{analyte}: result status {status.code} ({status.meaning}); {what}: not assessed", analyte))
+        read.unused.append(
+            _observation_entry(
+                obx, f"{analyte}: result status {status.code} ({status.meaning}); {what}: not assessed", analyte
+            )
+        )
         return None
     if not value_text:
         read.unused.append(_observation_entry(obx, f"{analyte}: no value in OBX-5: not assessed", analyte))
         return None
     value_type = obx.get(2).upper()
     if value_type not in NUMERIC_TYPES:
-        read.unused.append(_observation_entry(
-            obx, f"{analyte}: value type {value_type} is not numeric (NM or SN)", analyte))
+        read.unused.append(
+            _observation_entry(obx, f"{analyte}: value type {value_type} is not numeric (NM or SN)", analyte)
+        )
         return None
     components = [obx.get(5, k) for k in range(1, 5)]
     number = read_number(value_type, obx.get(5) if value_type != "SN" else obx.field(5), components)
@@ -182,7 +207,8 @@ def _read_observation(obx: Segment, settings: ReadSettings,
     if not unit:
         read.errors.setdefault(f"{obx.location}-6", []).append(
             f"{analyte}: no unit in OBX-6, and none is configured for code {obx.get(3)!r}; a unit is never "
-            "assumed (give one in OBX-6, or in the local-code map's unit column)")
+            "assumed (give one in OBX-6, or in the local-code map's unit column)"
+        )
         read.codes[f"{obx.location}-6"] = REQUIRED_FIELD_MISSING
         return None
     return analyte, {"value": number.value, "unit": unit}, status
@@ -206,14 +232,19 @@ def _identify(obx: Segment, settings: ReadSettings) -> tuple[str, str] | str:
         return "no code in OBX-3"
     named = f" ({text!r})" if text else ""
     if system.upper() in LOINC_SYSTEMS:
-        return (f"LOINC {code}{named} is not one of the CBC codes read (clinical-rules §1); a site whose "
-                "sender uses it for a count can map it in HL7_LOCAL_CODES")
-    return (f"code {code!r}{named}{f' of coding system {system}' if system else ''} is not in the local-code "
-            "map (reference_ranges/hl7_local_codes.csv, HL7_LOCAL_CODES)")
+        return (
+            f"LOINC {code}{named} is not one of the CBC codes read (clinical-rules §1); a site whose "
+            "sender uses it for a count can map it in HL7_LOCAL_CODES"
+        )
+    return (
+        f"code {code!r}{named}{f' of coding system {system}' if system else ''} is not in the local-code "
+        "map (reference_ranges/hl7_local_codes.csv, HL7_LOCAL_CODES)"
+    )
 
 
-def _collection_time(group: OrderGroup, times: list[tuple[str, str]], settings: ReadSettings,
-                     notes: list[str]) -> tuple[str | None, str]:
+def _collection_time(
+    group: OrderGroup, times: list[tuple[str, str]], settings: ReadSettings, notes: list[str]
+) -> tuple[str | None, str]:
     """Specimen collection time: OBR-7, else SPM-17, else the earliest OBX-14 of the results used."""
     candidates = [(group.obr.get(7), f"{group.obr.location}-7")]
     candidates += [(spm.get(17), f"{spm.location}-17") for spm in group.specimens]
@@ -237,8 +268,10 @@ def _collection_time(group: OrderGroup, times: list[tuple[str, str]], settings: 
         if len({item[0] for item in observed}) > 1:
             notes.append(f"{where}: the results used carry different times (OBX-14); the earliest is taken")
         return moment.iso, where
-    notes.append(f"{group.obr.location}: no collection time (OBR-7, SPM-17, OBX-14): delta checks and age "
-                 "from the date of birth are not assessed")
+    notes.append(
+        f"{group.obr.location}: no collection time (OBR-7, SPM-17, OBX-14): delta checks and age "
+        "from the date of birth are not assessed"
+    )
     return None, ""
 
 
@@ -283,14 +316,14 @@ def _patient_id(pid: Segment) -> str:
 
 
 def _coded(segment: Segment, number: int) -> dict[str, str]:
-    return {"code": segment.get(number, 1), "text": segment.get(number, 2),
-            "coding_system": segment.get(number, 3)}
+    return {"code": segment.get(number, 1), "text": segment.get(number, 2), "coding_system": segment.get(number, 3)}
 
 
 def _observation_entry(obx: Segment, reason: str, analyte: str | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"location": obx.location, **_coded(obx, 3)}
     if analyte:
         entry["analyte"] = analyte
-    entry.update({"value_type": obx.get(2), "value": obx.get(5), "unit": obx.get(6), "status": obx.get(11),
-                  "reason": reason})
+    entry.update(
+        {"value_type": obx.get(2), "value": obx.get(5), "unit": obx.get(6), "status": obx.get(11), "reason": reason}
+    )
     return entry

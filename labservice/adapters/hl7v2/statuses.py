@@ -14,11 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MEANINGS = {
-    "F": "final", "C": "corrected (replaces a final result)", "U": "changed to final without retransmission",
-    "A": "amended (patient demographics)", "B": "appended report", "V": "verified",
-    "P": "preliminary", "R": "entered, not verified", "S": "partial",
-    "I": "specimen in lab, results pending", "O": "order detail only, no result", "N": "not asked",
-    "X": "results cannot be obtained", "D": "deletes the OBX record", "W": "posted as wrong (e.g. wrong patient)",
+    "F": "final",
+    "C": "corrected (replaces a final result)",
+    "U": "changed to final without retransmission",
+    "A": "amended (patient demographics)",
+    "B": "appended report",
+    "V": "verified",
+    "P": "preliminary",
+    "R": "entered, not verified",
+    "S": "partial",
+    "I": "specimen in lab, results pending",
+    "O": "order detail only, no result",
+    "N": "not asked",
+    "X": "results cannot be obtained",
+    "D": "deletes the OBX record",
+    "W": "posted as wrong (e.g. wrong patient)",
 }
 FINAL = frozenset("FCUABV")
 NOT_FINAL = frozenset("PRS")

@@ -30,8 +30,11 @@ def decode(body: bytes, charset: str | None = None) -> str:
         try:
             return body.decode(codec)
         except UnicodeDecodeError as error:
-            raise Hl7Problem(400, f"The body is not {charset} text (byte {error.start}).",
-                             {"MSH": [f"byte {error.start} cannot be decoded as {charset}"]}) from None
+            raise Hl7Problem(
+                400,
+                f"The body is not {charset} text (byte {error.start}).",
+                {"MSH": [f"byte {error.start} cannot be decoded as {charset}"]},
+            ) from None
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -41,12 +44,16 @@ def decode(body: bytes, charset: str | None = None) -> str:
                 return body.decode(MSH18_CODECS[declared], errors="strict")
             except UnicodeDecodeError as declared_error:
                 raise Hl7Problem(
-                    400, f"The body is not {declared} text as MSH-18 says (byte {declared_error.start}).",
-                    {"MSH-18": [f"byte {declared_error.start} cannot be decoded as {declared}"]}) from None
+                    400,
+                    f"The body is not {declared} text as MSH-18 says (byte {declared_error.start}).",
+                    {"MSH-18": [f"byte {declared_error.start} cannot be decoded as {declared}"]},
+                ) from None
         raise Hl7Problem(
-            400, f"The body is not UTF-8 text (byte {error.start}), and MSH-18 does not name a "
-                 f"character set read here ({', '.join(MSH18_CODECS)}).",
-            {"MSH-18": [f"byte {error.start} is not UTF-8; MSH-18 is {declared or 'empty'}"]}) from None
+            400,
+            f"The body is not UTF-8 text (byte {error.start}), and MSH-18 does not name a "
+            f"character set read here ({', '.join(MSH18_CODECS)}).",
+            {"MSH-18": [f"byte {error.start} is not UTF-8; MSH-18 is {declared or 'empty'}"]},
+        ) from None
 
 
 def _msh18(body: bytes) -> str:
@@ -54,7 +61,7 @@ def _msh18(body: bytes) -> str:
     match = _MSH18.match(body)
     if match is None:
         return ""
-    header = body[match.start(1):].split(b"\r", 1)[0].split(b"\n", 1)[0]
+    header = body[match.start(1) :].split(b"\r", 1)[0].split(b"\n", 1)[0]
     fields = header.split(match.group(1))
     # fields[0] is empty (the text between MSH and its first separator): fields[n] is MSH-(n+1).
     return fields[17].decode("ascii", "replace").split("^")[0].strip().upper() if len(fields) > 17 else ""
@@ -64,7 +71,7 @@ def normalise(text: str) -> str:
     """One message's text with CR between segments: no BOM, no MLLP framing, no blank lines."""
     text = text.lstrip(BOM + MLLP_START + " \t\r\n")
     end = text.find(MLLP_END)
-    if end != -1 and not text[end + 1:].strip():
+    if end != -1 and not text[end + 1 :].strip():
         text = text[:end]
     lines = (line.strip(" \t") for line in _LINE_BREAKS.split(text))
     return "\r".join(line for line in lines if line)

@@ -33,16 +33,18 @@ def read_number(value_type: str, text: str, structured: list[str]) -> Number:
         if separator or second:
             return Number(None, f"a structured range or ratio ({text!r}) is not a single count")
         if comparator.strip() not in ("", "="):
-            return Number(None, f"censored value {comparator.strip()}{first.strip()} (a bound, not a count) "
-                                "is not interpreted")
+            return Number(
+                None, f"censored value {comparator.strip()}{first.strip()} (a bound, not a count) is not interpreted"
+            )
         text = first
     match = _PLAIN.match(text)
     if match:
         return Number(float(match.group(1)))
     censored = _CENSORED.match(text)
     if censored:
-        return Number(None, f"censored value {censored.group(1)}{censored.group(2)} (a bound, not a count) "
-                            "is not interpreted")
+        return Number(
+            None, f"censored value {censored.group(1)}{censored.group(2)} (a bound, not a count) is not interpreted"
+        )
     return Number(None, f"{text!r} is not a number")
 
 
@@ -67,8 +69,7 @@ def read_range(text: str) -> Range:
     if bound:
         value = float(bound.group(2))
         return Range(None, value) if bound.group(1).startswith("<") else Range(value, None)
-    return Range(None, None, f"reference range {text!r} is not understood (expected e.g. 150-450, "
-                             "4.3 to 6.2, <5)")
+    return Range(None, None, f"reference range {text!r} is not understood (expected e.g. 150-450, 4.3 to 6.2, <5)")
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,15 @@ def read_time(text: str, zone: tzinfo, zone_name: str) -> Moment:
     if day is None:
         return Moment(None, f"{text!r} gives no day")
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-                          int((fraction or "0").ljust(6, "0")[:6]))
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")[:6]),
+        )
     except ValueError:
         return Moment(None, f"{text!r} is not a valid date/time")
     notes = []
@@ -127,5 +135,7 @@ def read_sex(code: str) -> tuple[str | None, str]:
     if code in SEXES:
         return SEXES[code], ""
     meaning = SEX_TEXTS.get(code, "not in HL7 table 0001")
-    return "unknown", (f"sex {code!r} ({meaning}) is read as unknown: ranges and cut-offs that depend on sex "
-                       "use the female and male envelope")
+    return "unknown", (
+        f"sex {code!r} ({meaning}) is read as unknown: ranges and cut-offs that depend on sex "
+        "use the female and male envelope"
+    )

@@ -11,17 +11,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('claimed_by', sa.String(length=200), nullable=True))
+    with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("claimed_by", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
-        batch_op.drop_column('claimed_by')
+    with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
+        batch_op.drop_column("claimed_by")

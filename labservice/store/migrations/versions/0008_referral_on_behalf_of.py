@@ -11,21 +11,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('referral_events', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('on_behalf_of', sa.String(length=200), nullable=True))
-    with op.batch_alter_table('referrals', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('status_on_behalf_of', sa.String(length=200), nullable=True))
+    with op.batch_alter_table("referral_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("on_behalf_of", sa.String(length=200), nullable=True))
+    with op.batch_alter_table("referrals", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("status_on_behalf_of", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('referrals', schema=None) as batch_op:
-        batch_op.drop_column('status_on_behalf_of')
-    with op.batch_alter_table('referral_events', schema=None) as batch_op:
-        batch_op.drop_column('on_behalf_of')
+    with op.batch_alter_table("referrals", schema=None) as batch_op:
+        batch_op.drop_column("status_on_behalf_of")
+    with op.batch_alter_table("referral_events", schema=None) as batch_op:
+        batch_op.drop_column("on_behalf_of")
