@@ -14,5 +14,5 @@ SHARED = next((Path(c) for c in _CANDIDATES if c and (Path(c) / "fixtures").is_d
 FIXTURES = SHARED / "fixtures"
 MIMIC_LABEVENTS = FIXTURES / "mimic-iii-demo" / "LABEVENTS.csv"
 #: CLOCK_SKEW_SECONDS for an app that reads the MIMIC-III demo through the service: its dates are shifted into
-#: 2102-2202 for de-identification, and the service refuses a collection time ahead of its clock (issue 10).
+#: 2102-2202 for de-identification, and the service refuses a collection time ahead of its clock.
 MIMIC_CLOCK_SKEW_SECONDS = 250 * 366 * 24 * 3600

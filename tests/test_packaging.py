@@ -1,4 +1,4 @@
-"""Installed from a wheel the service must still find everything it reads (issue 16): the rule tables ship
+"""Installed from a wheel the service must still find everything it reads: the rule tables ship
 inside the package as `labservice.reference_ranges`, found through one resolver with `importlib.resources`;
 the instance folder is configurable; the service reports its version. The full install-and-run check from a
 directory outside the checkout is `.ci/wheel_smoke.py` (a fresh venv, the built wheel, serve, mllp)."""

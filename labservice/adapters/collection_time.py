@@ -1,4 +1,4 @@
-"""A collection time may not lie ahead of the service's clock by more than a small skew (issue 10, item 1).
+"""A collection time may not lie ahead of the service's clock by more than a small skew.
 
 A CBC dated in the future (an analyser whose clock runs ahead, or a hostile client) would sort as the patient's
 newest result for as long as that future lasts: delta checks would compare against it and its time would

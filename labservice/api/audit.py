@@ -53,7 +53,7 @@ class Moment(fields.Field):
             if len(text) == 10:
                 return datetime.combine(date.fromisoformat(text), time.min, UTC), True
             moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-            # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError, a 500 before (issue 10, item 11)
+            # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError, a 500 before
             return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC), False
         except (ValueError, OverflowError):
             raise self.make_error("invalid") from None

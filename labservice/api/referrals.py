@@ -368,7 +368,7 @@ def _actor() -> str:
 
 def _on_behalf_of(sent: str | None) -> str | None:
     """The name the caller says it acts for: the body's actor, else the X-User header, else none. Self-declared
-    free text, kept as a note beside the actor and never in its place (issue 10)."""
+    free text, kept as a note beside the actor and never in its place."""
     if sent is not None:
         return sent
     header = (request.headers.get(ACTOR_HEADER) or "").strip()

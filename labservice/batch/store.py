@@ -78,7 +78,7 @@ def batch_id_for(
     content_sha256: str, mapping_document: dict[str, Any], ruleset_version: str, stored: bool = True
 ) -> str:
     """The id of the batch made from this content, read with this mapping, under these rule tables, with its
-    CBCs stored or not (?store=false): an unstored upload must never pass for the storing one (issue 10)."""
+    CBCs stored or not (?store=false): an unstored upload must never pass for the storing one."""
     parts = (content_sha256, canonical_json(mapping_document), ruleset_version) + (() if stored else ("store=false",))
     key = "\n".join(parts)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]

@@ -454,7 +454,7 @@ class PatientIdConverter(PathConverter):
     """A patient id in a dashboard URL: matched like `<path:>` (an id may hold `/`, which the server has
     already decoded from %2F), written as one percent-encoded segment. werkzeug's `path` converter left `/`,
     `?` and `..` as they were, so the id `../../api/v1/referrals?x=` made a worklist link that left the
-    dashboard (issue 10, item 11)."""
+    dashboard."""
 
     def to_url(self, value: str) -> str:
         return quote(str(value), safe="")

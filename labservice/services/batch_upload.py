@@ -130,7 +130,7 @@ def receive_upload() -> tuple[StoredBatch, bool]:
 def _still_valid(store: BatchStore, database: Database, existing: StoredBatch) -> bool:
     """Whether a kept batch answers a new upload of it. Not when its results have expired (they are purged now),
     when its row says they were purged (a purge that died mid-way), or when it has no row: results a ?store=false
-    upload made under the storing id before the identity included it (issue 10), which must not stop this upload
+    upload made under the storing id before the identity included it, which must not stop this upload
     from storing. Those are deleted and made again."""
     before = cutoff(current_app.config["BATCH_RETENTION_DAYS"])
     with database.session() as session:

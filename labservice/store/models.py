@@ -80,7 +80,7 @@ class Batch(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     stored: Mapped[int] = mapped_column(Integer, default=0)  # CBCs with a patient id kept in cbc_results
     summary: Mapped[dict] = mapped_column(JSON)
-    #: False for an upload with ?store=false (its CBCs were not kept): part of the batch's identity (issue 10).
+    #: False for an upload with ?store=false (its CBCs were not kept): part of the batch's identity.
     store_requested: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     #: Who uploaded it (principal id, e.g. api_key:lis-interface): its results count against that quota.
     owner: Mapped[str | None] = mapped_column(String(220), index=True)
@@ -198,7 +198,7 @@ class ReferralEvent(Base):
     referral: Mapped[Referral] = relationship(back_populates="events")
 
 
-# --- security: API keys, dashboard users, the audit trail, idempotent POSTs (issue 6) -------------
+# --- security: API keys, dashboard users, the audit trail, idempotent POSTs -------------
 
 API_KEY_SCOPES = ("interpret", "read", "admin")
 USER_ROLES = ("clinician", "admin")

@@ -476,7 +476,7 @@ def stored_batch_summary(session: Session, batch_id: str) -> dict[str, Any] | No
     return None if batch is None else dict(batch.summary or {})
 
 
-# -- the worklist API (issue 5) --------------------------------------------------------------------
+# -- the worklist API --------------------------------------------------------------------
 
 
 def lock_referral(session: Session, referral_id: int) -> Referral:

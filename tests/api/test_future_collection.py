@@ -1,4 +1,4 @@
-"""A collection time ahead of the service's clock by more than the allowed skew is refused (issue 10, item 1).
+"""A collection time ahead of the service's clock by more than the allowed skew is refused.
 
 A CBC dated in the future (a wrong analyser clock, or a hostile client) used to be stored and to sort as the
 patient's newest result, so an older-dated critical result could not replace it in the worklist. It is now

@@ -103,12 +103,12 @@ def test_the_patients_referrals_come_with_the_results(client, trend):
     referral_id = trend[1]["stored"]["referral_id"]
     assert referral_id is not None
     assert trend[0]["stored"]["referral_id"] is None
-    assert trend[2]["stored"]["referral_id"] == referral_id  # stored while it is open: joins it (issue 10), routine
+    assert trend[2]["stored"]["referral_id"] == referral_id  # stored while it is open: joins it, routine
     client.patch(f"/api/v1/referrals/{referral_id}", json={"status": "acknowledged", "actor": "dr.smith"})
     referrals = history(client, "P-TREND")["referrals"]
     key_name = client.application.extensions[CREDENTIALS].key_name
     assert [(r["id"], r["status"], r["status_by"], r["urgency"]) for r in referrals] == [
-        (referral_id, "acknowledged", f"api_key:{key_name}", "soon")]  # the key, not the sent name (issue 10)
+        (referral_id, "acknowledged", f"api_key:{key_name}", "soon")]  # the key, not the sent name
     assert referrals[0]["status_on_behalf_of"] == "dr.smith"
     assert referrals[0]["links"]["patient"] == URL.format("P-TREND")
 

@@ -1,4 +1,4 @@
-"""An open referral's urgency is the highest of its CBCs' urgencies (issue 10, item 1), on SQLite and PostgreSQL.
+"""An open referral's urgency is the highest of its CBCs' urgencies, on SQLite and PostgreSQL.
 
 Through the real app: CBCs posted to /api/v1/interpretations, the referral read back from /api/v1/referrals.
 Before the fix the open referral followed whichever CBC carried the newest collection time: a CBC dated in the

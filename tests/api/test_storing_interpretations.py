@@ -1,4 +1,4 @@
-"""POST /api/v1/interpretations keeps CBCs with a patient id (issue 4), on SQLite and PostgreSQL.
+"""POST /api/v1/interpretations keeps CBCs with a patient id, on SQLite and PostgreSQL.
 
 Expected values by hand from the issue, clinical-rules.md and the rule tables, for an adult woman with
 Hb 13.5 g/dL, WBC 6.0 and neutrophils 3.0 (inside the §2 fallback ranges):
@@ -11,7 +11,7 @@ Hb 13.5 g/dL, WBC 6.0 and neutrophils 3.0 (inside the §2 fallback ranges):
 - new_cytopenia: a cytopenia present now that the previous CBC had decided absent; not one the previous
   CBC could not assess (its analyte missing);
 - a non-routine CBC or a delta finding opens a referral (status new); a later CBC of the same patient
-  joins the open one, which keeps the highest urgency of its CBCs (issue 10); once dismissed, a new urgent
+  joins the open one, which keeps the highest urgency of its CBCs; once dismissed, a new urgent
   CBC opens a new one; a routine CBC without delta finding opens none;
 - a result is stored once per patient, collection time and values; ?store=false stores nothing; a CBC
   without a patient id is never stored and its answer has no `stored` block.

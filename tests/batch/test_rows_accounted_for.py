@@ -153,7 +153,7 @@ def test_long_files_account_for_every_result(results, chunk_rows):
         assert bool(row["urgency"]) != bool(row["error"]), row
 
 
-# --- generated files with any header alias, delimiter, quoting, encoding and garbage (issue 6) ------------
+# --- generated files with any header alias, delimiter, quoting, encoding and garbage ------------
 
 from labservice.batch import BatchFileError  # noqa: E402
 from tests.security.strategies import CsvFile, csv_files, garbled_csv_bytes  # noqa: E402

@@ -1,7 +1,7 @@
 """The audit trail records every read and change of patient data: one row per patient per request, on SQLite
 and PostgreSQL, from every endpoint that takes or shows patient data, and from the MLLP listener.
 
-Done when (issue 6): "the audit trail records every read". When the row cannot be written, the answer is
+Done when: "the audit trail records every read". When the row cannot be written, the answer is
 withheld (503), which is tested for real by taking the audit table away.
 """
 

@@ -240,7 +240,7 @@ def test_gunicorn_log_level_warning_leaves_out_request_lines_and_its_access_log_
     assert all(line["logger"] == "gunicorn.access" for line in access)
     messages = " ".join(line["message"] for line in access)
     assert SECRET not in messages and "?" not in messages and "request_id=gunicorn-test-1" in messages
-    # Each line names the route template (issue 10, item 11), never the path as sent: a 404 has no route. (Two
+    # Each line names the route template, never the path as sent: a 404 has no route. (Two
     # workers write the lines after answering, so their order may differ from the requests'.)
     routes = [line["message"].split('"')[1] for line in access if '"GET /healthz"' not in line["message"]]
     assert sorted(routes) == sorted(["POST /api/v1/interpretations", "GET /api/v1/patients/<path:patient_id>/results",

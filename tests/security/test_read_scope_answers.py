@@ -1,4 +1,4 @@
-"""A key without `read` learns nothing stored from an interpretation's answer (issue 10, item 3).
+"""A key without `read` learns nothing stored from an interpretation's answer.
 
 Before, an interpret-only key posting a CBC for an existing patient got `delta.previous` (another caller's CBC:
 its date, urgency and platelets) and `stored.duplicate` said whether that exact result was already held. Now,

@@ -7,7 +7,7 @@ the storing, the delta checks and the referrals are under test. Expected values 
 - platelet_drop: a fall of 50 % or more (thresholds.csv, S23 S24) from the previous CBC within the window
   (7 days by default); 200 → 100 is exactly 50 %; a previous CBC 8 days earlier is not compared;
 - a non-routine CBC, or one with a delta finding, opens a referral (status new); a later one of the same
-  patient joins the open referral, whose urgency is the highest of its CBCs' (issue 10) and which shows the
+  patient joins the open referral, whose urgency is the highest of its CBCs' and which shows the
   CBC of that urgency collected last; once it is closed (dismissed or referred) a new one is opened;
 - two sessions storing the same result at once leave one row.
 """

@@ -37,7 +37,7 @@ class Dialect:
     leading_blank_lines: int
     #: The first record after the header has two or more fields more than the header (as far as the sample
     #: shows it). pandas' C parser makes a column of every field of the first record it reads: a first line
-    #: of a megabyte of commas cost it 30 s (issue 10, item 7). The reader then reads only the header's
+    #: of a megabyte of commas cost it 30 s. The reader then reads only the header's
     #: columns (see reader.py).
     wide_first_record: bool = False
 

@@ -250,7 +250,7 @@ def split_header(header: str) -> tuple[str, str | None]:
 
     Found with rfind, not a regular expression: the pattern used before (a lazy name, spaces, then the unit
     part, anchored at the end) backtracked through every split of a cell of spaces: seconds for one header
-    cell of 45,000 (issue 10, item 7). The unit part is the earliest of: the last `(` when the text ends
+    cell of 45,000. The unit part is the earliest of: the last `(` when the text ends
     with `)` and no `)` is between them, the same with `[` `]`, and the text after the last comma. The name
     before it must not be empty and holds no line break (one may stand between the name and the unit).
     """

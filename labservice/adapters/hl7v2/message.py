@@ -23,7 +23,7 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _PREVIEW = 40
 #: Most separators (field, component, repetition, subcomponent) one segment may hold. A CBC segment holds
 #: tens; python-hl7 builds an object for every part and each read of a field joins its parts again, so a
-#: field of a million `^` cost seconds (issue 10, item 7). Counted on the text, before python-hl7 parses.
+#: field of a million `^` cost seconds. Counted on the text, before python-hl7 parses.
 MAX_SEGMENT_SEPARATORS = 5_000
 
 # python-hl7 logs a warning quoting the whole field for every empty escape sequence (`\\`) it unescapes:

@@ -1,5 +1,5 @@
 """referral status changes: the free-text "on behalf of" name an API caller sends, kept apart from the actor,
-which is now the authenticated caller (issue 10, item 4)
+which is now the authenticated caller
 
 Revision ID: 0008
 Revises: 0007

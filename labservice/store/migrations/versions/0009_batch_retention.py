@@ -1,5 +1,5 @@
 """batches: whether the upload stored its CBCs (part of its identity), who uploaded it, the bytes of its result
-files and when they were purged (retention and per-key quota, issue 10)
+files and when they were purged (retention and per-key quota)
 
 Every batch row before this one came from a storing upload (?store=false uploads had no row), hence the default
 true. Their result bytes were not counted: 0.
