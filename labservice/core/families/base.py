@@ -109,10 +109,29 @@ class TextView:
 
     def grade_text(self, analyte: str, i: int) -> str:
         grade = int(self.r.grades[analyte][i])
-        if grade <= 0:
-            return "no CTCAE grade"
         version = str(self.r.ctcae_version[i])
+        if grade <= 0:
+            term = self.ctcae_missing_term(version, analyte)
+            return f"not graded: {term}" if term else "no CTCAE grade"
         return f"CTCAE v{version} grade {grade} {self.ctcae_tags(version, analyte, grade)}"
+
+    def ctcae_missing_term(self, version: str, analyte: str) -> str | None:
+        """Why a CTCAE version grades no value of an analyte (v6.0 has no lymphocyte term, §4 v2),
+        or None when the version has rows for it. Read from ctcae.csv: a version with no row for an
+        analyte has no term for it, and its notes name the terms it does have."""
+        key = ("ctcae_missing_term", version, analyte)
+        if key not in self.rs._cache:
+            rows = [r for r in self.rs.ctcae if r.version == version]
+            text = None
+            if rows and not any(r.analyte == analyte for r in rows):
+                label = self.rs.analytes[analyte].label.lower()
+                tags = cite_tags(dict.fromkeys(tag for r in rows for tag in r.sources))
+                text = (
+                    f"CTCAE v{version} has no {self.rs.analytes[analyte].label} term {tags}, so the {label} "
+                    f"count has no v{version} grade (the finding stands)"
+                )
+            self.rs._cache[key] = text
+        return self.rs._cache[key]
 
     def tags(self, threshold_key: str) -> str:
         """The source tags of a thresholds.csv rule, as a text cites them: [S1][S2]."""
