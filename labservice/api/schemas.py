@@ -149,9 +149,13 @@ class InterpretationSchema(Schema):
     aplastic_anemia = fields.Nested(AplasticAnemiaSchema)
     skin = fields.Nested(SkinAnswerSchema)
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
-    urgency_reasons = fields.List(
-        fields.String(validate=validate.OneOf(URGENCY_REASONS)),
-        metadata={"description": "The triggers that set the urgency"},
+    urgency_reasons = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(URGENCY_REASONS)),
+        values=fields.String(),
+        metadata={
+            "description": "Every trigger that fired, each with the action it asks for "
+            "(e.g. new_critical_value: notify the treating clinician now), in report order"
+        },
     )
     summary = fields.String()
     delta = fields.Nested(

@@ -22,16 +22,30 @@ from labservice.core.ranges import DAYS_PER_YEAR, ORIGIN_DUFFY, ORIGIN_LAB, ORIG
 from labservice.core.ruleset import FindingSpec, Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.urgency import URGENCY_NAMES
-from labservice.core.vocabulary import FINDING
+from labservice.core.vocabulary import FINDING, REASON
 
-URGENCY_TEXT = {
-    "immediate": "immediate: emergency assessment now",
-    "urgent": "urgent: discuss with haematology within 24-48 hours [S22]",
-    "soon": "soon: clinical review within days",
-    "routine": "routine",
+#: What an urgency asks for (clinical-rules §9), the action of a reason whose row in findings.csv
+#: names none of its own (a new critical value names "notify the treating clinician now", §3 v2).
+URGENCY_ACTION = {
+    "immediate": "emergency assessment now",
+    "urgent": "discuss with haematology within 24-48 hours [S22]",
+    "soon": "clinical review within days",
 }
 #: The order of the summary's parts, by the `summary` column of findings.csv (aplastic after combined).
 SUMMARY_PARTS = ("title", "count", "combined", "evidence", "text")
+
+
+def urgency_text(urgency: str, reasons: dict[str, str] | None, rs: Ruleset | None = None) -> str:
+    """An urgency and the actions of the reasons that set it, once each: "immediate: notify the
+    treating clinician now" (an answer's `urgency` and `urgency_reasons`). With the ruleset, reasons
+    of a lower urgency are left out (the renderer passes only those at the CBC's level)."""
+    if not isinstance(reasons, dict):
+        return urgency
+    if rs is not None:
+        reasons = {name: action for name, action in reasons.items()
+                   if (spec := rs.reason(name)) is None or spec.urgency == urgency}
+    actions = list(dict.fromkeys(reasons.values()))
+    return f"{urgency}: {'; '.join(actions)}" if actions else urgency
 
 
 class _Texts:
@@ -60,6 +74,12 @@ class _Texts:
             code for module in set(modules.values()) for code in getattr(module, "QUIET_NOT_ASSESSED", ())
         }
         self.citations: dict[tuple[str, ...], list[str]] = {}
+        # Each urgency reason and the action it asks for (§9: `urgency_reasons` names both).
+        self.actions = {
+            spec.reason: rs.text(spec.action) if spec.action else URGENCY_ACTION[spec.urgency]
+            for spec in rs.finding_specs(FINDING, REASON)
+            if spec.reason
+        }
         # The skin block cites the lesion sizes and the presentation expected at each count.
         bands = [*rs.bands["skin_expected"], *rs.bands["lesion_size"]]
         self.skin_tags = tuple(dict.fromkeys(tag for band in bands for tag in band.sources))
@@ -253,7 +273,19 @@ class _Renderer(TextView):
             "sources": self.cite(self.texts.skin_tags),
         }
 
-    def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict) -> str:
+    def urgency_reasons(self, i: int) -> dict[str, str]:
+        """Every trigger that fired on this CBC, in the table's order, each with the action it asks for
+        (§9). Lower triggers stay listed under a higher urgency: a new critical value does not hide
+        the haematology referral that pancytopenia or severe aplastic criteria ask for."""
+        return {name: self.texts.actions[name] for name, (_, mask) in self.r.triggers.items() if mask[i]}
+
+    def top_reasons(self, i: int, reasons: dict[str, str]) -> dict[str, str]:
+        """The reasons at the CBC's own urgency: those that set it."""
+        level = self.r.urgency[i]
+        return {name: action for name, action in reasons.items() if self.r.triggers[name][0] == level}
+
+    def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict,
+                reasons: dict[str, str] | None = None) -> str:
         """A few plain sentences: red flags first, then the counts, then what was not assessed.
 
         Which part of the summary names a finding, and in which words, is the `summary` and
@@ -301,7 +333,7 @@ class _Renderer(TextView):
                 + ("; and more" if len(open_decisions) > 3 else "")
                 + "."
             )
-        sentences.append(f"Urgency {URGENCY_TEXT[urgency]}.")
+        sentences.append(f"Urgency {urgency_text(urgency, reasons)}.")
         return " ".join(sentences) + " This describes the counts; it is not a diagnosis."
 
 
@@ -330,6 +362,7 @@ def render_interpretations(
             renderer.finding(code, i) for code, present in zip(codes, present_by_row[position], strict=True) if present
         ]
         urgency = URGENCY_NAMES[int(result.urgency[i])]
+        reasons = renderer.urgency_reasons(i)
         not_assessed = renderer.not_assessed(i)
         aplastic = renderer.aplastic(i)
         analytes = renderer.analytes(i)
@@ -348,10 +381,8 @@ def render_interpretations(
             "aplastic_anemia": aplastic,
             "skin": renderer.skin(i, order[starts[i] : starts[i + 1]]),
             "urgency": urgency,
-            "urgency_reasons": [
-                name for name, (level, mask) in result.triggers.items() if mask[i] and level == result.urgency[i]
-            ],
-            "summary": renderer.summary(i, findings, urgency, not_assessed, aplastic),
+            "urgency_reasons": reasons,
+            "summary": renderer.summary(i, findings, urgency, not_assessed, aplastic, renderer.top_reasons(i, reasons)),
         }
         answers.append(answer)
     return answers

@@ -129,6 +129,7 @@ class FindingSpec:
     rule: str
     sources: tuple[str, ...]
     where: str  # file:line, for messages
+    action: str = ""  # template: the action its urgency reason asks for (empty: the urgency's own action)
 
     @property
     def urgency_rank(self) -> int:
@@ -572,17 +573,21 @@ def _load_findings(
             raise RulesetError(f"{where}: summary {summary!r} needs a summary_text")
         if summary == "count" and not names:
             raise RulesetError(f"{where}: a count summary needs its analyte in `analytes`")
+        action = row.get("action", "")
+        if action and not raises:
+            raise RulesetError(f"{where}: an action is given only for a row that raises the urgency")
         for column, allowed in (
             ("title", set(thresholds)),
             ("reason_text", set(thresholds)),
+            ("action", set(thresholds)),
             ("summary_text", SUMMARY_FIELDS.get(summary, set())),
         ):
-            unknown = sorted(_template_fields(row[column], where, column) - allowed)
+            unknown = sorted(_template_fields(row.get(column, ""), where, column) - allowed)
             if unknown:
                 raise RulesetError(f"{where}: column {column}: unknown placeholder(s) {', '.join(unknown)}")
-        for column in ("title", "reason_text"):
+        for column in ("title", "reason_text", "action"):
             try:
-                row[column].format_map({key: _Number(t.value) for key, t in thresholds.items()})
+                row.get(column, "").format_map({key: _Number(t.value) for key, t in thresholds.items()})
             except (ValueError, KeyError, IndexError) as error:
                 raise RulesetError(f"{where}: column {column}: {error}") from None
         if kind != vocabulary.REASON and not row["title"]:
@@ -614,6 +619,7 @@ def _load_findings(
                 row["rule"],
                 tags,
                 where,
+                action,
             )
         )
     return sorted(out, key=lambda spec: spec.order)

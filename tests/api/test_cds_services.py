@@ -90,8 +90,9 @@ def test_synthea_prefetch_gives_one_card_and_stores_nothing(app, client):
     response = client.post(URL, json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     [card] = response.get_json()["cards"]
-    # Newest panel: WBC 1.71 (§3 critical < 2.0 -> §9 urgent -> warning).
-    assert card["indicator"] == "warning" and "urgency urgent" in card["summary"]
+    # Newest panel: WBC 1.71 (§3 critical < 2.0, new -> §9 immediate -> critical). v2 changes this v1
+    # expectation (urgent -> warning): clinical-rules.md §9 lines 243 and 253 (*v2*).
+    assert card["indicator"] == "critical" and "urgency immediate" in card["summary"]
     assert len(card["summary"]) < 140
     assert uuid.UUID(card["uuid"])
     assert card["source"]["label"].startswith("labservice") and card["source"]["url"].endswith("/api/v1/ruleset")

@@ -45,4 +45,6 @@ def test_a_frame_of_a_million_rows_is_built_without_per_row_work():
     frame = interpretation_frame(interpret_cbc_table(table))
     assert len(frame) == n
     assert frame["findings"].nunique() <= 5
-    assert frame.loc[0, "urgency"] == "urgent"  # platelets 12 < 20: critical value (§3, §9)
+    # platelets 12 < 20: a new critical value (§3) -> immediate. v2 changes this v1 expectation
+    # (`urgent`): clinical-rules.md §9 line 243 (*v2* immediate: "a new critical value").
+    assert frame.loc[0, "urgency"] == "immediate"

@@ -76,9 +76,12 @@ def test_the_urgency_reasons_follow_the_table():
     """§9: platelets 45 (< 100) ask for "soon" under the reason the thrombocytopenia row names."""
     answer = render_interpretations(interpret_cbc_table({"platelets": [45.0], "hemoglobin": [14.0]}))[0]
     assert answer["urgency"] == RULESET.finding("thrombocytopenia").urgency == "soon"
-    assert answer["urgency_reasons"] == [RULESET.finding("thrombocytopenia").reason] == [
+    # §9 (*v2* contract: urgency_reasons names each trigger with the action it asks for): a mapping
+    # reason -> action; the list of v1 becomes its keys.
+    assert list(answer["urgency_reasons"]) == [RULESET.finding("thrombocytopenia").reason] == [
         "thrombocytopenia_below_100"
     ]
+    assert answer["urgency_reasons"]["thrombocytopenia_below_100"] == "clinical review within days"
 
 
 def test_the_duffy_caveat_is_a_column():

@@ -54,24 +54,30 @@ P = pytest.param
     P(cbc(female(), full=True, platelets=40.0, lesions=[lesion(None, 1.0, blanching=True)]),
       "soon", "thrombocytopenia_below_100",
       id="§9 blanching lesion with platelets 40 -> not the lesion trigger"),
+    # immediate: v2 changes these v1 expectations (a critical value was `urgent`): clinical-rules.md
+    # §3 lines 99-102 (*v2*: "a **new** critical value asks for `immediate` urgency (§9), with the
+    # reason `new_critical_value`") and §9 line 243 (*v2* immediate: "a new critical value"). Without
+    # a stored history every critical value is new (§3 line 105).
+    P(cbc(female(), full=True, platelets=19.9), "immediate", "new_critical_value",
+      id="§3/§9 v2 immediate: new critical platelets 19.9 < 20"),
+    P(cbc(female(), full=True, platelets=1000.0), "immediate", "new_critical_value",
+      id="§3/§9 v2 immediate: new critical platelets >= 1000"),
+    P(cbc(female(), full=True, neutrophils=0.49), "immediate", "new_critical_value",
+      id="§3/§9 v2 immediate: new critical neutrophils 0.49 < 0.5"),
+    P(cbc(female(), full=True, hemoglobin=6.99), "immediate", "new_critical_value",
+      id="§3/§9 v2 immediate: new critical Hb 6.99 < 7.0"),
+    P(cbc(female(), wbc=1.99), "immediate", "new_critical_value",
+      id="§3/§9 v2 immediate: new critical WBC 1.99 < 2.0"),
+    P(cbc(female(), full=True, wbc=30.1), "immediate", "new_critical_value",
+      id="§3/§9 v2 immediate: new critical WBC 30.1 > 30"),
     # urgent
-    P(cbc(female(), full=True, platelets=19.9), "urgent", "critical_value",
-      id="§9 urgent: critical platelets 19.9 < 20"),
-    P(cbc(female(), full=True, platelets=1000.0), "urgent", "critical_value",
-      id="§9 urgent: critical platelets >= 1000"),
-    P(cbc(female(), full=True, neutrophils=0.49), "urgent", "critical_value",
-      id="§9 urgent: critical neutrophils 0.49 < 0.5"),
-    P(cbc(female(), full=True, hemoglobin=6.99), "urgent", "critical_value",
-      id="§9 urgent: critical Hb 6.99 < 7.0"),
-    P(cbc(female(), wbc=1.99), "urgent", "critical_value",
-      id="§9 urgent: critical WBC 1.99 < 2.0"),
-    P(cbc(female(), full=True, wbc=30.1), "urgent", "critical_value",
-      id="§9 urgent: critical WBC 30.1 > 30"),
     P(cbc(female(), hemoglobin=11.5, wbc=3.5, neutrophils=2.0, platelets=120.0), "urgent",
       "pancytopenia", id="§9 urgent: pancytopenia (all mild)"),
+    # v2 changes this v1 expectation (`urgent`): neutrophils 0.3 < 0.5 is a new critical value (§3),
+    # clinical-rules.md §9 line 243 (*v2*) -> immediate; the severe-AA trigger is still listed.
     P(cbc(female(), hemoglobin=9.0, wbc=2.5, neutrophils=0.3, platelets=30.0,
-          reticulocytes=50.0), "urgent",
-      "severe_aplastic_criteria", id="§9 urgent: severe AA blood criteria (a)+(c)"),
+          reticulocytes=50.0), "immediate",
+      "severe_aplastic_criteria", id="§9 v2 immediate: severe AA blood criteria (a)+(c), neutrophils critical"),
     P(cbc(female(), full=True, platelets=49.9, lesions=[PETECHIAE]), "urgent",
       "nonblanching_lesions_low_platelets",
       id="§9 urgent: non-blanching lesions with platelets 49.9 < 50"),
@@ -83,7 +89,7 @@ def test_urgency(doc: dict, urgency: str, reason: str | None) -> None:
     ans = interpret(doc)
     assert ans["urgency"] == urgency
     if reason is None:
-        assert ans["urgency_reasons"] == []
+        assert not ans["urgency_reasons"]
     else:
         assert reason in ans["urgency_reasons"]
 
@@ -104,12 +110,26 @@ def test_not_severe_aplastic_has_no_aplastic_reason() -> None:
 
 
 def test_highest_urgency_wins_and_all_reasons_listed() -> None:
-    # §9 "the highest that any finding asks for": pancytopenia + critical + lesions -> urgent
-    ans = interpret(cbc(female(), hemoglobin=9.0, wbc=3.0, neutrophils=1.2, platelets=15.0,
+    # §9 "the highest that any finding asks for": pancytopenia + lesions -> urgent, both listed
+    ans = interpret(cbc(female(), hemoglobin=9.0, wbc=3.0, neutrophils=1.2, platelets=25.0,
                         lesions=[PETECHIAE]))
     assert ans["urgency"] == "urgent"
-    for reason in ("critical_value", "pancytopenia", "nonblanching_lesions_low_platelets"):
+    for reason in ("pancytopenia", "nonblanching_lesions_low_platelets"):
         assert reason in ans["urgency_reasons"], reason
+
+
+def test_a_new_critical_value_outranks_pancytopenia() -> None:
+    # v2 changes this v1 expectation (critical + pancytopenia + lesions was `urgent`): clinical-rules.md
+    # §9 line 243 (*v2*): a new critical value (platelets 15 < 20, §3) asks for `immediate`, above the
+    # `urgent` of pancytopenia and of non-blanching lesions with platelets < 50.
+    ans = interpret(cbc(female(), hemoglobin=9.0, wbc=3.0, neutrophils=1.2, platelets=15.0,
+                        lesions=[PETECHIAE]))
+    assert ans["urgency"] == "immediate"
+    # §9: urgency_reasons names each trigger and the action it asks for, in findings.csv order
+    assert list(ans["urgency_reasons"]) == [
+        "new_critical_value", "pancytopenia", "nonblanching_lesions_low_platelets",
+        "thrombocytopenia_below_100", "moderate_or_severe_anemia",
+    ]
 
 
 def test_summary_and_urgency_types() -> None:

@@ -1,8 +1,8 @@
 """The dashboard's pages with the Flask test client, on SQLite and PostgreSQL.
 
 CBCs are seeded through POST /api/v1/interpretations. Expected urgencies from clinical-rules.md §9:
-fever with neutrophils <= 0.5 is a red flag -> immediate (§7); platelets 15 < 20 is a critical value
--> urgent (§3); thrombocytopenia < 100 and neutropenia < 1.0 -> soon; a normal CBC -> routine, which
+fever with neutrophils <= 0.5 is a red flag -> immediate (§7); platelets 15 < 20 is a new critical value
+-> immediate (§3, §9 *v2*: clinical-rules.md lines 99-102 and 243; v1 said urgent); thrombocytopenia < 100 and neutropenia < 1.0 -> soon; a normal CBC -> routine, which
 opens no referral. Chart lines from §4 / §5 / §3: platelets 150, 50, 20; neutrophils 1.5, 0.5; the WHO
 haemoglobin cut-off (§4, anemia_cutoffs.csv): women from 15 years 12 g/dL, men 13, pregnancy second
 trimester 10.5, children 5-11 years 11.5.
@@ -54,7 +54,7 @@ def cbc(patient_id: str, when: str | None, sex: str | None, age: float | None, p
 
 SEED = [
     cbc("P-IMM", "2026-03-04T09:00:00Z", "male", 50, 250, 0.4, 14.5, skin={"fever": True}),  # immediate
-    cbc("P-URG", "2026-03-02T09:00:00Z", "male", 50, 15, 3.0, 14.5),  # urgent (critical platelets)
+    cbc("P-URG", "2026-03-02T09:00:00Z", "male", 50, 15, 3.0, 14.5),  # immediate (new critical platelets, §3 v2)
     cbc("P-SOON", "2026-03-01T09:00:00Z", "female", 40, 80, 3.0, 13.5),  # soon (platelets < 100)
     cbc("P-SOON2", "2026-03-03T09:00:00Z", "female", 40, 250, 0.8, 13.5),  # soon (neutrophils < 1.0)
     cbc("P-ROUT", "2026-03-03T10:00:00Z", "female", 40, 250, 3.0, 13.5),  # routine: no referral
@@ -157,7 +157,8 @@ def client(make_app, database_url: str) -> FlaskClient:
 @pytest.fixture
 def seeded(client: FlaskClient) -> FlaskClient:
     answers = seed(client, SEED)
-    assert [a["urgency"] for a in answers] == ["immediate", "urgent", "soon", "soon", "routine"]
+    # v2 changes P-URG's v1 expectation (urgent): a new critical value is immediate (clinical-rules.md §9 line 243)
+    assert [a["urgency"] for a in answers] == ["immediate", "immediate", "soon", "soon", "routine"]
     return client
 
 
@@ -235,13 +236,14 @@ def test_urgency_badges_meet_wcag_aa_contrast(urgency):
 def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
     page = seeded.get("/dashboard/").text
     assert patients(page) == ORDER
-    assert [row["data-urgency"] for row in rows(page)] == ["immediate", "urgent", "soon", "soon"]
+    # P-URG's new critical platelets are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
+    assert [row["data-urgency"] for row in rows(page)] == ["immediate", "immediate", "soon", "soon"]
     assert {row["data-status"] for row in rows(page)} == {"new"}
-    assert counts(page) == {"immediate": 1, "urgent": 1, "soon": 2, "routine": 0}
+    assert counts(page) == {"immediate": 2, "urgent": 0, "soon": 2, "routine": 0}
     assert "<caption" in page
-    # The urgent row: badge with its text, patient link, sex and age, reason, time, the three actions.
+    # The critical row: badge with its text, patient link, sex and age, reason, time, the three actions.
     row = page.split('data-patient="P-URG"', 1)[1].split("</tr>", 1)[0]
-    assert '<span class="badge badge-urgent" data-urgency="urgent">urgent</span>' in row
+    assert '<span class="badge badge-immediate" data-urgency="immediate">immediate</span>' in row
     assert '<a href="/dashboard/patients/P-URG">P-URG</a>' in row
     assert "male, 50 y" in text(row)
     assert "critical value" in row and "PLT 15" in row
@@ -288,9 +290,9 @@ def test_bad_filter_values_are_reported_and_ignored(seeded):
 def test_counts_follow_the_status_filter(seeded):
     rid = referral_id(seeded, "P-URG")
     seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
-    assert counts(seeded.get("/dashboard/").text)["urgent"] == 0
+    assert counts(seeded.get("/dashboard/").text)["immediate"] == 1  # P-IMM; P-URG is immediate in v2 (§9 line 243)
     page = seeded.get("/dashboard/?status=dismissed").text
-    assert counts(page) == {"immediate": 0, "urgent": 1, "soon": 0, "routine": 0}
+    assert counts(page) == {"immediate": 1, "urgent": 0, "soon": 0, "routine": 0}
     assert patients(page) == ["P-URG"]
     assert 'class="closed"' in page  # no buttons on a closed referral
 
@@ -537,7 +539,7 @@ def test_an_unknown_status_or_referral(seeded):
 
 # --- batches ------------------------------------------------------------------------------------
 
-# Platelets 15 < 20: critical -> urgent (§3, §9); the other rows are normal (routine); "abc" is rejected.
+# Platelets 15 < 20: a new critical value -> immediate (§3, §9 *v2*, clinical-rules.md line 243; v1: urgent); the other rows are normal (routine); "abc" is rejected.
 BATCH_CSV = (
     b"Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
     b"B1,2026-03-01T08:00:00Z,F,40,250,13.5,3.0\n"
@@ -570,7 +572,7 @@ def test_upload_shows_the_summary_and_links_to_the_downloads(client):
     fields = dict(re.findall(r'<dd data-field="(\w+)">(\d+)</dd>', page))
     assert fields == {"rows_in": "3", "rows_out": "3", "interpreted": "2", "rejected": "1", "stored": "2",
                       "duplicates": "0"}
-    assert re.search(r'<tr data-urgency="urgent">.*?<td>1</td>', page, re.S)
+    assert re.search(r'<tr data-urgency="immediate">.*?<td>1</td>', page, re.S)
     # The dashboard's own downloads (the API's need an API key; these, a signed-in user).
     assert f'id="download-csv" href="/dashboard/batches/{batch_id}/result.csv"' in page
     assert f'id="download-json" href="/dashboard/batches/{batch_id}/result.json"' in page

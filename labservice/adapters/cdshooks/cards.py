@@ -3,9 +3,10 @@
 - `summary`: one sentence under 140 characters (the specification: "One-sentence, <140-character
   summary"): the CBC's day, its findings, its urgency.
 - `indicator` from the urgency (clinical-rules §9), documented in the README:
-  routine -> `info`; soon and urgent -> `warning`; immediate -> `critical`. `critical` is kept for
-  the red flags of §7 (emergency assessment now); urgent asks for haematology within 24-48 h, which
-  is a warning to act on, not an emergency.
+  routine -> `info`; soon and urgent -> `warning`; immediate -> `critical` (clinical-rules §9 *v2*).
+  `critical` is for what asks to act now: the red flags of §7 and a new critical value (§3 *v2*:
+  notify the treating clinician now); urgent asks for haematology within 24-48 h, which is a
+  warning to act on, not an emergency.
 - `detail`: Markdown with the findings, what could not be assessed, the counts, where each value
   was read from and the full citations. Text taken from the client's FHIR data is escaped.
 - `source`: labservice and its ruleset version, linking to the rule tables it applied.
@@ -28,7 +29,7 @@ from labservice.core.ruleset import Ruleset
 SUMMARY_LIMIT = 139
 INDICATOR_BY_URGENCY = {"routine": "info", "soon": "warning", "urgent": "warning", "immediate": "critical"}
 URGENCY_MEANING = {
-    "immediate": "emergency assessment now (a red flag)",
+    "immediate": "act now",
     "urgent": "haematology review within 24-48 h",
     "soon": "clinical review within days",
     "routine": "no urgent action from the counts",
@@ -104,7 +105,11 @@ def detail(answer: dict[str, Any], context: CardContext, tests: list[Any]) -> st
         )
     if context.non_final:
         lines.append("Not final: " + md(", ".join(context.non_final)) + ".")
-    reasons = ", ".join(humanise(reason) for reason in answer.get("urgency_reasons", []))
+    actions = answer.get("urgency_reasons") or {}
+    reasons = "; ".join(
+        humanise(reason) + (f" ({actions[reason]})" if isinstance(actions, dict) and actions[reason] else "")
+        for reason in actions
+    )
     lines += [
         "",
         f"**Urgency: {answer['urgency']}** ({URGENCY_MEANING[answer['urgency']]})"

@@ -32,7 +32,7 @@ from labservice.adapters.fhir.terminology import (
     URGENCY_SYSTEM,
     conclusion_codes,
 )
-from labservice.core.render import URGENCY_TEXT
+from labservice.core.render import urgency_text
 from labservice.core.ruleset import Ruleset
 from labservice.core.units import UnitError, conversion_factor
 
@@ -281,7 +281,8 @@ def _flag_entry(
         "category": [{"coding": [dict(FLAG_CATEGORY_LAB)]}],
         "code": {
             "coding": [{"system": URGENCY_SYSTEM, "code": urgency, "display": URGENCY_DISPLAY[urgency]}],
-            "text": f"CBC urgency {URGENCY_TEXT[urgency]}.{because} {NOT_A_DIAGNOSIS}",
+            "text": f"CBC urgency {urgency_text(urgency, answer.get('urgency_reasons'), ruleset)}.{because} "
+            f"{NOT_A_DIAGNOSIS}",
         },
         "subject": subject,
     }
@@ -294,7 +295,7 @@ def _flag_entry(
 def _reasons(answer: dict, reasons: list[str], ruleset: Ruleset) -> tuple[list[str], list[str]]:
     """Readable reasons, and the analytes behind them (in order, once each).
 
-    A reason that is a finding of the answer reads as its title and points at its evidence; any
+    A reason whose finding is in the answer reads as its title and points at its evidence; any
     other reads as the `reason_text` of its row in findings.csv and points at the row's analytes
     (the aplastic reason at the criteria met).
     """
@@ -302,12 +303,13 @@ def _reasons(answer: dict, reasons: list[str], ruleset: Ruleset) -> tuple[list[s
     texts: list[str] = []
     analytes: list[str] = []
     for reason in reasons:
-        if reason in findings:
-            finding = findings[reason]
+        spec = ruleset.reason(reason)
+        code = spec.code if spec else reason  # new_critical_value is the reason of critical_value
+        if code in findings:
+            finding = findings[code]
             texts.append(finding.get("title") or reason.replace("_", " "))
             names = list((finding.get("evidence") or {}).keys())
         else:
-            spec = ruleset.reason(reason)
             texts.append(ruleset.text(spec.reason_text) if spec and spec.reason_text else reason.replace("_", " "))
             names = list(spec.analytes) if spec else []
             if spec and spec.family == "aplastic":

@@ -34,7 +34,8 @@ FLAG_CATEGORY_LAB = {"system": FLAG_CATEGORY_SYSTEM, "code": "lab", "display": "
 FLAG_PRIORITY_EXTENSION = "http://hl7.org/fhir/StructureDefinition/flag-priority"
 FLAG_PRIORITY_SYSTEM = "http://hl7.org/fhir/flag-priority-code"
 FLAG_PRIORITY_DISPLAY = {"PN": "No alarm", "PL": "Low priority", "PM": "Medium priority", "PH": "High priority"}
-#: Our urgency -> flag priority. Urgent (haematology within 24-48 h, critical values) is already high.
+#: Our urgency -> flag priority. Urgent (haematology within 24-48 h, a known critical value) is already high;
+#: immediate (a red flag, a new critical value) is the highest the code system has.
 URGENCY_PRIORITY = {"routine": "PN", "soon": "PM", "urgent": "PH", "immediate": "PH"}
 #: Core extension (R4): a resource that supports the Flag (the report, the Observations behind it).
 FLAG_DETAIL_EXTENSION = "http://hl7.org/fhir/StructureDefinition/flag-detail"

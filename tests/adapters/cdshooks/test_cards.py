@@ -56,9 +56,14 @@ ADULT_MALE = {"id": "p", "sex": "male", "age_years": 40}
     # §9 soon: thrombocytopenia < 100.
     ({"patient": ADULT_MALE, "results": {"platelets": 80, "wbc": 7.0, "neutrophils": 4.0, "hemoglobin": 14.5}},
      "soon", "warning"),
-    # §9 urgent: a critical value (§3 platelets < 20).
-    ({"patient": ADULT_MALE, "results": {"platelets": 15, "wbc": 7.0, "neutrophils": 4.0, "hemoglobin": 14.5}},
+    # §9 urgent: pancytopenia (§5: Hb 12.5 < 13.0 for a man, WBC 3.5 < 4.0, platelets 120 < 150), no critical value.
+    ({"patient": ADULT_MALE, "results": {"platelets": 120, "wbc": 3.5, "neutrophils": 2.5, "hemoglobin": 12.5}},
      "urgent", "warning"),
+    # §9 immediate: a new critical value (§3 platelets < 20). v2 changes this v1 expectation (urgent -> warning):
+    # clinical-rules.md §9 line 243 (*v2*: a new critical value is `immediate`) and line 253 (*v2*: the
+    # indicator is `critical` for `immediate`); issue 13: platelets 8 got `warning`.
+    ({"patient": ADULT_MALE, "results": {"platelets": 8, "wbc": 7.0, "neutrophils": 4.0, "hemoglobin": 14.5}},
+     "immediate", "critical"),
     # §9 immediate: a §7 red flag, fever with neutrophils <= 0.5.
     ({"patient": ADULT_MALE, "results": {"platelets": 250, "wbc": 3.0, "neutrophils": 0.4, "hemoglobin": 14.5},
       "skin": {"fever": True, "lesions": []}}, "immediate", "critical"),

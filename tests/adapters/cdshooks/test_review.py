@@ -51,19 +51,21 @@ def newest(observations: list[dict[str, Any]], code: str) -> dict[str, Any]:
     return max((o for o in observations if loinc_of(o) == code), key=lambda o: o["effectiveDateTime"])
 
 
-def test_synthea_latest_cbc_with_a_critical_wbc_is_a_warning():
+def test_synthea_latest_cbc_with_a_critical_wbc_is_critical():
     patient, observations = synthea_server_data("Cleo_Friesen")
     wbc, hgb = newest(observations, "6690-2"), newest(observations, "718-7")
     # The fixture: the newest panel (1988-09-24) has WBC 1.71 10*3/uL and Hb 9.71 g/dL, a man born 1920.
     assert wbc["effectiveDateTime"].startswith("1988-09-24") and round(wbc["valueQuantity"]["value"], 2) == 1.71
     assert round(hgb["valueQuantity"]["value"], 2) == 9.71 and patient["gender"] == "male"
     [card] = cards_for(hook_call(patient["id"], {"patient": patient, "cbcObservations": searchset(observations)}))
-    # §3 WBC < 2.0 is critical -> §9 urgent -> warning; §4 anaemia: Hb < 13.0 for a man >= 15 y;
-    # §4 leukopenia (WBC < 4.0); §5 bicytopenia (red and white lineages).
-    assert card["indicator"] == "warning"
+    # §3 WBC < 2.0 is critical, and new (a card stores nothing, §3 line 105) -> §9 immediate -> critical;
+    # §4 anaemia: Hb < 13.0 for a man >= 15 y; §4 leukopenia (WBC < 4.0); §5 bicytopenia (red and white lineages).
+    # v2 changes this v1 expectation (urgent -> warning): clinical-rules.md §9 lines 243 and 253 (*v2*).
+    assert card["indicator"] == "critical"
     for code in ("critical value", "bicytopenia", "anemia", "leukopenia"):
         assert code in card["summary"]
-    assert "urgency urgent" in card["summary"]
+    assert "urgency immediate" in card["summary"]
+    assert "new critical value (notify the treating clinician now)" in card["detail"]
     panels = {o["effectiveDateTime"] for o in observations}
     assert f"{len(panels) - 1} older CBCs" in card["detail"]     # Cleo Friesen: 8 panels (fixtures README)
     assert f"Observation/{wbc['id']}" in card["detail"]

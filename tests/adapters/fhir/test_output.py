@@ -246,10 +246,13 @@ def test_pancytopenia_cbc_without_report():
     # §4-§5: thrombocytopenia, neutropenia, anaemia (< 12.0, women), leukopenia (< 4.0) and pancytopenia;
     # their codes from snomed_ct.csv (marrow-failure range and critical value have none)
     assert snomed_codes(resource) == {"302215000", "165517008", "271737000", "84828003", "127034005"}
-    # §9: critical values and pancytopenia ask for "urgent"; the Flag cites them and the Observations behind them
+    # §9: new critical values ask for "immediate" and pancytopenia for "urgent"; the Flag cites them and the
+    # Observations behind them. v2 changes this v1 expectation (`urgent`): clinical-rules.md §3 lines 99-102 and
+    # §9 line 243 (*v2*: a new critical value asks for `immediate`).
     [flag] = by_type(bundle, "Flag")
     flag_resource = flag["resource"]
-    assert flag_resource["code"]["coding"][0]["code"] == "urgent" == answers[0]["urgency"]
+    assert flag_resource["code"]["coding"][0]["code"] == "immediate" == answers[0]["urgency"]
+    assert "notify the treating clinician now" in flag_resource["code"]["text"]
     priority = next(e for e in flag_resource["extension"] if e["url"] == FLAG_PRIORITY_EXTENSION)
     assert priority["valueCodeableConcept"]["coding"][0]["code"] == "PH"
     assert "Pancytopenia" in flag_resource["code"]["text"] and "Critical value" in flag_resource["code"]["text"]
