@@ -55,8 +55,9 @@ WIDE_CSV = (
     b"S2,M,67,45,6.0,14.5,3.5,2.0\n"
     # S3 female 52: platelets 12 (< 20: LL, CTCAE 4), WBC 1.5 (< 2.0: LL, CTCAE 3), Hb 6.5 (< 7.0: LL,
     # CTCAE 3), neutrophils 0.3 (< 0.5: LL, CTCAE 4), lymphocytes 0.9 (L, CTCAE 1). Three lineages low ->
-    # pancytopenia; Hb < 10, neutrophils < 1.5, platelets < 50 -> marrow_failure_range; critical values
-    # -> urgent. §6: neutrophils < 0.5 and platelets < 20, neutrophils not < 0.2 -> severe.
+    # pancytopenia; Hb < 10, neutrophils < 1.5, platelets < 50 -> marrow_failure_range; new critical values
+    # -> immediate (v2 changes the v1 `urgent`: clinical-rules.md §3 lines 99-105, §9 line 243).
+    # §6: neutrophils < 0.5 and platelets < 20, neutrophils not < 0.2 -> severe.
     b"S3,F,52,12,1.5,6.5,0.3,0.9\n"
     # S4 male 60: platelets 520 > 410 -> H, >= 450 -> thrombocytosis; routine.
     b"S4,M,60,520,8.0,15.0,5.0,2.5\n"
@@ -115,7 +116,7 @@ def test_upload_answers_201_with_the_summary_and_links(client):
     summary = body["summary"]
     assert summary["shape"] == "wide"
     assert (summary["rows_in"], summary["rows_out"], summary["interpreted"], summary["rejected"]) == (5, 5, 4, 1)
-    assert summary["by_urgency"] == {"routine": 2, "soon": 1, "urgent": 1}
+    assert summary["by_urgency"] == {"routine": 2, "soon": 1, "immediate": 1}  # S3: new critical values (§9 v2)
     expected_findings = {code: 1 for code in S3_FINDINGS | {"possible_pseudothrombocytopenia", "thrombocytosis"}}
     expected_findings["thrombocytopenia"] = 2  # S2 and S3
     assert summary["by_finding"] == expected_findings
@@ -151,7 +152,7 @@ def test_csv_download_has_every_row_in_input_order(client):
     assert codes(s2["findings"]) == {"thrombocytopenia", "possible_pseudothrombocytopenia"}
     assert (s2["platelets_flag"], s2["platelets_ctcae_grade"]) == ("L", "3")
     assert (s2["wbc_flag"], s2["hemoglobin_flag"], s2["neutrophils_flag"]) == ("N", "N", "N")
-    assert s3["urgency"] == "urgent" and codes(s3["findings"]) == S3_FINDINGS
+    assert s3["urgency"] == "immediate" and codes(s3["findings"]) == S3_FINDINGS  # §9 line 243 (*v2*; v1: urgent)
     assert s3["aplastic_anemia"] == "severe"
     assert [(s3[f"{a}_flag"], s3[f"{a}_ctcae_grade"]) for a in ("platelets", "wbc", "hemoglobin", "neutrophils",
                                                                  "lymphocytes")] == [

@@ -4,7 +4,8 @@ and PostgreSQL.
 CBCs with a patient id are posted to /api/v1/interpretations, which stores them and opens a referral when
 the urgency is not routine or a delta finding fires. Expected urgencies by hand from clinical-rules.md
 (adult woman, Hb 13.5 g/dL, WBC 6.0, neutrophils 3.0: all inside the §2 fallback ranges):
-- platelets 15 and 10: below the critical 20 (§3) → critical_value → `urgent` (§9);
+- platelets 15 and 10: below the critical 20 (§3), each the patient's first CBC → a new critical_value →
+  `immediate` (§9; v2 changes the v1 `urgent`: clinical-rules.md §3 lines 99-105, §9 line 243);
 - platelets 200 with fever and non-blanching petechiae: red flag (§7) → `immediate` (§9);
 - platelets 90: thrombocytopenia < 100 (§4) → `soon` (§9);
 - platelets 250: a normal CBC → `routine`, no referral;
@@ -63,8 +64,11 @@ SEED = [
 ]
 #: Most urgent first, then the most recent collection first.
 WORKLIST_ORDER = ["P-IMM", "P-CRIT2", "P-CRIT", "P-SOON", "P-DROP", "P-DELTA"]
-URGENCY = {"P-IMM": "immediate", "P-CRIT2": "urgent", "P-CRIT": "urgent", "P-SOON": "soon", "P-DROP": "soon",
+#: P-CRIT and P-CRIT2: new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent).
+URGENCY = {"P-IMM": "immediate", "P-CRIT2": "immediate", "P-CRIT": "immediate", "P-SOON": "soon", "P-DROP": "soon",
            "P-DELTA": "routine"}
+#: The worklist counts of SEED by urgency.
+COUNTS = {"immediate": 3, "urgent": 0, "soon": 2, "routine": 1}
 
 
 def post(client, *docs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,7 +121,7 @@ def test_the_worklist_lists_open_referrals_most_urgent_then_newest_first(client,
     assert patients(body) == WORKLIST_ORDER
     assert {item["patient_id"]: item["urgency"] for item in body["items"]} == URGENCY
     assert (body["page"], body["per_page"], body["total"]) == (1, 50, 6)
-    assert body["counts"] == {"immediate": 1, "urgent": 2, "soon": 2, "routine": 1}
+    assert body["counts"] == COUNTS
     assert body["links"]["next"] is None and body["links"]["prev"] is None
 
 
@@ -130,7 +134,8 @@ def test_a_worklist_item_has_the_patient_findings_reason_and_links(client, seede
     item = next(i for i in listing(client)["items"] if i["patient_id"] == "P-CRIT")
     assert item["id"] == seeded["P-CRIT"]
     assert item["patient"] == {"sex": "female", "age_years": 40.0}
-    assert item["status"] == "new" and item["urgency"] == "urgent"
+    # a new critical value (clinical-rules.md §9 line 243, *v2*; v1: urgent)
+    assert item["status"] == "new" and item["urgency"] == "immediate"
     assert {"critical_value", "thrombocytopenia"} <= set(item["findings"])
     assert "critical value" in item["reason"] and "PLT 15" in item["reason"]
     assert datetime.fromisoformat(item["collected_at"]) == datetime(2026, 11, 10, 8, tzinfo=UTC)
@@ -158,7 +163,9 @@ def test_a_later_cbc_updates_the_open_referral(client, seeded):
     ("?finding=thrombocytopenia", ["P-CRIT2", "P-CRIT", "P-SOON", "P-DROP", "P-DELTA"]),
     ("?finding=platelet_drop", ["P-DROP", "P-DELTA"]),
     ("?finding=fever_with_nonblanching_rash", ["P-IMM"]),
-    ("?finding=critical_value&urgency=urgent", ["P-CRIT2", "P-CRIT"]),
+    # new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
+    ("?finding=critical_value&urgency=urgent", []),
+    ("?finding=critical_value&urgency=immediate", ["P-CRIT2", "P-CRIT"]),
     ("?from=2026-11-10&to=2026-11-12", ["P-CRIT2", "P-CRIT"]),  # to includes the whole day (23:30)
     ("?from=2026-11-13", ["P-IMM", "P-SOON"]),
     ("?to=2026-11-05", ["P-DROP"]),
@@ -169,7 +176,7 @@ def test_filters(client, seeded, query, expected):
     body = listing(client, query)
     assert patients(body) == expected
     assert body["total"] == len(expected)
-    assert body["counts"] == {"immediate": 1, "urgent": 2, "soon": 2, "routine": 1}  # whatever the filters
+    assert body["counts"] == COUNTS  # whatever the filters
 
 
 def test_pages_with_totals_and_links(client, seeded):
@@ -221,7 +228,7 @@ def test_the_status_filter_defaults_to_open_referrals(client, seeded):
 
     default = listing(client)
     assert patients(default) == ["P-IMM", "P-CRIT2", "P-CRIT", "P-DROP"]
-    assert default["counts"] == {"immediate": 1, "urgent": 2, "soon": 1, "routine": 0}
+    assert default["counts"] == {"immediate": 3, "urgent": 0, "soon": 1, "routine": 0}
     assert patients(listing(client, "?status=acknowledged")) == ["P-CRIT"]
     assert patients(listing(client, "?status=referred&status=dismissed")) == ["P-SOON", "P-DELTA"]
     assert patients(listing(client, "?status=all")) == WORKLIST_ORDER
@@ -250,8 +257,9 @@ def test_invalid_query_parameters_are_422_naming_the_parameter(client, query, pa
 
 def test_a_referral_without_collection_time_comes_after_timed_ones_of_its_urgency(client, seeded):
     """The urgency sorts first; within it the newest collection first, and a CBC without a time last."""
+    # platelets 12: a new critical value, immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
     post(client, cbc("P-UNTIMED", None, 12))
-    assert patients(listing(client, "?urgency=urgent")) == ["P-CRIT2", "P-CRIT", "P-UNTIMED"]
+    assert patients(listing(client, "?urgency=immediate")) == ["P-IMM", "P-CRIT2", "P-CRIT", "P-UNTIMED"]
 
 
 # --- one referral ----------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Expected values by hand from the issue, clinical-rules.md and the rule tables, for an adult woman with
 Hb 13.5 g/dL, WBC 6.0 and neutrophils 3.0 (inside the §2 fallback ranges):
 - platelets 250 or 200: normal → `routine`; 100 and 101: thrombocytopenia (< 150, §4) but not < 100 →
-  `routine`; 90: thrombocytopenia < 100 → `soon` (§9); 15: below the critical 20 (§3) → `urgent` (§9);
+  `routine`; 90: thrombocytopenia < 100 → `soon` (§9); 15: below the critical 20 (§3), a new critical value →
+  `immediate` (§9; v2 changes the v1 `urgent`: clinical-rules.md §3 lines 99-105, §9 line 243);
 - Hb 9.0 g/dL: anaemia (woman < 12.0, §4), moderate (8.0–10.9) → `soon` (§9);
 - platelet_drop (thresholds.csv): a fall of 50 % or more from the previous CBC within the delta window
   (7 days by default, LABSERVICE_DELTA_WINDOW_DAYS), sources S23 and S24 of sources.csv: 200 → 100 is
@@ -117,7 +118,8 @@ def test_a_cbc_with_a_patient_id_is_stored(client, database) -> None:
 def test_store_false_does_not_store(client, database, value: str) -> None:
     answer = post(client, cbc("P1", day(1), 15), f"?store={value}")
     assert "stored" not in answer
-    assert answer["urgency"] == "urgent"  # still interpreted
+    # still interpreted; a new critical value (clinical-rules.md §3 lines 99-105 and §9 line 243, *v2*; v1: urgent)
+    assert answer["urgency"] == "immediate"
     assert counts(database) == (0, 0, 0, 0)
 
 
@@ -169,7 +171,9 @@ def test_a_cbc_without_a_patient_id_is_not_stored(client, database, patient: str
         del body["patient"]
     answer = post(client, body)
     assert "stored" not in answer
-    assert answer["urgency"] == "urgent"
+    # no patient id: history is not consulted, the critical value is new
+    # (clinical-rules.md §3 lines 99-105 and §9 line 243, *v2*; v1: urgent)
+    assert answer["urgency"] == "immediate"
     assert counts(database) == (0, 0, 0, 0)
 
 
@@ -331,10 +335,11 @@ def test_a_routine_cbc_without_delta_opens_no_referral(client, database) -> None
 
 def test_a_non_routine_interpretation_opens_a_referral(client, database) -> None:
     answer = post(client, cbc("P1", day(1), 15))
-    assert answer["urgency"] == "urgent"
+    # the patient's first CBC: a new critical value (clinical-rules.md §3 lines 99-105, §9 line 243, *v2*; v1: urgent)
+    assert answer["urgency"] == "immediate"
     with database.session() as session:
         referral = session.get(Referral, answer["stored"]["referral_id"])
-        assert referral.status == "new" and referral.urgency == "urgent"
+        assert referral.status == "new" and referral.urgency == "immediate"
         assert referral.interpretation_id == answer["stored"]["interpretation_id"]
         assert "critical_value" in referral.findings
 
@@ -355,7 +360,9 @@ def test_a_later_more_urgent_cbc_of_the_same_patient_updates_the_open_referral(c
     with database.session() as session:
         referral = session.get(Referral, first["stored"]["referral_id"])
         assert referral.interpretation_id == later["stored"]["interpretation_id"]
-        assert referral.urgency == "urgent" and referral.status == "new"
+        # 90 (soon) then 15: no critical value in the previous CBC, so a new one
+        # (clinical-rules.md §3 lines 99-105 and §9 line 243, *v2*; v1: urgent)
+        assert referral.urgency == "immediate" and referral.status == "new"
     assert count(database, Referral) == 1
 
 
@@ -367,7 +374,8 @@ def test_a_later_routine_cbc_joins_the_open_referral_without_lowering_it(client,
     with database.session() as session:
         referral = session.get(Referral, first["stored"]["referral_id"])
         assert referral.interpretation_id == first["stored"]["interpretation_id"]
-        assert referral.urgency == "urgent"
+        # the first CBC's new critical value (clinical-rules.md §3 lines 99-105 and §9 line 243, *v2*; v1: urgent)
+        assert referral.urgency == "immediate"
         assert as_utc(referral.collected_at) == datetime(2026, 11, 1, 8, tzinfo=UTC)
     assert count(database, Referral) == 1
 

@@ -23,7 +23,9 @@ The rules used throughout (adult fallback ranges §2, critical values §3, CTCAE
   < 20, (c) reticulocytes < 60; two or more -> severe (very_severe if neutrophils < 0.2); exactly
   one of (a)(b) and no reticulocyte count -> indeterminate; otherwise not_severe.
 - §8 isolated thrombocytopenia with no bleeding signs -> possible_pseudothrombocytopenia.
-- §9 urgent: a critical value, pancytopenia, severe/very severe aplastic criteria; soon:
+- §9 immediate: a new critical value (every critical value here: nothing is stored before it). v2 changes
+  the v1 `urgent` of these rows: clinical-rules.md §3 lines 99-105 and §9 line 243 (*v2*).
+- §9 urgent: pancytopenia, severe/very severe aplastic criteria; soon:
   bicytopenia, thrombocytopenia < 100, neutropenia < 1.0, moderate or severe anaemia; else routine.
 - contract: skin attribution "none" when no non-blanching lesion is reported (CSV carries none).
 """
@@ -117,11 +119,12 @@ def _text(lines: list[str], eol: str = "\n") -> bytes:
 #: no bleeding signs (§8) -> possible_pseudothrombocytopenia; < 100 -> soon (§9).
 ISOLATED_45 = {"thrombocytopenia", "possible_pseudothrombocytopenia"}
 #: Platelets < 20 with every other lineage normal: thrombocytopenia, critical_value (§3) and the §8
-#: suggestion; critical -> urgent (§9). One criterion of the marrow-failure range only (< 50).
+#: suggestion; a new critical value -> immediate (§9 line 243, *v2*). One criterion of the marrow-failure range
+#: only (< 50).
 ISOLATED_CRITICAL = {"thrombocytopenia", "critical_value", "possible_pseudothrombocytopenia"}
 #: The contract example pattern: platelets 45, Hb 8.2, neutrophils 0.4 (WBC normal): three lineages
 #: low -> pancytopenia; Hb < 10, neutrophils < 1.5, platelets < 50 -> marrow_failure_range;
-#: neutrophils < 0.5 -> critical_value; urgent. §6: (a) met, (b) not (45 >= 20), no reticulocyte
+#: neutrophils < 0.5 -> critical_value; immediate (§9 line 243, *v2*). §6: (a) met, (b) not (45 >= 20), no reticulocyte
 #: count -> indeterminate.
 PANCYTOPENIA_45_82_04 = {"thrombocytopenia", "anemia", "neutropenia", "pancytopenia", "marrow_failure_range",
                          "critical_value"}
@@ -159,9 +162,10 @@ _CBC_EXPECTED: list[tuple[str, set[str], str, str]] = [
     # Hb 6.5 (< 7.0 LL, CTCAE 3: < 8.0); Hct 20 < 36 L; RBC 1.8 < 3.8 L; MCV 111 > 101 H;
     # neutrophils 0.3 (< 0.5 LL, CTCAE 4); lymphocytes 0.9 (< 1.0 L, CTCAE 1: < LLN-0.8);
     # reticulocytes 15 < 50 L. All lineages low -> pancytopenia, marrow-failure range (3 of 3),
-    # critical values -> urgent. §6: (a) 0.3 < 0.5 and (b) 12 < 20 (and (c) 15 < 60 where sent):
+    # new critical values -> immediate (§9 line 243, *v2*). §6: (a) 0.3 < 0.5 and (b) 12 < 20 (and (c) 15 < 60
+    # where sent):
     # >= 2 criteria and neutrophils not < 0.2 -> severe.
-    ("urgent", {"thrombocytopenia", "anemia", "neutropenia", "leukopenia", "lymphopenia", "pancytopenia",
+    ("immediate", {"thrombocytopenia", "anemia", "neutropenia", "leukopenia", "lymphopenia", "pancytopenia",
                 "marrow_failure_range", "critical_value"},
      "platelets=LL4 wbc=LL3 hemoglobin=LL3 hematocrit=L rbc=L mcv=H neutrophils=LL4 lymphocytes=L1 reticulocytes=L",
      "severe"),
@@ -235,7 +239,7 @@ def header_units() -> MessyFile:
         # K/uL = 10^9/L; /uL / 1000; g/L / 10 = g/dL; L/L x 100 = % (§1).
         # P-1 female 34: platelets 45 (L, CTCAE 3), WBC 5.0 N, neutrophils 400/uL = 0.4 (LL, CTCAE 4),
         # Hb 82 g/L = 8.2 g/dL (< 12.0 L, anaemia, CTCAE 2: < 10.0-8.0), Hct 0.25 = 25 % < 36 L,
-        # lymphocytes 1.8 N -> PANCYTOPENIA_45_82_04, indeterminate, urgent.
+        # lymphocytes 1.8 N -> PANCYTOPENIA_45_82_04, indeterminate, immediate (new critical).
         # (Read without the header units, Hb 82 g/dL would be implausible (> 30) and 400 an HH count.)
         "P-1,F,34,45,5.0,400,82,0.25,1.8",
         # P-2 male 60: 250, 7.0, 3500/uL = 3.5, 150 g/L = 15.0, 0.45 = 45 %, 1.8: all normal (male).
@@ -245,7 +249,7 @@ def header_units() -> MessyFile:
         "P-3,F,70,130,6.0,3000,125,0.40,1.6",
     ]
     rows = [
-        ok(2, {"Patient ID": "P-1"}, "urgent", PANCYTOPENIA_45_82_04,
+        ok(2, {"Patient ID": "P-1"}, "immediate", PANCYTOPENIA_45_82_04,
            "platelets=L3 wbc=N neutrophils=LL4 hemoglobin=L2 hematocrit=L lymphocytes=N", "indeterminate"),
         ok(3, {"Patient ID": "P-2"}, "routine", set(), NORMAL_FLAGS + " hematocrit=N"),
         ok(4, {"Patient ID": "P-3"}, "routine", {"thrombocytopenia", "possible_pseudothrombocytopenia"},
@@ -286,8 +290,8 @@ def long_with_units() -> MessyFile:
         # A (no sex, no age: adult ranges, Hb envelope 12.0-17.0): platelets 45 L3; Hb 82 g/L = 8.2
         # (L, CTCAE 2; below both WHO adult cut-offs -> anaemia); WBC 2.1 (L, not < 2.0 so not
         # critical, CTCAE 2: < 3.0-2.0 -> leukopenia); neutrophils 400 cells/uL = 0.4 (LL, CTCAE 4);
-        # lymphocytes 1.2 N. Pancytopenia, marrow-failure range, critical -> urgent; §6 indeterminate.
-        ok(2, ids_a, "urgent", PANCYTOPENIA_45_82_04 | {"leukopenia"},
+        # lymphocytes 1.2 N. Pancytopenia, marrow-failure range, new critical -> immediate; §6 indeterminate.
+        ok(2, ids_a, "immediate", PANCYTOPENIA_45_82_04 | {"leukopenia"},
            "platelets=L3 hemoglobin=L2 wbc=L2 neutrophils=LL4 lymphocytes=N", "indeterminate"),
         # B: 250, 14.0 g/dL, 6.0, 3.5, 2.0: all normal.
         ok(4, ids_b, "routine", set(), NORMAL_FLAGS),
@@ -315,7 +319,7 @@ def units_option() -> MessyFile:
         # O-2 male 50: 250, 14.0, 6.0, 3.5, 2.0: normal.
         "O-2,M,50,250000,140,6000,3500,2.0",
         # O-3 male 55: 1200000/uL = 1200 >= 1000 -> HH, critical_value (§3) and thrombocytosis
-        # (>= 450) -> urgent. Hb 13.5, WBC 9.0, neutrophils 6.0 normal.
+        # (>= 450) -> immediate (a new critical value, §9 line 243 *v2*). Hb 13.5, WBC 9.0, neutrophils 6.0 normal.
         "O-3,M,55,1200000,135,9000,6000,2.0",
     ]
     options = {"units": {"platelets": "/uL", "hemoglobin": "g/L", "wbc": "/uL", "neutrophils": "/uL"}}
@@ -323,7 +327,7 @@ def units_option() -> MessyFile:
         ok(2, {"Sample ID": "O-1"}, "soon", {"thrombocytopenia", "anemia", "bicytopenia", "marrow_failure_range"},
            "platelets=L3 hemoglobin=L2 wbc=N neutrophils=N lymphocytes=N", "not_severe"),
         ok(3, {"Sample ID": "O-2"}, "routine", set(), NORMAL_FLAGS),
-        ok(4, {"Sample ID": "O-3"}, "urgent", {"thrombocytosis", "critical_value"},
+        ok(4, {"Sample ID": "O-3"}, "immediate", {"thrombocytosis", "critical_value"},
            "platelets=HH hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
     ]
     return MessyFile("units_option.csv", _text(lines), options, rows)
@@ -338,7 +342,7 @@ def semicolon_decimal_comma(explicit: bool) -> MessyFile:
     lines = [
         "Sample ID;Sex;Age;PLT;WBC;HGB;NEUT#;LYMPH#",
         # E-1 female 34: 45 (L3); WBC 2,1 (L2, leukopenia); Hb 8,2 (L2, anaemia); neutrophils 0,4
-        # (LL4); lymphocytes 1,1 N -> pancytopenia, marrow-failure range, critical: urgent, indeterminate.
+        # (LL4); lymphocytes 1,1 N -> pancytopenia, marrow-failure range, new critical: immediate, indeterminate.
         "E-1;F;34;45;2,1;8,2;0,4;1,1",
         # E-2 male 40: normal.
         "E-2;M;40;250;6,5;14,1;3,2;2,0",
@@ -348,7 +352,7 @@ def semicolon_decimal_comma(explicit: bool) -> MessyFile:
     ]
     options: dict[str, Any] = {"delimiter": ";", "decimal": ","} if explicit else {}
     rows = [
-        ok(2, {"Sample ID": "E-1"}, "urgent", PANCYTOPENIA_45_82_04 | {"leukopenia"},
+        ok(2, {"Sample ID": "E-1"}, "immediate", PANCYTOPENIA_45_82_04 | {"leukopenia"},
            "platelets=L3 wbc=L2 hemoglobin=L2 neutrophils=LL4 lymphocytes=N", "indeterminate"),
         ok(3, {"Sample ID": "E-2"}, "routine", set(), NORMAL_FLAGS),
         ok(4, {"Sample ID": "E-3"}, "soon", ISOLATED_45, "platelets=L1 wbc=N hemoglobin=N neutrophils=N lymphocytes=N"),
@@ -380,13 +384,13 @@ def crlf() -> MessyFile:
     lines = [
         "Sample ID,Sex,Age,WBC,NEUT#,LYMPH#,HGB,PLT",
         "C-1,F,30,6.0,3.5,2.0,13.5,45",  # isolated platelets 45: L3, soon
-        # C-2 male 50: platelets 12: LL (< 20), CTCAE 4 (< 25), critical -> urgent; isolated.
+        # C-2 male 50: platelets 12: LL (< 20), CTCAE 4 (< 25), new critical -> immediate; isolated.
         "C-2,M,50,6.0,3.5,2.0,14.5,12",
         "C-3,F,30,6.0,3.5,2.0,13.5,250",  # normal
     ]
     rows = [
         ok(2, {"Sample ID": "C-1"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
-        ok(3, {"Sample ID": "C-2"}, "urgent", ISOLATED_CRITICAL,
+        ok(3, {"Sample ID": "C-2"}, "immediate", ISOLATED_CRITICAL,
            "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
         ok(4, {"Sample ID": "C-3"}, "routine", set(), NORMAL_FLAGS),
     ]
@@ -408,7 +412,7 @@ def quoted_fields() -> MessyFile:
     rows = [
         ok(2, {"Sample ID": "Q-1"}, "routine", set(), NORMAL_FLAGS),
         ok(3, {"Sample ID": "Q,2"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
-        ok(5, {"Sample ID": "Q-3"}, "urgent", ISOLATED_CRITICAL,
+        ok(5, {"Sample ID": "Q-3"}, "immediate", ISOLATED_CRITICAL,
            "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
     ]
     return MessyFile("quoted.csv", text.encode("utf-8"), {}, rows, columns_ignored=("Comment",))
@@ -482,13 +486,13 @@ def explicit_mapping() -> MessyFile:
     lines = [
         "Probennummer,Geschlecht,Alter,Thrombozyten,Leukozyten,Hämoglobin,Neutrophile",
         # M-1 woman 34: platelets 45 (L3), WBC 5.0 N, Hb 82 g/L = 8.2 (L2, anaemia), neutrophils 0.4
-        # (LL4) -> PANCYTOPENIA_45_82_04, indeterminate, urgent (no lymphocytes: lymphopenia not assessed).
+        # (LL4) -> PANCYTOPENIA_45_82_04, indeterminate, immediate (no lymphocytes: lymphopenia not assessed).
         "M-1,w,34,45,5.0,82,0.4",
         # M-2 man 61: 310, 7.2, 151 g/L = 15.1, 4.0: normal.
         "M-2,m,61,310,7.2,151,4.0",
     ]
     rows = [
-        ok(2, {"Probennummer": "M-1"}, "urgent", PANCYTOPENIA_45_82_04,
+        ok(2, {"Probennummer": "M-1"}, "immediate", PANCYTOPENIA_45_82_04,
            "platelets=L3 wbc=N hemoglobin=L2 neutrophils=LL4", "indeterminate"),
         ok(3, {"Probennummer": "M-2"}, "routine", set(), "platelets=N wbc=N hemoglobin=N neutrophils=N"),
     ]
@@ -540,7 +544,7 @@ def bad_rows() -> MessyFile:
         err(6, ids(5, "20"), "line 6", "PLT", "/uL"),
         ok(7, ids(6, "25"), "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
         # (the censoring note is checked in the test: "censor" or "<5")
-        ok(8, ids(7, "30"), "urgent", ISOLATED_CRITICAL,
+        ok(8, ids(7, "30"), "immediate", ISOLATED_CRITICAL,
            "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
         err(9, ids(8, "35"), "line 9", "PLT"),
     ]

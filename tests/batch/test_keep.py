@@ -172,7 +172,8 @@ def test_each_kept_cbc_goes_through_the_engine_once(monkeypatch):
     Every engine call made by the batch modules is counted by rows. Five valid rows in chunks of two are
     interpreted once each, plus once more for the one censored value (at its other end: the batch interprets a
     censored value only when both ends give the same answer). Platelets 15 ×10^9/L is below the critical 20 (§3):
-    urgent (§9); platelets >1000 are at or above the critical 1000 (§3) whatever their value.
+    immediate (§9 v2: a new critical value); platelets >1000 are at or above the critical 1000 (§3) whatever their
+    value.
     """
     import sys
     from types import SimpleNamespace
@@ -217,5 +218,7 @@ def test_each_kept_cbc_goes_through_the_engine_once(monkeypatch):
         assert item.urgency == by_line[item.raw["line"]]["urgency"] == item.answer["urgency"]
         assert item.answer["patient_id"] == item.patient
     critical = kept[1]
-    assert critical.values["platelets"] == 15.0 and critical.urgency == "urgent"
+    # platelets 15 < 20: a new critical value -> immediate (v2 changes the v1 `urgent`: clinical-rules.md §3
+    # lines 99-105, §9 line 243)
+    assert critical.values["platelets"] == 15.0 and critical.urgency == "immediate"
     assert "critical_value" in critical.findings

@@ -19,8 +19,8 @@ NOTIFY = "notify the treating clinician now"  # §3 line 101
 
 
 @pytest.mark.parametrize(("doc", "name", "flag", "urgency"), [
-    P(cbc(female(), full=True, platelets=19.9), "platelets", "LL", "immediate", id="§3 platelets 19.9 < 20: new critical"),
-    P(cbc(female(), full=True, platelets=20.0), "platelets", "L", "soon", id="§3 platelets 20 on the limit: not critical"),
+    P(cbc(female(), full=True, platelets=19.9), "platelets", "LL", "immediate", id="§3 platelets 19.9 < 20"),
+    P(cbc(female(), full=True, platelets=20.0), "platelets", "L", "soon", id="§3 platelets 20 on the limit"),
     P(cbc(female(), full=True, platelets=20.1), "platelets", "L", "soon", id="§3 platelets 20.1: not critical"),
     P(cbc(female(), full=True, platelets=999.9), "platelets", "H", "routine", id="§3 platelets 999.9: not critical"),
     P(cbc(female(), full=True, platelets=1000.0), "platelets", "HH", "immediate", id="§3 platelets 1000 (>= 1000)"),

@@ -2,7 +2,8 @@
 
 CBCs are seeded through POST /api/v1/interpretations. Expected urgencies from clinical-rules.md §9:
 fever with neutrophils <= 0.5 is a red flag -> immediate (§7); platelets 15 < 20 is a new critical value
--> immediate (§3, §9 *v2*: clinical-rules.md lines 99-102 and 243; v1 said urgent); thrombocytopenia < 100 and neutropenia < 1.0 -> soon; a normal CBC -> routine, which
+-> immediate (§3, §9 *v2*: clinical-rules.md lines 99-102 and 243; v1 said urgent); thrombocytopenia < 100
+and neutropenia < 1.0 -> soon; a normal CBC -> routine, which
 opens no referral. Chart lines from §4 / §5 / §3: platelets 150, 50, 20; neutrophils 1.5, 0.5; the WHO
 haemoglobin cut-off (§4, anemia_cutoffs.csv): women from 15 years 12 g/dL, men 13, pregnancy second
 trimester 10.5, children 5-11 years 11.5.
@@ -539,7 +540,8 @@ def test_an_unknown_status_or_referral(seeded):
 
 # --- batches ------------------------------------------------------------------------------------
 
-# Platelets 15 < 20: a new critical value -> immediate (§3, §9 *v2*, clinical-rules.md line 243; v1: urgent); the other rows are normal (routine); "abc" is rejected.
+# Platelets 15 < 20: a new critical value -> immediate (§3, §9 *v2*, clinical-rules.md line 243; v1: urgent);
+# the other rows are normal (routine); "abc" is rejected.
 BATCH_CSV = (
     b"Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
     b"B1,2026-03-01T08:00:00Z,F,40,250,13.5,3.0\n"

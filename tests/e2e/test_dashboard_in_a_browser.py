@@ -1,9 +1,11 @@
 """The referral dashboard in a real browser: Debian's chromium, driven by Playwright, against gunicorn.
 
 Seeded through the JSON API with values whose urgency clinical-rules.md fixes: platelets 12
-(< 20, critical, §3) is urgent; neutrophils 0.3 with fever and a non-blanching rash is immediate
-(§7, §9); haemoglobin 9.5 g/dL in a woman (< 12.0, §4) is soon; platelets 250 is routine (no
-referral). Screenshots of every page are saved to .screenshots/ for review.
+(< 20, critical, §3, and new: the patient's previous CBC had 180) is immediate (v2 changes the v1
+`urgent`: clinical-rules.md §3 lines 99-105, §9 line 243); platelets 120, Hb 11.0 and neutrophils 1.2
+in a woman (< 150, < 12.0, < 1.5: pancytopenia, §5, no critical value) is urgent; neutrophils 0.3
+with fever and a non-blanching rash is immediate (§7, §9); haemoglobin 9.5 g/dL in a woman (< 12.0, §4)
+is soon; platelets 250 is routine (no referral). Screenshots of every page are saved to .screenshots/ for review.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.slow
 PATIENTS = {
     "E2E-URGENT": [("2026-11-10T08:00:00Z", {"platelets": 180, "hemoglobin": 13.0, "neutrophils": 3.0}),
                    ("2026-11-14T08:00:00Z", {"platelets": 12, "hemoglobin": 12.5, "neutrophils": 2.5})],
+    "E2E-PANCYTOPENIA": [("2026-11-13T08:00:00Z", {"platelets": 120, "hemoglobin": 11.0, "neutrophils": 1.2})],
     "E2E-IMMEDIATE": [("2026-11-15T09:00:00Z", {"platelets": 40, "hemoglobin": 11.0, "neutrophils": 0.3})],
     "E2E-SOON": [("2026-11-15T10:00:00Z", {"platelets": 250, "hemoglobin": 9.5, "neutrophils": 3.0})],
     "E2E-ROUTINE": [("2026-11-15T11:00:00Z", {"platelets": 250, "hemoglobin": 13.5, "neutrophils": 3.0})],
@@ -55,7 +58,8 @@ def test_worklist_lists_open_referrals_most_urgent_first(page, seeded):
     rows = page.locator("#worklist tbody tr[data-urgency]")
     urgencies = rows.evaluate_all("rows => rows.map(r => r.dataset.urgency)")
     patients = rows.evaluate_all("rows => rows.map(r => r.dataset.patient)")
-    assert urgencies[:3] == ["immediate", "urgent", "soon"]
+    # E2E-IMMEDIATE (red flag) and E2E-URGENT (a new critical value, §9 line 243 *v2*), then the pancytopenia
+    assert urgencies[:4] == ["immediate", "immediate", "urgent", "soon"]
     assert "E2E-ROUTINE" not in patients  # routine with no delta finding: no referral
     assert page.locator('#urgency-counts li[data-urgency="urgent"] [data-count]').inner_text() == "1"
     shoot(page, "worklist-laptop")
