@@ -42,8 +42,11 @@ def urgency_text(urgency: str, reasons: dict[str, str] | None, rs: Ruleset | Non
     if not isinstance(reasons, dict):
         return urgency
     if rs is not None:
-        reasons = {name: action for name, action in reasons.items()
-                   if (spec := rs.reason(name)) is None or spec.urgency == urgency}
+        reasons = {
+            name: action
+            for name, action in reasons.items()
+            if (spec := rs.reason(name)) is None or spec.urgency == urgency
+        }
     actions = list(dict.fromkeys(reasons.values()))
     return f"{urgency}: {'; '.join(actions)}" if actions else urgency
 
@@ -284,8 +287,15 @@ class _Renderer(TextView):
         level = self.r.urgency[i]
         return {name: action for name, action in reasons.items() if self.r.triggers[name][0] == level}
 
-    def summary(self, i: int, findings: list[dict], urgency: str, not_assessed: list[dict], aplastic: dict,
-                reasons: dict[str, str] | None = None) -> str:
+    def summary(
+        self,
+        i: int,
+        findings: list[dict],
+        urgency: str,
+        not_assessed: list[dict],
+        aplastic: dict,
+        reasons: dict[str, str] | None = None,
+    ) -> str:
         """A few plain sentences: red flags first, then the counts, then what was not assessed.
 
         Which part of the summary names a finding, and in which words, is the `summary` and
