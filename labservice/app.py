@@ -38,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_ruleset(app)
     register_database(app)
     register_auth(app)
+    register_text_input(app)  # after authentication: a caller without credentials is answered 401 first
     register_api(app)
     register_dashboard(app)
     register_cds_services(app)
@@ -60,11 +61,10 @@ def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
 def register_request_edges(app: Flask) -> None:
     """Request ids and JSON request logs, security headers, the audit trail (labservice.security). Their
     after_request hooks run in reverse: audit rows first (a 503 if they cannot be written), then headers,
-    then the log line with the final status. A NUL in the path, query or a form is refused before any view."""
+    then the log line with the final status."""
     register_logging(app)
     register_security_headers(app)
     register_audit(app)
-    register_text_input(app)
 
 
 def register_json(app: Flask) -> None:

@@ -2,7 +2,8 @@
 
 PostgreSQL text cannot hold NUL (psycopg raises on it), so `?patient=%00`, a path segment `%00` and a
 sign-in username with a NUL answered 500 there while SQLite took them. No field of
-the service has a use for NUL, so it is refused once, before authentication and before any view, with a
+the service has a use for NUL, so it is refused once, after authentication (a caller without
+credentials is answered 401 first, as for any other request) and before any view, with a
 problem naming the parameter. Form fields are checked only in URL-encoded bodies (the dashboard's
 forms): a multipart upload is streamed by its view and never read here.
 """

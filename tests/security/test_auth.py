@@ -303,3 +303,21 @@ def test_a_credentialed_client_is_what_the_other_tests_use(client: FlaskClient):
     # conftest's make_app gives every test client an all-scope key: the other tests run authenticated.
     assert client.environ_base["HTTP_AUTHORIZATION"].startswith("Bearer lsk_")
     assert client.get("/api/v1/referrals").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audit?patient=%00", "/api/v1/referrals?patient=a%00b",
+                                  "/api/v1/patients/a%00b/results"])
+def test_a_nul_from_a_caller_without_credentials_is_401_not_a_validation_answer(app, path):
+    """The NUL check runs after authentication: an anonymous caller learns nothing of how a request is validated
+    (schemathesis' unauthenticated pass found GET /api/v1/audit?patient=%00 answering 400)."""
+    response = anonymous(app).get(path)
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(("path", "named"), [("/dashboard/patients/MRN%00-1", "path"),
+                                             ("/dashboard/?finding=%00", "finding")])
+def test_a_nul_on_the_dashboard_of_a_signed_in_user_is_a_400_naming_it(client, path, named):
+    """Signed in, the dashboard's requests reach the NUL check (PostgreSQL cannot store NUL: it was a 500 there)."""
+    response = client.get(path)
+    assert response.status_code == 400 and named in response.get_data(as_text=True), response.get_data(as_text=True)
