@@ -122,7 +122,9 @@ def test_nhapi_orf_pltc_2_is_grade_4_in_three_identical_cbcs(client):
         assert finding(cbc, "thrombocytopenia")["grade"] == 4
         assert (wbc["value"], wbc["ctcae_grade"], wbc["flag"]) == (1.1, 3, "LL")  # < 2.0-1.0; critical < 2.0
         assert {"critical_value", "leukopenia", "bicytopenia"} <= set(codes(cbc))
-        assert cbc["urgency"] == "urgent"
+        # clinical-rules §3 (lines 99-105) and §9 (line 243) v2: a new critical value asks for `immediate`;
+        # the three CBCs share one collection time, so none has an earlier stored CBC making it known.
+        assert cbc["urgency"] == "immediate"
         assert "wbc" not in {entry["analyte"] for entry in cbc["source"]["non_final"]}  # status C
 
 
@@ -182,7 +184,7 @@ def test_nist_lri_with_its_haemoglobin_unit_corrected(client):
     assert analytes["hemoglobin"]["value"] == 12.5
     assert "thrombocytopenia" not in codes(cbc)
     assert {"critical_value", "anemia"} <= set(codes(cbc))  # man, 12.5 < 13.0
-    assert cbc["urgency"] == "urgent"
+    assert cbc["urgency"] == "immediate"  # clinical-rules §3 (lines 99-105), §9 (line 243) v2: a new critical value
 
 
 # --- storing -------------------------------------------------------------------------------------
