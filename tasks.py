@@ -108,7 +108,7 @@ def bench(args: list[str]) -> int:
         ["bench/interop.py", *(["--smoke"] if smoke else [])],
         ["bench/load.py", *(["--smoke"] if smoke else [])],
     ]
-    # Benchmarks measure capacity: no rate limit (labservice/security/ratelimit.py) unless one is set.
+    # Benchmarks measure capacity: no rate limit (labservice/middleware/ratelimit.py) unless one is set.
     env = {**os.environ}
     for name in ("LABSERVICE_RATE_LIMIT", "LABSERVICE_RATE_LIMIT_UPLOADS"):
         env.setdefault(name, "off")

@@ -16,13 +16,13 @@ from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
 from labservice.errors import register_error_handlers
 from labservice.extensions import DATABASE_EXTENSION, RULESET_EXTENSION
-from labservice.security.audit import register_audit
-from labservice.security.auth import register_auth
-from labservice.security.headers import register_security_headers
-from labservice.security.idempotency import register_idempotency
-from labservice.security.logging import register_logging
-from labservice.security.ratelimit import register_rate_limits
-from labservice.security.text_input import register_text_input
+from labservice.middleware.audit_trail import register_audit
+from labservice.middleware.auth import register_auth
+from labservice.middleware.headers import register_security_headers
+from labservice.middleware.idempotency import register_idempotency
+from labservice.middleware.ratelimit import register_rate_limits
+from labservice.middleware.text_input import register_text_input
+from labservice.serving.log_lines import register_logging
 from labservice.store.database import Database, database_url, migrate_if_it_answers
 
 
@@ -59,9 +59,9 @@ def register_config(app: Flask, config: Mapping[str, Any] | None) -> None:
 
 
 def register_request_edges(app: Flask) -> None:
-    """Request ids and JSON request logs, security headers, the audit trail (labservice.security). Their
-    after_request hooks run in reverse: audit rows first (a 503 if they cannot be written), then headers,
-    then the log line with the final status."""
+    """Request ids and JSON request logs (labservice.serving), security headers, the audit trail
+    (labservice.middleware). Their after_request hooks run in reverse: audit rows first (a 503 if they cannot
+    be written), then headers, then the log line with the final status."""
     register_logging(app)
     register_security_headers(app)
     register_audit(app)

@@ -26,7 +26,7 @@ def serve(bind: str, workers: int) -> int:
     argv = [
         executable,
         "-c",
-        "python:labservice.security.gunicorn_conf",  # JSON logs, no URLs
+        "python:labservice.serving.gunicorn_conf",  # JSON logs, no URLs
         "-w",
         str(workers),
         "-b",

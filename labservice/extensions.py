@@ -15,7 +15,7 @@ from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from labservice.adapters.hl7v2.reader import ReadSettings
-    from labservice.batch.store import BatchStore
+    from labservice.batch.results_store import BatchStore
     from labservice.core.ruleset import Ruleset
     from labservice.store.database import Database
 

@@ -243,7 +243,7 @@ def audit_message(database: Any, received: Any, interpretations: list[dict[str, 
     """The audit rows of one message: one per patient, the sending application as the actor."""
     import uuid
 
-    from labservice.security.audit import records_for, write_records
+    from labservice.middleware.audit_trail import records_for, write_records
     from labservice.security.principal import Principal
 
     header = received.parsed.header if received.parsed else None
@@ -278,7 +278,7 @@ def audit_message(database: Any, received: Any, interpretations: list[dict[str, 
 def serve(host: str, port: int, idle_timeout: float | None) -> int:
     """Create the app (configuration, rule tables, database), listen, and answer until stopped."""
     from labservice.app import create_app
-    from labservice.security.logging import configure_logging
+    from labservice.serving.log_lines import configure_logging
 
     configure_logging("INFO")  # JSON lines on stderr, no patient data
     try:

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from labservice.security.csrf import SESSION_KEY as CSRF_SESSION_KEY
+from labservice.middleware.csrf import SESSION_KEY as CSRF_SESSION_KEY
 from labservice.security.keys import create_key
 from labservice.security.principal import SCOPES
 from labservice.security.users import start_session

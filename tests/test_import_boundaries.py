@@ -33,6 +33,17 @@ LOWER_LAYERS_MAY_IMPORT = {
 #: The use cases (services; batch runs and keeps a CSV file) may import anything but the edges above them.
 SERVICES = ("labservice.services", "labservice.batch")
 EDGES = ("labservice.api", "labservice.dashboard", "labservice.cli", "labservice.mllp", "labservice.app")
+#: The HTTP edge's request hooks: only the app factory (which registers them), the HTTP API and the dashboard
+#: import them; services and everything below do not.
+MIDDLEWARE = "labservice.middleware"
+MIDDLEWARE_IMPORTERS = (COMPOSITION_ROOT, "labservice.api", "labservice.dashboard", MIDDLEWARE)
+#: The allowed exceptions, each one module of the middleware and who may import it. The audit trail's
+#: helpers record what a use case touched (the batch services name the batch and its patients) and the MLLP
+#: listener writes its own audit rows; a new dashboard session gets a new CSRF token (security.users).
+MIDDLEWARE_EXCEPTIONS = {
+    "labservice.middleware.audit_trail": ("labservice.services", "labservice.mllp"),
+    "labservice.middleware.csrf": ("labservice.security.users",),
+}
 
 
 def _within(module: str, packages: tuple[str, ...] | str) -> bool:
@@ -97,6 +108,9 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
             for layer, allowed in LOWER_LAYERS_MAY_IMPORT.items():
                 if _within(module, layer) and not _within(target, allowed):
                     found.append(f"{module} -> {target}: {layer} imports only {', '.join(allowed)}")
+            if _within(target, MIDDLEWARE) and not _within(module, MIDDLEWARE_IMPORTERS) \
+                    and not _within(module, MIDDLEWARE_EXCEPTIONS.get(target, ())):
+                found.append(f"{module} -> {target}: only {', '.join(MIDDLEWARE_IMPORTERS)} import {MIDDLEWARE}")
             if _within(module, SERVICES) and _within(target, EDGES):
                 found.append(f"{module} -> {target}: a service imports no edge (HTTP API, dashboard, CLI, MLLP)")
     return found
@@ -178,23 +192,27 @@ def _write_package(tmp_path: Path, sources: dict[str, str]) -> Path:
 
 
 @pytest.mark.parametrize(("importer", "source", "rule"), [
-    ("labservice.security.audit", "def f():\n    from labservice.api import current_database\n", "HTTP API"),
+    ("labservice.middleware.audit_trail", "def f():\n    from labservice.api import current_database\n", "HTTP API"),
     ("labservice.dashboard.views", "from labservice.api.batches import receive_upload\n", "HTTP API"),
     ("labservice.mllp", "from labservice.api.hl7v2 import SETTINGS_EXTENSION\n", "HTTP API"),
     ("labservice.adapters.hl7v2.receive", "from labservice.api.schemas import CBC_LIST_SCHEMA\n", "HTTP API"),
     ("labservice.adapters.hl7v2.receive", "from labservice.service import keep_in\n", "labservice.adapters imports"),
-    ("labservice.adapters.fhir.reader", "import labservice.security.audit\n", "labservice.adapters imports"),
+    ("labservice.adapters.fhir.reader", "import labservice.middleware.audit_trail\n", "labservice.adapters imports"),
     ("labservice.store.repository", "from labservice.dashboard import views\n", "labservice.store imports"),
     ("labservice.store.repository", "from labservice.security.principal import touched_patients\n",
      "labservice.store imports"),
     ("labservice.core.render", "from labservice.adapters.errors import InputError\n", "labservice.core imports"),
     ("labservice.core.delta", "from labservice.store import models\n", "labservice.core imports"),
     ("labservice.services.batch_upload", "from labservice.dashboard.views import not_found\n", "no edge"),
+    ("labservice.services.batch_upload", "from labservice.middleware.idempotency import x\n",
+     "import labservice.middleware"),
+    ("labservice.security.keys", "from labservice.middleware.audit_trail import x\n",
+     "import labservice.middleware"),
 ])
 def test_an_upward_import_is_found(tmp_path, importer, source, rule):
     imported = ("labservice.api.schemas", "labservice.api.batches", "labservice.api.hl7v2", "labservice.service",
-                "labservice.security.audit", "labservice.security.principal", "labservice.dashboard.views",
-                "labservice.adapters.errors", "labservice.store.models")
+                "labservice.middleware.audit_trail", "labservice.security.principal", "labservice.dashboard.views",
+                "labservice.adapters.errors", "labservice.store.models", "labservice.middleware.idempotency")
     package = _write_package(tmp_path, {**dict.fromkeys(imported, ""), importer: source})
     found = upward_imports(package_imports(package))
     assert found and all(line.startswith(f"{importer} -> ") for line in found)
@@ -206,13 +224,16 @@ def test_downward_imports_and_the_composition_root_pass(tmp_path):
         "labservice.app": "from labservice.api import register_api\n",
         "labservice.api.interpretations": "from labservice.service import keep_in\nfrom labservice.api import x\n",
         "labservice.dashboard.views": "from labservice.extensions import current_database\n",
-        "labservice.services.batch_upload": "from labservice.batch.keep import save_batch\n",
+        "labservice.services.batch_upload": "from labservice.batch.keep import save_batch\n"
+                                            "from labservice.middleware.audit_trail import touched_batch\n",
+        "labservice.api.batches": "from labservice.middleware.idempotency import idempotent\n",
         "labservice.adapters.json_cbc": "from labservice.core.units import UnitError\nfrom labservice import config\n",
         "labservice.store.repository": "from labservice.core.delta import delta_findings\n",
         "labservice.core.render": "from labservice.core.ruleset import Ruleset\n",
         "labservice.api.__init__": "", "labservice.service": "", "labservice.extensions": "",
         "labservice.batch.keep": "", "labservice.core.units": "", "labservice.config": "",
-        "labservice.core.delta": "", "labservice.core.ruleset": "",
+        "labservice.core.delta": "", "labservice.core.ruleset": "", "labservice.middleware.audit_trail": "",
+        "labservice.middleware.idempotency": "",
     })
     assert upward_imports(package_imports(package)) == []
 

@@ -35,7 +35,7 @@ def test_a_helper_of_a_helper_is_followed():
 
 
 def test_a_helper_imported_inside_the_test_is_followed():
-    """As tests/security/test_audit.py does for the MLLP listener (compiled from text here, so that this test
+    """As tests/middleware/test_audit_trail.py does for the MLLP listener (compiled from text here, so that this test
     itself names no server helper and stays in the quick tier)."""
     source = (
         "def audits_mllp(tmp_path):\n"

@@ -7,8 +7,8 @@ from flask_smorest import Api
 
 from labservice.api.schemas import ProblemSchema
 from labservice.errors import handle_http_exception
-from labservice.security.auth import document_security
-from labservice.security.idempotency import document_idempotency
+from labservice.middleware.auth import document_security
+from labservice.middleware.idempotency import document_idempotency
 
 
 class LabserviceApi(Api):
@@ -38,8 +38,8 @@ def register_api(app: Flask) -> LabserviceApi:
     )
 
     api = LabserviceApi(app)
-    document_security(api)  # bearerAuth, and each operation's scopes (labservice.security.auth)
-    document_idempotency(api)  # the Idempotency-Key header (labservice.security.idempotency)
+    document_security(api)  # bearerAuth, and each operation's scopes (labservice.middleware.auth)
+    document_idempotency(api)  # the Idempotency-Key header (labservice.middleware.idempotency)
     swagger_assets.register(app)
     interpretations.register(api, app)
     batches.register(api, app)

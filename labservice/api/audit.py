@@ -1,7 +1,7 @@
 """GET /api/v1/audit: the audit trail, newest first, for administrators (scope `admin`).
 
 Who read or changed which patient's data, when, from where, in which request (see
-labservice.security.audit). Filters: patient, actor, action, request_id, from, to; pages like
+labservice.middleware.audit_trail). Filters: patient, actor, action, request_id, from, to; pages like
 GET /api/v1/referrals. Errors are problem+json naming the parameter. Reading the trail is itself recorded (action
 `read`, resource `GET /api/v1/audit audit trail`, the `patient` filter as the patient when one is given).
 """
@@ -20,7 +20,7 @@ from labservice.api.common import problem_doc as _problem
 from labservice.api.referrals import PageLinksSchema, ProblemParser
 from labservice.errors import Problem
 from labservice.extensions import current_database
-from labservice.security.audit import ACTIONS, touched_resource
+from labservice.middleware.audit_trail import ACTIONS, touched_resource
 from labservice.security.principal import current_principal, touched_patients
 from labservice.store.models import AuditEvent
 from labservice.store.repository import as_utc

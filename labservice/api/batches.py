@@ -19,9 +19,9 @@ from marshmallow import EXCLUDE, Schema, fields
 from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import URGENCIES, ProblemSchema
-from labservice.batch.store import BatchStore, StoredBatch
+from labservice.batch.results_store import BatchStore, StoredBatch
 from labservice.extensions import STORE_EXTENSION, current_store
-from labservice.security.audit import touched_batch
+from labservice.middleware.audit_trail import touched_batch
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
 

@@ -26,7 +26,7 @@ from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.extensions import current_clock_skew, current_ruleset
-from labservice.security.audit import touched_answers
+from labservice.middleware.audit_trail import touched_answers
 from labservice.security.principal import current_principal
 from labservice.services.interpret import interpret_documents
 
@@ -173,7 +173,7 @@ def interpret_fhir() -> ResponseReturnValue:
         raise Problem(422, error.detail, error.errors) from None
     _check_count(read)
     answers = _interpret(read)
-    touched_answers(answers)  # the audit trail (labservice.security.audit)
+    touched_answers(answers)  # the audit trail (labservice.middleware.audit_trail)
     if wants_fhir:
         from labservice.adapters.fhir.output import to_bundle
 

@@ -22,7 +22,7 @@ from labservice.api.common import schema_ref as _ref
 from labservice.api.schemas import InterpretationSchema
 from labservice.errors import Problem
 from labservice.extensions import SETTINGS_EXTENSION, current_clock_skew, current_hl7v2_settings, current_ruleset
-from labservice.security.audit import touched_answers
+from labservice.middleware.audit_trail import touched_answers
 from labservice.security.principal import current_principal
 from labservice.services.hl7v2_receive import receive_message
 

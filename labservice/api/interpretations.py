@@ -29,7 +29,7 @@ from labservice.api.schemas import (
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.examples import CONTRACT_EXAMPLE
 from labservice.extensions import current_clock_skew, current_ruleset
-from labservice.security.audit import touched_answers
+from labservice.middleware.audit_trail import touched_answers
 from labservice.security.principal import current_principal
 from labservice.services.interpret import interpret_documents
 
@@ -85,7 +85,7 @@ def create_interpretations() -> ResponseReturnValue:
     body = read_json(request.get_data(cache=False), non_finite=True)  # NaN: 422 naming the field (schemas)
     if isinstance(body, list):
         answers = _interpret_list(body)
-        touched_answers(answers)  # the audit trail (labservice.security.audit)
+        touched_answers(answers)  # the audit trail (labservice.middleware.audit_trail)
         return current_app.json.response(answers)
     if isinstance(body, dict):
         answer = _interpret_one(body)

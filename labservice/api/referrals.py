@@ -66,7 +66,7 @@ class ProblemParser(FlaskParser):
 
     def load_json(self, req, schema):
         raw = req.get_data(cache=True)
-        # A URL-encoded body was already read as a form (security.text_input checks its fields): the data is
+        # A URL-encoded body was already read as a form (middleware.text_input checks its fields): the data is
         # empty then, but the body was sent.
         if (raw or req.content_length) and not is_json(req.mimetype):
             raise Problem(415, f"Send the body as application/json, not {req.mimetype or 'no content type'}.")

@@ -6,7 +6,7 @@ once per result, with delta checks and referrals.
 
 A batch is stored in one transaction (`batch_transaction`): the batch row, then every chunk's CBCs,
 interpretations and referrals, then the summary, committed together just before the result files are
-renamed into place (`labservice.batch.store.BatchStore.save`). A worker killed at any point before the
+renamed into place (`labservice.batch.results_store.BatchStore.save`). A worker killed at any point before the
 commit leaves no row of the batch; one killed after it leaves files that the next upload moves into place.
 The transaction lasts as long as the file takes to read (minutes for the largest uploads): on PostgreSQL
 it holds the row locks of the patients and referrals it touched until then; on SQLite it holds the one
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from labservice.adapters.csv_input.cells import parse_dates
 from labservice.adapters.csv_input.rows import ParsedChunk
 from labservice.batch.chunk import Interpreted, KeepRows
-from labservice.batch.store import BatchStore, StoredBatch
+from labservice.batch.results_store import BatchStore, StoredBatch
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES

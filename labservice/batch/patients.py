@@ -2,7 +2,7 @@
 
 A download of a batch's results shows every patient id of the file, stored or not (``?store=false``, or CBCs
 an earlier upload already stored). The audit trail records one row per patient per request, so the store keeps
-the distinct ids beside the results (``patients.json``, see labservice.batch.store) and every read of the batch
+the distinct ids beside the results (``patients.json``, see labservice.batch.results_store) and every read of the batch
 names them.
 """
 

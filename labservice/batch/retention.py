@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from labservice.batch.store import RECORD_NAME, BatchStore
+from labservice.batch.results_store import RECORD_NAME, BatchStore
 from labservice.store.batch_records import expired_batches, known_batches, mark_purged
 from labservice.store.database import Database
 from labservice.store.repository import as_utc, now_utc

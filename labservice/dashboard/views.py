@@ -30,7 +30,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from labservice.batch.store import StoredBatch
+from labservice.batch.results_store import StoredBatch
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
@@ -38,9 +38,9 @@ from labservice.core.vocabulary import FINDING_CODES, URGENCIES
 from labservice.dashboard.charts import Line, Point, trend_chart
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
-from labservice.security import csrf
+from labservice.middleware import csrf
+from labservice.middleware.audit_trail import touched_batch
 from labservice.security import users as accounts
-from labservice.security.audit import touched_batch
 from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
 from labservice.services.batch_results import find_batch, send_batch_result
@@ -133,7 +133,7 @@ def template_helpers() -> dict[str, Any]:
     }
 
 
-# Security headers and the dashboard's Content-Security-Policy: labservice.security.headers (every response).
+# Security headers and the dashboard's Content-Security-Policy: labservice.middleware.headers (every response).
 
 
 def not_found(what: str) -> ResponseReturnValue:
@@ -300,7 +300,7 @@ def change_status(referral_id: int) -> ResponseReturnValue:
     """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
     status = request.form.get("status", "")
     note = (request.form.get("note") or "").strip() or None
-    actor = g.user.display_name  # the signed-in user (labservice.security.auth made sure there is one)
+    actor = g.user.display_name  # the signed-in user (labservice.middleware.auth made sure there is one)
     back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
     form_page = url_for("dashboard.status_form", referral_id=referral_id, status=status or None, next=back)
     if note and len(note) > NOTE_MAX_LENGTH:
@@ -640,7 +640,7 @@ def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
 
 @bp.before_request
 def check_csrf() -> ResponseReturnValue | None:
-    """Every dashboard POST carries this session's CSRF token (labservice.security.csrf), or is refused with 400.
+    """Every dashboard POST carries this session's CSRF token (labservice.middleware.csrf), or is refused with 400.
 
     Runs after authentication (an app-level hook runs first), so only signed-in users and the sign-in form get
     here. An upload's form is read with the upload limit, as the upload itself reads it."""

@@ -1,1 +1,1 @@
-"""Security: who is calling (principal), API keys and dashboard users, audit, limits, idempotency."""
+"""Security: who is calling (principal, the peer's address), API keys, dashboard users, CDS Hooks JWTs."""

@@ -14,7 +14,7 @@
   `USER_SLOW_DOWN`; attempts in between fail without being weighed and are not counted. Addresses the user
   has signed in from before are exempt, so the user's own workstation keeps working during such an attack.
 - The address is the client's (TRUSTED_PROXIES applied, labservice.security.remote); the rate limits
-  (labservice.security.ratelimit) bound the attempts per address and in all.
+  (labservice.middleware.ratelimit) bound the attempts per address and in all.
 - The session (Flask's signed cookie) holds the user id and when the user signed in. Signing out sets
   `sessions_valid_after`, which voids every session started before it, including a copy of the cookie.
 """
@@ -237,7 +237,7 @@ def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
 
 def start_session(flask_session: MutableMapping[str, Any], user: User, *, now: datetime | None = None) -> None:
     """A new session for `user`: everything from before (including the CSRF token) is dropped."""
-    from labservice.security.csrf import new_token
+    from labservice.middleware.csrf import new_token
 
     flask_session.clear()
     flask_session[SESSION_USER] = user.id

@@ -8,11 +8,11 @@ from flask import current_app, send_file
 from flask.typing import ResponseReturnValue
 
 from labservice.batch.keep import recover_batches
+from labservice.batch.results_store import BatchStore, StoredBatch, is_batch_id
 from labservice.batch.retention import cutoff, is_expired, purge_batch, purge_now_and_then
-from labservice.batch.store import BatchStore, StoredBatch, is_batch_id
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_store
-from labservice.security.audit import touched_batch
+from labservice.middleware.audit_trail import touched_batch
 from labservice.store.batch_records import known_batches
 from labservice.store.database import Database
 from labservice.store.repository import as_utc, now_utc

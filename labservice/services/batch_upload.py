@@ -21,12 +21,12 @@ from labservice.batch.chunk import KeepRows
 from labservice.batch.keep import QuotaExceeded, recover_batches, save_batch
 from labservice.batch.limits import rows_over_limit
 from labservice.batch.patients import PatientIds
+from labservice.batch.results_store import BatchStore, StoredBatch, batch_id_for, content_sha256
 from labservice.batch.retention import cutoff, is_expired, purge_batch
-from labservice.batch.store import BatchStore, StoredBatch, batch_id_for, content_sha256
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
+from labservice.middleware.audit_trail import noting_patients, touched_batch, touched_resource
 from labservice.query import store_requested
-from labservice.security.audit import noting_patients, touched_batch, touched_resource
 from labservice.security.principal import current_principal
 from labservice.services.batch_results import purge_now_and_then_configured
 from labservice.store.batch_records import bytes_kept, known_batches

@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from labservice.batch import BatchFileError, load_mapping_text, run_batch
-from labservice.batch.store import BatchStore, batch_id_for, canonical_json
+from labservice.batch.results_store import BatchStore, batch_id_for, canonical_json
 from labservice.batch.summary import BatchSummary
 from labservice.cli import main as cli_main
 from labservice.config import load_settings

@@ -14,7 +14,7 @@ import io
 from sqlalchemy import delete, func, select
 
 from labservice.batch import BatchOptions
-from labservice.batch.store import batch_id_for
+from labservice.batch.results_store import batch_id_for
 from labservice.extensions import RULESET_EXTENSION
 from labservice.store.database import Database
 from labservice.store.models import Batch, CbcResult, Interpretation, Referral

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from labservice.adapters.csv_input.options import BatchOptions
 from labservice.batch import run_batch
 from labservice.batch.keep import batch_transaction
-from labservice.batch.store import CREATING_PREFIX, LOCK_NAME, STALE_CREATING_SECONDS, BatchStore, batch_id_for
+from labservice.batch.results_store import CREATING_PREFIX, LOCK_NAME, STALE_CREATING_SECONDS, BatchStore, batch_id_for
 from labservice.core.ruleset import default_ruleset
 from labservice.store.database import Database
 from labservice.store.models import Batch, CbcResult, Interpretation, Patient, Referral

@@ -38,8 +38,8 @@ OWN_READS = "GET /api/v1/audit audit trail"
 
 
 def items(client, query: str = "") -> list[dict]:
-    """The page's rows, leaving out the rows that record earlier reads of the trail (tests/security/test_audit.py
-    checks those)."""
+    """The page's rows, leaving out the rows that record earlier reads of the trail
+    (tests/middleware/test_audit_trail.py checks those)."""
     response = client.get(URL + query)
     assert response.status_code == 200, response.get_data(as_text=True)
     return [row for row in response.get_json()["items"] if row["resource"] != OWN_READS]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from labservice.security import csrf
+from labservice.middleware import csrf
 from tests.credentials import anonymous, csrf_token
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "labservice" / "dashboard" / "templates" / "dashboard"

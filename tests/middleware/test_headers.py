@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from labservice.security.headers import DASHBOARD_CSP, DEFAULT_CSP
+from labservice.middleware.headers import DASHBOARD_CSP, DEFAULT_CSP
 from tests.security.audit_support import cbc, csv_upload, wide_csv
 
 COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from labservice.security.logging import JsonFormatter, configure_logging
+from labservice.serving.log_lines import JsonFormatter, configure_logging
 from tests.adapters.hl7v2.samples import NHAPI_ORU, replace_field, text
 from tests.credentials import csrf_token
 from tests.security.audit_support import cbc, csv_upload, key_name, seed_database, start_gunicorn, wide_csv
@@ -59,7 +59,7 @@ def app(make_app):
     def boom(patient_id: str):  # an unexpected error whose message quotes what the client sent
         raise ValueError(f"cannot handle patient {patient_id}")
 
-    from labservice.security.auth import ENDPOINT_SCOPES
+    from labservice.middleware.auth import ENDPOINT_SCOPES
 
     ENDPOINT_SCOPES.setdefault("boom", ("read",))
     yield app

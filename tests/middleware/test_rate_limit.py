@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from labservice.security.ratelimit import MemoryLimiter, Rate, RedisLimiter
+from labservice.middleware.ratelimit import MemoryLimiter, Rate, RedisLimiter
 from tests.api.helpers import assert_problem
 from tests.credentials import csrf_token
 from tests.security.audit_support import bearer_client, cbc, csv_upload, new_key, wide_csv

@@ -29,9 +29,9 @@ from flask import Flask, Response, g, request
 from sqlalchemy import insert
 
 from labservice.extensions import current_database
-from labservice.security.logging import request_id, route
 from labservice.security.principal import Principal, current_principal, patients_touched
 from labservice.security.remote import remote_address
+from labservice.serving.log_lines import request_id, route
 from labservice.store.models import AuditEvent
 
 log = logging.getLogger("labservice.audit")

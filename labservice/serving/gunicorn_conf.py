@@ -1,7 +1,7 @@
-"""gunicorn settings: JSON log lines with no URLs (labservice.security.logging).
+"""gunicorn settings: JSON log lines with no URLs (labservice.serving.log_lines).
 
 Read by gunicorn from `gunicorn.conf.py` in the working directory (`python3 tasks.py run`, `gunicorn wsgi:app`),
-and by `labservice serve` as `-c python:labservice.security.gunicorn_conf`.
+and by `labservice serve` as `-c python:labservice.serving.gunicorn_conf`.
 
 - gunicorn's own records and the service's go to stderr as JSON lines; the service writes one line per request
   (route template, status, duration, principal, address, request id), so gunicorn's access log stays off.
@@ -11,7 +11,7 @@ and by `labservice serve` as `-c python:labservice.security.gunicorn_conf`.
   query string or referrer, which can hold patient ids.
 """
 
-from labservice.security.logging import (
+from labservice.serving.log_lines import (
     GUNICORN_ACCESS_FORMAT,
     apply_log_level,
     enable_access_log,

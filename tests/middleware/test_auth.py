@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from labservice.examples import CONTRACT_EXAMPLE
-from labservice.security.auth import DEFAULT_SCOPES, ENDPOINT_SCOPES, PUBLIC_ENDPOINTS, required_scopes
+from labservice.middleware.auth import DEFAULT_SCOPES, ENDPOINT_SCOPES, PUBLIC_ENDPOINTS, required_scopes
 from labservice.security.keys import create_key, revoke_key
 from labservice.security.principal import current_principal
 from tests.api.helpers import assert_problem

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 
 from labservice.api.fhir import EXAMPLE as FHIR_EXAMPLE
 from labservice.api.hl7v2 import EXAMPLE as HL7_EXAMPLE
-from labservice.security.idempotency import IDEMPOTENT_ENDPOINTS, MalformedKey, parse_key, process_identity
+from labservice.middleware.idempotency import IDEMPOTENT_ENDPOINTS, MalformedKey, parse_key, process_identity
 from labservice.security.keys import create_key
 from labservice.security.principal import SCOPES
 from labservice.store.database import Database

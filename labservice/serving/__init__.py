@@ -1,0 +1,1 @@
+"""Serving: how the service runs under a process manager (JSON log lines, gunicorn's settings)."""
