@@ -14,19 +14,23 @@ import pandas as pd
 
 from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
+from labservice.core import vocabulary
 from labservice.core.ranges import DAYS_PER_YEAR
 
 MAX_AGE_YEARS = 130.0
-CTCAE_VERSIONS = {
-    "5": "5.0",
-    "5.0": "5.0",
-    "v5": "5.0",
-    "v5.0": "5.0",
-    "6": "6.0",
-    "6.0": "6.0",
-    "v6": "6.0",
-    "v6.0": "6.0",
-}
+
+
+def _ctcae_spellings(versions: tuple[str, ...]) -> dict[str, str]:
+    """How a CSV cell may name each CTCAE version of the rule tables (ctcae.csv): "5.0", "5", "v5", "v5.0"."""
+    spellings: dict[str, str] = {}
+    for version in versions:
+        major = version.split(".")[0]
+        for spelling in (version, major, f"v{major}", f"v{version}"):
+            spellings[spelling] = version
+    return spellings
+
+
+CTCAE_VERSIONS = _ctcae_spellings(vocabulary.CTCAE_VERSIONS)
 RETICULOCYTE_METHODS = {
     "manual": "manual",
     "automated": "automated",
