@@ -37,6 +37,7 @@ TABLES = (
     "sources.csv",
     "snomed_ct.csv",
     "hl7_local_codes.csv",
+    "urgency_actions.csv",
     "README.md",
 )
 

@@ -226,7 +226,7 @@ def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> lis
                 "code": spec.code,
                 "title": rs.text(spec.title),
                 "detail": (
-                    f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} x10^9/L "
+                    f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} {rs.unit_text('platelets')} "
                     f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
                     f"within {delta['window_days']} days. A fall this large deserves review whatever the "
                     "count (e.g. heparin exposure, consumption, sampling error)."

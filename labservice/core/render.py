@@ -24,13 +24,6 @@ from labservice.core.table import ANALYTES
 from labservice.core.urgency import URGENCY_NAMES
 from labservice.core.vocabulary import FINDING, REASON
 
-#: What an urgency asks for (clinical-rules §9), the action of a reason whose row in findings.csv
-#: names none of its own (a new critical value names "notify the treating clinician now", §3 v2).
-URGENCY_ACTION = {
-    "immediate": "emergency assessment now",
-    "urgent": "discuss with haematology within 24-48 hours [S22]",
-    "soon": "clinical review within days",
-}
 #: The order of the summary's parts, by the `summary` column of findings.csv (aplastic after combined).
 SUMMARY_PARTS = ("title", "count", "combined", "evidence", "text")
 
@@ -77,9 +70,11 @@ class _Texts:
             code for module in set(modules.values()) for code in getattr(module, "QUIET_NOT_ASSESSED", ())
         }
         self.citations: dict[tuple[str, ...], list[str]] = {}
-        # Each urgency reason and the action it asks for (§9: `urgency_reasons` names both).
+        # Each urgency reason and the action it asks for (§9: `urgency_reasons` names both): its own
+        # (findings.csv `action`, a new critical value's "notify the treating clinician now", §3 v2) or
+        # that of its urgency (urgency_actions.csv).
         self.actions = {
-            spec.reason: rs.text(spec.action) if spec.action else URGENCY_ACTION[spec.urgency]
+            spec.reason: rs.text(spec.action) if spec.action else rs.urgency_action(spec.urgency)
             for spec in rs.finding_specs(FINDING, REASON)
             if spec.reason
         }
@@ -200,9 +195,9 @@ class _Renderer(TextView):
             + " would decide it.",
             "severe": "Meets blood-count criteria for severe aplastic anaemia (at least two of neutrophils "
             f"< {self.t['aa_neutrophils']}, platelets < {self.t['aa_platelets']}, reticulocytes "
-            f"< {self.t[retic_key]} x10^9/L).",
+            f"< {self.t[retic_key]} {self.rs.unit_text('reticulocytes')}).",
             "very_severe": "Meets blood-count criteria for very severe aplastic anaemia (severe criteria and "
-            f"neutrophils < {self.t['aa_very_severe_neutrophils']} x10^9/L).",
+            f"neutrophils < {self.t['aa_very_severe_neutrophils']} {self.rs.unit_text('neutrophils')}).",
         }
         marrow = MARROW_NAMES[int(a.marrow[i])]
         marrow_text = {
@@ -268,7 +263,7 @@ class _Renderer(TextView):
             "attribution_text": text,
             "escalate": bool(s.escalate[i]),
             "expected_presentation": (
-                f"Platelets {fmt(self.v('platelets', i))} x10^9/L: {band.text}"
+                f"Platelets {fmt(self.v('platelets', i))} {self.rs.unit_text('platelets')}: {band.text}"
                 if band
                 else "Not assessed: platelets not sent."
             ),

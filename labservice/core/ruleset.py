@@ -137,6 +137,20 @@ class FindingSpec:
 
 
 @dataclass(frozen=True)
+class UrgencyAction:
+    """One row of urgency_actions.csv: what an urgency asks for when its reason names no action."""
+
+    urgency: str
+    action: str  # template, like findings.csv `action`
+    sources: tuple[str, ...]  # tags of sources.csv are cited after the action; clinical-rules refs are not
+    where: str  # file:line, for messages
+
+
+#: How a text spells a canonical unit of analytes.csv (a unit not listed is written as it is).
+DISPLAY_UNITS = {"10*9/L": "x10^9/L", "10*12/L": "x10^12/L"}
+
+
+@dataclass(frozen=True)
 class Ruleset:
     """Every table the engine needs, validated, with a content hash as its version."""
 
@@ -152,6 +166,7 @@ class Ruleset:
     version: str
     directory: Path
     findings: tuple[FindingSpec, ...] = ()  # findings.csv, in its `order`
+    urgency_actions: dict[str, UrgencyAction] = field(default_factory=dict)  # urgency_actions.csv
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def threshold(self, key: str) -> Threshold:
@@ -204,6 +219,19 @@ class Ruleset:
         if "threshold_text" not in self._cache:
             self._cache["threshold_text"] = {key: _Number(t.value) for key, t in self.thresholds.items()}
         return template.format_map(self._cache["threshold_text"])
+
+    def unit_text(self, analyte: str) -> str:
+        """The canonical unit of an analyte as texts write it (10*9/L is "x10^9/L")."""
+        unit = self.analytes[analyte].canonical_unit
+        return DISPLAY_UNITS.get(unit, unit)
+
+    def urgency_action(self, urgency: str) -> str:
+        """The action an urgency asks for, with the tags of its sources: "discuss with haematology
+        within 24-48 hours [S22]" (urgency_actions.csv; clinical-rules §9)."""
+        row = self.urgency_actions[urgency]
+        cited = "".join(f"[{tag}]" for tag in row.sources if tag in self.sources)
+        text = self.text(row.action)
+        return f"{text} {cited}" if cited else text
 
     def analyte_by_loinc(self) -> dict[str, str]:
         """LOINC code -> analyte key, from the `loinc` column of analytes.csv (clinical-rules §1 [S15])."""
@@ -625,6 +653,40 @@ def _load_findings(
     return sorted(out, key=lambda spec: spec.order)
 
 
+def _load_urgency_actions(
+    directory: Path, thresholds: dict[str, Threshold], known: dict[str, str]
+) -> dict[str, UrgencyAction]:
+    """urgency_actions.csv: the action of each raised urgency (immediate, urgent, soon), once each."""
+    path = directory / "urgency_actions.csv"
+    out: dict[str, UrgencyAction] = {}
+    values = {key: _Number(t.value) for key, t in thresholds.items()}
+    for line, row in _rows(path, ("urgency", "action", "source")):
+        where = f"{path}:{line}"
+        urgency = row["urgency"]
+        if urgency not in vocabulary.URGENCY_NAMES or urgency == vocabulary.Urgency.ROUTINE:
+            raised = [name for name in vocabulary.URGENCY_NAMES if name != vocabulary.Urgency.ROUTINE]
+            raise RulesetError(f"{where}: urgency {urgency!r} is not one of {tuple(raised)}")
+        if not row["action"]:
+            raise RulesetError(f"{where}: action is empty")
+        unknown = sorted(_template_fields(row["action"], where, "action") - set(thresholds))
+        if unknown:
+            raise RulesetError(f"{where}: column action: unknown placeholder(s) {', '.join(unknown)}")
+        try:
+            row["action"].format_map(values)
+        except (ValueError, KeyError, IndexError) as error:
+            raise RulesetError(f"{where}: column action: {error}") from None
+        tags = _tags(row["source"], where, known)
+        if not tags:
+            raise RulesetError(f"{where}: source is empty")
+        if urgency in out:
+            raise RulesetError(f"{where}: urgency {urgency!r} is listed twice")
+        out[urgency] = UrgencyAction(urgency, row["action"], tags, where)
+    missing = [u for u in vocabulary.URGENCY_NAMES if u != vocabulary.Urgency.ROUTINE and u not in out]
+    if missing:
+        raise RulesetError(f"{path}: missing urgency row(s) {', '.join(missing)}")
+    return out
+
+
 def _load_sources(directory: Path) -> dict[str, str]:
     path = directory / "sources.csv"
     return {row["tag"]: row["citation"] for _, row in _rows(path, ("tag", "citation"))}
@@ -656,6 +718,7 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
     bands = _load_bands(base, sources)
     cutoffs = _load_anemia_cutoffs(base, sources)
     findings = _load_findings(base, thresholds, analytes, sources)
+    urgency_actions = _load_urgency_actions(base, thresholds, sources)
     ruleset = Ruleset(
         analytes,
         units,
@@ -669,6 +732,7 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
         _version(base),
         base,
         tuple(findings),
+        urgency_actions,
     )
     _check_required(ruleset)
     return ruleset

@@ -6,6 +6,7 @@ the urgencies those of the contract's `urgency`.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import types
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import labservice.core.render
 from labservice.adapters import cbc_schema
 from labservice.api import schemas
 from labservice.core import vocabulary
@@ -141,3 +143,32 @@ def test_a_new_finding_needs_one_row_and_one_family_module(tmp_path: Path, demo_
     assert demo["rule"] == "demo:mcv" and demo["sources"][0].startswith("[S14]")
     assert "demo_low_mcv" in answer["urgency_reasons"]
     assert "Demo sentence." in answer["summary"]
+
+
+def test_the_no_who_cutoff_age_is_the_tables_youngest_row(tmp_path):
+    """§4: "Under 6 months there is no WHO cut-off"; the age the text names is the lowest age of the
+    non-pregnancy rows of anemia_cutoffs.csv (182.625 days = 6 months), so moving that row moves it."""
+    infant = {"hemoglobin": [9.0], "age_years": [0.25], "sex": ["female"]}
+    answer = render_interpretations(interpret_cbc_table(infant))[0]
+    anemia = next(n for n in answer["not_assessed"] if n["code"] == "anemia")
+    assert anemia["reason"] == "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range"
+
+    tables = tmp_path / "reference_ranges"
+    shutil.copytree(packaged_directory(), tables)
+    path = tables / "anemia_cutoffs.csv"
+    path.write_text(path.read_text().replace("any,182.625,730.5,no,", "any,365.25,730.5,no,"))
+    rs = load_ruleset(tables)
+    answer = render_interpretations(interpret_cbc_table({**infant, "age_years": [0.75]}, ruleset=rs))[0]
+    anemia = next(n for n in answer["not_assessed"] if n["code"] == "anemia")
+    assert "(under 12 months)" in anemia["reason"]
+
+
+def test_the_engine_texts_compute_no_bound_and_spell_no_unit():
+    """Issue 11: texts quote the tables' numbers as they are (no `value(...) - 1` making "149") and
+    write a count's unit from analytes.csv through one display spelling (ruleset.DISPLAY_UNITS)."""
+    core = Path(labservice.core.render.__file__).parent
+    for path in [core / "render.py", core / "delta.py", *sorted((core / "families").glob("*.py"))]:
+        text = path.read_text(encoding="utf-8")
+        assert "x10^9/L" not in text, path
+        assert not re.search(r"value\([^)]*\) [-+] \d", text), path
+        assert "24-48" not in text, path

@@ -138,3 +138,13 @@ def test_neutropenia_threshold_fixed_whatever_lab_range() -> None:
 def test_neutropenia_threshold_in_children(age: float, neut: float, present: bool) -> None:
     ans = interpret(cbc({"sex": "female", "age_years": age}, neutrophils=neut))
     assert (finding(ans, "neutropenia") is not None) is present
+
+
+def test_duffy_caveat_range_is_written_from_the_two_rules_without_inventing_a_bound() -> None:
+    # §4: the caveat covers an isolated count from 1.0 up to the neutropenia limit (< 1.5, strict);
+    # 1.495 is in it, so "1.0-1.49" (computed as 1.5 - 0.01) was wrong: the text reads the table
+    # values only (issue 11 item 1).
+    f = finding(interpret(cbc(female(), full=True, neutrophils=1.495)), "neutropenia")
+    assert f is not None
+    assert "An isolated count from 1 to below 1.5 may be a Duffy-null associated neutrophil count" in f["detail"]
+    assert "1.49 " not in f["detail"]

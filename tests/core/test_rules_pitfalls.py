@@ -82,3 +82,10 @@ def test_gestational_mentions_usually_above_110() -> None:
     # §8 "gestational thrombocytopenia is common (usually > 110)"
     f = finding(interpret(cbc(pregnant(3), full=True, platelets=120.0)), GEST)
     assert "110" in f["detail"]
+
+
+def test_gestational_range_is_written_from_the_two_rules_without_inventing_a_bound() -> None:
+    # §8 "platelets 70-149 ... gestational thrombocytopenia", read as >= 70 and < 150 (strict, as
+    # thresholds.csv says): the text names both table values, no "149" computed as 150 - 1.
+    f = finding(interpret(cbc(pregnant(3), full=True, platelets=120.0)), GEST)
+    assert "Pregnancy with platelets 120 x10^9/L (from 70 to below 150) and no other cytopenia" in f["detail"]

@@ -166,3 +166,13 @@ def test_thrombocytosis_threshold_fixed_whatever_lab_range() -> None:
 def test_thrombocytopenia_threshold_in_children(age: float, plt: float, present: bool) -> None:
     ans = interpret(cbc({"sex": "male", "age_years": age}, platelets=plt))
     assert (finding(ans, "thrombocytopenia") is not None) is present
+
+
+def test_often_benign_range_is_written_from_the_two_rules_without_inventing_a_bound() -> None:
+    # §4: "100-149 isolated and stable is often benign [S2]"; thrombocytopenia is platelets < 150
+    # (strict, §0 "All comparisons are strict"), so 149.5 is in the range: the text says "from 100 to
+    # below 150", read from thresholds.csv, not "100-149" computed as 150 - 1 (issue 11 item 1).
+    f = finding(interpret(cbc(full=True, platelets=149.5)), "thrombocytopenia")
+    assert f is not None
+    assert "A count from 100 to below 150 that is isolated and stable on repeat is often benign [S2]." in f["detail"]
+    assert "149" not in f["detail"].replace("149.5", "")

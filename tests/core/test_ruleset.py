@@ -63,6 +63,12 @@ BROKEN_ROWS = [
     ("findings.csv", "new_one,30,finding,counts,routine,,,,,,,New,r,S99", "source tag 'S99'"),
     ("findings.csv", "new_one,30,finding,counts,routine,,,,,,,,r,S1", "title is empty"),
     ("findings.csv", "new_one,30,finding,counts,routine,,,,1,,,New,r,S1", "not_assessed '1'"),
+    ("urgency_actions.csv", "urgent,call again,S22", "urgency 'urgent' is listed twice"),
+    ("urgency_actions.csv", "routine,nothing,S22", "urgency 'routine' is not one of"),
+    ("urgency_actions.csv", "asap,run,S22", "urgency 'asap' is not one of"),
+    ("urgency_actions.csv", "urgent,,S22", "action is empty"),
+    ("urgency_actions.csv", "urgent,see {no_such_rule},S22", "no_such_rule"),
+    ("urgency_actions.csv", "urgent,call,S99", "source tag 'S99'"),
 ]
 
 
@@ -74,6 +80,30 @@ def test_a_broken_row_names_file_line_and_fault(tables, name, row, message):
     text = str(raised.value)
     assert message in text
     assert f"{name}:{line}" in text
+
+
+def test_an_urgency_without_its_action_row_is_refused(tables):
+    """Every raised urgency needs its action in urgency_actions.csv (clinical-rules §9 names one each)."""
+    path = tables / "urgency_actions.csv"
+    kept = [line for line in path.read_text().splitlines() if not line.startswith("soon,")]
+    path.write_text("\n".join(kept) + "\n")
+    with pytest.raises(RulesetError, match=r"urgency_actions.csv: missing urgency row\(s\) soon"):
+        load_ruleset(tables)
+
+
+def test_the_urgency_actions_are_read_from_the_table_with_their_citations():
+    """§9: urgent is "haematology within 24-48 h [S22]"; the action is the table's, the tag cited after it."""
+    ruleset = load_ruleset()
+    assert ruleset.urgency_action("urgent") == "discuss with haematology within 24-48 hours [S22]"
+    assert ruleset.urgency_action("immediate") == "emergency assessment now"
+    assert ruleset.urgency_action("soon") == "clinical review within days"
+
+
+def test_an_edited_urgency_action_changes_the_answer(tables):
+    """The action text lives in the table only: editing the row changes the text (no copy in the code)."""
+    path = tables / "urgency_actions.csv"
+    path.write_text(path.read_text().replace("clinical review within days", "review by the GP within days"))
+    assert load_ruleset(tables).urgency_action("soon") == "review by the GP within days"
 
 
 def test_a_missing_required_rule_is_refused(tables):

@@ -133,6 +133,21 @@ class TextView:
             self.rs._cache[key] = text
         return self.rs._cache[key]
 
+    def span(self, low_key: str, high_key: str) -> str:
+        """The values that meet a lower-bound rule and an upper-bound rule of thresholds.csv, in
+        words from their values and operators only: "from 100 to below 150" (>= 100, < 150). No
+        bound is computed (no "100-149"), so the text never crosses or invents one."""
+        key = ("span", low_key, high_key)
+        if key not in self.rs._cache:
+            low, high = self.rs.threshold(low_key), self.rs.threshold(high_key)
+            starts, ends = {">=": "from", ">": "above"}, {"<": "to below", "<=": "up to"}
+            if low.operator not in starts or high.operator not in ends:
+                raise ValueError(
+                    f"{low_key} {low.operator} / {high_key} {high.operator} is not a lower and an upper bound"
+                )
+            self.rs._cache[key] = f"{starts[low.operator]} {fmt(low.value)} {ends[high.operator]} {fmt(high.value)}"
+        return self.rs._cache[key]
+
     def tags(self, threshold_key: str) -> str:
         """The source tags of a thresholds.csv rule, as a text cites them: [S1][S2]."""
         key = ("threshold_tags", threshold_key)

@@ -66,8 +66,8 @@ def detail_marrow_failure_range(view: TextView, i: int):
         label
         for key, label in (
             ("hb", f"haemoglobin < {view.t['marrow_failure_hemoglobin']} g/dL"),
-            ("neut", f"neutrophils < {view.t['marrow_failure_neutrophils']} x10^9/L"),
-            ("plt", f"platelets < {view.t['marrow_failure_platelets']} x10^9/L"),
+            ("neut", f"neutrophils < {view.t['marrow_failure_neutrophils']} {view.rs.unit_text('neutrophils')}"),
+            ("plt", f"platelets < {view.t['marrow_failure_platelets']} {view.rs.unit_text('platelets')}"),
         )
         if view.extra("marrow_failure_range", key, i) == YES
     ]

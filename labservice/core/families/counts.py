@@ -12,7 +12,8 @@ import numpy as np
 
 from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tristate
 from labservice.core.families.base import FindingColumn, Lineages, Stage, TextView, cite_tags, fmt
-from labservice.core.ranges import RangeInUse
+from labservice.core.ranges import DAYS_PER_YEAR, RangeInUse
+from labservice.core.ruleset import Ruleset
 from labservice.core.table import CbcColumns
 
 #: Not-assessed entries of these findings mean an analyte not sent or a range missing: the answer
@@ -126,15 +127,16 @@ def lineages_from(states: dict[str, np.ndarray], cols: CbcColumns) -> Lineages:
 def detail_thrombocytopenia(view: TextView, i: int):
     plt = view.v("platelets", i)
     band = view.band("platelet_bleeding_risk", int(view.extra("thrombocytopenia", "bleeding_band", i)))
+    unit = view.rs.unit_text("platelets")
     parts = [
-        f"Platelets {fmt(plt)} x10^9/L, below {view.t['thrombocytopenia']} {view.tags('thrombocytopenia')}; "
+        f"Platelets {fmt(plt)} {unit}, below {view.t['thrombocytopenia']} {view.tags('thrombocytopenia')}; "
         f"{view.grade_text('platelets', i)}."
     ]
     if band is not None:
         parts.append(f"Bleeding risk at this count: {band.text} {cite_tags(band.sources)}.")
     if view.extra("thrombocytopenia", "often_benign_range", i):
         parts.append(
-            f"A count of {view.t['thrombocytopenia_often_benign']}-{fmt(view.rs.value('thrombocytopenia') - 1)}"
+            f"A count {view.span('thrombocytopenia_often_benign', 'thrombocytopenia')}"
             f" that is isolated and stable on repeat is often benign {view.tags('thrombocytopenia_often_benign')}."
         )
     return " ".join(parts), band.label if band else None, {"platelets": plt}
@@ -150,8 +152,9 @@ def summary_words_thrombocytopenia(view: TextView, i: int, finding: dict) -> str
 
 def detail_thrombocytosis(view: TextView, i: int):
     plt = view.v("platelets", i)
+    unit = view.rs.unit_text("platelets")
     return (
-        f"Platelets {fmt(plt)} x10^9/L, at or above {view.t['thrombocytosis']} {view.tags('thrombocytosis')}. "
+        f"Platelets {fmt(plt)} {unit}, at or above {view.t['thrombocytosis']} {view.tags('thrombocytosis')}. "
         "A raised count is most often reactive; persistence needs review.",
         None,
         {"platelets": plt},
@@ -187,7 +190,7 @@ def detail_neutropenia(view: TextView, i: int):
     limit = view.t["neutropenia_duffy_null"] if duffy else view.t["neutropenia"]
     band = view.band("neutropenia_severity", int(view.extra("neutropenia", "severity", i)))
     parts = [
-        f"Neutrophils {fmt(neut)} x10^9/L, below {limit}"
+        f"Neutrophils {fmt(neut)} {view.rs.unit_text('neutrophils')}, below {limit}"
         + (
             f" (the limit for a patient stated to be Duffy-null {view.tags('neutropenia_duffy_null')})"
             if duffy
@@ -201,7 +204,7 @@ def detail_neutropenia(view: TextView, i: int):
         parts.append("The absolute count was derived from WBC x neutrophil %, not measured.")
     if view.extra("neutropenia", "duffy_caveat", i):
         parts.append(
-            f"An isolated count of {view.t['duffy_caveat_from']}-{fmt(view.rs.value('neutropenia') - 0.01)} "
+            f"An isolated count {view.span('duffy_caveat_from', 'neutropenia')} "
             "may be a Duffy-null associated neutrophil count, common and benign in people of African or "
             "Middle Eastern ancestry; Duffy status was not given and is never inferred from ancestry "
             f"{view.tags('duffy_caveat_from')}."
@@ -212,8 +215,9 @@ def detail_neutropenia(view: TextView, i: int):
 def _below_lower_limit(view: TextView, analyte: str, i: int):
     value = view.v(analyte, i)
     low = view.r.ranges[analyte].low[i]
+    unit = view.rs.unit_text(analyte)
     return (
-        f"{view.rs.analytes[analyte].label} {fmt(value)} x10^9/L, below the lower limit {fmt(low)} of the "
+        f"{view.rs.analytes[analyte].label} {fmt(value)} {unit}, below the lower limit {fmt(low)} of the "
         f"range in use; {view.grade_text(analyte, i)}.",
         None,
         {analyte: value},
@@ -253,11 +257,26 @@ def not_assessed_lymphopenia(view: TextView, i: int):
     return _analyte_not_assessed(view, "lymphocytes", i)
 
 
+def _youngest_cutoff_age(rs: Ruleset) -> str:
+    """The lowest age of the WHO cut-offs outside pregnancy (anemia_cutoffs.csv) in words: "6 months"
+    (§4: no cut-off below it). Months under two years, years from there (1 month = 365.25 / 12 days)."""
+    key = "youngest_anemia_cutoff_age"
+    if key not in rs._cache:
+        days = min(row.age_low_days for row in rs.anemia_cutoffs if row.pregnancy == "no")
+        months = days / (DAYS_PER_YEAR / 12)
+        if months < 24:
+            rs._cache[key] = f"{fmt(round(months, 1))} month{'' if months == 1 else 's'}"
+        else:
+            rs._cache[key] = f"{fmt(round(days / DAYS_PER_YEAR, 1))} years"
+    return rs._cache[key]
+
+
 def not_assessed_anemia(view: TextView, i: int):
     if math.isnan(view.v("hemoglobin", i)):
         return [("hemoglobin not sent", ["hemoglobin"])]
     if math.isnan(view.r.anemia.low[i]):
-        return [("no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range", [])]
+        youngest = _youngest_cutoff_age(view.rs)
+        return [(f"no WHO haemoglobin cut-off for this age (under {youngest}); use the laboratory's range", [])]
     return [
         (
             f"sex not given: haemoglobin {fmt(view.v('hemoglobin', i))} g/dL lies between the female "

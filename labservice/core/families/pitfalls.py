@@ -60,9 +60,9 @@ def detail_possible_pseudothrombocytopenia(view: TextView, i: int):
 def detail_gestational_thrombocytopenia_possible(view: TextView, i: int):
     plt = view.v("platelets", i)
     text = (
-        f"Pregnancy with platelets {fmt(plt)} x10^9/L ({view.t['gestational_platelets_from']}-"
-        f"{fmt(view.rs.value('gestational_platelets_below') - 1)}) and no other cytopenia: gestational "
-        f"thrombocytopenia is common and usually above {view.t['gestational_platelets_usual']} "
+        f"Pregnancy with platelets {fmt(plt)} {view.rs.unit_text('platelets')} "
+        f"({view.span('gestational_platelets_from', 'gestational_platelets_below')}) and no other cytopenia: "
+        f"gestational thrombocytopenia is common and usually above {view.t['gestational_platelets_usual']} "
         f"{view.tags('gestational_platelets_usual')}."
     )
     if not view.extra("gestational_thrombocytopenia_possible", "usual", i):

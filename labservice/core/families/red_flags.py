@@ -47,8 +47,9 @@ def detail_fever_with_nonblanching_rash(view: TextView, i: int):
 
 def detail_febrile_neutropenia(view: TextView, i: int):
     neut = view.v("neutrophils", i)
+    unit = view.rs.unit_text("neutrophils")
     return (
-        f"Fever with neutrophils {fmt(neut)} x10^9/L (at or below {view.t['febrile_neutropenia']}): possible "
+        f"Fever with neutrophils {fmt(neut)} {unit} (at or below {view.t['febrile_neutropenia']}): possible "
         f"neutropenic sepsis; assess and treat as an emergency {view.tags('febrile_neutropenia')}.",
         None,
         {"fever": True, "neutrophils": neut},
