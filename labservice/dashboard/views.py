@@ -32,6 +32,7 @@ from werkzeug.routing import PathConverter
 
 from labservice.batch.results_store import StoredBatch
 from labservice.core.anemia import anemia_cutoffs
+from labservice.core.families.counts import youngest_cutoff_age
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
 from labservice.core.vocabulary import FINDING_CODES, URGENCIES
@@ -366,7 +367,7 @@ def hemoglobin_cutoff(
     """The WHO anaemia cut-off from anemia_cutoffs.csv, chosen by the engine's own lookup (core.anemia)."""
     low, high, row = _cutoff(rs, sex, age_years, pregnant, trimester)
     if row is None or low != low:
-        return HbCutoff((), "No WHO anaemia cut-off applies (under 6 months): none is drawn.")
+        return HbCutoff((), f"No WHO anaemia cut-off applies (under {youngest_cutoff_age(rs)}): none is drawn.")
     age_note = "" if age_years is not None else " (age unknown: read as an adult)"
     if low == high:
         text = f"WHO anaemia cut-off {low:g} g/dL for {row.population}{age_note}."

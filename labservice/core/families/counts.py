@@ -257,7 +257,7 @@ def not_assessed_lymphopenia(view: TextView, i: int):
     return _analyte_not_assessed(view, "lymphocytes", i)
 
 
-def _youngest_cutoff_age(rs: Ruleset) -> str:
+def youngest_cutoff_age(rs: Ruleset) -> str:
     """The lowest age of the WHO cut-offs outside pregnancy (anemia_cutoffs.csv) in words: "6 months"
     (§4: no cut-off below it). Months under two years, years from there (1 month = 365.25 / 12 days)."""
     key = "youngest_anemia_cutoff_age"
@@ -275,7 +275,7 @@ def not_assessed_anemia(view: TextView, i: int):
     if math.isnan(view.v("hemoglobin", i)):
         return [("hemoglobin not sent", ["hemoglobin"])]
     if math.isnan(view.r.anemia.low[i]):
-        youngest = _youngest_cutoff_age(view.rs)
+        youngest = youngest_cutoff_age(view.rs)
         return [(f"no WHO haemoglobin cut-off for this age (under {youngest}); use the laboratory's range", [])]
     return [
         (
