@@ -39,7 +39,6 @@ from labservice.adapters.cdshooks.fhir_client import (
 )
 from labservice.adapters.cdshooks.prefetch import PreconditionFailed
 from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_request
-from labservice.adapters.cdshooks.review import review
 from labservice.adapters.cdshooks.service import SERVICES, CdsService, discovery
 from labservice.adapters.errors import InputError
 from labservice.api.common import read_json
@@ -47,6 +46,7 @@ from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
 from labservice.extensions import current_ruleset
 from labservice.security.principal import current_principal, touched_patients
+from labservice.services.cds_review import review
 from labservice.services.interpret import interpret_documents
 
 FEEDBACK_FILE = "cds-feedback.jsonl"

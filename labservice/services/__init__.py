@@ -7,4 +7,6 @@ to do, built from the adapters, the engine and the store below. A service import
 - `hl7v2_receive`: one HL7 v2 message in, the answer and its ACK out (POST /api/v1/hl7v2/interpret and MLLP).
 - `batch_upload`: a CSV upload interpreted and kept (POST /api/v1/batches and the dashboard's upload page).
 - `batch_results`: a stored batch found, its result file answered (the API's and the dashboard's downloads).
+- `cds_review`: a CDS Hooks call reviewed: prefetch (or the allowlisted FHIR server), the latest CBC
+  interpreted, its card.
 """

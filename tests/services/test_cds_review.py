@@ -15,11 +15,11 @@ from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
 from labservice.adapters.cdshooks.cards import escape_markdown
 from labservice.adapters.cdshooks.fhir_client import FhirAccess
 from labservice.adapters.cdshooks.request import parse_hook_request
-from labservice.adapters.cdshooks.review import review
 from labservice.adapters.cdshooks.service import CBC_REVIEW
 from labservice.adapters.errors import InputError
 from labservice.core.ruleset import default_ruleset
 from labservice.errors import flatten_errors
+from labservice.services.cds_review import review
 from labservice.services.interpret import interpret_documents
 from tests.adapters.cdshooks.build import (
     hook_call,
