@@ -85,14 +85,22 @@ def migrate_if_it_answers(url: str, *, connect_timeout: int = CONNECT_TIMEOUT) -
     """Migrate at start-up, unless the database cannot be reached: then say so (False) and start anyway.
 
     gunicorn stops altogether when a worker fails to start, so a worker that replaces a dead one while the
-    database is away must start without it (its requests answer 503 until the database is back). A database
-    that answers but cannot be migrated still stops the start."""
+    database is away must start without it (its requests answer 503 until the database is back). So must one
+    whose database goes away while it migrates (it answered, then the connection was lost: a worker booting
+    while PostgreSQL shuts down). A database that answers but cannot be migrated still stops the start."""
     if not answers(url, connect_timeout=connect_timeout):
         logging.getLogger(__name__).warning(
             "the database does not answer: not migrated at start-up; requests answer 503 until it does"
         )
         return False
-    migrate(url)
+    try:
+        migrate(url)
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        logging.getLogger(__name__).warning(
+            "the database went away while it was migrated at start-up (%s); requests answer 503 until it is back",
+            type(error).__name__,
+        )
+        return False
     return True
 
 

@@ -23,6 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 
 from labservice.store.database import alembic_config, migrate
@@ -175,3 +176,25 @@ def test_init_db_command_migrates_the_given_database(empty_url: str, tmp_path: P
     assert current_revision(empty_url) == head()
     assert differences(empty_url) == []
     assert not (tmp_path / "instance").exists()  # the given URL was used, not the default file
+
+
+@pytest.mark.parametrize("lost", [sa_exc.OperationalError, sa_exc.InterfaceError])
+def test_a_database_lost_while_it_is_migrated_at_start_up_does_not_stop_the_start(monkeypatch, lost):
+    """A worker booting while PostgreSQL shuts down: the database answered, then the connection went away during
+    the migration. gunicorn stops altogether when a worker fails to boot, so the worker starts (503s until the
+    database is back); a migration that fails for another reason still stops it (found under load in CI)."""
+    from labservice.store import database as db_module
+
+    def lose_connection(url):
+        raise lost("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(db_module, "answers", lambda url, connect_timeout=5: True)
+    monkeypatch.setattr(db_module, "migrate", lose_connection)
+    assert db_module.migrate_if_it_answers("postgresql+psycopg://postgres@127.0.0.1:1/x") is False
+
+    def broken_migration(url):
+        raise sa_exc.ProgrammingError("ALTER TABLE", {}, Exception("syntax error"))
+
+    monkeypatch.setattr(db_module, "migrate", broken_migration)
+    with pytest.raises(sa_exc.ProgrammingError):
+        db_module.migrate_if_it_answers("postgresql+psycopg://postgres@127.0.0.1:1/x")
