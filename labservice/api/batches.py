@@ -261,7 +261,7 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
-    return send_batch_result(batch_id, "csv")  # noted in the audit trail
+    return send_batch_result(find_batch(batch_id), "csv")  # noted in the audit trail
 
 
 @blp.route("/batches/<batch_id>/result.json", methods=["GET"])
@@ -279,7 +279,7 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
 )
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
-    return send_batch_result(batch_id, "json")  # noted in the audit trail
+    return send_batch_result(find_batch(batch_id), "json")  # noted in the audit trail
 
 
 # --- helpers ------------------------------------------------------------------------------------

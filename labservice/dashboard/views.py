@@ -633,7 +633,7 @@ def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
     found = _kept_batch(batch_id)
     if not isinstance(found, StoredBatch):
         return found
-    return send_batch_result(batch_id, kind)
+    return send_batch_result(found, kind)  # found once: no second look-up and purge check
 
 
 # --- signing in and out; CSRF -------------------------------------------------------------------

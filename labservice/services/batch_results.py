@@ -66,9 +66,9 @@ def purge_now_and_then_configured(store: BatchStore, database: Database) -> None
     )
 
 
-def send_batch_result(batch_id: str, kind: str) -> ResponseReturnValue:
-    """A batch's results (`kind` csv or json) as an attachment, noted in the audit trail."""
-    stored = find_batch(batch_id)
+def send_batch_result(stored: StoredBatch, kind: str) -> ResponseReturnValue:
+    """A found batch's results (`kind` csv or json) as an attachment, noted in the audit trail."""
+    batch_id = stored.batch_id
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
     return send_file(
         stored.csv_path if kind == "csv" else stored.json_path,

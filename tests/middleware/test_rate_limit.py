@@ -4,7 +4,6 @@ Retry-After; per key, anonymous callers by address; a stricter limit for uploads
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from flask.testing import FlaskClient
 from labservice.middleware.ratelimit import MemoryLimiter, Rate, RedisLimiter
 from tests.api.helpers import assert_problem
 from tests.credentials import csrf_token
+from tests.redis_support import unique_prefix
 from tests.security.audit_support import bearer_client, cbc, csv_upload, new_key, wide_csv
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -95,18 +95,7 @@ def test_keys_are_counted_apart_and_old_keys_are_pruned():
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix unique to this test in the real Redis (skipped when none answers); keys removed after."""
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis server on 127.0.0.1:6379")
-    prefix = f"labservice-test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    yield from unique_prefix(REDIS_URL)
 
 
 def redis_limiter(prefix: str) -> RedisLimiter:

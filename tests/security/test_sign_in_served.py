@@ -13,7 +13,6 @@ The proxy is played by the test itself: requests come from 127.0.0.1, which TRUS
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +22,7 @@ from argon2 import PasswordHasher
 from labservice.security.users import create_user
 from labservice.store.database import Database, migrate
 from tests.faults.servers import Gunicorn, gunicorn
+from tests.redis_support import unique_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "correct horse battery staple"
@@ -31,17 +31,8 @@ CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis server on 127.0.0.1:6379")
-    prefix = f"labservice-test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
+    """A key prefix unique to this test in the real Redis (skipped when none answers); keys removed after."""
+    yield from unique_prefix(REDIS_URL)
 
 
 @pytest.fixture
