@@ -49,7 +49,7 @@ log = logging.getLogger("labservice.ratelimit")
 
 EXTENSION = "labservice.rate_limiter"
 #: Endpoints never limited: health checks from load balancers, and static files.
-EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static"})
+EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.livez", "health.readyz", "static"})
 #: POSTs that upload a CSV batch (the expensive requests).
 UPLOAD_ENDPOINTS = frozenset({"batches.create_batch", "dashboard.upload_batch"})
 #: Sign-in form posts (counted by address).
