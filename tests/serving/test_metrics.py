@@ -65,7 +65,7 @@ def test_under_gunicorn_a_scrape_sums_every_worker(tmp_path):
     """2 workers each count what they serve in prometheus-client's multiprocess files; a scrape (answered by
     either worker) must report every request exactly once."""
     url, token = seed_database(tmp_path)
-    server, port, _, err = start_gunicorn(tmp_path, url)
+    server, port, _, _ = start_gunicorn(tmp_path, url)
     try:
         def get(path: str) -> bytes:
             request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
