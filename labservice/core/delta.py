@@ -33,6 +33,7 @@ from labservice.core.vocabulary import URGENCY_NAMES
 DELTA_CODES = ("platelet_drop", "new_cytopenia")
 CYTOPENIAS = ("thrombocytopenia", "neutropenia", "anemia", "leukopenia", "lymphopenia")
 URGENCY_CHANGES = ("de-escalated", "unchanged", "escalated")
+_CYTOPENIA_BITS = {name: 1 << position for position, name in enumerate(CYTOPENIAS)}
 #: Columns of the tables delta_checks takes (findings and not_assessed are lists of codes).
 DELTA_INPUT = ("patient", "collected_at", "platelets", "urgency_rank", "findings", "not_assessed", "ref")
 
@@ -63,10 +64,13 @@ class Delta:
 
 def cytopenia_bits(codes: Sequence[Collection[str]]) -> np.ndarray:
     """Bit i set when CYTOPENIAS[i] is among a row's codes."""
-    bits = np.zeros(len(codes), dtype=np.int64)
-    for position, name in enumerate(CYTOPENIAS):
-        bits |= np.fromiter((name in row for row in codes), dtype=bool, count=len(codes)).astype(np.int64) << position
-    return bits
+    # One pass in Python and one array: a row holds a handful of codes, and a one-row call (a single CBC) pays no
+    # per-cytopenia numpy overhead.
+    return np.fromiter(
+        (sum(bit for name, bit in _CYTOPENIA_BITS.items() if name in row) for row in codes),
+        dtype=np.int64,
+        count=len(codes),
+    )
 
 
 #: Microseconds since the epoch of a CBC without a collection time (never compared, never a previous one).
@@ -146,8 +150,9 @@ def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc],
     before it (strictly earlier, at most `window` earlier), or None. Of CBCs collected at the same time, the
     last one listed."""
     pool = [*history, *current]
-    _, patients = np.unique(np.array([cbc.patient for cbc in pool], dtype=object), return_inverse=True)
-    found = previous_of(patients.astype(np.int64), time_codes([cbc.collected_at for cbc in pool]), window)
+    codes: dict[str, int] = {}
+    patients = np.fromiter((codes.setdefault(cbc.patient, len(codes)) for cbc in pool), dtype=np.int64, count=len(pool))
+    found = previous_of(patients, time_codes([cbc.collected_at for cbc in pool]), window)
     return [None if position < 0 else int(position) for position in found[len(history) :].tolist()]
 
 

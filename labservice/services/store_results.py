@@ -5,6 +5,12 @@ For the CBCs that carry a patient id, `store_cbcs` finds or adds the patients, s
 (labservice.core.delta), adds the delta findings to its answer and worklist line, keeps the result with its
 interpretation, and opens or updates the patient's referral (labservice.services.referral_policy). The decisions
 are made here and in the core; the repository persists and queries.
+
+One CBC or a batch chunk of ten thousand take the same path and the same handful of statements (issue 12 item 2):
+the patients found (and new ones added, changed ones updated), the results already kept, the patients' history in
+the window as plain rows (one query), the delta checks over all of them at once (labservice.core.delta, numpy),
+then the results, their interpretations and the referrals written in one INSERT (or UPDATE) each. `keep_in` runs
+them in one transaction, with the request's audit rows (`before_commit`); `store_chunk` is a batch job's chunk.
 """
 
 from __future__ import annotations
