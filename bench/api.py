@@ -136,6 +136,24 @@ def databases(postgres: str | None, folder: Path):
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def add_floor_patients(url: str, tags: list[int], patients: int) -> None:
+    """The floor's patients, added beforehand: its requests are then one SELECT and three INSERTs each (and two
+    workers never race to add the same new patient)."""
+    from sqlalchemy import insert
+
+    from labservice.store.database import Database
+    from labservice.store.models import Patient
+
+    database = Database.connect(url)
+    now = datetime.now(UTC)
+    with database.session() as session:
+        session.execute(
+            insert(Patient),
+            [{"external_id": f"BENCH-{tag}-{n}", "created_at": now} for tag in tags for n in range(patients)],
+        )
+    database.engine.dispose()
+
+
 def storing_against_floor(args: argparse.Namespace) -> None:
     folder = tempfile.TemporaryDirectory(prefix="labservice-bench-storing-")
     work = Path(folder.name)
@@ -148,6 +166,7 @@ def storing_against_floor(args: argparse.Namespace) -> None:
         floor_url = floor_url.replace("postgresql://", "postgresql+psycopg://")
         auth = bearer(create_api_key(real_url, ("interpret", "read")))
         migrate(floor_url)  # before its workers start, as the service migrates under a lock
+        add_floor_patients(floor_url, [run * 2 for run in range(args.storing_runs + 1)], patients)
         real_env = {"LABSERVICE_DATABASE_URL": real_url, "LABSERVICE_RATE_LIMIT": "off",
                     "LABSERVICE_RATE_LIMIT_UPLOADS": "off", "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
                     "LABSERVICE_CDS_FEEDBACK_FILE": str(work / "cds.jsonl")}
