@@ -369,3 +369,18 @@ def test_a_nul_on_the_dashboard_of_a_signed_in_user_is_a_400_naming_it(client, p
     """Signed in, the dashboard's requests reach the NUL check (PostgreSQL cannot store NUL: it was a 500 there)."""
     response = client.get(path)
     assert response.status_code == 400 and named in response.get_data(as_text=True), response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("0", 0.0), ("2.5", 2.5), ("30", 30.0)])
+def test_the_key_cache_time_comes_from_the_environment(raw: str, seconds: float) -> None:
+    from labservice.config import load_settings
+
+    assert load_settings({"LABSERVICE_API_KEY_CACHE_SECONDS": raw})["API_KEY_CACHE_SECONDS"] == seconds
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "nan"])
+def test_a_key_cache_time_that_is_not_zero_or_more_is_refused(raw: str) -> None:
+    from labservice.config import load_settings
+
+    with pytest.raises(ValueError, match="API_KEY_CACHE_SECONDS"):
+        load_settings({"LABSERVICE_API_KEY_CACHE_SECONDS": raw})
