@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -34,6 +34,9 @@ from labservice.store.models import (
 #: The largest id an Integer primary key can hold (PostgreSQL's int4): a larger id names no row, and asking the
 #: database for one fails ("integer out of range" on PostgreSQL, OverflowError past 2**63 on SQLite).
 MAX_ROW_ID = 2**31 - 1
+#: Values in one IN (...) of a look-up: SQLite allows 32,766 bound parameters a statement, and a batch chunk asks
+#: about thousands of patients or results at once.
+IN_CHUNK = 5000
 
 
 class ReferralNotFound(LookupError):
@@ -84,6 +87,7 @@ class KeptResult(NamedTuple):
     cbc_id: int
     interpretation_id: int
     delta: dict[str, Any]
+    batch_id: str | None = None  # the batch that stored it (None: a single request)
 
 
 class HistoryRow(NamedTuple):
@@ -107,51 +111,93 @@ class OpenReferral(NamedTuple):
 
 
 def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: datetime) -> dict[str, int]:
-    """Patient ids by external id, adding those not yet known; each keeps the last sex and age given."""
+    """Patient ids by external id, adding those not yet known; each keeps the last sex and age given.
+
+    Core statements, not ORM objects: one SELECT, one INSERT of the new patients (RETURNING their ids) and one
+    UPDATE of those whose sex or age changed, whatever the number of patients (a batch chunk's thousands)."""
     wanted = sorted({fact.external_id for fact in facts})
-    found = {p.external_id: p for p in session.scalars(select(Patient).where(Patient.external_id.in_(wanted)))}
-    for name in wanted:
-        if name not in found:
-            found[name] = Patient(external_id=name, created_at=now)
-            session.add(found[name])
+    found: dict[str, tuple[int, str | None, float | None]] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        for id_, name, sex, age in session.execute(
+            select(Patient.id, Patient.external_id, Patient.sex, Patient.age_years).where(
+                Patient.external_id.in_(wanted[start : start + IN_CHUNK])
+            )
+        ):
+            found[name] = (id_, sex, age)
+    latest: dict[str, tuple[str | None, float | None]] = {name: (sex, age) for name, (_, sex, age) in found.items()}
     for fact in facts:  # the latest known sex and age
-        patient = found[fact.external_id]
+        sex, age = latest.get(fact.external_id, (None, None))
         if fact.sex and fact.sex != "unknown":
-            patient.sex = fact.sex
+            sex = fact.sex
         if fact.age_years is not None and fact.age_years == fact.age_years:
-            patient.age_years = fact.age_years
-    session.flush()
-    return {name: patient.id for name, patient in found.items()}
+            age = fact.age_years
+        latest[fact.external_id] = (sex, age)
+    new = [name for name in wanted if name not in found]
+    ids = {name: id_ for name, (id_, _, _) in found.items()}
+    if new:
+        rows = [
+            {"external_id": name, "sex": latest[name][0], "age_years": latest[name][1], "created_at": now}
+            for name in new
+        ]
+        added = (
+            session.execute(insert(Patient).returning(Patient.id, sort_by_parameter_order=True), rows).scalars().all()
+        )
+        ids.update(zip(new, added, strict=True))
+    changed = [
+        {"id": id_, "sex": latest[name][0], "age_years": latest[name][1]}
+        for name, (id_, sex, age) in found.items()
+        if (sex, age) != latest[name]
+    ]
+    if changed:
+        session.execute(update(Patient), changed)
+    return ids
 
 
 def kept_results(session: Session, fingerprints: Sequence[str]) -> dict[tuple[int, str], KeptResult]:
     """The results already stored with these fingerprints, by (patient id, fingerprint)."""
-    return {
-        (patient_id, print_): KeptResult(cbc_id, interpretation_id, delta)
-        for patient_id, print_, cbc_id, interpretation_id, delta in session.execute(
-            select(CbcResult.patient_id, CbcResult.fingerprint, CbcResult.id, Interpretation.id, Interpretation.delta)
+    wanted = sorted(set(fingerprints))
+    out: dict[tuple[int, str], KeptResult] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in session.execute(
+            select(
+                CbcResult.patient_id,
+                CbcResult.fingerprint,
+                CbcResult.id,
+                Interpretation.id,
+                Interpretation.delta,
+                CbcResult.batch_id,
+            )
             .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
-            .where(CbcResult.fingerprint.in_(list(fingerprints)))
-        )
-    }
+            .where(CbcResult.fingerprint.in_(wanted[start : start + IN_CHUNK]))
+        ):
+            out[(patient_id, print_)] = KeptResult(cbc_id, interpretation_id, delta, batch_id)
+    return out
 
 
 def history(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[HistoryRow]:
-    """Stored CBCs of these patients collected in [since, until], with their interpretations."""
-    rows = session.execute(
-        select(
-            Patient.external_id,
-            CbcResult.collected_at,
-            CbcResult.platelets,
-            Interpretation.urgency_rank,
-            Interpretation.findings,
-            Interpretation.not_assessed,
-            Interpretation.id,
-        )
-        .join(CbcResult, CbcResult.patient_id == Patient.id)
-        .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
-        .where(Patient.id.in_(list(patient_ids)), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
-    ).all()
+    """Stored CBCs of these patients collected in [since, until], with their interpretations: plain rows, one
+    query for a whole batch chunk's patients (IN_CHUNK ids a statement)."""
+    ids = list(patient_ids)
+    rows = []
+    for start in range(0, len(ids), IN_CHUNK):
+        rows += session.execute(
+            select(
+                Patient.external_id,
+                CbcResult.collected_at,
+                CbcResult.platelets,
+                Interpretation.urgency_rank,
+                Interpretation.findings,
+                Interpretation.not_assessed,
+                Interpretation.id,
+            )
+            .join(CbcResult, CbcResult.patient_id == Patient.id)
+            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+            .where(
+                Patient.id.in_(ids[start : start + IN_CHUNK]),
+                CbcResult.collected_at >= since,
+                CbcResult.collected_at <= until,
+            )
+        ).all()
     return [
         HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
         for patient, collected_at, platelets, rank, findings, not_assessed, id_ in rows
@@ -218,6 +264,97 @@ def add_interpretation(
     session.add(interpretation)
     session.flush()
     return interpretation.id
+
+
+def add_results(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Add CBC results in one INSERT (executemany, RETURNING the ids in the order given). Each row holds the
+    arguments of add_result: patient_id, collected_at, received_at, source, batch_id, fingerprint, raw,
+    age_years and `values`."""
+    if not rows:
+        return []
+    params = [
+        {
+            "patient_id": row["patient_id"],
+            "collected_at": row["collected_at"],
+            "received_at": row["received_at"],
+            "source": row["source"],
+            "batch_id": row["batch_id"],
+            "fingerprint": row["fingerprint"],
+            "raw": row["raw"],
+            "age_years": row["age_years"],
+            **{name: _number(row["values"].get(name)) for name in VALUE_COLUMNS},
+        }
+        for row in rows
+    ]
+    return list(
+        session.execute(insert(CbcResult).returning(CbcResult.id, sort_by_parameter_order=True), params).scalars()
+    )
+
+
+def add_interpretations(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Add interpretations in one INSERT (RETURNING the ids in the order given); each row holds the arguments of
+    add_interpretation."""
+    if not rows:
+        return []
+    return list(
+        session.execute(
+            insert(Interpretation).returning(Interpretation.id, sort_by_parameter_order=True), list(rows)
+        ).scalars()
+    )
+
+
+def open_referrals(session: Session, patient_ids: Sequence[int]) -> dict[int, OpenReferral]:
+    """The open referral of each of these patients that has one, read under a row lock (as open_referral)."""
+    ids = sorted(set(patient_ids))
+    out: dict[int, OpenReferral] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        for patient_id, id_, rank, collected_at in session.execute(
+            select(Referral.patient_id, Referral.id, Referral.urgency_rank, Referral.collected_at)
+            .where(Referral.patient_id.in_(ids[start : start + IN_CHUNK]), Referral.status.in_(OPEN_STATUSES))
+            .with_for_update()
+        ):
+            out[patient_id] = OpenReferral(id_, rank, as_utc(collected_at))
+    return out
+
+
+def referral_values(
+    *,
+    interpretation_id: int,
+    urgency: str,
+    urgency_rank: int,
+    findings: list[str],
+    reason: str,
+    collected_at: datetime | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The columns a referral takes from the CBC it shows (show_on_referral's, for write_referrals)."""
+    return {
+        "interpretation_id": interpretation_id,
+        "urgency": urgency,
+        "urgency_rank": urgency_rank,
+        "findings": findings,
+        "finding_codes": ";" + ";".join(findings) + ";",
+        "reason": reason,
+        "collected_at": collected_at,
+        "updated_at": now,
+    }
+
+
+def write_referrals(
+    session: Session, opened: Sequence[tuple[int, dict[str, Any]]], shown: dict[int, dict[str, Any]], now: datetime
+) -> list[int]:
+    """Open new referrals (status new) for `opened` (patient id, referral_values), in one INSERT, and make the
+    referrals `shown` (by id) show other CBCs, in one UPDATE; the new referrals' ids, in order."""
+    if shown:
+        session.execute(update(Referral), [{"id": id_, **values} for id_, values in shown.items()])
+    if not opened:
+        return []
+    return list(
+        session.execute(
+            insert(Referral).returning(Referral.id, sort_by_parameter_order=True),
+            [{"patient_id": patient_id, "status": "new", "created_at": now, **values} for patient_id, values in opened],
+        ).scalars()
+    )
 
 
 def _number(value: float | None) -> float | None:
