@@ -263,8 +263,8 @@ def _refer_all(session: Session, added: list[Added], now: datetime) -> None:
         state[patient_id] = (referral, rank, collected_at)
         refers.append((stored, referral))
     new_ids = repository.write_referrals(session, opened, shown_anew, now)
-    for stored, referral in refers:
-        stored.referral_id = new_ids[referral[1]] if isinstance(referral, tuple) else referral
+    for stored, target in refers:
+        stored.referral_id = new_ids[target[1]] if isinstance(target, tuple) else target
 
 
 @dataclass

@@ -178,7 +178,7 @@ def history(session: Session, patient_ids: Sequence[int], since: datetime, until
     """Stored CBCs of these patients collected in [since, until], with their interpretations: plain rows, one
     query for a whole batch chunk's patients (IN_CHUNK ids a statement)."""
     ids = list(patient_ids)
-    rows = []
+    rows: list[Any] = []
     for start in range(0, len(ids), IN_CHUNK):
         rows += session.execute(
             select(
