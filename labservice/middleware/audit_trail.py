@@ -118,7 +118,7 @@ def audit_in_transaction(session: Any, items: list[Any]) -> None:
     records = [AuditRecord("create", patient, resource, STORED_STATUS, principal, address, rid) for patient in patients]
     at = datetime.now(UTC)
     try:
-        session.execute(insert(AuditEvent), [record.row(at) for record in records])
+        session.connection().execute(insert(AuditEvent), [record.row(at) for record in records])
     except Exception as error:
         raise AuditUnavailable(f"{len(records)} audit rows not written ({type(error).__name__})") from error
     g.setdefault("audit_written", set()).update((patient, "create") for patient in patients)
