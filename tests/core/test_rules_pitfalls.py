@@ -88,4 +88,5 @@ def test_gestational_range_is_written_from_the_two_rules_without_inventing_a_bou
     # §8 "platelets 70-149 ... gestational thrombocytopenia", read as >= 70 and < 150 (strict, as
     # thresholds.csv says): the text names both table values, no "149" computed as 150 - 1.
     f = finding(interpret(cbc(pregnant(3), full=True, platelets=120.0)), GEST)
-    assert "Pregnancy with platelets 120 x10^9/L (from 70 to below 150) and no other cytopenia" in f["detail"]
+    # clinical-rules §8 v2: "the rest of the CBC normal" is said, not "no other cytopenia"
+    assert "Pregnancy with platelets 120 x10^9/L (from 70 to below 150) and the rest of the CBC normal" in f["detail"]

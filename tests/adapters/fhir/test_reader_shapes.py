@@ -266,13 +266,16 @@ def test_a_range_with_one_bound_or_text_only():
     assert "reference_range" not in text.document["results"]["neutrophils"]
 
 
-def test_an_inverted_laboratory_range_is_not_used_and_said_so():
+def test_an_inverted_laboratory_range_is_passed_on_to_be_set_aside_and_said_so():
+    # clinical-rules §2 v2: the engine sets an implausible range aside with a note on every path, so the
+    # reader passes it on (and still lists it as not used)
     read = read_fhir(observation("a", "4544-3", 43, "%", referenceRange=[{"low": quantity(46, "%"),
                                                                           "high": quantity(38, "%")}]))
-    assert _one(read).document["results"]["hematocrit"] == {"value": 43.0, "unit": "%"}
+    assert _one(read).document["results"]["hematocrit"] == {
+        "value": 43.0, "unit": "%", "reference_range": {"low": 46.0, "high": 38.0}}
     assert [u.as_dict() for u in read.unused] == [{
         "resource_type": "Observation", "id": "a", "path": "Observation(Observation/a).referenceRange[0]",
-        "reason": "hematocrit: the laboratory's range is inverted (low 46, high 38); it was not used and the "
+        "reason": "hematocrit: the laboratory's range is inverted (low 46, high 38); it was set aside and the "
                   "fallback range applies"}]
 
 
