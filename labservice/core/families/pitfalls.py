@@ -112,8 +112,8 @@ def detail_sample_integrity_check(view: TextView, i: int):
         evidence.update({"hemoglobin": view.v("hemoglobin", i), "hematocrit": view.v("hematocrit", i)})
     return (
         f"{how}, above {view.rs.text('{sample_integrity_mchc:.1f}')} g/dL, is not physiological in a valid sample: "
-        "check for lipaemia, haemolysis, red-cell agglutination such as cold agglutinins, spherocytes; the red-cell indices "
-        f"may be wrong {view.tags('sample_integrity_mchc')}. Suggest a blood film review.",
+        "check for lipaemia, haemolysis, red-cell agglutination such as cold agglutinins, spherocytes; the red-cell "
+        f"indices may be wrong {view.tags('sample_integrity_mchc')}. Suggest a blood film review.",
         None,
         evidence,
     )
