@@ -6,12 +6,12 @@ import pytest
 
 from tests.core.rules_helpers import (
     analyte,
-    not_assessed,
     cbc,
     female,
     finding,
     interpret,
     male,
+    not_assessed,
     res,
     unknown_sex,
 )
