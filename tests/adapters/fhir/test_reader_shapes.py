@@ -336,3 +336,20 @@ def test_a_panel_observation_with_components_is_read_like_one_with_members():
     assert cbc.non_final == ["platelets: preliminary"]
     assert [(u.path, u.reason) for u in read.unused] == [
         ("Observation(Observation/cbc).component[2]", "hemoglobin: no value: dataAbsentReason haemolysed")]
+
+
+def test_a_critical_interpretation_is_handed_on_and_others_are_not():
+    # clinical-rules §3 v2: Observation.interpretation LL / HH / AA (HL7 v3 ObservationInterpretation) is the
+    # laboratory's critical flag; L and H are not critical and the service flags them itself.
+    def coded(code: str) -> list[dict]:
+        return [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                             "code": code}]}]
+
+    read = read_fhir(bundle(
+        report("r", ["Observation/a", "Observation/b", "Observation/c"]),
+        observation("a", "751-8", 0.9, "10*9/L", interpretation=coded("LL")),
+        observation("b", "718-7", 8.0, "g/dL", interpretation=coded("AA")),
+        observation("c", "731-0", 0.9, "10*9/L", interpretation=coded("L")),
+    ))
+    document = _one(read).document
+    assert document["laboratory_flags"] == {"neutrophils": "LL", "hemoglobin": "AA"}
