@@ -9,6 +9,7 @@ the code; each path must give them.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -22,15 +23,17 @@ from labservice.core.ruleset import default_ruleset
 from labservice.services.hl7v2_receive import receive_message
 from labservice.services.interpret import interpret_documents
 from tests.adapters.fhir.build import bundle, observation, patient, report
+from tests.shared_data import FIXTURES
 
 P = pytest.param
 RS = default_ruleset()
 COLLECTED = "2026-11-20T08:30:00+00:00"
 #: Birth dates giving whole ages at COLLECTED (days / 365.25): 4 y = 1461 days, 15 y, 34 y.
 BIRTH = {4: "2022-11-20", 15: "2011-11-20", 34: "1992-11-20"}
+#: LOINC codes of clinical-rules §1 [S15].
 LOINC = {"lymphocytes": "731-0", "wbc": "6690-2", "platelets": "777-3", "hemoglobin": "718-7",
-         "hematocrit": "4544-3", "neutrophils": "751-8", "mchc": "786-4"}
-UNITS = {"hemoglobin": "g/dL", "hematocrit": "%", "mchc": "g/dL"}
+         "hematocrit": "4544-3", "neutrophils": "751-8", "mchc": "786-4", "rbc": "789-8"}
+UNITS = {"hemoglobin": "g/dL", "hematocrit": "%", "mchc": "g/dL", "rbc": "10*12/L"}
 
 
 def unit_of(analyte: str) -> str:
@@ -50,8 +53,6 @@ CASES = [
     P("female", 15, {"hemoglobin": 15.5, "rbc": 5.2}, {"hemoglobin": "N", "rbc": "H"}, set(), "routine",
       id="§2 v2 adolescent female Hb 12.0-16.0 (15.5 N), RBC 4.1-5.1 (5.2 H)"),
 ]
-LOINC["rbc"] = "789-8"
-UNITS["rbc"] = "10*12/L"
 
 
 def json_path(sex: str, age: int, results: dict[str, float]) -> dict[str, Any]:
@@ -69,8 +70,6 @@ def summarise(answer: dict[str, Any]) -> tuple[dict[str, str | None], set[str], 
 def batch_rows(text: str) -> list[dict[str, Any]]:
     csv_out, json_out = io.StringIO(), io.StringIO()
     run_batch(io.BytesIO(text.encode()), csv_out=csv_out, json_out=json_out, options=BatchOptions())
-    import json
-
     return json.loads(json_out.getvalue())
 
 
@@ -196,10 +195,6 @@ def test_json_and_csv_may_not_send_a_laboratory_flag() -> None:
 def test_the_fhir_example_haemoglobin_range_is_set_aside_on_fhir_hl7_and_json() -> None:
     # §2 v2: "Hb 7.2 g/dL with a range of 7.5-10 'g/dL', which is a mmol/L range: it is set aside"
     # (fixtures/fhir-r4-spec-examples/observation-example-f005-hemoglobin.json, read as a real client sends it)
-    import json
-
-    from tests.shared_data import FIXTURES
-
     f005 = json.loads((FIXTURES / "fhir-r4-spec-examples" / "observation-example-f005-hemoglobin.json").read_text())
     [by_fixture] = fhir_answers(f005)
     hb = by_fixture["analytes"]["hemoglobin"]
