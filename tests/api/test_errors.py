@@ -160,10 +160,15 @@ def test_results_must_be_an_object(client):
     assert "results" in _errors_for(client, {"results": [45]})
 
 
-def test_reference_range_low_not_below_high_is_422(client):
+def test_reference_range_low_not_below_high_is_set_aside_not_422(client):
+    # clinical-rules §2 v2: "a range that is not [plausible] is set aside with a note, never a 422" (v1 refused it)
     body = {"results": {"wbc": {"value": 2.1, "unit": "10*9/L",
                                 "reference_range": {"low": 11, "high": 4}}}}
-    assert "results.wbc.reference_range" in _errors_for(client, body)
+    response = client.post(URL, json=body)
+    assert response.status_code == 200
+    rr = response.get_json()["analytes"]["wbc"]["reference_range"]
+    assert (rr["low"], rr["high"], rr["origin"]) == (4.0, 10.0, "fallback")  # §2 adult WBC 4.0-10.0
+    assert "set aside" in rr["note"]
 
 
 def test_lesion_without_type_or_size_is_422(client, example_cbc):
