@@ -223,9 +223,29 @@ def test_adolescent_fallback_rows(patient: dict, name: str, low: float, high: fl
     P(female(15), "rbc", 4.0, "L", id="§2 v2 adolescent RBC female 4.0 L"),
     P(female(15), "rbc", 5.1, "N", id="§2 v2 adolescent RBC female 5.1 N"),
     P(male(15), "rbc", 5.4, "H", id="§2 v2 adolescent RBC male 5.4 H"),
+    P(male(15), "rbc", 5.3, "N", id="§2 v2 adolescent RBC male 5.3 on bound N"),
+    P(male(15), "rbc", 4.5, "N", id="§2 v2 adolescent RBC male 4.5 on bound N"),
+    P(male(15), "rbc", 4.4, "L", id="§2 v2 adolescent RBC male 4.4 L"),
+    P(female(15), "rbc", 4.1, "N", id="§2 v2 adolescent RBC female 4.1 on bound N"),
+    P(female(15), "rbc", 5.2, "H", id="§2 v2 adolescent RBC female 5.2 H"),
+    P(female(15), "hemoglobin", 11.9, "L", id="§2 v2 adolescent Hb female 11.9 L"),
+    P(female(15), "hemoglobin", 12.0, "N", id="§2 v2 adolescent Hb female 12.0 on bound N"),
+    P(male(15), "hemoglobin", 16.0, "N", id="§2 v2 adolescent Hb male 16.0 on bound N"),
+    P(male(15), "hemoglobin", 16.1, "H", id="§2 v2 adolescent Hb male 16.1 H"),
 ])
 def test_adolescent_flags(patient: dict, name: str, value: float, flag: str) -> None:
     assert analyte(interpret(cbc(patient, **{name: value})), name)["flag"] == flag
+
+
+@pytest.mark.parametrize(("age", "low", "high"), [
+    P(11.99, 5.0, 13.0, id="§2 children 6-12 y WBC 5-13 below 12 y"),
+    P(12.0, 4.9, 15.5, id="§2 v2 adolescent band from 12 y"),
+    P(17.99, 4.9, 15.5, id="§2 v2 adolescent band to 17 y"),
+    P(18.0, 4.0, 10.0, id="§2 adult WBC 4.0-10.0 from 18 y"),
+])
+def test_adolescent_band_edges(age: float, low: float, high: float) -> None:
+    rr = analyte(interpret(cbc(male(age), wbc=6.0)), "wbc")["reference_range"]
+    assert (rr["low"], rr["high"]) == (low, high)
 
 
 def test_fifteen_year_old_wbc_2_5_is_leukopenia() -> None:
@@ -246,6 +266,8 @@ def test_fifteen_year_old_wbc_2_5_is_leukopenia() -> None:
     P(male(4), "lymphocytes", 0.3, "L", 3, "lymphopenia", id="§2 v2 issue 13: 4 y lymphocytes 0.3 lymphopenia"),
     P(female(15), "platelets", 74.9, "L", 2, "thrombocytopenia", id="§2 v2 15 y platelets 74.9 < 75 L"),
     P(female(15), "platelets", 75.0, None, None, "thrombocytopenia", id="§2 v2 15 y platelets 75 on bound unflagged"),
+    P(female(15), "platelets", 75.1, None, None, "thrombocytopenia", id="§2 v2 15 y platelets 75.1 unflagged"),
+    P(female(0.5), "wbc", 3.01, None, None, None, id="§2 v2 infant WBC 3.01 not assessed"),
     P(female(0.5), "wbc", 2.99, "L", 2, "leukopenia", id="§2 v2 infant WBC 2.99 < 3.0 L grade 2"),
     P(female(0.5), "wbc", 3.0, None, None, None, id="§2 v2 infant WBC 3.0 on bound not assessed"),
     P(female(0.5), "hemoglobin", 9.5, None, None, None, id="§2 v2 infant Hb 9.5: bound from 1 year only"),
@@ -288,9 +310,10 @@ def test_below_any_lower_limit_haemoglobin_from_one_year(tmp_path) -> None:
         "\n".join(line for line in children if not line.startswith("hemoglobin,")) + "\n", encoding="utf-8")
     rs = load_ruleset(tmp_path)
     answers = interpret_documents([cbc(male(2), hemoglobin=9.9), cbc(male(2), hemoglobin=10.0),
-                                   cbc(male(0.5), hemoglobin=9.9)], rs)
+                                   cbc(male(2), hemoglobin=10.1), cbc(male(0.5), hemoglobin=9.9),
+                                   cbc(male(1.0), hemoglobin=9.9)], rs)
     assert [(a["analytes"]["hemoglobin"]["flag"], a["analytes"]["hemoglobin"]["ctcae_grade"]) for a in answers] == [
-        ("L", 2), (None, None), (None, None)]
+        ("L", 2), (None, None), (None, None), (None, None), ("L", 2)]
 
 
 @pytest.mark.parametrize(("patient", "name", "sent", "reason"), [
