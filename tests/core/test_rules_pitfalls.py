@@ -108,6 +108,8 @@ def test_gestational_range_is_written_from_the_two_rules_without_inventing_a_bou
     P({"hemoglobin": 11.5}, True, id="§8 v2 gestational: mildly low Hb 11.5 (L) above the T2 cut-off 10.5"),
     P({"hemoglobin": 15.1}, False, id="§8 v2 gestational: Hb 15.1 above the female range (H) -> not suggested"),
     P({"mchc": 38.1}, False, id="§8 v2 gestational: another finding (sample integrity) -> not suggested"),
+    P({"lesions": [lesion("purpura", 5.0, palpable=True)]}, False,
+      id="§8 v2 gestational: another finding (palpable purpura, vasculitis pattern) with every count in range"),
 ])
 def test_gestational_thrombocytopenia_needs_the_rest_of_the_cbc_normal(extra: dict, present: bool) -> None:
     # §8 v2 "The rest of the CBC normal" means haemoglobin and WBC (or neutrophils) sent, every other analyte
