@@ -29,8 +29,8 @@ from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from labservice.adapters.cdshooks.cards import dashboard_link_for
 from labservice.adapters.cbc_schema import load_read_documents
+from labservice.adapters.cdshooks.cards import dashboard_link_for
 from labservice.adapters.cdshooks.feedback import parse_feedback
 from labservice.adapters.cdshooks.fhir_client import (
     DEFAULT_MAX_BYTES,
