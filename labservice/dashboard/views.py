@@ -46,8 +46,16 @@ from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
-from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
+from labservice.store.models import (
+    DISMISS_REASONS,
+    OPEN_STATUSES,
+    REFERRAL_STATUSES,
+    TRANSITIONS,
+    CbcResult,
+    Interpretation,
+)
 from labservice.store.repository import (
+    DismissalWithoutReason,
     InvalidTransition,
     ReferralNotFound,
     WorklistQuery,
@@ -56,6 +64,7 @@ from labservice.store.repository import (
     get_referral,
     patient_record,
     patient_referrals,
+    undo_target,
     urgency_counts,
     worklist,
 )
@@ -70,6 +79,8 @@ NOTE_MAX_LENGTH = 2000
 PER_PAGE = 50
 #: What a button that moves a referral to each status says.
 ACTIONS = {"acknowledged": "Acknowledge", "referred": "Refer", "dismissed": "Dismiss"}
+#: The label of the one action a dismissed referral offers (back to the status it had before).
+UNDO_LABEL = "Undo dismissal"
 #: The lines of each chart: (thresholds.csv key, what crossing it means). Values come from the ruleset.
 PLATELET_LINES = (
     ("thrombocytopenia", "thrombocytopenia"),
@@ -143,6 +154,8 @@ def template_helpers() -> dict[str, Any]:
         "number_text": number_text,
         "flag_words": FLAG_WORDS,
         "actions": ACTIONS,
+        "undo_label": UNDO_LABEL,
+        "dismiss_reasons": DISMISS_REASONS,
         "transitions": TRANSITIONS,
         "user": g.get("user"),
         "actor": getattr(g.get("user"), "display_name", ""),
@@ -273,7 +286,7 @@ def worklist_page() -> ResponseReturnValue:
                 "sex": r.patient.sex,
                 "age_years": r.patient.age_years,
                 "findings": list(r.findings or []),
-                "allowed": TRANSITIONS.get(r.status, ()),
+                "allowed": _allowed(r),
             }
             for r in referrals
         ]
@@ -317,27 +330,39 @@ def change_status(referral_id: int) -> ResponseReturnValue:
     """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
     status = request.form.get("status", "")
     note = (request.form.get("note") or "").strip() or None
+    reason = request.form.get("reason") or None
     actor = g.user.display_name  # the signed-in user (labservice.middleware.auth made sure there is one)
     back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
     form_page = url_for("dashboard.status_form", referral_id=referral_id, status=status or None, next=back)
     if note and len(note) > NOTE_MAX_LENGTH:
         flash(f"A note can have at most {NOTE_MAX_LENGTH} characters.", "error")
         return redirect(form_page, 303)
-    if status not in ACTIONS:
+    if status not in ACTIONS and status != "new":
         flash("Choose Acknowledge, Refer or Dismiss.", "error")
         return redirect(form_page, 303)
     try:
         with current_database().session() as session:
-            referral = change_referral(session, referral_id, status, actor=actor, note=note)
+            referral = change_referral(session, referral_id, status, actor=actor, note=note, reason=reason)
             patient = referral.patient.external_id
         touched_patients([patient], "update")  # the audit trail
     except ReferralNotFound:
         return not_found(f"referral {referral_id}")
+    except DismissalWithoutReason as error:  # back to the form, which asks for the reason
+        flash(f"The referral was not dismissed: {error}.", "error")
+        return redirect(form_page, 303)
     except InvalidTransition as error:
         flash(f"The status was not changed: {error}.", "error")
         return redirect(back, 303)
     flash(f"Patient {patient}: referral {status} by {actor}.", "success")
     return redirect(back, 303)
+
+
+def _allowed(referral) -> tuple[str, ...]:
+    """The status changes this referral offers: a dismissed one offers only the undo, to its earlier status."""
+    if referral.status == "dismissed":
+        target = undo_target(referral)
+        return (target,) if target else ()
+    return TRANSITIONS.get(referral.status, ())
 
 
 def _referral_view(referral) -> dict[str, Any]:
@@ -350,7 +375,7 @@ def _referral_view(referral) -> dict[str, Any]:
         "created_at": referral.created_at,
         "note": referral.note,
         "patient": referral.patient.external_id,
-        "allowed": TRANSITIONS.get(referral.status, ()),
+        "allowed": _allowed(referral),
         "events": [
             {
                 "at": e.at,
