@@ -34,7 +34,11 @@ KeepRows = Callable[[ParsedChunk, Interpreted, np.ndarray], int]
 #: Rejected rows quoted in the summary (all of them are in the output's error column).
 FIRST_ERRORS = 10
 #: Analytes the engine derives when their inputs are present (clinical-rules §1).
-DERIVABLE = {"neutrophils": ("wbc", "neutrophils_percent"), "reticulocytes": ("reticulocytes_percent", "rbc")}
+DERIVABLE = {
+    "neutrophils": ("wbc", "neutrophils_percent"),
+    "lymphocytes": ("wbc", "lymphocytes_percent"),
+    "reticulocytes": ("reticulocytes_percent", "rbc"),
+}
 
 
 def append_note(notes: np.ndarray, mask: np.ndarray, text) -> None:

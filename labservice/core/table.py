@@ -51,6 +51,8 @@ class CbcColumns:
     marrow_residual: np.ndarray
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
+    #: analyte -> bool, a count derived from a WBC below 1.0 (clinical-rules §1 v2); absent = none
+    imprecise: dict[str, np.ndarray] = field(default_factory=dict)
     _present: list[str] | None = None
     #: analyte -> int8 LAB_FLAG_CODES per row, only for analytes where some row carries one
     lab_flags: dict[str, np.ndarray] = field(default_factory=dict)

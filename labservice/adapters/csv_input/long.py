@@ -173,8 +173,7 @@ class LongFile:
                 factors[rows] = np.nan
             else:
                 factors[rows] = factor
-        values = canonical(numbers.values, 1.0) * factors
-        values = np.round(values, 9)
+        values = np.where(factors == 1.0, numbers.values, canonical(numbers.values, factors))
         for row in np.flatnonzero(numbers.bad):
             problems.setdefault(
                 int(row),
@@ -191,7 +190,11 @@ class LongFile:
                     f"line {int(lines[row])}, column {value_header}: "
                     + implausibility_message(rs, analyte, float(numbers.values[row]), given_unit),
                 )
-        bound = np.full(len(frame), np.nan) if numbers.bound is None else np.round(numbers.bound * factors, 9)
+        bound = (
+            np.full(len(frame), np.nan)
+            if numbers.bound is None
+            else np.where(factors == 1.0, numbers.bound, canonical(numbers.bound, factors))
+        )
         return values, numbers.censored, bound, problems
 
     def _unit_header(self) -> str:

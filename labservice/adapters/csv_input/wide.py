@@ -11,11 +11,9 @@ from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
+from labservice.core.numbers import round_sig
 from labservice.core.ruleset import Ruleset
 from labservice.core.units import implausibility_message, plausible_mask
-
-#: Digits kept after a unit conversion, so 82 g/L × 0.1 is 8.2 and not 8.200000000000001.
-CONVERSION_DECIMALS = 9
 
 
 def numeric_columns(plan: ColumnPlan) -> set[int]:
@@ -25,10 +23,13 @@ def numeric_columns(plan: ColumnPlan) -> set[int]:
     return {plan.fields[name] for name in names if name in plan.fields}
 
 
-def canonical(values: np.ndarray, factor: float) -> np.ndarray:
-    if factor == 1.0:
+def canonical(values: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
+    """Values in canonical units: as sent without a conversion, else rounded to 6 significant figures
+    before any comparison (clinical-rules §1 v2: exact on bounds, the same on every path; 82 g/L x 0.1
+    is 8.2, not 8.200000000000001)."""
+    if np.isscalar(factor) and factor == 1.0:
         return values
-    return np.round(values * factor, CONVERSION_DECIMALS)
+    return round_sig(values * factor)
 
 
 def parse_analyte(

@@ -35,8 +35,9 @@ def detail_critical_value(view: TextView, i: int):
             th = view.rs.threshold(key)
             value = view.v(th.analyte, i)
             evidence[th.analyte] = value
+            shown = view.num(th.analyte, i, value)
             hits.append(
-                f"{view.rs.analytes[th.analyte].label.lower()} {fmt(value)} ({th.operator} {fmt(th.value)} {th.unit})"
+                f"{view.rs.analytes[th.analyte].label.lower()} {shown} ({th.operator} {fmt(th.value)} {th.unit})"
             )
     return (
         f"Critical value{'s' if len(hits) > 1 else ''}: {'; '.join(hits)} [S6]. "
