@@ -69,9 +69,12 @@ def test_synthea_latest_cbc_with_a_critical_wbc_is_critical():
     panels = {o["effectiveDateTime"] for o in observations}
     assert f"{len(panels) - 1} older CBCs" in card["detail"]     # Cleo Friesen: 8 panels (fixtures README)
     assert f"Observation/{wbc['id']}" in card["detail"]
-    # Synthea's RDW is in fL (fixtures README): RDW-SD, not usable as RDW-CV. Only the latest panel's is listed.
+    # Synthea's RDW is in fL (fixtures README): RDW-SD. v2 changes this v1 expectation (it was listed as not
+    # used): clinical-rules §1 v2 "Accept RDW-SD as its own analyte `rdw_sd` (fL)", so the latest panel's is
+    # read (a row of the counts table, read from its Observation) and nothing is left unused.
     rdw = newest(observations, "21000-5")
-    assert "**Not used** (1 CBC-related resource in the latest CBC's results)" in card["detail"]
+    assert "**Not used**" not in card["detail"]
+    assert "| Red cell distribution width (SD) |" in card["detail"]
     assert f"Observation/{rdw['id']}" in card["detail"]
     mrn = next(i["value"] for i in patient["identifier"]
                if i.get("type", {}).get("coding", [{}])[0].get("code") == "MR")   # medical record number
