@@ -161,6 +161,16 @@ def interpret_chunk(
             derived = np.zeros(n, dtype=bool)
             derived[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
             append_note(notes, derived, f"{analyte} derived from a percentage (not measured)")
+        name = f"{analyte}_imprecise"
+        if name in frame:  # clinical-rules §1 v2: a count derived from a WBC below 1.0
+            imprecise = np.zeros(n, dtype=bool)
+            imprecise[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
+            append_note(
+                notes,
+                imprecise,
+                f"{analyte} imprecise: derived from a WBC below {rs.value('derived_count_imprecise_wbc'):g}, "
+                "it rests on an automated differential of very few cells",
+            )
     _count(summary, frame, errors)
     return _with_bad_lines(parsed, frame.reindex(range(n)), notes, errors, summary)
 

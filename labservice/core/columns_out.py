@@ -76,4 +76,7 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
             columns[f"{analyte}_ctcae_grade"] = pd.arrays.IntegerArray(grade.astype(np.int8), grade <= 0)
         if result.cols.derived[analyte].any():
             columns[f"{analyte}_derived"] = result.cols.derived[analyte]
+        imprecise = result.cols.imprecise.get(analyte)
+        if imprecise is not None and imprecise.any():
+            columns[f"{analyte}_imprecise"] = imprecise  # clinical-rules §1 v2: derived from a WBC below 1.0
     return pd.DataFrame(columns, copy=False)
