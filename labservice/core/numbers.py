@@ -65,10 +65,13 @@ def _side(a: float, b: float) -> int:
     return (a > b) - (a < b)
 
 
-def text_number(x: float, compared: Iterable[float] = ()) -> str:
-    """`x` as text: 3 significant figures, with as many more as keep it on the same side of (or on)
-    every threshold in `compared` (clinical-rules §1 v2). Never exponent notation, never binary noise."""
-    x = float(x)
+def text_number(value: float | None, compared: Iterable[float] = ()) -> str:
+    """`value` as text: 3 significant figures, with as many more as keep it on the same side of (or on)
+    every threshold in `compared` (clinical-rules §1 v2). Never exponent notation, never binary noise.
+    None (a value not sent) is written "not sent"."""
+    if value is None:
+        return "not sent"
+    x = float(value)
     if not math.isfinite(x):
         return str(x)
     bounds = [float(t) for t in compared if t is not None and math.isfinite(float(t))]

@@ -178,9 +178,9 @@ def via_fhir(results) -> Answer | str:
                     effectiveDateTime=COLLECTED)
         for i, (a, v, u) in enumerate(results)
     ]
+    references = [f"Observation/o{i}" for i in range(len(results))]
     resource = bundle(patient("p", gender="female", birth=BIRTH),
-                      report("r", [f"Observation/o{i}" for i in range(len(results))], subject={"reference": "Patient/p"},
-                             effectiveDateTime=COLLECTED),
+                      report("r", references, subject={"reference": "Patient/p"}, effectiveDateTime=COLLECTED),
                       *observations)
     read = read_fhir(resource)
     assert not read.unused, read.unused
