@@ -22,6 +22,7 @@ from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.hl7v2.codes import load_code_map
 from labservice.adapters.hl7v2.reader import ReadSettings
+from labservice.api.common import read_json  # the one JSON reader of the HTTP API (FHIR bodies too)
 from labservice.batch import BatchFileError, BatchOptions, run_batch
 from labservice.core.ruleset import default_ruleset
 from labservice.services.hl7v2_receive import receive_message
@@ -241,3 +242,22 @@ def test_the_same_cbc_gets_the_same_flags_on_every_path() -> None:
         answers = {path: read(case.results) for path, read in PATHS.items()}
         flags = {path: {a: answer.flags.get(a) for a in case.flags} for path, answer in answers.items()}
         assert len({json.dumps(f, sort_keys=True) for f in flags.values()}) == 1, (case.name, flags)
+
+
+HUGE = "1" + "0" * 5000  # issue 13: "a JSON integer of 5,001 digits is a 500"
+
+
+def test_a_number_of_5001_digits_is_refused_naming_its_field_on_every_path() -> None:
+    """clinical-rules §1 v2 / issue 13: a number no float holds is a 422 (a row error in a batch) naming the
+    field, never a 500. The JSON endpoint's own case is in tests/api/test_hostile_inputs.py."""
+    results = (("platelets", HUGE, "10*9/L"),)
+    wide, long = via_csv_wide(results), via_csv_long(results)
+    assert isinstance(wide, str) and "PLT (10*9/L)" in wide, wide
+    assert isinstance(long, str) and "column value" in long, long
+    hl7 = via_hl7(results)
+    assert isinstance(hl7, str) and hl7.startswith("422") and "OBX[1]-5" in hl7, hl7
+    resource = read_json(json.dumps(observation("o", "777-3", 1, "10*9/L")).replace('"value": 1', f'"value": {HUGE}')
+                         .encode(), non_finite=True)
+    with pytest.raises(InputError) as caught:
+        read_fhir(resource)
+    assert any(path.endswith("valueQuantity.value") for path in caught.value.errors), caught.value.errors
