@@ -153,7 +153,7 @@ class TextView:
             th = self.rs.threshold("derived_count_imprecise_wbc")
             text += (
                 f" It rests on an automated differential of very few cells (WBC {self.num('wbc', i)}, "
-                f"below {fmt(th.value)} {self.rs.unit_text('wbc')}), so it is imprecise."
+                f"{th.operator} {fmt(th.value)} {self.rs.unit_text('wbc')}), so it is imprecise."
             )
         return text
 
