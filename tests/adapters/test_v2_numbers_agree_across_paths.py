@@ -261,3 +261,20 @@ def test_a_number_of_5001_digits_is_refused_naming_its_field_on_every_path() -> 
     with pytest.raises(InputError) as caught:
         read_fhir(resource)
     assert any(path.endswith("valueQuantity.value") for path in caught.value.errors), caught.value.errors
+
+
+@pytest.mark.parametrize(("value", "flag"), [
+    # clinical-rules §1: "Haematocrit: `L/L` or a bare fraction <= 1 x 100 = %"; §2 adult female range 36-46 %
+    # (reference_ranges/adults.csv). 0.42 -> 42 % N; 1 (on the bound of "<= 1") -> 100 % H; 42 stays 42 % N.
+    pytest.param("0.42", "N", id="§1 bare fraction 0.42 -> 42 %"),
+    pytest.param("1", "H", id="§1 bare fraction 1 (on <= 1) -> 100 %"),
+    pytest.param("42", "N", id="§1 bare 42 is already %"),
+])
+def test_a_bare_haematocrit_fraction_reads_the_same_on_json_and_csv(value: str, flag: str) -> None:
+    doc = {"patient": {"sex": "female", "age_years": 34}, "results": {"hematocrit": json.loads(value)}}
+    [answer] = interpret_documents(CBC_LIST_SCHEMA.load([doc]), RS, indexed=True)
+    assert answer["analytes"]["hematocrit"]["flag"] == flag
+    wide = _from_batch(f"patient_id,sex,age,HCT\nP1,F,34,{value}\n")
+    long = _from_batch(f"patient_id,sex,age,item,value\nP1,F,34,HCT,{value}\n")
+    assert isinstance(wide, Answer) and wide.flags["hematocrit"] == flag
+    assert isinstance(long, Answer) and long.flags["hematocrit"] == flag

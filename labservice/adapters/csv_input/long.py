@@ -23,7 +23,7 @@ from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
-from labservice.adapters.csv_input.wide import canonical
+from labservice.adapters.csv_input.wide import bare_hematocrit_fraction, canonical
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
@@ -174,6 +174,9 @@ class LongFile:
             else:
                 factors[rows] = factor
         values = np.where(factors == 1.0, numbers.values, canonical(numbers.values, factors))
+        hct = (codes == ANALYTES.index("hematocrit")) & (units == "")
+        if hct.any():  # a bare haematocrit fraction, as on the JSON path (clinical-rules §1)
+            values = np.where(hct, bare_hematocrit_fraction(rs, values), values)
         for row in np.flatnonzero(numbers.bad):
             problems.setdefault(
                 int(row),

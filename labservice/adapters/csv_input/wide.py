@@ -32,6 +32,15 @@ def canonical(values: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
     return round_sig(values * factor)
 
 
+def bare_hematocrit_fraction(rs: Ruleset, values: np.ndarray) -> np.ndarray:
+    """A haematocrit sent with no unit and at most 1 is a fraction, x 100 (clinical-rules §1), as on the JSON
+    path, the result rounded to 6 significant figures like every conversion (§1 v2)."""
+    fraction = values <= rs.value("hematocrit_bare_fraction")
+    if not fraction.any():
+        return values
+    return np.where(fraction, round_sig(values * 100.0), values)
+
+
 def parse_analyte(
     rs: Ruleset,
     analyte: str,
@@ -46,6 +55,8 @@ def parse_analyte(
     numbers = parse_numbers(column, decimal)
     errors.add(numbers.bad, header, lambda r: f"{quoted(column.iat[r])} is not a number")
     values = canonical(numbers.values, factor)
+    if analyte == "hematocrit" and not unit:
+        values = bare_hematocrit_fraction(rs, values)
     implausible = ~plausible_mask(rs, analyte, values)
     errors.add(implausible, header, lambda r: implausibility_message(rs, analyte, float(numbers.values[r]), unit))
     censored = None
