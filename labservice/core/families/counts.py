@@ -241,7 +241,7 @@ def below_any_limit_text(view: TextView, analyte: str, i: int) -> str:
     assert threshold is not None
     unit = view.rs.unit_text(analyte)
     return (
-        f"{view.rs.analytes[analyte].label} {fmt(view.v(analyte, i))} {unit}: no reference range was available for "
+        f"{view.rs.analytes[analyte].label} {view.num(analyte, i)} {unit}: no reference range was available for "
         f"this age and sex, but the value is below {fmt(threshold.value)} {unit}, the CTCAE grade-2 bound "
         f"{cite_tags(threshold.sources)}, and so below any lower limit (clinical-rules §2); "
         f"{view.grade_text(analyte, i)}."

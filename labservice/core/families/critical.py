@@ -28,8 +28,8 @@ def detail_critical_value(view: TextView, i: int):
             evidence[analyte] = value
             flag = FLAG_NAMES[int(view.r.flags[analyte][i])]
             hits.append(
-                f"{view.rs.analytes[analyte].label.lower()} {fmt(value)} (flagged {flag} by the laboratory, "
-                "honoured whatever the service's own limit, clinical-rules §3)"
+                f"{view.rs.analytes[analyte].label.lower()} {view.num(analyte, i, value)} "
+                f"(flagged {flag} by the laboratory, honoured whatever the service's own limit, clinical-rules §3)"
             )
         elif mask[i]:
             th = view.rs.threshold(key)
