@@ -64,6 +64,7 @@ def test_every_fixture_file_goes_through(client, path: Path):
     if path.name in REFERENCES_ONLY:
         body = assert_problem(response, 422)
         assert body["detail"].startswith("No usable CBC in the input")
+        assert "Post a Bundle that includes the Observations" in body["detail"]  # issue 14 item 1
         assert all(reason.startswith("the reference ") or reason.startswith("no usable CBC result")
                    for messages in body["errors"].values() for reason in messages)
         return
@@ -105,7 +106,11 @@ def test_spec_cbc_neutrophils_0_9_is_neutropenia_and_platelets_444_are_in_range(
     assert "neutropenia" in codes(item)
     assert "thrombocytopenia" not in codes(item) and "thrombocytosis" not in codes(item)
     assert item["analytes"]["hemoglobin"]["value"] == 17.6  # 176 g/L
-    assert item["urgency"] == "soon"
+    # clinical-rules §3 v2: the example flags neutrophils 0.9 LL, honoured as a critical value; §9 v2: a new
+    # critical value asks for immediate (v1: soon, for neutropenia < 1.0)
+    assert (neutrophils["flag"], neutrophils["flag_origin"]) == ("LL", "laboratory")
+    assert "critical_value" in codes(item)
+    assert item["urgency"] == "immediate"
     assert item["source"]["observations"]["platelets"] == "Observation/r6"
     assert item["source"]["observations"]["neutrophils"] == "Observation/r9"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.cdshooks.cards import escape_markdown
 from labservice.adapters.cdshooks.fhir_client import FhirAccess
 from labservice.adapters.cdshooks.request import parse_hook_request
@@ -36,7 +36,7 @@ BASE = "https://labservice.example.org"
 
 def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     try:
-        loaded = CBC_LIST_SCHEMA.load(docs)
+        loaded = load_read_documents(docs)
     except ValidationError as error:
         raise InputError(flatten_errors(error.messages)) from None
     return interpret_documents(loaded, ruleset=RS, indexed=True)
@@ -69,9 +69,12 @@ def test_synthea_latest_cbc_with_a_critical_wbc_is_critical():
     panels = {o["effectiveDateTime"] for o in observations}
     assert f"{len(panels) - 1} older CBCs" in card["detail"]     # Cleo Friesen: 8 panels (fixtures README)
     assert f"Observation/{wbc['id']}" in card["detail"]
-    # Synthea's RDW is in fL (fixtures README): RDW-SD, not usable as RDW-CV. Only the latest panel's is listed.
+    # Synthea's RDW is in fL (fixtures README): RDW-SD. v2 changes this v1 expectation (it was listed as not
+    # used): clinical-rules §1 v2 "Accept RDW-SD as its own analyte `rdw_sd` (fL)", so the latest panel's is
+    # read (a row of the counts table, read from its Observation) and nothing is left unused.
     rdw = newest(observations, "21000-5")
-    assert "**Not used** (1 CBC-related resource in the latest CBC's results)" in card["detail"]
+    assert "**Not used**" not in card["detail"]
+    assert "| Red cell distribution width (SD) |" in card["detail"]
     assert f"Observation/{rdw['id']}" in card["detail"]
     mrn = next(i["value"] for i in patient["identifier"]
                if i.get("type", {}).get("coding", [{}])[0].get("code") == "MR")   # medical record number
@@ -94,9 +97,11 @@ def test_fhir_spec_example_neutrophils_0_9_is_neutropenia_without_a_patient():
     anc = next(o for o in observations if loinc_of(o) == "751-8")
     assert anc["valueQuantity"]["value"] == 0.9
     [card] = cards_for(hook_call("pat2", {"patient": None, "cbcObservations": searchset(observations)}))
-    # §4 neutropenia < 1.5, moderate band 0.5-0.99; §9 soon: neutropenia < 1.0.
-    assert "neutropenia" in card["summary"] and "urgency soon" in card["summary"]
-    assert card["indicator"] == "warning"
+    # §4 neutropenia < 1.5, moderate band 0.5-0.99; clinical-rules §3 v2: the laboratory's LL is honoured, a
+    # critical value, and §9 v2: a new critical value is "immediate", whose CDS Hooks indicator is `critical`.
+    assert "neutropenia" in card["summary"] and "critical value" in card["summary"]
+    assert "urgency immediate" in card["summary"]
+    assert card["indicator"] == "critical"
     assert card["summary"].startswith("CBC of unknown date")   # the Observations carry no effective time
     assert "Observation/r9" in card["detail"]
     assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/Patient%2Fpat2"
@@ -159,3 +164,24 @@ def test_a_dated_cbc_wins_over_an_undated_one_listed_first():
     bundle["entry"] = searchset(undated)["entry"] + bundle["entry"]
     [card] = cards_for(hook_call("p1", {"patient": None, "cbcObservations": bundle}))
     assert card["summary"].startswith("CBC 2171-07-24") and "1 older CBC" in card["detail"]
+
+
+def test_cds_hooks_reads_the_same_cbc_as_every_path_clinical_rules_1_v2():
+    """clinical-rules §1 v2 through CDS Hooks (prefetch -> the FHIR reader): "9.309 mmol/L haemoglobin is 15.0
+    g/dL, on the bound and inside the range" (§2 female 12.0-15.0 -> N), and lymphocytes derived from lymphocyte
+    % (26478-8): WBC 0.99 x 30 % = 0.297, from a WBC below 1.0 so resting on very few cells."""
+    patient = {"resourceType": "Patient", "id": "v2num", "gender": "female", "birthDate": "1992-01-01"}
+    when = "2026-11-20T08:30:00Z"
+
+    def obs(ident: str, code: str, value: float, unit: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": ident, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "subject": {"reference": "Patient/v2num"}, "effectiveDateTime": when,
+                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+
+    observations = [obs("hb", "718-7", 9.309, "mmol/L"), obs("wbc", "6690-2", 0.99, "10*9/L"),
+                    obs("ly", "26478-8", 30, "%")]
+    [card] = cards_for(hook_call("v2num", {"patient": patient, "cbcObservations": searchset(observations)}))
+    assert "| Haemoglobin | 15 g/dL | N |" in card["detail"]
+    assert "| Lymphocytes | 0.297 " in card["detail"] and " (derived) | L |" in card["detail"]  # the unit is escaped
+    assert "automated differential of very few cells" in card["detail"]

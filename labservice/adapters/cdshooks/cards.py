@@ -23,7 +23,28 @@ from typing import Any
 from urllib.parse import quote
 
 from labservice.adapters.cdshooks.suggestions import reflex_tests_for, suggestion
+from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
+
+OVERRIDE_SYSTEM = "https://labservice.example/fhir/CodeSystem/cds-override-reason"
+#: CDS Hooks 2.0 Card.overrideReasons: Codings the EHR offers when the card is dismissed.
+OVERRIDE_REASONS = [
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "already-addressed",
+        "display": "Already addressed (e.g. a transfusion or a repeat count is planned)",
+    },
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "benefit-outweighs-risk",
+        "display": "Benefit outweighs the risk for this patient",
+    },
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "not-applicable",
+        "display": "Does not apply (e.g. a prophylactic dose, or the count is not current)",
+    },
+]
 
 #: The specification asks for a summary of fewer than 140 characters.
 SUMMARY_LIMIT = 139
@@ -52,6 +73,7 @@ class CardContext:
     read_from: dict[str, str] = field(default_factory=dict)  # analyte -> Observation reference
     non_final: list[str] = field(default_factory=list)
     unused: list[tuple[str, str]] = field(default_factory=list)  # (where, why), the latest CBC's
+    patient_stored: bool = True  # whether the dashboard has a page for dashboard_patient
 
 
 def escape_markdown(text: Any) -> str:
@@ -165,8 +187,10 @@ def _counts_table(answer: dict[str, Any], context: CardContext) -> list[str]:
         )
         derived = " (derived)" if result.get("derived") else ""
         where = md(context.read_from.get(name, "derived" if result.get("derived") else ""))
+        bounds = [rng.get("low"), rng.get("high")]
+        shown = text_number(result["value"], [b for b in bounds if b is not None])  # §1 v2
         rows.append(
-            f"| {md(labels.get(name, name))} | {result['value']:g} {md(result['unit'])}{derived} | "
+            f"| {md(labels.get(name, name))} | {shown} {md(result['unit'])}{derived} | "
             f"{md(result.get('flag') or '')} | {md(span)} | {where} |"
         )
     return rows
@@ -186,12 +210,21 @@ def _citations(answer: dict[str, Any], ruleset: Ruleset, tests: list[Any]) -> li
     return out or ["labservice rule tables (reference_ranges/), see the source link of this card"]
 
 
-def dashboard_link(context: CardContext) -> dict[str, str]:
+def dashboard_link_for(base_url: str, patient: str) -> dict[str, str]:
     return {
         "label": "Patient page in the labservice dashboard (trends, stored CBCs, referrals)",
-        "url": f"{context.base_url}/dashboard/patients/{quote(context.dashboard_patient, safe='')}",
+        "url": f"{base_url}/dashboard/patients/{quote(patient, safe='')}",
         "type": "absolute",
     }
+
+
+def dashboard_link(context: CardContext) -> dict[str, str]:
+    return dashboard_link_for(context.base_url, context.dashboard_patient)
+
+
+def links(context: CardContext) -> list[dict[str, str]]:
+    """The dashboard's patient page, only when the record of results has the patient (else it would be a 404)."""
+    return [dashboard_link(context)] if context.patient_stored else []
 
 
 def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[str, Any]:
@@ -218,7 +251,8 @@ def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[
             "label": f"labservice CBC rules ({context.ruleset.version})",
             "url": f"{context.base_url}/api/v1/ruleset",
         },
-        "links": [dashboard_link(context)],
+        "overrideReasons": list(OVERRIDE_REASONS),
+        **({"links": links(context)} if context.patient_stored else {}),
     }
 
 
@@ -239,5 +273,7 @@ def cbc_card(answer: dict[str, Any], context: CardContext) -> dict[str, Any]:
             suggestion(test, context.ruleset, context.patient_id, context.encounter_id) for test in tests
         ]
         card["selectionBehavior"] = "any"
-    card["links"] = [dashboard_link(context)]
+    card["overrideReasons"] = list(OVERRIDE_REASONS)
+    if context.patient_stored:
+        card["links"] = links(context)
     return card

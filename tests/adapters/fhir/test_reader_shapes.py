@@ -234,11 +234,20 @@ def test_an_unknown_unit_is_passed_on_for_the_engine_to_name():
     assert cbc.locations["results.platelets.unit"] == "Observation(Observation/a).valueQuantity.code"
 
 
-def test_rdw_in_fl_is_a_different_measurement_and_is_unused():
+def test_rdw_cv_in_fl_is_a_different_measurement_and_is_unused():
+    """clinical-rules §1 v2: 788-0 is RDW-CV in %; a width in fL sent under 788-0 cannot be converted."""
     read = read_fhir(bundle(report("r", ["Observation/a", "Observation/b"]),
-                            observation("a", "777-3", 250, "10*3/uL"), observation("b", "21000-5", 45, "fL")))
+                            observation("a", "777-3", 250, "10*3/uL"), observation("b", "788-0", 45, "fL")))
     assert sorted(_one(read).document["results"]) == ["platelets"]
     assert read.unused[0].id == "b" and read.unused[0].reason.startswith("rdw: unit 'fL' cannot be used for rdw")
+
+
+def test_rdw_sd_21000_5_in_fl_is_its_own_analyte():
+    """clinical-rules §1 v2: "21000-5 is RDW-SD in fL ... Accept RDW-SD as its own analyte `rdw_sd` (fL)"."""
+    read = read_fhir(bundle(report("r", ["Observation/a", "Observation/b"]),
+                            observation("a", "777-3", 250, "10*3/uL"), observation("b", "21000-5", 45, "fL")))
+    assert _one(read).document["results"]["rdw_sd"] == {"value": 45, "unit": "fL"}
+    assert read.unused == []
 
 
 def test_a_value_without_a_unit_is_a_bare_number_in_the_canonical_unit():
@@ -266,13 +275,16 @@ def test_a_range_with_one_bound_or_text_only():
     assert "reference_range" not in text.document["results"]["neutrophils"]
 
 
-def test_an_inverted_laboratory_range_is_not_used_and_said_so():
+def test_an_inverted_laboratory_range_is_passed_on_to_be_set_aside_and_said_so():
+    # clinical-rules §2 v2: the engine sets an implausible range aside with a note on every path, so the
+    # reader passes it on (and still lists it as not used)
     read = read_fhir(observation("a", "4544-3", 43, "%", referenceRange=[{"low": quantity(46, "%"),
                                                                           "high": quantity(38, "%")}]))
-    assert _one(read).document["results"]["hematocrit"] == {"value": 43.0, "unit": "%"}
+    assert _one(read).document["results"]["hematocrit"] == {
+        "value": 43.0, "unit": "%", "reference_range": {"low": 46.0, "high": 38.0}}
     assert [u.as_dict() for u in read.unused] == [{
         "resource_type": "Observation", "id": "a", "path": "Observation(Observation/a).referenceRange[0]",
-        "reason": "hematocrit: the laboratory's range is inverted (low 46, high 38); it was not used and the "
+        "reason": "hematocrit: the laboratory's range is inverted (low 46, high 38); it was set aside and the "
                   "fallback range applies"}]
 
 
@@ -333,3 +345,20 @@ def test_a_panel_observation_with_components_is_read_like_one_with_members():
     assert cbc.non_final == ["platelets: preliminary"]
     assert [(u.path, u.reason) for u in read.unused] == [
         ("Observation(Observation/cbc).component[2]", "hemoglobin: no value: dataAbsentReason haemolysed")]
+
+
+def test_a_critical_interpretation_is_handed_on_and_others_are_not():
+    # clinical-rules §3 v2: Observation.interpretation LL / HH / AA (HL7 v3 ObservationInterpretation) is the
+    # laboratory's critical flag; L and H are not critical and the service flags them itself.
+    def coded(code: str) -> list[dict]:
+        return [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                             "code": code}]}]
+
+    read = read_fhir(bundle(
+        report("r", ["Observation/a", "Observation/b", "Observation/c"]),
+        observation("a", "751-8", 0.9, "10*9/L", interpretation=coded("LL")),
+        observation("b", "718-7", 8.0, "g/dL", interpretation=coded("AA")),
+        observation("c", "731-0", 0.9, "10*9/L", interpretation=coded("L")),
+    ))
+    document = _one(read).document
+    assert document["laboratory_flags"] == {"neutrophils": "LL", "hemoglobin": "AA"}
