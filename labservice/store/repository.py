@@ -307,6 +307,11 @@ def open_referrals(session: Session, patient_ids: Sequence[int]) -> dict[int, Op
     return out
 
 
+def open_referral(session: Session, patient_id: int) -> OpenReferral | None:
+    """The patient's open referral, read under a row lock (as open_referrals), or None."""
+    return open_referrals(session, [patient_id]).get(patient_id)
+
+
 def referral_values(
     *,
     interpretation_id: int,
