@@ -214,8 +214,9 @@ def detail_anemia(view: TextView, i: int):
         low = view.r.cols.ref_low["hemoglobin"][i]
         youngest = youngest_cutoff_age(view.rs)
         return (
-            f"Haemoglobin {view.num('hemoglobin', i)} g/dL, below the laboratory's lower limit {fmt(low)} g/dL; there is no WHO "
-            f"cut-off under {youngest}, so the laboratory's range decides and no WHO severity applies [S9]; "
+            f"Haemoglobin {view.num('hemoglobin', i)} g/dL, below the laboratory's lower limit {fmt(low)} g/dL; "
+            f"there is no WHO cut-off under {youngest}, so the laboratory's range decides "
+            f"and no WHO severity applies [S9]; "
             f"{view.grade_text('hemoglobin', i)}.",
             None,
             {"hemoglobin": hb},
