@@ -103,3 +103,26 @@ def _raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+
+
+async def _closed(host: str, port: int, plan: list[Planned], clients: int, seconds: float) -> list[Result]:
+    results: list[Result] = []
+    deadline = time.perf_counter() + seconds
+    cursor = iter(range(len(plan)))
+
+    async def client() -> None:
+        for index in cursor:
+            if time.perf_counter() >= deadline:
+                return
+            now = time.perf_counter()
+            await _one(host, port, plan[index], now, results)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return results
+
+
+def run_closed_loop(host: str, port: int, plan: list[Planned], clients: int, seconds: float) -> list[Result]:
+    """`clients` callers, each sending the next planned request as soon as its last one is answered, for `seconds`
+    (or until the plan runs out): how many requests per second the server completes when it is never idle."""
+    _raise_open_files_limit()
+    return asyncio.run(_closed(host, port, plan, clients, seconds))
