@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 #: A request not answered within this many seconds counts as an error.
 TIMEOUT_SECONDS = 30.0
+#: The status recorded for a 503 that gunicorn's worker wrote (the app's queue-time check), as opposed to the
+#: front's own 503 (no `Server: gunicorn` header): both are refusals.
+APP_503 = "503 (app)"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ async def _exchange(host: str, port: int, payload: bytes) -> int:
     head = data.split(b"\r\n", 1)[0].split()
     if len(head) < 2 or not head[1].isdigit():
         raise ConnectionError("no HTTP status line")
+    if head[1] == b"503" and b"\r\nserver: gunicorn" in data.split(b"\r\n\r\n", 1)[0].lower():
+        return APP_503  # refused by the app (labservice/serving/queue_time.py), not by the front before it
     return int(head[1])
 
 

@@ -131,7 +131,7 @@ class Settings:
     #: Load shedding: a request that waited longer than this many milliseconds for a worker, counted from the
     #: X-Request-Start stamp of the front or proxy (labservice.serving.queue_time), is answered 503 with
     #: Retry-After at once, before any work; the front (labservice.serving.front) refuses the same way a request
-    #: it has held that long.
+    #: it has held that long, or would hold that long at the rate requests are being served.
     QUEUE_TIME_BUDGET_MS: int = 200
     #: The front: most requests handed to gunicorn at once (0: twice the workers); the others wait in the front.
     FRONT_UPSTREAM_CONNECTIONS: int = 0

@@ -10,9 +10,12 @@ its child on a private Unix socket (in a temporary directory only this user can 
   stall for longer than FRONT_BODY_TIMEOUT seconds at a time, and at most FRONT_MAX_CONNECTIONS connections
   are open (the next ones are refused with 503). A body above 1 MiB is spooled to a temporary file.
 - **A bounded queue, refused by queue time.** A complete request is stamped `X-Request-Start: t=<µs>` and
-  waits for one of FRONT_UPSTREAM_CONNECTIONS slots (default twice the workers: gunicorn's listen queue
-  stays short). One that has not had a slot within QUEUE_TIME_BUDGET_MS, or that arrives when
-  FRONT_MAX_WAITING requests already wait, is answered at once with 503 problem+json and `Retry-After`; the
+  waits for one of FRONT_UPSTREAM_CONNECTIONS slots (default twice the workers: gunicorn's listen queue holds
+  at most one request per worker, so a worker never waits for the front between two requests). One that has
+  not had a slot within three quarters of QUEUE_TIME_BUDGET_MS (the rest is for gunicorn's queue), that would
+  not have one in time at the rate slots free up (the running mean time behind the front), or that arrives
+  when FRONT_MAX_WAITING requests already wait, is answered at once with 503 problem+json and `Retry-After`;
+  the
   app refuses the same way a request that waited past the budget after the front let it go
   (labservice.serving.queue_time). Refusing costs no worker time, so the workers stay busy with requests
   that can still be answered in time and the answered ones keep a short latency.
@@ -59,6 +62,10 @@ SPOOL_BYTES = 1024 * 1024
 #: gunicorn's listen queue behind the front (the front never has more than its slots outstanding).
 UPSTREAM_BACKLOG = 64
 CHUNK = 64 * 1024
+#: The share of QUEUE_TIME_BUDGET_MS a request may spend waiting in the front (the rest is for gunicorn's queue).
+FRONT_SHARE = 0.75
+#: Weight of the newest request in the running mean of the time requests spend behind the front.
+EWMA_WEIGHT = 0.1
 #: Request headers the front does not pass on: hop-by-hop ones, and those only the front may write.
 DROPPED_HEADERS = frozenset(
     {
@@ -80,6 +87,7 @@ DROPPED_HEADERS = frozenset(
 @dataclass(frozen=True)
 class FrontSettings:
     budget_ms: int
+    workers: int
     upstream_connections: int
     max_waiting: int
     max_connections: int
@@ -91,6 +99,7 @@ class FrontSettings:
     def from_settings(cls, settings: dict[str, Any], workers: int) -> FrontSettings:
         return cls(
             budget_ms=int(settings["QUEUE_TIME_BUDGET_MS"]),
+            workers=max(1, workers),
             upstream_connections=int(settings["FRONT_UPSTREAM_CONNECTIONS"]) or 2 * max(1, workers),
             max_waiting=int(settings["FRONT_MAX_WAITING"]),
             max_connections=int(settings["FRONT_MAX_CONNECTIONS"]),
@@ -171,6 +180,8 @@ class Front:
         self.slots = asyncio.Semaphore(settings.upstream_connections)
         self.waiting = 0
         self.open = 0
+        #: Running mean (exponentially weighted) of the seconds a request spends behind the front.
+        self.upstream_seconds = 0.0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= self.settings.max_connections:
@@ -308,24 +319,47 @@ class Front:
     async def _queue_and_forward(
         self, head: list[bytes], body: Body, arrived: float, address: str, writer: asyncio.StreamWriter
     ) -> None:
-        budget = self.settings.budget_ms / 1e3
+        # The front aims at FRONT_SHARE of the budget: what it lets through still waits in gunicorn's short queue,
+        # where the app refuses it past the whole budget (a wasted hand-over).
+        budget = FRONT_SHARE * self.settings.budget_ms / 1e3
         if self.waiting >= self.settings.max_waiting:
             await _answer(writer, overloaded(f"The service is overloaded: {self.waiting} requests are waiting."))
             return
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(self.slots.acquire(), budget)
-        except TimeoutError:
-            await _answer(
-                writer,
-                overloaded(
-                    f"The service is overloaded: this request waited {self.settings.budget_ms} ms for a worker, "
-                    f"as long as it may wait. Retry after {SHED_RETRY_AFTER} s."
-                ),
-            )
-            return
-        finally:
-            self.waiting -= 1
+        if self.slots.locked():  # every slot busy: wait for one, if it can come in time
+            # A slot frees every D / S seconds or so (D: the running mean time a request spends behind the front,
+            # S: the slots), so this request would have one after about (waiting + 1) * D / S, and then wait in
+            # gunicorn's short queue behind the S - W requests the W workers are not serving. Past the budget (or
+            # with no time left for gunicorn's queue): refused now, not after waiting for nothing.
+            every = self.upstream_seconds / self.settings.upstream_connections
+            queued = max(1, self.settings.upstream_connections - self.settings.workers) * every
+            expected = (self.waiting + 1) * every + queued
+            left = budget - queued - (time.time() - arrived)
+            if expected > budget or left <= 0:
+                await _answer(
+                    writer,
+                    overloaded(
+                        f"The service is overloaded: this request would wait about {expected * 1e3:.0f} ms for a "
+                        f"worker, more than the {budget * 1e3:.0f} ms it may wait here. Retry after "
+                        f"{SHED_RETRY_AFTER} s."
+                    ),
+                )
+                return
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self.slots.acquire(), left)
+            except TimeoutError:
+                await _answer(
+                    writer,
+                    overloaded(
+                        f"The service is overloaded: this request waited {budget * 1e3:.0f} ms for a worker, as "
+                        f"long as it may wait here. Retry after {SHED_RETRY_AFTER} s."
+                    ),
+                )
+                return
+            finally:
+                self.waiting -= 1
+        else:
+            await self.slots.acquire()  # free: at once
         try:
             await self._forward(head, body, arrived, address, writer)
         finally:
@@ -339,6 +373,7 @@ class Front:
         except OSError:
             await _answer(writer, overloaded("The service is starting or stopping."))
             return
+        started = time.monotonic()
         try:
             stamp = int(arrived * 1e6)
             extra = [
@@ -360,6 +395,9 @@ class Front:
                 await writer.drain()
             if not answered:
                 await _answer(writer, ClientError(502, "Bad Gateway", "The worker closed without answering."))
+            # Clamped: one long request (a worker booting, a big upload) must not make the front refuse everything.
+            taken = min(time.monotonic() - started, 4 * self.settings.budget_ms / 1e3)
+            self.upstream_seconds += EWMA_WEIGHT * (taken - self.upstream_seconds) if self.upstream_seconds else taken
         finally:
             upstream_writer.close()
             with contextlib.suppress(ConnectionError, OSError):
