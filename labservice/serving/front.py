@@ -19,6 +19,8 @@ its child on a private Unix socket (in a temporary directory only this user can 
   app refuses the same way a request that waited past the budget after the front let it go
   (labservice.serving.queue_time). Refusing costs no worker time, so the workers stay busy with requests
   that can still be answered in time and the answered ones keep a short latency.
+- **The liveness probe** (`/livez`) never waits for a slot and is never refused by queue time: refusing it
+  under load would get a busy, healthy process restarted.
 - **One request per connection.** The front sends `Connection: close` on; answers are relayed as they come
   (streamed downloads included). A chunked request body is read and forwarded with a Content-Length;
   `Expect: 100-continue` is answered by the front.
@@ -52,7 +54,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labservice.config import load_settings
-from labservice.serving.queue_time import FRONT_SECRET_VARIABLE, SHED_RETRY_AFTER
+from labservice.serving.queue_time import FRONT_SECRET_VARIABLE, NEVER_SHED, SHED_RETRY_AFTER
 
 DEFAULT_BIND = "127.0.0.1:8000"
 #: Longest request line plus headers (bytes); a longer head is answered 431.
@@ -322,6 +324,9 @@ class Front:
         # The front aims at FRONT_SHARE of the budget: what it lets through still waits in gunicorn's short queue,
         # where the app refuses it past the whole budget (a wasted hand-over).
         budget = FRONT_SHARE * self.settings.budget_ms / 1e3
+        if _path(head[0]) in NEVER_SHED:  # the liveness probe does not queue in the front
+            await self._forward(head, body, arrived, address, writer)
+            return
         if self.waiting >= self.settings.max_waiting:
             await _answer(writer, overloaded(f"The service is overloaded: {self.waiting} requests are waiting."))
             return
@@ -402,6 +407,12 @@ class Front:
             upstream_writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await upstream_writer.wait_closed()
+
+
+def _path(request_line: bytes) -> str:
+    """The path of a request line, without its query."""
+    target = request_line.split(b" ")[1] if request_line.count(b" ") >= 2 else b""
+    return target.split(b"?", 1)[0].decode("latin-1")
 
 
 async def _answer(writer: asyncio.StreamWriter, error: ClientError) -> None:

@@ -11,7 +11,9 @@ When a worker picks the request up more than QUEUE_TIME_BUDGET_MS after that sta
 waiting for longer than the service can make good: the answer is at once a 503 problem+json with
 `Retry-After`, written here, outside Flask, before authentication, the database and any parsing. Requests
 without the header (plain gunicorn with no proxy: the wait in the kernel's listen queue cannot be seen) and
-with a stamp in the future (a clock step between the machines) are served.
+with a stamp in the future (a clock step between the machines) are served, and so is `/livez` always (the
+liveness probe: refusing it under load would get a busy, healthy process restarted). Each refusal counts in
+`labservice_shed_requests_total` (labservice.serving.metrics).
 
 The same wrapper takes the client's address from the front: over the front's private socket every peer looks
 the same, so the front names the client in `X-Labservice-Peer`, believed only next to the secret the front
@@ -29,6 +31,9 @@ from typing import Any
 
 #: The header a front or proxy stamps with the request's arrival time.
 REQUEST_START_ENVIRON = "HTTP_X_REQUEST_START"
+#: Paths never refused by queue time: the liveness probe (labservice.api.health) says the process answers, and
+#: refusing it under load would get a busy but healthy process restarted.
+NEVER_SHED = frozenset({"/livez"})
 #: Seconds a refused caller is asked to wait (Retry-After).
 SHED_RETRY_AFTER = 1
 #: The environment variable through which the front gives its gunicorn the secret of its peer header.
@@ -93,11 +98,15 @@ class QueueTimeEdge:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         self._take_front_peer(environ)
         stamp = environ.get(REQUEST_START_ENVIRON)
-        if stamp:
+        if stamp and environ.get("PATH_INFO") not in NEVER_SHED:
             started = parse_request_start(stamp)
             if started is not None:
                 waited_ms = (time.time() - started) * 1e3
                 if waited_ms > self.budget_ms:
+                    # Imported here: the front imports this module and has no metrics of its own.
+                    from labservice.serving.metrics import count_shed
+
+                    count_shed()  # labservice_shed_requests_total at /metrics
                     body = overload_body(waited_ms, self.budget_ms)
                     start_response("503 Service Unavailable", overload_headers(body))
                     return [body]

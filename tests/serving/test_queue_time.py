@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from labservice.serving.queue_time import QueueTimeEdge, parse_request_start
 from labservice.store.database import Database
 from labservice.store.models import AuditEvent, CbcResult
+from tests.security.audit_support import bearer_client, new_key
 
 URL = "/api/v1/interpretations"
 CBC = {"patient": {"id": "QT-1", "sex": "female", "age_years": 40}, "collected_at": "2026-11-01T08:00:00Z",
@@ -89,6 +90,27 @@ def test_without_a_usable_stamp_the_request_is_served(make_app, stamp: str | Non
     client = make_app(QUEUE_TIME_BUDGET_MS=200).test_client()
     response = client.get("/healthz", headers={"X-Request-Start": stamp} if stamp else {})
     assert response.status_code == 200
+
+
+def test_a_refusal_is_counted_in_the_metrics(make_app) -> None:
+    """Issue 14 item 4 names labservice_shed_requests_total: requests refused at once by queue time."""
+    app = make_app(QUEUE_TIME_BUDGET_MS=200)
+    scraper = bearer_client(app, new_key(app, "metrics"))
+
+    def shed_count() -> float:
+        text = scraper.get("/metrics").get_data(as_text=True)
+        return next(float(line.split()[1]) for line in text.splitlines()
+                    if line.startswith("labservice_shed_requests_total "))
+
+    before = shed_count()
+    assert app.test_client().get("/healthz", headers={"X-Request-Start": microseconds_ago(10)}).status_code == 503
+    assert shed_count() == before + 1
+
+
+def test_the_liveness_probe_is_never_refused_by_queue_time(make_app) -> None:
+    """/livez says the process answers: refused under load, it would get a busy, healthy process restarted."""
+    client = make_app(QUEUE_TIME_BUDGET_MS=200).test_client()
+    assert client.get("/livez", headers={"X-Request-Start": microseconds_ago(10)}).status_code == 200
 
 
 # -- the front's peer address --------------------------------------------------------------------------------------
