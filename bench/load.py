@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -90,7 +91,7 @@ def served(database_url: str, workers: int, work: Path):
                 if time.monotonic() > deadline:
                     raise RuntimeError("labservice serve did not answer /healthz") from None
                 time.sleep(0.2)
-        yield port
+        yield port, server.pid
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -229,6 +230,43 @@ def print_run(rate: float, seconds: float, warmup: float, workers: int, database
     return overall
 
 
+class CpuMeter:
+    """CPU seconds (user + system) used since the last reading by the front, by gunicorn (its master and
+    workers: the front's descendants) and by this load generator, read from /proc (Linux)."""
+
+    def __init__(self, front_pid: int) -> None:
+        self.front_pid = front_pid
+        self.last = self._now()
+
+    def since_last(self) -> dict[str, float]:
+        now = self._now()
+        used = {name: now[name] - self.last.get(name, 0.0) for name in now}
+        self.last = now
+        return used
+
+    def _now(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        times: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        descendants, frontier = set(), {self.front_pid}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - descendants
+            descendants |= frontier
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"front": times.get(self.front_pid, 0.0), "gunicorn": sum(times.get(pid, 0.0) for pid in descendants),
+                "generator": usage.ru_utime + usage.ru_stime}
+
+
 def storing_plan(count: int, port: int, api: dict[str, str], start_index: int) -> list[Planned]:
     """`count` storing interpretations, each new (a new collection time, a second apart, in the past), of the
     mix's 2,000 patients."""
@@ -242,9 +280,10 @@ def storing_plan(count: int, port: int, api: dict[str, str], start_index: int) -
 
 
 def measure_capacity(port: int, api: dict[str, str], clients: int, seconds: float, warmup: float,
-                     start_index: int) -> dict:
+                     start_index: int, cpu: CpuMeter) -> dict:
     if warmup:
         run_closed_loop(HOST, port, storing_plan(int(warmup * 400) + 50, port, api, 5_000_000), clients, warmup)
+    cpu.since_last()  # the warm-up not counted
     plan = storing_plan(int(seconds * 400) + 100, port, api, start_index)
     started = time.perf_counter()
     results = run_closed_loop(HOST, port, plan, clients, seconds)
@@ -356,6 +395,19 @@ def slow_clients(port: int, api: dict[str, str], sockets: int, seconds: float) -
     return out
 
 
+def print_cpu(parts: list[tuple[str, dict]]) -> None:
+    print("\nCPU used in each part (the share of the 2 cores the service got decides its capacity here):\n")
+    print("| CPU seconds used | front | gunicorn (master and workers) | load generator | gunicorn's cores "
+          "| gunicorn ms per 200 | front ms per request |")
+    print("|---|---|---|---|---|---|---|")
+    for name, part in parts:
+        cpu, ok = part["cpu"], part.get("ok", part.get("answered", 0))
+        wall = part.get("elapsed", part.get("seconds", 1.0))
+        print(f"| {name} | {cpu['front']:.1f} | {cpu['gunicorn']:.1f} | {cpu['generator']:.1f} "
+              f"| {cpu['gunicorn'] / wall:.2f} | {1e3 * cpu['gunicorn'] / max(ok, 1):.1f} "
+              f"| {1e3 * cpu['front'] / max(part['requests'], 1):.2f} |")
+
+
 def met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -454,18 +506,23 @@ def main() -> int:
     try:
         api = bearer(create_api_key(url, ("interpret", "read")))
         username = create_user(url)
-        with served(url, args.workers, work) as port:
+        with served(url, args.workers, work) as (port, front_pid):
             seeded = 20 if args.smoke else SEEDED_PATIENTS
             seed_patients(port, api, seeded)
             loads = [os.getloadavg()[0]]
-            before = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup, 6_000_000)
+            cpu = CpuMeter(front_pid)
+            before = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup, 6_000_000, cpu)
+            before["cpu"] = cpu.since_last()
             loads.append(os.getloadavg()[0])
             over = overload(port, api, args.factor * before["per_second"], args.seconds)
+            over["cpu"] = cpu.since_last()
             loads.append(os.getloadavg()[0])
-            after = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, 0, 6_500_000)
+            after = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, 0, 6_500_000, cpu)
+            after["cpu"] = cpu.since_last()
             loads.append(os.getloadavg()[0])
             slow = slow_clients(port, api, args.slow_sockets, args.slow_seconds)
             report([before, after], over, slow, args.workers, database, args.factor, loads)
+            print_cpu([("capacity before", before), ("overload", over), ("capacity after", after)])
             if args.mix_rates:
                 session = sign_in(f"http://{HOST}:{port}", username)
                 rates = [float(rate) for rate in args.mix_rates.split(",")]
