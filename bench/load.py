@@ -441,6 +441,14 @@ def report(capacities: list[dict], over: dict, slow: dict, workers: int, databas
     share = 100 * over["goodput"] / max(capacity["per_second"], 1e-9)
     print(f"| goodput (200/s) | {over['goodput']:.1f} = {share:.0f} % of the higher capacity "
           f"({capacity['per_second']:.1f}/s) | >= 90 %: {met(goodput_ok)} |")
+    if all("cpu" in part for part in (*capacities, over)):
+        per_ok = [1e3 * part["cpu"]["gunicorn"] / max(part.get("ok", part.get("answered", 0)), 1)
+                  for part in (*capacities, over)]
+        cores = [part["cpu"]["gunicorn"] / part.get("elapsed", part.get("seconds", 1.0))
+                 for part in (*capacities, over)]
+        print(f"| gunicorn CPU per answered request | {per_ok[-1]:.1f} ms, against "
+              f"{' and '.join(f'{x:.1f}' for x in per_ok[:-1])} ms at capacity; gunicorn had {cores[-1]:.2f} cores, "
+              f"against {' and '.join(f'{x:.2f}' for x in cores[:-1])} | |")
     print(f"| answered latency from due | p50 {over['answered_p50']:.0f} ms, p99 {over['answered_p99']:.0f} ms, "
           f"max {over['answered_max']:.0f} ms | p99 <= 1,000 ms: {met(p99_ok)} |")
     print(f"| statuses | {over['statuses']} | |")
