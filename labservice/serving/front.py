@@ -389,15 +389,19 @@ class Front:
                 f"X-Labservice-Peer: {address}",
             ]
             upstream_writer.write(b"\r\n".join(head) + b"\r\n" + "\r\n".join(extra).encode("latin-1") + b"\r\n\r\n")
-            for data in body.chunks():
-                upstream_writer.write(data)
-                await upstream_writer.drain()
-            await upstream_writer.drain()
+            # The body is sent while the answer is read: the app may answer (401, 413) without reading the whole
+            # body and close, and that answer must still reach the client.
+            sending = asyncio.create_task(_send_body(upstream_writer, body))
             answered = False
-            while data := await upstream_reader.read(CHUNK):
-                answered = True
-                writer.write(data)
-                await writer.drain()
+            try:
+                while data := await upstream_reader.read(CHUNK):
+                    answered = True
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
             if not answered:
                 await _answer(writer, ClientError(502, "Bad Gateway", "The worker closed without answering."))
             # Clamped: one long request (a worker booting, a big upload) must not make the front refuse everything.
@@ -407,6 +411,15 @@ class Front:
             upstream_writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await upstream_writer.wait_closed()
+
+
+async def _send_body(upstream: asyncio.StreamWriter, body: Body) -> None:
+    try:
+        for data in body.chunks():
+            upstream.write(data)
+            await upstream.drain()
+    except (ConnectionError, OSError):
+        pass  # the worker stopped reading: it has answered, or will close without answering (502)
 
 
 def _path(request_line: bytes) -> str:

@@ -197,3 +197,18 @@ def test_a_body_larger_than_any_upload_is_refused_without_reading_it(served: Ser
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_an_answer_given_before_the_body_is_read_still_reaches_the_client(served: Served) -> None:
+    """The app answers 413 to a body over MAX_CONTENT_LENGTH (2 MiB) without reading it all and closes; the
+    front, still sending the body, relays that answer instead of dropping the connection."""
+    body = b"[" + b",".join([b'{"results":{"platelets":250}}'] * 100_000) + b"]"  # about 2.9 MB
+    assert len(body) > 2 * 1024 * 1024
+    head, _ = raw_request(served, body)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b"application/problem+json" in answer
