@@ -21,6 +21,8 @@ its child on a private Unix socket (in a temporary directory only this user can 
   that can still be answered in time and the answered ones keep a short latency.
 - **The liveness probe** (`/livez`) never waits for a slot and is never refused by queue time: refusing it
   under load would get a busy, healthy process restarted.
+- **Slow readers cannot hold a worker either.** The answer is read from the worker as fast as it comes, into
+  memory and past 1 MiB a temporary file, and sent on to the client from there.
 - **One request per connection.** The front sends `Connection: close` on; answers are relayed as they come
   (streamed downloads included). A chunked request body is read and forwarded with a Content-Length;
   `Expect: 100-continue` is answered by the front.
@@ -48,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -325,7 +327,7 @@ class Front:
         # where the app refuses it past the whole budget (a wasted hand-over).
         budget = FRONT_SHARE * self.settings.budget_ms / 1e3
         if _path(head[0]) in NEVER_SHED:  # the liveness probe does not queue in the front
-            await self._forward(head, body, arrived, address, writer)
+            await self._forward(head, body, arrived, address, writer, lambda: None)
             return
         if self.waiting >= self.settings.max_waiting:
             await _answer(writer, overloaded(f"The service is overloaded: {self.waiting} requests are waiting."))
@@ -365,13 +367,27 @@ class Front:
                 self.waiting -= 1
         else:
             await self.slots.acquire()  # free: at once
+        released = False
+
+        def release() -> None:  # once the worker has finished, not once a slow client has read it all
+            nonlocal released
+            if not released:
+                released = True
+                self.slots.release()
+
         try:
-            await self._forward(head, body, arrived, address, writer)
+            await self._forward(head, body, arrived, address, writer, release)
         finally:
-            self.slots.release()
+            release()
 
     async def _forward(
-        self, head: list[bytes], body: Body, arrived: float, address: str, writer: asyncio.StreamWriter
+        self,
+        head: list[bytes],
+        body: Body,
+        arrived: float,
+        address: str,
+        writer: asyncio.StreamWriter,
+        worker_done: Callable[[], None],
     ) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_unix_connection(self.upstream, limit=CHUNK)
@@ -392,25 +408,96 @@ class Front:
             # The body is sent while the answer is read: the app may answer (401, 413) without reading the whole
             # body and close, and that answer must still reach the client.
             sending = asyncio.create_task(_send_body(upstream_writer, body))
-            answered = False
+            # The answer is read from the worker as fast as it comes, into a spool (memory, then a temporary file
+            # past SPOOL_BYTES), and sent to the client from there: a client that reads slowly holds the front's
+            # spool, never the worker (whose answer would otherwise wait in a full socket buffer).
+            spool = Spool(worker_done)
+            receiving = asyncio.create_task(_receive(upstream_reader, spool))
             try:
-                while data := await upstream_reader.read(CHUNK):
-                    answered = True
-                    writer.write(data)
-                    await writer.drain()
+                answered = await spool.send_to(writer) > 0
             finally:
-                sending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sending
+                for task in (sending, receiving):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                spool.close()
             if not answered:
                 await _answer(writer, ClientError(502, "Bad Gateway", "The worker closed without answering."))
             # Clamped: one long request (a worker booting, a big upload) must not make the front refuse everything.
-            taken = min(time.monotonic() - started, 4 * self.settings.budget_ms / 1e3)
+            # Until the worker finished: the client's own reading speed is not the worker's.
+            taken = min((spool.finished_at or time.monotonic()) - started, 4 * self.settings.budget_ms / 1e3)
             self.upstream_seconds += EWMA_WEIGHT * (taken - self.upstream_seconds) if self.upstream_seconds else taken
         finally:
             upstream_writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await upstream_writer.wait_closed()
+
+
+class Spool:
+    """An answer on its way from the worker to the client: appended to by one task, sent on by another."""
+
+    def __init__(self, on_finish: Callable[[], None]) -> None:
+        self.on_finish = on_finish
+        self._memory = bytearray()
+        self._file: IO[bytes] | None = None
+        self.size = 0
+        self.finished = False
+        self.finished_at = 0.0
+        self._more = asyncio.Event()
+
+    def add(self, data: bytes) -> None:
+        if self._file is None and self.size + len(data) > SPOOL_BYTES:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+            self._file.write(self._memory)
+            self._memory = bytearray()
+        if self._file is not None:
+            self._file.seek(0, os.SEEK_END)
+            self._file.write(data)
+        else:
+            self._memory += data
+        self.size += len(data)
+        self._more.set()
+
+    def finish(self) -> None:
+        self.finished = True
+        self.finished_at = time.monotonic()
+        self._more.set()
+        self.on_finish()
+
+    def _read(self, offset: int) -> bytes:
+        if self._file is None:
+            return bytes(self._memory[offset : offset + CHUNK])
+        self._file.seek(offset)
+        return self._file.read(CHUNK)
+
+    async def send_to(self, writer: asyncio.StreamWriter) -> int:
+        """Send everything to the client as it arrives, until the worker has finished; the bytes sent."""
+        sent = 0
+        while True:
+            if sent < self.size:
+                data = self._read(sent)
+                writer.write(data)
+                sent += len(data)
+                await writer.drain()
+            elif self.finished:
+                return sent
+            else:
+                self._more.clear()
+                await self._more.wait()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+async def _receive(upstream: asyncio.StreamReader, spool: Spool) -> None:
+    try:
+        while data := await upstream.read(CHUNK):
+            spool.add(data)
+    except (ConnectionError, OSError):
+        pass  # the worker went away: what it sent is sent on, then the connection ends
+    finally:
+        spool.finish()
 
 
 async def _send_body(upstream: asyncio.StreamWriter, body: Body) -> None:

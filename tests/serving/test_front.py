@@ -212,3 +212,38 @@ def test_an_answer_given_before_the_body_is_read_still_reaches_the_client(served
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert b"application/problem+json" in answer
+
+
+def test_clients_that_do_not_read_their_answers_hold_neither_a_worker_nor_a_slot(served: Served) -> None:
+    """Six clients (more than the front's 4 slots for 2 workers) ask for the 1 MB Swagger UI bundle and read
+    nothing of it: the front takes the answers from the workers into its spool, so health checks and storing
+    interpretations are still answered within 1 s."""
+    readers = []
+    try:
+        for _ in range(6):
+            sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the answer cannot fit
+            sock.sendall(f"GET /api/docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: 127.0.0.1:{served.port}"
+                         "\r\n\r\n".encode())
+            readers.append(sock)
+        health = [timed(urllib.request.Request(f"{served.base}/healthz")) for _ in range(5)]
+        stored = [timed(urllib.request.Request(f"{served.base}/api/v1/interpretations",
+                                               data=cbc_json(f"READER-{i}", 11), method="POST",
+                                               headers={"Content-Type": "application/json", **bearer(served.key)}))
+                  for i in range(3)]
+        assert [status for status, _ in health + stored] == [200] * 8
+        slowest = max(seconds for _, seconds in health + stored)
+        assert slowest <= ANSWER_BOUND_SECONDS, f"slowest answer {slowest:.3f} s"
+        # Each reader's answer is whole once it reads: nothing was lost while it waited.
+        sock = readers[0]
+        answer = b""
+        while chunk := sock.recv(1 << 20):
+            answer += chunk
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        assert len(rest) == length > 1_000_000
+    finally:
+        for sock in readers:
+            sock.close()
