@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.servers import bearer, create_api_key, free_port
+from tests.faults.servers import bearer, create_api_key, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -216,8 +216,8 @@ def test_an_answer_given_before_the_body_is_read_still_reaches_the_client(served
 
 def test_clients_that_do_not_read_their_answers_hold_neither_a_worker_nor_a_slot(served: Served) -> None:
     """Six clients (more than the front's 4 slots for 2 workers) ask for the 1 MB Swagger UI bundle and read
-    nothing of it: the front takes the answers from the workers into its spool, so health checks and storing
-    interpretations are still answered within 1 s."""
+    nothing of it: the front takes the answers from the workers into its spool and frees their slots, so health
+    checks and storing interpretations are then answered within 1 s while those clients still read nothing."""
     readers = []
     try:
         for _ in range(6):
@@ -226,6 +226,11 @@ def test_clients_that_do_not_read_their_answers_hold_neither_a_worker_nor_a_slot
             sock.sendall(f"GET /api/docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: 127.0.0.1:{served.port}"
                          "\r\n\r\n".encode())
             readers.append(sock)
+        # While the workers produce the six answers the front may refuse (503, by its estimate of the wait); once
+        # they are in its spool the workers are free. Without the spool they would stay blocked writing, and
+        # this wait would time out.
+        wait_until(lambda: timed(urllib.request.Request(f"{served.base}/healthz"))[0] == 200, 15,
+                   "a health check answered while six clients read nothing")
         health = [timed(urllib.request.Request(f"{served.base}/healthz")) for _ in range(5)]
         stored = [timed(urllib.request.Request(f"{served.base}/api/v1/interpretations",
                                                data=cbc_json(f"READER-{i}", 11), method="POST",
