@@ -66,6 +66,7 @@ SPOOL_BYTES = 1024 * 1024
 #: gunicorn's listen queue behind the front (the front never has more than its slots outstanding).
 UPSTREAM_BACKLOG = 64
 CHUNK = 64 * 1024
+HEX_DIGITS = b"0123456789abcdefABCDEF"
 #: The share of QUEUE_TIME_BUDGET_MS a request may spend waiting in the front (the rest is for gunicorn's queue).
 FRONT_SHARE = 0.75
 #: Weight of the newest request in the running mean of the time requests spend behind the front.
@@ -190,6 +191,7 @@ class Front:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= self.settings.max_connections:
             await _answer(writer, overloaded("The service has too many open connections."))
+            writer.close()
             return
         self.open += 1
         body: Body | None = None
@@ -300,10 +302,9 @@ class Front:
     async def _read_chunked(self, reader: asyncio.StreamReader, body: Body) -> None:
         while True:
             size_text = (await self._read_line(reader)).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise ClientError(400, "Bad Request", "A chunk size is not hexadecimal.") from None
+            if not size_text or size_text.strip(HEX_DIGITS):  # no sign, no 0x, no underscores
+                raise ClientError(400, "Bad Request", "A chunk size is not hexadecimal.")
+            size = int(size_text, 16)
             if size == 0:
                 while (await self._read_line(reader)) != b"\r\n":  # trailers, dropped
                     pass

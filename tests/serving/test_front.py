@@ -252,3 +252,16 @@ def test_clients_that_do_not_read_their_answers_hold_neither_a_worker_nor_a_slot
     finally:
         for sock in readers:
             sock.close()
+
+
+@pytest.mark.parametrize("size", [b"-1", b"0x5", b"1_0", b"+5", b""])
+def test_a_chunk_size_that_is_not_plain_hexadecimal_is_a_400(served: Served, size: bytes) -> None:
+    """RFC 9112 7.1: chunk-size = 1*HEXDIG; int(..., 16) alone would take a sign, 0x or underscores (and -1
+    would read to the end of the connection)."""
+    head = b"POST /api/v1/interpretations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(head + size + b"\r\n{}\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request")
