@@ -145,8 +145,9 @@ def delta_rules(
     drop = fall >= threshold
     # Shown to 0.1 %, unless that would put it across the threshold it was compared with (§1 v2).
     shown = np.round(fall, 1)
+    shown = np.where((shown >= threshold) == drop, shown, fall)
     return DeltaArrays(
-        platelet_fall_percent=np.where((shown >= threshold) == drop, shown, fall),
+        platelet_fall_percent=shown,
         platelet_drop=drop,
         new_cytopenia_bits=findings_now & ~findings_before & ~not_assessed_before,
         urgency_change=np.sign(rank_now - rank_before) + 1,
