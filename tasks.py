@@ -3,7 +3,7 @@
 
 Each creates `.venv` when it is missing, installs the project with its test and lint extras (skipped while
 the stamp file holds the current hash of pyproject.toml and setup.py) and create `instance/`. Then `run`
-becomes gunicorn on 127.0.0.1:8000 with 2 workers (first saying how to make an API key and a dashboard
+runs gunicorn on 127.0.0.1:8000 with 2 workers and the batch job worker beside it (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
 """
 
@@ -71,8 +71,12 @@ def run() -> None:
                    cwd=ROOT, check=False)
     gunicorn = BIN / "gunicorn"
     argv = [str(gunicorn), "-w", WORKERS, "-b", BIND, "wsgi:app"]
-    say(" ".join(argv[1:]))
-    os.execv(gunicorn, argv)
+    say(" ".join(argv[1:]) + ", and beside it the batch job worker (labservice worker)")
+    # The same runner as `labservice serve`: both children stop when either ends or on Ctrl-C.
+    code = subprocess.run([str(PYTHON), "-c", "import sys; from labservice.cli import run_beside; "
+                           "sys.exit(run_beside(sys.argv[1:-1], [sys.executable, '-m', 'labservice.cli', "
+                           "sys.argv[-1]]))", *argv, "worker"], cwd=ROOT, check=False).returncode
+    sys.exit(code)
 
 
 def test(pytest_args: list[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -15,8 +16,9 @@ DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_WORKERS = 2
 
 
-def serve(bind: str, workers: int) -> int:
-    """Replace this process with gunicorn serving the app factory."""
+def serve(bind: str, workers: int, job_worker: bool = True) -> int:
+    """gunicorn serving the app factory and, beside it, the batch job worker (`labservice worker`): both stop
+    when either does, or on SIGINT/SIGTERM."""
     scripts = Path(sys.executable).parent
     gunicorn = scripts / "gunicorn"
     executable = str(gunicorn) if gunicorn.exists() else shutil.which("gunicorn")
@@ -33,8 +35,51 @@ def serve(bind: str, workers: int) -> int:
         bind,
         "labservice.app:create_app()",
     ]
-    os.execv(executable, argv)
-    return 0  # not reached
+    if not job_worker:
+        os.execv(executable, argv)
+    return run_beside(argv, [sys.executable, "-m", "labservice.cli", "worker"])
+
+
+def run_beside(server: list[str], worker: list[str]) -> int:
+    """Run the server and the job worker as two child processes until one ends or a signal comes; then stop the
+    other (SIGTERM, then SIGKILL after 30 s) and return the server's exit code."""
+    import signal
+    import subprocess
+
+    worker_process = subprocess.Popen(worker)
+    server_process = subprocess.Popen(server)
+    children = (server_process, worker_process)
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with contextlib.suppress(ChildProcessError):
+        os.wait()  # the first child to end
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return server_process.returncode or 0
+
+
+def worker(threads: int | None) -> int:
+    """Run batch jobs from the queue (JOB_QUEUE) until SIGINT/SIGTERM."""
+    import logging
+
+    from labservice.app import create_app
+    from labservice.services.job_queue import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run_worker(create_app(), threads)
 
 
 def init_db(url: str | None) -> int:
@@ -426,6 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", "-w", type=int, default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})"
     )
 
+    serve_parser.add_argument(
+        "--no-job-worker",
+        action="store_true",
+        help="do not start the batch job worker beside gunicorn (run `labservice worker` elsewhere)",
+    )
+    worker_parser = commands.add_parser(
+        "worker", help="run the batch upload jobs (JOB_QUEUE: sqlite by default, or redis://...)"
+    )
+    worker_parser.add_argument("--threads", type=int, default=None, help="job threads (default JOB_WORKERS, 1)")
+
     _add_interpret_parser(commands)
     mllp.add_parser(commands)
 
@@ -451,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return serve(args.bind, args.workers)
+        return serve(args.bind, args.workers, not args.no_job_worker)
+    if args.command == "worker":
+        return worker(args.threads)
     if args.command == "interpret":
         return interpret(args)
     if args.command == "mllp":
