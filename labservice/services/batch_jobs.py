@@ -70,11 +70,18 @@ class Upload:
 def keep_upload(directory: str | os.PathLike[str], batch_id: str, source: IO[bytes]) -> tuple[Path, int]:
     """Copy the uploaded file beside the batches (fsynced) for its job: (its path, its bytes)."""
     folder = Path(directory) / UPLOADS
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{batch_id}-{uuid.uuid4().hex[:12]}.csv"
+    for attempt in range(3):  # the folder is removed when the last job ends: made again if it just was
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            out = path.open("xb")
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     source.seek(0)
     size = 0
-    with path.open("wb") as out:
+    with out:
         while block := source.read(COPY_BLOCK):
             out.write(block)
             size += len(block)
@@ -82,6 +89,15 @@ def keep_upload(directory: str | os.PathLike[str], batch_id: str, source: IO[byt
         os.fsync(out.fileno())
     source.seek(0)
     return path, size
+
+
+def remove_upload(path: Path) -> None:
+    """Delete a job's upload once it ended, and the uploads folder when it is empty (the batch directory then
+    holds batches only)."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 def submit_job(upload: Upload, source: IO[bytes]) -> bool:
@@ -112,7 +128,7 @@ def submit_job(upload: Upload, source: IO[bytes]) -> bool:
     except IntegrityError:  # the same upload at the same moment: that one's job runs
         queued = False
     if not queued:
-        path.unlink(missing_ok=True)
+        remove_upload(path)
         return False
     current_queue().enqueue(upload.batch_id)
     return True
@@ -220,7 +236,7 @@ def run_job(batch_id: str, claimant: str | None = None) -> str | None:
     if status == jobs.FAILED:
         with database.session() as session:
             jobs.end_job(session, batch_id, claimant, jobs.FAILED, now_utc(), errors)
-    path.unlink(missing_ok=True)
+    remove_upload(path)
     return status
 
 
@@ -468,6 +484,3 @@ def job_fields(job: BatchJob | None, summary: dict[str, Any] | None) -> dict[str
     }
 
 
-def remove_upload(job: BatchJob) -> None:
-    with contextlib.suppress(OSError):
-        Path(job.upload_path).unlink(missing_ok=True)

@@ -137,7 +137,7 @@ def test_a_worker_killed_mid_batch_leaves_nothing_and_the_upload_then_succeeds(d
         # The killed request's claim on the key is taken over at once (the lease is 10 minutes): the same
         # upload runs again, completely.
         retried = upload(server.base, api_key, body, "kill-upload-1")
-        assert retried.status_code == 201, retried.text
+        assert retried.status_code == 202, retried.text
         summary = retried.json()["summary"]
         assert (summary["rows_in"], summary["interpreted"], summary["stored"]) == (ROWS, ROWS, ROWS)
         counts = row_counts(database)
@@ -154,6 +154,6 @@ def test_a_worker_killed_mid_batch_leaves_nothing_and_the_upload_then_succeeds(d
 
         # A further retry replays the answer; nothing is stored twice.
         again = upload(server.base, api_key, body, "kill-upload-1")
-        assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+        assert again.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
         assert again.content == retried.content
         assert row_counts(database) == counts
