@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from labservice.batch import retention
+from labservice.batch.results_store import is_batch_id
 from labservice.batch.retention import cutoff, purge_batches
 from labservice.cli import main as cli_main
-from labservice.batch.results_store import is_batch_id
 from labservice.extensions import current_database, current_store
 from labservice.store.batch_records import bytes_kept
 from labservice.store.models import Batch, CbcResult, Referral
