@@ -344,7 +344,7 @@ def interpret(args: argparse.Namespace) -> int:
     import tempfile
 
     from labservice.batch import BatchFileError, run_batch
-    from labservice.batch.progress import SHOW_FROM_BYTES, ProgressBar
+    from labservice.batch.progress import SHOW_FROM_BYTES, ProgressBar, bytes_per_line, chunk_rows_for_steps
     from labservice.config import load_settings
     from labservice.core.ruleset import RulesetError, load_ruleset
 
@@ -363,6 +363,20 @@ def interpret(args: argparse.Namespace) -> int:
     total = None if args.input == "-" else os.fstat(source.fileno()).st_size
     show = args.progress or (args.progress is None and sys.stderr.isatty() and (total or 0) >= SHOW_FROM_BYTES)
     bar = ProgressBar(total) if show else None
+    on_chunk = None
+    if bar is not None and total:  # the bar moves per chunk, by the rows done (labservice.batch.progress)
+        head = source.peek(1 << 16)[: 1 << 16] if hasattr(source, "peek") else b""
+        if not args.chunk_rows:
+            options.chunk_rows = chunk_rows_for_steps(total, head, options.chunk_rows)
+        per_line = bytes_per_line(head)
+
+        def on_chunk(summary, bytes_read: int) -> None:
+            if summary.shape == "wide" and per_line is not None:
+                lines = 1 + summary.rows_out + summary.blank_lines  # the header too
+                bar(min(bytes_read, int(lines * per_line)))
+            else:
+                bar(bytes_read)
+
     if args.output == "-":
         target, temporary = sys.stdout, None
     else:
@@ -382,6 +396,7 @@ def interpret(args: argparse.Namespace) -> int:
                 ruleset=ruleset,
                 progress=bar,
                 jobs=args.jobs,
+                on_chunk=on_chunk,
             )
     except BatchFileError as error:
         print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)

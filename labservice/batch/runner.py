@@ -129,7 +129,7 @@ def run_batch(
         for sink, text in zip(sinks, texts, strict=True):
             sink.write(text)
         summary.merge(part, FIRST_ERRORS)
-        if progress:
+        if progress and not on_chunk:
             progress(stream.bytes_read)
         if on_chunk:
             on_chunk(summary, stream.bytes_read)

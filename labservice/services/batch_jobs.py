@@ -482,5 +482,3 @@ def job_fields(job: BatchJob | None, summary: dict[str, Any] | None) -> dict[str
         "finished_at": _time(job.finished_at),
         "errors": list(job.errors or []),
     }
-
-
