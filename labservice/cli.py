@@ -35,8 +35,11 @@ def serve(bind: str, workers: int, job_worker: bool = True) -> int:
         bind,
         "labservice.app:create_app()",
     ]
-    if not job_worker:
+    from labservice.config import load_settings
+
+    if not job_worker or load_settings()["JOB_QUEUE"].strip() == "immediate":  # no queue to consume
         os.execv(executable, argv)
+        return 0  # not reached
     return run_beside(argv, [sys.executable, "-m", "labservice.cli", "worker"])
 
 
