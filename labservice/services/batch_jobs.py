@@ -101,15 +101,25 @@ def remove_upload(path: Path) -> None:
 
 
 def submit_job(upload: Upload, source: IO[bytes]) -> bool:
-    """Keep the file and queue its job: True when this call queued it, False when the batch's job is already
-    queued, running or done (that one is answered)."""
+    """Keep the file and queue its job: True when this call queued it (or queued again a job whose worker died),
+    False when the batch's job is already queued, running or done (that one is answered)."""
     from labservice.services.job_queue import current_queue
 
     database = current_database()
+    queue = current_queue()
     with database.session() as session:
         job = jobs.get_job(session, upload.batch_id)
         if job is not None and job.status != jobs.FAILED:
+            orphaned = job.status == jobs.RUNNING and jobs.stale(
+                job, now_utc(), _lease(), claimant_dead(job.claimed_by)
+            )
+            if job.status == jobs.QUEUED and queue.immediate:  # its request died before running it
+                orphaned = True
+    if job is not None and job.status != jobs.FAILED:
+        if not orphaned:
             return False
+        queue.enqueue(upload.batch_id)  # its worker (or, immediate, its request) died: this upload resumes it
+        return True
     path, size = keep_upload(current_app.config["BATCH_DIRECTORY"], upload.batch_id, source)
     try:
         with database.session() as session:
@@ -130,7 +140,7 @@ def submit_job(upload: Upload, source: IO[bytes]) -> bool:
     if not queued:
         remove_upload(path)
         return False
-    current_queue().enqueue(upload.batch_id)
+    queue.enqueue(upload.batch_id)
     return True
 
 
