@@ -164,7 +164,7 @@ def list_keys(args: argparse.Namespace) -> int:
 
 
 def revoke_key(args: argparse.Namespace) -> int:
-    """Revoke an API key by name; it is refused from the next request on."""
+    """Revoke an API key by name; it is refused within API_KEY_CACHE_SECONDS (5 s) on every worker."""
     from labservice.security.keys import ApiKeyError
     from labservice.security.keys import revoke_key as revoke
 

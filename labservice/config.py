@@ -117,6 +117,9 @@ class Settings:
     #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or networks, comma-separated
     #: (e.g. "127.0.0.1, 10.0.0.0/8"). Empty: the headers are ignored and the peer's address is the client's.
     TRUSTED_PROXIES: str = ""
+    #: Seconds a worker keeps an API key it found valid without asking the database again (0: ask on every
+    #: request). A revoked key is refused within this many seconds (labservice.security.key_cache).
+    API_KEY_CACHE_SECONDS: float = 5.0
     #: Requests per caller (API key, user; anonymous callers by address): N/second|minute|hour|day, or off.
     RATE_LIMIT: str = "600/minute"
     #: CSV uploads per caller, on top of RATE_LIMIT.
@@ -172,6 +175,14 @@ def _coerce(raw: str, kind: type, name: str) -> Any:
         if number < 1:
             raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be a positive integer")
         return number
+    if kind is float:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not a number") from None
+        if not seconds >= 0:
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be 0 or more")
+        return seconds
     return raw
 
 

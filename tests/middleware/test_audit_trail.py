@@ -386,16 +386,31 @@ def test_a_read_whose_audit_row_cannot_be_written_is_withheld(app, client, caplo
     assert client.get(f"/api/v1/patients/{patient}/results").status_code == 200  # back once it is
 
 
-def test_a_change_whose_audit_row_cannot_be_written_is_saved_but_its_answer_withheld(app, client):
+def test_a_stored_cbc_whose_audit_row_cannot_be_written_is_not_kept_and_its_answer_withheld(app, client):
+    # Issue 12 item 2: the audit row is written in the storing request's own transaction, and an audit write
+    # failure still withholds the answer; both are rolled back together, so nothing is kept.
     patient = unique()
     with audit_table_gone(app):
         response = client.post(INTERPRET, json=cbc(patient))
         body = assert_problem(response, 503)
-        assert "may have been saved" in body["detail"] and patient not in response.get_data(as_text=True)
-    assert cbc_count(app) == 1  # the view had committed it
-    again = client.post(INTERPRET, json=cbc(patient))  # the retry the 503 asks for
-    assert again.get_json()["stored"]["duplicate"] is True
-    only(audit_rows(app), patient=patient, action="create")
+        assert response.headers["Retry-After"] == "5"
+        assert "audit trail" in body["detail"] and patient not in response.get_data(as_text=True)
+        assert "may have been saved" not in body["detail"]  # it was not: the transaction was rolled back
+    assert cbc_count(app) == 0
+    again = client.post(INTERPRET, json=cbc(patient))  # the retry the 503 asks for stores it
+    assert again.status_code == 200 and again.get_json()["stored"]["duplicate"] is False
+    assert cbc_count(app) == 1
+    only(audit_rows(app), patient=patient, action="create", status=200)
+    assert len(audit_rows(app)) == 1  # written once, in the storing transaction, not again after the view
+
+
+def test_a_storing_request_writes_one_audit_row_per_patient_not_two(app, client):
+    """Written with the results, the rows are not written again after the view: one per patient, status 200."""
+    patients = [unique(), unique()]
+    store(client, *patients)
+    rows = audit_rows(app)
+    assert sorted(row["patient"] for row in rows) == sorted(patients)
+    only(rows, action="create", status=200, resource="POST /api/v1/interpretations")
 
 
 def test_a_request_touching_no_patient_does_not_need_the_audit_table(app, client):
