@@ -38,7 +38,7 @@ from labservice.batch.patients import PatientIds
 from labservice.batch.results_store import canonical_json
 from labservice.batch.summary import BatchSummary
 from labservice.extensions import current_database, current_ruleset, current_store
-from labservice.services.store_results import STORE_ATTEMPTS, CbcToStore, StoredCbc, store_cbcs
+from labservice.services.store_results import CbcToStore, ChunkStored, StoredCbc, store_chunk
 from labservice.store import batch_jobs as jobs
 from labservice.store.batch_records import add_unstored_batch, batch_row, bytes_kept, revive_batch, set_result_bytes
 from labservice.store.models import BatchJob
@@ -395,49 +395,47 @@ def _results_not_kept(batch_id: str) -> None:
 
 
 def _chunk_keeper(upload: Upload, claimant: str, date_order: str | None, window_days: int) -> KeepRows:
-    """A KeepRows storing each chunk's CBCs in a transaction of its own with the chunk's marker; a chunk whose
-    marker is there (committed by an earlier attempt) is not stored again."""
+    """A KeepRows storing each chunk's CBCs in a transaction of its own (store_chunk) with the chunk's marker and
+    the job's stored count; a chunk whose marker is there (committed by an earlier attempt) is not stored again."""
     from flask import has_request_context
 
     database, rs = current_database(), current_ruleset()
-    batch_id, window = upload.batch_id, timedelta(days=window_days)
+    batch_id = upload.batch_id
     with database.session() as session:
         committed = jobs.committed_chunks(session, batch_id)
-    sessions: list[Any] = [None]
+    numbers = itertools.count()
+    current = [0]
 
     def keep(items: list[CbcToStore]) -> list[StoredCbc]:
-        return store_cbcs(sessions[0], items, source="batch", rs=rs, window=window, batch_id=batch_id)
+        chunk = current[0]
+
+        def mark(session: Any, counts: ChunkStored) -> None:  # in the chunk's transaction, before its commit
+            if not jobs.commit_chunk(session, batch_id, claimant, chunk, counts.stored, now_utc()):
+                raise LostClaim(batch_id)
+
+        try:
+            return store_chunk(
+                database, items, batch_id=batch_id, rs=rs, window_days=window_days, before_commit=mark
+            ).results
+        except IntegrityError:  # the marker is there: another worker committed this chunk
+            with database.session() as session:
+                if chunk in jobs.committed_chunks(session, batch_id):
+                    raise LostClaim(batch_id) from None
+            raise
 
     if has_request_context():  # an immediate job: the upload request's audit trail notes the patients stored
         from labservice.middleware.audit_trail import noting_patients
 
-        store_chunk = batch_keeper(noting_patients(keep), rs, date_order)
+        store_rows = batch_keeper(noting_patients(keep), rs, date_order)
     else:
-        store_chunk = batch_keeper(keep, rs, date_order)
-    numbers = itertools.count()
+        store_rows = batch_keeper(keep, rs, date_order)
 
     def keep_rows(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
         chunk = next(numbers)
         if chunk in committed:
             return committed[chunk]
-        for attempt in range(STORE_ATTEMPTS):
-            try:
-                with database.session() as session:
-                    sessions[0] = session
-                    stored = store_chunk(parsed, interpreted, errors)
-                    if not jobs.commit_chunk(session, batch_id, claimant, chunk, stored, now_utc()):
-                        raise LostClaim(batch_id)
-                    session.flush()
-                return stored
-            except IntegrityError:  # a race with another request on a new patient, or the marker is there
-                with database.session() as session:
-                    if chunk in jobs.committed_chunks(session, batch_id):
-                        raise LostClaim(batch_id) from None
-                if attempt == STORE_ATTEMPTS - 1:
-                    raise
-            finally:
-                sessions[0] = None
-        raise AssertionError("unreachable")
+        current[0] = chunk
+        return store_rows(parsed, interpreted, errors)
 
     return keep_rows
 
