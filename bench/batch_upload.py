@@ -143,7 +143,7 @@ def _post_file(port: int, token: str, path: Path) -> tuple[int, dict, float]:
 
 def _get(port: int, token: str, path: str) -> dict:
     request = urllib.request.Request(f"http://{HOST}:{port}{path}", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with urllib.request.urlopen(request, timeout=120) as answer:
         return json.load(answer)
 
 

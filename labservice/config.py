@@ -61,8 +61,9 @@ class Settings:
     #: (one whose process is gone on the same machine is taken over at once); the chunks it committed are kept.
     BATCH_JOB_LEASE_SECONDS: int = 120
     #: Rows per chunk of a batch job: each chunk's CBCs are stored in one transaction with the job's progress
-    #: (memory is bounded by the chunk).
-    BATCH_CHUNK_ROWS: int = 100_000
+    #: (memory is bounded by the chunk). On SQLite that transaction holds the one write lock, so other writers
+    #: (storing requests, audit rows of reads) wait for one chunk at most: keep a chunk well under the busy timeout.
+    BATCH_CHUNK_ROWS: int = 10_000
     #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also
     #: works.
     DATABASE_URL: str = ""
