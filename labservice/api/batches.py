@@ -18,6 +18,7 @@ from marshmallow import EXCLUDE, Schema, fields
 
 from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
+from labservice.api.health import add_readiness_check
 from labservice.api.schemas import URGENCIES, ProblemSchema
 from labservice.batch.results_store import BatchStore, is_batch_id
 from labservice.errors import Problem
@@ -26,7 +27,8 @@ from labservice.middleware.audit_trail import touched_batch, touched_resource
 from labservice.services.batch_jobs import find_job, job_fields
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
-from labservice.services.job_queue import register_job_queue
+from labservice.services.job_queue import current_queue, register_job_queue
+from labservice.serving.metrics import add_live_gauge
 from labservice.store.batch_jobs import DONE
 from labservice.store.models import BatchJob
 
@@ -388,6 +390,9 @@ def register(api: Api, app: Flask) -> None:
     """Register the blueprint, its documented schemas and the app's batch store."""
     app.extensions[STORE_EXTENSION] = BatchStore(app.config["BATCH_DIRECTORY"])
     register_job_queue(app)
+    queue = current_queue(app)
+    add_readiness_check(app, "job_queue", queue.answers)  # /readyz
+    add_live_gauge("labservice_batch_jobs_waiting", "Batch upload jobs waiting in the job queue", queue.waiting)
     components = api.spec.components
     components.schema("BatchUpload", schema=BatchUploadSchema)
     components.schema("BatchDuplicateExample", schema=DuplicateExampleSchema)

@@ -59,6 +59,17 @@ class JobQueue:
     def immediate(self) -> bool:
         return bool(self.huey.immediate)
 
+    def waiting(self) -> int | None:
+        """Messages waiting in the queue (None when the queue does not answer)."""
+        try:
+            return int(self.huey.pending_count())
+        except Exception:  # any failure to reach the queue's storage means: it does not answer
+            return None
+
+    def answers(self) -> bool:
+        """For /readyz: whether uploads can be queued now (always, in immediate mode)."""
+        return self.immediate or self.waiting() is not None
+
     def enqueue(self, batch_id: str) -> None:
         """Queue the job (in immediate mode: run it now, in this request)."""
         self._run(batch_id)
