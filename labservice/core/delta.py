@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labservice.core.numbers import round_sig, text_number
 from labservice.core.ruleset import Ruleset
 from labservice.core.vocabulary import URGENCY_NAMES
 
@@ -132,10 +133,18 @@ def delta_rules(
     """The rules over arrays of compared pairs (findings as cytopenia_bits): platelet fall and drop (thresholds.csv
     platelet_drop; S23, S24), new cytopenias (present now, decided absent before; S24), urgency change."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        fall = np.where(platelets_before > 0, (platelets_before - platelets_now) / platelets_before * 100.0, np.nan)
+        # Rounded to 6 significant figures before it is compared (clinical-rules §1 v2: exact on bounds).
+        fall = round_sig(
+            np.where(platelets_before > 0, (platelets_before - platelets_now) / platelets_before * 100.0, np.nan)
+        )
+    threshold = rs.value("platelet_drop")
+    drop = fall >= threshold
+    # Shown to 0.1 %, unless that would put it across the threshold it was compared with (§1 v2).
+    shown = np.round(fall, 1)
+    shown = np.where((shown >= threshold) == drop, shown, fall)
     return DeltaArrays(
-        platelet_fall_percent=np.round(fall, 1),
-        platelet_drop=fall >= rs.value("platelet_drop"),
+        platelet_fall_percent=shown,
+        platelet_drop=drop,
         new_cytopenia_bits=findings_now & ~findings_before & ~not_assessed_before,
         urgency_change=np.sign(rank_now - rank_before) + 1,
     )
@@ -279,13 +288,15 @@ def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> lis
     previous = delta["previous"]
     if delta["platelet_drop"]:
         spec = rs.finding("platelet_drop")
+        fall = delta["platelet_fall_percent"]
         out.append(
             {
                 "code": spec.code,
                 "title": rs.text(spec.title),
                 "detail": (
-                    f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} {rs.unit_text('platelets')} "
-                    f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
+                    f"Platelets fell from {text_number(previous['platelets'])} to {text_number(platelets_now)} "
+                    f"{rs.unit_text('platelets')} ({text_number(fall, [rs.value('platelet_drop')])} %) since the CBC "
+                    f"of {previous['collected_at']}, "
                     f"within {delta['window_days']} days. A fall this large deserves review whatever the "
                     "count (e.g. heparin exposure, consumption, sampling error)."
                 ),

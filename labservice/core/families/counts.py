@@ -132,7 +132,8 @@ def detail_thrombocytopenia(view: TextView, i: int):
     band = view.band("platelet_bleeding_risk", int(view.extra("thrombocytopenia", "bleeding_band", i)))
     unit = view.rs.unit_text("platelets")
     parts = [
-        f"Platelets {fmt(plt)} {unit}, below {view.t['thrombocytopenia']} {view.tags('thrombocytopenia')}; "
+        f"Platelets {view.num('platelets', i)} {unit}, below {view.t['thrombocytopenia']} "
+        f"{view.tags('thrombocytopenia')}; "
         f"{view.grade_text('platelets', i)}."
     ]
     if band is not None:
@@ -157,7 +158,8 @@ def detail_thrombocytosis(view: TextView, i: int):
     plt = view.v("platelets", i)
     unit = view.rs.unit_text("platelets")
     return (
-        f"Platelets {fmt(plt)} {unit}, at or above {view.t['thrombocytosis']} {view.tags('thrombocytosis')}. "
+        f"Platelets {view.num('platelets', i)} {unit}, at or above {view.t['thrombocytosis']} "
+        f"{view.tags('thrombocytosis')}. "
         "A raised count is most often reactive; persistence needs review.",
         None,
         {"platelets": plt},
@@ -174,7 +176,8 @@ def detail_anemia(view: TextView, i: int):
     low, high = cut.low[i], cut.high[i]
     cutoff_text = fmt(low) if low == high else f"{fmt(low)} (the lowest cut-off that could apply)"
     parts = [
-        f"Haemoglobin {fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} {cutoff_tags}; "
+        f"Haemoglobin {view.num('hemoglobin', i)} g/dL, below the WHO cut-off of {cutoff_text} g/dL "
+        f"for {population} {cutoff_tags}; "
         f"{view.grade_text('hemoglobin', i)}."
     ]
     if band is not None:
@@ -193,7 +196,7 @@ def detail_neutropenia(view: TextView, i: int):
     limit = view.t["neutropenia_duffy_null"] if duffy else view.t["neutropenia"]
     band = view.band("neutropenia_severity", int(view.extra("neutropenia", "severity", i)))
     parts = [
-        f"Neutrophils {fmt(neut)} {view.rs.unit_text('neutrophils')}, below {limit}"
+        f"Neutrophils {view.num('neutrophils', i)} {view.rs.unit_text('neutrophils')}, below {limit}"
         + (
             f" (the limit for a patient stated to be Duffy-null {view.tags('neutropenia_duffy_null')})"
             if duffy
@@ -204,7 +207,7 @@ def detail_neutropenia(view: TextView, i: int):
     if band is not None:
         parts.append(f"Severity: {band.text} {cite_tags(band.sources)}.")
     if view.extra("neutropenia", "derived", i):
-        parts.append("The absolute count was derived from WBC x neutrophil %, not measured.")
+        parts.append(view.derived_text("neutrophils", i))
     if view.extra("neutropenia", "duffy_caveat", i):
         parts.append(
             f"An isolated count {view.span('duffy_caveat_from', 'neutropenia')} "
@@ -223,8 +226,9 @@ def _below_lower_limit(view: TextView, analyte: str, i: int):
     if math.isnan(low):
         return below_any_limit_text(view, analyte, i), None, {analyte: value}
     return (
-        f"{view.rs.analytes[analyte].label} {fmt(value)} {unit}, below the lower limit {fmt(low)} of the "
-        f"range in use; {view.grade_text(analyte, i)}.",
+        f"{view.rs.analytes[analyte].label} {view.num(analyte, i)} {unit}, below the lower limit {fmt(low)} of "
+        f"the range in use; {view.grade_text(analyte, i)}."
+        + (f" {derived}" if (derived := view.derived_text(analyte, i)) else ""),
         None,
         {analyte: value},
     )
@@ -237,7 +241,7 @@ def below_any_limit_text(view: TextView, analyte: str, i: int) -> str:
     assert threshold is not None
     unit = view.rs.unit_text(analyte)
     return (
-        f"{view.rs.analytes[analyte].label} {fmt(view.v(analyte, i))} {unit}: no reference range was available for "
+        f"{view.rs.analytes[analyte].label} {view.num(analyte, i)} {unit}: no reference range was available for "
         f"this age and sex, but the value is below {fmt(threshold.value)} {unit}, the CTCAE grade-2 bound "
         f"{cite_tags(threshold.sources)}, and so below any lower limit (clinical-rules §2); "
         f"{view.grade_text(analyte, i)}."
@@ -309,7 +313,7 @@ def not_assessed_anemia(view: TextView, i: int):
         return [(f"no WHO haemoglobin cut-off for this age (under {youngest}); use the laboratory's range", [])]
     return [
         (
-            f"sex not given: haemoglobin {fmt(view.v('hemoglobin', i))} g/dL lies between the female "
+            f"sex not given: haemoglobin {view.num('hemoglobin', i)} g/dL lies between the female "
             f"({fmt(view.r.anemia.low[i])}) and male ({fmt(view.r.anemia.high[i])}) cut-offs",
             [],
         )

@@ -28,15 +28,16 @@ def detail_critical_value(view: TextView, i: int):
             evidence[analyte] = value
             flag = FLAG_NAMES[int(view.r.flags[analyte][i])]
             hits.append(
-                f"{view.rs.analytes[analyte].label.lower()} {fmt(value)} (flagged {flag} by the laboratory, "
-                "honoured whatever the service's own limit, clinical-rules §3)"
+                f"{view.rs.analytes[analyte].label.lower()} {view.num(analyte, i, value)} "
+                f"(flagged {flag} by the laboratory, honoured whatever the service's own limit, clinical-rules §3)"
             )
         elif mask[i]:
             th = view.rs.threshold(key)
             value = view.v(th.analyte, i)
             evidence[th.analyte] = value
+            shown = view.num(th.analyte, i, value)
             hits.append(
-                f"{view.rs.analytes[th.analyte].label.lower()} {fmt(value)} ({th.operator} {fmt(th.value)} {th.unit})"
+                f"{view.rs.analytes[th.analyte].label.lower()} {shown} ({th.operator} {fmt(th.value)} {th.unit})"
             )
     return (
         f"Critical value{'s' if len(hits) > 1 else ''}: {'; '.join(hits)} [S6]. "
