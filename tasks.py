@@ -3,7 +3,8 @@
 
 Each creates `.venv` when it is missing, installs the project with its test and lint extras (skipped while
 the stamp file holds the current hash of pyproject.toml and setup.py) and create `instance/`. Then `run`
-runs gunicorn on 127.0.0.1:8000 with 2 workers and the batch job worker beside it (first saying how to make an API key and a dashboard
+runs the buffering front on 127.0.0.1:8000 with gunicorn (2 workers) behind it and the batch job worker beside
+it (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
 """
 
@@ -69,10 +70,12 @@ def run() -> None:
     # On a fresh machine: say how to make the first API key and dashboard user (nothing works without them).
     subprocess.run([str(PYTHON), "-c", "from labservice.cli import print_credentials_hint; print_credentials_hint()"],
                    cwd=ROOT, check=False)
-    gunicorn = BIN / "gunicorn"
-    argv = [str(gunicorn), "-w", WORKERS, "-b", BIND, "wsgi:app"]
+    # The buffering front (labservice/serving/front.py) on BIND, gunicorn behind it on a private socket: slow
+    # clients cannot hold a worker and overload is refused by queue time (503 + Retry-After). Beside it the batch
+    # job worker (labservice worker), with the same runner as `labservice serve`: both stop when either ends.
+    argv = [str(PYTHON), "-m", "labservice.serving.front", "--bind", BIND, "--", str(BIN / "gunicorn"), "-w",
+            WORKERS, "wsgi:app"]
     say(" ".join(argv[1:]) + ", and beside it the batch job worker (labservice worker)")
-    # The same runner as `labservice serve`: both children stop when either ends or on Ctrl-C.
     code = subprocess.run([str(PYTHON), "-c", "import sys; from labservice.cli import run_beside; "
                            "sys.exit(run_beside(sys.argv[1:-1], [sys.executable, '-m', 'labservice.cli', "
                            "sys.argv[-1]]))", *argv, "worker"], cwd=ROOT, check=False).returncode

@@ -17,8 +17,9 @@ DEFAULT_WORKERS = 2
 
 
 def serve(bind: str, workers: int, job_worker: bool = True) -> int:
-    """gunicorn serving the app factory and, beside it, the batch job worker (`labservice worker`): both stop
-    when either does, or on SIGINT/SIGTERM."""
+    """The buffering front on `bind` (labservice.serving.front), which runs gunicorn serving the app factory behind
+    it (slow clients cannot hold a worker, and overload is refused by queue time), and, beside it, the batch job
+    worker (`labservice worker`): both stop when either does, or on SIGINT/SIGTERM."""
     scripts = Path(sys.executable).parent
     gunicorn = scripts / "gunicorn"
     executable = str(gunicorn) if gunicorn.exists() else shutil.which("gunicorn")
@@ -31,16 +32,15 @@ def serve(bind: str, workers: int, job_worker: bool = True) -> int:
         "python:labservice.serving.gunicorn_conf",  # JSON logs, no URLs
         "-w",
         str(workers),
-        "-b",
-        bind,
         "labservice.app:create_app()",
     ]
     from labservice.config import load_settings
 
+    front = [sys.executable, "-m", "labservice.serving.front", "--bind", bind, "--", *argv]
     if not job_worker or load_settings()["JOB_QUEUE"].strip() == "immediate":  # no queue to consume
-        os.execv(executable, argv)
+        os.execv(sys.executable, front)
         return 0  # not reached
-    return run_beside(argv, [sys.executable, "-m", "labservice.cli", "worker"])
+    return run_beside(front, [sys.executable, "-m", "labservice.cli", "worker"])
 
 
 def run_beside(server: list[str], worker: list[str]) -> int:
