@@ -48,6 +48,22 @@ class Settings:
     #: Bytes of batch results one API key (or dashboard user) may keep at a time (16 GiB); an upload that would
     #: go over answers 507 (413 when its results alone are larger) and keeps nothing.
     BATCH_QUOTA_BYTES: int = 16 * 1024 * 1024 * 1024
+    #: Where CSV upload jobs wait for the job worker (`labservice worker`, started beside gunicorn by `labservice
+    #: serve` and `python3 tasks.py run`): "sqlite" (the file <instance folder>/jobs.sqlite3; no server needed),
+    #: "sqlite:///<path>", "redis://host:port/db" (several machines share one queue), or "immediate" (the job runs
+    #: inside the upload request: tests and single-process embedding only).
+    JOB_QUEUE: str = "sqlite"
+    #: Name of the queue (Redis: part of its keys), so several services can share one broker.
+    JOB_QUEUE_NAME: str = "labservice-batches"
+    #: Job worker threads per `labservice worker` process.
+    JOB_WORKERS: int = 1
+    #: A running batch job whose worker has not reported for this many seconds is taken over by another worker
+    #: (one whose process is gone on the same machine is taken over at once); the chunks it committed are kept.
+    BATCH_JOB_LEASE_SECONDS: int = 120
+    #: Rows per chunk of a batch job: each chunk's CBCs are stored in one transaction with the job's progress
+    #: (memory is bounded by the chunk). On SQLite that transaction holds the one write lock, so other writers
+    #: (storing requests, audit rows of reads) wait for one chunk at most: keep a chunk well under the busy timeout.
+    BATCH_CHUNK_ROWS: int = 10_000
     #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also
     #: works.
     DATABASE_URL: str = ""

@@ -502,7 +502,7 @@ def _undo_note(session: Session, referral: Referral, status: str, note: str | No
         raise InvalidTransition(
             f"a dismissed referral goes back to {before} when its dismissal is undone, not {status}"
         )
-    other = open_referral(session, referral.patient_id)
+    other = open_referrals(session, [referral.patient_id]).get(referral.patient_id)
     if other is not None:
         raise InvalidTransition(
             f"the patient has another open referral (#{other.id}): the dismissal of this one cannot be undone"

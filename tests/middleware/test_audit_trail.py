@@ -184,7 +184,7 @@ def test_hl7v2_interpret_records_the_patient_also_when_the_answer_is_the_ack(app
 def test_a_batch_upload_records_every_stored_patient_and_the_batch(app, client):
     first, second = unique(), unique()
     response = client.post("/api/v1/batches", data=csv_upload(wide_csv([(first, 40), (second, 210), (first, 35)])))
-    assert response.status_code == 201
+    assert response.status_code == 202
     batch = response.get_json()["batch_id"]
     rows = audit_rows(app)
     assert sorted(row["patient"] for row in rows) == sorted([first, second])
@@ -193,7 +193,7 @@ def test_a_batch_upload_records_every_stored_patient_and_the_batch(app, client):
 
 def test_a_batch_without_stored_patients_is_one_row_with_the_batch_id(app, client):
     response = client.post("/api/v1/batches?store=false", data=csv_upload(wide_csv([(unique(), 40)])))
-    assert response.status_code == 201
+    assert response.status_code == 202
     batch = response.get_json()["batch_id"]
     [row] = audit_rows(app)
     assert row["patient"] is None and row["action"] == "create"
@@ -221,7 +221,7 @@ def test_a_download_of_an_unstored_batch_records_every_patient_in_it(app, client
     id of the file) was recorded as one row with patient null."""
     first, second = unique(), unique()
     upload = client.post("/api/v1/batches?store=false", data=csv_upload(wide_csv([(first, 40), (second, 60)])))
-    assert upload.status_code == 201
+    assert upload.status_code == 202
     batch = upload.get_json()["batch_id"]
     for suffix in ("", "/result.csv", "/result.json"):
         before = len(audit_rows(app))
@@ -239,9 +239,9 @@ def test_a_download_records_the_patients_whose_cbcs_an_earlier_upload_stored(app
     shows those patients: one row each."""
     first, second = unique(), unique()
     text = wide_csv([(first, 40), (second, 60)])
-    assert client.post("/api/v1/batches", data=csv_upload(text)).status_code == 201
+    assert client.post("/api/v1/batches", data=csv_upload(text)).status_code == 202
     again = client.post("/api/v1/batches", data=csv_upload(text + "\n"))
-    assert again.status_code == 201 and again.get_json()["summary"]["stored"] == 0
+    assert again.status_code == 202 and again.get_json()["summary"]["stored"] == 0
     before = len(audit_rows(app))
     assert client.get(f"/api/v1/batches/{again.get_json()['batch_id']}/result.json").status_code == 200
     assert sorted(row["patient"] for row in only(new_rows(app, before), action="read")) == sorted([first, second])
