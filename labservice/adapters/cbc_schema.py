@@ -230,6 +230,22 @@ class MarrowSchema(Schema):
     residual_hematopoietic_percent = _nullable_float(validate=validate.Range(min=0, max=100))
 
 
+class ContextSchema(Schema):
+    """Treatment and history context (clinical-rules §10-§12 v2); each key optional, a missing one is not assessed."""
+
+    heparin_started_at = fields.AwareDateTime(
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "When heparin was started (ISO 8601 with a UTC offset): the 4Ts fall and timing items "
+            "over the patient's stored CBCs since then (clinical-rules §12)"
+        },
+    )
+    heparin_in_previous_30_days = _nullable_bool(
+        metadata={"description": "Heparin given in the 30 days before this start (4Ts timing item, §12)"}
+    )
+
+
 class OptionsSchema(Schema):
     ctcae_version = fields.String(validate=validate.OneOf(CTCAE_VERSIONS))
 
@@ -249,6 +265,7 @@ class CBCSchema(Schema):
     specimen = fields.Nested(SpecimenSchema)
     skin = fields.Nested(SkinSchema)
     marrow = fields.Nested(MarrowSchema)
+    context = fields.Nested(ContextSchema)
     options = fields.Nested(OptionsSchema)
 
     @validates_schema

@@ -117,7 +117,7 @@ class FindingSpec:
     code: str
     order: int
     kind: str  # vocabulary.FINDING_KINDS
-    family: str  # the module of labservice.core.families that computes it (delta: core.delta)
+    family: str  # the module of labservice.core.families that computes it (delta: core.delta; history: core.history)
     urgency: str  # the urgency it raises (routine: none)
     reason: str  # the urgency reason code an answer lists (empty when it raises none)
     reason_text: str  # template: the reason in words, when the reason is not the finding itself
@@ -568,7 +568,7 @@ def _load_findings(
         if kind not in vocabulary.FINDING_KINDS:
             raise RulesetError(f"{where}: kind {kind!r} is not one of {vocabulary.FINDING_KINDS}")
         family = row["family"]
-        if kind != vocabulary.DELTA and not is_finding_family(family):
+        if kind not in (vocabulary.DELTA, vocabulary.HISTORY) and not is_finding_family(family):
             raise RulesetError(f"{where}: family {family!r} is not a module of labservice.core.families")
         urgency = row["urgency"]
         if urgency not in vocabulary.URGENCY_NAMES:
@@ -618,7 +618,8 @@ def _load_findings(
                 row.get(column, "").format_map({key: _Number(t.value) for key, t in thresholds.items()})
             except (ValueError, KeyError, IndexError) as error:
                 raise RulesetError(f"{where}: column {column}: {error}") from None
-        if kind != vocabulary.REASON and not row["title"]:
+        # A history row without a title is an urgency reason only (known_critical_value, clinical-rules §3 v2).
+        if kind not in (vocabulary.REASON, vocabulary.HISTORY) and not row["title"]:
             raise RulesetError(f"{where}: title is empty")
         if not row["rule"]:
             raise RulesetError(f"{where}: rule is empty")

@@ -498,3 +498,53 @@ def lock_referral(session: Session, referral_id: int) -> Referral:
     if referral is None:
         raise ReferralNotFound(referral_id)
     return referral
+
+
+# -- the history rules (clinical-rules §3, §12 v2) ----------------------------------------------
+
+
+class PastRow(NamedTuple):
+    """A stored CBC as the history rules read it (labservice.core.history)."""
+
+    patient: str
+    collected_at: datetime  # UTC
+    platelets: float | None
+    mcv: float | None
+    findings: list[str]
+    interpretation_id: int
+
+
+def past_rows(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[PastRow]:
+    """Stored CBCs of these patients collected in [since, until] with the codes of their interpretations, oldest
+    first."""
+    rows = session.execute(
+        select(
+            Patient.external_id,
+            CbcResult.collected_at,
+            CbcResult.platelets,
+            CbcResult.mcv,
+            Interpretation.findings,
+            Interpretation.id,
+        )
+        .join(CbcResult, CbcResult.patient_id == Patient.id)
+        .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+        .where(Patient.id.in_(list(patient_ids)), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
+        .order_by(CbcResult.collected_at, Interpretation.id)
+    ).all()
+    return [
+        PastRow(patient, as_utc(at), platelets, mcv, findings or [], id_)  # type: ignore[arg-type]
+        for patient, at, platelets, mcv, findings, id_ in rows
+    ]
+
+
+def analyte_flags(session: Session, interpretation_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """The analyte flags (N, L, H, LL, HH) of these stored interpretations, as answered."""
+    if not interpretation_ids:
+        return {}
+    out: dict[int, dict[str, str]] = {}
+    for id_, answer in session.execute(
+        select(Interpretation.id, Interpretation.answer).where(Interpretation.id.in_(list(interpretation_ids)))
+    ):
+        analytes = (answer or {}).get("analytes") or {}
+        out[id_] = {name: str(entry.get("flag")) for name, entry in analytes.items() if isinstance(entry, dict)}
+    return out

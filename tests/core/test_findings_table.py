@@ -31,7 +31,12 @@ RULESET = load_ruleset()
 
 
 def test_the_vocabulary_holds_the_contract_codes():
-    assert set(vocabulary.FINDING_CODES) == contract_finding_codes(v2=False) | DELTA_FINDINGS
+    # api-contract v2 adds heparin_induced_thrombocytopenia_possible and possible_sample_misidentification (the
+    # history rules, clinical-rules §12 v2).
+    history = set(vocabulary.HISTORY_FINDING_CODES)
+    assert history == {"heparin_induced_thrombocytopenia_possible", "possible_sample_misidentification"}
+    assert history <= contract_finding_codes(v2=True)
+    assert set(vocabulary.FINDING_CODES) == contract_finding_codes(v2=False) | DELTA_FINDINGS | history
     assert set(vocabulary.DELTA_FINDING_CODES) == DELTA_FINDINGS
     assert set(vocabulary.URGENCY_NAMES) == {"immediate", "urgent", "soon", "routine"}
     assert vocabulary.Urgency("urgent").rank > vocabulary.Urgency("soon").rank
@@ -42,7 +47,7 @@ def test_the_vocabulary_reads_the_table_the_ruleset_loads():
     assert tuple(s.code for s in RULESET.finding_specs(vocabulary.DELTA)) == vocabulary.DELTA_FINDING_CODES
     assert tuple(
         s.reason for s in RULESET.finding_specs(vocabulary.FINDING, vocabulary.REASON) if s.reason
-    ) == vocabulary.URGENCY_REASONS
+    ) + tuple(s.reason for s in RULESET.finding_specs(vocabulary.HISTORY) if s.reason) == vocabulary.URGENCY_REASONS
 
 
 def test_the_http_enums_are_the_vocabulary():
