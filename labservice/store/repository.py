@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -302,17 +302,34 @@ def _filtered(query: WorklistQuery) -> Select:
     return statement
 
 
+def worklist_order() -> tuple:
+    """The worklist's order (issue 13 item 5; clinical-rules §9): the most urgent first; within an urgency the most
+    severe first: a referral showing a critical value before one without, then the lowest platelet count, then the
+    lowest neutrophil count (of the CBC the referral shows; a count not measured after those measured); then the most
+    recent CBC first. NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last."""
+    critical = case((Referral.finding_codes.like("%;critical_value;%"), 0), else_=1)
+    return (
+        Referral.urgency_rank.desc(),
+        critical,
+        CbcResult.platelets.asc().nulls_last(),
+        CbcResult.neutrophils.asc().nulls_last(),
+        Referral.collected_at.desc().nulls_last(),
+        Referral.id.desc(),
+    )
+
+
 def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], int]:
-    """Referrals matching the query, most urgent first, then the most recent CBC first; and the total."""
+    """Referrals matching the query in the worklist's order (worklist_order); and the total."""
     statement = _filtered(query)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     offset = (query.page - 1) * query.per_page
     if offset >= total:  # past the last page; a huge page number would overflow the database's OFFSET
         return [], int(total)
     page = session.scalars(
-        statement.options(selectinload(Referral.patient))
-        # NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last.
-        .order_by(Referral.urgency_rank.desc(), Referral.collected_at.desc().nulls_last(), Referral.id.desc())
+        statement.join(Interpretation, Interpretation.id == Referral.interpretation_id)
+        .join(CbcResult, CbcResult.id == Interpretation.cbc_id)
+        .options(selectinload(Referral.patient))
+        .order_by(*worklist_order())
         .offset(offset)
         .limit(query.per_page)
     ).all()

@@ -346,3 +346,36 @@ def test_a_heparin_start_without_an_offset_is_refused(client) -> None:
     response = client.post(URL, json=cbc("H11", day(7), 100, context={"heparin_started_at": "2026-11-01T10:00:00"}))
     assert response.status_code == 422
     assert "context.heparin_started_at" in response.get_json()["errors"]
+
+
+# -- the worklist order (issue 13 item 5) -------------------------------------------------------
+
+
+def test_the_worklist_puts_immediate_first_and_the_most_severe_first_within_an_urgency(client) -> None:
+    """Issue 13 item 5: "the worklist puts `immediate` first and, within an urgency, the most severe first (critical
+    before non-critical, then lowest platelets / neutrophils), not merely the newest". Collection times run against
+    that order (the newest is the least severe) so a newest-first order would fail.
+    - immediate: W-CRIT-PLT (platelets 15 < 20, critical), W-CRIT-ANC (neutrophils 0.3 < 0.5, critical, platelets
+      250), W-FLAG (fever with a non-blanching rash: a red flag, §7, no critical value);
+    - soon (§9: thrombocytopenia < 100, neutropenia < 1.0): W-BOTH (platelets 80, neutrophils 0.8), W-PLT (80, 3.0),
+      W-ANC (250, 0.8)."""
+    rash = {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]}
+    docs = [
+        cbc("W-CRIT-PLT", day(1), 15),
+        cbc("W-CRIT-ANC", day(2), 250, neutrophils=0.3),
+        {**cbc("W-FLAG", day(3), 250), "skin": rash},
+        cbc("W-BOTH", day(4), 80, neutrophils=0.8),
+        cbc("W-PLT", day(5), 80),
+        cbc("W-ANC", day(6), 250, neutrophils=0.8),
+    ]
+    answers = post(client, docs)
+    assert [a["urgency"] for a in answers] == ["immediate"] * 3 + ["soon"] * 3
+    body = client.get("/api/v1/referrals").get_json()
+    assert [item["patient_id"] for item in body["items"]] == [
+        "W-CRIT-PLT", "W-CRIT-ANC", "W-FLAG", "W-BOTH", "W-PLT", "W-ANC"
+    ]
+    page = client.get("/dashboard/?urgency=immediate&urgency=soon").get_data(as_text=True)
+    shown = [name for name in (d["patient"]["id"] for d in docs) if f'data-patient="{name}"' in page]
+    assert sorted(shown, key=lambda name: page.index(f'data-patient="{name}"')) == [
+        "W-CRIT-PLT", "W-CRIT-ANC", "W-FLAG", "W-BOTH", "W-PLT", "W-ANC"
+    ]
