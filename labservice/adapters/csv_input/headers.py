@@ -27,6 +27,8 @@ CONTEXT_FIELDS = (
     "platelet_clumps",
     "reticulocyte_method",
     "ctcae_version",
+    "heparin_started_at",
+    "heparin_in_previous_30_days",
 )
 #: Columns of the long shape (one row per result).
 LONG_FIELDS = ("item", "value", "unit")
@@ -188,6 +190,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "platelet_clumps": ("platelet clumps", "plt clumps", "clumps"),
     "reticulocyte_method": ("reticulocyte method", "retic method"),
     "ctcae_version": ("ctcae version",),
+    "heparin_started_at": ("heparin started at", "heparin started", "heparin start", "heparin start time"),
+    "heparin_in_previous_30_days": ("heparin in previous 30 days", "heparin previous 30 days", "recent heparin"),
     "item": (
         "item",
         "itemid",
