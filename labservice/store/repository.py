@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, case, func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -307,10 +307,9 @@ def worklist_order() -> tuple:
     severe first: a referral showing a critical value before one without, then the lowest platelet count, then the
     lowest neutrophil count (of the CBC the referral shows; a count not measured after those measured); then the most
     recent CBC first. NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last."""
-    critical = case((Referral.finding_codes.like("%;critical_value;%"), 0), else_=1)
     return (
         Referral.urgency_rank.desc(),
-        critical,
+        Referral.finding_codes.like("%;critical_value;%").desc(),  # true (1) first on SQLite and PostgreSQL
         CbcResult.platelets.asc().nulls_last(),
         CbcResult.neutrophils.asc().nulls_last(),
         Referral.collected_at.desc().nulls_last(),
@@ -531,37 +530,52 @@ class PastRow(NamedTuple):
     interpretation_id: int
 
 
+#: Values in one IN (...) of the history rules' look-ups (SQLite allows 32,766 bound parameters a statement).
+PAST_IN_CHUNK = 5000
+
+
 def past_rows(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[PastRow]:
     """Stored CBCs of these patients collected in [since, until] with the codes of their interpretations, oldest
-    first."""
-    rows = session.execute(
-        select(
-            Patient.external_id,
-            CbcResult.collected_at,
-            CbcResult.platelets,
-            CbcResult.mcv,
-            Interpretation.findings,
-            Interpretation.id,
-        )
-        .join(CbcResult, CbcResult.patient_id == Patient.id)
-        .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
-        .where(Patient.id.in_(list(patient_ids)), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
-        .order_by(CbcResult.collected_at, Interpretation.id)
-    ).all()
-    return [
+    first (one query per PAST_IN_CHUNK patients)."""
+    ids = list(patient_ids)
+    rows: list[Any] = []
+    for start in range(0, len(ids), PAST_IN_CHUNK):
+        rows += session.execute(
+            select(
+                Patient.external_id,
+                CbcResult.collected_at,
+                CbcResult.platelets,
+                CbcResult.mcv,
+                Interpretation.findings,
+                Interpretation.id,
+            )
+            .join(CbcResult, CbcResult.patient_id == Patient.id)
+            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+            .where(
+                Patient.id.in_(ids[start : start + PAST_IN_CHUNK]),
+                CbcResult.collected_at >= since,
+                CbcResult.collected_at <= until,
+            )
+        ).all()
+    out = [
         PastRow(patient, as_utc(at), platelets, mcv, findings or [], id_)  # type: ignore[arg-type]
         for patient, at, platelets, mcv, findings, id_ in rows
     ]
+    return sorted(out, key=lambda row: (row.collected_at, row.interpretation_id))
 
 
 def analyte_flags(session: Session, interpretation_ids: Sequence[int]) -> dict[int, dict[str, str]]:
     """The analyte flags (N, L, H, LL, HH) of these stored interpretations, as answered."""
     if not interpretation_ids:
         return {}
+    ids = list(interpretation_ids)
     out: dict[int, dict[str, str]] = {}
-    for id_, answer in session.execute(
-        select(Interpretation.id, Interpretation.answer).where(Interpretation.id.in_(list(interpretation_ids)))
-    ):
-        analytes = (answer or {}).get("analytes") or {}
-        out[id_] = {name: str(entry.get("flag")) for name, entry in analytes.items() if isinstance(entry, dict)}
+    for start in range(0, len(ids), PAST_IN_CHUNK):
+        for id_, answer in session.execute(
+            select(Interpretation.id, Interpretation.answer).where(
+                Interpretation.id.in_(ids[start : start + PAST_IN_CHUNK])
+            )
+        ):
+            analytes = (answer or {}).get("analytes") or {}
+            out[id_] = {name: str(entry.get("flag")) for name, entry in analytes.items() if isinstance(entry, dict)}
     return out
