@@ -739,7 +739,7 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
     return ruleset
 
 
-REQUIRED_THRESHOLDS = (
+REQUIRED_THRESHOLDS: tuple[str, ...] = (
     "thrombocytopenia",
     "thrombocytopenia_often_benign",
     "thrombocytosis",
@@ -777,6 +777,21 @@ REQUIRED_THRESHOLDS = (
     "infant_age_days",
     "adult_age_years",
     "anemia_severity_from_age_years",
+)
+#: The rules over the stored history (labservice.core.history; clinical-rules §12 v2).
+REQUIRED_THRESHOLDS += (
+    "mcv_delta",
+    "mcv_delta_hours",
+    "hit_fall_two_points",
+    "hit_nadir_two_points",
+    "hit_fall_zero_points",
+    "hit_nadir_zero_points",
+    "hit_onset_fall",
+    "hit_onset_from_day",
+    "hit_onset_to_day",
+    "hit_onset_recent_heparin_days",
+    "hit_onset_too_early_days",
+    "hit_possible_points",
 )
 REQUIRED_BANDS = (
     "platelet_bleeding_risk",

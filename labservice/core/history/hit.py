@@ -77,7 +77,8 @@ def score_4ts(
         "items": items,
         "points": sum(scored),
         "not_assessed": not_assessed,
-        "pattern": fall["points"] == 2 and timing["points"] == 2,
+        # Each item scores at most 2, so fall + timing >= 4 is exactly "2 + 2".
+        "pattern": len(scored) == 2 and meets(rs, "hit_possible_points", sum(scored)),
         "sources": rs.cite(rs.finding("heparin_induced_thrombocytopenia_possible").sources),
     }
 
