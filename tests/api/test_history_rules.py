@@ -379,3 +379,22 @@ def test_the_worklist_puts_immediate_first_and_the_most_severe_first_within_an_u
     assert sorted(shown, key=lambda name: page.index(f'data-patient="{name}"')) == [
         "W-CRIT-PLT", "W-CRIT-ANC", "W-FLAG", "W-BOTH", "W-PLT", "W-ANC"
     ]
+
+
+# -- the other storing paths ------------------------------------------------------------------
+
+
+def test_hl7v2_messages_apply_the_history_rules(client) -> None:
+    """§12 v2 MCV delta over HL7 v2 (the nhapi ORU fixture: MCV 80.9 fl, OBR-7 2005-09-21 05:20): the same
+    message a day later with MCV 85.0 is a change of 4.1 fL > 3.0 within 72 hours -> `soon` at least."""
+    from tests.adapters.hl7v2.samples import ER7, NHAPI_ORU, nth_of, replace_field, text
+
+    first = text(NHAPI_ORU)
+    mcv = nth_of(NHAPI_ORU, "OBX", lambda line: "|NM|MCV|" in line)
+    second = replace_field(replace_field(first, ("OBR", 1), 7, "200509220520"), ("OBX", mcv), 5, "85.0")
+    for body in (first, second):
+        response = client.post("/api/v1/hl7v2/interpret", data=body.encode(), content_type=ER7)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    [answer] = response.get_json()["interpretations"]
+    assert "possible_sample_misidentification" in codes(answer)
+    assert finding(answer, "possible_sample_misidentification")["evidence"]["change_fl"] == 4.1
