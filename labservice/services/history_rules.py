@@ -60,30 +60,39 @@ def apply_history_rules(
 ) -> list[Any]:
     """The CBCs as the history rules leave them (same order; a CBC they change nothing for is returned as is)."""
     starts = [heparin_context(getattr(item, "context", None)) for item in items]
-    known = [t for t in times if t is not None]
-    if not known:
-        return list(items)
-    since = min(known) - max(window, hours(rs))
-    for started, _ in starts:
+    marks = [critical_marks(item.answer.get("analytes")) for item in items]
+    # How far back each CBC needs the stored ones: the delta window for a critical value, 72 hours for an MCV,
+    # the day heparin started for the HIT items. A CBC that needs none (or has no time) asks for nothing.
+    since: dict[str, datetime] = {}
+    for item, at, (started, _), critical in zip(items, times, starts, marks, strict=True):
+        if at is None:
+            continue
+        wanted = [at - window] if critical else []
+        if item.values.get("mcv") is not None:
+            wanted.append(at - hours(rs))
         if started is not None:
-            since = min(since, start_of_day(started))
-    rows = repository.past_rows(session, sorted(set(patient_ids.values())), since, max(known))
+            wanted.append(start_of_day(started))
+        if wanted:
+            since[item.patient] = min([*wanted, since.get(item.patient, at)])
+    rows = []
+    if since:
+        until = max(t for t in times if t is not None)
+        ids = sorted({patient_ids[name] for name in since})
+        rows = repository.past_rows(session, ids, min(since.values()), until)
     # The analyte flags of stored CBCs that had a critical value: whether a critical value is known.
     flags = repository.analyte_flags(
         session, [row.interpretation_id for row in rows if "critical_value" in row.findings]
     )
     pool: dict[str, list[PastCbc]] = {}
     for row in rows:
-        marks = critical_marks({name: {"flag": flag} for name, flag in flags.get(row.interpretation_id, {}).items()})
+        had = critical_marks({name: {"flag": flag} for name, flag in flags.get(row.interpretation_id, {}).items()})
         pool.setdefault(row.patient, []).append(
-            PastCbc(row.collected_at, _nan(row.platelets), _nan(row.mcv), marks, ref=row.interpretation_id)
+            PastCbc(row.collected_at, _nan(row.platelets), _nan(row.mcv), had, ref=row.interpretation_id)
         )
     out = []
-    for item, at, (started, recent) in zip(items, times, starts, strict=True):
+    for item, at, (started, recent), critical in zip(items, times, starts, marks, strict=True):
         values = item.values
-        cbc = PastCbc(
-            at, _nan(values.get("platelets")), _nan(values.get("mcv")), critical_marks(item.answer.get("analytes"))
-        )
+        cbc = PastCbc(at, _nan(values.get("platelets")), _nan(values.get("mcv")), critical)
         mine = pool.setdefault(item.patient, [])
         earlier = sorted(
             (p for p in mine if p.collected_at is not None and at is not None and p.collected_at < at),

@@ -342,6 +342,17 @@ def test_heparin_without_stored_history_is_not_assessed(client) -> None:
     assert "heparin_induced_thrombocytopenia_possible" not in codes(answer)
 
 
+def test_a_stored_cbc_without_a_collection_time_has_no_previous_cbc(client) -> None:
+    """§3 v2 and §12 v2: a CBC with no collection time is compared with nothing (as the delta checks): its critical
+    value is new, and its 4Ts fall and timing items are not assessed."""
+    post(client, cbc("H12", day(1, 8), 15, context=heparin()))
+    answer = post(client, cbc("H12", None, 12, context=heparin()))
+    assert answer["urgency"] == "immediate"
+    assert finding(answer, "critical_value")["evidence"]["known"] is False
+    assert hit(answer)["assessed"] is False
+    assert hit(answer)["not_assessed"] == ["fall", "timing", "thrombosis", "other_causes"]
+
+
 def test_a_heparin_start_without_an_offset_is_refused(client) -> None:
     response = client.post(URL, json=cbc("H11", day(7), 100, context={"heparin_started_at": "2026-11-01T10:00:00"}))
     assert response.status_code == 422
