@@ -319,6 +319,8 @@ def worklist_order() -> tuple:
 
 def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], int]:
     """Referrals matching the query in the worklist's order (worklist_order); and the total."""
+    from labservice.store.models import Interpretation  # the CBC a referral shows: its counts order the list
+
     statement = _filtered(query)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     offset = (query.page - 1) * query.per_page
@@ -537,6 +539,8 @@ PAST_IN_CHUNK = 5000
 def past_rows(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[PastRow]:
     """Stored CBCs of these patients collected in [since, until] with the codes of their interpretations, oldest
     first (one query per PAST_IN_CHUNK patients)."""
+    from labservice.store.models import Interpretation
+
     ids = list(patient_ids)
     rows: list[Any] = []
     for start in range(0, len(ids), PAST_IN_CHUNK):
@@ -566,6 +570,8 @@ def past_rows(session: Session, patient_ids: Sequence[int], since: datetime, unt
 
 def analyte_flags(session: Session, interpretation_ids: Sequence[int]) -> dict[int, dict[str, str]]:
     """The analyte flags (N, L, H, LL, HH) of these stored interpretations, as answered."""
+    from labservice.store.models import Interpretation
+
     if not interpretation_ids:
         return {}
     ids = list(interpretation_ids)
