@@ -107,7 +107,8 @@ def apply_history_rules(
             out.append(item)
             continue
         codes = [finding["code"] for finding in answer["findings"]]
-        out.append(
-            replace(item, answer=answer, urgency=answer["urgency"], findings=codes, reason=reason_of(codes, values))
-        )
+        # The history findings lead the worklist line, as the delta findings do: they are what the history adds.
+        added = [code for code in codes if code not in item.findings]
+        reason = reason_of([*added, *(code for code in codes if code not in added)], values)
+        out.append(replace(item, answer=answer, urgency=answer["urgency"], findings=codes, reason=reason))
     return out

@@ -232,6 +232,9 @@ def test_fall_and_timing_2_plus_2_is_the_hit_pattern(client) -> None:
     assert "heparin_induced_thrombocytopenia_possible" in answer["urgency_reasons"]
     f = finding(answer, "heparin_induced_thrombocytopenia_possible")
     assert "the remaining items decide" in f["detail"]
+    # The worklist line names it before the engine's findings (after the delta findings: 250 -> 100 is a drop).
+    reason = client.get(f"/api/v1/referrals/{answer['stored']['referral_id']}").get_json()["reason"]
+    assert reason.startswith("platelet drop, new cytopenia, heparin induced thrombocytopenia possible, ")
     assert any(source.startswith("[S23] Lo GK") for source in f["sources"])
 
 
