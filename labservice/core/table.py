@@ -11,7 +11,7 @@ Adapters may hand the engine a pandas DataFrame (batches) or a plain mapping of 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
 LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
+#: A critical flag the laboratory sent with a result (FHIR Observation.interpretation, HL7 v2 OBX-8;
+#: clinical-rules §3 v2), as the int8 codes of a `<analyte>_lab_flag` column (0 or NaN: none).
+LAB_FLAG_CODES = {"LL": 1, "HH": 2, "AA": 3}
 
 
 @dataclass
@@ -49,6 +52,8 @@ class CbcColumns:
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
     _present: list[str] | None = None
+    #: analyte -> int8 LAB_FLAG_CODES per row, only for analytes where some row carries one
+    lab_flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     def present_analytes(self) -> list[str]:
         """Analytes with at least one value in the table (the others are skipped by the engine)."""
@@ -121,6 +126,13 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
     sex = np.zeros(n, dtype=np.int8)
     sex[sex_text == "female"] = SEX_CODES["female"]
     sex[sex_text == "male"] = SEX_CODES["male"]
+    lab_flags = {}
+    for a in ANALYTES:
+        sent = _column(table, a + "_lab_flag", n)
+        if sent is not None:
+            codes = np.nan_to_num(_floats(sent, n)).astype(np.int8)
+            if np.count_nonzero(codes):
+                lab_flags[a] = codes
     method = _texts(_column(table, "reticulocyte_method", n), n, "")
     skin = _column(table, "skin_reported", n)
     if lesions is None and isinstance(table, Mapping):
@@ -139,6 +151,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         ctcae_version=_texts(_column(table, "ctcae_version", n), n, CTCAE_DEFAULT_VERSION),
         lesions=_lesion_columns(lesions),
         _present=present,
+        lab_flags=lab_flags,
     )
 
 

@@ -36,7 +36,7 @@ from labservice.core.families.counts import youngest_cutoff_age
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
 from labservice.core.vocabulary import FINDING_CODES, URGENCIES
-from labservice.dashboard.charts import Line, Point, trend_chart
+from labservice.dashboard.charts import FLAG_WORDS, Band, Line, Point, trend_chart
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.middleware import csrf
@@ -118,6 +118,21 @@ def number_text(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:g}"
 
 
+#: The engine's texts write units plainly (x10^9/L); the page writes them one way, as its headers do.
+PLAIN_UNITS = (("x10^9/L", UNIT_TEXT["10*9/L"]), ("x10^12/L", UNIT_TEXT["10*12/L"]), ("10^9/L", "10⁹/L"))
+
+
+def units_as_on_the_page(text: Any) -> str:
+    """One spelling of units on a page: the engine's `x10^9/L` becomes the headers' `×10⁹/L`."""
+    out = "" if text is None else str(text)
+    for plain, shown in PLAIN_UNITS:
+        out = out.replace(plain, shown)
+    return out
+
+
+bp.add_app_template_filter(units_as_on_the_page, "page_units")
+
+
 @bp.context_processor
 def template_helpers() -> dict[str, Any]:
     return {
@@ -126,6 +141,7 @@ def template_helpers() -> dict[str, Any]:
         "age_text": age_text,
         "sex_text": sex_text,
         "number_text": number_text,
+        "flag_words": FLAG_WORDS,
         "actions": ACTIONS,
         "transitions": TRANSITIONS,
         "user": g.get("user"),
@@ -437,14 +453,43 @@ def _neutrophil_chart(rs: Ruleset, results: list[CbcResult], duffy_null: bool) -
     return chart
 
 
+#: Charts on a log axis: platelets, whose low values (12 against 31) matter as much as high ones.
+LOG_AXIS = frozenset({"platelets"})
+
+
 def _chart(rs: Ruleset, analyte: str, title: str, results: list[CbcResult], lines: tuple[Line, ...]) -> str:
     unit = unit_text(rs.analytes[analyte].canonical_unit)
     points = [
-        Point(c.collected_at, getattr(c, analyte))
+        Point(c.collected_at, getattr(c, analyte), analyte_flag(c, analyte))
         for c in results
         if c.collected_at is not None and getattr(c, analyte) is not None
     ]
-    return Markup(trend_chart(f"chart-{analyte}", title, unit, points, lines))  # charts.py escapes its text
+    band = reference_band(results, analyte)
+    svg = trend_chart(f"chart-{analyte}", title, unit, points, lines, band=band, log=analyte in LOG_AXIS)
+    return Markup(svg)  # charts.py escapes its text
+
+
+def _analyte_answer(cbc: CbcResult, analyte: str) -> dict[str, Any]:
+    interpretation = _latest_interpretation(cbc)
+    answer = (interpretation.answer or {}) if interpretation is not None else {}
+    found = (answer.get("analytes") or {}).get(analyte)
+    return found if isinstance(found, dict) else {}
+
+
+def analyte_flag(cbc: CbcResult, analyte: str) -> str | None:
+    """The flag the stored interpretation gave this value (N, L, H, LL, HH), or None when it was not flagged."""
+    flag = _analyte_answer(cbc, analyte).get("flag")
+    return flag if flag in ("N", "L", "H", "LL", "HH") else None
+
+
+def reference_band(results: list[CbcResult], analyte: str) -> Band | None:
+    """The reference interval the latest interpreted CBC used for this analyte, and whose it was."""
+    for cbc in reversed(results):
+        found = _analyte_answer(cbc, analyte).get("reference_range")
+        if isinstance(found, dict) and found.get("low") is not None and found.get("high") is not None:
+            origin = "laboratory's range" if found.get("origin") == "laboratory" else "reference interval"
+            return Band(float(found["low"]), float(found["high"]), origin)
+    return None
 
 
 def _ruleset_lines(rs: Ruleset, spec: tuple[tuple[str, str], ...]) -> tuple[Line, ...]:
@@ -498,6 +543,7 @@ def patient_page(external_id: str) -> ResponseReturnValue:
                 "neutrophils": c.neutrophils,
                 "hemoglobin": c.hemoglobin,
                 "wbc": c.wbc,
+                "flags": {a: analyte_flag(c, a) for a in ("platelets", "neutrophils", "hemoglobin", "wbc")},
                 "source": c.source,
                 "urgency": getattr(_latest_interpretation(c), "urgency", None),
             }

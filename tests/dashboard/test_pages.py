@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -370,17 +371,28 @@ def test_patient_page_draws_three_charts_with_the_ruleset_lines(client):
         assert svg.get("aria-label")
         assert svg.find("desc") is not None
         assert next(c.find("title").text for c in svg.iter("circle")).startswith("2026-03-01 08:00 UTC: ")
-    for svg, values in ((platelets, (150, 50, 20)), (neutrophils, (1.5, 0.5)), (hemoglobin, (12,))):
+    for svg, values in ((neutrophils, (1.5, 0.5)), (hemoglobin, (12,))):
         lines = threshold_lines(svg)
         assert set(lines) == {f"{v:g}" for v in values}
         for value in values:
             assert lines[f"{value:g}"] == pytest.approx(expected_y(value, svg), abs=0.005)
-    assert platelets.get("data-high") == "250"  # 210 + 10 % -> 250
-    assert threshold_lines(platelets)["150"] == pytest.approx(204 - 150 / 250 * 188, abs=0.005)
-    assert [c.get("data-value") for c in platelets.iter("circle")] == ["210", "45"]
+    # Issue 14 item 10: platelets on a log axis, from 20 (the lowest line) to 500 (a 1-2-5 step above the
+    # reference band's upper limit 410 + 10 %): y = 204 - log(v / 20) / log(500 / 20) * 188.
+    assert (platelets.get("data-scale"), platelets.get("data-low"), platelets.get("data-high")) == ("log", "20", "500")
+    for value in (150, 50, 20):
+        y = 204 - math.log10(value / 20) / math.log10(500 / 20) * 188
+        assert threshold_lines(platelets)[f"{value:g}"] == pytest.approx(y, abs=0.005)
+    # 210 is inside the range (a circle), 45 below it (flag L: a triangle pointing down), both labelled.
+    assert [c.get("data-value") for c in platelets.iter("circle")] == ["210"]
+    [low] = [p for p in platelets.iter("polygon") if "point" in p.get("class")]
+    assert (low.get("data-value"), low.get("data-flag")) == ("45", "L")
+    assert [t.text for t in platelets.iter("text") if "point-value" in (t.get("class") or "")] == ["210", "45 L"]
+    band = next(g for g in platelets.iter("g") if g.get("class") == "reference")
+    assert (band.get("data-low"), band.get("data-high")) == ("150", "410")  # clinical-rules §2 adult platelets
     assert platelets.get("aria-label") == (
         "Platelets (×10⁹/L): 2 results from 2026-03-01 to 2026-03-03; latest 45, lowest 45, highest 210. "
-        "Lines at 150 (thrombocytopenia); 50 (marrow-failure range); 20 (critical).")
+        "Lines at 150 (thrombocytopenia); 50 (marrow-failure range); 20 (critical). "
+        "Shaded: reference interval 150 to 410. Logarithmic axis.")
     assert "WHO anaemia cut-off 12 g/dL for non-pregnant women from 15 years." in page
 
 

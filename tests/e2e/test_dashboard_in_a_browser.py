@@ -168,3 +168,23 @@ def test_signing_in_and_out(anonymous_page, live_server, live_user):
     assert "You are signed out." in page.content()
     page.goto(live_server + "/dashboard/")
     assert "/dashboard/sign-in" in page.url
+
+
+def test_patient_charts_can_be_read_without_hovering_on_a_phone(page, seeded):
+    """Issue 14 item 10, in the real browser at a phone's width (390 px, no hover): the values are written
+    beside their points, the abnormal ones are triangles (not only another colour), the reference interval is
+    a shaded band, and the results table shows each value's flag. Screenshots at both widths for review."""
+    page.goto(seeded + "/dashboard/patients/E2E-URGENT")
+    shoot(page, "patient-charts-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(seeded + "/dashboard/patients/E2E-URGENT")
+    chart = page.locator("svg#chart-platelets")
+    assert chart.is_visible() and chart.get_attribute("data-scale") == "log"
+    labels = chart.locator("text.point-value").evaluate_all("texts => texts.map(t => t.textContent)")
+    assert "12 LL" in labels  # platelets 12: below 20, critical (clinical-rules §3)
+    assert chart.locator("polygon.point.critical").count() >= 1
+    assert chart.locator("rect.reference-band").is_visible()
+    flagged = page.locator('#results td[data-analyte="platelets"][data-flag="LL"] abbr.flag')
+    assert flagged.first.inner_text() == "LL"
+    assert "x10^9/L" not in page.locator("main").inner_text()  # one spelling of units on the page: ×10⁹/L
+    shoot(page, "patient-charts-phone")

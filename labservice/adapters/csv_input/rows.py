@@ -150,6 +150,12 @@ def parse_context(
                 lambda r, name=name: f"{quoted(frame[name].iat[r])} is not yes or no (yes/no, true/false, 1/0)",
             )
             table[name] = values.astype(np.float64)
+    if "pregnant" in table and "sex" in table:
+        errors.add(
+            (table["pregnant"] == 1.0) & (np.asarray(table["sex"]) == "male"),
+            headers["pregnant"],
+            "a male patient cannot be marked pregnant (clinical-rules §8)",
+        )
     if "pregnancy_trimester" in frame:
         numbers = parse_numbers(frame["pregnancy_trimester"], decimal)
         wrong = numbers.bad | ~np.isin(numbers.values, (1.0, 2.0, 3.0)) & ~np.isnan(numbers.values)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from labservice.adapters.cbc_schema import LABORATORY_FLAG_CODES, LABORATORY_FLAGS
 from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, load_code_map
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
@@ -99,6 +100,7 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     notes: list[str] = []
     times: list[tuple[str, str]] = []  # (OBX-14, location) of the results used
     statuses: dict[str, Status] = {}
+    lab_flags: dict[str, str] = {}
     for obx in group.observations:
         result = _read_observation(obx, settings, read)
         if result is None:
@@ -137,6 +139,13 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
             non_final.append(
                 {"analyte": analyte, "observation": where, "status": status.code, "meaning": status.meaning}
             )
+        flags = [obx.get(8, 1, k).upper() for k in range(1, obx.repetitions(8) + 1)]
+        critical = next((code for code in flags if code in LABORATORY_FLAG_CODES), None)
+        if critical is not None:
+            lab_flags[analyte] = critical  # OBX-8 LL / HH / AA, honoured by the engine (clinical-rules §3 v2)
+            locations[f"{LABORATORY_FLAGS}.{analyte}"] = f"{where}-8"
+        else:
+            lab_flags.pop(analyte, None)
         span = read_range(obx.get(7))
         if span.problem:
             notes.append(f"{where}-7: {span.problem}; the fallback range is used")
@@ -158,6 +167,8 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     if patient:
         document["patient"] = patient
     document["results"] = results
+    if lab_flags:
+        document[LABORATORY_FLAGS] = lab_flags
     source = {
         "obr": obr,
         "order": _coded(group.obr, 4),

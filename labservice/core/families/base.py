@@ -74,6 +74,7 @@ class Stage:
     lineages: Lineages | None = None  # set by the counts family
     aplastic: AplasticAssessment | None = None  # set by the aplastic family
     skin: SkinAssessment | None = None  # set by the skin family
+    flags: dict[str, np.ndarray] = field(default_factory=dict)  # int8 flag codes per analyte (core.grading)
 
 
 def cite_tags(tags) -> str:

@@ -1,10 +1,12 @@
-"""Critical values (clinical-rules §3): any `critical_*` rule of thresholds.csv that fired."""
+"""Critical values (clinical-rules §3): any `critical_*` rule of thresholds.csv that fired, and (*v2*)
+any critical flag the laboratory sent (`laboratory_flag_<analyte>`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from labservice.core.families.base import FindingColumn, Stage, TextView, fmt
+from labservice.core.grading import FLAG_NAMES, LAB_CRITICAL
 
 
 def evaluate(stage: Stage) -> dict[str, FindingColumn]:
@@ -18,7 +20,18 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
 def detail_critical_value(view: TextView, i: int):
     hits, evidence = [], {}
     for key, mask in view.r.findings["critical_value"].extra.items():
-        if mask[i]:
+        if mask[i] and key.startswith(LAB_CRITICAL):
+            analyte = key[len(LAB_CRITICAL) :]
+            if analyte in evidence:
+                continue  # the service's own limit already called it
+            value = view.v(analyte, i)
+            evidence[analyte] = value
+            flag = FLAG_NAMES[int(view.r.flags[analyte][i])]
+            hits.append(
+                f"{view.rs.analytes[analyte].label.lower()} {fmt(value)} (flagged {flag} by the laboratory, "
+                "honoured whatever the service's own limit, clinical-rules §3)"
+            )
+        elif mask[i]:
             th = view.rs.threshold(key)
             value = view.v(th.analyte, i)
             evidence[th.analyte] = value
