@@ -106,9 +106,9 @@ def apply_history_rules(
         if answer is item.answer:
             out.append(item)
             continue
-        codes = [finding["code"] for finding in answer["findings"]]
+        added = [f["code"] for f in answer["findings"][len(item.answer.get("findings", [])) :]]
+        codes = [*item.findings, *(code for code in added if code not in item.findings)]
         # The history findings lead the worklist line, as the delta findings do: they are what the history adds.
-        added = [code for code in codes if code not in item.findings]
-        reason = reason_of([*added, *(code for code in codes if code not in added)], values)
+        reason = reason_of([*added, *item.findings], values) if added else item.reason
         out.append(replace(item, answer=answer, urgency=answer["urgency"], findings=codes, reason=reason))
     return out

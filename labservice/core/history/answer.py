@@ -103,17 +103,21 @@ def with_history(answer: dict[str, Any], outcome: dict[str, Any] | None, rs: Rul
                     f"{finding.get('detail', '')} Known: the same critical value was in the patient's previous CBC "
                     f"of {known['previous_collected_at']} (clinical-rules §3)."
                 ).strip()
+    rank = URGENCY_RANK.get(answer.get("urgency", ""), 0)
     if known is not None and known["known"] and NEW_REASON in reasons:
         reasons = {(KNOWN_REASON if name == NEW_REASON else name): action for name, action in reasons.items()}
         reasons[KNOWN_REASON] = _action(rs, KNOWN_REASON)
+        # The engine's urgency is the highest its reasons ask for (§9): without the new critical value's
+        # `immediate`, the highest of those left.
+        rank = max(_reason_rank(rs, name) for name in reasons)
     added = history_findings(outcome, rs)
     for finding in added:
         reasons.setdefault(finding["code"], _action(rs, finding["code"]))
+        rank = max(rank, _reason_rank(rs, finding["code"]))
     findings.extend(added)
     out["findings"] = findings
     out["urgency_reasons"] = reasons
-    rank = max((_reason_rank(rs, name) for name in reasons), default=0)
-    urgency = URGENCY_NAMES[max(rank, 0)]
+    urgency = URGENCY_NAMES[rank]
     out["urgency"] = urgency
     if "hit_4ts" in outcome:
         out["hit_4ts"] = outcome["hit_4ts"]
