@@ -15,6 +15,7 @@ import numpy as np
 from labservice.adapters.cbc_schema import LABORATORY_FLAGS
 from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.errors import InputError
+from labservice.core.numbers import round_sig_scalar
 from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES, LAB_FLAG_CODES, CbcColumns, to_columns
@@ -52,9 +53,11 @@ def _age_years(patient: dict, collected_at: datetime | None, path: str, errors: 
     return (collected - birth).days / DAYS_PER_YEAR
 
 
-def _clean(x: float) -> float:
-    """Drop binary noise from a unit conversion (82 g/L x 0.1 = 8.2, not 8.200000000000001)."""
-    return float(f"{x:.12g}")
+def _converted(x: float, factor: float) -> float:
+    """A value in canonical units: as sent when no conversion is needed, else rounded to 6
+    significant figures before any comparison (clinical-rules §1 v2: exact on bounds; 9.309 mmol/L
+    haemoglobin is 15.0 g/dL, and 82 g/L is 8.2, not 8.200000000000001)."""
+    return x if factor == 1.0 else round_sig_scalar(x * factor)
 
 
 def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors: dict):
@@ -68,15 +71,15 @@ def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors
         return None
     if analyte == "hematocrit" and not unit and value <= rs.value("hematocrit_bare_fraction"):
         factor = 100.0  # a bare haematocrit fraction (§1)
-    canonical = _clean(value * factor)
+    canonical = _converted(value, factor)
     if not plausible_mask(rs, analyte, np.array([canonical]))[0]:
         errors.setdefault(f"{path}.value", []).append(implausibility_message(rs, analyte, value, unit))
         return None
     rng = result.get("reference_range") or {}
     low = rng.get("low")
     high = rng.get("high")
-    low = math.nan if low is None else _clean(float(low) * factor)
-    high = math.nan if high is None else _clean(float(high) * factor)
+    low = math.nan if low is None else _converted(float(low), factor)
+    high = math.nan if high is None else _converted(float(high), factor)
     # An implausible range (low not below high, ...) is set aside by the engine, never a 422 (§2 v2).
     return canonical, low, high
 
@@ -117,6 +120,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
             "duffy_null",
             "fever",
             "platelet_clumps",
+            "myelosuppressive_therapy",
             "marrow_cellularity",
             "marrow_residual",
         )
@@ -144,6 +148,8 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
         if options.get("ctcae_version"):
             version[i] = options["ctcae_version"]
         numbers["platelet_clumps"][i] = TRISTATE[(doc.get("specimen") or {}).get("platelet_clumps")]
+        context = doc.get("context") or {}
+        numbers["myelosuppressive_therapy"][i] = TRISTATE[context.get("myelosuppressive_therapy")]
         marrow = doc.get("marrow") or {}
         for key, field in (
             ("marrow_cellularity", "cellularity_percent"),

@@ -88,6 +88,17 @@ class AnalyteAnswerSchema(Schema):
             "§2 v2)"
         }
     )
+    imprecise = fields.Boolean(
+        metadata={
+            "description": "Derived neutrophils or lymphocytes only: true when derived from a WBC below 1.0, an "
+            "automated differential of very few cells (clinical-rules §1 v2)"
+        }
+    )
+    note = fields.String(
+        metadata={
+            "description": "Derived neutrophils or lymphocytes only: derived, not measured, and whether imprecise"
+        }
+    )
     reported = fields.Nested(ReportedSchema, metadata={"description": "The value and unit as sent"})
 
 
@@ -102,8 +113,9 @@ class FindingSchema(Schema):
         allow_none=True,
         metadata={
             "description": "Band label: bleeding risk for thrombocytopenia, "
-            "mild/moderate/severe/profound for neutropenia, WHO "
-            "severity for anaemia in non-pregnant people from 15 y"
+            "mild/moderate/severe/profound for neutropenia, WHO 2011 "
+            "severity for anaemia in every group with a WHO cut-off (clinical-rules §4 v2), "
+            "raised_hematocrit/absolute_erythrocytosis for erythrocytosis"
         },
     )
     evidence = fields.Dict(
@@ -126,11 +138,24 @@ class AplasticAnemiaSchema(Schema):
         metadata={"description": "Camitta blood criteria (a) neutrophils, (b) platelets, (c) reticulocytes"},
     )
     criteria = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
-    reticulocyte_threshold = fields.Float()
-    reticulocyte_method = fields.String(validate=validate.OneOf(("automated", "manual", "unknown")))
+    reticulocyte_threshold = fields.Float(allow_none=True)
+    reticulocyte_method = fields.String(allow_none=True, validate=validate.OneOf(("automated", "manual", "unknown")))
     marrow_criterion = fields.String(validate=validate.OneOf(MARROW_CRITERIA))
     text = fields.String()
-    caveat = fields.String(metadata={"description": "Always present: counts alone cannot diagnose or grade it"})
+    caveat = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Counts alone cannot diagnose or grade it; null when the assessment is not applicable "
+            "for a reason of not_applicable_reasons (clinical-rules §6 v2)"
+        },
+    )
+    not_applicable_reasons = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Why the counts cannot be read as marrow aplasia (clinical-rules §6 v2): "
+            "wbc_above_range, myelosuppressive_therapy (and blasts reported, §10); empty otherwise"
+        },
+    )
     sources = fields.List(fields.String())
 
 

@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat
+from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat, not_applicable_text
 from labservice.core.compare import NOT_ASSESSED, YES
+from labservice.core.derive import DIFFERENTIAL_DERIVED
 from labservice.core.families import family
 from labservice.core.families.base import TextView, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
+from labservice.core.numbers import text_number
 from labservice.core.ranges import (
     DAYS_PER_YEAR,
     ORIGIN_DUFFY,
@@ -67,6 +69,18 @@ class _Texts:
             (spec.code, getattr(modules[spec.code], f"not_assessed_{spec.code}"))
             for spec in sorted((s for s in specs if s.not_assessed is not None), key=lambda s: s.not_assessed or 0)
         ]
+        # A family may word a finding's title for one CBC (`title_<code>(view, i)`, None: the table's title).
+        self.title_overrides = {
+            code: getattr(module, f"title_{code}")
+            for code, module in modules.items()
+            if hasattr(module, f"title_{code}")
+        }
+        # ... and its summary template (`summary_text_<code>(view, i)`, None: the table's summary_text).
+        self.summary_overrides = {
+            code: getattr(module, f"summary_text_{code}")
+            for code, module in modules.items()
+            if hasattr(module, f"summary_text_{code}")
+        }
         self.summary_words = {
             code: getattr(module, f"summary_words_{code}")
             for code, module in modules.items()
@@ -181,7 +195,7 @@ class _Renderer(TextView):
             grade = self.r.grades.get(analyte)
             flag = int(self.r.flags[analyte][i])
             out[analyte] = {
-                "value": json_number(value),
+                "value": float(value),  # as sent, or rounded to 6 significant figures if computed (§1 v2)
                 "unit": self.rs.analytes[analyte].canonical_unit,
                 "reference_range": reference,
                 "flag": FLAG_NAMES[flag],
@@ -200,6 +214,11 @@ class _Renderer(TextView):
                     f"No reference range was available: below {fmt(threshold.value)} {self.rs.unit_text(analyte)}, "
                     "the CTCAE grade-2 bound, so below any lower limit (clinical-rules §2)."
                 )
+            if cols.derived[analyte][i] and analyte in DIFFERENTIAL_DERIVED:
+                # clinical-rules §1 v2: said derived, not measured; imprecise from a WBC below 1.0.
+                imprecise = cols.imprecise.get(analyte)
+                out[analyte]["imprecise"] = bool(imprecise is not None and imprecise[i])
+                out[analyte]["note"] = self.derived_text(analyte, i)
         return out
 
     # --- findings -------------------------------------------------------------------------
@@ -208,9 +227,10 @@ class _Renderer(TextView):
         spec = self.rs.finding(code)
         grade = None if f.grade is None or f.grade[i] <= 0 else int(f.grade[i])
         detail, severity, evidence = self.texts.details[code](self, i)
+        title_of = self.texts.title_overrides.get(code)
         return {
             "code": code,
-            "title": self.titles[code],
+            "title": (title_of(self, i) if title_of else None) or self.titles[code],
             "detail": detail,
             "grade": grade,
             "severity": severity,
@@ -231,6 +251,9 @@ class _Renderer(TextView):
     # --- aplastic, skin, urgency, summary ----------------------------------------------------
     def aplastic(self, i: int) -> dict:
         a = self.r.aplastic
+        excluded = [reason for reason, mask in a.excluded_by.items() if mask[i]]
+        if excluded:
+            return self.aplastic_excluded(i, excluded)
         code = ASSESSMENT_NAMES[int(a.assessment[i])]
         states = {"neutrophils": a.neutrophils[i], "platelets": a.platelets[i], "reticulocytes": a.reticulocytes[i]}
         names = {YES: "met", 0: "not_met", NOT_ASSESSED: "not_assessed"}
@@ -274,7 +297,27 @@ class _Renderer(TextView):
             "marrow_criterion": marrow,
             "text": f"{texts[code]} {marrow_text}",
             "caveat": caveat(self.rs),
+            "not_applicable_reasons": [],
             "sources": self.cite(a.sources),
+        }
+
+    def aplastic_excluded(self, i: int, reasons: list[str]) -> dict:
+        """§6 v2 `not_applicable` with its reasons: no criteria, no caveat, and a text that does not
+        name aplastic anaemia (§10)."""
+        a = self.r.aplastic
+        return {
+            "assessment": "not_applicable",
+            "criteria_met": [],
+            "criteria": {},
+            "reticulocyte_threshold": None,
+            "reticulocyte_method": None,
+            "marrow_criterion": MARROW_NAMES[int(a.marrow[i])],
+            "text": "Severity criteria from the counts not applied: "
+            + "; ".join(not_applicable_text(reason) for reason in reasons)
+            + ".",
+            "caveat": None,
+            "not_applicable_reasons": reasons,
+            "sources": [],
         }
 
     def skin(self, i: int, lesion_rows: np.ndarray) -> dict:
@@ -312,7 +355,7 @@ class _Renderer(TextView):
             "attribution_text": text,
             "escalate": bool(s.escalate[i]),
             "expected_presentation": (
-                f"Platelets {fmt(self.v('platelets', i))} {self.rs.unit_text('platelets')}: {band.text}"
+                f"Platelets {self.num('platelets', i)} {self.rs.unit_text('platelets')}: {band.text}"
                 if band
                 else "Not assessed: platelets not sent."
             ),
@@ -358,7 +401,7 @@ class _Renderer(TextView):
             counts.append(
                 spec.summary_text.format(
                     label=self.rs.analytes[analyte].label.lower(),
-                    value=fmt(self.v(analyte, i)),
+                    value=self.num(analyte, i),
                     words=f"; {', '.join(words)}" if words else "",
                 )
             )
@@ -371,9 +414,13 @@ class _Renderer(TextView):
             sentences.append(aplastic["text"].split(". ")[0].rstrip(".") + " (counts alone cannot diagnose it).")
         for spec in parts["evidence"]:
             named = ", ".join(
-                f"{self.rs.analytes[a].label.lower()} {fmt(v)}" for a, v in codes[spec.code]["evidence"].items()
+                f"{self.rs.analytes[a].label.lower()} "
+                + (self.num(a, i, v) if a in self.rs.analytes else text_number(v))
+                for a, v in codes[spec.code]["evidence"].items()
             )
-            sentences.append(spec.summary_text.format(evidence=named))
+            override = self.texts.summary_overrides.get(spec.code)
+            template = (override(self, i) if override else None) or spec.summary_text
+            sentences.append(template.format(evidence=named))
         sentences.extend(spec.summary_text for spec in parts["text"])
         if not findings:
             sentences.append("No abnormal finding in the counts sent.")

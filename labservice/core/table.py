@@ -1,7 +1,7 @@
 """The columnar CBC table: the one shape every adapter produces and the engine consumes.
 
 One row per CBC. Analyte columns hold canonical units (NaN = not sent). Tri-state context
-(pregnant, duffy_null, fever, platelet_clumps) is 1.0 / 0.0 / NaN so that "not stated" stays
+(pregnant, duffy_null, fever, platelet_clumps, myelosuppressive_therapy) is 1.0 / 0.0 / NaN so that "not stated" stays
 distinct from "no". Skin lesions are a second, long table keyed by the CBC row number.
 
 Adapters may hand the engine a pandas DataFrame (batches) or a plain mapping of numpy arrays
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ import pandas as pd
 from labservice.core.vocabulary import ANALYTES, CTCAE_DEFAULT_VERSION
 
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
-TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
+TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps", "myelosuppressive_therapy")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
 LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
@@ -44,6 +45,7 @@ class CbcColumns:
     duffy_null: np.ndarray
     fever: np.ndarray
     platelet_clumps: np.ndarray
+    myelosuppressive_therapy: np.ndarray  # context: marrow-suppressing treatment in the last 6 weeks (§11)
     skin_reported: np.ndarray
     reticulocyte_manual: np.ndarray  # bool
     reticulocyte_method_known: np.ndarray  # bool
@@ -51,6 +53,8 @@ class CbcColumns:
     marrow_residual: np.ndarray
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
+    #: analyte -> bool, a count derived from a WBC below 1.0 (clinical-rules §1 v2); absent = none
+    imprecise: dict[str, np.ndarray] = field(default_factory=dict)
     _present: list[str] | None = None
     #: analyte -> int8 LAB_FLAG_CODES per row, only for analytes where some row carries one
     lab_flags: dict[str, np.ndarray] = field(default_factory=dict)
@@ -137,6 +141,9 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
     skin = _column(table, "skin_reported", n)
     if lesions is None and isinstance(table, Mapping):
         lesions = table.get("lesions")
+    context: dict[str, Any] = {
+        name: _floats(_column(table, name, n), n) for name in (*TRISTATE_COLUMNS, *NUMBER_COLUMNS)
+    }
     return CbcColumns(
         n=n,
         values=values,
@@ -144,7 +151,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         ref_high=ref_high,
         derived=derived,
         sex=sex,
-        **{name: _floats(_column(table, name, n), n) for name in (*TRISTATE_COLUMNS, *NUMBER_COLUMNS)},
+        **context,
         skin_reported=np.zeros(n, dtype=bool) if skin is None else _floats(skin, n) == 1.0,
         reticulocyte_manual=method == "manual",
         reticulocyte_method_known=(method == "manual") | (method == "automated"),

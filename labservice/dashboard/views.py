@@ -46,8 +46,16 @@ from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
-from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
+from labservice.store.models import (
+    DISMISS_REASONS,
+    OPEN_STATUSES,
+    REFERRAL_STATUSES,
+    TRANSITIONS,
+    CbcResult,
+    Interpretation,
+)
 from labservice.store.repository import (
+    DismissalWithoutReason,
     InvalidTransition,
     ReferralNotFound,
     WorklistQuery,
@@ -56,6 +64,7 @@ from labservice.store.repository import (
     get_referral,
     patient_record,
     patient_referrals,
+    undo_target,
     urgency_counts,
     worklist,
 )
@@ -70,6 +79,8 @@ NOTE_MAX_LENGTH = 2000
 PER_PAGE = 50
 #: What a button that moves a referral to each status says.
 ACTIONS = {"acknowledged": "Acknowledge", "referred": "Refer", "dismissed": "Dismiss"}
+#: The label of the one action a dismissed referral offers (back to the status it had before).
+UNDO_LABEL = "Undo dismissal"
 #: The lines of each chart: (thresholds.csv key, what crossing it means). Values come from the ruleset.
 PLATELET_LINES = (
     ("thrombocytopenia", "thrombocytopenia"),
@@ -143,6 +154,8 @@ def template_helpers() -> dict[str, Any]:
         "number_text": number_text,
         "flag_words": FLAG_WORDS,
         "actions": ACTIONS,
+        "undo_label": UNDO_LABEL,
+        "dismiss_reasons": DISMISS_REASONS,
         "transitions": TRANSITIONS,
         "user": g.get("user"),
         "actor": getattr(g.get("user"), "display_name", ""),
@@ -203,6 +216,12 @@ class Filters:
             per_page=PER_PAGE,
         )
 
+    def is_filtered(self) -> bool:
+        """Whether any filter other than the default (open referrals, every urgency) is set."""
+        return bool(self.urgency or self.finding or self.date_from or self.date_to) or self.status != list(
+            OPEN_STATUSES
+        )
+
     def args(self, **changes: Any) -> dict[str, Any]:
         """Query-string arguments for a link that keeps these filters (e.g. another page)."""
         status = None if self.status == list(OPEN_STATUSES) else self.status  # the default stays out of links
@@ -255,10 +274,41 @@ def read_filters(args: Mapping[str, Any]) -> Filters:
     return filters
 
 
+#: The session key of when this browser session last looked at the worklist (ISO 8601, UTC).
+SEEN_KEY = "worklist_seen_at"
+
+
+def waiting_text(since: datetime | None, now: datetime) -> str:
+    """How long a referral has waited since its CBC arrived, as a clinician reads it: 45 min, 3 h 20 min, 2 d 4 h."""
+    since = as_utc(since)
+    if since is None:
+        return "–"
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _last_looked() -> datetime | None:
+    """When this session last looked at the worklist (None the first time); now is remembered for next time."""
+    seen = session.get(SEEN_KEY)
+    session[SEEN_KEY] = datetime.now(UTC).isoformat()
+    try:
+        return datetime.fromisoformat(seen) if isinstance(seen, str) else None
+    except ValueError:
+        return None
+
+
 @bp.get("/")
 def worklist_page() -> ResponseReturnValue:
     filters = read_filters(request.args)
     query = filters.query()
+    now = datetime.now(UTC)
+    last_looked = _last_looked()
     with current_database().session() as session:
         referrals, total = worklist(session, query)
         counts = urgency_counts(session, query.status)
@@ -273,7 +323,11 @@ def worklist_page() -> ResponseReturnValue:
                 "sex": r.patient.sex,
                 "age_years": r.patient.age_years,
                 "findings": list(r.findings or []),
-                "allowed": TRANSITIONS.get(r.status, ()),
+                "allowed": _allowed(r),
+                "arrived_at": r.created_at,
+                "waiting": waiting_text(r.created_at, now),
+                # Opened, or raised by a new CBC, after this session last looked (none the first time).
+                "new_since_looked": last_looked is not None and (as_utc(r.updated_at) or now) > last_looked,
             }
             for r in referrals
         ]
@@ -291,6 +345,8 @@ def worklist_page() -> ResponseReturnValue:
         finding_codes=FINDING_CODES,
         per_page=PER_PAGE,
         here=request.full_path.rstrip("?"),
+        last_looked=last_looked,
+        filters_open=bool(filters.errors) or filters.is_filtered(),
     )
 
 
@@ -317,27 +373,39 @@ def change_status(referral_id: int) -> ResponseReturnValue:
     """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
     status = request.form.get("status", "")
     note = (request.form.get("note") or "").strip() or None
+    reason = request.form.get("reason") or None
     actor = g.user.display_name  # the signed-in user (labservice.middleware.auth made sure there is one)
     back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
     form_page = url_for("dashboard.status_form", referral_id=referral_id, status=status or None, next=back)
     if note and len(note) > NOTE_MAX_LENGTH:
         flash(f"A note can have at most {NOTE_MAX_LENGTH} characters.", "error")
         return redirect(form_page, 303)
-    if status not in ACTIONS:
+    if status not in ACTIONS and status != "new":
         flash("Choose Acknowledge, Refer or Dismiss.", "error")
         return redirect(form_page, 303)
     try:
         with current_database().session() as session:
-            referral = change_referral(session, referral_id, status, actor=actor, note=note)
+            referral = change_referral(session, referral_id, status, actor=actor, note=note, reason=reason)
             patient = referral.patient.external_id
         touched_patients([patient], "update")  # the audit trail
     except ReferralNotFound:
         return not_found(f"referral {referral_id}")
+    except DismissalWithoutReason as error:  # back to the form, which asks for the reason
+        flash(f"The referral was not dismissed: {error}.", "error")
+        return redirect(form_page, 303)
     except InvalidTransition as error:
         flash(f"The status was not changed: {error}.", "error")
         return redirect(back, 303)
     flash(f"Patient {patient}: referral {status} by {actor}.", "success")
     return redirect(back, 303)
+
+
+def _allowed(referral) -> tuple[str, ...]:
+    """The status changes this referral offers: a dismissed one offers only the undo, to its earlier status."""
+    if referral.status == "dismissed":
+        target = undo_target(referral)
+        return (target,) if target else ()
+    return TRANSITIONS.get(referral.status, ())
 
 
 def _referral_view(referral) -> dict[str, Any]:
@@ -350,7 +418,7 @@ def _referral_view(referral) -> dict[str, Any]:
         "created_at": referral.created_at,
         "note": referral.note,
         "patient": referral.patient.external_id,
-        "allowed": TRANSITIONS.get(referral.status, ()),
+        "allowed": _allowed(referral),
         "events": [
             {
                 "at": e.at,

@@ -47,7 +47,9 @@ def test_cbc_schema_lists_every_contract_analyte(spec):
     assert set(results["properties"]) == {
         "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc",
         "mcv", "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent",
-        "neutrophils_percent"}
+        "neutrophils_percent",
+        # api-contract v2 / clinical-rules §1 v2: RDW-SD and lymphocyte %
+        "rdw_sd", "lymphocytes_percent"}
     assert "oneOf" in results["properties"]["platelets"]
 
 

@@ -249,12 +249,15 @@ def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
     # The critical row: badge with its text, patient link, sex and age, reason, time, the three actions.
     row = page.split('data-patient="P-URG"', 1)[1].split("</tr>", 1)[0]
     assert '<span class="badge badge-immediate" data-urgency="immediate">immediate</span>' in row
-    assert '<a href="/dashboard/patients/P-URG">P-URG</a>' in row
+    assert re.search(r'<a href="/dashboard/patients/P-URG" class="patient-link"\s+title="P-URG">P-URG</a>', row)
     assert "male, 50 y" in text(row)
     assert "critical value" in row and "PLT 15" in row
     assert '<time datetime="2026-03-02T09:00:00+00:00">2026-03-02 09:00 UTC</time>' in row
     buttons = re.findall(r'<button type="submit" name="status" value="(\w+)"[^>]*>(\w+)</button>', row)
-    assert buttons == [("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
+    assert buttons == [("acknowledged", "Acknowledge"), ("referred", "Refer")]
+    # Issue 14 item 8: dismissing is not one click: a link to the form that asks for the reason.
+    assert re.search(r'<a class="action action-dismissed"[^>]*href="/dashboard/referrals/\d+/status\?status=dismissed',
+                     row)
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -294,12 +297,13 @@ def test_bad_filter_values_are_reported_and_ignored(seeded):
 
 def test_counts_follow_the_status_filter(seeded):
     rid = referral_id(seeded, "P-URG")
-    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
+    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed", reason="already_managed"))
     assert counts(seeded.get("/dashboard/").text)["immediate"] == 1  # P-IMM; P-URG is immediate in v2 (§9 line 243)
     page = seeded.get("/dashboard/?status=dismissed").text
     assert counts(page) == {"immediate": 1, "urgent": 0, "soon": 0, "routine": 0}
     assert patients(page) == ["P-URG"]
-    assert 'class="closed"' in page  # no buttons on a closed referral
+    row = page.split('data-patient="P-URG"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'value="(\w+)" class="action[^>]*>([\w ]+)</button>', row) == [("new", "Undo dismissal")]
 
 
 def test_worklist_pages(client):
@@ -494,7 +498,7 @@ def test_the_patient_page_has_the_status_form(seeded):
     form = page.split('id="status-form"', 1)[1].split("</form>", 1)[0]
     assert f'id="status-actor" class="hint">Recorded with the change as made by <strong>{TEST_DISPLAY_NAME}' in form
     assert 'name="actor"' not in form  # no name to type: the signed-in user acts
-    assert '<label for="status-note">Note (optional)</label>' in form
+    assert '<select id="dismiss-reason" name="reason"' in form  # issue 14 item 8
     assert re.findall(r'value="(\w+)" class="action[^>]*>(\w+)</button>', form) == [
         ("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
     assert 'name="next" value="/dashboard/patients/P-SOON"' in form
@@ -502,14 +506,14 @@ def test_the_patient_page_has_the_status_form(seeded):
 
 def test_an_invalid_transition_is_a_message_not_an_error(seeded):
     rid = referral_id(seeded, "P-SOON")
-    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
+    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed", reason="not_current"))
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
                            data=form(seeded, status="acknowledged", next="/dashboard/patients/P-SOON"))
     assert response.status_code == 303
     page = seeded.get(response.location)
     assert page.status_code == 200
     message = text(page.text).split("The status was not changed: ", 1)[1]  # then the repository's reason
-    assert "dismissed" in message.split(".")[0] and "cannot become acknowledged" in message.split(".")[0]
+    assert "dismissed" in message.split(".")[0] and "not acknowledged" in message.split(".")[0]
     assert 'role="alert"' in page.text
 
 

@@ -25,6 +25,7 @@ CONTEXT_FIELDS = (
     "duffy_null",
     "fever",
     "platelet_clumps",
+    "myelosuppressive_therapy",
     "reticulocyte_method",
     "ctcae_version",
     "heparin_started_at",
@@ -119,6 +120,16 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "mean corpuscular hemoglobin concentration",
     ),
     "rdw": ("rdw", "rdw cv", "rdwcv", "red cell distribution width"),
+    "rdw_sd": ("rdw sd", "rdwsd", "red cell distribution width sd"),  # clinical-rules §1 v2
+    "lymphocytes_percent": (  # clinical-rules §1 v2
+        "lymph%",
+        "lym%",
+        "lymphocyte %",
+        "lymphocytes %",
+        "lymphocytes percent",
+        "lymphocytes pct",
+        "lymph pct",
+    ),
     "reticulocytes": (
         "retic#",
         "ret#",
@@ -188,6 +199,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "duffy_null": ("duffy null", "duffy"),
     "fever": ("fever", "febrile"),
     "platelet_clumps": ("platelet clumps", "plt clumps", "clumps"),
+    "myelosuppressive_therapy": ("myelosuppressive therapy", "myelosuppressive treatment", "myelosuppression"),
     "reticulocyte_method": ("reticulocyte method", "retic method"),
     "ctcae_version": ("ctcae version",),
     "heparin_started_at": ("heparin started at", "heparin started", "heparin start", "heparin start time"),
@@ -212,7 +224,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "unit": ("unit", "units", "uom", "valueuom", "unit of measure", "result unit"),
 }
 #: Counts whose percentage twin a `%` header unit selects.
-PERCENT_TWINS = {"neutrophils": "neutrophils_percent", "reticulocytes": "reticulocytes_percent"}
+PERCENT_TWINS = {
+    "neutrophils": "neutrophils_percent",
+    "reticulocytes": "reticulocytes_percent",
+    "lymphocytes": "lymphocytes_percent",
+}
 #: Header units for age columns, as a factor to years.
 AGE_UNITS = {
     "y": 1.0,
@@ -299,4 +315,6 @@ def resolve_header(header: str) -> tuple[str | None, str | None]:
         return None, None
     if unit is not None and unit.strip() == "%" and field in PERCENT_TWINS:
         return PERCENT_TWINS[field], "%"
+    if field == "rdw" and unit is not None and unit.strip().casefold() == "fl":
+        return "rdw_sd", unit  # RDW in fL is RDW-SD, its own analyte (clinical-rules §1 v2)
     return field, unit

@@ -23,7 +23,7 @@ from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
-from labservice.adapters.csv_input.wide import canonical
+from labservice.adapters.csv_input.wide import bare_hematocrit_fraction, canonical
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
@@ -37,6 +37,7 @@ LONG_CONTEXT = (
     "pregnant",
     "fever",
     "duffy_null",
+    "myelosuppressive_therapy",
     "heparin_started_at",
     "heparin_in_previous_30_days",
 )
@@ -183,8 +184,10 @@ class LongFile:
                 factors[rows] = np.nan
             else:
                 factors[rows] = factor
-        values = canonical(numbers.values, 1.0) * factors
-        values = np.round(values, 9)
+        values = np.where(factors == 1.0, numbers.values, canonical(numbers.values, factors))
+        hct = (codes == ANALYTES.index("hematocrit")) & (units == "")
+        if hct.any():  # a bare haematocrit fraction, as on the JSON path (clinical-rules §1)
+            values = np.where(hct, bare_hematocrit_fraction(rs, values), values)
         for row in np.flatnonzero(numbers.bad):
             problems.setdefault(
                 int(row),
@@ -201,7 +204,11 @@ class LongFile:
                     f"line {int(lines[row])}, column {value_header}: "
                     + implausibility_message(rs, analyte, float(numbers.values[row]), given_unit),
                 )
-        bound = np.full(len(frame), np.nan) if numbers.bound is None else np.round(numbers.bound * factors, 9)
+        bound = (
+            np.full(len(frame), np.nan)
+            if numbers.bound is None
+            else np.where(factors == 1.0, numbers.bound, canonical(numbers.bound, factors))
+        )
         return values, numbers.censored, bound, problems
 
     def _unit_header(self) -> str:

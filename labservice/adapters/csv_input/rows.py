@@ -16,6 +16,7 @@ from labservice.adapters.collection_time import future_message, latest_collectio
 from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
 from labservice.core import vocabulary
 from labservice.core.ranges import DAYS_PER_YEAR
+from labservice.core.table import TRISTATE_COLUMNS
 
 MAX_AGE_YEARS = 130.0
 
@@ -141,7 +142,7 @@ def parse_context(
     table["age_years"] = age
     if "heparin_started_at" in frame:
         table["heparin_started_at"] = _heparin_start(frame, headers, errors, date_order)
-    for name in ("pregnant", "duffy_null", "fever", "platelet_clumps", "heparin_in_previous_30_days"):
+    for name in (*TRISTATE_COLUMNS, "heparin_in_previous_30_days"):
         if name in frame:
             values, bad = parse_codes(frame[name], TRISTATE_TEXTS, np.nan)
             errors.add(
