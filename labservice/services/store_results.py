@@ -29,6 +29,7 @@ from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES, CbcColumns
 from labservice.core.vocabulary import URGENCY_RANK
+from labservice.services.history_rules import apply_history_rules
 from labservice.services.referral_policy import ReferralStep, referral_step
 from labservice.store import repository
 from labservice.store.database import Database
@@ -56,6 +57,7 @@ class CbcToStore:
     answer: dict[str, Any]
     sex: str | None = None
     age_years: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # the CBC's `context` (heparin exposure, ...)
 
 
 @dataclass
@@ -99,6 +101,9 @@ def store_cbcs(
     stored_history = (
         repository.history(session, sorted(set(patients.values())), min(known) - window, max(known)) if known else []
     )
+    # Known critical values, the HIT 4Ts items and the MCV delta (clinical-rules §3, §12 v2) may change an answer's
+    # findings and urgency: applied before the delta checks compare urgencies (labservice.services.history_rules).
+    items = apply_history_rules(session, items, patients, times, window, rs, worklist_reason)
     deltas = compare_with_previous(
         [
             DeltaCbc(
@@ -444,6 +449,7 @@ def to_store(doc: dict, raw: Any, columns: CbcColumns, row: int, patient_id: str
         answer=answer,
         sex=patient.get("sex"),
         age_years=None if math.isnan(age) else age,
+        context=dict(doc.get("context") or {}),
     )
 
 

@@ -383,17 +383,35 @@ def _filtered(query: WorklistQuery) -> Select:
     return statement
 
 
+def worklist_order() -> tuple:
+    """The worklist's order (issue 13 item 5; clinical-rules §9): the most urgent first; within an urgency the most
+    severe first: a referral showing a critical value before one without, then the lowest platelet count, then the
+    lowest neutrophil count (of the CBC the referral shows; a count not measured after those measured); then the most
+    recent CBC first. NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last."""
+    return (
+        Referral.urgency_rank.desc(),
+        Referral.finding_codes.like("%;critical_value;%").desc(),  # true (1) first on SQLite and PostgreSQL
+        CbcResult.platelets.asc().nulls_last(),
+        CbcResult.neutrophils.asc().nulls_last(),
+        Referral.collected_at.desc().nulls_last(),
+        Referral.id.desc(),
+    )
+
+
 def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], int]:
-    """Referrals matching the query, most urgent first, then the most recent CBC first; and the total."""
+    """Referrals matching the query in the worklist's order (worklist_order); and the total."""
+    from labservice.store.models import Interpretation  # the CBC a referral shows: its counts order the list
+
     statement = _filtered(query)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     offset = (query.page - 1) * query.per_page
     if offset >= total:  # past the last page; a huge page number would overflow the database's OFFSET
         return [], int(total)
     page = session.scalars(
-        statement.options(selectinload(Referral.patient))
-        # NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last.
-        .order_by(Referral.urgency_rank.desc(), Referral.collected_at.desc().nulls_last(), Referral.id.desc())
+        statement.join(Interpretation, Interpretation.id == Referral.interpretation_id)
+        .join(CbcResult, CbcResult.id == Interpretation.cbc_id)
+        .options(selectinload(Referral.patient))
+        .order_by(*worklist_order())
         .offset(offset)
         .limit(query.per_page)
     ).all()
@@ -624,3 +642,72 @@ def lock_referral(session: Session, referral_id: int) -> Referral:
     if referral is None:
         raise ReferralNotFound(referral_id)
     return referral
+
+
+# -- the history rules (clinical-rules §3, §12 v2) ----------------------------------------------
+
+
+class PastRow(NamedTuple):
+    """A stored CBC as the history rules read it (labservice.core.history)."""
+
+    patient: str
+    collected_at: datetime  # UTC
+    platelets: float | None
+    mcv: float | None
+    findings: list[str]
+    interpretation_id: int
+
+
+#: Values in one IN (...) of the history rules' look-ups (SQLite allows 32,766 bound parameters a statement).
+PAST_IN_CHUNK = 5000
+
+
+def past_rows(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[PastRow]:
+    """Stored CBCs of these patients collected in [since, until] with the codes of their interpretations, oldest
+    first (one query per PAST_IN_CHUNK patients)."""
+    from labservice.store.models import Interpretation
+
+    ids = list(patient_ids)
+    rows: list[Any] = []
+    for start in range(0, len(ids), PAST_IN_CHUNK):
+        rows += session.execute(
+            select(
+                Patient.external_id,
+                CbcResult.collected_at,
+                CbcResult.platelets,
+                CbcResult.mcv,
+                Interpretation.findings,
+                Interpretation.id,
+            )
+            .join(CbcResult, CbcResult.patient_id == Patient.id)
+            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+            .where(
+                Patient.id.in_(ids[start : start + PAST_IN_CHUNK]),
+                CbcResult.collected_at >= since,
+                CbcResult.collected_at <= until,
+            )
+        ).all()
+    out = [
+        PastRow(patient, as_utc(at), platelets, mcv, findings or [], id_)  # type: ignore[arg-type]
+        for patient, at, platelets, mcv, findings, id_ in rows
+    ]
+    return sorted(out, key=lambda row: (row.collected_at, row.interpretation_id))
+
+
+def analyte_flags(session: Session, interpretation_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """The analyte flags (N, L, H, LL, HH) of these stored interpretations, as answered."""
+    from labservice.store.models import Interpretation
+
+    if not interpretation_ids:
+        return {}
+    ids = list(interpretation_ids)
+    out: dict[int, dict[str, str]] = {}
+    for start in range(0, len(ids), PAST_IN_CHUNK):
+        for id_, answer in session.execute(
+            select(Interpretation.id, Interpretation.answer).where(
+                Interpretation.id.in_(ids[start : start + PAST_IN_CHUNK])
+            )
+        ):
+            analytes = (answer or {}).get("analytes") or {}
+            out[id_] = {name: str(entry.get("flag")) for name, entry in analytes.items() if isinstance(entry, dict)}
+    return out

@@ -28,6 +28,8 @@ CONTEXT_FIELDS = (
     "myelosuppressive_therapy",
     "reticulocyte_method",
     "ctcae_version",
+    "heparin_started_at",
+    "heparin_in_previous_30_days",
 )
 #: Columns of the long shape (one row per result).
 LONG_FIELDS = ("item", "value", "unit")
@@ -200,6 +202,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "myelosuppressive_therapy": ("myelosuppressive therapy", "myelosuppressive treatment", "myelosuppression"),
     "reticulocyte_method": ("reticulocyte method", "retic method"),
     "ctcae_version": ("ctcae version",),
+    "heparin_started_at": ("heparin started at", "heparin started", "heparin start", "heparin start time"),
+    "heparin_in_previous_30_days": ("heparin in previous 30 days", "heparin previous 30 days", "recent heparin"),
     "item": (
         "item",
         "itemid",
