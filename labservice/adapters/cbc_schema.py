@@ -15,7 +15,7 @@ from typing import Any, cast
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from labservice.core import vocabulary
-from labservice.core.table import LESION_TYPES
+from labservice.core.table import LESION_TYPES, SCHISTOCYTE_GRADES
 
 #: Result keys of the contract, in its order (absolute counts unless named _percent).
 ANALYTE_KEYS = vocabulary.ANALYTES
@@ -165,6 +165,12 @@ class ResultsSchema(Schema):
     reticulocytes = _result_field("Absolute reticulocyte count")
     reticulocytes_percent = _result_field("Reticulocytes as a percentage of red cells")
     neutrophils_percent = _result_field("Neutrophils as a percentage of white cells")
+    blasts_percent = _result_field("Blasts per 100 leukocytes (%)")
+    promyelocytes_percent = _result_field("Promyelocytes per 100 leukocytes (%)")
+    myelocytes_percent = _result_field("Myelocytes per 100 leukocytes (%)")
+    metamyelocytes_percent = _result_field("Metamyelocytes per 100 leukocytes (%)")
+    bands_percent = _result_field("Band neutrophils per 100 leukocytes (%)")
+    nrbc_per_100_wbc = _result_field("Nucleated red cells per 100 leukocytes")
 
     @validates_schema
     def _at_least_one(self, data: dict, **_: Any) -> None:
@@ -201,6 +207,40 @@ class PatientSchema(Schema):
 
 class SpecimenSchema(Schema):
     platelet_clumps = _nullable_bool(metadata={"description": "Clumps seen on the film"})
+
+
+class FilmSchema(Schema):
+    """The blood film (clinical-rules §10 v2): schistocytes as a percentage of red cells or graded,
+    blasts seen, platelet clumps (the same as specimen.platelet_clumps) and whether the film confirms
+    the platelet count."""
+
+    schistocytes_percent = _nullable_float(
+        validate=validate.Range(min=0, max=100), metadata={"description": "Schistocytes per 100 red cells"}
+    )
+    schistocytes = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=validate.OneOf(SCHISTOCYTE_GRADES),
+        metadata={"description": "Graded: none, present (occasional, 1+, few) or many (2+ and above)"},
+    )
+    blasts_seen = _nullable_bool()
+    platelet_clumps = _nullable_bool(metadata={"description": "Clumps seen on the film (= specimen.platelet_clumps)"})
+    platelet_count_confirmed = _nullable_bool(
+        metadata={
+            "description": "The film shows the platelet count is true (turns off the pseudothrombocytopenia hint)"
+        }
+    )
+
+
+class PlasmicContextSchema(Schema):
+    """What the PLASMIC score reads besides the counts (clinical-rules §10 v2), as the caller states it."""
+
+    active_cancer = _nullable_bool()
+    transplant = _nullable_bool(metadata={"description": "Solid-organ or stem-cell transplant"})
+    inr = _nullable_float(validate=validate.Range(min=0, min_inclusive=False, max=100))
+    creatinine_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
+    indirect_bilirubin_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
+    haptoglobin_undetectable = _nullable_bool()
 
 
 class LesionSchema(Schema):
@@ -249,6 +289,8 @@ class CBCSchema(Schema):
     specimen = fields.Nested(SpecimenSchema)
     skin = fields.Nested(SkinSchema)
     marrow = fields.Nested(MarrowSchema)
+    film = fields.Nested(FilmSchema)
+    context = fields.Nested(PlasmicContextSchema)
     options = fields.Nested(OptionsSchema)
 
     @validates_schema

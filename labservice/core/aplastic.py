@@ -42,6 +42,7 @@ class AplasticAssessment:
     marrow: np.ndarray  # int8 MARROW_*
     marrow_needs_residual: np.ndarray  # bool: cellularity 25-50 % and residual not sent
     sources: tuple[str, ...] = ("S12",)
+    blasts: np.ndarray | None = None  # bool: not applicable because blasts were reported (§6, §10 v2)
 
 
 def assess_aplastic(cols: CbcColumns, applicable: np.ndarray, rs: Ruleset) -> AplasticAssessment:

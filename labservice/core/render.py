@@ -14,7 +14,7 @@ import numpy as np
 
 from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat
 from labservice.core.compare import NOT_ASSESSED, YES
-from labservice.core.families import family
+from labservice.core.families import family, film
 from labservice.core.families.base import TextView, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
@@ -159,6 +159,9 @@ class _Renderer(TextView):
         spec = self.rs.finding(code)
         grade = None if f.grade is None or f.grade[i] <= 0 else int(f.grade[i])
         detail, severity, evidence = self.texts.details[code](self, i)
+        if code in film.CYTOPENIA_CODES and film.nrbc_present(self, i):
+            detail += film.nrbc_sentence(self, i)
+            evidence = {**evidence, "nrbc_per_100_wbc": self.v("nrbc_per_100_wbc", i)}
         return {
             "code": code,
             "title": self.titles[code],
@@ -199,6 +202,21 @@ class _Renderer(TextView):
             "very_severe": "Meets blood-count criteria for very severe aplastic anaemia (severe criteria and "
             f"neutrophils < {self.t['aa_very_severe_neutrophils']} {self.rs.unit_text('neutrophils')}).",
         }
+        if a.blasts is not None and a.blasts[i]:
+            # Blasts reported (§6, §10 v2): no criteria and no caveat, and the text never names the disease.
+            return {
+                "assessment": code,
+                "criteria_met": [],
+                "criteria": {},
+                "reticulocyte_threshold": None,
+                "reticulocyte_method": None,
+                "marrow_criterion": MARROW_NAMES[int(a.marrow[i])],
+                "text": "Not applicable: blasts were reported on the differential, so the counts cannot be read as "
+                "marrow failure; acute leukaemia must be excluded first.",
+                "caveat": None,
+                "reason": "blasts_reported",
+                "sources": self.cite(self.rs.finding("blasts_reported").sources),
+            }
         marrow = MARROW_NAMES[int(a.marrow[i])]
         marrow_text = {
             "met": "The marrow cellularity sent meets the marrow criterion.",
@@ -270,6 +288,17 @@ class _Renderer(TextView):
             "expected_band": band.label if band else None,
             "sources": self.cite(self.texts.skin_tags),
         }
+
+    def film_blocks(self, i: int) -> dict:
+        """`film` (what the film said, when any of it was sent) and `plasmic` (when the
+        thrombotic-microangiopathy pattern is present), clinical-rules §10 v2."""
+        out: dict = {}
+        block = film.film_block(self, i)
+        if block is not None:
+            out["film"] = block
+        if self.r.findings["thrombotic_microangiopathy_pattern"].present[i]:
+            out["plasmic"] = film.plasmic(self, i)
+        return out
 
     def urgency_reasons(self, i: int) -> dict[str, str]:
         """Every trigger that fired on this CBC, in the table's order, each with the action it asks for
@@ -387,6 +416,7 @@ def render_interpretations(
             "skin": renderer.skin(i, order[starts[i] : starts[i + 1]]),
             "urgency": urgency,
             "urgency_reasons": reasons,
+            **renderer.film_blocks(i),
             "summary": renderer.summary(i, findings, urgency, not_assessed, aplastic, renderer.top_reasons(i, reasons)),
         }
         answers.append(answer)

@@ -11,7 +11,7 @@ Adapters may hand the engine a pandas DataFrame (batches) or a plain mapping of 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,22 @@ from labservice.core.vocabulary import ANALYTES, CTCAE_DEFAULT_VERSION
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
 TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
+#: The blood film and the context PLASMIC reads (clinical-rules §10 v2), 1.0 / 0.0 / NaN or a number:
+#: schistocytes as a percentage of red cells and as a grade (SCHISTOCYTE_GRADES index), blasts seen on
+#: the film, the film confirming the platelet count, and the caller's statements for the PLASMIC items.
+FILM_COLUMNS = (
+    "schistocytes_percent",
+    "schistocytes_grade",
+    "blasts_seen",
+    "platelet_count_confirmed",
+    "active_cancer",
+    "transplant",
+    "haptoglobin_undetectable",
+    "inr",
+    "creatinine_mg_dl",
+    "indirect_bilirubin_mg_dl",
+)
+SCHISTOCYTE_GRADES = ("none", "present", "many")
 LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
 
@@ -48,6 +64,7 @@ class CbcColumns:
     marrow_residual: np.ndarray
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
+    film: dict[str, np.ndarray] = field(default_factory=dict)  # FILM_COLUMNS -> float64 (NaN = not sent)
     _present: list[str] | None = None
 
     def present_analytes(self) -> list[str]:
@@ -138,6 +155,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         reticulocyte_method_known=(method == "manual") | (method == "automated"),
         ctcae_version=_texts(_column(table, "ctcae_version", n), n, CTCAE_DEFAULT_VERSION),
         lesions=_lesion_columns(lesions),
+        film={name: _floats(_column(table, name, n), n, nan) for name in FILM_COLUMNS},
         _present=present,
     )
 

@@ -32,6 +32,13 @@ class Analyte(StrEnum):
     RETICULOCYTES = "reticulocytes"
     RETICULOCYTES_PERCENT = "reticulocytes_percent"
     NEUTROPHILS_PERCENT = "neutrophils_percent"
+    # The differential beyond the five-part count (clinical-rules §10 v2), per 100 leukocytes.
+    BLASTS_PERCENT = "blasts_percent"
+    PROMYELOCYTES_PERCENT = "promyelocytes_percent"
+    MYELOCYTES_PERCENT = "myelocytes_percent"
+    METAMYELOCYTES_PERCENT = "metamyelocytes_percent"
+    BANDS_PERCENT = "bands_percent"
+    NRBC_PER_100_WBC = "nrbc_per_100_wbc"
 
 
 class Urgency(StrEnum):

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from labservice.adapters.csv_input.cells import parse_numbers
-from labservice.adapters.csv_input.headers import field_for_name, name_key
+from labservice.adapters.csv_input.headers import FILM_FIELDS, field_for_name, name_key
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC
 from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
@@ -31,6 +32,22 @@ from labservice.core.units import UnitError, conversion_factor, implausibility_m
 #: Context fields a long file may carry on its result rows; a CBC takes the first value given.
 LONG_CONTEXT = ("sex", "age_years", "birth_date", "collected_at", "pregnant", "fever", "duffy_null")
 NO_ANALYTE = -1
+
+
+def film_item_resolver(options: BatchOptions):
+    """item text → the film or PLASMIC field it carries (clinical-rules §10 v2), or None: by the `items`
+    mapping, the schistocyte LOINC code, then the field's common names."""
+    explicit = {name_key(k): v for k, v in options.items.items()}
+    cache: dict[str, str | None] = {}
+
+    def resolve(item: str) -> str | None:
+        if item not in cache:
+            name = explicit.get(name_key(item)) or ("schistocytes" if item.strip() in SCHISTOCYTE_LOINC else None)
+            name = name or field_for_name(item)
+            cache[item] = name if name in FILM_FIELDS else None
+        return cache[item]
+
+    return resolve
 
 
 def item_resolver(options: BatchOptions, rs: Ruleset):
@@ -66,6 +83,7 @@ class LongResults:
     group_context: dict[str, list] = field(default_factory=dict)
     missing_id: list[bool] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
+    film: dict[str, dict[int, object]] = field(default_factory=dict)  # film field -> group -> first value sent
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     blank_lines: int = 0
     results_read: int = 0
@@ -77,6 +95,7 @@ class LongFile:
     def __init__(self, plan: ColumnPlan, options: BatchOptions, decimal: str, rs: Ruleset) -> None:
         self.plan, self.options, self.decimal, self.rs = plan, options, decimal, rs
         self.resolve = item_resolver(options, rs)
+        self.resolve_film = film_item_resolver(options)
         self.results = LongResults(group_ids=[[] for _ in plan.id_columns])
         self.context_fields = [f for f in LONG_CONTEXT if f in plan.fields]
         self.results.group_context = {f: [] for f in self.context_fields}
@@ -98,8 +117,16 @@ class LongFile:
         codes = np.array([self.resolve(u) for u in uniques], dtype=np.int16)[inverse]
         ignored = codes == NO_ANALYTE
         if ignored.any():
+            film_fields = np.array([self.resolve_film(u) for u in uniques], dtype=object)[inverse]
+            film_rows = np.flatnonzero(ignored & (film_fields != None))  # noqa: E711 (elementwise)
+            if film_rows.size:
+                self._film(frame.iloc[film_rows], film_fields[film_rows])
+                ignored[film_rows] = False
+                codes = codes.copy()
+                codes[film_rows] = NO_ANALYTE - 1  # kept out of the analyte arrays below
+        if ignored.any():
             res.ignored.update(items[ignored].value_counts().to_dict())
-        keep = np.flatnonzero(~ignored)
+        keep = np.flatnonzero(~ignored & (codes >= 0))
         if keep.size == 0:
             return
         frame, lines, codes = frame.iloc[keep], lines[keep], codes[keep]
@@ -113,6 +140,16 @@ class LongFile:
         res.line.append(lines)
         for row, message in row_errors.items():
             res.errors.setdefault(int(groups[row]), []).append(message)
+
+    def _film(self, frame: pd.DataFrame, fields: np.ndarray) -> None:
+        """Film results (a graded schistocyte text, blasts seen, ...): the first value per CBC, parsed
+        with the wide columns' rules when the chunk is built."""
+        groups = self._groups(frame)
+        values = frame[self.plan.fields["value"]].to_numpy(dtype=object)
+        for group, name, value in zip(groups, fields, values, strict=True):
+            if value is None or value != value:
+                continue
+            self.results.film.setdefault(str(name), {}).setdefault(int(group), value)
 
     def _groups(self, frame: pd.DataFrame) -> np.ndarray:
         res, plan = self.results, self.plan
@@ -309,6 +346,9 @@ class LongFile:
         )
         context.index = pd.RangeIndex(n)
         headers = {name: plan.header_of(name) for name in self.context_fields}
+        for name, by_group in res.film.items():
+            context[name] = pd.Series([by_group.get(number) for number in range(start, stop)], dtype=object)
+            headers[name] = f"{plan.header_of('value')} ({name})"
         table.update(
             parse_context(
                 context,

@@ -12,7 +12,10 @@ from labservice.core.families.base import FindingColumn, Stage
 
 
 def evaluate(stage: Stage) -> dict[str, FindingColumn]:
-    applicable = stage.findings["pancytopenia"].present | stage.findings["marrow_failure_range"].present
-    stage.aplastic = aplastic = assess_aplastic(stage.cols, applicable, stage.rs)
+    prompted = stage.findings["pancytopenia"].present | stage.findings["marrow_failure_range"].present
+    # Blasts reported (clinical-rules §6, §10 v2): the counts are not those of marrow aplasia.
+    blasts = stage.findings["blasts_reported"].present
+    stage.aplastic = aplastic = assess_aplastic(stage.cols, prompted & ~blasts, stage.rs)
+    aplastic.blasts = prompted & blasts
     severe = aplastic.assessment >= SEVERE
     return {"severe_aplastic_criteria": FindingColumn("severe_aplastic_criteria", severe)}
