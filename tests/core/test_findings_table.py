@@ -31,7 +31,10 @@ RULESET = load_ruleset()
 
 
 def test_the_vocabulary_holds_the_contract_codes():
-    assert set(vocabulary.FINDING_CODES) == contract_finding_codes(v2=False) | DELTA_FINDINGS
+    # api-contract v2 adds finding codes (blasts_reported, thrombotic_microangiopathy_pattern, ...): every v1
+    # code stays, and every code the engine reports is one of the contract's.
+    assert contract_finding_codes(v2=False) | DELTA_FINDINGS <= set(vocabulary.FINDING_CODES)
+    assert set(vocabulary.FINDING_CODES) <= contract_finding_codes(v2=True) | DELTA_FINDINGS
     assert set(vocabulary.DELTA_FINDING_CODES) == DELTA_FINDINGS
     assert set(vocabulary.URGENCY_NAMES) == {"immediate", "urgent", "soon", "routine"}
     assert vocabulary.Urgency("urgent").rank > vocabulary.Urgency("soon").rank

@@ -19,12 +19,12 @@ import pandas as pd
 
 from labservice.adapters.csv_input.cells import parse_numbers
 from labservice.adapters.csv_input.headers import FILM_FIELDS, field_for_name, name_key
-from labservice.adapters.film_words import SCHISTOCYTE_LOINC
 from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
 from labservice.adapters.csv_input.wide import canonical
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask

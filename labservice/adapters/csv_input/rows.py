@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from labservice.adapters.collection_time import future_message, latest_collection
-from labservice.adapters.film_words import grade_words, schistocyte_grade
 from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
+from labservice.adapters.film_words import grade_words, schistocyte_grade
 from labservice.core import vocabulary
 from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.table import SCHISTOCYTE_GRADES

@@ -18,7 +18,7 @@ from labservice.core.table import SCHISTOCYTE_GRADES
 
 #: The PLASMIC items in the order the answer lists them: (key, thresholds.csv key or None, words).
 PLASMIC_ITEMS = (
-    ("platelets", "plasmic_platelets", "platelets below {plasmic_platelets} x10^9/L"),
+    ("platelets", "plasmic_platelets", "platelets below {plasmic_platelets} {platelets_unit}"),
     (
         "hemolysis",
         None,
@@ -183,7 +183,9 @@ def plasmic(view: TextView, i: int) -> dict:
             "plasmic_risk", int(band_index(np.array([float(len(met))]), view.rs.bands["plasmic_risk"])[0])
         )
         band = found.label if found else None
-    words = {key: text.format(**view.t) for key, _, text in PLASMIC_ITEMS}
+    words = {
+        key: text.format(**view.t, platelets_unit=view.rs.unit_text("platelets")) for key, _, text in PLASMIC_ITEMS
+    }
     return {
         "items": {key: ("met" if s == YES else "not_met" if s == NO else "not_assessed") for key, s in items.items()},
         "points": len(met),
