@@ -44,7 +44,8 @@ def with_context(doc: dict[str, Any], **context: Any) -> dict[str, Any]:
 
 def words_outside_sources(answer: dict[str, Any]) -> str:
     """Every text of an answer a reader sees, without the cited source titles."""
-    parts = [answer["summary"], answer["aplastic_anemia"].get("text") or "", answer["aplastic_anemia"].get("caveat") or ""]
+    aplastic = answer["aplastic_anemia"]
+    parts = [answer["summary"], aplastic.get("text") or "", aplastic.get("caveat") or ""]
     for f in answer["findings"]:
         parts += [f["title"], f["detail"]]
     parts += [n["reason"] for n in answer["not_assessed"]]
@@ -77,7 +78,8 @@ def test_blasts_seen_on_the_film(seen: bool, present: bool) -> None:
 def test_blasts_are_described_never_diagnosed_and_never_read_as_aplastic() -> None:
     """The issue's MIMIC example (2105-05-13 08:30): WBC 35.9, platelets 14, Hb 8.9, 17 % blasts and
     schistocytes must not read as aplastic anaemia (clinical-rules §6 v2, §10 v2)."""
-    doc = with_film(cbc(male(60), wbc=35.9, platelets=14.0, hemoglobin=8.9, blasts_percent=17.0), schistocytes="present")
+    doc = cbc(male(60), wbc=35.9, platelets=14.0, hemoglobin=8.9, blasts_percent=17.0)
+    doc = with_film(doc, schistocytes="present")
     answer = run(doc)
     blasts = finding(answer, BLASTS)
     assert blasts is not None
@@ -218,7 +220,7 @@ def test_plasmic_item_bounds(changes: dict, item: str, state: str) -> None:
     P(2.5, {}, "not_assessed",
       id="clinical-rules §10 v2: reticulocytes 2.5 % alone, other markers not sent -> not assessed"),
     P(2.5, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.0}, "not_met",
-      id="clinical-rules §10 v2: all three markers sent, none met (2.5 %, haptoglobin detectable, bilirubin 2.0) -> not met"),
+      id="clinical-rules §10 v2: all three markers sent, none met (2.5 %, haptoglobin seen, bilirubin 2.0) -> not met"),
     P(2.5, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.1}, "met",
       id="clinical-rules §10 v2: indirect bilirubin 2.1 (> 2.0) -> met"),
     P(None, {"haptoglobin_undetectable": True}, "met",

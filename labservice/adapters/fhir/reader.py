@@ -18,7 +18,6 @@ from typing import Any
 
 from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel, loinc_codes
-from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.adapters.fhir.grouping import Group, find_groups
 from labservice.adapters.fhir.index import Node, ResourceIndex
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, Unused, UsedObservation
@@ -30,6 +29,7 @@ from labservice.adapters.fhir.values import (
     read_result,
     status_of,
 )
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.core.ruleset import Ruleset, default_ruleset
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")

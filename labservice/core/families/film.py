@@ -207,7 +207,7 @@ def plasmic(view: TextView, i: int) -> dict:
 
 
 def detail_thrombotic_microangiopathy_pattern(view: TextView, i: int):
-    evidence = {
+    evidence: dict[str, float | str | None] = {
         "platelets": view.v("platelets", i),
         "hemoglobin": view.v("hemoglobin", i),
     }
