@@ -17,6 +17,7 @@ from labservice.adapters.cbc_schema import CBC_SCHEMA as CBC_SCHEMA
 from labservice.adapters.cbc_schema import CBCSchema as CBCSchema
 from labservice.adapters.cbc_schema import ResultSchema as ResultSchema
 from labservice.core import vocabulary
+from labservice.core.table import SCHISTOCYTE_GRADES
 
 FLAGS = ("N", "L", "H", "LL", "HH")
 #: Finding codes in report order, then the delta findings (reference_ranges/findings.csv).
@@ -105,11 +106,46 @@ class AplasticAnemiaSchema(Schema):
         metadata={"description": "Camitta blood criteria (a) neutrophils, (b) platelets, (c) reticulocytes"},
     )
     criteria = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
-    reticulocyte_threshold = fields.Float()
-    reticulocyte_method = fields.String(validate=validate.OneOf(("automated", "manual", "unknown")))
+    reticulocyte_threshold = fields.Float(allow_none=True)
+    reticulocyte_method = fields.String(allow_none=True, validate=validate.OneOf(("automated", "manual", "unknown")))
     marrow_criterion = fields.String(validate=validate.OneOf(MARROW_CRITERIA))
     text = fields.String()
-    caveat = fields.String(metadata={"description": "Always present: counts alone cannot diagnose or grade it"})
+    caveat = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Counts alone cannot diagnose or grade it; null when the assessment is not applicable "
+            "because blasts were reported (clinical-rules §6, §10)"
+        },
+    )
+    reason = fields.String(metadata={"description": "Why the assessment is not applicable (e.g. blasts_reported)"})
+    sources = fields.List(fields.String())
+
+
+class FilmAnswerSchema(Schema):
+    """What the blood film said (clinical-rules §10), described only."""
+
+    schistocytes = fields.String(validate=validate.OneOf(SCHISTOCYTE_GRADES))
+    schistocytes_percent = fields.Float()
+    blasts_seen = fields.Boolean()
+    platelet_count_confirmed = fields.Boolean()
+    text = fields.String()
+
+
+class PlasmicItemSchema(Schema):
+    item = fields.String()
+    needs = fields.List(fields.String())
+
+
+class PlasmicSchema(Schema):
+    """The PLASMIC score [S26] when the thrombotic-microangiopathy pattern is present: each item's point, the
+    items not assessed (never counted as 0 or 1), and the risk band only when every item is known."""
+
+    items = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
+    points = fields.Integer()
+    points_possible = fields.Integer()
+    not_assessed = fields.List(fields.Nested(PlasmicItemSchema))
+    risk = fields.String(allow_none=True, validate=validate.OneOf(("low", "intermediate", "high")))
+    text = fields.String()
     sources = fields.List(fields.String())
 
 
@@ -148,6 +184,10 @@ class InterpretationSchema(Schema):
     )
     aplastic_anemia = fields.Nested(AplasticAnemiaSchema)
     skin = fields.Nested(SkinAnswerSchema)
+    film = fields.Nested(FilmAnswerSchema, metadata={"description": "Only when a blood film was sent"})
+    plasmic = fields.Nested(
+        PlasmicSchema, metadata={"description": "Only when the thrombotic-microangiopathy pattern is present"}
+    )
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
     urgency_reasons = fields.Dict(
         keys=fields.String(validate=validate.OneOf(URGENCY_REASONS)),
