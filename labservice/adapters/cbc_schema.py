@@ -232,17 +232,6 @@ class FilmSchema(Schema):
     )
 
 
-class PlasmicContextSchema(Schema):
-    """What the PLASMIC score reads besides the counts (clinical-rules §10 v2), as the caller states it."""
-
-    active_cancer = _nullable_bool()
-    transplant = _nullable_bool(metadata={"description": "Solid-organ or stem-cell transplant"})
-    inr = _nullable_float(validate=validate.Range(min=0, min_inclusive=False, max=100))
-    creatinine_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
-    indirect_bilirubin_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
-    haptoglobin_undetectable = _nullable_bool()
-
-
 class LesionSchema(Schema):
     """One skin lesion: a type, or a size from which the type follows."""
 
@@ -270,6 +259,24 @@ class MarrowSchema(Schema):
     residual_hematopoietic_percent = _nullable_float(validate=validate.Range(min=0, max=100))
 
 
+class ContextSchema(Schema):
+    """Clinical context the caller states (clinical-rules §10 v2 PLASMIC items, §11 v2 treatment)."""
+
+    myelosuppressive_therapy = _nullable_bool(
+        metadata={
+            "description": "Chemotherapy or another marrow-suppressing treatment in the last 6 weeks: "
+            "aplastic-anaemia criteria are not applied and a critical low count is a possible expected nadir"
+        }
+    )
+    # What the PLASMIC score reads besides the counts (clinical-rules §10 v2), as the caller states it.
+    active_cancer = _nullable_bool()
+    transplant = _nullable_bool(metadata={"description": "Solid-organ or stem-cell transplant"})
+    inr = _nullable_float(validate=validate.Range(min=0, min_inclusive=False, max=100))
+    creatinine_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
+    indirect_bilirubin_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
+    haptoglobin_undetectable = _nullable_bool()
+
+
 class OptionsSchema(Schema):
     ctcae_version = fields.String(validate=validate.OneOf(CTCAE_VERSIONS))
 
@@ -290,7 +297,7 @@ class CBCSchema(Schema):
     skin = fields.Nested(SkinSchema)
     marrow = fields.Nested(MarrowSchema)
     film = fields.Nested(FilmSchema)
-    context = fields.Nested(PlasmicContextSchema)
+    context = fields.Nested(ContextSchema)
     options = fields.Nested(OptionsSchema)
 
     @validates_schema

@@ -130,6 +130,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
             "duffy_null",
             "fever",
             "platelet_clumps",
+            "myelosuppressive_therapy",
             "marrow_cellularity",
             "marrow_residual",
             *FILM_COLUMNS,
@@ -160,7 +161,9 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
         film = doc.get("film") or {}
         clumps = [(doc.get("specimen") or {}).get("platelet_clumps"), film.get("platelet_clumps")]
         numbers["platelet_clumps"][i] = TRISTATE[True if True in clumps else False if False in clumps else None]
-        read_film(film, doc.get("context") or {}, numbers, i)
+        context = doc.get("context") or {}
+        numbers["myelosuppressive_therapy"][i] = TRISTATE[context.get("myelosuppressive_therapy")]
+        read_film(film, context, numbers, i)
         marrow = doc.get("marrow") or {}
         for key, field in (
             ("marrow_cellularity", "cellularity_percent"),

@@ -114,10 +114,16 @@ class AplasticAnemiaSchema(Schema):
         allow_none=True,
         metadata={
             "description": "Counts alone cannot diagnose or grade it; null when the assessment is not applicable "
-            "because blasts were reported (clinical-rules §6, §10)"
+            "for a reason of not_applicable_reasons (clinical-rules §6 v2)"
         },
     )
-    reason = fields.String(metadata={"description": "Why the assessment is not applicable (e.g. blasts_reported)"})
+    not_applicable_reasons = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Why the counts cannot be read as marrow aplasia (clinical-rules §6 v2): "
+            "wbc_above_range, myelosuppressive_therapy, blasts_reported (§10); empty otherwise"
+        },
+    )
     sources = fields.List(fields.String())
 
 

@@ -121,8 +121,8 @@ def _text(lines: list[str], eol: str = "\n") -> bytes:
 #: no skin examination sent, so no §8 v2 suggestion; < 100 -> soon (§9).
 ISOLATED_45 = {"thrombocytopenia"}
 #: Platelets < 20 with every other lineage normal: thrombocytopenia, critical_value (§3), no §8 v2
-#: suggestion (no skin examination in a CSV); a new critical value -> immediate (§9 line 243, *v2*). One criterion of the marrow-failure range
-#: only (< 50).
+#: suggestion (no skin examination in a CSV); a new critical value -> immediate (§9 line 243, *v2*). One
+#: criterion of the marrow-failure range only (< 50).
 ISOLATED_CRITICAL = {"thrombocytopenia", "critical_value"}
 #: The contract example pattern: platelets 45, Hb 8.2, neutrophils 0.4 (WBC normal): three lineages
 #: low -> pancytopenia; Hb < 10, neutrophils < 1.5, platelets < 50 -> marrow_failure_range;

@@ -31,8 +31,7 @@ RULESET = load_ruleset()
 
 
 def test_the_vocabulary_holds_the_contract_codes():
-    # api-contract v2 adds finding codes (blasts_reported, thrombotic_microangiopathy_pattern, ...): every v1
-    # code stays, and every code the engine reports is one of the contract's.
+    # api-contract.md v2 adds finding codes (erythrocytosis, ...): every v1 code stays, every code is the contract's
     assert contract_finding_codes(v2=False) | DELTA_FINDINGS <= set(vocabulary.FINDING_CODES)
     assert set(vocabulary.FINDING_CODES) <= contract_finding_codes(v2=True) | DELTA_FINDINGS
     assert set(vocabulary.DELTA_FINDING_CODES) == DELTA_FINDINGS
@@ -154,7 +153,11 @@ def test_the_no_who_cutoff_age_is_the_tables_youngest_row(tmp_path):
     infant = {"hemoglobin": [9.0], "age_years": [0.25], "sex": ["female"]}
     answer = render_interpretations(interpret_cbc_table(infant))[0]
     anemia = next(n for n in answer["not_assessed"] if n["code"] == "anemia")
-    assert anemia["reason"] == "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range"
+    # clinical-rules §4 v2: under 6 months "anaemia is decided by the lab's range only, else not assessed"
+    assert anemia["reason"] == (
+        "no WHO haemoglobin cut-off for this age (under 6 months) and no laboratory range sent: "
+        "send the laboratory's range"
+    )
 
     tables = tmp_path / "reference_ranges"
     shutil.copytree(packaged_directory(), tables)
