@@ -214,21 +214,25 @@ class FilmSchema(Schema):
     blasts seen, platelet clumps (the same as specimen.platelet_clumps) and whether the film confirms
     the platelet count."""
 
-    schistocytes_percent = _nullable_float(
-        validate=validate.Range(min=0, max=100), metadata={"description": "Schistocytes per 100 red cells"}
+    schistocytes_percent = StrictFloat(
+        allow_none=True,
+        validate=validate.Range(min=0, max=100),
+        metadata={"description": "Schistocytes per 100 red cells"},
     )
     schistocytes = fields.String(
         allow_none=True,
-        load_default=None,
         validate=validate.OneOf(SCHISTOCYTE_GRADES),
         metadata={"description": "Graded: none, present (occasional, 1+, few) or many (2+ and above)"},
     )
-    blasts_seen = _nullable_bool()
-    platelet_clumps = _nullable_bool(metadata={"description": "Clumps seen on the film (= specimen.platelet_clumps)"})
-    platelet_count_confirmed = _nullable_bool(
+    blasts_seen = StrictBoolean(allow_none=True)
+    platelet_clumps = StrictBoolean(
+        allow_none=True, metadata={"description": "Clumps seen on the film (= specimen.platelet_clumps)"}
+    )
+    platelet_count_confirmed = StrictBoolean(
+        allow_none=True,
         metadata={
             "description": "The film shows the platelet count is true (turns off the pseudothrombocytopenia hint)"
-        }
+        },
     )
 
 
@@ -269,12 +273,12 @@ class ContextSchema(Schema):
         }
     )
     # What the PLASMIC score reads besides the counts (clinical-rules §10 v2), as the caller states it.
-    active_cancer = _nullable_bool()
-    transplant = _nullable_bool(metadata={"description": "Solid-organ or stem-cell transplant"})
-    inr = _nullable_float(validate=validate.Range(min=0, min_inclusive=False, max=100))
-    creatinine_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
-    indirect_bilirubin_mg_dl = _nullable_float(validate=validate.Range(min=0, max=100))
-    haptoglobin_undetectable = _nullable_bool()
+    active_cancer = StrictBoolean(allow_none=True)
+    transplant = StrictBoolean(allow_none=True, metadata={"description": "Solid-organ or stem-cell transplant"})
+    inr = StrictFloat(allow_none=True, validate=validate.Range(min=0, min_inclusive=False, max=100))
+    creatinine_mg_dl = StrictFloat(allow_none=True, validate=validate.Range(min=0, max=100))
+    indirect_bilirubin_mg_dl = StrictFloat(allow_none=True, validate=validate.Range(min=0, max=100))
+    haptoglobin_undetectable = StrictBoolean(allow_none=True)
 
 
 class OptionsSchema(Schema):

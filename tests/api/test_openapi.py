@@ -47,7 +47,10 @@ def test_cbc_schema_lists_every_contract_analyte(spec):
     assert set(results["properties"]) == {
         "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc",
         "mcv", "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent",
-        "neutrophils_percent"}
+        "neutrophils_percent",
+        # api-contract.md v2 (clinical-rules §10): the differential beyond the five-part count
+        "blasts_percent", "promyelocytes_percent", "myelocytes_percent", "metamyelocytes_percent",
+        "bands_percent", "nrbc_per_100_wbc"}
     assert "oneOf" in results["properties"]["platelets"]
 
 

@@ -307,3 +307,34 @@ def test_nrbc_without_a_cytopenia_adds_no_finding() -> None:
 ])
 def test_pseudothrombocytopenia_narrowed(doc: dict, present: bool) -> None:
     assert (finding(run(doc), PSEUDO) is not None) is present
+
+
+# --- bad input names its field or line ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "path"), [
+    P({"film": {"schistocytes": "lots"}}, ("film", "schistocytes"), id="a grade outside none/present/many"),
+    P({"film": {"schistocytes_percent": 101}}, ("film", "schistocytes_percent"), id="a percentage above 100"),
+    P({"film": {"blasts_seen": "yes"}}, ("film", "blasts_seen"), id="a boolean as text"),
+    P({"context": {"inr": "1.2"}}, ("context", "inr"), id="a number as text"),
+    P({"film": {"unknown": True}}, ("film", "unknown"), id="an unknown film field"),
+])
+def test_bad_film_or_context_is_a_422_naming_the_field(extra: dict, path: tuple[str, str]) -> None:
+    from marshmallow import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        CBC_SCHEMA.load({"results": {"platelets": 120}, **extra})
+    assert path[1] in caught.value.messages[path[0]]
+
+
+def test_a_csv_schistocyte_word_that_is_not_a_grade_names_the_line_and_column() -> None:
+    import io
+
+    from labservice.batch import BatchOptions, run_batch
+
+    out = io.StringIO()
+    text = "sample_id,platelets,hemoglobin,schistocytes\nS1,90,9,OCCASIONAL\nS2,90,9,lots\n"
+    run_batch(io.BytesIO(text.encode()), csv_out=out, options=BatchOptions())
+    lines = out.getvalue().splitlines()
+    assert "thrombotic_microangiopathy_pattern" in lines[1]  # OCCASIONAL = present (clinical-rules §10 v2)
+    assert "line 3, column schistocytes: 'lots' is not a schistocyte grade" in lines[2]
