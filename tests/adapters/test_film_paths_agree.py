@@ -1,5 +1,6 @@
 """The differential and the film (clinical-rules §10 v2) read the same on every input path: JSON, CSV wide,
-CSV long, FHIR R4 and HL7 v2 give the same CBC the same answer (findings, urgency, aplastic assessment, film).
+CSV long, FHIR R4, HL7 v2 (the reader MLLP uses too) and CDS Hooks (prefetched loose Observations) give the
+same CBC the same answer (findings, urgency, aplastic assessment, film).
 
 The CBCs: (a) the issue's MIMIC example (WBC 35.9, platelets 14, Hb 8.9, 17 % blasts, schistocytes
 OCCASIONAL): blasts_reported and the thrombotic-microangiopathy pattern, aplastic not_applicable;
@@ -18,14 +19,19 @@ from typing import Any
 
 import pytest
 
-from labservice.adapters.cbc_schema import CBC_SCHEMA
+from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA, CBC_SCHEMA
+from labservice.adapters.cdshooks.fhir_client import FhirAccess
+from labservice.adapters.cdshooks.request import parse_hook_request
+from labservice.adapters.cdshooks.service import CBC_REVIEW
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.hl7v2.codes import load_code_map
 from labservice.adapters.hl7v2.reader import ReadSettings
 from labservice.batch import BatchOptions, run_batch
 from labservice.core.ruleset import default_ruleset
+from labservice.services.cds_review import review
 from labservice.services.hl7v2_receive import receive_message
 from labservice.services.interpret import interpret_documents
+from tests.adapters.cdshooks.build import hook_call, searchset
 from tests.adapters.fhir.build import bundle, observation, report
 
 RS = default_ruleset()
@@ -115,11 +121,37 @@ def by_csv(counts: dict[str, float], grade: str, *, long: bool) -> dict[str, Any
     return row
 
 
+def by_cds_hooks(counts: dict[str, float], grade: str) -> dict[str, Any]:
+    """A patient-view call whose prefetch holds the results as loose Observations (a FHIR server's search
+    answer); the answer the card is made from is kept."""
+    observations = [
+        {**observation(name, CODES[name][0], value, CODES[name][1]), "subject": {"reference": "Patient/p1"},
+         "effectiveDateTime": "2026-11-20T08:30:00Z"}
+        for name, value in counts.items()
+    ]
+    observations.append({**observation("schisto", SCHISTOCYTES_LOINC, valueString=grade),
+                         "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-20T08:30:00Z"})
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1966-11-20"}
+    kept: list[dict[str, Any]] = []
+
+    def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = interpret_documents(CBC_LIST_SCHEMA.load(docs), ruleset=RS, indexed=True)
+        kept.extend(answers)
+        return answers
+
+    body = hook_call("p1", {"patient": patient, "cbcObservations": searchset(observations)})
+    cards = review(parse_hook_request(body, CBC_REVIEW), ruleset=RS, interpret=interpret,
+                   base_url="https://labservice.example.org", access=FhirAccess(timeout=1))["cards"]
+    assert len(cards) == 1 and len(kept) == 1
+    return kept[0]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_path_gives_the_same_answer(case: str) -> None:
     counts, grade = CASES[case]
     codes, urgency, schistocytes = EXPECTED[case]
-    answers = {"json": by_json(counts, grade), "fhir": by_fhir(counts, grade), "hl7v2": by_hl7(counts, grade)}
+    answers = {"json": by_json(counts, grade), "fhir": by_fhir(counts, grade), "hl7v2": by_hl7(counts, grade),
+               "cds_hooks": by_cds_hooks(counts, grade)}
     for name, answer in answers.items():
         found = {f["code"] for f in answer["findings"]}
         assert found & FILM_CODES == codes, name
