@@ -109,7 +109,7 @@ def run_batch(
                 progress(stream.bytes_read)
         analytes = long_file.analytes()
         chunks = long_file.chunks(options.chunk_rows)
-    film = bool(long_file.results.film) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
+    film = bool(long_file.film_fields()) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
     layout = OutputLayout([dialect.header[i] for i in plan.id_columns], output_analytes(analytes), film)
     summary.output_columns = layout.columns()
     outputs = [(handle, kind(layout)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle]
