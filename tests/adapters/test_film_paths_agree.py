@@ -181,3 +181,16 @@ def test_blasts_make_the_aplastic_assessment_not_applicable_on_every_path() -> N
     assert by_fhir(counts, grade)["aplastic_anemia"]["assessment"] == "not_applicable"
     assert by_hl7(counts, grade)["aplastic_anemia"]["assessment"] == "not_applicable"
     assert by_csv(counts, grade, long=True)["aplastic_anemia"] == "not_applicable"
+
+
+def test_the_pattern_not_assessed_without_a_film_is_listed_on_json_and_csv_alike() -> None:
+    """clinical-rules §10 v2 with "missing data is not assessed": platelets 90 and Hb 9.0 without a film."""
+    counts = {"wbc": 6.0, "platelets": 90.0, "hemoglobin": 9.0}
+    doc = {"patient": PATIENT, "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()}}
+    answer = interpret_documents([CBC_SCHEMA.load(doc)])[0]
+    assert "thrombotic_microangiopathy_pattern" in [n["code"] for n in answer["not_assessed"]]
+    lines = ["sample_id,sex,age_years,wbc,platelets,hemoglobin", "S1,M,60,6,90,9.0"]
+    out = io.StringIO()
+    run_batch(io.BytesIO(("\n".join(lines) + "\n").encode()), json_out=out, options=BatchOptions())
+    (row,) = json.loads(out.getvalue())
+    assert "thrombotic_microangiopathy_pattern" in row["not_assessed"]

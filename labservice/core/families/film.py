@@ -108,6 +108,8 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     counts_unknown = (platelets_low == NOT_ASSESSED) | (anemia == NOT_ASSESSED)
     undecided = ~pattern & ((enough & counts_unknown) | (~schisto_known & counts_could & ~counts_unknown))
     items = plasmic_items(stage)
+    state = np.where(pattern, YES, np.where(undecided, NOT_ASSESSED, NO)).astype(np.int8)
+    stage.states["thrombotic_microangiopathy_pattern"] = state
     tma = FindingColumn(
         "thrombotic_microangiopathy_pattern",
         pattern,
@@ -117,11 +119,8 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
             "platelets_low": platelets_low,
             "anemia": anemia,
         },
-        undecided=undecided,
+        state=state,  # JSON and CSV list the same "not assessed" (the columnar output reads the state)
     )
-    stage.states["thrombotic_microangiopathy_pattern"] = np.where(
-        pattern, YES, np.where(undecided, NOT_ASSESSED, NO)
-    ).astype(np.int8)
     # What the pitfalls family reads: schistocytes or blasts reported on this CBC.
     stage.film_reported = reported | blasts.present
     return {f.code: f for f in (blasts, tma)}
