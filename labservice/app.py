@@ -11,6 +11,8 @@ from flask import Flask
 
 from labservice.api import register_api
 from labservice.api.cds_services import register as register_cds_services
+from labservice.api.metrics import register as register_metrics
+from labservice.api.openapi_conventions import document_cds_hooks
 from labservice.config import instance_path, load_settings
 from labservice.core.ruleset import load_ruleset
 from labservice.dashboard import register_dashboard
@@ -39,9 +41,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_database(app)
     register_auth(app)
     register_text_input(app)  # after authentication: a caller without credentials is answered 401 first
-    register_api(app)
+    api = register_api(app)
     register_dashboard(app)
     register_cds_services(app)
+    register_metrics(app)  # GET /metrics (Prometheus), for a key with the metrics scope
+    document_cds_hooks(api, app)  # the CDS Hooks endpoints in the OpenAPI document, by reference to their spec
     register_idempotency(app)  # wraps the views that store, so after every blueprint
     register_error_handlers(app)
     register_rate_limits(app)  # after authentication: limits are per caller

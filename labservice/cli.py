@@ -193,7 +193,9 @@ def _add_security_parsers(commands) -> None:
     parser = commands.add_parser("create-key", help="create an API key and print it once")
     parser.add_argument("--name", required=True, help="who or what holds the key, e.g. lis-interface")
     parser.add_argument(
-        "--scopes", default="interpret,read", help="comma-separated: interpret, read, admin (default: interpret,read)"
+        "--scopes",
+        default="interpret,read",
+        help="comma-separated: interpret, read, admin, metrics (default: interpret,read)",
     )
     parser.add_argument("--url", help=url_help)
     parser = commands.add_parser("list-keys", help="list the API keys (names, scopes, last use; no secrets)")

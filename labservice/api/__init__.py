@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
+from labservice.api.openapi_conventions import document_conventions
 from labservice.api.schemas import ProblemSchema
 from labservice.errors import handle_http_exception
 from labservice.middleware.auth import document_security
@@ -40,6 +41,7 @@ def register_api(app: Flask) -> LabserviceApi:
     api = LabserviceApi(app)
     document_security(api)  # bearerAuth, and each operation's scopes (labservice.middleware.auth)
     document_idempotency(api)  # the Idempotency-Key header (labservice.middleware.idempotency)
+    document_conventions(api)  # operationId, servers, the store parameter (labservice.api.openapi_conventions)
     swagger_assets.register(app)
     interpretations.register(api, app)
     batches.register(api, app)

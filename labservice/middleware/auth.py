@@ -45,6 +45,8 @@ PUBLIC_ENDPOINTS = frozenset(
         "static",
         "index",
         "health.healthz",
+        "health.livez",
+        "health.readyz",
         "ruleset.get_ruleset",
         "api-docs.openapi_json",
         "api-docs.openapi_swagger_ui",
@@ -70,6 +72,7 @@ ENDPOINT_SCOPES: dict[str, tuple[str, ...]] = {
     "referrals.show_referral": ("read",),
     "referrals.update_referral": ("read", "interpret"),
     "patients.get_patient_results": ("read",),
+    "metrics.metrics": ("metrics",),
 }
 DEFAULT_SCOPES = ("admin",)
 #: CDS Hooks calls that need a CDS client JWT (or a key with `interpret`).

@@ -465,12 +465,13 @@ KEY_PARAMETER = {
         "maxLength": MAX_KEY_LENGTH + 2,
         # A quoted sf-string (printable ASCII, \" and \\ escaped) or bare printable ASCII without a comma.
         "pattern": r'^("([ !#-\[\]-~]|\\["\\])+"|[!#-+\--~]+)$',
-        "example": '"8e03978e-40d5-43e8-bc93-6894a57f9324"',
+        # No `example`: Swagger's Try it out would send the same key every time and get 422 "already used".
     },
     "description": (
         "Makes a retry safe (draft-ietf-httpapi-idempotency-key-header): a Structured Field String "
         f'(`"..."`; the bare form is accepted too) of 1 to {MAX_KEY_LENGTH} printable ASCII characters, '
-        "unique per operation (a UUID v4). A retry with the same key and the same request (method, path, "
+        'unique per operation (a new UUID v4 for each request, e.g. `"8e03978e-40d5-43e8-bc93-6894a57f9324"`). '
+        "A retry with the same key and the same request (method, path, "
         "query, content type, Accept and body) gets the first answer again, with `Idempotent-Replayed: true`, "
         "and stores nothing twice. The same key with another request: 422; while the first request still runs: "
         "409 with Retry-After. 5xx answers are not kept. Keys belong to the caller (the API key) and expire "

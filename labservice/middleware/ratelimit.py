@@ -1,4 +1,6 @@
-"""Rate limits per caller: 429 problem+json with Retry-After.
+"""Rate limits per caller: 429 problem+json with Retry-After, and the caller's quota on every answer as
+`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy`
+(draft-ietf-httpapi-ratelimit-headers-07; the general `RATE_LIMIT` quota).
 
 **Who is counted.** A signed-in caller by `current_principal().id` (`api_key:lis-interface`,
 `user:dr.smith`); an anonymous caller by its address (TRUSTED_PROXIES applied). Limits:
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 
 from labservice.security.principal import current_principal
 from labservice.security.remote import remote_address
@@ -47,7 +49,7 @@ log = logging.getLogger("labservice.ratelimit")
 
 EXTENSION = "labservice.rate_limiter"
 #: Endpoints never limited: health checks from load balancers, and static files.
-EXEMPT_ENDPOINTS = frozenset({"health.healthz", "static"})
+EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.livez", "health.readyz", "static"})
 #: POSTs that upload a CSV batch (the expensive requests).
 UPLOAD_ENDPOINTS = frozenset({"batches.create_batch", "dashboard.upload_batch"})
 #: Sign-in form posts (counted by address).
@@ -111,6 +113,7 @@ class Decision:
     allowed: bool
     retry_after: float  # seconds until a request would be admitted (0 when this one was)
     remaining: int  # requests still admitted at once after this one
+    reset: float = 0.0  # seconds until the whole quota is available again
 
 
 class Limiter(Protocol):
@@ -123,9 +126,9 @@ def _gcra(tat: float | None, now: float, rate: Rate) -> tuple[Decision, float | 
     new_tat = tat + rate.emission
     allow_at = new_tat - rate.period
     if now < allow_at:
-        return Decision(False, allow_at - now, 0), None
+        return Decision(False, allow_at - now, 0, tat - now), None
     remaining = math.floor((rate.period - (new_tat - now)) / rate.emission + 1e-9)
-    return Decision(True, 0.0, max(remaining, 0)), new_tat
+    return Decision(True, 0.0, max(remaining, 0), new_tat - now), new_tat
 
 
 class MemoryLimiter:
@@ -162,11 +165,11 @@ if tat == nil or tat < now then tat = now end
 local new_tat = tat + emission
 local allow_at = new_tat - period
 if now < allow_at then
-  return {0, tostring(allow_at - now), '0'}
+  return {0, tostring(allow_at - now), '0', tostring(tat - now)}
 end
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1)
 local remaining = math.floor((period - (new_tat - now)) / emission + 1e-9)
-return {1, '0', tostring(remaining)}
+return {1, '0', tostring(remaining), tostring(new_tat - now)}
 """
 
 
@@ -195,10 +198,12 @@ class RedisLimiter:
         now = time.monotonic()
         if now >= self.down_until:
             try:
-                allowed, retry_ms, remaining = self.script(
+                allowed, retry_ms, remaining, reset_ms = self.script(
                     keys=[self.prefix + key], args=[repr(rate.emission * 1000), repr(rate.period * 1000)]
                 )
-                return Decision(bool(int(allowed)), float(retry_ms) / 1000, int(float(remaining)))
+                return Decision(
+                    bool(int(allowed)), float(retry_ms) / 1000, int(float(remaining)), float(reset_ms) / 1000
+                )
             except Exception as error:  # redis.RedisError, OSError: count in memory for a while
                 self.down_until = now + self.RETRY_SECONDS
                 if now - self.warned_at >= self.WARN_EVERY_SECONDS:
@@ -249,9 +254,33 @@ def check_rate_limits() -> Response | None:
         checks.append((f"upload:{identity}", policy.uploads))
     for key, rate in checks:
         decision = limiter.hit(key, rate)
+        if key.startswith("all:"):
+            g.rate_limit_headers = rate_limit_headers(rate, decision)
         if not decision.allowed:
-            return too_many_requests(decision.retry_after, key.split(":", 1)[0])
+            response = too_many_requests(decision.retry_after, key.split(":", 1)[0])
+            response.headers.update(rate_limit_headers(rate, decision))
+            return response
     return None
+
+
+def rate_limit_headers(rate: Rate, decision: Decision) -> dict[str, str]:
+    """The caller's quota as draft-ietf-httpapi-ratelimit-headers (-07) words it: the limit and its window
+    (`RateLimit-Policy: 600;w=60`), what is left now, and the seconds until the whole quota is back."""
+    return {
+        "RateLimit-Limit": str(rate.limit),
+        "RateLimit-Remaining": str(max(decision.remaining, 0)),
+        "RateLimit-Reset": str(max(0, math.ceil(decision.reset - 1e-9))),
+        "RateLimit-Policy": f"{rate.limit};w={rate.period:g}",
+    }
+
+
+def add_rate_limit_headers(response: Response) -> Response:
+    """after_request: the general quota's headers on every answer that was counted against it."""
+    headers = g.pop("rate_limit_headers", None)
+    if headers:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+    return response
 
 
 WHAT = {"all": "requests", "upload": "batch uploads", "sign-in": "sign-in attempts"}
@@ -291,3 +320,4 @@ def register_rate_limits(app: Flask) -> None:
     )
     app.extensions[EXTENSION] = (make_limiter(app.config), policy)
     app.before_request(check_rate_limits)
+    app.after_request(add_rate_limit_headers)

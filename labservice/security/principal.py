@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from flask import g
 
-SCOPES = ("interpret", "read", "admin")
+SCOPES = ("interpret", "read", "admin", "metrics")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,14 @@ and by `labservice serve` as `-c python:labservice.serving.gunicorn_conf`.
   query string or referrer, which can hold patient ids.
 """
 
+import os
+import tempfile
+
+# Before anything imports prometheus_client (it reads this once, at import): every worker writes its metrics
+# into files here and a scrape of /metrics sums them (labservice.serving.metrics). A fresh directory per start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="labservice-metrics-")
+
 from labservice.serving.log_lines import (
     GUNICORN_ACCESS_FORMAT,
     apply_log_level,
@@ -25,3 +33,9 @@ access_log_format = GUNICORN_ACCESS_FORMAT
 def on_starting(server) -> None:
     apply_log_level(server.cfg.loglevel)
     enable_access_log(server.cfg.accesslog)
+
+
+def child_exit(server, worker) -> None:
+    from labservice.serving.metrics import worker_exited
+
+    worker_exited(worker.pid)

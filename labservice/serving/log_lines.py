@@ -87,6 +87,10 @@ def _log_request(status: int) -> None:
 
     started = g.get("started_at")
     duration = (time.perf_counter() - started) * 1000 if started is not None else None
+    from labservice.serving.metrics import observe_request  # imported late: see labservice.serving.gunicorn_conf
+
+    rule = request.url_rule.rule if request.url_rule is not None else NO_ROUTE
+    observe_request(request.method, rule, status, None if duration is None else duration / 1000)
     level = logging.WARNING if status >= 500 else logging.INFO
     if not access_log.isEnabledFor(level):
         return
@@ -96,7 +100,7 @@ def _log_request(status: int) -> None:
         extra={
             "fields": {
                 "method": request.method,
-                "route": request.url_rule.rule if request.url_rule is not None else NO_ROUTE,
+                "route": rule,
                 "status": status,
                 "duration_ms": None if duration is None else round(duration, 2),
                 "principal": _principal_id(),

@@ -200,7 +200,7 @@ class ReferralEvent(Base):
 
 # --- security: API keys, dashboard users, the audit trail, idempotent POSTs -------------
 
-API_KEY_SCOPES = ("interpret", "read", "admin")
+API_KEY_SCOPES = ("interpret", "read", "admin", "metrics")
 USER_ROLES = ("clinician", "admin")
 
 

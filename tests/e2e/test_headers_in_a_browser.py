@@ -151,3 +151,17 @@ def test_swagger_ui_runs_under_its_own_policy(page, server):
     page.wait_for_selector(".opblock", timeout=15000)  # operations listed: its script ran and fetched the document
     assert page.locator(".opblock").count() >= 10
     assert violations(page) == []
+
+
+def test_swagger_try_it_out_neither_reuses_a_key_nor_stores_by_default(page, server):
+    """Issue 14 item 3: "Try it out" must not prefill a fixed Idempotency-Key (a second try gets 422 "already
+    used") nor store a made-up patient on the worklist (the store parameter is prefilled `false`)."""
+    base, _ = server
+    page.goto(base + "/api/docs")
+    block = page.locator("#operations-interpretations-createInterpretations")  # Swagger's id: tag + operationId
+    block.locator(".opblock-summary").click()
+    block.locator(".try-out__btn").click()
+    key = block.locator('tr[data-param-name="Idempotency-Key"] input')
+    store = block.locator('tr[data-param-name="store"] select')
+    assert key.input_value() == ""
+    assert store.input_value() == "false"

@@ -20,6 +20,8 @@ from tests.credentials import anonymous
 #: The rules anyone may call (no patient data): path -> methods. Everything else must refuse a stranger.
 PUBLIC_RULES = {
     "/healthz": {"GET"},
+    "/livez": {"GET"},  # issue 14 item 4: probes carry no patient data
+    "/readyz": {"GET"},
     "/api/v1/openapi.json": {"GET"},
     "/api/docs": {"GET"},
     "/api/docs/assets/<path:filename>": {"GET"},
@@ -102,7 +104,8 @@ def test_the_public_allowlist_is_the_one_the_app_enforces(app):
     assert public <= set(PUBLIC_RULES), public - set(PUBLIC_RULES)
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/api/v1/openapi.json", "/api/docs", "/api/v1/ruleset", "/cds-services",
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz", "/api/v1/openapi.json", "/api/docs",
+                                  "/api/v1/ruleset", "/cds-services",
                                   "/api/docs/assets/swagger-ui.css", "/dashboard/static/dashboard.css"])
 def test_public_endpoints_answer_without_credentials(app, path):
     response = anonymous(app).get(path)

@@ -153,6 +153,33 @@ def test_the_limit_is_per_key_and_the_answer_is_429_with_retry_after(make_app):
     assert second.get("/api/v1/referrals").status_code == 200  # another key has its own count
 
 
+def test_every_counted_answer_carries_the_ratelimit_headers(make_app):
+    """Issue 14 item 4: RateLimit-* (draft-ietf-httpapi-ratelimit-headers-07) beside Retry-After. 3/minute is a
+    burst of 3 and one request every 20 s: after the first, 2 left and the whole quota back in 20 s; after the
+    third, none left and the quota back in 60 s."""
+    app = make_app(RATE_LIMIT="3/minute")
+    client = bearer_client(app, new_key(app, "read"))
+    answers = [client.get("/api/v1/referrals") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert all(a.headers["RateLimit-Limit"] == "3" and a.headers["RateLimit-Policy"] == "3;w=60" for a in answers)
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert [a.headers["RateLimit-Reset"] for a in answers] == ["20", "40", "60", "60"]
+    assert answers[3].headers["Retry-After"] == "20"
+
+
+def test_uncounted_answers_carry_no_ratelimit_headers(make_app):
+    app = make_app(RATE_LIMIT="off")
+    assert "RateLimit-Limit" not in app.test_client().get("/api/v1/ruleset").headers
+    limited = make_app(RATE_LIMIT="3/minute")
+    assert "RateLimit-Limit" not in limited.test_client().get("/healthz").headers  # health checks are exempt
+
+
+def test_redis_tells_when_the_whole_quota_is_back(redis_prefix):
+    limiter = redis_limiter(redis_prefix)
+    decisions = [limiter.hit("k", Rate(3, 60)) for _ in range(4)]
+    assert [round(d.reset) for d in decisions] == [20, 40, 60, 60]
+
+
 def test_anonymous_callers_are_counted_by_address(make_app):
     app = make_app(RATE_LIMIT="2/minute")
     one = FlaskClient(app, app.response_class)

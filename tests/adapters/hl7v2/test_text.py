@@ -52,8 +52,8 @@ def test_the_charset_of_the_content_type_wins():
 
 @pytest.mark.parametrize("declared", ["UNICODE UTF-8", "ASCII"])
 def test_bytes_that_msh18_says_are_utf8_or_ascii_but_are_not_are_refused(declared):
-    """Found by hypothesis (tests/services/test_hl7v2_receive_generated_messages.py): the MSH-18 fallback decoded strictly and
-    its UnicodeDecodeError escaped (a 500 over HTTP)."""
+    """Found by hypothesis (tests/services/test_hl7v2_receive_generated_messages.py): the MSH-18 fallback decoded
+    strictly and its UnicodeDecodeError escaped (a 500 over HTTP)."""
     body = f"MSH|^~\\&|LIS||||20260101||ORU^R01|1|P|2.5||||||{declared}\rPID|1||42||M\xfcller\r".encode("latin-1")
     with pytest.raises(Hl7Problem) as caught:
         decode(body)
