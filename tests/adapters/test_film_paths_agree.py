@@ -194,3 +194,38 @@ def test_the_pattern_not_assessed_without_a_film_is_listed_on_json_and_csv_alike
     run_batch(io.BytesIO(("\n".join(lines) + "\n").encode()), json_out=out, options=BatchOptions())
     (row,) = json.loads(out.getvalue())
     assert "thrombotic_microangiopathy_pattern" in row["not_assessed"]
+
+
+def test_a_schistocyte_percentage_reads_the_same_on_every_path() -> None:
+    """clinical-rules §10 v2: schistocytes 2.5 % (> 1 %) with platelets 90 and Hb 9.0 make the pattern; the
+    percentage comes as JSON film.schistocytes_percent, a CSV column, FHIR valueQuantity in % and HL7 v2 NM
+    with OBX-6 %."""
+    counts = {"wbc": 6.0, "platelets": 90.0, "hemoglobin": 9.0}
+    doc = {"patient": PATIENT, "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()},
+           "film": {"schistocytes_percent": 2.5}}
+    by_json_answer = interpret_documents([CBC_SCHEMA.load(doc)])[0]
+
+    members = [observation(name, CODES[name][0], value, CODES[name][1]) for name, value in counts.items()]
+    members.append(observation("schisto", SCHISTOCYTES_LOINC, 2.5, "%"))
+    read = read_fhir(bundle(report("r1", [f"Observation/{o['id']}" for o in members]), *members))
+    by_fhir_answer = interpret_documents([CBC_SCHEMA.load(read.cbcs[0].document)])[0]
+
+    segments = ["MSH|^~\\&|LAB|HOSP|LABSERVICE|HOSP|20261120083000||ORU^R01|MSG1|P|2.5.1",
+                "PID|1||MRN1^^^HOSP^MR||DOE^JOHN||19661120|M", "OBR|1|||58410-2^CBC^LN|||20261120083000"]
+    for k, (name, value) in enumerate(counts.items(), start=1):
+        segments.append(f"OBX|{k}|NM|{CODES[name][0]}^{name}^LN||{value:g}|{CODES[name][1]}|||||F")
+    segments.append(f"OBX|4|NM|{SCHISTOCYTES_LOINC}^Schistocytes^LN||2.5|%|||||F")
+    outcome = receive_message("\r".join(segments).encode(), HL7_SETTINGS)
+    assert outcome.answer is not None
+    by_hl7_answer = outcome.answer["interpretations"][0]
+
+    lines = ["sample_id,sex,age_years,wbc,platelets,hemoglobin,Schistocytes (%)", "S1,M,60,6,90,9.0,2.5"]
+    out = io.StringIO()
+    run_batch(io.BytesIO(("\n".join(lines) + "\n").encode()), json_out=out, options=BatchOptions())
+    (row,) = json.loads(out.getvalue())
+
+    for answer in (by_json_answer, by_fhir_answer, by_hl7_answer):
+        assert "thrombotic_microangiopathy_pattern" in [f["code"] for f in answer["findings"]]
+        assert answer["film"]["schistocytes_percent"] == 2.5
+    assert "thrombotic_microangiopathy_pattern" in row["findings"]
+    assert row["film"] == "schistocytes 2.5 %"
