@@ -14,6 +14,7 @@ import numpy as np
 
 from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tristate
 from labservice.core.families.base import FindingColumn, Stage, TextView, fmt, json_number
+from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.table import SCHISTOCYTE_GRADES
 
 #: The PLASMIC items in the order the answer lists them: (key, thresholds.csv key or None, words).
@@ -252,7 +253,8 @@ def nrbc_present(view: TextView, i: int) -> bool:
     if math.isnan(nrbc) or not nrbc > view.rs.value("nrbc_reported"):
         return False
     age = float(view.r.cols.age_years[i])
-    return math.isnan(age) or meets(np.array([age * 365.25]), view.rs.threshold("nrbc_newborn_age_days"))[0]
+    days = round(age * DAYS_PER_YEAR, 6)  # an age sent in days and read back from years is exact again
+    return math.isnan(age) or bool(meets(np.array([days]), view.rs.threshold("nrbc_newborn_age_days"))[0])
 
 
 def nrbc_sentence(view: TextView, i: int) -> str:
