@@ -108,7 +108,12 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     counts_could = (platelets_low != NO) & (anemia != NO)
     counts_unknown = (platelets_low == NOT_ASSESSED) | (anemia == NOT_ASSESSED)
     undecided = ~pattern & ((enough & counts_unknown) | (~schisto_known & counts_could & ~counts_unknown))
-    items = plasmic_items(stage)
+    # PLASMIC is read only where the pattern is present: skip its columns for tables without it.
+    if pattern.any():
+        items = plasmic_items(stage)
+    else:
+        unread = np.full(cols.n, NOT_ASSESSED, dtype=np.int8)
+        items = {key: unread for key, _, _ in PLASMIC_ITEMS}
     state = np.where(pattern, YES, np.where(undecided, NOT_ASSESSED, NO)).astype(np.int8)
     stage.states["thrombotic_microangiopathy_pattern"] = state
     tma = FindingColumn(
