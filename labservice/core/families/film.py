@@ -88,20 +88,28 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     cols, rs, lineages = stage.cols, stage.rs, stage.lineages
     assert lineages is not None, "the counts family runs first"
     v, film = cols.values, cols.film
-    blasts_counted = meets(v["blasts_percent"], rs.threshold("blasts_reported_percent"))
-    blasts_seen = film["blasts_seen"] == 1.0
+    grade, percent, seen = film["schistocytes_grade"], film["schistocytes_percent"], film["blasts_seen"]
+    platelets_low = tristate(v["platelets"], rs.threshold("tma_platelets"))
+    if (
+        np.isnan(v["blasts_percent"]).all()
+        and np.isnan(grade).all()
+        and np.isnan(percent).all()
+        and np.isnan(seen).all()
+    ):
+        # Nothing of the differential or the film was sent (the usual CBC): no blasts, no schistocytes.
+        none = np.zeros(cols.n, dtype=bool)
+        blasts_counted = blasts_seen = reported = enough = schisto_known = none
+    else:
+        blasts_counted = meets(v["blasts_percent"], rs.threshold("blasts_reported_percent"))
+        blasts_seen = seen == 1.0
+        graded = grade >= SCHISTOCYTE_GRADES.index("present")
+        # Reported (§8: present, many or a percentage above 0), enough for the pattern (§10: > 1 % or graded).
+        reported = graded | meets(percent, rs.threshold("schistocytes_reported_percent"))
+        enough = graded | meets(percent, rs.threshold("tma_schistocytes_percent"))
+        schisto_known = ~np.isnan(grade) | ~np.isnan(percent)
     blasts = FindingColumn(
         "blasts_reported", blasts_counted | blasts_seen, extra={"counted": blasts_counted, "seen": blasts_seen}
     )
-
-    grade = film["schistocytes_grade"]
-    percent = film["schistocytes_percent"]
-    graded = grade >= SCHISTOCYTE_GRADES.index("present")
-    # Reported (§8: present, many or a percentage above 0) and enough for the pattern (§10: > 1 % or graded).
-    reported = graded | meets(percent, rs.threshold("schistocytes_reported_percent"))
-    enough = graded | meets(percent, rs.threshold("tma_schistocytes_percent"))
-    schisto_known = ~np.isnan(grade) | ~np.isnan(percent)
-    platelets_low = tristate(v["platelets"], rs.threshold("tma_platelets"))
     anemia = lineages.red
     pattern = enough & (platelets_low == YES) & (anemia == YES)
     # Not assessed: the counts could make the pattern but a part of it was not sent (never silently "no").
@@ -120,7 +128,7 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
         "thrombotic_microangiopathy_pattern",
         pattern,
         extra={
-            **{f"plasmic_{key}": state for key, state in items.items()},
+            **{f"plasmic_{key}": item for key, item in items.items()},
             "schistocytes_unknown": ~schisto_known,
             "platelets_low": platelets_low,
             "anemia": anemia,
