@@ -195,7 +195,11 @@ def test_plasmic_all_seven_items_met_is_high_risk() -> None:
 @pytest.mark.parametrize(("changes", "item", "state"), [
     P({"platelets": 29.9}, "platelets", "met", id="clinical-rules §10 v2: platelets 29.9 (< 30) -> met"),
     P({"platelets": 30.0}, "platelets", "not_met", id="clinical-rules §10 v2: platelets 30 (on the bound) -> not met"),
+    P({"platelets": 30.1}, "platelets", "not_met", id="clinical-rules §10 v2: platelets 30.1 -> not met"),
     P({"mcv": 89.9}, "mcv", "met", id="clinical-rules §10 v2: MCV 89.9 (< 90) -> met"),
+    P({"mcv": 90.1}, "mcv", "not_met", id="clinical-rules §10 v2: MCV 90.1 -> not met"),
+    P({"inr": 1.51}, "inr", "not_met", id="clinical-rules §10 v2: INR 1.51 -> not met"),
+    P({"creatinine_mg_dl": 2.01}, "creatinine", "not_met", id="clinical-rules §10 v2: creatinine 2.01 -> not met"),
     P({"mcv": 90.0}, "mcv", "not_met", id="clinical-rules §10 v2: MCV 90 (on the bound) -> not met"),
     P({"inr": 1.49}, "inr", "met", id="clinical-rules §10 v2: INR 1.49 (< 1.5) -> met"),
     P({"inr": 1.5}, "inr", "not_met", id="clinical-rules §10 v2: INR 1.5 (on the bound) -> not met"),
@@ -223,6 +227,8 @@ def test_plasmic_item_bounds(changes: dict, item: str, state: str) -> None:
       id="clinical-rules §10 v2: all three markers sent, none met (2.5 %, haptoglobin seen, bilirubin 2.0) -> not met"),
     P(2.5, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.1}, "met",
       id="clinical-rules §10 v2: indirect bilirubin 2.1 (> 2.0) -> met"),
+    P(2.4, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 1.9}, "not_met",
+      id="clinical-rules §10 v2: reticulocytes 2.4 %, bilirubin 1.9, haptoglobin seen -> not met"),
     P(None, {"haptoglobin_undetectable": True}, "met",
       id="clinical-rules §10 v2: haptoglobin undetectable alone -> met"),
     P(None, {}, "not_assessed", id="clinical-rules §10 v2: no haemolysis marker sent -> not assessed"),
@@ -257,6 +263,7 @@ def test_plasmic_gives_no_band_while_an_item_is_not_assessed() -> None:
 @pytest.mark.parametrize(("nrbc", "age_years", "mentioned"), [
     P(0.0, 34, False, id="clinical-rules §10 v2: NRBC 0 -> not mentioned"),
     P(1.0, 34, True, id="clinical-rules §10 v2: NRBC 1 (> 0) with thrombocytopenia -> mentioned"),
+    P(5.0, 27 / 365.25, False, id="clinical-rules §10 v2: 27 days old -> not mentioned"),
     P(5.0, 28 / 365.25, False, id="clinical-rules §10 v2: 28 days old (not older than 28 days) -> not mentioned"),
     P(5.0, 29 / 365.25, True, id="clinical-rules §10 v2: 29 days old -> mentioned"),
 ])
@@ -282,6 +289,8 @@ def test_nrbc_without_a_cytopenia_adds_no_finding() -> None:
       id="clinical-rules §8 v2: WBC flagged H -> not isolated"),
     P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes_percent=0.5), False,
       id="clinical-rules §8 v2: schistocytes 0.5 % (> 0) reported -> not suggested"),
+    P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes_percent=0.0), True,
+      id="clinical-rules §8 v2: schistocytes 0 % (not above 0) -> not reported, still suggested"),
     P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes="none"), True,
       id="clinical-rules §8 v2: schistocytes none -> still isolated with no bleeding signs"),
     P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), blasts_seen=True), False,
