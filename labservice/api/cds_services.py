@@ -29,6 +29,7 @@ from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from labservice.adapters.cdshooks.cards import dashboard_link_for
 from labservice.adapters.cdshooks.feedback import parse_feedback
 from labservice.adapters.cdshooks.fhir_client import (
     DEFAULT_MAX_BYTES,
@@ -39,15 +40,17 @@ from labservice.adapters.cdshooks.fhir_client import (
 )
 from labservice.adapters.cdshooks.prefetch import PreconditionFailed
 from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_request
-from labservice.adapters.cdshooks.service import SERVICES, CdsService, discovery
+from labservice.adapters.cdshooks.service import PLATELET_ORDER_CHECK, SERVICES, CdsService, discovery
 from labservice.adapters.errors import InputError
 from labservice.api.common import read_json
 from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
-from labservice.extensions import current_ruleset
+from labservice.extensions import current_database, current_ruleset
 from labservice.security.principal import current_principal, touched_patients
 from labservice.services.cds_review import review
 from labservice.services.interpret import interpret_documents
+from labservice.services.order_review import order_review
+from labservice.store.repository import patient_record
 
 FEEDBACK_FILE = "cds-feedback.jsonl"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -70,9 +73,24 @@ def call_service(service_id: str) -> ResponseReturnValue:
         raise MethodNotAllowed(valid_methods=["POST"])
     hook = parse_hook_request(_json_body(), service)
     try:
-        cards = review(
-            hook, ruleset=current_ruleset(), interpret=_interpret, base_url=_base_url(), access=_fhir_access()
-        )
+        if service.id == PLATELET_ORDER_CHECK.id:
+            cards = order_review(
+                hook,
+                ruleset=current_ruleset(),
+                interpret=_interpret,
+                base_url=_base_url(),
+                access=_fhir_access(),
+                links=_dashboard_links,
+            )
+        else:
+            cards = review(
+                hook,
+                ruleset=current_ruleset(),
+                interpret=_interpret,
+                base_url=_base_url(),
+                access=_fhir_access(),
+                stored=_is_stored,
+            )
     except PreconditionFailed as error:
         raise Problem(
             412,
@@ -145,6 +163,17 @@ def _fhir_access() -> FhirAccess:
         max_bytes=int(config.get("CDS_FHIR_MAX_BYTES") or DEFAULT_MAX_BYTES),
         log=current_app.logger.warning,
     )
+
+
+def _is_stored(patient_id: str) -> bool:
+    """Whether the record of results has this patient (the dashboard's page exists): a link to a page that
+    answers 404 is worse than none."""
+    with current_database().session() as session:
+        return patient_record(session, patient_id) is not None
+
+
+def _dashboard_links(patient_id: str) -> list[dict[str, str]]:
+    return [dashboard_link_for(_base_url(), patient_id)] if _is_stored(patient_id) else []
 
 
 def _base_url() -> str:

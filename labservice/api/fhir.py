@@ -1,4 +1,7 @@
-"""POST /api/v1/fhir/interpret: FHIR R4 in (Bundle, DiagnosticReport, Observation), our answers or a FHIR Bundle out.
+"""POST /api/v1/fhir/$interpret (and /interpret): FHIR R4 in (Bundle, DiagnosticReport, Observation), our
+answers or a FHIR Bundle out. GET /api/v1/fhir/metadata: the CapabilityStatement; GET
+/api/v1/fhir/OperationDefinition/interpret: the operation's definition. A client that asks for FHIR
+(`Accept: application/fhir+json` or `?_format=fhir`) gets its errors as OperationOutcome resources.
 
 Thin like the JSON endpoint: check the media type, parse, `read_fhir`, validate the documents with
 the same schema, interpret (and store) with the same service call. Errors in a document built
@@ -9,14 +12,19 @@ The answer is our JSON by default, or a FHIR Bundle with `Accept: application/fh
 
 from __future__ import annotations
 
+import copy
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, request
+import flask
+from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields
 
+from labservice import __version__
 from labservice.adapters.errors import InputError
+from labservice.adapters.fhir.conformance import capability_statement, operation_definition, operation_outcome
 from labservice.adapters.fhir.model import FhirCbc, FhirRead
 from labservice.adapters.fhir.reader import read_fhir
 from labservice.adapters.located import relocate
@@ -193,6 +201,73 @@ def interpret_fhir() -> ResponseReturnValue:
     return response
 
 
+# FHIR's own spelling of the same operation: POST [base]/$interpret (the same view, scopes and idempotency; the
+# OpenAPI document lists it beside /interpret in register()).
+flask.Blueprint.add_url_rule(blp, "/$interpret", endpoint="interpret_fhir", view_func=interpret_fhir, methods=["POST"])
+
+STARTED = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _base() -> str:
+    return request.url_root.rstrip("/") + (blp.url_prefix or "")
+
+
+def _fhir_response(resource: dict[str, Any]) -> Response:
+    response: Response = current_app.response_class(current_app.json.dumps(resource), mimetype=FHIR_JSON)
+    return response
+
+
+@blp.route("/metadata", methods=["GET"])
+@blp.doc(
+    summary="The FHIR CapabilityStatement of this server",
+    description="FHIR R4 (4.0.1), JSON, bearer API keys, and the `$interpret` operation. No key needed.",
+    responses={"200": {"description": "A CapabilityStatement", "content": {FHIR_JSON: {"schema": {"type": "object"}}}}},
+)
+def capability() -> ResponseReturnValue:
+    """The FHIR CapabilityStatement"""
+    return _fhir_response(
+        capability_statement(
+            _base(), software_version=__version__, ruleset_version=current_ruleset().version, date=STARTED
+        )
+    )
+
+
+@blp.route("/OperationDefinition/interpret", methods=["GET"])
+@blp.doc(
+    summary="The OperationDefinition of $interpret",
+    description="What `$interpret` takes and answers, as a FHIR R4 OperationDefinition. No key needed.",
+    responses={
+        "200": {"description": "An OperationDefinition", "content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+    },
+)
+def interpret_operation() -> ResponseReturnValue:
+    """The OperationDefinition of $interpret"""
+    return _fhir_response(operation_definition(_base()))
+
+
+@blp.after_request
+def _errors_as_operation_outcome(response: Response) -> Response:
+    """A client that asked for FHIR gets its errors (every problem+json answer here, 401 and 429 included) as an
+    OperationOutcome with the same status and headers."""
+    if response.mimetype != "application/problem+json" or not _asked_for_fhir():
+        return response
+    problem = response.get_json(silent=True) or {}
+    outcome = _fhir_response(operation_outcome(response.status_code, problem))
+    outcome.status_code = response.status_code
+    for name, value in response.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            outcome.headers[name] = value
+    outcome.vary.add("Accept")
+    return outcome
+
+
+def _asked_for_fhir() -> bool:
+    chosen = (request.args.get("_format") or "").lower()
+    if chosen:
+        return chosen in FHIR_FORMATS
+    return request.accept_mimetypes.best_match([JSON, FHIR_JSON, "application/problem+json"]) == FHIR_JSON
+
+
 def _wants_fhir() -> bool:
     chosen = request.args.get("_format")
     if chosen is not None:
@@ -215,12 +290,17 @@ def _check_count(read: FhirRead) -> None:
             errors.setdefault(item.path, []).append(item.reason)
         if not errors:
             errors = {BODY_PATH: ["No Observation carries a CBC LOINC code (clinical-rules §1)."]}
-        raise Problem(
-            422,
+        detail = (
             f"No usable CBC in the input ({len(read.unused)} CBC-related resources could "
-            "not be used; `errors` says why).",
-            errors,
+            "not be used; `errors` says why)."
         )
+        if _report_without_its_observations(read):
+            detail = (
+                "No usable CBC in the input: the DiagnosticReport refers to Observations that are not in it. "
+                "Post a Bundle that includes the Observations (or the DiagnosticReport with its Observations "
+                "`contained`)."
+            )
+        raise Problem(422, detail, errors)
     limit = current_app.config["MAX_BATCH_ITEMS"]
     if len(read.cbcs) > limit:
         raise Problem(
@@ -228,6 +308,15 @@ def _check_count(read: FhirRead) -> None:
             f"The input holds {len(read.cbcs)} CBCs; the limit is {limit} per request.",
             {BODY_PATH: [f"At most {limit} CBCs."]},
         )
+
+
+def _report_without_its_observations(read: FhirRead) -> bool:
+    """Every unused item is a DiagnosticReport's reference that does not resolve, or the report itself."""
+    return (
+        bool(read.unused)
+        and all(item.resource_type == "DiagnosticReport" or "does not resolve" in item.reason for item in read.unused)
+        and any(item.resource_type == "DiagnosticReport" for item in read.unused)
+    )
 
 
 def _interpret(read: FhirRead) -> list[dict]:
@@ -328,3 +417,10 @@ def register(api: Api, app: Flask) -> None:
         },
     )
     api.register_blueprint(blp)
+    # POST /$interpret is the same operation as POST /interpret (one endpoint, registered without its own doc):
+    # list it too, under its own operationId. apispec keeps its paths in `_paths` (no public setter for a copy).
+    paths = api.spec._paths
+    same = copy.deepcopy(paths[f"{blp.url_prefix}/interpret"])
+    same["post"]["operationId"] = "interpretFhirOperation"
+    same["post"]["summary"] = "The FHIR operation $interpret (the same as POST /api/v1/fhir/interpret)"
+    paths[f"{blp.url_prefix}/$interpret"] = same

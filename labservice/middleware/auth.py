@@ -54,6 +54,8 @@ PUBLIC_ENDPOINTS = frozenset(
         "dashboard.static",
         "dashboard.sign_in",
         "cds_services.discover",
+        "fhir.capability",
+        "fhir.interpret_operation",
     }
 )
 

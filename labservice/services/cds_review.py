@@ -46,7 +46,13 @@ Interpret = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 def review(
-    request: HookRequest, *, ruleset: Ruleset, interpret: Interpret, base_url: str, access: FhirAccess
+    request: HookRequest,
+    *,
+    ruleset: Ruleset,
+    interpret: Interpret,
+    base_url: str,
+    access: FhirAccess,
+    stored: Callable[[str], bool] = lambda patient: True,
 ) -> dict[str, Any]:
     gathered = gather(request, prefetch_templates(ruleset), access=access)
     built = review_bundle(gathered)
@@ -78,6 +84,7 @@ def review(
             for item in read.unused
             if _same_time(built.resource_at(item.path), latest_time)
         ],
+        patient_stored=stored(str(patient)),
     )
     if answer is None:
         return {"cards": [unusable_card(problems, context)]}

@@ -63,7 +63,9 @@ def stored_rows(app) -> tuple[int, ...]:
 def test_discovery_lists_the_service(client):
     response = client.get("/cds-services")
     assert response.status_code == 200 and response.mimetype == "application/json"
-    [service] = response.get_json()["services"]
+    review, order_check = response.get_json()["services"]  # issue 14 item 2: the order-sign service too
+    assert (order_check["hook"], order_check["id"]) == ("order-sign", "platelet-order-check")
+    service = review
     assert {"hook", "title", "description", "id", "prefetch"} == set(service)
     assert (service["hook"], service["id"]) == ("patient-view", "cbc-review")
     assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
@@ -96,8 +98,8 @@ def test_synthea_prefetch_gives_one_card_and_stores_nothing(app, client):
     assert len(card["summary"]) < 140
     assert uuid.UUID(card["uuid"])
     assert card["source"]["label"].startswith("labservice") and card["source"]["url"].endswith("/api/v1/ruleset")
-    [link] = card["links"]
-    assert link["type"] == "absolute" and link["url"].startswith("http://localhost/dashboard/patients/")
+    # Issue 14 item 2: no dashboard link for a patient the record of results does not have (it would be a 404).
+    assert "links" not in card
     assert stored_rows(app) == (0, 0, 0, 0)     # a patient-view call is a read
 
 
@@ -122,12 +124,19 @@ def test_mimic_low_platelets_card_without_a_skin_examination_has_no_citrate_sugg
     assert "2 older CBCs" in card["detail"]
 
 
-def test_public_base_url_sets_the_links(make_app, feedback_file):
+def test_public_base_url_sets_the_links_for_a_stored_patient(make_app, feedback_file):
     client = make_app(PUBLIC_BASE_URL="https://labs.example.org/", CDS_FEEDBACK_FILE=str(feedback_file)).test_client()
     body = hook_call("mimic-160445", {"patient": None, "cbcObservations": searchset(
         mimic_observations("160445", MIMIC_TIMES[-1:], "mimic-160445"))})
     [card] = client.post(URL, json=body).get_json()["cards"]
+    assert "links" not in card  # not stored yet: the dashboard would answer 404
+    stored = client.post("/api/v1/interpretations", json={
+        "patient": {"id": "Patient/mimic-160445"}, "collected_at": "2026-11-01T08:00:00Z",
+        "results": {"platelets": {"value": 42, "unit": "10*9/L"}}})
+    assert stored.status_code == 200, stored.get_data(as_text=True)
+    [card] = client.post(URL, json=body).get_json()["cards"]
     assert card["links"][0]["url"] == "https://labs.example.org/dashboard/patients/Patient%2Fmimic-160445"
+    assert client.get("/dashboard/patients/Patient%2Fmimic-160445").status_code == 200  # where it leads exists
 
 
 def test_no_cbc_answers_an_empty_card_list(client):

@@ -64,6 +64,7 @@ def test_every_fixture_file_goes_through(client, path: Path):
     if path.name in REFERENCES_ONLY:
         body = assert_problem(response, 422)
         assert body["detail"].startswith("No usable CBC in the input")
+        assert "Post a Bundle that includes the Observations" in body["detail"]  # issue 14 item 1
         assert all(reason.startswith("the reference ") or reason.startswith("no usable CBC result")
                    for messages in body["errors"].values() for reason in messages)
         return

@@ -22,6 +22,8 @@ PUBLIC_RULES = {
     "/healthz": {"GET"},
     "/livez": {"GET"},  # issue 14 item 4: probes carry no patient data
     "/readyz": {"GET"},
+    "/api/v1/fhir/metadata": {"GET"},  # issue 14 item 1: FHIR conformance resources, no patient data
+    "/api/v1/fhir/OperationDefinition/interpret": {"GET"},
     "/api/v1/openapi.json": {"GET"},
     "/api/docs": {"GET"},
     "/api/docs/assets/<path:filename>": {"GET"},

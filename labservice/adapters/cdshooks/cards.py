@@ -25,6 +25,26 @@ from urllib.parse import quote
 from labservice.adapters.cdshooks.suggestions import reflex_tests_for, suggestion
 from labservice.core.ruleset import Ruleset
 
+OVERRIDE_SYSTEM = "https://labservice.example/fhir/CodeSystem/cds-override-reason"
+#: CDS Hooks 2.0 Card.overrideReasons: Codings the EHR offers when the card is dismissed.
+OVERRIDE_REASONS = [
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "already-addressed",
+        "display": "Already addressed (e.g. a transfusion or a repeat count is planned)",
+    },
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "benefit-outweighs-risk",
+        "display": "Benefit outweighs the risk for this patient",
+    },
+    {
+        "system": OVERRIDE_SYSTEM,
+        "code": "not-applicable",
+        "display": "Does not apply (e.g. a prophylactic dose, or the count is not current)",
+    },
+]
+
 #: The specification asks for a summary of fewer than 140 characters.
 SUMMARY_LIMIT = 139
 INDICATOR_BY_URGENCY = {"routine": "info", "soon": "warning", "urgent": "warning", "immediate": "critical"}
@@ -52,6 +72,7 @@ class CardContext:
     read_from: dict[str, str] = field(default_factory=dict)  # analyte -> Observation reference
     non_final: list[str] = field(default_factory=list)
     unused: list[tuple[str, str]] = field(default_factory=list)  # (where, why), the latest CBC's
+    patient_stored: bool = True  # whether the dashboard has a page for dashboard_patient
 
 
 def escape_markdown(text: Any) -> str:
@@ -186,12 +207,21 @@ def _citations(answer: dict[str, Any], ruleset: Ruleset, tests: list[Any]) -> li
     return out or ["labservice rule tables (reference_ranges/), see the source link of this card"]
 
 
-def dashboard_link(context: CardContext) -> dict[str, str]:
+def dashboard_link_for(base_url: str, patient: str) -> dict[str, str]:
     return {
         "label": "Patient page in the labservice dashboard (trends, stored CBCs, referrals)",
-        "url": f"{context.base_url}/dashboard/patients/{quote(context.dashboard_patient, safe='')}",
+        "url": f"{base_url}/dashboard/patients/{quote(patient, safe='')}",
         "type": "absolute",
     }
+
+
+def dashboard_link(context: CardContext) -> dict[str, str]:
+    return dashboard_link_for(context.base_url, context.dashboard_patient)
+
+
+def links(context: CardContext) -> list[dict[str, str]]:
+    """The dashboard's patient page, only when the record of results has the patient (else it would be a 404)."""
+    return [dashboard_link(context)] if context.patient_stored else []
 
 
 def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[str, Any]:
@@ -218,7 +248,8 @@ def unusable_card(problems: dict[str, list[str]], context: CardContext) -> dict[
             "label": f"labservice CBC rules ({context.ruleset.version})",
             "url": f"{context.base_url}/api/v1/ruleset",
         },
-        "links": [dashboard_link(context)],
+        "overrideReasons": list(OVERRIDE_REASONS),
+        **({"links": links(context)} if context.patient_stored else {}),
     }
 
 
@@ -239,5 +270,7 @@ def cbc_card(answer: dict[str, Any], context: CardContext) -> dict[str, Any]:
             suggestion(test, context.ruleset, context.patient_id, context.encounter_id) for test in tests
         ]
         card["selectionBehavior"] = "any"
-    card["links"] = [dashboard_link(context)]
+    card["overrideReasons"] = list(OVERRIDE_REASONS)
+    if context.patient_stored:
+        card["links"] = links(context)
     return card

@@ -1,6 +1,7 @@
 """The CDS services labservice offers, and the discovery document (`GET /cds-services`).
 
-One service: `cbc-review` on `patient-view`. Its prefetch templates ask for the Patient (sex and
+Two services: `cbc-review` on `patient-view`, and `platelet-order-check` on `order-sign` (clinical-rules §13
+v2; its prefetch reads only the platelet counts). `cbc-review`: Its prefetch templates ask for the Patient (sex and
 birth date choose reference ranges and cut-offs) and for the patient's recent Observations coded
 with any CBC LOINC code of clinical-rules §1, newest first. The code list is the ruleset's own
 (`reference_ranges/analytes.csv`, column `loinc`), so a code a laboratory adds there is asked for too.
@@ -44,7 +45,21 @@ CBC_REVIEW = CdsService(
         "diagnoses. Nothing is stored."
     ),
 )
-SERVICES = {CBC_REVIEW.id: CBC_REVIEW}
+PLATELET_ORDER_CHECK = CdsService(
+    id="platelet-order-check",
+    hook="order-sign",
+    title="Platelet count before signing an order (labservice)",
+    description=(
+        "When an order is signed for neuraxial anaesthesia, a lumbar puncture, major surgery, a central venous "
+        "catheter or therapeutic-dose anticoagulation, and the patient's latest platelet count is below the "
+        "threshold for that group of orders (British Society for Haematology 2017, ISTH 2018), a card states the "
+        "count, its date, the threshold and its source, and asks for a review before signing. Which order codes "
+        "belong to each group is configuration (reference_ranges/order_codes.csv). Nothing is stored."
+    ),
+)
+SERVICES = {CBC_REVIEW.id: CBC_REVIEW, PLATELET_ORDER_CHECK.id: PLATELET_ORDER_CHECK}
+#: The analyte the order check reads.
+PLATELETS = "platelets"
 
 
 def cbc_codes(ruleset: Ruleset) -> list[str]:
@@ -53,7 +68,15 @@ def cbc_codes(ruleset: Ruleset) -> list[str]:
     return [code for analyte in ruleset.analytes.values() for code in analyte.loinc] + sorted(SCHISTOCYTE_LOINC)
 
 
-def prefetch_templates(ruleset: Ruleset) -> dict[str, str]:
+def prefetch_templates(ruleset: Ruleset, service: CdsService = CBC_REVIEW) -> dict[str, str]:
+    """The Patient and the Observations a service reads: every CBC code for cbc-review, the platelet codes
+    (the latest few counts) for the order check."""
+    if service.id == PLATELET_ORDER_CHECK.id:
+        platelet_codes = ",".join(f"{LOINC_SYSTEM}|{code}" for code in ruleset.analytes[PLATELETS].loinc)
+        return {
+            PATIENT_KEY: f"Patient/{PATIENT_TOKEN}",
+            OBSERVATIONS_KEY: f"Observation?patient={PATIENT_TOKEN}&code={platelet_codes}&_sort=-date&_count=10",
+        }
     codes = ",".join(f"{LOINC_SYSTEM}|{code}" for code in cbc_codes(ruleset))
     return {
         PATIENT_KEY: f"Patient/{PATIENT_TOKEN}",
@@ -70,7 +93,7 @@ def discovery(ruleset: Ruleset) -> dict[str, Any]:
                 "title": service.title,
                 "description": service.description,
                 "id": service.id,
-                "prefetch": prefetch_templates(ruleset),
+                "prefetch": prefetch_templates(ruleset, service),
             }
             for service in SERVICES.values()
         ]

@@ -9,16 +9,24 @@ from labservice.core.ruleset import default_ruleset
 from tests.adapters.cdshooks.build import CLINICAL_RULES_CBC_CODES
 
 
-def test_discovery_lists_one_patient_view_service_with_the_required_fields():
+def test_discovery_lists_the_patient_view_and_order_sign_services_with_the_required_fields():
     services = discovery(default_ruleset())["services"]
-    assert len(services) == 1
-    service = services[0]
-    # Discovery table: hook, description and id REQUIRED; title RECOMMENDED; prefetch OPTIONAL.
-    assert service["hook"] == "patient-view"
-    assert service["id"] == "cbc-review"
-    assert isinstance(service["description"], str) and service["description"]
-    assert isinstance(service["title"], str) and service["title"]
-    assert all(isinstance(value, str) for value in service["prefetch"].values())
+    # Issue 14 item 2: a second service on order-sign (clinical-rules §13 v2).
+    assert [(s["hook"], s["id"]) for s in services] == [("patient-view", "cbc-review"),
+                                                         ("order-sign", "platelet-order-check")]
+    for service in services:
+        # Discovery table: hook, description and id REQUIRED; title RECOMMENDED; prefetch OPTIONAL.
+        assert isinstance(service["description"], str) and service["description"]
+        assert isinstance(service["title"], str) and service["title"]
+        assert all(isinstance(value, str) for value in service["prefetch"].values())
+
+
+def test_the_order_check_prefetches_only_the_latest_platelet_counts():
+    """clinical-rules §1: platelets are LOINC 777-3 and 26515-7; the order check needs nothing else."""
+    order_check = discovery(default_ruleset())["services"][1]
+    params = parse_qs(urlsplit(order_check["prefetch"]["cbcObservations"]).query)
+    assert set(params["code"][0].split(",")) == {"http://loinc.org|777-3", "http://loinc.org|26515-7"}
+    assert params["_sort"] == ["-date"]
 
 
 def test_the_patient_template_is_a_read_of_the_patient_in_context():
