@@ -231,6 +231,17 @@ class MarrowSchema(Schema):
     residual_hematopoietic_percent = _nullable_float(validate=validate.Range(min=0, max=100))
 
 
+class ContextSchema(Schema):
+    """Clinical context the caller states (clinical-rules §11 v2)."""
+
+    myelosuppressive_therapy = _nullable_bool(
+        metadata={
+            "description": "Chemotherapy or another marrow-suppressing treatment in the last 6 weeks: "
+            "aplastic-anaemia criteria are not applied and a critical low count is a possible expected nadir"
+        }
+    )
+
+
 class OptionsSchema(Schema):
     ctcae_version = fields.String(validate=validate.OneOf(CTCAE_VERSIONS))
 
@@ -250,6 +261,7 @@ class CBCSchema(Schema):
     specimen = fields.Nested(SpecimenSchema)
     skin = fields.Nested(SkinSchema)
     marrow = fields.Nested(MarrowSchema)
+    context = fields.Nested(ContextSchema)
     options = fields.Nested(OptionsSchema)
 
     @validates_schema

@@ -117,6 +117,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
             "duffy_null",
             "fever",
             "platelet_clumps",
+            "myelosuppressive_therapy",
             "marrow_cellularity",
             "marrow_residual",
         )
@@ -144,6 +145,8 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
         if options.get("ctcae_version"):
             version[i] = options["ctcae_version"]
         numbers["platelet_clumps"][i] = TRISTATE[(doc.get("specimen") or {}).get("platelet_clumps")]
+        context = doc.get("context") or {}
+        numbers["myelosuppressive_therapy"][i] = TRISTATE[context.get("myelosuppressive_therapy")]
         marrow = doc.get("marrow") or {}
         for key, field in (
             ("marrow_cellularity", "cellularity_percent"),

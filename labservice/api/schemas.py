@@ -126,11 +126,24 @@ class AplasticAnemiaSchema(Schema):
         metadata={"description": "Camitta blood criteria (a) neutrophils, (b) platelets, (c) reticulocytes"},
     )
     criteria = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
-    reticulocyte_threshold = fields.Float()
-    reticulocyte_method = fields.String(validate=validate.OneOf(("automated", "manual", "unknown")))
+    reticulocyte_threshold = fields.Float(allow_none=True)
+    reticulocyte_method = fields.String(allow_none=True, validate=validate.OneOf(("automated", "manual", "unknown")))
     marrow_criterion = fields.String(validate=validate.OneOf(MARROW_CRITERIA))
     text = fields.String()
-    caveat = fields.String(metadata={"description": "Always present: counts alone cannot diagnose or grade it"})
+    caveat = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Counts alone cannot diagnose or grade it; null when the assessment is not applicable "
+            "for a reason of not_applicable_reasons (clinical-rules §6 v2)"
+        },
+    )
+    not_applicable_reasons = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Why the counts cannot be read as marrow aplasia (clinical-rules §6 v2): "
+            "wbc_above_range, myelosuppressive_therapy (and blasts reported, §10); empty otherwise"
+        },
+    )
     sources = fields.List(fields.String())
 
 

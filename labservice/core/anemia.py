@@ -1,9 +1,10 @@
 """The WHO haemoglobin cut-off that applies to each row (clinical-rules §4, [S9]).
 
 Returns a low and a high cut-off per row. They are equal when sex, age and pregnancy pin the
-cut-off down; with the sex unknown they span the female and male cut-offs, and a haemoglobin
-between the two is "not assessed" rather than guessed. No matching row (under 6 months) leaves
-both NaN. A pregnancy not stated is read as not pregnant; an unknown age as adult.
+cut-off down; with the sex unknown they span the female and male cut-offs, and the cut-off applied
+is the lowest that could apply (§4 v2: the women's 12.0 from 15 y), which the text says. No matching
+row (under 6 months) leaves both NaN: there anaemia is decided by the laboratory's own range only,
+else not assessed (§4 v2). A pregnancy not stated is read as not pregnant; an unknown age as adult.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class AnemiaCutoffs:
     high: np.ndarray
     row_index: np.ndarray  # int16 index into ruleset.anemia_cutoffs of the row used (-1 none)
     state: np.ndarray  # int8 YES / NO / NOT_ASSESSED
+    lab_range: np.ndarray  # bool: no WHO cut-off (under 6 months), decided by the laboratory's lower limit
 
 
 PREGNANCY_CODES = {"no": 0, "trimester_1": 1, "trimester_2": 2, "trimester_3": 3, "trimester_unknown": 4}
@@ -64,7 +66,9 @@ def _compile(ruleset: Ruleset) -> _CompiledCutoffs:
                 cutoffs = [r.cutoff for _, r in matches]
                 low[sex, p_code, seg], high[sex, p_code, seg] = min(cutoffs), max(cutoffs)
                 exact = [i for i, r in matches if r.sex == "any" or SEX_CODES[r.sex] == sex]
-                row_index[sex, p_code, seg] = exact[0] if exact else matches[0][0]
+                # Sex unknown: the row of the lowest cut-off, the one applied (§4 v2).
+                lowest = min(matches, key=lambda match: match[1].cutoff)[0]
+                row_index[sex, p_code, seg] = exact[0] if exact else lowest
     return _CompiledCutoffs(edges, segments, low.ravel(), high.ravel(), row_index.ravel())
 
 
@@ -96,5 +100,11 @@ def anemia_cutoffs(cols: CbcColumns, ruleset: Ruleset) -> AnemiaCutoffs:
     hb = cols.values["hemoglobin"]
     state = np.full(cols.n, NOT_ASSESSED, dtype=np.int8)
     state[hb < low] = YES
-    state[hb >= high] = NO
-    return AnemiaCutoffs(low, high, row_index, state)
+    state[hb >= low] = NO  # sex unknown: the lowest cut-off that could apply is the one applied (§4 v2)
+    # Under 6 months there is no WHO cut-off: the laboratory's own lower limit decides, else not assessed.
+    lab_low = cols.ref_low["hemoglobin"]
+    lab_range = np.isnan(low) & ~np.isnan(hb) & ~np.isnan(lab_low)
+    if lab_range.any():
+        state[lab_range & (hb < lab_low)] = YES
+        state[lab_range & (hb >= lab_low)] = NO
+    return AnemiaCutoffs(low, high, row_index, state, lab_range)

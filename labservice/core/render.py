@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat
+from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat, not_applicable_text
 from labservice.core.compare import NOT_ASSESSED, YES
 from labservice.core.families import family
 from labservice.core.families.base import TextView, fmt, json_number
@@ -67,6 +67,18 @@ class _Texts:
             (spec.code, getattr(modules[spec.code], f"not_assessed_{spec.code}"))
             for spec in sorted((s for s in specs if s.not_assessed is not None), key=lambda s: s.not_assessed or 0)
         ]
+        # A family may word a finding's title for one CBC (`title_<code>(view, i)`, None: the table's title).
+        self.title_overrides = {
+            code: getattr(module, f"title_{code}")
+            for code, module in modules.items()
+            if hasattr(module, f"title_{code}")
+        }
+        # ... and its summary template (`summary_text_<code>(view, i)`, None: the table's summary_text).
+        self.summary_overrides = {
+            code: getattr(module, f"summary_text_{code}")
+            for code, module in modules.items()
+            if hasattr(module, f"summary_text_{code}")
+        }
         self.summary_words = {
             code: getattr(module, f"summary_words_{code}")
             for code, module in modules.items()
@@ -208,9 +220,10 @@ class _Renderer(TextView):
         spec = self.rs.finding(code)
         grade = None if f.grade is None or f.grade[i] <= 0 else int(f.grade[i])
         detail, severity, evidence = self.texts.details[code](self, i)
+        title_of = self.texts.title_overrides.get(code)
         return {
             "code": code,
-            "title": self.titles[code],
+            "title": (title_of(self, i) if title_of else None) or self.titles[code],
             "detail": detail,
             "grade": grade,
             "severity": severity,
@@ -231,6 +244,9 @@ class _Renderer(TextView):
     # --- aplastic, skin, urgency, summary ----------------------------------------------------
     def aplastic(self, i: int) -> dict:
         a = self.r.aplastic
+        excluded = [reason for reason, mask in a.excluded_by.items() if mask[i]]
+        if excluded:
+            return self.aplastic_excluded(i, excluded)
         code = ASSESSMENT_NAMES[int(a.assessment[i])]
         states = {"neutrophils": a.neutrophils[i], "platelets": a.platelets[i], "reticulocytes": a.reticulocytes[i]}
         names = {YES: "met", 0: "not_met", NOT_ASSESSED: "not_assessed"}
@@ -274,7 +290,27 @@ class _Renderer(TextView):
             "marrow_criterion": marrow,
             "text": f"{texts[code]} {marrow_text}",
             "caveat": caveat(self.rs),
+            "not_applicable_reasons": [],
             "sources": self.cite(a.sources),
+        }
+
+    def aplastic_excluded(self, i: int, reasons: list[str]) -> dict:
+        """§6 v2 `not_applicable` with its reasons: no criteria, no caveat, and a text that does not
+        name aplastic anaemia (§10)."""
+        a = self.r.aplastic
+        return {
+            "assessment": "not_applicable",
+            "criteria_met": [],
+            "criteria": {},
+            "reticulocyte_threshold": None,
+            "reticulocyte_method": None,
+            "marrow_criterion": MARROW_NAMES[int(a.marrow[i])],
+            "text": "Severity criteria from the counts not applied: "
+            + "; ".join(not_applicable_text(reason) for reason in reasons)
+            + ".",
+            "caveat": None,
+            "not_applicable_reasons": reasons,
+            "sources": [],
         }
 
     def skin(self, i: int, lesion_rows: np.ndarray) -> dict:
@@ -373,7 +409,9 @@ class _Renderer(TextView):
             named = ", ".join(
                 f"{self.rs.analytes[a].label.lower()} {fmt(v)}" for a, v in codes[spec.code]["evidence"].items()
             )
-            sentences.append(spec.summary_text.format(evidence=named))
+            override = self.texts.summary_overrides.get(spec.code)
+            template = (override(self, i) if override else None) or spec.summary_text
+            sentences.append(template.format(evidence=named))
         sentences.extend(spec.summary_text for spec in parts["text"])
         if not findings:
             sentences.append("No abnormal finding in the counts sent.")

@@ -108,6 +108,7 @@ class AnemiaCutoff:
     cutoff: float
     sources: tuple[str, ...]
     population: str
+    severity: str = "anemia_severity_adult"  # the bands.csv scheme of its WHO 2011 severity (§4 v2)
 
 
 @dataclass(frozen=True)
@@ -501,6 +502,7 @@ def _load_anemia_cutoffs(directory: Path, known: dict[str, str]) -> list[AnemiaC
                 _number(row["cutoff"], where, "cutoff"),
                 _tags(row["source"], where, known),
                 row.get("population", ""),
+                row.get("severity") or "anemia_severity_adult",
             )
         )
     return out
@@ -775,12 +777,12 @@ REQUIRED_THRESHOLDS = (
     "hematocrit_bare_fraction",
     "infant_age_days",
     "adult_age_years",
-    "anemia_severity_from_age_years",
 )
 REQUIRED_BANDS = (
     "platelet_bleeding_risk",
     "neutropenia_severity",
     "anemia_severity_adult",
+    "anemia_severity_child_pregnancy",
     "lesion_size",
     "skin_attribution",
     "skin_escalate",
@@ -795,6 +797,11 @@ def _check_required(ruleset: Ruleset) -> None:
     missing = [key for key in REQUIRED_BANDS if key not in ruleset.bands]
     if missing:
         raise RulesetError(f"{ruleset.directory / 'bands.csv'}: missing scheme(s) {', '.join(missing)}")
+    unknown = sorted({row.severity for row in ruleset.anemia_cutoffs} - set(ruleset.bands))
+    if unknown:
+        raise RulesetError(
+            f"{ruleset.directory / 'anemia_cutoffs.csv'}: unknown severity scheme(s) {', '.join(unknown)}"
+        )
     if vocabulary.CTCAE_DEFAULT_VERSION not in ruleset.ctcae_versions():
         raise RulesetError(
             f"{ruleset.directory / 'ctcae.csv'}: CTCAE {vocabulary.CTCAE_DEFAULT_VERSION} rows are required"

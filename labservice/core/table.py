@@ -1,7 +1,7 @@
 """The columnar CBC table: the one shape every adapter produces and the engine consumes.
 
 One row per CBC. Analyte columns hold canonical units (NaN = not sent). Tri-state context
-(pregnant, duffy_null, fever, platelet_clumps) is 1.0 / 0.0 / NaN so that "not stated" stays
+(pregnant, duffy_null, fever, platelet_clumps, myelosuppressive_therapy) is 1.0 / 0.0 / NaN so that "not stated" stays
 distinct from "no". Skin lesions are a second, long table keyed by the CBC row number.
 
 Adapters may hand the engine a pandas DataFrame (batches) or a plain mapping of numpy arrays
@@ -19,7 +19,7 @@ import pandas as pd
 from labservice.core.vocabulary import ANALYTES, CTCAE_DEFAULT_VERSION
 
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
-TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps")
+TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps", "myelosuppressive_therapy")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
 LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
@@ -44,6 +44,7 @@ class CbcColumns:
     duffy_null: np.ndarray
     fever: np.ndarray
     platelet_clumps: np.ndarray
+    myelosuppressive_therapy: np.ndarray  # context: marrow-suppressing treatment in the last 6 weeks (§11)
     skin_reported: np.ndarray
     reticulocyte_manual: np.ndarray  # bool
     reticulocyte_method_known: np.ndarray  # bool

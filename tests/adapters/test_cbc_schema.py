@@ -84,3 +84,14 @@ def test_fast_result_path_agrees_with_the_schema(value):
     if fast is None:
         return
     assert fast == _RESULT_SCHEMA.load(value)
+
+
+def test_myelosuppressive_therapy_context_is_a_nullable_boolean():
+    # clinical-rules §11 v2 / api-contract.md v2 `context` {`myelosuppressive_therapy`}
+    doc = CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": True}, "results": {"platelets": 120}})
+    assert doc["context"] == {"myelosuppressive_therapy": True}
+    assert CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": None},
+                            "results": {"platelets": 120}})["context"] == {"myelosuppressive_therapy": None}
+    with pytest.raises(ValidationError) as caught:
+        CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": "yes"}, "results": {"platelets": 120}})
+    assert "myelosuppressive_therapy" in caught.value.messages["context"]

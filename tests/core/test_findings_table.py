@@ -153,7 +153,11 @@ def test_the_no_who_cutoff_age_is_the_tables_youngest_row(tmp_path):
     infant = {"hemoglobin": [9.0], "age_years": [0.25], "sex": ["female"]}
     answer = render_interpretations(interpret_cbc_table(infant))[0]
     anemia = next(n for n in answer["not_assessed"] if n["code"] == "anemia")
-    assert anemia["reason"] == "no WHO haemoglobin cut-off for this age (under 6 months); use the laboratory's range"
+    # clinical-rules §4 v2: under 6 months "anaemia is decided by the lab's range only, else not assessed"
+    assert anemia["reason"] == (
+        "no WHO haemoglobin cut-off for this age (under 6 months) and no laboratory range sent: "
+        "send the laboratory's range"
+    )
 
     tables = tmp_path / "reference_ranges"
     shutil.copytree(packaged_directory(), tables)

@@ -88,14 +88,16 @@ def test_who_cutoffs(patient: dict, hb: float, present: bool) -> None:
 
 
 @pytest.mark.parametrize("hb", [
-    P(12.0, id="§4 sex unknown adult 12.0: anaemia for a man, not for a woman"),
-    P(12.5, id="§4 sex unknown adult 12.5: undecidable"),
-    P(12.99, id="§4 sex unknown adult 12.99: undecidable"),
+    P(12.0, id="§4 v2 sex unknown adult 12.0: on the lowest cut-off that could apply (12.0), not anaemia"),
+    P(12.5, id="§4 v2 sex unknown adult 12.5: above the lowest cut-off, not anaemia"),
+    P(12.99, id="§4 v2 sex unknown adult 12.99: above the lowest cut-off, not anaemia"),
 ])
-def test_sex_unknown_between_cutoffs_not_assessed(hb: float) -> None:
+def test_sex_unknown_between_cutoffs_uses_the_lowest(hb: float) -> None:
+    # clinical-rules §4 v2: "With sex unknown, the cut-off is the lowest that could apply (women's 12.0
+    # from 15 y)" (v1 left these not assessed)
     ans = interpret(cbc(unknown_sex(40), hemoglobin=hb))
     assert finding(ans, "anemia") is None
-    assert not_assessed(ans, "anemia") is not None
+    assert not_assessed(ans, "anemia") is None
 
 
 @pytest.mark.parametrize(("birth", "hb", "present"), [
@@ -121,9 +123,9 @@ def test_age_from_birth_date(birth: dt.date, hb: float, present: bool) -> None:
     P(male(40), 10.9, "moderate", id="§4 WHO 2011 moderate: man 10.9"),
     P(male(40), 7.9, "severe", id="§4 WHO 2011 severe: man 7.9"),
     P(female(15), 10.5, "moderate", id="§4 WHO 2011 bands apply from 15 y"),
-    P(female(13), 9.0, None, id="§4 WHO 2011 bands adults only: child 13 y -> None"),
-    P(male(8), 7.0, None, id="§4 WHO 2011 bands adults only: child 8 y -> None"),
-    P(pregnant(1), 9.0, None, id="§4 WHO 2011 bands non-pregnant only: pregnant -> None"),
+    P(female(13), 9.0, "moderate", id="§4 v2 severity for every group: child 13 y 9.0 moderate (8.0-10.9)"),
+    P(male(8), 7.0, "severe", id="§4 v2 severity for every group: child 8 y 7.0 severe (< 8.0)"),
+    P(pregnant(1), 9.0, "moderate", id="§4 v2 severity for every group: pregnancy 9.0 moderate (7.0-9.9)"),
 ])
 def test_severity_bands(patient: dict, hb: float, severity: str | None) -> None:
     f = finding(interpret(cbc(patient, hemoglobin=hb)), "anemia")

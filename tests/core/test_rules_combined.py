@@ -128,12 +128,15 @@ def test_red_lineage_uses_population_cutoff(patient: dict, hb: float, code: str)
     assert finding(ans, code) is not None
 
 
-def test_sex_unknown_hb_between_cutoffs_pancytopenia_not_assessed() -> None:
-    # §4 convention: sex unknown 12.5 -> anaemia undecided -> pancytopenia undecided (§5)
+def test_sex_unknown_hb_above_the_lowest_cutoff_is_bicytopenia() -> None:
+    # clinical-rules §4 v2: "With sex unknown, the cut-off is the lowest that could apply (women's 12.0
+    # from 15 y)": Hb 12.5 is not anaemia, so the red lineage is not low and two low lineages are
+    # bicytopenia (§5), with nothing left undecided (v1 left it not assessed).
     ans = interpret(cbc({"sex": "unknown", "age_years": 40}, hemoglobin=12.5, wbc=3.0,
                         neutrophils=1.0, platelets=100.0))
     assert finding(ans, "pancytopenia") is None
-    assert not_assessed(ans, "pancytopenia") is not None
+    assert finding(ans, "bicytopenia") is not None
+    assert not_assessed(ans, "pancytopenia") is None
 
 
 @pytest.mark.parametrize(("duffy", "code"), [
@@ -144,3 +147,55 @@ def test_duffy_null_white_lineage(duffy: bool | None, code: str | None) -> None:
     ans = interpret(cbc(female(duffy_null=duffy), hemoglobin=14.0, wbc=3.5, neutrophils=1.3,
                         platelets=100.0))
     assert (finding(ans, "bicytopenia") is not None) is (code == "bicytopenia")
+
+
+# --- §5 v2: the white lineage from what was sent; bicytopenia with a lineage not assessed ----------
+
+
+@pytest.mark.parametrize(("white", "state"), [
+    P({"wbc": 3.5}, "low", id="§5 v2 WBC 3.5 low, neutrophils not sent: white low"),
+    P({"neutrophils": 1.49}, "low", id="§5 v2 neutrophils 1.49 low, WBC not sent: white low"),
+    P({"wbc": 3.5, "neutrophils": 3.0}, "low", id="§5 v2 WBC low, neutrophils not low: white low (any sent)"),
+    P({"wbc": 6.0, "neutrophils": 1.2}, "low", id="§5 v2 WBC not low, neutrophils 1.2 low: white low"),
+    P({"wbc": 4.0}, "not_low", id="§5 v2 WBC 4.0 on the LLN, neutrophils not sent: not low"),
+    P({"neutrophils": 1.5}, "not_low", id="§5 v2 neutrophils 1.5 not low, WBC not sent: not low"),
+    P({"wbc": 6.0, "neutrophils": 3.0}, "not_low", id="§5 v2 both sent, neither low: not low"),
+    P({}, "not_assessed", id="§5 v2 neither WBC nor neutrophils sent: not assessed"),
+])
+def test_white_lineage_from_what_was_sent(white: dict[str, float], state: str) -> None:
+    # red and platelets both low (Hb 11.0 < 12.0 female; platelets 120 < 150): the white state decides
+    ans = interpret(cbc(female(), hemoglobin=11.0, platelets=120.0, **white))
+    if state == "low":
+        assert finding(ans, "pancytopenia") is not None
+        assert finding(ans, "bicytopenia") is None
+    elif state == "not_low":
+        assert finding(ans, "bicytopenia") is not None
+        assert finding(ans, "pancytopenia") is None
+        assert not_assessed(ans, "pancytopenia") is None  # §5 v2: not low is decided, not "not assessed"
+        assert "cannot be excluded" not in finding(ans, "bicytopenia")["detail"]
+    else:
+        bi = finding(ans, "bicytopenia")
+        assert bi is not None and finding(ans, "pancytopenia") is None
+        assert "pancytopenia cannot be excluded" in bi["detail"]
+        na = not_assessed(ans, "pancytopenia")
+        assert na is not None and na["needs"] == ["wbc", "neutrophils"]
+
+
+@pytest.mark.parametrize(("values", "missing"), [
+    P({"wbc": 3.5, "platelets": 120.0}, ["hemoglobin"], id="§5 v2 white + platelets low, Hb not sent"),
+    P({"hemoglobin": 11.0, "wbc": 3.5}, ["platelets"], id="§5 v2 red + white low, platelets not sent"),
+    P({"hemoglobin": 11.0, "platelets": 120.0}, ["wbc", "neutrophils"],
+      id="§5 v2 red + platelets low, white not sent"),
+])
+def test_bicytopenia_with_the_third_lineage_not_assessed(values: dict[str, float], missing: list[str]) -> None:
+    # §5 v2: still emitted; detail says pancytopenia cannot be excluded; pancytopenia listed in
+    # not_assessed naming the missing analyte; bicytopenia and pancytopenia never together
+    ans = interpret(cbc(female(), **values))
+    bi = finding(ans, "bicytopenia")
+    assert bi is not None
+    assert "pancytopenia cannot be excluded" in bi["detail"]
+    assert finding(ans, "pancytopenia") is None
+    na = not_assessed(ans, "pancytopenia")
+    assert na is not None and na["needs"] == missing
+    assert ans["urgency"] == "soon"  # §9 bicytopenia
+

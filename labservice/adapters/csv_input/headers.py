@@ -25,6 +25,7 @@ CONTEXT_FIELDS = (
     "duffy_null",
     "fever",
     "platelet_clumps",
+    "myelosuppressive_therapy",
     "reticulocyte_method",
     "ctcae_version",
 )
@@ -186,6 +187,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "duffy_null": ("duffy null", "duffy"),
     "fever": ("fever", "febrile"),
     "platelet_clumps": ("platelet clumps", "plt clumps", "clumps"),
+    "myelosuppressive_therapy": ("myelosuppressive therapy", "myelosuppressive treatment", "myelosuppression"),
     "reticulocyte_method": ("reticulocyte method", "retic method"),
     "ctcae_version": ("ctcae version",),
     "item": (

@@ -29,7 +29,16 @@ from labservice.core.table import ANALYTES
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
 
 #: Context fields a long file may carry on its result rows; a CBC takes the first value given.
-LONG_CONTEXT = ("sex", "age_years", "birth_date", "collected_at", "pregnant", "fever", "duffy_null")
+LONG_CONTEXT = (
+    "sex",
+    "age_years",
+    "birth_date",
+    "collected_at",
+    "pregnant",
+    "fever",
+    "duffy_null",
+    "myelosuppressive_therapy",
+)
 NO_ANALYTE = -1
 
 

@@ -16,6 +16,7 @@ from labservice.adapters.collection_time import future_message, latest_collectio
 from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
 from labservice.core import vocabulary
 from labservice.core.ranges import DAYS_PER_YEAR
+from labservice.core.table import TRISTATE_COLUMNS
 
 MAX_AGE_YEARS = 130.0
 
@@ -139,7 +140,7 @@ def parse_context(
     if "birth_date" in frame:
         age = _age_from_birth(frame, headers, errors, age, date_order)
     table["age_years"] = age
-    for name in ("pregnant", "duffy_null", "fever", "platelet_clumps"):
+    for name in TRISTATE_COLUMNS:
         if name in frame:
             values, bad = parse_codes(frame[name], TRISTATE_TEXTS, np.nan)
             errors.add(

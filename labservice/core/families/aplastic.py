@@ -7,12 +7,13 @@ combined one.
 
 from __future__ import annotations
 
-from labservice.core.aplastic import SEVERE, assess_aplastic
+from labservice.core.aplastic import SEVERE, assess_aplastic, not_applicable_reasons
 from labservice.core.families.base import FindingColumn, Stage
 
 
 def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     applicable = stage.findings["pancytopenia"].present | stage.findings["marrow_failure_range"].present
-    stage.aplastic = aplastic = assess_aplastic(stage.cols, applicable, stage.rs)
+    excluded_by = not_applicable_reasons(stage.cols, stage.ranges, stage.rs)
+    stage.aplastic = aplastic = assess_aplastic(stage.cols, applicable, stage.rs, excluded_by)
     severe = aplastic.assessment >= SEVERE
     return {"severe_aplastic_criteria": FindingColumn("severe_aplastic_criteria", severe)}

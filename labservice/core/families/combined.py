@@ -61,6 +61,16 @@ def detail_pancytopenia(view: TextView, i: int):
     )
 
 
+def _marrow_examination_only(view: TextView, i: int) -> bool:
+    """§6 v2: where the aplastic-anaemia assessment is not applicable (blasts, a WBC above its range,
+    myelosuppressive treatment), the range is described without naming aplastic anaemia."""
+    return bool(view.r.aplastic.excluded[i])
+
+
+def title_marrow_failure_range(view: TextView, i: int) -> str | None:
+    return "Counts in the range that prompts a marrow examination" if _marrow_examination_only(view, i) else None
+
+
 def detail_marrow_failure_range(view: TextView, i: int):
     met = [
         label
@@ -71,6 +81,13 @@ def detail_marrow_failure_range(view: TextView, i: int):
         )
         if view.extra("marrow_failure_range", key, i) == YES
     ]
+    if _marrow_examination_only(view, i):
+        return (
+            f"Counts in the range that prompts a marrow examination ({'; '.join(met)}) "
+            f"{view.tags('marrow_failure_min_criteria')}. It describes the counts; it is not a diagnosis.",
+            None,
+            view.lineage_evidence(i),
+        )
     return (
         f"At least two of the BSH 2016 entry criteria are met ({'; '.join(met)}) "
         f"{view.tags('marrow_failure_min_criteria')}. This is the range "

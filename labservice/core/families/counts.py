@@ -14,7 +14,7 @@ from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tr
 from labservice.core.families.base import FindingColumn, Lineages, Stage, TextView, cite_tags, fmt
 from labservice.core.ranges import DAYS_PER_YEAR, RangeInUse, below_any_limit_threshold
 from labservice.core.ruleset import Ruleset
-from labservice.core.table import CbcColumns
+from labservice.core.table import SEX_CODES, CbcColumns
 
 #: Not-assessed entries of these findings mean an analyte not sent or a range missing: the answer
 #: lists them, the summary does not repeat them (it names the decisions that stay open).
@@ -53,19 +53,29 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     thrombocytosis = FindingColumn("thrombocytosis", states["thrombocytosis"] == YES)
 
     states["anemia"] = stage.anemia.state
-    # WHO 2011 severity bands are applied to non-pregnant people from 15 years only.
-    who_adult = rs.threshold("anemia_severity_from_age_years")
-    adult = (np.isnan(cols.age_years) | meets(cols.age_years, who_adult)) & (cols.pregnant != 1.0)
-    severity = band_index(hb, rs.bands["anemia_severity_adult"])
-    severity[~adult] = -1
-    labels = [b.label for b in rs.bands["anemia_severity_adult"]]
-    moderate_or_severe = (severity == labels.index("moderate")) | (severity == labels.index("severe"))
+    # WHO 2011 severity for every group (§4 v2): the bands.csv scheme of the cut-off row applied
+    # (children 6-59 months and pregnancy: 7.0 / 10.0; children 5-14 y, women and men: 8.0 / 11.0).
+    # No WHO cut-off (under 6 months, decided by the lab's range): no severity.
+    schemes = anemia_severity_schemes(rs)
+    scheme_of_row = np.array([schemes.index(row.severity) for row in rs.anemia_cutoffs] + [-1], dtype=np.int8)
+    scheme = scheme_of_row[stage.anemia.row_index]  # row_index -1 picks the trailing -1
+    severity = np.full(cols.n, -1, dtype=np.int8)
+    moderate_or_severe = np.zeros(cols.n, dtype=bool)
+    for k, name in enumerate(schemes):
+        rows = scheme == k
+        if not rows.any():
+            continue
+        bands = rs.bands[name]
+        index = band_index(hb, bands)
+        severity[rows] = index[rows]
+        labels = [b.label for b in bands]
+        moderate_or_severe |= rows & ((index == labels.index("moderate")) | (index == labels.index("severe")))
     anemic = stage.anemia.state == YES
     anemia = FindingColumn(
         "anemia",
         anemic,
         grade=grades["hemoglobin"],
-        extra={"severity": severity},
+        extra={"severity": severity, "scheme": scheme},
         raises=anemic & moderate_or_severe,
         state=states["anemia"],
     )
@@ -97,6 +107,8 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
         "lymphopenia", states["lymphopenia"] == YES, grade=grades["lymphocytes"], state=states["lymphopenia"]
     )
 
+    erythrocytosis = _erythrocytosis(stage)
+
     stage.lineages = lineages = lineages_from(states, cols)
     # The Duffy-null caveat (§4): an isolated count from duffy_caveat_from up to the neutropenia
     # limit, Duffy status not given.
@@ -107,7 +119,36 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
         & meets(neut, rs.threshold("duffy_caveat_from"))
         & below_limit
     )
-    return {f.code: f for f in (thrombocytopenia, thrombocytosis, anemia, neutropenia, leukopenia, lymphopenia)}
+    findings = (thrombocytopenia, thrombocytosis, anemia, neutropenia, leukopenia, lymphopenia, erythrocytosis)
+    return {f.code: f for f in findings}
+
+
+def _erythrocytosis(stage: Stage) -> FindingColumn:
+    """§4 v2: haematocrit above 52 % (men, sex not given) / 48 % (women) to repeat; above 60 / 56 % an
+    absolute erythrocytosis that asks for `soon` [S28]. Men and women: from 15 years, or no age given."""
+    cols, rs = stage.cols, stage.rs
+    hct = cols.values["hematocrit"]
+    woman = cols.sex == SEX_CODES["female"]
+    adult = np.isnan(cols.age_years) | meets(cols.age_years, rs.threshold("erythrocytosis_from_age_years"))
+    raised = adult & np.where(
+        woman,
+        meets(hct, rs.threshold("erythrocytosis_hematocrit_female")),
+        meets(hct, rs.threshold("erythrocytosis_hematocrit_male")),
+    )
+    absolute = raised & np.where(
+        woman,
+        meets(hct, rs.threshold("absolute_erythrocytosis_hematocrit_female")),
+        meets(hct, rs.threshold("absolute_erythrocytosis_hematocrit_male")),
+    )
+    return FindingColumn("erythrocytosis", raised, extra={"absolute": absolute, "woman": woman}, raises=absolute)
+
+
+def anemia_severity_schemes(rs: Ruleset) -> tuple[str, ...]:
+    """The bands.csv schemes that anemia_cutoffs.csv names for WHO 2011 severity, in first-use order."""
+    key = "anemia_severity_schemes"
+    if key not in rs._cache:
+        rs._cache[key] = tuple(dict.fromkeys(row.severity for row in rs.anemia_cutoffs))
+    return rs._cache[key]
 
 
 def lineages_from(states: dict[str, np.ndarray], cols: CbcColumns) -> Lineages:
@@ -167,24 +208,60 @@ def detail_thrombocytosis(view: TextView, i: int):
 def detail_anemia(view: TextView, i: int):
     hb = view.v("hemoglobin", i)
     cut = view.r.anemia
-    row = int(cut.row_index[i])
-    population = view.rs.anemia_cutoffs[row].population if row >= 0 else "population"
-    cutoff_tags = cite_tags(view.rs.anemia_cutoffs[row].sources) if row >= 0 else ""
-    band = view.band("anemia_severity_adult", int(view.extra("anemia", "severity", i)))
-    low, high = cut.low[i], cut.high[i]
-    cutoff_text = fmt(low) if low == high else f"{fmt(low)} (the lowest cut-off that could apply)"
-    parts = [
-        f"Haemoglobin {fmt(hb)} g/dL, below the WHO cut-off of {cutoff_text} g/dL for {population} {cutoff_tags}; "
-        f"{view.grade_text('hemoglobin', i)}."
-    ]
-    if band is not None:
-        parts.append(f"WHO severity: {band.label} {cite_tags(band.sources)}.")
-    else:
-        parts.append(
-            "WHO severity bands are applied to non-pregnant people from "
-            f"{view.t['anemia_severity_from_age_years']} years only; not graded here."
+    if cut.lab_range[i]:
+        low = view.r.cols.ref_low["hemoglobin"][i]
+        youngest = youngest_cutoff_age(view.rs)
+        return (
+            f"Haemoglobin {fmt(hb)} g/dL, below the laboratory's lower limit {fmt(low)} g/dL; there is no WHO "
+            f"cut-off under {youngest}, so the laboratory's range decides and no WHO severity applies [S9]; "
+            f"{view.grade_text('hemoglobin', i)}.",
+            None,
+            {"hemoglobin": hb},
         )
+    row = int(cut.row_index[i])
+    cutoff_row = view.rs.anemia_cutoffs[row] if row >= 0 else None
+    population = cutoff_row.population if cutoff_row else "population"
+    cutoff_tags = cite_tags(cutoff_row.sources) if cutoff_row else ""
+    scheme = int(view.extra("anemia", "scheme", i))
+    band = (
+        view.band(anemia_severity_schemes(view.rs)[scheme], int(view.extra("anemia", "severity", i)))
+        if scheme >= 0
+        else None
+    )
+    low, high = cut.low[i], cut.high[i]
+    if low == high:
+        cutoff_text = f"the WHO cut-off of {fmt(low)} g/dL for {population} {cutoff_tags}"
+    else:
+        cutoff_text = (
+            f"the WHO cut-off of {fmt(low)} g/dL, the lowest that could apply with the sex not given "
+            f"(the cut-off for {population}; the highest that could apply is {fmt(high)}) {cutoff_tags}"
+        )
+    parts = [f"Haemoglobin {fmt(hb)} g/dL, below {cutoff_text}; {view.grade_text('hemoglobin', i)}."]
+    if band is not None:
+        parts.append(f"WHO severity for {population}: {band.label} {cite_tags(band.sources)}.")
     return " ".join(parts), band.label if band else None, {"hemoglobin": hb}
+
+
+def detail_erythrocytosis(view: TextView, i: int):
+    hct = view.v("hematocrit", i)
+    woman = bool(view.extra("erythrocytosis", "woman", i))
+    sex = "female" if woman else "male"
+    who = "women" if woman else ("men" if view.r.cols.sex[i] == SEX_CODES["male"] else "men (sex not given)")
+    if view.extra("erythrocytosis", "absolute", i):
+        key = f"absolute_erythrocytosis_hematocrit_{sex}"
+        text = (
+            f"Haematocrit {fmt(hct)} %, above {view.t[key]} % for {who} {view.tags(key)}: an absolute "
+            "erythrocytosis, without the need for a red cell mass measurement; it needs investigation of its cause."
+        )
+        label = "absolute_erythrocytosis"
+    else:
+        key = f"erythrocytosis_hematocrit_{sex}"
+        text = (
+            f"Haematocrit {fmt(hct)} %, above {view.t[key]} % for {who} {view.tags(key)}: a raised "
+            "haematocrit to repeat and, if persistent, investigate."
+        )
+        label = "raised_hematocrit"
+    return text + " The counts do not name a cause.", label, {"hematocrit": hct}
 
 
 def detail_neutropenia(view: TextView, i: int):
@@ -304,13 +381,11 @@ def youngest_cutoff_age(rs: Ruleset) -> str:
 def not_assessed_anemia(view: TextView, i: int):
     if math.isnan(view.v("hemoglobin", i)):
         return [("hemoglobin not sent", ["hemoglobin"])]
-    if math.isnan(view.r.anemia.low[i]):
-        youngest = youngest_cutoff_age(view.rs)
-        return [(f"no WHO haemoglobin cut-off for this age (under {youngest}); use the laboratory's range", [])]
+    youngest = youngest_cutoff_age(view.rs)
     return [
         (
-            f"sex not given: haemoglobin {fmt(view.v('hemoglobin', i))} g/dL lies between the female "
-            f"({fmt(view.r.anemia.low[i])}) and male ({fmt(view.r.anemia.high[i])}) cut-offs",
+            f"no WHO haemoglobin cut-off for this age (under {youngest}) and no laboratory range sent: "
+            "send the laboratory's range",
             [],
         )
     ]
