@@ -17,7 +17,7 @@ from labservice.services.interpret import interpret_documents
 from tests.hypothesis_profiles import examples
 
 ANALYTE_RANGES = {"platelets": (1, 1200), "wbc": (0.1, 60), "neutrophils": (0.01, 30), "lymphocytes": (0.01, 10),
-                  "hemoglobin": (3, 21), "reticulocytes": (1, 300), "mcv": (60, 120)}
+                  "hemoglobin": (3, 21), "reticulocytes": (1, 300), "mcv": (60, 120), "hematocrit": (20, 70)}
 
 documents = st.fixed_dictionaries(
     {
@@ -42,6 +42,8 @@ documents = st.fixed_dictionaries(
             }), max_size=2),
         })),
         "reticulocyte_method": st.sampled_from([None, "automated", "manual"]),
+        # clinical-rules §11 v2: the treatment context travels on every path
+        "context": st.fixed_dictionaries({"myelosuppressive_therapy": st.sampled_from([None, False, True])}),
         "options": st.fixed_dictionaries({"ctcae_version": st.sampled_from(["5.0", "6.0"])}),
     }
 )
@@ -65,7 +67,8 @@ def as_table(docs: list[dict]) -> tuple[pd.DataFrame, dict]:
         row.update(sex=patient["sex"], age_years=patient["age_years"], pregnant=tristate[patient["pregnant"]],
                    duffy_null=tristate[patient["duffy_null"]], reticulocyte_method=doc["reticulocyte_method"],
                    ctcae_version=doc["options"]["ctcae_version"], skin_reported=doc["skin"] is not None,
-                   fever=tristate[(doc["skin"] or {}).get("fever")])
+                   fever=tristate[(doc["skin"] or {}).get("fever")],
+                   myelosuppressive_therapy=tristate[doc["context"]["myelosuppressive_therapy"]])
         rows.append(row)
         for lesion in (doc["skin"] or {}).get("lesions", []):
             lesions.append({"row": i, "type": lesion["type"] or "", "size_mm": lesion["size_mm"],

@@ -103,12 +103,13 @@ def test_unknown_nested_field_is_422_with_its_path(client, example_cbc):
     ("options.ctcae_version", 5),
     ("marrow.cellularity_percent", 120),
     ("skin.fever", "yes"),
+    ("context.myelosuppressive_therapy", "yes"),  # clinical-rules §11 v2: a boolean
 ])
 def test_wrong_type_or_value_is_422_naming_the_field(client, example_cbc, path, value):
     *parents, leaf = path.split(".")
     target = example_cbc
     for key in parents:
-        target = target[key]
+        target = target.setdefault(key, {})
     target[leaf] = value
     assert path in _errors_for(client, example_cbc)
 
@@ -266,3 +267,16 @@ def test_a_laboratory_flag_is_not_part_of_a_json_result(client):
     body = {"results": {"neutrophils": {"value": 0.9, "unit": "10*9/L", "flag": "LL"}}}
     errors = assert_problem(client.post(URL, json=body), 422)["errors"]
     assert "results.neutrophils.flag" in errors
+
+
+def test_myelosuppressive_therapy_context_is_accepted_over_http(client, example_cbc):
+    # clinical-rules §11 v2 / api-contract.md v2 `context` {`myelosuppressive_therapy`}: WBC 0.3 on treatment
+    example_cbc["results"] = {"wbc": 0.3, "neutrophils": 0.1, "platelets": 15, "hemoglobin": 8.0}
+    example_cbc["context"] = {"myelosuppressive_therapy": True}
+    response = client.post("/api/v1/interpretations", json=example_cbc)
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert answer["aplastic_anemia"]["assessment"] == "not_applicable"
+    assert answer["aplastic_anemia"]["not_applicable_reasons"] == ["myelosuppressive_therapy"]
+    assert answer["urgency"] == "urgent"
+    assert "critical_value_possible_nadir" in answer["urgency_reasons"]
