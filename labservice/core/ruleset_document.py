@@ -63,6 +63,7 @@ def ruleset_document(rs: Ruleset) -> dict:
                 "age_high_days": c.age_high_days,
                 "pregnancy": c.pregnancy,
                 "cutoff_g_dl": c.cutoff,
+                "severity_bands": c.severity,
                 "sources": list(c.sources),
             }
             for c in rs.anemia_cutoffs

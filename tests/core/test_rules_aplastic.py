@@ -130,3 +130,25 @@ def test_marrow_criterion(marrow: tuple[float, float | None] | None, criterion: 
     aa = _aa(neut=0.3, plt=15.0, marrow=marrow)["aplastic_anemia"]
     assert aa["marrow_criterion"] == criterion
     assert aa["assessment"] == "severe"  # §6 the blood-count assessment does not change
+
+
+
+@pytest.mark.parametrize(("results", "assessment", "deciding"), [
+    P(dict(platelets=40.0, hemoglobin=7.0), "indeterminate", ["neutrophils", "reticulocytes"],
+      id="§6 v2 general indeterminate: plt 40 + Hb 7.0, neither ANC nor retic sent (0 met, 2 could)"),
+    P(dict(platelets=40.0, hemoglobin=7.0, neutrophils=1.0), "not_severe", [],
+      id="§6 v2: plt 40 + ANC 1.0, none met, retic alone cannot make two -> not_severe"),
+    P(dict(platelets=40.0, hemoglobin=7.0, reticulocytes=70.0), "not_severe", [],
+      id="§6 v2: none met, retic 70 not met, ANC alone cannot make two -> not_severe"),
+    P(dict(platelets=15.0, hemoglobin=7.0), "indeterminate", ["neutrophils", "reticulocytes"],
+      id="§6 v2: (b) plt 15 met, ANC and retic not sent -> indeterminate"),
+])
+def test_general_indeterminate_names_the_analytes(results: dict, assessment: str, deciding: list[str]) -> None:
+    # clinical-rules §6 v2: "fewer than two criteria met, but the criteria whose analyte was not sent could
+    # bring it to two -> indeterminate, naming those analytes (platelets 40 and haemoglobin 7.0 with
+    # neither neutrophils nor reticulocytes sent: indeterminate)"
+    aa = interpret(cbc(female(), **results))["aplastic_anemia"]
+    assert aa["assessment"] == assessment
+    for name in deciding:
+        assert name in aa["text"]
+    assert aa["caveat"]  # §6 the caveat is attached whenever it is assessed
