@@ -102,8 +102,9 @@ class FindingSchema(Schema):
         allow_none=True,
         metadata={
             "description": "Band label: bleeding risk for thrombocytopenia, "
-            "mild/moderate/severe/profound for neutropenia, WHO "
-            "severity for anaemia in non-pregnant people from 15 y"
+            "mild/moderate/severe/profound for neutropenia, WHO 2011 "
+            "severity for anaemia in every group with a WHO cut-off (clinical-rules §4 v2), "
+            "raised_hematocrit/absolute_erythrocytosis for erythrocytosis"
         },
     )
     evidence = fields.Dict(
