@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from labservice.core.families.base import FindingColumn, Stage, TextView, fmt
-from labservice.core.grading import FLAG_NAMES, LAB_CRITICAL
+from labservice.core.grading import FLAG_NAMES, LAB_CRITICAL, laboratory_low_side
 
 #: The critical rules of thresholds.csv that may be an expected nadir during myelosuppressive treatment (§11).
 NADIR_CRITICALS = ("critical_neutrophils_low", "critical_platelets_low", "critical_wbc_low")
@@ -31,8 +31,9 @@ def _nadir_masks(stage: Stage) -> dict[str, np.ndarray]:
             out[key] = treated
         elif key.startswith(LAB_CRITICAL) and key[len(LAB_CRITICAL) :] in NADIR_ANALYTES:
             analyte = key[len(LAB_CRITICAL) :]
-            # a laboratory critical flag on the low side (not above the range's upper limit)
-            out[key] = treated & ~(stage.cols.values[analyte] > stage.ranges[analyte].high)
+            # a laboratory critical flag on the low side (LL, or AA below the range), as grading reads it
+            sent = stage.cols.lab_flags[analyte]
+            out[key] = treated & laboratory_low_side(stage.cols, stage.ranges[analyte], stage.rs, analyte, sent)
     return out
 
 
