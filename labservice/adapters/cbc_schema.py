@@ -69,16 +69,12 @@ def _nullable_bool(**kwargs: Any) -> StrictBoolean:
 
 
 class ReferenceRangeSchema(Schema):
-    """The laboratory's own interval for this result, in the result's unit."""
+    """The laboratory's own interval for this result, in the result's unit. *v2*: a range that is not
+    plausible (low not below high, a bound outside plausibility, no overlap with the fallback range) is
+    set aside by the engine with a note, never a 422 (clinical-rules §2)."""
 
     low = _nullable_float()
     high = _nullable_float()
-
-    @validates_schema
-    def _low_below_high(self, data: dict, **_: Any) -> None:
-        low, high = data.get("low"), data.get("high")
-        if low is not None and high is not None and not low < high:
-            raise ValidationError("low must be below high.")
 
 
 class ResultSchema(Schema):
@@ -204,6 +200,11 @@ class PatientSchema(Schema):
         if data.get("pregnancy_trimester") is not None and data.get("pregnant") is False:
             raise ValidationError("A trimester was given but pregnant is false.", "pregnancy_trimester")
 
+    @validates_schema
+    def _pregnant_needs_female_or_unknown(self, data: dict, **_: Any) -> None:
+        if data.get("pregnant") is True and data.get("sex") == "male":
+            raise ValidationError("A male patient cannot be marked pregnant (clinical-rules §8).", "pregnant")
+
 
 class SpecimenSchema(Schema):
     platelet_clumps = _nullable_bool(metadata={"description": "Clumps seen on the film"})
@@ -320,3 +321,25 @@ class CBCSchema(Schema):
 #: Built once at import: schema construction is far slower than loading with a built schema.
 CBC_SCHEMA = CBCSchema()
 CBC_LIST_SCHEMA = CBCSchema(many=True)
+
+
+#: The top-level key under which the FHIR and HL7 v2 readers hand on the laboratory's critical flags
+#: (analyte -> LL, HH or AA; clinical-rules §3 v2). It is not part of the JSON contract (a result there
+#: is value, unit and reference_range), so CBC_SCHEMA refuses it from a JSON or CSV client; documents a
+#: reader built are validated with `load_read_documents`, which sets it aside and puts it back.
+LABORATORY_FLAGS = "laboratory_flags"
+LABORATORY_FLAG_CODES = ("LL", "HH", "AA")
+
+
+def load_read_documents(docs: list[dict]) -> list[dict]:
+    """Validate CBC documents a FHIR or HL7 v2 reader built (CBC_LIST_SCHEMA), keeping their laboratory flags."""
+    flags = [doc.get(LABORATORY_FLAGS) for doc in docs]
+    loaded = CBC_LIST_SCHEMA.load([{k: v for k, v in doc.items() if k != LABORATORY_FLAGS} for doc in docs])
+    for doc, sent in zip(loaded, flags, strict=True):
+        if sent:
+            doc[LABORATORY_FLAGS] = {
+                analyte: code
+                for analyte, code in sent.items()
+                if code in LABORATORY_FLAG_CODES and analyte in doc["results"]
+            }
+    return loaded

@@ -12,11 +12,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from labservice.adapters.cbc_schema import LABORATORY_FLAGS
 from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.errors import InputError
 from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.ruleset import Ruleset
-from labservice.core.table import ANALYTES, FILM_COLUMNS, SCHISTOCYTE_GRADES, CbcColumns, to_columns
+from labservice.core.table import ANALYTES, FILM_COLUMNS, LAB_FLAG_CODES, SCHISTOCYTE_GRADES, CbcColumns, to_columns
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
 from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION
 
@@ -91,9 +92,7 @@ def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors
     high = rng.get("high")
     low = math.nan if low is None else _clean(float(low) * factor)
     high = math.nan if high is None else _clean(float(high) * factor)
-    if not math.isnan(low) and not math.isnan(high) and not low < high:
-        errors.setdefault(f"{path}.reference_range", []).append("reference_range low must be below high")
-        return None
+    # An implausible range (low not below high, ...) is set aside by the engine, never a 422 (§2 v2).
     return canonical, low, high
 
 
@@ -118,6 +117,9 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
     values = {a: np.full(n, np.nan) for a in present}
     lows = {a: np.full(n, np.nan) for a in present}
     highs = {a: np.full(n, np.nan) for a in present}
+    # The laboratory's critical flags (FHIR interpretation, HL7 v2 OBX-8; clinical-rules §3 v2).
+    flagged = {a for doc in docs for a in (doc.get(LABORATORY_FLAGS) or {})} & present
+    lab_flags = {a: np.zeros(n, dtype=np.int8) for a in flagged}
     sex = np.full(n, "unknown", dtype="<U7")
     method = np.full(n, "unknown", dtype="<U9")
     version = np.full(n, CTCAE_DEFAULT_VERSION, dtype="<U8")
@@ -189,6 +191,9 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
             converted = _canonical_result(rs, analyte, result, f"{prefix}results.{analyte}", errors)
             if converted is not None:
                 values[analyte][i], lows[analyte][i], highs[analyte][i] = converted
+        for analyte, code in (doc.get(LABORATORY_FLAGS) or {}).items():
+            if analyte in lab_flags:
+                lab_flags[analyte][i] = LAB_FLAG_CODES[code]
         reported.append(sent)
 
     if errors:
@@ -204,6 +209,8 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
         table[a] = values[a]
         table[f"{a}_ref_low"] = lows[a]
         table[f"{a}_ref_high"] = highs[a]
+    for a, codes in lab_flags.items():
+        table[f"{a}_lab_flag"] = codes
     lesions = {
         "row": np.array(lesion_rows, dtype=np.int64),
         "type": np.array(lesion_types, dtype=object),

@@ -29,6 +29,7 @@ from flask.typing import ResponseReturnValue
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.cdshooks.cards import dashboard_link_for
 from labservice.adapters.cdshooks.feedback import parse_feedback
 from labservice.adapters.cdshooks.fhir_client import (
@@ -43,7 +44,6 @@ from labservice.adapters.cdshooks.request import BadHookRequest, parse_hook_requ
 from labservice.adapters.cdshooks.service import PLATELET_ORDER_CHECK, SERVICES, CdsService, discovery
 from labservice.adapters.errors import InputError
 from labservice.api.common import read_json
-from labservice.api.schemas import CBC_LIST_SCHEMA
 from labservice.errors import Problem, flatten_errors, problem_response
 from labservice.extensions import current_database, current_ruleset
 from labservice.security.principal import current_principal, touched_patients
@@ -141,7 +141,7 @@ def _json_body() -> Any:
 def _interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validate and interpret without storing: a patient-view call is a read (see review.py)."""
     try:
-        loaded = CBC_LIST_SCHEMA.load(docs)
+        loaded = load_read_documents(docs)
     except ValidationError as error:
         raise InputError(flatten_errors(error.messages)) from None
     return interpret_documents(loaded, ruleset=current_ruleset(), indexed=True)

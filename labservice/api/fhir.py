@@ -23,6 +23,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields
 
 from labservice import __version__
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.conformance import capability_statement, operation_definition, operation_outcome
 from labservice.adapters.fhir.model import FhirCbc, FhirRead
@@ -31,7 +32,7 @@ from labservice.adapters.located import relocate
 from labservice.api.common import keep_requested, read_json
 from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
-from labservice.api.schemas import CBC_LIST_SCHEMA, InterpretationSchema
+from labservice.api.schemas import InterpretationSchema
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.extensions import current_clock_skew, current_ruleset
 from labservice.middleware.audit_trail import touched_answers
@@ -323,7 +324,7 @@ def _interpret(read: FhirRead) -> list[dict]:
     docs = [cbc.document for cbc in read.cbcs]
     locations = [cbc.locations for cbc in read.cbcs]
     try:
-        loaded = CBC_LIST_SCHEMA.load(docs)
+        loaded = load_read_documents(docs)
     except ValidationError as error:
         errors = relocate(flatten_errors(error.messages), locations)
         raise Problem(422, first_error(errors), errors) from None

@@ -24,8 +24,9 @@ from labservice.api.schemas import FINDING_CODES, URGENCIES
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
 from labservice.extensions import current_database
 from labservice.security.principal import current_principal, touched_patients
-from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
+from labservice.store.models import DISMISS_REASONS, OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
 from labservice.store.repository import (
+    DismissalWithoutReason,
     InvalidTransition,
     ReferralNotFound,
     WorklistQuery,
@@ -145,7 +146,17 @@ class ReferralChangeSchema(Schema):
         validate=validate.OneOf(REFERRAL_STATUSES),
         metadata={
             "description": "new → acknowledged → referred or dismissed (new may go straight to either); referred "
-            "and dismissed are final"
+            "is final. A dismissal needs a `reason`; it can be undone by setting the status it had before "
+            "(new or acknowledged) while the patient has no other open referral"
+        },
+    )
+    reason = fields.String(
+        load_default=None,
+        validate=validate.OneOf(tuple(DISMISS_REASONS)),
+        metadata={
+            "description": "Why a referral is dismissed (required with status dismissed): "
+            + "; ".join(f"`{code}`: {text}" for code, text in DISMISS_REASONS.items()),
+            "example": "already_managed",
         },
     )
     note = fields.String(
@@ -488,13 +499,25 @@ def update_referral(change: dict[str, Any], referral_id: int) -> dict[str, Any]:
         try:
             lock_referral(session, referral_id)  # a concurrent change waits for this one, then sees its status
             referral = change_referral(
-                session, referral_id, change["status"], actor=actor, note=change["note"], on_behalf_of=on_behalf_of
+                session,
+                referral_id,
+                change["status"],
+                actor=actor,
+                note=change["note"],
+                on_behalf_of=on_behalf_of,
+                reason=change.get("reason"),
             )
         except ReferralNotFound:
             raise Problem(404, f"No referral with id {referral_id}.") from None
-        except InvalidTransition:
+        except DismissalWithoutReason as error:
+            raise Problem(422, f"The referral was not dismissed: {error}.", {"reason": [f"{error}."]}) from None
+        except InvalidTransition as error:
             current = get_referral(session, referral_id).status
-            allowed = ", ".join(TRANSITIONS[current]) or "none (referred and dismissed are final)"
+            if change["status"] in TRANSITIONS[current]:  # allowed in general, not for this referral (an undo)
+                raise Problem(
+                    409, f"Referral {referral_id} was not changed: {error}.", {"status": [f"{error}."]}
+                ) from None
+            allowed = ", ".join(TRANSITIONS[current]) or "none (a referred referral is final)"
             message = f"A {current} referral cannot become {change['status']}; allowed: {allowed}."
             raise Problem(
                 409,

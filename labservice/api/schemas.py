@@ -32,7 +32,7 @@ URGENCIES = vocabulary.URGENCIES  # the highest first
 
 
 TRISTATE_CRITERIA = ("met", "not_met", "not_assessed")
-RANGE_ORIGINS = ("laboratory", "laboratory_partial", "fallback", "duffy_null")
+RANGE_ORIGINS = ("laboratory", "laboratory_partial", "fallback", "duffy_null", "none")
 URGENCY_REASONS = vocabulary.URGENCY_REASONS
 
 
@@ -44,8 +44,16 @@ class AnswerRangeSchema(Schema):
         validate=validate.OneOf(RANGE_ORIGINS),
         metadata={
             "description": "laboratory (sent with the result), laboratory_partial "
-            "(one bound sent), fallback table, or duffy_null table"
+            "(one bound sent), fallback table, or duffy_null table; none: a laboratory range was set aside "
+            "and no fallback row applies (clinical-rules §2 v2)"
         },
+    )
+    note = fields.String(
+        metadata={
+            "description": "Present when the laboratory's range was set aside as implausible (low not below high, "
+            "a bound outside plausibility, no overlap with the fallback range): what was sent and why "
+            "(clinical-rules §2 v2)"
+        }
     )
 
 
@@ -68,6 +76,19 @@ class AnalyteAnswerSchema(Schema):
     ctcae_grade = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=4))
     derived = fields.Boolean(metadata={"description": "Computed from other results (e.g. WBC x neutrophil %)"})
     critical = fields.Boolean(metadata={"description": "A critical value (flag LL or HH)"})
+    flag_origin = fields.String(
+        validate=validate.OneOf(("laboratory",)),
+        metadata={
+            "description": "laboratory: the flag is the laboratory's critical flag (FHIR interpretation or HL7 v2 "
+            "OBX-8 LL/HH/AA), honoured (clinical-rules §3 v2); absent when the service set the flag"
+        },
+    )
+    flag_note = fields.String(
+        metadata={
+            "description": "Why a value with no reference range is flagged: below any lower limit (clinical-rules "
+            "§2 v2)"
+        }
+    )
     reported = fields.Nested(ReportedSchema, metadata={"description": "The value and unit as sent"})
 
 
@@ -82,8 +103,9 @@ class FindingSchema(Schema):
         allow_none=True,
         metadata={
             "description": "Band label: bleeding risk for thrombocytopenia, "
-            "mild/moderate/severe/profound for neutropenia, WHO "
-            "severity for anaemia in non-pregnant people from 15 y"
+            "mild/moderate/severe/profound for neutropenia, WHO 2011 "
+            "severity for anaemia in every group with a WHO cut-off (clinical-rules §4 v2), "
+            "raised_hematocrit/absolute_erythrocytosis for erythrocytosis"
         },
     )
     evidence = fields.Dict(

@@ -7,14 +7,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from labservice.core.compare import compare
-from labservice.core.ranges import RangeInUse
+from labservice.core.ranges import RangeInUse, below_any_limit_threshold
 from labservice.core.ruleset import Ruleset
-from labservice.core.table import CbcColumns
+from labservice.core.table import LAB_FLAG_CODES, CbcColumns
 from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION
 
 FLAG_NONE, FLAG_N, FLAG_L, FLAG_H, FLAG_LL, FLAG_HH = 0, 1, 2, 3, 4, 5
 FLAG_NAMES = (None, "N", "L", "H", "LL", "HH")
 GRADED_ANALYTES = ("platelets", "neutrophils", "wbc", "lymphocytes", "hemoglobin")
+#: The key prefix of a critical value the laboratory flagged (§3 v2): "laboratory_flag_<analyte>".
+LAB_CRITICAL = "laboratory_flag_"
 
 
 def critical_thresholds(ruleset: Ruleset):
@@ -33,7 +35,10 @@ def flags_and_criticals(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset
 
     A value exactly on a bound is inside the range. A critical value overrides the range flag.
     A value with no range in use and no critical breach is not flagged (FLAG_NONE); a one-sided
-    range still flags the side it knows.
+    range still flags the side it knows. *v2*: with no lower limit in use, a value below the
+    analyte's grade-2 bound is below any lower limit and flagged L (§2); a critical flag sent by the
+    laboratory (LL, HH, AA) is honoured and is a critical value of its own (`laboratory_flag_<analyte>`,
+    §3), AA taking the direction of the value against its range.
     """
     flags: dict[str, np.ndarray] = {}
     present = set(cols.present_analytes())
@@ -47,6 +52,8 @@ def flags_and_criticals(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset
         flag[value < rng.low] = FLAG_L
         flag[value > rng.high] = FLAG_H
         flag[(value != value) | ((rng.low != rng.low) & (rng.high != rng.high))] = FLAG_NONE
+        if rng.below_any_limit is not None:
+            flag[rng.below_any_limit] = FLAG_L
         flags[analyte] = flag
     criticals: dict[str, np.ndarray] = {}
     for key, analyte, threshold, is_low in critical_thresholds(ruleset):
@@ -56,7 +63,33 @@ def flags_and_criticals(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset
         hit = compare(cols.values[analyte], threshold.operator, threshold.value)
         criticals[key] = hit
         flags[analyte][hit] = FLAG_LL if is_low else FLAG_HH
+    for analyte, sent in cols.lab_flags.items():
+        if analyte not in present:
+            continue
+        low_side = laboratory_low_side(cols, ranges[analyte], ruleset, analyte, sent)
+        honoured = (sent > 0) & (cols.values[analyte] == cols.values[analyte])
+        flags[analyte][honoured & low_side] = FLAG_LL
+        flags[analyte][honoured & ~low_side] = FLAG_HH
+        criticals[LAB_CRITICAL + analyte] = honoured
     return flags, criticals
+
+
+def laboratory_low_side(
+    cols: CbcColumns, rng: RangeInUse, ruleset: Ruleset, analyte: str, sent: np.ndarray
+) -> np.ndarray:
+    """Where a laboratory critical flag reads as critically low: LL, or AA with the value below the
+    middle of its range in use (below its low / not above its high when one bound is known; below the
+    analyte's typical value of analytes.csv when no range is in use)."""
+    value = cols.values[analyte]
+    low, high = rng.low, rng.high
+    middle = np.where(
+        (low == low) & (high == high),
+        (low + high) / 2.0,
+        np.where(low == low, low, np.where(high == high, high, ruleset.analytes[analyte].typical)),
+    )
+    only_high = (low != low) & (high == high)
+    aa_low = np.where(only_high, value <= middle, value < middle)
+    return (sent == LAB_FLAG_CODES["LL"]) | ((sent == LAB_FLAG_CODES["AA"]) & aa_low)
 
 
 @dataclass(frozen=True)
@@ -115,6 +148,13 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
             if version != CTCAE_DEFAULT_VERSION:
                 rows = cols.ctcae_version == version
                 grade[rows] = _grade_with(_ctcae_table(ruleset, version, analyte), value, ranges[analyte].low)[rows]
+        rng = ranges[analyte]
+        if rng.below_any_limit is not None or below_any_limit_threshold(ruleset, analyte) is not None:
+            # §2 v2: with no lower limit in use, only a value below any lower limit is graded.
+            no_lower = rng.low != rng.low
+            if rng.below_any_limit is not None:
+                no_lower &= ~rng.below_any_limit
+            grade[no_lower] = 0
         grade[value != value] = -1
         grades[analyte] = grade
     return grades

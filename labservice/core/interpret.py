@@ -90,6 +90,7 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     grades = ctcae_grades(cols, ranges, rs)
     cutoffs = anemia_cutoffs(cols, rs)
     stage = Stage(cols, rs, ranges, criticals, grades, cutoffs)
+    stage.flags = flags
     for module in _evaluation_order(rs):
         stage.findings.update(module.evaluate(stage))
     triggers = urgency_triggers(stage.findings, rs)

@@ -4,6 +4,11 @@ Fallback lookup is by sex and age band (clinical-rules §2). With the sex unknow
 envelope of the female and male rows (lowest low, highest high); with the age unknown the adult
 band is used. Both are recorded so the output can say so.
 
+*v2*: a range sent by the laboratory is used only when it is plausible (low below high, both bounds
+inside the analyte's physical plausibility limits, and overlapping the fallback range for the age
+and sex where there is one); otherwise it is set aside, the fallback applies and the answer says
+why. Duffy-null rows replace the fallback rows only: a plausible laboratory range still comes first.
+
 The fallback tables are compiled once into arrays indexed by (sex code, age segment, analyte),
 so a lookup is one searchsorted plus one fancy index per analyte, for one row or a million.
 """
@@ -14,13 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labservice.core.compare import compare
 from labservice.core.ruleset import RangeRow, Ruleset
 from labservice.core.table import ANALYTES, SEX_CODES, CbcColumns
+from labservice.core.units import plausible_mask
 
 DAYS_PER_YEAR = 365.25
 
 # Where a range came from (per row).
 ORIGIN_NONE, ORIGIN_LAB, ORIGIN_FALLBACK, ORIGIN_DUFFY, ORIGIN_LAB_PARTIAL = 0, 1, 2, 3, 4
+#: Why a laboratory range was set aside (clinical-rules §2 v2); 0 = not set aside (or none sent).
+SET_ASIDE_NONE, SET_ASIDE_ORDER, SET_ASIDE_IMPLAUSIBLE, SET_ASIDE_NO_OVERLAP = 0, 1, 2, 3
 ORIGIN_NAMES = {
     ORIGIN_NONE: "none",
     ORIGIN_LAB: "laboratory",
@@ -38,6 +47,10 @@ class RangeInUse:
     row_index: np.ndarray  # int16 index into `table` of the fallback row used (-1: none)
     envelope: np.ndarray  # bool: sex unknown, envelope of female and male rows
     table: tuple[RangeRow, ...]
+    set_aside: np.ndarray | None = None  # int8 SET_ASIDE_*: why a laboratory range was not used (None: none)
+    #: bool: no lower limit applies and the value is below the analyte's `below_any_limit_*` bound
+    #: (§2 v2 "below any lower limit"); None when the analyte has no such bound or no row needs it
+    below_any_limit: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,9 @@ def lookup_age_days(cols: CbcColumns, ruleset: Ruleset) -> np.ndarray:
 
 
 def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
-    """The range in use for every analyte: Duffy-null rows when stated, else lab, else fallback."""
+    """The range in use for every analyte: the laboratory's when plausible (§2 v2), else the Duffy-null
+    rows when stated, else the fallback table; and where no lower limit applies, whether the value is
+    below any lower limit."""
     main, duffy = _compiled(ruleset)
     all_rows = ruleset.ranges + ruleset.duffy_ranges
     age_days = lookup_age_days(cols, ruleset)
@@ -138,15 +153,8 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
         low, high = main.low[analyte][where], main.high[analyte][where]
         row, envelope = main.row[analyte][where], main.envelope[analyte][where]
         origin = (row >= 0).astype(np.int8) * ORIGIN_FALLBACK
-        lab_low, lab_high = cols.ref_low[analyte], cols.ref_high[analyte]
-        has_low, has_high = lab_low == lab_low, lab_high == lab_high  # not NaN
-        if np.count_nonzero(has_low) or np.count_nonzero(has_high):
-            origin[has_low | has_high] = ORIGIN_LAB_PARTIAL
-            origin[has_low & has_high] = ORIGIN_LAB
-            low = np.where(has_low, lab_low, low)
-            high = np.where(has_high, lab_high, high)
         if duffy_where is not None:
-            # A stated Duffy-null status overrides the laboratory's general range (§2, [S10]).
+            # A stated Duffy-null status replaces the fallback rows (§2, [S10]); *v2* not the lab's range.
             d_row = duffy.row[analyte][duffy_where]
             use = duffy_stated & (d_row >= 0)
             if np.count_nonzero(use):
@@ -154,5 +162,78 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
                 high = np.where(use, duffy.high[analyte][duffy_where], high)
                 row = np.where(use, d_row, row)
                 origin[use] = ORIGIN_DUFFY
-        out[analyte] = RangeInUse(low, high, origin, row, envelope & (origin == ORIGIN_FALLBACK), all_rows)
+        lab_low, lab_high = cols.ref_low[analyte], cols.ref_high[analyte]
+        has_low, has_high = lab_low == lab_low, lab_high == lab_high  # not NaN
+        set_aside = None
+        if np.count_nonzero(has_low) or np.count_nonzero(has_high):
+            why = lab_range_problems(ruleset, analyte, lab_low, lab_high, low, high)
+            has_low, has_high = has_low & (why == SET_ASIDE_NONE), has_high & (why == SET_ASIDE_NONE)
+            if np.count_nonzero(why):
+                set_aside = why
+            origin[has_low | has_high] = ORIGIN_LAB_PARTIAL
+            origin[has_low & has_high] = ORIGIN_LAB
+            low = np.where(has_low, lab_low, low)
+            high = np.where(has_high, lab_high, high)
+        out[analyte] = RangeInUse(
+            low,
+            high,
+            origin,
+            row,
+            envelope & (origin == ORIGIN_FALLBACK),
+            all_rows,
+            set_aside,
+            _below_any_limit(cols, ruleset, analyte, low),
+        )
     return out
+
+
+BELOW_ANY_LIMIT = "below_any_limit_"
+
+
+def below_any_limit_threshold(ruleset: Ruleset, analyte: str):
+    """The `below_any_limit_<analyte>` row of thresholds.csv (the CTCAE grade-2 bound, §2 v2), or None."""
+    return ruleset.thresholds.get(BELOW_ANY_LIMIT + analyte)
+
+
+def _below_any_limit(cols: CbcColumns, ruleset: Ruleset, analyte: str, low: np.ndarray) -> np.ndarray | None:
+    """Rows with no lower limit in use whose value is below the analyte's grade-2 bound (§2 v2), where
+    the bound applies at the patient's age (`below_any_limit_<analyte>_from_age_years`: haemoglobin
+    from 1 year only; an unknown age reads as adult, as for the fallback ranges)."""
+    threshold = below_any_limit_threshold(ruleset, analyte)
+    if threshold is None:
+        return None
+    no_lower = low != low
+    if not np.count_nonzero(no_lower):
+        return None
+    hit = no_lower & compare(cols.values[analyte], threshold.operator, threshold.value)
+    age_rule = ruleset.thresholds.get(f"{BELOW_ANY_LIMIT}{analyte}_from_age_years")
+    if age_rule is not None:
+        hit &= np.isnan(cols.age_years) | compare(cols.age_years, age_rule.operator, age_rule.value)
+    return hit
+
+
+def lab_range_problems(
+    ruleset: Ruleset,
+    analyte: str,
+    lab_low: np.ndarray,
+    lab_high: np.ndarray,
+    fallback_low: np.ndarray,
+    fallback_high: np.ndarray,
+) -> np.ndarray:
+    """Why each laboratory range is implausible (SET_ASIDE_*), 0 where it is usable or not sent (§2 v2).
+
+    Low must be below high; each bound sent must lie inside the analyte's physical plausibility limits
+    (§1, analytes.csv); and the range must overlap the fallback range for the age and sex where one
+    exists. Ranges are closed (a value on a bound is inside), so ranges sharing a bound overlap.
+    """
+    has_low, has_high = lab_low == lab_low, lab_high == lab_high
+    why = np.zeros(lab_low.shape, dtype=np.int8)
+    has_fallback_low, has_fallback_high = fallback_low == fallback_low, fallback_high == fallback_high
+    misses = (has_low & has_fallback_high & (lab_low > fallback_high)) | (
+        has_high & has_fallback_low & (lab_high < fallback_low)
+    )
+    why[misses] = SET_ASIDE_NO_OVERLAP
+    inside = plausible_mask(ruleset, analyte, lab_low) & plausible_mask(ruleset, analyte, lab_high)
+    why[(has_low | has_high) & ~inside] = SET_ASIDE_IMPLAUSIBLE
+    why[has_low & has_high & ~(lab_low < lab_high)] = SET_ASIDE_ORDER
+    return why

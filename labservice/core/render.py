@@ -18,7 +18,17 @@ from labservice.core.families import family, film
 from labservice.core.families.base import TextView, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
-from labservice.core.ranges import DAYS_PER_YEAR, ORIGIN_DUFFY, ORIGIN_LAB, ORIGIN_LAB_PARTIAL, ORIGIN_NAMES
+from labservice.core.ranges import (
+    DAYS_PER_YEAR,
+    ORIGIN_DUFFY,
+    ORIGIN_LAB,
+    ORIGIN_LAB_PARTIAL,
+    ORIGIN_NAMES,
+    SET_ASIDE_IMPLAUSIBLE,
+    SET_ASIDE_NO_OVERLAP,
+    SET_ASIDE_ORDER,
+    below_any_limit_threshold,
+)
 from labservice.core.ruleset import FindingSpec, Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.urgency import URGENCY_NAMES
@@ -132,8 +142,31 @@ class _Renderer(TextView):
             notes.append("sex not given: lowest low and highest high of the female and male ranges")
         if origin == ORIGIN_DUFFY:
             notes.append("patient stated to be Duffy-null")
+        if rng.set_aside is not None and rng.set_aside[i]:
+            notes.append("the range sent by the laboratory was set aside")
         suffix = f" ({'; '.join(notes)})" if notes else ""
         return f"fallback table: {fallback}{suffix}"
+
+    def set_aside_note(self, analyte: str, i: int) -> str | None:
+        """Why the laboratory's range was not used (§2 v2), or None when it was used or none was sent."""
+        why = self.r.ranges[analyte].set_aside
+        if why is None or not why[i]:
+            return None
+        cols, unit = self.r.cols, self.rs.analytes[analyte].canonical_unit
+        low, high = cols.ref_low[analyte][i], cols.ref_high[analyte][i]
+        sent = " to ".join("?" if math.isnan(x) else fmt(x) for x in (low, high))
+        reasons = {
+            SET_ASIDE_ORDER: "its low is not below its high",
+            SET_ASIDE_IMPLAUSIBLE: "a bound lies outside physical plausibility for the analyte (clinical-rules §1)",
+            SET_ASIDE_NO_OVERLAP: "it does not overlap the fallback range for this age and sex (a range in another "
+            "unit?)",
+        }
+        rng = self.r.ranges[analyte]
+        instead = "the fallback range applies" if rng.origin[i] != 0 else "no fallback range applies either"
+        return (
+            f"The range sent by the laboratory ({sent} {unit}) was set aside: {reasons[int(why[i])]}; {instead} "
+            "(clinical-rules §2)."
+        )
 
     def analytes(self, i: int) -> dict:
         out = {}
@@ -145,6 +178,7 @@ class _Renderer(TextView):
             rng = self.r.ranges[analyte]
             origin = int(rng.origin[i])
             reference = None
+            note = self.set_aside_note(analyte, i)
             if origin != 0:
                 reference = {
                     "low": json_number(rng.low[i]),
@@ -152,6 +186,10 @@ class _Renderer(TextView):
                     "source": self.range_source(analyte, i),
                     "origin": ORIGIN_NAMES[origin],
                 }
+            elif note is not None:
+                reference = {"low": None, "high": None, "source": note, "origin": ORIGIN_NAMES[origin]}
+            if note is not None and reference is not None:
+                reference["note"] = note
             grade = self.r.grades.get(analyte)
             flag = int(self.r.flags[analyte][i])
             out[analyte] = {
@@ -163,6 +201,17 @@ class _Renderer(TextView):
                 "derived": bool(cols.derived[analyte][i]),
                 "critical": flag in (FLAG_LL, FLAG_HH),
             }
+            lab_flag = cols.lab_flags.get(analyte)
+            if lab_flag is not None and lab_flag[i]:
+                out[analyte]["flag_origin"] = "laboratory"  # §3 v2: the laboratory's critical flag, honoured
+            below = rng.below_any_limit
+            if below is not None and below[i]:
+                threshold = below_any_limit_threshold(self.rs, analyte)
+                assert threshold is not None
+                out[analyte]["flag_note"] = (
+                    f"No reference range was available: below {fmt(threshold.value)} {self.rs.unit_text(analyte)}, "
+                    "the CTCAE grade-2 bound, so below any lower limit (clinical-rules §2)."
+                )
         return out
 
     # --- findings -------------------------------------------------------------------------

@@ -39,6 +39,9 @@ FILM_COLUMNS = (
 SCHISTOCYTE_GRADES = ("none", "present", "many")
 LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
+#: A critical flag the laboratory sent with a result (FHIR Observation.interpretation, HL7 v2 OBX-8;
+#: clinical-rules §3 v2), as the int8 codes of a `<analyte>_lab_flag` column (0 or NaN: none).
+LAB_FLAG_CODES = {"LL": 1, "HH": 2, "AA": 3}
 
 
 @dataclass
@@ -67,6 +70,8 @@ class CbcColumns:
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
     film: dict[str, np.ndarray] = field(default_factory=dict)  # FILM_COLUMNS -> float64 (NaN = not sent)
     _present: list[str] | None = None
+    #: analyte -> int8 LAB_FLAG_CODES per row, only for analytes where some row carries one
+    lab_flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     def present_analytes(self) -> list[str]:
         """Analytes with at least one value in the table (the others are skipped by the engine)."""
@@ -139,6 +144,13 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
     sex = np.zeros(n, dtype=np.int8)
     sex[sex_text == "female"] = SEX_CODES["female"]
     sex[sex_text == "male"] = SEX_CODES["male"]
+    lab_flags = {}
+    for a in ANALYTES:
+        sent = _column(table, a + "_lab_flag", n)
+        if sent is not None:
+            codes = np.nan_to_num(_floats(sent, n)).astype(np.int8)
+            if np.count_nonzero(codes):
+                lab_flags[a] = codes
     method = _texts(_column(table, "reticulocyte_method", n), n, "")
     skin = _column(table, "skin_reported", n)
     if lesions is None and isinstance(table, Mapping):
@@ -158,6 +170,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         lesions=_lesion_columns(lesions),
         film={name: _floats(_column(table, name, n), n, nan) for name in FILM_COLUMNS},
         _present=present,
+        lab_flags=lab_flags,
     )
 
 

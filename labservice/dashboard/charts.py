@@ -3,6 +3,15 @@
 A chart is one analyte's values over time with horizontal threshold lines. Every number and label it
 draws comes from the caller (the view reads the thresholds from the ruleset), so nothing here is a
 clinical rule. Text is escaped here: the SVG is inserted into the page as markup.
+
+What a clinician needs to trust it (issue 14 item 10):
+- the reference interval in use as a shaded band, its lower and upper limits labelled;
+- an abnormal value drawn in another colour **and** another shape (a triangle pointing down for a low
+  value, up for a high one; a larger, outlined mark for a critical one), never colour alone;
+- dates along the time axis (up to six, evenly spaced), and each value written beside its point, so
+  nothing needs a hover (a phone has none);
+- a log axis where low values matter as much as high ones (platelets: 12 and 31 are far apart on it,
+  while a linear axis up to 450 puts them a few pixels apart).
 """
 
 from __future__ import annotations
@@ -19,12 +28,30 @@ LABEL_GAP = 13.0
 NICE_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
 
 
+#: How a flag (HL7 v3 ObservationInterpretation) is drawn and said.
+FLAG_WORDS = {"L": "low", "H": "high", "LL": "critically low", "HH": "critically high"}
+#: Up to this many points get their value written beside them; beyond, the latest, lowest and highest.
+LABEL_ALL_UP_TO = 12
+#: At most this many dates along the time axis.
+DATE_TICKS = 6
+
+
 @dataclass(frozen=True)
 class Point:
-    """One value at one collection time (canonical unit)."""
+    """One value at one collection time (canonical unit), with its flag when it was interpreted."""
 
     at: datetime
     value: float
+    flag: str | None = None  # N, L, H, LL, HH
+
+
+@dataclass(frozen=True)
+class Band:
+    """The reference interval in use: shaded between `low` and `high`; `label` says whose it is."""
+
+    low: float
+    high: float
+    label: str = "reference interval"
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,53 @@ class Scale:
         return [round(self.low + i * step, 10) for i in range(count + 1)]
 
 
+@dataclass(frozen=True)
+class LogScale:
+    """A log10 value axis from `low` to `high` (both powers of ten times 1, 2 or 5), for counts whose low
+    values matter: each factor of ten takes the same height."""
+
+    low: float
+    high: float
+    frame: Frame
+
+    def y(self, value: float) -> float:
+        value = max(value, self.low)
+        span = math.log10(self.high) - math.log10(self.low)
+        fraction = (math.log10(value) - math.log10(self.low)) / span if span else 0.5
+        return self.frame.plot_bottom - fraction * (self.frame.plot_bottom - self.frame.plot_top)
+
+    def ticks(self) -> list[float]:
+        """1, 2 and 5 times each power of ten between low and high."""
+        out = []
+        power = 10.0 ** math.floor(math.log10(self.low))
+        while power <= self.high * (1 + 1e-9):
+            for step in (1.0, 2.0, 5.0):
+                tick = round(step * power, 10)
+                if self.low * (1 - 1e-9) <= tick <= self.high * (1 + 1e-9):
+                    out.append(tick)
+            power *= 10
+        return out
+
+
+def log_scale(values: Sequence[float], lines: Sequence[Line], frame: Frame = Frame()) -> LogScale:
+    """From a 1-2-5 step at or below the lowest positive value or line to one at or above the highest."""
+    positive = [v for v in [*values, *(line.value for line in lines)] if v > 0] or [1.0]
+    return LogScale(_step_at_or_below(min(positive)), _step_at_or_above(max(positive) * 1.1), frame)
+
+
+def _step_at_or_below(value: float) -> float:
+    power = 10.0 ** math.floor(math.log10(value))
+    return max(round(step * power, 12) for step in (1.0, 2.0, 5.0) if step * power <= value * (1 + 1e-12))
+
+
+def _step_at_or_above(value: float) -> float:
+    power = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 2.0, 5.0, 10.0):
+        if step * power >= value * (1 - 1e-12):
+            return round(step * power, 12)
+    return round(10 * power, 12)  # pragma: no cover
+
+
 def nice_ceiling(value: float) -> float:
     """The smallest 1, 2, 2.5 or 5 times a power of ten that is at least `value` (1 for 0 or less)."""
     if value <= 0 or not math.isfinite(value):
@@ -95,6 +169,9 @@ def nice_ceiling(value: float) -> float:
         if candidate >= value * (1 - 1e-12):
             return candidate
     return round(10 * power, 12)  # pragma: no cover - 10 * power always qualifies above
+
+
+AnyScale = Scale | LogScale
 
 
 def value_scale(values: Sequence[float], lines: Sequence[Line], frame: Frame = Frame()) -> Scale:
@@ -144,22 +221,39 @@ def summary(title: str, unit: str, points: Sequence[Point], lines: Sequence[Line
 
 
 def trend_chart(
-    chart_id: str, title: str, unit: str, points: Sequence[Point], lines: Sequence[Line], *, frame: Frame = Frame()
+    chart_id: str,
+    title: str,
+    unit: str,
+    points: Sequence[Point],
+    lines: Sequence[Line],
+    *,
+    frame: Frame = Frame(),
+    band: Band | None = None,
+    log: bool = False,
 ) -> str:
-    """An accessible inline SVG: role="img" with an aria-label summary and a <desc> listing every value;
-    each point carries a <title> tooltip; each threshold line its value and rule key as data attributes."""
+    """An accessible inline SVG: role="img" with an aria-label summary and a <desc> listing every value and
+    its flag; each point carries a <title> tooltip, its value written beside it, and a shape by its flag; each
+    threshold line its value and rule key as data attributes; the reference band its limits."""
     ordered = sorted(points, key=lambda p: _utc(p.at))
-    scale = value_scale([p.value for p in ordered], lines, frame)
+    values = [p.value for p in ordered]
+    extent = [*lines, *((Line(band.low, "", ""), Line(band.high, "", "")) if band else ())]
+    scale: AnyScale = log_scale(values, extent, frame) if log else value_scale(values, extent, frame)
     xs = x_positions([p.at for p in ordered], frame)
     label = summary(title, unit, ordered, lines)
-    desc = "; ".join(f"{when(p.at)}: {number(p.value)} {unit}" for p in ordered) or "No values to plot."
+    if band is not None:
+        label += f" Shaded: {band.label} {number(band.low)} to {number(band.high)}."
+    if log:
+        label += " Logarithmic axis."
+    desc = "; ".join(f"{when(p.at)}: {number(p.value)} {unit}{_flag_words(p.flag)}" for p in ordered)
     ident = escape(chart_id)
     out = [
-        f'<svg id="{ident}" class="chart" role="img" viewBox="0 0 {frame.width:g} {frame.height:g}" '
+        f'<svg id="{ident}" class="chart{" log" if log else ""}" role="img" '
+        f'viewBox="0 0 {frame.width:g} {frame.height:g}" '
         f'preserveAspectRatio="xMidYMid meet" aria-label="{escape(label)}" aria-describedby="{ident}-desc" '
-        f'data-low="{scale.low:g}" data-high="{scale.high:g}">',
+        f'data-low="{scale.low:g}" data-high="{scale.high:g}" data-scale="{"log" if log else "linear"}">',
         f'<title id="{ident}-title">{escape(title)} ({escape(unit)})</title>',
-        f'<desc id="{ident}-desc">{escape(desc)}</desc>',
+        f'<desc id="{ident}-desc">{escape(desc or "No values to plot.")}</desc>',
+        _band(scale, frame, band) if band is not None else "",
         _axes(scale, frame, unit),
         _threshold_lines(scale, frame, lines),
     ]
@@ -168,13 +262,17 @@ def trend_chart(
         coords = " ".join(f"{x:.2f},{scale.y(p.value):.2f}" for x, p in zip(xs, ordered, strict=True))
         if len(ordered) > 1:
             out.append(f'<polyline class="trend" points="{coords}"/>')
+        labelled = _labelled(ordered)
         out.append('<g class="points">')
-        for x, point in zip(xs, ordered, strict=True):
-            tip = f"{when(point.at)}: {number(point.value)} {unit}"
-            out.append(
-                f'<circle class="point" cx="{x:.2f}" cy="{scale.y(point.value):.2f}" r="4.5" '
-                f'data-value="{number(point.value)}"><title>{escape(tip)}</title></circle>'
-            )
+        for i, (x, point) in enumerate(zip(xs, ordered, strict=True)):
+            tip = f"{when(point.at)}: {number(point.value)} {unit}{_flag_words(point.flag)}"
+            out.append(_mark(x, scale.y(point.value), point, tip))
+            if i in labelled:
+                text = number(point.value) + (f" {point.flag}" if point.flag and point.flag != "N" else "")
+                out.append(
+                    f'<text class="point-value{_flag_class(point.flag)}" x="{x:.2f}" '
+                    f'y="{scale.y(point.value) - 9:.2f}" text-anchor="middle" aria-hidden="true">{escape(text)}</text>'
+                )
         out.append("</g>")
     else:
         middle = (frame.plot_top + frame.plot_bottom) / 2
@@ -186,7 +284,55 @@ def trend_chart(
     return "\n".join(out)
 
 
-def _axes(scale: Scale, frame: Frame, unit: str) -> str:
+def _flag_words(flag: str | None) -> str:
+    return f" ({FLAG_WORDS[flag]})" if flag in FLAG_WORDS else ""
+
+
+def _flag_class(flag: str | None) -> str:
+    if flag in ("LL", "HH"):
+        return f" abnormal critical flag-{flag}"
+    if flag in ("L", "H"):
+        return f" abnormal flag-{flag}"
+    return ""
+
+
+def _mark(x: float, y: float, point: Point, tip: str) -> str:
+    """A circle for a value inside its range (or not flagged); a triangle pointing down for low, up for high;
+    larger and outlined for critical. Shape and colour both say it."""
+    common = f'data-value="{number(point.value)}" data-flag="{escape(point.flag or "")}"'
+    title = f"<title>{escape(tip)}</title>"
+    flag = point.flag
+    if flag in ("L", "LL", "H", "HH"):
+        size = 7.5 if flag in ("LL", "HH") else 6.0
+        if flag in ("L", "LL"):
+            corners = [(x - size, y - size * 0.6), (x + size, y - size * 0.6), (x, y + size)]
+        else:
+            corners = [(x - size, y + size * 0.6), (x + size, y + size * 0.6), (x, y - size)]
+        path = " ".join(f"{cx:.2f},{cy:.2f}" for cx, cy in corners)
+        return f'<polygon class="point{_flag_class(flag)}" points="{path}" {common}>{title}</polygon>'
+    return f'<circle class="point" cx="{x:.2f}" cy="{y:.2f}" r="4.5" {common}>{title}</circle>'
+
+
+def _labelled(points: Sequence[Point]) -> set[int]:
+    """Which points get their value written: all of a few; else the latest, the lowest and the highest."""
+    if len(points) <= LABEL_ALL_UP_TO:
+        return set(range(len(points)))
+    values = [p.value for p in points]
+    return {len(points) - 1, values.index(min(values)), values.index(max(values))}
+
+
+def _band(scale: AnyScale, frame: Frame, band: Band) -> str:
+    top, bottom = scale.y(band.high), scale.y(band.low)
+    return (
+        f'<g class="reference" data-low="{number(band.low)}" data-high="{number(band.high)}">'
+        f'<rect class="reference-band" x="{frame.plot_left:.2f}" y="{top:.2f}" '
+        f'width="{frame.plot_right - frame.plot_left:.2f}" height="{max(bottom - top, 0.5):.2f}"/>'
+        f'<text class="reference-label" x="{frame.plot_left + 4:.2f}" y="{top + 12:.2f}">'
+        f"{escape(band.label)} {escape(number(band.low))}–{escape(number(band.high))}</text></g>"
+    )
+
+
+def _axes(scale: AnyScale, frame: Frame, unit: str) -> str:
     parts = ['<g class="axis" aria-hidden="true">']
     for tick in scale.ticks():
         y = scale.y(tick)
@@ -223,7 +369,7 @@ def _label_positions(ys: list[float], frame: Frame) -> list[float]:
     return placed
 
 
-def _threshold_lines(scale: Scale, frame: Frame, lines: Sequence[Line]) -> str:
+def _threshold_lines(scale: AnyScale, frame: Frame, lines: Sequence[Line]) -> str:
     ys = [scale.y(line.value) for line in lines]
     labels = _label_positions(ys, frame)
     parts = ['<g class="thresholds">']
@@ -241,18 +387,39 @@ def _threshold_lines(scale: Scale, frame: Frame, lines: Sequence[Line]) -> str:
     return "".join(parts)
 
 
+def date_ticks(points: Sequence[Point], xs: Sequence[float], most: int = DATE_TICKS) -> list[tuple[float, str]]:
+    """(x, day) of up to `most` dates along the axis: the first and the last, and points evenly between,
+    each day once and at least 60 px from its neighbours (a label is about 70 px wide)."""
+    days = [f"{_utc(p.at):%Y-%m-%d}" for p in points]
+    if not days:
+        return []
+    if len(set(days)) == 1:
+        return [((xs[0] + xs[-1]) / 2, days[-1])]
+    picks = sorted({round(i * (len(points) - 1) / (most - 1)) for i in range(most)})
+    chosen: list[tuple[float, str]] = []
+    for i in picks:
+        if any(day == days[i] for _, day in chosen):
+            continue
+        if chosen and xs[i] - chosen[-1][0] < 60 and i != len(points) - 1:
+            continue
+        if chosen and xs[i] - chosen[-1][0] < 60:  # keep the last date; drop the one before it instead
+            chosen.pop()
+        chosen.append((xs[i], days[i]))
+    return chosen
+
+
 def _time_labels(points: Sequence[Point], xs: Sequence[float], frame: Frame) -> str:
-    """The first and the last collection date under the axis (one label when they are the same day)."""
+    """Dates under the axis, with a tick mark each: the first, the last and some between."""
     y = frame.plot_bottom + 18
-    first, last = points[0], points[-1]
+    ticks = date_ticks(points, xs)
     parts = ['<g class="time-axis" aria-hidden="true">']
-    first_day, last_day = f"{_utc(first.at):%Y-%m-%d}", f"{_utc(last.at):%Y-%m-%d}"
-    if first_day == last_day:
-        middle = (xs[0] + xs[-1]) / 2
-        parts.append(f'<text class="tick" x="{middle:.2f}" y="{y:.2f}" text-anchor="middle">{last_day}</text>')
-    else:
-        parts.append(f'<text class="tick" x="{xs[0]:.2f}" y="{y:.2f}" text-anchor="start">{first_day}</text>')
-        parts.append(f'<text class="tick" x="{xs[-1]:.2f}" y="{y:.2f}" text-anchor="end">{last_day}</text>')
+    for n, (x, day) in enumerate(ticks):
+        anchor = "middle" if len(ticks) == 1 else ("start" if n == 0 else "end" if n == len(ticks) - 1 else "middle")
+        parts.append(
+            f'<line class="date-tick" x1="{x:.2f}" x2="{x:.2f}" y1="{frame.plot_bottom:.2f}" '
+            f'y2="{frame.plot_bottom + 4:.2f}"/>'
+        )
+        parts.append(f'<text class="tick date" x="{x:.2f}" y="{y:.2f}" text-anchor="{anchor}">{day}</text>')
     parts.append("</g>")
     return "".join(parts)
 

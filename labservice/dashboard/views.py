@@ -36,7 +36,7 @@ from labservice.core.families.counts import youngest_cutoff_age
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
 from labservice.core.vocabulary import FINDING_CODES, URGENCIES
-from labservice.dashboard.charts import Line, Point, trend_chart
+from labservice.dashboard.charts import FLAG_WORDS, Band, Line, Point, trend_chart
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.middleware import csrf
@@ -46,8 +46,16 @@ from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
-from labservice.store.models import OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, CbcResult, Interpretation
+from labservice.store.models import (
+    DISMISS_REASONS,
+    OPEN_STATUSES,
+    REFERRAL_STATUSES,
+    TRANSITIONS,
+    CbcResult,
+    Interpretation,
+)
 from labservice.store.repository import (
+    DismissalWithoutReason,
     InvalidTransition,
     ReferralNotFound,
     WorklistQuery,
@@ -56,6 +64,7 @@ from labservice.store.repository import (
     get_referral,
     patient_record,
     patient_referrals,
+    undo_target,
     urgency_counts,
     worklist,
 )
@@ -70,6 +79,8 @@ NOTE_MAX_LENGTH = 2000
 PER_PAGE = 50
 #: What a button that moves a referral to each status says.
 ACTIONS = {"acknowledged": "Acknowledge", "referred": "Refer", "dismissed": "Dismiss"}
+#: The label of the one action a dismissed referral offers (back to the status it had before).
+UNDO_LABEL = "Undo dismissal"
 #: The lines of each chart: (thresholds.csv key, what crossing it means). Values come from the ruleset.
 PLATELET_LINES = (
     ("thrombocytopenia", "thrombocytopenia"),
@@ -118,6 +129,21 @@ def number_text(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:g}"
 
 
+#: The engine's texts write units plainly (x10^9/L); the page writes them one way, as its headers do.
+PLAIN_UNITS = (("x10^9/L", UNIT_TEXT["10*9/L"]), ("x10^12/L", UNIT_TEXT["10*12/L"]), ("10^9/L", "10⁹/L"))
+
+
+def units_as_on_the_page(text: Any) -> str:
+    """One spelling of units on a page: the engine's `x10^9/L` becomes the headers' `×10⁹/L`."""
+    out = "" if text is None else str(text)
+    for plain, shown in PLAIN_UNITS:
+        out = out.replace(plain, shown)
+    return out
+
+
+bp.add_app_template_filter(units_as_on_the_page, "page_units")
+
+
 @bp.context_processor
 def template_helpers() -> dict[str, Any]:
     return {
@@ -126,7 +152,10 @@ def template_helpers() -> dict[str, Any]:
         "age_text": age_text,
         "sex_text": sex_text,
         "number_text": number_text,
+        "flag_words": FLAG_WORDS,
         "actions": ACTIONS,
+        "undo_label": UNDO_LABEL,
+        "dismiss_reasons": DISMISS_REASONS,
         "transitions": TRANSITIONS,
         "user": g.get("user"),
         "actor": getattr(g.get("user"), "display_name", ""),
@@ -257,7 +286,7 @@ def worklist_page() -> ResponseReturnValue:
                 "sex": r.patient.sex,
                 "age_years": r.patient.age_years,
                 "findings": list(r.findings or []),
-                "allowed": TRANSITIONS.get(r.status, ()),
+                "allowed": _allowed(r),
             }
             for r in referrals
         ]
@@ -301,27 +330,39 @@ def change_status(referral_id: int) -> ResponseReturnValue:
     """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
     status = request.form.get("status", "")
     note = (request.form.get("note") or "").strip() or None
+    reason = request.form.get("reason") or None
     actor = g.user.display_name  # the signed-in user (labservice.middleware.auth made sure there is one)
     back = safe_next(request.form.get("next"), url_for("dashboard.worklist_page"))
     form_page = url_for("dashboard.status_form", referral_id=referral_id, status=status or None, next=back)
     if note and len(note) > NOTE_MAX_LENGTH:
         flash(f"A note can have at most {NOTE_MAX_LENGTH} characters.", "error")
         return redirect(form_page, 303)
-    if status not in ACTIONS:
+    if status not in ACTIONS and status != "new":
         flash("Choose Acknowledge, Refer or Dismiss.", "error")
         return redirect(form_page, 303)
     try:
         with current_database().session() as session:
-            referral = change_referral(session, referral_id, status, actor=actor, note=note)
+            referral = change_referral(session, referral_id, status, actor=actor, note=note, reason=reason)
             patient = referral.patient.external_id
         touched_patients([patient], "update")  # the audit trail
     except ReferralNotFound:
         return not_found(f"referral {referral_id}")
+    except DismissalWithoutReason as error:  # back to the form, which asks for the reason
+        flash(f"The referral was not dismissed: {error}.", "error")
+        return redirect(form_page, 303)
     except InvalidTransition as error:
         flash(f"The status was not changed: {error}.", "error")
         return redirect(back, 303)
     flash(f"Patient {patient}: referral {status} by {actor}.", "success")
     return redirect(back, 303)
+
+
+def _allowed(referral) -> tuple[str, ...]:
+    """The status changes this referral offers: a dismissed one offers only the undo, to its earlier status."""
+    if referral.status == "dismissed":
+        target = undo_target(referral)
+        return (target,) if target else ()
+    return TRANSITIONS.get(referral.status, ())
 
 
 def _referral_view(referral) -> dict[str, Any]:
@@ -334,7 +375,7 @@ def _referral_view(referral) -> dict[str, Any]:
         "created_at": referral.created_at,
         "note": referral.note,
         "patient": referral.patient.external_id,
-        "allowed": TRANSITIONS.get(referral.status, ()),
+        "allowed": _allowed(referral),
         "events": [
             {
                 "at": e.at,
@@ -437,14 +478,43 @@ def _neutrophil_chart(rs: Ruleset, results: list[CbcResult], duffy_null: bool) -
     return chart
 
 
+#: Charts on a log axis: platelets, whose low values (12 against 31) matter as much as high ones.
+LOG_AXIS = frozenset({"platelets"})
+
+
 def _chart(rs: Ruleset, analyte: str, title: str, results: list[CbcResult], lines: tuple[Line, ...]) -> str:
     unit = unit_text(rs.analytes[analyte].canonical_unit)
     points = [
-        Point(c.collected_at, getattr(c, analyte))
+        Point(c.collected_at, getattr(c, analyte), analyte_flag(c, analyte))
         for c in results
         if c.collected_at is not None and getattr(c, analyte) is not None
     ]
-    return Markup(trend_chart(f"chart-{analyte}", title, unit, points, lines))  # charts.py escapes its text
+    band = reference_band(results, analyte)
+    svg = trend_chart(f"chart-{analyte}", title, unit, points, lines, band=band, log=analyte in LOG_AXIS)
+    return Markup(svg)  # charts.py escapes its text
+
+
+def _analyte_answer(cbc: CbcResult, analyte: str) -> dict[str, Any]:
+    interpretation = _latest_interpretation(cbc)
+    answer = (interpretation.answer or {}) if interpretation is not None else {}
+    found = (answer.get("analytes") or {}).get(analyte)
+    return found if isinstance(found, dict) else {}
+
+
+def analyte_flag(cbc: CbcResult, analyte: str) -> str | None:
+    """The flag the stored interpretation gave this value (N, L, H, LL, HH), or None when it was not flagged."""
+    flag = _analyte_answer(cbc, analyte).get("flag")
+    return flag if flag in ("N", "L", "H", "LL", "HH") else None
+
+
+def reference_band(results: list[CbcResult], analyte: str) -> Band | None:
+    """The reference interval the latest interpreted CBC used for this analyte, and whose it was."""
+    for cbc in reversed(results):
+        found = _analyte_answer(cbc, analyte).get("reference_range")
+        if isinstance(found, dict) and found.get("low") is not None and found.get("high") is not None:
+            origin = "laboratory's range" if found.get("origin") == "laboratory" else "reference interval"
+            return Band(float(found["low"]), float(found["high"]), origin)
+    return None
 
 
 def _ruleset_lines(rs: Ruleset, spec: tuple[tuple[str, str], ...]) -> tuple[Line, ...]:
@@ -498,6 +568,7 @@ def patient_page(external_id: str) -> ResponseReturnValue:
                 "neutrophils": c.neutrophils,
                 "hemoglobin": c.hemoglobin,
                 "wbc": c.wbc,
+                "flags": {a: analyte_flag(c, a) for a in ("platelets", "neutrophils", "hemoglobin", "wbc")},
                 "source": c.source,
                 "urgency": getattr(_latest_interpretation(c), "urgency", None),
             }

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.errors import InputError
 from labservice.adapters.hl7v2.ack import build_ack
 from labservice.adapters.hl7v2.message import ParsedMessage, check_type, parse_message
@@ -104,7 +104,7 @@ def _interpret(
     documents = [cbc.document for cbc in read.cbcs]
     locations = [cbc.locations for cbc in read.cbcs]
     try:
-        loaded = CBC_LIST_SCHEMA.load(documents)
+        loaded = load_read_documents(documents)
     except ValidationError as error:
         _raise_relocated(flatten_errors(error.messages), locations)
     header = read.parsed.header.as_dict()

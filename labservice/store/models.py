@@ -47,7 +47,17 @@ TRANSITIONS = {
     "new": ("acknowledged", "referred", "dismissed"),
     "acknowledged": ("referred", "dismissed"),
     "referred": (),
-    "dismissed": (),
+    # Undoing a dismissal puts the referral back to the status it had before (issue 14 item 8): only that one,
+    # and only while the patient has no other open referral.
+    "dismissed": ("new", "acknowledged"),
+}
+#: Why a referral is dismissed: a dismissal needs one (issue 14 item 8); `other` needs the note to say why.
+DISMISS_REASONS = {
+    "already_managed": "known and already being managed",
+    "expected": "expected in this patient (e.g. a treatment nadir)",
+    "not_current": "not current, or a duplicate of a result already dealt with",
+    "sample_problem": "a sample problem: a repeat is ordered",
+    "other": "other (the note says why)",
 }
 
 

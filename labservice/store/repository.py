@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from labservice.core.vocabulary import URGENCIES
 from labservice.store.models import (
+    DISMISS_REASONS,
     OPEN_STATUSES,
     TRANSITIONS,
     VALUE_COLUMNS,
@@ -349,8 +350,12 @@ def change_referral(
     note: str | None = None,
     on_behalf_of: str | None = None,
     now: datetime | None = None,
+    reason: str | None = None,
 ) -> Referral:
     """Move a referral along new → acknowledged → referred | dismissed, recording who, when and why.
+
+    A dismissal needs a `reason` of DISMISS_REASONS (`other` with a note); the event's note starts with it. A
+    dismissal can be undone: back to the status it had before, while the patient has no other open referral.
 
     `actor` is the authenticated caller; `on_behalf_of` a name the caller sent for the person it acts for, kept
     as the free text it is.
@@ -361,6 +366,10 @@ def change_referral(
     if status not in TRANSITIONS.get(referral.status, ()):
         allowed = ", ".join(TRANSITIONS.get(referral.status, ())) or "none (it is closed)"
         raise InvalidTransition(f"a referral that is {referral.status} cannot become {status}; allowed: {allowed}")
+    if status == "dismissed":
+        note = dismissal_note(reason, note)
+    if referral.status == "dismissed":
+        note = _undo_note(session, referral, status, note)
     now = now or now_utc()
     session.add(
         ReferralEvent(
@@ -382,6 +391,43 @@ def change_referral(
     session.flush()
     session.refresh(referral, attribute_names=["events"])
     return referral
+
+
+class DismissalWithoutReason(InvalidTransition):
+    """A dismissal without a reason of DISMISS_REASONS (or `other` without a note)."""
+
+
+def dismissal_note(reason: str | None, note: str | None) -> str:
+    if reason not in DISMISS_REASONS:
+        raise DismissalWithoutReason(f"a dismissal needs a reason: one of {', '.join(DISMISS_REASONS)}")
+    if reason == "other" and not (note or "").strip():
+        raise DismissalWithoutReason("a dismissal for another reason needs a note that says why")
+    if reason == "other":
+        return f"Dismissed (other reason): {note}"
+    text = f"Dismissed: {DISMISS_REASONS[reason]}."
+    return f"{text} {note}" if note else text
+
+
+def undo_target(referral: Referral) -> str | None:
+    """The status a dismissed referral had before its dismissal (None when it is not dismissed)."""
+    if referral.status != "dismissed":
+        return None
+    dismissals = [event for event in referral.events if event.to_status == "dismissed"]
+    return dismissals[-1].from_status if dismissals else "new"
+
+
+def _undo_note(session: Session, referral: Referral, status: str, note: str | None) -> str:
+    before = undo_target(referral)
+    if status != before:
+        raise InvalidTransition(
+            f"a dismissed referral goes back to {before} when its dismissal is undone, not {status}"
+        )
+    other = open_referral(session, referral.patient_id)
+    if other is not None:
+        raise InvalidTransition(
+            f"the patient has another open referral (#{other.id}): the dismissal of this one cannot be undone"
+        )
+    return f"Dismissal undone. {note}" if note else "Dismissal undone."
 
 
 # -- a patient's record ----------------------------------------------------------------------

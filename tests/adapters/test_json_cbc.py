@@ -49,10 +49,10 @@ def test_single_documents_have_unprefixed_paths():
     assert "/uL" in raised.value.errors["results.platelets.value"][0]
 
 
-def test_a_lab_range_whose_low_is_not_below_its_high_is_refused():
-    with pytest.raises(InputError) as raised:
-        parse_documents([{"results": {"wbc": result(5, "10*9/L", 11, 4)}}], RS, indexed=False)
-    assert "results.wbc.reference_range" in raised.value.errors
+def test_a_lab_range_whose_low_is_not_below_its_high_is_passed_on_to_be_set_aside():
+    # clinical-rules §2 v2: an implausible lab range is "set aside with a note, never a 422, on every path"
+    parsed = parse_documents([{"results": {"wbc": result(5, "10*9/L", 11, 4)}}], RS, indexed=False)
+    assert (parsed.columns.ref_low["wbc"][0], parsed.columns.ref_high["wbc"][0]) == (11.0, 4.0)
 
 
 def test_age_comes_from_birth_date_and_collection_time():

@@ -106,8 +106,9 @@ def test_synthea_prefetch_gives_one_card_and_stores_nothing(app, client):
 def test_fhir_spec_example_neutropenia(client):
     body = hook_call("pat2", {"patient": None, "cbcObservations": searchset(spec_example_observations())})
     [card] = client.post(URL, json=body).get_json()["cards"]
-    # Neutrophils 0.9 x10*9/L: §4 neutropenia (< 1.5), §9 soon (< 1.0) -> warning.
-    assert "neutropenia" in card["summary"] and card["indicator"] == "warning"
+    # Neutrophils 0.9 x10*9/L: §4 neutropenia (< 1.5); the laboratory flags it LL, honoured (clinical-rules §3 v2):
+    # a new critical value asks for immediate (§9 v2), indicator critical.
+    assert "neutropenia" in card["summary"] and card["indicator"] == "critical"
 
 
 def test_mimic_low_platelets_card_without_a_skin_examination_has_no_citrate_suggestion(client):

@@ -161,10 +161,15 @@ def test_results_must_be_an_object(client):
     assert "results" in _errors_for(client, {"results": [45]})
 
 
-def test_reference_range_low_not_below_high_is_422(client):
+def test_reference_range_low_not_below_high_is_set_aside_not_422(client):
+    # clinical-rules §2 v2: "a range that is not [plausible] is set aside with a note, never a 422" (v1 refused it)
     body = {"results": {"wbc": {"value": 2.1, "unit": "10*9/L",
                                 "reference_range": {"low": 11, "high": 4}}}}
-    assert "results.wbc.reference_range" in _errors_for(client, body)
+    response = client.post(URL, json=body)
+    assert response.status_code == 200
+    rr = response.get_json()["analytes"]["wbc"]["reference_range"]
+    assert (rr["low"], rr["high"], rr["origin"]) == (4.0, 10.0, "fallback")  # §2 adult WBC 4.0-10.0
+    assert "set aside" in rr["note"]
 
 
 def test_lesion_without_type_or_size_is_422(client, example_cbc):
@@ -238,6 +243,30 @@ def test_unexpected_error_under_api_is_500_problem(make_app, monkeypatch):
     app.testing = False  # let Flask turn the exception into a 500 instead of re-raising it
     body = assert_problem(app.test_client().post(URL, json={"results": {"platelets": 45}}), 500)
     assert "engine failure" not in body["detail"]
+
+
+def test_a_male_patient_marked_pregnant_is_422_naming_the_field(client):
+    # clinical-rules §8 v2 "a male patient marked pregnant is a 422"
+    body = {"patient": {"sex": "male", "pregnant": True}, "results": {"platelets": 120}}
+    errors = assert_problem(client.post(URL, json=body), 422)["errors"]
+    assert list(errors) == ["patient.pregnant"]
+
+
+def test_an_implausible_laboratory_range_is_not_a_422(client):
+    # clinical-rules §2 v2: an implausible lab range is set aside with a note, "never a 422"
+    body = {"patient": {"sex": "female", "age_years": 34},
+            "results": {"hemoglobin": {"value": 7.2, "unit": "g/dL", "reference_range": {"low": 10, "high": 7.5}}}}
+    response = client.post(URL, json=body)
+    assert response.status_code == 200
+    rr = response.get_json()["analytes"]["hemoglobin"]["reference_range"]
+    assert rr["origin"] == "fallback" and "set aside" in rr["note"]
+
+
+def test_a_laboratory_flag_is_not_part_of_a_json_result(client):
+    # api-contract.md: a result is {"value", "unit", "reference_range"?}; unknown fields are a 422
+    body = {"results": {"neutrophils": {"value": 0.9, "unit": "10*9/L", "flag": "LL"}}}
+    errors = assert_problem(client.post(URL, json=body), 422)["errors"]
+    assert "results.neutrophils.flag" in errors
 
 
 def test_myelosuppressive_therapy_context_is_accepted_over_http(client, example_cbc):

@@ -106,7 +106,11 @@ def test_spec_cbc_neutrophils_0_9_is_neutropenia_and_platelets_444_are_in_range(
     assert "neutropenia" in codes(item)
     assert "thrombocytopenia" not in codes(item) and "thrombocytosis" not in codes(item)
     assert item["analytes"]["hemoglobin"]["value"] == 17.6  # 176 g/L
-    assert item["urgency"] == "soon"
+    # clinical-rules §3 v2: the example flags neutrophils 0.9 LL, honoured as a critical value; §9 v2: a new
+    # critical value asks for immediate (v1: soon, for neutropenia < 1.0)
+    assert (neutrophils["flag"], neutrophils["flag_origin"]) == ("LL", "laboratory")
+    assert "critical_value" in codes(item)
+    assert item["urgency"] == "immediate"
     assert item["source"]["observations"]["platelets"] == "Observation/r6"
     assert item["source"]["observations"]["neutrophils"] == "Observation/r9"
 

@@ -115,7 +115,7 @@ def test_the_patients_referrals_come_with_the_results(client, trend):
 
 def test_referrals_newest_first(client):
     first = post(client, cbc("P-TWICE", "2026-11-01T08:00:00Z", 15))[0]["stored"]["referral_id"]
-    client.patch(f"/api/v1/referrals/{first}", json={"status": "dismissed"})
+    client.patch(f"/api/v1/referrals/{first}", json={"status": "dismissed", "reason": "already_managed"})
     second = post(client, cbc("P-TWICE", "2026-11-20T08:00:00Z", 12))[0]["stored"]["referral_id"]
     assert [(r["id"], r["status"]) for r in history(client, "P-TWICE")["referrals"]] == [
         (second, "new"), (first, "dismissed")]

@@ -224,7 +224,7 @@ def test_an_empty_worklist(client):
 def test_the_status_filter_defaults_to_open_referrals(client, seeded):
     assert patch(client, seeded["P-CRIT"], {"status": "acknowledged"}).status_code == 200
     assert patch(client, seeded["P-SOON"], {"status": "referred"}).status_code == 200
-    assert patch(client, seeded["P-DELTA"], {"status": "dismissed"}).status_code == 200
+    assert patch(client, seeded["P-DELTA"], {"status": "dismissed", "reason": "already_managed"}).status_code == 200
 
     default = listing(client)
     assert patients(default) == ["P-IMM", "P-CRIT2", "P-CRIT", "P-DROP"]
@@ -326,7 +326,7 @@ def test_the_actor_is_the_authenticated_key_not_anonymous(client, seeded):
 
 
 def test_a_sent_name_is_only_an_on_behalf_of_note_and_the_body_wins_over_the_header(client, seeded):
-    body = patch(client, seeded["P-CRIT"], {"status": "dismissed", "actor": "dr.smith"},
+    body = patch(client, seeded["P-CRIT"], {"status": "dismissed", "reason": "already_managed", "actor": "dr.smith"},
                  **{"X-User": "someone.else"}).get_json()
     assert body["status_by"] == key_actor(client)
     [event] = body["events"]
@@ -357,7 +357,8 @@ def test_the_dashboard_shows_the_on_behalf_of_note_as_such(client, seeded):
 
 @pytest.mark.parametrize("target", ["referred", "dismissed"])
 def test_new_may_go_straight_to_a_closed_status(client, seeded, target):
-    assert patch(client, seeded["P-SOON"], {"status": target}).get_json()["status"] == target
+    body = {"status": target, **({"reason": "not_current"} if target == "dismissed" else {})}
+    assert patch(client, seeded["P-SOON"], body).get_json()["status"] == target
 
 
 @pytest.mark.parametrize(("path", "target"), [
@@ -372,7 +373,8 @@ def test_new_may_go_straight_to_a_closed_status(client, seeded, target):
 def test_invalid_transitions_are_409_naming_both_statuses(client, seeded, path, target):
     referral = seeded["P-CRIT"]
     for status in path:
-        assert patch(client, referral, {"status": status}).status_code == 200
+        extra = {"reason": "already_managed"} if status == "dismissed" else {}
+        assert patch(client, referral, {"status": status, **extra}).status_code == 200
     body = assert_problem(patch(client, referral, {"status": target, "actor": "dr.smith"}), 409)
     assert path[-1] in body["detail"] and target in body["detail"]
     assert list(body["errors"]) == ["status"]
@@ -380,15 +382,51 @@ def test_invalid_transitions_are_409_naming_both_statuses(client, seeded, path, 
     assert after["status"] == path[-1] and len(after["events"]) == len(path)
 
 
-def test_a_dismissed_referral_is_final_and_a_new_cbc_opens_another(client, seeded):
+def test_a_dismissed_referral_reopens_only_by_its_undo_and_a_new_cbc_opens_another(client, seeded):
+    """Issue 14 item 8: a dismissal can be undone (back to the status before it); nothing else reopens it, and
+    once a new CBC has opened another referral for the patient, the undo is refused (one open referral)."""
     referral = seeded["P-CRIT"]
-    assert patch(client, referral, {"status": "dismissed", "note": "Known ITP, stable."}).status_code == 200
-    for target in ("new", "acknowledged", "referred", "dismissed"):
-        assert_problem(patch(client, referral, {"status": target}), 409)
+    body = {"status": "dismissed", "reason": "already_managed", "note": "Known ITP, stable."}
+    assert patch(client, referral, body).status_code == 200
+    for target in ("acknowledged", "referred", "dismissed"):
+        assert_problem(patch(client, referral, {"status": target, "reason": "other", "note": "x"}), 409)
     answer = post(client, cbc("P-CRIT", "2026-11-21T08:00:00Z", 14))[0]
     assert answer["stored"]["referral_id"] not in (None, referral)
     assert patients(listing(client, "?patient=P-CRIT&status=all")) == ["P-CRIT", "P-CRIT"]
     assert [i["status"] for i in listing(client, "?patient=P-CRIT&status=all")["items"]] == ["new", "dismissed"]
+    refused = assert_problem(patch(client, referral, {"status": "new"}), 409)
+    assert f"another open referral (#{answer['stored']['referral_id']})" in refused["detail"]
+
+
+def test_a_dismissal_needs_a_reason_and_says_it_in_the_history(client, seeded):
+    """Issue 14 item 8: dismiss is not one click: a reason from the short list (plus free text), recorded
+    with who dismissed."""
+    referral = seeded["P-CRIT"]
+    missing = assert_problem(patch(client, referral, {"status": "dismissed"}), 422)
+    assert list(missing["errors"]) == ["reason"]
+    other = assert_problem(patch(client, referral, {"status": "dismissed", "reason": "other"}), 422)
+    assert "needs a note" in other["detail"]
+    assert_problem(patch(client, referral, {"status": "dismissed", "reason": "bored"}), 422)
+    assert client.get(f"{URL}/{referral}").get_json()["status"] == "new"  # nothing changed
+    body = patch(client, referral, {"status": "dismissed", "reason": "expected", "note": "Day 10 after R-CHOP."})
+    assert body.status_code == 200
+    [event] = body.get_json()["events"]
+    assert event["note"] == "Dismissed: expected in this patient (e.g. a treatment nadir). Day 10 after R-CHOP."
+    assert event["actor"] == key_actor(client)
+
+
+def test_a_dismissal_is_undone_back_to_the_status_it_had(client, seeded):
+    referral = seeded["P-CRIT"]
+    assert patch(client, referral, {"status": "acknowledged"}).status_code == 200
+    assert patch(client, referral, {"status": "dismissed", "reason": "not_current"}).status_code == 200
+    assert_problem(patch(client, referral, {"status": "new"}), 409)  # it was acknowledged before
+    undone = patch(client, referral, {"status": "acknowledged", "note": "Dismissed the wrong patient."})
+    assert undone.status_code == 200, undone.get_data(as_text=True)
+    body = undone.get_json()
+    assert body["status"] == "acknowledged"
+    assert [(e["from_status"], e["to_status"]) for e in body["events"]] == [
+        ("new", "acknowledged"), ("acknowledged", "dismissed"), ("dismissed", "acknowledged")]
+    assert body["events"][-1]["note"] == "Dismissal undone. Dismissed the wrong patient."
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -454,14 +492,15 @@ def test_the_operations_are_documented(client):
 
 def test_a_status_change_waits_for_a_concurrent_one_and_sees_its_status(client, seeded, database_url):
     """Another transaction dismisses the referral and has not committed yet: the PATCH waits for it, then
-    answers 409 (dismissed is final) instead of overwriting the dismissal."""
+    answers 409 (a dismissed referral goes back only to its earlier status, new) instead of overwriting it."""
     referral = seeded["P-CRIT"]
     database = Database.connect(database_url)
     answers: list[Any] = []
     try:
         with database.session() as session:
             lock_referral(session, referral)
-            change_referral(session, referral, "dismissed", actor="dr.other", note="Known ITP.")
+            change_referral(session, referral, "dismissed", actor="dr.other", note="Known ITP.",
+                            reason="already_managed")
             waiting = threading.Thread(
                 target=lambda: answers.append(patch(client, referral, {"status": "acknowledged"})))
             waiting.start()

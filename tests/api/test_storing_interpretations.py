@@ -383,7 +383,8 @@ def test_a_later_routine_cbc_joins_the_open_referral_without_lowering_it(client,
 def test_after_dismissal_a_new_urgent_cbc_opens_a_new_referral(client, database) -> None:
     first = post(client, cbc("P1", day(1), 15))
     with database.session() as session:
-        change_referral(session, first["stored"]["referral_id"], "dismissed", actor="dr test", note="known ITP")
+        change_referral(session, first["stored"]["referral_id"], "dismissed", actor="dr test", note="known ITP",
+                        reason="already_managed")
     later = post(client, cbc("P1", day(2), 12))
     assert later["stored"]["referral_id"] not in (None, first["stored"]["referral_id"])
     with database.session() as session:

@@ -93,3 +93,13 @@ def test_under_6_months_without_a_lab_range_is_not_assessed() -> None:
     assert finding(ans, "anemia") is None
     na = not_assessed(ans, "anemia")
     assert na is not None and "6 months" in na["reason"]
+
+
+@pytest.mark.parametrize(("age", "severity"), [
+    P(4.9, "moderate", id="§4 v2 child 4.9 y (6-59 months) Hb 7.5: moderate 7.0-9.9"),
+    P(5.0, "severe", id="§4 v2 child 5 y (5-14 y, on the bound) Hb 7.5: severe < 8.0"),
+    P(5.1, "severe", id="§4 v2 child 5.1 y Hb 7.5: severe < 8.0"),
+])
+def test_the_severity_bands_change_at_5_years(age: float, severity: str) -> None:
+    f = finding(interpret(cbc(female(age), hemoglobin=7.5)), "anemia")
+    assert f is not None and f["severity"] == severity

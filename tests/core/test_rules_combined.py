@@ -199,3 +199,13 @@ def test_bicytopenia_with_the_third_lineage_not_assessed(values: dict[str, float
     assert na is not None and na["needs"] == missing
     assert ans["urgency"] == "soon"  # §9 bicytopenia
 
+
+
+def test_issue_adolescent_two_low_lineages_without_haemoglobin() -> None:
+    # issue 13: "a 15-year-old with WBC 2.5 and platelets 15 gets no leukopenia and no bicytopenia";
+    # §2 v2 adolescent rows give the WBC its range; §5 v2: red not assessed, two low -> bicytopenia
+    ans = interpret(cbc(female(15), wbc=2.5, platelets=15.0))
+    assert finding(ans, "leukopenia") is not None
+    assert finding(ans, "bicytopenia") is not None
+    assert finding(ans, "pancytopenia") is None
+    assert not_assessed(ans, "pancytopenia")["needs"] == ["hemoglobin"]

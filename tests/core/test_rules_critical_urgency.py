@@ -79,3 +79,42 @@ def test_a_red_flag_beside_a_new_critical_value_lists_both_immediate_reasons() -
     assert ans["urgency_reasons"]["new_critical_value"] == NOTIFY
     assert "emergency assessment now" in ans["summary"] and NOTIFY in ans["summary"]
     assert "clinical review within days" not in ans["summary"]  # the summary names what sets the urgency
+
+
+# --- §3 v2: critical flags sent by the laboratory -----------------------------------------------------------------
+# The FHIR and HL7 v2 readers hand them on as the document's `laboratory_flags` (the JSON contract has no such
+# field: tests/adapters/test_v2_ranges_paths_agree.py); here the engine's side of the rule, on loaded documents.
+
+
+def lab_flagged(flags: dict[str, str], **results) -> dict:
+    doc = cbc(female(), full=True, **results)
+    doc["laboratory_flags"] = flags
+    return interpret(doc)
+
+
+@pytest.mark.parametrize(("results", "flags", "name", "flag"), [
+    P({"neutrophils": 0.9}, {"neutrophils": "LL"}, "neutrophils", "LL",
+      id="§3 v2 the FHIR spec example: neutrophils 0.9 flagged LL (own limit < 0.5 would not call it)"),
+    P({"platelets": 250.0}, {"platelets": "HH"}, "platelets", "HH", id="§3 v2 HH on platelets 250 honoured"),
+    P({"hemoglobin": 11.9}, {"hemoglobin": "AA"}, "hemoglobin", "LL",
+      id="§3 v2 AA: Hb 11.9 below its range 12-15 -> LL"),
+    P({"hemoglobin": 15.1}, {"hemoglobin": "AA"}, "hemoglobin", "HH",
+      id="§3 v2 AA: Hb 15.1 above its range 12-15 -> HH"),
+    P({"wbc": 6.9}, {"wbc": "AA"}, "wbc", "LL", id="§3 v2 AA: WBC 6.9 below the middle (7.0) of 4.0-10.0 -> LL"),
+    P({"wbc": 7.0}, {"wbc": "AA"}, "wbc", "HH", id="§3 v2 AA: WBC 7.0 on the middle of 4.0-10.0 -> HH"),
+])
+def test_laboratory_critical_flags_are_honoured(results: dict, flags: dict, name: str, flag: str) -> None:
+    # §3 v2: "the flag becomes LL/HH (AA: in the direction of the value against its range), the analyte carries
+    # flag_origin: laboratory, and critical_value is emitted"; §9 v2 a new critical value is immediate.
+    ans = lab_flagged(flags, **results)
+    a = analyte(ans, name)
+    assert (a["flag"], a["flag_origin"], a["critical"]) == (flag, "laboratory", True)
+    critical = finding(ans, "critical_value")
+    assert critical is not None and name in critical["evidence"] and "by the laboratory" in critical["detail"]
+    assert ans["urgency"] == "immediate" and ans["urgency_reasons"]["new_critical_value"] == NOTIFY
+
+
+def test_a_critical_value_the_service_and_the_laboratory_both_call_is_listed_once() -> None:
+    # §3: platelets 8 (< 20) is critical by the service's own limit; the laboratory's LL adds nothing to the text
+    critical = finding(lab_flagged({"platelets": "LL"}, platelets=8.0), "critical_value")
+    assert critical["detail"].count("platelets 8") == 1

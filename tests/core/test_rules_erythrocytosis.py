@@ -57,3 +57,14 @@ def test_never_names_polycythaemia() -> None:
         txt = text_of([words, ans["summary"], ans["urgency_reasons"]])
         assert "erythrocytosis" in txt
         assert "polycyth" not in txt and "vera" not in txt
+
+
+@pytest.mark.parametrize(("patient", "present"), [
+    P(male(14.9), False, id="§4 v2 'men' from 15 y (erythrocytosis_from_age_years): boy 14.9 y Hct 55: not applied"),
+    P(male(15), True, id="§4 v2 man of 15 (on the bound) Hct 55 > 52: raised"),
+    P(male(15.1), True, id="§4 v2 man of 15.1 Hct 55: raised"),
+    P({"sex": "male"}, True, id="§4 v2 no age given: read as adult (§2), Hct 55 raised"),
+])
+def test_erythrocytosis_applies_to_men_and_women_from_15(patient: dict, present: bool) -> None:
+    ans = interpret(cbc(patient, hematocrit=55.0))
+    assert (finding(ans, "erythrocytosis") is not None) is present

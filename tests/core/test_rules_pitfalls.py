@@ -93,4 +93,82 @@ def test_gestational_range_is_written_from_the_two_rules_without_inventing_a_bou
     # §8 "platelets 70-149 ... gestational thrombocytopenia", read as >= 70 and < 150 (strict, as
     # thresholds.csv says): the text names both table values, no "149" computed as 150 - 1.
     f = finding(interpret(cbc(pregnant(3), full=True, platelets=120.0)), GEST)
-    assert "Pregnancy with platelets 120 x10^9/L (from 70 to below 150) and no other cytopenia" in f["detail"]
+    # clinical-rules §8 v2: "the rest of the CBC normal" is said, not "no other cytopenia"
+    assert "Pregnancy with platelets 120 x10^9/L (from 70 to below 150) and the rest of the CBC normal" in f["detail"]
+
+
+# --- clinical-rules §8 v2: gestational thrombocytopenia narrowed -------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "present"), [
+    P({}, True, id="§8 v2 gestational: Hb, WBC, neutrophils, lymphocytes all inside their ranges"),
+    P({"wbc": None}, True, id="§8 v2 gestational: WBC or neutrophils sent (neutrophils only)"),
+    P({"neutrophils": None}, True, id="§8 v2 gestational: WBC or neutrophils sent (WBC only)"),
+    P({"lymphocytes": 0.4}, False, id="§8 v2 gestational: beside grade-3 lymphopenia -> not suggested"),
+    P({"lymphocytes": 0.99}, False, id="§8 v2 gestational: lymphocytes 0.99 below 1.0 (flag L) -> not suggested"),
+    P({"lymphocytes": 1.0}, True, id="§8 v2 gestational: lymphocytes 1.0 on the bound -> inside"),
+    P({"wbc": 31.0}, False, id="§8 v2 gestational: beside a critical WBC (> 30) -> not suggested"),
+    P({"wbc": 10.1}, False, id="§8 v2 gestational: WBC 10.1 above its range (H) -> not suggested"),
+    P({"mcv": 102.0}, False, id="§8 v2 gestational: MCV 102 above 83-101 -> not suggested"),
+    P({"mcv": 101.0}, True, id="§8 v2 gestational: MCV 101 on the bound -> inside"),
+    P({"hemoglobin": 11.5}, True, id="§8 v2 gestational: mildly low Hb 11.5 (L) above the T2 cut-off 10.5"),
+    P({"hemoglobin": 15.1}, False, id="§8 v2 gestational: Hb 15.1 above the female range (H) -> not suggested"),
+    P({"mchc": 38.1}, False, id="§8 v2 gestational: another finding (sample integrity) -> not suggested"),
+    P({"lesions": [lesion("purpura", 5.0, palpable=True)]}, False,
+      id="§8 v2 gestational: another finding (palpable purpura, vasculitis pattern) with every count in range"),
+])
+def test_gestational_thrombocytopenia_needs_the_rest_of_the_cbc_normal(extra: dict, present: bool) -> None:
+    # §8 v2 "The rest of the CBC normal" means haemoglobin and WBC (or neutrophils) sent, every other analyte
+    # sent inside its range (or only mildly low haemoglobin above the pregnancy cut-off), no critical value and
+    # no other finding but thrombocytopenia.
+    ans = interpret(cbc(pregnant(2), full=True, platelets=120.0, **extra))
+    assert (finding(ans, GEST) is not None) is present
+
+
+def test_male_marked_pregnant_is_refused_naming_the_field() -> None:
+    # §8 v2 "a male patient marked pregnant is a 422"; the JSON schema names patient.pregnant
+    from marshmallow import ValidationError
+
+    from labservice.adapters.cbc_schema import CBC_SCHEMA
+
+    with pytest.raises(ValidationError) as raised:
+        CBC_SCHEMA.load({"patient": {"sex": "male", "pregnant": True}, "results": {"platelets": 120}})
+    assert "pregnant" in raised.value.messages["patient"]
+    # female, unknown sex, or a male not marked pregnant are accepted
+    for patient in ({"sex": "female", "pregnant": True}, {"sex": "unknown", "pregnant": True},
+                    {"sex": "male", "pregnant": False}):
+        CBC_SCHEMA.load({"patient": patient, "results": {"platelets": 120}})
+
+
+# --- clinical-rules §8 v2: sample integrity -------------------------------------------------------------------
+
+SAMPLE = "sample_integrity_check"
+
+
+@pytest.mark.parametrize(("results", "present"), [
+    P({"mchc": 38.0}, False, id="§8 v2 MCHC 38.0 sent: on the bound, not above"),
+    P({"mchc": 38.1}, True, id="§8 v2 MCHC 38.1 sent: above 38.0"),
+    P({"mchc": 37.9}, False, id="§8 v2 MCHC 37.9 sent"),
+    P({"hemoglobin": 13.64, "hematocrit": 26.8}, True, id="§8 v2 issue 13: Hb 13.64 / Hct 26.8 (MCHC ~51)"),
+    P({"hemoglobin": 15.2, "hematocrit": 40.0}, False, id="§8 v2 computed MCHC 15.2/40 = 38.0 on the bound"),
+    P({"hemoglobin": 15.24, "hematocrit": 40.0}, True, id="§8 v2 computed MCHC 15.24/40 = 38.1"),
+    P({"hemoglobin": 13.64, "hematocrit": 26.8, "mchc": 34.0}, False,
+      id="§8 v2 MCHC as sent wins over the computed one"),
+    P({"hemoglobin": 13.64}, False, id="§8 v2 no MCHC and no haematocrit: nothing to compute"),
+])
+def test_sample_integrity_check(results: dict, present: bool) -> None:
+    ans = interpret(cbc(female(), **results))
+    assert (finding(ans, SAMPLE) is not None) is present
+    if present:
+        # §8 v2 "It asks for soon and adds a film-review suggestion" [S29]
+        assert ans["urgency"] == "soon" and SAMPLE in ans["urgency_reasons"]
+        f = finding(ans, SAMPLE)
+        assert "film" in f["detail"] and "[S29]" in f["detail"]
+        assert "lipaemia" in f["detail"] and "cold agglutinins" in f["detail"]
+        assert any("Barnes" in source for source in f["sources"])
+
+
+def test_sample_integrity_text_of_the_issue_example_is_rounded() -> None:
+    # §1 v2 text "never prints a raw float": 13.64 / 26.8 x 100 = 50.8955..., written to 3 figures
+    f = finding(interpret(cbc(female(), hemoglobin=13.64, hematocrit=26.8)), SAMPLE)
+    assert "MCHC 50.9 g/dL computed" in f["detail"] and "50.8955" not in f["detail"]
+    assert f["evidence"]["mchc_computed"] is True

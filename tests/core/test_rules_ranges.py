@@ -11,6 +11,7 @@ from tests.core.rules_helpers import (
     finding,
     interpret,
     male,
+    not_assessed,
     res,
     unknown_sex,
 )
@@ -187,3 +188,186 @@ def test_duffy_range_only_when_stated() -> None:
     assert analyte(ans, "wbc")["reference_range"]["origin"] == "duffy_null"
     assert analyte(ans, "neutrophils")["flag"] == "N"
     assert analyte(ans, "wbc")["flag"] == "N"
+
+
+# --- clinical-rules v2: §2 adolescent rows, below any lower limit, lab range plausibility, Duffy order ------------
+
+ADOLESCENT = "OHSU"  # §2 v2 "(OHSU core laboratory bands [S14])": the source the answer names
+
+
+@pytest.mark.parametrize(("patient", "name", "low", "high"), [
+    P(male(12), "wbc", 4.9, 15.5, id="§2 v2 adolescent WBC 4.9-15.5 from 12 y"),
+    P(female(17.9), "wbc", 4.9, 15.5, id="§2 v2 adolescent WBC 4.9-15.5 to 17 y"),
+    P(male(15), "hemoglobin", 13.0, 16.0, id="§2 v2 adolescent Hb male 13.0-16.0"),
+    P(female(15), "hemoglobin", 12.0, 16.0, id="§2 v2 adolescent Hb female 12.0-16.0"),
+    P(male(15), "rbc", 4.5, 5.3, id="§2 v2 adolescent RBC male 4.5-5.3"),
+    P(female(15), "rbc", 4.1, 5.1, id="§2 v2 adolescent RBC female 4.1-5.1"),
+    P(unknown_sex(15), "hemoglobin", 12.0, 16.0, id="§2 v2 adolescent sex unknown: Hb envelope 12.0-16.0"),
+])
+def test_adolescent_fallback_rows(patient: dict, name: str, low: float, high: float) -> None:
+    values = {"wbc": 6.0, "hemoglobin": 14.0, "rbc": 4.8}
+    rr = analyte(interpret(cbc(patient, **{name: values[name]})), name)["reference_range"]
+    assert (rr["low"], rr["high"], rr["origin"]) == (low, high, "fallback")
+    assert ADOLESCENT in rr["source"]  # §2 "the output always says which range was used and where it came from"
+
+
+@pytest.mark.parametrize(("patient", "name", "value", "flag"), [
+    P(male(15), "wbc", 4.8, "L", id="§2 v2 adolescent WBC 4.8 below 4.9 L"),
+    P(male(15), "wbc", 4.9, "N", id="§2 v2 adolescent WBC 4.9 on bound N"),
+    P(male(15), "wbc", 15.5, "N", id="§2 v2 adolescent WBC 15.5 on bound N"),
+    P(male(15), "wbc", 15.6, "H", id="§2 v2 adolescent WBC 15.6 H"),
+    P(male(15), "hemoglobin", 12.9, "L", id="§2 v2 adolescent Hb male 12.9 L"),
+    P(male(15), "hemoglobin", 13.0, "N", id="§2 v2 adolescent Hb male 13.0 N"),
+    P(female(15), "hemoglobin", 16.0, "N", id="§2 v2 adolescent Hb female 16.0 N"),
+    P(female(15), "hemoglobin", 16.1, "H", id="§2 v2 adolescent Hb female 16.1 H"),
+    P(female(15), "rbc", 4.0, "L", id="§2 v2 adolescent RBC female 4.0 L"),
+    P(female(15), "rbc", 5.1, "N", id="§2 v2 adolescent RBC female 5.1 N"),
+    P(male(15), "rbc", 5.4, "H", id="§2 v2 adolescent RBC male 5.4 H"),
+    P(male(15), "rbc", 5.3, "N", id="§2 v2 adolescent RBC male 5.3 on bound N"),
+    P(male(15), "rbc", 4.5, "N", id="§2 v2 adolescent RBC male 4.5 on bound N"),
+    P(male(15), "rbc", 4.4, "L", id="§2 v2 adolescent RBC male 4.4 L"),
+    P(female(15), "rbc", 4.1, "N", id="§2 v2 adolescent RBC female 4.1 on bound N"),
+    P(female(15), "rbc", 5.2, "H", id="§2 v2 adolescent RBC female 5.2 H"),
+    P(female(15), "hemoglobin", 11.9, "L", id="§2 v2 adolescent Hb female 11.9 L"),
+    P(female(15), "hemoglobin", 12.0, "N", id="§2 v2 adolescent Hb female 12.0 on bound N"),
+    P(male(15), "hemoglobin", 16.0, "N", id="§2 v2 adolescent Hb male 16.0 on bound N"),
+    P(male(15), "hemoglobin", 16.1, "H", id="§2 v2 adolescent Hb male 16.1 H"),
+])
+def test_adolescent_flags(patient: dict, name: str, value: float, flag: str) -> None:
+    assert analyte(interpret(cbc(patient, **{name: value})), name)["flag"] == flag
+
+
+@pytest.mark.parametrize(("age", "low", "high"), [
+    P(11.99, 5.0, 13.0, id="§2 children 6-12 y WBC 5-13 below 12 y"),
+    P(12.0, 4.9, 15.5, id="§2 v2 adolescent band from 12 y"),
+    P(17.99, 4.9, 15.5, id="§2 v2 adolescent band to 17 y"),
+    P(18.0, 4.0, 10.0, id="§2 adult WBC 4.0-10.0 from 18 y"),
+])
+def test_adolescent_band_edges(age: float, low: float, high: float) -> None:
+    rr = analyte(interpret(cbc(male(age), wbc=6.0)), "wbc")["reference_range"]
+    assert (rr["low"], rr["high"]) == (low, high)
+
+
+def test_fifteen_year_old_wbc_2_5_is_leukopenia() -> None:
+    # issue 13 / §2 v2: a 15-year-old with WBC 2.5 gets leukopenia (adolescent WBC 4.9-15.5), and platelets 15
+    # (no adolescent platelet row) are below any lower limit: L, and critical (< 20, §3) -> LL.
+    ans = interpret(cbc(male(15), wbc=2.5, platelets=15.0))
+    assert analyte(ans, "wbc")["flag"] == "L"
+    assert finding(ans, "leukopenia") is not None
+    assert analyte(ans, "platelets")["flag"] == "LL"
+    assert analyte(ans, "platelets")["ctcae_grade"] == 4  # §4 CTCAE v5.0 < 25
+
+
+@pytest.mark.parametrize(("patient", "name", "value", "flag", "grade", "code"), [
+    # §2 v2 "Below any lower limit": no fallback row (lymphocytes 2-6 y, platelets 12-17 y, WBC under 1 y)
+    P(male(4), "lymphocytes", 0.79, "L", 2, "lymphopenia", id="§2 v2 4 y lymphocytes 0.79 < 0.8 L grade 2"),
+    P(male(4), "lymphocytes", 0.8, None, None, None, id="§2 v2 4 y lymphocytes 0.8 on bound not assessed"),
+    P(male(4), "lymphocytes", 0.81, None, None, None, id="§2 v2 4 y lymphocytes 0.81 not assessed"),
+    P(male(4), "lymphocytes", 0.3, "L", 3, "lymphopenia", id="§2 v2 issue 13: 4 y lymphocytes 0.3 lymphopenia"),
+    P(female(15), "platelets", 74.9, "L", 2, "thrombocytopenia", id="§2 v2 15 y platelets 74.9 < 75 L"),
+    P(female(15), "platelets", 75.0, None, None, "thrombocytopenia", id="§2 v2 15 y platelets 75 on bound unflagged"),
+    P(female(15), "platelets", 75.1, None, None, "thrombocytopenia", id="§2 v2 15 y platelets 75.1 unflagged"),
+    P(female(0.5), "wbc", 3.01, None, None, None, id="§2 v2 infant WBC 3.01 not assessed"),
+    P(female(0.5), "wbc", 2.99, "L", 2, "leukopenia", id="§2 v2 infant WBC 2.99 < 3.0 L grade 2"),
+    P(female(0.5), "wbc", 3.0, None, None, None, id="§2 v2 infant WBC 3.0 on bound not assessed"),
+    P(female(0.5), "hemoglobin", 9.5, None, None, None, id="§2 v2 infant Hb 9.5: bound from 1 year only"),
+])
+def test_below_any_lower_limit(patient: dict, name: str, value: float, flag: str | None, grade: int | None,
+                               code: str | None) -> None:
+    ans = interpret(cbc(patient, **{name: value}))
+    a = analyte(ans, name)
+    assert a["reference_range"] is None
+    assert (a["flag"], a["ctcae_grade"]) == (flag, grade)
+    if code is not None:
+        assert finding(ans, code) is not None
+    if flag == "L":
+        assert "no reference range was available" in a["flag_note"].lower()
+    if name in ("lymphocytes", "wbc") and flag is None:
+        # §2 v2 "Between that bound and the unknown limit the analyte stays 'not assessed'"
+        assert not_assessed(ans, {"lymphocytes": "lymphopenia", "wbc": "leukopenia"}[name]) is not None
+
+
+def test_below_any_lower_limit_finding_says_no_range_was_available() -> None:
+    # §2 v2 "let the findings that need 'low' fire, saying that no reference range was available"
+    f = finding(interpret(cbc(male(4), lymphocytes=0.3)), "lymphopenia")
+    assert "no reference range was available" in f["detail"]
+    assert "0.8" in f["detail"]  # the CTCAE grade-2 bound it is below (§4)
+
+
+def test_below_any_lower_limit_haemoglobin_from_one_year(tmp_path) -> None:
+    # §2 v2 "haemoglobin < 10.0 from 1 year of age only": with no haemoglobin row in the tables, 9.9 at 2 y is L
+    # (grade 2, CTCAE < 10.0-8.0), 10.0 is not flagged, and 9.9 at 0.5 y is not flagged.
+    import shutil
+
+    from labservice.core.ruleset import load_ruleset
+    from labservice.rule_tables import packaged_directory
+    from labservice.services.interpret import interpret_documents
+
+    for name in packaged_directory().glob("*.csv"):
+        shutil.copy(name, tmp_path / name.name)
+    children = (tmp_path / "children.csv").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "children.csv").write_text(
+        "\n".join(line for line in children if not line.startswith("hemoglobin,")) + "\n", encoding="utf-8")
+    rs = load_ruleset(tmp_path)
+    answers = interpret_documents([cbc(male(2), hemoglobin=9.9), cbc(male(2), hemoglobin=10.0),
+                                   cbc(male(2), hemoglobin=10.1), cbc(male(0.5), hemoglobin=9.9),
+                                   cbc(male(1.0), hemoglobin=9.9)], rs)
+    assert [(a["analytes"]["hemoglobin"]["flag"], a["analytes"]["hemoglobin"]["ctcae_grade"]) for a in answers] == [
+        ("L", 2), (None, None), (None, None), (None, None), ("L", 2)]
+
+
+@pytest.mark.parametrize(("patient", "name", "sent", "reason"), [
+    # §2 v2: a lab range is used only when low < high, both inside plausibility (§1), overlapping the fallback
+    P(female(), "hemoglobin", (7.5, 10.0), "does not overlap", id="§2 v2 FHIR example Hb 7.5-10 'g/dL' set aside"),
+    P(female(), "hemoglobin", (15.0, 12.0), "low is not below", id="§2 v2 inverted Hb range set aside"),
+    P(female(), "wbc", (4.0, 4.0), "low is not below", id="§2 v2 low equal to high set aside"),
+    P(female(), "platelets", (150.0, 6000.0), "plausibility", id="§2 v2 platelets high 6000 > 5000 set aside"),
+    P(female(), "hemoglobin", (15.1, 20.0), "does not overlap", id="§2 v2 Hb 15.1-20 misses female 12-15"),
+    P(female(), "hemoglobin", (16.0, None), "does not overlap", id="§2 v2 lab low only, above fallback high"),
+])
+def test_implausible_lab_range_is_set_aside(patient: dict, name: str, sent: tuple, reason: str) -> None:
+    value = {"hemoglobin": 13.0, "wbc": 6.0, "platelets": 250.0}[name]
+    a = analyte(interpret(cbc(patient, **{name: res(value, low=sent[0], high=sent[1])})), name)
+    rr = a["reference_range"]
+    assert rr["origin"] == "fallback"  # §2 v2 "reference_range.origin = fallback"
+    assert "set aside" in rr["note"] and reason in rr["note"]
+    assert a["flag"] == "N"  # judged against the fallback range (§2 adults)
+
+
+@pytest.mark.parametrize(("sent", "origin"), [
+    P((15.0, 20.0), "laboratory", id="§2 v2 Hb 15-20 shares the bound 15 with female 12-15: overlaps, used"),
+    P((5.0, 12.0), "laboratory", id="§2 v2 Hb 5-12 shares the bound 12: used"),
+    P((15.0, None), "laboratory_partial", id="§2 v2 lab low 15 only, on the fallback high: used"),
+])
+def test_plausible_lab_range_on_the_overlap_boundary_is_used(sent: tuple, origin: str) -> None:
+    rr = analyte(interpret(cbc(female(), hemoglobin=res(13.0, low=sent[0], high=sent[1]))), "hemoglobin")[
+        "reference_range"]
+    assert rr["origin"] == origin and "note" not in rr
+
+
+def test_lab_range_without_a_fallback_row_needs_no_overlap() -> None:
+    # §2 v2 "overlapping the fallback range ... where one exists": an infant has no WBC row
+    a = analyte(interpret(cbc(female(0.5), wbc=res(7.0, low=6.0, high=17.5))), "wbc")
+    assert a["reference_range"]["origin"] == "laboratory" and a["flag"] == "N"
+
+
+def test_set_aside_without_a_fallback_row_says_so() -> None:
+    # §2 v2: "set aside with a note, never a 422"; an infant has no WBC fallback row: no range, with the note
+    a = analyte(interpret(cbc(female(0.5), wbc=res(7.0, low=17.5, high=6.0))), "wbc")
+    assert a["flag"] is None
+    assert "set aside" in a["reference_range"]["note"] and a["reference_range"]["low"] is None
+
+
+def test_duffy_null_rows_replace_the_fallback_rows_only() -> None:
+    # §2 v2 "These rows replace the fallback rows only: a plausible lab-sent range still comes first."
+    ans = interpret(cbc(female(duffy_null=True), neutrophils=res(1.3, low=2.0, high=7.5)))
+    a = analyte(ans, "neutrophils")
+    assert a["reference_range"]["origin"] == "laboratory" and a["flag"] == "L"
+
+
+def test_duffy_null_rows_apply_when_the_lab_range_is_set_aside() -> None:
+    # §2 v2: an implausible lab range (a % range, 40-75, misses Duffy-null 1.2-5.4) is set aside; the Duffy rows apply
+    a = analyte(interpret(cbc(female(duffy_null=True), neutrophils=res(1.3, low=40.0, high=75.0))), "neutrophils")
+    assert (a["reference_range"]["low"], a["reference_range"]["high"]) == (1.2, 5.4)
+    assert a["reference_range"]["origin"] == "duffy_null" and "set aside" in a["reference_range"]["note"]
+    assert a["flag"] == "N"

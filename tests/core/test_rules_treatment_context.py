@@ -189,3 +189,21 @@ def test_not_applicable_reasons_is_a_hook_computed_from_columns() -> None:
     assert [r.code for r in NOT_APPLICABLE_REASONS][:2] == ["wbc_above_range", "myelosuppressive_therapy"]
     assert all("aplastic" not in r.text.lower() for r in NOT_APPLICABLE_REASONS)
 
+
+
+def test_a_laboratory_low_critical_flag_on_treatment_is_a_possible_nadir() -> None:
+    # §3 v2 a laboratory LL flag is a critical value (FHIR spec example: neutrophils 0.9 LL);
+    # §11 v2 a critical neutrophil count during myelosuppressive treatment asks for urgent, not immediate
+    import pandas as pd
+
+    from labservice.core.interpret import interpret_cbc_table
+    from labservice.core.render import render_interpretations
+    from labservice.core.table import LAB_FLAG_CODES
+
+    frame = pd.DataFrame({"sex": ["female"] * 2, "age_years": [40.0] * 2, "neutrophils": [0.9, 0.9],
+                          "neutrophils_lab_flag": [LAB_FLAG_CODES["LL"]] * 2,
+                          "myelosuppressive_therapy": [1.0, 0.0]})
+    treated, untreated = render_interpretations(interpret_cbc_table(frame))
+    assert finding(treated, "critical_value") is not None and finding(untreated, "critical_value") is not None
+    assert treated["urgency"] == "urgent" and NADIR in treated["urgency_reasons"]
+    assert untreated["urgency"] == "immediate" and "new_critical_value" in untreated["urgency_reasons"]

@@ -161,3 +161,77 @@ def test_naive_times_are_utc():
     naive = datetime(2026, 11, 1, 8, 0)
     svg = parse(trend_chart("c", "Platelets", "×10⁹/L", [Point(naive, 100)], []))
     assert next(svg.iter("circle")).find("title").text.startswith("2026-11-01 08:00 UTC")
+
+
+# --- issue 14 item 10: charts a clinician trusts ------------------------------------------------------
+
+from labservice.dashboard.charts import Band, LogScale, date_ticks, log_scale  # noqa: E402
+
+
+def test_a_log_axis_keeps_12_and_31_apart_where_a_linear_one_does_not():
+    """The issue's case: platelets 12 and 31 x10^9/L beside a normal 450. On a linear axis to 500 they are
+    (31 - 12) / 500 * 188 = 7 px apart; on the log axis from 10 to 500, log10(31 / 12) / log10(50) * 188 = 45 px."""
+    linear = Scale(0, 500, Frame())
+    log = LogScale(10, 500, Frame())
+    assert linear.y(12) - linear.y(31) == pytest.approx(7.144, abs=0.01)
+    assert log.y(12) - log.y(31) == pytest.approx(45.6, abs=0.2)
+
+
+def test_log_axis_bounds_and_ticks_are_1_2_5_steps():
+    scale = log_scale([12, 31, 450], [Line(150, "t", "k"), Line(20, "c", "k")])
+    assert (scale.low, scale.high) == (10, 500)
+    assert scale.ticks() == [10, 20, 50, 100, 200, 500]
+    assert scale.y(10) == pytest.approx(BOTTOM) and scale.y(500) == pytest.approx(TOP)
+
+
+@pytest.mark.parametrize(("flag", "shape", "classes"), [
+    (None, "circle", {"point"}), ("N", "circle", {"point"}),
+    ("L", "polygon", {"point", "abnormal", "flag-L"}), ("H", "polygon", {"point", "abnormal", "flag-H"}),
+    ("LL", "polygon", {"point", "abnormal", "critical", "flag-LL"}),
+    ("HH", "polygon", {"point", "abnormal", "critical", "flag-HH"}),
+])
+def test_abnormal_values_differ_in_shape_not_only_in_colour(flag, shape, classes):
+    svg = parse(trend_chart("c", "Platelets", "x", [Point(at(1), 40, flag)], []))
+    [mark] = [e for e in svg.iter() if "point" in (e.get("class") or "").split()]
+    assert mark.tag.endswith(shape) and set(mark.get("class").split()) == classes
+
+
+def test_a_low_triangle_points_down_and_a_high_one_up():
+    def apex(flag):
+        svg = parse(trend_chart("c", "t", "u", [Point(at(1), 40, flag)], []))
+        [mark] = [e for e in svg.iter() if e.tag.endswith("polygon")]
+        corners = [tuple(map(float, pair.split(","))) for pair in mark.get("points").split()]
+        return corners[2][1] - corners[0][1]  # the third corner below (+) or above (-) the base
+
+    assert apex("L") > 0 and apex("H") < 0
+
+
+def test_every_value_is_written_beside_its_point_when_there_are_few():
+    points = [Point(at(d), v, f) for d, v, f in ((1, 210, "N"), (2, 45, "L"), (3, 12, "LL"))]
+    svg = parse(trend_chart("c", "t", "u", points, []))
+    assert [t.text for t in svg.iter() if "point-value" in (t.get("class") or "")] == ["210", "45 L", "12 LL"]
+
+
+def test_with_many_points_the_latest_lowest_and_highest_are_written():
+    points = [Point(at(d), 100 + d, None) for d in range(1, 21)]
+    points[5] = Point(at(6), 30, "L")
+    svg = parse(trend_chart("c", "t", "u", points, []))
+    assert [t.text for t in svg.iter() if "point-value" in (t.get("class") or "")] == ["30 L", "120"]
+
+
+def test_the_reference_interval_is_a_shaded_band_between_its_limits():
+    svg = parse(trend_chart("c", "t", "u", [Point(at(1), 100)], [], band=Band(150, 410)))
+    high = float(svg.get("data-high"))  # the band's top is inside the axis: 410 + 10 % -> 500
+    assert high == 500
+    rect = next(e for e in svg.iter() if e.get("class") == "reference-band")
+    assert float(rect.get("y")) == pytest.approx(204 - 410 / 500 * 188)
+    assert float(rect.get("y")) + float(rect.get("height")) == pytest.approx(204 - 150 / 500 * 188)
+
+
+def test_dates_are_labelled_along_the_axis_not_only_at_its_ends():
+    points = [Point(at(d), 100) for d in range(1, 11)]
+    xs = x_positions([p.at for p in points])
+    ticks = date_ticks(points, xs)
+    assert ticks[0][1] == "2026-11-01" and ticks[-1][1] == "2026-11-10"
+    assert 3 <= len(ticks) <= 6
+    assert all(b[0] - a[0] >= 60 for a, b in itertools.pairwise(ticks))

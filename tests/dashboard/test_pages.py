@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -250,7 +251,10 @@ def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
     assert "critical value" in row and "PLT 15" in row
     assert '<time datetime="2026-03-02T09:00:00+00:00">2026-03-02 09:00 UTC</time>' in row
     buttons = re.findall(r'<button type="submit" name="status" value="(\w+)"[^>]*>(\w+)</button>', row)
-    assert buttons == [("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
+    assert buttons == [("acknowledged", "Acknowledge"), ("referred", "Refer")]
+    # Issue 14 item 8: dismissing is not one click: a link to the form that asks for the reason.
+    assert re.search(r'<a class="action action-dismissed"[^>]*href="/dashboard/referrals/\d+/status\?status=dismissed',
+                     row)
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -290,12 +294,13 @@ def test_bad_filter_values_are_reported_and_ignored(seeded):
 
 def test_counts_follow_the_status_filter(seeded):
     rid = referral_id(seeded, "P-URG")
-    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
+    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed", reason="already_managed"))
     assert counts(seeded.get("/dashboard/").text)["immediate"] == 1  # P-IMM; P-URG is immediate in v2 (§9 line 243)
     page = seeded.get("/dashboard/?status=dismissed").text
     assert counts(page) == {"immediate": 1, "urgent": 0, "soon": 0, "routine": 0}
     assert patients(page) == ["P-URG"]
-    assert 'class="closed"' in page  # no buttons on a closed referral
+    row = page.split('data-patient="P-URG"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'value="(\w+)" class="action[^>]*>([\w ]+)</button>', row) == [("new", "Undo dismissal")]
 
 
 def test_worklist_pages(client):
@@ -367,17 +372,28 @@ def test_patient_page_draws_three_charts_with_the_ruleset_lines(client):
         assert svg.get("aria-label")
         assert svg.find("desc") is not None
         assert next(c.find("title").text for c in svg.iter("circle")).startswith("2026-03-01 08:00 UTC: ")
-    for svg, values in ((platelets, (150, 50, 20)), (neutrophils, (1.5, 0.5)), (hemoglobin, (12,))):
+    for svg, values in ((neutrophils, (1.5, 0.5)), (hemoglobin, (12,))):
         lines = threshold_lines(svg)
         assert set(lines) == {f"{v:g}" for v in values}
         for value in values:
             assert lines[f"{value:g}"] == pytest.approx(expected_y(value, svg), abs=0.005)
-    assert platelets.get("data-high") == "250"  # 210 + 10 % -> 250
-    assert threshold_lines(platelets)["150"] == pytest.approx(204 - 150 / 250 * 188, abs=0.005)
-    assert [c.get("data-value") for c in platelets.iter("circle")] == ["210", "45"]
+    # Issue 14 item 10: platelets on a log axis, from 20 (the lowest line) to 500 (a 1-2-5 step above the
+    # reference band's upper limit 410 + 10 %): y = 204 - log(v / 20) / log(500 / 20) * 188.
+    assert (platelets.get("data-scale"), platelets.get("data-low"), platelets.get("data-high")) == ("log", "20", "500")
+    for value in (150, 50, 20):
+        y = 204 - math.log10(value / 20) / math.log10(500 / 20) * 188
+        assert threshold_lines(platelets)[f"{value:g}"] == pytest.approx(y, abs=0.005)
+    # 210 is inside the range (a circle), 45 below it (flag L: a triangle pointing down), both labelled.
+    assert [c.get("data-value") for c in platelets.iter("circle")] == ["210"]
+    [low] = [p for p in platelets.iter("polygon") if "point" in p.get("class")]
+    assert (low.get("data-value"), low.get("data-flag")) == ("45", "L")
+    assert [t.text for t in platelets.iter("text") if "point-value" in (t.get("class") or "")] == ["210", "45 L"]
+    band = next(g for g in platelets.iter("g") if g.get("class") == "reference")
+    assert (band.get("data-low"), band.get("data-high")) == ("150", "410")  # clinical-rules §2 adult platelets
     assert platelets.get("aria-label") == (
         "Platelets (×10⁹/L): 2 results from 2026-03-01 to 2026-03-03; latest 45, lowest 45, highest 210. "
-        "Lines at 150 (thrombocytopenia); 50 (marrow-failure range); 20 (critical).")
+        "Lines at 150 (thrombocytopenia); 50 (marrow-failure range); 20 (critical). "
+        "Shaded: reference interval 150 to 410. Logarithmic axis.")
     assert "WHO anaemia cut-off 12 g/dL for non-pregnant women from 15 years." in page
 
 
@@ -479,7 +495,7 @@ def test_the_patient_page_has_the_status_form(seeded):
     form = page.split('id="status-form"', 1)[1].split("</form>", 1)[0]
     assert f'id="status-actor" class="hint">Recorded with the change as made by <strong>{TEST_DISPLAY_NAME}' in form
     assert 'name="actor"' not in form  # no name to type: the signed-in user acts
-    assert '<label for="status-note">Note (optional)</label>' in form
+    assert '<select id="dismiss-reason" name="reason"' in form  # issue 14 item 8
     assert re.findall(r'value="(\w+)" class="action[^>]*>(\w+)</button>', form) == [
         ("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
     assert 'name="next" value="/dashboard/patients/P-SOON"' in form
@@ -487,14 +503,14 @@ def test_the_patient_page_has_the_status_form(seeded):
 
 def test_an_invalid_transition_is_a_message_not_an_error(seeded):
     rid = referral_id(seeded, "P-SOON")
-    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed"))
+    seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed", reason="not_current"))
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
                            data=form(seeded, status="acknowledged", next="/dashboard/patients/P-SOON"))
     assert response.status_code == 303
     page = seeded.get(response.location)
     assert page.status_code == 200
     message = text(page.text).split("The status was not changed: ", 1)[1]  # then the repository's reason
-    assert "dismissed" in message.split(".")[0] and "cannot become acknowledged" in message.split(".")[0]
+    assert "dismissed" in message.split(".")[0] and "not acknowledged" in message.split(".")[0]
     assert 'role="alert"' in page.text
 
 

@@ -168,3 +168,51 @@ def test_signing_in_and_out(anonymous_page, live_server, live_user):
     assert "You are signed out." in page.content()
     page.goto(live_server + "/dashboard/")
     assert "/dashboard/sign-in" in page.url
+
+
+def test_patient_charts_can_be_read_without_hovering_on_a_phone(page, seeded):
+    """Issue 14 item 10, in the real browser at a phone's width (390 px, no hover): the values are written
+    beside their points, the abnormal ones are triangles (not only another colour), the reference interval is
+    a shaded band, and the results table shows each value's flag. Screenshots at both widths for review."""
+    page.goto(seeded + "/dashboard/patients/E2E-URGENT")
+    shoot(page, "patient-charts-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(seeded + "/dashboard/patients/E2E-URGENT")
+    chart = page.locator("svg#chart-platelets")
+    assert chart.is_visible() and chart.get_attribute("data-scale") == "log"
+    labels = chart.locator("text.point-value").evaluate_all("texts => texts.map(t => t.textContent)")
+    assert "12 LL" in labels  # platelets 12: below 20, critical (clinical-rules §3)
+    assert chart.locator("polygon.point.critical").count() >= 1
+    assert chart.locator("rect.reference-band").is_visible()
+    flagged = page.locator('#results td[data-analyte="platelets"][data-flag="LL"] abbr.flag')
+    assert flagged.first.inner_text() == "LL"
+    assert "x10^9/L" not in page.locator("main").inner_text()  # one spelling of units on the page: ×10⁹/L
+    shoot(page, "patient-charts-phone")
+
+
+def test_dismissing_asks_for_a_reason_records_who_and_can_be_undone(page, seeded):
+    """Issue 14 item 8 in the real browser: Dismiss on the worklist opens the form; without a reason nothing
+    changes and the form says why; with one, the history shows the reason and who; Undo dismissal reopens it."""
+    page.goto(seeded + "/dashboard/")
+    row = page.locator('#worklist tr[data-patient="E2E-PANCYTOPENIA"]')
+    row.get_by_role("link", name="Dismiss…").click()
+    page.wait_for_selector("#dismiss-reason")
+    page.click('#status-form button[value="dismissed"]')  # no reason chosen
+    page.wait_for_load_state()
+    assert "needs a reason" in page.locator('[role="alert"]').first.inner_text()
+    shoot(page, "dismiss-needs-a-reason")
+    page.select_option("#dismiss-reason", "already_managed")
+    page.fill("#status-note", "Known MDS, under follow-up.")
+    page.click('#status-form button[value="dismissed"]')
+    page.wait_for_load_state()
+    page.goto(seeded + "/dashboard/patients/E2E-PANCYTOPENIA")
+    history = page.locator("#referrals").inner_text()
+    assert "Dismissed: known and already being managed. Known MDS, under follow-up." in history
+    assert "Dr E2E" in history
+    shoot(page, "dismissed-with-reason")
+    page.click('#referrals form.undo-dismissal button:text-is("Undo dismissal")')
+    page.wait_for_load_state()
+    page.goto(seeded + "/dashboard/patients/E2E-PANCYTOPENIA")
+    assert page.locator("#open-referral").get_attribute("data-status") == "new"
+    assert "Dismissal undone." in page.locator("#referrals").inner_text()
+    shoot(page, "dismissal-undone")

@@ -84,7 +84,7 @@ def test_every_post_form_on_every_page_carries_this_sessions_token(seeded):
 @pytest.mark.parametrize("token", [None, "", "forged-token", "A" * 43])
 def test_a_status_change_without_the_right_token_changes_nothing(seeded, token):
     rid = referral(seeded)["id"]
-    data = {"status": "dismissed", "next": "/dashboard/"}
+    data = {"status": "dismissed", "reason": "already_managed", "next": "/dashboard/"}
     if token is not None:
         data["csrf_token"] = token
     response = seeded.post(f"/dashboard/referrals/{rid}/status", data=data)
@@ -101,7 +101,7 @@ def test_another_sessions_token_is_refused(seeded, make_app):
     other = seeded.application.test_client()  # the same user, another browser: another session and token
     assert csrf_token(other) != csrf_token(seeded)
     response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data={"status": "dismissed", "csrf_token": csrf_token(other)})
+                           data={"status": "dismissed", "reason": "already_managed", "csrf_token": csrf_token(other)})
     assert response.status_code == 400
     assert referral(seeded)["status"] == "new"
 

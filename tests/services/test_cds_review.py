@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.cdshooks.cards import escape_markdown
 from labservice.adapters.cdshooks.fhir_client import FhirAccess
 from labservice.adapters.cdshooks.request import parse_hook_request
@@ -36,7 +36,7 @@ BASE = "https://labservice.example.org"
 
 def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     try:
-        loaded = CBC_LIST_SCHEMA.load(docs)
+        loaded = load_read_documents(docs)
     except ValidationError as error:
         raise InputError(flatten_errors(error.messages)) from None
     return interpret_documents(loaded, ruleset=RS, indexed=True)
@@ -94,9 +94,11 @@ def test_fhir_spec_example_neutrophils_0_9_is_neutropenia_without_a_patient():
     anc = next(o for o in observations if loinc_of(o) == "751-8")
     assert anc["valueQuantity"]["value"] == 0.9
     [card] = cards_for(hook_call("pat2", {"patient": None, "cbcObservations": searchset(observations)}))
-    # §4 neutropenia < 1.5, moderate band 0.5-0.99; §9 soon: neutropenia < 1.0.
-    assert "neutropenia" in card["summary"] and "urgency soon" in card["summary"]
-    assert card["indicator"] == "warning"
+    # §4 neutropenia < 1.5, moderate band 0.5-0.99; clinical-rules §3 v2: the laboratory's LL is honoured, a
+    # critical value, and §9 v2: a new critical value is "immediate", whose CDS Hooks indicator is `critical`.
+    assert "neutropenia" in card["summary"] and "critical value" in card["summary"]
+    assert "urgency immediate" in card["summary"]
+    assert card["indicator"] == "critical"
     assert card["summary"].startswith("CBC of unknown date")   # the Observations carry no effective time
     assert "Observation/r9" in card["detail"]
     assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/Patient%2Fpat2"

@@ -79,7 +79,8 @@ def referral(database: Database, referral_id: int) -> Referral:
 
 def close(database: Database, referral_id: int, status: str) -> None:
     with database.session() as session:
-        change_referral(session, referral_id, status, actor="dr test", note="seen")
+        change_referral(session, referral_id, status, actor="dr test", note="seen",
+                        reason="already_managed" if status == "dismissed" else None)
 
 
 # -- stored once -----------------------------------------------------------------------------

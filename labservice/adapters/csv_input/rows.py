@@ -151,6 +151,12 @@ def parse_context(
             )
             table[name] = values.astype(np.float64)
     _film(frame, headers, errors, decimal, table)
+    if "pregnant" in table and "sex" in table:
+        errors.add(
+            (table["pregnant"] == 1.0) & (np.asarray(table["sex"]) == "male"),
+            headers["pregnant"],
+            "a male patient cannot be marked pregnant (clinical-rules §8)",
+        )
     if "pregnancy_trimester" in frame:
         numbers = parse_numbers(frame["pregnancy_trimester"], decimal)
         wrong = numbers.bad | ~np.isin(numbers.values, (1.0, 2.0, 3.0)) & ~np.isnan(numbers.values)

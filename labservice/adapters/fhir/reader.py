@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from labservice.adapters.cbc_schema import LABORATORY_FLAGS
 from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel, loinc_codes
 from labservice.adapters.fhir.grouping import Group, find_groups
@@ -26,6 +27,7 @@ from labservice.adapters.fhir.values import (
     FINAL_STATUSES,
     WITHDRAWN_STATUSES,
     Reading,
+    laboratory_flag,
     read_result,
     status_of,
 )
@@ -102,6 +104,7 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
     used: list[UsedObservation] = []
     by_analyte: dict[str, Node] = {}
     non_final: list[str] = []
+    lab_flags: dict[str, str] = {}
     for node in group.members:
         parts = coded_parts(node.resource, node.path, rs)
         if not parts:
@@ -122,6 +125,10 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
                 continue
             by_analyte[analyte] = node
             results[analyte] = reading.result
+            flag = laboratory_flag(part)
+            if flag is not None:
+                lab_flags[analyte] = flag
+                locations[f"{LABORATORY_FLAGS}.{analyte}"] = f"{path}.interpretation"
             if reading.dropped is not None:
                 unused.append(Unused(node.type, node.id, *reading.dropped))
             for key, where in reading.locations.items():
@@ -137,6 +144,8 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
     film = _film(group, unused, in_scope, cbc.locations)
     if film:
         cbc.document["film"] = film
+    if lab_flags:
+        cbc.document[LABORATORY_FLAGS] = lab_flags  # clinical-rules §3 v2
     return cbc
 
 

@@ -21,6 +21,16 @@ from labservice.adapters.fhir.codes import UCUM_SYSTEM
 from labservice.core.ruleset import Ruleset
 
 REFERENCE_RANGE_MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+#: Code systems of Observation.interpretation whose LL / HH / AA are critical flags (clinical-rules §3 v2):
+#: HL7 v3 ObservationInterpretation (R4) and HL7 v2 table 0078 (the older spelling).
+INTERPRETATION_SYSTEMS = frozenset(
+    {
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+        "http://hl7.org/fhir/v2/0078",
+        "http://terminology.hl7.org/CodeSystem/v2-0078",
+    }
+)
+CRITICAL_INTERPRETATIONS = ("LL", "HH", "AA")
 #: Observation.status values whose result is withdrawn (FHIR R4 ObservationStatus).
 WITHDRAWN_STATUSES = frozenset({"entered-in-error", "cancelled"})
 #: Statuses of a complete, verified result; anything else is labelled on the answer.
@@ -84,14 +94,12 @@ def read_result(resource: dict[str, Any], path: str, analyte: str, ruleset: Rule
     if reference_range is not None:
         low, high = reference_range["low"], reference_range["high"]
         if low is not None and high is not None and not low < high:
-            where = locations.pop("reference_range")
-            locations.pop("reference_range.low"), locations.pop("reference_range.high")
+            # Passed on: the engine sets it aside with a note in the answer, as on every path (§2 v2).
             dropped = (
-                where,
+                locations["reference_range"],
                 f"{analyte}: the laboratory's range is inverted (low {low:g}, high {high:g}); "
-                "it was not used and the fallback range applies",
+                "it was set aside and the fallback range applies",
             )
-            reference_range = None
     if unit is None and reference_range is None:
         return Reading(value, locations, dropped)  # a bare number: the canonical unit, as in our JSON
     result: dict[str, Any] = {"value": value, "unit": unit or ruleset.analytes[analyte].canonical_unit}
@@ -229,3 +237,20 @@ def _bound(entry: dict[str, Any], key: str, path: str, unit: str | None, kind: s
     if mine is None or mine.factor is None or mine.factor == theirs.factor:
         return value  # the value's own unit is reported by the engine if it is unknown
     return float(f"{value * theirs.factor / mine.factor:.12g}")
+
+
+def laboratory_flag(resource: dict[str, Any]) -> str | None:
+    """The laboratory's critical flag on an Observation (or component): LL, HH or AA from `interpretation`
+    (HL7 v3 ObservationInterpretation, or no system), honoured by the engine (clinical-rules §3 v2)."""
+    concepts = resource.get("interpretation")
+    if not isinstance(concepts, list):
+        return None
+    for concept in concepts:
+        codings = concept.get("coding") if isinstance(concept, dict) else None
+        for coding in codings if isinstance(codings, list) else []:
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if code in CRITICAL_INTERPRETATIONS and (system is None or system in INTERPRETATION_SYSTEMS):
+                return str(code)
+    return None

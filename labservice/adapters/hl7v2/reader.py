@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from labservice.adapters.cbc_schema import LABORATORY_FLAG_CODES, LABORATORY_FLAGS
 from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, load_code_map
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
@@ -101,6 +102,7 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     times: list[tuple[str, str]] = []  # (OBX-14, location) of the results used
     statuses: dict[str, Status] = {}
     film: dict[str, Any] = {}
+    lab_flags: dict[str, str] = {}
     for obx in group.observations:
         if _is_film(obx):
             _read_film(obx, film, locations, read)
@@ -142,6 +144,13 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
             non_final.append(
                 {"analyte": analyte, "observation": where, "status": status.code, "meaning": status.meaning}
             )
+        flags = [obx.get(8, 1, k).upper() for k in range(1, obx.repetitions(8) + 1)]
+        critical = next((code for code in flags if code in LABORATORY_FLAG_CODES), None)
+        if critical is not None:
+            lab_flags[analyte] = critical  # OBX-8 LL / HH / AA, honoured by the engine (clinical-rules §3 v2)
+            locations[f"{LABORATORY_FLAGS}.{analyte}"] = f"{where}-8"
+        else:
+            lab_flags.pop(analyte, None)
         span = read_range(obx.get(7))
         if span.problem:
             notes.append(f"{where}-7: {span.problem}; the fallback range is used")
@@ -166,6 +175,8 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     if film:
         document["film"] = film
         observations.update({f"film.{key}": locations[f"film.{key}"].rsplit("-", 1)[0] for key in film})
+    if lab_flags:
+        document[LABORATORY_FLAGS] = lab_flags
     source = {
         "obr": obr,
         "order": _coded(group.obr, 4),

@@ -62,9 +62,7 @@ def read_range(text: str) -> Range:
     both = _RANGE.match(text)
     if both:
         low, high = float(both.group(1)), float(both.group(2))
-        if not low < high:
-            return Range(None, None, f"reference range {text!r}: low is not below high")
-        return Range(low, high)
+        return Range(low, high)  # low not below high: set aside by the engine with a note (§2 v2)
     bound = _CENSORED.match(text)
     if bound:
         value = float(bound.group(2))

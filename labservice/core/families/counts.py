@@ -12,7 +12,7 @@ import numpy as np
 
 from labservice.core.compare import NO, NOT_ASSESSED, YES, band_index, meets, tristate
 from labservice.core.families.base import FindingColumn, Lineages, Stage, TextView, cite_tags, fmt
-from labservice.core.ranges import DAYS_PER_YEAR, RangeInUse
+from labservice.core.ranges import DAYS_PER_YEAR, RangeInUse, below_any_limit_threshold
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import SEX_CODES, CbcColumns
 
@@ -22,8 +22,11 @@ QUIET_NOT_ASSESSED = frozenset({"thrombocytopenia", "neutropenia", "leukopenia",
 
 
 def _below_lln(values: np.ndarray, rng: RangeInUse) -> np.ndarray:
+    """Below the lower limit in use; with none, YES only below any lower limit (§2 v2), else NOT_ASSESSED."""
     out = np.where(values < rng.low, YES, NO).astype(np.int8)
     out[np.isnan(values) | np.isnan(rng.low)] = NOT_ASSESSED
+    if rng.below_any_limit is not None:
+        out[rng.below_any_limit] = YES
     return out
 
 
@@ -291,13 +294,30 @@ def detail_neutropenia(view: TextView, i: int):
 
 def _below_lower_limit(view: TextView, analyte: str, i: int):
     value = view.v(analyte, i)
-    low = view.r.ranges[analyte].low[i]
+    rng = view.r.ranges[analyte]
+    low = rng.low[i]
     unit = view.rs.unit_text(analyte)
+    if math.isnan(low):
+        return below_any_limit_text(view, analyte, i), None, {analyte: value}
     return (
         f"{view.rs.analytes[analyte].label} {fmt(value)} {unit}, below the lower limit {fmt(low)} of the "
         f"range in use; {view.grade_text(analyte, i)}.",
         None,
         {analyte: value},
+    )
+
+
+def below_any_limit_text(view: TextView, analyte: str, i: int) -> str:
+    """The detail of a count below any lower limit (§2 v2): no range was available, the value is below
+    the CTCAE grade-2 bound, which lies below every lower limit the grade-1 band assumes."""
+    threshold = below_any_limit_threshold(view.rs, analyte)
+    assert threshold is not None
+    unit = view.rs.unit_text(analyte)
+    return (
+        f"{view.rs.analytes[analyte].label} {fmt(view.v(analyte, i))} {unit}: no reference range was available for "
+        f"this age and sex, but the value is below {fmt(threshold.value)} {unit}, the CTCAE grade-2 bound "
+        f"{cite_tags(threshold.sources)}, and so below any lower limit (clinical-rules §2); "
+        f"{view.grade_text(analyte, i)}."
     )
 
 
@@ -315,6 +335,16 @@ def detail_lymphopenia(view: TextView, i: int):
 def _analyte_not_assessed(view: TextView, analyte: str, i: int) -> list[tuple[str, list[str]]]:
     if math.isnan(view.v(analyte, i)):
         return [(f"{analyte} not sent", [analyte])]
+    threshold = below_any_limit_threshold(view.rs, analyte)
+    if threshold is not None:
+        return [
+            (
+                f"no reference range for {analyte} at this age or sex, and the value is not below "
+                f"{fmt(threshold.value)} {view.rs.unit_text(analyte)} (below any lower limit, clinical-rules §2): "
+                "send the laboratory's range",
+                [],
+            )
+        ]
     return [(f"no reference range for {analyte} at this age or sex: send the laboratory's range", [])]
 
 

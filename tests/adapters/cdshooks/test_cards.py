@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.cdshooks.cards import SUMMARY_LIMIT, CardContext, cbc_card, escape_markdown, indicator
 from labservice.core.ruleset import default_ruleset
 from labservice.services.interpret import interpret_documents
@@ -24,7 +24,7 @@ MIMIC_ANALYTES = {"51265": "platelets", "51301": "wbc", "51222": "hemoglobin", "
 
 
 def answers(*docs: dict[str, Any]) -> list[dict[str, Any]]:
-    return interpret_documents(CBC_LIST_SCHEMA.load(list(docs)), ruleset=RS, indexed=True)
+    return interpret_documents(load_read_documents(list(docs)), ruleset=RS, indexed=True)
 
 
 def context(**changes: Any) -> CardContext:

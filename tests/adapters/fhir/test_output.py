@@ -139,9 +139,12 @@ def test_spec_example_report_is_the_clients_copy_with_our_conclusion():
     assert "not a diagnosis" in resource["conclusion"] and answers[0]["summary"] in resource["conclusion"]
     # Neutropenia (0.9 < 1.5, §4) and lymphopenia (0.9 < 1.1): only neutropenia has a verified code (snomed_ct.csv)
     assert snomed_codes(resource) == {"165517008"}
-    # §9: neutropenia < 1.0 asks for "soon"; the Flag points at the report and the neutrophil Observation
+    # clinical-rules §3 v2: the laboratory's LL on neutrophils 0.9 is honoured (a critical value), and §9 v2 a new
+    # critical value asks for "immediate"; the Flag points at the report and the neutrophil Observation
+    assert answers[0]["analytes"]["neutrophils"]["flag"] == "LL"
+    assert answers[0]["analytes"]["neutrophils"]["flag_origin"] == "laboratory"
     [flag] = by_type(bundle, "Flag")
-    assert flag["resource"]["code"]["coding"][0]["code"] == "soon"
+    assert flag["resource"]["code"]["coding"][0]["code"] == "immediate"
     assert flag["resource"]["subject"] == {"reference": "Patient/pat2"}
     details = [e["valueReference"]["reference"] for e in flag["resource"]["extension"]
                if e["url"] == FLAG_DETAIL_EXTENSION]
@@ -156,7 +159,8 @@ def test_ghp_panel_example_is_valid():
     validate(bundle)
     check_links(bundle)
     flags = flags_by_loinc(bundle)
-    assert flags["751-8"] == "L" and flags["777-3"] == "N"  # neutrophils 0.9 (2.0-7.5), platelets 444 (150-450)
+    # neutrophils 0.9 flagged LL by the laboratory: honoured (clinical-rules §3 v2); platelets 444 (150-450) N
+    assert flags["751-8"] == "LL" and flags["777-3"] == "N"
 
 
 # --- US Core ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labservice.adapters.cbc_schema import CBC_LIST_SCHEMA
+from labservice.adapters.cbc_schema import load_read_documents
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, UsedObservation
 from labservice.core.ruleset import default_ruleset
 from labservice.services.interpret import interpret_documents
@@ -89,5 +89,5 @@ def spec_example_read() -> tuple[FhirRead, dict]:
 
 def interpret(read: FhirRead) -> list[dict]:
     """Our answers for the read's CBCs, as the JSON endpoint computes them (not stored)."""
-    docs = CBC_LIST_SCHEMA.load([cbc.document for cbc in read.cbcs])
+    docs = load_read_documents([cbc.document for cbc in read.cbcs])
     return interpret_documents(docs, default_ruleset(), indexed=True)

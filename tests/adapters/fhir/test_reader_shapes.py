@@ -266,13 +266,16 @@ def test_a_range_with_one_bound_or_text_only():
     assert "reference_range" not in text.document["results"]["neutrophils"]
 
 
-def test_an_inverted_laboratory_range_is_not_used_and_said_so():
+def test_an_inverted_laboratory_range_is_passed_on_to_be_set_aside_and_said_so():
+    # clinical-rules §2 v2: the engine sets an implausible range aside with a note on every path, so the
+    # reader passes it on (and still lists it as not used)
     read = read_fhir(observation("a", "4544-3", 43, "%", referenceRange=[{"low": quantity(46, "%"),
                                                                           "high": quantity(38, "%")}]))
-    assert _one(read).document["results"]["hematocrit"] == {"value": 43.0, "unit": "%"}
+    assert _one(read).document["results"]["hematocrit"] == {
+        "value": 43.0, "unit": "%", "reference_range": {"low": 46.0, "high": 38.0}}
     assert [u.as_dict() for u in read.unused] == [{
         "resource_type": "Observation", "id": "a", "path": "Observation(Observation/a).referenceRange[0]",
-        "reason": "hematocrit: the laboratory's range is inverted (low 46, high 38); it was not used and the "
+        "reason": "hematocrit: the laboratory's range is inverted (low 46, high 38); it was set aside and the "
                   "fallback range applies"}]
 
 
@@ -333,3 +336,20 @@ def test_a_panel_observation_with_components_is_read_like_one_with_members():
     assert cbc.non_final == ["platelets: preliminary"]
     assert [(u.path, u.reason) for u in read.unused] == [
         ("Observation(Observation/cbc).component[2]", "hemoglobin: no value: dataAbsentReason haemolysed")]
+
+
+def test_a_critical_interpretation_is_handed_on_and_others_are_not():
+    # clinical-rules §3 v2: Observation.interpretation LL / HH / AA (HL7 v3 ObservationInterpretation) is the
+    # laboratory's critical flag; L and H are not critical and the service flags them itself.
+    def coded(code: str) -> list[dict]:
+        return [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                             "code": code}]}]
+
+    read = read_fhir(bundle(
+        report("r", ["Observation/a", "Observation/b", "Observation/c"]),
+        observation("a", "751-8", 0.9, "10*9/L", interpretation=coded("LL")),
+        observation("b", "718-7", 8.0, "g/dL", interpretation=coded("AA")),
+        observation("c", "731-0", 0.9, "10*9/L", interpretation=coded("L")),
+    ))
+    document = _one(read).document
+    assert document["laboratory_flags"] == {"neutrophils": "LL", "hemoglobin": "AA"}

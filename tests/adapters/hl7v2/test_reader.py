@@ -231,3 +231,12 @@ def test_a_final_result_replaces_a_preliminary_one_of_the_same_group():
     assert cbc.source["observations"]["platelets"] == "OBR[1].OBX[18]"
     assert "platelets" not in {entry["analyte"] for entry in cbc.source["non_final"]}
     assert "replaced by the final result" in unused_at(result, "OBR[1].OBX[17]")["reason"]
+
+
+def test_nist_lri_critical_flags_in_obx8_are_handed_on():
+    # clinical-rules §3 v2: OBX-8 LL / HH / AA is the laboratory's critical flag, honoured by the engine. The NIST
+    # LRI message flags WBC 105600 {cells}/uL, lymphocytes 41.2 and neutrophils 58 (10*3/uL) HH; its other CBC
+    # OBX-8 are N or L, which the service sets itself.
+    [cbc] = read(NIST_LRI).cbcs
+    assert cbc.document["laboratory_flags"] == {"wbc": "HH", "lymphocytes": "HH", "neutrophils": "HH"}
+    assert cbc.locations["laboratory_flags.lymphocytes"].endswith("-8")

@@ -55,7 +55,14 @@ def test_reference_ranges_are_read(text, low, high):
     assert (span.low, span.high, span.problem) == (low, high, "")
 
 
-@pytest.mark.parametrize("text", ["normal", "400-150", "150-", "see comment"])
+def test_an_inverted_range_is_read_as_sent_for_the_engine_to_set_aside():
+    # clinical-rules §2 v2: a range whose low is not below its high is set aside with a note by the engine
+    # (on every path), never silently dropped by one reader
+    span = read_range("400-150")
+    assert (span.low, span.high, span.problem) == (400.0, 150.0, "")
+
+
+@pytest.mark.parametrize("text", ["normal", "150-", "see comment"])
 def test_a_range_not_understood_says_so(text):
     span = read_range(text)
     assert (span.low, span.high) == (None, None)
