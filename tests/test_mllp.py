@@ -171,6 +171,30 @@ def test_a_collection_time_ahead_of_the_clock_is_ae_naming_obr_7_and_nothing_is_
     assert all(moment is None or moment.year < 2099 for moment in times)
 
 
+def test_haemoglobin_9_309_mmol_is_stored_as_15_and_platelets_in_g_per_l_are_ae_naming_the_unit(listener):
+    """clinical-rules §1 v2 over MLLP: "9.309 mmol/L haemoglobin is 15.0 g/dL ... on every path"; "A count sent in
+    `g/L` or `g/l` is an unknown unit (422)". nHapi's ORU^R01 with its HGB (the 5th OBX) sent as 9.309 mmol/L
+    (its g/dL range dropped), then with its PLTC (the 17th OBX) in g/L."""
+    port, url = listener
+    hgb = replace_field(replace_field(message_text(NHAPI_ORU), ("OBX", 5), 5, "9.309"), ("OBX", 5), 6, "mmol/L")
+    hgb = replace_field(replace_field(hgb, ("OBX", 5), 7, ""), ("MSH", 1), 9, "V2NUM-HGB")
+    grams = replace_field(replace_field(message_text(NHAPI_ORU), ("OBX", 17), 6, "g/L"), ("MSH", 1), 9, "V2NUM-GL")
+    with connect(port) as connection:
+        connection.sendall(frame(hgb.encode()) + frame(grams.encode()))
+        first, second = read_acks(connection, 2)
+    assert msa(first) == ("AA", "V2NUM-HGB")
+    assert msa(second) == ("AE", "V2NUM-GL")
+    assert str(second.segment("ERR")(2)) == "OBX^17^6"
+    assert "g/L" in str(second.segment("ERR")(8))
+    database = Database.connect(url)
+    try:
+        with database.session() as session:
+            values = set(session.scalars(select(CbcResult.hemoglobin)))
+    finally:
+        database.engine.dispose()
+    assert 15.0 in values
+
+
 def test_garbage_outside_frames_and_a_dropped_connection_do_not_stop_the_listener(listener):
     port, _ = listener
     with connect(port) as connection:

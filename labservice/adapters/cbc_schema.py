@@ -34,6 +34,11 @@ class StrictFloat(fields.Float):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if not isinstance(value, int | float):
             raise self.make_error("invalid", input=value)
+        if isinstance(value, int):
+            try:
+                float(value)
+            except OverflowError:  # an integer beyond any float (clinical-rules §1 v2: a 422 naming the field)
+                raise ValidationError("Number too large.") from None
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -161,6 +166,10 @@ class ResultsSchema(Schema):
     reticulocytes = _result_field("Absolute reticulocyte count")
     reticulocytes_percent = _result_field("Reticulocytes as a percentage of red cells")
     neutrophils_percent = _result_field("Neutrophils as a percentage of white cells")
+    rdw_sd = _result_field(
+        "Red cell distribution width as a standard deviation, RDW-SD (canonical fL; clinical-rules §1 v2)"
+    )
+    lymphocytes_percent = _result_field("Lymphocytes as a percentage of white cells (clinical-rules §1 v2)")
     blasts_percent = _result_field("Blasts per 100 leukocytes (%)")
     promyelocytes_percent = _result_field("Promyelocytes per 100 leukocytes (%)")
     myelocytes_percent = _result_field("Myelocytes per 100 leukocytes (%)")

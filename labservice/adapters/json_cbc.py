@@ -15,6 +15,7 @@ import numpy as np
 from labservice.adapters.cbc_schema import LABORATORY_FLAGS
 from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.errors import InputError
+from labservice.core.numbers import round_sig_scalar
 from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES, FILM_COLUMNS, LAB_FLAG_CODES, SCHISTOCYTE_GRADES, CbcColumns, to_columns
@@ -67,9 +68,11 @@ def read_film(film: dict, context: dict, numbers: dict[str, np.ndarray], i: int)
             numbers[key][i] = float(context[key])
 
 
-def _clean(x: float) -> float:
-    """Drop binary noise from a unit conversion (82 g/L x 0.1 = 8.2, not 8.200000000000001)."""
-    return float(f"{x:.12g}")
+def _converted(x: float, factor: float) -> float:
+    """A value in canonical units: as sent when no conversion is needed, else rounded to 6
+    significant figures before any comparison (clinical-rules §1 v2: exact on bounds; 9.309 mmol/L
+    haemoglobin is 15.0 g/dL, and 82 g/L is 8.2, not 8.200000000000001)."""
+    return x if factor == 1.0 else round_sig_scalar(x * factor)
 
 
 def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors: dict):
@@ -83,15 +86,15 @@ def _canonical_result(rs: Ruleset, analyte: str, result: dict, path: str, errors
         return None
     if analyte == "hematocrit" and not unit and value <= rs.value("hematocrit_bare_fraction"):
         factor = 100.0  # a bare haematocrit fraction (§1)
-    canonical = _clean(value * factor)
+    canonical = _converted(value, factor)
     if not plausible_mask(rs, analyte, np.array([canonical]))[0]:
         errors.setdefault(f"{path}.value", []).append(implausibility_message(rs, analyte, value, unit))
         return None
     rng = result.get("reference_range") or {}
     low = rng.get("low")
     high = rng.get("high")
-    low = math.nan if low is None else _clean(float(low) * factor)
-    high = math.nan if high is None else _clean(float(high) * factor)
+    low = math.nan if low is None else _converted(float(low), factor)
+    high = math.nan if high is None else _converted(float(high), factor)
     # An implausible range (low not below high, ...) is set aside by the engine, never a 422 (§2 v2).
     return canonical, low, high
 

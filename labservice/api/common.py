@@ -33,6 +33,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+#: Python refuses to read an integer of more digits than this (int-str conversion limit, 4300 by default);
+#: a float cannot hold one of more than 309. A longer JSON integer is read as a float (infinity), so the
+#: schema that reads its field answers 422 naming it, not a 400 for the whole body or a 500 (§1 v2).
+INT_DIGITS_READ = 4300
+
+
+def _parse_int(text: str) -> int | float:
+    if len(text) - text.startswith("-") > INT_DIGITS_READ:
+        return float(text)
+    return int(text)
+
+
 def read_json(raw: bytes, *, non_finite: bool = False) -> Any:
     """A request body parsed as JSON, or Problem 400 naming what is wrong: the line, column and character of
     a syntax error, the first byte that is not UTF-8, nesting too deep to parse.
@@ -40,7 +52,9 @@ def read_json(raw: bytes, *, non_finite: bool = False) -> Any:
     NaN and Infinity are not JSON (RFC 8259), though Python's json module reads them: they are refused here,
     unless `non_finite`, for a body whose schema refuses them itself naming the field (a CBC's results)."""
     try:
-        return json.loads(raw) if non_finite else json.loads(raw, parse_constant=_reject_constant)
+        if non_finite:
+            return json.loads(raw, parse_int=_parse_int)
+        return json.loads(raw, parse_constant=_reject_constant, parse_int=_parse_int)
     except json.JSONDecodeError as error:
         raise Problem(
             400,

@@ -89,6 +89,17 @@ class AnalyteAnswerSchema(Schema):
             "§2 v2)"
         }
     )
+    imprecise = fields.Boolean(
+        metadata={
+            "description": "Derived neutrophils or lymphocytes only: true when derived from a WBC below 1.0, an "
+            "automated differential of very few cells (clinical-rules §1 v2)"
+        }
+    )
+    note = fields.String(
+        metadata={
+            "description": "Derived neutrophils or lymphocytes only: derived, not measured, and whether imprecise"
+        }
+    )
     reported = fields.Nested(ReportedSchema, metadata={"description": "The value and unit as sent"})
 
 

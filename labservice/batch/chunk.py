@@ -34,7 +34,11 @@ KeepRows = Callable[[ParsedChunk, Interpreted, np.ndarray], int]
 #: Rejected rows quoted in the summary (all of them are in the output's error column).
 FIRST_ERRORS = 10
 #: Analytes the engine derives when their inputs are present (clinical-rules §1).
-DERIVABLE = {"neutrophils": ("wbc", "neutrophils_percent"), "reticulocytes": ("reticulocytes_percent", "rbc")}
+DERIVABLE = {
+    "neutrophils": ("wbc", "neutrophils_percent"),
+    "lymphocytes": ("wbc", "lymphocytes_percent"),
+    "reticulocytes": ("reticulocytes_percent", "rbc"),
+}
 
 
 def append_note(notes: np.ndarray, mask: np.ndarray, text) -> None:
@@ -157,6 +161,16 @@ def interpret_chunk(
             derived = np.zeros(n, dtype=bool)
             derived[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
             append_note(notes, derived, f"{analyte} derived from a percentage (not measured)")
+        name = f"{analyte}_imprecise"
+        if name in frame:  # clinical-rules §1 v2: a count derived from a WBC below 1.0
+            imprecise = np.zeros(n, dtype=bool)
+            imprecise[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
+            append_note(
+                notes,
+                imprecise,
+                f"{analyte} imprecise: derived from a WBC below {rs.value('derived_count_imprecise_wbc'):g}, "
+                "it rests on an automated differential of very few cells",
+            )
     _count(summary, frame, errors)
     return _with_bad_lines(parsed, frame.reindex(range(n)), notes, errors, summary)
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from labservice.core.aplastic import ASSESSMENT_NAMES
-from labservice.core.compare import NOT_ASSESSED
 from labservice.core.grading import FLAG_NAMES, GRADED_ANALYTES
 from labservice.core.interpret import InterpretationTable
 from labservice.core.table import SCHISTOCYTE_GRADES
@@ -20,10 +19,12 @@ from labservice.core.urgency import URGENCY_NAMES
 
 
 def undecided_codes(result: InterpretationTable) -> list[str]:
-    """Findings with a tri-state whose "not assessed" is reported, in the order of the JSON answer's
-    not_assessed list (the `not_assessed` position of findings.csv; thrombocytosis without platelets
-    is just absent). The red flags' "could be" hints have no tri-state and stay in the JSON answer."""
-    specs = [result.ruleset.finding(code) for code, f in result.findings.items() if f.state is not None]
+    """Findings whose "not assessed" is reported, in the order of the JSON answer's not_assessed list
+    (the `not_assessed` position of findings.csv; thrombocytosis without platelets is just absent).
+    A finding decided by a tri-state or by an `undecided` mask (febrile_neutropenia with fever not
+    stated) is listed here as in the JSON answer (api-contract v2: a rule whose input is missing
+    lists it as not assessed, on every path)."""
+    specs = [result.ruleset.finding(code) for code, f in result.findings.items() if f.not_assessed_mask() is not None]
     return [spec.code for spec in sorted(specs, key=lambda s: s.not_assessed or 0) if spec.not_assessed is not None]
 
 
@@ -84,7 +85,7 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
         "urgency": _categorical(result.urgency, URGENCY_NAMES),
         "findings": _joined_codes([f.present for f in result.findings.values()], codes, n),
         "not_assessed": _joined_codes(
-            [np.asarray(result.findings[c].state) == NOT_ASSESSED for c in undecided], undecided, n
+            [np.asarray(result.findings[c].not_assessed_mask()) for c in undecided], undecided, n
         ),
         "aplastic_anemia": _categorical(result.aplastic.assessment, ASSESSMENT_NAMES),
         "skin_attribution": attribution,
@@ -103,4 +104,7 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
             columns[f"{analyte}_ctcae_grade"] = pd.arrays.IntegerArray(grade.astype(np.int8), grade <= 0)
         if result.cols.derived[analyte].any():
             columns[f"{analyte}_derived"] = result.cols.derived[analyte]
+        imprecise = result.cols.imprecise.get(analyte)
+        if imprecise is not None and imprecise.any():
+            columns[f"{analyte}_imprecise"] = imprecise  # clinical-rules §1 v2: derived from a WBC below 1.0
     return pd.DataFrame(columns, copy=False)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labservice.core.numbers import round_sig, text_number
 from labservice.core.ruleset import Ruleset
 from labservice.core.vocabulary import URGENCY_NAMES
 
@@ -104,8 +105,13 @@ def compare_with_previous(
     after = np.array([cbc.platelets for cbc in now], dtype=np.float64)
     earlier = np.array([cbc.platelets for cbc in before], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        fall = np.where(earlier > 0, (earlier - after) / earlier * 100.0, np.nan)
-    drop = fall >= rs.value("platelet_drop")
+        # Rounded to 6 significant figures before it is compared (clinical-rules §1 v2: exact on bounds).
+        fall = round_sig(np.where(earlier > 0, (earlier - after) / earlier * 100.0, np.nan))
+    threshold = rs.value("platelet_drop")
+    drop = fall >= threshold
+    # Shown to 0.1 %, unless that would put it across the threshold it was compared with (§1 v2).
+    shown = np.round(fall, 1)
+    shown = np.where((shown >= threshold) == drop, shown, fall)
     new = (
         cytopenia_bits([cbc.findings for cbc in now])
         & ~cytopenia_bits([cbc.findings for cbc in before])
@@ -122,7 +128,7 @@ def compare_with_previous(
     for k, (i, previous) in enumerate(zip(rows, before, strict=True)):
         out[i] = Delta(
             previous=previous,
-            platelet_fall_percent=float(np.round(fall[k], 1)),
+            platelet_fall_percent=float(shown[k]),
             platelet_drop=bool(drop[k]),
             new_cytopenias=tuple(name for bit, name in enumerate(CYTOPENIAS) if int(new[k]) >> bit & 1),
             urgency_change=URGENCY_CHANGES[int(change[k])],
@@ -221,13 +227,15 @@ def delta_findings(delta: dict, platelets_now: float | None, rs: Ruleset) -> lis
     previous = delta["previous"]
     if delta["platelet_drop"]:
         spec = rs.finding("platelet_drop")
+        fall = delta["platelet_fall_percent"]
         out.append(
             {
                 "code": spec.code,
                 "title": rs.text(spec.title),
                 "detail": (
-                    f"Platelets fell from {previous['platelets']:g} to {platelets_now:g} {rs.unit_text('platelets')} "
-                    f"({delta['platelet_fall_percent']:g} %) since the CBC of {previous['collected_at']}, "
+                    f"Platelets fell from {text_number(previous['platelets'])} to {text_number(platelets_now)} "
+                    f"{rs.unit_text('platelets')} ({text_number(fall, [rs.value('platelet_drop')])} %) since the CBC "
+                    f"of {previous['collected_at']}, "
                     f"within {delta['window_days']} days. A fall this large deserves review whatever the "
                     "count (e.g. heparin exposure, consumption, sampling error)."
                 ),

@@ -76,7 +76,7 @@ def interpret_cbc_table(table, lesions=None, ruleset: Ruleset | None = None) -> 
     """Apply every rule of clinical-rules.md to every row of a CBC table, vectorised."""
     rs = ruleset or default_ruleset()
     cols = table if isinstance(table, CbcColumns) else to_columns(table, lesions)
-    derive_missing_counts(cols)
+    derive_missing_counts(cols, rs.thresholds.get("derived_count_imprecise_wbc"))
     versions = rs.ctcae_versions()
     known = cols.ctcae_version == versions[0]
     for version in versions[1:]:  # a version ctcae.csv does not define reads as the default

@@ -14,10 +14,12 @@ import numpy as np
 
 from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat, not_applicable_text
 from labservice.core.compare import NOT_ASSESSED, YES
+from labservice.core.derive import DIFFERENTIAL_DERIVED
 from labservice.core.families import family, film
 from labservice.core.families.base import TextView, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
+from labservice.core.numbers import text_number
 from labservice.core.ranges import (
     DAYS_PER_YEAR,
     ORIGIN_DUFFY,
@@ -193,7 +195,7 @@ class _Renderer(TextView):
             grade = self.r.grades.get(analyte)
             flag = int(self.r.flags[analyte][i])
             out[analyte] = {
-                "value": json_number(value),
+                "value": float(value),  # as sent, or rounded to 6 significant figures if computed (§1 v2)
                 "unit": self.rs.analytes[analyte].canonical_unit,
                 "reference_range": reference,
                 "flag": FLAG_NAMES[flag],
@@ -212,6 +214,11 @@ class _Renderer(TextView):
                     f"No reference range was available: below {fmt(threshold.value)} {self.rs.unit_text(analyte)}, "
                     "the CTCAE grade-2 bound, so below any lower limit (clinical-rules §2)."
                 )
+            if cols.derived[analyte][i] and analyte in DIFFERENTIAL_DERIVED:
+                # clinical-rules §1 v2: said derived, not measured; imprecise from a WBC below 1.0.
+                imprecise = cols.imprecise.get(analyte)
+                out[analyte]["imprecise"] = bool(imprecise is not None and imprecise[i])
+                out[analyte]["note"] = self.derived_text(analyte, i)
         return out
 
     # --- findings -------------------------------------------------------------------------
@@ -351,7 +358,7 @@ class _Renderer(TextView):
             "attribution_text": text,
             "escalate": bool(s.escalate[i]),
             "expected_presentation": (
-                f"Platelets {fmt(self.v('platelets', i))} {self.rs.unit_text('platelets')}: {band.text}"
+                f"Platelets {self.num('platelets', i)} {self.rs.unit_text('platelets')}: {band.text}"
                 if band
                 else "Not assessed: platelets not sent."
             ),
@@ -408,7 +415,7 @@ class _Renderer(TextView):
             counts.append(
                 spec.summary_text.format(
                     label=self.rs.analytes[analyte].label.lower(),
-                    value=fmt(self.v(analyte, i)),
+                    value=self.num(analyte, i),
                     words=f"; {', '.join(words)}" if words else "",
                 )
             )
@@ -421,7 +428,9 @@ class _Renderer(TextView):
             sentences.append(aplastic["text"].split(". ")[0].rstrip(".") + " (counts alone cannot diagnose it).")
         for spec in parts["evidence"]:
             named = ", ".join(
-                f"{self.rs.analytes[a].label.lower()} {fmt(v)}" for a, v in codes[spec.code]["evidence"].items()
+                f"{self.rs.analytes[a].label.lower()} "
+                + (self.num(a, i, v) if a in self.rs.analytes else text_number(v))
+                for a, v in codes[spec.code]["evidence"].items()
             )
             override = self.texts.summary_overrides.get(spec.code)
             template = (override(self, i) if override else None) or spec.summary_text

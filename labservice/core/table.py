@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,8 @@ class CbcColumns:
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
     film: dict[str, np.ndarray] = field(default_factory=dict)  # FILM_COLUMNS -> float64 (NaN = not sent)
+    #: analyte -> bool, a count derived from a WBC below 1.0 (clinical-rules §1 v2); absent = none
+    imprecise: dict[str, np.ndarray] = field(default_factory=dict)
     _present: list[str] | None = None
     #: analyte -> int8 LAB_FLAG_CODES per row, only for analytes where some row carries one
     lab_flags: dict[str, np.ndarray] = field(default_factory=dict)
@@ -155,6 +158,9 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
     skin = _column(table, "skin_reported", n)
     if lesions is None and isinstance(table, Mapping):
         lesions = table.get("lesions")
+    context: dict[str, Any] = {
+        name: _floats(_column(table, name, n), n) for name in (*TRISTATE_COLUMNS, *NUMBER_COLUMNS)
+    }
     return CbcColumns(
         n=n,
         values=values,
@@ -162,7 +168,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         ref_high=ref_high,
         derived=derived,
         sex=sex,
-        **{name: _floats(_column(table, name, n), n) for name in (*TRISTATE_COLUMNS, *NUMBER_COLUMNS)},
+        **context,
         skin_reported=np.zeros(n, dtype=bool) if skin is None else _floats(skin, n) == 1.0,
         reticulocyte_manual=method == "manual",
         reticulocyte_method_known=(method == "manual") | (method == "automated"),

@@ -15,9 +15,14 @@ from labservice.core.ruleset_error import RulesetError
 _MICRO_SIGNS = str.maketrans({"µ": "u", "μ": "u"})
 
 
+def exact_unit_key(unit: str) -> str:
+    """A unit spelling with the micro sign as u and no spaces, case kept (G/L is giga, g/L grams)."""
+    return unit.translate(_MICRO_SIGNS).replace(" ", "")
+
+
 def normalise_unit_key(unit: str) -> str:
     """The matching key of a unit spelling: case-folded, micro sign as u, no spaces."""
-    return unit.translate(_MICRO_SIGNS).replace(" ", "").casefold()
+    return exact_unit_key(unit).casefold()
 
 
 @dataclass(frozen=True)
@@ -34,18 +39,36 @@ class UnitTable:
     """Unit spellings by kind (count_1e9, hemoglobin, ...) with their factor to the canonical unit."""
 
     _by_kind: dict[str, dict[str, UnitSpelling]] = field(default_factory=dict)
+    #: Spellings matched with their case, where two spellings differ only by case (`G/L` giga per
+    #: litre, `g/L` grams per litre: clinical-rules §1 v2). Their case-folded key then keeps the
+    #: refusal (factor None) if either is one: `g/l` for a count is refused, never read as giga.
+    _exact: dict[str, dict[str, UnitSpelling]] = field(default_factory=dict)
 
     def add(self, kind: str, unit: str, factor: float | None, note: str, where: str) -> None:
         key = normalise_unit_key(unit)
         spellings = self._by_kind.setdefault(kind, {})
-        if key in spellings and spellings[key].factor != factor:
-            raise RulesetError(f"{where}: unit {unit!r} already has another factor ({spellings[key].where})")
-        spellings.setdefault(key, UnitSpelling(kind, unit, factor, note, where))
+        spelling = UnitSpelling(kind, unit, factor, note, where)
+        other = spellings.get(key)
+        if other is not None and other.factor != factor:
+            if exact_unit_key(other.unit) == exact_unit_key(unit):
+                raise RulesetError(f"{where}: unit {unit!r} already has another factor ({other.where})")
+            exact = self._exact.setdefault(kind, {})
+            exact.setdefault(exact_unit_key(other.unit), other)
+            exact.setdefault(exact_unit_key(unit), spelling)
+            if factor is None:
+                spellings[key] = spelling
+            return
+        spellings.setdefault(key, spelling)
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(self._by_kind)
 
     def lookup(self, kind: str, unit: str) -> UnitSpelling | None:
+        exact = self._exact.get(kind)
+        if exact:
+            found = exact.get(exact_unit_key(unit))
+            if found is not None:
+                return found
         return self._by_kind.get(kind, {}).get(normalise_unit_key(unit))
 
     def factor(self, kind: str, unit: str) -> float | None:
@@ -53,7 +76,9 @@ class UnitTable:
         return None if spelling is None else spelling.factor
 
     def spellings(self, kind: str) -> list[UnitSpelling]:
-        return list(self._by_kind.get(kind, {}).values())
+        listed = {id(s): s for s in self._by_kind.get(kind, {}).values()}
+        listed.update({id(s): s for s in self._exact.get(kind, {}).values()})
+        return list(listed.values())
 
 
 class UnitError(ValueError):
@@ -70,6 +95,8 @@ def conversion_factor(ruleset, analyte: str, unit: str | None) -> float:
         known = ", ".join(s.unit for s in ruleset.units.spellings(info.unit_kind) if s.factor is not None)
         raise UnitError(f"unknown unit {unit!r} for {analyte}; accepted units: {known}")
     if spelling.factor is None:
+        if spelling.note.startswith("unknown unit"):
+            raise UnitError(f"unknown unit {unit!r} for {analyte}: {spelling.note[len('unknown unit') :].lstrip(': ')}")
         raise UnitError(f"unit {unit!r} cannot be used for {analyte}: {spelling.note}")
     return spelling.factor
 

@@ -216,6 +216,12 @@ class Filters:
             per_page=PER_PAGE,
         )
 
+    def is_filtered(self) -> bool:
+        """Whether any filter other than the default (open referrals, every urgency) is set."""
+        return bool(self.urgency or self.finding or self.date_from or self.date_to) or self.status != list(
+            OPEN_STATUSES
+        )
+
     def args(self, **changes: Any) -> dict[str, Any]:
         """Query-string arguments for a link that keeps these filters (e.g. another page)."""
         status = None if self.status == list(OPEN_STATUSES) else self.status  # the default stays out of links
@@ -268,10 +274,41 @@ def read_filters(args: Mapping[str, Any]) -> Filters:
     return filters
 
 
+#: The session key of when this browser session last looked at the worklist (ISO 8601, UTC).
+SEEN_KEY = "worklist_seen_at"
+
+
+def waiting_text(since: datetime | None, now: datetime) -> str:
+    """How long a referral has waited since its CBC arrived, as a clinician reads it: 45 min, 3 h 20 min, 2 d 4 h."""
+    since = as_utc(since)
+    if since is None:
+        return "–"
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _last_looked() -> datetime | None:
+    """When this session last looked at the worklist (None the first time); now is remembered for next time."""
+    seen = session.get(SEEN_KEY)
+    session[SEEN_KEY] = datetime.now(UTC).isoformat()
+    try:
+        return datetime.fromisoformat(seen) if isinstance(seen, str) else None
+    except ValueError:
+        return None
+
+
 @bp.get("/")
 def worklist_page() -> ResponseReturnValue:
     filters = read_filters(request.args)
     query = filters.query()
+    now = datetime.now(UTC)
+    last_looked = _last_looked()
     with current_database().session() as session:
         referrals, total = worklist(session, query)
         counts = urgency_counts(session, query.status)
@@ -287,6 +324,10 @@ def worklist_page() -> ResponseReturnValue:
                 "age_years": r.patient.age_years,
                 "findings": list(r.findings or []),
                 "allowed": _allowed(r),
+                "arrived_at": r.created_at,
+                "waiting": waiting_text(r.created_at, now),
+                # Opened, or raised by a new CBC, after this session last looked (none the first time).
+                "new_since_looked": last_looked is not None and (as_utc(r.updated_at) or now) > last_looked,
             }
             for r in referrals
         ]
@@ -304,6 +345,8 @@ def worklist_page() -> ResponseReturnValue:
         finding_codes=FINDING_CODES,
         per_page=PER_PAGE,
         here=request.full_path.rstrip("?"),
+        last_looked=last_looked,
+        filters_open=bool(filters.errors) or filters.is_filtered(),
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labservice.core.delta import DeltaCbc, compare_with_previous, delta_block, delta_findings
+from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES, CbcColumns
 from labservice.core.vocabulary import URGENCY_RANK
@@ -319,5 +320,7 @@ def worklist_reason(codes: list[str], values: dict[str, float | None]) -> str:
     shown = ", ".join(code.replace("_", " ") for code in codes[:REASON_FINDINGS]) or "no finding"
     if len(codes) > REASON_FINDINGS:
         shown += f" (+{len(codes) - REASON_FINDINGS})"
-    counts = ", ".join(f"{label} {values[name]:g}" for name, label in REASON_VALUES if values.get(name) is not None)
+    counts = ", ".join(
+        f"{label} {text_number(values[name])}" for name, label in REASON_VALUES if values.get(name) is not None
+    )
     return f"{shown} ({counts})" if counts else shown

@@ -27,6 +27,16 @@ HOSTILE = [
     ("empty body", b"", 400, "Malformed JSON"),
     ("a bare string", b'"hello"', 422, "object or an array"),
     ("RDW-SD in fL", b'{"results": {"rdw": {"value": 45, "unit": "fL"}}}', 422, "RDW-SD"),
+    # clinical-rules §1 v2 (issue 13): "a JSON integer of 5,001 digits is a 500" -> a 422 naming the field.
+    # Python reads at most 4,300 digits of an integer (int-str conversion limit); a float holds at most 309.
+    ("integer of 5,001 digits", b'{"results": {"platelets": 1' + b"0" * 5000 + b"}}", 422, "results.platelets"),
+    ("integer of 5,001 digits in a result", b'{"results": {"platelets": {"value": 1' + b"0" * 5000
+     + b', "unit": "10*9/L"}}}', 422, "results.platelets"),
+    ("negative integer of 5,001 digits", b'{"results": {"wbc": -1' + b"0" * 5000 + b"}}", 422, "results.wbc"),
+    ("integer of 400 digits (beyond a float)", b'{"results": {"platelets": {"value": 1' + b"0" * 399
+     + b', "unit": "10*9/L"}}}', 422, "results.platelets"),
+    ("age of 5,001 digits", b'{"results": {"platelets": 45}, "patient": {"age_years": 1' + b"0" * 5000 + b"}}",
+     422, "patient.age_years"),
     ("marrow cellularity 200 %", b'{"results": {"platelets": 45}, "marrow": {"cellularity_percent": 200}}', 422,
      "marrow.cellularity_percent"),
 ]

@@ -78,6 +78,21 @@ def test_platelet_fall_against_the_previous_cbc(before: float, now: float, fall:
     assert bool(out["platelet_drop"].iloc[0]) is drop
 
 
+@pytest.mark.parametrize(("before", "now", "shown", "drop"), [
+    # clinical-rules §1 v2: a delta is rounded to 6 significant figures before it is compared, and a number is
+    # "never [rounded] across a threshold it was compared with": 250 -> 125.1 is a fall of 49.96 %, below the
+    # 50 % of platelet_drop; shown to 0.1 it would read 50.0, so it keeps its digits.
+    P(250.0, 125.1, 49.96, False, id="§1 v2 49.96 % below 50: shown 49.96, not 50.0; no drop"),
+    P(200.0, 100.0, 50.0, True, id="§1 v2 50 % on the threshold: a drop"),
+    P(200.0, 99.98, 50.0, True, id="§1 v2 50.01 % above: shown 50.0 (not across), a drop"),
+])
+def test_the_fall_is_never_shown_across_the_drop_threshold(before: float, now: float, shown: float,
+                                                           drop: bool) -> None:
+    out = check([row(0, before)], [row(2, now)])
+    assert out["platelet_fall_percent"].iloc[0] == shown
+    assert bool(out["platelet_drop"].iloc[0]) is drop
+
+
 @pytest.mark.parametrize(("before", "now"), [
     P(None, 50.0, id="previous CBC without platelets"),
     P(200.0, None, id="current CBC without platelets"),

@@ -246,7 +246,7 @@ def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
     # The critical row: badge with its text, patient link, sex and age, reason, time, the three actions.
     row = page.split('data-patient="P-URG"', 1)[1].split("</tr>", 1)[0]
     assert '<span class="badge badge-immediate" data-urgency="immediate">immediate</span>' in row
-    assert '<a href="/dashboard/patients/P-URG">P-URG</a>' in row
+    assert re.search(r'<a href="/dashboard/patients/P-URG" class="patient-link"\s+title="P-URG">P-URG</a>', row)
     assert "male, 50 y" in text(row)
     assert "critical value" in row and "PLT 15" in row
     assert '<time datetime="2026-03-02T09:00:00+00:00">2026-03-02 09:00 UTC</time>' in row

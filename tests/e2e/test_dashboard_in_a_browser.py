@@ -216,3 +216,33 @@ def test_dismissing_asks_for_a_reason_records_who_and_can_be_undone(page, seeded
     assert page.locator("#open-referral").get_attribute("data-status") == "new"
     assert "Dismissal undone." in page.locator("#referrals").inner_text()
     shoot(page, "dismissal-undone")
+
+
+def test_the_worklist_fits_a_laptop_and_a_phone_and_says_what_is_new(page, seeded, live_api_key):
+    """Issue 14 item 7 in the real browser: at 1400x900 the filters are collapsed and more than two rows show
+    above the fold, each with how long it has waited; long ids are cut with the whole id on hover; a referral
+    opened after the last look is marked; at 390 px nothing scrolls sideways and the actions are on screen."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(seeded + "/dashboard/")
+    assert page.locator("#filters-panel").get_attribute("open") is None
+    tops = page.locator("#worklist tbody tr").evaluate_all("rows => rows.map(r => r.getBoundingClientRect().bottom)")
+    assert sum(1 for bottom in tops if bottom <= 900) > 2
+    assert all(text.strip() and text != "–" for text in page.locator("#worklist td.waiting").all_inner_texts())
+    long_id = "E2E-" + "LONG-MEDICAL-RECORD-NUMBER-" * 3
+    post(seeded, {"patient": {"id": long_id, "sex": "male", "age_years": 70}, "collected_at": "2026-11-16T08:00:00Z",
+                  "results": {"platelets": 15, "hemoglobin": 13.0, "neutrophils": 3.0}}, live_api_key)
+    page.goto(seeded + "/dashboard/")
+    link = page.locator(f'#worklist tr[data-patient="{long_id}"] a.patient-link')
+    assert link.get_attribute("title") == long_id
+    assert link.evaluate("a => a.scrollWidth > a.clientWidth")  # cut with an ellipsis on screen
+    assert page.locator(f'#worklist tr[data-patient="{long_id}"] .new-marker').count() == 1
+    shoot(page, "worklist-laptop-1400")
+    page.goto(seeded + "/dashboard/")  # looked again: nothing is new since
+    assert page.locator("#worklist .new-marker").count() == 0
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(seeded + "/dashboard/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    first_action = page.locator("#worklist tbody tr").first.locator(".row-actions button").first
+    box = first_action.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    shoot(page, "worklist-phone-390")

@@ -69,9 +69,12 @@ def test_synthea_latest_cbc_with_a_critical_wbc_is_critical():
     panels = {o["effectiveDateTime"] for o in observations}
     assert f"{len(panels) - 1} older CBCs" in card["detail"]     # Cleo Friesen: 8 panels (fixtures README)
     assert f"Observation/{wbc['id']}" in card["detail"]
-    # Synthea's RDW is in fL (fixtures README): RDW-SD, not usable as RDW-CV. Only the latest panel's is listed.
+    # Synthea's RDW is in fL (fixtures README): RDW-SD. v2 changes this v1 expectation (it was listed as not
+    # used): clinical-rules §1 v2 "Accept RDW-SD as its own analyte `rdw_sd` (fL)", so the latest panel's is
+    # read (a row of the counts table, read from its Observation) and nothing is left unused.
     rdw = newest(observations, "21000-5")
-    assert "**Not used** (1 CBC-related resource in the latest CBC's results)" in card["detail"]
+    assert "**Not used**" not in card["detail"]
+    assert "| Red cell distribution width (SD) |" in card["detail"]
     assert f"Observation/{rdw['id']}" in card["detail"]
     mrn = next(i["value"] for i in patient["identifier"]
                if i.get("type", {}).get("coding", [{}])[0].get("code") == "MR")   # medical record number
@@ -161,3 +164,24 @@ def test_a_dated_cbc_wins_over_an_undated_one_listed_first():
     bundle["entry"] = searchset(undated)["entry"] + bundle["entry"]
     [card] = cards_for(hook_call("p1", {"patient": None, "cbcObservations": bundle}))
     assert card["summary"].startswith("CBC 2171-07-24") and "1 older CBC" in card["detail"]
+
+
+def test_cds_hooks_reads_the_same_cbc_as_every_path_clinical_rules_1_v2():
+    """clinical-rules §1 v2 through CDS Hooks (prefetch -> the FHIR reader): "9.309 mmol/L haemoglobin is 15.0
+    g/dL, on the bound and inside the range" (§2 female 12.0-15.0 -> N), and lymphocytes derived from lymphocyte
+    % (26478-8): WBC 0.99 x 30 % = 0.297, from a WBC below 1.0 so resting on very few cells."""
+    patient = {"resourceType": "Patient", "id": "v2num", "gender": "female", "birthDate": "1992-01-01"}
+    when = "2026-11-20T08:30:00Z"
+
+    def obs(ident: str, code: str, value: float, unit: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": ident, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "subject": {"reference": "Patient/v2num"}, "effectiveDateTime": when,
+                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+
+    observations = [obs("hb", "718-7", 9.309, "mmol/L"), obs("wbc", "6690-2", 0.99, "10*9/L"),
+                    obs("ly", "26478-8", 30, "%")]
+    [card] = cards_for(hook_call("v2num", {"patient": patient, "cbcObservations": searchset(observations)}))
+    assert "| Haemoglobin | 15 g/dL | N |" in card["detail"]
+    assert "| Lymphocytes | 0.297 " in card["detail"] and " (derived) | L |" in card["detail"]  # the unit is escaped
+    assert "automated differential of very few cells" in card["detail"]

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from labservice.adapters.cdshooks.suggestions import reflex_tests_for, suggestion
+from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
 
 OVERRIDE_SYSTEM = "https://labservice.example/fhir/CodeSystem/cds-override-reason"
@@ -186,8 +187,10 @@ def _counts_table(answer: dict[str, Any], context: CardContext) -> list[str]:
         )
         derived = " (derived)" if result.get("derived") else ""
         where = md(context.read_from.get(name, "derived" if result.get("derived") else ""))
+        bounds = [rng.get("low"), rng.get("high")]
+        shown = text_number(result["value"], [b for b in bounds if b is not None])  # §1 v2
         rows.append(
-            f"| {md(labels.get(name, name))} | {result['value']:g} {md(result['unit'])}{derived} | "
+            f"| {md(labels.get(name, name))} | {shown} {md(result['unit'])}{derived} | "
             f"{md(result.get('flag') or '')} | {md(span)} | {where} |"
         )
     return rows

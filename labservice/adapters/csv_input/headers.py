@@ -132,6 +132,16 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "mean corpuscular hemoglobin concentration",
     ),
     "rdw": ("rdw", "rdw cv", "rdwcv", "red cell distribution width"),
+    "rdw_sd": ("rdw sd", "rdwsd", "red cell distribution width sd"),  # clinical-rules §1 v2
+    "lymphocytes_percent": (  # clinical-rules §1 v2
+        "lymph%",
+        "lym%",
+        "lymphocyte %",
+        "lymphocytes %",
+        "lymphocytes percent",
+        "lymphocytes pct",
+        "lymph pct",
+    ),
     "reticulocytes": (
         "retic#",
         "ret#",
@@ -244,6 +254,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 PERCENT_TWINS = {
     "neutrophils": "neutrophils_percent",
     "reticulocytes": "reticulocytes_percent",
+    "lymphocytes": "lymphocytes_percent",
     "schistocytes": "schistocytes_percent",
 }
 #: Header units for age columns, as a factor to years.
@@ -332,4 +343,6 @@ def resolve_header(header: str) -> tuple[str | None, str | None]:
         return None, None
     if unit is not None and unit.strip() == "%" and field in PERCENT_TWINS:
         return PERCENT_TWINS[field], "%"
+    if field == "rdw" and unit is not None and unit.strip().casefold() == "fl":
+        return "rdw_sd", unit  # RDW in fL is RDW-SD, its own analyte (clinical-rules §1 v2)
     return field, unit

@@ -23,7 +23,7 @@ from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
-from labservice.adapters.csv_input.wide import canonical
+from labservice.adapters.csv_input.wide import bare_hematocrit_fraction, canonical
 from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
@@ -245,8 +245,10 @@ class LongFile:
                 factors[rows] = np.nan
             else:
                 factors[rows] = factor
-        values = canonical(numbers.values, 1.0) * factors
-        values = np.round(values, 9)
+        values = np.where(factors == 1.0, numbers.values, canonical(numbers.values, factors))
+        hct = (codes == ANALYTES.index("hematocrit")) & (units == "")
+        if hct.any():  # a bare haematocrit fraction, as on the JSON path (clinical-rules §1)
+            values = np.where(hct, bare_hematocrit_fraction(rs, values), values)
         for row in np.flatnonzero(numbers.bad):
             problems.setdefault(
                 int(row),
@@ -263,7 +265,11 @@ class LongFile:
                     f"line {int(lines[row])}, column {value_header}: "
                     + implausibility_message(rs, analyte, float(numbers.values[row]), given_unit),
                 )
-        bound = np.full(len(frame), np.nan) if numbers.bound is None else np.round(numbers.bound * factors, 9)
+        bound = (
+            np.full(len(frame), np.nan)
+            if numbers.bound is None
+            else np.where(factors == 1.0, numbers.bound, canonical(numbers.bound, factors))
+        )
         return values, numbers.censored, bound, problems
 
     def _unit_header(self) -> str:

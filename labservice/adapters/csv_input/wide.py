@@ -11,11 +11,9 @@ from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
+from labservice.core.numbers import round_sig
 from labservice.core.ruleset import Ruleset
 from labservice.core.units import implausibility_message, plausible_mask
-
-#: Digits kept after a unit conversion, so 82 g/L × 0.1 is 8.2 and not 8.200000000000001.
-CONVERSION_DECIMALS = 9
 
 
 def numeric_columns(plan: ColumnPlan) -> set[int]:
@@ -25,10 +23,22 @@ def numeric_columns(plan: ColumnPlan) -> set[int]:
     return {plan.fields[name] for name in names if name in plan.fields}
 
 
-def canonical(values: np.ndarray, factor: float) -> np.ndarray:
-    if factor == 1.0:
+def canonical(values: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
+    """Values in canonical units: as sent without a conversion, else rounded to 6 significant figures
+    before any comparison (clinical-rules §1 v2: exact on bounds, the same on every path; 82 g/L x 0.1
+    is 8.2, not 8.200000000000001)."""
+    if np.isscalar(factor) and factor == 1.0:
         return values
-    return np.round(values * factor, CONVERSION_DECIMALS)
+    return round_sig(values * factor)
+
+
+def bare_hematocrit_fraction(rs: Ruleset, values: np.ndarray) -> np.ndarray:
+    """A haematocrit sent with no unit and at most 1 is a fraction, x 100 (clinical-rules §1), as on the JSON
+    path, the result rounded to 6 significant figures like every conversion (§1 v2)."""
+    fraction = values <= rs.value("hematocrit_bare_fraction")
+    if not fraction.any():
+        return values
+    return np.where(fraction, round_sig(values * 100.0), values)
 
 
 def parse_analyte(
@@ -45,6 +55,8 @@ def parse_analyte(
     numbers = parse_numbers(column, decimal)
     errors.add(numbers.bad, header, lambda r: f"{quoted(column.iat[r])} is not a number")
     values = canonical(numbers.values, factor)
+    if analyte == "hematocrit" and not unit:
+        values = bare_hematocrit_fraction(rs, values)
     implausible = ~plausible_mask(rs, analyte, values)
     errors.add(implausible, header, lambda r: implausibility_message(rs, analyte, float(numbers.values[r]), unit))
     censored = None

@@ -84,7 +84,9 @@ def read_result(resource: dict[str, Any], path: str, analyte: str, ruleset: Rule
     unit, unit_path = _unit(quantity, qpath, kind, ruleset)
     if unit is not None:
         spelling = ruleset.units.lookup(kind, unit)
-        if spelling is not None and spelling.factor is None:
+        # A refused spelling is used nowhere; one the table calls unknown (g/L for a count, §1 v2) goes
+        # on to the engine, which answers 422 naming the analyte and the unit, as on every path.
+        if spelling is not None and spelling.factor is None and not spelling.note.startswith("unknown unit"):
             return f"unit {unit!r} cannot be used for {analyte}: {spelling.note}"
     locations = {"": path, "value": f"{qpath}.value"}
     if unit_path:

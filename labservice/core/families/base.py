@@ -10,6 +10,7 @@ import numpy as np
 
 from labservice.core.anemia import AnemiaCutoffs
 from labservice.core.compare import NOT_ASSESSED, YES
+from labservice.core.numbers import text_number
 from labservice.core.ranges import RangeInUse
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import CbcColumns
@@ -78,22 +79,43 @@ class Stage:
     flags: dict[str, np.ndarray] = field(default_factory=dict)  # int8 flag codes per analyte (core.grading)
 
 
+def analyte_thresholds(rs: Ruleset, analyte: str) -> tuple[float, ...]:
+    """Every fixed threshold an analyte's value may be compared with (thresholds.csv, ctcae.csv
+    bounds, bands in its unit), so a text never writes the value across one (§1 v2)."""
+    key = ("analyte_thresholds", analyte)
+    if key not in rs._cache:
+        unit = rs.analytes[analyte].canonical_unit if analyte in rs.analytes else None
+        values = [t.value for t in rs.thresholds.values() if t.analyte == analyte]
+        values += [r.bound for r in rs.ctcae if r.analyte == analyte and r.bound is not None]
+        values += [
+            bound
+            for bands in rs.bands.values()
+            for band in bands
+            if band.unit == unit
+            for bound in (band.lower, band.upper)
+        ]
+        rs._cache[key] = tuple(sorted({float(v) for v in values if v == v}))
+    return rs._cache[key]
+
+
 def cite_tags(tags) -> str:
     """Source tags as a text cites them: [S1][S2]."""
     return "".join(f"[{tag}]" for tag in tags)
 
 
 def fmt(x: float) -> str:
-    """A number as short text (45, 0.4, 8.2)."""
+    """A number of the rule tables as short text (45, 0.4, 8.2). A measured or computed value is
+    written with TextView.num (3 significant figures, never across a threshold: §1 v2)."""
     return f"{float(x):g}"
 
 
 def json_number(x: float | None) -> float | None:
-    """A JSON number rounded to 4 decimals, None for missing (round on a Python float: numpy's is slow)."""
+    """A JSON number, None for missing. Not rounded: a value keeps at least the digits that were sent,
+    and every computed number is already rounded to 6 significant figures (clinical-rules §1 v2)."""
     if x is None:
         return None
     x = float(x)
-    return None if x != x else round(x, 4)
+    return None if x != x else x
 
 
 class TextView:
@@ -105,6 +127,36 @@ class TextView:
 
     def v(self, analyte: str, i: int) -> float:
         return float(self.r.cols.values[analyte][i])
+
+    def num(self, analyte: str, i: int, value: float | None = None) -> str:
+        """An analyte's value (or `value`, in its canonical unit) as text: 3 significant figures, with
+        more where fewer would put it across, or onto, a threshold of that analyte: a bound of the
+        range in use, a rule of thresholds.csv, a CTCAE bound, a band, a WHO anaemia cut-off
+        (clinical-rules §1 v2: 149.99 is written 149.99, not 150; never a raw float such as 0.540336)."""
+        x = self.v(analyte, i) if value is None else float(value)
+        bounds = [*analyte_thresholds(self.rs, analyte)]
+        rng = self.r.ranges.get(analyte)
+        if rng is not None:
+            bounds += [float(rng.low[i]), float(rng.high[i])]
+        if analyte == "hemoglobin":
+            bounds += [float(self.r.anemia.low[i]), float(self.r.anemia.high[i])]
+        return text_number(x, bounds)
+
+    def derived_text(self, analyte: str, i: int) -> str:
+        """What a text says of a count derived from WBC x a percentage (clinical-rules §1, lymphocytes
+        and imprecision v2), or "" for a measured count."""
+        if not self.r.cols.derived[analyte][i]:
+            return ""
+        label = self.rs.analytes[analyte].label.lower()
+        text = f"The absolute count was derived from WBC x {label} %, not measured."
+        imprecise = self.r.cols.imprecise.get(analyte)
+        if imprecise is not None and imprecise[i]:
+            th = self.rs.threshold("derived_count_imprecise_wbc")
+            text += (
+                f" It rests on an automated differential of very few cells (WBC {self.num('wbc', i)}, "
+                f"{th.operator} {fmt(th.value)} {self.rs.unit_text('wbc')}), so it is imprecise."
+            )
+        return text
 
     def extra(self, code: str, key: str, i: int) -> Any:
         return self.r.findings[code].extra[key][i]

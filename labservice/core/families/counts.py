@@ -173,7 +173,8 @@ def detail_thrombocytopenia(view: TextView, i: int):
     band = view.band("platelet_bleeding_risk", int(view.extra("thrombocytopenia", "bleeding_band", i)))
     unit = view.rs.unit_text("platelets")
     parts = [
-        f"Platelets {fmt(plt)} {unit}, below {view.t['thrombocytopenia']} {view.tags('thrombocytopenia')}; "
+        f"Platelets {view.num('platelets', i)} {unit}, below {view.t['thrombocytopenia']} "
+        f"{view.tags('thrombocytopenia')}; "
         f"{view.grade_text('platelets', i)}."
     ]
     if band is not None:
@@ -198,7 +199,8 @@ def detail_thrombocytosis(view: TextView, i: int):
     plt = view.v("platelets", i)
     unit = view.rs.unit_text("platelets")
     return (
-        f"Platelets {fmt(plt)} {unit}, at or above {view.t['thrombocytosis']} {view.tags('thrombocytosis')}. "
+        f"Platelets {view.num('platelets', i)} {unit}, at or above {view.t['thrombocytosis']} "
+        f"{view.tags('thrombocytosis')}. "
         "A raised count is most often reactive; persistence needs review.",
         None,
         {"platelets": plt},
@@ -212,8 +214,9 @@ def detail_anemia(view: TextView, i: int):
         low = view.r.cols.ref_low["hemoglobin"][i]
         youngest = youngest_cutoff_age(view.rs)
         return (
-            f"Haemoglobin {fmt(hb)} g/dL, below the laboratory's lower limit {fmt(low)} g/dL; there is no WHO "
-            f"cut-off under {youngest}, so the laboratory's range decides and no WHO severity applies [S9]; "
+            f"Haemoglobin {view.num('hemoglobin', i)} g/dL, below the laboratory's lower limit {fmt(low)} g/dL; "
+            f"there is no WHO cut-off under {youngest}, so the laboratory's range decides and no WHO severity "
+            "applies [S9]; "
             f"{view.grade_text('hemoglobin', i)}.",
             None,
             {"hemoglobin": hb},
@@ -270,7 +273,7 @@ def detail_neutropenia(view: TextView, i: int):
     limit = view.t["neutropenia_duffy_null"] if duffy else view.t["neutropenia"]
     band = view.band("neutropenia_severity", int(view.extra("neutropenia", "severity", i)))
     parts = [
-        f"Neutrophils {fmt(neut)} {view.rs.unit_text('neutrophils')}, below {limit}"
+        f"Neutrophils {view.num('neutrophils', i)} {view.rs.unit_text('neutrophils')}, below {limit}"
         + (
             f" (the limit for a patient stated to be Duffy-null {view.tags('neutropenia_duffy_null')})"
             if duffy
@@ -281,7 +284,7 @@ def detail_neutropenia(view: TextView, i: int):
     if band is not None:
         parts.append(f"Severity: {band.text} {cite_tags(band.sources)}.")
     if view.extra("neutropenia", "derived", i):
-        parts.append("The absolute count was derived from WBC x neutrophil %, not measured.")
+        parts.append(view.derived_text("neutrophils", i))
     if view.extra("neutropenia", "duffy_caveat", i):
         parts.append(
             f"An isolated count {view.span('duffy_caveat_from', 'neutropenia')} "
@@ -300,8 +303,9 @@ def _below_lower_limit(view: TextView, analyte: str, i: int):
     if math.isnan(low):
         return below_any_limit_text(view, analyte, i), None, {analyte: value}
     return (
-        f"{view.rs.analytes[analyte].label} {fmt(value)} {unit}, below the lower limit {fmt(low)} of the "
-        f"range in use; {view.grade_text(analyte, i)}.",
+        f"{view.rs.analytes[analyte].label} {view.num(analyte, i)} {unit}, below the lower limit {fmt(low)} of "
+        f"the range in use; {view.grade_text(analyte, i)}."
+        + (f" {derived}" if (derived := view.derived_text(analyte, i)) else ""),
         None,
         {analyte: value},
     )
@@ -314,7 +318,7 @@ def below_any_limit_text(view: TextView, analyte: str, i: int) -> str:
     assert threshold is not None
     unit = view.rs.unit_text(analyte)
     return (
-        f"{view.rs.analytes[analyte].label} {fmt(view.v(analyte, i))} {unit}: no reference range was available for "
+        f"{view.rs.analytes[analyte].label} {view.num(analyte, i)} {unit}: no reference range was available for "
         f"this age and sex, but the value is below {fmt(threshold.value)} {unit}, the CTCAE grade-2 bound "
         f"{cite_tags(threshold.sources)}, and so below any lower limit (clinical-rules §2); "
         f"{view.grade_text(analyte, i)}."

@@ -91,14 +91,15 @@ def detail_critical_value(view: TextView, i: int):
             value = view.v(analyte, i)
             flag = FLAG_NAMES[int(view.r.flags[analyte][i])]
             text = (
-                f"{view.rs.analytes[analyte].label.lower()} {fmt(value)} (flagged {flag} by the laboratory, "
-                "honoured whatever the service's own limit, clinical-rules §3)"
+                f"{view.rs.analytes[analyte].label.lower()} {view.num(analyte, i, value)} (flagged {flag} by the "
+                "laboratory, honoured whatever the service's own limit, clinical-rules §3)"
             )
         else:
             th = view.rs.threshold(key)
             analyte = th.analyte
             value = view.v(analyte, i)
-            text = f"{view.rs.analytes[analyte].label.lower()} {fmt(value)} ({th.operator} {fmt(th.value)} {th.unit})"
+            shown = view.num(analyte, i, value)
+            text = f"{view.rs.analytes[analyte].label.lower()} {shown} ({th.operator} {fmt(th.value)} {th.unit})"
         evidence[analyte] = value
         if is_nadir:
             text += f", a {NADIR_WORDS}"

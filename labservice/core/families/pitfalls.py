@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from labservice.core.compare import NO, YES, meets
-from labservice.core.families.base import FindingColumn, Stage, TextView, fmt
+from labservice.core.families.base import FindingColumn, Stage, TextView
 from labservice.core.grading import FLAG_L, FLAG_N, FLAG_NONE
+from labservice.core.numbers import round_sig
 
 
 def _inside_range(stage: Stage, analyte: str) -> np.ndarray:
@@ -96,13 +97,8 @@ def _sample_integrity(stage: Stage) -> FindingColumn:
 
 def round_significant(values: np.ndarray, digits: int = 6) -> np.ndarray:
     """Values rounded to `digits` significant figures (NaN and 0 stay), as every computed number is
-    before it is compared (clinical-rules §1 v2)."""
-    out = np.array(values, dtype=np.float64)
-    finite = np.isfinite(out) & (out != 0)
-    if np.count_nonzero(finite):
-        magnitude = np.floor(np.log10(np.abs(out[finite])))
-        scale = 10.0 ** (digits - 1 - magnitude)
-        out[finite] = np.round(out[finite] * scale) / scale
+    before it is compared (clinical-rules §1 v2: the one helper, labservice.core.numbers.round_sig)."""
+    out = round_sig(values, digits)
     out[~np.isfinite(out) & ~np.isnan(out)] = np.nan  # a haematocrit of 0 gives no MCHC
     return out
 
@@ -110,12 +106,10 @@ def round_significant(values: np.ndarray, digits: int = 6) -> np.ndarray:
 def detail_sample_integrity_check(view: TextView, i: int):
     mchc = float(view.extra("sample_integrity_check", "mchc", i))
     computed = bool(view.extra("sample_integrity_check", "computed", i))
-    limit = view.rs.value("sample_integrity_mchc")
-    shown = float(f"{mchc:.3g}")
-    mchc_text = fmt(shown) if shown > limit else fmt(mchc)  # 3 figures, never rounded across the limit (§1)
+    mchc_text = view.num("mchc", i, mchc)  # 3 figures, never rounded across the limit (§1 v2)
     how = (
-        f"MCHC {mchc_text} g/dL computed as haemoglobin {fmt(view.v('hemoglobin', i))} g/dL / haematocrit "
-        f"{fmt(view.v('hematocrit', i))} % x 100"
+        f"MCHC {mchc_text} g/dL computed as haemoglobin {view.num('hemoglobin', i)} g/dL / haematocrit "
+        f"{view.num('hematocrit', i)} % x 100"
         if computed
         else f"MCHC {mchc_text} g/dL"
     )
@@ -149,7 +143,7 @@ def detail_possible_pseudothrombocytopenia(view: TextView, i: int):
 def detail_gestational_thrombocytopenia_possible(view: TextView, i: int):
     plt = view.v("platelets", i)
     text = (
-        f"Pregnancy with platelets {fmt(plt)} {view.rs.unit_text('platelets')} "
+        f"Pregnancy with platelets {view.num('platelets', i)} {view.rs.unit_text('platelets')} "
         f"({view.span('gestational_platelets_from', 'gestational_platelets_below')}) and the rest of the CBC normal "
         "(haemoglobin and white cells sent, every other count inside its range, no critical value, no other "
         "finding): "

@@ -49,7 +49,8 @@ def detail_febrile_neutropenia(view: TextView, i: int):
     neut = view.v("neutrophils", i)
     unit = view.rs.unit_text("neutrophils")
     return (
-        f"Fever with neutrophils {fmt(neut)} {unit} (at or below {view.t['febrile_neutropenia']}): possible "
+        f"Fever with neutrophils {view.num('neutrophils', i)} {unit} "
+        f"(at or below {view.t['febrile_neutropenia']}): possible "
         f"neutropenic sepsis; assess and treat as an emergency {view.tags('febrile_neutropenia')}.",
         None,
         {"fever": True, "neutrophils": neut},

@@ -44,6 +44,12 @@ ALIASES = [
     ("MCHC", "mchc"),
     ("RDW", "rdw"),
     ("RDW-CV", "rdw"),
+    # clinical-rules §1 v2: "Accept RDW-SD as its own analyte `rdw_sd` (fL)"
+    ("RDW-SD", "rdw_sd"),
+    ("RDW SD", "rdw_sd"),
+    # clinical-rules §1 v2: "absolute lymphocytes likewise from lymphocyte %"
+    ("LYMPH%", "lymphocytes_percent"),
+    ("Lymphocytes %", "lymphocytes_percent"),
     # absolute neutrophils
     ("NEUT#", "neutrophils"),
     ("ANC", "neutrophils"),
@@ -117,6 +123,11 @@ UNITS_IN_HEADERS = [
     ("NEUT# [%]", ("neutrophils_percent", "%")),
     ("Reticulocytes (%)", ("reticulocytes_percent", "%")),
     ("RETIC (%)", ("reticulocytes_percent", "%")),
+    ("Lymphocytes (%)", ("lymphocytes_percent", "%")),  # clinical-rules §1 v2: lymphocyte %
+    # clinical-rules §1 v2: "21000-5 is RDW-SD in fL ... its own analyte `rdw_sd`": RDW in fL is RDW-SD
+    ("RDW-SD (fL)", ("rdw_sd", "fL")),
+    ("RDW SD [fL]", ("rdw_sd", "fL")),
+    ("RDW (fL)", ("rdw_sd", "fL")),
     # ... but not on a count without a twin: the unit stays, and the plan rejects it
     ("WBC (%)", ("wbc", "%")),
     ("Hb (%)", ("hemoglobin", "%")),
@@ -136,10 +147,7 @@ UNKNOWN = [
     "Ward",
     "Foo (K/uL)",
     "NEUT",  # neither absolute nor percentage: not guessed
-    "Lymph (%)",  # no lymphocyte percentage field exists
-    "RDW-SD",  # RDW-SD is a width in fL, not the RDW-CV (%) the engine means by RDW
-    "RDW-SD (fL)",
-    "RDW SD [fL]",
+    "Lymph (%)",  # "Lymph" alone names neither the count nor the percentage: not guessed
     "MPV",
     "Sodium",
 ]

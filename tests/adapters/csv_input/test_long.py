@@ -67,7 +67,8 @@ def cbcs(data: bytes, **kwargs) -> list[dict]:
         ("789-8", "rbc"), ("26453-1", "rbc"),
         ("787-2", "mcv"), ("30428-7", "mcv"),
         ("785-6", "mch"), ("786-4", "mchc"),
-        ("788-0", "rdw"), ("21000-5", "rdw"),
+        ("788-0", "rdw"), ("21000-5", "rdw_sd"),  # clinical-rules §1 v2: 21000-5 is RDW-SD, analyte rdw_sd
+        ("736-9", "lymphocytes_percent"), ("26478-8", "lymphocytes_percent"),  # clinical-rules §1 v2
         ("751-8", "neutrophils"), ("26499-4", "neutrophils"),
         ("731-0", "lymphocytes"), ("26474-7", "lymphocytes"),
         ("60474-4", "reticulocytes"), ("14196-0", "reticulocytes"),

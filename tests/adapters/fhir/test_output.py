@@ -298,11 +298,14 @@ def test_single_observation_gets_a_new_report():
 
 
 def test_unused_resources_are_listed_with_id_path_and_reason():
-    """A Synthea bundle: its RDW is in fL (RDW-SD), which the reader cannot use (reference_ranges/units.csv)."""
+    """A Synthea bundle whose RDW-SD Observations (21000-5, fL) are recoded as RDW-CV (788-0): a width in fL
+    cannot be RDW-CV (%), so the reader cannot use them (reference_ranges/units.csv). Unchanged, Synthea's
+    RDW-SD is used as `rdw_sd` (clinical-rules §1 v2)."""
     path = FIXTURES / "synthea-r4-bundles" / "Asa_Hermiston_4384bf23-1dc3-48ca-8c84-89fbaff201ae.json"
-    resource_in = json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    resource_in = json.loads(text.replace('"code": "21000-5"', '"code": "788-0"'))
     read = read_fhir(resource_in)
-    assert read.unused  # the fixture's RDW Observations in fL
+    assert read.unused  # the fixture's RDW Observations in fL, recoded as RDW-CV
     bundle = to_bundle(read, interpret(read), default_ruleset())
     validate(bundle)
     check_links(bundle)

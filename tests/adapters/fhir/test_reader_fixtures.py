@@ -58,11 +58,12 @@ def test_ghp_groups_the_cbc_panel_under_its_report_and_ignores_chemistry_and_uri
     cbc = read.cbcs[0]
     assert cbc.report_reference == "DiagnosticReport/ghp"
     assert cbc.document["collected_at"] == "2015-08-16T06:40:17Z"
-    # 51 Observations: 10 CBC analytes used and the CBC panel p2; the 7 other differential results
-    # (% and absolute monocytes, eosinophils, basophils, lymphocyte %), chemistry p1 + o1-o22 and
-    # urinalysis p3 + u1-u9 are ignored, as are the 3 Specimens.
-    assert len(cbc.observations) == 10
-    assert read.ignored == {"Observation": 40, "Specimen": 3}
+    # 51 Observations: 11 CBC analytes used (clinical-rules §1 v2: lymphocyte %, LOINC 736-9, is now one)
+    # and the CBC panel p2; the 6 other differential results (% and absolute monocytes, eosinophils,
+    # basophils), chemistry p1 + o1-o22 and urinalysis p3 + u1-u9 are ignored, as are the 3 Specimens.
+    assert len(cbc.observations) == 11
+    assert "lymphocytes_percent" in cbc.document["results"]
+    assert read.ignored == {"Observation": 39, "Specimen": 3}
 
 
 def test_f001_bloodexam_holds_only_references_so_each_is_unused_with_the_reason():
@@ -149,8 +150,12 @@ def test_jordan_cruickshank_alternative_codes_and_units():
     assert "rdw" not in results  # 30385-9 (RDW in %) is not a code of clinical-rules §1
 
 
-def test_synthea_rdw_in_fl_is_unused_for_every_panel():
+def test_synthea_rdw_sd_in_fl_is_used_for_every_panel():
+    """clinical-rules §1 v2: "21000-5 is RDW-SD in fL (Synthea sends it). Accept RDW-SD as its own analyte
+    `rdw_sd` (fL)": the Synthea RDW, once unused, is now read in every panel."""
     read = read_fhir(_load(_synthea("Micah_Schinner")))
-    rdw = [u for u in read.unused if u.reason.startswith("rdw: unit 'fL'")]
-    assert len(rdw) == 9  # one 21000-5 RDW in fL per panel (fixtures README: "RDW (21000-5) is given in fL")
-    assert len(read.unused) == 9
+    assert read.unused == []
+    assert len(read.cbcs) == 9  # one 21000-5 RDW in fL per panel (fixtures README: "RDW (21000-5) is given in fL")
+    for cbc in read.cbcs:
+        assert cbc.document["results"]["rdw_sd"]["unit"] == "fL"
+        assert "rdw" not in cbc.document["results"]

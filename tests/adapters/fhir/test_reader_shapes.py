@@ -234,11 +234,20 @@ def test_an_unknown_unit_is_passed_on_for_the_engine_to_name():
     assert cbc.locations["results.platelets.unit"] == "Observation(Observation/a).valueQuantity.code"
 
 
-def test_rdw_in_fl_is_a_different_measurement_and_is_unused():
+def test_rdw_cv_in_fl_is_a_different_measurement_and_is_unused():
+    """clinical-rules §1 v2: 788-0 is RDW-CV in %; a width in fL sent under 788-0 cannot be converted."""
     read = read_fhir(bundle(report("r", ["Observation/a", "Observation/b"]),
-                            observation("a", "777-3", 250, "10*3/uL"), observation("b", "21000-5", 45, "fL")))
+                            observation("a", "777-3", 250, "10*3/uL"), observation("b", "788-0", 45, "fL")))
     assert sorted(_one(read).document["results"]) == ["platelets"]
     assert read.unused[0].id == "b" and read.unused[0].reason.startswith("rdw: unit 'fL' cannot be used for rdw")
+
+
+def test_rdw_sd_21000_5_in_fl_is_its_own_analyte():
+    """clinical-rules §1 v2: "21000-5 is RDW-SD in fL ... Accept RDW-SD as its own analyte `rdw_sd` (fL)"."""
+    read = read_fhir(bundle(report("r", ["Observation/a", "Observation/b"]),
+                            observation("a", "777-3", 250, "10*3/uL"), observation("b", "21000-5", 45, "fL")))
+    assert _one(read).document["results"]["rdw_sd"] == {"value": 45, "unit": "fL"}
+    assert read.unused == []
 
 
 def test_a_value_without_a_unit_is_a_bare_number_in_the_canonical_unit():

@@ -1,0 +1,86 @@
+"""Numbers exact on bounds and numbers in text (clinical-rules §1 v2).
+
+- Every computed number (a unit conversion, a derived count, a computed MCHC, a delta) is rounded to
+  COMPARE_DIGITS (6) significant figures before it is compared: 9.309 mmol/L haemoglobin x
+  (1 / 0.6206) is 15.0 g/dL, on the bound, not 15.000000000x above it. `round_sig` does it for a
+  column, `round_sig_scalar` for one number.
+- Text writes a number to TEXT_DIGITS (3) significant figures, never across a threshold it was
+  compared with (149.99 below 150 is written 149.99, not 150; 15.0 on a bound of 15 stays 15) and
+  never as a raw float (0.540336 is 0.54): `text_number`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+#: Significant figures every computed number keeps before it is compared (clinical-rules §1 v2).
+COMPARE_DIGITS = 6
+#: Significant figures a number is written with in text, unless a threshold needs more (§1 v2).
+TEXT_DIGITS = 3
+#: Most digits a float can need to be written back exactly (17 significant figures).
+_MAX_DIGITS = 17
+
+
+def round_sig(values: np.ndarray | float, digits: int = COMPARE_DIGITS) -> np.ndarray:
+    """Values rounded to `digits` significant figures (vectorised; NaN, inf and 0 pass through).
+
+    The scaled value is rounded to an integer and divided by an exact power of ten, so the result is
+    the float nearest the decimal (15.0000000002 -> 15.0 exactly, 30.0000000004 -> 30.0).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x) & (x != 0)
+    if not finite.any():
+        return x.copy() if x.ndim else x
+    out = x.copy()
+    v = x[finite]
+    exponent = digits - 1 - np.floor(np.log10(np.abs(v))).astype(np.int64)
+    up = exponent >= 0
+    result = np.empty_like(v)
+    if up.any():
+        scale = 10.0 ** exponent[up]
+        result[up] = np.round(v[up] * scale) / scale
+    if (~up).any():
+        scale = 10.0 ** (-exponent[~up])
+        result[~up] = np.round(v[~up] / scale) * scale
+    out[finite] = result
+    return out
+
+
+def round_sig_scalar(x: float, digits: int = COMPARE_DIGITS) -> float:
+    """One number rounded to `digits` significant figures (NaN and inf unchanged)."""
+    x = float(x)
+    if not math.isfinite(x) or x == 0:
+        return x
+    return float(f"{x:.{digits}g}")
+
+
+def _positional(x: float, digits: int) -> str:
+    return np.format_float_positional(x, precision=digits, unique=True, fractional=False, trim="-")
+
+
+def _side(a: float, b: float) -> int:
+    return (a > b) - (a < b)
+
+
+def text_number(value: float | None, compared: Iterable[float] = ()) -> str:
+    """`value` as text: 3 significant figures, with as many more as keep it on the same side of (or on)
+    every threshold in `compared` (clinical-rules §1 v2). Never exponent notation, never binary noise.
+    None (a value not sent) is written "not sent"."""
+    if value is None:
+        return "not sent"
+    x = float(value)
+    if not math.isfinite(x):
+        return str(x)
+    bounds = [float(t) for t in compared if t is not None and math.isfinite(float(t))]
+    for digits in range(TEXT_DIGITS, _MAX_DIGITS + 1):
+        text = _positional(x, digits)
+        shown = float(text)
+        if all(_side(shown, t) == _side(x, t) for t in bounds):
+            return text
+    return _positional(x, _MAX_DIGITS)
+
+
+__all__ = ["COMPARE_DIGITS", "TEXT_DIGITS", "round_sig", "round_sig_scalar", "text_number"]
