@@ -239,7 +239,7 @@ def detail_anemia(view: TextView, i: int):
             f"the WHO cut-off of {fmt(low)} g/dL, the lowest that could apply with the sex not given "
             f"(the cut-off for {population}; the highest that could apply is {fmt(high)}) {cutoff_tags}"
         )
-    parts = [f"Haemoglobin {fmt(hb)} g/dL, below {cutoff_text}; {view.grade_text('hemoglobin', i)}."]
+    parts = [f"Haemoglobin {view.num('hemoglobin', i)} g/dL, below {cutoff_text}; {view.grade_text('hemoglobin', i)}."]
     if band is not None:
         parts.append(f"WHO severity for {population}: {band.label} {cite_tags(band.sources)}.")
     return " ".join(parts), band.label if band else None, {"hemoglobin": hb}
