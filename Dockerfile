@@ -1,5 +1,5 @@
 # labservice as a container: the wheel built from this checkout, installed into a venv, served by gunicorn
-# (`labservice serve`, the serving model of the README: gunicorn workers with labservice's own settings) as a
+# (`labservice serve`, the serving model of the README: a buffering front with gunicorn workers behind it, labservice's own settings) as a
 # non-root user. The embedded SQLite database, batch results and the session key live in the instance folder
 # /var/lib/labservice, a volume. With PostgreSQL and Redis, set DATABASE_URL and LABSERVICE_REDIS_URL
 # (docs/operations-and-security.md, "Run it in a container").

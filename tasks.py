@@ -3,7 +3,7 @@
 
 Each creates `.venv` when it is missing, installs the project with its test and lint extras (skipped while
 the stamp file holds the current hash of pyproject.toml and setup.py) and create `instance/`. Then `run`
-becomes gunicorn on 127.0.0.1:8000 with 2 workers (first saying how to make an API key and a dashboard
+becomes the buffering front on 127.0.0.1:8000 with gunicorn (2 workers) behind it (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
 """
 
@@ -69,10 +69,12 @@ def run() -> None:
     # On a fresh machine: say how to make the first API key and dashboard user (nothing works without them).
     subprocess.run([str(PYTHON), "-c", "from labservice.cli import print_credentials_hint; print_credentials_hint()"],
                    cwd=ROOT, check=False)
-    gunicorn = BIN / "gunicorn"
-    argv = [str(gunicorn), "-w", WORKERS, "-b", BIND, "wsgi:app"]
+    # The buffering front (labservice/serving/front.py) on BIND, gunicorn behind it on a private socket: slow
+    # clients cannot hold a worker and overload is refused by queue time (503 + Retry-After).
+    argv = [str(PYTHON), "-m", "labservice.serving.front", "--bind", BIND, "--", str(BIN / "gunicorn"), "-w",
+            WORKERS, "wsgi:app"]
     say(" ".join(argv[1:]))
-    os.execv(gunicorn, argv)
+    os.execv(PYTHON, argv)
 
 
 def test(pytest_args: list[str]) -> int:

@@ -71,7 +71,8 @@ def main() -> None:
     server = subprocess.Popen(
         [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": database_url},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": database_url,
+             "LABSERVICE_RATE_LIMIT": "off", "LABSERVICE_RATE_LIMIT_UPLOADS": "off"},  # capacity, as bench/load.py
     )
     try:
         wait_ready(port)

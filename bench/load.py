@@ -1,24 +1,28 @@
-"""Load: gunicorn (2 sync workers, wsgi:app, a throw-away database) on loopback, driven at a fixed arrival rate.
+"""Load: the service as `labservice serve` runs it (the buffering front, 2 gunicorn sync workers behind it, a
+throw-away database) on loopback: capacity, overload and slow clients (issue 12 items 3, 4 and 6).
 
-Usage: python bench/load.py [--rate 200] [--seconds 60] [--workers 2] [--database-url URL] [--smoke]
+Usage: python bench/load.py [--seconds 30] [--factor 3] [--workers 2] [--database-url URL] [--smoke]
+                            [--mix-rates 25,50]
 
-An open-loop generator (bench/openloop.py): request i is due at start + i / rate whatever happened to the
-ones before, so a slow answer does not slow the arrivals down (a closed-loop client would wait, send less and
-hide the queue: coordinated omission). Latency is measured from the time a request was *due* to its last
-byte; the time from the actual send is reported too, and how late the client sent (its own lag).
+1. **Capacity**: closed loop, twice as many callers as workers, each sending the next storing interpretation
+   (POST /api/v1/interpretations, one CBC of one of 2,000 patients with a new collection time: stored and
+   delta-checked) as soon as its last one is answered, for --capacity-seconds after a warm-up. Capacity is the
+   answered requests per second, measured before the overload and again after it; the overload's goodput is
+   compared with the higher of the two (the machine is shared, its speed drifts).
+2. **Overload**: open loop (bench/openloop.py: request i is due at start + i / rate whatever happened to the
+   ones before, so a queue shows as latency, not as fewer requests) of the same storing requests at --factor
+   times that capacity for --seconds. Targets (issue 12 item 3): no timeouts or resets (every request answered
+   200 or 503), every refusal (503 + Retry-After) within 500 ms of its due time, goodput (200s per second) at
+   least 90 % of the capacity measured in the same run, answered p99 <= 1 s.
+3. **Slow clients**: 20 sockets send a storing request a byte every 50 ms (ten the headers, ten the body) and
+   are held open while health checks and storing interpretations are sent one after the other for
+   --slow-seconds. Target (item 4): each answered within 1 s.
+4. With --mix-rates, the earlier mix (60 % storing interpretations, 5 % batch uploads of 10 rows, 35 %
+   signed-in worklist and patient pages) at each rate, open loop, --seconds each.
 
-The mix, drawn in a fixed pseudo-random order (seed 6):
-- 60 % interpretations: POST /api/v1/interpretations, one CBC of one of 2,000 patients with a new collection
-  time, so each is stored, delta-checked and may open or update a referral;
-- 5 % batch uploads: POST /api/v1/batches, a new CSV of 10 CBCs of those patients (stored too);
-- 35 % dashboard reads, signed in: the worklist (GET /dashboard/, two in three) and a patient's page.
-
-The API calls carry an API key (interpret and read scopes) and the dashboard reads a signed-in session cookie,
-both made in the throw-away database (bench/credentials.py); the rate limits are off for this server
-(LABSERVICE_RATE_LIMIT=off), since one key sends thousands of requests a minute. 200 patients (20 with
---smoke) are stored before the run so the worklist has a page to show. Errors are answers other than 200
-(201 for a new batch) and failed connections. Target: no errors and p99 <= 100 ms at 200 requests/s.
-Prints Markdown tables.
+The API calls carry an API key (interpret and read scopes) made in the throw-away database
+(bench/credentials.py); the rate limits are off for this server (LABSERVICE_RATE_LIMIT=off), since one key sends
+thousands of requests a minute. Latency is counted from the time a request was due. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,10 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from credentials import bearer, create_api_key, create_user, sign_in  # noqa: E402
-from openloop import Planned, Result, percentile, run_open_loop  # noqa: E402
+from openloop import APP_503, Planned, Result, percentile, run_closed_loop, run_open_loop  # noqa: E402
 
 HOST = "127.0.0.1"
-TARGET_P99_MS = 100.0
 PATIENTS = 2000
 SEEDED_PATIENTS = 200
 BATCH_ROWS = 10
@@ -62,29 +68,30 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(database_url: str, workers: int, work: Path):
+def served(database_url: str, workers: int, work: Path):
+    """`labservice serve -w N` on a free port: the buffering front, gunicorn behind it (as the README runs it)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url,
            "LABSERVICE_DATABASE_URL": database_url, "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
+           "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
            "LABSERVICE_CDS_FEEDBACK_FILE": str(work / "cds-feedback.jsonl"),
            "LABSERVICE_RATE_LIMIT": "off", "LABSERVICE_RATE_LIMIT_UPLOADS": "off"}
-    log = (work / "gunicorn.log").open("w")
-    server = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-w", str(workers), "-b",
-                               f"{HOST}:{port}", "--log-level", "warning", "--backlog", "2048", "wsgi:app"],
-                              cwd=ROOT, env=env, stdout=log, stderr=log)
+    log = (work / "serve.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "labservice.cli", "serve", "-w", str(workers), "-b",
+                               f"{HOST}:{port}"], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {server.returncode}; see {work / 'gunicorn.log'}")
+                raise RuntimeError(f"labservice serve exited with {server.returncode}; see {work / 'serve.log'}")
             try:
                 with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2):
                     break
-            except OSError:
+            except OSError:  # not listening yet, or 503 while the workers boot
                 if time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not answer /healthz") from None
+                    raise RuntimeError("labservice serve did not answer /healthz") from None
                 time.sleep(0.2)
-        yield port
+        yield port, server.pid
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -165,9 +172,16 @@ def seed_patients(port: int, api: dict[str, str], count: int) -> None:
         body = json.dumps(cbc(rng, patient, T0 - timedelta(days=1))).encode()
         request = urllib.request.Request(f"http://{HOST}:{port}/api/v1/interpretations", data=body, method="POST",
                                          headers={"Content-Type": "application/json", **api})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if response.status != 200:
-                raise RuntimeError(f"seeding answered {response.status}")
+        for attempt in range(10):  # a 503 (a worker still booting, the machine busy): retry after Retry-After
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"seeding answered {response.status}")
+                    break
+            except urllib.error.HTTPError as error:
+                if error.code != 503 or attempt == 9:
+                    raise
+                time.sleep(float(error.headers.get("Retry-After", "1")))
 
 
 def summarise(results: list[Result], seconds: float) -> list[dict]:
@@ -198,7 +212,7 @@ def print_run(rate: float, seconds: float, warmup: float, workers: int, database
               elapsed: float, loads: tuple[float, float]) -> dict:
     rows = summarise(results, seconds)
     lag = sorted(r.lag_ms for r in results)
-    print(f"\nLoad: gunicorn {workers} sync workers on loopback, {database}, open loop at {rate:g} requests/s for "
+    print(f"\nThe mix: `labservice serve -w {workers}` on loopback, {database}, open loop at {rate:g} requests/s for "
           f"{seconds:g} s ({len(results):,} requests; the last answer came {elapsed:.1f} s after the first request "
           f"was due), {warmup:g} s warm-up not counted; latency from the time each request was due. Client lag "
           f"p99 {percentile(lag, 99):.1f} ms; load average {loads[0]:.1f} before, {loads[1]:.1f} after, "
@@ -216,60 +230,313 @@ def print_run(rate: float, seconds: float, warmup: float, workers: int, database
     return overall
 
 
-def verdict(rate: float, overall: dict) -> str:
-    if overall["errors"] == 0 and overall["p99"] <= TARGET_P99_MS:
-        return "met"
-    return f"missed (p99 {overall['p99']:,.0f} ms, {overall['errors']:,} errors)"
+class CpuMeter:
+    """CPU seconds (user + system) used since the last reading by the front, by gunicorn (its master and
+    workers: the front's descendants) and by this load generator, read from /proc (Linux)."""
+
+    def __init__(self, front_pid: int) -> None:
+        self.front_pid = front_pid
+        self.last = self._now()
+
+    def since_last(self) -> dict[str, float]:
+        now = self._now()
+        used = {name: now[name] - self.last.get(name, 0.0) for name in now}
+        self.last = now
+        return used
+
+    def _now(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        times: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        descendants, frontier = set(), {self.front_pid}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - descendants
+            descendants |= frontier
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"front": times.get(self.front_pid, 0.0), "gunicorn": sum(times.get(pid, 0.0) for pid in descendants),
+                "generator": usage.ru_utime + usage.ru_stime}
+
+
+def storing_plan(count: int, port: int, api: dict[str, str], start_index: int) -> list[Planned]:
+    """`count` storing interpretations, each new (a new collection time, a second apart, in the past), of the
+    mix's 2,000 patients."""
+    rng = random.Random(7 + start_index)
+    plan = []
+    for i in range(start_index, start_index + count):
+        body = json.dumps(cbc(rng, rng.randrange(PATIENTS), T0 + timedelta(seconds=i))).encode()
+        plan.append(Planned("interpretation", request_bytes("POST", "/api/v1/interpretations", port, api, body,
+                                                            "application/json")))
+    return plan
+
+
+def measure_capacity(port: int, api: dict[str, str], clients: int, seconds: float, warmup: float,
+                     start_index: int, cpu: CpuMeter) -> dict:
+    if warmup:
+        run_closed_loop(HOST, port, storing_plan(int(warmup * 400) + 50, port, api, 5_000_000), clients, warmup)
+    cpu.since_last()  # the warm-up not counted
+    plan = storing_plan(int(seconds * 400) + 100, port, api, start_index)
+    started = time.perf_counter()
+    results = run_closed_loop(HOST, port, plan, clients, seconds)
+    elapsed = time.perf_counter() - started
+    ok = sorted(r.service_ms for r in results if r.status == 200)
+    return {"clients": clients, "seconds": elapsed, "requests": len(results), "ok": len(ok),
+            "per_second": len(ok) / elapsed, "p50": percentile(ok, 50), "p99": percentile(ok, 99),
+            "statuses": _count(str(r.status) for r in results)}
+
+
+def overload(port: int, api: dict[str, str], rate: float, seconds: float) -> dict:
+    plan = storing_plan(int(rate * seconds), port, api, 7_000_000)
+    started = time.perf_counter()
+    results = run_open_loop(HOST, port, plan, rate)
+    elapsed = time.perf_counter() - started
+    answered = sorted(r.latency_ms for r in results if r.status == 200)
+    refused = sorted(r.latency_ms for r in results if r.status in (503, APP_503))
+    errors = [r for r in results if r.status not in (200, 503, APP_503)]
+    lag = sorted(r.lag_ms for r in results)
+    return {"rate": rate, "seconds": seconds, "elapsed": elapsed, "requests": len(results),
+            "answered": len(answered), "refused": len(refused), "errors": len(errors),
+            "refused_by_app": sum(r.status == APP_503 for r in results),
+            "goodput": len(answered) / seconds, "answered_p50": percentile(answered, 50),
+            "answered_p99": percentile(answered, 99), "answered_max": answered[-1] if answered else float("nan"),
+            "refused_p99": percentile(refused, 99), "refused_max": refused[-1] if refused else 0.0,
+            "lag_p99": percentile(lag, 99), "statuses": _count(str(r.status) for r in results)}
+
+
+class Dribbler(threading.Thread):
+    """Sends one more byte on every slow socket each `interval` (the last byte held back) until stopped."""
+
+    def __init__(self, pending: list[tuple[socket.socket, bytes]], interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pending, self.interval, self.stopped = pending, interval, threading.Event()
+        self.sent = [0] * len(pending)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            for i, (sock, data) in enumerate(self.pending):
+                if self.sent[i] < len(data) - 1:
+                    try:
+                        sock.send(data[self.sent[i] : self.sent[i] + 1])
+                        self.sent[i] += 1
+                    except OSError:
+                        pass
+
+
+def _timed(url: str, data: bytes | None, headers: dict[str, str]) -> tuple[str, float]:
+    started = time.perf_counter()
+    try:
+        request = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+            status = str(answer.status)
+    except urllib.error.HTTPError as error:
+        status = str(error.code)
+    except OSError as error:
+        status = type(error).__name__
+    return status, (time.perf_counter() - started) * 1e3
+
+
+def slow_clients(port: int, api: dict[str, str], sockets: int, seconds: float) -> dict:
+    rng = random.Random(11)
+    slow, pending = [], []
+    for i in range(sockets):
+        sock = socket.create_connection((HOST, port), timeout=30)
+        body = json.dumps(cbc(rng, i, T0 + timedelta(days=200))).encode()
+        data = request_bytes("POST", "/api/v1/interpretations", port, api, body, "application/json")
+        head_end = data.index(b"\r\n\r\n") + 4
+        if i % 2:
+            sock.sendall(data[:head_end])
+            pending.append((sock, data[head_end:]))
+        else:
+            pending.append((sock, data))
+        slow.append(sock)
+    dribbler = Dribbler(pending)
+    dribbler.start()
+    health: list[tuple[str, float]] = []
+    stored: list[tuple[str, float]] = []
+    deadline = time.perf_counter() + seconds
+    n = 0
+    try:
+        while time.perf_counter() < deadline:
+            health.append(_timed(f"http://{HOST}:{port}/healthz", None, {}))
+            body = json.dumps(cbc(rng, n % PATIENTS, T0 + timedelta(days=250, seconds=n))).encode()
+            stored.append(_timed(f"http://{HOST}:{port}/api/v1/interpretations", body,
+                                 {"Content-Type": "application/json", **api}))
+            n += 1
+        still_open = 0
+        for sock in slow:
+            sock.setblocking(False)
+            try:
+                sock.recv(1)  # an answer, or b"" when the front closed it
+            except BlockingIOError:
+                still_open += 1  # nothing answered, not closed: still waiting for its request
+            except OSError:
+                pass
+    finally:
+        dribbler.stopped.set()
+        dribbler.join(timeout=5)
+        for sock in slow:
+            sock.close()
+    out = {"sockets": sockets, "still_open": still_open, "bytes_sent": sum(dribbler.sent), "seconds": seconds}
+    for name, rows in (("health", health), ("interpretation", stored)):
+        times = sorted(ms for _, ms in rows)
+        out[name] = {"requests": len(rows), "ok": sum(status == "200" for status, _ in rows),
+                     "p50": percentile(times, 50), "p99": percentile(times, 99), "max": times[-1] if times else 0.0,
+                     "statuses": _count(status for status, _ in rows)}
+    return out
+
+
+def print_cpu(parts: list[tuple[str, dict]]) -> None:
+    print("\nCPU used in each part (the share of the 2 cores the service got decides its capacity here):\n")
+    print("| CPU seconds used | front | gunicorn (master and workers) | load generator | gunicorn's cores "
+          "| gunicorn ms per 200 | front ms per request |")
+    print("|---|---|---|---|---|---|---|")
+    for name, part in parts:
+        cpu, ok = part["cpu"], part.get("ok", part.get("answered", 0))
+        wall = part.get("elapsed", part.get("seconds", 1.0))
+        print(f"| {name} | {cpu['front']:.1f} | {cpu['gunicorn']:.1f} | {cpu['generator']:.1f} "
+              f"| {cpu['gunicorn'] / wall:.2f} | {1e3 * cpu['gunicorn'] / max(ok, 1):.1f} "
+              f"| {1e3 * cpu['front'] / max(part['requests'], 1):.2f} |")
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def report(capacities: list[dict], over: dict, slow: dict, workers: int, database: str, factor: float,
+           loads: list[float]) -> bool:
+    """The tables; goodput is compared with the higher of the capacities measured before and after the overload
+    (the machine is shared: its speed drifts)."""
+    print(f"\nLoad ({database}; `labservice serve -w {workers}`: the front and {workers} gunicorn sync workers; "
+          f"{os.cpu_count()} cores; load average {', '.join(f'{x:.1f}' for x in loads)} at the start of each "
+          f"part and the end; the load generator runs on the same cores)\n")
+    print("| capacity: closed loop, storing interpretations | callers | seconds | answered/s | p50 ms | p99 ms "
+          "| statuses |")
+    print("|---|---|---|---|---|---|---|")
+    for name, capacity in zip(("before the overload", "after it"), capacities, strict=True):
+        print(f"| {name} | {capacity['clients']} | {capacity['seconds']:.1f} | {capacity['per_second']:.1f} "
+              f"| {capacity['p50']:.1f} | {capacity['p99']:.1f} | {capacity['statuses']} |")
+    capacity = max(capacities, key=lambda row: row["per_second"])
+    goodput_ok = over["goodput"] >= 0.9 * capacity["per_second"]
+    refusals_ok = over["refused_max"] <= 500
+    p99_ok = over["answered"] > 0 and over["answered_p99"] <= 1000
+    errors_ok = over["errors"] == 0
+    print(f"\n| overload: open loop at {factor:g} x capacity | value | target |")
+    print("|---|---|---|")
+    print(f"| sent | {over['requests']:,} at {over['rate']:.0f}/s for {over['seconds']:g} s (client lag p99 "
+          f"{over['lag_p99']:.0f} ms) | |")
+    print(f"| timeouts, resets, other statuses | {over['errors']:,} | 0: {met(errors_ok)} |")
+    print(f"| refused (503 + Retry-After) | {over['refused']:,} ({over['refused_by_app']:,} by the app); "
+          f"p99 {over['refused_p99']:.0f} ms, max "
+          f"{over['refused_max']:.0f} ms | every one <= 500 ms: {met(refusals_ok)} |")
+    share = 100 * over["goodput"] / max(capacity["per_second"], 1e-9)
+    print(f"| goodput (200/s) | {over['goodput']:.1f} = {share:.0f} % of the higher capacity "
+          f"({capacity['per_second']:.1f}/s) | >= 90 %: {met(goodput_ok)} |")
+    if all("cpu" in part for part in (*capacities, over)):
+        per_ok = [1e3 * part["cpu"]["gunicorn"] / max(part.get("ok", part.get("answered", 0)), 1)
+                  for part in (*capacities, over)]
+        cores = [part["cpu"]["gunicorn"] / part.get("elapsed", part.get("seconds", 1.0))
+                 for part in (*capacities, over)]
+        print(f"| gunicorn CPU per answered request | {per_ok[-1]:.1f} ms, against "
+              f"{' and '.join(f'{x:.1f}' for x in per_ok[:-1])} ms at capacity; gunicorn had {cores[-1]:.2f} cores, "
+              f"against {' and '.join(f'{x:.2f}' for x in cores[:-1])} | |")
+    print(f"| answered latency from due | p50 {over['answered_p50']:.0f} ms, p99 {over['answered_p99']:.0f} ms, "
+          f"max {over['answered_max']:.0f} ms | p99 <= 1,000 ms: {met(p99_ok)} |")
+    print(f"| statuses | {over['statuses']} | |")
+    health, stored = slow["health"], slow["interpretation"]
+    slow_ok = (health["ok"] == health["requests"] and stored["ok"] == stored["requests"]
+               and max(health["max"], stored["max"]) <= 1000 and slow["still_open"] == slow["sockets"])
+    print(f"\n| slow clients: {slow['sockets']} sockets sending a byte each 50 ms, held open {slow['seconds']:g} s "
+          "| requests | answered 200 | p50 ms | p99 ms | max ms | target |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in (("health check", health), ("storing interpretation", stored)):
+        print(f"| {name} | {row['requests']} | {row['ok']} | {row['p50']:.1f} | {row['p99']:.1f} | {row['max']:.1f} "
+              f"| each <= 1,000 ms: {met(row['ok'] == row['requests'] and row['max'] <= 1000)} |")
+    print(f"\nSlow sockets still open and unanswered at the end: {slow['still_open']} of {slow['sockets']} "
+          f"({slow['bytes_sent']:,} bytes dribbled).")
+    verdicts = {"no errors": errors_ok, "refusals <= 500 ms": refusals_ok, "goodput >= 90 %": goodput_ok,
+                "answered p99 <= 1 s": p99_ok, "slow clients": slow_ok}
+    print("\nTargets: " + "; ".join(f"{name}: {met(ok)}" for name, ok in verdicts.items()) + ".", flush=True)
+    return all(verdicts.values())
+
+
+def run_mix(port: int, api: dict[str, str], session: dict[str, str], seeded: int, rates: list[float],
+            seconds: float, warmup: float, workers: int, database: str) -> None:
+    summary: list[tuple[float, dict]] = []
+    for number, rate in enumerate(rates):
+        offset = number * 10**6
+        run_open_loop(HOST, port, plan_requests(int(warmup * rate), port, api, session, seeded,
+                                                start_index=offset + 900_000), rate)
+        planned = plan_requests(int(seconds * rate), port, api, session, seeded, start_index=offset)
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        results = run_open_loop(HOST, port, planned, rate)
+        elapsed = time.perf_counter() - started
+        overall = print_run(rate, seconds, warmup, workers, database, results, elapsed,
+                            (load_before, os.getloadavg()[0]))
+        summary.append((rate, overall))
+    print(f"\nThe mix, all requests, {database}, {seconds:g} s per rate (503 refusals count as errors here):\n")
+    print("| requests/s sent | answered/s | p50 ms | p99 ms | max ms | errors |")
+    print("|---|---|---|---|---|---|")
+    for rate, overall in summary:
+        print(f"| {rate:g} | {overall['answered_per_second']:.1f} | {overall['p50']:,.1f} | {overall['p99']:,.1f} "
+              f"| {overall['max']:,.1f} | {overall['errors']:,} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=200.0, help="requests per second (arrivals)")
-    parser.add_argument("--rates", default=None,
-                        help="several rates one after the other on the same server, e.g. 25,50,100,200")
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=30.0, help="overload duration (and per mix rate)")
+    parser.add_argument("--factor", type=float, default=3.0, help="overload arrival rate / measured capacity")
+    parser.add_argument("--capacity-seconds", type=float, default=15.0)
+    parser.add_argument("--slow-seconds", type=float, default=8.0, help="below FRONT_HEADER_TIMEOUT (10 s)")
+    parser.add_argument("--slow-sockets", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds at the same rate, not measured")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up, not measured")
     parser.add_argument("--database-url", default=None, help="default: a throw-away SQLite file")
-    parser.add_argument("--smoke", action="store_true", help="5 s at 50/s after 1 s of warm-up (CI)")
+    parser.add_argument("--mix-rates", default=None, help="also run the mix at these rates, e.g. 25,50")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI): 2 s capacity, 3 s overload, 2 s "
+                                                             "slow clients with 5 sockets")
     args = parser.parse_args()
     if args.smoke:
-        args.rate, args.rates, args.seconds, args.warmup = 50.0, None, 5.0, 1.0
-    rates = [float(rate) for rate in args.rates.split(",")] if args.rates else [args.rate]
+        args.seconds, args.capacity_seconds, args.slow_seconds, args.slow_sockets, args.warmup = 3.0, 2.0, 2.0, 5, 1.0
     work = Path(tempfile.mkdtemp(prefix="labservice-load-"))
     url = args.database_url or f"sqlite:///{work / 'load.sqlite'}"
     database = "SQLite" if args.database_url is None else "PostgreSQL" if "postgresql" in url else url.split(":")[0]
-    summary: list[tuple[float, dict]] = []
     try:
         api = bearer(create_api_key(url, ("interpret", "read")))
         username = create_user(url)
-        with gunicorn(url, args.workers, work) as port:
-            session = sign_in(f"http://{HOST}:{port}", username)
+        with served(url, args.workers, work) as (port, front_pid):
             seeded = 20 if args.smoke else SEEDED_PATIENTS
             seed_patients(port, api, seeded)
-            for number, rate in enumerate(rates):
-                offset = number * 10**6  # every run's requests are new (collection times, batch files)
-                warm = plan_requests(int(args.warmup * rate), port, api, session, seeded, start_index=offset + 900_000)
-                run_open_loop(HOST, port, warm, rate)
-                planned = plan_requests(int(args.seconds * rate), port, api, session, seeded, start_index=offset)
-                load_before = os.getloadavg()[0]
-                started = time.perf_counter()
-                results = run_open_loop(HOST, port, planned, rate)
-                elapsed = time.perf_counter() - started
-                overall = print_run(rate, args.seconds, args.warmup, args.workers, database, results, elapsed,
-                                    (load_before, os.getloadavg()[0]))
-                print(f"\nTarget: no errors and p99 <= {TARGET_P99_MS:g} ms at {rate:g} requests/s: "
-                      f"{verdict(rate, overall)}.", flush=True)
-                summary.append((rate, overall))
+            loads = [os.getloadavg()[0]]
+            cpu = CpuMeter(front_pid)
+            before = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup, 6_000_000, cpu)
+            before["cpu"] = cpu.since_last()
+            loads.append(os.getloadavg()[0])
+            over = overload(port, api, args.factor * before["per_second"], args.seconds)
+            over["cpu"] = cpu.since_last()
+            loads.append(os.getloadavg()[0])
+            after = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, 0, 6_500_000, cpu)
+            after["cpu"] = cpu.since_last()
+            loads.append(os.getloadavg()[0])
+            slow = slow_clients(port, api, args.slow_sockets, args.slow_seconds)
+            report([before, after], over, slow, args.workers, database, args.factor, loads)
+            print_cpu([("capacity before", before), ("overload", over), ("capacity after", after)])
+            if args.mix_rates:
+                session = sign_in(f"http://{HOST}:{port}", username)
+                rates = [float(rate) for rate in args.mix_rates.split(",")]
+                run_mix(port, api, session, seeded, rates, args.seconds, args.warmup, args.workers, database)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if len(summary) > 1:
-        print(f"\nAll requests, {database}, {args.seconds:g} s per rate:\n")
-        print("| requests/s sent | answered/s | p50 ms | p99 ms | max ms | errors | target p99 <= 100 ms, no errors |")
-        print("|---|---|---|---|---|---|---|")
-        for rate, overall in summary:
-            print(f"| {rate:g} | {overall['answered_per_second']:.1f} | {overall['p50']:,.1f} | {overall['p99']:,.1f} "
-                  f"| {overall['max']:,.1f} | {overall['errors']:,} | {verdict(rate, overall)} |")
     return 0
 
 

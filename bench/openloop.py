@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 #: A request not answered within this many seconds counts as an error.
 TIMEOUT_SECONDS = 30.0
+#: The status recorded for a 503 that gunicorn's worker wrote (the app's queue-time check), as opposed to the
+#: front's own 503 (no `Server: gunicorn` header): both are refusals.
+APP_503 = "503 (app)"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ async def _exchange(host: str, port: int, payload: bytes) -> int:
     head = data.split(b"\r\n", 1)[0].split()
     if len(head) < 2 or not head[1].isdigit():
         raise ConnectionError("no HTTP status line")
+    if head[1] == b"503" and b"\r\nserver: gunicorn" in data.split(b"\r\n\r\n", 1)[0].lower():
+        return APP_503  # refused by the app (labservice/serving/queue_time.py), not by the front before it
     return int(head[1])
 
 
@@ -103,3 +108,26 @@ def _raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+
+
+async def _closed(host: str, port: int, plan: list[Planned], clients: int, seconds: float) -> list[Result]:
+    results: list[Result] = []
+    deadline = time.perf_counter() + seconds
+    cursor = iter(range(len(plan)))
+
+    async def client() -> None:
+        for index in cursor:
+            if time.perf_counter() >= deadline:
+                return
+            now = time.perf_counter()
+            await _one(host, port, plan[index], now, results)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return results
+
+
+def run_closed_loop(host: str, port: int, plan: list[Planned], clients: int, seconds: float) -> list[Result]:
+    """`clients` callers, each sending the next planned request as soon as its last one is answered, for `seconds`
+    (or until the plan runs out): how many requests per second the server completes when it is never idle."""
+    _raise_open_files_limit()
+    return asyncio.run(_closed(host, port, plan, clients, seconds))

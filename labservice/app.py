@@ -25,6 +25,7 @@ from labservice.middleware.idempotency import register_idempotency
 from labservice.middleware.ratelimit import register_rate_limits
 from labservice.middleware.text_input import register_text_input
 from labservice.serving.log_lines import register_logging
+from labservice.serving.queue_time import QueueTimeEdge
 from labservice.store.database import Database, database_url, migrate_if_it_answers
 
 
@@ -49,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_idempotency(app)  # wraps the views that store, so after every blueprint
     register_error_handlers(app)
     register_rate_limits(app)  # after authentication: limits are per caller
+    register_load_shedding(app)
     return app
 
 
@@ -94,3 +96,10 @@ def register_database(app: Flask) -> None:
 def register_ruleset(app: Flask) -> None:
     """Load and validate the rule tables once, at startup (raises RulesetError with file:line)."""
     app.extensions[RULESET_EXTENSION] = load_ruleset(app.config["REFERENCE_RANGES"])
+
+
+def register_load_shedding(app: Flask) -> None:
+    """Outermost WSGI wrapper: a request that waited longer than QUEUE_TIME_BUDGET_MS for a worker is answered
+    503 with Retry-After before any other hook runs (no authentication, no database); it also takes the
+    client's address from the front (labservice.serving.queue_time)."""
+    app.wsgi_app = QueueTimeEdge(app.wsgi_app, app.config["QUEUE_TIME_BUDGET_MS"])  # type: ignore[method-assign]

@@ -16,7 +16,8 @@ DEFAULT_WORKERS = 2
 
 
 def serve(bind: str, workers: int) -> int:
-    """Replace this process with gunicorn serving the app factory."""
+    """Replace this process with the buffering front on `bind` (labservice.serving.front), which runs gunicorn
+    serving the app factory behind it: slow clients cannot hold a worker, and overload is refused by queue time."""
     scripts = Path(sys.executable).parent
     gunicorn = scripts / "gunicorn"
     executable = str(gunicorn) if gunicorn.exists() else shutil.which("gunicorn")
@@ -29,11 +30,10 @@ def serve(bind: str, workers: int) -> int:
         "python:labservice.serving.gunicorn_conf",  # JSON logs, no URLs
         "-w",
         str(workers),
-        "-b",
-        bind,
         "labservice.app:create_app()",
     ]
-    os.execv(executable, argv)
+    front = [sys.executable, "-m", "labservice.serving.front", "--bind", bind, "--", *argv]
+    os.execv(sys.executable, front)
     return 0  # not reached
 
 

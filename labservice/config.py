@@ -128,6 +128,21 @@ class Settings:
     #: retry then runs it again instead of answering 409. On the same machine a dead worker's claim is taken
     #: over at once.
     IDEMPOTENCY_LEASE_SECONDS: int = 120
+    #: Load shedding: a request that waited longer than this many milliseconds for a worker, counted from the
+    #: X-Request-Start stamp of the front or proxy (labservice.serving.queue_time), is answered 503 with
+    #: Retry-After at once, before any work; the front (labservice.serving.front) refuses the same way a request
+    #: it has held that long, or would hold that long at the rate requests are being served.
+    QUEUE_TIME_BUDGET_MS: int = 200
+    #: The front: most requests handed to gunicorn at once (0: twice the workers); the others wait in the front.
+    FRONT_UPSTREAM_CONNECTIONS: int = 0
+    #: The front: most requests waiting for gunicorn; one more is refused at once (503, Retry-After).
+    FRONT_MAX_WAITING: int = 512
+    #: The front: most client connections open at once (slow or idle ones included); more wait in the backlog.
+    FRONT_MAX_CONNECTIONS: int = 1024
+    #: The front: seconds a client has to send a request's line and headers (all of them), and the longest
+    #: silence allowed while it sends the body; then the connection is closed (408 when nothing was answered).
+    FRONT_HEADER_TIMEOUT: int = 10
+    FRONT_BODY_TIMEOUT: int = 30
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"

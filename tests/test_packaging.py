@@ -173,6 +173,9 @@ def test_serve_runs_gunicorn_with_the_packaged_settings_module_not_a_file_in_the
     monkeypatch.setattr("os.execv", lambda executable, argv: called.append(argv))
     assert main(["serve", "--bind", "127.0.0.1:8123", "--workers", "3"]) == 0
     (argv,) = called
-    assert argv[argv.index("-c") + 1] == "python:labservice.serving.gunicorn_conf"
-    assert argv[argv.index("-b") + 1] == "127.0.0.1:8123" and argv[argv.index("-w") + 1] == "3"
-    assert argv[-1] == "labservice.app:create_app()"
+    # Issue 12 item 4: serve runs the buffering front on the address, gunicorn behind it (after "--").
+    front, gunicorn = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    assert front[1:3] == ["-m", "labservice.serving.front"] and front[front.index("--bind") + 1] == "127.0.0.1:8123"
+    assert gunicorn[gunicorn.index("-c") + 1] == "python:labservice.serving.gunicorn_conf"
+    assert gunicorn[gunicorn.index("-w") + 1] == "3" and "-b" not in gunicorn
+    assert gunicorn[-1] == "labservice.app:create_app()"

@@ -190,6 +190,10 @@ def test_hostile_fhir_text_in_a_cds_card_is_escaped_markdown(client):
 def test_a_hostile_mrn_in_the_dashboard_link_of_a_card_is_url_quoted(client):
     observations = spec_example_observations()
     record = patient("pat2", mrn=f"{JS_URL}/{IMG}")
+    # The link is given only for a patient the record of results has (issue 14 item 2): store one CBC first.
+    stored = client.post("/api/v1/interpretations", json={"patient": {"id": f"{JS_URL}/{IMG}"},
+                                                         "results": {"platelets": 200}})
+    assert stored.status_code == 200, stored.get_data(as_text=True)
     card = card_for(client, observations, record)
     [link] = card["links"]
     assert link["url"].startswith("http://localhost/dashboard/patients/")

@@ -215,8 +215,8 @@ def detail_anemia(view: TextView, i: int):
         youngest = youngest_cutoff_age(view.rs)
         return (
             f"Haemoglobin {view.num('hemoglobin', i)} g/dL, below the laboratory's lower limit {fmt(low)} g/dL; "
-            f"there is no WHO cut-off under {youngest}, so the laboratory's range decides and no WHO severity "
-            "applies [S9]; "
+            f"there is no WHO cut-off under {youngest}, so the laboratory's range decides "
+            f"and no WHO severity applies [S9]; "
             f"{view.grade_text('hemoglobin', i)}.",
             None,
             {"hemoglobin": hb},
@@ -253,14 +253,14 @@ def detail_erythrocytosis(view: TextView, i: int):
     if view.extra("erythrocytosis", "absolute", i):
         key = f"absolute_erythrocytosis_hematocrit_{sex}"
         text = (
-            f"Haematocrit {fmt(hct)} %, above {view.t[key]} % for {who} {view.tags(key)}: an absolute "
+            f"Haematocrit {view.num('hematocrit', i)} %, above {view.t[key]} % for {who} {view.tags(key)}: an absolute "
             "erythrocytosis, without the need for a red cell mass measurement; it needs investigation of its cause."
         )
         label = "absolute_erythrocytosis"
     else:
         key = f"erythrocytosis_hematocrit_{sex}"
         text = (
-            f"Haematocrit {fmt(hct)} %, above {view.t[key]} % for {who} {view.tags(key)}: a raised "
+            f"Haematocrit {view.num('hematocrit', i)} %, above {view.t[key]} % for {who} {view.tags(key)}: a raised "
             "haematocrit to repeat and, if persistent, investigate."
         )
         label = "raised_hematocrit"

@@ -91,8 +91,8 @@ def detail_critical_value(view: TextView, i: int):
             value = view.v(analyte, i)
             flag = FLAG_NAMES[int(view.r.flags[analyte][i])]
             text = (
-                f"{view.rs.analytes[analyte].label.lower()} {view.num(analyte, i, value)} (flagged {flag} by the "
-                "laboratory, honoured whatever the service's own limit, clinical-rules §3)"
+                f"{view.rs.analytes[analyte].label.lower()} {view.num(analyte, i, value)} "
+                f"(flagged {flag} by the laboratory, honoured whatever the service's own limit, clinical-rules §3)"
             )
         else:
             th = view.rs.threshold(key)
