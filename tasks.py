@@ -3,7 +3,8 @@
 
 Each creates `.venv` when it is missing, installs the project with its test and lint extras (skipped while
 the stamp file holds the current hash of pyproject.toml and setup.py) and create `instance/`. Then `run`
-becomes the buffering front on 127.0.0.1:8000 with gunicorn (2 workers) behind it (first saying how to make an API key and a dashboard
+runs the buffering front on 127.0.0.1:8000 with gunicorn (2 workers) behind it and the batch job worker beside
+it (first saying how to make an API key and a dashboard
 user when the database has none), and `test` runs pytest with any further arguments and exits with its code.
 """
 
@@ -70,11 +71,15 @@ def run() -> None:
     subprocess.run([str(PYTHON), "-c", "from labservice.cli import print_credentials_hint; print_credentials_hint()"],
                    cwd=ROOT, check=False)
     # The buffering front (labservice/serving/front.py) on BIND, gunicorn behind it on a private socket: slow
-    # clients cannot hold a worker and overload is refused by queue time (503 + Retry-After).
+    # clients cannot hold a worker and overload is refused by queue time (503 + Retry-After). Beside it the batch
+    # job worker (labservice worker), with the same runner as `labservice serve`: both stop when either ends.
     argv = [str(PYTHON), "-m", "labservice.serving.front", "--bind", BIND, "--", str(BIN / "gunicorn"), "-w",
             WORKERS, "wsgi:app"]
-    say(" ".join(argv[1:]))
-    os.execv(PYTHON, argv)
+    say(" ".join(argv[1:]) + ", and beside it the batch job worker (labservice worker)")
+    code = subprocess.run([str(PYTHON), "-c", "import sys; from labservice.cli import run_beside; "
+                           "sys.exit(run_beside(sys.argv[1:-1], [sys.executable, '-m', 'labservice.cli', "
+                           "sys.argv[-1]]))", *argv, "worker"], cwd=ROOT, check=False).returncode
+    sys.exit(code)
 
 
 def test(pytest_args: list[str]) -> int:

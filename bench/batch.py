@@ -15,8 +15,11 @@ about 10 % abnormal CBCs, about 1 % bad lines) into a temporary directory and me
      (from its --summary JSON).
 This process never imports pandas and writes no file itself: on Linux a child's peak RSS starts at its
 parent's RSS when it is forked, so a big parent would inflate every child's figure.
-Prints a table. Usage: python bench/batch.py [--smoke | --rows N]
+Prints a table. Usage: python bench/batch.py [--smoke | --rows N] [--upload-only | --no-upload]
 Targets (2-core machine): end to end <= 3 x the read_csv floor, and <= 1536 MB peak RSS.
+
+Then (bench/batch_upload.py) the same kind of file with patient ids uploaded over HTTP as a batch job, timed
+from upload to done on SQLite and PostgreSQL (10^6 rows; --smoke: 2,000): target <= 300 s.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SIZES = (100_000, 1_000_000)
 SMOKE_SIZES = (1_000, 10_000)
+UPLOAD_SIZES = (1_000_000,)
+SMOKE_UPLOAD_SIZES = (2_000,)
 TARGET_RATIO = 3.0
 TARGET_PEAK_MB = 1536.0
 SAMPLE_SECONDS = 0.1
@@ -271,6 +276,9 @@ def main() -> int:
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--smoke", action="store_true", help="tiny sizes (10^3 and 10^4), as CI runs it")
     sizes.add_argument("--rows", type=int, help="one custom size")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--upload-only", action="store_true", help="only the batch upload job (bench/batch_upload.py)")
+    parts.add_argument("--no-upload", action="store_true", help="only the CSV command against read_csv")
     parser.add_argument("--write-csv", help=argparse.SUPPRESS)
     parser.add_argument("--read-csv", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -281,6 +289,26 @@ def main() -> int:
         read_csv_child(args.read_csv)
         return 0
     chosen = (args.rows,) if args.rows else SMOKE_SIZES if args.smoke else SIZES
+    failures: list[str] = []
+    if not args.upload_only:
+        failures += run_cli_table(chosen)
+    if not args.no_upload:
+        from batch_upload import run as run_upload
+
+        uploads = (args.rows,) if args.rows else SMOKE_UPLOAD_SIZES if args.smoke else UPLOAD_SIZES
+        failures += run_upload(uploads, write_csv_in_child)
+    for failure in failures:
+        print(f"bench/batch.py: FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def write_csv_in_child(path: Path, rows: int) -> None:
+    """The file written by a child process (this one stays small: see the docstring)."""
+    subprocess.run([sys.executable, __file__, "--write-csv", str(path), "--rows", str(rows)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def run_cli_table(chosen: tuple[int, ...]) -> list[str]:
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="labservice-bench-batch-") as tmp:
         workdir = Path(tmp)
@@ -294,9 +322,7 @@ def main() -> int:
             result = measure(n, workdir, with_cli)
             print(table_row(result), flush=True)
             failures += problems(result)
-    for failure in failures:
-        print(f"bench/batch.py: FAILED: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return failures
 
 
 if __name__ == "__main__":

@@ -58,10 +58,10 @@ def _one(host: str, port: int, request: bytes) -> tuple[int, float]:
     return status, time.perf_counter() - start
 
 
-def _client(host: str, port: int, requests: list[bytes], seconds: float, out: mp.Queue) -> None:
+def _client(host: str, port: int, requests: list[bytes], seconds: float, out: mp.Queue, start: int = 0) -> None:
     latencies, statuses = [], {}
     deadline = time.perf_counter() + seconds
-    i = 0
+    i = start
     while time.perf_counter() < deadline:
         status, latency = _one(host, port, requests[i % len(requests)])
         i += 1
@@ -87,7 +87,12 @@ def run_load(host: str, port: int, requests: list[bytes], seconds: float = 10.0,
     """Drive the server with `clients` closed-loop processes for `seconds`."""
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(host, port, requests, seconds, queue)) for _ in range(clients)]
+    # Each client starts at its own place in `requests`, so a pool of distinct requests (storing CBCs that must not
+    # be duplicates) is shared out rather than sent once per client.
+    procs = [
+        ctx.Process(target=_client, args=(host, port, requests, seconds, queue, k * len(requests) // clients))
+        for k in range(clients)
+    ]
     start = time.perf_counter()
     for p in procs:
         p.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -15,9 +16,10 @@ DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_WORKERS = 2
 
 
-def serve(bind: str, workers: int) -> int:
-    """Replace this process with the buffering front on `bind` (labservice.serving.front), which runs gunicorn
-    serving the app factory behind it: slow clients cannot hold a worker, and overload is refused by queue time."""
+def serve(bind: str, workers: int, job_worker: bool = True) -> int:
+    """The buffering front on `bind` (labservice.serving.front), which runs gunicorn serving the app factory behind
+    it (slow clients cannot hold a worker, and overload is refused by queue time), and, beside it, the batch job
+    worker (`labservice worker`): both stop when either does, or on SIGINT/SIGTERM."""
     scripts = Path(sys.executable).parent
     gunicorn = scripts / "gunicorn"
     executable = str(gunicorn) if gunicorn.exists() else shutil.which("gunicorn")
@@ -32,9 +34,55 @@ def serve(bind: str, workers: int) -> int:
         str(workers),
         "labservice.app:create_app()",
     ]
+    from labservice.config import load_settings
+
     front = [sys.executable, "-m", "labservice.serving.front", "--bind", bind, "--", *argv]
-    os.execv(sys.executable, front)
-    return 0  # not reached
+    if not job_worker or load_settings()["JOB_QUEUE"].strip() == "immediate":  # no queue to consume
+        os.execv(sys.executable, front)
+        return 0  # not reached
+    return run_beside(front, [sys.executable, "-m", "labservice.cli", "worker"])
+
+
+def run_beside(server: list[str], worker: list[str]) -> int:
+    """Run the server and the job worker as two child processes until one ends or a signal comes; then stop the
+    other (SIGTERM, then SIGKILL after 30 s) and return the server's exit code."""
+    import signal
+    import subprocess
+
+    worker_process = subprocess.Popen(worker)
+    server_process = subprocess.Popen(server)
+    children = (server_process, worker_process)
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with contextlib.suppress(ChildProcessError):
+        os.wait()  # the first child to end
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return server_process.returncode or 0
+
+
+def worker(threads: int | None) -> int:
+    """Run batch jobs from the queue (JOB_QUEUE) until SIGINT/SIGTERM."""
+    import logging
+
+    from labservice.app import create_app
+    from labservice.services.job_queue import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run_worker(create_app(), threads)
 
 
 def init_db(url: str | None) -> int:
@@ -116,7 +164,7 @@ def list_keys(args: argparse.Namespace) -> int:
 
 
 def revoke_key(args: argparse.Namespace) -> int:
-    """Revoke an API key by name; it is refused from the next request on."""
+    """Revoke an API key by name; it is refused within API_KEY_CACHE_SECONDS (5 s) on every worker."""
     from labservice.security.keys import ApiKeyError
     from labservice.security.keys import revoke_key as revoke
 
@@ -301,7 +349,7 @@ def interpret(args: argparse.Namespace) -> int:
     import tempfile
 
     from labservice.batch import BatchFileError, run_batch
-    from labservice.batch.progress import SHOW_FROM_BYTES, ProgressBar
+    from labservice.batch.progress import SHOW_FROM_BYTES, ProgressBar, bytes_per_line, chunk_rows_for_steps
     from labservice.config import load_settings
     from labservice.core.ruleset import RulesetError, load_ruleset
 
@@ -320,6 +368,20 @@ def interpret(args: argparse.Namespace) -> int:
     total = None if args.input == "-" else os.fstat(source.fileno()).st_size
     show = args.progress or (args.progress is None and sys.stderr.isatty() and (total or 0) >= SHOW_FROM_BYTES)
     bar = ProgressBar(total) if show else None
+    on_chunk = None
+    if bar is not None and total:  # the bar moves per chunk, by the rows done (labservice.batch.progress)
+        head = source.peek(1 << 16)[: 1 << 16] if hasattr(source, "peek") else b""
+        if not args.chunk_rows:
+            options.chunk_rows = chunk_rows_for_steps(total, head, options.chunk_rows)
+        per_line = bytes_per_line(head)
+
+        def on_chunk(summary, bytes_read: int) -> None:
+            if summary.shape == "wide" and per_line is not None:
+                lines = 1 + summary.rows_out + summary.blank_lines  # the header too
+                bar(min(bytes_read, int(lines * per_line)))
+            else:
+                bar(bytes_read)
+
     if args.output == "-":
         target, temporary = sys.stdout, None
     else:
@@ -339,6 +401,7 @@ def interpret(args: argparse.Namespace) -> int:
                 ruleset=ruleset,
                 progress=bar,
                 jobs=args.jobs,
+                on_chunk=on_chunk,
             )
     except BatchFileError as error:
         print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)
@@ -428,6 +491,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", "-w", type=int, default=DEFAULT_WORKERS, help=f"worker processes (default {DEFAULT_WORKERS})"
     )
 
+    serve_parser.add_argument(
+        "--no-job-worker",
+        action="store_true",
+        help="do not start the batch job worker beside gunicorn (run `labservice worker` elsewhere)",
+    )
+    worker_parser = commands.add_parser(
+        "worker", help="run the batch upload jobs (JOB_QUEUE: sqlite by default, or redis://...)"
+    )
+    worker_parser.add_argument("--threads", type=int, default=None, help="job threads (default JOB_WORKERS, 1)")
+
     _add_interpret_parser(commands)
     mllp.add_parser(commands)
 
@@ -453,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return serve(args.bind, args.workers)
+        return serve(args.bind, args.workers, not args.no_job_worker)
+    if args.command == "worker":
+        return worker(args.threads)
     if args.command == "interpret":
         return interpret(args)
     if args.command == "mllp":

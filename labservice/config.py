@@ -48,6 +48,22 @@ class Settings:
     #: Bytes of batch results one API key (or dashboard user) may keep at a time (16 GiB); an upload that would
     #: go over answers 507 (413 when its results alone are larger) and keeps nothing.
     BATCH_QUOTA_BYTES: int = 16 * 1024 * 1024 * 1024
+    #: Where CSV upload jobs wait for the job worker (`labservice worker`, started beside gunicorn by `labservice
+    #: serve` and `python3 tasks.py run`): "sqlite" (the file <instance folder>/jobs.sqlite3; no server needed),
+    #: "sqlite:///<path>", "redis://host:port/db" (several machines share one queue), or "immediate" (the job runs
+    #: inside the upload request: tests and single-process embedding only).
+    JOB_QUEUE: str = "sqlite"
+    #: Name of the queue (Redis: part of its keys), so several services can share one broker.
+    JOB_QUEUE_NAME: str = "labservice-batches"
+    #: Job worker threads per `labservice worker` process.
+    JOB_WORKERS: int = 1
+    #: A running batch job whose worker has not reported for this many seconds is taken over by another worker
+    #: (one whose process is gone on the same machine is taken over at once); the chunks it committed are kept.
+    BATCH_JOB_LEASE_SECONDS: int = 120
+    #: Rows per chunk of a batch job: each chunk's CBCs are stored in one transaction with the job's progress
+    #: (memory is bounded by the chunk). On SQLite that transaction holds the one write lock, so other writers
+    #: (storing requests, audit rows of reads) wait for one chunk at most: keep a chunk well under the busy timeout.
+    BATCH_CHUNK_ROWS: int = 10_000
     #: Database URL; empty means the SQLite file <instance folder>/labservice.sqlite. DATABASE_URL (no prefix) also
     #: works.
     DATABASE_URL: str = ""
@@ -102,6 +118,9 @@ class Settings:
     #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or networks, comma-separated
     #: (e.g. "127.0.0.1, 10.0.0.0/8"). Empty: the headers are ignored and the peer's address is the client's.
     TRUSTED_PROXIES: str = ""
+    #: Seconds a worker keeps an API key it found valid without asking the database again (0: ask on every
+    #: request). A revoked key is refused within this many seconds (labservice.security.key_cache).
+    API_KEY_CACHE_SECONDS: float = 5.0
     #: Requests per caller (API key, user; anonymous callers by address): N/second|minute|hour|day, or off.
     RATE_LIMIT: str = "600/minute"
     #: CSV uploads per caller, on top of RATE_LIMIT.
@@ -172,6 +191,14 @@ def _coerce(raw: str, kind: type, name: str) -> Any:
         if number < 1:
             raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be a positive integer")
         return number
+    if kind is float:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not a number") from None
+        if not seconds >= 0:
+            raise ValueError(f"{ENV_PREFIX}{name}={raw!r} must be 0 or more")
+        return seconds
     return raw
 
 

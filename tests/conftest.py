@@ -43,6 +43,10 @@ from tests.credentials import add_test_credentials, anonymous
 from tests.databases import empty_tables, throwaway_postgresql
 from tests.hypothesis_profiles import chosen_profile, register_profiles
 
+#: Batch upload jobs run inside the upload request in the tests (huey's immediate mode), so a test and every
+#: server it starts need no job worker; tests/batch/test_jobs*.py run real workers on SQLite and Redis queues.
+os.environ.setdefault("LABSERVICE_JOB_QUEUE", "immediate")
+
 register_profiles()
 settings.load_profile(chosen_profile())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -122,6 +123,26 @@ def test_progress_bar_on_request(tmp_path):
     done = run([str(source), "-o", str(tmp_path / "out.csv"), "--progress", "--quiet"])
     assert done.returncode == 0
     assert "100%" in done.stderr and "MB" in done.stderr
+
+
+def test_the_progress_bar_moves_per_chunk_on_a_file_smaller_than_one_chunk(tmp_path):
+    """Issue 12 item 1: the CLI's bar is updated per chunk; it used to jump from 0 to 100 % on a file under one chunk
+    (100,000 rows). With a bar the file is read in at least PROGRESS_STEPS chunks, and the bar follows the rows."""
+    from labservice.batch.progress import PROGRESS_STEPS
+
+    rows = [f"S{i},{20 + i % 400},{6 + i % 10},{0.2 + (i % 30) / 10}" for i in range(6000)]
+    lines = ["Sample ID,PLT,HGB,NEUT#", *rows]
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = run([str(source), "-o", str(tmp_path / "out.csv"), "--progress", "--quiet"])
+    assert done.returncode == 0, done.stderr
+    shown = [int(p) for p in re.findall(r"\]\s*(\d+)%", done.stderr)]
+    assert shown == sorted(shown) and shown[-1] == 100
+    between = [p for p in shown if 0 < p < 100]
+    assert len(set(between)) >= PROGRESS_STEPS // 2, shown  # it moves, chunk after chunk
+    with_bar = (tmp_path / "out.csv").read_bytes()
+    assert run([str(source), "-o", str(tmp_path / "plain.csv"), "--quiet"]).returncode == 0
+    assert (tmp_path / "plain.csv").read_bytes() == with_bar  # the chunk size does not change the output
 
 
 def test_worker_processes_give_the_same_file_as_one_process(tmp_path):

@@ -274,13 +274,24 @@ class MarrowSchema(Schema):
 
 
 class ContextSchema(Schema):
-    """Clinical context the caller states (clinical-rules §10 v2 PLASMIC items, §11 v2 treatment)."""
+    """Clinical context the caller states (clinical-rules §10 v2 PLASMIC items, §11 v2; §12 v2 heparin exposure)."""
 
     myelosuppressive_therapy = _nullable_bool(
         metadata={
             "description": "Chemotherapy or another marrow-suppressing treatment in the last 6 weeks: "
             "aplastic-anaemia criteria are not applied and a critical low count is a possible expected nadir"
         }
+    )
+    heparin_started_at = fields.AwareDateTime(
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "When heparin was started (ISO 8601 with a UTC offset): the 4Ts fall and timing items "
+            "over the patient's stored CBCs since then (clinical-rules §12)"
+        },
+    )
+    heparin_in_previous_30_days = _nullable_bool(
+        metadata={"description": "Heparin given in the 30 days before this start (4Ts timing item, §12)"}
     )
     # What the PLASMIC score reads besides the counts (clinical-rules §10 v2), as the caller states it.
     active_cancer = StrictBoolean(allow_none=True)

@@ -18,12 +18,19 @@ from marshmallow import EXCLUDE, Schema, fields
 
 from labservice.api.common import problem_doc as _problem
 from labservice.api.common import schema_ref as _ref
+from labservice.api.health import add_readiness_check
 from labservice.api.schemas import URGENCIES, ProblemSchema
-from labservice.batch.results_store import BatchStore, StoredBatch
+from labservice.batch.results_store import BatchStore, is_batch_id
+from labservice.errors import Problem
 from labservice.extensions import STORE_EXTENSION, current_store
-from labservice.middleware.audit_trail import touched_batch
+from labservice.middleware.audit_trail import touched_batch, touched_resource
+from labservice.services.batch_jobs import find_job, job_fields
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
+from labservice.services.job_queue import current_queue, register_job_queue
+from labservice.serving.metrics import add_live_gauge
+from labservice.store.batch_jobs import DONE
+from labservice.store.models import BatchJob
 
 if TYPE_CHECKING:
     from flask_smorest import Api
@@ -123,6 +130,9 @@ class BatchSummarySchema(Schema):
     bytes_read = fields.Integer()
 
 
+JOB_STATES = ["queued", "running", "done", "failed"]
+
+
 class BatchLinksSchema(Schema):
     self = fields.String(metadata={"example": "/api/v1/batches/4b2d0f6c9e1a7b3d5f8e2c4a6b9d1e3f"})
     csv = fields.String(metadata={"example": "/api/v1/batches/4b2d0f6c9e1a7b3d5f8e2c4a6b9d1e3f/result.csv"})
@@ -144,8 +154,35 @@ class BatchSchema(Schema):
     already_uploaded = fields.Boolean(
         metadata={"description": "Upload answers only: true when this batch existed and was not interpreted again"}
     )
+    status = fields.String(
+        required=True,
+        metadata={
+            "enum": JOB_STATES,
+            "description": "The batch's job: queued, running, done (results ready) or failed",
+        },
+    )
+    progress = fields.Float(
+        metadata={"description": "Fraction of the file's bytes read and stored, 0 to 1 (1 only when done)"}
+    )
+    rows_read = fields.Integer(metadata={"description": "Data rows read so far (the summary's rows_in when done)"})
+    interpreted = fields.Integer(metadata={"description": "Rows interpreted so far"})
+    stored = fields.Integer(metadata={"description": "CBCs with a patient id newly stored so far"})
+    rejected = fields.Integer(metadata={"description": "Rows with an error instead of an interpretation so far"})
+    bytes_read = fields.Integer(metadata={"description": "Bytes of the file read so far"})
+    bytes_total = fields.Integer(metadata={"description": "Bytes of the uploaded file"})
+    created_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When it was queued"})
+    started_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When a worker began"})
+    finished_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When it ended"})
+    errors = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "A failed job's problems (status, title, detail, errors naming file, mapping or quota)"
+        },
+    )
     mapping = fields.Dict(metadata={"description": "The mapping the file was read with, in canonical form"})
-    summary = fields.Nested(BatchSummarySchema, required=True)
+    summary = fields.Nested(
+        BatchSummarySchema, allow_none=True, metadata={"description": "The run's summary once done; null before"}
+    )
     links = fields.Nested(BatchLinksSchema, required=True)
 
 
@@ -175,18 +212,27 @@ GONE = _problem(
 # --- views --------------------------------------------------------------------------------------
 
 
+NOT_DONE = _problem(
+    "The batch's job is not done (queued, running or failed): poll the batch until its `status` is done."
+)
+
+
 @blp.route("/batches", methods=["POST"])
 @blp.doc(
-    summary="Interpret a CSV file of CBCs",
+    summary="Upload a CSV file of CBCs: a job interprets and stores every row",
     description=(
         "multipart/form-data with the CSV in `file` and, optionally, a mapping document (JSON text) in "
-        "`mapping`. The answer is a summary (rows in, interpreted, rejected, counts by urgency and by "
-        "finding) with links to every row's interpretation as CSV and as JSON, in input order. Uploads up "
-        "to MAX_UPLOAD_BYTES (256 MiB by default) are accepted. The same file with the same mapping is "
-        "recognised by its SHA-256: it answers 200 with `already_uploaded: true` and is not interpreted "
-        "again. A `?store=false` upload is a batch of its own: it never answers for the storing upload of the "
-        "same file. Results are kept BATCH_RETENTION_DAYS (30 by default) and count against the caller's "
-        "BATCH_QUOTA_BYTES."
+        "`mapping`. The file is kept and a job is queued: the answer is 202 Accepted with the batch resource "
+        "(`status` queued, then running, done or failed; `progress` from 0 to 1; the rows read, interpreted, "
+        "stored and rejected) and its URL in `Location`. Poll it (GET) until `status` is done: it then carries "
+        "the summary (rows in, interpreted, rejected, counts by urgency and by finding) and links to every row's "
+        "interpretation as CSV and as JSON, in input order. Uploads up to MAX_UPLOAD_BYTES (256 MiB by "
+        "default) are accepted. The file's size, row count, encoding and header are checked before it is "
+        "queued (413, 422); what the job finds later is in the batch's `errors`. The same file with the same "
+        "mapping is recognised by its SHA-256: it answers the batch already made (200) or its job (202) with "
+        "`already_uploaded: true`, and is not interpreted again. A `?store=false` upload is a batch of its own: "
+        "it never answers for the storing upload of the same file. Results are kept BATCH_RETENTION_DAYS (30 "
+        "by default) and count against the caller's BATCH_QUOTA_BYTES."
     ),
     requestBody={
         "required": True,
@@ -198,23 +244,23 @@ GONE = _problem(
         },
     },
     responses={
-        "201": {
-            "description": "A new batch: interpreted and stored.",
+        "202": {
+            "description": "The upload is kept and its job queued (or this file's job is already queued or running): "
+            "the batch resource; poll its `Location`.",
             "headers": {"Location": {"description": "The batch's URL", "schema": {"type": "string"}}},
             "content": {"application/json": {"schema": _ref("Batch")}},
         },
         "200": {
-            "description": "This file was already uploaded with this mapping: the stored batch.",
+            "description": "This file was already uploaded with this mapping and its batch is done: the batch.",
             "content": {"application/json": {"schema": _ref("Batch")}},
         },
         "413": _problem(
-            "The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows, or "
-            "its results alone are larger than BATCH_QUOTA_BYTES (nothing is interpreted or stored "
-            "then)."
+            "The upload is larger than MAX_UPLOAD_BYTES, or has more than MAX_BATCH_ROWS data rows (nothing is "
+            "interpreted or stored then)."
         ),
         "507": _problem(
-            "The batch results this API key or user keeps are at BATCH_QUOTA_BYTES, or this batch's "
-            "would take them over it: the detail says the bytes used and the limit; nothing is kept."
+            "The batch results this API key or user keeps are at BATCH_QUOTA_BYTES: the detail says the bytes "
+            "used and the limit; nothing is kept."
         ),
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem(
@@ -224,14 +270,16 @@ GONE = _problem(
     },
 )
 def create_batch() -> ResponseReturnValue:
-    """Upload a CSV file of CBCs and interpret every row"""
-    stored, created = receive_upload()
-    return _answer(stored, already_uploaded=not created, status=201 if created else 200)
+    """Upload a CSV file of CBCs; a job interprets and stores every row"""
+    batch_id, queued = receive_upload()
+    job = find_job(batch_id)
+    done = current_store().get(batch_id) is not None and (job is None or job.status == DONE)
+    return _answer(batch_id, job, already_uploaded=not queued, status=200 if done and not queued else 202)
 
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
 @blp.doc(
-    summary="A batch's summary and links",
+    summary="A batch: its job's status and progress, then its summary and links",
     responses={
         "200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
         "404": NOT_FOUND,
@@ -239,10 +287,14 @@ def create_batch() -> ResponseReturnValue:
     },
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
-    """The summary of an uploaded batch"""
-    found = find_batch(batch_id)
+    """A batch: its job's progress while it runs, its summary once done"""
+    job = find_job(batch_id) if is_batch_id(batch_id) else None
+    if job is not None and job.status != DONE:
+        touched_resource(f"batch {batch_id}", "read")
+        return _answer(batch_id, job, already_uploaded=None, status=200)
+    find_batch(batch_id)  # 404, 410
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
-    return _answer(found, already_uploaded=None, status=200)
+    return _answer(batch_id, job, already_uploaded=None, status=200)
 
 
 @blp.route("/batches/<batch_id>/result.csv", methods=["GET"])
@@ -256,11 +308,13 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
             {"type": "string", "format": "binary"},
         ),
         "404": NOT_FOUND,
+        "409": NOT_DONE,
         "410": GONE,
     },
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
+    _check_done(batch_id)
     return send_batch_result(find_batch(batch_id), "csv")  # noted in the audit trail
 
 
@@ -274,35 +328,60 @@ def get_batch_csv(batch_id: str) -> ResponseReturnValue:
             {"type": "array", "items": {"type": "object"}},
         ),
         "404": NOT_FOUND,
+        "409": NOT_DONE,
         "410": GONE,
     },
 )
 def get_batch_json(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as JSON"""
+    _check_done(batch_id)
     return send_batch_result(find_batch(batch_id), "json")  # noted in the audit trail
 
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _links(batch_id: str) -> dict[str, str]:
-    return {
-        "self": url_for("batches.get_batch", batch_id=batch_id),
-        "csv": url_for("batches.get_batch_csv", batch_id=batch_id),
-        "json": url_for("batches.get_batch_json", batch_id=batch_id),
+def _check_done(batch_id: str) -> None:
+    job = find_job(batch_id) if is_batch_id(batch_id) else None
+    if job is not None and job.status != DONE:
+        raise Problem(
+            409,
+            f"The batch's job is {job.status}: its results can be downloaded once its status is done "
+            f"(GET {url_for('batches.get_batch', batch_id=batch_id)}).",
+            title="Batch Not Done",
+        )
+
+
+def _links(batch_id: str, done: bool) -> dict[str, str]:
+    links = {"self": url_for("batches.get_batch", batch_id=batch_id)}
+    if done:
+        links["csv"] = url_for("batches.get_batch_csv", batch_id=batch_id)
+        links["json"] = url_for("batches.get_batch_json", batch_id=batch_id)
+    return links
+
+
+def _answer(batch_id: str, job: BatchJob | None, *, already_uploaded: bool | None, status: int) -> ResponseReturnValue:
+    stored = current_store().get(batch_id) if job is None or job.status == DONE else None
+    record = stored.record if stored is not None else {}
+    body: dict[str, Any] = {
+        "batch_id": batch_id,
+        "content_sha256": record.get("content_sha256") or (job.content_sha256 if job is not None else None),
     }
-
-
-def _answer(stored: StoredBatch, *, already_uploaded: bool | None, status: int) -> ResponseReturnValue:
-    record = stored.record
-    body: dict[str, Any] = {"batch_id": stored.batch_id, "content_sha256": record["content_sha256"]}
     if already_uploaded is not None:
         body["already_uploaded"] = already_uploaded
-    links = _links(stored.batch_id)
-    body.update(mapping=record["mapping"], summary=record["summary"], links=links)
+    body.update(job_fields(job, record.get("summary")))
+    done = stored is not None
+    if done and body["status"] != DONE:
+        body["status"] = DONE
+    links = _links(batch_id, done)
+    body.update(
+        mapping=record.get("mapping") if done else (job.mapping if job is not None else {}),
+        summary=record.get("summary") if done else None,
+        links=links,
+    )
     response = current_app.json.response(body)
     response.status_code = status
-    if status == 201:
+    if status == 202:
         response.headers["Location"] = links["self"]
     return response
 
@@ -310,6 +389,10 @@ def _answer(stored: StoredBatch, *, already_uploaded: bool | None, status: int) 
 def register(api: Api, app: Flask) -> None:
     """Register the blueprint, its documented schemas and the app's batch store."""
     app.extensions[STORE_EXTENSION] = BatchStore(app.config["BATCH_DIRECTORY"])
+    register_job_queue(app)
+    queue = current_queue(app)
+    add_readiness_check(app, "job_queue", queue.answers)  # /readyz
+    add_live_gauge("labservice_batch_jobs_waiting", "Batch upload jobs waiting in the job queue", queue.waiting)
     components = api.spec.components
     components.schema("BatchUpload", schema=BatchUploadSchema)
     components.schema("BatchDuplicateExample", schema=DuplicateExampleSchema)

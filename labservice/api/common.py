@@ -10,6 +10,7 @@ from flask import current_app
 
 from labservice.errors import BODY_PATH, PROBLEM_CONTENT_TYPE, Problem
 from labservice.extensions import current_database, current_ruleset
+from labservice.middleware.audit_trail import audit_in_transaction
 from labservice.query import store_requested
 from labservice.services.store_results import Keep, keep_in
 
@@ -74,4 +75,10 @@ def keep_requested(source: str = "json") -> Keep | None:
     ?store=false."""
     if not store_requested():
         return None
-    return keep_in(current_database(), current_ruleset(), current_app.config["DELTA_WINDOW_DAYS"], source=source)
+    return keep_in(
+        current_database(),
+        current_ruleset(),
+        current_app.config["DELTA_WINDOW_DAYS"],
+        source=source,
+        before_commit=audit_in_transaction,  # the audit rows in the storing transaction: both kept, or neither
+    )

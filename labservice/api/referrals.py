@@ -410,9 +410,11 @@ NOT_FOUND = _problem("No referral with this id.")
 @blp.doc(
     summary="The referral worklist",
     description=(
-        "Referrals of stored CBCs, most urgent first (immediate, urgent, soon, routine), then the most recent "
-        "collection first. Without `status` only open referrals (new, acknowledged) are listed; `status=all` "
-        "lists every status. `from` and `to` are UTC days and include the whole of `to`. `counts` gives the "
+        "Referrals of stored CBCs, most urgent first (immediate, urgent, soon, routine); within an urgency the most "
+        "severe first (a critical value before none, then the lowest platelet count, then the lowest neutrophil "
+        "count of the CBC shown), then the most recent collection first. Without `status` only open referrals "
+        "(new, acknowledged) are listed; `status=all` lists every status. `from` and `to` are UTC days and "
+        "include the whole of `to`. `counts` gives the "
         "open referrals per urgency whatever the filters; `links.next` and `links.prev` keep the filters."
     ),
     responses={

@@ -248,6 +248,44 @@ class InterpretationSchema(Schema):
         "StoredSchema",
         metadata={"description": "Only when the CBC was stored (it has a patient id and store was not false)"},
     )
+    hit_4ts = fields.Nested(
+        "Hit4TsSchema",
+        metadata={
+            "description": "Only when context.heparin_started_at was given: the 4Ts items the counts and dates can "
+            "score over the patient's stored CBCs since heparin started (clinical-rules §12), and those not assessed"
+        },
+    )
+
+
+class Hit4TsItemSchema(Schema):
+    points = fields.Integer(allow_none=True, metadata={"description": "0, 1 or 2; null: not assessed"})
+    reason = fields.String(metadata={"description": "Why the item is not assessed (or why it scores as it does)"})
+    baseline = fields.Float(metadata={"description": "Fall item: the highest count from the day heparin started"})
+    baseline_collected_at = fields.String()
+    platelets = fields.Float()
+    fall_percent = fields.Float()
+    nadir = fields.Float(metadata={"description": "Fall item: the lowest count since heparin started"})
+    onset_collected_at = fields.String(allow_none=True)
+    onset_day = fields.Integer(
+        allow_none=True, metadata={"description": "Timing item: calendar days after the day heparin started"}
+    )
+
+
+class Hit4TsSchema(Schema):
+    """The heparin-induced thrombocytopenia 4Ts items (clinical-rules §12 v2)."""
+
+    heparin_started_at = fields.String(allow_none=True)
+    heparin_in_previous_30_days = fields.Boolean(allow_none=True)
+    assessed = fields.Boolean(metadata={"description": "False when the CBC was not stored with a patient id"})
+    reason = fields.String()
+    items = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(("fall", "timing", "thrombosis", "other_causes"))),
+        values=fields.Nested(Hit4TsItemSchema),
+    )
+    points = fields.Integer(metadata={"description": "The points of the items assessed"})
+    not_assessed = fields.List(fields.String())
+    pattern = fields.Boolean(metadata={"description": "Fall and timing score 2 + 2"})
+    sources = fields.List(fields.String())
 
 
 class DeltaPreviousSchema(Schema):

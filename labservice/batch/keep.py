@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import numpy as np
@@ -84,12 +85,24 @@ def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> Keep
             when = [None if np.isnat(t) else pd.Timestamp(t, tz="UTC").to_pydatetime() for t in times]
         items = []
         for i, row in enumerate(rows.tolist()):
-            doc = {"collected_at": when[i], "patient": {"id": patients[i]}}
+            doc = {"collected_at": when[i], "patient": {"id": patients[i]}, "context": _context(parsed.table, row)}
             raw = {"line": int(parsed.lines[row]), "values": reported[i]}
             items.append(to_store(doc, raw, result.cols, at[i], patients[i], answers[i]))
         return sum(1 for stored in keep(items) if not stored.duplicate)
 
     return keep_rows
+
+
+def _context(table: dict[str, np.ndarray], row: int) -> dict[str, Any]:
+    """The heparin context of a row (clinical-rules §12 v2) as the JSON API's `context` holds it."""
+    out: dict[str, Any] = {}
+    started = table.get("heparin_started_at")
+    if started is not None and started[row] == started[row]:
+        out["heparin_started_at"] = datetime.fromtimestamp(float(started[row]), UTC)
+    recent = table.get("heparin_in_previous_30_days")
+    if recent is not None and recent[row] == recent[row]:
+        out["heparin_in_previous_30_days"] = bool(recent[row] == 1.0)
+    return out
 
 
 class QuotaExceeded(Exception):

@@ -50,6 +50,18 @@ def output_analytes(analytes: list[str]) -> list[str]:
     return [a for a in ANALYTES if a in present]
 
 
+def check_readable(source: IO[bytes], options: BatchOptions, ruleset: Ruleset | None = None) -> None:
+    """Raise BatchFileError (or MappingError) now when the file cannot be read as CBCs at all, as run_batch would at
+    its start: its encoding, delimiter and header (the first block only; the stream is rewound)."""
+    check_options(options)
+    rs = ruleset or default_ruleset()
+    source.seek(0)
+    stream = HashingStream(source)
+    dialect = sniff(stream.peek_sample(SAMPLE_BYTES), options, complete=stream.exhausted)
+    plan_columns(dialect.header, options, rs)
+    source.seek(0)
+
+
 def run_batch(
     source: IO[bytes],
     *,
@@ -60,12 +72,14 @@ def run_batch(
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
     keep_rows: KeepRows | None = None,
+    on_chunk: Callable[[BatchSummary, int], None] | None = None,
 ) -> BatchSummary:
     """Interpret every CBC of a CSV file; write one output row per input CBC (or unreadable line).
 
     Raises BatchFileError when the file as a whole is unusable (nothing is written then).
     `keep_rows` (see labservice.batch.keep) stores the rows with a patient id; it runs in this
-    process, so it implies one job.
+    process, so it implies one job. `on_chunk` is called after every chunk with the summary so far and the bytes
+    read (a batch job reports its progress with it).
     """
     if keep_rows is not None:
         jobs = 1
@@ -120,8 +134,10 @@ def run_batch(
         for sink, text in zip(sinks, texts, strict=True):
             sink.write(text)
         summary.merge(part, FIRST_ERRORS)
-        if progress:
+        if progress and not on_chunk:
             progress(stream.bytes_read)
+        if on_chunk:
+            on_chunk(summary, stream.bytes_read)
     for sink in sinks:
         sink.close()
     stream.drain()

@@ -9,18 +9,19 @@ A CBC without a collection time, or with no previous CBC in the window, has no d
 assessed", never "no change"). The previous CBC may be stored history or an earlier CBC of the
 same call.
 
-One implementation: `compare_with_previous` finds each CBC's previous one (a sorted list per patient,
-so storing one CBC against its few previous ones costs microseconds, not a DataFrame merge) and applies
-the rules once, vectorised over every compared CBC. `delta_block` and `delta_findings` turn a result into
+One implementation, vectorised over numpy arrays: `previous_of` finds each CBC's previous one with one
+lexsort over the pool (the patient's stored history and the CBCs being stored), and `delta_rules` applies the
+rules once over every compared pair. `compare_with_previous` runs both on plain CBCs (DeltaCbc): storing one CBC
+against its few previous ones costs tens of microseconds, and a batch chunk of thousands of CBCs takes the same
+path (no pandas, no per-patient Python loop). `delta_block` and `delta_findings` turn a result into
 the answer's delta block and findings; `delta_checks` gives the same results as a table.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from labservice.core.vocabulary import URGENCY_NAMES
 DELTA_CODES = ("platelet_drop", "new_cytopenia")
 CYTOPENIAS = ("thrombocytopenia", "neutropenia", "anemia", "leukopenia", "lymphopenia")
 URGENCY_CHANGES = ("de-escalated", "unchanged", "escalated")
+_CYTOPENIA_BITS = {name: 1 << position for position, name in enumerate(CYTOPENIAS)}
 #: Columns of the tables delta_checks takes (findings and not_assessed are lists of codes).
 DELTA_INPUT = ("patient", "collected_at", "platelets", "urgency_rank", "findings", "not_assessed", "ref")
 
@@ -63,10 +65,93 @@ class Delta:
 
 def cytopenia_bits(codes: Sequence[Collection[str]]) -> np.ndarray:
     """Bit i set when CYTOPENIAS[i] is among a row's codes."""
-    bits = np.zeros(len(codes), dtype=np.int64)
-    for position, name in enumerate(CYTOPENIAS):
-        bits |= np.fromiter((name in row for row in codes), dtype=bool, count=len(codes)).astype(np.int64) << position
-    return bits
+    # One pass in Python and one array: a row holds a handful of codes, and a one-row call (a single CBC) pays no
+    # per-cytopenia numpy overhead.
+    return np.fromiter(
+        (sum(bit for name, bit in _CYTOPENIA_BITS.items() if name in row) for row in codes),
+        dtype=np.int64,
+        count=len(codes),
+    )
+
+
+#: Microseconds since the epoch of a CBC without a collection time (never compared, never a previous one).
+NO_TIME = np.iinfo(np.int64).min
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def time_codes(times: Sequence[datetime | None]) -> np.ndarray:
+    """Timezone-aware times as int64 microseconds since the epoch (exact); NO_TIME for None."""
+    return np.fromiter(
+        (NO_TIME if at is None else (at - _EPOCH) // _MICROSECOND for at in times), dtype=np.int64, count=len(times)
+    )
+
+
+def previous_of(patients: np.ndarray, times: np.ndarray, window: timedelta) -> np.ndarray:
+    """For each CBC of a pool (`patients`: integer codes, `times`: time_codes), the position of the same
+    patient's CBC collected last before it (strictly earlier, at most `window` earlier), or -1. Of CBCs collected
+    at the same time, the last one listed. Vectorised: one lexsort, no per-patient Python loop."""
+    n = len(patients)
+    out = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return out
+    order = np.lexsort((np.arange(n), times, patients))  # by patient, then time, then position
+    pat, at = patients[order], times[order]
+    starts = np.ones(n, dtype=bool)  # where a (patient, time) group begins in the sorted order
+    starts[1:] = (pat[1:] != pat[:-1]) | (at[1:] != at[:-1])
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    before = group_start - 1  # the last CBC of the group collected just earlier (if the same patient's)
+    safe = np.maximum(before, 0)
+    found = (
+        (before >= 0)
+        & (pat[safe] == pat)
+        & (at != NO_TIME)
+        & (at[safe] != NO_TIME)
+        & (at - at[safe] <= window // _MICROSECOND)
+    )
+    out[order[found]] = order[safe[found]]
+    return out
+
+
+@dataclass(frozen=True)
+class DeltaArrays:
+    """The delta rules applied to CBCs (`compared`) and their previous ones, as arrays (one entry per compared
+    CBC): what compare_with_previous returns as Delta objects, and what a batch chunk uses as is."""
+
+    platelet_fall_percent: np.ndarray  # float64, shown to 0.1 (unless that crosses the threshold; §1 v2); NaN: missing
+    platelet_drop: np.ndarray  # bool
+    new_cytopenia_bits: np.ndarray  # int64, bit i: CYTOPENIAS[i] is new
+    urgency_change: np.ndarray  # int64 index into URGENCY_CHANGES
+
+
+def delta_rules(
+    platelets_now: np.ndarray,
+    platelets_before: np.ndarray,
+    rank_now: np.ndarray,
+    rank_before: np.ndarray,
+    findings_now: np.ndarray,
+    findings_before: np.ndarray,
+    not_assessed_before: np.ndarray,
+    rs: Ruleset,
+) -> DeltaArrays:
+    """The rules over arrays of compared pairs (findings as cytopenia_bits): platelet fall and drop (thresholds.csv
+    platelet_drop; S23, S24), new cytopenias (present now, decided absent before; S24), urgency change."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Rounded to 6 significant figures before it is compared (clinical-rules §1 v2: exact on bounds).
+        fall = round_sig(
+            np.where(platelets_before > 0, (platelets_before - platelets_now) / platelets_before * 100.0, np.nan)
+        )
+    threshold = rs.value("platelet_drop")
+    drop = fall >= threshold
+    # Shown to 0.1 %, unless that would put it across the threshold it was compared with (§1 v2).
+    shown = np.round(fall, 1)
+    shown = np.where((shown >= threshold) == drop, shown, fall)
+    return DeltaArrays(
+        platelet_fall_percent=shown,
+        platelet_drop=drop,
+        new_cytopenia_bits=findings_now & ~findings_before & ~not_assessed_before,
+        urgency_change=np.sign(rank_now - rank_before) + 1,
+    )
 
 
 def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc], window: timedelta) -> list[int | None]:
@@ -74,27 +159,18 @@ def previous_positions(current: Sequence[DeltaCbc], history: Sequence[DeltaCbc],
     before it (strictly earlier, at most `window` earlier), or None. Of CBCs collected at the same time, the
     last one listed."""
     pool = [*history, *current]
-    times: dict[str, list[tuple[datetime, int]]] = {}
-    for position, cbc in enumerate(pool):
-        if cbc.collected_at is not None:
-            times.setdefault(cbc.patient, []).append((cbc.collected_at, position))
-    for entries in times.values():
-        entries.sort(key=lambda entry: entry[0])  # stable: equal times keep the order listed
-    out: list[int | None] = []
-    for cbc in current:
-        at = cbc.collected_at
-        entries = times.get(cbc.patient, []) if at is not None else []
-        before = bisect_left(entries, at, key=lambda entry: entry[0]) - 1 if entries else -1
-        found = at is not None and before >= 0 and at - entries[before][0] <= window
-        out.append(entries[before][1] if found else None)
-    return out
+    codes: dict[str, int] = {}
+    patients = np.fromiter((codes.setdefault(cbc.patient, len(codes)) for cbc in pool), dtype=np.int64, count=len(pool))
+    found = previous_of(patients, time_codes([cbc.collected_at for cbc in pool]), window)
+    return [None if position < 0 else int(position) for position in found[len(history) :].tolist()]
 
 
 def compare_with_previous(
     current: Sequence[DeltaCbc], history: Sequence[DeltaCbc], window: timedelta, rs: Ruleset
 ) -> list[Delta | None]:
     """Each current CBC compared with its previous CBC (stored `history` or an earlier one of `current`):
-    None when there is none within the window. The rules run once, vectorised over the compared CBCs."""
+    None when there is none within the window. The rules run once, vectorised over the compared CBCs
+    (previous_of and delta_rules: the same code for one CBC and for a batch chunk of thousands)."""
     pool = [*history, *current]
     found = previous_positions(current, history, window)
     rows = [i for i, position in enumerate(found) if position is not None]
@@ -102,36 +178,26 @@ def compare_with_previous(
         return [None] * len(current)
     now = [current[i] for i in rows]
     before = [pool[position] for position in found if position is not None]
-    after = np.array([cbc.platelets for cbc in now], dtype=np.float64)
-    earlier = np.array([cbc.platelets for cbc in before], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Rounded to 6 significant figures before it is compared (clinical-rules §1 v2: exact on bounds).
-        fall = round_sig(np.where(earlier > 0, (earlier - after) / earlier * 100.0, np.nan))
-    threshold = rs.value("platelet_drop")
-    drop = fall >= threshold
-    # Shown to 0.1 %, unless that would put it across the threshold it was compared with (§1 v2).
-    shown = np.round(fall, 1)
-    shown = np.where((shown >= threshold) == drop, shown, fall)
-    new = (
-        cytopenia_bits([cbc.findings for cbc in now])
-        & ~cytopenia_bits([cbc.findings for cbc in before])
-        & ~cytopenia_bits([cbc.not_assessed for cbc in before])
+    rules = delta_rules(
+        np.array([cbc.platelets for cbc in now], dtype=np.float64),
+        np.array([cbc.platelets for cbc in before], dtype=np.float64),
+        np.array([cbc.urgency_rank for cbc in now], dtype=np.int64),
+        np.array([cbc.urgency_rank for cbc in before], dtype=np.int64),
+        cytopenia_bits([cbc.findings for cbc in now]),
+        cytopenia_bits([cbc.findings for cbc in before]),
+        cytopenia_bits([cbc.not_assessed for cbc in before]),
+        rs,
     )
-    change = (
-        np.sign(
-            np.array([cbc.urgency_rank for cbc in now], dtype=np.int64)
-            - np.array([cbc.urgency_rank for cbc in before], dtype=np.int64)
-        )
-        + 1
-    )
+    fall, drop = rules.platelet_fall_percent.tolist(), rules.platelet_drop.tolist()
+    new, change = rules.new_cytopenia_bits.tolist(), rules.urgency_change.tolist()
     out: list[Delta | None] = [None] * len(current)
     for k, (i, previous) in enumerate(zip(rows, before, strict=True)):
         out[i] = Delta(
             previous=previous,
-            platelet_fall_percent=float(shown[k]),
-            platelet_drop=bool(drop[k]),
-            new_cytopenias=tuple(name for bit, name in enumerate(CYTOPENIAS) if int(new[k]) >> bit & 1),
-            urgency_change=URGENCY_CHANGES[int(change[k])],
+            platelet_fall_percent=fall[k],
+            platelet_drop=drop[k],
+            new_cytopenias=tuple(name for bit, name in enumerate(CYTOPENIAS) if new[k] >> bit & 1),
+            urgency_change=URGENCY_CHANGES[change[k]],
         )
     return out
 

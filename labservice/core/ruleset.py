@@ -118,7 +118,7 @@ class FindingSpec:
     code: str
     order: int
     kind: str  # vocabulary.FINDING_KINDS
-    family: str  # the module of labservice.core.families that computes it (delta: core.delta)
+    family: str  # the module of labservice.core.families that computes it (delta: core.delta; history: core.history)
     urgency: str  # the urgency it raises (routine: none)
     reason: str  # the urgency reason code an answer lists (empty when it raises none)
     reason_text: str  # template: the reason in words, when the reason is not the finding itself
@@ -570,7 +570,7 @@ def _load_findings(
         if kind not in vocabulary.FINDING_KINDS:
             raise RulesetError(f"{where}: kind {kind!r} is not one of {vocabulary.FINDING_KINDS}")
         family = row["family"]
-        if kind != vocabulary.DELTA and not is_finding_family(family):
+        if kind not in (vocabulary.DELTA, vocabulary.HISTORY) and not is_finding_family(family):
             raise RulesetError(f"{where}: family {family!r} is not a module of labservice.core.families")
         urgency = row["urgency"]
         if urgency not in vocabulary.URGENCY_NAMES:
@@ -620,7 +620,8 @@ def _load_findings(
                 row.get(column, "").format_map({key: _Number(t.value) for key, t in thresholds.items()})
             except (ValueError, KeyError, IndexError) as error:
                 raise RulesetError(f"{where}: column {column}: {error}") from None
-        if kind != vocabulary.REASON and not row["title"]:
+        # A history row without a title is an urgency reason only (known_critical_value, clinical-rules §3 v2).
+        if kind not in (vocabulary.REASON, vocabulary.HISTORY) and not row["title"]:
             raise RulesetError(f"{where}: title is empty")
         if not row["rule"]:
             raise RulesetError(f"{where}: rule is empty")
@@ -740,7 +741,7 @@ def load_ruleset(directory: str | os.PathLike[str] | None = None) -> Ruleset:
     return ruleset
 
 
-REQUIRED_THRESHOLDS = (
+REQUIRED_THRESHOLDS: tuple[str, ...] = (
     "thrombocytopenia",
     "thrombocytopenia_often_benign",
     "thrombocytosis",
@@ -777,6 +778,21 @@ REQUIRED_THRESHOLDS = (
     "hematocrit_bare_fraction",
     "infant_age_days",
     "adult_age_years",
+)
+#: The rules over the stored history (labservice.core.history; clinical-rules §12 v2).
+REQUIRED_THRESHOLDS += (
+    "mcv_delta",
+    "mcv_delta_hours",
+    "hit_fall_two_points",
+    "hit_nadir_two_points",
+    "hit_fall_zero_points",
+    "hit_nadir_zero_points",
+    "hit_onset_fall",
+    "hit_onset_from_day",
+    "hit_onset_to_day",
+    "hit_onset_recent_heparin_days",
+    "hit_onset_too_early_days",
+    "hit_possible_points",
 )
 REQUIRED_BANDS = (
     "platelet_bleeding_risk",

@@ -63,9 +63,10 @@ URGENCY_NAMES: tuple[str, ...] = tuple(u.value for u in Urgency)
 #: Urgencies from the highest, as the worklist, the dashboard and the HTTP enums list them.
 URGENCIES: tuple[str, ...] = tuple(reversed(URGENCY_NAMES))
 URGENCY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(URGENCY_NAMES)}
-#: The finding kinds of findings.csv: reported by the engine, an urgency reason only, a delta check.
-FINDING, REASON, DELTA = "finding", "reason", "delta"
-FINDING_KINDS = (FINDING, REASON, DELTA)
+#: The finding kinds of findings.csv: reported by the engine, an urgency reason only, a delta check, a rule over
+#: the patient's stored history that may raise the urgency (clinical-rules §3, §12 v2; labservice.core.history).
+FINDING, REASON, DELTA, HISTORY = "finding", "reason", "delta", "history"
+FINDING_KINDS = (FINDING, REASON, DELTA, HISTORY)
 #: The CTCAE version applied when a request names none (clinical-rules §4); ctcae.csv must have it.
 CTCAE_DEFAULT_VERSION = "5.0"
 
@@ -85,11 +86,15 @@ _FINDING_ROWS = _findings_in_order()
 ENGINE_FINDING_CODES: tuple[str, ...] = tuple(r["code"] for r in _FINDING_ROWS if r["kind"] == FINDING)
 #: Finding codes of the delta checks against the previous CBC.
 DELTA_FINDING_CODES: tuple[str, ...] = tuple(r["code"] for r in _FINDING_ROWS if r["kind"] == DELTA)
-#: Every finding code an answer may carry: the engine's, then the delta checks'.
-FINDING_CODES: tuple[str, ...] = ENGINE_FINDING_CODES + DELTA_FINDING_CODES
-#: Urgency reason codes (`urgency_reasons` of an answer), in the order an answer lists them.
+#: Finding codes of the rules over the patient's stored history (a history row without a title is an urgency
+#: reason only, e.g. known_critical_value).
+HISTORY_FINDING_CODES: tuple[str, ...] = tuple(r["code"] for r in _FINDING_ROWS if r["kind"] == HISTORY and r["title"])
+#: Every finding code an answer may carry: the engine's, then the delta checks', then the history rules'.
+FINDING_CODES: tuple[str, ...] = ENGINE_FINDING_CODES + DELTA_FINDING_CODES + HISTORY_FINDING_CODES
+#: Urgency reason codes (`urgency_reasons` of an answer), in the order an answer lists them: the engine's, then
+#: those the history rules give a stored CBC.
 URGENCY_REASONS: tuple[str, ...] = tuple(
     r["reason"] for r in _FINDING_ROWS if r["kind"] in (FINDING, REASON) and r["reason"]
-)
+) + tuple(r["reason"] for r in _FINDING_ROWS if r["kind"] == HISTORY and r["reason"])
 #: CTCAE versions defined by ctcae.csv.
 CTCAE_VERSIONS: tuple[str, ...] = tuple(sorted({r["version"] for r in _rows("ctcae.csv") if r.get("version")}))

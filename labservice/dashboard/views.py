@@ -30,7 +30,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from labservice.batch.results_store import StoredBatch
+from labservice.batch.results_store import StoredBatch, is_batch_id
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.families.counts import youngest_cutoff_age
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
@@ -40,12 +40,14 @@ from labservice.dashboard.charts import FLAG_WORDS, Band, Line, Point, trend_cha
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.middleware import csrf
-from labservice.middleware.audit_trail import touched_batch
+from labservice.middleware.audit_trail import touched_batch, touched_resource
 from labservice.security import users as accounts
 from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
+from labservice.services.batch_jobs import find_job, job_fields
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
+from labservice.store.batch_jobs import DONE
 from labservice.store.models import (
     DISMISS_REASONS,
     OPEN_STATUSES,
@@ -686,7 +688,7 @@ def _recent_batches() -> list[dict]:
 def upload_batch() -> ResponseReturnValue:
     """The same upload as POST /api/v1/batches (labservice.services.batch_upload), then its summary page."""
     try:
-        stored, created = receive_upload()  # reads the form itself: the upload limit must apply first
+        batch_id, created = receive_upload()  # reads the form itself: the upload limit must apply first
     except Problem as problem:
         mapping = request.form.get("mapping", "") if problem.code != 413 else ""
         return render_template(
@@ -696,8 +698,12 @@ def upload_batch() -> ResponseReturnValue:
             limit=current_app.config["MAX_UPLOAD_BYTES"],
             recent=_recent_batches(),
         ), problem.code or 422
-    summary = stored.record.get("summary", {})
-    if created:
+    stored = current_store().get(batch_id)
+    job = find_job(batch_id)
+    if stored is None or (job is not None and job.status != DONE):
+        flash("The file is kept and queued: this page shows its progress.", "success")
+    elif created:
+        summary = stored.record.get("summary", {})
         flash(
             f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "
             "rejected.",
@@ -705,7 +711,11 @@ def upload_batch() -> ResponseReturnValue:
         )
     else:
         flash("This file was already uploaded with this mapping: here is its summary.", "success")
-    return redirect(url_for("dashboard.batch_page", batch_id=stored.batch_id), 303)
+    return redirect(url_for("dashboard.batch_page", batch_id=batch_id), 303)
+
+
+#: Seconds between two reloads of a batch page while its job runs.
+JOB_PAGE_REFRESH_SECONDS = 2
 
 
 def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
@@ -721,6 +731,12 @@ def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
 
 @bp.get("/batches/<batch_id>")
 def batch_page(batch_id: str) -> ResponseReturnValue:
+    job = find_job(batch_id) if is_batch_id(batch_id) else None
+    if job is not None and job.status != DONE:  # its progress, reloaded until done (no script: a meta refresh)
+        touched_resource(f"batch {batch_id}", "read")
+        return render_template(
+            "dashboard/job.html", batch_id=batch_id, job=job_fields(job, None), refresh=JOB_PAGE_REFRESH_SECONDS
+        )
     stored = _kept_batch(batch_id)
     if not isinstance(stored, StoredBatch):
         return stored

@@ -3,14 +3,17 @@
 Views say what they touched with `labservice.security.principal.touched_patients(ids, action)` (and,
 for something not filed under a patient, such as a batch stored without patient ids,
 `touched_resource(...)` here). After the view, one `audit_events` row per patient per request is
-written in a transaction of its own: the principal (`actor_type`, `actor`), the action (`read`,
+written in a transaction of its own (a request that stores CBCs writes its rows in its storing transaction
+instead, audit_in_transaction: results and audit rows are kept together or not at all): the principal
+(`actor_type`, `actor`), the action (`read`,
 `create`, `update`, `interpret`), the patient id, the resource (the route template, e.g.
 `GET /api/v1/patients/<path:patient_id>/results`, never the path as sent, plus a batch id where one
 applies), the answer's status, the client's address (TRUSTED_PROXIES applied) and the request id.
 
 **When the row cannot be written** the answer is withheld: the client gets 503 (problem+json under /api,
 a short page elsewhere) with `Retry-After`, and an error is logged with the request id and the number of
-rows lost (no patient id). A read whose access cannot be recorded never succeeds silently. A change the
+rows lost (no patient id). A read whose access cannot be recorded never succeeds silently. CBCs stored through
+the API are rolled back with their audit rows (nothing was kept; the 503 says nothing of a change). A change the
 view had already committed stays committed: the 503 says so, and repeating the request is safe for
 results (a CBC already stored is recognised as a duplicate; a batch already uploaded is answered as such)
 while a referral status change is refused the second time (409), which shows it was made.
@@ -95,6 +98,31 @@ def write_records(database: Any, records: list[AuditRecord]) -> None:
 
 # --- in a request -----------------------------------------------------------------------------------
 
+#: The status a storing request answers with when it succeeds: the status of the audit rows written in its
+#: storing transaction (audit_in_transaction).
+STORED_STATUS = 200
+
+
+def audit_in_transaction(session: Any, items: list[Any]) -> None:
+    """Write this request's 'create' rows for the patients of the CBCs stored (labservice.services.store_results
+    CbcToStore), in the storing transaction itself (`session`, before it commits): the results and their audit
+    rows are kept together or not at all, and the request needs no second transaction for its audit row.
+
+    The rows say STORED_STATUS; after the view, rows already written so are not written again (a request that
+    ends with another status gets its rows with that status too). When they cannot be written AuditUnavailable
+    is raised, the storing transaction is rolled back, and the answer is withheld (503, nothing was kept)."""
+    patients = list(dict.fromkeys(str(item.patient) for item in items if item.patient))
+    if not patients:
+        return
+    principal, address, rid, resource = current_principal(), remote_address(), request_id(), route()
+    records = [AuditRecord("create", patient, resource, STORED_STATUS, principal, address, rid) for patient in patients]
+    at = datetime.now(UTC)
+    try:
+        session.connection().execute(insert(AuditEvent), [record.row(at) for record in records])
+    except Exception as error:
+        raise AuditUnavailable(f"{len(records)} audit rows not written ({type(error).__name__})") from error
+    g.setdefault("audit_written", set()).update((patient, "create") for patient in patients)
+
 
 def touched_resource(resource: str, action: str) -> None:
     """Name something this request read or changed that is not filed under a patient (e.g. 'batch <id>').
@@ -119,6 +147,10 @@ def records_for_request(status: int) -> list[AuditRecord]:
             AuditRecord("sign_in", None, f"{route()} {attempt.get('outcome', '?')}", status, who, address, rid)
         )
     touched = patients_touched()
+    if status == STORED_STATUS and g.get("audit_written"):  # written with the results (audit_in_transaction)
+        touched = [pair for pair in touched if pair not in g.audit_written]
+        if not touched and not records:
+            return records
     named = g.get("audit_resource")
     if not touched and named is None:
         return records
@@ -175,10 +207,21 @@ def withheld_response(*, changed: bool) -> Response:
     return Response(page, status=503, content_type="text/html; charset=utf-8", headers=headers)
 
 
+def _withhold_stored(error: AuditUnavailable) -> Response:
+    """A storing request whose audit rows could not be written with its results: nothing was kept."""
+    log.error(
+        "audit trail unavailable: nothing was stored and the answer is withheld",
+        exc_info=error.__cause__,
+        extra={"fields": {"route": route().split(" ", 1)[1], "method": request.method}},
+    )
+    return withheld_response(changed=False)
+
+
 def register_audit(app: Flask) -> None:
     """Write the audit rows after each request (register after logging and the security headers: this hook
     then runs before them and they see the answer it leaves)."""
     app.after_request(_write_request_records)
+    app.register_error_handler(AuditUnavailable, _withhold_stored)
 
 
 # --- outside a request (the MLLP listener) ----------------------------------------------------------

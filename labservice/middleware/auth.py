@@ -32,6 +32,7 @@ from flask.typing import ResponseReturnValue
 from labservice.errors import problem_response
 from labservice.extensions import current_database
 from labservice.security.cds_jwt import CdsJwtError, TrustedIssuers, load_issuers, verify
+from labservice.security.key_cache import PrincipalCache
 from labservice.security.keys import KEY_PATTERN, authenticate_key
 from labservice.security.principal import Principal, set_principal
 from labservice.security.users import session_user, user_principal, warm_up
@@ -89,6 +90,7 @@ def register_auth(app: Flask) -> None:
     trusted = load_issuers(app.config.get("CDS_JWT_ISSUERS"))
     check_public_base_url(app.config.get("PUBLIC_BASE_URL") or "", trusted)
     app.extensions[ISSUERS_EXTENSION] = trusted
+    app.extensions[KEY_CACHE_EXTENSION] = PrincipalCache(float(app.config.get("API_KEY_CACHE_SECONDS", 5)))
     warm_up()  # the dummy password hash, so the first unknown username costs what the others do
     app.before_request(authenticate)
 
@@ -160,9 +162,22 @@ def _database():
     return current_database()
 
 
+#: app.extensions key of the app's PrincipalCache (labservice.security.key_cache).
+KEY_CACHE_EXTENSION = "labservice.key_cache"
+
+
 def _key_principal(token: str) -> Principal | None:
+    """The key's principal: from the cache when it was found valid less than API_KEY_CACHE_SECONDS ago."""
+    cache: PrincipalCache | None = current_app.extensions.get(KEY_CACHE_EXTENSION)
+    if cache is not None:
+        principal = cache.get(token)
+        if principal is not None:
+            return principal
     with _database().session() as db:
-        return authenticate_key(db, token)
+        principal = authenticate_key(db, token)
+    if cache is not None and principal is not None:
+        cache.put(token, principal)
+    return principal
 
 
 def _dashboard_user() -> Any:

@@ -4,7 +4,8 @@
   holder. Keys are high-entropy, so a fast hash is enough (a slow password hash would add nothing but
   latency to every request) and the comparison is constant-time.
 - Scopes: `interpret` (send CBCs), `read` (read stored results), `admin` (everything, see Principal.has).
-- A revoked key stops working at once. `last_used_at` is written at most once a minute per key.
+- A revoked key stops working at once here; a worker that cached it refuses it within API_KEY_CACHE_SECONDS
+  (labservice.security.key_cache). `last_used_at` is written at most once a minute per key.
 """
 
 from __future__ import annotations

@@ -11,27 +11,28 @@ or `quota`.
 from __future__ import annotations
 
 import re
-from typing import IO, Any, TextIO
+from typing import IO, Any
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
-from labservice.batch.chunk import KeepRows
-from labservice.batch.keep import QuotaExceeded, recover_batches, save_batch
+from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text
+from labservice.batch.keep import recover_batches
 from labservice.batch.limits import rows_over_limit
-from labservice.batch.patients import PatientIds
 from labservice.batch.results_store import BatchStore, StoredBatch, batch_id_for, content_sha256
 from labservice.batch.retention import cutoff, is_expired, purge_batch
+from labservice.batch.runner import check_readable
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
-from labservice.middleware.audit_trail import noting_patients, touched_batch, touched_resource
+from labservice.middleware.audit_trail import touched_batch, touched_resource
 from labservice.query import store_requested
 from labservice.security.principal import current_principal
+from labservice.services.batch_jobs import Upload, find_job, forget_job, quota_error, submit_job
 from labservice.services.batch_results import purge_now_and_then_configured
+from labservice.services.job_queue import current_queue
+from labservice.store.batch_jobs import DONE, FAILED
 from labservice.store.batch_records import bytes_kept, known_batches
 from labservice.store.database import Database
-from labservice.store.repository import now_utc
 
 #: Largest mapping document accepted when it is sent as a file part rather than a text field.
 MAX_MAPPING_BYTES = 1024 * 1024
@@ -48,9 +49,13 @@ def _kept_filename(sent: str | None) -> str | None:
     return cleaned[:FILENAME_MAX_LENGTH] or None
 
 
-def receive_upload() -> tuple[StoredBatch, bool]:
-    """This request's upload (multipart `file`, optional `mapping`) interpreted and kept: (the batch, True if
-    new). Shared by this endpoint and the dashboard's upload page; raises Problem (413, 415, 422, 507)."""
+def receive_upload() -> tuple[str, bool]:
+    """This request's upload (multipart `file`, optional `mapping`) kept and queued as a job: (the batch id, True
+    when this call queued it; False when the batch is kept already or its job is queued or running). Shared by
+    this endpoint and the dashboard's upload page; raises Problem (413, 415, 422, 507). The file is checked here
+    as far as it can be without reading it all (its size, rows, encoding, delimiter and header); what the job
+    finds later is in its errors. With JOB_QUEUE=immediate the job has run when this returns, and a job that
+    failed raises its problem here."""
     limit = current_app.config["MAX_UPLOAD_BYTES"]
     request.max_content_length = limit  # this endpoint only; the app-wide MAX_CONTENT_LENGTH stays
     if request.mimetype != "multipart/form-data":
@@ -63,7 +68,6 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     _check_quota(database, owner, quota)  # before the form is read: an owner at the quota costs nothing more
     upload, mapping_text = _read_form(limit)
     options = _options(mapping_text)
-    options.clock_skew_seconds = current_app.config["CLOCK_SKEW_SECONDS"]  # a future collection time: a row error
     _check_rows(upload)  # MAX_BATCH_ROWS, before anything is interpreted or stored
     mapping = options.to_document()
     ruleset = current_ruleset()
@@ -73,58 +77,29 @@ def receive_upload() -> tuple[StoredBatch, bool]:
     existing = store.get(batch_id)
     if existing is not None and _still_valid(store, database, existing):
         touched_batch(batch_id, "read", store.patients(batch_id))  # the audit trail
-        return existing, False
-
-    filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
-
-    def run(csv_out: TextIO, json_out: TextIO, keep_rows: KeepRows | None) -> dict[str, Any]:
-        patients = PatientIds()  # kept beside the results: every read of the batch names them (audit trail)
-        summary = run_batch(
-            upload,
-            csv_out=csv_out,
-            json_out=json_out,
-            options=options,
-            ruleset=ruleset,
-            keep_rows=patients.keeping(keep_rows),
-        )
-        return {
-            "batch_id": batch_id,
-            "content_sha256": sha256,
-            "mapping": mapping,
-            "filename": filename,
-            "created_at": now_utc().isoformat(),
-            "summary": summary.to_dict(),
-            "patients": patients.ids(),
-        }
-
+        return batch_id, False
     try:
-        # One transaction for the batch's rows, committed with the files (labservice.batch.keep).
-        stored, created = save_batch(
-            store,
-            batch_id,
-            run,
-            database=database,
-            rs=ruleset,
-            window_days=current_app.config["DELTA_WINDOW_DAYS"],
-            content_sha256=sha256,
-            filename=filename,
-            date_order=options.date_order,
-            wrap_keep=noting_patients,
-            store_rows=keep,
-            owner=owner,
-            quota=quota,
-        )
-    except QuotaExceeded as error:
-        raise _over_quota(error.used, error.size, error.limit) from None
+        check_readable(upload, options, ruleset)
     except MappingError as error:
         raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
     except BatchFileError as error:
         raise Problem(422, f"The file cannot be read as CBCs: {error}.", {"file": [str(error)]}) from None
-    if created:
-        touched_resource(f"batch {batch_id}", "create")  # the audit trail; stored patients noted as kept
-    else:
-        touched_batch(batch_id, "read", store.patients(batch_id))
-    return stored, created
+    filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
+    job = find_job(batch_id)
+    if job is not None and job.status == DONE:  # its results were purged or lost: the batch is made again
+        forget_job(batch_id)
+    queued = submit_job(Upload(batch_id, sha256, mapping, filename, owner, keep), upload)
+    touched_resource(f"batch {batch_id}", "create" if queued else "read")  # stored patients noted as kept
+    if queued and current_queue().immediate:
+        job = find_job(batch_id)
+        if job is not None and job.status == FAILED and job.errors:
+            forget_job(batch_id)  # nothing of it is kept (its results); the CBCs it stored stay
+            raise _problem(job.errors[0])
+    return batch_id, queued
+
+
+def _problem(error: dict[str, Any]) -> Problem:
+    return Problem(int(error["status"]), str(error["detail"]), error.get("errors"), title=error.get("title"))
 
 
 def _still_valid(store: BatchStore, database: Database, existing: StoredBatch) -> bool:
@@ -150,27 +125,7 @@ def _check_quota(database: Database, owner: str, quota: int) -> None:
 
 def _over_quota(used: int, size: int | None, limit: int) -> Problem:
     """507 (the owner's kept results are at the quota), or 413 when this batch's results alone exceed it."""
-    days = current_app.config["BATCH_RETENTION_DAYS"]
-    later = (
-        f"Batch results are deleted {days} days after their upload (BATCH_RETENTION_DAYS), which frees the "
-        "space; nothing of this upload was kept."
-    )
-    if size is not None and size > limit:
-        return Problem(
-            413,
-            f"This batch's results ({size} bytes) are larger than the whole quota of {limit} bytes "
-            "(BATCH_QUOTA_BYTES): split the file into smaller ones.",
-            {"file": [f"Results of {size} bytes; quota {limit} bytes."]},
-            title="Batch Results Too Large",
-        )
-    taking = "" if size is None else f" and this batch's results ({size} bytes) would take it over"
-    return Problem(
-        507,
-        f"The batch results kept for this API key or user use {used} bytes of its quota of {limit} "
-        f"bytes (BATCH_QUOTA_BYTES){taking}. {later}",
-        {"quota": [f"{used} bytes used of {limit} bytes."]},
-        title="Batch Storage Quota Exceeded",
-    )
+    return _problem(quota_error(used, size, limit))
 
 
 def _read_form(limit: int) -> tuple[IO[bytes], str | None]:

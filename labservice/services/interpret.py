@@ -9,6 +9,7 @@ from labservice.adapters.json_cbc import parse_documents
 from labservice.core.interpret import interpret_cbc_table
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset, default_ruleset
+from labservice.services.history_rules import hit_not_assessed
 from labservice.services.store_results import Keep, StoredCbc, to_store
 
 
@@ -36,8 +37,14 @@ def interpret_documents(
     parsed = parse_documents(docs, rs, indexed=indexed, clock_skew=clock_skew)
     result = interpret_cbc_table(parsed.columns, ruleset=rs)
     answers = render_interpretations(result, parsed.patient_ids, parsed.reported)
+    positions = [i for i, patient in enumerate(parsed.patient_ids) if patient] if keep is not None else []
+    # A heparin start with no stored history to score against: the HIT items are listed as not assessed (§12 v2).
+    kept = set(positions)
+    for i, doc in enumerate(docs):
+        block = hit_not_assessed(doc.get("context")) if i not in kept else None
+        if block is not None:
+            answers[i] = {**answers[i], "hit_4ts": block}
     if keep is not None:
-        positions = [i for i, patient in enumerate(parsed.patient_ids) if patient]
         items = [
             to_store(docs[i], (raws or docs)[i], parsed.columns, i, str(parsed.patient_ids[i]), answers[i])
             for i in positions

@@ -5,6 +5,12 @@ For the CBCs that carry a patient id, `store_cbcs` finds or adds the patients, s
 (labservice.core.delta), adds the delta findings to its answer and worklist line, keeps the result with its
 interpretation, and opens or updates the patient's referral (labservice.services.referral_policy). The decisions
 are made here and in the core; the repository persists and queries.
+
+One CBC or a batch chunk of ten thousand take the same path and the same handful of statements (issue 12 item 2):
+the patients found (and new ones added, changed ones updated), the results already kept, the patients' history in
+the window as plain rows (one query), the delta checks over all of them at once (labservice.core.delta, numpy),
+then the results, their interpretations and the referrals written in one INSERT (or UPDATE) each. `keep_in` runs
+them in one transaction, with the request's audit rows (`before_commit`); `store_chunk` is a batch job's chunk.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,6 +29,7 @@ from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES, CbcColumns
 from labservice.core.vocabulary import URGENCY_RANK
+from labservice.services.history_rules import apply_history_rules
 from labservice.services.referral_policy import ReferralStep, referral_step
 from labservice.store import repository
 from labservice.store.database import Database
@@ -50,6 +57,7 @@ class CbcToStore:
     answer: dict[str, Any]
     sex: str | None = None
     age_years: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # the CBC's `context` (heparin exposure, ...)
 
 
 @dataclass
@@ -63,6 +71,7 @@ class StoredCbc:
     referral_id: int | None = None
     delta_findings: list[dict[str, Any]] = field(default_factory=list)
     answer: dict[str, Any] = field(default_factory=dict)
+    batch_id: str | None = None  # the batch that stored the result (a duplicate: the batch of the kept one)
 
 
 Keep = Callable[[list[CbcToStore]], list[StoredCbc]]
@@ -92,6 +101,9 @@ def store_cbcs(
     stored_history = (
         repository.history(session, sorted(set(patients.values())), min(known) - window, max(known)) if known else []
     )
+    # Known critical values, the HIT 4Ts items and the MCV delta (clinical-rules §3, §12 v2) may change an answer's
+    # findings and urgency: applied before the delta checks compare urgencies (labservice.services.history_rules).
+    items = apply_history_rules(session, items, patients, times, window, rs, worklist_reason)
     deltas = compare_with_previous(
         [
             DeltaCbc(
@@ -121,14 +133,18 @@ def store_cbcs(
     )
     out: list[StoredCbc] = []
     seen: dict[tuple[int, str], StoredCbc] = {}
+    added: list[Added] = []  # the new results, in order
+    copies: list[tuple[StoredCbc, StoredCbc]] = []  # a CBC sent twice in one call, and its first copy
+    results: list[dict[str, Any]] = []
+    interpretations: list[dict[str, Any]] = []
     for position, item in enumerate(items):
         patient_id = patients[item.patient]
         key = (patient_id, prints[position])
         platelets = item.values.get("platelets")
         if key in kept or key in seen:
             earlier = seen.get(key)
-            cbc_id, interpretation_id, delta = (
-                (earlier.cbc_id, earlier.interpretation_id, earlier.delta) if earlier else kept[key]
+            cbc_id, interpretation_id, delta, kept_by = (
+                (earlier.cbc_id, earlier.interpretation_id, earlier.delta, batch_id) if earlier else kept[key]
             )
             found = delta_findings(delta, platelets, rs)
             out.append(
@@ -139,8 +155,11 @@ def store_cbcs(
                     delta,
                     delta_findings=found,
                     answer=with_delta(item.answer, delta, found),
+                    batch_id=kept_by,
                 )
             )
+            if earlier is not None:  # its ids are known once the new rows are added
+                copies.append((out[-1], earlier))
             continue
         delta = delta_block(deltas[position], window, rs)
         extra = delta_findings(delta, platelets, rs)
@@ -148,39 +167,182 @@ def store_cbcs(
         answer = with_delta(item.answer, delta, extra)
         # Delta findings lead the worklist line: a fall or a new cytopenia is what changed.
         reason = ", ".join(f["code"].replace("_", " ") for f in extra) + ", " + item.reason if extra else item.reason
-        rank = URGENCY_RANK[item.urgency]
-        cbc_id = repository.add_result(
-            session,
-            patient_id=patient_id,
-            collected_at=times[position],
-            received_at=now,
-            source=source,
-            batch_id=batch_id,
-            fingerprint=prints[position],
-            raw=item.raw,
-            age_years=item.age_years,
-            values=item.values,
+        results.append(
+            {
+                "patient_id": patient_id,
+                "collected_at": times[position],
+                "received_at": now,
+                "source": source,
+                "batch_id": batch_id,
+                "fingerprint": prints[position],
+                "raw": item.raw,
+                "age_years": item.age_years,
+                "values": item.values,
+            }
         )
-        interpretation_id = repository.add_interpretation(
-            session,
-            cbc_id=cbc_id,
-            ruleset_version=rs.version,
-            urgency=item.urgency,
-            urgency_rank=rank,
-            findings=codes,
-            not_assessed=item.not_assessed,
-            reason=reason,
-            answer=answer,
-            delta=delta,
-            created_at=now,
+        interpretations.append(
+            {
+                "ruleset_version": rs.version,
+                "urgency": item.urgency,
+                "urgency_rank": URGENCY_RANK[item.urgency],
+                "findings": codes,
+                "not_assessed": item.not_assessed,
+                "reason": reason,
+                "answer": answer,
+                "delta": delta,
+                "created_at": now,
+            }
         )
-        stored = StoredCbc(cbc_id, interpretation_id, False, delta, delta_findings=extra, answer=answer)
-        stored.referral_id = _refer(
-            session, patient_id, interpretation_id, item.urgency, codes, reason, times[position], bool(extra), now
-        )
+        stored = StoredCbc(-1, -1, False, delta, delta_findings=extra, answer=answer, batch_id=batch_id)
         seen[key] = stored
         out.append(stored)
+        added.append(Added(stored, patient_id, times[position], item.urgency, codes, reason))
+    # The new rows in a handful of statements: their results, then their interpretations, then the referrals.
+    cbc_ids = repository.add_results(session, results)
+    for row, cbc_id in zip(interpretations, cbc_ids, strict=True):
+        row["cbc_id"] = cbc_id
+    interpretation_ids = repository.add_interpretations(session, interpretations)
+    for entry, cbc_id, interpretation_id in zip(added, cbc_ids, interpretation_ids, strict=True):
+        entry.stored.cbc_id, entry.stored.interpretation_id = cbc_id, interpretation_id
+    for copy, first in copies:
+        copy.cbc_id, copy.interpretation_id = first.cbc_id, first.interpretation_id
+    _refer_all(session, added, now)
     return out
+
+
+class Added(NamedTuple):
+    """A result added by store_cbcs, with what the referral policy needs."""
+
+    stored: StoredCbc
+    patient_id: int
+    collected_at: datetime | None
+    urgency: str
+    codes: list[str]
+    reason: str
+
+
+def _refer_all(session: Session, added: list[Added], now: datetime) -> None:
+    """Apply the referral policy to the new CBCs in order (labservice.services.referral_policy), as storing them
+    one by one would: the open referrals of their patients read once (under a row lock), each patient's state
+    followed in memory, then the referrals opened in one INSERT and the ones shown anew in one UPDATE."""
+    if not added:
+        return
+    open_now = repository.open_referrals(session, [entry.patient_id for entry in added])
+    # patient id -> (referral: an id, or ("new", index into opened)), the urgency and time of the CBC it shows
+    state: dict[int, tuple[int | tuple[str, int], int, datetime | None]] = {
+        patient_id: (shown.id, shown.urgency_rank, shown.collected_at) for patient_id, shown in open_now.items()
+    }
+    opened: list[tuple[int, dict[str, Any]]] = []
+    shown_anew: dict[int, dict[str, Any]] = {}
+    refers: list[tuple[StoredCbc, int | tuple[str, int] | None]] = []
+    for stored, patient_id, collected_at, urgency, codes, reason in added:
+        rank = URGENCY_RANK[urgency]
+        current = state.get(patient_id)
+        step = referral_step(
+            rank,
+            collected_at,
+            bool(stored.delta_findings),
+            open_rank=None if current is None else current[1],
+            open_collected_at=None if current is None else current[2],
+        )
+        if step is ReferralStep.NONE:
+            refers.append((stored, None))
+            continue
+        assert current is not None or step is ReferralStep.OPEN
+        if step is ReferralStep.JOIN:
+            assert current is not None
+            refers.append((stored, current[0]))
+            continue
+        values = repository.referral_values(
+            interpretation_id=stored.interpretation_id,
+            urgency=urgency,
+            urgency_rank=rank,
+            findings=codes,
+            reason=reason,
+            collected_at=collected_at,
+            now=now,
+        )
+        if step is ReferralStep.OPEN:
+            referral: int | tuple[str, int] = ("new", len(opened))
+            opened.append((patient_id, values))
+        else:  # SHOW
+            assert current is not None
+            referral = current[0]
+            if isinstance(referral, tuple):
+                opened[referral[1]][1].update(values)
+            else:
+                shown_anew[referral] = values
+        state[patient_id] = (referral, rank, collected_at)
+        refers.append((stored, referral))
+    new_ids = repository.write_referrals(session, opened, shown_anew, now)
+    for stored, target in refers:
+        stored.referral_id = new_ids[target[1]] if isinstance(target, tuple) else target
+
+
+@dataclass
+class ChunkStored:
+    """What store_chunk did with a chunk's rows (each row is counted once, in exactly one of the three)."""
+
+    stored: int  # results added now
+    already: int  # results this batch had stored before (a chunk run again after a restart): not stored again
+    duplicates: int  # results kept before by another batch or request, or sent twice in this batch
+    results: list[StoredCbc]  # one per row, in order (ids, delta block, the answer as stored)
+
+
+def count_chunk(results: list[StoredCbc], batch_id: str) -> ChunkStored:
+    """Sort a chunk's results into stored, already (by this batch, before) and duplicates."""
+    stored = sum(1 for result in results if not result.duplicate)
+    counted = {result.cbc_id for result in results if not result.duplicate}
+    already = 0
+    for result in results:
+        if result.duplicate and result.batch_id == batch_id and result.cbc_id not in counted:
+            counted.add(result.cbc_id)
+            already += 1
+    return ChunkStored(stored, already, len(results) - stored - already, results)
+
+
+def store_chunk(
+    database: Database,
+    items: list[CbcToStore],
+    *,
+    batch_id: str,
+    rs: Ruleset,
+    window_days: int,
+    source: str = "batch",
+    before_commit: Callable[[Session, ChunkStored], None] | None = None,
+    now: datetime | None = None,
+) -> ChunkStored:
+    """Store one chunk of a batch job's rows in ONE transaction of its own, committed before this returns: the
+    chunk is kept whole or not at all. For batch jobs (issue 12 item 1) that commit chunk by chunk.
+
+    Idempotent per chunk: a job restarted after a crash may run a chunk again, committed or not. A row this batch
+    already stored (same patient, collection time, values and conclusion: the result's fingerprint, unique per
+    patient in the database) is not stored again and is counted in `already`, so stored + already is the same on
+    every run of the chunk. The batch's row (repository.add_batch) must exist before the first chunk.
+
+    Cost: a handful of statements whatever the chunk's size (labservice.services.store_results.store_cbcs):
+    the patients found or added (1-3), the results already kept (1), the chunk's patients' history in the window
+    (1 query for the whole chunk), the delta checks over the chunk (labservice.core.delta, vectorised), the results
+    and interpretations added (1 INSERT each), the open referrals read and written (1-3). Lookups take IN_CHUNK
+    values a statement, so chunks of 10,000 rows are fine on SQLite and PostgreSQL.
+
+    `before_commit(session, counts)` runs in the same transaction just before the commit: a job records its
+    progress there (rows stored so far), so its progress and its rows are committed together. Two writers racing
+    on a new patient or referral: the loser's transaction is run again (STORE_ATTEMPTS), finding the winner's rows.
+    """
+    window = timedelta(days=window_days)
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            with database.session() as session:
+                results = store_cbcs(session, items, source=source, rs=rs, window=window, batch_id=batch_id, now=now)
+                counts = count_chunk(results, batch_id)
+                if before_commit is not None:
+                    before_commit(session, counts)
+                return counts
+        except IntegrityError:
+            if attempt == STORE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def with_delta(answer: dict[str, Any], delta: dict[str, Any], found: list[dict[str, Any]]) -> dict[str, Any]:
@@ -195,48 +357,21 @@ def _platelets(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _refer(
-    session: Session,
-    patient_id: int,
-    interpretation_id: int,
-    urgency: str,
-    codes: list[str],
-    reason: str,
-    collected_at: datetime | None,
-    has_delta: bool,
-    now: datetime,
-) -> int | None:
-    """Apply the referral policy to a stored CBC: the id of the referral it belongs to, or None."""
-    rank = URGENCY_RANK[urgency]
-    shown = repository.open_referral(session, patient_id)
-    step = referral_step(
-        rank,
-        collected_at,
-        has_delta,
-        open_rank=None if shown is None else shown.urgency_rank,
-        open_collected_at=None if shown is None else shown.collected_at,
-    )
-    open_id = None if shown is None else shown.id
-    if step in (ReferralStep.NONE, ReferralStep.JOIN):
-        return open_id
-    return repository.show_on_referral(
-        session,
-        open_id if step is ReferralStep.SHOW else None,
-        patient_id=patient_id,
-        interpretation_id=interpretation_id,
-        urgency=urgency,
-        urgency_rank=rank,
-        findings=codes,
-        reason=reason,
-        collected_at=collected_at,
-        now=now,
-    )
+#: Called in a storing transaction before it commits, with the CBCs stored (the request's audit rows are written
+#: so, labservice.middleware.audit_trail.audit_in_transaction): when it raises, nothing is kept.
+BeforeCommit = Callable[[Session, list[CbcToStore]], None]
 
 
 def keep_in(
-    database: Database, ruleset: Ruleset, window_days: int, *, source: str = "json", batch_id: str | None = None
+    database: Database,
+    ruleset: Ruleset,
+    window_days: int,
+    *,
+    source: str = "json",
+    batch_id: str | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> Keep:
-    """A `keep` that stores into `database` in one transaction."""
+    """A `keep` that stores into `database` in one transaction (with `before_commit`'s rows, if given)."""
 
     def keep(items: list[CbcToStore]) -> list[StoredCbc]:
         # Two requests may create the same patient, result or open referral at once; the loser's
@@ -244,9 +379,12 @@ def keep_in(
         for attempt in range(STORE_ATTEMPTS):
             try:
                 with database.session() as session:
-                    return store_cbcs(
+                    stored = store_cbcs(
                         session, items, source=source, rs=ruleset, window=timedelta(days=window_days), batch_id=batch_id
                     )
+                    if before_commit is not None:
+                        before_commit(session, items)
+                    return stored
             except IntegrityError:
                 if attempt == STORE_ATTEMPTS - 1:
                     raise
@@ -311,6 +449,7 @@ def to_store(doc: dict, raw: Any, columns: CbcColumns, row: int, patient_id: str
         answer=answer,
         sex=patient.get("sex"),
         age_years=None if math.isnan(age) else age,
+        context=dict(doc.get("context") or {}),
     )
 
 

@@ -320,3 +320,50 @@ class IdempotencyRecord(Base):
     patients: Mapped[list | None] = mapped_column(JSON)  # patient ids the answer showed (audit)
     #: The process running the first request (host|boot id|pid namespace|pid|start time; migration 0006).
     claimed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class BatchJob(Base):
+    """A CSV upload being interpreted and stored by a job worker (labservice.services.batch_jobs): its state and
+    progress, polled at GET /api/v1/batches/<id>. Its id is the batch id (one job per batch)."""
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: queued, running, done or failed.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    owner: Mapped[str | None] = mapped_column(String(220))
+    filename: Mapped[str | None] = mapped_column(String(300))
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    #: The mapping document the file is read with (canonical form).
+    mapping: Mapped[dict] = mapped_column(JSON)
+    store_requested: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The uploaded file, kept until the job ends.
+    upload_path: Mapped[str] = mapped_column(String(1000))
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    interpreted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    #: CBCs newly stored: counted in each chunk's own transaction, so never twice.
+    stored: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: Renewed by the worker after every chunk; a running job not renewed for BATCH_JOB_LEASE_SECONDS is taken over.
+    heartbeat_at: Mapped[datetime | None]
+    #: host:pid:token of the worker running it (a dead pid on the same host is taken over at once).
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Problem-style errors of a failed job: [{"field": ..., "detail": ..., "status": ...}].
+    errors: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class BatchJobChunk(Base):
+    """A chunk of a job whose rows are committed: written in the same transaction as the rows, so a job resumed
+    after a crash skips it and no row is stored twice."""
+
+    __tablename__ = "batch_job_chunks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stored: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -24,9 +24,9 @@ from labservice.store.models import (
     OPEN_STATUSES,
     TRANSITIONS,
     VALUE_COLUMNS,
+    Base,
     Batch,
     CbcResult,
-    Interpretation,
     Patient,
     Referral,
     ReferralEvent,
@@ -35,6 +35,9 @@ from labservice.store.models import (
 #: The largest id an Integer primary key can hold (PostgreSQL's int4): a larger id names no row, and asking the
 #: database for one fails ("integer out of range" on PostgreSQL, OverflowError past 2**63 on SQLite).
 MAX_ROW_ID = 2**31 - 1
+#: Values in one IN (...) of a look-up: SQLite allows 32,766 bound parameters a statement, and a batch chunk asks
+#: about thousands of patients or results at once.
+IN_CHUNK = 5000
 
 
 class ReferralNotFound(LookupError):
@@ -85,6 +88,7 @@ class KeptResult(NamedTuple):
     cbc_id: int
     interpretation_id: int
     delta: dict[str, Any]
+    batch_id: str | None = None  # the batch that stored it (None: a single request)
 
 
 class HistoryRow(NamedTuple):
@@ -107,143 +111,209 @@ class OpenReferral(NamedTuple):
     collected_at: datetime | None  # UTC
 
 
+# The storing statements are built once (expanding IN parameters) and run on the session's connection as Core
+# statements: no ORM unit of work, flush or identity map on the storing path, one round trip each.
+_PATIENTS = Base.metadata.tables["patients"]
+_RESULTS = Base.metadata.tables["cbc_results"]
+_INTERPRETATIONS = Base.metadata.tables["interpretations"]
+_REFERRALS = Base.metadata.tables["referrals"]
+_FIND_PATIENTS = select(_PATIENTS.c.id, _PATIENTS.c.external_id, _PATIENTS.c.sex, _PATIENTS.c.age_years).where(
+    _PATIENTS.c.external_id.in_(bindparam("names", expanding=True))
+)
+_ADD_PATIENT = insert(_PATIENTS).returning(_PATIENTS.c.id, sort_by_parameter_order=True)
+_UPDATE_PATIENT = (
+    update(_PATIENTS)
+    .where(_PATIENTS.c.id == bindparam("b_id"))
+    .values(sex=bindparam("b_sex"), age_years=bindparam("b_age"))
+)
+_KEPT = (
+    select(
+        _RESULTS.c.patient_id,
+        _RESULTS.c.fingerprint,
+        _RESULTS.c.id,
+        _INTERPRETATIONS.c.id,
+        _INTERPRETATIONS.c.delta,
+        _RESULTS.c.batch_id,
+    )
+    .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
+    .where(_RESULTS.c.fingerprint.in_(bindparam("prints", expanding=True)))
+)
+_HISTORY = (
+    select(
+        _PATIENTS.c.external_id,
+        _RESULTS.c.collected_at,
+        _RESULTS.c.platelets,
+        _INTERPRETATIONS.c.urgency_rank,
+        _INTERPRETATIONS.c.findings,
+        _INTERPRETATIONS.c.not_assessed,
+        _INTERPRETATIONS.c.id,
+    )
+    .join(_RESULTS, _RESULTS.c.patient_id == _PATIENTS.c.id)
+    .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
+    .where(
+        _PATIENTS.c.id.in_(bindparam("ids", expanding=True)),
+        _RESULTS.c.collected_at >= bindparam("since"),
+        _RESULTS.c.collected_at <= bindparam("until"),
+    )
+)
+_ADD_RESULT = insert(_RESULTS).returning(_RESULTS.c.id, sort_by_parameter_order=True)
+_ADD_INTERPRETATION = insert(_INTERPRETATIONS).returning(_INTERPRETATIONS.c.id, sort_by_parameter_order=True)
+_OPEN_REFERRALS = (
+    select(_REFERRALS.c.patient_id, _REFERRALS.c.id, _REFERRALS.c.urgency_rank, _REFERRALS.c.collected_at)
+    .where(_REFERRALS.c.patient_id.in_(bindparam("ids", expanding=True)), _REFERRALS.c.status.in_(OPEN_STATUSES))
+    .with_for_update()
+)
+_ADD_REFERRAL = insert(_REFERRALS).returning(_REFERRALS.c.id, sort_by_parameter_order=True)
+#: The columns a referral takes from the CBC it shows (referral_values).
+SHOWN_COLUMNS = (
+    "interpretation_id",
+    "urgency",
+    "urgency_rank",
+    "findings",
+    "finding_codes",
+    "reason",
+    "collected_at",
+    "updated_at",
+)
+_SHOW_REFERRAL = (
+    update(_REFERRALS)
+    .where(_REFERRALS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in SHOWN_COLUMNS})
+)
+
+
+def _in_chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), IN_CHUNK):
+        yield items[start : start + IN_CHUNK]
+
+
+def _insert_returning(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Run an INSERT ... RETURNING id for the rows (one statement; executemany for several): the ids, in order."""
+    connection = session.connection()
+    if len(rows) == 1:
+        return [connection.execute(statement, rows[0]).scalar_one()]
+    return list(connection.execute(statement, list(rows)).scalars())
+
+
 def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: datetime) -> dict[str, int]:
-    """Patient ids by external id, adding those not yet known; each keeps the last sex and age given."""
+    """Patient ids by external id, adding those not yet known; each keeps the last sex and age given.
+
+    One SELECT, one INSERT of the new patients (RETURNING their ids) and one UPDATE of those whose sex or age
+    changed, whatever the number of patients (a batch chunk's thousands)."""
+    connection = session.connection()
     wanted = sorted({fact.external_id for fact in facts})
-    found = {p.external_id: p for p in session.scalars(select(Patient).where(Patient.external_id.in_(wanted)))}
-    for name in wanted:
-        if name not in found:
-            found[name] = Patient(external_id=name, created_at=now)
-            session.add(found[name])
+    found: dict[str, tuple[int, str | None, float | None]] = {}
+    for names in _in_chunks(wanted):
+        for id_, name, sex, age in connection.execute(_FIND_PATIENTS, {"names": names}):
+            found[name] = (id_, sex, age)
+    latest: dict[str, tuple[str | None, float | None]] = {name: (sex, age) for name, (_, sex, age) in found.items()}
     for fact in facts:  # the latest known sex and age
-        patient = found[fact.external_id]
+        sex, age = latest.get(fact.external_id, (None, None))
         if fact.sex and fact.sex != "unknown":
-            patient.sex = fact.sex
+            sex = fact.sex
         if fact.age_years is not None and fact.age_years == fact.age_years:
-            patient.age_years = fact.age_years
-    session.flush()
-    return {name: patient.id for name, patient in found.items()}
+            age = fact.age_years
+        latest[fact.external_id] = (sex, age)
+    ids = {name: id_ for name, (id_, _, _) in found.items()}
+    new = [name for name in wanted if name not in found]
+    if new:
+        rows = [
+            {"external_id": name, "sex": latest[name][0], "age_years": latest[name][1], "created_at": now}
+            for name in new
+        ]
+        ids.update(zip(new, _insert_returning(session, _ADD_PATIENT, rows), strict=True))
+    changed = [
+        {"b_id": id_, "b_sex": latest[name][0], "b_age": latest[name][1]}
+        for name, (id_, sex, age) in found.items()
+        if (sex, age) != latest[name]
+    ]
+    if changed:
+        connection.execute(_UPDATE_PATIENT, changed)
+    return ids
 
 
 def kept_results(session: Session, fingerprints: Sequence[str]) -> dict[tuple[int, str], KeptResult]:
     """The results already stored with these fingerprints, by (patient id, fingerprint)."""
-    return {
-        (patient_id, print_): KeptResult(cbc_id, interpretation_id, delta)
-        for patient_id, print_, cbc_id, interpretation_id, delta in session.execute(
-            select(CbcResult.patient_id, CbcResult.fingerprint, CbcResult.id, Interpretation.id, Interpretation.delta)
-            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
-            .where(CbcResult.fingerprint.in_(list(fingerprints)))
-        )
-    }
+    connection = session.connection()
+    out: dict[tuple[int, str], KeptResult] = {}
+    for prints in _in_chunks(sorted(set(fingerprints))):
+        for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in connection.execute(
+            _KEPT, {"prints": prints}
+        ):
+            out[(patient_id, print_)] = KeptResult(cbc_id, interpretation_id, delta, batch_id)
+    return out
 
 
 def history(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[HistoryRow]:
-    """Stored CBCs of these patients collected in [since, until], with their interpretations."""
-    rows = session.execute(
-        select(
-            Patient.external_id,
-            CbcResult.collected_at,
-            CbcResult.platelets,
-            Interpretation.urgency_rank,
-            Interpretation.findings,
-            Interpretation.not_assessed,
-            Interpretation.id,
-        )
-        .join(CbcResult, CbcResult.patient_id == Patient.id)
-        .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
-        .where(Patient.id.in_(list(patient_ids)), CbcResult.collected_at >= since, CbcResult.collected_at <= until)
-    ).all()
-    return [
-        HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
-        for patient, collected_at, platelets, rank, findings, not_assessed, id_ in rows
+    """Stored CBCs of these patients collected in [since, until], with their interpretations: plain rows (no
+    DataFrame), one query for a whole batch chunk's patients (IN_CHUNK ids a statement)."""
+    connection = session.connection()
+    out = []
+    for ids in _in_chunks(patient_ids):
+        for patient, collected_at, platelets, rank, findings, not_assessed, id_ in connection.execute(
+            _HISTORY, {"ids": ids, "since": since, "until": until}
+        ):
+            out.append(
+                HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
+            )
+    return out
+
+
+def add_results(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Add CBC results in one INSERT (RETURNING the ids in the order given). Each row holds patient_id,
+    collected_at, received_at, source, batch_id, fingerprint, raw (the JSON as received), age_years and
+    `values` (canonical; VALUE_COLUMNS are kept as columns)."""
+    if not rows:
+        return []
+    params = [
+        {
+            "patient_id": row["patient_id"],
+            "collected_at": row["collected_at"],
+            "received_at": row["received_at"],
+            "source": row["source"],
+            "batch_id": row["batch_id"],
+            "fingerprint": row["fingerprint"],
+            "raw": row["raw"],
+            "age_years": row["age_years"],
+            **{name: _number(row["values"].get(name)) for name in VALUE_COLUMNS},
+        }
+        for row in rows
     ]
+    return _insert_returning(session, _ADD_RESULT, params)
 
 
-def add_result(
-    session: Session,
-    *,
-    patient_id: int,
-    collected_at: datetime | None,
-    received_at: datetime,
-    source: str,
-    batch_id: str | None,
-    fingerprint: str,
-    raw: dict[str, Any],
-    age_years: float | None,
-    values: dict[str, float | None],
-) -> int:
-    """Add a CBC result (its VALUE_COLUMNS as columns, the JSON as received); its id."""
-    cbc = CbcResult(
-        patient_id=patient_id,
-        collected_at=collected_at,
-        received_at=received_at,
-        source=source,
-        batch_id=batch_id,
-        fingerprint=fingerprint,
-        raw=raw,
-        age_years=age_years,
-        **{name: _number(values.get(name)) for name in VALUE_COLUMNS},
-    )
-    session.add(cbc)
-    session.flush()
-    return cbc.id
-
-
-def add_interpretation(
-    session: Session,
-    *,
-    cbc_id: int,
-    ruleset_version: str,
-    urgency: str,
-    urgency_rank: int,
-    findings: list[str],
-    not_assessed: list[str],
-    reason: str,
-    answer: dict[str, Any],
-    delta: dict[str, Any],
-    created_at: datetime,
-) -> int:
-    """Add the interpretation of a stored result; its id."""
-    interpretation = Interpretation(
-        cbc_id=cbc_id,
-        ruleset_version=ruleset_version,
-        urgency=urgency,
-        urgency_rank=urgency_rank,
-        findings=findings,
-        not_assessed=not_assessed,
-        reason=reason,
-        answer=answer,
-        delta=delta,
-        created_at=created_at,
-    )
-    session.add(interpretation)
-    session.flush()
-    return interpretation.id
+def add_interpretations(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Add interpretations in one INSERT (RETURNING the ids in the order given); each row holds cbc_id,
+    ruleset_version, urgency, urgency_rank, findings, not_assessed, reason, answer, delta and created_at."""
+    if not rows:
+        return []
+    return _insert_returning(session, _ADD_INTERPRETATION, rows)
 
 
 def _number(value: float | None) -> float | None:
     return None if value is None or value != value else float(value)
 
 
+def open_referrals(session: Session, patient_ids: Sequence[int]) -> dict[int, OpenReferral]:
+    """The open referral of each of these patients that has one, read under a row lock (FOR UPDATE on PostgreSQL;
+    SQLite's one write lock is already held), so two requests escalating it at once cannot lower each other's
+    urgency."""
+    connection = session.connection()
+    out: dict[int, OpenReferral] = {}
+    for ids in _in_chunks(sorted(set(patient_ids))):
+        for patient_id, id_, rank, collected_at in connection.execute(_OPEN_REFERRALS, {"ids": ids}):
+            out[patient_id] = OpenReferral(id_, rank, as_utc(collected_at))
+    return out
+
+
 def open_referral(session: Session, patient_id: int) -> OpenReferral | None:
-    """The patient's open referral, read under a row lock (FOR UPDATE on PostgreSQL; SQLite's one write lock is
-    already held), so two requests escalating it at once cannot lower each other's urgency."""
-    referral = session.scalars(
-        select(Referral)
-        .where(Referral.patient_id == patient_id, Referral.status.in_(OPEN_STATUSES))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if referral is None:
-        return None
-    return OpenReferral(referral.id, referral.urgency_rank, as_utc(referral.collected_at))
+    """The patient's open referral, read under a row lock (as open_referrals), or None."""
+    return open_referrals(session, [patient_id]).get(patient_id)
 
 
-def show_on_referral(
-    session: Session,
-    referral_id: int | None,
+def referral_values(
     *,
-    patient_id: int,
     interpretation_id: int,
     urgency: str,
     urgency_rank: int,
@@ -251,24 +321,34 @@ def show_on_referral(
     reason: str,
     collected_at: datetime | None,
     now: datetime,
-) -> int:
-    """Make the referral show this interpretation (a new referral, status new, when `referral_id` is None);
-    its id."""
-    if referral_id is None:
-        referral = Referral(patient_id=patient_id, status="new", created_at=now)
-        session.add(referral)
-    else:
-        referral = session.get_one(Referral, referral_id)
-    referral.interpretation_id = interpretation_id
-    referral.urgency = urgency
-    referral.urgency_rank = urgency_rank
-    referral.findings = findings
-    referral.finding_codes = ";" + ";".join(findings) + ";"
-    referral.reason = reason
-    referral.collected_at = collected_at
-    referral.updated_at = now
-    session.flush()
-    return referral.id
+) -> dict[str, Any]:
+    """The columns a referral takes from the CBC it shows (SHOWN_COLUMNS)."""
+    return {
+        "interpretation_id": interpretation_id,
+        "urgency": urgency,
+        "urgency_rank": urgency_rank,
+        "findings": findings,
+        "finding_codes": ";" + ";".join(findings) + ";",
+        "reason": reason,
+        "collected_at": collected_at,
+        "updated_at": now,
+    }
+
+
+def write_referrals(
+    session: Session, opened: Sequence[tuple[int, dict[str, Any]]], shown: dict[int, dict[str, Any]], now: datetime
+) -> list[int]:
+    """Open new referrals (status new) for `opened` (patient id, referral_values), in one INSERT, and make the
+    referrals `shown` (by id) show other CBCs, in one UPDATE; the new referrals' ids, in order."""
+    if shown:
+        session.connection().execute(
+            _SHOW_REFERRAL,
+            [{"b_id": id_, **{f"b_{name}": values[name] for name in SHOWN_COLUMNS}} for id_, values in shown.items()],
+        )
+    if not opened:
+        return []
+    rows = [{"patient_id": patient_id, "status": "new", "created_at": now, **values} for patient_id, values in opened]
+    return _insert_returning(session, _ADD_REFERRAL, rows)
 
 
 # -- the worklist ----------------------------------------------------------------------------
@@ -303,17 +383,35 @@ def _filtered(query: WorklistQuery) -> Select:
     return statement
 
 
+def worklist_order() -> tuple:
+    """The worklist's order (issue 13 item 5; clinical-rules §9): the most urgent first; within an urgency the most
+    severe first: a referral showing a critical value before one without, then the lowest platelet count, then the
+    lowest neutrophil count (of the CBC the referral shows; a count not measured after those measured); then the most
+    recent CBC first. NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last."""
+    return (
+        Referral.urgency_rank.desc(),
+        Referral.finding_codes.like("%;critical_value;%").desc(),  # true (1) first on SQLite and PostgreSQL
+        CbcResult.platelets.asc().nulls_last(),
+        CbcResult.neutrophils.asc().nulls_last(),
+        Referral.collected_at.desc().nulls_last(),
+        Referral.id.desc(),
+    )
+
+
 def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], int]:
-    """Referrals matching the query, most urgent first, then the most recent CBC first; and the total."""
+    """Referrals matching the query in the worklist's order (worklist_order); and the total."""
+    from labservice.store.models import Interpretation  # the CBC a referral shows: its counts order the list
+
     statement = _filtered(query)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     offset = (query.page - 1) * query.per_page
     if offset >= total:  # past the last page; a huge page number would overflow the database's OFFSET
         return [], int(total)
     page = session.scalars(
-        statement.options(selectinload(Referral.patient))
-        # NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last.
-        .order_by(Referral.urgency_rank.desc(), Referral.collected_at.desc().nulls_last(), Referral.id.desc())
+        statement.join(Interpretation, Interpretation.id == Referral.interpretation_id)
+        .join(CbcResult, CbcResult.id == Interpretation.cbc_id)
+        .options(selectinload(Referral.patient))
+        .order_by(*worklist_order())
         .offset(offset)
         .limit(query.per_page)
     ).all()
@@ -422,7 +520,7 @@ def _undo_note(session: Session, referral: Referral, status: str, note: str | No
         raise InvalidTransition(
             f"a dismissed referral goes back to {before} when its dismissal is undone, not {status}"
         )
-    other = open_referral(session, referral.patient_id)
+    other = open_referrals(session, [referral.patient_id]).get(referral.patient_id)
     if other is not None:
         raise InvalidTransition(
             f"the patient has another open referral (#{other.id}): the dismissal of this one cannot be undone"
@@ -544,3 +642,72 @@ def lock_referral(session: Session, referral_id: int) -> Referral:
     if referral is None:
         raise ReferralNotFound(referral_id)
     return referral
+
+
+# -- the history rules (clinical-rules §3, §12 v2) ----------------------------------------------
+
+
+class PastRow(NamedTuple):
+    """A stored CBC as the history rules read it (labservice.core.history)."""
+
+    patient: str
+    collected_at: datetime  # UTC
+    platelets: float | None
+    mcv: float | None
+    findings: list[str]
+    interpretation_id: int
+
+
+#: Values in one IN (...) of the history rules' look-ups (SQLite allows 32,766 bound parameters a statement).
+PAST_IN_CHUNK = 5000
+
+
+def past_rows(session: Session, patient_ids: Sequence[int], since: datetime, until: datetime) -> list[PastRow]:
+    """Stored CBCs of these patients collected in [since, until] with the codes of their interpretations, oldest
+    first (one query per PAST_IN_CHUNK patients)."""
+    from labservice.store.models import Interpretation
+
+    ids = list(patient_ids)
+    rows: list[Any] = []
+    for start in range(0, len(ids), PAST_IN_CHUNK):
+        rows += session.execute(
+            select(
+                Patient.external_id,
+                CbcResult.collected_at,
+                CbcResult.platelets,
+                CbcResult.mcv,
+                Interpretation.findings,
+                Interpretation.id,
+            )
+            .join(CbcResult, CbcResult.patient_id == Patient.id)
+            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+            .where(
+                Patient.id.in_(ids[start : start + PAST_IN_CHUNK]),
+                CbcResult.collected_at >= since,
+                CbcResult.collected_at <= until,
+            )
+        ).all()
+    out = [
+        PastRow(patient, as_utc(at), platelets, mcv, findings or [], id_)  # type: ignore[arg-type]
+        for patient, at, platelets, mcv, findings, id_ in rows
+    ]
+    return sorted(out, key=lambda row: (row.collected_at, row.interpretation_id))
+
+
+def analyte_flags(session: Session, interpretation_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """The analyte flags (N, L, H, LL, HH) of these stored interpretations, as answered."""
+    from labservice.store.models import Interpretation
+
+    if not interpretation_ids:
+        return {}
+    ids = list(interpretation_ids)
+    out: dict[int, dict[str, str]] = {}
+    for start in range(0, len(ids), PAST_IN_CHUNK):
+        for id_, answer in session.execute(
+            select(Interpretation.id, Interpretation.answer).where(
+                Interpretation.id.in_(ids[start : start + PAST_IN_CHUNK])
+            )
+        ):
+            analytes = (answer or {}).get("analytes") or {}
+            out[id_] = {name: str(entry.get("flag")) for name, entry in analytes.items() if isinstance(entry, dict)}
+    return out

@@ -88,7 +88,7 @@ def upload(client: FlaskClient, data: bytes, mapping: dict[str, Any] | str | Non
 
 
 def created(response) -> dict[str, Any]:
-    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.status_code == 202, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
     return response.get_json()
 
@@ -104,7 +104,7 @@ def batch_dirs(directory: Path) -> list[str]:
 # ------------------------------------------------------------------------------------- the answer
 
 
-def test_upload_answers_201_with_the_summary_and_links(client):
+def test_upload_answers_202_with_the_summary_and_links(client):
     response = upload(client, WIDE_CSV)
     body = created(response)
     batch_id = body["batch_id"]
@@ -204,7 +204,7 @@ def test_the_same_upload_twice_is_recognised_and_not_interpreted_again(client, m
     def must_not_run(*args, **kwargs):
         raise AssertionError("a known batch was interpreted again")
 
-    monkeypatch.setattr("labservice.services.batch_upload.run_batch", must_not_run)
+    monkeypatch.setattr("labservice.services.batch_jobs.run_batch", must_not_run)
     response = upload(client, WIDE_CSV, filename="renamed.csv")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "Location" not in response.headers
@@ -332,7 +332,7 @@ def test_upload_above_max_upload_bytes_answers_413(make_app, tmp_path):
     assert "1000" in body["detail"]
     assert "file" in body["errors"]
     assert batch_dirs(tmp_path / "batches") == []
-    assert upload(client, WIDE_CSV).status_code == 201, "a small upload is still accepted"
+    assert upload(client, WIDE_CSV).status_code == 202, "a small upload is still accepted"
 
 
 def test_upload_limit_does_not_raise_the_limit_of_json_requests(make_app, tmp_path):
@@ -483,7 +483,7 @@ def test_openapi_documents_the_batch_endpoints(client):
     assert upload_schema["properties"]["file"] == {**upload_schema["properties"]["file"],
                                                   "type": "string", "format": "binary"}
     assert upload_schema["properties"]["mapping"]["type"] == "string"
-    assert {"200", "201", "413", "415", "422"} <= set(post["responses"])
+    assert {"200", "202", "413", "415", "422"} <= set(post["responses"])
     for status in ("413", "415", "422"):
         assert "application/problem+json" in post["responses"][status]["content"]
     assert "get" in paths[BATCHES + "/{batch_id}"]

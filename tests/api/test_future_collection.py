@@ -104,7 +104,7 @@ def test_the_skew_setting_comes_from_the_environment() -> None:
 
 def upload(client, data: bytes) -> dict[str, Any]:
     response = client.post(BATCHES, data={"file": (io.BytesIO(data), "cbc.csv")}, content_type="multipart/form-data")
-    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.status_code == 202, response.get_data(as_text=True)
     return response.get_json()
 
 

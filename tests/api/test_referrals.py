@@ -62,8 +62,11 @@ SEED = [
     ("P-IMM", "2026-11-15T09:00:00Z", 200, {"skin": FEVER_WITH_PETECHIAE}),
     ("P-SOON", "2026-11-20T10:00:00Z", 90, {}),
 ]
-#: Most urgent first, then the most recent collection first.
-WORKLIST_ORDER = ["P-IMM", "P-CRIT2", "P-CRIT", "P-SOON", "P-DROP", "P-DELTA"]
+#: Most urgent first; within an urgency the most severe first: critical before non-critical, then the lowest
+#: platelets, then the lowest neutrophils; then the most recent collection first (issue 13 item 5, v2; v1: most urgent,
+#: then the most recent collection). Immediate: P-CRIT2 (10) and P-CRIT (15) are critical, P-IMM (fever with petechiae,
+#: platelets 200) is not; soon: P-DROP (80) before P-SOON (90).
+WORKLIST_ORDER = ["P-CRIT2", "P-CRIT", "P-IMM", "P-DROP", "P-SOON", "P-DELTA"]
 #: P-CRIT and P-CRIT2: new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent).
 URGENCY = {"P-IMM": "immediate", "P-CRIT2": "immediate", "P-CRIT": "immediate", "P-SOON": "soon", "P-DROP": "soon",
            "P-DELTA": "routine"}
@@ -158,9 +161,10 @@ def test_a_later_cbc_updates_the_open_referral(client, seeded):
 
 
 @pytest.mark.parametrize(("query", "expected"), [
-    ("?urgency=urgent&urgency=immediate", ["P-IMM", "P-CRIT2", "P-CRIT"]),
-    ("?urgency=soon", ["P-SOON", "P-DROP"]),
-    ("?finding=thrombocytopenia", ["P-CRIT2", "P-CRIT", "P-SOON", "P-DROP", "P-DELTA"]),
+    # within an urgency critical values first, then the lowest platelets (issue 13 item 5, v2)
+    ("?urgency=urgent&urgency=immediate", ["P-CRIT2", "P-CRIT", "P-IMM"]),
+    ("?urgency=soon", ["P-DROP", "P-SOON"]),
+    ("?finding=thrombocytopenia", ["P-CRIT2", "P-CRIT", "P-DROP", "P-SOON", "P-DELTA"]),
     ("?finding=platelet_drop", ["P-DROP", "P-DELTA"]),
     ("?finding=fever_with_nonblanching_rash", ["P-IMM"]),
     # new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
@@ -199,11 +203,11 @@ def test_pages_with_totals_and_links(client, seeded):
 
 def test_page_links_keep_the_filters(client, seeded):
     body = listing(client, "?urgency=urgent&urgency=immediate&per_page=1&page=2")
-    assert patients(body) == ["P-CRIT2"] and body["total"] == 3
+    assert patients(body) == ["P-CRIT"] and body["total"] == 3  # P-CRIT2, P-CRIT, P-IMM (issue 13 item 5, v2)
     expected = {"urgency": ["urgent", "immediate"], "per_page": ["1"]}
     assert query_of(body["links"]["next"]) == {**expected, "page": ["3"]}
     assert query_of(body["links"]["prev"]) == {**expected, "page": ["1"]}
-    assert client.get(body["links"]["next"]).get_json()["items"][0]["patient_id"] == "P-CRIT"
+    assert client.get(body["links"]["next"]).get_json()["items"][0]["patient_id"] == "P-IMM"
 
 
 def test_exactly_one_full_page_has_no_next(client, seeded):
@@ -227,7 +231,7 @@ def test_the_status_filter_defaults_to_open_referrals(client, seeded):
     assert patch(client, seeded["P-DELTA"], {"status": "dismissed", "reason": "already_managed"}).status_code == 200
 
     default = listing(client)
-    assert patients(default) == ["P-IMM", "P-CRIT2", "P-CRIT", "P-DROP"]
+    assert patients(default) == ["P-CRIT2", "P-CRIT", "P-IMM", "P-DROP"]  # issue 13 item 5 (v2) order
     assert default["counts"] == {"immediate": 3, "urgent": 0, "soon": 1, "routine": 0}
     assert patients(listing(client, "?status=acknowledged")) == ["P-CRIT"]
     assert patients(listing(client, "?status=referred&status=dismissed")) == ["P-SOON", "P-DELTA"]
@@ -256,10 +260,12 @@ def test_invalid_query_parameters_are_422_naming_the_parameter(client, query, pa
 
 
 def test_a_referral_without_collection_time_comes_after_timed_ones_of_its_urgency(client, seeded):
-    """The urgency sorts first; within it the newest collection first, and a CBC without a time last."""
-    # platelets 12: a new critical value, immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
-    post(client, cbc("P-UNTIMED", None, 12))
-    assert patients(listing(client, "?urgency=immediate")) == ["P-IMM", "P-CRIT2", "P-CRIT", "P-UNTIMED"]
+    """The urgency sorts first, then the severity (issue 13 item 5); among equally severe ones the newest collection
+    first, and a CBC without a time last."""
+    # platelets 10: a new critical value, immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent), as severe as
+    # P-CRIT2's (platelets 10, neutrophils 3.0), which has a collection time
+    post(client, cbc("P-UNTIMED", None, 10))
+    assert patients(listing(client, "?urgency=immediate")) == ["P-CRIT2", "P-UNTIMED", "P-CRIT", "P-IMM"]
 
 
 # --- one referral ----------------------------------------------------------------------------------------

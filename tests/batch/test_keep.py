@@ -46,7 +46,7 @@ def counts(url: str) -> dict[str, int]:
 def test_rows_with_a_patient_id_are_stored_with_delta_and_referrals(make_app, database_url):
     client = make_app(DATABASE_URL=database_url).test_client()
     answer = upload(client, CSV)
-    assert answer.status_code == 201, answer.json
+    assert answer.status_code == 202, answer.json
     # P1 twice and P2: stored; P3 is rejected ('abc'); the last row has no patient id.
     assert answer.json["summary"]["stored"] == 3
     assert counts(database_url) == {"batches": 1, "cbc_results": 3, "interpretations": 3, "referrals": 2}
@@ -65,7 +65,7 @@ def test_rows_with_a_patient_id_are_stored_with_delta_and_referrals(make_app, da
 
 def test_the_same_upload_twice_stores_nothing_twice(make_app, database_url):
     client = make_app(DATABASE_URL=database_url).test_client()
-    assert upload(client, CSV).status_code == 201
+    assert upload(client, CSV).status_code == 202
     again = upload(client, CSV)
     assert again.status_code == 200 and again.json["already_uploaded"] is True
     assert counts(database_url)["cbc_results"] == 3
@@ -73,10 +73,10 @@ def test_the_same_upload_twice_stores_nothing_twice(make_app, database_url):
 
 def test_the_same_results_in_another_file_are_not_stored_again(make_app, database_url):
     client = make_app(DATABASE_URL=database_url).test_client()
-    assert upload(client, CSV).status_code == 201
+    assert upload(client, CSV).status_code == 202
     reordered = CSV + b"\n"  # another file (a trailing blank line: another hash), the same results
     answer = upload(client, reordered)
-    assert answer.status_code == 201
+    assert answer.status_code == 202
     assert answer.json["summary"]["stored"] == 0
     assert counts(database_url)["cbc_results"] == 3
 
@@ -86,7 +86,7 @@ def test_store_false_keeps_nothing(make_app, database_url):
     quota and the retention, issue 10) says its CBCs were not stored."""
     client = make_app(DATABASE_URL=database_url).test_client()
     answer = upload(client, CSV, "?store=false")
-    assert answer.status_code == 201 and answer.json["summary"]["stored"] == 0
+    assert answer.status_code == 202 and answer.json["summary"]["stored"] == 0
     assert counts(database_url) == {"batches": 1, "cbc_results": 0, "interpretations": 0, "referrals": 0}
     database = Database.connect(database_url)
     with database.session() as session:
@@ -100,9 +100,9 @@ def test_a_store_false_upload_does_not_stop_the_storing_upload_of_the_same_file(
     stored 0, so its patients never reached the worklist."""
     client = make_app(DATABASE_URL=database_url).test_client()
     unstored = upload(client, CSV, "?store=false")
-    assert unstored.status_code == 201
+    assert unstored.status_code == 202
     stored = upload(client, CSV)
-    assert stored.status_code == 201, stored.json
+    assert stored.status_code == 202, stored.json
     assert stored.json["already_uploaded"] is False and stored.json["summary"]["stored"] == 3
     assert stored.json["batch_id"] != unstored.json["batch_id"]
     assert counts(database_url) == {"batches": 2, "cbc_results": 3, "interpretations": 3, "referrals": 2}
@@ -129,7 +129,7 @@ def test_results_an_unstored_upload_left_under_the_storing_id_do_not_stop_it(mak
         session.execute(delete(Batch))  # the old code added no row
     database.engine.dispose()
     answer = upload(client, CSV)
-    assert answer.status_code == 201 and answer.json["batch_id"] == storing_id
+    assert answer.status_code == 202 and answer.json["batch_id"] == storing_id
     assert answer.json["already_uploaded"] is False and answer.json["summary"]["stored"] == 3
     assert counts(database_url)["referrals"] == 2
 
@@ -145,7 +145,7 @@ def test_an_id_longer_than_the_patients_column_is_interpreted_not_kept(make_app,
     patients.external_id (String(200)) and PostgreSQL refused it, a 500. The JSON API refuses such an id."""
     client = make_app(DATABASE_URL=database_url).test_client()
     answer = upload(client, b"Patient ID,PLT\n" + b"P" * 201 + b",15\nP1,15\n")
-    assert answer.status_code == 201, answer.get_data(as_text=True)
+    assert answer.status_code == 202, answer.get_data(as_text=True)
     assert answer.json["summary"]["interpreted"] == 2 and answer.json["summary"]["stored"] == 1
     assert counts(database_url)["cbc_results"] == 1
 
@@ -158,7 +158,7 @@ def test_a_file_name_with_nul_or_too_long_is_kept_cleaned(make_app, database_url
     for name, data in (("a\x00b.csv", CSV), ("f" * 5000 + ".csv", another)):
         answer = client.post("/api/v1/batches", data={"file": (io.BytesIO(data), name)},
                               content_type="multipart/form-data")
-        assert answer.status_code == 201, answer.get_data(as_text=True)
+        assert answer.status_code == 202, answer.get_data(as_text=True)
     database = Database.connect(database_url)
     with database.session() as session:
         names = sorted(session.scalars(select(Batch.filename)))

@@ -20,9 +20,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from labservice.batch import retention
+from labservice.batch.results_store import is_batch_id
 from labservice.batch.retention import cutoff, purge_batches
 from labservice.cli import main as cli_main
-from labservice.extensions import current_store
+from labservice.extensions import current_database, current_store
+from labservice.store.batch_records import bytes_kept
 from labservice.store.models import Batch, CbcResult, Referral
 from labservice.store.repository import now_utc
 from tests.api.helpers import assert_problem
@@ -65,7 +67,7 @@ def upload(client, data: bytes, query: str = ""):
 
 def made(client, data: bytes, query: str = "") -> str:
     response = upload(client, data, query)
-    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.status_code == 202, response.get_data(as_text=True)
     return response.get_json()["batch_id"]
 
 
@@ -148,7 +150,7 @@ def test_an_upload_of_a_purged_batch_makes_its_results_again(app, client):
     age(app, batch)
     purge(app)
     again = upload(client, CSV)
-    assert again.status_code == 201 and again.get_json()["batch_id"] == batch
+    assert again.status_code == 202 and again.get_json()["batch_id"] == batch
     assert again.get_json()["already_uploaded"] is False
     assert again.get_json()["summary"]["stored"] == 0  # its CBCs were kept all along
     assert client.get(f"/api/v1/batches/{batch}/result.csv").status_code == 200
@@ -191,7 +193,10 @@ def test_labservice_purge_lists_with_dry_run_then_deletes(app, client, database_
 # --- quota -------------------------------------------------------------------------------------
 
 
-def test_an_upload_that_would_go_over_the_quota_answers_507_and_keeps_nothing(app, client):
+def test_an_upload_that_would_go_over_the_quota_answers_507_and_keeps_no_results(app, client):
+    """A batch job stores its CBCs chunk by chunk (docs/batches.md, "Jobs"): a job whose results would take the
+    owner over the quota keeps no result file, its row counts nothing against the quota (marked purged), and the
+    CBCs it stored stay, as those of a batch whose results were purged do."""
     first = made(client, CSV)
     used = row(app, first).result_bytes
     assert used == sum(f.stat().st_size for f in folder(app, first).iterdir())
@@ -201,9 +206,11 @@ def test_an_upload_that_would_go_over_the_quota_answers_507_and_keeps_nothing(ap
     assert f"{used} bytes of its quota of {used + 10} bytes" in body["detail"]
     assert body["errors"] == {"quota": [f"{used} bytes used of {used + 10} bytes."]}
     assert sorted(p.name for p in Path(app.config["BATCH_DIRECTORY"]).iterdir()) == before
-    assert count(app, Batch) == 1 and count(app, CbcResult) == 3
+    assert count(app, Batch) == 2 and count(app, CbcResult) == 3  # another(1) has no patient id: none stored
+    with app.app_context(), current_database().session() as session:
+        assert bytes_kept(session, row(app, first).owner) == used  # the refused batch's row counts nothing
     other = bearer_client(app, new_key(app, "interpret", "read"))  # the quota is per key
-    assert upload(other, another(1)).status_code == 201
+    assert upload(other, another(1)).status_code == 202
 
 
 def test_an_owner_at_the_quota_is_refused_before_the_upload_is_read(app, client, monkeypatch):
@@ -220,16 +227,21 @@ def test_an_owner_at_the_quota_is_refused_before_the_upload_is_read(app, client,
     monkeypatch.undo()
     age(app, first)
     purge(app)  # expired results free the quota
-    assert upload(client, another(1)).status_code == 201
+    assert upload(client, another(1)).status_code == 202
 
 
 def test_results_larger_than_the_whole_quota_answer_413(app, client):
     app.config["BATCH_QUOTA_BYTES"] = 100
     body = assert_problem(upload(client, CSV), 413)
     assert "larger than the whole quota of 100 bytes" in body["detail"] and "file" in body["errors"]
-    assert (count(app, Batch), count(app, CbcResult)) == (0, 0)
+    assert Path(app.config["BATCH_DIRECTORY"]).exists() is False or not any(
+        is_batch_id(p.name) for p in Path(app.config["BATCH_DIRECTORY"]).iterdir()
+    )
+    assert count(app, Batch) == 1  # the job's CBCs are stored (chunk by chunk); its row is marked purged
+    with app.app_context(), current_database().session() as session:
+        assert session.scalars(select(Batch)).one().purged_at is not None
     assert_problem(upload(client, CSV, "?store=false"), 413)
-    assert count(app, Batch) == 0
+    assert count(app, Batch) == 1  # an unstored batch's row is added with its results only
 
 
 def test_a_dashboard_user_has_a_quota_too(app, client):
@@ -240,4 +252,5 @@ def test_a_dashboard_user_has_a_quota_too(app, client):
         content_type="multipart/form-data",
     )
     assert response.status_code == 413 and b"quota" in response.data
-    assert count(app, Batch) == 0
+    with app.app_context(), current_database().session() as session:
+        assert all(batch.purged_at is not None for batch in session.scalars(select(Batch)))  # no results kept

@@ -21,11 +21,13 @@ import pytest
 
 from labservice.core.delta import (
     DELTA_INPUT,
+    NO_TIME,
     DeltaCbc,
     compare_with_previous,
     delta_block,
     delta_checks,
     delta_findings,
+    previous_of,
 )
 from labservice.core.ruleset import default_ruleset
 
@@ -302,3 +304,50 @@ def test_a_cbc_with_nothing_to_compare_has_an_unassessed_block() -> None:
     block = delta_block(None, WEEK, rs)
     assert block["assessed"] is False and block["window_days"] == 7
     assert delta_findings(block, 80.0, rs) == []
+
+
+# -- a batch chunk: the same vectorised code over many patients at once -----------------------------------------
+
+
+def test_previous_of_over_a_pool_of_interleaved_patients() -> None:
+    """previous_of on a pool as a chunk gives it (patients interleaved, out of time order): each CBC's previous is
+    the same patient's CBC collected last before it, strictly earlier and at most the window earlier (7 days,
+    bounds included); of two collected at the same time, the one listed last; a CBC without a time is neither
+    compared nor a previous one."""
+    day = 86_400_000_000  # microseconds
+    patients = np.array([0, 1, 0, 1, 0, 2, 0, 0, 1], dtype=np.int64)
+    days = [0, 0, 3, 9, 3, 1, 4, None, 2]
+    times = np.array([NO_TIME if d is None else d * day for d in days], dtype=np.int64)
+    expected = [
+        -1,  # patient 0, day 0: nothing earlier
+        -1,  # patient 1, day 0
+        0,  # patient 0, day 3: day 0
+        8,  # patient 1, day 9: day 2 (position 8), exactly 7 days earlier: within the window
+        0,  # patient 0, day 3 again: day 0 (the other day-3 CBC is not strictly earlier)
+        -1,  # patient 2: alone
+        4,  # patient 0, day 4: of the two day-3 CBCs, the one listed last (4)
+        -1,  # no time: not compared
+        1,  # patient 1, day 2: day 0
+    ]
+    assert previous_of(patients, times, timedelta(days=7)).tolist() == expected
+    assert previous_of(patients, times, timedelta(days=6)).tolist()[3] == -1  # 7 days > a 6-day window
+
+
+def test_a_chunk_of_thousands_gives_what_one_call_per_cbc_gives() -> None:
+    """The chunk path and the one-CBC path are the same code: comparing a whole chunk (in time order) at once gives,
+    for each CBC, the delta that comparing it alone against the CBCs before it gives."""
+    rs = default_ruleset()
+    rng = np.random.default_rng(12)
+    chunk = sorted(
+        (
+            DeltaCbc(f"P{rng.integers(40)}", T0 + timedelta(hours=int(rng.integers(24 * 20))),
+                     float(rng.uniform(20, 400)), int(rng.integers(4)),
+                     tuple(name for name in ("thrombocytopenia", "anemia") if rng.random() < 0.3), ())
+            for _ in range(2000)
+        ),
+        key=lambda cbc: cbc.collected_at,
+    )
+    together = compare_with_previous(chunk, [], WEEK, rs)
+    assert sum(delta is not None for delta in together) > 1500  # most have a previous CBC in the window
+    for i in range(0, 2000, 37):
+        assert compare_with_previous([chunk[i]], chunk[:i], WEEK, rs) == [together[i]]

@@ -34,6 +34,10 @@ def test_the_vocabulary_holds_the_contract_codes():
     # api-contract *v2* finding codes join the vocabulary as the clinical-rules v2 work adds them
     v1, v2 = contract_finding_codes(v2=False), contract_finding_codes(v2=True)
     assert v1 | DELTA_FINDINGS <= set(vocabulary.FINDING_CODES) <= v2 | DELTA_FINDINGS
+    # the history rules' codes (clinical-rules §12 v2) are among them
+    history = set(vocabulary.HISTORY_FINDING_CODES)
+    assert history == {"heparin_induced_thrombocytopenia_possible", "possible_sample_misidentification"}
+    assert history <= set(vocabulary.FINDING_CODES)
     assert set(vocabulary.DELTA_FINDING_CODES) == DELTA_FINDINGS
     assert set(vocabulary.URGENCY_NAMES) == {"immediate", "urgent", "soon", "routine"}
     assert vocabulary.Urgency("urgent").rank > vocabulary.Urgency("soon").rank
@@ -44,7 +48,7 @@ def test_the_vocabulary_reads_the_table_the_ruleset_loads():
     assert tuple(s.code for s in RULESET.finding_specs(vocabulary.DELTA)) == vocabulary.DELTA_FINDING_CODES
     assert tuple(
         s.reason for s in RULESET.finding_specs(vocabulary.FINDING, vocabulary.REASON) if s.reason
-    ) == vocabulary.URGENCY_REASONS
+    ) + tuple(s.reason for s in RULESET.finding_specs(vocabulary.HISTORY) if s.reason) == vocabulary.URGENCY_REASONS
 
 
 def test_the_http_enums_are_the_vocabulary():

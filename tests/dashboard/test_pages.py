@@ -61,7 +61,10 @@ SEED = [
     cbc("P-SOON2", "2026-03-03T09:00:00Z", "female", 40, 250, 0.8, 13.5),  # soon (neutrophils < 1.0)
     cbc("P-ROUT", "2026-03-03T10:00:00Z", "female", 40, 250, 3.0, 13.5),  # routine: no referral
 ]
-ORDER = ["P-IMM", "P-URG", "P-SOON2", "P-SOON"]  # most urgent first, then the most recent CBC
+# Most urgent first; within an urgency the most severe first: critical before non-critical, then the lowest
+# platelets, then the lowest neutrophils (issue 13 item 5, v2; v1: then the most recent CBC). P-URG (platelets 15)
+# and P-IMM (neutrophils 0.4) both show a critical value: the lower platelets first.
+ORDER = ["P-URG", "P-IMM", "P-SOON", "P-SOON2"]
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -258,10 +261,10 @@ def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
 
 
 @pytest.mark.parametrize(("query", "expected"), [
-    ("urgency=soon", ["P-SOON2", "P-SOON"]),
-    ("urgency=immediate&urgency=urgent", ["P-IMM", "P-URG"]),
+    ("urgency=soon", ["P-SOON", "P-SOON2"]),  # platelets 80 before 250 (issue 13 item 5)
+    ("urgency=immediate&urgency=urgent", ["P-URG", "P-IMM"]),
     ("finding=neutropenia", ["P-IMM", "P-SOON2"]),
-    ("finding=critical_value", ["P-IMM", "P-URG"]),
+    ("finding=critical_value", ["P-URG", "P-IMM"]),
     ("from=2026-03-02&to=2026-03-03", ["P-URG", "P-SOON2"]),  # the "to" day is included
     ("from=2026-03-04", ["P-IMM"]),
     ("to=2026-03-01", ["P-SOON"]),

@@ -184,7 +184,7 @@ def test_hl7v2_interpret_records_the_patient_also_when_the_answer_is_the_ack(app
 def test_a_batch_upload_records_every_stored_patient_and_the_batch(app, client):
     first, second = unique(), unique()
     response = client.post("/api/v1/batches", data=csv_upload(wide_csv([(first, 40), (second, 210), (first, 35)])))
-    assert response.status_code == 201
+    assert response.status_code == 202
     batch = response.get_json()["batch_id"]
     rows = audit_rows(app)
     assert sorted(row["patient"] for row in rows) == sorted([first, second])
@@ -193,7 +193,7 @@ def test_a_batch_upload_records_every_stored_patient_and_the_batch(app, client):
 
 def test_a_batch_without_stored_patients_is_one_row_with_the_batch_id(app, client):
     response = client.post("/api/v1/batches?store=false", data=csv_upload(wide_csv([(unique(), 40)])))
-    assert response.status_code == 201
+    assert response.status_code == 202
     batch = response.get_json()["batch_id"]
     [row] = audit_rows(app)
     assert row["patient"] is None and row["action"] == "create"
@@ -221,7 +221,7 @@ def test_a_download_of_an_unstored_batch_records_every_patient_in_it(app, client
     id of the file) was recorded as one row with patient null."""
     first, second = unique(), unique()
     upload = client.post("/api/v1/batches?store=false", data=csv_upload(wide_csv([(first, 40), (second, 60)])))
-    assert upload.status_code == 201
+    assert upload.status_code == 202
     batch = upload.get_json()["batch_id"]
     for suffix in ("", "/result.csv", "/result.json"):
         before = len(audit_rows(app))
@@ -239,9 +239,9 @@ def test_a_download_records_the_patients_whose_cbcs_an_earlier_upload_stored(app
     shows those patients: one row each."""
     first, second = unique(), unique()
     text = wide_csv([(first, 40), (second, 60)])
-    assert client.post("/api/v1/batches", data=csv_upload(text)).status_code == 201
+    assert client.post("/api/v1/batches", data=csv_upload(text)).status_code == 202
     again = client.post("/api/v1/batches", data=csv_upload(text + "\n"))
-    assert again.status_code == 201 and again.get_json()["summary"]["stored"] == 0
+    assert again.status_code == 202 and again.get_json()["summary"]["stored"] == 0
     before = len(audit_rows(app))
     assert client.get(f"/api/v1/batches/{again.get_json()['batch_id']}/result.json").status_code == 200
     assert sorted(row["patient"] for row in only(new_rows(app, before), action="read")) == sorted([first, second])
@@ -386,16 +386,31 @@ def test_a_read_whose_audit_row_cannot_be_written_is_withheld(app, client, caplo
     assert client.get(f"/api/v1/patients/{patient}/results").status_code == 200  # back once it is
 
 
-def test_a_change_whose_audit_row_cannot_be_written_is_saved_but_its_answer_withheld(app, client):
+def test_a_stored_cbc_whose_audit_row_cannot_be_written_is_not_kept_and_its_answer_withheld(app, client):
+    # Issue 12 item 2: the audit row is written in the storing request's own transaction, and an audit write
+    # failure still withholds the answer; both are rolled back together, so nothing is kept.
     patient = unique()
     with audit_table_gone(app):
         response = client.post(INTERPRET, json=cbc(patient))
         body = assert_problem(response, 503)
-        assert "may have been saved" in body["detail"] and patient not in response.get_data(as_text=True)
-    assert cbc_count(app) == 1  # the view had committed it
-    again = client.post(INTERPRET, json=cbc(patient))  # the retry the 503 asks for
-    assert again.get_json()["stored"]["duplicate"] is True
-    only(audit_rows(app), patient=patient, action="create")
+        assert response.headers["Retry-After"] == "5"
+        assert "audit trail" in body["detail"] and patient not in response.get_data(as_text=True)
+        assert "may have been saved" not in body["detail"]  # it was not: the transaction was rolled back
+    assert cbc_count(app) == 0
+    again = client.post(INTERPRET, json=cbc(patient))  # the retry the 503 asks for stores it
+    assert again.status_code == 200 and again.get_json()["stored"]["duplicate"] is False
+    assert cbc_count(app) == 1
+    only(audit_rows(app), patient=patient, action="create", status=200)
+    assert len(audit_rows(app)) == 1  # written once, in the storing transaction, not again after the view
+
+
+def test_a_storing_request_writes_one_audit_row_per_patient_not_two(app, client):
+    """Written with the results, the rows are not written again after the view: one per patient, status 200."""
+    patients = [unique(), unique()]
+    store(client, *patients)
+    rows = audit_rows(app)
+    assert sorted(row["patient"] for row in rows) == sorted(patients)
+    only(rows, action="create", status=200, resource="POST /api/v1/interpretations")
 
 
 def test_a_request_touching_no_patient_does_not_need_the_audit_table(app, client):

@@ -11,7 +11,14 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from labservice.examples import CONTRACT_EXAMPLE
-from labservice.middleware.auth import DEFAULT_SCOPES, ENDPOINT_SCOPES, PUBLIC_ENDPOINTS, required_scopes
+from labservice.middleware.auth import (
+    DEFAULT_SCOPES,
+    ENDPOINT_SCOPES,
+    KEY_CACHE_EXTENSION,
+    PUBLIC_ENDPOINTS,
+    required_scopes,
+)
+from labservice.security.key_cache import PrincipalCache
 from labservice.security.keys import create_key, revoke_key
 from labservice.security.principal import current_principal
 from tests.api.helpers import assert_problem
@@ -147,7 +154,45 @@ def test_a_missing_key_says_how_to_send_one(app):
     assert "Authorization: Bearer" in body["detail"]
 
 
-def test_a_revoked_key_is_refused_from_the_next_request(app):
+class FakeClock:
+    """A monotonic clock the test moves by hand (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_revoked_key_is_refused_once_its_cached_principal_expires(app):
+    # Issue 12 item 2: a key's principal is cached a few seconds (API_KEY_CACHE_SECONDS, 5 by default);
+    # revocation still takes effect within that time (docs/operations-and-security.md).
+    clock = FakeClock()
+    app.extensions[KEY_CACHE_EXTENSION] = PrincipalCache(app.config["API_KEY_CACHE_SECONDS"], clock=clock)
+    assert app.config["API_KEY_CACHE_SECONDS"] == 5
+    token = key_for(app, "soon-revoked", ["read"])
+    client = anonymous(app)
+    assert client.get("/api/v1/referrals", headers=bearer(token)).status_code == 200
+    with app.extensions["labservice.database"].session() as session:
+        revoke_key(session, "soon-revoked")
+    clock.now += 4.9  # within the cache time: the worker still knows the key as valid
+    assert client.get("/api/v1/referrals", headers=bearer(token)).status_code == 200
+    clock.now += 0.1  # 5 s after it was looked up: asked again, and refused
+    assert_unauthorized(client.get("/api/v1/referrals", headers=bearer(token)), invalid=True)
+    clock.now += 60
+    assert_unauthorized(client.get("/api/v1/referrals", headers=bearer(token)), invalid=True)
+
+
+def test_a_wrong_secret_never_matches_a_cached_key(app):
+    token = key_for(app, "cached", ["read"])
+    client = anonymous(app)
+    assert client.get("/api/v1/referrals", headers=bearer(token)).status_code == 200  # now cached
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert_unauthorized(client.get("/api/v1/referrals", headers=bearer(forged)), invalid=True)
+
+
+def test_without_the_cache_a_revoked_key_is_refused_from_the_next_request(make_app):
+    app = make_app(API_KEY_CACHE_SECONDS=0)
     token = key_for(app, "soon-revoked", ["read"])
     client = anonymous(app)
     assert client.get("/api/v1/referrals", headers=bearer(token)).status_code == 200
@@ -326,3 +371,18 @@ def test_a_nul_on_the_dashboard_of_a_signed_in_user_is_a_400_naming_it(client, p
     """Signed in, the dashboard's requests reach the NUL check (PostgreSQL cannot store NUL: it was a 500 there)."""
     response = client.get(path)
     assert response.status_code == 400 and named in response.get_data(as_text=True), response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("0", 0.0), ("2.5", 2.5), ("30", 30.0)])
+def test_the_key_cache_time_comes_from_the_environment(raw: str, seconds: float) -> None:
+    from labservice.config import load_settings
+
+    assert load_settings({"LABSERVICE_API_KEY_CACHE_SECONDS": raw})["API_KEY_CACHE_SECONDS"] == seconds
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "nan"])
+def test_a_key_cache_time_that_is_not_zero_or_more_is_refused(raw: str) -> None:
+    from labservice.config import load_settings
+
+    with pytest.raises(ValueError, match="API_KEY_CACHE_SECONDS"):
+        load_settings({"LABSERVICE_API_KEY_CACHE_SECONDS": raw})

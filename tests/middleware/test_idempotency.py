@@ -132,13 +132,13 @@ def test_without_a_key_a_second_post_runs_again(client, database_url):
 def test_a_retried_batch_upload_with_a_new_boundary_gets_the_first_answer(client, database_url):
     """Clients draw a new multipart boundary for each send: the same form is still the same request."""
     first = post_batch(client, "batch-upload-1", boundary="boundary-AAAA")
-    assert first.status_code == 201, first.json
+    assert first.status_code == 202, first.json
     assert first.headers["Location"] == first.json["links"]["self"]
     stored = counts(database_url)
     assert (stored["batches"], stored["cbc_results"], stored["referrals"]) == (1, 2, 2)
     again = post_batch(client, "batch-upload-1", boundary="boundary-ZZZZZZZZZZ")
     same_answer(first, again)
-    assert again.json["already_uploaded"] is False  # the first answer (201), not "already uploaded" (200)
+    assert again.json["already_uploaded"] is False  # the first answer (202), not "already uploaded" (200)
     assert counts(database_url) == stored
 
 
@@ -210,7 +210,7 @@ def test_the_same_key_with_another_request_is_422_and_runs_nothing(client, datab
 
 
 def test_another_file_under_the_same_key_is_422(client, database_url):
-    assert post_batch(client, "batch-2").status_code == 201
+    assert post_batch(client, "batch-2").status_code == 202
     before = counts(database_url)
     other = CSV.replace(b"P2,", b"P3,")
     answer = post_batch(client, "batch-2", boundary="other-boundary", body=other)
@@ -297,9 +297,9 @@ def test_a_5xx_answer_is_not_kept_so_the_retry_runs(make_app, database_url, tmp_
     blocker.unlink()
     blocker.mkdir()
     again = post_batch(client, "retry-after-500", boundary="second-try")
-    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert again.status_code == 202 and "Idempotent-Replayed" not in again.headers
     assert counts(database_url)["batches"] == 1
-    assert [record.status for record in records(database_url)] == [201]
+    assert [record.status for record in records(database_url)] == [202]
 
 
 def test_an_expired_key_runs_again_and_old_records_are_deleted(make_app, database_url):
@@ -398,7 +398,7 @@ def test_the_openapi_document_describes_the_header(client):
                           ("/api/v1/fhir/$interpret", "post")}  # the FHIR spelling of FHIR's endpoint (issue 14)
     assert len(IDEMPOTENT_ENDPOINTS) == len(documented) - 1
     batch = spec["paths"][BATCHES]["post"]["responses"]
-    assert "Idempotent-Replayed" in batch["201"]["headers"]
+    assert "Idempotent-Replayed" in batch["202"]["headers"]
     assert {"400", "409", "422"} <= set(batch)
 
 

@@ -90,7 +90,7 @@ def test_threads_retrying_one_batch_upload_store_it_once(make_app, database_url)
         return app.test_client().post("/api/v1/batches", data={"file": (io.BytesIO(CSV), "cc.csv")},
                                       content_type="multipart/form-data", headers={"Idempotency-Key": "cc-batch"})
 
-    check_once(at_once(send), 201)
+    check_once(at_once(send), 202)
     counts = stored(database_url)
     assert (counts["batches"], counts["cbc_results"], counts["interpretations"], counts["idempotency_records"]) == (
         1, ROWS, ROWS, 1)
@@ -139,7 +139,7 @@ def test_clients_retrying_against_gunicorn_workers_store_once(postgresql_databas
                                  timeout=60, headers={**auth, "Idempotency-Key": '"gunicorn-batch"'})
 
         check_once(at_once(interpretation, 8), 200)
-        check_once(at_once(batch, 8), 201)
+        check_once(at_once(batch, 8), 202)
         # Afterwards every retry is a replay.
         assert interpretation().headers.get("Idempotent-Replayed") == "true"
         assert batch().headers.get("Idempotent-Replayed") == "true"

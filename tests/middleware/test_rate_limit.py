@@ -199,7 +199,7 @@ def test_health_checks_and_static_files_are_not_limited(make_app, client):
 def test_uploads_have_their_own_stricter_limit(make_app):
     app = make_app(RATE_LIMIT_UPLOADS="1/minute")
     client = app.test_client()
-    assert client.post("/api/v1/batches", data=csv_upload(wide_csv([("MRN-1", 40)]))).status_code == 201
+    assert client.post("/api/v1/batches", data=csv_upload(wide_csv([("MRN-1", 40)]))).status_code == 202
     refused = client.post("/api/v1/batches", data=csv_upload(wide_csv([("MRN-2", 40)])))
     body = assert_problem(refused, 429)
     assert "batch uploads" in body["detail"] and int(refused.headers["Retry-After"]) == 60

@@ -59,7 +59,7 @@ def test_an_upload_with_more_rows_than_allowed_is_413_and_stores_nothing(make_ap
     assert "MAX_BATCH_ROWS" in body["detail"] and list(body["errors"]) == ["file"]
     assert stored_counts(app) == (0, 0, 0)
     assert not (tmp_path / "batches").exists() or not any((tmp_path / "batches").rglob("*.csv"))
-    assert client.post("/api/v1/batches", data=csv_upload(rows(5))).status_code == 201
+    assert client.post("/api/v1/batches", data=csv_upload(rows(5))).status_code == 202
     assert stored_counts(app) == (5, 5, 1)
 
 

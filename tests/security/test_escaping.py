@@ -255,7 +255,7 @@ def test_hostile_hl7_values_quoted_in_an_ack_add_no_segment(client, unit):
 def test_a_hostile_upload_file_name_never_reaches_a_header(client):
     name = 'evil"; filename*=UTF-8\'\'x.exe\r\nSet-Cookie: stolen=1.csv'
     created = client.post("/api/v1/batches", data=csv_upload("patient_id,PLT\nMRN-H,40\n", filename=name))
-    assert created.status_code == 201
+    assert created.status_code == 202
     batch = created.get_json()["batch_id"]
     assert created.headers["Location"] == f"/api/v1/batches/{batch}"
     for kind in ("csv", "json"):

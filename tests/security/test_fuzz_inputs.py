@@ -1,7 +1,7 @@
 """Generated CSV files and HL7 v2 messages (tests/security/strategies.py) through the HTTP endpoints: never a
 5xx, every error a problem+json, and what is answered adds up (issue 6, fuzzing).
 
-- POST /api/v1/batches: a 201 (or 200 for a file already uploaded) whose result.csv has one row per output
+- POST /api/v1/batches: a 202 (or 200 for a file already uploaded) whose result.csv has one row per output
   row of the summary, or a 4xx problem naming `file`; with files the reader can read, every data record
   of the file is an output row.
 - POST /api/v1/hl7v2/interpret: 200 with interpretations, or 400/413/415/422 problem+json; with ?ack=true
@@ -68,7 +68,7 @@ def check_batch(client: FlaskClient, data: bytes, store: bool) -> dict | None:
         assert "file" in body["errors"], body
         event("refused")
         return None
-    assert response.status_code in (200, 201), response.get_data(as_text=True)[:500]
+    assert response.status_code in (200, 202), response.get_data(as_text=True)[:500]
     event("interpreted")
     batch = response.get_json()
     summary = batch["summary"]

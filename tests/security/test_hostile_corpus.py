@@ -13,7 +13,7 @@ tests/api/test_hostile_inputs.py holds the exact messages for the interpretation
 SQLite and on PostgreSQL, which refuses some text SQLite keeps (NUL, strings longer than the column).
 
 By design two answers here are not 4xx, and the tests say so: a CSV *cell* holding a hostile value is that row's
-error inside a 201 (a batch keeps every row, README: CSV batches), and CDS Hooks answers a finite but implausible
+error inside a 202 (a batch keeps every row, README: CSV batches), and CDS Hooks answers a finite but implausible
 value (2^64) with a 200 warning card naming the problem (an EHR shows nothing for a failed call, README: CDS Hooks).
 """
 
@@ -437,7 +437,7 @@ def test_a_multipart_body_with_content_encoding_gzip_is_not_inflated(client):
 def test_a_hostile_cell_is_its_rows_error_in_a_batch_that_keeps_every_row(client, cell):
     """A cell is not the file: the row is rejected with its line and column, the other rows are interpreted."""
     response = upload(client, f"Patient ID,PLT,HGB\nH1,{cell},12\nH2,45,12\n".encode())
-    assert response.status_code == 201, response.get_data(as_text=True)[:400]
+    assert response.status_code == 202, response.get_data(as_text=True)[:400]
     summary = response.get_json()["summary"]
     assert (summary["rows_out"], summary["interpreted"], summary["rejected"]) == (2, 1, 1)
     assert summary["first_errors"][0].startswith("line 2, column PLT")
@@ -452,6 +452,6 @@ def test_a_hostile_patient_id_cell_is_interpreted_not_stored(client, ids, stored
     filler = "".join(f"F{tag}-{i},250,14\n" for i in range(400))
     data = ("Patient ID,PLT,HGB\n" + filler + f"{ids[0]},15,12\n{ids[1]},15,12\n").encode()
     response = upload(client, data)
-    assert response.status_code == 201, response.get_data(as_text=True)[:400]
+    assert response.status_code == 202, response.get_data(as_text=True)[:400]
     assert response.get_json()["summary"]["interpreted"] == 402
     assert response.get_json()["summary"]["stored"] == 400 + stored

@@ -41,6 +41,8 @@ CONTEXT_FIELDS = (
     "myelosuppressive_therapy",
     "reticulocyte_method",
     "ctcae_version",
+    "heparin_started_at",
+    "heparin_in_previous_30_days",
     *FILM_FIELDS,
 )
 #: Columns of the long shape (one row per result).
@@ -231,6 +233,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "creatinine_mg_dl": ("creatinine mg dl", "creatinine (mg/dl)"),
     "indirect_bilirubin_mg_dl": ("indirect bilirubin mg dl", "indirect bilirubin (mg/dl)"),
     "ctcae_version": ("ctcae version",),
+    "heparin_started_at": ("heparin started at", "heparin started", "heparin start", "heparin start time"),
+    "heparin_in_previous_30_days": ("heparin in previous 30 days", "heparin previous 30 days", "recent heparin"),
     "item": (
         "item",
         "itemid",

@@ -39,6 +39,8 @@ LONG_CONTEXT = (
     "fever",
     "duffy_null",
     "myelosuppressive_therapy",
+    "heparin_started_at",
+    "heparin_in_previous_30_days",
 )
 NO_ANALYTE = -1
 

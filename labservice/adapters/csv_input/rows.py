@@ -141,7 +141,9 @@ def parse_context(
     if "birth_date" in frame:
         age = _age_from_birth(frame, headers, errors, age, date_order)
     table["age_years"] = age
-    for name in TRISTATE_COLUMNS:
+    if "heparin_started_at" in frame:
+        table["heparin_started_at"] = _heparin_start(frame, headers, errors, date_order)
+    for name in (*TRISTATE_COLUMNS, "heparin_in_previous_30_days"):
         if name in frame:
             values, bad = parse_codes(frame[name], TRISTATE_TEXTS, np.nan)
             errors.add(
@@ -227,6 +229,18 @@ def _film(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, decim
         table["schistocytes_grade"] = np.array(
             [np.nan if word is None else float(SCHISTOCYTE_GRADES.index(word)) for word in words], dtype=np.float64
         )
+
+
+def _heparin_start(
+    frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, date_order: str | None
+) -> np.ndarray:
+    """context.heparin_started_at (clinical-rules §12 v2) as UTC seconds since the epoch, NaN when not given (a time
+    without an offset is UTC, as a collection time)."""
+    started, bad, ambiguous = parse_dates(frame["heparin_started_at"], date_order)
+    _date_errors(frame, "heparin_started_at", headers, errors, bad, ambiguous)
+    seconds = started.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    seconds[np.isnat(started)] = np.nan
+    return seconds
 
 
 def _age_from_birth(

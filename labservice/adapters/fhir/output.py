@@ -314,7 +314,8 @@ def _reasons(answer: dict, reasons: list[str], ruleset: Ruleset) -> tuple[list[s
             names = list(spec.analytes) if spec else []
             if spec and spec.family == "aplastic":
                 names = list((answer.get("aplastic_anemia") or {}).get("criteria_met") or [])
-        analytes.extend(name for name in names if name not in analytes)
+        # Evidence may hold more than analytes (critical_value's `known`, the 4Ts block's baseline...).
+        analytes.extend(name for name in names if name not in analytes and name in ruleset.analytes)
     return texts, analytes
 
 

@@ -21,6 +21,7 @@ from labservice.adapters.fhir.terminology import (
     snomed_map,
     verhoeff_valid,
 )
+from labservice.core import vocabulary
 from labservice.core.ruleset import RulesetError, default_ruleset
 from labservice.rule_tables import packaged_directory
 from tests.adapters.fhir.test_output import pancytopenia_bundle, us_core_bundle
@@ -53,6 +54,7 @@ def test_every_finding_code_has_a_row():
     # clinical-rules v2 (api-contract *v2* finding codes): the v2 codes get their rows as they are added
     v1, v2 = contract_finding_codes(v2=False), contract_finding_codes(v2=True)
     assert v1 | DELTA_FINDINGS <= set(codes) <= v2 | DELTA_FINDINGS
+    assert set(codes) == set(vocabulary.FINDING_CODES)  # every code an answer may carry has its row
     assert {"thrombocytopenia", "pancytopenia", "neutropenia", "anemia"} <= set(codes)
 
 

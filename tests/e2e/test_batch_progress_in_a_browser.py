@@ -1,0 +1,115 @@
+"""A batch upload's live progress in a real browser (issue 12 item 1): gunicorn with the default kind of queue
+(SQLite) and a real `labservice worker`. The page of a queued batch shows a progress bar and reloads itself
+(a meta refresh: no script, so the CSP of labservice/middleware/headers.py is untouched) until the batch is
+done, when it shows the finished batch's summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labservice.security.users import create_user
+from labservice.store.database import Database, migrate
+from tests.batch.job_workers import DEADLINE_SECONDS
+from tests.e2e.conftest import ROOT, _free_port, shoot, sign_in
+
+pytestmark = pytest.mark.slow
+
+ROWS = 240
+PASSWORD = "e2e-jobs-password-not-secret"
+
+
+@pytest.fixture(scope="module")
+def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Path]]:
+    """gunicorn whose uploads wait in a SQLite queue (no worker yet): (base URL, the environment, its folder)."""
+    instance = tmp_path_factory.mktemp("e2e-jobs")
+    url = f"sqlite:///{instance / 'labservice.sqlite'}"
+    migrate(url)
+    database = Database.connect(url)
+    with database.session() as session:
+        create_user(session, "jobs", PASSWORD, display_name="Dr Jobs")
+    database.engine.dispose()
+    env = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_INSTANCE_PATH": str(instance),
+        "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
+        "LABSERVICE_AUTO_MIGRATE": "false",
+        "LABSERVICE_JOB_QUEUE": f"sqlite:///{instance / 'jobs.sqlite3'}",
+        "LABSERVICE_BATCH_CHUNK_ROWS": "20",
+    }
+    port = _free_port()
+    log = instance / "gunicorn.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"gunicorn did not start:\n{log.read_text(errors='replace')}") from None
+            time.sleep(0.2)
+    try:
+        yield base, env, instance
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_batch_upload_shows_its_progress_then_the_finished_batch(browser, queued_server, tmp_path):
+    base, env, instance = queued_server
+    lines = ["Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)"]
+    lines += [f"E2E-JOB-{i:04d},2026-11-{1 + i % 28:02d}T08:00:00Z,F,50,{40 + i % 300},12.5,3.0" for i in range(ROWS)]
+    source = tmp_path / "cbc.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    seen: list[str] = []  # the progress bar's value on every page load (the meta refresh reloads the page)
+    page.on("load", lambda loaded: seen.append(loaded.evaluate(
+        "() => { const bar = document.querySelector('#job-progress'); return bar ? String(bar.value) : 'done'; }")))
+    worker = None
+    try:
+        sign_in(page, base, "jobs", PASSWORD)
+        page.goto(base + "/dashboard/batches")
+        page.set_input_files("#upload-file", str(source))
+        page.click("#upload-button")
+        page.wait_for_url("**/dashboard/batches/*")
+        # No worker yet: the batch waits, its page shows a progress bar at 0 and reloads itself.
+        assert page.locator("#job").get_attribute("data-status") == "queued"
+        assert page.locator("#job-progress").get_attribute("value") == "0.0"
+        assert page.locator('meta[http-equiv="refresh"]').count() == 1
+        shoot(page, "batch-job-queued")
+        with (instance / "worker.log").open("ab") as out:
+            worker = subprocess.Popen([sys.executable, "-m", "labservice.cli", "worker"], env=env, stdout=out,
+                                      stderr=subprocess.STDOUT)
+        # Without any click or reload from the test, the page comes to the finished batch.
+        page.wait_for_selector('dd[data-field="rows_out"]', timeout=DEADLINE_SECONDS * 1000)
+        shoot(page, "batch-job-done")
+        assert page.locator('dd[data-field="rows_out"]').inner_text().strip() == str(ROWS)
+        assert page.locator('dd[data-field="stored"]').inner_text().strip() == str(ROWS)
+        assert page.locator("#download-csv").count() == 1
+        values = [float(value) for value in seen if value != "done"]
+        assert len(values) >= 2 and values == sorted(values), seen  # it only moves forward
+        assert seen[-1] == "done"
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        context.close()
