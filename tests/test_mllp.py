@@ -264,3 +264,39 @@ def test_a_failure_on_our_side_is_ar_207_and_the_listener_goes_on(tmp_path):
     assert msa(acks[0]) == ("AR", "52780002432")
     assert str(acks[0].segment("ERR")(3)).startswith("207^")
     assert msa(acks[1]) == ("AE", "ControlID")  # refused before storing: answered as usual
+
+
+def test_the_differential_and_the_film_over_mllp_give_the_http_answer(listener):
+    """clinical-rules §10 v2 over MLLP (the HL7 v2 reader of the HTTP path): the issue's MIMIC example sent as
+    OBX with LOINC codes (analytes.csv; 800-3 schistocytes) is stored with blasts_reported and the
+    thrombotic-microangiopathy pattern, immediate, the aplastic assessment not applicable."""
+    from labservice.store.models import Interpretation
+
+    segments = [
+        "MSH|^~\\&|LAB|HOSP|LABSERVICE|HOSP|20261120083000||ORU^R01|FILM1|P|2.5.1",
+        "PID|1||MRN-FILM-1^^^HOSP^MR||DOE^JOHN||19661120|M",
+        "OBR|1|||57021-8^CBC with differential^LN|||20261120083000",
+        "OBX|1|NM|6690-2^WBC^LN||35.9|10*3/uL|||||F",
+        "OBX|2|NM|777-3^Platelets^LN||14|10*3/uL|||||F",
+        "OBX|3|NM|718-7^Hemoglobin^LN||8.9|g/dL|||||F",
+        "OBX|4|NM|26446-5^Blasts^LN||17|%|||||F",
+        "OBX|5|ST|800-3^Schistocytes^LN||OCCASIONAL||||||F",
+    ]
+    port, url = listener
+    with connect(port) as connection:
+        connection.sendall(frame("\r".join(segments).encode()))
+        [ack] = read_acks(connection, 1)
+    assert msa(ack)[0] == "AA"
+    database = Database.connect(url)
+    try:
+        with database.session() as session:
+            film_sent = CbcResult.raw["film"]["schistocytes"].as_string() == "present"
+            stored = session.scalars(select(Interpretation).join(CbcResult).where(film_sent)).all()
+            answers = [item.answer for item in stored]
+    finally:
+        database.engine.dispose()
+    assert len(answers) == 1
+    codes = {finding["code"] for finding in answers[0]["findings"]}
+    assert {"blasts_reported", "thrombotic_microangiopathy_pattern"} <= codes
+    assert answers[0]["urgency"] == "immediate"
+    assert answers[0]["aplastic_anemia"]["assessment"] == "not_applicable"

@@ -15,7 +15,7 @@ from typing import Any, cast
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from labservice.core import vocabulary
-from labservice.core.table import LESION_TYPES
+from labservice.core.table import LESION_TYPES, SCHISTOCYTE_GRADES
 
 #: Result keys of the contract, in its order (absolute counts unless named _percent).
 ANALYTE_KEYS = vocabulary.ANALYTES
@@ -170,6 +170,12 @@ class ResultsSchema(Schema):
         "Red cell distribution width as a standard deviation, RDW-SD (canonical fL; clinical-rules §1 v2)"
     )
     lymphocytes_percent = _result_field("Lymphocytes as a percentage of white cells (clinical-rules §1 v2)")
+    blasts_percent = _result_field("Blasts per 100 leukocytes (%)")
+    promyelocytes_percent = _result_field("Promyelocytes per 100 leukocytes (%)")
+    myelocytes_percent = _result_field("Myelocytes per 100 leukocytes (%)")
+    metamyelocytes_percent = _result_field("Metamyelocytes per 100 leukocytes (%)")
+    bands_percent = _result_field("Band neutrophils per 100 leukocytes (%)")
+    nrbc_per_100_wbc = _result_field("Nucleated red cells per 100 leukocytes")
 
     @validates_schema
     def _at_least_one(self, data: dict, **_: Any) -> None:
@@ -213,6 +219,33 @@ class SpecimenSchema(Schema):
     platelet_clumps = _nullable_bool(metadata={"description": "Clumps seen on the film"})
 
 
+class FilmSchema(Schema):
+    """The blood film (clinical-rules §10 v2): schistocytes as a percentage of red cells or graded,
+    blasts seen, platelet clumps (the same as specimen.platelet_clumps) and whether the film confirms
+    the platelet count."""
+
+    schistocytes_percent = StrictFloat(
+        allow_none=True,
+        validate=validate.Range(min=0, max=100),
+        metadata={"description": "Schistocytes per 100 red cells"},
+    )
+    schistocytes = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(SCHISTOCYTE_GRADES),
+        metadata={"description": "Graded: none, present (occasional, 1+, few) or many (2+ and above)"},
+    )
+    blasts_seen = StrictBoolean(allow_none=True)
+    platelet_clumps = StrictBoolean(
+        allow_none=True, metadata={"description": "Clumps seen on the film (= specimen.platelet_clumps)"}
+    )
+    platelet_count_confirmed = StrictBoolean(
+        allow_none=True,
+        metadata={
+            "description": "The film shows the platelet count is true (turns off the pseudothrombocytopenia hint)"
+        },
+    )
+
+
 class LesionSchema(Schema):
     """One skin lesion: a type, or a size from which the type follows."""
 
@@ -241,7 +274,7 @@ class MarrowSchema(Schema):
 
 
 class ContextSchema(Schema):
-    """Clinical context the caller states (clinical-rules §11 v2; §12 v2 heparin exposure)."""
+    """Clinical context the caller states (clinical-rules §10 v2 PLASMIC items, §11 v2; §12 v2 heparin exposure)."""
 
     myelosuppressive_therapy = _nullable_bool(
         metadata={
@@ -260,6 +293,13 @@ class ContextSchema(Schema):
     heparin_in_previous_30_days = _nullable_bool(
         metadata={"description": "Heparin given in the 30 days before this start (4Ts timing item, §12)"}
     )
+    # What the PLASMIC score reads besides the counts (clinical-rules §10 v2), as the caller states it.
+    active_cancer = StrictBoolean(allow_none=True)
+    transplant = StrictBoolean(allow_none=True, metadata={"description": "Solid-organ or stem-cell transplant"})
+    inr = StrictFloat(allow_none=True, validate=validate.Range(min=0, min_inclusive=False, max=100))
+    creatinine_mg_dl = StrictFloat(allow_none=True, validate=validate.Range(min=0, max=100))
+    indirect_bilirubin_mg_dl = StrictFloat(allow_none=True, validate=validate.Range(min=0, max=100))
+    haptoglobin_undetectable = StrictBoolean(allow_none=True)
 
 
 class OptionsSchema(Schema):
@@ -281,6 +321,7 @@ class CBCSchema(Schema):
     specimen = fields.Nested(SpecimenSchema)
     skin = fields.Nested(SkinSchema)
     marrow = fields.Nested(MarrowSchema)
+    film = fields.Nested(FilmSchema)
     context = fields.Nested(ContextSchema)
     options = fields.Nested(OptionsSchema)
 

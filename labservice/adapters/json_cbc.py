@@ -18,7 +18,7 @@ from labservice.adapters.errors import InputError
 from labservice.core.numbers import round_sig_scalar
 from labservice.core.ranges import DAYS_PER_YEAR
 from labservice.core.ruleset import Ruleset
-from labservice.core.table import ANALYTES, LAB_FLAG_CODES, CbcColumns, to_columns
+from labservice.core.table import ANALYTES, FILM_COLUMNS, LAB_FLAG_CODES, SCHISTOCYTE_GRADES, CbcColumns, to_columns
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
 from labservice.core.vocabulary import CTCAE_DEFAULT_VERSION
 
@@ -51,6 +51,21 @@ def _age_years(patient: dict, collected_at: datetime | None, path: str, errors: 
         errors.setdefault(f"{path}patient.birth_date", []).append("birth_date is after collected_at")
         return math.nan
     return (collected - birth).days / DAYS_PER_YEAR
+
+
+def read_film(film: dict, context: dict, numbers: dict[str, np.ndarray], i: int) -> None:
+    """The film object and the PLASMIC context of one document into row i of the FILM_COLUMNS."""
+    if film.get("schistocytes_percent") is not None:
+        numbers["schistocytes_percent"][i] = float(film["schistocytes_percent"])
+    if film.get("schistocytes") is not None:
+        numbers["schistocytes_grade"][i] = SCHISTOCYTE_GRADES.index(film["schistocytes"])
+    for key in ("blasts_seen", "platelet_count_confirmed"):
+        numbers[key][i] = TRISTATE[film.get(key)]
+    for key in ("active_cancer", "transplant", "haptoglobin_undetectable"):
+        numbers[key][i] = TRISTATE[context.get(key)]
+    for key in ("inr", "creatinine_mg_dl", "indirect_bilirubin_mg_dl"):
+        if context.get(key) is not None:
+            numbers[key][i] = float(context[key])
 
 
 def _converted(x: float, factor: float) -> float:
@@ -123,6 +138,7 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
             "myelosuppressive_therapy",
             "marrow_cellularity",
             "marrow_residual",
+            *FILM_COLUMNS,
         )
     }
     skin_reported = np.zeros(n, dtype=bool)
@@ -147,9 +163,12 @@ def parse_documents(docs: list[dict], rs: Ruleset, *, indexed: bool, clock_skew:
         options = doc.get("options") or {}
         if options.get("ctcae_version"):
             version[i] = options["ctcae_version"]
-        numbers["platelet_clumps"][i] = TRISTATE[(doc.get("specimen") or {}).get("platelet_clumps")]
+        film = doc.get("film") or {}
+        clumps = [(doc.get("specimen") or {}).get("platelet_clumps"), film.get("platelet_clumps")]
+        numbers["platelet_clumps"][i] = TRISTATE[True if True in clumps else False if False in clumps else None]
         context = doc.get("context") or {}
         numbers["myelosuppressive_therapy"][i] = TRISTATE[context.get("myelosuppressive_therapy")]
+        read_film(film, context, numbers, i)
         marrow = doc.get("marrow") or {}
         for key, field in (
             ("marrow_cellularity", "cellularity_percent"),

@@ -17,6 +17,7 @@ from labservice.adapters.cbc_schema import CBC_SCHEMA as CBC_SCHEMA
 from labservice.adapters.cbc_schema import CBCSchema as CBCSchema
 from labservice.adapters.cbc_schema import ResultSchema as ResultSchema
 from labservice.core import vocabulary
+from labservice.core.table import SCHISTOCYTE_GRADES
 
 FLAGS = ("N", "L", "H", "LL", "HH")
 #: Finding codes in report order, then the delta findings (reference_ranges/findings.csv).
@@ -153,9 +154,37 @@ class AplasticAnemiaSchema(Schema):
         fields.String(),
         metadata={
             "description": "Why the counts cannot be read as marrow aplasia (clinical-rules §6 v2): "
-            "wbc_above_range, myelosuppressive_therapy (and blasts reported, §10); empty otherwise"
+            "wbc_above_range, myelosuppressive_therapy, blasts_reported (§10); empty otherwise"
         },
     )
+    sources = fields.List(fields.String())
+
+
+class FilmAnswerSchema(Schema):
+    """What the blood film said (clinical-rules §10), described only."""
+
+    schistocytes = fields.String(validate=validate.OneOf(SCHISTOCYTE_GRADES))
+    schistocytes_percent = fields.Float()
+    blasts_seen = fields.Boolean()
+    platelet_count_confirmed = fields.Boolean()
+    text = fields.String()
+
+
+class PlasmicItemSchema(Schema):
+    item = fields.String()
+    needs = fields.List(fields.String())
+
+
+class PlasmicSchema(Schema):
+    """The PLASMIC score [S26] when the thrombotic-microangiopathy pattern is present: each item's point, the
+    items not assessed (never counted as 0 or 1), and the risk band only when every item is known."""
+
+    items = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(TRISTATE_CRITERIA)))
+    points = fields.Integer()
+    points_possible = fields.Integer()
+    not_assessed = fields.List(fields.Nested(PlasmicItemSchema))
+    risk = fields.String(allow_none=True, validate=validate.OneOf(("low", "intermediate", "high")))
+    text = fields.String()
     sources = fields.List(fields.String())
 
 
@@ -194,6 +223,10 @@ class InterpretationSchema(Schema):
     )
     aplastic_anemia = fields.Nested(AplasticAnemiaSchema)
     skin = fields.Nested(SkinAnswerSchema)
+    film = fields.Nested(FilmAnswerSchema, metadata={"description": "Only when a blood film was sent"})
+    plasmic = fields.Nested(
+        PlasmicSchema, metadata={"description": "Only when the thrombotic-microangiopathy pattern is present"}
+    )
     urgency = fields.String(validate=validate.OneOf(URGENCIES))
     urgency_reasons = fields.Dict(
         keys=fields.String(validate=validate.OneOf(URGENCY_REASONS)),

@@ -35,6 +35,10 @@ _JSON_UNSAFE_RE = re.compile(r'["\\\x00-\x1f\x7f]')
 class OutputLayout:
     id_headers: list[str]
     analytes: list[str]  # analytes with a flag column, in the engine's order
+    film: bool = False  # the file carries blood-film fields: a `film` column describes them (clinical-rules §10 v2)
+
+    def decision_columns(self) -> list[str]:
+        return [*DECISION_COLUMNS, *(["film"] if self.film else [])]
 
     def flag_columns(self) -> list[str]:
         out = []
@@ -46,11 +50,11 @@ class OutputLayout:
 
     def id_names(self) -> list[str]:
         """Id headers as output column names (renamed if they clash with an output column)."""
-        taken = {"line", *DECISION_COLUMNS, *self.flag_columns(), "notes", "error"}
+        taken = {"line", *self.decision_columns(), *self.flag_columns(), "notes", "error"}
         return [f"input_{h}" if h in taken else h for h in self.id_headers]
 
     def columns(self) -> list[str]:
-        return [*self.id_names(), "line", *DECISION_COLUMNS, *self.flag_columns(), "notes", "error"]
+        return [*self.id_names(), "line", *self.decision_columns(), *self.flag_columns(), "notes", "error"]
 
 
 @dataclass
@@ -170,7 +174,7 @@ class CsvFormat:
 
     def __init__(self, layout: OutputLayout) -> None:
         self.layout = layout
-        self.names = [*DECISION_COLUMNS, *layout.flag_columns()]
+        self.names = [*layout.decision_columns(), *layout.flag_columns()]
 
     def opening(self) -> str:
         return ",".join(csv_text(np.array(self.layout.columns(), dtype=object))) + "\n"
@@ -219,7 +223,7 @@ class JsonFormat:
 
     def __init__(self, layout: OutputLayout) -> None:
         self.layout = layout
-        self.names = [*DECISION_COLUMNS, *layout.flag_columns()]
+        self.names = [*layout.decision_columns(), *layout.flag_columns()]
         self.id_keys = [json.dumps(name, ensure_ascii=False) for name in layout.id_headers]
 
     def opening(self) -> str:

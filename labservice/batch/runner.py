@@ -37,6 +37,10 @@ from labservice.core.table import ANALYTES
 CHUNKS_AHEAD_PER_JOB = 2
 
 
+#: Input fields the output's `film` column describes (the film itself; the PLASMIC context is in the answer).
+FILM_OUTPUT_FIELDS = ("schistocytes", "schistocytes_percent", "blasts_seen", "platelet_count_confirmed")
+
+
 def output_analytes(analytes: list[str]) -> list[str]:
     """The analytes with output columns: those in the file plus those the engine derives from them."""
     present = set(analytes)
@@ -119,7 +123,8 @@ def run_batch(
                 progress(stream.bytes_read)
         analytes = long_file.analytes()
         chunks = long_file.chunks(options.chunk_rows)
-    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], output_analytes(analytes))
+    film = bool(long_file.film_fields()) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
+    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], output_analytes(analytes), film)
     summary.output_columns = layout.columns()
     outputs = [(handle, kind(layout)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle]
     sinks = [Sink(handle, text_format) for handle, text_format in outputs]

@@ -55,6 +55,14 @@ def _myelosuppressive_therapy(cols: CbcColumns, ranges: dict[str, RangeInUse], r
     return cols.myelosuppressive_therapy == 1.0
 
 
+def _blasts_reported(cols: CbcColumns, ranges: dict[str, RangeInUse], rs: Ruleset) -> np.ndarray:
+    """Blasts on the differential (above the blasts_reported_percent row) or seen on the film (§10 v2),
+    the rule of the film family's blasts_reported."""
+    return meets(cols.values["blasts_percent"], rs.threshold("blasts_reported_percent")) | (
+        cols.film["blasts_seen"] == 1.0
+    )
+
+
 #: §6 v2: the cases where the assessment is `not_applicable`, each computed from columns. Add a
 #: reason with one entry here (blasts reported, §10, is the next); the assessment, the answer's
 #: `not_applicable_reasons` and texts, and the marrow-failure-range wording all follow.
@@ -68,6 +76,12 @@ NOT_APPLICABLE_REASONS: list[NotApplicableReason] = [
         "myelosuppressive_therapy",
         _myelosuppressive_therapy,
         "counts during myelosuppressive treatment cannot be read as marrow aplasia",
+    ),
+    NotApplicableReason(
+        "blasts_reported",
+        _blasts_reported,
+        "blasts were reported on the differential: acute leukaemia must be excluded, and the counts cannot be "
+        "read as marrow aplasia",
     ),
 ]
 

@@ -14,6 +14,7 @@ import pandas as pd
 from labservice.core.aplastic import ASSESSMENT_NAMES
 from labservice.core.grading import FLAG_NAMES, GRADED_ANALYTES
 from labservice.core.interpret import InterpretationTable
+from labservice.core.table import SCHISTOCYTE_GRADES
 from labservice.core.urgency import URGENCY_NAMES
 
 
@@ -48,6 +49,30 @@ def _categorical(codes: np.ndarray, names: tuple | list) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(kept, dtype=object), validate=False)
 
 
+def film_texts(result: InterpretationTable) -> np.ndarray | None:
+    """What the blood film said, per row ("schistocytes present; blasts seen"), or None when no row sent
+    any film field (clinical-rules §10 v2: schistocytes are described even without the pattern)."""
+    film = result.cols.film
+    grade, percent = film["schistocytes_grade"], film["schistocytes_percent"]
+    blasts, confirmed = film["blasts_seen"], film["platelet_count_confirmed"]
+    sent = ~np.isnan(grade) | ~np.isnan(percent) | ~np.isnan(blasts) | ~np.isnan(confirmed)
+    if not sent.any():
+        return None
+    out = np.full(result.n, None, dtype=object)
+    for row in np.flatnonzero(sent):
+        parts = []
+        if grade[row] == grade[row]:
+            parts.append(f"schistocytes {SCHISTOCYTE_GRADES[int(grade[row])]}")
+        if percent[row] == percent[row]:
+            parts.append(f"schistocytes {float(percent[row]):g} %")
+        if blasts[row] == blasts[row]:
+            parts.append("blasts seen" if blasts[row] == 1.0 else "no blasts seen")
+        if confirmed[row] == 1.0:
+            parts.append("platelet count confirmed on the film")
+        out[row] = "; ".join(parts) or None
+    return out
+
+
 def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
     """The decisions for every row as columns: urgency, findings, not_assessed, aplastic_anemia,
     skin_attribution, and `<analyte>_flag` / `<analyte>_ctcae_grade` for each analyte present."""
@@ -68,6 +93,9 @@ def interpretation_frame(result: InterpretationTable) -> pd.DataFrame:
             result.ctcae_version, categories=pd.Index(list(result.ruleset.ctcae_versions()), dtype=object)
         ),
     }
+    film = film_texts(result)
+    if film is not None:
+        columns["film"] = pd.Categorical(film)
     for analyte in result.cols.present_analytes():
         columns[f"{analyte}_value"] = result.cols.values[analyte]
         columns[f"{analyte}_flag"] = _categorical(result.flags[analyte], FLAG_NAMES)

@@ -15,7 +15,7 @@ import numpy as np
 from labservice.core.aplastic import ASSESSMENT_NAMES, MARROW_NAMES, caveat, not_applicable_text
 from labservice.core.compare import NOT_ASSESSED, YES
 from labservice.core.derive import DIFFERENTIAL_DERIVED
-from labservice.core.families import family
+from labservice.core.families import family, film
 from labservice.core.families.base import TextView, fmt, json_number
 from labservice.core.grading import FLAG_HH, FLAG_LL, FLAG_NAMES
 from labservice.core.interpret import InterpretationTable
@@ -227,6 +227,9 @@ class _Renderer(TextView):
         spec = self.rs.finding(code)
         grade = None if f.grade is None or f.grade[i] <= 0 else int(f.grade[i])
         detail, severity, evidence = self.texts.details[code](self, i)
+        if code in film.CYTOPENIA_CODES and film.nrbc_present(self, i):
+            detail += film.nrbc_sentence(self, i)
+            evidence = {**evidence, "nrbc_per_100_wbc": self.v("nrbc_per_100_wbc", i)}
         title_of = self.texts.title_overrides.get(code)
         return {
             "code": code,
@@ -363,6 +366,17 @@ class _Renderer(TextView):
             "sources": self.cite(self.texts.skin_tags),
         }
 
+    def film_blocks(self, i: int) -> dict:
+        """`film` (what the film said, when any of it was sent) and `plasmic` (when the
+        thrombotic-microangiopathy pattern is present), clinical-rules §10 v2."""
+        out: dict = {}
+        block = film.film_block(self, i)
+        if block is not None:
+            out["film"] = block
+        if self.r.findings["thrombotic_microangiopathy_pattern"].present[i]:
+            out["plasmic"] = film.plasmic(self, i)
+        return out
+
     def urgency_reasons(self, i: int) -> dict[str, str]:
         """Every trigger that fired on this CBC, in the table's order, each with the action it asks for
         (§9). Lower triggers stay listed under a higher urgency: a new critical value does not hide
@@ -483,6 +497,7 @@ def render_interpretations(
             "skin": renderer.skin(i, order[starts[i] : starts[i + 1]]),
             "urgency": urgency,
             "urgency_reasons": reasons,
+            **renderer.film_blocks(i),
             "summary": renderer.summary(i, findings, urgency, not_assessed, aplastic, renderer.top_reasons(i, reasons)),
         }
         answers.append(answer)

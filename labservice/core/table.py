@@ -22,6 +22,22 @@ from labservice.core.vocabulary import ANALYTES, CTCAE_DEFAULT_VERSION
 SEX_CODES = {"unknown": 0, "female": 1, "male": 2}
 TRISTATE_COLUMNS = ("pregnant", "duffy_null", "fever", "platelet_clumps", "myelosuppressive_therapy")
 NUMBER_COLUMNS = ("age_years", "pregnancy_trimester", "marrow_cellularity", "marrow_residual")
+#: The blood film and the context PLASMIC reads (clinical-rules §10 v2), 1.0 / 0.0 / NaN or a number:
+#: schistocytes as a percentage of red cells and as a grade (SCHISTOCYTE_GRADES index), blasts seen on
+#: the film, the film confirming the platelet count, and the caller's statements for the PLASMIC items.
+FILM_COLUMNS = (
+    "schistocytes_percent",
+    "schistocytes_grade",
+    "blasts_seen",
+    "platelet_count_confirmed",
+    "active_cancer",
+    "transplant",
+    "haptoglobin_undetectable",
+    "inr",
+    "creatinine_mg_dl",
+    "indirect_bilirubin_mg_dl",
+)
+SCHISTOCYTE_GRADES = ("none", "present", "many")
 LESION_COLUMNS = ("row", "type", "size_mm", "blanching", "palpable", "site")
 LESION_TYPES = ("petechiae", "purpura", "ecchymosis")
 #: A critical flag the laboratory sent with a result (FHIR Observation.interpretation, HL7 v2 OBX-8;
@@ -53,6 +69,7 @@ class CbcColumns:
     marrow_residual: np.ndarray
     ctcae_version: np.ndarray  # object array of version strings
     lesions: dict[str, np.ndarray]  # LESION_COLUMNS -> arrays of one length (may be 0)
+    film: dict[str, np.ndarray] = field(default_factory=dict)  # FILM_COLUMNS -> float64 (NaN = not sent)
     #: analyte -> bool, a count derived from a WBC below 1.0 (clinical-rules §1 v2); absent = none
     imprecise: dict[str, np.ndarray] = field(default_factory=dict)
     _present: list[str] | None = None
@@ -157,6 +174,7 @@ def to_columns(table: Mapping | object, lesions: Mapping | object | None = None)
         reticulocyte_method_known=(method == "manual") | (method == "automated"),
         ctcae_version=_texts(_column(table, "ctcae_version", n), n, CTCAE_DEFAULT_VERSION),
         lesions=_lesion_columns(lesions),
+        film={name: _floats(_column(table, name, n), n, nan) for name in FILM_COLUMNS},
         _present=present,
         lab_flags=lab_flags,
     )

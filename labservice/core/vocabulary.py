@@ -34,6 +34,13 @@ class Analyte(StrEnum):
     NEUTROPHILS_PERCENT = "neutrophils_percent"
     RDW_SD = "rdw_sd"  # clinical-rules §1 v2: RDW-SD in fL, LOINC 21000-5
     LYMPHOCYTES_PERCENT = "lymphocytes_percent"  # clinical-rules §1 v2: derives absolute lymphocytes
+    # The differential beyond the five-part count (clinical-rules §10 v2), per 100 leukocytes.
+    BLASTS_PERCENT = "blasts_percent"
+    PROMYELOCYTES_PERCENT = "promyelocytes_percent"
+    MYELOCYTES_PERCENT = "myelocytes_percent"
+    METAMYELOCYTES_PERCENT = "metamyelocytes_percent"
+    BANDS_PERCENT = "bands_percent"
+    NRBC_PER_100_WBC = "nrbc_per_100_wbc"
 
 
 class Urgency(StrEnum):

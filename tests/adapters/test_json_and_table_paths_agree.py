@@ -17,7 +17,10 @@ from labservice.services.interpret import interpret_documents
 from tests.hypothesis_profiles import examples
 
 ANALYTE_RANGES = {"platelets": (1, 1200), "wbc": (0.1, 60), "neutrophils": (0.01, 30), "lymphocytes": (0.01, 10),
-                  "hemoglobin": (3, 21), "reticulocytes": (1, 300), "mcv": (60, 120), "hematocrit": (20, 70)}
+                  "hemoglobin": (3, 21), "reticulocytes": (1, 300), "mcv": (60, 120), "hematocrit": (20, 70),
+                  # clinical-rules §10 v2: the differential beyond the five-part count
+                  "blasts_percent": (0, 20), "nrbc_per_100_wbc": (0, 10), "reticulocytes_percent": (0.1, 6)}
+SCHISTOCYTE_GRADES = (None, "none", "present", "many")
 
 documents = st.fixed_dictionaries(
     {
@@ -43,7 +46,23 @@ documents = st.fixed_dictionaries(
         })),
         "reticulocyte_method": st.sampled_from([None, "automated", "manual"]),
         # clinical-rules §11 v2: the treatment context travels on every path
-        "context": st.fixed_dictionaries({"myelosuppressive_therapy": st.sampled_from([None, False, True])}),
+        "context": st.fixed_dictionaries({
+            "myelosuppressive_therapy": st.sampled_from([None, False, True]),
+            # clinical-rules §10 v2: the PLASMIC items the caller states
+            "active_cancer": st.sampled_from([None, False, True]),
+            "transplant": st.sampled_from([None, False, True]),
+            "haptoglobin_undetectable": st.sampled_from([None, False, True]),
+            "inr": st.one_of(st.none(), st.sampled_from([1.0, 1.5, 2.0])),
+            "creatinine_mg_dl": st.one_of(st.none(), st.sampled_from([1.0, 2.0, 3.0])),
+            "indirect_bilirubin_mg_dl": st.one_of(st.none(), st.sampled_from([1.0, 2.0, 3.0])),
+        }),
+        # clinical-rules §10 v2: the blood film
+        "film": st.fixed_dictionaries({
+            "schistocytes": st.sampled_from(SCHISTOCYTE_GRADES),
+            "schistocytes_percent": st.one_of(st.none(), st.sampled_from([0.0, 1.0, 1.5])),
+            "blasts_seen": st.sampled_from([None, False, True]),
+            "platelet_count_confirmed": st.sampled_from([None, False, True]),
+        }),
         "options": st.fixed_dictionaries({"ctcae_version": st.sampled_from(["5.0", "6.0"])}),
     }
 )
@@ -69,6 +88,18 @@ def as_table(docs: list[dict]) -> tuple[pd.DataFrame, dict]:
                    ctcae_version=doc["options"]["ctcae_version"], skin_reported=doc["skin"] is not None,
                    fever=tristate[(doc["skin"] or {}).get("fever")],
                    myelosuppressive_therapy=tristate[doc["context"]["myelosuppressive_therapy"]])
+        film, context = doc["film"], doc["context"]
+        grade = film["schistocytes"]
+        row.update(
+            schistocytes_grade=np.nan if grade is None else float(SCHISTOCYTE_GRADES.index(grade) - 1),
+            schistocytes_percent=np.nan if film["schistocytes_percent"] is None else film["schistocytes_percent"],
+            blasts_seen=tristate[film["blasts_seen"]],
+            platelet_count_confirmed=tristate[film["platelet_count_confirmed"]],
+            active_cancer=tristate[context["active_cancer"]], transplant=tristate[context["transplant"]],
+            haptoglobin_undetectable=tristate[context["haptoglobin_undetectable"]],
+            **{key: np.nan if context[key] is None else context[key]
+               for key in ("inr", "creatinine_mg_dl", "indirect_bilirubin_mg_dl")},
+        )
         rows.append(row)
         for lesion in (doc["skin"] or {}).get("lesions", []):
             lesions.append({"row": i, "type": lesion["type"] or "", "size_mm": lesion["size_mm"],

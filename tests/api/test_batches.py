@@ -50,8 +50,9 @@ WIDE_CSV = (
     b"sample_id,sex,age,platelets,wbc,hemoglobin,neutrophils,lymphocytes\n"
     # S1 female 34: every value inside its range -> nothing to report, routine.
     b"S1,F,34,250,6.0,13.5,3.5,2.0\n"
-    # S2 male 67: platelets 45 < 150 -> L, thrombocytopenia, CTCAE 3 (< 50-25); isolated with no bleeding
-    # signs -> possible_pseudothrombocytopenia (§8); thrombocytopenia < 100 -> soon (§9).
+    # S2 male 67: platelets 45 < 150 -> L, thrombocytopenia, CTCAE 3 (< 50-25); isolated, but a CSV sends no
+    # skin examination, so no possible_pseudothrombocytopenia (§8 v2: "skin not sent is not 'no bleeding
+    # signs'"; v1 suggested it); thrombocytopenia < 100 -> soon (§9).
     b"S2,M,67,45,6.0,14.5,3.5,2.0\n"
     # S3 female 52: platelets 12 (< 20: LL, CTCAE 4), WBC 1.5 (< 2.0: LL, CTCAE 3), Hb 6.5 (< 7.0: LL,
     # CTCAE 3), neutrophils 0.3 (< 0.5: LL, CTCAE 4), lymphocytes 0.9 (L, CTCAE 1). Three lineages low ->
@@ -117,7 +118,7 @@ def test_upload_answers_202_with_the_summary_and_links(client):
     assert summary["shape"] == "wide"
     assert (summary["rows_in"], summary["rows_out"], summary["interpreted"], summary["rejected"]) == (5, 5, 4, 1)
     assert summary["by_urgency"] == {"routine": 2, "soon": 1, "immediate": 1}  # S3: new critical values (§9 v2)
-    expected_findings = {code: 1 for code in S3_FINDINGS | {"possible_pseudothrombocytopenia", "thrombocytosis"}}
+    expected_findings = {code: 1 for code in S3_FINDINGS | {"thrombocytosis"}}  # §8 v2: no pseudo for S2
     expected_findings["thrombocytopenia"] = 2  # S2 and S3
     assert summary["by_finding"] == expected_findings
     assert summary["content_sha256"] == body["content_sha256"]
@@ -149,7 +150,7 @@ def test_csv_download_has_every_row_in_input_order(client):
     s1, s2, s3, s4, s5 = rows
     assert (s1["urgency"], codes(s1["findings"]), s1["platelets_flag"]) == ("routine", set(), "N")
     assert s2["urgency"] == "soon"
-    assert codes(s2["findings"]) == {"thrombocytopenia", "possible_pseudothrombocytopenia"}
+    assert codes(s2["findings"]) == {"thrombocytopenia"}  # §8 v2: no skin examination in a CSV
     assert (s2["platelets_flag"], s2["platelets_ctcae_grade"]) == ("L", "3")
     assert (s2["wbc_flag"], s2["hemoglobin_flag"], s2["neutrophils_flag"]) == ("N", "N", "N")
     assert s3["urgency"] == "immediate" and codes(s3["findings"]) == S3_FINDINGS  # §9 line 243 (*v2*; v1: urgent)

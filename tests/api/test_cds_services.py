@@ -111,17 +111,17 @@ def test_fhir_spec_example_neutropenia(client):
     assert "neutropenia" in card["summary"] and card["indicator"] == "critical"
 
 
-def test_mimic_low_platelets_card_with_suggestions(client):
+def test_mimic_low_platelets_card_without_a_skin_examination_has_no_citrate_suggestion(client):
     body = hook_call("mimic-160445", {"patient": None,
                                       "cbcObservations": searchset(mimic_observations("160445", MIMIC_TIMES,
                                                                                       "mimic-160445"))})
     [card] = client.post(URL, json=body).get_json()["cards"]
-    # Newest 2171-07-24 01:30: platelets 42 K/uL (§4 < 150, §9 soon); isolated -> §8 citrate + film [S21].
+    # Newest 2171-07-24 01:30: platelets 42 K/uL (§4 < 150, §9 soon); isolated, but a CDS Hooks call sends no
+    # skin examination: clinical-rules §8 v2 ("skin not sent is not 'no bleeding signs'") suggests neither the
+    # citrate repeat nor the film (v1 did; tests/adapters/cdshooks/test_cards.py sends the skin and gets both).
     assert card["summary"].startswith("CBC 2171-07-24: thrombocytopenia")
     assert card["indicator"] == "warning"
-    assert card["selectionBehavior"] == "any"
-    assert {s["actions"][0]["resource"]["code"]["coding"][0]["code"] for s in card["suggestions"]} == \
-        {"777-3", "11125-2"}
+    assert "suggestions" not in card
     assert "2 older CBCs" in card["detail"]
 
 

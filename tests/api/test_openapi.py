@@ -49,7 +49,10 @@ def test_cbc_schema_lists_every_contract_analyte(spec):
         "mcv", "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent",
         "neutrophils_percent",
         # api-contract v2 / clinical-rules §1 v2: RDW-SD and lymphocyte %
-        "rdw_sd", "lymphocytes_percent"}
+        "rdw_sd", "lymphocytes_percent",
+        # api-contract.md v2 (clinical-rules §10): the differential beyond the five-part count
+        "blasts_percent", "promyelocytes_percent", "myelocytes_percent", "metamyelocytes_percent",
+        "bands_percent", "nrbc_per_100_wbc"}
     assert "oneOf" in results["properties"]["platelets"]
 
 

@@ -22,7 +22,9 @@ The rules used throughout (adult fallback ranges §2, critical values §3, CTCAE
 - §6 (only with pancytopenia or the marrow-failure range): (a) neutrophils < 0.5, (b) platelets
   < 20, (c) reticulocytes < 60; two or more -> severe (very_severe if neutrophils < 0.2); exactly
   one of (a)(b) and no reticulocyte count -> indeterminate; otherwise not_severe.
-- §8 isolated thrombocytopenia with no bleeding signs -> possible_pseudothrombocytopenia.
+- §8 v2: possible_pseudothrombocytopenia needs clumps, or an isolated thrombocytopenia with a skin examination
+  sent that shows no bleeding signs ("skin not sent is not 'no bleeding signs'"): a CSV carries no skin
+  examination and these files no clumps, so no row here has it (v1 suggested it for every isolated count).
 - §9 immediate: a new critical value (every critical value here: nothing is stored before it). v2 changes
   the v1 `urgent` of these rows: clinical-rules.md §3 lines 99-105 and §9 line 243 (*v2*).
 - §9 urgent: pancytopenia, severe/very severe aplastic criteria; soon:
@@ -116,12 +118,12 @@ def _text(lines: list[str], eol: str = "\n") -> bytes:
 
 # Findings shared by several rows, each derived once here.
 #: Platelets 45 with every other lineage normal: thrombocytopenia (< 150, CTCAE 3: < 50-25) alone,
-#: no bleeding signs (§8) -> possible_pseudothrombocytopenia; < 100 -> soon (§9).
-ISOLATED_45 = {"thrombocytopenia", "possible_pseudothrombocytopenia"}
-#: Platelets < 20 with every other lineage normal: thrombocytopenia, critical_value (§3) and the §8
-#: suggestion; a new critical value -> immediate (§9 line 243, *v2*). One criterion of the marrow-failure range
-#: only (< 50).
-ISOLATED_CRITICAL = {"thrombocytopenia", "critical_value", "possible_pseudothrombocytopenia"}
+#: no skin examination sent, so no §8 v2 suggestion; < 100 -> soon (§9).
+ISOLATED_45 = {"thrombocytopenia"}
+#: Platelets < 20 with every other lineage normal: thrombocytopenia, critical_value (§3), no §8 v2
+#: suggestion (no skin examination in a CSV); a new critical value -> immediate (§9 line 243, *v2*). One
+#: criterion of the marrow-failure range only (< 50).
+ISOLATED_CRITICAL = {"thrombocytopenia", "critical_value"}
 #: The contract example pattern: platelets 45, Hb 8.2, neutrophils 0.4 (WBC normal): three lineages
 #: low -> pancytopenia; Hb < 10, neutrophils < 1.5, platelets < 50 -> marrow_failure_range;
 #: neutrophils < 0.5 -> critical_value; immediate (§9 line 243, *v2*). §6: (a) met, (b) not (45 >= 20), no reticulocyte
@@ -244,7 +246,8 @@ def header_units() -> MessyFile:
         "P-1,F,34,45,5.0,400,82,0.25,1.8",
         # P-2 male 60: 250, 7.0, 3500/uL = 3.5, 150 g/L = 15.0, 0.45 = 45 %, 1.8: all normal (male).
         "P-2,M,60,250,7.0,3500,150,0.45,2.2",
-        # P-3 female 70: platelets 130 (L, CTCAE 1: < 150-75) isolated -> §8 suggestion; >= 100 -> routine.
+        # P-3 female 70: platelets 130 (L, CTCAE 1: < 150-75) isolated, no skin sent (§8 v2: no suggestion);
+        # >= 100 -> routine.
         # Hb 125 g/L = 12.5 (female N), 3000/uL = 3.0, 0.40 = 40 %.
         "P-3,F,70,130,6.0,3000,125,0.40,1.6",
     ]
@@ -252,7 +255,7 @@ def header_units() -> MessyFile:
         ok(2, {"Patient ID": "P-1"}, "immediate", PANCYTOPENIA_45_82_04,
            "platelets=L3 wbc=N neutrophils=LL4 hemoglobin=L2 hematocrit=L lymphocytes=N", "indeterminate"),
         ok(3, {"Patient ID": "P-2"}, "routine", set(), NORMAL_FLAGS + " hematocrit=N"),
-        ok(4, {"Patient ID": "P-3"}, "routine", {"thrombocytopenia", "possible_pseudothrombocytopenia"},
+        ok(4, {"Patient ID": "P-3"}, "routine", {"thrombocytopenia"},  # §8 v2: no skin sent, no suggestion
            "platelets=L1 wbc=N neutrophils=N hemoglobin=N hematocrit=N lymphocytes=N"),
     ]
     return MessyFile("header_units.csv", _text(lines), {}, rows)

@@ -107,18 +107,18 @@ def test_fhir_spec_example_neutrophils_0_9_is_neutropenia_without_a_patient():
     assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/Patient%2Fpat2"
 
 
-def test_mimic_low_platelets_most_recent_of_three_with_reflex_suggestions():
+def test_mimic_low_platelets_most_recent_of_three_without_skin_data_suggests_no_citrate_repeat():
     times = ["2171-07-23 10:32:00", "2171-07-24 01:30:00", "2171-07-23 19:14:00"]
     observations = mimic_observations("160445", times, "mimic-160445")
     [card] = cards_for(hook_call("mimic-160445", {"patient": None, "cbcObservations": searchset(observations)}))
     # Newest is 2171-07-24 01:30: platelets 42 K/uL (< 50: CTCAE grade 3; < 100: soon), WBC 8.6, Hb 13.8.
-    assert card["summary"].startswith("CBC 2171-07-24: thrombocytopenia, possible pseudothrombocytopenia")
+    # clinical-rules §8 v2: "no bleeding signs" must be known and a CDS Hooks call sends no skin examination,
+    # so the isolated count no longer suggests EDTA pseudothrombocytopenia (v1 did, with two suggestions;
+    # tests/adapters/cdshooks/test_cards.py sends the skin examination and gets them).
+    assert card["summary"].startswith("CBC 2171-07-24: thrombocytopenia; urgency soon")
     assert card["indicator"] == "warning"
     assert "2 older CBCs" in card["detail"]
-    assert [s["label"] for s in card["suggestions"]] == [
-        "Repeat the platelet count in a citrate tube", "Blood film review for platelet clumps"]
-    assert card["suggestions"][0]["actions"][0]["resource"]["subject"] == {"reference": "Patient/mimic-160445"}
-    assert card["suggestions"][0]["actions"][0]["resource"]["encounter"] == {"reference": "Encounter/89284"}
+    assert "suggestions" not in card
 
 
 @pytest.mark.parametrize("observations", [None, {"resourceType": "Bundle", "type": "searchset", "total": 0}])

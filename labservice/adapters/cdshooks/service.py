@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC
 from labservice.core.ruleset import Ruleset
 
 PATIENT_KEY = "patient"
@@ -62,8 +63,9 @@ PLATELETS = "platelets"
 
 
 def cbc_codes(ruleset: Ruleset) -> list[str]:
-    """Every LOINC code the ruleset maps to a CBC analyte, in table order."""
-    return [code for analyte in ruleset.analytes.values() for code in analyte.loinc]
+    """Every LOINC code the ruleset maps to a CBC analyte, in table order, then the blood-film codes
+    (graded schistocytes, clinical-rules §10 v2)."""
+    return [code for analyte in ruleset.analytes.values() for code in analyte.loinc] + sorted(SCHISTOCYTE_LOINC)
 
 
 def prefetch_templates(ruleset: Ruleset, service: CdsService = CBC_REVIEW) -> dict[str, str]:

@@ -5,6 +5,7 @@
 | repeat platelet count in a citrate tube | finding `possible_pseudothrombocytopenia` | §8 pitfalls, S21 |
 | blood film review (platelet clumps) | finding `possible_pseudothrombocytopenia` | §8 pitfalls, S21 |
 | reticulocyte count | aplastic-anaemia assessment `indeterminate` | §6 ("would decide it"), S12 |
+| blood film review | nucleated red cells with a cytopenia (a cytopenia finding's evidence holds them) | §10 v2 |
 
 clinical-rules.md suggests no other test: it does not ask for a film for every cytopenia, nor a
 reticulocyte count for every anaemia, and the seed articles recommend no test, so neither is
@@ -14,7 +15,9 @@ Each suggestion creates a draft FHIR R4 `ServiceRequest` (intent `proposal`) wit
 777-3 "Platelets [#/volume] in Blood by Automated count" with the citrate tube as order detail;
 11125-2 "Platelet morphology finding [Identifier] in Blood" (the film read for clumps);
 60474-4 "Reticulocytes [#/volume] in Blood by Automated count" (clinical-rules §1; §6 sets the
-analyser threshold). Every rule stated it, so each is `isRecommended`.
+analyser threshold); 5909-7 "Blood smear finding [Identifier] in Blood by Light microscopy" (loinc.org/5909-7,
+a member of the Manual Differential panel 24318-8) for the film review of §10. Every rule stated it, so
+each is `isRecommended`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ LOINC_SYSTEM = "http://loinc.org"
 
 def _has_finding(code: str) -> Callable[[dict[str, Any]], bool]:
     return lambda answer: any(finding["code"] == code for finding in answer.get("findings", []))
+
+
+def _nrbc_with_cytopenia(answer: dict[str, Any]) -> bool:
+    """The engine names nucleated red cells in a cytopenia finding's evidence only when §10 v2 asks for
+    the film review (> 0 per 100 leukocytes, older than 28 days)."""
+    return any("nrbc_per_100_wbc" in finding.get("evidence", {}) for finding in answer.get("findings", []))
 
 
 def _aplastic_indeterminate(answer: dict[str, Any]) -> bool:
@@ -82,6 +91,16 @@ REFLEX_TESTS: tuple[ReflexTest, ...] = (
         "would decide them",
         rule="clinical-rules §6, aplastic anaemia severity from counts",
         sources=("S12",),
+    ),
+    ReflexTest(
+        key="blood_film_review",
+        label="Blood film review",
+        loinc="5909-7",
+        display="Blood smear finding [Identifier] in Blood by Light microscopy",
+        applies=_nrbc_with_cytopenia,
+        reason="nucleated red cells with a cytopenia: a leucoerythroblastic picture calls for a film review",
+        rule="clinical-rules §10, nucleated red cells",
+        sources=(),
     ),
 )
 

@@ -12,6 +12,19 @@ import re
 
 from labservice.core.table import ANALYTES
 
+#: The blood film and the PLASMIC context (clinical-rules §10 v2), as CSV columns (and long-file items).
+FILM_FIELDS = (
+    "schistocytes",
+    "schistocytes_percent",
+    "blasts_seen",
+    "platelet_count_confirmed",
+    "active_cancer",
+    "transplant",
+    "haptoglobin_undetectable",
+    "inr",
+    "creatinine_mg_dl",
+    "indirect_bilirubin_mg_dl",
+)
 #: Context fields a column can hold besides the analytes.
 CONTEXT_FIELDS = (
     "patient_id",
@@ -30,6 +43,7 @@ CONTEXT_FIELDS = (
     "ctcae_version",
     "heparin_started_at",
     "heparin_in_previous_30_days",
+    *FILM_FIELDS,
 )
 #: Columns of the long shape (one row per result).
 LONG_FIELDS = ("item", "value", "unit")
@@ -201,6 +215,23 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "platelet_clumps": ("platelet clumps", "plt clumps", "clumps"),
     "myelosuppressive_therapy": ("myelosuppressive therapy", "myelosuppressive treatment", "myelosuppression"),
     "reticulocyte_method": ("reticulocyte method", "retic method"),
+    "blasts_percent": ("blasts", "blasts %", "blast%", "blast cells", "blasts percent"),
+    "promyelocytes_percent": ("promyelocytes", "promyelocytes %", "promyelo%", "promyelocytes percent"),
+    "myelocytes_percent": ("myelocytes", "myelocytes %", "myelo%", "myelocytes percent"),
+    "metamyelocytes_percent": ("metamyelocytes", "metamyelocytes %", "metamyelo%", "metamyelocytes percent"),
+    "bands_percent": ("bands", "bands %", "band%", "band neutrophils", "band forms", "bands percent"),
+    "nrbc_per_100_wbc": ("nrbc", "nrbc/100 wbc", "nucleated red cells", "nucleated rbc", "nrbc per 100 wbc"),
+    "schistocytes": ("schistocytes", "schistocyte", "schistocytes grade", "fragments", "film schistocytes"),
+    "schistocytes_percent": ("schistocytes %", "schistocytes percent", "schistocyte%", "schisto%"),
+    "blasts_seen": ("blasts seen", "film blasts seen", "film blasts"),
+    "platelet_count_confirmed": ("platelet count confirmed", "film platelet count confirmed", "plt confirmed"),
+    "active_cancer": ("active cancer",),
+    "transplant": ("transplant", "organ or stem cell transplant"),
+    "haptoglobin_undetectable": ("haptoglobin undetectable",),
+    "inr": ("inr",),
+    # Named with their unit only: a creatinine or bilirubin column in umol/L must not be read as mg/dL.
+    "creatinine_mg_dl": ("creatinine mg dl", "creatinine (mg/dl)"),
+    "indirect_bilirubin_mg_dl": ("indirect bilirubin mg dl", "indirect bilirubin (mg/dl)"),
     "ctcae_version": ("ctcae version",),
     "heparin_started_at": ("heparin started at", "heparin started", "heparin start", "heparin start time"),
     "heparin_in_previous_30_days": ("heparin in previous 30 days", "heparin previous 30 days", "recent heparin"),
@@ -228,6 +259,7 @@ PERCENT_TWINS = {
     "neutrophils": "neutrophils_percent",
     "reticulocytes": "reticulocytes_percent",
     "lymphocytes": "lymphocytes_percent",
+    "schistocytes": "schistocytes_percent",
 }
 #: Header units for age columns, as a factor to years.
 AGE_UNITS = {

@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from labservice.adapters.csv_input.cells import parse_numbers
-from labservice.adapters.csv_input.headers import field_for_name, name_key
+from labservice.adapters.csv_input.headers import FILM_FIELDS, field_for_name, name_key
 from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.plan import ColumnPlan
 from labservice.adapters.csv_input.reader import RecordChunk
 from labservice.adapters.csv_input.rows import ParsedChunk, RowErrors, parse_context, quoted
 from labservice.adapters.csv_input.wide import bare_hematocrit_fraction, canonical
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
 from labservice.core.units import UnitError, conversion_factor, implausibility_message, plausible_mask
@@ -42,6 +43,22 @@ LONG_CONTEXT = (
     "heparin_in_previous_30_days",
 )
 NO_ANALYTE = -1
+
+
+def film_item_resolver(options: BatchOptions):
+    """item text → the film or PLASMIC field it carries (clinical-rules §10 v2), or None: by the `items`
+    mapping, the schistocyte LOINC code, then the field's common names."""
+    explicit = {name_key(k): v for k, v in options.items.items()}
+    cache: dict[str, str | None] = {}
+
+    def resolve(item: str) -> str | None:
+        if item not in cache:
+            name = explicit.get(name_key(item)) or ("schistocytes" if item.strip() in SCHISTOCYTE_LOINC else None)
+            name = name or field_for_name(item)
+            cache[item] = name if name in FILM_FIELDS else None
+        return cache[item]
+
+    return resolve
 
 
 def item_resolver(options: BatchOptions, rs: Ruleset):
@@ -77,6 +94,7 @@ class LongResults:
     group_context: dict[str, list] = field(default_factory=dict)
     missing_id: list[bool] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
+    film: dict[str, dict[int, object]] = field(default_factory=dict)  # film field -> group -> first value sent
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     blank_lines: int = 0
     results_read: int = 0
@@ -88,6 +106,9 @@ class LongFile:
     def __init__(self, plan: ColumnPlan, options: BatchOptions, decimal: str, rs: Ruleset) -> None:
         self.plan, self.options, self.decimal, self.rs = plan, options, decimal, rs
         self.resolve = item_resolver(options, rs)
+        self.resolve_film = film_item_resolver(options)
+        #: (CBC key, film field) -> (value, item, line) of its first result
+        self._film_pending: dict[tuple[str, str], tuple[object, str, int]] = {}
         self.results = LongResults(group_ids=[[] for _ in plan.id_columns])
         self.context_fields = [f for f in LONG_CONTEXT if f in plan.fields]
         self.results.group_context = {f: [] for f in self.context_fields}
@@ -109,8 +130,16 @@ class LongFile:
         codes = np.array([self.resolve(u) for u in uniques], dtype=np.int16)[inverse]
         ignored = codes == NO_ANALYTE
         if ignored.any():
+            film_fields = np.array([self.resolve_film(u) for u in uniques], dtype=object)[inverse]
+            film_rows = np.flatnonzero(ignored & (film_fields != None))  # noqa: E711 (elementwise)
+            if film_rows.size:
+                self._film(frame.iloc[film_rows], film_fields[film_rows], lines[film_rows])
+                ignored[film_rows] = False
+                codes = codes.copy()
+                codes[film_rows] = NO_ANALYTE - 1  # kept out of the analyte arrays below
+        if ignored.any():
             res.ignored.update(items[ignored].value_counts().to_dict())
-        keep = np.flatnonzero(~ignored)
+        keep = np.flatnonzero(~ignored & (codes >= 0))
         if keep.size == 0:
             return
         frame, lines, codes = frame.iloc[keep], lines[keep], codes[keep]
@@ -125,8 +154,38 @@ class LongFile:
         for row, message in row_errors.items():
             res.errors.setdefault(int(groups[row]), []).append(message)
 
-    def _groups(self, frame: pd.DataFrame) -> np.ndarray:
-        res, plan = self.results, self.plan
+    def _film(self, frame: pd.DataFrame, fields: np.ndarray, lines: np.ndarray) -> None:
+        """Film results (a graded schistocyte text, blasts seen, ...): the first value per CBC key, joined to
+        the CBC of that key once the whole file is read (a key with no count is not a CBC: its film
+        results are counted as ignored), and parsed with the wide columns' rules when the chunk is built."""
+        keys, missing = self._keys(frame)
+        values = frame[self.plan.fields["value"]].to_numpy(dtype=object)
+        items = frame[self.plan.fields["item"]].astype(object).fillna("").astype(str).str.strip().to_numpy()
+        for key, gone, name, value, item, line in zip(keys, missing, fields, values, items, lines, strict=True):
+            if gone or value is None or value != value:
+                continue
+            self._film_pending.setdefault((str(key), str(name)), (value, str(item), int(line)))
+
+    def film_fields(self) -> list[str]:
+        """The film fields read for at least one CBC (joins the film results to their CBCs, once)."""
+        res = self.results
+        for (key, name), (value, item, line) in self._film_pending.items():
+            number = res.keys.get(key)
+            if number is None:
+                res.ignored[item] += 1
+            elif name == "schistocytes" and schistocyte_grade(str(value)) is None:
+                res.errors.setdefault(number, []).append(
+                    f"line {line}, column {self.plan.header_of('value')}: {quoted(value)} is not a schistocyte "
+                    f"grade ({grade_words()})"
+                )
+            else:
+                res.film.setdefault(name, {}).setdefault(number, value)
+        self._film_pending.clear()
+        return sorted(res.film)
+
+    def _keys(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The CBC key text of each row (ids and collection time) and where every id is missing."""
+        plan = self.plan
         id_fields = [f for f in ("patient_id", "sample_id") if f in plan.fields]
         id_text = [frame[plan.fields[f]].astype(object) for f in id_fields]
         missing = np.logical_and.reduce([t.isna().to_numpy() for t in id_text])
@@ -135,7 +194,11 @@ class LongFile:
             key = key + "\x1f" + extra.fillna("").astype(str)
         if "collected_at" in plan.fields:
             key = key + "\x1e" + frame[plan.fields["collected_at"]].astype(object).fillna("").astype(str).str.strip()
-        key_array = key.to_numpy(dtype=object)
+        return key.to_numpy(dtype=object), missing
+
+    def _groups(self, frame: pd.DataFrame) -> np.ndarray:
+        res, plan = self.results, self.plan
+        key_array, missing = self._keys(frame)
         first_rows = pd.Series(np.arange(len(key_array))).groupby(key_array, sort=False).first()
         groups_of_key: dict[str, int] = {}
         for text, row in first_rows.items():
@@ -247,6 +310,7 @@ class LongFile:
 
     def chunks(self, chunk_rows: int) -> Iterator[ParsedChunk]:
         res = self.results
+        self.film_fields()
         count = len(res.keys)
         if res.group:
             group = np.concatenate(res.group)
@@ -326,6 +390,9 @@ class LongFile:
         )
         context.index = pd.RangeIndex(n)
         headers = {name: plan.header_of(name) for name in self.context_fields}
+        for name, by_group in res.film.items():
+            context[name] = pd.Series([by_group.get(number) for number in range(start, stop)], dtype=object)
+            headers[name] = f"{plan.header_of('value')} ({name})"
         table.update(
             parse_context(
                 context,

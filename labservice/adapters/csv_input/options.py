@@ -99,14 +99,17 @@ def options_from_document(doc: Any, base: BatchOptions | None = None) -> BatchOp
 
 def check_options(options: BatchOptions) -> None:
     """Reject values that cannot work, naming the option."""
+    from labservice.adapters.csv_input.headers import FILM_FIELDS
     from labservice.core.table import ANALYTES
 
     for key in ("items", "units", "item_units"):
         mapping = getattr(options, key)
         names = mapping.values() if key == "items" else (mapping.keys() if key == "units" else [])
+        # A long file's item may also carry a film or PLASMIC field (clinical-rules §10 v2).
+        allowed = (*ANALYTES, *FILM_FIELDS) if key == "items" else ANALYTES
         for name in names:
-            if name not in ANALYTES and name != "ignore":
-                raise MappingError(f"{key} names {name!r}, which is not an analyte; analytes: {', '.join(ANALYTES)}")
+            if name not in allowed and name != "ignore":
+                raise MappingError(f"{key} names {name!r}, which is not an analyte; analytes: {', '.join(allowed)}")
     if options.shape not in SHAPES:
         raise MappingError(f"shape must be one of {', '.join(SHAPES)}, not {options.shape!r}")
     if options.date_order is not None and options.date_order.upper() not in DATE_ORDERS:

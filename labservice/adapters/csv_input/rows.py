@@ -14,9 +14,10 @@ import pandas as pd
 
 from labservice.adapters.collection_time import future_message, latest_collection
 from labservice.adapters.csv_input.cells import SEX_TEXTS, TRISTATE_TEXTS, parse_codes, parse_dates, parse_numbers
+from labservice.adapters.film_words import grade_words, schistocyte_grade
 from labservice.core import vocabulary
 from labservice.core.ranges import DAYS_PER_YEAR
-from labservice.core.table import TRISTATE_COLUMNS
+from labservice.core.table import SCHISTOCYTE_GRADES, TRISTATE_COLUMNS
 
 MAX_AGE_YEARS = 130.0
 
@@ -151,6 +152,7 @@ def parse_context(
                 lambda r, name=name: f"{quoted(frame[name].iat[r])} is not yes or no (yes/no, true/false, 1/0)",
             )
             table[name] = values.astype(np.float64)
+    _film(frame, headers, errors, decimal, table)
     if "pregnant" in table and "sex" in table:
         errors.add(
             (table["pregnant"] == 1.0) & (np.asarray(table["sex"]) == "male"),
@@ -178,6 +180,55 @@ def parse_context(
             )
             table[name] = values
     return table
+
+
+#: Film and PLASMIC context columns (clinical-rules §10 v2): yes/no statements, and numbers with their limits.
+FILM_TRISTATES = ("blasts_seen", "platelet_count_confirmed", "active_cancer", "transplant", "haptoglobin_undetectable")
+FILM_NUMBERS = {
+    "schistocytes_percent": 100.0,
+    "inr": 100.0,
+    "creatinine_mg_dl": 100.0,
+    "indirect_bilirubin_mg_dl": 100.0,
+}
+
+
+def _film(frame: pd.DataFrame, headers: dict[str, str], errors: RowErrors, decimal: str, table: dict) -> None:
+    """The blood film and the PLASMIC context, as the JSON adapter reads them (film_words for grades)."""
+    for name in FILM_TRISTATES:
+        if name in frame:
+            values, bad = parse_codes(frame[name], TRISTATE_TEXTS, np.nan)
+            errors.add(
+                bad,
+                headers[name],
+                lambda r, name=name: f"{quoted(frame[name].iat[r])} is not yes or no (yes/no, true/false, 1/0)",
+            )
+            table[name] = values.astype(np.float64)
+    for name, most in FILM_NUMBERS.items():
+        if name in frame:
+            numbers = parse_numbers(frame[name], decimal)
+            wrong = numbers.bad | (numbers.censored != 0) | (numbers.values < 0) | (numbers.values > most)
+            errors.add(
+                wrong,
+                headers[name],
+                lambda r, name=name, most=most: f"{quoted(frame[name].iat[r])} is not a number from 0 to {most:g}",
+            )
+            table[name] = numbers.values
+    if "schistocytes" in frame:
+        texts = frame["schistocytes"]
+        missing = texts.isna().to_numpy()
+        words = [None if gone else schistocyte_grade(str(text)) for text, gone in zip(texts, missing, strict=True)]
+        bad = np.array([word is None for word in words]) & ~missing
+        errors.add(
+            bad,
+            headers["schistocytes"],
+            lambda r: (
+                f"{quoted(texts.iat[r])} is not a schistocyte grade ({grade_words()}); "
+                "send a percentage as schistocytes_percent"
+            ),
+        )
+        table["schistocytes_grade"] = np.array(
+            [np.nan if word is None else float(SCHISTOCYTE_GRADES.index(word)) for word in words], dtype=np.float64
+        )
 
 
 def _heparin_start(

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labservice.adapters.errors import InputError
-from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel
+from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel, loinc_codes
 from labservice.adapters.fhir.index import Node, ResourceIndex, reference_text
 from labservice.adapters.fhir.model import Unused
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC
 from labservice.core.ruleset import Ruleset
 
 
@@ -144,15 +145,20 @@ def _effective(resource: dict[str, Any]) -> Any:
     return resource.get("effectiveDateTime") or start or resource.get("effectiveInstant")
 
 
+def _is_film(node: Node) -> bool:
+    """A blood-film Observation (graded schistocytes, clinical-rules §10 v2): grouped with the counts."""
+    return bool(SCHISTOCYTE_LOINC.intersection(loinc_codes(node.resource.get("code"))))
+
+
 def _loose(index: ResourceIndex, ruleset: Ruleset, claimed: set[int]) -> list[Group]:
-    """CBC-coded Observations outside any report or panel, by subject + specimen + effective time."""
+    """CBC-coded (and film) Observations outside any report or panel, by subject + specimen + effective time."""
     by_key: dict[tuple[Any, ...], Group] = {}
     for node in index:
         if (
             node.type != "Observation"
             or id(node) in claimed
             or _members(node)
-            or not coded_parts(node.resource, node.path, ruleset)
+            or not (coded_parts(node.resource, node.path, ruleset) or _is_film(node))
         ):
             continue
         subject = node.resource.get("subject")

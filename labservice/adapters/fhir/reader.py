@@ -18,7 +18,7 @@ from typing import Any
 
 from labservice.adapters.cbc_schema import LABORATORY_FLAGS
 from labservice.adapters.errors import InputError
-from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel
+from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel, loinc_codes
 from labservice.adapters.fhir.grouping import Group, find_groups
 from labservice.adapters.fhir.index import Node, ResourceIndex
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, Unused, UsedObservation
@@ -31,6 +31,7 @@ from labservice.adapters.fhir.values import (
     read_result,
     status_of,
 )
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.core.ruleset import Ruleset, default_ruleset
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document")
@@ -140,9 +141,55 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
             unused.append(Unused(report.type, report.id, report.path, _no_result_reason(group)))
         return None
     cbc = _assemble(group, index, results, locations, used, non_final, in_scope)
+    film = _film(group, unused, in_scope, cbc.locations)
+    if film:
+        cbc.document["film"] = film
     if lab_flags:
         cbc.document[LABORATORY_FLAGS] = lab_flags  # clinical-rules §3 v2
     return cbc
+
+
+def _film(group: Group, unused: list[Unused], in_scope: set[int], locations: dict[str, str]) -> dict[str, Any]:
+    """The blood film of a report or panel (clinical-rules §10 v2): a schistocyte Observation (LOINC
+    800-3, see adapters/film_words.py) graded in words (valueCodeableConcept or valueString: occasional,
+    1+, few -> present; 2+ and above, many, numerous -> many) or as a percentage (valueQuantity in %)."""
+    film: dict[str, Any] = {}
+    for node in group.members:
+        resource = node.resource
+        if not SCHISTOCYTE_LOINC.intersection(loinc_codes(resource.get("code"))):
+            continue
+        in_scope.add(id(node))
+        if "schistocytes" in film or "schistocytes_percent" in film:
+            unused.append(Unused(node.type, node.id, node.path, "schistocytes: a second result in this CBC"))
+            continue
+        if status_of(resource, node.path) in WITHDRAWN_STATUSES:
+            unused.append(Unused(node.type, node.id, node.path, "schistocytes: the result is withdrawn"))
+            continue
+        quantity = resource.get("valueQuantity")
+        if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+            unit = quantity.get("code") or quantity.get("unit")
+            if unit == "%" and 0 <= quantity["value"] <= 100:
+                film["schistocytes_percent"] = float(quantity["value"])
+                locations["film.schistocytes_percent"] = f"{node.path}.valueQuantity"
+            else:
+                unused.append(Unused(node.type, node.id, node.path, f"schistocytes: a quantity in {unit!r}, not %"))
+            continue
+        words = [resource.get("valueString")]
+        concept = resource.get("valueCodeableConcept")
+        if isinstance(concept, dict):
+            words.append(concept.get("text"))
+            words += [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
+            words += [c.get("code") for c in concept.get("coding") or [] if isinstance(c, dict)]
+        grades = [grade for word in words if isinstance(word, str) and (grade := schistocyte_grade(word))]
+        if grades:
+            film["schistocytes"] = grades[0]
+            locations["film.schistocytes"] = node.path
+        else:
+            shown = next((w for w in words if isinstance(w, str)), None)
+            unused.append(
+                Unused(node.type, node.id, node.path, f"schistocytes: {shown!r} is not a grade ({grade_words()})")
+            )
+    return film
 
 
 def _is_cbc_panel(panel: Node, group: Group, rs: Ruleset) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from labservice.adapters.cbc_schema import LABORATORY_FLAG_CODES, LABORATORY_FLAGS
+from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, load_code_map
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
@@ -100,8 +101,12 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     notes: list[str] = []
     times: list[tuple[str, str]] = []  # (OBX-14, location) of the results used
     statuses: dict[str, Status] = {}
+    film: dict[str, Any] = {}
     lab_flags: dict[str, str] = {}
     for obx in group.observations:
+        if _is_film(obx):
+            _read_film(obx, film, locations, read)
+            continue
         result = _read_observation(obx, settings, read)
         if result is None:
             continue
@@ -167,6 +172,9 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     if patient:
         document["patient"] = patient
     document["results"] = results
+    if film:
+        document["film"] = film
+        observations.update({f"film.{key}": locations[f"film.{key}"].rsplit("-", 1)[0] for key in film})
     if lab_flags:
         document[LABORATORY_FLAGS] = lab_flags
     source = {
@@ -178,6 +186,42 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
         "notes": notes,
     }
     return Hl7Cbc(document, locations, source)
+
+
+def _is_film(obx: Segment) -> bool:
+    """A schistocyte OBX (LOINC 800-3 in OBX-3, adapters/film_words.py), read as film, not as a count."""
+    return any(obx.get(3, k) in SCHISTOCYTE_LOINC and obx.get(3, k + 2).upper() in LOINC_SYSTEMS for k in (1, 4))
+
+
+def _read_film(obx: Segment, film: dict[str, Any], locations: dict[str, str], read: Hl7Read) -> None:
+    """Schistocytes (clinical-rules §10 v2): graded words in OBX-5 (CWE/CE code or text, ST, TX: occasional,
+    1+, few -> present; 2+ and above, many, numerous -> many), or a number with OBX-6 `%`."""
+    where = obx.location
+    status = read_status(obx.get(11))
+    if not status.used:
+        read.unused.append(_observation_entry(obx, f"schistocytes: result status {status.code} ({status.meaning})"))
+        return
+    if "schistocytes" in film or "schistocytes_percent" in film:
+        read.unused.append(_observation_entry(obx, "schistocytes: a second result in this order group"))
+        return
+    value_type = obx.get(2).upper()
+    if value_type in ("NM", "SN"):
+        number = read_number(value_type, obx.get(5) if value_type != "SN" else obx.field(5), [])
+        unit = obx.get(6, 1) or obx.get(6, 2)
+        if number.value is not None and unit == "%" and 0 <= number.value <= 100:
+            film["schistocytes_percent"] = number.value
+            locations["film.schistocytes_percent"] = f"{where}-5"
+        else:
+            read.unused.append(_observation_entry(obx, "schistocytes: not a percentage of red cells (OBX-6 %)"))
+        return
+    words = [obx.get(5, 1), obx.get(5, 2)] if value_type in ("CWE", "CE", "CNE") else [obx.get(5)]
+    grades = [grade for word in words if word and (grade := schistocyte_grade(word))]
+    if grades:
+        film["schistocytes"] = grades[0]
+        locations["film.schistocytes"] = f"{where}-5"
+    else:
+        shown = next((w for w in words if w), "")
+        read.unused.append(_observation_entry(obx, f"schistocytes: {shown!r} is not a grade ({grade_words()})"))
 
 
 def _read_observation(obx: Segment, settings: ReadSettings, read: Hl7Read) -> tuple[str, dict[str, Any], Status] | None:

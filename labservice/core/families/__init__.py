@@ -18,7 +18,7 @@ import importlib
 from types import ModuleType
 
 #: Families in the order their inputs become available.
-EVALUATION_ORDER = ("counts", "critical", "combined", "aplastic", "skin", "pitfalls", "red_flags")
+EVALUATION_ORDER = ("counts", "critical", "combined", "film", "aplastic", "skin", "pitfalls", "red_flags")
 
 
 def family(name: str) -> ModuleType:

@@ -75,6 +75,7 @@ class Stage:
     lineages: Lineages | None = None  # set by the counts family
     aplastic: AplasticAssessment | None = None  # set by the aplastic family
     skin: SkinAssessment | None = None  # set by the skin family
+    film_reported: np.ndarray | None = None  # bool, set by the film family: schistocytes or blasts reported
     flags: dict[str, np.ndarray] = field(default_factory=dict)  # int8 flag codes per analyte (core.grading)
 
 

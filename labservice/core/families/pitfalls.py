@@ -12,19 +12,31 @@ from labservice.core.grading import FLAG_L, FLAG_N, FLAG_NONE
 from labservice.core.numbers import round_sig
 
 
+def _inside_range(stage: Stage, analyte: str) -> np.ndarray:
+    """Sent, with a range in use, and not flagged outside it (a value on a bound is inside, §2)."""
+    value, rng = stage.cols.values[analyte], stage.ranges[analyte]
+    has_range = ~np.isnan(rng.low) | ~np.isnan(rng.high)
+    return ~np.isnan(value) & has_range & ~(value < rng.low) & ~(value > rng.high)
+
+
 def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     cols, rs, lineages, skin = stage.cols, stage.rs, stage.lineages, stage.skin
     assert lineages is not None and skin is not None, "the counts and skin families run first"
     thrombocytopenic = lineages.platelets == YES
     clumps = cols.platelet_clumps == 1.0
-    isolated = thrombocytopenic & (lineages.red == NO) & (lineages.white == NO)
-    no_bleeding = skin.hemorrhagic_count == 0
-    pseudo = (clumps & ~np.isnan(cols.values["platelets"])) | (isolated & no_bleeding)
-    pseudo_finding = FindingColumn(
-        "possible_pseudothrombocytopenia",
-        pseudo,
-        extra={"clumps": clumps, "skin_reported": cols.skin_reported},
-    )
+    confirmed = cols.film["platelet_count_confirmed"] == 1.0
+    film_reported = stage.film_reported if stage.film_reported is not None else np.zeros(cols.n, dtype=bool)
+    # §8 v2: "isolated" and "no bleeding signs" must both be known. White cells: every one of WBC and
+    # neutrophils that was sent is inside its range, and at least one was sent; haemoglobin likewise.
+    white_sent = ~np.isnan(cols.values["wbc"]) | ~np.isnan(cols.values["neutrophils"])
+    white_inside = white_sent & (_inside_range(stage, "wbc") | np.isnan(cols.values["wbc"]))
+    white_inside &= _inside_range(stage, "neutrophils") | np.isnan(cols.values["neutrophils"])
+    isolated = thrombocytopenic & white_inside & _inside_range(stage, "hemoglobin")
+    no_bleeding = cols.skin_reported & (skin.hemorrhagic_count == 0)
+    # The film confirming the count turns the suggestion off, clumps or not; schistocytes or blasts
+    # turn the isolated-count reason off.
+    pseudo = ~confirmed & ((clumps & ~np.isnan(cols.values["platelets"])) | (isolated & no_bleeding & ~film_reported))
+    pseudo_finding = FindingColumn("possible_pseudothrombocytopenia", pseudo, extra={"clumps": clumps})
     integrity = _sample_integrity(stage)
     plt = cols.values["platelets"]
     gestational = (
@@ -117,12 +129,8 @@ def detail_possible_pseudothrombocytopenia(view: TextView, i: int):
     why = (
         "the laboratory reported platelet clumps"
         if view.extra("possible_pseudothrombocytopenia", "clumps", i)
-        else "the thrombocytopenia is isolated and no bleeding signs were reported"
-        + (
-            ""
-            if view.extra("possible_pseudothrombocytopenia", "skin_reported", i)
-            else " (no skin examination was sent)"
-        )
+        else "the thrombocytopenia is isolated (white cells and haemoglobin inside their ranges) and the skin "
+        "examination sent shows no bleeding signs"
     )
     return (
         f"Possible EDTA pseudothrombocytopenia because {why}: suggest a blood film review for clumps and "

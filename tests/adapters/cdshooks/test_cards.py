@@ -113,10 +113,13 @@ def test_a_cbc_without_findings_says_what_was_not_assessed():
 
 def test_isolated_thrombocytopenia_suggests_a_citrate_repeat_and_a_film_citing_s21():
     # MIMIC-III HADM 160445 at 2171-07-24 01:30: platelets 42 K/uL, WBC 8.6, haemoglobin 13.8 g/dL.
-    # §8: isolated thrombocytopenia with no bleeding signs -> smear review + citrate repeat [S21].
+    # §8: isolated thrombocytopenia with no bleeding signs -> smear review + citrate repeat [S21]. §8 v2: "no
+    # bleeding signs" must be known, so the skin examination is sent, with no lesion.
     rows = mimic_rows("160445")["2171-07-24 01:30:00"]
     assert rows["51265"] == ("42", "K/uL")
-    answer = answers(mimic_doc(rows, "2171-07-24T01:30:00+00:00"))[0]
+    doc = mimic_doc(rows, "2171-07-24T01:30:00+00:00")
+    doc["skin"] = {"fever": False, "lesions": []}
+    answer = answers(doc)[0]
     card = cbc_card(answer, context(encounter_id="enc-1"))
     assert card["selectionBehavior"] == "any"
     labels = [s["label"] for s in card["suggestions"]]

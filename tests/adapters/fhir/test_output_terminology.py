@@ -58,11 +58,8 @@ def test_every_finding_code_has_a_row():
     assert {"thrombocytopenia", "pancytopenia", "neutropenia", "anemia"} <= set(codes)
 
 
-@pytest.mark.xfail(strict=True, reason="api-contract.md v2 adds six finding codes (erythrocytosis, "
-                   "sample_integrity_check, blasts_reported, thrombotic_microangiopathy_pattern, "
-                   "heparin_induced_thrombocytopenia_possible, possible_sample_misidentification) that the "
-                   "service does not emit yet: the clinical rules v2 work adds them and their rows, and "
-                   "then this mark must go (strict: an unexpected pass fails)")
+# clinical-rules v2: every api-contract *v2* finding code now has its row (the last two, blasts_reported and
+# thrombotic_microangiopathy_pattern, are clinical-rules §10 v2), so the strict xfail mark is gone.
 def test_every_v2_finding_code_has_a_row():
     codes = {row["finding_code"] for row in rows()}
     assert codes == contract_finding_codes(v2=True) | DELTA_FINDINGS
