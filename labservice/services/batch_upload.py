@@ -11,6 +11,7 @@ or `quota`.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import IO, Any
 
 from flask import current_app, request
@@ -174,9 +175,22 @@ def _check_rows(upload: IO[bytes]) -> None:
         )
 
 
+#: The built-in mappings, by name (as `labservice interpret --mapping NAME` takes them).
+BUILTIN_MAPPINGS = Path(__file__).resolve().parent.parent / "batch" / "mappings"
+BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def builtin_mapping_text(text: str) -> str | None:
+    """The JSON of the built-in mapping this text names (`mimic-iii-labevents`), or None when it names none."""
+    name = text.strip()
+    path = BUILTIN_MAPPINGS / f"{name}.json"
+    return path.read_text(encoding="utf-8") if BUILTIN_NAME.match(name) and path.is_file() else None
+
+
 def _options(mapping_text: str | None) -> BatchOptions:
     if mapping_text is None or not mapping_text.strip():
         return BatchOptions()
+    mapping_text = builtin_mapping_text(mapping_text) or mapping_text  # issue 14 item 6: a built-in by name
     try:
         return load_mapping_text(mapping_text)
     except MappingError as error:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from labservice.core.delta import DeltaCbc, compare_with_previous, delta_block, delta_findings
 from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
-from labservice.core.table import ANALYTES, CbcColumns
+from labservice.core.table import ANALYTES, SEX_CODES, CbcColumns
 from labservice.core.vocabulary import URGENCY_RANK
 from labservice.services.history_rules import apply_history_rules
 from labservice.services.referral_policy import ReferralStep, referral_step
@@ -427,6 +427,10 @@ def keep_in_session(
     return keep
 
 
+#: female / male from the engine's sex codes; unknown is None (not stored as a sex).
+SEX_BY_CODE = {code: name for name, code in SEX_CODES.items() if name != "unknown"}
+
+
 def to_store(doc: dict, raw: Any, columns: CbcColumns, row: int, patient_id: str, answer: dict) -> CbcToStore:
     """What the store keeps of one CBC: row `row` of the engine's `columns` (its input, in canonical units), its
     patient and its answer."""
@@ -437,6 +441,7 @@ def to_store(doc: dict, raw: Any, columns: CbcColumns, row: int, patient_id: str
     codes = [finding["code"] for finding in answer["findings"]]
     age = float(columns.age_years[row])
     patient = doc.get("patient") or {}
+    sex = patient.get("sex") or SEX_BY_CODE.get(int(columns.sex[row]))  # a CSV's sex is in the engine's columns
     return CbcToStore(
         patient=patient_id,
         collected_at=doc.get("collected_at"),
@@ -447,7 +452,7 @@ def to_store(doc: dict, raw: Any, columns: CbcColumns, row: int, patient_id: str
         not_assessed=[entry["code"] for entry in answer.get("not_assessed", [])],
         reason=worklist_reason(codes, values),
         answer=answer,
-        sex=patient.get("sex"),
+        sex=sex,
         age_years=None if math.isnan(age) else age,
         context=dict(doc.get("context") or {}),
     )

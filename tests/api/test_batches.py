@@ -501,3 +501,16 @@ def test_openapi_batch_schema_documents_every_field_answered(client):
     assert set(BatchSummary().to_dict()) == set(schemas["BatchSummary"]["properties"])
     assert set(body["summary"]) <= set(schemas["BatchSummary"]["properties"])
     assert set(body["links"]) == set(schemas["BatchLinks"]["properties"])
+
+
+def test_the_builtin_mimic_mapping_works_by_name_as_in_the_cli(make_app):
+    """Issue 14 item 6: `mapping=mimic-iii-labevents` names the built-in mapping over HTTP (and so on the
+    dashboard's upload, which shares this code) as `labservice interpret --mapping mimic-iii-labevents` does."""
+    from tests.shared_data import MIMIC_CLOCK_SKEW_SECONDS, MIMIC_LABEVENTS
+
+    client = make_app(CLOCK_SKEW_SECONDS=MIMIC_CLOCK_SKEW_SECONDS).test_client()
+    by_name = upload(client, MIMIC_LABEVENTS.read_bytes(), "mimic-iii-labevents")
+    assert by_name.status_code == 202, by_name.get_data(as_text=True)
+    summary = client.get(by_name.headers["Location"]).get_json()["summary"]
+    assert summary["interpreted"] > 0
+    assert_problem(upload(client, b"a,b\n1,2\n", "no-such-mapping"), 422)  # not a name: read as JSON, refused

@@ -222,3 +222,18 @@ def test_each_kept_cbc_goes_through_the_engine_once(monkeypatch):
     # lines 99-105, §9 line 243)
     assert critical.values["platelets"] == 15.0 and critical.urgency == "immediate"
     assert "critical_value" in critical.findings
+
+
+def test_sex_and_age_read_from_the_file_are_stored_with_the_patient(make_app, database_url):
+    """Issue 14 item 6: every CSV patient was stored with sex null ("Sex not recorded" on the dashboard)."""
+    from labservice.store.models import Patient
+
+    client = make_app(DATABASE_URL=database_url).test_client()
+    assert upload(client, CSV).status_code == 202
+    database = Database.connect(database_url)
+    with database.session() as session:
+        stored = {p.external_id: (p.sex, p.age_years) for p in session.scalars(select(Patient))}
+    database.engine.dispose()
+    assert stored == {"P1": ("female", 40.0), "P2": ("male", 55.0)}
+    page = client.get("/dashboard/patients/P2").get_data(as_text=True)
+    assert "Sex not recorded" not in page
