@@ -22,16 +22,26 @@ from labservice.api.common import is_json, read_json
 from labservice.api.common import problem_doc as _problem
 from labservice.api.schemas import FINDING_CODES, URGENCIES
 from labservice.errors import BODY_PATH, Problem, first_error, flatten_errors
-from labservice.extensions import current_database
+from labservice.extensions import current_clock_skew, current_database
 from labservice.security.principal import current_principal, touched_patients
-from labservice.store.models import DISMISS_REASONS, OPEN_STATUSES, REFERRAL_STATUSES, TRANSITIONS, Referral
+from labservice.store.models import (
+    COMMUNICATION_MEANS,
+    DISMISS_REASONS,
+    OPEN_STATUSES,
+    REFERRAL_STATUSES,
+    TRANSITIONS,
+    Referral,
+)
 from labservice.store.repository import (
     DismissalWithoutReason,
     InvalidTransition,
+    NoCriticalValue,
     ReferralNotFound,
     WorklistQuery,
+    add_communication,
     as_utc,
     change_referral,
+    communication_view,
     get_referral,
     lock_referral,
     urgency_counts,
@@ -258,10 +268,43 @@ class ReferralEventSchema(Schema):
     at = fields.DateTime()
 
 
+class CommunicationSchema(Schema):
+    """One record of communicating a critical result (CLSI GP47, RCPath G158)."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.Integer(dump_only=True)
+    notified = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=200), NO_CONTROL],
+        metadata={"description": "Who was told (name and role), or who was tried", "example": "Dr Patel, FY2 ward 7"},
+    )
+    means = fields.String(
+        required=True, validate=validate.OneOf(COMMUNICATION_MEANS), metadata={"example": "telephone"}
+    )
+    reached = fields.Boolean(
+        load_default=True, metadata={"description": "false: the clinician could not be reached (say whom you tried)"}
+    )
+    read_back = fields.Boolean(
+        load_default=False, metadata={"description": "The person notified read the result back (only when reached)"}
+    )
+    communicated_at = fields.AwareDateTime(
+        load_default=None, metadata={"description": "When; default now. Not in the future beyond the clock skew"}
+    )
+    note = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL])
+    recorded_by = fields.String(dump_only=True, metadata={"description": "Who recorded it, as authenticated"})
+    recorded_at = fields.DateTime(dump_only=True)
+
+
 class ReferralDetailSchema(ReferralSchema):
     """A referral with every status change and the interpretation of its CBC."""
 
     events = fields.List(fields.Nested(ReferralEventSchema), metadata={"description": "Oldest first"})
+    communications = fields.List(
+        fields.Nested(CommunicationSchema),
+        metadata={"description": "Records of communicating its critical result, oldest first (issue 14 item 9)"},
+    )
     interpretation = fields.Dict(
         metadata={
             "description": "The interpretation as answered when the CBC was stored, with its delta block",
@@ -334,6 +377,7 @@ def _detail(referral: Referral) -> dict[str, Any]:
         }
         for event in referral.events
     ]
+    out["communications"] = [communication_view(record) for record in referral.communications]
     out["interpretation"] = referral.interpretation.answer
     return out
 
@@ -455,6 +499,54 @@ def show_referral(referral_id: int) -> dict[str, Any]:
             raise Problem(404, f"No referral with id {referral_id}.") from None
     touched_patients([detail["patient_id"]], "read")  # the audit trail
     return detail
+
+
+@blp.route("/referrals/<int:referral_id>/communications", methods=["POST"])
+@blp.arguments(
+    CommunicationSchema,
+    as_kwargs=False,
+    example={"notified": "Dr Patel, FY2 ward 7", "means": "telephone", "reached": True, "read_back": True},
+)
+@blp.response(201, ReferralDetailSchema)
+@blp.doc(
+    summary="Record the communication of a referral's critical result",
+    description="Who was notified, when, by what means, and whether they read the result back; or that the "
+    "clinician could not be reached (`reached: false`). CLSI GP47 and RCPath G158 expect this record for every "
+    "critical result. Recorded under the authenticated caller; shown in the referral's history and the audit "
+    "trail. A referral whose critical result nobody has been reached about stays first on the worklist.",
+    responses={
+        "404": NOT_FOUND,
+        "409": _problem("The referral shows no critical value."),
+        "422": _problem("Bad field."),
+    },
+)
+def add_referral_communication(record: dict[str, Any], referral_id: int) -> tuple[dict[str, Any], int]:
+    """Record who was told of a critical result, when, how, and the read-back"""
+    when = record["communicated_at"] or datetime.now(UTC)
+    if when > datetime.now(UTC) + current_clock_skew():
+        raise Problem(422, "communicated_at is in the future.", {"communicated_at": ["Not in the future."]})
+    with current_database().session() as session:
+        try:
+            add_communication(
+                session,
+                referral_id,
+                notified=record["notified"],
+                means=record["means"],
+                reached=record["reached"],
+                read_back=record["read_back"],
+                communicated_at=when,
+                note=record["note"],
+                recorded_by=_actor(),
+            )
+            referral = get_referral(session, referral_id)
+            session.refresh(referral, attribute_names=["communications"])
+        except ReferralNotFound:
+            raise Problem(404, f"No referral with id {referral_id}.") from None
+        except NoCriticalValue as error:
+            raise Problem(409, f"Nothing was recorded: {error}.", {"referral_id": [f"{error}."]}) from None
+        detail = _detail(referral)
+    touched_patients([detail["patient_id"]], "update")  # the audit trail
+    return detail, 201
 
 
 @blp.route("/referrals/<int:referral_id>", methods=["PATCH"])

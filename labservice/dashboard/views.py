@@ -49,6 +49,7 @@ from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
 from labservice.store.batch_jobs import DONE
 from labservice.store.models import (
+    COMMUNICATION_MEANS,
     DISMISS_REASONS,
     OPEN_STATUSES,
     REFERRAL_STATUSES,
@@ -59,10 +60,13 @@ from labservice.store.models import (
 from labservice.store.repository import (
     DismissalWithoutReason,
     InvalidTransition,
+    NoCriticalValue,
     ReferralNotFound,
     WorklistQuery,
+    add_communication,
     as_utc,
     change_referral,
+    communication_view,
     get_referral,
     patient_record,
     patient_referrals,
@@ -158,6 +162,7 @@ def template_helpers() -> dict[str, Any]:
         "actions": ACTIONS,
         "undo_label": UNDO_LABEL,
         "dismiss_reasons": DISMISS_REASONS,
+        "communication_means": COMMUNICATION_MEANS,
         "transitions": TRANSITIONS,
         "user": g.get("user"),
         "actor": getattr(g.get("user"), "display_name", ""),
@@ -326,6 +331,7 @@ def worklist_page() -> ResponseReturnValue:
                 "age_years": r.patient.age_years,
                 "findings": list(r.findings or []),
                 "allowed": _allowed(r),
+                "uncommunicated": _uncommunicated(r),
                 "arrived_at": r.created_at,
                 "waiting": waiting_text(r.created_at, now),
                 # Opened, or raised by a new CBC, after this session last looked (none the first time).
@@ -370,6 +376,48 @@ def status_form(referral_id: int) -> ResponseReturnValue:
     return render_template("dashboard/referral_status.html", referral=view, chosen=chosen, back=back)
 
 
+@bp.post("/referrals/<int:referral_id>/communications")
+def record_communication(referral_id: int) -> ResponseReturnValue:
+    """Record who was told of the referral's critical result, how and when, and the read-back (CLSI GP47)."""
+    form = request.form
+    back = safe_next(form.get("next"), url_for("dashboard.worklist_page"))
+    notified = (form.get("notified") or "").strip()
+    means = form.get("means", "")
+    note = (form.get("note") or "").strip() or None
+    reached = form.get("reached") == "yes"
+    if (
+        not notified
+        or len(notified) > 200
+        or means not in COMMUNICATION_MEANS
+        or (note and len(note) > NOTE_MAX_LENGTH)
+    ):
+        flash("Say who was notified (or tried) and by what means.", "error")
+        return redirect(back, 303)
+    try:
+        with current_database().session() as session:
+            add_communication(
+                session,
+                referral_id,
+                notified=notified,
+                means=means,
+                reached=reached,
+                read_back=form.get("read_back") == "yes",
+                communicated_at=datetime.now(UTC),
+                note=note,
+                recorded_by=g.user.display_name,
+            )
+            patient = get_referral(session, referral_id).patient.external_id
+        touched_patients([patient], "update")  # the audit trail
+    except ReferralNotFound:
+        return not_found(f"referral {referral_id}")
+    except NoCriticalValue as error:
+        flash(f"Nothing was recorded: {error}.", "error")
+        return redirect(back, 303)
+    said = f"communicated to {notified}" if reached else f"{notified} could not be reached"
+    flash(f"Patient {patient}: critical result {said}, recorded by {g.user.display_name}.", "success")
+    return redirect(back, 303)
+
+
 @bp.post("/referrals/<int:referral_id>/status")
 def change_status(referral_id: int) -> ResponseReturnValue:
     """Acknowledge, refer or dismiss; back to the page the form was on, with a message."""
@@ -410,8 +458,21 @@ def _allowed(referral) -> tuple[str, ...]:
     return TRANSITIONS.get(referral.status, ())
 
 
+def _communications(referral) -> list[dict[str, Any]]:
+    return [communication_view(record) for record in referral.communications]
+
+
+def _uncommunicated(referral) -> bool:
+    """A critical result that nobody has yet been reached about (issue 14 item 9)."""
+    critical = ";critical_value;" in (referral.finding_codes or "")
+    return critical and not any(record.reached for record in referral.communications)
+
+
 def _referral_view(referral) -> dict[str, Any]:
     return {
+        "critical": ";critical_value;" in (referral.finding_codes or ""),
+        "communications": _communications(referral),
+        "uncommunicated": _uncommunicated(referral),
         "id": referral.id,
         "status": referral.status,
         "urgency": referral.urgency,

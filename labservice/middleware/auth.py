@@ -74,6 +74,7 @@ ENDPOINT_SCOPES: dict[str, tuple[str, ...]] = {
     "referrals.list_referrals": ("read",),
     "referrals.show_referral": ("read",),
     "referrals.update_referral": ("read", "interpret"),
+    "referrals.add_referral_communication": ("read", "interpret"),
     "patients.get_patient_results": ("read",),
     "metrics.metrics": ("metrics",),
 }

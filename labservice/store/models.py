@@ -187,6 +187,9 @@ class Referral(Base):
     patient: Mapped[Patient] = relationship()
     interpretation: Mapped[Interpretation] = relationship()
     events: Mapped[list[ReferralEvent]] = relationship(back_populates="referral", order_by="ReferralEvent.at")
+    communications: Mapped[list[CriticalCommunication]] = relationship(
+        back_populates="referral", order_by="CriticalCommunication.communicated_at"
+    )
 
 
 class ReferralEvent(Base):
@@ -206,6 +209,32 @@ class ReferralEvent(Base):
     at: Mapped[datetime]
 
     referral: Mapped[Referral] = relationship(back_populates="events")
+
+
+#: How a critical result was communicated (CLSI GP47, RCPath G158: the record says by what means).
+COMMUNICATION_MEANS = ("telephone", "in_person", "bleep_callback", "secure_message", "other")
+
+
+class CriticalCommunication(Base):
+    """One attempt to communicate a referral's critical result (issue 14 item 9; CLSI GP47, RCPath G158):
+    who was told, when, by what means, whether they read the result back, or that nobody could be reached."""
+
+    __tablename__ = "critical_communications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"), index=True)
+    #: Who was notified (free text: a name and role), or who was tried when `reached` is false.
+    notified: Mapped[str] = mapped_column(String(200))
+    means: Mapped[str] = mapped_column(String(20))
+    reached: Mapped[bool] = mapped_column(Boolean)
+    read_back: Mapped[bool] = mapped_column(Boolean)
+    communicated_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+    #: Who recorded it, as authenticated ("api_key:<name>" or the signed-in user).
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime]
+
+    referral: Mapped[Referral] = relationship(back_populates="communications")
 
 
 # --- security: API keys, dashboard users, the audit trail, idempotent POSTs -------------

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from labservice.core.vocabulary import URGENCIES
 from labservice.store.models import (
+    COMMUNICATION_MEANS,
     DISMISS_REASONS,
     OPEN_STATUSES,
     TRANSITIONS,
@@ -27,6 +28,7 @@ from labservice.store.models import (
     Base,
     Batch,
     CbcResult,
+    CriticalCommunication,
     Patient,
     Referral,
     ReferralEvent,
@@ -383,12 +385,23 @@ def _filtered(query: WorklistQuery) -> Select:
     return statement
 
 
+def uncommunicated_critical() -> Any:
+    """True for a referral showing a critical value that nobody has yet been told of (no communication that reached
+    someone): issue 14 item 9, CLSI GP47 / RCPath G158."""
+    reached = select(CriticalCommunication.id).where(
+        CriticalCommunication.referral_id == Referral.id, CriticalCommunication.reached.is_(True)
+    )
+    return and_(Referral.finding_codes.like("%;critical_value;%"), ~reached.exists())
+
+
 def worklist_order() -> tuple:
-    """The worklist's order (issue 13 item 5; clinical-rules §9): the most urgent first; within an urgency the most
+    """The worklist's order (issue 13 item 5; clinical-rules §9): critical results not yet communicated first (issue
+    14 item 9); then the most urgent first; within an urgency the most
     severe first: a referral showing a critical value before one without, then the lowest platelet count, then the
     lowest neutrophil count (of the CBC the referral shows; a count not measured after those measured); then the most
     recent CBC first. NULLS LAST spelled out: PostgreSQL puts NULL first in a descending order, SQLite last."""
     return (
+        case((uncommunicated_critical(), 1), else_=0).desc(),
         Referral.urgency_rank.desc(),
         Referral.finding_codes.like("%;critical_value;%").desc(),  # true (1) first on SQLite and PostgreSQL
         CbcResult.platelets.asc().nulls_last(),
@@ -410,7 +423,7 @@ def worklist(session: Session, query: WorklistQuery) -> tuple[list[Referral], in
     page = session.scalars(
         statement.join(Interpretation, Interpretation.id == Referral.interpretation_id)
         .join(CbcResult, CbcResult.id == Interpretation.cbc_id)
-        .options(selectinload(Referral.patient))
+        .options(selectinload(Referral.patient), selectinload(Referral.communications))
         .order_by(*worklist_order())
         .offset(offset)
         .limit(query.per_page)
@@ -526,6 +539,63 @@ def _undo_note(session: Session, referral: Referral, status: str, note: str | No
             f"the patient has another open referral (#{other.id}): the dismissal of this one cannot be undone"
         )
     return f"Dismissal undone. {note}" if note else "Dismissal undone."
+
+
+# -- critical-result communication (issue 14 item 9) -------------------------------------------
+
+
+class NoCriticalValue(InvalidTransition):
+    """A communication record for a referral that shows no critical value."""
+
+
+def add_communication(
+    session: Session,
+    referral_id: int,
+    *,
+    notified: str,
+    means: str,
+    reached: bool,
+    read_back: bool,
+    communicated_at: datetime,
+    recorded_by: str,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> CriticalCommunication:
+    """Record that a referral's critical result was communicated (or could not be): who, when, how, read-back."""
+    referral = get_referral(session, referral_id)
+    if ";critical_value;" not in (referral.finding_codes or ""):
+        raise NoCriticalValue(f"referral {referral_id} shows no critical value: there is nothing to communicate")
+    if means not in COMMUNICATION_MEANS:
+        raise ValueError(f"means must be one of {', '.join(COMMUNICATION_MEANS)}")
+    record = CriticalCommunication(
+        referral_id=referral.id,
+        notified=notified,
+        means=means,
+        reached=reached,
+        read_back=read_back and reached,
+        communicated_at=communicated_at,
+        note=note,
+        recorded_by=recorded_by,
+        recorded_at=now or now_utc(),
+    )
+    session.add(record)
+    referral.updated_at = record.recorded_at
+    session.flush()
+    return record
+
+
+def communication_view(record: CriticalCommunication) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "notified": record.notified,
+        "means": record.means,
+        "reached": record.reached,
+        "read_back": record.read_back,
+        "communicated_at": as_utc(record.communicated_at),
+        "note": record.note,
+        "recorded_by": record.recorded_by,
+        "recorded_at": as_utc(record.recorded_at),
+    }
 
 
 # -- a patient's record ----------------------------------------------------------------------
