@@ -53,5 +53,11 @@ def refused_without_a_key(ctx, response, case) -> None:
     if status != 401:
         raise AssertionError(f"{case.method.upper()} {operation.path} without a key answered {status}, not 401")
     content_type = (response.headers.get("content-type") or [""])[0]  # lower-case names, lists of values
+    if content_type.startswith("application/fhir+json") and operation.path.startswith("/api/v1/fhir/"):
+        # A client that asked for FHIR (`_format=fhir` or Accept) gets its errors as an OperationOutcome (issue 14)
+        text = response.content.decode("utf-8", "replace")
+        if '"OperationOutcome"' not in text or '"login"' not in text:
+            raise AssertionError("a FHIR client's 401 is not an OperationOutcome with the code login")
+        return
     if not content_type.startswith("application/problem+json"):
         raise AssertionError(f"a 401 as {content_type!r}, not application/problem+json")
