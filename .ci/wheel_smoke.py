@@ -181,9 +181,12 @@ def check_serve(labservice: str, here: Path, env: dict[str, str], version: str) 
         while time.monotonic() < deadline and server.poll() is None:
             try:
                 status, health = request(base + "/healthz")
-                break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.5)
+                continue
+            if status != 503:
+                break
+            time.sleep(0.5)  # 503 + Retry-After: the front sheds while gunicorn's worker is still starting (issue 12)
         if status != 200 or health.get("version") != version or health.get("database") != "ok":
             fail(f"serve: /healthz answered {status} {health}\n{log.read_text()}")
         say(f"serve: /healthz {health}")
