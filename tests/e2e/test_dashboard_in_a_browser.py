@@ -69,6 +69,7 @@ def test_worklist_lists_open_referrals_most_urgent_first(page, seeded):
 
 def test_filter_by_urgency(page, seeded):
     page.goto(seeded + "/dashboard/")
+    page.click("#filters-panel > summary")  # the filters are collapsed until opened (issue 14 item 7)
     page.check("#filter-urgency-urgent")
     page.click("#filters button[type=submit]")
     urgencies = page.locator("#worklist tbody tr[data-urgency]").evaluate_all(

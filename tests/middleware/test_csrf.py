@@ -75,7 +75,9 @@ def test_every_post_form_on_every_page_carries_this_sessions_token(seeded):
         for form in post_forms(seeded.get(url).text):
             assert form["tokens"] == [token], (url, form)
             seen.add(re.sub(r"\d+", "N", form["action"]))
-    assert seen == {"/dashboard/sign-out", "/dashboard/referrals/N/status", "/dashboard/batches"}
+    # .../communications: the critical-result communication form (issue 14 item 9), also token-protected
+    assert seen == {"/dashboard/sign-out", "/dashboard/referrals/N/status", "/dashboard/batches",
+                    "/dashboard/referrals/N/communications"}
     sign_in_page = anonymous(seeded.application).get("/dashboard/sign-in").text
     [form] = post_forms(sign_in_page)
     assert form["action"] == "/dashboard/sign-in" and len(form["tokens"]) == 1 and form["tokens"][0]
