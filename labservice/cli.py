@@ -301,7 +301,6 @@ SECURITY_COMMANDS = {
 
 
 EXIT_ALL_INTERPRETED, EXIT_SOME_REJECTED, EXIT_UNUSABLE = 0, 1, 2
-BUILTIN_MAPPINGS = Path(__file__).resolve().parent / "batch" / "mappings"
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -321,12 +320,13 @@ def batch_options(args: argparse.Namespace):
     """BatchOptions from --mapping (a file or a built-in name) and the individual options."""
     from labservice.adapters.csv_input.options import check_options
     from labservice.batch import BatchOptions, load_mapping_file
+    from labservice.batch.builtin_mappings import builtin_mapping_path
 
     options = BatchOptions()
     if args.mapping:
         path = Path(args.mapping)
-        if not path.exists() and (BUILTIN_MAPPINGS / f"{args.mapping}.json").exists():
-            path = BUILTIN_MAPPINGS / f"{args.mapping}.json"
+        if not path.exists():
+            path = builtin_mapping_path(args.mapping) or path
         options = load_mapping_file(path, options)
     if args.items:
         options = load_mapping_file(Path(args.items), options)

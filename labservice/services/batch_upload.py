@@ -11,13 +11,13 @@ or `quota`.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import IO, Any
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text
+from labservice.batch.builtin_mappings import builtin_mapping_path
 from labservice.batch.keep import recover_batches
 from labservice.batch.limits import rows_over_limit
 from labservice.batch.results_store import BatchStore, StoredBatch, batch_id_for, content_sha256
@@ -175,16 +175,10 @@ def _check_rows(upload: IO[bytes]) -> None:
         )
 
 
-#: The built-in mappings, by name (as `labservice interpret --mapping NAME` takes them).
-BUILTIN_MAPPINGS = Path(__file__).resolve().parent.parent / "batch" / "mappings"
-BUILTIN_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-
-
 def builtin_mapping_text(text: str) -> str | None:
     """The JSON of the built-in mapping this text names (`mimic-iii-labevents`), or None when it names none."""
-    name = text.strip()
-    path = BUILTIN_MAPPINGS / f"{name}.json"
-    return path.read_text(encoding="utf-8") if BUILTIN_NAME.match(name) and path.is_file() else None
+    path = builtin_mapping_path(text)
+    return path.read_text(encoding="utf-8") if path is not None else None
 
 
 def _options(mapping_text: str | None) -> BatchOptions:

@@ -13,16 +13,8 @@ from typing import Any
 
 from labservice.adapters.cdshooks.cards import OVERRIDE_REASONS
 from labservice.adapters.cdshooks.orders import DraftOrder, OrderRule
+from labservice.core.numbers import text_number
 from labservice.core.ruleset import Ruleset
-
-
-def number(value: float) -> str:
-    """A count as a clinician writes it: up to 3 significant figures, never a float's tail, never rounded up
-    across a threshold (the card compares with `<`: 79.96 is written 79.96, not 80)."""
-    text = f"{value:.3g}" if value >= 1 else f"{value:.2g}"
-    if "e" in text:
-        text = f"{value:.0f}"
-    return text if float(text) == value or float(text) < value else f"{value:g}"
 
 
 def order_card(
@@ -36,8 +28,8 @@ def order_card(
     links: list[dict[str, str]],
 ) -> dict[str, Any]:
     day = collected_at[:10] if collected_at else "date not given"
-    count = number(platelets)
-    threshold = number(rule.platelets_below)
+    count = text_number(platelets, [rule.platelets_below])  # never rounded across the threshold it is compared with
+    threshold = text_number(rule.platelets_below)
     citations = ruleset.cite(rule.sources)
     detail = [
         f"**Latest platelet count: {count} x10^9/L** ({day}).",
