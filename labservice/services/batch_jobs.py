@@ -113,8 +113,10 @@ def submit_job(upload: Upload, source: IO[bytes]) -> bool:
             orphaned = job.status == jobs.RUNNING and jobs.stale(
                 job, now_utc(), _lease(), claimant_dead(job.claimed_by)
             )
-            if job.status == jobs.QUEUED and queue.immediate:  # its request died before running it
-                orphaned = True
+            if job.status == jobs.QUEUED and queue.immediate:
+                # Its request died between queuing and running it, if it has waited longer than the lease; a
+                # younger one is another upload of this file, whose request is about to run it.
+                orphaned = now_utc() - jobs.aware(job.created_at) > _lease()
     if job is not None and job.status != jobs.FAILED:
         if not orphaned:
             return False

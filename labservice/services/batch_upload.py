@@ -87,8 +87,11 @@ def receive_upload() -> tuple[str, bool]:
         raise Problem(422, f"The file cannot be read as CBCs: {error}.", {"file": [str(error)]}) from None
     filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
     job = find_job(batch_id)
-    if job is not None and job.status == DONE:  # its results were purged or lost: the batch is made again
-        forget_job(batch_id)
+    if job is not None and job.status == DONE:
+        if store.get(batch_id) is not None:  # another upload of this file finished while this one was checked
+            touched_batch(batch_id, "read", store.patients(batch_id))
+            return batch_id, False
+        forget_job(batch_id)  # its results were purged or lost: the batch is made again
     queued = submit_job(Upload(batch_id, sha256, mapping, filename, owner, keep), upload)
     touched_resource(f"batch {batch_id}", "create" if queued else "read")  # stored patients noted as kept
     if queued and current_queue().immediate:

@@ -143,10 +143,10 @@ def stale(job: BatchJob, now: datetime, lease: timedelta, dead: bool) -> bool:
     if dead:
         return True
     last = job.heartbeat_at or job.created_at
-    return last is not None and _aware(last) < now - lease
+    return last is not None and aware(last) < now - lease
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     return as_utc(moment) or moment
 
 

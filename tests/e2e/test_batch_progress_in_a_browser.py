@@ -6,6 +6,8 @@ done, when it shows the finished batch's summary."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -14,15 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
 
 from labservice.security.users import create_user
 from labservice.store.database import Database, migrate
+from labservice.store.models import BatchJob
 from tests.batch.job_workers import DEADLINE_SECONDS
 from tests.e2e.conftest import ROOT, _free_port, shoot, sign_in
 
 pytestmark = pytest.mark.slow
 
-ROWS = 240
+ROWS = 600
 PASSWORD = "e2e-jobs-password-not-secret"
 
 
@@ -43,7 +48,7 @@ def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
         "LABSERVICE_AUTO_MIGRATE": "false",
         "LABSERVICE_JOB_QUEUE": f"sqlite:///{instance / 'jobs.sqlite3'}",
-        "LABSERVICE_BATCH_CHUNK_ROWS": "20",
+        "LABSERVICE_BATCH_CHUNK_ROWS": "5",
     }
     port = _free_port()
     log = instance / "gunicorn.log"
@@ -73,6 +78,32 @@ def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         server.wait(timeout=10)
 
 
+def _job(url: str) -> BatchJob | None:
+    """The one batch job in this server's database, as the worker last committed it."""
+    database = Database.connect(url)
+    try:
+        with database.session() as session:
+            return session.scalars(select(BatchJob)).first()
+    finally:
+        database.engine.dispose()
+
+
+def _pause_mid_job(worker: subprocess.Popen, url: str) -> None:
+    """Stop the worker (SIGSTOP) once it has committed progress on the job and before it finishes it. The job
+    has ROWS / BATCH_CHUNK_ROWS chunks, each its own commit, so there is a long window; the database is polled,
+    the test never sleeps a fixed time."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        job = _job(url)
+        if job is not None and job.status == "running" and 0 < job.rows_read < ROWS:
+            os.kill(worker.pid, signal.SIGSTOP)
+            return
+        if job is not None and job.status not in ("queued", "running"):
+            pytest.fail(f"the job ended ({job.status}) before it could be seen mid-way")
+        time.sleep(0.005)
+    pytest.fail("the worker did not start the job")
+
+
 def test_a_batch_upload_shows_its_progress_then_the_finished_batch(browser, queued_server, tmp_path):
     base, env, instance = queued_server
     lines = ["Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)"]
@@ -81,9 +112,6 @@ def test_a_batch_upload_shows_its_progress_then_the_finished_batch(browser, queu
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
-    seen: list[str] = []  # the progress bar's value on every page load (the meta refresh reloads the page)
-    page.on("load", lambda loaded: seen.append(loaded.evaluate(
-        "() => { const bar = document.querySelector('#job-progress'); return bar ? String(bar.value) : 'done'; }")))
     worker = None
     try:
         sign_in(page, base, "jobs", PASSWORD)
@@ -99,17 +127,27 @@ def test_a_batch_upload_shows_its_progress_then_the_finished_batch(browser, queu
         with (instance / "worker.log").open("ab") as out:
             worker = subprocess.Popen([sys.executable, "-m", "labservice.cli", "worker"], env=env, stdout=out,
                                       stderr=subprocess.STDOUT)
-        # Without any click or reload from the test, the page comes to the finished batch.
+        _pause_mid_job(worker, env["LABSERVICE_DATABASE_URL"])
+        paused = _job(env["LABSERVICE_DATABASE_URL"])
+        assert paused is not None
+        # The page reloads itself (no click or reload from the test) and shows the job running, part-way.
+        running = page.locator('#job[data-status="running"] #job-progress')
+        expect(running).to_have_attribute("value", re.compile(r"^0\.\d*[1-9]"), timeout=30_000)
+        expect(page.locator('dd[data-field="rows_read"]')).to_have_text(str(paused.rows_read), timeout=30_000)
+        shoot(page, "batch-job-running")
+        middle = float(running.get_attribute("value") or "nan")
+        assert 0 < middle < 1
+        os.kill(worker.pid, signal.SIGCONT)
+        # ... and comes, by itself, to the finished batch.
         page.wait_for_selector('dd[data-field="rows_out"]', timeout=DEADLINE_SECONDS * 1000)
         shoot(page, "batch-job-done")
         assert page.locator('dd[data-field="rows_out"]').inner_text().strip() == str(ROWS)
         assert page.locator('dd[data-field="stored"]').inner_text().strip() == str(ROWS)
         assert page.locator("#download-csv").count() == 1
-        values = [float(value) for value in seen if value != "done"]
-        assert len(values) >= 2 and values == sorted(values), seen  # it only moves forward
-        assert seen[-1] == "done"
+        assert page.locator('meta[http-equiv="refresh"]').count() == 0  # done: it stops reloading
     finally:
         if worker is not None:
+            os.kill(worker.pid, signal.SIGCONT)
             worker.terminate()
             worker.wait(timeout=30)
         context.close()
