@@ -26,7 +26,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 INSTANCE = ROOT / "instance"
 BIND = "127.0.0.1:8000"
 WORKERS = "2"
-EXTRAS = "test,lint"  # installed into .venv: what the tests and the lint need
+EXTRAS = "test,lint,distributed"  # installed into .venv: what the tests and the lint need (the cluster tests: dask)
 USAGE = ("usage: python3 tasks.py run | test [pytest arguments] | lint | bench [--smoke] "
          "| fuzz [.ci/fuzz.py arguments]")
 
@@ -48,7 +48,7 @@ def pyproject_hash() -> str:
 
 
 def ensure_installed() -> None:
-    """pip install -e '.[test,lint]' unless the stamp says this pyproject.toml and setup.py are already installed."""
+    """pip install -e '.[test,lint,distributed]' unless the stamp says this pyproject.toml and setup.py are already installed."""
     wanted = pyproject_hash()
     if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == wanted:
         return
@@ -114,6 +114,7 @@ def bench(args: list[str]) -> int:
         ["bench/dashboard.py", *(["--smoke"] if smoke else [])],
         ["bench/interop.py", *(["--smoke"] if smoke else [])],
         ["bench/load.py", *(["--smoke"] if smoke else [])],
+        ["bench/distributed.py", *(["--smoke"] if smoke else [])],
     ]
     # Benchmarks measure capacity: no rate limit (labservice/middleware/ratelimit.py) unless one is set.
     env = {**os.environ}

@@ -359,6 +359,8 @@ def interpret(args: argparse.Namespace) -> int:
     except (BatchFileError, ValueError, OSError, RulesetError) as error:
         print(f"labservice interpret: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
+    if _wants_distributed(args):
+        return interpret_distributed(args, options, ruleset)
     output_format = args.format or ("json" if str(args.output).lower().endswith(".json") else "csv")
     try:
         source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
@@ -422,6 +424,81 @@ def interpret(args: argparse.Namespace) -> int:
     return EXIT_SOME_REJECTED if summary.rejected else EXIT_ALL_INTERPRETED
 
 
+def _wants_distributed(args: argparse.Namespace) -> bool:
+    """Parquet in or out, or a cluster: the Dask path (labservice.batch.distributed)."""
+    if args.cluster or args.scheduler or args.format == "parquet":
+        return True
+    if args.input == "-":
+        return False
+    from labservice.batch.distributed import PARQUET_SUFFIXES
+
+    return (
+        str(args.output).lower().endswith(PARQUET_SUFFIXES)
+        or str(args.input).lower().endswith(PARQUET_SUFFIXES)
+        or (os.path.isdir(args.input) or any(c in args.input for c in "*?["))
+    )
+
+
+def interpret_distributed(args: argparse.Namespace, options, ruleset) -> int:
+    """Parquet input (a file, a directory or a glob) into a directory of Parquet parts, on a Dask cluster
+    (--cluster local[:N], --scheduler tcp://host:port) or in this process; the same summary and exit codes."""
+    import json
+
+    from labservice.batch.distributed import missing_extra
+
+    problem = missing_extra()
+    if problem is not None:
+        print(f"labservice interpret: {problem}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    from labservice.batch import BatchFileError, MappingError
+    from labservice.batch.distributed.cluster import connected
+    from labservice.batch.distributed.job import DEFAULT_PARTITION_ROWS, run_job
+    from labservice.batch.distributed.parquet_in import is_parquet_input
+    from labservice.batch.distributed.rulesets import RulesetRef
+
+    if args.input == "-" or not is_parquet_input(args.input):
+        print(
+            f"labservice interpret: {args.input}: the Parquet path (--cluster, --scheduler, Parquet output) reads "
+            "Parquet: a .parquet file, a directory of them or a glob",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
+    if (
+        args.output == "-"
+        or (args.format or "parquet") != "parquet"
+        or str(args.output).lower().endswith((".csv", ".json"))
+    ):
+        print(
+            "labservice interpret: the Parquet path writes a directory of Parquet parts: give -o a directory",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    try:
+        with connected(args.cluster, args.scheduler, RulesetRef.of(ruleset), say=sys.stderr) as client:
+            summary = run_job(
+                args.input,
+                args.output,
+                options=options,
+                ruleset=ruleset,
+                client=client,
+                partition_rows=args.partition_rows or DEFAULT_PARTITION_ROWS,
+                show_progress=show,
+            )
+    except (BatchFileError, MappingError) as error:
+        print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except OSError as error:  # a scheduler that does not answer
+        print(f"labservice interpret: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.summary:
+        with open(args.summary, "w", encoding="utf-8") as handle:
+            json.dump(summary.to_dict(), handle, indent=2)
+    if not args.quiet or summary.rejected:
+        print(summary.describe(), file=sys.stderr)
+    return EXIT_SOME_REJECTED if summary.rejected else EXIT_ALL_INTERPRETED
+
+
 def _add_interpret_parser(commands) -> None:
     parser = commands.add_parser(
         "interpret",
@@ -429,9 +506,30 @@ def _add_interpret_parser(commands) -> None:
         description="Interpret every CBC of a CSV file. Exit 0: all rows interpreted; 1: some rows rejected "
         "(their error column says why; summary on stderr); 2: the file is unusable.",
     )
-    parser.add_argument("input", help="CSV file, or - for stdin")
-    parser.add_argument("-o", "--output", required=True, help="output .csv or .json, or - for stdout")
-    parser.add_argument("--format", choices=("csv", "json"), help="output format (default: from the extension)")
+    parser.add_argument(
+        "input", help="CSV file, or - for stdin; or Parquet: a .parquet file, a directory of them, or a glob"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, help="output .csv or .json, or - for stdout; a directory for Parquet"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("csv", "json", "parquet"),
+        help="output format (default: from the extension; parquet for Parquet input or a cluster)",
+    )
+    parser.add_argument(
+        "--cluster",
+        metavar="local[:N]",
+        help="run on a Dask LocalCluster of N worker processes (Parquet; needs labservice[distributed])",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on an existing Dask cluster (Parquet; labservice[distributed])",
+    )
+    parser.add_argument(
+        "--partition-rows", type=int, help="Parquet: rows per partition (whole row groups merged up to it; 100000)"
+    )
     parser.add_argument("--mapping", help="mapping JSON file, or a built-in name (mimic-iii-labevents)")
     parser.add_argument("--items", help="CSV of item,analyte[,unit] for a long file's item codes")
     parser.add_argument("--shape", choices=("auto", "wide", "long"))

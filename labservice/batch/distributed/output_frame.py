@@ -1,0 +1,64 @@
+"""Output rows as a typed DataFrame for Parquet: the CSV output's columns, with the file and row in place of the line.
+
+Columns (labservice.batch.output.OutputLayout, in its order): the id columns, `source_file` and `source_row`
+(row 1 is a file's first row) where the CSV has `line`, the decision columns, each analyte's flag and CTCAE
+grade, notes and error. Text columns are strings (missing: null); a grade is an 8-bit integer, null where the
+CSV output leaves it empty (no grade, or grade 0). Row texts name the file and row (locations.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from labservice.batch.distributed.locations import Locations
+from labservice.batch.output import OutputLayout, RowsOut
+
+TEXT = pd.StringDtype("pyarrow")
+GRADE = pd.Int8Dtype()
+
+
+def output_columns(layout: OutputLayout) -> list[str]:
+    return [
+        *layout.id_names(),
+        "source_file",
+        "source_row",
+        *layout.decision_columns(),
+        *layout.flag_columns(),
+        "notes",
+        "error",
+    ]
+
+
+def _text(values) -> pd.Series:
+    cells = np.asarray(values, dtype=object)
+    if len(cells):
+        cells = np.where(pd.isna(cells), None, cells)
+        given = np.flatnonzero(cells != None)  # noqa: E711 (elementwise)
+        if given.size:
+            cells[given] = [str(v) for v in cells[given].tolist()]
+    return pd.Series(pd.array(cells, dtype=TEXT))
+
+
+def output_frame(rows: RowsOut | None, layout: OutputLayout, locations: Locations) -> pd.DataFrame:
+    """The rows (None: no row, for the schema) as output columns."""
+    n = 0 if rows is None else len(rows.lines)
+    columns: dict[str, pd.Series] = {}
+    for position, name in enumerate(layout.id_names()):
+        columns[name] = _text(rows.ids[position] if rows is not None else [])
+    lines = rows.lines if rows is not None else np.zeros(0, dtype=np.int64)
+    file, row = locations.file_and_row(lines)
+    columns["source_file"] = _text(np.asarray(locations.names, dtype=object)[file] if n else [])
+    columns["source_row"] = pd.Series(row.astype(np.int64))
+    decisions = rows.decisions if rows is not None else pd.DataFrame()
+    for name in layout.decision_columns() + layout.flag_columns():
+        column = decisions[name] if name in decisions else pd.Series([None] * n, dtype=object)
+        if name.endswith("_ctcae_grade"):
+            grade = pd.array(column.to_numpy(dtype=np.float64, na_value=np.nan), dtype="Float64")
+            grade[grade <= 0] = pd.NA  # as the CSV output: no grade and grade 0 are written empty
+            columns[name] = pd.Series(grade.astype(GRADE))
+        else:
+            columns[name] = _text(column.astype(object).to_numpy())
+    columns["notes"] = _text(locations.relocate(rows.notes) if rows is not None else [])
+    columns["error"] = _text(locations.relocate(rows.errors) if rows is not None else [])
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))
