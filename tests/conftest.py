@@ -53,9 +53,10 @@ settings.load_profile(chosen_profile())
 TESTS = Path(__file__).resolve().parent
 #: tests/<folder>/ whose every test is slow: a browser (e2e), gunicorn with a private PostgreSQL cluster (faults).
 SLOW_DIRECTORIES = frozenset({"e2e", "faults"})
-#: Names that start a server or a browser: a long-running child process (gunicorn, `labservice mllp`), an HTTP
-#: server on loopback (the FHIR and JWKS test servers), Playwright's browser.
-SERVER_STARTERS = frozenset({"Popen", "HTTPServer", "ThreadingHTTPServer", "sync_playwright"})
+#: Names that start a server or a browser: a long-running child process (gunicorn, `labservice mllp`, a Dask
+#: LocalCluster's scheduler and worker processes), an HTTP server on loopback (the FHIR and JWKS test servers),
+#: Playwright's browser.
+SERVER_STARTERS = frozenset({"Popen", "HTTPServer", "ThreadingHTTPServer", "sync_playwright", "LocalCluster"})
 
 
 def _names(code: types.CodeType) -> Iterator[str]:
