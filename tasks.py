@@ -48,7 +48,7 @@ def pyproject_hash() -> str:
 
 
 def ensure_installed() -> None:
-    """pip install -e '.[test,lint,distributed]' unless the stamp says this pyproject.toml and setup.py are already installed."""
+    """pip install -e '.[EXTRAS]' unless the stamp says this pyproject.toml and setup.py are already installed."""
     wanted = pyproject_hash()
     if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == wanted:
         return

@@ -1,0 +1,189 @@
+"""Dask benchmark: `labservice interpret` on one Parquet file of 10^6 CBCs, in one process against a local cluster.
+
+It writes the file once (bench/cbc_data.py: about 10 % abnormal CBCs; row groups of 100,000 rows, so 10
+partitions) into a temporary directory, then measures, several runs each, in the same run of this script:
+  1. single process: `labservice interpret FILE -o DIR` as a child process (Dask's synchronous scheduler, the
+     path without --cluster): wall time with start-up, and its peak RSS (os.wait4);
+  2. local cluster, end to end: `labservice interpret FILE -o DIR --cluster local:2` as a child process: wall time
+     including starting the cluster (2 worker processes, 1 thread each) and stopping it;
+  3. local cluster, warm: the same job through labservice.batch.distributed.job.run_job on a LocalCluster this
+     script started once (2 workers), so the rate excludes the cluster's start-up; then each worker's peak RSS
+     (getrusage in the worker process: its largest resident size since it started).
+Every run's output must hold one row per CBC (exit status 1 otherwise). Rates are CBCs per second from the
+median run; min and median are printed. The machine and its load average are printed with the table.
+Usage: python bench/distributed.py [--smoke | --rows N] [--runs R] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# This file is named distributed.py: its own folder must not be on the path, or `import distributed` finds it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+ROWS, SMOKE_ROWS = 1_000_000, 20_000
+ROW_GROUP = 100_000
+
+
+def maxrss_mb(ru_maxrss: int) -> float:
+    return ru_maxrss / 2**20 if sys.platform == "darwin" else ru_maxrss / 1024
+
+
+def cli() -> list[str]:
+    return [sys.executable, "-c", "import sys; from labservice.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def write_file(path: Path, rows: int) -> None:
+    from bench.cbc_data import generate_cbc_frame
+
+    frame = generate_cbc_frame(rows, seed=15)
+    frame.to_parquet(path, index=False, row_group_size=min(ROW_GROUP, max(1, rows // 10)))
+
+
+def count_rows(directory: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in directory.glob("*.parquet"))
+
+
+def run_cli(argv: list[str], out: Path) -> tuple[float, float, int]:
+    """(seconds, peak MB of the command's own process, exit code); the output directory is removed first."""
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [*cli(), "interpret", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ}
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        print(process.stderr.read().decode() if process.stderr else "", file=sys.stderr)
+    return seconds, maxrss_mb(usage.ru_maxrss), code
+
+
+def worker_peak_mb() -> float:
+    return maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def summary_line(name: str, rows: int, times: list[float], extra: str) -> str:
+    low, mid = min(times), statistics.median(times)
+    return f"| {name} | {rows:,} | {len(times)} | {low:.2f} | {mid:.2f} | {rows / mid:,.0f} | {extra} |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_ROWS:,} CBCs, 1 run (CI)")
+    parser.add_argument("--rows", type=int, help=f"CBCs in the file (default {ROWS:,})")
+    parser.add_argument("--runs", type=int, help="runs of each measurement (default 3; --smoke 1)")
+    parser.add_argument("--workers", type=int, default=2, help="local cluster worker processes (default 2)")
+    args = parser.parse_args()
+    rows = args.rows or (SMOKE_ROWS if args.smoke else ROWS)
+    runs = args.runs or (1 if args.smoke else 3)
+    from labservice.batch.distributed import missing_extra
+
+    problem = missing_extra()
+    if problem:
+        print(f"bench/distributed.py: {problem}", file=sys.stderr)
+        return 1
+    from distributed import Client
+
+    from labservice.batch import BatchOptions
+    from labservice.batch.distributed.cluster import start_local_cluster
+    from labservice.batch.distributed.job import run_job
+    from labservice.core.ruleset import default_ruleset
+
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="labservice-bench-dask-") as folder:
+        work = Path(folder)
+        data = work / "cbcs.parquet"
+        started = time.perf_counter()
+        write_file(data, rows)
+        size_mb = data.stat().st_size / 1e6
+        print(f"wrote {rows:,} CBCs to Parquet ({size_mb:.1f} MB) in {time.perf_counter() - started:.1f} s")
+        partition = str(ROW_GROUP if rows >= 10 * ROW_GROUP else max(1, rows // 10))
+        single, single_peak = [], []
+        cluster_cli = []
+        for _ in range(runs):  # side by side: one of each per round, so load changes hit both alike
+            seconds, peak, code = run_cli(
+                [str(data), "-o", str(work / "single"), "--partition-rows", partition], work / "single"
+            )
+            failures += code not in (0, 1) or count_rows(work / "single") != rows
+            single.append(seconds)
+            single_peak.append(peak)
+            argv = [str(data), "-o", str(work / "local"), "--partition-rows", partition, "--no-progress"]
+            seconds, _, code = run_cli([*argv, "--cluster", f"local:{args.workers}"], work / "local")
+            failures += code not in (0, 1) or count_rows(work / "local") != rows
+            cluster_cli.append(seconds)
+        warm: list[float] = []
+        started = time.perf_counter()
+        with start_local_cluster(args.workers) as cluster, Client(cluster) as client:
+            startup = time.perf_counter() - started
+            ruleset = default_ruleset()
+            for _ in range(runs):
+                out = work / "warm"
+                shutil.rmtree(out, ignore_errors=True)
+                started = time.perf_counter()
+                summary = run_job(
+                    str(data),
+                    out,
+                    options=BatchOptions(),
+                    ruleset=ruleset,
+                    client=client,
+                    partition_rows=int(partition),
+                )
+                warm.append(time.perf_counter() - started)
+                failures += summary.rows_out != rows
+            peaks = sorted(client.run(worker_peak_mb).values())
+        load = os.getloadavg()
+        print(
+            f"\nmachine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+            f"(1 / 5 / 15 min) at the end; file: {rows:,} CBCs, {size_mb:.1f} MB, partitions of {int(partition):,} rows"
+        )
+        print("\n| path | CBCs | runs | min s | median s | CBCs/s (median) | notes |\n|---|---|---|---|---|---|---|")
+        print(
+            summary_line(
+                "single process: `labservice interpret FILE`",
+                rows,
+                single,
+                f"peak RSS {statistics.median(single_peak):,.0f} MB; start-up included",
+            )
+        )
+        print(
+            summary_line(
+                f"`--cluster local:{args.workers}`, end to end",
+                rows,
+                cluster_cli,
+                "starting and stopping the cluster included",
+            )
+        )
+        print(
+            summary_line(
+                f"local cluster ({args.workers} workers), warm",
+                rows,
+                warm,
+                f"cluster start-up {startup:.1f} s not included; peak RSS per worker "
+                + ", ".join(f"{p:,.0f}" for p in peaks)
+                + " MB",
+            )
+        )
+        ratio = statistics.median(single) / statistics.median(warm)
+        print(f"\nwarm cluster / single process speed: {ratio:.2f} x (median runs, side by side in this run)")
+    if failures:
+        print(f"bench/distributed.py: {failures} runs did not write one row per CBC", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
