@@ -190,8 +190,8 @@ def as_text(column: pd.Series) -> np.ndarray:
         cells = column.astype(object)
         missing = cells.isna().to_numpy()
         text = cells.map(str, na_action="ignore").to_numpy(dtype=object) if n else np.zeros(0, dtype=object)
-    text = np.asarray(text, dtype=object)
-    missing = missing | np.isin(text, MISSING_TEXTS)
+    text = np.array(text, dtype=object)  # a copy: pandas may hand out a read-only array
+    missing = missing | pd.Series(text).isin(MISSING_TEXTS).to_numpy(dtype=bool)
     text[missing] = None
     return text
 
