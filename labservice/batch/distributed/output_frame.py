@@ -15,7 +15,6 @@ from labservice.batch.distributed.locations import Locations
 from labservice.batch.output import OutputLayout, RowsOut
 
 TEXT = pd.StringDtype("pyarrow")
-GRADE = pd.Int8Dtype()
 
 
 def output_columns(layout: OutputLayout) -> list[str]:
@@ -31,13 +30,10 @@ def output_columns(layout: OutputLayout) -> list[str]:
 
 
 def _text(values) -> pd.Series:
-    cells = np.asarray(values, dtype=object)
-    if len(cells):
-        cells = np.where(pd.isna(cells), None, cells)
-        given = np.flatnonzero(cells != None)  # noqa: E711 (elementwise)
-        if given.size:
-            cells[given] = [str(v) for v in cells[given].tolist()]
-    return pd.Series(pd.array(cells, dtype=TEXT))
+    """A column as strings (missing: null); pandas converts in C (categories once), not cell by cell here."""
+    if isinstance(values, pd.Series):
+        return values.reset_index(drop=True).astype(TEXT)
+    return pd.Series(np.asarray(values, dtype=object)).astype(TEXT)
 
 
 def output_frame(rows: RowsOut | None, layout: OutputLayout, locations: Locations) -> pd.DataFrame:
@@ -54,11 +50,11 @@ def output_frame(rows: RowsOut | None, layout: OutputLayout, locations: Location
     for name in layout.decision_columns() + layout.flag_columns():
         column = decisions[name] if name in decisions else pd.Series([None] * n, dtype=object)
         if name.endswith("_ctcae_grade"):
-            grade = pd.array(column.to_numpy(dtype=np.float64, na_value=np.nan), dtype="Float64")
-            grade[grade <= 0] = pd.NA  # as the CSV output: no grade and grade 0 are written empty
-            columns[name] = pd.Series(grade.astype(GRADE))
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            empty = np.isnan(values) | (values <= 0)  # as the CSV output: no grade and grade 0 are written empty
+            columns[name] = pd.Series(pd.arrays.IntegerArray(np.where(empty, 0, values).astype(np.int8), empty))
         else:
-            columns[name] = _text(column.astype(object).to_numpy())
+            columns[name] = _text(column)
     columns["notes"] = _text(locations.relocate(rows.notes) if rows is not None else [])
     columns["error"] = _text(locations.relocate(rows.errors) if rows is not None else [])
     return pd.DataFrame(columns, index=pd.RangeIndex(n))
