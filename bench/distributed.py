@@ -1,12 +1,14 @@
 """Dask benchmark: `labservice interpret` on one Parquet file of 10^6 CBCs, in one process against a local cluster.
 
 It writes the file once (bench/cbc_data.py: about 10 % abnormal CBCs; row groups of 100,000 rows, so 10
-partitions) into a temporary directory, then measures, several runs each, in the same run of this script:
+partitions) into a temporary directory, then measures, several runs each, side by side (one of each per round,
+so a change of the machine's load hits all four alike):
   1. single process: `labservice interpret FILE -o DIR` as a child process (Dask's synchronous scheduler, the
      path without --cluster): wall time with start-up, and its peak RSS (os.wait4);
   2. local cluster, end to end: `labservice interpret FILE -o DIR --cluster local:2` as a child process: wall time
      including starting the cluster (2 worker processes, 1 thread each) and stopping it;
-  3. local cluster, warm: the same job through labservice.batch.distributed.job.run_job on a LocalCluster this
+  3. single process, warm: run_job in this process (imports and rule tables already loaded);
+  4. local cluster, warm: the same job through labservice.batch.distributed.job.run_job on a LocalCluster this
      script started once (2 workers), so the rate excludes the cluster's start-up; then each worker's peak RSS
      (getrusage in the worker process: its largest resident size since it started).
 Every run's output must hold one row per CBC (exit status 1 otherwise). Rates are CBCs per second from the
@@ -112,39 +114,39 @@ def main() -> int:
         size_mb = data.stat().st_size / 1e6
         print(f"wrote {rows:,} CBCs to Parquet ({size_mb:.1f} MB) in {time.perf_counter() - started:.1f} s")
         partition = str(ROW_GROUP if rows >= 10 * ROW_GROUP else max(1, rows // 10))
-        single, single_peak = [], []
-        cluster_cli = []
-        for _ in range(runs):  # side by side: one of each per round, so load changes hit both alike
-            seconds, peak, code = run_cli(
-                [str(data), "-o", str(work / "single"), "--partition-rows", partition], work / "single"
+        single, single_peak, cluster_cli, single_warm, warm = [], [], [], [], []
+        ruleset = default_ruleset()
+
+        def in_this_process(client, name: str) -> float:
+            out = work / name
+            shutil.rmtree(out, ignore_errors=True)
+            started = time.perf_counter()
+            summary = run_job(
+                str(data), out, options=BatchOptions(), ruleset=ruleset, client=client, partition_rows=int(partition)
             )
-            failures += code not in (0, 1) or count_rows(work / "single") != rows
-            single.append(seconds)
-            single_peak.append(peak)
-            argv = [str(data), "-o", str(work / "local"), "--partition-rows", partition, "--no-progress"]
-            seconds, _, code = run_cli([*argv, "--cluster", f"local:{args.workers}"], work / "local")
-            failures += code not in (0, 1) or count_rows(work / "local") != rows
-            cluster_cli.append(seconds)
-        warm: list[float] = []
+            seconds = time.perf_counter() - started
+            nonlocal_failures.append(summary.rows_out != rows)
+            return seconds
+
+        nonlocal_failures: list[bool] = []
         started = time.perf_counter()
         with start_local_cluster(args.workers) as cluster, Client(cluster) as client:
             startup = time.perf_counter() - started
-            ruleset = default_ruleset()
+            # Side by side: one of each per round, so a change of load hits all four alike.
             for _ in range(runs):
-                out = work / "warm"
-                shutil.rmtree(out, ignore_errors=True)
-                started = time.perf_counter()
-                summary = run_job(
-                    str(data),
-                    out,
-                    options=BatchOptions(),
-                    ruleset=ruleset,
-                    client=client,
-                    partition_rows=int(partition),
-                )
-                warm.append(time.perf_counter() - started)
-                failures += summary.rows_out != rows
+                argv = [str(data), "-o", str(work / "single"), "--partition-rows", partition]
+                seconds, peak, code = run_cli(argv, work / "single")
+                failures += code not in (0, 1) or count_rows(work / "single") != rows
+                single.append(seconds)
+                single_peak.append(peak)
+                argv = [str(data), "-o", str(work / "local"), "--partition-rows", partition, "--no-progress"]
+                seconds, _, code = run_cli([*argv, "--cluster", f"local:{args.workers}"], work / "local")
+                failures += code not in (0, 1) or count_rows(work / "local") != rows
+                cluster_cli.append(seconds)
+                single_warm.append(in_this_process(None, "single-warm"))
+                warm.append(in_this_process(client, "warm"))
             peaks = sorted(client.run(worker_peak_mb).values())
+        failures += sum(nonlocal_failures)
         load = os.getloadavg()
         print(
             f"\nmachine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
@@ -153,10 +155,10 @@ def main() -> int:
         print("\n| path | CBCs | runs | min s | median s | CBCs/s (median) | notes |\n|---|---|---|---|---|---|---|")
         print(
             summary_line(
-                "single process: `labservice interpret FILE`",
+                "single process: `labservice interpret FILE -o DIR`",
                 rows,
                 single,
-                f"peak RSS {statistics.median(single_peak):,.0f} MB; start-up included",
+                f"start-up included; peak RSS {statistics.median(single_peak):,.0f} MB",
             )
         )
         print(
@@ -169,16 +171,24 @@ def main() -> int:
         )
         print(
             summary_line(
+                "single process, warm (run_job in this process)",
+                rows,
+                single_warm,
+                "no start-up: imports and rule tables already loaded",
+            )
+        )
+        print(
+            summary_line(
                 f"local cluster ({args.workers} workers), warm",
                 rows,
                 warm,
-                f"cluster start-up {startup:.1f} s not included; peak RSS per worker "
+                f"cluster start-up ({startup:.1f} s) not included; peak RSS per worker "
                 + ", ".join(f"{p:,.0f}" for p in peaks)
                 + " MB",
             )
         )
-        ratio = statistics.median(single) / statistics.median(warm)
-        print(f"\nwarm cluster / single process speed: {ratio:.2f} x (median runs, side by side in this run)")
+        ratio = statistics.median(single_warm) / statistics.median(warm)
+        print(f"\nwarm cluster / warm single process speed: {ratio:.2f} x (median runs, side by side in this run)")
     if failures:
         print(f"bench/distributed.py: {failures} runs did not write one row per CBC", file=sys.stderr)
         return 1
