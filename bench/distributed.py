@@ -7,10 +7,11 @@ so a change of the machine's load hits all four alike):
      path without --cluster): wall time with start-up, and its peak RSS (os.wait4);
   2. local cluster, end to end: `labservice interpret FILE -o DIR --cluster local:2` as a child process: wall time
      including starting the cluster (2 worker processes, 1 thread each) and stopping it;
-  3. single process, warm: run_job in this process (imports and rule tables already loaded);
+  3. single process, warm: run_job in this process (imports and rule tables already loaded), and its CPU time;
   4. local cluster, warm: the same job through labservice.batch.distributed.job.run_job on a LocalCluster this
      script started once (2 workers), so the rate excludes the cluster's start-up; then each worker's peak RSS
-     (getrusage in the worker process: its largest resident size since it started).
+     (getrusage in the worker process: its largest resident size since it started), and the CPU time of the
+     workers and this process (what a run costs, whatever else the shared machine runs).
 Every run's output must hold one row per CBC (exit status 1 otherwise). Rates are CBCs per second from the
 median run; min and median are printed. The machine and its load average are printed with the table.
 Usage: python bench/distributed.py [--smoke | --rows N] [--runs R] [--workers W]
@@ -74,6 +75,12 @@ def run_cli(argv: list[str], out: Path) -> tuple[float, float, int]:
     return seconds, maxrss_mb(usage.ru_maxrss), code
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used: what a run costs whatever else the machine runs."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker_peak_mb() -> float:
     return maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
@@ -117,14 +124,25 @@ def main() -> int:
         single, single_peak, cluster_cli, single_warm, warm = [], [], [], [], []
         ruleset = default_ruleset()
 
+        single_cpu: list[float] = []
+        cluster_cpu: list[float] = []
+
         def in_this_process(client, name: str) -> float:
+            """Wall seconds of one run; its CPU seconds (this process, and every worker's) go to the lists above."""
             out = work / name
             shutil.rmtree(out, ignore_errors=True)
+            cpu = cpu_seconds()
+            workers_cpu = sum(client.run(cpu_seconds).values()) if client is not None else 0.0
             started = time.perf_counter()
             summary = run_job(
                 str(data), out, options=BatchOptions(), ruleset=ruleset, client=client, partition_rows=int(partition)
             )
             seconds = time.perf_counter() - started
+            used = cpu_seconds() - cpu
+            if client is None:
+                single_cpu.append(used)
+            else:
+                cluster_cpu.append(used + sum(client.run(cpu_seconds).values()) - workers_cpu)
             nonlocal_failures.append(summary.rows_out != rows)
             return seconds
 
@@ -147,10 +165,12 @@ def main() -> int:
                 warm.append(in_this_process(client, "warm"))
             peaks = sorted(client.run(worker_peak_mb).values())
         failures += sum(nonlocal_failures)
+        output_mb = sum(part.stat().st_size for part in (work / "warm").glob("*.parquet")) / 1e6
         load = os.getloadavg()
         print(
             f"\nmachine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-            f"(1 / 5 / 15 min) at the end; file: {rows:,} CBCs, {size_mb:.1f} MB, partitions of {int(partition):,} rows"
+            f"(1 / 5 / 15 min) at the end; file: {rows:,} CBCs, {size_mb:.1f} MB, partitions of "
+            f"{int(partition):,} rows; output {output_mb:.1f} MB of Parquet parts"
         )
         print("\n| path | CBCs | runs | min s | median s | CBCs/s (median) | notes |\n|---|---|---|---|---|---|---|")
         print(
@@ -174,7 +194,7 @@ def main() -> int:
                 "single process, warm (run_job in this process)",
                 rows,
                 single_warm,
-                "no start-up: imports and rule tables already loaded",
+                f"no start-up; CPU {statistics.median(single_cpu):.1f} s (median)",
             )
         )
         print(
@@ -182,9 +202,8 @@ def main() -> int:
                 f"local cluster ({args.workers} workers), warm",
                 rows,
                 warm,
-                f"cluster start-up ({startup:.1f} s) not included; peak RSS per worker "
-                + ", ".join(f"{p:,.0f}" for p in peaks)
-                + " MB",
+                f"cluster start-up ({startup:.1f} s) not included; CPU {statistics.median(cluster_cpu):.1f} s (median, "
+                "workers and client); peak RSS per worker " + ", ".join(f"{p:,.0f}" for p in peaks) + " MB",
             )
         )
         ratio = statistics.median(single_warm) / statistics.median(warm)
