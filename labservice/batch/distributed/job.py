@@ -100,17 +100,32 @@ def _items_of(piece, source: ParquetInput, item: int) -> pd.DataFrame:
     return pd.DataFrame({"item": counts.index.astype(object), "count": counts.to_numpy(dtype=np.int64)})
 
 
-def _long_items(source: ParquetInput, job: PartitionJob, ruleset: Ruleset) -> tuple[list[str], bool]:
-    """A pass over the item column alone, for the output's columns: the analytes the file holds, and whether it
-    has film items (the items ignored are counted by the partitions, as LongFile counts them)."""
+def _long_items(
+    source: ParquetInput, job: PartitionJob, ruleset: Ruleset
+) -> tuple[list[str], bool, frozenset, Counter]:
+    """A pass over the item column alone: the analytes the file holds and whether it has film items (the output's
+    columns), the item texts that matter (analytes and film fields: only their rows are shuffled), and the rows
+    of every other item, counted as ignored as LongFile counts them."""
     item = job.plan.fields["item"]
     meta = pd.DataFrame({"item": pd.Series(dtype=object), "count": pd.Series(dtype=np.int64)})
     items = dd.from_map(_items_of, source.pieces, args=(source, item), meta=meta, enforce_metadata=False)
     counts = items.groupby("item")["count"].sum().compute()
     resolve, resolve_film = item_resolver(job.options, ruleset), film_item_resolver(job.options)
-    seen = {resolve(str(text)) for text in counts.index}
-    film = any(resolve_film(str(text)) is not None for text in counts.index)
-    return [ANALYTES[code] for code in sorted(seen) if code >= 0], film
+    seen: set[int] = set()
+    kept: set[str] = set()
+    ignored: Counter = Counter()
+    film = False
+    for text, count in counts.items():
+        code = resolve(str(text))
+        if code >= 0:
+            seen.add(code)
+            kept.add(str(text))
+        elif resolve_film(str(text)) is not None:
+            film = True
+            kept.add(str(text))
+        else:
+            ignored[str(text)] += int(count)
+    return [ANALYTES[code] for code in sorted(seen)], film, frozenset(kept), ignored
 
 
 def run_job(
@@ -136,12 +151,14 @@ def run_job(
     settings = {"dataframe.convert-string": False, "dataframe.shuffle.method": "tasks"}
     with dask.config.set(settings), _scheduler(client):
         plan = job.plan
+        ignored: Counter = Counter()
+        kept: frozenset[str] | None = None
         if plan.shape == "wide":
             analytes, film = plan.analytes, any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
         else:
-            analytes, film = _long_items(source, job, ruleset)
+            analytes, film, kept, ignored = _long_items(source, job, ruleset)
         layout = OutputLayout(job.layout.id_headers, output_analytes(analytes), film)
-        job = PartitionJob(plan, job.options, job.ruleset, layout, job.locations, job.columns)
+        job = PartitionJob(plan, job.options, job.ruleset, layout, job.locations, job.columns, kept)
         frame = dd.from_map(
             _read, source.pieces, args=(source, _numeric(plan), job.columns), meta=_input_meta(source, job)
         )
@@ -163,6 +180,11 @@ def run_job(
             shutil.rmtree(temporary, ignore_errors=True)
             raise
     _describe_input(summary, source, job, ruleset)
+    if plan.shape == "long":  # the rows of other items never reached a partition: counted by the item pass
+        summary.rows_in = source.rows
+        summary.ignored_results += sum(ignored.values())
+        ignored.update(summary.ignored_items)
+        summary.ignored_items = dict(ignored.most_common(20))
     if out.exists():
         out.rmdir()
     os.replace(temporary, out)
@@ -197,7 +219,7 @@ def merge_partitions(parts: list, shape: str) -> BatchSummary:
     summary.duplicate_examples = [
         {k: v for k, v in example.items() if k != "ordinal"} for example in examples[:DUPLICATE_EXAMPLES]
     ]
-    summary.ignored_items = dict(ignored.most_common(20))
+    summary.ignored_items = dict(ignored.most_common())  # all (few: film results of no CBC); run_job keeps 20
     return summary
 
 

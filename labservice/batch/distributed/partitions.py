@@ -43,6 +43,9 @@ class PartitionJob:
     layout: OutputLayout
     locations: Locations
     columns: tuple[int, ...]  # the input columns the plan reads
+    #: Long files: the item texts (stripped) that carry an analyte or a film field. The other rows are counted
+    #: as ignored by the job's item pass and dropped before the shuffle (most rows of a LIS export are not CBCs).
+    long_items: frozenset[str] | None = None
 
 
 def key_columns(plan: ColumnPlan) -> list[int]:
@@ -52,9 +55,12 @@ def key_columns(plan: ColumnPlan) -> list[int]:
 
 
 def with_key(frame: pd.DataFrame, job: PartitionJob) -> pd.DataFrame:
-    """The piece with its shuffle key. Rows with the same key text (ids and, long, collection time; missing as
-    empty) get the same key, as LongFile groups them and the duplicate check compares them; wide rows without
-    any id (the duplicate check skips them) are spread by their ordinal."""
+    """The piece with its shuffle key (a long file: its rows of CBC items only). Rows with the same key text (ids
+    and, long, collection time; missing as empty) get the same key, as LongFile groups them and the duplicate
+    check compares them; wide rows without any id (the duplicate check skips them) are spread by their ordinal."""
+    if job.long_items is not None:
+        items = frame[column_name(job.plan.fields["item"])].astype(object).fillna("").astype(str).str.strip()
+        frame = frame[items.isin(job.long_items).to_numpy()]
     columns = key_columns(job.plan)
     key = pd.Series("", index=frame.index, dtype=object)
     given = np.zeros(len(frame), dtype=bool)
