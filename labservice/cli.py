@@ -430,13 +430,9 @@ def _wants_distributed(args: argparse.Namespace) -> bool:
         return True
     if args.input == "-":
         return False
-    from labservice.batch.distributed import PARQUET_SUFFIXES
+    from labservice.batch.distributed import PARQUET_SUFFIXES, is_parquet_input
 
-    return (
-        str(args.output).lower().endswith(PARQUET_SUFFIXES)
-        or str(args.input).lower().endswith(PARQUET_SUFFIXES)
-        or (os.path.isdir(args.input) or any(c in args.input for c in "*?["))
-    )
+    return str(args.output).lower().endswith(PARQUET_SUFFIXES) or is_parquet_input(args.input)
 
 
 def interpret_distributed(args: argparse.Namespace, options, ruleset) -> int:
@@ -444,7 +440,7 @@ def interpret_distributed(args: argparse.Namespace, options, ruleset) -> int:
     (--cluster local[:N], --scheduler tcp://host:port) or in this process; the same summary and exit codes."""
     import json
 
-    from labservice.batch.distributed import missing_extra
+    from labservice.batch.distributed import is_parquet_input, missing_extra
 
     problem = missing_extra()
     if problem is not None:
@@ -453,7 +449,6 @@ def interpret_distributed(args: argparse.Namespace, options, ruleset) -> int:
     from labservice.batch import BatchFileError, MappingError
     from labservice.batch.distributed.cluster import connected
     from labservice.batch.distributed.job import DEFAULT_PARTITION_ROWS, run_job
-    from labservice.batch.distributed.parquet_in import is_parquet_input
     from labservice.batch.distributed.rulesets import RulesetRef
 
     if args.input == "-" or not is_parquet_input(args.input):

@@ -6,7 +6,9 @@ says what to install when it is not there. Everything else imports the modules b
 
 from __future__ import annotations
 
+import glob
 import importlib.util
+import os
 
 EXTRA_MODULES = ("dask", "dask.dataframe", "distributed", "pyarrow")
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -29,3 +31,11 @@ def missing_extra() -> str | None:
     return (
         f"Parquet files and Dask clusters need the optional extra 'distributed' ({names} not installed): {INSTALL_HINT}"
     )
+
+
+def is_parquet_input(spec: str) -> bool:
+    """A Parquet file, a directory (of Parquet parts), or a glob of them (a file that exists is taken by its name,
+    even when its name holds glob characters such as `[`)."""
+    if spec.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(spec):
+        return True
+    return not os.path.exists(spec) and glob.has_magic(spec)

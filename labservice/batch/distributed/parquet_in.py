@@ -28,11 +28,6 @@ from labservice.batch.distributed import PARQUET_SUFFIXES
 ORDINAL = "__ordinal"
 
 
-def is_parquet_input(spec: str) -> bool:
-    """A Parquet file, a directory (of Parquet parts), or a glob of them."""
-    return spec.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(spec) or glob.has_magic(spec)
-
-
 def _natural(path: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 

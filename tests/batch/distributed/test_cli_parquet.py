@@ -71,3 +71,11 @@ def test_in_one_process_every_row_is_written(wide_parquet: Path, tmp_path: Path)
     assert rows["patient_id"].tolist() == ["A", "B"]
     assert rows["platelets_flag"].tolist() == ["N", "L"]  # clinical-rules §2: 150-410; 100 is low
     assert not list(tmp_path.glob(".labservice-*"))
+
+
+def test_a_csv_file_whose_name_holds_glob_characters_is_read_as_csv(tmp_path: Path) -> None:
+    source = tmp_path / "results[1].csv"
+    source.write_text("platelets,wbc\n250,6.0\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    assert main(["interpret", str(source), "-o", str(out), "-q"]) == 0
+    assert out.read_text(encoding="utf-8").count("\n") == 2  # the header and the one CBC
