@@ -14,7 +14,9 @@ so a change of the machine's load hits all four alike):
      workers and this process (what a run costs, whatever else the shared machine runs).
 Every run's output must hold one row per CBC (exit status 1 otherwise). Rates are CBCs per second from the
 median run; min and median are printed. The machine and its load average are printed with the table.
-Usage: python bench/distributed.py [--smoke | --rows N] [--runs R] [--workers W]
+With --ids each CBC has a patient id and a collection time (a few repeated), so the job shuffles every row
+on them before the duplicate check, as it does for a real export with ids and for any long file.
+Usage: python bench/distributed.py [--smoke | --rows N] [--runs R] [--workers W] [--ids]
 """
 
 from __future__ import annotations
@@ -47,10 +49,18 @@ def cli() -> list[str]:
     return [sys.executable, "-c", "import sys; from labservice.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
-def write_file(path: Path, rows: int) -> None:
+def write_file(path: Path, rows: int, ids: bool = False) -> None:
+    import numpy as np
+
     from bench.cbc_data import generate_cbc_frame
 
     frame = generate_cbc_frame(rows, seed=15)
+    if ids:  # a patient id and a collection time per CBC (a few repeated): the job shuffles on them
+        rng = np.random.default_rng(16)
+        patients = rng.integers(0, rows, rows)
+        days = np.where(rng.random(rows) < 0.01, 0, rng.integers(1, 3650, rows))
+        frame.insert(0, "patient_id", np.char.add("MRN", patients.astype(str)).astype(object))
+        frame.insert(1, "collected_at", (np.datetime64("2020-01-01T08:00") + days.astype("timedelta64[D]")).astype(str))
     frame.to_parquet(path, index=False, row_group_size=min(ROW_GROUP, max(1, rows // 10)))
 
 
@@ -96,6 +106,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, help=f"CBCs in the file (default {ROWS:,})")
     parser.add_argument("--runs", type=int, help="runs of each measurement (default 3; --smoke 1)")
     parser.add_argument("--workers", type=int, default=2, help="local cluster worker processes (default 2)")
+    parser.add_argument(
+        "--ids", action="store_true", help="give each CBC a patient id and a time: the duplicate check's shuffle runs"
+    )
     args = parser.parse_args()
     rows = args.rows or (SMOKE_ROWS if args.smoke else ROWS)
     runs = args.runs or (1 if args.smoke else 3)
@@ -117,7 +130,7 @@ def main() -> int:
         work = Path(folder)
         data = work / "cbcs.parquet"
         started = time.perf_counter()
-        write_file(data, rows)
+        write_file(data, rows, args.ids)
         size_mb = data.stat().st_size / 1e6
         print(f"wrote {rows:,} CBCs to Parquet ({size_mb:.1f} MB) in {time.perf_counter() - started:.1f} s")
         partition = str(ROW_GROUP if rows >= 10 * ROW_GROUP else max(1, rows // 10))
