@@ -59,6 +59,7 @@ from labservice.store.models import (
     Interpretation,
 )
 from labservice.store.repository import (
+    CommunicatedBeforeCollection,
     DismissalWithoutReason,
     InvalidTransition,
     NoCriticalValue,
@@ -430,7 +431,7 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
         touched_patients([patient], "update")  # the audit trail
     except ReferralNotFound:
         return not_found(f"referral {referral_id}")
-    except NoCriticalValue as error:
+    except (NoCriticalValue, CommunicatedBeforeCollection) as error:
         flash(f"Nothing was recorded: {error}.", "error")
         return redirect(back, 303)
     said = f"communicated to {notified}" if reached else f"{notified} could not be reached"

@@ -54,6 +54,11 @@ def test_only_a_referral_with_a_critical_value_takes_one(client, seeded):
     future = assert_problem(communicate(client, seeded["P-CRIT"], notified="Dr X", means="telephone",
                                         communicated_at="2099-01-01T00:00:00Z"), 422)
     assert "communicated_at" in future["errors"]
+    # P-CRIT's CBC was collected 2026-11-10T08:00Z: nobody can have been told of it before.
+    early = assert_problem(communicate(client, seeded["P-CRIT"], notified="Dr X", means="telephone",
+                                       communicated_at="2026-11-10T07:59:00Z"), 422)
+    assert "before the CBC was collected" in early["detail"] and "communicated_at" in early["errors"]
+    assert client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"] == []
 
 
 def test_critical_results_not_yet_communicated_come_first_on_the_worklist(client):
@@ -107,6 +112,9 @@ def test_the_dashboard_form_takes_when_in_utc_and_refuses_what_is_not_a_past_tim
         assert record(refused).status_code == 303
         page = client.get("/dashboard/patients/P-CRIT").get_data(as_text=True)
         assert "When: a date and time in UTC, not in the future" in page
+    assert record("2026-11-10T07:59").status_code == 303  # a minute before the CBC was collected
+    assert "Nothing was recorded: the time given is before the CBC was collected" in client.get(
+        "/dashboard/patients/P-CRIT").get_data(as_text=True)
     assert client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"] == []
     assert record("2026-11-10T09:15").status_code == 303
     [recorded] = client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"]
