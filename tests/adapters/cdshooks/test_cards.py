@@ -207,3 +207,13 @@ def test_card_values_are_written_as_clinicians_write_them_not_as_computed():
     assert rows["Haemoglobin"] == "9.99 g/dL"
     assert rows["Platelets"] == "35.4 10\\*9/L"
     assert rows["White cell count"] == "7.13 10\\*9/L"
+
+
+def test_every_card_offers_coded_override_reasons():
+    """Issue 14 item 2, CDS Hooks 2.0 Card.overrideReasons: the patient-view card offers the same coded reasons as the
+    order-sign card (already addressed, benefit outweighs the risk, does not apply), each a Coding the EHR can send
+    back in its feedback."""
+    card = cbc_card(answers({"patient": ADULT_MALE, "results": {"platelets": 8}})[0], context())
+    reasons = card["overrideReasons"]
+    assert [reason["code"] for reason in reasons] == ["already-addressed", "benefit-outweighs-risk", "not-applicable"]
+    assert all(reason["system"] and reason["display"] for reason in reasons)
