@@ -10,6 +10,7 @@ is soon; platelets 250 is routine (no referral). Screenshots of every page are s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import shoot
+from tests.e2e.conftest import SCREENSHOTS, shoot
 
 pytestmark = pytest.mark.slow
 
@@ -282,6 +283,25 @@ def chart_patient(seeded: str, live_api_key: str) -> str:
     return seeded
 
 
+def sticking_out(page) -> list[str]:
+    """Elements reaching past the right edge of the window (a sideways scroll of the page), except inside a region
+    that scrolls on its own (a wide table's wrapper, overflow-x auto); [] when the page fits."""
+    return page.evaluate("""() => {
+        const width = document.documentElement.clientWidth, out = [];
+        for (const el of document.querySelectorAll('main *')) {
+            const box = el.getBoundingClientRect();
+            if (box.width === 0 || box.right <= width + 0.5) continue;
+            let inner = false;
+            for (let up = el.parentElement; up && up.tagName !== 'MAIN'; up = up.parentElement) {
+                if (['auto', 'scroll'].includes(getComputedStyle(up).overflowX)) { inner = true; break; }
+            }
+            if (!inner) out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+                                 (el.className && el.className.baseVal === undefined ? '.' + el.className : ''));
+        }
+        return out;
+    }""")
+
+
 def marks(chart) -> dict[str, dict]:
     """Each point of a chart by its value: its shape (circle or polygon), classes, flag, fill and box on screen."""
     found = chart.locator(".points .point").evaluate_all("""marks => marks.map(m => {
@@ -353,16 +373,21 @@ def test_the_platelet_chart_geometry_band_shapes_dates_labels_and_log_axis(page,
         "texts => texts.map(t => [t.textContent, t.getBoundingClientRect().left, t.getBoundingClientRect().right])")
     assert dates[0][0] == "2026-11-01" and dates[-1][0] == "2026-11-08"
     assert [left for _, left, _ in dates] == sorted(left for _, left, _ in dates)
+    assert all(a[2] < b[1] for a, b in itertools.pairwise(dates)), dates  # no two dates run into each other
     frame = chart.bounding_box()
     assert frame is not None and all(frame["x"] <= left and right <= frame["x"] + frame["width"]
                                      for _, left, right in dates)
     # Every value written beside its point, with its flag, readable without hovering.
     labels = chart.locator("text.point-value")
     assert sorted(labels.all_text_contents()) == sorted(["500 H", "250", "31 L", "12 LL"])
+    scale = chart.evaluate("svg => svg.getBoundingClientRect().width / svg.viewBox.baseVal.width")
     for i in range(labels.count()):
         assert labels.nth(i).is_visible()
-        assert labels.nth(i).bounding_box()["height"] >= 9  # px on screen: readable on a phone
+        size = labels.nth(i).evaluate("t => parseFloat(getComputedStyle(t).fontSize)") * scale
+        assert size >= 9, size  # px on screen, the chart scaled to the page: readable on a phone too
+    assert sticking_out(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= width
     shoot(page, f"patient-chart-geometry-{width}")
+    chart.screenshot(path=str(SCREENSHOTS / f"patient-chart-platelets-{width}.png"))  # the chart alone, for review
 
 
 def test_the_results_table_flags_every_value_and_the_page_spells_each_unit_one_way(page, chart_patient):
@@ -457,6 +482,12 @@ def test_a_critical_result_is_communicated_through_the_patient_page(page, seeded
         assert said in reached, (said, reached)
     assert page.locator("#communication-heading .critical-pending").count() == 0
     shoot(page, "communication-recorded-in-the-history")
+
+    page.set_viewport_size({"width": 390, "height": 844})  # the history's tables fit a phone without a sideways scroll
+    page.goto(seeded + "/dashboard/patients/E2E-NADIR")
+    assert sticking_out(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "communication-history-phone-390")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     rows = worklist()
     assert order(rows) == ["E2E-RASH", "E2E-NADIR"]  # communicated: back to its urgency's place
