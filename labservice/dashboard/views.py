@@ -8,6 +8,7 @@ threshold a chart draws is read from the ruleset.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,7 +39,7 @@ from labservice.core.table import to_columns
 from labservice.core.vocabulary import FINDING_CODES, URGENCIES
 from labservice.dashboard.charts import FLAG_WORDS, Band, Line, Point, trend_chart
 from labservice.errors import Problem
-from labservice.extensions import current_database, current_ruleset, current_store
+from labservice.extensions import current_clock_skew, current_database, current_ruleset, current_store
 from labservice.middleware import csrf
 from labservice.middleware.audit_trail import touched_batch, touched_resource
 from labservice.security import users as accounts
@@ -58,6 +59,7 @@ from labservice.store.models import (
     Interpretation,
 )
 from labservice.store.repository import (
+    CommunicatedBeforeCollection,
     DismissalWithoutReason,
     InvalidTransition,
     NoCriticalValue,
@@ -135,16 +137,17 @@ def number_text(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:g}"
 
 
-#: The engine's texts write units plainly (x10^9/L); the page writes them one way, as its headers do.
-PLAIN_UNITS = (("x10^9/L", UNIT_TEXT["10*9/L"]), ("x10^12/L", UNIT_TEXT["10*12/L"]), ("10^9/L", "10⁹/L"))
+#: The engine's texts write units plainly (x10^9/L, 10^9/L) or in UCUM (10*9/L, as the rule tables do); the page
+#: writes each one way, as its headers do (issue 14 item 10).
+PLAIN_UNITS = re.compile(r"[x×]?10[\^*](9|12)/L")
+_SHOWN_UNITS = {"9": UNIT_TEXT["10*9/L"], "12": UNIT_TEXT["10*12/L"]}
 
 
 def units_as_on_the_page(text: Any) -> str:
-    """One spelling of units on a page: the engine's `x10^9/L` becomes the headers' `×10⁹/L`."""
+    """One spelling of units on a page: the engine's `x10^9/L`, `10^9/L` and `10*9/L` become the headers' `×10⁹/L`
+    (and likewise ×10¹²/L)."""
     out = "" if text is None else str(text)
-    for plain, shown in PLAIN_UNITS:
-        out = out.replace(plain, shown)
-    return out
+    return PLAIN_UNITS.sub(lambda match: _SHOWN_UNITS[match.group(1)], out)
 
 
 bp.add_app_template_filter(units_as_on_the_page, "page_units")
@@ -376,6 +379,19 @@ def status_form(referral_id: int) -> ResponseReturnValue:
     return render_template("dashboard/referral_status.html", referral=view, chosen=chosen, back=back)
 
 
+def communication_time(text: str, now: datetime) -> datetime | None:
+    """The form's "when" (an HTML datetime-local, read as UTC like every time the dashboard shows); empty is now,
+    something that is not a date and time is None."""
+    text = text.strip()
+    if not text:
+        return now
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @bp.post("/referrals/<int:referral_id>/communications")
 def record_communication(referral_id: int) -> ResponseReturnValue:
     """Record who was told of the referral's critical result, how and when, and the read-back (CLSI GP47)."""
@@ -393,6 +409,11 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
     ):
         flash("Say who was notified (or tried) and by what means.", "error")
         return redirect(back, 303)
+    now = datetime.now(UTC)
+    when = communication_time(form.get("communicated_at", ""), now)
+    if when is None or when > now + current_clock_skew():
+        flash("When: a date and time in UTC, not in the future (leave it empty for now).", "error")
+        return redirect(back, 303)
     try:
         with current_database().session() as session:
             add_communication(
@@ -402,7 +423,7 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
                 means=means,
                 reached=reached,
                 read_back=form.get("read_back") == "yes",
-                communicated_at=datetime.now(UTC),
+                communicated_at=when,
                 note=note,
                 recorded_by=g.user.display_name,
             )
@@ -410,7 +431,7 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
         touched_patients([patient], "update")  # the audit trail
     except ReferralNotFound:
         return not_found(f"referral {referral_id}")
-    except NoCriticalValue as error:
+    except (NoCriticalValue, CommunicatedBeforeCollection) as error:
         flash(f"Nothing was recorded: {error}.", "error")
         return redirect(back, 303)
     said = f"communicated to {notified}" if reached else f"{notified} could not be reached"
