@@ -749,7 +749,7 @@ def _recent_batches() -> list[dict]:
 def upload_batch() -> ResponseReturnValue:
     """The same upload as POST /api/v1/batches (labservice.services.batch_upload), then its summary page."""
     try:
-        batch_id, created = receive_upload()  # reads the form itself: the upload limit must apply first
+        batch_id, created, _ = receive_upload()  # reads the form itself: the upload limit must apply first
     except Problem as problem:
         mapping = request.form.get("mapping", "") if problem.code != 413 else ""
         return render_template(
