@@ -152,6 +152,31 @@ def forget_job(batch_id: str) -> None:
         jobs.forget_job(session, batch_id)
 
 
+def jobs_not_done(limit: int) -> list[BatchJob]:
+    """The newest jobs queued, running or failed (detached from their session)."""
+    with current_database().session() as session:
+        found = jobs.recent_unfinished_or_failed(session, limit)
+        for job in found:
+            session.expunge(job)
+        return found
+
+
+def header_warnings(job: BatchJob) -> tuple[str, ...]:
+    """What the header of a job's upload says at once (no column holds a patient id), read again from the kept
+    upload (its first block): a job's page says it while the job runs, before the summary does. Nothing once the
+    upload is gone (the job ended)."""
+    from labservice.batch.runner import check_readable
+    from labservice.batch.summary import patient_id_warning
+
+    try:
+        with Path(job.upload_path).open("rb") as source:
+            plan = check_readable(source, _options(dict(job.mapping or {})), current_ruleset())
+    except (OSError, BatchFileError):
+        return ()
+    warning = patient_id_warning(plan.used())
+    return (warning,) if warning else ()
+
+
 def find_job(batch_id: str) -> BatchJob | None:
     with current_database().session() as session:
         job = jobs.get_job(session, batch_id)
