@@ -184,13 +184,16 @@ class BatchSchema(Schema):
         },
     )
     progress = fields.Float(
-        metadata={"description": "Fraction of the file's bytes read and stored, 0 to 1 (1 only when done)"}
+        metadata={
+            "description": "Fraction of the file done, 0 to 1 (1 only when done): a wide file's lines interpreted "
+            "and stored (estimated from its average line), a long file's bytes read"
+        }
     )
     rows_read = fields.Integer(metadata={"description": "Data rows read so far (the summary's rows_in when done)"})
     interpreted = fields.Integer(metadata={"description": "Rows interpreted so far"})
     stored = fields.Integer(metadata={"description": "CBCs with a patient id newly stored so far"})
     rejected = fields.Integer(metadata={"description": "Rows with an error instead of an interpretation so far"})
-    bytes_read = fields.Integer(metadata={"description": "Bytes of the file read so far"})
+    bytes_read = fields.Integer(metadata={"description": "Bytes of the file done so far (see progress)"})
     bytes_total = fields.Integer(metadata={"description": "Bytes of the uploaded file"})
     created_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When it was queued"})
     started_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When a worker began"})

@@ -204,4 +204,4 @@ def test_the_list_of_uploads_shows_jobs_not_done_with_their_progress(queued_clie
     assert f'<a href="{location}">still-waiting.csv</a>' in row.group(1)
     assert f'<progress id="progress-{batch_id}" max="1" value="0.0">' in row.group(1)
     assert "1 upload is still being interpreted" in text(listed)
-    assert 'id="refresh-recent"' in listed
+    assert '<form id="refresh-form" class="refresh-recent" method="get" action="/dashboard/batches#recent">' in listed
