@@ -10,6 +10,7 @@ batch's result.json (labservice.batch.result_pages). The routes are on the dashb
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, url_for
@@ -55,13 +56,18 @@ def batches_page() -> ResponseReturnValue:
 
 
 def recent_uploads() -> list[dict[str, Any]]:
-    """The jobs not done (queued and running with their progress, failed with their error), newest first, then the
-    newest batches done."""
-    rows = [_job_row(job) for job in jobs_not_done(RECENT_BATCHES)]
+    """The jobs queued or running (with their progress) first, then the newest uploads done or failed (a failed
+    one with its error), newest first: at most RECENT_BATCHES of each kind."""
+    jobs = [_job_row(job) for job in jobs_not_done(RECENT_BATCHES)]
+    working = [row for row in jobs if row["status"] != FAILED]
+    seen = {row["batch_id"] for row in jobs}
+    ended = [row for row in jobs if row["status"] == FAILED]
     for stored in current_store().recent(RECENT_BATCHES):
+        if stored.batch_id in seen:  # its job ended between the two look-ups: the job's row stands
+            continue
         record = stored.record
         summary = record.get("summary", {})
-        rows.append(
+        ended.append(
             {
                 "batch_id": stored.batch_id,
                 "filename": record.get("filename") or "(no name)",
@@ -74,7 +80,17 @@ def recent_uploads() -> list[dict[str, Any]]:
                 "problem": summary.get("patient_id_warning"),
             }
         )
-    return rows
+    ended.sort(key=lambda row: _moment(row["created_at"]), reverse=True)
+    return working + ended[:RECENT_BATCHES]
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time (with Z or an offset) as an aware datetime; the earliest time for none."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _job_row(job: BatchJob) -> dict[str, Any]:
@@ -202,8 +218,10 @@ def _table(page: Page, id_columns: list[tuple[str, str]]) -> list[dict[str, Any]
     patients = []
     if patient_header is not None:
         patients = [_text((row.get("ids") or {}).get(patient_header)).strip() for row in page.rows]
-    with current_database().session() as session:
-        stored = known_patients(session, [p for p in patients if p]) if patients else set()
+    stored: set[str] = set()
+    if any(patients):
+        with current_database().session() as session:
+            stored = known_patients(session, [p for p in patients if p])
     out = []
     for position, row in enumerate(page.rows):
         ids = row.get("ids") or {}

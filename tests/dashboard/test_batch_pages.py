@@ -205,3 +205,27 @@ def test_the_list_of_uploads_shows_jobs_not_done_with_their_progress(queued_clie
     assert f'<progress id="progress-{batch_id}" max="1" value="0.0">' in row.group(1)
     assert "1 upload is still being interpreted" in text(listed)
     assert '<form id="refresh-form" class="refresh-recent" method="get" action="/dashboard/batches#recent">' in listed
+
+
+def test_a_failed_job_is_listed_with_its_error(queued_client):
+    """A job that failed (as a worker ends it: labservice.store.batch_jobs) is in the list with its problem."""
+    from labservice.extensions import current_database
+    from labservice.store import batch_jobs as jobs
+    from labservice.store.repository import now_utc
+
+    location = uploaded(queued_client, batch_file(3)[0], name="over-quota.csv")
+    batch_id = location.rsplit("/", 1)[1]
+    app = queued_client.application
+    with app.app_context(), current_database().session() as session:
+        assert jobs.claim_job(session, batch_id, "test-worker", None, now_utc())
+    with app.app_context(), current_database().session() as session:
+        error = {"status": 507, "title": "Batch Storage Quota Exceeded", "detail": "The quota is used up."}
+        assert jobs.end_job(session, batch_id, "test-worker", jobs.FAILED, now_utc(), [error])
+    listed = queued_client.get("/dashboard/batches").text
+    row = re.search(rf'<tr data-status="failed" data-batch-id="{batch_id}">(.*?)</tr>', listed, re.S)
+    assert row and "The quota is used up." in text(row.group(1))
+    assert 'id="refresh-form"' not in listed  # nothing is being interpreted
+    page = queued_client.get(location).text
+    assert '<h1 id="batch-name">over-quota.csv</h1>' in page
+    assert "The batch could not be made" in page and "The quota is used up." in page
+    assert 'http-equiv="refresh"' not in page
