@@ -3,9 +3,9 @@
 result.json is a JSON array written one row per line (labservice.batch.output.JsonFormat: `[`, then each row's
 object on a line of its own, `]`): a JSON string cannot hold a raw line break, so every row is one line. A page is
 found through an index made by one pass over the file (`index_results`): the byte offset of every PAGE_ROWS-th
-row and of every rejected row. The index is kept beside the results (`pages.npz`, written aside and renamed), so
-the pass is made once per batch, by the first page asked for; a page then costs a seek and PAGE_ROWS lines,
-whatever the size of the file.
+row and of every rejected row. The index is kept beside the results (`pages.npz`, written aside and renamed): made
+with the batch's files (labservice.batch.results_store.BatchStore.save), or by the first page asked for of a batch
+made before; a page then costs a seek and PAGE_ROWS lines, whatever the size of the file.
 
 A row is rejected when its top-level `error` is not null. That key comes after the row's `ids` (whose keys are
 the input's id headers, which could be named `error` too), so the last `"error":` of the line is the row's own;
@@ -28,7 +28,6 @@ import numpy as np
 PAGE_ROWS = 50
 INDEX_NAME = "pages.npz"
 _ERROR_KEY = b'"error":'
-_READ_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -99,6 +98,11 @@ def result_index(json_path: Path) -> ResultIndex:
     index = index_results(json_path)
     _keep(kept, index)
     return index
+
+
+def write_index(json_path: Path) -> None:
+    """Make the index of a result.json and keep it beside it (a batch being made: labservice.batch.results_store)."""
+    _keep(json_path.parent / INDEX_NAME, index_results(json_path))
 
 
 def _keep(path: Path, index: ResultIndex) -> None:

@@ -180,7 +180,7 @@ def test_json_download_has_every_row_in_input_order(client):
 def test_results_are_stored_under_the_batch_directory(batch_app, client, tmp_path):
     body = created(upload(client, WIDE_CSV))
     folder = tmp_path / "batches" / body["batch_id"]
-    assert sorted(os.listdir(folder)) == ["patients.json", "result.csv", "result.json", "summary.json"]
+    assert sorted(os.listdir(folder)) == ["pages.npz", "patients.json", "result.csv", "result.json", "summary.json"]
     assert batch_dirs(tmp_path / "batches") == [body["batch_id"]], "no partial directory is left behind"
     assert json.loads((folder / "summary.json").read_text())["summary"] == body["summary"]
 

@@ -229,3 +229,12 @@ def test_a_failed_job_is_listed_with_its_error(queued_client):
     assert '<h1 id="batch-name">over-quota.csv</h1>' in page
     assert "The batch could not be made" in page and "The quota is used up." in page
     assert 'http-equiv="refresh"' not in page
+
+
+def test_the_job_makes_the_index_of_the_batch_pages(client, tmp_path):
+    """The first view of a large batch's page need not read all of result.json: the job made its index."""
+    from labservice.batch.result_pages import INDEX_NAME
+
+    location = uploaded(client, batch_file(7)[0])
+    folder = Path(client.application.config["BATCH_DIRECTORY"]) / location.rsplit("/", 1)[1]
+    assert (folder / INDEX_NAME).is_file()
