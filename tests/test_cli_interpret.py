@@ -251,3 +251,42 @@ def test_builtin_mimic_mapping_reports_blasts_and_schistocytes(tmp_path):
             assert "thrombotic_microangiopathy_pattern" not in findings, key
     # The file has them (counted from the raw CSV above): the test must have checked some of each.
     assert blasts_seen and schistocytes_seen and patterns
+
+
+# --- issue 14 item 6: what the file says, said by the command line too --------------------------------
+
+
+def test_a_utf16_file_exits_2_saying_save_it_as_csv_utf8(tmp_path):
+    from tests.batch.encoded_files import utf16_file
+
+    done = run([str(utf16_file(tmp_path)), "-o", str(tmp_path / "out.csv")])
+    assert done.returncode == 2
+    assert "UTF-16" in done.stderr and "save it as CSV UTF-8" in done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_windows_1252_file_is_read_and_the_encoding_said(tmp_path):
+    from tests.batch.encoded_files import windows_1252_file
+
+    summary_path = tmp_path / "summary.json"
+    done = run([str(windows_1252_file(tmp_path)), "-o", str(tmp_path / "out.csv"), "--summary", str(summary_path)])
+    assert done.returncode == 0, done.stderr
+    assert "warning: the file is not UTF-8 (byte 0xB3" in done.stderr and "read as Windows-1252" in done.stderr
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["encoding"] == "cp1252" and summary["columns_used"]["PLT (x10³/µL)"] == "platelets"
+    rows = rows_of((tmp_path / "out.csv").read_text(encoding="utf-8"))
+    assert rows[0]["platelets_flag"] == "L" and rows[0]["platelets_ctcae_grade"] == "3"  # 45: §4 grade 3
+
+
+def test_a_file_whose_id_is_a_sample_id_is_warned_about(tmp_path):
+    from tests.batch.encoded_files import id_only_file
+
+    summary_path = tmp_path / "summary.json"
+    done = run([str(id_only_file(tmp_path)), "-o", str(tmp_path / "out.csv"), "--summary", str(summary_path)])
+    assert done.returncode == 1  # one row ("abc" platelets) is rejected
+    assert "warning: No column holds a patient id: the column `id` was read as a sample id" in done.stderr
+    assert "--column id=patient_id" in done.stderr
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert "will not appear in the worklist" in summary["patient_id_warning"]
+    mapped = run([str(id_only_file(tmp_path)), "-o", str(tmp_path / "out.csv"), "--column", "id=patient_id"])
+    assert "No column holds a patient id" not in mapped.stderr

@@ -293,7 +293,8 @@ class CommunicationSchema(Schema):
     communicated_at = fields.AwareDateTime(
         load_default=None,
         metadata={
-            "description": "When; default now. Not in the future beyond the clock skew, nor before the CBC was collected"
+            "description": "When; default now. Not in the future beyond the clock skew, nor before the CBC was "
+            "collected"
         },
     )
     note = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL])

@@ -1,4 +1,4 @@
-"""The dashboard's pages: the worklist, a patient's record, status changes, batch uploads.
+"""The dashboard's pages: the worklist, a patient's record, status changes (batch uploads: batch_pages.py).
 
 Server-rendered with Jinja (autoescaped: patient ids and notes are untrusted text) and usable without
 JavaScript. Views ask the repository for data and turn it into plain dicts for the templates; every
@@ -31,24 +31,17 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from labservice.batch.results_store import StoredBatch, is_batch_id
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.families.counts import youngest_cutoff_age
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
 from labservice.core.vocabulary import FINDING_CODES, URGENCIES
 from labservice.dashboard.charts import FLAG_WORDS, Band, Line, Point, trend_chart
-from labservice.errors import Problem
-from labservice.extensions import current_clock_skew, current_database, current_ruleset, current_store
+from labservice.extensions import current_clock_skew, current_database, current_ruleset
 from labservice.middleware import csrf
-from labservice.middleware.audit_trail import touched_batch, touched_resource
 from labservice.security import users as accounts
 from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
-from labservice.services.batch_jobs import find_job, job_fields
-from labservice.services.batch_results import find_batch, send_batch_result
-from labservice.services.batch_upload import receive_upload
-from labservice.store.batch_jobs import DONE
 from labservice.store.models import (
     COMMUNICATION_MEANS,
     DISMISS_REASONS,
@@ -730,124 +723,6 @@ def patient_page(external_id: str) -> ResponseReturnValue:
     )
 
 
-# --- batches ----------------------------------------------------------------------------------
-
-
-#: How many earlier uploads the batches page lists.
-RECENT_BATCHES = 20
-
-
-@bp.get("/batches")
-def batches_page() -> ResponseReturnValue:
-    return render_template(
-        "dashboard/batches.html",
-        error=None,
-        mapping="",
-        limit=current_app.config["MAX_UPLOAD_BYTES"],
-        recent=_recent_batches(),
-    )
-
-
-def _recent_batches() -> list[dict]:
-    rows = []
-    for stored in current_store().recent(RECENT_BATCHES):
-        record = stored.record
-        summary = record.get("summary", {})
-        rows.append(
-            {
-                "batch_id": stored.batch_id,
-                "filename": record.get("filename") or "(no name)",
-                "created_at": record.get("created_at"),
-                "rows_in": summary.get("rows_in", 0),
-                "interpreted": summary.get("interpreted", 0),
-                "rejected": summary.get("rejected", 0),
-            }
-        )
-    return rows
-
-
-@bp.post("/batches")
-def upload_batch() -> ResponseReturnValue:
-    """The same upload as POST /api/v1/batches (labservice.services.batch_upload), then its summary page."""
-    try:
-        batch_id, created = receive_upload()  # reads the form itself: the upload limit must apply first
-    except Problem as problem:
-        mapping = request.form.get("mapping", "") if problem.code != 413 else ""
-        return render_template(
-            "dashboard/batches.html",
-            error=problem.detail,
-            mapping=mapping,
-            limit=current_app.config["MAX_UPLOAD_BYTES"],
-            recent=_recent_batches(),
-        ), problem.code or 422
-    stored = current_store().get(batch_id)
-    job = find_job(batch_id)
-    if stored is None or (job is not None and job.status != DONE):
-        flash("The file is kept and queued: this page shows its progress.", "success")
-    elif created:
-        summary = stored.record.get("summary", {})
-        flash(
-            f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "
-            "rejected.",
-            "success",
-        )
-    else:
-        flash("This file was already uploaded with this mapping: here is its summary.", "success")
-    return redirect(url_for("dashboard.batch_page", batch_id=batch_id), 303)
-
-
-#: Seconds between two reloads of a batch page while its job runs.
-JOB_PAGE_REFRESH_SECONDS = 2
-
-
-def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
-    """The batch (labservice.services.batch_results.find_batch), or the page saying it does not exist (404) or that its
-    results expired (410)."""
-    try:
-        return find_batch(batch_id)
-    except Problem as problem:
-        if problem.code == 410:
-            return render_template("dashboard/gone.html", detail=problem.detail), 410
-        return not_found(f"batch {batch_id}")
-
-
-@bp.get("/batches/<batch_id>")
-def batch_page(batch_id: str) -> ResponseReturnValue:
-    job = find_job(batch_id) if is_batch_id(batch_id) else None
-    if job is not None and job.status != DONE:  # its progress, reloaded until done (no script: a meta refresh)
-        touched_resource(f"batch {batch_id}", "read")
-        return render_template(
-            "dashboard/job.html", batch_id=batch_id, job=job_fields(job, None), refresh=JOB_PAGE_REFRESH_SECONDS
-        )
-    stored = _kept_batch(batch_id)
-    if not isinstance(stored, StoredBatch):
-        return stored
-    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
-    record = stored.record
-    links = {
-        "csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
-        "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
-        "api": url_for("batches.get_batch", batch_id=batch_id),
-    }
-    return render_template(
-        "dashboard/batch.html",
-        batch_id=batch_id,
-        record=record,
-        summary=record.get("summary", {}),
-        links=links,
-        urgencies=URGENCIES,
-    )
-
-
-@bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
-def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
-    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
-    found = _kept_batch(batch_id)
-    if not isinstance(found, StoredBatch):
-        return found
-    return send_batch_result(found, kind)  # found once: no second look-up and purge check
-
-
 # --- signing in and out; CSRF -------------------------------------------------------------------
 
 
@@ -867,14 +742,10 @@ def check_csrf() -> ResponseReturnValue | None:
     except RequestEntityTooLarge:
         if not upload:
             raise
+        from labservice.dashboard.batch_pages import upload_page  # it imports this module (its routes are on bp)
+
         limit = current_app.config["MAX_UPLOAD_BYTES"]
-        return render_template(
-            "dashboard/batches.html",
-            error=f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).",
-            mapping="",
-            limit=limit,
-            recent=_recent_batches(),
-        ), 413
+        return upload_page(f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).", status=413)
     if not csrf.is_valid(session, sent):
         return render_template("dashboard/form_refused.html"), 400
     return None

@@ -617,6 +617,14 @@ def patient_record(session: Session, external_id: str) -> Patient | None:
     ).first()
 
 
+def known_patients(session: Session, external_ids: Sequence[str]) -> set[str]:
+    """Of these patient ids, those with a stored record."""
+    found: set[str] = set()
+    for part in _in_chunks(sorted(set(external_ids))):
+        found.update(session.scalars(select(Patient.external_id).where(Patient.external_id.in_(part))))
+    return found
+
+
 def patient_referrals(session: Session, patient_id: int) -> list[Referral]:
     return list(
         session.scalars(
