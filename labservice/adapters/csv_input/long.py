@@ -38,6 +38,7 @@ LONG_CONTEXT = (
     "pregnant",
     "fever",
     "duffy_null",
+    "platelet_clumps",
     "myelosuppressive_therapy",
     "heparin_started_at",
     "heparin_in_previous_30_days",

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from labservice.adapters.cbc_schema import LABORATORY_FLAG_CODES, LABORATORY_FLAGS
 from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, load_code_map
+from labservice.adapters.hl7v2.context import context_codes, context_field, medication_fields, read_context_obx
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
 from labservice.adapters.hl7v2.statuses import Status, read_status
@@ -89,6 +90,19 @@ def read_parsed(parsed: ParsedMessage, settings: ReadSettings) -> Hl7Read:
         cbc = _read_group(group, settings, read)
         if cbc is not None:
             read.cbcs.append(cbc)
+    # An RXA is listed as unused once, and only when no CBC of the message read it (a patient's RXA serves
+    # every order group of that patient, dated inside one CBC's window and outside another's).
+    used = {at for cbc in read.cbcs for at in cbc.source["observations"].values()}
+    listed: set[str] = set()
+    kept = []
+    for entry in read.unused:
+        location = entry.get("location", "")
+        if location.startswith("RXA["):
+            if location in used or location in listed:
+                continue
+            listed.add(location)
+        kept.append(entry)
+    read.unused = kept
     return read
 
 
@@ -102,10 +116,20 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     times: list[tuple[str, str]] = []  # (OBX-14, location) of the results used
     statuses: dict[str, Status] = {}
     film: dict[str, Any] = {}
+    context: dict[str, Any] = {}
     lab_flags: dict[str, str] = {}
+    codes = context_codes(settings.ruleset)
     for obx in group.observations:
         if _is_film(obx):
             _read_film(obx, film, locations, read)
+            continue
+        name = context_field(obx, codes)  # platelet clumps, PLASMIC items (clinical-rules §8, §10 v2)
+        if name is not None:
+            problem = read_context_obx(obx, name, film, context, locations)
+            if problem is not None:
+                read.unused.append(_observation_entry(obx, problem))
+            else:
+                observations[name] = obx.location
             continue
         result = _read_observation(obx, settings, read)
         if result is None:
@@ -172,9 +196,21 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     if patient:
         document["patient"] = patient
     document["results"] = results
+    if group.medications:  # RXA: myelosuppressive therapy, heparin exposure (clinical-rules §11, §12 v2)
+        stated, stated_at, not_stating = medication_fields(
+            group.medications, collected, settings.ruleset, settings.zone, settings.zone_name
+        )
+        context.update(stated)
+        locations.update(stated_at)
+        observations.update({name: at.rsplit("-", 1)[0] for name, at in stated_at.items()})
+        read.unused.extend(not_stating)
     if film:
         document["film"] = film
-        observations.update({f"film.{key}": locations[f"film.{key}"].rsplit("-", 1)[0] for key in film})
+        observations.update(
+            {f"film.{key}": locations[f"film.{key}"].rsplit("-", 1)[0] for key in film if f"film.{key}" in locations}
+        )
+    if context:
+        document["context"] = context
     if lab_flags:
         document[LABORATORY_FLAGS] = lab_flags
     source = {
