@@ -153,6 +153,8 @@ class MedicationContext:
     unused: list[tuple[str, str]] = field(default_factory=list)  # (where, reason): a record that cannot be read
     #: (where, reason): a record read, but dated outside what this CBC's context covers (another CBC's, perhaps)
     out_of_time: list[tuple[str, str]] = field(default_factory=list)
+    #: every record that supports what is stated (`locations` names the one each field is shown with)
+    supporting: list[str] = field(default_factory=list)
 
 
 def medication_context(
@@ -173,6 +175,7 @@ def medication_context(
         if record.field == MYELOSUPPRESSIVE:
             reason, dated = _myelosuppressive_reason(record, collected_at, window, window_days)
             if reason is None:
+                out.supporting.append(record.where)
                 if MYELOSUPPRESSIVE not in out.context:
                     out.context[MYELOSUPPRESSIVE] = True
                     out.locations[MYELOSUPPRESSIVE] = record.where
@@ -184,6 +187,7 @@ def medication_context(
             out.out_of_time.append((record.where, "heparin: started after this CBC was collected"))
         else:
             starts.append((record.start, record.where))
+            out.supporting.append(record.where)
     if starts:
         start, where = min(starts, key=lambda pair: _aware(pair[0]))
         out.context[HEPARIN] = start

@@ -210,7 +210,7 @@ def apply_medications(
         for where, reason in stated.unused:
             node = by_path[where]
             reasons.setdefault(where, Unused(node.type, node.id, where, reason))
-        used.update(stated.locations.values())
+        used.update(stated.supporting)
         # A record dated outside this CBC's window is not about this CBC: counted as ignored unless another uses it.
         if stated.context:
             context = cbc.document.setdefault("context", {})

@@ -118,8 +118,9 @@ def _exposure(rxa: Segment, codes: ContextCodes, zone, zone_name: str) -> Medica
 
 def medication_fields(
     rxas: list[Segment], collected_at: str | None, rs: Ruleset, zone, zone_name: str
-) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
-    """(context fields, their locations, unused RXA entries) for a CBC collected at `collected_at`."""
+) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]], list[str]]:
+    """(context fields, their locations, unused RXA entries, every RXA read for them) for a CBC collected at
+    `collected_at`."""
     codes = context_codes(rs)
     exposures, unused = [], []
     for rxa in rxas:
@@ -139,7 +140,7 @@ def medication_fields(
         for name, value in stated.context.items()
     }
     locations = {name: f"{where}-5" for name, where in stated.locations.items()}
-    return context, locations, unused
+    return context, locations, unused, stated.supporting
 
 
 def _rxa_entry(rxa: Segment, reason: str) -> dict[str, Any]:

@@ -82,23 +82,23 @@ def read_message(text: str, settings: ReadSettings) -> Hl7Read:
 def read_parsed(parsed: ParsedMessage, settings: ReadSettings) -> Hl7Read:
     """The documents of a parsed message whose type was checked (see read_message)."""
     read = Hl7Read(parsed, [], [])
+    read_rxa: set[str] = set()  # RXA segments some CBC read (one patient's RXA serves all its order groups)
     for number, start in parsed.ignored_lines:
         read.unused.append({"location": f"line {number}", "reason": f"not an HL7 segment ({start!r}); ignored"})
     for obx in parsed.stray_observations:
         read.unused.append(_observation_entry(obx, "an OBX outside any order group (no OBR before it)"))
     for group in parsed.groups:
-        cbc = _read_group(group, settings, read)
+        cbc = _read_group(group, settings, read, read_rxa)
         if cbc is not None:
             read.cbcs.append(cbc)
     # An RXA is listed as unused once, and only when no CBC of the message read it (a patient's RXA serves
     # every order group of that patient, dated inside one CBC's window and outside another's).
-    used = {at for cbc in read.cbcs for at in cbc.source["observations"].values()}
     listed: set[str] = set()
     kept = []
     for entry in read.unused:
         location = entry.get("location", "")
         if location.startswith("RXA["):
-            if location in used or location in listed:
+            if location in read_rxa or location in listed:
                 continue
             listed.add(location)
         kept.append(entry)
@@ -106,7 +106,7 @@ def read_parsed(parsed: ParsedMessage, settings: ReadSettings) -> Hl7Read:
     return read
 
 
-def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7Cbc | None:
+def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read, read_rxa: set[str]) -> Hl7Cbc | None:
     obr = group.obr.location
     results: dict[str, dict[str, Any]] = {}
     locations: dict[str, str] = {"": obr, "results": obr}
@@ -197,9 +197,10 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
         document["patient"] = patient
     document["results"] = results
     if group.medications:  # RXA: myelosuppressive therapy, heparin exposure (clinical-rules §11, §12 v2)
-        stated, stated_at, not_stating = medication_fields(
+        stated, stated_at, not_stating, supporting = medication_fields(
             group.medications, collected, settings.ruleset, settings.zone, settings.zone_name
         )
+        read_rxa.update(supporting)
         context.update(stated)
         locations.update(stated_at)
         observations.update({name: at.rsplit("-", 1)[0] for name, at in stated_at.items()})
