@@ -26,7 +26,10 @@ def one_run(root: Path, calls: int) -> dict[str, float]:
     env = {**os.environ, "LABSERVICE_REFERENCE_RANGES": str(root / "reference_ranges")}
     out = subprocess.run(
         [sys.executable, str(root / "bench" / "engine.py"), "--sizes", "", "--calls", str(calls)],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
     found = {match.group(1): float(match.group(2)) for line in out.splitlines() if (match := ROW.match(line))}
     return {"engine": found["engine (interpret_cbc_table)"], "full": found["parse + engine + render"]}
