@@ -58,9 +58,10 @@ def test_every_row_names_its_source() -> None:
         (LOINC, "38483-4", "context.creatinine_mg_dl"),
         (RXNORM, "314659", HEPARIN),
         (RXNORM, "1736776", MYELOSUPPRESSIVE),
-        # WHO ATC: L01 antineoplastic agents (the whole group), B01AB05 enoxaparin
-        (ATC, "L01XA03", MYELOSUPPRESSIVE),  # oxaliplatin, under L01
-        (ATC, "L01", MYELOSUPPRESSIVE),
+        # WHO ATC: the cytotoxic groups of L01 (L01A, L01B, L01C, L01D, L01XA), B01AB05 enoxaparin
+        (ATC, "L01XA03", MYELOSUPPRESSIVE),  # oxaliplatin, under L01XA platinum compounds
+        (ATC, "L01AA01", MYELOSUPPRESSIVE),  # cyclophosphamide, under L01A alkylating agents
+        (ATC, "L01BC01", MYELOSUPPRESSIVE),  # cytarabine, under L01B antimetabolites
         (ATC, "B01AB05", HEPARIN),
     ],
 )
@@ -74,6 +75,8 @@ def test_listed_codes(system: str, code: str, field: str) -> None:
         (ATC, "B01AB02"),  # antithrombin III: in the heparin group of ATC, but not heparin
         (ATC, "B01AX05"),  # fondaparinux: not a heparin
         (ATC, "L04AX03"),  # methotrexate as an immunosuppressant: not under L01
+        (ATC, "L01FA01"),  # rituximab (L01F antibodies): not listed, so it never lowers a critical count's urgency
+        (ATC, "L01"),  # the whole antineoplastic group is not listed, only its cytotoxic groups
         (RXNORM, "1803932"),  # leucovorin (Synthea's FOLFOX): a rescue agent, not myelosuppressive
         ("http://snomed.info/sct", "7796-6"),  # a LOINC code under another system
     ],
