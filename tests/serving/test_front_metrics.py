@@ -65,7 +65,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]
             assert process.poll() is None, log.read_text(errors="replace")
             try:
                 return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 return False
 
         wait_until(healthy, START_TIMEOUT, "labservice serve to answer /healthz", interval=0.2)
