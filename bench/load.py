@@ -328,6 +328,8 @@ def overload(port: int, api: dict[str, str], rate: float, seconds: float, start_
     elapsed = time.perf_counter() - started
     answered = sorted(r.latency_ms for r in results if r.status == 200)
     refused = sorted(r.latency_ms for r in results if r.status in (503, APP_503))
+    by_app = [r.latency_ms for r in results if r.status == APP_503]
+    refused_sent = [r.service_ms for r in results if r.status in (503, APP_503)]
     errors = [r for r in results if r.status not in (200, 503, APP_503)]
     lag = sorted(r.lag_ms for r in results)
     return {"rate": rate, "seconds": seconds, "elapsed": elapsed, "requests": len(results),
@@ -336,6 +338,7 @@ def overload(port: int, api: dict[str, str], rate: float, seconds: float, start_
             "goodput": len(answered) / seconds, "answered_p50": percentile(answered, 50),
             "answered_p99": percentile(answered, 99), "answered_max": answered[-1] if answered else float("nan"),
             "refused_p99": percentile(refused, 99), "refused_max": refused[-1] if refused else 0.0,
+            "refused_by_app_max": max(by_app, default=0.0), "refused_max_from_send": max(refused_sent, default=0.0),
             "lag_p99": percentile(lag, 99), "statuses": _count(str(r.status) for r in results)}
 
 
@@ -464,8 +467,8 @@ def report(capacities: list[dict], overloads: list[dict], slow: dict, workers: i
               f"| {capacity['p50']:.1f} | {capacity['p99']:.1f} | {capacity['statuses']} |")
     print(f"\n| overload round: open loop at {factor:g} x the capacity just before, {overloads[0]['seconds']:g} s "
           "| sent/s | client lag p99 ms | goodput/s | % of capacity around it | CPU: % of capacity's 200s per "
-          "worker CPU s | refused (by the app) | refusal p99 / max ms | answered p50 / p99 / max ms "
-          "| timeouts, resets, other |")
+          "worker CPU s | refused (by the app) | refusal p99 / max ms (the app's max; max from the send) "
+          "| answered p50 / p99 / max ms | timeouts, resets, other |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     shares, efficiencies = [], []
     for number, over in enumerate(overloads):
@@ -479,6 +482,7 @@ def report(capacities: list[dict], overloads: list[dict], slow: dict, workers: i
         print(f"| {number + 1} | {over['rate']:.0f} | {over['lag_p99']:.0f} | {over['goodput']:.1f} "
               f"| {share:.0f} % (of {around:.1f}/s) | {efficiency:.0f} % | {over['refused']:,} "
               f"({over['refused_by_app']:,}) | {over['refused_p99']:.0f} / {over['refused_max']:.0f} "
+              f"({over['refused_by_app_max']:.0f}; {over['refused_max_from_send']:.0f}) "
               f"| {over['answered_p50']:.0f} / {over['answered_p99']:.0f} / {over['answered_max']:.0f} "
               f"| {over['errors']:,} |")
     errors = sum(over["errors"] for over in overloads)

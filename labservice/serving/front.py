@@ -19,6 +19,10 @@ its child on a private Unix socket (in a temporary directory only this user can 
   app refuses the same way a request that waited past the budget after the front let it go
   (labservice.serving.queue_time). Refusing costs no worker time, so the workers stay busy with requests
   that can still be answered in time and the answered ones keep a short latency.
+- **Counted.** Each request the front answers itself (503 overloaded, 408, 400, 413, 431, 501, 502) is counted in
+  `labservice_front_refused_requests_total{status,reason}` (labservice.serving.metrics), in a file of the
+  front's own in the prometheus-client multiprocess directory it makes and gives gunicorn: a scrape of
+  /metrics, answered by any worker, sums it with the workers' counters.
 - **The liveness probe** (`/livez`) never waits for a slot and is never refused by queue time: refusing it
   under load would get a busy, healthy process restarted.
 - **Slow readers cannot hold a worker either.** The answer is read from the worker as fast as it comes, into
