@@ -254,8 +254,9 @@ class Front:
                 await writer.wait_closed()
 
     async def _refuse(self, writer: asyncio.StreamWriter, error: ClientError) -> None:
-        """Answer a request the front does not pass on, and count it."""
-        self.count(error.status, error.reason)
+        """Answer a request the front does not pass on, and count it (a count that fails never stops the answer)."""
+        with contextlib.suppress(Exception):
+            self.count(error.status, error.reason)
         await _answer(writer, error)
 
     async def _read_request(
