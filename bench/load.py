@@ -1,19 +1,23 @@
 """Load: the service as `labservice serve` runs it (the buffering front, 2 gunicorn sync workers behind it, a
 throw-away database) on loopback: capacity, overload and slow clients (issue 12 items 3, 4 and 6).
 
-Usage: python bench/load.py [--seconds 30] [--factor 3] [--workers 2] [--database-url URL] [--smoke]
-                            [--mix-rates 25,50]
+Usage: python bench/load.py [--seconds 30] [--factor 3] [--rounds 3] [--capacity-seconds 10] [--workers 2]
+                            [--database-url URL] [--smoke] [--mix-rates 25,50]
 
 1. **Capacity**: closed loop, twice as many callers as workers, each sending the next storing interpretation
    (POST /api/v1/interpretations, one CBC of one of 2,000 patients with a new collection time: stored and
    delta-checked) as soon as its last one is answered, for --capacity-seconds after a warm-up. Capacity is the
-   answered requests per second, measured before the overload and again after it; the overload's goodput is
-   compared with the higher of the two (the machine is shared, its speed drifts).
+   answered requests per second, measured before each overload round and after it (--rounds rounds: capacity,
+   overload, capacity, overload, ..., capacity); each round's goodput is compared with the mean of the two
+   capacities around it (the machine is shared, its speed drifts), and the rounds' min/median/max printed.
 2. **Overload**: open loop (bench/openloop.py: request i is due at start + i / rate whatever happened to the
    ones before, so a queue shows as latency, not as fewer requests) of the same storing requests at --factor
    times that capacity for --seconds. Targets (issue 12 item 3): no timeouts or resets (every request answered
    200 or 503), every refusal (503 + Retry-After) within 500 ms of its due time, goodput (200s per second) at
-   least 90 % of the capacity measured in the same run, answered p99 <= 1 s.
+   least 90 % of the capacity measured around it, answered p99 <= 1 s. Beside it: the answered requests per
+   second of the workers' CPU against the same at capacity (below 100 %: work wasted; else CPU not given), and
+   from /proc the CPU of the front, gunicorn and the generator, and the workers' time on a core, waiting for
+   one and asleep.
 3. **Slow clients**: 20 sockets send a storing request a byte every 50 ms (ten the headers, ten the body) and
    are held open while health checks and storing interpretations are sent one after the other for
    --slow-seconds. Target (item 4): each answered within 1 s.
