@@ -112,6 +112,7 @@ def bench(args: list[str]) -> int:
         ["bench/api.py", *(["--seconds", "1"] if smoke else [])],
         ["bench/batch.py", *(["--smoke"] if smoke else [])],
         ["bench/dashboard.py", *(["--smoke"] if smoke else [])],
+        ["bench/result_pages.py", *(["--smoke"] if smoke else [])],
         ["bench/interop.py", *(["--smoke"] if smoke else [])],
         ["bench/load.py", *(["--smoke"] if smoke else [])],
         ["bench/distributed.py", *(["--smoke"] if smoke else [])],

@@ -1,19 +1,23 @@
 """Load: the service as `labservice serve` runs it (the buffering front, 2 gunicorn sync workers behind it, a
 throw-away database) on loopback: capacity, overload and slow clients (issue 12 items 3, 4 and 6).
 
-Usage: python bench/load.py [--seconds 30] [--factor 3] [--workers 2] [--database-url URL] [--smoke]
-                            [--mix-rates 25,50]
+Usage: python bench/load.py [--seconds 30] [--factor 3] [--rounds 3] [--capacity-seconds 10] [--workers 2]
+                            [--database-url URL] [--smoke] [--mix-rates 25,50]
 
 1. **Capacity**: closed loop, twice as many callers as workers, each sending the next storing interpretation
    (POST /api/v1/interpretations, one CBC of one of 2,000 patients with a new collection time: stored and
    delta-checked) as soon as its last one is answered, for --capacity-seconds after a warm-up. Capacity is the
-   answered requests per second, measured before the overload and again after it; the overload's goodput is
-   compared with the higher of the two (the machine is shared, its speed drifts).
+   answered requests per second, measured before each overload round and after it (--rounds rounds: capacity,
+   overload, capacity, overload, ..., capacity); each round's goodput is compared with the mean of the two
+   capacities around it (the machine is shared, its speed drifts), and the rounds' min/median/max printed.
 2. **Overload**: open loop (bench/openloop.py: request i is due at start + i / rate whatever happened to the
    ones before, so a queue shows as latency, not as fewer requests) of the same storing requests at --factor
    times that capacity for --seconds. Targets (issue 12 item 3): no timeouts or resets (every request answered
    200 or 503), every refusal (503 + Retry-After) within 500 ms of its due time, goodput (200s per second) at
-   least 90 % of the capacity measured in the same run, answered p99 <= 1 s.
+   least 90 % of the capacity measured around it, answered p99 <= 1 s. Beside it: the answered requests per
+   second of the workers' CPU against the same at capacity (below 100 %: work wasted; else CPU not given), and
+   from /proc the CPU of the front, gunicorn and the generator, and the workers' time on a core, waiting for
+   one and asleep.
 3. **Slow clients**: 20 sockets send a storing request a byte every 50 ms (ten the headers, ten the body) and
    are held open while health checks and storing interpretations are sent one after the other for
    --slow-seconds. Target (item 4): each answered within 1 s.
@@ -232,10 +236,12 @@ def print_run(rate: float, seconds: float, warmup: float, workers: int, database
 
 class CpuMeter:
     """CPU seconds (user + system) used since the last reading by the front, by gunicorn (its master and
-    workers: the front's descendants) and by this load generator, read from /proc (Linux)."""
+    workers: the front's descendants) and by this load generator, read from /proc (Linux). `serve_pid` is
+    `labservice serve`'s process: the front is its child running labservice.serving.front (the job worker, its
+    other child, is counted in neither)."""
 
-    def __init__(self, front_pid: int) -> None:
-        self.front_pid = front_pid
+    def __init__(self, serve_pid: int) -> None:
+        self.serve_pid = serve_pid
         self.last = self._now()
 
     def since_last(self) -> dict[str, float]:
@@ -258,13 +264,38 @@ class CpuMeter:
                 continue
             parents[int(entry)] = int(fields[1])
             times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-        descendants, frontier = set(), {self.front_pid}
+        front_pid = self.serve_pid
+        for pid, parent in parents.items():
+            if parent == self.serve_pid and b"labservice.serving.front" in _cmdline(pid):
+                front_pid = pid
+        descendants, frontier = set(), {front_pid}
         while frontier:
             frontier = {pid for pid, parent in parents.items() if parent in frontier} - descendants
             descendants |= frontier
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"front": times.get(self.front_pid, 0.0), "gunicorn": sum(times.get(pid, 0.0) for pid in descendants),
-                "generator": usage.ru_utime + usage.ru_stime}
+        # The workers (gunicorn's children): seconds on a core and seconds runnable but waiting for one (the
+        # rest of their time they slept: idle, or waiting for the disk).
+        workers = [pid for pid in descendants if parents.get(parents.get(pid, 0), 0) == front_pid]
+        running = waiting = 0.0
+        for pid in workers:
+            try:
+                with open(f"/proc/{pid}/schedstat") as schedstat:
+                    on_cpu, queued = schedstat.read().split()[:2]
+            except OSError:
+                continue
+            running += int(on_cpu) / 1e9
+            waiting += int(queued) / 1e9
+        return {"front": times.get(front_pid, 0.0), "gunicorn": sum(times.get(pid, 0.0) for pid in descendants),
+                "generator": usage.ru_utime + usage.ru_stime, "workers_running": running,
+                "workers_waiting": waiting, "wall": time.monotonic()}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:
+        return b""
 
 
 def storing_plan(count: int, port: int, api: dict[str, str], start_index: int) -> list[Planned]:
@@ -294,13 +325,15 @@ def measure_capacity(port: int, api: dict[str, str], clients: int, seconds: floa
             "statuses": _count(str(r.status) for r in results)}
 
 
-def overload(port: int, api: dict[str, str], rate: float, seconds: float) -> dict:
-    plan = storing_plan(int(rate * seconds), port, api, 7_000_000)
+def overload(port: int, api: dict[str, str], rate: float, seconds: float, start_index: int) -> dict:
+    plan = storing_plan(int(rate * seconds), port, api, start_index)
     started = time.perf_counter()
     results = run_open_loop(HOST, port, plan, rate)
     elapsed = time.perf_counter() - started
     answered = sorted(r.latency_ms for r in results if r.status == 200)
     refused = sorted(r.latency_ms for r in results if r.status in (503, APP_503))
+    by_app = [r.latency_ms for r in results if r.status == APP_503]
+    refused_sent = [r.service_ms for r in results if r.status in (503, APP_503)]
     errors = [r for r in results if r.status not in (200, 503, APP_503)]
     lag = sorted(r.lag_ms for r in results)
     return {"rate": rate, "seconds": seconds, "elapsed": elapsed, "requests": len(results),
@@ -309,6 +342,7 @@ def overload(port: int, api: dict[str, str], rate: float, seconds: float) -> dic
             "goodput": len(answered) / seconds, "answered_p50": percentile(answered, 50),
             "answered_p99": percentile(answered, 99), "answered_max": answered[-1] if answered else float("nan"),
             "refused_p99": percentile(refused, 99), "refused_max": refused[-1] if refused else 0.0,
+            "refused_by_app_max": max(by_app, default=0.0), "refused_max_from_send": max(refused_sent, default=0.0),
             "lag_p99": percentile(lag, 99), "statuses": _count(str(r.status) for r in results)}
 
 
@@ -395,63 +429,88 @@ def slow_clients(port: int, api: dict[str, str], sockets: int, seconds: float) -
     return out
 
 
-def print_cpu(parts: list[tuple[str, dict]]) -> None:
+def print_cpu(parts: list[tuple[str, dict]], workers: int) -> None:
     print("\nCPU used in each part (the share of the 2 cores the service got decides its capacity here):\n")
-    print("| CPU seconds used | front | gunicorn (master and workers) | load generator | gunicorn's cores "
-          "| gunicorn ms per 200 | front ms per request |")
-    print("|---|---|---|---|---|---|---|")
+    print("| part | CPU s: front | gunicorn (master and workers) | load generator | gunicorn's cores "
+          "| gunicorn ms per 200 | front ms per request | workers on a core / waiting for one / asleep |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, part in parts:
         cpu, ok = part["cpu"], part.get("ok", part.get("answered", 0))
         wall = part.get("elapsed", part.get("seconds", 1.0))
+        worker_wall = workers * cpu["wall"]
+        running, waiting = cpu["workers_running"] / worker_wall, cpu["workers_waiting"] / worker_wall
         print(f"| {name} | {cpu['front']:.1f} | {cpu['gunicorn']:.1f} | {cpu['generator']:.1f} "
               f"| {cpu['gunicorn'] / wall:.2f} | {1e3 * cpu['gunicorn'] / max(ok, 1):.1f} "
-              f"| {1e3 * cpu['front'] / max(part['requests'], 1):.2f} |")
+              f"| {1e3 * cpu['front'] / max(part['requests'], 1):.2f} "
+              f"| {100 * running:.0f} % / {100 * waiting:.0f} % / {100 * (1 - running - waiting):.0f} % |")
 
 
 def met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def report(capacities: list[dict], over: dict, slow: dict, workers: int, database: str, factor: float,
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def report(capacities: list[dict], overloads: list[dict], slow: dict, workers: int, database: str, factor: float,
            loads: list[float]) -> bool:
-    """The tables; goodput is compared with the higher of the capacities measured before and after the overload
-    (the machine is shared: its speed drifts)."""
+    """The tables. Each overload round's goodput is compared with the mean of the capacities measured just before
+    and just after it (the machine is shared: its speed drifts, and the two bracket the round)."""
     print(f"\nLoad ({database}; `labservice serve -w {workers}`: the front and {workers} gunicorn sync workers; "
           f"{os.cpu_count()} cores; load average {', '.join(f'{x:.1f}' for x in loads)} at the start of each "
           f"part and the end; the load generator runs on the same cores)\n")
     print("| capacity: closed loop, storing interpretations | callers | seconds | answered/s | p50 ms | p99 ms "
           "| statuses |")
     print("|---|---|---|---|---|---|---|")
-    for name, capacity in zip(("before the overload", "after it"), capacities, strict=True):
+    for number, capacity in enumerate(capacities):
+        name = "before round 1" if number == 0 else f"after round {number}"
         print(f"| {name} | {capacity['clients']} | {capacity['seconds']:.1f} | {capacity['per_second']:.1f} "
               f"| {capacity['p50']:.1f} | {capacity['p99']:.1f} | {capacity['statuses']} |")
-    capacity = max(capacities, key=lambda row: row["per_second"])
-    goodput_ok = over["goodput"] >= 0.9 * capacity["per_second"]
-    refusals_ok = over["refused_max"] <= 500
-    p99_ok = over["answered"] > 0 and over["answered_p99"] <= 1000
-    errors_ok = over["errors"] == 0
-    print(f"\n| overload: open loop at {factor:g} x capacity | value | target |")
-    print("|---|---|---|")
-    print(f"| sent | {over['requests']:,} at {over['rate']:.0f}/s for {over['seconds']:g} s (client lag p99 "
-          f"{over['lag_p99']:.0f} ms) | |")
-    print(f"| timeouts, resets, other statuses | {over['errors']:,} | 0: {met(errors_ok)} |")
-    print(f"| refused (503 + Retry-After) | {over['refused']:,} ({over['refused_by_app']:,} by the app); "
-          f"p99 {over['refused_p99']:.0f} ms, max "
-          f"{over['refused_max']:.0f} ms | every one <= 500 ms: {met(refusals_ok)} |")
-    share = 100 * over["goodput"] / max(capacity["per_second"], 1e-9)
-    print(f"| goodput (200/s) | {over['goodput']:.1f} = {share:.0f} % of the higher capacity "
-          f"({capacity['per_second']:.1f}/s) | >= 90 %: {met(goodput_ok)} |")
-    if all("cpu" in part for part in (*capacities, over)):
-        per_ok = [1e3 * part["cpu"]["gunicorn"] / max(part.get("ok", part.get("answered", 0)), 1)
-                  for part in (*capacities, over)]
-        cores = [part["cpu"]["gunicorn"] / part.get("elapsed", part.get("seconds", 1.0))
-                 for part in (*capacities, over)]
-        print(f"| gunicorn CPU per answered request | {per_ok[-1]:.1f} ms, against "
-              f"{' and '.join(f'{x:.1f}' for x in per_ok[:-1])} ms at capacity; gunicorn had {cores[-1]:.2f} cores, "
-              f"against {' and '.join(f'{x:.2f}' for x in cores[:-1])} | |")
-    print(f"| answered latency from due | p50 {over['answered_p50']:.0f} ms, p99 {over['answered_p99']:.0f} ms, "
-          f"max {over['answered_max']:.0f} ms | p99 <= 1,000 ms: {met(p99_ok)} |")
-    print(f"| statuses | {over['statuses']} | |")
+    print(f"\n| overload round: open loop at {factor:g} x the capacity just before, {overloads[0]['seconds']:g} s "
+          "| sent/s | client lag p99 ms | goodput/s | % of capacity around it | CPU: % of capacity's 200s per "
+          "worker CPU s | refused (by the app) | refusal p99 / max ms (the app's max; max from the send) "
+          "| answered p50 / p99 / max ms | timeouts, resets, other |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    shares, efficiencies = [], []
+    for number, over in enumerate(overloads):
+        around = (capacities[number]["per_second"] + capacities[number + 1]["per_second"]) / 2
+        share = 100 * over["goodput"] / max(around, 1e-9)
+        shares.append(share)
+        per_cpu = [part["ok"] / max(part["cpu"]["workers_running"], 1e-9)
+                   for part in (capacities[number], capacities[number + 1])]
+        efficiency = 100 * over["answered"] / max(over["cpu"]["workers_running"], 1e-9) / (sum(per_cpu) / 2)
+        efficiencies.append(efficiency)
+        print(f"| {number + 1} | {over['rate']:.0f} | {over['lag_p99']:.0f} | {over['goodput']:.1f} "
+              f"| {share:.0f} % (of {around:.1f}/s) | {efficiency:.0f} % | {over['refused']:,} "
+              f"({over['refused_by_app']:,}) | {over['refused_p99']:.0f} / {over['refused_max']:.0f} "
+              f"({over['refused_by_app_max']:.0f}; {over['refused_max_from_send']:.0f}) "
+              f"| {over['answered_p50']:.0f} / {over['answered_p99']:.0f} / {over['answered_max']:.0f} "
+              f"| {over['errors']:,} |")
+    errors = sum(over["errors"] for over in overloads)
+    refused_max = max(over["refused_max"] for over in overloads)
+    answered_p99 = [over["answered_p99"] for over in overloads]
+    goodput_ok = min(shares) >= 90
+    refusals_ok = refused_max <= 500
+    p99_ok = all(over["answered"] > 0 for over in overloads) and max(answered_p99) <= 1000
+    errors_ok = errors == 0
+    rounds = len(overloads)
+    print(f"\n| overload, {rounds} rounds | min | median | max | target |")
+    print("|---|---|---|---|---|")
+    print(f"| goodput, % of the capacity around it | {min(shares):.0f} % | {median(shares):.0f} % "
+          f"| {max(shares):.0f} % | >= 90 % in every round: {met(goodput_ok)} |")
+    print(f"| 200s per worker CPU second, % of capacity's | {min(efficiencies):.0f} % | {median(efficiencies):.0f} % "
+          f"| {max(efficiencies):.0f} % | (where the rest went: work wasted, or CPU the machine did not give) |")
+    print(f"| refusal latency max, ms | {min(o['refused_max'] for o in overloads):.0f} "
+          f"| {median([o['refused_max'] for o in overloads]):.0f} | {refused_max:.0f} "
+          f"| every one <= 500 ms: {met(refusals_ok)} |")
+    print(f"| answered p99, ms | {min(answered_p99):.0f} | {median(answered_p99):.0f} | {max(answered_p99):.0f} "
+          f"| <= 1,000 ms: {met(p99_ok)} |")
+    print(f"| timeouts, resets, other statuses | {min(o['errors'] for o in overloads)} "
+          f"| {median([o['errors'] for o in overloads]):g} | {max(o['errors'] for o in overloads)} "
+          f"| 0: {met(errors_ok)} |")
     health, stored = slow["health"], slow["interpretation"]
     slow_ok = (health["ok"] == health["requests"] and stored["ok"] == stored["requests"]
                and max(health["max"], stored["max"]) <= 1000 and slow["still_open"] == slow["sockets"])
@@ -496,7 +555,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="overload duration (and per mix rate)")
     parser.add_argument("--factor", type=float, default=3.0, help="overload arrival rate / measured capacity")
-    parser.add_argument("--capacity-seconds", type=float, default=15.0)
+    parser.add_argument("--capacity-seconds", type=float, default=10.0, help="each capacity measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="overload rounds, each between two capacity "
+                                                              "measurements")
     parser.add_argument("--slow-seconds", type=float, default=8.0, help="below FRONT_HEADER_TIMEOUT (10 s)")
     parser.add_argument("--slow-sockets", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
@@ -508,29 +569,40 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.capacity_seconds, args.slow_seconds, args.slow_sockets, args.warmup = 3.0, 2.0, 2.0, 5, 1.0
+        args.rounds = 1
     work = Path(tempfile.mkdtemp(prefix="labservice-load-"))
     url = args.database_url or f"sqlite:///{work / 'load.sqlite'}"
     database = "SQLite" if args.database_url is None else "PostgreSQL" if "postgresql" in url else url.split(":")[0]
     try:
         api = bearer(create_api_key(url, ("interpret", "read")))
         username = create_user(url)
-        with served(url, args.workers, work) as (port, front_pid):
+        with served(url, args.workers, work) as (port, serve_pid):
             seeded = 20 if args.smoke else SEEDED_PATIENTS
             seed_patients(port, api, seeded)
             loads = [os.getloadavg()[0]]
-            cpu = CpuMeter(front_pid)
-            before = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup, 6_000_000, cpu)
-            before["cpu"] = cpu.since_last()
-            loads.append(os.getloadavg()[0])
-            over = overload(port, api, args.factor * before["per_second"], args.seconds)
-            over["cpu"] = cpu.since_last()
-            loads.append(os.getloadavg()[0])
-            after = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, 0, 6_500_000, cpu)
-            after["cpu"] = cpu.since_last()
+            cpu = CpuMeter(serve_pid)
+            capacities = [measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup,
+                                           6_000_000, cpu)]
+            capacities[0]["cpu"] = cpu.since_last()
+            overloads = []
+            for number in range(args.rounds):  # capacity, overload, capacity, overload, ..., capacity
+                loads.append(os.getloadavg()[0])
+                over = overload(port, api, args.factor * capacities[-1]["per_second"], args.seconds,
+                                7_000_000 + 100_000 * number)
+                over["cpu"] = cpu.since_last()
+                overloads.append(over)
+                loads.append(os.getloadavg()[0])
+                after = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, 0,
+                                         6_100_000 + 100_000 * number, cpu)
+                after["cpu"] = cpu.since_last()
+                capacities.append(after)
             loads.append(os.getloadavg()[0])
             slow = slow_clients(port, api, args.slow_sockets, args.slow_seconds)
-            report([before, after], over, slow, args.workers, database, args.factor, loads)
-            print_cpu([("capacity before", before), ("overload", over), ("capacity after", after)])
+            report(capacities, overloads, slow, args.workers, database, args.factor, loads)
+            parts = [("capacity before round 1", capacities[0])]
+            for number, (over, after) in enumerate(zip(overloads, capacities[1:], strict=True)):
+                parts += [(f"overload round {number + 1}", over), (f"capacity after round {number + 1}", after)]
+            print_cpu(parts, args.workers)
             if args.mix_rates:
                 session = sign_in(f"http://{HOST}:{port}", username)
                 rates = [float(rate) for rate in args.mix_rates.split(",")]

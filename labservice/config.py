@@ -33,6 +33,11 @@ class Settings:
     #: Empty means instance/ under the working directory; a relative path is taken from the working directory.
     #: The server and every command (create-key, init-db...) use the same one.
     INSTANCE_PATH: str = ""
+    #: The key that signs the dashboard's session cookie (sign-in, CSRF token, flash messages). Empty means a random
+    #: key made once and kept in <instance folder>/secret_key, which every worker process of one installation
+    #: shares; set it (the same value everywhere) when several machines serve one dashboard behind a load balancer.
+    #: Changing it signs every dashboard user out.
+    SECRET_KEY: str = ""
     #: Largest CSV upload to POST /api/v1/batches in bytes (256 MiB); a larger upload answers 413.
     #: It applies to that endpoint only: every other request keeps MAX_CONTENT_LENGTH.
     MAX_UPLOAD_BYTES: int = 256 * 1024 * 1024

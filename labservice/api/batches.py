@@ -85,7 +85,13 @@ class BatchSummarySchema(Schema):
     """What the run reported (labservice.batch.summary.BatchSummary)."""
 
     shape = fields.String(metadata={"enum": ["wide", "long"], "description": "How the file was read"})
-    encoding = fields.String(metadata={"example": "utf-8"})
+    encoding = fields.String(
+        metadata={
+            "example": "utf-8",
+            "description": "The encoding the file was read in: utf-8 (a BOM allowed), else cp1252 (Windows-1252, "
+            "said in `warnings`), or the mapping's `encoding`. UTF-16 files are refused (422: save as CSV UTF-8)",
+        }
+    )
     delimiter = fields.String(metadata={"example": ","})
     decimal = fields.String(metadata={"example": "."})
     rows_in = fields.Integer(
@@ -122,7 +128,16 @@ class BatchSummarySchema(Schema):
     warnings = fields.List(
         fields.String(),
         metadata={
-            "description": "Problems with the file as a whole that did not stop it, e.g. bytes that are not UTF-8"
+            "description": "Problems with the file as a whole that did not stop it: no patient id column, a file "
+            "read as Windows-1252 (not UTF-8), bytes that are not UTF-8"
+        },
+    )
+    patient_id_warning = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Set when no column holds a patient id (e.g. a header `id`, read as a sample id): the rows "
+            "are interpreted but none is stored, so none appears in the worklist; says how to map a patient column. "
+            "Also the first of `warnings`."
         },
     )
     ruleset_version = fields.String()
@@ -154,6 +169,13 @@ class BatchSchema(Schema):
     already_uploaded = fields.Boolean(
         metadata={"description": "Upload answers only: true when this batch existed and was not interpreted again"}
     )
+    warnings = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Upload answers only: what the check of the file's header says at once, before the job "
+            "runs (no column holds a patient id, so no row will appear in the worklist)"
+        },
+    )
     status = fields.String(
         required=True,
         metadata={
@@ -162,13 +184,16 @@ class BatchSchema(Schema):
         },
     )
     progress = fields.Float(
-        metadata={"description": "Fraction of the file's bytes read and stored, 0 to 1 (1 only when done)"}
+        metadata={
+            "description": "Fraction of the file done, 0 to 1 (1 only when done): a wide file's lines interpreted "
+            "and stored (estimated from its average line), a long file's bytes read"
+        }
     )
     rows_read = fields.Integer(metadata={"description": "Data rows read so far (the summary's rows_in when done)"})
     interpreted = fields.Integer(metadata={"description": "Rows interpreted so far"})
     stored = fields.Integer(metadata={"description": "CBCs with a patient id newly stored so far"})
     rejected = fields.Integer(metadata={"description": "Rows with an error instead of an interpretation so far"})
-    bytes_read = fields.Integer(metadata={"description": "Bytes of the file read so far"})
+    bytes_read = fields.Integer(metadata={"description": "Bytes of the file done so far (see progress)"})
     bytes_total = fields.Integer(metadata={"description": "Bytes of the uploaded file"})
     created_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When it was queued"})
     started_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "When a worker began"})
@@ -265,16 +290,18 @@ NOT_DONE = _problem(
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem(
             "No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
-            "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."
+            "CBCs (empty, binary, UTF-16 text: save it as CSV UTF-8, no analyte column...); `errors` names `file` "
+            "or `mapping`."
         ),
     },
 )
 def create_batch() -> ResponseReturnValue:
     """Upload a CSV file of CBCs; a job interprets and stores every row"""
-    batch_id, queued = receive_upload()
+    batch_id, queued, warnings = receive_upload()
     job = find_job(batch_id)
     done = current_store().get(batch_id) is not None and (job is None or job.status == DONE)
-    return _answer(batch_id, job, already_uploaded=not queued, status=200 if done and not queued else 202)
+    status = 200 if done and not queued else 202
+    return _answer(batch_id, job, already_uploaded=not queued, status=status, warnings=warnings)
 
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
@@ -360,7 +387,14 @@ def _links(batch_id: str, done: bool) -> dict[str, str]:
     return links
 
 
-def _answer(batch_id: str, job: BatchJob | None, *, already_uploaded: bool | None, status: int) -> ResponseReturnValue:
+def _answer(
+    batch_id: str,
+    job: BatchJob | None,
+    *,
+    already_uploaded: bool | None,
+    status: int,
+    warnings: tuple[str, ...] | None = None,
+) -> ResponseReturnValue:
     stored = current_store().get(batch_id) if job is None or job.status == DONE else None
     record = stored.record if stored is not None else {}
     body: dict[str, Any] = {
@@ -369,6 +403,8 @@ def _answer(batch_id: str, job: BatchJob | None, *, already_uploaded: bool | Non
     }
     if already_uploaded is not None:
         body["already_uploaded"] = already_uploaded
+    if warnings is not None:
+        body["warnings"] = list(warnings)
     body.update(job_fields(job, record.get("summary")))
     done = stored is not None
     if done and body["status"] != DONE:

@@ -33,6 +33,7 @@ from labservice.store.models import (
     Referral,
 )
 from labservice.store.repository import (
+    CommunicatedBeforeCollection,
     DismissalWithoutReason,
     InvalidTransition,
     NoCriticalValue,
@@ -290,7 +291,11 @@ class CommunicationSchema(Schema):
         load_default=False, metadata={"description": "The person notified read the result back (only when reached)"}
     )
     communicated_at = fields.AwareDateTime(
-        load_default=None, metadata={"description": "When; default now. Not in the future beyond the clock skew"}
+        load_default=None,
+        metadata={
+            "description": "When; default now. Not in the future beyond the clock skew, nor before the CBC was "
+            "collected"
+        },
     )
     note = fields.String(allow_none=True, load_default=None, validate=[validate.Length(max=NOTE_MAX_LENGTH), NO_NUL])
     recorded_by = fields.String(dump_only=True, metadata={"description": "Who recorded it, as authenticated"})
@@ -517,7 +522,7 @@ def show_referral(referral_id: int) -> dict[str, Any]:
     responses={
         "404": NOT_FOUND,
         "409": _problem("The referral shows no critical value."),
-        "422": _problem("Bad field."),
+        "422": _problem("Bad field, or communicated_at in the future or before the CBC was collected."),
     },
 )
 def add_referral_communication(record: dict[str, Any], referral_id: int) -> tuple[dict[str, Any], int]:
@@ -544,6 +549,10 @@ def add_referral_communication(record: dict[str, Any], referral_id: int) -> tupl
             raise Problem(404, f"No referral with id {referral_id}.") from None
         except NoCriticalValue as error:
             raise Problem(409, f"Nothing was recorded: {error}.", {"referral_id": [f"{error}."]}) from None
+        except CommunicatedBeforeCollection as error:
+            raise Problem(
+                422, f"communicated_at: {error}.", {"communicated_at": ["Not before the CBC was collected."]}
+            ) from None
         detail = _detail(referral)
     touched_patients([detail["patient_id"]], "update")  # the audit trail
     return detail, 201

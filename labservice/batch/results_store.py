@@ -1,6 +1,7 @@
 """Uploaded batches and their results, kept on the filesystem: one directory per batch, written atomically.
 
-Layout: ``<directory>/<batch_id>/result.csv``, ``result.json``, ``summary.json`` (the record: batch id,
+Layout: ``<directory>/<batch_id>/result.csv``, ``result.json``, ``pages.npz`` (where its rows are, for the
+dashboard's pages: labservice.batch.result_pages), ``summary.json`` (the record: batch id,
 content hash, mapping document, when it was made and the run's summary) and ``patients.json`` (the distinct
 patient ids the results show, for the audit trail: a producer returns them under the record's ``patients`` key,
 which is written to this file rather than into the record every read loads). A batch is written into a
@@ -40,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, TextIO
+
+from labservice.batch.result_pages import write_index
 
 #: A batch id: 32 lower-case hex characters (no dots or slashes, so never a path outside the store).
 BATCH_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -190,6 +193,7 @@ class BatchStore:
             with _text_file(partial / RECORD_NAME) as handle:
                 json.dump(record, handle, ensure_ascii=False, indent=2)
                 handle.write("\n")
+            write_index(partial / JSON_NAME)  # the pages of rows the dashboard shows (counted in the quota)
             final = self.directory / batch_id
             existing = self.get(batch_id)
             if existing is not None:  # completed meanwhile: keep that one (and commit nothing)

@@ -50,16 +50,18 @@ def output_analytes(analytes: list[str]) -> list[str]:
     return [a for a in ANALYTES if a in present]
 
 
-def check_readable(source: IO[bytes], options: BatchOptions, ruleset: Ruleset | None = None) -> None:
+def check_readable(source: IO[bytes], options: BatchOptions, ruleset: Ruleset | None = None) -> ColumnPlan:
     """Raise BatchFileError (or MappingError) now when the file cannot be read as CBCs at all, as run_batch would at
-    its start: its encoding, delimiter and header (the first block only; the stream is rewound)."""
+    its start: its encoding, delimiter and header (the first block only; the stream is rewound). Returns which
+    column holds what."""
     check_options(options)
     rs = ruleset or default_ruleset()
     source.seek(0)
     stream = HashingStream(source)
     dialect = sniff(stream.peek_sample(SAMPLE_BYTES), options, complete=stream.exhausted)
-    plan_columns(dialect.header, options, rs)
+    plan = plan_columns(dialect.header, options, rs)
     source.seek(0)
+    return plan
 
 
 def run_batch(
@@ -102,6 +104,9 @@ def run_batch(
         columns_ignored=plan.ignored,
         ruleset_version=rs.version,
     )
+    summary.check_patient_ids()
+    if dialect.encoding_note:
+        summary.warnings.append(dialect.encoding_note)
     numeric = numeric_columns(plan) if plan.shape == "wide" else {plan.fields["value"]}
     records = read_records(
         io.BufferedReader(stream, 1 << 20),

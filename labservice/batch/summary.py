@@ -34,6 +34,8 @@ class BatchSummary:
     output_columns: list[str] = field(default_factory=list)
     first_errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # about the file as a whole (e.g. its encoding)
+    #: Set when no column holds a patient id: no row is stored, so none appears in the worklist (also warnings[0]).
+    patient_id_warning: str | None = None
     ruleset_version: str = ""
     content_sha256: str = ""
     bytes_read: int = 0
@@ -59,6 +61,12 @@ class BatchSummary:
         self.count_findings(part.by_finding)
         self.first_errors.extend(part.first_errors[: max(0, first_errors - len(self.first_errors))])
 
+    def check_patient_ids(self) -> None:
+        """Say loudly when no column was read as the patient id (see `patient_id_warning`)."""
+        self.patient_id_warning = patient_id_warning(self.columns_used)
+        if self.patient_id_warning:
+            self.warnings.insert(0, self.patient_id_warning)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -80,3 +88,18 @@ class BatchSummary:
             more = self.rejected - len(self.first_errors)
             lines.append(f"  ... and {more} more rejected rows (see the error column)")
         return "\n".join(lines)
+
+
+def patient_id_warning(columns_used: dict[str, str]) -> str | None:
+    """What to say when no column (header -> field) is read as the patient id, e.g. a header `id`, which is read as
+    a sample id: then no row can be stored, so none appears in the worklist. None when a column holds patient ids."""
+    if "patient_id" in columns_used.values():
+        return None
+    sample = next((header for header, name in columns_used.items() if name == "sample_id"), None)
+    column = sample if sample is not None else "MRN"
+    read_as = f"the column `{sample}` was read as a sample id, so " if sample is not None else ""
+    return (
+        f"No column holds a patient id: {read_as}these rows have no patient id and will not appear in the "
+        f'worklist; map a patient column (e.g. the mapping {{"columns": {{"{column}": "patient_id"}}}}, '
+        f"or on the command line --column {column}=patient_id)."
+    )

@@ -24,9 +24,13 @@ def derive_missing_counts(cols: CbcColumns, imprecise_wbc: Threshold | None = No
     (§1 v2: an automated differential of very few cells).
     """
     v = cols.values
-    _fill(cols, "neutrophils", v["wbc"] * v["neutrophils_percent"] / 100.0)
-    _fill(cols, "lymphocytes", v["wbc"] * v["lymphocytes_percent"] / 100.0)
-    _fill(cols, "reticulocytes", v["reticulocytes_percent"] * v["rbc"] * 10.0)
+    present = set(cols.present_analytes())  # a product with a column nobody sent fills nothing: skip it
+    if {"wbc", "neutrophils_percent"} <= present:
+        _fill(cols, "neutrophils", v["wbc"] * v["neutrophils_percent"] / 100.0)
+    if {"wbc", "lymphocytes_percent"} <= present:
+        _fill(cols, "lymphocytes", v["wbc"] * v["lymphocytes_percent"] / 100.0)
+    if {"reticulocytes_percent", "rbc"} <= present:
+        _fill(cols, "reticulocytes", v["reticulocytes_percent"] * v["rbc"] * 10.0)
     if imprecise_wbc is not None:
         few_cells = meets(v["wbc"], imprecise_wbc)
         for analyte in DIFFERENTIAL_DERIVED:

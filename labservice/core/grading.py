@@ -99,6 +99,9 @@ class _CtcaeTable:
     bounds: np.ndarray
     grades: np.ndarray
     lln_grade: int
+    #: grade by searchsorted position: the running maximum of grades from that bound up, then 0
+    #: (built once with the table, not on every call: per-call overhead of one CBC)
+    by_position: np.ndarray
 
 
 def _ctcae_table(ruleset: Ruleset, version: str, analyte: str) -> _CtcaeTable:
@@ -109,8 +112,13 @@ def _ctcae_table(ruleset: Ruleset, version: str, analyte: str) -> _CtcaeTable:
             raise ValueError(f"ctcae.csv {version} {analyte}: only '<' bounds are supported")
         fixed = sorted((r for r in rows if r.bound is not None), key=lambda r: float(r.bound or 0.0))
         lln = [r.grade for r in rows if r.bound is None]
+        grades = np.array([r.grade for r in fixed], dtype=np.int8)
+        running_max = np.maximum.accumulate(grades[::-1])[::-1]  # max grade among bounds >= position
         ruleset._cache[key] = _CtcaeTable(
-            np.array([r.bound for r in fixed]), np.array([r.grade for r in fixed], dtype=np.int8), lln[0] if lln else 0
+            np.array([r.bound for r in fixed]),
+            grades,
+            lln[0] if lln else 0,
+            np.append(running_max, 0).astype(np.int8),
         )
     return ruleset._cache[key]
 
@@ -118,10 +126,8 @@ def _ctcae_table(ruleset: Ruleset, version: str, analyte: str) -> _CtcaeTable:
 def _grade_with(table: _CtcaeTable, value: np.ndarray, lln: np.ndarray) -> np.ndarray:
     """Highest grade whose bound the value is below: with ascending bounds, a value below bound k
     is below every higher bound too, so the grade is the running maximum of grades from k up."""
-    running_max = np.maximum.accumulate(table.grades[::-1])[::-1]  # max grade among bounds >= position
-    position = np.searchsorted(table.bounds, value, side="right")  # first bound strictly above value
-    padded = np.append(running_max, 0).astype(np.int8)
-    grade = padded[position]
+    position = table.bounds.searchsorted(value, side="right")  # first bound strictly above value
+    grade = table.by_position[position]
     if table.lln_grade:
         grade = np.maximum(grade, (value < lln) * np.int8(table.lln_grade)).astype(np.int8)
     return grade
@@ -133,9 +139,13 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
     A grade's lower boundary "LLN" is the lower limit of the range in use. The grade is the
     highest whose bound the value is below, so grades never improve as a count falls.
     """
-    versions = [
-        v for v in ruleset.ctcae_versions() if v == CTCAE_DEFAULT_VERSION or np.count_nonzero(cols.ctcae_version == v)
-    ]
+    # The rows of each other version that some row asks for (compared once, not once per analyte).
+    other_versions = {}
+    for version in ruleset.ctcae_versions():
+        if version != CTCAE_DEFAULT_VERSION:
+            rows = cols.ctcae_version == version
+            if np.count_nonzero(rows):
+                other_versions[version] = rows
     grades: dict[str, np.ndarray] = {}
     present = set(cols.present_analytes())
     for analyte in GRADED_ANALYTES:
@@ -144,10 +154,8 @@ def ctcae_grades(cols: CbcColumns, ranges: dict[str, RangeInUse], ruleset: Rules
             grades[analyte] = np.full(cols.n, -1, dtype=np.int8)
             continue
         grade = _grade_with(_ctcae_table(ruleset, CTCAE_DEFAULT_VERSION, analyte), value, ranges[analyte].low)
-        for version in versions:
-            if version != CTCAE_DEFAULT_VERSION:
-                rows = cols.ctcae_version == version
-                grade[rows] = _grade_with(_ctcae_table(ruleset, version, analyte), value, ranges[analyte].low)[rows]
+        for version, rows in other_versions.items():
+            grade[rows] = _grade_with(_ctcae_table(ruleset, version, analyte), value, ranges[analyte].low)[rows]
         rng = ranges[analyte]
         if rng.below_any_limit is not None or below_any_limit_threshold(ruleset, analyte) is not None:
             # §2 v2: with no lower limit in use, only a value below any lower limit is graded.

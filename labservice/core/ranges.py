@@ -15,7 +15,7 @@ so a lookup is one searchsorted plus one fancy index per analyte, for one row or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,12 @@ class CompiledRanges:
     high: dict[str, np.ndarray]
     row: dict[str, np.ndarray]
     envelope: dict[str, np.ndarray]
+    #: ORIGIN_FALLBACK where a row applies, else 0 (built once, not per call: per-call overhead of one CBC)
+    origin: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for analyte, rows in self.row.items():
+            self.origin[analyte] = (rows >= 0).astype(np.int8) * np.int8(ORIGIN_FALLBACK)
 
     def index(self, sex: np.ndarray, age_days: np.ndarray) -> np.ndarray:
         seg = np.searchsorted(self.edges, age_days, side="right") - 1
@@ -152,7 +158,8 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
             continue
         low, high = main.low[analyte][where], main.high[analyte][where]
         row, envelope = main.row[analyte][where], main.envelope[analyte][where]
-        origin = (row >= 0).astype(np.int8) * ORIGIN_FALLBACK
+        origin = main.origin[analyte][where]  # a copy (fancy indexing): changed below for Duffy or the lab
+        changed = False  # the envelope (sex unknown) stands only where the fallback row stays in use
         if duffy_where is not None:
             # A stated Duffy-null status replaces the fallback rows (§2, [S10]); *v2* not the lab's range.
             d_row = duffy.row[analyte][duffy_where]
@@ -162,6 +169,7 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
                 high = np.where(use, duffy.high[analyte][duffy_where], high)
                 row = np.where(use, d_row, row)
                 origin[use] = ORIGIN_DUFFY
+                changed = True
         lab_low, lab_high = cols.ref_low[analyte], cols.ref_high[analyte]
         has_low, has_high = lab_low == lab_low, lab_high == lab_high  # not NaN
         set_aside = None
@@ -172,6 +180,7 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
                 set_aside = why
             origin[has_low | has_high] = ORIGIN_LAB_PARTIAL
             origin[has_low & has_high] = ORIGIN_LAB
+            changed = True
             low = np.where(has_low, lab_low, low)
             high = np.where(has_high, lab_high, high)
         out[analyte] = RangeInUse(
@@ -179,7 +188,7 @@ def resolve_ranges(cols: CbcColumns, ruleset: Ruleset) -> dict[str, RangeInUse]:
             high,
             origin,
             row,
-            envelope & (origin == ORIGIN_FALLBACK),
+            envelope & (origin == ORIGIN_FALLBACK) if changed else envelope,
             all_rows,
             set_aside,
             _below_any_limit(cols, ruleset, analyte, low),

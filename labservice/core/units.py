@@ -6,18 +6,24 @@ and multiplies. A unit it does not know is an error naming the unit, never a gue
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from labservice.core.ruleset_error import RulesetError
 
-_MICRO_SIGNS = str.maketrans({"µ": "u", "μ": "u"})
+_MICRO_SIGNS = str.maketrans({"µ": "u", "μ": "u", "×": "x"})
+#: Superscript digits as a spreadsheet or a word processor writes a power of ten (`x10³/µL`, `×10⁹/L`).
+_SUPERSCRIPTS = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
+_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 
 
 def exact_unit_key(unit: str) -> str:
-    """A unit spelling with the micro sign as u and no spaces, case kept (G/L is giga, g/L grams)."""
-    return unit.translate(_MICRO_SIGNS).replace(" ", "")
+    """A unit spelling with the micro sign as u, the multiplication sign as x, a superscript power as ^ and its
+    digits (`x10³/µL` is `x10^3/uL`), and no spaces, case kept (G/L is giga, g/L grams)."""
+    plain = _SUPERSCRIPTS.sub(lambda power: "^" + power.group().translate(_SUPERSCRIPT_DIGITS), unit)
+    return plain.translate(_MICRO_SIGNS).replace(" ", "")
 
 
 def normalise_unit_key(unit: str) -> str:

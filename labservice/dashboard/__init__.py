@@ -20,6 +20,7 @@ SECRET_FILE = "secret_key"
 
 
 def register_dashboard(app: Flask) -> None:
+    from labservice.dashboard import batch_pages  # noqa: F401 (its routes are on the blueprint)
     from labservice.dashboard.views import PatientIdConverter, bp
 
     if not app.config.get("SECRET_KEY"):

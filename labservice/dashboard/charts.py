@@ -34,6 +34,10 @@ FLAG_WORDS = {"L": "low", "H": "high", "LL": "critically low", "HH": "critically
 LABEL_ALL_UP_TO = 12
 #: At most this many dates along the time axis.
 DATE_TICKS = 6
+#: Width of a date label ("2026-11-08") in viewBox units at the chart's 13 px type (about 72), with room to spare,
+#: and the least space between two labels: dates must never run into each other (issue 14 item 10).
+DATE_LABEL_WIDTH = 78.0
+DATE_LABEL_GAP = 6.0
 
 
 @dataclass(frozen=True)
@@ -388,23 +392,30 @@ def _threshold_lines(scale: AnyScale, frame: Frame, lines: Sequence[Line]) -> st
 
 
 def date_ticks(points: Sequence[Point], xs: Sequence[float], most: int = DATE_TICKS) -> list[tuple[float, str]]:
-    """(x, day) of up to `most` dates along the axis: the first and the last, and points evenly between,
-    each day once and at least 60 px from its neighbours (a label is about 70 px wide)."""
+    """(x, day) of up to `most` dates along the axis: the first and the last, and points evenly between, each day
+    once, no two labels overlapping. The labels are drawn as `_time_labels` anchors them (the first starting at its
+    x, the last ending at it, the others centred), each DATE_LABEL_WIDTH wide; when the first and the last would
+    overlap, only the last (the newest) is kept."""
     days = [f"{_utc(p.at):%Y-%m-%d}" for p in points]
     if not days:
         return []
     if len(set(days)) == 1:
         return [((xs[0] + xs[-1]) / 2, days[-1])]
+    width = DATE_LABEL_WIDTH
+    last_left = xs[-1] - width  # the last label ends at its x
+    if last_left < xs[0] + width + DATE_LABEL_GAP:
+        return [(xs[-1], days[-1])]
+    chosen = [(xs[0], days[0])]
+    previous_right = xs[0] + width  # the first label starts at its x
     picks = sorted({round(i * (len(points) - 1) / (most - 1)) for i in range(most)})
-    chosen: list[tuple[float, str]] = []
     for i in picks:
-        if any(day == days[i] for _, day in chosen):
+        if days[i] in (days[0], days[-1]) or any(day == days[i] for _, day in chosen):
             continue
-        if chosen and xs[i] - chosen[-1][0] < 60 and i != len(points) - 1:
-            continue
-        if chosen and xs[i] - chosen[-1][0] < 60:  # keep the last date; drop the one before it instead
-            chosen.pop()
-        chosen.append((xs[i], days[i]))
+        left, right = xs[i] - width / 2, xs[i] + width / 2
+        if left >= previous_right + DATE_LABEL_GAP and right + DATE_LABEL_GAP <= last_left:
+            chosen.append((xs[i], days[i]))
+            previous_right = right
+    chosen.append((xs[-1], days[-1]))
     return chosen
 
 

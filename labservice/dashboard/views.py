@@ -1,4 +1,4 @@
-"""The dashboard's pages: the worklist, a patient's record, status changes, batch uploads.
+"""The dashboard's pages: the worklist, a patient's record, status changes (batch uploads: batch_pages.py).
 
 Server-rendered with Jinja (autoescaped: patient ids and notes are untrusted text) and usable without
 JavaScript. Views ask the repository for data and turn it into plain dicts for the templates; every
@@ -8,6 +8,7 @@ threshold a chart draws is read from the ruleset.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -30,24 +31,17 @@ from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import PathConverter
 
-from labservice.batch.results_store import StoredBatch, is_batch_id
 from labservice.core.anemia import anemia_cutoffs
 from labservice.core.families.counts import youngest_cutoff_age
 from labservice.core.ruleset import AnemiaCutoff, Ruleset
 from labservice.core.table import to_columns
 from labservice.core.vocabulary import FINDING_CODES, URGENCIES
 from labservice.dashboard.charts import FLAG_WORDS, Band, Line, Point, trend_chart
-from labservice.errors import Problem
-from labservice.extensions import current_database, current_ruleset, current_store
+from labservice.extensions import current_clock_skew, current_database, current_ruleset
 from labservice.middleware import csrf
-from labservice.middleware.audit_trail import touched_batch, touched_resource
 from labservice.security import users as accounts
 from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
-from labservice.services.batch_jobs import find_job, job_fields
-from labservice.services.batch_results import find_batch, send_batch_result
-from labservice.services.batch_upload import receive_upload
-from labservice.store.batch_jobs import DONE
 from labservice.store.models import (
     COMMUNICATION_MEANS,
     DISMISS_REASONS,
@@ -58,6 +52,7 @@ from labservice.store.models import (
     Interpretation,
 )
 from labservice.store.repository import (
+    CommunicatedBeforeCollection,
     DismissalWithoutReason,
     InvalidTransition,
     NoCriticalValue,
@@ -135,16 +130,17 @@ def number_text(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:g}"
 
 
-#: The engine's texts write units plainly (x10^9/L); the page writes them one way, as its headers do.
-PLAIN_UNITS = (("x10^9/L", UNIT_TEXT["10*9/L"]), ("x10^12/L", UNIT_TEXT["10*12/L"]), ("10^9/L", "10⁹/L"))
+#: The engine's texts write units plainly (x10^9/L, 10^9/L) or in UCUM (10*9/L, as the rule tables do); the page
+#: writes each one way, as its headers do (issue 14 item 10).
+PLAIN_UNITS = re.compile(r"[x×]?10[\^*](9|12)/L")
+_SHOWN_UNITS = {"9": UNIT_TEXT["10*9/L"], "12": UNIT_TEXT["10*12/L"]}
 
 
 def units_as_on_the_page(text: Any) -> str:
-    """One spelling of units on a page: the engine's `x10^9/L` becomes the headers' `×10⁹/L`."""
+    """One spelling of units on a page: the engine's `x10^9/L`, `10^9/L` and `10*9/L` become the headers' `×10⁹/L`
+    (and likewise ×10¹²/L)."""
     out = "" if text is None else str(text)
-    for plain, shown in PLAIN_UNITS:
-        out = out.replace(plain, shown)
-    return out
+    return PLAIN_UNITS.sub(lambda match: _SHOWN_UNITS[match.group(1)], out)
 
 
 bp.add_app_template_filter(units_as_on_the_page, "page_units")
@@ -376,6 +372,19 @@ def status_form(referral_id: int) -> ResponseReturnValue:
     return render_template("dashboard/referral_status.html", referral=view, chosen=chosen, back=back)
 
 
+def communication_time(text: str, now: datetime) -> datetime | None:
+    """The form's "when" (an HTML datetime-local, read as UTC like every time the dashboard shows); empty is now,
+    something that is not a date and time is None."""
+    text = text.strip()
+    if not text:
+        return now
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @bp.post("/referrals/<int:referral_id>/communications")
 def record_communication(referral_id: int) -> ResponseReturnValue:
     """Record who was told of the referral's critical result, how and when, and the read-back (CLSI GP47)."""
@@ -393,6 +402,11 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
     ):
         flash("Say who was notified (or tried) and by what means.", "error")
         return redirect(back, 303)
+    now = datetime.now(UTC)
+    when = communication_time(form.get("communicated_at", ""), now)
+    if when is None or when > now + current_clock_skew():
+        flash("When: a date and time in UTC, not in the future (leave it empty for now).", "error")
+        return redirect(back, 303)
     try:
         with current_database().session() as session:
             add_communication(
@@ -402,7 +416,7 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
                 means=means,
                 reached=reached,
                 read_back=form.get("read_back") == "yes",
-                communicated_at=datetime.now(UTC),
+                communicated_at=when,
                 note=note,
                 recorded_by=g.user.display_name,
             )
@@ -410,7 +424,7 @@ def record_communication(referral_id: int) -> ResponseReturnValue:
         touched_patients([patient], "update")  # the audit trail
     except ReferralNotFound:
         return not_found(f"referral {referral_id}")
-    except NoCriticalValue as error:
+    except (NoCriticalValue, CommunicatedBeforeCollection) as error:
         flash(f"Nothing was recorded: {error}.", "error")
         return redirect(back, 303)
     said = f"communicated to {notified}" if reached else f"{notified} could not be reached"
@@ -709,124 +723,6 @@ def patient_page(external_id: str) -> ResponseReturnValue:
     )
 
 
-# --- batches ----------------------------------------------------------------------------------
-
-
-#: How many earlier uploads the batches page lists.
-RECENT_BATCHES = 20
-
-
-@bp.get("/batches")
-def batches_page() -> ResponseReturnValue:
-    return render_template(
-        "dashboard/batches.html",
-        error=None,
-        mapping="",
-        limit=current_app.config["MAX_UPLOAD_BYTES"],
-        recent=_recent_batches(),
-    )
-
-
-def _recent_batches() -> list[dict]:
-    rows = []
-    for stored in current_store().recent(RECENT_BATCHES):
-        record = stored.record
-        summary = record.get("summary", {})
-        rows.append(
-            {
-                "batch_id": stored.batch_id,
-                "filename": record.get("filename") or "(no name)",
-                "created_at": record.get("created_at"),
-                "rows_in": summary.get("rows_in", 0),
-                "interpreted": summary.get("interpreted", 0),
-                "rejected": summary.get("rejected", 0),
-            }
-        )
-    return rows
-
-
-@bp.post("/batches")
-def upload_batch() -> ResponseReturnValue:
-    """The same upload as POST /api/v1/batches (labservice.services.batch_upload), then its summary page."""
-    try:
-        batch_id, created = receive_upload()  # reads the form itself: the upload limit must apply first
-    except Problem as problem:
-        mapping = request.form.get("mapping", "") if problem.code != 413 else ""
-        return render_template(
-            "dashboard/batches.html",
-            error=problem.detail,
-            mapping=mapping,
-            limit=current_app.config["MAX_UPLOAD_BYTES"],
-            recent=_recent_batches(),
-        ), problem.code or 422
-    stored = current_store().get(batch_id)
-    job = find_job(batch_id)
-    if stored is None or (job is not None and job.status != DONE):
-        flash("The file is kept and queued: this page shows its progress.", "success")
-    elif created:
-        summary = stored.record.get("summary", {})
-        flash(
-            f"Batch read: {summary.get('interpreted', 0)} CBCs interpreted, {summary.get('rejected', 0)} rows "
-            "rejected.",
-            "success",
-        )
-    else:
-        flash("This file was already uploaded with this mapping: here is its summary.", "success")
-    return redirect(url_for("dashboard.batch_page", batch_id=batch_id), 303)
-
-
-#: Seconds between two reloads of a batch page while its job runs.
-JOB_PAGE_REFRESH_SECONDS = 2
-
-
-def _kept_batch(batch_id: str) -> StoredBatch | ResponseReturnValue:
-    """The batch (labservice.services.batch_results.find_batch), or the page saying it does not exist (404) or that its
-    results expired (410)."""
-    try:
-        return find_batch(batch_id)
-    except Problem as problem:
-        if problem.code == 410:
-            return render_template("dashboard/gone.html", detail=problem.detail), 410
-        return not_found(f"batch {batch_id}")
-
-
-@bp.get("/batches/<batch_id>")
-def batch_page(batch_id: str) -> ResponseReturnValue:
-    job = find_job(batch_id) if is_batch_id(batch_id) else None
-    if job is not None and job.status != DONE:  # its progress, reloaded until done (no script: a meta refresh)
-        touched_resource(f"batch {batch_id}", "read")
-        return render_template(
-            "dashboard/job.html", batch_id=batch_id, job=job_fields(job, None), refresh=JOB_PAGE_REFRESH_SECONDS
-        )
-    stored = _kept_batch(batch_id)
-    if not isinstance(stored, StoredBatch):
-        return stored
-    touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
-    record = stored.record
-    links = {
-        "csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
-        "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
-        "api": url_for("batches.get_batch", batch_id=batch_id),
-    }
-    return render_template(
-        "dashboard/batch.html",
-        batch_id=batch_id,
-        record=record,
-        summary=record.get("summary", {}),
-        links=links,
-        urgencies=URGENCIES,
-    )
-
-
-@bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
-def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
-    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
-    found = _kept_batch(batch_id)
-    if not isinstance(found, StoredBatch):
-        return found
-    return send_batch_result(found, kind)  # found once: no second look-up and purge check
-
-
 # --- signing in and out; CSRF -------------------------------------------------------------------
 
 
@@ -846,14 +742,10 @@ def check_csrf() -> ResponseReturnValue | None:
     except RequestEntityTooLarge:
         if not upload:
             raise
+        from labservice.dashboard.batch_pages import upload_page  # it imports this module (its routes are on bp)
+
         limit = current_app.config["MAX_UPLOAD_BYTES"]
-        return render_template(
-            "dashboard/batches.html",
-            error=f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).",
-            mapping="",
-            limit=limit,
-            recent=_recent_batches(),
-        ), 413
+        return upload_page(f"The upload is larger than {limit} bytes (MAX_UPLOAD_BYTES).", status=413)
     if not csrf.is_valid(session, sent):
         return render_template("dashboard/form_refused.html"), 400
     return None

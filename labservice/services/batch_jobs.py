@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -150,6 +151,31 @@ def forget_job(batch_id: str) -> None:
     """Delete a finished job's row (its batch was purged or is made again)."""
     with current_database().session() as session:
         jobs.forget_job(session, batch_id)
+
+
+def jobs_not_done(limit: int) -> list[BatchJob]:
+    """The newest jobs queued, running or failed (detached from their session)."""
+    with current_database().session() as session:
+        found = jobs.recent_unfinished_or_failed(session, limit)
+        for job in found:
+            session.expunge(job)
+        return found
+
+
+def header_warnings(job: BatchJob) -> tuple[str, ...]:
+    """What the header of a job's upload says at once (no column holds a patient id), read again from the kept
+    upload (its first block): a job's page says it while the job runs, before the summary does. Nothing once the
+    upload is gone (the job ended)."""
+    from labservice.batch.runner import check_readable
+    from labservice.batch.summary import patient_id_warning
+
+    try:
+        with Path(job.upload_path).open("rb") as source:
+            plan = check_readable(source, _options(dict(job.mapping or {})), current_ruleset())
+    except (OSError, BatchFileError):
+        return ()
+    warning = patient_id_warning(plan.used())
+    return (warning,) if warning else ()
 
 
 def find_job(batch_id: str) -> BatchJob | None:
@@ -308,6 +334,8 @@ def _run_claimed(upload: Upload, path: Path, claimant: str) -> None:
                 revive_batch(session, batch_id, filename=upload.filename, owner=upload.owner)
         keep_rows = _chunk_keeper(upload, claimant, options.date_order, config["DELTA_WINDOW_DAYS"])
 
+    done_bytes = _bytes_done(path)
+
     def on_chunk(summary: BatchSummary, bytes_read: int) -> None:
         with database.session() as session:
             if not jobs.report_progress(
@@ -315,7 +343,7 @@ def _run_claimed(upload: Upload, path: Path, claimant: str) -> None:
                 batch_id,
                 claimant,
                 now_utc(),
-                bytes_read=bytes_read,
+                bytes_read=done_bytes(summary, bytes_read),
                 rows_read=summary.rows_out,
                 interpreted=summary.interpreted,
                 rejected=summary.rejected,
@@ -387,6 +415,27 @@ def _run_claimed(upload: Upload, path: Path, claimant: str) -> None:
         if upload.store_requested:  # its CBCs are stored (chunk by chunk); its results are not kept
             _results_not_kept(batch_id)
         raise
+
+
+def _bytes_done(path: Path) -> Callable[[BatchSummary, int], int]:
+    """The bytes of the file a job has done, for its progress: the reader reads ahead in 1 MiB blocks, so the bytes
+    it read say 99 % of a small file after its first chunk. For a wide file, the lines done (the header, the rows
+    out, the blank lines) times the first block's average line, at most the bytes read (as the command line's bar,
+    labservice.batch.progress); a long file is read whole before its CBCs are made: the bytes read."""
+    from labservice.batch.progress import bytes_per_line
+
+    try:
+        with path.open("rb") as source:
+            per_line = bytes_per_line(source.read(1 << 16))
+    except OSError:
+        per_line = None
+
+    def done(summary: BatchSummary, bytes_read: int) -> int:
+        if per_line is None or summary.shape != "wide":
+            return bytes_read
+        return min(bytes_read, int((1 + summary.rows_out + summary.blank_lines) * per_line))
+
+    return done
 
 
 def _results_not_kept(batch_id: str) -> None:

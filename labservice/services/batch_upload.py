@@ -11,7 +11,7 @@ or `quota`.
 from __future__ import annotations
 
 import re
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -23,6 +23,7 @@ from labservice.batch.limits import rows_over_limit
 from labservice.batch.results_store import BatchStore, StoredBatch, batch_id_for, content_sha256
 from labservice.batch.retention import cutoff, is_expired, purge_batch
 from labservice.batch.runner import check_readable
+from labservice.batch.summary import patient_id_warning
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.middleware.audit_trail import touched_batch, touched_resource
@@ -50,9 +51,18 @@ def _kept_filename(sent: str | None) -> str | None:
     return cleaned[:FILENAME_MAX_LENGTH] or None
 
 
-def receive_upload() -> tuple[str, bool]:
-    """This request's upload (multipart `file`, optional `mapping`) kept and queued as a job: (the batch id, True
-    when this call queued it; False when the batch is kept already or its job is queued or running). Shared by
+class Received(NamedTuple):
+    """An upload received: its batch id, whether this call queued its job (False when the batch is kept already or
+    its job is queued or running), and what the check of its header found to say at once (e.g. no patient id
+    column: nothing will be stored for the worklist)."""
+
+    batch_id: str
+    queued: bool
+    warnings: tuple[str, ...] = ()
+
+
+def receive_upload() -> Received:
+    """This request's upload (multipart `file`, optional `mapping`) kept and queued as a job. Shared by
     this endpoint and the dashboard's upload page; raises Problem (413, 415, 422, 507). The file is checked here
     as far as it can be without reading it all (its size, rows, encoding, delimiter and header); what the job
     finds later is in its errors. With JOB_QUEUE=immediate the job has run when this returns, and a job that
@@ -78,19 +88,21 @@ def receive_upload() -> tuple[str, bool]:
     existing = store.get(batch_id)
     if existing is not None and _still_valid(store, database, existing):
         touched_batch(batch_id, "read", store.patients(batch_id))  # the audit trail
-        return batch_id, False
+        return Received(batch_id, False, _summary_warnings(existing))
     try:
-        check_readable(upload, options, ruleset)
+        plan = check_readable(upload, options, ruleset)
     except MappingError as error:
         raise Problem(422, f"The mapping cannot be used: {error}.", {"mapping": [str(error)]}) from None
     except BatchFileError as error:
         raise Problem(422, f"The file cannot be read as CBCs: {error}.", {"file": [str(error)]}) from None
+    warning = patient_id_warning(plan.used())
+    warnings = (warning,) if warning else ()
     filename = _kept_filename(getattr(request.files.get("file"), "filename", None))
     job = find_job(batch_id)
     if job is not None and job.status == DONE:
         if store.get(batch_id) is not None:  # another upload of this file finished while this one was checked
             touched_batch(batch_id, "read", store.patients(batch_id))
-            return batch_id, False
+            return Received(batch_id, False, warnings)
         forget_job(batch_id)  # its results were purged or lost: the batch is made again
     queued = submit_job(Upload(batch_id, sha256, mapping, filename, owner, keep), upload)
     touched_resource(f"batch {batch_id}", "create" if queued else "read")  # stored patients noted as kept
@@ -99,7 +111,13 @@ def receive_upload() -> tuple[str, bool]:
         if job is not None and job.status == FAILED and job.errors:
             forget_job(batch_id)  # nothing of it is kept (its results); the CBCs it stored stay
             raise _problem(job.errors[0])
-    return batch_id, queued
+    return Received(batch_id, queued, warnings)
+
+
+def _summary_warnings(existing: StoredBatch) -> tuple[str, ...]:
+    """The patient id warning of a batch made already (as its summary says it)."""
+    warning = existing.record.get("summary", {}).get("patient_id_warning")
+    return (warning,) if warning else ()
 
 
 def _problem(error: dict[str, Any]) -> Problem:

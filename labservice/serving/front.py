@@ -19,6 +19,10 @@ its child on a private Unix socket (in a temporary directory only this user can 
   app refuses the same way a request that waited past the budget after the front let it go
   (labservice.serving.queue_time). Refusing costs no worker time, so the workers stay busy with requests
   that can still be answered in time and the answered ones keep a short latency.
+- **Counted.** Each request the front answers itself (503 overloaded, 408, 400, 413, 431, 501, 502) is counted in
+  `labservice_front_refused_requests_total{status,reason}` (labservice.serving.metrics), in a file of the
+  front's own in the prometheus-client multiprocess directory it makes and gives gunicorn: a scrape of
+  /metrics, answered by any worker, sums it with the workers' counters.
 - **The liveness probe** (`/livez`) never waits for a slot and is never refused by queue time: refusing it
   under load would get a busy, healthy process restarted.
 - **Slow readers cannot hold a worker either.** The answer is read from the worker as fast as it comes, into
@@ -50,13 +54,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from labservice.config import load_settings
 from labservice.serving.queue_time import FRONT_SECRET_VARIABLE, NEVER_SHED, SHED_RETRY_AFTER
+
+#: prometheus-client's multiprocess directory variable (labservice.serving.metrics; not imported here before it
+#: is set: prometheus-client reads it once, at import).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 DEFAULT_BIND = "127.0.0.1:8000"
 #: Longest request line plus headers (bytes); a longer head is answered 431.
@@ -114,12 +122,33 @@ class FrontSettings:
         )
 
 
-class ClientError(Exception):
-    """A request the front answers itself (status, title, detail), without passing it on."""
+#: The reason a refusal is counted under (labservice_front_refused_requests_total), by status, unless it names one.
+REASONS = {
+    400: "bad_request",
+    408: "too_slow",
+    413: "too_large",
+    431: "headers_too_large",
+    501: "not_implemented",
+    502: "no_answer",
+    503: "overloaded",
+}
 
-    def __init__(self, status: int, title: str, detail: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+
+class ClientError(Exception):
+    """A request the front answers itself (status, title, detail), without passing it on; counted by status and
+    `reason` in labservice_front_refused_requests_total."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: Sequence[tuple[str, str]] = (),
+        reason: str | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.headers = status, title, detail, tuple(headers)
+        self.reason = reason or REASONS.get(status, "other")
 
 
 def problem_bytes(status: int, title: str, detail: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
@@ -138,8 +167,9 @@ def problem_bytes(status: int, title: str, detail: str, headers: Sequence[tuple[
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def overloaded(detail: str) -> ClientError:
-    return ClientError(503, "Service Unavailable", detail, [("Retry-After", str(SHED_RETRY_AFTER))])
+def overloaded(detail: str, reason: str) -> ClientError:
+    """503 with Retry-After; `reason`: connections, queue_full, queue_time or unavailable (gunicorn not there)."""
+    return ClientError(503, "Service Unavailable", detail, [("Retry-After", str(SHED_RETRY_AFTER))], reason)
 
 
 class Body:
@@ -178,8 +208,16 @@ class Body:
 class Front:
     """The asyncio server: read whole, stamp, wait for a slot (or be refused), forward, relay."""
 
-    def __init__(self, settings: FrontSettings, upstream: str, secret: str) -> None:
+    def __init__(
+        self,
+        settings: FrontSettings,
+        upstream: str,
+        secret: str,
+        count: Callable[[int, str], None] = lambda status, reason: None,
+    ) -> None:
         self.settings = settings
+        #: Called with (status, reason) for each request the front answers itself (labservice.serving.metrics).
+        self.count = count
         self.upstream = upstream
         self.secret = secret
         self.slots = asyncio.Semaphore(settings.upstream_connections)
@@ -190,7 +228,7 @@ class Front:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= self.settings.max_connections:
-            await _answer(writer, overloaded("The service has too many open connections."))
+            await self._refuse(writer, overloaded("The service has too many open connections.", "connections"))
             writer.close()
             return
         self.open += 1
@@ -201,7 +239,7 @@ class Front:
             try:
                 head, body = await self._read_request(reader, writer)
             except ClientError as error:
-                await _answer(writer, error)
+                await self._refuse(writer, error)
                 return
             arrived = time.time()
             await self._queue_and_forward(head, body, arrived, address, writer)
@@ -215,11 +253,18 @@ class Front:
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
+    async def _refuse(self, writer: asyncio.StreamWriter, error: ClientError) -> None:
+        """Answer a request the front does not pass on, and count it (a count that fails never stops the answer)."""
+        with contextlib.suppress(Exception):
+            self.count(error.status, error.reason)
+        await _answer(writer, error)
+
     async def _read_request(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[list[bytes], Body]:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.settings.header_timeout)
+            async with asyncio.timeout(self.settings.header_timeout):  # no extra task, unlike wait_for
+                raw = await reader.readuntil(b"\r\n\r\n")
         except TimeoutError:
             raise ClientError(
                 408,
@@ -280,7 +325,8 @@ class Front:
 
     async def _read_some(self, reader: asyncio.StreamReader, most: int) -> bytes:
         try:
-            data = await asyncio.wait_for(reader.read(most), self.settings.body_timeout)
+            async with asyncio.timeout(self.settings.body_timeout):
+                data = await reader.read(most)
         except TimeoutError:
             raise ClientError(
                 408, "Request Timeout", f"The body stalled for more than {self.settings.body_timeout:g} s."
@@ -291,7 +337,8 @@ class Front:
 
     async def _read_line(self, reader: asyncio.StreamReader) -> bytes:
         try:
-            return await asyncio.wait_for(reader.readuntil(b"\r\n"), self.settings.body_timeout)
+            async with asyncio.timeout(self.settings.body_timeout):
+                return await reader.readuntil(b"\r\n")
         except TimeoutError:
             raise ClientError(
                 408, "Request Timeout", f"The body stalled for more than {self.settings.body_timeout:g} s."
@@ -331,7 +378,9 @@ class Front:
             await self._forward(head, body, arrived, address, writer, lambda: None)
             return
         if self.waiting >= self.settings.max_waiting:
-            await _answer(writer, overloaded(f"The service is overloaded: {self.waiting} requests are waiting."))
+            await self._refuse(
+                writer, overloaded(f"The service is overloaded: {self.waiting} requests are waiting.", "queue_full")
+            )
             return
         if self.slots.locked():  # every slot busy: wait for one, if it can come in time
             # A slot frees every D / S seconds or so (D: the running mean time a request spends behind the front,
@@ -343,24 +392,27 @@ class Front:
             expected = (self.waiting + 1) * every + queued
             left = budget - queued - (time.time() - arrived)
             if expected > budget or left <= 0:
-                await _answer(
+                await self._refuse(
                     writer,
                     overloaded(
                         f"The service is overloaded: this request would wait about {expected * 1e3:.0f} ms for a "
                         f"worker, more than the {budget * 1e3:.0f} ms it may wait here. Retry after "
-                        f"{SHED_RETRY_AFTER} s."
+                        f"{SHED_RETRY_AFTER} s.",
+                        "queue_time",
                     ),
                 )
                 return
             self.waiting += 1
             try:
-                await asyncio.wait_for(self.slots.acquire(), left)
+                async with asyncio.timeout(left):
+                    await self.slots.acquire()
             except TimeoutError:
-                await _answer(
+                await self._refuse(
                     writer,
                     overloaded(
                         f"The service is overloaded: this request waited {budget * 1e3:.0f} ms for a worker, as "
-                        f"long as it may wait here. Retry after {SHED_RETRY_AFTER} s."
+                        f"long as it may wait here. Retry after {SHED_RETRY_AFTER} s.",
+                        "queue_time",
                     ),
                 )
                 return
@@ -393,7 +445,7 @@ class Front:
         try:
             upstream_reader, upstream_writer = await asyncio.open_unix_connection(self.upstream, limit=CHUNK)
         except OSError:
-            await _answer(writer, overloaded("The service is starting or stopping."))
+            await self._refuse(writer, overloaded("The service is starting or stopping.", "unavailable"))
             return
         started = time.monotonic()
         try:
@@ -423,7 +475,7 @@ class Front:
                         await task
                 spool.close()
             if not answered:
-                await _answer(writer, ClientError(502, "Bad Gateway", "The worker closed without answering."))
+                await self._refuse(writer, ClientError(502, "Bad Gateway", "The worker closed without answering."))
             # Clamped: one long request (a worker booting, a big upload) must not make the front refuse everything.
             # Until the worker finished: the client's own reading speed is not the worker's.
             taken = min((spool.finished_at or time.monotonic()) - started, 4 * self.settings.budget_ms / 1e3)
@@ -548,6 +600,9 @@ async def serve(bind: str, gunicorn_argv: Sequence[str], ready: Any = None) -> i
     private = Path(tempfile.mkdtemp(prefix="labservice-front-"))  # mode 0700: only this user can connect
     upstream = str(private / "gunicorn.sock")
     secret = secrets.token_urlsafe(32)
+    metrics_directory = share_metrics_directory()
+    from labservice.serving.metrics import count_front_refusal  # after the directory is set: read at import
+
     child = subprocess.Popen(
         [*gunicorn_argv, "-b", f"unix:{upstream}", "--backlog", str(UPSTREAM_BACKLOG)],
         env={**os.environ, FRONT_SECRET_VARIABLE: secret},
@@ -555,7 +610,7 @@ async def serve(bind: str, gunicorn_argv: Sequence[str], ready: Any = None) -> i
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     try:
-        front = Front(settings, upstream, secret)
+        front = Front(settings, upstream, secret, count_front_refusal)
         server = await asyncio.start_server(front.handle, host, port, limit=MAX_HEAD_BYTES, backlog=2048)
 
         def forward(signum: int) -> None:
@@ -593,6 +648,20 @@ async def serve(bind: str, gunicorn_argv: Sequence[str], ready: Any = None) -> i
             except subprocess.TimeoutExpired:
                 child.kill()
         shutil.rmtree(private, ignore_errors=True)
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def share_metrics_directory() -> str | None:
+    """Make sure PROMETHEUS_MULTIPROC_DIR is set before prometheus-client is imported here and in gunicorn: the
+    front counts its refusals in its own file there, gunicorn's workers theirs, and a scrape of /metrics (by
+    any worker) sums them all. A fresh directory unless one is configured; returned when made here (removed at
+    exit)."""
+    if os.environ.get(MULTIPROC_ENV):
+        return None
+    directory = tempfile.mkdtemp(prefix="labservice-metrics-")
+    os.environ[MULTIPROC_ENV] = directory  # inherited by gunicorn, whose configuration then keeps it
+    return directory
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -611,7 +680,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = list(args.gunicorn[1:] if args.gunicorn[:1] == ["--"] else args.gunicorn)
     if not command:
         parser.error("give the gunicorn command after --")
-    return asyncio.run(serve(args.bind, command))
+    return run_loop(serve(args.bind, command))
+
+
+def run_loop(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run the front on uvloop where it is installed (a dependency off Windows): the same asyncio API, with about
+    a third less CPU per request in the front, CPU the workers behind it then have; else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,22 @@ What is measured:
 - `labservice_http_requests_total{method,route,status}`: every answered request, by route template
   (`/api/v1/patients/<path:patient_id>/results`, never the path as sent: paths can hold patient ids);
 - `labservice_http_request_duration_seconds{method,route}`: a latency histogram, by route template;
-- `labservice_shed_requests_total`: requests refused at once because they had waited too long in the queue;
+- `labservice_shed_requests_total`: requests the app refused at once because they had waited too long in the
+  queue (labservice.serving.queue_time);
+- `labservice_front_refused_requests_total{status,reason}`: requests the buffering front (labservice.serving.front)
+  answered itself without passing them to a worker: 503 for overload (reason `queue_time`: it would wait, or
+  waited, past the front's share of the budget; `queue_full`: FRONT_MAX_WAITING already waiting; `connections`:
+  FRONT_MAX_CONNECTIONS open; `unavailable`: gunicorn not reachable, starting or stopping), 408 `too_slow`,
+  400 `bad_request`, 413 `too_large`, 431 `headers_too_large`, 501 `not_implemented`, 502 `no_answer`. All
+  requests refused for overload: this counter's 503s plus labservice_shed_requests_total;
 - `labservice_ruleset_info{version}` (always 1) and any live gauge a part of the service registers with
   `add_live_gauge` (the job queue's depth), read at scrape time.
 
 Under gunicorn each worker is its own process, so the counters live in prometheus-client's multiprocess
-files: the gunicorn configuration (labservice.serving.gunicorn_conf) sets PROMETHEUS_MULTIPROC_DIR to a fresh
-directory as it is read, before anything imports prometheus_client (which reads the variable once, at import),
-and tells prometheus-client when a worker dies; a scrape then sums every worker.
+files: the front (which counts its refusals in a file of its own there) or else the gunicorn configuration
+(labservice.serving.gunicorn_conf) sets PROMETHEUS_MULTIPROC_DIR to a fresh directory before anything imports
+prometheus_client (which reads the variable once, at import), and gunicorn's configuration tells
+prometheus-client when a worker dies; a scrape then sums the front and every worker.
 Without that variable (the tests, `flask run`) the counters are this process's own.
 """
 
@@ -59,6 +67,13 @@ SHED = Counter(
     registry=REGISTRY,
 )
 
+FRONT_REFUSED = Counter(
+    "labservice_front_refused_requests",
+    "Requests the buffering front answered itself without passing them to a worker, by status and reason",
+    ("status", "reason"),
+    registry=REGISTRY,
+)
+
 #: name -> (help, function returning the value now); read at each scrape, in the scraping process.
 _LIVE_GAUGES: dict[str, tuple[str, Callable[[], float | None]]] = {}
 
@@ -71,6 +86,10 @@ def observe_request(method: str, route: str, status: int, seconds: float | None)
 
 def count_shed() -> None:
     SHED.inc()
+
+
+def count_front_refusal(status: int, reason: str) -> None:
+    FRONT_REFUSED.labels(str(status), reason).inc()
 
 
 def add_live_gauge(name: str, help_text: str, read: Callable[[], float | None]) -> None:

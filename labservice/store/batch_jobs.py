@@ -137,6 +137,18 @@ def unfinished_jobs(session: Session) -> list[BatchJob]:
     return list(session.scalars(statement))
 
 
+def recent_unfinished_or_failed(session: Session, limit: int) -> list[BatchJob]:
+    """Jobs queued, running or failed, newest first (the dashboard's batches page lists them beside the batches
+    done)."""
+    statement = (
+        select(BatchJob)
+        .where(BatchJob.status.in_((QUEUED, RUNNING, FAILED)))
+        .order_by(BatchJob.created_at.desc(), BatchJob.id)
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
 def stale(job: BatchJob, now: datetime, lease: timedelta, dead: bool) -> bool:
     """Whether a queued or running job has no live worker: its claimant is dead (known on this host), or it was
     neither started nor renewed within the lease."""

@@ -548,6 +548,10 @@ class NoCriticalValue(InvalidTransition):
     """A communication record for a referral that shows no critical value."""
 
 
+class CommunicatedBeforeCollection(ValueError):
+    """A communication dated before the referral's CBC was collected: no result existed to tell anyone of."""
+
+
 def add_communication(
     session: Session,
     referral_id: int,
@@ -567,6 +571,9 @@ def add_communication(
         raise NoCriticalValue(f"referral {referral_id} shows no critical value: there is nothing to communicate")
     if means not in COMMUNICATION_MEANS:
         raise ValueError(f"means must be one of {', '.join(COMMUNICATION_MEANS)}")
+    collected, when = as_utc(referral.collected_at), as_utc(communicated_at)
+    if collected is not None and when is not None and when < collected:
+        raise CommunicatedBeforeCollection(f"the time given is before the CBC was collected ({collected.isoformat()})")
     record = CriticalCommunication(
         referral_id=referral.id,
         notified=notified,
@@ -608,6 +615,14 @@ def patient_record(session: Session, external_id: str) -> Patient | None:
         .where(Patient.external_id == external_id)
         .options(selectinload(Patient.results).selectinload(CbcResult.interpretations))
     ).first()
+
+
+def known_patients(session: Session, external_ids: Sequence[str]) -> set[str]:
+    """Of these patient ids, those with a stored record."""
+    found: set[str] = set()
+    for part in _in_chunks(sorted(set(external_ids))):
+        found.update(session.scalars(select(Patient.external_id).where(Patient.external_id.in_(part))))
+    return found
 
 
 def patient_referrals(session: Session, patient_id: int) -> list[Referral]:

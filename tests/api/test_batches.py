@@ -131,8 +131,9 @@ def test_get_batch_answers_the_stored_summary(client):
     response = client.get(posted["links"]["self"])
     assert response.status_code == 200
     got = response.get_json()
-    assert "already_uploaded" not in got
-    assert {key: value for key, value in posted.items() if key != "already_uploaded"} == got
+    assert "already_uploaded" not in got and "warnings" not in got  # the upload answer's own members
+    upload_only = ("already_uploaded", "warnings")
+    assert {key: value for key, value in posted.items() if key not in upload_only} == got
 
 
 def test_csv_download_has_every_row_in_input_order(client):
@@ -179,7 +180,7 @@ def test_json_download_has_every_row_in_input_order(client):
 def test_results_are_stored_under_the_batch_directory(batch_app, client, tmp_path):
     body = created(upload(client, WIDE_CSV))
     folder = tmp_path / "batches" / body["batch_id"]
-    assert sorted(os.listdir(folder)) == ["patients.json", "result.csv", "result.json", "summary.json"]
+    assert sorted(os.listdir(folder)) == ["pages.npz", "patients.json", "result.csv", "result.json", "summary.json"]
     assert batch_dirs(tmp_path / "batches") == [body["batch_id"]], "no partial directory is left behind"
     assert json.loads((folder / "summary.json").read_text())["summary"] == body["summary"]
 
@@ -514,3 +515,47 @@ def test_the_builtin_mimic_mapping_works_by_name_as_in_the_cli(make_app):
     summary = client.get(by_name.headers["Location"]).get_json()["summary"]
     assert summary["interpreted"] > 0
     assert_problem(upload(client, b"a,b\n1,2\n", "no-such-mapping"), 422)  # not a name: read as JSON, refused
+
+
+# --- issue 14 item 6: nothing a file says is dropped ----------------------------------------------
+
+from tests.batch.encoded_files import id_only_file, utf16_file, windows_1252_file  # noqa: E402
+
+
+def test_a_utf16_upload_answers_422_naming_file_save_it_as_csv_utf8(client, tmp_path):
+    response = upload(client, utf16_file(tmp_path).read_bytes(), filename="cbc-unicode-text.csv")
+    body = assert_problem(response, 422)
+    assert response.mimetype == "application/problem+json"
+    assert set(body["errors"]) == {"file"}
+    assert "UTF-16" in body["errors"]["file"][0] and "save it as CSV UTF-8" in body["errors"]["file"][0]
+    assert "save it as CSV UTF-8" in body["detail"]
+    assert batch_dirs(tmp_path / "batches") == []
+
+
+def test_a_windows_1252_upload_reads_its_header_units_and_says_the_encoding(client, tmp_path):
+    body = created(upload(client, windows_1252_file(tmp_path).read_bytes()))
+    summary = client.get(body["links"]["self"]).get_json()["summary"]
+    assert summary["encoding"] == "cp1252"
+    assert any("read as Windows-1252" in warning for warning in summary["warnings"])
+    assert summary["columns_used"]["PLT (x10³/µL)"] == "platelets"
+    assert (summary["interpreted"], summary["rejected"], summary["stored"]) == (2, 0, 2)
+    assert summary["patient_id_warning"] is None  # MRN is the patient column
+    # platelets 45 < 150: thrombocytopenia (§4), kept with the patient as 45 ×10⁹/L
+    record = client.get("/api/v1/patients/W1252-1/results").get_json()
+    [kept] = record["results"]
+    assert (kept["values"]["platelets"], kept["values"]["wbc"], kept["values"]["hemoglobin"]) == (45, 2.1, 8.2)
+    assert "thrombocytopenia" in kept["findings"]
+
+
+def test_an_upload_whose_id_is_a_sample_id_says_no_row_reaches_the_worklist(client, tmp_path):
+    body = created(upload(client, id_only_file(tmp_path).read_bytes()))
+    said = body["warnings"]
+    assert len(said) == 1 and "the column `id` was read as a sample id" in said[0]
+    assert "will not appear in the worklist; map a patient column" in said[0]
+    summary = client.get(body["links"]["self"]).get_json()["summary"]
+    assert summary["patient_id_warning"] == said[0] == summary["warnings"][0]
+    assert summary["stored"] == 0 and summary["interpreted"] == 2
+    # The same file mapped with a patient column: no warning, and its rows are stored.
+    mapped = created(upload(client, id_only_file(tmp_path).read_bytes(), mapping={"columns": {"id": "patient_id"}}))
+    assert mapped["warnings"] == []
+    assert client.get(mapped["links"]["self"]).get_json()["summary"]["stored"] == 2

@@ -158,7 +158,8 @@ def test_without_prefetch_the_service_reads_the_fhir_server_with_the_token(clien
     newest_platelets = max((o for o in observations if loinc_of(o) == "777-3"), key=lambda o: o["effectiveDateTime"])
     assert f"Observation/{newest_platelets['id']}" in card["detail"]
     assert card["indicator"] == "info"      # platelets 305.99, WBC 8.81, Hb 15.47 (man): no §4 finding
-    assert [r["authorization"] for r in server.requests] == ["Bearer abc.def", "Bearer abc.def"]
+    # The Patient, the Observations and (clinical-rules §11, §12 v2) the two medication searches.
+    assert [r["authorization"] for r in server.requests] == ["Bearer abc.def"] * 4
 
 
 def test_without_prefetch_and_without_a_fhir_server_answers_412(client):

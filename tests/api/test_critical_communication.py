@@ -54,6 +54,11 @@ def test_only_a_referral_with_a_critical_value_takes_one(client, seeded):
     future = assert_problem(communicate(client, seeded["P-CRIT"], notified="Dr X", means="telephone",
                                         communicated_at="2099-01-01T00:00:00Z"), 422)
     assert "communicated_at" in future["errors"]
+    # P-CRIT's CBC was collected 2026-11-10T08:00Z: nobody can have been told of it before.
+    early = assert_problem(communicate(client, seeded["P-CRIT"], notified="Dr X", means="telephone",
+                                       communicated_at="2026-11-10T07:59:00Z"), 422)
+    assert "before the CBC was collected" in early["detail"] and "communicated_at" in early["errors"]
+    assert client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"] == []
 
 
 def test_critical_results_not_yet_communicated_come_first_on_the_worklist(client):
@@ -88,4 +93,31 @@ def test_the_dashboard_records_it_and_shows_it_in_the_history_and_the_audit_trai
     history = page.split('id="referrals"', 1)[1]
     assert "Dr Patel" in history and "reached, read back" in history and "in person" in history
     audit = client.get("/api/v1/audit?patient=P-CRIT&action=update").get_json()
-    assert audit["items"], "the communication is in the audit trail"
+    resources = [item["resource"] for item in audit["items"]]
+    assert "POST /dashboard/referrals/<int:referral_id>/communications" in resources  # the trail says what it was
+
+
+def test_the_dashboard_form_takes_when_in_utc_and_refuses_what_is_not_a_past_time(client, seeded):
+    """The record says when (CLSI GP47): a call made before it was written down is recorded at its own time,
+    read as UTC like every time the dashboard shows; empty is now; a time in the future or not a time is refused
+    with a message and nothing is recorded."""
+    from tests.credentials import csrf_token
+
+    def record(when: str):
+        return client.post(f"/dashboard/referrals/{seeded['P-CRIT']}/communications", data={
+            "notified": "Dr Patel", "means": "telephone", "reached": "yes", "communicated_at": when,
+            "next": "/dashboard/patients/P-CRIT", "csrf_token": csrf_token(client)})
+
+    for refused in ("2099-01-01T00:00", "yesterday"):
+        assert record(refused).status_code == 303
+        page = client.get("/dashboard/patients/P-CRIT").get_data(as_text=True)
+        assert "When: a date and time in UTC, not in the future" in page
+    assert record("2026-11-10T07:59").status_code == 303  # a minute before the CBC was collected
+    assert "Nothing was recorded: the time given is before the CBC was collected" in client.get(
+        "/dashboard/patients/P-CRIT").get_data(as_text=True)
+    assert client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"] == []
+    assert record("2026-11-10T09:15").status_code == 303
+    [recorded] = client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"]
+    assert recorded["communicated_at"].startswith("2026-11-10T09:15:00")
+    history = client.get("/dashboard/patients/P-CRIT").get_data(as_text=True).split('id="referrals"', 1)[1]
+    assert "2026-11-10 09:15 UTC" in history

@@ -56,6 +56,30 @@ def test_conversion_to_canonical_units(analyte, unit, value, expected):
     assert to_canonical(RS, analyte, np.array([value]), unit)[0] == pytest.approx(expected, rel=1e-9)
 
 
+# Superscript powers and the multiplication sign, as spreadsheets and reports write them (issue 14 item 6):
+# x10³/µL is x10^3/uL, ×10⁹/L is x10^9/L, ×10¹²/L is x10^12/L (clinical-rules §1: 10^9/L = 10^3/µL).
+SUPERSCRIPT_SPELLINGS = [
+    ("platelets", "x10³/µL", 45, 45),
+    ("platelets", "x10³/μL", 45, 45),  # the Greek mu
+    ("platelets", "×10⁹/L", 45, 45),
+    ("platelets", "10³/µL", 45, 45),
+    ("wbc", "x10³/µl", 2.1, 2.1),
+    ("rbc", "×10¹²/L", 4.5, 4.5),
+    ("rbc", "10⁶/µL", 4.5, 4.5),
+]
+
+
+@pytest.mark.parametrize(("analyte", "unit", "value", "expected"), SUPERSCRIPT_SPELLINGS)
+def test_superscript_powers_of_ten_are_read(analyte, unit, value, expected):
+    assert to_canonical(RS, analyte, np.array([value]), unit)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_superscript_power_is_not_read_as_another_power():
+    """x10¹²/L is 10^12, never 10^1 then 2: for platelets (a 10^9 count) it is not a known unit."""
+    with pytest.raises(UnitError, match="x10¹²/L"):
+        conversion_factor(RS, "platelets", "x10¹²/L")
+
+
 @pytest.mark.parametrize("unit", [None, ""])
 def test_no_unit_means_the_canonical_unit(unit):
     assert conversion_factor(RS, "platelets", unit) == 1.0

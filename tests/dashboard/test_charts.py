@@ -235,3 +235,31 @@ def test_dates_are_labelled_along_the_axis_not_only_at_its_ends():
     assert ticks[0][1] == "2026-11-01" and ticks[-1][1] == "2026-11-10"
     assert 3 <= len(ticks) <= 6
     assert all(b[0] - a[0] >= 60 for a, b in itertools.pairwise(ticks))
+
+
+def _label_extents(ticks: list[tuple[float, str]]) -> list[tuple[float, float]]:
+    """Where each date label lies along x, anchored as the chart draws them (first: start, last: end, else middle)."""
+    from labservice.dashboard.charts import DATE_LABEL_WIDTH as W
+
+    if len(ticks) == 1:
+        return [(ticks[0][0] - W / 2, ticks[0][0] + W / 2)]
+    return [(x, x + W) if n == 0 else (x - W, x) if n == len(ticks) - 1 else (x - W / 2, x + W / 2)
+            for n, (x, _) in enumerate(ticks)]
+
+
+@pytest.mark.parametrize("days", [
+    [1, 4, 6, 8],            # the browser test's patient: 11-06 and 11-08 ran into each other before
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    [1, 20, 21, 22],
+    [1, 2],                  # two days close together: the first and the last would overlap
+    [1, 30],
+])
+def test_date_labels_never_overlap_and_the_newest_is_always_labelled(days):
+    """Issue 14 item 10, dates along the axis: a "2026-11-06" running into "2026-11-08" reads as neither. Whatever the
+    spacing of the CBCs, the labels drawn do not overlap, and the newest day is always one of them."""
+    points = [Point(at(d), 100) for d in days]
+    ticks = date_ticks(points, x_positions([p.at for p in points]))
+    assert ticks[-1][1] == f"2026-11-{days[-1]:02d}"
+    extents = _label_extents(ticks)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(extents)), (ticks, extents)
+    assert len({day for _, day in ticks}) == len(ticks)

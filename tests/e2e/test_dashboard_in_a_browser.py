@@ -10,13 +10,16 @@ is soon; platelets 250 is routine (no referral). Screenshots of every page are s
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import shoot
+from tests.e2e.conftest import SCREENSHOTS, shoot
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +34,8 @@ PATIENTS = {
 CSV = ("Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
        "E2E-CSV-1,2026-11-16T08:00:00Z,F,50,45,12.5,3.0\n"
        "E2E-CSV-2,2026-11-16T09:00:00Z,M,60,abc,14.0,3.0\n")
+#: Spellings of the ×10⁹/L and ×10¹²/L units a page could show; the dashboard writes only the first of each.
+UNIT_SPELLINGS = re.compile(r"(?:[x×]\s?)?10(?:\^|\*\*?|\s?e)?(?:9|12)\s?/\s?L|(?:[x×]\s?)?10[⁹¹²]+/L|/[nµu]L")
 
 
 def post(base: str, body: dict, api_key: str) -> dict:
@@ -228,6 +233,8 @@ def test_the_worklist_fits_a_laptop_and_a_phone_and_says_what_is_new(page, seede
     assert page.locator("#filters-panel").get_attribute("open") is None
     tops = page.locator("#worklist tbody tr").evaluate_all("rows => rows.map(r => r.getBoundingClientRect().bottom)")
     assert sum(1 for bottom in tops if bottom <= 900) > 2
+    reasons = " ".join(page.locator("#worklist td.reason").all_inner_texts())
+    assert {m.group(0).replace(" ", "") for m in UNIT_SPELLINGS.finditer(reasons)} <= {"×10⁹/L"}  # one spelling
     assert all(text.strip() and text != "–" for text in page.locator("#worklist td.waiting").all_inner_texts())
     long_id = "E2E-" + "LONG-MEDICAL-RECORD-NUMBER-" * 3
     post(seeded, {"patient": {"id": long_id, "sex": "male", "age_years": 70}, "collected_at": "2026-11-16T08:00:00Z",
@@ -246,4 +253,250 @@ def test_the_worklist_fits_a_laptop_and_a_phone_and_says_what_is_new(page, seede
     first_action = page.locator("#worklist tbody tr").first.locator(".row-actions button").first
     box = first_action.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    # Nothing scrolls sideways inside the page either (the table's own wrapper), and every action of every row,
+    # the long id's included, is on screen: a button or link cut at the edge would need a sideways scroll.
+    assert page.locator("#worklist").evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
+    actions = page.locator("#worklist .row-actions button, #worklist .row-actions a").evaluate_all(
+        "els => els.map(e => { const b = e.getBoundingClientRect(); return [b.left, b.right, b.width]; })")
+    assert len(actions) >= 3 * page.locator("#worklist tbody tr[data-urgency]").count() - 3  # several per row
+    assert all(width > 0 and left >= 0 and right <= 390 for left, right, width in actions), actions
+    long_row = page.locator(f'#worklist tr[data-patient="{long_id}"]')
+    assert long_row.locator("a.patient-link").get_attribute("title") == long_id  # still cut, still whole on hover
+    assert long_row.locator("a.patient-link").evaluate("a => a.getBoundingClientRect().right <= 390")
     shoot(page, "worklist-phone-390")
+
+
+# --- issue 14 item 10: the charts' geometry, item 9: the communication record, in the real browser ------------------
+
+#: Platelets over a week (×10⁹/L): 500 is high (above 410, the adult upper limit, clinical-rules §2 [S14]), 250 inside
+#: 150–410, 31 low, 12 critically low (below 20, §3): a log axis must keep 12 and 31 apart (issue 14 item 10).
+CHART_PATIENT = "E2E-CHART"
+CHART_CBCS = [("2026-11-01T08:00:00Z", 500, "H"), ("2026-11-04T08:00:00Z", 250, "N"),
+              ("2026-11-06T08:00:00Z", 31, "L"), ("2026-11-08T08:00:00Z", 12, "LL")]
+
+
+@pytest.fixture(scope="module")
+def chart_patient(seeded: str, live_api_key: str) -> str:
+    for collected_at, platelets, _ in CHART_CBCS:
+        post(seeded, {"patient": {"id": CHART_PATIENT, "sex": "female", "age_years": 45}, "collected_at": collected_at,
+                      "results": {"platelets": platelets, "hemoglobin": 13.5, "neutrophils": 3.0}}, live_api_key)
+    return seeded
+
+
+def sticking_out(page) -> list[str]:
+    """Elements reaching past the right edge of the window (a sideways scroll of the page), except inside a region
+    that scrolls on its own (a wide table's wrapper, overflow-x auto); [] when the page fits."""
+    return page.evaluate("""() => {
+        const width = document.documentElement.clientWidth, out = [];
+        for (const el of document.querySelectorAll('main *')) {
+            const box = el.getBoundingClientRect();
+            if (box.width === 0 || box.right <= width + 0.5) continue;
+            let inner = false;
+            for (let up = el.parentElement; up && up.tagName !== 'MAIN'; up = up.parentElement) {
+                if (['auto', 'scroll'].includes(getComputedStyle(up).overflowX)) { inner = true; break; }
+            }
+            if (!inner) out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+                                 (el.className && el.className.baseVal === undefined ? '.' + el.className : ''));
+        }
+        return out;
+    }""")
+
+
+def marks(chart) -> dict[str, dict]:
+    """Each point of a chart by its value: its shape (circle or polygon), classes, flag, fill and box on screen."""
+    found = chart.locator(".points .point").evaluate_all("""marks => marks.map(m => {
+        const box = m.getBoundingClientRect();
+        return {value: m.dataset.value, flag: m.dataset.flag, shape: m.tagName, classes: m.getAttribute('class'),
+                fill: getComputedStyle(m).fill, top: box.top, bottom: box.bottom, middle: box.top + box.height / 2,
+                points: m.getAttribute('points')};
+    })""")
+    return {mark["value"]: mark for mark in found}
+
+
+def grid_y(chart) -> dict[str, float]:
+    """The screen y of each value-axis grid line, by its tick label."""
+    return dict(chart.locator("g.axis").evaluate("""axis => {
+        const lines = [...axis.querySelectorAll('line.grid')], labels = [...axis.querySelectorAll('text.tick')];
+        return labels.map((label, i) => [label.textContent, lines[i].getBoundingClientRect().top]);
+    }"""))
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_platelet_chart_geometry_band_shapes_dates_labels_and_log_axis(page, chart_patient, width):
+    """Issue 14 item 10, measured on the rendered SVG at a laptop's and a phone's width: the reference interval
+    (150–410, clinical-rules §2 [S14]) is a band whose lower and upper edges sit at 150 and 410 on the axis, the
+    normal value inside it and the abnormal ones outside; abnormal values are triangles (down for low, up for high,
+    the critical one larger), not circles, and not only another colour; dates run along the axis left to right;
+    every value is written on the page (no hover); on the log axis a factor of ten takes the same height everywhere,
+    so 12 and 31 stand apart by log10(31/12) of a decade's height instead of 19/1000 of the axis."""
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(chart_patient + f"/dashboard/patients/{CHART_PATIENT}")
+    chart = page.locator("svg#chart-platelets")
+    chart.scroll_into_view_if_needed()
+    assert chart.get_attribute("data-scale") == "log"
+    grid = grid_y(chart)
+    decade = grid["10"] - grid["100"]
+    assert decade > 0 and grid["100"] - grid["1000"] == pytest.approx(decade, abs=1)  # equal height per decade
+    assert grid["10"] - grid["20"] == pytest.approx(grid["100"] - grid["200"], abs=1)  # and per factor of two
+
+    def y_of(value: float) -> float:  # where the log axis puts a value, from the grid lines drawn
+        return grid["10"] - decade * math.log10(value / 10)
+
+    band = chart.locator("g.reference")
+    assert (band.get_attribute("data-low"), band.get_attribute("data-high")) == ("150", "410")
+    box = chart.locator("rect.reference-band").bounding_box()
+    assert box is not None and box["height"] > 0
+    assert box["y"] + box["height"] == pytest.approx(y_of(150), abs=1.5)  # the lower limit
+    assert box["y"] == pytest.approx(y_of(410), abs=1.5)  # the upper limit
+    shown = marks(chart)
+    assert set(shown) == {"500", "250", "31", "12"}
+    assert shown["250"]["shape"] == "circle" and box["y"] < shown["250"]["middle"] < box["y"] + box["height"]
+    assert shown["500"]["bottom"] < box["y"]  # above the band
+    assert shown["31"]["top"] > box["y"] + box["height"] and shown["12"]["top"] > shown["31"]["bottom"]
+    for value, flag in (("500", "H"), ("31", "L"), ("12", "LL")):
+        assert shown[value]["shape"] == "polygon" and shown[value]["flag"] == flag and "abnormal" in shown[value][
+            "classes"]
+        assert shown[value]["fill"] != shown["250"]["fill"]
+    assert "critical" in shown["12"]["classes"] and (shown["12"]["bottom"] - shown["12"]["top"]) > (
+        shown["31"]["bottom"] - shown["31"]["top"])  # critical: larger
+    # A low triangle points down (its lone corner lowest), a high one up.
+    def apex_is_lowest(points: str) -> bool:
+        ys = [float(pair.split(",")[1]) for pair in points.split()]
+        return ys[2] > ys[0] and ys[2] > ys[1]
+    assert apex_is_lowest(shown["31"]["points"]) and not apex_is_lowest(shown["500"]["points"])
+    # 12 and 31: apart by log10(31/12) of a decade (about 41 % of one), their marks well clear of each other.
+    gap = shown["12"]["middle"] - shown["31"]["middle"]
+    assert gap == pytest.approx(decade * math.log10(31 / 12), rel=0.1)
+    assert gap > 2 * (shown["12"]["bottom"] - shown["12"]["top"])
+    # Dates along the axis: the first and the last CBC's days, left to right, inside the chart.
+    dates = chart.locator("text.tick.date").evaluate_all(
+        "texts => texts.map(t => [t.textContent, t.getBoundingClientRect().left, t.getBoundingClientRect().right])")
+    assert dates[0][0] == "2026-11-01" and dates[-1][0] == "2026-11-08"
+    assert [left for _, left, _ in dates] == sorted(left for _, left, _ in dates)
+    assert all(a[2] < b[1] for a, b in itertools.pairwise(dates)), dates  # no two dates run into each other
+    frame = chart.bounding_box()
+    assert frame is not None and all(frame["x"] <= left and right <= frame["x"] + frame["width"]
+                                     for _, left, right in dates)
+    # Every value written beside its point, with its flag, readable without hovering.
+    labels = chart.locator("text.point-value")
+    assert sorted(labels.all_text_contents()) == sorted(["500 H", "250", "31 L", "12 LL"])
+    scale = chart.evaluate("svg => svg.getBoundingClientRect().width / svg.viewBox.baseVal.width")
+    for i in range(labels.count()):
+        assert labels.nth(i).is_visible()
+        size = labels.nth(i).evaluate("t => parseFloat(getComputedStyle(t).fontSize)") * scale
+        assert size >= 9, size  # px on screen, the chart scaled to the page: readable on a phone too
+    assert sticking_out(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= width
+    shoot(page, f"patient-chart-geometry-{width}")
+    chart.screenshot(path=str(SCREENSHOTS / f"patient-chart-platelets-{width}.png"))  # the chart alone, for review
+
+
+def test_the_results_table_flags_every_value_and_the_page_spells_each_unit_one_way(page, chart_patient):
+    """Issue 14 item 10: the results table shows each value's H/L/critical flag (HL7 v3 codes, clinical-rules §2:
+    LL is critically low), and the page writes ×10⁹/L one way only, in the headings, the charts, the findings and
+    the referral's reason alike."""
+    page.goto(chart_patient + f"/dashboard/patients/{CHART_PATIENT}")
+    cells = page.locator('#results td[data-analyte="platelets"]').evaluate_all(
+        "cells => cells.map(c => [c.textContent.trim().split(/\\s+/)[0], c.dataset.flag, "
+        "(c.querySelector('abbr.flag') || {}).textContent || ''])")
+    expected = {str(value): flag for _, value, flag in CHART_CBCS}
+    assert {value: flag for value, flag, _ in cells} == expected
+    assert {value: shown for value, _, shown in cells} == {v: ("" if f == "N" else f) for v, f in expected.items()}
+    critical = page.locator('#results td[data-analyte="platelets"][data-flag="LL"] abbr.flag')
+    assert critical.get_attribute("title") == "critically low"
+    text = page.locator("main").inner_text() + " ".join(
+        page.locator("svg.chart text, svg.chart title, svg.chart desc").all_text_contents())
+    spellings = {match.group(0).replace(" ", "") for match in UNIT_SPELLINGS.finditer(text)}
+    assert spellings == {"×10⁹/L"}, [text[max(0, m.start() - 80):m.end()] for m in UNIT_SPELLINGS.finditer(text)]
+    shoot(page, "patient-results-flags")
+
+
+def test_a_critical_result_is_communicated_through_the_patient_page(page, seeded, live_api_key):
+    """Issue 14 item 9 in the real browser (CLSI GP47, RCPath G158): a critical platelet count during
+    myelosuppressive treatment asks `urgent` (clinical-rules §11 v2), below a red flag's `immediate` (§7, §9); until
+    somebody is reached about it, the worklist puts it first, marked. A call nobody answered is recorded as such
+    (who was tried, by what means) and it stays first; the call that reached the registrar, with the read-back and
+    the time it was made, takes it out of first place. Both are in the referral history with who recorded them, and
+    in the audit trail."""
+    post(seeded, {"patient": {"id": "E2E-NADIR", "sex": "female", "age_years": 45},
+                  "collected_at": "2026-11-16T07:00:00Z", "context": {"myelosuppressive_therapy": True},
+                  "results": {"platelets": 15, "hemoglobin": 13.0, "neutrophils": 3.0}}, live_api_key)
+    post(seeded, {"patient": {"id": "E2E-RASH", "sex": "female", "age_years": 45},
+                  "collected_at": "2026-11-16T07:30:00Z",
+                  "skin": {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]},
+                  "results": {"platelets": 200, "hemoglobin": 13.0, "neutrophils": 3.0}}, live_api_key)
+
+    def worklist() -> list[tuple[str, str, bool]]:
+        page.goto(seeded + "/dashboard/")
+        return page.locator("#worklist tbody tr[data-urgency]").evaluate_all(
+            "rows => rows.map(r => [r.dataset.patient, r.dataset.urgency, "
+            "!!r.querySelector('[data-uncommunicated]')])")
+
+    def order(rows) -> list[str]:
+        return [patient for patient, _, _ in rows if patient in ("E2E-NADIR", "E2E-RASH")]
+
+    rows = worklist()
+    assert dict((p, u) for p, u, _ in rows)["E2E-NADIR"] == "urgent"
+    assert dict((p, u) for p, u, _ in rows)["E2E-RASH"] == "immediate"
+    assert order(rows) == ["E2E-NADIR", "E2E-RASH"]  # critical, not yet communicated: before an immediate one
+    nadir = next(i for i, row in enumerate(rows) if row[0] == "E2E-NADIR")
+    assert all(marked for _, _, marked in rows[: nadir + 1])  # only uncommunicated critical results above it
+    row = page.locator('#worklist tr[data-patient="E2E-NADIR"]')
+    assert row.locator(".critical-pending").inner_text() == "critical result not yet communicated"
+    shoot(page, "worklist-critical-not-yet-communicated-first")
+
+    row.locator("a.patient-link").click()
+    page.wait_for_url("**/dashboard/patients/E2E-NADIR")
+    assert "not yet communicated" in page.locator("#communication-heading").inner_text()
+    assert "Critical result: no communication recorded." in page.locator("#referrals").inner_text()
+    page.fill("#comm-notified", "Dr Okafor, oncology registrar (bleep 4321)")
+    page.select_option("#comm-means", "bleep_callback")
+    page.check('#communication-form input[name="reached"][value="no"]')
+    page.fill("#comm-when", "2026-11-16T07:50")
+    page.fill("#comm-note", "No answer to two bleeps; will try again.")
+    shoot(page, "communication-form-filled")
+    page.click('#communication-form button[type="submit"]')
+    page.wait_for_load_state()
+    assert "could not be reached, recorded by Dr E2E" in page.locator('p.message[role="status"]').inner_text()
+    history = page.locator("#referrals table.communications")
+    first = history.locator("tr.communication").first
+    assert first.get_attribute("data-reached") == "false"
+    assert "Dr Okafor, oncology registrar (bleep 4321)" in first.inner_text()
+    assert "bleep callback" in first.inner_text() and "could not be reached" in first.inner_text()
+    shoot(page, "communication-not-reached")
+    assert order(worklist()) == ["E2E-NADIR", "E2E-RASH"]  # nobody reached yet: still first
+
+    page.goto(seeded + "/dashboard/patients/E2E-NADIR")
+    page.fill("#comm-notified", "Dr Okafor, oncology registrar")
+    page.select_option("#comm-means", "telephone")
+    page.check('#communication-form input[name="reached"][value="yes"]')
+    page.check("#comm-read-back")
+    page.fill("#comm-when", "2026-11-16T08:05")
+    page.click('#communication-form button[type="submit"]')
+    page.wait_for_load_state()
+    records = page.locator("#referrals table.communications tr.communication")
+    assert records.count() == 2
+    reached = records.nth(1).inner_text()
+    assert "2026-11-16 07:50 UTC" in records.nth(0).inner_text()  # oldest first
+    for said in ("2026-11-16 08:05 UTC", "Dr Okafor, oncology registrar", "telephone", "reached, read back",
+                 "Dr E2E"):
+        assert said in reached, (said, reached)
+    assert page.locator("#communication-heading .critical-pending").count() == 0
+    shoot(page, "communication-recorded-in-the-history")
+
+    page.set_viewport_size({"width": 390, "height": 844})  # the history's tables fit a phone without a sideways scroll
+    page.goto(seeded + "/dashboard/patients/E2E-NADIR")
+    assert sticking_out(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "communication-history-phone-390")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    rows = worklist()
+    assert order(rows) == ["E2E-RASH", "E2E-NADIR"]  # communicated: back to its urgency's place
+    assert not dict((p, m) for p, _, m in rows)["E2E-NADIR"]
+    shoot(page, "worklist-after-communication")
+
+    request = urllib.request.Request(f"{seeded}/api/v1/audit?patient=E2E-NADIR&action=update",
+                                     headers={"Authorization": f"Bearer {live_api_key}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        audit = json.load(answer)["items"]
+    trail = [(item["actor"], item["resource"]) for item in audit]
+    assert trail.count(("e2e", "POST /dashboard/referrals/<int:referral_id>/communications")) == 2, trail

@@ -149,7 +149,7 @@ def test_killed_between_commit_and_rename_the_batch_is_moved_into_place(make_app
     assert found.status_code == 200, found.json
     assert found.json["summary"]["stored"] == ROWS
     assert leftovers(directory) == [batch_id]
-    assert sorted(os.listdir(directory / batch_id)) == ["result.csv", "result.json", "summary.json"]
+    assert sorted(os.listdir(directory / batch_id)) == ["pages.npz", "result.csv", "result.json", "summary.json"]
     assert counts(database_url) == committed
 
 

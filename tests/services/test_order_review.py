@@ -74,6 +74,20 @@ def test_the_count_is_converted_like_every_answer(client):
     assert card["summary"].startswith("Platelets 35 x10^9/L")
 
 
+@pytest.mark.parametrize(("per_microlitre", "written"), [
+    (35427, "35.4"),     # §1 v2: 3 significant figures (35.427 x10^9/L)
+    (39996, "39.996"),   # §1 v2: never rounded across the threshold it is compared with (40.0 would be on it)
+])
+def test_the_count_is_written_as_clinicians_write_it_and_never_across_the_threshold(client, per_microlitre, written):
+    """Issue 14 item 2: card values rounded as clinicians write them (clinical-rules §1 v2: 149.99 below 150 is
+    written 149.99, not 150)."""
+    [card] = cards(client, [procedure("277762005")],
+                   [platelet_observation(per_microlitre, "2026-11-20T08:30:00+00:00", unit="/uL")])
+    assert card["summary"] == (f"Platelets {written} x10^9/L (2026-11-20), below 40 for lumbar puncture: "
+                               "review before signing")
+    assert f"**Latest platelet count: {written} x10^9/L**" in card["detail"]
+
+
 def test_no_card_without_a_listed_order_or_without_a_platelet_count(client):
     assert cards(client, [procedure("80146002")], [platelet_observation(5, "2026-11-20T08:30:00+00:00")]) == []
     assert cards(client, [procedure("277762005")], []) == []

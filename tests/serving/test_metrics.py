@@ -4,8 +4,10 @@ gunicorn, the sum over every worker."""
 
 from __future__ import annotations
 
+import io
 import re
 import urllib.request
+import uuid
 
 import pytest
 from flask.testing import FlaskClient
@@ -58,6 +60,24 @@ def test_the_ruleset_version_and_shed_requests_are_exposed(make_app):
     version = load_ruleset(app.config["REFERENCE_RANGES"]).version
     assert _samples(text, "labservice_ruleset_info") == {f'{{version="{version}"}}': 1.0}
     assert "labservice_shed_requests_total" in text
+
+
+def test_the_job_queue_depth_is_a_gauge_and_readyz_checks_the_queue(make_app, tmp_path):
+    """Issue 14 item 4, "job queue depth": uploads waiting in the (real, SQLite) queue for a worker are counted at
+    scrape time, and /readyz names the job queue among the parts it checks."""
+    app = make_app(JOB_QUEUE=f"sqlite:///{tmp_path / 'jobs.sqlite3'}", JOB_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
+                   INSTANCE_PATH=str(tmp_path / "instance"))
+    scraper = bearer_client(app, new_key(app, "metrics"))
+    assert _samples(scraper.get("/metrics").get_data(as_text=True), "labservice_batch_jobs_waiting") == {"": 0.0}
+    uploader = bearer_client(app, new_key(app, "interpret", "read"))
+    for n in range(2):  # two different files: two jobs, and no worker runs them
+        data = f"patient_id,collected_at,PLT\nP-Q{n},2026-11-20T08:00:00Z,{100 + n}\n".encode()
+        answer = uploader.post("/api/v1/batches", data={"file": (io.BytesIO(data), f"cbc{n}.csv")},
+                               content_type="multipart/form-data")
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert _samples(scraper.get("/metrics").get_data(as_text=True), "labservice_batch_jobs_waiting") == {"": 2.0}
+    ready = app.test_client().get("/readyz").get_json()
+    assert ready["checks"] == {"database": "ok", "job_queue": "ok"}
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from typing import Any
 
 from labservice.adapters.cdshooks.fhir_client import GENERIC_FAILURE, FhirAccess, FhirFetchError
 from labservice.adapters.cdshooks.request import BadHookRequest, HookRequest
-from labservice.adapters.cdshooks.service import OBSERVATIONS_KEY, PATIENT_KEY, PATIENT_TOKEN
+from labservice.adapters.cdshooks.service import MEDICATION_KEYS, OBSERVATIONS_KEY, PATIENT_KEY, PATIENT_TOKEN
 
 #: A literal reference to a Patient, relative or absolute: "Patient/123", "https://x/fhir/Patient/123".
 PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+?)(?:/_history/[^/]+)?$")
@@ -68,10 +68,13 @@ def gather(request: HookRequest, templates: dict[str, str], *, access: FhirAcces
     unmet: dict[str, list[str]] = {}
     resources: dict[str, Any] = {}
     client = access.client(request.fhir_server, request.access_token) if request.fhir_server else None
-    for key in (PATIENT_KEY, OBSERVATIONS_KEY):
+    for key in (PATIENT_KEY, OBSERVATIONS_KEY, *(k for k in MEDICATION_KEYS if k in templates)):
+        optional = key in MEDICATION_KEYS  # the card is given without them (read without that context)
         value = MISSING if request.prefetch is None else request.prefetch.get(key, MISSING)
         if value is not MISSING and not _is_operation_outcome(value):
             resources[key] = value
+            continue
+        if client is None and optional:
             continue
         if client is None:
             unmet[f"prefetch.{key}"] = [
@@ -83,10 +86,15 @@ def gather(request: HookRequest, templates: dict[str, str], *, access: FhirAcces
         try:
             resources[key] = client.get(relative)
         except FhirFetchError:
-            unmet["fhirServer"] = [GENERIC_FAILURE]  # one answer for every cause: no port scanner
+            if not optional:
+                unmet["fhirServer"] = [GENERIC_FAILURE]  # one answer for every cause: no port scanner
             continue
         out.fetched.append(key)
-    takers = {PATIENT_KEY: _take_patient, OBSERVATIONS_KEY: _take_observations}
+    takers = {
+        PATIENT_KEY: _take_patient,
+        OBSERVATIONS_KEY: _take_observations,
+        **{key: _taker(key) for key in MEDICATION_KEYS},
+    }
     for fetched in (False, True):  # what the client sent is checked first: a bad request is 400, not 412
         for key, value in resources.items():
             if (key in out.fetched) == fetched:
@@ -132,13 +140,30 @@ def _take_patient(out: Gathered, value: Any, request: HookRequest, *, fetched: b
     out.patient = value
 
 
-def _take_observations(out: Gathered, value: Any, request: HookRequest, *, fetched: bool) -> None:
-    where = _origin(OBSERVATIONS_KEY, fetched)
+def _taker(key: str):
+    """Reads a searchset Bundle of medication records (clinical-rules §11, §12 v2) like the Observations."""
+
+    def take(out: Gathered, value: Any, request: HookRequest, *, fetched: bool) -> None:
+        _take_observations(out, value, request, fetched=fetched, key=key, kind="medication records")
+
+    return take
+
+
+def _take_observations(
+    out: Gathered,
+    value: Any,
+    request: HookRequest,
+    *,
+    fetched: bool,
+    key: str = OBSERVATIONS_KEY,
+    kind: str = "Observations",
+) -> None:
+    where = _origin(key, fetched)
     if value is None:
-        return  # the client has no Observations for this patient: nothing to review
+        return  # the client has no such resources for this patient
     if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
-        kind = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
-        raise _refuse(fetched, {where: [f"Expected a searchset Bundle of Observations, not {kind}."]})
+        sent = value.get("resourceType") if isinstance(value, dict) else type(value).__name__
+        raise _refuse(fetched, {where: [f"Expected a searchset Bundle of {kind}, not {sent}."]})
     entries = value.get("entry")
     entries = [] if entries is None else entries
     if not isinstance(entries, list):

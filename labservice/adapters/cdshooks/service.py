@@ -14,11 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from labservice.adapters.context_codes import load_context_codes
 from labservice.adapters.film_words import SCHISTOCYTE_LOINC
 from labservice.core.ruleset import Ruleset
 
 PATIENT_KEY = "patient"
 OBSERVATIONS_KEY = "cbcObservations"
+#: The patient's medication records, for the treatment and heparin context (clinical-rules §11, §12 v2;
+#: reference_ranges/context_codes.csv). Optional: a client that sends neither key and has no fhirServer still
+#: gets its card, read without that context.
+MEDICATION_KEYS = {
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+}
 PATIENT_TOKEN = "{{context.patientId}}"
 LOINC_SYSTEM = "http://loinc.org"
 #: Observations asked for, newest first: several CBCs of up to ~15 analytes each. Prefetch answers
@@ -64,8 +72,10 @@ PLATELETS = "platelets"
 
 def cbc_codes(ruleset: Ruleset) -> list[str]:
     """Every LOINC code the ruleset maps to a CBC analyte, in table order, then the blood-film codes
-    (graded schistocytes, clinical-rules §10 v2)."""
-    return [code for analyte in ruleset.analytes.values() for code in analyte.loinc] + sorted(SCHISTOCYTE_LOINC)
+    (graded schistocytes, clinical-rules §10 v2) and the film and PLASMIC codes of context_codes.csv (platelet
+    clumps, INR, creatinine, indirect bilirubin, haptoglobin)."""
+    extra = sorted(SCHISTOCYTE_LOINC | load_context_codes(ruleset.directory).observation_codes())
+    return [code for analyte in ruleset.analytes.values() for code in analyte.loinc] + extra
 
 
 def prefetch_templates(ruleset: Ruleset, service: CdsService = CBC_REVIEW) -> dict[str, str]:
@@ -81,6 +91,7 @@ def prefetch_templates(ruleset: Ruleset, service: CdsService = CBC_REVIEW) -> di
     return {
         PATIENT_KEY: f"Patient/{PATIENT_TOKEN}",
         OBSERVATIONS_KEY: (f"Observation?patient={PATIENT_TOKEN}&code={codes}&_sort=-date&_count={OBSERVATION_COUNT}"),
+        **MEDICATION_KEYS,
     }
 
 

@@ -1,7 +1,9 @@
 """Encoding, delimiter and decimal mark of a CSV file, read off its first bytes.
 
-UTF-8 (with or without a BOM) is expected; a file that is not valid UTF-8 is read as
-Windows-1252 (the usual single-byte export of older systems) and the summary says so.
+UTF-8 (with or without a BOM) is expected; a file whose first block is not valid UTF-8 is read as
+Windows-1252 (the usual single-byte export of older systems, where `x10³/µL` is the bytes B3 and B5) and the
+summary says so. A UTF-16 or UTF-32 file (Excel's "Unicode text": a byte order mark, or a NUL beside every
+ASCII character) is refused with what to do: save it as CSV UTF-8; other bytes with NULs are refused as binary.
 The delimiter is the candidate that splits the header record (up to the first line end outside quotes)
 into the most fields; the decimal mark is "," when the delimiter is not "," and the sampled numbers
 are written with commas.
@@ -9,6 +11,7 @@ are written with commas.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -40,21 +43,81 @@ class Dialect:
     #: of a megabyte of commas cost it 30 s. The reader then reads only the header's
     #: columns (see reader.py).
     wide_first_record: bool = False
+    #: Said in the summary when the file was not read as UTF-8 (which encoding, and why).
+    encoding_note: str | None = None
 
 
-def _decode(sample: bytes, encoding: str | None, complete: bool) -> tuple[str, str]:
+#: What a person does with a file that is not 8-bit text: the spreadsheet's own words.
+SAVE_AS_UTF8 = "save it as CSV UTF-8 (in Excel: File > Save As > CSV UTF-8 (Comma delimited))"
+#: Byte order marks of the wide Unicode encodings (UTF-32 first: its little-endian mark begins with UTF-16's).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+#: Bytes of the head looked at for NULs.
+NUL_WINDOW = 4096
+
+
+def wide_unicode(head: bytes) -> str | None:
+    """ "UTF-16" or "UTF-32" when the bytes are that encoding's text (a byte order mark, or, without one, NULs at
+    every other byte as ASCII text in UTF-16 has them), else None."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return name
+    window = head[:NUL_WINDOW]
+    pairs = len(window) // 2
+    if pairs < 2:
+        return None
+    even, odd = window[0 : 2 * pairs : 2].count(0), window[1 : 2 * pairs : 2].count(0)
+    many, few = max(even, odd), min(even, odd)
+    return "UTF-16" if many >= 0.7 * pairs and few <= 0.1 * pairs else None
+
+
+def refuse_not_text(head: bytes) -> None:
+    """Raise BatchFileError for a UTF-16 / UTF-32 file or one with NUL bytes (binary), saying what to do."""
+    wide = wide_unicode(head)
+    if wide is not None:
+        raise BatchFileError(
+            f'the file is {wide} text (a spreadsheet\'s "Unicode text"), which is not read here: {SAVE_AS_UTF8}'
+        )
+    if head.startswith(b"PK\x03\x04"):
+        raise BatchFileError(f"the file is an Excel workbook or another zip archive, not CSV text: {SAVE_AS_UTF8}")
+    if b"\x00" in head[:NUL_WINDOW]:
+        raise BatchFileError(f"the file is binary (it holds NUL bytes), not CSV text: {SAVE_AS_UTF8}")
+
+
+def _decode(sample: bytes, encoding: str | None, complete: bool) -> tuple[str, str, str | None]:
+    """(the sample's text, the codec, a note for the summary when the file was not read as UTF-8)."""
     if encoding:
         try:
-            return sample.decode(encoding, errors="replace"), encoding
+            return sample.decode(encoding, errors="replace"), encoding, None
         except LookupError:
             raise BatchFileError(f"unknown encoding {encoding!r}") from None
-    if b"\x00" in sample[:4096]:
-        raise BatchFileError("the file is binary or UTF-16, not a UTF-8 text CSV")
+    refuse_not_text(sample)
     cut = sample if complete else sample[: sample.rfind(b"\n") + 1] or sample
     try:
-        return cut.decode("utf-8-sig"), "utf-8-sig"
-    except UnicodeDecodeError:
-        return cut.decode("cp1252", errors="replace"), "cp1252"
+        return cut.decode("utf-8-sig"), "utf-8-sig", None
+    except UnicodeDecodeError as error:
+        not_utf8 = error.start
+    try:
+        text = cut.decode("cp1252")
+    except UnicodeDecodeError as error:  # one of the five bytes Windows-1252 leaves undefined
+        byte = cut[error.start]
+        return (
+            cut.decode("cp1252", errors="replace"),
+            "cp1252",
+            f"the file is neither UTF-8 nor Windows-1252 (byte 0x{byte:02X} at offset {error.start} is in neither): "
+            f"it was read as Windows-1252 with such bytes as U+FFFD; state its encoding in the mapping "
+            f'("encoding") or {SAVE_AS_UTF8}',
+        )
+    return (
+        text,
+        "cp1252",
+        f"the file is not UTF-8 (byte 0x{cut[not_utf8]:02X} at offset {not_utf8}): it was read as Windows-1252; "
+        f'if its text looks wrong, state its encoding in the mapping ("encoding") or {SAVE_AS_UTF8}',
+    )
 
 
 #: A CSV line as the csv module and pandas see it: ended by CRLF, LF or CR alone (or the end of the text).
@@ -63,7 +126,7 @@ _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
     """Read the dialect off the first bytes of the file (`complete`: the sample is the whole file)."""
-    text, encoding = _decode(sample, options.encoding, complete)
+    text, encoding, encoding_note = _decode(sample, options.encoding, complete)
     lines = _LINES.findall(text)  # not str.splitlines: U+0085, U+2028, FF... are not CSV line ends
     leading = 0
     while leading < len(lines) and not lines[leading].strip(" \t\r\n"):
@@ -96,7 +159,7 @@ def sniff(sample: bytes, options: BatchOptions, complete: bool) -> Dialect:
     wide = first is not None and len(first) > len(header) + 1
     records = itertools.chain([first] if first is not None else [], rows)
     decimal = options.decimal or _pick_decimal(records, delimiter)
-    return Dialect(encoding, delimiter, decimal, header, header_lines, leading, wide)
+    return Dialect(encoding, delimiter, decimal, header, header_lines, leading, wide, encoding_note)
 
 
 def _partial_first_record(sample: bytes, encoding: str, leading: int, delimiter: str) -> list[str] | None:

@@ -38,6 +38,7 @@ LONG_CONTEXT = (
     "pregnant",
     "fever",
     "duffy_null",
+    "platelet_clumps",
     "myelosuppressive_therapy",
     "heparin_started_at",
     "heparin_in_previous_30_days",
@@ -92,7 +93,9 @@ class LongResults:
     keys: dict[str, int] = field(default_factory=dict)
     group_ids: list[list] = field(default_factory=list)  # per id column: raw text per group
     group_context: dict[str, list] = field(default_factory=dict)
-    missing_id: list[bool] = field(default_factory=list)
+    missing_id: list[bool] = field(default_factory=list)  # no id and no collection time: cannot be grouped
+    #: no id but a collection time: grouped by the time alone (MIMIC-III outpatient rows have no HADM_ID)
+    time_only: list[bool] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
     film: dict[str, dict[int, object]] = field(default_factory=dict)  # film field -> group -> first value sent
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
@@ -158,10 +161,11 @@ class LongFile:
         """Film results (a graded schistocyte text, blasts seen, ...): the first value per CBC key, joined to
         the CBC of that key once the whole file is read (a key with no count is not a CBC: its film
         results are counted as ignored), and parsed with the wide columns' rules when the chunk is built."""
-        keys, missing = self._keys(frame)
+        keys, missing, timed = self._keys(frame)
+        ungroupable = missing & ~timed  # as for the counts: no id but a time is a CBC by that time
         values = frame[self.plan.fields["value"]].to_numpy(dtype=object)
         items = frame[self.plan.fields["item"]].astype(object).fillna("").astype(str).str.strip().to_numpy()
-        for key, gone, name, value, item, line in zip(keys, missing, fields, values, items, lines, strict=True):
+        for key, gone, name, value, item, line in zip(keys, ungroupable, fields, values, items, lines, strict=True):
             if gone or value is None or value != value:
                 continue
             self._film_pending.setdefault((str(key), str(name)), (value, str(item), int(line)))
@@ -183,8 +187,9 @@ class LongFile:
         self._film_pending.clear()
         return sorted(res.film)
 
-    def _keys(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The CBC key text of each row (ids and collection time) and where every id is missing."""
+    def _keys(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The CBC key text of each row (ids and collection time), where every id is missing, and where
+        a collection time was given."""
         plan = self.plan
         id_fields = [f for f in ("patient_id", "sample_id") if f in plan.fields]
         id_text = [frame[plan.fields[f]].astype(object) for f in id_fields]
@@ -192,13 +197,16 @@ class LongFile:
         key = id_text[0].fillna("").astype(str)
         for extra in id_text[1:]:
             key = key + "\x1f" + extra.fillna("").astype(str)
+        timed = np.zeros(len(frame), dtype=bool)
         if "collected_at" in plan.fields:
-            key = key + "\x1e" + frame[plan.fields["collected_at"]].astype(object).fillna("").astype(str).str.strip()
-        return key.to_numpy(dtype=object), missing
+            time_text = frame[plan.fields["collected_at"]].astype(object).fillna("").astype(str).str.strip()
+            timed = (time_text != "").to_numpy()
+            key = key + "\x1e" + time_text
+        return key.to_numpy(dtype=object), missing, timed
 
     def _groups(self, frame: pd.DataFrame) -> np.ndarray:
         res, plan = self.results, self.plan
-        key_array, missing = self._keys(frame)
+        key_array, missing, timed = self._keys(frame)
         first_rows = pd.Series(np.arange(len(key_array))).groupby(key_array, sort=False).first()
         groups_of_key: dict[str, int] = {}
         for text, row in first_rows.items():
@@ -211,7 +219,11 @@ class LongFile:
                     res.group_ids[position].append(frame[column].iat[row])
                 for name in self.context_fields:
                     res.group_context[name].append(None)
-                res.missing_id.append(bool(missing[row]))
+                # Results with no id but a collection time are one CBC by that time (the issue's MIMIC
+                # 2105-05-13 08:30 CBC has no HADM_ID); two patients' results at one time would disagree on an
+                # analyte, which refuses the CBC ("different values for ... in one CBC").
+                res.missing_id.append(bool(missing[row] and not timed[row]))
+                res.time_only.append(bool(missing[row] and timed[row]))
             groups_of_key[text] = number
         groups = pd.Series(key_array).map(groups_of_key).to_numpy(dtype=np.int64)
         for name in self.context_fields:
@@ -384,7 +396,8 @@ class LongFile:
         }
         missing = np.asarray(res.missing_id[start:stop], dtype=bool)
         id_headers = " / ".join(plan.header_of(f) for f in ("patient_id", "sample_id") if f in plan.fields)
-        errors.add(missing, id_headers, "no id: the results cannot be grouped into a CBC")
+        errors.add(missing, id_headers, "no id and no collection time: the results cannot be grouped into a CBC")
+        time_only = np.asarray(res.time_only[start:stop], dtype=bool)
         context = pd.DataFrame(
             {name: pd.Series(res.group_context[name][start:stop], dtype=object) for name in self.context_fields}
         )
@@ -416,6 +429,13 @@ class LongFile:
         for number, texts in notes.items():
             if start <= number < stop:
                 note_column[number - start] = "; ".join(texts)
+        if time_only.any():
+            grouped = (
+                f"no id ({id_headers}): these results were grouped into one CBC by collection time "
+                f"({plan.header_of('collected_at')}) alone, and no patient history was used"
+            )
+            for row in np.flatnonzero(time_only):
+                note_column[row] = grouped if note_column[row] is None else f"{note_column[row]}; {grouped}"
         ids = [np.asarray(values[start:stop], dtype=object) for values in res.group_ids]
         patient, collected = plan.id_position("patient_id"), plan.id_position("collected_at")
         return ParsedChunk(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from labservice.adapters.context_codes import load_context_codes
 from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel, loinc_codes
 from labservice.adapters.fhir.index import Node, ResourceIndex, reference_text
@@ -145,9 +146,13 @@ def _effective(resource: dict[str, Any]) -> Any:
     return resource.get("effectiveDateTime") or start or resource.get("effectiveInstant")
 
 
-def _is_film(node: Node) -> bool:
-    """A blood-film Observation (graded schistocytes, clinical-rules §10 v2): grouped with the counts."""
-    return bool(SCHISTOCYTE_LOINC.intersection(loinc_codes(node.resource.get("code"))))
+def _is_film(node: Node, ruleset: Ruleset) -> bool:
+    """A blood-film Observation (graded schistocytes, platelet clumps) or a PLASMIC laboratory item (clinical-rules
+    §8, §10 v2; reference_ranges/context_codes.csv): grouped with the counts of the same specimen and time."""
+    codes = loinc_codes(node.resource.get("code"))
+    return bool(SCHISTOCYTE_LOINC.intersection(codes)) or bool(
+        load_context_codes(ruleset.directory).observation_codes().intersection(codes)
+    )
 
 
 def _loose(index: ResourceIndex, ruleset: Ruleset, claimed: set[int]) -> list[Group]:
@@ -158,7 +163,7 @@ def _loose(index: ResourceIndex, ruleset: Ruleset, claimed: set[int]) -> list[Gr
             node.type != "Observation"
             or id(node) in claimed
             or _members(node)
-            or not (coded_parts(node.resource, node.path, ruleset) or _is_film(node))
+            or not (coded_parts(node.resource, node.path, ruleset) or _is_film(node, ruleset))
         ):
             continue
         subject = node.resource.get("subject")

@@ -19,6 +19,7 @@ from typing import Any
 from labservice.adapters.cbc_schema import LABORATORY_FLAGS
 from labservice.adapters.errors import InputError
 from labservice.adapters.fhir.codes import coded_parts, is_cbc_panel, loinc_codes
+from labservice.adapters.fhir.context import apply_medications, context_codes, read_observations
 from labservice.adapters.fhir.grouping import Group, find_groups
 from labservice.adapters.fhir.index import Node, ResourceIndex
 from labservice.adapters.fhir.model import FhirCbc, FhirRead, Unused, UsedObservation
@@ -55,6 +56,7 @@ def read_fhir(resource: dict[str, Any], ruleset: Ruleset | None = None) -> FhirR
         cbc = _cbc(group, index, rs, unused, in_scope)
         if cbc is not None:
             cbcs.append(cbc)
+    apply_medications(cbcs, index, rs, unused, in_scope)  # clinical-rules §11, §12 v2 (adapters/fhir/context.py)
     by_path = {node.path: node for node in index}
     for item in unused:  # a resource listed as unused is not also counted as ignored
         if item.path in by_path:
@@ -142,8 +144,13 @@ def _cbc(group: Group, index: ResourceIndex, rs: Ruleset, unused: list[Unused], 
         return None
     cbc = _assemble(group, index, results, locations, used, non_final, in_scope)
     film = _film(group, unused, in_scope, cbc.locations)
+    # Platelet clumps and the PLASMIC laboratory items (clinical-rules §8, §10 v2; adapters/fhir/context.py).
+    clumps, context = read_observations(group.members, context_codes(rs), unused, in_scope, cbc.locations)
+    film.update(clumps)
     if film:
         cbc.document["film"] = film
+    if context:
+        cbc.document["context"] = context
     if lab_flags:
         cbc.document[LABORATORY_FLAGS] = lab_flags  # clinical-rules §3 v2
     return cbc

@@ -72,6 +72,8 @@ class OrderGroup:
     patient: Segment | None
     observations: list[Segment] = field(default_factory=list)
     specimens: list[Segment] = field(default_factory=list)
+    #: RXA segments of the group's patient (after its PID, before or after this OBR; shared by the patient's groups)
+    medications: list[Segment] = field(default_factory=list)
 
 
 @dataclass
@@ -259,12 +261,15 @@ def _groups(segments: list[Segment]) -> tuple[list[OrderGroup], list[Segment]]:
     stray: list[Segment] = []
     patient: Segment | None = None
     current: OrderGroup | None = None
+    medications: list[Segment] = []  # the RXA segments of the current patient
     for segment in segments:
         if segment.id == "PID":
-            patient, current = segment, None
+            patient, current, medications = segment, None, []
         elif segment.id == "OBR":
-            current = OrderGroup(segment, patient)
+            current = OrderGroup(segment, patient, medications=medications)
             groups.append(current)
+        elif segment.id == "RXA":
+            medications.append(segment)
         elif segment.id == "OBX":
             (current.observations if current else stray).append(segment)
         elif segment.id == "SPM" and current is not None:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from labservice.adapters.cbc_schema import LABORATORY_FLAG_CODES, LABORATORY_FLAGS
 from labservice.adapters.film_words import SCHISTOCYTE_LOINC, grade_words, schistocyte_grade
 from labservice.adapters.hl7v2.codes import LOINC_SYSTEMS, CodeMap, load_code_map
+from labservice.adapters.hl7v2.context import context_codes, context_field, medication_fields, read_context_obx
 from labservice.adapters.hl7v2.message import OrderGroup, ParsedMessage, Segment, check_type, parse_message
 from labservice.adapters.hl7v2.problems import REQUIRED_FIELD_MISSING
 from labservice.adapters.hl7v2.statuses import Status, read_status
@@ -81,18 +82,31 @@ def read_message(text: str, settings: ReadSettings) -> Hl7Read:
 def read_parsed(parsed: ParsedMessage, settings: ReadSettings) -> Hl7Read:
     """The documents of a parsed message whose type was checked (see read_message)."""
     read = Hl7Read(parsed, [], [])
+    read_rxa: set[str] = set()  # RXA segments some CBC read (one patient's RXA serves all its order groups)
     for number, start in parsed.ignored_lines:
         read.unused.append({"location": f"line {number}", "reason": f"not an HL7 segment ({start!r}); ignored"})
     for obx in parsed.stray_observations:
         read.unused.append(_observation_entry(obx, "an OBX outside any order group (no OBR before it)"))
     for group in parsed.groups:
-        cbc = _read_group(group, settings, read)
+        cbc = _read_group(group, settings, read, read_rxa)
         if cbc is not None:
             read.cbcs.append(cbc)
+    # An RXA is listed as unused once, and only when no CBC of the message read it (a patient's RXA serves
+    # every order group of that patient, dated inside one CBC's window and outside another's).
+    listed: set[str] = set()
+    kept = []
+    for entry in read.unused:
+        location = entry.get("location", "")
+        if location.startswith("RXA["):
+            if location in read_rxa or location in listed:
+                continue
+            listed.add(location)
+        kept.append(entry)
+    read.unused = kept
     return read
 
 
-def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7Cbc | None:
+def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read, read_rxa: set[str]) -> Hl7Cbc | None:
     obr = group.obr.location
     results: dict[str, dict[str, Any]] = {}
     locations: dict[str, str] = {"": obr, "results": obr}
@@ -102,10 +116,20 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     times: list[tuple[str, str]] = []  # (OBX-14, location) of the results used
     statuses: dict[str, Status] = {}
     film: dict[str, Any] = {}
+    context: dict[str, Any] = {}
     lab_flags: dict[str, str] = {}
+    codes = context_codes(settings.ruleset)
     for obx in group.observations:
         if _is_film(obx):
             _read_film(obx, film, locations, read)
+            continue
+        name = context_field(obx, codes)  # platelet clumps, PLASMIC items (clinical-rules §8, §10 v2)
+        if name is not None:
+            problem = read_context_obx(obx, name, film, context, locations)
+            if problem is not None:
+                read.unused.append(_observation_entry(obx, problem))
+            else:
+                observations[name] = obx.location
             continue
         result = _read_observation(obx, settings, read)
         if result is None:
@@ -172,9 +196,22 @@ def _read_group(group: OrderGroup, settings: ReadSettings, read: Hl7Read) -> Hl7
     if patient:
         document["patient"] = patient
     document["results"] = results
+    if group.medications:  # RXA: myelosuppressive therapy, heparin exposure (clinical-rules §11, §12 v2)
+        stated, stated_at, not_stating, supporting = medication_fields(
+            group.medications, collected, settings.ruleset, settings.zone, settings.zone_name
+        )
+        read_rxa.update(supporting)
+        context.update(stated)
+        locations.update(stated_at)
+        observations.update({name: at.rsplit("-", 1)[0] for name, at in stated_at.items()})
+        read.unused.extend(not_stating)
     if film:
         document["film"] = film
-        observations.update({f"film.{key}": locations[f"film.{key}"].rsplit("-", 1)[0] for key in film})
+        observations.update(
+            {f"film.{key}": locations[f"film.{key}"].rsplit("-", 1)[0] for key in film if f"film.{key}" in locations}
+        )
+    if context:
+        document["context"] = context
     if lab_flags:
         document[LABORATORY_FLAGS] = lab_flags
     source = {

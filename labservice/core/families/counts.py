@@ -57,8 +57,7 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     # (children 6-59 months and pregnancy: 7.0 / 10.0; children 5-14 y, women and men: 8.0 / 11.0).
     # No WHO cut-off (under 6 months, decided by the lab's range): no severity.
     schemes = anemia_severity_schemes(rs)
-    scheme_of_row = np.array([schemes.index(row.severity) for row in rs.anemia_cutoffs] + [-1], dtype=np.int8)
-    scheme = scheme_of_row[stage.anemia.row_index]  # row_index -1 picks the trailing -1
+    scheme = _scheme_of_cutoff_row(rs)[stage.anemia.row_index]  # row_index -1 picks the trailing -1
     severity = np.full(cols.n, -1, dtype=np.int8)
     moderate_or_severe = np.zeros(cols.n, dtype=bool)
     for k, name in enumerate(schemes):
@@ -129,6 +128,9 @@ def _erythrocytosis(stage: Stage) -> FindingColumn:
     cols, rs = stage.cols, stage.rs
     hct = cols.values["hematocrit"]
     woman = cols.sex == SEX_CODES["female"]
+    if "hematocrit" not in cols.present_analytes():  # no haematocrit in the table: nothing to compare
+        none = np.zeros(cols.n, dtype=bool)
+        return FindingColumn("erythrocytosis", none, extra={"absolute": none, "woman": woman}, raises=none)
     adult = np.isnan(cols.age_years) | meets(cols.age_years, rs.threshold("erythrocytosis_from_age_years"))
     raised = adult & np.where(
         woman,
@@ -141,6 +143,18 @@ def _erythrocytosis(stage: Stage) -> FindingColumn:
         meets(hct, rs.threshold("absolute_erythrocytosis_hematocrit_male")),
     )
     return FindingColumn("erythrocytosis", raised, extra={"absolute": absolute, "woman": woman}, raises=absolute)
+
+
+def _scheme_of_cutoff_row(rs: Ruleset) -> np.ndarray:
+    """The severity scheme (index into anemia_severity_schemes) of each anemia_cutoffs.csv row, then -1
+    (built once per ruleset: per-call overhead of one CBC)."""
+    key = "anemia_scheme_of_cutoff_row"
+    if key not in rs._cache:
+        schemes = anemia_severity_schemes(rs)
+        scheme_of_row = np.array([schemes.index(row.severity) for row in rs.anemia_cutoffs] + [-1], dtype=np.int8)
+        scheme_of_row.flags.writeable = False
+        rs._cache[key] = scheme_of_row
+    return rs._cache[key]
 
 
 def anemia_severity_schemes(rs: Ruleset) -> tuple[str, ...]:

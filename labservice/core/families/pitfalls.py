@@ -39,13 +39,18 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
     pseudo_finding = FindingColumn("possible_pseudothrombocytopenia", pseudo, extra={"clumps": clumps})
     integrity = _sample_integrity(stage)
     plt = cols.values["platelets"]
+    pregnant = cols.pregnant == 1.0
     gestational = (
-        (cols.pregnant == 1.0)
-        & meets(plt, rs.threshold("gestational_platelets_from"))
-        & meets(plt, rs.threshold("gestational_platelets_below"))
-        & (lineages.red == NO)
-        & (lineages.white == NO)
-        & _rest_of_cbc_normal(stage, {**stage.findings, integrity.code: integrity})
+        (
+            pregnant
+            & meets(plt, rs.threshold("gestational_platelets_from"))
+            & meets(plt, rs.threshold("gestational_platelets_below"))
+            & (lineages.red == NO)
+            & (lineages.white == NO)
+            & _rest_of_cbc_normal(stage, {**stage.findings, integrity.code: integrity})
+        )
+        if np.count_nonzero(pregnant)
+        else pregnant  # no pregnancy in the table (the usual CBC): all False, without reading the rest
     )
     gestational_finding = FindingColumn(
         "gestational_thrombocytopenia_possible",
@@ -87,7 +92,12 @@ def _sample_integrity(stage: Stage) -> FindingColumn:
     haematocrit x 100 (rounded to 6 significant figures before it is compared, §1)."""
     cols, rs = stage.cols, stage.rs
     sent = cols.values["mchc"]
-    computed = round_significant(cols.values["hemoglobin"] / cols.values["hematocrit"] * 100.0)
+    present = cols.present_analytes()
+    computed = (
+        round_significant(cols.values["hemoglobin"] / cols.values["hematocrit"] * 100.0)
+        if "hemoglobin" in present and "hematocrit" in present
+        else np.full(cols.n, np.nan)  # nothing to compute it from: no row has both
+    )
     mchc = np.where(np.isnan(sent), computed, sent)
     over = meets(mchc, rs.threshold("sample_integrity_mchc"))
     return FindingColumn(

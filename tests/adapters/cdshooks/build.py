@@ -156,13 +156,15 @@ def searchset(observations: list[dict[str, Any]], base: str = "http://127.0.0.1/
 # --- a real FHIR server on loopback -----------------------------------------------------------------
 
 class FhirTestServer:
-    """Serves GET /fhir/Patient/<id> and GET /fhir/Observation?patient=&code=&_sort=-date&_count=."""
+    """Serves GET /fhir/Patient/<id>, GET /fhir/Observation?patient=&code=&_sort=-date&_count= and the
+    MedicationRequest / MedicationStatement searches by patient."""
 
     def __init__(self, patients: list[dict[str, Any]], observations: list[dict[str, Any]],
-                 redirect_to: str | None = None) -> None:
+                 redirect_to: str | None = None, medications: list[dict[str, Any]] | None = None) -> None:
         self.redirect_to = redirect_to    # answer every request with a 302 to this base instead
         self.patients = {p["id"]: p for p in patients}
         self.observations = observations
+        self.medications = medications or []  # MedicationRequest / MedicationStatement resources
         self.requests: list[dict[str, Any]] = []   # {"path", "query", "host", "authorization"}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
@@ -206,6 +208,13 @@ class FhirTestServer:
                      if o.get("subject", {}).get("reference") == f"Patient/{pid}" and loinc_of(o) in codes]
             count = int(query["_count"][0]) if "_count" in query else None
             return 200, searchset(found, self.base_url, count)
+        if path in ("/fhir/MedicationRequest", "/fhir/MedicationStatement"):
+            pid = query.get("patient", [""])[0]
+            kind = path.rsplit("/", 1)[1]
+            found = [m for m in self.medications if m["resourceType"] == kind
+                     and m.get("subject", {}).get("reference") == f"Patient/{pid}"]
+            return 200, {"resourceType": "Bundle", "type": "searchset", "total": len(found),
+                         "entry": [{"fullUrl": f"{self.base_url}/{kind}/{m['id']}", "resource": m} for m in found]}
         return 404, _outcome(f"unknown path {path}")
 
     @contextmanager

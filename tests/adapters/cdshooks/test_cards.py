@@ -192,3 +192,28 @@ def test_text_from_the_clients_data_cannot_add_links_or_markup():
     assert "[click](" not in card["detail"] and "\\[click\\]" in card["detail"]
     assert re.search(r"(?<!\\)<img", card["detail"]) is None and "\\<img" in card["detail"]
     assert "\\*unknown\\*" in card["detail"]
+
+
+def test_card_values_are_written_as_clinicians_write_them_not_as_computed():
+    """Issue 14 item 2, clinical-rules §1 v2: a number in text has 3 significant figures and never binary noise.
+    Haemoglobin 6.2 mmol/L is 6.2 / 0.6206 = 9.99033… g/dL (§1: 1 g/dL = 0.6206 mmol/L) -> 9.99; platelets 35,427/uL
+    are 35.427 x10^9/L -> 35.4; WBC 7,130/uL is 7.13 x10^9/L."""
+    answer = answers({"patient": ADULT_MALE, "results": {
+        "hemoglobin": {"value": 6.2, "unit": "mmol/L"}, "platelets": {"value": 35427, "unit": "/uL"},
+        "wbc": {"value": 7130, "unit": "/uL"}}})[0]
+    detail = cbc_card(answer, context())["detail"]
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1] for line in detail.splitlines()
+            if line.startswith("| ") and not line.startswith("| analyte")}
+    assert rows["Haemoglobin"] == "9.99 g/dL"
+    assert rows["Platelets"] == "35.4 10\\*9/L"
+    assert rows["White cell count"] == "7.13 10\\*9/L"
+
+
+def test_every_card_offers_coded_override_reasons():
+    """Issue 14 item 2, CDS Hooks 2.0 Card.overrideReasons: the patient-view card offers the same coded reasons as the
+    order-sign card (already addressed, benefit outweighs the risk, does not apply), each a Coding the EHR can send
+    back in its feedback."""
+    card = cbc_card(answers({"patient": ADULT_MALE, "results": {"platelets": 8}})[0], context())
+    reasons = card["overrideReasons"]
+    assert [reason["code"] for reason in reasons] == ["already-addressed", "benefit-outweighs-risk", "not-applicable"]
+    assert all(reason["system"] and reason["display"] for reason in reasons)

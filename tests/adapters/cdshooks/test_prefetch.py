@@ -37,8 +37,11 @@ def server():
         yield running
 
 
+MEDICATIONS_NONE = {"medicationRequests": None, "medicationStatements": None}
+
+
 def test_prefetched_data_is_used_and_the_server_is_not_called(server):
-    prefetch = {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)}
+    prefetch = {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS), **MEDICATIONS_NONE}
     gathered = run(hook_call(PID, prefetch, fhirServer=server.base_url, fhirAuthorization=authorization()))
     assert server.requests == []
     assert gathered.patient is PATIENT
@@ -49,20 +52,23 @@ def test_prefetched_data_is_used_and_the_server_is_not_called(server):
 
 
 def test_null_means_the_client_has_no_data_and_nothing_is_fetched(server):
-    gathered = run(hook_call(PID, {"patient": None, "cbcObservations": None}, fhirServer=server.base_url))
+    gathered = run(hook_call(PID, {"patient": None, "cbcObservations": None, **MEDICATIONS_NONE},
+                             fhirServer=server.base_url))
     assert gathered.patient is None and gathered.entries == []
     assert server.requests == []
 
 
 def test_without_prefetch_both_are_read_from_the_server_with_the_bearer_token(server):
     gathered = run(hook_call(PID, fhirServer=server.base_url, fhirAuthorization=authorization("tok-123")))
-    assert gathered.fetched == ["patient", "cbcObservations"]
+    assert gathered.fetched == ["patient", "cbcObservations", "medicationRequests", "medicationStatements"]
     assert gathered.patient == PATIENT
     # Clemente Kreiger: 2 panels of 11 Observations (fixtures README: 22 CBC obs); PDW 32207-3 and
     # MPV 32623-1 are not §1 codes, so the search matches 2 x 9.
     assert len(gathered.entries) == len(OBSERVATIONS) == 18
-    assert [r["authorization"] for r in server.requests] == ["Bearer tok-123", "Bearer tok-123"]
-    patient_read, search = server.requests
+    assert [r["authorization"] for r in server.requests] == ["Bearer tok-123"] * 4
+    patient_read, search, requests, statements = server.requests
+    assert (requests["path"], statements["path"]) == ("/fhir/MedicationRequest", "/fhir/MedicationStatement")
+    assert requests["query"]["patient"] == statements["query"]["patient"] == [PID]
     assert patient_read["path"] == f"/fhir/Patient/{PID}"
     assert search["path"] == "/fhir/Observation"
     assert search["query"]["patient"] == [PID]
@@ -73,7 +79,7 @@ def test_without_prefetch_both_are_read_from_the_server_with_the_bearer_token(se
 
 
 def test_only_the_missing_key_is_fetched(server):
-    gathered = run(hook_call(PID, {"patient": PATIENT}, fhirServer=server.base_url))
+    gathered = run(hook_call(PID, {"patient": PATIENT, **MEDICATIONS_NONE}, fhirServer=server.base_url))
     assert gathered.fetched == ["cbcObservations"]
     assert [r["path"] for r in server.requests] == ["/fhir/Observation"]
     assert server.requests[0]["authorization"] is None   # no fhirAuthorization, no token
@@ -81,7 +87,8 @@ def test_only_the_missing_key_is_fetched(server):
 
 def test_an_operation_outcome_in_prefetch_counts_as_not_prefetched(server):
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
-    gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": outcome}, fhirServer=server.base_url))
+    gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": outcome, **MEDICATIONS_NONE},
+                             fhirServer=server.base_url))
     assert gathered.fetched == ["cbcObservations"] and len(gathered.entries) == len(OBSERVATIONS)
 
 
@@ -144,3 +151,29 @@ def test_prefetched_data_of_the_wrong_shape_is_a_bad_request(prefetch, field):
     with pytest.raises(BadHookRequest) as caught:
         run(hook_call(PID, prefetch))
     assert field in caught.value.errors
+
+
+def test_medication_records_are_optional_without_a_server():
+    """clinical-rules §11, §12 v2: the medication keys give context; a client that sends neither and has no
+    fhirServer still gets its card (read without that context), not a 412."""
+    gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)}))
+    assert gathered.patient is PATIENT and len(gathered.entries) == len(OBSERVATIONS)
+
+
+def test_medication_records_are_read_from_the_server_for_the_patient():
+    record = {"resourceType": "MedicationRequest", "id": "folfox", "status": "active", "intent": "order",
+              "subject": {"reference": f"Patient/{PID}"}, "authoredOn": "2020-01-01T00:00:00Z",
+              "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                        "code": "1736776"}]}}
+    with FhirTestServer([PATIENT], OBSERVATIONS, medications=[record]).running() as running:
+        gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)},
+                                 fhirServer=running.base_url))
+    assert gathered.fetched == ["medicationRequests", "medicationStatements"]
+    assert [e.origin for e in gathered.entries if e.resource["id"] == "folfox"] == [
+        "medicationRequests (read from fhirServer).entry[0].resource"]
+
+
+def test_a_server_that_cannot_give_the_medication_records_does_not_fail_the_call():
+    url = closed_port_url()
+    gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)}, fhirServer=url))
+    assert gathered.fetched == [] and len(gathered.entries) == len(OBSERVATIONS)

@@ -53,3 +53,21 @@ def test_the_templates_keep_to_the_recommended_prefetch_subset():
     names = set(parse_qs(urlsplit(template).query))
     assert names == {"patient", "code", "_sort", "_count"}
     assert ":" not in "".join(names)
+
+
+def test_the_review_prefetches_the_patients_medication_records():
+    """clinical-rules §11, §12 v2: treatment and heparin context from MedicationRequest / MedicationStatement
+    (reference_ranges/context_codes.csv); a reference search on the patient only (the recommended subset)."""
+    templates = prefetch_templates(default_ruleset())
+    assert templates["medicationRequests"] == "MedicationRequest?patient={{context.patientId}}"
+    assert templates["medicationStatements"] == "MedicationStatement?patient={{context.patientId}}"
+    order_check = discovery(default_ruleset())["services"][1]
+    assert set(order_check["prefetch"]) == {"patient", "cbcObservations"}
+
+
+def test_the_observation_template_asks_for_the_film_and_plasmic_codes():
+    """Platelet clumps 7796-6, INR 6301-6, creatinine 2160-0 / 38483-4, indirect bilirubin 1971-1, haptoglobin
+    4542-7 (context_codes.csv) and schistocytes 800-3 (clinical-rules §10 v2)."""
+    template = prefetch_templates(default_ruleset())["cbcObservations"]
+    codes = {code.split("|")[1] for code in parse_qs(urlsplit(template).query)["code"][0].split(",")}
+    assert {"800-3", "7796-6", "6301-6", "2160-0", "38483-4", "1971-1", "4542-7"} <= codes

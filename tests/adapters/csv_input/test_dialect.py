@@ -131,18 +131,49 @@ def test_header_of_delimiters_only_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "says"),
     [
-        "PLT,WBC\n150,6\n".encode("utf-16"),  # with BOM
-        "PLT,WBC\n150,6\n".encode("utf-16-le"),
-        "PLT,WBC\n150,6\n".encode("utf-16-be"),
-        b"PK\x03\x04\x14\x00\x00\x00\x08\x00",  # a zip (xlsx) file
-        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        ("PLT,WBC\n150,6\n".encode("utf-16"), "UTF-16 text"),  # with its BOM (FF FE)
+        ("PLT,WBC\n150,6\n".encode("utf-16-le"), "UTF-16 text"),  # no BOM: a NUL after every ASCII byte
+        ("PLT,WBC\n150,6\n".encode("utf-16-be"), "UTF-16 text"),  # no BOM: a NUL before every ASCII byte
+        (b"\xfe\xff\x00P\x00L\x00T", "UTF-16 text"),  # big-endian BOM
+        ("Hämoglobin;Thrombozyten\n".encode("utf-16"), "UTF-16 text"),
+        ("PLT,WBC\n150,6\n".encode("utf-32"), "UTF-32 text"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "Excel workbook"),  # a zip (xlsx) file
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
     ],
 )
-def test_binary_or_utf16_is_refused(data: bytes) -> None:
-    with pytest.raises(BatchFileError, match="binary or UTF-16"):
+def test_utf16_and_binary_files_are_refused_saying_save_it_as_csv_utf8(data: bytes, says: str) -> None:
+    """Issue 14 item 6: a UTF-16 file (Excel's "Unicode text") gets what to do, not only what is wrong."""
+    with pytest.raises(BatchFileError, match="save it as CSV UTF-8") as refused:
         dialect(data)
+    assert says in str(refused.value)
+
+
+def test_a_text_file_with_one_nul_is_binary_not_utf16() -> None:
+    with pytest.raises(BatchFileError, match=r"binary \(it holds NUL bytes\)"):
+        dialect(b"PLT,HGB\n45\x00,12\n")
+
+
+def test_windows_1252_header_units_are_read_and_the_encoding_is_said() -> None:
+    """x10³/µL saved by a Windows spreadsheet: ³ is the byte B3 and µ B5 in Windows-1252 (not UTF-8)."""
+    data = b"MRN;PLT (x10\xb3/\xb5L)\nP1;45\n"
+    found = dialect(data)
+    assert found.encoding == "cp1252"
+    assert found.header == ["MRN", "PLT (x10³/µL)"]
+    assert found.encoding_note and "read as Windows-1252" in found.encoding_note
+    assert "byte 0xB3 at offset 12" in found.encoding_note
+
+
+def test_bytes_windows_1252_leaves_undefined_are_said() -> None:
+    """0x81 is one of the five bytes Windows-1252 does not define: read as U+FFFD, and the summary says so."""
+    found = dialect(b"MRN,PLT\nP\x81,45\n")
+    assert found.encoding == "cp1252"
+    assert found.encoding_note and "neither UTF-8 nor Windows-1252 (byte 0x81 at offset 9" in found.encoding_note
+
+
+def test_a_utf8_file_has_no_encoding_note() -> None:
+    assert dialect("MRN,PLT (x10³/µL)\nP1,45\n".encode()).encoding_note is None
 
 
 @pytest.mark.parametrize(("data", "delimiter"), [(b"id;PLT;HGB\r1;45;8\r", ";"), (b"id,PLT\r1,45\r2,50\r", ","),

@@ -259,11 +259,35 @@ def test_collection_time_separates_cbcs_of_one_patient() -> None:
     ]
 
 
-def test_missing_id_is_an_error() -> None:
+def test_missing_id_without_a_collection_time_is_an_error() -> None:
     rows = cbcs(b"Sample ID,item,value\nS1,PLT,100\n,PLT,200\nS2,PLT,300\n")
     assert [row["line"] for row in rows] == [2, 3, 4]
-    assert rows[1]["error"] == "line 3, column Sample ID: no id: the results cannot be grouped into a CBC"
+    assert rows[1]["error"] == (
+        "line 3, column Sample ID: no id and no collection time: the results cannot be grouped into a CBC"
+    )
     assert rows[0]["error"] is None and rows[2]["error"] is None
+
+
+def test_missing_id_with_a_collection_time_is_one_cbc_by_that_time_with_a_note() -> None:
+    """Issue 13's MIMIC 2105-05-13 08:30 CBC has no HADM_ID: results without an id are one CBC per time."""
+    rows = cbcs(
+        b"HADM_ID,CHARTTIME,ITEMID,VALUE\n,2105-05-13 08:30:00,PLT,14\n,2105-05-13 08:30:00,HGB,8.9\n"
+        b",2105-05-13 11:15:00,PLT,27\nA1,2105-05-13 08:30:00,PLT,300\n"
+    )
+    assert [(row["line"], row["values"], row["error"]) for row in rows] == [
+        (2, {"platelets": 14.0, "hemoglobin": 8.9}, None),
+        (4, {"platelets": 27.0}, None),
+        (5, {"platelets": 300.0}, None),
+    ]
+    assert "grouped into one CBC by collection time (CHARTTIME) alone" in rows[0]["note"]
+    assert rows[2]["note"] is None
+
+
+def test_results_without_an_id_that_disagree_at_one_time_are_refused() -> None:
+    """Two different platelet counts at one time and no id are two patients' draws, not one CBC."""
+    rows = cbcs(b"HADM_ID,CHARTTIME,ITEMID,VALUE\n,2105-05-13 08:30:00,PLT,14\n,2105-05-13 08:30:00,PLT,250\n",
+                )
+    assert len(rows) == 1 and "different values for platelets in one CBC" in rows[0]["error"]
 
 
 def test_context_is_taken_from_the_first_row_that_gives_it() -> None:
