@@ -6,7 +6,8 @@
   column, `round_sig_scalar` for one number.
 - Text writes a number to TEXT_DIGITS (3) significant figures, never across a threshold it was
   compared with (149.99 below 150 is written 149.99, not 150; 15.0 on a bound of 15 stays 15) and
-  never as a raw float (0.540336 is 0.54): `text_number`.
+  never as a raw float (0.540336 is 0.54): `text_number`, and `text_numbers` for a column (the same
+  texts, each distinct value written once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+import pandas as pd
 
 #: Significant figures every computed number keeps before it is compared (clinical-rules §1 v2).
 COMPARE_DIGITS = 6
@@ -83,4 +85,29 @@ def text_number(value: float | None, compared: Iterable[float] = ()) -> str:
     return _positional(x, _MAX_DIGITS)
 
 
-__all__ = ["COMPARE_DIGITS", "TEXT_DIGITS", "round_sig", "round_sig_scalar", "text_number"]
+def text_numbers(values: np.ndarray, compared: Iterable[float | np.ndarray] = (), decimal: str = ".") -> np.ndarray:
+    """`text_number` for a column: an object array of texts (None where a value is missing), with `decimal` as
+    the decimal mark. `compared` holds thresholds, each a number or an array with one per row (NaN: none there).
+
+    Each distinct value is written once; a row where those 3 figures would put it across (or onto) one of its
+    thresholds is written by `text_number` itself, with the digits that keep it on its side (few rows do)."""
+    x = np.asarray(values, dtype=np.float64)
+    out = np.full(x.shape, None, dtype=object)
+    given = np.flatnonzero(np.isfinite(x))
+    if given.size == 0:
+        return out
+    codes, uniques = pd.factorize(x[given])
+    texts = [_positional(float(u), TEXT_DIGITS) for u in uniques]
+    shown = np.array([float(t) for t in texts], dtype=np.float64)[codes]
+    bounds = [np.broadcast_to(np.asarray(b, dtype=np.float64), x.shape)[given] for b in compared]
+    crossed = np.zeros(given.size, dtype=bool)
+    for bound in bounds:
+        crossed |= np.isfinite(bound) & (np.sign(shown - bound) != np.sign(x[given] - bound))
+    column = np.array([t.replace(".", decimal) for t in texts], dtype=object)[codes]
+    for row in np.flatnonzero(crossed):
+        column[row] = text_number(float(x[given[row]]), [float(b[row]) for b in bounds]).replace(".", decimal)
+    out[given] = column
+    return out
+
+
+__all__ = ["COMPARE_DIGITS", "TEXT_DIGITS", "round_sig", "round_sig_scalar", "text_number", "text_numbers"]
