@@ -230,6 +230,14 @@ def _values_used(rows: RowsOut, analyte: str) -> tuple[np.ndarray | None, np.nda
     return values, censored
 
 
+def _combination_texts(combos: list[list], delimiter: str) -> np.ndarray:
+    """Each combination's cells as CSV text joined by the delimiter: one csv_text per column, over the combinations."""
+    if not combos or not combos[0]:
+        return np.full(len(combos), "", dtype=object)
+    columns = [csv_text(np.array(cells, dtype=object), delimiter).tolist() for cells in zip(*combos, strict=True)]
+    return np.array(list(map(delimiter.join, zip(*columns, strict=True))), dtype=object)
+
+
 class CsvFormat:
     """Rows as CSV text in the output dialect: the byte order mark if asked, the header once, then one line per
     row."""
@@ -256,10 +264,7 @@ class CsvFormat:
             return ""
         delimiter, decimal = self.dialect.delimiter, self.dialect.decimal
         combo, combos = _combinations(rows.decisions, self.names)
-        texts = np.array(
-            [delimiter.join(csv_text(np.array(values, dtype=object), delimiter).tolist()) for values in combos],
-            dtype=object,
-        )
+        texts = _combination_texts(combos, delimiter)
         columns = [csv_text(column, delimiter).tolist() for column in rows.ids]
         columns.append(_line_text(rows.lines))
         for analyte in self.layout.analytes:

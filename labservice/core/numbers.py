@@ -89,8 +89,9 @@ def text_numbers(values: np.ndarray, compared: Iterable[float | np.ndarray] = ()
     """`text_number` for a column: an object array of texts (None where a value is missing), with `decimal` as
     the decimal mark. `compared` holds thresholds, each a number or an array with one per row (NaN: none there).
 
-    Each distinct value is written once; a row where those 3 figures would put it across (or onto) one of its
-    thresholds is written by `text_number` itself, with the digits that keep it on its side (few rows do)."""
+    Each distinct value is written once (and checked once against the fixed thresholds); a row where those 3
+    figures would put it across (or onto) one of its thresholds is written by `text_number` itself, with the
+    digits that keep it on its side (few rows are)."""
     x = np.asarray(values, dtype=np.float64)
     out = np.full(x.shape, None, dtype=object)
     given = np.flatnonzero(np.isfinite(x))
@@ -98,14 +99,22 @@ def text_numbers(values: np.ndarray, compared: Iterable[float | np.ndarray] = ()
         return out
     codes, uniques = pd.factorize(x[given])
     texts = [_positional(float(u), TEXT_DIGITS) for u in uniques]
-    shown = np.array([float(t) for t in texts], dtype=np.float64)[codes]
-    bounds = [np.broadcast_to(np.asarray(b, dtype=np.float64), x.shape)[given] for b in compared]
-    crossed = np.zeros(given.size, dtype=bool)
-    for bound in bounds:
-        crossed |= np.isfinite(bound) & (np.sign(shown - bound) != np.sign(x[given] - bound))
+    shown = np.array([float(t) for t in texts], dtype=np.float64)
+    fixed = [float(b) for b in compared if np.ndim(b) == 0]
+    per_row = [np.asarray(b, dtype=np.float64)[given] for b in compared if np.ndim(b) != 0]
+    crossed_unique = np.zeros(uniques.size, dtype=bool)
+    for bound in fixed:
+        if math.isfinite(bound):
+            crossed_unique |= np.sign(shown - bound) != np.sign(uniques - bound)
+    crossed = crossed_unique[codes]
+    if per_row:
+        shown_rows, x_rows = shown[codes], x[given]
+        for bound_rows in per_row:
+            crossed |= np.isfinite(bound_rows) & (np.sign(shown_rows - bound_rows) != np.sign(x_rows - bound_rows))
     column = np.array([t.replace(".", decimal) for t in texts], dtype=object)[codes]
     for row in np.flatnonzero(crossed):
-        column[row] = text_number(float(x[given[row]]), [float(b[row]) for b in bounds]).replace(".", decimal)
+        bounds = [*fixed, *(float(b[row]) for b in per_row)]
+        column[row] = text_number(float(x[given[row]]), bounds).replace(".", decimal)
     out[given] = column
     return out
 

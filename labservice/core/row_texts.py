@@ -79,36 +79,47 @@ def summary_lines(
     """One line per row (object array): the counts outside their reference range, critical ones first, then the
     urgency. "Platelets 45 x10^9/L low (CTCAE grade 3); neutrophils 0.4 x10^9/L critically low (CTCAE grade 4).
     Urgency immediate." Numbers use `decimal` as their decimal mark. `censored` gives, per analyte, the text of a
-    censored value (such as "<5") where a row had one, written instead of the value the engine read it as."""
+    censored value (such as "<5") where a row had one, written instead of the value the engine read it as.
+
+    Per count named, its part (label, value, words: label and words picked from small tables by index) is made
+    for the rows that name it; the parts are then put in row order and added up per row in one pass (reduceat)."""
     rs = result.ruleset
     n = result.n
-    lines = np.full(n, "", dtype=object)
+    rows_named: list[np.ndarray] = []
+    parts: list[np.ndarray] = []
     started = np.zeros(n, dtype=bool)
     for wanted in FLAG_ORDER:
         for analyte in result.cols.present_analytes():
             flags = np.asarray(result.flags[analyte])
-            rows = np.flatnonzero(np.isin(flags, wanted))
+            rows = np.flatnonzero((flags == wanted[0]) | (flags == wanted[1]))
             if rows.size == 0:
                 continue
-            numbers = _numbers(result, analyte, rows, decimal, (censored or {}).get(analyte))
+            label = rs.analytes[analyte].label
+            leads = np.array(["; " + label.lower() + " ", label + " "], dtype=object)
+            number = _numbers(result, analyte, rows, decimal, (censored or {}).get(analyte))
             grade = result.grades.get(analyte)
             grades = np.zeros(rows.size, dtype=np.int64) if grade is None else np.maximum(grade[rows], 0)
-            key = flags[rows].astype(np.int64) * 16 + grades
-            keys, inverse = np.unique(key, return_inverse=True)
+            keys, inverse = np.unique(flags[rows].astype(np.int64) * 16 + grades, return_inverse=True)
             unit = rs.unit_text(analyte)
-            tails = [
+            words = [
                 f" {unit} {FLAG_WORDS[int(k) // 16]}" + (f" (CTCAE grade {int(k) % 16})" if k % 16 else "")
                 for k in keys
             ]
-            label = rs.analytes[analyte].label
-            lead = np.full(rows.size, "; " + label.lower() + " ", dtype=object)
-            lead[~started[rows]] = label + " "
-            lines[rows] = lines[rows] + lead + numbers + np.asarray(tails, dtype=object)[inverse.reshape(-1)]
+            lead = leads[(~started[rows]).astype(np.intp)]
+            parts.append(lead + number + np.asarray(words, dtype=object)[inverse.reshape(-1)])
+            rows_named.append(rows)
             started[rows] = True
     urgency = np.asarray(result.urgency, dtype=np.intp)
     endings = np.array([f". Urgency {name}." for name in URGENCY_NAMES], dtype=object)
     out = np.array([NOTHING_FLAGGED + ending for ending in endings], dtype=object)[urgency]
-    out[started] = lines[started] + endings[urgency[started]]
+    if parts:
+        row_of = np.concatenate(rows_named)
+        order = np.argsort(row_of, kind="stable")  # row order; within a row, the order the parts were made
+        ordered_rows = row_of[order]
+        starts = np.flatnonzero(np.r_[True, ordered_rows[1:] != ordered_rows[:-1]])
+        joined = np.add.reduceat(np.concatenate(parts)[order], starts)
+        named = ordered_rows[starts]
+        out[named] = joined + endings[urgency[named]]
     return out
 
 
