@@ -400,3 +400,19 @@ def test_json_only_and_csv_only_give_the_same_summary(tmp_path: Path) -> None:
         only_csv = run_batch(handle, csv_out=io.StringIO(), json_out=None, options=BatchOptions()).to_dict()
     for key in ("rows_in", "rows_out", "interpreted", "rejected", "by_urgency", "by_finding", "content_sha256"):
         assert only_json[key] == only_csv[key], key
+
+
+def test_a_long_file_line_with_too_many_fields_keeps_its_ids(tmp_path: Path) -> None:
+    """Issue 14 item 5 in the long shape: the unreadable result line is an error row at its place with the id
+    cells it shows. P1's CBC (platelets 45, line 2) is read without it: L, CTCAE 3 (§4)."""
+    lines = ["Patient,Collected,Test,Result,Units",
+             "P1,2026-01-05 08:00,PLT,45,10*3/uL",
+             "P1,2026-01-05 08:00,HGB,13.5,g/dL,SEE NOTE",
+             "P2,2026-01-05 09:00,PLT,250,10*9/L,SEE,NOTE"]
+    messy = mf.MessyFile("long_extra.csv", ("\n".join(lines) + "\n").encode(), {"shape": "long"}, [])
+    result = run(messy, tmp_path)
+    got = [(row["line"], row["Patient"], row["Collected"], row["error"]) for row in result.rows]
+    assert got == [("2", "P1", "2026-01-05 08:00", ""),
+                   ("3", "P1", "2026-01-05 08:00", "line 3: more fields than the header's 5"),
+                   ("4", "P2", "2026-01-05 09:00", "line 4: more fields than the header's 5")]
+    assert result.rows[0]["platelets_flag"] == "L" and result.rows[0]["platelets_ctcae_grade"] == "3"
