@@ -245,6 +245,7 @@ EXCEL_LINKS = {
 
 
 NOT_FOUND = _problem("No batch with this id.")
+BAD_EXCEL = _problem("`excel` is neither true nor false; `errors` names `excel`.")
 GONE = _problem(
     "The batch's results were deleted BATCH_RETENTION_DAYS after its upload; the CBCs and referrals it "
     "stored stay. Upload the file again to make them again."
@@ -307,8 +308,9 @@ NOT_DONE = _problem(
         ),
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem(
-            "No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
-            "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."
+            "No `file` part, a `mapping` that cannot be used, a file that cannot be read as "
+            "CBCs (empty, binary, no analyte column...), or an `excel` that is neither true nor false; `errors` "
+            "names `file`, `mapping` or `excel`."
         ),
     },
 )
@@ -329,6 +331,7 @@ def create_batch() -> ResponseReturnValue:
         "200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
         "404": NOT_FOUND,
         "410": GONE,
+        "422": BAD_EXCEL,
     },
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
@@ -357,6 +360,7 @@ def get_batch(batch_id: str) -> ResponseReturnValue:
         "404": NOT_FOUND,
         "409": NOT_DONE,
         "410": GONE,
+        "422": BAD_EXCEL,
     },
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
