@@ -202,14 +202,14 @@ def _add_texts(
     """The output's texts for the interpreted rows (frame is indexed by them; a censored row rejected since is
     dropped): the summary line, the findings in words and the text of each censored value."""
     censored = _censored_texts(parsed, rows)
-    texts = pd.DataFrame(
-        {"summary": summary_lines(result, decimal, censored), "findings_text": findings_text(result)}, index=rows
-    )
-    for analyte, cells in censored.items():
-        texts[f"{analyte}_censored"] = cells
-    kept = texts.loc[frame.index]
-    for name in kept.columns:
-        frame[name] = kept[name]
+    texts: dict[str, object] = {
+        "summary": summary_lines(result, decimal, censored),
+        "findings_text": findings_text(result),
+    }
+    texts.update({f"{analyte}_censored": cells for analyte, cells in censored.items()})
+    kept = slice(None) if len(frame) == rows.size else np.searchsorted(rows, frame.index.to_numpy())
+    for name, column in texts.items():
+        frame[name] = column[kept]  # type: ignore[index]
 
 
 def _interpret_rows(

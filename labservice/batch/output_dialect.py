@@ -39,6 +39,13 @@ def number_texts(values: np.ndarray, decimal: str = ".") -> list[str]:
     given = np.flatnonzero(np.isfinite(x))
     if given.size:
         codes, uniques = pd.factorize(x[given])
-        texts = [np.format_float_positional(u, trim="-").replace(".", decimal) for u in uniques.tolist()]
-        out[given] = np.asarray(texts, dtype=object)[codes]
+        texts = np.asarray(uniques, dtype=np.float64).astype(str)  # the shortest text that reads back ("45.0")
+        whole = np.strings.endswith(texts, ".0")
+        texts[whole] = np.strings.rstrip(np.strings.rstrip(texts[whole], "0"), ".")
+        if decimal != ".":
+            texts = np.strings.replace(texts, ".", decimal)
+        written = texts.astype(object)
+        for i in np.flatnonzero(np.strings.find(texts, "e") >= 0).tolist():  # 1e-05: never exponent notation
+            written[i] = np.format_float_positional(uniques[i], trim="-").replace(".", decimal)
+        out[given] = written[codes]
     return out.tolist()

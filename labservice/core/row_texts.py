@@ -17,7 +17,7 @@ from labservice.core.families import family
 from labservice.core.families.base import analyte_thresholds
 from labservice.core.grading import FLAG_H, FLAG_HH, FLAG_L, FLAG_LL
 from labservice.core.interpret import InterpretationTable
-from labservice.core.numbers import text_numbers
+from labservice.core.numbers import CodedTexts, coded_texts
 from labservice.core.render import finding_titles
 from labservice.core.urgency import URGENCY_NAMES
 from labservice.core.vocabulary import FINDING
@@ -76,57 +76,67 @@ def _title_variants(result: InterpretationTable) -> dict:
 def summary_lines(
     result: InterpretationTable, decimal: str = ".", censored: dict[str, np.ndarray] | None = None
 ) -> np.ndarray:
-    """One line per row (object array): the counts outside their reference range, critical ones first, then the
-    urgency. "Platelets 45 x10^9/L low (CTCAE grade 3); neutrophils 0.4 x10^9/L critically low (CTCAE grade 4).
-    Urgency immediate." Numbers use `decimal` as their decimal mark. `censored` gives, per analyte, the text of a
-    censored value (such as "<5") where a row had one, written instead of the value the engine read it as.
+    """One line per row (object array): a short sentence per count outside its reference range, critical ones
+    first, then the urgency. "Neutrophils 0.4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low
+    (CTCAE grade 3). Urgency immediate." Numbers use `decimal` as their decimal mark. `censored` gives, per analyte,
+    the text of a censored value (such as "<5") where a row had one, written instead of the value the engine read it
+    as. (Sentences, not a list: a line holds no `;` or `,` that a CSV would have to quote.)
 
-    Per count named, its part (label, value, words: label and words picked from small tables by index) is made
-    for the rows that name it; the parts are then put in row order and added up per row in one pass (reduceat)."""
-    rs = result.ruleset
-    n = result.n
+    A sentence depends on the value, the flag and the grade only: it is written once per distinct combination and
+    rows pick theirs (a row near a threshold, or with a censored value, gets its own). The sentences are then put
+    in row order and added up per row in one pass (reduceat)."""
     rows_named: list[np.ndarray] = []
-    parts: list[np.ndarray] = []
-    started = np.zeros(n, dtype=bool)
+    sentences: list[np.ndarray] = []
     for wanted in FLAG_ORDER:
         for analyte in result.cols.present_analytes():
             flags = np.asarray(result.flags[analyte])
             rows = np.flatnonzero((flags == wanted[0]) | (flags == wanted[1]))
-            if rows.size == 0:
-                continue
-            label = rs.analytes[analyte].label
-            leads = np.array(["; " + label.lower() + " ", label + " "], dtype=object)
-            number = _numbers(result, analyte, rows, decimal, (censored or {}).get(analyte))
-            grade = result.grades.get(analyte)
-            grades = np.zeros(rows.size, dtype=np.int64) if grade is None else np.maximum(grade[rows], 0)
-            keys, inverse = np.unique(flags[rows].astype(np.int64) * 16 + grades, return_inverse=True)
-            unit = rs.unit_text(analyte)
-            words = [
-                f" {unit} {FLAG_WORDS[int(k) // 16]}" + (f" (CTCAE grade {int(k) % 16})" if k % 16 else "")
-                for k in keys
-            ]
-            lead = leads[(~started[rows]).astype(np.intp)]
-            parts.append(lead + number + np.asarray(words, dtype=object)[inverse.reshape(-1)])
-            rows_named.append(rows)
-            started[rows] = True
+            if rows.size:
+                sentences.append(_sentences(result, analyte, rows, decimal, (censored or {}).get(analyte)))
+                rows_named.append(rows)
     urgency = np.asarray(result.urgency, dtype=np.intp)
-    endings = np.array([f". Urgency {name}." for name in URGENCY_NAMES], dtype=object)
-    out = np.array([NOTHING_FLAGGED + ending for ending in endings], dtype=object)[urgency]
-    if parts:
+    endings = np.array([f"Urgency {name}." for name in URGENCY_NAMES], dtype=object)
+    out = np.array([f"{NOTHING_FLAGGED}. {ending}" for ending in endings], dtype=object)[urgency]
+    if sentences:
         row_of = np.concatenate(rows_named)
-        order = np.argsort(row_of, kind="stable")  # row order; within a row, the order the parts were made
+        order = np.argsort(row_of, kind="stable")  # row order; within a row, the order the sentences were made
         ordered_rows = row_of[order]
         starts = np.flatnonzero(np.r_[True, ordered_rows[1:] != ordered_rows[:-1]])
-        joined = np.add.reduceat(np.concatenate(parts)[order], starts)
         named = ordered_rows[starts]
-        out[named] = joined + endings[urgency[named]]
+        out[named] = np.add.reduceat(np.concatenate(sentences)[order], starts) + endings[urgency[named]]
     return out
 
 
-def _numbers(
+def _sentences(
     result: InterpretationTable, analyte: str, rows: np.ndarray, decimal: str, censored: np.ndarray | None
 ) -> np.ndarray:
-    """The values of `rows` as text, compared with what TextView.num compares them with: the analyte's fixed
+    """The sentence of each of `rows` for one analyte: "Platelets 45 x10^9/L low (CTCAE grade 3). "."""
+    rs = result.ruleset
+    numbers = _numbers(result, analyte, rows, decimal)
+    grade = result.grades.get(analyte)
+    grades = np.zeros(rows.size, dtype=np.int64) if grade is None else np.maximum(grade[rows], 0)
+    flag_grade = np.asarray(result.flags[analyte])[rows].astype(np.int64) * 16 + grades
+    keys, combination = np.unique(numbers.codes * 256 + flag_grade, return_inverse=True)
+    combination = combination.reshape(-1)
+    label, unit = rs.analytes[analyte].label, rs.unit_text(analyte)
+
+    def sentence(number: str, key: int) -> str:
+        grade_words = f" (CTCAE grade {key % 16})" if key % 16 else ""
+        return f"{label} {number} {unit} {FLAG_WORDS[key // 16 % 16]}{grade_words}. "
+
+    table = [sentence(numbers.texts[int(k) // 256], int(k) % 256) for k in keys]
+    out = np.asarray(table, dtype=object)[combination]
+    own = dict(numbers.own)
+    if censored is not None:
+        shown = np.flatnonzero(censored[rows] != None)  # noqa: E711 (elementwise; None or text)
+        own.update({int(i): str(censored[rows][i]).replace(".", decimal) for i in shown.tolist()})
+    for i, text in own.items():
+        out[i] = sentence(text, int(flag_grade[i]))
+    return out
+
+
+def _numbers(result: InterpretationTable, analyte: str, rows: np.ndarray, decimal: str) -> CodedTexts:
+    """The values of `rows` as text, coded, compared with what TextView.num compares them with: the analyte's fixed
     thresholds, the bounds of the range in use and, for haemoglobin, the anaemia cut-offs."""
     compared: list = list(analyte_thresholds(result.ruleset, analyte))
     rng = result.ranges.get(analyte)
@@ -134,9 +144,4 @@ def _numbers(
         compared += [rng.low[rows], rng.high[rows]]
     if analyte == "hemoglobin":
         compared += [result.anemia.low[rows], result.anemia.high[rows]]
-    texts = text_numbers(result.cols.values[analyte][rows], compared, decimal)
-    if censored is not None:
-        given = censored[rows] != None  # noqa: E711 (elementwise; None or text)
-        if given.any():
-            texts[given] = [text.replace(".", decimal) for text in censored[rows][given].tolist()]
-    return texts
+    return coded_texts(result.cols.values[analyte][rows], compared, decimal)

@@ -237,15 +237,15 @@ def header_names(variant: str) -> MessyFile:
 
 
 #: The summary line of some rows of the "abbreviations" variant (issue 14 item 5), from the flags and grades
-#: derived above: the critical counts first, then the others, each in the engine's order (platelets, WBC,
-#: neutrophils, lymphocytes, haemoglobin, haematocrit, RBC, MCV, reticulocytes), labelled as analytes.csv labels
-#: them, in the units of §1 (x10^9/L is how texts write 10*9/L).
+#: derived above: a sentence per count outside its range, the critical counts first, then the others, each in the
+#: engine's order (platelets, WBC, neutrophils, lymphocytes, haemoglobin, haematocrit, RBC, MCV, reticulocytes),
+#: labelled as analytes.csv labels them, in the units of §1 (x10^9/L is how texts write 10*9/L).
 _SUMMARIES = {
     "S-101": "No count outside its reference range. Urgency routine.",
-    "S-103": "Platelets 12 x10^9/L critically low (CTCAE grade 4); white cell count 1.5 x10^9/L critically low "
-             "(CTCAE grade 3); neutrophils 0.3 x10^9/L critically low (CTCAE grade 4); haemoglobin 6.5 g/dL "
-             "critically low (CTCAE grade 3); lymphocytes 0.9 x10^9/L low (CTCAE grade 1); haematocrit 20 % low; "
-             "red cell count 1.8 x10^12/L low; mean cell volume 111 fL high; reticulocytes (absolute) 15 x10^9/L "
+    "S-103": "Platelets 12 x10^9/L critically low (CTCAE grade 4). White cell count 1.5 x10^9/L critically low "
+             "(CTCAE grade 3). Neutrophils 0.3 x10^9/L critically low (CTCAE grade 4). Haemoglobin 6.5 g/dL "
+             "critically low (CTCAE grade 3). Lymphocytes 0.9 x10^9/L low (CTCAE grade 1). Haematocrit 20 % low. "
+             "Red cell count 1.8 x10^12/L low. Mean cell volume 111 fL high. Reticulocytes (absolute) 15 x10^9/L "
              "low. Urgency immediate.",
     "S-105": "Platelets 520 x10^9/L high. Urgency routine.",  # thrombocytosis has no CTCAE grade here (§4)
     "S-106": "Haemoglobin 12.5 g/dL low (CTCAE grade 1). Urgency routine.",
@@ -384,8 +384,8 @@ def semicolon_decimal_comma(explicit: bool) -> MessyFile:
            "platelets=L3 wbc=L2 hemoglobin=L2 neutrophils=LL4 lymphocytes=N", "indeterminate",
            values={"platelets (10*9/L)": "45", "wbc (10*9/L)": "2,1", "hemoglobin (g/dL)": "8,2",
                    "neutrophils (10*9/L)": "0,4", "lymphocytes (10*9/L)": "1,1"},
-           summary="Neutrophils 0,4 x10^9/L critically low (CTCAE grade 4); platelets 45 x10^9/L low (CTCAE grade 3); "
-                   "white cell count 2,1 x10^9/L low (CTCAE grade 2); haemoglobin 8,2 g/dL low (CTCAE grade 2). "
+           summary="Neutrophils 0,4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low (CTCAE grade 3). "
+                   "White cell count 2,1 x10^9/L low (CTCAE grade 2). Haemoglobin 8,2 g/dL low (CTCAE grade 2). "
                    "Urgency immediate.",
            words=frozenset({"Critical value: notify the clinician now", "Pancytopenia (all three cell lines low)",
                             "Counts in the marrow-failure range (BSH aplastic anaemia entry criteria)",

@@ -52,7 +52,7 @@ def test_words_and_numbers_are_those_of_the_json_answer(rows, data):
             label = result.ruleset.analytes[analyte].label
             grade = f" (CTCAE grade {shown['ctcae_grade']})" if shown["ctcae_grade"] else ""
             said = f"{label} {view.num(analyte, i)} {result.ruleset.unit_text(analyte)} {WORDS[shown['flag']]}{grade}"
-            assert said.lower() + ";" in line.lower() or said.lower() + "." in line.lower(), (said, line)
+            assert said + ". " in line, (said, line)
 
 
 def test_the_title_masks_agree_with_the_titles_worded_per_cbc():
@@ -92,7 +92,7 @@ def test_a_summary_line_from_the_rules():
     table = pd.DataFrame({"platelets": [45.0, 250.0], "neutrophils": [0.4, 3.0], "hemoglobin": [13.5, 14.0],
                           "sex": ["female", "male"], "age_years": [34.0, 50.0]})
     lines = summary_lines(interpret_cbc_table(table))
-    assert lines[0] == ("Neutrophils 0.4 x10^9/L critically low (CTCAE grade 4); platelets 45 x10^9/L low "
+    assert lines[0] == ("Neutrophils 0.4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low "
                         "(CTCAE grade 3). Urgency immediate.")
     assert lines[1] == "No count outside its reference range. Urgency routine."
 
