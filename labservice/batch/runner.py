@@ -19,6 +19,7 @@ from typing import IO, Any, TextIO
 import numpy as np
 
 from labservice.adapters.csv_input.dialect import SAMPLE_BYTES, sniff
+from labservice.adapters.csv_input.line_fields import LineFields
 from labservice.adapters.csv_input.long import LongFile
 from labservice.adapters.csv_input.options import BatchOptions, check_options
 from labservice.adapters.csv_input.plan import ColumnPlan, plan_columns
@@ -28,6 +29,7 @@ from labservice.adapters.csv_input.wide import numeric_columns, parse_wide_chunk
 from labservice.batch.chunk import DERIVABLE, FIRST_ERRORS, KeepRows, interpret_chunk
 from labservice.batch.duplicates import DuplicateCheck
 from labservice.batch.output import CsvFormat, JsonFormat, OutputLayout, Sink
+from labservice.batch.output_dialect import OutputDialect, begins_with_bom
 from labservice.batch.stream import HashingStream, rewound, seekable_source
 from labservice.batch.summary import DUPLICATE_EXAMPLES, BatchSummary
 from labservice.core.ruleset import Ruleset, default_ruleset
@@ -75,8 +77,12 @@ def run_batch(
     jobs: int = 1,
     keep_rows: KeepRows | None = None,
     on_chunk: Callable[[BatchSummary, int], None] | None = None,
+    excel: bool = False,
 ) -> BatchSummary:
     """Interpret every CBC of a CSV file; write one output row per input CBC (or unreadable line).
+
+    The CSV is written with the input's delimiter and decimal mark, and begins with a UTF-8 byte order mark when
+    the input did or `excel` asks for one (labservice.batch.output_dialect).
 
     Raises BatchFileError when the file as a whole is unusable (nothing is written then).
     `keep_rows` (see labservice.batch.keep) stores the rows with a patient id; it runs in this
@@ -91,15 +97,18 @@ def run_batch(
     source = seekable_source(source)
     start = source.tell()
     stream = HashingStream(source)
-    dialect = sniff(stream.peek_sample(SAMPLE_BYTES), options, complete=stream.exhausted)
+    sample = stream.peek_sample(SAMPLE_BYTES)
+    dialect = sniff(sample, options, complete=stream.exhausted)
     if dialect.encoding == "utf-8-sig":
         stream.check_utf8()
+    bom = begins_with_bom(sample)
     plan = plan_columns(dialect.header, options, rs)
     summary = BatchSummary(
         shape=plan.shape,
         encoding="utf-8" if dialect.encoding == "utf-8-sig" else dialect.encoding,
         delimiter=dialect.delimiter,
         decimal=dialect.decimal,
+        bom=bom,
         columns_used=plan.used(),
         columns_ignored=plan.ignored,
         ruleset_version=rs.version,
@@ -115,6 +124,7 @@ def run_batch(
         options.chunk_rows,
         reopen=lambda: rewound(source, start),
         quotes_read=lambda: stream.quotes,
+        line_fields=LineFields(source, start, dialect, sample).fields,
     )
     long_file = None
     if plan.shape == "wide":
@@ -129,13 +139,18 @@ def run_batch(
         analytes = long_file.analytes()
         chunks = long_file.chunks(options.chunk_rows)
     film = bool(long_file.film_fields()) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
-    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], output_analytes(analytes), film)
+    shown = output_analytes(analytes)
+    units = {analyte: rs.analytes[analyte].canonical_unit for analyte in shown}
+    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], shown, film, units)
     summary.output_columns = layout.columns()
-    outputs = [(handle, kind(layout)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle]
+    written = OutputDialect(dialect.delimiter, dialect.decimal, bom or excel)
+    outputs = [
+        (handle, kind(layout, written)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle
+    ]
     sinks = [Sink(handle, text_format) for handle, text_format in outputs]
     formats = [text_format for _, text_format in outputs]
     tasks = _with_duplicates(chunks, summary) if plan.shape == "wide" else ((c, None) for c in chunks)
-    for texts, part in _interpreted(tasks, rs, formats, jobs, keep_rows):
+    for texts, part in _interpreted(tasks, rs, formats, jobs, keep_rows, dialect.decimal):
         for sink, text in zip(sinks, texts, strict=True):
             sink.write(text)
         summary.merge(part, FIRST_ERRORS)
@@ -194,10 +209,10 @@ _WORKER_RULESET: Ruleset | None = None
 
 
 def _process(
-    parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None
+    parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None, decimal: str = "."
 ) -> tuple[list[str], BatchSummary]:
     part = BatchSummary()
-    rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows)
+    rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows, decimal)
     return [text_format.rows(rows) for text_format in formats], part
 
 
@@ -206,13 +221,18 @@ def _set_worker_ruleset(rs: Ruleset) -> None:
     _WORKER_RULESET = rs
 
 
-def _process_in_worker(parsed: ParsedChunk, duplicate_of, formats) -> tuple[list[str], BatchSummary]:
+def _process_in_worker(parsed: ParsedChunk, duplicate_of, formats, decimal: str) -> tuple[list[str], BatchSummary]:
     assert _WORKER_RULESET is not None
-    return _process(parsed, duplicate_of, _WORKER_RULESET, formats)
+    return _process(parsed, duplicate_of, _WORKER_RULESET, formats, decimal=decimal)
 
 
 def _interpreted(
-    tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats, jobs: int, keep_rows: KeepRows | None = None
+    tasks: Iterable[tuple[ParsedChunk, Any]],
+    rs: Ruleset,
+    formats,
+    jobs: int,
+    keep_rows: KeepRows | None = None,
+    decimal: str = ".",
 ) -> Iterator[tuple[list[str], BatchSummary]]:
     """(texts, counts) per chunk, in input order; a pool is started only when a second chunk comes."""
     tasks = iter(tasks)
@@ -221,15 +241,15 @@ def _interpreted(
         return
     second = next(tasks, None) if jobs > 1 else None
     if second is None:
-        yield _process(first[0], first[1], rs, formats, keep_rows)
+        yield _process(first[0], first[1], rs, formats, keep_rows, decimal)
         for parsed, duplicate_of in tasks:
-            yield _process(parsed, duplicate_of, rs, formats, keep_rows)
+            yield _process(parsed, duplicate_of, rs, formats, keep_rows, decimal)
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_worker_ruleset, initargs=(rs,)) as pool:
         pending: deque[Future] = deque()
         for parsed, duplicate_of in itertools.chain((first, second), tasks):  # lazily: the window bounds memory
-            pending.append(pool.submit(_process_in_worker, parsed, duplicate_of, formats))
+            pending.append(pool.submit(_process_in_worker, parsed, duplicate_of, formats, decimal))
             if len(pending) >= jobs * CHUNKS_AHEAD_PER_JOB:
                 yield pending.popleft().result()
         while pending:

@@ -23,6 +23,7 @@ from labservice.dashboard.views import bp, not_found
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_store
 from labservice.middleware.audit_trail import touched_batch, touched_resource
+from labservice.query import excel_requested
 from labservice.services.batch_jobs import find_job, header_warnings, job_fields, jobs_not_done
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
@@ -174,6 +175,7 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
     id_columns = [(header, name) for header, name in (summary.get("columns_used") or {}).items() if name in ID_FIELDS]
     links = {
         "csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
+        "csv_excel": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv", excel="true"),
         "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
         "api": url_for("batches.get_batch", batch_id=batch_id),
     }
@@ -254,8 +256,10 @@ def _text(value: Any) -> str:
 
 @bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
 def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
-    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
+    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise), named
+    after the uploaded file; `?excel=true` for a CSV that begins with a UTF-8 byte order mark."""
+    excel = excel_requested()
     found = _kept_batch(batch_id)
     if not isinstance(found, StoredBatch):
         return found
-    return send_batch_result(found, kind)  # found once: no second look-up and purge check
+    return send_batch_result(found, kind, excel=excel)  # found once: no second look-up and purge check
