@@ -219,7 +219,7 @@ def _line_text(lines: np.ndarray) -> list[str]:
     return list(map(str, lines.tolist()))
 
 
-def _summaries(rows: RowsOut) -> np.ndarray:
+def summaries(rows: RowsOut) -> np.ndarray:
     """The summary line of each row; rows not interpreted say so (their error column says why)."""
     summary = rows.decisions.get("summary")
     out = np.full(len(rows.lines), NOT_INTERPRETED, dtype=object)
@@ -288,7 +288,7 @@ class CsvFormat:
                     cells[row] = str(censored[row]).replace(".", decimal)
             columns.append(cells)
         columns += [
-            csv_text(_summaries(rows), delimiter).tolist(),
+            csv_text(summaries(rows), delimiter).tolist(),
             texts[combo].tolist(),
             csv_text(rows.notes, delimiter).tolist(),
             csv_text(rows.errors, delimiter).tolist(),
@@ -354,7 +354,7 @@ class JsonFormat:
                 cells[given] = json_text(censored[given])
             values = values + (',"' if position else '"') + analyte + '":' + cells
         out = '{"line":' + np.array(_line_text(rows.lines), dtype=object) + ',"ids":{' + ids + "}"
-        out = out + ',"values":{' + values + '},"summary":' + json_text(_summaries(rows)) + "," + texts[combo]
+        out = out + ',"values":{' + values + '},"summary":' + json_text(summaries(rows)) + "," + texts[combo]
         out = out + ',"notes":' + json_text(rows.notes) + ',"error":' + json_text(rows.errors) + "}"
         return ",\n".join(out.tolist())
 

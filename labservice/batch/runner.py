@@ -52,6 +52,15 @@ def output_analytes(analytes: list[str]) -> list[str]:
     return [a for a in ANALYTES if a in present]
 
 
+def output_layout(id_headers: list[str], analytes: list[str], film: bool, ruleset: Ruleset) -> OutputLayout:
+    """The output's columns for these id headers and the analytes read (with those derived from them): each value
+    column's header names the analyte's canonical unit. The CSV path and the Dask path (batch/distributed) share it."""
+    shown = output_analytes(analytes)
+    return OutputLayout(
+        id_headers, shown, film, {analyte: ruleset.analytes[analyte].canonical_unit for analyte in shown}
+    )
+
+
 def check_readable(source: IO[bytes], options: BatchOptions, ruleset: Ruleset | None = None) -> ColumnPlan:
     """Raise BatchFileError (or MappingError) now when the file cannot be read as CBCs at all, as run_batch would at
     its start: its encoding, delimiter and header (the first block only; the stream is rewound). Returns which
@@ -139,9 +148,7 @@ def run_batch(
         analytes = long_file.analytes()
         chunks = long_file.chunks(options.chunk_rows)
     film = bool(long_file.film_fields()) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
-    shown = output_analytes(analytes)
-    units = {analyte: rs.analytes[analyte].canonical_unit for analyte in shown}
-    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], shown, film, units)
+    layout = output_layout([dialect.header[i] for i in plan.id_columns], analytes, film, rs)
     summary.output_columns = layout.columns()
     written = OutputDialect(dialect.delimiter, dialect.decimal, bom or excel)
     outputs = [

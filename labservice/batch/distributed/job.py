@@ -45,7 +45,7 @@ from labservice.batch.distributed.parquet_in import (
 from labservice.batch.distributed.partitions import KEY, PartitionJob, interpret_partition, key_columns, with_key
 from labservice.batch.distributed.rulesets import RulesetRef
 from labservice.batch.output import OutputLayout
-from labservice.batch.runner import FILM_OUTPUT_FIELDS, output_analytes
+from labservice.batch.runner import FILM_OUTPUT_FIELDS, output_layout
 from labservice.batch.summary import DUPLICATE_EXAMPLES, BatchSummary
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
@@ -157,7 +157,7 @@ def run_job(
             analytes, film = plan.analytes, any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
         else:
             analytes, film, kept, ignored = _long_items(source, job, ruleset)
-        layout = OutputLayout(job.layout.id_headers, output_analytes(analytes), film)
+        layout = output_layout(job.layout.id_headers, analytes, film, ruleset)
         job = PartitionJob(plan, job.options, job.ruleset, layout, job.locations, job.columns, kept)
         frame = dd.from_map(
             _read, source.pieces, args=(source, _numeric(plan), job.columns), meta=_input_meta(source, job)
