@@ -331,7 +331,7 @@ def test_a_windows_1252_file_is_read_and_the_encoding_said(tmp_path):
     assert "warning: the file is not UTF-8 (byte 0xB3" in done.stderr and "read as Windows-1252" in done.stderr
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     assert summary["encoding"] == "cp1252" and summary["columns_used"]["PLT (x10³/µL)"] == "platelets"
-    rows = rows_of((tmp_path / "out.csv").read_text(encoding="utf-8"))
+    rows = rows_of((tmp_path / "out.csv").read_text(encoding="utf-8"), summary["delimiter"])  # the input's dialect
     assert rows[0]["platelets_flag"] == "L" and rows[0]["platelets_ctcae_grade"] == "3"  # 45: §4 grade 3
 
 

@@ -29,7 +29,7 @@ def test_a_windows_1252_file_with_header_units_is_read(tmp_path):
     assert summary.columns_used["PLT (x10³/µL)"] == "platelets"
     assert summary.columns_used["WBC (x10³/µL)"] == "wbc"
     assert (summary.interpreted, summary.rejected) == (2, 0)
-    first, second = csv.DictReader(io.StringIO(out.getvalue()))
+    first, second = csv.DictReader(io.StringIO(out.getvalue()), delimiter=";")  # written in the input's dialect
     assert first["MRN"] == "W1252-1"
     assert (first["platelets_flag"], first["platelets_ctcae_grade"]) == ("L", "3")
     assert "thrombocytopenia" in first["findings"].split(";")

@@ -99,8 +99,9 @@ def messy_files(draw) -> GeneratedFile:
     return generated
 
 
-def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
+def csv_rows(text: str, delimiter: str) -> list[dict[str, str]]:
+    """The output's rows: it is written in the input's dialect (its delimiter; a BOM kept)."""
+    return list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), delimiter=delimiter))
 
 
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,7 +110,7 @@ def test_every_line_comes_back_once_in_order(generated: GeneratedFile):
     csv_out, json_out = io.StringIO(), io.StringIO()
     summary = run_batch(io.BytesIO(generated.data), csv_out=csv_out, json_out=json_out,
                         options=BatchOptions(chunk_rows=generated.chunk_rows))
-    rows = csv_rows(csv_out.getvalue())
+    rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     as_json = json.loads(json_out.getvalue())
 
     assert [int(r["line"]) for r in rows] == generated.record_lines
@@ -140,7 +141,7 @@ def test_long_files_account_for_every_result(results, chunk_rows):
     csv_out = io.StringIO()
     summary = run_batch(io.BytesIO(data), csv_out=csv_out,
                         options=BatchOptions(chunk_rows=chunk_rows, decimal=","))
-    rows = csv_rows(csv_out.getvalue())
+    rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     mapped = [(i + 2, r) for i, r in enumerate(results) if r[2] != "GLU" and any(r)]
     groups: dict[tuple[str, str], int] = {}
     for line, (patient, time, _, _) in mapped:
@@ -173,7 +174,7 @@ def run_or_refuse(data: bytes, chunk_rows: int = 7) -> tuple[object, list[dict[s
         event("refused as a whole")
         return None
     event("read")
-    rows = csv_rows(csv_out.getvalue())
+    rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     as_json = json.loads(json_out.getvalue())
     assert summary.rows_out == len(rows) == len(as_json)
     assert summary.interpreted + summary.rejected == summary.rows_out
@@ -224,7 +225,7 @@ def test_a_header_holding_a_quoted_line_break_is_one_record_and_the_lines_after_
     csv_out = io.StringIO()
     summary = run_batch(io.BytesIO(header + b"45;;2,5;P1;S1;2026-01-01;6\n45;;2,5;P2;S2;2026-01-01;6\n"),
                         csv_out=csv_out)
-    rows = csv_rows(csv_out.getvalue())
+    rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     assert summary.delimiter == ";" and summary.rows_in == 2 and summary.first_errors == []
     assert [int(row["line"]) for row in rows] == [3, 4]
     assert [row["sample_id"] for row in rows] == ["S1", "S2"]
