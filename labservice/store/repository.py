@@ -263,7 +263,8 @@ def history(session: Session, patient_ids: Sequence[int], since: datetime, until
     return out
 
 
-#: From this many rows an INSERT on PostgreSQL is a COPY (`_copy_returning`); fewer go through one INSERT.
+#: From this many rows an INSERT is a COPY on PostgreSQL and the driver's executemany on SQLite
+#: (`_copy_returning`); fewer go through one INSERT ... RETURNING.
 COPY_FROM_ROWS = 50
 
 
@@ -271,8 +272,11 @@ def _copy_returning(session: Session, table: Any, rows: Sequence[dict[str, Any]]
     """PostgreSQL: add the rows with COPY, their ids taken first from the table's sequence in one query (in the
     order given, as INSERT ... RETURNING gives them); None on another database or for a few rows. COPY costs a
     fraction of a many-row INSERT's bound parameters (issue 12 item 1: a batch chunk's thousands of rows)."""
-    if len(rows) < COPY_FROM_ROWS or session.get_bind().dialect.name != "postgresql":
+    dialect = session.get_bind().dialect.name
+    if len(rows) < COPY_FROM_ROWS or dialect not in ("postgresql", "sqlite"):
         return None
+    if dialect == "sqlite":
+        return _sqlite_insert_many(session, table, rows)
     connection = session.connection()
     ids = list(
         connection.execute(
@@ -292,6 +296,39 @@ def _copy_returning(session: Session, table: Any, rows: Sequence[dict[str, Any]]
             for id_, row in zip(ids, rows, strict=True):
                 copy.write_row([id_, *(json_text.dumps(row[n]) if n in as_json else row[n] for n in names)])
     except psycopg.IntegrityError as error:  # as an INSERT's would be: the caller's retry (STORE_ATTEMPTS) sees it
+        raise IntegrityError(statement, None, error) from error
+    return ids
+
+
+def _sqlite_insert_many(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """SQLite: add the rows with the driver's executemany, each value bound as SQLAlchemy binds it (its column
+    type's bind processor: JSON text, datetimes), with ids following the largest one (the table's own rule for a
+    new rowid). Another writer cannot add rows between the two: SQLite has one writer, and a transaction whose
+    snapshot is stale cannot start writing (it fails, as any write of it would)."""
+    connection = session.connection()
+    first = int(connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
+    ids = list(range(first, first + len(rows)))
+    names = [column.name for column in table.columns if column.name != "id" and column.name in rows[0]]
+    dialect = connection.dialect
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    params = [
+        (
+            id_,
+            *(
+                value if process is None else process(value)
+                for process, value in zip(processors, (row[n] for n in names), strict=True)
+            ),
+        )
+        for id_, row in zip(ids, rows, strict=True)
+    ]
+    statement = f"INSERT INTO {table.name} (id, {', '.join(names)}) VALUES ({', '.join('?' * (len(names) + 1))})"
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    import sqlite3
+
+    try:
+        driver.executemany(statement, params)
+    except sqlite3.IntegrityError as error:  # as an INSERT's through SQLAlchemy would be
         raise IntegrityError(statement, None, error) from error
     return ids
 
