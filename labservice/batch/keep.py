@@ -37,7 +37,13 @@ from labservice.core.table import ANALYTES
 from labservice.services.store_results import CbcToStore, Keep, keep_in_session, to_store
 from labservice.store.batch_records import add_unstored_batch, bytes_kept, known_batches, set_result_bytes
 from labservice.store.database import Database
-from labservice.store.repository import BatchAlreadyStored, add_batch, finish_batch, stored_batch_summary
+from labservice.store.repository import (
+    BatchAlreadyStored,
+    add_batch,
+    finish_batch,
+    fingerprint,
+    stored_batch_summary,
+)
 
 #: Runs a batch file into the two result handles, storing rows through the KeepRows when one is given, and
 #: returns the record kept with the results (with the run's `summary`).
@@ -113,7 +119,10 @@ def prepare_rows(
     for i, row in enumerate(rows.tolist()):
         doc = {"collected_at": when[i], "patient": {"id": patients[i]}, "context": _context(parsed.table, row)}
         raw = {"line": int(parsed.lines[row]), "values": reported[i]}
-        items.append(to_store(doc, raw, result.cols, at[i], patients[i], answers[i]))
+        item = to_store(doc, raw, result.cols, at[i], patients[i], answers[i])
+        # Computed here, where it may run in the job's other process (labservice.batch.runner): the item is final.
+        item.fingerprint = fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings)
+        items.append(item)
     return items
 
 
