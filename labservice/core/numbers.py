@@ -75,7 +75,7 @@ def text_number(value: float | None, compared: Iterable[float] = ()) -> str:
     x = float(value)
     if not math.isfinite(x):
         return str(x)
-    bounds = tuple(sorted({float(t) for t in compared if t is not None and math.isfinite(float(t))}))
+    bounds = tuple(compared)
     if x == 0:  # 0.0 and -0.0 are one key of the cache but not one text
         return _text_number.__wrapped__(x, bounds)
     return _text_number(x, bounds)
@@ -86,8 +86,9 @@ TEXT_CACHE_SIZE = 1 << 16
 
 
 @functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
-def _text_number(x: float, bounds: tuple[float, ...]) -> str:
-    """text_number of a finite value and the finite thresholds it was compared with (sorted, once each)."""
+def _text_number(x: float, compared: tuple[float | None, ...]) -> str:
+    """text_number of a finite value and the thresholds it was compared with (None and NaN left out)."""
+    bounds = [float(t) for t in compared if t is not None and math.isfinite(float(t))]
     for digits in range(TEXT_DIGITS, _MAX_DIGITS + 1):
         text = _positional(x, digits)
         shown = float(text)
