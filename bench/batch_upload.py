@@ -5,7 +5,8 @@
 Reports per database: rows, file MB, the 202's answer time, upload-to-done seconds, rows per second, the worker's
 CPU seconds (its own and its job's second process; not the PostgreSQL server's), its peak RSS (VmHWM of the
 worker process, where the job stores; the second process's is not included) and the rows stored/rejected from the
-batch resource, with the machine's 1-minute load average at the start and the end (the wall time on a shared
+batch resource, the status polls that failed (503 or a cut connection: polled again), with the machine's
+1-minute load average at the start and the end (the wall time on a shared
 machine depends on it; the CPU seconds much less). Target (issue 12 item 1):
 10^6 rows stored within 300 s on this 2-core machine, memory bounded by the chunk (BATCH_CHUNK_ROWS).
 Run by bench/batch.py (`--upload-only` for this part alone).
@@ -33,7 +34,7 @@ POLL_SECONDS = 0.25
 DEFAULT_POSTGRES = os.environ.get("LABSERVICE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 UPLOAD_TABLE_HEADER = (
     "| database | rows | file MB | 202 after s | upload to done s | rows/s | worker CPU s | worker peak MB | stored "
-    "| rejected | load avg (start / end) | done ≤ 300 s |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| rejected | load avg (start / end) | failed polls | done ≤ 300 s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 DATABASES = ("SQLite", "PostgreSQL")
 
@@ -181,9 +182,13 @@ def measure(database: str, database_url: str, csv_path: Path, rows: int, work: P
         if status not in (200, 202):
             raise RuntimeError(f"upload answered {status}: {body}")
         location = body["links"]["self"]
+        failed_polls = 0
         while body.get("status") not in ("done", "failed"):
             time.sleep(POLL_SECONDS)
-            body = _get(port, token, location)
+            try:
+                body = _get(port, token, location)
+            except OSError:  # a 503 or a cut connection: a client polls again (counted in the table)
+                failed_polls += 1
             if time.monotonic() - started > 3 * TARGET_SECONDS:
                 raise RuntimeError(f"not done after {3 * TARGET_SECONDS:.0f} s: {body}")
         seconds = time.monotonic() - started
@@ -200,6 +205,7 @@ def measure(database: str, database_url: str, csv_path: Path, rows: int, work: P
         "peak_mb": peak,
         "cpu_s": None if cpu_end is None else cpu_end - cpu_start,
         "load": (load_start, load_end),
+        "failed_polls": failed_polls,
         "stored": body.get("stored"),
         "rejected": body.get("rejected"),
         "errors": body.get("errors"),
@@ -213,7 +219,7 @@ def row(result: dict) -> str:
     load = f"{result['load'][0]:.1f} / {result['load'][1]:.1f}"
     return (f"| {result['database']} | {result['rows']:,} | {result['file_mb']:.1f} | {result['answered']:.2f} "
             f"| {result['seconds']:.1f} | {result['rows'] / result['seconds']:,.0f} | {cpu} | {peak} "
-            f"| {result['stored']} | {result['rejected']} | {load} | {ok} |")
+            f"| {result['stored']} | {result['rejected']} | {load} | {result['failed_polls']} | {ok} |")
 
 
 def run(
