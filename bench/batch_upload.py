@@ -34,7 +34,8 @@ POLL_SECONDS = 0.25
 DEFAULT_POSTGRES = os.environ.get("LABSERVICE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 UPLOAD_TABLE_HEADER = (
     "| database | rows | file MB | 202 after s | upload to done s | rows/s | worker CPU s | worker peak MB | stored "
-    "| rejected | load avg (start / end) | failed polls | done ≤ 300 s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| rejected | load avg (start / end) | failed polls | done ≤ 300 s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 DATABASES = ("SQLite", "PostgreSQL")
 
