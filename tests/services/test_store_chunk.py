@@ -155,11 +155,18 @@ def test_a_chunk_added_in_bulk_is_stored_as_one_added_row_by_row(database: Datab
     rows stored, and the ids answered for them, are those of the many-row INSERT ... RETURNING of smaller chunks."""
     size = 3 * repository.COPY_FROM_ROWS
 
+    # Texts COPY must escape (its own escape character, tab and line break) beside JSON's (a quote), and non-ASCII.
+    tricky = 'a "quote", a backslash \\ (and \\n), a tab \t, a line\nbreak, \u2265 150 \u00d7 10\u2079/L'
+
     def items(prefix: str) -> list:
-        return [
+        out = [
             item(f"{prefix}-{n % 40}", day=n // 40, platelets=300.0 - 2 * n, findings=("thrombocytopenia",) * (n % 2))
             for n in range(size)
         ]
+        for one in out:
+            one.answer = {**one.answer, "summary": tricky}
+            one.raw = {**one.raw, "note": tricky}
+        return out
 
     bulk = chunk(database, new_batch(database), items("BULK"))
     monkeypatch.setattr(repository, "COPY_FROM_ROWS", 10 * size)  # the same rows through INSERT ... RETURNING
@@ -167,6 +174,8 @@ def test_a_chunk_added_in_bulk_is_stored_as_one_added_row_by_row(database: Datab
     assert bulk.stored == row_by_row.stored == size
     assert stored_rows(database, "BULK") == stored_rows(database, "ROWS")
     assert len(stored_rows(database, "BULK")) == size
+    assert {dict(row)["answer"]["summary"] for row in stored_rows(database, "BULK")} == {tricky}
+    assert {dict(row)["raw"]["note"] for row in stored_rows(database, "BULK")} == {tricky}
     with database.session() as session:  # each answered id is its own row's (the order of the ids is the items')
         for answered, sent in zip(bulk.results, items("BULK"), strict=True):
             result = session.get(CbcResult, answered.cbc_id)
