@@ -40,8 +40,8 @@ from labservice.store.database import Database
 from labservice.store.repository import (
     BatchAlreadyStored,
     add_batch,
-    finish_batch,
     fingerprint,
+    finish_batch,
     stored_batch_summary,
 )
 

@@ -84,8 +84,9 @@ def run_batch(
     Raises BatchFileError when the file as a whole is unusable (nothing is written then).
     `keep_rows` (see labservice.batch.keep) stores the rows with a patient id; it runs in this
     process, so it implies one job, unless it is a StagedKeep: then with `jobs` > 1 a worker process
-    interprets and prepares the next chunk (renders its answers) while this one stores the current one. `on_chunk` is called after every chunk with the summary so far and the bytes
-    read (a batch job reports its progress with it).
+    interprets and prepares the next chunk (renders its answers) while this one stores the current one.
+    `on_chunk` is called after every chunk with the summary so far and the bytes read (a batch job reports
+    its progress with it).
     """
     if keep_rows is not None and not isinstance(keep_rows, StagedKeep):
         jobs = 1
