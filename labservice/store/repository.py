@@ -139,12 +139,7 @@ _KEPT = (
         _RESULTS.c.batch_id,
     )
     .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
-    # Both columns of the unique index (patient_id, fingerprint): the fingerprint alone is not indexed, and a
-    # look-up by it scanned every stored result (a 10^6-row job slowed chunk after chunk).
-    .where(
-        _RESULTS.c.patient_id.in_(bindparam("patients", expanding=True)),
-        _RESULTS.c.fingerprint.in_(bindparam("prints", expanding=True)),
-    )
+    .where(_RESULTS.c.fingerprint.in_(bindparam("prints", expanding=True)))
 )
 _HISTORY = (
     select(
@@ -241,18 +236,13 @@ def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: d
     return ids
 
 
-def kept_results(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], KeptResult]:
-    """The results already stored with these (patient id, fingerprint) keys, by key (an index look-up: at most
-    IN_CHUNK values a statement, half patients, half fingerprints)."""
+def kept_results(session: Session, fingerprints: Sequence[str]) -> dict[tuple[int, str], KeptResult]:
+    """The results already stored with these fingerprints, by (patient id, fingerprint)."""
     connection = session.connection()
     out: dict[tuple[int, str], KeptResult] = {}
-    wanted = sorted(set(keys))
-    for start in range(0, len(wanted), IN_CHUNK // 2):
-        part = wanted[start : start + IN_CHUNK // 2]
-        patients = sorted({patient_id for patient_id, _ in part})
-        prints = sorted({print_ for _, print_ in part})
+    for prints in _in_chunks(sorted(set(fingerprints))):
         for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in connection.execute(
-            _KEPT, {"patients": patients, "prints": prints}
+            _KEPT, {"prints": prints}
         ):
             out[(patient_id, print_)] = KeptResult(cbc_id, interpretation_id, delta, batch_id)
     return out
