@@ -279,6 +279,10 @@ def main() -> int:
     parts = parser.add_mutually_exclusive_group()
     parts.add_argument("--upload-only", action="store_true", help="only the batch upload job (bench/batch_upload.py)")
     parts.add_argument("--no-upload", action="store_true", help="only the CSV command against read_csv")
+    parser.add_argument("--database", choices=("SQLite", "PostgreSQL"), action="append",
+                        help="the upload on this database only (repeat for both; default: both)")
+    parser.add_argument("--max-seconds", type=float, default=900.0,
+                        help="give an upload up this long (default 900: 3 x the 300 s target)")
     parser.add_argument("--write-csv", help=argparse.SUPPRESS)
     parser.add_argument("--read-csv", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -296,7 +300,8 @@ def main() -> int:
         from batch_upload import run as run_upload
 
         uploads = (args.rows,) if args.rows else SMOKE_UPLOAD_SIZES if args.smoke else UPLOAD_SIZES
-        failures += run_upload(uploads, write_csv_in_child)
+        databases = tuple(args.database) if args.database else ("SQLite", "PostgreSQL")
+        failures += run_upload(uploads, write_csv_in_child, databases=databases, max_seconds=args.max_seconds)
     for failure in failures:
         print(f"bench/batch.py: FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

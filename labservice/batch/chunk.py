@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,30 @@ class Interpreted:
 #: the censored values that span a threshold) -> how many were new. The rows kept are rendered from that result:
 #: a CBC of a batch goes through the engine once (and once more at the other end of a censored value).
 KeepRows = Callable[[ParsedChunk, Interpreted, np.ndarray], int]
+
+
+class StagedKeep:
+    """A KeepRows in two stages, so a batch job can overlap them (labservice.batch.runner): `prepare(parsed,
+    interpreted, errors)` renders what a chunk keeps from the engine's result (pure: it may run in another
+    process, and returns something picklable), `store(parsed, prepared)` stores it and returns how many rows were
+    new (in the job's process, chunk after chunk in file order: a chunk's history includes the chunks before it).
+    Called as a KeepRows, it runs both at once."""
+
+    def __init__(
+        self, prepare: Callable[[ParsedChunk, Interpreted, np.ndarray], Any], store: Callable[[ParsedChunk, Any], int]
+    ) -> None:
+        self.prepare = prepare
+        self.store = store
+
+    def __call__(self, parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
+        return self.store(parsed, self.prepare(parsed, interpreted, errors))
+
+    def storing_with(self, store: Callable[[ParsedChunk, Any, Callable[[ParsedChunk, Any], int]], int]) -> StagedKeep:
+        """The same preparation, stored by `store(parsed, prepared, this keep's store)`."""
+        inner = self.store
+        return StagedKeep(self.prepare, lambda parsed, prepared: store(parsed, prepared, inner))
+
+
 #: Rejected rows quoted in the summary (all of them are in the output's error column).
 FIRST_ERRORS = 10
 #: Analytes the engine derives when their inputs are present (clinical-rules §1).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -28,15 +29,21 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from labservice.adapters.csv_input.cells import parse_dates
 from labservice.adapters.csv_input.rows import ParsedChunk
-from labservice.batch.chunk import Interpreted, KeepRows
+from labservice.batch.chunk import Interpreted, KeepRows, StagedKeep
 from labservice.batch.results_store import BatchStore, StoredBatch
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
-from labservice.services.store_results import Keep, keep_in_session, to_store
+from labservice.services.store_results import CbcToStore, Keep, keep_in_session, to_store
 from labservice.store.batch_records import add_unstored_batch, bytes_kept, known_batches, set_result_bytes
 from labservice.store.database import Database
-from labservice.store.repository import BatchAlreadyStored, add_batch, finish_batch, stored_batch_summary
+from labservice.store.repository import (
+    BatchAlreadyStored,
+    add_batch,
+    fingerprint,
+    finish_batch,
+    stored_batch_summary,
+)
 
 #: Runs a batch file into the two result handles, storing rows through the KeepRows when one is given, and
 #: returns the record kept with the results (with the run's `summary`).
@@ -47,50 +54,76 @@ RunBatch = Callable[[TextIO, TextIO, "KeepRows | None"], dict[str, Any]]
 PATIENT_ID_MAX_LENGTH = 200
 
 
-def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> KeepRows:
-    """A KeepRows for run_batch that stores through `keep` (see labservice.services.store_results.keep_in)."""
+def batch_keeper(keep: Keep, rs: Ruleset, date_order: str | None = None) -> StagedKeep:
+    """A KeepRows for run_batch that stores through `keep` (see labservice.services.store_results.keep_in): the
+    rows' answers are rendered by `prepare_rows` (in a process of its own when the job runs two, see
+    labservice.batch.runner) and stored by `keep`."""
 
-    def keep_rows(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
-        if parsed.patient_ids is None or parsed.n == 0:
+    def store(parsed: ParsedChunk, items: list[CbcToStore]) -> int:
+        if not items:
             return 0
-        ids = pd.Series(parsed.patient_ids, dtype=object)
-        text = ids.astype(str)
-        # Rows whose id is empty, holds control characters (which PostgreSQL text cannot store) or is longer
-        # than patients.external_id holds are interpreted but not kept, as the JSON API refuses such an id.
-        has_id = (
-            ids.notna().to_numpy()
-            & (text.str.strip() != "").to_numpy()
-            & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
-            & (text.str.strip().str.len() <= PATIENT_ID_MAX_LENGTH).to_numpy()
-        )
-        rows = np.flatnonzero(has_id & (errors == None))  # noqa: E711 (elementwise)
-        if rows.size == 0 or interpreted.result is None:
-            return 0
-        result, values = interpreted.result, interpreted.result.cols.values
-        # Rows without an error were valid when the chunk was interpreted: each has its row in the result.
-        at = np.searchsorted(interpreted.rows, rows).tolist()
-        patients = [str(value).strip() for value in ids.to_numpy()[rows]]
-        reported = [
-            {
-                a: {"value": float(values[a][j]), "unit": rs.analytes[a].canonical_unit}
-                for a in ANALYTES
-                if a in parsed.table and values[a][j] == values[a][j]
-            }
-            for j in at
-        ]
-        answers = render_interpretations(result, patients, reported, rows=at)
-        when: list[Any] = [None] * rows.size  # datetimes (or None) when the file has collection times
-        if parsed.collected_text is not None:
-            times, _, _ = parse_dates(pd.Series(parsed.collected_text[rows], dtype=object), date_order)
-            when = [None if np.isnat(t) else pd.Timestamp(t, tz="UTC").to_pydatetime() for t in times]
-        items = []
-        for i, row in enumerate(rows.tolist()):
-            doc = {"collected_at": when[i], "patient": {"id": patients[i]}, "context": _context(parsed.table, row)}
-            raw = {"line": int(parsed.lines[row]), "values": reported[i]}
-            items.append(to_store(doc, raw, result.cols, at[i], patients[i], answers[i]))
         return sum(1 for stored in keep(items) if not stored.duplicate)
 
-    return keep_rows
+    return StagedKeep(RowsToKeep(rs, date_order), store)
+
+
+@dataclass(frozen=True)
+class RowsToKeep:
+    """The `prepare` stage of batch_keeper: the rows of a chunk to keep, each with its full answer."""
+
+    rs: Ruleset
+    date_order: str | None = None
+
+    def __call__(self, parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> list[CbcToStore]:
+        return prepare_rows(parsed, interpreted, errors, self.rs, self.date_order)
+
+
+def prepare_rows(
+    parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray, rs: Ruleset, date_order: str | None = None
+) -> list[CbcToStore]:
+    """The rows of a chunk that are kept (a patient id, no error), with their answers rendered from the engine's
+    result the chunk was interpreted with (not run again)."""
+    if parsed.patient_ids is None or parsed.n == 0:
+        return []
+    ids = pd.Series(parsed.patient_ids, dtype=object)
+    text = ids.astype(str)
+    # Rows whose id is empty, holds control characters (which PostgreSQL text cannot store) or is longer
+    # than patients.external_id holds are interpreted but not kept, as the JSON API refuses such an id.
+    has_id = (
+        ids.notna().to_numpy()
+        & (text.str.strip() != "").to_numpy()
+        & ~text.str.contains(r"[\x00-\x1f\x7f]", regex=True).to_numpy()
+        & (text.str.strip().str.len() <= PATIENT_ID_MAX_LENGTH).to_numpy()
+    )
+    rows = np.flatnonzero(has_id & (errors == None))  # noqa: E711 (elementwise)
+    if rows.size == 0 or interpreted.result is None:
+        return []
+    result, values = interpreted.result, interpreted.result.cols.values
+    # Rows without an error were valid when the chunk was interpreted: each has its row in the result.
+    at = np.searchsorted(interpreted.rows, rows).tolist()
+    patients = [str(value).strip() for value in ids.to_numpy()[rows]]
+    reported = [
+        {
+            a: {"value": float(values[a][j]), "unit": rs.analytes[a].canonical_unit}
+            for a in ANALYTES
+            if a in parsed.table and values[a][j] == values[a][j]
+        }
+        for j in at
+    ]
+    answers = render_interpretations(result, patients, reported, rows=at)
+    when: list[Any] = [None] * rows.size  # datetimes (or None) when the file has collection times
+    if parsed.collected_text is not None:
+        times, _, _ = parse_dates(pd.Series(parsed.collected_text[rows], dtype=object), date_order)
+        when = [None if np.isnat(t) else pd.Timestamp(t, tz="UTC").to_pydatetime() for t in times]
+    items = []
+    for i, row in enumerate(rows.tolist()):
+        doc = {"collected_at": when[i], "patient": {"id": patients[i]}, "context": _context(parsed.table, row)}
+        raw = {"line": int(parsed.lines[row]), "values": reported[i]}
+        item = to_store(doc, raw, result.cols, at[i], patients[i], answers[i])
+        # Computed here, where it may run in the job's other process (labservice.batch.runner): the item is final.
+        item.fingerprint = fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings)
+        items.append(item)
+    return items
 
 
 def _context(table: dict[str, np.ndarray], row: int) -> dict[str, Any]:

@@ -8,10 +8,13 @@ names them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from labservice.adapters.csv_input.rows import ParsedChunk
-from labservice.batch.chunk import Interpreted, KeepRows
+from labservice.batch.chunk import Interpreted, KeepRows, StagedKeep
 
 
 class PatientIds:
@@ -21,7 +24,15 @@ class PatientIds:
         self._seen: dict[str, None] = {}
 
     def keeping(self, keep_rows: KeepRows | None) -> KeepRows:
-        """A KeepRows for run_batch that notes each chunk's patient ids, then stores through `keep_rows` (if any)."""
+        """A KeepRows for run_batch that notes each chunk's patient ids, then stores through `keep_rows` (if any).
+        A StagedKeep stays one (the ids are noted in its store stage, which runs in file order)."""
+        if isinstance(keep_rows, StagedKeep):
+
+            def note_and_store(parsed: ParsedChunk, prepared: Any, store: Callable[[ParsedChunk, Any], int]) -> int:
+                self.note(parsed)
+                return store(parsed, prepared)
+
+            return keep_rows.storing_with(note_and_store)
 
         def note_and_keep(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
             self.note(parsed)

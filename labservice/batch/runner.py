@@ -8,9 +8,12 @@ few chunks ahead of the writer, and the texts are written back in input order.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import itertools
 import multiprocessing
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -26,7 +29,7 @@ from labservice.adapters.csv_input.plan import ColumnPlan, plan_columns
 from labservice.adapters.csv_input.reader import read_records
 from labservice.adapters.csv_input.rows import ParsedChunk
 from labservice.adapters.csv_input.wide import numeric_columns, parse_wide_chunk
-from labservice.batch.chunk import DERIVABLE, FIRST_ERRORS, KeepRows, interpret_chunk
+from labservice.batch.chunk import DERIVABLE, FIRST_ERRORS, Interpreted, KeepRows, StagedKeep, interpret_chunk
 from labservice.batch.duplicates import DuplicateCheck
 from labservice.batch.output import CsvFormat, JsonFormat, OutputLayout, Sink
 from labservice.batch.output_dialect import OutputDialect, begins_with_bom
@@ -37,6 +40,8 @@ from labservice.core.table import ANALYTES
 
 #: Chunks handed to workers ahead of the writer, per worker (bounds memory).
 CHUNKS_AHEAD_PER_JOB = 2
+#: Chunks a storing run prepares ahead of the one it stores (each holds its rows' answers: bounds memory).
+STORING_CHUNKS_AHEAD = 1
 
 
 #: Input fields the output's `film` column describes (the film itself; the PLASMIC context is in the answer).
@@ -95,10 +100,12 @@ def run_batch(
 
     Raises BatchFileError when the file as a whole is unusable (nothing is written then).
     `keep_rows` (see labservice.batch.keep) stores the rows with a patient id; it runs in this
-    process, so it implies one job. `on_chunk` is called after every chunk with the summary so far and the bytes
-    read (a batch job reports its progress with it).
+    process, so it implies one job, unless it is a StagedKeep: then with `jobs` > 1 a worker process
+    interprets and prepares the next chunk (renders its answers) while this one stores the current one.
+    `on_chunk` is called after every chunk with the summary so far and the bytes read (a batch job reports
+    its progress with it).
     """
-    if keep_rows is not None:
+    if keep_rows is not None and not isinstance(keep_rows, StagedKeep):
         jobs = 1
     options = options or BatchOptions()
     check_options(options)
@@ -219,8 +226,24 @@ def _process(
     parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None, decimal: str = "."
 ) -> tuple[list[str], BatchSummary]:
     part = BatchSummary()
-    rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows, decimal)
-    return [text_format.rows(rows) for text_format in formats], part
+    with without_cyclic_gc():
+        rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows, decimal)
+        return [text_format.rows(rows) for text_format in formats], part
+
+
+@contextlib.contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a chunk is processed: a chunk makes hundreds of thousands of containers
+    (its answers), and each collection the allocations trigger walks them all, a quarter of a storing chunk's time.
+    Reference counting still frees what a chunk drops; what cycles it left are collected once it is done."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _set_worker_ruleset(rs: Ruleset) -> None:
@@ -247,6 +270,9 @@ def _interpreted(
     if first is None:
         return
     second = next(tasks, None) if jobs > 1 else None
+    if isinstance(keep_rows, StagedKeep) and second is not None:
+        yield from _stored_in_order(itertools.chain((first, second), tasks), rs, formats, keep_rows, decimal)
+        return
     if second is None:
         yield _process(first[0], first[1], rs, formats, keep_rows, decimal)
         for parsed, duplicate_of in tasks:
@@ -261,3 +287,69 @@ def _interpreted(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+# -- storing runs: chunks prepared in a worker process, stored here in file order -------------------
+
+_WORKER_PREPARE: Callable[[ParsedChunk, Interpreted, np.ndarray], Any] | None = None
+
+
+def _set_worker_stage(rs: Ruleset, prepare: Callable[[ParsedChunk, Interpreted, np.ndarray], Any]) -> None:
+    global _WORKER_RULESET, _WORKER_PREPARE
+    _WORKER_RULESET, _WORKER_PREPARE = rs, prepare
+    _end_with_parent()
+
+
+def _end_with_parent() -> None:
+    """Linux: have the kernel end this worker when the process (thread) that started it dies, so a job worker
+    killed mid-job leaves no worker process behind (elsewhere the worker ends when its queue closes)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _prepare_in_worker(
+    parsed: ParsedChunk, duplicate_of, formats, decimal: str = "."
+) -> tuple[list[str], BatchSummary, Any]:
+    """Interpret a chunk, format its texts and prepare what it keeps (StagedKeep.prepare); nothing is stored."""
+    assert _WORKER_RULESET is not None and _WORKER_PREPARE is not None
+    prepare = _WORKER_PREPARE
+    prepared: list[Any] = []
+
+    def keep_later(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
+        prepared.append(prepare(parsed, interpreted, errors))
+        return 0  # counted when the job's process stores it
+
+    texts, part = _process(parsed, duplicate_of, _WORKER_RULESET, formats, keep_later, decimal)
+    return texts, part, prepared[0]
+
+
+def _stored_in_order(
+    tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats, keep_rows: StagedKeep, decimal: str = "."
+) -> Iterator[tuple[list[str], BatchSummary]]:
+    """(texts, counts) per chunk, in input order, each chunk stored before it is yielded: one worker process
+    interprets and prepares the next chunk while this process stores the current one (on 2 cores, the rendering
+    of answers overlaps the storing). The store stage runs here, chunk after chunk, so each chunk's history
+    includes the chunks before it and a job's chunk markers commit in order, as without the worker."""
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        1, mp_context=context, initializer=_set_worker_stage, initargs=(rs, keep_rows.prepare)
+    ) as pool:
+        pending: deque[tuple[ParsedChunk, Future]] = deque()
+        for parsed, duplicate_of in tasks:  # lazily: the window bounds memory
+            pending.append((parsed, pool.submit(_prepare_in_worker, parsed, duplicate_of, formats, decimal)))
+            if len(pending) > STORING_CHUNKS_AHEAD:
+                yield _store_prepared(keep_rows, *pending.popleft())
+        while pending:
+            yield _store_prepared(keep_rows, *pending.popleft())
+
+
+def _store_prepared(keep_rows: StagedKeep, parsed: ParsedChunk, future: Future) -> tuple[list[str], BatchSummary]:
+    texts, part, prepared = future.result()
+    with without_cyclic_gc():
+        part.stored += keep_rows.store(parsed, prepared)
+    return texts, part

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,6 +78,19 @@ def text_number(value: float | None, compared: Iterable[float | None] = ()) -> s
     x = float(value)
     if not math.isfinite(x):
         return str(x)
+    bounds = tuple(compared)
+    if x == 0:  # 0.0 and -0.0 are one key of the cache but not one text
+        return _text_number.__wrapped__(x, bounds)
+    return _text_number(x, bounds)
+
+
+#: Distinct (value, thresholds) texts remembered: a batch writes the same few thousand values again and again.
+TEXT_CACHE_SIZE = 1 << 16
+
+
+@functools.lru_cache(maxsize=TEXT_CACHE_SIZE)
+def _text_number(x: float, compared: tuple[float | None, ...]) -> str:
+    """text_number of a finite value and the thresholds it was compared with (None and NaN left out)."""
     bounds = [float(t) for t in compared if t is not None and math.isfinite(float(t))]
     for digits in range(TEXT_DIGITS, _MAX_DIGITS + 1):
         text = _positional(x, digits)

@@ -27,13 +27,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-import numpy as np
 from flask import current_app
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from labservice.adapters.csv_input.rows import ParsedChunk
 from labservice.batch import BatchFileError, BatchOptions, MappingError, load_mapping_text, run_batch
-from labservice.batch.chunk import Interpreted, KeepRows
+from labservice.batch.chunk import KeepRows, StagedKeep
 from labservice.batch.keep import QuotaExceeded, batch_keeper, check_quota
 from labservice.batch.patients import PatientIds
 from labservice.batch.results_store import canonical_json
@@ -363,6 +362,7 @@ def _run_claimed(upload: Upload, path: Path, claimant: str) -> None:
                 ruleset=rs,
                 keep_rows=patients.keeping(keep_rows),
                 on_chunk=on_chunk,
+                jobs=config["BATCH_JOB_PROCESSES"] if keep_rows is not None else 1,
             )
         made["summary"] = summary.to_dict()
         return {
@@ -445,7 +445,7 @@ def _results_not_kept(batch_id: str) -> None:
         mark_purged(session, batch_id, now_utc() + timedelta(seconds=1))
 
 
-def _chunk_keeper(upload: Upload, claimant: str, date_order: str | None, window_days: int) -> KeepRows:
+def _chunk_keeper(upload: Upload, claimant: str, date_order: str | None, window_days: int) -> StagedKeep:
     """A KeepRows storing each chunk's CBCs in a transaction of its own (store_chunk) with the chunk's marker and
     the job's stored count; a chunk whose marker is there (committed by an earlier attempt) is not stored again."""
     from flask import has_request_context
@@ -481,14 +481,14 @@ def _chunk_keeper(upload: Upload, claimant: str, date_order: str | None, window_
     else:
         store_rows = batch_keeper(keep, rs, date_order)
 
-    def keep_rows(parsed: ParsedChunk, interpreted: Interpreted, errors: np.ndarray) -> int:
-        chunk = next(numbers)
+    def store_numbered(parsed: ParsedChunk, prepared: Any, store: Callable[[ParsedChunk, Any], int]) -> int:
+        chunk = next(numbers)  # the store stage runs once per chunk, in file order
         if chunk in committed:
             return committed[chunk]
         current[0] = chunk
-        return store_rows(parsed, interpreted, errors)
+        return store(parsed, prepared)
 
-    return keep_rows
+    return store_rows.storing_with(store_numbered)
 
 
 # --- the job as the API answers it -------------------------------------------------------------------

@@ -58,6 +58,8 @@ class CbcToStore:
     sex: str | None = None
     age_years: float | None = None
     context: dict[str, Any] = field(default_factory=dict)  # the CBC's `context` (heparin exposure, ...)
+    #: repository.fingerprint of the fields above, when its maker computed it (a batch job's other process does)
+    fingerprint: str | None = None
 
 
 @dataclass
@@ -94,7 +96,10 @@ def store_cbcs(
     patients = repository.find_or_add_patients(
         session, [PatientFacts(item.patient, item.sex, item.age_years) for item in items], now
     )
-    prints = [fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings) for item in items]
+    prints = [
+        item.fingerprint or fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings)
+        for item in items
+    ]
     kept = repository.kept_results(session, prints)
     times = [as_utc(item.collected_at) for item in items]
     known = [t for t in times if t is not None]

@@ -18,6 +18,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from labservice.store import json_text
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_SQLITE_NAME = "labservice.sqlite"
 #: Seconds to wait for a PostgreSQL connection before the request fails (503) rather than hangs.
@@ -42,7 +44,7 @@ def database_url(configured: str | None, instance_path: str | Path) -> str:
 def make_engine(url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeout: int = BUSY_TIMEOUT) -> Engine:
     """An engine that reconnects after the database comes back and never waits without bound."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": busy_timeout})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout}, json_serializer=json_text.dumps)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # foreign keys and concurrent readers
@@ -64,6 +66,7 @@ def make_engine(url: str, *, connect_timeout: int = CONNECT_TIMEOUT, busy_timeou
         max_overflow=10,
         pool_timeout=connect_timeout * 2,
         connect_args=connect_args,
+        json_serializer=json_text.dumps,
     )
 
 

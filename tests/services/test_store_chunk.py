@@ -125,3 +125,63 @@ def test_the_window_is_the_one_given(database: Database) -> None:
     )
     assert out.results[0].delta["assessed"] is False  # 8 days > the 7-day window
     assert timedelta(days=out.results[0].delta["window_days"]) == timedelta(days=7)
+
+
+def stored_rows(database: Database, prefix: str) -> list[tuple]:
+    """Every column of the results and interpretations stored for patients `prefix`-*, in the order stored, with
+    what names the patient or the row (ids, fingerprint, patient id text) left out."""
+    with database.session() as session:
+        found = session.execute(
+            select(CbcResult, Interpretation)
+            .join(Interpretation, Interpretation.cbc_id == CbcResult.id)
+            .join(repository.Patient, repository.Patient.id == CbcResult.patient_id)
+            .where(repository.Patient.external_id.like(f"{prefix}-%"))
+            .order_by(CbcResult.id)
+        ).all()
+        skip = {"id", "patient_id", "cbc_id", "fingerprint", "batch_id", "received_at", "created_at"}
+        return [
+            tuple(
+                (name, getattr(row, name))
+                for model, row in ((CbcResult, result), (Interpretation, interpretation))
+                for name in model.__table__.columns.keys()  # noqa: SIM118 (a ColumnCollection)
+                if name not in skip
+            )
+            for result, interpretation in found
+        ]
+
+
+def test_a_chunk_added_in_bulk_is_stored_as_one_added_row_by_row(database: Database, monkeypatch) -> None:
+    """From COPY_FROM_ROWS rows a chunk is added with COPY (PostgreSQL) or the driver's executemany (SQLite); the
+    rows stored, and the ids answered for them, are those of the many-row INSERT ... RETURNING of smaller chunks."""
+    size = 3 * repository.COPY_FROM_ROWS
+
+    # Texts COPY must escape (its own escape character, tab and line break) beside JSON's (a quote), and non-ASCII.
+    tricky = 'a "quote", a backslash \\ (and \\n), a tab \t, a line\nbreak, \u2265 150 \u00d7 10\u2079/L'
+
+    def items(prefix: str) -> list:
+        out = [
+            item(f"{prefix}-{n % 40}", day=n // 40, platelets=300.0 - 2 * n, findings=("thrombocytopenia",) * (n % 2))
+            for n in range(size)
+        ]
+        for one in out:
+            one.answer = {**one.answer, "summary": tricky}
+            one.raw = {**one.raw, "note": tricky}
+        return out
+
+    bulk = chunk(database, new_batch(database), items("BULK"))
+    monkeypatch.setattr(repository, "COPY_FROM_ROWS", 10 * size)  # the same rows through INSERT ... RETURNING
+    row_by_row = chunk(database, new_batch(database), items("ROWS"))
+    assert bulk.stored == row_by_row.stored == size
+    assert stored_rows(database, "BULK") == stored_rows(database, "ROWS")
+    assert len(stored_rows(database, "BULK")) == size
+    assert {dict(row)["answer"]["summary"] for row in stored_rows(database, "BULK")} == {tricky}
+    assert {dict(row)["raw"]["note"] for row in stored_rows(database, "BULK")} == {tricky}
+    with database.session() as session:  # each answered id is its own row's (the order of the ids is the items')
+        for answered, sent in zip(bulk.results, items("BULK"), strict=True):
+            result = session.get(CbcResult, answered.cbc_id)
+            interpretation = session.get(Interpretation, answered.interpretation_id)
+            assert result is not None and interpretation is not None
+            assert result.platelets == sent.values["platelets"]
+            assert repository.as_utc(result.collected_at) == sent.collected_at
+            assert interpretation.cbc_id == result.id
+            assert interpretation.findings[: len(sent.findings)] == sent.findings  # then the delta findings, if any
