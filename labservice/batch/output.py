@@ -27,7 +27,8 @@ _NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 #: Cells quoted: a quote, the comma, a line break, and also `;` and tab, the separators a spreadsheet may split
 #: on (a `;` locale, a pasted TSV): `x;=cmd()` unquoted would start a new cell with a formula (OWASP CSV
 #: injection: neutralise the first character *and* quote cells that hold a separator).
-_QUOTE_RE = re.compile(r'[",;\t\n\r]')
+_QUOTED = '",;\t\n\r'
+_QUOTE_RE = re.compile(f"[{_QUOTED}]")
 _JSON_UNSAFE_RE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
@@ -93,11 +94,49 @@ def _combinations(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, li
         key = key * (len(values) + 1) + (codes + 1)
         if n and key.max() > 2**40:
             key = pd.factorize(key)[0].astype(np.int64)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    combo, first = _first_of_each(key)
     matrix = np.stack([codes[first] for codes, _ in per_column], axis=1).tolist() if per_column else [[]] * len(first)
     lookups = [values for _, values in per_column]
     combos = [[lookups[i][c] if c >= 0 else None for i, c in enumerate(row)] for row in matrix]
-    return inverse.reshape(-1), combos
+    return combo, combos
+
+
+def _first_of_each(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a number per distinct key, in order of first appearance; the row where each first appears): a hash
+    table, not a sort."""
+    combo, _ = pd.factorize(key)
+    combo = combo.astype(np.int64, copy=False)
+    if not len(combo):
+        return combo, np.zeros(0, dtype=np.int64)
+    # numbers are given in order of first appearance, so a number first appears where it exceeds all before it
+    new = np.empty(len(combo), dtype=bool)
+    new[0] = True
+    new[1:] = combo[1:] > np.maximum.accumulate(combo)[:-1]
+    return combo, np.flatnonzero(new)
+
+
+def _combination_texts(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(combination index per row, the CSV text of each combination: its cells joined by commas).
+
+    The cells are looked up per column for all combinations at once and joined in C (a chunk has thousands
+    of combinations)."""
+    n = len(frame)
+    key = np.zeros(n, dtype=np.int64)
+    per_column = []
+    for name in names:
+        codes, values = _codes(frame.get(name), n)
+        per_column.append((codes, values))
+        key = key * (len(values) + 1) + (codes + 1)
+        if n and key.max() > 2**40:
+            key = pd.factorize(key)[0].astype(np.int64)
+    combo, first = _first_of_each(key)
+    if not per_column:
+        return combo, [""] * len(first)
+    cells = [
+        np.array([*map(str, values), ""], dtype=object)[codes[first]]  # code -1 (empty) picks the last: ""
+        for codes, values in per_column
+    ]
+    return combo, list(map(",".join, np.stack(cells, axis=1).tolist()))
 
 
 def given_mask(values: np.ndarray, types: set | None = None) -> np.ndarray:
@@ -124,29 +163,58 @@ def _cell_texts(values: np.ndarray) -> tuple[list[str], np.ndarray]:
 
 def _rows_of(positions: list[int], cells: list[str], separator_length: int) -> np.ndarray:
     """Row numbers of character offsets into separator.join(cells)."""
-    starts = np.cumsum(np.fromiter((len(c) + separator_length for c in cells), dtype=np.int64, count=len(cells)))
-    return np.unique(np.searchsorted(starts, np.asarray(positions, dtype=np.int64), side="right"))
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells)) + separator_length
+    return np.unique(np.searchsorted(np.cumsum(lengths), np.asarray(positions, dtype=np.int64), side="right"))
 
 
 def csv_text(values: np.ndarray) -> np.ndarray:
-    """Object array of cell text: empty for missing, formula-neutralised, quoted where needed.
+    """Object array of cell text: empty for missing, formula-neutralised, quoted where needed (see csv_cells)."""
+    cells = csv_cells(values)
+    return np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
+
+
+def csv_cells(values: np.ndarray) -> list[str]:
+    """Cell texts: empty for missing, formula-neutralised, quoted where needed.
 
     The whole column is scanned at once (a join and one regular-expression search, in C); only
-    the rare cells that need quoting or neutralising are handled one by one.
+    the rare cells that need quoting or neutralising are handled one by one, and in a column that is
+    mostly empty (notes, errors) only the cells given.
     """
-    cells, given = _cell_texts(np.asarray(values, dtype=object))
-    out = np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
-    if not given.any():
-        return out
-    joined = "\x1f".join(cells)
-    if _RISKY_START_RE.search("\x1f" + joined):
+    values = np.asarray(values, dtype=object)
+    cells = values.tolist()
+    try:
+        return _escaped(cells, "\x1f".join(cells))
+    except TypeError:  # a missing cell (None, NaN) or a number
+        pass
+    given = given_mask(values)
+    missing = np.flatnonzero(~given)
+    if missing.size * 2 > len(cells):  # mostly empty (notes, errors): only the cells given
+        present = [cell if type(cell) is str else str(cell) for cell in values[given].tolist()]
+        out = np.full(len(cells), "", dtype=object)
+        if present:
+            out[given] = _escaped(present, "\x1f".join(present))
+        return out.tolist()
+    for row in missing.tolist():
+        cells[row] = ""
+    try:
+        joined = "\x1f".join(cells)
+    except TypeError:  # numbers
+        cells = [cell if type(cell) is str else str(cell) for cell in cells]
+        joined = "\x1f".join(cells)
+    return _escaped(cells, joined)
+
+
+def _escaped(cells: list[str], joined: str) -> list[str]:
+    """csv_cells of texts; `joined` is "\x1f".join(cells). Changes `cells` in place."""
+    if cells and (_RISKY_START_RE.search(joined) or cells[0][:1] in _RISKY_FIRST):
         for row in (i for i, c in enumerate(cells) if c[:1] in _RISKY_FIRST):
             if not _NUMBER_RE.match(cells[row]):
-                out[row] = "'" + cells[row]
-    if _QUOTE_RE.search(joined):
-        for row in _rows_of([m.start() for m in _QUOTE_RE.finditer(joined)], cells, 1):
-            out[row] = '"' + str(out[row]).replace('"', '""') + '"'
-    return out
+                cells[row] = "'" + cells[row]
+        joined = "\x1f".join(cells)  # a quote character may have been added in front of a quoted cell
+    if any(character in joined for character in _QUOTED):  # faster than a search for a character class
+        for row in _rows_of([m.start() for m in _QUOTE_RE.finditer(joined)], cells, 1).tolist():
+            cells[row] = '"' + cells[row].replace('"', '""') + '"'
+    return cells
 
 
 def json_text(values: np.ndarray) -> np.ndarray:
@@ -188,16 +256,29 @@ class CsvFormat:
     def rows(self, rows: RowsOut) -> str:
         if len(rows.lines) == 0:
             return ""
-        combo, combos = _combinations(rows.decisions, self.names)
-        texts = np.array([",".join("" if v is None else str(v) for v in values) for values in combos], dtype=object)
-        columns = [csv_text(column).tolist() for column in rows.ids]
-        columns += [
-            _line_text(rows.lines),
-            texts[combo].tolist(),
-            csv_text(rows.notes).tolist(),
-            csv_text(rows.errors).tolist(),
-        ]
+        combo, texts = _combination_texts(rows.decisions, self.names)
+        columns = [csv_cells(column) for column in rows.ids]
+        columns += [_line_text(rows.lines), self._tails(combo, texts, rows.notes, rows.errors)]
         return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+    @staticmethod
+    def _tails(combo: np.ndarray, texts: list[str], notes: np.ndarray, errors: np.ndarray) -> list[str]:
+        """The decision cells, notes and error of each row as one text; most rows have neither a note nor an
+        error, so their text is their combination's, ended by two empty cells."""
+        tails = np.array([text + ",," for text in texts], dtype=object)[combo]
+        either = np.flatnonzero(given_mask(notes) | given_mask(errors))
+        if either.size:
+            cells = [
+                ",".join(triple)
+                for triple in zip(
+                    np.array(texts, dtype=object)[combo[either]].tolist(),
+                    csv_cells(notes[either]),
+                    csv_cells(errors[either]),
+                    strict=True,
+                )
+            ]
+            tails[either] = cells
+        return tails.tolist()
 
 
 def _json_fragment(names: list[str], values: list) -> str:
