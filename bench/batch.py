@@ -4,7 +4,8 @@ For each size (10^5 and 10^6 CBCs; --smoke: 10^3 and 10^4) it writes one wide CS
 about 10 % abnormal CBCs, about 1 % bad lines) into a temporary directory and measures, in the same run:
   1. the floor: pandas.read_csv on the same file (on_bad_lines="skip", the least that gets through the
      lines with too many fields), in a fresh process: the read_csv call's wall time, and the process's peak RSS;
-  2. end to end: `labservice interpret INPUT -o OUTPUT.csv --no-progress` as a child process: wall time
+  2. end to end: `labservice interpret INPUT -o OUTPUT.csv --no-progress` as a child process (its default jobs:
+     2 workers, or 1 when the load average leaves no core free; a comment line says which): wall time
      (start-up included), exit code (1 expected: some lines are rejected) and its peak memory, two ways:
      the largest single process of its tree (os.wait4: the child's own rusage, which covers its reaped
      worker processes, not the maximum over all children so far), and the whole tree (the command and its
@@ -217,10 +218,19 @@ def child_json(run: ChildRun, what: str) -> dict:
     return json.loads(run.stdout.read_text().strip().splitlines()[-1])
 
 
+def jobs_note() -> str:
+    """How many jobs the CLI chooses now (labservice.cli.default_jobs: 1 when the load leaves no core free)."""
+    from labservice.cli import default_jobs
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"load average {load:.1f} at the start of the CLI run: it ran with {default_jobs()} job(s)"
+
+
 def run_cli(path: Path, workdir: Path, n: int) -> tuple[ChildRun, int | None, int | None]:
     """`labservice interpret` on path: the run, the output's row count and the rows it rejected."""
     output, summary = workdir / f"out_{n}.csv", workdir / f"summary_{n}.json"
     argv = [*cli_command(), "interpret", str(path), "-o", str(output), "--no-progress", "--summary", str(summary)]
+    print(f"<!-- {n:,} CBCs: {jobs_note()} -->", flush=True)
     cli = run_child(argv, workdir, f"cli_{n}", sample_tree=True)
     rows_out = count_output_rows(output) if output.exists() else None
     rejected = json.loads(summary.read_text())["rejected"] if summary.exists() else None

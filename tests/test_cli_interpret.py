@@ -251,3 +251,22 @@ def test_builtin_mimic_mapping_reports_blasts_and_schistocytes(tmp_path):
             assert "thrombotic_microangiopathy_pattern" not in findings, key
     # The file has them (counted from the raw CSV above): the test must have checked some of each.
     assert blasts_seen and schistocytes_seen and patterns
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "jobs"),
+    [
+        (2, 0.2, 2),  # a quiet machine: two workers beside the reading process
+        (2, 1.4, 2),
+        (2, 1.5, 1),  # the load is the cores less one half: a worker would find no free core
+        (2, 15.0, 1),
+        (8, 3.0, 2),  # never more than two
+        (1, 0.0, 1),  # one core
+    ],
+)
+def test_default_jobs_follow_the_free_cores(monkeypatch, cores: int, load: float, jobs: int) -> None:
+    from labservice import cli
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (load, load, load))
+    assert cli.default_jobs() == jobs

@@ -31,17 +31,21 @@ class ChunkWorkerError(RuntimeError):
 
 def forked_results(tasks: Iterable[Task], work: Callable[[Task], Result], jobs: int) -> Iterator[Result]:
     """work(task) for every task, each in a child process forked for it, at most `jobs` at once; in task order."""
-    pending: deque[tuple[int, int]] = deque()  # (child pid, read end of its pipe), oldest first
+    # (child pid, read end of its pipe, its task), oldest first. The task is let go only once its child has
+    # ended: freeing it while the child runs would copy every page of it that the two still share.
+    pending: deque[tuple[int, int, Task]] = deque()
     try:
         for task in tasks:  # the next chunk is read here while the children work on theirs
             if len(pending) >= jobs:
-                yield _collect(*pending.popleft())
-            pending.append(_start(work, task))
-            del task  # the child has its own copy: this process keeps no chunk it handed over
+                pid, read_end, _ = pending.popleft()
+                yield _collect(pid, read_end)
+            pending.append((*_start(work, task), task))
+            del task
         while pending:
-            yield _collect(*pending.popleft())
+            pid, read_end, _ = pending.popleft()
+            yield _collect(pid, read_end)
     finally:
-        for pid, read_end in pending:  # stopped early (an error or a closed generator): end the others
+        for pid, read_end, _ in pending:  # stopped early (an error or a closed generator): end the others
             os.close(read_end)
             _end(pid)
 
