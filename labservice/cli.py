@@ -417,6 +417,7 @@ def interpret(args: argparse.Namespace) -> int:
                 progress=bar,
                 jobs=args.jobs or default_jobs(),
                 on_chunk=on_chunk,
+                excel=args.excel,
             )
     except BatchFileError as error:
         print(f"labservice interpret: {args.input}: {error}", file=sys.stderr)
@@ -484,6 +485,12 @@ def _add_interpret_parser(commands) -> None:
         help="directory of rule tables (default: LABSERVICE_REFERENCE_RANGES, else the tables shipped in the package)",
     )
     parser.add_argument("--summary", help="also write the summary as JSON to this file")
+    parser.add_argument(
+        "--excel",
+        action="store_true",
+        help="begin the CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8 (one is written anyway when "
+        "the input had one); the delimiter and decimal mark are the input's",
+    )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

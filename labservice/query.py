@@ -19,3 +19,17 @@ def store_requested() -> bool:
     if sent.lower() in FALSE_WORDS:
         return False
     raise Problem(422, f"store {sent[:40]!r} is not true or false.", {"store": ["Expected true or false."]})
+
+
+def excel_requested(form: bool = False) -> bool:
+    """`excel=true` asks for a CSV result that begins with a UTF-8 byte order mark, so Excel reads it as UTF-8
+    (issue 14 item 5): a query parameter, or with `form` also a field of an upload whose form is read already.
+    Default false; any other word is a 422 naming `excel`."""
+    sent = request.args.get("excel")
+    if sent is None and form:
+        sent = request.form.get("excel")
+    if sent is None or sent.lower() in FALSE_WORDS:
+        return False
+    if sent.lower() in TRUE_WORDS:
+        return True
+    raise Problem(422, f"excel {sent[:40]!r} is not true or false.", {"excel": ["Expected true or false."]})

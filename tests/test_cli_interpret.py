@@ -28,8 +28,8 @@ def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProces
     return subprocess.run([*COMMAND, *args], input=stdin, capture_output=True, text=True, timeout=120)
 
 
-def rows_of(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
+def rows_of(text: str, delimiter: str = ",") -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
 
 
 def test_every_row_interpreted_exits_0_and_writes_the_csv(tmp_path):
@@ -110,11 +110,41 @@ def test_explicit_column_unit_and_sex_code_options(tmp_path):
                 "--column", "Thrombozyten=platelets", "--unit", "platelets=/uL", "--unit", "hemoglobin=g/L",
                 "--sex-codes", "0=female,1=male"])
     assert done.returncode == 0, done.stderr
-    row = rows_of(done.stdout)[0]
+    row = rows_of(done.stdout, delimiter=";")[0]  # written back in the input's dialect (issue 14 item 5)
     assert row["Probe"] == "P1"
     # 45000 /uL = 45 ×10^9/L (§1): grade 3; Hb 82 g/L = 8.2 g/dL, below 12.0 for a woman (§4), grade 2 (< 10.0–8.0)
     assert row["platelets_ctcae_grade"] == "3"
     assert row["hemoglobin_flag"] == "L" and row["hemoglobin_ctcae_grade"] == "2"
+    # The values used, in canonical units (§1); the file has no decimal commas, so "." stays.
+    assert row["platelets (10*9/L)"] == "45" and row["hemoglobin (g/dL)"] == "8.2"
+
+
+def test_excel_writes_a_byte_order_mark(tmp_path):
+    """Issue 14 item 5: `--excel` begins the CSV with the UTF-8 BOM (Excel then reads é as é); without it, a file
+    without a BOM gives one without, and a file with one gives one with."""
+    source = tmp_path / "in.csv"
+    source.write_text(GOOD.replace("S1", "Séverine"), encoding="utf-8")
+    plain, excel = tmp_path / "plain.csv", tmp_path / "excel.csv"
+    assert run([str(source), "-o", str(plain)]).returncode == 0
+    assert run([str(source), "-o", str(excel), "--excel"]).returncode == 0
+    assert excel.read_bytes() == b"\xef\xbb\xbf" + plain.read_bytes()
+    assert "Séverine" in plain.read_text(encoding="utf-8")
+    with_bom = tmp_path / "bom.csv"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+    assert run([str(with_bom), "-o", str(tmp_path / "back.csv")]).returncode == 0
+    assert (tmp_path / "back.csv").read_bytes() == excel.read_bytes()
+
+
+def test_a_row_with_an_extra_field_keeps_its_ids(tmp_path):
+    """Issue 14 item 5: the rejected line keeps its sample id (it used to come out with empty id columns)."""
+    source = tmp_path / "in.csv"
+    source.write_text(GOOD + "S3,F,30,45,3.0,13.0,SEE NOTE\nS4,M,60,45,3.0,13.0,SEE,NOTE\n", encoding="utf-8")
+    done = run([str(source), "-o", "-"])
+    assert done.returncode == 1
+    rows = rows_of(done.stdout)
+    assert [(r["Sample ID"], r["line"]) for r in rows] == [("S1", "2"), ("S2", "3"), ("S3", "4"), ("S4", "5")]
+    assert rows[2]["error"] == "line 4: more fields than the header's 6"
+    assert rows[3]["error"] == "line 5: more fields than the header's 6"
 
 
 def test_progress_bar_on_request(tmp_path):

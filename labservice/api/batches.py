@@ -24,6 +24,7 @@ from labservice.batch.results_store import BatchStore, is_batch_id
 from labservice.errors import Problem
 from labservice.extensions import STORE_EXTENSION, current_store
 from labservice.middleware.audit_trail import touched_batch, touched_resource
+from labservice.query import excel_requested
 from labservice.services.batch_jobs import find_job, job_fields
 from labservice.services.batch_results import find_batch, send_batch_result
 from labservice.services.batch_upload import receive_upload
@@ -70,6 +71,13 @@ class BatchUploadSchema(Schema):
             '"ITEMID": "item", "VALUE": "value", "VALUEUOM": "unit"}, "items": {"51265": "platelets"}}',
         }
     )
+    excel = fields.String(
+        metadata={
+            "enum": ["true", "false"],
+            "description": "As the `excel` query parameter: `true` makes the batch's `csv` link ask for a CSV that "
+            "begins with a UTF-8 byte order mark.",
+        }
+    )
 
 
 class DuplicateExampleSchema(Schema):
@@ -88,6 +96,9 @@ class BatchSummarySchema(Schema):
     encoding = fields.String(metadata={"example": "utf-8"})
     delimiter = fields.String(metadata={"example": ","})
     decimal = fields.String(metadata={"example": "."})
+    bom = fields.Boolean(
+        metadata={"description": "The file began with a UTF-8 byte order mark (result.csv then does too)"}
+    )
     rows_in = fields.Integer(
         metadata={"description": "Data lines read (wide: CBC rows; long: result rows), blank lines excluded"}
     )
@@ -112,8 +123,17 @@ class BatchSummarySchema(Schema):
         keys=fields.String(), values=fields.String(), metadata={"description": "Header -> the field it was read as"}
     )
     columns_ignored = fields.List(fields.String())
-    output_columns = fields.List(fields.String(), metadata={"description": "Columns of result.csv, in order"})
-    first_errors = fields.List(fields.String(), metadata={"description": "The first rejected rows' errors"})
+    output_columns = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Columns of result.csv, in order: the id columns, line, the values used (`platelets "
+            "(10*9/L)`), summary, findings, findings_text, urgency, not_assessed, aplastic_anemia, "
+            "skin_attribution, [film], flags and CTCAE grades, notes, error"
+        },
+    )
+    first_errors = fields.List(
+        fields.String(), metadata={"description": "The first rejected rows' errors, in line order"}
+    )
     stored = fields.Integer(
         metadata={
             "description": "CBCs with a patient id newly stored (with delta checks and referrals); 0 with ?store=false"
@@ -194,7 +214,10 @@ def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict
         "description": description,
         "headers": {
             "Content-Disposition": {
-                "description": "attachment; filename=batch-<batch_id>.<ext>",
+                "description": "Named after the uploaded file (RFC 6266): `cbc-results.csv` downloads as "
+                '`attachment; filename="cbc-results.interpreted.<ext>"; '
+                "filename*=UTF-8''cbc-results.interpreted.<ext>` (filename: an ASCII stand-in; filename*: the "
+                "name itself, percent-encoded); `batch-<batch_id>.<ext>` for an upload without a file name.",
                 "schema": {"type": "string"},
             }
         },
@@ -202,7 +225,27 @@ def _download(media_type: str, description: str, schema: dict[str, Any]) -> dict
     }
 
 
+#: The `excel` query parameter (labservice.query.excel_requested).
+EXCEL_PARAMETER: dict[str, Any] = {
+    "in": "query",
+    "name": "excel",
+    "required": False,
+    "schema": {"type": "boolean", "default": False},
+}
+EXCEL_DOWNLOAD = {
+    **EXCEL_PARAMETER,
+    "description": "`true`: the CSV begins with a UTF-8 byte order mark, so Excel reads it as UTF-8 (it has one "
+    "anyway when the uploaded file had one). The delimiter and decimal mark are the uploaded file's.",
+}
+EXCEL_LINKS = {
+    **EXCEL_PARAMETER,
+    "description": "`true`: the `csv` link (and the `Location` of a 202) carry `excel=true`, for a CSV that begins "
+    "with a UTF-8 byte order mark. On an upload it may also be a form field.",
+}
+
+
 NOT_FOUND = _problem("No batch with this id.")
+BAD_EXCEL = _problem("`excel` is neither true nor false; `errors` names `excel`.")
 GONE = _problem(
     "The batch's results were deleted BATCH_RETENTION_DAYS after its upload; the CBCs and referrals it "
     "stored stay. Upload the file again to make them again."
@@ -243,6 +286,7 @@ NOT_DONE = _problem(
             }
         },
     },
+    parameters=[EXCEL_LINKS],
     responses={
         "202": {
             "description": "The upload is kept and its job queued (or this file's job is already queued or running): "
@@ -264,58 +308,66 @@ NOT_DONE = _problem(
         ),
         "415": _problem("The body is not multipart/form-data."),
         "422": _problem(
-            "No `file` part, a `mapping` that cannot be used, or a file that cannot be read as "
-            "CBCs (empty, binary, no analyte column...); `errors` names `file` or `mapping`."
+            "No `file` part, a `mapping` that cannot be used, a file that cannot be read as "
+            "CBCs (empty, binary, no analyte column...), or an `excel` that is neither true nor false; `errors` "
+            "names `file`, `mapping` or `excel`."
         ),
     },
 )
 def create_batch() -> ResponseReturnValue:
     """Upload a CSV file of CBCs; a job interprets and stores every row"""
     batch_id, queued = receive_upload()
+    excel = excel_requested(form=True)
     job = find_job(batch_id)
     done = current_store().get(batch_id) is not None and (job is None or job.status == DONE)
-    return _answer(batch_id, job, already_uploaded=not queued, status=200 if done and not queued else 202)
+    return _answer(batch_id, job, already_uploaded=not queued, status=200 if done and not queued else 202, excel=excel)
 
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
 @blp.doc(
     summary="A batch: its job's status and progress, then its summary and links",
+    parameters=[EXCEL_LINKS],
     responses={
         "200": {"description": "The batch.", "content": {"application/json": {"schema": _ref("Batch")}}},
         "404": NOT_FOUND,
         "410": GONE,
+        "422": BAD_EXCEL,
     },
 )
 def get_batch(batch_id: str) -> ResponseReturnValue:
     """A batch: its job's progress while it runs, its summary once done"""
+    excel = excel_requested()
     job = find_job(batch_id) if is_batch_id(batch_id) else None
     if job is not None and job.status != DONE:
         touched_resource(f"batch {batch_id}", "read")
-        return _answer(batch_id, job, already_uploaded=None, status=200)
+        return _answer(batch_id, job, already_uploaded=None, status=200, excel=excel)
     find_batch(batch_id)  # 404, 410
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
-    return _answer(batch_id, job, already_uploaded=None, status=200)
+    return _answer(batch_id, job, already_uploaded=None, status=200, excel=excel)
 
 
 @blp.route("/batches/<batch_id>/result.csv", methods=["GET"])
 @blp.doc(
     summary="Every row's interpretation as CSV",
+    parameters=[EXCEL_DOWNLOAD],
     responses={
         "200": _download(
             "text/csv",
-            "One row per input CBC (and per unreadable line), in input order; "
-            "the columns are the summary's output_columns.",
+            "One row per input CBC (and per unreadable line), in input order, in the uploaded file's delimiter and "
+            "decimal mark; the columns are the summary's output_columns.",
             {"type": "string", "format": "binary"},
         ),
         "404": NOT_FOUND,
         "409": NOT_DONE,
         "410": GONE,
+        "422": BAD_EXCEL,
     },
 )
 def get_batch_csv(batch_id: str) -> ResponseReturnValue:
     """Download a batch's results as CSV"""
+    excel = excel_requested()
     _check_done(batch_id)
-    return send_batch_result(find_batch(batch_id), "csv")  # noted in the audit trail
+    return send_batch_result(find_batch(batch_id), "csv", excel=excel)  # noted in the audit trail
 
 
 @blp.route("/batches/<batch_id>/result.json", methods=["GET"])
@@ -352,15 +404,19 @@ def _check_done(batch_id: str) -> None:
         )
 
 
-def _links(batch_id: str, done: bool) -> dict[str, str]:
-    links = {"self": url_for("batches.get_batch", batch_id=batch_id)}
+def _links(batch_id: str, done: bool, excel: bool = False) -> dict[str, str]:
+    """The batch's URLs; with `excel` they carry excel=true (polling self keeps it; csv then has a BOM)."""
+    asked: dict[str, Any] = {"excel": "true"} if excel else {}
+    links = {"self": url_for("batches.get_batch", batch_id=batch_id, **asked)}
     if done:
-        links["csv"] = url_for("batches.get_batch_csv", batch_id=batch_id)
+        links["csv"] = url_for("batches.get_batch_csv", batch_id=batch_id, **asked)
         links["json"] = url_for("batches.get_batch_json", batch_id=batch_id)
     return links
 
 
-def _answer(batch_id: str, job: BatchJob | None, *, already_uploaded: bool | None, status: int) -> ResponseReturnValue:
+def _answer(
+    batch_id: str, job: BatchJob | None, *, already_uploaded: bool | None, status: int, excel: bool = False
+) -> ResponseReturnValue:
     stored = current_store().get(batch_id) if job is None or job.status == DONE else None
     record = stored.record if stored is not None else {}
     body: dict[str, Any] = {
@@ -373,7 +429,7 @@ def _answer(batch_id: str, job: BatchJob | None, *, already_uploaded: bool | Non
     done = stored is not None
     if done and body["status"] != DONE:
         body["status"] = DONE
-    links = _links(batch_id, done)
+    links = _links(batch_id, done, excel)
     body.update(
         mapping=record.get("mapping") if done else (job.mapping if job is not None else {}),
         summary=record.get("summary") if done else None,

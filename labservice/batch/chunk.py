@@ -14,6 +14,7 @@ from labservice.batch.output import DECISION_COLUMNS, RowsOut
 from labservice.batch.summary import BatchSummary
 from labservice.core.columns_out import interpretation_frame
 from labservice.core.interpret import InterpretationTable, interpret_cbc_table
+from labservice.core.row_texts import findings_text, summary_lines
 from labservice.core.ruleset import Ruleset
 
 
@@ -129,10 +130,12 @@ def interpret_chunk(
     summary: BatchSummary,
     duplicate_of: np.ndarray | None = None,
     keep_rows: KeepRows | None = None,
+    decimal: str = ".",
 ) -> RowsOut:
     """Interpret the valid rows of a chunk; return every row (and unreadable line) in line order.
 
-    `duplicate_of` holds, per row, the line of an earlier row with the same ids (0 for none).
+    `duplicate_of` holds, per row, the line of an earlier row with the same ids (0 for none). The summary line
+    writes numbers with `decimal` as the decimal mark (the output's dialect).
     """
     n = parsed.n
     errors = parsed.errors.copy()
@@ -158,6 +161,8 @@ def interpret_chunk(
         kept[np.searchsorted(valid_rows, rejected)] = False
     if keep_rows is not None:
         summary.stored += keep_rows(parsed, Interpreted(result, valid_rows), errors)
+    if result is not None:
+        _add_texts(frame, result, parsed, valid_rows, decimal)
     for analyte in DERIVABLE:
         name = f"{analyte}_derived"
         if name in frame:
@@ -180,6 +185,38 @@ def interpret_chunk(
     return _with_bad_lines(parsed, frame, position, notes, errors, summary)
 
 
+def _censored_texts(parsed: ParsedChunk, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Per analyte with a censored cell among `rows`: its text ("<5", in canonical units) per row, else None."""
+    out: dict[str, np.ndarray] = {}
+    for analyte, (op, bound) in parsed.censored.items():
+        cells = np.flatnonzero(op[rows] != 0)
+        if cells.size == 0:
+            continue
+        texts = np.full(rows.size, None, dtype=object)
+        texts[cells] = [
+            f"{'<' if sign < 0 else '>'}{value:g}"
+            for sign, value in zip(op[rows][cells], bound[rows][cells], strict=True)
+        ]
+        out[analyte] = texts
+    return out
+
+
+def _add_texts(
+    frame: pd.DataFrame, result: InterpretationTable, parsed: ParsedChunk, rows: np.ndarray, decimal: str
+) -> None:
+    """The output's texts for the interpreted rows (frame is indexed by them; a censored row rejected since is
+    dropped): the summary line, the findings in words and the text of each censored value."""
+    censored = _censored_texts(parsed, rows)
+    texts: dict[str, object] = {
+        "summary": summary_lines(result, decimal, censored),
+        "findings_text": findings_text(result),
+    }
+    texts.update({f"{analyte}_censored": cells for analyte, cells in censored.items()})
+    kept = slice(None) if len(frame) == rows.size else np.searchsorted(rows, frame.index.to_numpy())
+    for name, column in texts.items():
+        frame[name] = column[kept]  # type: ignore[index]
+
+
 def _interpret_rows(
     table: dict[str, np.ndarray], rows: np.ndarray, rs: Ruleset
 ) -> tuple[InterpretationTable | None, pd.DataFrame]:
@@ -195,10 +232,7 @@ def _interpret_rows(
 
 def _count(summary: BatchSummary, frame: pd.DataFrame, errors: np.ndarray) -> None:
     summary.interpreted += len(frame)
-    rejected = np.flatnonzero(errors != None)  # noqa: E711
-    summary.rejected += rejected.size
-    for row in rejected[: max(0, FIRST_ERRORS - len(summary.first_errors))]:
-        summary.first_errors.append(str(errors[row]))
+    summary.rejected += int(np.count_nonzero(errors != None))  # noqa: E711
     if len(frame):
         summary.count_urgency(Counter(frame["urgency"].value_counts().to_dict()))
         codes: Counter = Counter()
@@ -210,27 +244,35 @@ def _count(summary: BatchSummary, frame: pd.DataFrame, errors: np.ndarray) -> No
 
 
 def _with_bad_lines(parsed: ParsedChunk, frame: pd.DataFrame, position: np.ndarray, notes, errors, summary) -> RowsOut:
-    """Every row of the chunk and its unreadable lines, in line order; `position` maps a chunk row to its row in
-    `frame` (-1: not interpreted, its decisions are empty)."""
+    """The chunk's rows and its unreadable lines in line order, each of those with the id cells its line showed;
+    the summary quotes the first rejected rows in that order. `position` maps a chunk row to its row in `frame`
+    (-1: not interpreted, its decisions are empty)."""
     summary.rows_out += parsed.n + len(parsed.bad_lines)
     if not parsed.bad_lines:
-        return RowsOut(parsed.lines, parsed.ids, _rows_at(frame, position), notes, errors)
-    k = len(parsed.bad_lines)
-    summary.rejected += k
-    bad_text = [f"line {line}: {reason}" for line, reason in parsed.bad_lines]
-    for text in bad_text[: max(0, FIRST_ERRORS - len(summary.first_errors))]:
-        summary.first_errors.append(text)
-    lines = np.concatenate([parsed.lines, np.array([line for line, _ in parsed.bad_lines], dtype=np.int64)])
-    order = np.argsort(lines, kind="stable")
-    empty = np.full(k, None, dtype=object)
-    ids = [np.concatenate([column, empty])[order] for column in parsed.ids]
-    return RowsOut(
-        lines[order],
-        ids,
-        _rows_at(frame, np.concatenate([position, np.full(k, -1, dtype=np.int64)])[order]),
-        np.concatenate([notes, empty])[order],
-        np.concatenate([errors, np.array(bad_text, dtype=object)])[order],
-    )
+        rows = RowsOut(parsed.lines, parsed.ids, _rows_at(frame, position), notes, errors)
+    else:
+        k = len(parsed.bad_lines)
+        summary.rejected += k
+        bad_text = np.array([f"line {line}: {reason}" for line, reason in parsed.bad_lines], dtype=object)
+        lines = np.concatenate([parsed.lines, np.array([line for line, _ in parsed.bad_lines], dtype=np.int64)])
+        order = np.argsort(lines, kind="stable")
+        empty = np.full(k, None, dtype=object)
+        ids = [
+            np.concatenate([column, _bad_line_ids(parsed, position)])[order]
+            for position, column in enumerate(parsed.ids)
+        ]
+        rows = RowsOut(
+            lines[order],
+            ids,
+            _rows_at(frame, np.concatenate([position, np.full(k, -1, dtype=np.int64)])[order]),
+            np.concatenate([notes, empty])[order],
+            np.concatenate([errors, bad_text])[order],
+        )
+    wanted = max(0, FIRST_ERRORS - len(summary.first_errors))
+    if wanted:
+        rejected = np.flatnonzero(rows.errors != None)[:wanted]  # noqa: E711 (elementwise; None or text)
+        summary.first_errors.extend(str(text) for text in rows.errors[rejected].tolist())
+    return rows
 
 
 def _rows_at(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
@@ -238,3 +280,14 @@ def _rows_at(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
     row labels gives, taken column by column at once (pandas' reindex hashes the labels, and did so twice)."""
     columns = {name: pd.api.extensions.take(frame[name].array, position, allow_fill=True) for name in frame.columns}
     return pd.DataFrame(columns, index=pd.RangeIndex(len(position)), columns=frame.columns, copy=False)
+
+
+def _bad_line_ids(parsed: ParsedChunk, position: int) -> np.ndarray:
+    """The id cells (the `position`-th id column) of the chunk's unreadable lines, None where the line showed
+    none (a quoted field never closed, or a line the reader could not split)."""
+    cells = np.full(len(parsed.bad_lines), None, dtype=object)
+    for row, (line, _) in enumerate(parsed.bad_lines):
+        shown = parsed.bad_ids.get(line)
+        if shown is not None:
+            cells[row] = shown[position]
+    return cells

@@ -1,45 +1,52 @@
 """Batch results as CSV and JSON, written chunk by chunk without a per-cell Python loop.
 
-The decision columns (urgency, findings, flags, grades ...) take few distinct combinations, so
-each combination is formatted once and rows only pick theirs; only the id columns, notes and
-errors are per-row text. Text cells of the CSV that a spreadsheet would run as a formula
-(starting with = + - @, tab or carriage return, and not a number) are prefixed with a quote, and cells
-holding a separator (`,` `;` tab) are quoted, so no formula can start a cell after one.
+The decision columns (urgency, findings and their words, flags, grades ...) take few distinct combinations, so
+each combination is formatted once and rows only pick theirs; only the id columns, the values used, the summary
+line, notes and errors are per-row text (the values formatted once per distinct value). Text cells of the CSV
+that a spreadsheet would run as a formula (starting with = + - @, tab or carriage return, and not a number) are
+prefixed with a quote, and cells holding a separator (`,` `;` tab, and the file's own delimiter) are quoted, so
+no formula can start a cell after one. The CSV is written in the input's dialect (output_dialect.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
+from labservice.batch.output_dialect import BOM, OutputDialect, number_texts
 from labservice.core.grading import GRADED_ANALYTES
+from labservice.core.row_texts import TITLE_SEPARATOR
 
+#: The engine's decisions that two readings of a censored value must agree on (labservice.batch.chunk).
 DECISION_COLUMNS = ("urgency", "findings", "not_assessed", "aplastic_anemia", "skin_attribution")
+#: The decisions as the output lists them: the finding codes, then the same findings in words, then the rest.
+OUTPUT_DECISIONS = ("findings", "findings_text", "urgency", "not_assessed", "aplastic_anemia", "skin_attribution")
+#: The summary line of a row that was not interpreted (its error column says why).
+NOT_INTERPRETED = "Not interpreted: see the error column."
 #: First characters that make a spreadsheet evaluate a cell (OWASP CSV injection).
 _RISKY_FIRST = frozenset("=+-@\t\r")
-_RISKY_START_RE = re.compile(r"\x1f[=+\-@\t\r]")  # a risky first character, found in a joined column
 _NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 #: Cells quoted: a quote, the comma, a line break, and also `;` and tab, the separators a spreadsheet may split
 #: on (a `;` locale, a pasted TSV): `x;=cmd()` unquoted would start a new cell with a formula (OWASP CSV
 #: injection: neutralise the first character *and* quote cells that hold a separator).
-_QUOTED = '",;\t\n\r'
-_QUOTE_RE = re.compile(f"[{_QUOTED}]")
+_QUOTE_RE = re.compile(r'[",;\t\n\r]')
 _JSON_UNSAFE_RE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
 @dataclass(frozen=True)
 class OutputLayout:
     id_headers: list[str]
-    analytes: list[str]  # analytes with a flag column, in the engine's order
+    analytes: list[str]  # analytes with a value and a flag column, in the engine's order
     film: bool = False  # the file carries blood-film fields: a `film` column describes them (clinical-rules §10 v2)
+    units: dict[str, str] = field(default_factory=dict)  # analyte -> canonical unit, for the value columns' headers
 
     def decision_columns(self) -> list[str]:
-        return [*DECISION_COLUMNS, *(["film"] if self.film else [])]
+        return [*OUTPUT_DECISIONS, *(["film"] if self.film else [])]
 
     def flag_columns(self) -> list[str]:
         out = []
@@ -49,13 +56,35 @@ class OutputLayout:
                 out.append(f"{analyte}_ctcae_grade")
         return out
 
+    def value_columns(self) -> list[str]:
+        """The values the engine used, one column per analyte, the canonical unit in the header: `platelets
+        (10*9/L)`."""
+        return [f"{a} ({self.units[a]})" if self.units.get(a) else a for a in self.analytes]
+
     def id_names(self) -> list[str]:
         """Id headers as output column names (renamed if they clash with an output column)."""
-        taken = {"line", *self.decision_columns(), *self.flag_columns(), "notes", "error"}
+        taken = {
+            "line",
+            "summary",
+            *self.value_columns(),
+            *self.decision_columns(),
+            *self.flag_columns(),
+            "notes",
+            "error",
+        }
         return [f"input_{h}" if h in taken else h for h in self.id_headers]
 
     def columns(self) -> list[str]:
-        return [*self.id_names(), "line", *self.decision_columns(), *self.flag_columns(), "notes", "error"]
+        return [
+            *self.id_names(),
+            "line",
+            *self.value_columns(),
+            "summary",
+            *self.decision_columns(),
+            *self.flag_columns(),
+            "notes",
+            "error",
+        ]
 
 
 @dataclass
@@ -64,7 +93,9 @@ class RowsOut:
 
     lines: np.ndarray
     ids: list[np.ndarray]  # object arrays of raw id text (None = empty)
-    decisions: pd.DataFrame  # the engine's columns (interpretation_frame), missing for error rows
+    #: the engine's columns (interpretation_frame) with `summary`, `findings_text` and `<analyte>_censored` (the
+    #: text of a censored value, "<5"), missing for error rows
+    decisions: pd.DataFrame
     notes: np.ndarray
     errors: np.ndarray
 
@@ -115,30 +146,6 @@ def _first_of_each(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return combo, np.flatnonzero(new)
 
 
-def _combination_texts(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, list[str]]:
-    """(combination index per row, the CSV text of each combination: its cells joined by commas).
-
-    The cells are looked up per column for all combinations at once and joined in C (a chunk has thousands
-    of combinations)."""
-    n = len(frame)
-    key = np.zeros(n, dtype=np.int64)
-    per_column = []
-    for name in names:
-        codes, values = _codes(frame.get(name), n)
-        per_column.append((codes, values))
-        key = key * (len(values) + 1) + (codes + 1)
-        if n and key.max() > 2**40:
-            key = pd.factorize(key)[0].astype(np.int64)
-    combo, first = _first_of_each(key)
-    if not per_column:
-        return combo, [""] * len(first)
-    cells = [
-        np.array([*map(str, values), ""], dtype=object)[codes[first]]  # code -1 (empty) picks the last: ""
-        for codes, values in per_column
-    ]
-    return combo, list(map(",".join, np.stack(cells, axis=1).tolist()))
-
-
 def given_mask(values: np.ndarray, types: set | None = None) -> np.ndarray:
     """True where an object cell holds a value (not None, NaN or NA); fast when only None can be missing."""
     types = set(map(type, values)) if types is None else types
@@ -161,60 +168,49 @@ def _cell_texts(values: np.ndarray) -> tuple[list[str], np.ndarray]:
     return texts.tolist(), given
 
 
-def _rows_of(positions: list[int], cells: list[str], separator_length: int) -> np.ndarray:
-    """Row numbers of character offsets into separator.join(cells)."""
-    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells)) + separator_length
-    return np.unique(np.searchsorted(np.cumsum(lengths), np.asarray(positions, dtype=np.int64), side="right"))
+def _quote_characters(delimiter: str) -> str:
+    """The characters that make a cell quoted (those of _QUOTE_RE, and the file's delimiter)."""
+    return '",;\t\n\r' + ("" if delimiter in ",;\t" else delimiter)
 
 
-def csv_text(values: np.ndarray) -> np.ndarray:
-    """Object array of cell text: empty for missing, formula-neutralised, quoted where needed (see csv_cells)."""
-    cells = csv_cells(values)
-    return np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
+def _quote_re(delimiter: str) -> re.Pattern[str]:
+    """What makes a cell quoted: _QUOTE_RE, and the file's delimiter when it is another (`|`)."""
+    return _QUOTE_RE if delimiter in ",;\t" else re.compile(r'[",;\t\n\r' + re.escape(delimiter) + "]")
 
 
-def csv_cells(values: np.ndarray) -> list[str]:
-    """Cell texts: empty for missing, formula-neutralised, quoted where needed.
+def csv_text(values: np.ndarray, delimiter: str = ",") -> np.ndarray:
+    """Object array of cell text: empty for missing, formula-neutralised, quoted where needed (a separator, the
+    file's `delimiter`, a quote or a line break).
 
-    The whole column is scanned at once (a join and one regular-expression search, in C); only
-    the rare cells that need quoting or neutralising are handled one by one, and in a column that is
-    mostly empty (notes, errors) only the cells given.
+    The whole column is scanned at once (a join and a few substring searches, in C); the cells to quote are found
+    and quoted column-wise (_quote), and only the rare cells to neutralise are handled one by one.
     """
-    values = np.asarray(values, dtype=object)
-    cells = values.tolist()
-    try:
-        return _escaped(cells, "\x1f".join(cells))
-    except TypeError:  # a missing cell (None, NaN) or a number
-        pass
-    given = given_mask(values)
-    missing = np.flatnonzero(~given)
-    if missing.size * 2 > len(cells):  # mostly empty (notes, errors): only the cells given
-        present = [cell if type(cell) is str else str(cell) for cell in values[given].tolist()]
-        out = np.full(len(cells), "", dtype=object)
-        if present:
-            out[given] = _escaped(present, "\x1f".join(present))
-        return out.tolist()
-    for row in missing.tolist():
-        cells[row] = ""
-    try:
-        joined = "\x1f".join(cells)
-    except TypeError:  # numbers
-        cells = [cell if type(cell) is str else str(cell) for cell in cells]
-        joined = "\x1f".join(cells)
-    return _escaped(cells, joined)
-
-
-def _escaped(cells: list[str], joined: str) -> list[str]:
-    """csv_cells of texts; `joined` is "\x1f".join(cells). Changes `cells` in place."""
-    if cells and (_RISKY_START_RE.search(joined) or cells[0][:1] in _RISKY_FIRST):
+    quote_re = _quote_re(delimiter)
+    cells, given = _cell_texts(np.asarray(values, dtype=object))
+    out = np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
+    if not given.any():
+        return out
+    joined = "\x1f".join(cells)
+    # `in` finds one character at memory speed (a regular expression's character class, or two characters, are
+    # several times slower): the separator and a risky character are looked for only where that character occurs
+    if cells[0][:1] in _RISKY_FIRST or any(first in joined and "\x1f" + first in joined for first in _RISKY_FIRST):
         for row in (i for i, c in enumerate(cells) if c[:1] in _RISKY_FIRST):
             if not _NUMBER_RE.match(cells[row]):
-                cells[row] = "'" + cells[row]
-        joined = "\x1f".join(cells)  # a quote character may have been added in front of a quoted cell
-    if any(character in joined for character in _QUOTED):  # faster than a search for a character class
-        for row in _rows_of([m.start() for m in _QUOTE_RE.finditer(joined)], cells, 1).tolist():
-            cells[row] = '"' + cells[row].replace('"', '""') + '"'
-    return cells
+                out[row] = "'" + cells[row]
+    if any(character in joined for character in _quote_characters(delimiter)):
+        _quote(out, quote_re, '"' in joined)
+    return out
+
+
+def _quote(cells: np.ndarray, quote_re: re.Pattern[str], has_quotes: bool) -> None:
+    """Quote, in place, the cells that hold a quote, a separator or a line break (their quotes doubled): the
+    pattern is tried on every cell by map (in C), and the cells found are quoted by numpy (one pass each)."""
+    found = np.fromiter(map(bool, map(quote_re.search, cells.tolist())), dtype=bool, count=len(cells))
+    rows = np.flatnonzero(found)
+    chosen = cells[rows]
+    if has_quotes:
+        chosen = np.array([text.replace('"', '""') for text in chosen.tolist()], dtype=object)
+    cells[rows] = '"' + chosen + '"'
 
 
 def json_text(values: np.ndarray) -> np.ndarray:
@@ -237,15 +233,49 @@ def _line_text(lines: np.ndarray) -> list[str]:
     return list(map(str, lines.tolist()))
 
 
-class CsvFormat:
-    """Rows as CSV text: the header once, then one line per row."""
+def _summaries(rows: RowsOut) -> np.ndarray:
+    """The summary line of each row; rows not interpreted say so (their error column says why)."""
+    summary = rows.decisions.get("summary")
+    out = np.full(len(rows.lines), NOT_INTERPRETED, dtype=object)
+    if summary is not None:
+        values = summary.to_numpy(dtype=object)
+        given = given_mask(values)
+        out[given] = values[given]
+    return out
 
-    def __init__(self, layout: OutputLayout) -> None:
+
+def _values_used(rows: RowsOut, analyte: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """An analyte's values as the engine used them (NaN where none) and the text of its censored cells (None)."""
+    frame = rows.decisions
+    values = (
+        frame[f"{analyte}_value"].to_numpy(dtype=np.float64, na_value=np.nan) if f"{analyte}_value" in frame else None
+    )
+    censored = frame[f"{analyte}_censored"].to_numpy(dtype=object) if f"{analyte}_censored" in frame else None
+    return values, censored
+
+
+def _combination_texts(combos: list[list], delimiter: str) -> np.ndarray:
+    """Each combination's cells as CSV text joined by the delimiter: one csv_text per column, over the combinations."""
+    if not combos or not combos[0]:
+        return np.full(len(combos), "", dtype=object)
+    columns = [csv_text(np.array(cells, dtype=object), delimiter).tolist() for cells in zip(*combos, strict=True)]
+    return np.array(list(map(delimiter.join, zip(*columns, strict=True))), dtype=object)
+
+
+class CsvFormat:
+    """Rows as CSV text in the output dialect: the byte order mark if asked, the header once, then one line per
+    row."""
+
+    def __init__(self, layout: OutputLayout, dialect: OutputDialect | None = None) -> None:
         self.layout = layout
+        self.dialect = dialect or OutputDialect()
         self.names = [*layout.decision_columns(), *layout.flag_columns()]
 
     def opening(self) -> str:
-        return ",".join(csv_text(np.array(self.layout.columns(), dtype=object))) + "\n"
+        header = self.dialect.delimiter.join(
+            csv_text(np.array(self.layout.columns(), dtype=object), self.dialect.delimiter)
+        )
+        return (BOM if self.dialect.bom else "") + header + "\n"
 
     def closing(self, wrote_rows: bool) -> str:
         return ""
@@ -256,29 +286,28 @@ class CsvFormat:
     def rows(self, rows: RowsOut) -> str:
         if len(rows.lines) == 0:
             return ""
-        combo, texts = _combination_texts(rows.decisions, self.names)
-        columns = [csv_cells(column) for column in rows.ids]
-        columns += [_line_text(rows.lines), self._tails(combo, texts, rows.notes, rows.errors)]
-        return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
-
-    @staticmethod
-    def _tails(combo: np.ndarray, texts: list[str], notes: np.ndarray, errors: np.ndarray) -> list[str]:
-        """The decision cells, notes and error of each row as one text; most rows have neither a note nor an
-        error, so their text is their combination's, ended by two empty cells."""
-        tails = np.array([text + ",," for text in texts], dtype=object)[combo]
-        either = np.flatnonzero(given_mask(notes) | given_mask(errors))
-        if either.size:
-            cells = [
-                ",".join(triple)
-                for triple in zip(
-                    np.array(texts, dtype=object)[combo[either]].tolist(),
-                    csv_cells(notes[either]),
-                    csv_cells(errors[either]),
-                    strict=True,
-                )
-            ]
-            tails[either] = cells
-        return tails.tolist()
+        delimiter, decimal = self.dialect.delimiter, self.dialect.decimal
+        combo, combos = _combinations(rows.decisions, self.names)
+        texts = _combination_texts(combos, delimiter)
+        columns = [csv_text(column, delimiter).tolist() for column in rows.ids]
+        columns.append(_line_text(rows.lines))
+        for analyte in self.layout.analytes:
+            values, censored = _values_used(rows, analyte)
+            if values is None:
+                columns.append([""] * len(rows.lines))
+                continue
+            cells = number_texts(values, decimal)
+            if censored is not None:
+                for row in np.flatnonzero(given_mask(censored)).tolist():
+                    cells[row] = str(censored[row]).replace(".", decimal)
+            columns.append(cells)
+        columns += [
+            csv_text(_summaries(rows), delimiter).tolist(),
+            texts[combo].tolist(),
+            csv_text(rows.notes, delimiter).tolist(),
+            csv_text(rows.errors, delimiter).tolist(),
+        ]
+        return "\n".join(map(delimiter.join, zip(*columns, strict=True))) + "\n"
 
 
 def _json_fragment(names: list[str], values: list) -> str:
@@ -288,6 +317,8 @@ def _json_fragment(names: list[str], values: list) -> str:
     for name, value in zip(names, values, strict=True):
         if name in ("findings", "not_assessed"):
             body[name] = None if value is None else [code for code in str(value).split(";") if code]
+        elif name == "findings_text":
+            body[name] = None if value is None else [title for title in str(value).split(TITLE_SEPARATOR) if title]
         elif name.endswith("_flag"):
             flags[name[: -len("_flag")]] = value
         elif name.endswith("_ctcae_grade"):
@@ -300,9 +331,9 @@ def _json_fragment(names: list[str], values: list) -> str:
 
 
 class JsonFormat:
-    """A JSON array with one object per row: line, ids, decisions, notes, error."""
+    """A JSON array with one object per row: line, ids, the values used, the summary, decisions, notes, error."""
 
-    def __init__(self, layout: OutputLayout) -> None:
+    def __init__(self, layout: OutputLayout, dialect: OutputDialect | None = None) -> None:
         self.layout = layout
         self.names = [*layout.decision_columns(), *layout.flag_columns()]
         self.id_keys = [json.dumps(name, ensure_ascii=False) for name in layout.id_headers]
@@ -325,7 +356,19 @@ class JsonFormat:
         ids = np.full(n, "", dtype=object)
         for position, (key, column) in enumerate(zip(self.id_keys, rows.ids, strict=True)):
             ids = ids + ("," if position else "") + key + ":" + json_text(column)
-        out = '{"line":' + np.array(_line_text(rows.lines), dtype=object) + ',"ids":{' + ids + "}," + texts[combo]
+        values = np.full(n, "", dtype=object)
+        for position, analyte in enumerate(self.layout.analytes):
+            used, censored = _values_used(rows, analyte)
+            cells = (
+                np.asarray(number_texts(used, "."), dtype=object) if used is not None else np.full(n, "", dtype=object)
+            )
+            cells[cells == ""] = "null"
+            if censored is not None:
+                given = given_mask(censored)
+                cells[given] = json_text(censored[given])
+            values = values + (',"' if position else '"') + analyte + '":' + cells
+        out = '{"line":' + np.array(_line_text(rows.lines), dtype=object) + ',"ids":{' + ids + "}"
+        out = out + ',"values":{' + values + '},"summary":' + json_text(_summaries(rows)) + "," + texts[combo]
         out = out + ',"notes":' + json_text(rows.notes) + ',"error":' + json_text(rows.errors) + "}"
         return ",\n".join(out.tolist())
 

@@ -18,6 +18,7 @@ from typing import IO, Any, TextIO
 import numpy as np
 
 from labservice.adapters.csv_input.dialect import SAMPLE_BYTES, sniff
+from labservice.adapters.csv_input.line_fields import LineFields
 from labservice.adapters.csv_input.long import LongFile
 from labservice.adapters.csv_input.options import BatchOptions, check_options
 from labservice.adapters.csv_input.plan import ColumnPlan, plan_columns
@@ -28,6 +29,7 @@ from labservice.batch.chunk import DERIVABLE, FIRST_ERRORS, KeepRows, interpret_
 from labservice.batch.duplicates import DuplicateCheck
 from labservice.batch.forked import CAN_FORK, forked_results
 from labservice.batch.output import CsvFormat, JsonFormat, OutputLayout, Sink
+from labservice.batch.output_dialect import OutputDialect, begins_with_bom
 from labservice.batch.stream import HashingStream, rewound, seekable_source
 from labservice.batch.summary import DUPLICATE_EXAMPLES, BatchSummary
 from labservice.core.ruleset import Ruleset, default_ruleset
@@ -69,8 +71,12 @@ def run_batch(
     jobs: int = 1,
     keep_rows: KeepRows | None = None,
     on_chunk: Callable[[BatchSummary, int], None] | None = None,
+    excel: bool = False,
 ) -> BatchSummary:
     """Interpret every CBC of a CSV file; write one output row per input CBC (or unreadable line).
+
+    The CSV is written with the input's delimiter and decimal mark, and begins with a UTF-8 byte order mark when
+    the input did or `excel` asks for one (labservice.batch.output_dialect).
 
     Raises BatchFileError when the file as a whole is unusable (nothing is written then).
     `keep_rows` (see labservice.batch.keep) stores the rows with a patient id; it runs in this
@@ -85,15 +91,18 @@ def run_batch(
     source = seekable_source(source)
     start = source.tell()
     stream = HashingStream(source)
-    dialect = sniff(stream.peek_sample(SAMPLE_BYTES), options, complete=stream.exhausted)
+    sample = stream.peek_sample(SAMPLE_BYTES)
+    dialect = sniff(sample, options, complete=stream.exhausted)
     if dialect.encoding == "utf-8-sig":
         stream.check_utf8()
+    bom = begins_with_bom(sample)
     plan = plan_columns(dialect.header, options, rs)
     summary = BatchSummary(
         shape=plan.shape,
         encoding="utf-8" if dialect.encoding == "utf-8-sig" else dialect.encoding,
         delimiter=dialect.delimiter,
         decimal=dialect.decimal,
+        bom=bom,
         columns_used=plan.used(),
         columns_ignored=plan.ignored,
         ruleset_version=rs.version,
@@ -106,6 +115,7 @@ def run_batch(
         options.chunk_rows,
         reopen=lambda: rewound(source, start),
         quotes_read=lambda: stream.quotes,
+        line_fields=LineFields(source, start, dialect, sample).fields,
     )
     long_file = None
     if plan.shape == "wide":
@@ -122,12 +132,17 @@ def run_batch(
         tasks = ((chunk, None) for chunk in long_file.chunks(options.chunk_rows))
         parse = None
     film = bool(long_file.film_fields()) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
-    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], output_analytes(analytes), film)
+    shown = output_analytes(analytes)
+    units = {analyte: rs.analytes[analyte].canonical_unit for analyte in shown}
+    layout = OutputLayout([dialect.header[i] for i in plan.id_columns], shown, film, units)
     summary.output_columns = layout.columns()
-    outputs = [(handle, kind(layout)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle]
+    written = OutputDialect(dialect.delimiter, dialect.decimal, bom or excel)
+    outputs = [
+        (handle, kind(layout, written)) for handle, kind in ((csv_out, CsvFormat), (json_out, JsonFormat)) if handle
+    ]
     sinks = [Sink(handle, text_format) for handle, text_format in outputs]
     formats = [text_format for _, text_format in outputs]
-    work = partial(_process, parse=parse, rs=rs, formats=formats, keep_rows=keep_rows)
+    work = partial(_process, parse=parse, rs=rs, formats=formats, keep_rows=keep_rows, decimal=dialect.decimal)
     for texts, part in _interpreted(tasks, work, jobs):
         for sink, text in zip(sinks, texts, strict=True):
             sink.write(text)
@@ -186,12 +201,13 @@ def _process(
     rs: Ruleset,
     formats,
     keep_rows: KeepRows | None = None,
+    decimal: str = ".",
 ) -> tuple[list[str], BatchSummary]:
     """One chunk (records of a wide file, parsed here; or rows of a long file) → its output texts and counts."""
     chunk, duplicate_of = task
     parsed = parse(chunk) if parse is not None else chunk
     part = BatchSummary()
-    rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows)
+    rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows, decimal)
     return [text_format.rows(rows) for text_format in formats], part
 
 

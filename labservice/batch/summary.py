@@ -16,6 +16,7 @@ class BatchSummary:
     encoding: str = ""
     delimiter: str = ""
     decimal: str = ""
+    bom: bool = False  # the file began with a UTF-8 byte order mark (the CSV result then does too)
     rows_in: int = 0  # data lines read (wide: CBC rows; long: result rows), blank lines excluded
     rows_out: int = 0  # output rows: one per CBC, and one per unreadable line
     interpreted: int = 0

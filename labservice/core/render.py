@@ -222,6 +222,11 @@ class _Renderer(TextView):
         return out
 
     # --- findings -------------------------------------------------------------------------
+    def title(self, code: str, i: int) -> str:
+        """A finding's title for one CBC: the table's, or the one its family words for this CBC."""
+        title_of = self.texts.title_overrides.get(code)
+        return (title_of(self, i) if title_of else None) or self.titles[code]
+
     def finding(self, code: str, i: int) -> dict:
         f = self.r.findings[code]
         spec = self.rs.finding(code)
@@ -230,10 +235,9 @@ class _Renderer(TextView):
         if code in film.CYTOPENIA_CODES and film.nrbc_present(self, i):
             detail += film.nrbc_sentence(self, i)
             evidence = {**evidence, "nrbc_per_100_wbc": self.v("nrbc_per_100_wbc", i)}
-        title_of = self.texts.title_overrides.get(code)
         return {
             "code": code,
-            "title": (title_of(self, i) if title_of else None) or self.titles[code],
+            "title": self.title(code, i),
             "detail": detail,
             "grade": grade,
             "severity": severity,
@@ -450,6 +454,13 @@ class _Renderer(TextView):
             )
         sentences.append(f"Urgency {urgency_text(urgency, reasons)}.")
         return " ".join(sentences) + " This describes the counts; it is not a diagnosis."
+
+
+def finding_titles(result: InterpretationTable, rows: Sequence[int]) -> list[list[str]]:
+    """The titles of the findings present on each of `rows`, in the order and words of the JSON answer's
+    `findings` (labservice.core.row_texts words a whole table with one such row per distinct combination)."""
+    renderer = _Renderer(result)
+    return [[renderer.title(code, i) for code, f in result.findings.items() if f.present[i]] for i in rows]
 
 
 def render_interpretations(

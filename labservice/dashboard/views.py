@@ -41,6 +41,7 @@ from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.middleware import csrf
 from labservice.middleware.audit_trail import touched_batch, touched_resource
+from labservice.query import excel_requested
 from labservice.security import users as accounts
 from labservice.security.principal import set_principal, touched_patients
 from labservice.security.remote import remote_address
@@ -805,6 +806,7 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
     record = stored.record
     links = {
         "csv": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv"),
+        "csv_excel": url_for("dashboard.download_batch", batch_id=batch_id, kind="csv", excel="true"),
         "json": url_for("dashboard.download_batch", batch_id=batch_id, kind="json"),
         "api": url_for("batches.get_batch", batch_id=batch_id),
     }
@@ -820,11 +822,13 @@ def batch_page(batch_id: str) -> ResponseReturnValue:
 
 @bp.get("/batches/<batch_id>/result.<any(csv, json):kind>")
 def download_batch(batch_id: str, kind: str) -> ResponseReturnValue:
-    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise)."""
+    """A batch's results for the signed-in user: the API's own download (which needs an API key otherwise), named
+    after the uploaded file; `?excel=true` for a CSV that begins with a UTF-8 byte order mark."""
+    excel = excel_requested()
     found = _kept_batch(batch_id)
     if not isinstance(found, StoredBatch):
         return found
-    return send_batch_result(found, kind)  # found once: no second look-up and purge check
+    return send_batch_result(found, kind, excel=excel)  # found once: no second look-up and purge check
 
 
 # --- signing in and out; CSRF -------------------------------------------------------------------

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
 
-from flask import current_app, send_file
+from flask import Response, current_app, send_file
 from flask.typing import ResponseReturnValue
 
+from labservice.batch.download_name import content_disposition, result_filename
 from labservice.batch.keep import recover_batches
+from labservice.batch.output_dialect import BOM
 from labservice.batch.results_store import BatchStore, StoredBatch, is_batch_id
 from labservice.batch.retention import cutoff, is_expired, purge_batch, purge_now_and_then
 from labservice.errors import Problem
@@ -19,6 +25,10 @@ from labservice.store.repository import as_utc, now_utc
 
 #: The result files of a batch: kind -> media type.
 RESULT_TYPES = {"csv": "text/csv", "json": "application/json"}
+#: The UTF-8 byte order mark, as the bytes an Excel download begins with.
+BOM_BYTES = BOM.encode("utf-8")
+#: Bytes sent at a time when a result is streamed after a byte order mark.
+STREAM_BLOCK = 1 << 16
 
 
 def find_batch(batch_id: str) -> StoredBatch:
@@ -66,13 +76,36 @@ def purge_now_and_then_configured(store: BatchStore, database: Database) -> None
     )
 
 
-def send_batch_result(stored: StoredBatch, kind: str) -> ResponseReturnValue:
-    """A found batch's results (`kind` csv or json) as an attachment, noted in the audit trail."""
+def send_batch_result(stored: StoredBatch, kind: str, excel: bool = False) -> ResponseReturnValue:
+    """A found batch's results (`kind` csv or json) as an attachment named after the uploaded file
+    (`cbc-results.csv` -> `cbc-results.interpreted.csv`), noted in the audit trail. With `excel`, a CSV that does not
+    begin with a UTF-8 byte order mark is sent with one (the stored file has one when the upload had one)."""
     batch_id = stored.batch_id
     touched_batch(batch_id, "read", current_store().patients(batch_id))  # the audit trail
-    return send_file(
-        stored.csv_path if kind == "csv" else stored.json_path,
-        mimetype=RESULT_TYPES[kind],
-        as_attachment=True,
-        download_name=f"batch-{batch_id}.{kind}",
-    )
+    path = stored.csv_path if kind == "csv" else stored.json_path
+    if kind == "csv" and excel and not _begins_with_bom(path):
+        handle = path.open("rb")  # now: a purge after this answer began cannot cut it short
+        size = os.fstat(handle.fileno()).st_size
+        response = Response(_after_bom(handle), mimetype=RESULT_TYPES[kind], direct_passthrough=True)
+        response.content_length = len(BOM_BYTES) + size
+    else:
+        response = send_file(path, mimetype=RESULT_TYPES[kind], as_attachment=True)
+    filename = result_filename(stored.record.get("filename"), batch_id, kind)
+    response.headers["Content-Disposition"] = content_disposition(filename)
+    return response
+
+
+def _begins_with_bom(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(BOM_BYTES)) == BOM_BYTES
+
+
+def _after_bom(handle: BinaryIO) -> Iterator[bytes]:
+    """The byte order mark, then the open file, block by block; the file is closed at the end (or when the answer
+    is closed before it)."""
+    try:
+        yield BOM_BYTES
+        while block := handle.read(STREAM_BLOCK):
+            yield block
+    finally:
+        handle.close()

@@ -26,7 +26,7 @@ from labservice.batch.runner import check_readable
 from labservice.errors import Problem
 from labservice.extensions import current_database, current_ruleset, current_store
 from labservice.middleware.audit_trail import touched_batch, touched_resource
-from labservice.query import store_requested
+from labservice.query import excel_requested, store_requested
 from labservice.security.principal import current_principal
 from labservice.services.batch_jobs import Upload, find_job, forget_job, quota_error, submit_job
 from labservice.services.batch_results import purge_now_and_then_configured
@@ -51,8 +51,8 @@ def _kept_filename(sent: str | None) -> str | None:
 
 
 def receive_upload() -> tuple[str, bool]:
-    """This request's upload (multipart `file`, optional `mapping`) kept and queued as a job: (the batch id, True
-    when this call queued it; False when the batch is kept already or its job is queued or running). Shared by
+    """This request's upload (multipart `file`, optional `mapping` and `excel`) kept and queued as a job: (the batch
+    id, True when this call queued it; False when the batch is kept already or its job is queued or running). Shared by
     this endpoint and the dashboard's upload page; raises Problem (413, 415, 422, 507). The file is checked here
     as far as it can be without reading it all (its size, rows, encoding, delimiter and header); what the job
     finds later is in its errors. With JOB_QUEUE=immediate the job has run when this returns, and a job that
@@ -68,6 +68,7 @@ def receive_upload() -> tuple[str, bool]:
     purge_now_and_then_configured(store, database)
     _check_quota(database, owner, quota)  # before the form is read: an owner at the quota costs nothing more
     upload, mapping_text = _read_form(limit)
+    excel_requested(form=True)  # a word other than true or false is refused before anything is kept
     options = _options(mapping_text)
     _check_rows(upload)  # MAX_BATCH_ROWS, before anything is interpreted or stored
     mapping = options.to_document()

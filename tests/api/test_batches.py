@@ -141,7 +141,8 @@ def test_csv_download_has_every_row_in_input_order(client):
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     disposition = response.headers["Content-Disposition"]
-    assert disposition.startswith("attachment;") and f"batch-{body['batch_id']}.csv" in disposition
+    # Issue 14 item 5: named after the upload, cbc.csv (RFC 6266)
+    assert disposition == "attachment; filename=\"cbc.interpreted.csv\"; filename*=UTF-8''cbc.interpreted.csv"
     reader = csv.DictReader(io.StringIO(response.get_data(as_text=True), newline=""))
     rows = list(reader)
     assert reader.fieldnames == body["summary"]["output_columns"]
@@ -167,7 +168,7 @@ def test_json_download_has_every_row_in_input_order(client):
     response = client.get(body["links"]["json"])
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert f"batch-{body['batch_id']}.json" in response.headers["Content-Disposition"]
+    assert 'filename="cbc.interpreted.json"' in response.headers["Content-Disposition"]
     rows = json.loads(response.get_data())
     assert [row["ids"]["sample_id"] for row in rows] == ["S1", "S2", "S3", "S4", "S5"]
     assert [row["line"] for row in rows] == [2, 3, 4, 5, 6]
@@ -483,6 +484,14 @@ def test_openapi_documents_the_batch_endpoints(client):
     assert upload_schema["properties"]["file"] == {**upload_schema["properties"]["file"],
                                                   "type": "string", "format": "binary"}
     assert upload_schema["properties"]["mapping"]["type"] == "string"
+    assert upload_schema["properties"]["excel"]["enum"] == ["true", "false"]  # issue 14 item 5
+    csv_path = BATCHES + "/{batch_id}/result.csv"
+    for path, method in ((BATCHES, "post"), (BATCHES + "/{batch_id}", "get"), (csv_path, "get")):
+        [excel] = [p for p in paths[path][method]["parameters"] if p.get("name") == "excel"]
+        assert excel["in"] == "query" and excel["schema"]["type"] == "boolean"
+        assert "byte order mark" in excel["description"]
+    disposition = paths[csv_path]["get"]["responses"]["200"]["headers"]["Content-Disposition"]
+    assert "cbc-results.interpreted" in disposition["description"]
     assert {"200", "202", "413", "415", "422"} <= set(post["responses"])
     for status in ("413", "415", "422"):
         assert "application/problem+json" in post["responses"][status]["content"]
@@ -514,3 +523,65 @@ def test_the_builtin_mimic_mapping_works_by_name_as_in_the_cli(make_app):
     summary = client.get(by_name.headers["Location"]).get_json()["summary"]
     assert summary["interpreted"] > 0
     assert_problem(upload(client, b"a,b\n1,2\n", "no-such-mapping"), 422)  # not a name: read as JSON, refused
+
+
+# ------------------------------------------------------- a spreadsheet the user can open (issue 14 item 5)
+
+#: A `;` file with decimal commas and a byte order mark, as Excel saves "CSV UTF-8" in a German locale, with a
+#: line with one field too many. Expected from the rules as WIDE_CSV's rows: E1 female 34 with platelets 99.5
+#: (< 150: L, CTCAE 1: < LLN-75) -> thrombocytopenia < 100 -> soon (§9); E2 a field too many -> rejected.
+EXCEL_CSV = ("\ufeffsample_id;patient_id;sex;age;platelets;hemoglobin\n"
+             "E1;MRN-É1;F;34;99,5;13,5\n"
+             "E2;MRN-É2;F;34;250;13,5;surplus\n").encode("utf-8")
+
+
+def test_a_semicolon_decimal_comma_upload_with_a_bom_comes_back_the_same_way(client):
+    body = created(upload(client, EXCEL_CSV, filename="Blutbild März.csv"))
+    assert body["summary"]["bom"] is True and body["summary"]["delimiter"] == ";"
+    response = client.get(body["links"]["csv"])
+    data = response.get_data()
+    assert data.startswith(b"\xef\xbb\xbf") and data.count(b"\xef\xbb\xbf") == 1
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=";"))
+    assert [(r["sample_id"], r["patient_id"], r["line"]) for r in rows] == [
+        ("E1", "MRN-É1", "2"), ("E2", "MRN-É2", "3")]
+    assert rows[0]["platelets (10*9/L)"] == "99,5" and rows[0]["hemoglobin (g/dL)"] == "13,5"
+    assert rows[0]["summary"] == "Platelets 99,5 x10^9/L low (CTCAE grade 1). Urgency soon."
+    assert rows[0]["findings_text"] == "Thrombocytopenia (platelet count below 150)"
+    assert rows[1]["error"] == "line 3: more fields than the header's 6"  # and its ids are kept, above
+    disposition = response.headers["Content-Disposition"]
+    assert disposition == ('attachment; filename="Blutbild_Marz.interpreted.csv"; '
+                           "filename*=UTF-8''Blutbild%20M%C3%A4rz.interpreted.csv")
+
+
+def test_excel_true_links_to_a_csv_with_a_byte_order_mark(client):
+    """`excel=true` (a form field here; a query parameter alike) puts excel=true on the links: the CSV then begins
+    with the BOM, its content unchanged; without it the same batch downloads as written (no BOM in, none out)."""
+    form = {"file": (io.BytesIO(WIDE_CSV), "cbc.csv"), "excel": "true"}
+    response = client.post(BATCHES, data=form, content_type="multipart/form-data")
+    body = created(response)
+    batch_id = body["batch_id"]
+    assert body["links"]["csv"] == f"{BATCHES}/{batch_id}/result.csv?excel=true"
+    assert body["links"]["self"] == response.headers["Location"] == f"{BATCHES}/{batch_id}?excel=true"
+    assert body["links"]["json"] == f"{BATCHES}/{batch_id}/result.json"
+    assert client.get(body["links"]["self"]).get_json()["links"]["csv"] == body["links"]["csv"]
+    plain = client.get(f"{BATCHES}/{batch_id}/result.csv")
+    excel = client.get(body["links"]["csv"])
+    assert not plain.get_data().startswith(b"\xef\xbb\xbf")
+    assert excel.get_data() == b"\xef\xbb\xbf" + plain.get_data()
+    assert excel.headers["Content-Length"] == str(len(plain.get_data()) + 3)
+    assert excel.mimetype == "text/csv" and excel.headers["Content-Disposition"] == plain.headers["Content-Disposition"]
+    again = upload(client, WIDE_CSV)  # the same file again, without excel: the same batch, plain links
+    assert again.status_code == 200 and again.get_json()["batch_id"] == batch_id
+    assert again.get_json()["links"]["csv"] == f"{BATCHES}/{batch_id}/result.csv"
+
+
+@pytest.mark.parametrize("where", ["query", "form"])
+def test_excel_other_than_true_or_false_answers_422_naming_excel(client, batch_app, where):
+    form: dict[str, Any] = {"file": (io.BytesIO(WIDE_CSV), "cbc.csv")}
+    url = BATCHES + ("?excel=ture" if where == "query" else "")
+    if where == "form":
+        form["excel"] = "ture"
+    response = client.post(url, data=form, content_type="multipart/form-data")
+    assert_problem(response, 422)
+    assert response.get_json()["errors"] == {"excel": ["Expected true or false."]}
+    assert batch_dirs(Path(batch_app.config["BATCH_DIRECTORY"])) == []  # nothing kept

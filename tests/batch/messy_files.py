@@ -60,6 +60,11 @@ class Row:
     error_has: tuple[str, ...] = ()
     notes_has: tuple[str, ...] = ()
     not_assessed_has: tuple[str, ...] = ()
+    #: value columns of the CSV as written ("platelets (10*9/L)" -> "99,5"); the summary line; the findings in
+    #: words (their titles in findings.csv, in any order); None: not checked
+    values: dict[str, str] = field(default_factory=dict)
+    summary: str | None = None
+    words: frozenset[str] | None = None
 
     @property
     def is_error(self) -> bool:
@@ -226,8 +231,25 @@ def header_names(variant: str) -> MessyFile:
         values["sex"] = sex_coding[values["sex"]]
         lines.append(",".join(values[k] for k in keys))
         wanted = " ".join(item for item in flag_spec.split() if item.split("=")[0] in headers)
-        rows.append(ok(number, {headers["sample"]: values["sample"]}, urgency, found, wanted, aplastic))
+        said = _SUMMARIES.get(values["sample"]) if variant == "abbreviations" else None
+        rows.append(ok(number, {headers["sample"]: values["sample"]}, urgency, found, wanted, aplastic, summary=said))
     return MessyFile(f"headers_{variant}.csv", _text(lines), options, rows)
+
+
+#: The summary line of some rows of the "abbreviations" variant (issue 14 item 5), from the flags and grades
+#: derived above: a sentence per count outside its range, the critical counts first, then the others, each in the
+#: engine's order (platelets, WBC, neutrophils, lymphocytes, haemoglobin, haematocrit, RBC, MCV, reticulocytes),
+#: labelled as analytes.csv labels them, in the units of §1 (x10^9/L is how texts write 10*9/L).
+_SUMMARIES = {
+    "S-101": "No count outside its reference range. Urgency routine.",
+    "S-103": "Platelets 12 x10^9/L critically low (CTCAE grade 4). White cell count 1.5 x10^9/L critically low "
+             "(CTCAE grade 3). Neutrophils 0.3 x10^9/L critically low (CTCAE grade 4). Haemoglobin 6.5 g/dL "
+             "critically low (CTCAE grade 3). Lymphocytes 0.9 x10^9/L low (CTCAE grade 1). Haematocrit 20 % low. "
+             "Red cell count 1.8 x10^12/L low. Mean cell volume 111 fL high. Reticulocytes (absolute) 15 x10^9/L "
+             "low. Urgency immediate.",
+    "S-105": "Platelets 520 x10^9/L high. Urgency routine.",  # thrombocytosis has no CTCAE grade here (§4)
+    "S-106": "Haemoglobin 12.5 g/dL low (CTCAE grade 1). Urgency routine.",
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,11 +376,28 @@ def semicolon_decimal_comma(explicit: bool) -> MessyFile:
         "E-3;M;40;99,5;7,0;13,9;4,4;2,0",
     ]
     options: dict[str, Any] = {"delimiter": ";", "decimal": ","} if explicit else {}
+    # Issue 14 item 5: written back with `;` and decimal commas. The values used are those sent (in canonical
+    # units already); the summary names the counts outside their range, critical ones first (neutrophils 0.4 <
+    # 0.5, §3), then in the engine's order, with analytes.csv's labels; the words are findings.csv's titles.
     rows = [
         ok(2, {"Sample ID": "E-1"}, "immediate", PANCYTOPENIA_45_82_04 | {"leukopenia"},
-           "platelets=L3 wbc=L2 hemoglobin=L2 neutrophils=LL4 lymphocytes=N", "indeterminate"),
-        ok(3, {"Sample ID": "E-2"}, "routine", set(), NORMAL_FLAGS),
-        ok(4, {"Sample ID": "E-3"}, "soon", ISOLATED_45, "platelets=L1 wbc=N hemoglobin=N neutrophils=N lymphocytes=N"),
+           "platelets=L3 wbc=L2 hemoglobin=L2 neutrophils=LL4 lymphocytes=N", "indeterminate",
+           values={"platelets (10*9/L)": "45", "wbc (10*9/L)": "2,1", "hemoglobin (g/dL)": "8,2",
+                   "neutrophils (10*9/L)": "0,4", "lymphocytes (10*9/L)": "1,1"},
+           summary="Neutrophils 0,4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low (CTCAE grade 3). "
+                   "White cell count 2,1 x10^9/L low (CTCAE grade 2). Haemoglobin 8,2 g/dL low (CTCAE grade 2). "
+                   "Urgency immediate.",
+           words=frozenset({"Critical value: notify the clinician now", "Pancytopenia (all three cell lines low)",
+                            "Counts in the marrow-failure range (BSH aplastic anaemia entry criteria)",
+                            "Thrombocytopenia (platelet count below 150)", "Neutropenia",
+                            "Anaemia (haemoglobin below the WHO cut-off)",
+                            "Leukopenia (white cell count below the lower reference limit)"})),
+        ok(3, {"Sample ID": "E-2"}, "routine", set(), NORMAL_FLAGS,
+           values={"platelets (10*9/L)": "250", "wbc (10*9/L)": "6,5", "hemoglobin (g/dL)": "14,1"},
+           summary="No count outside its reference range. Urgency routine.", words=frozenset()),
+        ok(4, {"Sample ID": "E-3"}, "soon", ISOLATED_45, "platelets=L1 wbc=N hemoglobin=N neutrophils=N lymphocytes=N",
+           values={"platelets (10*9/L)": "99,5"}, summary="Platelets 99,5 x10^9/L low (CTCAE grade 1). Urgency soon.",
+           words=frozenset({"Thrombocytopenia (platelet count below 150)"})),
     ]
     name = "semicolon_explicit.csv" if explicit else "semicolon_detected.csv"
     return MessyFile(name, _text(lines), options, rows)
@@ -376,7 +415,9 @@ def utf8_bom() -> MessyFile:
         "250,B-2,13.5,6.0,3.5,2.0,F,30",  # normal
     ]
     rows = [
-        ok(2, {"Sample ID": "B-1"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
+        ok(2, {"Sample ID": "B-1"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+           values={"platelets (10*9/L)": "45", "hemoglobin (g/dL)": "13.5"},
+           summary="Platelets 45 x10^9/L low (CTCAE grade 3). Urgency soon."),
         ok(3, {"Sample ID": "B-2"}, "routine", set(), NORMAL_FLAGS),
     ]
     return MessyFile("bom.csv", b"\xef\xbb\xbf" + _text(lines), {}, rows)
@@ -534,6 +575,7 @@ def bad_rows() -> MessyFile:
         "B-7,2026-02-01 08:30,<5,14.5,6.0,3.5,2.0,M,50",
         # 9: ">100" could be 120 (thrombocytopenia) or 300 (normal): decisions differ -> row error.
         f"B-8,2026-02-01 08:35,>100,13.5,6.0,{rest}",
+        f"B-9,2026-02-01 08:40,250,13.5,6.0,{rest},surplus,and more",  # 10 two fields too many
     ]
 
     def ids(n: int, minute: str) -> dict[str, str]:
@@ -543,13 +585,18 @@ def bad_rows() -> MessyFile:
         ok(2, ids(1, "00"), "routine", set(), NORMAL_FLAGS),
         err(3, ids(2, "05"), "line 3", "PLT", "abc"),
         err(4, ids(3, "10"), "line 4", "HGB", "UNABLE TO REPORT"),
-        err(5, {}, "line 5"),  # which field is surplus is unknown: the ids are not checked
+        # The surplus field is the last: the id cells before it are the row's own, and are kept (issue 14 item 5).
+        err(5, ids(4, "15"), "line 5", "more fields than the header"),
         err(6, ids(5, "20"), "line 6", "PLT", "/uL"),
         ok(7, ids(6, "25"), "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
         # (the censoring note is checked in the test: "censor" or "<5")
+        # The value used is written as it was sent, "<5" (the summary too).
         ok(8, ids(7, "30"), "immediate", ISOLATED_CRITICAL,
-           "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
+           "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+           values={"platelets (10*9/L)": "<5", "hemoglobin (g/dL)": "14.5"},
+           summary="Platelets <5 x10^9/L critically low (CTCAE grade 4). Urgency immediate."),
         err(9, ids(8, "35"), "line 9", "PLT"),
+        err(10, ids(9, "40"), "line 10", "more fields than the header"),  # pandas skips it: read again for its ids
     ]
     return MessyFile("bad_rows.csv", _text(lines), {}, rows)
 

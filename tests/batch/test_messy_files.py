@@ -30,7 +30,9 @@ from labservice.batch import (
 from tests.batch import messy_files as mf
 from tests.batch.messy_files import GRADED, MessyFile, Row
 
-FIXED_LEADING = ("line", "urgency", "findings", "not_assessed", "aplastic_anemia", "skin_attribution")
+#: After the values used: the summary line, the codes, the same findings in words, then the other decisions.
+FIXED_DECISIONS = ("summary", "findings", "findings_text", "urgency", "not_assessed", "aplastic_anemia",
+                   "skin_attribution")
 FIXED_TRAILING = ("notes", "error")
 URGENCIES = {"routine", "soon", "urgent", "immediate"}
 
@@ -42,6 +44,7 @@ class Result:
     rows: list[dict[str, str]]
     json_rows: list[dict[str, Any]]
     csv_text: str
+    bom: bool  # the CSV began with a UTF-8 byte order mark (taken off before it was read)
 
 
 def run(messy: MessyFile, tmp_path: Path, options: BatchOptions | None = None, **overrides: Any) -> Result:
@@ -53,9 +56,11 @@ def run(messy: MessyFile, tmp_path: Path, options: BatchOptions | None = None, *
     with path.open("rb") as handle:
         summary = run_batch(handle, csv_out=csv_out, json_out=json_out, options=options)
     text = csv_out.getvalue()
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    bom = text.startswith("\ufeff")
+    # The output is written in the input's dialect: read it with the delimiter the summary reports.
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""), delimiter=summary.delimiter)
     rows = list(reader)
-    return Result(summary.to_dict(), list(reader.fieldnames or []), rows, json.loads(json_out.getvalue()), text)
+    return Result(summary.to_dict(), list(reader.fieldnames or []), rows, json.loads(json_out.getvalue()), text, bom)
 
 
 def codes(cell: str) -> set[str]:
@@ -95,6 +100,7 @@ def check_row(problems: Problems, expected: Row, got: dict[str, str], as_json: d
             expect(part in error, f"{at}: error {error!r} should contain {part!r}")
         expect(re.search(rf"\bline {expected.line}\b", error), f"{at}: error {error!r} should name its line")
         expect(got["urgency"] == "" and got["findings"] == "", f"{at}: an error row has no decisions")
+        expect(got["summary"] == "Not interpreted: see the error column.", f"{at}: summary {got['summary']!r}")
         expect(as_json.get("error"), f"{at}: JSON error missing")
         return
     expect(got["error"] == "", f"{at}: unexpected error {got['error']!r}")
@@ -126,6 +132,16 @@ def check_row(problems: Problems, expected: Row, got: dict[str, str], as_json: d
         expect(part in got["notes"], f"{at}: notes {got['notes']!r} should contain {part!r}")
     for part in expected.not_assessed_has:
         expect(part in got["not_assessed"], f"{at}: not_assessed {got['not_assessed']!r} should contain {part!r}")
+    for header, text in expected.values.items():
+        expect(got.get(header) == text, f"{at}: value {header!r} is {got.get(header)!r}, expected {text!r}")
+    if expected.summary is not None:
+        expect(got["summary"] == expected.summary, f"{at}: summary {got['summary']!r}, expected {expected.summary!r}")
+        expect(as_json.get("summary") == expected.summary, f"{at}: JSON summary {as_json.get('summary')!r}")
+    if expected.words is not None:
+        words = [w for w in got["findings_text"].split("; ") if w]
+        expect(set(words) == set(expected.words), f"{at}: findings_text {words}, expected {sorted(expected.words)}")
+        expect(len(words) == len(found), f"{at}: {len(words)} findings in words for {len(found)} codes")
+        expect(as_json.get("findings_text") == words, f"{at}: JSON findings_text {as_json.get('findings_text')}")
 
 
 def check_summary(problems: Problems, messy: MessyFile, result: Result) -> None:
@@ -190,8 +206,15 @@ def test_units_option(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("explicit", [False, True], ids=["detected", "stated"])
 def test_semicolon_delimiter_with_decimal_commas(explicit: bool, tmp_path: Path) -> None:
+    """Read with `;` and decimal commas, and written back the same way (issue 14 item 5): a spreadsheet in a
+    decimal-comma locale opens the result as it opened the input."""
     messy = mf.semicolon_decimal_comma(explicit)
-    check(messy, run(messy, tmp_path))
+    result = run(messy, tmp_path)
+    check(messy, result)
+    first_line = result.csv_text.split("\n", 1)[0]
+    assert first_line.split(";") == result.header and "," not in first_line
+    assert not result.bom
+    assert result.json_rows[0]["values"]["wbc"] == 2.1  # JSON numbers stay JSON numbers
 
 
 def test_utf8_byte_order_mark(tmp_path: Path) -> None:
@@ -200,11 +223,16 @@ def test_utf8_byte_order_mark(tmp_path: Path) -> None:
     check(messy, result)
     assert "platelets_flag" in result.header
     assert not any("\ufeff" in name for name in result.header)
+    # Issue 14 item 5: a file that came with a byte order mark goes back with one (Excel then reads UTF-8).
+    assert result.bom and result.summary["bom"] is True
+    assert result.csv_text.count("\ufeff") == 1
 
 
 def test_crlf_line_ends(tmp_path: Path) -> None:
     messy = mf.crlf()
-    check(messy, run(messy, tmp_path))
+    result = run(messy, tmp_path)
+    check(messy, result)
+    assert not result.bom and result.summary["bom"] is False  # no byte order mark in, none out
 
 
 def test_quoted_fields_with_delimiter_newline_and_quotes(tmp_path: Path) -> None:
@@ -286,6 +314,15 @@ def test_bad_rows_keep_their_place(tmp_path: Path) -> None:
     for row in result.rows:
         if row["error"]:
             assert all(row[column] == "" for column in result.header if column.endswith(("_flag", "_ctcae_grade")))
+            assert row["platelets (10*9/L)"] == ""  # nothing was used
+
+
+def test_rejected_rows_are_listed_in_line_order(tmp_path: Path) -> None:
+    """The summary quotes the rejected rows as the file orders them: a line with too many fields (the reader's)
+    between two rows with a bad value (the parser's) is not put after them."""
+    result = run(mf.bad_rows(), tmp_path)
+    quoted = [int(re.match(r"line (\d+)", text).group(1)) for text in result.summary["first_errors"]]  # type: ignore[union-attr]
+    assert quoted == [3, 4, 5, 6, 9, 10]
 
 
 @pytest.mark.parametrize("name", sorted(mf.UNUSABLE_FILES))
@@ -335,16 +372,21 @@ def test_duplicate_id_and_collection_time(chunk_rows: int | None, tmp_path: Path
 
 
 def test_output_columns(tmp_path: Path) -> None:
-    """Ids under their original headers, then line ... skin_attribution, flags and grades, notes, error."""
+    """Ids under their original headers, the line, the values used (canonical units in the header), the summary
+    line, the findings as codes and words, the other decisions, flags and grades, notes, error."""
     messy = mf.header_names("abbreviations")
     result = run(messy, tmp_path)
     header = result.header
-    assert header[:7] == ["Sample ID", *FIXED_LEADING]
+    analytes = ("platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
+                "reticulocytes")  # the engine's order (reticulocytes: derived from RETIC% x RBC, §1)
+    # clinical-rules §1: canonical units 10*9/L (counts), g/dL, %, 10*12/L, fL.
+    units = {"platelets": "10*9/L", "wbc": "10*9/L", "neutrophils": "10*9/L", "lymphocytes": "10*9/L",
+             "hemoglobin": "g/dL", "hematocrit": "%", "rbc": "10*12/L", "mcv": "fL", "reticulocytes": "10*9/L"}
+    values = [f"{a} ({units[a]})" for a in analytes]
+    assert header[: 2 + len(values) + len(FIXED_DECISIONS)] == ["Sample ID", "line", *values, *FIXED_DECISIONS]
     assert header[-2:] == list(FIXED_TRAILING)
-    analytes = ("platelets", "wbc", "hemoglobin", "hematocrit", "rbc", "mcv", "neutrophils", "lymphocytes",
-                "reticulocytes")
-    expected_middle = {f"{a}_flag" for a in analytes} | {f"{a}_ctcae_grade" for a in GRADED}
-    assert set(header[7:-2]) == expected_middle
+    expected_flags = {f"{a}_flag" for a in analytes} | {f"{a}_ctcae_grade" for a in GRADED}
+    assert set(header[2 + len(values) + len(FIXED_DECISIONS):-2]) == expected_flags
     for row in result.rows:
         assert row["urgency"] in URGENCIES
 
@@ -358,3 +400,19 @@ def test_json_only_and_csv_only_give_the_same_summary(tmp_path: Path) -> None:
         only_csv = run_batch(handle, csv_out=io.StringIO(), json_out=None, options=BatchOptions()).to_dict()
     for key in ("rows_in", "rows_out", "interpreted", "rejected", "by_urgency", "by_finding", "content_sha256"):
         assert only_json[key] == only_csv[key], key
+
+
+def test_a_long_file_line_with_too_many_fields_keeps_its_ids(tmp_path: Path) -> None:
+    """Issue 14 item 5 in the long shape: the unreadable result line is an error row at its place with the id
+    cells it shows. P1's CBC (platelets 45, line 2) is read without it: L, CTCAE 3 (§4)."""
+    lines = ["Patient,Collected,Test,Result,Units",
+             "P1,2026-01-05 08:00,PLT,45,10*3/uL",
+             "P1,2026-01-05 08:00,HGB,13.5,g/dL,SEE NOTE",
+             "P2,2026-01-05 09:00,PLT,250,10*9/L,SEE,NOTE"]
+    messy = mf.MessyFile("long_extra.csv", ("\n".join(lines) + "\n").encode(), {"shape": "long"}, [])
+    result = run(messy, tmp_path)
+    got = [(row["line"], row["Patient"], row["Collected"], row["error"]) for row in result.rows]
+    assert got == [("2", "P1", "2026-01-05 08:00", ""),
+                   ("3", "P1", "2026-01-05 08:00", "line 3: more fields than the header's 5"),
+                   ("4", "P2", "2026-01-05 09:00", "line 4: more fields than the header's 5")]
+    assert result.rows[0]["platelets_flag"] == "L" and result.rows[0]["platelets_ctcae_grade"] == "3"

@@ -11,9 +11,11 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from labservice.batch.output import CsvFormat, OutputLayout, csv_text, json_text
+from labservice.batch.output import CsvFormat, OutputLayout, RowsOut, csv_text, json_text
+from labservice.batch.output_dialect import OutputDialect, begins_with_bom, number_texts
 
 
 def cells(*values) -> np.ndarray:
@@ -122,13 +124,18 @@ def test_json_mixed_column() -> None:
 
 # -- layout ------------------------------------------------------------------------------------
 
-DECISIONS = ["urgency", "findings", "not_assessed", "aplastic_anemia", "skin_attribution"]
+DECISIONS = ["findings", "findings_text", "urgency", "not_assessed", "aplastic_anemia", "skin_attribution"]
+UNITS = {"platelets": "10*9/L", "wbc": "10*9/L", "hemoglobin": "g/dL", "mcv": "fL"}  # clinical-rules §1
 
 
 def test_column_order() -> None:
-    layout = OutputLayout(["Sample ID", "Collected"], ["platelets", "wbc", "hemoglobin", "mcv"])
+    """Issue 14 item 5: the ids, the line, the values used (canonical units in the header), the summary line beside
+    the finding codes and their words, the other decisions, flags and grades, notes and error."""
+    layout = OutputLayout(["Sample ID", "Collected"], ["platelets", "wbc", "hemoglobin", "mcv"], units=UNITS)
     assert layout.columns() == [
-        "Sample ID", "Collected", "line", *DECISIONS,
+        "Sample ID", "Collected", "line",
+        "platelets (10*9/L)", "wbc (10*9/L)", "hemoglobin (g/dL)", "mcv (fL)",
+        "summary", *DECISIONS,
         "platelets_flag", "platelets_ctcae_grade",
         "wbc_flag", "wbc_ctcae_grade",
         "hemoglobin_flag", "hemoglobin_ctcae_grade",
@@ -148,6 +155,9 @@ def test_graded_analytes_get_a_grade_column() -> None:
     ("header", "name"),
     [
         ("line", "input_line"),
+        ("summary", "input_summary"),
+        ("findings_text", "input_findings_text"),
+        ("platelets (10*9/L)", "input_platelets (10*9/L)"),
         ("urgency", "input_urgency"),
         ("findings", "input_findings"),
         ("notes", "input_notes"),
@@ -160,7 +170,7 @@ def test_graded_analytes_get_a_grade_column() -> None:
     ],
 )
 def test_id_headers_clashing_with_output_names_are_renamed(header: str, name: str) -> None:
-    layout = OutputLayout([header], ["platelets"])
+    layout = OutputLayout([header], ["platelets"], units={"platelets": "10*9/L"})
     assert layout.id_names() == [name]
     assert len(set(layout.columns())) == len(layout.columns())
 
@@ -171,3 +181,51 @@ def test_csv_header_line_is_neutralised_and_quoted() -> None:
     assert header.endswith("\n")
     names = next(csv.reader(io.StringIO(header, newline="")))
     assert names[:4] == ["'=cmd", "Sample, ID", "input_line", "line"]
+
+
+# -- the output's dialect (issue 14 item 5) ---------------------------------------------------------------
+
+
+def _rows(values: list[float], summaries: list[str | None], errors: list[str | None]) -> RowsOut:
+    n = len(values)
+    decisions = pd.DataFrame({"platelets_value": values, "summary": summaries,
+                              "findings": pd.Categorical(["thrombocytopenia;neutropenia"] * n),
+                              "platelets_flag": pd.Categorical(["L"] * n)})
+    return RowsOut(np.arange(2, 2 + n), [cells(*[f"S{i}" for i in range(n)])], decisions,
+                   cells(*([None] * n)), cells(*errors))
+
+
+def test_semicolon_and_decimal_comma_output() -> None:
+    """A `;` file with decimal commas is written back with `;` and decimal commas; a cell holding the delimiter
+    (or any separator) is quoted."""
+    layout = OutputLayout(["Sample ID"], ["platelets"], units={"platelets": "10*9/L"})
+    text = CsvFormat(layout, OutputDialect(";", ",")).rows(_rows([99.5, 45.0], ["Platelets 99,5 low; ok", None],
+                                                                  [None, "line 3: 'x' is not a number"]))
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+    assert rows[0][:4] == ["S0", "2", "99,5", "Platelets 99,5 low; ok"]
+    assert rows[0][4] == "thrombocytopenia;neutropenia"
+    assert rows[1][:4] == ["S1", "3", "45", "Not interpreted: see the error column."]
+    assert '"thrombocytopenia;neutropenia"' in text  # quoted: it holds the delimiter
+
+
+def test_a_pipe_delimited_output_quotes_cells_holding_a_pipe() -> None:
+    assert csv_text(cells("a|b", "ab"), "|").tolist() == ['"a|b"', "ab"]
+    assert csv_text(cells("a|b"), ",").tolist() == ["a|b"]
+
+
+def test_byte_order_mark_opens_the_file_only_when_asked() -> None:
+    layout = OutputLayout(["Sample ID"], ["platelets"], units={"platelets": "10*9/L"})
+    assert CsvFormat(layout, OutputDialect(bom=True)).opening().startswith("\ufeffSample ID,line,platelets (10*9/L)")
+    assert CsvFormat(layout, OutputDialect()).opening().startswith("Sample ID,line,")
+    assert CsvFormat(layout, OutputDialect(delimiter="\t")).opening().startswith("Sample ID\tline\t")
+    assert begins_with_bom(b"\xef\xbb\xbfPLT\n") and not begins_with_bom(b"PLT\n")
+
+
+@pytest.mark.parametrize(("value", "decimal", "text"), [
+    (45.0, ".", "45"), (0.4, ".", "0.4"), (0.4, ",", "0,4"), (8.2, ",", "8,2"), (1500.0, ",", "1500"),
+    (0.00001, ".", "0.00001"),  # never exponent notation
+    (15.0000001, ".", "15.0000001"),  # the value used, exactly: not rounded for show
+    (float("nan"), ".", ""),
+])
+def test_values_used_are_written_exactly(value: float, decimal: str, text: str) -> None:
+    assert number_texts(np.array([value, value]), decimal) == [text, text]

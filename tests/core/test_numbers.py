@@ -10,8 +10,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from labservice.core.numbers import round_sig, round_sig_scalar, text_number
+from labservice.core.numbers import round_sig, round_sig_scalar, text_number, text_numbers
 
 P = pytest.param
 
@@ -55,3 +57,18 @@ def test_round_sig_passes_missing_zero_and_infinite_values_through() -> None:
 ])
 def test_text_number(value: float, compared: list[float], text: str) -> None:
     assert text_number(value, compared) == text
+    # The column version writes the same, thresholds given as numbers or one per row (issue 14 item 5).
+    rows = np.array([value, np.nan, value])
+    per_row = [np.full(3, t) for t in compared]
+    assert text_numbers(rows, compared).tolist() == [text, None, text]
+    assert text_numbers(rows, per_row).tolist() == [text, None, text]
+    assert text_numbers(rows, compared, ",").tolist() == [text.replace(".", ","), None, text.replace(".", ",")]
+
+
+@given(values=st.lists(st.floats(0, 5000, allow_nan=False), min_size=1, max_size=30),
+       thresholds=st.lists(st.floats(0, 5000, allow_nan=False), max_size=4))
+def test_text_numbers_is_text_number_for_each_row(values: list[float], thresholds: list[float]) -> None:
+    """Each distinct value written once, and the rows near a threshold by text_number itself: the same texts."""
+    per_row = np.array(thresholds[:1] * len(values)) if thresholds else np.full(len(values), np.nan)
+    expected = [text_number(v, [*thresholds[1:], float(per_row[i])]) for i, v in enumerate(values)]
+    assert text_numbers(np.array(values), [*thresholds[1:], per_row]).tolist() == expected

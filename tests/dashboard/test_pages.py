@@ -597,10 +597,15 @@ def test_upload_shows_the_summary_and_links_to_the_downloads(client):
     # The dashboard's own downloads (the API's need an API key; these, a signed-in user).
     assert f'id="download-csv" href="/dashboard/batches/{batch_id}/result.csv"' in page
     assert f'id="download-json" href="/dashboard/batches/{batch_id}/result.json"' in page
+    assert f'id="download-csv-excel" href="/dashboard/batches/{batch_id}/result.csv?excel=true"' in page
     for prefix in ("/dashboard", "/api/v1"):
         csv_download = client.get(f"{prefix}/batches/{batch_id}/result.csv")
         assert csv_download.status_code == 200 and csv_download.mimetype == "text/csv"
         assert csv_download.data == client.get(f"/api/v1/batches/{batch_id}/result.csv").data
+        # Issue 14 item 5: named after the uploaded file, and with a byte order mark for Excel when asked.
+        assert 'filename="cbc.interpreted.csv"' in csv_download.headers["Content-Disposition"]
+        excel = client.get(f"{prefix}/batches/{batch_id}/result.csv?excel=true")
+        assert excel.data == b"\xef\xbb\xbf" + csv_download.data
         assert len(client.get(f"{prefix}/batches/{batch_id}/result.json").get_json()) == 3
     assert client.get("/dashboard/batches/" + "0" * 32 + "/result.csv").status_code == 404
     # The stored rows are on the worklist like any other CBC.

@@ -10,6 +10,8 @@ is soon; platelets 250 is routine (no referral). Screenshots of every page are s
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import urllib.request
 from pathlib import Path
@@ -130,7 +132,11 @@ def test_refer_from_the_patient_page_with_a_note(page, seeded):
 
 
 def test_upload_a_csv_and_download_its_result(page, seeded, tmp_path: Path):
-    source = tmp_path / "cbc.csv"
+    """Issue 14 item 5 in the real browser: the download is named after the uploaded file, carries the values used,
+    a summary line and the findings in words, keeps the rejected row's id, and the Excel link adds a BOM.
+    Expected from clinical-rules.md: E2E-CSV-1, a woman of 50, platelets 45 (< 150 low, CTCAE 3: < 50-25) ->
+    thrombocytopenia < 100 -> soon (§9); Hb 12.5 inside 12.0-15.0 and neutrophils 3.0 inside 2.0-7.0 (§2)."""
+    source = tmp_path / "cbc-results.csv"
     source.write_text(CSV, encoding="utf-8")
     page.goto(seeded + "/dashboard/batches")
     shoot(page, "batches-upload-form")
@@ -142,10 +148,22 @@ def test_upload_a_csv_and_download_its_result(page, seeded, tmp_path: Path):
     shoot(page, "batch-summary")
     with page.expect_download() as download:
         page.click("#download-csv")
-    text = Path(download.value.path()).read_text(encoding="utf-8")
-    lines = text.strip().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("Patient ID,Collected,line,urgency")
-    assert "thrombocytopenia" in lines[1] and "'abc' is not a number" in lines[2]
+    assert download.value.suggested_filename == "cbc-results.interpreted.csv"
+    data = Path(download.value.path()).read_bytes()
+    assert not data.startswith(b"\xef\xbb\xbf")  # the upload had no byte order mark
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    assert list(rows[0])[:7] == ["Patient ID", "Collected", "line", "platelets (10*9/L)", "neutrophils (10*9/L)",
+                                 "hemoglobin (g/dL)", "summary"]  # the engine's order; canonical units (§1)
+    first, rejected = rows
+    assert (first["Patient ID"], first["platelets (10*9/L)"], first["hemoglobin (g/dL)"]) == ("E2E-CSV-1", "45", "12.5")
+    assert first["summary"] == "Platelets 45 x10^9/L low (CTCAE grade 3). Urgency soon."
+    assert first["findings"] == "thrombocytopenia"
+    assert first["findings_text"] == "Thrombocytopenia (platelet count below 150)"  # findings.csv's title
+    assert rejected["Patient ID"] == "E2E-CSV-2" and "'abc' is not a number" in rejected["error"]
+    with page.expect_download() as for_excel:
+        page.click("#download-csv-excel")
+    assert for_excel.value.suggested_filename == "cbc-results.interpreted.csv"
+    assert Path(for_excel.value.path()).read_bytes() == b"\xef\xbb\xbf" + data
 
 
 def test_signing_in_and_out(anonymous_page, live_server, live_user):

@@ -98,10 +98,12 @@ def test_swagger_ui_may_run_its_one_inline_script_by_hash(client):
     assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
 
 
-def test_batch_downloads_are_attachments_named_by_the_batch_id(client, seeded):
+def test_batch_downloads_are_attachments_named_after_the_uploaded_file(client, seeded):
+    """Issue 14 item 5: `results.csv` (the upload's name) downloads as `results.interpreted.csv` (RFC 6266)."""
     _, _, batch = seeded
     response = client.get(f"/api/v1/batches/{batch}/result.csv")
-    assert response.headers["Content-Disposition"] == f"attachment; filename=batch-{batch}.csv"
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"results.interpreted.csv\"; filename*=UTF-8''results.interpreted.csv")
     assert response.headers["Cache-Control"] == "no-store"
 
 

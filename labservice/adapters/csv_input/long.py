@@ -96,6 +96,7 @@ class LongResults:
     ignored: Counter = field(default_factory=Counter)
     film: dict[str, dict[int, object]] = field(default_factory=dict)  # film field -> group -> first value sent
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    bad_ids: dict[int, list] = field(default_factory=dict)  # line -> id cells an unreadable line showed
     blank_lines: int = 0
     results_read: int = 0
 
@@ -120,6 +121,9 @@ class LongFile:
     def add(self, records: RecordChunk) -> None:
         res = self.results
         res.bad_lines.extend(records.bad_lines)
+        res.bad_ids.update(
+            {line: [cells[i] for i in self.plan.id_columns] for line, cells in records.bad_cells.items()}
+        )
         res.blank_lines += records.blank_lines
         frame, lines = records.frame, records.lines
         res.results_read += len(frame) + len(records.bad_lines)
@@ -429,4 +433,5 @@ class LongFile:
             {analyte: plan.header_of("value") for analyte in censored},
             None if patient is None else ids[patient],
             None if collected is None else ids[collected],
+            {line: res.bad_ids[line] for line, _ in bad_lines if line in res.bad_ids},
         )

@@ -38,6 +38,7 @@ class RecordChunk:
         lines: np.ndarray,
         bad_lines: list[tuple[int, str]],
         blank_lines: int,
+        bad_cells: dict[int, list] | None = None,
         *,
         keep: np.ndarray | None = None,
         numeric: set[int] | None = None,
@@ -45,6 +46,9 @@ class RecordChunk:
         self.lines = lines  # int64 physical line of each row of frame
         self.bad_lines = bad_lines  # (line, reason) of unreadable lines placed within this chunk
         self.blank_lines = blank_lines
+        #: line -> the cells (by column index, the header's width) of an unreadable line that showed them: a line
+        #: with more fields than the header keeps its id cells in the output
+        self.bad_cells: dict[int, list] = bad_cells if bad_cells is not None else {}
         self._read: pd.DataFrame | None = frame
         self._keep, self._numeric = keep, numeric
         self._frame: pd.DataFrame | None = frame if keep is None and not numeric else None
@@ -76,14 +80,17 @@ def read_records(
     chunk_rows: int,
     reopen: Callable[[], IO[bytes]] | None = None,
     quotes_read: Callable[[], int] | None = None,
+    line_fields: Callable[[int], list[str] | None] | None = None,
 ) -> Iterator[RecordChunk]:
     """Yield chunks of records (see _records); the last one is checked for a quote never closed.
+
+    `line_fields` gives the fields of a line pandas skipped (line_fields.py), so that line keeps its cells.
 
     With an odd number of quote characters in the file, a last record whose cells run over
     several lines is a quoted field that swallowed the rest of the file: it becomes a bad line.
     """
     previous = None
-    for chunk in _records(handle, dialect, numeric, chunk_rows, reopen, quotes_read):
+    for chunk in _records(handle, dialect, numeric, chunk_rows, reopen, quotes_read, line_fields):
         if previous is not None:
             yield previous
             previous = None
@@ -120,6 +127,7 @@ def _records(
     chunk_rows: int,
     reopen: Callable[[], IO[bytes]] | None,
     quotes_read: Callable[[], int] | None,
+    line_fields: Callable[[int], list[str] | None] | None = None,
 ) -> Iterator[RecordChunk]:
     """Yield chunks of records; columns are named by position, those in `numeric` read as numbers.
 
@@ -182,18 +190,26 @@ def _records(
         next_parser_line = int(parser_lines[-1]) + 1 if parser_lines.size else 0
         too_long = frame[width].notna().to_numpy()
         bad = [(int(line), too_long_text) for line in lines[too_long]]
+        cells: dict[int, list] = {}
+        if too_long.any():  # rare: one line in a hundred or fewer
+            shown = frame.take(np.flatnonzero(too_long)).to_numpy(dtype=object)[:, :width]
+            cells = {int(line): row.tolist() for line, row in zip(lines[too_long], shown, strict=True)}
         for skipped, reason in pending:
             if skipped < next_parser_line:
                 at = int(np.searchsorted(parser_lines, skipped))
                 bad.append((skipped + (int(breaks_before[at]) if at < len(lines) else extra_newlines), reason))
+                cells.update(_skipped_cells(bad[-1][0], width, line_fields))
         pending = [item for item in pending if item[0] >= next_parser_line]
         frame = frame.drop(columns=width)
         blank = _blank_rows(frame, numeric) & ~too_long
         keep = ~(blank | too_long)
         # the frame is finished (missing texts, rows kept) where it is parsed: see RecordChunk
-        yield RecordChunk(frame, lines[keep], sorted(bad), int(blank.sum()), keep=keep, numeric=numeric)
+        yield RecordChunk(frame, lines[keep], sorted(bad), int(blank.sum()), cells, keep=keep, numeric=numeric)
     # Lines skipped after the last record (physical line: add every line break seen).
     pending = [(skipped + extra_newlines, reason) for skipped, reason in pending]
+    tail_cells: dict[int, list] = {}
+    for skipped, _ in sorted(pending):
+        tail_cells.update(_skipped_cells(skipped, width, line_fields))
     if failure is not None:
         if reopen is None:
             pending.append((next_line, f"this line and every line after it could not be read ({failure})"))
@@ -202,8 +218,20 @@ def _records(
             yield _read_tail(reopen(), dialect, next_line, unclosed_quote="EOF inside string" in failure)
     if pending:
         yield RecordChunk(
-            pd.DataFrame({i: pd.Series(dtype=object) for i in indexes}), np.zeros(0, dtype=np.int64), sorted(pending), 0
+            pd.DataFrame({i: pd.Series(dtype=object) for i in indexes}),
+            np.zeros(0, dtype=np.int64),
+            sorted(pending),
+            0,
+            tail_cells,
         )
+
+
+def _skipped_cells(line: int, width: int, line_fields: Callable[[int], list[str] | None] | None) -> dict[int, list]:
+    """{line: its first `width` cells} for a line pandas skipped, when `line_fields` can read it; else {}."""
+    record = line_fields(line) if line_fields is not None else None
+    if record is None:
+        return {}
+    return {line: [None if cell.strip() in MISSING_TEXTS else cell for cell in record[:width]]}
 
 
 def _fast_reader(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -270,11 +298,13 @@ def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quo
         )
     rows: list[list[str | None]] = []
     lines: list[int] = []
+    shown: dict[int, list] = {}
     blank = 0
     for first, _, record in records:
         cells = [None if cell.strip() in MISSING_TEXTS else cell for cell in record]
         if len(record) > width:
             bad.append((first, f"more fields than the header's {width}"))
+            shown[first] = cells[:width]
         elif all(cell is None for cell in cells):
             blank += 1
         else:
@@ -284,7 +314,7 @@ def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quo
         frame = pd.DataFrame(rows, columns=range(width), dtype=object)
     else:
         frame = pd.DataFrame({i: pd.Series(dtype=object) for i in range(width)})
-    return RecordChunk(frame, np.asarray(lines, dtype=np.int64), bad, blank)
+    return RecordChunk(frame, np.asarray(lines, dtype=np.int64), bad, blank, shown)
 
 
 def _blank_rows(frame: pd.DataFrame, numeric: set[int]) -> np.ndarray:

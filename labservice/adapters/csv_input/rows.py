@@ -80,6 +80,8 @@ class ParsedChunk:
     censored_columns: dict[str, str] = field(default_factory=dict)  # analyte -> input column of its censored cells
     patient_ids: np.ndarray | None = None  # raw patient id per row, when the file has a patient column
     collected_text: np.ndarray | None = None  # raw collection time per row, when the file has one
+    #: line -> the id cells (in the plan's order) of an unreadable line in bad_lines that showed them
+    bad_ids: dict[int, list] = field(default_factory=dict)
 
     @property
     def n(self) -> int:

@@ -134,4 +134,5 @@ def parse_wide_chunk(
         {analyte: plan.header_of(analyte) for analyte in censored},
         None if patient is None else ids[patient],
         None if collected is None else ids[collected],
+        {line: [cells[i] for i in plan.id_columns] for line, cells in records.bad_cells.items()},
     )

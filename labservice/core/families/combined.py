@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from labservice.core.compare import NO, NOT_ASSESSED, YES, decide, tristates
 from labservice.core.families.base import LINEAGE_ANALYTES, FindingColumn, Stage, TextView
+
+if TYPE_CHECKING:
+    from labservice.core.interpret import InterpretationTable
 
 
 def evaluate(stage: Stage) -> dict[str, FindingColumn]:
@@ -65,6 +70,11 @@ def _marrow_examination_only(view: TextView, i: int) -> bool:
     """§6 v2: where the aplastic-anaemia assessment is not applicable (blasts, a WBC above its range,
     myelosuppressive treatment), the range is described without naming aplastic anaemia."""
     return bool(view.r.aplastic.excluded[i])
+
+
+def title_rows_marrow_failure_range(result: InterpretationTable) -> np.ndarray:
+    """The rows whose title_marrow_failure_range is the marrow examination's, for a whole table at once."""
+    return np.asarray(result.aplastic.excluded, dtype=bool)
 
 
 def title_marrow_failure_range(view: TextView, i: int) -> str | None:

@@ -10,10 +10,15 @@ unchanged.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from labservice.core.families.base import FindingColumn, Stage, TextView, fmt
 from labservice.core.grading import FLAG_NAMES, LAB_CRITICAL, laboratory_low_side
+
+if TYPE_CHECKING:
+    from labservice.core.interpret import InterpretationTable
 
 #: The critical rules of thresholds.csv that may be an expected nadir during myelosuppressive treatment (§11).
 NADIR_CRITICALS = ("critical_neutrophils_low", "critical_platelets_low", "critical_wbc_low")
@@ -65,6 +70,15 @@ def evaluate(stage: Stage) -> dict[str, FindingColumn]:
 def _nadir_only(view: TextView, i: int) -> bool:
     nadir = view.r.triggers.get("critical_value_possible_nadir")  # a reason row: its mask is among the triggers
     return nadir is not None and bool(nadir[1][i]) and not bool(view.r.findings["critical_value"].urgency_mask()[i])
+
+
+def title_rows_critical_value(result: InterpretationTable) -> np.ndarray:
+    """The rows whose title_critical_value is the nadir's, for a whole table at once (what _nadir_only says of
+    one row): the batch output words findings per distinct combination (labservice.core.row_texts)."""
+    nadir = result.triggers.get("critical_value_possible_nadir")
+    if nadir is None:
+        return np.zeros(result.n, dtype=bool)
+    return np.asarray(nadir[1], dtype=bool) & ~np.asarray(result.findings["critical_value"].urgency_mask(), dtype=bool)
 
 
 def title_critical_value(view: TextView, i: int) -> str | None:

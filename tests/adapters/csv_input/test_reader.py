@@ -12,6 +12,7 @@ import io
 import pytest
 
 from labservice.adapters.csv_input.dialect import SAMPLE_BYTES, sniff
+from labservice.adapters.csv_input.line_fields import LineFields
 from labservice.adapters.csv_input.options import BatchOptions
 from labservice.adapters.csv_input.reader import RecordChunk, read_records
 from labservice.batch.stream import HashingStream, rewound
@@ -23,9 +24,21 @@ TOO_MANY_3 = "more fields than the header's 3"
 def chunks(data: bytes, chunk_rows: int, numeric: frozenset[int] = frozenset()) -> list[RecordChunk]:
     source = io.BytesIO(data)
     stream = HashingStream(source)
-    found = sniff(stream.peek_sample(SAMPLE_BYTES), BatchOptions(), complete=stream.exhausted)
+    sample = stream.peek_sample(SAMPLE_BYTES)
+    found = sniff(sample, BatchOptions(), complete=stream.exhausted)
     return list(read_records(io.BufferedReader(stream, 1 << 20), found, set(numeric), chunk_rows,
-                             reopen=lambda: rewound(source, 0), quotes_read=lambda: stream.quotes))
+                             reopen=lambda: rewound(source, 0), quotes_read=lambda: stream.quotes,
+                             line_fields=LineFields(source, 0, found, sample).fields))
+
+
+def bad_cells(data: bytes, chunk_rows: int = 1000) -> dict[int, list]:
+    """line -> the cells a bad line showed, over all chunks; missing cells as None."""
+    out: dict[int, list] = {}
+    for chunk in chunks(data, chunk_rows):
+        assert set(chunk.bad_cells) <= {line for line, _ in chunk.bad_lines}
+        for line, cells in chunk.bad_cells.items():
+            out[line] = [None if cell is None or cell != cell else cell for cell in cells]
+    return out
 
 
 def read(data: bytes, chunk_rows: int = 1000, numeric: frozenset[int] = frozenset()):
@@ -223,3 +236,40 @@ def test_a_quote_never_closed_before_more_than_128_kib_is_a_bad_line_from_there_
     assert [line for line, _ in rows] == [2]
     assert [line for line, _ in bad] == [3]
     assert "every line after it could not be read (field larger than field limit" in bad[0][1]
+
+
+# -- the cells of a line with too many fields (issue 14 item 5: its id cells are kept) ---------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+def test_a_line_with_too_many_fields_keeps_its_cells(chunk_rows: int) -> None:
+    """One field too many (pandas gives it), and two or more (pandas skips the line; it is read again), also
+    after a quoted line break and in the last chunk."""
+    data = (b'id,PLT,HGB\nA,100,13\nB,100,13,x\nC,"1\n00",13\nD,100,13,x,y\nE,,13,x,y,z\nF,100,13\n'
+            b"G,100,13,x,y\n")
+    rows, bad, _ = read(data, chunk_rows)
+    assert [line for line, _ in rows] == [2, 4, 8]
+    assert bad == [(3, TOO_MANY_3), (6, TOO_MANY_3), (7, TOO_MANY_3), (9, TOO_MANY_3)]
+    assert bad_cells(data, chunk_rows) == {3: ["B", "100", "13"], 6: ["D", "100", "13"], 7: ["E", None, "13"],
+                                           9: ["G", "100", "13"]}
+
+
+def test_line_fields_reads_forward_and_puts_the_position_back() -> None:
+    data = b"id,PLT\nA,1\nB,2,x,y\nC,3\nD,4,x,y\n"
+    source = io.BytesIO(data)
+    source.seek(5)
+    found = sniff(data, BatchOptions(), complete=True)
+    fields = LineFields(source, 0, found, data)
+    assert fields.fields(3) == ["B", "2", "x", "y"]
+    assert source.tell() == 5
+    assert fields.fields(4) is None  # not longer than the header: not a line pandas skipped
+    assert fields.fields(2) is None  # behind: it only reads forward
+    assert fields.fields(5) == ["D", "4", "x", "y"]
+    assert fields.fields(9) is None  # past the end
+
+
+def test_line_fields_reads_nothing_in_a_file_of_carriage_returns_alone() -> None:
+    """Lines ended by CR alone are not counted by line feeds: rather no id than another line's."""
+    data = b"id,PLT\rA,1\rB,2,x,y\r"
+    found = sniff(data, BatchOptions(), complete=True)
+    assert LineFields(io.BytesIO(data), 0, found, data).fields(3) is None
