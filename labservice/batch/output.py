@@ -185,8 +185,16 @@ def csv_text(values: np.ndarray, delimiter: str = ",") -> np.ndarray:
     The whole column is scanned at once (a join and a few substring searches, in C); the cells to quote are found
     and quoted column-wise (_quote), and only the rare cells to neutralise are handled one by one.
     """
+    values = np.asarray(values, dtype=object)
+    present = np.asarray(values != None, dtype=bool)  # noqa: E711 (elementwise: a cheap first look)
+    if np.count_nonzero(present) * 2 < len(values):  # mostly empty (notes, errors): each cell stands alone
+        given = given_mask(values)
+        out = np.full(len(values), "", dtype=object)
+        if given.any():
+            out[given] = csv_text(values[given], delimiter)
+        return out
     quote_re = _quote_re(delimiter)
-    cells, given = _cell_texts(np.asarray(values, dtype=object))
+    cells, given = _cell_texts(values)
     out = np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
     if not given.any():
         return out
