@@ -4,7 +4,8 @@ For each size (10^5 and 10^6 CBCs; --smoke: 10^3 and 10^4) it writes one wide CS
 about 10 % abnormal CBCs, about 1 % bad lines) into a temporary directory and measures, in the same run:
   1. the floor: pandas.read_csv on the same file (on_bad_lines="skip", the least that gets through the
      lines with too many fields), in a fresh process: the read_csv call's wall time, and the process's peak RSS;
-  2. end to end: `labservice interpret INPUT -o OUTPUT.csv --no-progress` as a child process: wall time
+  2. end to end: `labservice interpret INPUT -o OUTPUT.csv --no-progress` as a child process (its default jobs:
+     2 workers, or 1 when the load average leaves no core free; a comment line says which): wall time
      (start-up included), exit code (1 expected: some lines are rejected) and its peak memory, two ways:
      the largest single process of its tree (os.wait4: the child's own rusage, which covers its reaped
      worker processes, not the maximum over all children so far), and the whole tree (the command and its
@@ -13,6 +14,8 @@ about 10 % abnormal CBCs, about 1 % bad lines) into a temporary directory and me
   3. the output's row count, which must equal the input's CBC lines (exit status 1 when it does not,
      or when the CLI is missing or exits otherwise than expected), and the rows the CLI rejected
      (from its --summary JSON).
+The CPU columns (user + system, the CLI's worker processes included) are steadier than wall time on a
+loaded machine; the target is the wall-time ratio.
 This process never imports pandas and writes no file itself: on Linux a child's peak RSS starts at its
 parent's RSS when it is forked, so a big parent would inflate every child's figure.
 Prints a table. Usage: python bench/batch.py [--smoke | --rows N] [--upload-only | --no-upload]
@@ -54,8 +57,9 @@ PROC = Path("/proc")
 REJECTED_KINDS = ("non_numeric", "implausible", "too_many_fields")
 TABLE_HEADER = (
     "| CBCs | file MB | read_csv floor s | read_csv process s | end-to-end s | ratio | peak MB read_csv "
-    "| peak MB CLI (all processes) | largest CLI process MB | exit | rows out | rejected | ratio ≤ 3 | peak ≤ 1536 MB |"
-    "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| peak MB CLI (all processes) | largest CLI process MB | exit | rows out | rejected | ratio ≤ 3 | peak ≤ 1536 MB "
+    "| CPU s read_csv | CPU s CLI | CPU ratio |"
+    "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -66,6 +70,7 @@ class ChildRun:
     seconds: float
     exit_code: int
     peak_mb: float  # the largest single process (wait4)
+    cpu_s: float  # user + system CPU of the process and the worker processes it waited for (wait4)
     tree_peak_mb: float | None  # sampled PSS sum over the process tree; None without /proc
     stdout: Path
     stderr: Path
@@ -84,6 +89,7 @@ class SizeResult:
     rows: int
     file_mb: float
     floor_s: float
+    floor_cpu_s: float
     floor_process_s: float
     floor_peak_mb: float
     cli: ChildRun | None
@@ -94,6 +100,10 @@ class SizeResult:
     @property
     def ratio(self) -> float | None:
         return self.cli.seconds / self.floor_s if self.cli else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        return self.cli.cpu_s / self.floor_cpu_s if self.cli else None
 
 
 def maxrss_mb(ru_maxrss: int) -> float:
@@ -170,7 +180,8 @@ def run_child(argv: list[str], logs: Path, name: str, sample_tree: bool = False)
         sampler.join()
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen
     tree_peak = sampler.peak_mb if sampler else None
-    return ChildRun(seconds, process.returncode, maxrss_mb(usage.ru_maxrss), tree_peak, stdout, stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildRun(seconds, process.returncode, maxrss_mb(usage.ru_maxrss), cpu, tree_peak, stdout, stderr)
 
 
 def cli_command() -> list[str]:
@@ -199,9 +210,10 @@ def read_csv_child(path: str) -> None:
     """In a child process: time pandas.read_csv alone on path; print JSON."""
     import pandas as pd
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     frame = pd.read_csv(path, on_bad_lines="skip")
-    print(json.dumps({"seconds": time.perf_counter() - t0, "rows": len(frame)}))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rows": len(frame)}))
 
 
 def count_output_rows(path: Path) -> int:
@@ -217,10 +229,19 @@ def child_json(run: ChildRun, what: str) -> dict:
     return json.loads(run.stdout.read_text().strip().splitlines()[-1])
 
 
+def jobs_note() -> str:
+    """How many jobs the CLI chooses now (labservice.cli.default_jobs: 1 when the load leaves no core free)."""
+    from labservice.cli import default_jobs
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"load average {load:.1f} at the start of the CLI run: it ran with {default_jobs()} job(s)"
+
+
 def run_cli(path: Path, workdir: Path, n: int) -> tuple[ChildRun, int | None, int | None]:
     """`labservice interpret` on path: the run, the output's row count and the rows it rejected."""
     output, summary = workdir / f"out_{n}.csv", workdir / f"summary_{n}.json"
     argv = [*cli_command(), "interpret", str(path), "-o", str(output), "--no-progress", "--summary", str(summary)]
+    print(f"<!-- {n:,} CBCs: {jobs_note()} -->", flush=True)
     cli = run_child(argv, workdir, f"cli_{n}", sample_tree=True)
     rows_out = count_output_rows(output) if output.exists() else None
     rejected = json.loads(summary.read_text())["rejected"] if summary.exists() else None
@@ -233,11 +254,21 @@ def measure(n: int, workdir: Path, with_cli: bool) -> SizeResult:
     me = [sys.executable, __file__]
     facts = child_json(run_child([*me, "--write-csv", str(path), "--rows", str(n)], workdir, f"write_{n}"), "writing")
     floor = run_child([*me, "--read-csv", str(path)], workdir, f"floor_{n}")
-    floor_s = child_json(floor, "read_csv floor")["seconds"]
+    floor_facts = child_json(floor, "read_csv floor")
+    floor_s, floor_cpu_s = floor_facts["seconds"], floor_facts["cpu_seconds"]
     cli, rows_out, rejected = run_cli(path, workdir, n) if with_cli else (None, None, None)
     expected_exit = 1 if sum(facts["bad"][kind] for kind in REJECTED_KINDS) else 0
     return SizeResult(
-        facts["rows"], facts["megabytes"], floor_s, floor.seconds, floor.peak_mb, cli, rows_out, rejected, expected_exit
+        facts["rows"],
+        facts["megabytes"],
+        floor_s,
+        floor_cpu_s,
+        floor.seconds,
+        floor.peak_mb,
+        cli,
+        rows_out,
+        rejected,
+        expected_exit,
     )
 
 
@@ -248,14 +279,15 @@ def met(ok: bool) -> str:
 def table_row(r: SizeResult) -> str:
     floor = f"| {r.rows:,} | {r.file_mb:.1f} | {r.floor_s:.3f} | {r.floor_process_s:.2f} "
     if r.cli is None or r.ratio is None:
-        return floor + f"| – | – | {r.floor_peak_mb:.0f} | – | – | – | – | – | – | – |"
+        return floor + f"| – | – | {r.floor_peak_mb:.0f} | – | – | – | – | – | – | – | {r.floor_cpu_s:.2f} | – | – |"
     rows_out = "–" if r.rows_out is None else f"{r.rows_out:,}"
     rejected = "–" if r.rejected is None else f"{r.rejected:,}"
     tree = "–" if r.cli.tree_peak_mb is None else f"{r.cli.tree_peak_mb:.0f}"
     return floor + (
         f"| {r.cli.seconds:.2f} | {r.ratio:.1f} | {r.floor_peak_mb:.0f} | {tree} | {r.cli.peak_mb:.0f} "
         f"| {r.cli.exit_code} | {rows_out} | {rejected} | {met(r.ratio <= TARGET_RATIO)} "
-        f"| {met(r.cli.total_peak_mb <= TARGET_PEAK_MB)} |"
+        f"| {met(r.cli.total_peak_mb <= TARGET_PEAK_MB)} "
+        f"| {r.floor_cpu_s:.2f} | {r.cli.cpu_s:.2f} | {r.cpu_ratio:.1f} |"
     )
 
 

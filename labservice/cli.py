@@ -343,6 +343,21 @@ def batch_options(args: argparse.Namespace):
     return options
 
 
+def default_jobs() -> int:
+    """Processes for the chunks of `interpret`: 2 (on two cores or more), or 1 when the machine is already busy.
+
+    A worker process costs about a third more CPU in all (forking, copying the pages it shares with the
+    reader); it pays only when a core is free for it. With the 1-minute load average at least the cores
+    less one half, none is: one process is then faster (10^6 rows at load 15 on 2 cores: 20-22 s against
+    28 s with two workers; docs/performance.md)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): count the cores only
+        load = 0.0
+    return min(2, cores) if load < cores - 0.5 else 1
+
+
 def interpret(args: argparse.Namespace) -> int:
     """Interpret a CSV file; exit 0 when every row was interpreted, 1 when some were rejected, 2 when unusable."""
     import json
@@ -402,7 +417,7 @@ def interpret(args: argparse.Namespace) -> int:
                 options=options,
                 ruleset=ruleset,
                 progress=bar,
-                jobs=args.jobs,
+                jobs=args.jobs or default_jobs(),
                 on_chunk=on_chunk,
                 excel=args.excel,
             )
@@ -555,8 +570,8 @@ def _add_interpret_parser(commands) -> None:
         "--jobs",
         "-j",
         type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="processes interpreting chunks (default: 2, or 1 on a single core)",
+        help="processes parsing and interpreting chunks besides the reading one (default: 2 on two cores or "
+        "more, but 1, none besides it, when the load average is already at least the cores less one half)",
     )
     parser.add_argument(
         "--ranges",

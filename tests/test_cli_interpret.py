@@ -347,3 +347,22 @@ def test_a_file_whose_id_is_a_sample_id_is_warned_about(tmp_path):
     assert "will not appear in the worklist" in summary["patient_id_warning"]
     mapped = run([str(id_only_file(tmp_path)), "-o", str(tmp_path / "out.csv"), "--column", "id=patient_id"])
     assert "No column holds a patient id" not in mapped.stderr
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "jobs"),
+    [
+        (2, 0.2, 2),  # a quiet machine: two workers beside the reading process
+        (2, 1.4, 2),
+        (2, 1.5, 1),  # the load is the cores less one half: a worker would find no free core
+        (2, 15.0, 1),
+        (8, 3.0, 2),  # never more than two
+        (1, 0.0, 1),  # one core
+    ],
+)
+def test_default_jobs_follow_the_free_cores(monkeypatch, cores: int, load: float, jobs: int) -> None:
+    from labservice import cli
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (load, load, load))
+    assert cli.default_jobs() == jobs

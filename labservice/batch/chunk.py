@@ -100,7 +100,9 @@ def _censored_values(parsed: ParsedChunk, rs: Ruleset, table: dict[str, np.ndarr
 
 
 def _check_censored(parsed, rs, table, frame, other_end, rows, errors, notes) -> np.ndarray:
-    """Rows whose interpretation changes between the two ends of a censored value become errors."""
+    """Rows whose interpretation changes between the two ends of a censored value become errors.
+
+    `frame` holds the engine's columns for the chunk's valid rows (its index: those rows, ascending)."""
     subset = {name: column[rows] for name, column in table.items()}
     for analyte, (cells, end) in other_end.items():
         column = subset[analyte].copy()
@@ -108,11 +110,11 @@ def _check_censored(parsed, rs, table, frame, other_end, rows, errors, notes) ->
         column[mask] = end[rows][mask]
         subset[analyte] = column
     other = interpretation_frame(interpret_cbc_table(subset, ruleset=rs))
-    other.index = rows
     names = [c for c in frame.columns if c in DECISION_COLUMNS or c.endswith(("_flag", "_ctcae_grade"))]
+    primary = frame.iloc[np.searchsorted(frame.index.to_numpy(), rows)]  # the censored rows, by position
     same = np.ones(len(rows), dtype=bool)
     for name in names:
-        a = _as_text(frame.loc[rows, name])
+        a = _as_text(primary[name])
         b = _as_text(other[name]) if name in other else np.full(len(rows), "", dtype=object)
         same &= a == b
     for position, row in enumerate(rows):
@@ -176,11 +178,12 @@ def interpret_chunk(
         append_note(notes, repeat, texts)
     valid_rows = np.flatnonzero(errors == None)  # noqa: E711 (elementwise; errors hold None or text)
     result, frame = _interpret_rows(table, valid_rows, rs)
+    kept = np.ones(valid_rows.size, dtype=bool)  # per row of frame: still interpreted (not rejected below)
     censored_rows = valid_rows[censored_count[valid_rows] == 1]
     if censored_rows.size:
         rejected = _check_censored(parsed, rs, table, frame, other_end, censored_rows, errors, notes)
         summary.censored_interpreted += int(censored_rows.size - rejected.size)
-        frame = frame.drop(index=pd.Index(rejected))
+        kept[np.searchsorted(valid_rows, rejected)] = False
     if keep_rows is not None:
         summary.stored += keep_rows(parsed, Interpreted(result, valid_rows), errors)
     if result is not None:
@@ -189,20 +192,22 @@ def interpret_chunk(
         name = f"{analyte}_derived"
         if name in frame:
             derived = np.zeros(n, dtype=bool)
-            derived[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
+            derived[valid_rows[kept & frame[name].to_numpy(dtype=bool)]] = True
             append_note(notes, derived, f"{analyte} derived from a percentage (not measured)")
         name = f"{analyte}_imprecise"
         if name in frame:  # clinical-rules §1 v2: a count derived from a WBC below 1.0
             imprecise = np.zeros(n, dtype=bool)
-            imprecise[frame.index.to_numpy()[frame[name].to_numpy(dtype=bool)]] = True
+            imprecise[valid_rows[kept & frame[name].to_numpy(dtype=bool)]] = True
             append_note(
                 notes,
                 imprecise,
                 f"{analyte} imprecise: derived from a WBC below {rs.value('derived_count_imprecise_wbc'):g}, "
                 "it rests on an automated differential of very few cells",
             )
-    _count(summary, frame, errors)
-    return _with_bad_lines(parsed, frame.reindex(range(n)), notes, errors, summary)
+    _count(summary, frame if kept.all() else frame[kept], errors)
+    position = np.full(n, -1, dtype=np.int64)  # per chunk row: its row in frame, -1 when not interpreted
+    position[valid_rows[kept]] = np.flatnonzero(kept)
+    return _with_bad_lines(parsed, frame, position, notes, errors, summary)
 
 
 def _censored_texts(parsed: ParsedChunk, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -263,12 +268,13 @@ def _count(summary: BatchSummary, frame: pd.DataFrame, errors: np.ndarray) -> No
         summary.count_findings(codes)
 
 
-def _with_bad_lines(parsed: ParsedChunk, decisions: pd.DataFrame, notes, errors, summary) -> RowsOut:
+def _with_bad_lines(parsed: ParsedChunk, frame: pd.DataFrame, position: np.ndarray, notes, errors, summary) -> RowsOut:
     """The chunk's rows and its unreadable lines in line order, each of those with the id cells its line showed;
-    the summary quotes the first rejected rows in that order."""
+    the summary quotes the first rejected rows in that order. `position` maps a chunk row to its row in `frame`
+    (-1: not interpreted, its decisions are empty)."""
     summary.rows_out += parsed.n + len(parsed.bad_lines)
     if not parsed.bad_lines:
-        rows = RowsOut(parsed.lines, parsed.ids, decisions, notes, errors)
+        rows = RowsOut(parsed.lines, parsed.ids, _rows_at(frame, position), notes, errors)
     else:
         k = len(parsed.bad_lines)
         summary.rejected += k
@@ -280,11 +286,10 @@ def _with_bad_lines(parsed: ParsedChunk, decisions: pd.DataFrame, notes, errors,
             np.concatenate([column, _bad_line_ids(parsed, position)])[order]
             for position, column in enumerate(parsed.ids)
         ]
-        all_decisions = decisions.reindex(range(parsed.n + k)).iloc[order].reset_index(drop=True)
         rows = RowsOut(
             lines[order],
             ids,
-            all_decisions,
+            _rows_at(frame, np.concatenate([position, np.full(k, -1, dtype=np.int64)])[order]),
             np.concatenate([notes, empty])[order],
             np.concatenate([errors, bad_text])[order],
         )
@@ -293,6 +298,13 @@ def _with_bad_lines(parsed: ParsedChunk, decisions: pd.DataFrame, notes, errors,
         rejected = np.flatnonzero(rows.errors != None)[:wanted]  # noqa: E711 (elementwise; None or text)
         summary.first_errors.extend(str(text) for text in rows.errors[rejected].tolist())
     return rows
+
+
+def _rows_at(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
+    """frame's rows at `position` (-1: a row of missing values), indexed 0..n-1: what reindexing the frame by
+    row labels gives, taken column by column at once (pandas' reindex hashes the labels, and did so twice)."""
+    columns = {name: pd.api.extensions.take(frame[name].array, position, allow_fill=True) for name in frame.columns}
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(position)), columns=frame.columns, copy=False)
 
 
 def _bad_line_ids(parsed: ParsedChunk, position: int) -> np.ndarray:

@@ -125,11 +125,25 @@ def _combinations(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, li
         key = key * (len(values) + 1) + (codes + 1)
         if n and key.max() > 2**40:
             key = pd.factorize(key)[0].astype(np.int64)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    combo, first = _first_of_each(key)
     matrix = np.stack([codes[first] for codes, _ in per_column], axis=1).tolist() if per_column else [[]] * len(first)
     lookups = [values for _, values in per_column]
     combos = [[lookups[i][c] if c >= 0 else None for i, c in enumerate(row)] for row in matrix]
-    return inverse.reshape(-1), combos
+    return combo, combos
+
+
+def _first_of_each(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a number per distinct key, in order of first appearance; the row where each first appears): a hash
+    table, not a sort."""
+    combo, _ = pd.factorize(key)
+    combo = combo.astype(np.int64, copy=False)
+    if not len(combo):
+        return combo, np.zeros(0, dtype=np.int64)
+    # numbers are given in order of first appearance, so a number first appears where it exceeds all before it
+    new = np.empty(len(combo), dtype=bool)
+    new[0] = True
+    new[1:] = combo[1:] > np.maximum.accumulate(combo)[:-1]
+    return combo, np.flatnonzero(new)
 
 
 def given_mask(values: np.ndarray, types: set | None = None) -> np.ndarray:
@@ -171,8 +185,16 @@ def csv_text(values: np.ndarray, delimiter: str = ",") -> np.ndarray:
     The whole column is scanned at once (a join and a few substring searches, in C); the cells to quote are found
     and quoted column-wise (_quote), and only the rare cells to neutralise are handled one by one.
     """
+    values = np.asarray(values, dtype=object)
+    present = np.asarray(values != None, dtype=bool)  # noqa: E711 (elementwise: a cheap first look)
+    if np.count_nonzero(present) * 2 < len(values):  # mostly empty (notes, errors): each cell stands alone
+        given = given_mask(values)
+        out = np.full(len(values), "", dtype=object)
+        if given.any():
+            out[given] = csv_text(values[given], delimiter)
+        return out
     quote_re = _quote_re(delimiter)
-    cells, given = _cell_texts(np.asarray(values, dtype=object))
+    cells, given = _cell_texts(values)
     out = np.array(cells, dtype=object) if cells else np.zeros(0, dtype=object)
     if not given.any():
         return out

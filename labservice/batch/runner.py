@@ -1,9 +1,10 @@
 """Run a CSV file through the engine chunk by chunk: read → parse → interpret → write, memory bounded.
 
 `run_batch` is the one entry point the command line and the HTTP upload share, so both give the
-same output for the same file. Reading, parsing and the duplicate check run in order in this
-process; with `jobs` > 1, interpreting and formatting chunks run in worker processes, at most a
-few chunks ahead of the writer, and the texts are written back in input order.
+same output for the same file. Reading and the duplicate check run in order in this process; with
+`jobs` > 1, parsing (of a wide file), interpreting and formatting each chunk run in a child process
+forked for it (labservice.batch.forked: the chunk is not pickled), at most `jobs` at once while this
+process reads the next chunk, and the texts are written back in input order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
 from typing import IO, Any, TextIO
 
 import numpy as np
@@ -26,11 +28,12 @@ from labservice.adapters.csv_input.line_fields import LineFields
 from labservice.adapters.csv_input.long import LongFile
 from labservice.adapters.csv_input.options import BatchOptions, check_options
 from labservice.adapters.csv_input.plan import ColumnPlan, plan_columns
-from labservice.adapters.csv_input.reader import read_records
+from labservice.adapters.csv_input.reader import RecordChunk, read_records
 from labservice.adapters.csv_input.rows import ParsedChunk
 from labservice.adapters.csv_input.wide import numeric_columns, parse_wide_chunk
 from labservice.batch.chunk import DERIVABLE, FIRST_ERRORS, Interpreted, KeepRows, StagedKeep, interpret_chunk
 from labservice.batch.duplicates import DuplicateCheck
+from labservice.batch.forked import CAN_FORK, forked_results
 from labservice.batch.output import CsvFormat, JsonFormat, OutputLayout, Sink
 from labservice.batch.output_dialect import OutputDialect, begins_with_bom
 from labservice.batch.stream import HashingStream, rewound, seekable_source
@@ -38,8 +41,6 @@ from labservice.batch.summary import DUPLICATE_EXAMPLES, BatchSummary
 from labservice.core.ruleset import Ruleset, default_ruleset
 from labservice.core.table import ANALYTES
 
-#: Chunks handed to workers ahead of the writer, per worker (bounds memory).
-CHUNKS_AHEAD_PER_JOB = 2
 #: Chunks a storing run prepares ahead of the one it stores (each holds its rows' answers: bounds memory).
 STORING_CHUNKS_AHEAD = 1
 
@@ -145,7 +146,8 @@ def run_batch(
     long_file = None
     if plan.shape == "wide":
         analytes = plan.analytes
-        chunks = _wide_chunks(records, plan, options, dialect.decimal, rs, summary)
+        tasks: Iterator[tuple[Any, np.ndarray | None]] = _wide_tasks(records, plan, summary)
+        parse = partial(parse_wide_chunk, plan=plan, options=options, dialect_decimal=dialect.decimal, rs=rs)
     else:
         long_file = LongFile(plan, options, dialect.decimal, rs)
         for chunk in records:
@@ -153,7 +155,8 @@ def run_batch(
             if progress:
                 progress(stream.bytes_read)
         analytes = long_file.analytes()
-        chunks = long_file.chunks(options.chunk_rows)
+        tasks = ((chunk, None) for chunk in long_file.chunks(options.chunk_rows))
+        parse = None
     film = bool(long_file.film_fields()) if long_file is not None else any(f in plan.fields for f in FILM_OUTPUT_FIELDS)
     layout = output_layout([dialect.header[i] for i in plan.id_columns], analytes, film, rs)
     summary.output_columns = layout.columns()
@@ -163,8 +166,13 @@ def run_batch(
     ]
     sinks = [Sink(handle, text_format) for handle, text_format in outputs]
     formats = [text_format for _, text_format in outputs]
-    tasks = _with_duplicates(chunks, summary) if plan.shape == "wide" else ((c, None) for c in chunks)
-    for texts, part in _interpreted(tasks, rs, formats, jobs, keep_rows, dialect.decimal):
+    work = partial(_process, parse=parse, rs=rs, formats=formats, keep_rows=keep_rows, decimal=dialect.decimal)
+    staged = None
+    if isinstance(keep_rows, StagedKeep):
+        staged = partial(
+            _stored_in_order, parse=parse, rs=rs, formats=formats, keep_rows=keep_rows, decimal=dialect.decimal
+        )
+    for texts, part in _interpreted(tasks, work, jobs, staged):
         for sink, text in zip(sinks, texts, strict=True):
             sink.write(text)
         summary.merge(part, FIRST_ERRORS)
@@ -199,32 +207,34 @@ def _finish(summary: BatchSummary, long_file: LongFile | None, stream: HashingSt
     summary.bytes_read = stream.bytes_read
 
 
-def _wide_chunks(records, plan: ColumnPlan, options, decimal, rs, summary) -> Iterator[ParsedChunk]:
+def _wide_tasks(records: Iterable[RecordChunk], plan: ColumnPlan, summary: BatchSummary):
+    """Each chunk of records with the line each row repeats (0 for none): sequential, as it spans chunks."""
+    check = DuplicateCheck()
     for chunk in records:
         summary.blank_lines += chunk.blank_lines
-        yield parse_wide_chunk(chunk, plan, options, decimal, rs)
-
-
-def _with_duplicates(chunks: Iterator[ParsedChunk], summary: BatchSummary) -> Iterator[tuple[ParsedChunk, np.ndarray]]:
-    """Attach to each chunk the line each row repeats (0 for none): sequential, as it spans chunks."""
-    check = DuplicateCheck()
-    for parsed in chunks:
-        first = check.first_lines(parsed.ids, parsed.lines, np.ones(parsed.n, dtype=bool))
+        ids = [chunk.cells(i) for i in plan.id_columns]  # as parse_wide_chunk reads them; the frame is made there
+        first = check.first_lines(ids, chunk.lines, np.ones(len(chunk.lines), dtype=bool))
         repeat = np.flatnonzero(first > 0)
         summary.duplicates += int(repeat.size)
         for row in repeat[: max(0, DUPLICATE_EXAMPLES - len(summary.duplicate_examples))]:
-            summary.duplicate_examples.append({"line": int(parsed.lines[row]), "duplicate_of": int(first[row])})
-        yield parsed, first
+            summary.duplicate_examples.append({"line": int(chunk.lines[row]), "duplicate_of": int(first[row])})
+        yield chunk, first
 
 
-# -- interpreting chunks, here or in worker processes ------------------------------------------
-
-_WORKER_RULESET: Ruleset | None = None
+# -- interpreting chunks, here or in child processes -------------------------------------------
 
 
 def _process(
-    parsed: ParsedChunk, duplicate_of, rs: Ruleset, formats, keep_rows: KeepRows | None = None, decimal: str = "."
+    task: tuple[Any, np.ndarray | None],
+    parse: Callable[[RecordChunk], ParsedChunk] | None,
+    rs: Ruleset,
+    formats,
+    keep_rows: KeepRows | None = None,
+    decimal: str = ".",
 ) -> tuple[list[str], BatchSummary]:
+    """One chunk (records of a wide file, parsed here; or rows of a long file) → its output texts and counts."""
+    chunk, duplicate_of = task
+    parsed = parse(chunk) if parse is not None else chunk
     part = BatchSummary()
     with without_cyclic_gc():
         rows = interpret_chunk(parsed, rs, part, duplicate_of, keep_rows, decimal)
@@ -246,51 +256,33 @@ def without_cyclic_gc() -> Iterator[None]:
         gc.enable()
 
 
-def _set_worker_ruleset(rs: Ruleset) -> None:
-    global _WORKER_RULESET
-    _WORKER_RULESET = rs
-
-
-def _process_in_worker(parsed: ParsedChunk, duplicate_of, formats, decimal: str) -> tuple[list[str], BatchSummary]:
-    assert _WORKER_RULESET is not None
-    return _process(parsed, duplicate_of, _WORKER_RULESET, formats, decimal=decimal)
-
-
 def _interpreted(
-    tasks: Iterable[tuple[ParsedChunk, Any]],
-    rs: Ruleset,
-    formats,
+    tasks: Iterator[tuple[Any, np.ndarray | None]],
+    work: Callable[[Any], tuple[list[str], BatchSummary]],
     jobs: int,
-    keep_rows: KeepRows | None = None,
-    decimal: str = ".",
+    staged: Callable[[Iterator[tuple[Any, np.ndarray | None]]], Iterator[tuple[list[str], BatchSummary]]] | None = None,
 ) -> Iterator[tuple[list[str], BatchSummary]]:
-    """(texts, counts) per chunk, in input order; a pool is started only when a second chunk comes."""
-    tasks = iter(tasks)
+    """(texts, counts) per chunk, in input order; child processes only when a second chunk comes. `staged` (a
+    storing run's StagedKeep: _stored_in_order) takes over when there is more than one chunk and more than one job."""
     first = next(tasks, None)
     if first is None:
         return
-    second = next(tasks, None) if jobs > 1 else None
-    if isinstance(keep_rows, StagedKeep) and second is not None:
-        yield from _stored_in_order(itertools.chain((first, second), tasks), rs, formats, keep_rows, decimal)
+    second = next(tasks, None) if jobs > 1 and CAN_FORK else None
+    if staged is not None and second is not None:
+        yield from staged(itertools.chain((first, second), tasks))
         return
     if second is None:
-        yield _process(first[0], first[1], rs, formats, keep_rows, decimal)
-        for parsed, duplicate_of in tasks:
-            yield _process(parsed, duplicate_of, rs, formats, keep_rows, decimal)
+        yield work(first)
+        del first  # memory: one chunk at a time
+        for task in tasks:
+            yield work(task)
         return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_worker_ruleset, initargs=(rs,)) as pool:
-        pending: deque[Future] = deque()
-        for parsed, duplicate_of in itertools.chain((first, second), tasks):  # lazily: the window bounds memory
-            pending.append(pool.submit(_process_in_worker, parsed, duplicate_of, formats, decimal))
-            if len(pending) >= jobs * CHUNKS_AHEAD_PER_JOB:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    yield from forked_results(itertools.chain((first, second), tasks), work, jobs)
 
 
 # -- storing runs: chunks prepared in a worker process, stored here in file order -------------------
 
+_WORKER_RULESET: Ruleset | None = None
 _WORKER_PREPARE: Callable[[ParsedChunk, Interpreted, np.ndarray], Any] | None = None
 
 
@@ -324,12 +316,17 @@ def _prepare_in_worker(
         prepared.append(prepare(parsed, interpreted, errors))
         return 0  # counted when the job's process stores it
 
-    texts, part = _process(parsed, duplicate_of, _WORKER_RULESET, formats, keep_later, decimal)
+    texts, part = _process((parsed, duplicate_of), None, _WORKER_RULESET, formats, keep_later, decimal)
     return texts, part, prepared[0]
 
 
 def _stored_in_order(
-    tasks: Iterable[tuple[ParsedChunk, Any]], rs: Ruleset, formats, keep_rows: StagedKeep, decimal: str = "."
+    tasks: Iterable[tuple[Any, Any]],
+    parse: Callable[[RecordChunk], ParsedChunk] | None,
+    rs: Ruleset,
+    formats,
+    keep_rows: StagedKeep,
+    decimal: str = ".",
 ) -> Iterator[tuple[list[str], BatchSummary]]:
     """(texts, counts) per chunk, in input order, each chunk stored before it is yielded: one worker process
     interprets and prepares the next chunk while this process stores the current one (on 2 cores, the rendering
@@ -340,7 +337,8 @@ def _stored_in_order(
         1, mp_context=context, initializer=_set_worker_stage, initargs=(rs, keep_rows.prepare)
     ) as pool:
         pending: deque[tuple[ParsedChunk, Future]] = deque()
-        for parsed, duplicate_of in tasks:  # lazily: the window bounds memory
+        for chunk, duplicate_of in tasks:  # lazily: the window bounds memory
+            parsed = parse(chunk) if parse is not None else chunk  # here: the store stage needs the parsed rows
             pending.append((parsed, pool.submit(_prepare_in_worker, parsed, duplicate_of, formats, decimal)))
             if len(pending) > STORING_CHUNKS_AHEAD:
                 yield _store_prepared(keep_rows, *pending.popleft())

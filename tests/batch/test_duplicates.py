@@ -43,6 +43,19 @@ def test_unsorted_ids_within_a_chunk() -> None:
     assert check(DuplicateCheck(), ids, [2, 3, 4, 5, 6, 7, 8]) == [0, 0, 0, 3, 2, 4, 3]
 
 
+def test_many_repeats_in_a_large_chunk_name_the_first_line() -> None:
+    # large enough for an unstable sort to shuffle equal keys: each repeat still names its key's first line
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 50, 5000)
+    lines = list(range(2, 5002))
+    first_seen: dict[int, int] = {}
+    expected = []
+    for key, line in zip(keys.tolist(), lines, strict=True):
+        expected.append(first_seen.get(key, 0))
+        first_seen.setdefault(key, line)
+    assert check(DuplicateCheck(), [col(*(f"S{k}" for k in keys.tolist()))], lines) == expected
+
+
 def test_all_id_columns_make_the_key() -> None:
     patient = col("P1", "P1", "P2", "P1")
     time = col("2026-01-01", "2026-01-02", "2026-01-01", "2026-01-01")

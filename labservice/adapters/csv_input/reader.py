@@ -13,7 +13,6 @@ import io
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
@@ -26,15 +25,52 @@ from labservice.adapters.csv_input.dialect import Dialect
 _SKIPPING = re.compile(r"Skipping line (\d+):")
 
 
-@dataclass
 class RecordChunk:
-    frame: pd.DataFrame  # columns named by column index; one row per non-blank record
-    lines: np.ndarray  # int64 physical line of each row of frame
-    bad_lines: list[tuple[int, str]]  # (line, reason) of unreadable lines placed within this chunk
-    blank_lines: int
-    #: line -> the cells (by column index, the header's width) of an unreadable line that showed them: a line
-    #: with more fields than the header keeps its id cells in the output
-    bad_cells: dict[int, list] = field(default_factory=dict)
+    """A chunk of records: `frame` has columns named by column index and one row per non-blank record.
+
+    The reader can hand over the parser's frame as read, with the rows to keep and the number columns whose
+    missing texts are still to be made NaN: `frame` is then made on first use, in the process that parses
+    the chunk (a batch worker), not in the one that reads the file."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        lines: np.ndarray,
+        bad_lines: list[tuple[int, str]],
+        blank_lines: int,
+        bad_cells: dict[int, list] | None = None,
+        *,
+        keep: np.ndarray | None = None,
+        numeric: set[int] | None = None,
+    ) -> None:
+        self.lines = lines  # int64 physical line of each row of frame
+        self.bad_lines = bad_lines  # (line, reason) of unreadable lines placed within this chunk
+        self.blank_lines = blank_lines
+        #: line -> the cells (by column index, the header's width) of an unreadable line that showed them: a line
+        #: with more fields than the header keeps its id cells in the output
+        self.bad_cells: dict[int, list] = bad_cells if bad_cells is not None else {}
+        self._read: pd.DataFrame | None = frame
+        self._keep, self._numeric = keep, numeric
+        self._frame: pd.DataFrame | None = frame if keep is None and not numeric else None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            assert self._read is not None
+            frame = _missing_as_na(self._read, self._numeric or set())
+            self._frame = frame if self._keep is None or self._keep.all() else frame[self._keep]
+            self._read = self._keep = None
+        return self._frame
+
+    @frame.setter
+    def frame(self, frame: pd.DataFrame) -> None:
+        self._frame, self._read, self._keep = frame, None, None
+
+    def cells(self, column: int) -> np.ndarray:
+        """The cells of one column as objects, one per row of frame (without making the frame)."""
+        if self._frame is not None or self._read is None or self._keep is None:
+            return self.frame[column].to_numpy(dtype=object)
+        return self._read[column].to_numpy(dtype=object)[self._keep]
 
 
 def read_records(
@@ -57,7 +93,11 @@ def read_records(
     for chunk in _records(handle, dialect, numeric, chunk_rows, reopen, quotes_read, line_fields):
         if previous is not None:
             yield previous
-        previous = chunk
+            previous = None
+        if quotes_read is not None and quotes_read() == 0:
+            yield chunk  # no quote read yet: whatever follows, no cell of it runs over several lines
+        else:
+            previous = chunk  # held until the next one shows it is not the last
     if previous is None:
         return
     if quotes_read is not None and quotes_read() % 2 and len(previous.frame):
@@ -160,12 +200,11 @@ def _records(
                 bad.append((skipped + (int(breaks_before[at]) if at < len(lines) else extra_newlines), reason))
                 cells.update(_skipped_cells(bad[-1][0], width, line_fields))
         pending = [item for item in pending if item[0] >= next_parser_line]
-        frame = _missing_as_na(frame.drop(columns=width), numeric)
-        blank = frame.isna().all(axis=1).to_numpy() & ~too_long
+        frame = frame.drop(columns=width)
+        blank = _blank_rows(frame, numeric) & ~too_long
         keep = ~(blank | too_long)
-        if not keep.all():
-            frame, lines = frame[keep], lines[keep]
-        yield RecordChunk(frame, lines, sorted(bad), int(blank.sum()), cells)
+        # the frame is finished (missing texts, rows kept) where it is parsed: see RecordChunk
+        yield RecordChunk(frame, lines[keep], sorted(bad), int(blank.sum()), cells, keep=keep, numeric=numeric)
     # Lines skipped after the last record (physical line: add every line break seen).
     pending = [(skipped + extra_newlines, reason) for skipped, reason in pending]
     tail_cells: dict[int, list] = {}
@@ -276,6 +315,25 @@ def _read_tail(handle: IO[bytes], dialect: Dialect, from_line: int, unclosed_quo
     else:
         frame = pd.DataFrame({i: pd.Series(dtype=object) for i in range(width)})
     return RecordChunk(frame, np.asarray(lines, dtype=np.int64), bad, blank, shown)
+
+
+def _blank_rows(frame: pd.DataFrame, numeric: set[int]) -> np.ndarray:
+    """Rows whose every cell is missing, as _missing_as_na would make them (NaN, or a missing text in a number
+    column read as text). Each column is looked at only on the rows still in question, columns read as
+    numbers first: a column with a value in every row ends the search."""
+    rows = np.arange(len(frame))
+    columns = sorted(frame.columns, key=lambda name: not pd.api.types.is_numeric_dtype(frame[name].dtype))
+    for name in columns:
+        if not rows.size:
+            break
+        column = frame[name] if rows.size == len(frame) else frame[name].iloc[rows]
+        missing = column.isna().to_numpy(dtype=bool)
+        if name in numeric and not pd.api.types.is_numeric_dtype(column.dtype):
+            missing = missing | column.isin(list(MISSING_TEXTS)).to_numpy(dtype=bool)  # (a read-only view)
+        rows = rows[missing]
+    blank = np.zeros(len(frame), dtype=bool)
+    blank[rows] = True
+    return blank
 
 
 def _missing_as_na(frame: pd.DataFrame, numeric: set[int]) -> pd.DataFrame:

@@ -8,10 +8,13 @@ bad; anything else that is not a value is bad, so that the row can be rejected b
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from labservice.adapters.csv_input.cells import (
     CENSORED_ABOVE,
@@ -285,3 +288,46 @@ def test_an_integer_beyond_any_float_is_an_infinite_bad_value_not_a_crash() -> N
     assert parsed.values[0] == 45
     assert parsed.values[1] == np.inf and parsed.values[2] == -np.inf
     assert np.isnan(parsed.values[3]) and np.isnan(parsed.values[4])
+
+
+# -- plain decimals in a column read as text (read by float(), the others by to_numeric) ---------------
+
+PLAIN = st.from_regex(r"\A[0-9]{1,12}(\.[0-9]{0,8})?\Z|\A\.[0-9]{1,10}\Z", fullmatch=True)
+
+
+@given(st.lists(PLAIN, min_size=1, max_size=30), st.integers(min_value=0, max_value=30))
+def test_plain_decimals_are_their_value_rounded_to_the_nearest_double(cells: list[str], at: int) -> None:
+    """A column with one bad cell comes as text; every plain decimal in it is the decimal's own value, rounded
+    to the nearest double (what the decimal module says), whatever its length."""
+    at = min(at, len(cells))
+    column = [*cells[:at], "abc", *cells[at:]]
+    numbers = parse_numbers(text(*column))
+    expected = [float(Decimal(cell)) for cell in cells]
+    got = numbers.values.tolist()
+    assert got[:at] + got[at + 1 :] == expected
+    assert numbers.bad.tolist() == [i == at for i in range(len(column))]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "1_000",  # Python's float() reads underscores; a lab value does not have them
+        "١٢",  # Arabic-Indic digits: float() reads them as 12
+        "12\n5",  # a line break inside a quoted cell
+        "1e400",
+    ],
+)
+def test_texts_float_would_read_but_to_numeric_does_not_are_still_bad_or_implausible(cell: str) -> None:
+    numbers = parse_numbers(text("4.5", cell, "7"), ".")
+    assert numbers.values[0] == 4.5 and numbers.values[2] == 7.0
+    if cell == "1e400":  # to_numeric reads it as infinity: rejected later as not plausible
+        assert not np.isfinite(numbers.values[1])
+    else:
+        assert numbers.bad.tolist() == [False, True, False]
+
+
+def test_long_numbers_are_read_exactly_as_written() -> None:
+    """Beyond 15 characters the decimal is still its nearest double (these go through to_numeric)."""
+    cells = ["123456789012345678", "0.1000000000000000055511151231257827", "9007199254740993", "12.5"]
+    numbers = parse_numbers(text(*cells, "x"))
+    assert numbers.values[:4].tolist() == [float(Decimal(cell)) for cell in cells]
