@@ -38,4 +38,9 @@ def test_csv_and_json_are_the_bytes_the_earlier_code_wrote(chunk_rows: int, jobs
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_the_summary_is_the_one_the_earlier_code_gave(jobs: int) -> None:
     _, _, summary = interpret(50, jobs)
-    assert json.dumps(summary, indent=2) == (HERE / "summary.json").read_text(encoding="utf-8")
+    earlier = json.loads((HERE / "summary.json").read_text(encoding="utf-8"))
+    # What changed on purpose since the earlier code: the rule tables' hash (a table was added: every edit to
+    # reference_ranges/ changes it), and a field the summary gained (null: this file has a patient id column).
+    assert summary.pop("ruleset_version").startswith("v1-") and earlier.pop("ruleset_version").startswith("v1-")
+    assert summary.pop("patient_id_warning") is None
+    assert json.dumps(summary, indent=2) == json.dumps(earlier, indent=2)
