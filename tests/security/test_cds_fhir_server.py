@@ -96,11 +96,18 @@ def hostile_server(kind: str) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+#: What the service reads from a fhirServer when nothing is prefetched: the patient, the CBC Observations, and the
+#: optional medication keys (treatment context, clinical-rules §11; heparin, §12), sorted by resource type.
+RESOURCES_READ = ["MedicationRequest", "MedicationStatement", "Observation", "Patient"]
+
+
 def test_an_allowlisted_loopback_fhir_server_is_read(app, server):
     allow(app, server.base_url)
     response = call(app, server.base_url)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert [r["authorization"] for r in server.requests] == ["Bearer tok-secret", "Bearer tok-secret"]
+    # The patient, their CBC Observations and (not prefetched: optional keys) their medications, each with the token.
+    assert sorted(r["path"].split("/")[2] for r in server.requests) == RESOURCES_READ
+    assert [r["authorization"] for r in server.requests] == ["Bearer tok-secret"] * len(RESOURCES_READ)
 
 
 def test_the_allowlist_matches_a_base_url_however_it_is_spelled(app, server):
@@ -150,7 +157,7 @@ def test_a_host_name_on_a_listed_private_network_is_read(app, server):
     allow(app, by_name, networks="127.0.0.0/8, ::1/128")
     response = call(app, by_name)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert len(server.requests) == 2
+    assert len(server.requests) == len(RESOURCES_READ)
 
 
 def test_an_answer_larger_than_the_cap_is_refused(app):

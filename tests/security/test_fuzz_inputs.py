@@ -75,7 +75,8 @@ def check_batch(client: FlaskClient, data: bytes, store: bool) -> dict | None:
     assert summary["interpreted"] + summary["rejected"] == summary["rows_out"]
     result = client.get(batch["links"]["csv"])
     assert result.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(result.get_data(as_text=True))))
+    text = result.get_data(as_text=True).removeprefix("\ufeff")  # written in the input's dialect, a BOM kept
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=summary["delimiter"]))
     assert len(rows) == summary["rows_out"]
     assert all(bool(row["urgency"]) != bool(row["error"]) for row in rows)
     assert len(client.get(batch["links"]["json"]).get_json()) == summary["rows_out"]
