@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -68,11 +69,20 @@ def live_user(live_database: tuple[Path, str]) -> tuple[str, str]:
 def live_server(live_database: tuple[Path, str]) -> Iterator[str]:
     """gunicorn (2 workers) on a free loopback port with its own SQLite database; yields the base URL."""
     instance, url = live_database
-    port = _free_port()
     env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
            "LABSERVICE_AUTO_MIGRATE": "false"}
+    with gunicorn_server(env, instance) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def gunicorn_server(env: dict[str, str], folder: Path) -> Iterator[str]:
+    """gunicorn (2 workers, wsgi:app) on a free loopback port with this environment, once /healthz answers; yields
+    the base URL. Its log goes to <folder>/gunicorn.log (a file, not a pipe: nobody reads a pipe, and one JSON line
+    per request fills it)."""
+    port = _free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    log = instance / "gunicorn.log"  # a file, not a pipe: nobody reads a pipe, and one JSON line per request fills it
+    log = folder / "gunicorn.log"
     with log.open("wb") as output:
         server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT,
                                   env=env, stdout=output, stderr=subprocess.STDOUT)

@@ -13,8 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from labservice.security.users import create_user
 from labservice.store.database import Database, migrate
 from tests.batch.encoded_files import id_only_file, utf16_file, windows_1252_file
 from tests.batch.job_workers import DEADLINE_SECONDS
-from tests.e2e.conftest import ROOT, _free_port, shoot, sign_in
+from tests.e2e.conftest import gunicorn_server, shoot, sign_in
 from tests.e2e.test_batch_progress_in_a_browser import PASSWORD as JOBS_PASSWORD
 from tests.e2e.test_batch_progress_in_a_browser import ROWS as JOB_ROWS
 from tests.e2e.test_batch_progress_in_a_browser import _job, _pause_mid_job, queued_server  # noqa: F401
@@ -61,28 +59,8 @@ def batch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(instance),
            "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"), "LABSERVICE_AUTO_MIGRATE": "false",
            "LABSERVICE_JOB_QUEUE": "immediate"}
-    port = _free_port()
-    log = instance / "gunicorn.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b",
-                                   f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env, stdout=output,
-                                  stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"gunicorn did not start:\n{log.read_text(errors='replace')}") from None
-            time.sleep(0.2)
-    try:
+    with gunicorn_server(env, instance) as base:
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture

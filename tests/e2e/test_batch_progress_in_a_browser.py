@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from labservice.security.users import create_user
 from labservice.store.database import Database, migrate
 from labservice.store.models import BatchJob
 from tests.batch.job_workers import DEADLINE_SECONDS
-from tests.e2e.conftest import ROOT, _free_port, shoot, sign_in
+from tests.e2e.conftest import gunicorn_server, shoot, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -50,32 +49,8 @@ def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         "LABSERVICE_JOB_QUEUE": f"sqlite:///{instance / 'jobs.sqlite3'}",
         "LABSERVICE_BATCH_CHUNK_ROWS": "5",
     }
-    port = _free_port()
-    log = instance / "gunicorn.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"gunicorn did not start:\n{log.read_text(errors='replace')}") from None
-            time.sleep(0.2)
-    try:
+    with gunicorn_server(env, instance) as base:
         yield base, env, instance
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _job(url: str) -> BatchJob | None:
