@@ -100,7 +100,9 @@ def store_cbcs(
         item.fingerprint or fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings)
         for item in items
     ]
-    kept = repository.kept_results(session, prints)
+    kept = repository.kept_results(
+        session, [(patients[item.patient], print_) for item, print_ in zip(items, prints, strict=True)]
+    )
     times = [as_utc(item.collected_at) for item in items]
     known = [t for t in times if t is not None]
     stored_history = (

@@ -139,7 +139,13 @@ _KEPT = (
         _RESULTS.c.batch_id,
     )
     .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
-    .where(_RESULTS.c.fingerprint.in_(bindparam("prints", expanding=True)))
+    .where(_RESULTS.c.id.in_(bindparam("ids", expanding=True)))
+)
+# The fingerprints stored for some patients: read from the unique (patient_id, fingerprint) index alone. A lookup by
+# fingerprint alone cannot use that index and scanned the whole table once per batch chunk, so storing slowed as the
+# table grew (issue 12).
+_PRINTS_OF_PATIENTS = select(_RESULTS.c.patient_id, _RESULTS.c.fingerprint, _RESULTS.c.id).where(
+    _RESULTS.c.patient_id.in_(bindparam("ids", expanding=True))
 )
 _HISTORY = (
     select(
@@ -236,14 +242,19 @@ def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: d
     return ids
 
 
-def kept_results(session: Session, fingerprints: Sequence[str]) -> dict[tuple[int, str], KeptResult]:
-    """The results already stored with these fingerprints, by (patient id, fingerprint)."""
+def kept_results(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], KeptResult]:
+    """The results already stored under these (patient id, fingerprint) keys, by key: the patients' fingerprints
+    first (an index-only read), then the rows of those that match."""
     connection = session.connection()
+    wanted = set(keys)
+    found: dict[int, tuple[int, str]] = {}
+    for ids in _in_chunks(sorted({patient_id for patient_id, _ in wanted})):
+        for patient_id, print_, cbc_id in connection.execute(_PRINTS_OF_PATIENTS, {"ids": ids}):
+            if (patient_id, print_) in wanted:
+                found[cbc_id] = (patient_id, print_)
     out: dict[tuple[int, str], KeptResult] = {}
-    for prints in _in_chunks(sorted(set(fingerprints))):
-        for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in connection.execute(
-            _KEPT, {"prints": prints}
-        ):
+    for ids in _in_chunks(sorted(found)):
+        for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in connection.execute(_KEPT, {"ids": ids}):
             out[(patient_id, print_)] = KeptResult(cbc_id, interpretation_id, delta, batch_id)
     return out
 
