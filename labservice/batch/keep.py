@@ -34,7 +34,7 @@ from labservice.batch.results_store import BatchStore, StoredBatch
 from labservice.core.render import render_interpretations
 from labservice.core.ruleset import Ruleset
 from labservice.core.table import ANALYTES
-from labservice.services.store_results import CbcToStore, Keep, keep_in_session, to_store
+from labservice.services.store_results import CbcToStore, Keep, hold_as_text, keep_in_session, to_store
 from labservice.store.batch_records import add_unstored_batch, bytes_kept, known_batches, set_result_bytes
 from labservice.store.database import Database
 from labservice.store.repository import (
@@ -122,7 +122,7 @@ def prepare_rows(
         item = to_store(doc, raw, result.cols, at[i], patients[i], answers[i])
         # Computed here, where it may run in the job's other process (labservice.batch.runner): the item is final.
         item.fingerprint = fingerprint(item.patient, item.collected_at, item.values, item.urgency, item.findings)
-        items.append(item)
+        items.append(hold_as_text(item))
     return items
 
 

@@ -60,7 +60,10 @@ def apply_history_rules(
 ) -> list[Any]:
     """The CBCs as the history rules leave them (same order; a CBC they change nothing for is returned as is)."""
     starts = [heparin_context(getattr(item, "context", None)) for item in items]
-    marks = [critical_marks(item.answer.get("analytes")) for item in items]
+    marks = [
+        item.critical if getattr(item, "critical", None) is not None else critical_marks(item.answer.get("analytes"))
+        for item in items
+    ]
     # How far back each CBC needs the stored ones: the delta window for a critical value, 72 hours for an MCV,
     # the day heparin started for the HIT items. A CBC that needs none (or has no time) asks for nothing.
     since: dict[str, datetime] = {}
@@ -102,6 +105,9 @@ def apply_history_rules(
             cbc, earlier, window, rs, heparin_started_at=started, heparin_in_previous_30_days=recent
         )
         mine.append(cbc)  # a later CBC of the same call compares with this one
+        if not outcome:  # nothing to add: the answer is not read (a batch job's may be held as text)
+            out.append(item)
+            continue
         answer = with_history(item.answer, outcome, rs)
         if answer is item.answer:
             out.append(item)
@@ -110,5 +116,6 @@ def apply_history_rules(
         codes = [*item.findings, *(code for code in added if code not in item.findings)]
         # The history findings lead the worklist line, as the delta findings do: they are what the history adds.
         reason = reason_of([*added, *item.findings], values) if added else item.reason
-        out.append(replace(item, answer=answer, urgency=answer["urgency"], findings=codes, reason=reason))
+        changed = {"answer_text": None, "critical": None} if hasattr(item, "answer_text") else {}
+        out.append(replace(item, answer=answer, urgency=answer["urgency"], findings=codes, reason=reason, **changed))
     return out

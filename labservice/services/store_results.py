@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,7 @@ from labservice.core.table import ANALYTES, SEX_CODES, CbcColumns
 from labservice.core.vocabulary import URGENCY_RANK
 from labservice.services.history_rules import apply_history_rules
 from labservice.services.referral_policy import ReferralStep, referral_step
-from labservice.store import repository
+from labservice.store import json_text, repository
 from labservice.store.database import Database
 from labservice.store.repository import PatientFacts, as_utc, fingerprint, now_utc
 
@@ -42,8 +43,21 @@ REASON_VALUES = (("platelets", "PLT"), ("neutrophils", "ANC"), ("hemoglobin", "H
 STORE_ATTEMPTS = 3
 
 
+class AnswerFromText:
+    """`answer` read from `answer_text` on first use, when the object holds only the text (see `hold_as_text`)."""
+
+    def __getattr__(self, name: str) -> Any:  # only called when `name` is not an attribute
+        if name == "answer":
+            text = self.__dict__.get("answer_text")
+            if text is not None:
+                value = orjson.loads(str(text))
+                self.__dict__["answer"] = value
+                return value
+        raise AttributeError(name)
+
+
 @dataclass
-class CbcToStore:
+class CbcToStore(AnswerFromText):
     """One interpreted CBC with a patient id, ready to keep."""
 
     patient: str
@@ -60,10 +74,29 @@ class CbcToStore:
     context: dict[str, Any] = field(default_factory=dict)  # the CBC's `context` (heparin exposure, ...)
     #: repository.fingerprint of the fields above, when its maker computed it (a batch job's other process does)
     fingerprint: str | None = None
+    #: the answer as JSON text, when its maker wrote it (hold_as_text); `answer` is then read from it only where
+    #: the history or delta rules change it, and stored as it is elsewhere
+    answer_text: json_text.Encoded | None = None
+    #: the answer's critical values (labservice.core.history.critical_marks), when its maker computed them
+    critical: frozenset[str] | None = None
+
+
+def hold_as_text(item: CbcToStore) -> CbcToStore:
+    """The CBC with its answer held as JSON text only (and its critical values noted): what a batch job's other
+    process sends to the one that stores, where most answers are stored as they are (issue 12 item 1)."""
+    from labservice.core.history import critical_marks
+
+    answer = item.answer
+    if "delta" in answer:  # the store adds the delta block last (with_delta): only to an answer without one
+        return item
+    item.critical = critical_marks(answer.get("analytes"))
+    item.answer_text = json_text.encoded(answer)
+    del item.answer
+    return item
 
 
 @dataclass
-class StoredCbc:
+class StoredCbc(AnswerFromText):
     """Where a CBC is kept, its delta block and delta findings, and its answer with both (as stored)."""
 
     cbc_id: int
@@ -74,6 +107,27 @@ class StoredCbc:
     delta_findings: list[dict[str, Any]] = field(default_factory=list)
     answer: dict[str, Any] = field(default_factory=dict)
     batch_id: str | None = None  # the batch that stored the result (a duplicate: the batch of the kept one)
+    answer_text: json_text.Encoded | None = None  # the answer as stored, when only its text is held
+
+
+def _stored(cbc: StoredCbc, answer: dict[str, Any] | json_text.Encoded) -> StoredCbc:
+    """`cbc` with its answer as stored: a dict, or text (then `answer` is read from it on first use)."""
+    if isinstance(answer, json_text.Encoded):
+        cbc.answer_text = answer
+        del cbc.answer
+    else:
+        cbc.answer = answer
+    return cbc
+
+
+def stored_answer(
+    item: CbcToStore, delta: dict[str, Any], found: list[dict[str, Any]]
+) -> dict[str, Any] | json_text.Encoded:
+    """The answer kept for `item`: with its delta findings after the engine's and its delta block (with_delta). An
+    answer held as text with no delta finding gets the block added to its text, without being read."""
+    if item.answer_text is not None and "answer" not in item.__dict__ and not found:
+        return json_text.with_member(item.answer_text, "delta", delta)
+    return with_delta(item.answer, delta, found)
 
 
 Keep = Callable[[list[CbcToStore]], list[StoredCbc]]
@@ -155,14 +209,9 @@ def store_cbcs(
             )
             found = delta_findings(delta, platelets, rs)
             out.append(
-                StoredCbc(
-                    cbc_id,
-                    interpretation_id,
-                    True,
-                    delta,
-                    delta_findings=found,
-                    answer=with_delta(item.answer, delta, found),
-                    batch_id=kept_by,
+                _stored(
+                    StoredCbc(cbc_id, interpretation_id, True, delta, delta_findings=found, batch_id=kept_by),
+                    stored_answer(item, delta, found),
                 )
             )
             if earlier is not None:  # its ids are known once the new rows are added
@@ -171,7 +220,7 @@ def store_cbcs(
         delta = delta_block(deltas[position], window, rs)
         extra = delta_findings(delta, platelets, rs)
         codes = [*item.findings, *(f["code"] for f in extra)]
-        answer = with_delta(item.answer, delta, extra)
+        answer = stored_answer(item, delta, extra)
         # Delta findings lead the worklist line: a fall or a new cytopenia is what changed.
         reason = ", ".join(f["code"].replace("_", " ") for f in extra) + ", " + item.reason if extra else item.reason
         results.append(
@@ -200,7 +249,7 @@ def store_cbcs(
                 "created_at": now,
             }
         )
-        stored = StoredCbc(-1, -1, False, delta, delta_findings=extra, answer=answer, batch_id=batch_id)
+        stored = _stored(StoredCbc(-1, -1, False, delta, delta_findings=extra, batch_id=batch_id), answer)
         seen[key] = stored
         out.append(stored)
         added.append(Added(stored, patient_id, times[position], item.urgency, codes, reason))

@@ -185,3 +185,25 @@ def test_a_chunk_added_in_bulk_is_stored_as_one_added_row_by_row(database: Datab
             assert repository.as_utc(result.collected_at) == sent.collected_at
             assert interpretation.cbc_id == result.id
             assert interpretation.findings[: len(sent.findings)] == sent.findings  # then the delta findings, if any
+
+
+def test_answers_held_as_text_are_stored_as_the_same_answers(database: Database) -> None:
+    """A batch job's other process sends each answer as JSON text (store_results.hold_as_text). Stored, each is the
+    same answer as when sent as a dict: with its delta block added last, and the delta finding of the second CBC
+    (200 -> 100: a fall of 50 %, thresholds.csv platelet_drop) added to its findings (read from its text then)."""
+    from labservice.services.store_results import hold_as_text
+
+    def answers(batch_id: str, items) -> list:
+        stored = chunk(database, batch_id, items)
+        assert stored.stored == 2
+        with database.session() as session:
+            kept = dict(session.execute(select(Interpretation.id, Interpretation.answer)).all())
+        return [kept[result.interpretation_id] for result in stored.results] + [r.answer for r in stored.results]
+
+    as_text = [hold_as_text(item("T1", day=0, platelets=200.0)), hold_as_text(item("T1", day=1, platelets=100.0))]
+    assert all("answer" not in cbc.__dict__ and cbc.answer_text is not None for cbc in as_text)
+    from_text = answers(new_batch(database), as_text)
+    from_dicts = answers(new_batch(database), [item("D1", day=0, platelets=200.0), item("D1", day=1, platelets=100.0)])
+    assert from_text == from_dicts
+    assert "platelet_drop" in [f["code"] for f in from_text[1]["findings"]]
+    assert all("delta" in answer for answer in from_text)
