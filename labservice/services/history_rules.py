@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from labservice.core.history import PastCbc, critical_marks, history_outcome, with_history
+from labservice.core.history.answer import changes_answer
 from labservice.core.history.hit import not_assessed_block, start_of_day
 from labservice.core.history.mcv_delta import hours
 from labservice.core.ruleset import Ruleset
@@ -105,7 +106,7 @@ def apply_history_rules(
             cbc, earlier, window, rs, heparin_started_at=started, heparin_in_previous_30_days=recent
         )
         mine.append(cbc)  # a later CBC of the same call compares with this one
-        if not outcome:  # nothing to add: the answer is not read (a batch job's may be held as text)
+        if not changes_answer(outcome, rs):  # nothing to add: the answer is not read (a batch job's may be text)
             out.append(item)
             continue
         answer = with_history(item.answer, outcome, rs)

@@ -163,3 +163,19 @@ def test_a_lower_reason_stays_listed_under_a_higher_urgency():
         "heparin_induced_thrombocytopenia_possible",
     ]
     assert not math.isnan(answer["hit_4ts"]["items"]["fall"]["fall_percent"])
+
+
+def test_an_outcome_that_adds_nothing_leaves_the_answer_as_it_is_and_unread() -> None:
+    """No critical value to compare (known_critical None), no HIT 4Ts block, no history finding (an MCV compared
+    without a change of 5 fL or more): with_history gives the engine's answer itself, and changes_answer says so
+    first, so a batch job's answer held as text is not read (issue 12 item 1)."""
+    from labservice.core.history.answer import changes_answer, with_history
+    from labservice.core.ruleset import default_ruleset
+
+    rs = default_ruleset()
+    answer = {"urgency": "routine", "findings": [], "urgency_reasons": {}, "summary": "No finding."}
+    for outcome in ({}, {"known_critical": None, "mcv": None}, {"known_critical": None, "mcv": {"finding": False}}):
+        assert not changes_answer(outcome, rs)
+        assert with_history(answer, outcome, rs) is answer
+    assert changes_answer({"known_critical": {"known": False, "known_values": [], "new_values": ["platelets:LL"],
+                                              "previous_collected_at": None}}, rs)

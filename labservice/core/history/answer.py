@@ -88,8 +88,9 @@ def _action(rs: Ruleset, reason: str) -> str:
 
 
 def with_history(answer: dict[str, Any], outcome: dict[str, Any] | None, rs: Ruleset) -> dict[str, Any]:
-    """The answer with what the history rules found (a new dict; `answer` is not changed)."""
-    if not outcome:
+    """The answer with what the history rules found (a new dict; `answer` is not changed); `answer` itself when
+    they found nothing to add (changes_answer)."""
+    if outcome is None or not changes_answer(outcome, rs):
         return answer
     out = dict(answer)
     findings = [dict(f) for f in answer.get("findings", [])]
@@ -123,6 +124,15 @@ def with_history(answer: dict[str, Any], outcome: dict[str, Any] | None, rs: Rul
         out["hit_4ts"] = outcome["hit_4ts"]
     out["summary"] = _summary(answer.get("summary", ""), added, known, urgency, reasons, rs)
     return out
+
+
+def changes_answer(outcome: dict[str, Any] | None, rs: Ruleset) -> bool:
+    """Whether `with_history` would change an answer: a critical value compared with the previous CBC, a HIT 4Ts
+    block or a history finding. Otherwise the answer stays as the engine gave it, and is not even read (a batch
+    job's answers are held as text, labservice.services.store_results.hold_as_text)."""
+    if not outcome:
+        return False
+    return outcome.get("known_critical") is not None or "hit_4ts" in outcome or bool(history_findings(outcome, rs))
 
 
 def _reason_rank(rs: Ruleset, reason: str) -> int:
