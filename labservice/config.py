@@ -170,11 +170,6 @@ class Settings:
     #: silence allowed while it sends the body; then the connection is closed (408 when nothing was answered).
     FRONT_HEADER_TIMEOUT: int = 10
     FRONT_BODY_TIMEOUT: int = 30
-    #: Added to the niceness of each gunicorn worker (0: none). With the front (`labservice serve`) on the same
-    #: cores, workers a few steps nicer than it leave it the CPU it needs to refuse and forward requests at once
-    #: when they are all busy (issue 12 item 3: refusals within 500 ms under 3 x capacity); they still get
-    #: every cycle the front does not use.
-    WORKER_NICENESS: int = 0
     #: Title and version shown in the OpenAPI document.
     API_TITLE: str = "labservice"
     API_VERSION: str = "v1"

@@ -35,14 +35,6 @@ def on_starting(server) -> None:
     enable_access_log(server.cfg.accesslog)
 
 
-def post_fork(server, worker) -> None:
-    from labservice.config import load_settings
-
-    niceness = int(load_settings()["WORKER_NICENESS"])
-    if niceness > 0:
-        os.nice(niceness)
-
-
 def child_exit(server, worker) -> None:
     from labservice.serving.metrics import worker_exited
 
