@@ -148,7 +148,9 @@ class Settings:
     #: Seconds to wait for a PostgreSQL connection before a request answers 503 instead of hanging.
     DATABASE_CONNECT_TIMEOUT: int = 5
     #: SQLite: seconds a write waits for another writer's lock (a batch upload holds it while it is stored).
-    DATABASE_BUSY_TIMEOUT: int = 30
+    #: Below gunicorn's 30 s worker timeout, so a request that waited this long still answers 503 instead of
+    #: having its worker killed and its connection cut.
+    DATABASE_BUSY_TIMEOUT: int = 20
     #: Idempotency-Key records (the first answer to a keyed request) are kept this many hours, then deleted.
     IDEMPOTENCY_TTL_HOURS: int = 24
     #: A keyed request still unanswered after this many seconds is taken to have died (its worker killed): a

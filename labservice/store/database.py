@@ -24,8 +24,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_SQLITE_NAME = "labservice.sqlite"
 #: Seconds to wait for a PostgreSQL connection before the request fails (503) rather than hangs.
 CONNECT_TIMEOUT = 5
-#: Seconds a SQLite statement waits for another connection's write lock before it fails (503).
-BUSY_TIMEOUT = 30
+#: Seconds a SQLite statement waits for another connection's write lock before it fails (503): below gunicorn's
+#: 30 s worker timeout, so the request still answers (a wait as long as that timeout got its worker killed).
+BUSY_TIMEOUT = 20
 #: TCP keepalive on PostgreSQL connections: a server that vanished without closing the socket is noticed
 #: after about idle + interval x count seconds instead of never.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}

@@ -108,3 +108,17 @@ def test_init_db_without_url(tmp_path: Path, source: str) -> None:
     assert _tables(f"sqlite:///{target}") == set(Base.metadata.tables) | {"alembic_version"}
     if source == "DATABASE_URL":
         assert not (tmp_path / "instance").exists()
+
+
+def test_a_sqlite_write_gives_up_on_the_lock_before_gunicorn_gives_up_on_the_worker() -> None:
+    """A write waiting for SQLite's lock fails with 503 after DATABASE_BUSY_TIMEOUT; gunicorn kills a worker silent
+    for its `timeout` (30 s by default) and the client's connection is cut without an answer. The first must come
+    first, with time to answer."""
+    from gunicorn.config import Config
+
+    from labservice.config import load_settings
+    from labservice.store.database import BUSY_TIMEOUT
+
+    gunicorn_timeout = Config().timeout
+    assert load_settings({})["DATABASE_BUSY_TIMEOUT"] <= gunicorn_timeout - 5
+    assert gunicorn_timeout - 5 >= BUSY_TIMEOUT
