@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Select, and_, bindparam, case, func, insert, select, text, update
+from sqlalchemy import JSON, Select, and_, any_, bindparam, case, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -120,58 +121,92 @@ _PATIENTS = Base.metadata.tables["patients"]
 _RESULTS = Base.metadata.tables["cbc_results"]
 _INTERPRETATIONS = Base.metadata.tables["interpretations"]
 _REFERRALS = Base.metadata.tables["referrals"]
-_FIND_PATIENTS = select(_PATIENTS.c.id, _PATIENTS.c.external_id, _PATIENTS.c.sex, _PATIENTS.c.age_years).where(
-    _PATIENTS.c.external_id.in_(bindparam("names", expanding=True))
-)
 _ADD_PATIENT = insert(_PATIENTS).returning(_PATIENTS.c.id, sort_by_parameter_order=True)
 _UPDATE_PATIENT = (
     update(_PATIENTS)
     .where(_PATIENTS.c.id == bindparam("b_id"))
     .values(sex=bindparam("b_sex"), age_years=bindparam("b_age"))
 )
-_KEPT = (
-    select(
-        _RESULTS.c.patient_id,
-        _RESULTS.c.fingerprint,
-        _RESULTS.c.id,
-        _INTERPRETATIONS.c.id,
-        _INTERPRETATIONS.c.delta,
-        _RESULTS.c.batch_id,
-    )
-    .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
-    .where(_RESULTS.c.id.in_(bindparam("ids", expanding=True)))
-)
-# The fingerprints stored for some patients: read from the unique (patient_id, fingerprint) index alone. A lookup by
-# fingerprint alone cannot use that index and scanned the whole table once per batch chunk, so storing slowed as the
-# table grew (issue 12).
-_PRINTS_OF_PATIENTS = select(_RESULTS.c.patient_id, _RESULTS.c.fingerprint, _RESULTS.c.id).where(
-    _RESULTS.c.patient_id.in_(bindparam("ids", expanding=True))
-)
-_HISTORY = (
-    select(
-        _PATIENTS.c.external_id,
-        _RESULTS.c.collected_at,
-        _RESULTS.c.platelets,
-        _INTERPRETATIONS.c.urgency_rank,
-        _INTERPRETATIONS.c.findings,
-        _INTERPRETATIONS.c.not_assessed,
-        _INTERPRETATIONS.c.id,
-    )
-    .join(_RESULTS, _RESULTS.c.patient_id == _PATIENTS.c.id)
-    .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
-    .where(
-        _PATIENTS.c.id.in_(bindparam("ids", expanding=True)),
-        _RESULTS.c.collected_at >= bindparam("since"),
-        _RESULTS.c.collected_at <= bindparam("until"),
-    )
-)
 _ADD_RESULT = insert(_RESULTS).returning(_RESULTS.c.id, sort_by_parameter_order=True)
 _ADD_INTERPRETATION = insert(_INTERPRETATIONS).returning(_INTERPRETATIONS.c.id, sort_by_parameter_order=True)
-_OPEN_REFERRALS = (
-    select(_REFERRALS.c.patient_id, _REFERRALS.c.id, _REFERRALS.c.urgency_rank, _REFERRALS.c.collected_at)
-    .where(_REFERRALS.c.patient_id.in_(bindparam("ids", expanding=True)), _REFERRALS.c.status.in_(OPEN_STATUSES))
-    .with_for_update()
-)
+
+#: `column` among the values of the parameter `name` (a list).
+Member = Callable[[Any, str], Any]
+
+
+def _listed(column: Any, name: str) -> Any:
+    """column IN (:name_1, :name_2, ...): one bound parameter per value (SQLite)."""
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _in_array(column: Any, name: str) -> Any:
+    """column = ANY(:name): the values as one array parameter (PostgreSQL). A list of thousands of values as many
+    parameters cost the driver more than the query (psycopg parses the statement's placeholders in Python)."""
+    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+class _Lookups(NamedTuple):
+    """The storing path's statements that take a list of values, written for one kind of database."""
+
+    find_patients: Any
+    kept: Any
+    prints_of_patients: Any
+    history: Any
+    open_referrals: Any
+
+
+def _lookups(member: Member) -> _Lookups:
+    return _Lookups(
+        find_patients=select(_PATIENTS.c.id, _PATIENTS.c.external_id, _PATIENTS.c.sex, _PATIENTS.c.age_years).where(
+            member(_PATIENTS.c.external_id, "names")
+        ),
+        kept=select(
+            _RESULTS.c.patient_id,
+            _RESULTS.c.fingerprint,
+            _RESULTS.c.id,
+            _INTERPRETATIONS.c.id,
+            _INTERPRETATIONS.c.delta,
+            _RESULTS.c.batch_id,
+        )
+        .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
+        .where(member(_RESULTS.c.id, "ids")),
+        # The fingerprints stored for some patients: read from the unique (patient_id, fingerprint) index alone. A
+        # lookup by fingerprint alone cannot use that index and scanned the whole table once per batch chunk, so
+        # storing slowed as the table grew (issue 12).
+        prints_of_patients=select(_RESULTS.c.patient_id, _RESULTS.c.fingerprint, _RESULTS.c.id).where(
+            member(_RESULTS.c.patient_id, "ids")
+        ),
+        history=select(
+            _PATIENTS.c.external_id,
+            _RESULTS.c.collected_at,
+            _RESULTS.c.platelets,
+            _INTERPRETATIONS.c.urgency_rank,
+            _INTERPRETATIONS.c.findings,
+            _INTERPRETATIONS.c.not_assessed,
+            _INTERPRETATIONS.c.id,
+        )
+        .join(_RESULTS, _RESULTS.c.patient_id == _PATIENTS.c.id)
+        .join(_INTERPRETATIONS, _INTERPRETATIONS.c.cbc_id == _RESULTS.c.id)
+        .where(
+            member(_PATIENTS.c.id, "ids"),
+            _RESULTS.c.collected_at >= bindparam("since"),
+            _RESULTS.c.collected_at <= bindparam("until"),
+        ),
+        open_referrals=select(
+            _REFERRALS.c.patient_id, _REFERRALS.c.id, _REFERRALS.c.urgency_rank, _REFERRALS.c.collected_at
+        )
+        .where(member(_REFERRALS.c.patient_id, "ids"), _REFERRALS.c.status.in_(OPEN_STATUSES))
+        .with_for_update(),
+    )
+
+
+_LOOKUPS = {"sqlite": _lookups(_listed), "postgresql": _lookups(_in_array)}
+
+
+def _lookups_for(connection: Any) -> _Lookups:
+    return _LOOKUPS.get(connection.dialect.name, _LOOKUPS["sqlite"])
+
+
 _ADD_REFERRAL = insert(_REFERRALS).returning(_REFERRALS.c.id, sort_by_parameter_order=True)
 #: The columns a referral takes from the CBC it shows (referral_values).
 SHOWN_COLUMNS = (
@@ -214,7 +249,7 @@ def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: d
     wanted = sorted({fact.external_id for fact in facts})
     found: dict[str, tuple[int, str | None, float | None]] = {}
     for names in _in_chunks(wanted):
-        for id_, name, sex, age in connection.execute(_FIND_PATIENTS, {"names": names}):
+        for id_, name, sex, age in connection.execute(_lookups_for(connection).find_patients, {"names": names}):
             found[name] = (id_, sex, age)
     latest: dict[str, tuple[str | None, float | None]] = {name: (sex, age) for name, (_, sex, age) in found.items()}
     for fact in facts:  # the latest known sex and age
@@ -249,12 +284,14 @@ def kept_results(session: Session, keys: Sequence[tuple[int, str]]) -> dict[tupl
     wanted = set(keys)
     found: dict[int, tuple[int, str]] = {}
     for ids in _in_chunks(sorted({patient_id for patient_id, _ in wanted})):
-        for patient_id, print_, cbc_id in connection.execute(_PRINTS_OF_PATIENTS, {"ids": ids}):
+        for patient_id, print_, cbc_id in connection.execute(_lookups_for(connection).prints_of_patients, {"ids": ids}):
             if (patient_id, print_) in wanted:
                 found[cbc_id] = (patient_id, print_)
     out: dict[tuple[int, str], KeptResult] = {}
     for ids in _in_chunks(sorted(found)):
-        for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in connection.execute(_KEPT, {"ids": ids}):
+        for patient_id, print_, cbc_id, interpretation_id, delta, batch_id in connection.execute(
+            _lookups_for(connection).kept, {"ids": ids}
+        ):
             out[(patient_id, print_)] = KeptResult(cbc_id, interpretation_id, delta, batch_id)
     return out
 
@@ -266,7 +303,7 @@ def history(session: Session, patient_ids: Sequence[int], since: datetime, until
     out = []
     for ids in _in_chunks(patient_ids):
         for patient, collected_at, platelets, rank, findings, not_assessed, id_ in connection.execute(
-            _HISTORY, {"ids": ids, "since": since, "until": until}
+            _lookups_for(connection).history, {"ids": ids, "since": since, "until": until}
         ):
             out.append(
                 HistoryRow(patient, as_utc(collected_at), platelets, rank, findings or [], not_assessed or [], id_)
@@ -388,7 +425,9 @@ def open_referrals(session: Session, patient_ids: Sequence[int]) -> dict[int, Op
     connection = session.connection()
     out: dict[int, OpenReferral] = {}
     for ids in _in_chunks(sorted(set(patient_ids))):
-        for patient_id, id_, rank, collected_at in connection.execute(_OPEN_REFERRALS, {"ids": ids}):
+        for patient_id, id_, rank, collected_at in connection.execute(
+            _lookups_for(connection).open_referrals, {"ids": ids}
+        ):
             out[patient_id] = OpenReferral(id_, rank, as_utc(collected_at))
     return out
 

@@ -439,3 +439,18 @@ def test_a_page_past_the_last_is_empty_whatever_its_number(database: Database, p
     with database.session() as session:
         assert [r.status for r in worklist(session, WorklistQuery(page=1))[0]] == ["new"]
         assert worklist(session, WorklistQuery(page=page, per_page=200)) == ([], 1)
+
+
+def test_lists_of_values_are_one_array_parameter_on_postgresql_and_bound_values_on_sqlite() -> None:
+    """A batch chunk looks up thousands of patients at once: on PostgreSQL as `= ANY(array)`, one parameter (psycopg
+    parses every placeholder of a statement in Python); SQLite has no arrays and takes an IN list."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from labservice.store import repository
+
+    for lookups, dialect, expected in (
+        (repository._LOOKUPS["postgresql"], postgresql.dialect(), "= ANY (%(ids)s::INTEGER[])"),
+        (repository._LOOKUPS["sqlite"], sqlite.dialect(), "IN (__[POSTCOMPILE_ids])"),
+    ):
+        for statement in (lookups.kept, lookups.prints_of_patients, lookups.history, lookups.open_referrals):
+            assert expected in str(statement.compile(dialect=dialect))
