@@ -243,8 +243,8 @@ def _insert_returning(session: Session, statement: Any, rows: Sequence[dict[str,
 def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: datetime) -> dict[str, int]:
     """Patient ids by external id, adding those not yet known; each keeps the last sex and age given.
 
-    One SELECT, one INSERT of the new patients (RETURNING their ids) and one UPDATE of those whose sex or age
-    changed, whatever the number of patients (a batch chunk's thousands)."""
+    One SELECT, one INSERT of the new patients (RETURNING their ids; COPY for many, as add_results) and one UPDATE
+    of those whose sex or age changed, whatever the number of patients (a batch chunk's thousands)."""
     connection = session.connection()
     wanted = sorted({fact.external_id for fact in facts})
     found: dict[str, tuple[int, str | None, float | None]] = {}
@@ -266,7 +266,10 @@ def find_or_add_patients(session: Session, facts: Sequence[PatientFacts], now: d
             {"external_id": name, "sex": latest[name][0], "age_years": latest[name][1], "created_at": now}
             for name in new
         ]
-        ids.update(zip(new, _insert_returning(session, _ADD_PATIENT, rows), strict=True))
+        added = _copy_returning(session, _PATIENTS, rows)  # a batch chunk's new patients: COPY (see add_results)
+        ids.update(
+            zip(new, added if added is not None else _insert_returning(session, _ADD_PATIENT, rows), strict=True)
+        )
     changed = [
         {"b_id": id_, "b_sex": latest[name][0], "b_age": latest[name][1]}
         for name, (id_, sex, age) in found.items()
