@@ -9,6 +9,7 @@ process reads the next chunk, and the texts are written back in input order.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import io
@@ -118,6 +119,9 @@ def run_batch(
     dialect = sniff(sample, options, complete=stream.exhausted)
     if dialect.encoding == "utf-8-sig":
         stream.check_utf8()
+    valid_utf8 = codecs.lookup(dialect.encoding).name in ("utf-8", "utf-8-sig")
+    if valid_utf8:
+        stream.replace_invalid_utf8()
     bom = begins_with_bom(sample)
     plan = plan_columns(dialect.header, options, rs)
     summary = BatchSummary(
@@ -142,6 +146,7 @@ def run_batch(
         reopen=lambda: rewound(source, start),
         quotes_read=lambda: stream.quotes,
         line_fields=LineFields(source, start, dialect, sample).fields,
+        valid_utf8=valid_utf8,
     )
     long_file = None
     if plan.shape == "wide":

@@ -81,16 +81,20 @@ def read_records(
     reopen: Callable[[], IO[bytes]] | None = None,
     quotes_read: Callable[[], int] | None = None,
     line_fields: Callable[[int], list[str] | None] | None = None,
+    valid_utf8: bool = False,
 ) -> Iterator[RecordChunk]:
     """Yield chunks of records (see _records); the last one is checked for a quote never closed.
 
     `line_fields` gives the fields of a line pandas skipped (line_fields.py), so that line keeps its cells.
+    `valid_utf8`: the handle gives valid UTF-8 only (HashingStream.replace_invalid_utf8), so the parser decodes
+    strictly, its fast path; otherwise it replaces bytes the encoding does not allow by U+FFFD.
 
     With an odd number of quote characters in the file, a last record whose cells run over
     several lines is a quoted field that swallowed the rest of the file: it becomes a bad line.
     """
     previous = None
-    for chunk in _records(handle, dialect, numeric, chunk_rows, reopen, quotes_read, line_fields):
+    records = _records(handle, dialect, numeric, chunk_rows, reopen, quotes_read, line_fields, valid_utf8)
+    for chunk in records:
         if previous is not None:
             yield previous
             previous = None
@@ -128,6 +132,7 @@ def _records(
     reopen: Callable[[], IO[bytes]] | None,
     quotes_read: Callable[[], int] | None,
     line_fields: Callable[[int], list[str] | None] | None = None,
+    valid_utf8: bool = False,
 ) -> Iterator[RecordChunk]:
     """Yield chunks of records; columns are named by position, those in `numeric` read as numbers.
 
@@ -141,7 +146,7 @@ def _records(
     indexes = list(range(width))
     failure: str | None = None
     try:
-        reader = _fast_reader(handle, dialect, numeric, chunk_rows)
+        reader = _fast_reader(handle, dialect, numeric, chunk_rows, "strict" if valid_utf8 else "replace")
     except ParserError as error:  # the parser tokenizes the first block at once: a quote never closed there
         reader, failure = iter(()), _failure_text(error)
     extra_newlines = 0
@@ -234,7 +239,9 @@ def _skipped_cells(line: int, width: int, line_fields: Callable[[int], list[str]
     return {line: [None if cell.strip() in MISSING_TEXTS else cell for cell in record[:width]]}
 
 
-def _fast_reader(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _fast_reader(
+    handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_rows: int, encoding_errors: str = "replace"
+) -> Iterator[pd.DataFrame]:
     """pandas' C parser over the records after the header, in chunks (see _records)."""
     width = len(dialect.header)
     indexes = list(range(width))
@@ -243,7 +250,7 @@ def _fast_reader(handle: IO[bytes], dialect: Dialect, numeric: set[int], chunk_r
         sep=dialect.delimiter,
         decimal=dialect.decimal,
         encoding=dialect.encoding,
-        encoding_errors="replace",
+        encoding_errors=encoding_errors,
         # The header is skipped (blank lines before it and its one record, however many lines it
         # spans); columns are named by position (duplicate or empty headers are fine), plus one
         # sentinel column. A line with more fields than the header fills the sentinel: with
