@@ -311,8 +311,9 @@ def _rows_at(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
     for name in frame.columns:
         cells = pd.api.extensions.take(frame[name].array, position, allow_fill=True)
         if frame[name].dtype == object:  # text stays object (pandas would make it Arrow text, which the output undoes)
-            cells = pd.Series(np.asarray(cells, dtype=object), index=index, dtype=object, copy=False)
-        columns[name] = cells
+            columns[name] = pd.Series(np.asarray(cells, dtype=object), index=index, dtype=object, copy=False)
+        else:
+            columns[name] = cells
     return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
