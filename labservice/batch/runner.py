@@ -2,8 +2,8 @@
 
 `run_batch` is the one entry point the command line and the HTTP upload share, so both give the
 same output for the same file. Reading and the duplicate check run in order in this process; with
-`jobs` > 1, parsing (of a wide file), interpreting and formatting each chunk run in a child process
-forked for it (labservice.batch.forked: the chunk is not pickled), at most `jobs` at once while this
+`jobs` > 1, parsing (of a wide file), interpreting and formatting each chunk run in worker processes
+forked once for the file (labservice.batch.forked), at most `jobs`, each on one chunk while this
 process reads the next chunk, and the texts are written back in input order.
 """
 

@@ -13,7 +13,7 @@ import io
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,20 @@ from labservice.adapters.csv_input.cells import MISSING_TEXTS
 from labservice.adapters.csv_input.dialect import Dialect
 
 _SKIPPING = re.compile(r"Skipping line (\d+):")
+
+
+def _text_dtype() -> object:
+    """How the parser keeps text columns: as Arrow strings when pyarrow is installed (the parser then makes no
+    Python object per cell: 0.24 s instead of 0.68 s for 10^6 wide rows, and a chunk pickles as a few buffers),
+    else as objects. RecordChunk.frame makes them objects, as the rest of the code expects."""
+    try:
+        import pyarrow
+    except ImportError:
+        return object
+    return pd.ArrowDtype(pyarrow.string())
+
+
+TEXT_DTYPE: Any = _text_dtype()
 
 
 class RecordChunk:
@@ -57,7 +71,7 @@ class RecordChunk:
     def frame(self) -> pd.DataFrame:
         if self._frame is None:
             assert self._read is not None
-            frame = _missing_as_na(self._read, self._numeric or set())
+            frame = _missing_as_na(_text_as_objects(self._read), self._numeric or set())
             self._frame = frame if self._keep is None or self._keep.all() else frame[self._keep]
             self._read = self._keep = None
         return self._frame
@@ -70,7 +84,7 @@ class RecordChunk:
         """The cells of one column as objects, one per row of frame (without making the frame)."""
         if self._frame is not None or self._read is None or self._keep is None:
             return self.frame[column].to_numpy(dtype=object)
-        return self._read[column].to_numpy(dtype=object)[self._keep]
+        return self._read[column].to_numpy(dtype=object, na_value=np.nan)[self._keep]
 
 
 def read_records(
@@ -197,7 +211,7 @@ def _records(
         bad = [(int(line), too_long_text) for line in lines[too_long]]
         cells: dict[int, list] = {}
         if too_long.any():  # rare: one line in a hundred or fewer
-            shown = frame.take(np.flatnonzero(too_long)).to_numpy(dtype=object)[:, :width]
+            shown = frame.take(np.flatnonzero(too_long)).to_numpy(dtype=object, na_value=np.nan)[:, :width]
             cells = {int(line): row.tolist() for line, row in zip(lines[too_long], shown, strict=True)}
         for skipped, reason in pending:
             if skipped < next_parser_line:
@@ -265,7 +279,7 @@ def _fast_reader(
         # so that record costs no column per field. The price: a later line whose first extra field is empty is
         # not skipped as too long (pandas warns only without usecols); one with a value there still is reported.
         usecols=[*indexes, width] if dialect.wide_first_record else None,
-        dtype={i: object for i in (*indexes, width) if i not in numeric},
+        dtype={i: TEXT_DTYPE for i in (*indexes, width) if i not in numeric},
         na_values=list(MISSING_TEXTS),
         keep_default_na=False,
         skip_blank_lines=False,
@@ -341,6 +355,19 @@ def _blank_rows(frame: pd.DataFrame, numeric: set[int]) -> np.ndarray:
     blank = np.zeros(len(frame), dtype=bool)
     blank[rows] = True
     return blank
+
+
+def _text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns read as Arrow text (TEXT_DTYPE) as objects, missing cells NaN: as the parser gives them without
+    pyarrow."""
+    arrow = [name for name in frame.columns if isinstance(frame[name].dtype, pd.ArrowDtype)]
+    if not arrow:
+        return frame
+    frame = frame.copy(deep=False)
+    for name in arrow:
+        cells = frame[name].to_numpy(dtype=object, na_value=np.nan)
+        frame[name] = pd.Series(cells, index=frame.index, dtype=object, copy=False)
+    return frame
 
 
 def _missing_as_na(frame: pd.DataFrame, numeric: set[int]) -> pd.DataFrame:
