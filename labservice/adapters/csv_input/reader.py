@@ -359,7 +359,7 @@ def _blank_rows(frame: pd.DataFrame, numeric: set[int]) -> np.ndarray:
 
 def _text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns read as Arrow text (TEXT_DTYPE) as objects, missing cells NaN: as the parser gives them without
-    pyarrow."""
+    pyarrow. (A number column that held text stays pandas' string type: cells.parse_numbers reads it.)"""
     arrow = [name for name in frame.columns if isinstance(frame[name].dtype, pd.ArrowDtype)]
     if not arrow:
         return frame
