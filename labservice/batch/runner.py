@@ -217,7 +217,7 @@ def _wide_tasks(records: Iterable[RecordChunk], plan: ColumnPlan, summary: Batch
     check = DuplicateCheck()
     for chunk in records:
         summary.blank_lines += chunk.blank_lines
-        ids = [chunk.cells(i) for i in plan.id_columns]  # as parse_wide_chunk reads them; the frame is made there
+        ids = chunk.id_keys(plan.id_columns)  # as parse_wide_chunk reads them; the frame is made there
         first = check.first_lines(ids, chunk.lines, np.ones(len(chunk.lines), dtype=bool))
         repeat = np.flatnonzero(first > 0)
         summary.duplicates += int(repeat.size)

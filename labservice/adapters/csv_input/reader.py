@@ -80,6 +80,21 @@ class RecordChunk:
     def frame(self, frame: pd.DataFrame) -> None:
         self._frame, self._read, self._keep = frame, None, None
 
+    def id_keys(self, columns: list[int]) -> list[np.ndarray]:
+        """What tells rows apart by their cells in `columns` (batch.duplicates.DuplicateCheck): the cells of each
+        column; or, while those columns are Arrow text, one text per row that is equal exactly when all of its cells
+        are (None when none is given), so a row costs one Python object instead of one per column."""
+        if TEXT_DTYPE is object or not columns:  # (the same kind of key for every chunk of a file)
+            return [self.cells(i) for i in columns]
+        import pyarrow
+
+        read = self._read
+        if self._frame is None and read is not None and all(isinstance(read[i].dtype, pd.ArrowDtype) for i in columns):
+            keys = joined_texts([pyarrow.array(read[i].array) for i in columns])
+            return [keys if self._keep is None else keys[self._keep]]
+        cells = [pyarrow.array(self.cells(i), type=pyarrow.string(), from_pandas=True) for i in columns]
+        return [joined_texts(cells)]  # a chunk read otherwise (a quote never closed: the csv module)
+
     def cells(self, column: int) -> np.ndarray:
         """The cells of one column as objects, one per row of frame (without making the frame)."""
         if self._frame is not None or self._read is None or self._keep is None:
@@ -355,6 +370,26 @@ def _blank_rows(frame: pd.DataFrame, numeric: set[int]) -> np.ndarray:
     blank = np.zeros(len(frame), dtype=bool)
     blank[rows] = True
     return blank
+
+
+def joined_texts(columns: list) -> np.ndarray:
+    """Per row, its cells of the Arrow text `columns` in one text, each written as its length, a separator and
+    itself (so two rows' texts are equal exactly when their cells are, a missing cell reading as empty); None for
+    a row with no cell given. Made by Arrow, one Python object per row."""
+    import pyarrow
+    import pyarrow.compute as pc
+
+    parts = []
+    for column in columns:
+        text = pc.fill_null(column, "")
+        parts += [pc.cast(pc.utf8_length(text), pyarrow.string()), text]
+    joined = pc.binary_join_element_wise(*parts, "\x1f").to_numpy(zero_copy_only=False)
+    given = np.zeros(len(joined), dtype=bool)
+    for column in columns:
+        given |= column.is_valid().to_numpy(zero_copy_only=False)
+    if not given.all():
+        joined[~given] = None
+    return joined
 
 
 def _text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:

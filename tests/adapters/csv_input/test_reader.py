@@ -305,3 +305,27 @@ def test_invalid_utf8_replaced_by_the_stream_reads_as_the_parser_replacing_it(ch
         assert [c.lines.tolist() for c in strict] == [c.lines.tolist() for c in replacing]
         assert [c.bad_lines for c in strict] == [c.bad_lines for c in replacing]
         assert "\ufffd" in "".join(str(v) for c in strict for v in c.frame[2].tolist())
+
+
+def test_joined_texts_are_equal_exactly_when_all_the_cells_are() -> None:
+    pyarrow = pytest.importorskip("pyarrow")
+    from labservice.adapters.csv_input.reader import joined_texts
+
+    first = pyarrow.array(["a", "a", "a\x1f1\x1fb", None, None, "a", "1"])
+    second = pyarrow.array(["b", "b", None, None, "c", None, "\x1fx"])
+    keys = joined_texts([first, second]).tolist()
+    assert keys[0] == keys[1]  # the same cells
+    assert len(set(keys[:1] + keys[2:])) == 6  # any other cells (a separator inside a cell too) differ
+    assert keys[3] is None  # no cell given: no key
+    assert keys[5] == joined_texts([pyarrow.array(["a"]), pyarrow.array([""])]).tolist()[0]  # missing reads as ""
+
+
+def test_id_keys_are_alike_for_a_chunk_as_read_and_once_its_frame_is_made() -> None:
+    pytest.importorskip("pyarrow")
+    data = b"id,PLT,name\n" + b"".join(b"S%d,%d,N%d\n" % (i % 7, 100 + i, i % 3) for i in range(40)) + b",5,\n"
+    read = chunks(data, 1000)[0]
+    keys = read.id_keys([0, 2])
+    made = chunks(data, 1000)[0]
+    made.frame  # noqa: B018 (the frame made: the keys come from its object cells)
+    assert len(keys) == 1 and keys[0].tolist() == made.id_keys([0, 2])[0].tolist()
+    assert keys[0][-1] is None and keys[0][0] == keys[0][21]  # S0,N0 again on line 23
