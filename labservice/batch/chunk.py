@@ -239,7 +239,10 @@ def _add_texts(
     texts.update({f"{analyte}_censored": cells for analyte, cells in censored.items()})
     kept = slice(None) if len(frame) == rows.size else np.searchsorted(rows, frame.index.to_numpy())
     for name, column in texts.items():
-        frame[name] = column[kept]  # type: ignore[index]
+        cells = column[kept]  # type: ignore[index]
+        if isinstance(cells, np.ndarray):  # text stays object: pandas would make it Arrow text, which the output undoes
+            cells = pd.Series(cells, index=frame.index, dtype=object, copy=False)
+        frame[name] = cells
 
 
 def _interpret_rows(
@@ -303,8 +306,15 @@ def _with_bad_lines(parsed: ParsedChunk, frame: pd.DataFrame, position: np.ndarr
 def _rows_at(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
     """frame's rows at `position` (-1: a row of missing values), indexed 0..n-1: what reindexing the frame by
     row labels gives, taken column by column at once (pandas' reindex hashes the labels, and did so twice)."""
-    columns = {name: pd.api.extensions.take(frame[name].array, position, allow_fill=True) for name in frame.columns}
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(position)), columns=frame.columns, copy=False)
+    index = pd.RangeIndex(len(position))
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        cells = pd.api.extensions.take(frame[name].array, position, allow_fill=True)
+        if frame[name].dtype == object:  # text stays object (pandas would make it Arrow text, which the output undoes)
+            columns[name] = pd.Series(np.asarray(cells, dtype=object), index=index, dtype=object, copy=False)
+        else:
+            columns[name] = cells
+    return pd.DataFrame(columns, index=index, columns=frame.columns, copy=False)
 
 
 def _bad_line_ids(parsed: ParsedChunk, position: int) -> np.ndarray:

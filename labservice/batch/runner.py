@@ -2,13 +2,14 @@
 
 `run_batch` is the one entry point the command line and the HTTP upload share, so both give the
 same output for the same file. Reading and the duplicate check run in order in this process; with
-`jobs` > 1, parsing (of a wide file), interpreting and formatting each chunk run in a child process
-forked for it (labservice.batch.forked: the chunk is not pickled), at most `jobs` at once while this
+`jobs` > 1, parsing (of a wide file), interpreting and formatting each chunk run in worker processes
+forked once for the file (labservice.batch.forked), at most `jobs`, each on one chunk while this
 process reads the next chunk, and the texts are written back in input order.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import io
@@ -118,6 +119,9 @@ def run_batch(
     dialect = sniff(sample, options, complete=stream.exhausted)
     if dialect.encoding == "utf-8-sig":
         stream.check_utf8()
+    valid_utf8 = codecs.lookup(dialect.encoding).name in ("utf-8", "utf-8-sig")
+    if valid_utf8:
+        stream.replace_invalid_utf8()
     bom = begins_with_bom(sample)
     plan = plan_columns(dialect.header, options, rs)
     summary = BatchSummary(
@@ -142,6 +146,7 @@ def run_batch(
         reopen=lambda: rewound(source, start),
         quotes_read=lambda: stream.quotes,
         line_fields=LineFields(source, start, dialect, sample).fields,
+        valid_utf8=valid_utf8,
     )
     long_file = None
     if plan.shape == "wide":
@@ -212,7 +217,7 @@ def _wide_tasks(records: Iterable[RecordChunk], plan: ColumnPlan, summary: Batch
     check = DuplicateCheck()
     for chunk in records:
         summary.blank_lines += chunk.blank_lines
-        ids = [chunk.cells(i) for i in plan.id_columns]  # as parse_wide_chunk reads them; the frame is made there
+        ids = chunk.id_keys(plan.id_columns)  # as parse_wide_chunk reads them; the frame is made there
         first = check.first_lines(ids, chunk.lines, np.ones(len(chunk.lines), dtype=bool))
         repeat = np.flatnonzero(first > 0)
         summary.duplicates += int(repeat.size)

@@ -185,3 +185,38 @@ def test_rewound_reads_from_the_start_and_leaves_the_source_open() -> None:
     assert again.read() == DATA
     again.close()
     assert not source.closed
+
+
+# -- invalid UTF-8 replaced on the way ----------------------------------------------------------
+
+def replaced(data: bytes, sample: int, size: int, check: bool = False) -> tuple[bytes, HashingStream]:
+    stream = HashingStream(io.BytesIO(data))
+    stream.peek_sample(sample)
+    if check:
+        stream.check_utf8()
+    stream.replace_invalid_utf8()
+    return read_all(stream, size), stream
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64, 4096])
+@pytest.mark.parametrize("sample", [0, 3, 16, 1000])
+@pytest.mark.parametrize(
+    "data",
+    [
+        DATA,
+        "é€😀,ü\n".encode() * 20,
+        b"PLT,Name\n" + b"150,abc\n" * 20 + b"151,M\xfcller\n" + b"152,x\xf0\x9f\n153,\xe2\x82",
+        b"\xef\xbb\xbfa,b\n\xff\xfe,\xc3(\n\xed\xa0\x80,\xf4\x90\x80\x80\n\xc3",  # BOM, bad bytes, surrogates, cut end
+    ],
+)
+def test_invalid_utf8_is_replaced_as_decoding_with_replace_does(data: bytes, sample: int, size: int) -> None:
+    out, stream = replaced(data, sample, size, check=True)
+    assert out == data.decode("utf-8", errors="replace").encode("utf-8")
+    assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()  # the bytes as read
+    assert stream.bytes_read == len(data)
+    assert stream.quotes == data.count(b'"')
+
+
+def test_replacing_keeps_the_first_invalid_byte_reported() -> None:
+    _, stream = replaced(b"ab\xffcd\xfe", 0, 64, check=True)
+    assert stream.invalid_utf8_at == 2

@@ -124,27 +124,57 @@ def _read_plain(cells: np.ndarray, values: np.ndarray) -> np.ndarray | None:
     return np.flatnonzero(missing)
 
 
+def _read_plain_arrow(column: pd.Series, values: np.ndarray) -> np.ndarray | None:
+    """_read_plain for a column of Arrow text, without a Python object per cell: the plain decimals are found by
+    Arrow's regular expressions and read by its cast (correctly rounded, as float() is)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(column.array)  # (the Arrow array the column holds)
+    plain = pc.and_(pc.match_substring_regex(text, _PLAIN), pc.less_equal(pc.utf8_length(text), PLAIN_MAX_CHARS))
+    plain = plain.fill_null(False)
+    mask = plain.to_numpy(zero_copy_only=False)
+    try:
+        values[mask] = pc.cast(text.filter(plain), pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # "1.2.3" or "." (a missing text pandas left as text): to_numeric reads the column
+        return None
+    return np.flatnonzero(~mask)
+
+
+#: A plain decimal as _read_plain finds it (digits and points only; at most PLAIN_MAX_CHARS of them).
+_PLAIN = r"^[0-9.]+$"
+
+
+def _arrow_text(column: pd.Series) -> bool:
+    """True for pandas' string type kept by Arrow (a number column that held text, read with pyarrow installed)."""
+    return isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow"
+
+
 def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
     """Numbers from a column read by read_csv (float when clean, text when any cell was not a number)."""
     n = len(column)
     if column.dtype.kind in "fiub":
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         return NumberColumn(values, np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int8), None)
-    text = column.astype(object)
-    if decimal == ",":
-        text = text.str.replace(",", ".", regex=False)
     # Plain decimals are read by float(); to_numeric parses the other cells in C and allows surrounding spaces;
     # only the cells it could not read (missing, censored or bad: usually a few per cent) are looked at again.
     values = np.full(n, np.nan)
-    others = _read_plain(text.to_numpy(dtype=object), values)
+    if decimal == "." and _arrow_text(column):  # Arrow text: only the cells that are not plain become objects
+        others = _read_plain_arrow(column, values)
+        text = column if others is not None else column.astype(object)
+    else:
+        text = column.astype(object)
+        if decimal == ",":
+            text = text.str.replace(",", ".", regex=False)
+        others = _read_plain(text.to_numpy(dtype=object), values)
     if others is None:
         values = _to_numeric(text)
     elif others.size:
-        values[others] = _to_numeric(text.iloc[others])
+        values[others] = _to_numeric(text.iloc[others].astype(object))
     unread = np.isnan(values)
     if unread.any():
         positions = np.flatnonzero(unread)
-        cells = text.to_numpy()[positions]
+        cells = text.iloc[positions].to_numpy(dtype=object, na_value=np.nan)
         missing = np.array(
             [cell is None or cell != cell or cell is pd.NA or not str(cell).strip() for cell in cells], dtype=bool
         )  # empty, NaN, or only spaces
@@ -152,7 +182,7 @@ def parse_numbers(column: pd.Series, decimal: str = ".") -> NumberColumn:
     censored = np.zeros(n, dtype=np.int8)
     bound = None
     if unread.any():
-        stripped = text[unread].str.strip()
+        stripped = text[unread].astype(object).str.strip()
         parts = stripped.str.extract(_CENSORED)
         found = parts[0].notna().to_numpy()
         if found.any():

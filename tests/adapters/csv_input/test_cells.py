@@ -7,6 +7,7 @@ bad; anything else that is not a value is bad, so that the row can be rejected b
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from decimal import Decimal
 
@@ -331,3 +332,39 @@ def test_long_numbers_are_read_exactly_as_written() -> None:
     cells = ["123456789012345678", "0.1000000000000000055511151231257827", "9007199254740993", "12.5"]
     numbers = parse_numbers(text(*cells, "x"))
     assert numbers.values[:4].tolist() == [float(Decimal(cell)) for cell in cells]
+
+
+# -- a number column that held text, as pandas gives it with pyarrow installed (Arrow-backed strings) -------
+
+needs_pyarrow = pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
+
+ODD = st.sampled_from(
+    ["abc", "1.2.3", ".", "..", " 7 ", "-5", "+5", "<5", ">= 7.5", "1e5", "1_000", "١٢", "12\n5", "", "  ",
+     "1" + "0" * 400, "0000000000000001", "123456789012345", "1234567890123456", "5.", ".5", "é"]
+)
+
+
+def assert_same_numbers(cells: list, decimal: str = ".") -> None:
+    """The Arrow column reads as the object column does: the same values (to the bit), masks and bounds."""
+    as_objects = parse_numbers(pd.Series(cells, dtype=object), decimal)
+    as_arrow = parse_numbers(pd.Series(cells, dtype="str"), decimal)
+    assert pd.Series(cells, dtype="str").dtype.storage == "pyarrow"
+    assert as_arrow.values.tobytes() == as_objects.values.tobytes()
+    assert as_arrow.bad.tolist() == as_objects.bad.tolist()
+    assert as_arrow.censored.tolist() == as_objects.censored.tolist()
+    assert (as_arrow.bound is None) == (as_objects.bound is None)
+    if as_arrow.bound is not None:
+        assert as_arrow.bound.tobytes() == as_objects.bound.tobytes()
+
+
+@needs_pyarrow
+@pytest.mark.parametrize("decimal", [".", ","])
+def test_an_arrow_text_column_reads_as_an_object_column(decimal: str) -> None:
+    assert_same_numbers([cell for cell, *_ in NUMBERS], decimal)
+    assert_same_numbers(["45", "1" + "0" * 400, "-" + "9" * 400, "abc", None], decimal)
+
+
+@needs_pyarrow
+@given(st.lists(st.one_of(PLAIN, ODD, st.none()), min_size=1, max_size=40))
+def test_arrow_text_with_plain_decimals_and_odd_cells_reads_as_objects(cells: list) -> None:
+    assert_same_numbers(cells)

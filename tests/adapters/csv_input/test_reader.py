@@ -21,14 +21,27 @@ TOO_MANY_2 = "more fields than the header's 2"
 TOO_MANY_3 = "more fields than the header's 3"
 
 
-def chunks(data: bytes, chunk_rows: int, numeric: frozenset[int] = frozenset()) -> list[RecordChunk]:
+def chunks(
+    data: bytes, chunk_rows: int, numeric: frozenset[int] = frozenset(), valid_utf8: bool = False
+) -> list[RecordChunk]:
     source = io.BytesIO(data)
     stream = HashingStream(source)
     sample = stream.peek_sample(SAMPLE_BYTES)
     found = sniff(sample, BatchOptions(), complete=stream.exhausted)
-    return list(read_records(io.BufferedReader(stream, 1 << 20), found, set(numeric), chunk_rows,
-                             reopen=lambda: rewound(source, 0), quotes_read=lambda: stream.quotes,
-                             line_fields=LineFields(source, 0, found, sample).fields))
+    if valid_utf8:
+        stream.replace_invalid_utf8()
+    return list(
+        read_records(
+            io.BufferedReader(stream, 1 << 20),
+            found,
+            set(numeric),
+            chunk_rows,
+            reopen=lambda: rewound(source, 0),
+            quotes_read=lambda: stream.quotes,
+            line_fields=LineFields(source, 0, found, sample).fields,
+            valid_utf8=valid_utf8,
+        )
+    )
 
 
 def bad_cells(data: bytes, chunk_rows: int = 1000) -> dict[int, list]:
@@ -273,3 +286,46 @@ def test_line_fields_reads_nothing_in_a_file_of_carriage_returns_alone() -> None
     data = b"id,PLT\rA,1\rB,2,x,y\r"
     found = sniff(data, BatchOptions(), complete=True)
     assert LineFields(io.BytesIO(data), 0, found, data).fields(3) is None
+
+
+@pytest.mark.parametrize("chunk_rows", [4000, 50000])
+def test_invalid_utf8_replaced_by_the_stream_reads_as_the_parser_replacing_it(chunk_rows: int) -> None:
+    # after the sniffed sample (so the file is taken for UTF-8): bad bytes in text and number cells, a character
+    # cut by a delimiter, a line end and the end of the file
+    data = (
+        b"id,PLT,name\n"
+        + b"S1,150,abc\n" * 30000
+        + (b'S\xff2,15\xfe0,M\xfcller\nS3,\xe2\x82,x\xf0\x9f\nS4,\xc3(,"q\xe2\nr"\n\xed\xa0\x80,1,\xc3')
+    )
+    for numeric in (frozenset(), frozenset({1})):
+        assert sniff(data[:SAMPLE_BYTES], BatchOptions(), complete=False).encoding == "utf-8-sig"
+        strict = chunks(data, chunk_rows, numeric, valid_utf8=True)
+        replacing = chunks(data, chunk_rows, numeric)
+        assert [c.frame.to_dict() for c in strict] == [c.frame.to_dict() for c in replacing]
+        assert [c.lines.tolist() for c in strict] == [c.lines.tolist() for c in replacing]
+        assert [c.bad_lines for c in strict] == [c.bad_lines for c in replacing]
+        assert "\ufffd" in "".join(str(v) for c in strict for v in c.frame[2].tolist())
+
+
+def test_joined_texts_are_equal_exactly_when_all_the_cells_are() -> None:
+    pyarrow = pytest.importorskip("pyarrow")
+    from labservice.adapters.csv_input.reader import joined_texts
+
+    first = pyarrow.array(["a", "a", "a\x1f1\x1fb", None, None, "a", "1"])
+    second = pyarrow.array(["b", "b", None, None, "c", None, "\x1fx"])
+    keys = joined_texts([first, second]).tolist()
+    assert keys[0] == keys[1]  # the same cells
+    assert len(set(keys[:1] + keys[2:])) == 6  # any other cells (a separator inside a cell too) differ
+    assert keys[3] is None  # no cell given: no key
+    assert keys[5] == joined_texts([pyarrow.array(["a"]), pyarrow.array([""])]).tolist()[0]  # missing reads as ""
+
+
+def test_id_keys_are_alike_for_a_chunk_as_read_and_once_its_frame_is_made() -> None:
+    pytest.importorskip("pyarrow")
+    data = b"id,PLT,name\n" + b"".join(b"S%d,%d,N%d\n" % (i % 7, 100 + i, i % 3) for i in range(40)) + b",5,\n"
+    read = chunks(data, 1000)[0]
+    keys = read.id_keys([0, 2])
+    made = chunks(data, 1000)[0]
+    made.frame  # noqa: B018 (the frame made: the keys come from its object cells)
+    assert len(keys) == 1 and keys[0].tolist() == made.id_keys([0, 2])[0].tolist()
+    assert keys[0][-1] is None and keys[0][0] == keys[0][21]  # S0,N0 again on line 23
