@@ -99,14 +99,23 @@ def init_db(url: str | None) -> int:
 
 def check_ranges(directory: str | None) -> int:
     """Load and validate the rule tables; print OK and the version, or the error with file:line."""
+    from labservice.adapters.cdshooks.orders import OrderTableError, load_order_rules
+    from labservice.adapters.context_codes import ContextCodeError, load_context_codes
     from labservice.config import load_settings
     from labservice.core.ruleset import RulesetError, load_ruleset
 
     target = directory or load_settings()["REFERENCE_RANGES"]
     try:
         ruleset = load_ruleset(target)
-    except RulesetError as error:
+        # The code tables the FHIR, HL7 v2 and CDS Hooks paths read from the same directory, checked as they are
+        # read there: a bad row would otherwise surface only when a request needs it.
+        load_context_codes(Path(ruleset.directory))
+        load_order_rules(Path(ruleset.directory))
+    except (RulesetError, ContextCodeError, OrderTableError) as error:
         print(f"labservice check-ranges: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"labservice check-ranges: {error.filename}: {error.strerror}", file=sys.stderr)
         return 1
     print(f"OK {ruleset.version} ({ruleset.directory})")
     return 0

@@ -38,7 +38,11 @@ def test_check_ranges_as_a_process(broken_ranges):
     directory, where = broken_ranges
     completed = subprocess.run(
         [sys.executable, "-m", "labservice.cli", "check-ranges", str(directory)],
-        capture_output=True, text=True, check=False, cwd=ROOT)
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert completed.returncode == 1
     assert where in completed.stderr
 
@@ -53,6 +57,41 @@ def test_check_ranges_names_the_line_of_a_bad_findings_row(tmp_path, capsys):
     table.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert main(["check-ranges", str(directory)]) == 1
     assert f"findings.csv:{len(lines)}: a reason is needed" in capsys.readouterr().err
+
+
+def _copy_with_row(tmp_path, name: str, row: str) -> tuple[Path, int]:
+    directory = tmp_path / "reference_ranges"
+    shutil.copytree(REFERENCE_RANGES, directory)
+    table = directory / name
+    lines = table.read_text(encoding="utf-8").splitlines()
+    lines.append(row)
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory, len(lines)
+
+
+def test_check_ranges_names_the_line_of_a_bad_context_code(tmp_path, capsys):
+    """context_codes.csv (the FHIR / HL7 v2 film and context codes) is checked with the rule tables: a code is
+    listed once (clinical-rules §10 v2: LOINC 6301-6 is the PLASMIC INR item, already a row of the table)."""
+    directory, line = _copy_with_row(
+        tmp_path, "context_codes.csv", "context.inr,http://loinc.org,6301-6,exact,INR,no,x"
+    )
+    assert main(["check-ranges", str(directory)]) == 1
+    assert f"context_codes.csv:{line}: http://loinc.org|6301-6 is listed twice" in capsys.readouterr().err
+
+
+def test_check_ranges_names_the_line_of_a_bad_order_code(tmp_path, capsys):
+    """order_codes.csv (CDS Hooks order-sign) is checked with the rule tables: each code belongs to a known group."""
+    directory, line = _copy_with_row(tmp_path, "order_codes.csv", "http://snomed.info/sct,1,X,no_such_group,no,x")
+    assert main(["check-ranges", str(directory)]) == 1
+    assert f"order_codes.csv:{line}" in capsys.readouterr().err
+
+
+def test_check_ranges_names_a_missing_code_table(tmp_path, capsys):
+    directory = tmp_path / "reference_ranges"
+    shutil.copytree(REFERENCE_RANGES, directory)
+    (directory / "order_codes.csv").unlink()
+    assert main(["check-ranges", str(directory)]) == 1
+    assert "order_codes.csv" in capsys.readouterr().err
 
 
 def test_serve_defaults():
