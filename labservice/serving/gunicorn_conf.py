@@ -12,12 +12,17 @@ and by `labservice serve` as `-c python:labservice.serving.gunicorn_conf`.
 """
 
 import os
+import shutil
 import tempfile
 
 # Before anything imports prometheus_client (it reads this once, at import): every worker writes its metrics
 # into files here and a scrape of /metrics sums them (labservice.serving.metrics). A fresh directory per start.
+# MADE_METRICS_DIR: the directory this configuration made (removed when gunicorn exits), or None when one was given.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="labservice-metrics-")
+    MADE_METRICS_DIR: str | None = tempfile.mkdtemp(prefix="labservice-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = MADE_METRICS_DIR
+else:
+    MADE_METRICS_DIR = None
 
 from labservice.serving.log_lines import (
     GUNICORN_ACCESS_FORMAT,
@@ -39,3 +44,10 @@ def child_exit(server, worker) -> None:
     from labservice.serving.metrics import worker_exited
 
     worker_exited(worker.pid)
+
+
+def on_exit(server) -> None:
+    """The metrics files die with the server: a directory this configuration made is removed (one given by
+    PROMETHEUS_MULTIPROC_DIR, as `labservice serve` gives it, is its owner's to remove)."""
+    if MADE_METRICS_DIR is not None:
+        shutil.rmtree(MADE_METRICS_DIR, ignore_errors=True)
