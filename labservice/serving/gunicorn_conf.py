@@ -20,7 +20,7 @@ import tempfile
 # MADE_METRICS_DIR: the directory this configuration made (removed when gunicorn exits), or None when one was given.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     MADE_METRICS_DIR: str | None = tempfile.mkdtemp(prefix="labservice-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = MADE_METRICS_DIR
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(MADE_METRICS_DIR)
 else:
     MADE_METRICS_DIR = None
 
