@@ -43,8 +43,10 @@ from labservice.store.repository import (
     as_utc,
     change_referral,
     communication_view,
+    critical_uncommunicated,
     get_referral,
     lock_referral,
+    shows_critical,
     urgency_counts,
     worklist,
 )
@@ -224,6 +226,13 @@ class ReferralSchema(Schema):
     )
     collected_at = fields.DateTime(allow_none=True, metadata={"description": "When the CBC was collected"})
     created_at = fields.DateTime(metadata={"description": "When the referral was opened"})
+    critical = fields.Boolean(metadata={"description": "The CBC it shows has a critical value (clinical-rules §3)"})
+    critical_uncommunicated = fields.Boolean(
+        metadata={
+            "description": "A critical value that nobody has yet been reached about (no communication record with "
+            "reached true, POST .../communications; CLSI GP47, RCPath G158): the worklist lists these first"
+        }
+    )
     updated_at = fields.DateTime(metadata={"description": "Last change: a newer CBC or a status change"})
     note = fields.String(allow_none=True, metadata={"description": "The note of the latest status change"})
     status_by = fields.String(
@@ -356,6 +365,8 @@ def referral_item(referral: Referral) -> dict[str, Any]:
         "reason": referral.reason,
         "collected_at": as_utc(referral.collected_at),
         "created_at": as_utc(referral.created_at),
+        "critical": shows_critical(referral),
+        "critical_uncommunicated": critical_uncommunicated(referral),
         "updated_at": as_utc(referral.updated_at),
         "note": referral.note,
         "status_by": referral.status_by,

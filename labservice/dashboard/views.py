@@ -62,9 +62,11 @@ from labservice.store.repository import (
     as_utc,
     change_referral,
     communication_view,
+    critical_uncommunicated,
     get_referral,
     patient_record,
     patient_referrals,
+    shows_critical,
     undo_target,
     urgency_counts,
     worklist,
@@ -478,13 +480,12 @@ def _communications(referral) -> list[dict[str, Any]]:
 
 def _uncommunicated(referral) -> bool:
     """A critical result that nobody has yet been reached about (issue 14 item 9)."""
-    critical = ";critical_value;" in (referral.finding_codes or "")
-    return critical and not any(record.reached for record in referral.communications)
+    return critical_uncommunicated(referral)
 
 
 def _referral_view(referral) -> dict[str, Any]:
     return {
-        "critical": ";critical_value;" in (referral.finding_codes or ""),
+        "critical": shows_critical(referral),
         "communications": _communications(referral),
         "uncommunicated": _uncommunicated(referral),
         "id": referral.id,

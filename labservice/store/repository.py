@@ -520,6 +520,17 @@ def uncommunicated_critical() -> Any:
     return and_(Referral.finding_codes.like("%;critical_value;%"), ~reached.exists())
 
 
+def shows_critical(referral: Referral) -> bool:
+    """The referral shows a CBC with a critical value (clinical-rules §3)."""
+    return ";critical_value;" in (referral.finding_codes or "")
+
+
+def critical_uncommunicated(referral: Referral) -> bool:
+    """uncommunicated_critical() for a loaded referral (its communications loaded): a critical value that nobody has
+    yet been reached about (issue 14 item 9)."""
+    return shows_critical(referral) and not any(record.reached for record in referral.communications)
+
+
 def worklist_order() -> tuple:
     """The worklist's order (issue 13 item 5; clinical-rules §9): critical results not yet communicated first (issue
     14 item 9); then the most urgent first; within an urgency the most

@@ -77,6 +77,27 @@ def test_critical_results_not_yet_communicated_come_first_on_the_worklist(client
     assert patients(listing(client))[:2] == ["P-RASH", "P-NADIR"]
 
 
+def test_the_worklist_says_which_critical_results_nobody_has_been_reached_about(client):
+    """The JSON worklist carries what orders it: `critical` (the CBC shown has a critical value: platelets 15 is below
+    the critical limit of 20, clinical-rules §3) and `critical_uncommunicated` (until a communication reached
+    someone), on each item and on the referral itself."""
+    nadir = post(client, cbc("P-NADIR", "2026-11-20T08:00:00Z", 15, context={"myelosuppressive_therapy": True}))[0]
+    post(client, cbc("P-SOON", "2026-11-20T09:00:00Z", 90))
+    referral = nadir["stored"]["referral_id"]
+
+    def flags() -> dict[str, tuple[bool, bool]]:
+        return {item["patient_id"]: (item["critical"], item["critical_uncommunicated"])
+                for item in listing(client)["items"]}
+
+    assert flags() == {"P-NADIR": (True, True), "P-SOON": (False, False)}
+    communicate(client, referral, notified="Oncology day unit nurse", means="telephone", reached=False)
+    assert flags()["P-NADIR"] == (True, True)  # nobody reached
+    communicate(client, referral, notified="Dr Okafor, oncology registrar", means="telephone", read_back=True)
+    assert flags()["P-NADIR"] == (True, False)
+    shown = client.get(f"{URL}/{referral}").get_json()
+    assert (shown["critical"], shown["critical_uncommunicated"]) == (True, False)
+
+
 def test_the_dashboard_records_it_and_shows_it_in_the_history_and_the_audit_trail(client, seeded):
     from tests.credentials import csrf_token
 
