@@ -11,6 +11,7 @@ again under the same name: every row is written once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -231,6 +232,28 @@ def _describe_input(summary: BatchSummary, source: ParquetInput, job: PartitionJ
     summary.ruleset_version = ruleset.version
     summary.output_columns = list(output_frame(None, job.layout, job.locations).columns)
     summary.bytes_read = sum(os.path.getsize(path) for path in source.files)
+    summary.content_sha256 = content_sha256(source.files, source.names)
+
+
+def content_sha256(files: list[str], names: list[str]) -> str:
+    """The input's SHA-256, as the CSV path gives its file's: one file's bytes; for several, the SHA-256 of one line
+    per file in input order, `<name as the output names it> NUL <its SHA-256>`, so a renamed, reordered, added or
+    changed file changes it."""
+    digests = [_file_sha256(path) for path in files]
+    if len(files) == 1:
+        return digests[0]
+    manifest = hashlib.sha256()
+    for name, digest in zip(names, digests, strict=True):
+        manifest.update(f"{name}\0{digest}\n".encode())
+    return manifest.hexdigest()
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

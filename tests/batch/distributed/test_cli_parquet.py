@@ -79,3 +79,24 @@ def test_a_csv_file_whose_name_holds_glob_characters_is_read_as_csv(tmp_path: Pa
     out = tmp_path / "out.csv"
     assert main(["interpret", str(source), "-o", str(out), "-q"]) == 0
     assert out.read_text(encoding="utf-8").count("\n") == 2  # the header and the one CBC
+
+
+def test_the_summary_names_the_input_by_its_sha256(wide_parquet: Path, tmp_path: Path) -> None:
+    """As the CSV path's summary does: one file's SHA-256 is that of its bytes; for a directory of files, of one line
+    per file, `name NUL its SHA-256`, in input order."""
+    import hashlib
+    import json
+
+    one = tmp_path / "one.json"
+    assert main(["interpret", str(wide_parquet), "-o", str(tmp_path / "out1"), "-q", "--summary", str(one)]) == 0
+    assert json.loads(one.read_text())["content_sha256"] == hashlib.sha256(wide_parquet.read_bytes()).hexdigest()
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for name, ids in (("a.parquet", ["A"]), ("b.parquet", ["B"])):
+        pd.DataFrame({"patient_id": ids, "platelets": [250.0], "wbc": [6.0]}).to_parquet(folder / name)
+    both = tmp_path / "both.json"
+    assert main(["interpret", str(folder), "-o", str(tmp_path / "out2"), "-q", "--summary", str(both)]) == 0
+    manifest = "".join(
+        f"{name}\0{hashlib.sha256((folder / name).read_bytes()).hexdigest()}\n" for name in ("a.parquet", "b.parquet"))
+    assert json.loads(both.read_text())["content_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
