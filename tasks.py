@@ -27,8 +27,7 @@ INSTANCE = ROOT / "instance"
 BIND = "127.0.0.1:8000"
 WORKERS = "2"
 EXTRAS = "test,lint,distributed"  # installed into .venv: what the tests and the lint need (the cluster tests: dask)
-USAGE = ("usage: python3 tasks.py run | test [pytest arguments] | lint | bench [--smoke] "
-         "| fuzz [.ci/fuzz.py arguments]")
+USAGE = "usage: python3 tasks.py run | test [pytest arguments] | lint | bench [--smoke] | fuzz [.ci/fuzz.py arguments]"
 
 
 def say(message: str) -> None:
@@ -53,8 +52,9 @@ def ensure_installed() -> None:
     if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == wanted:
         return
     say("installing the project and its test and lint dependencies into .venv")
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-e",
-                    f".[{EXTRAS}]"], cwd=ROOT, check=True)
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-e", f".[{EXTRAS}]"], cwd=ROOT, check=True
+    )
     STAMP.write_text(wanted + "\n", encoding="utf-8")
 
 
@@ -68,32 +68,56 @@ def setup() -> None:
 def run() -> None:
     setup()
     # On a fresh machine: say how to make the first API key and dashboard user (nothing works without them).
-    subprocess.run([str(PYTHON), "-c", "from labservice.cli import print_credentials_hint; print_credentials_hint()"],
-                   cwd=ROOT, check=False)
+    subprocess.run(
+        [str(PYTHON), "-c", "from labservice.cli import print_credentials_hint; print_credentials_hint()"],
+        cwd=ROOT,
+        check=False,
+    )
     # The buffering front (labservice/serving/front.py) on BIND, gunicorn behind it on a private socket: slow
     # clients cannot hold a worker and overload is refused by queue time (503 + Retry-After). Beside it the batch
     # job worker (labservice worker), with the same runner as `labservice serve`: both stop when either ends.
-    argv = [str(PYTHON), "-m", "labservice.serving.front", "--bind", BIND, "--", str(BIN / "gunicorn"), "-w",
-            WORKERS, "wsgi:app"]
+    argv = [
+        str(PYTHON),
+        "-m",
+        "labservice.serving.front",
+        "--bind",
+        BIND,
+        "--",
+        str(BIN / "gunicorn"),
+        "-w",
+        WORKERS,
+        "wsgi:app",
+    ]
     say(" ".join(argv[1:]) + ", and beside it the batch job worker (labservice worker)")
-    code = subprocess.run([str(PYTHON), "-c", "import sys; from labservice.cli import run_beside; "
-                           "sys.exit(run_beside(sys.argv[1:-1], [sys.executable, '-m', 'labservice.cli', "
-                           "sys.argv[-1]]))", *argv, "worker"], cwd=ROOT, check=False).returncode
+    code = subprocess.run(
+        [
+            str(PYTHON),
+            "-c",
+            "import sys; from labservice.cli import run_beside; "
+            "sys.exit(run_beside(sys.argv[1:-1], [sys.executable, '-m', 'labservice.cli', "
+            "sys.argv[-1]]))",
+            *argv,
+            "worker",
+        ],
+        cwd=ROOT,
+        check=False,
+    ).returncode
     sys.exit(code)
 
 
 def test(pytest_args: list[str]) -> int:
     setup()
-    return subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT,
-                          check=False).returncode
+    return subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT, check=False).returncode
 
 
 def lint() -> int:
-    """ruff check, ruff format --check and mypy on labservice/: each runs, the exit code is the worst."""
+    """ruff check and ruff format --check on the code, its tests and benchmarks; mypy on labservice/: each runs,
+    the exit code is the worst."""
     setup()
+    code = ["labservice", "tests", "bench", "wsgi.py", "tasks.py", "gunicorn.conf.py"]
     checks = [
-        [str(BIN / "ruff"), "check", "labservice"],
-        [str(BIN / "ruff"), "format", "--check", "labservice"],
+        [str(BIN / "ruff"), "check", *code],
+        [str(BIN / "ruff"), "format", "--check", *code],
         [str(PYTHON), "-m", "mypy", "labservice"],
     ]
     worst = 0

@@ -102,9 +102,20 @@ def storing_cbc(run: int, n: int, patients: int, start: datetime) -> dict:
 def serve(app_module: str, env: dict[str, str], workers: int, cwd: Path):
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-w", str(workers), "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning", "--backlog", "2048", app_module],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+            app_module,
+        ],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
     )
     try:
         wait_ready(port, timeout=60)
@@ -167,9 +178,13 @@ def storing_against_floor(args: argparse.Namespace) -> None:
         auth = bearer(create_api_key(real_url, ("interpret", "read")))
         migrate(floor_url)  # before its workers start, as the service migrates under a lock
         add_floor_patients(floor_url, [run * 2 for run in range(args.storing_runs + 1)], patients)
-        real_env = {"LABSERVICE_DATABASE_URL": real_url, "LABSERVICE_RATE_LIMIT": "off",
-                    "LABSERVICE_RATE_LIMIT_UPLOADS": "off", "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
-                    "LABSERVICE_CDS_FEEDBACK_FILE": str(work / "cds.jsonl")}
+        real_env = {
+            "LABSERVICE_DATABASE_URL": real_url,
+            "LABSERVICE_RATE_LIMIT": "off",
+            "LABSERVICE_RATE_LIMIT_UPLOADS": "off",
+            "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
+            "LABSERVICE_CDS_FEEDBACK_FILE": str(work / "cds.jsonl"),
+        }
         with (
             serve("wsgi:app", real_env, args.workers, ROOT) as (real, real_port),
             serve("floor_app:app", {"FLOOR_DATABASE_URL": floor_url}, args.workers, ROOT / "bench") as (
@@ -188,8 +203,14 @@ def storing_against_floor(args: argparse.Namespace) -> None:
                     server, port, path, headers = cases[name]
                     tag = run * 2 + (name == "storing")
                     requests = [
-                        build_request("POST", path, "127.0.0.1", port,
-                                      json.dumps(storing_cbc(tag, n, patients, start)).encode(), headers=headers)
+                        build_request(
+                            "POST",
+                            path,
+                            "127.0.0.1",
+                            port,
+                            json.dumps(storing_cbc(tag, n, patients, start)).encode(),
+                            headers=headers,
+                        )
                         for n in range(pool)
                     ]
                     seconds = 1.0 if run == 0 else args.storing_seconds
@@ -203,8 +224,10 @@ def storing_against_floor(args: argparse.Namespace) -> None:
                     rows.append((run, measured))
     folder.cleanup()
     database = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"\nStoring POST against its floor ({database}; gunicorn {args.workers} sync workers each, {args.clients} "
-          f"closed-loop clients, {args.storing_seconds:.0f} s per case, {args.storing_runs} runs, alternating):")
+    print(
+        f"\nStoring POST against its floor ({database}; gunicorn {args.workers} sync workers each, {args.clients} "
+        f"closed-loop clients, {args.storing_seconds:.0f} s per case, {args.storing_runs} runs, alternating):"
+    )
     print("| run | floor req/s | storing req/s | floor CPU ms/req | storing CPU ms/req | ratio (CPU) | ratio (req/s) |")
     print("|---|---|---|---|---|---|---|")
     ratios, rps_ratios = [], []
@@ -212,11 +235,15 @@ def storing_against_floor(args: argparse.Namespace) -> None:
         (floor_result, floor_cpu), (real_result, real_cpu) = measured["floor"], measured["storing"]
         ratios.append(real_cpu / floor_cpu)
         rps_ratios.append(floor_result.rps / real_result.rps)
-        print(f"| {run} | {floor_result.rps:,.0f} | {real_result.rps:,.0f} | {floor_cpu:.2f} | {real_cpu:.2f} | "
-              f"{ratios[-1]:.2f} | {rps_ratios[-1]:.2f} |")
-    print(f"storing / floor, CPU per request: min {min(ratios):.2f}, median {statistics.median(ratios):.2f} "
-          f"(requests/s: min {min(rps_ratios):.2f}, median {statistics.median(rps_ratios):.2f}) over {len(rows)} "
-          f"runs; target <= 2")
+        print(
+            f"| {run} | {floor_result.rps:,.0f} | {real_result.rps:,.0f} | {floor_cpu:.2f} | {real_cpu:.2f} | "
+            f"{ratios[-1]:.2f} | {rps_ratios[-1]:.2f} |"
+        )
+    print(
+        f"storing / floor, CPU per request: min {min(ratios):.2f}, median {statistics.median(ratios):.2f} "
+        f"(requests/s: min {min(rps_ratios):.2f}, median {statistics.median(rps_ratios):.2f}) over {len(rows)} "
+        f"runs; target <= 2"
+    )
 
 
 def main() -> None:
@@ -240,8 +267,13 @@ def main() -> None:
     server = subprocess.Popen(
         [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": database_url,
-             "LABSERVICE_RATE_LIMIT": "off", "LABSERVICE_RATE_LIMIT_UPLOADS": "off"},  # capacity, as bench/load.py
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "LABSERVICE_DATABASE_URL": database_url,
+            "LABSERVICE_RATE_LIMIT": "off",
+            "LABSERVICE_RATE_LIMIT_UPLOADS": "off",
+        },  # capacity, as bench/load.py
     )
     try:
         wait_ready(port)
@@ -250,13 +282,24 @@ def main() -> None:
             ("GET /healthz (ceiling)", [build_request("GET", "/healthz", "127.0.0.1", port)]),
             (
                 "POST one CBC (pancytopenia, lesions)",
-                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode(),
-                               headers=auth)],
+                [
+                    build_request(
+                        "POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(ONE_CBC).encode(), headers=auth
+                    )
+                ],
             ),
             (
                 "POST one CBC (normal)",
-                [build_request("POST", "/api/v1/interpretations", "127.0.0.1", port, json.dumps(NORMAL_CBC).encode(),
-                               headers=auth)],
+                [
+                    build_request(
+                        "POST",
+                        "/api/v1/interpretations",
+                        "127.0.0.1",
+                        port,
+                        json.dumps(NORMAL_CBC).encode(),
+                        headers=auth,
+                    )
+                ],
             ),
             (
                 "POST array of 100 CBCs",

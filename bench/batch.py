@@ -311,10 +311,18 @@ def main() -> int:
     parts = parser.add_mutually_exclusive_group()
     parts.add_argument("--upload-only", action="store_true", help="only the batch upload job (bench/batch_upload.py)")
     parts.add_argument("--no-upload", action="store_true", help="only the CSV command against read_csv")
-    parser.add_argument("--database", choices=("SQLite", "PostgreSQL"), action="append",
-                        help="the upload on this database only (repeat for both; default: both)")
-    parser.add_argument("--max-seconds", type=float, default=900.0,
-                        help="give an upload up this long (default 900: 3 x the 300 s target)")
+    parser.add_argument(
+        "--database",
+        choices=("SQLite", "PostgreSQL"),
+        action="append",
+        help="the upload on this database only (repeat for both; default: both)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=900.0,
+        help="give an upload up this long (default 900: 3 x the 300 s target)",
+    )
     parser.add_argument("--write-csv", help=argparse.SUPPRESS)
     parser.add_argument("--read-csv", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -341,8 +349,9 @@ def main() -> int:
 
 def write_csv_in_child(path: Path, rows: int) -> None:
     """The file written by a child process (this one stays small: see the docstring)."""
-    subprocess.run([sys.executable, __file__, "--write-csv", str(path), "--rows", str(rows)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, __file__, "--write-csv", str(path), "--rows", str(rows)], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def run_cli_table(chosen: tuple[int, ...]) -> list[str]:

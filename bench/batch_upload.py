@@ -101,10 +101,14 @@ def service(database_url: str, work: Path):
     bin_dir = Path(sys.executable).parent
     server = subprocess.Popen(
         [str(bin_dir / "gunicorn"), "-w", "2", "-b", f"{HOST}:{port}", "--log-level", "warning", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=log,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
-    worker = subprocess.Popen([sys.executable, "-m", "labservice.cli", "worker"], cwd=ROOT, env=env, stdout=log,
-                              stderr=log)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "labservice.cli", "worker"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -125,8 +129,10 @@ def service(database_url: str, work: Path):
 def _post_file(port: int, token: str, path: Path) -> tuple[int, dict, float]:
     """Stream the file as multipart/form-data (never whole in memory): (status, body, seconds to the answer)."""
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-            "Content-Type: text/csv\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     size = len(head) + path.stat().st_size + len(tail)
     connection = http.client.HTTPConnection(HOST, port, timeout=600)
@@ -220,9 +226,11 @@ def row(result: dict) -> str:
     ok = "yes" if result["status"] == "done" and result["seconds"] <= TARGET_SECONDS else "NO"
     cpu = "n/a" if result["cpu_s"] is None else f"{result['cpu_s']:.0f}"
     load = f"{result['load'][0]:.1f} / {result['load'][1]:.1f}"
-    return (f"| {result['database']} | {result['rows']:,} | {result['file_mb']:.1f} | {result['answered']:.2f} "
-            f"| {result['seconds']:.1f} | {result['rows'] / result['seconds']:,.0f} | {cpu} | {peak} "
-            f"| {result['stored']} | {result['rejected']} | {load} | {result['failed_polls']} | {ok} |")
+    return (
+        f"| {result['database']} | {result['rows']:,} | {result['file_mb']:.1f} | {result['answered']:.2f} "
+        f"| {result['seconds']:.1f} | {result['rows'] / result['seconds']:,.0f} | {cpu} | {peak} "
+        f"| {result['stored']} | {result['rejected']} | {load} | {result['failed_polls']} | {ok} |"
+    )
 
 
 def run(

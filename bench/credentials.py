@@ -55,8 +55,9 @@ def sign_in(base_url: str, username: str) -> dict[str, str]:
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     if token is None:
         raise RuntimeError("the sign-in page has no CSRF token")
-    form = urllib.parse.urlencode({"username": username, "password": BENCH_PASSWORD,
-                                   "csrf_token": token.group(1)}).encode()
+    form = urllib.parse.urlencode(
+        {"username": username, "password": BENCH_PASSWORD, "csrf_token": token.group(1)}
+    ).encode()
     with opener.open(base_url + "/dashboard/sign-in", data=form, timeout=30) as response:
         if "/dashboard/sign-in" in response.url:
             raise RuntimeError("signing in failed")

@@ -88,9 +88,11 @@ class Run:
     def row(self) -> str:
         p99 = self.percentile_ms(0.99)
         met = "met" if p99 <= TARGET_P99_MS else "missed"
-        return (f"| {self.database} | {self.endpoint} | {self.clients} | {self.requests:,} | "
-                f"{self.percentile_ms(0.5):.1f} | {p99:.1f} | {self.percentile_ms(1.0):.1f} | "
-                f"{self.requests / self.seconds:,.1f} | {self.errors} | {met} |")
+        return (
+            f"| {self.database} | {self.endpoint} | {self.clients} | {self.requests:,} | "
+            f"{self.percentile_ms(0.5):.1f} | {p99:.1f} | {self.percentile_ms(1.0):.1f} | "
+            f"{self.requests / self.seconds:,.1f} | {self.errors} | {met} |"
+        )
 
 
 # --- load ----------------------------------------------------------------------------------------------
@@ -109,8 +111,9 @@ def _client(port: int, request: bytes, count: int, out: mp.Queue) -> None:
     out.put((latencies, statuses, failures))
 
 
-def measure(database: str, endpoint: str, port: int, path: str, requests: int, clients: int,
-            headers: dict[str, str]) -> Run:
+def measure(
+    database: str, endpoint: str, port: int, path: str, requests: int, clients: int, headers: dict[str, str]
+) -> Run:
     """`requests` GETs of `path` in all, from `clients` closed-loop client processes (1: in this process)."""
     request = build_request("GET", path, HOST, port, headers=headers)
     ctx = mp.get_context("fork")
@@ -190,8 +193,16 @@ def postgresql_database(base: str) -> Iterator[str | None]:
 
 def seed(url: str, patients: int, per_patient: int, progress: bool) -> dict:
     """Run bench/seed_store.py in a child process (this one stays small for the forked clients)."""
-    argv = [sys.executable, str(ROOT / "bench" / "seed_store.py"), url, "--patients", str(patients),
-            "--per-patient", str(per_patient), *(["--progress"] if progress else [])]
+    argv = [
+        sys.executable,
+        str(ROOT / "bench" / "seed_store.py"),
+        url,
+        "--patients",
+        str(patients),
+        "--per-patient",
+        str(per_patient),
+        *(["--progress"] if progress else []),
+    ]
     done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"seeding {url} failed (exit {done.returncode})")
@@ -209,8 +220,19 @@ def gunicorn(url: str, workers: int) -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": url, "LABSERVICE_AUTO_MIGRATE": "false"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-w", str(workers), "-b", f"{HOST}:{port}",
-         "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-w",
+            str(workers),
+            "-b",
+            f"{HOST}:{port}",
+            "--log-level",
+            "warning",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         wait_ready(server, port)
         yield port
@@ -246,11 +268,13 @@ def seeding_line(name: str, facts: dict) -> str:
     attention = sum(count for urgency, count in open_referrals.items() if urgency != "routine")
     by_urgency = ", ".join(f"{urgency} {count:,}" for urgency, count in open_referrals.items())
     deltas = ", ".join(f"{code} {count:,}" for code, count in sorted(facts["delta_findings"].items()))
-    return (f"{name}: seeded {facts['stored']:,} CBCs of {facts['patients']:,} patients in {facts['seconds']:.1f} s "
-            f"({facts['cbcs_per_second']:,.0f} CBCs/s, 1,000 per transaction); delta assessed "
-            f"{facts['delta_assessed']:,} ({deltas}); referrals {facts['referrals_total']:,}, "
-            f"{facts['referrals_closed_while_seeding']:,} closed while seeding, "
-            f"{sum(open_referrals.values()):,} open ({by_urgency}; {attention:,} not routine)")
+    return (
+        f"{name}: seeded {facts['stored']:,} CBCs of {facts['patients']:,} patients in {facts['seconds']:.1f} s "
+        f"({facts['cbcs_per_second']:,.0f} CBCs/s, 1,000 per transaction); delta assessed "
+        f"{facts['delta_assessed']:,} ({deltas}); referrals {facts['referrals_total']:,}, "
+        f"{facts['referrals_closed_while_seeding']:,} closed while seeding, "
+        f"{sum(open_referrals.values()):,} open ({by_urgency}; {attention:,} not routine)"
+    )
 
 
 def bench_database(name: str, url: str, args: argparse.Namespace, runs: list[Run], problems: list[str]) -> None:
@@ -278,10 +302,15 @@ def bench_database(name: str, url: str, args: argparse.Namespace, runs: list[Run
                 if not args.smoke:
                     print(f"  {run.row()}", file=sys.stderr, flush=True)
                 if run.errors:
-                    problems.append(f"{name} {endpoint}, {clients} client(s): {run.errors} failed requests "
-                                    f"(statuses {dict(sorted(run.statuses.items()))}, {run.failures} not answered)")
-        print(f"{name}: load average (1 min) {before:.2f} before measuring, {os.getloadavg()[0]:.2f} after "
-              f"({os.cpu_count()} CPUs; the server, the clients and anything else running share them)", flush=True)
+                    problems.append(
+                        f"{name} {endpoint}, {clients} client(s): {run.errors} failed requests "
+                        f"(statuses {dict(sorted(run.statuses.items()))}, {run.failures} not answered)"
+                    )
+        print(
+            f"{name}: load average (1 min) {before:.2f} before measuring, {os.getloadavg()[0]:.2f} after "
+            f"({os.cpu_count()} CPUs; the server, the clients and anything else running share them)",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -293,8 +322,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, help="requests per endpoint before measuring; default 40 (smoke 8)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients of the second run")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--postgres", default=os.environ.get("LABSERVICE_BENCH_POSTGRES", DEFAULT_POSTGRES),
-                        help="server URL where the throw-away database is created (trust auth)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("LABSERVICE_BENCH_POSTGRES", DEFAULT_POSTGRES),
+        help="server URL where the throw-away database is created (trust auth)",
+    )
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     args.patients = args.patients or (50 if args.smoke else 10_000)
@@ -304,9 +336,12 @@ def main() -> int:
     runs: list[Run] = []
     problems: list[str] = []
     started = time.perf_counter()
-    print(f"Worklist benchmark: {args.patients * args.per_patient:,} stored CBCs of {args.patients:,} patients; "
-          f"gunicorn {args.workers} sync workers on loopback; {args.requests:,} requests per endpoint sequential, "
-          f"then {args.requests:,} from {args.clients} concurrent clients; page of {PER_PAGE}", flush=True)
+    print(
+        f"Worklist benchmark: {args.patients * args.per_patient:,} stored CBCs of {args.patients:,} patients; "
+        f"gunicorn {args.workers} sync workers on loopback; {args.requests:,} requests per endpoint sequential, "
+        f"then {args.requests:,} from {args.clients} concurrent clients; page of {PER_PAGE}",
+        flush=True,
+    )
     with sqlite_database() as url:
         try:
             bench_database("SQLite", url, args, runs, problems)

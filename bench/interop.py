@@ -44,9 +44,29 @@ TARGET_BUNDLE_MS = 150.0
 TARGET_CDS_P99_MS = 500.0
 FHIR_JSON = "application/fhir+json"
 HL7_TYPE = "x-application/hl7-v2+er7"
-CBC_LOINC = {"777-3", "26515-7", "6690-2", "26464-8", "804-5", "718-7", "20509-6", "4544-3", "20570-8",
-             "789-8", "26453-1", "787-2", "30428-7", "785-6", "786-4", "788-0", "21000-5", "751-8", "26499-4",
-             "731-0", "26474-7"}
+CBC_LOINC = {
+    "777-3",
+    "26515-7",
+    "6690-2",
+    "26464-8",
+    "804-5",
+    "718-7",
+    "20509-6",
+    "4544-3",
+    "20570-8",
+    "789-8",
+    "26453-1",
+    "787-2",
+    "30428-7",
+    "785-6",
+    "786-4",
+    "788-0",
+    "21000-5",
+    "751-8",
+    "26499-4",
+    "731-0",
+    "26474-7",
+}
 
 
 def synthea_bundles() -> list[Path]:
@@ -61,7 +81,8 @@ def in_process(repeat: int, files: list[Path]) -> list[tuple[str, float, int, fl
         app = create_app({"DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite"})
         client = app.test_client()
         client.environ_base["HTTP_AUTHORIZATION"] = bearer(create_api_key(f"sqlite:///{tmp}/bench.sqlite"))[
-            "Authorization"]
+            "Authorization"
+        ]
         rows = []
         for path in files:
             body = path.read_bytes()
@@ -82,8 +103,16 @@ def in_process(repeat: int, files: list[Path]) -> list[tuple[str, float, int, fl
                 fhir_times.append((time.perf_counter() - start) * 1e3)
             if out.status_code != 200:
                 raise SystemExit(f"{path.name} (FHIR answer): {out.status_code}")
-            rows.append((path.name.split("_")[0] + " " + path.name.split("_")[1], len(body) / 1e6, cbcs,
-                         statistics.median(times), max(times), statistics.median(fhir_times)))
+            rows.append(
+                (
+                    path.name.split("_")[0] + " " + path.name.split("_")[1],
+                    len(body) / 1e6,
+                    cbcs,
+                    statistics.median(times),
+                    max(times),
+                    statistics.median(fhir_times),
+                )
+            )
         return rows
 
 
@@ -92,22 +121,31 @@ def cds_request(port: int, auth: dict[str, str]) -> bytes:
     bundle = json.loads(max(synthea_bundles(), key=lambda p: p.stat().st_size).read_text())
     resources = [entry["resource"] for entry in bundle["entry"]]
     patient = next(r for r in resources if r["resourceType"] == "Patient")
-    observations = [r for r in resources if r["resourceType"] == "Observation"
-                    and any(c.get("code") in CBC_LOINC for c in r.get("code", {}).get("coding", []))]
-    searchset = {"resourceType": "Bundle", "type": "searchset", "total": len(observations),
-                 "entry": [{"fullUrl": f"urn:uuid:{o['id']}", "resource": o, "search": {"mode": "match"}}
-                           for o in observations]}
+    observations = [
+        r
+        for r in resources
+        if r["resourceType"] == "Observation"
+        and any(c.get("code") in CBC_LOINC for c in r.get("code", {}).get("coding", []))
+    ]
+    searchset = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(observations),
+        "entry": [{"fullUrl": f"urn:uuid:{o['id']}", "resource": o, "search": {"mode": "match"}} for o in observations],
+    }
     discovery = json.loads(_get(port, "/cds-services"))
     service = next(s for s in discovery["services"] if s["hook"] == "patient-view")
     prefetch = {}
     for key, template in service.get("prefetch", {}).items():
         prefetch[key] = patient if template.startswith("Patient/") else searchset
-    body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
-            "fhirServer": "http://127.0.0.1:9/fhir",  # not reachable: the prefetch must be enough
-            "context": {"userId": "Practitioner/example", "patientId": patient["id"]},
-            "prefetch": prefetch}
-    return build_request("POST", f"/cds-services/{service['id']}", HOST, port, json.dumps(body).encode(),
-                         headers=auth)
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": "http://127.0.0.1:9/fhir",  # not reachable: the prefetch must be enough
+        "context": {"userId": "Practitioner/example", "patientId": patient["id"]},
+        "prefetch": prefetch,
+    }
+    return build_request("POST", f"/cds-services/{service['id']}", HOST, port, json.dumps(body).encode(), headers=auth)
 
 
 def _get(port: int, path: str) -> bytes:
@@ -123,8 +161,9 @@ def under_gunicorn(seconds: float, clients: int) -> list[tuple[str, object]]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LABSERVICE_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite"}
         auth = bearer(create_api_key(f"sqlite:///{tmp}/bench.sqlite", ("interpret",)))  # the API needs a key
-        server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"{HOST}:{port}", "--log-level", "warning",
-                                   "wsgi:app"], cwd=ROOT, env=env)
+        server = subprocess.Popen(
+            [str(gunicorn), "-w", "2", "-b", f"{HOST}:{port}", "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env
+        )
         try:
             wait_ready(port)
             time.sleep(1.0)
@@ -132,26 +171,59 @@ def under_gunicorn(seconds: float, clients: int) -> list[tuple[str, object]]:
             largest = max(synthea_bundles(), key=lambda p: p.stat().st_size)
             nhapi = FIXTURES / "hl7v2" / "nhapi"
             cases = [
-                ("FHIR: spec CBC report (1 CBC)", build_request(
-                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, spec, FHIR_JSON, auth)),
-                (f"FHIR: Synthea {largest.stat().st_size / 1e6:.1f} MB bundle", build_request(
-                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, largest.read_bytes(), FHIR_JSON,
-                    auth)),
-                ("FHIR: spec CBC report, FHIR answer", build_request(
-                    "POST", "/api/v1/fhir/interpret?store=false", HOST, port, spec, FHIR_JSON,
-                    {"Accept": FHIR_JSON, **auth})),
+                (
+                    "FHIR: spec CBC report (1 CBC)",
+                    build_request("POST", "/api/v1/fhir/interpret?store=false", HOST, port, spec, FHIR_JSON, auth),
+                ),
+                (
+                    f"FHIR: Synthea {largest.stat().st_size / 1e6:.1f} MB bundle",
+                    build_request(
+                        "POST", "/api/v1/fhir/interpret?store=false", HOST, port, largest.read_bytes(), FHIR_JSON, auth
+                    ),
+                ),
+                (
+                    "FHIR: spec CBC report, FHIR answer",
+                    build_request(
+                        "POST",
+                        "/api/v1/fhir/interpret?store=false",
+                        HOST,
+                        port,
+                        spec,
+                        FHIR_JSON,
+                        {"Accept": FHIR_JSON, **auth},
+                    ),
+                ),
                 ("CDS Hooks: patient-view with prefetch", cds_request(port, auth)),
-                ("HL7 v2: ORU^R01 (nHapi, local codes)", build_request(
-                    "POST", "/api/v1/hl7v2/interpret?store=false", HOST, port,
-                    (nhapi / "PipeParserV231Tests_ParseORUr01LongToXml.hl7").read_bytes(), HL7_TYPE, auth)),
-                ("HL7 v2: ORF^R04 (3 CBCs)", build_request(
-                    "POST", "/api/v1/hl7v2/interpret?store=false", HOST, port,
-                    (nhapi / "PipeParserV231Tests_ParseORFR04FromDHTest.hl7").read_bytes(), HL7_TYPE, auth)),
+                (
+                    "HL7 v2: ORU^R01 (nHapi, local codes)",
+                    build_request(
+                        "POST",
+                        "/api/v1/hl7v2/interpret?store=false",
+                        HOST,
+                        port,
+                        (nhapi / "PipeParserV231Tests_ParseORUr01LongToXml.hl7").read_bytes(),
+                        HL7_TYPE,
+                        auth,
+                    ),
+                ),
+                (
+                    "HL7 v2: ORF^R04 (3 CBCs)",
+                    build_request(
+                        "POST",
+                        "/api/v1/hl7v2/interpret?store=false",
+                        HOST,
+                        port,
+                        (nhapi / "PipeParserV231Tests_ParseORFR04FromDHTest.hl7").read_bytes(),
+                        HL7_TYPE,
+                        auth,
+                    ),
+                ),
             ]
             for _, request in cases:  # warm both workers
                 run_load(HOST, port, [request], seconds=min(1.0, seconds), clients=2)
-            return [(name, run_load(HOST, port, [request], seconds=seconds, clients=clients))
-                    for name, request in cases]
+            return [
+                (name, run_load(HOST, port, [request], seconds=seconds, clients=clients)) for name, request in cases
+            ]
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=20)
@@ -178,8 +250,9 @@ def main() -> int:
         print(f"| {name} | {mb:.2f} | {cbcs} | {median:.1f} | {worst:.1f} | {fhir:.1f} | {verdict} |")
 
     results = under_gunicorn(args.seconds, args.clients)
-    print(f"\nUnder gunicorn (2 sync workers, loopback), {args.clients} closed-loop clients, "
-          f"{args.seconds:g} s per case:")
+    print(
+        f"\nUnder gunicorn (2 sync workers, loopback), {args.clients} closed-loop clients, {args.seconds:g} s per case:"
+    )
     print("| request | requests/s | p50 ms | p99 ms | statuses | target |")
     print("|---|---|---|---|---|---|")
     failed = False
@@ -188,8 +261,10 @@ def main() -> int:
         if name.startswith("CDS"):
             target = "p99 ≤ 500 ms: " + ("met" if r.p99_ms <= TARGET_CDS_P99_MS else "missed")
         failed |= set(r.statuses) != {200}
-        print(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-              f"{dict(sorted(r.statuses.items()))} | {target} |")
+        print(
+            f"| {name} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+            f"{dict(sorted(r.statuses.items()))} | {target} |"
+        )
     return 1 if failed else 0
 
 

@@ -75,14 +75,25 @@ def free_port() -> int:
 def served(database_url: str, workers: int, work: Path):
     """`labservice serve -w N` on a free port: the buffering front, gunicorn behind it (as the README runs it)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url,
-           "LABSERVICE_DATABASE_URL": database_url, "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
-           "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
-           "LABSERVICE_CDS_FEEDBACK_FILE": str(work / "cds-feedback.jsonl"),
-           "LABSERVICE_RATE_LIMIT": "off", "LABSERVICE_RATE_LIMIT_UPLOADS": "off"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "LABSERVICE_DATABASE_URL": database_url,
+        "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
+        "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
+        "LABSERVICE_CDS_FEEDBACK_FILE": str(work / "cds-feedback.jsonl"),
+        "LABSERVICE_RATE_LIMIT": "off",
+        "LABSERVICE_RATE_LIMIT_UPLOADS": "off",
+    }
     log = (work / "serve.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "labservice.cli", "serve", "-w", str(workers), "-b",
-                               f"{HOST}:{port}"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labservice.cli", "serve", "-w", str(workers), "-b", f"{HOST}:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -105,8 +116,9 @@ def served(database_url: str, workers: int, work: Path):
         log.close()
 
 
-def request_bytes(method: str, path: str, port: int, headers: dict[str, str], body: bytes = b"",
-                  content_type: str | None = None) -> bytes:
+def request_bytes(
+    method: str, path: str, port: int, headers: dict[str, str], body: bytes = b"", content_type: str | None = None
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
     if body or method == "POST":
         lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
@@ -117,13 +129,20 @@ def request_bytes(method: str, path: str, port: int, headers: dict[str, str], bo
 def cbc(rng: random.Random, patient: int, when: datetime) -> dict:
     """One adult CBC; about one in six low enough to open a referral (platelets < 150 or neutrophils < 1.5)."""
     low = rng.random() < 1 / 6
-    return {"patient": {"id": f"LOAD-{patient:05d}", "sex": "female" if patient % 2 else "male",
-                        "age_years": 20 + patient % 60},
-            "collected_at": when.isoformat().replace("+00:00", "Z"),
-            "results": {"platelets": round(rng.uniform(15, 140) if low else rng.uniform(160, 380), 1),
-                        "wbc": round(rng.uniform(4.2, 10.5), 2), "neutrophils": round(rng.uniform(0.4 if low else 1.8,
-                                                                                                   6.5), 2),
-                        "hemoglobin": round(rng.uniform(9.5 if low else 12.5, 16.5), 1)}}
+    return {
+        "patient": {
+            "id": f"LOAD-{patient:05d}",
+            "sex": "female" if patient % 2 else "male",
+            "age_years": 20 + patient % 60,
+        },
+        "collected_at": when.isoformat().replace("+00:00", "Z"),
+        "results": {
+            "platelets": round(rng.uniform(15, 140) if low else rng.uniform(160, 380), 1),
+            "wbc": round(rng.uniform(4.2, 10.5), 2),
+            "neutrophils": round(rng.uniform(0.4 if low else 1.8, 6.5), 2),
+            "hemoglobin": round(rng.uniform(9.5 if low else 12.5, 16.5), 1),
+        },
+    }
 
 
 def batch_csv(rng: random.Random, first_patient: int, when: datetime) -> bytes:
@@ -131,21 +150,36 @@ def batch_csv(rng: random.Random, first_patient: int, when: datetime) -> bytes:
     for k in range(BATCH_ROWS):
         doc = cbc(rng, (first_patient + k) % PATIENTS, when + timedelta(seconds=k))
         values = doc["results"]
-        rows.append(f"{doc['patient']['id']},{doc['collected_at']},{doc['patient']['sex'][0].upper()},"
-                    f"{doc['patient']['age_years']},{values['platelets']},{values['hemoglobin']},{values['wbc']},"
-                    f"{values['neutrophils']}")
+        rows.append(
+            f"{doc['patient']['id']},{doc['collected_at']},{doc['patient']['sex'][0].upper()},"
+            f"{doc['patient']['age_years']},{values['platelets']},{values['hemoglobin']},{values['wbc']},"
+            f"{values['neutrophils']}"
+        )
     return ("\n".join(rows) + "\n").encode()
 
 
 def multipart(data: bytes, name: str) -> tuple[bytes, str]:
     boundary = "loadbench5f3c9a"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: text/csv\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def plan_requests(count: int, port: int, api: dict[str, str], session: dict[str, str], seeded: int,
-                  seed: int = 6, start_index: int = 0) -> list[Planned]:
+def plan_requests(
+    count: int,
+    port: int,
+    api: dict[str, str],
+    session: dict[str, str],
+    seeded: int,
+    seed: int = 6,
+    start_index: int = 0,
+) -> list[Planned]:
     """`count` requests of the mix, each unique (new collection times, new batch files), built in advance."""
     rng = random.Random(seed + start_index)
     kinds = [kind for kind, _ in MIX]
@@ -174,8 +208,12 @@ def seed_patients(port: int, api: dict[str, str], count: int) -> None:
     rng = random.Random(1)
     for patient in range(count):
         body = json.dumps(cbc(rng, patient, T0 - timedelta(days=1))).encode()
-        request = urllib.request.Request(f"http://{HOST}:{port}/api/v1/interpretations", data=body, method="POST",
-                                         headers={"Content-Type": "application/json", **api})
+        request = urllib.request.Request(
+            f"http://{HOST}:{port}/api/v1/interpretations",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", **api},
+        )
         for attempt in range(10):  # a 503 (a worker still booting, the machine busy): retry after Retry-After
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
@@ -197,11 +235,20 @@ def summarise(results: list[Result], seconds: float) -> list[dict]:
         errors = [r for r in mine if r.status not in EXPECTED_STATUS.get(r.kind, (200,))]
         latency = sorted(r.latency_ms for r in mine)
         service = sorted(r.service_ms for r in mine)
-        rows.append({"kind": kind, "requests": len(mine), "per_second": len(mine) / seconds,
-                     "p50": percentile(latency, 50), "p99": percentile(latency, 99), "max": latency[-1],
-                     "service_p50": percentile(service, 50), "service_p99": percentile(service, 99),
-                     "errors": len(errors),
-                     "statuses": dict(sorted(_count(str(r.status) for r in mine).items()))})
+        rows.append(
+            {
+                "kind": kind,
+                "requests": len(mine),
+                "per_second": len(mine) / seconds,
+                "p50": percentile(latency, 50),
+                "p99": percentile(latency, 99),
+                "max": latency[-1],
+                "service_p50": percentile(service, 50),
+                "service_p99": percentile(service, 99),
+                "errors": len(errors),
+                "statuses": dict(sorted(_count(str(r.status) for r in mine).items())),
+            }
+        )
     return rows
 
 
@@ -212,23 +259,37 @@ def _count(items) -> dict[str, int]:
     return out
 
 
-def print_run(rate: float, seconds: float, warmup: float, workers: int, database: str, results: list[Result],
-              elapsed: float, loads: tuple[float, float]) -> dict:
+def print_run(
+    rate: float,
+    seconds: float,
+    warmup: float,
+    workers: int,
+    database: str,
+    results: list[Result],
+    elapsed: float,
+    loads: tuple[float, float],
+) -> dict:
     rows = summarise(results, seconds)
     lag = sorted(r.lag_ms for r in results)
-    print(f"\nThe mix: `labservice serve -w {workers}` on loopback, {database}, open loop at {rate:g} requests/s for "
-          f"{seconds:g} s ({len(results):,} requests; the last answer came {elapsed:.1f} s after the first request "
-          f"was due), {warmup:g} s warm-up not counted; latency from the time each request was due. Client lag "
-          f"p99 {percentile(lag, 99):.1f} ms; load average {loads[0]:.1f} before, {loads[1]:.1f} after, "
-          f"{os.cpu_count()} cores.\n")
-    print("| request | requests | answered/s | p50 ms | p99 ms | max ms | p50 ms from send | p99 ms from send "
-          "| errors | statuses |")
+    print(
+        f"\nThe mix: `labservice serve -w {workers}` on loopback, {database}, open loop at {rate:g} requests/s for "
+        f"{seconds:g} s ({len(results):,} requests; the last answer came {elapsed:.1f} s after the first request "
+        f"was due), {warmup:g} s warm-up not counted; latency from the time each request was due. Client lag "
+        f"p99 {percentile(lag, 99):.1f} ms; load average {loads[0]:.1f} before, {loads[1]:.1f} after, "
+        f"{os.cpu_count()} cores.\n"
+    )
+    print(
+        "| request | requests | answered/s | p50 ms | p99 ms | max ms | p50 ms from send | p99 ms from send "
+        "| errors | statuses |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         answered = (row["requests"] - row["errors"]) / elapsed
-        print(f"| {row['kind']} | {row['requests']:,} | {answered:.1f} | {row['p50']:.1f} | {row['p99']:.1f} "
-              f"| {row['max']:.1f} | {row['service_p50']:.1f} | {row['service_p99']:.1f} | {row['errors']} "
-              f"| {row['statuses']} |")
+        print(
+            f"| {row['kind']} | {row['requests']:,} | {answered:.1f} | {row['p50']:.1f} | {row['p99']:.1f} "
+            f"| {row['max']:.1f} | {row['service_p50']:.1f} | {row['service_p99']:.1f} | {row['errors']} "
+            f"| {row['statuses']} |"
+        )
     overall = rows[-1]
     overall["answered_per_second"] = (overall["requests"] - overall["errors"]) / elapsed
     return overall
@@ -285,9 +346,14 @@ class CpuMeter:
                 continue
             running += int(on_cpu) / 1e9
             waiting += int(queued) / 1e9
-        return {"front": times.get(front_pid, 0.0), "gunicorn": sum(times.get(pid, 0.0) for pid in descendants),
-                "generator": usage.ru_utime + usage.ru_stime, "workers_running": running,
-                "workers_waiting": waiting, "wall": time.monotonic()}
+        return {
+            "front": times.get(front_pid, 0.0),
+            "gunicorn": sum(times.get(pid, 0.0) for pid in descendants),
+            "generator": usage.ru_utime + usage.ru_stime,
+            "workers_running": running,
+            "workers_waiting": waiting,
+            "wall": time.monotonic(),
+        }
 
 
 def _cmdline(pid: int) -> bytes:
@@ -305,13 +371,17 @@ def storing_plan(count: int, port: int, api: dict[str, str], start_index: int) -
     plan = []
     for i in range(start_index, start_index + count):
         body = json.dumps(cbc(rng, rng.randrange(PATIENTS), T0 + timedelta(seconds=i))).encode()
-        plan.append(Planned("interpretation", request_bytes("POST", "/api/v1/interpretations", port, api, body,
-                                                            "application/json")))
+        plan.append(
+            Planned(
+                "interpretation", request_bytes("POST", "/api/v1/interpretations", port, api, body, "application/json")
+            )
+        )
     return plan
 
 
-def measure_capacity(port: int, api: dict[str, str], clients: int, seconds: float, warmup: float,
-                     start_index: int, cpu: CpuMeter) -> dict:
+def measure_capacity(
+    port: int, api: dict[str, str], clients: int, seconds: float, warmup: float, start_index: int, cpu: CpuMeter
+) -> dict:
     if warmup:
         run_closed_loop(HOST, port, storing_plan(int(warmup * 400) + 50, port, api, 5_000_000), clients, warmup)
     cpu.since_last()  # the warm-up not counted
@@ -320,9 +390,16 @@ def measure_capacity(port: int, api: dict[str, str], clients: int, seconds: floa
     results = run_closed_loop(HOST, port, plan, clients, seconds)
     elapsed = time.perf_counter() - started
     ok = sorted(r.service_ms for r in results if r.status == 200)
-    return {"clients": clients, "seconds": elapsed, "requests": len(results), "ok": len(ok),
-            "per_second": len(ok) / elapsed, "p50": percentile(ok, 50), "p99": percentile(ok, 99),
-            "statuses": _count(str(r.status) for r in results)}
+    return {
+        "clients": clients,
+        "seconds": elapsed,
+        "requests": len(results),
+        "ok": len(ok),
+        "per_second": len(ok) / elapsed,
+        "p50": percentile(ok, 50),
+        "p99": percentile(ok, 99),
+        "statuses": _count(str(r.status) for r in results),
+    }
 
 
 def overload(port: int, api: dict[str, str], rate: float, seconds: float, start_index: int) -> dict:
@@ -336,14 +413,26 @@ def overload(port: int, api: dict[str, str], rate: float, seconds: float, start_
     refused_sent = [r.service_ms for r in results if r.status in (503, APP_503)]
     errors = [r for r in results if r.status not in (200, 503, APP_503)]
     lag = sorted(r.lag_ms for r in results)
-    return {"rate": rate, "seconds": seconds, "elapsed": elapsed, "requests": len(results),
-            "answered": len(answered), "refused": len(refused), "errors": len(errors),
-            "refused_by_app": sum(r.status == APP_503 for r in results),
-            "goodput": len(answered) / seconds, "answered_p50": percentile(answered, 50),
-            "answered_p99": percentile(answered, 99), "answered_max": answered[-1] if answered else float("nan"),
-            "refused_p99": percentile(refused, 99), "refused_max": refused[-1] if refused else 0.0,
-            "refused_by_app_max": max(by_app, default=0.0), "refused_max_from_send": max(refused_sent, default=0.0),
-            "lag_p99": percentile(lag, 99), "statuses": _count(str(r.status) for r in results)}
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "elapsed": elapsed,
+        "requests": len(results),
+        "answered": len(answered),
+        "refused": len(refused),
+        "errors": len(errors),
+        "refused_by_app": sum(r.status == APP_503 for r in results),
+        "goodput": len(answered) / seconds,
+        "answered_p50": percentile(answered, 50),
+        "answered_p99": percentile(answered, 99),
+        "answered_max": answered[-1] if answered else float("nan"),
+        "refused_p99": percentile(refused, 99),
+        "refused_max": refused[-1] if refused else 0.0,
+        "refused_by_app_max": max(by_app, default=0.0),
+        "refused_max_from_send": max(refused_sent, default=0.0),
+        "lag_p99": percentile(lag, 99),
+        "statuses": _count(str(r.status) for r in results),
+    }
 
 
 class Dribbler(threading.Thread):
@@ -403,8 +492,11 @@ def slow_clients(port: int, api: dict[str, str], sockets: int, seconds: float) -
         while time.perf_counter() < deadline:
             health.append(_timed(f"http://{HOST}:{port}/healthz", None, {}))
             body = json.dumps(cbc(rng, n % PATIENTS, T0 + timedelta(days=250, seconds=n))).encode()
-            stored.append(_timed(f"http://{HOST}:{port}/api/v1/interpretations", body,
-                                 {"Content-Type": "application/json", **api}))
+            stored.append(
+                _timed(
+                    f"http://{HOST}:{port}/api/v1/interpretations", body, {"Content-Type": "application/json", **api}
+                )
+            )
             n += 1
         still_open = 0
         for sock in slow:
@@ -423,26 +515,35 @@ def slow_clients(port: int, api: dict[str, str], sockets: int, seconds: float) -
     out = {"sockets": sockets, "still_open": still_open, "bytes_sent": sum(dribbler.sent), "seconds": seconds}
     for name, rows in (("health", health), ("interpretation", stored)):
         times = sorted(ms for _, ms in rows)
-        out[name] = {"requests": len(rows), "ok": sum(status == "200" for status, _ in rows),
-                     "p50": percentile(times, 50), "p99": percentile(times, 99), "max": times[-1] if times else 0.0,
-                     "statuses": _count(status for status, _ in rows)}
+        out[name] = {
+            "requests": len(rows),
+            "ok": sum(status == "200" for status, _ in rows),
+            "p50": percentile(times, 50),
+            "p99": percentile(times, 99),
+            "max": times[-1] if times else 0.0,
+            "statuses": _count(status for status, _ in rows),
+        }
     return out
 
 
 def print_cpu(parts: list[tuple[str, dict]], workers: int) -> None:
     print("\nCPU used in each part (the share of the 2 cores the service got decides its capacity here):\n")
-    print("| part | CPU s: front | gunicorn (master and workers) | load generator | gunicorn's cores "
-          "| gunicorn ms per 200 | front ms per request | workers on a core / waiting for one / asleep |")
+    print(
+        "| part | CPU s: front | gunicorn (master and workers) | load generator | gunicorn's cores "
+        "| gunicorn ms per 200 | front ms per request | workers on a core / waiting for one / asleep |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, part in parts:
         cpu, ok = part["cpu"], part.get("ok", part.get("answered", 0))
         wall = part.get("elapsed", part.get("seconds", 1.0))
         worker_wall = workers * cpu["wall"]
         running, waiting = cpu["workers_running"] / worker_wall, cpu["workers_waiting"] / worker_wall
-        print(f"| {name} | {cpu['front']:.1f} | {cpu['gunicorn']:.1f} | {cpu['generator']:.1f} "
-              f"| {cpu['gunicorn'] / wall:.2f} | {1e3 * cpu['gunicorn'] / max(ok, 1):.1f} "
-              f"| {1e3 * cpu['front'] / max(part['requests'], 1):.2f} "
-              f"| {100 * running:.0f} % / {100 * waiting:.0f} % / {100 * (1 - running - waiting):.0f} % |")
+        print(
+            f"| {name} | {cpu['front']:.1f} | {cpu['gunicorn']:.1f} | {cpu['generator']:.1f} "
+            f"| {cpu['gunicorn'] / wall:.2f} | {1e3 * cpu['gunicorn'] / max(ok, 1):.1f} "
+            f"| {1e3 * cpu['front'] / max(part['requests'], 1):.2f} "
+            f"| {100 * running:.0f} % / {100 * waiting:.0f} % / {100 * (1 - running - waiting):.0f} % |"
+        )
 
 
 def met(ok: bool) -> str:
@@ -455,40 +556,59 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def report(capacities: list[dict], overloads: list[dict], slow: dict, workers: int, database: str, factor: float,
-           loads: list[float]) -> bool:
+def report(
+    capacities: list[dict],
+    overloads: list[dict],
+    slow: dict,
+    workers: int,
+    database: str,
+    factor: float,
+    loads: list[float],
+) -> bool:
     """The tables. Each overload round's goodput is compared with the mean of the capacities measured just before
     and just after it (the machine is shared: its speed drifts, and the two bracket the round)."""
-    print(f"\nLoad ({database}; `labservice serve -w {workers}`: the front and {workers} gunicorn sync workers; "
-          f"{os.cpu_count()} cores; load average {', '.join(f'{x:.1f}' for x in loads)} at the start of each "
-          f"part and the end; the load generator runs on the same cores)\n")
-    print("| capacity: closed loop, storing interpretations | callers | seconds | answered/s | p50 ms | p99 ms "
-          "| statuses |")
+    print(
+        f"\nLoad ({database}; `labservice serve -w {workers}`: the front and {workers} gunicorn sync workers; "
+        f"{os.cpu_count()} cores; load average {', '.join(f'{x:.1f}' for x in loads)} at the start of each "
+        f"part and the end; the load generator runs on the same cores)\n"
+    )
+    print(
+        "| capacity: closed loop, storing interpretations | callers | seconds | answered/s | p50 ms | p99 ms "
+        "| statuses |"
+    )
     print("|---|---|---|---|---|---|---|")
     for number, capacity in enumerate(capacities):
         name = "before round 1" if number == 0 else f"after round {number}"
-        print(f"| {name} | {capacity['clients']} | {capacity['seconds']:.1f} | {capacity['per_second']:.1f} "
-              f"| {capacity['p50']:.1f} | {capacity['p99']:.1f} | {capacity['statuses']} |")
-    print(f"\n| overload round: open loop at {factor:g} x the capacity just before, {overloads[0]['seconds']:g} s "
-          "| sent/s | client lag p99 ms | goodput/s | % of capacity around it | CPU: % of capacity's 200s per "
-          "worker CPU s | refused (by the app) | refusal p99 / max ms (the app's max; max from the send) "
-          "| answered p50 / p99 / max ms | timeouts, resets, other |")
+        print(
+            f"| {name} | {capacity['clients']} | {capacity['seconds']:.1f} | {capacity['per_second']:.1f} "
+            f"| {capacity['p50']:.1f} | {capacity['p99']:.1f} | {capacity['statuses']} |"
+        )
+    print(
+        f"\n| overload round: open loop at {factor:g} x the capacity just before, {overloads[0]['seconds']:g} s "
+        "| sent/s | client lag p99 ms | goodput/s | % of capacity around it | CPU: % of capacity's 200s per "
+        "worker CPU s | refused (by the app) | refusal p99 / max ms (the app's max; max from the send) "
+        "| answered p50 / p99 / max ms | timeouts, resets, other |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     shares, efficiencies = [], []
     for number, over in enumerate(overloads):
         around = (capacities[number]["per_second"] + capacities[number + 1]["per_second"]) / 2
         share = 100 * over["goodput"] / max(around, 1e-9)
         shares.append(share)
-        per_cpu = [part["ok"] / max(part["cpu"]["workers_running"], 1e-9)
-                   for part in (capacities[number], capacities[number + 1])]
+        per_cpu = [
+            part["ok"] / max(part["cpu"]["workers_running"], 1e-9)
+            for part in (capacities[number], capacities[number + 1])
+        ]
         efficiency = 100 * over["answered"] / max(over["cpu"]["workers_running"], 1e-9) / (sum(per_cpu) / 2)
         efficiencies.append(efficiency)
-        print(f"| {number + 1} | {over['rate']:.0f} | {over['lag_p99']:.0f} | {over['goodput']:.1f} "
-              f"| {share:.0f} % (of {around:.1f}/s) | {efficiency:.0f} % | {over['refused']:,} "
-              f"({over['refused_by_app']:,}) | {over['refused_p99']:.0f} / {over['refused_max']:.0f} "
-              f"({over['refused_by_app_max']:.0f}; {over['refused_max_from_send']:.0f}) "
-              f"| {over['answered_p50']:.0f} / {over['answered_p99']:.0f} / {over['answered_max']:.0f} "
-              f"| {over['errors']:,} |")
+        print(
+            f"| {number + 1} | {over['rate']:.0f} | {over['lag_p99']:.0f} | {over['goodput']:.1f} "
+            f"| {share:.0f} % (of {around:.1f}/s) | {efficiency:.0f} % | {over['refused']:,} "
+            f"({over['refused_by_app']:,}) | {over['refused_p99']:.0f} / {over['refused_max']:.0f} "
+            f"({over['refused_by_app_max']:.0f}; {over['refused_max_from_send']:.0f}) "
+            f"| {over['answered_p50']:.0f} / {over['answered_p99']:.0f} / {over['answered_max']:.0f} "
+            f"| {over['errors']:,} |"
+        )
     errors = sum(over["errors"] for over in overloads)
     refused_max = max(over["refused_max"] for over in overloads)
     answered_p99 = [over["answered_p99"] for over in overloads]
@@ -499,56 +619,97 @@ def report(capacities: list[dict], overloads: list[dict], slow: dict, workers: i
     rounds = len(overloads)
     print(f"\n| overload, {rounds} rounds | min | median | max | target |")
     print("|---|---|---|---|---|")
-    print(f"| goodput, % of the capacity around it | {min(shares):.0f} % | {median(shares):.0f} % "
-          f"| {max(shares):.0f} % | >= 90 % in every round: {met(goodput_ok)} |")
-    print(f"| 200s per worker CPU second, % of capacity's | {min(efficiencies):.0f} % | {median(efficiencies):.0f} % "
-          f"| {max(efficiencies):.0f} % | (where the rest went: work wasted, or CPU the machine did not give) |")
-    print(f"| refusal latency max, ms | {min(o['refused_max'] for o in overloads):.0f} "
-          f"| {median([o['refused_max'] for o in overloads]):.0f} | {refused_max:.0f} "
-          f"| every one <= 500 ms: {met(refusals_ok)} |")
-    print(f"| answered p99, ms | {min(answered_p99):.0f} | {median(answered_p99):.0f} | {max(answered_p99):.0f} "
-          f"| <= 1,000 ms: {met(p99_ok)} |")
-    print(f"| timeouts, resets, other statuses | {min(o['errors'] for o in overloads)} "
-          f"| {median([o['errors'] for o in overloads]):g} | {max(o['errors'] for o in overloads)} "
-          f"| 0: {met(errors_ok)} |")
+    print(
+        f"| goodput, % of the capacity around it | {min(shares):.0f} % | {median(shares):.0f} % "
+        f"| {max(shares):.0f} % | >= 90 % in every round: {met(goodput_ok)} |"
+    )
+    print(
+        f"| 200s per worker CPU second, % of capacity's | {min(efficiencies):.0f} % | {median(efficiencies):.0f} % "
+        f"| {max(efficiencies):.0f} % | (where the rest went: work wasted, or CPU the machine did not give) |"
+    )
+    print(
+        f"| refusal latency max, ms | {min(o['refused_max'] for o in overloads):.0f} "
+        f"| {median([o['refused_max'] for o in overloads]):.0f} | {refused_max:.0f} "
+        f"| every one <= 500 ms: {met(refusals_ok)} |"
+    )
+    print(
+        f"| answered p99, ms | {min(answered_p99):.0f} | {median(answered_p99):.0f} | {max(answered_p99):.0f} "
+        f"| <= 1,000 ms: {met(p99_ok)} |"
+    )
+    print(
+        f"| timeouts, resets, other statuses | {min(o['errors'] for o in overloads)} "
+        f"| {median([o['errors'] for o in overloads]):g} | {max(o['errors'] for o in overloads)} "
+        f"| 0: {met(errors_ok)} |"
+    )
     health, stored = slow["health"], slow["interpretation"]
-    slow_ok = (health["ok"] == health["requests"] and stored["ok"] == stored["requests"]
-               and max(health["max"], stored["max"]) <= 1000 and slow["still_open"] == slow["sockets"])
-    print(f"\n| slow clients: {slow['sockets']} sockets sending a byte each 50 ms, held open {slow['seconds']:g} s "
-          "| requests | answered 200 | p50 ms | p99 ms | max ms | target |")
+    slow_ok = (
+        health["ok"] == health["requests"]
+        and stored["ok"] == stored["requests"]
+        and max(health["max"], stored["max"]) <= 1000
+        and slow["still_open"] == slow["sockets"]
+    )
+    print(
+        f"\n| slow clients: {slow['sockets']} sockets sending a byte each 50 ms, held open {slow['seconds']:g} s "
+        "| requests | answered 200 | p50 ms | p99 ms | max ms | target |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, row in (("health check", health), ("storing interpretation", stored)):
-        print(f"| {name} | {row['requests']} | {row['ok']} | {row['p50']:.1f} | {row['p99']:.1f} | {row['max']:.1f} "
-              f"| each <= 1,000 ms: {met(row['ok'] == row['requests'] and row['max'] <= 1000)} |")
-    print(f"\nSlow sockets still open and unanswered at the end: {slow['still_open']} of {slow['sockets']} "
-          f"({slow['bytes_sent']:,} bytes dribbled).")
-    verdicts = {"no errors": errors_ok, "refusals <= 500 ms": refusals_ok, "goodput >= 90 %": goodput_ok,
-                "answered p99 <= 1 s": p99_ok, "slow clients": slow_ok}
+        print(
+            f"| {name} | {row['requests']} | {row['ok']} | {row['p50']:.1f} | {row['p99']:.1f} | {row['max']:.1f} "
+            f"| each <= 1,000 ms: {met(row['ok'] == row['requests'] and row['max'] <= 1000)} |"
+        )
+    print(
+        f"\nSlow sockets still open and unanswered at the end: {slow['still_open']} of {slow['sockets']} "
+        f"({slow['bytes_sent']:,} bytes dribbled)."
+    )
+    verdicts = {
+        "no errors": errors_ok,
+        "refusals <= 500 ms": refusals_ok,
+        "goodput >= 90 %": goodput_ok,
+        "answered p99 <= 1 s": p99_ok,
+        "slow clients": slow_ok,
+    }
     print("\nTargets: " + "; ".join(f"{name}: {met(ok)}" for name, ok in verdicts.items()) + ".", flush=True)
     return all(verdicts.values())
 
 
-def run_mix(port: int, api: dict[str, str], session: dict[str, str], seeded: int, rates: list[float],
-            seconds: float, warmup: float, workers: int, database: str) -> None:
+def run_mix(
+    port: int,
+    api: dict[str, str],
+    session: dict[str, str],
+    seeded: int,
+    rates: list[float],
+    seconds: float,
+    warmup: float,
+    workers: int,
+    database: str,
+) -> None:
     summary: list[tuple[float, dict]] = []
     for number, rate in enumerate(rates):
         offset = number * 10**6
-        run_open_loop(HOST, port, plan_requests(int(warmup * rate), port, api, session, seeded,
-                                                start_index=offset + 900_000), rate)
+        run_open_loop(
+            HOST,
+            port,
+            plan_requests(int(warmup * rate), port, api, session, seeded, start_index=offset + 900_000),
+            rate,
+        )
         planned = plan_requests(int(seconds * rate), port, api, session, seeded, start_index=offset)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         results = run_open_loop(HOST, port, planned, rate)
         elapsed = time.perf_counter() - started
-        overall = print_run(rate, seconds, warmup, workers, database, results, elapsed,
-                            (load_before, os.getloadavg()[0]))
+        overall = print_run(
+            rate, seconds, warmup, workers, database, results, elapsed, (load_before, os.getloadavg()[0])
+        )
         summary.append((rate, overall))
     print(f"\nThe mix, all requests, {database}, {seconds:g} s per rate (503 refusals count as errors here):\n")
     print("| requests/s sent | answered/s | p50 ms | p99 ms | max ms | errors |")
     print("|---|---|---|---|---|---|")
     for rate, overall in summary:
-        print(f"| {rate:g} | {overall['answered_per_second']:.1f} | {overall['p50']:,.1f} | {overall['p99']:,.1f} "
-              f"| {overall['max']:,.1f} | {overall['errors']:,} |")
+        print(
+            f"| {rate:g} | {overall['answered_per_second']:.1f} | {overall['p50']:,.1f} | {overall['p99']:,.1f} "
+            f"| {overall['max']:,.1f} | {overall['errors']:,} |"
+        )
 
 
 def main() -> int:
@@ -556,16 +717,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="overload duration (and per mix rate)")
     parser.add_argument("--factor", type=float, default=3.0, help="overload arrival rate / measured capacity")
     parser.add_argument("--capacity-seconds", type=float, default=10.0, help="each capacity measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="overload rounds, each between two capacity "
-                                                              "measurements")
+    parser.add_argument("--rounds", type=int, default=3, help="overload rounds, each between two capacity measurements")
     parser.add_argument("--slow-seconds", type=float, default=8.0, help="below FRONT_HEADER_TIMEOUT (10 s)")
     parser.add_argument("--slow-sockets", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up, not measured")
     parser.add_argument("--database-url", default=None, help="default: a throw-away SQLite file")
     parser.add_argument("--mix-rates", default=None, help="also run the mix at these rates, e.g. 25,50")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI): 2 s capacity, 3 s overload, 2 s "
-                                                             "slow clients with 5 sockets")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes (CI): 2 s capacity, 3 s overload, 2 s slow clients with 5 sockets",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.capacity_seconds, args.slow_seconds, args.slow_sockets, args.warmup = 3.0, 2.0, 2.0, 5, 1.0
@@ -581,19 +744,22 @@ def main() -> int:
             seed_patients(port, api, seeded)
             loads = [os.getloadavg()[0]]
             cpu = CpuMeter(serve_pid)
-            capacities = [measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup,
-                                           6_000_000, cpu)]
+            capacities = [
+                measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, args.warmup, 6_000_000, cpu)
+            ]
             capacities[0]["cpu"] = cpu.since_last()
             overloads = []
             for number in range(args.rounds):  # capacity, overload, capacity, overload, ..., capacity
                 loads.append(os.getloadavg()[0])
-                over = overload(port, api, args.factor * capacities[-1]["per_second"], args.seconds,
-                                7_000_000 + 100_000 * number)
+                over = overload(
+                    port, api, args.factor * capacities[-1]["per_second"], args.seconds, 7_000_000 + 100_000 * number
+                )
                 over["cpu"] = cpu.since_last()
                 overloads.append(over)
                 loads.append(os.getloadavg()[0])
-                after = measure_capacity(port, api, 2 * args.workers, args.capacity_seconds, 0,
-                                         6_100_000 + 100_000 * number, cpu)
+                after = measure_capacity(
+                    port, api, 2 * args.workers, args.capacity_seconds, 0, 6_100_000 + 100_000 * number, cpu
+                )
                 after["cpu"] = cpu.since_last()
                 capacities.append(after)
             loads.append(os.getloadavg()[0])

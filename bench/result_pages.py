@@ -79,8 +79,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     sizes = SMOKE_SIZES if args.smoke else SIZES
-    print(f"| rows | result.json MB | rejected | index pass ms (min / median) | index load ms | first page ms "
-          f"| middle page ms | last page ms | last rejected page ms | page ≤ {TARGET_PAGE_MS:g} ms |")
+    print(
+        f"| rows | result.json MB | rejected | index pass ms (min / median) | index load ms | first page ms "
+        f"| middle page ms | last page ms | last rejected page ms | page ≤ {TARGET_PAGE_MS:g} ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="labservice-bench-pages-") as folder:
         for n in sizes:

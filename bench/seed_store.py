@@ -99,10 +99,15 @@ def build_bodies(patients: int, per_patient: int, seed: int = 7, end: datetime |
                 if not math.isnan(value):
                     results[name] = float(value)
             body: dict = {
-                "patient": {"id": f"BENCH-{p:06d}", "sex": sex,
-                            "age_years": round(age0 + (days[p, k] - days[p, 0]) / 365.25, 2)},
-                "collected_at": (last + timedelta(days=float(days[p, k]))).replace(microsecond=0)
-                .isoformat().replace("+00:00", "Z"),
+                "patient": {
+                    "id": f"BENCH-{p:06d}",
+                    "sex": sex,
+                    "age_years": round(age0 + (days[p, k] - days[p, 0]) / 365.25, 2),
+                },
+                "collected_at": (last + timedelta(days=float(days[p, k])))
+                .replace(microsecond=0)
+                .isoformat()
+                .replace("+00:00", "Z"),
                 "results": results,
             }
             if columns["fever"][row] == 1.0:
@@ -120,17 +125,28 @@ def _close_stale(database, newest: datetime) -> int:
     from labservice.store.repository import change_referral
 
     with database.session() as session:
-        ids = session.scalars(select(Referral.id).where(
-            Referral.status.in_(OPEN_STATUSES), Referral.collected_at < newest - timedelta(days=CLOSE_AFTER_DAYS),
-            Referral.id % 2 == 0)).all()
+        ids = session.scalars(
+            select(Referral.id).where(
+                Referral.status.in_(OPEN_STATUSES),
+                Referral.collected_at < newest - timedelta(days=CLOSE_AFTER_DAYS),
+                Referral.id % 2 == 0,
+            )
+        ).all()
         for referral_id in ids:
-            change_referral(session, referral_id, "referred" if referral_id % 4 == 0 else "dismissed", actor=ACTOR,
-                            note="closed by the benchmark seeding", reason="not_current")
+            change_referral(
+                session,
+                referral_id,
+                "referred" if referral_id % 4 == 0 else "dismissed",
+                actor=ACTOR,
+                note="closed by the benchmark seeding",
+                reason="not_current",
+            )
     return len(ids)
 
 
-def seed(url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed: int = 7,
-         progress: bool = False) -> SeedResult:
+def seed(
+    url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed: int = 7, progress: bool = False
+) -> SeedResult:
     """Migrate the database at `url` and store the generated CBCs through the service's own path."""
     from sqlalchemy import func, select
 
@@ -150,7 +166,7 @@ def seed(url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed
     result = SeedResult(url=url.split("@")[-1], patients=patients, cbcs=len(bodies), seconds=0.0, cbcs_per_second=0.0)
     started = time.perf_counter()
     for position in range(0, len(bodies), chunk):
-        part = bodies[position:position + chunk]
+        part = bodies[position : position + chunk]
         docs = CBC_LIST_SCHEMA.load(part)
         answers = interpret_documents(docs, ruleset=rs, indexed=True, keep=keep, raws=part)
         for answer in answers:
@@ -165,13 +181,17 @@ def seed(url: str, patients: int, per_patient: int = 10, chunk: int = 1000, seed
         result.referrals_closed_while_seeding += _close_stale(database, docs[-1]["collected_at"])
         if progress:
             done = position + len(part)
-            print(f"seed_store: {done:,}/{len(bodies):,} CBCs, {time.perf_counter() - started:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"seed_store: {done:,}/{len(bodies):,} CBCs, {time.perf_counter() - started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     result.seconds = time.perf_counter() - started
     result.cbcs_per_second = len(bodies) / result.seconds if result.seconds else 0.0
     with database.session() as session:
-        rows = session.execute(select(Referral.urgency, func.count()).where(Referral.status.in_(OPEN_STATUSES))
-                               .group_by(Referral.urgency)).all()
+        rows = session.execute(
+            select(Referral.urgency, func.count()).where(Referral.status.in_(OPEN_STATUSES)).group_by(Referral.urgency)
+        ).all()
         result.open_referrals = {urgency: int(count) for urgency, count in sorted(rows)}
         result.referrals_total = int(session.scalar(select(func.count()).select_from(Referral)) or 0)
     if url.startswith("postgresql"):

@@ -89,8 +89,11 @@ def one_run(url: str, rows: int, patients: int) -> list[tuple[str, float, int]]:
         add_batch(session, batch_id, "0" * 64, "bench.csv")
     first, second = items_for(rows, patients, 0, 1), items_for(rows, patients, 1, 2)
     out = []
-    for name, items in (("first chunk (no history)", first), ("second chunk (history)", second),
-                        ("second chunk again (restart)", second)):
+    for name, items in (
+        ("first chunk (no history)", first),
+        ("second chunk (history)", second),
+        ("second chunk again (restart)", second),
+    ):
         seconds, stored = store(database, items, batch_id)
         out.append((name, seconds, stored))
     database.engine.dispose()

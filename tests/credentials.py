@@ -43,8 +43,14 @@ def add_test_credentials(app: Flask) -> Credentials:
     suffix = uuid.uuid4().hex[:8]
     with app.extensions["labservice.database"].session() as db:
         key = create_key(db, f"tests-{suffix}", SCOPES)
-        user = User(username=f"tests-{suffix}", display_name=TEST_DISPLAY_NAME, password_hash=test_password_hash(),
-                    role="admin", created_at=datetime.now(UTC), failed_sign_ins=0)
+        user = User(
+            username=f"tests-{suffix}",
+            display_name=TEST_DISPLAY_NAME,
+            password_hash=test_password_hash(),
+            role="admin",
+            created_at=datetime.now(UTC),
+            failed_sign_ins=0,
+        )
         db.add(user)
         db.flush()
         credentials = Credentials(key.token, key.name, user.id, user.username)

@@ -106,9 +106,25 @@ def test_json_output_chosen_by_extension(tmp_path):
 def test_explicit_column_unit_and_sex_code_options(tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("Probe;Geschlecht;Thrombozyten;Hb\nP1;0;45000;82\n", encoding="utf-8")
-    done = run([str(source), "-o", "-", "--column", "Probe=sample_id", "--column", "Geschlecht=sex",
-                "--column", "Thrombozyten=platelets", "--unit", "platelets=/uL", "--unit", "hemoglobin=g/L",
-                "--sex-codes", "0=female,1=male"])
+    done = run(
+        [
+            str(source),
+            "-o",
+            "-",
+            "--column",
+            "Probe=sample_id",
+            "--column",
+            "Geschlecht=sex",
+            "--column",
+            "Thrombozyten=platelets",
+            "--unit",
+            "platelets=/uL",
+            "--unit",
+            "hemoglobin=g/L",
+            "--sex-codes",
+            "0=female,1=male",
+        ]
+    )
     assert done.returncode == 0, done.stderr
     row = rows_of(done.stdout, delimiter=";")[0]  # written back in the input's dialect (issue 14 item 5)
     assert row["Probe"] == "P1"
@@ -210,8 +226,25 @@ def test_builtin_mimic_mapping(tmp_path):
 #: built-in mapping reads as numbers (labservice/batch/mappings/mimic-iii-labevents.json).
 MIMIC_BLASTS, MIMIC_SCHISTOCYTES, MIMIC_PLT, MIMIC_HGB = "51148", "51287", "51265", "51222"
 MIMIC_NUMERIC_ITEMS = {
-    "51265", "51301", "51300", "51133", "51222", "51221", "51279", "51250", "51248", "51249", "51277", "51256",
-    "51283", "51148", "51144", "51269", "51255", "51251", "51257",
+    "51265",
+    "51301",
+    "51300",
+    "51133",
+    "51222",
+    "51221",
+    "51279",
+    "51250",
+    "51248",
+    "51249",
+    "51277",
+    "51256",
+    "51283",
+    "51148",
+    "51144",
+    "51269",
+    "51255",
+    "51251",
+    "51257",
 }
 
 
@@ -221,9 +254,7 @@ def mimic_groups() -> dict[tuple[str, str], dict[str, list[str]]]:
     groups: dict[tuple[str, str], dict[str, list[str]]] = {}
     with MIMIC.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            groups.setdefault((row["HADM_ID"], row["CHARTTIME"]), {}).setdefault(row["ITEMID"], []).append(
-                row["VALUE"]
-            )
+            groups.setdefault((row["HADM_ID"], row["CHARTTIME"]), {}).setdefault(row["ITEMID"], []).append(row["VALUE"])
     return groups
 
 
@@ -297,8 +328,11 @@ def test_the_issues_mimic_cbc_of_2105_05_13_without_hadm_id_reads_as_blasts_not_
     assert (items[MIMIC_BLASTS], items[MIMIC_SCHISTOCYTES], items["51244"]) == (["17"], ["OCCASIONAL"], ["7"])
     target = tmp_path / "mimic.csv"
     run([str(MIMIC), "-o", str(target), "--mapping", "mimic-iii-labevents"])
-    [row] = [r for r in rows_of(target.read_text(encoding="utf-8")) if (r["HADM_ID"], r["CHARTTIME"]) ==
-             ("", "2105-05-13 08:30:00")]
+    [row] = [
+        r
+        for r in rows_of(target.read_text(encoding="utf-8"))
+        if (r["HADM_ID"], r["CHARTTIME"]) == ("", "2105-05-13 08:30:00")
+    ]
     assert not row["error"], row["error"]
     findings = set(row["findings"].split(";"))
     assert {"blasts_reported", "thrombotic_microangiopathy_pattern", "critical_value"} <= findings

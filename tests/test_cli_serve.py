@@ -84,15 +84,25 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, str, 
     key = create_api_key(url, "serve-tests")
     assert key is not None
     port = free_port()
-    env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
-           "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"), "LABSERVICE_RATE_LIMIT": "off",
-           "LABSERVICE_JOB_QUEUE": f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-           "LABSERVICE_JOB_QUEUE_NAME": f"serve-{uuid.uuid4().hex[:8]}"}
+    env = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
+        "LABSERVICE_RATE_LIMIT": "off",
+        "LABSERVICE_JOB_QUEUE": f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
+        "LABSERVICE_JOB_QUEUE_NAME": f"serve-{uuid.uuid4().hex[:8]}",
+    }
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "labservice.cli", "serve", "-w", "1", "-b",
-                                    f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=out, stderr=out,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labservice.cli", "serve", "-w", "1", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
     try:
         yield process, f"http://127.0.0.1:{port}", key, log
     finally:
@@ -127,8 +137,9 @@ def test_serve_starts_front_gunicorn_and_job_worker_and_sigterm_stops_them_all(s
     # An upload is a job in the queue file only the worker that serve started consumes: it finishes it.
     auth = bearer(key)
     data = patients_csv(ROWS)
-    answer = requests.post(f"{base}/api/v1/batches", files={"file": ("serve.csv", io.BytesIO(data), "text/csv")},
-                           headers=auth, timeout=60)
+    answer = requests.post(
+        f"{base}/api/v1/batches", files={"file": ("serve.csv", io.BytesIO(data), "text/csv")}, headers=auth, timeout=60
+    )
     assert answer.status_code == 202, answer.text
     location = answer.headers["Location"]
 

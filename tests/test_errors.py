@@ -11,8 +11,7 @@ def test_nested_dict_becomes_a_dotted_path():
 
 
 def test_list_indexes_become_path_segments():
-    messages = {3: {"results": {"platelets": {"value": ["Not a valid number."]}}},
-                0: {"colour": ["Unknown field."]}}
+    messages = {3: {"results": {"platelets": {"value": ["Not a valid number."]}}}, 0: {"colour": ["Unknown field."]}}
     assert flatten_errors(messages) == {
         "3.results.platelets.value": ["Not a valid number."],
         "0.colour": ["Unknown field."],
@@ -20,8 +19,10 @@ def test_list_indexes_become_path_segments():
 
 
 def test_schema_level_errors_take_the_object_path():
-    messages = {"skin": {"lesions": {1: {"_schema": ["Give the lesion's type or its size_mm."]}}},
-                "_schema": ["Whole body."]}
+    messages = {
+        "skin": {"lesions": {1: {"_schema": ["Give the lesion's type or its size_mm."]}}},
+        "_schema": ["Whole body."],
+    }
     assert flatten_errors(messages) == {
         "skin.lesions.1": ["Give the lesion's type or its size_mm."],
         "body": ["Whole body."],
@@ -30,5 +31,4 @@ def test_schema_level_errors_take_the_object_path():
 
 def test_several_messages_for_one_path_are_kept():
     messages = {"results": {"_schema": ["a"], "platelets": ["b"]}, "patient": ["c", "d"]}
-    assert flatten_errors(messages) == {"results": ["a"], "results.platelets": ["b"],
-                                        "patient": ["c", "d"]}
+    assert flatten_errors(messages) == {"results": ["a"], "results.platelets": ["b"], "patient": ["c", "d"]}

@@ -47,8 +47,10 @@ MIDDLEWARE_EXCEPTIONS = {
 
 
 def _within(module: str, packages: tuple[str, ...] | str) -> bool:
-    return any(module == package or module.startswith(package + ".")
-               for package in ((packages,) if isinstance(packages, str) else packages))
+    return any(
+        module == package or module.startswith(package + ".")
+        for package in ((packages,) if isinstance(packages, str) else packages)
+    )
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -61,8 +63,12 @@ def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
     found: set[ast.AST] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            found.update(inner for statement in node.body for inner in ast.walk(statement)
-                         if isinstance(inner, ast.Import | ast.ImportFrom))
+            found.update(
+                inner
+                for statement in node.body
+                for inner in ast.walk(statement)
+                if isinstance(inner, ast.Import | ast.ImportFrom)
+            )
     return found
 
 
@@ -84,8 +90,11 @@ def package_imports(package: Path = PACKAGE, *, type_checking: bool = True) -> d
             elif isinstance(node, ast.ImportFrom) and node.module:
                 base = node.module
                 if node.level:  # relative: from its package
-                    anchor = name.split(".")[: -node.level] if path.name != "__init__.py" else \
-                        name.split(".")[: len(name.split(".")) - node.level + 1]
+                    anchor = (
+                        name.split(".")[: -node.level]
+                        if path.name != "__init__.py"
+                        else name.split(".")[: len(name.split(".")) - node.level + 1]
+                    )
                     base = ".".join([*anchor, node.module])
                 submodules = {f"{base}.{alias.name}" for alias in node.names} & modules.keys()
                 imported.update(submodules)
@@ -102,14 +111,20 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
         for target in sorted(targets):
             if target in FOUNDATION:
                 continue
-            if _within(target, "labservice.api") and not _within(module, "labservice.api") \
-                    and module != COMPOSITION_ROOT:
+            if (
+                _within(target, "labservice.api")
+                and not _within(module, "labservice.api")
+                and module != COMPOSITION_ROOT
+            ):
                 found.append(f"{module} -> {target}: only the HTTP API (and {COMPOSITION_ROOT}) imports labservice.api")
             for layer, allowed in LOWER_LAYERS_MAY_IMPORT.items():
                 if _within(module, layer) and not _within(target, allowed):
                     found.append(f"{module} -> {target}: {layer} imports only {', '.join(allowed)}")
-            if _within(target, MIDDLEWARE) and not _within(module, MIDDLEWARE_IMPORTERS) \
-                    and not _within(module, MIDDLEWARE_EXCEPTIONS.get(target, ())):
+            if (
+                _within(target, MIDDLEWARE)
+                and not _within(module, MIDDLEWARE_IMPORTERS)
+                and not _within(module, MIDDLEWARE_EXCEPTIONS.get(target, ()))
+            ):
                 found.append(f"{module} -> {target}: only {', '.join(MIDDLEWARE_IMPORTERS)} import {MIDDLEWARE}")
             if _within(module, SERVICES) and _within(target, EDGES):
                 found.append(f"{module} -> {target}: a service imports no edge (HTTP API, dashboard, CLI, MLLP)")
@@ -156,8 +171,7 @@ def test_core_interpret_imports_no_framework():
         "import labservice.core.interpret\n"
         f"print(','.join(name for name in {FORBIDDEN!r} if name in sys.modules))\n"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               check=True, cwd=ROOT)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert completed.stdout.strip() == ""
 
 
@@ -191,28 +205,61 @@ def _write_package(tmp_path: Path, sources: dict[str, str]) -> Path:
     return package
 
 
-@pytest.mark.parametrize(("importer", "source", "rule"), [
-    ("labservice.middleware.audit_trail", "def f():\n    from labservice.api import current_database\n", "HTTP API"),
-    ("labservice.dashboard.views", "from labservice.api.batches import receive_upload\n", "HTTP API"),
-    ("labservice.mllp", "from labservice.api.hl7v2 import SETTINGS_EXTENSION\n", "HTTP API"),
-    ("labservice.adapters.hl7v2.receive", "from labservice.api.schemas import CBC_LIST_SCHEMA\n", "HTTP API"),
-    ("labservice.adapters.hl7v2.receive", "from labservice.service import keep_in\n", "labservice.adapters imports"),
-    ("labservice.adapters.fhir.reader", "import labservice.middleware.audit_trail\n", "labservice.adapters imports"),
-    ("labservice.store.repository", "from labservice.dashboard import views\n", "labservice.store imports"),
-    ("labservice.store.repository", "from labservice.security.principal import touched_patients\n",
-     "labservice.store imports"),
-    ("labservice.core.render", "from labservice.adapters.errors import InputError\n", "labservice.core imports"),
-    ("labservice.core.delta", "from labservice.store import models\n", "labservice.core imports"),
-    ("labservice.services.batch_upload", "from labservice.dashboard.views import not_found\n", "no edge"),
-    ("labservice.services.batch_upload", "from labservice.middleware.idempotency import x\n",
-     "import labservice.middleware"),
-    ("labservice.security.keys", "from labservice.middleware.audit_trail import x\n",
-     "import labservice.middleware"),
-])
+@pytest.mark.parametrize(
+    ("importer", "source", "rule"),
+    [
+        (
+            "labservice.middleware.audit_trail",
+            "def f():\n    from labservice.api import current_database\n",
+            "HTTP API",
+        ),
+        ("labservice.dashboard.views", "from labservice.api.batches import receive_upload\n", "HTTP API"),
+        ("labservice.mllp", "from labservice.api.hl7v2 import SETTINGS_EXTENSION\n", "HTTP API"),
+        ("labservice.adapters.hl7v2.receive", "from labservice.api.schemas import CBC_LIST_SCHEMA\n", "HTTP API"),
+        (
+            "labservice.adapters.hl7v2.receive",
+            "from labservice.service import keep_in\n",
+            "labservice.adapters imports",
+        ),
+        (
+            "labservice.adapters.fhir.reader",
+            "import labservice.middleware.audit_trail\n",
+            "labservice.adapters imports",
+        ),
+        ("labservice.store.repository", "from labservice.dashboard import views\n", "labservice.store imports"),
+        (
+            "labservice.store.repository",
+            "from labservice.security.principal import touched_patients\n",
+            "labservice.store imports",
+        ),
+        ("labservice.core.render", "from labservice.adapters.errors import InputError\n", "labservice.core imports"),
+        ("labservice.core.delta", "from labservice.store import models\n", "labservice.core imports"),
+        ("labservice.services.batch_upload", "from labservice.dashboard.views import not_found\n", "no edge"),
+        (
+            "labservice.services.batch_upload",
+            "from labservice.middleware.idempotency import x\n",
+            "import labservice.middleware",
+        ),
+        (
+            "labservice.security.keys",
+            "from labservice.middleware.audit_trail import x\n",
+            "import labservice.middleware",
+        ),
+    ],
+)
 def test_an_upward_import_is_found(tmp_path, importer, source, rule):
-    imported = ("labservice.api.schemas", "labservice.api.batches", "labservice.api.hl7v2", "labservice.service",
-                "labservice.middleware.audit_trail", "labservice.security.principal", "labservice.dashboard.views",
-                "labservice.adapters.errors", "labservice.store.models", "labservice.middleware.idempotency")
+    imported = (
+        "labservice.api.schemas",
+        "labservice.api.batches",
+        "labservice.api.hl7v2",
+        "labservice.service",
+        "labservice.middleware.audit_trail",
+        "labservice.security.principal",
+        "labservice.dashboard.views",
+        "labservice.adapters.errors",
+        "labservice.store.models",
+        "labservice.middleware.idempotency",
+    )
     package = _write_package(tmp_path, {**dict.fromkeys(imported, ""), importer: source})
     found = upward_imports(package_imports(package))
     assert found and all(line.startswith(f"{importer} -> ") for line in found)
@@ -220,41 +267,59 @@ def test_an_upward_import_is_found(tmp_path, importer, source, rule):
 
 
 def test_downward_imports_and_the_composition_root_pass(tmp_path):
-    package = _write_package(tmp_path, {
-        "labservice.app": "from labservice.api import register_api\n",
-        "labservice.api.interpretations": "from labservice.service import keep_in\nfrom labservice.api import x\n",
-        "labservice.dashboard.views": "from labservice.extensions import current_database\n",
-        "labservice.services.batch_upload": "from labservice.batch.keep import save_batch\n"
-                                            "from labservice.middleware.audit_trail import touched_batch\n",
-        "labservice.api.batches": "from labservice.middleware.idempotency import idempotent\n",
-        "labservice.adapters.json_cbc": "from labservice.core.units import UnitError\nfrom labservice import config\n",
-        "labservice.store.repository": "from labservice.core.delta import delta_findings\n",
-        "labservice.core.render": "from labservice.core.ruleset import Ruleset\n",
-        "labservice.api.__init__": "", "labservice.service": "", "labservice.extensions": "",
-        "labservice.batch.keep": "", "labservice.core.units": "", "labservice.config": "",
-        "labservice.core.delta": "", "labservice.core.ruleset": "", "labservice.middleware.audit_trail": "",
-        "labservice.middleware.idempotency": "",
-    })
+    package = _write_package(
+        tmp_path,
+        {
+            "labservice.app": "from labservice.api import register_api\n",
+            "labservice.api.interpretations": "from labservice.service import keep_in\nfrom labservice.api import x\n",
+            "labservice.dashboard.views": "from labservice.extensions import current_database\n",
+            "labservice.services.batch_upload": "from labservice.batch.keep import save_batch\n"
+            "from labservice.middleware.audit_trail import touched_batch\n",
+            "labservice.api.batches": "from labservice.middleware.idempotency import idempotent\n",
+            "labservice.adapters.json_cbc": "from labservice.core.units import UnitError\n"
+            "from labservice import config\n",
+            "labservice.store.repository": "from labservice.core.delta import delta_findings\n",
+            "labservice.core.render": "from labservice.core.ruleset import Ruleset\n",
+            "labservice.api.__init__": "",
+            "labservice.service": "",
+            "labservice.extensions": "",
+            "labservice.batch.keep": "",
+            "labservice.core.units": "",
+            "labservice.config": "",
+            "labservice.core.delta": "",
+            "labservice.core.ruleset": "",
+            "labservice.middleware.audit_trail": "",
+            "labservice.middleware.idempotency": "",
+        },
+    )
     assert upward_imports(package_imports(package)) == []
 
 
 def test_a_units_ruleset_cycle_is_found(tmp_path):
-    package = _write_package(tmp_path, {
-        "labservice.core.units": "class UnitTable:\n    def add(self):\n"
-                                 "        from labservice.core.ruleset import RulesetError\n",
-        "labservice.core.ruleset": "from labservice.core.units import UnitTable\n",
-        "labservice.core.table": "from labservice.core.units import UnitTable\n",
-    })
+    package = _write_package(
+        tmp_path,
+        {
+            "labservice.core.units": "class UnitTable:\n    def add(self):\n"
+            "        from labservice.core.ruleset import RulesetError\n",
+            "labservice.core.ruleset": "from labservice.core.units import UnitTable\n",
+            "labservice.core.table": "from labservice.core.units import UnitTable\n",
+        },
+    )
     assert import_cycles(package_imports(package, type_checking=False), "labservice.core") == [
-        ["labservice.core.ruleset", "labservice.core.units"]]
+        ["labservice.core.ruleset", "labservice.core.units"]
+    ]
 
 
 def test_a_name_imported_for_annotations_only_makes_no_cycle(tmp_path):
-    package = _write_package(tmp_path, {
-        "labservice.core.interpret": "from labservice.core.urgency import overall_urgency\n",
-        "labservice.core.urgency": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                   "    from labservice.core.interpret import InterpretationTable\n",
-    })
+    package = _write_package(
+        tmp_path,
+        {
+            "labservice.core.interpret": "from labservice.core.urgency import overall_urgency\n",
+            "labservice.core.urgency": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from labservice.core.interpret import InterpretationTable\n",
+        },
+    )
     assert import_cycles(package_imports(package, type_checking=False), "labservice.core") == []
     assert import_cycles(package_imports(package), "labservice.core") == [
-        ["labservice.core.interpret", "labservice.core.urgency"]]
+        ["labservice.core.interpret", "labservice.core.urgency"]
+    ]

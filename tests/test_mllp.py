@@ -90,7 +90,12 @@ def running_listener(directory: Path) -> Iterator[tuple[int, str]]:
     env = {**os.environ, "DATABASE_URL": url, "LABSERVICE_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "labservice.cli", "mllp", "--host", "127.0.0.1", "--port", "0"],
-        cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
@@ -138,7 +143,7 @@ def test_several_messages_on_one_connection_each_get_their_ack_in_order(listener
         connection.sendall(frame(raw(NHAPI_ORU)) + frame(raw(LAB_ORU_2)) + frame(b"this is not HL7"))
         acks = read_acks(connection, 3)
     assert msa(acks[0]) == ("AA", "52780002432")
-    assert msa(acks[1]) == ("AE", "ControlID")          # LAB-ORU-2's MSH-10
+    assert msa(acks[1]) == ("AE", "ControlID")  # LAB-ORU-2's MSH-10
     assert "OBR[2].OBX[1]-6" in str(acks[1].segment("ERR")(8))
     assert msa(acks[2]) == ("AR", "")
 
@@ -232,9 +237,9 @@ def test_messages_are_stored_in_the_configured_database(listener):
     finally:
         database.engine.dispose()
     by_platelets = {result.platelets for result in results}
-    assert {2.0, 45.0} <= by_platelets   # nHapi ORF PLTC 2 and ORU PLTC 45 (sent by the tests above too)
+    assert {2.0, 45.0} <= by_platelets  # nHapi ORF PLTC 2 and ORU PLTC 45 (sent by the tests above too)
     orf = [result for result in results if result.platelets == 2.0]
-    assert len(orf) == 1                  # three identical groups, sent many times: stored once
+    assert len(orf) == 1  # three identical groups, sent many times: stored once
     assert orf[0].raw["patient"]["id"] == "2019877"
 
 

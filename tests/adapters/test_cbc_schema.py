@@ -18,13 +18,16 @@ def test_bare_number_becomes_a_result_without_unit():
 
 
 def test_result_object_is_normalised():
-    doc = CBC_SCHEMA.load({"results": {
-        "platelets": {"value": 45, "unit": "10*3/uL"},
-        "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4, "high": 11}},
-        "neutrophils": {"value": 0.4, "unit": "10*9/L", "reference_range": {"low": 2}},
-    }})
-    assert doc["results"]["platelets"] == {"value": 45.0, "unit": "10*3/uL",
-                                           "reference_range": None}
+    doc = CBC_SCHEMA.load(
+        {
+            "results": {
+                "platelets": {"value": 45, "unit": "10*3/uL"},
+                "wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 4, "high": 11}},
+                "neutrophils": {"value": 0.4, "unit": "10*9/L", "reference_range": {"low": 2}},
+            }
+        }
+    )
+    assert doc["results"]["platelets"] == {"value": 45.0, "unit": "10*3/uL", "reference_range": None}
     assert doc["results"]["wbc"]["reference_range"] == {"low": 4.0, "high": 11.0}
     assert doc["results"]["neutrophils"]["reference_range"] == {"low": 2.0, "high": None}
     assert all(type(result["value"]) is float for result in doc["results"].values())
@@ -42,15 +45,19 @@ def test_context_is_loaded_to_python_types(example_cbc):
 
 def test_trimester_with_pregnant_false_is_refused():
     with pytest.raises(ValidationError) as caught:
-        CBC_SCHEMA.load({"patient": {"pregnant": False, "pregnancy_trimester": 2},
-                         "results": {"platelets": 120}})
+        CBC_SCHEMA.load({"patient": {"pregnant": False, "pregnancy_trimester": 2}, "results": {"platelets": 120}})
     assert "pregnancy_trimester" in caught.value.messages["patient"]
 
 
 def test_birth_date_after_collection_is_refused():
     with pytest.raises(ValidationError) as caught:
-        CBC_SCHEMA.load({"patient": {"birth_date": "2030-01-01"},
-                         "collected_at": "2026-11-20T08:30:00Z", "results": {"platelets": 120}})
+        CBC_SCHEMA.load(
+            {
+                "patient": {"birth_date": "2030-01-01"},
+                "collected_at": "2026-11-20T08:30:00Z",
+                "results": {"platelets": 120},
+            }
+        )
     assert "birth_date" in caught.value.messages["patient"]
 
 
@@ -69,15 +76,21 @@ def test_huge_integers_are_refused_not_crashed(value):
 
 
 _json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=2**52, max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=70),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**52, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=70),
 )
 
 
-@given(st.fixed_dictionaries(
-    {"value": _json_scalars, "unit": _json_scalars},
-    optional={"reference_range": st.none(), "other": st.integers()},
-))
+@given(
+    st.fixed_dictionaries(
+        {"value": _json_scalars, "unit": _json_scalars},
+        optional={"reference_range": st.none(), "other": st.integers()},
+    )
+)
 def test_fast_result_path_agrees_with_the_schema(value):
     """The shortcut for {"value", "unit"} accepts only what ResultSchema accepts, identically."""
     fast = _fast_result(value)
@@ -90,8 +103,12 @@ def test_myelosuppressive_therapy_context_is_a_nullable_boolean():
     # clinical-rules §11 v2 / api-contract.md v2 `context` {`myelosuppressive_therapy`}
     doc = CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": True}, "results": {"platelets": 120}})
     assert doc["context"]["myelosuppressive_therapy"] is True  # beside the other context fields (§12 heparin)
-    assert CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": None},
-                            "results": {"platelets": 120}})["context"]["myelosuppressive_therapy"] is None
+    assert (
+        CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": None}, "results": {"platelets": 120}})["context"][
+            "myelosuppressive_therapy"
+        ]
+        is None
+    )
     with pytest.raises(ValidationError) as caught:
         CBC_SCHEMA.load({"context": {"myelosuppressive_therapy": "yes"}, "results": {"platelets": 120}})
     assert "myelosuppressive_therapy" in caught.value.messages["context"]

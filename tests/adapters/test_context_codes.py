@@ -87,8 +87,19 @@ def test_codes_not_listed_state_nothing(system: str, code: str) -> None:
 
 @pytest.mark.parametrize(
     ("word", "said"),
-    [("Present", True), ("LA9633-4", True), ("52101004", True), ("positive", True), ("  Absent ", False),
-     ("LA9634-2", False), ("2667000", False), ("not detected", False), (True, True), ("maybe", None), (None, None)],
+    [
+        ("Present", True),
+        ("LA9633-4", True),
+        ("52101004", True),
+        ("positive", True),
+        ("  Absent ", False),
+        ("LA9634-2", False),
+        ("2667000", False),
+        ("not detected", False),
+        (True, True),
+        ("maybe", None),
+        (None, None),
+    ],
 )
 def test_presence_answers(word: object, said: bool | None) -> None:
     assert presence(word) is said
@@ -96,8 +107,15 @@ def test_presence_answers(word: object, said: bool | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "comparator", "words", "undetectable"),
-    [(10.0, "<", None, True), (None, "<=", None, True), (0.0, None, None, True), (35.0, None, None, False),
-     (None, None, "not detected", True), (None, None, "detected", False), (None, None, None, None)],
+    [
+        (10.0, "<", None, True),
+        (None, "<=", None, True),
+        (0.0, None, None, True),
+        (35.0, None, None, False),
+        (None, None, "not detected", True),
+        (None, None, "detected", False),
+        (None, None, None, None),
+    ],
 )
 def test_haptoglobin_undetectable(value, comparator, words, undetectable) -> None:
     assert haptoglobin_undetectable(value, comparator, words) is undetectable

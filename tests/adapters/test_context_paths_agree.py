@@ -74,7 +74,9 @@ CASES: dict[str, tuple[dict[str, float], dict[str, Any], dict[str, Any]]] = {
     "myelosuppressive": (PANCYTOPENIA, {}, {"myelosuppressive_therapy": True}),
     "no_context": (PANCYTOPENIA, {}, {}),
     "plasmic": (
-        TMA, {"schistocytes": "present"}, {"inr": 1.1, "creatinine_mg_dl": 1.2, "haptoglobin_undetectable": True}
+        TMA,
+        {"schistocytes": "present"},
+        {"inr": 1.1, "creatinine_mg_dl": 1.2, "haptoglobin_undetectable": True},
     ),
     "clumps": (ISOLATED, {"platelet_clumps": True}, {}),
     "no_clumps": (ISOLATED, {"platelet_clumps": False}, {}),
@@ -115,20 +117,37 @@ def fhir_context(film: dict[str, Any], context: dict[str, Any]) -> tuple[list[di
         haptoglobin["valueQuantity"]["comparator"] = "<"  # below the detection limit
         members.append(haptoglobin)
     if context.get("myelosuppressive_therapy"):  # as Synthea writes a FOLFOX order, 19 days before the CBC
-        records.append({"resourceType": "MedicationRequest", "id": "oxaliplatin", "status": "active",
-                        "intent": "order", "subject": SUBJECT, "authoredOn": "2026-11-01T10:00:00+00:00",
-                        "medicationCodeableConcept": _concept(RXNORM, "1736776",
-                                                              "10 ML oxaliplatin 5 MG/ML Injection")})
+        records.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": "oxaliplatin",
+                "status": "active",
+                "intent": "order",
+                "subject": SUBJECT,
+                "authoredOn": "2026-11-01T10:00:00+00:00",
+                "medicationCodeableConcept": _concept(RXNORM, "1736776", "10 ML oxaliplatin 5 MG/ML Injection"),
+            }
+        )
     if "heparin_started_at" in context:
-        records.append({"resourceType": "MedicationStatement", "id": "enoxaparin", "status": "active",
-                        "subject": SUBJECT, "effectivePeriod": {"start": context["heparin_started_at"]},
-                        "medicationCodeableConcept": _concept(ATC, "B01AB05", "enoxaparin")})
+        records.append(
+            {
+                "resourceType": "MedicationStatement",
+                "id": "enoxaparin",
+                "status": "active",
+                "subject": SUBJECT,
+                "effectivePeriod": {"start": context["heparin_started_at"]},
+                "medicationCodeableConcept": _concept(ATC, "B01AB05", "enoxaparin"),
+            }
+        )
     return members, records
 
 
 def by_json(counts: dict[str, float], film: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = {"patient": PATIENT_JSON, "collected_at": COLLECTED,
-                           "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()}}
+    doc: dict[str, Any] = {
+        "patient": PATIENT_JSON,
+        "collected_at": COLLECTED,
+        "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()},
+    }
     if film:
         doc["film"] = film
     if context:
@@ -147,8 +166,10 @@ def by_fhir(counts: dict[str, float], film: dict[str, Any], context: dict[str, A
 
 
 def by_hl7(counts: dict[str, float], film: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    segments = ["MSH|^~\\&|LAB|HOSP|LABSERVICE|HOSP|20261120083000||ORU^R01|MSG1|P|2.5.1",
-                "PID|1||MRN1^^^HOSP^MR||DOE^JOHN||19661101|M"]
+    segments = [
+        "MSH|^~\\&|LAB|HOSP|LABSERVICE|HOSP|20261120083000||ORU^R01|MSG1|P|2.5.1",
+        "PID|1||MRN1^^^HOSP^MR||DOE^JOHN||19661101|M",
+    ]
     if context.get("myelosuppressive_therapy"):
         segments.append("RXA|0|1|20261101100000|20261101120000|1736776^10 ML oxaliplatin 5 MG/ML Injection^RXNORM|1|mg")
     if "heparin_started_at" in context:
@@ -174,9 +195,19 @@ def by_hl7(counts: dict[str, float], film: dict[str, Any], context: dict[str, An
 
 
 def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "entry": [{"fullUrl": f"http://127.0.0.1/fhir/{r['resourceType']}/{r['id']}", "resource": r,
-                       "search": {"mode": "match"}} for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {
+                "fullUrl": f"http://127.0.0.1/fhir/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in resources
+        ],
+    }
 
 
 def by_cds_hooks(counts: dict[str, float], film: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
@@ -185,9 +216,12 @@ def by_cds_hooks(counts: dict[str, float], film: dict[str, Any], context: dict[s
     members, records = fhir_context(film, context)
     observations = [*(observation(k, CODES[k][0], v, CODES[k][1]) for k, v in counts.items()), *members]
     observations = [{**o, "subject": SUBJECT, "effectiveDateTime": COLLECTED} for o in observations]
-    prefetch = {"patient": FHIR_PATIENT, "cbcObservations": _searchset(observations),
-                "medicationRequests": _searchset([r for r in records if r["resourceType"] == "MedicationRequest"]),
-                "medicationStatements": _searchset([r for r in records if r["resourceType"] == "MedicationStatement"])}
+    prefetch = {
+        "patient": FHIR_PATIENT,
+        "cbcObservations": _searchset(observations),
+        "medicationRequests": _searchset([r for r in records if r["resourceType"] == "MedicationRequest"]),
+        "medicationStatements": _searchset([r for r in records if r["resourceType"] == "MedicationStatement"]),
+    }
     kept: list[dict[str, Any]] = []
 
     def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -195,16 +229,27 @@ def by_cds_hooks(counts: dict[str, float], film: dict[str, Any], context: dict[s
         kept.extend(answers)
         return answers
 
-    cards = review(parse_hook_request(hook_call("p1", prefetch), CBC_REVIEW), ruleset=RS, interpret=interpret,
-                   base_url="https://labservice.example.org", access=FhirAccess(timeout=1))["cards"]
+    cards = review(
+        parse_hook_request(hook_call("p1", prefetch), CBC_REVIEW),
+        ruleset=RS,
+        interpret=interpret,
+        base_url="https://labservice.example.org",
+        access=FhirAccess(timeout=1),
+    )["cards"]
     assert len(cards) == 1 and len(kept) == 1
     return kept[0]
 
 
 #: CSV column names (adapters/csv_input/headers.py) for the film and context fields.
-CSV_COLUMNS = {"schistocytes": "Schistocytes", "platelet_clumps": "Platelet clumps", "inr": "INR",
-               "creatinine_mg_dl": "Creatinine (mg/dL)", "haptoglobin_undetectable": "Haptoglobin undetectable",
-               "myelosuppressive_therapy": "Myelosuppressive therapy", "heparin_started_at": "Heparin started at"}
+CSV_COLUMNS = {
+    "schistocytes": "Schistocytes",
+    "platelet_clumps": "Platelet clumps",
+    "inr": "INR",
+    "creatinine_mg_dl": "Creatinine (mg/dL)",
+    "haptoglobin_undetectable": "Haptoglobin undetectable",
+    "myelosuppressive_therapy": "Myelosuppressive therapy",
+    "heparin_started_at": "Heparin started at",
+}
 
 
 def _cell(value: Any) -> str:
@@ -218,8 +263,11 @@ def by_csv(counts: dict[str, float], film: dict[str, Any], context: dict[str, An
     if long:  # one row per result; the context on the result rows (a CBC takes the first value given)
         lines = ["sample_id,sex,age_years,collected_at,item,value,unit"]
         lines += [f"S1,M,60,{COLLECTED},{CODES[k][0]},{v:g},{CODES[k][1]}" for k, v in counts.items()]
-        film_items = {k: v for k, v in given.items() if k not in ("platelet_clumps", "myelosuppressive_therapy",
-                                                                     "heparin_started_at")}
+        film_items = {
+            k: v
+            for k, v in given.items()
+            if k not in ("platelet_clumps", "myelosuppressive_therapy", "heparin_started_at")
+        }
         lines += [f"S1,M,60,{COLLECTED},{CSV_COLUMNS[k]},{_cell(v)}," for k, v in film_items.items()]
         extra = [k for k in given if k not in film_items]  # context columns beside the result columns
         if extra:
@@ -227,8 +275,14 @@ def by_csv(counts: dict[str, float], film: dict[str, Any], context: dict[str, An
             lines[1:] = [",".join([line, *(_cell(given[k]) for k in extra)]) for line in lines[1:]]
         options = BatchOptions(shape="long")
     else:
-        header = ["sample_id", "sex", "age_years", "collected_at", *(CODES[k][2] for k in counts),
-                  *(CSV_COLUMNS[k] for k in given)]
+        header = [
+            "sample_id",
+            "sex",
+            "age_years",
+            "collected_at",
+            *(CODES[k][2] for k in counts),
+            *(CSV_COLUMNS[k] for k in given),
+        ]
         row = ["S1", "M", "60", COLLECTED, *(f"{v:g}" for v in counts.values()), *(_cell(v) for v in given.values())]
         lines = [",".join(header), ",".join(row)]
         options = BatchOptions()

@@ -54,8 +54,16 @@ SCHISTOCYTES_LOINC = "800-3"
 CASES = {
     "mimic_blasts": ({"wbc": 35.9, "platelets": 14.0, "hemoglobin": 8.9, "blasts_percent": 17.0}, "OCCASIONAL"),
     "tma_left_shift": (
-        {"wbc": 6.0, "platelets": 90.0, "hemoglobin": 9.0, "bands_percent": 6.0, "promyelocytes_percent": 1.0,
-         "myelocytes_percent": 2.0, "metamyelocytes_percent": 3.0, "nrbc_per_100_wbc": 3.0},
+        {
+            "wbc": 6.0,
+            "platelets": 90.0,
+            "hemoglobin": 9.0,
+            "bands_percent": 6.0,
+            "promyelocytes_percent": 1.0,
+            "myelocytes_percent": 2.0,
+            "metamyelocytes_percent": 3.0,
+            "nrbc_per_100_wbc": 3.0,
+        },
         "2+",
     ),
     "schistocytes_only": ({"wbc": 6.0, "platelets": 250.0, "hemoglobin": 14.0}, "1+"),
@@ -70,8 +78,11 @@ PATIENT = {"sex": "male", "age_years": 60}
 
 
 def by_json(counts: dict[str, float], grade: str) -> dict[str, Any]:
-    doc = {"patient": PATIENT, "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()},
-           "film": {"schistocytes": {"OCCASIONAL": "present", "1+": "present", "2+": "many"}[grade]}}
+    doc = {
+        "patient": PATIENT,
+        "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()},
+        "film": {"schistocytes": {"OCCASIONAL": "present", "1+": "present", "2+": "many"}[grade]},
+    }
     return interpret_documents([CBC_SCHEMA.load(doc)])[0]
 
 
@@ -80,8 +91,9 @@ def by_fhir(counts: dict[str, float], grade: str) -> dict[str, Any]:
     film = observation("schisto", SCHISTOCYTES_LOINC, valueCodeableConcept={"text": grade})
     subject = {"subject": {"reference": "Patient/p1"}}
     resources = [{**o, **subject} for o in (*members, film)]
-    cbc_report = report("r1", [f"Observation/{o['id']}" for o in resources], effectiveDateTime="2026-11-20T08:30:00Z",
-                        **subject)
+    cbc_report = report(
+        "r1", [f"Observation/{o['id']}" for o in resources], effectiveDateTime="2026-11-20T08:30:00Z", **subject
+    )
     patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1966-11-20"}
     read = read_fhir(bundle(cbc_report, patient, *resources))
     assert len(read.cbcs) == 1, read.unused
@@ -125,12 +137,20 @@ def by_cds_hooks(counts: dict[str, float], grade: str) -> dict[str, Any]:
     """A patient-view call whose prefetch holds the results as loose Observations (a FHIR server's search
     answer); the answer the card is made from is kept."""
     observations = [
-        {**observation(name, CODES[name][0], value, CODES[name][1]), "subject": {"reference": "Patient/p1"},
-         "effectiveDateTime": "2026-11-20T08:30:00Z"}
+        {
+            **observation(name, CODES[name][0], value, CODES[name][1]),
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-20T08:30:00Z",
+        }
         for name, value in counts.items()
     ]
-    observations.append({**observation("schisto", SCHISTOCYTES_LOINC, valueString=grade),
-                         "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-11-20T08:30:00Z"})
+    observations.append(
+        {
+            **observation("schisto", SCHISTOCYTES_LOINC, valueString=grade),
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-20T08:30:00Z",
+        }
+    )
     patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1966-11-20"}
     kept: list[dict[str, Any]] = []
 
@@ -140,8 +160,13 @@ def by_cds_hooks(counts: dict[str, float], grade: str) -> dict[str, Any]:
         return answers
 
     body = hook_call("p1", {"patient": patient, "cbcObservations": searchset(observations)})
-    cards = review(parse_hook_request(body, CBC_REVIEW), ruleset=RS, interpret=interpret,
-                   base_url="https://labservice.example.org", access=FhirAccess(timeout=1))["cards"]
+    cards = review(
+        parse_hook_request(body, CBC_REVIEW),
+        ruleset=RS,
+        interpret=interpret,
+        base_url="https://labservice.example.org",
+        access=FhirAccess(timeout=1),
+    )["cards"]
     assert len(cards) == 1 and len(kept) == 1
     return kept[0]
 
@@ -150,8 +175,12 @@ def by_cds_hooks(counts: dict[str, float], grade: str) -> dict[str, Any]:
 def test_every_path_gives_the_same_answer(case: str) -> None:
     counts, grade = CASES[case]
     codes, urgency, schistocytes = EXPECTED[case]
-    answers = {"json": by_json(counts, grade), "fhir": by_fhir(counts, grade), "hl7v2": by_hl7(counts, grade),
-               "cds_hooks": by_cds_hooks(counts, grade)}
+    answers = {
+        "json": by_json(counts, grade),
+        "fhir": by_fhir(counts, grade),
+        "hl7v2": by_hl7(counts, grade),
+        "cds_hooks": by_cds_hooks(counts, grade),
+    }
     for name, answer in answers.items():
         found = {f["code"] for f in answer["findings"]}
         assert found & FILM_CODES == codes, name
@@ -201,8 +230,11 @@ def test_a_schistocyte_percentage_reads_the_same_on_every_path() -> None:
     percentage comes as JSON film.schistocytes_percent, a CSV column, FHIR valueQuantity in % and HL7 v2 NM
     with OBX-6 %."""
     counts = {"wbc": 6.0, "platelets": 90.0, "hemoglobin": 9.0}
-    doc = {"patient": PATIENT, "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()},
-           "film": {"schistocytes_percent": 2.5}}
+    doc = {
+        "patient": PATIENT,
+        "results": {k: {"value": v, "unit": CODES[k][1]} for k, v in counts.items()},
+        "film": {"schistocytes_percent": 2.5},
+    }
     by_json_answer = interpret_documents([CBC_SCHEMA.load(doc)])[0]
 
     members = [observation(name, CODES[name][0], value, CODES[name][1]) for name, value in counts.items()]
@@ -210,8 +242,11 @@ def test_a_schistocyte_percentage_reads_the_same_on_every_path() -> None:
     read = read_fhir(bundle(report("r1", [f"Observation/{o['id']}" for o in members]), *members))
     by_fhir_answer = interpret_documents([CBC_SCHEMA.load(read.cbcs[0].document)])[0]
 
-    segments = ["MSH|^~\\&|LAB|HOSP|LABSERVICE|HOSP|20261120083000||ORU^R01|MSG1|P|2.5.1",
-                "PID|1||MRN1^^^HOSP^MR||DOE^JOHN||19661120|M", "OBR|1|||58410-2^CBC^LN|||20261120083000"]
+    segments = [
+        "MSH|^~\\&|LAB|HOSP|LABSERVICE|HOSP|20261120083000||ORU^R01|MSG1|P|2.5.1",
+        "PID|1||MRN1^^^HOSP^MR||DOE^JOHN||19661120|M",
+        "OBR|1|||58410-2^CBC^LN|||20261120083000",
+    ]
     for k, (name, value) in enumerate(counts.items(), start=1):
         segments.append(f"OBX|{k}|NM|{CODES[name][0]}^{name}^LN||{value:g}|{CODES[name][1]}|||||F")
     segments.append(f"OBX|4|NM|{SCHISTOCYTES_LOINC}^Schistocytes^LN||2.5|%|||||F")

@@ -56,8 +56,11 @@ def test_a_lab_range_whose_low_is_not_below_its_high_is_passed_on_to_be_set_asid
 
 
 def test_age_comes_from_birth_date_and_collection_time():
-    doc = {"patient": {"birth_date": date(2016, 11, 20)}, "collected_at": datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
-           "results": {"platelets": result(200)}}
+    doc = {
+        "patient": {"birth_date": date(2016, 11, 20)},
+        "collected_at": datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
+        "results": {"platelets": result(200)},
+    }
     age = parse_documents([doc], RS, indexed=False).columns.age_years[0]
     assert age == pytest.approx(3652 / 365.25)
 
@@ -79,9 +82,16 @@ def test_unstated_context_stays_unknown_not_false():
 def test_lesions_are_flattened_with_their_cbc_row():
     docs = [
         {"results": {"platelets": result(200)}},
-        {"results": {"platelets": result(12)},
-         "skin": {"fever": True, "lesions": [{"type": "petechiae", "size_mm": None, "blanching": False, "site": "legs"},
-                                             {"type": None, "size_mm": 12.0, "blanching": True, "palpable": False}]}},
+        {
+            "results": {"platelets": result(12)},
+            "skin": {
+                "fever": True,
+                "lesions": [
+                    {"type": "petechiae", "size_mm": None, "blanching": False, "site": "legs"},
+                    {"type": None, "size_mm": 12.0, "blanching": True, "palpable": False},
+                ],
+            },
+        },
     ]
     cols = parse_documents(docs, RS, indexed=True).columns
     assert cols.lesions["row"].tolist() == [1, 1]

@@ -63,38 +63,59 @@ CASES = [
     # CSV, FHIR, HL7 v2)"; §2 adult female range 12.0-15.0.
     Case("§1 v2 Hb 9.309 mmol/L = 15.0 on the bound -> N", (("hemoglobin", "9.309", "mmol/L"),), {"hemoglobin": "N"}),
     Case("§1 v2 Hb 9.310 mmol/L = 15.0016 above -> H", (("hemoglobin", "9.310", "mmol/L"),), {"hemoglobin": "H"}),
-    Case("§1 v2 Hb 9.308 mmol/L = 14.9984 below the bound -> N", (("hemoglobin", "9.308", "mmol/L"),),
-         {"hemoglobin": "N"}),
+    Case(
+        "§1 v2 Hb 9.308 mmol/L = 14.9984 below the bound -> N",
+        (("hemoglobin", "9.308", "mmol/L"),),
+        {"hemoglobin": "N"},
+    ),
     # §1 v2 (issue 13: "18.618 mmol/L (30.0 g/dL) is refused as implausible on JSON only"): 30.0 g/dL is not
     # above the limit (haemoglobin > 30 is implausible), so it is interpreted on every path; H for a woman.
-    Case("§1 v2 Hb 18.618 mmol/L = 30.0 plausible -> H", (("hemoglobin", "18.618", "mmol/L"),),
-         {"hemoglobin": "H"}),
+    Case("§1 v2 Hb 18.618 mmol/L = 30.0 plausible -> H", (("hemoglobin", "18.618", "mmol/L"),), {"hemoglobin": "H"}),
     # §1 v2: derived lymphocytes from lymphocyte %; "a derived count from a WBC below 1.0 is marked imprecise".
     # WBC 0.99 x 30 % = 0.297 < 1.0 (§2 adult lymphocytes 1.0-3.0) -> L; §3 WBC < 2.0 critical.
-    Case("§1 v2 lymphocytes derived from WBC 0.99 x 30 % -> imprecise",
-         (("wbc", "0.99", "10*9/L"), ("lymphocytes_percent", "30", "%")),
-         {"wbc": "LL", "lymphocytes": "L"}, frozenset({"critical_value", "leukopenia", "lymphopenia"}),
-         imprecise=frozenset({"lymphocytes"}), derived=frozenset({"lymphocytes"})),
+    Case(
+        "§1 v2 lymphocytes derived from WBC 0.99 x 30 % -> imprecise",
+        (("wbc", "0.99", "10*9/L"), ("lymphocytes_percent", "30", "%")),
+        {"wbc": "LL", "lymphocytes": "L"},
+        frozenset({"critical_value", "leukopenia", "lymphopenia"}),
+        imprecise=frozenset({"lymphocytes"}),
+        derived=frozenset({"lymphocytes"}),
+    ),
     # WBC 1.0 is not below 1.0: precise. 1.0 x 30 % = 0.3 -> L.
-    Case("§1 v2 lymphocytes derived from WBC 1.0 (not below 1.0) -> precise",
-         (("wbc", "1.0", "10*9/L"), ("lymphocytes_percent", "30", "%")),
-         {"wbc": "LL", "lymphocytes": "L"}, frozenset({"critical_value", "leukopenia", "lymphopenia"}),
-         derived=frozenset({"lymphocytes"})),
+    Case(
+        "§1 v2 lymphocytes derived from WBC 1.0 (not below 1.0) -> precise",
+        (("wbc", "1.0", "10*9/L"), ("lymphocytes_percent", "30", "%")),
+        {"wbc": "LL", "lymphocytes": "L"},
+        frozenset({"critical_value", "leukopenia", "lymphopenia"}),
+        derived=frozenset({"lymphocytes"}),
+    ),
     # Neutrophils likewise: WBC 0.8 x 67.542 % = 0.540336 (§4 < 1.5 neutropenia, §3 not < 0.5 critical by
     # neutrophils, WBC 0.8 < 2.0 is).
-    Case("§1 v2 neutrophils derived from WBC 0.8 x 67.542 % -> imprecise",
-         (("wbc", "0.8", "10*9/L"), ("neutrophils_percent", "67.542", "%")),
-         {"wbc": "LL", "neutrophils": "L"}, frozenset({"critical_value", "leukopenia", "neutropenia"}),
-         imprecise=frozenset({"neutrophils"}), derived=frozenset({"neutrophils"})),
+    Case(
+        "§1 v2 neutrophils derived from WBC 0.8 x 67.542 % -> imprecise",
+        (("wbc", "0.8", "10*9/L"), ("neutrophils_percent", "67.542", "%")),
+        {"wbc": "LL", "neutrophils": "L"},
+        frozenset({"critical_value", "leukopenia", "neutropenia"}),
+        imprecise=frozenset({"neutrophils"}),
+        derived=frozenset({"neutrophils"}),
+    ),
     # api-contract v2: "a rule whose input is missing lists it as not assessed"; §7 fever with neutrophils
     # <= 0.5: with fever not stated, febrile_neutropenia is not assessed on every path (issue 13: "JSON lists
     # febrile_neutropenia as not assessed when fever is not stated, the CSV path never does").
-    Case("§7 neutrophils 0.5 (on the bound) without fever -> febrile_neutropenia not assessed",
-         (("neutrophils", "0.5", "10*9/L"),), {"neutrophils": "L"}, frozenset({"neutropenia"}),
-         not_assessed=frozenset({"febrile_neutropenia"})),
-    Case("§7 neutrophils 0.51 (above 0.5) -> febrile_neutropenia decided",
-         (("neutrophils", "0.51", "10*9/L"),), {"neutrophils": "L"}, frozenset({"neutropenia"}),
-         not_listed=frozenset({"febrile_neutropenia"})),
+    Case(
+        "§7 neutrophils 0.5 (on the bound) without fever -> febrile_neutropenia not assessed",
+        (("neutrophils", "0.5", "10*9/L"),),
+        {"neutrophils": "L"},
+        frozenset({"neutropenia"}),
+        not_assessed=frozenset({"febrile_neutropenia"}),
+    ),
+    Case(
+        "§7 neutrophils 0.51 (above 0.5) -> febrile_neutropenia decided",
+        (("neutrophils", "0.51", "10*9/L"),),
+        {"neutrophils": "L"},
+        frozenset({"neutropenia"}),
+        not_listed=frozenset({"febrile_neutropenia"}),
+    ),
 ]
 
 ERROR_CASES = [
@@ -133,8 +154,11 @@ def _from_json_answer(answer: dict[str, Any]) -> Answer:
 
 
 def via_json(results) -> Answer:
-    doc = {"patient": {"sex": "female", "birth_date": BIRTH}, "collected_at": COLLECTED,
-           "results": {a: {"value": json.loads(v), "unit": u} for a, v, u in results}}
+    doc = {
+        "patient": {"sex": "female", "birth_date": BIRTH},
+        "collected_at": COLLECTED,
+        "results": {a: {"value": json.loads(v), "unit": u} for a, v, u in results},
+    }
     [answer] = interpret_documents(CBC_LIST_SCHEMA.load([doc]), RS, indexed=True)
     return _from_json_answer(answer)
 
@@ -175,14 +199,17 @@ def via_csv_long(results) -> Answer | str:
 
 def via_fhir(results) -> Answer | str:
     observations = [
-        observation(f"o{i}", CODES[a][0], json.loads(v), u, subject={"reference": "Patient/p"},
-                    effectiveDateTime=COLLECTED)
+        observation(
+            f"o{i}", CODES[a][0], json.loads(v), u, subject={"reference": "Patient/p"}, effectiveDateTime=COLLECTED
+        )
         for i, (a, v, u) in enumerate(results)
     ]
     references = [f"Observation/o{i}" for i in range(len(results))]
-    resource = bundle(patient("p", gender="female", birth=BIRTH),
-                      report("r", references, subject={"reference": "Patient/p"}, effectiveDateTime=COLLECTED),
-                      *observations)
+    resource = bundle(
+        patient("p", gender="female", birth=BIRTH),
+        report("r", references, subject={"reference": "Patient/p"}, effectiveDateTime=COLLECTED),
+        *observations,
+    )
     read = read_fhir(resource)
     assert not read.unused, read.unused
     try:
@@ -193,9 +220,11 @@ def via_fhir(results) -> Answer | str:
 
 
 def via_hl7(results) -> Answer | str:
-    segments = ["MSH|^~\\&|LAB|HOSP|LS|LS|20261120083000||ORU^R01|MSG1|P|2.5.1",
-                "PID|1||MRN1^^^HOSP^MR||Doe^Jane||19920101|F",
-                "OBR|1|||58410-2^CBC^LN|||20261120083000"]
+    segments = [
+        "MSH|^~\\&|LAB|HOSP|LS|LS|20261120083000||ORU^R01|MSG1|P|2.5.1",
+        "PID|1||MRN1^^^HOSP^MR||Doe^Jane||19920101|F",
+        "OBR|1|||58410-2^CBC^LN|||20261120083000",
+    ]
     segments += [f"OBX|{i + 1}|NM|{CODES[a][0]}^{a}^LN||{v}|{u}|||||F" for i, (a, v, u) in enumerate(results)]
     outcome = receive_message("\r".join(segments).encode(), HL7_SETTINGS)
     if outcome.problem is not None:
@@ -256,20 +285,25 @@ def test_a_number_of_5001_digits_is_refused_naming_its_field_on_every_path() -> 
     assert isinstance(long, str) and "column value" in long, long
     hl7 = via_hl7(results)
     assert isinstance(hl7, str) and hl7.startswith("422") and "OBX[1]-5" in hl7, hl7
-    resource = read_json(json.dumps(observation("o", "777-3", 1, "10*9/L")).replace('"value": 1', f'"value": {HUGE}')
-                         .encode(), non_finite=True)
+    resource = read_json(
+        json.dumps(observation("o", "777-3", 1, "10*9/L")).replace('"value": 1', f'"value": {HUGE}').encode(),
+        non_finite=True,
+    )
     with pytest.raises(InputError) as caught:
         read_fhir(resource)
     assert any(path.endswith("valueQuantity.value") for path in caught.value.errors), caught.value.errors
 
 
-@pytest.mark.parametrize(("value", "flag"), [
-    # clinical-rules §1: "Haematocrit: `L/L` or a bare fraction <= 1 x 100 = %"; §2 adult female range 36-46 %
-    # (reference_ranges/adults.csv). 0.42 -> 42 % N; 1 (on the bound of "<= 1") -> 100 % H; 42 stays 42 % N.
-    pytest.param("0.42", "N", id="§1 bare fraction 0.42 -> 42 %"),
-    pytest.param("1", "H", id="§1 bare fraction 1 (on <= 1) -> 100 %"),
-    pytest.param("42", "N", id="§1 bare 42 is already %"),
-])
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [
+        # clinical-rules §1: "Haematocrit: `L/L` or a bare fraction <= 1 x 100 = %"; §2 adult female range 36-46 %
+        # (reference_ranges/adults.csv). 0.42 -> 42 % N; 1 (on the bound of "<= 1") -> 100 % H; 42 stays 42 % N.
+        pytest.param("0.42", "N", id="§1 bare fraction 0.42 -> 42 %"),
+        pytest.param("1", "H", id="§1 bare fraction 1 (on <= 1) -> 100 %"),
+        pytest.param("42", "N", id="§1 bare 42 is already %"),
+    ],
+)
 def test_a_bare_haematocrit_fraction_reads_the_same_on_json_and_csv(value: str, flag: str) -> None:
     doc = {"patient": {"sex": "female", "age_years": 34}, "results": {"hematocrit": json.loads(value)}}
     [answer] = interpret_documents(CBC_LIST_SCHEMA.load([doc]), RS, indexed=True)

@@ -31,8 +31,16 @@ COLLECTED = "2026-11-20T08:30:00+00:00"
 #: Birth dates giving whole ages at COLLECTED (days / 365.25): 4 y = 1461 days, 15 y, 34 y.
 BIRTH = {4: "2022-11-20", 15: "2011-11-20", 34: "1992-11-20"}
 #: LOINC codes of clinical-rules §1 [S15].
-LOINC = {"lymphocytes": "731-0", "wbc": "6690-2", "platelets": "777-3", "hemoglobin": "718-7",
-         "hematocrit": "4544-3", "neutrophils": "751-8", "mchc": "786-4", "rbc": "789-8"}
+LOINC = {
+    "lymphocytes": "731-0",
+    "wbc": "6690-2",
+    "platelets": "777-3",
+    "hemoglobin": "718-7",
+    "hematocrit": "4544-3",
+    "neutrophils": "751-8",
+    "mchc": "786-4",
+    "rbc": "789-8",
+}
 UNITS = {"hemoglobin": "g/dL", "hematocrit": "%", "mchc": "g/dL", "rbc": "10*12/L"}
 
 
@@ -42,22 +50,52 @@ def unit_of(analyte: str) -> str:
 
 # Each case: sex, age, results (canonical units), and the expected flags, findings and urgency from the rules.
 CASES = [
-    P("male", 4, {"lymphocytes": 0.3}, {"lymphocytes": "L"}, {"lymphopenia"}, "routine",
-      id="§2 v2 below any lower limit: 4 y lymphocytes 0.3 (< 0.8) -> L, lymphopenia"),
-    P("male", 15, {"wbc": 2.5, "platelets": 15.0}, {"wbc": "L", "platelets": "LL"},
-      {"leukopenia", "thrombocytopenia", "critical_value", "bicytopenia"}, "immediate",
-      id="§2 v2 adolescent WBC 4.9-15.5: 15 y WBC 2.5 L; platelets 15 critical (§3); new critical -> immediate"),
-    P("female", 34, {"hemoglobin": 13.64, "hematocrit": 26.8}, {"hemoglobin": "N", "hematocrit": "L"},
-      {"sample_integrity_check"}, "soon",
-      id="§8 v2 sample integrity: MCHC 13.64 / 26.8 x 100 ~ 51 > 38.0 -> soon"),
-    P("female", 15, {"hemoglobin": 15.5, "rbc": 5.2}, {"hemoglobin": "N", "rbc": "H"}, set(), "routine",
-      id="§2 v2 adolescent female Hb 12.0-16.0 (15.5 N), RBC 4.1-5.1 (5.2 H)"),
+    P(
+        "male",
+        4,
+        {"lymphocytes": 0.3},
+        {"lymphocytes": "L"},
+        {"lymphopenia"},
+        "routine",
+        id="§2 v2 below any lower limit: 4 y lymphocytes 0.3 (< 0.8) -> L, lymphopenia",
+    ),
+    P(
+        "male",
+        15,
+        {"wbc": 2.5, "platelets": 15.0},
+        {"wbc": "L", "platelets": "LL"},
+        {"leukopenia", "thrombocytopenia", "critical_value", "bicytopenia"},
+        "immediate",
+        id="§2 v2 adolescent WBC 4.9-15.5: 15 y WBC 2.5 L; platelets 15 critical (§3); new critical -> immediate",
+    ),
+    P(
+        "female",
+        34,
+        {"hemoglobin": 13.64, "hematocrit": 26.8},
+        {"hemoglobin": "N", "hematocrit": "L"},
+        {"sample_integrity_check"},
+        "soon",
+        id="§8 v2 sample integrity: MCHC 13.64 / 26.8 x 100 ~ 51 > 38.0 -> soon",
+    ),
+    P(
+        "female",
+        15,
+        {"hemoglobin": 15.5, "rbc": 5.2},
+        {"hemoglobin": "N", "rbc": "H"},
+        set(),
+        "routine",
+        id="§2 v2 adolescent female Hb 12.0-16.0 (15.5 N), RBC 4.1-5.1 (5.2 H)",
+    ),
 ]
 
 
 def json_path(sex: str, age: int, results: dict[str, float]) -> dict[str, Any]:
-    doc = CBC_SCHEMA.load({"patient": {"sex": sex, "age_years": age},
-                           "results": {a: {"value": v, "unit": unit_of(a)} for a, v in results.items()}})
+    doc = CBC_SCHEMA.load(
+        {
+            "patient": {"sex": sex, "age_years": age},
+            "results": {a: {"value": v, "unit": unit_of(a)} for a, v in results.items()},
+        }
+    )
     [answer] = interpret_documents([doc], RS)
     return answer
 
@@ -75,8 +113,15 @@ def batch_rows(text: str) -> list[dict[str, Any]]:
 
 def csv_wide(sex: str, age: int, results: dict[str, float]) -> tuple[dict[str, str | None], set[str], str]:
     names = sorted(results)
-    text = "sample_id,sex,age," + ",".join(names) + "\nS1," + sex + f",{age}," + ",".join(
-        str(results[n]) for n in names) + "\n"
+    text = (
+        "sample_id,sex,age,"
+        + ",".join(names)
+        + "\nS1,"
+        + sex
+        + f",{age},"
+        + ",".join(str(results[n]) for n in names)
+        + "\n"
+    )
     [row] = batch_rows(text)
     assert row["error"] is None, row["error"]
     return {k: v for k, v in row["flags"].items() if k in results}, set(row["findings"]), row["urgency"]
@@ -99,14 +144,27 @@ def fhir_bundle(sex: str, age: int, results: dict[str, float], flags: dict[str, 
     for analyte, value in results.items():
         extra: dict[str, Any] = {"subject": {"reference": "Patient/p"}, "effectiveDateTime": COLLECTED}
         if flags and analyte in flags:
-            extra["interpretation"] = [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                "code": flags[analyte]}]}]
+            extra["interpretation"] = [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                            "code": flags[analyte],
+                        }
+                    ]
+                }
+            ]
         observations.append(observation(analyte, LOINC[analyte], value, unit_of(analyte), **extra))
-    return bundle(patient("p", mrn="MRN-1", gender=sex, birth=BIRTH[age]),
-                  report("r", [f"Observation/{o['id']}" for o in observations], subject={"reference": "Patient/p"},
-                         effectiveDateTime=COLLECTED),
-                  *observations)
+    return bundle(
+        patient("p", mrn="MRN-1", gender=sex, birth=BIRTH[age]),
+        report(
+            "r",
+            [f"Observation/{o['id']}" for o in observations],
+            subject={"reference": "Patient/p"},
+            effectiveDateTime=COLLECTED,
+        ),
+        *observations,
+    )
 
 
 def hl7_message(sex: str, age: int, results: dict[str, float], flags: dict[str, str] | None = None) -> bytes:
@@ -129,8 +187,9 @@ def hl7_answers(body: bytes) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("sex", "age", "results", "flags", "findings", "urgency"), CASES)
-def test_every_path_gives_the_rules_answer(sex: str, age: int, results: dict[str, float],
-                                           flags: dict[str, str], findings: set[str], urgency: str) -> None:
+def test_every_path_gives_the_rules_answer(
+    sex: str, age: int, results: dict[str, float], flags: dict[str, str], findings: set[str], urgency: str
+) -> None:
     expected = (flags, findings, urgency)
     by_json = summarise(json_path(sex, age, results))
     assert by_json == expected
@@ -143,19 +202,32 @@ def test_every_path_gives_the_rules_answer(sex: str, age: int, results: dict[str
 
 
 LAB_FLAG_CASES = [
-    P({"neutrophils": 0.9}, {"neutrophils": "LL"}, {"neutrophils": "LL"},
-      id="§3 v2 the FHIR spec example: neutrophils 0.9 flagged LL by the laboratory -> LL"),
-    P({"platelets": 300.0}, {"platelets": "HH"}, {"platelets": "HH"},
-      id="§3 v2 HH honoured where the service's own limit would not call it"),
-    P({"hemoglobin": 8.0}, {"hemoglobin": "AA"}, {"hemoglobin": "LL"},
-      id="§3 v2 AA: Hb 8.0 below its range (female 12-15) -> LL"),
+    P(
+        {"neutrophils": 0.9},
+        {"neutrophils": "LL"},
+        {"neutrophils": "LL"},
+        id="§3 v2 the FHIR spec example: neutrophils 0.9 flagged LL by the laboratory -> LL",
+    ),
+    P(
+        {"platelets": 300.0},
+        {"platelets": "HH"},
+        {"platelets": "HH"},
+        id="§3 v2 HH honoured where the service's own limit would not call it",
+    ),
+    P(
+        {"hemoglobin": 8.0},
+        {"hemoglobin": "AA"},
+        {"hemoglobin": "LL"},
+        id="§3 v2 AA: Hb 8.0 below its range (female 12-15) -> LL",
+    ),
     P({"wbc": 20.0}, {"wbc": "AA"}, {"wbc": "HH"}, id="§3 v2 AA: WBC 20 above its range (4.0-10.0) -> HH"),
 ]
 
 
 @pytest.mark.parametrize(("results", "sent", "flags"), LAB_FLAG_CASES)
-def test_laboratory_critical_flags_agree_on_fhir_and_hl7(results: dict[str, float], sent: dict[str, str],
-                                                        flags: dict[str, str]) -> None:
+def test_laboratory_critical_flags_agree_on_fhir_and_hl7(
+    results: dict[str, float], sent: dict[str, str], flags: dict[str, str]
+) -> None:
     # §3 v2: the flag becomes LL/HH, the analyte carries flag_origin "laboratory", critical_value is emitted,
     # and (§3/§9 v2) a new critical value asks for immediate with the reason new_critical_value.
     [by_fhir] = fhir_answers(fhir_bundle("female", 34, results, sent))
@@ -209,8 +281,14 @@ def test_the_fhir_example_haemoglobin_range_is_set_aside_on_fhir_hl7_and_json() 
 
 
 def json_path_with_range(sex: str, age: int, analyte: str, value: float, low: float, high: float) -> dict:
-    doc = CBC_SCHEMA.load({"patient": {"sex": sex, "age_years": age}, "results": {
-        analyte: {"value": value, "unit": unit_of(analyte), "reference_range": {"low": low, "high": high}}}})
+    doc = CBC_SCHEMA.load(
+        {
+            "patient": {"sex": sex, "age_years": age},
+            "results": {
+                analyte: {"value": value, "unit": unit_of(analyte), "reference_range": {"low": low, "high": high}}
+            },
+        }
+    )
     [answer] = interpret_documents([doc], RS)
     return answer
 
@@ -234,7 +312,9 @@ def test_a_male_marked_pregnant_is_refused_on_json_and_csv_naming_the_field() ->
     with pytest.raises(ValidationError) as raised:
         CBC_SCHEMA.load({"patient": {"sex": "male", "pregnant": True}, "results": {"platelets": 120}})
     assert "pregnant" in raised.value.messages["patient"]
-    for text in ("sample_id,sex,pregnant,platelets\nS1,M,yes,120\n",
-                 "sample_id,sex,pregnant,item,value\nS1,M,yes,PLT,120\n"):
+    for text in (
+        "sample_id,sex,pregnant,platelets\nS1,M,yes,120\n",
+        "sample_id,sex,pregnant,item,value\nS1,M,yes,PLT,120\n",
+    ):
         [row] = batch_rows(text)
         assert row["error"] == "line 2, column pregnant: a male patient cannot be marked pregnant (clinical-rules §8)"

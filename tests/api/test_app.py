@@ -10,9 +10,13 @@ from labservice.core.ruleset import RulesetError
 
 
 def test_environment_overrides_defaults():
-    settings = load_settings({"LABSERVICE_MAX_BATCH_ITEMS": "50",
-                              "LABSERVICE_MAX_CONTENT_LENGTH": "4096",
-                              "LABSERVICE_REFERENCE_RANGES": "/srv/ranges"})
+    settings = load_settings(
+        {
+            "LABSERVICE_MAX_BATCH_ITEMS": "50",
+            "LABSERVICE_MAX_CONTENT_LENGTH": "4096",
+            "LABSERVICE_REFERENCE_RANGES": "/srv/ranges",
+        }
+    )
     assert settings["MAX_BATCH_ITEMS"] == 50
     assert settings["MAX_CONTENT_LENGTH"] == 4096
     assert settings["REFERENCE_RANGES"] == "/srv/ranges"

@@ -37,11 +37,26 @@ BATCHES = "/api/v1/batches"
 LABEVENTS = MIMIC_LABEVENTS
 MIMIC_MAPPING: dict[str, Any] = {
     "shape": "long",
-    "columns": {"HADM_ID": "sample_id", "CHARTTIME": "collected_at", "ITEMID": "item", "VALUE": "value",
-                "VALUEUOM": "unit"},
-    "items": {"51265": "platelets", "51301": "wbc", "51222": "hemoglobin", "51221": "hematocrit", "51279": "rbc",
-              "51250": "mcv", "51248": "mch", "51249": "mchc", "51277": "rdw", "51256": "neutrophils_percent",
-              "51283": "reticulocytes_percent"},
+    "columns": {
+        "HADM_ID": "sample_id",
+        "CHARTTIME": "collected_at",
+        "ITEMID": "item",
+        "VALUE": "value",
+        "VALUEUOM": "unit",
+    },
+    "items": {
+        "51265": "platelets",
+        "51301": "wbc",
+        "51222": "hemoglobin",
+        "51221": "hematocrit",
+        "51279": "rbc",
+        "51250": "mcv",
+        "51248": "mch",
+        "51249": "mchc",
+        "51277": "rdw",
+        "51256": "neutrophils_percent",
+        "51283": "reticulocytes_percent",
+    },
 }
 
 # Adult fallback ranges (§2): platelets 150-410, WBC 4.0-10.0, neutrophils 2.0-7.0, lymphocytes 1.0-3.0,
@@ -65,8 +80,16 @@ WIDE_CSV = (
     # S5: platelets "abc" is not a number -> an error row at its place, not interpreted.
     b"S5,F,40,abc,6.0,13.5,3.5,2.0\n"
 )
-S3_FINDINGS = {"thrombocytopenia", "anemia", "neutropenia", "leukopenia", "lymphopenia", "pancytopenia",
-               "marrow_failure_range", "critical_value"}
+S3_FINDINGS = {
+    "thrombocytopenia",
+    "anemia",
+    "neutropenia",
+    "leukopenia",
+    "lymphopenia",
+    "pancytopenia",
+    "marrow_failure_range",
+    "critical_value",
+}
 
 
 @pytest.fixture
@@ -79,8 +102,7 @@ def client(batch_app: Flask) -> FlaskClient:
     return batch_app.test_client()
 
 
-def upload(client: FlaskClient, data: bytes, mapping: dict[str, Any] | str | None = None,
-           filename: str = "cbc.csv"):
+def upload(client: FlaskClient, data: bytes, mapping: dict[str, Any] | str | None = None, filename: str = "cbc.csv"):
     form: dict[str, Any] = {"file": (io.BytesIO(data), filename)}
     if mapping is not None:
         form["mapping"] = mapping if isinstance(mapping, str) else json.dumps(mapping)
@@ -112,8 +134,11 @@ def test_upload_answers_202_with_the_summary_and_links(client):
     assert response.headers["Location"] == f"{BATCHES}/{batch_id}"
     assert body["content_sha256"] == hashlib.sha256(WIDE_CSV).hexdigest()
     assert body["already_uploaded"] is False
-    assert body["links"] == {"self": f"{BATCHES}/{batch_id}", "csv": f"{BATCHES}/{batch_id}/result.csv",
-                             "json": f"{BATCHES}/{batch_id}/result.json"}
+    assert body["links"] == {
+        "self": f"{BATCHES}/{batch_id}",
+        "csv": f"{BATCHES}/{batch_id}/result.csv",
+        "json": f"{BATCHES}/{batch_id}/result.json",
+    }
     summary = body["summary"]
     assert summary["shape"] == "wide"
     assert (summary["rows_in"], summary["rows_out"], summary["interpreted"], summary["rejected"]) == (5, 5, 4, 1)
@@ -157,9 +182,10 @@ def test_csv_download_has_every_row_in_input_order(client):
     assert (s2["wbc_flag"], s2["hemoglobin_flag"], s2["neutrophils_flag"]) == ("N", "N", "N")
     assert s3["urgency"] == "immediate" and codes(s3["findings"]) == S3_FINDINGS  # §9 line 243 (*v2*; v1: urgent)
     assert s3["aplastic_anemia"] == "severe"
-    assert [(s3[f"{a}_flag"], s3[f"{a}_ctcae_grade"]) for a in ("platelets", "wbc", "hemoglobin", "neutrophils",
-                                                                 "lymphocytes")] == [
-        ("LL", "4"), ("LL", "3"), ("LL", "3"), ("LL", "4"), ("L", "1")]
+    assert [
+        (s3[f"{a}_flag"], s3[f"{a}_ctcae_grade"])
+        for a in ("platelets", "wbc", "hemoglobin", "neutrophils", "lymphocytes")
+    ] == [("LL", "4"), ("LL", "3"), ("LL", "3"), ("LL", "4"), ("L", "1")]
     assert (s4["urgency"], codes(s4["findings"]), s4["platelets_flag"]) == ("routine", {"thrombocytosis"}, "H")
     assert s5["urgency"] == "" and "platelets" in s5["error"] and "abc" in s5["error"]
 
@@ -244,8 +270,10 @@ def test_batch_id_is_derived_from_content_mapping_and_ruleset(batch_app, client)
 
 def test_mapping_may_be_sent_as_a_file_part(client):
     by_text = created(upload(client, WIDE_CSV, mapping={"columns": {"age": "ignore"}}))
-    form = {"file": (io.BytesIO(WIDE_CSV), "cbc.csv"),
-            "mapping": (io.BytesIO(b'{"columns": {"age": "ignore"}}'), "mapping.json")}
+    form = {
+        "file": (io.BytesIO(WIDE_CSV), "cbc.csv"),
+        "mapping": (io.BytesIO(b'{"columns": {"age": "ignore"}}'), "mapping.json"),
+    }
     response = client.post(BATCHES, data=form, content_type="multipart/form-data")
     assert response.status_code == 200
     assert response.get_json()["batch_id"] == by_text["batch_id"]
@@ -306,8 +334,13 @@ def test_download_is_byte_for_byte_what_run_batch_and_the_cli_write(batch_app, c
 
     options = load_mapping_text(json.dumps(mapping or {}))
     csv_out, json_out = io.StringIO(newline=""), io.StringIO(newline="")
-    summary = run_batch(io.BytesIO(data), csv_out=csv_out, json_out=json_out, options=options,
-                        ruleset=batch_app.extensions[RULESET_EXTENSION])
+    summary = run_batch(
+        io.BytesIO(data),
+        csv_out=csv_out,
+        json_out=json_out,
+        options=options,
+        ruleset=batch_app.extensions[RULESET_EXTENSION],
+    )
     assert downloaded_csv == csv_out.getvalue().encode("utf-8")
     assert downloaded_json == json_out.getvalue().encode("utf-8")
     assert body["summary"] == summary.to_dict()
@@ -343,8 +376,9 @@ def test_upload_limit_does_not_raise_the_limit_of_json_requests(make_app, tmp_pa
     limit = app.config["MAX_CONTENT_LENGTH"]
     assert limit == 2 * 1024 * 1024
     padding = " " * (limit + 1)
-    response = client.post(INTERPRETATIONS, data='{"results": {"platelets": 300}}' + padding,
-                           content_type="application/json")
+    response = client.post(
+        INTERPRETATIONS, data='{"results": {"platelets": 300}}' + padding, content_type="application/json"
+    )
     body = assert_problem(response, 413)
     assert str(limit) in body["detail"]
     # ... while an upload larger than MAX_CONTENT_LENGTH is accepted by the batch endpoint.
@@ -356,11 +390,14 @@ def test_upload_limit_does_not_raise_the_limit_of_json_requests(make_app, tmp_pa
 # ---------------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("content_type,data", [
-    ("application/json", b'{"file": "x"}'),
-    ("text/csv", WIDE_CSV),
-    ("application/x-www-form-urlencoded", b"file=x"),
-])
+@pytest.mark.parametrize(
+    "content_type,data",
+    [
+        ("application/json", b'{"file": "x"}'),
+        ("text/csv", WIDE_CSV),
+        ("application/x-www-form-urlencoded", b"file=x"),
+    ],
+)
 def test_not_multipart_answers_415(client, content_type, data):
     body = assert_problem(client.post(BATCHES, data=data, content_type=content_type), 415)
     assert "multipart/form-data" in body["detail"]
@@ -369,20 +406,24 @@ def test_not_multipart_answers_415(client, content_type, data):
 def test_missing_file_answers_422_naming_file(client, tmp_path):
     body = assert_problem(client.post(BATCHES, data={"mapping": "{}"}, content_type="multipart/form-data"), 422)
     assert "file" in body["errors"]
-    body = assert_problem(client.post(BATCHES, data={"file": "not a file part"},
-                                      content_type="multipart/form-data"), 422)
+    body = assert_problem(
+        client.post(BATCHES, data={"file": "not a file part"}, content_type="multipart/form-data"), 422
+    )
     assert "file" in body["errors"] and "file part" in body["detail"]
     assert batch_dirs(tmp_path / "batches") == []
 
 
-@pytest.mark.parametrize("mapping,says", [
-    ("{not json", "not valid JSON"),
-    ("[]", "JSON object"),
-    ('{"shape": "diagonal"}', "shape"),
-    ('{"colour": "red"}', "colour"),
-    ('{"columns": {"PLT": 5.5}}', "columns"),
-    ('{"date_order": "YMD"}', "date_order"),
-])
+@pytest.mark.parametrize(
+    "mapping,says",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "JSON object"),
+        ('{"shape": "diagonal"}', "shape"),
+        ('{"colour": "red"}', "colour"),
+        ('{"columns": {"PLT": 5.5}}', "columns"),
+        ('{"date_order": "YMD"}', "date_order"),
+    ],
+)
 def test_bad_mapping_answers_422_naming_mapping(client, mapping, says):
     body = assert_problem(upload(client, WIDE_CSV, mapping=mapping), 422)
     assert set(body["errors"]) == {"mapping"}
@@ -390,11 +431,14 @@ def test_bad_mapping_answers_422_naming_mapping(client, mapping, says):
     assert says in body["detail"]
 
 
-@pytest.mark.parametrize("data,says", [
-    (b"patient,visit\nP1,3\nP2,4\n", "no column holds a CBC analyte"),
-    (b"", "empty"),
-    (b"\x00\x01\x02\xff\xfe binary", "binary"),
-])
+@pytest.mark.parametrize(
+    "data,says",
+    [
+        (b"patient,visit\nP1,3\nP2,4\n", "no column holds a CBC analyte"),
+        (b"", "empty"),
+        (b"\x00\x01\x02\xff\xfe binary", "binary"),
+    ],
+)
 def test_unusable_file_answers_422_naming_file(client, tmp_path, data, says):
     body = assert_problem(upload(client, data), 422)
     assert set(body["errors"]) == {"file"}
@@ -409,10 +453,20 @@ def test_unknown_batch_answers_404(client):
         assert_problem(client.get(f"{BATCHES}/{unknown}{suffix}"), 404)
 
 
-@pytest.mark.parametrize("batch_id", [
-    "..", "%2E%2E", "..%2F..%2Fetc%2Fpasswd", "%2e%2e%2fsummary.json", "ABCDEF0123456789ABCDEF0123456789",
-    "0" * 31, "0" * 33, "summary.json", ".partial-x",
-])
+@pytest.mark.parametrize(
+    "batch_id",
+    [
+        "..",
+        "%2E%2E",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e%2fsummary.json",
+        "ABCDEF0123456789ABCDEF0123456789",
+        "0" * 31,
+        "0" * 33,
+        "summary.json",
+        ".partial-x",
+    ],
+)
 def test_path_traversal_and_malformed_ids_answer_404(client, batch_id):
     created(upload(client, WIDE_CSV))  # something to reach if the id were used as a path
     for suffix in ("", "/result.csv", "/result.json"):
@@ -453,6 +507,7 @@ def test_store_keeps_the_first_of_two_saves_of_one_batch(tmp_path):
             csv_out.write(text)
             json_out.write("[]\n")
             return {"made_by": text}
+
         return write
 
     first, made = store.save(batch_id, produce("first"))
@@ -482,8 +537,11 @@ def test_openapi_documents_the_batch_endpoints(client):
     multipart = post["requestBody"]["content"]["multipart/form-data"]
     upload_schema = spec["components"]["schemas"][multipart["schema"]["$ref"].rsplit("/", 1)[-1]]
     assert upload_schema["required"] == ["file"]
-    assert upload_schema["properties"]["file"] == {**upload_schema["properties"]["file"],
-                                                  "type": "string", "format": "binary"}
+    assert upload_schema["properties"]["file"] == {
+        **upload_schema["properties"]["file"],
+        "type": "string",
+        "format": "binary",
+    }
     assert upload_schema["properties"]["mapping"]["type"] == "string"
     assert upload_schema["properties"]["excel"]["enum"] == ["true", "false"]  # issue 14 item 5
     csv_path = BATCHES + "/{batch_id}/result.csv"
@@ -575,9 +633,11 @@ def test_an_upload_whose_id_is_a_sample_id_says_no_row_reaches_the_worklist(clie
 #: A `;` file with decimal commas and a byte order mark, as Excel saves "CSV UTF-8" in a German locale, with a
 #: line with one field too many. Expected from the rules as WIDE_CSV's rows: E1 female 34 with platelets 99.5
 #: (< 150: L, CTCAE 1: < LLN-75) -> thrombocytopenia < 100 -> soon (§9); E2 a field too many -> rejected.
-EXCEL_CSV = ("\ufeffsample_id;patient_id;sex;age;platelets;hemoglobin\n"
-             "E1;MRN-É1;F;34;99,5;13,5\n"
-             "E2;MRN-É2;F;34;250;13,5;surplus\n").encode("utf-8")
+EXCEL_CSV = (
+    "\ufeffsample_id;patient_id;sex;age;platelets;hemoglobin\n"
+    "E1;MRN-É1;F;34;99,5;13,5\n"
+    "E2;MRN-É2;F;34;250;13,5;surplus\n"
+).encode("utf-8")
 
 
 def test_a_semicolon_decimal_comma_upload_with_a_bom_comes_back_the_same_way(client):
@@ -588,14 +648,17 @@ def test_a_semicolon_decimal_comma_upload_with_a_bom_comes_back_the_same_way(cli
     assert data.startswith(b"\xef\xbb\xbf") and data.count(b"\xef\xbb\xbf") == 1
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=";"))
     assert [(r["sample_id"], r["patient_id"], r["line"]) for r in rows] == [
-        ("E1", "MRN-É1", "2"), ("E2", "MRN-É2", "3")]
+        ("E1", "MRN-É1", "2"),
+        ("E2", "MRN-É2", "3"),
+    ]
     assert rows[0]["platelets (10*9/L)"] == "99,5" and rows[0]["hemoglobin (g/dL)"] == "13,5"
     assert rows[0]["summary"] == "Platelets 99,5 x10^9/L low (CTCAE grade 1). Urgency soon."
     assert rows[0]["findings_text"] == "Thrombocytopenia (platelet count below 150)"
     assert rows[1]["error"] == "line 3: more fields than the header's 6"  # and its ids are kept, above
     disposition = response.headers["Content-Disposition"]
-    assert disposition == ('attachment; filename="Blutbild_Marz.interpreted.csv"; '
-                           "filename*=UTF-8''Blutbild%20M%C3%A4rz.interpreted.csv")
+    assert disposition == (
+        "attachment; filename=\"Blutbild_Marz.interpreted.csv\"; filename*=UTF-8''Blutbild%20M%C3%A4rz.interpreted.csv"
+    )
 
 
 def test_excel_true_links_to_a_csv_with_a_byte_order_mark(client):

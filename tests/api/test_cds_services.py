@@ -54,11 +54,14 @@ def allowlist(client, url: str) -> None:
 def stored_rows(app) -> tuple[int, ...]:
     database = app.extensions["labservice.database"]
     with database.session() as session:
-        return tuple(session.scalar(select(func.count()).select_from(model)) or 0
-                     for model in (Patient, CbcResult, Interpretation, Referral))
+        return tuple(
+            session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Patient, CbcResult, Interpretation, Referral)
+        )
 
 
 # --- discovery ----------------------------------------------------------------------------------------
+
 
 def test_discovery_lists_the_service(client):
     response = client.get("/cds-services")
@@ -76,8 +79,9 @@ def test_discovery_lists_the_service(client):
 
 
 def test_a_cors_preflight_is_answered(client):
-    response = client.options(URL, headers={"Origin": "https://sandbox.cds-hooks.org",
-                                            "Access-Control-Request-Method": "POST"})
+    response = client.options(
+        URL, headers={"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST"}
+    )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
@@ -85,10 +89,15 @@ def test_a_cors_preflight_is_answered(client):
 
 # --- the service with prefetch -----------------------------------------------------------------------
 
+
 def test_synthea_prefetch_gives_one_card_and_stores_nothing(app, client):
     patient, observations = synthea_server_data("Cleo_Friesen")
-    body = hook_call(patient["id"], {"patient": patient, "cbcObservations": searchset(observations)},
-                     fhirServer="https://ehr.example.org/fhir", fhirAuthorization=authorization())
+    body = hook_call(
+        patient["id"],
+        {"patient": patient, "cbcObservations": searchset(observations)},
+        fhirServer="https://ehr.example.org/fhir",
+        fhirAuthorization=authorization(),
+    )
     response = client.post(URL, json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     [card] = response.get_json()["cards"]
@@ -100,7 +109,7 @@ def test_synthea_prefetch_gives_one_card_and_stores_nothing(app, client):
     assert card["source"]["label"].startswith("labservice") and card["source"]["url"].endswith("/api/v1/ruleset")
     # Issue 14 item 2: no dashboard link for a patient the record of results does not have (it would be a 404).
     assert "links" not in card
-    assert stored_rows(app) == (0, 0, 0, 0)     # a patient-view call is a read
+    assert stored_rows(app) == (0, 0, 0, 0)  # a patient-view call is a read
 
 
 def test_fhir_spec_example_neutropenia(client):
@@ -112,9 +121,10 @@ def test_fhir_spec_example_neutropenia(client):
 
 
 def test_mimic_low_platelets_card_without_a_skin_examination_has_no_citrate_suggestion(client):
-    body = hook_call("mimic-160445", {"patient": None,
-                                      "cbcObservations": searchset(mimic_observations("160445", MIMIC_TIMES,
-                                                                                      "mimic-160445"))})
+    body = hook_call(
+        "mimic-160445",
+        {"patient": None, "cbcObservations": searchset(mimic_observations("160445", MIMIC_TIMES, "mimic-160445"))},
+    )
     [card] = client.post(URL, json=body).get_json()["cards"]
     # Newest 2171-07-24 01:30: platelets 42 K/uL (§4 < 150, §9 soon); isolated, but a CDS Hooks call sends no
     # skin examination: clinical-rules §8 v2 ("skin not sent is not 'no bleeding signs'") suggests neither the
@@ -127,13 +137,20 @@ def test_mimic_low_platelets_card_without_a_skin_examination_has_no_citrate_sugg
 
 def test_public_base_url_sets_the_links_for_a_stored_patient(make_app, feedback_file):
     client = make_app(PUBLIC_BASE_URL="https://labs.example.org/", CDS_FEEDBACK_FILE=str(feedback_file)).test_client()
-    body = hook_call("mimic-160445", {"patient": None, "cbcObservations": searchset(
-        mimic_observations("160445", MIMIC_TIMES[-1:], "mimic-160445"))})
+    body = hook_call(
+        "mimic-160445",
+        {"patient": None, "cbcObservations": searchset(mimic_observations("160445", MIMIC_TIMES[-1:], "mimic-160445"))},
+    )
     [card] = client.post(URL, json=body).get_json()["cards"]
     assert "links" not in card  # not stored yet: the dashboard would answer 404
-    stored = client.post("/api/v1/interpretations", json={
-        "patient": {"id": "Patient/mimic-160445"}, "collected_at": "2026-11-01T08:00:00Z",
-        "results": {"platelets": {"value": 42, "unit": "10*9/L"}}})
+    stored = client.post(
+        "/api/v1/interpretations",
+        json={
+            "patient": {"id": "Patient/mimic-160445"},
+            "collected_at": "2026-11-01T08:00:00Z",
+            "results": {"platelets": {"value": 42, "unit": "10*9/L"}},
+        },
+    )
     assert stored.status_code == 200, stored.get_data(as_text=True)
     [card] = client.post(URL, json=body).get_json()["cards"]
     assert card["links"][0]["url"] == "https://labs.example.org/dashboard/patients/Patient%2Fmimic-160445"
@@ -147,6 +164,7 @@ def test_no_cbc_answers_an_empty_card_list(client):
 
 # --- no prefetch: the FHIR server, or 412 ------------------------------------------------------------
 
+
 def test_without_prefetch_the_service_reads_the_fhir_server_with_the_token(client):
     patient, observations = synthea_server_data("Clemente_Kreiger")
     with FhirTestServer([patient], observations).running() as server:
@@ -157,7 +175,7 @@ def test_without_prefetch_the_service_reads_the_fhir_server_with_the_token(clien
     [card] = response.get_json()["cards"]
     newest_platelets = max((o for o in observations if loinc_of(o) == "777-3"), key=lambda o: o["effectiveDateTime"])
     assert f"Observation/{newest_platelets['id']}" in card["detail"]
-    assert card["indicator"] == "info"      # platelets 305.99, WBC 8.81, Hb 15.47 (man): no §4 finding
+    assert card["indicator"] == "info"  # platelets 305.99, WBC 8.81, Hb 15.47 (man): no §4 finding
     # The Patient, the Observations and (clinical-rules §11, §12 v2) the two medication searches.
     assert [r["authorization"] for r in server.requests] == ["Bearer abc.def"] * 4
 
@@ -179,15 +197,21 @@ def test_an_unreachable_fhir_server_answers_412(client):
 
 # --- errors ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"hook": "order-select"}, "hook"),
-    ({"hookInstance": "123"}, "hookInstance"),
-    ({"context": {"userId": "Practitioner/x"}}, "context.patientId"),
-    ({"prefetch": "Patient/1"}, "prefetch"),
-    ({"fhirServer": "ftp://ehr.example.org"}, "fhirServer"),
-    ({"fhirServer": "https://ehr.example.org", "fhirAuthorization": {"token_type": "Bearer"}},
-     "fhirAuthorization.access_token"),
-])
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hook": "order-select"}, "hook"),
+        ({"hookInstance": "123"}, "hookInstance"),
+        ({"context": {"userId": "Practitioner/x"}}, "context.patientId"),
+        ({"prefetch": "Patient/1"}, "prefetch"),
+        ({"fhirServer": "ftp://ehr.example.org"}, "fhirServer"),
+        (
+            {"fhirServer": "https://ehr.example.org", "fhirAuthorization": {"token_type": "Bearer"}},
+            "fhirAuthorization.access_token",
+        ),
+    ],
+)
 def test_a_malformed_call_answers_400_naming_the_field(client, change, field):
     body = assert_problem(client.post(URL, json={**hook_call("p1"), **change}), 400)
     assert field in body["errors"]
@@ -224,19 +248,23 @@ def test_an_implausible_latest_value_gets_a_warning_card_naming_the_entry(client
 def test_malformed_fhir_in_prefetch_answers_422_naming_the_entry(client):
     observations = mimic_observations("160445", MIMIC_TIMES[-1:], "p1")
     next(o for o in observations if loinc_of(o) == "777-3")["valueQuantity"]["value"] = "many"
-    body = assert_problem(client.post(URL, json=hook_call("p1", {"patient": None,
-                                                                 "cbcObservations": searchset(observations)})), 422)
+    body = assert_problem(
+        client.post(URL, json=hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)})), 422
+    )
     assert all(path.startswith("prefetch.cbcObservations.entry[") for path in body["errors"])
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("post", "/cds-services/no-such-service", 404),
-    ("post", "/cds-services/no-such-service/feedback", 404),
-    ("get", "/cds-services/a/b/c", 404),
-    ("get", URL, 405),
-    ("post", "/cds-services", 405),
-    ("get", URL + "/feedback", 405),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("post", "/cds-services/no-such-service", 404),
+        ("post", "/cds-services/no-such-service/feedback", 404),
+        ("get", "/cds-services/a/b/c", 404),
+        ("get", URL, 405),
+        ("post", "/cds-services", 405),
+        ("get", URL + "/feedback", 405),
+    ],
+)
 def test_errors_under_cds_services_are_json(client, method, path, status):
     assert_problem(getattr(client, method)(path, json={}), status)
 
@@ -249,19 +277,32 @@ def test_pages_outside_cds_services_keep_their_own_errors(client):
 
 # --- feedback -------------------------------------------------------------------------------------
 
+
 def test_feedback_is_recorded_without_the_comment(client, feedback_file):
-    items = [{"card": "4e0a3a1e-3283-4575-ab82-028d55fe2719", "outcome": "accepted",
-              "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
-              "outcomeTimestamp": "2020-12-11T00:00:00Z"},
-             {"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
-              "overrideReason": {"reason": {"code": "d7ecf885", "system": "https://example.com/override"},
-                                 "userComment": "Patient J. Smith refused"},
-              "outcomeTimestamp": "2020-12-11T00:00:00Z"}]
+    items = [
+        {
+            "card": "4e0a3a1e-3283-4575-ab82-028d55fe2719",
+            "outcome": "accepted",
+            "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
+            "outcomeTimestamp": "2020-12-11T00:00:00Z",
+        },
+        {
+            "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+            "outcome": "overridden",
+            "overrideReason": {
+                "reason": {"code": "d7ecf885", "system": "https://example.com/override"},
+                "userComment": "Patient J. Smith refused",
+            },
+            "outcomeTimestamp": "2020-12-11T00:00:00Z",
+        },
+    ]
     response = client.post(URL + "/feedback", json={"feedback": items})
     assert response.status_code == 200 and response.get_json() == {"recorded": 2}
     lines = [json.loads(line) for line in feedback_file.read_text(encoding="utf-8").splitlines()]
     assert [(line["service"], line["card"], line["outcome"]) for line in lines] == [
-        ("cbc-review", items[0]["card"], "accepted"), ("cbc-review", items[1]["card"], "overridden")]
+        ("cbc-review", items[0]["card"], "accepted"),
+        ("cbc-review", items[1]["card"], "overridden"),
+    ]
     assert lines[0]["acceptedSuggestions"] == ["e56e1945-20b3-4393-8503-a1a20fd73152"]
     assert "Smith" not in feedback_file.read_text(encoding="utf-8")
 

@@ -20,14 +20,20 @@ JSON_ENDPOINTS = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "detail", "error"), [
-    (b'{"a": 1,}', "Malformed JSON at line 1 column 9 (character 8): Expecting property name enclosed in double "
-                   "quotes.", "Expecting property name enclosed in double quotes"),
-    (b'{"a": "\xff"}', "The body is not UTF-8 text (byte 7).", "Not UTF-8."),
-    (b"[" * 100_000, "Malformed JSON: nested too deeply.", "Nested too deeply."),
-    (b'{"a": NaN}', "Malformed JSON: NaN is not a JSON number.", "NaN is not a JSON number"),
-    (b"[-Infinity]", "Malformed JSON: -Infinity is not a JSON number.", "-Infinity is not a JSON number"),
-])
+@pytest.mark.parametrize(
+    ("raw", "detail", "error"),
+    [
+        (
+            b'{"a": 1,}',
+            "Malformed JSON at line 1 column 9 (character 8): Expecting property name enclosed in double quotes.",
+            "Expecting property name enclosed in double quotes",
+        ),
+        (b'{"a": "\xff"}', "The body is not UTF-8 text (byte 7).", "Not UTF-8."),
+        (b"[" * 100_000, "Malformed JSON: nested too deeply.", "Nested too deeply."),
+        (b'{"a": NaN}', "Malformed JSON: NaN is not a JSON number.", "NaN is not a JSON number"),
+        (b"[-Infinity]", "Malformed JSON: -Infinity is not a JSON number.", "-Infinity is not a JSON number"),
+    ],
+)
 def test_read_json_refuses_what_is_not_json_naming_the_body(raw, detail, error):
     with pytest.raises(Problem) as refused:
         read_json(raw)
@@ -64,4 +70,5 @@ def test_problem_doc_is_a_problem_json_response_with_its_cause():
     assert schema_ref("CBC") == {"$ref": "#/components/schemas/CBC"}
     assert problem_doc("No referral with this id.") == {
         "description": "No referral with this id.",
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }

@@ -27,20 +27,36 @@ def communicate(client, referral_id: int, **body):
 
 
 def test_a_communication_is_recorded_with_who_when_how_and_read_back(client, seeded):
-    response = communicate(client, seeded["P-CRIT"], notified="Dr Patel, FY2 ward 7", means="telephone",
-                           read_back=True, note="Repeat count ordered.")
+    response = communicate(
+        client,
+        seeded["P-CRIT"],
+        notified="Dr Patel, FY2 ward 7",
+        means="telephone",
+        read_back=True,
+        note="Repeat count ordered.",
+    )
     assert response.status_code == 201, response.get_data(as_text=True)
     [record] = response.get_json()["communications"]
     assert (record["notified"], record["means"], record["reached"], record["read_back"]) == (
-        "Dr Patel, FY2 ward 7", "telephone", True, True)
+        "Dr Patel, FY2 ward 7",
+        "telephone",
+        True,
+        True,
+    )
     assert record["recorded_by"] == key_actor(client) and record["communicated_at"]
     shown = client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"]
     assert [r["id"] for r in shown] == [record["id"]]
 
 
 def test_not_reached_is_recorded_and_read_back_needs_someone_reached(client, seeded):
-    body = communicate(client, seeded["P-CRIT"], notified="On-call registrar (bleep 4321)", means="bleep_callback",
-                       reached=False, read_back=True).get_json()
+    body = communicate(
+        client,
+        seeded["P-CRIT"],
+        notified="On-call registrar (bleep 4321)",
+        means="bleep_callback",
+        reached=False,
+        read_back=True,
+    ).get_json()
     [record] = body["communications"]
     assert record["reached"] is False and record["read_back"] is False
 
@@ -51,12 +67,20 @@ def test_only_a_referral_with_a_critical_value_takes_one(client, seeded):
     assert_problem(communicate(client, 999999, notified="Dr X", means="telephone"), 404)
     bad = assert_problem(communicate(client, seeded["P-CRIT"], notified="", means="pigeon"), 422)
     assert {"notified", "means"} <= set(bad["errors"])
-    future = assert_problem(communicate(client, seeded["P-CRIT"], notified="Dr X", means="telephone",
-                                        communicated_at="2099-01-01T00:00:00Z"), 422)
+    future = assert_problem(
+        communicate(
+            client, seeded["P-CRIT"], notified="Dr X", means="telephone", communicated_at="2099-01-01T00:00:00Z"
+        ),
+        422,
+    )
     assert "communicated_at" in future["errors"]
     # P-CRIT's CBC was collected 2026-11-10T08:00Z: nobody can have been told of it before.
-    early = assert_problem(communicate(client, seeded["P-CRIT"], notified="Dr X", means="telephone",
-                                       communicated_at="2026-11-10T07:59:00Z"), 422)
+    early = assert_problem(
+        communicate(
+            client, seeded["P-CRIT"], notified="Dr X", means="telephone", communicated_at="2026-11-10T07:59:00Z"
+        ),
+        422,
+    )
     assert "before the CBC was collected" in early["detail"] and "communicated_at" in early["errors"]
     assert client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"] == []
 
@@ -66,8 +90,15 @@ def test_critical_results_not_yet_communicated_come_first_on_the_worklist(client
     flag's `immediate` (§7, §9): until someone is reached about it, it stands first; then it takes its urgency's
     place."""
     nadir = post(client, cbc("P-NADIR", "2026-11-20T08:00:00Z", 15, context={"myelosuppressive_therapy": True}))[0]
-    post(client, cbc("P-RASH", "2026-11-20T09:00:00Z", 200,
-                     skin={"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]}))
+    post(
+        client,
+        cbc(
+            "P-RASH",
+            "2026-11-20T09:00:00Z",
+            200,
+            skin={"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]},
+        ),
+    )
     assert nadir["urgency"] == "urgent"
     assert patients(listing(client))[:2] == ["P-NADIR", "P-RASH"]
     referral = nadir["stored"]["referral_id"]
@@ -86,8 +117,9 @@ def test_the_worklist_says_which_critical_results_nobody_has_been_reached_about(
     referral = nadir["stored"]["referral_id"]
 
     def flags() -> dict[str, tuple[bool, bool]]:
-        return {item["patient_id"]: (item["critical"], item["critical_uncommunicated"])
-                for item in listing(client)["items"]}
+        return {
+            item["patient_id"]: (item["critical"], item["critical_uncommunicated"]) for item in listing(client)["items"]
+        }
 
     assert flags() == {"P-NADIR": (True, True), "P-SOON": (False, False)}
     communicate(client, referral, notified="Oncology day unit nurse", means="telephone", reached=False)
@@ -106,9 +138,17 @@ def test_the_dashboard_records_it_and_shows_it_in_the_history_and_the_audit_trai
     worklist = client.get("/dashboard/").get_data(as_text=True)
     row = worklist.split('data-patient="P-CRIT"', 1)[1].split("</tr>", 1)[0]
     assert 'data-uncommunicated="true"' in row
-    answer = client.post(f"/dashboard/referrals/{seeded['P-CRIT']}/communications", data={
-        "notified": "Dr Patel", "means": "in_person", "reached": "yes", "read_back": "yes",
-        "next": "/dashboard/patients/P-CRIT", "csrf_token": csrf_token(client)})
+    answer = client.post(
+        f"/dashboard/referrals/{seeded['P-CRIT']}/communications",
+        data={
+            "notified": "Dr Patel",
+            "means": "in_person",
+            "reached": "yes",
+            "read_back": "yes",
+            "next": "/dashboard/patients/P-CRIT",
+            "csrf_token": csrf_token(client),
+        },
+    )
     assert answer.status_code == 303
     page = client.get("/dashboard/patients/P-CRIT").get_data(as_text=True)
     history = page.split('id="referrals"', 1)[1]
@@ -125,9 +165,17 @@ def test_the_dashboard_form_takes_when_in_utc_and_refuses_what_is_not_a_past_tim
     from tests.credentials import csrf_token
 
     def record(when: str):
-        return client.post(f"/dashboard/referrals/{seeded['P-CRIT']}/communications", data={
-            "notified": "Dr Patel", "means": "telephone", "reached": "yes", "communicated_at": when,
-            "next": "/dashboard/patients/P-CRIT", "csrf_token": csrf_token(client)})
+        return client.post(
+            f"/dashboard/referrals/{seeded['P-CRIT']}/communications",
+            data={
+                "notified": "Dr Patel",
+                "means": "telephone",
+                "reached": "yes",
+                "communicated_at": when,
+                "next": "/dashboard/patients/P-CRIT",
+                "csrf_token": csrf_token(client),
+            },
+        )
 
     for refused in ("2099-01-01T00:00", "yesterday"):
         assert record(refused).status_code == 303
@@ -135,7 +183,8 @@ def test_the_dashboard_form_takes_when_in_utc_and_refuses_what_is_not_a_past_tim
         assert "When: a date and time in UTC, not in the future" in page
     assert record("2026-11-10T07:59").status_code == 303  # a minute before the CBC was collected
     assert "Nothing was recorded: the time given is before the CBC was collected" in client.get(
-        "/dashboard/patients/P-CRIT").get_data(as_text=True)
+        "/dashboard/patients/P-CRIT"
+    ).get_data(as_text=True)
     assert client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"] == []
     assert record("2026-11-10T09:15").status_code == 303
     [recorded] = client.get(f"{URL}/{seeded['P-CRIT']}").get_json()["communications"]

@@ -12,8 +12,7 @@ from tests.api.helpers import URL, assert_problem
 
 
 def test_malformed_json_is_400_naming_the_position(client):
-    response = client.post(URL, data='{"results": {"platelets": 45,}}',
-                           content_type="application/json")
+    response = client.post(URL, data='{"results": {"platelets": 45,}}', content_type="application/json")
     body = assert_problem(response, 400)
     assert "line 1 column 30" in body["detail"]
 
@@ -57,8 +56,9 @@ def test_default_limits_come_from_config(app):
 # --- 415 wrong content type ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml", "text/json"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", "text/json"]
+)
 def test_wrong_content_type_is_415(client, content_type):
     response = client.post(URL, data='{"results": {"platelets": 45}}', content_type=content_type)
     assert_problem(response, 415)
@@ -90,21 +90,24 @@ def test_unknown_nested_field_is_422_with_its_path(client, example_cbc):
     assert "results.platelets.flag" in _errors_for(client, example_cbc)
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    ("patient.age_years", "34"),
-    ("patient.age_years", True),
-    ("patient.sex", "f"),
-    ("patient.pregnant", "no"),
-    ("patient.pregnant", 0),
-    ("patient.pregnancy_trimester", 2.5),
-    ("collected_at", "yesterday"),
-    ("collected_at", "2026-11-20T08:30:00"),  # no UTC offset
-    ("reticulocyte_method", "by eye"),
-    ("options.ctcae_version", 5),
-    ("marrow.cellularity_percent", 120),
-    ("skin.fever", "yes"),
-    ("context.myelosuppressive_therapy", "yes"),  # clinical-rules §11 v2: a boolean
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("patient.age_years", "34"),
+        ("patient.age_years", True),
+        ("patient.sex", "f"),
+        ("patient.pregnant", "no"),
+        ("patient.pregnant", 0),
+        ("patient.pregnancy_trimester", 2.5),
+        ("collected_at", "yesterday"),
+        ("collected_at", "2026-11-20T08:30:00"),  # no UTC offset
+        ("reticulocyte_method", "by eye"),
+        ("options.ctcae_version", 5),
+        ("marrow.cellularity_percent", 120),
+        ("skin.fever", "yes"),
+        ("context.myelosuppressive_therapy", "yes"),  # clinical-rules §11 v2: a boolean
+    ],
+)
 def test_wrong_type_or_value_is_422_naming_the_field(client, example_cbc, path, value):
     *parents, leaf = path.split(".")
     target = example_cbc
@@ -130,12 +133,13 @@ def test_string_value_in_result_object_is_422(client):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_422(client, literal):
-    bare = client.post(URL, data=f'{{"results": {{"platelets": {literal}}}}}',
-                       content_type="application/json")
+    bare = client.post(URL, data=f'{{"results": {{"platelets": {literal}}}}}', content_type="application/json")
     assert "results.platelets" in assert_problem(bare, 422)["errors"]
     nested = client.post(
-        URL, data=f'{{"results": {{"platelets": {{"value": {literal}, "unit": "10*9/L"}}}}}}',
-        content_type="application/json")
+        URL,
+        data=f'{{"results": {{"platelets": {{"value": {literal}, "unit": "10*9/L"}}}}}}',
+        content_type="application/json",
+    )
     assert "results.platelets.value" in assert_problem(nested, 422)["errors"]
 
 
@@ -163,8 +167,7 @@ def test_results_must_be_an_object(client):
 
 def test_reference_range_low_not_below_high_is_set_aside_not_422(client):
     # clinical-rules §2 v2: "a range that is not [plausible] is set aside with a note, never a 422" (v1 refused it)
-    body = {"results": {"wbc": {"value": 2.1, "unit": "10*9/L",
-                                "reference_range": {"low": 11, "high": 4}}}}
+    body = {"results": {"wbc": {"value": 2.1, "unit": "10*9/L", "reference_range": {"low": 11, "high": 4}}}}
     response = client.post(URL, json=body)
     assert response.status_code == 200
     rr = response.get_json()["analytes"]["wbc"]["reference_range"]
@@ -254,8 +257,10 @@ def test_a_male_patient_marked_pregnant_is_422_naming_the_field(client):
 
 def test_an_implausible_laboratory_range_is_not_a_422(client):
     # clinical-rules §2 v2: an implausible lab range is set aside with a note, "never a 422"
-    body = {"patient": {"sex": "female", "age_years": 34},
-            "results": {"hemoglobin": {"value": 7.2, "unit": "g/dL", "reference_range": {"low": 10, "high": 7.5}}}}
+    body = {
+        "patient": {"sex": "female", "age_years": 34},
+        "results": {"hemoglobin": {"value": 7.2, "unit": "g/dL", "reference_range": {"low": 10, "high": 7.5}}},
+    }
     response = client.post(URL, json=body)
     assert response.status_code == 200
     rr = response.get_json()["analytes"]["hemoglobin"]["reference_range"]

@@ -32,8 +32,7 @@ REFERENCES_ONLY = {"diagnosticreport-example-f001-bloodexam.json", "diagnosticre
 
 def post(client, body: Any, query: str = "?store=false", **headers: str):
     data = body if isinstance(body, bytes) else json.dumps(body)
-    return client.post(f"{URL}{query}", data=data, content_type=headers.pop("content_type", FHIR_JSON),
-                       headers=headers)
+    return client.post(f"{URL}{query}", data=data, content_type=headers.pop("content_type", FHIR_JSON), headers=headers)
 
 
 def answer_of(client, body: Any, query: str = "?store=false", **headers: str) -> dict[str, Any]:
@@ -65,8 +64,11 @@ def test_every_fixture_file_goes_through(client, path: Path):
         body = assert_problem(response, 422)
         assert body["detail"].startswith("No usable CBC in the input")
         assert "Post a Bundle that includes the Observations" in body["detail"]  # issue 14 item 1
-        assert all(reason.startswith("the reference ") or reason.startswith("no usable CBC result")
-                   for messages in body["errors"].values() for reason in messages)
+        assert all(
+            reason.startswith("the reference ") or reason.startswith("no usable CBC result")
+            for messages in body["errors"].values()
+            for reason in messages
+        )
         return
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
@@ -85,9 +87,12 @@ def test_f001_bloodexam_answers_422_listing_each_reference(client):
     body = assert_problem(post(client, (SPEC / "diagnosticreport-example-f001-bloodexam.json").read_bytes()), 422)
     report_path = "Bundle.entry[0].resource(DiagnosticReport/f001)"
     assert body["errors"] == {
-        **{f"{report_path}.result[{i}]": [f"the reference 'Observation/f00{i + 1}' does not resolve in the input"]
-           for i in range(5)},
-        report_path: ["no usable CBC result: none of its references resolve to an Observation in the input"]}
+        **{
+            f"{report_path}.result[{i}]": [f"the reference 'Observation/f00{i + 1}' does not resolve in the input"]
+            for i in range(5)
+        },
+        report_path: ["no usable CBC result: none of its references resolve to an Observation in the input"],
+    }
 
 
 # --- the FHIR specification's CBC -----------------------------------------------------------------
@@ -142,14 +147,23 @@ def test_us_core_platelets_200_are_normal(client):
     assert (platelets["value"], platelets["flag"], platelets["ctcae_grade"]) == (200.0, "N", None)
     assert platelets["reported"] == {"value": 200.0, "unit": "10*3/uL"}
     assert "thrombocytopenia" not in codes(item)
-    assert item["source"] == {"report": None, "observations": {"platelets": "Observation/cbc-platelets"},
-                              "non_final": []}
+    assert item["source"] == {
+        "report": None,
+        "observations": {"platelets": "Observation/cbc-platelets"},
+        "non_final": [],
+    }
 
 
 def test_us_core_as_one_bundle_is_one_cbc(client):
     resources = [json.loads(p.read_text()) for p in sorted(US_CORE.glob("*.json"))]
-    body = answer_of(client, {"resourceType": "Bundle", "type": "searchset",
-                              "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]})
+    body = answer_of(
+        client,
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+        },
+    )
     [item] = body["interpretations"]
     assert item["source"]["report"] == "DiagnosticReport/cbc"
     assert len(item["source"]["observations"]) == 8
@@ -186,8 +200,11 @@ def test_synthea_haemoglobin_below_7_is_a_critical_value(client, name):
 
 def test_jordan_cruickshank_26515_7_in_k_per_ul(client):
     body = answer_of(client, next(SYNTHEA.glob("Jordan_Cruickshank_*.json")).read_bytes())
-    item = next(i for i in body["interpretations"]
-                if i["source"]["observations"]["platelets"] == "urn:uuid:a5565877-f333-492b-a3ed-7566a97ba504")
+    item = next(
+        i
+        for i in body["interpretations"]
+        if i["source"]["observations"]["platelets"] == "urn:uuid:a5565877-f333-492b-a3ed-7566a97ba504"
+    )
     assert round(item["analytes"]["platelets"]["value"], 1) == 189.6
     assert item["analytes"]["platelets"]["reported"]["unit"] == "K/uL"
     assert round(item["analytes"]["wbc"]["value"], 2) == 11.07
@@ -214,11 +231,14 @@ def test_cbcs_are_stored_under_the_patient_mr_number_unless_store_false(client):
 # --- the FHIR answer ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("query", "headers"), [
-    ("?store=false", {"Accept": FHIR_JSON}),
-    ("?store=false&_format=fhir", {}),
-    ("?store=false&_format=application/fhir%2Bjson", {"Accept": "application/json"}),
-])
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("?store=false", {"Accept": FHIR_JSON}),
+        ("?store=false&_format=fhir", {}),
+        ("?store=false&_format=application/fhir%2Bjson", {"Accept": "application/json"}),
+    ],
+)
 def test_the_fhir_answer_is_a_bundle_with_one_report_per_cbc(client, query, headers):
     response = post(client, next(SYNTHEA.glob("Whitney_Ortiz_*.json")).read_bytes(), query, **headers)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -238,15 +258,18 @@ def test_json_is_the_default_and_format_json_overrides_accept(client):
 
 
 def test_application_json_is_accepted_too(client):
-    response = post(client, (SPEC / "observation-example-f005-hemoglobin.json").read_bytes(),
-                    content_type="application/json")
+    response = post(
+        client, (SPEC / "observation-example-f005-hemoglobin.json").read_bytes(), content_type="application/json"
+    )
     assert response.status_code == 200
 
 
 def test_non_final_results_are_labelled_on_the_answer(client):
-    resource = bundle(report("r", ["Observation/p", "Observation/h"], status="preliminary"),
-                      observation("p", "777-3", 45, "10*3/uL", status="preliminary"),
-                      observation("h", "718-7", 13.5, "g/dL"))
+    resource = bundle(
+        report("r", ["Observation/p", "Observation/h"], status="preliminary"),
+        observation("p", "777-3", 45, "10*3/uL", status="preliminary"),
+        observation("h", "718-7", 13.5, "g/dL"),
+    )
     [item] = answer_of(client, resource)["interpretations"]
     assert item["source"]["non_final"] == ["report: preliminary", "platelets: preliminary"]
     assert item["analytes"]["platelets"]["ctcae_grade"] == 3  # 45: < 50-25
@@ -260,20 +283,30 @@ def test_other_content_types_are_415(client, content_type):
     assert_problem(post(client, b"{}", content_type=content_type), 415)
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b'{"resourceType": "Observation", "valueQuantity": {"value": NaN}}',
-                                 b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b'{"resourceType": "Observation", "valueQuantity": {"value": NaN}}', b"\xff\xfe"]
+)
 def test_not_json_is_400(client, raw):
     assert_problem(post(client, raw), 400)
 
 
-@pytest.mark.parametrize(("resource", "path"), [
-    ({"id": "x"}, "resourceType"),
-    ({"resourceType": "Patient", "id": "p"}, "resourceType"),
-    ({"resourceType": "Bundle", "type": "collection", "entry": {}}, "Bundle.entry"),
-    (bundle(report("r", ["Observation/abc"]), {"resourceType": "Specimen", "id": "s"}, {"resourceType": "Claim"},
-            observation("abc", "777-3", valueQuantity={"value": "45", "unit": "10*3/uL"})),
-     "Bundle.entry[3].resource(Observation/abc).valueQuantity.value"),
-])
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        ({"id": "x"}, "resourceType"),
+        ({"resourceType": "Patient", "id": "p"}, "resourceType"),
+        ({"resourceType": "Bundle", "type": "collection", "entry": {}}, "Bundle.entry"),
+        (
+            bundle(
+                report("r", ["Observation/abc"]),
+                {"resourceType": "Specimen", "id": "s"},
+                {"resourceType": "Claim"},
+                observation("abc", "777-3", valueQuantity={"value": "45", "unit": "10*3/uL"}),
+            ),
+            "Bundle.entry[3].resource(Observation/abc).valueQuantity.value",
+        ),
+    ],
+)
 def test_malformed_fhir_is_422_naming_the_path(client, resource, path):
     body = assert_problem(post(client, resource), 422)
     assert list(body["errors"]) == [path]
@@ -296,9 +329,12 @@ def test_an_implausible_value_is_422_naming_the_observation_with_the_unit_hint(c
 
 
 def test_a_birth_date_after_collection_is_422_naming_the_patient(client):
-    resource = bundle(patient("p", birth="2030-01-01"),
-                      observation("o", "777-3", 200, "10*9/L", subject={"reference": "Patient/p"},
-                                  effectiveDateTime="2026-01-01T00:00:00Z"))
+    resource = bundle(
+        patient("p", birth="2030-01-01"),
+        observation(
+            "o", "777-3", 200, "10*9/L", subject={"reference": "Patient/p"}, effectiveDateTime="2026-01-01T00:00:00Z"
+        ),
+    )
     body = assert_problem(post(client, resource), 422)
     assert list(body["errors"]) == ["Bundle.entry[0].resource(Patient/p).birthDate"]
 
@@ -310,12 +346,15 @@ def test_a_time_without_offset_is_422_naming_the_effective_time(client):
 
 
 def test_nothing_usable_is_422_listing_why(client):
-    resource = bundle(observation("a", "777-3", valueString="clumped"),
-                      observation("b", "6690-2", 5, "10*9/L", status="entered-in-error"))
+    resource = bundle(
+        observation("a", "777-3", valueString="clumped"),
+        observation("b", "6690-2", 5, "10*9/L", status="entered-in-error"),
+    )
     body = assert_problem(post(client, resource), 422)
     assert body["errors"] == {
         "Bundle.entry[0].resource(Observation/a)": ["platelets: the value is text ('clumped'), not a quantity"],
-        "Bundle.entry[1].resource(Observation/b)": ["wbc: status entered-in-error: the result is withdrawn"]}
+        "Bundle.entry[1].resource(Observation/b)": ["wbc: status entered-in-error: the result is withdrawn"],
+    }
 
 
 def test_no_cbc_code_at_all_is_422(client):
@@ -325,8 +364,10 @@ def test_no_cbc_code_at_all_is_422(client):
 
 def test_more_cbcs_than_the_batch_limit_is_413(make_app):
     client = make_app(MAX_BATCH_ITEMS=1).test_client()
-    resource = bundle(observation("a", "777-3", 200, "10*9/L", effectiveDateTime="2026-01-01T00:00:00Z"),
-                      observation("b", "777-3", 210, "10*9/L", effectiveDateTime="2026-01-02T00:00:00Z"))
+    resource = bundle(
+        observation("a", "777-3", 200, "10*9/L", effectiveDateTime="2026-01-01T00:00:00Z"),
+        observation("b", "777-3", 210, "10*9/L", effectiveDateTime="2026-01-02T00:00:00Z"),
+    )
     assert_problem(post(client, resource), 413)
 
 
@@ -362,8 +403,11 @@ def test_mimic_low_platelets_through_fhir_get_the_ctcae_grades_of_clinical_rules
     below_50 = below_20 = 0
     for (hadm, charttime), items in mimic_low_platelets:
         value = items["51265"][0]
-        report_ref = next(e["fullUrl"] for e in mimic_transaction([((hadm, charttime), items)])["entry"]
-                          if e["resource"]["resourceType"] == "DiagnosticReport")
+        report_ref = next(
+            e["fullUrl"]
+            for e in mimic_transaction([((hadm, charttime), items)])["entry"]
+            if e["resource"]["resourceType"] == "DiagnosticReport"
+        )
         item = by_report.get(report_ref)
         if value.startswith("<"):
             if item is not None:  # its WBC or haemoglobin made a CBC; the censored platelets did not
@@ -389,8 +433,11 @@ def test_mimic_low_platelets_through_fhir_get_the_ctcae_grades_of_clinical_rules
 
 def test_mimic_admission_history_is_stored_through_fhir(make_app, mimic_low_platelets):
     client = make_app(CLOCK_SKEW_SECONDS=MIMIC_CLOCK_SKEW_SECONDS).test_client()  # MIMIC dates lie in 2102-2202
-    hadm = next(key[0] for key, _ in mimic_low_platelets
-                if key[0] and sum(other[0] == key[0] for other, _ in mimic_low_platelets) >= 3)
+    hadm = next(
+        key[0]
+        for key, _ in mimic_low_platelets
+        if key[0] and sum(other[0] == key[0] for other, _ in mimic_low_platelets) >= 3
+    )
     serial = [group for group in mimic_low_platelets if group[0][0] == hadm][:3]
     body = answer_of(client, mimic_transaction(serial), query="")
     assert all(item["stored"]["duplicate"] is False for item in body["interpretations"])

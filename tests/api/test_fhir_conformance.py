@@ -49,6 +49,7 @@ def test_dollar_interpret_takes_the_same_bodies_and_gives_the_same_answers(clien
     plain = client.post(f"{BASE}/interpret?store=false", data=body, content_type=FHIR_JSON)
     dollar = client.post(f"{BASE}/$interpret?store=false", data=body, content_type=FHIR_JSON)
     assert plain.status_code == dollar.status_code == 200
+
     def without_ids(answer):  # each interpretation gets its own id
         return [{k: v for k, v in i.items() if k != "id"} for i in answer["interpretations"]]
 
@@ -64,16 +65,20 @@ def test_the_openapi_document_lists_dollar_interpret_and_the_conformance_resourc
     assert "get" in paths[f"{BASE}/metadata"] and "get" in paths[f"{BASE}/OperationDefinition/interpret"]
 
 
-BAD_VALUE = {"resourceType": "Observation", "status": "final",
-             "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
-             "valueQuantity": {"value": "many", "unit": "10*3/uL"}}
+BAD_VALUE = {
+    "resourceType": "Observation",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+    "valueQuantity": {"value": "many", "unit": "10*3/uL"},
+}
 
 
 @pytest.mark.parametrize(("query", "accept"), [("?store=false", FHIR_JSON), ("?store=false&_format=fhir", None)])
 def test_a_client_that_asked_for_fhir_gets_an_operation_outcome_naming_the_fhir_path(client, query, accept):
     headers = {"Accept": accept} if accept else {}
-    response = client.post(f"{BASE}/$interpret{query}", data=json.dumps(BAD_VALUE), content_type=FHIR_JSON,
-                           headers=headers)
+    response = client.post(
+        f"{BASE}/$interpret{query}", data=json.dumps(BAD_VALUE), content_type=FHIR_JSON, headers=headers
+    )
     assert response.status_code == 422
     assert response.mimetype == FHIR_JSON
     outcome = response.get_json()
@@ -89,12 +94,26 @@ def test_other_clients_keep_problem_json(client):
     assert any("valueQuantity.value" in path for path in body["errors"])
 
 
-@pytest.mark.parametrize(("status", "code", "call"), [
-    (401, "login", lambda c: c.post(f"{BASE}/$interpret", data="{}", content_type=FHIR_JSON,
-                                    headers={"Accept": FHIR_JSON, "Authorization": "Bearer nope"})),
-    (415, "not-supported", lambda c: c.post(f"{BASE}/$interpret", data="x", content_type="text/plain",
-                                            headers={"Accept": FHIR_JSON})),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "call"),
+    [
+        (
+            401,
+            "login",
+            lambda c: c.post(
+                f"{BASE}/$interpret",
+                data="{}",
+                content_type=FHIR_JSON,
+                headers={"Accept": FHIR_JSON, "Authorization": "Bearer nope"},
+            ),
+        ),
+        (
+            415,
+            "not-supported",
+            lambda c: c.post(f"{BASE}/$interpret", data="x", content_type="text/plain", headers={"Accept": FHIR_JSON}),
+        ),
+    ],
+)
 def test_refusals_before_the_view_are_operation_outcomes_too(app, client, status, code, call):
     from tests.credentials import anonymous
 

@@ -38,8 +38,11 @@ def ahead(**delta: float) -> datetime:
 
 
 def cbc(patient: str, collected_at: str, platelets: float = 250) -> dict[str, Any]:
-    return {"patient": {"id": patient, "sex": "female", "age_years": 40}, "collected_at": collected_at,
-            "results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+    return {
+        "patient": {"id": patient, "sex": "female", "age_years": 40},
+        "collected_at": collected_at,
+        "results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+    }
 
 
 @pytest.fixture
@@ -59,12 +62,17 @@ def nothing_stored_for(client, patient: str) -> None:
 # --- JSON ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("when", [
-    pytest.param(lambda: "2099-01-01T00:00:00Z", id="2099"),
-    pytest.param(lambda: iso(ahead(hours=1)), id="an hour ahead"),
-    pytest.param(lambda: iso(ahead(minutes=6)), id="six minutes ahead"),
-    pytest.param(lambda: iso(ahead(hours=1).astimezone(timezone(timedelta(hours=14)))), id="an hour ahead at +14:00"),
-])
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param(lambda: "2099-01-01T00:00:00Z", id="2099"),
+        pytest.param(lambda: iso(ahead(hours=1)), id="an hour ahead"),
+        pytest.param(lambda: iso(ahead(minutes=6)), id="six minutes ahead"),
+        pytest.param(
+            lambda: iso(ahead(hours=1).astimezone(timezone(timedelta(hours=14)))), id="an hour ahead at +14:00"
+        ),
+    ],
+)
 def test_json_a_collection_time_ahead_of_the_clock_is_422_naming_collected_at(client, when):
     body = assert_problem(client.post(INTERPRET, json=cbc("P-FUTURE", when(), platelets=2)), 422)
     assert list(body["errors"]) == ["collected_at"]
@@ -73,8 +81,9 @@ def test_json_a_collection_time_ahead_of_the_clock_is_422_naming_collected_at(cl
 
 
 def test_json_in_an_array_the_error_names_the_index(client):
-    body = assert_problem(client.post(INTERPRET, json=[cbc("P-NOW", iso(ahead(hours=-1))),
-                                                       cbc("P-FUTURE", "2099-01-01T00:00:00Z")]), 422)
+    body = assert_problem(
+        client.post(INTERPRET, json=[cbc("P-NOW", iso(ahead(hours=-1))), cbc("P-FUTURE", "2099-01-01T00:00:00Z")]), 422
+    )
     assert list(body["errors"]) == ["1.collected_at"]
     nothing_stored_for(client, "P-NOW")  # none of the array is interpreted or stored
 
@@ -110,14 +119,17 @@ def upload(client, data: bytes) -> dict[str, Any]:
 
 def test_csv_a_row_dated_ahead_is_a_row_error_naming_the_column_and_is_not_stored(client):
     past = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data = (b"patient_id,collection time,sex,age,platelets,wbc,hemoglobin,neutrophils\n"
-            + f"P-PAST,{past},F,40,250,6.0,13.5,3.0\n".encode()
-            + b"P-FUTURE,2099-01-01T00:00:00Z,F,40,2,6.0,13.5,3.0\n")
+    data = (
+        b"patient_id,collection time,sex,age,platelets,wbc,hemoglobin,neutrophils\n"
+        + f"P-PAST,{past},F,40,250,6.0,13.5,3.0\n".encode()
+        + b"P-FUTURE,2099-01-01T00:00:00Z,F,40,2,6.0,13.5,3.0\n"
+    )
     body = upload(client, data)
     summary = body["summary"]
     assert (summary["rows_in"], summary["interpreted"], summary["rejected"]) == (2, 1, 1)
-    assert any("line 3" in error and "collection time" in error and "future" in error
-               for error in summary["first_errors"]), summary["first_errors"]
+    assert any(
+        "line 3" in error and "collection time" in error and "future" in error for error in summary["first_errors"]
+    ), summary["first_errors"]
     rows = list(csv.DictReader(io.StringIO(client.get(body["links"]["csv"]).get_data(as_text=True), newline="")))
     assert rows[0]["error"] == "" and rows[0]["urgency"] == "routine"
     assert "future" in rows[1]["error"] and rows[1]["urgency"] == ""
@@ -126,9 +138,11 @@ def test_csv_a_row_dated_ahead_is_a_row_error_naming_the_column_and_is_not_store
 
 
 def test_csv_long_shape_a_cbc_dated_ahead_is_a_row_error(client):
-    data = (b"patient_id,collected_at,item,value,unit\n"
-            b"P-FUTURE,2099-01-01T00:00:00Z,platelets,2,10*9/L\n"
-            b"P-FUTURE,2099-01-01T00:00:00Z,hemoglobin,13.5,g/dL\n")
+    data = (
+        b"patient_id,collected_at,item,value,unit\n"
+        b"P-FUTURE,2099-01-01T00:00:00Z,platelets,2,10*9/L\n"
+        b"P-FUTURE,2099-01-01T00:00:00Z,hemoglobin,13.5,g/dL\n"
+    )
     summary = upload(client, data)["summary"]
     assert summary["rejected"] == 1 and summary["interpreted"] == 0
     assert any("collected_at" in error and "future" in error for error in summary["first_errors"])
@@ -139,8 +153,9 @@ def test_csv_long_shape_a_cbc_dated_ahead_is_a_row_error(client):
 
 
 def test_fhir_an_effective_time_ahead_is_422_naming_effective_date_time(client):
-    resource = observation("o", "777-3", 2, "10*9/L", subject={"reference": "Patient/p"},
-                           effectiveDateTime="2099-01-01T00:00:00Z")
+    resource = observation(
+        "o", "777-3", 2, "10*9/L", subject={"reference": "Patient/p"}, effectiveDateTime="2099-01-01T00:00:00Z"
+    )
     response = client.post(FHIR, data=json.dumps(resource), content_type="application/fhir+json")
     body = assert_problem(response, 422)
     assert list(body["errors"]) == ["Observation(Observation/o).effectiveDateTime"]

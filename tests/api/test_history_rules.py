@@ -386,12 +386,22 @@ def test_the_worklist_puts_immediate_first_and_the_most_severe_first_within_an_u
     assert [a["urgency"] for a in answers] == ["immediate"] * 3 + ["soon"] * 3
     body = client.get("/api/v1/referrals").get_json()
     assert [item["patient_id"] for item in body["items"]] == [
-        "W-CRIT-PLT", "W-CRIT-ANC", "W-FLAG", "W-BOTH", "W-PLT", "W-ANC"
+        "W-CRIT-PLT",
+        "W-CRIT-ANC",
+        "W-FLAG",
+        "W-BOTH",
+        "W-PLT",
+        "W-ANC",
     ]
     page = client.get("/dashboard/?urgency=immediate&urgency=soon").get_data(as_text=True)
     shown = [name for name in (d["patient"]["id"] for d in docs) if f'data-patient="{name}"' in page]
     assert sorted(shown, key=lambda name: page.index(f'data-patient="{name}"')) == [
-        "W-CRIT-PLT", "W-CRIT-ANC", "W-FLAG", "W-BOTH", "W-PLT", "W-ANC"
+        "W-CRIT-PLT",
+        "W-CRIT-ANC",
+        "W-FLAG",
+        "W-BOTH",
+        "W-PLT",
+        "W-ANC",
     ]
 
 

@@ -71,7 +71,7 @@ EXPECTED = {
     "PipeParserV231Tests_ParseORUr01LongToXml.hl7": 1,
     "PipeParserV231Tests_ParseORFR04FromDHTest.hl7": 3,
     "LAB-ORU-1.hl7": 2,
-    "LAB-ORU-2.hl7": "OBR[2].OBX[1]-6",          # HGB 13.4 'g/l-1': not a unit
+    "LAB-ORU-2.hl7": "OBR[2].OBX[1]-6",  # HGB 13.4 'g/l-1': not a unit
     "LRI_2.0-NG_CBC_Typ_Message.hl7": "OBR[1].OBX[2]-5",  # HGB 12.5 g/mL = 1250 g/dL: implausible
 }
 
@@ -102,15 +102,19 @@ def test_nhapi_pltc_45_is_grade_3_thrombocytopenia(client):
     assert answer["message"]["control_id"] == "52780002432"
     [cbc] = answer["interpretations"]
     platelets = cbc["analytes"]["platelets"]
-    assert (platelets["value"], platelets["unit"]) == (45.0, "10*9/L")     # 45 k/uL
-    assert platelets["reference_range"]["low"] == 150.0                     # the lab's 150-400
-    assert platelets["flag"] == "L" and platelets["ctcae_grade"] == 3        # < 50-25
+    assert (platelets["value"], platelets["unit"]) == (45.0, "10*9/L")  # 45 k/uL
+    assert platelets["reference_range"]["low"] == 150.0  # the lab's 150-400
+    assert platelets["flag"] == "L" and platelets["ctcae_grade"] == 3  # < 50-25
     assert finding(cbc, "thrombocytopenia")["grade"] == 3
-    assert "critical_value" not in codes(cbc)                                # 45 is not < 20
-    assert cbc["urgency"] == "soon"                                          # thrombocytopenia < 100
+    assert "critical_value" not in codes(cbc)  # 45 is not < 20
+    assert cbc["urgency"] == "soon"  # thrombocytopenia < 100
     assert cbc["source"]["observations"]["platelets"] == "OBR[1].OBX[17]"
-    assert {"analyte": "platelets", "observation": "OBR[1].OBX[17]", "status": "Z",
-            "meaning": "'Z' is not in HL7 table 0085; read as not final"} in cbc["source"]["non_final"]
+    assert {
+        "analyte": "platelets",
+        "observation": "OBR[1].OBX[17]",
+        "status": "Z",
+        "meaning": "'Z' is not in HL7 table 0085; read as not final",
+    } in cbc["source"]["non_final"]
 
 
 def test_nhapi_orf_pltc_2_is_grade_4_in_three_identical_cbcs(client):
@@ -136,11 +140,11 @@ def test_lab_oru_1_pending_and_preliminary_results(client):
     assert hemogram["analytes"]["hematocrit"]["value"] == 40.1
     assert hemogram["source"]["non_final"][0]["status"] == "P"
     not_assessed = {entry["code"] for entry in hemogram["not_assessed"]}
-    assert {"anemia", "thrombocytopenia", "leukopenia"} <= not_assessed       # never "normal"
+    assert {"anemia", "thrombocytopenia", "leukopenia"} <= not_assessed  # never "normal"
     unused = {entry["location"]: entry for entry in answer["unused"]}
     assert unused["OBR[1].OBX[3]"]["status"] == "I" and unused["OBR[1].OBX[3]"]["code"] == "20509-6"
     assert unused["OBR[1].OBX[1]"]["status"] == "I" and unused["OBR[1].OBX[1]"]["code"] == "11156-7"
-    assert "LOINC 11125-2" in unused["OBR[1].OBX[5]"]["reason"]              # PLT 221 under a morphology code
+    assert "LOINC 11125-2" in unused["OBR[1].OBX[5]"]["reason"]  # PLT 221 under a morphology code
 
 
 def test_a_site_local_code_map_reads_the_fhir_converter_platelets(make_app, tmp_path):
@@ -148,10 +152,10 @@ def test_a_site_local_code_map_reads_the_fhir_converter_platelets(make_app, tmp_
     site.write_text("code,coding_system,analyte\n11125-2,LN,platelets\n11156-7,LN,wbc\n", encoding="utf-8")
     client = make_app(HL7_LOCAL_CODES=str(site)).test_client()
     hemogram = answer_of(client, raw(LAB_ORU_1))["interpretations"][0]
-    assert hemogram["analytes"]["platelets"]["value"] == 221.0              # 221 giga.l-1
+    assert hemogram["analytes"]["platelets"]["value"] == 221.0  # 221 giga.l-1
     assert "thrombocytopenia" not in codes(hemogram)
     assert hemogram["source"]["observations"]["platelets"] == "OBR[1].OBX[5]"
-    assert "wbc" not in hemogram["analytes"]                                 # mapped, but pending (I)
+    assert "wbc" not in hemogram["analytes"]  # mapped, but pending (I)
 
 
 def test_lab_oru_2_unknown_unit_names_segment_and_field(client):
@@ -174,13 +178,13 @@ def test_nist_lri_with_its_haemoglobin_unit_corrected(client):
     body = replace_field(text(NIST_LRI), ("OBX", 2), 6, "g/dL^grams per deciliter^UCUM")
     [cbc] = answer_of(client, body)["interpretations"]
     analytes = cbc["analytes"]
-    assert analytes["wbc"]["value"] == 105.6              # 105600 {cells}/uL
-    assert analytes["platelets"]["value"] == 210.0        # 210000 {cells}/uL
+    assert analytes["wbc"]["value"] == 105.6  # 105600 {cells}/uL
+    assert analytes["platelets"]["value"] == 210.0  # 210000 {cells}/uL
     assert analytes["platelets"]["reference_range"]["low"] == 150.0  # 150000 to 350000 {cells}/uL
     assert analytes["platelets"]["flag"] == "N"
-    assert analytes["neutrophils"]["value"] == 58.0       # 58 10*3/uL
+    assert analytes["neutrophils"]["value"] == 58.0  # 58 10*3/uL
     assert analytes["lymphocytes"]["value"] == 41.2
-    assert analytes["wbc"]["flag"] == "HH"                # > 30 critical
+    assert analytes["wbc"]["flag"] == "HH"  # > 30 critical
     assert analytes["hemoglobin"]["value"] == 12.5
     assert "thrombocytopenia" not in codes(cbc)
     assert {"critical_value", "anemia"} <= set(codes(cbc))  # man, 12.5 < 13.0
@@ -206,9 +210,9 @@ def test_results_are_stored_like_the_json_endpoint(make_app, database_url, datab
     client = make_app(DATABASE_URL=database_url).test_client()
     answer = answer_of(client, raw(NHAPI_ORF), query="")
     stored = [cbc["stored"] for cbc in answer["interpretations"]]
-    assert [item["duplicate"] for item in stored] == [False, True, True]   # 3 identical groups, kept once
+    assert [item["duplicate"] for item in stored] == [False, True, True]  # 3 identical groups, kept once
     assert len({item["cbc_id"] for item in stored}) == 1
-    assert stored[0]["referral_id"] is not None                            # urgent: a referral opens
+    assert stored[0]["referral_id"] is not None  # urgent: a referral opens
     [result] = stored_results(database)
     assert result.source == "hl7v2"
     assert result.platelets == 2.0
@@ -273,12 +277,15 @@ def test_other_encoding_characters(client):
     assert str(ack.segment("MSH")(2)) == "@`?*"
 
 
-@pytest.mark.parametrize(("obx", "unit", "analyte", "expected"), [
-    (3, "tera.l-1", "rbc", 4.0),           # nHapi RBC 4.00 (OBX 3), in LAB-ORU-1's spelling of 10^12/L
-    (17, "giga.l-1", "platelets", 45.0),   # nHapi PLTC 45 (OBX 17), in LAB-ORU-1's spelling of 10^9/L
-    (17, "{cells}/uL", "platelets", 0.045),  # 45 cells per microlitre: 0.045 x 10^9/L (§1, ÷ 1000)
-    (5, "g/L", "hemoglobin", 1.2),         # nHapi HGB 12.0 (OBX 5) read as g/L: 1.2 g/dL (÷ 10)
-])
+@pytest.mark.parametrize(
+    ("obx", "unit", "analyte", "expected"),
+    [
+        (3, "tera.l-1", "rbc", 4.0),  # nHapi RBC 4.00 (OBX 3), in LAB-ORU-1's spelling of 10^12/L
+        (17, "giga.l-1", "platelets", 45.0),  # nHapi PLTC 45 (OBX 17), in LAB-ORU-1's spelling of 10^9/L
+        (17, "{cells}/uL", "platelets", 0.045),  # 45 cells per microlitre: 0.045 x 10^9/L (§1, ÷ 1000)
+        (5, "g/L", "hemoglobin", 1.2),  # nHapi HGB 12.0 (OBX 5) read as g/L: 1.2 g/dL (÷ 10)
+    ],
+)
 def test_unit_spellings_of_clinical_rules_1(client, obx, unit, analyte, expected):
     body = replace_field(text(NHAPI_ORU), ("OBX", obx), 6, unit)
     if analyte == "hemoglobin":  # the lab's 14.0-24.0 in g/L would be 1.4-2.4 g/dL; drop it
@@ -306,7 +313,7 @@ def test_a_value_sent_as_structured_numeric(client):
 # --- errors --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [b"", b"hello", b"PID|1||42||DOE^JANE", b"<ORU_R01/>", b"{\"resourceType\": 1}"])
+@pytest.mark.parametrize("body", [b"", b"hello", b"PID|1||42||DOE^JANE", b"<ORU_R01/>", b'{"resourceType": 1}'])
 def test_a_body_that_is_not_hl7_is_400_naming_msh(client, body):
     problem = assert_problem(post(client, body), 400)
     assert "MSH" in problem["errors"]

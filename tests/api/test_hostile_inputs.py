@@ -16,29 +16,53 @@ HOSTILE = [
     ("value as a string", b'{"results": {"platelets": "45"}}', 422, "results.platelets"),
     ("value as a boolean", b'{"results": {"platelets": true}}', 422, "results.platelets"),
     ("huge but finite value", b'{"results": {"platelets": 1e300}}', 422, "plausibility"),
-    ("integer beyond float precision", b'{"results": {"platelets": 123456789012345678901234567890}}', 422,
-     "plausibility"),
+    (
+        "integer beyond float precision",
+        b'{"results": {"platelets": 123456789012345678901234567890}}',
+        422,
+        "plausibility",
+    ),
     ("negative count", b'{"results": {"platelets": -5}}', 422, "negative"),
     ("unit as a number", b'{"results": {"platelets": {"value": 45, "unit": 5}}}', 422, "results.platelets"),
     ("lesion with nothing", b'{"results": {"platelets": 45}, "skin": {"lesions": [{}]}}', 422, "skin.lesions.0"),
     ("age 500", b'{"results": {"platelets": 45}, "patient": {"age_years": 500}}', 422, "patient.age_years"),
-    ("unknown CTCAE version", b'{"results": {"platelets": 45}, "options": {"ctcae_version": "9.0"}}', 422,
-     "options.ctcae_version"),
+    (
+        "unknown CTCAE version",
+        b'{"results": {"platelets": 45}, "options": {"ctcae_version": "9.0"}}',
+        422,
+        "options.ctcae_version",
+    ),
     ("empty body", b"", 400, "Malformed JSON"),
     ("a bare string", b'"hello"', 422, "object or an array"),
     ("RDW-SD in fL", b'{"results": {"rdw": {"value": 45, "unit": "fL"}}}', 422, "RDW-SD"),
     # clinical-rules §1 v2 (issue 13): "a JSON integer of 5,001 digits is a 500" -> a 422 naming the field.
     # Python reads at most 4,300 digits of an integer (int-str conversion limit); a float holds at most 309.
     ("integer of 5,001 digits", b'{"results": {"platelets": 1' + b"0" * 5000 + b"}}", 422, "results.platelets"),
-    ("integer of 5,001 digits in a result", b'{"results": {"platelets": {"value": 1' + b"0" * 5000
-     + b', "unit": "10*9/L"}}}', 422, "results.platelets"),
+    (
+        "integer of 5,001 digits in a result",
+        b'{"results": {"platelets": {"value": 1' + b"0" * 5000 + b', "unit": "10*9/L"}}}',
+        422,
+        "results.platelets",
+    ),
     ("negative integer of 5,001 digits", b'{"results": {"wbc": -1' + b"0" * 5000 + b"}}", 422, "results.wbc"),
-    ("integer of 400 digits (beyond a float)", b'{"results": {"platelets": {"value": 1' + b"0" * 399
-     + b', "unit": "10*9/L"}}}', 422, "results.platelets"),
-    ("age of 5,001 digits", b'{"results": {"platelets": 45}, "patient": {"age_years": 1' + b"0" * 5000 + b"}}",
-     422, "patient.age_years"),
-    ("marrow cellularity 200 %", b'{"results": {"platelets": 45}, "marrow": {"cellularity_percent": 200}}', 422,
-     "marrow.cellularity_percent"),
+    (
+        "integer of 400 digits (beyond a float)",
+        b'{"results": {"platelets": {"value": 1' + b"0" * 399 + b', "unit": "10*9/L"}}}',
+        422,
+        "results.platelets",
+    ),
+    (
+        "age of 5,001 digits",
+        b'{"results": {"platelets": 45}, "patient": {"age_years": 1' + b"0" * 5000 + b"}}",
+        422,
+        "patient.age_years",
+    ),
+    (
+        "marrow cellularity 200 %",
+        b'{"results": {"platelets": 45}, "marrow": {"cellularity_percent": 200}}',
+        422,
+        "marrow.cellularity_percent",
+    ),
 ]
 
 

@@ -40,8 +40,7 @@ def assert_contract_answer(answer: dict[str, Any], sent_analytes: set[str]) -> N
         assert rng is None or {"low", "high", "source"} <= set(rng), name
         assert analyte["flag"] in FLAGS | {None}, name
         grade = analyte["ctcae_grade"]
-        assert grade is None or (isinstance(grade, int) and not isinstance(grade, bool)
-                                 and 1 <= grade <= 4), name
+        assert grade is None or (isinstance(grade, int) and not isinstance(grade, bool) and 1 <= grade <= 4), name
         assert isinstance(analyte["derived"], bool), name
 
     codes = []
@@ -107,8 +106,9 @@ def test_birth_date_with_collected_at_is_accepted(client, example_cbc):
     assert client.post(URL, json=example_cbc).status_code == 200
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
-                                          "application/fhir+json", "Application/JSON"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/fhir+json", "Application/JSON"]
+)
 def test_json_media_types_are_accepted(client, content_type):
     response = client.post(URL, data='{"results": {"platelets": 300}}', content_type=content_type)
     assert response.status_code == 200, response.get_data(as_text=True)

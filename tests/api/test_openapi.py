@@ -45,14 +45,31 @@ def test_cbc_schema_lists_every_contract_analyte(spec):
     cbc = spec["components"]["schemas"]["CBC"]
     results = _resolve(spec, cbc["properties"]["results"])
     assert set(results["properties"]) == {
-        "platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc",
-        "mcv", "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent",
+        "platelets",
+        "wbc",
+        "neutrophils",
+        "lymphocytes",
+        "hemoglobin",
+        "hematocrit",
+        "rbc",
+        "mcv",
+        "mch",
+        "mchc",
+        "rdw",
+        "reticulocytes",
+        "reticulocytes_percent",
         "neutrophils_percent",
         # api-contract v2 / clinical-rules §1 v2: RDW-SD and lymphocyte %
-        "rdw_sd", "lymphocytes_percent",
+        "rdw_sd",
+        "lymphocytes_percent",
         # api-contract.md v2 (clinical-rules §10): the differential beyond the five-part count
-        "blasts_percent", "promyelocytes_percent", "myelocytes_percent", "metamyelocytes_percent",
-        "bands_percent", "nrbc_per_100_wbc"}
+        "blasts_percent",
+        "promyelocytes_percent",
+        "myelocytes_percent",
+        "metamyelocytes_percent",
+        "bands_percent",
+        "nrbc_per_100_wbc",
+    }
     assert "oneOf" in results["properties"]["platelets"]
 
 
@@ -61,8 +78,17 @@ def test_answer_is_one_interpretation_or_an_array_of_them(spec):
     choices = operation["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"]
     resolved = [_resolve(spec, choice) for choice in choices]
     answer = next(schema for schema in resolved if schema.get("type") == "object")
-    assert {"id", "ruleset_version", "ctcae_version", "analytes", "findings", "aplastic_anemia",
-            "skin", "urgency", "summary"} <= set(answer["properties"])
+    assert {
+        "id",
+        "ruleset_version",
+        "ctcae_version",
+        "analytes",
+        "findings",
+        "aplastic_anemia",
+        "skin",
+        "urgency",
+        "summary",
+    } <= set(answer["properties"])
     assert any(schema.get("type") == "array" for schema in resolved)
 
 
@@ -99,8 +125,9 @@ def test_the_answer_schema_documents_every_field_the_service_returns(client):
 
     answer = client.post("/api/v1/interpretations", json=CONTRACT_EXAMPLE).get_json()
     assert InterpretationSchema().validate(answer) == {}
-    documented = set(client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Interpretation"]
-                     ["properties"])
+    documented = set(
+        client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Interpretation"]["properties"]
+    )
     assert set(answer) <= documented
 
 

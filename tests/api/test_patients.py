@@ -18,8 +18,17 @@ from tests.api.test_referrals import cbc, post
 from tests.credentials import CREDENTIALS
 
 URL = "/api/v1/patients/{}/results"
-CANONICAL_UNITS = {"platelets": "10*9/L", "wbc": "10*9/L", "neutrophils": "10*9/L", "lymphocytes": "10*9/L",
-                   "hemoglobin": "g/dL", "hematocrit": "%", "rbc": "10*12/L", "mcv": "fL", "reticulocytes": "10*9/L"}
+CANONICAL_UNITS = {
+    "platelets": "10*9/L",
+    "wbc": "10*9/L",
+    "neutrophils": "10*9/L",
+    "lymphocytes": "10*9/L",
+    "hemoglobin": "g/dL",
+    "hematocrit": "%",
+    "rbc": "10*12/L",
+    "mcv": "fL",
+    "reticulocytes": "10*9/L",
+}
 
 
 @pytest.fixture
@@ -41,8 +50,12 @@ def at(text: str | None) -> datetime | None:
 def trend(client) -> list[dict[str, Any]]:
     """P-TREND's CBCs posted one by one, the earliest (20 October) last; their answers in posting order."""
     first = cbc("P-TREND", "2026-11-01T08:00:00Z", 0)
-    first["results"] = {"platelets": {"value": 200000, "unit": "/uL"}, "hemoglobin": {"value": 135, "unit": "g/L"},
-                        "wbc": 6.0, "neutrophils": 3.0}
+    first["results"] = {
+        "platelets": {"value": 200000, "unit": "/uL"},
+        "hemoglobin": {"value": 135, "unit": "g/L"},
+        "wbc": 6.0,
+        "neutrophils": 3.0,
+    }
     docs = [first, cbc("P-TREND", "2026-11-03T08:00:00Z", 80), cbc("P-TREND", "2026-10-20T08:00:00Z", 250)]
     return [post(client, doc)[0] for doc in docs]
 
@@ -52,12 +65,22 @@ def test_results_oldest_first_with_canonical_values_and_units(client, trend):
     assert body["patient"] == {"id": "P-TREND", "sex": "female", "age_years": 40.0}
     results = body["results"]
     assert [at(r["collected_at"]) for r in results] == [
-        datetime(2026, 10, 20, 8, tzinfo=UTC), datetime(2026, 11, 1, 8, tzinfo=UTC),
-        datetime(2026, 11, 3, 8, tzinfo=UTC)]
+        datetime(2026, 10, 20, 8, tzinfo=UTC),
+        datetime(2026, 11, 1, 8, tzinfo=UTC),
+        datetime(2026, 11, 3, 8, tzinfo=UTC),
+    ]
     assert [r["values"]["platelets"] for r in results] == [250.0, 200.0, 80.0]
-    assert results[1]["values"] == {"platelets": 200.0, "wbc": 6.0, "neutrophils": 3.0, "lymphocytes": None,
-                                    "hemoglobin": 13.5, "hematocrit": None, "rbc": None, "mcv": None,
-                                    "reticulocytes": None}
+    assert results[1]["values"] == {
+        "platelets": 200.0,
+        "wbc": 6.0,
+        "neutrophils": 3.0,
+        "lymphocytes": None,
+        "hemoglobin": 13.5,
+        "hematocrit": None,
+        "rbc": None,
+        "mcv": None,
+        "reticulocytes": None,
+    }
     assert all(r["units"] == CANONICAL_UNITS for r in results)
     assert [r["urgency"] for r in results] == ["routine", "routine", "soon"]
     assert all(r["source"] == "json" for r in results)
@@ -108,7 +131,8 @@ def test_the_patients_referrals_come_with_the_results(client, trend):
     referrals = history(client, "P-TREND")["referrals"]
     key_name = client.application.extensions[CREDENTIALS].key_name
     assert [(r["id"], r["status"], r["status_by"], r["urgency"]) for r in referrals] == [
-        (referral_id, "acknowledged", f"api_key:{key_name}", "soon")]  # the key, not the sent name
+        (referral_id, "acknowledged", f"api_key:{key_name}", "soon")
+    ]  # the key, not the sent name
     assert referrals[0]["status_on_behalf_of"] == "dr.smith"
     assert referrals[0]["links"]["patient"] == URL.format("P-TREND")
 
@@ -118,7 +142,9 @@ def test_referrals_newest_first(client):
     client.patch(f"/api/v1/referrals/{first}", json={"status": "dismissed", "reason": "already_managed"})
     second = post(client, cbc("P-TWICE", "2026-11-20T08:00:00Z", 12))[0]["stored"]["referral_id"]
     assert [(r["id"], r["status"]) for r in history(client, "P-TWICE")["referrals"]] == [
-        (second, "new"), (first, "dismissed")]
+        (second, "new"),
+        (first, "dismissed"),
+    ]
 
 
 def test_a_cbc_without_collection_time_comes_last(client):
@@ -126,7 +152,9 @@ def test_a_cbc_without_collection_time_comes_last(client):
     post(client, cbc("P-UNTIMED", "2026-11-01T08:00:00Z", 240))
     results = history(client, "P-UNTIMED")["results"]
     assert [(at(r["collected_at"]), r["values"]["platelets"]) for r in results] == [
-        (datetime(2026, 11, 1, 8, tzinfo=UTC), 240.0), (None, 250.0)]
+        (datetime(2026, 11, 1, 8, tzinfo=UTC), 240.0),
+        (None, 250.0),
+    ]
 
 
 def test_the_same_cbc_posted_twice_is_one_result(client):

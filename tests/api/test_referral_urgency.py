@@ -30,8 +30,11 @@ CRITICAL_URGENCIES = {"urgent", "immediate"}
 
 
 def cbc(patient: str, collected_at: str, platelets: float) -> dict[str, Any]:
-    return {"patient": {"id": patient, "sex": "female", "age_years": 40}, "collected_at": collected_at,
-            "results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+    return {
+        "patient": {"id": patient, "sex": "female", "age_years": 40},
+        "collected_at": collected_at,
+        "results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+    }
 
 
 def day(n: int, hour: int = 8) -> str:

@@ -68,8 +68,14 @@ SEED = [
 #: platelets 200) is not; soon: P-DROP (80) before P-SOON (90).
 WORKLIST_ORDER = ["P-CRIT2", "P-CRIT", "P-IMM", "P-DROP", "P-SOON", "P-DELTA"]
 #: P-CRIT and P-CRIT2: new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent).
-URGENCY = {"P-IMM": "immediate", "P-CRIT2": "immediate", "P-CRIT": "immediate", "P-SOON": "soon", "P-DROP": "soon",
-           "P-DELTA": "routine"}
+URGENCY = {
+    "P-IMM": "immediate",
+    "P-CRIT2": "immediate",
+    "P-CRIT": "immediate",
+    "P-SOON": "soon",
+    "P-DROP": "soon",
+    "P-DELTA": "routine",
+}
 #: The worklist counts of SEED by urgency.
 COUNTS = {"immediate": 3, "urgent": 0, "soon": 2, "routine": 1}
 
@@ -160,22 +166,25 @@ def test_a_later_cbc_updates_the_open_referral(client, seeded):
     assert "platelet_drop" in item["findings"]
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    # within an urgency critical values first, then the lowest platelets (issue 13 item 5, v2)
-    ("?urgency=urgent&urgency=immediate", ["P-CRIT2", "P-CRIT", "P-IMM"]),
-    ("?urgency=soon", ["P-DROP", "P-SOON"]),
-    ("?finding=thrombocytopenia", ["P-CRIT2", "P-CRIT", "P-DROP", "P-SOON", "P-DELTA"]),
-    ("?finding=platelet_drop", ["P-DROP", "P-DELTA"]),
-    ("?finding=fever_with_nonblanching_rash", ["P-IMM"]),
-    # new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
-    ("?finding=critical_value&urgency=urgent", []),
-    ("?finding=critical_value&urgency=immediate", ["P-CRIT2", "P-CRIT"]),
-    ("?from=2026-11-10&to=2026-11-12", ["P-CRIT2", "P-CRIT"]),  # to includes the whole day (23:30)
-    ("?from=2026-11-13", ["P-IMM", "P-SOON"]),
-    ("?to=2026-11-05", ["P-DROP"]),
-    ("?patient=P-SOON", ["P-SOON"]),
-    ("?urgency=soon&finding=critical_value", []),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # within an urgency critical values first, then the lowest platelets (issue 13 item 5, v2)
+        ("?urgency=urgent&urgency=immediate", ["P-CRIT2", "P-CRIT", "P-IMM"]),
+        ("?urgency=soon", ["P-DROP", "P-SOON"]),
+        ("?finding=thrombocytopenia", ["P-CRIT2", "P-CRIT", "P-DROP", "P-SOON", "P-DELTA"]),
+        ("?finding=platelet_drop", ["P-DROP", "P-DELTA"]),
+        ("?finding=fever_with_nonblanching_rash", ["P-IMM"]),
+        # new critical values are immediate (clinical-rules.md §9 line 243, *v2*; v1: urgent)
+        ("?finding=critical_value&urgency=urgent", []),
+        ("?finding=critical_value&urgency=immediate", ["P-CRIT2", "P-CRIT"]),
+        ("?from=2026-11-10&to=2026-11-12", ["P-CRIT2", "P-CRIT"]),  # to includes the whole day (23:30)
+        ("?from=2026-11-13", ["P-IMM", "P-SOON"]),
+        ("?to=2026-11-05", ["P-DROP"]),
+        ("?patient=P-SOON", ["P-SOON"]),
+        ("?urgency=soon&finding=critical_value", []),
+    ],
+)
 def test_filters(client, seeded, query, expected):
     body = listing(client, query)
     assert patients(body) == expected
@@ -239,20 +248,23 @@ def test_the_status_filter_defaults_to_open_referrals(client, seeded):
     assert listing(client, "?status=all")["total"] == 6
 
 
-@pytest.mark.parametrize(("query", "parameter"), [
-    ("?urgency=critical", "urgency"),
-    ("?urgency=urgent&urgency=Urgent", "urgency"),
-    ("?status=closed", "status"),
-    ("?finding=low_platelets", "finding"),
-    ("?finding=%25", "finding"),  # a LIKE wildcard is not a finding code
-    ("?per_page=201", "per_page"),
-    ("?per_page=0", "per_page"),
-    ("?page=0", "page"),
-    ("?page=two", "page"),
-    ("?from=2026-13-01", "from"),
-    ("?to=yesterday", "to"),
-    ("?from=2026-11-30&to=2026-11-01", "to"),
-])
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("?urgency=critical", "urgency"),
+        ("?urgency=urgent&urgency=Urgent", "urgency"),
+        ("?status=closed", "status"),
+        ("?finding=low_platelets", "finding"),
+        ("?finding=%25", "finding"),  # a LIKE wildcard is not a finding code
+        ("?per_page=201", "per_page"),
+        ("?per_page=0", "per_page"),
+        ("?page=0", "page"),
+        ("?page=two", "page"),
+        ("?from=2026-13-01", "from"),
+        ("?to=yesterday", "to"),
+        ("?from=2026-11-30&to=2026-11-01", "to"),
+    ],
+)
 def test_invalid_query_parameters_are_422_naming_the_parameter(client, query, parameter):
     body = assert_problem(client.get(f"{URL}{query}"), 422)
     assert list(body["errors"]) == [parameter]
@@ -308,8 +320,9 @@ def test_new_acknowledged_referred_records_who_when_and_why(client, seeded):
     assert before <= datetime.fromisoformat(body["status_at"]) <= after_first
     assert body["updated_at"] == body["status_at"]
 
-    second = patch(client, referral, {"status": "referred", "note": "Haematology tomorrow."},
-                   **{"X-User": "nurse.jones"})
+    second = patch(
+        client, referral, {"status": "referred", "note": "Haematology tomorrow."}, **{"X-User": "nurse.jones"}
+    )
     assert second.status_code == 200
     body = second.get_json()
     assert (body["status"], body["status_by"]) == ("referred", actor)
@@ -332,8 +345,12 @@ def test_the_actor_is_the_authenticated_key_not_anonymous(client, seeded):
 
 
 def test_a_sent_name_is_only_an_on_behalf_of_note_and_the_body_wins_over_the_header(client, seeded):
-    body = patch(client, seeded["P-CRIT"], {"status": "dismissed", "reason": "already_managed", "actor": "dr.smith"},
-                 **{"X-User": "someone.else"}).get_json()
+    body = patch(
+        client,
+        seeded["P-CRIT"],
+        {"status": "dismissed", "reason": "already_managed", "actor": "dr.smith"},
+        **{"X-User": "someone.else"},
+    ).get_json()
     assert body["status_by"] == key_actor(client)
     [event] = body["events"]
     assert (event["actor"], event["on_behalf_of"]) == (key_actor(client), "dr.smith")
@@ -344,13 +361,18 @@ def test_another_key_is_recorded_under_its_own_name(client, seeded):
     with app.extensions["labservice.database"].session() as session:
         token = create_key(session, "ward-7-pc", ["read", "interpret"]).token
     ward = FlaskClient(app, app.response_class, use_cookies=False)
-    response = ward.patch(f"{URL}/{seeded['P-CRIT']}", json={"status": "acknowledged", "actor": "admin"},
-                          headers={"Authorization": f"Bearer {token}"})
+    response = ward.patch(
+        f"{URL}/{seeded['P-CRIT']}",
+        json={"status": "acknowledged", "actor": "admin"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     [event] = response.get_json()["events"]
     assert (event["actor"], event["on_behalf_of"]) == ("api_key:ward-7-pc", "admin")
-    assert (response.get_json()["status_by"], response.get_json()["status_on_behalf_of"]) == ("api_key:ward-7-pc",
-                                                                                            "admin")
+    assert (response.get_json()["status_by"], response.get_json()["status_on_behalf_of"]) == (
+        "api_key:ward-7-pc",
+        "admin",
+    )
 
 
 def test_the_dashboard_shows_the_on_behalf_of_note_as_such(client, seeded):
@@ -367,15 +389,18 @@ def test_new_may_go_straight_to_a_closed_status(client, seeded, target):
     assert patch(client, seeded["P-SOON"], body).get_json()["status"] == target
 
 
-@pytest.mark.parametrize(("path", "target"), [
-    (["referred"], "acknowledged"),
-    (["referred"], "new"),
-    (["referred"], "dismissed"),
-    (["dismissed"], "acknowledged"),
-    (["dismissed"], "referred"),
-    (["acknowledged"], "acknowledged"),
-    (["acknowledged"], "new"),
-])
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        (["referred"], "acknowledged"),
+        (["referred"], "new"),
+        (["referred"], "dismissed"),
+        (["dismissed"], "acknowledged"),
+        (["dismissed"], "referred"),
+        (["acknowledged"], "acknowledged"),
+        (["acknowledged"], "new"),
+    ],
+)
 def test_invalid_transitions_are_409_naming_both_statuses(client, seeded, path, target):
     referral = seeded["P-CRIT"]
     for status in path:
@@ -431,26 +456,32 @@ def test_a_dismissal_is_undone_back_to_the_status_it_had(client, seeded):
     body = undone.get_json()
     assert body["status"] == "acknowledged"
     assert [(e["from_status"], e["to_status"]) for e in body["events"]] == [
-        ("new", "acknowledged"), ("acknowledged", "dismissed"), ("dismissed", "acknowledged")]
+        ("new", "acknowledged"),
+        ("acknowledged", "dismissed"),
+        ("dismissed", "acknowledged"),
+    ]
     assert body["events"][-1]["note"] == "Dismissal undone. Dismissed the wrong patient."
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "status"),
-    ({"status": "closed"}, "status"),
-    ({"status": None}, "status"),
-    ({"status": 1}, "status"),
-    ({"status": "acknowledged", "note": 5}, "note"),
-    ({"status": "acknowledged", "note": "x" * 4001}, "note"),
-    ({"status": "acknowledged", "actor": ""}, "actor"),
-    ({"status": "acknowledged", "actor": "x" * 201}, "actor"),
-    ({"status": "acknowledged", "by": "dr.smith"}, "by"),
-    # NUL: PostgreSQL text cannot hold it (a 500 there, found by the hostile corpus, tests/security/)
-    ({"status": "acknowledged", "note": "called\u0000the ward"}, "note"),
-    ({"status": "acknowledged", "actor": "dr\u0000smith"}, "actor"),
-    ({"status": "acknowledged", "note": "called \ud800"}, "note"),  # a lone surrogate: no UTF-8 for it
-    ({"status": "acknowledged", "actor": "dr\udc00smith"}, "actor"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "status"),
+        ({"status": "closed"}, "status"),
+        ({"status": None}, "status"),
+        ({"status": 1}, "status"),
+        ({"status": "acknowledged", "note": 5}, "note"),
+        ({"status": "acknowledged", "note": "x" * 4001}, "note"),
+        ({"status": "acknowledged", "actor": ""}, "actor"),
+        ({"status": "acknowledged", "actor": "x" * 201}, "actor"),
+        ({"status": "acknowledged", "by": "dr.smith"}, "by"),
+        # NUL: PostgreSQL text cannot hold it (a 500 there, found by the hostile corpus, tests/security/)
+        ({"status": "acknowledged", "note": "called\u0000the ward"}, "note"),
+        ({"status": "acknowledged", "actor": "dr\u0000smith"}, "actor"),
+        ({"status": "acknowledged", "note": "called \ud800"}, "note"),  # a lone surrogate: no UTF-8 for it
+        ({"status": "acknowledged", "actor": "dr\udc00smith"}, "actor"),
+    ],
+)
 def test_a_bad_body_is_422_naming_the_field(client, seeded, body, field):
     problem = assert_problem(patch(client, seeded["P-CRIT"], body), 422)
     assert list(problem["errors"]) == [field]
@@ -469,8 +500,7 @@ def test_the_patch_documentation_says_who_is_recorded(client):
 
 
 def test_a_too_long_x_user_header_is_422(client, seeded):
-    problem = assert_problem(patch(client, seeded["P-CRIT"], {"status": "acknowledged"}, **{"X-User": "x" * 201}),
-                             422)
+    problem = assert_problem(patch(client, seeded["P-CRIT"], {"status": "acknowledged"}, **{"X-User": "x" * 201}), 422)
     assert list(problem["errors"]) == ["X-User"]
 
 
@@ -479,8 +509,7 @@ def test_malformed_json_is_400_and_another_media_type_415(client, seeded):
     assert_problem(client.patch(url, data="{status", content_type="application/json"), 400)
     nested = assert_problem(client.patch(url, data="[" * 100_000 + "]" * 100_000, content_type="application/json"), 400)
     assert "nested too deeply" in nested["detail"]  # json.loads' RecursionError was a 500
-    assert_problem(client.patch(url, data="status=acknowledged", content_type="application/x-www-form-urlencoded"),
-                   415)
+    assert_problem(client.patch(url, data="status=acknowledged", content_type="application/x-www-form-urlencoded"), 415)
 
 
 def test_the_operations_are_documented(client):
@@ -489,8 +518,15 @@ def test_the_operations_are_documented(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     validate(spec)
     worklist = spec["paths"][URL]["get"]
-    assert {p["name"] for p in worklist["parameters"]} >= {"urgency", "finding", "status", "from", "to", "page",
-                                                           "per_page"}
+    assert {p["name"] for p in worklist["parameters"]} >= {
+        "urgency",
+        "finding",
+        "status",
+        "from",
+        "to",
+        "page",
+        "per_page",
+    }
     change = spec["paths"][f"{URL}/{{referral_id}}"]["patch"]
     assert {"200", "404", "409", "422"} <= set(change["responses"])
     assert "api_key:<key name>" in change["description"] and "X-User" in change["description"]
@@ -505,10 +541,12 @@ def test_a_status_change_waits_for_a_concurrent_one_and_sees_its_status(client, 
     try:
         with database.session() as session:
             lock_referral(session, referral)
-            change_referral(session, referral, "dismissed", actor="dr.other", note="Known ITP.",
-                            reason="already_managed")
+            change_referral(
+                session, referral, "dismissed", actor="dr.other", note="Known ITP.", reason="already_managed"
+            )
             waiting = threading.Thread(
-                target=lambda: answers.append(patch(client, referral, {"status": "acknowledged"})))
+                target=lambda: answers.append(patch(client, referral, {"status": "acknowledged"}))
+            )
             waiting.start()
             waiting.join(timeout=1.0)
             assert waiting.is_alive(), "the PATCH did not wait for the open transaction"

@@ -25,8 +25,11 @@ def post(client, endpoint: str, store: str | None):
         return client.post(f"/api/v1/fhir/interpret{query}", json=FHIR_EXAMPLE)
     if endpoint == "hl7v2":
         return client.post(f"/api/v1/hl7v2/interpret{query}", data=HL7_EXAMPLE, content_type="x-application/hl7-v2+er7")
-    return client.post(f"/api/v1/batches{query}", content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(b"Patient ID,PLT\nSTORE-1,15\n"), "store.csv")})
+    return client.post(
+        f"/api/v1/batches{query}",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(b"Patient ID,PLT\nSTORE-1,15\n"), "store.csv")},
+    )
 
 
 def stored_patients(client) -> int:
@@ -45,8 +48,9 @@ def test_a_store_that_is_not_true_or_false_is_422_and_stores_nothing(client, end
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-@pytest.mark.parametrize(("word", "stored"), [("false", 0), ("FALSE", 0), ("0", 0), ("no", 0), (None, 1), ("true", 1),
-                                              ("1", 1), ("Yes", 1)])
+@pytest.mark.parametrize(
+    ("word", "stored"), [("false", 0), ("FALSE", 0), ("0", 0), ("no", 0), (None, 1), ("true", 1), ("1", 1), ("Yes", 1)]
+)
 def test_store_true_or_false_in_any_spelling(client, endpoint, word, stored):
     response = post(client, endpoint, word)
     assert response.status_code in (200, 202), response.get_data(as_text=True)

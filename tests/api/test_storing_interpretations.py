@@ -40,8 +40,9 @@ def cbc(patient: str | None, collected_at: str | None, platelets: float, **resul
     """An adult woman's CBC, normal apart from the platelets unless `results` says otherwise."""
     doc: dict[str, Any] = {"results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
     doc["results"].update(results)
-    doc["patient"] = {"sex": "female", "age_years": 40} if patient is None else {
-        "id": patient, "sex": "female", "age_years": 40}
+    doc["patient"] = (
+        {"sex": "female", "age_years": 40} if patient is None else {"id": patient, "sex": "female", "age_years": 40}
+    )
     if collected_at is not None:
         doc["collected_at"] = collected_at
     return doc
@@ -161,10 +162,13 @@ def test_the_same_values_at_another_collection_time_are_another_row(client, data
     assert counts(database) == (1, 2, 2, 0)
 
 
-@pytest.mark.parametrize("patient", [
-    pytest.param(None, id="patient without id"),
-    pytest.param("missing", id="no patient object"),
-])
+@pytest.mark.parametrize(
+    "patient",
+    [
+        pytest.param(None, id="patient without id"),
+        pytest.param("missing", id="no patient object"),
+    ],
+)
 def test_a_cbc_without_a_patient_id_is_not_stored(client, database, patient: str | None) -> None:
     body = cbc(None, day(1), 15)
     if patient == "missing":
@@ -186,10 +190,13 @@ def test_in_an_array_only_the_cbcs_with_a_patient_id_are_stored(client, database
 # -- delta checks ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("now", "drop", "fall"), [
-    pytest.param(100, True, 50.0, id="200→100: exactly 50 %, platelet_drop"),
-    pytest.param(101, False, 49.5, id="200→101: 49.5 %, no platelet_drop"),
-])
+@pytest.mark.parametrize(
+    ("now", "drop", "fall"),
+    [
+        pytest.param(100, True, 50.0, id="200→100: exactly 50 %, platelet_drop"),
+        pytest.param(101, False, 49.5, id="200→101: 49.5 %, no platelet_drop"),
+    ],
+)
 def test_platelet_drop_boundary(client, now: float, drop: bool, fall: float) -> None:
     post(client, cbc("P1", day(1), 200))
     answer = post(client, cbc("P1", day(3), now))
@@ -259,10 +266,13 @@ LOW = {
 
 
 @pytest.mark.parametrize("analyte", list(LOW))
-@pytest.mark.parametrize("decided_before", [
-    pytest.param(True, id="decided absent before: new"),
-    pytest.param(False, id="not assessed before (analyte missing): not new"),
-])
+@pytest.mark.parametrize(
+    "decided_before",
+    [
+        pytest.param(True, id="decided absent before: new"),
+        pytest.param(False, id="not assessed before (analyte missing): not new"),
+    ],
+)
 def test_new_cytopenia(client, analyte: str, decided_before: bool) -> None:
     before = cbc("P1", day(1), 250, lymphocytes=2.0)
     if not decided_before:
@@ -283,11 +293,14 @@ def test_new_cytopenia(client, analyte: str, decided_before: bool) -> None:
         assert "new_cytopenia" not in codes(answer)
 
 
-@pytest.mark.parametrize(("before", "now", "change"), [
-    pytest.param(250, 90, "escalated", id="routine → soon: escalated"),
-    pytest.param(90, 85, "unchanged", id="soon → soon: unchanged"),
-    pytest.param(15, 90, "de-escalated", id="urgent → soon: de-escalated"),
-])
+@pytest.mark.parametrize(
+    ("before", "now", "change"),
+    [
+        pytest.param(250, 90, "escalated", id="routine → soon: escalated"),
+        pytest.param(90, 85, "unchanged", id="soon → soon: unchanged"),
+        pytest.param(15, 90, "de-escalated", id="urgent → soon: de-escalated"),
+    ],
+)
 def test_urgency_change(client, before: float, now: float, change: str) -> None:
     post(client, cbc("P1", day(1), before))
     answer = post(client, cbc("P1", day(2), now))
@@ -383,8 +396,14 @@ def test_a_later_routine_cbc_joins_the_open_referral_without_lowering_it(client,
 def test_after_dismissal_a_new_urgent_cbc_opens_a_new_referral(client, database) -> None:
     first = post(client, cbc("P1", day(1), 15))
     with database.session() as session:
-        change_referral(session, first["stored"]["referral_id"], "dismissed", actor="dr test", note="known ITP",
-                        reason="already_managed")
+        change_referral(
+            session,
+            first["stored"]["referral_id"],
+            "dismissed",
+            actor="dr test",
+            note="known ITP",
+            reason="already_managed",
+        )
     later = post(client, cbc("P1", day(2), 12))
     assert later["stored"]["referral_id"] not in (None, first["stored"]["referral_id"])
     with database.session() as session:
@@ -425,8 +444,10 @@ def test_a_patient_id_with_a_lone_surrogate_is_422(make_app, database_url) -> No
     """JSON allows the escape "\\ud800", and json.loads of bytes passes the raw bytes ED A0 80 through as well, but
     a lone surrogate cannot be encoded as UTF-8 for the database: it was a 500 (found by the hostile corpus)."""
     client = make_app(DATABASE_URL=database_url, TESTING=False).test_client()
-    for body in (b'{"patient": {"id": "P\\ud8001"}, "results": {"platelets": 250}}',
-                 b'{"patient": {"id": "P\xed\xa0\x801"}, "results": {"platelets": 250}}'):
+    for body in (
+        b'{"patient": {"id": "P\\ud8001"}, "results": {"platelets": 250}}',
+        b'{"patient": {"id": "P\xed\xa0\x801"}, "results": {"platelets": 250}}',
+    ):
         response = client.post(URL, data=body, content_type="application/json")
         assert response.status_code == 422, response.get_data(as_text=True)
         assert "lone surrogates" in response.get_json()["errors"]["patient.id"][0]

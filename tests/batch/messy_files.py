@@ -102,15 +102,29 @@ def flags(spec: str) -> dict[str, tuple[str, int | None]]:
     for item in spec.split():
         name, value = item.split("=")
         letters = value.rstrip("0123456789")
-        digits = value[len(letters):]
+        digits = value[len(letters) :]
         out[name] = (letters, int(digits) if digits else None)
     return out
 
 
-def ok(line: int, ids: dict[str, str], urgency: str, findings: set[str] | frozenset[str], flag_spec: str,
-       aplastic: str | None = AA_NA, **kw: Any) -> Row:
-    return Row(line=line, ids=ids, urgency=urgency, findings=frozenset(findings), flags=flags(flag_spec),
-               aplastic=aplastic, **kw)
+def ok(
+    line: int,
+    ids: dict[str, str],
+    urgency: str,
+    findings: set[str] | frozenset[str],
+    flag_spec: str,
+    aplastic: str | None = AA_NA,
+    **kw: Any,
+) -> Row:
+    return Row(
+        line=line,
+        ids=ids,
+        urgency=urgency,
+        findings=frozenset(findings),
+        flags=flags(flag_spec),
+        aplastic=aplastic,
+        **kw,
+    )
 
 
 def err(line: int, ids: dict[str, str], *error_has: str) -> Row:
@@ -133,8 +147,14 @@ ISOLATED_CRITICAL = {"thrombocytopenia", "critical_value"}
 #: low -> pancytopenia; Hb < 10, neutrophils < 1.5, platelets < 50 -> marrow_failure_range;
 #: neutrophils < 0.5 -> critical_value; immediate (§9 line 243, *v2*). §6: (a) met, (b) not (45 >= 20), no reticulocyte
 #: count -> indeterminate.
-PANCYTOPENIA_45_82_04 = {"thrombocytopenia", "anemia", "neutropenia", "pancytopenia", "marrow_failure_range",
-                         "critical_value"}
+PANCYTOPENIA_45_82_04 = {
+    "thrombocytopenia",
+    "anemia",
+    "neutropenia",
+    "pancytopenia",
+    "marrow_failure_range",
+    "critical_value",
+}
 NORMAL_FLAGS = "platelets=N wbc=N neutrophils=N lymphocytes=N hemoglobin=N"
 
 
@@ -154,17 +174,38 @@ _CBCS = [
     ("S-107", "F", "45", "250", "6.0", "12.5", "38", "4.2", "90", "3.5", "2.0", "60", "1.4"),
     ("S-108", "F", "8", "300", "7.0", "11.8", "37", "4.5", "85", "3.0", "2.5", "60", "1.3"),
 ]
-_KEYS = ("sample", "sex", "age", "platelets", "wbc", "hemoglobin", "hematocrit", "rbc", "mcv", "neutrophils",
-         "lymphocytes", "reticulocytes", "reticulocytes_percent")
+_KEYS = (
+    "sample",
+    "sex",
+    "age",
+    "platelets",
+    "wbc",
+    "hemoglobin",
+    "hematocrit",
+    "rbc",
+    "mcv",
+    "neutrophils",
+    "lymphocytes",
+    "reticulocytes",
+    "reticulocytes_percent",
+)
 
 # (urgency, findings, flags for every analyte, aplastic) per sample, in the order of _CBCS.
 _CBC_EXPECTED: list[tuple[str, set[str], str, str]] = [
     # S-101 female 34, all inside the female adult ranges (§2): nothing to report.
-    ("routine", set(),
-     "platelets=N wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "routine",
+        set(),
+        "platelets=N wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
     # S-102 male 67: platelets 45 -> L, CTCAE 3; isolated (see ISOLATED_45) -> soon.
-    ("soon", ISOLATED_45,
-     "platelets=L3 wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "soon",
+        ISOLATED_45,
+        "platelets=L3 wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
     # S-103 female 52: platelets 12 (< 20 LL, CTCAE 4: < 25); WBC 1.5 (< 2.0 LL, CTCAE 3: < 2.0-1.0);
     # Hb 6.5 (< 7.0 LL, CTCAE 3: < 8.0); Hct 20 < 36 L; RBC 1.8 < 3.8 L; MCV 111 > 101 H;
     # neutrophils 0.3 (< 0.5 LL, CTCAE 4); lymphocytes 0.9 (< 1.0 L, CTCAE 1: < LLN-0.8);
@@ -172,50 +213,117 @@ _CBC_EXPECTED: list[tuple[str, set[str], str, str]] = [
     # new critical values -> immediate (§9 line 243, *v2*). §6: (a) 0.3 < 0.5 and (b) 12 < 20 (and (c) 15 < 60
     # where sent):
     # >= 2 criteria and neutrophils not < 0.2 -> severe.
-    ("immediate", {"thrombocytopenia", "anemia", "neutropenia", "leukopenia", "lymphopenia", "pancytopenia",
-                "marrow_failure_range", "critical_value"},
-     "platelets=LL4 wbc=LL3 hemoglobin=LL3 hematocrit=L rbc=L mcv=H neutrophils=LL4 lymphocytes=L1 reticulocytes=L",
-     "severe"),
+    (
+        "immediate",
+        {
+            "thrombocytopenia",
+            "anemia",
+            "neutropenia",
+            "leukopenia",
+            "lymphopenia",
+            "pancytopenia",
+            "marrow_failure_range",
+            "critical_value",
+        },
+        "platelets=LL4 wbc=LL3 hemoglobin=LL3 hematocrit=L rbc=L mcv=H neutrophils=LL4 lymphocytes=L1 reticulocytes=L",
+        "severe",
+    ),
     # S-104 male 40: WBC 3.2 (L, CTCAE 1: < 4.0-3.0); Hb 10.5 (< 13.0 L, anaemia, CTCAE 1: < LLN-10.0,
     # moderate 8.0-10.9); Hct 32 < 40 L; RBC 3.6 < 4.5 L; neutrophils 1.2 (< 1.5 neutropenia, CTCAE 2:
     # < 1.5-1.0). Red and white low, platelets 300 normal -> bicytopenia; marrow-failure range only
     # one criterion (neutrophils) -> not applicable; bicytopenia and moderate anaemia -> soon.
-    ("soon", {"anemia", "leukopenia", "neutropenia", "bicytopenia"},
-     "platelets=N wbc=L1 hemoglobin=L1 hematocrit=L rbc=L mcv=N neutrophils=L2 lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "soon",
+        {"anemia", "leukopenia", "neutropenia", "bicytopenia"},
+        "platelets=N wbc=L1 hemoglobin=L1 hematocrit=L rbc=L mcv=N neutrophils=L2 lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
     # S-105 female 29: platelets 520 > 410 H and >= 450 thrombocytosis (§4, [S7]); no urgency rule.
-    ("routine", {"thrombocytosis"},
-     "platelets=H wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "routine",
+        {"thrombocytosis"},
+        "platelets=H wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
     # S-106 MALE 45, Hb 12.5: < 13.0 (male range and WHO men) -> L, anaemia, CTCAE 1, mild -> routine.
-    ("routine", {"anemia"},
-     "platelets=N wbc=N hemoglobin=L1 hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "routine",
+        {"anemia"},
+        "platelets=N wbc=N hemoglobin=L1 hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
     # S-107 FEMALE 45, the same Hb 12.5: inside 12.0-15.0, not below the WHO women's 12.0 -> nothing.
     # (S-106/S-107 only differ by sex: they prove the sex column was read.)
-    ("routine", set(),
-     "platelets=N wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "routine",
+        set(),
+        "platelets=N wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
     # S-108 girl of 8: children's ranges 6-12 y (reference_ranges/children.csv): platelets 170-450,
     # WBC 5-13, neutrophils 2-8, lymphocytes 1-5, Hb 11.5-15.5, Hct 35-45, RBC 4-5.2, MCV 77-95,
     # reticulocytes 30-100; WHO cut-off 5-11 y 11.5 (§4). Hb 11.8 is normal for her (an adult woman
     # would be L at < 12.0): this row proves the age column was read.
-    ("routine", set(),
-     "platelets=N wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N", AA_NA),
+    (
+        "routine",
+        set(),
+        "platelets=N wbc=N hemoglobin=N hematocrit=N rbc=N mcv=N neutrophils=N lymphocytes=N reticulocytes=N",
+        AA_NA,
+    ),
 ]
 
 #: header variants: (file name, {key: header}, sex coding, mapping options)
 HEADER_VARIANTS: dict[str, tuple[dict[str, str], dict[str, str], dict[str, Any]]] = {
     "abbreviations": (
-        {"sample": "Sample ID", "platelets": "PLT", "wbc": "WBC", "hemoglobin": "HGB", "hematocrit": "HCT",
-         "rbc": "RBC", "mcv": "MCV", "neutrophils": "NEUT#", "lymphocytes": "LYMPH#", "reticulocytes": "RETIC#",
-         "sex": "Sex", "age": "Age"},
-        {"F": "F", "M": "M"}, {}),
+        {
+            "sample": "Sample ID",
+            "platelets": "PLT",
+            "wbc": "WBC",
+            "hemoglobin": "HGB",
+            "hematocrit": "HCT",
+            "rbc": "RBC",
+            "mcv": "MCV",
+            "neutrophils": "NEUT#",
+            "lymphocytes": "LYMPH#",
+            "reticulocytes": "RETIC#",
+            "sex": "Sex",
+            "age": "Age",
+        },
+        {"F": "F", "M": "M"},
+        {},
+    ),
     "names": (
-        {"sample": "Specimen", "platelets": "Platelets", "wbc": "WBC", "hemoglobin": "Hb", "hematocrit": "HCT",
-         "neutrophils": "ANC", "lymphocytes": "LYMn", "reticulocytes_percent": "RETIC%", "sex": "Gender",
-         "age": "Age"},
-        {"F": "F", "M": "M"}, {}),
+        {
+            "sample": "Specimen",
+            "platelets": "Platelets",
+            "wbc": "WBC",
+            "hemoglobin": "Hb",
+            "hematocrit": "HCT",
+            "neutrophils": "ANC",
+            "lymphocytes": "LYMn",
+            "reticulocytes_percent": "RETIC%",
+            "sex": "Gender",
+            "age": "Age",
+        },
+        {"F": "F", "M": "M"},
+        {},
+    ),
     "sex_codes": (
-        {"sample": "Lab No", "platelets": "Platelet Count", "wbc": "WBC", "hemoglobin": "Hgb", "rbc": "RBC",
-         "mcv": "MCV", "neutrophils": "NEUTn", "lymphocytes": "LYMPH#", "sex": "Sex", "age": "Age"},
-        {"F": "0", "M": "1"}, {"sex_codes": {"0": "female", "1": "male"}}),
+        {
+            "sample": "Lab No",
+            "platelets": "Platelet Count",
+            "wbc": "WBC",
+            "hemoglobin": "Hgb",
+            "rbc": "RBC",
+            "mcv": "MCV",
+            "neutrophils": "NEUTn",
+            "lymphocytes": "LYMPH#",
+            "sex": "Sex",
+            "age": "Age",
+        },
+        {"F": "0", "M": "1"},
+        {"sex_codes": {"0": "female", "1": "male"}},
+    ),
 }
 
 
@@ -225,8 +333,9 @@ def header_names(variant: str) -> MessyFile:
     keys = [k for k in _KEYS if k in headers]
     lines = [",".join(headers[k] for k in keys)]
     rows: list[Row] = []
-    for number, (cbc, (urgency, found, flag_spec, aplastic)) in enumerate(zip(_CBCS, _CBC_EXPECTED,
-                                                                            strict=True), start=2):
+    for number, (cbc, (urgency, found, flag_spec, aplastic)) in enumerate(
+        zip(_CBCS, _CBC_EXPECTED, strict=True), start=2
+    ):
         values = dict(zip(_KEYS, cbc, strict=True))
         values["sex"] = sex_coding[values["sex"]]
         lines.append(",".join(values[k] for k in keys))
@@ -243,10 +352,10 @@ def header_names(variant: str) -> MessyFile:
 _SUMMARIES = {
     "S-101": "No count outside its reference range. Urgency routine.",
     "S-103": "Platelets 12 x10^9/L critically low (CTCAE grade 4). White cell count 1.5 x10^9/L critically low "
-             "(CTCAE grade 3). Neutrophils 0.3 x10^9/L critically low (CTCAE grade 4). Haemoglobin 6.5 g/dL "
-             "critically low (CTCAE grade 3). Lymphocytes 0.9 x10^9/L low (CTCAE grade 1). Haematocrit 20 % low. "
-             "Red cell count 1.8 x10^12/L low. Mean cell volume 111 fL high. Reticulocytes (absolute) 15 x10^9/L "
-             "low. Urgency immediate.",
+    "(CTCAE grade 3). Neutrophils 0.3 x10^9/L critically low (CTCAE grade 4). Haemoglobin 6.5 g/dL "
+    "critically low (CTCAE grade 3). Lymphocytes 0.9 x10^9/L low (CTCAE grade 1). Haematocrit 20 % low. "
+    "Red cell count 1.8 x10^12/L low. Mean cell volume 111 fL high. Reticulocytes (absolute) 15 x10^9/L "
+    "low. Urgency immediate.",
     "S-105": "Platelets 520 x10^9/L high. Urgency routine.",  # thrombocytosis has no CTCAE grade here (§4)
     "S-106": "Haemoglobin 12.5 g/dL low (CTCAE grade 1). Urgency routine.",
 }
@@ -255,6 +364,7 @@ _SUMMARIES = {
 # --------------------------------------------------------------------------------------------------
 # 2. Units in the header.
 # --------------------------------------------------------------------------------------------------
+
 
 def header_units() -> MessyFile:
     """Case 2: `PLT (K/uL)`, `Hb [g/L]`, `"WBC, 10^9/L"`, neutrophils in /uL, haematocrit in L/L."""
@@ -274,11 +384,22 @@ def header_units() -> MessyFile:
         "P-3,F,70,130,6.0,3000,125,0.40,1.6",
     ]
     rows = [
-        ok(2, {"Patient ID": "P-1"}, "immediate", PANCYTOPENIA_45_82_04,
-           "platelets=L3 wbc=N neutrophils=LL4 hemoglobin=L2 hematocrit=L lymphocytes=N", "indeterminate"),
+        ok(
+            2,
+            {"Patient ID": "P-1"},
+            "immediate",
+            PANCYTOPENIA_45_82_04,
+            "platelets=L3 wbc=N neutrophils=LL4 hemoglobin=L2 hematocrit=L lymphocytes=N",
+            "indeterminate",
+        ),
         ok(3, {"Patient ID": "P-2"}, "routine", set(), NORMAL_FLAGS + " hematocrit=N"),
-        ok(4, {"Patient ID": "P-3"}, "routine", {"thrombocytopenia"},  # §8 v2: no skin sent, no suggestion
-           "platelets=L1 wbc=N neutrophils=N hemoglobin=N hematocrit=N lymphocytes=N"),
+        ok(
+            4,
+            {"Patient ID": "P-3"},
+            "routine",
+            {"thrombocytopenia"},  # §8 v2: no skin sent, no suggestion
+            "platelets=L1 wbc=N neutrophils=N hemoglobin=N hematocrit=N lymphocytes=N",
+        ),
     ]
     return MessyFile("header_units.csv", _text(lines), {}, rows)
 
@@ -286,6 +407,7 @@ def header_units() -> MessyFile:
 # --------------------------------------------------------------------------------------------------
 # 3. Long shape with a unit column; items by common name and by LOINC code (§1).
 # --------------------------------------------------------------------------------------------------
+
 
 def long_with_units() -> MessyFile:
     """Case 3: one row per result, a unit on every row, three CBCs interleaved, one unknown item."""
@@ -316,20 +438,28 @@ def long_with_units() -> MessyFile:
         # (L, CTCAE 2; below both WHO adult cut-offs -> anaemia); WBC 2.1 (L, not < 2.0 so not
         # critical, CTCAE 2: < 3.0-2.0 -> leukopenia); neutrophils 400 cells/uL = 0.4 (LL, CTCAE 4);
         # lymphocytes 1.2 N. Pancytopenia, marrow-failure range, new critical -> immediate; §6 indeterminate.
-        ok(2, ids_a, "immediate", PANCYTOPENIA_45_82_04 | {"leukopenia"},
-           "platelets=L3 hemoglobin=L2 wbc=L2 neutrophils=LL4 lymphocytes=N", "indeterminate"),
+        ok(
+            2,
+            ids_a,
+            "immediate",
+            PANCYTOPENIA_45_82_04 | {"leukopenia"},
+            "platelets=L3 hemoglobin=L2 wbc=L2 neutrophils=LL4 lymphocytes=N",
+            "indeterminate",
+        ),
         # B: 250, 14.0 g/dL, 6.0, 3.5, 2.0: all normal.
         ok(4, ids_b, "routine", set(), NORMAL_FLAGS),
         # C: 210000/uL = 210; Hb 8.7 mmol/L / 0.6206 = 14.0 g/dL [S16]; 7.5; 4.1; 2.2: all normal.
         ok(6, ids_c, "routine", set(), NORMAL_FLAGS),
     ]
-    return MessyFile("long_units.csv", _text(lines), {"shape": "long"}, rows, shape="long", rows_in=16,
-                     ignored_results=1)
+    return MessyFile(
+        "long_units.csv", _text(lines), {"shape": "long"}, rows, shape="long", rows_in=16, ignored_results=1
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # 4. A units option (the columns carry no unit; the mapping states it).
 # --------------------------------------------------------------------------------------------------
+
 
 def units_option() -> MessyFile:
     """Case 4: counts in /uL and haemoglobin in g/L, stated by `units`, not by the headers."""
@@ -349,11 +479,22 @@ def units_option() -> MessyFile:
     ]
     options = {"units": {"platelets": "/uL", "hemoglobin": "g/L", "wbc": "/uL", "neutrophils": "/uL"}}
     rows = [
-        ok(2, {"Sample ID": "O-1"}, "soon", {"thrombocytopenia", "anemia", "bicytopenia", "marrow_failure_range"},
-           "platelets=L3 hemoglobin=L2 wbc=N neutrophils=N lymphocytes=N", "not_severe"),
+        ok(
+            2,
+            {"Sample ID": "O-1"},
+            "soon",
+            {"thrombocytopenia", "anemia", "bicytopenia", "marrow_failure_range"},
+            "platelets=L3 hemoglobin=L2 wbc=N neutrophils=N lymphocytes=N",
+            "not_severe",
+        ),
         ok(3, {"Sample ID": "O-2"}, "routine", set(), NORMAL_FLAGS),
-        ok(4, {"Sample ID": "O-3"}, "immediate", {"thrombocytosis", "critical_value"},
-           "platelets=HH hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
+        ok(
+            4,
+            {"Sample ID": "O-3"},
+            "immediate",
+            {"thrombocytosis", "critical_value"},
+            "platelets=HH hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+        ),
     ]
     return MessyFile("units_option.csv", _text(lines), options, rows)
 
@@ -361,6 +502,7 @@ def units_option() -> MessyFile:
 # --------------------------------------------------------------------------------------------------
 # 5. `;` delimiter with decimal commas.
 # --------------------------------------------------------------------------------------------------
+
 
 def semicolon_decimal_comma(explicit: bool) -> MessyFile:
     """Case 5: a European spreadsheet export; detected, or stated with delimiter/decimal."""
@@ -380,24 +522,55 @@ def semicolon_decimal_comma(explicit: bool) -> MessyFile:
     # units already); the summary names the counts outside their range, critical ones first (neutrophils 0.4 <
     # 0.5, §3), then in the engine's order, with analytes.csv's labels; the words are findings.csv's titles.
     rows = [
-        ok(2, {"Sample ID": "E-1"}, "immediate", PANCYTOPENIA_45_82_04 | {"leukopenia"},
-           "platelets=L3 wbc=L2 hemoglobin=L2 neutrophils=LL4 lymphocytes=N", "indeterminate",
-           values={"platelets (10*9/L)": "45", "wbc (10*9/L)": "2,1", "hemoglobin (g/dL)": "8,2",
-                   "neutrophils (10*9/L)": "0,4", "lymphocytes (10*9/L)": "1,1"},
-           summary="Neutrophils 0,4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low (CTCAE grade 3). "
-                   "White cell count 2,1 x10^9/L low (CTCAE grade 2). Haemoglobin 8,2 g/dL low (CTCAE grade 2). "
-                   "Urgency immediate.",
-           words=frozenset({"Critical value: notify the clinician now", "Pancytopenia (all three cell lines low)",
-                            "Counts in the marrow-failure range (BSH aplastic anaemia entry criteria)",
-                            "Thrombocytopenia (platelet count below 150)", "Neutropenia",
-                            "Anaemia (haemoglobin below the WHO cut-off)",
-                            "Leukopenia (white cell count below the lower reference limit)"})),
-        ok(3, {"Sample ID": "E-2"}, "routine", set(), NORMAL_FLAGS,
-           values={"platelets (10*9/L)": "250", "wbc (10*9/L)": "6,5", "hemoglobin (g/dL)": "14,1"},
-           summary="No count outside its reference range. Urgency routine.", words=frozenset()),
-        ok(4, {"Sample ID": "E-3"}, "soon", ISOLATED_45, "platelets=L1 wbc=N hemoglobin=N neutrophils=N lymphocytes=N",
-           values={"platelets (10*9/L)": "99,5"}, summary="Platelets 99,5 x10^9/L low (CTCAE grade 1). Urgency soon.",
-           words=frozenset({"Thrombocytopenia (platelet count below 150)"})),
+        ok(
+            2,
+            {"Sample ID": "E-1"},
+            "immediate",
+            PANCYTOPENIA_45_82_04 | {"leukopenia"},
+            "platelets=L3 wbc=L2 hemoglobin=L2 neutrophils=LL4 lymphocytes=N",
+            "indeterminate",
+            values={
+                "platelets (10*9/L)": "45",
+                "wbc (10*9/L)": "2,1",
+                "hemoglobin (g/dL)": "8,2",
+                "neutrophils (10*9/L)": "0,4",
+                "lymphocytes (10*9/L)": "1,1",
+            },
+            summary="Neutrophils 0,4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low (CTCAE grade 3). "
+            "White cell count 2,1 x10^9/L low (CTCAE grade 2). Haemoglobin 8,2 g/dL low (CTCAE grade 2). "
+            "Urgency immediate.",
+            words=frozenset(
+                {
+                    "Critical value: notify the clinician now",
+                    "Pancytopenia (all three cell lines low)",
+                    "Counts in the marrow-failure range (BSH aplastic anaemia entry criteria)",
+                    "Thrombocytopenia (platelet count below 150)",
+                    "Neutropenia",
+                    "Anaemia (haemoglobin below the WHO cut-off)",
+                    "Leukopenia (white cell count below the lower reference limit)",
+                }
+            ),
+        ),
+        ok(
+            3,
+            {"Sample ID": "E-2"},
+            "routine",
+            set(),
+            NORMAL_FLAGS,
+            values={"platelets (10*9/L)": "250", "wbc (10*9/L)": "6,5", "hemoglobin (g/dL)": "14,1"},
+            summary="No count outside its reference range. Urgency routine.",
+            words=frozenset(),
+        ),
+        ok(
+            4,
+            {"Sample ID": "E-3"},
+            "soon",
+            ISOLATED_45,
+            "platelets=L1 wbc=N hemoglobin=N neutrophils=N lymphocytes=N",
+            values={"platelets (10*9/L)": "99,5"},
+            summary="Platelets 99,5 x10^9/L low (CTCAE grade 1). Urgency soon.",
+            words=frozenset({"Thrombocytopenia (platelet count below 150)"}),
+        ),
     ]
     name = "semicolon_explicit.csv" if explicit else "semicolon_detected.csv"
     return MessyFile(name, _text(lines), options, rows)
@@ -407,6 +580,7 @@ def semicolon_decimal_comma(explicit: bool) -> MessyFile:
 # 6. UTF-8 byte order mark; 7. CRLF line ends.
 # --------------------------------------------------------------------------------------------------
 
+
 def utf8_bom() -> MessyFile:
     """Case 6: a BOM before the first header, which is an analyte (PLT) so that a kept BOM loses it."""
     lines = [
@@ -415,9 +589,15 @@ def utf8_bom() -> MessyFile:
         "250,B-2,13.5,6.0,3.5,2.0,F,30",  # normal
     ]
     rows = [
-        ok(2, {"Sample ID": "B-1"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
-           values={"platelets (10*9/L)": "45", "hemoglobin (g/dL)": "13.5"},
-           summary="Platelets 45 x10^9/L low (CTCAE grade 3). Urgency soon."),
+        ok(
+            2,
+            {"Sample ID": "B-1"},
+            "soon",
+            ISOLATED_45,
+            "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+            values={"platelets (10*9/L)": "45", "hemoglobin (g/dL)": "13.5"},
+            summary="Platelets 45 x10^9/L low (CTCAE grade 3). Urgency soon.",
+        ),
         ok(3, {"Sample ID": "B-2"}, "routine", set(), NORMAL_FLAGS),
     ]
     return MessyFile("bom.csv", b"\xef\xbb\xbf" + _text(lines), {}, rows)
@@ -434,8 +614,13 @@ def crlf() -> MessyFile:
     ]
     rows = [
         ok(2, {"Sample ID": "C-1"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
-        ok(3, {"Sample ID": "C-2"}, "immediate", ISOLATED_CRITICAL,
-           "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
+        ok(
+            3,
+            {"Sample ID": "C-2"},
+            "immediate",
+            ISOLATED_CRITICAL,
+            "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+        ),
         ok(4, {"Sample ID": "C-3"}, "routine", set(), NORMAL_FLAGS),
     ]
     return MessyFile("crlf.csv", _text(lines, eol="\r\n"), {}, rows)
@@ -444,6 +629,7 @@ def crlf() -> MessyFile:
 # --------------------------------------------------------------------------------------------------
 # 8. Quoted fields: the delimiter inside an id, a newline inside a comment, doubled quotes.
 # --------------------------------------------------------------------------------------------------
+
 
 def quoted_fields() -> MessyFile:
     """Case 8: RFC 4180 quoting; the record of line 3 runs over two physical lines (3 and 4)."""
@@ -456,8 +642,13 @@ def quoted_fields() -> MessyFile:
     rows = [
         ok(2, {"Sample ID": "Q-1"}, "routine", set(), NORMAL_FLAGS),
         ok(3, {"Sample ID": "Q,2"}, "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
-        ok(5, {"Sample ID": "Q-3"}, "immediate", ISOLATED_CRITICAL,
-           "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
+        ok(
+            5,
+            {"Sample ID": "Q-3"},
+            "immediate",
+            ISOLATED_CRITICAL,
+            "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+        ),
     ]
     return MessyFile("quoted.csv", text.encode("utf-8"), {}, rows, columns_ignored=("Comment",))
 
@@ -465,6 +656,7 @@ def quoted_fields() -> MessyFile:
 # --------------------------------------------------------------------------------------------------
 # 9. Blank lines.
 # --------------------------------------------------------------------------------------------------
+
 
 def blank_lines() -> MessyFile:
     """Case 9: blank lines between rows (lines 3, 5 and 6); they are skipped and counted."""
@@ -489,6 +681,7 @@ def blank_lines() -> MessyFile:
 # 10. Extra columns (kept out of the engine, listed as ignored); an empty analyte cell.
 # --------------------------------------------------------------------------------------------------
 
+
 def extra_columns() -> MessyFile:
     """Case 10: ward, doctor, MPV and a comment among the CBC columns."""
     lines = [
@@ -501,15 +694,26 @@ def extra_columns() -> MessyFile:
     ]
     rows = [
         ok(2, {"Sample ID": "X-1", "Collected": "2026-02-01 08:00"}, "routine", set(), NORMAL_FLAGS),
-        Row(line=3, ids={"Sample ID": "X-2", "Collected": "2026-02-01 09:00"}, urgency="soon",
-            findings=frozenset({"thrombocytopenia"}), exact=False,
+        Row(
+            line=3,
+            ids={"Sample ID": "X-2", "Collected": "2026-02-01 09:00"},
+            urgency="soon",
+            findings=frozenset({"thrombocytopenia"}),
+            exact=False,
             absent=frozenset({"anemia", "bicytopenia", "pancytopenia", "critical_value"}),
-            flags=flags("platelets=L3 hemoglobin= wbc=N neutrophils=N lymphocytes=N"), aplastic=None,
-            not_assessed_has=("anemia",)),
+            flags=flags("platelets=L3 hemoglobin= wbc=N neutrophils=N lymphocytes=N"),
+            aplastic=None,
+            not_assessed_has=("anemia",),
+        ),
     ]
-    return MessyFile("extra_columns.csv", _text(lines), {}, rows,
-                     columns_ignored=("Ward", "Doctor", "MPV", "Comment"),
-                     columns_used=("Sample ID", "PLT", "HGB", "WBC", "NEUT#", "LYMPH#", "Sex", "Age", "Collected"))
+    return MessyFile(
+        "extra_columns.csv",
+        _text(lines),
+        {},
+        rows,
+        columns_ignored=("Ward", "Doctor", "MPV", "Comment"),
+        columns_used=("Sample ID", "PLT", "HGB", "WBC", "NEUT#", "LYMPH#", "Sex", "Age", "Collected"),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -517,9 +721,15 @@ def extra_columns() -> MessyFile:
 # --------------------------------------------------------------------------------------------------
 
 GERMAN_MAPPING: dict[str, Any] = {
-    "columns": {"Probennummer": "sample_id", "Geschlecht": "sex", "Alter": "age_years",
-                "Thrombozyten": "platelets", "Leukozyten": "wbc", "Hämoglobin": "hemoglobin",
-                "Neutrophile": "neutrophils"},
+    "columns": {
+        "Probennummer": "sample_id",
+        "Geschlecht": "sex",
+        "Alter": "age_years",
+        "Thrombozyten": "platelets",
+        "Leukozyten": "wbc",
+        "Hämoglobin": "hemoglobin",
+        "Neutrophile": "neutrophils",
+    },
     "units": {"hemoglobin": "g/L"},
     "sex_codes": {"w": "female", "m": "male"},
 }
@@ -536,8 +746,14 @@ def explicit_mapping() -> MessyFile:
         "M-2,m,61,310,7.2,151,4.0",
     ]
     rows = [
-        ok(2, {"Probennummer": "M-1"}, "immediate", PANCYTOPENIA_45_82_04,
-           "platelets=L3 wbc=N hemoglobin=L2 neutrophils=LL4", "indeterminate"),
+        ok(
+            2,
+            {"Probennummer": "M-1"},
+            "immediate",
+            PANCYTOPENIA_45_82_04,
+            "platelets=L3 wbc=N hemoglobin=L2 neutrophils=LL4",
+            "indeterminate",
+        ),
         ok(3, {"Probennummer": "M-2"}, "routine", set(), "platelets=N wbc=N hemoglobin=N neutrophils=N"),
     ]
     return MessyFile("explicit_mapping.csv", _text(lines), GERMAN_MAPPING, rows)
@@ -554,6 +770,7 @@ def explicit_mapping_windows_1252() -> MessyFile:
 # --------------------------------------------------------------------------------------------------
 # Bad rows: not a number, UNABLE TO REPORT, too many fields, implausible value, censored values.
 # --------------------------------------------------------------------------------------------------
+
 
 def bad_rows() -> MessyFile:
     """Row errors keep their place; the rows around them are still interpreted."""
@@ -591,10 +808,15 @@ def bad_rows() -> MessyFile:
         ok(7, ids(6, "25"), "soon", ISOLATED_45, "platelets=L3 hemoglobin=N wbc=N neutrophils=N lymphocytes=N"),
         # (the censoring note is checked in the test: "censor" or "<5")
         # The value used is written as it was sent, "<5" (the summary too).
-        ok(8, ids(7, "30"), "immediate", ISOLATED_CRITICAL,
-           "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
-           values={"platelets (10*9/L)": "<5", "hemoglobin (g/dL)": "14.5"},
-           summary="Platelets <5 x10^9/L critically low (CTCAE grade 4). Urgency immediate."),
+        ok(
+            8,
+            ids(7, "30"),
+            "immediate",
+            ISOLATED_CRITICAL,
+            "platelets=LL4 hemoglobin=N wbc=N neutrophils=N lymphocytes=N",
+            values={"platelets (10*9/L)": "<5", "hemoglobin (g/dL)": "14.5"},
+            summary="Platelets <5 x10^9/L critically low (CTCAE grade 4). Urgency immediate.",
+        ),
         err(9, ids(8, "35"), "line 9", "PLT"),
         err(10, ids(9, "40"), "line 10", "more fields than the header"),  # pandas skips it: read again for its ids
     ]

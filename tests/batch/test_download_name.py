@@ -16,21 +16,24 @@ from labservice.batch.download_name import ascii_stand_in, content_disposition, 
 BATCH = "4b2d0f6c9e1a7b3d5f8e2c4a6b9d1e3f"
 
 
-@pytest.mark.parametrize(("uploaded", "kind", "name"), [
-    ("cbc-results.csv", "csv", "cbc-results.interpreted.csv"),  # the issue's own example
-    ("cbc-results.csv", "json", "cbc-results.interpreted.json"),
-    ("CBC.CSV", "csv", "CBC.interpreted.csv"),
-    ("export.txt", "csv", "export.interpreted.csv"),
-    ("labs.2026-12.csv", "csv", "labs.2026-12.interpreted.csv"),  # only the last extension goes
-    ("LABEVENTS", "csv", "LABEVENTS.interpreted.csv"),
-    (r"C:\Users\lab\Blutbild März.csv", "csv", "Blutbild März.interpreted.csv"),  # an old browser's full path
-    ("/home/lab/cbc.csv", "csv", "cbc.interpreted.csv"),
-    ("x" * 300 + ".csv", "csv", "x" * 120 + ".interpreted.csv"),
-    (None, "csv", f"batch-{BATCH}.csv"),  # no file name: the batch id, as before
-    ("", "json", f"batch-{BATCH}.json"),
-    (".csv", "csv", f"batch-{BATCH}.csv"),
-    ("../..", "csv", f"batch-{BATCH}.csv"),
-])
+@pytest.mark.parametrize(
+    ("uploaded", "kind", "name"),
+    [
+        ("cbc-results.csv", "csv", "cbc-results.interpreted.csv"),  # the issue's own example
+        ("cbc-results.csv", "json", "cbc-results.interpreted.json"),
+        ("CBC.CSV", "csv", "CBC.interpreted.csv"),
+        ("export.txt", "csv", "export.interpreted.csv"),
+        ("labs.2026-12.csv", "csv", "labs.2026-12.interpreted.csv"),  # only the last extension goes
+        ("LABEVENTS", "csv", "LABEVENTS.interpreted.csv"),
+        (r"C:\Users\lab\Blutbild März.csv", "csv", "Blutbild März.interpreted.csv"),  # an old browser's full path
+        ("/home/lab/cbc.csv", "csv", "cbc.interpreted.csv"),
+        ("x" * 300 + ".csv", "csv", "x" * 120 + ".interpreted.csv"),
+        (None, "csv", f"batch-{BATCH}.csv"),  # no file name: the batch id, as before
+        ("", "json", f"batch-{BATCH}.json"),
+        (".csv", "csv", f"batch-{BATCH}.csv"),
+        ("../..", "csv", f"batch-{BATCH}.csv"),
+    ],
+)
 def test_the_result_is_named_after_the_upload(uploaded: str | None, kind: str, name: str) -> None:
     assert result_filename(uploaded, BATCH, kind) == name
 
@@ -39,13 +42,16 @@ def parsed(header: str) -> tuple[str, dict[str, str]]:
     return parse_options_header(header)
 
 
-@pytest.mark.parametrize("name", [
-    "cbc-results.interpreted.csv",
-    "Blutbild März.interpreted.csv",
-    "血液検査.interpreted.csv",
-    'evil"; filename*=UTF-8\'\'x.exe; Set-Cookie: stolen=1.interpreted.csv',
-    "back\\slash.interpreted.csv",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cbc-results.interpreted.csv",
+        "Blutbild März.interpreted.csv",
+        "血液検査.interpreted.csv",
+        "evil\"; filename*=UTF-8''x.exe; Set-Cookie: stolen=1.interpreted.csv",
+        "back\\slash.interpreted.csv",
+    ],
+)
 def test_the_header_gives_the_name_and_cannot_be_broken(name: str) -> None:
     header = content_disposition(name)
     assert "\r" not in header and "\n" not in header
@@ -53,7 +59,7 @@ def test_the_header_gives_the_name_and_cannot_be_broken(name: str) -> None:
     assert (value, options) == ("attachment", {"filename": name})  # a client reading filename* gets the name
     assert header.count("filename*=") == 1 and header.count("filename=") == 1
     encoded = header.split("filename*=", 1)[1]
-    assert encoded.startswith("UTF-8''") and unquote(encoded[len("UTF-8''"):]) == name
+    assert encoded.startswith("UTF-8''") and unquote(encoded[len("UTF-8''") :]) == name
     stand_in = header.split('filename="', 1)[1].split('"', 1)[0]
     assert stand_in == ascii_stand_in(name) and stand_in.isascii()
     assert all(c.isalnum() or c in "._-" for c in stand_in)

@@ -101,8 +101,7 @@ def test_missing_cells_match_however_they_are_spelled(second) -> None:
 
 
 # Lines: 1 header, 2-3 P1 twice, 4-6 P2 three times, 7 a quote never closed (swallows line 8).
-UNCLOSED = (b"patient,sample,note,PLT\n" + b"P1,,x,200\n" * 2 + b"P2,,x,200\n" * 3 + b'P3,,"open,200\n'
-            + b"P4,,x,200\n")
+UNCLOSED = b"patient,sample,note,PLT\n" + b"P1,,x,200\n" * 2 + b"P2,,x,200\n" * 3 + b'P3,,"open,200\n' + b"P4,,x,200\n"
 
 
 def duplicate_examples(chunk_rows: int) -> list[dict]:
@@ -111,8 +110,11 @@ def duplicate_examples(chunk_rows: int) -> list[dict]:
 
 
 def test_duplicates_in_a_file_with_an_unclosed_quote() -> None:
-    assert duplicate_examples(1000) == [{"line": 3, "duplicate_of": 2}, {"line": 5, "duplicate_of": 4},
-                                        {"line": 6, "duplicate_of": 4}]
+    assert duplicate_examples(1000) == [
+        {"line": 3, "duplicate_of": 2},
+        {"line": 5, "duplicate_of": 4},
+        {"line": 6, "duplicate_of": 4},
+    ]
 
 
 @pytest.mark.parametrize("chunk_rows", [2, 3])

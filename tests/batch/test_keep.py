@@ -30,15 +30,18 @@ CSV = (
 
 
 def upload(client, data: bytes, query: str = ""):
-    return client.post(f"/api/v1/batches{query}", data={"file": (io.BytesIO(data), "cbc.csv")},
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/api/v1/batches{query}", data={"file": (io.BytesIO(data), "cbc.csv")}, content_type="multipart/form-data"
+    )
 
 
 def counts(url: str) -> dict[str, int]:
     database = Database.connect(url)
     with database.session() as session:
-        out = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
-               for model in (Batch, CbcResult, Interpretation, Referral)}
+        out = {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model))
+            for model in (Batch, CbcResult, Interpretation, Referral)
+        }
     database.engine.dispose()
     return out
 
@@ -121,8 +124,9 @@ def test_results_an_unstored_upload_left_under_the_storing_id_do_not_stop_it(mak
     app = make_app(DATABASE_URL=database_url, BATCH_DIRECTORY=str(tmp_path / "batches"))
     client = app.test_client()
     unstored = upload(client, CSV, "?store=false").json["batch_id"]
-    storing_id = batch_id_for(hashlib.sha256(CSV).hexdigest(), BatchOptions().to_document(),
-                              app.extensions[RULESET_EXTENSION].version)
+    storing_id = batch_id_for(
+        hashlib.sha256(CSV).hexdigest(), BatchOptions().to_document(), app.extensions[RULESET_EXTENSION].version
+    )
     (tmp_path / "batches" / unstored).rename(tmp_path / "batches" / storing_id)  # as the old code kept it
     database = Database.connect(database_url)
     with database.session() as session:
@@ -156,8 +160,9 @@ def test_a_file_name_with_nul_or_too_long_is_kept_cleaned(make_app, database_url
     client = make_app(DATABASE_URL=database_url).test_client()
     another = CSV + b"P9,2026-11-04T08:00:00Z,F,30,250,13.5,3.0\n"
     for name, data in (("a\x00b.csv", CSV), ("f" * 5000 + ".csv", another)):
-        answer = client.post("/api/v1/batches", data={"file": (io.BytesIO(data), name)},
-                              content_type="multipart/form-data")
+        answer = client.post(
+            "/api/v1/batches", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data"
+        )
         assert answer.status_code == 202, answer.get_data(as_text=True)
     database = Database.connect(database_url)
     with database.session() as session:
@@ -198,17 +203,24 @@ def test_each_kept_cbc_goes_through_the_engine_once(monkeypatch):
         kept.extend(items)
         return [SimpleNamespace(duplicate=False) for _ in items]
 
-    data = (b"Patient ID,PLT,HGB\n"
-            b"P1,200,13.5\n"
-            b"P2,15,13.5\n"
-            b"P3,abc,13.5\n"  # rejected: never interpreted, never kept
-            b",250,13.5\n"  # no patient id: interpreted, not kept
-            b"P4,>1000,13.5\n"  # censored: every value above 1000 gives the same answer
-            b"P5,300,13.5\n")
+    data = (
+        b"Patient ID,PLT,HGB\n"
+        b"P1,200,13.5\n"
+        b"P2,15,13.5\n"
+        b"P3,abc,13.5\n"  # rejected: never interpreted, never kept
+        b",250,13.5\n"  # no patient id: interpreted, not kept
+        b"P4,>1000,13.5\n"  # censored: every value above 1000 gives the same answer
+        b"P5,300,13.5\n"
+    )
     csv_out = io.StringIO()
     rs = default_ruleset()
-    summary = run_batch(io.BytesIO(data), csv_out=csv_out, options=BatchOptions(chunk_rows=2), ruleset=rs,
-                        keep_rows=batch_keeper(keep, rs))
+    summary = run_batch(
+        io.BytesIO(data),
+        csv_out=csv_out,
+        options=BatchOptions(chunk_rows=2),
+        ruleset=rs,
+        keep_rows=batch_keeper(keep, rs),
+    )
     assert (summary.interpreted, summary.rejected, summary.stored, summary.censored_interpreted) == (5, 1, 4, 1)
     assert sum(engine_rows) == 5 + 1
     assert [item.patient for item in kept] == ["P1", "P2", "P4", "P5"]

@@ -32,16 +32,20 @@ CSV = (
 
 
 def upload(client, data: bytes):
-    return client.post("/api/v1/batches", data={"file": (io.BytesIO(data), "cbc.csv")},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/api/v1/batches", data={"file": (io.BytesIO(data), "cbc.csv")}, content_type="multipart/form-data"
+    )
 
 
 def latest(url: str, patient: str) -> Interpretation:
     database = Database.connect(url)
     with database.session() as session:
         row = session.scalars(
-            select(Interpretation).join(CbcResult).join(Patient)
-            .where(Patient.external_id == patient).order_by(CbcResult.collected_at.desc())
+            select(Interpretation)
+            .join(CbcResult)
+            .join(Patient)
+            .where(Patient.external_id == patient)
+            .order_by(CbcResult.collected_at.desc())
         ).first()
         assert row is not None
         session.expunge(row)

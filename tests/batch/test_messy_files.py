@@ -31,8 +31,15 @@ from tests.batch import messy_files as mf
 from tests.batch.messy_files import GRADED, MessyFile, Row
 
 #: After the values used: the summary line, the codes, the same findings in words, then the other decisions.
-FIXED_DECISIONS = ("summary", "findings", "findings_text", "urgency", "not_assessed", "aplastic_anemia",
-                   "skin_attribution")
+FIXED_DECISIONS = (
+    "summary",
+    "findings",
+    "findings_text",
+    "urgency",
+    "not_assessed",
+    "aplastic_anemia",
+    "skin_attribution",
+)
 FIXED_TRAILING = ("notes", "error")
 URGENCIES = {"routine", "soon", "urgent", "immediate"}
 
@@ -110,8 +117,7 @@ def check_row(problems: Problems, expected: Row, got: dict[str, str], as_json: d
     expect(isinstance(as_json.get("findings"), list), f"{at}: JSON findings is not a list")
     expect(set(as_json.get("findings") or []) == found, f"{at}: JSON and CSV findings differ")
     if expected.exact:
-        expect(found == set(expected.findings),
-               f"{at}: findings {sorted(found)}, expected {sorted(expected.findings)}")
+        expect(found == set(expected.findings), f"{at}: findings {sorted(found)}, expected {sorted(expected.findings)}")
     else:
         expect(set(expected.findings) <= found, f"{at}: findings {sorted(found)} lack {sorted(expected.findings)}")
         expect(not found & expected.absent, f"{at}: findings should not contain {sorted(found & expected.absent)}")
@@ -123,8 +129,10 @@ def check_row(problems: Problems, expected: Row, got: dict[str, str], as_json: d
             cell = got.get(f"{analyte}_ctcae_grade")
             expect(cell == want, f"{at}: {analyte}_ctcae_grade {cell!r}, expected {want!r}")
     if expected.aplastic is not None:
-        expect(got["aplastic_anemia"] == expected.aplastic,
-               f"{at}: aplastic_anemia {got['aplastic_anemia']!r}, expected {expected.aplastic!r}")
+        expect(
+            got["aplastic_anemia"] == expected.aplastic,
+            f"{at}: aplastic_anemia {got['aplastic_anemia']!r}, expected {expected.aplastic!r}",
+        )
     if expected.flags.get("platelets", ("",))[0]:
         # contract: "none" = no non-blanching lesion reported (a CSV row reports none).
         expect(got["skin_attribution"] == "none", f"{at}: skin_attribution {got['skin_attribution']!r}")
@@ -150,9 +158,14 @@ def check_summary(problems: Problems, messy: MessyFile, result: Result) -> None:
     rows_in = messy.rows_in if messy.rows_in is not None else len(messy.rows)
     urgencies = Counter(row.urgency for row in messy.rows if not row.is_error)
     expected: dict[str, Any] = {
-        "shape": messy.shape, "rows_out": len(messy.rows), "rows_in": rows_in,
-        "interpreted": len(messy.rows) - n_errors, "rejected": n_errors, "blank_lines": messy.blank_lines,
-        "duplicates": messy.duplicates, "content_sha256": hashlib.sha256(messy.data).hexdigest(),
+        "shape": messy.shape,
+        "rows_out": len(messy.rows),
+        "rows_in": rows_in,
+        "interpreted": len(messy.rows) - n_errors,
+        "rejected": n_errors,
+        "blank_lines": messy.blank_lines,
+        "duplicates": messy.duplicates,
+        "content_sha256": hashlib.sha256(messy.data).hexdigest(),
     }
     if messy.ignored_results is not None:
         expected["ignored_results"] = messy.ignored_results
@@ -329,8 +342,9 @@ def test_rejected_rows_are_listed_in_line_order(tmp_path: Path) -> None:
 def test_unusable_file_is_a_batch_file_error(name: str) -> None:
     """No header, no analyte column, or an unknown unit in a header -> BatchFileError (exit 2 / 422)."""
     with pytest.raises(BatchFileError) as caught:
-        run_batch(io.BytesIO(mf.UNUSABLE_FILES[name]), csv_out=io.StringIO(), json_out=io.StringIO(),
-                  options=BatchOptions())
+        run_batch(
+            io.BytesIO(mf.UNUSABLE_FILES[name]), csv_out=io.StringIO(), json_out=io.StringIO(), options=BatchOptions()
+        )
     if name == "unknown_header_unit":
         # §1: "A unit the service does not know is an error that names the analyte and the unit".
         message = str(caught.value)
@@ -377,16 +391,34 @@ def test_output_columns(tmp_path: Path) -> None:
     messy = mf.header_names("abbreviations")
     result = run(messy, tmp_path)
     header = result.header
-    analytes = ("platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "hematocrit", "rbc", "mcv",
-                "reticulocytes")  # the engine's order (reticulocytes: derived from RETIC% x RBC, §1)
+    analytes = (
+        "platelets",
+        "wbc",
+        "neutrophils",
+        "lymphocytes",
+        "hemoglobin",
+        "hematocrit",
+        "rbc",
+        "mcv",
+        "reticulocytes",
+    )  # the engine's order (reticulocytes: derived from RETIC% x RBC, §1)
     # clinical-rules §1: canonical units 10*9/L (counts), g/dL, %, 10*12/L, fL.
-    units = {"platelets": "10*9/L", "wbc": "10*9/L", "neutrophils": "10*9/L", "lymphocytes": "10*9/L",
-             "hemoglobin": "g/dL", "hematocrit": "%", "rbc": "10*12/L", "mcv": "fL", "reticulocytes": "10*9/L"}
+    units = {
+        "platelets": "10*9/L",
+        "wbc": "10*9/L",
+        "neutrophils": "10*9/L",
+        "lymphocytes": "10*9/L",
+        "hemoglobin": "g/dL",
+        "hematocrit": "%",
+        "rbc": "10*12/L",
+        "mcv": "fL",
+        "reticulocytes": "10*9/L",
+    }
     values = [f"{a} ({units[a]})" for a in analytes]
     assert header[: 2 + len(values) + len(FIXED_DECISIONS)] == ["Sample ID", "line", *values, *FIXED_DECISIONS]
     assert header[-2:] == list(FIXED_TRAILING)
     expected_flags = {f"{a}_flag" for a in analytes} | {f"{a}_ctcae_grade" for a in GRADED}
-    assert set(header[2 + len(values) + len(FIXED_DECISIONS):-2]) == expected_flags
+    assert set(header[2 + len(values) + len(FIXED_DECISIONS) : -2]) == expected_flags
     for row in result.rows:
         assert row["urgency"] in URGENCIES
 
@@ -405,14 +437,18 @@ def test_json_only_and_csv_only_give_the_same_summary(tmp_path: Path) -> None:
 def test_a_long_file_line_with_too_many_fields_keeps_its_ids(tmp_path: Path) -> None:
     """Issue 14 item 5 in the long shape: the unreadable result line is an error row at its place with the id
     cells it shows. P1's CBC (platelets 45, line 2) is read without it: L, CTCAE 3 (§4)."""
-    lines = ["Patient,Collected,Test,Result,Units",
-             "P1,2026-01-05 08:00,PLT,45,10*3/uL",
-             "P1,2026-01-05 08:00,HGB,13.5,g/dL,SEE NOTE",
-             "P2,2026-01-05 09:00,PLT,250,10*9/L,SEE,NOTE"]
+    lines = [
+        "Patient,Collected,Test,Result,Units",
+        "P1,2026-01-05 08:00,PLT,45,10*3/uL",
+        "P1,2026-01-05 08:00,HGB,13.5,g/dL,SEE NOTE",
+        "P2,2026-01-05 09:00,PLT,250,10*9/L,SEE,NOTE",
+    ]
     messy = mf.MessyFile("long_extra.csv", ("\n".join(lines) + "\n").encode(), {"shape": "long"}, [])
     result = run(messy, tmp_path)
     got = [(row["line"], row["Patient"], row["Collected"], row["error"]) for row in result.rows]
-    assert got == [("2", "P1", "2026-01-05 08:00", ""),
-                   ("3", "P1", "2026-01-05 08:00", "line 3: more fields than the header's 5"),
-                   ("4", "P2", "2026-01-05 09:00", "line 4: more fields than the header's 5")]
+    assert got == [
+        ("2", "P1", "2026-01-05 08:00", ""),
+        ("3", "P1", "2026-01-05 08:00", "line 3: more fields than the header's 5"),
+        ("4", "P2", "2026-01-05 09:00", "line 4: more fields than the header's 5"),
+    ]
     assert result.rows[0]["platelets_flag"] == "L" and result.rows[0]["platelets_ctcae_grade"] == "3"

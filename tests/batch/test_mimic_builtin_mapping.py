@@ -55,8 +55,11 @@ def rows() -> dict[tuple[str, str], dict]:
     json_out = io.StringIO()
     with MIMIC_LABEVENTS.open("rb") as handle:
         run_batch(handle, csv_out=io.StringIO(), json_out=json_out, options=options)
-    return {(r["ids"]["HADM_ID"], r["ids"]["CHARTTIME"]): r for r in json.loads(json_out.getvalue())
-            if r["ids"].get("HADM_ID")}
+    return {
+        (r["ids"]["HADM_ID"], r["ids"]["CHARTTIME"]): r
+        for r in json.loads(json_out.getvalue())
+        if r["ids"].get("HADM_ID")
+    }
 
 
 def test_the_builtin_mapping_names_item_51244_as_lymphocyte_percent() -> None:

@@ -31,11 +31,26 @@ LABEVENTS = MIMIC_LABEVENTS
 
 MAPPING = {
     "shape": "long",
-    "columns": {"HADM_ID": "sample_id", "CHARTTIME": "collected_at", "ITEMID": "item", "VALUE": "value",
-                "VALUEUOM": "unit"},
-    "items": {"51265": "platelets", "51301": "wbc", "51222": "hemoglobin", "51221": "hematocrit", "51279": "rbc",
-              "51250": "mcv", "51248": "mch", "51249": "mchc", "51277": "rdw", "51256": "neutrophils_percent",
-              "51283": "reticulocytes_percent"},
+    "columns": {
+        "HADM_ID": "sample_id",
+        "CHARTTIME": "collected_at",
+        "ITEMID": "item",
+        "VALUE": "value",
+        "VALUEUOM": "unit",
+    },
+    "items": {
+        "51265": "platelets",
+        "51301": "wbc",
+        "51222": "hemoglobin",
+        "51221": "hematocrit",
+        "51279": "rbc",
+        "51250": "mcv",
+        "51248": "mch",
+        "51249": "mchc",
+        "51277": "rdw",
+        "51256": "neutrophils_percent",
+        "51283": "reticulocytes_percent",
+    },
 }
 PLT, WBC, HGB, NEUT_PCT = "51265", "51301", "51222", "51256"
 
@@ -199,7 +214,8 @@ def test_rows_without_an_admission_are_one_cbc_per_charttime_with_a_note(raw: Ra
     or two different results of one item at that time (which would be two patients' draws)."""
     orphan_rows = [row for row in answer.rows if not row["HADM_ID"]]
     assert [(row["CHARTTIME"], int(row["line"])) for row in orphan_rows] == [
-        (g.charttime, g.first_line) for g in raw.orphans]
+        (g.charttime, g.first_line) for g in raw.orphans
+    ]
     interpreted = 0
     for row, group in zip(orphan_rows, raw.orphans, strict=True):
         uncensored = [line for line, value in group.bad.items() if not value.startswith("<")]
@@ -269,7 +285,8 @@ def expected_platelet_flag(value: float) -> str:
 
 
 def test_platelet_flag_and_thrombocytopenia_per_group(
-        raw: Raw, by_group: dict[tuple[str, str], dict[str, str]]) -> None:
+    raw: Raw, by_group: dict[tuple[str, str], dict[str, str]]
+) -> None:
     for group in raw.groups:
         row = by_group[(group.hadm, group.charttime)]
         if not group.clean:
@@ -288,7 +305,8 @@ def test_platelet_flag_and_thrombocytopenia_per_group(
 
 
 def test_non_numeric_values_are_an_error_naming_the_line_or_a_censored_note(
-        raw: Raw, by_group: dict[tuple[str, str], dict[str, str]]) -> None:
+    raw: Raw, by_group: dict[tuple[str, str], dict[str, str]]
+) -> None:
     """`UNABLE TO REPORT` -> row error naming its line; `<5` -> either that, or interpreted with a note."""
     seen = 0
     for group in raw.groups:
@@ -338,7 +356,8 @@ def near(value: float, *bounds: float) -> bool:
 
 
 def test_anc_is_derived_from_wbc_and_neutrophil_percent(
-        raw: Raw, by_group: dict[tuple[str, str], dict[str, str]]) -> None:
+    raw: Raw, by_group: dict[tuple[str, str], dict[str, str]]
+) -> None:
     checked = 0
     for group in raw.groups:
         if not group.clean:

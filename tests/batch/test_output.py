@@ -24,13 +24,13 @@ def cells(*values) -> np.ndarray:
 
 NEUTRALISED = [
     ("=1+2", "'=1+2"),
-    ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+    ('=HYPERLINK("http://x")', '"\'=HYPERLINK(""http://x"")"'),
     ("+SUM(A1)", "'+SUM(A1)"),
     ("-2+3", "'-2+3"),
     ("@cmd", "'@cmd"),
-    ("\tx", "\"'\tx\""),  # neutralised, then quoted for the tab (a separator in a pasted TSV)
-    ("\rx", "\"'\rx\""),  # neutralised, then quoted for the carriage return
-    ("=a,b", "\"'=a,b\""),
+    ("\tx", '"\'\tx"'),  # neutralised, then quoted for the tab (a separator in a pasted TSV)
+    ("\rx", '"\'\rx"'),  # neutralised, then quoted for the carriage return
+    ("=a,b", '"\'=a,b"'),
     ("-", "'-"),
     ("+", "'+"),
     ("- 5", "'- 5"),
@@ -44,8 +44,10 @@ def test_formula_cells_are_neutralised(value: str, expected: str) -> None:
     assert csv_text(cells(value)).tolist() == [expected]
 
 
-@pytest.mark.parametrize("value", ["-5", "+1.5e3", "-0.5", "-.5", "+7", "1e5", "-1E-3", "150", "S-1", "a=b", "a@b",
-                                   "plain text", "'quoted", "é", ""])
+@pytest.mark.parametrize(
+    "value",
+    ["-5", "+1.5e3", "-0.5", "-.5", "+7", "1e5", "-1E-3", "150", "S-1", "a=b", "a@b", "plain text", "'quoted", "é", ""],
+)
 def test_numbers_and_harmless_text_are_left_alone(value: str) -> None:
     assert csv_text(cells(value)).tolist() == [value]
 
@@ -59,7 +61,7 @@ QUOTED = [
     ("line 2, column PLT: 'abc' is not a number", "\"line 2, column PLT: 'abc' is not a number\""),
     # A separator of another locale or of a pasted TSV: unquoted, a spreadsheet splitting on it starts a new
     # cell with the formula (issue 10, item 11; OWASP CSV injection: quote cells that hold a separator).
-    ("x;=HYPERLINK(\"http://evil\")", "\"x;=HYPERLINK(\"\"http://evil\"\")\""),
+    ('x;=HYPERLINK("http://evil")', '"x;=HYPERLINK(""http://evil"")"'),
     ("x;@SUM(A1)", '"x;@SUM(A1)"'),
     ("x\t=1+2", '"x\t=1+2"'),
     ("x\t-2+3", '"x\t-2+3"'),
@@ -84,7 +86,7 @@ def test_non_text_cells_are_written_as_text() -> None:
 
 def test_a_mixed_column_is_handled_cell_by_cell() -> None:
     values = ["S1", "=cmd", "a,b", None, "-5", "x\ny", "@", "ok", 'q"', "\tt"]
-    expected = ["S1", "'=cmd", '"a,b"', "", "-5", '"x\ny"', "'@", "ok", '"q"""', "\"'\tt\""]
+    expected = ["S1", "'=cmd", '"a,b"', "", "-5", '"x\ny"', "'@", "ok", '"q"""', '"\'\tt"']
     assert csv_text(cells(*values)).tolist() == expected
 
 
@@ -97,8 +99,21 @@ def test_csv_cells_read_back_as_the_neutralised_text() -> None:
 
 # "unit\x1fsep": found by hypothesis (tests/batch/test_rows_accounted_for.py); the unsafe-character scan joined the
 # cells with \x1f and then removed every \x1f, so this one was written raw and the JSON file did not parse.
-JSON = ['plain', 'a"b', "back\\slash", "ctl\x01", "del\x7f", "tab\t", "new\nline", "cr\r", "é and 😀", "", "=1+2",
-        "\u2028", "unit\x1fsep"]
+JSON = [
+    "plain",
+    'a"b',
+    "back\\slash",
+    "ctl\x01",
+    "del\x7f",
+    "tab\t",
+    "new\nline",
+    "cr\r",
+    "é and 😀",
+    "",
+    "=1+2",
+    "\u2028",
+    "unit\x1fsep",
+]
 
 
 @pytest.mark.parametrize("value", JSON)
@@ -133,22 +148,36 @@ def test_column_order() -> None:
     the finding codes and their words, the other decisions, flags and grades, notes and error."""
     layout = OutputLayout(["Sample ID", "Collected"], ["platelets", "wbc", "hemoglobin", "mcv"], units=UNITS)
     assert layout.columns() == [
-        "Sample ID", "Collected", "line",
-        "platelets (10*9/L)", "wbc (10*9/L)", "hemoglobin (g/dL)", "mcv (fL)",
-        "summary", *DECISIONS,
-        "platelets_flag", "platelets_ctcae_grade",
-        "wbc_flag", "wbc_ctcae_grade",
-        "hemoglobin_flag", "hemoglobin_ctcae_grade",
+        "Sample ID",
+        "Collected",
+        "line",
+        "platelets (10*9/L)",
+        "wbc (10*9/L)",
+        "hemoglobin (g/dL)",
+        "mcv (fL)",
+        "summary",
+        *DECISIONS,
+        "platelets_flag",
+        "platelets_ctcae_grade",
+        "wbc_flag",
+        "wbc_ctcae_grade",
+        "hemoglobin_flag",
+        "hemoglobin_ctcae_grade",
         "mcv_flag",  # MCV has no CTCAE grade
-        "notes", "error",
+        "notes",
+        "error",
     ]
 
 
 def test_graded_analytes_get_a_grade_column() -> None:
     layout = OutputLayout([], ["platelets", "wbc", "neutrophils", "lymphocytes", "hemoglobin", "rbc", "rdw"])
     assert [c for c in layout.flag_columns() if c.endswith("_ctcae_grade")] == [
-        "platelets_ctcae_grade", "wbc_ctcae_grade", "neutrophils_ctcae_grade", "lymphocytes_ctcae_grade",
-        "hemoglobin_ctcae_grade"]
+        "platelets_ctcae_grade",
+        "wbc_ctcae_grade",
+        "neutrophils_ctcae_grade",
+        "lymphocytes_ctcae_grade",
+        "hemoglobin_ctcae_grade",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -188,19 +217,26 @@ def test_csv_header_line_is_neutralised_and_quoted() -> None:
 
 def _rows(values: list[float], summaries: list[str | None], errors: list[str | None]) -> RowsOut:
     n = len(values)
-    decisions = pd.DataFrame({"platelets_value": values, "summary": summaries,
-                              "findings": pd.Categorical(["thrombocytopenia;neutropenia"] * n),
-                              "platelets_flag": pd.Categorical(["L"] * n)})
-    return RowsOut(np.arange(2, 2 + n), [cells(*[f"S{i}" for i in range(n)])], decisions,
-                   cells(*([None] * n)), cells(*errors))
+    decisions = pd.DataFrame(
+        {
+            "platelets_value": values,
+            "summary": summaries,
+            "findings": pd.Categorical(["thrombocytopenia;neutropenia"] * n),
+            "platelets_flag": pd.Categorical(["L"] * n),
+        }
+    )
+    return RowsOut(
+        np.arange(2, 2 + n), [cells(*[f"S{i}" for i in range(n)])], decisions, cells(*([None] * n)), cells(*errors)
+    )
 
 
 def test_semicolon_and_decimal_comma_output() -> None:
     """A `;` file with decimal commas is written back with `;` and decimal commas; a cell holding the delimiter
     (or any separator) is quoted."""
     layout = OutputLayout(["Sample ID"], ["platelets"], units={"platelets": "10*9/L"})
-    text = CsvFormat(layout, OutputDialect(";", ",")).rows(_rows([99.5, 45.0], ["Platelets 99,5 low; ok", None],
-                                                                  [None, "line 3: 'x' is not a number"]))
+    text = CsvFormat(layout, OutputDialect(";", ",")).rows(
+        _rows([99.5, 45.0], ["Platelets 99,5 low; ok", None], [None, "line 3: 'x' is not a number"])
+    )
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
     assert rows[0][:4] == ["S0", "2", "99,5", "Platelets 99,5 low; ok"]
     assert rows[0][4] == "thrombocytopenia;neutropenia"
@@ -221,11 +257,18 @@ def test_byte_order_mark_opens_the_file_only_when_asked() -> None:
     assert begins_with_bom(b"\xef\xbb\xbfPLT\n") and not begins_with_bom(b"PLT\n")
 
 
-@pytest.mark.parametrize(("value", "decimal", "text"), [
-    (45.0, ".", "45"), (0.4, ".", "0.4"), (0.4, ",", "0,4"), (8.2, ",", "8,2"), (1500.0, ",", "1500"),
-    (0.00001, ".", "0.00001"),  # never exponent notation
-    (15.0000001, ".", "15.0000001"),  # the value used, exactly: not rounded for show
-    (float("nan"), ".", ""),
-])
+@pytest.mark.parametrize(
+    ("value", "decimal", "text"),
+    [
+        (45.0, ".", "45"),
+        (0.4, ".", "0.4"),
+        (0.4, ",", "0,4"),
+        (8.2, ",", "8,2"),
+        (1500.0, ",", "1500"),
+        (0.00001, ".", "0.00001"),  # never exponent notation
+        (15.0000001, ".", "15.0000001"),  # the value used, exactly: not rounded for show
+        (float("nan"), ".", ""),
+    ],
+)
 def test_values_used_are_written_exactly(value: float, decimal: str, text: str) -> None:
     assert number_texts(np.array([value, value]), decimal) == [text, text]

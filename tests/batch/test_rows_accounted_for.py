@@ -108,8 +108,12 @@ def csv_rows(text: str, delimiter: str) -> list[dict[str, str]]:
 @given(messy_files())
 def test_every_line_comes_back_once_in_order(generated: GeneratedFile):
     csv_out, json_out = io.StringIO(), io.StringIO()
-    summary = run_batch(io.BytesIO(generated.data), csv_out=csv_out, json_out=json_out,
-                        options=BatchOptions(chunk_rows=generated.chunk_rows))
+    summary = run_batch(
+        io.BytesIO(generated.data),
+        csv_out=csv_out,
+        json_out=json_out,
+        options=BatchOptions(chunk_rows=generated.chunk_rows),
+    )
     rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     as_json = json.loads(json_out.getvalue())
 
@@ -131,16 +135,23 @@ def test_every_line_comes_back_once_in_order(generated: GeneratedFile):
 
 
 @settings(max_examples=examples(60), deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["P1", "P2", "", "P3"]), st.sampled_from(["t1", "t2"]),
-                          st.sampled_from(["PLT", "HGB", "777-3", "GLU", "WBC"]),
-                          st.sampled_from(["45", "13,5", "abc", "<5", ""])), max_size=40),
-       st.integers(min_value=1, max_value=10))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["P1", "P2", "", "P3"]),
+            st.sampled_from(["t1", "t2"]),
+            st.sampled_from(["PLT", "HGB", "777-3", "GLU", "WBC"]),
+            st.sampled_from(["45", "13,5", "abc", "<5", ""]),
+        ),
+        max_size=40,
+    ),
+    st.integers(min_value=1, max_value=10),
+)
 def test_long_files_account_for_every_result(results, chunk_rows):
     lines = ["patient;time;test;result"] + [";".join(r) for r in results]
     data = ("\n".join(lines) + "\n").encode()
     csv_out = io.StringIO()
-    summary = run_batch(io.BytesIO(data), csv_out=csv_out,
-                        options=BatchOptions(chunk_rows=chunk_rows, decimal=","))
+    summary = run_batch(io.BytesIO(data), csv_out=csv_out, options=BatchOptions(chunk_rows=chunk_rows, decimal=","))
     rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     mapped = [(i + 2, r) for i, r in enumerate(results) if r[2] != "GLU" and any(r)]
     groups: dict[tuple[str, str], int] = {}
@@ -167,8 +178,9 @@ def run_or_refuse(data: bytes, chunk_rows: int = 7) -> tuple[object, list[dict[s
     which the HTTP endpoint answers 422 and the command line exit 2). Any other exception fails the test."""
     csv_out, json_out = io.StringIO(), io.StringIO()
     try:
-        summary = run_batch(io.BytesIO(data), csv_out=csv_out, json_out=json_out,
-                            options=BatchOptions(chunk_rows=chunk_rows))
+        summary = run_batch(
+            io.BytesIO(data), csv_out=csv_out, json_out=json_out, options=BatchOptions(chunk_rows=chunk_rows)
+        )
     except BatchFileError as error:
         assert str(error)  # the refusal says why
         event("refused as a whole")
@@ -193,9 +205,11 @@ def run_or_refuse(data: bytes, chunk_rows: int = 7) -> tuple[object, list[dict[s
 #: lines and the file has no data record. The delimiter was picked on the first physical line only (where "," and
 #: ";" both give two fields): "," won, and the header's second line came back as a row with an unclosed quote.
 HEADER_WITH_A_QUOTED_LINE_BREAK = CsvFile(
-    data=b'platelets, 10*9/L;"\n";neutrophils;patient_id;sample_id;collected_at;wbc\n', delimiter=";",
-    encoding="utf-8", header=["platelets, 10*9/L", "\n", "neutrophils", "patient_id", "sample_id", "collected_at",
-                              "wbc"])
+    data=b'platelets, 10*9/L;"\n";neutrophils;patient_id;sample_id;collected_at;wbc\n',
+    delimiter=";",
+    encoding="utf-8",
+    header=["platelets, 10*9/L", "\n", "neutrophils", "patient_id", "sample_id", "collected_at", "wbc"],
+)
 
 
 @settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -223,8 +237,9 @@ def test_a_header_holding_a_quoted_line_break_is_one_record_and_the_lines_after_
     summary = run_batch(io.BytesIO(header), csv_out=io.StringIO())
     assert (summary.delimiter, summary.rows_in, summary.rows_out, summary.first_errors) == (";", 0, 0, [])
     csv_out = io.StringIO()
-    summary = run_batch(io.BytesIO(header + b"45;;2,5;P1;S1;2026-01-01;6\n45;;2,5;P2;S2;2026-01-01;6\n"),
-                        csv_out=csv_out)
+    summary = run_batch(
+        io.BytesIO(header + b"45;;2,5;P1;S1;2026-01-01;6\n45;;2,5;P2;S2;2026-01-01;6\n"), csv_out=csv_out
+    )
     rows = csv_rows(csv_out.getvalue(), summary.delimiter)
     assert summary.delimiter == ";" and summary.rows_in == 2 and summary.first_errors == []
     assert [int(row["line"]) for row in rows] == [3, 4]

@@ -81,6 +81,7 @@ def test_drain_reads_what_the_parser_left() -> None:
 
 # -- UTF-8 check ------------------------------------------------------------------------------
 
+
 def utf8_error_at(data: bytes, sample: int, size: int) -> int | None:
     stream = HashingStream(io.BytesIO(data))
     stream.peek_sample(sample)
@@ -113,11 +114,14 @@ def test_only_the_first_invalid_byte_is_reported() -> None:
     assert utf8_error_at(b"ab\xffcd\xfe", 0, 64) == 2
 
 
-@pytest.mark.parametrize(("data", "size", "offset"), [
-    (b"a\xc3(xyz", 2, 1),  # "\xc3" opens a two-byte character, "(" cannot continue it
-    (b"Name\nJos\xe9\nAnn\n", 1, 8),  # a cp1252 e-acute (0xE9 opens a three-byte character in UTF-8)
-    (b"Name\nJos\xe9\nAnn\n", 9, 8),
-])
+@pytest.mark.parametrize(
+    ("data", "size", "offset"),
+    [
+        (b"a\xc3(xyz", 2, 1),  # "\xc3" opens a two-byte character, "(" cannot continue it
+        (b"Name\nJos\xe9\nAnn\n", 1, 8),  # a cp1252 e-acute (0xE9 opens a three-byte character in UTF-8)
+        (b"Name\nJos\xe9\nAnn\n", 9, 8),
+    ],
+)
 def test_invalid_sequence_split_over_two_reads_is_located_at_its_start(data: bytes, size: int, offset: int) -> None:
     assert utf8_error_at(data, 0, size) == offset
 
@@ -128,6 +132,7 @@ def test_truncated_character_at_the_end_is_located(data: bytes, offset: int) -> 
 
 
 # -- seekable_source and rewound ---------------------------------------------------------------
+
 
 def test_seekable_source_is_used_as_it_is() -> None:
     source = io.BytesIO(DATA)
@@ -188,6 +193,7 @@ def test_rewound_reads_from_the_start_and_leaves_the_source_open() -> None:
 
 
 # -- invalid UTF-8 replaced on the way ----------------------------------------------------------
+
 
 def replaced(data: bytes, sample: int, size: int, check: bool = False) -> tuple[bytes, HashingStream]:
     stream = HashingStream(io.BytesIO(data))

@@ -53,8 +53,16 @@ def run(make_app, database_url: str, processes: int, tag: str) -> tuple[dict, li
         for external_id, collected_at, platelets, interpretation in stored:
             answer = {key: value for key, value in interpretation.answer.items() if key not in ("id", "patient_id")}
             rows.append(
-                (external_id.replace(f"{tag}-", "ID-"), collected_at, platelets, interpretation.urgency,
-                 interpretation.findings, interpretation.reason, interpretation.delta, answer)
+                (
+                    external_id.replace(f"{tag}-", "ID-"),
+                    collected_at,
+                    platelets,
+                    interpretation.urgency,
+                    interpretation.findings,
+                    interpretation.reason,
+                    interpretation.delta,
+                    answer,
+                )
             )
         referrals = sorted(
             (external_id.replace(f"{tag}-", "ID-"), referral.status, referral.urgency, referral.findings)

@@ -46,27 +46,39 @@ def pregnant(trimester: int | None, age: float = 30) -> dict[str, Any]:
     return female(age, pregnant=True, pregnancy_trimester=trimester)
 
 
-def res(value: float, unit: str | None = None, low: float | None = None,
-        high: float | None = None) -> dict[str, Any]:
+def res(value: float, unit: str | None = None, low: float | None = None, high: float | None = None) -> dict[str, Any]:
     """One result; a reference range only when low or high is given."""
     rr = None if low is None and high is None else {"low": low, "high": high}
     return {"value": float(value), "unit": unit, "reference_range": rr}
 
 
-def lesion(type: str | None = None, size_mm: float | None = None, *, blanching: bool = False,
-           palpable: bool = False, site: str | None = None) -> dict[str, Any]:
-    return {"type": type, "size_mm": size_mm, "blanching": blanching, "palpable": palpable,
-            "site": site}
+def lesion(
+    type: str | None = None,
+    size_mm: float | None = None,
+    *,
+    blanching: bool = False,
+    palpable: bool = False,
+    site: str | None = None,
+) -> dict[str, Any]:
+    return {"type": type, "size_mm": size_mm, "blanching": blanching, "palpable": palpable, "site": site}
 
 
 PETECHIAE = lesion("petechiae", 1.5)
 
 
-def cbc(patient: dict[str, Any] | None = None, *, full: bool = False,
-        lesions: list[dict[str, Any]] | None = None, fever: bool | None = None,
-        clumps: bool | None = None, marrow: tuple[float, float | None] | None = None,
-        method: str | None = None, ctcae: str | None = None,
-        collected_at: dt.datetime | None = None, **results: Any) -> dict[str, Any]:
+def cbc(
+    patient: dict[str, Any] | None = None,
+    *,
+    full: bool = False,
+    lesions: list[dict[str, Any]] | None = None,
+    fever: bool | None = None,
+    clumps: bool | None = None,
+    marrow: tuple[float, float | None] | None = None,
+    method: str | None = None,
+    ctcae: str | None = None,
+    collected_at: dt.datetime | None = None,
+    **results: Any,
+) -> dict[str, Any]:
     """Build one CBC document.
 
     full=True starts from NORMAL; passing analyte=None removes it. A number means the canonical
@@ -76,8 +88,7 @@ def cbc(patient: dict[str, Any] | None = None, *, full: bool = False,
     values.update(results)
     doc: dict[str, Any] = {
         "patient": patient if patient is not None else female(),
-        "results": {k: (v if isinstance(v, dict) else res(v))
-                    for k, v in values.items() if v is not None},
+        "results": {k: (v if isinstance(v, dict) else res(v)) for k, v in values.items() if v is not None},
     }
     if collected_at is not None:
         doc["collected_at"] = collected_at
@@ -86,8 +97,7 @@ def cbc(patient: dict[str, Any] | None = None, *, full: bool = False,
     if clumps is not None:
         doc["specimen"] = {"platelet_clumps": clumps}
     if marrow is not None:
-        doc["marrow"] = {"cellularity_percent": marrow[0],
-                         "residual_hematopoietic_percent": marrow[1]}
+        doc["marrow"] = {"cellularity_percent": marrow[0], "residual_hematopoietic_percent": marrow[1]}
     if method is not None:
         doc["reticulocyte_method"] = method
     if ctcae is not None:

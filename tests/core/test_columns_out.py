@@ -40,8 +40,13 @@ def test_the_frame_says_what_the_json_says(rows, data):
 def test_a_frame_of_a_million_rows_is_built_without_per_row_work():
     """Codes are joined once per distinct combination: a large table has few of them."""
     n = 200_000
-    table = pd.DataFrame({"platelets": np.tile([12.0, 45.0, 140.0, 250.0, np.nan], n // 5),
-                          "hemoglobin": np.tile([7.5, 9.0, 13.0, 15.0, 11.0], n // 5), "sex": "female"})
+    table = pd.DataFrame(
+        {
+            "platelets": np.tile([12.0, 45.0, 140.0, 250.0, np.nan], n // 5),
+            "hemoglobin": np.tile([7.5, 9.0, 13.0, 15.0, 11.0], n // 5),
+            "sex": "female",
+        }
+    )
     frame = interpretation_frame(interpret_cbc_table(table))
     assert len(frame) == n
     assert frame["findings"].nunique() <= 5

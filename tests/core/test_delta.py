@@ -36,12 +36,26 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 WEEK = pd.Timedelta(days=7)
 
 
-def row(day: float | None, platelets: float | None = 200.0, *, patient: str = "P1", rank: int = 0,
-        findings: tuple[str, ...] = (), not_assessed: tuple[str, ...] = (), ref: Any = None) -> dict[str, Any]:
+def row(
+    day: float | None,
+    platelets: float | None = 200.0,
+    *,
+    patient: str = "P1",
+    rank: int = 0,
+    findings: tuple[str, ...] = (),
+    not_assessed: tuple[str, ...] = (),
+    ref: Any = None,
+) -> dict[str, Any]:
     """One CBC for the delta tables: collected `day` days after T0 (None: no collection time)."""
-    return {"patient": patient, "collected_at": None if day is None else T0 + timedelta(days=day),
-            "platelets": np.nan if platelets is None else platelets, "urgency_rank": rank,
-            "findings": list(findings), "not_assessed": list(not_assessed), "ref": ref}
+    return {
+        "patient": patient,
+        "collected_at": None if day is None else T0 + timedelta(days=day),
+        "platelets": np.nan if platelets is None else platelets,
+        "urgency_rank": rank,
+        "findings": list(findings),
+        "not_assessed": list(not_assessed),
+        "ref": ref,
+    }
 
 
 def table(rows: list[dict[str, Any]], index: list[int] | None = None) -> pd.DataFrame:
@@ -51,8 +65,12 @@ def table(rows: list[dict[str, Any]], index: list[int] | None = None) -> pd.Data
     return frame
 
 
-def check(history: list[dict[str, Any]], current: list[dict[str, Any]], window: pd.Timedelta = WEEK,
-          index: list[int] | None = None) -> pd.DataFrame:
+def check(
+    history: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    window: pd.Timedelta = WEEK,
+    index: list[int] | None = None,
+) -> pd.DataFrame:
     return delta_checks(table(current, index), table(history), window, default_ruleset())
 
 
@@ -63,15 +81,18 @@ def assessed(out: pd.DataFrame, position: int) -> bool:
 # -- platelet drop ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("before", "now", "fall", "drop"), [
-    P(200.0, 100.0, 50.0, True, id="200→100 is exactly 50 %: a drop (>=)"),
-    P(200.0, 101.0, 49.5, False, id="200→101 is 49.5 %: no drop"),
-    P(200.0, 80.0, 60.0, True, id="200→80 is 60 %"),
-    P(300.0, 140.0, 53.3, True, id="300→140 is 53.3 % (rounded to 0.1)"),
-    P(100.0, 100.0, 0.0, False, id="unchanged"),
-    P(100.0, 250.0, -150.0, False, id="a rise is a negative fall"),
-    P(40.0, 20.0, 50.0, True, id="a fall of 50 % counts whatever the count (40→20)"),
-])
+@pytest.mark.parametrize(
+    ("before", "now", "fall", "drop"),
+    [
+        P(200.0, 100.0, 50.0, True, id="200→100 is exactly 50 %: a drop (>=)"),
+        P(200.0, 101.0, 49.5, False, id="200→101 is 49.5 %: no drop"),
+        P(200.0, 80.0, 60.0, True, id="200→80 is 60 %"),
+        P(300.0, 140.0, 53.3, True, id="300→140 is 53.3 % (rounded to 0.1)"),
+        P(100.0, 100.0, 0.0, False, id="unchanged"),
+        P(100.0, 250.0, -150.0, False, id="a rise is a negative fall"),
+        P(40.0, 20.0, 50.0, True, id="a fall of 50 % counts whatever the count (40→20)"),
+    ],
+)
 def test_platelet_fall_against_the_previous_cbc(before: float, now: float, fall: float, drop: bool) -> None:
     out = check([row(0, before)], [row(2, now)])
     assert assessed(out, 0)
@@ -80,26 +101,31 @@ def test_platelet_fall_against_the_previous_cbc(before: float, now: float, fall:
     assert bool(out["platelet_drop"].iloc[0]) is drop
 
 
-@pytest.mark.parametrize(("before", "now", "shown", "drop"), [
-    # clinical-rules §1 v2: a delta is rounded to 6 significant figures before it is compared, and a number is
-    # "never [rounded] across a threshold it was compared with": 250 -> 125.1 is a fall of 49.96 %, below the
-    # 50 % of platelet_drop; shown to 0.1 it would read 50.0, so it keeps its digits.
-    P(250.0, 125.1, 49.96, False, id="§1 v2 49.96 % below 50: shown 49.96, not 50.0; no drop"),
-    P(200.0, 100.0, 50.0, True, id="§1 v2 50 % on the threshold: a drop"),
-    P(200.0, 99.98, 50.0, True, id="§1 v2 50.01 % above: shown 50.0 (not across), a drop"),
-])
-def test_the_fall_is_never_shown_across_the_drop_threshold(before: float, now: float, shown: float,
-                                                           drop: bool) -> None:
+@pytest.mark.parametrize(
+    ("before", "now", "shown", "drop"),
+    [
+        # clinical-rules §1 v2: a delta is rounded to 6 significant figures before it is compared, and a number is
+        # "never [rounded] across a threshold it was compared with": 250 -> 125.1 is a fall of 49.96 %, below the
+        # 50 % of platelet_drop; shown to 0.1 it would read 50.0, so it keeps its digits.
+        P(250.0, 125.1, 49.96, False, id="§1 v2 49.96 % below 50: shown 49.96, not 50.0; no drop"),
+        P(200.0, 100.0, 50.0, True, id="§1 v2 50 % on the threshold: a drop"),
+        P(200.0, 99.98, 50.0, True, id="§1 v2 50.01 % above: shown 50.0 (not across), a drop"),
+    ],
+)
+def test_the_fall_is_never_shown_across_the_drop_threshold(before: float, now: float, shown: float, drop: bool) -> None:
     out = check([row(0, before)], [row(2, now)])
     assert out["platelet_fall_percent"].iloc[0] == shown
     assert bool(out["platelet_drop"].iloc[0]) is drop
 
 
-@pytest.mark.parametrize(("before", "now"), [
-    P(None, 50.0, id="previous CBC without platelets"),
-    P(200.0, None, id="current CBC without platelets"),
-    P(0.0, 0.0, id="previous count 0: no percentage"),
-])
+@pytest.mark.parametrize(
+    ("before", "now"),
+    [
+        P(None, 50.0, id="previous CBC without platelets"),
+        P(200.0, None, id="current CBC without platelets"),
+        P(0.0, 0.0, id="previous count 0: no percentage"),
+    ],
+)
 def test_no_platelet_fall_without_both_counts(before: float | None, now: float | None) -> None:
     out = check([row(0, before)], [row(2, now)])
     assert assessed(out, 0)  # still compared: the urgency and cytopenias are
@@ -110,15 +136,18 @@ def test_no_platelet_fall_without_both_counts(before: float | None, now: float |
 # -- the window ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("days_before", "window_days", "compared"), [
-    P(2, 7, True, id="2 days, 7-day window"),
-    P(6.9, 7, True, id="6.9 days, 7-day window"),
-    P(7, 7, True, id="exactly 7 days is within 7 days"),
-    P(8, 7, False, id="8 days earlier: outside the 7-day window"),
-    P(30, 7, False, id="30 days earlier"),
-    P(8, 10, True, id="8 days with a 10-day window"),
-    P(2, 1, False, id="2 days with a 1-day window"),
-])
+@pytest.mark.parametrize(
+    ("days_before", "window_days", "compared"),
+    [
+        P(2, 7, True, id="2 days, 7-day window"),
+        P(6.9, 7, True, id="6.9 days, 7-day window"),
+        P(7, 7, True, id="exactly 7 days is within 7 days"),
+        P(8, 7, False, id="8 days earlier: outside the 7-day window"),
+        P(30, 7, False, id="30 days earlier"),
+        P(8, 10, True, id="8 days with a 10-day window"),
+        P(2, 1, False, id="2 days with a 1-day window"),
+    ],
+)
 def test_window(days_before: float, window_days: int, compared: bool) -> None:
     out = check([row(0, 200.0)], [row(days_before, 80.0)], pd.Timedelta(days=window_days))
     assert assessed(out, 0) is compared
@@ -172,19 +201,33 @@ def test_untimed_rows_of_one_patient_in_one_table_are_not_compared() -> None:
 # -- new cytopenias --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("before", "before_undecided", "now", "new"), [
-    P((), (), ("thrombocytopenia",), {"thrombocytopenia"}, id="decided absent before, present now: new"),
-    P(("thrombocytopenia",), (), ("thrombocytopenia",), set(), id="present before and now: not new"),
-    P((), ("neutropenia",), ("neutropenia",), set(), id="not assessed before (analyte missing): not new"),
-    P((), ("anemia",), ("anemia", "neutropenia"), {"neutropenia"}, id="only the decided one is new"),
-    P((), (), ("anemia", "leukopenia", "lymphopenia"), {"anemia", "leukopenia", "lymphopenia"},
-      id="several new at once"),
-    P(("anemia",), (), (), set(), id="resolved: nothing new"),
-    P((), (), ("critical_value", "pancytopenia", "marrow_failure_range"), set(),
-      id="codes that are not single cytopenias are not counted"),
-])
-def test_new_cytopenias(before: tuple[str, ...], before_undecided: tuple[str, ...], now: tuple[str, ...],
-                        new: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("before", "before_undecided", "now", "new"),
+    [
+        P((), (), ("thrombocytopenia",), {"thrombocytopenia"}, id="decided absent before, present now: new"),
+        P(("thrombocytopenia",), (), ("thrombocytopenia",), set(), id="present before and now: not new"),
+        P((), ("neutropenia",), ("neutropenia",), set(), id="not assessed before (analyte missing): not new"),
+        P((), ("anemia",), ("anemia", "neutropenia"), {"neutropenia"}, id="only the decided one is new"),
+        P(
+            (),
+            (),
+            ("anemia", "leukopenia", "lymphopenia"),
+            {"anemia", "leukopenia", "lymphopenia"},
+            id="several new at once",
+        ),
+        P(("anemia",), (), (), set(), id="resolved: nothing new"),
+        P(
+            (),
+            (),
+            ("critical_value", "pancytopenia", "marrow_failure_range"),
+            set(),
+            id="codes that are not single cytopenias are not counted",
+        ),
+    ],
+)
+def test_new_cytopenias(
+    before: tuple[str, ...], before_undecided: tuple[str, ...], now: tuple[str, ...], new: set[str]
+) -> None:
     out = check([row(0, findings=before, not_assessed=before_undecided)], [row(1, findings=now)])
     assert assessed(out, 0)
     assert set(out["new_cytopenias"].iloc[0]) == new
@@ -198,14 +241,17 @@ def test_no_new_cytopenia_without_a_previous_cbc() -> None:
 # -- urgency change --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("before", "now", "change"), [
-    P(0, 2, "escalated", id="routine → urgent"),
-    P(1, 3, "escalated", id="soon → immediate"),
-    P(1, 1, "unchanged", id="soon → soon"),
-    P(0, 0, "unchanged", id="routine → routine"),
-    P(2, 1, "de-escalated", id="urgent → soon"),
-    P(3, 0, "de-escalated", id="immediate → routine"),
-])
+@pytest.mark.parametrize(
+    ("before", "now", "change"),
+    [
+        P(0, 2, "escalated", id="routine → urgent"),
+        P(1, 3, "escalated", id="soon → immediate"),
+        P(1, 1, "unchanged", id="soon → soon"),
+        P(0, 0, "unchanged", id="routine → routine"),
+        P(2, 1, "de-escalated", id="urgent → soon"),
+        P(3, 0, "de-escalated", id="immediate → routine"),
+    ],
+)
 def test_urgency_change(before: int, now: int, change: str) -> None:
     out = check([row(0, rank=before)], [row(1, rank=now)])
     assert out["urgency_change"].iloc[0] == change
@@ -233,8 +279,10 @@ def test_a_chain_in_one_table_compares_each_with_its_predecessor() -> None:
 
 
 def test_patients_in_one_table_are_kept_apart() -> None:
-    out = check([], [row(0, 200.0, patient="A"), row(1, 300.0, patient="B"), row(2, 90.0, patient="A"),
-                     row(3, 290.0, patient="B")])
+    out = check(
+        [],
+        [row(0, 200.0, patient="A"), row(1, 300.0, patient="B"), row(2, 90.0, patient="A"), row(3, 290.0, patient="B")],
+    )
     assert out["previous_ref"].tolist() == [None, None, "row 0", "row 1"]
     assert out["platelet_drop"].tolist() == [False, False, True, False]
 
@@ -254,7 +302,10 @@ def test_nothing_to_compare_gives_one_unassessed_row_per_cbc() -> None:
 
 def _block(drop: bool, new: tuple[str, ...]) -> dict[str, Any]:
     return {
-        "assessed": True, "window_days": 30, "platelet_drop": drop, "new_cytopenias": list(new),
+        "assessed": True,
+        "window_days": 30,
+        "platelet_drop": drop,
+        "new_cytopenias": list(new),
         "platelet_fall_percent": 60.0,
         "previous": {"collected_at": "2026-11-01T08:00:00+00:00", "platelets": 250.0, "urgency": "routine"},
     }
@@ -278,8 +329,9 @@ def test_delta_findings_take_title_rule_and_sources_from_the_findings_table() ->
 # -- on plain CBCs (the store's path), through the same implementation -----------------------------------------
 
 
-def cbc(day: float | None, platelets: float, *, rank: int = 0, findings: tuple[str, ...] = (),
-        ref: Any = None) -> DeltaCbc:
+def cbc(
+    day: float | None, platelets: float, *, rank: int = 0, findings: tuple[str, ...] = (), ref: Any = None
+) -> DeltaCbc:
     return DeltaCbc("P1", None if day is None else T0 + timedelta(days=day), platelets, rank, findings, (), ref)
 
 
@@ -340,9 +392,14 @@ def test_a_chunk_of_thousands_gives_what_one_call_per_cbc_gives() -> None:
     rng = np.random.default_rng(12)
     chunk = sorted(
         (
-            DeltaCbc(f"P{rng.integers(40)}", T0 + timedelta(hours=int(rng.integers(24 * 20))),
-                     float(rng.uniform(20, 400)), int(rng.integers(4)),
-                     tuple(name for name in ("thrombocytopenia", "anemia") if rng.random() < 0.3), ())
+            DeltaCbc(
+                f"P{rng.integers(40)}",
+                T0 + timedelta(hours=int(rng.integers(24 * 20))),
+                float(rng.uniform(20, 400)),
+                int(rng.integers(4)),
+                tuple(name for name in ("thrombocytopenia", "anemia") if rng.random() < 0.3),
+                (),
+            )
             for _ in range(2000)
         ),
         key=lambda cbc: cbc.collected_at,

@@ -46,9 +46,11 @@ def test_the_vocabulary_holds_the_contract_codes():
 def test_the_vocabulary_reads_the_table_the_ruleset_loads():
     assert RULESET.finding_codes() == vocabulary.ENGINE_FINDING_CODES
     assert tuple(s.code for s in RULESET.finding_specs(vocabulary.DELTA)) == vocabulary.DELTA_FINDING_CODES
-    assert tuple(
-        s.reason for s in RULESET.finding_specs(vocabulary.FINDING, vocabulary.REASON) if s.reason
-    ) + tuple(s.reason for s in RULESET.finding_specs(vocabulary.HISTORY) if s.reason) == vocabulary.URGENCY_REASONS
+    assert (
+        tuple(s.reason for s in RULESET.finding_specs(vocabulary.FINDING, vocabulary.REASON) if s.reason)
+        + tuple(s.reason for s in RULESET.finding_specs(vocabulary.HISTORY) if s.reason)
+        == vocabulary.URGENCY_REASONS
+    )
 
 
 def test_the_http_enums_are_the_vocabulary():
@@ -86,9 +88,11 @@ def test_the_urgency_reasons_follow_the_table():
     assert answer["urgency"] == RULESET.finding("thrombocytopenia").urgency == "soon"
     # §9 (*v2* contract: urgency_reasons names each trigger with the action it asks for): a mapping
     # reason -> action; the list of v1 becomes its keys.
-    assert list(answer["urgency_reasons"]) == [RULESET.finding("thrombocytopenia").reason] == [
-        "thrombocytopenia_below_100"
-    ]
+    assert (
+        list(answer["urgency_reasons"])
+        == [RULESET.finding("thrombocytopenia").reason]
+        == ["thrombocytopenia_below_100"]
+    )
     assert answer["urgency_reasons"]["thrombocytopenia_below_100"] == "clinical review within days"
 
 

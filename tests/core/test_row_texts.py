@@ -27,8 +27,12 @@ WORDS = {"L": "low", "H": "high", "LL": "critically low", "HH": "critically high
 #: Rows that make the two titles a family words per CBC: clinical-rules §11 v2 (a critical low count during
 #: myelosuppressive treatment is a possible nadir) and §6 v2 (blasts: the marrow-failure range without naming
 #: aplastic anaemia).
-treated = st.fixed_dictionaries({"myelosuppressive_therapy": st.sampled_from([np.nan, 0.0, 1.0]),
-                                 "blasts_percent": st.sampled_from([np.nan, 0.0, 5.0])})
+treated = st.fixed_dictionaries(
+    {
+        "myelosuppressive_therapy": st.sampled_from([np.nan, 0.0, 1.0]),
+        "blasts_percent": st.sampled_from([np.nan, 0.0, 5.0]),
+    }
+)
 
 
 @settings(max_examples=examples(60), deadline=None)
@@ -67,13 +71,21 @@ def test_the_title_masks_agree_with_the_titles_worded_per_cbc():
         assert hasattr(family(rs.finding(code).family), f"title_rows_{code}")
     # Neutrophils 0.3 (critical, < 0.5 §3) during myelosuppressive treatment: a possible nadir (§11 v2); the same
     # without treatment: notify now. Blasts 5 % with the marrow-failure range: no aplastic-anaemia wording (§6 v2).
-    table = pd.DataFrame({"neutrophils": [0.3, 0.3, 0.3], "platelets": [30.0, 30.0, 30.0],
-                          "hemoglobin": [9.0, 9.0, 9.0], "myelosuppressive_therapy": [1.0, 0.0, 0.0],
-                          "blasts_percent": [np.nan, np.nan, 5.0]})
+    table = pd.DataFrame(
+        {
+            "neutrophils": [0.3, 0.3, 0.3],
+            "platelets": [30.0, 30.0, 30.0],
+            "hemoglobin": [9.0, 9.0, 9.0],
+            "myelosuppressive_therapy": [1.0, 0.0, 0.0],
+            "blasts_percent": [np.nan, np.nan, 5.0],
+        }
+    )
     result = interpret_cbc_table(table)
     view = _Renderer(result)
-    for rows_of, code in ((critical.title_rows_critical_value, "critical_value"),
-                          (combined.title_rows_marrow_failure_range, "marrow_failure_range")):
+    for rows_of, code in (
+        (critical.title_rows_critical_value, "critical_value"),
+        (combined.title_rows_marrow_failure_range, "marrow_failure_range"),
+    ):
         mask = rows_of(result)
         for i in range(result.n):
             if result.findings[code].present[i]:
@@ -89,27 +101,40 @@ def test_a_summary_line_from_the_rules():
     """Platelets 45 (< 150 low, CTCAE 3: < 50-25) and neutrophils 0.4 (< 0.5 critical, CTCAE 4) for a woman of 34
     with haemoglobin 13.5 (inside 12.0-15.0): the critical count first, the urgency a new critical value asks for
     (§9: immediate). Haemoglobin is not named: it is inside its range."""
-    table = pd.DataFrame({"platelets": [45.0, 250.0], "neutrophils": [0.4, 3.0], "hemoglobin": [13.5, 14.0],
-                          "sex": ["female", "male"], "age_years": [34.0, 50.0]})
+    table = pd.DataFrame(
+        {
+            "platelets": [45.0, 250.0],
+            "neutrophils": [0.4, 3.0],
+            "hemoglobin": [13.5, 14.0],
+            "sex": ["female", "male"],
+            "age_years": [34.0, 50.0],
+        }
+    )
     lines = summary_lines(interpret_cbc_table(table))
-    assert lines[0] == ("Neutrophils 0.4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low "
-                        "(CTCAE grade 3). Urgency immediate.")
+    assert lines[0] == (
+        "Neutrophils 0.4 x10^9/L critically low (CTCAE grade 4). Platelets 45 x10^9/L low "
+        "(CTCAE grade 3). Urgency immediate."
+    )
     assert lines[1] == "No count outside its reference range. Urgency routine."
 
 
-@pytest.mark.parametrize(("value", "written"), [
-    (149.99, "149.99"),  # §1 v2: below 150, never written as 150
-    (149.2, "149"),  # 3 significant figures, still below 150
-    (74.96, "74.96"),  # below the CTCAE grade-2 bound 75 (ctcae.csv): not written 75.0
-])
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (149.99, "149.99"),  # §1 v2: below 150, never written as 150
+        (149.2, "149"),  # 3 significant figures, still below 150
+        (74.96, "74.96"),  # below the CTCAE grade-2 bound 75 (ctcae.csv): not written 75.0
+    ],
+)
 def test_summary_numbers_never_cross_a_threshold(value: float, written: str):
     result = interpret_cbc_table(pd.DataFrame({"platelets": [value], "sex": ["male"], "age_years": [40.0]}))
     assert summary_lines(result)[0].startswith(f"Platelets {written} x10^9/L low")
 
 
 def test_decimal_comma_and_censored_values():
-    table = pd.DataFrame({"platelets": [np.nextafter(5.0, 0.0), 99.5], "sex": ["male", "male"],
-                          "age_years": [40.0, 40.0]})
+    table = pd.DataFrame(
+        {"platelets": [np.nextafter(5.0, 0.0), 99.5], "sex": ["male", "male"], "age_years": [40.0, 40.0]}
+    )
     censored = {"platelets": np.array(["<5", None], dtype=object)}
     lines = summary_lines(interpret_cbc_table(table), ",", censored)
     assert lines[0] == "Platelets <5 x10^9/L critically low (CTCAE grade 4). Urgency immediate."
@@ -119,8 +144,13 @@ def test_decimal_comma_and_censored_values():
 def test_a_large_table_is_worded_per_combination():
     """200,000 rows of five kinds: as many distinct texts as kinds (the words are made once per combination)."""
     n = 200_000
-    table = pd.DataFrame({"platelets": np.tile([12.0, 45.0, 140.0, 250.0, np.nan], n // 5),
-                          "hemoglobin": np.tile([7.5, 9.0, 13.0, 15.0, 11.0], n // 5), "sex": "female"})
+    table = pd.DataFrame(
+        {
+            "platelets": np.tile([12.0, 45.0, 140.0, 250.0, np.nan], n // 5),
+            "hemoglobin": np.tile([7.5, 9.0, 13.0, 15.0, 11.0], n // 5),
+            "sex": "female",
+        }
+    )
     result = interpret_cbc_table(table)
     words = findings_text(result)
     assert len(words) == n and len(words.categories) <= 5

@@ -18,25 +18,34 @@ P = pytest.param
 NOTIFY = "notify the treating clinician now"  # §3 line 101
 
 
-@pytest.mark.parametrize(("doc", "name", "flag", "urgency"), [
-    P(cbc(female(), full=True, platelets=19.9), "platelets", "LL", "immediate", id="§3 platelets 19.9 < 20"),
-    P(cbc(female(), full=True, platelets=20.0), "platelets", "L", "soon", id="§3 platelets 20 on the limit"),
-    P(cbc(female(), full=True, platelets=20.1), "platelets", "L", "soon", id="§3 platelets 20.1: not critical"),
-    P(cbc(female(), full=True, platelets=999.9), "platelets", "H", "routine", id="§3 platelets 999.9: not critical"),
-    P(cbc(female(), full=True, platelets=1000.0), "platelets", "HH", "immediate", id="§3 platelets 1000 (>= 1000)"),
-    P(cbc(female(), full=True, platelets=1000.1), "platelets", "HH", "immediate", id="§3 platelets 1000.1"),
-    P(cbc(female(), full=True, neutrophils=0.49), "neutrophils", "LL", "immediate", id="§3 neutrophils 0.49 < 0.5"),
-    P(cbc(female(), full=True, neutrophils=0.5), "neutrophils", "L", "soon", id="§3 neutrophils 0.5 on the limit"),
-    P(cbc(female(), full=True, neutrophils=0.51), "neutrophils", "L", "soon", id="§3 neutrophils 0.51"),
-    P(cbc(female(), full=True, hemoglobin=6.99), "hemoglobin", "LL", "immediate", id="§3 Hb 6.99 < 7.0"),
-    P(cbc(female(), full=True, hemoglobin=7.0), "hemoglobin", "L", "soon", id="§3 Hb 7.0 on the limit"),
-    P(cbc(female(), full=True, hemoglobin=7.01), "hemoglobin", "L", "soon", id="§3 Hb 7.01"),
-    P(cbc(female(), wbc=1.99), "wbc", "LL", "immediate", id="§3 WBC 1.99 < 2.0"),
-    P(cbc(female(), wbc=2.0), "wbc", "L", "routine", id="§3 WBC 2.0 on the limit: leukopenia only"),
-    P(cbc(female(), wbc=2.01), "wbc", "L", "routine", id="§3 WBC 2.01"),
-    P(cbc(female(), full=True, wbc=30.0), "wbc", "H", "routine", id="§3 WBC 30 on the limit (> 30)"),
-    P(cbc(female(), full=True, wbc=30.1), "wbc", "HH", "immediate", id="§3 WBC 30.1 > 30"),
-])
+@pytest.mark.parametrize(
+    ("doc", "name", "flag", "urgency"),
+    [
+        P(cbc(female(), full=True, platelets=19.9), "platelets", "LL", "immediate", id="§3 platelets 19.9 < 20"),
+        P(cbc(female(), full=True, platelets=20.0), "platelets", "L", "soon", id="§3 platelets 20 on the limit"),
+        P(cbc(female(), full=True, platelets=20.1), "platelets", "L", "soon", id="§3 platelets 20.1: not critical"),
+        P(
+            cbc(female(), full=True, platelets=999.9),
+            "platelets",
+            "H",
+            "routine",
+            id="§3 platelets 999.9: not critical",
+        ),
+        P(cbc(female(), full=True, platelets=1000.0), "platelets", "HH", "immediate", id="§3 platelets 1000 (>= 1000)"),
+        P(cbc(female(), full=True, platelets=1000.1), "platelets", "HH", "immediate", id="§3 platelets 1000.1"),
+        P(cbc(female(), full=True, neutrophils=0.49), "neutrophils", "LL", "immediate", id="§3 neutrophils 0.49 < 0.5"),
+        P(cbc(female(), full=True, neutrophils=0.5), "neutrophils", "L", "soon", id="§3 neutrophils 0.5 on the limit"),
+        P(cbc(female(), full=True, neutrophils=0.51), "neutrophils", "L", "soon", id="§3 neutrophils 0.51"),
+        P(cbc(female(), full=True, hemoglobin=6.99), "hemoglobin", "LL", "immediate", id="§3 Hb 6.99 < 7.0"),
+        P(cbc(female(), full=True, hemoglobin=7.0), "hemoglobin", "L", "soon", id="§3 Hb 7.0 on the limit"),
+        P(cbc(female(), full=True, hemoglobin=7.01), "hemoglobin", "L", "soon", id="§3 Hb 7.01"),
+        P(cbc(female(), wbc=1.99), "wbc", "LL", "immediate", id="§3 WBC 1.99 < 2.0"),
+        P(cbc(female(), wbc=2.0), "wbc", "L", "routine", id="§3 WBC 2.0 on the limit: leukopenia only"),
+        P(cbc(female(), wbc=2.01), "wbc", "L", "routine", id="§3 WBC 2.01"),
+        P(cbc(female(), full=True, wbc=30.0), "wbc", "H", "routine", id="§3 WBC 30 on the limit (> 30)"),
+        P(cbc(female(), full=True, wbc=30.1), "wbc", "HH", "immediate", id="§3 WBC 30.1 > 30"),
+    ],
+)
 def test_new_critical_value_is_immediate(doc: dict, name: str, flag: str, urgency: str) -> None:
     ans = interpret(doc)
     assert analyte(ans, name)["flag"] == flag
@@ -92,17 +101,35 @@ def lab_flagged(flags: dict[str, str], **results) -> dict:
     return interpret(doc)
 
 
-@pytest.mark.parametrize(("results", "flags", "name", "flag"), [
-    P({"neutrophils": 0.9}, {"neutrophils": "LL"}, "neutrophils", "LL",
-      id="§3 v2 the FHIR spec example: neutrophils 0.9 flagged LL (own limit < 0.5 would not call it)"),
-    P({"platelets": 250.0}, {"platelets": "HH"}, "platelets", "HH", id="§3 v2 HH on platelets 250 honoured"),
-    P({"hemoglobin": 11.9}, {"hemoglobin": "AA"}, "hemoglobin", "LL",
-      id="§3 v2 AA: Hb 11.9 below its range 12-15 -> LL"),
-    P({"hemoglobin": 15.1}, {"hemoglobin": "AA"}, "hemoglobin", "HH",
-      id="§3 v2 AA: Hb 15.1 above its range 12-15 -> HH"),
-    P({"wbc": 6.9}, {"wbc": "AA"}, "wbc", "LL", id="§3 v2 AA: WBC 6.9 below the middle (7.0) of 4.0-10.0 -> LL"),
-    P({"wbc": 7.0}, {"wbc": "AA"}, "wbc", "HH", id="§3 v2 AA: WBC 7.0 on the middle of 4.0-10.0 -> HH"),
-])
+@pytest.mark.parametrize(
+    ("results", "flags", "name", "flag"),
+    [
+        P(
+            {"neutrophils": 0.9},
+            {"neutrophils": "LL"},
+            "neutrophils",
+            "LL",
+            id="§3 v2 the FHIR spec example: neutrophils 0.9 flagged LL (own limit < 0.5 would not call it)",
+        ),
+        P({"platelets": 250.0}, {"platelets": "HH"}, "platelets", "HH", id="§3 v2 HH on platelets 250 honoured"),
+        P(
+            {"hemoglobin": 11.9},
+            {"hemoglobin": "AA"},
+            "hemoglobin",
+            "LL",
+            id="§3 v2 AA: Hb 11.9 below its range 12-15 -> LL",
+        ),
+        P(
+            {"hemoglobin": 15.1},
+            {"hemoglobin": "AA"},
+            "hemoglobin",
+            "HH",
+            id="§3 v2 AA: Hb 15.1 above its range 12-15 -> HH",
+        ),
+        P({"wbc": 6.9}, {"wbc": "AA"}, "wbc", "LL", id="§3 v2 AA: WBC 6.9 below the middle (7.0) of 4.0-10.0 -> LL"),
+        P({"wbc": 7.0}, {"wbc": "AA"}, "wbc", "HH", id="§3 v2 AA: WBC 7.0 on the middle of 4.0-10.0 -> HH"),
+    ],
+)
 def test_laboratory_critical_flags_are_honoured(results: dict, flags: dict, name: str, flag: str) -> None:
     # §3 v2: "the flag becomes LL/HH (AA: in the direction of the value against its range), the analyte carries
     # flag_origin: laboratory, and critical_value is emitted"; §9 v2 a new critical value is immediate.

@@ -20,21 +20,24 @@ from tests.core.rules_helpers import analyte, cbc, female, finding, interpret, r
 P = pytest.param
 
 
-@pytest.mark.parametrize(("neut", "grade"), [
-    P(2.0, None, id="§4 v2 CTCAE v6 neutrophils: 2.0 = fallback LLN, no grade"),
-    P(1.8, None, id="§4 v2 CTCAE v6 neutrophils: 1.8 below LLN 2.0 but not <1.5: no v6 grade (v5 gives 1)"),
-    P(1.51, None, id="§4 v2 CTCAE v6 neutrophils: 1.51 above 1.5, no grade"),
-    P(1.5, None, id="§4 v2 CTCAE v6 neutrophils: 1.5 on the grade-1 bound is not below it"),
-    P(1.49, 1, id="§4 v2 CTCAE v6 grade 1: <1.5-1.0 (1.49)"),
-    P(1.2, 1, id="§4 v2 CTCAE v6 grade 1: ANC 1.2 (v5 gives 2; issue 13)"),
-    P(1.0, 1, id="§4 v2 CTCAE v6 grade 1: 1.0 on bound"),
-    P(0.99, 2, id="§4 v2 CTCAE v6 grade 2: <1.0-0.5 (0.99)"),
-    P(0.5, 2, id="§4 v2 CTCAE v6 grade 2: 0.5 on bound"),
-    P(0.49, 3, id="§4 v2 CTCAE v6 grade 3: <0.5-0.1 (0.49)"),
-    P(0.3, 3, id="§4 v2 CTCAE v6 grade 3: ANC 0.3 (v5 gives 4; issue 13)"),
-    P(0.1, 3, id="§4 v2 CTCAE v6 grade 3: 0.1 on bound"),
-    P(0.09, 4, id="§4 v2 CTCAE v6 grade 4: <0.1 (0.09)"),
-])
+@pytest.mark.parametrize(
+    ("neut", "grade"),
+    [
+        P(2.0, None, id="§4 v2 CTCAE v6 neutrophils: 2.0 = fallback LLN, no grade"),
+        P(1.8, None, id="§4 v2 CTCAE v6 neutrophils: 1.8 below LLN 2.0 but not <1.5: no v6 grade (v5 gives 1)"),
+        P(1.51, None, id="§4 v2 CTCAE v6 neutrophils: 1.51 above 1.5, no grade"),
+        P(1.5, None, id="§4 v2 CTCAE v6 neutrophils: 1.5 on the grade-1 bound is not below it"),
+        P(1.49, 1, id="§4 v2 CTCAE v6 grade 1: <1.5-1.0 (1.49)"),
+        P(1.2, 1, id="§4 v2 CTCAE v6 grade 1: ANC 1.2 (v5 gives 2; issue 13)"),
+        P(1.0, 1, id="§4 v2 CTCAE v6 grade 1: 1.0 on bound"),
+        P(0.99, 2, id="§4 v2 CTCAE v6 grade 2: <1.0-0.5 (0.99)"),
+        P(0.5, 2, id="§4 v2 CTCAE v6 grade 2: 0.5 on bound"),
+        P(0.49, 3, id="§4 v2 CTCAE v6 grade 3: <0.5-0.1 (0.49)"),
+        P(0.3, 3, id="§4 v2 CTCAE v6 grade 3: ANC 0.3 (v5 gives 4; issue 13)"),
+        P(0.1, 3, id="§4 v2 CTCAE v6 grade 3: 0.1 on bound"),
+        P(0.09, 4, id="§4 v2 CTCAE v6 grade 4: <0.1 (0.09)"),
+    ],
+)
 def test_ctcae_v6_neutrophil_grade(neut: float, grade: int | None) -> None:
     ans = interpret(cbc(full=True, neutrophils=neut, ctcae="6.0"))
     assert ans["ctcae_version"] == "6.0"
@@ -44,10 +47,13 @@ def test_ctcae_v6_neutrophil_grade(neut: float, grade: int | None) -> None:
         assert f["grade"] == grade
 
 
-@pytest.mark.parametrize(("version", "grade"), [
-    P("5.0", 1, id="§4 CTCAE v5 grade 1 = <LLN-1.5: 1.7 below the lab LLN 1.8 is grade 1"),
-    P("6.0", None, id="§4 v2 CTCAE v6 has no LLN term: 1.7 below the lab LLN 1.8 has no grade"),
-])
+@pytest.mark.parametrize(
+    ("version", "grade"),
+    [
+        P("5.0", 1, id="§4 CTCAE v5 grade 1 = <LLN-1.5: 1.7 below the lab LLN 1.8 is grade 1"),
+        P("6.0", None, id="§4 v2 CTCAE v6 has no LLN term: 1.7 below the lab LLN 1.8 has no grade"),
+    ],
+)
 def test_neutrophil_lab_lln_counts_only_in_v5(version: str, grade: int | None) -> None:
     ans = interpret(cbc(full=True, neutrophils=res(1.7, low=1.8, high=7.5), ctcae=version))
     a = analyte(ans, "neutrophils")
@@ -55,26 +61,32 @@ def test_neutrophil_lab_lln_counts_only_in_v5(version: str, grade: int | None) -
     assert a["ctcae_grade"] == grade
 
 
-@pytest.mark.parametrize(("neut", "v5", "v6"), [
-    P(1.2, 2, 1, id="§4: ANC 1.2 is v5 grade 2, v6 grade 1"),
-    P(0.3, 4, 3, id="§4: ANC 0.3 is v5 grade 4, v6 grade 3"),
-    P(0.05, 4, 4, id="§4: ANC 0.05 is grade 4 in both"),
-])
+@pytest.mark.parametrize(
+    ("neut", "v5", "v6"),
+    [
+        P(1.2, 2, 1, id="§4: ANC 1.2 is v5 grade 2, v6 grade 1"),
+        P(0.3, 4, 3, id="§4: ANC 0.3 is v5 grade 4, v6 grade 3"),
+        P(0.05, 4, 4, id="§4: ANC 0.05 is grade 4 in both"),
+    ],
+)
 def test_v5_neutrophil_grades_unchanged_beside_v6(neut: float, v5: int, v6: int) -> None:
     assert analyte(interpret(cbc(full=True, neutrophils=neut)), "neutrophils")["ctcae_grade"] == v5
     assert analyte(interpret(cbc(full=True, neutrophils=neut, ctcae="6.0")), "neutrophils")["ctcae_grade"] == v6
 
 
-@pytest.mark.parametrize(("wbc", "grade"), [
-    P(4.0, None, id="§4 v2 CTCAE v6 WBC: 4.0 = LLN, no grade"),
-    P(3.99, 1, id="§4 v2 CTCAE v6 WBC grade 1: <LLN-3.0 (3.99)"),
-    P(3.0, 1, id="§4 v2 CTCAE v6 WBC grade 1: 3.0 on bound"),
-    P(2.99, 2, id="§4 v2 CTCAE v6 WBC grade 2: <3.0-2.0 (2.99)"),
-    P(2.0, 2, id="§4 v2 CTCAE v6 WBC grade 2: 2.0 on bound"),
-    P(1.99, 3, id="§4 v2 CTCAE v6 WBC grade 3: <2.0-1.0 (1.99)"),
-    P(1.0, 3, id="§4 v2 CTCAE v6 WBC grade 3: 1.0 on bound"),
-    P(0.99, 4, id="§4 v2 CTCAE v6 WBC grade 4: <1.0 (0.99)"),
-])
+@pytest.mark.parametrize(
+    ("wbc", "grade"),
+    [
+        P(4.0, None, id="§4 v2 CTCAE v6 WBC: 4.0 = LLN, no grade"),
+        P(3.99, 1, id="§4 v2 CTCAE v6 WBC grade 1: <LLN-3.0 (3.99)"),
+        P(3.0, 1, id="§4 v2 CTCAE v6 WBC grade 1: 3.0 on bound"),
+        P(2.99, 2, id="§4 v2 CTCAE v6 WBC grade 2: <3.0-2.0 (2.99)"),
+        P(2.0, 2, id="§4 v2 CTCAE v6 WBC grade 2: 2.0 on bound"),
+        P(1.99, 3, id="§4 v2 CTCAE v6 WBC grade 3: <2.0-1.0 (1.99)"),
+        P(1.0, 3, id="§4 v2 CTCAE v6 WBC grade 3: 1.0 on bound"),
+        P(0.99, 4, id="§4 v2 CTCAE v6 WBC grade 4: <1.0 (0.99)"),
+    ],
+)
 def test_ctcae_v6_wbc_grade_as_v5(wbc: float, grade: int | None) -> None:
     ans = interpret(cbc(full=True, wbc=wbc, ctcae="6.0"))
     assert analyte(ans, "wbc")["ctcae_grade"] == grade
@@ -83,14 +95,17 @@ def test_ctcae_v6_wbc_grade_as_v5(wbc: float, grade: int | None) -> None:
         assert f["grade"] == grade
 
 
-@pytest.mark.parametrize(("hb", "grade"), [
-    P(12.0, None, id="§4 v2 CTCAE v6 anaemia: female LLN 12.0, no grade"),
-    P(11.99, 1, id="§4 v2 CTCAE v6 anaemia grade 1: <LLN-10.0 (11.99)"),
-    P(10.0, 1, id="§4 v2 CTCAE v6 anaemia grade 1: 10.0 on bound"),
-    P(9.99, 2, id="§4 v2 CTCAE v6 anaemia grade 2: <10.0-8.0 (9.99)"),
-    P(8.0, 2, id="§4 v2 CTCAE v6 anaemia grade 2: 8.0 on bound"),
-    P(7.99, 3, id="§4 v2 CTCAE v6 anaemia grade 3: <8.0 (7.99)"),
-])
+@pytest.mark.parametrize(
+    ("hb", "grade"),
+    [
+        P(12.0, None, id="§4 v2 CTCAE v6 anaemia: female LLN 12.0, no grade"),
+        P(11.99, 1, id="§4 v2 CTCAE v6 anaemia grade 1: <LLN-10.0 (11.99)"),
+        P(10.0, 1, id="§4 v2 CTCAE v6 anaemia grade 1: 10.0 on bound"),
+        P(9.99, 2, id="§4 v2 CTCAE v6 anaemia grade 2: <10.0-8.0 (9.99)"),
+        P(8.0, 2, id="§4 v2 CTCAE v6 anaemia grade 2: 8.0 on bound"),
+        P(7.99, 3, id="§4 v2 CTCAE v6 anaemia grade 3: <8.0 (7.99)"),
+    ],
+)
 def test_ctcae_v6_hemoglobin_grade_as_v5(hb: float, grade: int | None) -> None:
     ans = interpret(cbc(female(40), full=True, hemoglobin=hb, ctcae="6.0"))
     assert analyte(ans, "hemoglobin")["ctcae_grade"] == grade
@@ -99,12 +114,15 @@ def test_ctcae_v6_hemoglobin_grade_as_v5(hb: float, grade: int | None) -> None:
         assert f["grade"] == grade
 
 
-@pytest.mark.parametrize("lym", [
-    P(0.99, id="§4 v2: lymphocytes 0.99 (v5 grade 1) get no v6 grade"),
-    P(0.79, id="§4 v2: lymphocytes 0.79 (v5 grade 2) get no v6 grade"),
-    P(0.49, id="§4 v2: lymphocytes 0.49 (v5 grade 3) get no v6 grade"),
-    P(0.19, id="§4 v2: lymphocytes 0.19 (v5 grade 4) get no v6 grade"),
-])
+@pytest.mark.parametrize(
+    "lym",
+    [
+        P(0.99, id="§4 v2: lymphocytes 0.99 (v5 grade 1) get no v6 grade"),
+        P(0.79, id="§4 v2: lymphocytes 0.79 (v5 grade 2) get no v6 grade"),
+        P(0.49, id="§4 v2: lymphocytes 0.49 (v5 grade 3) get no v6 grade"),
+        P(0.19, id="§4 v2: lymphocytes 0.19 (v5 grade 4) get no v6 grade"),
+    ],
+)
 def test_lymphocytes_not_graded_under_v6(lym: float) -> None:
     ans = interpret(cbc(full=True, lymphocytes=lym, ctcae="6.0"))
     assert analyte(ans, "lymphocytes")["ctcae_grade"] is None

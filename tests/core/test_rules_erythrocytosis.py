@@ -11,22 +11,25 @@ from tests.core.rules_helpers import cbc, female, finding, interpret, male, text
 P = pytest.param
 
 
-@pytest.mark.parametrize(("patient", "hct", "severity", "urgency"), [
-    P(male(40), 52.0, None, "routine", id="§4 v2 men: Hct 52 on the limit (> 52): none"),
-    P(male(40), 52.1, "raised_hematocrit", "routine", id="§4 v2 men: Hct 52.1 > 52 raised, routine"),
-    P(male(40), 60.0, "raised_hematocrit", "routine", id="§4 v2 men: Hct 60 on the absolute limit: raised"),
-    P(male(40), 60.1, "absolute_erythrocytosis", "soon", id="§4 v2 men: Hct 60.1 > 60 absolute, soon"),
-    P(female(40), 48.0, None, "routine", id="§4 v2 women: Hct 48 on the limit: none"),
-    P(female(40), 48.1, "raised_hematocrit", "routine", id="§4 v2 women: Hct 48.1 > 48 raised"),
-    P(female(40), 56.0, "raised_hematocrit", "routine", id="§4 v2 women: Hct 56 on the absolute limit"),
-    P(female(40), 56.1, "absolute_erythrocytosis", "soon", id="§4 v2 women: Hct 56.1 > 56 absolute, soon"),
-    P(unknown_sex(40), 50.0, None, "routine", id="§4 v2 sex unknown: Hct 50 (> 48 only): none (> 52)"),
-    P(unknown_sex(40), 52.0, None, "routine", id="§4 v2 sex unknown: Hct 52 on the limit: none"),
-    P(unknown_sex(40), 52.1, "raised_hematocrit", "routine", id="§4 v2 sex unknown: Hct 52.1 > 52 raised"),
-    P(unknown_sex(40), 58.0, "raised_hematocrit", "routine", id="§4 v2 sex unknown: Hct 58 (> 56 only): raised"),
-    P(unknown_sex(40), 60.0, "raised_hematocrit", "routine", id="§4 v2 sex unknown: Hct 60 on the limit"),
-    P(unknown_sex(40), 60.1, "absolute_erythrocytosis", "soon", id="§4 v2 sex unknown: Hct 60.1 > 60 absolute"),
-])
+@pytest.mark.parametrize(
+    ("patient", "hct", "severity", "urgency"),
+    [
+        P(male(40), 52.0, None, "routine", id="§4 v2 men: Hct 52 on the limit (> 52): none"),
+        P(male(40), 52.1, "raised_hematocrit", "routine", id="§4 v2 men: Hct 52.1 > 52 raised, routine"),
+        P(male(40), 60.0, "raised_hematocrit", "routine", id="§4 v2 men: Hct 60 on the absolute limit: raised"),
+        P(male(40), 60.1, "absolute_erythrocytosis", "soon", id="§4 v2 men: Hct 60.1 > 60 absolute, soon"),
+        P(female(40), 48.0, None, "routine", id="§4 v2 women: Hct 48 on the limit: none"),
+        P(female(40), 48.1, "raised_hematocrit", "routine", id="§4 v2 women: Hct 48.1 > 48 raised"),
+        P(female(40), 56.0, "raised_hematocrit", "routine", id="§4 v2 women: Hct 56 on the absolute limit"),
+        P(female(40), 56.1, "absolute_erythrocytosis", "soon", id="§4 v2 women: Hct 56.1 > 56 absolute, soon"),
+        P(unknown_sex(40), 50.0, None, "routine", id="§4 v2 sex unknown: Hct 50 (> 48 only): none (> 52)"),
+        P(unknown_sex(40), 52.0, None, "routine", id="§4 v2 sex unknown: Hct 52 on the limit: none"),
+        P(unknown_sex(40), 52.1, "raised_hematocrit", "routine", id="§4 v2 sex unknown: Hct 52.1 > 52 raised"),
+        P(unknown_sex(40), 58.0, "raised_hematocrit", "routine", id="§4 v2 sex unknown: Hct 58 (> 56 only): raised"),
+        P(unknown_sex(40), 60.0, "raised_hematocrit", "routine", id="§4 v2 sex unknown: Hct 60 on the limit"),
+        P(unknown_sex(40), 60.1, "absolute_erythrocytosis", "soon", id="§4 v2 sex unknown: Hct 60.1 > 60 absolute"),
+    ],
+)
 def test_erythrocytosis_bounds(patient: dict, hct: float, severity: str | None, urgency: str) -> None:
     ans = interpret(cbc(patient, full=True, hemoglobin=15.0, hematocrit=hct))
     f = finding(ans, "erythrocytosis")
@@ -59,12 +62,19 @@ def test_never_names_polycythaemia() -> None:
         assert "polycyth" not in txt and "vera" not in txt
 
 
-@pytest.mark.parametrize(("patient", "present"), [
-    P(male(14.9), False, id="§4 v2 'men' from 15 y (erythrocytosis_from_age_years): boy 14.9 y Hct 55: not applied"),
-    P(male(15), True, id="§4 v2 man of 15 (on the bound) Hct 55 > 52: raised"),
-    P(male(15.1), True, id="§4 v2 man of 15.1 Hct 55: raised"),
-    P({"sex": "male"}, True, id="§4 v2 no age given: read as adult (§2), Hct 55 raised"),
-])
+@pytest.mark.parametrize(
+    ("patient", "present"),
+    [
+        P(
+            male(14.9),
+            False,
+            id="§4 v2 'men' from 15 y (erythrocytosis_from_age_years): boy 14.9 y Hct 55: not applied",
+        ),
+        P(male(15), True, id="§4 v2 man of 15 (on the bound) Hct 55 > 52: raised"),
+        P(male(15.1), True, id="§4 v2 man of 15.1 Hct 55: raised"),
+        P({"sex": "male"}, True, id="§4 v2 no age given: read as adult (§2), Hct 55 raised"),
+    ],
+)
 def test_erythrocytosis_applies_to_men_and_women_from_15(patient: dict, present: bool) -> None:
     ans = interpret(cbc(patient, hematocrit=55.0))
     assert (finding(ans, "erythrocytosis") is not None) is present

@@ -25,10 +25,13 @@ PSEUDO = "possible_pseudothrombocytopenia"
 def run(doc: dict[str, Any]) -> dict[str, Any]:
     """The document through the request schema (as every input path checks it), then the engine. The
     helpers' results without a unit are sent as bare numbers (the canonical unit)."""
-    sent = {**doc, "results": {
-        key: result["value"] if result.get("unit") is None and result.get("reference_range") is None else result
-        for key, result in doc["results"].items()
-    }}
+    sent = {
+        **doc,
+        "results": {
+            key: result["value"] if result.get("unit") is None and result.get("reference_range") is None else result
+            for key, result in doc["results"].items()
+        },
+    }
     return interpret(CBC_SCHEMA.load(sent))
 
 
@@ -55,21 +58,27 @@ def words_outside_sources(answer: dict[str, Any]) -> str:
 # --- blasts ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("blasts", "present"), [
-    P(0.0, False, id="clinical-rules §10 v2: blasts 0 % -> not reported"),
-    P(0.5, True, id="clinical-rules §10 v2: blasts 0.5 % (> 0) -> blasts_reported"),
-    P(17.0, True, id="clinical-rules §10 v2: blasts 17 % -> blasts_reported"),
-])
+@pytest.mark.parametrize(
+    ("blasts", "present"),
+    [
+        P(0.0, False, id="clinical-rules §10 v2: blasts 0 % -> not reported"),
+        P(0.5, True, id="clinical-rules §10 v2: blasts 0.5 % (> 0) -> blasts_reported"),
+        P(17.0, True, id="clinical-rules §10 v2: blasts 17 % -> blasts_reported"),
+    ],
+)
 def test_blasts_percent_above_zero(blasts: float, present: bool) -> None:
     answer = run(cbc(female(), full=True, blasts_percent=blasts))
     assert (finding(answer, BLASTS) is not None) is present
     assert (answer["urgency"] == "immediate") is present  # §9 v2: blasts reported -> immediate
 
 
-@pytest.mark.parametrize(("seen", "present"), [
-    P(True, True, id="clinical-rules §10 v2: film.blasts_seen true -> blasts_reported"),
-    P(False, False, id="clinical-rules §10 v2: film.blasts_seen false -> not reported"),
-])
+@pytest.mark.parametrize(
+    ("seen", "present"),
+    [
+        P(True, True, id="clinical-rules §10 v2: film.blasts_seen true -> blasts_reported"),
+        P(False, False, id="clinical-rules §10 v2: film.blasts_seen false -> not reported"),
+    ],
+)
 def test_blasts_seen_on_the_film(seen: bool, present: bool) -> None:
     answer = run(with_film(cbc(female(), full=True), blasts_seen=seen))
     assert (finding(answer, BLASTS) is not None) is present
@@ -113,31 +122,40 @@ def tma_doc(platelets: float = 100.0, hemoglobin: float | None = 9.0, **film: An
     return with_film(cbc(female(), full=True, platelets=platelets, hemoglobin=hemoglobin), **film)
 
 
-@pytest.mark.parametrize(("percent", "present"), [
-    P(0.9, False, id="clinical-rules §10 v2: schistocytes 0.9 % -> no pattern"),
-    P(1.0, False, id="clinical-rules §10 v2: schistocytes 1.0 % (on the bound, > 1 needed) -> no pattern"),
-    P(1.1, True, id="clinical-rules §10 v2: schistocytes 1.1 % -> pattern"),
-])
+@pytest.mark.parametrize(
+    ("percent", "present"),
+    [
+        P(0.9, False, id="clinical-rules §10 v2: schistocytes 0.9 % -> no pattern"),
+        P(1.0, False, id="clinical-rules §10 v2: schistocytes 1.0 % (on the bound, > 1 needed) -> no pattern"),
+        P(1.1, True, id="clinical-rules §10 v2: schistocytes 1.1 % -> pattern"),
+    ],
+)
 def test_schistocyte_percentage_bound(percent: float, present: bool) -> None:
     answer = run(tma_doc(schistocytes_percent=percent))
     assert (finding(answer, TMA) is not None) is present
     assert (answer["urgency"] == "immediate") is present
 
 
-@pytest.mark.parametrize(("grade", "present"), [
-    P("none", False, id="clinical-rules §10 v2: schistocytes none -> no pattern"),
-    P("present", True, id="clinical-rules §10 v2: schistocytes present -> pattern"),
-    P("many", True, id="clinical-rules §10 v2: schistocytes many -> pattern"),
-])
+@pytest.mark.parametrize(
+    ("grade", "present"),
+    [
+        P("none", False, id="clinical-rules §10 v2: schistocytes none -> no pattern"),
+        P("present", True, id="clinical-rules §10 v2: schistocytes present -> pattern"),
+        P("many", True, id="clinical-rules §10 v2: schistocytes many -> pattern"),
+    ],
+)
 def test_schistocyte_grades(grade: str, present: bool) -> None:
     assert (finding(run(tma_doc(schistocytes=grade)), TMA) is not None) is present
 
 
-@pytest.mark.parametrize(("platelets", "present"), [
-    P(149.9, True, id="clinical-rules §10 v2: platelets 149.9 (< 150) -> pattern"),
-    P(150.0, False, id="clinical-rules §10 v2: platelets 150 (on the bound) -> no pattern"),
-    P(150.1, False, id="clinical-rules §10 v2: platelets 150.1 -> no pattern"),
-])
+@pytest.mark.parametrize(
+    ("platelets", "present"),
+    [
+        P(149.9, True, id="clinical-rules §10 v2: platelets 149.9 (< 150) -> pattern"),
+        P(150.0, False, id="clinical-rules §10 v2: platelets 150 (on the bound) -> no pattern"),
+        P(150.1, False, id="clinical-rules §10 v2: platelets 150.1 -> no pattern"),
+    ],
+)
 def test_platelet_bound_of_the_pattern(platelets: float, present: bool) -> None:
     assert (finding(run(tma_doc(platelets=platelets, schistocytes="present")), TMA) is not None) is present
 
@@ -192,26 +210,42 @@ def test_plasmic_all_seven_items_met_is_high_risk() -> None:
     assert score["risk"] == "high"
 
 
-@pytest.mark.parametrize(("changes", "item", "state"), [
-    P({"platelets": 29.9}, "platelets", "met", id="clinical-rules §10 v2: platelets 29.9 (< 30) -> met"),
-    P({"platelets": 30.0}, "platelets", "not_met", id="clinical-rules §10 v2: platelets 30 (on the bound) -> not met"),
-    P({"platelets": 30.1}, "platelets", "not_met", id="clinical-rules §10 v2: platelets 30.1 -> not met"),
-    P({"mcv": 89.9}, "mcv", "met", id="clinical-rules §10 v2: MCV 89.9 (< 90) -> met"),
-    P({"mcv": 90.1}, "mcv", "not_met", id="clinical-rules §10 v2: MCV 90.1 -> not met"),
-    P({"inr": 1.51}, "inr", "not_met", id="clinical-rules §10 v2: INR 1.51 -> not met"),
-    P({"creatinine_mg_dl": 2.01}, "creatinine", "not_met", id="clinical-rules §10 v2: creatinine 2.01 -> not met"),
-    P({"mcv": 90.0}, "mcv", "not_met", id="clinical-rules §10 v2: MCV 90 (on the bound) -> not met"),
-    P({"inr": 1.49}, "inr", "met", id="clinical-rules §10 v2: INR 1.49 (< 1.5) -> met"),
-    P({"inr": 1.5}, "inr", "not_met", id="clinical-rules §10 v2: INR 1.5 (on the bound) -> not met"),
-    P({"creatinine_mg_dl": 1.99}, "creatinine", "met", id="clinical-rules §10 v2: creatinine 1.99 (< 2.0) -> met"),
-    P({"creatinine_mg_dl": 2.0}, "creatinine", "not_met",
-      id="clinical-rules §10 v2: creatinine 2.0 (on the bound) -> not met"),
-    P({"active_cancer": True}, "no_active_cancer", "not_met", id="clinical-rules §10 v2: active cancer -> not met"),
-    P({"active_cancer": None}, "no_active_cancer", "not_assessed",
-      id="clinical-rules §10 v2: active cancer not stated -> not assessed"),
-    P({"transplant": True}, "no_transplant", "not_met", id="clinical-rules §10 v2: transplant -> not met"),
-    P({"inr": None}, "inr", "not_assessed", id="clinical-rules §10 v2: INR not sent -> not assessed"),
-])
+@pytest.mark.parametrize(
+    ("changes", "item", "state"),
+    [
+        P({"platelets": 29.9}, "platelets", "met", id="clinical-rules §10 v2: platelets 29.9 (< 30) -> met"),
+        P(
+            {"platelets": 30.0},
+            "platelets",
+            "not_met",
+            id="clinical-rules §10 v2: platelets 30 (on the bound) -> not met",
+        ),
+        P({"platelets": 30.1}, "platelets", "not_met", id="clinical-rules §10 v2: platelets 30.1 -> not met"),
+        P({"mcv": 89.9}, "mcv", "met", id="clinical-rules §10 v2: MCV 89.9 (< 90) -> met"),
+        P({"mcv": 90.1}, "mcv", "not_met", id="clinical-rules §10 v2: MCV 90.1 -> not met"),
+        P({"inr": 1.51}, "inr", "not_met", id="clinical-rules §10 v2: INR 1.51 -> not met"),
+        P({"creatinine_mg_dl": 2.01}, "creatinine", "not_met", id="clinical-rules §10 v2: creatinine 2.01 -> not met"),
+        P({"mcv": 90.0}, "mcv", "not_met", id="clinical-rules §10 v2: MCV 90 (on the bound) -> not met"),
+        P({"inr": 1.49}, "inr", "met", id="clinical-rules §10 v2: INR 1.49 (< 1.5) -> met"),
+        P({"inr": 1.5}, "inr", "not_met", id="clinical-rules §10 v2: INR 1.5 (on the bound) -> not met"),
+        P({"creatinine_mg_dl": 1.99}, "creatinine", "met", id="clinical-rules §10 v2: creatinine 1.99 (< 2.0) -> met"),
+        P(
+            {"creatinine_mg_dl": 2.0},
+            "creatinine",
+            "not_met",
+            id="clinical-rules §10 v2: creatinine 2.0 (on the bound) -> not met",
+        ),
+        P({"active_cancer": True}, "no_active_cancer", "not_met", id="clinical-rules §10 v2: active cancer -> not met"),
+        P(
+            {"active_cancer": None},
+            "no_active_cancer",
+            "not_assessed",
+            id="clinical-rules §10 v2: active cancer not stated -> not assessed",
+        ),
+        P({"transplant": True}, "no_transplant", "not_met", id="clinical-rules §10 v2: transplant -> not met"),
+        P({"inr": None}, "inr", "not_assessed", id="clinical-rules §10 v2: INR not sent -> not assessed"),
+    ],
+)
 def test_plasmic_item_bounds(changes: dict, item: str, state: str) -> None:
     counts = {k: v for k, v in changes.items() if k in ("platelets", "mcv")}
     context = {k: v for k, v in changes.items() if k not in counts}
@@ -219,30 +253,66 @@ def test_plasmic_item_bounds(changes: dict, item: str, state: str) -> None:
     assert score["items"][item] == state
 
 
-@pytest.mark.parametrize(("retic", "context", "state"), [
-    P(2.6, {}, "met", id="clinical-rules §10 v2: reticulocytes 2.6 % (> 2.5) -> haemolysis met"),
-    P(2.5, {}, "not_assessed",
-      id="clinical-rules §10 v2: reticulocytes 2.5 % alone, other markers not sent -> not assessed"),
-    P(2.5, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.0}, "not_met",
-      id="clinical-rules §10 v2: all three markers sent, none met (2.5 %, haptoglobin seen, bilirubin 2.0) -> not met"),
-    P(2.5, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.1}, "met",
-      id="clinical-rules §10 v2: indirect bilirubin 2.1 (> 2.0) -> met"),
-    P(2.4, {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 1.9}, "not_met",
-      id="clinical-rules §10 v2: reticulocytes 2.4 %, bilirubin 1.9, haptoglobin seen -> not met"),
-    P(None, {"haptoglobin_undetectable": True}, "met",
-      id="clinical-rules §10 v2: haptoglobin undetectable alone -> met"),
-    P(None, {}, "not_assessed", id="clinical-rules §10 v2: no haemolysis marker sent -> not assessed"),
-])
+@pytest.mark.parametrize(
+    ("retic", "context", "state"),
+    [
+        P(2.6, {}, "met", id="clinical-rules §10 v2: reticulocytes 2.6 % (> 2.5) -> haemolysis met"),
+        P(
+            2.5,
+            {},
+            "not_assessed",
+            id="clinical-rules §10 v2: reticulocytes 2.5 % alone, other markers not sent -> not assessed",
+        ),
+        P(
+            2.5,
+            {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.0},
+            "not_met",
+            id="clinical-rules §10 v2: all three markers sent, none met "
+            "(2.5 %, haptoglobin seen, bilirubin 2.0) -> not met",
+        ),
+        P(
+            2.5,
+            {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 2.1},
+            "met",
+            id="clinical-rules §10 v2: indirect bilirubin 2.1 (> 2.0) -> met",
+        ),
+        P(
+            2.4,
+            {"haptoglobin_undetectable": False, "indirect_bilirubin_mg_dl": 1.9},
+            "not_met",
+            id="clinical-rules §10 v2: reticulocytes 2.4 %, bilirubin 1.9, haptoglobin seen -> not met",
+        ),
+        P(
+            None,
+            {"haptoglobin_undetectable": True},
+            "met",
+            id="clinical-rules §10 v2: haptoglobin undetectable alone -> met",
+        ),
+        P(None, {}, "not_assessed", id="clinical-rules §10 v2: no haemolysis marker sent -> not assessed"),
+    ],
+)
 def test_plasmic_haemolysis_item(retic: float | None, context: dict, state: str) -> None:
     assert plasmic(plasmic_doc(retic=retic, **context))["items"]["hemolysis"] == state
 
 
-@pytest.mark.parametrize(("context", "points", "risk"), [
-    P({"inr": 1.5, "creatinine_mg_dl": 2.0, "active_cancer": True}, 4, "low",
-      id="clinical-rules §10 v2: 4 points -> low"),
-    P({"inr": 1.5, "creatinine_mg_dl": 2.0}, 5, "intermediate", id="clinical-rules §10 v2: 5 points -> intermediate"),
-    P({"inr": 1.5}, 6, "high", id="clinical-rules §10 v2: 6 points -> high"),
-])
+@pytest.mark.parametrize(
+    ("context", "points", "risk"),
+    [
+        P(
+            {"inr": 1.5, "creatinine_mg_dl": 2.0, "active_cancer": True},
+            4,
+            "low",
+            id="clinical-rules §10 v2: 4 points -> low",
+        ),
+        P(
+            {"inr": 1.5, "creatinine_mg_dl": 2.0},
+            5,
+            "intermediate",
+            id="clinical-rules §10 v2: 5 points -> intermediate",
+        ),
+        P({"inr": 1.5}, 6, "high", id="clinical-rules §10 v2: 6 points -> high"),
+    ],
+)
 def test_plasmic_bands(context: dict, points: int, risk: str) -> None:
     score = plasmic(plasmic_doc(**context))
     assert (score["points"], score["risk"]) == (points, risk)
@@ -260,13 +330,16 @@ def test_plasmic_gives_no_band_while_an_item_is_not_assessed() -> None:
 # --- nucleated red cells -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("nrbc", "age_years", "mentioned"), [
-    P(0.0, 34, False, id="clinical-rules §10 v2: NRBC 0 -> not mentioned"),
-    P(1.0, 34, True, id="clinical-rules §10 v2: NRBC 1 (> 0) with thrombocytopenia -> mentioned"),
-    P(5.0, 27 / 365.25, False, id="clinical-rules §10 v2: 27 days old -> not mentioned"),
-    P(5.0, 28 / 365.25, False, id="clinical-rules §10 v2: 28 days old (not older than 28 days) -> not mentioned"),
-    P(5.0, 29 / 365.25, True, id="clinical-rules §10 v2: 29 days old -> mentioned"),
-])
+@pytest.mark.parametrize(
+    ("nrbc", "age_years", "mentioned"),
+    [
+        P(0.0, 34, False, id="clinical-rules §10 v2: NRBC 0 -> not mentioned"),
+        P(1.0, 34, True, id="clinical-rules §10 v2: NRBC 1 (> 0) with thrombocytopenia -> mentioned"),
+        P(5.0, 27 / 365.25, False, id="clinical-rules §10 v2: 27 days old -> not mentioned"),
+        P(5.0, 28 / 365.25, False, id="clinical-rules §10 v2: 28 days old (not older than 28 days) -> not mentioned"),
+        P(5.0, 29 / 365.25, True, id="clinical-rules §10 v2: 29 days old -> mentioned"),
+    ],
+)
 def test_nrbc_with_a_cytopenia(nrbc: float, age_years: float, mentioned: bool) -> None:
     doc = cbc(female(age_years), platelets=90.0, nrbc_per_100_wbc=nrbc)
     detail = finding(run(doc), "thrombocytopenia")["detail"]
@@ -282,38 +355,86 @@ def test_nrbc_without_a_cytopenia_adds_no_finding() -> None:
 # --- §8 v2 pseudothrombocytopenia --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("doc", "present"), [
-    P(with_film(cbc(female(), wbc=13.2, hemoglobin=14.0, platelets=40.0, lesions=[]), schistocytes="present"), False,
-      id="clinical-rules §8 v2 (the issue): platelets 40, WBC 13.2 H and schistocytes -> not suggested"),
-    P(cbc(female(), wbc=13.2, hemoglobin=14.0, platelets=40.0, lesions=[]), False,
-      id="clinical-rules §8 v2: WBC flagged H -> not isolated"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes_percent=0.5), False,
-      id="clinical-rules §8 v2: schistocytes 0.5 % (> 0) reported -> not suggested"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes_percent=0.0), True,
-      id="clinical-rules §8 v2: schistocytes 0 % (not above 0) -> not reported, still suggested"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes="none"), True,
-      id="clinical-rules §8 v2: schistocytes none -> still isolated with no bleeding signs"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), blasts_seen=True), False,
-      id="clinical-rules §8 v2: blasts seen -> not suggested"),
-    P(cbc(female(), full=True, platelets=120.0, lesions=[], blasts_percent=2.0), False,
-      id="clinical-rules §8 v2: blasts 2 % -> not suggested"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), platelet_count_confirmed=True), False,
-      id="clinical-rules §8 v2: the film confirms the count -> not suggested"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, clumps=True), platelet_count_confirmed=True), False,
-      id="clinical-rules §8 v2: clumps but the film confirms the count -> not suggested"),
-    P(with_film(cbc(female(), full=True, platelets=120.0, clumps=True), platelet_count_confirmed=False), True,
-      id="clinical-rules §8 v2: clumps, film does not confirm -> suggested"),
-    P(with_film(cbc(female(), wbc=13.2, platelets=40.0), platelet_clumps=True, schistocytes="present"), True,
-      id="clinical-rules §8 v2: film.platelet_clumps (same as specimen) always suggests it"),
-    P(cbc(female(), wbc=6.0, hemoglobin=14.0, platelets=120.0, lesions=[]), True,
-      id="clinical-rules §8 v2: WBC and Hb sent inside their ranges, skin clear -> suggested"),
-    P(cbc(female(), neutrophils=3.5, hemoglobin=14.0, platelets=120.0, lesions=[]), True,
-      id="clinical-rules §8 v2: neutrophils (instead of WBC) and Hb inside their ranges -> suggested"),
-    P(cbc(female(), wbc=6.0, platelets=120.0, lesions=[]), False,
-      id="clinical-rules §8 v2: haemoglobin not sent -> isolation not known"),
-    P(cbc(female(), full=True, platelets=120.0, lesions=[lesion("petechiae", 1.5)]), False,
-      id="clinical-rules §8 v2: a haemorrhagic lesion -> bleeding sign"),
-])
+@pytest.mark.parametrize(
+    ("doc", "present"),
+    [
+        P(
+            with_film(cbc(female(), wbc=13.2, hemoglobin=14.0, platelets=40.0, lesions=[]), schistocytes="present"),
+            False,
+            id="clinical-rules §8 v2 (the issue): platelets 40, WBC 13.2 H and schistocytes -> not suggested",
+        ),
+        P(
+            cbc(female(), wbc=13.2, hemoglobin=14.0, platelets=40.0, lesions=[]),
+            False,
+            id="clinical-rules §8 v2: WBC flagged H -> not isolated",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes_percent=0.5),
+            False,
+            id="clinical-rules §8 v2: schistocytes 0.5 % (> 0) reported -> not suggested",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes_percent=0.0),
+            True,
+            id="clinical-rules §8 v2: schistocytes 0 % (not above 0) -> not reported, still suggested",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), schistocytes="none"),
+            True,
+            id="clinical-rules §8 v2: schistocytes none -> still isolated with no bleeding signs",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), blasts_seen=True),
+            False,
+            id="clinical-rules §8 v2: blasts seen -> not suggested",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, lesions=[], blasts_percent=2.0),
+            False,
+            id="clinical-rules §8 v2: blasts 2 % -> not suggested",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, lesions=[]), platelet_count_confirmed=True),
+            False,
+            id="clinical-rules §8 v2: the film confirms the count -> not suggested",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, clumps=True), platelet_count_confirmed=True),
+            False,
+            id="clinical-rules §8 v2: clumps but the film confirms the count -> not suggested",
+        ),
+        P(
+            with_film(cbc(female(), full=True, platelets=120.0, clumps=True), platelet_count_confirmed=False),
+            True,
+            id="clinical-rules §8 v2: clumps, film does not confirm -> suggested",
+        ),
+        P(
+            with_film(cbc(female(), wbc=13.2, platelets=40.0), platelet_clumps=True, schistocytes="present"),
+            True,
+            id="clinical-rules §8 v2: film.platelet_clumps (same as specimen) always suggests it",
+        ),
+        P(
+            cbc(female(), wbc=6.0, hemoglobin=14.0, platelets=120.0, lesions=[]),
+            True,
+            id="clinical-rules §8 v2: WBC and Hb sent inside their ranges, skin clear -> suggested",
+        ),
+        P(
+            cbc(female(), neutrophils=3.5, hemoglobin=14.0, platelets=120.0, lesions=[]),
+            True,
+            id="clinical-rules §8 v2: neutrophils (instead of WBC) and Hb inside their ranges -> suggested",
+        ),
+        P(
+            cbc(female(), wbc=6.0, platelets=120.0, lesions=[]),
+            False,
+            id="clinical-rules §8 v2: haemoglobin not sent -> isolation not known",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, lesions=[lesion("petechiae", 1.5)]),
+            False,
+            id="clinical-rules §8 v2: a haemorrhagic lesion -> bleeding sign",
+        ),
+    ],
+)
 def test_pseudothrombocytopenia_narrowed(doc: dict, present: bool) -> None:
     assert (finding(run(doc), PSEUDO) is not None) is present
 
@@ -321,13 +442,16 @@ def test_pseudothrombocytopenia_narrowed(doc: dict, present: bool) -> None:
 # --- bad input names its field or line ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("extra", "path"), [
-    P({"film": {"schistocytes": "lots"}}, ("film", "schistocytes"), id="a grade outside none/present/many"),
-    P({"film": {"schistocytes_percent": 101}}, ("film", "schistocytes_percent"), id="a percentage above 100"),
-    P({"film": {"blasts_seen": "yes"}}, ("film", "blasts_seen"), id="a boolean as text"),
-    P({"context": {"inr": "1.2"}}, ("context", "inr"), id="a number as text"),
-    P({"film": {"unknown": True}}, ("film", "unknown"), id="an unknown film field"),
-])
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        P({"film": {"schistocytes": "lots"}}, ("film", "schistocytes"), id="a grade outside none/present/many"),
+        P({"film": {"schistocytes_percent": 101}}, ("film", "schistocytes_percent"), id="a percentage above 100"),
+        P({"film": {"blasts_seen": "yes"}}, ("film", "blasts_seen"), id="a boolean as text"),
+        P({"context": {"inr": "1.2"}}, ("context", "inr"), id="a number as text"),
+        P({"film": {"unknown": True}}, ("film", "unknown"), id="an unknown film field"),
+    ],
+)
 def test_bad_film_or_context_is_a_422_naming_the_field(extra: dict, path: tuple[str, str]) -> None:
     from marshmallow import ValidationError
 

@@ -153,9 +153,7 @@ def test_a_lower_reason_stays_listed_under_a_higher_urgency():
     """§9: "the highest that any finding asks for": platelets 80 (< 100, soon) with the HIT pattern (immediate)
     keeps its thrombocytopenia reason."""
     engine = answer_for(80)
-    outcome = history_outcome(
-        PastCbc(at(7), platelets=80), [plt(1, 250)], WEEK, RS, heparin_started_at=at(1, 10)
-    )
+    outcome = history_outcome(PastCbc(at(7), platelets=80), [plt(1, 250)], WEEK, RS, heparin_started_at=at(1, 10))
     answer = with_history(engine, outcome, RS)
     assert answer["urgency"] == "immediate"
     assert list(answer["urgency_reasons"]) == [
@@ -177,5 +175,14 @@ def test_an_outcome_that_adds_nothing_leaves_the_answer_as_it_is_and_unread() ->
     for outcome in ({}, {"known_critical": None, "mcv": None}, {"known_critical": None, "mcv": {"finding": False}}):
         assert not changes_answer(outcome, rs)
         assert with_history(answer, outcome, rs) is answer
-    assert changes_answer({"known_critical": {"known": False, "known_values": [], "new_values": ["platelets:LL"],
-                                              "previous_collected_at": None}}, rs)
+    assert changes_answer(
+        {
+            "known_critical": {
+                "known": False,
+                "known_values": [],
+                "new_values": ["platelets:LL"],
+                "previous_collected_at": None,
+            }
+        },
+        rs,
+    )

@@ -33,11 +33,14 @@ def test_hemoglobin_only_thrombocytopenia_not_assessed() -> None:
     assert "platelets" in na["needs"]
 
 
-@pytest.mark.parametrize("missing", [
-    P("hemoglobin", id="§5 missing Hb: flag None, not N"),
-    P("neutrophils", id="§5 missing neutrophils: flag None, not N"),
-    P("wbc", id="§5 missing WBC: flag None, not N"),
-])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        P("hemoglobin", id="§5 missing Hb: flag None, not N"),
+        P("neutrophils", id="§5 missing neutrophils: flag None, not N"),
+        P("wbc", id="§5 missing WBC: flag None, not N"),
+    ],
+)
 def test_missing_analyte_never_flagged_normal(missing: str) -> None:
     ans = interpret(cbc(female(), full=True, **{missing: None}))
     a = ans["analytes"].get(missing)
@@ -55,16 +58,18 @@ def test_full_normal_cbc_has_nothing_not_assessed_for_lineages() -> None:
 # §2 children use age-banded fallback rows; where no row (or lab range) exists the range-based
 # findings (leukopenia, lymphopenia: "below the lower limit of the range in use", §4) cannot be
 # decided and must be reported as not assessed, never silently normal (§5).
-@pytest.mark.parametrize(("age", "name", "value", "code"), [
-    P(0.5, "wbc", 2.5, "leukopenia", id="§4/§5 infant 6 mo WBC 2.5: leukopenia decided or not_assessed"),
-    P(13, "wbc", 2.5, "leukopenia", id="§4/§5 child 13 y WBC 2.5: leukopenia decided or not_assessed"),
-    P(17, "wbc", 2.5, "leukopenia", id="§4/§5 young person 17 y WBC 2.5"),
-    P(3, "lymphocytes", 0.3, "lymphopenia", id="§4/§5 child 3 y lymphocytes 0.3"),
-    P(13, "lymphocytes", 0.3, "lymphopenia", id="§4/§5 child 13 y lymphocytes 0.3"),
-    P(8, "wbc", 2.5, "leukopenia", id="§4/§5 child 8 y WBC 2.5"),
-])
-def test_child_range_findings_never_silently_normal(age: float, name: str, value: float,
-                                                    code: str) -> None:
+@pytest.mark.parametrize(
+    ("age", "name", "value", "code"),
+    [
+        P(0.5, "wbc", 2.5, "leukopenia", id="§4/§5 infant 6 mo WBC 2.5: leukopenia decided or not_assessed"),
+        P(13, "wbc", 2.5, "leukopenia", id="§4/§5 child 13 y WBC 2.5: leukopenia decided or not_assessed"),
+        P(17, "wbc", 2.5, "leukopenia", id="§4/§5 young person 17 y WBC 2.5"),
+        P(3, "lymphocytes", 0.3, "lymphopenia", id="§4/§5 child 3 y lymphocytes 0.3"),
+        P(13, "lymphocytes", 0.3, "lymphopenia", id="§4/§5 child 13 y lymphocytes 0.3"),
+        P(8, "wbc", 2.5, "leukopenia", id="§4/§5 child 8 y WBC 2.5"),
+    ],
+)
+def test_child_range_findings_never_silently_normal(age: float, name: str, value: float, code: str) -> None:
     ans = interpret(cbc(female(age), **{name: value}))
     assert finding(ans, code) is not None or not_assessed(ans, code) is not None
     a = analyte(ans, name)

@@ -9,42 +9,51 @@ from tests.core.rules_helpers import analyte, cbc, female, finding, interpret, r
 P = pytest.param
 
 
-@pytest.mark.parametrize(("neut", "present"), [
-    P(1.51, False, id="§4 neutropenia: 1.51 above"),
-    P(1.5, False, id="§4 neutropenia: exactly 1.5 is not (strict <)"),
-    P(1.49, True, id="§4 neutropenia: 1.49 < 1.5"),
-    P(0.05, True, id="§4 neutropenia: 0.05"),
-])
+@pytest.mark.parametrize(
+    ("neut", "present"),
+    [
+        P(1.51, False, id="§4 neutropenia: 1.51 above"),
+        P(1.5, False, id="§4 neutropenia: exactly 1.5 is not (strict <)"),
+        P(1.49, True, id="§4 neutropenia: 1.49 < 1.5"),
+        P(0.05, True, id="§4 neutropenia: 0.05"),
+    ],
+)
 def test_neutropenia_threshold(neut: float, present: bool) -> None:
     ans = interpret(cbc(full=True, neutrophils=neut))
     assert (finding(ans, "neutropenia") is not None) is present
 
 
-@pytest.mark.parametrize(("neut", "band"), [
-    P(1.49, "mild", id="§4 band mild 1.0-1.49 (1.49)"),
-    P(1.0, "mild", id="§4 band mild: 1.0 on bound"),
-    P(0.99, "moderate", id="§4 band moderate 0.5-0.99 (0.99)"),
-    P(0.5, "moderate", id="§4 band moderate: 0.5 on bound"),
-    P(0.49, "severe", id="§4 band severe <0.5 (0.49)"),
-    P(0.1, "severe", id="§4 band severe: 0.1 (profound is <0.1)"),
-    P(0.09, "profound", id="§4 band profound <0.1 (0.09)"),
-])
+@pytest.mark.parametrize(
+    ("neut", "band"),
+    [
+        P(1.49, "mild", id="§4 band mild 1.0-1.49 (1.49)"),
+        P(1.0, "mild", id="§4 band mild: 1.0 on bound"),
+        P(0.99, "moderate", id="§4 band moderate 0.5-0.99 (0.99)"),
+        P(0.5, "moderate", id="§4 band moderate: 0.5 on bound"),
+        P(0.49, "severe", id="§4 band severe <0.5 (0.49)"),
+        P(0.1, "severe", id="§4 band severe: 0.1 (profound is <0.1)"),
+        P(0.09, "profound", id="§4 band profound <0.1 (0.09)"),
+    ],
+)
 def test_neutropenia_bands(neut: float, band: str) -> None:
     f = finding(interpret(cbc(full=True, neutrophils=neut)), "neutropenia")
     assert f is not None
     assert f["severity"] == band
 
 
-@pytest.mark.parametrize(("neut", "grade"), [
-    P(2.0, None, id="§4 CTCAE v5: 2.0 = fallback LLN, not graded"),
-    P(1.99, 1, id="§4 CTCAE v5 grade 1: <LLN-1.5 (1.99)"),
-    P(1.5, 1, id="§4 CTCAE v5 grade 1: 1.5 on bound"),
-    P(1.49, 2, id="§4 CTCAE v5 grade 2: <1.5-1.0 (1.49)"),
-    P(1.0, 2, id="§4 CTCAE v5 grade 2: 1.0 on bound"),
-    P(0.99, 3, id="§4 CTCAE v5 grade 3: <1.0-0.5 (0.99)"),
-    P(0.5, 3, id="§4 CTCAE v5 grade 3: 0.5 on bound"),
-    P(0.49, 4, id="§4 CTCAE v5 grade 4: <0.5 (0.49)"),
-])
+@pytest.mark.parametrize(
+    ("neut", "grade"),
+    [
+        P(2.0, None, id="§4 CTCAE v5: 2.0 = fallback LLN, not graded"),
+        P(1.99, 1, id="§4 CTCAE v5 grade 1: <LLN-1.5 (1.99)"),
+        P(1.5, 1, id="§4 CTCAE v5 grade 1: 1.5 on bound"),
+        P(1.49, 2, id="§4 CTCAE v5 grade 2: <1.5-1.0 (1.49)"),
+        P(1.0, 2, id="§4 CTCAE v5 grade 2: 1.0 on bound"),
+        P(0.99, 3, id="§4 CTCAE v5 grade 3: <1.0-0.5 (0.99)"),
+        P(0.5, 3, id="§4 CTCAE v5 grade 3: 0.5 on bound"),
+        P(0.49, 4, id="§4 CTCAE v5 grade 4: <0.5 (0.49)"),
+    ],
+)
 def test_ctcae_v5_neutrophil_grade(neut: float, grade: int | None) -> None:
     ans = interpret(cbc(full=True, neutrophils=neut))
     assert analyte(ans, "neutrophils")["ctcae_grade"] == grade
@@ -62,53 +71,68 @@ def test_ctcae_grade1_uses_lab_lln() -> None:
     assert finding(ans, "neutropenia") is None  # §4 neutropenia is < 1.5
 
 
-@pytest.mark.parametrize(("neut", "present"), [
-    P(1.21, False, id="§4 Duffy-null neutropenia: 1.21 not below 1.2"),
-    P(1.2, False, id="§4 Duffy-null neutropenia: 1.2 on bound, not below"),
-    P(1.19, True, id="§4 Duffy-null neutropenia: below 1.2 (1.19)"),
-    P(1.4, False, id="§4 Duffy-null: 1.4 would be neutropenia otherwise, not here"),
-])
+@pytest.mark.parametrize(
+    ("neut", "present"),
+    [
+        P(1.21, False, id="§4 Duffy-null neutropenia: 1.21 not below 1.2"),
+        P(1.2, False, id="§4 Duffy-null neutropenia: 1.2 on bound, not below"),
+        P(1.19, True, id="§4 Duffy-null neutropenia: below 1.2 (1.19)"),
+        P(1.4, False, id="§4 Duffy-null: 1.4 would be neutropenia otherwise, not here"),
+    ],
+)
 def test_duffy_null_neutropenia_threshold(neut: float, present: bool) -> None:
     ans = interpret(cbc(female(duffy_null=True), full=True, wbc=5.0, neutrophils=neut))
     assert (finding(ans, "neutropenia") is not None) is present
 
 
-@pytest.mark.parametrize(("duffy", "present"), [
-    P(False, True, id="§4 Duffy stated negative: 1.4 < 1.5 is neutropenia"),
-    P(None, True, id="§2 Duffy unknown: never inferred, 1.4 is neutropenia"),
-])
+@pytest.mark.parametrize(
+    ("duffy", "present"),
+    [
+        P(False, True, id="§4 Duffy stated negative: 1.4 < 1.5 is neutropenia"),
+        P(None, True, id="§2 Duffy unknown: never inferred, 1.4 is neutropenia"),
+    ],
+)
 def test_duffy_not_stated_uses_standard_threshold(duffy: bool | None, present: bool) -> None:
     ans = interpret(cbc(female(duffy_null=duffy), full=True, neutrophils=1.4))
     assert (finding(ans, "neutropenia") is not None) is present
 
 
-@pytest.mark.parametrize(("duffy", "low", "high", "origin"), [
-    P(True, 1.2, 5.4, "duffy_null", id="§2 Duffy-null neutrophils 1.2-5.4"),
-    P(False, 2.0, 7.0, "fallback", id="§2 Duffy stated false: adult fallback 2.0-7.0"),
-    P(None, 2.0, 7.0, "fallback", id="§2 Duffy unknown: adult fallback 2.0-7.0"),
-])
+@pytest.mark.parametrize(
+    ("duffy", "low", "high", "origin"),
+    [
+        P(True, 1.2, 5.4, "duffy_null", id="§2 Duffy-null neutrophils 1.2-5.4"),
+        P(False, 2.0, 7.0, "fallback", id="§2 Duffy stated false: adult fallback 2.0-7.0"),
+        P(None, 2.0, 7.0, "fallback", id="§2 Duffy unknown: adult fallback 2.0-7.0"),
+    ],
+)
 def test_duffy_neutrophil_range(duffy: bool | None, low: float, high: float, origin: str) -> None:
     ans = interpret(cbc(female(duffy_null=duffy), neutrophils=3.0))
     rr = analyte(ans, "neutrophils")["reference_range"]
     assert (rr["low"], rr["high"], rr["origin"]) == (low, high, origin)
 
 
-@pytest.mark.parametrize(("neut", "flag"), [
-    P(1.2, "N", id="§2 Duffy-null range 1.2-5.4: 1.2 on bound N"),
-    P(1.19, "L", id="§2 Duffy-null range: 1.19 L"),
-    P(5.4, "N", id="§2 Duffy-null range: 5.4 on bound N"),
-    P(5.41, "H", id="§2 Duffy-null range: 5.41 H"),
-])
+@pytest.mark.parametrize(
+    ("neut", "flag"),
+    [
+        P(1.2, "N", id="§2 Duffy-null range 1.2-5.4: 1.2 on bound N"),
+        P(1.19, "L", id="§2 Duffy-null range: 1.19 L"),
+        P(5.4, "N", id="§2 Duffy-null range: 5.4 on bound N"),
+        P(5.41, "H", id="§2 Duffy-null range: 5.41 H"),
+    ],
+)
 def test_duffy_neutrophil_flags(neut: float, flag: str) -> None:
     ans = interpret(cbc(female(duffy_null=True), neutrophils=neut))
     assert analyte(ans, "neutrophils")["flag"] == flag
 
 
-@pytest.mark.parametrize("neut", [
-    P(1.49, id="§4 Duffy caveat: isolated 1.49, no Duffy status"),
-    P(1.2, id="§4 Duffy caveat: isolated 1.2, no Duffy status"),
-    P(1.0, id="§4 Duffy caveat: isolated 1.0 on bound, no Duffy status"),
-])
+@pytest.mark.parametrize(
+    "neut",
+    [
+        P(1.49, id="§4 Duffy caveat: isolated 1.49, no Duffy status"),
+        P(1.2, id="§4 Duffy caveat: isolated 1.2, no Duffy status"),
+        P(1.0, id="§4 Duffy caveat: isolated 1.0 on bound, no Duffy status"),
+    ],
+)
 def test_duffy_caveat_isolated_mild_neutropenia(neut: float) -> None:
     f = finding(interpret(cbc(female(), full=True, neutrophils=neut)), "neutropenia")
     assert f is not None
@@ -117,8 +141,7 @@ def test_duffy_caveat_isolated_mild_neutropenia(neut: float) -> None:
 
 def test_no_duffy_caveat_when_duffy_status_stated_negative() -> None:
     # §4: the caveat is for "no Duffy status"; the request says the patient is not Duffy-null
-    f = finding(interpret(cbc(female(duffy_null=False), full=True, neutrophils=1.2)),
-                "neutropenia")
+    f = finding(interpret(cbc(female(duffy_null=False), full=True, neutrophils=1.2)), "neutropenia")
     assert f is not None
     assert "duffy" not in (f["detail"] or "").lower()
 
@@ -130,11 +153,14 @@ def test_neutropenia_threshold_fixed_whatever_lab_range() -> None:
     assert analyte(ans, "neutrophils")["flag"] == "N"
 
 
-@pytest.mark.parametrize(("age", "neut", "present"), [
-    P(1.5, 1.49, True, id="§4 child 18 months: neutropenia < 1.5"),
-    P(8, 1.5, False, id="§4 child 8 y: 1.5 not neutropenia"),
-    P(13, 1.49, True, id="§4 child 13 y: neutropenia < 1.5"),
-])
+@pytest.mark.parametrize(
+    ("age", "neut", "present"),
+    [
+        P(1.5, 1.49, True, id="§4 child 18 months: neutropenia < 1.5"),
+        P(8, 1.5, False, id="§4 child 8 y: 1.5 not neutropenia"),
+        P(13, 1.49, True, id="§4 child 13 y: neutropenia < 1.5"),
+    ],
+)
 def test_neutropenia_threshold_in_children(age: float, neut: float, present: bool) -> None:
     ans = interpret(cbc({"sex": "female", "age_years": age}, neutrophils=neut))
     assert (finding(ans, "neutropenia") is not None) is present

@@ -11,66 +11,108 @@ PSEUDO = "possible_pseudothrombocytopenia"
 GEST = "gestational_thrombocytopenia_possible"
 
 
-@pytest.mark.parametrize(("doc", "present"), [
-    P(cbc(female(), full=True, platelets=100.0, clumps=True), True,
-      id="§8 platelet clumps reported -> smear/citrate"),
-    P(cbc(female(), full=True, platelets=40.0, hemoglobin=9.0, clumps=True), True,
-      id="§8 clumps trigger even when not isolated"),
-    P(cbc(female(), full=True, platelets=250.0, clumps=True), True,
-      id="§8 clumps alone (engine convention: clumps OR isolated thrombocytopenia)"),
-    # clinical-rules §8 v2: "skin not sent is not 'no bleeding signs'" (was suggested in v1).
-    P(cbc(female(), full=True, platelets=120.0), False,
-      id="§8 v2 isolated thrombocytopenia, no skin data: not suggested"),
-    P(cbc(female(), full=True, platelets=120.0, clumps=False), False,
-      id="§8 v2 isolated thrombocytopenia, clumps stated absent, no skin data: not suggested"),
-    P(cbc(female(), full=True, platelets=120.0, lesions=[]), True,
-      id="§8 v2 isolated thrombocytopenia, skin examination sent with no lesion"),
-    P(cbc(female(), full=True, platelets=120.0, clumps=False, lesions=[]), True,
-      id="§8 v2 isolated thrombocytopenia, clumps stated absent, skin sent clear"),
-    P(cbc(female(), full=True, platelets=120.0, lesions=[lesion(None, 1.5, blanching=True)]),
-      True, id="§8 isolated thrombocytopenia, only a blanching lesion (not a bleeding sign)"),
-    P(cbc(female(), full=True, platelets=149.9, lesions=[]), True, id="§8 isolated: 149.9"),
-    P(cbc(female(), full=True, platelets=150.0), False, id="§8 platelets 150: no thrombocytopenia"),
-    P(cbc(female(), full=True, platelets=120.0, lesions=[PETECHIAE]), False,
-      id="§8 bleeding sign (non-blanching petechiae) -> not suggested"),
-    P(cbc(female(), full=True, platelets=120.0, hemoglobin=11.0), False,
-      id="§8 not isolated: anaemia present"),
-    P(cbc(female(), full=True, platelets=120.0, wbc=3.5), False,
-      id="§8 not isolated: leukopenia"),
-    P(cbc(female(), full=True, platelets=120.0, neutrophils=1.4), False,
-      id="§8 not isolated: neutropenia"),
-    P(cbc(female(), full=True, platelets=120.0, hemoglobin=None), False,
-      id="§8 anaemia not assessed (Hb missing) -> not shown isolated"),
-    P(cbc(female(), full=True, platelets=120.0, wbc=None, neutrophils=None), False,
-      id="§8 white lineage not assessed -> not shown isolated"),
-])
+@pytest.mark.parametrize(
+    ("doc", "present"),
+    [
+        P(
+            cbc(female(), full=True, platelets=100.0, clumps=True),
+            True,
+            id="§8 platelet clumps reported -> smear/citrate",
+        ),
+        P(
+            cbc(female(), full=True, platelets=40.0, hemoglobin=9.0, clumps=True),
+            True,
+            id="§8 clumps trigger even when not isolated",
+        ),
+        P(
+            cbc(female(), full=True, platelets=250.0, clumps=True),
+            True,
+            id="§8 clumps alone (engine convention: clumps OR isolated thrombocytopenia)",
+        ),
+        # clinical-rules §8 v2: "skin not sent is not 'no bleeding signs'" (was suggested in v1).
+        P(
+            cbc(female(), full=True, platelets=120.0),
+            False,
+            id="§8 v2 isolated thrombocytopenia, no skin data: not suggested",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, clumps=False),
+            False,
+            id="§8 v2 isolated thrombocytopenia, clumps stated absent, no skin data: not suggested",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, lesions=[]),
+            True,
+            id="§8 v2 isolated thrombocytopenia, skin examination sent with no lesion",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, clumps=False, lesions=[]),
+            True,
+            id="§8 v2 isolated thrombocytopenia, clumps stated absent, skin sent clear",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, lesions=[lesion(None, 1.5, blanching=True)]),
+            True,
+            id="§8 isolated thrombocytopenia, only a blanching lesion (not a bleeding sign)",
+        ),
+        P(cbc(female(), full=True, platelets=149.9, lesions=[]), True, id="§8 isolated: 149.9"),
+        P(cbc(female(), full=True, platelets=150.0), False, id="§8 platelets 150: no thrombocytopenia"),
+        P(
+            cbc(female(), full=True, platelets=120.0, lesions=[PETECHIAE]),
+            False,
+            id="§8 bleeding sign (non-blanching petechiae) -> not suggested",
+        ),
+        P(cbc(female(), full=True, platelets=120.0, hemoglobin=11.0), False, id="§8 not isolated: anaemia present"),
+        P(cbc(female(), full=True, platelets=120.0, wbc=3.5), False, id="§8 not isolated: leukopenia"),
+        P(cbc(female(), full=True, platelets=120.0, neutrophils=1.4), False, id="§8 not isolated: neutropenia"),
+        P(
+            cbc(female(), full=True, platelets=120.0, hemoglobin=None),
+            False,
+            id="§8 anaemia not assessed (Hb missing) -> not shown isolated",
+        ),
+        P(
+            cbc(female(), full=True, platelets=120.0, wbc=None, neutrophils=None),
+            False,
+            id="§8 white lineage not assessed -> not shown isolated",
+        ),
+    ],
+)
 def test_pseudothrombocytopenia(doc: dict, present: bool) -> None:
     assert (finding(interpret(doc), PSEUDO) is not None) is present
 
 
-@pytest.mark.parametrize(("patient", "plt", "extra", "present"), [
-    P(pregnant(2), 69.9, {}, False, id="§8 gestational: 69.9 < 70 not suggested"),
-    P(pregnant(2), 70.0, {}, True, id="§8 gestational: 70 on bound"),
-    P(pregnant(2), 110.0, {}, True, id="§8 gestational: 110"),
-    P(pregnant(3), 149.9, {}, True, id="§8 gestational: 149.9"),
-    P(pregnant(1), 150.0, {}, False, id="§8 gestational: 150 not thrombocytopenia"),
-    P(pregnant(None), 120.0, {}, True, id="§8 gestational: trimester unknown"),
-    P(female(30, pregnant=False), 120.0, {}, False, id="§8 gestational: not pregnant"),
-    P(female(30), 120.0, {}, False, id="§8 gestational: pregnancy not stated = not pregnant"),
-    P(pregnant(3), 120.0, {"hemoglobin": 10.9}, False,
-      id="§8 gestational: anaemia (T3 Hb 10.9 < 11.0) -> rest not normal"),
-    P(pregnant(2), 120.0, {"hemoglobin": 10.9}, True,
-      id="§8 gestational: T2 Hb 10.9 is not anaemia (cut 10.5)"),
-    P(pregnant(2), 120.0, {"wbc": 3.5}, False, id="§8 gestational: leukopenia -> not normal"),
-    P(pregnant(2), 120.0, {"neutrophils": 1.4}, False,
-      id="§8 gestational: neutropenia -> not normal"),
-    P(pregnant(2), 120.0, {"hemoglobin": None}, False,
-      id="§8 gestational: anaemia not assessed (Hb missing)"),
-    P(pregnant(2), 120.0, {"wbc": None, "neutrophils": None}, False,
-      id="§8 gestational: white lineage not assessed"),
-])
-def test_gestational_thrombocytopenia(patient: dict, plt: float, extra: dict,
-                                      present: bool) -> None:
+@pytest.mark.parametrize(
+    ("patient", "plt", "extra", "present"),
+    [
+        P(pregnant(2), 69.9, {}, False, id="§8 gestational: 69.9 < 70 not suggested"),
+        P(pregnant(2), 70.0, {}, True, id="§8 gestational: 70 on bound"),
+        P(pregnant(2), 110.0, {}, True, id="§8 gestational: 110"),
+        P(pregnant(3), 149.9, {}, True, id="§8 gestational: 149.9"),
+        P(pregnant(1), 150.0, {}, False, id="§8 gestational: 150 not thrombocytopenia"),
+        P(pregnant(None), 120.0, {}, True, id="§8 gestational: trimester unknown"),
+        P(female(30, pregnant=False), 120.0, {}, False, id="§8 gestational: not pregnant"),
+        P(female(30), 120.0, {}, False, id="§8 gestational: pregnancy not stated = not pregnant"),
+        P(
+            pregnant(3),
+            120.0,
+            {"hemoglobin": 10.9},
+            False,
+            id="§8 gestational: anaemia (T3 Hb 10.9 < 11.0) -> rest not normal",
+        ),
+        P(pregnant(2), 120.0, {"hemoglobin": 10.9}, True, id="§8 gestational: T2 Hb 10.9 is not anaemia (cut 10.5)"),
+        P(pregnant(2), 120.0, {"wbc": 3.5}, False, id="§8 gestational: leukopenia -> not normal"),
+        P(pregnant(2), 120.0, {"neutrophils": 1.4}, False, id="§8 gestational: neutropenia -> not normal"),
+        P(pregnant(2), 120.0, {"hemoglobin": None}, False, id="§8 gestational: anaemia not assessed (Hb missing)"),
+        P(
+            pregnant(2),
+            120.0,
+            {"wbc": None, "neutrophils": None},
+            False,
+            id="§8 gestational: white lineage not assessed",
+        ),
+    ],
+)
+def test_gestational_thrombocytopenia(patient: dict, plt: float, extra: dict, present: bool) -> None:
     ans = interpret(cbc(patient, full=True, platelets=plt, **extra))
     assert (finding(ans, GEST) is not None) is present
 
@@ -99,23 +141,30 @@ def test_gestational_range_is_written_from_the_two_rules_without_inventing_a_bou
 
 # --- clinical-rules §8 v2: gestational thrombocytopenia narrowed -------------------------------------------------
 
-@pytest.mark.parametrize(("extra", "present"), [
-    P({}, True, id="§8 v2 gestational: Hb, WBC, neutrophils, lymphocytes all inside their ranges"),
-    P({"wbc": None}, True, id="§8 v2 gestational: WBC or neutrophils sent (neutrophils only)"),
-    P({"neutrophils": None}, True, id="§8 v2 gestational: WBC or neutrophils sent (WBC only)"),
-    P({"lymphocytes": 0.4}, False, id="§8 v2 gestational: beside grade-3 lymphopenia -> not suggested"),
-    P({"lymphocytes": 0.99}, False, id="§8 v2 gestational: lymphocytes 0.99 below 1.0 (flag L) -> not suggested"),
-    P({"lymphocytes": 1.0}, True, id="§8 v2 gestational: lymphocytes 1.0 on the bound -> inside"),
-    P({"wbc": 31.0}, False, id="§8 v2 gestational: beside a critical WBC (> 30) -> not suggested"),
-    P({"wbc": 10.1}, False, id="§8 v2 gestational: WBC 10.1 above its range (H) -> not suggested"),
-    P({"mcv": 102.0}, False, id="§8 v2 gestational: MCV 102 above 83-101 -> not suggested"),
-    P({"mcv": 101.0}, True, id="§8 v2 gestational: MCV 101 on the bound -> inside"),
-    P({"hemoglobin": 11.5}, True, id="§8 v2 gestational: mildly low Hb 11.5 (L) above the T2 cut-off 10.5"),
-    P({"hemoglobin": 15.1}, False, id="§8 v2 gestational: Hb 15.1 above the female range (H) -> not suggested"),
-    P({"mchc": 38.1}, False, id="§8 v2 gestational: another finding (sample integrity) -> not suggested"),
-    P({"lesions": [lesion("purpura", 5.0, palpable=True)]}, False,
-      id="§8 v2 gestational: another finding (palpable purpura, vasculitis pattern) with every count in range"),
-])
+
+@pytest.mark.parametrize(
+    ("extra", "present"),
+    [
+        P({}, True, id="§8 v2 gestational: Hb, WBC, neutrophils, lymphocytes all inside their ranges"),
+        P({"wbc": None}, True, id="§8 v2 gestational: WBC or neutrophils sent (neutrophils only)"),
+        P({"neutrophils": None}, True, id="§8 v2 gestational: WBC or neutrophils sent (WBC only)"),
+        P({"lymphocytes": 0.4}, False, id="§8 v2 gestational: beside grade-3 lymphopenia -> not suggested"),
+        P({"lymphocytes": 0.99}, False, id="§8 v2 gestational: lymphocytes 0.99 below 1.0 (flag L) -> not suggested"),
+        P({"lymphocytes": 1.0}, True, id="§8 v2 gestational: lymphocytes 1.0 on the bound -> inside"),
+        P({"wbc": 31.0}, False, id="§8 v2 gestational: beside a critical WBC (> 30) -> not suggested"),
+        P({"wbc": 10.1}, False, id="§8 v2 gestational: WBC 10.1 above its range (H) -> not suggested"),
+        P({"mcv": 102.0}, False, id="§8 v2 gestational: MCV 102 above 83-101 -> not suggested"),
+        P({"mcv": 101.0}, True, id="§8 v2 gestational: MCV 101 on the bound -> inside"),
+        P({"hemoglobin": 11.5}, True, id="§8 v2 gestational: mildly low Hb 11.5 (L) above the T2 cut-off 10.5"),
+        P({"hemoglobin": 15.1}, False, id="§8 v2 gestational: Hb 15.1 above the female range (H) -> not suggested"),
+        P({"mchc": 38.1}, False, id="§8 v2 gestational: another finding (sample integrity) -> not suggested"),
+        P(
+            {"lesions": [lesion("purpura", 5.0, palpable=True)]},
+            False,
+            id="§8 v2 gestational: another finding (palpable purpura, vasculitis pattern) with every count in range",
+        ),
+    ],
+)
 def test_gestational_thrombocytopenia_needs_the_rest_of_the_cbc_normal(extra: dict, present: bool) -> None:
     # §8 v2 "The rest of the CBC normal" means haemoglobin and WBC (or neutrophils) sent, every other analyte
     # sent inside its range (or only mildly low haemoglobin above the pregnancy cut-off), no critical value and
@@ -134,8 +183,11 @@ def test_male_marked_pregnant_is_refused_naming_the_field() -> None:
         CBC_SCHEMA.load({"patient": {"sex": "male", "pregnant": True}, "results": {"platelets": 120}})
     assert "pregnant" in raised.value.messages["patient"]
     # female, unknown sex, or a male not marked pregnant are accepted
-    for patient in ({"sex": "female", "pregnant": True}, {"sex": "unknown", "pregnant": True},
-                    {"sex": "male", "pregnant": False}):
+    for patient in (
+        {"sex": "female", "pregnant": True},
+        {"sex": "unknown", "pregnant": True},
+        {"sex": "male", "pregnant": False},
+    ):
         CBC_SCHEMA.load({"patient": patient, "results": {"platelets": 120}})
 
 
@@ -144,17 +196,23 @@ def test_male_marked_pregnant_is_refused_naming_the_field() -> None:
 SAMPLE = "sample_integrity_check"
 
 
-@pytest.mark.parametrize(("results", "present"), [
-    P({"mchc": 38.0}, False, id="§8 v2 MCHC 38.0 sent: on the bound, not above"),
-    P({"mchc": 38.1}, True, id="§8 v2 MCHC 38.1 sent: above 38.0"),
-    P({"mchc": 37.9}, False, id="§8 v2 MCHC 37.9 sent"),
-    P({"hemoglobin": 13.64, "hematocrit": 26.8}, True, id="§8 v2 issue 13: Hb 13.64 / Hct 26.8 (MCHC ~51)"),
-    P({"hemoglobin": 15.2, "hematocrit": 40.0}, False, id="§8 v2 computed MCHC 15.2/40 = 38.0 on the bound"),
-    P({"hemoglobin": 15.24, "hematocrit": 40.0}, True, id="§8 v2 computed MCHC 15.24/40 = 38.1"),
-    P({"hemoglobin": 13.64, "hematocrit": 26.8, "mchc": 34.0}, False,
-      id="§8 v2 MCHC as sent wins over the computed one"),
-    P({"hemoglobin": 13.64}, False, id="§8 v2 no MCHC and no haematocrit: nothing to compute"),
-])
+@pytest.mark.parametrize(
+    ("results", "present"),
+    [
+        P({"mchc": 38.0}, False, id="§8 v2 MCHC 38.0 sent: on the bound, not above"),
+        P({"mchc": 38.1}, True, id="§8 v2 MCHC 38.1 sent: above 38.0"),
+        P({"mchc": 37.9}, False, id="§8 v2 MCHC 37.9 sent"),
+        P({"hemoglobin": 13.64, "hematocrit": 26.8}, True, id="§8 v2 issue 13: Hb 13.64 / Hct 26.8 (MCHC ~51)"),
+        P({"hemoglobin": 15.2, "hematocrit": 40.0}, False, id="§8 v2 computed MCHC 15.2/40 = 38.0 on the bound"),
+        P({"hemoglobin": 15.24, "hematocrit": 40.0}, True, id="§8 v2 computed MCHC 15.24/40 = 38.1"),
+        P(
+            {"hemoglobin": 13.64, "hematocrit": 26.8, "mchc": 34.0},
+            False,
+            id="§8 v2 MCHC as sent wins over the computed one",
+        ),
+        P({"hemoglobin": 13.64}, False, id="§8 v2 no MCHC and no haematocrit: nothing to compute"),
+    ],
+)
 def test_sample_integrity_check(results: dict, present: bool) -> None:
     ans = interpret(cbc(female(), **results))
     assert (finding(ans, SAMPLE) is not None) is present

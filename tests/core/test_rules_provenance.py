@@ -24,16 +24,31 @@ P = pytest.param
 DOCS = [
     P(cbc(female(), full=True), id="normal"),
     P(cbc(female(), platelets=250.0), id="platelets only"),
-    P(cbc(female(), hemoglobin=9.0, wbc=1.5, neutrophils=0.1, platelets=5.0, reticulocytes=10.0,
-          lymphocytes=0.1, fever=True, lesions=[PETECHIAE, lesion("purpura", 4.0, palpable=True)],
-          clumps=True, marrow=(15.0, None)), id="everything low with red flags"),
+    P(
+        cbc(
+            female(),
+            hemoglobin=9.0,
+            wbc=1.5,
+            neutrophils=0.1,
+            platelets=5.0,
+            reticulocytes=10.0,
+            lymphocytes=0.1,
+            fever=True,
+            lesions=[PETECHIAE, lesion("purpura", 4.0, palpable=True)],
+            clumps=True,
+            marrow=(15.0, None),
+        ),
+        id="everything low with red flags",
+    ),
     P(cbc(male(8), platelets=12.0, lesions=[PETECHIAE]), id="child petechiae"),
     P(cbc(pregnant(2), full=True, platelets=110.0), id="gestational"),
     P(cbc(female(), full=True, platelets=1200.0, wbc=35.0), id="high criticals"),
     P(cbc(female(), hemoglobin=9.0, wbc=2.5, neutrophils=0.3, platelets=30.0), id="indeterminate"),
     P(cbc(female(duffy_null=None), full=True, neutrophils=1.2), id="duffy caveat"),
-    P(cbc(female(), full=True, hemoglobin=9.0, wbc=3.0, neutrophils=1.0, platelets=60.0,
-          reticulocytes=80.0), id="not severe"),
+    P(
+        cbc(female(), full=True, hemoglobin=9.0, wbc=3.0, neutrophils=1.0, platelets=60.0, reticulocytes=80.0),
+        id="not severe",
+    ),
 ]
 
 
@@ -66,6 +81,7 @@ def test_findings_carry_rule_and_source(doc: dict) -> None:
 def test_documents_answered_in_order() -> None:
     from tests.core.rules_helpers import interpret_many
 
-    answers = interpret_many([cbc(female(), platelets=10.0), cbc(female(), platelets=250.0),
-                              cbc(female(), platelets=460.0)])
+    answers = interpret_many(
+        [cbc(female(), platelets=10.0), cbc(female(), platelets=250.0), cbc(female(), platelets=460.0)]
+    )
     assert [a["analytes"]["platelets"]["value"] for a in answers] == [10.0, 250.0, 460.0]

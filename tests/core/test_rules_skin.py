@@ -17,15 +17,18 @@ from tests.core.rules_helpers import (
 P = pytest.param
 
 
-@pytest.mark.parametrize(("size", "typ"), [
-    P(0.5, "petechiae", id="§7 size typing: 0.5 mm petechiae (< 2)"),
-    P(1.9, "petechiae", id="§7 size typing: 1.9 mm petechiae (< 2)"),
-    P(2.0, "purpura", id="§7 size typing: 2 mm purpura (2-10)"),
-    P(5.0, "purpura", id="§7 size typing: 5 mm purpura"),
-    P(10.0, "purpura", id="§7 size typing: 10 mm purpura (on bound)"),
-    P(10.1, "ecchymosis", id="§7 size typing: 10.1 mm ecchymosis (> 10)"),
-    P(30.0, "ecchymosis", id="§7 size typing: 30 mm ecchymosis"),
-])
+@pytest.mark.parametrize(
+    ("size", "typ"),
+    [
+        P(0.5, "petechiae", id="§7 size typing: 0.5 mm petechiae (< 2)"),
+        P(1.9, "petechiae", id="§7 size typing: 1.9 mm petechiae (< 2)"),
+        P(2.0, "purpura", id="§7 size typing: 2 mm purpura (2-10)"),
+        P(5.0, "purpura", id="§7 size typing: 5 mm purpura"),
+        P(10.0, "purpura", id="§7 size typing: 10 mm purpura (on bound)"),
+        P(10.1, "ecchymosis", id="§7 size typing: 10.1 mm ecchymosis (> 10)"),
+        P(30.0, "ecchymosis", id="§7 size typing: 30 mm ecchymosis"),
+    ],
+)
 def test_lesion_type_from_size(size: float, typ: str) -> None:
     ans = interpret(cbc(female(40), platelets=250.0, lesions=[lesion(None, size, site="shin")]))
     (out,) = ans["skin"]["lesions"]
@@ -41,11 +44,14 @@ def test_lesion_output_echoes_site() -> None:
     assert ans["skin"]["lesions"][0]["site"] == "shin"
 
 
-@pytest.mark.parametrize("typ", [
-    P("petechiae", id="§7 given type petechiae kept"),
-    P("purpura", id="§7 given type purpura kept"),
-    P("ecchymosis", id="§7 given type ecchymosis kept"),
-])
+@pytest.mark.parametrize(
+    "typ",
+    [
+        P("petechiae", id="§7 given type petechiae kept"),
+        P("purpura", id="§7 given type purpura kept"),
+        P("ecchymosis", id="§7 given type ecchymosis kept"),
+    ],
+)
 def test_given_type_is_kept(typ: str) -> None:
     ans = interpret(cbc(female(40), platelets=250.0, lesions=[lesion(typ, None)]))
     (out,) = ans["skin"]["lesions"]
@@ -56,34 +62,40 @@ def test_given_type_is_kept(typ: str) -> None:
 
 def test_blanching_lesion_not_hemorrhagic_not_attributed() -> None:
     # §7 "a lesion reported as blanching is not haemorrhagic and is not attributed to platelets"
-    ans = interpret(cbc(female(40), platelets=5.0,
-                        lesions=[lesion(None, 1.5, blanching=True)]))
+    ans = interpret(cbc(female(40), platelets=5.0, lesions=[lesion(None, 1.5, blanching=True)]))
     skin = ans["skin"]
     assert skin["lesions"][0]["hemorrhagic"] is False
     assert skin["attribution"] == "none"
     assert skin["escalate"] is False
 
 
-@pytest.mark.parametrize(("palpable", "present"), [
-    P(True, True, id="§7 palpable purpura -> vasculitis_pattern"),
-    P(False, False, id="§7 non-palpable purpura -> no vasculitis_pattern"),
-])
+@pytest.mark.parametrize(
+    ("palpable", "present"),
+    [
+        P(True, True, id="§7 palpable purpura -> vasculitis_pattern"),
+        P(False, False, id="§7 non-palpable purpura -> no vasculitis_pattern"),
+    ],
+)
 def test_palpable_purpura_vasculitis_pattern(palpable: bool, present: bool) -> None:
-    ans = interpret(cbc(female(40), platelets=250.0,
-                        lesions=[lesion("purpura", 4.0, palpable=palpable, site="buttocks")]))
+    ans = interpret(
+        cbc(female(40), platelets=250.0, lesions=[lesion("purpura", 4.0, palpable=palpable, site="buttocks")])
+    )
     assert (finding(ans, "vasculitis_pattern") is not None) is present
 
 
-@pytest.mark.parametrize(("plt", "attribution", "escalate"), [
-    P(5.0, "consistent", True, id="§7 attribution <20 consistent; <10 escalate (5)"),
-    P(9.9, "consistent", True, id="§7 attribution: 9.9 < 10 escalate"),
-    P(10.0, "consistent", False, id="§7 attribution: 10 consistent, no escalate"),
-    P(19.9, "consistent", False, id="§7 attribution: 19.9 < 20 consistent"),
-    P(20.0, "may_contribute", False, id="§7 attribution 20-49 may contribute (20)"),
-    P(49.9, "may_contribute", False, id="§7 attribution: 49.9 may contribute"),
-    P(50.0, "not_explained", False, id="§7 attribution >=50 not explained (50)"),
-    P(250.0, "not_explained", False, id="§7 attribution: 250 not explained"),
-])
+@pytest.mark.parametrize(
+    ("plt", "attribution", "escalate"),
+    [
+        P(5.0, "consistent", True, id="§7 attribution <20 consistent; <10 escalate (5)"),
+        P(9.9, "consistent", True, id="§7 attribution: 9.9 < 10 escalate"),
+        P(10.0, "consistent", False, id="§7 attribution: 10 consistent, no escalate"),
+        P(19.9, "consistent", False, id="§7 attribution: 19.9 < 20 consistent"),
+        P(20.0, "may_contribute", False, id="§7 attribution 20-49 may contribute (20)"),
+        P(49.9, "may_contribute", False, id="§7 attribution: 49.9 may contribute"),
+        P(50.0, "not_explained", False, id="§7 attribution >=50 not explained (50)"),
+        P(250.0, "not_explained", False, id="§7 attribution: 250 not explained"),
+    ],
+)
 def test_attribution_bands(plt: float, attribution: str, escalate: bool) -> None:
     skin = interpret(cbc(female(40), platelets=plt, lesions=[PETECHIAE]))["skin"]
     assert skin["attribution"] == attribution
@@ -96,10 +108,13 @@ def test_attribution_not_assessed_without_platelets() -> None:
     assert skin["expected_band"] is None
 
 
-@pytest.mark.parametrize("lesions", [
-    P(None, id="§7 no skin data -> attribution none"),
-    P([], id="§7 empty lesion list -> attribution none"),
-])
+@pytest.mark.parametrize(
+    "lesions",
+    [
+        P(None, id="§7 no skin data -> attribution none"),
+        P([], id="§7 empty lesion list -> attribution none"),
+    ],
+)
 def test_attribution_none_without_lesions(lesions: list | None) -> None:
     skin = interpret(cbc(female(40), platelets=5.0, lesions=lesions))["skin"]
     assert skin["attribution"] == "none"
@@ -114,16 +129,19 @@ def test_not_explained_lists_other_causes() -> None:
         assert cause in txt, cause
 
 
-@pytest.mark.parametrize(("plt", "band"), [
-    P(9.9, "severe", id="§7 expected band <10 severe"),
-    P(10.0, "spontaneous", id="§7 expected band 10-19 spontaneous (10)"),
-    P(12.0, "spontaneous", id="§7 expected band: 12 spontaneous"),
-    P(19.9, "spontaneous", id="§7 expected band: 19.9 spontaneous"),
-    P(20.0, "minor_trauma", id="§7 expected band 20-49 minor trauma (20)"),
-    P(49.9, "minor_trauma", id="§7 expected band: 49.9 minor trauma"),
-    P(50.0, "none", id="§7 expected band >=50 none"),
-    P(250.0, "none", id="§7 expected band: 250 none"),
-])
+@pytest.mark.parametrize(
+    ("plt", "band"),
+    [
+        P(9.9, "severe", id="§7 expected band <10 severe"),
+        P(10.0, "spontaneous", id="§7 expected band 10-19 spontaneous (10)"),
+        P(12.0, "spontaneous", id="§7 expected band: 12 spontaneous"),
+        P(19.9, "spontaneous", id="§7 expected band: 19.9 spontaneous"),
+        P(20.0, "minor_trauma", id="§7 expected band 20-49 minor trauma (20)"),
+        P(49.9, "minor_trauma", id="§7 expected band: 49.9 minor trauma"),
+        P(50.0, "none", id="§7 expected band >=50 none"),
+        P(250.0, "none", id="§7 expected band: 250 none"),
+    ],
+)
 def test_expected_band_without_skin_data(plt: float, band: str) -> None:
     skin = interpret(cbc(female(40), platelets=plt))["skin"]
     assert skin["expected_band"] == band

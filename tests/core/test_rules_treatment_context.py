@@ -36,24 +36,63 @@ def aplastic_words(ans: dict[str, Any]) -> str:
 # --- §11 critical values during myelosuppressive treatment ------------------------------------
 
 
-@pytest.mark.parametrize(("results", "name", "therapy", "urgency"), [
-    P(dict(neutrophils=0.49), "neutrophils", True, "urgent",
-      id="§11 v2 neutrophils 0.49 (< 0.5 critical) on treatment: nadir, urgent"),
-    P(dict(neutrophils=0.49), "neutrophils", False, "immediate",
-      id="§3 v2 neutrophils 0.49 treatment false: new critical, immediate"),
-    P(dict(neutrophils=0.49), "neutrophils", None, "immediate",
-      id="§3 v2 neutrophils 0.49 treatment not stated: immediate"),
-    P(dict(neutrophils=0.5), "neutrophils", True, "soon",
-      id="§11 v2 neutrophils 0.5 on the limit: not critical, neutropenia < 1.0 soon"),
-    P(dict(platelets=19.9), "platelets", True, "urgent",
-      id="§11 v2 platelets 19.9 (< 20 critical) on treatment: urgent"),
-    P(dict(platelets=20.0), "platelets", True, "soon",
-      id="§11 v2 platelets 20 on the limit: thrombocytopenia < 100 soon"),
-    P(dict(platelets=19.9), "platelets", False, "immediate",
-      id="§3 v2 platelets 19.9 without treatment: immediate"),
-])
-def test_critical_low_count_on_treatment_is_a_possible_nadir(results: dict, name: str, therapy: bool | None,
-                                                             urgency: str) -> None:
+@pytest.mark.parametrize(
+    ("results", "name", "therapy", "urgency"),
+    [
+        P(
+            dict(neutrophils=0.49),
+            "neutrophils",
+            True,
+            "urgent",
+            id="§11 v2 neutrophils 0.49 (< 0.5 critical) on treatment: nadir, urgent",
+        ),
+        P(
+            dict(neutrophils=0.49),
+            "neutrophils",
+            False,
+            "immediate",
+            id="§3 v2 neutrophils 0.49 treatment false: new critical, immediate",
+        ),
+        P(
+            dict(neutrophils=0.49),
+            "neutrophils",
+            None,
+            "immediate",
+            id="§3 v2 neutrophils 0.49 treatment not stated: immediate",
+        ),
+        P(
+            dict(neutrophils=0.5),
+            "neutrophils",
+            True,
+            "soon",
+            id="§11 v2 neutrophils 0.5 on the limit: not critical, neutropenia < 1.0 soon",
+        ),
+        P(
+            dict(platelets=19.9),
+            "platelets",
+            True,
+            "urgent",
+            id="§11 v2 platelets 19.9 (< 20 critical) on treatment: urgent",
+        ),
+        P(
+            dict(platelets=20.0),
+            "platelets",
+            True,
+            "soon",
+            id="§11 v2 platelets 20 on the limit: thrombocytopenia < 100 soon",
+        ),
+        P(
+            dict(platelets=19.9),
+            "platelets",
+            False,
+            "immediate",
+            id="§3 v2 platelets 19.9 without treatment: immediate",
+        ),
+    ],
+)
+def test_critical_low_count_on_treatment_is_a_possible_nadir(
+    results: dict, name: str, therapy: bool | None, urgency: str
+) -> None:
     ans = interpret(treated(cbc(female(), full=True, **results), therapy))
     assert ans["urgency"] == urgency
     critical = finding(ans, "critical_value")
@@ -69,10 +108,13 @@ def test_critical_low_count_on_treatment_is_a_possible_nadir(results: dict, name
         assert critical is None
 
 
-@pytest.mark.parametrize(("wbc", "urgency", "critical"), [
-    P(1.99, "urgent", True, id="§11 v2 WBC 1.99 (< 2.0 critical) on treatment: nadir, urgent"),
-    P(2.0, "routine", False, id="§11 v2 WBC 2.0 on the limit: leukopenia only, routine"),
-])
+@pytest.mark.parametrize(
+    ("wbc", "urgency", "critical"),
+    [
+        P(1.99, "urgent", True, id="§11 v2 WBC 1.99 (< 2.0 critical) on treatment: nadir, urgent"),
+        P(2.0, "routine", False, id="§11 v2 WBC 2.0 on the limit: leukopenia only, routine"),
+    ],
+)
 def test_critical_low_wbc_on_treatment(wbc: float, urgency: str, critical: bool) -> None:
     ans = interpret(treated(cbc(female(), wbc=wbc)))
     assert ans["urgency"] == urgency
@@ -81,11 +123,14 @@ def test_critical_low_wbc_on_treatment(wbc: float, urgency: str, critical: bool)
     assert analyte(ans, "wbc")["ctcae_grade"] == (3 if wbc < 2.0 else 2)  # §4 CTCAE WBC 3 = < 2.0-1.0
 
 
-@pytest.mark.parametrize(("results", "reason"), [
-    P(dict(hemoglobin=6.99), "new_critical_value", id="§11 v2 Hb 6.99 critical on treatment stays immediate"),
-    P(dict(platelets=1000.0), "new_critical_value", id="§11 v2 platelets 1000 (high) stays immediate"),
-    P(dict(wbc=30.1), "new_critical_value", id="§11 v2 WBC 30.1 (high) stays immediate"),
-])
+@pytest.mark.parametrize(
+    ("results", "reason"),
+    [
+        P(dict(hemoglobin=6.99), "new_critical_value", id="§11 v2 Hb 6.99 critical on treatment stays immediate"),
+        P(dict(platelets=1000.0), "new_critical_value", id="§11 v2 platelets 1000 (high) stays immediate"),
+        P(dict(wbc=30.1), "new_critical_value", id="§11 v2 WBC 30.1 (high) stays immediate"),
+    ],
+)
 def test_other_critical_values_are_unchanged_by_treatment(results: dict, reason: str) -> None:
     ans = interpret(treated(cbc(female(), full=True, **results)))
     assert ans["urgency"] == "immediate"
@@ -146,14 +191,16 @@ def test_issue_wbc_0_3_after_chemotherapy_is_not_very_severe_aplastic() -> None:
     assert ans["urgency"] == "urgent"  # pancytopenia and the nadir both ask for urgent (§9, §11)
 
 
-@pytest.mark.parametrize(("wbc", "high", "assessment"), [
-    P(11.1, 11.0, "not_applicable", id="§6 v2 WBC 11.1 above the lab's upper limit 11.0: not_applicable"),
-    P(11.0, 11.0, "severe", id="§6 v2 WBC 11.0 on the upper limit: assessed (severe)"),
-    P(10.9, 11.0, "severe", id="§6 v2 WBC 10.9 below the upper limit: assessed"),
-])
+@pytest.mark.parametrize(
+    ("wbc", "high", "assessment"),
+    [
+        P(11.1, 11.0, "not_applicable", id="§6 v2 WBC 11.1 above the lab's upper limit 11.0: not_applicable"),
+        P(11.0, 11.0, "severe", id="§6 v2 WBC 11.0 on the upper limit: assessed (severe)"),
+        P(10.9, 11.0, "severe", id="§6 v2 WBC 10.9 below the upper limit: assessed"),
+    ],
+)
 def test_wbc_above_the_upper_limit_is_not_applicable(wbc: float, high: float, assessment: str) -> None:
-    ans = interpret(cbc(female(), wbc=res(wbc, low=4.0, high=high), neutrophils=0.3, platelets=15.0,
-                        hemoglobin=8.0))
+    ans = interpret(cbc(female(), wbc=res(wbc, low=4.0, high=high), neutrophils=0.3, platelets=15.0, hemoglobin=8.0))
     aa = ans["aplastic_anemia"]
     assert aa["assessment"] == assessment
     if assessment == "not_applicable":
@@ -190,7 +237,6 @@ def test_not_applicable_reasons_is_a_hook_computed_from_columns() -> None:
     assert all("aplastic" not in r.text.lower() for r in NOT_APPLICABLE_REASONS)
 
 
-
 def test_a_laboratory_low_critical_flag_on_treatment_is_a_possible_nadir() -> None:
     # §3 v2 a laboratory LL flag is a critical value (FHIR spec example: neutrophils 0.9 LL);
     # §11 v2 a critical neutrophil count during myelosuppressive treatment asks for urgent, not immediate
@@ -200,9 +246,15 @@ def test_a_laboratory_low_critical_flag_on_treatment_is_a_possible_nadir() -> No
     from labservice.core.render import render_interpretations
     from labservice.core.table import LAB_FLAG_CODES
 
-    frame = pd.DataFrame({"sex": ["female"] * 2, "age_years": [40.0] * 2, "neutrophils": [0.9, 0.9],
-                          "neutrophils_lab_flag": [LAB_FLAG_CODES["LL"]] * 2,
-                          "myelosuppressive_therapy": [1.0, 0.0]})
+    frame = pd.DataFrame(
+        {
+            "sex": ["female"] * 2,
+            "age_years": [40.0] * 2,
+            "neutrophils": [0.9, 0.9],
+            "neutrophils_lab_flag": [LAB_FLAG_CODES["LL"]] * 2,
+            "myelosuppressive_therapy": [1.0, 0.0],
+        }
+    )
     treated, untreated = render_interpretations(interpret_cbc_table(frame))
     assert finding(treated, "critical_value") is not None and finding(untreated, "critical_value") is not None
     assert treated["urgency"] == "urgent" and NADIR in treated["urgency_reasons"]

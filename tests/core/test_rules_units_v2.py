@@ -20,11 +20,14 @@ P = pytest.param
 # inside the range". mmol/L / 0.6206 = g/dL [S16].
 
 
-@pytest.mark.parametrize(("mmol", "g_dl", "flag"), [
-    P(9.308, 14.9984, "N", id="§1 v2 9.308 mmol/L = 14.9984 g/dL below the bound 15.0 -> N"),
-    P(9.309, 15.0, "N", id="§1 v2 9.309 mmol/L = 15.0 g/dL on the bound -> N"),
-    P(9.310, 15.0016, "H", id="§1 v2 9.310 mmol/L = 15.0016 g/dL above the bound 15.0 -> H"),
-])
+@pytest.mark.parametrize(
+    ("mmol", "g_dl", "flag"),
+    [
+        P(9.308, 14.9984, "N", id="§1 v2 9.308 mmol/L = 14.9984 g/dL below the bound 15.0 -> N"),
+        P(9.309, 15.0, "N", id="§1 v2 9.309 mmol/L = 15.0 g/dL on the bound -> N"),
+        P(9.310, 15.0016, "H", id="§1 v2 9.310 mmol/L = 15.0016 g/dL above the bound 15.0 -> H"),
+    ],
+)
 def test_hemoglobin_in_mmol_is_exact_on_the_upper_bound(mmol: float, g_dl: float, flag: str) -> None:
     a = analyte(interpret(cbc(female(), hemoglobin=res(mmol, "mmol/L"))), "hemoglobin")
     assert a["value"] == g_dl
@@ -32,10 +35,13 @@ def test_hemoglobin_in_mmol_is_exact_on_the_upper_bound(mmol: float, g_dl: float
     assert a["reference_range"]["high"] == 15.0
 
 
-@pytest.mark.parametrize(("mmol", "g_dl"), [
-    P(18.617, 29.9984, id="§1 v2 18.617 mmol/L = 29.9984 g/dL: plausible"),
-    P(18.618, 30.0, id="§1 v2 18.618 mmol/L = 30.0 g/dL: on the limit (haemoglobin > 30 is implausible)"),
-])
+@pytest.mark.parametrize(
+    ("mmol", "g_dl"),
+    [
+        P(18.617, 29.9984, id="§1 v2 18.617 mmol/L = 29.9984 g/dL: plausible"),
+        P(18.618, 30.0, id="§1 v2 18.618 mmol/L = 30.0 g/dL: on the limit (haemoglobin > 30 is implausible)"),
+    ],
+)
 def test_hemoglobin_up_to_30_g_dl_after_conversion_is_plausible(mmol: float, g_dl: float) -> None:
     a = analyte(interpret(cbc(male(), hemoglobin=res(mmol, "mmol/L"))), "hemoglobin")
     assert a["value"] == g_dl
@@ -49,13 +55,15 @@ def test_hemoglobin_above_30_g_dl_after_conversion_is_refused() -> None:
     assert "results.hemoglobin.value" in caught.value.errors
 
 
-@pytest.mark.parametrize(("low_mmol", "value_mmol", "flag"), [
-    P(7.447, 7.447, "N", id="§1 v2 a lab low bound converted like the value: on it -> N"),
-    P(7.447, 7.446, "L", id="§1 v2 one step below the converted lab bound -> L"),
-])
+@pytest.mark.parametrize(
+    ("low_mmol", "value_mmol", "flag"),
+    [
+        P(7.447, 7.447, "N", id="§1 v2 a lab low bound converted like the value: on it -> N"),
+        P(7.447, 7.446, "L", id="§1 v2 one step below the converted lab bound -> L"),
+    ],
+)
 def test_a_laboratory_range_is_converted_and_rounded_like_the_value(low_mmol, value_mmol, flag) -> None:
-    a = analyte(interpret(cbc(female(), hemoglobin=res(value_mmol, "mmol/L", low=low_mmol, high=9.309))),
-                "hemoglobin")
+    a = analyte(interpret(cbc(female(), hemoglobin=res(value_mmol, "mmol/L", low=low_mmol, high=9.309))), "hemoglobin")
     assert a["reference_range"]["origin"] == "laboratory"
     assert a["flag"] == flag
 
@@ -79,13 +87,17 @@ def test_giga_per_litre_stays_a_count_unit(unit: str) -> None:
     assert analyte(interpret(cbc(female(), platelets=res(250, unit))), "platelets")["value"] == 250.0
 
 
-@pytest.mark.parametrize(("name", "value", "canonical"), [
-    P("hemoglobin", 125, 12.5, id="§1 v2 g/L valid for haemoglobin (125 g/L = 12.5 g/dL)"),
-    P("mchc", 330, 33.0, id="§1 v2 g/L valid for MCHC (330 g/L = 33.0 g/dL)"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "canonical"),
+    [
+        P("hemoglobin", 125, 12.5, id="§1 v2 g/L valid for haemoglobin (125 g/L = 12.5 g/dL)"),
+        P("mchc", 330, 33.0, id="§1 v2 g/L valid for MCHC (330 g/L = 33.0 g/dL)"),
+    ],
+)
 @pytest.mark.parametrize("unit", ["g/L", "g/l"])
-def test_grams_per_litre_stays_valid_for_haemoglobin_and_mchc(name: str, value: float, canonical: float,
-                                                              unit: str) -> None:
+def test_grams_per_litre_stays_valid_for_haemoglobin_and_mchc(
+    name: str, value: float, canonical: float, unit: str
+) -> None:
     assert analyte(interpret(cbc(female(), **{name: res(value, unit)})), name)["value"] == canonical
 
 
@@ -96,10 +108,13 @@ def test_grams_per_litre_stays_valid_for_haemoglobin_and_mchc(name: str, value: 
 # differential of very few cells."
 
 
-@pytest.mark.parametrize(("wbc", "pct", "absolute"), [
-    P(5.0, 20.0, 1.0, id="§1 v2 derived lymphocytes = 5.0 x 20 / 100 = 1.0"),
-    P(6.0, 15.0, 0.9, id="§1 v2 derived lymphocytes = 6.0 x 15 / 100 = 0.9"),
-])
+@pytest.mark.parametrize(
+    ("wbc", "pct", "absolute"),
+    [
+        P(5.0, 20.0, 1.0, id="§1 v2 derived lymphocytes = 5.0 x 20 / 100 = 1.0"),
+        P(6.0, 15.0, 0.9, id="§1 v2 derived lymphocytes = 6.0 x 15 / 100 = 0.9"),
+    ],
+)
 def test_derived_lymphocytes(wbc: float, pct: float, absolute: float) -> None:
     ans = interpret(cbc(female(), wbc=wbc, lymphocytes_percent=pct))
     a = analyte(ans, "lymphocytes")
@@ -118,11 +133,14 @@ def test_measured_lymphocytes_are_not_overwritten_by_the_percentage() -> None:
     assert a["value"] == 2.0 and a["derived"] is False and "imprecise" not in a
 
 
-@pytest.mark.parametrize(("wbc", "imprecise"), [
-    P(0.99, True, id="§1 v2 WBC 0.99 below 1.0 -> imprecise"),
-    P(1.0, False, id="§1 v2 WBC 1.0 on the bound (not below) -> precise"),
-    P(1.01, False, id="§1 v2 WBC 1.01 above -> precise"),
-])
+@pytest.mark.parametrize(
+    ("wbc", "imprecise"),
+    [
+        P(0.99, True, id="§1 v2 WBC 0.99 below 1.0 -> imprecise"),
+        P(1.0, False, id="§1 v2 WBC 1.0 on the bound (not below) -> precise"),
+        P(1.01, False, id="§1 v2 WBC 1.01 above -> precise"),
+    ],
+)
 @pytest.mark.parametrize("name", ["neutrophils", "lymphocytes"])
 def test_a_count_derived_from_a_wbc_below_1_is_imprecise(wbc: float, imprecise: bool, name: str) -> None:
     ans = interpret(cbc(female(), wbc=wbc, **{f"{name}_percent": 30.0}))
@@ -150,12 +168,15 @@ def test_a_measured_count_is_never_marked_imprecise() -> None:
 # only against a lab-sent range (there is no fallback row)."
 
 
-@pytest.mark.parametrize(("value", "flag"), [
-    P(38.9, "L", id="§1 v2 RDW-SD 38.9 below the lab range 39-46 -> L"),
-    P(39.0, "N", id="§1 v2 RDW-SD 39.0 on the lab low -> N"),
-    P(46.0, "N", id="§1 v2 RDW-SD 46.0 on the lab high -> N"),
-    P(46.1, "H", id="§1 v2 RDW-SD 46.1 above the lab range -> H"),
-])
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [
+        P(38.9, "L", id="§1 v2 RDW-SD 38.9 below the lab range 39-46 -> L"),
+        P(39.0, "N", id="§1 v2 RDW-SD 39.0 on the lab low -> N"),
+        P(46.0, "N", id="§1 v2 RDW-SD 46.0 on the lab high -> N"),
+        P(46.1, "H", id="§1 v2 RDW-SD 46.1 above the lab range -> H"),
+    ],
+)
 def test_rdw_sd_is_flagged_against_the_laboratory_range(value: float, flag: str) -> None:
     a = analyte(interpret(cbc(female(), rdw_sd=res(value, "fL", low=39.0, high=46.0))), "rdw_sd")
     assert a["unit"] == "fL" and a["flag"] == flag
@@ -214,11 +235,14 @@ def test_a_critical_text_does_not_round_onto_its_threshold() -> None:
 # api-contract v2: "a rule whose input is missing lists it as not assessed"; §7 fever with neutrophils <= 0.5.
 
 
-@pytest.mark.parametrize(("neutrophils", "listed"), [
-    P(0.49, True, id="§7 0.49 <= 0.5, fever not stated -> not assessed"),
-    P(0.5, True, id="§7 0.5 on the bound (at or below), fever not stated -> not assessed"),
-    P(0.51, False, id="§7 0.51 above 0.5 -> decided (no febrile neutropenia whatever the fever)"),
-])
+@pytest.mark.parametrize(
+    ("neutrophils", "listed"),
+    [
+        P(0.49, True, id="§7 0.49 <= 0.5, fever not stated -> not assessed"),
+        P(0.5, True, id="§7 0.5 on the bound (at or below), fever not stated -> not assessed"),
+        P(0.51, False, id="§7 0.51 above 0.5 -> decided (no febrile neutropenia whatever the fever)"),
+    ],
+)
 def test_febrile_neutropenia_is_not_assessed_when_fever_is_not_stated(neutrophils: float, listed: bool) -> None:
     ans = interpret(cbc(female(), neutrophils=neutrophils))
     assert (not_assessed(ans, "febrile_neutropenia") is not None) is listed

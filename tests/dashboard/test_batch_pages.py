@@ -41,8 +41,11 @@ def client(make_app, database_url: str) -> FlaskClient:
 
 
 def upload(client: FlaskClient, data: bytes, name: str = "ward-7 results.csv", mapping: str = "", query: str = ""):
-    return client.post(f"/dashboard/batches{query}", data=form(client, file=(io.BytesIO(data), name), mapping=mapping),
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/dashboard/batches{query}",
+        data=form(client, file=(io.BytesIO(data), name), mapping=mapping),
+        content_type="multipart/form-data",
+    )
 
 
 def uploaded(client: FlaskClient, data: bytes, **kwargs: Any) -> str:
@@ -131,8 +134,10 @@ def test_every_rejected_row_is_listed_a_page_at_a_time_with_its_line_ids_and_err
     # Each pager keeps the other table's page.
     both = client.get(location + "?page=4&rejected_page=2").text
     assert pager(both, "rejected_page") == {"prev": f"{location}?page=4#rejected"}
-    assert pager(both, "page") == {"prev": f"{location}?page=3&rejected_page=2#results",
-                                   "next": f"{location}?page=5&rejected_page=2#results"}
+    assert pager(both, "page") == {
+        "prev": f"{location}?page=3&rejected_page=2#results",
+        "next": f"{location}?page=5&rejected_page=2#results",
+    }
 
 
 def test_a_batch_whose_rows_were_not_stored_links_no_patient(client):
@@ -178,8 +183,12 @@ def test_the_windows_1252_encoding_is_named_on_the_page(client):
 @pytest.fixture
 def queued_client(make_app, tmp_path: Path) -> FlaskClient:
     """Uploads wait in a SQLite queue file for a worker that is not started: their jobs stay queued."""
-    app = make_app(SECRET_KEY="test-secret", JOB_QUEUE=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
-                   JOB_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}", INSTANCE_PATH=str(tmp_path / "instance"))
+    app = make_app(
+        SECRET_KEY="test-secret",
+        JOB_QUEUE=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
+        JOB_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
+        INSTANCE_PATH=str(tmp_path / "instance"),
+    )
     return app.test_client()
 
 

@@ -26,9 +26,11 @@ from labservice.dashboard.charts import (
 )
 
 TOP, BOTTOM = 16.0, 204.0
-PLATELET_LINES = [Line(150, "thrombocytopenia", "thrombocytopenia"),
-                  Line(50, "marrow-failure range", "marrow_failure_platelets"),
-                  Line(20, "critical", "critical_platelets_low")]
+PLATELET_LINES = [
+    Line(150, "thrombocytopenia", "thrombocytopenia"),
+    Line(50, "marrow-failure range", "marrow_failure_platelets"),
+    Line(20, "critical", "critical_platelets_low"),
+]
 
 
 def at(day: int, hour: int = 8) -> datetime:
@@ -39,16 +41,19 @@ def parse(svg: str) -> ET.Element:
     return ET.fromstring(svg)
 
 
-@pytest.mark.parametrize(("value", "high", "y"), [
-    (0, 250, BOTTOM),
-    (250, 250, TOP),
-    (150, 250, 204 - 150 / 250 * 188),  # 91.2
-    (50, 250, 204 - 50 / 250 * 188),  # 166.4
-    (20, 250, 204 - 20 / 250 * 188),  # 188.96
-    (1.5, 5, 204 - 1.5 / 5 * 188),  # 147.6
-    (0.5, 5, 204 - 0.5 / 5 * 188),  # 185.2
-    (12, 20, 204 - 12 / 20 * 188),  # 91.2
-])
+@pytest.mark.parametrize(
+    ("value", "high", "y"),
+    [
+        (0, 250, BOTTOM),
+        (250, 250, TOP),
+        (150, 250, 204 - 150 / 250 * 188),  # 91.2
+        (50, 250, 204 - 50 / 250 * 188),  # 166.4
+        (20, 250, 204 - 20 / 250 * 188),  # 188.96
+        (1.5, 5, 204 - 1.5 / 5 * 188),  # 147.6
+        (0.5, 5, 204 - 0.5 / 5 * 188),  # 185.2
+        (12, 20, 204 - 12 / 20 * 188),  # 91.2
+    ],
+)
 def test_a_value_maps_to_its_y(value, high, y):
     assert Scale(0, high, Frame()).y(value) == pytest.approx(y)
 
@@ -58,10 +63,24 @@ def test_higher_values_are_higher_on_the_page():
     assert scale.y(150) < scale.y(50) < scale.y(20) < scale.y(0)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (0.4, 0.5), (0.5, 0.5), (1.1, 2), (2.2, 2.5), (3.3, 5), (7, 10), (10, 10), (15.4, 20), (165, 200),
-    (231, 250), (462, 500), (0, 1), (-3, 1),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.4, 0.5),
+        (0.5, 0.5),
+        (1.1, 2),
+        (2.2, 2.5),
+        (3.3, 5),
+        (7, 10),
+        (10, 10),
+        (15.4, 20),
+        (165, 200),
+        (231, 250),
+        (462, 500),
+        (0, 1),
+        (-3, 1),
+    ],
+)
 def test_nice_ceiling(value, expected):
     assert nice_ceiling(value) == pytest.approx(expected)
 
@@ -90,8 +109,9 @@ def test_x_positions_follow_time():
 
 
 def test_threshold_lines_are_drawn_at_their_values():
-    svg = parse(trend_chart("chart-platelets", "Platelets", "×10⁹/L", [Point(at(1), 210), Point(at(3), 45)],
-                            PLATELET_LINES))
+    svg = parse(
+        trend_chart("chart-platelets", "Platelets", "×10⁹/L", [Point(at(1), 210), Point(at(3), 45)], PLATELET_LINES)
+    )
     assert svg.get("data-high") == "250"
     lines = {line.get("data-key"): line for line in svg.iter("line") if line.get("class") == "threshold"}
     assert set(lines) == {"thrombocytopenia", "marrow_failure_platelets", "critical_platelets_low"}
@@ -111,13 +131,20 @@ def test_points_carry_a_tooltip_and_sit_at_their_value():
 
 
 def test_the_svg_is_an_image_with_a_summary_and_a_description():
-    svg = parse(trend_chart("chart-neutrophils", "Neutrophils", "×10⁹/L",
-                            [Point(at(1), 3.1), Point(at(2), 0.4)],
-                            [Line(1.5, "neutropenia", "neutropenia"),
-                             Line(0.5, "critical", "critical_neutrophils_low")]))
+    svg = parse(
+        trend_chart(
+            "chart-neutrophils",
+            "Neutrophils",
+            "×10⁹/L",
+            [Point(at(1), 3.1), Point(at(2), 0.4)],
+            [Line(1.5, "neutropenia", "neutropenia"), Line(0.5, "critical", "critical_neutrophils_low")],
+        )
+    )
     assert svg.get("role") == "img"
-    assert svg.get("aria-label") == ("Neutrophils (×10⁹/L): 2 results from 2026-11-01 to 2026-11-02; latest 0.4, "
-                                     "lowest 0.4, highest 3.1. Lines at 1.5 (neutropenia); 0.5 (critical).")
+    assert svg.get("aria-label") == (
+        "Neutrophils (×10⁹/L): 2 results from 2026-11-01 to 2026-11-02; latest 0.4, "
+        "lowest 0.4, highest 3.1. Lines at 1.5 (neutropenia); 0.5 (critical)."
+    )
     assert svg.get("aria-describedby") == "chart-neutrophils-desc"
     desc = svg.find("desc")
     assert desc.get("id") == "chart-neutrophils-desc"
@@ -129,14 +156,16 @@ def test_a_chart_with_no_values_says_so():
     svg = parse(trend_chart("c", "Haemoglobin", "g/dL", [], [Line(12, "anaemia cut-off", "anemia_cutoffs.csv")]))
     assert not list(svg.iter("circle"))
     assert "No results to plot" in "".join(svg.itertext())
-    assert svg.get("aria-label") == ("Haemoglobin (g/dL): no results with a collection time. "
-                                     "Lines at 12 (anaemia cut-off).")
+    assert svg.get("aria-label") == (
+        "Haemoglobin (g/dL): no results with a collection time. Lines at 12 (anaemia cut-off)."
+    )
     assert [line.get("data-value") for line in svg.iter("line") if line.get("class") == "threshold"] == ["12"]
 
 
 def test_one_result_is_placed_in_the_middle():
     assert summary("Platelets", "×10⁹/L", [Point(at(4), 120)], []) == (
-        "Platelets (×10⁹/L): 1 result, on 2026-11-04; latest 120, lowest 120, highest 120.")
+        "Platelets (×10⁹/L): 1 result, on 2026-11-04; latest 120, lowest 120, highest 120."
+    )
     svg = parse(trend_chart("c", "Platelets", "×10⁹/L", [Point(at(4), 120)], []))
     frame = Frame()
     (circle,) = svg.iter("circle")
@@ -184,12 +213,17 @@ def test_log_axis_bounds_and_ticks_are_1_2_5_steps():
     assert scale.y(10) == pytest.approx(BOTTOM) and scale.y(500) == pytest.approx(TOP)
 
 
-@pytest.mark.parametrize(("flag", "shape", "classes"), [
-    (None, "circle", {"point"}), ("N", "circle", {"point"}),
-    ("L", "polygon", {"point", "abnormal", "flag-L"}), ("H", "polygon", {"point", "abnormal", "flag-H"}),
-    ("LL", "polygon", {"point", "abnormal", "critical", "flag-LL"}),
-    ("HH", "polygon", {"point", "abnormal", "critical", "flag-HH"}),
-])
+@pytest.mark.parametrize(
+    ("flag", "shape", "classes"),
+    [
+        (None, "circle", {"point"}),
+        ("N", "circle", {"point"}),
+        ("L", "polygon", {"point", "abnormal", "flag-L"}),
+        ("H", "polygon", {"point", "abnormal", "flag-H"}),
+        ("LL", "polygon", {"point", "abnormal", "critical", "flag-LL"}),
+        ("HH", "polygon", {"point", "abnormal", "critical", "flag-HH"}),
+    ],
+)
 def test_abnormal_values_differ_in_shape_not_only_in_colour(flag, shape, classes):
     svg = parse(trend_chart("c", "Platelets", "x", [Point(at(1), 40, flag)], []))
     [mark] = [e for e in svg.iter() if "point" in (e.get("class") or "").split()]
@@ -243,17 +277,22 @@ def _label_extents(ticks: list[tuple[float, str]]) -> list[tuple[float, float]]:
 
     if len(ticks) == 1:
         return [(ticks[0][0] - W / 2, ticks[0][0] + W / 2)]
-    return [(x, x + W) if n == 0 else (x - W, x) if n == len(ticks) - 1 else (x - W / 2, x + W / 2)
-            for n, (x, _) in enumerate(ticks)]
+    return [
+        (x, x + W) if n == 0 else (x - W, x) if n == len(ticks) - 1 else (x - W / 2, x + W / 2)
+        for n, (x, _) in enumerate(ticks)
+    ]
 
 
-@pytest.mark.parametrize("days", [
-    [1, 4, 6, 8],            # the browser test's patient: 11-06 and 11-08 ran into each other before
-    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-    [1, 20, 21, 22],
-    [1, 2],                  # two days close together: the first and the last would overlap
-    [1, 30],
-])
+@pytest.mark.parametrize(
+    "days",
+    [
+        [1, 4, 6, 8],  # the browser test's patient: 11-06 and 11-08 ran into each other before
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        [1, 20, 21, 22],
+        [1, 2],  # two days close together: the first and the last would overlap
+        [1, 30],
+    ],
+)
 def test_date_labels_never_overlap_and_the_newest_is_always_labelled(days):
     """Issue 14 item 10, dates along the axis: a "2026-11-06" running into "2026-11-08" reads as neither. Whatever the
     spacing of the CBCs, the labels drawn do not overlap, and the newest day is always one of them."""

@@ -9,14 +9,17 @@ import pytest
 from labservice.dashboard.views import UNIT_TEXT, units_as_on_the_page
 
 
-@pytest.mark.parametrize(("engine", "page"), [
-    ("platelets 12 (< 20 10*9/L) [S6]", "platelets 12 (< 20 ×10⁹/L) [S6]"),
-    ("Platelets 35 x10^9/L (2026-11-20)", "Platelets 35 ×10⁹/L (2026-11-20)"),
-    ("neutrophils 0.4 10^9/L", "neutrophils 0.4 ×10⁹/L"),
-    ("RBC 3.1 x10^12/L, 3.1 10*12/L", "RBC 3.1 ×10¹²/L, 3.1 ×10¹²/L"),
-    ("haemoglobin 9.5 g/dL", "haemoglobin 9.5 g/dL"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("engine", "page"),
+    [
+        ("platelets 12 (< 20 10*9/L) [S6]", "platelets 12 (< 20 ×10⁹/L) [S6]"),
+        ("Platelets 35 x10^9/L (2026-11-20)", "Platelets 35 ×10⁹/L (2026-11-20)"),
+        ("neutrophils 0.4 10^9/L", "neutrophils 0.4 ×10⁹/L"),
+        ("RBC 3.1 x10^12/L, 3.1 10*12/L", "RBC 3.1 ×10¹²/L, 3.1 ×10¹²/L"),
+        ("haemoglobin 9.5 g/dL", "haemoglobin 9.5 g/dL"),
+        (None, ""),
+    ],
+)
 def test_every_spelling_of_the_engine_becomes_the_headers_one(engine, page):
     assert units_as_on_the_page(engine) == page
 

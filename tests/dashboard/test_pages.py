@@ -35,8 +35,16 @@ CSS = Path(__file__).resolve().parents[2] / "labservice" / "dashboard" / "static
 PLOT_TOP, PLOT_BOTTOM = 16.0, 204.0
 
 
-def cbc(patient_id: str, when: str | None, sex: str | None, age: float | None, platelets: float | None,
-        neutrophils: float | None, hemoglobin: float | None, **extra: Any) -> dict[str, Any]:
+def cbc(
+    patient_id: str,
+    when: str | None,
+    sex: str | None,
+    age: float | None,
+    platelets: float | None,
+    neutrophils: float | None,
+    hemoglobin: float | None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A CBC document in canonical units; `patient={...}` adds context (pregnancy...), other keywords go
     to the top level (skin...)."""
     person: dict[str, Any] = {"id": patient_id}
@@ -45,9 +53,11 @@ def cbc(patient_id: str, when: str | None, sex: str | None, age: float | None, p
     if age is not None:
         person["age_years"] = age
     person.update(extra.pop("patient", {}))
-    results = {name: value for name, value in
-               (("platelets", platelets), ("neutrophils", neutrophils), ("hemoglobin", hemoglobin))
-               if value is not None}
+    results = {
+        name: value
+        for name, value in (("platelets", platelets), ("neutrophils", neutrophils), ("hemoglobin", hemoglobin))
+        if value is not None
+    }
     doc: dict[str, Any] = {"patient": person, "results": results, **extra}
     if when:
         doc["collected_at"] = when
@@ -183,8 +193,12 @@ def test_root_redirects_to_the_worklist(sqlite_client):
 
 
 def test_pages_share_an_accessible_layout(seeded):
-    for url in ("/dashboard/", "/dashboard/patients/P-URG", "/dashboard/batches",
-                f"/dashboard/referrals/{referral_id(seeded, 'P-URG')}/status"):
+    for url in (
+        "/dashboard/",
+        "/dashboard/patients/P-URG",
+        "/dashboard/batches",
+        f"/dashboard/referrals/{referral_id(seeded, 'P-URG')}/status",
+    ):
         response = seeded.get(url)
         assert response.status_code == 200, url
         assert response.mimetype == "text/html"
@@ -206,8 +220,12 @@ def test_pages_share_an_accessible_layout(seeded):
 
 
 def test_every_form_control_has_a_label(seeded):
-    for url in ("/dashboard/", "/dashboard/patients/P-URG", "/dashboard/batches",
-                f"/dashboard/referrals/{referral_id(seeded, 'P-URG')}/status"):
+    for url in (
+        "/dashboard/",
+        "/dashboard/patients/P-URG",
+        "/dashboard/batches",
+        f"/dashboard/referrals/{referral_id(seeded, 'P-URG')}/status",
+    ):
         parsed = elements(seeded.get(url).text)
         labelled = {attrs["for"] for tag, attrs in parsed.tags if tag == "label" and "for" in attrs}
         for (tag, attrs), inside_label in zip(parsed.tags, parsed.in_label, strict=True):
@@ -221,7 +239,7 @@ def test_static_files_are_served(sqlite_client):
 
 
 def _luminance(colour: str) -> float:
-    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
@@ -256,20 +274,24 @@ def test_worklist_has_a_row_per_open_referral_most_urgent_first(seeded):
     buttons = re.findall(r'<button type="submit" name="status" value="(\w+)"[^>]*>(\w+)</button>', row)
     assert buttons == [("acknowledged", "Acknowledge"), ("referred", "Refer")]
     # Issue 14 item 8: dismissing is not one click: a link to the form that asks for the reason.
-    assert re.search(r'<a class="action action-dismissed"[^>]*href="/dashboard/referrals/\d+/status\?status=dismissed',
-                     row)
+    assert re.search(
+        r'<a class="action action-dismissed"[^>]*href="/dashboard/referrals/\d+/status\?status=dismissed', row
+    )
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("urgency=soon", ["P-SOON", "P-SOON2"]),  # platelets 80 before 250 (issue 13 item 5)
-    ("urgency=immediate&urgency=urgent", ["P-URG", "P-IMM"]),
-    ("finding=neutropenia", ["P-IMM", "P-SOON2"]),
-    ("finding=critical_value", ["P-URG", "P-IMM"]),
-    ("from=2026-03-02&to=2026-03-03", ["P-URG", "P-SOON2"]),  # the "to" day is included
-    ("from=2026-03-04", ["P-IMM"]),
-    ("to=2026-03-01", ["P-SOON"]),
-    ("status=dismissed", []),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("urgency=soon", ["P-SOON", "P-SOON2"]),  # platelets 80 before 250 (issue 13 item 5)
+        ("urgency=immediate&urgency=urgent", ["P-URG", "P-IMM"]),
+        ("finding=neutropenia", ["P-IMM", "P-SOON2"]),
+        ("finding=critical_value", ["P-URG", "P-IMM"]),
+        ("from=2026-03-02&to=2026-03-03", ["P-URG", "P-SOON2"]),  # the "to" day is included
+        ("from=2026-03-04", ["P-IMM"]),
+        ("to=2026-03-01", ["P-SOON"]),
+        ("status=dismissed", []),
+    ],
+)
 def test_worklist_filters(seeded, query, expected):
     page = seeded.get(f"/dashboard/?{query}").text
     assert patients(page) == expected
@@ -279,8 +301,10 @@ def test_worklist_filters(seeded, query, expected):
 
 def test_filters_are_kept_in_the_form(seeded):
     page = seeded.get("/dashboard/?urgency=soon&finding=neutropenia&from=2026-03-01&to=2026-03-05").text
-    assert '<input type="checkbox" name="urgency" value="soon"\n                 id="filter-urgency-soon"\n' \
-           '                 checked>' in page
+    assert (
+        '<input type="checkbox" name="urgency" value="soon"\n                 id="filter-urgency-soon"\n'
+        "                 checked>" in page
+    )
     assert '<option value="neutropenia" selected>' in page
     assert 'name="from" value="2026-03-01"' in page and 'name="to" value="2026-03-05"' in page
 
@@ -307,8 +331,9 @@ def test_counts_follow_the_status_filter(seeded):
 
 
 def test_worklist_pages(client):
-    docs = [cbc(f"P{i:03d}", f"2026-03-01T{i // 60:02d}:{i % 60:02d}:00Z", "male", 50, 80, 3.0, 14.5)
-            for i in range(53)]  # all soon (platelets < 100)
+    docs = [
+        cbc(f"P{i:03d}", f"2026-03-01T{i // 60:02d}:{i % 60:02d}:00Z", "male", 50, 80, 3.0, 14.5) for i in range(53)
+    ]  # all soon (platelets < 100)
     seed(client, docs)
     first = client.get("/dashboard/").text
     assert len(rows(first)) == 50
@@ -328,8 +353,15 @@ def test_a_hostile_patient_id_and_note_are_escaped(client):
     assert 'href="/dashboard/patients/%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' in worklist  # one path segment
     rid = referral_id(client, HOSTILE_ID)
     set_display_name(client, "<b>Dr X</b>")  # the actor is the signed-in user: give them a hostile name
-    response = client.post(f"/dashboard/referrals/{rid}/status", data=form(
-        client, status="acknowledged", note=HOSTILE_NOTE, next="/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"))
+    response = client.post(
+        f"/dashboard/referrals/{rid}/status",
+        data=form(
+            client,
+            status="acknowledged",
+            note=HOSTILE_NOTE,
+            next="/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E",
+        ),
+    )
     assert response.status_code == 303
     page = client.get(response.location).text
     assert response.location == "/dashboard/patients/%3Cscript%3Ealert(1)%3C/script%3E"
@@ -347,8 +379,11 @@ def test_a_patient_link_is_one_percent_encoded_path_segment_that_stays_on_the_da
     and `?` were written as they are). The id is one segment: `/`, `?`, `#`, `%` percent-encoded."""
     seed(client, [cbc(patient_id, "2026-03-02T09:00:00Z", "male", 50, 15, 3.0, 14.5)])
     worklist = client.get("/dashboard/").text
-    links = [attrs["href"] for tag, attrs in elements(worklist).tags
-             if tag == "a" and attrs.get("href", "").startswith("/dashboard/patients/")]
+    links = [
+        attrs["href"]
+        for tag, attrs in elements(worklist).tags
+        if tag == "a" and attrs.get("href", "").startswith("/dashboard/patients/")
+    ]
     assert links == ["/dashboard/patients/" + urllib.parse.quote(patient_id, safe="")]
     segment = links[0].removeprefix("/dashboard/patients/")
     assert not set("/?#") & set(segment) and urllib.parse.unquote(segment) == patient_id
@@ -363,10 +398,13 @@ def test_a_patient_link_is_one_percent_encoded_path_segment_that_stays_on_the_da
 
 
 def test_patient_page_draws_three_charts_with_the_ruleset_lines(client):
-    seed(client, [
-        cbc("P-1", "2026-03-01T08:00:00Z", "female", 40, 210, 3.1, 13.0),
-        cbc("P-1", "2026-03-03T08:00:00Z", "female", 40, 45, 0.4, 8.2),
-    ])
+    seed(
+        client,
+        [
+            cbc("P-1", "2026-03-01T08:00:00Z", "female", 40, 210, 3.1, 13.0),
+            cbc("P-1", "2026-03-03T08:00:00Z", "female", 40, 45, 0.4, 8.2),
+        ],
+    )
     page = client.get("/dashboard/patients/P-1").text
     assert page.count("<svg ") == 3
     platelets, neutrophils, hemoglobin = (chart(page, a) for a in ("platelets", "neutrophils", "hemoglobin"))
@@ -396,7 +434,8 @@ def test_patient_page_draws_three_charts_with_the_ruleset_lines(client):
     assert platelets.get("aria-label") == (
         "Platelets (×10⁹/L): 2 results from 2026-03-01 to 2026-03-03; latest 45, lowest 45, highest 210. "
         "Lines at 150 (thrombocytopenia); 50 (marrow-failure range); 20 (critical). "
-        "Shaded: reference interval 150 to 410. Logarithmic axis.")
+        "Shaded: reference interval 150 to 410. Logarithmic axis."
+    )
     assert "WHO anaemia cut-off 12 g/dL for non-pregnant women from 15 years." in page
 
 
@@ -408,13 +447,19 @@ def test_a_duffy_null_patient_gets_the_duffy_null_neutropenia_line(client):
     assert "Stated Duffy-null: neutropenia is below 1.2 here, not 1.5." in page
 
 
-@pytest.mark.parametrize(("patient", "lines", "sentence"), [
-    ({"sex": "male", "age_years": 50}, {"13"}, "WHO anaemia cut-off 13 g/dL for men from 15 years."),
-    ({"sex": "female", "age_years": 30, "pregnant": True, "pregnancy_trimester": 2}, {"10.5"},
-     "WHO anaemia cut-off 10.5 g/dL for pregnancy second trimester."),
-    ({"sex": "female", "age_years": 8}, {"11.5"}, "WHO anaemia cut-off 11.5 g/dL for children 5-11 years."),
-    ({"age_years": 40}, {"12", "13"}, "Sex not recorded: the WHO anaemia cut-off is between 12 and 13 g/dL"),
-])
+@pytest.mark.parametrize(
+    ("patient", "lines", "sentence"),
+    [
+        ({"sex": "male", "age_years": 50}, {"13"}, "WHO anaemia cut-off 13 g/dL for men from 15 years."),
+        (
+            {"sex": "female", "age_years": 30, "pregnant": True, "pregnancy_trimester": 2},
+            {"10.5"},
+            "WHO anaemia cut-off 10.5 g/dL for pregnancy second trimester.",
+        ),
+        ({"sex": "female", "age_years": 8}, {"11.5"}, "WHO anaemia cut-off 11.5 g/dL for children 5-11 years."),
+        ({"age_years": 40}, {"12", "13"}, "Sex not recorded: the WHO anaemia cut-off is between 12 and 13 g/dL"),
+    ],
+)
 def test_the_haemoglobin_line_is_the_patients_who_cutoff(sqlite_client, patient, lines, sentence):
     doc = cbc("P-HB", "2026-03-01T08:00:00Z", None, None, 250, 3.0, 11.0, patient=patient)
     seed(sqlite_client, [doc])
@@ -427,10 +472,13 @@ def test_the_haemoglobin_line_is_the_patients_who_cutoff(sqlite_client, patient,
 
 
 def test_patient_page_shows_findings_with_sources_delta_and_history(client):
-    seed(client, [
-        cbc("P-2", "2026-03-01T08:00:00Z", "female", 40, 200, 3.0, 13.5),
-        cbc("P-2", "2026-03-03T08:00:00Z", "female", 40, 80, 3.0, 13.5),  # a 60 % fall within 7 days
-    ])
+    seed(
+        client,
+        [
+            cbc("P-2", "2026-03-01T08:00:00Z", "female", 40, 200, 3.0, 13.5),
+            cbc("P-2", "2026-03-03T08:00:00Z", "female", 40, 80, 3.0, 13.5),  # a 60 % fall within 7 days
+        ],
+    )
     page = client.get("/dashboard/patients/P-2").text
     codes = re.findall(r'<li class="finding" data-code="(\w+)">', page)
     assert "thrombocytopenia" in codes and "platelet_drop" in codes
@@ -443,7 +491,9 @@ def test_patient_page_shows_findings_with_sources_delta_and_history(client):
     assert 'id="open-referral"' in page
     assert "No status change yet." in page
     assert re.findall(r"<th scope=\"row\"><time datetime=\"([^\"]+)\"", page) == [
-        "2026-03-03T08:00:00+00:00", "2026-03-01T08:00:00+00:00"]  # results newest first
+        "2026-03-03T08:00:00+00:00",
+        "2026-03-01T08:00:00+00:00",
+    ]  # results newest first
 
 
 def test_undated_cbcs_are_listed_but_not_plotted(sqlite_client):
@@ -467,8 +517,9 @@ def test_an_unknown_patient_is_a_404_page(sqlite_client):
 def test_acknowledge_records_the_signed_in_user_and_redirects_back(seeded, database_url):
     rid = referral_id(seeded, "P-URG")
     set_display_name(seeded, "Dr Ada")
-    response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data=form(seeded, status="acknowledged", note="seen", next="/dashboard/"))
+    response = seeded.post(
+        f"/dashboard/referrals/{rid}/status", data=form(seeded, status="acknowledged", note="seen", next="/dashboard/")
+    )
     assert response.status_code == 303
     assert response.location == "/dashboard/"
     assert "labservice_actor" not in response.headers.get("Set-Cookie", "")  # no "your name" cookie any more
@@ -480,11 +531,14 @@ def test_acknowledge_records_the_signed_in_user_and_redirects_back(seeded, datab
         referral = get_referral(session, rid)
         assert (referral.status, referral.status_by, referral.note) == ("acknowledged", "Dr Ada", "seen")
         assert [(e.from_status, e.to_status, e.actor, e.note) for e in referral.events] == [
-            ("new", "acknowledged", "Dr Ada", "seen")]
+            ("new", "acknowledged", "Dr Ada", "seen")
+        ]
     database.engine.dispose()
     # A name sent in the form is not believed: the signed-in user is the actor, and the history shows both.
-    response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data=form(seeded, status="referred", actor="Mallory", next="/dashboard/patients/P-URG"))
+    response = seeded.post(
+        f"/dashboard/referrals/{rid}/status",
+        data=form(seeded, status="referred", actor="Mallory", next="/dashboard/patients/P-URG"),
+    )
     assert response.status_code == 303 and response.location == "/dashboard/patients/P-URG"
     history = text(seeded.get("/dashboard/patients/P-URG").text)
     assert "new → acknowledged Dr Ada seen" in history
@@ -500,15 +554,20 @@ def test_the_patient_page_has_the_status_form(seeded):
     assert 'name="actor"' not in form  # no name to type: the signed-in user acts
     assert '<select id="dismiss-reason" name="reason"' in form  # issue 14 item 8
     assert re.findall(r'value="(\w+)" class="action[^>]*>(\w+)</button>', form) == [
-        ("acknowledged", "Acknowledge"), ("referred", "Refer"), ("dismissed", "Dismiss")]
+        ("acknowledged", "Acknowledge"),
+        ("referred", "Refer"),
+        ("dismissed", "Dismiss"),
+    ]
     assert 'name="next" value="/dashboard/patients/P-SOON"' in form
 
 
 def test_an_invalid_transition_is_a_message_not_an_error(seeded):
     rid = referral_id(seeded, "P-SOON")
     seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="dismissed", reason="not_current"))
-    response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data=form(seeded, status="acknowledged", next="/dashboard/patients/P-SOON"))
+    response = seeded.post(
+        f"/dashboard/referrals/{rid}/status",
+        data=form(seeded, status="acknowledged", next="/dashboard/patients/P-SOON"),
+    )
     assert response.status_code == 303
     page = seeded.get(response.location)
     assert page.status_code == 200
@@ -519,8 +578,9 @@ def test_an_invalid_transition_is_a_message_not_an_error(seeded):
 
 def test_a_note_that_is_too_long_is_a_message(seeded):
     rid = referral_id(seeded, "P-SOON")
-    response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data=form(seeded, status="referred", note="x" * 2001, next="/dashboard/"))
+    response = seeded.post(
+        f"/dashboard/referrals/{rid}/status", data=form(seeded, status="referred", note="x" * 2001, next="/dashboard/")
+    )
     assert response.status_code == 303
     assert response.location.startswith(f"/dashboard/referrals/{rid}/status?")
     page = seeded.get(response.location).text
@@ -537,12 +597,19 @@ def test_the_your_name_form_and_cookie_are_gone(seeded):
     assert f'<strong id="actor-name">{TEST_DISPLAY_NAME}</strong>' in page
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/api/v1/ruleset",
-                                    "javascript:alert(1)", "/dashboard/\r\nSet-Cookie: x=1"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/api/v1/ruleset",
+        "javascript:alert(1)",
+        "/dashboard/\r\nSet-Cookie: x=1",
+    ],
+)
 def test_redirects_stay_on_the_dashboard(seeded, target):
     rid = referral_id(seeded, "P-SOON")
-    response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data=form(seeded, status="acknowledged", next=target))
+    response = seeded.post(f"/dashboard/referrals/{rid}/status", data=form(seeded, status="acknowledged", next=target))
     assert response.status_code == 303
     assert response.location == "/dashboard/"
 
@@ -570,8 +637,11 @@ BATCH_CSV = (
 
 
 def upload(client: FlaskClient, data: bytes, mapping: str = "") -> Any:
-    return client.post("/dashboard/batches", data=form(client, file=(io.BytesIO(data), "cbc.csv"), mapping=mapping),
-                       content_type="multipart/form-data")
+    return client.post(
+        "/dashboard/batches",
+        data=form(client, file=(io.BytesIO(data), "cbc.csv"), mapping=mapping),
+        content_type="multipart/form-data",
+    )
 
 
 def test_the_upload_form(sqlite_client):
@@ -591,8 +661,14 @@ def test_upload_shows_the_summary_and_links_to_the_downloads(client):
     page = client.get(response.location).text
     assert "Batch read: 2 CBCs interpreted, 1 rows rejected." in page
     fields = dict(re.findall(r'<dd data-field="(\w+)">(\d+)</dd>', page))
-    assert fields == {"rows_in": "3", "rows_out": "3", "interpreted": "2", "rejected": "1", "stored": "2",
-                      "duplicates": "0"}
+    assert fields == {
+        "rows_in": "3",
+        "rows_out": "3",
+        "interpreted": "2",
+        "rejected": "1",
+        "stored": "2",
+        "duplicates": "0",
+    }
     assert re.search(r'<tr data-urgency="immediate">.*?<td>1</td>', page, re.S)
     # The dashboard's own downloads (the API's need an API key; these, a signed-in user).
     assert f'id="download-csv" href="/dashboard/batches/{batch_id}/result.csv"' in page
@@ -635,11 +711,13 @@ def test_the_batches_page_lists_recent_uploads_newest_first(sqlite_client):
     assert "No batch has been uploaded yet." in sqlite_client.get("/dashboard/batches").text
     first = upload(sqlite_client, BATCH_CSV).location
     second_csv = BATCH_CSV.replace(b"B3,", b"B4,")
-    second = sqlite_client.post("/dashboard/batches",
-                                data=form(sqlite_client, file=(io.BytesIO(second_csv), "later.csv")),
-                                content_type="multipart/form-data").location
+    second = sqlite_client.post(
+        "/dashboard/batches",
+        data=form(sqlite_client, file=(io.BytesIO(second_csv), "later.csv")),
+        content_type="multipart/form-data",
+    ).location
     page = sqlite_client.get("/dashboard/batches").text
-    table = page[page.index('id="recent-batches"'):]
+    table = page[page.index('id="recent-batches"') :]
     rows = re.findall(r'<a href="(/dashboard/batches/[0-9a-f]{32})">([^<]+)</a>', table)
     assert rows == [(second, "later.csv"), (first, "cbc.csv")]
     # Three rows in each file: two interpreted, one rejected ("abc" platelets).

@@ -69,8 +69,12 @@ def live_user(live_database: tuple[Path, str]) -> tuple[str, str]:
 def live_server(live_database: tuple[Path, str]) -> Iterator[str]:
     """gunicorn (2 workers) on a free loopback port with its own SQLite database; yields the base URL."""
     instance, url = live_database
-    env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
-           "LABSERVICE_AUTO_MIGRATE": "false"}
+    env = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
+        "LABSERVICE_AUTO_MIGRATE": "false",
+    }
     with gunicorn_server(env, instance) as base:
         yield base
 
@@ -84,8 +88,13 @@ def gunicorn_server(env: dict[str, str], folder: Path) -> Iterator[str]:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     log = folder / "gunicorn.log"
     with log.open("wb") as output:
-        server = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT,
-                                  env=env, stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -112,8 +121,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists()
-                                             else shutil.which("chromium"), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"), args=["--no-sandbox"]
+        )
         yield browser
         browser.close()
 

@@ -56,9 +56,14 @@ def batch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with database.session() as session:
         create_user(session, "batches", PASSWORD, display_name="Dr Batch")
     database.engine.dispose()
-    env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(instance),
-           "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"), "LABSERVICE_AUTO_MIGRATE": "false",
-           "LABSERVICE_JOB_QUEUE": "immediate"}
+    env = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_INSTANCE_PATH": str(instance),
+        "LABSERVICE_BATCH_DIRECTORY": str(instance / "batches"),
+        "LABSERVICE_AUTO_MIGRATE": "false",
+        "LABSERVICE_JOB_QUEUE": "immediate",
+    }
     with gunicorn_server(env, instance) as base:
         yield base
 
@@ -108,7 +113,8 @@ def test_the_batch_page_is_named_after_the_file_and_opens_each_patient(batch_pag
     first = page.locator("#rejected-rows tbody tr")
     expect(first).to_have_count(50)
     expect(first.first.locator('td[data-field="error"]')).to_have_text(
-        "line 3, column PLT (10^9/L): 'abc' is not a number")
+        "line 3, column PLT (10^9/L): 'abc' is not a number"
+    )
     page.locator('nav[data-pager="rejected_page"] a[rel="next"]').click()
     page.wait_for_url(re.compile(r".*rejected_page=2#rejected$"))
     lines = page.locator("#rejected-rows tbody tr").evaluate_all("rows => rows.map(r => r.dataset.line)")
@@ -127,8 +133,9 @@ def test_a_file_without_a_patient_id_is_said_loudly(batch_page, batch_server, tm
     warning = page.locator("#patient-id-warning")
     expect(warning).to_be_visible()
     expect(warning).to_have_attribute("role", "alert")
-    expect(warning).to_contain_text("these rows have no patient id and will not appear in the worklist; "
-                                    "map a patient column")
+    expect(warning).to_contain_text(
+        "these rows have no patient id and will not appear in the worklist; map a patient column"
+    )
     expect(warning).to_contain_text("the column `id` was read as a sample id")
     expect(page.locator('dd[data-field="stored"]')).to_have_text("0")
     shoot(page, "batch-page-no-patient-id-warning")
@@ -172,8 +179,9 @@ def test_the_batch_list_shows_a_running_job_with_its_progress(browser, queued_se
         queued = page.locator(f'#recent-batches tr[data-batch-id="{batch_id}"]')
         expect(queued).to_have_attribute("data-status", "queued")
         with (instance / "worker-list.log").open("ab") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "labservice.cli", "worker"], env=env, stdout=out,
-                                      stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "labservice.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         _pause_mid_job(worker, env["LABSERVICE_DATABASE_URL"])
         paused = _job(env["LABSERVICE_DATABASE_URL"])
         assert paused is not None and paused.status == "running"
@@ -196,8 +204,7 @@ def test_the_batch_list_shows_a_running_job_with_its_progress(browser, queued_se
         expect(page.locator("#job")).to_have_attribute("data-status", "done", timeout=DEADLINE_SECONDS * 1000)
         expect(page.locator("#batch-rows tbody tr")).to_have_count(50)
         page.goto(base + "/dashboard/batches")
-        expect(page.locator(f'#recent-batches tr[data-batch-id="{batch_id}"]')).to_have_attribute("data-status",
-                                                                                               "done")
+        expect(page.locator(f'#recent-batches tr[data-batch-id="{batch_id}"]')).to_have_attribute("data-status", "done")
         shoot(page, "batches-list-job-done")
     finally:
         if worker is not None:

@@ -117,8 +117,9 @@ def test_a_batch_upload_shows_its_progress_then_the_finished_batch(browser, queu
         assert page.locator('meta[http-equiv="refresh"]').count() == 1
         shoot(page, "batch-job-queued")
         with (instance / "worker.log").open("ab") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "labservice.cli", "worker"], env=env, stdout=out,
-                                      stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "labservice.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         _pause_mid_job(worker, env["LABSERVICE_DATABASE_URL"])
         paused = _job(env["LABSERVICE_DATABASE_URL"])
         assert paused is not None

@@ -26,24 +26,31 @@ from tests.e2e.conftest import SCREENSHOTS, shoot
 pytestmark = pytest.mark.slow
 
 PATIENTS = {
-    "E2E-URGENT": [("2026-11-10T08:00:00Z", {"platelets": 180, "hemoglobin": 13.0, "neutrophils": 3.0}),
-                   ("2026-11-14T08:00:00Z", {"platelets": 12, "hemoglobin": 12.5, "neutrophils": 2.5})],
+    "E2E-URGENT": [
+        ("2026-11-10T08:00:00Z", {"platelets": 180, "hemoglobin": 13.0, "neutrophils": 3.0}),
+        ("2026-11-14T08:00:00Z", {"platelets": 12, "hemoglobin": 12.5, "neutrophils": 2.5}),
+    ],
     "E2E-PANCYTOPENIA": [("2026-11-13T08:00:00Z", {"platelets": 120, "hemoglobin": 11.0, "neutrophils": 1.2})],
     "E2E-IMMEDIATE": [("2026-11-15T09:00:00Z", {"platelets": 40, "hemoglobin": 11.0, "neutrophils": 0.3})],
     "E2E-SOON": [("2026-11-15T10:00:00Z", {"platelets": 250, "hemoglobin": 9.5, "neutrophils": 3.0})],
     "E2E-ROUTINE": [("2026-11-15T11:00:00Z", {"platelets": 250, "hemoglobin": 13.5, "neutrophils": 3.0})],
 }
-CSV = ("Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
-       "E2E-CSV-1,2026-11-16T08:00:00Z,F,50,45,12.5,3.0\n"
-       "E2E-CSV-2,2026-11-16T09:00:00Z,M,60,abc,14.0,3.0\n")
+CSV = (
+    "Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+    "E2E-CSV-1,2026-11-16T08:00:00Z,F,50,45,12.5,3.0\n"
+    "E2E-CSV-2,2026-11-16T09:00:00Z,M,60,abc,14.0,3.0\n"
+)
 #: Spellings of the ×10⁹/L and ×10¹²/L units a page could show; the dashboard writes only the first of each.
 UNIT_SPELLINGS = re.compile(r"(?:[x×]\s?)?10(?:\^|\*\*?|\s?e)?(?:9|12)\s?/\s?L|(?:[x×]\s?)?10[⁹¹²]+/L|/[nµu]L")
 
 
 def post(base: str, body: dict, api_key: str) -> dict:
-    request = urllib.request.Request(base + "/api/v1/interpretations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
-                                     method="POST")
+    request = urllib.request.Request(
+        base + "/api/v1/interpretations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
 
@@ -52,8 +59,11 @@ def post(base: str, body: dict, api_key: str) -> dict:
 def seeded(live_server: str, live_api_key: str) -> str:
     for patient, cbcs in PATIENTS.items():
         for collected_at, results in cbcs:
-            body = {"patient": {"id": patient, "sex": "female", "age_years": 45}, "collected_at": collected_at,
-                    "results": results}
+            body = {
+                "patient": {"id": patient, "sex": "female", "age_years": 45},
+                "collected_at": collected_at,
+                "results": results,
+            }
             if patient == "E2E-IMMEDIATE":
                 body["skin"] = {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]}
             post(live_server, body, live_api_key)
@@ -80,7 +90,8 @@ def test_filter_by_urgency(page, seeded):
     page.check("#filter-urgency-urgent")
     page.click("#filters button[type=submit]")
     urgencies = page.locator("#worklist tbody tr[data-urgency]").evaluate_all(
-        "rows => rows.map(r => r.dataset.urgency)")
+        "rows => rows.map(r => r.dataset.urgency)"
+    )
     assert urgencies == ["urgent"]
     assert "urgency=urgent" in page.url
     shoot(page, "worklist-filtered")
@@ -101,10 +112,12 @@ def test_patient_page_shows_trend_charts_with_threshold_lines(page, seeded):
     for chart in ("platelets", "neutrophils", "hemoglobin"):
         assert page.locator(f"svg#chart-{chart}").is_visible()
     lines = page.locator("svg#chart-platelets line.threshold").evaluate_all(
-        "lines => lines.map(l => Number(l.dataset.value))")
+        "lines => lines.map(l => Number(l.dataset.value))"
+    )
     assert sorted(lines) == [20, 50, 150]  # clinical-rules §3, §5, §4
     neutrophil_lines = page.locator("svg#chart-neutrophils line.threshold").evaluate_all(
-        "lines => lines.map(l => Number(l.dataset.value))")
+        "lines => lines.map(l => Number(l.dataset.value))"
+    )
     assert sorted(neutrophil_lines) == [0.5, 1.5]
     assert page.locator("svg#chart-platelets").get_attribute("aria-label")
     codes = page.locator("#findings li[data-code]").evaluate_all("items => items.map(i => i.dataset.code)")
@@ -120,8 +133,9 @@ def test_acknowledge_a_referral_from_the_worklist(page, seeded, live_api_key):
     assert page.locator('#worklist tr[data-patient="E2E-SOON"]').get_attribute("data-status") == "acknowledged"
     shoot(page, "worklist-after-acknowledge")
     referral_id = page.locator('#worklist tr[data-patient="E2E-SOON"]').get_attribute("data-referral-id")
-    request = urllib.request.Request(f"{seeded}/api/v1/referrals/{referral_id}",
-                                     headers={"Authorization": f"Bearer {live_api_key}"})
+    request = urllib.request.Request(
+        f"{seeded}/api/v1/referrals/{referral_id}", headers={"Authorization": f"Bearer {live_api_key}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         referral = json.load(answer)
     assert referral["status"] == "acknowledged" and referral["status_by"] == "Dr E2E"
@@ -157,8 +171,15 @@ def test_upload_a_csv_and_download_its_result(page, seeded, tmp_path: Path):
     data = Path(download.value.path()).read_bytes()
     assert not data.startswith(b"\xef\xbb\xbf")  # the upload had no byte order mark
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
-    assert list(rows[0])[:7] == ["Patient ID", "Collected", "line", "platelets (10*9/L)", "neutrophils (10*9/L)",
-                                 "hemoglobin (g/dL)", "summary"]  # the engine's order; canonical units (§1)
+    assert list(rows[0])[:7] == [
+        "Patient ID",
+        "Collected",
+        "line",
+        "platelets (10*9/L)",
+        "neutrophils (10*9/L)",
+        "hemoglobin (g/dL)",
+        "summary",
+    ]  # the engine's order; canonical units (§1)
     first, rejected = rows
     assert (first["Patient ID"], first["platelets (10*9/L)"], first["hemoglobin (g/dL)"]) == ("E2E-CSV-1", "45", "12.5")
     assert first["summary"] == "Platelets 45 x10^9/L low (CTCAE grade 3). Urgency soon."
@@ -255,8 +276,15 @@ def test_the_worklist_fits_a_laptop_and_a_phone_and_says_what_is_new(page, seede
     assert {m.group(0).replace(" ", "") for m in UNIT_SPELLINGS.finditer(reasons)} <= {"×10⁹/L"}  # one spelling
     assert all(text.strip() and text != "–" for text in page.locator("#worklist td.waiting").all_inner_texts())
     long_id = "E2E-" + "LONG-MEDICAL-RECORD-NUMBER-" * 3
-    post(seeded, {"patient": {"id": long_id, "sex": "male", "age_years": 70}, "collected_at": "2026-11-16T08:00:00Z",
-                  "results": {"platelets": 15, "hemoglobin": 13.0, "neutrophils": 3.0}}, live_api_key)
+    post(
+        seeded,
+        {
+            "patient": {"id": long_id, "sex": "male", "age_years": 70},
+            "collected_at": "2026-11-16T08:00:00Z",
+            "results": {"platelets": 15, "hemoglobin": 13.0, "neutrophils": 3.0},
+        },
+        live_api_key,
+    )
     page.goto(seeded + "/dashboard/")
     link = page.locator(f'#worklist tr[data-patient="{long_id}"] a.patient-link')
     assert link.get_attribute("title") == long_id
@@ -275,7 +303,8 @@ def test_the_worklist_fits_a_laptop_and_a_phone_and_says_what_is_new(page, seede
     # the long id's included, is on screen: a button or link cut at the edge would need a sideways scroll.
     assert page.locator("#worklist").evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
     actions = page.locator("#worklist .row-actions button, #worklist .row-actions a").evaluate_all(
-        "els => els.map(e => { const b = e.getBoundingClientRect(); return [b.left, b.right, b.width]; })")
+        "els => els.map(e => { const b = e.getBoundingClientRect(); return [b.left, b.right, b.width]; })"
+    )
     assert len(actions) >= 3 * page.locator("#worklist tbody tr[data-urgency]").count() - 3  # several per row
     assert all(width > 0 and left >= 0 and right <= 390 for left, right, width in actions), actions
     long_row = page.locator(f'#worklist tr[data-patient="{long_id}"]')
@@ -289,15 +318,26 @@ def test_the_worklist_fits_a_laptop_and_a_phone_and_says_what_is_new(page, seede
 #: Platelets over a week (×10⁹/L): 500 is high (above 410, the adult upper limit, clinical-rules §2 [S14]), 250 inside
 #: 150–410, 31 low, 12 critically low (below 20, §3): a log axis must keep 12 and 31 apart (issue 14 item 10).
 CHART_PATIENT = "E2E-CHART"
-CHART_CBCS = [("2026-11-01T08:00:00Z", 500, "H"), ("2026-11-04T08:00:00Z", 250, "N"),
-              ("2026-11-06T08:00:00Z", 31, "L"), ("2026-11-08T08:00:00Z", 12, "LL")]
+CHART_CBCS = [
+    ("2026-11-01T08:00:00Z", 500, "H"),
+    ("2026-11-04T08:00:00Z", 250, "N"),
+    ("2026-11-06T08:00:00Z", 31, "L"),
+    ("2026-11-08T08:00:00Z", 12, "LL"),
+]
 
 
 @pytest.fixture(scope="module")
 def chart_patient(seeded: str, live_api_key: str) -> str:
     for collected_at, platelets, _ in CHART_CBCS:
-        post(seeded, {"patient": {"id": CHART_PATIENT, "sex": "female", "age_years": 45}, "collected_at": collected_at,
-                      "results": {"platelets": platelets, "hemoglobin": 13.5, "neutrophils": 3.0}}, live_api_key)
+        post(
+            seeded,
+            {
+                "patient": {"id": CHART_PATIENT, "sex": "female", "age_years": 45},
+                "collected_at": collected_at,
+                "results": {"platelets": platelets, "hemoglobin": 13.5, "neutrophils": 3.0},
+            },
+            live_api_key,
+        )
     return seeded
 
 
@@ -333,10 +373,12 @@ def marks(chart) -> dict[str, dict]:
 
 def grid_y(chart) -> dict[str, float]:
     """The screen y of each value-axis grid line, by its tick label."""
-    return dict(chart.locator("g.axis").evaluate("""axis => {
+    return dict(
+        chart.locator("g.axis").evaluate("""axis => {
         const lines = [...axis.querySelectorAll('line.grid')], labels = [...axis.querySelectorAll('text.tick')];
         return labels.map((label, i) => [label.textContent, lines[i].getBoundingClientRect().top]);
-    }"""))
+    }""")
+    )
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -372,15 +414,21 @@ def test_the_platelet_chart_geometry_band_shapes_dates_labels_and_log_axis(page,
     assert shown["500"]["bottom"] < box["y"]  # above the band
     assert shown["31"]["top"] > box["y"] + box["height"] and shown["12"]["top"] > shown["31"]["bottom"]
     for value, flag in (("500", "H"), ("31", "L"), ("12", "LL")):
-        assert shown[value]["shape"] == "polygon" and shown[value]["flag"] == flag and "abnormal" in shown[value][
-            "classes"]
+        assert (
+            shown[value]["shape"] == "polygon"
+            and shown[value]["flag"] == flag
+            and "abnormal" in shown[value]["classes"]
+        )
         assert shown[value]["fill"] != shown["250"]["fill"]
     assert "critical" in shown["12"]["classes"] and (shown["12"]["bottom"] - shown["12"]["top"]) > (
-        shown["31"]["bottom"] - shown["31"]["top"])  # critical: larger
+        shown["31"]["bottom"] - shown["31"]["top"]
+    )  # critical: larger
+
     # A low triangle points down (its lone corner lowest), a high one up.
     def apex_is_lowest(points: str) -> bool:
         ys = [float(pair.split(",")[1]) for pair in points.split()]
         return ys[2] > ys[0] and ys[2] > ys[1]
+
     assert apex_is_lowest(shown["31"]["points"]) and not apex_is_lowest(shown["500"]["points"])
     # 12 and 31: apart by log10(31/12) of a decade (about 41 % of one), their marks well clear of each other.
     gap = shown["12"]["middle"] - shown["31"]["middle"]
@@ -388,13 +436,15 @@ def test_the_platelet_chart_geometry_band_shapes_dates_labels_and_log_axis(page,
     assert gap > 2 * (shown["12"]["bottom"] - shown["12"]["top"])
     # Dates along the axis: the first and the last CBC's days, left to right, inside the chart.
     dates = chart.locator("text.tick.date").evaluate_all(
-        "texts => texts.map(t => [t.textContent, t.getBoundingClientRect().left, t.getBoundingClientRect().right])")
+        "texts => texts.map(t => [t.textContent, t.getBoundingClientRect().left, t.getBoundingClientRect().right])"
+    )
     assert dates[0][0] == "2026-11-01" and dates[-1][0] == "2026-11-08"
     assert [left for _, left, _ in dates] == sorted(left for _, left, _ in dates)
     assert all(a[2] < b[1] for a, b in itertools.pairwise(dates)), dates  # no two dates run into each other
     frame = chart.bounding_box()
-    assert frame is not None and all(frame["x"] <= left and right <= frame["x"] + frame["width"]
-                                     for _, left, right in dates)
+    assert frame is not None and all(
+        frame["x"] <= left and right <= frame["x"] + frame["width"] for _, left, right in dates
+    )
     # Every value written beside its point, with its flag, readable without hovering.
     labels = chart.locator("text.point-value")
     assert sorted(labels.all_text_contents()) == sorted(["500 H", "250", "31 L", "12 LL"])
@@ -415,16 +465,18 @@ def test_the_results_table_flags_every_value_and_the_page_spells_each_unit_one_w
     page.goto(chart_patient + f"/dashboard/patients/{CHART_PATIENT}")
     cells = page.locator('#results td[data-analyte="platelets"]').evaluate_all(
         "cells => cells.map(c => [c.textContent.trim().split(/\\s+/)[0], c.dataset.flag, "
-        "(c.querySelector('abbr.flag') || {}).textContent || ''])")
+        "(c.querySelector('abbr.flag') || {}).textContent || ''])"
+    )
     expected = {str(value): flag for _, value, flag in CHART_CBCS}
     assert {value: flag for value, flag, _ in cells} == expected
     assert {value: shown for value, _, shown in cells} == {v: ("" if f == "N" else f) for v, f in expected.items()}
     critical = page.locator('#results td[data-analyte="platelets"][data-flag="LL"] abbr.flag')
     assert critical.get_attribute("title") == "critically low"
     text = page.locator("main").inner_text() + " ".join(
-        page.locator("svg.chart text, svg.chart title, svg.chart desc").all_text_contents())
+        page.locator("svg.chart text, svg.chart title, svg.chart desc").all_text_contents()
+    )
     spellings = {match.group(0).replace(" ", "") for match in UNIT_SPELLINGS.finditer(text)}
-    assert spellings == {"×10⁹/L"}, [text[max(0, m.start() - 80):m.end()] for m in UNIT_SPELLINGS.finditer(text)]
+    assert spellings == {"×10⁹/L"}, [text[max(0, m.start() - 80) : m.end()] for m in UNIT_SPELLINGS.finditer(text)]
     shoot(page, "patient-results-flags")
 
 
@@ -435,19 +487,32 @@ def test_a_critical_result_is_communicated_through_the_patient_page(page, seeded
     (who was tried, by what means) and it stays first; the call that reached the registrar, with the read-back and
     the time it was made, takes it out of first place. Both are in the referral history with who recorded them, and
     in the audit trail."""
-    post(seeded, {"patient": {"id": "E2E-NADIR", "sex": "female", "age_years": 45},
-                  "collected_at": "2026-11-16T07:00:00Z", "context": {"myelosuppressive_therapy": True},
-                  "results": {"platelets": 15, "hemoglobin": 13.0, "neutrophils": 3.0}}, live_api_key)
-    post(seeded, {"patient": {"id": "E2E-RASH", "sex": "female", "age_years": 45},
-                  "collected_at": "2026-11-16T07:30:00Z",
-                  "skin": {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]},
-                  "results": {"platelets": 200, "hemoglobin": 13.0, "neutrophils": 3.0}}, live_api_key)
+    post(
+        seeded,
+        {
+            "patient": {"id": "E2E-NADIR", "sex": "female", "age_years": 45},
+            "collected_at": "2026-11-16T07:00:00Z",
+            "context": {"myelosuppressive_therapy": True},
+            "results": {"platelets": 15, "hemoglobin": 13.0, "neutrophils": 3.0},
+        },
+        live_api_key,
+    )
+    post(
+        seeded,
+        {
+            "patient": {"id": "E2E-RASH", "sex": "female", "age_years": 45},
+            "collected_at": "2026-11-16T07:30:00Z",
+            "skin": {"fever": True, "lesions": [{"type": "petechiae", "blanching": False}]},
+            "results": {"platelets": 200, "hemoglobin": 13.0, "neutrophils": 3.0},
+        },
+        live_api_key,
+    )
 
     def worklist() -> list[tuple[str, str, bool]]:
         page.goto(seeded + "/dashboard/")
         return page.locator("#worklist tbody tr[data-urgency]").evaluate_all(
-            "rows => rows.map(r => [r.dataset.patient, r.dataset.urgency, "
-            "!!r.querySelector('[data-uncommunicated]')])")
+            "rows => rows.map(r => [r.dataset.patient, r.dataset.urgency, !!r.querySelector('[data-uncommunicated]')])"
+        )
 
     def order(rows) -> list[str]:
         return [patient for patient, _, _ in rows if patient in ("E2E-NADIR", "E2E-RASH")]
@@ -495,8 +560,7 @@ def test_a_critical_result_is_communicated_through_the_patient_page(page, seeded
     assert records.count() == 2
     reached = records.nth(1).inner_text()
     assert "2026-11-16 07:50 UTC" in records.nth(0).inner_text()  # oldest first
-    for said in ("2026-11-16 08:05 UTC", "Dr Okafor, oncology registrar", "telephone", "reached, read back",
-                 "Dr E2E"):
+    for said in ("2026-11-16 08:05 UTC", "Dr Okafor, oncology registrar", "telephone", "reached, read back", "Dr E2E"):
         assert said in reached, (said, reached)
     assert page.locator("#communication-heading .critical-pending").count() == 0
     shoot(page, "communication-recorded-in-the-history")
@@ -512,8 +576,9 @@ def test_a_critical_result_is_communicated_through_the_patient_page(page, seeded
     assert not dict((p, m) for p, _, m in rows)["E2E-NADIR"]
     shoot(page, "worklist-after-communication")
 
-    request = urllib.request.Request(f"{seeded}/api/v1/audit?patient=E2E-NADIR&action=update",
-                                     headers={"Authorization": f"Bearer {live_api_key}"})
+    request = urllib.request.Request(
+        f"{seeded}/api/v1/audit?patient=E2E-NADIR&action=update", headers={"Authorization": f"Bearer {live_api_key}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         audit = json.load(answer)["items"]
     trail = [(item["actor"], item["resource"]) for item in audit]

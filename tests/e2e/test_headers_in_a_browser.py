@@ -31,9 +31,11 @@ pytestmark = pytest.mark.slow
 HOSTILE_ID = '"><img src=x onerror="window.__pwned=1">'
 HOSTILE_NOTE = "<script>window.__pwned=2</script>[click](javascript:window.__pwned=3)"
 #: Records every CSP violation the page reports (init scripts run outside the page's policy).
-WATCH = ("window.__violations = [];"
-         "document.addEventListener('securitypolicyviolation',"
-         " e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+WATCH = (
+    "window.__violations = [];"
+    "document.addEventListener('securitypolicyviolation',"
+    " e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +45,16 @@ def server(tmp_path_factory) -> Iterator[tuple[str, str]]:
     url, token = seed_database(folder)
     database = Database.connect(url)
     with database.session() as session:
-        session.add(User(username="csp.clinician", display_name="CSP Clinician", password_hash=password_hash(),
-                         role="clinician", created_at=datetime.now(UTC), failed_sign_ins=0))
+        session.add(
+            User(
+                username="csp.clinician",
+                display_name="CSP Clinician",
+                password_hash=password_hash(),
+                role="clinician",
+                created_at=datetime.now(UTC),
+                failed_sign_ins=0,
+            )
+        )
     database.engine.dispose()
     process, port, _, _ = start_gunicorn(folder, url)
     base = f"http://127.0.0.1:{port}"
@@ -56,9 +66,12 @@ def server(tmp_path_factory) -> Iterator[tuple[str, str]]:
         pytest.skip("the dashboard's sign-in comes with its own commit")
 
     def call(method: str, path: str, body: Any) -> Any:
-        request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method=method,
-                                         headers={"Authorization": f"Bearer {token}",
-                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            base + path,
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.load(answer)
 
@@ -69,8 +82,11 @@ def server(tmp_path_factory) -> Iterator[tuple[str, str]]:
             body["results"]["platelets"] = {"value": platelets, "unit": "10*9/L"}
             answer = call("POST", "/api/v1/interpretations", body)
         referral = answer["stored"]["referral_id"]
-        call("PATCH", f"/api/v1/referrals/{referral}", {"status": "acknowledged", "note": HOSTILE_NOTE,
-                                                        "actor": HOSTILE_NOTE[:100]})
+        call(
+            "PATCH",
+            f"/api/v1/referrals/{referral}",
+            {"status": "acknowledged", "note": HOSTILE_NOTE, "actor": HOSTILE_NOTE[:100]},
+        )
         yield base, str(referral)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -97,8 +113,10 @@ def sign_in(page, base: str) -> None:
 
 
 def violations(page) -> list[str]:
-    return [*page.evaluate("window.__violations"),
-            *(text for text in page.console_messages_seen if "Content Security Policy" in text)]
+    return [
+        *page.evaluate("window.__violations"),
+        *(text for text in page.console_messages_seen if "Content Security Policy" in text),
+    ]
 
 
 def test_the_dashboard_works_under_its_strict_policy_with_no_violation(page, server):

@@ -54,9 +54,25 @@ def create_api_key(url: str, name: str = "fault-tests") -> str | None:
     checkout); None where the service has no API keys (before authentication existed)."""
     if importlib.util.find_spec("labservice.security.keys") is None:
         return None
-    done = subprocess.run([sys.executable, "-m", "labservice.cli", "create-key", "--name", name, "--scopes",
-                           "interpret,read", "--url", url], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labservice.cli",
+            "create-key",
+            "--name",
+            name,
+            "--scopes",
+            "interpret,read",
+            "--url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -74,10 +90,21 @@ class Gunicorn:
         self.base = f"http://127.0.0.1:{self.port}"
         # Open while the server runs; closed and deleted by stop().
         self.log = tempfile.NamedTemporaryFile(prefix="labservice-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
-        argv = [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--timeout", str(timeout),
-                "--graceful-timeout", "5", "labservice.app:create_app()"]
-        self.process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            str(BIN / "gunicorn"),
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--timeout",
+            str(timeout),
+            "--graceful-timeout",
+            "5",
+            "labservice.app:create_app()",
+        ]
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.workers = workers
         try:
             wait_until(self._answers, START_TIMEOUT, "gunicorn to answer /healthz")
@@ -141,8 +168,10 @@ def gunicorn(env: dict[str, str], workers: int = 2, timeout: int = 60) -> Iterat
 
 def postgresql_bin() -> Path | None:
     """The newest installed PostgreSQL server binaries (initdb and pg_ctl), or None."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-                        if Path(p).parent.name.isdigit() else 0)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+    )
     for directory in reversed(candidates):
         if (Path(directory) / "initdb").exists() and (Path(directory) / "pg_ctl").exists():
             return Path(directory)
@@ -173,8 +202,13 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-        done = subprocess.run([*self.as_user, str(self.bindir / argv[0]), *argv[1:]], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            [*self.as_user, str(self.bindir / argv[0]), *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if done.returncode != 0:
             log = self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else ""
             raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr}\n{log}")
@@ -184,15 +218,32 @@ class PrivatePostgres:
         # fsync=off only saves time: an immediate stop still loses no committed transaction (the OS keeps the
         # written pages); synchronous_commit stays on, since with it off an immediate stop would.
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "-t", "30",
-                   "start"], timeout=START_TIMEOUT + 10)
+        self._run(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "-t", "30", "start"],
+            timeout=START_TIMEOUT + 10,
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop"], timeout=START_TIMEOUT + 10)
 
     def destroy(self) -> None:
-        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                        "-t", "10", "stop"], capture_output=True, timeout=30, check=False)
+        subprocess.run(
+            [
+                *self.as_user,
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "10",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

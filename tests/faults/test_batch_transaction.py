@@ -32,9 +32,13 @@ from labservice.store.models import Batch, CbcResult, Interpretation, Patient, R
 TABLES = (Batch, Patient, CbcResult, Interpretation, Referral)
 ROWS = 10
 # Every other CBC has platelets 15 x10^9/L (< 20, critical: clinical-rules §3) and opens a referral.
-CSV = ("Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n" + "".join(
-    f"TX-{row % 5},2026-11-{1 + row // 5:02d}T08:00:00Z,F,40,{15 if row % 2 else 230},13.5,3.0\n"
-    for row in range(ROWS))).encode()
+CSV = (
+    "Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+    + "".join(
+        f"TX-{row % 5},2026-11-{1 + row // 5:02d}T08:00:00Z,F,40,{15 if row % 2 else 230},13.5,3.0\n"
+        for row in range(ROWS)
+    )
+).encode()
 CHUNK_ROWS = 3  # 4 chunks
 
 
@@ -42,8 +46,9 @@ def counts(url: str) -> dict[str, int]:
     database = Database.connect(url)
     try:
         with database.session() as session:
-            return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-                    for model in TABLES}
+            return {
+                model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0 for model in TABLES
+            }
     finally:
         database.engine.dispose()
 
@@ -73,8 +78,9 @@ def run_in_child(target: Callable[[], None]) -> int:
         time.sleep(0.05)
 
 
-def store_batch_then(url: str, directory: Path, *, die_after_chunks: int | None = None,
-                     die_after_commit: bool = False) -> str:
+def store_batch_then(
+    url: str, directory: Path, *, die_after_chunks: int | None = None, die_after_commit: bool = False
+) -> str:
     """The batch id; in a child process, store CSV as a batch and kill that process at the point given."""
     rs = default_ruleset()
     batch_id = batch_id_for("0" * 64, {}, rs.version)
@@ -82,8 +88,9 @@ def store_batch_then(url: str, directory: Path, *, die_after_chunks: int | None 
     def child() -> None:
         database = Database.connect(url)  # its own connections, not the parent's
         store = BatchStore(directory)
-        with batch_transaction(database, rs, 7, batch_id=batch_id, content_sha256="0" * 64,
-                               filename="tx.csv") as transaction:
+        with batch_transaction(
+            database, rs, 7, batch_id=batch_id, content_sha256="0" * 64, filename="tx.csv"
+        ) as transaction:
             chunks = 0
 
             def keep_rows(parsed, interpreted, errors) -> int:
@@ -95,11 +102,23 @@ def store_batch_then(url: str, directory: Path, *, die_after_chunks: int | None 
                 return stored
 
             def produce(csv_out, json_out) -> dict[str, Any]:
-                summary = run_batch(io.BytesIO(CSV), csv_out=csv_out, json_out=json_out,
-                                    options=BatchOptions(chunk_rows=CHUNK_ROWS), ruleset=rs, keep_rows=keep_rows)
+                summary = run_batch(
+                    io.BytesIO(CSV),
+                    csv_out=csv_out,
+                    json_out=json_out,
+                    options=BatchOptions(chunk_rows=CHUNK_ROWS),
+                    ruleset=rs,
+                    keep_rows=keep_rows,
+                )
                 transaction.finish(summary.to_dict())
-                return {"batch_id": batch_id, "content_sha256": "0" * 64, "mapping": {}, "filename": "tx.csv",
-                        "created_at": "2026-11-21T00:00:00+00:00", "summary": summary.to_dict()}
+                return {
+                    "batch_id": batch_id,
+                    "content_sha256": "0" * 64,
+                    "mapping": {},
+                    "filename": "tx.csv",
+                    "created_at": "2026-11-21T00:00:00+00:00",
+                    "summary": summary.to_dict(),
+                }
 
             def commit() -> None:
                 transaction.commit()
@@ -113,8 +132,9 @@ def store_batch_then(url: str, directory: Path, *, die_after_chunks: int | None 
 
 
 def upload(client, data: bytes = CSV):
-    return client.post("/api/v1/batches", data={"file": (io.BytesIO(data), "tx.csv")},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/api/v1/batches", data={"file": (io.BytesIO(data), "tx.csv")}, content_type="multipart/form-data"
+    )
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -132,7 +152,11 @@ def test_killed_after_two_chunks_leaves_no_row_and_the_upload_then_works(make_ap
     assert answer.json["summary"]["stored"] == ROWS
     stored = counts(database_url)
     assert (stored["batches"], stored["patients"], stored["cbc_results"], stored["interpretations"]) == (
-        1, 5, ROWS, ROWS)
+        1,
+        5,
+        ROWS,
+        ROWS,
+    )
     assert stored["referrals"] == 5  # each patient has an urgent CBC: one open referral each
     assert leftovers(directory) == [answer.json["batch_id"]], "the killed upload's directory is deleted"
 

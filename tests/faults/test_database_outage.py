@@ -29,14 +29,21 @@ WORKER_BOOT = 4.0
 
 def urgent_cbc(patient: str) -> dict:
     """Platelets 15 x10^9/L (< 20, critical: clinical-rules §3): urgent, stored with a referral."""
-    return {"patient": {"id": patient, "sex": "female", "age_years": 40}, "collected_at": "2026-11-20T08:30:00Z",
-            "results": {"platelets": 15, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+    return {
+        "patient": {"id": patient, "sex": "female", "age_years": 40},
+        "collected_at": "2026-11-20T08:30:00Z",
+        "results": {"platelets": 15, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+    }
 
 
 def stored_patients(url: str) -> list[str]:
     with psycopg.connect(url, connect_timeout=5) as connection:
-        return [row[0] for row in connection.execute(
-            "SELECT p.external_id FROM cbc_results c JOIN patients p ON p.id = c.patient_id ORDER BY c.id")]
+        return [
+            row[0]
+            for row in connection.execute(
+                "SELECT p.external_id FROM cbc_results c JOIN patients p ON p.id = c.patient_id ORDER BY c.id"
+            )
+        ]
 
 
 def timed(call, *args, **kwargs):
@@ -68,8 +75,11 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
     api_key = create_api_key(url)
     auth = bearer(api_key)
     # AUTO_MIGRATE as by default: each worker migrates when it starts (a no-op here), if it can.
-    env = {"LABSERVICE_DATABASE_URL": url, "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
-           "LABSERVICE_AUTO_MIGRATE": "true"}
+    env = {
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
+        "LABSERVICE_AUTO_MIGRATE": "true",
+    }
     with gunicorn(env, workers=2) as server:
         api = server.base + "/api/v1"
 
@@ -93,16 +103,20 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
                 response, elapsed = timed(requests.get, server.base + "/healthz", timeout=BOUND + 5)
                 assert_unavailable(response, elapsed, problem=False)
                 assert response.json()["status"] == "unavailable" and response.json()["database"] == "unavailable"
-            response, elapsed = timed(requests.get, server.base + "/dashboard/", timeout=BOUND + 5,
-                                       allow_redirects=False)
+            response, elapsed = timed(
+                requests.get, server.base + "/dashboard/", timeout=BOUND + 5, allow_redirects=False
+            )
             assert response.status_code in (503, 302, 303), response.status_code  # sign-in needs the database too
             assert elapsed < BOUND
             if cycle == 1:
                 # A worker that dies meanwhile is replaced, and the new one starts without the database.
                 victim = server.worker_pids()[0]
                 os.kill(victim, signal.SIGKILL)
-                wait_until(lambda dead=victim: len(server.worker_pids()) == 2 and dead not in server.worker_pids(),
-                           30, "a new worker")
+                wait_until(
+                    lambda dead=victim: len(server.worker_pids()) == 2 and dead not in server.worker_pids(),
+                    30,
+                    "a new worker",
+                )
                 replacement = (set(server.worker_pids()) - {victim}).pop()
                 time.sleep(WORKER_BOOT)  # it has loaded the app (and met the database's absence) by then
                 assert server.process.poll() is None, "gunicorn stopped: " + server.output()[-3000:]
@@ -113,8 +127,11 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
 
             cluster.start()
             # The same gunicorn, not restarted, answers again and stores again.
-            wait_until(lambda: requests.get(server.base + "/healthz", timeout=5).status_code == 200, 30,
-                       "/healthz to answer 200 again")
+            wait_until(
+                lambda: requests.get(server.base + "/healthz", timeout=5).status_code == 200,
+                30,
+                "/healthz to answer 200 again",
+            )
             for attempt in range(4):
                 answer = interpret(f"UP-{cycle}-{attempt}")
                 assert answer.status_code == 200, answer.text
@@ -125,8 +142,19 @@ def test_the_service_answers_503_while_postgresql_is_down_and_recovers_by_itself
             assert keyed.json()["stored"]["duplicate"] is False
             assert requests.get(f"{api}/referrals", headers=auth, timeout=5).status_code == 200
 
-        assert stored_patients(url) == ["OUT-1", "UP-1-0", "UP-1-1", "UP-1-2", "UP-1-3", "DOWN-1-0",
-                                        "UP-2-0", "UP-2-1", "UP-2-2", "UP-2-3", "DOWN-2-0"]
+        assert stored_patients(url) == [
+            "OUT-1",
+            "UP-1-0",
+            "UP-1-1",
+            "UP-1-2",
+            "UP-1-3",
+            "DOWN-1-0",
+            "UP-2-0",
+            "UP-2-1",
+            "UP-2-2",
+            "UP-2-3",
+            "DOWN-2-0",
+        ]
         assert "Traceback" not in server.output()
 
 
@@ -147,8 +175,9 @@ def test_the_app_starts_without_its_database_and_answers_503(tmp_path):
     assert health.status_code == 503 and health.json["database"] == "unavailable"
     # A well-formed key, which only the database can say is unknown.
     token = f"{KEY_PREFIX}_{'0' * PREFIX_HEX_CHARS}_{'x' * 43}"
-    answer = client.post("/api/v1/interpretations", json=urgent_cbc("NOWHERE"),
-                         headers={"Authorization": f"Bearer {token}"})
+    answer = client.post(
+        "/api/v1/interpretations", json=urgent_cbc("NOWHERE"), headers={"Authorization": f"Bearer {token}"}
+    )
     assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
     assert answer.headers["Retry-After"] == "5"
     assert time.monotonic() - started < BOUND

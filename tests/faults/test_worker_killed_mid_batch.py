@@ -69,10 +69,12 @@ def row_counts(url: str) -> dict[str, int]:
 def writing_to_cbc_results(url: str) -> bool:
     """True once a transaction holds a write lock on cbc_results: the batch's rows are being stored."""
     with psycopg.connect(url, connect_timeout=5) as connection:
-        return bool(connection.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE c.relname = 'cbc_results' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
-        ).fetchone()[0])
+        return bool(
+            connection.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'cbc_results' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        )
 
 
 def holder_of(lock_file: Path, candidates: list[int]) -> int | None:
@@ -92,16 +94,23 @@ def holder_of(lock_file: Path, candidates: list[int]) -> int | None:
 
 
 def upload(base: str, key: str | None, body: bytes, idempotency_key: str, timeout: float = 120) -> requests.Response:
-    return requests.post(f"{base}/api/v1/batches", files={"file": ("kill.csv", body, "text/csv")},
-                         headers={**bearer(key), "Idempotency-Key": idempotency_key},
-                         timeout=timeout)
+    return requests.post(
+        f"{base}/api/v1/batches",
+        files={"file": ("kill.csv", body, "text/csv")},
+        headers={**bearer(key), "Idempotency-Key": idempotency_key},
+        timeout=timeout,
+    )
 
 
 def test_a_worker_killed_mid_batch_leaves_nothing_and_the_upload_then_succeeds(database: str, tmp_path: Path):
     batches = tmp_path / "batches"
     api_key = create_api_key(database)
-    env = {"LABSERVICE_DATABASE_URL": database, "LABSERVICE_BATCH_DIRECTORY": str(batches),
-           "LABSERVICE_AUTO_MIGRATE": "false", "LABSERVICE_IDEMPOTENCY_LEASE_SECONDS": str(LEASE_SECONDS)}
+    env = {
+        "LABSERVICE_DATABASE_URL": database,
+        "LABSERVICE_BATCH_DIRECTORY": str(batches),
+        "LABSERVICE_AUTO_MIGRATE": "false",
+        "LABSERVICE_IDEMPOTENCY_LEASE_SECONDS": str(LEASE_SECONDS),
+    }
     body = batch_csv()
     with gunicorn(env, workers=2) as server:
         workers_before = set(server.worker_pids())
@@ -132,8 +141,11 @@ def test_a_worker_killed_mid_batch_leaves_nothing_and_the_upload_then_succeeds(d
         assert not [entry for entry in batches.iterdir() if not entry.name.startswith(".")]
 
         # The master replaced the worker.
-        wait_until(lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(), 30,
-                   "the master to start a new worker")
+        wait_until(
+            lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(),
+            30,
+            "the master to start a new worker",
+        )
         assert victim in workers_before and set(server.worker_pids()) != workers_before
 
         # The killed request's claim on the key is taken over at once (the lease is 10 minutes): the same
@@ -144,13 +156,21 @@ def test_a_worker_killed_mid_batch_leaves_nothing_and_the_upload_then_succeeds(d
         assert (summary["rows_in"], summary["interpreted"], summary["stored"]) == (ROWS, ROWS, ROWS)
         counts = row_counts(database)
         assert (counts["batches"], counts["patients"], counts["cbc_results"], counts["interpretations"]) == (
-            1, PATIENTS, ROWS, ROWS)
+            1,
+            PATIENTS,
+            ROWS,
+            ROWS,
+        )
         assert counts["referrals"] >= 1
         with psycopg.connect(database, connect_timeout=5) as connection:
             stored, rows_out = connection.execute("SELECT stored, rows_out FROM batches").fetchone()
             assert (stored, rows_out) == (ROWS, ROWS)
-            assert connection.execute("SELECT count(*) FROM cbc_results WHERE batch_id IS DISTINCT FROM %s",
-                                      (retried.json()["batch_id"],)).fetchone()[0] == 0
+            assert (
+                connection.execute(
+                    "SELECT count(*) FROM cbc_results WHERE batch_id IS DISTINCT FROM %s", (retried.json()["batch_id"],)
+                ).fetchone()[0]
+                == 0
+            )
         # The killed upload's partial directory is gone; only the batch's own directory remains.
         assert sorted(entry.name for entry in batches.iterdir()) == [retried.json()["batch_id"]]
 

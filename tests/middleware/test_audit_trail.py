@@ -58,8 +58,9 @@ def referral_of(app, patient: str) -> int:
     with database(app).session() as session:
         from labservice.store.models import Patient
 
-        return session.scalar(select(Referral.id).join(Patient, Patient.id == Referral.patient_id)
-                              .where(Patient.external_id == patient))
+        return session.scalar(
+            select(Referral.id).join(Patient, Patient.id == Referral.patient_id).where(Patient.external_id == patient)
+        )
 
 
 def only(rows: list[dict[str, Any]], **expected: Any) -> list[dict[str, Any]]:
@@ -130,9 +131,17 @@ def test_a_look_up_of_an_unknown_patient_id_is_recorded_with_its_404(app, client
     assert client.get(f"/dashboard/patients/{patient}").status_code == 404
     api, page = audit_rows(app)
     assert (api["action"], api["patient"], api["status"], api["resource"]) == (
-        "read", patient, 404, "GET /api/v1/patients/<path:patient_id>/results")
+        "read",
+        patient,
+        404,
+        "GET /api/v1/patients/<path:patient_id>/results",
+    )
     assert (page["action"], page["patient"], page["status"], page["resource"]) == (
-        "read", patient, 404, "GET /dashboard/patients/<patient_id:external_id>")  # one path segment
+        "read",
+        patient,
+        404,
+        "GET /dashboard/patients/<patient_id:external_id>",
+    )  # one path segment
 
 
 def test_the_referral_worklist_records_the_patients_on_the_page_only(app, client):
@@ -155,9 +164,15 @@ def test_one_referral_is_a_read_and_a_status_change_an_update(app, client):
     assert client.patch(f"/api/v1/referrals/{referral}", json={"status": "acknowledged"}).status_code == 200
     read, update = new_rows(app, before)
     assert (read["action"], read["patient"], read["resource"]) == (
-        "read", patient, "GET /api/v1/referrals/<int:referral_id>")
+        "read",
+        patient,
+        "GET /api/v1/referrals/<int:referral_id>",
+    )
     assert (update["action"], update["patient"], update["resource"]) == (
-        "update", patient, "PATCH /api/v1/referrals/<int:referral_id>")
+        "update",
+        patient,
+        "PATCH /api/v1/referrals/<int:referral_id>",
+    )
 
 
 def test_fhir_interpret_records_each_patient(app, client):
@@ -171,11 +186,17 @@ def test_fhir_interpret_records_each_patient(app, client):
 
 
 def test_hl7v2_interpret_records_the_patient_also_when_the_answer_is_the_ack(app, client):
-    for headers, action, query in (({}, "interpret", "?store=false"),
-                                   ({"Accept": "x-application/hl7-v2+er7"}, "create", "")):
+    for headers, action, query in (
+        ({}, "interpret", "?store=false"),
+        ({"Accept": "x-application/hl7-v2+er7"}, "create", ""),
+    ):
         before = len(audit_rows(app))
-        response = client.post("/api/v1/hl7v2/interpret" + query, data=raw(NHAPI_ORU),
-                               content_type="x-application/hl7-v2+er7", headers=headers)
+        response = client.post(
+            "/api/v1/hl7v2/interpret" + query,
+            data=raw(NHAPI_ORU),
+            content_type="x-application/hl7-v2+er7",
+            headers=headers,
+        )
         assert response.status_code == 200
         [row] = new_rows(app, before)
         assert row["action"] == action and row["patient"] and row["resource"] == "POST /api/v1/hl7v2/interpret"
@@ -255,8 +276,14 @@ def test_reading_the_audit_trail_is_itself_recorded(app, client):
     assert client.get("/api/v1/audit").status_code == 200
     assert client.get(f"/api/v1/audit?patient={patient}").status_code == 200
     everything, about = new_rows(app, before)
-    only([everything, about], action="read", resource="GET /api/v1/audit audit trail", status=200,
-         actor_type="api_key", actor=key_name(app))
+    only(
+        [everything, about],
+        action="read",
+        resource="GET /api/v1/audit audit trail",
+        status=200,
+        actor_type="api_key",
+        actor=key_name(app),
+    )
     assert everything["patient"] is None and about["patient"] == patient
 
 
@@ -266,8 +293,11 @@ def test_a_cds_hooks_call_is_a_read_of_the_patient_in_context(app, client):
     response = client.post("/cds-services/cbc-review", json=body)
     assert response.status_code == 200
     [row] = audit_rows(app)
-    assert (row["action"], row["patient"], row["resource"]) == ("read", patient["id"],
-                                                                "POST /cds-services/<service_id>")
+    assert (row["action"], row["patient"], row["resource"]) == (
+        "read",
+        patient["id"],
+        "POST /cds-services/<service_id>",
+    )
 
 
 def test_dashboard_pages_record_what_they_show(app, client):
@@ -287,19 +317,26 @@ def test_dashboard_pages_record_what_they_show(app, client):
     referral = referral_of(app, patients[1])
     before = len(audit_rows(app))
     assert client.get(f"/dashboard/referrals/{referral}/status").status_code == 200
-    response = client.post(f"/dashboard/referrals/{referral}/status",
-                           data={"status": "acknowledged", "actor": "Dr Who", "csrf_token": csrf_token(client)})
+    response = client.post(
+        f"/dashboard/referrals/{referral}/status",
+        data={"status": "acknowledged", "actor": "Dr Who", "csrf_token": csrf_token(client)},
+    )
     assert response.status_code == 303
     read, update = new_rows(app, before)
     assert (read["action"], read["patient"]) == ("read", patients[1])
     assert (update["action"], update["patient"], update["resource"], update["status"]) == (
-        "update", patients[1], "POST /dashboard/referrals/<int:referral_id>/status", 303)
+        "update",
+        patients[1],
+        "POST /dashboard/referrals/<int:referral_id>/status",
+        303,
+    )
 
 
 def test_the_dashboard_batch_page_and_upload_record_the_batch(app, client):
     patient = unique()
-    response = client.post("/dashboard/batches", data={**csv_upload(wide_csv([(patient, 40)])),
-                                                       "csrf_token": csrf_token(client)})
+    response = client.post(
+        "/dashboard/batches", data={**csv_upload(wide_csv([(patient, 40)])), "csrf_token": csrf_token(client)}
+    )
     assert response.status_code == 303
     [created] = audit_rows(app)
     assert created["action"] == "create" and created["patient"] == patient
@@ -309,7 +346,10 @@ def test_the_dashboard_batch_page_and_upload_record_the_batch(app, client):
     assert client.get(f"/dashboard/batches/{batch}").status_code == 200
     [read] = new_rows(app, before)
     assert (read["action"], read["patient"], read["resource"]) == (
-        "read", patient, f"GET /dashboard/batches/<batch_id> batch {batch}")
+        "read",
+        patient,
+        f"GET /dashboard/batches/<batch_id> batch {batch}",
+    )
 
 
 # --- the request's id and address ---------------------------------------------------------------
@@ -463,15 +503,22 @@ def test_sign_ins_are_recorded_with_their_outcome(app, anonymous_client):
 
     anonymous_client.get("/dashboard/sign-in")
     token = csrf_token(anonymous_client)
-    wrong = anonymous_client.post("/dashboard/sign-in", data={"username": username(app), "password": "nope",
-                                                              "csrf_token": token})
+    wrong = anonymous_client.post(
+        "/dashboard/sign-in", data={"username": username(app), "password": "nope", "csrf_token": token}
+    )
     assert wrong.status_code == 401
-    right = anonymous_client.post("/dashboard/sign-in", data={"username": username(app), "password": TEST_PASSWORD,
-                                                              "csrf_token": token})
+    right = anonymous_client.post(
+        "/dashboard/sign-in", data={"username": username(app), "password": TEST_PASSWORD, "csrf_token": token}
+    )
     assert right.status_code == 303
     failed, succeeded = audit_rows(app)
     assert (failed["action"], failed["actor_type"], failed["actor"], failed["status"], failed["patient"]) == (
-        "sign_in", "user", username(app), 401, None)
+        "sign_in",
+        "user",
+        username(app),
+        401,
+        None,
+    )
     assert failed["resource"] == "POST /dashboard/sign-in wrong_password"
     assert (succeeded["action"], succeeded["actor"], succeeded["status"]) == ("sign_in", username(app), 303)
     assert succeeded["resource"] == "POST /dashboard/sign-in ok"

@@ -56,11 +56,13 @@ def bearer(token: str) -> dict[str, str]:
 
 def concrete(rule: Rule) -> str:
     """The rule's path with a sample value for each variable."""
+
     def value(match: re.Match) -> str:
         converter, arguments = match.group(1) or "default", match.group(2)
         if converter == "any":  # <any(csv, json):kind>: the first choice
             return arguments.split(",")[0].strip()
         return SAMPLE_VALUES.get(converter, "x")
+
     return re.sub(r"<(?:(\w+)(?:\(([^)]*)\))?:)?\w+>", value, rule.rule)
 
 
@@ -98,8 +100,9 @@ def test_every_endpoint_but_the_public_ones_refuses_a_request_without_credential
 
 def test_every_dashboard_form_refuses_a_signed_in_post_without_the_csrf_token(app):
     client = app.test_client()  # signed in (tests/credentials.py)
-    posts = [(path, rule) for method, path, rule in every_rule(app)
-             if method == "POST" and path.startswith("/dashboard")]
+    posts = [
+        (path, rule) for method, path, rule in every_rule(app) if method == "POST" and path.startswith("/dashboard")
+    ]
     assert len(posts) >= 4  # status change, upload, sign-in, sign-out
     for path, _ in posts:
         for data in ({}, {"csrf_token": "forged"}, {"csrf_token": ""}):
@@ -113,9 +116,20 @@ def test_the_public_allowlist_is_the_one_the_app_enforces(app):
     assert public <= set(PUBLIC_RULES), public - set(PUBLIC_RULES)
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz", "/api/v1/openapi.json", "/api/docs",
-                                  "/api/v1/ruleset", "/cds-services",
-                                  "/api/docs/assets/swagger-ui.css", "/dashboard/static/dashboard.css"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/api/v1/openapi.json",
+        "/api/docs",
+        "/api/v1/ruleset",
+        "/cds-services",
+        "/api/docs/assets/swagger-ui.css",
+        "/dashboard/static/dashboard.css",
+    ],
+)
 def test_public_endpoints_answer_without_credentials(app, path):
     response = anonymous(app).get(path)
     assert response.status_code == 200, path
@@ -135,13 +149,16 @@ def test_an_endpoint_nobody_declared_needs_admin(make_app):
     assert answer.status_code == 200 and answer.get_json() == {"who": "api_key:root"}
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer lsk_000000000000_" + "A" * 43,  # well-formed, unknown
-    "Bearer not-a-key",
-    "Bearer ",
-    "Basic dXNlcjpwYXNz",
-    "lsk_000000000000_" + "A" * 43,  # no scheme
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer lsk_000000000000_" + "A" * 43,  # well-formed, unknown
+        "Bearer not-a-key",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "lsk_000000000000_" + "A" * 43,  # no scheme
+    ],
+)
 def test_bad_credentials_are_401_with_a_bearer_challenge(app, header):
     response = anonymous(app).post("/api/v1/interpretations", json=CONTRACT_EXAMPLE, headers={"Authorization": header})
     body = assert_unauthorized(response, invalid=True)
@@ -261,8 +278,11 @@ def test_admin_holds_every_scope(app):
 
 def test_the_principal_is_the_key(make_app):
     app = make_app()
-    app.add_url_rule("/api/v1/whoami", "whoami", lambda: jsonify(id=current_principal().id,
-                                                                 scopes=sorted(current_principal().scopes)))
+    app.add_url_rule(
+        "/api/v1/whoami",
+        "whoami",
+        lambda: jsonify(id=current_principal().id, scopes=sorted(current_principal().scopes)),
+    )
     ENDPOINT_SCOPES.setdefault("whoami", ("read",))
     try:
         token = key_for(app, "lis-interface", ["read", "interpret"])
@@ -288,9 +308,14 @@ def test_cds_service_calls_need_credentials_and_say_so_to_browsers(app):
         response = client.post(path, json={})
         assert_unauthorized(response)
         assert response.headers["Access-Control-Allow-Origin"] == "*"  # a browser client can read the 401
-    preflight = client.options("/cds-services/cbc-review", headers={
-        "Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = client.options(
+        "/cds-services/cbc-review",
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
 
@@ -298,13 +323,25 @@ def test_cds_service_calls_need_credentials_and_say_so_to_browsers(app):
 def test_a_cds_call_accepts_an_interpret_key_and_refuses_a_read_key(app):
     client = anonymous(app)
     reader = key_for(app, "reader", ["read"])
-    body = assert_problem(client.post("/cds-services/cbc-review/feedback", json={"feedback": []},
-                                      headers=bearer(reader)), 403)
+    body = assert_problem(
+        client.post("/cds-services/cbc-review/feedback", json={"feedback": []}, headers=bearer(reader)), 403
+    )
     assert "'interpret'" in body["detail"]
     writer = key_for(app, "ehr", ["interpret"])
-    response = client.post("/cds-services/cbc-review/feedback", headers=bearer(writer), json={"feedback": [
-        {"card": "c1", "outcome": "accepted", "outcomeTimestamp": "2026-11-22T08:00:00Z",
-         "acceptedSuggestions": [{"id": "s1"}]}]})
+    response = client.post(
+        "/cds-services/cbc-review/feedback",
+        headers=bearer(writer),
+        json={
+            "feedback": [
+                {
+                    "card": "c1",
+                    "outcome": "accepted",
+                    "outcomeTimestamp": "2026-11-22T08:00:00Z",
+                    "acceptedSuggestions": [{"id": "s1"}],
+                }
+            ]
+        },
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
@@ -328,9 +365,11 @@ def test_every_operation_states_its_security_and_scopes(app, spec):
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             seen += 1
-            endpoint = next(rule.endpoint for rule in app.url_map.iter_rules()
-                            if re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) == path
-                            and method.upper() in (rule.methods or ()))
+            endpoint = next(
+                rule.endpoint
+                for rule in app.url_map.iter_rules()
+                if re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) == path and method.upper() in (rule.methods or ())
+            )
             if endpoint in PUBLIC_ENDPOINTS:
                 assert operation["security"] == [], (method, path)
                 continue
@@ -355,8 +394,9 @@ def test_a_credentialed_client_is_what_the_other_tests_use(client: FlaskClient):
     assert client.get("/api/v1/referrals").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/api/v1/audit?patient=%00", "/api/v1/referrals?patient=a%00b",
-                                  "/api/v1/patients/a%00b/results"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/audit?patient=%00", "/api/v1/referrals?patient=a%00b", "/api/v1/patients/a%00b/results"]
+)
 def test_a_nul_from_a_caller_without_credentials_is_401_not_a_validation_answer(app, path):
     """The NUL check runs after authentication: an anonymous caller learns nothing of how a request is validated
     (schemathesis' unauthenticated pass found GET /api/v1/audit?patient=%00 answering 400)."""
@@ -365,8 +405,9 @@ def test_a_nul_from_a_caller_without_credentials_is_401_not_a_validation_answer(
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize(("path", "named"), [("/dashboard/patients/MRN%00-1", "path"),
-                                             ("/dashboard/?finding=%00", "finding")])
+@pytest.mark.parametrize(
+    ("path", "named"), [("/dashboard/patients/MRN%00-1", "path"), ("/dashboard/?finding=%00", "finding")]
+)
 def test_a_nul_on_the_dashboard_of_a_signed_in_user_is_a_400_naming_it(client, path, named):
     """Signed in, the dashboard's requests reach the NUL check (PostgreSQL cannot store NUL: it was a 500 there)."""
     response = client.get(path)

@@ -15,8 +15,13 @@ from labservice.middleware import csrf
 from tests.credentials import anonymous, csrf_token
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "labservice" / "dashboard" / "templates" / "dashboard"
-SEED = [{"patient": {"id": "P-CSRF", "sex": "female", "age_years": 40}, "collected_at": "2026-03-01T08:00:00Z",
-         "results": {"platelets": 12, "hemoglobin": 13.0, "neutrophils": 3.0}}]
+SEED = [
+    {
+        "patient": {"id": "P-CSRF", "sex": "female", "age_years": 40},
+        "collected_at": "2026-03-01T08:00:00Z",
+        "results": {"platelets": 12, "hemoglobin": 13.0, "neutrophils": 3.0},
+    }
+]
 CSV = b"Patient ID,Collected,Sex,Age,PLT (10^9/L)\nC1,2026-03-01T08:00:00Z,F,40,250\n"
 
 
@@ -76,8 +81,12 @@ def test_every_post_form_on_every_page_carries_this_sessions_token(seeded):
             assert form["tokens"] == [token], (url, form)
             seen.add(re.sub(r"\d+", "N", form["action"]))
     # .../communications: the critical-result communication form (issue 14 item 9), also token-protected
-    assert seen == {"/dashboard/sign-out", "/dashboard/referrals/N/status", "/dashboard/batches",
-                    "/dashboard/referrals/N/communications"}
+    assert seen == {
+        "/dashboard/sign-out",
+        "/dashboard/referrals/N/status",
+        "/dashboard/batches",
+        "/dashboard/referrals/N/communications",
+    }
     sign_in_page = anonymous(seeded.application).get("/dashboard/sign-in").text
     [form] = post_forms(sign_in_page)
     assert form["action"] == "/dashboard/sign-in" and len(form["tokens"]) == 1 and form["tokens"][0]
@@ -93,8 +102,10 @@ def test_a_status_change_without_the_right_token_changes_nothing(seeded, token):
     assert response.status_code == 400 and response.mimetype == "text/html"
     assert "did not carry this session's security token (CSRF protection)" in response.text
     assert referral(seeded)["status"] == "new"
-    assert seeded.post(f"/dashboard/referrals/{rid}/status",
-                       data={**data, "csrf_token": csrf_token(seeded)}).status_code == 303
+    assert (
+        seeded.post(f"/dashboard/referrals/{rid}/status", data={**data, "csrf_token": csrf_token(seeded)}).status_code
+        == 303
+    )
     assert seeded.get(f"/api/v1/referrals/{rid}").get_json()["status"] == "dismissed"
 
 
@@ -102,15 +113,18 @@ def test_another_sessions_token_is_refused(seeded, make_app):
     rid = referral(seeded)["id"]
     other = seeded.application.test_client()  # the same user, another browser: another session and token
     assert csrf_token(other) != csrf_token(seeded)
-    response = seeded.post(f"/dashboard/referrals/{rid}/status",
-                           data={"status": "dismissed", "reason": "already_managed", "csrf_token": csrf_token(other)})
+    response = seeded.post(
+        f"/dashboard/referrals/{rid}/status",
+        data={"status": "dismissed", "reason": "already_managed", "csrf_token": csrf_token(other)},
+    )
     assert response.status_code == 400
     assert referral(seeded)["status"] == "new"
 
 
 def test_an_upload_without_the_token_is_not_interpreted(client):
-    response = client.post("/dashboard/batches", data={"file": (io.BytesIO(CSV), "cbc.csv")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/dashboard/batches", data={"file": (io.BytesIO(CSV), "cbc.csv")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 400
     assert "No batch has been uploaded yet." in client.get("/dashboard/batches").text
     assert client.get("/api/v1/patients/C1/results").status_code == 404
@@ -118,8 +132,11 @@ def test_an_upload_without_the_token_is_not_interpreted(client):
 
 def test_an_oversized_upload_is_refused_before_the_token_is_read(make_app):
     client = make_app(MAX_UPLOAD_BYTES=1000).test_client()
-    response = client.post("/dashboard/batches", content_type="multipart/form-data", data={
-        "file": (io.BytesIO(b"x" * 5000), "big.csv"), "csrf_token": csrf_token(client)})
+    response = client.post(
+        "/dashboard/batches",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(b"x" * 5000), "big.csv"), "csrf_token": csrf_token(client)},
+    )
     assert response.status_code == 413
     assert "The upload is larger than 1000 bytes (MAX_UPLOAD_BYTES)." in response.text
 

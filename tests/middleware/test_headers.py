@@ -11,8 +11,12 @@ import pytest
 from labservice.middleware.headers import DASHBOARD_CSP, DEFAULT_CSP
 from tests.security.audit_support import cbc, csv_upload, wide_csv
 
-COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
-          "Cross-Origin-Opener-Policy": "same-origin"}
+COMMON = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 @pytest.fixture
@@ -66,8 +70,10 @@ def test_answers_other_than_static_files_are_never_cached(client, anonymous_clie
 
 def test_the_dashboard_has_the_strict_policy_and_everything_else_runs_nothing(client, anonymous_client, seeded):
     answers = every_kind_of_answer(client, anonymous_client, seeded)
-    assert DASHBOARD_CSP == ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    assert DASHBOARD_CSP == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
     for name in ("dashboard", "patient page", "dashboard 404", "sign-in page", "redirect"):
         if name == "sign-in page" and answers[name].status_code == 404:
             continue  # the dashboard's sign-in comes with its own commit
@@ -78,12 +84,17 @@ def test_the_dashboard_has_the_strict_policy_and_everything_else_runs_nothing(cl
 
 def test_dashboard_pages_have_no_inline_script_or_style(client, seeded):
     patient, referral, batch = seeded
-    for url in ("/dashboard/", f"/dashboard/patients/{patient}", f"/dashboard/referrals/{referral}/status",
-                "/dashboard/batches", f"/dashboard/batches/{batch}"):
+    for url in (
+        "/dashboard/",
+        f"/dashboard/patients/{patient}",
+        f"/dashboard/referrals/{referral}/status",
+        "/dashboard/batches",
+        f"/dashboard/batches/{batch}",
+    ):
         html = client.get(url).get_data(as_text=True)
-        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url   # every script is a file
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url  # every script is a file
         assert "<style" not in html and not re.search(r"\sstyle=", html), url
-        assert not re.search(r"\son[a-z]+=", html), url                      # no event handler attributes
+        assert not re.search(r"\son[a-z]+=", html), url  # no event handler attributes
         assert "javascript:" not in html, url
 
 
@@ -103,7 +114,8 @@ def test_batch_downloads_are_attachments_named_after_the_uploaded_file(client, s
     _, _, batch = seeded
     response = client.get(f"/api/v1/batches/{batch}/result.csv")
     assert response.headers["Content-Disposition"] == (
-        "attachment; filename=\"results.interpreted.csv\"; filename*=UTF-8''results.interpreted.csv")
+        "attachment; filename=\"results.interpreted.csv\"; filename*=UTF-8''results.interpreted.csv"
+    )
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -116,14 +128,17 @@ def test_no_hsts_by_default_even_over_https(client):
 
 def test_hsts_over_https_when_configured(make_app):
     client = make_app(HSTS_SECONDS=31536000).test_client()
-    assert client.get("/healthz", base_url="https://localhost").headers["Strict-Transport-Security"] == \
-        "max-age=31536000"
+    assert (
+        client.get("/healthz", base_url="https://localhost").headers["Strict-Transport-Security"] == "max-age=31536000"
+    )
     assert "Strict-Transport-Security" not in client.get("/healthz").headers  # plain http: browsers ignore it
 
 
 def test_a_trusted_proxy_may_say_the_client_used_https(make_app):
     trusted = make_app(HSTS_SECONDS=600, TRUSTED_PROXIES="127.0.0.1").test_client()
-    assert trusted.get("/healthz", headers={"X-Forwarded-Proto": "https"}).headers[
-        "Strict-Transport-Security"] == "max-age=600"
+    assert (
+        trusted.get("/healthz", headers={"X-Forwarded-Proto": "https"}).headers["Strict-Transport-Security"]
+        == "max-age=600"
+    )
     untrusted = make_app(HSTS_SECONDS=600).test_client()
     assert "Strict-Transport-Security" not in untrusted.get("/healthz", headers={"X-Forwarded-Proto": "https"}).headers

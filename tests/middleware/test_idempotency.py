@@ -43,17 +43,21 @@ HL7 = "/api/v1/hl7v2/interpret"
 BATCHES = "/api/v1/batches"
 STORED_TABLES = (Patient, CbcResult, Interpretation, Referral, ReferralEvent, Batch)
 # Platelets 15 x10^9/L is below the critical 20 (clinical-rules §3): urgent, so each CBC opens a referral (§9).
-CSV = (b"Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
-       b"P1,2026-11-01T08:00:00Z,F,40,15,13.5,3.0\n"
-       b"P2,2026-11-01T09:00:00Z,M,55,15,14.5,3.0\n")
+CSV = (
+    b"Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+    b"P1,2026-11-01T08:00:00Z,F,40,15,13.5,3.0\n"
+    b"P2,2026-11-01T09:00:00Z,M,55,15,14.5,3.0\n"
+)
 
 
 def counts(url: str) -> dict[str, int]:
     database = Database.connect(url)
     try:
         with database.session() as session:
-            return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-                    for model in STORED_TABLES}
+            return {
+                model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+                for model in STORED_TABLES
+            }
     finally:
         database.engine.dispose()
 
@@ -69,15 +73,26 @@ def records(url: str) -> list[IdempotencyRecord]:
 
 def multipart(body: bytes, boundary: str, filename: str = "cbc.csv") -> bytes:
     """A multipart/form-data body with one file part, built by hand so the boundary is ours."""
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: text/csv\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    return (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
-def post_batch(client: FlaskClient, key: str | None, boundary: str = "first-boundary", body: bytes = CSV,
-               query: str = ""):
+def post_batch(
+    client: FlaskClient, key: str | None, boundary: str = "first-boundary", body: bytes = CSV, query: str = ""
+):
     headers = {"Idempotency-Key": key} if key else {}
-    return client.post(BATCHES + query, data=multipart(body, boundary), headers=headers,
-                       content_type=f"multipart/form-data; boundary={boundary}")
+    return client.post(
+        BATCHES + query,
+        data=multipart(body, boundary),
+        headers=headers,
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
 
 
 def same_answer(first, again) -> None:
@@ -98,8 +113,11 @@ def client(make_app, database_url) -> FlaskClient:
 
 def urgent_cbc(patient: str = "MRN-IDEM-1") -> dict[str, Any]:
     """An adult woman's CBC with platelets 15 x10^9/L (< 20, critical, §3): urgent, opens a referral."""
-    return {"patient": {"id": patient, "sex": "female", "age_years": 40}, "collected_at": "2026-11-20T08:30:00Z",
-            "results": {"platelets": 15, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+    return {
+        "patient": {"id": patient, "sex": "female", "age_years": 40},
+        "collected_at": "2026-11-20T08:30:00Z",
+        "results": {"platelets": 15, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+    }
 
 
 # ------------------------------------------------------------------------------------ the retries
@@ -225,8 +243,11 @@ def test_keys_belong_to_the_caller(make_app, database_url):
     with app.extensions["labservice.database"].session() as db:
         other_key = create_key(db, "another-caller", SCOPES).token
     first = client.post(INTERPRETATIONS, json=urgent_cbc(), headers={"Idempotency-Key": "shared"})
-    other = app.test_client().post(INTERPRETATIONS, json=urgent_cbc(),
-                                   headers={"Idempotency-Key": "shared", "Authorization": f"Bearer {other_key}"})
+    other = app.test_client().post(
+        INTERPRETATIONS,
+        json=urgent_cbc(),
+        headers={"Idempotency-Key": "shared", "Authorization": f"Bearer {other_key}"},
+    )
     assert other.status_code == 200 and "Idempotent-Replayed" not in other.headers
     assert other.json["stored"]["duplicate"] is True and first.json["stored"]["duplicate"] is False
     owners = sorted(record.owner for record in records(database_url))
@@ -237,23 +258,39 @@ def test_keys_belong_to_the_caller(make_app, database_url):
 # ------------------------------------------------------------------------------------- the key itself
 
 
-@pytest.mark.parametrize(("header", "key"), [
-    ('"8e03978e-40d5-43e8-bc93-6894a57f9324"', "8e03978e-40d5-43e8-bc93-6894a57f9324"),
-    ("8e03978e-40d5-43e8-bc93-6894a57f9324", "8e03978e-40d5-43e8-bc93-6894a57f9324"),
-    ('"with space"', "with space"),
-    ('"esc\\"aped\\\\"', 'esc"aped\\'),
-    ("  padded  ", "padded"),
-    ('"' + "k" * 255 + '"', "k" * 255),
-])
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ('"8e03978e-40d5-43e8-bc93-6894a57f9324"', "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+        ("8e03978e-40d5-43e8-bc93-6894a57f9324", "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+        ('"with space"', "with space"),
+        ('"esc\\"aped\\\\"', 'esc"aped\\'),
+        ("  padded  ", "padded"),
+        ('"' + "k" * 255 + '"', "k" * 255),
+    ],
+)
 def test_well_formed_keys(header, key):
     assert parse_key([header]) == key
 
 
-@pytest.mark.parametrize("header", [
-    "", '""', "two words", "a,b", '"a", "b"', '"unterminated', '"bad \\escape"', '"trailing" x', 'mid"quote',
-    "k" * 256,
-    '"' + "k" * 256 + '"', "caf\u00e9", '"tab\there"',
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        '""',
+        "two words",
+        "a,b",
+        '"a", "b"',
+        '"unterminated',
+        '"bad \\escape"',
+        '"trailing" x',
+        'mid"quote',
+        "k" * 256,
+        '"' + "k" * 256 + '"',
+        "caf\u00e9",
+        '"tab\there"',
+    ],
+)
 def test_malformed_keys(header):
     with pytest.raises(MalformedKey):
         parse_key([header])
@@ -267,16 +304,20 @@ def test_a_malformed_key_is_400_and_nothing_runs(client, database_url):
 
 
 def test_two_key_headers_are_400(client, database_url):
-    answer = client.post(INTERPRETATIONS, json=urgent_cbc(),
-                         headers=[("Idempotency-Key", "one"), ("Idempotency-Key", "two")])
+    answer = client.post(
+        INTERPRETATIONS, json=urgent_cbc(), headers=[("Idempotency-Key", "one"), ("Idempotency-Key", "two")]
+    )
     assert answer.status_code == 400 and "one" in answer.json["detail"]
     assert counts(database_url)["cbc_results"] == 0
 
 
 def test_a_keyed_body_over_the_limit_is_413(make_app, database_url):
     client = make_app(DATABASE_URL=database_url, MAX_CONTENT_LENGTH=1000).test_client()
-    answer = client.post(INTERPRETATIONS, data=b"[" + b" " * 2000 + b"]",
-                         headers={"Idempotency-Key": "big", "Content-Type": "application/json"})
+    answer = client.post(
+        INTERPRETATIONS,
+        data=b"[" + b" " * 2000 + b"]",
+        headers={"Idempotency-Key": "big", "Content-Type": "application/json"},
+    )
     assert answer.status_code == 413 and answer.mimetype == "application/problem+json"
     assert records(database_url) == []
 
@@ -306,8 +347,10 @@ def test_an_expired_key_runs_again_and_old_records_are_deleted(make_app, databas
     app = make_app(DATABASE_URL=database_url, IDEMPOTENCY_TTL_HOURS=24)
     client = app.test_client()
     first = client.post(INTERPRETATIONS, json=urgent_cbc(), headers={"Idempotency-Key": "old"})
-    assert client.post(INTERPRETATIONS, json=urgent_cbc("MRN-2"), headers={"Idempotency-Key": "other-old"}
-                       ).status_code == 200
+    assert (
+        client.post(INTERPRETATIONS, json=urgent_cbc("MRN-2"), headers={"Idempotency-Key": "other-old"}).status_code
+        == 200
+    )
     database = app.extensions["labservice.database"]
     with database.session() as session:  # both made 25 hours ago
         session.execute(update(IdempotencyRecord).values(created_at=now_utc() - timedelta(hours=25)))
@@ -360,18 +403,23 @@ def _identity_of_a_process_that_has_ended() -> str:
 
 
 @pytest.mark.parametrize(("claimant", "taken_at_once"), [("dead", True), ("alive", False), ("elsewhere", False)])
-def test_a_claim_whose_process_died_on_this_machine_is_taken_over_at_once(make_app, database_url, claimant,
-                                                                          taken_at_once):
+def test_a_claim_whose_process_died_on_this_machine_is_taken_over_at_once(
+    make_app, database_url, claimant, taken_at_once
+):
     """The worker running the first request was killed: on the same machine the retry need not wait for the
     lease. A live process's claim, or one from another machine, still answers 409 until the lease ends."""
     app = make_app(DATABASE_URL=database_url, IDEMPOTENCY_LEASE_SECONDS=600)
     client = app.test_client()
     first = client.post(INTERPRETATIONS, json=urgent_cbc(), headers={"Idempotency-Key": "claimed"})
-    claimed_by = {"dead": _identity_of_a_process_that_has_ended(), "alive": process_identity(),
-                  "elsewhere": "another-host|boot|pid:[1]|1|1"}[claimant]
+    claimed_by = {
+        "dead": _identity_of_a_process_that_has_ended(),
+        "alive": process_identity(),
+        "elsewhere": "another-host|boot|pid:[1]|1|1",
+    }[claimant]
     with app.extensions["labservice.database"].session() as session:
-        session.execute(update(IdempotencyRecord).values(status=None, body=None, created_at=now_utc(),
-                                                         claimed_by=claimed_by))
+        session.execute(
+            update(IdempotencyRecord).values(status=None, body=None, created_at=now_utc(), claimed_by=claimed_by)
+        )
     retry = client.post(INTERPRETATIONS, json=urgent_cbc(), headers={"Idempotency-Key": "claimed"})
     if taken_at_once:
         assert retry.status_code == 200 and "Idempotent-Replayed" not in retry.headers
@@ -390,12 +438,21 @@ def test_the_openapi_document_describes_the_header(client):
     spec = client.get("/api/v1/openapi.json").json
     parameter = spec["components"]["parameters"]["IdempotencyKey"]
     assert parameter["name"] == "Idempotency-Key" and parameter["in"] == "header"
-    documented = {(path, method) for path, item in spec["paths"].items() for method, operation in item.items()
-                  if isinstance(operation, dict)
-                  and {"$ref": "#/components/parameters/IdempotencyKey"} in operation.get("parameters", [])}
-    assert documented == {(INTERPRETATIONS, "post"), (FHIR, "post"), (HL7, "post"), (BATCHES, "post"),
-                          ("/api/v1/referrals/{referral_id}", "patch"),
-                          ("/api/v1/fhir/$interpret", "post")}  # the FHIR spelling of FHIR's endpoint (issue 14)
+    documented = {
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict)
+        and {"$ref": "#/components/parameters/IdempotencyKey"} in operation.get("parameters", [])
+    }
+    assert documented == {
+        (INTERPRETATIONS, "post"),
+        (FHIR, "post"),
+        (HL7, "post"),
+        (BATCHES, "post"),
+        ("/api/v1/referrals/{referral_id}", "patch"),
+        ("/api/v1/fhir/$interpret", "post"),
+    }  # the FHIR spelling of FHIR's endpoint (issue 14)
     assert len(IDEMPOTENT_ENDPOINTS) == len(documented) - 1
     batch = spec["paths"][BATCHES]["post"]["responses"]
     assert "Idempotent-Replayed" in batch["202"]["headers"]
@@ -408,8 +465,10 @@ def test_replayed_bodies_are_bytes_as_sent(client, database_url):
     first = client.post(INTERPRETATIONS, json=[urgent_cbc("MRN-X"), urgent_cbc("MRN-Y")], headers=key)
     [record] = records(database_url)
     assert record.body == first.get_data() and record.content_type == first.content_type
-    assert client.post(INTERPRETATIONS, json=[urgent_cbc("MRN-X"), urgent_cbc("MRN-Y")],
-                       headers=key).get_data() == first.get_data()
+    assert (
+        client.post(INTERPRETATIONS, json=[urgent_cbc("MRN-X"), urgent_cbc("MRN-Y")], headers=key).get_data()
+        == first.get_data()
+    )
 
 
 def test_a_copy_of_a_dict_is_not_the_same_request_when_its_order_differs(client):
@@ -425,9 +484,7 @@ def test_a_copy_of_a_dict_is_not_the_same_request_when_its_order_differs(client)
 def test_multipart_upload_as_the_test_client_builds_it(client, database_url):
     """werkzeug's own multipart encoding (as a browser form would send it) replays too."""
     data = lambda: {"file": (io.BytesIO(CSV), "cbc.csv")}  # noqa: E731
-    first = client.post(BATCHES, data=data(), headers={"Idempotency-Key": "form-1"},
-                        content_type="multipart/form-data")
-    again = client.post(BATCHES, data=data(), headers={"Idempotency-Key": "form-1"},
-                        content_type="multipart/form-data")
+    first = client.post(BATCHES, data=data(), headers={"Idempotency-Key": "form-1"}, content_type="multipart/form-data")
+    again = client.post(BATCHES, data=data(), headers={"Idempotency-Key": "form-1"}, content_type="multipart/form-data")
     same_answer(first, again)
     assert counts(database_url)["batches"] == 1

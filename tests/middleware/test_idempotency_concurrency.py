@@ -25,11 +25,18 @@ from tests.faults.servers import bearer, create_api_key, gunicorn
 CLIENTS = 6
 ROWS = 200
 # Platelets 15 x10^9/L (< 20, critical: clinical-rules §3) on every fifth row: urgent, opens a referral.
-CSV = ("Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n" + "".join(
-    f"CC-{row % 40:02d},2026-11-{1 + row // 40:02d}T08:00:00Z,M,50,{15 if row % 5 == 0 else 240},14.5,3.0\n"
-    for row in range(ROWS))).encode()
-CBC = {"patient": {"id": "CC-JSON", "sex": "female", "age_years": 40}, "collected_at": "2026-11-20T08:30:00Z",
-       "results": {"platelets": 15, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+CSV = (
+    "Patient ID,Collected,Sex,Age,PLT (10^9/L),HGB (g/dL),NEUT# (10^9/L)\n"
+    + "".join(
+        f"CC-{row % 40:02d},2026-11-{1 + row // 40:02d}T08:00:00Z,M,50,{15 if row % 5 == 0 else 240},14.5,3.0\n"
+        for row in range(ROWS)
+    )
+).encode()
+CBC = {
+    "patient": {"id": "CC-JSON", "sex": "female", "age_years": 40},
+    "collected_at": "2026-11-20T08:30:00Z",
+    "results": {"platelets": 15, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+}
 
 
 def at_once(send: Callable[[], Any], clients: int = CLIENTS) -> list[Any]:
@@ -77,8 +84,10 @@ def stored(url: str) -> dict[str, int]:
     database = Database.connect(url)
     try:
         with database.session() as session:
-            return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-                    for model in (Batch, CbcResult, Interpretation, Referral, IdempotencyRecord)}
+            return {
+                model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+                for model in (Batch, CbcResult, Interpretation, Referral, IdempotencyRecord)
+            }
     finally:
         database.engine.dispose()
 
@@ -87,13 +96,21 @@ def test_threads_retrying_one_batch_upload_store_it_once(make_app, database_url)
     app = make_app(DATABASE_URL=database_url)
 
     def send():
-        return app.test_client().post("/api/v1/batches", data={"file": (io.BytesIO(CSV), "cc.csv")},
-                                      content_type="multipart/form-data", headers={"Idempotency-Key": "cc-batch"})
+        return app.test_client().post(
+            "/api/v1/batches",
+            data={"file": (io.BytesIO(CSV), "cc.csv")},
+            content_type="multipart/form-data",
+            headers={"Idempotency-Key": "cc-batch"},
+        )
 
     check_once(at_once(send), 202)
     counts = stored(database_url)
     assert (counts["batches"], counts["cbc_results"], counts["interpretations"], counts["idempotency_records"]) == (
-        1, ROWS, ROWS, 1)
+        1,
+        ROWS,
+        ROWS,
+        1,
+    )
 
 
 def test_threads_retrying_one_interpretation_store_it_once(make_app, database_url):
@@ -126,17 +143,29 @@ def postgresql_database(postgresql_server_url: str | None) -> Iterator[str]:
 def test_clients_retrying_against_gunicorn_workers_store_once(postgresql_database, tmp_path):
     """4 worker processes, each request on its own connection: the database's unique (owner, key) decides."""
     api_key = create_api_key(postgresql_database)
-    env = {"LABSERVICE_DATABASE_URL": postgresql_database, "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
-           "LABSERVICE_AUTO_MIGRATE": "false"}
+    env = {
+        "LABSERVICE_DATABASE_URL": postgresql_database,
+        "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
+        "LABSERVICE_AUTO_MIGRATE": "false",
+    }
     auth = bearer(api_key)
     with gunicorn(env, workers=4) as server:
+
         def interpretation():
-            return requests.post(f"{server.base}/api/v1/interpretations", json=CBC, timeout=60,
-                                 headers={**auth, "Idempotency-Key": '"gunicorn-json"'})
+            return requests.post(
+                f"{server.base}/api/v1/interpretations",
+                json=CBC,
+                timeout=60,
+                headers={**auth, "Idempotency-Key": '"gunicorn-json"'},
+            )
 
         def batch():
-            return requests.post(f"{server.base}/api/v1/batches", files={"file": ("cc.csv", CSV, "text/csv")},
-                                 timeout=60, headers={**auth, "Idempotency-Key": '"gunicorn-batch"'})
+            return requests.post(
+                f"{server.base}/api/v1/batches",
+                files={"file": ("cc.csv", CSV, "text/csv")},
+                timeout=60,
+                headers={**auth, "Idempotency-Key": '"gunicorn-batch"'},
+            )
 
         check_once(at_once(interpretation, 8), 200)
         check_once(at_once(batch, 8), 202)
@@ -146,4 +175,8 @@ def test_clients_retrying_against_gunicorn_workers_store_once(postgresql_databas
     url = postgresql_database.replace("postgresql://", "postgresql+psycopg://")
     counts = stored(url)
     assert (counts["batches"], counts["cbc_results"], counts["interpretations"], counts["idempotency_records"]) == (
-        1, ROWS + 1, ROWS + 1, 2)
+        1,
+        ROWS + 1,
+        ROWS + 1,
+        2,
+    )

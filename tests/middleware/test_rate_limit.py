@@ -29,10 +29,18 @@ class Clock:
 # --- the rate text -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "limit", "period"), [
-    ("600/minute", 600, 60), ("10/second", 10, 1), ("100 per hour", 100, 3600), ("5/day", 5, 86400),
-    ("30/5min", 30, 300), ("1/30s", 1, 30), (" 7 / MINUTE ", 7, 60),
-])
+@pytest.mark.parametrize(
+    ("text", "limit", "period"),
+    [
+        ("600/minute", 600, 60),
+        ("10/second", 10, 1),
+        ("100 per hour", 100, 3600),
+        ("5/day", 5, 86400),
+        ("30/5min", 30, 300),
+        ("1/30s", 1, 30),
+        (" 7 / MINUTE ", 7, 60),
+    ],
+)
 def test_rates_are_read(text, limit, period):
     assert Rate.parse(text) == Rate(limit, period)
 
@@ -67,7 +75,7 @@ def test_a_burst_of_n_then_one_per_period_over_n():
     clock.now += 19.9
     assert not limiter.hit("k", rate).allowed  # a refused request costs nothing ...
     clock.now += 0.1
-    assert limiter.hit("k", rate).allowed      # ... so the next is admitted exactly on time
+    assert limiter.hit("k", rate).allowed  # ... so the next is admitted exactly on time
     assert not limiter.hit("k", rate).allowed
     clock.now += 60
     assert [limiter.hit("k", rate).allowed for _ in range(4)] == [True, True, True, False]  # the full burst again
@@ -204,9 +212,12 @@ def test_uploads_have_their_own_stricter_limit(make_app):
     body = assert_problem(refused, 429)
     assert "batch uploads" in body["detail"] and int(refused.headers["Retry-After"]) == 60
     assert client.post("/api/v1/interpretations", json=cbc("MRN-3")).status_code == 200  # other requests go on
-    pages = [client.post("/dashboard/batches", data={**csv_upload(wide_csv([(patient, 40)])),
-                                                     "csrf_token": csrf_token(client)})
-             for patient in ("MRN-4", "MRN-5")]
+    pages = [
+        client.post(
+            "/dashboard/batches", data={**csv_upload(wide_csv([(patient, 40)])), "csrf_token": csrf_token(client)}
+        )
+        for patient in ("MRN-4", "MRN-5")
+    ]
     assert pages[0].status_code == 303  # the signed-in user is another caller than the API key
     assert pages[1].status_code == 429 and pages[1].mimetype == "text/html" and pages[1].headers["Retry-After"]
 
@@ -229,12 +240,20 @@ def test_off_turns_the_limit_off(make_app):
 def test_with_redis_every_worker_shares_the_count(make_app, redis_prefix):
     """Two apps on one database stand for two gunicorn workers: with REDIS_URL they share the counts."""
     first = make_app(RATE_LIMIT="3/minute", REDIS_URL=REDIS_URL, RATE_LIMIT_PREFIX=redis_prefix)
-    second = make_app(RATE_LIMIT="3/minute", REDIS_URL=REDIS_URL, RATE_LIMIT_PREFIX=redis_prefix,
-                      DATABASE_URL=first.config["DATABASE_URL"])
+    second = make_app(
+        RATE_LIMIT="3/minute",
+        REDIS_URL=REDIS_URL,
+        RATE_LIMIT_PREFIX=redis_prefix,
+        DATABASE_URL=first.config["DATABASE_URL"],
+    )
     token = new_key(first, "read", name="shared-key")
     one, two = bearer_client(first, token), bearer_client(second, token)
-    statuses = [one.get("/api/v1/referrals").status_code, two.get("/api/v1/referrals").status_code,
-                one.get("/api/v1/referrals").status_code, two.get("/api/v1/referrals").status_code]
+    statuses = [
+        one.get("/api/v1/referrals").status_code,
+        two.get("/api/v1/referrals").status_code,
+        one.get("/api/v1/referrals").status_code,
+        two.get("/api/v1/referrals").status_code,
+    ]
     assert statuses == [200, 200, 200, 429]
 
 
@@ -256,7 +275,11 @@ def test_sign_in_attempts_are_limited_by_address_whoever_they_claim_to_be(make_a
     from tests.credentials import csrf_token as token_of
 
     token = token_of(client)
-    statuses = [client.post("/dashboard/sign-in", data={"username": f"user{i}", "password": "x",
-                                                        "csrf_token": token}).status_code for i in range(3)]
+    statuses = [
+        client.post(
+            "/dashboard/sign-in", data={"username": f"user{i}", "password": "x", "csrf_token": token}
+        ).status_code
+        for i in range(3)
+    ]
     assert statuses == [401, 401, 429]
     assert client.get("/dashboard/sign-in").status_code == 200  # the page itself is not a sign-in attempt

@@ -19,25 +19,29 @@ def rows(count: int, patient: str = "MRN-ROWS") -> str:
 
 def stored_counts(app) -> tuple[int, int, int]:
     with database(app).session() as session:
-        return tuple(int(session.scalar(select(func.count()).select_from(model)) or 0)
-                     for model in (Patient, CbcResult, Batch))
+        return tuple(
+            int(session.scalar(select(func.count()).select_from(model)) or 0) for model in (Patient, CbcResult, Batch)
+        )
 
 
 # --- counting ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "limit", "over"), [
-    ("a,b\n1,2\n3,4\n", 2, False),
-    ("a,b\n1,2\n3,4\n5,6\n", 2, True),
-    ("a,b\n1,2\n3,4", 2, False),                                # no newline at the end
-    ("a,b\n1,2\n3,4\n5,6", 2, True),
-    ("a,b\r\n1,2\r\n\r\n\r\n3,4\r\n", 2, False),                # blank lines do not count
-    ('a,b\n1,"two\nlines"\n3,"and\nthree\nlines"\n', 2, False),  # a quoted line break is one record
-    ('a,b\n1,"two\nlines"\n3,"x"\n4,"y ""quoted"" z"\n', 2, True),
-    ("\n\na,b\n1,2\n", 1, False),                              # blank lines before the header
-    ("", 0, False),
-    ("a,b\n", 0, False),
-])
+@pytest.mark.parametrize(
+    ("text", "limit", "over"),
+    [
+        ("a,b\n1,2\n3,4\n", 2, False),
+        ("a,b\n1,2\n3,4\n5,6\n", 2, True),
+        ("a,b\n1,2\n3,4", 2, False),  # no newline at the end
+        ("a,b\n1,2\n3,4\n5,6", 2, True),
+        ("a,b\r\n1,2\r\n\r\n\r\n3,4\r\n", 2, False),  # blank lines do not count
+        ('a,b\n1,"two\nlines"\n3,"and\nthree\nlines"\n', 2, False),  # a quoted line break is one record
+        ('a,b\n1,"two\nlines"\n3,"x"\n4,"y ""quoted"" z"\n', 2, True),
+        ("\n\na,b\n1,2\n", 1, False),  # blank lines before the header
+        ("", 0, False),
+        ("a,b\n", 0, False),
+    ],
+)
 def test_rows_are_records_after_the_header(text, limit, over):
     assert (rows_over_limit(io.BytesIO(text.encode()), limit) is not None) is over
 

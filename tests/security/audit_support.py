@@ -33,9 +33,20 @@ def audit_rows(app: Flask) -> list[dict[str, Any]]:
     """Every audit row, oldest first, as dicts."""
     with database(app).session() as session:
         events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
-        return [{"actor_type": e.actor_type, "actor": e.actor, "action": e.action,
-                 "patient": e.patient_external_id, "resource": e.resource, "status": e.status,
-                 "remote_addr": e.remote_addr, "request_id": e.request_id, "at": e.at} for e in events]
+        return [
+            {
+                "actor_type": e.actor_type,
+                "actor": e.actor,
+                "action": e.action,
+                "patient": e.patient_external_id,
+                "resource": e.resource,
+                "status": e.status,
+                "remote_addr": e.remote_addr,
+                "request_id": e.request_id,
+                "at": e.at,
+            }
+            for e in events
+        ]
 
 
 def new_rows(app: Flask, before: int) -> list[dict[str, Any]]:
@@ -113,17 +124,27 @@ def seed_database(tmp_path: Path) -> tuple[str, str]:
     return url, token
 
 
-def start_gunicorn(tmp_path: Path, url: str, *extra: str, env: dict[str, str] | None = None
-                   ) -> tuple[subprocess.Popen, int, Path, Path]:
+def start_gunicorn(
+    tmp_path: Path, url: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, int, Path, Path]:
     """gunicorn (2 workers, the repository's gunicorn.conf.py) on a free port: (process, port, stdout, stderr)."""
     port = free_port()
-    environ = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_AUTO_MIGRATE": "false",
-               "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"), **(env or {})}
+    environ = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_AUTO_MIGRATE": "false",
+        "LABSERVICE_BATCH_DIRECTORY": str(tmp_path / "batches"),
+        **(env or {}),
+    }
     out, err = tmp_path / f"stdout-{port}", tmp_path / f"stderr-{port}"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b",
-                                   f"127.0.0.1:{port}", *extra, "wsgi:app"], cwd=ROOT, env=environ,
-                                  stdout=stdout, stderr=stderr)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", *extra, "wsgi:app"],
+            cwd=ROOT,
+            env=environ,
+            stdout=stdout,
+            stderr=stderr,
+        )
     deadline = time.monotonic() + 30
     while True:
         try:

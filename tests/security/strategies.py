@@ -27,8 +27,22 @@ RS = default_ruleset()
 
 # --- CSV --------------------------------------------------------------------------------------------------
 
-ANALYTE_FIELDS = ("platelets", "wbc", "neutrophils", "neutrophils_percent", "lymphocytes", "hemoglobin",
-                  "hematocrit", "rbc", "mcv", "mch", "mchc", "rdw", "reticulocytes", "reticulocytes_percent")
+ANALYTE_FIELDS = (
+    "platelets",
+    "wbc",
+    "neutrophils",
+    "neutrophils_percent",
+    "lymphocytes",
+    "hemoglobin",
+    "hematocrit",
+    "rbc",
+    "mcv",
+    "mch",
+    "mchc",
+    "rdw",
+    "reticulocytes",
+    "reticulocytes_percent",
+)
 CONTEXT_FIELDS = ("sex", "age_years", "birth_date", "pregnant", "fever", "platelet_clumps", "duffy_null")
 ID_FIELDS = ("patient_id", "sample_id", "collected_at")
 HEADER_UNITS = ("K/uL", "10^9/L", "g/L", "g/dL", "mmol/L", "%", "fL", "pg", "10*12/L", "/uL", "bogus", "")
@@ -40,14 +54,69 @@ LINE_ENDINGS = ("\n", "\r\n", "\r")
 NUMBER_CELLS = st.one_of(
     st.floats(min_value=0, max_value=1000, allow_nan=False).map(lambda v: f"{v:g}"),
     st.integers(min_value=-10, max_value=10**6).map(str),
-    st.sampled_from(["1e309", "-1e309", "1e-400", "NaN", "nan", "inf", "-Infinity", "0x1A", "1_000", "١٢٣",
-                     "10" * 40, "4,5", "4.5.6", "--5", "+7", "<5", ">1000", "< 20", "<=3", "≥2", "~4"]),
+    st.sampled_from(
+        [
+            "1e309",
+            "-1e309",
+            "1e-400",
+            "NaN",
+            "nan",
+            "inf",
+            "-Infinity",
+            "0x1A",
+            "1_000",
+            "١٢٣",
+            "10" * 40,
+            "4,5",
+            "4.5.6",
+            "--5",
+            "+7",
+            "<5",
+            ">1000",
+            "< 20",
+            "<=3",
+            "≥2",
+            "~4",
+        ]
+    ),
 )
 TEXT_CELLS = st.one_of(
-    st.sampled_from(["", " ", "M", "F", "male", "female", "0", "1", "X", "yes", "no", "true", "2026-11-20",
-                     "20.11.2026 08:30", "01/02/2026", "2026-13-45T99:99", "UNABLE TO REPORT", "clotted", "=1+1",
-                     "@SUM(A1)", "+HYPERLINK(x)", "-cmd", "\tTAB", "\u202e", "😀", "ü", "𝟘", '"', "'",
-                     "a\nb", 'say "hi"', "x" * 300]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "M",
+            "F",
+            "male",
+            "female",
+            "0",
+            "1",
+            "X",
+            "yes",
+            "no",
+            "true",
+            "2026-11-20",
+            "20.11.2026 08:30",
+            "01/02/2026",
+            "2026-13-45T99:99",
+            "UNABLE TO REPORT",
+            "clotted",
+            "=1+1",
+            "@SUM(A1)",
+            "+HYPERLINK(x)",
+            "-cmd",
+            "\tTAB",
+            "\u202e",
+            "😀",
+            "ü",
+            "𝟘",
+            '"',
+            "'",
+            "a\nb",
+            'say "hi"',
+            "x" * 300,
+        ]
+    ),
     st.text(max_size=12),
 )
 CELLS = st.one_of(NUMBER_CELLS, TEXT_CELLS)
@@ -62,8 +131,12 @@ def _header_names(field: str) -> list[str]:
 def header_cell(draw: st.DrawFn, field: str | None = None) -> str:
     """A header naming `field` (any alias, any case, maybe with a unit), or garbage when field is None."""
     if field is None:
-        return draw(st.one_of(st.text(min_size=0, max_size=15),
-                              st.sampled_from(["", " ", "Unnamed: 3", "PLT PLT", "?", "#", "Comment", "Notes"])))
+        return draw(
+            st.one_of(
+                st.text(min_size=0, max_size=15),
+                st.sampled_from(["", " ", "Unnamed: 3", "PLT PLT", "?", "#", "Comment", "Notes"]),
+            )
+        )
     name = draw(st.sampled_from(_header_names(field)))
     name = draw(st.sampled_from([name, name.upper(), name.title(), name.replace(" ", "_"), f" {name} "]))
     if field in ANALYTE_FIELDS and draw(st.booleans()):
@@ -87,8 +160,14 @@ class CsvFile:
 
 
 @st.composite
-def csv_files(draw: st.DrawFn, *, max_rows: int = 25, garbage: bool = True,
-              encodings: tuple[str, ...] = ENCODINGS, delimiters: tuple[str, ...] = DELIMITERS) -> CsvFile:
+def csv_files(
+    draw: st.DrawFn,
+    *,
+    max_rows: int = 25,
+    garbage: bool = True,
+    encodings: tuple[str, ...] = ENCODINGS,
+    delimiters: tuple[str, ...] = DELIMITERS,
+) -> CsvFile:
     """A wide CSV file: one or more analyte columns under any alias, id and context columns, garbage columns
     (with `garbage`), written with a random delimiter, quoting, line ending and encoding. Every record
     is written by csv.writer, so a reader honouring the dialect sees exactly `records` records."""
@@ -155,7 +234,7 @@ def garbled_csv_bytes(draw: st.DrawFn) -> bytes:
     body = bytearray(base)
     for _ in range(draw(st.integers(min_value=1, max_value=6))):
         at = draw(st.integers(min_value=0, max_value=len(body)))
-        body[at:at + draw(st.integers(min_value=0, max_value=3))] = draw(st.binary(min_size=0, max_size=4))
+        body[at : at + draw(st.integers(min_value=0, max_value=3))] = draw(st.binary(min_size=0, max_size=4))
     return bytes(body)
 
 
@@ -163,12 +242,42 @@ def garbled_csv_bytes(draw: st.DrawFn) -> bytes:
 
 CBC_LOINC = sorted(code for analyte in RS.analytes.values() for code in analyte.loinc)
 LOCAL_CODES = ("PLTC", "PLT", "WBC", "HGB", "HCT", "RBC", "MCV", "MCH", "MCHC", "RDW", "NEUT#", "LYMPH#")
-HL7_UNITS = ("10*3/uL", "10*9/L", "K/uL", "k/uL", "giga.l-1", "tera.l-1", "10*12/L", "g/dL", "g/L", "g/l-1",
-             "mmol/L", "%", "fL", "pg", "{cells}/uL", "/uL", "g/mL", "", "x", "10^9/L")
+HL7_UNITS = (
+    "10*3/uL",
+    "10*9/L",
+    "K/uL",
+    "k/uL",
+    "giga.l-1",
+    "tera.l-1",
+    "10*12/L",
+    "g/dL",
+    "g/L",
+    "g/l-1",
+    "mmol/L",
+    "%",
+    "fL",
+    "pg",
+    "{cells}/uL",
+    "/uL",
+    "g/mL",
+    "",
+    "x",
+    "10^9/L",
+)
 STATUSES = ("F", "C", "U", "A", "B", "V", "P", "R", "S", "I", "O", "N", "X", "D", "W", "Z", "", "FF")
 VALUE_TYPES = ("NM", "SN", "ST", "TX", "CE", "", "ZZ")
-TIMES = ("20261120083000+0000", "20261120083000", "202611200830", "20261120", "2026", "20261340999999",
-         "20261120083000+2500", "", "yesterday", "19000101")
+TIMES = (
+    "20261120083000+0000",
+    "20261120083000",
+    "202611200830",
+    "20261120",
+    "2026",
+    "20261340999999",
+    "20261120083000+2500",
+    "",
+    "yesterday",
+    "19000101",
+)
 MESSAGE_TYPES = ("ORU^R01", "ORU^R01^ORU_R01", "ORF^R04", "ADT^A01", "ACK", "", "ORU", "^R01", "ORU^R01^X^Y")
 VERSIONS = ("2.3", "2.3.1", "2.5", "2.5.1", "2.9", "", "3.0", "x")
 #: Characters HL7 v2 senders use as separators, and some they should not.
@@ -186,11 +295,33 @@ class Hl7Message:
 
 
 def _value(draw: st.DrawFn) -> str:
-    return draw(st.one_of(
-        st.floats(min_value=0, max_value=600, allow_nan=False).map(lambda v: f"{v:g}"),
-        st.sampled_from(["45", "2.1", "0", "-5", "1e309", "NaN", "Infinity", "<5", ">1000", "^45", "<^5",
-                         "45^", "4,5", "", "abc", "1" * 400, "\\F\\", "\x00"]),
-    ))
+    return draw(
+        st.one_of(
+            st.floats(min_value=0, max_value=600, allow_nan=False).map(lambda v: f"{v:g}"),
+            st.sampled_from(
+                [
+                    "45",
+                    "2.1",
+                    "0",
+                    "-5",
+                    "1e309",
+                    "NaN",
+                    "Infinity",
+                    "<5",
+                    ">1000",
+                    "^45",
+                    "<^5",
+                    "45^",
+                    "4,5",
+                    "",
+                    "abc",
+                    "1" * 400,
+                    "\\F\\",
+                    "\x00",
+                ]
+            ),
+        )
+    )
 
 
 @st.composite
@@ -198,15 +329,39 @@ def clean_obx(draw: st.DrawFn, component: str) -> list[str]:
     """OBX-2..OBX-14 of a result a laboratory would send: a CBC LOINC code with its canonical unit and a
     value around the typical one, any result status; or a result that is not a CBC count (glucose)."""
     if draw(st.integers(min_value=0, max_value=7)) == 0:
-        return ["NM", component.join(["2345-7", "Glucose", "LN"]), "", "5.4", "mmol/L", "3.9-6.1", "N", "", "",
-                draw(st.sampled_from(STATUSES[:8])), "", "", ""]
+        return [
+            "NM",
+            component.join(["2345-7", "Glucose", "LN"]),
+            "",
+            "5.4",
+            "mmol/L",
+            "3.9-6.1",
+            "N",
+            "",
+            "",
+            draw(st.sampled_from(STATUSES[:8])),
+            "",
+            "",
+            "",
+        ]
     code = draw(st.sampled_from(CBC_LOINC))
     analyte = RS.analytes[RS.analyte_by_loinc()[code]]
     value = analyte.typical * draw(st.sampled_from([0.02, 0.2, 0.6, 1.0, 1.4, 3.0]))
-    return [draw(st.sampled_from(["NM", "NM", "SN", "ST"])), component.join([code, analyte.label, "LN"]), "",
-            f"{value:.4g}" if draw(st.booleans()) else draw(st.sampled_from(["", "<5", f"{value:.4g}"])),
-            analyte.canonical_unit, "", "", "", "", draw(st.sampled_from(STATUSES[:15])), "", "",
-            draw(st.sampled_from(TIMES[:3]))]
+    return [
+        draw(st.sampled_from(["NM", "NM", "SN", "ST"])),
+        component.join([code, analyte.label, "LN"]),
+        "",
+        f"{value:.4g}" if draw(st.booleans()) else draw(st.sampled_from(["", "<5", f"{value:.4g}"])),
+        analyte.canonical_unit,
+        "",
+        "",
+        "",
+        "",
+        draw(st.sampled_from(STATUSES[:15])),
+        "",
+        "",
+        draw(st.sampled_from(TIMES[:3])),
+    ]
 
 
 @st.composite
@@ -229,33 +384,85 @@ def hl7_messages(draw: st.DrawFn, *, max_groups: int = 3, max_obx: int = 8, garb
     def seg(*fields: str) -> str:
         return field_sep.join(fields)
 
-    msh = seg("MSH", encoding_chars, "LIS", "LAB", "labservice", "HOSP", draw(st.sampled_from(TIMES)), "",
-              draw(st.sampled_from(MESSAGE_TYPES)).replace("^", component), draw(st.text(max_size=20)),
-              draw(st.sampled_from(["P", "T", "D", ""])), draw(st.sampled_from(VERSIONS)),
-              *([""] * 5), charset)
-    pid = seg("PID", "1", "", draw(st.sampled_from(["MRN-0042^^^HOSP^MR", "", "X" * 300, "P1"])).replace(
-        "^", component), "", "DOE^JANE".replace("^", component), "",
-        draw(st.sampled_from(["19920402", "", "2030", "abc"])), draw(st.sampled_from(["F", "M", "U", "", "?"])))
+    msh = seg(
+        "MSH",
+        encoding_chars,
+        "LIS",
+        "LAB",
+        "labservice",
+        "HOSP",
+        draw(st.sampled_from(TIMES)),
+        "",
+        draw(st.sampled_from(MESSAGE_TYPES)).replace("^", component),
+        draw(st.text(max_size=20)),
+        draw(st.sampled_from(["P", "T", "D", ""])),
+        draw(st.sampled_from(VERSIONS)),
+        *([""] * 5),
+        charset,
+    )
+    pid = seg(
+        "PID",
+        "1",
+        "",
+        draw(st.sampled_from(["MRN-0042^^^HOSP^MR", "", "X" * 300, "P1"])).replace("^", component),
+        "",
+        "DOE^JANE".replace("^", component),
+        "",
+        draw(st.sampled_from(["19920402", "", "2030", "abc"])),
+        draw(st.sampled_from(["F", "M", "U", "", "?"])),
+    )
     segments = [msh, pid]
     obx_total = 0
     for group in range(draw(st.integers(min_value=0, max_value=max_groups))):
-        segments.append(seg("OBR", str(group + 1), "ORD", "FIL", component.join(["58410-2", "CBC", "LN"]), "", "",
-                            draw(st.sampled_from(TIMES))))
+        segments.append(
+            seg(
+                "OBR",
+                str(group + 1),
+                "ORD",
+                "FIL",
+                component.join(["58410-2", "CBC", "LN"]),
+                "",
+                "",
+                draw(st.sampled_from(TIMES)),
+            )
+        )
         for index in range(draw(st.integers(min_value=0, max_value=max_obx))):
             if draw(st.booleans()):
                 code = component.join([draw(st.sampled_from(CBC_LOINC)), "", "LN"])
             else:
-                code = component.join([draw(st.sampled_from((*LOCAL_CODES, "GLU", "", "777-3"))), "",
-                                       draw(st.sampled_from(["L", "99LOC", "LN", ""]))])
+                code = component.join(
+                    [
+                        draw(st.sampled_from((*LOCAL_CODES, "GLU", "", "777-3"))),
+                        "",
+                        draw(st.sampled_from(["L", "99LOC", "LN", ""])),
+                    ]
+                )
             low_high = draw(st.sampled_from(["150-410", "4.0-11.0", "<5", "4.3 to 6.2", "", "-", "abc", "10-1"]))
-            segments.append(seg("OBX", str(index + 1), draw(st.sampled_from(VALUE_TYPES)), code, "",
-                                _value(draw).replace("^", component), draw(st.sampled_from(HL7_UNITS)), low_high,
-                                draw(st.sampled_from(["L", "H", "N", ""])), "", "", draw(st.sampled_from(STATUSES)),
-                                "", "", draw(st.sampled_from(TIMES))))
+            segments.append(
+                seg(
+                    "OBX",
+                    str(index + 1),
+                    draw(st.sampled_from(VALUE_TYPES)),
+                    code,
+                    "",
+                    _value(draw).replace("^", component),
+                    draw(st.sampled_from(HL7_UNITS)),
+                    low_high,
+                    draw(st.sampled_from(["L", "H", "N", ""])),
+                    "",
+                    "",
+                    draw(st.sampled_from(STATUSES)),
+                    "",
+                    "",
+                    draw(st.sampled_from(TIMES)),
+                )
+            )
             obx_total += 1
     for _ in range(draw(st.integers(min_value=0, max_value=2))):
-        extra = seg(draw(st.sampled_from(["NTE", "SPM", "ZXX", "OBX", "MSH", "PV1", "ORC", "X", ""])),
-                    *draw(st.lists(st.text(max_size=10), max_size=5)))
+        extra = seg(
+            draw(st.sampled_from(["NTE", "SPM", "ZXX", "OBX", "MSH", "PV1", "ORC", "X", ""])),
+            *draw(st.lists(st.text(max_size=10), max_size=5)),
+        )
         segments.insert(draw(st.integers(min_value=1, max_value=len(segments))), extra)
         obx_total += extra.startswith("OBX")
     if draw(st.integers(min_value=0, max_value=9)) == 0:  # an overlong field somewhere
@@ -279,14 +486,47 @@ def _clean_message(draw: st.DrawFn, max_groups: int, max_obx: int) -> Hl7Message
     def seg(*fields: str) -> str:
         return field_sep.join(fields)
 
-    segments = [seg("MSH", encoding_chars, "LIS", "LAB", "labservice", "HOSP", TIMES[0], "",
-                    component.join(["ORU", "R01"]), "MSG1", "P", draw(st.sampled_from(VERSIONS[:4]))),
-                seg("PID", "1", "", component.join(["MRN-0042", "", "", "HOSP", "MR"]), "", "", "",
-                    draw(st.sampled_from(["19920402", ""])), draw(st.sampled_from(["F", "M", "U", ""])))]
+    segments = [
+        seg(
+            "MSH",
+            encoding_chars,
+            "LIS",
+            "LAB",
+            "labservice",
+            "HOSP",
+            TIMES[0],
+            "",
+            component.join(["ORU", "R01"]),
+            "MSG1",
+            "P",
+            draw(st.sampled_from(VERSIONS[:4])),
+        ),
+        seg(
+            "PID",
+            "1",
+            "",
+            component.join(["MRN-0042", "", "", "HOSP", "MR"]),
+            "",
+            "",
+            "",
+            draw(st.sampled_from(["19920402", ""])),
+            draw(st.sampled_from(["F", "M", "U", ""])),
+        ),
+    ]
     obx_total = 0
     for group in range(draw(st.integers(min_value=1, max_value=max_groups))):
-        segments.append(seg("OBR", str(group + 1), "ORD", "FIL", component.join(["58410-2", "CBC", "LN"]), "", "",
-                            draw(st.sampled_from(TIMES[:4]))))
+        segments.append(
+            seg(
+                "OBR",
+                str(group + 1),
+                "ORD",
+                "FIL",
+                component.join(["58410-2", "CBC", "LN"]),
+                "",
+                "",
+                draw(st.sampled_from(TIMES[:4])),
+            )
+        )
         for index in range(draw(st.integers(min_value=1, max_value=max_obx))):
             segments.append(seg("OBX", str(index + 1), *draw(clean_obx(component))))
             obx_total += 1
@@ -301,8 +541,9 @@ def garbled_hl7_bytes(draw: st.DrawFn) -> bytes:
     body = bytearray(draw(hl7_messages()).data)
     for _ in range(draw(st.integers(min_value=1, max_value=5))):
         at = draw(st.integers(min_value=0, max_value=len(body)))
-        body[at:at + draw(st.integers(min_value=0, max_value=2))] = draw(
-            st.one_of(st.binary(max_size=3), st.sampled_from([b"|", b"^", b"\r", b"\x00", b"\xff\xfe", b"MSH|"])))
+        body[at : at + draw(st.integers(min_value=0, max_value=2))] = draw(
+            st.one_of(st.binary(max_size=3), st.sampled_from([b"|", b"^", b"\r", b"\x00", b"\xff\xfe", b"MSH|"]))
+        )
     return bytes(body)
 
 

@@ -48,11 +48,26 @@ def items(client, query: str = "") -> list[dict]:
 def test_an_admin_reads_the_trail_newest_first(app, client, trail):
     rows = items(client)
     assert [(row["action"], row["patient_id"]) for row in rows] == [
-        ("update", "MRN-A3"), ("read", "MRN-A3"), ("read", "MRN-A2"),
-        ("create", "MRN-A3"), ("create", "MRN-A2"), ("create", "MRN-A1")]
+        ("update", "MRN-A3"),
+        ("read", "MRN-A3"),
+        ("read", "MRN-A2"),
+        ("create", "MRN-A3"),
+        ("create", "MRN-A2"),
+        ("create", "MRN-A1"),
+    ]
     first = rows[-1]
-    assert set(first) == {"id", "at", "actor_type", "actor", "action", "patient_id", "resource", "status",
-                          "remote_addr", "request_id"}
+    assert set(first) == {
+        "id",
+        "at",
+        "actor_type",
+        "actor",
+        "action",
+        "patient_id",
+        "resource",
+        "status",
+        "remote_addr",
+        "request_id",
+    }
     assert first["actor_type"] == "api_key" and first["actor"] == key_name(app)
     assert first["resource"] == "POST /api/v1/interpretations" and first["status"] == 200
     assert first["request_id"] == "r-MRN-A1" and first["remote_addr"] == "127.0.0.1"
@@ -76,7 +91,8 @@ def test_from_and_to_take_days_and_moments(app, client, trail):
     assert [row["patient_id"] for row in items(client, "?to=2026-01-15")] == ["MRN-A1"]  # the whole day
     assert items(client, "?to=2026-01-14") == []
     assert [row["patient_id"] for row in items(client, "?from=2026-01-15T11:59:59Z&to=2026-01-15T12:00:01Z")] == [
-        "MRN-A1"]
+        "MRN-A1"
+    ]
     assert items(client, "?from=2026-01-15T12:00:01%2B00:00&to=2026-01-16") == []
     today = datetime.now(UTC).date()
     assert len(items(client, f"?from={today - timedelta(days=1)}")) == 5
@@ -91,10 +107,18 @@ def test_pages_and_their_links_keep_the_filters(client, trail):
     assert client.get(URL + "?page=99999999999").get_json()["items"] == []
 
 
-@pytest.mark.parametrize(("query", "parameter"), [
-    ("?per_page=501", "per_page"), ("?page=0", "page"), ("?from=yesterday", "from"), ("?to=2026-13-01", "to"),
-    ("?from=2026-02-01&to=2026-01-01", "to"), ("?action=" + "x" * 21, "action"), ("?patient=" + "p" * 201, "patient"),
-])
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("?per_page=501", "per_page"),
+        ("?page=0", "page"),
+        ("?from=yesterday", "from"),
+        ("?to=2026-13-01", "to"),
+        ("?from=2026-02-01&to=2026-01-01", "to"),
+        ("?action=" + "x" * 21, "action"),
+        ("?patient=" + "p" * 201, "patient"),
+    ],
+)
 def test_bad_parameters_are_422_naming_them(client, query, parameter):
     body = assert_problem(client.get(URL + query), 422)
     assert list(body["errors"]) == [parameter]

@@ -31,8 +31,14 @@ def listener(directory: Path, peers: str | None) -> Iterator[tuple[int, subproce
     env = {**os.environ, "DATABASE_URL": url, "LABSERVICE_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     if peers is not None:
         env["LABSERVICE_MLLP_ALLOWED_PEERS"] = peers
-    process = subprocess.Popen([sys.executable, "-m", "labservice.cli", "mllp", "--port", "0"], cwd=directory,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labservice.cli", "mllp", "--port", "0"],
+        cwd=directory,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
@@ -85,25 +91,38 @@ def test_a_peer_not_allowed_is_closed_unanswered_and_logged(tmp_path):
 
 def test_a_bad_allowlist_stops_the_listener(tmp_path):
     url = f"sqlite:///{tmp_path / 'labservice.sqlite'}"
-    done = subprocess.run([sys.executable, "-m", "labservice.cli", "mllp", "--port", "0"], cwd=tmp_path, env={
-        **os.environ, "DATABASE_URL": url, "LABSERVICE_DATABASE_URL": url,
-        "LABSERVICE_MLLP_ALLOWED_PEERS": "127.0.0.1, not-an-address"}, capture_output=True, text=True, timeout=TIMEOUT,
-        check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "labservice.cli", "mllp", "--port", "0"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "LABSERVICE_DATABASE_URL": url,
+            "LABSERVICE_MLLP_ALLOWED_PEERS": "127.0.0.1, not-an-address",
+        },
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert done.returncode == 1
     assert "MLLP_ALLOWED_PEERS: 'not-an-address' is not an address or network" in done.stderr
 
 
-@pytest.mark.parametrize(("address", "peers", "allowed"), [
-    ("127.0.0.1", "127.0.0.1,::1", True),
-    ("::1", "127.0.0.1,::1", True),
-    ("10.1.2.3", "127.0.0.1,::1", False),
-    ("10.1.2.3", "10.1.0.0/16", True),
-    ("10.2.0.1", "10.1.0.0/16", False),
-    ("::ffff:10.1.2.3", "10.1.0.0/16", True),  # IPv4-mapped on a dual-stack socket
-    ("fe80::1%eth0", "fe80::/10", True),
-    ("127.0.0.1", "", False),
-    ("garbage", "0.0.0.0/0", False),
-])
+@pytest.mark.parametrize(
+    ("address", "peers", "allowed"),
+    [
+        ("127.0.0.1", "127.0.0.1,::1", True),
+        ("::1", "127.0.0.1,::1", True),
+        ("10.1.2.3", "127.0.0.1,::1", False),
+        ("10.1.2.3", "10.1.0.0/16", True),
+        ("10.2.0.1", "10.1.0.0/16", False),
+        ("::ffff:10.1.2.3", "10.1.0.0/16", True),  # IPv4-mapped on a dual-stack socket
+        ("fe80::1%eth0", "fe80::/10", True),
+        ("127.0.0.1", "", False),
+        ("garbage", "0.0.0.0/0", False),
+    ],
+)
 def test_peer_allowlist(address, peers, allowed):
     assert peer_allowed(address, allowed_peers(peers)) is allowed
 

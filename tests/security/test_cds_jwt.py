@@ -104,22 +104,45 @@ def pem_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture
 def cds_app(make_app, jwks_server, pem_key) -> Flask:
-    pem = pem_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        pem_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     issuers = {ISSUER: {"jwks_url": jwks_server.url}, PEM_ISSUER: {"public_key": pem, "algorithms": ["RS384"]}}
     app = make_app(CDS_JWT_ISSUERS=json.dumps(issuers), PUBLIC_BASE_URL=BASE)
-    app.add_url_rule("/cds-services/cbc-review/whoami", "cds_whoami",  # to see the principal set
-                     lambda: {"id": current_principal().id}, methods=["POST"])
+    app.add_url_rule(
+        "/cds-services/cbc-review/whoami",
+        "cds_whoami",  # to see the principal set
+        lambda: {"id": current_principal().id},
+        methods=["POST"],
+    )
     return app
 
 
-def token(key: Any, *, alg: str = "ES384", kid: str | None = "ec-1", iss: str = ISSUER, aud: Any = BASE + SERVICE,
-          lifetime: int = 120, iat_offset: int = 0, jti: str | None = "fresh", headers: dict | None = None,
-          drop: tuple[str, ...] = ()) -> str:
+def token(
+    key: Any,
+    *,
+    alg: str = "ES384",
+    kid: str | None = "ec-1",
+    iss: str = ISSUER,
+    aud: Any = BASE + SERVICE,
+    lifetime: int = 120,
+    iat_offset: int = 0,
+    jti: str | None = "fresh",
+    headers: dict | None = None,
+    drop: tuple[str, ...] = (),
+) -> str:
     now = int(time.time())
-    claims: dict[str, Any] = {"iss": iss, "sub": "client-id", "aud": aud, "exp": now + lifetime,
-                              "iat": now + iat_offset, "jti": str(uuid.uuid4()) if jti == "fresh" else jti,
-                              "tenant": "2ddd6c3a"}
+    claims: dict[str, Any] = {
+        "iss": iss,
+        "sub": "client-id",
+        "aud": aud,
+        "exp": now + lifetime,
+        "iat": now + iat_offset,
+        "jti": str(uuid.uuid4()) if jti == "fresh" else jti,
+        "tenant": "2ddd6c3a",
+    }
     for name in drop:
         claims.pop(name, None)
     header = {"typ": "JWT", **({"kid": kid} if kid else {}), **(headers or {})}
@@ -128,8 +151,9 @@ def token(key: Any, *, alg: str = "ES384", kid: str | None = "ec-1", iss: str = 
 
 def call(app: Flask, jwt_token: str, path: str = SERVICE, host: str | None = None) -> Any:
     if path == FEEDBACK:
-        body: dict[str, Any] = {"feedback": [{"card": "c1", "outcome": "overridden",
-                                              "outcomeTimestamp": "2026-11-22T08:00:00Z"}]}
+        body: dict[str, Any] = {
+            "feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T08:00:00Z"}]
+        }
     else:
         body = hook_call("pat2", {"patient": None, "cbcObservations": searchset(spec_example_observations())})
     headers = {"Authorization": f"Bearer {jwt_token}", **({"Host": host} if host else {})}
@@ -159,8 +183,10 @@ def test_an_rs384_jwt_and_a_pem_configured_issuer_are_accepted(cds_app, rsa_key,
 
 
 def test_the_principal_is_the_cds_client(cds_app, ec_key):
-    response = anonymous(cds_app).post("/cds-services/cbc-review/whoami", headers={
-        "Authorization": f"Bearer {token(ec_key, aud=BASE + '/cds-services/cbc-review/whoami')}"})
+    response = anonymous(cds_app).post(
+        "/cds-services/cbc-review/whoami",
+        headers={"Authorization": f"Bearer {token(ec_key, aud=BASE + '/cds-services/cbc-review/whoami')}"},
+    )
     assert response.get_json() == {"id": f"cds_client:{ISSUER}"}
 
 
@@ -171,21 +197,24 @@ def test_a_replayed_jwt_is_refused(cds_app, ec_key):
     assert_refused(call(cds_app, token(ec_key, jti="the-same-jti")), "already used")
 
 
-@pytest.mark.parametrize(("changes", "reason"), [
-    ({"aud": BASE + "/cds-services/other"}, f"audience (aud) must be this endpoint: {BASE}/cds-services/"),
-    ({"aud": "https://evil.example/cds-services/cbc-review"}, "audience (aud)"),
-    ({"lifetime": -120}, "has expired"),
-    ({"lifetime": 3600}, "expires more than 300 seconds from now"),
-    ({"iat_offset": 600}, "not valid yet"),
-    ({"drop": ("jti",)}, "no jti claim"),
-    ({"drop": ("iat",)}, "no iat claim"),
-    ({"drop": ("exp",)}, "no exp claim"),
-    ({"drop": ("aud",)}, "no aud claim"),
-    ({"iss": "https://unknown.example/"}, "issuer (iss) is not a trusted CDS client"),
-    ({"kid": None}, "no key id (kid)"),
-    ({"kid": "unknown-kid"}, "no key with the JWT's kid"),
-    ({"headers": {"jku": "https://evil.example/jwks.json"}}, "jku is not an allowlisted"),
-])
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"aud": BASE + "/cds-services/other"}, f"audience (aud) must be this endpoint: {BASE}/cds-services/"),
+        ({"aud": "https://evil.example/cds-services/cbc-review"}, "audience (aud)"),
+        ({"lifetime": -120}, "has expired"),
+        ({"lifetime": 3600}, "expires more than 300 seconds from now"),
+        ({"iat_offset": 600}, "not valid yet"),
+        ({"drop": ("jti",)}, "no jti claim"),
+        ({"drop": ("iat",)}, "no iat claim"),
+        ({"drop": ("exp",)}, "no exp claim"),
+        ({"drop": ("aud",)}, "no aud claim"),
+        ({"iss": "https://unknown.example/"}, "issuer (iss) is not a trusted CDS client"),
+        ({"kid": None}, "no key id (kid)"),
+        ({"kid": "unknown-kid"}, "no key with the JWT's kid"),
+        ({"headers": {"jku": "https://evil.example/jwks.json"}}, "jku is not an allowlisted"),
+    ],
+)
 def test_jwts_that_break_a_rule_are_refused(cds_app, ec_key, changes, reason):
     assert_refused(call(cds_app, token(ec_key, **changes)), reason)
 
@@ -206,15 +235,17 @@ def test_unsigned_and_hmac_jwts_are_refused(cds_app):
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "ec-1"})
     assert_refused(call(cds_app, unsigned), "algorithm must be one of")
     # HMAC needs a secret shared with the service: the specification forbids it, and so do we.
-    hs = jwt.encode(claims, "a-shared-secret-of-at-least-48-bytes-for-hs384!!", algorithm="HS384",
-                    headers={"kid": "rsa-1"})
+    hs = jwt.encode(
+        claims, "a-shared-secret-of-at-least-48-bytes-for-hs384!!", algorithm="HS384", headers={"kid": "rsa-1"}
+    )
     assert_refused(call(cds_app, hs), "algorithm must be one of")
 
 
 def test_a_jku_is_only_followed_when_allowlisted(make_app, ec_key, jwks_server):
     other = jwks_server.url.replace("/jwks.json", "/other.json")
-    app = make_app(CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": jwks_server.url, "jku": [other]}}),
-                   PUBLIC_BASE_URL=BASE)
+    app = make_app(
+        CDS_JWT_ISSUERS=json.dumps({ISSUER: {"jwks_url": jwks_server.url, "jku": [other]}}), PUBLIC_BASE_URL=BASE
+    )
     assert call(app, token(ec_key, headers={"jku": other})).status_code == 200
     assert jwks_server.requests == ["/other.json"]
     not_listed = jwks_server.url.replace("/jwks.json", "/elsewhere.json")
@@ -239,8 +270,10 @@ def test_the_audience_is_the_public_base_url_whatever_the_host_header_says(cds_a
     """A JWT minted for another CDS service (another host) is refused here even when the request's Host header
     names that host: aud is checked against PUBLIC_BASE_URL only."""
     elsewhere = "other-cds.example.net"
-    assert_refused(call(cds_app, token(ec_key, aud=f"https://{elsewhere}{SERVICE}"), host=elsewhere),
-                   f"must be this endpoint: {BASE}{SERVICE}")
+    assert_refused(
+        call(cds_app, token(ec_key, aud=f"https://{elsewhere}{SERVICE}"), host=elsewhere),
+        f"must be this endpoint: {BASE}{SERVICE}",
+    )
     assert_refused(call(cds_app, token(ec_key, aud=f"http://localhost{SERVICE}")), "audience (aud)")
     assert call(cds_app, token(ec_key), host=elsewhere).status_code == 200
 
@@ -261,10 +294,15 @@ def test_the_discovery_endpoint_stays_public(cds_app):
     assert anonymous(cds_app).get("/cds-services").status_code == 200
 
 
-@pytest.mark.parametrize("config", [
-    "[]", json.dumps({ISSUER: {}}), json.dumps({ISSUER: {"jwks_url": "https://x", "algorithms": ["HS256"]}}),
-    json.dumps({ISSUER: {"jwks_url": "https://x", "algorithms": ["none"]}}),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "[]",
+        json.dumps({ISSUER: {}}),
+        json.dumps({ISSUER: {"jwks_url": "https://x", "algorithms": ["HS256"]}}),
+        json.dumps({ISSUER: {"jwks_url": "https://x", "algorithms": ["none"]}}),
+    ],
+)
 def test_a_bad_issuer_configuration_stops_the_app(config):
     with pytest.raises(ValueError):
         load_issuers(config)
@@ -276,11 +314,17 @@ def test_a_bad_issuer_configuration_stops_the_app(config):
 def served_env(tmp_path, pem_key, **extra: str) -> dict[str, str]:
     url = f"sqlite:///{tmp_path / 'labservice.sqlite'}"
     migrate(url)
-    pem = pem_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return {"LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
-            "LABSERVICE_CDS_JWT_ISSUERS": json.dumps({PEM_ISSUER: {"public_key": pem, "algorithms": ["RS384"]}}),
-            **extra}
+    pem = (
+        pem_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return {
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_INSTANCE_PATH": str(tmp_path / "instance"),
+        "LABSERVICE_CDS_JWT_ISSUERS": json.dumps({PEM_ISSUER: {"public_key": pem, "algorithms": ["RS384"]}}),
+        **extra,
+    }
 
 
 def test_served_a_jwt_for_the_host_header_is_refused_and_one_for_the_public_base_url_accepted(tmp_path, pem_key):
@@ -289,8 +333,12 @@ def test_served_a_jwt_for_the_host_header_is_refused_and_one_for_the_public_base
 
     def post(aud: str) -> requests.Response:
         jwt_token = token(pem_key, alg="RS384", kid="pem-1", iss=PEM_ISSUER, aud=aud)
-        return requests.post(server.base + SERVICE, json=body, timeout=30,
-                             headers={"Authorization": f"Bearer {jwt_token}", "Host": elsewhere})
+        return requests.post(
+            server.base + SERVICE,
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {jwt_token}", "Host": elsewhere},
+        )
 
     with gunicorn(served_env(tmp_path, pem_key, LABSERVICE_PUBLIC_BASE_URL=BASE), workers=1) as server:
         refused = post(f"http://{elsewhere}{SERVICE}")

@@ -68,8 +68,9 @@ def hostile(client) -> list[dict[str, Any]]:
     """A stored urgent CBC for each hostile id, and a status change with a hostile note on the first."""
     answers = client.post("/api/v1/interpretations", json=[cbc(value) for value in HOSTILE_IDS]).get_json()
     first = answers[0]["stored"]["referral_id"]
-    response = client.patch(f"/api/v1/referrals/{first}", json={"status": "acknowledged", "note": HOSTILE_NOTE,
-                                                                "actor": IMG})
+    response = client.patch(
+        f"/api/v1/referrals/{first}", json={"status": "acknowledged", "note": HOSTILE_NOTE, "actor": IMG}
+    )
     assert response.status_code == 200
     return answers
 
@@ -103,9 +104,17 @@ def test_the_status_form_page_escapes_the_note(client, hostile):
 
 def test_a_hostile_note_typed_in_the_dashboard_is_text(client, hostile):
     referral = hostile[1]["stored"]["referral_id"]
-    response = client.post(f"/dashboard/referrals/{referral}/status", data={
-        "status": "acknowledged", "note": HOSTILE_NOTE, "actor": SCRIPT, "csrf_token": csrf_token(client),
-        "next": JS_URL}, follow_redirects=False)
+    response = client.post(
+        f"/dashboard/referrals/{referral}/status",
+        data={
+            "status": "acknowledged",
+            "note": HOSTILE_NOTE,
+            "actor": SCRIPT,
+            "csrf_token": csrf_token(client),
+            "next": JS_URL,
+        },
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     assert response.location.startswith("/dashboard/")  # a hostile `next` is not followed
     page = client.get(response.location)
@@ -119,8 +128,9 @@ def test_hostile_batch_file_names_and_mappings_are_text(client):
     assert client.post("/dashboard/batches", data={**upload, "csrf_token": csrf_token(client)}).status_code == 303
     assert_inert_html(client.get("/dashboard/batches").get_data(as_text=True), shown=[name])
     bad_mapping = json.dumps({"columns": {SCRIPT: "platelets", IMG: "nonsense"}})
-    refused = client.post("/dashboard/batches", data={**csv_upload("PLT\n40\n"), "mapping": bad_mapping,
-                                                      "csrf_token": csrf_token(client)})
+    refused = client.post(
+        "/dashboard/batches", data={**csv_upload("PLT\n40\n"), "mapping": bad_mapping, "csrf_token": csrf_token(client)}
+    )
     assert refused.status_code == 422
     assert_inert_html(refused.get_data(as_text=True), shown=[bad_mapping])  # the mapping, given back in its box
 
@@ -191,8 +201,9 @@ def test_a_hostile_mrn_in_the_dashboard_link_of_a_card_is_url_quoted(client):
     observations = spec_example_observations()
     record = patient("pat2", mrn=f"{JS_URL}/{IMG}")
     # The link is given only for a patient the record of results has (issue 14 item 2): store one CBC first.
-    stored = client.post("/api/v1/interpretations", json={"patient": {"id": f"{JS_URL}/{IMG}"},
-                                                         "results": {"platelets": 200}})
+    stored = client.post(
+        "/api/v1/interpretations", json={"patient": {"id": f"{JS_URL}/{IMG}"}, "results": {"platelets": 200}}
+    )
     assert stored.status_code == 200, stored.get_data(as_text=True)
     card = card_for(client, observations, record)
     [link] = card["links"]
@@ -206,14 +217,20 @@ def test_a_hostile_mrn_in_the_dashboard_link_of_a_card_is_url_quoted(client):
 
 
 def test_hostile_fhir_ids_come_back_as_json_strings(client):
-    body = bundle(patient("p1", mrn=SCRIPT + IMG),
-                  observation("o1", "777-3", 40, "10*3/uL", subject={"reference": "Patient/p1"},
-                              effectiveDateTime="2026-11-20T08:00:00Z"),
-                  report("r1", ["Observation/o1"], subject={"reference": "Patient/p1"},
-                         effectiveDateTime="2026-11-20T08:00:00Z"))
+    body = bundle(
+        patient("p1", mrn=SCRIPT + IMG),
+        observation(
+            "o1", "777-3", 40, "10*3/uL", subject={"reference": "Patient/p1"}, effectiveDateTime="2026-11-20T08:00:00Z"
+        ),
+        report("r1", ["Observation/o1"], subject={"reference": "Patient/p1"}, effectiveDateTime="2026-11-20T08:00:00Z"),
+    )
     for accept in ("application/json", "application/fhir+json"):
-        response = client.post("/api/v1/fhir/interpret?store=false", data=json.dumps(body),
-                               content_type="application/fhir+json", headers={"Accept": accept})
+        response = client.post(
+            "/api/v1/fhir/interpret?store=false",
+            data=json.dumps(body),
+            content_type="application/fhir+json",
+            headers={"Accept": accept},
+        )
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.mimetype == accept and response.headers["X-Content-Type-Options"] == "nosniff"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
@@ -241,8 +258,9 @@ def strings(value: Any) -> set[str]:
 @pytest.mark.parametrize("unit", [r"k\X0D\MSH|x", r"k\X0D0A\EVN", r"a\F\b\S\c\R\d\E\e\T\f", SCRIPT, "x\\.br\\MSH"])
 def test_hostile_hl7_values_quoted_in_an_ack_add_no_segment(client, unit):
     message = replace_field(text(NHAPI_ORU), ("OBX", 1), 6, unit)
-    response = client.post("/api/v1/hl7v2/interpret?store=false&ack=true", data=message,
-                           content_type="x-application/hl7-v2+er7")
+    response = client.post(
+        "/api/v1/hl7v2/interpret?store=false&ack=true", data=message, content_type="x-application/hl7-v2+er7"
+    )
     assert response.status_code == 200
     segments = [segment[:3] for segment in response.get_data(as_text=True).split("\r") if segment]
     assert segments[:2] == ["MSH", "MSA"] and set(segments[2:]) <= {"ERR"}
@@ -253,7 +271,7 @@ def test_hostile_hl7_values_quoted_in_an_ack_add_no_segment(client, unit):
 
 
 def test_a_hostile_upload_file_name_never_reaches_a_header(client):
-    name = 'evil"; filename*=UTF-8\'\'x.exe\r\nSet-Cookie: stolen=1.csv'
+    name = "evil\"; filename*=UTF-8''x.exe\r\nSet-Cookie: stolen=1.csv"
     created = client.post("/api/v1/batches", data=csv_upload("patient_id,PLT\nMRN-H,40\n", filename=name))
     assert created.status_code == 202
     batch = created.get_json()["batch_id"]

@@ -34,9 +34,11 @@ pytestmark = pytest.mark.slow  # fuzzing: generated files and messages through t
 
 ER7 = "x-application/hl7-v2+er7"
 PROBLEM = "application/problem+json"
-FUZZ = settings(max_examples=examples(60), deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 READABLE = dict(encodings=("utf-8", "utf-8-sig", "cp1252"), delimiters=(",", ";", "\t", "|"))
 
 
@@ -55,8 +57,11 @@ def assert_problem(response, statuses: tuple[int, ...]) -> dict:
 
 
 def upload(client: FlaskClient, data: bytes, store: bool):
-    return client.post(f"/api/v1/batches?store={'true' if store else 'false'}",
-                       data={"file": (io.BytesIO(data), "generated.csv")}, content_type="multipart/form-data")
+    return client.post(
+        f"/api/v1/batches?store={'true' if store else 'false'}",
+        data={"file": (io.BytesIO(data), "generated.csv")},
+        content_type="multipart/form-data",
+    )
 
 
 def check_batch(client: FlaskClient, data: bytes, store: bool) -> dict | None:

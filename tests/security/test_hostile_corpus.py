@@ -75,8 +75,12 @@ def zip_bomb(mebibytes: int = 1024) -> bytes:
     name = b"results.csv"
     size = mebibytes * MIB
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(deflated), size, len(name), 0) + name
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(deflated), size,
-                          len(name), 0, 0, 0, 0, 0, 0) + name
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(deflated), size, len(name), 0, 0, 0, 0, 0, 0
+        )
+        + name
+    )
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(deflated), 0)
     return local + deflated + central + end
 
@@ -91,8 +95,11 @@ def test_the_bombs_are_what_they_claim():
     assert inner == gzip_bomb(4096) and len(inner) < 5 * MIB  # 4096 members of 1 MiB: 4 GiB
     with zipfile.ZipFile(io.BytesIO(zip_bomb())) as archive:
         [entry] = archive.infolist()
-        assert (entry.filename, entry.file_size, entry.compress_type) == ("results.csv", 1024 * MIB,
-                                                                          zipfile.ZIP_DEFLATED)
+        assert (entry.filename, entry.file_size, entry.compress_type) == (
+            "results.csv",
+            1024 * MIB,
+            zipfile.ZIP_DEFLATED,
+        )
         with archive.open(entry) as handle:
             assert handle.read(MIB) == bytes(MIB)
     assert len(zip_bomb()) < 1.1 * MIB
@@ -132,8 +139,10 @@ def client(hostile_app) -> FlaskClient:
 @pytest.fixture(scope="module")
 def referral_id(hostile_app) -> int:
     """An open referral to PATCH (platelets 15: a critical value, clinical-rules §3, so not routine)."""
-    answer = hostile_app.test_client().post("/api/v1/interpretations", json={
-        "patient": {"id": "HOSTILE-1"}, "results": {"platelets": 15}, "collected_at": "2026-11-20T08:30:00Z"})
+    answer = hostile_app.test_client().post(
+        "/api/v1/interpretations",
+        json={"patient": {"id": "HOSTILE-1"}, "results": {"platelets": 15}, "collected_at": "2026-11-20T08:30:00Z"},
+    )
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer.get_json()["stored"]["referral_id"]
 
@@ -167,19 +176,38 @@ def _replace(template: dict[str, Any], marker: str) -> Callable[[bytes], bytes]:
 
 
 CBC = {"patient": {"id": "$S"}, "results": {"platelets": "$N"}, "collected_at": "2026-11-20T08:30:00Z"}
-OBSERVATION = {"resourceType": "Observation", "id": "o1", "status": "final",
-               "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
-               "subject": {"reference": "$S"}, "effectiveDateTime": "2026-11-20T08:30:00Z",
-               "valueQuantity": {"value": "$N", "unit": "10*3/uL", "system": "http://unitsofmeasure.org",
-                                 "code": "10*3/uL"}}
-CDS_CALL = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"userId": "Practitioner/1", "patientId": "$S"},
-            "prefetch": {"patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
-                         "cbcObservations": {"resourceType": "Bundle", "type": "searchset",
-                                             "entry": [{"resource": {**OBSERVATION, "subject": {"reference":
-                                                                                                "Patient/p1"}}}]}}}
-FEEDBACK = {"feedback": [{"card": "$S", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T08:30:00Z",
-                          "acceptedSuggestions": [{"id": "$N"}]}]}
+OBSERVATION = {
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+    "subject": {"reference": "$S"},
+    "effectiveDateTime": "2026-11-20T08:30:00Z",
+    "valueQuantity": {"value": "$N", "unit": "10*3/uL", "system": "http://unitsofmeasure.org", "code": "10*3/uL"},
+}
+CDS_CALL = {
+    "hook": "patient-view",
+    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    "context": {"userId": "Practitioner/1", "patientId": "$S"},
+    "prefetch": {
+        "patient": {"resourceType": "Patient", "id": "p1", "gender": "female"},
+        "cbcObservations": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": {**OBSERVATION, "subject": {"reference": "Patient/p1"}}}],
+        },
+    },
+}
+FEEDBACK = {
+    "feedback": [
+        {
+            "card": "$S",
+            "outcome": "accepted",
+            "outcomeTimestamp": "2026-11-20T08:30:00Z",
+            "acceptedSuggestions": [{"id": "$N"}],
+        }
+    ]
+}
 CHANGE = {"status": "acknowledged", "note": "$S", "actor": "$N"}
 
 
@@ -188,26 +216,51 @@ def _cds_number(literal: bytes) -> bytes:
 
 
 JSON_ENDPOINTS = [
-    JsonEndpoint("interpretations", "post", "/api/v1/interpretations", "application/json",
-                 _replace({**CBC, "patient": {"id": "P1"}}, "$N"), _replace({**CBC, "results": {"platelets": 45}},
-                                                                           "$S")),
-    JsonEndpoint("fhir", "post", "/api/v1/fhir/interpret", "application/fhir+json",
-                 _replace({**OBSERVATION, "subject": {"reference": "Patient/p1"}}, "$N"),
-                 _replace({**OBSERVATION, "valueQuantity": {**OBSERVATION["valueQuantity"], "value": 45}}, "$S")),
+    JsonEndpoint(
+        "interpretations",
+        "post",
+        "/api/v1/interpretations",
+        "application/json",
+        _replace({**CBC, "patient": {"id": "P1"}}, "$N"),
+        _replace({**CBC, "results": {"platelets": 45}}, "$S"),
+    ),
+    JsonEndpoint(
+        "fhir",
+        "post",
+        "/api/v1/fhir/interpret",
+        "application/fhir+json",
+        _replace({**OBSERVATION, "subject": {"reference": "Patient/p1"}}, "$N"),
+        _replace({**OBSERVATION, "valueQuantity": {**OBSERVATION["valueQuantity"], "value": 45}}, "$S"),
+    ),
     JsonEndpoint("cds", "post", "/cds-services/cbc-review", "application/json", _cds_number, _replace(CDS_CALL, "$S")),
-    JsonEndpoint("cds-feedback", "post", "/cds-services/cbc-review/feedback", "application/json",
-                 _replace({"feedback": [{**FEEDBACK["feedback"][0], "card": "c1"}]}, "$N"),
-                 _replace({"feedback": [{**FEEDBACK["feedback"][0], "acceptedSuggestions": []}]}, "$S")),
-    JsonEndpoint("referral", "patch", "/api/v1/referrals/{referral}", "application/json",
-                 _replace({**CHANGE, "note": "ok"}, "$N"), _replace({**CHANGE, "actor": "dr.smith"}, "$S")),
+    JsonEndpoint(
+        "cds-feedback",
+        "post",
+        "/cds-services/cbc-review/feedback",
+        "application/json",
+        _replace({"feedback": [{**FEEDBACK["feedback"][0], "card": "c1"}]}, "$N"),
+        _replace({"feedback": [{**FEEDBACK["feedback"][0], "acceptedSuggestions": []}]}, "$S"),
+    ),
+    JsonEndpoint(
+        "referral",
+        "patch",
+        "/api/v1/referrals/{referral}",
+        "application/json",
+        _replace({**CHANGE, "note": "ok"}, "$N"),
+        _replace({**CHANGE, "actor": "dr.smith"}, "$S"),
+    ),
 ]
 IDS = [endpoint.name for endpoint in JSON_ENDPOINTS]
 
 
 def send(client: FlaskClient, endpoint: JsonEndpoint, body: bytes, referral: int, **headers: str):
     path = endpoint.path.format(referral=referral)
-    return getattr(client, endpoint.method)(f"{path}?store=false" if "interpret" in path else path, data=body,
-                                            content_type=endpoint.content_type, headers=headers)
+    return getattr(client, endpoint.method)(
+        f"{path}?store=false" if "interpret" in path else path,
+        data=body,
+        content_type=endpoint.content_type,
+        headers=headers,
+    )
 
 
 HUGE_NUMBERS = {"1e309": b"1e309", "-1e309": b"-1e309", "10^400": b"1" + b"0" * 400, "2^64": b"18446744073709551616"}
@@ -245,8 +298,11 @@ def test_a_10_mb_string_is_413(client, referral_id, endpoint):
 
 
 @pytest.mark.parametrize("endpoint", JSON_ENDPOINTS, ids=IDS)
-@pytest.mark.parametrize("raw", [b'"\xff\xfe"', b'"caf\xe9"', b'"\xc3"', b'"\xed\xa0\x80"'],
-                         ids=["ff-fe", "latin-1", "truncated", "surrogate"])
+@pytest.mark.parametrize(
+    "raw",
+    [b'"\xff\xfe"', b'"caf\xe9"', b'"\xc3"', b'"\xed\xa0\x80"'],
+    ids=["ff-fe", "latin-1", "truncated", "surrogate"],
+)
 def test_bytes_that_are_not_utf8(client, referral_id, endpoint, raw):
     """400 "not UTF-8"; except that json.loads of bytes decodes with surrogatepass, so the encoded surrogate
     ED A0 80 arrives as the string "\\ud800" and is refused as such (422) where a string is kept."""
@@ -264,7 +320,7 @@ def test_nul_in_a_string(client, referral_id, endpoint, nul):
 
 @pytest.mark.parametrize("endpoint", JSON_ENDPOINTS, ids=IDS)
 def test_a_lone_surrogate_escape_in_a_string(client, referral_id, endpoint):
-    """"\\ud800" is grammatical JSON but no Unicode text: it cannot be encoded as UTF-8 for the database or a
+    """ "\\ud800" is grammatical JSON but no Unicode text: it cannot be encoded as UTF-8 for the database or a
     file, so it is refused like bytes that are not UTF-8."""
     assert_4xx_problem(send(client, endpoint, endpoint.with_string(b'"a\\ud800b"'), referral_id), (400, 422))
 
@@ -293,12 +349,20 @@ def test_nothing_hostile_is_stored(client, referral_id):
 
 # --- HL7 v2 -----------------------------------------------------------------------------------------------
 
-HL7 = ("MSH|^~\\&|LIS|LAB|labservice|HOSP|20261120093000+0000||ORU^R01^ORU_R01|$CONTROL|P|2.5.1\r"
-       "PID|1||$PID^^^HOSP^MR||DOE^JANE||19920402|F\r"
-       "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||$TIME\r"
-       "OBX|1|NM|$CODE^Platelets^LN||$VALUE|$UNIT|150-410|L|||F\r")
-HL7_DEFAULTS = {"$CONTROL": "MSG1", "$PID": "MRN-0042", "$TIME": "20261120083000+0000", "$CODE": "777-3",
-                "$VALUE": "45", "$UNIT": "10*3/uL"}
+HL7 = (
+    "MSH|^~\\&|LIS|LAB|labservice|HOSP|20261120093000+0000||ORU^R01^ORU_R01|$CONTROL|P|2.5.1\r"
+    "PID|1||$PID^^^HOSP^MR||DOE^JANE||19920402|F\r"
+    "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||$TIME\r"
+    "OBX|1|NM|$CODE^Platelets^LN||$VALUE|$UNIT|150-410|L|||F\r"
+)
+HL7_DEFAULTS = {
+    "$CONTROL": "MSG1",
+    "$PID": "MRN-0042",
+    "$TIME": "20261120083000+0000",
+    "$CODE": "777-3",
+    "$VALUE": "45",
+    "$UNIT": "10*3/uL",
+}
 
 
 def hl7(**fields: str) -> bytes:
@@ -318,24 +382,45 @@ def test_the_hl7_template_itself_is_answered(client):
     assert answer.get_json()["interpretations"][0]["analytes"]["platelets"]["value"] == 45
 
 
-@pytest.mark.parametrize("value", ["1e309", "-1e309", "1" + "0" * 400, "18446744073709551616", "NaN", "Infinity",
-                                   "-Infinity", "4" * 1_500_000, "45\x00", "\x00"],
-                         ids=["1e309", "-1e309", "10^400", "2^64", "NaN", "Infinity", "-Infinity", "1.5M digits",
-                              "NUL after", "NUL"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1e309",
+        "-1e309",
+        "1" + "0" * 400,
+        "18446744073709551616",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "4" * 1_500_000,
+        "45\x00",
+        "\x00",
+    ],
+    ids=["1e309", "-1e309", "10^400", "2^64", "NaN", "Infinity", "-Infinity", "1.5M digits", "NUL after", "NUL"],
+)
 def test_hostile_hl7_values(client, value):
     assert_4xx_problem(post_hl7(client, hl7(value=value)), (422,))
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("pid", "P" * 300), ("pid", "P" * 1_500_000), ("pid", "MRN\x00-42"), ("unit", "u" * 1_500_000),
-    ("code", "7" * 1_500_000), ("value", "4" * 100_000 + "^45"),
-], ids=["PID-3 300", "PID-3 1.5M", "PID-3 NUL", "OBX-6 1.5M", "OBX-3 1.5M", "OBX-5 SN 100k"])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pid", "P" * 300),
+        ("pid", "P" * 1_500_000),
+        ("pid", "MRN\x00-42"),
+        ("unit", "u" * 1_500_000),
+        ("code", "7" * 1_500_000),
+        ("value", "4" * 100_000 + "^45"),
+    ],
+    ids=["PID-3 300", "PID-3 1.5M", "PID-3 NUL", "OBX-6 1.5M", "OBX-3 1.5M", "OBX-5 SN 100k"],
+)
 def test_overlong_and_nul_hl7_fields_that_are_read(client, field, value):
     assert_4xx_problem(post_hl7(client, hl7(**{field: value})), (422,))
 
 
-@pytest.mark.parametrize(("field", "value"), [("control", "C" * 1_500_000), ("time", "2" * 1_500_000)],
-                         ids=["MSH-10 1.5M", "OBR-7 1.5M"])
+@pytest.mark.parametrize(
+    ("field", "value"), [("control", "C" * 1_500_000), ("time", "2" * 1_500_000)], ids=["MSH-10 1.5M", "OBR-7 1.5M"]
+)
 def test_overlong_hl7_fields_that_are_only_echoed_or_noted(client, field, value):
     """MSH-10 is only echoed in the ACK, and an OBR-7 that is not a time is noted, not used: the CBC is still
     interpreted, and the answer does not carry the 1.5 MB back in the JSON."""
@@ -349,8 +434,11 @@ def test_10_mb_hl7_is_413(client, body):
     assert_4xx_problem(post_hl7(client, body), (413,))
 
 
-@pytest.mark.parametrize("body", [hl7().replace(b"DOE", b"D\xffE"), b"\xff\xfe" + hl7(),
-                                  hl7().replace(b"F\r", b"\xc3\r")], ids=["ff in PID-5", "ff-fe first", "truncated"])
+@pytest.mark.parametrize(
+    "body",
+    [hl7().replace(b"DOE", b"D\xffE"), b"\xff\xfe" + hl7(), hl7().replace(b"F\r", b"\xc3\r")],
+    ids=["ff in PID-5", "ff-fe first", "truncated"],
+)
 def test_hl7_bytes_that_are_not_utf8(client, body):
     assert_4xx_problem(post_hl7(client, body), (400,))
 
@@ -365,8 +453,9 @@ def test_hl7_gzip_bomb(client, bomb):
 # --- CSV batches ------------------------------------------------------------------------------------------
 
 
-def upload(client: FlaskClient, data: bytes, name: str = "results.csv", mapping: str | bytes | None = None,
-           **headers: str):
+def upload(
+    client: FlaskClient, data: bytes, name: str = "results.csv", mapping: str | bytes | None = None, **headers: str
+):
     form: dict[str, Any] = {"file": (io.BytesIO(data), name)}
     if isinstance(mapping, bytes):
         form["mapping"] = (io.BytesIO(mapping), "mapping.json")
@@ -392,8 +481,9 @@ BATCH_FILES = {
 
 @pytest.mark.parametrize("name", BATCH_FILES)
 def test_hostile_batch_files(client, name):
-    problem = assert_4xx_problem(upload(client, BATCH_FILES[name](), "results.csv.gz" if "gzip" in name else
-                                        "results.csv"), (413, 422))
+    problem = assert_4xx_problem(
+        upload(client, BATCH_FILES[name](), "results.csv.gz" if "gzip" in name else "results.csv"), (413, 422)
+    )
     assert "file" in problem["errors"]
 
 
@@ -408,16 +498,19 @@ def test_a_batch_file_of_a_million_columns_is_refused_quickly(client):
     assert time.perf_counter() - start < 30
 
 
-@pytest.mark.parametrize(("name", "mapping"), [
-    ("nested arrays", "[" * 100_000 + "]" * 100_000),
-    ("nested objects as a file part", ('{"a":' * 100_000 + "1" + "}" * 100_000).encode()),
-    ("NaN", '{"units": {"platelets": NaN}}'),
-    ("1e309", '{"shape": 1e309}'),
-    ("10^400", '{"date_order": ' + "1" * 400 + "}"),
-    ("not UTF-8", b'{"units": {"platelets": "\xff"}}'),
-    ("NUL", '{"columns": {"P\\u0000LT": "platelets"}}'),
-    ("10 MB", '{"columns": {"' + "x" * (10 * MIB) + '": "platelets"}}'),
-])
+@pytest.mark.parametrize(
+    ("name", "mapping"),
+    [
+        ("nested arrays", "[" * 100_000 + "]" * 100_000),
+        ("nested objects as a file part", ('{"a":' * 100_000 + "1" + "}" * 100_000).encode()),
+        ("NaN", '{"units": {"platelets": NaN}}'),
+        ("1e309", '{"shape": 1e309}'),
+        ("10^400", '{"date_order": ' + "1" * 400 + "}"),
+        ("not UTF-8", b'{"units": {"platelets": "\xff"}}'),
+        ("NUL", '{"columns": {"P\\u0000LT": "platelets"}}'),
+        ("10 MB", '{"columns": {"' + "x" * (10 * MIB) + '": "platelets"}}'),
+    ],
+)
 def test_hostile_mappings(client, name, mapping):
     problem = assert_4xx_problem(upload(client, b"PLT\n45\n", mapping=mapping), (413, 422))
     assert problem["status"] == 413 or "mapping" in problem["errors"]
@@ -425,15 +518,22 @@ def test_hostile_mappings(client, name, mapping):
 
 def test_a_multipart_body_with_content_encoding_gzip_is_not_inflated(client):
     boundary = "hostile7d0c"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
-            f"Content-Type: text/csv\r\n\r\nPLT\n45\n\r\n--{boundary}--\r\n").encode()
-    response = client.post("/api/v1/batches", data=gzip.compress(body), headers={"Content-Encoding": "gzip"},
-                           content_type=f"multipart/form-data; boundary={boundary}")
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+        f"Content-Type: text/csv\r\n\r\nPLT\n45\n\r\n--{boundary}--\r\n"
+    ).encode()
+    response = client.post(
+        "/api/v1/batches",
+        data=gzip.compress(body),
+        headers={"Content-Encoding": "gzip"},
+        content_type=f"multipart/form-data; boundary={boundary}",
+    )
     assert_4xx_problem(response, (400, 415, 422))
 
 
-@pytest.mark.parametrize("cell", ["1e309", "1" + "0" * 400, "18446744073709551616", "Infinity", "-1e309",
-                                  "4" * 100_000])  # ("NaN" is one of the CSV reader's words for a missing cell)
+@pytest.mark.parametrize(
+    "cell", ["1e309", "1" + "0" * 400, "18446744073709551616", "Infinity", "-1e309", "4" * 100_000]
+)  # ("NaN" is one of the CSV reader's words for a missing cell)
 def test_a_hostile_cell_is_its_rows_error_in_a_batch_that_keeps_every_row(client, cell):
     """A cell is not the file: the row is rejected with its line and column, the other rows are interpreted."""
     response = upload(client, f"Patient ID,PLT,HGB\nH1,{cell},12\nH2,45,12\n".encode())
@@ -443,8 +543,9 @@ def test_a_hostile_cell_is_its_rows_error_in_a_batch_that_keeps_every_row(client
     assert summary["first_errors"][0].startswith("line 2, column PLT")
 
 
-@pytest.mark.parametrize(("ids", "stored"), [(["P" * 201, "OK-1"], 1), (["A\x00B", "OK-2"], 1)],
-                         ids=["id of 201 characters", "id with NUL"])
+@pytest.mark.parametrize(
+    ("ids", "stored"), [(["P" * 201, "OK-1"], 1), (["A\x00B", "OK-2"], 1)], ids=["id of 201 characters", "id with NUL"]
+)
 def test_a_hostile_patient_id_cell_is_interpreted_not_stored(client, ids, stored):
     """Past the first 4 KiB (where a NUL makes the whole file binary), an id PostgreSQL cannot store is
     interpreted and not kept, as the JSON API refuses it. (The filler ids are this case's own: new results.)"""

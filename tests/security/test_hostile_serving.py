@@ -100,26 +100,36 @@ def test_a_sign_in_username_with_nul_is_a_400_on_postgresql(postgresql_gunicorn)
     browser = requests.Session()
     form = browser.get(f"{base}/dashboard/sign-in", timeout=10).text
     token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    response = browser.post(f"{base}/dashboard/sign-in", timeout=10, allow_redirects=False,
-                            data={"csrf_token": token, "username": "admin\x00", "password": "whatever"})
+    response = browser.post(
+        f"{base}/dashboard/sign-in",
+        timeout=10,
+        allow_redirects=False,
+        data={"csrf_token": token, "username": "admin\x00", "password": "whatever"},
+    )
     assert_problem(response, 400, "username")
     # A username without NUL is an ordinary failed sign-in.
-    response = browser.post(f"{base}/dashboard/sign-in", timeout=10, allow_redirects=False,
-                            data={"csrf_token": token, "username": "admin", "password": "whatever"})
+    response = browser.post(
+        f"{base}/dashboard/sign-in",
+        timeout=10,
+        allow_redirects=False,
+        data={"csrf_token": token, "username": "admin", "password": "whatever"},
+    )
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(("query", "status"), [
-    ("from=0001-01-01T00:00:00%2B14:00", 422),  # before year 1 in UTC
-    ("to=0001-01-01T00:00:00%2B14:00", 422),
-    ("from=9999-12-31T23:59:59-14:00", 422),  # after year 9999 in UTC
-    ("to=9999-12-31", 200),  # the whole last day there is
-    ("from=0001-01-01&to=9999-12-31", 200),
-])
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("from=0001-01-01T00:00:00%2B14:00", 422),  # before year 1 in UTC
+        ("to=0001-01-01T00:00:00%2B14:00", 422),
+        ("from=9999-12-31T23:59:59-14:00", 422),  # after year 9999 in UTC
+        ("to=9999-12-31", 200),  # the whole last day there is
+        ("from=0001-01-01&to=9999-12-31", 200),
+    ],
+)
 def test_extreme_audit_dates_are_a_422_or_read_on_postgresql(postgresql_gunicorn, query: str, status: int):
     base, token = postgresql_gunicorn
-    response = requests.get(f"{base}/api/v1/audit?{query}", headers={"Authorization": f"Bearer {token}"},
-                            timeout=10)
+    response = requests.get(f"{base}/api/v1/audit?{query}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     if status == 422:
         assert_problem(response, 422, query.split("=", 1)[0])
     else:
@@ -135,9 +145,12 @@ def test_two_uploads_of_the_issues_hostile_header_at_once_leave_the_workers_answ
     def upload(name: str) -> None:
         data = f"sample_id,platelets,{HOSTILE_HEADER}\n{name},45,x\n".encode()  # two different files
         try:
-            response = requests.post(f"{base}/api/v1/batches?store=false", timeout=GENEROUS_SECONDS,
-                                     headers={"Authorization": f"Bearer {token}"},
-                                     files={"file": (f"{name}.csv", data, "text/csv")})
+            response = requests.post(
+                f"{base}/api/v1/batches?store=false",
+                timeout=GENEROUS_SECONDS,
+                headers={"Authorization": f"Bearer {token}"},
+                files={"file": (f"{name}.csv", data, "text/csv")},
+            )
             answers.append(response.status_code)
         except requests.RequestException as error:
             answers.append(type(error).__name__)

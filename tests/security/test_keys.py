@@ -94,17 +94,28 @@ def test_last_used_is_written_at_most_once_a_minute(database):
             value = session.scalar(select(ApiKey.last_used_at).where(ApiKey.name == "busy"))
             return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-    for offset, expected in ((0, start), (30, start), (59, start), (60, start + timedelta(seconds=60)),
-                             (90, start + timedelta(seconds=60)), (125, start + timedelta(seconds=125))):
+    for offset, expected in (
+        (0, start),
+        (30, start),
+        (59, start),
+        (60, start + timedelta(seconds=60)),
+        (90, start + timedelta(seconds=60)),
+        (125, start + timedelta(seconds=125)),
+    ):
         with database.session() as session:
             assert authenticate_key(session, token, now=start + timedelta(seconds=offset)) is not None
         assert last_used() == expected, offset
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("interpret", ("interpret",)), ("interpret,read", ("interpret", "read")), (" read , admin ", ("read", "admin")),
-    ("read,read", ("read",)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("interpret", ("interpret",)),
+        ("interpret,read", ("interpret", "read")),
+        (" read , admin ", ("read", "admin")),
+        ("read,read", ("read",)),
+    ],
+)
 def test_scopes_are_parsed(text, expected):
     assert parse_scopes(text) == expected
 
@@ -135,8 +146,9 @@ def test_a_name_is_used_once(database):
 
 def run(args: list[str], url: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": url, "LABSERVICE_DATABASE_URL": url}
-    return subprocess.run([str(LABSERVICE), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
-                          check=False, timeout=60)
+    return subprocess.run(
+        [str(LABSERVICE), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, check=False, timeout=60
+    )
 
 
 def test_create_list_and_revoke_keys_from_the_command_line(tmp_path):
@@ -165,8 +177,9 @@ def test_create_list_and_revoke_keys_from_the_command_line(tmp_path):
     with database.session() as session:
         assert authenticate_key(session, token) is None
     assert run(["revoke-key", "nobody"], url, tmp_path).returncode == 1
-    assert re.search(r"lis-interface .* \d{4}-\d\d-\d\d \d\d:\d\d\s*$", run(["list-keys"], url, tmp_path).stdout,
-                     re.MULTILINE)
+    assert re.search(
+        r"lis-interface .* \d{4}-\d\d-\d\d \d\d:\d\d\s*$", run(["list-keys"], url, tmp_path).stdout, re.MULTILINE
+    )
     database.engine.dispose()
 
 

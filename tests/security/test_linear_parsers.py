@@ -44,8 +44,11 @@ def client(make_app) -> FlaskClient:
 
 def upload(client: FlaskClient, data: bytes):
     with finishes_within():
-        return client.post("/api/v1/batches?store=false", data={"file": (io.BytesIO(data), "hostile.csv")},
-                           content_type="multipart/form-data")
+        return client.post(
+            "/api/v1/batches?store=false",
+            data={"file": (io.BytesIO(data), "hostile.csv")},
+            content_type="multipart/form-data",
+        )
 
 
 def problem(response, status: int) -> dict:
@@ -134,13 +137,13 @@ def test_sniffing_a_long_quoted_header_cell_and_long_number_cells_is_linear(fill
     cell = filler * (100_000 // len(filler))  # within the csv module's 128 KiB field limit
     sample = f'sample_id;"{cell}"\n' + "".join(f"S{i};{cell}\n" for i in range(2))
     with finishes_within():
-        dialect = sniff(sample.encode()[:256 * 1024], BatchOptions(), complete=False)
+        dialect = sniff(sample.encode()[: 256 * 1024], BatchOptions(), complete=False)
     assert dialect.delimiter == ";" and dialect.header == ["sample_id", cell.strip()]
 
 
 def test_sniffing_a_megabyte_without_a_line_end_is_refused():
     with finishes_within(), pytest.raises(BatchFileError, match="longer than"):
-        sniff(("PLT " + " " * MB).encode()[:256 * 1024], BatchOptions(), complete=False)
+        sniff(("PLT " + " " * MB).encode()[: 256 * 1024], BatchOptions(), complete=False)
 
 
 CELLS = {
@@ -159,8 +162,14 @@ CELLS = {
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_a_megabyte_data_cell_is_a_row_error_or_a_value_in_linear_time(client, kind: str, column: str):
     header = ["sample_id", "platelets", "collected_at", "birth_date", "sex", "age"]
-    values = {"sample_id": "S1", "platelets": "45", "collected_at": "2026-01-01T08:00:00Z",
-              "birth_date": "1980-01-01", "sex": "F", "age": "40"}
+    values = {
+        "sample_id": "S1",
+        "platelets": "45",
+        "collected_at": "2026-01-01T08:00:00Z",
+        "birth_date": "1980-01-01",
+        "sex": "F",
+        "age": "40",
+    }
     values[column] = CELLS[kind]
     data = (",".join(header) + "\n" + ",".join(values[h] for h in header) + "\nS2,45,,,F,40\n").encode()
     response = upload(client, data)
@@ -227,8 +236,14 @@ def post_hl7(client: FlaskClient, message: str):
         return client.post("/api/v1/hl7v2/interpret?store=false", data=message.encode(), content_type=ER7)
 
 
-FIELDS = {"spaces": " " * MB, "digits": "1" * MB, "range": "1-" * (MB // 2), "time": "2026" + "0" * MB,
-          "unit-like": "10*3/uL" * (MB // 7), "escapes": "\\" * MB}
+FIELDS = {
+    "spaces": " " * MB,
+    "digits": "1" * MB,
+    "range": "1-" * (MB // 2),
+    "time": "2026" + "0" * MB,
+    "unit-like": "10*3/uL" * (MB // 7),
+    "escapes": "\\" * MB,
+}
 
 
 @pytest.mark.parametrize("where", [("OBX", 5), ("OBX", 6), ("OBX", 7), ("OBR", 7), ("PID", 7), ("PID", 3)])
@@ -249,8 +264,9 @@ def test_an_hl7_segment_of_a_million_separators_is_a_413_before_parsing(client, 
     separator = base[3:8][which]
     message = replace_field(base, ("OBX", 1), 5, separator * MB)
     body = problem(post_hl7(client, message), 413)
-    assert body["errors"] == {"OBX[1]": [f"at most {MAX_SEGMENT_SEPARATORS} field, component and repetition "
-                                         "separators per segment"]}
+    assert body["errors"] == {
+        "OBX[1]": [f"at most {MAX_SEGMENT_SEPARATORS} field, component and repetition separators per segment"]
+    }
     assert max(parsed, default=0) < 1000  # only the stand-in header of the ACK was parsed, never the message
 
 
@@ -288,8 +304,10 @@ def test_the_cbc_limit_still_counts_cbcs_after_reading(make_app):
     client = make_app(MAX_BATCH_ITEMS=3).test_client()
     lines = text(NHAPI_ORU).split("\r")
     msh, pid = lines[0], next(line for line in lines if line.startswith("PID"))
-    group = ["OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20261120083000+0000",
-             "OBX|1|NM|777-3^Platelets^LN||45|10*3/uL|150-410|L|||F"]
+    group = [
+        "OBR|1|ORD1|FIL1|58410-2^CBC^LN|||20261120083000+0000",
+        "OBX|1|NM|777-3^Platelets^LN||45|10*3/uL|150-410|L|||F",
+    ]
     assert post_hl7(client, "\r".join([msh, pid, *group * 3])).status_code == 200
     assert post_hl7(client, "\r".join([msh, pid, *group * 4])).status_code == 413
 
@@ -315,8 +333,7 @@ def test_hl7_value_readers_are_linear(kind: str):
 @pytest.mark.parametrize("unit", [" " * MB, "K/uL" * (MB // 4), "µ" * (MB // 8), "10^9/L " * (MB // 7)])
 def test_a_megabyte_unit_is_a_422_naming_the_field(client, unit: str):
     with finishes_within():
-        response = client.post("/api/v1/interpretations",
-                               json={"results": {"platelets": {"value": 45, "unit": unit}}})
+        response = client.post("/api/v1/interpretations", json={"results": {"platelets": {"value": 45, "unit": unit}}})
     body = problem(response, 422)
     assert any(name.startswith("results.platelets") for name in body["errors"]), body
 

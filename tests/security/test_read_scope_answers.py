@@ -30,8 +30,11 @@ KEPT_ONLY = {"kept": True}
 
 
 def cbc(patient: str, collected_at: str, platelets: float) -> dict[str, Any]:
-    return {"patient": {"id": patient, "sex": "female", "age_years": 40}, "collected_at": collected_at,
-            "results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+    return {
+        "patient": {"id": patient, "sex": "female", "age_years": 40},
+        "collected_at": collected_at,
+        "results": {"platelets": platelets, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+    }
 
 
 @pytest.fixture
@@ -128,8 +131,9 @@ def fhir_platelets(ident: str, value: float, when: str) -> dict[str, Any]:
 
 def test_fhir_without_read_no_delta_block_and_no_duplicate_hint(reader, interpret_only):
     def send(client, resource):
-        response = client.post("/api/v1/fhir/interpret", data=json.dumps(resource),
-                               content_type="application/fhir+json")
+        response = client.post(
+            "/api/v1/fhir/interpret", data=json.dumps(resource), content_type="application/fhir+json"
+        )
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.get_json()["interpretations"][0]
 
@@ -160,9 +164,13 @@ def test_hl7v2_without_read_no_delta_block_and_no_duplicate_hint(reader, interpr
 def test_cds_hooks_answers_carry_nothing_stored(app, reader, interpret_only):
     """The FHIR spec example (Patient/pat2) stored first by another caller, then reviewed over CDS Hooks."""
     observations = spec_example_observations()
-    stored = reader.post("/api/v1/fhir/interpret", data=json.dumps(
-        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": o} for o in observations]}),
-        content_type="application/fhir+json")
+    stored = reader.post(
+        "/api/v1/fhir/interpret",
+        data=json.dumps(
+            {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": o} for o in observations]}
+        ),
+        content_type="application/fhir+json",
+    )
     assert stored.status_code == 200, stored.get_data(as_text=True)
     call = hook_call("pat2", {"patient": None, "cbcObservations": searchset(observations)})
     response = interpret_only.post("/cds-services/cbc-review", json=call)

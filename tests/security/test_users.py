@@ -37,8 +37,13 @@ def database(database_url: str):
     database.engine.dispose()
 
 
-def add_user(app: Flask, username: str = "ada", role: str = "clinician", display_name: str = "Dr Ada Lovelace",
-             hasher: PasswordHasher = CHEAP) -> int:
+def add_user(
+    app: Flask,
+    username: str = "ada",
+    role: str = "clinician",
+    display_name: str = "Dr Ada Lovelace",
+    hasher: PasswordHasher = CHEAP,
+) -> int:
     with app.extensions["labservice.database"].session() as session:
         return create_user(session, username, PASSWORD, role=role, display_name=display_name, hasher=hasher).id
 
@@ -71,13 +76,16 @@ def test_the_password_is_kept_as_an_argon2id_hash(database):
     assert user.id == row.id
 
 
-@pytest.mark.parametrize(("username", "password", "role", "message"), [
-    ("ada", "short", "clinician", "at least 12 characters"),
-    ("ada", "x" * 1025, "clinician", "at most 1024"),
-    ("has space", PASSWORD, "clinician", "a username is"),
-    ("", PASSWORD, "clinician", "a username is"),
-    ("ada", PASSWORD, "superuser", "unknown role"),
-])
+@pytest.mark.parametrize(
+    ("username", "password", "role", "message"),
+    [
+        ("ada", "short", "clinician", "at least 12 characters"),
+        ("ada", "x" * 1025, "clinician", "at most 1024"),
+        ("has space", PASSWORD, "clinician", "a username is"),
+        ("", PASSWORD, "clinician", "a username is"),
+        ("ada", PASSWORD, "superuser", "unknown role"),
+    ],
+)
 def test_user_rules(database, username, password, role, message):
     with database.session() as session, pytest.raises(UserError, match=message):
         create_user(session, username, password, role=role, hasher=CHEAP)
@@ -113,10 +121,19 @@ def test_a_wrong_password_does_not_rehash(database):
         assert session.scalar(select(User.password_hash).where(User.username == "ada")) == old
 
 
-@pytest.mark.parametrize(("failures", "lock"), [
-    (0, None), (4, None), (5, timedelta(seconds=30)), (6, timedelta(seconds=60)), (7, timedelta(seconds=120)),
-    (9, timedelta(seconds=480)), (10, timedelta(minutes=15)), (40, timedelta(minutes=15)),
-])
+@pytest.mark.parametrize(
+    ("failures", "lock"),
+    [
+        (0, None),
+        (4, None),
+        (5, timedelta(seconds=30)),
+        (6, timedelta(seconds=60)),
+        (7, timedelta(seconds=120)),
+        (9, timedelta(seconds=480)),
+        (10, timedelta(minutes=15)),
+        (40, timedelta(minutes=15)),
+    ],
+)
 def test_the_lock_grows_with_failures_up_to_15_minutes(failures, lock):
     assert lock_for(failures) == lock
 
@@ -127,11 +144,15 @@ def test_five_failures_lock_the_address_even_with_the_right_password(database):
         create_user(session, "ada", PASSWORD, hasher=CHEAP)
     for attempt in range(5):
         with database.session() as session:
-            assert sign_in(session, "ada", f"guess {attempt:04d}!", address=ATTACKER, hasher=CHEAP,
-                           now=start).reason == "wrong_password"
+            assert (
+                sign_in(session, "ada", f"guess {attempt:04d}!", address=ATTACKER, hasher=CHEAP, now=start).reason
+                == "wrong_password"
+            )
     with database.session() as session:
-        assert sign_in(session, "ada", PASSWORD, address=ATTACKER, hasher=CHEAP,
-                       now=start + timedelta(seconds=29)).reason == "locked"
+        assert (
+            sign_in(session, "ada", PASSWORD, address=ATTACKER, hasher=CHEAP, now=start + timedelta(seconds=29)).reason
+            == "locked"
+        )
     with database.session() as session:  # the lock has passed: the right password works and resets the count
         outcome = sign_in(session, "ada", PASSWORD, address=ATTACKER, hasher=CHEAP, now=start + timedelta(seconds=31))
         assert outcome.reason == "ok" and outcome.user is not None
@@ -165,13 +186,19 @@ def test_failures_from_many_addresses_slow_the_user_down_but_do_not_lock(databas
         assert sign_in(session, "ada", PASSWORD, address=WORKSTATION, hasher=CHEAP, now=start).reason == "ok"
     for attempt in range(users.USER_FREE_FAILURES):
         with database.session() as session:
-            assert sign_in(session, "ada", "a wrong guess!", address=f"203.0.113.{attempt}", hasher=CHEAP,
-                           now=start).reason == "wrong_password"
+            assert (
+                sign_in(
+                    session, "ada", "a wrong guess!", address=f"203.0.113.{attempt}", hasher=CHEAP, now=start
+                ).reason
+                == "wrong_password"
+            )
     later = start + users.USER_SLOW_DOWN / 2
     with database.session() as session:
         assert sign_in(session, "ada", PASSWORD, address="198.51.100.1", hasher=CHEAP, now=later).reason == "slowed"
-        assert sign_in(session, "ada", "a wrong guess!", address="198.51.100.2", hasher=CHEAP,
-                       now=later).reason == "slowed"
+        assert (
+            sign_in(session, "ada", "a wrong guess!", address="198.51.100.2", hasher=CHEAP, now=later).reason
+            == "slowed"
+        )
     with database.session() as session:
         assert session.scalar(select(User.failed_sign_ins)) == users.USER_FREE_FAILURES  # slowed ones not counted
         assert sign_in(session, "ada", PASSWORD, address=WORKSTATION, hasher=CHEAP, now=later).reason == "ok"
@@ -215,11 +242,23 @@ def test_every_failed_sign_in_costs_one_argon2_verification_with_the_same_parame
         slowed = session.scalar(select(User).where(User.username == "slowed"))
         slowed.locked_until = start + timedelta(minutes=1)
         locked = session.scalar(select(User).where(User.username == "locked"))
-        session.add(SignInLock(user_id=locked.id, address=ATTACKER, failures=7,
-                               locked_until=start + timedelta(minutes=2), updated_at=start))
-    cases = {"unknown": ("nobody", "whatever it is!"), "wrong_password": ("ada", "not the password"),
-             "locked": ("locked", PASSWORD), "slowed": ("slowed", PASSWORD), "disabled": ("gone", PASSWORD),
-             "ok": ("ada", PASSWORD)}
+        session.add(
+            SignInLock(
+                user_id=locked.id,
+                address=ATTACKER,
+                failures=7,
+                locked_until=start + timedelta(minutes=2),
+                updated_at=start,
+            )
+        )
+    cases = {
+        "unknown": ("nobody", "whatever it is!"),
+        "wrong_password": ("ada", "not the password"),
+        "locked": ("locked", PASSWORD),
+        "slowed": ("slowed", PASSWORD),
+        "disabled": ("gone", PASSWORD),
+        "ok": ("ada", PASSWORD),
+    }
     counted = {}
     for reason, (username, password) in cases.items():
         before = hasher.verifications
@@ -287,8 +326,9 @@ def test_signing_in_with_the_form_opens_the_dashboard_at_the_page_asked_for(app)
 def test_the_session_cookie_is_httponly_samesite_lax_and_expires(app):
     add_user(app)
     response = sign_in_form(anonymous(app), "ada", PASSWORD)
-    cookie = next(value for name, value in response.headers.items()
-                  if name == "Set-Cookie" and value.startswith("session="))
+    cookie = next(
+        value for name, value in response.headers.items() if name == "Set-Cookie" and value.startswith("session=")
+    )
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
     assert {"httponly", "expires", "path"} <= attributes and "secure" not in attributes
     assert "SameSite=Lax" in cookie
@@ -302,8 +342,11 @@ def test_the_session_cookie_is_secure_when_configured(make_app):
     add_user(app)
     client = anonymous(app)
     page = client.get("/dashboard/sign-in", base_url="https://localhost")
-    response = client.post("/dashboard/sign-in", base_url="https://localhost", data={
-        "username": "ada", "password": PASSWORD, "csrf_token": token_of(page.text)})
+    response = client.post(
+        "/dashboard/sign-in",
+        base_url="https://localhost",
+        data={"username": "ada", "password": PASSWORD, "csrf_token": token_of(page.text)},
+    )
     cookie = response.headers["Set-Cookie"]
     assert "; Secure" in cookie and "HttpOnly" in cookie
     assert app.permanent_session_lifetime == timedelta(minutes=30)
@@ -328,12 +371,19 @@ def test_a_failed_sign_in_says_the_same_whatever_went_wrong(app):
     slowed_id = add_user(app, "slowed", display_name="Slowed User")
     with app.extensions["labservice.database"].session() as session:
         soon = datetime.now(UTC) + timedelta(minutes=5)
-        session.add(SignInLock(user_id=locked_id, address="127.0.0.1", failures=9, locked_until=soon,
-                               updated_at=datetime.now(UTC)))
+        session.add(
+            SignInLock(
+                user_id=locked_id, address="127.0.0.1", failures=9, locked_until=soon, updated_at=datetime.now(UTC)
+            )
+        )
         session.get(User, slowed_id).locked_until = soon
     answers = {}
-    for username, password in (("ada", "wrong password!!"), ("nobody", PASSWORD), ("locked", PASSWORD),
-                               ("slowed", PASSWORD)):
+    for username, password in (
+        ("ada", "wrong password!!"),
+        ("nobody", PASSWORD),
+        ("locked", PASSWORD),
+        ("slowed", PASSWORD),
+    ):
         response = sign_in_form(anonymous(app), username, password)
         assert response.status_code == 401
         page = re.sub(r'value="[^"]*"', 'value=""', response.text)  # the username and token echoed
@@ -429,14 +479,19 @@ def test_roles_give_scopes():
 
 def run(args: list[str], url: str, cwd: Path, stdin: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": url, "LABSERVICE_DATABASE_URL": url}
-    return subprocess.run([str(LABSERVICE), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
-                          check=False, timeout=60)
+    return subprocess.run(
+        [str(LABSERVICE), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, check=False, timeout=60
+    )
 
 
 def test_create_user_from_the_command_line(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh' / 'labservice.sqlite'}"
-    done = run(["create-user", "ada", "--role", "admin", "--display-name", "Dr Ada Lovelace", "--password-stdin"],
-               url, tmp_path, PASSWORD + "\n")
+    done = run(
+        ["create-user", "ada", "--role", "admin", "--display-name", "Dr Ada Lovelace", "--password-stdin"],
+        url,
+        tmp_path,
+        PASSWORD + "\n",
+    )
     assert done.returncode == 0, done.stderr
     assert "User 'ada' (admin, shown as 'Dr Ada Lovelace') created." in done.stderr
     assert PASSWORD not in done.stdout + done.stderr

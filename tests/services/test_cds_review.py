@@ -43,8 +43,13 @@ def interpret(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cards_for(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return review(parse_hook_request(body, CBC_REVIEW), ruleset=RS, interpret=interpret, base_url=BASE,
-                  access=FhirAccess(timeout=1))["cards"]
+    return review(
+        parse_hook_request(body, CBC_REVIEW),
+        ruleset=RS,
+        interpret=interpret,
+        base_url=BASE,
+        access=FhirAccess(timeout=1),
+    )["cards"]
 
 
 def newest(observations: list[dict[str, Any]], code: str) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def test_synthea_latest_cbc_with_a_critical_wbc_is_critical():
     assert "urgency immediate" in card["summary"]
     assert "new critical value (notify the treating clinician now)" in card["detail"]
     panels = {o["effectiveDateTime"] for o in observations}
-    assert f"{len(panels) - 1} older CBCs" in card["detail"]     # Cleo Friesen: 8 panels (fixtures README)
+    assert f"{len(panels) - 1} older CBCs" in card["detail"]  # Cleo Friesen: 8 panels (fixtures README)
     assert f"Observation/{wbc['id']}" in card["detail"]
     # Synthea's RDW is in fL (fixtures README): RDW-SD. v2 changes this v1 expectation (it was listed as not
     # used): clinical-rules §1 v2 "Accept RDW-SD as its own analyte `rdw_sd` (fL)", so the latest panel's is
@@ -76,15 +81,16 @@ def test_synthea_latest_cbc_with_a_critical_wbc_is_critical():
     assert "**Not used**" not in card["detail"]
     assert "| Red cell distribution width (SD) |" in card["detail"]
     assert f"Observation/{rdw['id']}" in card["detail"]
-    mrn = next(i["value"] for i in patient["identifier"]
-               if i.get("type", {}).get("coding", [{}])[0].get("code") == "MR")   # medical record number
+    mrn = next(
+        i["value"] for i in patient["identifier"] if i.get("type", {}).get("coding", [{}])[0].get("code") == "MR"
+    )  # medical record number
     assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/{mrn}"
 
 
 def test_synthea_normal_latest_cbc_is_an_info_card_without_suggestions():
     patient, observations = synthea_server_data("Clemente_Kreiger")
     plt = newest(observations, "777-3")
-    assert 150 <= plt["valueQuantity"]["value"] < 450          # 305.99: no §4 platelet finding
+    assert 150 <= plt["valueQuantity"]["value"] < 450  # 305.99: no §4 platelet finding
     [card] = cards_for(hook_call(patient["id"], {"patient": patient, "cbcObservations": searchset(observations)}))
     assert card["indicator"] == "info"
     assert "suggestions" not in card
@@ -102,7 +108,7 @@ def test_fhir_spec_example_neutrophils_0_9_is_neutropenia_without_a_patient():
     assert "neutropenia" in card["summary"] and "critical value" in card["summary"]
     assert "urgency immediate" in card["summary"]
     assert card["indicator"] == "critical"
-    assert card["summary"].startswith("CBC of unknown date")   # the Observations carry no effective time
+    assert card["summary"].startswith("CBC of unknown date")  # the Observations carry no effective time
     assert "Observation/r9" in card["detail"]
     assert card["links"][0]["url"] == f"{BASE}/dashboard/patients/Patient%2Fpat2"
 
@@ -136,7 +142,7 @@ def test_only_withdrawn_results_give_no_cards():
 def test_an_implausible_value_in_the_latest_cbc_gives_a_warning_card_naming_its_place_in_the_call():
     observations = mimic_observations("160445", ["2171-07-24 01:30:00"], "p1")
     platelets = next(o for o in observations if loinc_of(o) == "777-3")
-    platelets["valueQuantity"]["value"] = 210000.0          # K/uL: a count per uL sent as thousands
+    platelets["valueQuantity"]["value"] = 210000.0  # K/uL: a count per uL sent as thousands
     body = hook_call("p1", {"patient": None, "cbcObservations": searchset(observations)})
     [card] = cards_for(body)
     assert card["indicator"] == "warning"
@@ -174,13 +180,21 @@ def test_cds_hooks_reads_the_same_cbc_as_every_path_clinical_rules_1_v2():
     when = "2026-11-20T08:30:00Z"
 
     def obs(ident: str, code: str, value: float, unit: str) -> dict[str, Any]:
-        return {"resourceType": "Observation", "id": ident, "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                "subject": {"reference": "Patient/v2num"}, "effectiveDateTime": when,
-                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+        return {
+            "resourceType": "Observation",
+            "id": ident,
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": "Patient/v2num"},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+        }
 
-    observations = [obs("hb", "718-7", 9.309, "mmol/L"), obs("wbc", "6690-2", 0.99, "10*9/L"),
-                    obs("ly", "26478-8", 30, "%")]
+    observations = [
+        obs("hb", "718-7", 9.309, "mmol/L"),
+        obs("wbc", "6690-2", 0.99, "10*9/L"),
+        obs("ly", "26478-8", 30, "%"),
+    ]
     [card] = cards_for(hook_call("v2num", {"patient": patient, "cbcObservations": searchset(observations)}))
     assert "| Haemoglobin | 15 g/dL | N |" in card["detail"]
     assert "| Lymphocytes | 0.297 " in card["detail"] and " (derived) | L |" in card["detail"]  # the unit is escaped

@@ -27,8 +27,9 @@ pytestmark = pytest.mark.slow  # fuzzing: generated messages, hundreds per run
 RS = default_ruleset()
 SETTINGS = ReadSettings(RS, load_code_map(RS), UTC, "UTC")
 PROBLEM_STATUSES = (400, 413, 415, 422)
-FUZZ = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def received(body: bytes, max_cbcs: int | None = 1000) -> Received:
@@ -56,11 +57,14 @@ def test_a_generated_message_is_answered_and_every_obx_accounted_for(message: Hl
     outcome = received(message.data)
     if outcome.answer is None:
         return
-    used = {location for interpretation in outcome.answer["interpretations"]
-            for location in interpretation["source"]["observations"].values()}
+    used = {
+        location
+        for interpretation in outcome.answer["interpretations"]
+        for location in interpretation["source"]["observations"].values()
+    }
     unused = {entry["location"] for entry in outcome.answer["unused"]}
     assert all(entry["reason"] for entry in outcome.answer["unused"])
-    assert obx_locations(outcome) <= used | unused, (obx_locations(outcome) - used - unused)
+    assert obx_locations(outcome) <= used | unused, obx_locations(outcome) - used - unused
     assert outcome.answer["interpretations"], "an answer holds at least one CBC"
     for interpretation in outcome.answer["interpretations"]:
         assert interpretation["urgency"] in ("routine", "soon", "urgent", "immediate")

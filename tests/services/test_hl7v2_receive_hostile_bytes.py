@@ -40,19 +40,24 @@ def test_random_bytes(body):
 
 
 @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(MESSAGES), st.lists(st.tuples(st.integers(0, 10_000), st.binary(min_size=0, max_size=3)),
-                                           max_size=6))
+@given(
+    st.sampled_from(MESSAGES),
+    st.lists(st.tuples(st.integers(0, 10_000), st.binary(min_size=0, max_size=3)), max_size=6),
+)
 def test_real_messages_with_bytes_replaced(message, edits):
     body = bytearray(message)
     for position, replacement in edits:
         at = position % (len(body) + 1)
-        body[at:at + len(replacement)] = replacement
+        body[at : at + len(replacement)] = replacement
     check(bytes(body))
 
 
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(MESSAGES), st.text(alphabet="|^~\\&$#\r\n 0123456789.-<>=ABCXYZ", max_size=30),
-       st.integers(0, 10_000))
+@given(
+    st.sampled_from(MESSAGES),
+    st.text(alphabet="|^~\\&$#\r\n 0123456789.-<>=ABCXYZ", max_size=30),
+    st.integers(0, 10_000),
+)
 def test_real_messages_with_delimiters_inserted(message, inserted, position):
     at = position % (len(message) + 1)
     check(message[:at] + inserted.encode() + message[at:])

@@ -120,7 +120,10 @@ def test_lookups_of_more_values_than_one_statement_takes_are_split(database: Dat
 def test_the_window_is_the_one_given(database: Database) -> None:
     keep_in(database, default_ruleset(), 7)([item("J1", day=0, platelets=200.0)])
     out = store_chunk(
-        database, [item("J1", day=8, platelets=100.0)], batch_id=new_batch(database), rs=default_ruleset(),
+        database,
+        [item("J1", day=8, platelets=100.0)],
+        batch_id=new_batch(database),
+        rs=default_ruleset(),
         window_days=7,
     )
     assert out.results[0].delta["assessed"] is False  # 8 days > the 7-day window

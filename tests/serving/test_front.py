@@ -48,11 +48,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{work / 'front.sqlite'}"
     key = create_api_key(url, "front-tests")
     port = free_port()
-    env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
-           "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"), "LABSERVICE_RATE_LIMIT": "off"}
+    env = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
+        "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
+        "LABSERVICE_RATE_LIMIT": "off",
+    }
     with (work / "serve.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "labservice.cli", "serve", "-w", "2", "-b",
-                                    f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labservice.cli", "serve", "-w", "2", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -75,16 +85,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def cbc_json(patient: str, hour: int) -> bytes:
-    return json.dumps({"patient": {"id": patient, "sex": "female", "age_years": 40},
-                       "collected_at": f"2026-11-01T{hour:02d}:00:00Z",
-                       "results": {"platelets": 250, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}).encode()
+    return json.dumps(
+        {
+            "patient": {"id": patient, "sex": "female", "age_years": 40},
+            "collected_at": f"2026-11-01T{hour:02d}:00:00Z",
+            "results": {"platelets": 250, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+        }
+    ).encode()
 
 
 def raw_request(served: Served, body: bytes) -> tuple[bytes, bytes]:
     """(head, body) of a storing interpretation with the API key."""
     auth = "".join(f"{name}: {value}\r\n" for name, value in bearer(served.key).items())
-    head = (f"POST /api/v1/interpretations HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n{auth}"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /api/v1/interpretations HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head, body
 
 
@@ -103,7 +119,7 @@ class Dribbler(threading.Thread):
             for i, (sock, data) in enumerate(self.pending):
                 if self.sent[i] < len(data) - 1:  # always hold the last byte back
                     try:
-                        sock.send(data[self.sent[i]:self.sent[i] + 1])
+                        sock.send(data[self.sent[i] : self.sent[i] + 1])
                     except OSError as error:
                         self.failed.append(f"socket {i}: {error}")
                         continue
@@ -135,10 +151,17 @@ def test_twenty_slow_clients_do_not_starve_health_checks_or_interpretations(serv
     dribbler.start()
     try:
         health = [status_of(urllib.request.Request(f"{served.base}/healthz")) for _ in range(10)]
-        stored = [status_of(urllib.request.Request(f"{served.base}/api/v1/interpretations",
-                                               data=cbc_json(f"FAST-{i}", 9), method="POST",
-                                               headers={"Content-Type": "application/json", **bearer(served.key)}))
-                  for i in range(5)]
+        stored = [
+            status_of(
+                urllib.request.Request(
+                    f"{served.base}/api/v1/interpretations",
+                    data=cbc_json(f"FAST-{i}", 9),
+                    method="POST",
+                    headers={"Content-Type": "application/json", **bearer(served.key)},
+                )
+            )
+            for i in range(5)
+        ]
         # The slow sockets were still sending, none answered or closed, while the others were answered.
         assert not dribbler.failed
         for sock in sockets:
@@ -154,7 +177,7 @@ def test_twenty_slow_clients_do_not_starve_health_checks_or_interpretations(serv
     # Once a slow client completes its request (the rest sent at once) it is answered like any other.
     for i, (sock, data) in enumerate(pending[:4]):
         sock.setblocking(True)
-        sock.sendall(data[dribbler.sent[i]:])
+        sock.sendall(data[dribbler.sent[i] :])
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -223,19 +246,30 @@ def test_clients_that_do_not_read_their_answers_hold_neither_a_worker_nor_a_slot
         for _ in range(6):
             sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the answer cannot fit
-            sock.sendall(f"GET /api/docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: 127.0.0.1:{served.port}"
-                         "\r\n\r\n".encode())
+            sock.sendall(
+                f"GET /api/docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n\r\n".encode()
+            )
             readers.append(sock)
         # While the workers produce the six answers the front may refuse (503, by its estimate of the wait); once
         # they are in its spool the workers are free. Without the spool they would stay blocked writing, and
         # this wait would time out.
-        wait_until(lambda: status_of(urllib.request.Request(f"{served.base}/healthz")) == 200, 30,
-                   "a health check answered while six clients read nothing")
+        wait_until(
+            lambda: status_of(urllib.request.Request(f"{served.base}/healthz")) == 200,
+            30,
+            "a health check answered while six clients read nothing",
+        )
         health = [status_of(urllib.request.Request(f"{served.base}/healthz")) for _ in range(5)]
-        stored = [status_of(urllib.request.Request(f"{served.base}/api/v1/interpretations",
-                                               data=cbc_json(f"READER-{i}", 11), method="POST",
-                                               headers={"Content-Type": "application/json", **bearer(served.key)}))
-                  for i in range(3)]
+        stored = [
+            status_of(
+                urllib.request.Request(
+                    f"{served.base}/api/v1/interpretations",
+                    data=cbc_json(f"READER-{i}", 11),
+                    method="POST",
+                    headers={"Content-Type": "application/json", **bearer(served.key)},
+                )
+            )
+            for i in range(3)
+        ]
         assert health + stored == [200] * 8
         # Each reader's answer is whole once it reads: nothing was lost while it waited.
         sock = readers[0]
@@ -244,8 +278,9 @@ def test_clients_that_do_not_read_their_answers_hold_neither_a_worker_nor_a_slot
             answer += chunk
         head, _, rest = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length"))
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
         assert len(rest) == length > 1_000_000
     finally:
         for sock in readers:

@@ -36,9 +36,23 @@ START_TIMEOUT = 90.0
 def metrics_key(url: str) -> str:
     """A key with the `metrics` scope, made with the real command."""
     done = subprocess.run(
-        [sys.executable, "-m", "labservice.cli", "create-key", "--name", f"prometheus-{uuid.uuid4().hex[:6]}",
-         "--scopes", "metrics", "--url", url],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "labservice.cli",
+            "create-key",
+            "--name",
+            f"prometheus-{uuid.uuid4().hex[:6]}",
+            "--scopes",
+            "metrics",
+            "--url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
@@ -51,16 +65,27 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]
     url = f"sqlite:///{work / 'metrics.sqlite'}"
     key = metrics_key(url)
     port = free_port()
-    env = {**os.environ, "LABSERVICE_DATABASE_URL": url, "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
-           "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"), "LABSERVICE_RATE_LIMIT": "off",
-           "LABSERVICE_FRONT_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-           "LABSERVICE_FRONT_HEADER_TIMEOUT": str(HEADER_TIMEOUT)}
+    env = {
+        **os.environ,
+        "LABSERVICE_DATABASE_URL": url,
+        "LABSERVICE_INSTANCE_PATH": str(work / "instance"),
+        "LABSERVICE_BATCH_DIRECTORY": str(work / "batches"),
+        "LABSERVICE_RATE_LIMIT": "off",
+        "LABSERVICE_FRONT_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "LABSERVICE_FRONT_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the front makes its own
     log = work / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "labservice.cli", "serve", "-w", "1", "--no-job-worker",
-                                    "-b", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labservice.cli", "serve", "-w", "1", "--no-job-worker", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
     try:
+
         def healthy() -> bool:
             assert process.poll() is None, log.read_text(errors="replace")
             try:
@@ -81,8 +106,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]
 
 def front_refusals(port: int, key: str) -> dict[str, float]:
     """{'{reason="…",status="…"}': count} of labservice_front_refused_requests_total in one scrape."""
-    response = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {key}"},
-                            timeout=30)
+    response = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert response.status_code == 200, response.text
     found = {}
     for line in response.text.splitlines():

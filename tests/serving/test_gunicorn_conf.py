@@ -29,12 +29,20 @@ def test_the_metrics_directory_gunicorn_made_is_removed_when_it_exits(tmp_path: 
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(TMPDIR=str(temporary), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
-               LABSERVICE_INSTANCE_PATH=str(tmp_path / "instance"))
+    env.update(
+        TMPDIR=str(temporary),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        LABSERVICE_INSTANCE_PATH=str(tmp_path / "instance"),
+    )
     gunicorn = Path(sys.executable).parent / "gunicorn"
     port = _free_port()
-    server = subprocess.Popen([str(gunicorn), "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(gunicorn), "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:  # serving: gunicorn has read its configuration and handles SIGTERM

@@ -25,8 +25,19 @@ from tests.security.audit_support import cbc, csv_upload, key_name, seed_databas
 ROOT = Path(__file__).resolve().parents[2]
 #: A patient id we can recognise anywhere in the logs.
 SECRET = "MRN-SECRET-7731"
-ACCESS_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "route", "status", "duration_ms",
-                 "principal", "remote_addr"}
+ACCESS_FIELDS = {
+    "time",
+    "level",
+    "logger",
+    "message",
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "principal",
+    "remote_addr",
+}
 
 
 @pytest.fixture
@@ -74,8 +85,9 @@ def hostile_requests(client) -> list[Any]:
     return [
         client.post("/api/v1/interpretations", json=cbc(SECRET), headers=hostile_headers),
         client.post("/api/v1/interpretations", json=bad_value),
-        client.post("/api/v1/interpretations", data=f'{{"patient": {{"id": "{SECRET}"',
-                    content_type="application/json"),
+        client.post(
+            "/api/v1/interpretations", data=f'{{"patient": {{"id": "{SECRET}"', content_type="application/json"
+        ),
         client.get(f"/api/v1/patients/{SECRET}/results?note={SECRET}", headers=hostile_headers),
         client.get(f"/api/v1/patients/{SECRET}-unknown/results"),
         client.post(f"/api/v1/patients/{SECRET}/results"),
@@ -87,13 +99,24 @@ def hostile_requests(client) -> list[Any]:
         client.get(f"/api/v1/boom/{SECRET}"),
         client.post("/api/v1/batches", data=csv_upload(wide_csv([(SECRET, 40)]), filename=f"{SECRET}.csv")),
         client.post("/api/v1/batches", data=csv_upload(f"{SECRET}\n{SECRET}\n", filename=f"{SECRET}.csv")),
-        client.post("/api/v1/hl7v2/interpret", data=replace_field(text(NHAPI_ORU), ("PID", 1), 3, SECRET),
-                    content_type="x-application/hl7-v2+er7"),
-        client.post("/api/v1/hl7v2/interpret", data=replace_field(text(NHAPI_ORU), ("OBX", 1), 6, f"per-{SECRET}"),
-                    content_type="x-application/hl7-v2+er7"),
-        client.post("/dashboard/batches", data={**csv_upload(wide_csv([(SECRET, 50)])),
-                                                "mapping": f'{{"columns": {{"{SECRET}": "platelets"}}}}',
-                                                "csrf_token": csrf_token(client)}),
+        client.post(
+            "/api/v1/hl7v2/interpret",
+            data=replace_field(text(NHAPI_ORU), ("PID", 1), 3, SECRET),
+            content_type="x-application/hl7-v2+er7",
+        ),
+        client.post(
+            "/api/v1/hl7v2/interpret",
+            data=replace_field(text(NHAPI_ORU), ("OBX", 1), 6, f"per-{SECRET}"),
+            content_type="x-application/hl7-v2+er7",
+        ),
+        client.post(
+            "/dashboard/batches",
+            data={
+                **csv_upload(wide_csv([(SECRET, 50)])),
+                "mapping": f'{{"columns": {{"{SECRET}": "platelets"}}}}',
+                "csrf_token": csrf_token(client),
+            },
+        ),
     ]
 
 
@@ -140,16 +163,19 @@ def test_an_unhandled_exception_is_logged_with_its_route_type_and_frames_not_its
     assert SECRET not in json.dumps(error)
 
 
-@pytest.mark.parametrize(("sent", "kept"), [
-    ("3f2c9a1e-7b1d-4c55-9d1e-0f3b8e2a1c77", True),
-    ("lis.batch:42_7-a", True),
-    ("a" * 64, True),
-    ("a" * 65, False),
-    ("has space", False),
-    ("<script>alert(1)</script>", False),
-    ("", False),
-    ("-starts-with-dash", False),
-])
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("3f2c9a1e-7b1d-4c55-9d1e-0f3b8e2a1c77", True),
+        ("lis.batch:42_7-a", True),
+        ("a" * 64, True),
+        ("a" * 65, False),
+        ("has space", False),
+        ("<script>alert(1)</script>", False),
+        ("", False),
+        ("-starts-with-dash", False),
+    ],
+)
 def test_x_request_id_is_kept_when_it_is_a_sane_token_and_echoed(client, captured, sent, kept):
     response = client.get("/healthz", headers={"X-Request-ID": sent} if sent else {})
     echoed = response.headers["X-Request-ID"]
@@ -161,8 +187,11 @@ def test_x_request_id_is_kept_when_it_is_a_sane_token_and_echoed(client, capture
 
 
 def test_every_answer_has_a_request_id_even_errors_and_refusals(app, anonymous_client):
-    for response in (anonymous_client.get("/api/v1/referrals"), anonymous_client.get("/nowhere"),
-                     anonymous_client.delete("/healthz")):
+    for response in (
+        anonymous_client.get("/api/v1/referrals"),
+        anonymous_client.get("/nowhere"),
+        anonymous_client.delete("/healthz"),
+    ):
         assert response.status_code in (401, 404, 405)
         assert len(response.headers["X-Request-ID"]) == 32
 
@@ -180,10 +209,21 @@ def test_the_json_formatter_keeps_exception_types_not_messages():
 # --- under gunicorn ------------------------------------------------------------------------------
 
 
-def _call(port: int, method: str, path: str, token: str, body: bytes | None = None,
-          content_type: str = "application/json", headers: dict[str, str] | None = None) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": content_type, **(headers or {})})
+def _call(
+    port: int,
+    method: str,
+    path: str,
+    token: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type, **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -243,9 +283,16 @@ def test_gunicorn_log_level_warning_leaves_out_request_lines_and_its_access_log_
     # Each line names the route template, never the path as sent: a 404 has no route. (Two
     # workers write the lines after answering, so their order may differ from the requests'.)
     routes = [line["message"].split('"')[1] for line in access if '"GET /healthz"' not in line["message"]]
-    assert sorted(routes) == sorted(["POST /api/v1/interpretations", "GET /api/v1/patients/<path:patient_id>/results",
-                                     "GET /api/v1/referrals", "GET <no route>",
-                                     "GET /api/v1/patients/<path:patient_id>/results", "POST /api/v1/interpretations"])
+    assert sorted(routes) == sorted(
+        [
+            "POST /api/v1/interpretations",
+            "GET /api/v1/patients/<path:patient_id>/results",
+            "GET /api/v1/referrals",
+            "GET <no route>",
+            "GET /api/v1/patients/<path:patient_id>/results",
+            "POST /api/v1/interpretations",
+        ]
+    )
 
 
 def test_the_mllp_listener_logs_json_without_patient_data(tmp_path):
@@ -255,9 +302,14 @@ def test_the_mllp_listener_logs_json_without_patient_data(tmp_path):
     env = {**os.environ, "DATABASE_URL": url, "LABSERVICE_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     err = tmp_path / "mllp.stderr"
     with err.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "labservice.cli", "mllp", "--host", "127.0.0.1",
-                                    "--port", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr,
-                                   text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labservice.cli", "mllp", "--host", "127.0.0.1", "--port", "0"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     try:
         first = process.stdout.readline()
         port = int(first.rsplit(":", 1)[1])

@@ -65,15 +65,19 @@ def test_the_ruleset_version_and_shed_requests_are_exposed(make_app):
 def test_the_job_queue_depth_is_a_gauge_and_readyz_checks_the_queue(make_app, tmp_path):
     """Issue 14 item 4, "job queue depth": uploads waiting in the (real, SQLite) queue for a worker are counted at
     scrape time, and /readyz names the job queue among the parts it checks."""
-    app = make_app(JOB_QUEUE=f"sqlite:///{tmp_path / 'jobs.sqlite3'}", JOB_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
-                   INSTANCE_PATH=str(tmp_path / "instance"))
+    app = make_app(
+        JOB_QUEUE=f"sqlite:///{tmp_path / 'jobs.sqlite3'}",
+        JOB_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
+        INSTANCE_PATH=str(tmp_path / "instance"),
+    )
     scraper = bearer_client(app, new_key(app, "metrics"))
     assert _samples(scraper.get("/metrics").get_data(as_text=True), "labservice_batch_jobs_waiting") == {"": 0.0}
     uploader = bearer_client(app, new_key(app, "interpret", "read"))
     for n in range(2):  # two different files: two jobs, and no worker runs them
         data = f"patient_id,collected_at,PLT\nP-Q{n},2026-11-20T08:00:00Z,{100 + n}\n".encode()
-        answer = uploader.post("/api/v1/batches", data={"file": (io.BytesIO(data), f"cbc{n}.csv")},
-                               content_type="multipart/form-data")
+        answer = uploader.post(
+            "/api/v1/batches", data={"file": (io.BytesIO(data), f"cbc{n}.csv")}, content_type="multipart/form-data"
+        )
         assert answer.status_code == 202, answer.get_data(as_text=True)
     assert _samples(scraper.get("/metrics").get_data(as_text=True), "labservice_batch_jobs_waiting") == {"": 2.0}
     ready = app.test_client().get("/readyz").get_json()
@@ -87,9 +91,11 @@ def test_under_gunicorn_a_scrape_sums_every_worker(tmp_path):
     url, token = seed_database(tmp_path)
     server, port, _, _ = start_gunicorn(tmp_path, url)
     try:
+
         def get(path: str) -> bytes:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                             headers={"Authorization": f"Bearer {token}"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.read()
 

@@ -19,8 +19,11 @@ from labservice.store.models import AuditEvent, CbcResult
 from tests.security.audit_support import bearer_client, new_key
 
 URL = "/api/v1/interpretations"
-CBC = {"patient": {"id": "QT-1", "sex": "female", "age_years": 40}, "collected_at": "2026-11-01T08:00:00Z",
-       "results": {"platelets": 250, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0}}
+CBC = {
+    "patient": {"id": "QT-1", "sex": "female", "age_years": 40},
+    "collected_at": "2026-11-01T08:00:00Z",
+    "results": {"platelets": 250, "hemoglobin": 13.5, "wbc": 6.0, "neutrophils": 3.0},
+}
 
 
 def microseconds_ago(seconds: float) -> str:
@@ -52,8 +55,9 @@ def test_an_unreadable_stamp_is_none(value: str) -> None:
 
 def test_a_request_that_waited_past_the_budget_is_refused_before_authentication(make_app) -> None:
     app = make_app(QUEUE_TIME_BUDGET_MS=200)
-    response = app.test_client().post(URL, json=CBC, headers={"X-Request-Start": microseconds_ago(10),
-                                                              "Authorization": "Bearer not-a-key"})
+    response = app.test_client().post(
+        URL, json=CBC, headers={"X-Request-Start": microseconds_ago(10), "Authorization": "Bearer not-a-key"}
+    )
     # Without shedding a wrong key answers 401; shed first, it never reaches authentication.
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
@@ -99,8 +103,9 @@ def test_a_refusal_is_counted_in_the_metrics(make_app) -> None:
 
     def shed_count() -> float:
         text = scraper.get("/metrics").get_data(as_text=True)
-        return next(float(line.split()[1]) for line in text.splitlines()
-                    if line.startswith("labservice_shed_requests_total "))
+        return next(
+            float(line.split()[1]) for line in text.splitlines() if line.startswith("labservice_shed_requests_total ")
+        )
 
     before = shed_count()
     assert app.test_client().get("/healthz", headers={"X-Request-Start": microseconds_ago(10)}).status_code == 503
@@ -125,8 +130,12 @@ def seen_environ(secret_of_front: str, headers: dict[str, str]) -> dict[str, Any
         start_response("204 No Content", [])
         return []
 
-    environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/",
-               **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}}
+    environ = {
+        "REMOTE_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
+    }
     list(QueueTimeEdge(app, 200, front_secret=secret_of_front)(environ, lambda *args: None))
     return seen
 

@@ -26,19 +26,38 @@ P = pytest.param
 LABSERVICE = Path(sys.executable).parent / "labservice"
 
 
-@pytest.mark.parametrize(("configured", "expected"), [
-    P("", "sqlite:////srv/labservice/instance/labservice.sqlite", id="empty: the instance SQLite file"),
-    P(None, "sqlite:////srv/labservice/instance/labservice.sqlite", id="None: the instance SQLite file"),
-    P("postgres://lab:secret@db.example:5432/labservice", "postgresql+psycopg://lab:secret@db.example:5432/labservice",
-      id="postgres:// (Heroku style) uses psycopg 3"),
-    P("postgresql://lab@db/labservice", "postgresql+psycopg://lab@db/labservice", id="postgresql:// uses psycopg 3"),
-    P("postgres://lab@db/labservice?sslmode=require", "postgresql+psycopg://lab@db/labservice?sslmode=require",
-      id="the query string is kept"),
-    P("postgresql+psycopg://lab@db/labservice", "postgresql+psycopg://lab@db/labservice",
-      id="already postgresql+psycopg: unchanged"),
-    P("sqlite:////var/lib/labservice/lab.sqlite", "sqlite:////var/lib/labservice/lab.sqlite",
-      id="another SQLite file: unchanged"),
-])
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        P("", "sqlite:////srv/labservice/instance/labservice.sqlite", id="empty: the instance SQLite file"),
+        P(None, "sqlite:////srv/labservice/instance/labservice.sqlite", id="None: the instance SQLite file"),
+        P(
+            "postgres://lab:secret@db.example:5432/labservice",
+            "postgresql+psycopg://lab:secret@db.example:5432/labservice",
+            id="postgres:// (Heroku style) uses psycopg 3",
+        ),
+        P(
+            "postgresql://lab@db/labservice",
+            "postgresql+psycopg://lab@db/labservice",
+            id="postgresql:// uses psycopg 3",
+        ),
+        P(
+            "postgres://lab@db/labservice?sslmode=require",
+            "postgresql+psycopg://lab@db/labservice?sslmode=require",
+            id="the query string is kept",
+        ),
+        P(
+            "postgresql+psycopg://lab@db/labservice",
+            "postgresql+psycopg://lab@db/labservice",
+            id="already postgresql+psycopg: unchanged",
+        ),
+        P(
+            "sqlite:////var/lib/labservice/lab.sqlite",
+            "sqlite:////var/lib/labservice/lab.sqlite",
+            id="another SQLite file: unchanged",
+        ),
+    ],
+)
 def test_database_url(configured: str | None, expected: str) -> None:
     assert database_url(configured, "/srv/labservice/instance") == expected
     assert database_url(configured, Path("/srv/labservice/instance")) == expected
@@ -49,16 +68,28 @@ def test_only_the_scheme_is_rewritten() -> None:
     assert database_url(url, "/x") == "postgresql+psycopg://u:p%40ss@host/postgres_db"
 
 
-@pytest.mark.parametrize(("environ", "expected"), [
-    P({}, "", id="nothing set: empty (the instance SQLite file)"),
-    P({"DATABASE_URL": "postgres://lab@db/labservice"}, "postgres://lab@db/labservice",
-      id="DATABASE_URL without prefix is honoured"),
-    P({"LABSERVICE_DATABASE_URL": "sqlite:////a.sqlite"}, "sqlite:////a.sqlite", id="LABSERVICE_DATABASE_URL"),
-    P({"DATABASE_URL": "postgres://lab@db/x", "LABSERVICE_DATABASE_URL": "sqlite:////a.sqlite"},
-      "sqlite:////a.sqlite", id="LABSERVICE_DATABASE_URL wins over DATABASE_URL"),
-    P({"DATABASE_URL": "postgres://lab@db/x", "LABSERVICE_DATABASE_URL": ""}, "postgres://lab@db/x",
-      id="an empty LABSERVICE_DATABASE_URL does not hide DATABASE_URL"),
-])
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        P({}, "", id="nothing set: empty (the instance SQLite file)"),
+        P(
+            {"DATABASE_URL": "postgres://lab@db/labservice"},
+            "postgres://lab@db/labservice",
+            id="DATABASE_URL without prefix is honoured",
+        ),
+        P({"LABSERVICE_DATABASE_URL": "sqlite:////a.sqlite"}, "sqlite:////a.sqlite", id="LABSERVICE_DATABASE_URL"),
+        P(
+            {"DATABASE_URL": "postgres://lab@db/x", "LABSERVICE_DATABASE_URL": "sqlite:////a.sqlite"},
+            "sqlite:////a.sqlite",
+            id="LABSERVICE_DATABASE_URL wins over DATABASE_URL",
+        ),
+        P(
+            {"DATABASE_URL": "postgres://lab@db/x", "LABSERVICE_DATABASE_URL": ""},
+            "postgres://lab@db/x",
+            id="an empty LABSERVICE_DATABASE_URL does not hide DATABASE_URL",
+        ),
+    ],
+)
 def test_load_settings_database_url(environ: dict[str, str], expected: str) -> None:
     assert load_settings(environ)["DATABASE_URL"] == expected
 
@@ -71,8 +102,10 @@ def test_the_app_uses_database_url_from_the_environment(database_url: str, tmp_p
     app = create_app({"TESTING": True, "BATCH_DIRECTORY": str(tmp_path / "batches")})
     add_test_credentials(app)
     assert app.config["DATABASE_URL"] == database_url
-    answer = app.test_client().post("/api/v1/interpretations", json={
-        "patient": {"id": "P-ENV"}, "collected_at": "2026-11-01T08:00:00Z", "results": {"platelets": 250}})
+    answer = app.test_client().post(
+        "/api/v1/interpretations",
+        json={"patient": {"id": "P-ENV"}, "collected_at": "2026-11-01T08:00:00Z", "results": {"platelets": 250}},
+    )
     assert answer.status_code == 200, answer.get_data(as_text=True)
     database = Database.connect(database_url)
     with database.session() as session:
@@ -101,8 +134,9 @@ def test_init_db_without_url(tmp_path: Path, source: str) -> None:
     if source == "DATABASE_URL":
         target = tmp_path / "elsewhere" / "lab.sqlite"
         env["DATABASE_URL"] = f"sqlite:///{target}"
-    done = subprocess.run([str(LABSERVICE), "init-db"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env=env)
+    done = subprocess.run(
+        [str(LABSERVICE), "init-db"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
     assert done.returncode == 0, done.stderr
     assert target.exists()
     assert _tables(f"sqlite:///{target}") == set(Base.metadata.tables) | {"alembic_version"}

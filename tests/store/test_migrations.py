@@ -100,18 +100,33 @@ def test_upgrade_to_head_creates_every_table_of_the_models(empty_url: str) -> No
             for column in table.columns:
                 assert columns[column.name]["nullable"] == column.nullable, f"{name}.{column.name}"
             assert found.get_pk_constraint(name)["constrained_columns"] == [c.name for c in table.primary_key]
-            indexes = {(ix["name"], tuple(ix["column_names"]), bool(ix["unique"])) for ix in found.get_indexes(name)
-                       if not ix.get("duplicates_constraint")}  # PostgreSQL lists unique constraints as indexes too
+            indexes = {
+                (ix["name"], tuple(ix["column_names"]), bool(ix["unique"]))
+                for ix in found.get_indexes(name)
+                if not ix.get("duplicates_constraint")
+            }  # PostgreSQL lists unique constraints as indexes too
             assert indexes == {(ix.name, tuple(c.name for c in ix.columns), bool(ix.unique)) for ix in table.indexes}
             uniques = {tuple(u["column_names"]) for u in found.get_unique_constraints(name)}
-            expected = {tuple(c.name for c in constraint.columns) for constraint in table.constraints
-                        if constraint.__class__.__name__ == "UniqueConstraint"}
+            expected = {
+                tuple(c.name for c in constraint.columns)
+                for constraint in table.constraints
+                if constraint.__class__.__name__ == "UniqueConstraint"
+            }
             expected |= {(column.name,) for column in table.columns if column.unique}
             assert uniques == expected, name
-            keys = {(tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]),
-                     (fk.get("options") or {}).get("ondelete")) for fk in found.get_foreign_keys(name)}
-            assert keys == {(tuple(fk.column_keys), fk.referred_table.name, tuple(e.column.name for e in fk.elements),
-                             fk.ondelete) for fk in table.foreign_key_constraints}, name
+            keys = {
+                (
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                    (fk.get("options") or {}).get("ondelete"),
+                )
+                for fk in found.get_foreign_keys(name)
+            }
+            assert keys == {
+                (tuple(fk.column_keys), fk.referred_table.name, tuple(e.column.name for e in fk.elements), fk.ondelete)
+                for fk in table.foreign_key_constraints
+            }, name
     finally:
         engine.dispose()
 
@@ -128,18 +143,31 @@ def test_the_one_open_referral_index_is_partial(empty_url: str) -> None:
     migrate(empty_url)
     now = datetime(2026, 11, 1, tzinfo=UTC)
     engine = create_engine(empty_url)
-    insert = text("INSERT INTO referrals (patient_id, interpretation_id, status, urgency, urgency_rank, findings, "
-                  "finding_codes, reason, created_at, updated_at) VALUES (1, 1, :status, 'urgent', 2, '[]', ';', "
-                  "'r', :now, :now)")
+    insert = text(
+        "INSERT INTO referrals (patient_id, interpretation_id, status, urgency, urgency_rank, findings, "
+        "finding_codes, reason, created_at, updated_at) VALUES (1, 1, :status, 'urgent', 2, '[]', ';', "
+        "'r', :now, :now)"
+    )
     try:
         with engine.begin() as connection:
-            connection.execute(text("INSERT INTO patients (id, external_id, created_at) VALUES (1, 'P1', :now)"),
-                               {"now": now})
-            connection.execute(text("INSERT INTO cbc_results (id, patient_id, received_at, source, fingerprint, raw) "
-                                    "VALUES (1, 1, :now, 'json', 'f', '{}')"), {"now": now})
-            connection.execute(text("INSERT INTO interpretations (id, cbc_id, ruleset_version, urgency, urgency_rank, "
-                                    "findings, not_assessed, reason, answer, delta, created_at) VALUES (1, 1, 'v', "
-                                    "'urgent', 2, '[]', '[]', 'r', '{}', '{}', :now)"), {"now": now})
+            connection.execute(
+                text("INSERT INTO patients (id, external_id, created_at) VALUES (1, 'P1', :now)"), {"now": now}
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO cbc_results (id, patient_id, received_at, source, fingerprint, raw) "
+                    "VALUES (1, 1, :now, 'json', 'f', '{}')"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO interpretations (id, cbc_id, ruleset_version, urgency, urgency_rank, "
+                    "findings, not_assessed, reason, answer, delta, created_at) VALUES (1, 1, 'v', "
+                    "'urgent', 2, '[]', '[]', 'r', '{}', '{}', :now)"
+                ),
+                {"now": now},
+            )
             for status in ("dismissed", "referred", "dismissed", "new"):
                 connection.execute(insert, {"status": status, "now": now})
         with pytest.raises(IntegrityError), engine.begin() as connection:
@@ -169,8 +197,9 @@ def test_init_db_command_migrates_the_given_database(empty_url: str, tmp_path: P
     # PostgreSQL URLs are given in the plain postgresql:// form a platform would set.
     url = empty_url.replace("postgresql+psycopg://", "postgresql://")
     for _ in range(2):  # the second run finds the newest schema and changes nothing
-        done = subprocess.run([str(LABSERVICE), "init-db", "--url", url], capture_output=True, text=True,
-                              timeout=120, cwd=tmp_path)
+        done = subprocess.run(
+            [str(LABSERVICE), "init-db", "--url", url], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("database ready")
     assert current_revision(empty_url) == head()

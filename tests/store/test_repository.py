@@ -43,16 +43,34 @@ WEEK = timedelta(days=7)
 URGENT = ("critical_value", "thrombocytopenia")  # platelets < 20: critical (clinical-rules §3) → urgent (§9)
 
 
-def item(patient: str = "P1", day: float | None = 0, platelets: float | None = 250.0, *, urgency: str = "routine",
-         findings: tuple[str, ...] = (), not_assessed: tuple[str, ...] = (), hemoglobin: float = 13.5,
-         collected_at: datetime | None = None) -> CbcToStore:
+def item(
+    patient: str = "P1",
+    day: float | None = 0,
+    platelets: float | None = 250.0,
+    *,
+    urgency: str = "routine",
+    findings: tuple[str, ...] = (),
+    not_assessed: tuple[str, ...] = (),
+    hemoglobin: float = 13.5,
+    collected_at: datetime | None = None,
+) -> CbcToStore:
     """One interpreted CBC of an adult woman, collected `day` days after T0 (None: no collection time)."""
     values: dict[str, float | None] = dict.fromkeys(VALUE_COLUMNS)
     values.update(platelets=platelets, hemoglobin=hemoglobin, wbc=6.0, neutrophils=3.0)
     when = collected_at if collected_at is not None else (None if day is None else T0 + timedelta(days=day))
-    return CbcToStore(patient=patient, collected_at=when, raw={"results": {"platelets": platelets}}, values=values,
-                      urgency=urgency, findings=list(findings), not_assessed=list(not_assessed),
-                      reason="test", answer={"urgency": urgency, "findings": []}, sex="female", age_years=40.0)
+    return CbcToStore(
+        patient=patient,
+        collected_at=when,
+        raw={"results": {"platelets": platelets}},
+        values=values,
+        urgency=urgency,
+        findings=list(findings),
+        not_assessed=list(not_assessed),
+        reason="test",
+        answer={"urgency": urgency, "findings": []},
+        sex="female",
+        age_years=40.0,
+    )
 
 
 @pytest.fixture
@@ -79,8 +97,14 @@ def referral(database: Database, referral_id: int) -> Referral:
 
 def close(database: Database, referral_id: int, status: str) -> None:
     with database.session() as session:
-        change_referral(session, referral_id, status, actor="dr test", note="seen",
-                        reason="already_managed" if status == "dismissed" else None)
+        change_referral(
+            session,
+            referral_id,
+            status,
+            actor="dr test",
+            note="seen",
+            reason="already_managed" if status == "dismissed" else None,
+        )
 
 
 # -- stored once -----------------------------------------------------------------------------
@@ -125,12 +149,15 @@ def test_the_same_collection_time_in_another_time_zone_is_the_same_result(databa
     assert count(database, CbcResult) == 1
 
 
-@pytest.mark.parametrize("other", [
-    pytest.param(item(day=1), id="same values, another collection time"),
-    pytest.param(item(platelets=251.0), id="same time, another value"),
-    pytest.param(item(patient="P2"), id="same time and values, another patient"),
-    pytest.param(item(day=None), id="same values, no collection time"),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(item(day=1), id="same values, another collection time"),
+        pytest.param(item(platelets=251.0), id="same time, another value"),
+        pytest.param(item(patient="P2"), id="same time and values, another patient"),
+        pytest.param(item(day=None), id="same values, no collection time"),
+    ],
+)
 def test_another_result_is_another_row(database: Database, other: CbcToStore) -> None:
     store(database, item())
     [stored] = store(database, other)
@@ -146,10 +173,13 @@ def test_nothing_to_store(database: Database) -> None:
 # -- delta checks ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("now", "drop", "fall"), [
-    pytest.param(100.0, True, 50.0, id="200→100: exactly 50 %, a drop"),
-    pytest.param(101.0, False, 49.5, id="200→101: 49.5 %, no drop"),
-])
+@pytest.mark.parametrize(
+    ("now", "drop", "fall"),
+    [
+        pytest.param(100.0, True, 50.0, id="200→100: exactly 50 %, a drop"),
+        pytest.param(101.0, False, 49.5, id="200→101: 49.5 %, no drop"),
+    ],
+)
 def test_platelet_drop_boundary(database: Database, now: float, drop: bool, fall: float) -> None:
     store(database, item(day=0, platelets=200.0))
     [stored] = store(database, item(day=2, platelets=now, urgency="routine", findings=("thrombocytopenia",)))
@@ -177,11 +207,14 @@ def test_delta_findings_cite_their_sources(database: Database) -> None:
     assert by_code["new_cytopenia"]["evidence"] == {"new": ["thrombocytopenia"]}
 
 
-@pytest.mark.parametrize(("days", "window_days", "assessed"), [
-    pytest.param(8, 7, False, id="8 days earlier, 7-day window: not assessed"),
-    pytest.param(8, 10, True, id="8 days earlier, 10-day window"),
-    pytest.param(6, 7, True, id="6 days earlier"),
-])
+@pytest.mark.parametrize(
+    ("days", "window_days", "assessed"),
+    [
+        pytest.param(8, 7, False, id="8 days earlier, 7-day window: not assessed"),
+        pytest.param(8, 10, True, id="8 days earlier, 10-day window"),
+        pytest.param(6, 7, True, id="6 days earlier"),
+    ],
+)
 def test_window(database: Database, days: int, window_days: int, assessed: bool) -> None:
     store(database, item(day=0, platelets=200.0), window=timedelta(days=window_days))
     [stored] = store(database, item(day=days, platelets=80.0), window=timedelta(days=window_days))
@@ -205,11 +238,14 @@ def test_a_cytopenia_the_previous_cbc_could_not_assess_is_not_new(database: Data
     assert decided.delta["new_cytopenias"] == ["anemia"]
 
 
-@pytest.mark.parametrize(("before", "now", "change"), [
-    pytest.param("routine", "urgent", "escalated", id="escalated"),
-    pytest.param("soon", "soon", "unchanged", id="unchanged"),
-    pytest.param("immediate", "soon", "de-escalated", id="de-escalated"),
-])
+@pytest.mark.parametrize(
+    ("before", "now", "change"),
+    [
+        pytest.param("routine", "urgent", "escalated", id="escalated"),
+        pytest.param("soon", "soon", "unchanged", id="unchanged"),
+        pytest.param("immediate", "soon", "de-escalated", id="de-escalated"),
+    ],
+)
 def test_urgency_change(database: Database, before: str, now: str, change: str) -> None:
     store(database, item(day=0, urgency=before))
     [stored] = store(database, item(day=1, platelets=240.0, urgency=now))
@@ -336,16 +372,22 @@ def test_an_older_cbc_arriving_late_does_not_replace_the_newer_one_in_the_referr
 
 
 def test_several_non_routine_cbcs_of_one_patient_in_one_call_share_one_referral(database: Database) -> None:
-    first, later = store(database, item(day=0, platelets=15.0, urgency="urgent", findings=URGENT),
-                         item(day=1, platelets=90.0, urgency="soon", findings=("thrombocytopenia",)))
+    first, later = store(
+        database,
+        item(day=0, platelets=15.0, urgency="urgent", findings=URGENT),
+        item(day=1, platelets=90.0, urgency="soon", findings=("thrombocytopenia",)),
+    )
     assert first.referral_id == later.referral_id
     assert referral(database, first.referral_id).interpretation_id == first.interpretation_id  # the more urgent
     assert count(database, Referral) == 1
 
 
 def test_each_patient_has_their_own_referral(database: Database) -> None:
-    a, b = store(database, item("A", platelets=15.0, urgency="urgent", findings=URGENT),
-                 item("B", platelets=15.0, urgency="urgent", findings=URGENT))
+    a, b = store(
+        database,
+        item("A", platelets=15.0, urgency="urgent", findings=URGENT),
+        item("B", platelets=15.0, urgency="urgent", findings=URGENT),
+    )
     assert a.referral_id != b.referral_id
     assert count(database, Referral) == 2
 
@@ -406,8 +448,10 @@ def test_two_requests_opening_a_referral_at_once_leave_one_open(database: Databa
     store(database, item(day=0))  # the patient exists; no referral yet
     keep = keep_in(database, default_ruleset(), 7)
     outcome = _while_first_is_uncommitted(
-        database, [item(day=1, platelets=15.0, urgency="urgent", findings=URGENT)],
-        lambda: keep([item(day=2, platelets=12.0, urgency="urgent", findings=URGENT)]))
+        database,
+        [item(day=1, platelets=15.0, urgency="urgent", findings=URGENT)],
+        lambda: keep([item(day=2, platelets=12.0, urgency="urgent", findings=URGENT)]),
+    )
     assert "error" not in outcome, repr(outcome.get("error"))
     assert count(database, CbcResult) == 3
     assert count(database, Referral) == 1
@@ -420,7 +464,8 @@ def test_two_requests_opening_a_referral_at_once_leave_one_open(database: Databa
 
 @pytest.mark.parametrize("referral_id", [0, -1, 2**31, 2**63, 537962847466487545856])
 def test_an_id_beyond_the_integer_column_is_not_found_rather_than_a_database_error(
-        database: Database, referral_id: int) -> None:
+    database: Database, referral_id: int
+) -> None:
     [stored] = store(database, item(platelets=15.0, urgency="urgent", findings=URGENT))
     assert stored.referral_id is not None
     with database.session() as session:

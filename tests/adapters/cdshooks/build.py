@@ -40,18 +40,33 @@ UCUM = "http://unitsofmeasure.org"
 #: Every LOINC code of clinical-rules §1 "LOINC codes to accept", in the order written there
 #: (the CBC panels 58410-2 and 57021-8 are not single results and are not searched for).
 CLINICAL_RULES_CBC_CODES = (
-    "777-3", "26515-7",                       # platelets
-    "6690-2", "26464-8", "804-5",             # WBC
-    "718-7", "20509-6", "59260-0",            # haemoglobin
-    "4544-3", "20570-8",                      # haematocrit
-    "789-8", "26453-1",                       # RBC
-    "787-2", "30428-7",                       # MCV
-    "785-6", "786-4",                         # MCH, MCHC
-    "788-0", "21000-5",                       # RDW
-    "751-8", "26499-4",                       # neutrophils absolute
-    "731-0", "26474-7",                       # lymphocytes absolute
-    "60474-4", "14196-0",                     # reticulocytes absolute
-    "17849-1", "4679-7", "31112-6",           # reticulocytes %
+    "777-3",
+    "26515-7",  # platelets
+    "6690-2",
+    "26464-8",
+    "804-5",  # WBC
+    "718-7",
+    "20509-6",
+    "59260-0",  # haemoglobin
+    "4544-3",
+    "20570-8",  # haematocrit
+    "789-8",
+    "26453-1",  # RBC
+    "787-2",
+    "30428-7",  # MCV
+    "785-6",
+    "786-4",  # MCH, MCHC
+    "788-0",
+    "21000-5",  # RDW
+    "751-8",
+    "26499-4",  # neutrophils absolute
+    "731-0",
+    "26474-7",  # lymphocytes absolute
+    "60474-4",
+    "14196-0",  # reticulocytes absolute
+    "17849-1",
+    "4679-7",
+    "31112-6",  # reticulocytes %
 )
 
 #: MIMIC-III ITEMID -> (LOINC as D_LABITEMS.csv gives it, unit code written as UCUM for K/uL).
@@ -81,11 +96,17 @@ def hook_call(patient_id: str, prefetch: dict[str, Any] | None = None, **extra: 
 
 def authorization(token: str = "some-opaque-fhir-access-token") -> dict[str, Any]:
     """fhirAuthorization as in the specification's example."""
-    return {"access_token": token, "token_type": "Bearer", "expires_in": 300,
-            "scope": "patient/Patient.read patient/Observation.read", "subject": "cds-service4"}
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/Patient.read patient/Observation.read",
+        "subject": "cds-service4",
+    }
 
 
 # --- fixtures as a FHIR server holds them ----------------------------------------------------------
+
 
 def synthea_server_data(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(Patient, every Observation coded with a clinical-rules §1 code) of one Synthea bundle."""
@@ -108,8 +129,11 @@ def synthea_server_data(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]
 def spec_example_observations() -> list[dict[str, Any]]:
     """The §1-coded Observations of the FHIR R4 spec's diagnosticreport-example.json (Patient/pat2)."""
     bundle = json.loads((SPEC_EXAMPLES / "diagnosticreport-example.json").read_text(encoding="utf-8"))
-    return [copy.deepcopy(e["resource"]) for e in bundle["entry"]
-            if e["resource"]["resourceType"] == "Observation" and loinc_of(e["resource"]) in CLINICAL_RULES_CBC_CODES]
+    return [
+        copy.deepcopy(e["resource"])
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation" and loinc_of(e["resource"]) in CLINICAL_RULES_CBC_CODES
+    ]
 
 
 def mimic_rows(hadm: str | None, items: tuple[str, ...] = tuple(MIMIC_ITEMS)) -> dict[str, dict[str, tuple[str, str]]]:
@@ -132,40 +156,56 @@ def mimic_observations(hadm: str, times: list[str], patient_id: str) -> list[dic
     observations = []
     for time in times:
         for item, (value, unit) in sorted(rows[time].items()):
-            observations.append({
-                "resourceType": "Observation", "id": f"mimic-{hadm}-{item}-{time[:10]}-{time[11:13]}{time[14:16]}",
-                "status": "final", "code": {"coding": [{"system": LOINC, "code": MIMIC_ITEMS[item]}]},
-                "subject": {"reference": f"Patient/{patient_id}"},
-                "effectiveDateTime": time.replace(" ", "T") + "+00:00",
-                "valueQuantity": {"value": float(value), "unit": unit},
-            })
+            observations.append(
+                {
+                    "resourceType": "Observation",
+                    "id": f"mimic-{hadm}-{item}-{time[:10]}-{time[11:13]}{time[14:16]}",
+                    "status": "final",
+                    "code": {"coding": [{"system": LOINC, "code": MIMIC_ITEMS[item]}]},
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                    "effectiveDateTime": time.replace(" ", "T") + "+00:00",
+                    "valueQuantity": {"value": float(value), "unit": unit},
+                }
+            )
     return observations
 
 
-def searchset(observations: list[dict[str, Any]], base: str = "http://127.0.0.1/fhir",
-              count: int | None = None) -> dict[str, Any]:
+def searchset(
+    observations: list[dict[str, Any]], base: str = "http://127.0.0.1/fhir", count: int | None = None
+) -> dict[str, Any]:
     """A searchset Bundle, newest first (`_sort=-date`; undated last, in input order)."""
     ordered = sorted(observations, key=lambda r: r.get("effectiveDateTime") or "", reverse=True)
     if count is not None:
         ordered = ordered[:count]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(ordered),
-            "entry": [{"fullUrl": f"{base}/Observation/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                      for r in ordered]}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(ordered),
+        "entry": [
+            {"fullUrl": f"{base}/Observation/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in ordered
+        ],
+    }
 
 
 # --- a real FHIR server on loopback -----------------------------------------------------------------
+
 
 class FhirTestServer:
     """Serves GET /fhir/Patient/<id>, GET /fhir/Observation?patient=&code=&_sort=-date&_count= and the
     MedicationRequest / MedicationStatement searches by patient."""
 
-    def __init__(self, patients: list[dict[str, Any]], observations: list[dict[str, Any]],
-                 redirect_to: str | None = None, medications: list[dict[str, Any]] | None = None) -> None:
-        self.redirect_to = redirect_to    # answer every request with a 302 to this base instead
+    def __init__(
+        self,
+        patients: list[dict[str, Any]],
+        observations: list[dict[str, Any]],
+        redirect_to: str | None = None,
+        medications: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.redirect_to = redirect_to  # answer every request with a 302 to this base instead
         self.patients = {p["id"]: p for p in patients}
         self.observations = observations
         self.medications = medications or []  # MedicationRequest / MedicationStatement resources
-        self.requests: list[dict[str, Any]] = []   # {"path", "query", "host", "authorization"}
+        self.requests: list[dict[str, Any]] = []  # {"path", "query", "host", "authorization"}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
 
@@ -176,8 +216,14 @@ class FhirTestServer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)
-                server.requests.append({"path": parts.path, "query": query, "host": self.headers.get("Host"),
-                                        "authorization": self.headers.get("Authorization")})
+                server.requests.append(
+                    {
+                        "path": parts.path,
+                        "query": query,
+                        "host": self.headers.get("Host"),
+                        "authorization": self.headers.get("Authorization"),
+                    }
+                )
                 if server.redirect_to:
                     self.send_response(302)
                     self.send_header("Location", server.redirect_to + self.path.removeprefix("/fhir"))
@@ -204,17 +250,27 @@ class FhirTestServer:
         if path == "/fhir/Observation":
             pid = query.get("patient", [""])[0]
             codes = {code.split("|")[-1] for value in query.get("code", []) for code in value.split(",")}
-            found = [o for o in self.observations
-                     if o.get("subject", {}).get("reference") == f"Patient/{pid}" and loinc_of(o) in codes]
+            found = [
+                o
+                for o in self.observations
+                if o.get("subject", {}).get("reference") == f"Patient/{pid}" and loinc_of(o) in codes
+            ]
             count = int(query["_count"][0]) if "_count" in query else None
             return 200, searchset(found, self.base_url, count)
         if path in ("/fhir/MedicationRequest", "/fhir/MedicationStatement"):
             pid = query.get("patient", [""])[0]
             kind = path.rsplit("/", 1)[1]
-            found = [m for m in self.medications if m["resourceType"] == kind
-                     and m.get("subject", {}).get("reference") == f"Patient/{pid}"]
-            return 200, {"resourceType": "Bundle", "type": "searchset", "total": len(found),
-                         "entry": [{"fullUrl": f"{self.base_url}/{kind}/{m['id']}", "resource": m} for m in found]}
+            found = [
+                m
+                for m in self.medications
+                if m["resourceType"] == kind and m.get("subject", {}).get("reference") == f"Patient/{pid}"
+            ]
+            return 200, {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": len(found),
+                "entry": [{"fullUrl": f"{self.base_url}/{kind}/{m['id']}", "resource": m} for m in found],
+            }
         return 404, _outcome(f"unknown path {path}")
 
     @contextmanager
@@ -230,8 +286,10 @@ class FhirTestServer:
 
 
 def _outcome(text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found",
-                                                          "diagnostics": text}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "not-found", "diagnostics": text}],
+    }
 
 
 def closed_port_url() -> str:

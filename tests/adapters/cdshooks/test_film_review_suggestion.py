@@ -13,16 +13,21 @@ from labservice.services.interpret import interpret_documents
 
 
 def answer(nrbc: float, platelets: float) -> dict:
-    doc = {"patient": {"sex": "female", "age_years": 40},
-           "results": {"platelets": platelets, "wbc": 6.0, "hemoglobin": 13.5, "nrbc_per_100_wbc": nrbc}}
+    doc = {
+        "patient": {"sex": "female", "age_years": 40},
+        "results": {"platelets": platelets, "wbc": 6.0, "hemoglobin": 13.5, "nrbc_per_100_wbc": nrbc},
+    }
     return interpret_documents([CBC_SCHEMA.load(doc)])[0]
 
 
-@pytest.mark.parametrize(("nrbc", "platelets", "suggested"), [
-    pytest.param(2.0, 90.0, True, id="clinical-rules §10 v2: NRBC 2 with thrombocytopenia -> film review"),
-    pytest.param(0.0, 90.0, False, id="clinical-rules §10 v2: NRBC 0 -> no film review"),
-    pytest.param(2.0, 250.0, False, id="clinical-rules §10 v2: NRBC without a cytopenia -> no film review"),
-])
+@pytest.mark.parametrize(
+    ("nrbc", "platelets", "suggested"),
+    [
+        pytest.param(2.0, 90.0, True, id="clinical-rules §10 v2: NRBC 2 with thrombocytopenia -> film review"),
+        pytest.param(0.0, 90.0, False, id="clinical-rules §10 v2: NRBC 0 -> no film review"),
+        pytest.param(2.0, 250.0, False, id="clinical-rules §10 v2: NRBC without a cytopenia -> no film review"),
+    ],
+)
 def test_nrbc_with_a_cytopenia_suggests_a_film_review(nrbc: float, platelets: float, suggested: bool) -> None:
     keys = [test.key for test in reflex_tests_for(answer(nrbc, platelets))]
     assert ("blood_film_review" in keys) is suggested

@@ -30,8 +30,12 @@ def test_the_shipped_thresholds_are_those_of_clinical_rules_section_13():
     < 20; therapeutic-dose anticoagulation < 50 [S31][S32]."""
     rules = shipped().rules
     assert {group: rule.platelets_below for group, rule in rules.items()} == {
-        "neuraxial": 80, "lumbar_puncture": 40, "major_surgery": 50, "central_venous_catheter": 20,
-        "therapeutic_anticoagulation": 50}
+        "neuraxial": 80,
+        "lumbar_puncture": 40,
+        "major_surgery": 50,
+        "central_venous_catheter": 20,
+        "therapeutic_anticoagulation": 50,
+    }
     assert rules["therapeutic_anticoagulation"].sources == ("S32",)
     assert all(rule.sources == ("S31",) for g, rule in rules.items() if g != "therapeutic_anticoagulation")
     sources = default_ruleset().sources
@@ -74,8 +78,13 @@ def order_bundle(*resources):
 
 
 def medication(code, system=RXNORM, display="", id="med-1"):
-    return {"resourceType": "MedicationRequest", "id": id, "status": "draft", "intent": "order",
-            "medicationCodeableConcept": {"coding": [{"system": system, "code": code, "display": display}]}}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": id,
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": system, "code": code, "display": display}]},
+    }
 
 
 def procedure(code, system=SNOMED, text=None, id="sr-1"):
@@ -86,11 +95,13 @@ def procedure(code, system=SNOMED, text=None, id="sr-1"):
 
 
 def test_draft_orders_are_read_with_their_codes_and_place_in_the_call():
-    orders = draft_orders({"draftOrders": order_bundle(medication("67108", display="enoxaparin"),
-                                                       procedure("277762005", text="LP"))})
+    orders = draft_orders(
+        {"draftOrders": order_bundle(medication("67108", display="enoxaparin"), procedure("277762005", text="LP"))}
+    )
     assert [(o.resource_type, o.id, o.path) for o in orders] == [
         ("MedicationRequest", "med-1", "context.draftOrders.entry[0].resource"),
-        ("ServiceRequest", "sr-1", "context.draftOrders.entry[1].resource")]
+        ("ServiceRequest", "sr-1", "context.draftOrders.entry[1].resource"),
+    ]
     assert orders[1].codings == ((SNOMED, "277762005", ""),) and orders[1].text == "LP"
 
 
@@ -102,9 +113,17 @@ def test_draft_orders_that_are_not_a_bundle_name_the_field(context):
 
 
 def test_only_listed_codes_match_and_each_order_once():
-    orders = draft_orders({"draftOrders": order_bundle(
-        medication("67108"), procedure("80146002", id="appendicectomy"),  # not listed: no match
-        procedure("277762005", text="Lumbar puncture"))})
+    orders = draft_orders(
+        {
+            "draftOrders": order_bundle(
+                medication("67108"),
+                procedure("80146002", id="appendicectomy"),  # not listed: no match
+                procedure("277762005", text="Lumbar puncture"),
+            )
+        }
+    )
     matched = matching_orders(orders, shipped())
     assert [(order.id, rule.group, name) for order, rule, name in matched] == [
-        ("med-1", "therapeutic_anticoagulation", "enoxaparin"), ("sr-1", "lumbar_puncture", "Lumbar puncture")]
+        ("med-1", "therapeutic_anticoagulation", "enoxaparin"),
+        ("sr-1", "lumbar_puncture", "Lumbar puncture"),
+    ]

@@ -45,15 +45,17 @@ def test_prefetched_data_is_used_and_the_server_is_not_called(server):
     gathered = run(hook_call(PID, prefetch, fhirServer=server.base_url, fhirAuthorization=authorization()))
     assert server.requests == []
     assert gathered.patient is PATIENT
-    assert [entry.resource["id"] for entry in gathered.entries] == \
-        [entry["resource"]["id"] for entry in searchset(OBSERVATIONS)["entry"]]
+    assert [entry.resource["id"] for entry in gathered.entries] == [
+        entry["resource"]["id"] for entry in searchset(OBSERVATIONS)["entry"]
+    ]
     assert gathered.entries[2].origin == "prefetch.cbcObservations.entry[2].resource"
     assert gathered.fetched == []
 
 
 def test_null_means_the_client_has_no_data_and_nothing_is_fetched(server):
-    gathered = run(hook_call(PID, {"patient": None, "cbcObservations": None, **MEDICATIONS_NONE},
-                             fhirServer=server.base_url))
+    gathered = run(
+        hook_call(PID, {"patient": None, "cbcObservations": None, **MEDICATIONS_NONE}, fhirServer=server.base_url)
+    )
     assert gathered.patient is None and gathered.entries == []
     assert server.requests == []
 
@@ -82,13 +84,14 @@ def test_only_the_missing_key_is_fetched(server):
     gathered = run(hook_call(PID, {"patient": PATIENT, **MEDICATIONS_NONE}, fhirServer=server.base_url))
     assert gathered.fetched == ["cbcObservations"]
     assert [r["path"] for r in server.requests] == ["/fhir/Observation"]
-    assert server.requests[0]["authorization"] is None   # no fhirAuthorization, no token
+    assert server.requests[0]["authorization"] is None  # no fhirAuthorization, no token
 
 
 def test_an_operation_outcome_in_prefetch_counts_as_not_prefetched(server):
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
-    gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": outcome, **MEDICATIONS_NONE},
-                             fhirServer=server.base_url))
+    gathered = run(
+        hook_call(PID, {"patient": PATIENT, "cbcObservations": outcome, **MEDICATIONS_NONE}, fhirServer=server.base_url)
+    )
     assert gathered.fetched == ["cbcObservations"] and len(gathered.entries) == len(OBSERVATIONS)
 
 
@@ -119,8 +122,10 @@ def test_a_patient_the_server_does_not_know_fails_the_precondition(server):
 
 
 def test_a_redirect_is_not_followed(server):
-    with FhirTestServer([], [], redirect_to=server.base_url).running() as front, \
-            pytest.raises(PreconditionFailed) as caught:
+    with (
+        FhirTestServer([], [], redirect_to=server.base_url).running() as front,
+        pytest.raises(PreconditionFailed) as caught,
+    ):
         run(hook_call(PID, fhirServer=front.base_url, fhirAuthorization=authorization("tok-9")))
     assert caught.value.errors == {"fhirServer": [GENERIC_FAILURE]}
     assert [r["authorization"] for r in front.requests] == ["Bearer tok-9"]
@@ -140,13 +145,21 @@ def test_observations_of_another_patient_are_refused_naming_the_entry():
     assert list(caught.value.errors) == ["prefetch.cbcObservations.entry[0].resource.subject"]
 
 
-@pytest.mark.parametrize(("prefetch", "field"), [
-    ({"patient": {"resourceType": "Practitioner", "id": "x"}, "cbcObservations": None}, "prefetch.patient"),
-    ({"patient": None, "cbcObservations": OBSERVATIONS[0]}, "prefetch.cbcObservations"),
-    ({"patient": None, "cbcObservations": {"resourceType": "Bundle", "entry": {}}}, "prefetch.cbcObservations.entry"),
-    ({"patient": None, "cbcObservations": {"resourceType": "Bundle", "entry": [{"resource": {"id": "x"}}]}},
-     "prefetch.cbcObservations.entry[0].resource"),
-])
+@pytest.mark.parametrize(
+    ("prefetch", "field"),
+    [
+        ({"patient": {"resourceType": "Practitioner", "id": "x"}, "cbcObservations": None}, "prefetch.patient"),
+        ({"patient": None, "cbcObservations": OBSERVATIONS[0]}, "prefetch.cbcObservations"),
+        (
+            {"patient": None, "cbcObservations": {"resourceType": "Bundle", "entry": {}}},
+            "prefetch.cbcObservations.entry",
+        ),
+        (
+            {"patient": None, "cbcObservations": {"resourceType": "Bundle", "entry": [{"resource": {"id": "x"}}]}},
+            "prefetch.cbcObservations.entry[0].resource",
+        ),
+    ],
+)
 def test_prefetched_data_of_the_wrong_shape_is_a_bad_request(prefetch, field):
     with pytest.raises(BadHookRequest) as caught:
         run(hook_call(PID, prefetch))
@@ -161,16 +174,27 @@ def test_medication_records_are_optional_without_a_server():
 
 
 def test_medication_records_are_read_from_the_server_for_the_patient():
-    record = {"resourceType": "MedicationRequest", "id": "folfox", "status": "active", "intent": "order",
-              "subject": {"reference": f"Patient/{PID}"}, "authoredOn": "2020-01-01T00:00:00Z",
-              "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                        "code": "1736776"}]}}
+    record = {
+        "resourceType": "MedicationRequest",
+        "id": "folfox",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{PID}"},
+        "authoredOn": "2020-01-01T00:00:00Z",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1736776"}]
+        },
+    }
     with FhirTestServer([PATIENT], OBSERVATIONS, medications=[record]).running() as running:
-        gathered = run(hook_call(PID, {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)},
-                                 fhirServer=running.base_url))
+        gathered = run(
+            hook_call(
+                PID, {"patient": PATIENT, "cbcObservations": searchset(OBSERVATIONS)}, fhirServer=running.base_url
+            )
+        )
     assert gathered.fetched == ["medicationRequests", "medicationStatements"]
     assert [e.origin for e in gathered.entries if e.resource["id"] == "folfox"] == [
-        "medicationRequests (read from fhirServer).entry[0].resource"]
+        "medicationRequests (read from fhirServer).entry[0].resource"
+    ]
 
 
 def test_a_server_that_cannot_give_the_medication_records_does_not_fail_the_call():

@@ -12,8 +12,10 @@ from tests.adapters.cdshooks.build import CLINICAL_RULES_CBC_CODES
 def test_discovery_lists_the_patient_view_and_order_sign_services_with_the_required_fields():
     services = discovery(default_ruleset())["services"]
     # Issue 14 item 2: a second service on order-sign (clinical-rules §13 v2).
-    assert [(s["hook"], s["id"]) for s in services] == [("patient-view", "cbc-review"),
-                                                         ("order-sign", "platelet-order-check")]
+    assert [(s["hook"], s["id"]) for s in services] == [
+        ("patient-view", "cbc-review"),
+        ("order-sign", "platelet-order-check"),
+    ]
     for service in services:
         # Discovery table: hook, description and id REQUIRED; title RECOMMENDED; prefetch OPTIONAL.
         assert isinstance(service["description"], str) and service["description"]
@@ -42,8 +44,8 @@ def test_the_observation_template_searches_every_cbc_code_of_clinical_rules_sect
     codes = params["code"][0].split(",")
     assert all(code.startswith("http://loinc.org|") for code in codes)
     assert set(CLINICAL_RULES_CBC_CODES) <= {code.split("|")[1] for code in codes}
-    assert params["_sort"] == ["-date"]             # most recent first
-    assert int(params["_count"][0]) >= 50           # several CBCs of ~12 results each
+    assert params["_sort"] == ["-date"]  # most recent first
+    assert int(params["_count"][0]) >= 50  # several CBCs of ~12 results each
 
 
 def test_the_templates_keep_to_the_recommended_prefetch_subset():

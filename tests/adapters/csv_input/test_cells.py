@@ -207,6 +207,7 @@ def test_parse_codes_mixed_column_keeps_positions() -> None:
 
 # -- dates ------------------------------------------------------------------------------------
 
+
 def day(iso: str) -> np.datetime64:
     return np.datetime64(iso, "s")
 
@@ -339,8 +340,30 @@ def test_long_numbers_are_read_exactly_as_written() -> None:
 needs_pyarrow = pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
 
 ODD = st.sampled_from(
-    ["abc", "1.2.3", ".", "..", " 7 ", "-5", "+5", "<5", ">= 7.5", "1e5", "1_000", "١٢", "12\n5", "", "  ",
-     "1" + "0" * 400, "0000000000000001", "123456789012345", "1234567890123456", "5.", ".5", "é"]
+    [
+        "abc",
+        "1.2.3",
+        ".",
+        "..",
+        " 7 ",
+        "-5",
+        "+5",
+        "<5",
+        ">= 7.5",
+        "1e5",
+        "1_000",
+        "١٢",
+        "12\n5",
+        "",
+        "  ",
+        "1" + "0" * 400,
+        "0000000000000001",
+        "123456789012345",
+        "1234567890123456",
+        "5.",
+        ".5",
+        "é",
+    ]
 )
 
 

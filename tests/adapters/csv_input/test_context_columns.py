@@ -37,11 +37,14 @@ def wide(header: str, cells: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("header", [
-    P("myelosuppressive_therapy", id="§11 v2 CSV column myelosuppressive_therapy"),
-    P("Myelosuppressive therapy", id="§11 v2 CSV header 'Myelosuppressive therapy'"),
-    P("myelosuppressive treatment", id="§11 v2 CSV header 'myelosuppressive treatment'"),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        P("myelosuppressive_therapy", id="§11 v2 CSV column myelosuppressive_therapy"),
+        P("Myelosuppressive therapy", id="§11 v2 CSV header 'Myelosuppressive therapy'"),
+        P("myelosuppressive treatment", id="§11 v2 CSV header 'myelosuppressive treatment'"),
+    ],
+)
 def test_wide_column_agrees_with_json(header: str) -> None:
     rows = batch(wide(header, ["yes", "no", ""]))
     for row, therapy in zip(rows, (True, False, None), strict=True):

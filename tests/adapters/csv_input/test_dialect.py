@@ -176,8 +176,10 @@ def test_a_utf8_file_has_no_encoding_note() -> None:
     assert dialect("MRN,PLT (x10³/µL)\nP1,45\n".encode()).encoding_note is None
 
 
-@pytest.mark.parametrize(("data", "delimiter"), [(b"id;PLT;HGB\r1;45;8\r", ";"), (b"id,PLT\r1,45\r2,50\r", ","),
-                                                 (b'"id"\t"PLT"\r"1"\t"45"\r', "\t")])
+@pytest.mark.parametrize(
+    ("data", "delimiter"),
+    [(b"id;PLT;HGB\r1;45;8\r", ";"), (b"id,PLT\r1,45\r2,50\r", ","), (b'"id"\t"PLT"\r"1"\t"45"\r', "\t")],
+)
 def test_lines_ending_in_cr_alone_are_read(data: bytes, delimiter: str) -> None:
     """Found by hypothesis (tests/batch/test_rows_accounted_for.py): the csv module raised 'new-line character seen
     in unquoted field' on a file whose lines end in CR alone (classic Mac OS exports)."""

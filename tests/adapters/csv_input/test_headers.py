@@ -177,7 +177,14 @@ def test_name_key_collapses_separators_and_case() -> None:
     assert name_key("NEUT#") == "neut#"
 
 
-@pytest.mark.parametrize(("name", "field"), [("Platelet Count", "platelets"), ("NEUT #", "neutrophils"),
-                                             ("neutrophils %", "neutrophils_percent"), ("Potassium", None)])
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("Platelet Count", "platelets"),
+        ("NEUT #", "neutrophils"),
+        ("neutrophils %", "neutrophils_percent"),
+        ("Potassium", None),
+    ],
+)
 def test_field_for_name_serves_long_item_names_too(name: str, field: str | None) -> None:
     assert field_for_name(name) == field

@@ -25,8 +25,9 @@ from labservice.core.table import ANALYTES
 RS = default_ruleset()
 
 
-def read_long(data: bytes, chunk_rows: int = 1000, out_rows: int = 1000,
-              **options) -> tuple[LongFile, list[ParsedChunk]]:
+def read_long(
+    data: bytes, chunk_rows: int = 1000, out_rows: int = 1000, **options
+) -> tuple[LongFile, list[ParsedChunk]]:
     """Read a long file as run_batch does; (the LongFile, the ParsedChunks of CBCs)."""
     opts = BatchOptions(**options)
     check_options(opts)
@@ -36,8 +37,14 @@ def read_long(data: bytes, chunk_rows: int = 1000, out_rows: int = 1000,
     plan = plan_columns(found.header, opts, RS)
     assert plan.shape == "long"
     long_file = LongFile(plan, opts, found.decimal, RS)
-    for records in read_records(io.BufferedReader(stream), found, {plan.fields["value"]}, chunk_rows,
-                                reopen=lambda: rewound(source, 0), quotes_read=lambda: stream.quotes):
+    for records in read_records(
+        io.BufferedReader(stream),
+        found,
+        {plan.fields["value"]},
+        chunk_rows,
+        reopen=lambda: rewound(source, 0),
+        quotes_read=lambda: stream.quotes,
+    ):
         long_file.add(records)
     return long_file, list(long_file.chunks(out_rows))
 
@@ -48,31 +55,57 @@ def cbcs(data: bytes, **kwargs) -> list[dict]:
     out = []
     for chunk in chunks:
         for row in range(chunk.n):
-            values = {name: float(column[row]) for name, column in chunk.table.items()
-                      if name in ANALYTES and not math.isnan(column[row])}
-            out.append({"line": int(chunk.lines[row]), "ids": [ids[row] for ids in chunk.ids],
-                        "error": chunk.errors[row], "note": chunk.notes[row], "values": values})
+            values = {
+                name: float(column[row])
+                for name, column in chunk.table.items()
+                if name in ANALYTES and not math.isnan(column[row])
+            }
+            out.append(
+                {
+                    "line": int(chunk.lines[row]),
+                    "ids": [ids[row] for ids in chunk.ids],
+                    "error": chunk.errors[row],
+                    "note": chunk.notes[row],
+                    "values": values,
+                }
+            )
     return out
 
 
 # -- items ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("item", "analyte"),
     [
-        ("777-3", "platelets"), ("26515-7", "platelets"),
-        ("6690-2", "wbc"), ("26464-8", "wbc"), ("804-5", "wbc"),
-        ("718-7", "hemoglobin"), ("20509-6", "hemoglobin"), ("59260-0", "hemoglobin"),
-        ("4544-3", "hematocrit"), ("20570-8", "hematocrit"),
-        ("789-8", "rbc"), ("26453-1", "rbc"),
-        ("787-2", "mcv"), ("30428-7", "mcv"),
-        ("785-6", "mch"), ("786-4", "mchc"),
-        ("788-0", "rdw"), ("21000-5", "rdw_sd"),  # clinical-rules §1 v2: 21000-5 is RDW-SD, analyte rdw_sd
-        ("736-9", "lymphocytes_percent"), ("26478-8", "lymphocytes_percent"),  # clinical-rules §1 v2
-        ("751-8", "neutrophils"), ("26499-4", "neutrophils"),
-        ("731-0", "lymphocytes"), ("26474-7", "lymphocytes"),
-        ("60474-4", "reticulocytes"), ("14196-0", "reticulocytes"),
-        ("17849-1", "reticulocytes_percent"), ("4679-7", "reticulocytes_percent"),
+        ("777-3", "platelets"),
+        ("26515-7", "platelets"),
+        ("6690-2", "wbc"),
+        ("26464-8", "wbc"),
+        ("804-5", "wbc"),
+        ("718-7", "hemoglobin"),
+        ("20509-6", "hemoglobin"),
+        ("59260-0", "hemoglobin"),
+        ("4544-3", "hematocrit"),
+        ("20570-8", "hematocrit"),
+        ("789-8", "rbc"),
+        ("26453-1", "rbc"),
+        ("787-2", "mcv"),
+        ("30428-7", "mcv"),
+        ("785-6", "mch"),
+        ("786-4", "mchc"),
+        ("788-0", "rdw"),
+        ("21000-5", "rdw_sd"),  # clinical-rules §1 v2: 21000-5 is RDW-SD, analyte rdw_sd
+        ("736-9", "lymphocytes_percent"),
+        ("26478-8", "lymphocytes_percent"),  # clinical-rules §1 v2
+        ("751-8", "neutrophils"),
+        ("26499-4", "neutrophils"),
+        ("731-0", "lymphocytes"),
+        ("26474-7", "lymphocytes"),
+        ("60474-4", "reticulocytes"),
+        ("14196-0", "reticulocytes"),
+        ("17849-1", "reticulocytes_percent"),
+        ("4679-7", "reticulocytes_percent"),
         ("31112-6", "reticulocytes_percent"),
         (" 777-3 ", "platelets"),
     ],
@@ -83,9 +116,20 @@ def test_item_by_loinc_code(item: str, analyte: str) -> None:
 
 @pytest.mark.parametrize(
     ("item", "analyte"),
-    [("PLT", "platelets"), ("Platelet Count", "platelets"), ("HGB", "hemoglobin"), ("Hb", "hemoglobin"),
-     ("WBC", "wbc"), ("NEUT#", "neutrophils"), ("ANC", "neutrophils"), ("NEUT%", "neutrophils_percent"),
-     ("LYMPH#", "lymphocytes"), ("RETIC#", "reticulocytes"), ("RETIC%", "reticulocytes_percent"), ("MCV", "mcv")],
+    [
+        ("PLT", "platelets"),
+        ("Platelet Count", "platelets"),
+        ("HGB", "hemoglobin"),
+        ("Hb", "hemoglobin"),
+        ("WBC", "wbc"),
+        ("NEUT#", "neutrophils"),
+        ("ANC", "neutrophils"),
+        ("NEUT%", "neutrophils_percent"),
+        ("LYMPH#", "lymphocytes"),
+        ("RETIC#", "reticulocytes"),
+        ("RETIC%", "reticulocytes_percent"),
+        ("MCV", "mcv"),
+    ],
 )
 def test_item_by_name(item: str, analyte: str) -> None:
     assert item_resolver(BatchOptions(), RS)(item) == ANALYTES.index(analyte)
@@ -93,16 +137,23 @@ def test_item_by_name(item: str, analyte: str) -> None:
 
 @pytest.mark.parametrize(
     "item",
-    ["58410-2", "57021-8",  # CBC panel codes, not results
-     "2951-2", "Sodium", "CRP", "", "Sex", "Age"],  # not CBC analytes (context fields are not results)
+    [
+        "58410-2",
+        "57021-8",  # CBC panel codes, not results
+        "2951-2",
+        "Sodium",
+        "CRP",
+        "",
+        "Sex",
+        "Age",
+    ],  # not CBC analytes (context fields are not results)
 )
 def test_item_that_is_not_an_analyte(item: str) -> None:
     assert item_resolver(BatchOptions(), RS)(item) == NO_ANALYTE
 
 
 def test_item_by_mapping_first() -> None:
-    options = BatchOptions(items={"51265": "platelets", "51222": "hemoglobin", "Lab_Code-7": "wbc",
-                                  "777-3": "wbc"})
+    options = BatchOptions(items={"51265": "platelets", "51222": "hemoglobin", "Lab_Code-7": "wbc", "777-3": "wbc"})
     resolve = item_resolver(options, RS)
     assert resolve("51265") == ANALYTES.index("platelets")
     assert resolve("51222") == ANALYTES.index("hemoglobin")
@@ -114,13 +165,18 @@ def test_item_by_mapping_first() -> None:
 def test_results_by_mapping_code_and_name_make_one_cbc() -> None:
     data = b"sample_id,item,value\nS1,51265,150\nS1,718-7,13.5\nS1,WBC,6.2\n"
     assert cbcs(data, items={"51265": "platelets"}) == [
-        {"line": 2, "ids": ["S1"], "error": None, "note": None,
-         "values": {"platelets": 150.0, "wbc": 6.2, "hemoglobin": 13.5}}]
+        {
+            "line": 2,
+            "ids": ["S1"],
+            "error": None,
+            "note": None,
+            "values": {"platelets": 150.0, "wbc": 6.2, "hemoglobin": 13.5},
+        }
+    ]
 
 
 def test_unmapped_items_are_counted_as_ignored() -> None:
-    data = (b"sample_id,item,value\nS1,PLT,150\nS1,Sodium,140\nS2,PLT,90\nS2,Sodium,138\nS2,CRP,5\n"
-            b"S3,Sodium,139\n")
+    data = b"sample_id,item,value\nS1,PLT,150\nS1,Sodium,140\nS2,PLT,90\nS2,Sodium,138\nS2,CRP,5\nS3,Sodium,139\n"
     long_file, chunks = read_long(data)
     assert dict(long_file.results.ignored) == {"Sodium": 3, "CRP": 1}
     # S3 had only ignored results: it is no CBC
@@ -135,6 +191,7 @@ def test_items_mapping_to_an_unknown_analyte_is_refused() -> None:
 
 
 # -- duplicates -------------------------------------------------------------------------------
+
 
 def test_conflicting_values_in_one_cbc_name_both_lines() -> None:
     rows = cbcs(b"sample_id,item,value\nS1,PLT,150\nS2,PLT,90\nS1,PLT,160\n")
@@ -166,17 +223,21 @@ def test_equal_duplicates_are_a_note() -> None:
     rows = cbcs(data)
     assert rows[0]["note"] is None
     assert rows[1]["error"] is None
-    assert rows[1]["note"] == ("platelets sent more than once (lines 3, 5); "
-                               "hemoglobin sent more than once (lines 4, 6)")
+    assert rows[1]["note"] == (
+        "platelets sent more than once (lines 3, 5); hemoglobin sent more than once (lines 4, 6)"
+    )
     assert rows[1]["values"] == {"platelets": 90.0, "hemoglobin": 12.0}
     assert long_file.duplicates == 2
 
 
 # -- units ------------------------------------------------------------------------------------
 
+
 def test_unit_column_per_row() -> None:
-    data = (b"sample_id,item,value,unit\nS1,PLT,150000,/uL\nS1,HGB,135,g/L\nS1,WBC,6.2,\n"
-            b"S2,PLT,90,K/uL\nS2,HGB,8.1,mmol/L\n")
+    data = (
+        b"sample_id,item,value,unit\nS1,PLT,150000,/uL\nS1,HGB,135,g/L\nS1,WBC,6.2,\n"
+        b"S2,PLT,90,K/uL\nS2,HGB,8.1,mmol/L\n"
+    )
     rows = cbcs(data)
     assert rows[0]["values"] == {"platelets": 150.0, "wbc": 6.2, "hemoglobin": 13.5}
     assert rows[1]["values"]["platelets"] == 90.0
@@ -226,14 +287,16 @@ def test_value_that_is_not_a_number_names_line_and_value_column() -> None:
 
 # -- grouping ---------------------------------------------------------------------------------
 
-GROUPS = (b"sample_id,item,value\n"
-          b"S2,PLT,210\n"  # 2
-          b"S1,PLT,220\n"  # 3
-          b"S3,PLT,230\n"  # 4
-          b"S1,HGB,13\n"  # 5
-          b"S2,HGB,12\n"  # 6
-          b"S4,HGB,14\n"  # 7
-          b"S3,WBC,5\n")  # 8
+GROUPS = (
+    b"sample_id,item,value\n"
+    b"S2,PLT,210\n"  # 2
+    b"S1,PLT,220\n"  # 3
+    b"S3,PLT,230\n"  # 4
+    b"S1,HGB,13\n"  # 5
+    b"S2,HGB,12\n"  # 6
+    b"S4,HGB,14\n"  # 7
+    b"S3,WBC,5\n"
+)  # 8
 
 
 @pytest.mark.parametrize(("chunk_rows", "out_rows"), [(1000, 1000), (1, 1), (2, 3), (3, 2), (1, 1000), (1000, 1)])
@@ -250,8 +313,10 @@ def test_groups_in_order_of_first_appearance_across_chunks(chunk_rows: int, out_
 
 
 def test_collection_time_separates_cbcs_of_one_patient() -> None:
-    data = (b"patient_id,collected_at,item,value\nP1,2026-01-01 08:00,PLT,100\nP1,2026-01-02 08:00,PLT,200\n"
-            b"P1,2026-01-01 08:00,HGB,13\n")
+    data = (
+        b"patient_id,collected_at,item,value\nP1,2026-01-01 08:00,PLT,100\nP1,2026-01-02 08:00,PLT,200\n"
+        b"P1,2026-01-01 08:00,HGB,13\n"
+    )
     rows = cbcs(data)
     assert [(row["line"], row["ids"], row["values"]) for row in rows] == [
         (2, ["P1", "2026-01-01 08:00"], {"platelets": 100.0, "hemoglobin": 13.0}),
@@ -285,8 +350,9 @@ def test_missing_id_with_a_collection_time_is_one_cbc_by_that_time_with_a_note()
 
 def test_results_without_an_id_that_disagree_at_one_time_are_refused() -> None:
     """Two different platelet counts at one time and no id are two patients' draws, not one CBC."""
-    rows = cbcs(b"HADM_ID,CHARTTIME,ITEMID,VALUE\n,2105-05-13 08:30:00,PLT,14\n,2105-05-13 08:30:00,PLT,250\n",
-                )
+    rows = cbcs(
+        b"HADM_ID,CHARTTIME,ITEMID,VALUE\n,2105-05-13 08:30:00,PLT,14\n,2105-05-13 08:30:00,PLT,250\n",
+    )
     assert len(rows) == 1 and "different values for platelets in one CBC" in rows[0]["error"]
 
 

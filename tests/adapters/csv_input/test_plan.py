@@ -20,6 +20,7 @@ def plan(header: list[str], **options):
 
 # -- shape ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("header", "shape", "expected"),
     [
@@ -57,6 +58,7 @@ def test_wide_without_an_analyte_is_refused(header: list[str], shape: str) -> No
 
 
 # -- clashes and units ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("header", "first", "second"),
@@ -123,14 +125,21 @@ def test_wide_column_units_and_factors(header, options, analyte: str, unit: str 
 
 @pytest.mark.parametrize(
     ("header", "factor"),
-    [("Age", 1.0), ("Age (years)", 1.0), ("Age (months)", 1 / 12), ("Age (weeks)", 7 / 365.25),
-     ("Age (days)", 1 / 365.25), ("Age (Months)", 1 / 12)],
+    [
+        ("Age", 1.0),
+        ("Age (years)", 1.0),
+        ("Age (months)", 1 / 12),
+        ("Age (weeks)", 7 / 365.25),
+        ("Age (days)", 1 / 365.25),
+        ("Age (Months)", 1 / 12),
+    ],
 )
 def test_age_unit_factor(header: str, factor: float) -> None:
     assert plan(["PLT", header]).age_factor == pytest.approx(factor)
 
 
 # -- explicit mapping and ignore --------------------------------------------------------------
+
 
 def test_explicit_columns_mapping() -> None:
     found = plan(["X1", "X2", "X3"], columns={"X1": "sample_id", "X2": "platelets", "X3": "ignore"})
@@ -175,8 +184,13 @@ def test_unrecognised_and_blank_headers_are_listed_as_ignored() -> None:
 def test_id_columns_in_file_order_and_used_columns() -> None:
     found = plan(["PLT", "Collected", "Sample ID", "MRN", "Sex"])
     assert found.id_columns == [1, 2, 3]
-    assert found.used() == {"PLT": "platelets", "Collected": "collected_at", "Sample ID": "sample_id",
-                            "MRN": "patient_id", "Sex": "sex"}
+    assert found.used() == {
+        "PLT": "platelets",
+        "Collected": "collected_at",
+        "Sample ID": "sample_id",
+        "MRN": "patient_id",
+        "Sex": "sex",
+    }
 
 
 def test_analytes_in_engine_order() -> None:

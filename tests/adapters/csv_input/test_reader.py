@@ -107,8 +107,12 @@ def test_crlf_line_ends() -> None:
 
 def test_quoted_line_breaks_shift_the_following_lines() -> None:
     rows, bad, _ = read(b'id,note,PLT\n1,"a\nb\nc",100\n2,x,200\n3,"y\n",300\n4,"p,q",400\n')
-    assert rows == [(2, ("1", "a\nb\nc", "100")), (5, ("2", "x", "200")), (6, ("3", "y\n", "300")),
-                    (8, ("4", "p,q", "400"))]
+    assert rows == [
+        (2, ("1", "a\nb\nc", "100")),
+        (5, ("2", "x", "200")),
+        (6, ("3", "y\n", "300")),
+        (8, ("4", "p,q", "400")),
+    ]
     assert bad == []
 
 
@@ -146,8 +150,9 @@ def test_lines_with_too_many_fields_are_bad_lines(data: bytes, good: list[int], 
 
 
 def test_too_many_fields_after_a_quoted_line_break() -> None:
-    rows, bad, blank = read(b'id,note,PLT\r\n1,"a\r\nb",100\r\n\r\n2,"x,y",200\r\n3,"z""q\n\nw",300,extra\r\n'
-                            b"4,k,400\r\n")
+    rows, bad, blank = read(
+        b'id,note,PLT\r\n1,"a\r\nb",100\r\n\r\n2,"x,y",200\r\n3,"z""q\n\nw",300,extra\r\n4,k,400\r\n'
+    )
     assert rows == [(2, ("1", "a\r\nb", "100")), (5, ("2", "x,y", "200")), (9, ("4", "k", "400"))]
     assert bad == [(6, TOO_MANY_3)]
     assert blank == 1
@@ -169,18 +174,13 @@ def test_unclosed_quote_swallows_the_rest_of_the_file() -> None:
 # One file with every hazard; lines counted by hand:
 #  1 header | 2-3 quoted break | 4 one extra field | 5 blank | 6-7 quoted break | 8 two extra fields
 #  9 good | 10-11 a quote opened on line 10 and never closed (swallows line 11)
-MESSY = (b'id,note,PLT\n'
-         b'1,"a\nb",100\n'
-         b'2,x,200,EXTRA\n'
-         b'\n'
-         b'3,"m\nn",300\n'
-         b'4,y,400,X,Y\n'
-         b'5,z,500\n'
-         b'6,"open,600\n'
-         b'7,w,700\n')
+MESSY = b'id,note,PLT\n1,"a\nb",100\n2,x,200,EXTRA\n\n3,"m\nn",300\n4,y,400,X,Y\n5,z,500\n6,"open,600\n7,w,700\n'
 MESSY_ROWS = [(2, ("1", "a\nb", "100")), (6, ("3", "m\nn", "300")), (9, ("5", "z", "500"))]
-MESSY_BAD = [(4, TOO_MANY_3), (8, TOO_MANY_3),
-             (10, "a quoted field opened on this line is never closed; lines 10 to 11 could not be read")]
+MESSY_BAD = [
+    (4, TOO_MANY_3),
+    (8, TOO_MANY_3),
+    (10, "a quoted field opened on this line is never closed; lines 10 to 11 could not be read"),
+]
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4, 1000])
@@ -258,13 +258,16 @@ def test_a_quote_never_closed_before_more_than_128_kib_is_a_bad_line_from_there_
 def test_a_line_with_too_many_fields_keeps_its_cells(chunk_rows: int) -> None:
     """One field too many (pandas gives it), and two or more (pandas skips the line; it is read again), also
     after a quoted line break and in the last chunk."""
-    data = (b'id,PLT,HGB\nA,100,13\nB,100,13,x\nC,"1\n00",13\nD,100,13,x,y\nE,,13,x,y,z\nF,100,13\n'
-            b"G,100,13,x,y\n")
+    data = b'id,PLT,HGB\nA,100,13\nB,100,13,x\nC,"1\n00",13\nD,100,13,x,y\nE,,13,x,y,z\nF,100,13\nG,100,13,x,y\n'
     rows, bad, _ = read(data, chunk_rows)
     assert [line for line, _ in rows] == [2, 4, 8]
     assert bad == [(3, TOO_MANY_3), (6, TOO_MANY_3), (7, TOO_MANY_3), (9, TOO_MANY_3)]
-    assert bad_cells(data, chunk_rows) == {3: ["B", "100", "13"], 6: ["D", "100", "13"], 7: ["E", None, "13"],
-                                           9: ["G", "100", "13"]}
+    assert bad_cells(data, chunk_rows) == {
+        3: ["B", "100", "13"],
+        6: ["D", "100", "13"],
+        7: ["E", None, "13"],
+        9: ["G", "100", "13"],
+    }
 
 
 def test_line_fields_reads_forward_and_puts_the_position_back() -> None:

@@ -35,12 +35,15 @@ def observation(ident: str, code: str, value: Any = None, unit: str | None = Non
     return resource
 
 
-def patient(ident: str, *, mrn: str | None = None, gender: str | None = None, birth: str | None = None,
-            **extra: Any) -> dict[str, Any]:
+def patient(
+    ident: str, *, mrn: str | None = None, gender: str | None = None, birth: str | None = None, **extra: Any
+) -> dict[str, Any]:
     resource: dict[str, Any] = {"resourceType": "Patient", "id": ident}
     if mrn:
-        resource["identifier"] = [{"system": "urn:example:other", "value": f"other-{ident}"},
-                                  {"type": MR_TYPE, "system": "urn:example:mrn", "value": mrn}]
+        resource["identifier"] = [
+            {"system": "urn:example:other", "value": f"other-{ident}"},
+            {"type": MR_TYPE, "system": "urn:example:mrn", "value": mrn},
+        ]
     if gender:
         resource["gender"] = gender
     if birth:
@@ -50,8 +53,13 @@ def patient(ident: str, *, mrn: str | None = None, gender: str | None = None, bi
 
 
 def report(ident: str, results: list[str], code: str = "58410-2", **extra: Any) -> dict[str, Any]:
-    resource: dict[str, Any] = {"resourceType": "DiagnosticReport", "id": ident, "status": "final",
-                                "code": concept(code), "result": [{"reference": r} for r in results]}
+    resource: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": ident,
+        "status": "final",
+        "code": concept(code),
+        "result": [{"reference": r} for r in results],
+    }
     resource.update(extra)
     return resource
 
@@ -86,7 +94,7 @@ def mimic_value(text: str) -> dict[str, Any] | None:
     """A valueQuantity's value part: a number, `<5` as a comparator, None for text such as UNABLE TO REPORT."""
     text = text.strip()
     comparator = next((c for c in ("<=", ">=", "<", ">") if text.startswith(c)), None)
-    number = text[len(comparator):] if comparator else text
+    number = text[len(comparator) :] if comparator else text
     try:
         value = float(number)
     except ValueError:
@@ -109,20 +117,34 @@ def mimic_transaction(groups: list[tuple[tuple[str, str], dict[str, tuple[str, s
         for itemid, (value, unit) in sorted(items.items()):
             parsed = mimic_value(value)
             url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'mimic/{hadm}/{charttime}/{itemid}')}"
-            obs: dict[str, Any] = {"resourceType": "Observation", "id": url.rsplit(":", 1)[1], "status": "final",
-                                   "code": concept(MIMIC_ITEMS[itemid]), "subject": subject,
-                                   "effectiveDateTime": when}
+            obs: dict[str, Any] = {
+                "resourceType": "Observation",
+                "id": url.rsplit(":", 1)[1],
+                "status": "final",
+                "code": concept(MIMIC_ITEMS[itemid]),
+                "subject": subject,
+                "effectiveDateTime": when,
+            }
             if parsed is None:
                 obs["valueString"] = value
             else:
                 obs["valueQuantity"] = {**parsed, "unit": unit}
-            entries.append({"fullUrl": url, "resource": obs,
-                            "request": {"method": "POST", "url": "Observation"}})
+            entries.append({"fullUrl": url, "resource": obs, "request": {"method": "POST", "url": "Observation"}})
             results.append({"reference": url})
         report_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'mimic/{hadm}/{charttime}')}"
-        entries.append({"fullUrl": report_url,
-                        "resource": {"resourceType": "DiagnosticReport", "id": report_url.rsplit(":", 1)[1],
-                                     "status": "final", "code": concept("58410-2"), "subject": subject,
-                                     "effectiveDateTime": when, "result": results},
-                        "request": {"method": "POST", "url": "DiagnosticReport"}})
+        entries.append(
+            {
+                "fullUrl": report_url,
+                "resource": {
+                    "resourceType": "DiagnosticReport",
+                    "id": report_url.rsplit(":", 1)[1],
+                    "status": "final",
+                    "code": concept("58410-2"),
+                    "subject": subject,
+                    "effectiveDateTime": when,
+                    "result": results,
+                },
+                "request": {"method": "POST", "url": "DiagnosticReport"},
+            }
+        )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

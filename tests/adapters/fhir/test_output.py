@@ -59,8 +59,9 @@ def check_links(bundle: dict) -> None:
         assert report["resource"]["result"]
         assert all(item["reference"] in urls for item in report["resource"]["result"])
     for flag in by_type(bundle, "Flag"):
-        details = [e["valueReference"]["reference"] for e in flag["resource"]["extension"]
-                   if e["url"] == FLAG_DETAIL_EXTENSION]
+        details = [
+            e["valueReference"]["reference"] for e in flag["resource"]["extension"] if e["url"] == FLAG_DETAIL_EXTENSION
+        ]
         assert details and all(reference in urls for reference in details)
 
 
@@ -69,8 +70,12 @@ def by_type(bundle: dict, resource_type: str) -> list[dict]:
 
 
 def flag_of(observation: dict) -> str | None:
-    codes = [c["code"] for i in observation.get("interpretation", []) for c in i["coding"]
-             if c["system"] == INTERPRETATION_SYSTEM]
+    codes = [
+        c["code"]
+        for i in observation.get("interpretation", [])
+        for c in i["coding"]
+        if c["system"] == INTERPRETATION_SYSTEM
+    ]
     assert len(codes) <= 1
     return codes[0] if codes else None
 
@@ -91,8 +96,12 @@ def answer_bundle(resource: dict) -> tuple[dict, list[dict]]:
 
 
 def snomed_codes(report: dict) -> set[str]:
-    return {c["code"] for concept in report.get("conclusionCode", []) for c in concept["coding"]
-            if c["system"] == SNOMED_SYSTEM}
+    return {
+        c["code"]
+        for concept in report.get("conclusionCode", [])
+        for c in concept["coding"]
+        if c["system"] == SNOMED_SYSTEM
+    }
 
 
 # --- the FHIR R4 specification's CBC examples ------------------------------------------------
@@ -146,8 +155,9 @@ def test_spec_example_report_is_the_clients_copy_with_our_conclusion():
     [flag] = by_type(bundle, "Flag")
     assert flag["resource"]["code"]["coding"][0]["code"] == "immediate"
     assert flag["resource"]["subject"] == {"reference": "Patient/pat2"}
-    details = [e["valueReference"]["reference"] for e in flag["resource"]["extension"]
-               if e["url"] == FLAG_DETAIL_EXTENSION]
+    details = [
+        e["valueReference"]["reference"] for e in flag["resource"]["extension"] if e["url"] == FLAG_DETAIL_EXTENSION
+    ]
     [neutrophils] = [e for e in by_type(bundle, "Observation") if e["resource"]["id"] == "r9"]
     assert details == [report["fullUrl"], neutrophils["fullUrl"]]
     assert not by_type(bundle, "OperationOutcome")
@@ -172,8 +182,12 @@ def us_core_bundle() -> dict:
     entries = [{"fullUrl": "https://fhir.example.org/r4/DiagnosticReport/cbc", "resource": report}]
     for item in report["result"]:
         name = item["reference"].split("/", 1)[1]
-        entries.append({"fullUrl": f"https://fhir.example.org/r4/{item['reference']}",
-                        "resource": load(US_CORE / f"observation-{name}.json")})
+        entries.append(
+            {
+                "fullUrl": f"https://fhir.example.org/r4/{item['reference']}",
+                "resource": load(US_CORE / f"observation-{name}.json"),
+            }
+        )
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
@@ -189,21 +203,39 @@ def test_us_core_cbc():
     # MCHC 34.7 g/dL above its range 30-34 -> H. Haematocrit, MCV and MCH carry inverted ranges (46-38,
     # 87.3-82.4, 33.2-27.5), so the fallback applies (§2): Hct 43 % in 36-50 (no sex: envelope), MCV 85 in 83-101,
     # MCH 30 in 27-32 -> N.
-    assert flags == {"6690-2": "N", "789-8": "N", "718-7": "N", "4544-3": "N", "787-2": "N", "785-6": "N",
-                     "786-4": "H", "777-3": "N"}
+    assert flags == {
+        "6690-2": "N",
+        "789-8": "N",
+        "718-7": "N",
+        "4544-3": "N",
+        "787-2": "N",
+        "785-6": "N",
+        "786-4": "H",
+        "777-3": "N",
+    }
     [report] = by_type(bundle, "DiagnosticReport")
     assert report["resource"]["id"] == "cbc"
     assert report["resource"]["meta"]["profile"] == load(US_CORE / "diagnosticreport-cbc.json")["meta"]["profile"]
     assert len(report["resource"]["result"]) == 8
     assert "conclusionCode" not in report["resource"]  # no finding
     ids = {e["resource"]["id"] for e in by_type(bundle, "Observation")}
-    assert ids == {"cbc-leukocytes", "cbc-erythrocytes", "cbc-hemoglobin", "cbc-hematocrit", "cbc-mcv", "cbc-mch",
-                   "cbc-mchc", "cbc-platelets"}
+    assert ids == {
+        "cbc-leukocytes",
+        "cbc-erythrocytes",
+        "cbc-hemoglobin",
+        "cbc-hematocrit",
+        "cbc-mcv",
+        "cbc-mch",
+        "cbc-mchc",
+        "cbc-platelets",
+    }
     # The inverted ranges are reported, each at its place in the input
     [outcome] = by_type(bundle, "OperationOutcome")
     expressions = [issue["expression"][0] for issue in outcome["resource"]["issue"]]
-    assert expressions == [f"Bundle.entry[{i}].resource(Observation/cbc-{name}).referenceRange[0]"
-                           for i, name in ((4, "hematocrit"), (5, "mcv"), (6, "mch"))]
+    assert expressions == [
+        f"Bundle.entry[{i}].resource(Observation/cbc-{name}).referenceRange[0]"
+        for i, name in ((4, "hematocrit"), (5, "mcv"), (6, "mch"))
+    ]
     mch = next(e for e in by_type(bundle, "Observation") if e["resource"]["id"] == "cbc-mch")["resource"]
     assert (mch["referenceRange"][0]["low"]["value"], mch["referenceRange"][0]["high"]["value"]) == (27, 32)
     assert "fallback" in mch["referenceRange"][0]["text"]
@@ -213,24 +245,33 @@ def test_us_core_cbc():
 
 
 def observation(code: str, display: str, value: float, unit: str, status: str = "final") -> dict:
-    return {"resourceType": "Observation", "id": f"obs-{code}", "status": status,
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "laboratory"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
-            "subject": {"reference": "urn:uuid:11111111-2222-4333-8444-555555555555"},
-            "effectiveDateTime": "2026-11-20T08:30:00Z",
-            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+    return {
+        "resourceType": "Observation",
+        "id": f"obs-{code}",
+        "status": status,
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+        "subject": {"reference": "urn:uuid:11111111-2222-4333-8444-555555555555"},
+        "effectiveDateTime": "2026-11-20T08:30:00Z",
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+    }
 
 
 def pancytopenia_bundle() -> dict:
     patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-05-01"}
-    observations = [observation("777-3", "Platelets", 12, "10*3/uL"),
-                    observation("6690-2", "Leukocytes", 1.1, "10*3/uL"),
-                    observation("751-8", "Neutrophils", 0.3, "10*3/uL", status="preliminary"),
-                    observation("718-7", "Hemoglobin", 7.5, "g/dL")]
+    observations = [
+        observation("777-3", "Platelets", 12, "10*3/uL"),
+        observation("6690-2", "Leukocytes", 1.1, "10*3/uL"),
+        observation("751-8", "Neutrophils", 0.3, "10*3/uL", status="preliminary"),
+        observation("718-7", "Hemoglobin", 7.5, "g/dL"),
+    ]
     entries = [{"fullUrl": "urn:uuid:11111111-2222-4333-8444-555555555555", "resource": patient}]
-    entries += [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": obs}
-                for i, obs in enumerate(observations)]
+    entries += [
+        {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": obs}
+        for i, obs in enumerate(observations)
+    ]
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
@@ -260,8 +301,9 @@ def test_pancytopenia_cbc_without_report():
     priority = next(e for e in flag_resource["extension"] if e["url"] == FLAG_PRIORITY_EXTENSION)
     assert priority["valueCodeableConcept"]["coding"][0]["code"] == "PH"
     assert "Pancytopenia" in flag_resource["code"]["text"] and "Critical value" in flag_resource["code"]["text"]
-    details = {e["valueReference"]["reference"] for e in flag_resource["extension"]
-               if e["url"] == FLAG_DETAIL_EXTENSION}
+    details = {
+        e["valueReference"]["reference"] for e in flag_resource["extension"] if e["url"] == FLAG_DETAIL_EXTENSION
+    }
     assert details == {report["fullUrl"], *(f"urn:uuid:00000000-0000-4000-8000-00000000000{i}" for i in range(4))}
     assert flag_resource["subject"] == resource["subject"]
     # The Patient the subject points to comes along, so the reference resolves inside the answer
@@ -284,11 +326,15 @@ def test_single_observation_gets_a_new_report():
     assert observation_entry["resource"]["id"] == "f005"
     assert flag_of(observation_entry["resource"]) == "L"  # 7.2 < 7.5 (the lab's), not < 7.0 (critical, §3)
     [report] = by_type(bundle, "DiagnosticReport")
-    assert report["resource"]["code"]["coding"][0] == {"system": "http://loinc.org", "code": "58410-2",
-                                                       "display": "CBC panel - Blood by Automated count"}
+    assert report["resource"]["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "58410-2",
+        "display": "CBC panel - Blood by Automated count",
+    }
     assert report["resource"]["status"] == "final"
-    assert report["resource"]["result"] == [{"reference": observation_entry["fullUrl"],
-                                             "display": "Hemoglobin [Mass/volume] in Blood"}]
+    assert report["resource"]["result"] == [
+        {"reference": observation_entry["fullUrl"], "display": "Hemoglobin [Mass/volume] in Blood"}
+    ]
     assert report["resource"]["subject"] == {"reference": "Patient/f001"}
     assert report["resource"]["effectiveDateTime"] == "2013-04-05T10:30:10+01:00"
     assert not by_type(bundle, "OperationOutcome")

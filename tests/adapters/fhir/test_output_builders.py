@@ -19,12 +19,32 @@ from tests.shared_data import FIXTURES
 
 #: clinical-rules.md section 1: the LOINC codes to accept, by analyte.
 LOINC_ANALYTES = {
-    "777-3": "platelets", "26515-7": "platelets", "6690-2": "wbc", "26464-8": "wbc", "804-5": "wbc",
-    "718-7": "hemoglobin", "20509-6": "hemoglobin", "4544-3": "hematocrit", "20570-8": "hematocrit",
-    "789-8": "rbc", "26453-1": "rbc", "787-2": "mcv", "30428-7": "mcv", "785-6": "mch", "786-4": "mchc",
-    "788-0": "rdw", "21000-5": "rdw", "751-8": "neutrophils", "26499-4": "neutrophils",
-    "731-0": "lymphocytes", "26474-7": "lymphocytes", "60474-4": "reticulocytes", "14196-0": "reticulocytes",
-    "17849-1": "reticulocytes_percent", "4679-7": "reticulocytes_percent", "31112-6": "reticulocytes_percent",
+    "777-3": "platelets",
+    "26515-7": "platelets",
+    "6690-2": "wbc",
+    "26464-8": "wbc",
+    "804-5": "wbc",
+    "718-7": "hemoglobin",
+    "20509-6": "hemoglobin",
+    "4544-3": "hematocrit",
+    "20570-8": "hematocrit",
+    "789-8": "rbc",
+    "26453-1": "rbc",
+    "787-2": "mcv",
+    "30428-7": "mcv",
+    "785-6": "mch",
+    "786-4": "mchc",
+    "788-0": "rdw",
+    "21000-5": "rdw",
+    "751-8": "neutrophils",
+    "26499-4": "neutrophils",
+    "731-0": "lymphocytes",
+    "26474-7": "lymphocytes",
+    "60474-4": "reticulocytes",
+    "14196-0": "reticulocytes",
+    "17849-1": "reticulocytes_percent",
+    "4679-7": "reticulocytes_percent",
+    "31112-6": "reticulocytes_percent",
 }
 SPEC = FIXTURES / "fhir-r4-spec-examples"
 US_CORE = FIXTURES / "us-core-cbc"
@@ -52,9 +72,16 @@ def result_of(resource: dict) -> dict[str, Any]:
     return out
 
 
-def cbc_from(observations: list[tuple[dict, str, str | None]], *, report: dict | None = None,
-             report_path: str | None = None, subject: str | None = None, patient: dict | None = None,
-             context: dict | None = None, collected_at: str | None = None) -> FhirCbc:
+def cbc_from(
+    observations: list[tuple[dict, str, str | None]],
+    *,
+    report: dict | None = None,
+    report_path: str | None = None,
+    subject: str | None = None,
+    patient: dict | None = None,
+    context: dict | None = None,
+    collected_at: str | None = None,
+) -> FhirCbc:
     """A FhirCbc from (Observation, path, reference) triples: one result per CBC analyte."""
     used, results = [], {}
     for resource, path, reference in observations:
@@ -69,8 +96,16 @@ def cbc_from(observations: list[tuple[dict, str, str | None]], *, report: dict |
     if collected_at:
         document["collected_at"] = collected_at
     non_final = [f"{u.analyte}: {u.status}" for u in used if u.status not in ("final", "amended", "corrected")]
-    return FhirCbc(document=document, locations={}, observations=used, report=report, report_path=report_path,
-                   patient=patient, subject=subject, non_final=non_final)
+    return FhirCbc(
+        document=document,
+        locations={},
+        observations=used,
+        report=report,
+        report_path=report_path,
+        patient=patient,
+        subject=subject,
+        non_final=non_final,
+    )
 
 
 def spec_example_read() -> tuple[FhirRead, dict]:
@@ -78,12 +113,23 @@ def spec_example_read() -> tuple[FhirRead, dict]:
     bundle = load(SPEC / "diagnosticreport-example.json")
     entries = bundle["entry"]
     report = entries[0]["resource"]
-    observations = [(e["resource"], f"Bundle.entry[{i}].resource", e["fullUrl"])
-                    for i, e in enumerate(entries) if e["resource"]["resourceType"] == "Observation"]
-    cbc = cbc_from(observations, report=report, report_path="Bundle.entry[0].resource",
-                   subject=report["subject"]["reference"], collected_at=report["effectiveDateTime"])
-    others = [e["resource"] for e in entries if e["resource"]["resourceType"] == "Observation"
-              and LOINC_ANALYTES.get(loinc(e["resource"]) or "") is None]
+    observations = [
+        (e["resource"], f"Bundle.entry[{i}].resource", e["fullUrl"])
+        for i, e in enumerate(entries)
+        if e["resource"]["resourceType"] == "Observation"
+    ]
+    cbc = cbc_from(
+        observations,
+        report=report,
+        report_path="Bundle.entry[0].resource",
+        subject=report["subject"]["reference"],
+        collected_at=report["effectiveDateTime"],
+    )
+    others = [
+        e["resource"]
+        for e in entries
+        if e["resource"]["resourceType"] == "Observation" and LOINC_ANALYTES.get(loinc(e["resource"]) or "") is None
+    ]
     return FhirRead(cbcs=[cbc], unused=[], ignored={"Observation": len(others)}), bundle
 
 

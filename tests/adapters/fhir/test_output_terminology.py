@@ -41,10 +41,10 @@ def contract_finding_codes(*, v2: bool = True) -> set[str]:
     """The finding codes listed in api-contract.md, under `findings[*].code`; with v2=False only those listed
     before the contract's "*v2*:" mark (the v1 vocabulary)."""
     text = (SHARED / "api-contract.md").read_text(encoding="utf-8")
-    block = text[text.index("`findings[*].code`"):]
-    block = block[:block.index("\n- ", 1)]
+    block = text[text.index("`findings[*].code`") :]
+    block = block[: block.index("\n- ", 1)]
     if not v2:
-        block = block[:block.index("*v2*")]
+        block = block[: block.index("*v2*")]
     return set(re.findall(r"`([a-z_]+)`", block)) - {"findings"}
 
 
@@ -89,12 +89,15 @@ def test_the_check_digit_catches_a_typo():
     assert not verhoeff_valid("320215000")  # two digits swapped
 
 
-@pytest.mark.parametrize("line, message", [
-    ("anemia,271737001,Anemia (disorder),SCT2,somewhere,", "not a SNOMED CT identifier"),
-    ("anemia,271737000,,SCT2,somewhere,", "needs its display"),
-    ("anemia,271737000,Anemia (disorder),,,", "needs its display"),
-    ("anemia,,,,,", "must say why"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("anemia,271737001,Anemia (disorder),SCT2,somewhere,", "not a SNOMED CT identifier"),
+        ("anemia,271737000,,SCT2,somewhere,", "needs its display"),
+        ("anemia,271737000,Anemia (disorder),,,", "needs its display"),
+        ("anemia,,,,,", "must say why"),
+    ],
+)
 def test_a_bad_row_stops_loading_with_file_and_line(tmp_path: Path, line: str, message: str):
     path = tmp_path / "snomed_ct.csv"
     path.write_text("finding_code,snomed_code,display,source_tag,source,note\n" + line + "\n", encoding="utf-8")
@@ -103,8 +106,12 @@ def test_a_bad_row_stops_loading_with_file_and_line(tmp_path: Path, line: str, m
 
 
 def bundles() -> list[dict]:
-    resources = [load(SPEC / "diagnosticreport-example.json"), load(SPEC / "diagnosticreport-example-ghp.json"),
-                 us_core_bundle(), pancytopenia_bundle()]
+    resources = [
+        load(SPEC / "diagnosticreport-example.json"),
+        load(SPEC / "diagnosticreport-example-ghp.json"),
+        us_core_bundle(),
+        pancytopenia_bundle(),
+    ]
     resources += [load(path) for path in sorted((FIXTURES / "synthea-r4-bundles").glob("*.json"))[:3]]
     out = []
     for resource in resources:

@@ -26,7 +26,8 @@ def _synthea(name: str) -> dict:
 
 def _requests(resource: dict, code: str) -> list[dict]:
     return [
-        e["resource"] for e in resource["entry"]
+        e["resource"]
+        for e in resource["entry"]
         if e["resource"]["resourceType"] == "MedicationRequest"
         and e["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == code
     ]
@@ -77,9 +78,14 @@ def _cbc_bundle(*extra: dict) -> dict:
 
 
 def test_a_record_entered_in_error_states_nothing_and_says_why() -> None:
-    record = {"resourceType": "MedicationStatement", "id": "m", "status": "entered-in-error", "subject": SUBJECT,
-              "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "L01XA03"}]},
-              "effectiveDateTime": "2026-11-10T09:00:00Z"}
+    record = {
+        "resourceType": "MedicationStatement",
+        "id": "m",
+        "status": "entered-in-error",
+        "subject": SUBJECT,
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "L01XA03"}]},
+        "effectiveDateTime": "2026-11-10T09:00:00Z",
+    }
     read = read_fhir(_cbc_bundle(record))
     assert "context" not in read.cbcs[0].document
     assert [(u.id, u.reason) for u in read.unused] == [("m", "status entered-in-error: not given")]

@@ -15,11 +15,16 @@ SYNTHEA = FIXTURES / "synthea-r4-bundles"
 
 # fixtures/README.md, synthea-r4-bundles: CBC panels (58410-2) and platelet values per file.
 SYNTHEA_PANELS = {
-    "Micah_Schinner": (9, 227.8, 441.0), "Granville_Crooks": (8, 212.7, 379.1),
-    "Cleo_Friesen": (8, 213.7, 433.2), "Whitney_Ortiz": (8, 207.6, 446.3),
-    "Lavern_Kassulke": (8, 154.7, 417.3), "Jordan_Cruickshank": (2, 180.1, 392.4),
-    "Clemente_Kreiger": (2, 151.4, 306.0), "Asa_Hermiston": (2, 150.3, 186.8),
-    "Stanley_Balistreri": (2, 236.1, 320.7), "Joie_Morissette": (2, 325.8, 328.1),
+    "Micah_Schinner": (9, 227.8, 441.0),
+    "Granville_Crooks": (8, 212.7, 379.1),
+    "Cleo_Friesen": (8, 213.7, 433.2),
+    "Whitney_Ortiz": (8, 207.6, 446.3),
+    "Lavern_Kassulke": (8, 154.7, 417.3),
+    "Jordan_Cruickshank": (2, 180.1, 392.4),
+    "Clemente_Kreiger": (2, 151.4, 306.0),
+    "Asa_Hermiston": (2, 150.3, 186.8),
+    "Stanley_Balistreri": (2, 236.1, 320.7),
+    "Joie_Morissette": (2, 325.8, 328.1),
 }
 
 
@@ -70,8 +75,13 @@ def test_f001_bloodexam_holds_only_references_so_each_is_unused_with_the_reason(
     read = read_fhir(_load(SPEC / "diagnosticreport-example-f001-bloodexam.json"))
     assert read.cbcs == []
     assert [(u.resource_type, u.id) for u in read.unused] == [
-        ("Observation", "f001"), ("Observation", "f002"), ("Observation", "f003"), ("Observation", "f004"),
-        ("Observation", "f005"), ("DiagnosticReport", "f001")]
+        ("Observation", "f001"),
+        ("Observation", "f002"),
+        ("Observation", "f003"),
+        ("Observation", "f004"),
+        ("Observation", "f005"),
+        ("DiagnosticReport", "f001"),
+    ]
     assert read.unused[0].path == "Bundle.entry[0].resource(DiagnosticReport/f001).result[0]"
     assert read.unused[0].reason == "the reference 'Observation/f001' does not resolve in the input"
     assert read.ignored == {"ServiceRequest": 1}
@@ -82,8 +92,11 @@ def test_f004_and_f005_single_observations():
     assert rbc.document["results"]["rbc"]["value"] == 4.12
     assert rbc.document["results"]["rbc"]["unit"] == "10*12/L"  # the UCUM code, not the text 10^12/L
     hb = read_fhir(_load(SPEC / "observation-example-f005-hemoglobin.json")).cbcs[0]
-    assert hb.document["results"]["hemoglobin"] == {"value": 7.2, "unit": "g/dL",
-                                                    "reference_range": {"low": 7.5, "high": 10.0}}
+    assert hb.document["results"]["hemoglobin"] == {
+        "value": 7.2,
+        "unit": "g/dL",
+        "reference_range": {"low": 7.5, "high": 10.0},
+    }
     assert hb.document["collected_at"] == "2013-04-05T10:30:10+01:00"  # effectivePeriod.start
 
 
@@ -93,14 +106,24 @@ def test_f004_and_f005_single_observations():
 def test_us_core_report_alone_has_eight_unresolved_results():
     read = read_fhir(_load(US_CORE / "diagnosticreport-cbc.json"))
     assert read.cbcs == []
-    assert [u.id for u in read.unused] == ["cbc-leukocytes", "cbc-erythrocytes", "cbc-hemoglobin", "cbc-hematocrit",
-                                           "cbc-mcv", "cbc-mch", "cbc-mchc", "cbc-platelets", "cbc"]
+    assert [u.id for u in read.unused] == [
+        "cbc-leukocytes",
+        "cbc-erythrocytes",
+        "cbc-hemoglobin",
+        "cbc-hematocrit",
+        "cbc-mcv",
+        "cbc-mch",
+        "cbc-mchc",
+        "cbc-platelets",
+        "cbc",
+    ]
 
 
 def test_us_core_files_in_one_bundle_make_one_cbc_and_the_inverted_ranges_are_said():
     resources = [_load(path) for path in sorted(US_CORE.glob("*.json"))]
-    read = read_fhir({"resourceType": "Bundle", "type": "collection",
-                      "entry": [{"resource": resource} for resource in resources]})
+    read = read_fhir(
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource} for resource in resources]}
+    )
     assert len(read.cbcs) == 1
     results = read.cbcs[0].document["results"]
     assert results["platelets"] == {"value": 200.0, "unit": "10*3/uL", "reference_range": {"low": 150.0, "high": 450.0}}

@@ -67,8 +67,10 @@ def test_a_second_pid_starts_a_new_patient():
     assert message.groups[1].patient.get(3) == "40206610"
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    ("", 400), ("hello", 400), ("PID|1||42", 400), ("MSH", 400), ("MSH|", 400), ("MSHx^~\\&|", 400)])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [("", 400), ("hello", 400), ("PID|1||42", 400), ("MSH", 400), ("MSH|", 400), ("MSHx^~\\&|", 400)],
+)
 def test_text_that_is_not_hl7_is_refused_as_ar(body, status):
     with pytest.raises(Hl7Problem) as caught:
         parse_message(body)

@@ -44,13 +44,18 @@ def test_nhapi_oru_local_codes_give_one_cbc():
     doc = cbc.document
     assert doc["patient"] == {"id": "40206609", "sex": "female", "birth_date": "1955-10-05"}  # PID-3, -8, -7
     assert doc["collected_at"] == "2005-09-21T05:20:00+00:00"  # OBR-7 200509210520, no offset: UTC
-    assert doc["results"]["platelets"] == {"value": 45.0, "unit": "k/uL",
-                                           "reference_range": {"low": 150.0, "high": 400.0}}
+    assert doc["results"]["platelets"] == {
+        "value": 45.0,
+        "unit": "k/uL",
+        "reference_range": {"low": 150.0, "high": 400.0},
+    }
     assert doc["results"]["wbc"]["value"] == 20.0
-    assert doc["results"]["hemoglobin"] == {"value": 12.0, "unit": "g/dL",
-                                            "reference_range": {"low": 14.0, "high": 24.0}}
-    assert set(doc["results"]) == {"wbc", "rbc", "hemoglobin", "hematocrit", "mcv", "mch", "mchc", "rdw",
-                                   "platelets"}
+    assert doc["results"]["hemoglobin"] == {
+        "value": 12.0,
+        "unit": "g/dL",
+        "reference_range": {"low": 14.0, "high": 24.0},
+    }
+    assert set(doc["results"]) == {"wbc", "rbc", "hemoglobin", "hematocrit", "mcv", "mch", "mchc", "rdw", "platelets"}
     assert cbc.source["observations"]["platelets"] == "OBR[1].OBX[17]"
     assert cbc.locations["results.platelets.unit"] == "OBR[1].OBX[17]-6"
     assert cbc.locations["patient.birth_date"] == "PID[1]-7"
@@ -65,7 +70,7 @@ def test_nhapi_status_z_is_used_and_labelled_not_final():
 
 def test_nhapi_text_comments_and_mpv_are_reported_not_used():
     result = read(NHAPI_ORU)
-    assert "TX" in unused_at(result, "OBR[1].OBX[18]")["reason"]   # PLTC's TX comment
+    assert "TX" in unused_at(result, "OBR[1].OBX[18]")["reason"]  # PLTC's TX comment
     mpv = unused_at(result, "OBR[1].OBX[19]")
     assert mpv["code"] == "MPV" and "not in the local-code map" in mpv["reason"]
     assert len(result.unused) == 11  # 9 TX comments of the used results + MPV and its comment
@@ -76,10 +81,10 @@ def test_orf_r04_gives_three_cbcs_and_its_corrected_wbc_is_final():
     assert len(result.cbcs) == 3
     for number, cbc in enumerate(result.cbcs, start=1):
         assert cbc.source["obr"] == f"OBR[{number}]"
-        assert cbc.document["results"]["platelets"]["value"] == 2.0   # PLTC 2 k/uL
-        assert cbc.document["results"]["wbc"]["value"] == 1.1         # status C
+        assert cbc.document["results"]["platelets"]["value"] == 2.0  # PLTC 2 k/uL
+        assert cbc.document["results"]["wbc"]["value"] == 1.1  # status C
         labelled = {entry["analyte"] for entry in cbc.source["non_final"]}
-        assert "wbc" not in labelled and "platelets" in labelled      # C is final, Z is not
+        assert "wbc" not in labelled and "platelets" in labelled  # C is final, Z is not
         assert cbc.document["patient"]["id"] == "2019877"
 
 
@@ -88,8 +93,9 @@ def test_lab_oru_1_pending_values_and_morphology_codes_are_reported():
     hemogram = result.cbcs[0]
     # Only the haematocrit (20570-8, 40.1 %, status P) is a CBC count of clinical-rules §1 with a value
     assert hemogram.document["results"] == {"hematocrit": {"value": 40.1, "unit": "%"}}
-    assert hemogram.source["non_final"] == [{"analyte": "hematocrit", "observation": "OBR[1].OBX[4]",
-                                             "status": "P", "meaning": "preliminary"}]
+    assert hemogram.source["non_final"] == [
+        {"analyte": "hematocrit", "observation": "OBR[1].OBX[4]", "status": "P", "meaning": "preliminary"}
+    ]
     hgb = unused_at(result, "OBR[1].OBX[3]")
     assert hgb["code"] == "20509-6" and "status I" in hgb["reason"] and "not assessed" in hgb["reason"]
     leukocytes = unused_at(result, "OBR[1].OBX[1]")
@@ -123,10 +129,16 @@ def test_lab_oru_2_keeps_its_unit_for_the_validator():
 def test_nist_lri_values_and_ranges_as_sent():
     [cbc] = read(NIST_LRI).cbcs
     results = cbc.document["results"]
-    assert results["wbc"] == {"value": 105600.0, "unit": "{cells}/uL",
-                              "reference_range": {"low": 4300.0, "high": 10800.0}}
-    assert results["platelets"] == {"value": 210000.0, "unit": "{cells}/uL",
-                                    "reference_range": {"low": 150000.0, "high": 350000.0}}
+    assert results["wbc"] == {
+        "value": 105600.0,
+        "unit": "{cells}/uL",
+        "reference_range": {"low": 4300.0, "high": 10800.0},
+    }
+    assert results["platelets"] == {
+        "value": 210000.0,
+        "unit": "{cells}/uL",
+        "reference_range": {"low": 150000.0, "high": 350000.0},
+    }
     assert results["hemoglobin"]["unit"] == "g/mL"
     assert results["rbc"]["reference_range"] == {"low": 4.3, "high": 6.2}  # "4.3 to 6.2"
     assert cbc.document["collected_at"] == "2011-01-03T14:34:28-08:00"

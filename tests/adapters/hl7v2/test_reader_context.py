@@ -43,8 +43,10 @@ def test_rxa_segments_give_the_heparin_start_and_myelosuppressive_therapy() -> N
     )
     result = read(message)
     [cbc] = result.cbcs
-    assert cbc.document["context"] == {"heparin_started_at": "2005-09-15T09:00:00+00:00",
-                                       "myelosuppressive_therapy": True}
+    assert cbc.document["context"] == {
+        "heparin_started_at": "2005-09-15T09:00:00+00:00",
+        "myelosuppressive_therapy": True,
+    }
     assert cbc.source["observations"]["context.heparin_started_at"] == "RXA[1]"
     assert cbc.source["observations"]["context.myelosuppressive_therapy"] == "RXA[2]"
     reasons = {entry["location"]: entry["reason"] for entry in result.unused if entry["location"].startswith("RXA")}

@@ -26,9 +26,17 @@ def test_statuses_outside_table_0085_are_used_as_not_final(code):
     assert "0085" in status.meaning or status.meaning == "no result status"
 
 
-@pytest.mark.parametrize(("code", "meaning"), [
-    ("I", "pending"), ("O", "order detail"), ("N", "not asked"), ("X", "cannot be obtained"),
-    ("D", "deletes"), ("W", "wrong")])
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [
+        ("I", "pending"),
+        ("O", "order detail"),
+        ("N", "not asked"),
+        ("X", "cannot be obtained"),
+        ("D", "deletes"),
+        ("W", "wrong"),
+    ],
+)
 def test_no_result_and_withdrawn_statuses_are_never_used(code, meaning):
     status = read_status(code)
     assert status.used is False

@@ -40,7 +40,7 @@ def test_bytes_that_are_not_utf8_without_msh18_are_refused_naming_the_byte():
     with pytest.raises(Hl7Problem) as caught:
         decode(body)
     assert caught.value.status == 400
-    assert f"byte {body.index(0xfc)}" in caught.value.detail
+    assert f"byte {body.index(0xFC)}" in caught.value.detail
 
 
 def test_the_charset_of_the_content_type_wins():
@@ -58,4 +58,4 @@ def test_bytes_that_msh18_says_are_utf8_or_ascii_but_are_not_are_refused(declare
     with pytest.raises(Hl7Problem) as caught:
         decode(body)
     assert caught.value.status == 400
-    assert declared in caught.value.detail and f"byte {body.index(0xfc)}" in caught.value.detail
+    assert declared in caught.value.detail and f"byte {body.index(0xFC)}" in caught.value.detail

@@ -66,7 +66,7 @@ def assert_same_rows(
     left = csv_rows.sort_values(key).reset_index(drop=True)
     right = parquet_rows.sort_values(key).reset_index(drop=True)
     assert list(left[key].itertuples(index=False)) == list(right[key].itertuples(index=False))
-    assert sorted(left.columns) == sorted(right.columns), (set(left.columns) ^ set(right.columns))
+    assert sorted(left.columns) == sorted(right.columns), set(left.columns) ^ set(right.columns)
     for name in left.columns:
         differ = left[name] != right[name]
         # A censored value ("<5") is written as sent in the CSV; Parquet's number column leaves it null.

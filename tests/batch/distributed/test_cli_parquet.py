@@ -98,5 +98,6 @@ def test_the_summary_names_the_input_by_its_sha256(wide_parquet: Path, tmp_path:
     both = tmp_path / "both.json"
     assert main(["interpret", str(folder), "-o", str(tmp_path / "out2"), "-q", "--summary", str(both)]) == 0
     manifest = "".join(
-        f"{name}\0{hashlib.sha256((folder / name).read_bytes()).hexdigest()}\n" for name in ("a.parquet", "b.parquet"))
+        f"{name}\0{hashlib.sha256((folder / name).read_bytes()).hexdigest()}\n" for name in ("a.parquet", "b.parquet")
+    )
     assert json.loads(both.read_text())["content_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
