@@ -31,33 +31,10 @@ from labservice.config import load_settings
 from labservice.extensions import RULESET_EXTENSION
 from tests.api.helpers import URL as INTERPRETATIONS
 from tests.api.helpers import assert_problem
-from tests.shared_data import MIMIC_CLOCK_SKEW_SECONDS, MIMIC_LABEVENTS
+from tests.shared_data import MIMIC_CLOCK_SKEW_SECONDS, MIMIC_LABEVENTS, MIMIC_MAPPING
 
 BATCHES = "/api/v1/batches"
 LABEVENTS = MIMIC_LABEVENTS
-MIMIC_MAPPING: dict[str, Any] = {
-    "shape": "long",
-    "columns": {
-        "HADM_ID": "sample_id",
-        "CHARTTIME": "collected_at",
-        "ITEMID": "item",
-        "VALUE": "value",
-        "VALUEUOM": "unit",
-    },
-    "items": {
-        "51265": "platelets",
-        "51301": "wbc",
-        "51222": "hemoglobin",
-        "51221": "hematocrit",
-        "51279": "rbc",
-        "51250": "mcv",
-        "51248": "mch",
-        "51249": "mchc",
-        "51277": "rdw",
-        "51256": "neutrophils_percent",
-        "51283": "reticulocytes_percent",
-    },
-}
 
 # Adult fallback ranges (§2): platelets 150-410, WBC 4.0-10.0, neutrophils 2.0-7.0, lymphocytes 1.0-3.0,
 # Hb female 12.0-15.0 / male 13.0-17.0; critical values §3; CTCAE v5.0 grades §4.

@@ -25,33 +25,10 @@ from typing import Any
 import pytest
 
 from labservice.batch import BatchOptions, load_mapping_text, run_batch
-from tests.shared_data import MIMIC_LABEVENTS
+from tests.shared_data import MIMIC_LABEVENTS, MIMIC_MAPPING
 
 LABEVENTS = MIMIC_LABEVENTS
 
-MAPPING = {
-    "shape": "long",
-    "columns": {
-        "HADM_ID": "sample_id",
-        "CHARTTIME": "collected_at",
-        "ITEMID": "item",
-        "VALUE": "value",
-        "VALUEUOM": "unit",
-    },
-    "items": {
-        "51265": "platelets",
-        "51301": "wbc",
-        "51222": "hemoglobin",
-        "51221": "hematocrit",
-        "51279": "rbc",
-        "51250": "mcv",
-        "51248": "mch",
-        "51249": "mchc",
-        "51277": "rdw",
-        "51256": "neutrophils_percent",
-        "51283": "reticulocytes_percent",
-    },
-}
 PLT, WBC, HGB, NEUT_PCT = "51265", "51301", "51222", "51256"
 
 # clinical-rules.md thresholds (counts in 10^9/L, Hb in g/dL), adult fallback ranges (§2, no age in MIMIC):
@@ -132,7 +109,7 @@ def read_raw() -> Raw:
         for row in reader:
             rows_in += 1
             line = reader.line_num  # no record of this file spans two lines (76,075 lines, 76,074 rows)
-            if row["ITEMID"] not in MAPPING["items"]:
+            if row["ITEMID"] not in MIMIC_MAPPING["items"]:
                 ignored += 1
                 continue
             if not row["HADM_ID"]:
@@ -167,7 +144,7 @@ def raw() -> Raw:
 
 @pytest.fixture(scope="module")
 def answer() -> Answer:
-    options = load_mapping_text(json.dumps(MAPPING))
+    options = load_mapping_text(json.dumps(MIMIC_MAPPING))
     csv_out, json_out = io.StringIO(), io.StringIO()
     with LABEVENTS.open("rb") as handle:
         summary = run_batch(handle, csv_out=csv_out, json_out=json_out, options=options)
@@ -401,7 +378,7 @@ def test_critical_values(raw: Raw, by_group: dict[tuple[str, str], dict[str, str
 
 def test_options_mapping_round_trip() -> None:
     """The mapping document for MIMIC loads into the options it states."""
-    options = load_mapping_text(json.dumps(MAPPING))
+    options = load_mapping_text(json.dumps(MIMIC_MAPPING))
     assert isinstance(options, BatchOptions)
     assert options.shape == "long"
     assert options.items[PLT] == "platelets"
