@@ -62,8 +62,7 @@ def apply_history_rules(
     """The CBCs as the history rules leave them (same order; a CBC they change nothing for is returned as is)."""
     starts = [heparin_context(getattr(item, "context", None)) for item in items]
     marks = [
-        item.critical if getattr(item, "critical", None) is not None else critical_marks(item.answer.get("analytes"))
-        for item in items
+        item.critical if item.critical is not None else critical_marks(item.answer.get("analytes")) for item in items
     ]
     # How far back each CBC needs the stored ones: the delta window for a critical value, 72 hours for an MCV,
     # the day heparin started for the HIT items. A CBC that needs none (or has no time) asks for nothing.
@@ -117,6 +116,15 @@ def apply_history_rules(
         codes = [*item.findings, *(code for code in added if code not in item.findings)]
         # The history findings lead the worklist line, as the delta findings do: they are what the history adds.
         reason = reason_of([*added, *item.findings], values) if added else item.reason
-        changed = {"answer_text": None, "critical": None} if hasattr(item, "answer_text") else {}
-        out.append(replace(item, answer=answer, urgency=answer["urgency"], findings=codes, reason=reason, **changed))
+        out.append(
+            replace(
+                item,
+                answer=answer,
+                answer_text=None,  # the text (if any) is the answer before the history rules
+                critical=None,
+                urgency=answer["urgency"],
+                findings=codes,
+                reason=reason,
+            )
+        )
     return out
